@@ -1,0 +1,31 @@
+# The two commands of the README: `make demo` and `make test`.  Each builds (or reuses)
+# the virtual environment $(VENV); torch is pinned by constraints.txt so that the local
+# CPU wheel is used instead of a multi-GB CUDA build.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PIP := $(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt
+
+.PHONY: demo test test-slow venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) -q torch==2.13.0 2>&1 | grep -v "is ignored" || true
+	$(PIP) -q -e '.[test]' 2>&1 | grep -v "is ignored" || true
+	$(BIN)/python -c "import mtlens, torch, pytest"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/mtlens study mnist_pair --seeds 3 --store runs/demo --report reports/demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) runs reports

@@ -1,0 +1,158 @@
+"""Tasks: what a head predicts, how it is scored, and how labels are sampled from it.
+
+A :class:`Task` bundles everything the trainer, the probes and the analysis need to
+know about one prediction problem.  Its ``loss`` is the per-example negative
+log-likelihood ``-log p_theta(y | x)`` (up to a constant), which is what makes the
+Fisher-information probe well defined: with labels ``y_hat ~ sample_labels(outputs)``
+drawn from the model, ``grad loss(outputs, y_hat) = -grad log p_theta(y_hat | x)``.
+
+Three constructors cover the common heads:
+
+* :func:`classification_task` -- ``C``-way softmax, cross-entropy, accuracy/error.
+* :func:`binary_task` -- one logit, Bernoulli likelihood, accuracy/error.
+* :func:`regression_task` -- ``d`` outputs, unit-variance Gaussian likelihood
+  (loss ``0.5 * ||y - f(x)||^2``), mean squared error.
+
+A user's own task is just another ``Task`` with these fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import torch
+from torch import Tensor, nn
+
+PerExampleLoss = Callable[[Tensor, Tensor], Tensor]
+"""``(outputs (N, ...), targets (N, ...)) -> per-example losses (N,)``."""
+
+Metric = Callable[[Tensor, Tensor], Tensor]
+"""``(outputs (N, ...), targets (N, ...)) -> per-example scores (N,)``; averaged by the evaluator."""
+
+LabelSampler = Callable[[Tensor, torch.Generator], Tensor]
+"""``(outputs (N, ...), generator) -> targets (N, ...)`` drawn from ``p_theta(. | x)``."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """One prediction problem solved by one head on top of the shared encoder.
+
+    Attributes:
+        name: unique name of the task inside its setting.
+        head: ``feature_dim -> nn.Module`` building the task's head.
+        loss: per-example negative log-likelihood, shape ``(N,)``.
+        metrics: name -> per-example score, each shape ``(N,)``; the evaluator averages them.
+        sample_labels: draws targets from the model's predictive distribution.
+        lower_is_better: for each metric name, whether smaller values are better.
+        selection_metric: the validation metric used to select checkpoints.
+    """
+
+    name: str
+    head: Callable[[int], nn.Module]
+    loss: PerExampleLoss
+    metrics: Mapping[str, Metric]
+    sample_labels: LabelSampler
+    lower_is_better: Mapping[str, bool] = field(default_factory=dict)
+    selection_metric: str = "loss"
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name:
+            raise ValueError(f"task name {self.name!r} must be non-empty and contain no '/'")
+        unknown = set(self.lower_is_better) - set(self.metrics) - {"loss"}
+        if unknown:
+            raise ValueError(f"task {self.name!r}: lower_is_better names unknown metrics {sorted(unknown)}")
+        if self.selection_metric != "loss" and self.selection_metric not in self.metrics:
+            raise ValueError(
+                f"task {self.name!r}: selection_metric {self.selection_metric!r} is not one of "
+                f"{['loss', *self.metrics]}"
+            )
+
+    def is_lower_better(self, metric: str) -> bool:
+        """Whether smaller values of ``metric`` (``'loss'`` or a metric name) are better."""
+        return True if metric == "loss" else self.lower_is_better.get(metric, False)
+
+
+def _linear_head(out_features: int) -> Callable[[int], nn.Module]:
+    return lambda feature_dim: nn.Linear(feature_dim, out_features)
+
+
+def _accuracy(outputs: Tensor, targets: Tensor) -> Tensor:
+    return (outputs.argmax(dim=-1) == targets).float()
+
+
+def _sample_categorical(outputs: Tensor, generator: torch.Generator) -> Tensor:
+    probs = torch.softmax(outputs.detach().float(), dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def classification_task(name: str, n_classes: int, head: Callable[[int], nn.Module] | None = None) -> Task:
+    """A ``n_classes``-way softmax task: loss = cross-entropy, metrics = accuracy and error."""
+
+    def cross_entropy(outputs: Tensor, targets: Tensor) -> Tensor:
+        return nn.functional.cross_entropy(outputs, targets, reduction="none")
+
+    return Task(
+        name=name,
+        head=head or _linear_head(n_classes),
+        loss=cross_entropy,
+        metrics={"accuracy": _accuracy, "error": lambda o, t: 1.0 - _accuracy(o, t)},
+        sample_labels=_sample_categorical,
+        lower_is_better={"accuracy": False, "error": True},
+        selection_metric="error",
+    )
+
+
+def binary_task(name: str, head: Callable[[int], nn.Module] | None = None) -> Task:
+    """A binary task with one logit ``z``: ``p(y=1|x) = sigmoid(z)``, loss = binary cross-entropy."""
+
+    def bce(outputs: Tensor, targets: Tensor) -> Tensor:
+        return nn.functional.binary_cross_entropy_with_logits(
+            outputs.squeeze(-1), targets.to(outputs.dtype), reduction="none"
+        )
+
+    def accuracy(outputs: Tensor, targets: Tensor) -> Tensor:
+        return ((outputs.squeeze(-1) > 0).long() == targets.long()).float()
+
+    def sample(outputs: Tensor, generator: torch.Generator) -> Tensor:
+        return torch.bernoulli(torch.sigmoid(outputs.detach().float().squeeze(-1)), generator=generator)
+
+    return Task(
+        name=name,
+        head=head or _linear_head(1),
+        loss=bce,
+        metrics={"accuracy": accuracy, "error": lambda o, t: 1.0 - accuracy(o, t)},
+        sample_labels=sample,
+        lower_is_better={"accuracy": False, "error": True},
+        selection_metric="error",
+    )
+
+
+def regression_task(name: str, dim: int = 1, head: Callable[[int], nn.Module] | None = None) -> Task:
+    """A ``dim``-output regression with unit-variance Gaussian likelihood.
+
+    loss = ``0.5 * sum_j (y_j - f_j(x))^2`` (the NLL up to a constant); metric ``mse`` is
+    the per-example mean of squared errors over the ``dim`` outputs.
+    """
+
+    def gaussian_nll(outputs: Tensor, targets: Tensor) -> Tensor:
+        diff = outputs.reshape(len(outputs), -1) - targets.reshape(len(targets), -1).to(outputs.dtype)
+        return 0.5 * diff.pow(2).sum(dim=1)
+
+    def mse(outputs: Tensor, targets: Tensor) -> Tensor:
+        diff = outputs.reshape(len(outputs), -1) - targets.reshape(len(targets), -1).to(outputs.dtype)
+        return diff.pow(2).mean(dim=1)
+
+    def sample(outputs: Tensor, generator: torch.Generator) -> Tensor:
+        mean = outputs.detach().float()
+        return mean + torch.randn(mean.shape, generator=generator, device=mean.device)
+
+    return Task(
+        name=name,
+        head=head or _linear_head(dim),
+        loss=gaussian_nll,
+        metrics={"mse": mse},
+        sample_labels=sample,
+        lower_is_better={"mse": True},
+        selection_metric="mse",
+    )

@@ -1,0 +1,160 @@
+"""Run configs: validated before any training, with errors that name the offending key.
+
+A :class:`RunConfig` describes one training run.  ``tasks`` with one task is a
+single-task (STL) run, with several a multi-task (MTL) run.  ``None`` hyperparameters
+take the setting's defaults when the config is resolved (:func:`resolve_config`), so a
+stored config always holds the concrete values that were used.
+
+The MTL objective handed to the update method is ``C * sum_t s_t * L_t`` with
+``C = loss_scale`` (1 in the paper) and ``s_t = task_loss_scales.get(t, 1)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mtlens.settings import Setting, check_setting_options, load_setting, setting_factory
+
+
+class ConfigError(ValueError):
+    """An invalid config; the message names each offending key and what would be valid."""
+
+
+class RunConfig(BaseModel):
+    """One training run.  See the module docstring for the objective."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    setting: str
+    setting_options: dict[str, Any] = Field(default_factory=dict)
+    tasks: list[str] | None = None
+    method: str = "sum"
+    method_options: dict[str, Any] = Field(default_factory=dict)
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: float | None = Field(default=None, gt=0)
+    momentum: float = Field(default=0.0, ge=0, lt=1)
+    batch_size: int | None = Field(default=None, gt=0)
+    epochs: int | None = Field(default=None, gt=0)
+    eval_every_steps: int | None = Field(default=None, gt=0)
+    train_eval_size: int = Field(default=1024, gt=0)
+    loss_scale: float = Field(default=1.0, gt=0)
+    task_loss_scales: dict[str, float] = Field(default_factory=dict)
+    seed: int = Field(default=0, ge=0)
+    device: str = "cpu"
+
+    @field_validator("setting")
+    @classmethod
+    def _known_setting(cls, value: str) -> str:
+        try:
+            setting_factory(value)
+        except KeyError as err:
+            raise ValueError(err.args[0]) from None
+        return value
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        from mtlens.aggregators import method_factory
+
+        try:
+            method_factory(value)
+        except KeyError as err:
+            raise ValueError(err.args[0]) from None
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _usable_device(cls, value: str) -> str:
+        try:
+            device = torch.device(value)
+        except RuntimeError as err:
+            raise ValueError(f"{value!r} is not a device; use 'cpu', 'cuda' or 'cuda:N'") from err
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("CUDA was requested but torch.cuda.is_available() is False on this machine")
+        if device.type not in ("cpu", "cuda"):
+            raise ValueError(f"device type {device.type!r} is not supported; use 'cpu' or 'cuda'")
+        return value
+
+    @field_validator("task_loss_scales")
+    @classmethod
+    def _positive_scales(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in value.items() if not v > 0}
+        if bad:
+            raise ValueError(f"task loss scales must be > 0, got {bad}")
+        return value
+
+    @property
+    def mode(self) -> str:
+        """``'stl'`` for a one-task run, ``'mtl'`` otherwise (valid once resolved)."""
+        return "stl" if self.tasks is not None and len(self.tasks) == 1 else "mtl"
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that define the run's trajectory (everything but the device)."""
+        return self.model_dump(exclude={"device"})
+
+    @property
+    def run_id(self) -> str:
+        """Readable and unique: ``setting-mode-task-method-sSEED-HASH`` of :meth:`identity`."""
+        digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:10]
+        which = self.tasks[0] if self.mode == "stl" and self.tasks else "all"
+        return f"{self.setting}-{self.mode}-{which}-{self.method}-s{self.seed}-{digest}"
+
+
+def parse_config(raw: dict[str, Any]) -> RunConfig:
+    """Validate a raw dict into a :class:`RunConfig`, raising :class:`ConfigError` naming bad keys."""
+    try:
+        config = RunConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_describe(err)) from None
+    try:
+        check_setting_options(config.setting, config.setting_options)
+    except ValueError as err:
+        raise ConfigError(f"setting_options: {err}") from None
+    from mtlens.aggregators import check_method_options
+
+    try:
+        check_method_options(config.method, config.method_options)
+    except ValueError as err:
+        raise ConfigError(f"method_options: {err}") from None
+    return config
+
+
+def resolve_config(config: RunConfig, setting: Setting | None = None) -> RunConfig:
+    """Fill ``None`` fields from the setting and check task names against it."""
+    setting = setting or load_setting(config.setting, **config.setting_options)
+    tasks = list(config.tasks) if config.tasks is not None else setting.task_names
+    unknown = [t for t in tasks if t not in setting.task_names]
+    if unknown or not tasks or len(set(tasks)) != len(tasks):
+        raise ConfigError(
+            f"tasks: {tasks} is not a non-empty list of distinct tasks of setting {setting.name!r}; "
+            f"its tasks are {setting.task_names}"
+        )
+    bad_scales = sorted(set(config.task_loss_scales) - set(tasks))
+    if bad_scales:
+        raise ConfigError(f"task_loss_scales: {bad_scales} are not tasks of this run ({tasks})")
+    defaults = setting.defaults
+    return config.model_copy(
+        update={
+            "tasks": [t for t in setting.task_names if t in tasks],
+            "lr": config.lr if config.lr is not None else defaults.lr,
+            "batch_size": config.batch_size if config.batch_size is not None else defaults.batch_size,
+            "epochs": config.epochs if config.epochs is not None else defaults.epochs,
+        }
+    )
+
+
+def _describe(err: ValidationError) -> str:
+    lines = []
+    for item in err.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "<config>"
+        if item["type"] == "extra_forbidden":
+            valid = ", ".join(RunConfig.model_fields)
+            lines.append(f"{key}: unknown key; valid keys are: {valid}")
+        else:
+            lines.append(f"{key}: {item['msg']}")
+    return "invalid config:\n  " + "\n  ".join(lines)

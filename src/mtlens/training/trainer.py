@@ -1,0 +1,172 @@
+"""The trainer: STL and MTL runs under identical steps, optimizer and data order.
+
+One optimizer step draws a batch per input source (:class:`BatchStream`), runs the
+encoder once per source, computes every task's mean loss ``L_t`` and hands the scaled
+losses ``C * s_t * L_t`` to the run's update method (``sum`` by default), then steps
+the optimizer (Adam, or SGD with optional momentum; constant learning rate).
+
+Recording and checkpoints.  At step 0, at the end of every epoch and every
+``eval_every_steps`` steps, each task of the run is evaluated on its fixed training
+subset and on its validation and test splits; the rows are written to the store and
+then a checkpoint is written.  A run killed at any moment resumes from its last
+checkpoint: rows recorded after it are discarded and recomputed, and because the
+batch order, the model and every RNG stream are restored, the resumed trajectory is
+identical to an uninterrupted one.
+
+A non-finite training loss ends the run with state ``diverged`` (recorded rows are
+kept); a finished or diverged run is never trained again.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from mtlens.aggregators import make_method
+from mtlens.models import MultiTaskModel, build_model, derived_seed
+from mtlens.settings import Setting, load_setting
+from mtlens.store import RunStore, atomic_write
+from mtlens.training.batches import BatchStream
+from mtlens.training.config import RunConfig, resolve_config
+from mtlens.training.evaluate import evaluate_task, train_eval_rows
+
+
+def make_optimizer(config: RunConfig, model: MultiTaskModel) -> torch.optim.Optimizer:
+    """Adam (default betas/eps) or SGD with ``config.momentum``, at the constant ``config.lr``."""
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr)
+    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+
+
+def configure_determinism() -> None:
+    """Make CPU (and, where possible, CUDA) kernels deterministic."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+
+
+def train_run(config: RunConfig, store: RunStore, setting: Setting | None = None,
+              progress: bool = True) -> str:
+    """Train (or resume, or skip if complete) the run of ``config``; return its final state."""
+    setting = setting or load_setting(config.setting, **config.setting_options)
+    config = resolve_config(config, setting)
+    run_id = config.run_id
+    if store.is_done(run_id):
+        return store.status(run_id)["state"]
+    with store.lock(run_id):
+        store.write_config(run_id, config.model_dump())
+        return _Run(config, setting, store).train(progress)
+
+
+class _Run:
+    """The state of one run being trained."""
+
+    def __init__(self, config: RunConfig, setting: Setting, store: RunStore):
+        configure_determinism()
+        self.config, self.setting, self.store = config, setting, store
+        self.run_id = config.run_id
+        self.device = torch.device(config.device)
+        self.tasks = setting.select(config.tasks)
+        torch.manual_seed(derived_seed(config.seed, "torch"))
+        self.model = build_model(setting.encoder, setting.feature_dim, self.tasks, config.seed).to(self.device)
+        self.optimizer = make_optimizer(config, self.model)
+        self.method = make_method(config.method, config.method_options, config.seed)
+        self.stream = BatchStream(setting, config.tasks, config.batch_size, config.seed, self.device)
+        self.steps_per_epoch = setting.steps_per_epoch(config.batch_size)
+        self.total_steps = config.epochs * self.steps_per_epoch
+        self.train_rows = {
+            t.name: train_eval_rows(setting.data[t.name].train, config.train_eval_size, t.name) for t in self.tasks
+        }
+        self.scales = {t: config.loss_scale * config.task_loss_scales.get(t, 1.0) for t in config.tasks}
+
+    # -- the loop -------------------------------------------------------------------------
+    def train(self, progress: bool) -> str:
+        step = self._restore()
+        bar = tqdm(total=self.total_steps, initial=step, desc=self.run_id, disable=not progress,
+                   leave=False, dynamic_ncols=True)
+        with bar:
+            while step < self.total_steps:
+                step += 1
+                losses = self._losses()
+                bad = {t: v.item() for t, v in losses.items() if not math.isfinite(v.item())}
+                if bad:
+                    self.store.finalize(self.run_id, "diverged", step, f"non-finite loss at step {step}: {bad}")
+                    return "diverged"
+                self.optimizer.zero_grad(set_to_none=True)
+                self.method.backward({t: self.scales[t] * v for t, v in losses.items()}, self.model)
+                self.optimizer.step()
+                bar.update(1)
+                if self._is_record_step(step):
+                    self._record(step)
+                    self._checkpoint(step)
+        self.store.finalize(self.run_id, "finished", step)
+        return "finished"
+
+    def _losses(self) -> dict[str, torch.Tensor]:
+        self.model.train()
+        losses = {}
+        for batch in self.stream.next().values():
+            outputs = self.model(batch.inputs, list(batch.targets))
+            for task_name, targets in batch.targets.items():
+                losses[task_name] = self.setting.task(task_name).loss(outputs[task_name], targets).mean()
+        return losses
+
+    def _is_record_step(self, step: int) -> bool:
+        every = self.config.eval_every_steps
+        return step % self.steps_per_epoch == 0 or (every is not None and step % every == 0)
+
+    # -- recording ------------------------------------------------------------------------
+    def _record(self, step: int) -> None:
+        records: list[dict[str, Any]] = []
+        for task in self.tasks:
+            data = self.setting.data[task.name]
+            for split_name, rows in (("train", self.train_rows[task.name]), ("val", None), ("test", None)):
+                scores = evaluate_task(self.model, task, data.split(split_name), self.device, rows)
+                records += [
+                    {"task": task.name, "quantity": f"{split_name}/{name}", "value": value}
+                    for name, value in scores.items()
+                ]
+        frame = pd.DataFrame.from_records(records)
+        frame = frame.assign(
+            run_id=self.run_id, setting=self.config.setting, mode=self.config.mode, method=self.config.method,
+            seed=self.config.seed, step=step, epoch=step / self.steps_per_epoch,
+        )
+        self.store.write_part(self.run_id, step, frame)
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def _checkpoint(self, step: int) -> None:
+        state = {
+            "step": step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "method": self.method.state_dict(),
+            "stream": self.stream.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+        }
+        atomic_write(self.store.checkpoint_path(self.run_id), lambda tmp: torch.save(state, tmp))
+        self.store.set_status(self.run_id, "running", step)
+
+    def _restore(self) -> int:
+        """Load the last checkpoint (returning its step), or record step 0 of a fresh run."""
+        path = self.store.checkpoint_path(self.run_id)
+        if not path.exists():
+            self.store.discard_parts_after(self.run_id, -1)
+            self._record(0)
+            self._checkpoint(0)
+            return 0
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.method.load_state_dict(state["method"])
+        self.stream.load_state_dict(state["stream"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if state["cuda_rng"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+        self.store.discard_parts_after(self.run_id, state["step"])
+        return int(state["step"])
