@@ -3,6 +3,7 @@
 Layout under the store root::
 
     runs/<run_id>/config.json        the run's full config (written once)
+    runs/<run_id>/tasks.json         per task: selection metric and metric directions
     runs/<run_id>/status.json        {"state": running|finished|diverged|failed, "step", "message", ...}
     runs/<run_id>/parts/<step>.parquet  trajectory rows recorded at one step (while running)
     runs/<run_id>/trajectory.parquet  all rows, written when the run ends
@@ -70,6 +71,21 @@ class RunStore:
 
     def config(self, run_id: str) -> dict[str, Any]:
         return read_json(self.run_dir(run_id) / "config.json")
+
+    def write_task_info(self, run_id: str, info: dict[str, Any]) -> None:
+        """Write what analysis needs to know about the run's tasks (metric directions,
+        selection metric), so analysis never has to load a setting's data."""
+        atomic_write_json(self.run_dir(run_id) / "tasks.json", info)
+
+    def task_info(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """``(setting, task) -> info``, merged over all runs (the same in every run of a setting)."""
+        merged: dict[tuple[str, str], dict[str, Any]] = {}
+        for run_id in self.run_ids():
+            path = self.run_dir(run_id) / "tasks.json"
+            if path.exists():
+                setting = self.config(run_id)["setting"]
+                merged.update({(setting, task): info for task, info in read_json(path).items()})
+        return merged
 
     def set_status(self, run_id: str, state: str, step: int, message: str = "", **extra: Any) -> None:
         if state not in STATES:
@@ -166,7 +182,8 @@ class RunStore:
             config = self.config(run_id)
             status = self.status(run_id) or {"state": "pending", "step": 0, "message": ""}
             flat = {k: v for k, v in config.items() if not isinstance(v, (dict, list))}
-            flat["tasks"] = ",".join(config.get("tasks", []))
+            flat["tasks"] = ",".join(config.get("tasks") or [])
+            flat["mode"] = "stl" if len(config.get("tasks") or []) == 1 else "mtl"
             records.append(
                 {"run_id": run_id, **flat, "state": status["state"], "last_step": status["step"],
                  "message": status.get("message", "")}

@@ -18,11 +18,8 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from mtlens.errors import ConfigError, MtlensError
 from mtlens.settings import Setting, check_setting_options, load_setting, setting_factory
-
-
-class ConfigError(ValueError):
-    """An invalid config; the message names each offending key and what would be valid."""
 
 
 class RunConfig(BaseModel):
@@ -124,9 +121,19 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
     return config
 
 
+def load_configured_setting(config: RunConfig) -> Setting:
+    """Build the config's setting; an option value the setting rejects becomes a :class:`ConfigError`."""
+    try:
+        return load_setting(config.setting, **config.setting_options)
+    except (ValueError, TypeError) as err:
+        if isinstance(err, MtlensError):
+            raise
+        raise ConfigError(f"setting_options of {config.setting!r}: {err}") from None
+
+
 def resolve_config(config: RunConfig, setting: Setting | None = None) -> RunConfig:
     """Fill ``None`` fields from the setting and check task names against it."""
-    setting = setting or load_setting(config.setting, **config.setting_options)
+    setting = setting or load_configured_setting(config)
     tasks = list(config.tasks) if config.tasks is not None else setting.task_names
     unknown = [t for t in tasks if t not in setting.task_names]
     if unknown or not tasks or len(set(tasks)) != len(tasks):

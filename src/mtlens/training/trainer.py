@@ -29,10 +29,10 @@ from tqdm.auto import tqdm
 
 from mtlens.aggregators import make_method
 from mtlens.models import MultiTaskModel, build_model, derived_seed
-from mtlens.settings import Setting, load_setting
+from mtlens.settings import Setting
 from mtlens.store import RunStore, atomic_write
 from mtlens.training.batches import BatchStream
-from mtlens.training.config import RunConfig, resolve_config
+from mtlens.training.config import RunConfig, load_configured_setting, resolve_config
 from mtlens.training.evaluate import evaluate_task, train_eval_rows
 
 
@@ -53,13 +53,18 @@ def configure_determinism() -> None:
 def train_run(config: RunConfig, store: RunStore, setting: Setting | None = None,
               progress: bool = True) -> str:
     """Train (or resume, or skip if complete) the run of ``config``; return its final state."""
-    setting = setting or load_setting(config.setting, **config.setting_options)
+    setting = setting or load_configured_setting(config)
     config = resolve_config(config, setting)
     run_id = config.run_id
     if store.is_done(run_id):
         return store.status(run_id)["state"]
     with store.lock(run_id):
         store.write_config(run_id, config.model_dump())
+        store.write_task_info(run_id, {
+            t.name: {"selection_metric": t.selection_metric,
+                     "lower_is_better": {m: t.is_lower_better(m) for m in ["loss", *t.metrics]}}
+            for t in setting.select(config.tasks)
+        })
         return _Run(config, setting, store).train(progress)
 
 

@@ -1,0 +1,175 @@
+"""The command line: ``mtlens study | runs | report | settings``.
+
+Every command validates its whole input before training anything; a bad config key or
+unknown name exits with status 2 and one message naming the key and the valid choices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from mtlens.errors import ConfigError, MtlensError
+
+DEFAULT_STORE = "runs/mtlens"
+
+
+def _parse_value(text: str) -> Any:
+    """``key=value`` values are YAML scalars: ``3`` -> int, ``1e-3`` -> float, ``same`` -> str."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)  # YAML 1.1 reads "1e-3" as a string
+        except ValueError:
+            return value
+    return value
+
+
+def _pairs(items: Sequence[str], flag: str) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"{flag} expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = _parse_value(value)
+    return out
+
+
+def base_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The raw run config of ``study``: the ``--config`` file, then explicit flags on top."""
+    raw: dict[str, Any] = {}
+    if args.config:
+        loaded = yaml.safe_load(Path(args.config).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{args.config}: expected a mapping of config keys")
+        raw.update(loaded)
+    raw["setting"] = args.setting
+    flags = {"optimizer": args.optimizer, "lr": args.lr, "momentum": args.momentum, "batch_size": args.batch_size,
+             "epochs": args.epochs, "eval_every_steps": args.eval_every_steps, "device": args.device}
+    raw.update({k: v for k, v in flags.items() if v is not None})
+    if args.option:
+        raw["setting_options"] = {**raw.get("setting_options", {}), **_pairs(args.option, "--option")}
+    if args.set:
+        raw.update(_pairs(args.set, "--set"))
+    return raw
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from mtlens.report.study_report import write_report
+    from mtlens.store import RunStore
+    from mtlens.sweep.study import run_configs, study_configs
+
+    seeds = list(range(args.seeds)) if args.seed_list is None else args.seed_list
+    methods = [m for m in args.methods.split(",") if m]
+    configs = study_configs(base_config(args), seeds, methods)  # validates everything first
+    store = RunStore(args.store)
+    print(f"study {args.setting}: {len(configs)} runs ({len(seeds)} seeds; methods {', '.join(methods)}) "
+          f"-> store {store.root}", file=sys.stderr)
+    results = run_configs(configs, store, progress=not args.quiet)
+    summary = results["state"].value_counts().to_dict()
+    print(f"runs: {json.dumps(summary)}", file=sys.stderr)
+    for row in results[results["state"] != "finished"].itertuples():
+        print(f"  {row.run_id}: {row.state} {row.message.splitlines()[0] if row.message else ''}", file=sys.stderr)
+    if args.report:
+        path = write_report(store, args.report, settings=[args.setting], methods=methods)
+        print(f"report: {path}")
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from mtlens.store import RunStore
+
+    index = RunStore(args.store).runs()
+    if index.empty:
+        print(f"no runs in {args.store}")
+        return 0
+    if args.state:
+        index = index[index["state"] == args.state]
+    columns = ["run_id", "setting", "mode", "method", "seed", "optimizer", "lr", "batch_size", "epochs", "state",
+               "last_step"]
+    print(index[columns].to_string(index=False))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from mtlens.report.study_report import write_report
+    from mtlens.store import RunStore
+
+    settings = [s for s in (args.setting or "").split(",") if s]
+    methods = [m for m in (args.methods or "").split(",") if m]
+    path = write_report(RunStore(args.store), args.out, settings=settings, methods=methods,
+                        noise_multiplier=args.noise_multiplier)
+    print(f"report: {path}")
+    return 0
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    from mtlens.settings import available_settings, setting_factory, setting_options
+
+    del args
+    for name in available_settings():
+        doc = (setting_factory(name).__doc__ or "").strip().splitlines()[0]
+        print(f"{name:16s} {doc}\n{'':16s} options: {setting_options(name)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mtlens", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    study = sub.add_parser("study", help="train STL per task and MTL per method over seeds, then report")
+    study.add_argument("setting", help="setting name (see `mtlens settings`)")
+    study.add_argument("--seeds", type=int, default=3, help="number of seeds 0..N-1 (default 3)")
+    study.add_argument("--seed-list", type=int, nargs="+", help="explicit seeds instead of --seeds")
+    study.add_argument("--methods", default="sum", help="comma-separated MTL methods (default: sum)")
+    study.add_argument("--config", help="YAML file with run-config keys (flags override it)")
+    study.add_argument("--optimizer", choices=["adam", "sgd"])
+    study.add_argument("--lr", type=float)
+    study.add_argument("--momentum", type=float)
+    study.add_argument("--batch-size", type=int)
+    study.add_argument("--epochs", type=int)
+    study.add_argument("--eval-every-steps", type=int)
+    study.add_argument("--device", help="cpu (default), cuda or cuda:N")
+    study.add_argument("--option", action="append", metavar="KEY=VALUE", help="a setting option (repeatable)")
+    study.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other run-config key (repeatable)")
+    study.add_argument("--store", default=DEFAULT_STORE, help=f"run store directory (default {DEFAULT_STORE})")
+    study.add_argument("--report", help="write the report to this directory when done")
+    study.add_argument("--quiet", action="store_true", help="no progress bars")
+    study.set_defaults(func=cmd_study)
+
+    runs = sub.add_parser("runs", help="list the runs in a store")
+    runs.add_argument("--store", default=DEFAULT_STORE)
+    runs.add_argument("--state", choices=["running", "finished", "diverged", "failed"])
+    runs.set_defaults(func=cmd_runs)
+
+    report = sub.add_parser("report", help="write the HTML report of the runs in a store")
+    report.add_argument("--store", default=DEFAULT_STORE)
+    report.add_argument("--out", default="reports/mtlens")
+    report.add_argument("--setting", help="comma-separated settings to include (default: all)")
+    report.add_argument("--methods", help="comma-separated MTL methods to include (default: all)")
+    report.add_argument("--noise-multiplier", type=float, default=2.0,
+                        help="gap onset: |gap| > this many standard errors of seed noise (default 2)")
+    report.set_defaults(func=cmd_report)
+
+    settings = sub.add_parser("settings", help="list the registered settings and their options")
+    settings.set_defaults(func=cmd_settings)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mtlens`` command; user errors exit 2 with one clear message."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (MtlensError, FileNotFoundError) as err:
+        print(f"mtlens {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

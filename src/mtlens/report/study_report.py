@@ -1,0 +1,150 @@
+"""The study report: one self-contained HTML file plus figures (PNG, PDF) and tables (CSV).
+
+It answers, per setting and MTL method: did MTL help each task (transfer table), when did
+the generalization gap open (gap curves and onset), and how did optimization differ
+(training curves).  Other analyses add :class:`Section` objects to :func:`write_report`.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import pandas as pd
+
+from mtlens.analysis.gap import generalization_gap
+from mtlens.errors import MtlensError
+from mtlens.analysis.transfer import delta_m, transfer_table
+from mtlens.report.base import Section, save_figure, table_html
+from mtlens.report.figures import gap_figure, training_curves_figure
+from mtlens.store import RunStore
+
+GAP_MEASURES = ("val/loss", "val/error")
+
+SectionBuilder = Callable[[RunStore, pd.DataFrame, pd.DataFrame, Path], list[Section]]
+"""``(store, runs index, trajectory rows, out_dir) -> sections`` for extra analyses."""
+
+
+def select_runs(store: RunStore, settings: Sequence[str] = (), methods: Sequence[str] = ()) -> pd.DataFrame:
+    """The store's index restricted to ``settings`` and MTL ``methods`` (STL runs always kept)."""
+    index = store.runs()
+    if index.empty:
+        return index
+    if settings:
+        index = index[index["setting"].isin(settings)]
+    if methods:
+        index = index[(index["mode"] == "stl") | index["method"].isin(methods)]
+    return index
+
+
+def overview_section(index: pd.DataFrame, out_dir: Path) -> Section:
+    counts = (index.groupby(["setting", "mode", "method", "state"]).size().rename("runs").reset_index())
+    body = table_html(counts, out_dir, "runs", "Runs in this report by setting, mode, method and state.")
+    problems = index[index["state"].isin(["diverged", "failed"])]
+    if len(problems):
+        body += table_html(problems[["run_id", "state", "last_step", "message"]], out_dir, "problem_runs",
+                           "Runs that diverged (non-finite loss) or failed; they are excluded from nothing "
+                           "but contribute only the rows they recorded.")
+    return Section("Overview", body, "overview")
+
+
+def transfer_section(rows: pd.DataFrame, store: RunStore, out_dir: Path) -> Section:
+    table = transfer_table(rows, store.task_info())
+    if table.empty:
+        return Section("Transfer", "<p>No task has both STL and MTL runs yet.</p>", "transfer")
+    body = table_html(
+        table, out_dir, "transfer",
+        "Test performance at the validation-selected checkpoint, mean and std over seeds. "
+        "delta = MTL - STL; relative_pct > 0 means MTL is better (positive transfer); "
+        "p_value: Welch's t-test over seeds.")
+    body += table_html(delta_m(table), out_dir, "delta_m",
+                       "delta_m: mean relative improvement of MTL over STL across tasks (%).")
+    return Section("Did MTL help each task?", body, "transfer")
+
+
+def gap_section(rows: pd.DataFrame, out_dir: Path, noise_multiplier: float) -> Section:
+    parts, onsets = [], []
+    for (setting, method), mtl_rows in rows[rows["mode"] == "mtl"].groupby(["setting", "method"]):
+        pair = pd.concat([rows[(rows["setting"] == setting) & (rows["mode"] == "stl")], mtl_rows])
+        for task in sorted(mtl_rows["task"].unique()):
+            results = [r for m in GAP_MEASURES
+                       if (r := generalization_gap(pair, task, m, noise_multiplier=noise_multiplier)) is not None]
+            if not results:
+                continue
+            n_stl = pair[(pair["mode"] == "stl") & (pair["task"] == task)]["run_id"].nunique()
+            n_mtl = mtl_rows[mtl_rows["task"] == task]["run_id"].nunique()
+            caption = (f"{setting}, method {method}, task {task}: validation measures against training loss "
+                       f"(mean ± std over {n_stl} STL and {n_mtl} MTL seeds) and the gap MTL − STL with "
+                       f"±{noise_multiplier:g} standard errors of seed noise; dashed: first level where the gap "
+                       f"exceeds the noise.")
+            parts.append(save_figure(gap_figure(results, noise_multiplier), out_dir,
+                                     f"gap_{setting}_{method}_{task}", caption))
+            for r in results:
+                onset = r.onset or {}
+                onsets.append({"setting": setting, "method": method, "task": task, "measure": r.measure,
+                               "n_stl": n_stl, "n_mtl": n_mtl,
+                               "onset_train_loss": onset.get("train_loss"), "gap_at_onset": onset.get("gap"),
+                               "direction": {1.0: "MTL worse", -1.0: "MTL better"}.get(onset.get("sign"), "none"),
+                               "onset_epoch_mtl": onset.get("epoch_mtl"), "onset_epoch_stl": onset.get("epoch_stl"),
+                               "final_gap": float(r.gap["gap"].iloc[-1])})
+    if not onsets:
+        return Section("When did the gap open?", "<p>No task has both STL and MTL trajectories.</p>", "gap")
+    table = table_html(pd.DataFrame(onsets), out_dir, "gap_onset",
+                       "Onset of the generalization gap: the first training-loss level (in training order) where "
+                       "|MTL − STL| exceeds the seed noise, the epoch at which MTL and STL reached it, and the gap at "
+                       "the lowest common training loss. Negative gaps in loss/error mean MTL generalizes better.")
+    return Section("When did the gap open?", table + "".join(parts), "gap")
+
+
+def training_section(rows: pd.DataFrame, out_dir: Path) -> Section:
+    parts = []
+    for (setting, method), mtl_rows in rows[rows["mode"] == "mtl"].groupby(["setting", "method"]):
+        pair = pd.concat([rows[(rows["setting"] == setting) & (rows["mode"] == "stl")], mtl_rows])
+        tasks = sorted(mtl_rows["task"].unique())
+        fig = training_curves_figure(pair, tasks, ["train/loss", "val/loss", "val/error"])
+        parts.append(save_figure(fig, out_dir, f"training_{setting}_{method}",
+                                 f"{setting}, method {method}: training loss (fixed training subset), validation "
+                                 f"loss and error by epoch, mean ± std over seeds (n per curve in the legend)."))
+    return Section("How did optimization differ?", "".join(parts) or "<p>No MTL runs.</p>", "training")
+
+
+def write_report(store: RunStore, out_dir: str | Path, settings: Sequence[str] = (), methods: Sequence[str] = (),
+                 noise_multiplier: float = 2.0, extra_sections: Sequence[SectionBuilder] = ()) -> Path:
+    """Write ``out_dir/report.html`` (self-contained), ``figures/`` and ``tables/``; return the HTML path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    index = select_runs(store, settings, methods)
+    if index.empty:
+        raise MtlensError(f"no runs in {store.root} match settings={list(settings)} methods={list(methods)}")
+    rows = store.trajectories(index["run_id"].tolist())
+    sections = [overview_section(index, out_dir), transfer_section(rows, store, out_dir),
+                gap_section(rows, out_dir, noise_multiplier), training_section(rows, out_dir)]
+    for build in extra_sections:
+        sections += build(store, index, rows, out_dir)
+    path = out_dir / "report.html"
+    path.write_text(render_html(sections, f"mtlens report — {', '.join(sorted(index['setting'].unique()))}"))
+    return path
+
+
+CSS = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+table.table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
+table.table td,table.table th{border:1px solid #ddd;padding:.25em .5em;text-align:right}
+figure{margin:1.5em 0}figure img{max-width:100%}figcaption,.caption{font-size:.85em;color:#555}
+.table-wrap{overflow-x:auto}nav a{margin-right:1em}
+"""
+
+
+def render_html(sections: Sequence[Section], title: str) -> str:
+    """A standalone HTML page with a table of contents and the sections in order."""
+    nav = "".join(f'<a href="#{html.escape(s.anchor or str(i))}">{html.escape(s.title)}</a>'
+                  for i, s in enumerate(sections))
+    body = "".join(f'<section id="{html.escape(s.anchor or str(i))}"><h2>{html.escape(s.title)}</h2>{s.body}</section>'
+                   for i, s in enumerate(sections))
+    generated = time.strftime("%Y-%m-%d %H:%M:%S")
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1><p>Generated {generated}.</p>"
+            f"<nav>{nav}</nav>{body}</body></html>")
