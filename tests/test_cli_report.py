@@ -1,0 +1,47 @@
+"""End to end: the CLI study on a tiny setting, the store listing and the HTML report."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+from mtlens import RunStore
+from mtlens.cli import main
+
+
+def test_study_runs_reports_and_lists(tmp_path, capsys):
+    store, out = tmp_path / "store", tmp_path / "report"
+    argv = ["study", "digits_pair", "--seeds", "2", "--epochs", "2", "--eval-every-steps", "4",
+            "--option", "n_train=256", "--option", "n_val=64", "--option", "n_test=64",
+            "--store", str(store), "--report", str(out), "--quiet"]
+    assert main(argv) == 0
+    runs = RunStore(store).runs()
+    assert len(runs) == 6 and set(runs["state"]) == {"finished"}
+    assert sorted(runs["mode"].value_counts().items()) == [("mtl", 2), ("stl", 4)]
+
+    html = (out / "report.html").read_text()
+    for title in ("Overview", "Did MTL help each task?", "When did the gap open?", "How did optimization differ?"):
+        assert title in html
+    # A gap figure for every task, embedded and also written as PNG and PDF.
+    for task in ("a", "b"):
+        assert f'id="fig-gap_digits_pair_sum_{task}"' in html
+        assert (out / "figures" / f"gap_digits_pair_sum_{task}.png").stat().st_size > 1000
+        assert (out / "figures" / f"gap_digits_pair_sum_{task}.pdf").exists()
+    assert len(re.findall(r'src="data:image/png;base64,[A-Za-z0-9+/=]{100,}"', html)) >= 3
+    transfer = pd.read_csv(out / "tables" / "transfer.csv")
+    assert set(transfer["task"]) == {"a", "b"} and (transfer["n_stl"] == 2).all() and (transfer["n_mtl"] == 2).all()
+
+    # Rerunning the study trains nothing new (every run is complete) and lists the same runs.
+    before = {r: RunStore(store).checkpoint_path(r).stat().st_mtime_ns for r in runs["run_id"]}
+    assert main(argv) == 0
+    assert before == {r: RunStore(store).checkpoint_path(r).stat().st_mtime_ns for r in runs["run_id"]}
+    capsys.readouterr()
+    assert main(["runs", "--store", str(store)]) == 0
+    listing = capsys.readouterr().out
+    assert all(run_id in listing for run_id in runs["run_id"])
+
+
+def test_report_on_empty_store_is_a_clear_error(tmp_path, capsys):
+    assert main(["report", "--store", str(tmp_path / "empty"), "--out", str(tmp_path / "r")]) == 2
+    assert "no runs in" in capsys.readouterr().err

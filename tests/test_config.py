@@ -1,0 +1,83 @@
+"""Invalid configs fail before any training, naming the offending key and the valid choices."""
+
+from __future__ import annotations
+
+import pytest
+
+from mtlens import ConfigError, RunStore, parse_config
+from mtlens.cli import main
+from mtlens.sweep import study_configs
+from mtlens.training.config import resolve_config
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"setting": "nope"}, ["setting", "unknown setting 'nope'", "digits_pair", "mnist_pair"]),
+        ({"setting": "digits_pair", "lrr": 0.1}, ["lrr: unknown key", "lr,"]),
+        ({"setting": "digits_pair", "lr": -1.0}, ["lr:", "greater than 0"]),
+        ({"setting": "digits_pair", "batch_size": 0}, ["batch_size:"]),
+        ({"setting": "digits_pair", "optimizer": "rmsprop"}, ["optimizer:", "'adam'", "'sgd'"]),
+        ({"setting": "digits_pair", "method": "magic"}, ["method:", "unknown method 'magic'", "sum"]),
+        ({"setting": "digits_pair", "device": "tpu"}, ["device:"]),
+        ({"setting": "digits_pair", "setting_options": {"varient": "same"}},
+         ["setting_options", "varient", "variant"]),
+        ({"setting": "digits_pair", "method_options": {"alpha": 1.0}}, ["method_options", "alpha"]),
+        ({"setting": "digits_pair", "task_loss_scales": {"a": 0.0}}, ["task_loss_scales"]),
+    ],
+)
+def test_invalid_config_names_the_key(raw, expected):
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw)
+    for fragment in expected:
+        assert fragment in str(info.value)
+
+
+def test_unknown_task_and_bad_option_value_fail_at_resolution():
+    with pytest.raises(ConfigError, match=r"tasks: \['c'\].*its tasks are \['a', 'b'\]"):
+        resolve_config(parse_config({"setting": "digits_pair", "tasks": ["c"]}))
+    with pytest.raises(ConfigError, match="task_loss_scales: \\['b'\\]"):
+        resolve_config(parse_config({"setting": "digits_pair", "tasks": ["a"], "task_loss_scales": {"b": 2.0}}))
+    with pytest.raises(ConfigError, match="setting_options of 'digits_pair': variant must be"):
+        resolve_config(parse_config({"setting": "digits_pair", "setting_options": {"variant": "shuffled"}}))
+
+
+def test_defaults_are_resolved_from_the_setting_and_stored_concretely():
+    config = resolve_config(parse_config({"setting": "digits_pair"}))
+    assert (config.lr, config.batch_size, config.epochs, config.tasks) == (3e-3, 32, 6, ["a", "b"])
+    assert config.mode == "mtl"
+    stl = resolve_config(parse_config({"setting": "digits_pair", "tasks": ["b"]}))
+    assert stl.mode == "stl" and "-stl-b-" in stl.run_id
+    # The run id depends on everything that changes the trajectory, not on the device.
+    assert parse_config({"setting": "digits_pair", "seed": 1}).run_id != parse_config({"setting": "digits_pair"}).run_id
+    assert parse_config({"setting": "digits_pair", "device": "cpu"}).identity() == parse_config(
+        {"setting": "digits_pair"}).identity()
+
+
+def test_study_builds_stl_per_task_and_mtl_per_method_per_seed():
+    configs = study_configs({"setting": "digits_pair", "epochs": 1}, seeds=[0, 1])
+    assert [(c.seed, c.mode, tuple(c.tasks)) for c in configs] == [
+        (0, "stl", ("a",)), (0, "stl", ("b",)), (0, "mtl", ("a", "b")),
+        (1, "stl", ("a",)), (1, "stl", ("b",)), (1, "mtl", ("a", "b")),
+    ]
+    assert len({(c.optimizer, c.lr, c.batch_size, c.epochs) for c in configs}) == 1
+    with pytest.raises(ConfigError, match="seed: set by the study"):
+        study_configs({"setting": "digits_pair", "seed": 3}, seeds=[0])
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["study", "nope"], "unknown setting 'nope'"),
+        (["study", "digits_pair", "--option", "varient=same"], "has no option(s) ['varient']"),
+        (["study", "digits_pair", "--set", "epocs=2"], "epocs: unknown key"),
+        (["study", "digits_pair", "--methods", "sum,nope"], "unknown method 'nope'"),
+        (["study", "digits_pair", "--option", "novalue"], "--option expects key=value"),
+    ],
+)
+def test_cli_rejects_bad_input_before_training(tmp_path, capsys, argv, fragment):
+    store = tmp_path / "store"
+    assert main([*argv, "--store", str(store), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "Traceback" not in err
+    assert RunStore(store).run_ids() == []

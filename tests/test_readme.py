@@ -1,0 +1,29 @@
+"""The README's promises: its two commands exist and its user-setting example runs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readme_python_example_registers_a_setting_and_trains(tmp_path, monkeypatch):
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    assert len(blocks) == 1
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)
+    index = namespace["store"].runs()
+    assert sorted(index["mode"]) == ["mtl", "stl", "stl"] and set(index["state"]) == {"finished"}
+    rows = namespace["store"].trajectories()
+    assert {"quadrant", "right"} == set(rows["task"])
+
+
+def test_readme_commands_are_the_makefile_targets():
+    readme = (ROOT / "README.md").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    assert "make demo" in readme and "make test" in readme
+    assert re.search(r"^demo:", makefile, flags=re.M) and re.search(r"^test:", makefile, flags=re.M)
+    assert "make test" in (ROOT / ".ci" / "run").read_text()

@@ -1,0 +1,189 @@
+"""The trainer: determinism, STL/MTL comparability, divergence, and exact resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from mtlens import RunStore, parse_config, regression_task, train_run
+from mtlens.models import build_model
+from mtlens.settings import Setting, Split, TaskData, load_setting, register_setting
+from mtlens.sweep import run_configs
+from mtlens.training.batches import BatchStream
+from mtlens.training.config import resolve_config
+
+
+def _rows(store: RunStore, config) -> pd.DataFrame:
+    return store.trajectory(resolve_config(config).run_id)
+
+
+def test_same_seed_gives_identical_trajectory_and_other_seed_differs(tmp_path, tiny):
+    config = parse_config(tiny)
+    first, second = RunStore(tmp_path / "one"), RunStore(tmp_path / "two")
+    assert train_run(config, first, progress=False) == "finished"
+    assert train_run(config, second, progress=False) == "finished"
+    a, b = _rows(first, config), _rows(second, config)
+    assert len(a) > 0
+    pd.testing.assert_frame_equal(a, b)
+    other = parse_config({**tiny, "seed": 1})
+    train_run(other, first, progress=False)
+    c = _rows(first, other)
+    assert not (a["value"].to_numpy() == c["value"].to_numpy()).all()
+
+
+def test_rows_are_tidy_and_cover_every_task_split_and_epoch(store, tiny):
+    config = parse_config(tiny)
+    train_run(config, store, progress=False)
+    rows = _rows(store, config)
+    setting = load_setting("digits_pair", **tiny["setting_options"])
+    steps_per_epoch = setting.steps_per_epoch(32)
+    assert sorted(rows["step"].unique()) == [0, steps_per_epoch, 2 * steps_per_epoch]
+    expected = {f"{split}/{m}" for split in ("train", "val", "test") for m in ("loss", "accuracy", "error")}
+    for task in ("a", "b"):
+        assert set(rows.loc[rows["task"] == task, "quantity"]) == expected
+    assert not rows.duplicated(["run_id", "task", "step", "quantity"]).any()
+    assert (rows["mode"] == "mtl").all() and (rows["method"] == "sum").all()
+    # The training loss at step 0 is the loss of the untrained model: close to log(10).
+    start = rows[(rows["step"] == 0) & (rows["quantity"] == "train/loss")]["value"]
+    assert ((start > 1.5) & (start < 3.5)).all()
+    end = rows[(rows["step"] == 2 * steps_per_epoch) & (rows["quantity"] == "train/loss")]["value"]
+    assert (end.to_numpy() < start.to_numpy()).all()
+
+
+def test_stl_and_mtl_share_initialization_and_data_order(tiny):
+    setting = load_setting("digits_pair", **tiny["setting_options"])
+    stl = build_model(setting.encoder, setting.feature_dim, setting.select(["a"]), seed=3)
+    mtl = build_model(setting.encoder, setting.feature_dim, setting.select(["a", "b"]), seed=3)
+    for key, value in stl.state_dict().items():
+        assert torch.equal(value, mtl.state_dict()[key]), key
+    stl_stream = BatchStream(setting, ["a"], 32, seed=3)
+    mtl_stream = BatchStream(setting, ["a", "b"], 32, seed=3)
+    for _ in range(20):  # crosses an epoch boundary of task a (256 / 32 = 8 steps)
+        s, m = stl_stream.next(), mtl_stream.next()
+        source = setting.data["a"].source
+        assert torch.equal(s[source].inputs, m[source].inputs)
+        assert torch.equal(s[source].targets["a"], m[source].targets["a"])
+
+
+def test_stl_and_mtl_take_the_same_number_of_steps(store, tiny):
+    results = run_configs(
+        [resolve_config(parse_config({**tiny, "tasks": ["a"]})), resolve_config(parse_config(tiny))],
+        store, progress=False)
+    assert list(results["state"]) == ["finished", "finished"]
+    assert len({store.status(r)["step"] for r in results["run_id"]}) == 1
+
+
+@register_setting("test_exploding")
+def _exploding_setting(scale: float = 1e30) -> Setting:
+    """One regression task whose targets overflow float32 when squared (a diverging run)."""
+    x = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
+    y = torch.full((64, 1), scale)
+    split = Split(x, y)
+    return Setting(name="test_exploding", tasks=(regression_task("r"),),
+                   data={"r": TaskData("test_exploding", split, split, split)},
+                   encoder=lambda: torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU()), feature_dim=8)
+
+
+def test_diverging_run_is_marked_and_does_not_stop_the_study(store, tiny):
+    exploding = resolve_config(parse_config({"setting": "test_exploding", "batch_size": 16, "epochs": 2}))
+    healthy = resolve_config(parse_config(tiny))
+    results = run_configs([exploding, healthy], store, progress=False)
+    assert list(results["state"]) == ["diverged", "finished"]
+    status = store.status(exploding.run_id)
+    assert status["state"] == "diverged" and status["step"] == 1
+    assert "non-finite loss" in status["message"]
+    assert len(store.trajectory(exploding.run_id)) > 0  # the step-0 rows survive
+    # A diverged run is complete: running it again changes nothing.
+    assert train_run(exploding, store, progress=False) == "diverged"
+    index = store.runs().set_index("run_id")
+    assert index.loc[exploding.run_id, "state"] == "diverged"
+
+
+def test_failed_run_is_recorded_with_its_error_and_the_study_goes_on(store, tiny):
+    def flaky_train(config, store, setting, progress):
+        if config.tasks == ["a"]:
+            raise RuntimeError("out of memory (simulated)")
+        return train_run(config, store, setting=setting, progress=progress)
+
+    configs = [resolve_config(parse_config({**tiny, "tasks": [t]})) for t in ("a", "b")]
+    results = run_configs(configs, store, progress=False, train=flaky_train)
+    assert list(results["state"]) == ["failed", "finished"]
+    assert "out of memory (simulated)" in store.status(configs[0].run_id)["message"]
+
+
+def test_crash_between_rows_and_checkpoint_loses_and_duplicates_nothing(tmp_path, tiny, monkeypatch):
+    """Rows written after the last checkpoint are discarded and recomputed on resume."""
+    from mtlens.training import trainer
+
+    config = parse_config({**tiny, "eval_every_steps": 3})
+    reference = RunStore(tmp_path / "reference")
+    train_run(config, reference, progress=False)
+
+    crashing = RunStore(tmp_path / "crashing")
+    original = trainer._Run._checkpoint
+
+    def checkpoint_then_crash(self, step):
+        if step == 9:  # the rows of step 9 are written, its checkpoint is not
+            raise KeyboardInterrupt
+        original(self, step)
+
+    monkeypatch.setattr(trainer._Run, "_checkpoint", checkpoint_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(config, crashing, progress=False)
+    run_id = resolve_config(config).run_id
+    assert 9 in crashing.part_steps(run_id)
+    monkeypatch.setattr(trainer._Run, "_checkpoint", original)
+    assert train_run(config, crashing, progress=False) == "finished"
+    pd.testing.assert_frame_equal(_rows(crashing, config), _rows(reference, config))
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import sys
+    from mtlens import RunStore, parse_config, train_run
+    import json
+    train_run(parse_config(json.loads(sys.argv[2])), RunStore(sys.argv[1]), progress=False)
+""")
+
+
+@pytest.mark.parametrize("kill_after_step", [4, 13])
+def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, tiny, kill_after_step):
+    """A real training process is killed with SIGKILL mid-run; the rerun completes the same trajectory."""
+    import json
+
+    raw = {**tiny, "epochs": 3, "eval_every_steps": 2}
+    config = parse_config(raw)
+    run_id = resolve_config(config).run_id
+    reference = RunStore(tmp_path / "reference")
+    train_run(config, reference, progress=False)
+
+    killed = RunStore(tmp_path / "killed")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    process = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(killed.root), json.dumps(raw)], env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        status = killed.status(run_id) if killed.run_dir(run_id).exists() else None
+        if status is not None and status["step"] >= kill_after_step:
+            break
+        time.sleep(0.005)
+    assert process.poll() is None, "the training process ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not killed.is_done(run_id)
+    assert 0 < killed.status(run_id)["step"] < resolve_config(config).epochs * 8
+
+    assert train_run(config, killed, progress=False) == "finished"
+    resumed, uninterrupted = _rows(killed, config), _rows(reference, config)
+    assert len(resumed) == len(uninterrupted)
+    pd.testing.assert_frame_equal(resumed, uninterrupted)
+    # A finished run is not trained again.
+    before = killed.checkpoint_path(run_id).stat().st_mtime_ns
+    assert train_run(config, killed, progress=False) == "finished"
+    assert killed.checkpoint_path(run_id).stat().st_mtime_ns == before
