@@ -59,7 +59,7 @@ def train_run(config: RunConfig, store: RunStore, setting: Setting | None = None
     if store.is_done(run_id):
         return store.status(run_id)["state"]
     with store.lock(run_id):
-        if store.is_done(run_id):  # another process finished it while we waited for the lock
+        if store.is_done(run_id):  # another process finished it before we took the lock
             return store.status(run_id)["state"]
         store.write_config(run_id, config.model_dump())
         store.write_task_info(run_id, {
