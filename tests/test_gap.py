@@ -78,3 +78,11 @@ def test_missing_mode_or_no_overlap_gives_none():
     far = pd.concat([_trajectory("s", "stl", np.geomspace(10, 5, 20), np.ones(20)),
                      _trajectory("m", "mtl", np.geomspace(1, 0.5, 20), np.ones(20))])
     assert generalization_gap(far, "t") is None
+
+
+def test_a_one_level_blip_is_not_an_onset_but_a_sustained_gap_is():
+    from mtlens.analysis.gap import first_sustained
+
+    assert first_sustained(np.array([0, 1, 0, 0, -1, -1, -1, 1, 1, 1]), 3) == 4
+    assert first_sustained(np.array([0, 1, -1, 1, -1, 1]), 2) is None
+    assert first_sustained(np.array([1, 1]), 2) == 0

@@ -20,8 +20,10 @@ and the seed noise is the standard error of that difference,
     noise(lambda) = sqrt(s_M^2 / n_M + s_S^2 / n_S).
 
 The **onset** is the first level, in training order (from high to low training loss),
-where ``|gap| > z * noise`` (``z = noise_multiplier``, default 2); it is reported with
-its sign and with the mean epoch at which the MTL and the STL runs reached that level.
+from which ``|gap| > z * noise`` (``z = noise_multiplier``, default 2) holds with the same
+sign for at least ``min_run`` consecutive grid levels (default 5 of 200, so a one-level blip
+does not count); it is reported with its sign and with the mean epoch at which the MTL and
+the STL runs reached that level.
 With a single seed per mode the noise is undefined and no onset is reported.
 """
 
@@ -69,7 +71,8 @@ def interpolate_at(levels: np.ndarray, train_loss: np.ndarray, values: np.ndarra
 
 
 def generalization_gap(
-    runs: pd.DataFrame, task: str, measure: str = "val/loss", n_grid: int = 200, noise_multiplier: float = 2.0
+    runs: pd.DataFrame, task: str, measure: str = "val/loss", n_grid: int = 200, noise_multiplier: float = 2.0,
+    min_run: int = 5,
 ) -> GapResult | None:
     """Gap analysis of ``task`` from tidy trajectory rows of STL and MTL runs.
 
@@ -114,11 +117,24 @@ def generalization_gap(
     gap_frame = pd.DataFrame({"train_loss": levels, "gap": gap, "noise": noise, "exceeds": exceeds})
 
     onset = None
-    if exceeds.any():
-        i = int(np.argmax(exceeds))
+    i = first_sustained(exceeds * np.sign(gap), min_run)
+    if i is not None:
         onset = {
             "train_loss": float(levels[i]), "gap": float(gap[i]), "sign": float(np.sign(gap[i])),
             "epoch_mtl": float(mtl["epoch"].iloc[i]), "epoch_stl": float(stl["epoch"].iloc[i]),
         }
     return GapResult(task=task, measure=measure, curves=pd.concat([stl, mtl], ignore_index=True),
                      gap=gap_frame, onset=onset)
+
+
+def first_sustained(signed: np.ndarray, min_run: int) -> int | None:
+    """Index where the first run of at least ``min_run`` equal non-zero entries of ``signed`` starts."""
+    start = None
+    for i, value in enumerate(signed):
+        if value != 0 and start is not None and signed[start] == value:
+            pass
+        else:
+            start = i if value != 0 else None
+        if start is not None and i - start + 1 >= min_run:
+            return start
+    return None

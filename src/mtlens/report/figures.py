@@ -7,7 +7,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import LogFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from mtlens.analysis.gap import GapResult  # noqa: E402
@@ -44,8 +44,9 @@ def gap_figure(results: list[GapResult], noise_multiplier: float) -> "plt.Figure
                            label=f"onset (epoch {result.onset['epoch_mtl']:.2f})" if ax is gap_ax else None)
         for ax, ylabel in ((curve_ax, result.measure), (gap_ax, f"gap in {result.measure}")):
             ax.set_xscale("log")
-            ax.xaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
-            ax.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
             ax.invert_xaxis()
             ax.set_xlabel("training loss (training runs left to right)")
             ax.set_ylabel(ylabel)
