@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/mtlens study mnist_pair --seeds 3 --store runs/demo --report reports/demo
+	$(BIN)/mtlens study mnist_pair --seeds 3 --config configs/demo.yaml --store runs/demo --report reports/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"

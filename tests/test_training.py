@@ -187,3 +187,10 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, tiny, kill_afte
     before = killed.checkpoint_path(run_id).stat().st_mtime_ns
     assert train_run(config, killed, progress=False) == "finished"
     assert killed.checkpoint_path(run_id).stat().st_mtime_ns == before
+
+
+def test_dense_early_evaluation_schedule(store, tiny):
+    config = parse_config({**tiny, "epochs": 3, "eval_every_steps": 2, "eval_dense_until_epoch": 1.0})
+    train_run(config, store, progress=False)
+    steps = sorted(_rows(store, config)["step"].unique())
+    assert steps == [0, 2, 4, 6, 8, 16, 24]  # 8 steps per epoch: dense in epoch 1, then epoch ends

@@ -50,7 +50,8 @@ def base_config(args: argparse.Namespace) -> dict[str, Any]:
         raw.update(loaded)
     raw["setting"] = args.setting
     flags = {"optimizer": args.optimizer, "lr": args.lr, "momentum": args.momentum, "batch_size": args.batch_size,
-             "epochs": args.epochs, "eval_every_steps": args.eval_every_steps, "device": args.device}
+             "epochs": args.epochs, "eval_every_steps": args.eval_every_steps,
+             "eval_dense_until_epoch": args.eval_dense_until_epoch, "device": args.device}
     raw.update({k: v for k, v in flags.items() if v is not None})
     if args.option:
         raw["setting_options"] = {**raw.get("setting_options", {}), **_pairs(args.option, "--option")}
@@ -133,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--momentum", type=float)
     study.add_argument("--batch-size", type=int)
     study.add_argument("--epochs", type=int)
-    study.add_argument("--eval-every-steps", type=int)
+    study.add_argument("--eval-every-steps", type=int, help="also evaluate every N steps (default: epoch ends only)")
+    study.add_argument("--eval-dense-until-epoch", type=float,
+                       help="evaluate every --eval-every-steps only up to this epoch (dense early)")
     study.add_argument("--device", help="cpu (default), cuda or cuda:N")
     study.add_argument("--option", action="append", metavar="KEY=VALUE", help="a setting option (repeatable)")
     study.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other run-config key (repeatable)")

@@ -38,6 +38,7 @@ class RunConfig(BaseModel):
     batch_size: int | None = Field(default=None, gt=0)
     epochs: int | None = Field(default=None, gt=0)
     eval_every_steps: int | None = Field(default=None, gt=0)
+    eval_dense_until_epoch: float | None = Field(default=None, gt=0)
     train_eval_size: int = Field(default=1024, gt=0)
     loss_scale: float = Field(default=1.0, gt=0)
     task_loss_scales: dict[str, float] = Field(default_factory=dict)

@@ -6,9 +6,9 @@ losses ``C * s_t * L_t`` to the run's update method (``sum`` by default), then s
 the optimizer (Adam, or SGD with optional momentum; constant learning rate).
 
 Recording and checkpoints.  At step 0, at the end of every epoch and every
-``eval_every_steps`` steps, each task of the run is evaluated on its fixed training
-subset and on its validation and test splits; the rows are written to the store and
-then a checkpoint is written.  A run killed at any moment resumes from its last
+``eval_every_steps`` steps (until ``eval_dense_until_epoch`` if set), each task of the
+run is evaluated on its fixed training subset and on its validation and test splits;
+the rows are written to the store and then a checkpoint is written.  A run killed at any moment resumes from its last
 checkpoint: rows recorded after it are discarded and recomputed, and because the
 batch order, the model and every RNG stream are restored, the resumed trajectory is
 identical to an uninterrupted one.
@@ -124,8 +124,11 @@ class _Run:
         return losses
 
     def _is_record_step(self, step: int) -> bool:
-        every = self.config.eval_every_steps
-        return step % self.steps_per_epoch == 0 or (every is not None and step % every == 0)
+        """Every epoch end, and every ``eval_every_steps`` steps up to ``eval_dense_until_epoch``
+        (or for the whole run when that is unset): dense early, where the gap tends to open."""
+        every, until = self.config.eval_every_steps, self.config.eval_dense_until_epoch
+        dense = every is not None and step % every == 0 and (until is None or step <= until * self.steps_per_epoch)
+        return step % self.steps_per_epoch == 0 or dense
 
     # -- recording ------------------------------------------------------------------------
     def _record(self, step: int) -> None:
