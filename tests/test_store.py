@@ -39,6 +39,7 @@ def test_config_is_immutable_and_index_lists_runs(tmp_path):
     store.write_config("r", {"setting": "s", "tasks": ["a"], "seed": 1})  # same config: fine
     with pytest.raises(ValueError, match="different config"):
         store.write_config("r", {"setting": "s", "tasks": ["a"], "seed": 2})
+    store.write_config("r", {"setting": "s", "tasks": ["a"], "seed": 1, "device": "cuda"}, ignore=("device",))
     store.set_status("r", "running", 3)
     index = store.runs()
     assert index.loc[0, "run_id"] == "r" and index.loc[0, "mode"] == "stl" and index.loc[0, "state"] == "running"

@@ -24,7 +24,7 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Collection, Iterator
 
 import pandas as pd
 
@@ -59,12 +59,14 @@ class RunStore:
         return self.run_dir(run_id) / "parts"
 
     # -- config and status ---------------------------------------------------------------
-    def write_config(self, run_id: str, config: dict[str, Any]) -> None:
-        """Write the run's config; an existing run must have the same config."""
+    def write_config(self, run_id: str, config: dict[str, Any], ignore: Collection[str] = ()) -> None:
+        """Write the run's config; an existing run must have the same config except for ``ignore`` keys
+        (e.g. the device, which may change when a run is resumed elsewhere; the first value is kept)."""
         path = self.run_dir(run_id) / "config.json"
         if path.exists():
             existing = read_json(path)
-            if existing != config:
+            if {k: v for k, v in existing.items() if k not in ignore} != {
+                    k: v for k, v in config.items() if k not in ignore}:
                 raise ValueError(f"run {run_id} exists in {self.root} with a different config")
             return
         atomic_write_json(path, config)
