@@ -50,7 +50,7 @@ def run_configs(configs: Sequence[RunConfig], store: RunStore, progress: bool = 
     """
     settings: dict[tuple[str, str], Setting] = {}
     results = []
-    for config in tqdm(configs, desc="runs", disable=not progress, dynamic_ncols=True):
+    for config in tqdm(configs, desc="runs", disable=None if progress else True, dynamic_ncols=True):
         key = (config.setting, repr(sorted(config.setting_options.items())))
         if key not in settings:
             settings[key] = load_setting(config.setting, **config.setting_options)

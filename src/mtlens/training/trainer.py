@@ -94,7 +94,7 @@ class _Run:
     # -- the loop -------------------------------------------------------------------------
     def train(self, progress: bool) -> str:
         step = self._restore()
-        bar = tqdm(total=self.total_steps, initial=step, desc=self.run_id, disable=not progress,
+        bar = tqdm(total=self.total_steps, initial=step, desc=self.run_id, disable=None if progress else True,
                    leave=False, dynamic_ncols=True)
         with bar:
             while step < self.total_steps:
