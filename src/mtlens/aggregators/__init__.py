@@ -7,6 +7,16 @@ leaves ``.grad`` set on every trainable parameter, and the trainer's optimizer s
 ``sum`` (linear scalarization, the paper's baseline) back-propagates ``sum_t L_t``.
 Register your own with :func:`register_method`; configs say ``method: NAME`` and
 ``method_options: {...}``.
+
+Built-in methods (formulas, defaults, papers and costs in ``docs/methods.md``):
+
+- linear scalarization: ``sum``, ``mean``;
+- gradient aggregators on the shared parameters (:mod:`mtlens.aggregators.matrix`, applied
+  by :class:`~mtlens.aggregators.aggregation.GradientAggregation`): ``pcgrad``, ``gradvac``,
+  ``cagrad``, ``mgda``, ``imtl_g``, ``nash_mtl``, ``aligned_mtl``, ``graddrop``, ``upgrad``,
+  ``rgw``; and ``mgda_ub`` (MGDA on the shared representation);
+- loss weightings (:mod:`mtlens.aggregators.weighting`): ``uw``, ``gradnorm``, ``dwa``,
+  ``rlw``, ``famo``, ``db_mtl``, ``imtl_l``.
 """
 
 from __future__ import annotations
@@ -14,12 +24,54 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
+from mtlens.aggregators import matrix, weighting
+from mtlens.aggregators.aggregation import GradientAggregation, MGDAUpperBound
 from mtlens.aggregators.base import UpdateMethod
+from mtlens.aggregators.matrix import Aggregate, Aggregator, NonFiniteGradientError
 from mtlens.aggregators.scalarization import LinearScalarization
 
 MethodFactory = Callable[..., UpdateMethod]
 
-_REGISTRY: dict[str, MethodFactory] = {"sum": LinearScalarization}
+
+def aggregation_factory(aggregator_class: type[Aggregator]) -> MethodFactory:
+    """A factory ``(**options) -> GradientAggregation(aggregator_class(**options))`` whose
+    signature (the method's options) is the aggregator's."""
+
+    def factory(**options: Any) -> UpdateMethod:
+        return GradientAggregation(aggregator_class(**options))
+
+    factory.__signature__ = inspect.signature(aggregator_class)  # type: ignore[attr-defined]
+    factory.__doc__ = aggregator_class.__doc__
+    return factory
+
+
+def mean_scalarization() -> UpdateMethod:
+    """``grad = nabla_theta (1/K) sum_t L_t``: the mean of the task losses."""
+    return LinearScalarization(reduction="mean")
+
+
+_REGISTRY: dict[str, MethodFactory] = {
+    "sum": LinearScalarization,
+    "mean": mean_scalarization,
+    "pcgrad": aggregation_factory(matrix.PCGrad),
+    "gradvac": aggregation_factory(matrix.GradVac),
+    "cagrad": aggregation_factory(matrix.CAGrad),
+    "mgda": aggregation_factory(matrix.MGDA),
+    "mgda_ub": MGDAUpperBound,
+    "imtl_g": aggregation_factory(matrix.IMTLG),
+    "nash_mtl": aggregation_factory(matrix.NashMTL),
+    "aligned_mtl": aggregation_factory(matrix.AlignedMTL),
+    "graddrop": aggregation_factory(matrix.GradDrop),
+    "upgrad": aggregation_factory(matrix.UPGrad),
+    "rgw": aggregation_factory(matrix.RGW),
+    "uw": weighting.UncertaintyWeighting,
+    "gradnorm": weighting.GradNorm,
+    "dwa": weighting.DWA,
+    "rlw": weighting.RLW,
+    "famo": weighting.FAMO,
+    "db_mtl": weighting.DBMTL,
+    "imtl_l": weighting.IMTLL,
+}
 
 
 def register_method(name: str) -> Callable[[MethodFactory], MethodFactory]:
@@ -64,5 +116,6 @@ def make_method(name: str, options: dict[str, Any], seed: int) -> UpdateMethod:
     return factory(**options)
 
 
-__all__ = ["LinearScalarization", "UpdateMethod", "available_methods", "check_method_options",
-           "make_method", "method_factory", "register_method"]
+__all__ = ["Aggregate", "Aggregator", "GradientAggregation", "LinearScalarization", "MGDAUpperBound",
+           "NonFiniteGradientError", "UpdateMethod", "aggregation_factory", "available_methods",
+           "check_method_options", "make_method", "method_factory", "register_method"]

@@ -30,3 +30,9 @@ class UpdateMethod(ABC):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         del state
+
+    def attach(self, model: MultiTaskModel) -> None:
+        """Called once by the trainer after building ``model`` and before its first forward
+        pass.  Methods that observe the forward pass (MGDA-UB reads the shared
+        representation) register their hooks here; the default does nothing."""
+        del model

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import Tensor
 
@@ -10,12 +12,19 @@ from mtlens.models import MultiTaskModel
 
 
 class LinearScalarization(UpdateMethod):
-    """``grad = nabla_theta sum_t L_t`` (the losses arrive already scaled by ``C * s_t``).
+    """``grad = nabla_theta sum_t L_t`` (the losses arrive already scaled by ``C * s_t``), or
+    of the mean ``(1/K) sum_t L_t`` with ``reduction="mean"``.  One backward pass.
 
     With one task this is ordinary single-task training, so STL and MTL share one code path.
     """
 
+    def __init__(self, reduction: Literal["sum", "mean"] = "sum"):
+        if reduction not in ("sum", "mean"):
+            raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+        self.reduction = reduction
+
     def backward(self, losses: dict[str, Tensor], model: MultiTaskModel) -> dict[str, float]:
         del model
-        torch.stack(list(losses.values())).sum().backward()
+        stacked = torch.stack(list(losses.values()))
+        (stacked.sum() if self.reduction == "sum" else stacked.mean()).backward()
         return {}

@@ -83,6 +83,7 @@ class _Run:
         self.model = build_model(setting.encoder, setting.feature_dim, self.tasks, config.seed).to(self.device)
         self.optimizer = make_optimizer(config, self.model)
         self.method = make_method(config.method, config.method_options, config.seed)
+        self.method.attach(self.model)
         self.stream = BatchStream(setting, config.tasks, config.batch_size, config.seed, self.device)
         self.steps_per_epoch = setting.steps_per_epoch(config.batch_size)
         self.total_steps = config.epochs * self.steps_per_epoch

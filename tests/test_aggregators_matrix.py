@@ -1,0 +1,338 @@
+"""Gradient aggregators on constructed (K x P) matrices: defining properties, independent
+QP solutions (cvxpy), the torchjd 0.18 reference implementations, and degenerate input."""
+
+from __future__ import annotations
+
+import warnings
+
+import cvxpy as cp
+import numpy as np
+import pytest
+import torch
+import torchjd.aggregation as tjd
+
+from mtlens.aggregators import matrix as agg
+from mtlens.aggregators.matrix import NonFiniteGradientError
+
+
+def generator(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def random_matrix(k: int, p: int, seed: int) -> torch.Tensor:
+    return torch.randn(k, p, generator=generator(seed), dtype=torch.float64)
+
+
+def every_aggregator() -> list[agg.Aggregator]:
+    return [agg.Sum(), agg.Mean(), agg.PCGrad(generator()), agg.GradVac(generator()), agg.CAGrad(),
+            agg.MGDA(), agg.MGDA("l2"), agg.IMTLG(), agg.NashMTL(), agg.AlignedMTL(), agg.GradDrop(generator()),
+            agg.UPGrad(), agg.RGW(generator())]
+
+
+SHAPES = [(2, 9, 0), (3, 12, 1), (5, 20, 2)]
+
+
+# -- torchjd 0.18.0 as a reference ----------------------------------------------------------
+@pytest.mark.parametrize("k,p,seed", SHAPES)
+@pytest.mark.parametrize("ours,theirs,factor,tol", [
+    (agg.Sum, tjd.Sum, 1.0, 1e-12),
+    (agg.Mean, tjd.Mean, 1.0, 1e-12),
+    (agg.IMTLG, tjd.IMTLG, 1.0, 1e-9),
+    (agg.UPGrad, tjd.UPGrad, 1.0, 1e-7),
+    (lambda: agg.AlignedMTL("min"), lambda: tjd.AlignedMTL(scale_mode="min"), "K", 1e-9),
+    (lambda: agg.AlignedMTL("rmse"), lambda: tjd.AlignedMTL(scale_mode="rmse"), "K", 1e-9),
+    # torchjd runs Frank-Wolfe (sublinear convergence); the exact check is against cvxpy below
+    (agg.MGDA, lambda: tjd.MGDA(epsilon=1e-14, max_iters=20000), 1.0, 2e-3),
+    # torchjd solves CAGrad's dual with Clarabel on a normalised Gram matrix: ~1e-4 accurate
+    (lambda: agg.CAGrad(c=0.5, rescale=0), lambda: tjd.CAGrad(c=0.5), 1.0, 2e-3),
+])
+def test_matches_torchjd(ours, theirs, factor, tol, k, p, seed):
+    matrix = random_matrix(k, p, seed)
+    expected = theirs()(matrix) * (k if factor == "K" else factor)
+    torch.testing.assert_close(ours()(matrix), expected, rtol=tol, atol=tol * expected.norm().item())
+
+
+@pytest.mark.parametrize("k,p,seed", SHAPES)
+@pytest.mark.parametrize("ours,theirs", [
+    (agg.PCGrad, tjd.PCGrad),
+    (lambda g: agg.GradVac(g, beta=0.3), lambda: tjd.GradVac(beta=0.3)),
+    (agg.GradDrop, tjd.GradDrop),
+    (agg.RGW, tjd.Random),
+])
+def test_random_aggregators_match_torchjd_for_equal_seeds(ours, theirs, k, p, seed):
+    """torchjd draws from the global RNG with the same calls, so equal seeds give equal draws;
+    three calls in a row also check that state (GradVac's EMA) evolves identically."""
+    ours_instance, theirs_instance = ours(generator(7)), theirs()
+    torch.manual_seed(7)
+    for call in range(3):
+        matrix = random_matrix(k, p, seed + 10 * call)
+        torch.testing.assert_close(ours_instance(matrix), theirs_instance(matrix), rtol=1e-10, atol=1e-10)
+
+
+# torchjd's ECOS loop converges on these; on random_matrix(5, 20, 2) it stays at its start
+# (residual |alpha * M alpha - 1| ~ 17) while ours solves the condition (tested below).
+@pytest.mark.parametrize("k,p,seed", SHAPES[:2])
+@pytest.mark.parametrize("max_norm", [0.0, 1.0])
+def test_nash_mtl_matches_torchjd(k, p, seed, max_norm):
+    matrix = random_matrix(k, p, seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # cvxpy's "not DPP" notice
+        expected = tjd.NashMTL(n_tasks=k, max_norm=max_norm)(matrix)
+    # torchjd stops its convex-approximation loop at a residual of 1e-3
+    torch.testing.assert_close(agg.NashMTL(max_norm=max_norm)(matrix), expected, rtol=5e-3,
+                               atol=5e-3 * expected.norm().item())
+
+
+# -- defining properties ------------------------------------------------------------------
+def test_pcgrad_equals_sum_without_conflicts():
+    matrix = random_matrix(4, 15, 3).abs()  # non-negative entries: every pair has g_i . g_j >= 0
+    torch.testing.assert_close(agg.PCGrad(generator())(matrix), matrix.sum(dim=0))
+
+
+def test_pcgrad_projects_conflicting_pair_onto_normal_planes():
+    g1 = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+    g2 = torch.tensor([-1.0, 1.0, 0.5], dtype=torch.float64)
+    expected = (g1 - (g1 @ g2) / (g2 @ g2) * g2) + (g2 - (g1 @ g2) / (g1 @ g1) * g1)
+    update = agg.PCGrad(generator())(torch.stack([g1, g2]))
+    torch.testing.assert_close(update, expected)
+    assert float(update @ g1) >= 0 and float(update @ g2) >= 0
+
+
+def test_pcgrad_matches_vector_loop_for_three_tasks():
+    """Brute force on vectors with the same task orders as the Gram-space implementation."""
+    matrix = random_matrix(3, 6, 11)
+    orders = [torch.randperm(3, generator=g).tolist() for g in [generator(5)] for _ in range(3)]
+    expected = torch.zeros(6, dtype=torch.float64)
+    for i in range(3):
+        projected = matrix[i].clone()
+        for j in orders[i]:
+            if j != i and projected @ matrix[j] < 0:
+                projected -= (projected @ matrix[j]) / (matrix[j] @ matrix[j]) * matrix[j]
+        expected += projected
+    torch.testing.assert_close(agg.PCGrad(generator(5))(matrix), expected)
+
+
+def min_norm_point_qp(matrix: np.ndarray) -> np.ndarray:
+    w = cp.Variable(matrix.shape[0])
+    cp.Problem(cp.Minimize(cp.sum_squares(matrix.T @ w)), [w >= 0, cp.sum(w) == 1]).solve(cp.CLARABEL)
+    return matrix.T @ w.value
+
+
+@pytest.mark.parametrize("k,p,seed", [(2, 5, 0), (4, 3, 1), (6, 8, 2), (3, 2, 3)])
+def test_mgda_is_min_norm_point_of_convex_hull(k, p, seed):
+    matrix = random_matrix(k, p, seed)
+    result = agg.MGDA().aggregate(matrix)
+    np.testing.assert_allclose(result.update.numpy(), min_norm_point_qp(matrix.numpy()), atol=1e-6)
+    assert result.weights.min() >= 0 and abs(float(result.weights.sum()) - 1) < 1e-12
+    # optimality: every g_k . d >= ||d||^2 (d is the projection of 0 onto the hull)
+    assert float((matrix @ result.update).min()) >= float(result.update @ result.update) - 1e-9
+
+
+def test_mgda_l2_is_min_norm_point_of_unit_gradients():
+    matrix = random_matrix(3, 6, 4) * torch.tensor([[1.0], [10.0], [0.1]], dtype=torch.float64)
+    units = matrix / matrix.norm(dim=1, keepdim=True)
+    np.testing.assert_allclose(agg.MGDA("l2")(matrix).numpy(), min_norm_point_qp(units.numpy()), atol=1e-6)
+
+
+def cagrad_primal(matrix: np.ndarray, c: float) -> np.ndarray:
+    """``argmax_d min_k g_k . d`` s.t. ``||d - g_0|| <= c ||g_0||`` as an SOCP."""
+    g0 = matrix.mean(axis=0)
+    d, t = cp.Variable(matrix.shape[1]), cp.Variable()
+    cp.Problem(cp.Maximize(t), [matrix @ d >= t, cp.norm(d - g0) <= c * np.linalg.norm(g0)]).solve(cp.CLARABEL)
+    return d.value
+
+
+@pytest.mark.parametrize("c", [0.2, 0.5, 0.9])
+def test_cagrad_solves_its_primal_problem(c):
+    matrix = random_matrix(4, 10, 5)
+    primal = cagrad_primal(matrix.numpy(), c)
+    update = agg.CAGrad(c=c, rescale=0)(matrix)
+    g0 = matrix.mean(dim=0)
+    # feasible and optimal; the maximiser itself is weakly determined (the objective is flat
+    # along the active face), so it is compared at a looser tolerance than the value
+    assert float((update - g0).norm()) <= c * float(g0.norm()) * (1 + 1e-12)
+    assert float((matrix @ update).min()) == pytest.approx(float((matrix.numpy() @ primal).min()), abs=1e-7)
+    np.testing.assert_allclose(update.numpy(), primal, atol=1e-4)
+    torch.testing.assert_close(agg.CAGrad(c=c, rescale=1)(matrix), update / (1 + c**2))
+    torch.testing.assert_close(agg.CAGrad(c=c, rescale=2)(matrix), update / (1 + c))
+
+
+def test_cagrad_with_zero_radius_is_the_mean():
+    matrix = random_matrix(4, 10, 6)
+    for rescale in (0, 1, 2):
+        torch.testing.assert_close(agg.CAGrad(c=0.0, rescale=rescale)(matrix), matrix.mean(dim=0))
+
+
+@pytest.mark.parametrize("k,p,seed", [(2, 6, 0), (3, 5, 1), (5, 12, 2)])
+def test_imtlg_has_equal_projections_on_unit_gradients(k, p, seed):
+    matrix = random_matrix(k, p, seed) * torch.logspace(-1, 1, k, dtype=torch.float64)[:, None]
+    result = agg.IMTLG().aggregate(matrix)
+    projections = (matrix / matrix.norm(dim=1, keepdim=True)) @ result.update
+    torch.testing.assert_close(projections, projections[0].expand(k))
+    assert abs(float(result.weights.sum()) - 1) < 1e-10
+
+
+@pytest.mark.parametrize("k,p,seed", [(2, 6, 0), (3, 5, 1), (5, 12, 2)])
+def test_nash_mtl_weights_solve_bargaining_condition(k, p, seed):
+    matrix = random_matrix(k, p, seed) * torch.logspace(-1, 1, k, dtype=torch.float64)[:, None]
+    alpha = agg.NashMTL(max_norm=0.0).aggregate(matrix).weights
+    assert alpha.min() > 0
+    torch.testing.assert_close(matrix @ matrix.T @ alpha, 1 / alpha, rtol=1e-8, atol=0)
+    clipped = agg.NashMTL(max_norm=0.5).aggregate(matrix)
+    assert abs(float(clipped.update.norm()) - min(0.5, float((alpha @ matrix).norm()))) < 1e-10
+    torch.testing.assert_close(clipped.weights / clipped.weights.sum(), alpha / alpha.sum())
+
+
+def test_nash_mtl_reuses_weights_between_updates():
+    method = agg.NashMTL(max_norm=0.0, update_weights_every=2)
+    first, second, third = (random_matrix(3, 5, s) for s in (0, 1, 2))
+    w1 = method.aggregate(first).weights
+    torch.testing.assert_close(method.aggregate(second).weights, w1)
+    torch.testing.assert_close(method.aggregate(third).weights, agg.NashMTL(max_norm=0.0).aggregate(third).weights)
+
+
+def dual_cone_projection(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    x = cp.Variable(matrix.shape[1])
+    cp.Problem(cp.Minimize(cp.sum_squares(x - vector)), [matrix @ x >= 0]).solve(cp.CLARABEL)
+    return x.value
+
+
+@pytest.mark.parametrize("k,p,seed", [(2, 6, 0), (3, 5, 1), (4, 12, 2)])
+def test_upgrad_is_mean_of_dual_cone_projections(k, p, seed):
+    matrix = random_matrix(k, p, seed)
+    exact = agg.UPGrad(norm_eps=0.0, reg_eps=0.0)(matrix)
+    expected = np.mean([dual_cone_projection(matrix.numpy(), row) for row in matrix.numpy()], axis=0)
+    np.testing.assert_allclose(exact.numpy(), expected, atol=1e-6)
+    assert float((matrix @ exact).min()) >= -1e-10
+    assert float((matrix @ agg.UPGrad()(matrix)).min()) >= -1e-10  # also with torchjd's regularisation
+
+
+@pytest.mark.parametrize("scale_mode", ["min", "median", "rmse"])
+def test_aligned_mtl_aligns_gradients_to_equal_orthogonal_components(scale_mode):
+    matrix = random_matrix(3, 8, 7) * torch.tensor([[0.3], [1.0], [4.0]], dtype=torch.float64)
+    method = agg.AlignedMTL(scale_mode)
+    gram = (matrix @ matrix.T).numpy()
+    balance = method.balance_transformation(gram, torch.finfo(torch.float64).eps)
+    aligned = torch.from_numpy(balance) @ matrix
+    eigenvalues = np.linalg.eigvalsh(gram)
+    scale = {"min": eigenvalues.min(), "median": np.median(eigenvalues), "rmse": eigenvalues.mean()}[scale_mode]
+    np.testing.assert_allclose((aligned @ aligned.T).numpy(), scale * np.eye(3), atol=1e-9 * gram.max())
+    torch.testing.assert_close(method(matrix), aligned.sum(dim=0))
+
+
+def test_gradvac_first_step_is_pcgrad_then_reaches_target_cosine():
+    g1 = torch.tensor([1.0, 0.2, 0.0], dtype=torch.float64)
+    g2 = torch.tensor([-0.5, 1.0, 0.3], dtype=torch.float64)
+    matrix = torch.stack([g1, g2])
+    method = agg.GradVac(generator(), beta=0.5)
+    # phi_hat = 0 at the start: the correction of a negative cosine is PCGrad's projection
+    torch.testing.assert_close(method(matrix), agg.PCGrad(generator())(matrix))
+    phi = float(g1 @ g2 / (g1.norm() * g2.norm()))
+    assert method.phi_hat[0, 1] == pytest.approx(0.5 * phi)
+    # a pair with a lower cosine: each row is corrected so its cosine reaches the EMA target
+    g1_low = torch.tensor([1.0, -0.5, 0.0], dtype=torch.float64)  # cosine -0.77 < target -0.13
+    targets = method.phi_hat.copy()
+    weights = method.aggregate(torch.stack([g1_low, g2])).weights
+    row1 = g1_low + (weights[1] - 1.0) * g2  # rows are [1, a] and [b, 1]; weights = [1 + b, 1 + a]
+    row2 = g2 + (weights[0] - 1.0) * g1_low
+    assert float(row1 @ g2 / (row1.norm() * g2.norm())) == pytest.approx(targets[0, 1], abs=1e-7)
+    assert float(row2 @ g1_low / (row2.norm() * g1_low.norm())) == pytest.approx(targets[1, 0], abs=1e-7)
+
+
+def test_graddrop_properties():
+    matrix = random_matrix(3, 40, 8)
+    torch.testing.assert_close(agg.GradDrop(generator(), leak=1.0)(matrix), matrix.sum(dim=0))
+    torch.testing.assert_close(agg.GradDrop(generator())(matrix[:1]), matrix[0])
+    positive = matrix.abs()
+    torch.testing.assert_close(agg.GradDrop(generator())(positive), positive.sum(dim=0))
+    update = agg.GradDrop(generator())(matrix)
+    # every coordinate keeps only gradients of one sign
+    kept = update / matrix.sum(dim=0)
+    signs = torch.sign(update)
+    same_sign_sum = torch.where(signs[None] * matrix > 0, matrix, torch.zeros_like(matrix)).sum(dim=0)
+    torch.testing.assert_close(update, same_sign_sum)
+    assert torch.isfinite(kept).all()
+
+
+def test_rgw_weights_are_a_random_softmax():
+    result = agg.RGW(generator(3)).aggregate(random_matrix(4, 6, 0))
+    expected = torch.softmax(torch.randn(4, generator=generator(3), dtype=torch.float64), dim=0)
+    torch.testing.assert_close(result.weights, expected)
+
+
+# -- degenerate input ---------------------------------------------------------------------
+@pytest.mark.parametrize("aggregator", every_aggregator(), ids=lambda a: type(a).__name__)
+def test_zero_matrix_gives_zero_update(aggregator):
+    update = aggregator(torch.zeros(3, 5, dtype=torch.float64))
+    assert torch.equal(update, torch.zeros(5, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("aggregator", every_aggregator(), ids=lambda a: type(a).__name__)
+def test_identical_gradients_give_a_positive_multiple(aggregator):
+    g = random_matrix(1, 6, 9)[0]
+    update = aggregator(g.expand(3, 6).clone())
+    assert torch.isfinite(update).all()
+    scale = float(update @ g / (g @ g))
+    assert scale > 0
+    torch.testing.assert_close(update, scale * g)
+
+
+@pytest.mark.parametrize("aggregator", every_aggregator(), ids=lambda a: type(a).__name__)
+def test_single_task_gives_a_positive_multiple(aggregator):
+    g = random_matrix(1, 6, 10)
+    update = aggregator(g)
+    scale = float(update @ g[0] / (g[0] @ g[0]))
+    assert scale > 0
+    torch.testing.assert_close(update, scale * g[0])
+
+
+@pytest.mark.parametrize("aggregator", every_aggregator(), ids=lambda a: type(a).__name__)
+def test_opposite_and_zero_gradients_give_finite_updates(aggregator):
+    g = random_matrix(1, 6, 12)[0]
+    assert torch.isfinite(aggregator(torch.stack([g, -g, 0.5 * g]))).all()
+    assert torch.isfinite(aggregator(torch.stack([g, torch.zeros_like(g), -2 * g]))).all()
+
+
+@pytest.mark.parametrize("aggregator", [agg.MGDA(), agg.NashMTL()], ids=lambda a: type(a).__name__)
+def test_pareto_stationary_input_gives_zero_update(aggregator):
+    g = random_matrix(1, 6, 13)[0]
+    torch.testing.assert_close(aggregator(torch.stack([g, -g])), torch.zeros_like(g), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("aggregator", every_aggregator(), ids=lambda a: type(a).__name__)
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_gradient_is_an_error(aggregator, bad):
+    matrix = random_matrix(3, 5, 14)
+    matrix[1, 2] = bad
+    with pytest.raises(NonFiniteGradientError, match=r"task\(s\) \[1\]"):
+        aggregator(matrix)
+
+
+def test_bad_shapes_and_options_are_errors():
+    with pytest.raises(ValueError, match="shape"):
+        agg.Sum()(torch.zeros(4))
+    with pytest.raises(ValueError, match="c must be"):
+        agg.CAGrad(c=-1)
+    with pytest.raises(ValueError, match="normalization"):
+        agg.MGDA("loss")
+    with pytest.raises(TypeError, match="explicit torch.Generator"):
+        agg.PCGrad(None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="leak has 2 entries for 3 tasks"):
+        agg.GradDrop(generator(), leak=[0.1, 0.2])(random_matrix(3, 4, 0))
+
+
+# -- state --------------------------------------------------------------------------------
+@pytest.mark.parametrize("make", [
+    lambda: agg.PCGrad(generator(1)), lambda: agg.GradVac(generator(1), beta=0.3),
+    lambda: agg.GradDrop(generator(1)), lambda: agg.RGW(generator(1)),
+    lambda: agg.NashMTL(update_weights_every=2),
+])
+def test_state_round_trip_continues_exactly(make):
+    original = make()
+    for seed in range(3):
+        original(random_matrix(3, 7, seed))
+    restored = make()
+    restored.load_state_dict(original.state_dict())
+    for seed in range(3, 6):
+        matrix = random_matrix(3, 7, seed)
+        torch.testing.assert_close(restored(matrix), original(matrix), rtol=0, atol=0)
