@@ -21,6 +21,8 @@ from mtlens.probes import (
     sam_sharpness,
 )
 from mtlens.probes.fisher import sample_model_labels
+from mtlens.probes.layerwise import layerwise_moments
+from mtlens.probes.per_example import eval_mode
 from mtlens.probes.sharpness import _perturbed_loss_and_gradient
 from mtlens.tasks import Task, binary_task, classification_task, regression_task
 
@@ -88,9 +90,10 @@ def test_probe_parameters_are_encoder_and_own_head_in_model_order():
         probe_parameters(model, "nope")
 
 
+@pytest.mark.parametrize("batch_norm", [True, False], ids=["vmap", "layerwise"])
 @pytest.mark.parametrize("name", sorted(TASKS))
-def test_per_example_gradients_match_autograd_loop(name):
-    task, model = TASKS[name], cnn_model()
+def test_per_example_gradients_match_autograd_loop(name, batch_norm):
+    task, model = TASKS[name], cnn_model(batch_norm)
     x, y = data(task, 19)
     reference = loop_gradients(model, task, x, y)
     grads = per_example_gradients(model, task, x, y, chunk_size=7)  # chunks of 7, 7, 5
@@ -121,6 +124,56 @@ def test_per_example_gradients_match_backpack(name):
     torch.testing.assert_close(grads, batch_grads, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(grads.pow(2).sum(0), sum_grad_squared, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(sum_sq, sum_grad_squared.sum(), rtol=1e-4, atol=1e-6)
+
+
+class SequenceEncoder(nn.Module):
+    """Conv1d, then a Linear applied at every position (3-d input), then a Linear on the flattened result."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(2, 3, 3, padding=2, stride=2, dilation=2)
+        self.per_position = nn.Linear(3, 4)
+        self.out = nn.Linear(4 * 5, 6, bias=False)
+
+    def forward(self, x):
+        h = torch.tanh(self.conv(x)).transpose(1, 2)  # (N, 5, 3)
+        return self.out(torch.tanh(self.per_position(h)).flatten(1))
+
+
+@pytest.mark.parametrize("group_size", [1, 4])
+def test_layerwise_squared_norms_match_brute_force_on_conv1d_and_sequence_linear(group_size):
+    task = classification_task("cls", 4)
+    torch.manual_seed(0)
+    model = MultiTaskModel(SequenceEncoder(), {"cls": nn.Linear(6, 4)})
+    generator = torch.Generator().manual_seed(1)
+    x, y = torch.randn(11, 2, 10, generator=generator), torch.randint(0, 4, (11,), generator=generator)
+    params = probe_parameters(model, "cls")
+    with eval_mode(model):
+        fast = layerwise_moments(model, task, params, x, y, group_size, chunk_size=5)
+    assert fast is not None
+    g = loop_gradients(model, task, x, y)
+    sums = torch.stack([g[i : i + group_size].sum(0) for i in range(0, 11, group_size)])
+    torch.testing.assert_close(fast[0], g.sum(0), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(fast[1], sums.pow(2).sum(), rtol=1e-4, atol=1e-6)
+
+
+def test_layerwise_path_is_taken_only_when_every_parameter_is_a_dense_or_conv_layer():
+    task = TASKS["cls"]
+    x, y = data(task, 4)
+    for batch_norm, supported in ((False, True), (True, False)):
+        model = cnn_model(batch_norm)
+        with eval_mode(model):
+            result = layerwise_moments(model, task, probe_parameters(model, "cls"), x, y, 1, 4)
+        assert (result is not None) == supported
+    shared = nn.Linear(8, 8)  # one layer called twice: per-example norms need vmap
+    model = MultiTaskModel(nn.Sequential(nn.Flatten(), nn.Linear(64, 8), shared, shared), {"cls": nn.Linear(8, 4)})
+    with eval_mode(model):
+        assert layerwise_moments(model, task, probe_parameters(model, "cls"), x, y, 1, 4) is None
+    weight = shared.weight
+    _, sum_sq, _ = per_example_gradient_moments(model, task, x, y)
+    torch.testing.assert_close(sum_sq, loop_gradients(model, task, x, y).pow(2).sum(), rtol=1e-4, atol=1e-6)
+    # torch's functional_call leaves a plain tensor on a module registered twice; the probes put the parameter back
+    assert model.encoder[2].weight is weight and model.encoder[3].weight is weight
 
 
 # ---------------------------------------------------------------- coherence
@@ -192,9 +245,10 @@ def brute_force_batch_fisher(model, task, x, labels, batch_size):
     return float(np.dot(terms, weights)), np.array(terms)
 
 
+@pytest.mark.parametrize("batch_norm", [True, False], ids=["vmap", "layerwise"])
 @pytest.mark.parametrize("name", sorted(TASKS))
-def test_fisher_batch_estimator_equals_brute_force(name):
-    task, model = TASKS[name], cnn_model()
+def test_fisher_batch_estimator_equals_brute_force(name, batch_norm):
+    task, model = TASKS[name], cnn_model(batch_norm)
     x, _ = data(task, 37)  # 37 = 2 * 16 + 5: a short last batch
     labels = sample_model_labels(model, task, x, torch.Generator().manual_seed(3))
     expected, _ = brute_force_batch_fisher(model, task, x, labels, 16)
