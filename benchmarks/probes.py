@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--loop-n", type=int, default=256, help="examples timed in the loop (scaled to --n)")
-    parser.add_argument("--chunk-sizes", type=int, nargs="+", default=[64, 256, 1024])
+    parser.add_argument("--chunk-sizes", type=int, nargs="+", default=[256, 1024, 2048])
     args = parser.parse_args()
     from backpack import extend
 
