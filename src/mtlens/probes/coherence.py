@@ -5,8 +5,9 @@ With per-example gradients ``g_1..g_m`` of the task loss on the probe parameters
     alpha = ||(1/m) sum_i g_i||^2 / ((1/m) sum_i ||g_i||^2)        in [0, 1]
     m-coherence = m * alpha                                        in [0, m]
 
-``m-coherence`` is 0 when the mean gradient vanishes, 1 when the gradients are pairwise orthogonal with equal norms and
-``m`` when they are all identical.  Computed in eval mode (see :mod:`mtlens.probes.per_example`).
+``m-coherence`` is 0 when the mean gradient vanishes, 1 when the gradients are pairwise
+orthogonal with equal norms and ``m`` when they are all identical.  Computed in eval mode
+(see :mod:`mtlens.probes.per_example`).
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 
 from mtlens.models import MultiTaskModel
-from mtlens.probes.per_example import eval_mode, group_gradients
+from mtlens.probes.per_example import eval_mode, gradient_moments
 from mtlens.tasks import Task
 
 ESTIMATORS = ("batch", "exact")
@@ -76,10 +76,7 @@ def fisher_trace(
         raise ValueError("the Fisher trace needs at least one input")
     labels = sample_model_labels(model, task, inputs, generator, chunk_size)
     group = 1 if estimator == "exact" else batch_size
-    total = 0.0
-    with eval_mode(model):
-        for block, _ in group_gradients(model, task, inputs, labels, group, chunk_size):
-            # each row sums |B_k| example gradients: |B_k| * ||mean||^2 * |B_k| / N = ||sum||^2 / N
-            total += float(block.pow(2).sum())
-    trace = total / len(inputs)
+    # sum_k (|B_k|/N) |B_k| ||mean_{B_k} g||^2 = sum_k ||sum_{B_k} g||^2 / N
+    _, total, _ = gradient_moments(model, task, inputs, labels, group, chunk_size)
+    trace = float(total) / len(inputs)
     return {"fisher_trace": trace, "fisher_trace_exact": trace} if estimator == "exact" else {"fisher_trace": trace}

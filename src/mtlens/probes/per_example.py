@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 from mtlens.models import MultiTaskModel
+from mtlens.probes.layerwise import layerwise_moments
 from mtlens.tasks import Task
 
 Params = dict[str, Tensor]
@@ -43,14 +44,29 @@ def probe_parameters(model: MultiTaskModel, task: str) -> dict[str, nn.Parameter
 
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Run ``model`` in eval mode, then restore every submodule's own train/eval flag."""
+    """Run ``model`` in eval mode, then restore every submodule's own train/eval flag.
+
+    Also puts back every module's registered parameter and buffer objects: torch's
+    ``functional_call`` leaves a plain tensor in place of a parameter when one module is
+    registered under two names (e.g. repeated in an ``nn.Sequential``).
+    """
     flags = [(module, module.training) for module in model.modules()]
+    registered = [(module, dict(module._parameters), dict(module._buffers)) for module in model.modules()]
     model.eval()
     try:
         yield
     finally:
         for module, training in flags:
             module.training = training
+        for module, parameters, buffers in registered:
+            for name, value in parameters.items():
+                if module._parameters.get(name) is not value or getattr(module, name) is not value:
+                    module.__dict__.pop(name, None)
+                    module._parameters[name] = value
+            for name, value in buffers.items():
+                if module._buffers.get(name) is not value or getattr(module, name) is not value:
+                    module.__dict__.pop(name, None)
+                    module._buffers[name] = value
 
 
 def detached_parameters(model: MultiTaskModel, task: str) -> Params:
@@ -116,20 +132,39 @@ def per_example_gradients(
         return torch.cat([block for block, _ in group_gradients(model, task, inputs, targets, 1, chunk_size)])
 
 
-def per_example_gradient_moments(
-    model: MultiTaskModel, task: Task, inputs: Tensor, targets: Tensor, chunk_size: int = 256
+def gradient_moments(
+    model: MultiTaskModel, task: Task, inputs: Tensor, targets: Tensor, group_size: int = 1, chunk_size: int = 256
 ) -> tuple[Tensor, Tensor, int]:
-    """``(sum_i g_i (P,), sum_i ||g_i||^2 (scalar), N)``, streaming over chunks.
+    """``(sum_i g_i (P,), sum_k ||sum_{i in group k} g_i||^2 (scalar), N)`` over consecutive groups.
 
-    Only one chunk of per-example gradients ``(chunk_size, P)`` is held at a time.
+    Groups are runs of ``group_size`` examples (the last may be shorter); ``group_size=1``
+    gives ``sum_i ||g_i||^2``.  When every probe parameter is the weight or bias of a dense or
+    convolutional layer, the squared norms come from layer inputs and output gradients
+    without forming per-group gradients (:mod:`mtlens.probes.layerwise`); otherwise from
+    ``vmap(grad)`` blocks of :func:`group_gradients`, one ``(chunk, P)`` block at a time.
     """
-    total, sum_sq, n = None, None, 0
+    if len(inputs) == 0:
+        raise ValueError("gradient moments need at least one example")
+    if len(inputs) != len(targets):
+        raise ValueError(f"inputs have {len(inputs)} rows but targets have {len(targets)}")
     with eval_mode(model):
-        for block, count in group_gradients(model, task, inputs, targets, 1, chunk_size):
+        fast = layerwise_moments(model, task, probe_parameters(model, task.name), inputs, targets,
+                                 group_size, chunk_size)
+        if fast is not None:
+            return (*fast, len(inputs))
+        total, sum_sq = None, None
+        for block, _ in group_gradients(model, task, inputs, targets, group_size, chunk_size):
             block_sum, block_sq = block.sum(dim=0), block.pow(2).sum()
             total = block_sum if total is None else total + block_sum
             sum_sq = block_sq if sum_sq is None else sum_sq + block_sq
-            n += count
-    if total is None:
-        raise ValueError("per-example gradient moments need at least one example")
-    return total, sum_sq, n
+    return total, sum_sq, len(inputs)
+
+
+def per_example_gradient_moments(
+    model: MultiTaskModel, task: Task, inputs: Tensor, targets: Tensor, chunk_size: int = 256
+) -> tuple[Tensor, Tensor, int]:
+    """``(sum_i g_i (P,), sum_i ||g_i||^2 (scalar), N)`` without materializing ``(N, P)``.
+
+    See :func:`gradient_moments` (``group_size=1``).
+    """
+    return gradient_moments(model, task, inputs, targets, 1, chunk_size)
