@@ -46,8 +46,9 @@ def probes_section(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out
                 fig, out_dir, f"probes_{setting}_{method}",
                 f"{setting}, method {method}: every per-task probe by epoch, STL (blue) vs MTL (red), mean ± std "
                 f"over seeds ({n_seeds.get('stl', 0)} STL and {n_seeds.get('mtl', 0)} MTL seeds; runs per curve in "
-                f"the legend). update_cosine is the cosine of the task's probe-sample gradient with the shared "
-                f"parameters' update direction of the step; it is 1 - noise for STL."))
+                f"the legend). update_cosine: cosine of the task's probe-sample gradient with the update direction "
+                f"the method applied to the shared parameters at that step (for STL, the task's own batch "
+                f"gradient)."))
         pairs = sorted(t for t in mtl_rows["task"].unique() if "|" in t)
         if pairs:
             parts.append(save_figure(
