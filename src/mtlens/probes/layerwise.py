@@ -58,6 +58,8 @@ def _positions(module: nn.Module, inputs: Tensor, output_grad: Tensor) -> tuple[
 def _group_weight_sq_norms(a: Tensor, delta: Tensor) -> Tensor:
     """``||Delta_B^T A_B||^2`` for each group; ``a (k, M, d_in)``, ``delta (k, M, d_out)``."""
     m, d_in, d_out = a.shape[1], a.shape[2], delta.shape[2]
+    if m == 1:  # one example at one position: ||delta a^T||^2 = ||a||^2 ||delta||^2
+        return a.pow(2).sum(dim=(1, 2)) * delta.pow(2).sum(dim=(1, 2))
     if m * (d_in + d_out) < d_in * d_out:
         return (a @ a.transpose(1, 2) * (delta @ delta.transpose(1, 2))).sum(dim=(1, 2))
     return (delta.transpose(1, 2) @ a).pow(2).sum(dim=(1, 2))

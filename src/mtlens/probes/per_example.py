@@ -9,6 +9,11 @@ gradient therefore does not depend on which other examples share its chunk.  The
 train/eval flags of every submodule are restored afterwards; parameters, buffers and
 torch's global random state are left untouched.
 
+Sums of gradients and of their squared norms (:func:`gradient_moments`, used by the
+coherence and Fisher probes) take a faster path when every probe parameter belongs to a
+dense or convolutional layer: :mod:`mtlens.probes.layerwise` gets the squared norms from
+layer inputs and output gradients of one ordinary backward pass, never forming ``(N, P)``.
+
 Shapes: ``inputs (N, ...)``, ``targets (N, ...)``; ``P`` is the number of entries of
 :func:`probe_parameters`, flattened and concatenated in their fixed order.
 """

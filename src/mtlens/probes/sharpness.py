@@ -74,11 +74,11 @@ def _batch_sharpness(model, task, params: Params, x: Tensor, y: Tensor, rho: flo
     direction, base = _perturbed_loss_and_gradient(model, task, params, x, y, zero)
     sam = rho * float(_norm(direction))
     best, u = 0.0, zero
-    for _ in range(steps + 1):  # the SAM point, then `steps` ascent steps
+    for step in range(steps + 1):  # the SAM point, then `steps` ascent steps
         norm = _norm(direction)
         if float(norm) == 0.0:
             break
-        if step_size is None:
+        if step == 0 or step_size is None:
             u = _scaled(direction, rho / norm)
         else:
             u = {name: u[name] + direction[name] * (step_size / norm) for name in u}
