@@ -152,3 +152,18 @@ def test_study_with_two_methods_reports_each_against_stl(tmp_path):
     # (c = 0.5): positive, summing to more than 1 / (1 + c^2).
     cagrad = weights[weights["method"] == "cagrad"]
     assert (cagrad["value"] > 0).all() and (cagrad.groupby("step")["value"].sum() > 1 / 1.25).all()
+
+
+def test_study_gives_method_options_to_mtl_runs_only():
+    from mtlens.sweep.study import study_configs
+    from mtlens.training.config import ConfigError
+
+    base = {"setting": "test_three_regressions", "method_options": {"c": 0.4}}
+    configs = study_configs(base, seeds=[0], methods=["cagrad"])
+    assert [(c.mode, c.method, c.method_options) for c in configs] == [
+        ("stl", "sum", {}), ("stl", "sum", {}), ("stl", "sum", {}), ("mtl", "cagrad", {"c": 0.4})]
+    # STL runs are the same runs as in a study without options, so one store shares them.
+    plain = study_configs({"setting": "test_three_regressions"}, seeds=[0], methods=["pcgrad"])
+    assert [c.run_id for c in configs[:3]] == [c.run_id for c in plain[:3]]
+    with pytest.raises(ConfigError, match=r"method 'pcgrad' has no option\(s\) \['c'\]"):
+        study_configs(base, seeds=[0], methods=["cagrad", "pcgrad"])
