@@ -9,8 +9,9 @@ random 28 x 28 inputs and labels, Adam:
 
 A step is what the trainer does: forward, ``method.backward``, ``optimizer.step``.  Each
 method is timed for ``--steps`` steps after ``--warmup``, in ``--rounds`` interleaved rounds
-over all methods (the machine may be shared); the median is divided by the median of ``sum``
-measured in the same run.
+over all methods; the median is divided by the median of ``sum`` measured in the same run.
+Times are the process's CPU time (``time.process_time``, one torch thread), so that other
+load on a shared machine does not count.
 
 Second table: the (K x P) task-gradient matrix of the shared parameters from one forward
 pass (:func:`mtlens.gradients.task_gradients`, K backward passes) against K separate
@@ -81,14 +82,14 @@ def step_timer(case: Case, method_name: str, batch_size: int) -> Callable[[int],
     count = [0]
 
     def run(steps: int) -> float:
-        start = time.perf_counter()
+        start = time.process_time()
         for _ in range(steps):
             losses = losses_of(model, batches[count[0] % len(batches)])
             optimizer.zero_grad(set_to_none=True)
             method.backward(losses, model)
             optimizer.step()
             count[0] += 1
-        return time.perf_counter() - start
+        return time.process_time() - start
 
     return run
 
@@ -130,9 +131,9 @@ def time_task_gradients(case: Case, batch_size: int, repeats: int) -> tuple[floa
         compute()
         times = []
         for _ in range(repeats):
-            start = time.perf_counter()
+            start = time.process_time()
             compute()
-            times.append(time.perf_counter() - start)
+            times.append(time.process_time() - start)
         results.append(statistics.median(times))
     return results[0], results[1]
 
@@ -140,9 +141,9 @@ def time_task_gradients(case: Case, batch_size: int, repeats: int) -> tuple[floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
