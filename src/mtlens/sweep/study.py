@@ -25,17 +25,19 @@ def study_configs(base: dict[str, Any], seeds: Sequence[int], methods: Sequence[
     """Resolved configs of the study: for each seed, STL per task and MTL per method.
 
     ``base`` is a raw config dict (``setting`` and any overrides); it must not set
-    ``tasks``, ``seed`` or ``method``, which the study sets.
+    ``tasks``, ``seed`` or ``method``, which the study sets.  Its ``method_options`` go to
+    every MTL run (STL runs are plain training without options); for different options per
+    method, run one study per method on the same store, which shares the STL runs.
     """
     fixed = sorted({"tasks", "seed", "method"} & set(base))
     if fixed:
         raise ConfigError(f"{', '.join(fixed)}: set by the study itself; remove from the base config")
-    template = parse_config(base)
+    template = parse_config({**base, "method_options": {}})
     setting = setting or load_configured_setting(template)
     configs = []
     for seed in seeds:
         for task in setting.task_names:
-            configs.append(parse_config({**base, "tasks": [task], "seed": seed, "method": "sum"}))
+            configs.append(parse_config({**base, "tasks": [task], "seed": seed, "method": "sum", "method_options": {}}))
         for method in methods:
             configs.append(parse_config({**base, "seed": seed, "method": method}))
     return [resolve_config(c, setting) for c in configs]

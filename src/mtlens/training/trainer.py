@@ -18,6 +18,10 @@ probes run after the step's optimizer update (:class:`mtlens.probes.ProbeRunner`
 (quantities ``probe/<name>``) go into the same part as the step's evaluation rows, before the
 checkpoint.  Probes change no parameter, buffer, gradient, optimizer state or RNG stream of
 training, so a run with probes has exactly the trajectory of the same run without them.
+The update method's per-step diagnostics (``{"weight/<task>": w_t}``) are averaged over
+the steps since the previous record and recorded as rows ``task=<task>, quantity=
+"method/weight"`` (a key without ``/<task>`` gets task ``"*"``); the running sums are
+part of the checkpoint.
 
 A non-finite training loss ends the run with state ``diverged`` (recorded rows are
 kept); a finished or diverged run is never trained again.
@@ -97,6 +101,7 @@ class _Run:
         self.train_rows = {
             t.name: train_eval_rows(setting.data[t.name].train, config.train_eval_size, t.name) for t in self.tasks
         }
+        self.diagnostics: dict[str, Any] = {"sums": {}, "steps": 0}
         self.scales = {t: config.loss_scale * config.task_loss_scales.get(t, 1.0) for t in config.tasks}
         self.probes = ProbeRunner(config, setting, self.tasks, self.device) if config.probes else None
         self.probe_steps = set(probe_steps(self.total_steps, self.steps_per_epoch, config.probe_first_epoch,
@@ -116,7 +121,7 @@ class _Run:
                     self.store.finalize(self.run_id, "diverged", step, f"non-finite loss at step {step}: {bad}")
                     return "diverged"
                 self.optimizer.zero_grad(set_to_none=True)
-                self.method.backward({t: self.scales[t] * v for t, v in losses.items()}, self.model)
+                self._accumulate(self.method.backward({t: self.scales[t] * v for t, v in losses.items()}, self.model))
                 self.optimizer.step()
                 bar.update(1)
                 if self._is_record_step(step) or step in self.probe_steps:
@@ -155,12 +160,29 @@ class _Run:
                 ]
         if self.probes is not None and step in self.probe_steps:
             records += self.probes.rows(self.model, step)
+        records += self._method_records()
         frame = pd.DataFrame.from_records(records)
         frame = frame.assign(
             run_id=self.run_id, setting=self.config.setting, mode=self.config.mode, method=self.config.method,
             seed=self.config.seed, step=step, epoch=step / self.steps_per_epoch,
         )
         self.store.write_part(self.run_id, step, frame)
+
+    def _accumulate(self, diagnostics: dict[str, float]) -> None:
+        sums = self.diagnostics["sums"]
+        for name, value in diagnostics.items():
+            sums[name] = sums.get(name, 0.0) + float(value)
+        self.diagnostics["steps"] += 1
+
+    def _method_records(self) -> list[dict[str, Any]]:
+        """Rows of the method's diagnostics averaged since the last record; resets the sums."""
+        sums, steps = self.diagnostics["sums"], self.diagnostics["steps"]
+        records = []
+        for name, total in sums.items():
+            quantity, _, task = name.partition("/")
+            records.append({"task": task or "*", "quantity": f"method/{quantity}", "value": total / steps})
+        self.diagnostics = {"sums": {}, "steps": 0}
+        return records
 
     # -- checkpoints ------------------------------------------------------------------------
     def _checkpoint(self, step: int) -> None:
@@ -169,6 +191,7 @@ class _Run:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "method": self.method.state_dict(),
+            "method_diagnostics": self.diagnostics,
             "stream": self.stream.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
@@ -188,6 +211,7 @@ class _Run:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.method.load_state_dict(state["method"])
+        self.diagnostics = state["method_diagnostics"]
         self.stream.load_state_dict(state["stream"])
         torch.set_rng_state(state["torch_rng"].cpu())
         if state["cuda_rng"] is not None and self.device.type == "cuda":
