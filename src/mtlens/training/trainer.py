@@ -64,7 +64,7 @@ def train_run(config: RunConfig, store: RunStore, setting: Setting | None = None
         store.write_config(run_id, config.model_dump(), ignore=("device",))
         store.write_task_info(run_id, {
             t.name: {"selection_metric": t.selection_metric,
-                     "lower_is_better": {m: t.is_lower_better(m) for m in ["loss", *t.metrics]}}
+                     "lower_is_better": {m: t.is_lower_better(m) for m in t.metric_names}}
             for t in setting.select(config.tasks)
         })
         return _Run(config, setting, store).train(progress)
@@ -137,7 +137,8 @@ class _Run:
         for task in self.tasks:
             data = self.setting.data[task.name]
             for split_name, rows in (("train", self.train_rows[task.name]), ("val", None), ("test", None)):
-                scores = evaluate_task(self.model, task, data.split(split_name), self.device, rows)
+                scores = evaluate_task(self.model, task, data.split(split_name), self.device, rows,
+                                       batch_size=self.setting.defaults.eval_batch_size)
                 records += [
                     {"task": task.name, "quantity": f"{split_name}/{name}", "value": value}
                     for name, value in scores.items()
