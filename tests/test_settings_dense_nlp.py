@@ -333,3 +333,17 @@ def test_glue_missing_model_is_one_clear_error(tmp_path):
     with pytest.raises(Exception, match="huggingface-cli download") as info:
         load_setting("glue", root=str(tmp_path / "glue"), model_name=str(tmp_path / "no-model"), tasks=("rte",))
     assert isinstance(info.value, MtlensError)
+
+
+def test_bf16_mixed_precision_trains_with_its_own_run_id(tmp_path):
+    raw = {"setting": "digits_pair", "epochs": 1, "batch_size": 32, "train_eval_size": 64,
+           "setting_options": {"n_train": 128, "n_val": 32, "n_test": 32}}
+    full, mixed = parse_config(raw), parse_config({**raw, "mixed_precision": "bf16"})
+    assert "mixed_precision" not in full.identity() and mixed.identity()["mixed_precision"] == "bf16"
+    store = RunStore(tmp_path)
+    values = {}
+    for config in (full, mixed):
+        assert train_run(config, store, progress=False) == "finished"
+        rows = store.trajectory(resolve_config(config).run_id)
+        values[config.mixed_precision] = rows.sort_values(["task", "step", "quantity"])["value"].to_numpy()
+    assert np.isfinite(values["bf16"]).all() and not np.array_equal(values["off"], values["bf16"])

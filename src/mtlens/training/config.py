@@ -7,6 +7,9 @@ stored config always holds the concrete values that were used.
 
 The MTL objective handed to the update method is ``C * sum_t s_t * L_t`` with
 ``C = loss_scale`` (1 in the paper) and ``s_t = task_loss_scales.get(t, 1)``.
+
+``mixed_precision: bf16`` runs the training forward passes and losses under
+``torch.autocast`` with bfloat16 (no loss scaling needed); evaluation stays in float32.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class RunConfig(BaseModel):
     task_loss_scales: dict[str, float] = Field(default_factory=dict)
     seed: int = Field(default=0, ge=0)
     device: str = "cpu"
+    mixed_precision: Literal["off", "bf16"] = "off"
 
     @field_validator("setting")
     @classmethod
@@ -92,8 +96,12 @@ class RunConfig(BaseModel):
         return "stl" if self.tasks is not None and len(self.tasks) == 1 else "mtl"
 
     def identity(self) -> dict[str, Any]:
-        """The fields that define the run's trajectory (everything but the device)."""
-        return self.model_dump(exclude={"device"})
+        """The fields that define the run's trajectory (everything but the device).
+
+        ``mixed_precision`` is left out when ``'off'``, so full-precision runs keep the ids
+        they had before the option existed.
+        """
+        return self.model_dump(exclude={"device"} | ({"mixed_precision"} if self.mixed_precision == "off" else set()))
 
     @property
     def run_id(self) -> str:

@@ -118,10 +118,13 @@ class _Run:
     def _losses(self) -> dict[str, torch.Tensor]:
         self.model.train()
         losses = {}
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                  enabled=self.config.mixed_precision == "bf16")
         for batch in self.stream.next().values():
-            outputs = self.model(batch.inputs, list(batch.targets))
-            for task_name, targets in batch.targets.items():
-                losses[task_name] = self.setting.task(task_name).loss(outputs[task_name], targets).mean()
+            with autocast:
+                outputs = self.model(batch.inputs, list(batch.targets))
+                for task_name, targets in batch.targets.items():
+                    losses[task_name] = self.setting.task(task_name).loss(outputs[task_name], targets).float().mean()
         return losses
 
     def _is_record_step(self, step: int) -> bool:
