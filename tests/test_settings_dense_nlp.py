@@ -347,3 +347,12 @@ def test_bf16_mixed_precision_trains_with_its_own_run_id(tmp_path):
         rows = store.trajectory(resolve_config(config).run_id)
         values[config.mixed_precision] = rows.sort_values(["task", "step", "quantity"])["value"].to_numpy()
     assert np.isfinite(values["bf16"]).all() and not np.array_equal(values["off"], values["bf16"])
+
+
+@pytest.mark.parametrize("name", ["cityscapes", "glue"])
+def test_config_files_are_valid(name):
+    import yaml
+
+    raw = yaml.safe_load((Path(__file__).parents[1] / "configs" / f"{name}.yaml").read_text())
+    config = parse_config({**raw, "setting": name})
+    assert config.setting == name and config.lr is not None
