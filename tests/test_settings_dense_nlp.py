@@ -356,3 +356,17 @@ def test_config_files_are_valid(name):
     raw = yaml.safe_load((Path(__file__).parents[1] / "configs" / f"{name}.yaml").read_text())
     config = parse_config({**raw, "setting": name})
     assert config.setting == name and config.lr is not None
+
+
+def test_missing_datasets_say_what_to_download_and_where(tmp_path, monkeypatch):
+    monkeypatch.setenv("MTLENS_DATA", str(tmp_path))
+    with pytest.raises(DatasetMissingError) as city:
+        load_setting("cityscapes")
+    message = str(city.value)
+    assert str(tmp_path / "cityscapes") in message and "cityscapes-dataset.com" in message
+    assert "gtFine_trainvaltest.zip" in message and "cityscapes_npy" in message
+    with pytest.raises(DatasetMissingError) as glue_missing:
+        load_setting("glue")
+    assert str(tmp_path / "glue") in str(glue_missing.value) and "CoLA/train.tsv" in str(glue_missing.value)
+    _write_npy(tmp_path / "cityscapes_npy")  # the preprocessed layout in its registry directory is found
+    assert len(load_setting("cityscapes", size=(H, W), n_val=1, resnet_depth=18, width=4).data["depth"].test) == 2
