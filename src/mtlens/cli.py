@@ -1,4 +1,4 @@
-"""The command line: ``mtlens study | runs | report | settings``.
+"""The command line: ``mtlens study | runs | report | settings | data``.
 
 Every command validates its whole input before training anything; a bad config key or
 unknown name exits with status 2 and one message naming the key and the valid choices.
@@ -119,6 +119,17 @@ def cmd_settings(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    from mtlens.data.registry import download_dataset, status_table
+
+    if args.data_command == "status":
+        print(status_table())
+    else:
+        path = download_dataset(args.name, log=lambda line: print(line, file=sys.stderr))
+        print(f"{args.name}: present in {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mtlens", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -161,6 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     settings = sub.add_parser("settings", help="list the registered settings and their options")
     settings.set_defaults(func=cmd_settings)
+
+    data = sub.add_parser("data", help="datasets: where they live, whether present, download them")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    data_sub.add_parser("status", help="list every registered dataset: present/missing, size, path")
+    download = data_sub.add_parser("download", help="download and verify an openly downloadable dataset")
+    download.add_argument("name", help="dataset name (see `mtlens data status`)")
+    data.set_defaults(func=cmd_data)
     return parser
 
 

@@ -14,12 +14,20 @@ Three constructors cover the common heads:
   (loss ``0.5 * ||y - f(x)||^2``), mean squared error.
 
 A user's own task is just another ``Task`` with these fields.
+
+Metrics come in two kinds.  ``Task.metrics`` are per-example scores that the evaluator
+averages (accuracy, squared error).  ``Task.corpus_metrics`` are dataset-level scores that
+are *not* means of per-example scores (mIoU, F1, Matthews correlation, Pearson/Spearman):
+each :class:`CorpusMetric` turns every evaluation batch into a statistics tensor, the
+evaluator combines them over the split (sum, e.g. a confusion matrix; or concatenation,
+e.g. the predictions for a rank correlation) and ``finalize`` maps the result to a float.
+Both kinds are recorded as ``<split>/<name>`` rows and may be a ``selection_metric``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Callable, Literal, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -35,6 +43,27 @@ LabelSampler = Callable[[Tensor, torch.Generator], Tensor]
 
 
 @dataclass(frozen=True)
+class CorpusMetric:
+    """A dataset-level metric computed from statistics accumulated over evaluation batches.
+
+    Attributes:
+        statistics: ``(outputs (N, ...), targets (N, ...)) -> Tensor`` of one batch.
+        finalize: the combined statistics -> the metric's value.
+        combine: ``"sum"`` adds the batches' statistics (all of one shape, e.g. a ``(C, C)``
+            confusion matrix); ``"cat"`` concatenates them along dim 0 (e.g. ``(N, 2)`` rows of
+            prediction and target for a correlation).
+    """
+
+    statistics: Callable[[Tensor, Tensor], Tensor]
+    finalize: Callable[[Tensor], float]
+    combine: Literal["sum", "cat"] = "sum"
+
+    def __post_init__(self) -> None:
+        if self.combine not in ("sum", "cat"):
+            raise ValueError(f"combine must be 'sum' or 'cat', got {self.combine!r}")
+
+
+@dataclass(frozen=True)
 class Task:
     """One prediction problem solved by one head on top of the shared encoder.
 
@@ -44,8 +73,9 @@ class Task:
         loss: per-example negative log-likelihood, shape ``(N,)``.
         metrics: name -> per-example score, each shape ``(N,)``; the evaluator averages them.
         sample_labels: draws targets from the model's predictive distribution.
-        lower_is_better: for each metric name, whether smaller values are better.
+        lower_is_better: for each metric name (per-example or corpus), whether smaller is better.
         selection_metric: the validation metric used to select checkpoints.
+        corpus_metrics: name -> dataset-level metric (names distinct from ``metrics``).
     """
 
     name: str
@@ -55,18 +85,26 @@ class Task:
     sample_labels: LabelSampler
     lower_is_better: Mapping[str, bool] = field(default_factory=dict)
     selection_metric: str = "loss"
+    corpus_metrics: Mapping[str, CorpusMetric] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:
             raise ValueError(f"task name {self.name!r} must be non-empty and contain no '/'")
-        unknown = set(self.lower_is_better) - set(self.metrics) - {"loss"}
+        clash = sorted(set(self.metrics) & set(self.corpus_metrics) | {"loss"} & set(self.corpus_metrics))
+        if clash:
+            raise ValueError(f"task {self.name!r}: corpus metric names {clash} clash with per-example metrics")
+        unknown = set(self.lower_is_better) - set(self.metric_names)
         if unknown:
             raise ValueError(f"task {self.name!r}: lower_is_better names unknown metrics {sorted(unknown)}")
-        if self.selection_metric != "loss" and self.selection_metric not in self.metrics:
+        if self.selection_metric not in self.metric_names:
             raise ValueError(
-                f"task {self.name!r}: selection_metric {self.selection_metric!r} is not one of "
-                f"{['loss', *self.metrics]}"
+                f"task {self.name!r}: selection_metric {self.selection_metric!r} is not one of {self.metric_names}"
             )
+
+    @property
+    def metric_names(self) -> list[str]:
+        """Every quantity the evaluator reports: ``'loss'``, the per-example and the corpus metrics."""
+        return ["loss", *self.metrics, *self.corpus_metrics]
 
     def is_lower_better(self, metric: str) -> bool:
         """Whether smaller values of ``metric`` (``'loss'`` or a metric name) are better."""

@@ -74,6 +74,8 @@ def load_setting(name: str, **options: Any) -> Setting:
 def _load_builtins() -> None:
     # Importing the modules registers their settings.
     from mtlens.settings import embedded  # noqa: F401
+    from mtlens.settings import celeba, cifar100, fashion_mtl, mnists  # noqa: F401
+    from mtlens.settings import cityscapes, glue  # noqa: F401
 
 
 __all__ = [

@@ -65,11 +65,15 @@ class TaskData:
 
 @dataclass(frozen=True)
 class Defaults:
-    """Default training hyperparameters of a setting (overridable in every config)."""
+    """Default training hyperparameters of a setting (overridable in every config).
+
+    ``eval_batch_size`` is the batch size of evaluation passes (memory-bound for dense outputs).
+    """
 
     lr: float = 1e-3
     batch_size: int = 64
     epochs: int = 10
+    eval_batch_size: int = 512
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,9 @@ schedule: step 0, then the epochs ``probe_first_epoch * probe_growth**k`` and th
 (:func:`mtlens.probes.probe_steps`).  The probe keys change the stored rows, so they are
 part of the run identity -- except when ``probes`` is empty: a run without probes keeps the
 run id it had before probes existed.
+
+``mixed_precision: bf16`` runs the training forward passes and losses under
+``torch.autocast`` with bfloat16 (no loss scaling needed); evaluation stays in float32.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class RunConfig(BaseModel):
     sharpness_steps: int = Field(default=10, gt=0)
     alignment_batches: int = Field(default=4, gt=0)
     device: str = "cpu"
+    mixed_precision: Literal["off", "bf16"] = "off"
 
     @field_validator("setting")
     @classmethod
@@ -123,9 +127,12 @@ class RunConfig(BaseModel):
         return "stl" if self.tasks is not None and len(self.tasks) == 1 else "mtl"
 
     def identity(self) -> dict[str, Any]:
-        """The fields that define the run's trajectory: everything but the device, and without the
-        probe keys when ``probes`` is empty (so such a run keeps its pre-probe run id)."""
+        """The fields that define the run's trajectory: everything but the device, without the probe
+        keys when ``probes`` is empty and without ``mixed_precision`` when it is ``'off'`` (so such
+        runs keep the ids they had before those options existed)."""
         exclude = {"device"} | (set(PROBE_KEYS) if not self.probes else set())
+        if self.mixed_precision == "off":
+            exclude.add("mixed_precision")
         return self.model_dump(exclude=exclude)
 
     @property

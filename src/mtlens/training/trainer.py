@@ -75,7 +75,7 @@ def train_run(config: RunConfig, store: RunStore, setting: Setting | None = None
         store.write_config(run_id, config.model_dump(), ignore=("device",))
         store.write_task_info(run_id, {
             t.name: {"selection_metric": t.selection_metric,
-                     "lower_is_better": {m: t.is_lower_better(m) for m in ["loss", *t.metrics]}}
+                     "lower_is_better": {m: t.is_lower_better(m) for m in t.metric_names}}
             for t in setting.select(config.tasks)
         })
         return _Run(config, setting, store).train(progress)
@@ -133,10 +133,13 @@ class _Run:
     def _losses(self) -> dict[str, torch.Tensor]:
         self.model.train()
         losses = {}
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                  enabled=self.config.mixed_precision == "bf16")
         for batch in self.stream.next().values():
-            outputs = self.model(batch.inputs, list(batch.targets))
-            for task_name, targets in batch.targets.items():
-                losses[task_name] = self.setting.task(task_name).loss(outputs[task_name], targets).mean()
+            with autocast:
+                outputs = self.model(batch.inputs, list(batch.targets))
+                for task_name, targets in batch.targets.items():
+                    losses[task_name] = self.setting.task(task_name).loss(outputs[task_name], targets).float().mean()
         return losses
 
     def _is_record_step(self, step: int) -> bool:
@@ -153,7 +156,8 @@ class _Run:
         for task in self.tasks if self._is_record_step(step) else []:
             data = self.setting.data[task.name]
             for split_name, rows in (("train", self.train_rows[task.name]), ("val", None), ("test", None)):
-                scores = evaluate_task(self.model, task, data.split(split_name), self.device, rows)
+                scores = evaluate_task(self.model, task, data.split(split_name), self.device, rows,
+                                       batch_size=self.setting.defaults.eval_batch_size)
                 records += [
                     {"task": task.name, "quantity": f"{split_name}/{name}", "value": value}
                     for name, value in scores.items()

@@ -1,0 +1,123 @@
+"""Readers of the GLUE benchmark's TSV files (Wang et al. 2019) and offline tokenization.
+
+The eight tasks of :data:`GLUE_TASKS` (WNLI is excluded, as in most GLUE studies: its train
+and dev sets are adversarial to each other and models do not beat the majority class).
+Files are the ones of the official GLUE release (``{Task}/train.tsv``, ``{Task}/dev.tsv``;
+MNLI has ``dev_matched.tsv`` and ``dev_mismatched.tsv``), tab-separated without quoting.
+CoLA has no header (columns: source, label, original annotation, sentence); every other
+file has a header and its columns are found by name:
+
+======  ==========================  ==============  ===========================================
+task    text columns                label column    labels
+======  ==========================  ==============  ===========================================
+cola    3 (no header)               1               0 unacceptable, 1 acceptable
+sst2    sentence                    label           0 negative, 1 positive
+mrpc    #1 String, #2 String        Quality         0 not paraphrase, 1 paraphrase
+qqp     question1, question2        is_duplicate    0, 1
+stsb    sentence1, sentence2        score           float in [0, 5] (regression)
+mnli    sentence1, sentence2        gold_label      0 entailment, 1 neutral, 2 contradiction
+qnli    question, sentence          label           0 entailment, 1 not_entailment
+rte     sentence1, sentence2        label           0 entailment, 1 not_entailment
+======  ==========================  ==============  ===========================================
+
+(label indices as in the Hugging Face ``glue`` dataset).  Rows with a different number of
+fields than the header (a few malformed QQP lines) are skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class GlueTaskSpec:
+    """Where one GLUE task's columns are and how its labels map to indices (``labels=None``: regression)."""
+
+    directory: str
+    text_columns: tuple[str | int, ...]
+    label_column: str | int
+    labels: tuple[str, ...] | None
+    header: bool = True
+    dev_files: tuple[str, ...] = ("dev.tsv",)
+
+
+GLUE_TASKS: dict[str, GlueTaskSpec] = {
+    "cola": GlueTaskSpec("CoLA", (3,), 1, ("0", "1"), header=False),
+    "sst2": GlueTaskSpec("SST-2", ("sentence",), "label", ("0", "1")),
+    "mrpc": GlueTaskSpec("MRPC", ("#1 String", "#2 String"), "Quality", ("0", "1")),
+    "qqp": GlueTaskSpec("QQP", ("question1", "question2"), "is_duplicate", ("0", "1")),
+    "stsb": GlueTaskSpec("STS-B", ("sentence1", "sentence2"), "score", None),
+    "mnli": GlueTaskSpec("MNLI", ("sentence1", "sentence2"), "gold_label", ("entailment", "neutral", "contradiction"),
+                         dev_files=("dev_matched.tsv", "dev_mismatched.tsv")),
+    "qnli": GlueTaskSpec("QNLI", ("question", "sentence"), "label", ("entailment", "not_entailment")),
+    "rte": GlueTaskSpec("RTE", ("sentence1", "sentence2"), "label", ("entailment", "not_entailment")),
+}
+"""The eight GLUE tasks used (WNLI excluded), by the task names of the setting."""
+
+
+@dataclass(frozen=True)
+class GlueExamples:
+    """Texts (one tuple of 1 or 2 strings per example) and labels (int64 classes or float32 scores)."""
+
+    texts: list[tuple[str, ...]]
+    labels: Tensor
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def read_glue_tsv(path: Path, spec: GlueTaskSpec) -> GlueExamples:
+    """Read one GLUE TSV file with the columns and label mapping of ``spec``."""
+    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    if spec.header:
+        names = lines[0].split("\t")
+        lines = lines[1:]
+        missing = [c for c in (*spec.text_columns, spec.label_column) if c not in names]
+        if missing:
+            raise ValueError(f"{path}: header {names} lacks column(s) {missing}")
+        position = {name: i for i, name in enumerate(names)}
+        n_fields = len(names)
+    else:
+        position, n_fields = {}, None
+    text_at = [position.get(c, c) for c in spec.text_columns]
+    label_at = position.get(spec.label_column, spec.label_column)
+    texts, labels = [], []
+    for line in lines:
+        fields = line.split("\t")
+        if (n_fields is not None and len(fields) != n_fields) or len(fields) <= max(*text_at, label_at):
+            continue
+        texts.append(tuple(fields[i] for i in text_at))
+        labels.append(fields[label_at])
+    if spec.labels is None:
+        targets = torch.tensor([float(v) for v in labels], dtype=torch.float32)
+    else:
+        index = {label: i for i, label in enumerate(spec.labels)}
+        unknown = sorted(set(labels) - set(index))
+        if unknown:
+            raise ValueError(f"{path}: unknown labels {unknown[:5]}; expected {list(spec.labels)}")
+        targets = torch.tensor([index[v] for v in labels], dtype=torch.long)
+    return GlueExamples(texts, targets)
+
+
+def read_glue_task(root: Path, task: str, split: str) -> GlueExamples:
+    """``split`` is ``'train'`` or a dev file's stem (``'dev'``, ``'dev_matched'``, ``'dev_mismatched'``)."""
+    spec = GLUE_TASKS[task]
+    return read_glue_tsv(root / spec.directory / f"{split}.tsv", spec)
+
+
+def tokenize_pairs(tokenizer: Any, texts: Sequence[tuple[str, ...]], max_length: int) -> Tensor:
+    """Token ids and attention masks as one int64 tensor ``(N, 2, max_length)``.
+
+    ``[:, 0]`` are the ids of ``<s> a </s></s> b </s>`` (or ``<s> a </s>``) truncated and padded
+    to ``max_length`` by the tokenizer; ``[:, 1]`` is the attention mask (1 = token, 0 = padding).
+    """
+    first = [t[0] for t in texts]
+    second = [t[1] for t in texts] if texts and len(texts[0]) > 1 else None
+    encoded = tokenizer(first, second, truncation=True, max_length=max_length, padding="max_length",
+                        return_tensors="pt")
+    return torch.stack([encoded["input_ids"], encoded["attention_mask"]], dim=1).long()

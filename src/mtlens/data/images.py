@@ -1,0 +1,312 @@
+"""Readers of the published image-classification datasets, and their registry entries.
+
+Each reader takes the files in the layout the dataset's authors publish them, under
+``dataset_dir(name)`` (see :mod:`mtlens.data.registry`):
+
+``mnist``, ``fashion_mnist``, ``kmnist``
+    The four IDX files ``{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz`` (60,000 train,
+    10,000 test, 28x28 grey).  IDX: big-endian magic ``0x00 0x00 TYPE NDIM`` (``TYPE 0x08`` =
+    unsigned byte), ``NDIM`` big-endian ``int32`` sizes, then the row-major data.
+``notmnist``
+    ``notMNIST_large/{A..J}/*.png`` (Bulatov's letter images, 10 classes A-J, ~53k each),
+    as unpacked from ``notMNIST_large.tar.gz``.  The published folders contain a few
+    unreadable files; the reader skips them.  Images are converted to grey and resized to
+    28x28 if needed.
+``cifar100``
+    ``cifar-100-python/{train,test,meta}``: pickles with ``b'data'`` (N, 3072 uint8, CHW),
+    ``b'fine_labels'``, ``b'coarse_labels'``; ``meta`` has ``b'fine_label_names'`` and
+    ``b'coarse_label_names'``.
+``celeba``
+    ``img_align_celeba/*.jpg`` (202,599 aligned 178x218 faces), ``list_attr_celeba.txt``
+    (line 1: count; line 2: the 40 attribute names; then ``FILE v1 ... v40`` with
+    ``v in {-1, 1}``) and ``list_eval_partition.txt`` (``FILE k`` with ``k`` 0 = train,
+    1 = val, 2 = test).  Images are read lazily by :class:`LazyImageFolder`.
+
+Images come back as ``float32`` in ``[0, 1]`` with a channel axis; labels as ``int64``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import pickle
+import struct
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+from mtlens.data.registry import DatasetSpec, RemoteFile, register_dataset, require_dataset
+from mtlens.errors import MtlensError
+from mtlens.store.atomic import atomic_write
+
+IDX_FILES = {
+    ("train", "images"): "train-images-idx3-ubyte.gz",
+    ("train", "labels"): "train-labels-idx1-ubyte.gz",
+    ("test", "images"): "t10k-images-idx3-ubyte.gz",
+    ("test", "labels"): "t10k-labels-idx1-ubyte.gz",
+}
+IDX_UBYTE = 0x08
+
+NOTMNIST_CLASSES = tuple("ABCDEFGHIJ")
+CELEBA_PARTITIONS = {"train": 0, "val": 1, "test": 2}
+
+
+class DatasetFormatError(MtlensError):
+    """A dataset file exists but does not have the published format."""
+
+
+def _idx_dataset(name: str, description: str, base_url: str, md5: Sequence[str]) -> DatasetSpec:
+    files = tuple(IDX_FILES.values())
+    return DatasetSpec(
+        name=name,
+        description=description,
+        files=files,
+        size_bytes={"mnist": 11_600_000, "fashion_mnist": 30_900_000, "kmnist": 20_300_000}[name],
+        downloads=tuple(RemoteFile(base_url + f, checksum=f"md5:{h}") for f, h in zip(files, md5)),
+        instructions=f"download {', '.join(files)} from {base_url} and put them in this directory.",
+    )
+
+
+register_dataset(_idx_dataset(
+    "mnist", "MNIST handwritten digits (IDX)", "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    ("f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
+     "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c")))
+register_dataset(_idx_dataset(
+    "fashion_mnist", "Fashion-MNIST (IDX)", "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    ("8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
+     "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310")))
+register_dataset(_idx_dataset(
+    "kmnist", "Kuzushiji-MNIST (IDX)", "http://codh.rois.ac.jp/kmnist/dataset/kmnist/",
+    ("bdb82020997e1d708af4cf47b453dcf7", "e144d726b3acfaa3e44228e80efcd344",
+     "5c965bf0a639b31b8f53240b1b52f4d7", "7320c461ea6c1c855c0b718fb2a4b134")))
+register_dataset(DatasetSpec(
+    name="notmnist",
+    description="notMNIST letters A-J (PNG folders)",
+    files=tuple(f"notMNIST_large/{c}" for c in NOTMNIST_CLASSES),
+    size_bytes=1_700_000_000,
+    instructions=("download notMNIST_large.tar.gz (no published checksum; http://yaroslavvb.com/upload/notMNIST/) "
+                  "and unpack it in this directory so that notMNIST_large/A ... notMNIST_large/J hold the PNGs."),
+))
+register_dataset(DatasetSpec(
+    name="cifar100",
+    description="CIFAR-100, python version",
+    files=("cifar-100-python/train", "cifar-100-python/test", "cifar-100-python/meta"),
+    size_bytes=340_000_000,
+    downloads=(RemoteFile("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+                          checksum="md5:eb9058c3a382ffc7106e4002c42a8d85", extract=True),),
+    instructions=("download cifar-100-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html and unpack it "
+                  "in this directory (giving cifar-100-python/train, test and meta)."),
+))
+register_dataset(DatasetSpec(
+    name="celeba",
+    description="CelebA aligned faces with 40 attributes",
+    files=("img_align_celeba", "list_attr_celeba.txt", "list_eval_partition.txt"),
+    size_bytes=1_450_000_000,
+    instructions=("CelebA is distributed through Google Drive (https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html), "
+                  "not by a plain URL: download img_align_celeba.zip (Img/), list_attr_celeba.txt (Anno/) and "
+                  "list_eval_partition.txt (Eval/), unzip the images so that img_align_celeba/000001.jpg exists, "
+                  "and put the two text files next to that folder in this directory."),
+))
+
+
+# ---------------------------------------------------------------------------------------------
+# IDX (MNIST, Fashion-MNIST, KMNIST)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (gzipped if its name ends in ``.gz``) of unsigned bytes as an array of its shape."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        raw = handle.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != IDX_UBYTE:
+        raise DatasetFormatError(f"{path} is not an unsigned-byte IDX file (magic {raw[:4].hex()})")
+    ndim = raw[3]
+    shape = struct.unpack(f">{ndim}i", raw[4 : 4 + 4 * ndim])
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(shape)):
+        raise DatasetFormatError(f"{path}: header says shape {shape} but holds {data.size} values")
+    return data.reshape(shape)
+
+
+@lru_cache(maxsize=8)
+def load_idx_dataset(name: str, root: Path) -> dict[str, tuple[Tensor, Tensor]]:
+    """``{"train": (images (N, 1, 28, 28) in [0, 1], labels (N,)), "test": ...}`` of an IDX dataset in ``root``."""
+    del name  # part of the cache key only
+    out = {}
+    for split in ("train", "test"):
+        images = read_idx(root / IDX_FILES[(split, "images")])
+        labels = read_idx(root / IDX_FILES[(split, "labels")])
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise DatasetFormatError(f"{root}: {split} images {images.shape} do not match labels {labels.shape}")
+        out[split] = (torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1),
+                      torch.from_numpy(labels.astype(np.int64)))
+    return out
+
+
+def idx_dataset(name: str) -> dict[str, tuple[Tensor, Tensor]]:
+    """The registered IDX dataset ``name`` (``mnist``, ``fashion_mnist``, ``kmnist``); see :func:`load_idx_dataset`."""
+    return load_idx_dataset(name, require_dataset(name))
+
+
+# ---------------------------------------------------------------------------------------------
+# notMNIST (folders of PNG letters)
+
+
+def read_letter_folder(root: Path, n: int, seed: int, size: int = 28) -> tuple[Tensor, Tensor]:
+    """``n`` readable images drawn at random (fixed ``seed``) from ``root/{A..J}/*``.
+
+    Returns ``(images (n, 1, size, size) in [0, 1], labels (n,))`` with label ``k`` for
+    folder ``NOTMNIST_CLASSES[k]``.  Files PIL cannot read (the published notMNIST has a
+    few empty or corrupt ones) are skipped and replaced by the next file in the draw.
+    The result is cached in ``root/../notmnist-cache-*.npz``: decoding PNGs is slow.
+    """
+    files = [(path, label) for label, letter in enumerate(NOTMNIST_CLASSES)
+             for path in sorted((root / letter).iterdir()) if path.is_file()]
+    key = hashlib.sha256(f"{len(files)}:{n}:{seed}:{size}".encode()).hexdigest()[:12]
+    cache = root.parent / f"notmnist-cache-{key}.npz"
+    if cache.exists():
+        with np.load(cache) as stored:
+            return torch.from_numpy(stored["images"].astype(np.float32) / 255.0), torch.from_numpy(stored["labels"])
+    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed)).tolist()
+    images, labels = [], []
+    for i in order:
+        if len(images) == n:
+            break
+        path, label = files[i]
+        try:
+            with Image.open(path) as image:
+                grey = image.convert("L")
+                if grey.size != (size, size):
+                    grey = grey.resize((size, size), Image.BILINEAR)
+                images.append(np.asarray(grey, dtype=np.uint8))
+        except (UnidentifiedImageError, OSError, SyntaxError):
+            continue
+        labels.append(label)
+    if len(images) < n:
+        raise DatasetFormatError(f"{root}: only {len(images)} readable images, {n} needed")
+    stacked, label_array = np.stack(images)[:, None], np.asarray(labels, dtype=np.int64)
+    atomic_write(cache, lambda tmp: _save_npz(tmp, images=stacked, labels=label_array))
+    return torch.from_numpy(stacked.astype(np.float32) / 255.0), torch.from_numpy(label_array)
+
+
+def notmnist(n: int, seed: int) -> tuple[Tensor, Tensor]:
+    """``n`` images of the registered ``notmnist`` dataset; see :func:`read_letter_folder`."""
+    return read_letter_folder(require_dataset("notmnist") / "notMNIST_large", n, seed)
+
+
+def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+# ---------------------------------------------------------------------------------------------
+# CIFAR-100 (python pickles)
+
+
+def _unpickle(path: Path) -> dict[bytes, object]:
+    with open(path, "rb") as handle:
+        return pickle.load(handle, encoding="bytes")
+
+
+@lru_cache(maxsize=2)
+def load_cifar100(root: Path) -> dict[str, object]:
+    """CIFAR-100 from ``root/cifar-100-python``.
+
+    Returns ``train`` and ``test`` as ``(images (N, 3, 32, 32) uint8, fine (N,), coarse (N,))``,
+    ``fine_names`` and ``coarse_names`` (lists of str), and ``fine_to_coarse`` (100,): the
+    superclass of every fine class, read off the train batch's ``coarse_labels``.
+    """
+    folder = root / "cifar-100-python"
+    meta = _unpickle(folder / "meta")
+    out: dict[str, object] = {
+        "fine_names": [n.decode() for n in meta[b"fine_label_names"]],
+        "coarse_names": [n.decode() for n in meta[b"coarse_label_names"]],
+    }
+    for split in ("train", "test"):
+        batch = _unpickle(folder / split)
+        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        images = torch.from_numpy(data.reshape(-1, 3, 32, 32).copy())
+        fine = torch.tensor(batch[b"fine_labels"], dtype=torch.int64)
+        coarse = torch.tensor(batch[b"coarse_labels"], dtype=torch.int64)
+        out[split] = (images, fine, coarse)
+    _, fine, coarse = out["train"]  # type: ignore[misc]
+    out["fine_to_coarse"] = fine_to_coarse_map(fine, coarse, len(out["fine_names"]))  # type: ignore[arg-type]
+    return out
+
+
+def fine_to_coarse_map(fine: Tensor, coarse: Tensor, n_fine: int) -> Tensor:
+    """``map[f]`` = the one coarse label that co-occurs with fine label ``f``; an error if not unique."""
+    mapping = torch.full((n_fine,), -1, dtype=torch.int64)
+    for f in range(n_fine):
+        seen = coarse[fine == f].unique()
+        if len(seen) != 1:
+            raise DatasetFormatError(f"CIFAR-100 fine class {f} has coarse labels {seen.tolist()}, expected one")
+        mapping[f] = seen[0]
+    return mapping
+
+
+# ---------------------------------------------------------------------------------------------
+# CelebA (aligned JPEG folder + attribute and partition lists)
+
+
+def read_celeba_attributes(path: Path) -> tuple[list[str], list[str], Tensor]:
+    """``(file names, the 40 attribute names, attributes (N, 40) in {0, 1})`` of ``list_attr_celeba.txt``."""
+    lines = path.read_text().splitlines()
+    count, names = int(lines[0].strip()), lines[1].split()
+    rows = [line.split() for line in lines[2:] if line.strip()]
+    if len(rows) != count or any(len(r) != len(names) + 1 for r in rows):
+        raise DatasetFormatError(f"{path}: expected {count} rows of a file name and {len(names)} values")
+    values = torch.tensor([[int(v) for v in r[1:]] for r in rows], dtype=torch.int64)
+    return [r[0] for r in rows], names, (values > 0).long()
+
+
+def read_celeba_partition(path: Path) -> dict[str, int]:
+    """``file name -> 0 (train), 1 (val) or 2 (test)`` of ``list_eval_partition.txt``."""
+    return {name: int(k) for name, k in (line.split() for line in path.read_text().splitlines() if line.strip())}
+
+
+class LazyImageFolder:
+    """RGB images read from disk only when indexed: ``folder[idx] -> (len(idx), 3, size, size)`` in ``[0, 1]``.
+
+    Each image is center-cropped to a square (CelebA's 178x218 faces -> 178x178) and
+    resized to ``size`` x ``size`` with bilinear interpolation.
+    """
+
+    def __init__(self, folder: Path, files: Sequence[str], size: int = 64):
+        self.folder, self.files, self.size = folder, list(files), size
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: Tensor) -> Tensor:
+        rows = torch.as_tensor(index).reshape(-1).tolist()
+        return torch.stack([self._read(self.files[i]) for i in rows])
+
+    def _read(self, name: str) -> Tensor:
+        with Image.open(self.folder / name) as image:
+            rgb = image.convert("RGB")
+        width, height = rgb.size
+        side = min(width, height)
+        left, top = (width - side) // 2, (height - side) // 2
+        square = rgb.crop((left, top, left + side, top + side)).resize((self.size, self.size), Image.BILINEAR)
+        return torch.from_numpy(np.asarray(square, dtype=np.float32) / 255.0).permute(2, 0, 1)
+
+
+class ScaledBytes:
+    """``uint8`` images kept as bytes and scaled on indexing: ``rows[idx] -> float32 in [0, 1]`` (4x less memory)."""
+
+    def __init__(self, images: Tensor):
+        if images.dtype != torch.uint8:
+            raise TypeError(f"expected uint8 images, got {images.dtype}")
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: Tensor) -> Tensor:
+        return self.images[index].float().div_(255.0)

@@ -1,0 +1,275 @@
+"""The dataset registry: where each dataset lives on disk, whether it is there, how to get it.
+
+Every dataset that is not bundled with an installed package has a :class:`DatasetSpec`
+registered by name.  Its files live under ``dataset_dir(name) = data_root() / name``
+(``data_root()`` is ``$MTLENS_DATA`` or ``~/.cache/mtlens``).  Settings call
+:func:`require_dataset` before reading; a missing dataset raises one
+:class:`DatasetMissingError` naming the directory, the missing files and what to download
+(the CLI prints it without a traceback).  ``mtlens data status`` lists every registered
+dataset; ``mtlens data download NAME`` fetches the openly downloadable ones.
+
+Registering a dataset (e.g. in the module of the setting that reads it)::
+
+    from mtlens.data.registry import DatasetSpec, RemoteFile, register_dataset
+
+    register_dataset(DatasetSpec(
+        name="cifar100",
+        description="CIFAR-100, python version",
+        files=("cifar-100-python/train", "cifar-100-python/test", "cifar-100-python/meta"),
+        size_bytes=178_000_000,
+        downloads=(RemoteFile("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+                              checksum="md5:eb9058c3a382ffc7106e4002c42a8d85", extract=True),),
+        instructions="Download cifar-100-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html "
+                     "and extract it here.",
+    ))
+
+``checksum`` is ``"ALGORITHM:HEXDIGEST"`` with any :func:`hashlib.new` algorithm (``md5``
+for the checksums the dataset authors published, ``sha256`` otherwise).  A dataset that
+cannot be downloaded openly has ``downloads=()`` and says in ``instructions`` where to get
+it and where to put which files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tarfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from mtlens.data.bundled import data_root
+from mtlens.errors import MtlensError
+from mtlens.store.atomic import atomic_write
+
+CHUNK_BYTES = 1 << 20
+
+
+class DatasetMissingError(MtlensError):
+    """A registered dataset's files are not on disk; the message says what to put where."""
+
+
+class DownloadError(MtlensError):
+    """A download failed (offline, bad URL, checksum mismatch, or nothing to download)."""
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One openly downloadable file of a dataset.
+
+    Attributes:
+        url: where to fetch it (``https://``, ``http://`` or ``file://``).
+        checksum: ``"ALGORITHM:HEXDIGEST"`` of the downloaded bytes, e.g. ``"md5:eb90..."``.
+        path: where to save it, relative to the dataset directory (default: the URL's file name).
+        extract: whether it is a tar archive to unpack into the dataset directory after verifying.
+    """
+
+    url: str
+    checksum: str
+    path: str | None = None
+    extract: bool = False
+
+    def __post_init__(self) -> None:
+        algorithm, _, digest = self.checksum.partition(":")
+        if algorithm not in hashlib.algorithms_available or not digest:
+            raise ValueError(f"checksum must be 'ALGORITHM:HEXDIGEST', got {self.checksum!r}")
+
+    @property
+    def target(self) -> str:
+        return self.path or self.url.rstrip("/").rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset the registry knows about.
+
+    Attributes:
+        name: registry name, also the directory name under :func:`data_root`.
+        description: one line saying what it is.
+        files: paths relative to the dataset directory that must exist for it to be present.
+        size_bytes: approximate size on disk once present (for ``mtlens data status``).
+        downloads: openly downloadable files with checksums; empty if it must be fetched by hand.
+        instructions: what to download from where, and where to put which files.
+    """
+
+    name: str
+    description: str
+    files: tuple[str, ...]
+    size_bytes: int
+    downloads: tuple[RemoteFile, ...] = ()
+    instructions: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name:
+            raise ValueError(f"dataset name {self.name!r} must be non-empty and contain no '/'")
+        if not self.files:
+            raise ValueError(f"dataset {self.name!r} lists no files")
+
+
+@dataclass(frozen=True)
+class DatasetStatus:
+    """Whether a dataset is on disk: its directory, missing files and bytes used."""
+
+    spec: DatasetSpec
+    path: Path
+    missing: tuple[str, ...]
+    bytes_on_disk: int
+
+    @property
+    def present(self) -> bool:
+        return not self.missing
+
+
+_DATASETS: dict[str, DatasetSpec] = {}
+
+
+def register_dataset(spec: DatasetSpec) -> DatasetSpec:
+    """Register ``spec`` under ``spec.name`` (re-registering replaces it); returns it."""
+    _DATASETS[spec.name] = spec
+    return spec
+
+
+def available_datasets() -> list[str]:
+    """Names of all registered datasets (importing the built-in settings registers theirs)."""
+    from mtlens.settings import available_settings
+
+    available_settings()  # loads the built-in setting modules, which register their datasets
+    return sorted(_DATASETS)
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    if name not in available_datasets():
+        raise MtlensError(f"unknown dataset {name!r}; registered datasets: {', '.join(sorted(_DATASETS))}")
+    return _DATASETS[name]
+
+
+def dataset_dir(name: str) -> Path:
+    """The directory of dataset ``name``: ``data_root() / name``."""
+    return data_root() / name
+
+
+def dataset_status(name: str) -> DatasetStatus:
+    spec = dataset_spec(name)
+    root = dataset_dir(name)
+    missing = tuple(f for f in spec.files if not (root / f).exists())
+    used = sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.is_dir() else 0
+    return DatasetStatus(spec, root, missing, used)
+
+
+def require_dataset(name: str) -> Path:
+    """The dataset's directory if all its files exist, else :class:`DatasetMissingError` saying what to do."""
+    status = dataset_status(name)
+    if status.present:
+        return status.path
+    spec = status.spec
+    shown = ", ".join(status.missing[:6]) + (f" and {len(status.missing) - 6} more" if len(status.missing) > 6 else "")
+    how = (f"Run `mtlens data download {name}`, or: {spec.instructions}" if spec.downloads
+           else spec.instructions)
+    raise DatasetMissingError(
+        f"dataset {name!r} ({spec.description}) is missing from {status.path}: not found: {shown}. "
+        f"{how} (Set $MTLENS_DATA to use another data root than {data_root()}.)"
+    )
+
+
+def file_digest(path: Path, algorithm: str) -> str:
+    """Hex digest of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download_file(remote: RemoteFile, destination: Path, timeout: float = 60.0) -> Path:
+    """Stream ``remote.url`` to ``destination`` atomically, verifying the checksum before it appears.
+
+    A file already at ``destination`` with the right checksum is kept as is.  Network
+    failures and checksum mismatches raise :class:`DownloadError` naming the URL and path.
+    """
+    algorithm, _, expected = remote.checksum.partition(":")
+    expected = expected.lower()
+    if destination.exists() and file_digest(destination, algorithm) == expected:
+        return destination
+
+    def fetch(tmp: Path) -> None:
+        digest = hashlib.new(algorithm)
+        try:
+            with urllib.request.urlopen(remote.url, timeout=timeout) as response, open(tmp, "wb") as out:
+                for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
+                    digest.update(chunk)
+                    out.write(chunk)
+        except (urllib.error.URLError, OSError) as err:
+            reason = getattr(err, "reason", err)
+            raise DownloadError(
+                f"could not download {remote.url} ({reason}); download it by hand and put it at {destination}"
+            ) from None
+        if digest.hexdigest() != expected:
+            raise DownloadError(
+                f"checksum mismatch for {remote.url}: expected {algorithm} {expected}, got {digest.hexdigest()}; "
+                f"the file was not saved to {destination}"
+            )
+
+    atomic_write(destination, fetch)
+    return destination
+
+
+def download_dataset(name: str, log: Callable[[str], None] = lambda _: None) -> Path:
+    """Download, verify and (for archives) extract every file of dataset ``name``; return its directory."""
+    spec = dataset_spec(name)
+    root = dataset_dir(name)
+    if not spec.downloads:
+        raise DownloadError(f"dataset {name!r} cannot be downloaded automatically. {spec.instructions}")
+    for remote in spec.downloads:
+        destination = root / remote.target
+        log(f"{remote.url} -> {destination}")
+        download_file(remote, destination)
+        if remote.extract:
+            _extract(destination, root)
+    return require_dataset(name)
+
+
+def _extract(archive: Path, root: Path) -> None:
+    """Unpack a tar archive into ``root`` (members may not leave ``root``)."""
+    with tarfile.open(archive) as tar:
+        tar.extractall(root, filter="data")
+
+
+def format_size(n_bytes: float) -> str:
+    """``1234567`` -> ``'1.2 MB'`` (decimal units)."""
+    for unit in ("B", "KB", "MB"):
+        if n_bytes < 1000:
+            return f"{n_bytes:.0f} B" if unit == "B" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1000
+    return f"{n_bytes:.1f} GB"
+
+
+def status_table() -> str:
+    """The text of ``mtlens data status``: one line per registered dataset."""
+    lines = [f"{'dataset':14s} {'state':8s} {'on disk':>9s} {'expected':>9s}  {'download':8s} path"]
+    for name in available_datasets():
+        status = dataset_status(name)
+        state = "present" if status.present else "missing"
+        how = "auto" if status.spec.downloads else "manual"
+        lines.append(f"{name:14s} {state:8s} {format_size(status.bytes_on_disk):>9s} "
+                     f"{format_size(status.spec.size_bytes):>9s}  {how:8s} {status.path}")
+    return "\n".join(lines)
+
+
+__all__ = [
+    "DatasetMissingError",
+    "DatasetSpec",
+    "DatasetStatus",
+    "DownloadError",
+    "RemoteFile",
+    "available_datasets",
+    "dataset_dir",
+    "dataset_spec",
+    "dataset_status",
+    "download_dataset",
+    "download_file",
+    "file_digest",
+    "register_dataset",
+    "require_dataset",
+    "status_table",
+]

@@ -1,0 +1,57 @@
+"""CelebA: 40 binary attribute tasks on the same face images (single-input MTL).
+
+Every task reads the same images (one ``TaskData.source``), so the trainer runs the
+encoder once per batch for all 40 heads.  Task names are the attribute names of
+``list_attr_celeba.txt`` (``5_o_Clock_Shadow``, ..., ``Young``); targets are 1 where the
+file says 1 and 0 where it says -1.  Splits are the official ``list_eval_partition.txt``
+(162,770 train / 19,867 val / 19,962 test).
+
+Images are read lazily from ``img_align_celeba/`` (:class:`mtlens.data.images.LazyImageFolder`),
+center-cropped to 178x178 and resized to ``image_size`` (64).  Encoder:
+:class:`mtlens.settings.encoders.ResNet18Encoder` with BatchNorm, base width ``width``
+(64 gives the standard ResNet-18 and 512 features).  Defaults (this package's choice):
+Adam, lr 1e-3, batch 256, 15 epochs.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mtlens.data.images import CELEBA_PARTITIONS, LazyImageFolder, read_celeba_attributes, read_celeba_partition
+from mtlens.data.registry import require_dataset
+from mtlens.settings import register_setting
+from mtlens.settings.base import Defaults, Setting, Split, TaskData
+from mtlens.settings.encoders import ResNet18Encoder
+from mtlens.tasks import binary_task
+
+
+@register_setting("celeba")
+def celeba(image_size: int = 64, width: int = 64) -> Setting:
+    """CelebA: 40 binary attributes, official partition, ResNet-18 at 64x64."""
+    if image_size < 8 or width < 1:
+        raise ValueError(f"image_size must be >= 8 and width >= 1, got {image_size} and {width}")
+    root = require_dataset("celeba")
+    files, names, attributes = read_celeba_attributes(root / "list_attr_celeba.txt")
+    partition = read_celeba_partition(root / "list_eval_partition.txt")
+    part = torch.tensor([partition[f] for f in files])
+    splits = {}
+    for split, code in CELEBA_PARTITIONS.items():
+        rows = (part == code).nonzero().squeeze(1)
+        images = LazyImageFolder(root / "img_align_celeba", [files[i] for i in rows.tolist()], image_size)
+        splits[split] = (images, attributes[rows])
+    data = {
+        name: TaskData("celeba", **{split: Split(images, labels[:, j].contiguous())
+                                    for split, (images, labels) in splits.items()})
+        for j, name in enumerate(names)
+    }
+    return Setting(
+        name="celeba",
+        tasks=tuple(binary_task(n) for n in names),
+        data=data,
+        encoder=lambda: ResNet18Encoder(3, width),
+        feature_dim=8 * width,
+        defaults=Defaults(lr=1e-3, batch_size=256, epochs=15),
+        description=(f"CelebA: {len(names)} binary attributes of the same images at {image_size}x{image_size}, "
+                     f"official partition ({len(splits['train'][0])}/{len(splits['val'][0])}/"
+                     f"{len(splits['test'][0])})."),
+    )

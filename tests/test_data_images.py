@@ -1,0 +1,101 @@
+"""Readers of the published image formats, on tiny files written in those formats."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mtlens.data.images import (
+    DatasetFormatError,
+    LazyImageFolder,
+    fine_to_coarse_map,
+    idx_dataset,
+    load_cifar100,
+    read_celeba_attributes,
+    read_celeba_partition,
+    read_idx,
+    read_letter_folder,
+)
+from paper_files import (
+    CELEBA_ATTRIBUTES,
+    CIFAR100_SUPERCLASSES,
+    write_celeba,
+    write_cifar100,
+    write_idx,
+    write_idx_dataset,
+    write_notmnist,
+)
+
+
+def test_idx_reader_round_trips_and_rejects_bad_magic(tmp_path, monkeypatch):
+    array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    write_idx(tmp_path / "x.gz", array)
+    with gzip.open(tmp_path / "x.gz") as handle:
+        assert handle.read(4) == b"\x00\x00\x08\x03"  # the published magic number of image files
+    np.testing.assert_array_equal(read_idx(tmp_path / "x.gz"), array)
+    (tmp_path / "bad").write_bytes(b"\x00\x00\x0d\x01\x00\x00\x00\x01abcd")  # 0x0d = float, not ubyte
+    with pytest.raises(DatasetFormatError, match="unsigned-byte IDX"):
+        read_idx(tmp_path / "bad")
+
+    monkeypatch.setenv("MTLENS_DATA", str(tmp_path / "root"))
+    written = write_idx_dataset(tmp_path / "root" / "kmnist", n_train=30, n_test=7, seed=1)
+    loaded = idx_dataset("kmnist")
+    images, labels = loaded["test"]
+    assert images.shape == (7, 1, 28, 28) and images.dtype == torch.float32 and labels.dtype == torch.int64
+    np.testing.assert_allclose(images[:, 0].numpy() * 255, written["test_images"], atol=1e-3)
+    assert labels.tolist() == written["test_labels"].tolist()
+
+
+def test_letter_folder_skips_unreadable_files_resizes_and_caches(tmp_path):
+    write_notmnist(tmp_path, per_letter=4)
+    root = tmp_path / "notMNIST_large"
+    images, labels = read_letter_folder(root, n=40, seed=3)  # all 40 readable ones; 10 broken files skipped
+    assert images.shape == (40, 1, 28, 28)
+    assert torch.bincount(labels).tolist() == [4] * 10
+    # The pixels of letter k's images are 20 k but the bottom-right one (also after resizing the 32x32 ones).
+    np.testing.assert_allclose((images[:, 0, 0, 0] * 255).round(), 20 * labels.float())
+    np.testing.assert_allclose((images * 255).round().amin(dim=(1, 2, 3)), 20 * labels.float())
+    assert list(tmp_path.glob("notmnist-cache-*.npz"))
+    again = read_letter_folder(root, n=40, seed=3)
+    assert torch.equal(again[0], images) and torch.equal(again[1], labels)
+    first = read_letter_folder(root, n=12, seed=3)[1]
+    assert not torch.equal(first, read_letter_folder(root, n=12, seed=4)[1])
+    with pytest.raises(DatasetFormatError, match="only 40 readable images"):
+        read_letter_folder(root, n=41, seed=3)
+
+
+def test_cifar100_pickles_and_the_official_superclass_table(tmp_path):
+    write_cifar100(tmp_path, train_per_class=2, test_per_class=1)
+    raw = load_cifar100(tmp_path)
+    images, fine, coarse = raw["train"]
+    assert images.shape == (200, 3, 32, 32) and images.dtype == torch.uint8
+    assert images[:, 0, 0, 0].long().tolist() == fine.tolist()  # byte 0 of the row is the red channel's (0, 0)
+    derived = {raw["coarse_names"][c]: sorted(raw["fine_names"][f] for f in range(100) if raw["fine_to_coarse"][f] == c)
+               for c in range(20)}
+    assert derived == {k: sorted(v) for k, v in CIFAR100_SUPERCLASSES.items()}
+    with pytest.raises(DatasetFormatError, match="fine class 1 has coarse labels"):
+        fine_to_coarse_map(torch.tensor([0, 1, 1]), torch.tensor([0, 0, 1]), 2)
+
+
+def test_celeba_lists_and_lazy_center_cropped_images(tmp_path):
+    attributes = write_celeba(tmp_path, partition=(0, 0, 1, 2))
+    files, names, values = read_celeba_attributes(tmp_path / "list_attr_celeba.txt")
+    assert files == ["000001.jpg", "000002.jpg", "000003.jpg", "000004.jpg"]
+    assert names == CELEBA_ATTRIBUTES and len(names) == 40
+    assert values.tolist() == (attributes > 0).astype(int).tolist()
+    assert read_celeba_partition(tmp_path / "list_eval_partition.txt") == dict(zip(files, (0, 0, 1, 2)))
+
+    # A 30 wide, 40 high image: red bands in the 5 top and 5 bottom rows are cut by the center crop.
+    picture = np.zeros((40, 30, 3), dtype=np.uint8)
+    picture[:5, :, 0] = picture[35:, :, 0] = 255
+    picture[5:35, :, 1] = 255
+    Image.fromarray(picture).save(tmp_path / "bands.png")
+    folder = LazyImageFolder(tmp_path, ["bands.png", "img_align_celeba/000001.jpg"], size=16)
+    batch = folder[torch.tensor([0, 1, 0])]
+    assert len(folder) == 2 and batch.shape == (3, 3, 16, 16) and batch.dtype == torch.float32
+    assert batch[0, 0].max() < 0.05 and batch[0, 1].min() > 0.95
+    assert torch.equal(batch[0], batch[2])

@@ -1,0 +1,137 @@
+"""The paper's image settings on tiny files in the published formats: split rules, labels, one training epoch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mtlens.cli import main
+from mtlens.settings import load_setting
+from mtlens.settings.cifar100 import cifar100_partition
+from mtlens.settings.embedded import LABEL_PERMUTATION
+from mtlens.settings.fashion_mtl import fashion_mtl_partition
+from mtlens.settings.mnists import mnists_partition
+from mtlens.training.config import parse_config
+from mtlens.training.trainer import train_run
+from paper_files import CELEBA_ATTRIBUTES, CIFAR100_SUPERCLASSES, write_celeba, write_cifar100, write_idx_dataset, write_notmnist
+
+
+@pytest.fixture
+def data_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("MTLENS_DATA", str(tmp_path))
+    return tmp_path
+
+
+def _keys(images: torch.Tensor) -> list[bytes]:
+    return [row.numpy().tobytes() for row in (images * 255).round().to(torch.uint8).reshape(len(images), -1)]
+
+
+def _one_epoch(store, setting: str, options: dict, batch_size: int = 8) -> None:
+    config = parse_config({"setting": setting, "setting_options": options, "epochs": 1, "batch_size": batch_size,
+                           "train_eval_size": 16})
+    assert train_run(config, store, progress=False) == "finished"
+    losses = store.trajectories().query("quantity == 'train/loss'")["value"]
+    assert len(losses) and np.isfinite(losses).all()
+
+
+def test_split_rules_at_the_real_sizes():
+    rows = fashion_mtl_partition(60_000, 10_000)
+    train_file = torch.cat([rows[t][s] for t in "ab" for s in ("train", "val")])
+    assert [len(rows[t][s]) for t in "ab" for s in ("train", "val", "test")] == [25_000, 5_000, 5_000] * 2
+    assert sorted(train_file.tolist()) == list(range(60_000))  # disjoint and exhaustive
+    assert sorted(torch.cat([rows["a"]["test"], rows["b"]["test"]]).tolist()) == list(range(10_000))
+
+    rows = mnists_partition(60_000, 10_000)
+    assert (len(rows["train"]), len(rows["val"]), len(rows["test"])) == (50_000, 5_000, 5_000)
+    assert len(set(rows["train"].tolist()) | set(rows["val"].tolist())) == 55_000
+
+    fine = torch.arange(100).repeat_interleave(500)  # the real train batch: 500 images per fine class
+    train, val = cifar100_partition(fine, [3, 29, 40, 63, 90])
+    assert (len(train), len(val)) == (2_000, 500) and not set(train.tolist()) & set(val.tolist())
+    assert torch.bincount(fine[train], minlength=100)[[3, 29, 40, 63, 90]].tolist() == [400] * 5
+
+
+def test_fashion_mtl_halves_labels_and_training(data_root, store):
+    written = write_idx_dataset(data_root / "fashion_mnist", n_train=60, n_test=12, seed=0)
+    options = {"n_train": 20, "n_val": 5, "n_test": 5}
+    setting = load_setting("fashion_mtl", **options)
+    a, b = setting.data["a"], setting.data["b"]
+    assert [len(a.train), len(a.val), len(a.test)] == [20, 5, 5] == [len(b.train), len(b.val), len(b.test)]
+    assert a.source != b.source
+    keys_a = _keys(torch.cat([a.train.inputs, a.val.inputs]))
+    keys_b = _keys(torch.cat([b.train.inputs, b.val.inputs]))
+    assert not set(keys_a) & set(keys_b) and len(set(keys_a)) == 25
+    truth = {img.tobytes(): int(y) for img, y in zip(written["train_images"], written["train_labels"])}
+    assert [truth[k] for k in keys_a] == torch.cat([a.train.targets, a.val.targets]).tolist()
+    assert [LABEL_PERMUTATION[truth[k]] for k in keys_b] == torch.cat([b.train.targets, b.val.targets]).tolist()
+    same = load_setting("fashion_mtl", variant="same", **options).data["b"]
+    assert [truth[k] for k in _keys(same.train.inputs)] == same.train.targets.tolist()
+    _one_epoch(store, "fashion_mtl", options)
+
+
+@pytest.mark.parametrize("third", ["notmnist", "kmnist"])
+def test_mnists_three_tasks_on_their_own_inputs(data_root, store, third):
+    for seed, name in enumerate(("mnist", "fashion_mnist", "kmnist")):
+        write_idx_dataset(data_root / name, n_train=30, n_test=8, seed=seed)
+    write_notmnist(data_root / "notmnist", per_letter=3)
+    options = {"third": third, "n_train": 16, "n_val": 5, "n_test": 5}
+    setting = load_setting("mnists", **options)
+    assert setting.task_names == ["mnist", "fashion", third]
+    assert len({d.source for d in setting.data.values()}) == 3
+    for data in setting.data.values():
+        assert [len(data.train), len(data.val), len(data.test)] == [16, 5, 5]
+        assert data.train.inputs.shape[1:] == (1, 28, 28)
+        assert not set(_keys(data.train.inputs)) & set(_keys(data.val.inputs))
+    if third == "notmnist":  # the top-left pixel of each letter image is 20 * its label
+        notmnist = setting.data["notmnist"].train
+        assert torch.equal((notmnist.inputs[:, 0, 0, 0] * 255).round(), 20.0 * notmnist.targets)
+        _one_epoch(store, "mnists", options)
+
+
+def test_cifar100_twenty_superclass_tasks(data_root, store):
+    write_cifar100(data_root / "cifar100", train_per_class=3, test_per_class=2)
+    options = {"n_train_per_class": 2, "n_val_per_class": 1}
+    setting = load_setting("cifar100", **options)
+    assert setting.task_names == sorted(CIFAR100_SUPERCLASSES)
+    fine_names = sorted(n for names in CIFAR100_SUPERCLASSES.values() for n in names)
+    for task, classes in CIFAR100_SUPERCLASSES.items():
+        data = setting.data[task]
+        assert [len(data.train), len(data.val), len(data.test)] == [10, 5, 10]
+        for split in (data.train, data.val, data.test):
+            x = split.inputs[torch.arange(len(split))]
+            assert x.shape[1:] == (3, 32, 32) and x.dtype == torch.float32
+            fine = (x[:, 0, 0, 0] * 255).round().long()  # pixel 0 of every tiny image is its fine label
+            ordered = sorted(fine_names.index(c) for c in classes)
+            assert [ordered[k] for k in split.targets.tolist()] == fine.tolist()
+    _one_epoch(store, "cifar100", options, batch_size=4)
+
+
+def test_celeba_forty_attributes_official_partition(data_root, store):
+    partition = (0, 0, 0, 0, 0, 0, 1, 1, 2, 2, 2, 0)
+    attributes = write_celeba(data_root / "celeba", partition)
+    options = {"image_size": 16, "width": 4}
+    setting = load_setting("celeba", **options)
+    assert setting.task_names == CELEBA_ATTRIBUTES
+    assert {d.source for d in setting.data.values()} == {"celeba"}  # single-input MTL
+    train_rows = [i for i, k in enumerate(partition) if k == 0]
+    smiling = setting.data["Smiling"]
+    assert [len(smiling.train), len(smiling.val), len(smiling.test)] == [7, 2, 3]
+    column = CELEBA_ATTRIBUTES.index("Smiling")
+    assert smiling.train.targets.tolist() == (attributes[train_rows, column] > 0).astype(int).tolist()
+    assert smiling.train.inputs[torch.tensor([0, 6])].shape == (2, 3, 16, 16)
+    assert setting.encoder()(smiling.train.inputs[torch.arange(2)]).shape == (2, setting.feature_dim)
+    _one_epoch(store, "celeba", options, batch_size=4)
+
+
+def test_missing_dataset_is_one_clear_cli_error(data_root, capsys):
+    code = main(["study", "fashion_mtl", "--seeds", "1", "--store", str(data_root / "store")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert str(data_root / "fashion_mnist") in err and "train-images-idx3-ubyte.gz" in err
+    assert "mtlens data download fashion_mnist" in err
+    assert main(["data", "status"]) == 0
+    out = capsys.readouterr().out
+    assert {line.split()[0] for line in out.splitlines()[1:]} >= {"mnist", "fashion_mnist", "kmnist", "notmnist",
+                                                                  "cifar100", "celeba"}
+    assert all(" missing " in line for line in out.splitlines()[1:])
