@@ -245,7 +245,12 @@ class LocalExecutor(Executor):
 
     def _submit(self, job: Job, store: RunStore) -> None:
         process, conn = self._idle.pop() if self._idle else self._spawn()
-        conn.send((job.config.model_dump(), str(store.root)))
+        try:
+            conn.send((job.config.model_dump(), str(store.root)))
+        except OSError:  # the idle worker died: start another one
+            process.join()
+            process, conn = self._spawn()
+            conn.send((job.config.model_dump(), str(store.root)))
         self._busy[conn] = (process, job)
 
     def _wait(self, timeout: float) -> list[tuple[Job, dict[str, str] | WorkerLost]]:

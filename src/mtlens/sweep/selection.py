@@ -68,17 +68,14 @@ def task_values(rows: pd.DataFrame, task_info: TaskInfo, criterion: SelectionCri
         steps = selected_checkpoints(rows, info)[["setting", "run_id", "task", "step"]]
     else:
         steps = rows.groupby(["setting", "run_id", "task"], as_index=False)["step"].max()
-    records = []
-    for setting, run_id, task, step in steps.itertuples(index=False):
-        task_info_ = info[(setting, task)]
-        metric = task_info_["selection_metric"]
-        at = rows[(rows["run_id"] == run_id) & (rows["task"] == task) & (rows["step"] == step)
-                  & (rows["quantity"] == f"val/{metric}")]
-        value = float(at["value"].iloc[0]) if len(at) else np.nan
-        sign = 1.0 if task_info_["lower_is_better"].get(metric, False) else -1.0
-        records.append({"run_id": run_id, "task": task, "metric": f"val/{metric}", "step": int(step),
-                        "value": value, "sign": sign})
-    return pd.DataFrame.from_records(records)
+    metrics = [info[(setting, task)]["selection_metric"] for setting, task in zip(steps["setting"], steps["task"])]
+    steps = steps.assign(
+        metric=[f"val/{m}" for m in metrics],
+        sign=[1.0 if info[key]["lower_is_better"].get(m, False) else -1.0
+              for key, m in zip(zip(steps["setting"], steps["task"]), metrics)])
+    values = rows.rename(columns={"quantity": "metric"})[["run_id", "task", "step", "metric", "value"]]
+    merged = steps.merge(values, on=["run_id", "task", "step", "metric"], how="left")
+    return merged[["run_id", "task", "metric", "step", "value", "sign"]].astype({"step": int, "value": float})
 
 
 def score_runs(candidates: pd.DataFrame, values: pd.DataFrame, criterion: SelectionCriterion,
