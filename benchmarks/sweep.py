@@ -3,7 +3,8 @@
 The same sweep (digits_pair, lr x batch size 2 x 2, STL per task + MTL sum, 2 seeds:
 12 grid runs + 3 seed runs) runs into a fresh store with each executor:
 
-* serial: in this process, one run at a time, torch using every core (the baseline);
+* serial: in this process, one run at a time, torch using every core (the baseline),
+  and the same with one torch thread (separates thread scaling from process parallelism);
 * local N: N worker processes, each with max(1, cores // N) torch threads;
 * ray: a local Ray instance with one CPU (and one torch thread) per run; its start-up
   (ray.init, worker processes) is included, as a user would pay it.
@@ -50,6 +51,10 @@ def main() -> None:
     print(f"cores={cores} load={os.getloadavg()[0]:.1f} (1-min load average before the runs)")
     serial = timed_sweep(SerialExecutor())
     print(f"serial            {serial:7.1f} s  1.00x (baseline, {cores} torch threads)")
+    torch.set_num_threads(1)
+    one_thread = timed_sweep(SerialExecutor())
+    print(f"serial 1 thread   {one_thread:7.1f} s  {serial / one_thread:.2f}x")
+    torch.set_num_threads(cores)
     for workers in args.workers:
         seconds = timed_sweep(LocalExecutor(workers))
         print(f"local workers={workers:<3d} {seconds:7.1f} s  {serial / seconds:.2f}x")
