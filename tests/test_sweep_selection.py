@@ -38,6 +38,8 @@ def test_task_values_at_best_checkpoint_and_at_final_step():
     accuracy = task_values(rows, INFO, SelectionCriterion(metric="accuracy"))
     assert accuracy[["metric", "step", "sign"]].values.tolist() == [["val/accuracy", 10, -1.0]]
     assert accuracy["value"].iloc[0] == pytest.approx(0.8)
+    with pytest.raises(ConfigError, match="at: must be"):
+        SelectionCriterion(at="middle")
 
 
 def _candidates(errors: dict[str, list[float]], states: dict[str, str] | None = None, mode: str = "stl",

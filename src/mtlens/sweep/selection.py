@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from mtlens.analysis.transfer import TaskInfo, _info, selected_checkpoints
+from mtlens.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,9 @@ class SelectionCriterion:
 
     def __post_init__(self) -> None:
         if self.at not in ("best", "final"):
-            raise ValueError(f"at must be 'best' or 'final', got {self.at!r}")
+            raise ConfigError(f"selection at: must be 'best' or 'final', got {self.at!r}")
         if self.combine not in ("mean", "relative"):
-            raise ValueError(f"combine must be 'mean' or 'relative', got {self.combine!r}")
+            raise ConfigError(f"selection combine: must be 'mean' or 'relative', got {self.combine!r}")
 
     def describe(self) -> str:
         metric = f"val/{self.metric}" if self.metric else "each task's validation selection metric"
