@@ -1,4 +1,4 @@
-"""The command line: ``mtlens study | runs | report | settings | data``.
+"""The command line: ``mtlens study | sweep | runs | report | settings | data``.
 
 Every command validates its whole input before training anything; a bad config key or
 unknown name exits with status 2 and one message naming the key and the valid choices.
@@ -82,6 +82,36 @@ def cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from mtlens.store import RunStore
+    from mtlens.sweep.executors import make_executor
+    from mtlens.sweep.grid import load_grid
+    from mtlens.sweep.selection import SelectionCriterion
+    from mtlens.sweep.sweep import run_sweep
+
+    seeds = list(range(args.seeds)) if args.seed_list is None else args.seed_list
+    methods = [m for m in args.methods.split(",") if m]
+    base = base_config(args)
+    criterion = SelectionCriterion(metric=args.select_metric, at=args.select_at, combine=args.combine)
+    executor = make_executor(args.backend, args.workers, args.address, base.get("device", "cpu"))
+    store = RunStore(args.store)
+    result = run_sweep(base, load_grid(args.grid), store, methods, seeds, criterion, executor, progress=not args.quiet)
+    with pd_options():
+        print(result.selected.drop(columns=["seed_run_ids", "criterion"]).to_string(index=False))
+        print(f"selection: {criterion.describe()}")
+        if len(result.problems):
+            print("failed or diverged runs:")
+            print(result.problems[["run_id", "phase", "state", "message"]].to_string(index=False))
+    print(f"tables: {result.directory}")
+    return 0
+
+
+def pd_options() -> Any:
+    import pandas as pd
+
+    return pd.option_context("display.width", 200, "display.max_colwidth", 80)
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from mtlens.store import RunStore
 
@@ -130,6 +160,22 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_run_config_flags(parser: argparse.ArgumentParser) -> None:
+    """The run-config flags shared by ``study`` and ``sweep`` (read by :func:`base_config`)."""
+    parser.add_argument("--config", help="YAML file with run-config keys (flags override it)")
+    parser.add_argument("--optimizer", choices=["adam", "sgd"])
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--momentum", type=float)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--eval-every-steps", type=int, help="also evaluate every N steps (default: epoch ends only)")
+    parser.add_argument("--eval-dense-until-epoch", type=float,
+                        help="evaluate every --eval-every-steps only up to this epoch (dense early)")
+    parser.add_argument("--device", help="cpu (default), cuda or cuda:N")
+    parser.add_argument("--option", action="append", metavar="KEY=VALUE", help="a setting option (repeatable)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other run-config key (repeatable)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mtlens", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -139,22 +185,31 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--seeds", type=int, default=3, help="number of seeds 0..N-1 (default 3)")
     study.add_argument("--seed-list", type=int, nargs="+", help="explicit seeds instead of --seeds")
     study.add_argument("--methods", default="sum", help="comma-separated MTL methods (default: sum)")
-    study.add_argument("--config", help="YAML file with run-config keys (flags override it)")
-    study.add_argument("--optimizer", choices=["adam", "sgd"])
-    study.add_argument("--lr", type=float)
-    study.add_argument("--momentum", type=float)
-    study.add_argument("--batch-size", type=int)
-    study.add_argument("--epochs", type=int)
-    study.add_argument("--eval-every-steps", type=int, help="also evaluate every N steps (default: epoch ends only)")
-    study.add_argument("--eval-dense-until-epoch", type=float,
-                       help="evaluate every --eval-every-steps only up to this epoch (dense early)")
-    study.add_argument("--device", help="cpu (default), cuda or cuda:N")
-    study.add_argument("--option", action="append", metavar="KEY=VALUE", help="a setting option (repeatable)")
-    study.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other run-config key (repeatable)")
+    _add_run_config_flags(study)
     study.add_argument("--store", default=DEFAULT_STORE, help=f"run store directory (default {DEFAULT_STORE})")
     study.add_argument("--report", help="write the report to this directory when done")
     study.add_argument("--quiet", action="store_true", help="no progress bars")
     study.set_defaults(func=cmd_study)
+
+    sweep = sub.add_parser("sweep", help="sweep a hyperparameter grid, select by validation, train the seeds")
+    sweep.add_argument("setting", help="setting name (see `mtlens settings`)")
+    sweep.add_argument("--grid", help="YAML file mapping config keys to value lists (default: the paper's lr x batch size)")
+    sweep.add_argument("--methods", default="sum", help="comma-separated MTL methods (default: sum)")
+    sweep.add_argument("--seeds", type=int, default=3, help="number of seeds 0..N-1 (default 3); the grid uses the first")
+    sweep.add_argument("--seed-list", type=int, nargs="+", help="explicit seeds instead of --seeds")
+    sweep.add_argument("--select-metric", help="validation metric to select by (default: each task's selection metric)")
+    sweep.add_argument("--select-at", choices=["best", "final"], default="best",
+                       help="score a run at its best validation checkpoint (default) or at its final step")
+    sweep.add_argument("--combine", choices=["mean", "relative"], default="mean",
+                       help="MTL: mean oriented metric over tasks (default) or mean relative improvement over STL")
+    _add_run_config_flags(sweep)
+    sweep.add_argument("--backend", choices=["local", "ray"], default="local", help="executor (default local)")
+    sweep.add_argument("--workers", type=int, help="local: worker processes (default: one per core; 1 = in-process); "
+                                                   "ray: CPUs of a local Ray instance")
+    sweep.add_argument("--address", help="ray: address of an existing cluster (default: start a local instance)")
+    sweep.add_argument("--store", default=DEFAULT_STORE, help=f"run store directory (default {DEFAULT_STORE})")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bars")
+    sweep.set_defaults(func=cmd_sweep)
 
     runs = sub.add_parser("runs", help="list the runs in a store")
     runs.add_argument("--store", default=DEFAULT_STORE)

@@ -43,6 +43,41 @@ def study_configs(base: dict[str, Any], seeds: Sequence[int], methods: Sequence[
     return [resolve_config(c, setting) for c in configs]
 
 
+def train_one(config: RunConfig, store: RunStore, setting: Setting, progress: bool = False,
+              train: Callable[..., str] = train_run) -> tuple[str, str]:
+    """Train one config and return ``(state, message)``; never raises for a failing run.
+
+    A run that raises is marked ``failed`` in the store with its error; a run another
+    process holds gives ``("locked", ...)`` and is left alone (try again later).
+    """
+    run_id = config.run_id
+    try:
+        state, message = train(config, store, setting=setting, progress=progress), ""
+    except RunLockedError as err:
+        return "locked", str(err)
+    except Exception as err:  # a failing run is recorded and the sweep goes on
+        message = f"{type(err).__name__}: {err}"
+        mark_failed(store, config, message + "\n" + traceback.format_exc(limit=5))
+        return "failed", message
+    if state != "finished":
+        message = (store.status(run_id) or {}).get("message", "")
+    return state, message
+
+
+def mark_failed(store: RunStore, config: RunConfig, message: str) -> None:
+    """Record ``config``'s run as ``failed`` with ``message`` (it stays resumable: failed is not done)."""
+    store.write_config(config.run_id, config.model_dump(), ignore=("device",))
+    store.set_status(config.run_id, "failed", (store.status(config.run_id) or {}).get("step", 0), message)
+
+
+def cached_setting(config: RunConfig, cache: dict[tuple[str, str], Setting]) -> Setting:
+    """The config's setting, built once per (name, options) in ``cache``."""
+    key = (config.setting, repr(sorted(config.setting_options.items())))
+    if key not in cache:
+        cache[key] = load_setting(config.setting, **config.setting_options)
+    return cache[key]
+
+
 def run_configs(configs: Sequence[RunConfig], store: RunStore, progress: bool = True,
                 train: Callable[..., str] = train_run) -> pd.DataFrame:
     """Train every config in turn (skipping complete runs); one failure never stops the rest.
@@ -53,20 +88,6 @@ def run_configs(configs: Sequence[RunConfig], store: RunStore, progress: bool = 
     settings: dict[tuple[str, str], Setting] = {}
     results = []
     for config in tqdm(configs, desc="runs", disable=None if progress else True, dynamic_ncols=True):
-        key = (config.setting, repr(sorted(config.setting_options.items())))
-        if key not in settings:
-            settings[key] = load_setting(config.setting, **config.setting_options)
-        run_id = config.run_id
-        try:
-            state, message = train(config, store, setting=settings[key], progress=progress), ""
-        except RunLockedError as err:
-            state, message = "locked", str(err)
-        except Exception as err:  # a failing run is recorded and the sweep goes on
-            state, message = "failed", f"{type(err).__name__}: {err}"
-            store.write_config(run_id, config.model_dump())
-            store.set_status(run_id, "failed", (store.status(run_id) or {}).get("step", 0),
-                             message + "\n" + traceback.format_exc(limit=5))
-        if state != "finished":
-            message = message or (store.status(run_id) or {}).get("message", "")
-        results.append({"run_id": run_id, "state": state, "message": message})
+        state, message = train_one(config, store, cached_setting(config, settings), progress, train)
+        results.append({"run_id": config.run_id, "state": state, "message": message})
     return pd.DataFrame.from_records(results)

@@ -1,0 +1,210 @@
+"""Sweeps end to end: selection, seed reuse, failures, resume after SIGKILL, concurrency, Ray."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pandas as pd
+import pytest
+
+from mtlens import RunStore
+from mtlens.cli import main
+from mtlens.sweep import LocalExecutor, SerialExecutor, run_sweep
+from mtlens.sweep.sweep import grid_candidates
+from mtlens.training.config import RunConfig
+from mtlens.training import trainer
+from mtlens.training.trainer import train_run
+
+BASE = {"setting": "digits_pair", "epochs": 2, "batch_size": 32, "train_eval_size": 64,
+        "setting_options": {"n_train": 64, "n_val": 32, "n_test": 32}}
+GRID = {"lr": [3e-2, 1e-3]}
+SEEDS = [0, 1]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted in-process sweep: 3 groups x 2 grid points + 3 extra seed runs."""
+    store = RunStore(tmp_path_factory.mktemp("reference"))
+    return store, run_sweep(BASE, GRID, store, ["sum"], SEEDS, progress=False)
+
+
+def _all_rows(store: RunStore) -> pd.DataFrame:
+    return store.trajectories().sort_values(["run_id", "step", "task", "quantity"]).reset_index(drop=True)
+
+
+def test_selection_matches_brute_force_and_seed_zero_run_is_reused(reference):
+    store, result = reference
+    assert len(store.run_ids()) == 6 + 3  # the seed-0 run of each selection is the grid run
+    assert (store.runs()["state"] == "finished").all()
+    rows = store.trajectories()
+    for row in result.selected.itertuples():
+        runs = result.candidates[result.candidates["group"] == row.group]
+        # Brute force: mean over the run's tasks of its minimum validation error; first point on ties.
+        scores = [rows[(rows["run_id"] == r) & (rows["quantity"] == "val/error")].groupby("task")["value"].min().mean()
+                  for r in runs["run_id"]]
+        best = min(range(len(scores)), key=lambda i: (scores[i], i))
+        assert row.point == best and row.score == pytest.approx(scores[best])
+        assert row.lr == GRID["lr"][best] and row.seeds_finished == "2/2"
+        seed_runs = row.seed_run_ids.split(";")
+        assert seed_runs[0] == runs["run_id"].iloc[best]
+        assert [store.config(r)["seed"] for r in seed_runs] == SEEDS
+    saved = pd.read_csv(result.directory / "selected.csv")
+    assert saved["group"].tolist() == ["stl:a", "stl:b", "mtl:sum"]
+    assert len(pd.read_csv(result.directory / "candidates.csv")) == 6
+
+
+def test_failed_run_is_recorded_listed_and_never_selected(tmp_path):
+    def flaky_train(config, store, setting, progress):
+        if config.lr == GRID["lr"][0] and config.mode == "mtl":
+            raise RuntimeError("out of memory (simulated)")
+        return train_run(config, store, setting=setting, progress=progress)
+
+    store = RunStore(tmp_path)
+    result = run_sweep(BASE, GRID, store, ["sum"], [0], executor=SerialExecutor(flaky_train), progress=False)
+    mtl = result.candidates[result.candidates["group"] == "mtl:sum"]
+    assert mtl["state"].tolist() == ["failed", "finished"]
+    assert result.selected.set_index("group").loc["mtl:sum", "point"] == 1
+    assert result.problems["state"].tolist() == ["failed"]
+    assert "out of memory (simulated)" in result.problems["message"].iloc[0]
+    assert "out of memory" in pd.read_csv(result.directory / "problems.csv")["message"].iloc[0]
+    assert "out of memory" in store.status(mtl["run_id"].iloc[0])["message"]
+
+
+def _sweep_args(store: RunStore, grid_file, workers: int) -> list[str]:
+    return ["sweep", "digits_pair", "--grid", str(grid_file), "--seeds", "2", "--workers", str(workers), "--epochs", "2", "--batch-size", "32", "--set", "train_eval_size=64", "--option",
+            "n_train=64", "--option", "n_val=32", "--option", "n_test=32", "--store", str(store.root), "--quiet"]
+
+
+def test_killing_the_driver_mid_sweep_then_rerunning_finishes_only_what_is_missing(tmp_path, reference):
+    ref_store, ref_result = reference
+    grid_file = tmp_path / "grid.yaml"
+    grid_file.write_text(f"lr: {GRID['lr']}\n")
+    store = RunStore(tmp_path / "store")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    driver = subprocess.Popen([sys.executable, "-m", "mtlens.cli", *_sweep_args(store, grid_file, workers=2)], env=env,
+                              stdout=subprocess.DEVNULL)
+    deadline, finished, running = time.time() + 120, [], []
+    while time.time() < deadline and driver.poll() is None:
+        states = {r: (store.status(r) or {}).get("state") for r in store.run_ids()}
+        finished = [r for r, s in states.items() if s == "finished"]
+        running = [r for r, s in states.items() if s == "running"]
+        if len(finished) >= 2 and running:
+            break
+        time.sleep(0.01)
+    assert driver.poll() is None, "the sweep ended before it could be killed"
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    done_before = {r: os.stat(store.run_dir(r) / "status.json").st_mtime_ns for r in finished}
+    assert len(done_before) < 9
+
+    # The rerun (in this process, serial) waits for runs the orphaned workers still hold.
+    assert main(_sweep_args(store, grid_file, workers=1)) == 0
+    assert {r: os.stat(store.run_dir(r) / "status.json").st_mtime_ns for r in finished} == done_before
+    assert sorted(store.run_ids()) == sorted(ref_store.run_ids())
+    assert (store.runs()["state"] == "finished").all()
+    pd.testing.assert_frame_equal(_all_rows(store), _all_rows(ref_store))
+    selected = pd.read_csv(next((store.root / "sweeps").iterdir()) / "selected.csv")
+    assert selected["seed_run_ids"].tolist() == ref_result.selected["seed_run_ids"].tolist()
+
+
+CONCURRENT_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    import torch
+    torch.set_num_threads(1)
+    from mtlens import RunStore
+    from mtlens.sweep import SerialExecutor
+    from mtlens.training import trainer
+    from mtlens.training.config import RunConfig
+
+    original = trainer._Run.train
+    def counted(self, progress):  # log every run this process actually trains
+        with open(sys.argv[2], "a") as log:
+            log.write(self.run_id + "\\n")
+        return original(self, progress)
+    trainer._Run.train = counted
+    configs = [RunConfig.model_validate(c) for c in json.loads(sys.argv[3])]
+    executor = SerialExecutor()
+    executor.retry_delay = 0.05
+    results = executor.run(configs, RunStore(sys.argv[1]), progress=False)
+    assert (results["state"] == "finished").all(), results
+""")
+
+
+def test_concurrent_processes_train_each_run_exactly_once(tmp_path, reference, monkeypatch):
+    ref_store, _ = reference
+    _, configs = grid_candidates(BASE, GRID, ["sum"], seed=0)
+    configs = [c.model_dump() for c in configs.values()][:4]
+    store, log = RunStore(tmp_path / "store"), tmp_path / "trained.log"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    processes = [subprocess.Popen([sys.executable, "-c", CONCURRENT_SCRIPT, str(store.root), str(log),
+                                   json.dumps(configs[k:] + configs[:k])], env=env) for k in (1, 2)]
+    # This process is the third writer, with the same counting hook.
+    original = trainer._Run.train
+
+    def counted(self, progress):
+        with open(log, "a") as handle:
+            handle.write(self.run_id + "\n")
+        return original(self, progress)
+
+    monkeypatch.setattr(trainer._Run, "train", counted)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.exists() and log.read_text()):  # a subprocess is training
+        time.sleep(0.01)
+    executor = SerialExecutor()
+    executor.retry_delay = 0.05
+    mine = executor.run([RunConfig.model_validate(c) for c in configs], store, progress=False)
+    assert [p.wait(timeout=300) for p in processes] == [0, 0]
+    assert (mine["state"] == "finished").all()
+    trained = log.read_text().split()
+    assert sorted(trained) == sorted(RunConfig.model_validate(c).run_id for c in configs) == store.run_ids()
+    rows = _all_rows(store)
+    assert not rows.duplicated(["run_id", "task", "step", "quantity"]).any()
+    reference_rows = _all_rows(ref_store)
+    pd.testing.assert_frame_equal(rows, reference_rows[reference_rows["run_id"].isin(store.run_ids())]
+                                  .reset_index(drop=True))
+
+
+def test_a_killed_worker_loses_only_its_run_which_resumes(tmp_path, reference):
+    ref_store, _ = reference
+    _, configs = grid_candidates(BASE, GRID, ["sum"], seed=0)
+    configs = list(configs.values())[:3]
+    store = RunStore(tmp_path / "store")
+    executor = LocalExecutor(workers=1)
+    results = {}
+    thread = threading.Thread(target=lambda: results.update(table=executor.run(configs, store, progress=False)))
+    thread.start()
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        running = [r for r in store.run_ids() if (store.status(r) or {}).get("state") == "running"]
+        if running:
+            break
+        time.sleep(0.01)
+    victims = multiprocessing.active_children()
+    assert running and victims
+    os.kill(victims[0].pid, signal.SIGKILL)
+    thread.join(timeout=240)
+    executor.close()
+    assert list(results["table"]["state"]) == ["finished"] * 3
+    rows = _all_rows(store)
+    reference_rows = _all_rows(ref_store)
+    pd.testing.assert_frame_equal(rows, reference_rows[reference_rows["run_id"].isin(store.run_ids())]
+                                  .reset_index(drop=True))
+
+
+def test_ray_backend_selects_the_same_configuration_with_the_same_trajectories(tmp_path, reference):
+    """Ray on a local 2-CPU instance against the in-process reference sweep."""
+    from mtlens.sweep.ray_backend import RayExecutor
+
+    ref_store, ref_result = reference
+    store = RunStore(tmp_path / "store")
+    result = run_sweep(BASE, GRID, store, ["sum"], SEEDS, executor=RayExecutor(workers=2), progress=False)
+    pd.testing.assert_frame_equal(result.selected, ref_result.selected)
+    pd.testing.assert_frame_equal(_all_rows(store), _all_rows(ref_store))
