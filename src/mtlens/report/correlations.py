@@ -1,0 +1,207 @@
+"""Report sections that explain transfer: optimization effect, probe trajectories, gradient
+conflict over training, and the correlations of trajectory factors with transfer and the gap.
+
+Each builder has the ``SectionBuilder`` signature of :mod:`mtlens.report.study_report`; where
+the data a section needs is missing it says so ("not available: ...") instead of failing.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from mtlens.analysis.correlation import correlation_table, unit_table  # noqa: E402
+from mtlens.analysis.optimization import loss_ratio_curves, optimization_effect, steps_to_loss  # noqa: E402
+from mtlens.report.base import Section, save_figure, table_html  # noqa: E402
+from mtlens.report.figures import training_curves_figure  # noqa: E402
+from mtlens.store import RunStore  # noqa: E402
+
+TASK_PROBES = ("probe/grad_coherence", "probe/m_coherence", "probe/fisher_trace", "probe/sharpness",
+               "probe/sharpness_sam", "probe/grad_norm", "probe/update_cosine")
+LEVEL_FRACTIONS = (0.5, 0.9)
+"""Loss levels of the steps-to-loss table: these fractions of the way (in log loss) from the
+highest initial to the highest final training loss of the task's runs."""
+
+
+def not_available(what: str) -> str:
+    return f'<p class="not-available">Not available: {html.escape(what)}.</p>'
+
+
+def _runs_note(rows: pd.DataFrame) -> str:
+    seeds = rows["seed"].nunique()
+    return f"{rows['run_id'].nunique()} runs, {seeds} seed{'s' if seeds != 1 else ''}"
+
+
+def _mtl_groups(rows: pd.DataFrame):
+    """Yield ``(setting, method, rows of the method's MTL runs and the setting's STL runs)``."""
+    for (setting, method), mtl_rows in rows[rows["mode"] == "mtl"].groupby(["setting", "method"]):
+        yield setting, method, pd.concat([rows[(rows["setting"] == setting) & (rows["mode"] == "stl")], mtl_rows])
+
+
+def _loss_levels(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per (setting, task): the :data:`LEVEL_FRACTIONS` levels between initial and final loss."""
+    loss = rows[(rows["quantity"] == "train/loss") & (rows["value"] > 0) & np.isfinite(rows["value"])]
+    records = []
+    for (setting, task), frame in loss.groupby(["setting", "task"]):
+        per_run = frame.sort_values("step").groupby("run_id")["value"]
+        start, end = per_run.first().max(), per_run.min().max()
+        if not start > end > 0:
+            continue
+        records += [{"setting": setting, "task": task, "level": float(np.exp(np.log(start) + q * np.log(end / start)))}
+                    for q in LEVEL_FRACTIONS]
+    return pd.DataFrame.from_records(records, columns=["setting", "task", "level"])
+
+
+def optimization_section(rows: pd.DataFrame, out_dir: Path) -> Section:
+    title, anchor = "Did MTL help or harm optimization?", "optimization"
+    effect = optimization_effect(rows)
+    if effect.empty:
+        return Section(title, not_available("needs STL and MTL runs with the same seeds and train/loss"), anchor)
+    summary = (effect.groupby(["setting", "task", "method"])
+               .agg(n_seeds=("seed", "nunique"), log_ratio_early=("log_ratio_early", "mean"),
+                    log_ratio_early_std=("log_ratio_early", "std"), log_ratio_final=("log_ratio_final", "mean"),
+                    log_ratio_final_std=("log_ratio_final", "std"), ratio_final=("ratio_final", "mean"))
+               .reset_index())
+    body = table_html(summary, out_dir, "optimization_effect",
+                      "Optimization effect: log(L_MTL / L_STL) of the training loss at equal steps, each MTL run "
+                      "paired with the STL run of the same seed; early = first 25% of the steps; mean and std over "
+                      "n_seeds seeds. Negative: MTL reached a lower training loss at the same step.")
+    levels = _loss_levels(rows)
+    reached = []
+    for (setting, task), frame in levels.groupby(["setting", "task"]):
+        task_rows = rows[(rows["setting"] == setting) & (rows["task"] == task)]
+        reached.append(steps_to_loss(task_rows, frame["level"].tolist()))
+    if reached:
+        table = (pd.concat(reached).groupby(["setting", "task", "mode", "method", "level"])
+                 .agg(n_runs=("run_id", "nunique"), n_reached=("step", "count"), mean_step=("step", "mean"),
+                      mean_epoch=("epoch", "mean")).reset_index())
+        table.loc[table["mode"] == "stl", "method"] = "-"
+        body += table_html(table, out_dir, "steps_to_loss",
+                           "Steps and epochs to first reach a training-loss level (levels 50% and 90% of the way, "
+                           "in log loss, from the highest initial to the highest final loss of the task's runs); "
+                           "means over the n_reached of n_runs runs that reached it.")
+    curves = loss_ratio_curves(rows)
+    for (setting, method), frame in curves.groupby(["setting", "method"]):
+        fig, ax = plt.subplots(figsize=(6, 3.4))
+        for task, task_frame in frame.groupby("task"):
+            agg = task_frame.groupby("epoch")["log_ratio"].agg(["mean", "std"]).reset_index()
+            line, = ax.plot(agg["epoch"], agg["mean"], label=f"task {task} (n={task_frame['seed'].nunique()})")
+            ax.fill_between(agg["epoch"], agg["mean"] - agg["std"].fillna(0), agg["mean"] + agg["std"].fillna(0),
+                            color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.axhline(0, color="grey", linewidth=0.8)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("log(L_MTL / L_STL) at equal steps")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        n_seeds = frame["seed"].nunique()
+        body += save_figure(fig, out_dir, f"loss_ratio_{setting}_{method}",
+                            f"{setting}, method {method}: training-loss log-ratio MTL/STL at equal steps per task, "
+                            f"mean ± std over {n_seeds} seed pairs (each MTL run against the same-seed STL run); "
+                            f"below 0 = MTL optimizes the task faster.")
+    return Section(title, body, anchor)
+
+
+def probes_section(rows: pd.DataFrame, out_dir: Path) -> Section:
+    title, anchor = "Probe trajectories", "probes"
+    present = [q for q in TASK_PROBES if (rows["quantity"] == q).any()]
+    if not present:
+        return Section(title, not_available(f"needs per-task probes ({', '.join(TASK_PROBES)}); "
+                                            "enable probes in the run config"), anchor)
+    parts = []
+    for setting, method, pair in _mtl_groups(rows):
+        tasks = sorted(t for t in pair[pair["quantity"].isin(present)]["task"].unique())
+        quantities = [q for q in present if (pair["quantity"] == q).any()]
+        if not tasks:
+            continue
+        fig = training_curves_figure(pair, tasks, quantities)
+        parts.append(save_figure(fig, out_dir, f"probes_{setting}_{method}",
+                                 f"{setting}, method {method}: per-task probes by epoch, STL and MTL, mean ± std over "
+                                 f"seeds (n runs per curve in the legends; {_runs_note(pair)} in all)."))
+    return Section(title, "".join(parts) or not_available("no MTL run with probes"), anchor)
+
+
+def conflict_section(rows: pd.DataFrame, out_dir: Path) -> Section:
+    title, anchor = "Gradient conflict over training", "conflict"
+    quantities = ("probe/conflict_cosine", "probe/conflict_fraction", "probe/magnitude_similarity")
+    conflict = rows[(rows["mode"] == "mtl") & rows["quantity"].isin(quantities)]
+    if conflict.empty:
+        return Section(title, not_available("needs probe/conflict_cosine in MTL runs; enable probes"), anchor)
+    parts = []
+    for (setting, method), frame in conflict.groupby(["setting", "method"]):
+        present = [q for q in quantities if (frame["quantity"] == q).any()]
+        fig, axes = plt.subplots(1, len(present), figsize=(4.5 * len(present), 3.2), squeeze=False)
+        for ax, quantity in zip(axes[0], present):
+            for task, series in frame[frame["quantity"] == quantity].groupby("task"):
+                agg = series.groupby("epoch")["value"].agg(["mean", "std"]).reset_index()
+                line, = ax.plot(agg["epoch"], agg["mean"], label=f"{task} (n={series['run_id'].nunique()})")
+                ax.fill_between(agg["epoch"], agg["mean"] - agg["std"].fillna(0), agg["mean"] + agg["std"].fillna(0),
+                                color=line.get_color(), alpha=0.2, linewidth=0)
+            ax.axhline(0, color="grey", linewidth=0.8)
+            ax.set(xlabel="epoch", ylabel=quantity)
+            ax.legend(fontsize=8)
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
+        parts.append(save_figure(fig, out_dir, f"conflict_{setting}_{method}",
+                                 f"{setting}, method {method}: inter-task gradient conflict by epoch (cosine per task "
+                                 f"pair, fraction of conflicting pairs, magnitude similarity), mean ± std over "
+                                 f"{frame['run_id'].nunique()} MTL runs ({frame['seed'].nunique()} seeds)."))
+    return Section(title, "".join(parts), anchor)
+
+
+def scatter_figure(units: pd.DataFrame, x: str, y: str) -> "plt.Figure":
+    """``y`` against ``x`` over the units, one colour per method, with the least-squares line."""
+    data = units[np.isfinite(units[x]) & np.isfinite(units[y])]
+    fig, ax = plt.subplots(figsize=(4.8, 3.6))
+    for method, frame in data.groupby("method"):
+        ax.scatter(frame[x], frame[y], s=22, label=str(method), alpha=0.8)
+    slope, intercept = np.polyfit(data[x].to_numpy(float), data[y].to_numpy(float), 1)
+    grid = np.linspace(data[x].min(), data[x].max(), 50)
+    ax.plot(grid, slope * grid + intercept, color="black", linewidth=1, label="least-squares fit")
+    ax.set(xlabel=x, ylabel=y)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def correlation_section(rows: pd.DataFrame, store: RunStore, out_dir: Path) -> Section:
+    title, anchor = "What explains transfer?", "correlations"
+    units = unit_table(rows, store.task_info())
+    if units.empty:
+        return Section(title, not_available("needs MTL runs with STL runs of the same setting"), anchor)
+    body = table_html(units, out_dir, "units",
+                      f"Units of the correlation analysis: one row per (setting, task, seed, method) of an MTL run "
+                      f"({len(units)} units), compared with the same-seed STL run. transfer_pct > 0: MTL better; "
+                      f"gap_mean: mean MTL − STL validation loss at equal training loss; log_ratio_*: training-loss "
+                      f"log-ratio at equal steps; *_diff: MTL − STL probe means (Fisher: up to epoch 1); conflict: "
+                      f"the MTL run's mean over training.")
+    table = correlation_table(units)
+    if table.empty:
+        missing = [c for c in ("fisher_early_diff", "coherence_diff", "sharpness_diff", "conflict_cosine")
+                   if units[c].notna().sum() < 3]
+        return Section(title, body + not_available(
+            "fewer than 3 units with both values for every pair; needs probes " + ", ".join(missing)), anchor)
+    body += table_html(table, out_dir, "correlations",
+                       "Pearson r and Spearman rho across units with 95% percentile bootstrap intervals (2000 "
+                       "resamples of (setting, task, seed) clusters, seed 0); n units in n_groups clusters.")
+    for row in table.itertuples():
+        caption = (f"{row.y} against {row.x} over {row.n} units ({row.n_groups} (setting, task, seed) clusters; "
+                   f"{units['seed'].nunique()} seeds) with the least-squares line: Pearson r = {row.pearson_r:.2f} "
+                   f"[{row.pearson_low:.2f}, {row.pearson_high:.2f}], Spearman rho = {row.spearman_rho:.2f} "
+                   f"[{row.spearman_low:.2f}, {row.spearman_high:.2f}] (95% bootstrap CIs).")
+        body += save_figure(scatter_figure(units, row.x, row.y), out_dir, f"scatter_{row.x}_vs_{row.y}", caption)
+    return Section(title, body, anchor)
+
+
+def explanation_sections(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out_dir: Path) -> list[Section]:
+    """SectionBuilder: optimization effect, probe trajectories, conflict, correlations."""
+    del index
+    return [optimization_section(rows, out_dir), probes_section(rows, out_dir), conflict_section(rows, out_dir),
+            correlation_section(rows, store, out_dir)]
