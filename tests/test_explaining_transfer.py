@@ -10,7 +10,8 @@ from scipy import stats
 
 from mtlens.analysis.alignment import (alignment_distributions, alignment_summary, magnitude_ratio_summary,
                                        optimizer_comparison, optimizers_compared)
-from mtlens.analysis.correlation import correlate, correlation_table, unit_table
+from mtlens.analysis.correlation import (_weighted_pearson, _weighted_ranks, correlate, correlation_table,
+                                        unit_table)
 from mtlens.analysis.optimization import loss_ratio_curves, optimization_effect, steps_to_loss
 from mtlens.store import ROW_COLUMNS
 
@@ -146,6 +147,21 @@ def test_correlate_matches_scipy_and_its_interval_covers_the_truth():
                                 n_resamples=1000, method="percentile", rng=np.random.default_rng(5))
     assert result["pearson_low"] == pytest.approx(reference.confidence_interval.low, abs=0.02)
     assert result["pearson_high"] == pytest.approx(reference.confidence_interval.high, abs=0.02)
+
+
+def test_weighted_replicates_equal_explicit_resamples():
+    # A bootstrap replicate is computed as a weighted sample; check it against the resample itself.
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 6, 15).astype(float), rng.normal(size=15)  # ties in x
+    weights = rng.integers(0, 4, (5, 15)).astype(float)
+    r = _weighted_pearson(x, y, weights)
+    ranks = _weighted_ranks(x, weights)
+    for b in range(5):
+        counts = weights[b].astype(int)
+        xs, ys = np.repeat(x, counts), np.repeat(y, counts)
+        assert r[b] == pytest.approx(stats.pearsonr(xs, ys).statistic, rel=1e-12)
+        assert np.repeat(ranks[b], counts) == pytest.approx(stats.rankdata(xs))
+    assert np.isnan(_weighted_pearson(np.ones(4), np.arange(4.0), np.ones((1, 4))))[0]
 
 
 def test_bootstrap_is_reproducible_and_wider_with_fewer_points():

@@ -168,10 +168,28 @@ def unit_table(rows: pd.DataFrame, task_info: TaskInfo, gap_measure: str = "val/
     return units.sort_values(UNIT_KEYS).reset_index(drop=True)
 
 
-def _pearson(x: np.ndarray, y: np.ndarray) -> float:
-    if np.ptp(x) == 0 or np.ptp(y) == 0:
-        return np.nan
-    return float(np.corrcoef(x, y)[0, 1])
+def _weighted_pearson(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Pearson r of ``x, y`` (shape ``(n,)`` or ``(B, n)``) with integer weights ``w`` (``(B, n)``):
+    row ``b`` equals the plain Pearson r of the sample holding point ``i`` ``w[b, i]`` times.
+    NaN where a variable is constant."""
+    total = w.sum(axis=1, keepdims=True)
+    dx = x - (w * x).sum(axis=1, keepdims=True) / total
+    dy = y - (w * y).sum(axis=1, keepdims=True) / total
+    var_x, var_y = (w * dx * dx).sum(axis=1), (w * dy * dy).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (w * dx * dy).sum(axis=1) / np.sqrt(var_x * var_y)
+    constant = (var_x <= 1e-20 * (w * x * x).sum(axis=1)) | (var_y <= 1e-20 * (w * y * y).sum(axis=1))
+    return np.where(constant, np.nan, r)
+
+
+def _weighted_ranks(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Average ranks (``scipy.stats.rankdata``, ties averaged) of every point in each weighted
+    sample ``w[b]`` (``(B, n)``): the weight of the smaller values plus ``(tied weight + 1) / 2``."""
+    values, inverse = np.unique(x, return_inverse=True)
+    per_value = np.zeros((w.shape[0], len(values)))
+    np.add.at(per_value.T, inverse, w.T)
+    below = np.cumsum(per_value, axis=1) - per_value
+    return (below + (per_value + 1) / 2)[:, inverse]
 
 
 def correlate(x: Sequence[float], y: Sequence[float], groups: Sequence[Any] | None = None, n_boot: int = 2000,
@@ -180,7 +198,9 @@ def correlate(x: Sequence[float], y: Sequence[float], groups: Sequence[Any] | No
 
     Pairs with a non-finite value are dropped first.  ``groups`` labels each point's cluster
     (default: every point its own); each bootstrap replicate draws as many clusters as there are,
-    with replacement, and keeps all their points.  Returns ``n, n_groups, pearson_r, pearson_p,
+    with replacement, and keeps all their points (computed at once for all replicates as
+    Pearson r of the weighted sample, weights = how often each point was drawn; Spearman: the
+    same on the resample's average ranks).  Returns ``n, n_groups, pearson_r, pearson_p,
     pearson_low, pearson_high, spearman_rho, spearman_p, spearman_low, spearman_high`` (NaN where
     undefined: fewer than 3 points or a constant variable).
     """
@@ -189,19 +209,20 @@ def correlate(x: Sequence[float], y: Sequence[float], groups: Sequence[Any] | No
     finite = np.isfinite(x) & np.isfinite(y)
     x, y, labels = x[finite], y[finite], labels[finite]
     _, cluster_of = np.unique(labels, return_inverse=True)
-    members = [np.flatnonzero(cluster_of == c) for c in range(cluster_of.max() + 1)] if len(x) else []
-    out = {"n": len(x), "n_groups": len(members)}
+    n_groups = int(cluster_of.max()) + 1 if len(x) else 0
+    out = {"n": len(x), "n_groups": n_groups}
     keys = ("pearson_r", "pearson_p", "pearson_low", "pearson_high",
             "spearman_rho", "spearman_p", "spearman_low", "spearman_high")
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return out | dict.fromkeys(keys, np.nan)
     pearson, spearman = stats.pearsonr(x, y), stats.spearmanr(x, y)
     rng = np.random.default_rng(seed)
-    boot = np.full((n_boot, 2), np.nan)
-    for b in range(n_boot):
-        pick = np.concatenate([members[c] for c in rng.integers(0, len(members), len(members))])
-        bx, by = x[pick], y[pick]
-        boot[b] = _pearson(bx, by), _pearson(stats.rankdata(bx), stats.rankdata(by))
+    drawn = rng.integers(0, n_groups, (n_boot, n_groups))
+    cluster_counts = np.zeros((n_boot, n_groups))
+    np.add.at(cluster_counts, (np.arange(n_boot)[:, None], drawn), 1)
+    weights = cluster_counts[:, cluster_of]  # how often each point is in each resample
+    boot = np.stack([_weighted_pearson(x, y, weights),
+                     _weighted_pearson(_weighted_ranks(x, weights), _weighted_ranks(y, weights), weights)], axis=1)
     tails = 100 * np.array([(1 - confidence) / 2, (1 + confidence) / 2])
     (p_low, p_high), (s_low, s_high) = (np.nanpercentile(boot[:, i], tails) for i in range(2))
     return out | {"pearson_r": float(pearson.statistic), "pearson_p": float(pearson.pvalue),

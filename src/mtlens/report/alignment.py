@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 from mtlens.analysis.alignment import (  # noqa: E402
     alignment_distributions, alignment_summary, magnitude_ratio_summary, optimizer_comparison, optimizers_compared)
 from mtlens.report.base import Section, save_figure, table_html  # noqa: E402
-from mtlens.report.correlations import not_available  # noqa: E402
+from mtlens.report.correlations import by_configuration, not_available, slug  # noqa: E402
 from mtlens.store import RunStore  # noqa: E402
 
 
@@ -45,7 +45,7 @@ def alignment_section(rows: pd.DataFrame, out_dir: Path) -> Section:
                       "Cosines between task gradients in MTL runs and between gradients of one task's sub-batches or "
                       "class groups in STL runs, pooled over probe steps: n values from n_runs runs.")
     for setting, frame in distributions.groupby("setting"):
-        body += save_figure(alignment_figure(frame), out_dir, f"alignment_{setting}",
+        body += save_figure(alignment_figure(frame), out_dir, slug("alignment", setting),
                             f"{setting}: distributions of inter-task (MTL) and intra-task (STL) gradient cosines "
                             f"over training, from {frame['run_id'].nunique()} runs ({frame['seed'].nunique()} seeds); "
                             f"n cosines per panel in its title.")
@@ -96,4 +96,5 @@ def optimizer_section(index: pd.DataFrame, rows: pd.DataFrame, store: RunStore, 
 
 def elich_sections(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out_dir: Path) -> list[Section]:
     """SectionBuilder: gradient alignment and magnitudes, Adam vs SGD."""
-    return [alignment_section(rows, out_dir), optimizer_section(index, rows, store, out_dir)]
+    configured, _ = by_configuration(index, rows, {})
+    return [alignment_section(configured, out_dir), optimizer_section(index, rows, store, out_dir)]

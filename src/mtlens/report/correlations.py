@@ -8,6 +8,7 @@ the data a section needs is missing it says so ("not available: ...") instead of
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 
 import matplotlib
@@ -19,6 +20,7 @@ import pandas as pd  # noqa: E402
 
 from mtlens.analysis.correlation import correlation_table, unit_table  # noqa: E402
 from mtlens.analysis.optimization import loss_ratio_curves, optimization_effect, steps_to_loss  # noqa: E402
+from mtlens.analysis.transfer import TaskInfo  # noqa: E402
 from mtlens.report.base import Section, save_figure, table_html  # noqa: E402
 from mtlens.report.figures import training_curves_figure  # noqa: E402
 from mtlens.store import RunStore  # noqa: E402
@@ -28,6 +30,32 @@ TASK_PROBES = ("probe/grad_coherence", "probe/m_coherence", "probe/fisher_trace"
 LEVEL_FRACTIONS = (0.5, 0.9)
 """Loss levels of the steps-to-loss table: these fractions of the way (in log loss) from the
 highest initial to the highest final training loss of the task's runs."""
+
+
+RUN_KEYS = {"run_id", "setting", "tasks", "mode", "method", "seed", "state", "last_step", "message", "device"}
+"""Run-index columns that do not describe the training configuration."""
+
+
+def by_configuration(index: pd.DataFrame, rows: pd.DataFrame, task_info: TaskInfo) -> tuple[pd.DataFrame, TaskInfo]:
+    """Where the runs differ in their training configuration (optimizer, lr, momentum, ...), append
+    it to each row's ``setting`` (``"digits_pair [optimizer=sgd lr=0.05]"``) so that MTL runs are
+    only ever paired with STL runs trained the same way; ``task_info`` gains the new names."""
+    keys = [c for c in index.columns if c not in RUN_KEYS and index[c].astype(str).nunique() > 1]
+    if not keys or rows.empty:
+        return rows, task_info
+    labels = index.set_index("run_id")[keys].astype(str).apply(
+        lambda r: " ".join(f"{k}={v}" for k, v in r.items()), axis=1)
+    rows = rows.assign(setting=rows["setting"] + " [" + rows["run_id"].map(labels) + "]")
+    names = rows[["setting"]].drop_duplicates()["setting"]
+    extended = dict(task_info)
+    for (setting, task), info in task_info.items():
+        extended.update({(name, task): info for name in names if name.startswith(f"{setting} [")})
+    return rows, extended
+
+
+def slug(*parts: object) -> str:
+    """A file-name-safe figure name from ``parts``."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", "_".join(str(p) for p in parts)).strip("-")
 
 
 def not_available(what: str) -> str:
@@ -101,7 +129,7 @@ def optimization_section(rows: pd.DataFrame, out_dir: Path) -> Section:
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
         n_seeds = frame["seed"].nunique()
-        body += save_figure(fig, out_dir, f"loss_ratio_{setting}_{method}",
+        body += save_figure(fig, out_dir, slug("loss_ratio", setting, method),
                             f"{setting}, method {method}: training-loss log-ratio MTL/STL at equal steps per task, "
                             f"mean ± std over {n_seeds} seed pairs (each MTL run against the same-seed STL run); "
                             f"below 0 = MTL optimizes the task faster.")
@@ -121,7 +149,7 @@ def probes_section(rows: pd.DataFrame, out_dir: Path) -> Section:
         if not tasks:
             continue
         fig = training_curves_figure(pair, tasks, quantities)
-        parts.append(save_figure(fig, out_dir, f"probes_{setting}_{method}",
+        parts.append(save_figure(fig, out_dir, slug("probes", setting, method),
                                  f"{setting}, method {method}: per-task probes by epoch, STL and MTL, mean ± std over "
                                  f"seeds (n runs per curve in the legends; {_runs_note(pair)} in all)."))
     return Section(title, "".join(parts) or not_available("no MTL run with probes"), anchor)
@@ -148,32 +176,35 @@ def conflict_section(rows: pd.DataFrame, out_dir: Path) -> Section:
             ax.legend(fontsize=8)
             ax.grid(alpha=0.3)
         fig.tight_layout()
-        parts.append(save_figure(fig, out_dir, f"conflict_{setting}_{method}",
+        parts.append(save_figure(fig, out_dir, slug("conflict", setting, method),
                                  f"{setting}, method {method}: inter-task gradient conflict by epoch (cosine per task "
                                  f"pair, fraction of conflicting pairs, magnitude similarity), mean ± std over "
                                  f"{frame['run_id'].nunique()} MTL runs ({frame['seed'].nunique()} seeds)."))
     return Section(title, "".join(parts), anchor)
 
 
-def scatter_figure(units: pd.DataFrame, x: str, y: str) -> "plt.Figure":
-    """``y`` against ``x`` over the units, one colour per method, with the least-squares line."""
-    data = units[np.isfinite(units[x]) & np.isfinite(units[y])]
-    fig, ax = plt.subplots(figsize=(4.8, 3.6))
-    for method, frame in data.groupby("method"):
-        ax.scatter(frame[x], frame[y], s=22, label=str(method), alpha=0.8)
-    slope, intercept = np.polyfit(data[x].to_numpy(float), data[y].to_numpy(float), 1)
-    grid = np.linspace(data[x].min(), data[x].max(), 50)
-    ax.plot(grid, slope * grid + intercept, color="black", linewidth=1, label="least-squares fit")
-    ax.set(xlabel=x, ylabel=y)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+def scatter_figure(units: pd.DataFrame, table: pd.DataFrame) -> "plt.Figure":
+    """One panel per row of the correlation ``table``: ``y`` against ``x`` over the units, one
+    colour per method, with the least-squares line; r and rho in the panel title."""
+    fig, axes = plt.subplots(1, len(table), figsize=(4.2 * len(table), 3.6), squeeze=False)
+    for ax, row in zip(axes[0], table.itertuples()):
+        data = units[np.isfinite(units[row.x]) & np.isfinite(units[row.y])]
+        for method, frame in data.groupby("method"):
+            ax.scatter(frame[row.x], frame[row.y], s=22, label=str(method), alpha=0.8)
+        if np.isfinite(row.pearson_r):
+            slope, intercept = np.polyfit(data[row.x].to_numpy(float), data[row.y].to_numpy(float), 1)
+            grid = np.linspace(data[row.x].min(), data[row.x].max(), 50)
+            ax.plot(grid, slope * grid + intercept, color="black", linewidth=1, label="least-squares fit")
+        ax.set(xlabel=row.x, ylabel=row.y, title=f"r={row.pearson_r:.2f}, rho={row.spearman_rho:.2f}, n={row.n}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
 
-def correlation_section(rows: pd.DataFrame, store: RunStore, out_dir: Path) -> Section:
+def correlation_section(rows: pd.DataFrame, task_info: TaskInfo, out_dir: Path) -> Section:
     title, anchor = "What explains transfer?", "correlations"
-    units = unit_table(rows, store.task_info())
+    units = unit_table(rows, task_info)
     if units.empty:
         return Section(title, not_available("needs MTL runs with STL runs of the same setting"), anchor)
     body = table_html(units, out_dir, "units",
@@ -191,17 +222,21 @@ def correlation_section(rows: pd.DataFrame, store: RunStore, out_dir: Path) -> S
     body += table_html(table, out_dir, "correlations",
                        "Pearson r and Spearman rho across units with 95% percentile bootstrap intervals (2000 "
                        "resamples of (setting, task, seed) clusters, seed 0); n units in n_groups clusters.")
-    for row in table.itertuples():
-        caption = (f"{row.y} against {row.x} over {row.n} units ({row.n_groups} (setting, task, seed) clusters; "
-                   f"{units['seed'].nunique()} seeds) with the least-squares line: Pearson r = {row.pearson_r:.2f} "
-                   f"[{row.pearson_low:.2f}, {row.pearson_high:.2f}], Spearman rho = {row.spearman_rho:.2f} "
-                   f"[{row.spearman_low:.2f}, {row.spearman_high:.2f}] (95% bootstrap CIs).")
-        body += save_figure(scatter_figure(units, row.x, row.y), out_dir, f"scatter_{row.x}_vs_{row.y}", caption)
+    for target, rows_of_target in table.groupby("y", sort=False):
+        panels = "; ".join(
+            f"{row.x}: n = {row.n} units ({row.n_groups} clusters), Pearson r = {row.pearson_r:.2f} "
+            f"[{row.pearson_low:.2f}, {row.pearson_high:.2f}], Spearman rho = {row.spearman_rho:.2f} "
+            f"[{row.spearman_low:.2f}, {row.spearman_high:.2f}]" for row in rows_of_target.itertuples())
+        caption = (f"{target} against each factor over the units (from {rows['run_id'].nunique()} runs, "
+                   f"{units['seed'].nunique()} seeds), one colour per method, least-squares line; 95% bootstrap "
+                   f"CIs in brackets. {panels}.")
+        body += save_figure(scatter_figure(units, rows_of_target), out_dir, slug("scatter", target), caption)
     return Section(title, body, anchor)
 
 
 def explanation_sections(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out_dir: Path) -> list[Section]:
-    """SectionBuilder: optimization effect, probe trajectories, conflict, correlations."""
-    del index
+    """SectionBuilder: optimization effect, probe trajectories, conflict, correlations (each MTL run
+    compared with STL runs of the same training configuration, see :func:`by_configuration`)."""
+    rows, task_info = by_configuration(index, rows, store.task_info())
     return [optimization_section(rows, out_dir), probes_section(rows, out_dir), conflict_section(rows, out_dir),
-            correlation_section(rows, store, out_dir)]
+            correlation_section(rows, task_info, out_dir)]

@@ -130,7 +130,8 @@ def training_section(rows: pd.DataFrame, out_dir: Path) -> Section:
         fig = training_curves_figure(pair, tasks, ["train/loss", "val/loss", "val/error"])
         parts.append(save_figure(fig, out_dir, f"training_{setting}_{method}",
                                  f"{setting}, method {method}: training loss (fixed training subset), validation "
-                                 f"loss and error by epoch, mean ± std over seeds (n per curve in the legend)."))
+                                 f"loss and error by epoch, mean ± std over seeds ({pair['run_id'].nunique()} runs, "
+                                 f"{pair['seed'].nunique()} seeds; n per curve in the legend)."))
     return Section("How did optimization differ?", "".join(parts) or "<p>No MTL runs.</p>", "training")
 
 
