@@ -83,7 +83,8 @@ def optimizer_section(index: pd.DataFrame, rows: pd.DataFrame, store: RunStore, 
         return Section(title, not_available("no run has a validation-selected checkpoint"), anchor)
     table["optimizer"] = [f"{o} (momentum {m:g})" if o == "sgd" else str(o)
                           for o, m in zip(table["optimizer"], table["momentum"].astype(float))]
-    table["value"] = [f"{m:.4g} ± {s:.2g} (n={n})" for m, s, n in zip(table["mean"], table["std"], table["n"])]
+    table["value"] = [f"{m:.4g}{f' ± {s:.2g}' if n > 1 else ''} (n={n})"
+                      for m, s, n in zip(table["mean"], table["std"], table["n"])]
     wide = table.pivot_table(index=["setting", "task", "mode", "method", "metric"], columns="optimizer",
                              values="value", aggfunc="first").reset_index()
     wide.columns.name = None
