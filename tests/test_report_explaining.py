@@ -44,7 +44,8 @@ def append_probe_rows(store: RunStore, run_id: str, rng: np.random.Generator) ->
                            row(task, "probe/intra_cosine_classgroup", rng.uniform(-0.2, 0.6))]
         if first["mode"] == "mtl":
             cosine = rng.uniform(-0.5, 0.5)
-            probes += [row("a|b", "probe/conflict_cosine", cosine), row("a|b", "probe/magnitude_ratio", rng.uniform(0.3, 3)),
+            probes += [row("a|b", "probe/conflict_cosine", cosine),
+                       row("a|b", "probe/magnitude_ratio", rng.uniform(0.3, 3)),
                        row("*", "probe/conflict_fraction", float(cosine < 0))]
     merged = pd.concat([rows, pd.DataFrame(probes)[ROW_COLUMNS]], ignore_index=True)
     for step, part in merged.groupby("step"):

@@ -21,7 +21,9 @@ run of the same task and the **same seed** (columns ``*_diff`` are MTL − STL):
 - ``conflict_cosine``: the MTL run's mean ``probe/conflict_cosine`` over training and over the
   task pairs that contain the task; ``conflict_fraction``: the run's mean ``probe/conflict_fraction``.
 
-A column is NaN where its rows are missing (e.g. no probes were recorded).
+A column is NaN where its rows are missing (e.g. no probes were recorded).  As in
+:mod:`mtlens.analysis.optimization`, runs are paired by (setting, task, seed): one training
+configuration per setting.
 
 **Correlations.** :func:`correlate` gives Pearson's r and Spearman's rho (``scipy.stats``)
 with percentile bootstrap confidence intervals.  The bootstrap resamples *clusters* of units

@@ -16,6 +16,9 @@ method, seed):
     log_ratio_final = r(s_max)
     ratio_final     = exp(log_ratio_final)
 
+Runs are paired by (setting, task, seed) only: pass rows of runs trained with one configuration
+per setting (the report relabels settings by configuration where the runs differ).
+
 :func:`steps_to_loss` gives, per run and task, the first recorded step (and its epoch) at
 which the training loss is at or below each of a list of levels.
 """
@@ -43,7 +46,8 @@ def loss_ratio_curves(rows: pd.DataFrame) -> pd.DataFrame:
     MTL runs without a same-seed STL run of the task contribute nothing.
     """
     curves = _curves(rows)
-    stl = {(s, t, int(seed)): f for (s, t, seed), f in curves[curves["mode"] == "stl"].groupby(["setting", "task", "seed"])}
+    stl = {(s, t, int(seed)): frame
+           for (s, t, seed), frame in curves[curves["mode"] == "stl"].groupby(["setting", "task", "seed"])}
     records = []
     for (setting, task, method, seed, _), mtl in curves[curves["mode"] == "mtl"].groupby(
             ["setting", "task", "method", "seed", "run_id"]):
