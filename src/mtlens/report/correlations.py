@@ -1,5 +1,6 @@
-"""Report sections that explain transfer: optimization effect, probe trajectories, gradient
-conflict over training, and the correlations of trajectory factors with transfer and the gap.
+"""Report sections that explain transfer: the optimization effect and the correlations of
+trajectory factors with transfer and the gap (probe trajectories and conflict over training
+are drawn by :mod:`mtlens.report.probes`).
 
 Each builder has the ``SectionBuilder`` signature of :mod:`mtlens.report.study_report`; where
 the data a section needs is missing it says so ("not available: ...") instead of failing.
@@ -22,11 +23,8 @@ from mtlens.analysis.correlation import correlation_table, unit_table  # noqa: E
 from mtlens.analysis.optimization import loss_ratio_curves, optimization_effect, steps_to_loss  # noqa: E402
 from mtlens.analysis.transfer import TaskInfo  # noqa: E402
 from mtlens.report.base import Section, save_figure, table_html  # noqa: E402
-from mtlens.report.figures import training_curves_figure  # noqa: E402
 from mtlens.store import RunStore  # noqa: E402
 
-TASK_PROBES = ("probe/grad_coherence", "probe/m_coherence", "probe/fisher_trace", "probe/sharpness",
-               "probe/sharpness_sam", "probe/grad_norm", "probe/update_cosine")
 LEVEL_FRACTIONS = (0.5, 0.9)
 """Loss levels of the steps-to-loss table: these fractions of the way (in log loss) from the
 highest initial to the highest final training loss of the task's runs."""
@@ -60,17 +58,6 @@ def slug(*parts: object) -> str:
 
 def not_available(what: str) -> str:
     return f'<p class="not-available">Not available: {html.escape(what)}.</p>'
-
-
-def _runs_note(rows: pd.DataFrame) -> str:
-    seeds = rows["seed"].nunique()
-    return f"{rows['run_id'].nunique()} runs, {seeds} seed{'s' if seeds != 1 else ''}"
-
-
-def _mtl_groups(rows: pd.DataFrame):
-    """Yield ``(setting, method, rows of the method's MTL runs and the setting's STL runs)``."""
-    for (setting, method), mtl_rows in rows[rows["mode"] == "mtl"].groupby(["setting", "method"]):
-        yield setting, method, pd.concat([rows[(rows["setting"] == setting) & (rows["mode"] == "stl")], mtl_rows])
 
 
 def _loss_levels(rows: pd.DataFrame) -> pd.DataFrame:
@@ -136,53 +123,6 @@ def optimization_section(rows: pd.DataFrame, out_dir: Path) -> Section:
     return Section(title, body, anchor)
 
 
-def probes_section(rows: pd.DataFrame, out_dir: Path) -> Section:
-    title, anchor = "Probe trajectories", "probes"
-    present = [q for q in TASK_PROBES if (rows["quantity"] == q).any()]
-    if not present:
-        return Section(title, not_available(f"needs per-task probes ({', '.join(TASK_PROBES)}); "
-                                            "enable probes in the run config"), anchor)
-    parts = []
-    for setting, method, pair in _mtl_groups(rows):
-        tasks = sorted(t for t in pair[pair["quantity"].isin(present)]["task"].unique())
-        quantities = [q for q in present if (pair["quantity"] == q).any()]
-        if not tasks:
-            continue
-        fig = training_curves_figure(pair, tasks, quantities)
-        parts.append(save_figure(fig, out_dir, slug("probes", setting, method),
-                                 f"{setting}, method {method}: per-task probes by epoch, STL and MTL, mean ± std over "
-                                 f"seeds (n runs per curve in the legends; {_runs_note(pair)} in all)."))
-    return Section(title, "".join(parts) or not_available("no MTL run with probes"), anchor)
-
-
-def conflict_section(rows: pd.DataFrame, out_dir: Path) -> Section:
-    title, anchor = "Gradient conflict over training", "conflict"
-    quantities = ("probe/conflict_cosine", "probe/conflict_fraction", "probe/magnitude_similarity")
-    conflict = rows[(rows["mode"] == "mtl") & rows["quantity"].isin(quantities)]
-    if conflict.empty:
-        return Section(title, not_available("needs probe/conflict_cosine in MTL runs; enable probes"), anchor)
-    parts = []
-    for (setting, method), frame in conflict.groupby(["setting", "method"]):
-        present = [q for q in quantities if (frame["quantity"] == q).any()]
-        fig, axes = plt.subplots(1, len(present), figsize=(4.5 * len(present), 3.2), squeeze=False)
-        for ax, quantity in zip(axes[0], present):
-            for task, series in frame[frame["quantity"] == quantity].groupby("task"):
-                agg = series.groupby("epoch")["value"].agg(["mean", "std"]).reset_index()
-                line, = ax.plot(agg["epoch"], agg["mean"], label=f"{task} (n={series['run_id'].nunique()})")
-                ax.fill_between(agg["epoch"], agg["mean"] - agg["std"].fillna(0), agg["mean"] + agg["std"].fillna(0),
-                                color=line.get_color(), alpha=0.2, linewidth=0)
-            ax.axhline(0, color="grey", linewidth=0.8)
-            ax.set(xlabel="epoch", ylabel=quantity)
-            ax.legend(fontsize=8)
-            ax.grid(alpha=0.3)
-        fig.tight_layout()
-        parts.append(save_figure(fig, out_dir, slug("conflict", setting, method),
-                                 f"{setting}, method {method}: inter-task gradient conflict by epoch (cosine per task "
-                                 f"pair, fraction of conflicting pairs, magnitude similarity), mean ± std over "
-                                 f"{frame['run_id'].nunique()} MTL runs ({frame['seed'].nunique()} seeds)."))
-    return Section(title, "".join(parts), anchor)
-
-
 def scatter_figure(units: pd.DataFrame, table: pd.DataFrame) -> "plt.Figure":
     """One panel per row of the correlation ``table``: ``y`` against ``x`` over the units, one
     colour per method, with the least-squares line; r and rho in the panel title."""
@@ -235,8 +175,7 @@ def correlation_section(rows: pd.DataFrame, task_info: TaskInfo, out_dir: Path) 
 
 
 def explanation_sections(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out_dir: Path) -> list[Section]:
-    """SectionBuilder: optimization effect, probe trajectories, conflict, correlations (each MTL run
+    """SectionBuilder: optimization effect and correlations (each MTL run
     compared with STL runs of the same training configuration, see :func:`by_configuration`)."""
     rows, task_info = by_configuration(index, rows, store.task_info())
-    return [optimization_section(rows, out_dir), probes_section(rows, out_dir), conflict_section(rows, out_dir),
-            correlation_section(rows, task_info, out_dir)]
+    return [optimization_section(rows, out_dir), correlation_section(rows, task_info, out_dir)]

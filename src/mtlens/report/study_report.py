@@ -22,6 +22,7 @@ from mtlens.report.alignment import elich_sections
 from mtlens.report.base import Section, save_figure, table_html
 from mtlens.report.correlations import explanation_sections
 from mtlens.report.figures import gap_figure, training_curves_figure
+from mtlens.report.probes import probes_section
 from mtlens.store import RunStore
 
 GAP_MEASURES = ("val/loss", "val/error")
@@ -29,7 +30,7 @@ GAP_MEASURES = ("val/loss", "val/error")
 SectionBuilder = Callable[[RunStore, pd.DataFrame, pd.DataFrame, Path], list[Section]]
 """``(store, runs index, trajectory rows, out_dir) -> sections`` for extra analyses."""
 
-DEFAULT_SECTIONS: list[SectionBuilder] = [explanation_sections, elich_sections]
+DEFAULT_SECTIONS: list[SectionBuilder] = [probes_section, explanation_sections, elich_sections]
 """Builders whose sections every report has after the built-in ones."""
 
 
