@@ -15,8 +15,9 @@ run of the same task and the **same seed** (columns ``*_diff`` are MTL − STL):
   training loss at equal steps (:mod:`mtlens.analysis.optimization`).
 - ``fisher_early_diff``: MTL − STL of the mean ``probe/fisher_trace`` over the probe steps with
   ``epoch <= early_epoch`` (the first probe step if none is that early).
-- ``coherence_diff``, ``m_coherence_diff``, ``sharpness_diff``: MTL − STL of the mean of
-  ``probe/grad_coherence``, ``probe/m_coherence``, ``probe/sharpness`` over all probe steps of
+- ``coherence_diff``, ``m_coherence_diff``, ``sharpness_diff``, ``sharpness_sam_diff``: MTL − STL of
+  the mean of ``probe/grad_coherence``, ``probe/m_coherence``, ``probe/sharpness`` (adaptive
+  worst-case) and ``probe/sharpness_sam`` (first-order estimate) over all probe steps of
   training (the two runs are probed at the same steps, so this compares equal training time).
 - ``conflict_cosine``: the MTL run's mean ``probe/conflict_cosine`` over training and over the
   task pairs that contain the task; ``conflict_fraction``: the run's mean ``probe/conflict_fraction``.
@@ -47,8 +48,8 @@ from mtlens.analysis.transfer import TaskInfo, _info, selected_checkpoints
 
 UNIT_KEYS = ["setting", "task", "seed", "method"]
 MEAN_FACTORS = {"coherence_diff": "probe/grad_coherence", "m_coherence_diff": "probe/m_coherence",
-                "sharpness_diff": "probe/sharpness"}
-FACTORS = ("fisher_early_diff", "coherence_diff", "m_coherence_diff", "sharpness_diff")
+                "sharpness_diff": "probe/sharpness", "sharpness_sam_diff": "probe/sharpness_sam"}
+FACTORS = ("fisher_early_diff", "coherence_diff", "m_coherence_diff", "sharpness_diff", "sharpness_sam_diff")
 CONFLICTS = ("conflict_cosine", "conflict_fraction")
 DEFAULT_PAIRS = tuple((f, target) for f in FACTORS for target in ("transfer_pct", "gap_mean")) + tuple(
     (c, target) for c in CONFLICTS for target in ("log_ratio_mean", "gap_mean"))
