@@ -133,8 +133,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     settings = [s for s in (args.setting or "").split(",") if s]
     methods = [m for m in (args.methods or "").split(",") if m]
+    where: dict[str, list[Any]] = {}
+    for item in args.where or []:
+        for key, value in _pairs([item], "--where").items():
+            where.setdefault(key, []).append(value)
     path = write_report(RunStore(args.store), args.out, settings=settings, methods=methods,
-                        noise_multiplier=args.noise_multiplier)
+                        noise_multiplier=args.noise_multiplier, where=where)
     print(f"report: {path}")
     return 0
 
@@ -221,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", default="reports/mtlens")
     report.add_argument("--setting", help="comma-separated settings to include (default: all)")
     report.add_argument("--methods", help="comma-separated MTL methods to include (default: all)")
+    report.add_argument("--where", action="append", metavar="KEY=VALUE",
+                        help="keep runs whose run-index column KEY (setting, method, optimizer, lr, seed, state, ...) "
+                             "equals VALUE; repeatable, repeated keys match any of their values")
     report.add_argument("--noise-multiplier", type=float, default=2.0,
                         help="gap onset: |gap| > this many standard errors of seed noise (default 2)")
     report.set_defaults(func=cmd_report)

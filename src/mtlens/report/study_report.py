@@ -8,16 +8,19 @@ the generalization gap open (gap curves and onset), and how did optimization dif
 from __future__ import annotations
 
 import html
+import math
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 
 from mtlens.analysis.gap import generalization_gap
-from mtlens.errors import MtlensError
+from mtlens.errors import ConfigError, MtlensError
 from mtlens.analysis.transfer import delta_m, transfer_table
+from mtlens.report.alignment import elich_sections
 from mtlens.report.base import Section, save_figure, table_html
+from mtlens.report.correlations import explanation_sections
 from mtlens.report.figures import gap_figure, training_curves_figure
 from mtlens.report.probes import probes_section
 from mtlens.report.methods import method_weights_section
@@ -28,17 +31,39 @@ GAP_MEASURES = ("val/loss", "val/error")
 SectionBuilder = Callable[[RunStore, pd.DataFrame, pd.DataFrame, Path], list[Section]]
 """``(store, runs index, trajectory rows, out_dir) -> sections`` for extra analyses."""
 
+DEFAULT_SECTIONS: list[SectionBuilder] = [probes_section, method_weights_section, explanation_sections,
+                                           elich_sections]
+"""Builders whose sections every report has after the built-in ones."""
 
-def select_runs(store: RunStore, settings: Sequence[str] = (), methods: Sequence[str] = ()) -> pd.DataFrame:
-    """The store's index restricted to ``settings`` and MTL ``methods`` (STL runs always kept)."""
+
+def select_runs(store: RunStore, settings: Sequence[str] = (), methods: Sequence[str] = (),
+                where: dict[str, Sequence[Any]] | None = None) -> pd.DataFrame:
+    """The store's index restricted to ``settings`` and MTL ``methods`` (STL runs always kept), and to
+    runs whose index column ``key`` holds one of the values ``where[key]`` (compared as text)."""
     index = store.runs()
     if index.empty:
         return index
+    for key, values in (where or {}).items():
+        if key not in index:
+            raise ConfigError(f"--where: unknown run-index column {key!r}; valid: {', '.join(sorted(index.columns))}")
+        index = index[_matches(index[key], key, values)]
     if settings:
         index = index[index["setting"].isin(settings)]
     if methods:
         index = index[(index["mode"] == "stl") | index["method"].isin(methods)]
     return index
+
+
+def _matches(column: pd.Series, key: str, values: Sequence[Any]) -> pd.Series:
+    """Rows of ``column`` equal to one of ``values``: numerically for numeric columns (``1e-3`` matches
+    ``0.001``), as text otherwise."""
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        try:
+            numbers = [float(v) for v in values]
+        except (TypeError, ValueError):
+            raise ConfigError(f"--where {key}: expected a number, got {list(values)}") from None
+        return column.astype(float).apply(lambda x: any(math.isclose(x, v, rel_tol=1e-9) for v in numbers))
+    return column.astype(str).isin([str(v) for v in values])
 
 
 def overview_section(index: pd.DataFrame, out_dir: Path) -> Section:
@@ -108,22 +133,25 @@ def training_section(rows: pd.DataFrame, out_dir: Path) -> Section:
         fig = training_curves_figure(pair, tasks, ["train/loss", "val/loss", "val/error"])
         parts.append(save_figure(fig, out_dir, f"training_{setting}_{method}",
                                  f"{setting}, method {method}: training loss (fixed training subset), validation "
-                                 f"loss and error by epoch, mean ± std over seeds (n per curve in the legend)."))
+                                 f"loss and error by epoch, mean ± std over seeds ({pair['run_id'].nunique()} runs, "
+                                 f"{pair['seed'].nunique()} seeds; n per curve in the legend)."))
     return Section("How did optimization differ?", "".join(parts) or "<p>No MTL runs.</p>", "training")
 
 
 def write_report(store: RunStore, out_dir: str | Path, settings: Sequence[str] = (), methods: Sequence[str] = (),
-                 noise_multiplier: float = 2.0, extra_sections: Sequence[SectionBuilder] = ()) -> Path:
+                 noise_multiplier: float = 2.0, extra_sections: Sequence[SectionBuilder] = (),
+                 where: dict[str, Sequence[Any]] | None = None) -> Path:
     """Write ``out_dir/report.html`` (self-contained), ``figures/`` and ``tables/``; return the HTML path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    index = select_runs(store, settings, methods)
+    index = select_runs(store, settings, methods, where)
     if index.empty:
-        raise MtlensError(f"no runs in {store.root} match settings={list(settings)} methods={list(methods)}")
+        raise MtlensError(f"no runs in {store.root} match settings={list(settings)} methods={list(methods)}"
+                          f"{f' where={where}' if where else ''}")
     rows = store.trajectories(index["run_id"].tolist())
     sections = [overview_section(index, out_dir), transfer_section(rows, store, out_dir),
                 gap_section(rows, out_dir, noise_multiplier), training_section(rows, out_dir)]
-    for build in (probes_section, method_weights_section, *extra_sections):
+    for build in (*DEFAULT_SECTIONS, *extra_sections):
         sections += build(store, index, rows, out_dir)
     path = out_dir / "report.html"
     path.write_text(render_html(sections, f"mtlens report — {', '.join(sorted(index['setting'].unique()))}"))
@@ -140,6 +168,13 @@ figure{margin:1.5em 0}figure img{max-width:100%}figcaption,.caption{font-size:.8
 """
 
 
+IMAGE_CHECK = """window.addEventListener('load',function(){var broken=0;
+document.querySelectorAll('img').forEach(function(i){if(!i.complete||i.naturalWidth===0){broken++;}});
+document.body.setAttribute('data-images',document.images.length);
+document.body.setAttribute('data-broken-images',broken);});"""
+"""Marks ``<body>`` with the number of images and of images that failed to load (for browser checks)."""
+
+
 def render_html(sections: Sequence[Section], title: str) -> str:
     """A standalone HTML page with a table of contents and the sections in order."""
     nav = "".join(f'<a href="#{html.escape(s.anchor or str(i))}">{html.escape(s.title)}</a>'
@@ -149,4 +184,4 @@ def render_html(sections: Sequence[Section], title: str) -> str:
     generated = time.strftime("%Y-%m-%d %H:%M:%S")
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1><p>Generated {generated}.</p>"
-            f"<nav>{nav}</nav>{body}</body></html>")
+            f"<nav>{nav}</nav>{body}<script>{IMAGE_CHECK}</script></body></html>")

@@ -1,0 +1,94 @@
+"""Elich et al.: gradient alignment between and within tasks, magnitude ratios, Adam vs SGD.
+
+- **Alignment distributions**: the inter-task cosine ``probe/conflict_cosine`` of every task
+  pair in MTL runs next to the intra-task cosines of STL runs, between disjoint halves of a
+  batch (``probe/intra_cosine_subbatch``) and between class groups
+  (``probe/intra_cosine_classgroup``).  If inter-task cosines are no more negative than
+  intra-task ones, angles alone do not single out MTL (Elich et al.'s finding).
+- **Magnitude ratios**: ``probe/magnitude_ratio = ||g_a|| / ||g_b||`` of MTL runs, summarized
+  per pair by the median of ``|log10 ratio|`` (orders of magnitude between the tasks).
+- **Optimizers**: runs that differ in ``optimizer`` (and ``momentum``) in the run index,
+  compared by the test selection metric at the validation-selected checkpoint.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mtlens.analysis.transfer import TaskInfo, _info, selected_checkpoints
+
+ALIGNMENT_KINDS = {
+    "probe/conflict_cosine": ("inter-task (MTL)", "mtl"),
+    "probe/intra_cosine_subbatch": ("intra-task, sub-batches (STL)", "stl"),
+    "probe/intra_cosine_classgroup": ("intra-task, class groups (STL)", "stl"),
+}
+
+
+def alignment_distributions(rows: pd.DataFrame) -> pd.DataFrame:
+    """Long table of cosines: ``setting, kind, run_id, method, seed, task, step, epoch, value``.
+
+    ``kind`` names the comparison (see :data:`ALIGNMENT_KINDS`): inter-task cosines from MTL
+    runs, intra-task cosines from STL runs.
+    """
+    parts = []
+    for quantity, (kind, mode) in ALIGNMENT_KINDS.items():
+        frame = rows[(rows["quantity"] == quantity) & (rows["mode"] == mode) & np.isfinite(rows["value"])]
+        parts.append(frame.assign(kind=kind))
+    columns = ["setting", "kind", "run_id", "method", "seed", "task", "step", "epoch", "value"]
+    return pd.concat(parts, ignore_index=True)[columns]
+
+
+def alignment_summary(distributions: pd.DataFrame) -> pd.DataFrame:
+    """Per (setting, kind): ``n`` cosines from ``n_runs`` runs, their mean, std, median and the
+    fraction below zero."""
+    grouped = distributions.groupby(["setting", "kind"])
+    summary = grouped["value"].agg(n="count", mean="mean", std="std", median="median")
+    summary["fraction_negative"] = grouped["value"].apply(lambda v: float((v < 0).mean()))
+    summary["n_runs"] = grouped["run_id"].nunique()
+    return summary.reset_index()
+
+
+def magnitude_ratio_summary(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per (setting, method, task pair) of MTL runs: ``n`` values from ``n_runs`` runs, the median
+    ratio ``||g_a||/||g_b||``, the median and 90th percentile of ``|log10 ratio|``."""
+    frame = rows[(rows["quantity"] == "probe/magnitude_ratio") & (rows["mode"] == "mtl")
+                 & np.isfinite(rows["value"]) & (rows["value"] > 0)]
+    frame = frame.assign(abs_log10=np.abs(np.log10(frame["value"])))
+    grouped = frame.groupby(["setting", "method", "task"])
+    summary = grouped.agg(n=("value", "count"), n_runs=("run_id", "nunique"), median_ratio=("value", "median"),
+                          median_abs_log10=("abs_log10", "median"),
+                          p90_abs_log10=("abs_log10", lambda v: float(np.quantile(v, 0.9))))
+    return summary.reset_index().rename(columns={"task": "pair"})
+
+
+def optimizer_comparison(index: pd.DataFrame, rows: pd.DataFrame, task_info: TaskInfo) -> pd.DataFrame:
+    """Per (setting, task, mode, method, optimizer, momentum): the test selection metric at the
+    selected checkpoint, ``mean, std, n`` over runs (seeds).
+
+    ``index`` is the run index (:meth:`mtlens.store.RunStore.runs`), which holds each run's
+    ``optimizer`` and ``momentum``.  The table compares optimizers only where the index holds
+    more than one (:func:`optimizers_compared`).
+    """
+    selected = selected_checkpoints(rows, task_info)
+    if selected.empty:
+        return pd.DataFrame()
+    columns = [c for c in ("optimizer", "momentum", "lr") if c in index]
+    selected = selected.merge(index[["run_id", *columns]], on="run_id")
+    records = []
+    keys = ["setting", "task", "mode", "method", "optimizer", "momentum"]
+    for key, frame in selected.groupby(keys, dropna=False):
+        info = _info(task_info, key[0], key[1])
+        metric = f"test/{info['selection_metric']}"
+        values = frame[metric].dropna().to_numpy(float) if metric in frame else np.array([])
+        if len(values) == 0:
+            continue
+        records.append(dict(zip(keys, key)) | {
+            "metric": metric, "mean": values.mean(), "std": values.std(ddof=1) if len(values) > 1 else np.nan,
+            "n": len(values)})
+    return pd.DataFrame.from_records(records)
+
+
+def optimizers_compared(index: pd.DataFrame) -> bool:
+    """Whether the runs use more than one (optimizer, momentum) combination."""
+    return "optimizer" in index and index[["optimizer", "momentum"]].drop_duplicates().shape[0] > 1

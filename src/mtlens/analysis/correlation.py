@@ -1,0 +1,252 @@
+"""Which trajectory factors explain transfer and the gap?  The unit table and its correlations.
+
+**Units.** One row per (setting, task, seed, method) of an MTL run, compared with the STL
+run of the same task and the **same seed** (columns ``*_diff`` are MTL − STL):
+
+- ``transfer_pct``: ``100 * sigma * (M_MTL - M_STL) / |M_STL|`` of the test selection metric at
+  each run's validation-selected checkpoint (``sigma = -1`` if lower is better), so ``> 0`` is
+  positive transfer.  The reference is the same-seed STL run; where that run is missing, the
+  mean over the STL seeds (``transfer_reference`` says which).
+- ``gap_mean``: the mean over a common grid of training-loss levels of ``G_MTL - G_STL`` (``G`` =
+  ``gap_measure``, default validation loss), both curves monotonized and interpolated in
+  ``log`` training loss over the overlap of the two runs' ranges
+  (:mod:`mtlens.analysis.gap`); negative = MTL generalizes better at equal training loss.
+- ``log_ratio_mean``, ``log_ratio_early``: the optimization effect ``log(L_MTL/L_STL)`` of the
+  training loss at equal steps (:mod:`mtlens.analysis.optimization`).
+- ``fisher_early_diff``: MTL − STL of the mean ``probe/fisher_trace`` over the probe steps with
+  ``epoch <= early_epoch`` (the first probe step if none is that early).
+- ``coherence_diff``, ``m_coherence_diff``, ``sharpness_diff``, ``sharpness_sam_diff``: MTL − STL of
+  the mean of ``probe/grad_coherence``, ``probe/m_coherence``, ``probe/sharpness`` (adaptive
+  worst-case) and ``probe/sharpness_sam`` (first-order estimate) over all probe steps of
+  training (the two runs are probed at the same steps, so this compares equal training time).
+- ``conflict_cosine``: the MTL run's mean ``probe/conflict_cosine`` over training and over the
+  task pairs that contain the task; ``conflict_fraction``: the run's mean ``probe/conflict_fraction``.
+
+A column is NaN where its rows are missing (e.g. no probes were recorded).  As in
+:mod:`mtlens.analysis.optimization`, runs are paired by (setting, task, seed): one training
+configuration per setting.
+
+**Correlations.** :func:`correlate` gives Pearson's r and Spearman's rho (``scipy.stats``)
+with percentile bootstrap confidence intervals.  The bootstrap resamples *clusters* of units
+with replacement (default: the (setting, task, seed) cells, so the methods that share one STL
+reference run stay together), recomputes both coefficients on each resample, and takes the
+``(1 - confidence)/2`` and ``(1 + confidence)/2`` percentiles; a ``numpy`` Generator seeded
+with ``seed`` makes it reproducible.  ``n`` is the number of units with both values finite.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from mtlens.analysis.gap import interpolate_at, monotone_curve
+from mtlens.analysis.optimization import optimization_effect
+from mtlens.analysis.transfer import TaskInfo, _info, selected_checkpoints
+
+UNIT_KEYS = ["setting", "task", "seed", "method"]
+MEAN_FACTORS = {"coherence_diff": "probe/grad_coherence", "m_coherence_diff": "probe/m_coherence",
+                "sharpness_diff": "probe/sharpness", "sharpness_sam_diff": "probe/sharpness_sam"}
+FACTORS = ("fisher_early_diff", "coherence_diff", "m_coherence_diff", "sharpness_diff", "sharpness_sam_diff")
+CONFLICTS = ("conflict_cosine", "conflict_fraction")
+DEFAULT_PAIRS = tuple((f, target) for f in FACTORS for target in ("transfer_pct", "gap_mean")) + tuple(
+    (c, target) for c in CONFLICTS for target in ("log_ratio_mean", "gap_mean"))
+"""(x, y) column pairs of :func:`correlation_table`: each factor against transfer and the gap,
+gradient conflict against the optimization effect and the gap."""
+
+
+def _transfer(selected: pd.DataFrame, task_info: TaskInfo) -> pd.DataFrame:
+    records = []
+    for (setting, task), frame in selected.groupby(["setting", "task"]):
+        info = _info(task_info, setting, task)
+        column = f"test/{info['selection_metric']}"
+        if column not in frame:
+            continue
+        sign = -1.0 if info["lower_is_better"].get(info["selection_metric"], False) else 1.0
+        stl = frame[frame["mode"] == "stl"].set_index("seed")[column].dropna()
+        for row in frame[frame["mode"] == "mtl"].itertuples():
+            same_seed = row.seed in stl.index
+            reference = float(stl.loc[row.seed]) if same_seed else (float(stl.mean()) if len(stl) else np.nan)
+            value = float(frame.loc[row.Index, column])
+            records.append({"setting": setting, "task": task, "seed": int(row.seed), "method": row.method,
+                            "transfer_pct": 100.0 * sign * (value - reference) / abs(reference)
+                            if reference else np.nan,
+                            "transfer_reference": "same seed" if same_seed else "stl mean"})
+    return pd.DataFrame.from_records(records, columns=UNIT_KEYS + ["transfer_pct", "transfer_reference"])
+
+
+def _pair_gap(rows: pd.DataFrame, measure: str, n_grid: int) -> pd.DataFrame:
+    """Per MTL unit: mean of G_MTL - G_STL(same seed) over the common training-loss range."""
+    frame = rows[rows["quantity"].isin(["train/loss", measure])]
+    wide = frame.pivot_table(index=["setting", "mode", "method", "seed", "task", "run_id", "step"],
+                             columns="quantity", values="value").reset_index()
+    if measure not in wide or "train/loss" not in wide:
+        return pd.DataFrame(columns=UNIT_KEYS + ["gap_mean"])
+    curves = {}
+    for (setting, mode, method, seed, task), run in wide.sort_values("step").groupby(
+            ["setting", "mode", "method", "seed", "task"]):
+        x, g, _ = monotone_curve(run["train/loss"].to_numpy(float), run[measure].to_numpy(float),
+                                 run["step"].to_numpy(float))
+        curves[(setting, mode, method if mode == "mtl" else "", int(seed), task)] = (x, g)
+    records = []
+    for (setting, mode, method, seed, task), (x, g) in curves.items():
+        reference = curves.get((setting, "stl", "", seed, task))
+        if mode != "mtl" or reference is None or len(x) < 2 or len(reference[0]) < 2:
+            continue
+        low, high = max(x.min(), reference[0].min()), min(x.max(), reference[0].max())
+        if not 0 < low < high:
+            continue
+        levels = np.geomspace(high, low, n_grid)
+        gap = interpolate_at(levels, x, g) - interpolate_at(levels, *reference)
+        records.append({"setting": setting, "task": task, "seed": seed, "method": method,
+                        "gap_mean": float(np.nanmean(gap))})
+    return pd.DataFrame.from_records(records, columns=UNIT_KEYS + ["gap_mean"])
+
+
+def _probe_means(rows: pd.DataFrame, early_epoch: float) -> pd.DataFrame:
+    """Per run and task: the mean of each per-task factor probe (Fisher: early steps only)."""
+    probes = rows[rows["quantity"].isin(list(MEAN_FACTORS.values()) + ["probe/fisher_trace"])]
+    records = []
+    for (setting, mode, method, seed, task, quantity), frame in probes.groupby(
+            ["setting", "mode", "method", "seed", "task", "quantity"]):
+        if quantity == "probe/fisher_trace":
+            early = frame[frame["epoch"] <= early_epoch]
+            frame, name = (early if len(early) else frame[frame["step"] == frame["step"].min()]), "fisher_early_diff"
+        else:
+            name = next(k for k, v in MEAN_FACTORS.items() if v == quantity)
+        records.append({"setting": setting, "mode": mode, "method": method, "seed": int(seed), "task": task,
+                        "factor": name, "value": float(frame["value"].mean())})
+    return pd.DataFrame.from_records(records, columns=["setting", "mode", "method", "seed", "task", "factor", "value"])
+
+
+def _factor_diffs(rows: pd.DataFrame, early_epoch: float) -> pd.DataFrame:
+    means = _probe_means(rows, early_epoch)
+    stl = means[means["mode"] == "stl"].drop(columns=["mode", "method"]).rename(columns={"value": "stl"})
+    mtl = means[means["mode"] == "mtl"].drop(columns="mode")
+    merged = mtl.merge(stl, on=["setting", "seed", "task", "factor"])
+    merged["diff"] = merged["value"] - merged["stl"]
+    wide = merged.pivot_table(index=UNIT_KEYS, columns="factor", values="diff").reset_index()
+    wide.columns.name = None
+    return wide
+
+
+def _conflicts(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per MTL unit: mean conflict cosine over its pairs; per MTL run: mean conflict fraction."""
+    mtl = rows[rows["mode"] == "mtl"]
+    cosine = mtl[mtl["quantity"] == "probe/conflict_cosine"]
+    records = []
+    for (setting, method, seed, pair), frame in cosine.groupby(["setting", "method", "seed", "task"]):
+        for task in str(pair).split("|"):
+            records.append({"setting": setting, "task": task, "seed": int(seed), "method": method,
+                            "value": float(frame["value"].mean())})
+    per_task = pd.DataFrame.from_records(records, columns=UNIT_KEYS + ["value"])
+    per_task = per_task.groupby(UNIT_KEYS, as_index=False)["value"].mean().rename(columns={"value": "conflict_cosine"})
+    fraction = (mtl[mtl["quantity"] == "probe/conflict_fraction"].groupby(["setting", "seed", "method"], as_index=False)
+                ["value"].mean().rename(columns={"value": "conflict_fraction"}))
+    return per_task, fraction
+
+
+def unit_table(rows: pd.DataFrame, task_info: TaskInfo, gap_measure: str = "val/loss", early_epoch: float = 1.0,
+               early_fraction: float = 0.25, n_grid: int = 100) -> pd.DataFrame:
+    """One row per (setting, task, seed, method) of an MTL run; see the module docstring.
+
+    ``rows`` are tidy trajectory rows of STL and MTL runs (``mtlens.store.ROW_COLUMNS``).
+    """
+    transfer = _transfer(selected_checkpoints(rows, task_info), task_info)
+    mtl_units = rows[rows["mode"] == "mtl"][UNIT_KEYS].drop_duplicates()
+    mtl_units = mtl_units[~mtl_units["task"].astype(str).str.contains("|", regex=False) & (mtl_units["task"] != "*")]
+    mtl_units["seed"] = mtl_units["seed"].astype(int)
+    units = mtl_units.merge(transfer, on=UNIT_KEYS, how="left")
+    optimization = optimization_effect(rows, early_fraction)[UNIT_KEYS + ["log_ratio_early", "log_ratio_mean"]]
+    per_task_conflict, fraction = _conflicts(rows)
+    for part in (_pair_gap(rows, gap_measure, n_grid), optimization, _factor_diffs(rows, early_epoch),
+                 per_task_conflict):
+        units = units.merge(part, on=UNIT_KEYS, how="left")
+    units = units.merge(fraction, on=["setting", "seed", "method"], how="left")
+    for column in ("gap_mean", *FACTORS, *CONFLICTS):
+        if column not in units:
+            units[column] = np.nan
+    return units.sort_values(UNIT_KEYS).reset_index(drop=True)
+
+
+def _weighted_pearson(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Pearson r of ``x, y`` (shape ``(n,)`` or ``(B, n)``) with integer weights ``w`` (``(B, n)``):
+    row ``b`` equals the plain Pearson r of the sample holding point ``i`` ``w[b, i]`` times.
+    NaN where a variable is constant."""
+    total = w.sum(axis=1, keepdims=True)
+    dx = x - (w * x).sum(axis=1, keepdims=True) / total
+    dy = y - (w * y).sum(axis=1, keepdims=True) / total
+    var_x, var_y = (w * dx * dx).sum(axis=1), (w * dy * dy).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (w * dx * dy).sum(axis=1) / np.sqrt(var_x * var_y)
+    constant = (var_x <= 1e-20 * (w * x * x).sum(axis=1)) | (var_y <= 1e-20 * (w * y * y).sum(axis=1))
+    return np.where(constant, np.nan, r)
+
+
+def _weighted_ranks(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Average ranks (``scipy.stats.rankdata``, ties averaged) of every point in each weighted
+    sample ``w[b]`` (``(B, n)``): the weight of the smaller values plus ``(tied weight + 1) / 2``."""
+    values, inverse = np.unique(x, return_inverse=True)
+    per_value = np.zeros((w.shape[0], len(values)))
+    np.add.at(per_value.T, inverse, w.T)
+    below = np.cumsum(per_value, axis=1) - per_value
+    return (below + (per_value + 1) / 2)[:, inverse]
+
+
+def correlate(x: Sequence[float], y: Sequence[float], groups: Sequence[Any] | None = None, n_boot: int = 2000,
+              confidence: float = 0.95, seed: int = 0) -> dict[str, float]:
+    """Pearson and Spearman correlation of ``x`` and ``y`` with cluster-bootstrap percentile CIs.
+
+    Pairs with a non-finite value are dropped first.  ``groups`` labels each point's cluster
+    (default: every point its own); each bootstrap replicate draws as many clusters as there are,
+    with replacement, and keeps all their points (computed at once for all replicates as
+    Pearson r of the weighted sample, weights = how often each point was drawn; Spearman: the
+    same on the resample's average ranks).  Returns ``n, n_groups, pearson_r, pearson_p,
+    pearson_low, pearson_high, spearman_rho, spearman_p, spearman_low, spearman_high`` (NaN where
+    undefined: fewer than 3 points or a constant variable).
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    labels = np.arange(len(x)) if groups is None else np.asarray(groups)
+    finite = np.isfinite(x) & np.isfinite(y)
+    x, y, labels = x[finite], y[finite], labels[finite]
+    _, cluster_of = np.unique(labels, return_inverse=True)
+    n_groups = int(cluster_of.max()) + 1 if len(x) else 0
+    out = {"n": len(x), "n_groups": n_groups}
+    keys = ("pearson_r", "pearson_p", "pearson_low", "pearson_high",
+            "spearman_rho", "spearman_p", "spearman_low", "spearman_high")
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return out | dict.fromkeys(keys, np.nan)
+    pearson, spearman = stats.pearsonr(x, y), stats.spearmanr(x, y)
+    rng = np.random.default_rng(seed)
+    drawn = rng.integers(0, n_groups, (n_boot, n_groups))
+    cluster_counts = np.zeros((n_boot, n_groups))
+    np.add.at(cluster_counts, (np.arange(n_boot)[:, None], drawn), 1)
+    weights = cluster_counts[:, cluster_of]  # how often each point is in each resample
+    boot = np.stack([_weighted_pearson(x, y, weights),
+                     _weighted_pearson(_weighted_ranks(x, weights), _weighted_ranks(y, weights), weights)], axis=1)
+    tails = 100 * np.array([(1 - confidence) / 2, (1 + confidence) / 2])
+    (p_low, p_high), (s_low, s_high) = (np.nanpercentile(boot[:, i], tails) for i in range(2))
+    return out | {"pearson_r": float(pearson.statistic), "pearson_p": float(pearson.pvalue),
+                  "pearson_low": float(p_low), "pearson_high": float(p_high),
+                  "spearman_rho": float(spearman.statistic), "spearman_p": float(spearman.pvalue),
+                  "spearman_low": float(s_low), "spearman_high": float(s_high)}
+
+
+def correlation_table(units: pd.DataFrame, pairs: Sequence[tuple[str, str]] = DEFAULT_PAIRS,
+                      cluster: Sequence[str] = ("setting", "task", "seed"), n_boot: int = 2000,
+                      confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """One row per (x, y) pair with at least 3 finite units: :func:`correlate` over all units,
+    bootstrapping the clusters named by ``cluster`` (columns of ``units``)."""
+    groups = units[list(cluster)].astype(str).agg("/".join, axis=1).to_numpy() if len(units) else None
+    records = []
+    for x, y in pairs:
+        if x not in units or y not in units:
+            continue
+        result = correlate(units[x], units[y], groups, n_boot, confidence, seed)
+        if result["n"] >= 3:
+            records.append({"x": x, "y": y, **result})
+    columns = ["x", "y", "n", "n_groups", "pearson_r", "pearson_p", "pearson_low", "pearson_high", "spearman_rho",
+               "spearman_p", "spearman_low", "spearman_high"]
+    return pd.DataFrame.from_records(records, columns=columns)

@@ -1,0 +1,109 @@
+"""The optimization effect of MTL: training loss of MTL vs STL at equal steps (Mueller et al.).
+
+Every MTL run of a setting is paired, per task, with the STL run of that task with the
+**same seed** (STL and MTL are trained for the same number of steps with the same
+optimizer).  At the common steps ``s`` (the MTL run's recorded steps inside the STL run's
+recorded range; the STL curve is linearly interpolated in the step) the log-ratio is
+
+    r(s) = log( L_MTL(s) / L_STL(s) )        (training loss on the fixed training subset)
+
+so ``r < 0`` means MTL reached a lower training loss at the same step (optimization helped)
+and ``r > 0`` that MTL slowed the task's optimization down.  Summaries per (setting, task,
+method, seed):
+
+    log_ratio_early = mean of r(s) over the common steps with s <= s_min + early_fraction * (s_max - s_min)
+    log_ratio_mean  = mean of r(s) over all common steps
+    log_ratio_final = r(s_max)
+    ratio_final     = exp(log_ratio_final)
+
+Runs are paired by (setting, task, seed) only: pass rows of runs trained with one configuration
+per setting (the report relabels settings by configuration where the runs differ).
+
+:func:`steps_to_loss` gives, per run and task, the first recorded step (and its epoch) at
+which the training loss is at or below each of a list of levels.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+TRAIN_LOSS = "train/loss"
+
+
+def _curves(rows: pd.DataFrame) -> pd.DataFrame:
+    """Training-loss rows with finite positive values, sorted by run, task and step."""
+    frame = rows[(rows["quantity"] == TRAIN_LOSS) & np.isfinite(rows["value"]) & (rows["value"] > 0)]
+    return frame.sort_values(["run_id", "task", "step"])
+
+
+def loss_ratio_curves(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per (setting, task, method, seed, common step): ``log_ratio = log(L_MTL / L_STL)``.
+
+    Columns ``setting, task, method, seed, step, epoch, log_ratio`` (``epoch`` of the MTL run).
+    MTL runs without a same-seed STL run of the task contribute nothing.
+    """
+    curves = _curves(rows)
+    stl = {(s, t, int(seed)): frame
+           for (s, t, seed), frame in curves[curves["mode"] == "stl"].groupby(["setting", "task", "seed"])}
+    records = []
+    for (setting, task, method, seed, _), mtl in curves[curves["mode"] == "mtl"].groupby(
+            ["setting", "task", "method", "seed", "run_id"]):
+        reference = stl.get((setting, task, int(seed)))
+        if reference is None:
+            continue
+        ref_steps, ref_loss = reference["step"].to_numpy(float), reference["value"].to_numpy(float)
+        steps = mtl["step"].to_numpy(float)
+        inside = (steps >= ref_steps.min()) & (steps <= ref_steps.max())
+        if not inside.any():
+            continue
+        stl_loss = np.interp(steps[inside], ref_steps, ref_loss)
+        records.append(pd.DataFrame({
+            "setting": setting, "task": task, "method": method, "seed": int(seed),
+            "step": mtl["step"].to_numpy()[inside], "epoch": mtl["epoch"].to_numpy()[inside],
+            "log_ratio": np.log(mtl["value"].to_numpy(float)[inside] / stl_loss),
+        }))
+    columns = ["setting", "task", "method", "seed", "step", "epoch", "log_ratio"]
+    return pd.concat(records, ignore_index=True) if records else pd.DataFrame(columns=columns)
+
+
+def optimization_effect(rows: pd.DataFrame, early_fraction: float = 0.25) -> pd.DataFrame:
+    """Per (setting, task, method, seed): ``log_ratio_early, log_ratio_mean, log_ratio_final,
+    ratio_final, n_steps`` (see the module docstring for the formulas)."""
+    if not 0 < early_fraction <= 1:
+        raise ValueError(f"early_fraction must be in (0, 1], got {early_fraction}")
+    curves = loss_ratio_curves(rows)
+    records = []
+    for key, frame in curves.groupby(["setting", "task", "method", "seed"]):
+        frame = frame.sort_values("step")
+        steps, ratio = frame["step"].to_numpy(float), frame["log_ratio"].to_numpy(float)
+        early = steps <= steps.min() + early_fraction * (steps.max() - steps.min())
+        records.append(dict(zip(["setting", "task", "method", "seed"], key)) | {
+            "log_ratio_early": float(ratio[early].mean()), "log_ratio_mean": float(ratio.mean()),
+            "log_ratio_final": float(ratio[-1]), "ratio_final": float(np.exp(ratio[-1])), "n_steps": len(steps),
+        })
+    columns = ["setting", "task", "method", "seed", "log_ratio_early", "log_ratio_mean", "log_ratio_final",
+               "ratio_final", "n_steps"]
+    return pd.DataFrame.from_records(records, columns=columns)
+
+
+def steps_to_loss(rows: pd.DataFrame, levels: Sequence[float]) -> pd.DataFrame:
+    """Per (run, task, level): the first recorded step and epoch with training loss <= level.
+
+    Columns ``setting, run_id, mode, method, seed, task, level, step, epoch``; ``step`` and
+    ``epoch`` are NaN where the run never reached the level.
+    """
+    records = []
+    for (setting, run_id, task), frame in _curves(rows).groupby(["setting", "run_id", "task"]):
+        first = frame.iloc[0]
+        loss, steps, epochs = (frame[c].to_numpy(float) for c in ("value", "step", "epoch"))
+        for level in levels:
+            reached = np.flatnonzero(loss <= level)
+            records.append({"setting": setting, "run_id": run_id, "mode": first["mode"], "method": first["method"],
+                            "seed": int(first["seed"]), "task": task, "level": float(level),
+                            "step": steps[reached[0]] if len(reached) else np.nan,
+                            "epoch": epochs[reached[0]] if len(reached) else np.nan})
+    columns = ["setting", "run_id", "mode", "method", "seed", "task", "level", "step", "epoch"]
+    return pd.DataFrame.from_records(records, columns=columns)

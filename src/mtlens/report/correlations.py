@@ -1,0 +1,181 @@
+"""Report sections that explain transfer: the optimization effect and the correlations of
+trajectory factors with transfer and the gap (probe trajectories and conflict over training
+are drawn by :mod:`mtlens.report.probes`).
+
+Each builder has the ``SectionBuilder`` signature of :mod:`mtlens.report.study_report`; where
+the data a section needs is missing it says so ("not available: ...") instead of failing.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from mtlens.analysis.correlation import correlation_table, unit_table  # noqa: E402
+from mtlens.analysis.optimization import loss_ratio_curves, optimization_effect, steps_to_loss  # noqa: E402
+from mtlens.analysis.transfer import TaskInfo  # noqa: E402
+from mtlens.report.base import Section, save_figure, table_html  # noqa: E402
+from mtlens.store import RunStore  # noqa: E402
+
+LEVEL_FRACTIONS = (0.5, 0.9)
+"""Loss levels of the steps-to-loss table: these fractions of the way (in log loss) from the
+highest initial to the highest final training loss of the task's runs."""
+
+
+RUN_KEYS = {"run_id", "setting", "tasks", "mode", "method", "seed", "state", "last_step", "message", "device"}
+"""Run-index columns that do not describe the training configuration."""
+
+
+def by_configuration(index: pd.DataFrame, rows: pd.DataFrame, task_info: TaskInfo) -> tuple[pd.DataFrame, TaskInfo]:
+    """Where the runs differ in their training configuration (optimizer, lr, momentum, ...), append
+    it to each row's ``setting`` (``"digits_pair [optimizer=sgd lr=0.05]"``) so that MTL runs are
+    only ever paired with STL runs trained the same way; ``task_info`` gains the new names."""
+    keys = [c for c in index.columns if c not in RUN_KEYS and index[c].astype(str).nunique() > 1]
+    if not keys or rows.empty:
+        return rows, task_info
+    labels = index.set_index("run_id")[keys].astype(str).apply(
+        lambda r: " ".join(f"{k}={v}" for k, v in r.items()), axis=1)
+    rows = rows.assign(setting=rows["setting"] + " [" + rows["run_id"].map(labels) + "]")
+    names = rows[["setting"]].drop_duplicates()["setting"]
+    extended = dict(task_info)
+    for (setting, task), info in task_info.items():
+        extended.update({(name, task): info for name in names if name.startswith(f"{setting} [")})
+    return rows, extended
+
+
+def slug(*parts: object) -> str:
+    """A file-name-safe figure name from ``parts``."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", "_".join(str(p) for p in parts)).strip("-")
+
+
+def not_available(what: str) -> str:
+    return f'<p class="not-available">Not available: {html.escape(what)}.</p>'
+
+
+def _loss_levels(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per (setting, task): the :data:`LEVEL_FRACTIONS` levels between initial and final loss."""
+    loss = rows[(rows["quantity"] == "train/loss") & (rows["value"] > 0) & np.isfinite(rows["value"])]
+    records = []
+    for (setting, task), frame in loss.groupby(["setting", "task"]):
+        per_run = frame.sort_values("step").groupby("run_id")["value"]
+        start, end = per_run.first().max(), per_run.min().max()
+        if not start > end > 0:
+            continue
+        records += [{"setting": setting, "task": task, "level": float(np.exp(np.log(start) + q * np.log(end / start)))}
+                    for q in LEVEL_FRACTIONS]
+    return pd.DataFrame.from_records(records, columns=["setting", "task", "level"])
+
+
+def optimization_section(rows: pd.DataFrame, out_dir: Path) -> Section:
+    title, anchor = "Did MTL help or harm optimization?", "optimization"
+    effect = optimization_effect(rows)
+    if effect.empty:
+        return Section(title, not_available("needs STL and MTL runs with the same seeds and train/loss"), anchor)
+    summary = (effect.groupby(["setting", "task", "method"])
+               .agg(n_seeds=("seed", "nunique"), log_ratio_early=("log_ratio_early", "mean"),
+                    log_ratio_early_std=("log_ratio_early", "std"), log_ratio_final=("log_ratio_final", "mean"),
+                    log_ratio_final_std=("log_ratio_final", "std"), ratio_final=("ratio_final", "mean"))
+               .reset_index())
+    body = table_html(summary, out_dir, "optimization_effect",
+                      "Optimization effect: log(L_MTL / L_STL) of the training loss at equal steps, each MTL run "
+                      "paired with the STL run of the same seed; early = first 25% of the steps; mean and std over "
+                      "n_seeds seeds. Negative: MTL reached a lower training loss at the same step.")
+    levels = _loss_levels(rows)
+    reached = []
+    for (setting, task), frame in levels.groupby(["setting", "task"]):
+        task_rows = rows[(rows["setting"] == setting) & (rows["task"] == task)]
+        reached.append(steps_to_loss(task_rows, frame["level"].tolist()))
+    if reached:
+        table = (pd.concat(reached).groupby(["setting", "task", "mode", "method", "level"])
+                 .agg(n_runs=("run_id", "nunique"), n_reached=("step", "count"), mean_step=("step", "mean"),
+                      mean_epoch=("epoch", "mean")).reset_index())
+        table.loc[table["mode"] == "stl", "method"] = "-"
+        body += table_html(table, out_dir, "steps_to_loss",
+                           "Steps and epochs to first reach a training-loss level (levels 50% and 90% of the way, "
+                           "in log loss, from the highest initial to the highest final loss of the task's runs); "
+                           "means over the n_reached of n_runs runs that reached it.")
+    curves = loss_ratio_curves(rows)
+    for (setting, method), frame in curves.groupby(["setting", "method"]):
+        fig, ax = plt.subplots(figsize=(6, 3.4))
+        for task, task_frame in frame.groupby("task"):
+            agg = task_frame.groupby("epoch")["log_ratio"].agg(["mean", "std"]).reset_index()
+            line, = ax.plot(agg["epoch"], agg["mean"], label=f"task {task} (n={task_frame['seed'].nunique()})")
+            ax.fill_between(agg["epoch"], agg["mean"] - agg["std"].fillna(0), agg["mean"] + agg["std"].fillna(0),
+                            color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.axhline(0, color="grey", linewidth=0.8)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("log(L_MTL / L_STL) at equal steps")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        n_seeds = frame["seed"].nunique()
+        body += save_figure(fig, out_dir, slug("loss_ratio", setting, method),
+                            f"{setting}, method {method}: training-loss log-ratio MTL/STL at equal steps per task, "
+                            f"mean ± std over {n_seeds} seed pairs (each MTL run against the same-seed STL run); "
+                            f"below 0 = MTL optimizes the task faster.")
+    return Section(title, body, anchor)
+
+
+def scatter_figure(units: pd.DataFrame, table: pd.DataFrame) -> "plt.Figure":
+    """One panel per row of the correlation ``table``: ``y`` against ``x`` over the units, one
+    colour per method, with the least-squares line; r and rho in the panel title."""
+    fig, axes = plt.subplots(1, len(table), figsize=(4.2 * len(table), 3.6), squeeze=False)
+    for ax, row in zip(axes[0], table.itertuples()):
+        data = units[np.isfinite(units[row.x]) & np.isfinite(units[row.y])]
+        for method, frame in data.groupby("method"):
+            ax.scatter(frame[row.x], frame[row.y], s=22, label=str(method), alpha=0.8)
+        if np.isfinite(row.pearson_r):
+            slope, intercept = np.polyfit(data[row.x].to_numpy(float), data[row.y].to_numpy(float), 1)
+            grid = np.linspace(data[row.x].min(), data[row.x].max(), 50)
+            ax.plot(grid, slope * grid + intercept, color="black", linewidth=1, label="least-squares fit")
+        ax.set(xlabel=row.x, ylabel=row.y, title=f"r={row.pearson_r:.2f}, rho={row.spearman_rho:.2f}, n={row.n}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def correlation_section(rows: pd.DataFrame, task_info: TaskInfo, out_dir: Path) -> Section:
+    title, anchor = "What explains transfer?", "correlations"
+    units = unit_table(rows, task_info)
+    if units.empty:
+        return Section(title, not_available("needs MTL runs with STL runs of the same setting"), anchor)
+    body = table_html(units, out_dir, "units",
+                      f"Units of the correlation analysis: one row per (setting, task, seed, method) of an MTL run "
+                      f"({len(units)} units), compared with the same-seed STL run. transfer_pct > 0: MTL better; "
+                      f"gap_mean: mean MTL − STL validation loss at equal training loss; log_ratio_*: training-loss "
+                      f"log-ratio at equal steps; *_diff: MTL − STL probe means (Fisher: up to epoch 1); conflict: "
+                      f"the MTL run's mean over training.")
+    table = correlation_table(units)
+    if table.empty:
+        missing = [c for c in ("fisher_early_diff", "coherence_diff", "sharpness_diff", "conflict_cosine")
+                   if units[c].notna().sum() < 3]
+        return Section(title, body + not_available(
+            "fewer than 3 units with both values for every pair; needs probes " + ", ".join(missing)), anchor)
+    body += table_html(table, out_dir, "correlations",
+                       "Pearson r and Spearman rho across units with 95% percentile bootstrap intervals (2000 "
+                       "resamples of (setting, task, seed) clusters, seed 0); n units in n_groups clusters.")
+    for target, rows_of_target in table.groupby("y", sort=False):
+        panels = "; ".join(
+            f"{row.x}: n = {row.n} units ({row.n_groups} clusters), Pearson r = {row.pearson_r:.2f} "
+            f"[{row.pearson_low:.2f}, {row.pearson_high:.2f}], Spearman rho = {row.spearman_rho:.2f} "
+            f"[{row.spearman_low:.2f}, {row.spearman_high:.2f}]" for row in rows_of_target.itertuples())
+        caption = (f"{target} against each factor over the units (from {rows['run_id'].nunique()} runs, "
+                   f"{units['seed'].nunique()} seeds), one colour per method, least-squares line; 95% bootstrap "
+                   f"CIs in brackets. {panels}.")
+        body += save_figure(scatter_figure(units, rows_of_target), out_dir, slug("scatter", target), caption)
+    return Section(title, body, anchor)
+
+
+def explanation_sections(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out_dir: Path) -> list[Section]:
+    """SectionBuilder: optimization effect and correlations (each MTL run
+    compared with STL runs of the same training configuration, see :func:`by_configuration`)."""
+    rows, task_info = by_configuration(index, rows, store.task_info())
+    return [optimization_section(rows, out_dir), correlation_section(rows, task_info, out_dir)]

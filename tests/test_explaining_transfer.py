@@ -1,0 +1,251 @@
+"""Explaining transfer: the optimization effect, the unit table, correlations with bootstrap
+CIs, and the Elich et al. summaries, on synthetic trajectories with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from mtlens.analysis.alignment import (alignment_distributions, alignment_summary, magnitude_ratio_summary,
+                                       optimizer_comparison, optimizers_compared)
+from mtlens.analysis.correlation import (_weighted_pearson, _weighted_ranks, correlate, correlation_table,
+                                        unit_table)
+from mtlens.analysis.optimization import loss_ratio_curves, optimization_effect, steps_to_loss
+from mtlens.store import ROW_COLUMNS
+
+TASK_INFO = {("syn", t): {"selection_metric": "loss", "lower_is_better": {"loss": True}} for t in ("a", "b")}
+
+
+def rows_of(run_id: str, mode: str, method: str, seed: int, task: str, steps, quantities: dict) -> pd.DataFrame:
+    """Tidy rows of one run and task: ``quantities`` maps a name to values at ``steps``."""
+    steps = np.asarray(steps)
+    frames = [pd.DataFrame({"run_id": run_id, "setting": "syn", "mode": mode, "method": method, "seed": seed,
+                            "task": task, "step": steps, "epoch": steps / 10.0, "quantity": name,
+                            "value": np.broadcast_to(np.asarray(values, float), steps.shape)})
+              for name, values in quantities.items()]
+    return pd.concat(frames, ignore_index=True)[ROW_COLUMNS]
+
+
+# -- optimization effect ----------------------------------------------------------------------------------
+
+def test_loss_ratio_at_equal_steps_interpolates_the_stl_curve():
+    # STL loss linear in the step (interpolation is exact); MTL recorded at other steps, exp(0.1) times higher.
+    stl_steps, mtl_steps = np.arange(0, 101, 10), np.arange(5, 100, 10)
+    stl = rows_of("s0", "stl", "sum", 0, "a", stl_steps, {"train/loss": 2 - stl_steps / 100})
+    mtl = rows_of("m0", "mtl", "sum", 0, "a", mtl_steps, {"train/loss": (2 - mtl_steps / 100) * np.exp(0.1)})
+    curves = loss_ratio_curves(pd.concat([stl, mtl]))
+    assert curves["step"].tolist() == mtl_steps.tolist()
+    np.testing.assert_allclose(curves["log_ratio"], 0.1, rtol=1e-12)
+
+
+def test_optimization_effect_summaries_match_numpy():
+    steps = np.arange(0, 201, 5)
+    rows, expected = [], {}
+    for seed, (a, b) in enumerate([(0.3, -0.5), (-0.2, 0.4)]):
+        stl_loss = np.exp(-steps / 80) + 0.05
+        ratio = a + b * steps / steps.max()
+        rows += [rows_of(f"s{seed}", "stl", "sum", seed, "a", steps, {"train/loss": stl_loss}),
+                 rows_of(f"m{seed}", "mtl", "pcgrad", seed, "a", steps, {"train/loss": stl_loss * np.exp(ratio)})]
+        early = steps <= 0.25 * steps.max()
+        expected[seed] = (ratio[early].mean(), ratio.mean(), ratio[-1])
+    # An MTL run with no STL run of the same seed is not paired with another seed's STL run.
+    rows.append(rows_of("m9", "mtl", "pcgrad", 9, "a", steps, {"train/loss": np.ones_like(steps)}))
+    effect = optimization_effect(pd.concat(rows), early_fraction=0.25).set_index("seed")
+    assert sorted(effect.index) == [0, 1]
+    for seed, (early, mean, final) in expected.items():
+        np.testing.assert_allclose(effect.loc[seed, ["log_ratio_early", "log_ratio_mean", "log_ratio_final"]],
+                                   [early, mean, final], rtol=1e-10, atol=1e-12)
+        assert effect.loc[seed, "ratio_final"] == pytest.approx(np.exp(final))
+    with pytest.raises(ValueError, match="early_fraction"):
+        optimization_effect(pd.concat(rows), early_fraction=0)
+
+
+def test_steps_to_loss_finds_the_first_step_at_or_below_each_level():
+    steps = np.arange(0, 50, 5)
+    loss = np.array([3.0, 2.0, 2.5, 1.0, 0.9, 0.5, 0.6, 0.4, 0.3, 0.2])
+    table = steps_to_loss(rows_of("r", "stl", "sum", 0, "a", steps, {"train/loss": loss}), [2.0, 0.55, 0.01])
+    assert table["step"].iloc[:2].tolist() == [5.0, 25.0] and np.isnan(table["step"].iloc[2])
+    assert table["epoch"].iloc[1] == 2.5
+
+
+# -- the unit table ------------------------------------------------------------------------------------------
+
+def synthetic_study(seeds=(0, 1, 2)) -> tuple[pd.DataFrame, dict]:
+    """STL per task and one MTL run per seed with known transfer, gap, factor differences and conflict."""
+    steps = np.arange(0, 101, 10)
+    train = np.exp(-steps / 30) + 0.01
+    rows, truth = [], {}
+    for seed in seeds:
+        for task_index, task in enumerate(("a", "b")):
+            stl_test, mtl_test = 1.0 + 0.1 * seed, 0.9 + 0.05 * task_index
+            gap = 0.02 * (seed + 1) * (1 if task == "a" else -1)
+            coherence, fisher_early, fisher_late, sharp = 0.3, 5.0, 1.0, 0.2
+            d_coh, d_fisher, d_sharp = 0.01 * seed, 0.5 * (seed - task_index), -0.03 * task_index
+            val = np.log(train) + 3.0  # linear in log training loss: the gap interpolates exactly
+            common = {"train/loss": train, "val/loss": val, "test/loss": val}
+            stl = rows_of(f"stl-{task}-{seed}", "stl", "sum", seed, task, steps, {
+                **common, "test/loss": np.where(steps == 100, stl_test, 9.0),
+                "probe/grad_coherence": coherence, "probe/sharpness": sharp,
+                "probe/fisher_trace": np.where(steps / 10.0 <= 1.0, fisher_early, fisher_late)})
+            mtl = rows_of(f"mtl-{seed}", "mtl", "sum", seed, task, steps, {
+                "train/loss": train, "val/loss": val + gap, "test/loss": np.where(steps == 100, mtl_test, 9.0),
+                "probe/grad_coherence": coherence + d_coh, "probe/sharpness": sharp + d_sharp,
+                "probe/fisher_trace": np.where(steps / 10.0 <= 1.0, fisher_early + d_fisher, fisher_late)})
+            rows += [stl, mtl]
+            truth[(task, seed)] = {"transfer_pct": -100 * (mtl_test - stl_test) / stl_test, "gap_mean": gap,
+                                   "coherence_diff": d_coh, "fisher_early_diff": d_fisher, "sharpness_diff": d_sharp}
+        cosine = np.linspace(-0.2, 0.4, len(steps)) + 0.1 * seed
+        rows.append(rows_of(f"mtl-{seed}", "mtl", "sum", seed, "a|b", steps, {"probe/conflict_cosine": cosine}))
+        rows.append(rows_of(f"mtl-{seed}", "mtl", "sum", seed, "*", steps,
+                            {"probe/conflict_fraction": (cosine < 0).astype(float)}))
+        for task in ("a", "b"):
+            truth[(task, seed)] |= {"conflict_cosine": cosine.mean(), "conflict_fraction": (cosine < 0).mean()}
+    return pd.concat(rows, ignore_index=True), truth
+
+
+def test_unit_table_has_one_row_per_mtl_unit_with_known_values():
+    # Validation loss is lowest at the last step, so every run selects step 100 for its test metric.
+    rows, truth = synthetic_study()
+    units = unit_table(rows, TASK_INFO, early_epoch=1.0).set_index(["task", "seed"])
+    assert len(units) == 6 and set(units["method"]) == {"sum"}
+    assert set(units["transfer_reference"]) == {"same seed"}
+    for key, expected in truth.items():
+        for column, value in expected.items():
+            assert units.loc[key, column] == pytest.approx(value, abs=1e-9), (key, column)
+    np.testing.assert_allclose(units["log_ratio_mean"], 0.0, atol=1e-12)
+
+
+def test_unit_table_without_probes_leaves_factor_columns_empty():
+    rows, _ = synthetic_study(seeds=(0,))
+    units = unit_table(rows[~rows["quantity"].str.startswith("probe/")], TASK_INFO)
+    assert len(units) == 2 and units["transfer_pct"].notna().all()
+    assert units[["fisher_early_diff", "coherence_diff", "sharpness_diff", "conflict_cosine"]].isna().all().all()
+    assert correlation_table(units).empty
+
+
+# -- correlations and the bootstrap -------------------------------------------------------------------------
+
+def bivariate(n: int, rho: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    xy = np.random.default_rng(seed).multivariate_normal([0, 0], [[1, rho], [rho, 1]], size=n)
+    return xy[:, 0], xy[:, 1]
+
+
+def test_correlate_matches_scipy_and_its_interval_covers_the_truth():
+    x, y = bivariate(400, 0.8, seed=1)
+    result = correlate(x, y, n_boot=1000, seed=0)
+    pearson, spearman = stats.pearsonr(x, y), stats.spearmanr(x, y)
+    assert result["n"] == 400
+    assert result["pearson_r"] == pearson.statistic and result["pearson_p"] == pearson.pvalue
+    assert result["spearman_rho"] == spearman.statistic and result["spearman_p"] == spearman.pvalue
+    assert result["pearson_low"] < 0.8 < result["pearson_high"]
+    assert result["pearson_low"] < result["pearson_r"] < result["pearson_high"]
+    assert result["spearman_low"] < result["spearman_rho"] < result["spearman_high"]
+    # The percentile interval agrees with scipy's bootstrap of the same statistic (different draws).
+    reference = stats.bootstrap((x, y), lambda a, b: np.corrcoef(a, b)[0, 1], paired=True, vectorized=False,
+                                n_resamples=1000, method="percentile", rng=np.random.default_rng(5))
+    assert result["pearson_low"] == pytest.approx(reference.confidence_interval.low, abs=0.02)
+    assert result["pearson_high"] == pytest.approx(reference.confidence_interval.high, abs=0.02)
+
+
+def test_weighted_replicates_equal_explicit_resamples():
+    # A bootstrap replicate is computed as a weighted sample; check it against the resample itself.
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 6, 15).astype(float), rng.normal(size=15)  # ties in x
+    weights = rng.integers(0, 4, (5, 15)).astype(float)
+    r = _weighted_pearson(x, y, weights)
+    ranks = _weighted_ranks(x, weights)
+    for b in range(5):
+        counts = weights[b].astype(int)
+        xs, ys = np.repeat(x, counts), np.repeat(y, counts)
+        assert r[b] == pytest.approx(stats.pearsonr(xs, ys).statistic, rel=1e-12)
+        assert np.repeat(ranks[b], counts) == pytest.approx(stats.rankdata(xs))
+    assert np.isnan(_weighted_pearson(np.ones(4), np.arange(4.0), np.ones((1, 4))))[0]
+
+
+def test_bootstrap_is_reproducible_and_wider_with_fewer_points():
+    x, y = bivariate(200, 0.5, seed=2)
+    first, again = correlate(x, y, n_boot=500, seed=3), correlate(x, y, n_boot=500, seed=3)
+    other = correlate(x, y, n_boot=500, seed=4)
+    assert first == again and first["pearson_low"] != other["pearson_low"]
+    few = correlate(x[:25], y[:25], n_boot=500, seed=3)
+    assert few["pearson_high"] - few["pearson_low"] > 1.5 * (first["pearson_high"] - first["pearson_low"])
+
+
+def test_cluster_bootstrap_does_not_count_duplicated_points_as_evidence():
+    # Each of 30 points appears 5 times: resampling points pretends n = 150, resampling clusters does not.
+    x, y = bivariate(30, 0.5, seed=6)
+    groups = np.repeat(np.arange(30), 5)
+    xs, ys = np.repeat(x, 5), np.repeat(y, 5)
+    original = correlate(x, y, n_boot=800, seed=0)
+    clustered = correlate(xs, ys, groups, n_boot=800, seed=0)
+    naive = correlate(xs, ys, n_boot=800, seed=0)
+    width = {name: r["pearson_high"] - r["pearson_low"] for name, r in
+             (("original", original), ("clustered", clustered), ("naive", naive))}
+    assert clustered["n"] == 150 and clustered["n_groups"] == 30
+    assert clustered["pearson_r"] == pytest.approx(original["pearson_r"])
+    assert width["clustered"] == pytest.approx(width["original"], rel=0.25)
+    assert width["naive"] < 0.7 * width["clustered"]
+
+
+def test_correlate_drops_non_finite_pairs_and_degenerate_input():
+    x, y = bivariate(20, 0.3, seed=0)
+    x[3], y[7] = np.nan, np.inf
+    assert correlate(x, y, n_boot=50)["n"] == 18
+    assert correlate(x, y, n_boot=50)["pearson_r"] == stats.pearsonr(np.delete(x, [3, 7]), np.delete(y, [3, 7]))[0]
+    assert np.isnan(correlate([1, 2], [3, 4])["pearson_r"])
+    assert np.isnan(correlate(np.ones(10), np.arange(10.0))["spearman_rho"])
+
+
+def test_correlation_table_pairs_factors_with_targets():
+    rows, _ = synthetic_study(seeds=(0, 1, 2, 3))
+    units = unit_table(rows, TASK_INFO)
+    table = correlation_table(units, n_boot=200).set_index(["x", "y"])
+    assert ("coherence_diff", "transfer_pct") in table.index
+    assert ("m_coherence_diff", "transfer_pct") not in table.index  # no m-coherence probe: no points
+    assert np.isnan(table.loc[("conflict_cosine", "log_ratio_mean"), "pearson_r"])  # constant optimization effect
+    row = table.loc[("fisher_early_diff", "gap_mean")]
+    assert row["n"] == 8 and row["n_groups"] == 8
+    assert row["pearson_r"] == pytest.approx(stats.pearsonr(units["fisher_early_diff"], units["gap_mean"])[0])
+
+
+# -- Elich et al. --------------------------------------------------------------------------------------------
+
+def test_alignment_distributions_and_summaries():
+    steps = np.arange(0, 40, 10)
+    rows = pd.concat([
+        rows_of("m0", "mtl", "sum", 0, "a|b", steps, {"probe/conflict_cosine": [-0.5, -0.1, 0.2, 0.4],
+                                                     "probe/magnitude_ratio": [10.0, 10.0, 0.1, 1.0]}),
+        rows_of("s0", "stl", "sum", 0, "a", steps, {"probe/intra_cosine_subbatch": [0.5, 0.6, 0.7, -0.2],
+                                                   "probe/intra_cosine_classgroup": [0.1, 0.1, 0.1, 0.1]}),
+        # Intra-task cosines of an MTL run are not part of the STL distribution.
+        rows_of("m0", "mtl", "sum", 0, "a", steps, {"probe/intra_cosine_subbatch": [9.0] * 4}),
+    ])
+    dist = alignment_distributions(rows)
+    summary = alignment_summary(dist).set_index("kind")
+    assert summary.loc["inter-task (MTL)", "n"] == 4 and summary.loc["inter-task (MTL)", "fraction_negative"] == 0.5
+    assert summary.loc["intra-task, sub-batches (STL)", "mean"] == pytest.approx(np.mean([0.5, 0.6, 0.7, -0.2]))
+    assert summary.loc["intra-task, sub-batches (STL)", "median"] == pytest.approx(0.55)
+    ratios = magnitude_ratio_summary(rows).iloc[0]
+    assert ratios["pair"] == "a|b" and ratios["median_abs_log10"] == pytest.approx(1.0)
+    assert ratios["median_ratio"] == pytest.approx(np.median([10, 10, 0.1, 1]))
+
+
+def test_optimizer_comparison_groups_runs_by_optimizer_and_momentum():
+    steps = np.arange(0, 30, 10)
+    rows, index = [], []
+    results = {("adam", 0.0): [0.30, 0.34], ("sgd", 0.0): [0.50, 0.56], ("sgd", 0.9): [0.40, 0.42]}
+    for (optimizer, momentum), values in results.items():
+        for seed, value in enumerate(values):
+            run_id = f"{optimizer}-{momentum}-{seed}"
+            rows.append(rows_of(run_id, "stl", "sum", seed, "a", steps,
+                                {"val/loss": [3.0, 1.0, 2.0], "test/loss": [9.0, value, 9.0]}))
+            index.append({"run_id": run_id, "optimizer": optimizer, "momentum": momentum, "lr": 0.01})
+    index = pd.DataFrame(index)
+    table = optimizer_comparison(index, pd.concat(rows), TASK_INFO).set_index(["optimizer", "momentum"])
+    assert optimizers_compared(index) and not optimizers_compared(index[index["optimizer"] == "adam"])
+    for key, values in results.items():
+        assert table.loc[key, "mean"] == pytest.approx(np.mean(values))
+        assert table.loc[key, "std"] == pytest.approx(np.std(values, ddof=1))
+        assert table.loc[key, "n"] == 2
