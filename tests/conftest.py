@@ -26,6 +26,6 @@ def store(tmp_path):
 
 @pytest.fixture
 def tiny() -> dict:
-    """A raw config of a very short run on digits_pair (a few seconds)."""
-    return {"setting": "digits_pair", "epochs": 2, "batch_size": 32, "train_eval_size": 256,
+    """A raw config of a very short run on digits_pair (a few seconds), without probes."""
+    return {"setting": "digits_pair", "epochs": 2, "batch_size": 32, "train_eval_size": 256, "probes": [],
             "setting_options": {"n_train": 256, "n_val": 64, "n_test": 64}}

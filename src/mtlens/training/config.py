@@ -7,6 +7,12 @@ stored config always holds the concrete values that were used.
 
 The MTL objective handed to the update method is ``C * sum_t s_t * L_t`` with
 ``C = loss_scale`` (1 in the paper) and ``s_t = task_loss_scales.get(t, 1)``.
+
+Probes (:mod:`mtlens.probes`) are named in ``probes`` and run at the steps of a geometric
+schedule: step 0, then the epochs ``probe_first_epoch * probe_growth**k`` and the last step
+(:func:`mtlens.probes.probe_steps`).  The probe keys change the stored rows, so they are
+part of the run identity -- except when ``probes`` is empty: a run without probes keeps the
+run id it had before probes existed.
 """
 
 from __future__ import annotations
@@ -19,7 +25,13 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mtlens.errors import ConfigError, MtlensError
+from mtlens.probes.names import DEFAULT_PROBES, PROBE_NAMES
 from mtlens.settings import Setting, check_setting_options, load_setting, setting_factory
+
+
+PROBE_KEYS = ("probes", "probe_sample_size", "probe_first_epoch", "probe_growth", "fisher_batch_size",
+              "sharpness_batch_size", "sharpness_rho", "sharpness_steps", "alignment_batches")
+"""Config keys of the probes (left out of the identity of a run without probes)."""
 
 
 class RunConfig(BaseModel):
@@ -43,6 +55,15 @@ class RunConfig(BaseModel):
     loss_scale: float = Field(default=1.0, gt=0)
     task_loss_scales: dict[str, float] = Field(default_factory=dict)
     seed: int = Field(default=0, ge=0)
+    probes: list[str] = Field(default_factory=lambda: list(DEFAULT_PROBES))
+    probe_sample_size: int = Field(default=2048, gt=1)
+    probe_first_epoch: float = Field(default=0.25, gt=0)
+    probe_growth: float = Field(default=2.0, gt=1)
+    fisher_batch_size: int = Field(default=16, gt=0)
+    sharpness_batch_size: int = Field(default=128, gt=0)
+    sharpness_rho: float = Field(default=1e-3, gt=0)
+    sharpness_steps: int = Field(default=10, gt=0)
+    alignment_batches: int = Field(default=4, gt=0)
     device: str = "cpu"
 
     @field_validator("setting")
@@ -78,6 +99,16 @@ class RunConfig(BaseModel):
             raise ValueError(f"device type {device.type!r} is not supported; use 'cpu' or 'cuda'")
         return value
 
+    @field_validator("probes")
+    @classmethod
+    def _known_probes(cls, value: list[str]) -> list[str]:
+        unknown = [name for name in value if name not in PROBE_NAMES]
+        if unknown:
+            raise ValueError(f"unknown probe(s) {unknown}; valid probes are: {', '.join(PROBE_NAMES)}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"probes {value} name a probe twice")
+        return value
+
     @field_validator("task_loss_scales")
     @classmethod
     def _positive_scales(cls, value: dict[str, float]) -> dict[str, float]:
@@ -92,8 +123,10 @@ class RunConfig(BaseModel):
         return "stl" if self.tasks is not None and len(self.tasks) == 1 else "mtl"
 
     def identity(self) -> dict[str, Any]:
-        """The fields that define the run's trajectory (everything but the device)."""
-        return self.model_dump(exclude={"device"})
+        """The fields that define the run's trajectory: everything but the device, and without the
+        probe keys when ``probes`` is empty (so such a run keeps its pre-probe run id)."""
+        exclude = {"device"} | (set(PROBE_KEYS) if not self.probes else set())
+        return self.model_dump(exclude=exclude)
 
     @property
     def run_id(self) -> str:

@@ -13,6 +13,12 @@ checkpoint: rows recorded after it are discarded and recomputed, and because the
 batch order, the model and every RNG stream are restored, the resumed trajectory is
 identical to an uninterrupted one.
 
+Probes.  At the steps of the probe schedule (:func:`mtlens.probes.probe_steps`) the config's
+probes run after the step's optimizer update (:class:`mtlens.probes.ProbeRunner`); their rows
+(quantities ``probe/<name>``) go into the same part as the step's evaluation rows, before the
+checkpoint.  Probes change no parameter, buffer, gradient, optimizer state or RNG stream of
+training, so a run with probes has exactly the trajectory of the same run without them.
+
 A non-finite training loss ends the run with state ``diverged`` (recorded rows are
 kept); a finished or diverged run is never trained again.
 """
@@ -29,6 +35,7 @@ from tqdm.auto import tqdm
 
 from mtlens.aggregators import make_method
 from mtlens.models import MultiTaskModel, build_model, derived_seed
+from mtlens.probes import ProbeRunner, probe_steps
 from mtlens.settings import Setting
 from mtlens.store import RunStore, atomic_write
 from mtlens.training.batches import BatchStream
@@ -91,6 +98,9 @@ class _Run:
             t.name: train_eval_rows(setting.data[t.name].train, config.train_eval_size, t.name) for t in self.tasks
         }
         self.scales = {t: config.loss_scale * config.task_loss_scales.get(t, 1.0) for t in config.tasks}
+        self.probes = ProbeRunner(config, setting, self.tasks, self.device) if config.probes else None
+        self.probe_steps = set(probe_steps(self.total_steps, self.steps_per_epoch, config.probe_first_epoch,
+                                           config.probe_growth)) if config.probes else set()
 
     # -- the loop -------------------------------------------------------------------------
     def train(self, progress: bool) -> str:
@@ -109,7 +119,7 @@ class _Run:
                 self.method.backward({t: self.scales[t] * v for t, v in losses.items()}, self.model)
                 self.optimizer.step()
                 bar.update(1)
-                if self._is_record_step(step):
+                if self._is_record_step(step) or step in self.probe_steps:
                     self._record(step)
                     self._checkpoint(step)
         self.store.finalize(self.run_id, "finished", step)
@@ -133,8 +143,9 @@ class _Run:
 
     # -- recording ------------------------------------------------------------------------
     def _record(self, step: int) -> None:
+        """Write one part with the step's evaluation rows (at record steps) and probe rows (at probe steps)."""
         records: list[dict[str, Any]] = []
-        for task in self.tasks:
+        for task in self.tasks if self._is_record_step(step) else []:
             data = self.setting.data[task.name]
             for split_name, rows in (("train", self.train_rows[task.name]), ("val", None), ("test", None)):
                 scores = evaluate_task(self.model, task, data.split(split_name), self.device, rows)
@@ -142,6 +153,8 @@ class _Run:
                     {"task": task.name, "quantity": f"{split_name}/{name}", "value": value}
                     for name, value in scores.items()
                 ]
+        if self.probes is not None and step in self.probe_steps:
+            records += self.probes.rows(self.model, step)
         frame = pd.DataFrame.from_records(records)
         frame = frame.assign(
             run_id=self.run_id, setting=self.config.setting, mode=self.config.mode, method=self.config.method,
