@@ -27,11 +27,14 @@ from __future__ import annotations
 import copy
 from typing import Callable, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
 
-from mtlens.models import MultiTaskModel
+from mtlens.models import MultiTaskModel, build_model
+from mtlens.settings import Setting
+from mtlens.training.config import RunConfig
 
 LossFunction = Callable[[MultiTaskModel, int], dict[str, Tensor]]
 """``(model, step index) -> {task: mean loss}`` on the step's (fixed) batches."""
@@ -79,7 +82,7 @@ def update_invariance(model: MultiTaskModel, losses: LossFunction, task_a: str, 
     ``delta_c`` of each parameter group (see :func:`scaled_updates`) is compared with
     ``delta_1``: ``relative_difference = ||delta_c - delta_1|| / ||delta_1||`` (0 means
     invariant).  Returns one row per (optimizer, steps, group, scale) with columns
-    ``optimizer, lr, steps, group, scale, update_norm, relative_difference``.
+    ``optimizer, lr, eps (Adam only), steps, group, scale, update_norm, relative_difference``.
     """
     records = []
     for optimizer, lr in optimizers:
@@ -91,7 +94,8 @@ def update_invariance(model: MultiTaskModel, losses: LossFunction, task_a: str, 
                 for group, delta in update.items():
                     base = reference[group].norm()
                     records.append({
-                        "optimizer": optimizer, "lr": lr, "steps": n_steps, "group": group, "scale": scale,
+                        "optimizer": optimizer, "lr": lr, "eps": eps if optimizer == "adam" else np.nan,
+                        "steps": n_steps, "group": group, "scale": scale,
                         "update_norm": float(delta.norm()),
                         "relative_difference": float((delta - reference[group]).norm() / base.clamp(min=1e-30)),
                     })
@@ -100,5 +104,39 @@ def update_invariance(model: MultiTaskModel, losses: LossFunction, task_a: str, 
 
 def invariance_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Per (optimizer, steps, group): the largest relative difference over the scales."""
-    return (table.groupby(["optimizer", "lr", "steps", "group"], as_index=False)["relative_difference"].max()
+    return (table.groupby(["optimizer", "lr", "eps", "steps", "group"], as_index=False, dropna=False)
+            ["relative_difference"].max()
             .rename(columns={"relative_difference": "max_relative_difference"}))
+
+
+def setting_invariance(setting: Setting, config: RunConfig, scaled_task: str, scales: Sequence[float],
+                       lrs: dict[str, float], steps: Sequence[int] = (1, 10),
+                       eps: Sequence[float] = (1e-8, 1e-16)) -> pd.DataFrame:
+    """:func:`update_invariance` on a setting's MTL model at initialization (seed ``config.seed``),
+    with task ``a`` the first other task, the run's batch size and fixed batches per step, for
+    each Adam ``eps`` (PyTorch's default 1e-8, and a negligible one that shows the exact
+    invariance; SGD once)."""
+    from mtlens.training.batches import BatchStream
+
+    other = [t for t in config.tasks if t != scaled_task]
+    if not other:
+        raise ValueError(f"the invariance check needs a task besides {scaled_task!r}; the run has {config.tasks}")
+    pair = [other[0], scaled_task]
+    tasks = setting.select(pair)
+    model = build_model(setting.encoder, setting.feature_dim, tasks, config.seed)
+    stream = BatchStream(setting, pair, config.batch_size, config.seed)
+    batches = [stream.next() for _ in range(max(steps))]
+
+    def losses(m: MultiTaskModel, step: int) -> dict[str, Tensor]:
+        out = {}
+        for batch in batches[step].values():
+            outputs = m(batch.inputs, list(batch.targets))
+            for name, targets in batch.targets.items():
+                out[name] = setting.task(name).loss(outputs[name], targets).mean()
+        return out
+
+    tables = [update_invariance(model, losses, pair[0], pair[1], scales,
+                                [(o, lr) for o, lr in lrs.items() if o == "adam" or k == 0], steps, e)
+              for k, e in enumerate(eps)]
+    table = pd.concat(tables, ignore_index=True)
+    return table.assign(setting=setting.name, task_a=pair[0], task_b=pair[1])

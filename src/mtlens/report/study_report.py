@@ -121,12 +121,17 @@ def write_report(store: RunStore, out_dir: str | Path, settings: Sequence[str] =
     rows = store.trajectories(index["run_id"].tolist())
     sections = [overview_section(index, out_dir), transfer_section(rows, store, out_dir),
                 gap_section(rows, out_dir, noise_multiplier), training_section(rows, out_dir)]
-    for build in extra_sections:
+    for build in (*DEFAULT_SECTIONS, *extra_sections):
         sections += build(store, index, rows, out_dir)
     path = out_dir / "report.html"
     path.write_text(render_html(sections, f"mtlens report — {', '.join(sorted(index['setting'].unique()))}"))
     return path
 
+
+from mtlens.report.assumptions import assumptions_sections  # noqa: E402
+
+DEFAULT_SECTIONS: list[SectionBuilder] = [assumptions_sections]
+"""Sections of other analyses that every report includes (each renders only when its runs exist)."""
 
 CSS = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
