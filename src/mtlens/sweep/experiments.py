@@ -214,5 +214,6 @@ def run_experiment(plan: ExperimentPlan, store: RunStore, setting: Setting | Non
     elif plan.name == "corruptions":
         from mtlens.analysis.corruption_transfer import corruption_accuracy
 
-        store.write_table(f"corruptions-{plan.setting}", corruption_accuracy(store, plan.manifest, setting))
+        accuracy = corruption_accuracy(store, plan.manifest, setting, device=plan.configs[0].device)
+        store.write_table(f"corruptions-{plan.setting}", accuracy)
     return results
