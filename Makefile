@@ -15,7 +15,9 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) -q torch==2.13.0 2>&1 | grep -v "is ignored" || true
 	$(PIP) -q -e '.[test]' 2>&1 | grep -v "is ignored" || true
-	$(BIN)/python -c "import mtlens, torch, pytest"
+	# BackPACK (test reference for per-example gradients) declares torchvision, which would pull a CUDA torch
+	$(PIP) -q --no-deps backpack-for-pytorch==1.7.1 einops unfoldNd 2>&1 | grep -v "is ignored" || true
+	$(BIN)/python -c "import mtlens, torch, pytest, backpack"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -14,6 +14,7 @@ def test_study_runs_reports_and_lists(tmp_path, capsys):
     store, out = tmp_path / "store", tmp_path / "report"
     argv = ["study", "digits_pair", "--seeds", "2", "--epochs", "2", "--eval-every-steps", "4",
             "--option", "n_train=256", "--option", "n_val=64", "--option", "n_test=64",
+            "--set", "probes=[conflict,alignment]", "--set", "probe_sample_size=64",
             "--store", str(store), "--report", str(out), "--quiet"]
     assert main(argv) == 0
     runs = RunStore(store).runs()
@@ -21,8 +22,10 @@ def test_study_runs_reports_and_lists(tmp_path, capsys):
     assert sorted(runs["mode"].value_counts().items()) == [("mtl", 2), ("stl", 4)]
 
     html = (out / "report.html").read_text()
-    for title in ("Overview", "Did MTL help each task?", "When did the gap open?", "How did optimization differ?"):
+    for title in ("Overview", "Did MTL help each task?", "When did the gap open?", "How did optimization differ?",
+                  "What did the probes see?"):
         assert title in html
+    assert 'id="fig-probes_digits_pair_sum"' in html and 'id="fig-conflict_digits_pair_sum"' in html
     # A gap figure for every task, embedded and also written as PNG and PDF.
     for task in ("a", "b"):
         assert f'id="fig-gap_digits_pair_sum_{task}"' in html

@@ -18,7 +18,8 @@ def test_readme_python_example_registers_a_setting_and_trains(tmp_path, monkeypa
     index = namespace["store"].runs()
     assert sorted(index["mode"]) == ["mtl", "stl", "stl"] and set(index["state"]) == {"finished"}
     rows = namespace["store"].trajectories()
-    assert {"quadrant", "right"} == set(rows["task"])
+    assert {"quadrant", "right"} == set(rows.loc[~rows["quantity"].str.startswith("probe/"), "task"])
+    assert {"quadrant|right", "*"} <= set(rows["task"])  # the default probes ran
 
 
 def test_readme_commands_are_the_makefile_targets():

@@ -1,16 +1,39 @@
-"""Trajectory probes: measurements of the model taken during training that never change it.
+"""Trajectory probes: numbers measured on a model during training, without changing it.
 
-Per task: gradient coherence, the Fisher-information trace, sharpness (adaptive worst-case and
-first-order SAM), intra-task alignment; across tasks: gradient conflict on the shared
-parameters and the cosine of each task's gradient with the applied update.  Configs name them
-in ``probes`` (:data:`PROBE_NAMES`); the trainer runs them through :class:`ProbeRunner` on the
-schedule of :func:`probe_steps` and stores rows with quantities ``probe/<name>``.
+The math lives in pure functions of ``(model, task, inputs, ...)``:
+:mod:`~mtlens.probes.per_example` (per-example gradients with ``torch.func``),
+:mod:`~mtlens.probes.coherence`, :mod:`~mtlens.probes.fisher`, :mod:`~mtlens.probes.sharpness`,
+:mod:`~mtlens.probes.conflict` (inter-task gradient conflict on the shared parameters) and
+:mod:`~mtlens.probes.alignment` (intra-task alignment, Elich et al.).  Every probe runs the model
+in eval mode and leaves its parameters, buffers, train/eval flags and torch's global random
+state unchanged.  Configs name probes in ``probes`` (:data:`PROBE_NAMES`); the trainer runs them
+through :class:`ProbeRunner` on the schedule of :func:`probe_steps` and stores rows with
+quantities ``probe/<name>``.
 """
 
 from mtlens.probes.alignment import intra_task_alignment
+from mtlens.probes.coherence import gradient_coherence
 from mtlens.probes.conflict import conflict_measures, mean_task_gradients
+from mtlens.probes.fisher import fisher_trace
 from mtlens.probes.names import DEFAULT_PROBES, PROBE_NAMES
+from mtlens.probes.per_example import per_example_gradient_moments, per_example_gradients, probe_parameters
 from mtlens.probes.runner import ProbeRunner, probe_rows, probe_steps
+from mtlens.probes.sharpness import adaptive_sharpness, sam_sharpness
 
-__all__ = ["DEFAULT_PROBES", "PROBE_NAMES", "ProbeRunner", "conflict_measures", "intra_task_alignment",
-           "mean_task_gradients", "probe_rows", "probe_steps"]
+__all__ = [
+    "DEFAULT_PROBES",
+    "PROBE_NAMES",
+    "ProbeRunner",
+    "adaptive_sharpness",
+    "conflict_measures",
+    "fisher_trace",
+    "gradient_coherence",
+    "intra_task_alignment",
+    "mean_task_gradients",
+    "per_example_gradient_moments",
+    "per_example_gradients",
+    "probe_parameters",
+    "probe_rows",
+    "probe_steps",
+    "sam_sharpness",
+]

@@ -27,7 +27,10 @@ from torch import Tensor
 from mtlens.gradients import flatten
 from mtlens.models import MultiTaskModel, derived_seed
 from mtlens.probes.alignment import intra_task_alignment
+from mtlens.probes.coherence import gradient_coherence
 from mtlens.probes.conflict import conflict_measures, mean_task_gradients
+from mtlens.probes.fisher import fisher_trace
+from mtlens.probes.sharpness import adaptive_sharpness, sam_sharpness
 from mtlens.settings import Setting
 from mtlens.settings.base import Split
 from mtlens.tasks import Task
@@ -93,24 +96,16 @@ class ProbeRunner:
             inputs, targets = self.samples[task.name]
             values: dict[str, float] = {}
             if "coherence" in probes:
-                from mtlens.probes.coherence import gradient_coherence
-
                 values.update(gradient_coherence(model, task, inputs, targets))
             if "fisher" in probes:
-                from mtlens.probes.fisher import fisher_trace
-
                 generator = torch.Generator(device=inputs.device).manual_seed(
                     derived_seed(config.seed, "fisher", task.name, str(step)))
                 values.update(fisher_trace(model, task, inputs, generator, batch_size=config.fisher_batch_size))
             if "sharpness" in probes:
-                from mtlens.probes.sharpness import adaptive_sharpness
-
                 values.update(adaptive_sharpness(model, task, inputs, targets, rho=config.sharpness_rho,
                                                  batch_size=config.sharpness_batch_size,
                                                  steps=config.sharpness_steps))
             if "sharpness_sam" in probes:
-                from mtlens.probes.sharpness import sam_sharpness
-
                 values.update(sam_sharpness(model, task, inputs, targets, rho=config.sharpness_rho,
                                             batch_size=config.sharpness_batch_size))
             if "alignment" in probes:

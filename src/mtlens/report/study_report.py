@@ -19,6 +19,7 @@ from mtlens.errors import MtlensError
 from mtlens.analysis.transfer import delta_m, transfer_table
 from mtlens.report.base import Section, save_figure, table_html
 from mtlens.report.figures import gap_figure, training_curves_figure
+from mtlens.report.probes import probes_section
 from mtlens.store import RunStore
 
 GAP_MEASURES = ("val/loss", "val/error")
@@ -121,7 +122,7 @@ def write_report(store: RunStore, out_dir: str | Path, settings: Sequence[str] =
     rows = store.trajectories(index["run_id"].tolist())
     sections = [overview_section(index, out_dir), transfer_section(rows, store, out_dir),
                 gap_section(rows, out_dir, noise_multiplier), training_section(rows, out_dir)]
-    for build in (*DEFAULT_SECTIONS, *extra_sections):
+    for build in (probes_section, *DEFAULT_SECTIONS, *extra_sections):
         sections += build(store, index, rows, out_dir)
     path = out_dir / "report.html"
     path.write_text(render_html(sections, f"mtlens report — {', '.join(sorted(index['setting'].unique()))}"))

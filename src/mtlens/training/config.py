@@ -57,7 +57,7 @@ class RunConfig(BaseModel):
     seed: int = Field(default=0, ge=0)
     probes: list[str] = Field(default_factory=lambda: list(DEFAULT_PROBES))
     probe_sample_size: int = Field(default=2048, gt=1)
-    probe_first_epoch: float = Field(default=0.25, gt=0)
+    probe_first_epoch: float = Field(default=0.5, gt=0)
     probe_growth: float = Field(default=2.0, gt=1)
     fisher_batch_size: int = Field(default=16, gt=0)
     sharpness_batch_size: int = Field(default=128, gt=0)

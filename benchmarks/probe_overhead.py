@@ -1,0 +1,47 @@
+"""Wall time of the demo study's runs with the demo's probes against the same runs without probes.
+
+Usage: ``python benchmarks/probe_overhead.py [--seeds N] [--config configs/demo.yaml]``.
+Trains the STL and MTL runs of ``mnist_pair`` for each seed twice, into two temporary stores:
+once with ``probes: []`` (the baseline) and once with the config's probe settings, alternating
+the two so that load on a shared machine hits both alike, and prints the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from mtlens import RunStore, parse_config, train_run
+from mtlens.settings import load_setting
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--config", default="configs/demo.yaml")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    raw = {"setting": "mnist_pair", **(yaml.safe_load(Path(args.config).read_text()) or {})}
+    setting = load_setting("mnist_pair")
+    times = {"without probes": 0.0, "with probes": 0.0}
+    with tempfile.TemporaryDirectory() as root:
+        for seed in range(args.seeds):
+            for tasks in (["a"], ["b"], None):
+                for label, extra in (("without probes", {"probes": []}), ("with probes", {})):
+                    config = parse_config({**raw, **extra, "seed": seed, "tasks": tasks})
+                    start = time.perf_counter()
+                    train_run(config, RunStore(Path(root) / label.replace(" ", "_")), setting, progress=False)
+                    times[label] += time.perf_counter() - start
+    for label, seconds in times.items():
+        print(f"{label:>15}: {seconds:7.1f} s")
+    print(f"probe overhead: {times['with probes'] / times['without probes'] - 1:+.1%} "
+          f"(probes {raw.get('probes', 'default')}, sample {raw.get('probe_sample_size', 2048)})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""Adaptive sharpness (Andriushchenko et al. 2023) and its first-order SAM estimate.
+
+For a batch ``B`` with mean loss ``L_B`` on the probe parameters ``theta``, write the
+perturbation in the rescaled variable ``u = delta / |theta|`` (elementwise), so
+``delta = |theta| * u`` and entries with ``theta = 0`` are never perturbed:
+
+* adaptive worst-case m-sharpness, averaged over the batches::
+
+      S_B = max_{||u||_2 <= rho} L_B(theta + |theta| * u) - L_B(theta)
+
+  found by projected gradient ascent in ``u`` started at the SAM point
+  ``u_0 = rho * v / ||v||`` with ``v = |theta| * grad L_B(theta)``.  With ``step_size=None``
+  each step maximizes the linearization over the ball, ``u <- rho * d / ||d||`` with
+  ``d = grad_u L_B(theta + |theta| * u) = |theta| * grad L_B(.)`` (for a convex loss every
+  such step does not decrease the objective); with a number, ``u <- Proj(u + step_size * d / ||d||)``.
+  The largest value seen, including ``u = 0``, is reported, so ``S_B >= 0`` and ``S_B`` is a
+  lower bound of the true maximum.
+* SAM's first-order estimate ``S_B ~ rho * || |theta| * grad L_B(theta) ||_2``.
+
+Batches are consecutive runs of ``batch_size`` inputs (the last may be shorter);
+batch values are averaged with weights ``|B|/N`` (a plain mean when ``batch_size``
+divides ``N``).  Weights are perturbed functionally (:func:`torch.func.functional_call`
+with perturbed tensors), never in place; the model runs in eval mode (batch norm uses
+its running statistics) and its train/eval flags are restored.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+from torch import Tensor
+from torch.func import grad_and_value
+
+from mtlens.models import MultiTaskModel
+from mtlens.probes.per_example import Params, detached_parameters, eval_mode, summed_loss
+from mtlens.tasks import Task
+
+
+def _norm(tensors: Params) -> Tensor:
+    return torch.sqrt(sum(t.pow(2).sum() for t in tensors.values()))
+
+
+def _scaled(tensors: Params, factor: Tensor | float) -> Params:
+    return {name: t * factor for name, t in tensors.items()}
+
+
+def _batches(inputs: Tensor, targets: Tensor, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+    if len(inputs) != len(targets) or len(inputs) == 0:
+        raise ValueError(f"need as many targets as inputs (>= 1), got {len(inputs)} and {len(targets)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    for start in range(0, len(inputs), batch_size):
+        yield inputs[start : start + batch_size], targets[start : start + batch_size]
+
+
+def _perturbed_loss_and_gradient(
+    model: MultiTaskModel, task: Task, params: Params, inputs: Tensor, targets: Tensor, u: Params
+) -> tuple[Params, Tensor]:
+    """``(grad_u f(u), f(u))`` for ``f(u) = L_B(theta + |theta| * u)`` (mean loss over the batch)."""
+    loss = summed_loss(model, task)
+    n = len(inputs)
+
+    def perturbed(v: Params) -> Tensor:
+        return loss({name: p + p.abs() * v[name] for name, p in params.items()}, inputs, targets) / n
+
+    return grad_and_value(perturbed)(u)
+
+
+def _batch_sharpness(model, task, params: Params, x: Tensor, y: Tensor, rho: float, steps: int,
+                     step_size: float | None) -> tuple[float, float]:
+    """``(worst-case S_B, SAM estimate)`` for one batch."""
+    zero = {name: torch.zeros_like(p) for name, p in params.items()}
+    direction, base = _perturbed_loss_and_gradient(model, task, params, x, y, zero)
+    sam = rho * float(_norm(direction))
+    best, u = 0.0, zero
+    for _ in range(steps + 1):  # the SAM point, then `steps` ascent steps
+        norm = _norm(direction)
+        if float(norm) == 0.0:
+            break
+        if step_size is None:
+            u = _scaled(direction, rho / norm)
+        else:
+            u = {name: u[name] + direction[name] * (step_size / norm) for name in u}
+            u = _scaled(u, torch.clamp(rho / _norm(u), max=1.0))
+        direction, value = _perturbed_loss_and_gradient(model, task, params, x, y, u)
+        best = max(best, float(value - base))
+    return best, sam
+
+
+def _sharpness(model, task, inputs, targets, rho, batch_size, steps, step_size) -> tuple[float, float]:
+    if rho <= 0 or steps < 0:
+        raise ValueError(f"need rho > 0 and steps >= 0, got rho={rho}, steps={steps}")
+    worst, sam = 0.0, 0.0
+    with eval_mode(model):
+        params = detached_parameters(model, task.name)
+        for x, y in _batches(inputs, targets, batch_size):
+            batch_worst, batch_sam = _batch_sharpness(model, task, params, x, y, rho, steps, step_size)
+            worst += batch_worst * len(x) / len(inputs)
+            sam += batch_sam * len(x) / len(inputs)
+    return worst, sam
+
+
+def adaptive_sharpness(
+    model: MultiTaskModel,
+    task: Task,
+    inputs: Tensor,
+    targets: Tensor,
+    rho: float = 1e-3,
+    batch_size: int = 128,
+    steps: int = 10,
+    step_size: float | None = None,
+) -> dict[str, float]:
+    """``{"sharpness": mean_B S_B}``, adaptive worst-case m-sharpness (see the module docstring).
+
+    Costs ``steps + 2`` gradient evaluations per batch.
+    """
+    return {"sharpness": _sharpness(model, task, inputs, targets, rho, batch_size, steps, step_size)[0]}
+
+
+def sam_sharpness(
+    model: MultiTaskModel, task: Task, inputs: Tensor, targets: Tensor, rho: float = 1e-3, batch_size: int = 128
+) -> dict[str, float]:
+    """``{"sharpness_sam": mean_B rho * || |theta| * grad L_B ||_2}`` (one gradient per batch)."""
+    return {"sharpness_sam": _sharpness(model, task, inputs, targets, rho, batch_size, 0, None)[1]}
