@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--experiment", choices=["optimizers", "loss-scale", "alignment", "corruptions"],
                        help="run one experiment of the assumptions study (Elich et al.) instead of the STL-vs-MTL "
                             "study; see docs/assumptions.md")
-    study.add_argument("--scales", help="loss-scale experiment: comma-separated scales c (default 1e-3,...,1e3)")
+    study.add_argument("--scales", help="loss-scale experiment: comma-separated scales c (default 1e-3,1e-1,1,10,1e3)")
     study.add_argument("--scaled-task", help="loss-scale experiment: the task whose loss is scaled (default: last)")
     study.add_argument("--config", help="YAML file with run-config keys (flags override it)")
     study.add_argument("--optimizer", choices=["adam", "sgd"])
