@@ -65,19 +65,55 @@ def cmd_study(args: argparse.Namespace) -> int:
     from mtlens.store import RunStore
     from mtlens.sweep.study import run_configs, study_configs
 
-    seeds = list(range(args.seeds)) if args.seed_list is None else args.seed_list
-    methods = [m for m in args.methods.split(",") if m]
+    if args.experiment:
+        return _study_experiment(args)
+    seeds = list(range(3 if args.seeds is None else args.seeds)) if args.seed_list is None else args.seed_list
+    methods = [m for m in (args.methods or "sum").split(",") if m]
     configs = study_configs(base_config(args), seeds, methods)  # validates everything first
     store = RunStore(args.store)
     print(f"study {args.setting}: {len(configs)} runs ({len(seeds)} seeds; methods {', '.join(methods)}) "
           f"-> store {store.root}", file=sys.stderr)
     results = run_configs(configs, store, progress=not args.quiet)
+    _summarize(results)
+    if args.report:
+        path = write_report(store, args.report, settings=[args.setting], methods=methods)
+        print(f"report: {path}")
+    return 0
+
+
+def _summarize(results: Any) -> None:
     summary = results["state"].value_counts().to_dict()
     print(f"runs: {json.dumps(summary)}", file=sys.stderr)
     for row in results[results["state"] != "finished"].itertuples():
         print(f"  {row.run_id}: {row.state} {row.message.splitlines()[0] if row.message else ''}", file=sys.stderr)
+
+
+def _study_experiment(args: argparse.Namespace) -> int:
+    """``mtlens study SETTING --experiment NAME``: the runs of one assumptions-study experiment."""
+    from mtlens.report.study_report import write_report
+    from mtlens.store import RunStore
+    from mtlens.sweep.experiments import EXPERIMENT_SEEDS, experiment_plan, run_experiment
+
+    seeds = list(range(EXPERIMENT_SEEDS if args.seeds is None else args.seeds)) if args.seed_list is None else args.seed_list
+    options: dict[str, Any] = {}
+    if args.methods and args.experiment == "optimizers":
+        options["methods"] = [m for m in args.methods.split(",") if m]
+    elif args.methods:
+        raise ConfigError(f"--methods: the {args.experiment} experiment fixes its methods; only 'optimizers' takes it")
+    if args.experiment == "loss-scale":
+        if args.scales:
+            options["scales"] = [float(c) for c in args.scales.split(",") if c]
+        if args.scaled_task:
+            options["scaled_task"] = args.scaled_task
+    elif args.scales or args.scaled_task:
+        raise ConfigError("--scales/--scaled-task: only the loss-scale experiment takes them")
+    plan = experiment_plan(args.experiment, base_config(args), seeds, **options)  # validates everything first
+    store = RunStore(args.store)
+    print(f"experiment {args.experiment} on {args.setting}: {len(plan.configs)} runs ({len(seeds)} seeds) "
+          f"-> store {store.root}", file=sys.stderr)
+    _summarize(run_experiment(plan, store, progress=not args.quiet))
     if args.report:
-        path = write_report(store, args.report, settings=[args.setting], methods=methods)
+        path = write_report(store, args.report, settings=[args.setting])
         print(f"report: {path}")
     return 0
 
@@ -186,9 +222,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     study = sub.add_parser("study", help="train STL per task and MTL per method over seeds, then report")
     study.add_argument("setting", help="setting name (see `mtlens settings`)")
-    study.add_argument("--seeds", type=int, default=3, help="number of seeds 0..N-1 (default 3)")
+    study.add_argument("--seeds", type=int,
+                       help="number of seeds 0..N-1 (default 3; 2 with --experiment)")
     study.add_argument("--seed-list", type=int, nargs="+", help="explicit seeds instead of --seeds")
-    study.add_argument("--methods", default="sum", help="comma-separated MTL methods (default: sum)")
+    study.add_argument("--methods", help="comma-separated MTL methods (default: sum; with --experiment optimizers: "
+                                         "sum,uw)")
+    study.add_argument("--experiment", choices=["optimizers", "loss-scale", "alignment", "corruptions"],
+                       help="run one experiment of the assumptions study (Elich et al.) instead of the STL-vs-MTL "
+                            "study; see docs/assumptions.md")
+    study.add_argument("--scales", help="loss-scale experiment: comma-separated scales c (default 1e-3,1e-1,1,10,1e3)")
+    study.add_argument("--scaled-task", help="loss-scale experiment: the task whose loss is scaled (default: last)")
     _add_run_config_flags(study)
     study.add_argument("--store", default=DEFAULT_STORE, help=f"run store directory (default {DEFAULT_STORE})")
     study.add_argument("--report", help="write the report to this directory when done")

@@ -19,6 +19,7 @@ from mtlens.analysis.gap import generalization_gap
 from mtlens.errors import ConfigError, MtlensError
 from mtlens.analysis.transfer import delta_m, transfer_table
 from mtlens.report.alignment import elich_sections
+from mtlens.report.assumptions import assumptions_sections
 from mtlens.report.base import Section, save_figure, table_html
 from mtlens.report.correlations import explanation_sections
 from mtlens.report.figures import gap_figure, training_curves_figure
@@ -32,8 +33,8 @@ SectionBuilder = Callable[[RunStore, pd.DataFrame, pd.DataFrame, Path], list[Sec
 """``(store, runs index, trajectory rows, out_dir) -> sections`` for extra analyses."""
 
 DEFAULT_SECTIONS: list[SectionBuilder] = [probes_section, method_weights_section, explanation_sections,
-                                           elich_sections]
-"""Builders whose sections every report has after the built-in ones."""
+                                           elich_sections, assumptions_sections]
+"""Builders whose sections every report has after the built-in ones (each renders only what its data allows)."""
 
 
 def select_runs(store: RunStore, settings: Sequence[str] = (), methods: Sequence[str] = (),

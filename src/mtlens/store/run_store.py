@@ -9,6 +9,7 @@ Layout under the store root::
     runs/<run_id>/trajectory.parquet  all rows, written when the run ends
     runs/<run_id>/checkpoint.pt      training state at the last checkpoint (written by training)
     runs/<run_id>/.lock              held (flock) by the process training the run
+    tables/<name>.parquet            tables computed from runs (experiment manifests, analyses of checkpoints)
 
 Trajectory rows are tidy: one row per (run, task, step, quantity) with the columns
 :data:`ROW_COLUMNS`.  Every write is atomic, so a process killed at any moment leaves
@@ -200,6 +201,25 @@ class RunStore:
         if not frames:
             return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in ROW_COLUMNS})
         return pd.concat(frames, ignore_index=True)
+
+    # -- tables computed from runs ------------------------------------------------------------
+    def write_table(self, name: str, frame: pd.DataFrame) -> None:
+        """Atomically write (or replace) the table ``name`` (letters, digits, ``-``, ``_``, ``.``)."""
+        if not name or not all(ch.isalnum() or ch in "-_." for ch in name):
+            raise ValueError(f"table name {name!r} may only contain letters, digits, '-', '_' and '.'")
+        frame = frame.reset_index(drop=True)
+        atomic_write(self.root / "tables" / f"{name}.parquet", lambda tmp: frame.to_parquet(tmp, index=False))
+
+    def table(self, name: str) -> pd.DataFrame:
+        """The table ``name`` written by :meth:`write_table`."""
+        return pd.read_parquet(self.root / "tables" / f"{name}.parquet")
+
+    def table_names(self, prefix: str = "") -> list[str]:
+        """Names of the stored tables starting with ``prefix``, sorted."""
+        tables = self.root / "tables"
+        if not tables.exists():
+            return []
+        return sorted(p.stem for p in tables.glob("*.parquet") if p.stem.startswith(prefix))
 
 
 def _dtype(column: str) -> str:

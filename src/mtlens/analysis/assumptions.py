@@ -1,0 +1,121 @@
+"""Analyses of the assumptions-study experiments (:mod:`mtlens.sweep.experiments`).
+
+Every function takes an experiment's manifest (one row per run with its labels) and the
+runs' trajectory rows, and returns a tidy table; the report renders them.
+
+* :func:`optimizer_table` -- per (optimizer, method): the learning rate with the best mean
+  validation selection metric (over tasks and seeds), and at that lr each task's test value at
+  its validation-selected checkpoint, mean and std over seeds, and the mean over tasks.
+* :func:`loss_scale_table` -- per (optimizer, scale ``c``): each task's test value at the
+  validation-selected checkpoint and the final one, mean over seeds, and the runs that diverged.
+* :func:`alignment_table` -- per (mode, quantity, task): the mean and std over probe steps
+  and seeds of the cosines and magnitude ratios.
+* :func:`corruption_table` -- per (task, mode, corruption): probe accuracy at each severity
+  and its mean over severities, mean over seeds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mtlens.analysis.transfer import TaskInfo, selected_checkpoints
+
+ALIGNMENT_QUANTITIES = ("probe/conflict_cosine", "probe/intra_cosine_subbatch", "probe/intra_cosine_classgroup",
+                        "probe/magnitude_ratio", "probe/grad_norm")
+"""The probe quantities the alignment experiment compares (names of :mod:`mtlens.probes`)."""
+
+
+def _selection(task_info: TaskInfo, setting: str, task: str) -> tuple[str, bool]:
+    info = task_info.get((setting, task), {"selection_metric": "loss", "lower_is_better": {"loss": True}})
+    metric = info["selection_metric"]
+    return metric, bool(info["lower_is_better"].get(metric, metric == "loss"))
+
+
+def selected_values(rows: pd.DataFrame, task_info: TaskInfo) -> pd.DataFrame:
+    """Per (run, task): the selected step, the validation and test value of the task's selection
+    metric there (columns ``run_id, task, metric, lower_is_better, val, test``)."""
+    selected = selected_checkpoints(rows, task_info)
+    records = []
+    for row in selected.to_dict("records"):
+        metric, lower = _selection(task_info, row["setting"], row["task"])
+        at = rows[(rows["run_id"] == row["run_id"]) & (rows["task"] == row["task"]) & (rows["step"] == row["step"])
+                  & (rows["quantity"] == f"val/{metric}")]["value"]
+        records.append({"run_id": row["run_id"], "task": row["task"], "metric": metric, "lower_is_better": lower,
+                        "val": float(at.iloc[0]) if len(at) else np.nan, "test": row.get(f"test/{metric}", np.nan)})
+    return pd.DataFrame.from_records(records, columns=["run_id", "task", "metric", "lower_is_better", "val", "test"])
+
+
+def _spread(values: pd.Series) -> dict[str, Any]:
+    return {"mean": values.mean(), "std": values.std(ddof=1) if len(values) > 1 else np.nan, "n": len(values)}
+
+
+def optimizer_table(manifest: pd.DataFrame, rows: pd.DataFrame, task_info: TaskInfo) -> tuple[pd.DataFrame,
+                                                                                                 pd.DataFrame]:
+    """``(selected, grid)``: the table per (optimizer, method) at the validation-selected lr, and
+    the mean validation/test value of every grid point (see the module docstring)."""
+    values = selected_values(rows, task_info).merge(manifest[["run_id", "optimizer", "method", "lr", "seed"]],
+                                                    on="run_id")
+    if values.empty:
+        return pd.DataFrame(), pd.DataFrame()
+    sign = np.where(values["lower_is_better"], 1.0, -1.0)
+    values = values.assign(val_score=sign * values["val"])
+    grid = (values.groupby(["optimizer", "method", "lr"], as_index=False)
+            .agg(val=("val", "mean"), test=("test", "mean"), val_score=("val_score", "mean"), runs=("run_id", "nunique")))
+    scored = grid.dropna(subset=["val_score"])  # grid points whose runs recorded no validation value are skipped
+    best = scored.loc[scored.groupby(["optimizer", "method"])["val_score"].idxmin()]
+    records = []
+    for row in best.itertuples():
+        chosen = values[(values["optimizer"] == row.optimizer) & (values["method"] == row.method)
+                        & (values["lr"] == row.lr)]
+        record: dict[str, Any] = {"optimizer": row.optimizer, "method": row.method, "lr": row.lr}
+        for task, frame in chosen.groupby("task"):
+            stats = _spread(frame["test"])
+            record[f"{task}_test_{frame['metric'].iloc[0]}"] = stats["mean"]
+            record[f"{task}_std"] = stats["std"]
+        per_seed = chosen.groupby("seed")["test"].mean()
+        record.update({"average": per_seed.mean(), "average_std": _spread(per_seed)["std"], "seeds": len(per_seed)})
+        records.append(record)
+    return pd.DataFrame.from_records(records), grid.drop(columns="val_score")
+
+
+def loss_scale_table(manifest: pd.DataFrame, rows: pd.DataFrame, task_info: TaskInfo,
+                     states: pd.Series) -> pd.DataFrame:
+    """Per (optimizer, scale, task): the test value at the validation-selected checkpoint (mean
+    over seeds) and the number of runs that diverged; ``states`` maps run id to its state."""
+    values = selected_values(rows, task_info).merge(manifest[["run_id", "optimizer", "scale", "scaled_task"]],
+                                                    on="run_id")
+    if values.empty:
+        return pd.DataFrame()
+    values = values.assign(diverged=values["run_id"].map(states).eq("diverged"))
+    return (values.groupby(["optimizer", "scale", "task", "metric"], as_index=False)
+            .agg(test_mean=("test", "mean"), test_std=("test", "std"), runs=("run_id", "nunique"),
+                 diverged=("diverged", "sum"), scaled_task=("scaled_task", "first"))
+            .sort_values(["optimizer", "task", "scale"]).reset_index(drop=True))
+
+
+def alignment_table(manifest: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """Per (mode, quantity, task): mean, std and count over probe steps (> 0) and seeds."""
+    probes = rows[rows["run_id"].isin(manifest["run_id"]) & rows["quantity"].isin(ALIGNMENT_QUANTITIES)
+                  & (rows["step"] > 0)]
+    if probes.empty:
+        return pd.DataFrame()
+    return (probes.groupby(["mode", "quantity", "task"], as_index=False)["value"]
+            .agg(mean="mean", std="std", n="count"))
+
+
+def corruption_table(accuracy: pd.DataFrame) -> pd.DataFrame:
+    """Per (task, mode, corruption): mean accuracy over seeds at each severity, its mean over
+    severities 1..5 (``mean_corrupted``), and the drop from the clean accuracy."""
+    per = accuracy.groupby(["task", "mode", "corruption", "severity"], as_index=False)["accuracy"].mean()
+    clean = per[per["corruption"] == "none"].set_index(["task", "mode"])["accuracy"]
+    wide = (per[per["corruption"] != "none"]
+            .pivot_table(index=["task", "mode", "corruption"], columns="severity", values="accuracy")
+            .rename(columns=lambda s: f"severity_{s}"))
+    wide["mean_corrupted"] = wide.mean(axis=1)
+    wide = wide.reset_index()
+    wide["clean"] = [clean.get((t, m), np.nan) for t, m in zip(wide["task"], wide["mode"])]
+    wide["drop"] = wide["clean"] - wide["mean_corrupted"]
+    return wide

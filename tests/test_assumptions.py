@@ -1,0 +1,158 @@
+"""The assumptions study: Adam's loss-scale invariance, experiment configs, end-to-end sections."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mtlens.analysis.adam_invariance import invariance_summary, scaled_updates, update_invariance
+from mtlens.models import MultiTaskModel
+from mtlens.tasks import classification_task
+
+
+def _two_head_problem():
+    torch.manual_seed(0)
+    model = MultiTaskModel(nn.Sequential(nn.Linear(6, 8), nn.Tanh()),
+                           {"a": nn.Linear(8, 3), "b": nn.Linear(8, 4)}).double()
+    g = torch.Generator().manual_seed(1)
+    xa, xb = torch.randn(16, 6, generator=g).double(), torch.randn(16, 6, generator=g).double()
+    ya, yb = torch.randint(0, 3, (16,), generator=g), torch.randint(0, 4, (16,), generator=g)
+    task_a, task_b = classification_task("a", 3), classification_task("b", 4)
+
+    def losses(m, step):
+        del step
+        return {"a": task_a.loss(m(xa, ["a"])["a"], ya).mean(), "b": task_b.loss(m(xb, ["b"])["b"], yb).mean()}
+
+    return model, losses
+
+
+def test_adam_head_update_is_invariant_to_the_loss_scale_shared_update_is_not():
+    model, losses = _two_head_problem()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    # eps tiny relative to sqrt(v_hat) = |c g| >= 1e-3 * |g|: the head updates agree to ~1e-12.
+    small = scaled_updates(model, losses, "a", "b", 1e-3, "adam", lr=1e-2, steps=1, eps=1e-16)
+    large = scaled_updates(model, losses, "a", "b", 1e3, "adam", lr=1e-2, steps=1, eps=1e-16)
+    torch.testing.assert_close(small["head_b"], large["head_b"], rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(small["head_a"], large["head_a"], rtol=1e-9, atol=1e-12)
+    assert float((small["shared"] - large["shared"]).norm()) > 0.1 * float(small["shared"].norm())
+    # SGD: head b's update scales with c exactly (so it is not invariant).
+    sgd_small = scaled_updates(model, losses, "a", "b", 1e-3, "sgd", lr=1e-2, steps=1)
+    sgd_large = scaled_updates(model, losses, "a", "b", 1e3, "sgd", lr=1e-2, steps=1)
+    torch.testing.assert_close(sgd_large["head_b"], 1e6 * sgd_small["head_b"], rtol=1e-9, atol=0)
+    # The input model is never changed.
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+
+
+def test_invariance_table_and_eps_effect():
+    model, losses = _two_head_problem()
+    table = update_invariance(model, losses, "a", "b", [1e-3, 1.0, 1e3], optimizers=[("adam", 1e-2), ("sgd", 1e-2)],
+                              steps=[1, 3], eps=1e-16)
+    summary = invariance_summary(table).set_index(["optimizer", "steps", "group"])["max_relative_difference"]
+    assert table[table["optimizer"] == "sgd"]["eps"].isna().all() and (table.dropna()["eps"] == 1e-16).all()
+    assert summary[("adam", 1, "head_b")] < 1e-9 and summary[("adam", 1, "head_a")] < 1e-9
+    assert summary[("adam", 1, "shared")] > 0.1 and summary[("adam", 3, "shared")] > 0.1
+    assert summary[("sgd", 1, "head_b")] > 100  # ||1e3 d - d|| / ||d||
+    # After several steps the heads see a differently moved encoder: only approximately invariant,
+    # but far closer than the shared parameters.
+    assert summary[("adam", 3, "head_b")] < summary[("adam", 3, "shared")]
+    # With Adam's default eps = 1e-8 and a gradient scaled by 1e-3, eps is no longer negligible.
+    default_eps = update_invariance(model, losses, "a", "b", [1e-6], optimizers=[("adam", 1e-2)], steps=[1])
+    head_b = default_eps[default_eps["group"] == "head_b"]["relative_difference"].iloc[0]
+    assert head_b > 1e-4
+
+
+# -- experiments: configs validated before training, and a tiny end-to-end run of each -------------
+
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from mtlens import RunStore, Setting, Split, TaskData, register_setting  # noqa: E402
+from mtlens.cli import main  # noqa: E402
+from mtlens.errors import ConfigError  # noqa: E402
+from mtlens.sweep.experiments import LOSS_SCALES, OPTIMIZER_LRS, experiment_plan  # noqa: E402
+
+BASE = {"setting": "digits_pair", "epochs": 1, "batch_size": 32, "train_eval_size": 64,
+        "setting_options": {"n_train": 128, "n_val": 48, "n_test": 48}}
+
+
+def test_experiment_configs():
+    plan = experiment_plan("optimizers", BASE, seeds=[0, 1])
+    frame = pd.DataFrame([{"optimizer": c.optimizer, "momentum": c.momentum, "lr": c.lr, "method": c.method,
+                           "seed": c.seed, "mode": c.mode, "probes": tuple(c.probes)} for c in plan.configs])
+    assert len(plan.configs) == 2 * 3 * 2 * 2 and set(frame["mode"]) == {"mtl"} and set(frame["probes"]) == {()}
+    assert set(frame["method"]) == {"sum", "uw"}
+    assert sorted(frame[frame["optimizer"] == "adam"]["lr"].unique()) == list(OPTIMIZER_LRS["adam"])
+    assert sorted(frame[(frame["optimizer"] == "sgd")]["momentum"].unique()) == [0.0, 0.9]
+    assert list(plan.manifest["run_id"]) == [c.run_id for c in plan.configs]
+    assert set(plan.manifest["optimizer"]) == {"adam", "sgd", "sgd_momentum"}
+
+    plan = experiment_plan("loss-scale", BASE, seeds=[0])
+    scales = [(c.optimizer, c.task_loss_scales["b"]) for c in plan.configs]
+    assert sorted(scales) == sorted((o, c) for o in ("adam", "sgd") for c in LOSS_SCALES)
+    assert all(c.method == "sum" and c.loss_scale == 1.0 and c.mode == "mtl" for c in plan.configs)
+
+    plan = experiment_plan("alignment", BASE, seeds=[0])
+    assert [(c.mode, tuple(c.tasks), tuple(c.probes)) for c in plan.configs] == [
+        ("stl", ("a",), ("conflict", "alignment")), ("stl", ("b",), ("conflict", "alignment")),
+        ("mtl", ("a", "b"), ("conflict", "alignment"))]
+    plan = experiment_plan("corruptions", BASE, seeds=[0, 1])
+    assert [(c.mode, c.seed) for c in plan.configs] == [("stl", 0), ("stl", 0), ("mtl", 0)] + [
+        ("stl", 1), ("stl", 1), ("mtl", 1)]
+
+
+def test_experiment_errors_before_training():
+    with pytest.raises(ConfigError, match="unknown experiment"):
+        experiment_plan("snow", BASE, [0])
+    with pytest.raises(ConfigError, match="optimizer: set by the optimizers experiment"):
+        experiment_plan("optimizers", {**BASE, "optimizer": "sgd"}, [0])
+    with pytest.raises(ConfigError, match="scaled_task"):
+        experiment_plan("loss-scale", BASE, [0], scaled_task="c")
+    with pytest.raises(ConfigError, match="epochs"):
+        experiment_plan("loss-scale", {**BASE, "epochs": 0}, [0])
+    with pytest.raises(ConfigError, match="image inputs"):
+        experiment_plan("corruptions", {"setting": "flat_pair"}, [0])
+
+
+@register_setting("flat_pair")
+def _flat_pair() -> Setting:
+    """Two classification tasks on flat vectors (not images), for the corruptions check."""
+    x, y = torch.randn(40, 6, generator=torch.Generator().manual_seed(0)), torch.arange(40) % 2
+    data = {t: TaskData(t, Split(x[:20], y[:20]), Split(x[20:30], y[20:30]), Split(x[30:], y[30:])) for t in "ab"}
+    return Setting("flat_pair", (classification_task("a", 2), classification_task("b", 2)), data,
+                   lambda: nn.Sequential(nn.Linear(6, 4), nn.ReLU()), 4)
+
+
+def test_each_experiment_end_to_end_writes_its_report_section(tmp_path, capsys):
+    store, out = tmp_path / "store", tmp_path / "report"
+    common = ["--epochs", "1", "--seeds", "1", "--batch-size", "32", "--option", "n_train=128", "--option",
+              "n_val=48", "--option", "n_test=48", "--set", "train_eval_size=64", "--store", str(store), "--quiet"]
+    assert main(["study", "digits_pair", "--experiment", "optimizers", "--methods", "sum", *common]) == 0
+    assert main(["study", "digits_pair", "--experiment", "loss-scale", "--scales", "1e-3,1e3", *common]) == 0
+    assert main(["study", "digits_pair", "--experiment", "alignment", *common]) == 0
+    assert main(["study", "digits_pair", "--experiment", "corruptions", *common, "--report", str(out)]) == 0
+    runs = RunStore(store).runs()
+    # The corruptions experiment's MTL run (Adam at digits_pair's default lr 3e-3, sum) is the same
+    # config as one run of the optimizer grid, so it is trained once and shared.
+    assert len(runs) == 6 + 4 + 3 + 3 - 1 and set(runs["state"]) == {"finished"}
+    html = (out / "report.html").read_text()
+    for title in ("optimizers in MTL", "loss-scale invariance", "gradient alignment", "feature transfer under"):
+        assert f"Assumptions: {title}" in html
+    tables = out / "tables"
+    optimizers = pd.read_csv(tables / "optimizers_digits_pair.csv")
+    assert set(optimizers["optimizer"]) == {"adam", "sgd", "sgd_momentum"} and set(optimizers["method"]) == {"sum"}
+    assert optimizers["average"].between(0, 1).all()
+    scale = pd.read_csv(tables / "loss_scale_digits_pair.csv")
+    assert sorted(scale["scale"].unique()) == [1e-3, 1e3] and set(scale["task"]) == {"a", "b"}
+    invariance = pd.read_csv(tables / "adam_invariance_digits_pair.csv").fillna({"eps": 0})
+    invariance = invariance.set_index(["optimizer", "eps", "steps", "group"])["max_relative_difference"]
+    assert invariance[("adam", 1e-16, 1, "head_b")] < 1e-4 and invariance[("adam", 1e-16, 1, "head_a")] == 0
+    assert invariance[("adam", 1e-16, 1, "shared")] > 0.1 and invariance[("sgd", 0, 1, "head_b")] > 100
+    alignment = pd.read_csv(tables / "alignment_digits_pair.csv")
+    assert {("mtl", "probe/conflict_cosine", "a|b"), ("stl", "probe/intra_cosine_subbatch", "a"),
+            ("stl", "probe/intra_cosine_classgroup", "b"), ("mtl", "probe/magnitude_ratio", "a|b")} <= set(
+        zip(alignment["mode"], alignment["quantity"], alignment["task"]))
+    assert alignment[alignment["quantity"].str.contains("cosine")]["mean"].between(-1, 1).all()
+    corruptions = pd.read_csv(tables / "corruptions_digits_pair.csv")
+    assert len(corruptions) == 2 * 2 * 10  # task x encoder x corruption
+    assert corruptions["clean"].between(0, 1).all() and corruptions["severity_5"].between(0, 1).all()
+    assert (out / "figures" / "corruptions_digits_pair.png").exists()
