@@ -30,8 +30,10 @@ LEVEL_FRACTIONS = (0.5, 0.9)
 highest initial to the highest final training loss of the task's runs."""
 
 
-RUN_KEYS = {"run_id", "setting", "tasks", "mode", "method", "seed", "state", "last_step", "message", "device"}
-"""Run-index columns that do not describe the training configuration."""
+RUN_KEYS = {"run_id", "setting", "tasks", "mode", "method", "method_options", "seed", "state", "last_step", "message",
+            "device"}
+"""Run-index columns that do not describe the training configuration shared by a run and its STL
+references (the method and its options are what an MTL run compares against STL)."""
 
 
 def by_configuration(index: pd.DataFrame, rows: pd.DataFrame, task_info: TaskInfo) -> tuple[pd.DataFrame, TaskInfo]:

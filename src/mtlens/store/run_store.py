@@ -21,6 +21,7 @@ nor duplicated rows.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import time
 from contextlib import contextmanager
@@ -179,12 +180,13 @@ class RunStore:
         return sorted(p.name for p in runs.iterdir() if (p / "config.json").exists())
 
     def runs(self) -> pd.DataFrame:
-        """One row per run: its config (flattened) and its status, as a DataFrame."""
+        """One row per run: its config (lists and dicts as JSON strings) and its status, as a DataFrame."""
         records = []
         for run_id in self.run_ids():
             config = self.config(run_id)
             status = self.status(run_id) or {"state": "pending", "step": 0, "message": ""}
-            flat = {k: v for k, v in config.items() if not isinstance(v, (dict, list))}
+            flat = {k: json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v
+                    for k, v in config.items()}
             flat["tasks"] = ",".join(config.get("tasks") or [])
             flat["mode"] = "stl" if len(config.get("tasks") or []) == 1 else "mtl"
             records.append(

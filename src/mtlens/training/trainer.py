@@ -18,8 +18,9 @@ probes run after the step's optimizer update (:class:`mtlens.probes.ProbeRunner`
 (quantities ``probe/<name>``) go into the same part as the step's evaluation rows, before the
 checkpoint.  Probes change no parameter, buffer, gradient, optimizer state or RNG stream of
 training, so a run with probes has exactly the trajectory of the same run without them.
+
 The update method's per-step diagnostics (``{"weight/<task>": w_t}``) are averaged over
-the steps since the previous record and recorded as rows ``task=<task>, quantity=
+the steps since the previous evaluation record (probe-only steps do not record them) and recorded as rows ``task=<task>, quantity=
 "method/weight"`` (a key without ``/<task>`` gets task ``"*"``); the running sums are
 part of the checkpoint.
 
@@ -162,9 +163,10 @@ class _Run:
                     {"task": task.name, "quantity": f"{split_name}/{name}", "value": value}
                     for name, value in scores.items()
                 ]
+        if self._is_record_step(step):
+            records += self._method_records()
         if self.probes is not None and step in self.probe_steps:
             records += self.probes.rows(self.model, step)
-        records += self._method_records()
         frame = pd.DataFrame.from_records(records)
         frame = frame.assign(
             run_id=self.run_id, setting=self.config.setting, mode=self.config.mode, method=self.config.method,
