@@ -19,6 +19,7 @@ from mtlens.probes import (
     per_example_gradients,
     probe_parameters,
     sam_sharpness,
+    sharpness_measures,
 )
 from mtlens.probes.fisher import sample_model_labels
 from mtlens.probes.layerwise import layerwise_moments
@@ -362,6 +363,9 @@ def test_sharpness_is_nonnegative_and_first_order_for_small_rho(name):
     assert sam == pytest.approx(reference, rel=1e-4)
     assert worst >= 0
     assert worst == pytest.approx(sam, rel=2e-2)
+    # the runner's single pass for both probes gives what the two separate calls give
+    both = sharpness_measures(model, task, x, y, rho=1e-4, batch_size=8, steps=3)
+    assert both == pytest.approx({"sharpness": worst, "sharpness_sam": sam}, rel=1e-12)
 
 
 def test_ascent_gradient_matches_finite_differences():

@@ -18,7 +18,7 @@ from mtlens.probes.fisher import fisher_trace
 from mtlens.probes.names import DEFAULT_PROBES, PROBE_NAMES
 from mtlens.probes.per_example import per_example_gradient_moments, per_example_gradients, probe_parameters
 from mtlens.probes.runner import ProbeRunner, probe_rows, probe_steps
-from mtlens.probes.sharpness import adaptive_sharpness, sam_sharpness
+from mtlens.probes.sharpness import adaptive_sharpness, sam_sharpness, sharpness_measures
 
 __all__ = [
     "DEFAULT_PROBES",
@@ -36,4 +36,5 @@ __all__ = [
     "probe_rows",
     "probe_steps",
     "sam_sharpness",
+    "sharpness_measures",
 ]

@@ -30,7 +30,7 @@ from mtlens.probes.alignment import intra_task_alignment
 from mtlens.probes.coherence import gradient_coherence
 from mtlens.probes.conflict import conflict_measures, mean_task_gradients
 from mtlens.probes.fisher import fisher_trace
-from mtlens.probes.sharpness import adaptive_sharpness, sam_sharpness
+from mtlens.probes.sharpness import sharpness_measures
 from mtlens.settings import Setting
 from mtlens.settings.base import Split
 from mtlens.tasks import Task
@@ -101,13 +101,12 @@ class ProbeRunner:
                 generator = torch.Generator(device=inputs.device).manual_seed(
                     derived_seed(config.seed, "fisher", task.name, str(step)))
                 values.update(fisher_trace(model, task, inputs, generator, batch_size=config.fisher_batch_size))
-            if "sharpness" in probes:
-                values.update(adaptive_sharpness(model, task, inputs, targets, rho=config.sharpness_rho,
-                                                 batch_size=config.sharpness_batch_size,
-                                                 steps=config.sharpness_steps))
-            if "sharpness_sam" in probes:
-                values.update(sam_sharpness(model, task, inputs, targets, rho=config.sharpness_rho,
-                                            batch_size=config.sharpness_batch_size))
+            sharpness = {"sharpness", "sharpness_sam"} & probes
+            if sharpness:  # one pass gives both: the SAM estimate is the ascent's first step
+                measured = sharpness_measures(model, task, inputs, targets, rho=config.sharpness_rho,
+                                              batch_size=config.sharpness_batch_size,
+                                              steps=config.sharpness_steps if "sharpness" in probes else None)
+                values.update({name: measured[name] for name in sorted(sharpness)})
             if "alignment" in probes:
                 generator = torch.Generator().manual_seed(derived_seed(0, "alignment", task.name))
                 values.update(intra_task_alignment(model, task, inputs, targets, config.batch_size,

@@ -67,14 +67,14 @@ def _perturbed_loss_and_gradient(
     return grad_and_value(perturbed)(u)
 
 
-def _batch_sharpness(model, task, params: Params, x: Tensor, y: Tensor, rho: float, steps: int,
+def _batch_sharpness(model, task, params: Params, x: Tensor, y: Tensor, rho: float, steps: int | None,
                      step_size: float | None) -> tuple[float, float]:
-    """``(worst-case S_B, SAM estimate)`` for one batch."""
+    """``(worst-case S_B, SAM estimate)`` for one batch; ``steps=None`` skips the ascent (worst-case 0)."""
     zero = {name: torch.zeros_like(p) for name, p in params.items()}
     direction, base = _perturbed_loss_and_gradient(model, task, params, x, y, zero)
     sam = rho * float(_norm(direction))
     best, u = 0.0, zero
-    for step in range(steps + 1):  # the SAM point, then `steps` ascent steps
+    for step in range(-1 if steps is None else steps + 1):  # the SAM point, then `steps` ascent steps
         norm = _norm(direction)
         if float(norm) == 0.0:
             break
@@ -88,8 +88,23 @@ def _batch_sharpness(model, task, params: Params, x: Tensor, y: Tensor, rho: flo
     return best, sam
 
 
-def _sharpness(model, task, inputs, targets, rho, batch_size, steps, step_size) -> tuple[float, float]:
-    if rho <= 0 or steps < 0:
+def sharpness_measures(
+    model: MultiTaskModel,
+    task: Task,
+    inputs: Tensor,
+    targets: Tensor,
+    rho: float = 1e-3,
+    batch_size: int = 128,
+    steps: int | None = 10,
+    step_size: float | None = None,
+) -> dict[str, float]:
+    """``{"sharpness": mean_B S_B, "sharpness_sam": mean_B rho * || |theta| * grad L_B ||_2}``.
+
+    Both come from the same gradients: the SAM estimate is the first step of the ascent.
+    ``steps=None`` computes only the SAM estimate (one gradient per batch; ``"sharpness"``
+    is then absent); otherwise each batch costs ``steps + 2`` gradient evaluations.
+    """
+    if rho <= 0 or (steps is not None and steps < 0):
         raise ValueError(f"need rho > 0 and steps >= 0, got rho={rho}, steps={steps}")
     worst, sam = 0.0, 0.0
     with eval_mode(model):
@@ -98,7 +113,7 @@ def _sharpness(model, task, inputs, targets, rho, batch_size, steps, step_size) 
             batch_worst, batch_sam = _batch_sharpness(model, task, params, x, y, rho, steps, step_size)
             worst += batch_worst * len(x) / len(inputs)
             sam += batch_sam * len(x) / len(inputs)
-    return worst, sam
+    return {"sharpness_sam": sam} if steps is None else {"sharpness": worst, "sharpness_sam": sam}
 
 
 def adaptive_sharpness(
@@ -115,11 +130,11 @@ def adaptive_sharpness(
 
     Costs ``steps + 2`` gradient evaluations per batch.
     """
-    return {"sharpness": _sharpness(model, task, inputs, targets, rho, batch_size, steps, step_size)[0]}
+    return {"sharpness": sharpness_measures(model, task, inputs, targets, rho, batch_size, steps, step_size)["sharpness"]}
 
 
 def sam_sharpness(
     model: MultiTaskModel, task: Task, inputs: Tensor, targets: Tensor, rho: float = 1e-3, batch_size: int = 128
 ) -> dict[str, float]:
     """``{"sharpness_sam": mean_B rho * || |theta| * grad L_B ||_2}`` (one gradient per batch)."""
-    return {"sharpness_sam": _sharpness(model, task, inputs, targets, rho, batch_size, 0, None)[1]}
+    return sharpness_measures(model, task, inputs, targets, rho, batch_size, None)
