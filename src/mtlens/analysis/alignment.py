@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mtlens.analysis.transfer import TaskInfo, _info, selected_checkpoints
+from mtlens.analysis.transfer import TaskInfo, selection_info, selected_checkpoints
 
 ALIGNMENT_KINDS = {
     "probe/conflict_cosine": ("inter-task (MTL)", "mtl"),
@@ -78,7 +78,7 @@ def optimizer_comparison(index: pd.DataFrame, rows: pd.DataFrame, task_info: Tas
     records = []
     keys = ["setting", "task", "mode", "method", "optimizer", "momentum"]
     for key, frame in selected.groupby(keys, dropna=False):
-        info = _info(task_info, key[0], key[1])
+        info = selection_info(task_info, key[0], key[1])
         metric = f"test/{info['selection_metric']}"
         values = frame[metric].dropna().to_numpy(float) if metric in frame else np.array([])
         if len(values) == 0:

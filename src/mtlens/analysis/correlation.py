@@ -44,7 +44,7 @@ from scipy import stats
 
 from mtlens.analysis.gap import interpolate_at, monotone_curve
 from mtlens.analysis.optimization import optimization_effect
-from mtlens.analysis.transfer import TaskInfo, _info, selected_checkpoints
+from mtlens.analysis.transfer import TaskInfo, selection_info, selected_checkpoints
 
 UNIT_KEYS = ["setting", "task", "seed", "method"]
 MEAN_FACTORS = {"coherence_diff": "probe/grad_coherence", "m_coherence_diff": "probe/m_coherence",
@@ -60,7 +60,7 @@ gradient conflict against the optimization effect and the gap."""
 def _transfer(selected: pd.DataFrame, task_info: TaskInfo) -> pd.DataFrame:
     records = []
     for (setting, task), frame in selected.groupby(["setting", "task"]):
-        info = _info(task_info, setting, task)
+        info = selection_info(task_info, setting, task)
         column = f"test/{info['selection_metric']}"
         if column not in frame:
             continue

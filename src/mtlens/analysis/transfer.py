@@ -23,7 +23,8 @@ from scipy import stats
 TaskInfo = dict[tuple[str, str], dict[str, Any]]
 
 
-def _info(task_info: TaskInfo, setting: str, task: str) -> dict[str, Any]:
+def selection_info(task_info: TaskInfo, setting: str, task: str) -> dict[str, Any]:
+    """The task's ``selection_metric`` and ``lower_is_better`` map; validation loss when the store has none."""
     return task_info.get((setting, task), {"selection_metric": "loss", "lower_is_better": {"loss": True}})
 
 
@@ -31,7 +32,7 @@ def selected_checkpoints(runs: pd.DataFrame, task_info: TaskInfo) -> pd.DataFram
     """One row per (run, task): the selected step and every ``test/*`` value at that step."""
     records = []
     for (setting, run_id, task), frame in runs.groupby(["setting", "run_id", "task"], sort=True):
-        info = _info(task_info, setting, task)
+        info = selection_info(task_info, setting, task)
         metric = info["selection_metric"]
         val = frame[frame["quantity"] == f"val/{metric}"].sort_values("step")
         if val.empty:
@@ -60,7 +61,7 @@ def transfer_table(runs: pd.DataFrame, task_info: TaskInfo, metric: str | None =
         return pd.DataFrame()
     records = []
     for (setting, task), frame in selected.groupby(["setting", "task"], sort=False):
-        info = _info(task_info, setting, task)
+        info = selection_info(task_info, setting, task)
         name = metric or info["selection_metric"]
         column = f"test/{name}"
         if column not in frame:

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from mtlens.gradients import flatten
 from mtlens.models import MultiTaskModel
-from mtlens.probes.conflict import _cosine
+from mtlens.probes.conflict import gradient_cosine
 from mtlens.tasks import Task
 
 
@@ -52,10 +52,10 @@ def intra_task_alignment(model: MultiTaskModel, task: Task, inputs: Tensor, targ
             masks += [labels == group for group in range(n_groups)]
         means = [losses[mask].mean() if mask.any() else None for mask in masks]
         grads = _gradients(model, means)
-        subbatch.append(_cosine(grads[0], grads[1]))
+        subbatch.append(gradient_cosine(grads[0], grads[1]))
         present = [g for g in grads[2:] if g is not None]
         if len(present) >= 2:
-            classgroup.append(sum(_cosine(a, b) for a, b in combinations(present, 2))
+            classgroup.append(sum(gradient_cosine(a, b) for a, b in combinations(present, 2))
                               / (len(present) * (len(present) - 1) / 2))
     result = {"intra_cosine_subbatch": _mean(subbatch)}
     if classified:

@@ -67,11 +67,11 @@ def conflict_measures(gradients: Mapping[str, Tensor], update: Tensor | None = N
     for task, g in gradients.items():
         rows.append({"task": task, "quantity": "probe/grad_norm", "value": norms[task]})
         if update is not None:
-            rows.append({"task": task, "quantity": "probe/update_cosine", "value": _cosine(g, update)})
+            rows.append({"task": task, "quantity": "probe/update_cosine", "value": gradient_cosine(g, update)})
     pairs = list(combinations(gradients, 2))
     cosines = []
     for a, b in pairs:
-        cosine = _cosine(gradients[a], gradients[b])
+        cosine = gradient_cosine(gradients[a], gradients[b])
         cosines.append(cosine)
         na, nb = norms[a], norms[b]
         similarity = 2 * na * nb / (na**2 + nb**2) if na**2 + nb**2 > 0 else float("nan")
@@ -87,7 +87,7 @@ def conflict_measures(gradients: Mapping[str, Tensor], update: Tensor | None = N
     return rows
 
 
-def _cosine(a: Tensor, b: Tensor) -> float:
+def gradient_cosine(a: Tensor, b: Tensor) -> float:
     """``<a, b> / (||a|| ||b||)`` in float64; NaN when either vector is zero."""
     a, b = a.double(), b.double()
     denominator = a.norm() * b.norm()

@@ -31,7 +31,7 @@ from typing import Literal, Mapping
 import numpy as np
 import pandas as pd
 
-from mtlens.analysis.transfer import TaskInfo, _info, selected_checkpoints
+from mtlens.analysis.transfer import TaskInfo, selection_info, selected_checkpoints
 from mtlens.errors import ConfigError
 
 
@@ -63,7 +63,7 @@ def task_values(rows: pd.DataFrame, task_info: TaskInfo, criterion: SelectionCri
             for key, value in task_info.items()}
     pairs = rows[["setting", "task"]].drop_duplicates().itertuples(index=False)
     for setting, task in pairs:
-        info.setdefault((setting, task), {**_info(task_info, setting, task),
+        info.setdefault((setting, task), {**selection_info(task_info, setting, task),
                                           "selection_metric": criterion.metric or "loss"})
     if criterion.at == "best":
         steps = selected_checkpoints(rows, info)[["setting", "run_id", "task", "step"]]
