@@ -77,6 +77,9 @@ def training_curves_figure(runs: pd.DataFrame, tasks: list[str], quantities: lis
             if quantity.endswith("loss"):
                 ax.set_yscale("log")
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
+            if rows.empty:  # e.g. a metric that only some tasks have
+                ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes)
+            else:
+                ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
