@@ -153,12 +153,18 @@ KILL_SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("kill_after_step", [4, 13])
-def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, tiny, kill_after_step):
-    """A real training process is killed with SIGKILL mid-run; the rerun completes the same trajectory."""
+PROBES_ON = {"probes": ["coherence", "fisher", "sharpness_sam", "conflict", "alignment"], "probe_sample_size": 64,
+             "probe_first_epoch": 0.25}  # probe steps 0, 2, 4, 8, 16, 24: on both sides of the kill
+
+
+@pytest.mark.parametrize("kill_after_step, probes", [(4, {}), (13, {}), (10, PROBES_ON)],
+                         ids=["step4", "step13", "step10-probes"])
+def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, tiny, kill_after_step, probes):
+    """A real training process is killed with SIGKILL mid-run; the rerun completes the same trajectory,
+    probe rows included."""
     import json
 
-    raw = {**tiny, "epochs": 3, "eval_every_steps": 2}
+    raw = {**tiny, "epochs": 3, "eval_every_steps": 2, **probes}
     config = parse_config(raw)
     run_id = resolve_config(config).run_id
     reference = RunStore(tmp_path / "reference")
@@ -183,6 +189,8 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, tiny, kill_afte
     resumed, uninterrupted = _rows(killed, config), _rows(reference, config)
     assert len(resumed) == len(uninterrupted)
     pd.testing.assert_frame_equal(resumed, uninterrupted)
+    probe_steps = set(resumed.loc[resumed["quantity"].str.startswith("probe/"), "step"])
+    assert probe_steps == ({0, 2, 4, 8, 16, 24} if probes else set())
     # A finished run is not trained again.
     before = killed.checkpoint_path(run_id).stat().st_mtime_ns
     assert train_run(config, killed, progress=False) == "finished"
