@@ -98,6 +98,7 @@ def test_experiment_configs():
     plan = experiment_plan("corruptions", BASE, seeds=[0, 1])
     assert [(c.mode, c.seed) for c in plan.configs] == [("stl", 0), ("stl", 0), ("mtl", 0)] + [
         ("stl", 1), ("stl", 1), ("mtl", 1)]
+    assert all(c.save_selected_models and c.probes == [] for c in plan.configs)
 
 
 def test_experiment_errors_before_training():
@@ -131,9 +132,8 @@ def test_each_experiment_end_to_end_writes_its_report_section(tmp_path, capsys):
     assert main(["study", "digits_pair", "--experiment", "alignment", *common]) == 0
     assert main(["study", "digits_pair", "--experiment", "corruptions", *common, "--report", str(out)]) == 0
     runs = RunStore(store).runs()
-    # The corruptions experiment's MTL run (Adam at digits_pair's default lr 3e-3, sum) is the same
-    # config as one run of the optimizer grid, so it is trained once and shared.
-    assert len(runs) == 6 + 4 + 3 + 3 - 1 and set(runs["state"]) == {"finished"}
+    # The corruptions experiment's runs save their selected models, so none is shared with the others.
+    assert len(runs) == 6 + 4 + 3 + 3 and set(runs["state"]) == {"finished"}
     html = (out / "report.html").read_text()
     for title in ("optimizers in MTL", "loss-scale invariance", "gradient alignment", "feature transfer under"):
         assert f"Assumptions: {title}" in html
@@ -156,3 +156,20 @@ def test_each_experiment_end_to_end_writes_its_report_section(tmp_path, capsys):
     assert len(corruptions) == 2 * 2 * 10  # task x encoder x corruption
     assert corruptions["clean"].between(0, 1).all() and corruptions["severity_5"].between(0, 1).all()
     assert (out / "figures" / "corruptions_digits_pair.png").exists()
+
+
+def test_corruption_analysis_needs_the_selected_models(tmp_path):
+    """A run trained without save_selected_models has only its last checkpoint: the analysis says so."""
+    from mtlens import parse_config, train_run
+    from mtlens.analysis.corruption_transfer import corruption_accuracy
+    from mtlens.errors import MtlensError
+    from mtlens.settings import load_setting
+    from mtlens.training.config import resolve_config
+
+    store = RunStore(tmp_path)
+    config = resolve_config(parse_config({**BASE, "tasks": ["a"], "probes": []}))
+    train_run(config, store, progress=False)
+    manifest = pd.DataFrame({"run_id": [config.run_id], "mode": ["stl"], "seed": [0]})
+    setting = load_setting("digits_pair", **BASE["setting_options"])
+    with pytest.raises(MtlensError, match="save_selected_models: true"):
+        corruption_accuracy(store, manifest, setting)

@@ -119,11 +119,47 @@ def test_failed_run_is_recorded_with_its_error_and_the_study_goes_on(store, tiny
     assert "out of memory (simulated)" in store.status(configs[0].run_id)["message"]
 
 
-def test_crash_between_rows_and_checkpoint_loses_and_duplicates_nothing(tmp_path, tiny, monkeypatch):
-    """Rows written after the last checkpoint are discarded and recomputed on resume."""
+def _selected_models(store: RunStore, config) -> dict[str, tuple[int, dict[str, torch.Tensor]]]:
+    run_id = resolve_config(config).run_id
+    steps = store.selected_model_steps(run_id)
+    assert all(len(s) == 1 for s in steps.values()), steps  # older selections are pruned
+    return {task: (s[0], torch.load(store.selected_model_path(run_id, task, s[0]), weights_only=True))
+            for task, s in steps.items()}
+
+
+def test_selected_models_hold_the_weights_of_the_validation_selected_step(tmp_path, tiny):
+    from mtlens.analysis.transfer import selected_checkpoints
+    from mtlens.training.evaluate import evaluate_task
+
+    raw = {**tiny, "epochs": 3, "eval_every_steps": 2, "lr": 0.03}  # a large lr, so val loss rises again
+    config, plain = parse_config({**raw, "save_selected_models": True}), parse_config(raw)
+    store = RunStore(tmp_path)
+    train_run(config, store, progress=False)
+    train_run(plain, store, progress=False)
+    assert resolve_config(config).run_id != resolve_config(plain).run_id  # the flag is part of the identity
+    rows = _rows(store, config)
+    pd.testing.assert_frame_equal(rows.drop(columns="run_id"), _rows(store, plain).drop(columns="run_id"))
+    assert "save_selected_models" not in resolve_config(plain).identity()
+
+    expected = selected_checkpoints(rows, store.task_info()).set_index("task")["step"]
+    saved = _selected_models(store, config)
+    assert {task: step for task, (step, _) in saved.items()} == expected.to_dict()
+    assert expected.max() < resolve_config(config).epochs * 8  # the selection is not just the last step
+    setting = load_setting("digits_pair", n_train=256, n_val=64, n_test=64)
+    model = build_model(setting.encoder, setting.feature_dim, setting.tasks, 0)
+    for task, (step, weights) in saved.items():  # evaluating the saved weights reproduces the recorded score
+        model.load_state_dict(weights)
+        val = evaluate_task(model, setting.task(task), setting.data[task].val, torch.device("cpu"))
+        recorded = rows[(rows["task"] == task) & (rows["step"] == step) & (rows["quantity"] == "val/loss")]
+        assert val["loss"] == pytest.approx(recorded["value"].item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("save_selected", [False, True])
+def test_crash_between_rows_and_checkpoint_loses_and_duplicates_nothing(tmp_path, tiny, monkeypatch, save_selected):
+    """Rows (and selected models) written after the last checkpoint are recomputed on resume."""
     from mtlens.training import trainer
 
-    config = parse_config({**tiny, "eval_every_steps": 3})
+    config = parse_config({**tiny, "eval_every_steps": 3, "save_selected_models": save_selected})
     reference = RunStore(tmp_path / "reference")
     train_run(config, reference, progress=False)
 
@@ -143,6 +179,11 @@ def test_crash_between_rows_and_checkpoint_loses_and_duplicates_nothing(tmp_path
     monkeypatch.setattr(trainer._Run, "_checkpoint", original)
     assert train_run(config, crashing, progress=False) == "finished"
     pd.testing.assert_frame_equal(_rows(crashing, config), _rows(reference, config))
+    resumed, uninterrupted = _selected_models(crashing, config), _selected_models(reference, config)
+    assert len(uninterrupted) == (2 if save_selected else 0)
+    for task, (step, weights) in uninterrupted.items():
+        assert resumed[task][0] == step
+        assert all(torch.equal(resumed[task][1][name], value) for name, value in weights.items())
 
 
 KILL_SCRIPT = textwrap.dedent("""

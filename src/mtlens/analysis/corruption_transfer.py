@@ -1,8 +1,10 @@
 """Feature transfer under common corruptions: linear probes on frozen STL and MTL encoders.
 
 For every finished run of a corruptions experiment and every task ``t`` of the run (the one
-task of an STL run, each task of an MTL run): the run's *final* model (its last checkpoint,
-which is the end of training) is rebuilt and its encoder frozen; a linear probe
+task of an STL run, each task of an MTL run): the run's model at task ``t``'s
+validation-selected checkpoint (the step of :func:`mtlens.analysis.transfer.selected_checkpoints`,
+saved by a run with ``save_selected_models``, as the experiment's runs are) is loaded and its
+encoder frozen -- the same checkpoint the transfer table reports; a linear probe
 (:func:`mtlens.analysis.linear_probe.fit_linear_probe`) is fitted on the encoder's features
 of task ``t``'s clean training images and evaluated on its test images, clean (corruption
 ``none``, severity 0) and under every corruption of :data:`mtlens.data.corruptions.CORRUPTIONS`
@@ -17,7 +19,8 @@ import torch
 
 from mtlens.analysis.linear_probe import encode, fit_linear_probe
 from mtlens.data.corruptions import CORRUPTIONS, SEVERITIES, corrupt
-from mtlens.errors import ConfigError
+from mtlens.analysis.transfer import selected_checkpoints
+from mtlens.errors import ConfigError, MtlensError
 from mtlens.models import build_model, derived_seed
 from mtlens.settings import Setting
 from mtlens.store import RunStore
@@ -49,16 +52,20 @@ def corruption_accuracy(store: RunStore, manifest: pd.DataFrame, setting: Settin
     check_image_setting(setting)
     records = []
     test_sets: dict[str, dict[tuple[str, int], torch.Tensor]] = {}
-    for run in manifest.itertuples():
-        status = store.status(run.run_id) or {}
-        if status.get("state") != "finished":
-            continue
+    finished = [run_id for run_id in manifest["run_id"] if (store.status(run_id) or {}).get("state") == "finished"]
+    selected = selected_checkpoints(store.trajectories(finished), store.task_info()) if finished else None
+    for run in manifest[manifest["run_id"].isin(finished)].itertuples():
         tasks = store.config(run.run_id)["tasks"]
         model = build_model(setting.encoder, setting.feature_dim, setting.select(tasks), int(run.seed))
-        state = torch.load(store.checkpoint_path(run.run_id), map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        encoder = model.encoder.to(device)
         for task in tasks:
+            step = int(selected.loc[(selected["run_id"] == run.run_id) & (selected["task"] == task), "step"].item())
+            path = store.selected_model_path(run.run_id, task, step)
+            if not path.exists():
+                raise MtlensError(f"run {run.run_id} has no saved model of task {task!r} at its selected step {step} "
+                                  f"({path}); train it with save_selected_models: true (the corruptions "
+                                  f"experiment's runs set it)")
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            encoder = model.encoder.to(device)
             data = setting.data[task]
             train_labels = data.train.targets[torch.arange(len(data.train))]
             test_labels = data.test.targets[torch.arange(len(data.test))]

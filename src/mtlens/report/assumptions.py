@@ -162,7 +162,8 @@ def _corruptions(store: RunStore, index: pd.DataFrame, manifest: pd.DataFrame, r
         return "<p>No finished runs of the corruption experiment yet.</p>"
     table = corruption_table(accuracy)
     body = table_html(table, out_dir, f"corruptions_{setting}",
-                      "Linear-probe test accuracy on frozen final encoders (probe fitted on clean training "
+                      "Linear-probe test accuracy on frozen encoders at each task's validation-selected checkpoint "
+                      "(probe fitted on clean training "
                       "features), per task, encoder (STL or MTL) and corruption, at severities 1-5 and their mean; "
                       "drop = clean - mean_corrupted; mean over seeds.")
     return body + save_figure(_corruption_figure(accuracy), out_dir, f"corruptions_{setting}",

@@ -8,6 +8,8 @@ Layout under the store root::
     runs/<run_id>/parts/<step>.parquet  trajectory rows recorded at one step (while running)
     runs/<run_id>/trajectory.parquet  all rows, written when the run ends
     runs/<run_id>/checkpoint.pt      training state at the last checkpoint (written by training)
+    runs/<run_id>/selected/<task>-<step>.pt  model weights at a task's validation-selected step
+                                     (only with ``save_selected_models``)
     runs/<run_id>/.lock              held (flock) by the process training the run
     tables/<name>.parquet            tables computed from runs (experiment manifests, analyses of checkpoints)
 
@@ -15,7 +17,8 @@ Trajectory rows are tidy: one row per (run, task, step, quantity) with the colum
 :data:`ROW_COLUMNS`.  Every write is atomic, so a process killed at any moment leaves
 complete files only.  Rows recorded after the last checkpoint are discarded on resume
 (:meth:`RunStore.discard_parts_after`) and recomputed, so a resumed run has neither lost
-nor duplicated rows.
+nor duplicated rows.  Selected models are named by step and pruned only after a checkpoint
+(:meth:`RunStore.keep_selected_models`), so the checkpoint's selection always has its file.
 """
 
 from __future__ import annotations
@@ -56,6 +59,25 @@ class RunStore:
 
     def checkpoint_path(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "checkpoint.pt"
+
+    def selected_model_path(self, run_id: str, task: str, step: int) -> Path:
+        """The model weights of task ``task``'s validation-selected checkpoint at ``step``."""
+        return self.run_dir(run_id) / "selected" / f"{task}-{step:012d}.pt"
+
+    def selected_model_steps(self, run_id: str) -> dict[str, list[int]]:
+        """Task -> steps of the selected models on disk (one per task once a checkpoint is written)."""
+        steps: dict[str, list[int]] = {}
+        for path in sorted((self.run_dir(run_id) / "selected").glob("*.pt")):
+            task, _, step = path.stem.rpartition("-")
+            steps.setdefault(task, []).append(int(step))
+        return steps
+
+    def keep_selected_models(self, run_id: str, keep: dict[str, int]) -> None:
+        """Delete every selected model but task ``t``'s at step ``keep[t]`` (all of a task not in ``keep``)."""
+        for task, steps in self.selected_model_steps(run_id).items():
+            for step in steps:
+                if keep.get(task) != step:
+                    self.selected_model_path(run_id, task, step).unlink()
 
     def _parts_dir(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "parts"

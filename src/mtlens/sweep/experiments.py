@@ -22,7 +22,8 @@ computes the experiment's analysis of checkpoints where it has one; the report s
     gradient cosine and magnitude ratio (MTL) against intra-task sub-batch and class-group
     cosine (STL and MTL).
 ``corruptions``
-    STL per task and MTL (``sum``); the analysis freezes each final encoder, fits a linear
+    STL per task and MTL (``sum``), saving each task's validation-selected model
+    (``save_selected_models``); the analysis freezes each selected encoder, fits a linear
     probe per task on clean training features and evaluates it on the test images under
     every corruption of :mod:`mtlens.data.corruptions` at severities 1..5.
 
@@ -111,13 +112,14 @@ def _plan(name: str, base: dict[str, Any], setting: Setting, runs: list[tuple[di
     return ExperimentPlan(name, setting.name, configs, pd.DataFrame.from_records(records))
 
 
-def _stl_and_mtl(base: dict[str, Any], setting: Setting, seeds: Sequence[int], probes: list[str]
+def _stl_and_mtl(setting: Setting, seeds: Sequence[int], keys: dict[str, Any]
                  ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """STL per task and MTL (``sum``) per seed, each with the config ``keys``."""
     runs = []
     for seed in seeds:
         for task in setting.task_names:
-            runs.append(({"tasks": [task], "seed": seed, "method": "sum", "probes": probes}, {}))
-        runs.append(({"seed": seed, "method": "sum", "probes": probes}, {}))
+            runs.append(({"tasks": [task], "seed": seed, "method": "sum", **keys}, {}))
+        runs.append(({"seed": seed, "method": "sum", **keys}, {}))
     return runs
 
 
@@ -166,7 +168,7 @@ def loss_scale_experiment(base: dict[str, Any], setting: Setting, seeds: Sequenc
 
 def alignment_experiment(base: dict[str, Any], setting: Setting, seeds: Sequence[int]) -> ExperimentPlan:
     """STL per task and MTL (``sum``) per seed, with the conflict and alignment probes on."""
-    return _plan("alignment", base, setting, _stl_and_mtl(base, setting, seeds, list(ALIGNMENT_PROBES)))
+    return _plan("alignment", base, setting, _stl_and_mtl(setting, seeds, {"probes": list(ALIGNMENT_PROBES)}))
 
 
 def corruptions_experiment(base: dict[str, Any], setting: Setting, seeds: Sequence[int]) -> ExperimentPlan:
@@ -174,7 +176,7 @@ def corruptions_experiment(base: dict[str, Any], setting: Setting, seeds: Sequen
     from mtlens.analysis.corruption_transfer import check_image_setting
 
     check_image_setting(setting)
-    return _plan("corruptions", base, setting, _stl_and_mtl(base, setting, seeds, []))
+    return _plan("corruptions", base, setting, _stl_and_mtl(setting, seeds, {"probes": [], "save_selected_models": True}))
 
 
 EXPERIMENTS: dict[str, Callable[..., ExperimentPlan]] = {

@@ -16,6 +16,12 @@ run id it had before probes existed.
 
 ``mixed_precision: bf16`` runs the training forward passes and losses under
 ``torch.autocast`` with bfloat16 (no loss scaling needed); evaluation stays in float32.
+
+``save_selected_models: true`` keeps, per task, the model weights at the task's
+validation-selected checkpoint (the step :func:`mtlens.analysis.transfer.selected_checkpoints`
+selects), for analyses of the selected model such as the corruptions experiment; it costs one
+model file per task on disk.  Like ``mixed_precision``, it is part of the run identity only
+when set.
 """
 
 from __future__ import annotations
@@ -69,6 +75,7 @@ class RunConfig(BaseModel):
     alignment_batches: int = Field(default=4, gt=0)
     device: str = "cpu"
     mixed_precision: Literal["off", "bf16"] = "off"
+    save_selected_models: bool = False
 
     @field_validator("setting")
     @classmethod
@@ -128,11 +135,14 @@ class RunConfig(BaseModel):
 
     def identity(self) -> dict[str, Any]:
         """The fields that define the run's trajectory: everything but the device, without the probe
-        keys when ``probes`` is empty and without ``mixed_precision`` when it is ``'off'`` (so such
-        runs keep the ids they had before those options existed)."""
+        keys when ``probes`` is empty, without ``mixed_precision`` when it is ``'off'`` and without
+        ``save_selected_models`` when it is false (so such runs keep the ids they had before those
+        options existed)."""
         exclude = {"device"} | (set(PROBE_KEYS) if not self.probes else set())
         if self.mixed_precision == "off":
             exclude.add("mixed_precision")
+        if not self.save_selected_models:
+            exclude.add("save_selected_models")
         return self.model_dump(exclude=exclude)
 
     @property

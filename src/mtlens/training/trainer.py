@@ -11,7 +11,10 @@ run is evaluated on its fixed training subset and on its validation and test spl
 the rows are written to the store and then a checkpoint is written.  A run killed at any moment resumes from its last
 checkpoint: rows recorded after it are discarded and recomputed, and because the
 batch order, the model and every RNG stream are restored, the resumed trajectory is
-identical to an uninterrupted one.
+identical to an uninterrupted one.  With ``save_selected_models``, a task's weights are
+saved whenever its validation selection metric improves (the best score and step are part of
+the checkpoint; the file of an older selection is deleted only once a checkpoint names a
+newer one).
 
 Probes.  At the steps of the probe schedule (:func:`mtlens.probes.probe_steps`) the config's
 probes run after the step's optimizer update (:class:`mtlens.probes.ProbeRunner`); their rows
@@ -43,6 +46,7 @@ from mtlens.models import MultiTaskModel, build_model, derived_seed
 from mtlens.probes import ProbeRunner, probe_steps
 from mtlens.settings import Setting
 from mtlens.store import RunStore, atomic_write
+from mtlens.tasks import Task
 from mtlens.training.batches import BatchStream
 from mtlens.training.config import RunConfig, load_configured_setting, resolve_config
 from mtlens.training.evaluate import evaluate_task, train_eval_rows
@@ -103,6 +107,7 @@ class _Run:
             t.name: train_eval_rows(setting.data[t.name].train, config.train_eval_size, t.name) for t in self.tasks
         }
         self.diagnostics: dict[str, Any] = {"sums": {}, "steps": 0}
+        self.selected: dict[str, tuple[float, int]] = {}  # task -> (selection score, step), if saved
         self.scales = {t: config.loss_scale * config.task_loss_scales.get(t, 1.0) for t in config.tasks}
         self.probes = ProbeRunner(config, setting, self.tasks, self.device) if config.probes else None
         self.probe_steps = set(probe_steps(self.total_steps, self.steps_per_epoch, config.probe_first_epoch,
@@ -159,6 +164,8 @@ class _Run:
             for split_name, rows in (("train", self.train_rows[task.name]), ("val", None), ("test", None)):
                 scores = evaluate_task(self.model, task, data.split(split_name), self.device, rows,
                                        batch_size=self.setting.defaults.eval_batch_size)
+                if split_name == "val" and self.config.save_selected_models:
+                    self._save_if_selected(task, scores, step)
                 records += [
                     {"task": task.name, "quantity": f"{split_name}/{name}", "value": value}
                     for name, value in scores.items()
@@ -173,6 +180,21 @@ class _Run:
             seed=self.config.seed, step=step, epoch=step / self.steps_per_epoch,
         )
         self.store.write_part(self.run_id, step, frame)
+
+    def _save_if_selected(self, task: Task, val_scores: dict[str, float], step: int) -> None:
+        """Save the weights when the task's validation selection metric strictly improves.
+
+        The rule of :func:`~mtlens.analysis.transfer.selected_checkpoints`: the first best
+        value wins, a non-finite value is worst.
+        """
+        metric = task.selection_metric
+        value = val_scores[metric]
+        score = (value if task.is_lower_better(metric) else -value) if math.isfinite(value) else math.inf
+        if task.name in self.selected and not score < self.selected[task.name][0]:
+            return
+        self.selected[task.name] = (score, step)
+        atomic_write(self.store.selected_model_path(self.run_id, task.name, step),
+                     lambda tmp: torch.save(self.model.state_dict(), tmp))
 
     def _accumulate(self, diagnostics: dict[str, float]) -> None:
         sums = self.diagnostics["sums"]
@@ -201,8 +223,10 @@ class _Run:
             "stream": self.stream.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+            "selected": self.selected,
         }
         atomic_write(self.store.checkpoint_path(self.run_id), lambda tmp: torch.save(state, tmp))
+        self.store.keep_selected_models(self.run_id, {task: step for task, (_, step) in self.selected.items()})
         self.store.set_status(self.run_id, "running", step)
 
     def _restore(self) -> int:
@@ -210,6 +234,7 @@ class _Run:
         path = self.store.checkpoint_path(self.run_id)
         if not path.exists():
             self.store.discard_parts_after(self.run_id, -1)
+            self.store.keep_selected_models(self.run_id, {})
             self._record(0)
             self._checkpoint(0)
             return 0
@@ -222,5 +247,7 @@ class _Run:
         torch.set_rng_state(state["torch_rng"].cpu())
         if state["cuda_rng"] is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+        self.selected = state["selected"]
         self.store.discard_parts_after(self.run_id, state["step"])
+        self.store.keep_selected_models(self.run_id, {task: step for task, (_, step) in self.selected.items()})
         return int(state["step"])
