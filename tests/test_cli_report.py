@@ -48,3 +48,24 @@ def test_study_runs_reports_and_lists(tmp_path, capsys):
 def test_report_on_empty_store_is_a_clear_error(tmp_path, capsys):
     assert main(["report", "--store", str(tmp_path / "empty"), "--out", str(tmp_path / "r")]) == 2
     assert "no runs in" in capsys.readouterr().err
+
+
+def test_report_compares_runs_only_within_their_training_configuration(tmp_path):
+    """Two learning rates in one store: each MTL run is paired with the STL runs of its own lr, and
+    runs of different lrs are never pooled as seeds (n = 1 per group, not 2)."""
+    store, out = tmp_path / "store", tmp_path / "report"
+    common = ["study", "digits_pair", "--seeds", "1", "--epochs", "1", "--option", "n_train=128", "--option",
+              "n_val=48", "--option", "n_test=48", "--set", "probes=[]", "--set", "train_eval_size=64",
+              "--store", str(store), "--quiet"]
+    assert main([*common, "--lr", "0.001"]) == 0
+    assert main([*common, "--lr", "0.01"]) == 0
+    assert main(["report", "--store", str(store), "--out", str(out)]) == 0
+    transfer = pd.read_csv(out / "tables" / "transfer.csv")
+    assert sorted(zip(transfer["setting"], transfer["task"])) == [
+        ("digits_pair [lr=0.001]", "a"), ("digits_pair [lr=0.001]", "b"),
+        ("digits_pair [lr=0.01]", "a"), ("digits_pair [lr=0.01]", "b")]
+    assert (transfer["n_stl"] == 1).all() and (transfer["n_mtl"] == 1).all()
+    runs = pd.read_csv(out / "tables" / "runs.csv")
+    assert sorted(runs["runs"]) == [1, 1, 2, 2]  # per configuration: 2 STL runs, 1 MTL run
+    assert "never pooled as seeds" in (out / "report.html").read_text()
+    assert (out / "figures" / "gap_digits_pair-lr-0.01-_sum_a.png").exists()

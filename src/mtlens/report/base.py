@@ -1,9 +1,11 @@
-"""Building blocks of the report: sections, and figures saved as PNG + PDF and embedded in HTML."""
+"""Building blocks of the report: sections, figures saved as PNG + PDF and embedded in HTML,
+tables, and the split of runs by training configuration that every comparison section uses."""
 
 from __future__ import annotations
 
 import base64
 import html
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +13,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from mtlens.analysis.transfer import TaskInfo  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -45,3 +50,35 @@ def table_html(frame, out_dir: Path, name: str, caption: str, float_format: str 
     frame.to_csv(tables / f"{name}.csv", index=False)
     rendered = frame.to_html(index=False, float_format=float_format.format, border=0, classes="table")
     return f'<div class="table-wrap"><p class="caption">{html.escape(caption)}</p>{rendered}</div>'
+
+
+RUN_KEYS = {"run_id", "setting", "tasks", "mode", "method", "method_options", "seed", "state", "last_step", "message",
+            "device"}
+"""Run-index columns that do not describe the training configuration shared by a run and its STL
+references (the method and its options are what an MTL run compares against STL)."""
+
+
+def by_configuration(index: pd.DataFrame, rows: pd.DataFrame, task_info: TaskInfo) -> tuple[pd.DataFrame, TaskInfo]:
+    """Where the runs differ in their training configuration (optimizer, lr, momentum, ...), append
+    it to each row's ``setting`` (``"digits_pair [optimizer=sgd lr=0.05]"``) so that MTL runs are
+    only ever paired with STL runs trained the same way; ``task_info`` gains the new names."""
+    keys = [c for c in index.columns if c not in RUN_KEYS and index[c].astype(str).nunique() > 1]
+    if not keys or rows.empty:
+        return rows, task_info
+    labels = index.set_index("run_id")[keys].astype(str).apply(
+        lambda r: " ".join(f"{k}={v}" for k, v in r.items()), axis=1)
+    rows = rows.assign(setting=rows["setting"] + " [" + rows["run_id"].map(labels) + "]")
+    names = rows[["setting"]].drop_duplicates()["setting"]
+    extended = dict(task_info)
+    for (setting, task), info in task_info.items():
+        extended.update({(name, task): info for name in names if name.startswith(f"{setting} [")})
+    return rows, extended
+
+
+def slug(*parts: object) -> str:
+    """A file-name-safe figure name from ``parts``."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", "_".join(str(p) for p in parts)).strip("-")
+
+
+def not_available(what: str) -> str:
+    return f'<p class="not-available">Not available: {html.escape(what)}.</p>'

@@ -8,8 +8,6 @@ the data a section needs is missing it says so ("not available: ...") instead of
 
 from __future__ import annotations
 
-import html
-import re
 from pathlib import Path
 
 import matplotlib
@@ -22,44 +20,12 @@ import pandas as pd  # noqa: E402
 from mtlens.analysis.correlation import correlation_table, unit_table  # noqa: E402
 from mtlens.analysis.optimization import loss_ratio_curves, optimization_effect, steps_to_loss  # noqa: E402
 from mtlens.analysis.transfer import TaskInfo  # noqa: E402
-from mtlens.report.base import Section, save_figure, table_html  # noqa: E402
+from mtlens.report.base import Section, by_configuration, not_available, save_figure, slug, table_html  # noqa: E402
 from mtlens.store import RunStore  # noqa: E402
 
 LEVEL_FRACTIONS = (0.5, 0.9)
 """Loss levels of the steps-to-loss table: these fractions of the way (in log loss) from the
 highest initial to the highest final training loss of the task's runs."""
-
-
-RUN_KEYS = {"run_id", "setting", "tasks", "mode", "method", "method_options", "seed", "state", "last_step", "message",
-            "device"}
-"""Run-index columns that do not describe the training configuration shared by a run and its STL
-references (the method and its options are what an MTL run compares against STL)."""
-
-
-def by_configuration(index: pd.DataFrame, rows: pd.DataFrame, task_info: TaskInfo) -> tuple[pd.DataFrame, TaskInfo]:
-    """Where the runs differ in their training configuration (optimizer, lr, momentum, ...), append
-    it to each row's ``setting`` (``"digits_pair [optimizer=sgd lr=0.05]"``) so that MTL runs are
-    only ever paired with STL runs trained the same way; ``task_info`` gains the new names."""
-    keys = [c for c in index.columns if c not in RUN_KEYS and index[c].astype(str).nunique() > 1]
-    if not keys or rows.empty:
-        return rows, task_info
-    labels = index.set_index("run_id")[keys].astype(str).apply(
-        lambda r: " ".join(f"{k}={v}" for k, v in r.items()), axis=1)
-    rows = rows.assign(setting=rows["setting"] + " [" + rows["run_id"].map(labels) + "]")
-    names = rows[["setting"]].drop_duplicates()["setting"]
-    extended = dict(task_info)
-    for (setting, task), info in task_info.items():
-        extended.update({(name, task): info for name in names if name.startswith(f"{setting} [")})
-    return rows, extended
-
-
-def slug(*parts: object) -> str:
-    """A file-name-safe figure name from ``parts``."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", "_".join(str(p) for p in parts)).strip("-")
-
-
-def not_available(what: str) -> str:
-    return f'<p class="not-available">Not available: {html.escape(what)}.</p>'
 
 
 def _loss_levels(rows: pd.DataFrame) -> pd.DataFrame:

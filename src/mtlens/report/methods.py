@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from mtlens.report.base import Section, save_figure, table_html  # noqa: E402
+from mtlens.report.base import Section, by_configuration, save_figure, slug, table_html  # noqa: E402
 from mtlens.store import RunStore  # noqa: E402
 
 WEIGHT = "method/weight"
@@ -39,7 +39,8 @@ def task_weights_figure(rows: pd.DataFrame) -> "plt.Figure":
 def method_weights_section(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out_dir: Path) -> list[Section]:
     """``SectionBuilder``: a table of the weights at the first and last record and a figure of
     the weights over training, per setting and method."""
-    del store, index
+    del store
+    rows, _ = by_configuration(index, rows, {})
     weights = rows[(rows["mode"] == "mtl") & (rows["quantity"] == WEIGHT)]
     if weights.empty:
         return []
@@ -51,7 +52,7 @@ def method_weights_section(store: RunStore, index: pd.DataFrame, rows: pd.DataFr
             summary.append({"setting": setting, "method": method, "task": task,
                             "n_runs": task_rows["run_id"].nunique(), "first_weight": first, "last_weight": last,
                             "mean_weight": task_rows["value"].mean()})
-        figures.append(save_figure(task_weights_figure(frame), out_dir, f"weights_{setting}_{method}",
+        figures.append(save_figure(task_weights_figure(frame), out_dir, slug("weights", setting, method),
                                    f"{setting}, method {method}: task weights applied by the method, averaged "
                                    f"over the steps between records, mean ± std over seeds."))
     body = table_html(pd.DataFrame(summary), out_dir, "method_weights",

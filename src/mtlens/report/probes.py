@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from mtlens.report.base import Section, save_figure  # noqa: E402
+from mtlens.report.base import Section, by_configuration, save_figure, slug  # noqa: E402
 from mtlens.report.figures import training_curves_figure  # noqa: E402
 from mtlens.store import RunStore  # noqa: E402
 
@@ -30,7 +30,8 @@ TASK_PROBES = ("probe/grad_coherence", "probe/m_coherence", "probe/fisher_trace"
 
 def probes_section(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out_dir: Path) -> list[Section]:
     """A :data:`~mtlens.report.study_report.SectionBuilder`: the probe figures, or nothing without probe rows."""
-    del store, index
+    del store
+    rows, _ = by_configuration(index, rows, {})
     probe_rows = rows[rows["quantity"].str.startswith("probe/")]
     if probe_rows.empty:
         return []
@@ -43,7 +44,7 @@ def probes_section(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out
             n_seeds = {mode: frame["seed"].nunique() for mode, frame in pair.groupby("mode")}
             fig = training_curves_figure(pair, tasks, quantities)
             parts.append(save_figure(
-                fig, out_dir, f"probes_{setting}_{method}",
+                fig, out_dir, slug("probes", setting, method),
                 f"{setting}, method {method}: every per-task probe by epoch, STL (blue) vs MTL (red), mean ± std "
                 f"over seeds ({n_seeds.get('stl', 0)} STL and {n_seeds.get('mtl', 0)} MTL seeds; runs per curve in "
                 f"the legend). update_cosine: cosine of the task's probe-sample gradient with the update direction "
@@ -52,7 +53,7 @@ def probes_section(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out
         pairs = sorted(t for t in mtl_rows["task"].unique() if "|" in t)
         if pairs:
             parts.append(save_figure(
-                conflict_figure(mtl_rows, pairs), out_dir, f"conflict_{setting}_{method}",
+                conflict_figure(mtl_rows, pairs), out_dir, slug("conflict", setting, method),
                 f"{setting}, method {method} (MTL, {mtl_rows['seed'].nunique()} seeds, mean ± std): inter-task "
                 f"gradient cosine on the shared parameters next to each task's intra-task cosines (two halves "
                 f"of a batch; two class groups), magnitude similarity of the task gradients, and per run the "

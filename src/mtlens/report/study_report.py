@@ -17,10 +17,10 @@ import pandas as pd
 
 from mtlens.analysis.gap import generalization_gap
 from mtlens.errors import ConfigError, MtlensError
-from mtlens.analysis.transfer import delta_m, transfer_table
+from mtlens.analysis.transfer import TaskInfo, delta_m, transfer_table
 from mtlens.report.alignment import elich_sections
 from mtlens.report.assumptions import assumptions_sections
-from mtlens.report.base import Section, save_figure, table_html
+from mtlens.report.base import Section, by_configuration, save_figure, slug, table_html
 from mtlens.report.correlations import explanation_sections
 from mtlens.report.figures import gap_figure, training_curves_figure
 from mtlens.report.probes import probes_section
@@ -67,9 +67,18 @@ def _matches(column: pd.Series, key: str, values: Sequence[Any]) -> pd.Series:
     return column.astype(str).isin([str(v) for v in values])
 
 
-def overview_section(index: pd.DataFrame, out_dir: Path) -> Section:
-    counts = (index.groupby(["setting", "mode", "method", "state"]).size().rename("runs").reset_index())
+def overview_section(index: pd.DataFrame, configured: pd.DataFrame, out_dir: Path) -> Section:
+    """Run counts per configuration; ``configured`` holds the rows with :func:`by_configuration`'s setting names."""
+    names = configured.groupby("run_id")["setting"].first()
+    counts = (index.assign(setting=index["run_id"].map(names).fillna(index["setting"]))
+              .groupby(["setting", "mode", "method", "state"]).size().rename("runs").reset_index())
     body = table_html(counts, out_dir, "runs", "Runs in this report by setting, mode, method and state.")
+    if counts["setting"].str.contains(" [", regex=False).any():
+        body += ("<p>The runs differ in their training configuration, so every comparison below is made "
+                 "within one configuration (shown as <code>setting [key=value ...]</code>): an MTL run is "
+                 "compared only with STL runs trained the same way, and runs of different configurations "
+                 "are never pooled as seeds. Use <code>mtlens report --where KEY=VALUE</code> to restrict "
+                 "the report to some of them.</p>")
     problems = index[index["state"].isin(["diverged", "failed"])]
     if len(problems):
         body += table_html(problems[["run_id", "state", "last_step", "message"]], out_dir, "problem_runs",
@@ -78,8 +87,8 @@ def overview_section(index: pd.DataFrame, out_dir: Path) -> Section:
     return Section("Overview", body, "overview")
 
 
-def transfer_section(rows: pd.DataFrame, store: RunStore, out_dir: Path) -> Section:
-    table = transfer_table(rows, store.task_info())
+def transfer_section(rows: pd.DataFrame, task_info: TaskInfo, out_dir: Path) -> Section:
+    table = transfer_table(rows, task_info)
     if table.empty:
         return Section("Transfer", "<p>No task has both STL and MTL runs yet.</p>", "transfer")
     body = table_html(
@@ -108,7 +117,7 @@ def gap_section(rows: pd.DataFrame, out_dir: Path, noise_multiplier: float) -> S
                        f"±{noise_multiplier:g} standard errors of seed noise; dashed: first level where the gap "
                        f"exceeds the noise.")
             parts.append(save_figure(gap_figure(results, noise_multiplier), out_dir,
-                                     f"gap_{setting}_{method}_{task}", caption))
+                                     slug("gap", setting, method, task), caption))
             for r in results:
                 onset = r.onset or {}
                 onsets.append({"setting": setting, "method": method, "task": task, "measure": r.measure,
@@ -132,7 +141,7 @@ def training_section(rows: pd.DataFrame, out_dir: Path) -> Section:
         pair = pd.concat([rows[(rows["setting"] == setting) & (rows["mode"] == "stl")], mtl_rows])
         tasks = sorted(mtl_rows["task"].unique())
         fig = training_curves_figure(pair, tasks, ["train/loss", "val/loss", "val/error"])
-        parts.append(save_figure(fig, out_dir, f"training_{setting}_{method}",
+        parts.append(save_figure(fig, out_dir, slug("training", setting, method),
                                  f"{setting}, method {method}: training loss (fixed training subset), validation "
                                  f"loss and error by epoch, mean ± std over seeds ({pair['run_id'].nunique()} runs, "
                                  f"{pair['seed'].nunique()} seeds; n per curve in the legend)."))
@@ -150,8 +159,9 @@ def write_report(store: RunStore, out_dir: str | Path, settings: Sequence[str] =
         raise MtlensError(f"no runs in {store.root} match settings={list(settings)} methods={list(methods)}"
                           f"{f' where={where}' if where else ''}")
     rows = store.trajectories(index["run_id"].tolist())
-    sections = [overview_section(index, out_dir), transfer_section(rows, store, out_dir),
-                gap_section(rows, out_dir, noise_multiplier), training_section(rows, out_dir)]
+    configured, task_info = by_configuration(index, rows, store.task_info())
+    sections = [overview_section(index, configured, out_dir), transfer_section(configured, task_info, out_dir),
+                gap_section(configured, out_dir, noise_multiplier), training_section(configured, out_dir)]
     for build in (*DEFAULT_SECTIONS, *extra_sections):
         sections += build(store, index, rows, out_dir)
     path = out_dir / "report.html"
