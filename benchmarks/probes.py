@@ -10,6 +10,9 @@ from the model) of mtlens (``torch.func`` ``vmap(grad)`` in chunks) against
   elementwise, hence ``sum ||g_i||^2``; ``.grad`` gives ``sum g_i``), and with ``BatchGrad``
   (materializes ``(N, P)``).
 
+It also times one batched forward + backward of the summed loss over the N examples, the
+floor of any method that needs per-example norms (they cost at least the gradient of the sum).
+
 Two models: the small CNN of the embedded settings (``conv_encoder(1, 28)``, 28x28 inputs)
 and an MLP (784-256-128), each with a 10-way head.  Every timing is the best of
 ``--repeats`` runs; the script checks that all methods agree before printing ratios
@@ -118,6 +121,11 @@ def main() -> None:
             for ext in ("SumGradSquared", "BatchGrad"):
                 timings[f"backpack {ext}"] = best_time(
                     lambda ext=ext: from_moments(*backpack_moments(extended, task, x, targets, ext)), args.repeats)
+            def floor() -> None:  # one batched forward + backward of the summed loss: no per-example work at all
+                loss = task.loss(model(x, ["t"])["t"], targets).sum()
+                torch.autograd.grad(loss, list(probe_parameters(model, "t").values()))
+
+            floor_time = best_time(floor, args.repeats)[0]
             loop_time, loop_value = best_time(
                 lambda: from_moments(*loop_moments(model, task, x[: args.loop_n], targets[: args.loop_n])), 1)
             reference = timings["backpack SumGradSquared"][1]
@@ -129,6 +137,8 @@ def main() -> None:
             print(f"  {'loop (autograd.grad per example)':34s} {loop_time:8.3f} s  (timed on {args.loop_n}, scaled)")
             for name, (seconds, _) in timings.items():
                 print(f"  {name:34s} {seconds:8.3f} s  loop/this {loop_time / seconds:6.1f}x")
+            print(f"  {'floor: one batched forward+backward':34s} {floor_time:8.3f} s  loop/this "
+                  f"{loop_time / floor_time:6.1f}x  (best mtlens / floor = {best[0] / floor_time:.2f})")
             bp = timings["backpack SumGradSquared"][0]
             print(f"  best mtlens ({best[1]}): {loop_time / best[0]:.1f}x faster than the loop, "
                   f"{bp / best[0]:.2f}x BackPACK SumGradSquared's speed, "
