@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,15 +59,30 @@ RUN_KEYS = {"run_id", "setting", "tasks", "mode", "method", "method_options", "s
 references (the method and its options are what an MTL run compares against STL)."""
 
 
+def _default_text(key: str) -> str | None:
+    """``RunConfig``'s default of ``key`` as the run index writes it (JSON for lists and dicts)."""
+    from mtlens.training.config import RunConfig
+
+    field = RunConfig.model_fields.get(key)
+    if field is None:
+        return None
+    default = field.get_default(call_default_factory=True)
+    return json.dumps(default) if isinstance(default, (list, dict)) else str(default)
+
+
 def by_configuration(index: pd.DataFrame, rows: pd.DataFrame, task_info: TaskInfo) -> tuple[pd.DataFrame, TaskInfo]:
     """Where the runs differ in their training configuration (optimizer, lr, momentum, ...), append
     it to each row's ``setting`` (``"digits_pair [optimizer=sgd lr=0.05]"``) so that MTL runs are
-    only ever paired with STL runs trained the same way; ``task_info`` gains the new names."""
+    only ever paired with STL runs trained the same way; ``task_info`` gains the new names.
+
+    A label lists, among the keys in which the runs differ, those whose value is not the config
+    default, so labels stay short and different configurations still get different labels."""
     keys = [c for c in index.columns if c not in RUN_KEYS and index[c].astype(str).nunique() > 1]
     if not keys or rows.empty:
         return rows, task_info
+    defaults = {k: _default_text(k) for k in keys}
     labels = index.set_index("run_id")[keys].astype(str).apply(
-        lambda r: " ".join(f"{k}={v}" for k, v in r.items()), axis=1)
+        lambda r: " ".join(f"{k}={v}" for k, v in r.items() if v != defaults[k]) or "defaults", axis=1)
     rows = rows.assign(setting=rows["setting"] + " [" + rows["run_id"].map(labels) + "]")
     names = rows[["setting"]].drop_duplicates()["setting"]
     extended = dict(task_info)

@@ -136,15 +136,22 @@ def gap_section(rows: pd.DataFrame, out_dir: Path, noise_multiplier: float) -> S
 
 
 def training_section(rows: pd.DataFrame, out_dir: Path) -> Section:
-    parts = []
+    parts, unpaired = [], []
     for (setting, method), mtl_rows in rows[rows["mode"] == "mtl"].groupby(["setting", "method"]):
-        pair = pd.concat([rows[(rows["setting"] == setting) & (rows["mode"] == "stl")], mtl_rows])
+        stl_rows = rows[(rows["setting"] == setting) & (rows["mode"] == "stl")]
+        if stl_rows.empty:
+            unpaired.append(f"{setting}, method {method}")
+            continue
+        pair = pd.concat([stl_rows, mtl_rows])
         tasks = sorted(mtl_rows["task"].unique())
         fig = training_curves_figure(pair, tasks, ["train/loss", "val/loss", "val/error"])
         parts.append(save_figure(fig, out_dir, slug("training", setting, method),
                                  f"{setting}, method {method}: training loss (fixed training subset), validation "
                                  f"loss and error by epoch, mean ± std over seeds ({pair['run_id'].nunique()} runs, "
                                  f"{pair['seed'].nunique()} seeds; n per curve in the legend)."))
+    if unpaired:
+        parts.append(f"<p>MTL runs without STL runs of the same configuration (not drawn here): "
+                     f"{html.escape('; '.join(unpaired))}.</p>")
     return Section("How did optimization differ?", "".join(parts) or "<p>No MTL runs.</p>", "training")
 
 
