@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from mtlens.cli import main
 from mtlens.settings import load_setting
@@ -14,7 +17,16 @@ from mtlens.settings.fashion_mtl import fashion_mtl_partition
 from mtlens.settings.mnists import mnists_partition
 from mtlens.training.config import parse_config
 from mtlens.training.trainer import train_run
-from paper_files import CELEBA_ATTRIBUTES, CIFAR100_SUPERCLASSES, write_celeba, write_cifar100, write_idx_dataset, write_notmnist
+from paper_files import (
+    CELEBA_ATTRIBUTES,
+    CIFAR100_SUPERCLASSES,
+    write_celeba,
+    write_cifar100,
+    write_idx_dataset,
+    write_notmnist,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -135,3 +147,10 @@ def test_missing_dataset_is_one_clear_cli_error(data_root, capsys):
     assert {line.split()[0] for line in out.splitlines()[1:]} >= {"mnist", "fashion_mnist", "kmnist", "notmnist",
                                                                   "cifar100", "celeba"}
     assert all(" missing " in line for line in out.splitlines()[1:])
+
+
+@pytest.mark.parametrize("name", ["fashion_mtl", "mnists", "cifar100", "celeba"])
+def test_config_files_are_valid_run_configs(name):
+    raw = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())
+    config = parse_config({**raw, "setting": name})
+    assert config.setting == name and config.epochs and config.eval_every_steps
