@@ -11,7 +11,7 @@ CelebA (ResNet-18, 256 images) at their default batch sizes are too slow for a q
 CPU: they are timed at a batch of ``--small-batch`` and scaled linearly to the default
 batch (an estimate, marked ``*``).  Data loading (CelebA's JPEG decoding) is not included.
 
-    python benchmarks/paper_settings_step_time.py [--device cpu] [--threads 2] [--small-batch 8]
+    python benchmarks/paper_settings_step_time.py [--device cpu] [--threads 1] [--small-batch 8]
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def seconds_per_step(step: Callable[[], None], device: torch.device, repeats: in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--small-batch", type=int, default=8)
     args = parser.parse_args()
