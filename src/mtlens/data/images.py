@@ -287,8 +287,9 @@ class LazyImageFolder:
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: Tensor) -> Tensor:
-        names = [self.files[i] for i in torch.as_tensor(index).reshape(-1).tolist()]
+    def __getitem__(self, index: Tensor | slice) -> Tensor:
+        rows = range(len(self))[index] if isinstance(index, slice) else torch.as_tensor(index).reshape(-1).tolist()
+        names = [self.files[i] for i in rows]
         if self.workers == 1 or len(names) < 2 * self.workers:
             return torch.stack([self._read(n) for n in names])
         with ThreadPoolExecutor(self.workers) as pool:
