@@ -99,3 +99,6 @@ def test_celeba_lists_and_lazy_center_cropped_images(tmp_path):
     assert len(folder) == 2 and batch.shape == (3, 3, 16, 16) and batch.dtype == torch.float32
     assert batch[0, 0].max() < 0.05 and batch[0, 1].min() > 0.95
     assert torch.equal(batch[0], batch[2])
+    threaded = LazyImageFolder(tmp_path, folder.files, size=16, workers=2)[torch.tensor([0, 1, 0, 1, 1, 0])]
+    assert torch.equal(threaded, torch.cat([batch, batch[[1, 1, 0]]]))
+    assert torch.equal(folder[:2], batch[:2])

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from mtlens.cli import main
 from mtlens.settings import load_setting
@@ -14,7 +17,16 @@ from mtlens.settings.fashion_mtl import fashion_mtl_partition
 from mtlens.settings.mnists import mnists_partition
 from mtlens.training.config import parse_config
 from mtlens.training.trainer import train_run
-from paper_files import CELEBA_ATTRIBUTES, CIFAR100_SUPERCLASSES, write_celeba, write_cifar100, write_idx_dataset, write_notmnist
+from paper_files import (
+    CELEBA_ATTRIBUTES,
+    CIFAR100_SUPERCLASSES,
+    write_celeba,
+    write_cifar100,
+    write_idx_dataset,
+    write_notmnist,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -27,9 +39,9 @@ def _keys(images: torch.Tensor) -> list[bytes]:
     return [row.numpy().tobytes() for row in (images * 255).round().to(torch.uint8).reshape(len(images), -1)]
 
 
-def _one_epoch(store, setting: str, options: dict, batch_size: int = 8) -> None:
+def _one_epoch(store, setting: str, options: dict, batch_size: int = 8, tasks: list[str] | None = None) -> None:
     config = parse_config({"setting": setting, "setting_options": options, "epochs": 1, "batch_size": batch_size,
-                           "train_eval_size": 16})
+                           "train_eval_size": 16, "tasks": tasks})
     assert train_run(config, store, progress=False) == "finished"
     losses = store.trajectories().query("quantity == 'train/loss'")["value"]
     assert len(losses) and np.isfinite(losses).all()
@@ -91,7 +103,7 @@ def test_mnists_three_tasks_on_their_own_inputs(data_root, store, third):
 
 def test_cifar100_twenty_superclass_tasks(data_root, store):
     write_cifar100(data_root / "cifar100", train_per_class=3, test_per_class=2)
-    options = {"n_train_per_class": 2, "n_val_per_class": 1}
+    options = {"n_train_per_class": 2, "n_val_per_class": 1, "width": 4}
     setting = load_setting("cifar100", **options)
     assert setting.task_names == sorted(CIFAR100_SUPERCLASSES)
     fine_names = sorted(n for names in CIFAR100_SUPERCLASSES.values() for n in names)
@@ -104,7 +116,8 @@ def test_cifar100_twenty_superclass_tasks(data_root, store):
             fine = (x[:, 0, 0, 0] * 255).round().long()  # pixel 0 of every tiny image is its fine label
             ordered = sorted(fine_names.index(c) for c in classes)
             assert [ordered[k] for k in split.targets.tolist()] == fine.tolist()
-    _one_epoch(store, "cifar100", options, batch_size=4)
+    assert setting.encoder()(setting.data["people"].train.inputs[torch.arange(3)]).shape == (3, 32)
+    _one_epoch(store, "cifar100", options, batch_size=4, tasks=["fish", "people", "vehicles_2"])
 
 
 def test_celeba_forty_attributes_official_partition(data_root, store):
@@ -135,3 +148,10 @@ def test_missing_dataset_is_one_clear_cli_error(data_root, capsys):
     assert {line.split()[0] for line in out.splitlines()[1:]} >= {"mnist", "fashion_mnist", "kmnist", "notmnist",
                                                                   "cifar100", "celeba"}
     assert all(" missing " in line for line in out.splitlines()[1:])
+
+
+@pytest.mark.parametrize("name", ["fashion_mtl", "mnists", "cifar100", "celeba"])
+def test_config_files_are_valid_run_configs(name):
+    raw = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())
+    config = parse_config({**raw, "setting": name})
+    assert config.setting == name and config.epochs and config.eval_every_steps

@@ -14,7 +14,7 @@ that is **2,000 / 500 / 500**.  The record lists 5,000 training images per task 
 500 validation and 500 test images match.
 
 Encoder: :func:`mtlens.settings.encoders.cifar_cnn` (six 3x3 conv-BN-ReLU layers, widths
-32/64/128, 256 features).  Images are scaled to ``[0, 1]``; no augmentation.  Defaults
+``width``/2``width``/4``width`` = 32/64/128 by default, ``8 * width`` = 256 features).  Images are scaled to ``[0, 1]``; no augmentation.  Defaults
 (this package's choice): Adam, lr 1e-3, batch 64, 40 epochs.
 """
 
@@ -52,8 +52,10 @@ def _task_split(images: Tensor, fine: Tensor, rows: Tensor, classes: list[int]) 
 
 
 @register_setting("cifar100")
-def cifar100(n_train_per_class: int = 400, n_val_per_class: int = 100) -> Setting:
+def cifar100(n_train_per_class: int = 400, n_val_per_class: int = 100, width: int = 32) -> Setting:
     """CIFAR-100: 20 superclass tasks, 5-way over fine classes; 2,000/500/500 per task."""
+    if width < 1:
+        raise ValueError(f"width must be >= 1, got {width}")
     raw = load_cifar100(require_dataset("cifar100"))
     train_x, train_fine, _ = raw["train"]
     test_x, test_fine, _ = raw["test"]
@@ -73,8 +75,8 @@ def cifar100(n_train_per_class: int = 400, n_val_per_class: int = 100) -> Settin
         name="cifar100",
         tasks=tuple(classification_task(t, 5) for t in data),
         data=data,
-        encoder=cifar_cnn,
-        feature_dim=256,
+        encoder=lambda: cifar_cnn(widths=(width, 2 * width, 4 * width), feature_dim=8 * width),
+        feature_dim=8 * width,
         defaults=Defaults(lr=1e-3, batch_size=64, epochs=40),
         description=(f"CIFAR-100: 20 tasks, one per superclass, 5-way over its fine classes; "
                      f"{n_train_per_class}/{n_val_per_class} train/val images per fine class, official test images."),

@@ -31,7 +31,10 @@ def cifar_cnn(in_channels: int = 3, widths: tuple[int, ...] = (32, 64, 128), fea
 
 
 class BasicBlock(nn.Module):
-    """``relu(bn(conv(relu(bn(conv(x))))) + shortcut(x))``; the shortcut is a strided 1x1 conv + BN when shapes change."""
+    """``relu(bn(conv(relu(bn(conv(x))))) + shortcut(x))``.
+
+    The shortcut is the identity, or a strided 1x1 conv + BN where the shape changes.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int):
         super().__init__()
