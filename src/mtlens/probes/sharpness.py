@@ -74,7 +74,7 @@ def _batch_sharpness(model, task, params: Params, x: Tensor, y: Tensor, rho: flo
     direction, base = _perturbed_loss_and_gradient(model, task, params, x, y, zero)
     sam = rho * float(_norm(direction))
     best, u = 0.0, zero
-    for step in range(-1 if steps is None else steps + 1):  # the SAM point, then `steps` ascent steps
+    for step in range(0 if steps is None else steps + 1):  # the SAM point, then `steps` ascent steps
         norm = _norm(direction)
         if float(norm) == 0.0:
             break
