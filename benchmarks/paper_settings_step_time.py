@@ -9,7 +9,8 @@ FLOPs per step (torch's FlopCounterMode), and the *extrapolated* epoch time
 ``steps_per_epoch * seconds_per_step``.  Steps of CIFAR-100 (20 tasks x 64 images) and
 CelebA (ResNet-18, 256 images) at their default batch sizes are too slow for a quick run on
 CPU: they are timed at a batch of ``--small-batch`` and scaled linearly to the default
-batch (an estimate, marked ``*``).  Data loading (CelebA's JPEG decoding) is not included.
+batch (an estimate, marked ``*``); ``--small-batch`` at least the default batch (e.g. 256 on a
+GPU) times every setting at its own batch.  Data loading (CelebA's JPEG decoding) is not included.
 
     python benchmarks/paper_settings_step_time.py [--device cpu] [--threads 1] [--small-batch 8]
 """
@@ -110,7 +111,7 @@ def main() -> None:
           f"{'steps/epoch':>11s} {'epoch (extrapolated)':>20s}")
     baseline = None
     for case in cases(args.small_batch):
-        timed_batch = case.timed_batch or case.batch_size
+        timed_batch = min(case.timed_batch or case.batch_size, case.batch_size)
         scale = case.batch_size / timed_batch
         step = step_fn(case, device, timed_batch)
         with FlopCounterMode(display=False) as counter:
