@@ -12,13 +12,11 @@ from torch import nn
 
 from mtlens.models import MultiTaskModel
 from mtlens.probes import (
-    adaptive_sharpness,
     fisher_trace,
     gradient_coherence,
     per_example_gradient_moments,
     per_example_gradients,
     probe_parameters,
-    sam_sharpness,
     sharpness_measures,
 )
 from mtlens.probes.fisher import sample_model_labels
@@ -328,10 +326,10 @@ def test_adaptive_sharpness_matches_trust_region_closed_form_on_least_squares():
     x, y = torch.randn(12, 3, generator=generator), torch.randn(12, 2, generator=generator)
     rho = 0.5
     expected = np.mean([quadratic_batch_maximum(model, task, x[i : i + 6], y[i : i + 6], rho) for i in (0, 6)])
-    result = adaptive_sharpness(model, task, x, y, rho=rho, batch_size=6, steps=60)
+    result = sharpness_measures(model, task, x, y, rho=rho, batch_size=6, steps=60)
     assert result["sharpness"] == pytest.approx(expected, rel=1e-4)
     # plain projected steps approach the same maximum from below
-    stepped = adaptive_sharpness(model, task, x, y, rho=rho, batch_size=6, steps=200, step_size=0.05)
+    stepped = sharpness_measures(model, task, x, y, rho=rho, batch_size=6, steps=200, step_size=0.05)
     assert expected * (1 - 1e-3) <= stepped["sharpness"] <= expected * (1 + 1e-5)
 
 
@@ -342,8 +340,8 @@ def test_sharpness_of_convex_loss_is_at_least_first_order_estimate():
     generator = torch.Generator().manual_seed(4)
     x, y = torch.randn(40, 5, generator=generator), torch.randint(0, 2, (40,), generator=generator).float()
     for rho in (1e-3, 0.1):
-        worst = adaptive_sharpness(model, task, x, y, rho=rho, batch_size=16)["sharpness"]
-        sam = sam_sharpness(model, task, x, y, rho=rho, batch_size=16)["sharpness_sam"]
+        worst = sharpness_measures(model, task, x, y, rho=rho, batch_size=16)["sharpness"]
+        sam = sharpness_measures(model, task, x, y, rho=rho, batch_size=16, steps=None)["sharpness_sam"]
         assert worst >= sam > 0
 
 
@@ -351,8 +349,8 @@ def test_sharpness_of_convex_loss_is_at_least_first_order_estimate():
 def test_sharpness_is_nonnegative_and_first_order_for_small_rho(name):
     task, model = TASKS[name], cnn_model()
     x, y = data(task, 24)
-    worst = adaptive_sharpness(model, task, x, y, rho=1e-4, batch_size=8, steps=3)["sharpness"]
-    sam = sam_sharpness(model, task, x, y, rho=1e-4, batch_size=8)["sharpness_sam"]
+    worst = sharpness_measures(model, task, x, y, rho=1e-4, batch_size=8, steps=3)["sharpness"]
+    sam = sharpness_measures(model, task, x, y, rho=1e-4, batch_size=8, steps=None)["sharpness_sam"]
     params = probe_parameters(model, task.name)
     model.eval()
     loss = lambda xb, yb: task.loss(model(xb, [task.name])[task.name], yb).mean()  # noqa: E731
@@ -363,7 +361,7 @@ def test_sharpness_is_nonnegative_and_first_order_for_small_rho(name):
     assert sam == pytest.approx(reference, rel=1e-4)
     assert worst >= 0
     assert worst == pytest.approx(sam, rel=2e-2)
-    # the runner's single pass for both probes gives what the two separate calls give
+    # the single pass for both probes gives the SAM estimate of the SAM-only pass
     both = sharpness_measures(model, task, x, y, rho=1e-4, batch_size=8, steps=3)
     assert both == pytest.approx({"sharpness": worst, "sharpness_sam": sam}, rel=1e-12)
 
@@ -407,8 +405,8 @@ def test_probes_leave_parameters_buffers_flags_and_global_rng_unchanged():
             lambda: gradient_coherence(model, task, x, y),
             lambda: fisher_trace(model, task, x, torch.Generator().manual_seed(0)),
             lambda: fisher_trace(model, task, x, torch.Generator().manual_seed(0), estimator="exact"),
-            lambda: adaptive_sharpness(model, task, x, y, rho=0.05, batch_size=8, steps=2),
-            lambda: sam_sharpness(model, task, x, y, batch_size=8),
+            lambda: sharpness_measures(model, task, x, y, rho=0.05, batch_size=8, steps=2),
+            lambda: sharpness_measures(model, task, x, y, batch_size=8, steps=None),
         ]
         for probe in probes:
             probe()

@@ -18,13 +18,12 @@ from mtlens.probes.fisher import fisher_trace
 from mtlens.probes.names import DEFAULT_PROBES, PROBE_NAMES
 from mtlens.probes.per_example import per_example_gradient_moments, per_example_gradients, probe_parameters
 from mtlens.probes.runner import ProbeRunner, probe_rows, probe_steps
-from mtlens.probes.sharpness import adaptive_sharpness, sam_sharpness, sharpness_measures
+from mtlens.probes.sharpness import sharpness_measures
 
 __all__ = [
     "DEFAULT_PROBES",
     "PROBE_NAMES",
     "ProbeRunner",
-    "adaptive_sharpness",
     "conflict_measures",
     "fisher_trace",
     "gradient_coherence",
@@ -35,6 +34,5 @@ __all__ = [
     "probe_parameters",
     "probe_rows",
     "probe_steps",
-    "sam_sharpness",
     "sharpness_measures",
 ]

@@ -114,27 +114,3 @@ def sharpness_measures(
             worst += batch_worst * len(x) / len(inputs)
             sam += batch_sam * len(x) / len(inputs)
     return {"sharpness_sam": sam} if steps is None else {"sharpness": worst, "sharpness_sam": sam}
-
-
-def adaptive_sharpness(
-    model: MultiTaskModel,
-    task: Task,
-    inputs: Tensor,
-    targets: Tensor,
-    rho: float = 1e-3,
-    batch_size: int = 128,
-    steps: int = 10,
-    step_size: float | None = None,
-) -> dict[str, float]:
-    """``{"sharpness": mean_B S_B}``, adaptive worst-case m-sharpness (see the module docstring).
-
-    Costs ``steps + 2`` gradient evaluations per batch.
-    """
-    return {"sharpness": sharpness_measures(model, task, inputs, targets, rho, batch_size, steps, step_size)["sharpness"]}
-
-
-def sam_sharpness(
-    model: MultiTaskModel, task: Task, inputs: Tensor, targets: Tensor, rho: float = 1e-3, batch_size: int = 128
-) -> dict[str, float]:
-    """``{"sharpness_sam": mean_B rho * || |theta| * grad L_B ||_2}`` (one gradient per batch)."""
-    return sharpness_measures(model, task, inputs, targets, rho, batch_size, None)
