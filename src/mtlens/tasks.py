@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Literal, Mapping
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -109,6 +110,16 @@ class Task:
     def is_lower_better(self, metric: str) -> bool:
         """Whether smaller values of ``metric`` (``'loss'`` or a metric name) are better."""
         return True if metric == "loss" else self.lower_is_better.get(metric, False)
+
+
+def selection_scores(values: np.ndarray | float, lower_is_better: bool) -> np.ndarray:
+    """The rule that picks a task's checkpoint: the step of the smallest score wins (the first on ties).
+
+    Score = ``values`` when lower is better, ``-values`` otherwise; a non-finite value (a
+    diverged evaluation) scores ``+inf``, the worst.  Shapes follow ``values``.
+    """
+    values = np.asarray(values, dtype=float)
+    return np.where(np.isfinite(values), values if lower_is_better else -values, np.inf)
 
 
 def _linear_head(out_features: int) -> Callable[[int], nn.Module]:

@@ -53,12 +53,14 @@ def corruption_accuracy(store: RunStore, manifest: pd.DataFrame, setting: Settin
     records = []
     test_sets: dict[str, dict[tuple[str, int], torch.Tensor]] = {}
     finished = [run_id for run_id in manifest["run_id"] if (store.status(run_id) or {}).get("state") == "finished"]
-    selected = selected_checkpoints(store.trajectories(finished), store.task_info()) if finished else None
+    if finished:
+        selected = selected_checkpoints(store.trajectories(finished), store.task_info())
+        steps = selected.set_index(["run_id", "task"])["step"]
     for run in manifest[manifest["run_id"].isin(finished)].itertuples():
         tasks = store.config(run.run_id)["tasks"]
         model = build_model(setting.encoder, setting.feature_dim, setting.select(tasks), int(run.seed))
         for task in tasks:
-            step = int(selected.loc[(selected["run_id"] == run.run_id) & (selected["task"] == task), "step"].item())
+            step = int(steps[(run.run_id, task)])
             path = store.selected_model_path(run.run_id, task, step)
             if not path.exists():
                 raise MtlensError(f"run {run.run_id} has no saved model of task {task!r} at its selected step {step} "

@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from mtlens.tasks import selection_scores
+
 TaskInfo = dict[tuple[str, str], dict[str, Any]]
 
 
@@ -39,7 +41,7 @@ def selected_checkpoints(runs: pd.DataFrame, task_info: TaskInfo) -> pd.DataFram
             continue
         values = val["value"].to_numpy(float)
         lower = info["lower_is_better"].get(metric, False)
-        scores = np.where(np.isfinite(values), values if lower else -values, np.inf)
+        scores = selection_scores(values, lower)
         best_step = int(val["step"].to_numpy()[int(np.argmin(scores))])
         at_step = frame[(frame["step"] == best_step) & frame["quantity"].str.startswith("test/")]
         first = frame.iloc[0]

@@ -46,7 +46,7 @@ from mtlens.models import MultiTaskModel, build_model, derived_seed
 from mtlens.probes import ProbeRunner, probe_steps
 from mtlens.settings import Setting
 from mtlens.store import RunStore, atomic_write
-from mtlens.tasks import Task
+from mtlens.tasks import Task, selection_scores
 from mtlens.training.batches import BatchStream
 from mtlens.training.config import RunConfig, load_configured_setting, resolve_config
 from mtlens.training.evaluate import evaluate_task, train_eval_rows
@@ -182,14 +182,10 @@ class _Run:
         self.store.write_part(self.run_id, step, frame)
 
     def _save_if_selected(self, task: Task, val_scores: dict[str, float], step: int) -> None:
-        """Save the weights when the task's validation selection metric strictly improves.
-
-        The rule of :func:`~mtlens.analysis.transfer.selected_checkpoints`: the first best
-        value wins, a non-finite value is worst.
-        """
+        """Save the weights when the task's validation selection score strictly improves
+        (:func:`~mtlens.tasks.selection_scores`, the rule the analyses select checkpoints by)."""
         metric = task.selection_metric
-        value = val_scores[metric]
-        score = (value if task.is_lower_better(metric) else -value) if math.isfinite(value) else math.inf
+        score = float(selection_scores(val_scores[metric], task.is_lower_better(metric)))
         if task.name in self.selected and not score < self.selected[task.name][0]:
             return
         self.selected[task.name] = (score, step)
