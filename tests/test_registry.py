@@ -1,0 +1,60 @@
+"""The one registry helper: lookups, one error type listing the choices, signature-checked options."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+
+from mtlens.errors import ConfigError
+from mtlens.registry import Registry, UnknownNameError
+
+
+def test_register_get_names_and_unknown_name_lists_choices() -> None:
+    things: Registry = Registry("thing")
+
+    @things.register("b")
+    def b(x: int = 1) -> int:
+        return x
+
+    things.register("a", len)
+    assert things.names() == ["a", "b"]
+    assert things.get("b") is b and "a" in things and "c" not in things
+    with pytest.raises(UnknownNameError, match=r"unknown thing 'c'; available things: a, b") as info:
+        things.get("c")
+    assert isinstance(info.value, ConfigError) and isinstance(info.value, KeyError)
+    assert str(info.value).startswith("unknown thing")  # not quoted as a KeyError would be
+
+
+def test_options_follow_the_signature_and_unknown_options_are_named() -> None:
+    things: Registry = Registry("method", ignored_parameters=("self", "generator"))
+
+    @things.register("m")
+    class M:
+        def __init__(self, alpha: float = 0.5, beta: int = 2, generator: object = None, *args: int, **kw: int) -> None:
+            pass
+
+    assert things.options("m") == {"alpha": 0.5, "beta": 2}
+    things.check_options("m", {"alpha": 1.0})
+    with pytest.raises(ConfigError, match=r"method 'm' has no option\(s\) \['gamma'\]; valid options: \['alpha', 'beta'\]"):
+        things.check_options("m", {"gamma": 1, "alpha": 2})
+
+
+def test_builtins_are_imported_lazily_on_first_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    things: Registry = Registry("setting", builtins=("fake_builtin_settings",))
+    module = types.ModuleType("fake_builtin_settings")
+    imported: list[str] = []
+
+    def _exec() -> None:
+        imported.append("yes")
+        things.register("builtin", object())
+
+    monkeypatch.setitem(sys.modules, "fake_builtin_settings", module)
+    monkeypatch.setattr("importlib.import_module", lambda name: _exec())
+    things.register("user", 1)
+    assert imported == []
+    assert things.names() == ["builtin", "user"]
+    assert imported == ["yes"]
+    things.names()
+    assert imported == ["yes"]
