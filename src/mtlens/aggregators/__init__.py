@@ -29,6 +29,7 @@ from mtlens.aggregators.aggregation import GradientAggregation, MGDAUpperBound
 from mtlens.aggregators.base import UpdateMethod
 from mtlens.aggregators.matrix import Aggregate, Aggregator, NonFiniteGradientError
 from mtlens.aggregators.scalarization import LinearScalarization
+from mtlens.registry import check_option_values
 
 MethodFactory = Callable[..., UpdateMethod]
 
@@ -40,7 +41,7 @@ def aggregation_factory(aggregator_class: type[Aggregator]) -> MethodFactory:
     def factory(**options: Any) -> UpdateMethod:
         return GradientAggregation(aggregator_class(**options))
 
-    factory.__signature__ = inspect.signature(aggregator_class)  # type: ignore[attr-defined]
+    factory.__signature__ = inspect.signature(aggregator_class, eval_str=True)  # type: ignore[attr-defined]
     factory.__doc__ = aggregator_class.__doc__
     return factory
 
@@ -95,12 +96,14 @@ def method_factory(name: str) -> MethodFactory:
 
 
 def check_method_options(name: str, options: dict[str, Any]) -> None:
-    """Raise ``ValueError`` naming options the method does not accept."""
+    """Raise ``ValueError`` naming options the method does not accept, or whose value does not fit the
+    annotation of the factory's parameter (:func:`mtlens.registry.check_option_values`)."""
     parameters = inspect.signature(method_factory(name)).parameters
     valid = [p for p in parameters if p not in ("self", "generator")]
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise ValueError(f"method {name!r} has no option(s) {unknown}; valid options: {valid or 'none'}")
+    check_option_values("method", name, method_factory(name), options, ignored=("self", "generator"))
 
 
 def make_method(name: str, options: dict[str, Any], seed: int) -> UpdateMethod:

@@ -160,11 +160,11 @@ def write_report(store: RunStore, out_dir: str | Path, settings: Sequence[str] =
                  where: dict[str, Sequence[Any]] | None = None) -> Path:
     """Write ``out_dir/report.html`` (self-contained), ``figures/`` and ``tables/``; return the HTML path."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     index = select_runs(store, settings, methods, where)
     if index.empty:
         raise MtlensError(f"no runs in {store.root} match settings={list(settings)} methods={list(methods)}"
                           f"{f' where={where}' if where else ''}")
+    out_dir.mkdir(parents=True, exist_ok=True)
     rows = store.trajectories(index["run_id"].tolist())
     configured, task_info = by_configuration(index, rows, store.task_info())
     sections = [overview_section(index, configured, out_dir), transfer_section(configured, task_info, out_dir),

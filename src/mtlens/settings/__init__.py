@@ -9,7 +9,8 @@ A setting factory is any callable ``(**options) -> Setting``; register your own 
         ...
 
 Configs then say ``setting: my_setting`` and ``setting_options: {n_train: 500}``.
-Unknown names and unknown options fail with a message listing the valid choices.
+Unknown names and unknown options fail with a message listing the valid choices; option values
+are checked against the factory's annotations (``n_train: PositiveInt`` refuses ``-5``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
+from mtlens.registry import check_option_values
 from mtlens.settings.base import Defaults, Setting, Split, TaskData, random_partition, tensor_split
 
 SettingFactory = Callable[..., Setting]
@@ -56,13 +58,15 @@ def setting_options(name: str) -> dict[str, Any]:
 
 
 def check_setting_options(name: str, options: dict[str, Any]) -> None:
-    """Raise ``ValueError`` naming any option the setting does not accept."""
+    """Raise ``ValueError`` naming any option the setting does not accept, or whose value does not fit
+    the annotation of the factory's parameter (:func:`mtlens.registry.check_option_values`)."""
     valid = setting_options(name)
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise ValueError(
             f"setting {name!r} has no option(s) {unknown}; valid options: {sorted(valid) or 'none'}"
         )
+    check_option_values("setting", name, setting_factory(name), options)
 
 
 def load_setting(name: str, **options: Any) -> Setting:
