@@ -144,11 +144,11 @@ def check_option_values(kind: str, name: str, entry: Callable[..., Any], options
     except ValidationError as err:
         problems = []
         for item in err.errors():
-            if item["type"] == "missing":
+            if item["type"] == "missing" and len(item["loc"]) == 1:  # an option not given keeps its default
                 continue
-            key = ".".join(str(part) for part in item["loc"])
-            value = options.get(str(item["loc"][0]), item.get("input"))
-            problems.append(f"{key}={value!r}: {item['msg']}")
+            key, *inner = (str(part) for part in item["loc"])
+            where = f" (at item {'.'.join(inner)})" if inner else ""
+            problems.append(f"{key}={options.get(key)!r}: {item['msg']}{where}")
         if problems:
             raise ConfigError(f"{kind} {name!r}: invalid option value(s): {'; '.join(problems)}") from None
 
