@@ -16,7 +16,7 @@ import torch
 
 from mtlens import RunStore, parse_config, regression_task, train_run
 from mtlens.cli import main
-from mtlens.models import derived_seed
+from mtlens.seeding import derived_seed
 from mtlens.settings import Setting, Split, TaskData, register_setting
 from mtlens.training.config import resolve_config
 

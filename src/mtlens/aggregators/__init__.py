@@ -110,7 +110,7 @@ def make_method(name: str, options: dict[str, Any], seed: int) -> UpdateMethod:
     if "generator" in inspect.signature(factory).parameters:
         import torch
 
-        from mtlens.models import derived_seed
+        from mtlens.seeding import derived_seed
 
         return factory(generator=torch.Generator().manual_seed(derived_seed(seed, "method", name)), **options)
     return factory(**options)

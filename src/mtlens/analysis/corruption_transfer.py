@@ -21,7 +21,8 @@ from mtlens.analysis.linear_probe import encode, fit_linear_probe
 from mtlens.data.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from mtlens.analysis.transfer import selected_checkpoints
 from mtlens.errors import ConfigError, MtlensError
-from mtlens.models import build_model, derived_seed
+from mtlens.models import build_model
+from mtlens.seeding import derived_seed
 from mtlens.settings import Setting
 from mtlens.store import RunStore
 

@@ -4,8 +4,8 @@ Tasks ``segmentation`` (7 classes, see :mod:`mtlens.data.cityscapes`; corpus met
 ``miou`` and ``pixel_accuracy``) and ``depth`` (L1 / Laplace likelihood; ``abs_err`` and
 ``rel_err``), both read from the same images (single-input MTL, source ``cityscapes``), at
 ``size = (128, 256)``.  The model is a dilated ResNet-50 encoder (output stride 8, randomly
-initialised) with one DeepLabV3 ASPP head per task (:mod:`mtlens.deeplab`); the loss
-definitions are in :mod:`mtlens.dense_tasks`.
+initialised) with one DeepLabV3 ASPP head per task (:mod:`mtlens.models.deeplab`); the loss
+definitions are in :mod:`mtlens.tasks.dense`.
 
 Splits.  Test labels of the official 1,525 test images are not public, so: **test** is the
 official *val* split (500 images); **val** is ``n_val`` (default 500) images carved from the
@@ -33,8 +33,8 @@ from mtlens.data.cityscapes import (
     read_official,
 )
 from mtlens.data.registry import DatasetMissingError, DatasetSpec, dataset_dir, register_dataset, require_dataset
-from mtlens.deeplab import ASPPHead, dilated_resnet, resnet_channels
-from mtlens.dense_tasks import depth_task, segmentation_task
+from mtlens.models.deeplab import ASPPHead, dilated_resnet, resnet_channels
+from mtlens.tasks.dense import depth_task, segmentation_task
 from mtlens.settings import register_setting
 from mtlens.settings.base import Defaults, Setting, Split, TaskData, random_partition
 

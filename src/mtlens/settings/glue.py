@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from mtlens.data.glue import GLUE_TASKS, read_glue_task, tokenize_pairs
 from mtlens.data.registry import DatasetMissingError, DatasetSpec, register_dataset, require_dataset
 from mtlens.errors import MtlensError
-from mtlens.metrics import binary_f1, matthews, pearson, spearman
+from mtlens.tasks.metrics import binary_f1, matthews, pearson, spearman
 from mtlens.settings import register_setting
 from mtlens.settings.base import Defaults, Setting, Split, TaskData, random_partition
 from mtlens.tasks import Task, classification_task, regression_task
