@@ -69,7 +69,7 @@ import pytest  # noqa: E402
 from mtlens import RunStore, Setting, Split, TaskData, register_setting  # noqa: E402
 from mtlens.cli import main  # noqa: E402
 from mtlens.errors import ConfigError  # noqa: E402
-from mtlens.sweep.experiments import LOSS_SCALES, OPTIMIZER_LRS, experiment_plan  # noqa: E402
+from mtlens.experiments.plans import LOSS_SCALES, OPTIMIZER_LRS, experiment_plan  # noqa: E402
 
 BASE = {"setting": "digits_pair", "epochs": 1, "batch_size": 32, "train_eval_size": 64,
         "setting_options": {"n_train": 128, "n_val": 48, "n_test": 48}}

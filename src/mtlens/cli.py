@@ -63,7 +63,7 @@ def base_config(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_study(args: argparse.Namespace) -> int:
     from mtlens.report.study_report import write_report
     from mtlens.store import RunStore
-    from mtlens.sweep.study import run_configs, study_configs
+    from mtlens.orchestration.study import run_configs, study_configs
 
     if args.experiment:
         return _study_experiment(args)
@@ -92,7 +92,7 @@ def _study_experiment(args: argparse.Namespace) -> int:
     """``mtlens study SETTING --experiment NAME``: the runs of one assumptions-study experiment."""
     from mtlens.report.study_report import write_report
     from mtlens.store import RunStore
-    from mtlens.sweep.experiments import EXPERIMENT_SEEDS, experiment_plan, run_experiment
+    from mtlens.experiments.plans import EXPERIMENT_SEEDS, experiment_plan, run_experiment
 
     seeds = list(range(EXPERIMENT_SEEDS if args.seeds is None else args.seeds)) if args.seed_list is None else args.seed_list
     options: dict[str, Any] = {}
@@ -120,10 +120,10 @@ def _study_experiment(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from mtlens.store import RunStore
-    from mtlens.sweep.executors import make_executor
-    from mtlens.sweep.grid import load_grid
-    from mtlens.sweep.selection import SelectionCriterion
-    from mtlens.sweep.sweep import run_sweep
+    from mtlens.orchestration.backends import make_executor
+    from mtlens.orchestration.grid import load_grid
+    from mtlens.orchestration.selection import SelectionCriterion
+    from mtlens.orchestration.sweep import run_sweep
 
     seeds = list(range(args.seeds)) if args.seed_list is None else args.seed_list
     methods = [m for m in args.methods.split(",") if m]

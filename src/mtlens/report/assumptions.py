@@ -2,7 +2,7 @@
 
 :func:`assumptions_sections` has the ``SectionBuilder`` signature of
 :mod:`mtlens.report.study_report` and renders one section per experiment whose manifest
-(``experiment-<name>-<setting>``, written by :func:`mtlens.sweep.experiments.run_experiment`)
+(``experiment-<name>-<setting>``, written by :func:`mtlens.experiments.plans.run_experiment`)
 is in the store and whose runs are in the report; nothing when there is none.
 """
 

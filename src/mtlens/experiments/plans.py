@@ -40,7 +40,7 @@ import pandas as pd
 from mtlens.errors import ConfigError
 from mtlens.settings import Setting
 from mtlens.store import RunStore
-from mtlens.sweep.study import run_configs
+from mtlens.orchestration.study import run_configs
 from mtlens.training.config import RunConfig, load_configured_setting, parse_config, resolve_config
 
 OPTIMIZER_VARIANTS: dict[str, dict[str, Any]] = {
@@ -201,7 +201,7 @@ def run_experiment(plan: ExperimentPlan, store: RunStore, setting: Setting | Non
                    progress: bool = True) -> pd.DataFrame:
     """Store the manifest, train the plan's runs, then store the experiment's analysis tables.
 
-    Returns :func:`~mtlens.sweep.study.run_configs`' table (``run_id, state, message``).
+    Returns :func:`~mtlens.orchestration.study.run_configs`' table (``run_id, state, message``).
     """
     store.write_table(plan.table_name, plan.manifest)
     results = run_configs(plan.configs, store, progress=progress)
