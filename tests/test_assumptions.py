@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mtlens.analysis.adam_invariance import invariance_summary, scaled_updates, update_invariance
+from mtlens.experiments.adam_invariance import invariance_summary, scaled_updates, update_invariance
 from mtlens.models import MultiTaskModel
 from mtlens.tasks import classification_task
 
@@ -165,7 +165,7 @@ def test_each_experiment_end_to_end_writes_its_report_section(tmp_path, capsys):
 def test_corruption_analysis_needs_the_selected_models(tmp_path):
     """A run trained without save_selected_models has only its last checkpoint: the analysis says so."""
     from mtlens import parse_config, train_run
-    from mtlens.analysis.corruption_transfer import corruption_accuracy
+    from mtlens.experiments.corruption_transfer import corruption_accuracy
     from mtlens.errors import MtlensError
     from mtlens.settings import load_setting
     from mtlens.training.config import resolve_config

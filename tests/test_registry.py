@@ -25,6 +25,10 @@ def test_register_get_names_and_unknown_name_lists_choices() -> None:
         things.get("c")
     assert isinstance(info.value, ConfigError) and isinstance(info.value, KeyError)
     assert str(info.value).startswith("unknown thing")  # not quoted as a KeyError would be
+    things.unregister("a")
+    assert things.names() == ["b"]
+    with pytest.raises(UnknownNameError, match="unknown thing 'a'"):
+        things.unregister("a")
 
 
 def test_options_follow_the_signature_and_unknown_options_are_named() -> None:

@@ -76,6 +76,11 @@ class Registry(Generic[T]):
         self._entries[name] = entry
         return entry
 
+    def unregister(self, name: str) -> None:
+        """Remove entry ``name`` (e.g. a test's own plugin); :class:`UnknownNameError` if there is none."""
+        self.get(name)
+        del self._entries[name]
+
     def names(self) -> list[str]:
         """The registered names, sorted."""
         self._load_builtins()

@@ -16,7 +16,7 @@ computes the experiment's analysis of checkpoints where it has one; the report s
     MTL (``sum``) with task ``scaled_task``'s loss scaled by ``c`` in ``scales``
     (``task_loss_scales``), with Adam and with SGD, each at one learning rate tuned at ``c = 1``
     (:data:`LOSS_SCALE_LRS`).  Also stores the numerical check of Adam's per-parameter-group
-    invariance (:mod:`mtlens.analysis.adam_invariance`) on the setting's model.
+    invariance (:mod:`mtlens.experiments.adam_invariance`) on the setting's model.
 ``alignment``
     STL per task and MTL (``sum``) with the ``conflict`` and ``alignment`` probes: inter-task
     gradient cosine and magnitude ratio (MTL) against intra-task sub-batch and class-group
@@ -173,7 +173,7 @@ def alignment_experiment(base: dict[str, Any], setting: Setting, seeds: Sequence
 
 def corruptions_experiment(base: dict[str, Any], setting: Setting, seeds: Sequence[int]) -> ExperimentPlan:
     """STL per task and MTL (``sum``) per seed on an image setting (inputs ``(N, C, H, W)``)."""
-    from mtlens.analysis.corruption_transfer import check_image_setting
+    from mtlens.experiments.corruption_transfer import check_image_setting
 
     check_image_setting(setting)
     return _plan("corruptions", base, setting, _stl_and_mtl(setting, seeds, {"probes": [], "save_selected_models": True}))
@@ -207,14 +207,14 @@ def run_experiment(plan: ExperimentPlan, store: RunStore, setting: Setting | Non
     results = run_configs(plan.configs, store, progress=progress)
     setting = setting or load_configured_setting(plan.configs[0])
     if plan.name == "loss-scale":
-        from mtlens.analysis.adam_invariance import setting_invariance
+        from mtlens.experiments.adam_invariance import setting_invariance
 
         scaled = plan.manifest["scaled_task"].iloc[0]
         lrs = plan.manifest.groupby("optimizer")["lr"].first().to_dict()
         table = setting_invariance(setting, plan.configs[0], scaled, sorted(plan.manifest["scale"].unique()), lrs)
         store.write_table(f"adam_invariance-{plan.setting}", table)
     elif plan.name == "corruptions":
-        from mtlens.analysis.corruption_transfer import corruption_accuracy
+        from mtlens.experiments.corruption_transfer import corruption_accuracy
 
         accuracy = corruption_accuracy(store, plan.manifest, setting, device=plan.configs[0].device)
         store.write_table(f"corruptions-{plan.setting}", accuracy)

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from mtlens.analysis.adam_invariance import invariance_summary  # noqa: E402
+from mtlens.experiments.adam_invariance import invariance_summary  # noqa: E402
 from mtlens.analysis.assumptions import (alignment_table, corruption_table, loss_scale_table,  # noqa: E402
                                          optimizer_table)
 from mtlens.report.base import Section, save_figure, table_html  # noqa: E402

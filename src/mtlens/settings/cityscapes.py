@@ -25,6 +25,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from mtlens.data.cityscapes import (
+    OFFICIAL,
+    PREPROCESSED,
     LongLabels,
     ScaledImages,
     npy_layout_present,
@@ -32,7 +34,7 @@ from mtlens.data.cityscapes import (
     read_npy,
     read_official,
 )
-from mtlens.data.registry import DatasetMissingError, DatasetSpec, dataset_dir, register_dataset, require_dataset
+from mtlens.data.registry import DatasetMissingError, dataset_dir, require_dataset
 from mtlens.models.deeplab import ASPPHead, dilated_resnet, resnet_channels
 from mtlens.tasks.dense import depth_task, segmentation_task
 from mtlens.settings import register_setting
@@ -42,34 +44,6 @@ DATA_SEED = 0
 """Seed of the fixed carve-out of the validation images from the official train split."""
 
 N_CLASSES = 7
-
-OFFICIAL = register_dataset(DatasetSpec(
-    name="cityscapes",
-    description="Cityscapes, official layout: left images, fine labels, disparity",
-    files=tuple(f"{top}/{split}" for top in ("leftImg8bit", "gtFine", "disparity") for split in ("train", "val")),
-    size_bytes=11_600_000_000 + 241_000_000 + 3_500_000_000,
-    instructions=(
-        "Cityscapes needs a (free) login: register at https://www.cityscapes-dataset.com/register/, "
-        "download leftImg8bit_trainvaltest.zip, gtFine_trainvaltest.zip and disparity_trainvaltest.zip from "
-        "https://www.cityscapes-dataset.com/downloads/ and unzip all three into this directory (so that "
-        "leftImg8bit/, gtFine/ and disparity/ are its subdirectories). Alternatively put the preprocessed "
-        "128x256 .npy version (MTAN/LibMTL: train/{image,label,depth}/*.npy, val/...) in the "
-        "'cityscapes_npy' dataset directory."
-    ),
-))
-
-PREPROCESSED = register_dataset(DatasetSpec(
-    name="cityscapes_npy",
-    description="Cityscapes preprocessed to 128x256 .npy (MTAN/LibMTL layout, 7 classes + depth)",
-    files=("train/image", "train/depth", "val/image", "val/depth"),
-    size_bytes=2_700_000_000,
-    instructions=(
-        "Put the preprocessed Cityscapes of MTAN (https://github.com/lorenmt/mtan, 'cityscapes' download "
-        "link in its README) or LibMTL here, unpacked so that train/image/0.npy, train/label/0.npy "
-        "(or train/label_7/), train/depth/0.npy and the same under val/ exist. The raw dataset "
-        "(login at https://www.cityscapes-dataset.com) works too, in the 'cityscapes' directory."
-    ),
-))
 
 
 def _find_root(root: str | None) -> tuple[Path, str]:
