@@ -183,29 +183,3 @@ def read_npy(root: Path, split: str, size: tuple[int, int]) -> CityscapesArrays:
         depth = F.interpolate(depth, size=size, mode="nearest")
     return CityscapesArrays((images * 255).round().clamp(0, 255).to(torch.uint8), labels.round().to(torch.int8),
                             depth.contiguous())
-
-
-class ScaledImages:
-    """uint8 images ``(N, 3, H, W)`` served as float32 in ``[0, 1]`` when indexed (4x less memory)."""
-
-    def __init__(self, images: Tensor):
-        self.images = images
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: Tensor) -> Tensor:
-        return self.images[index].float() / 255.0
-
-
-class LongLabels:
-    """int8 label maps served as int64 when indexed."""
-
-    def __init__(self, labels: Tensor):
-        self.labels = labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: Tensor) -> Tensor:
-        return self.labels[index].long()

@@ -23,7 +23,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mtlens.data.images import ScaledBytes, load_cifar100
+from mtlens.data.images import load_cifar100
+from mtlens.data.views import unit_interval_images
 from mtlens.data.registry import require_dataset
 from mtlens.settings import register_setting
 from mtlens.settings.base import Defaults, Setting, Split, TaskData, random_partition
@@ -48,7 +49,7 @@ def cifar100_partition(fine_labels: Tensor, classes: list[int], n_train_per_clas
 def _task_split(images: Tensor, fine: Tensor, rows: Tensor, classes: list[int]) -> Split:
     relabel = torch.full((int(fine.max()) + 1,), -1, dtype=torch.int64)
     relabel[torch.tensor(classes)] = torch.arange(len(classes))
-    return Split(ScaledBytes(images[rows]), relabel[fine[rows]])
+    return Split(unit_interval_images(images[rows]), relabel[fine[rows]])
 
 
 @register_setting("cifar100")

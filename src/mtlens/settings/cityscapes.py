@@ -27,13 +27,12 @@ from pathlib import Path
 from mtlens.data.cityscapes import (
     OFFICIAL,
     PREPROCESSED,
-    LongLabels,
-    ScaledImages,
     npy_layout_present,
     raw_layout_present,
     read_npy,
     read_official,
 )
+from mtlens.data.views import long_labels, unit_interval_images
 from mtlens.data.registry import DatasetMissingError, dataset_dir, require_dataset
 from mtlens.models.deeplab import ASPPHead, dilated_resnet, resnet_channels
 from mtlens.tasks.dense import depth_task, segmentation_task
@@ -77,9 +76,9 @@ def cityscapes(root: str | None = None, size: tuple[int, int] = (128, 256), n_va
         "segmentation": {"train": train_all.labels[train_rows], "val": train_all.labels[val_rows], "test": test.labels},
         "depth": {"train": train_all.depth[train_rows], "val": train_all.depth[val_rows], "test": test.depth},
     }
-    wrap = {"segmentation": LongLabels, "depth": lambda t: t}
+    wrap = {"segmentation": long_labels, "depth": lambda t: t}
     data = {
-        task: TaskData("cityscapes", *(Split(ScaledImages(images[s]), wrap[task](targets[task][s]))
+        task: TaskData("cityscapes", *(Split(unit_interval_images(images[s]), wrap[task](targets[task][s]))
                                        for s in ("train", "val", "test")))
         for task in ("segmentation", "depth")
     }
