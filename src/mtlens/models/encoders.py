@@ -4,9 +4,9 @@
   embedded settings, Fashion MTL, the MNIST variants).
 * :func:`cifar_cnn` -- three ``conv3-BN-ReLU-conv3-BN-ReLU-maxpool2`` blocks, then global
   average pooling and ``Linear -> ReLU`` to ``feature_dim`` (CIFAR-100, 32x32).
-* :class:`ResNet18Encoder` -- ResNet-18 (He et al. 2016): a stem, four stages of two
-  basic blocks (widths ``w, 2w, 4w, 8w``, stride 2 from the second stage on), global
-  average pooling; output ``(N, 8w)``.  The stem is a 3x3 convolution with stride 1 and
+* :class:`ResNet18Encoder` -- ResNet-18 (:func:`mtlens.models.resnet.resnet`): a stem, four
+  stages of two basic blocks (widths ``w, 2w, 4w, 8w``, stride 2 from the second stage on),
+  global average pooling; output ``(N, 8w)``.  The stem is a 3x3 convolution with stride 1 and
   no max-pool (the usual choice for small images such as CelebA at 64x64), so the
   stages see 64, 32, 16 and 8 pixel feature maps.
 """
@@ -14,6 +14,8 @@
 from __future__ import annotations
 
 from torch import Tensor, nn
+
+from mtlens.models.resnet import resnet, resnet_channels
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int, stride: int = 1) -> list[nn.Module]:
@@ -49,47 +51,14 @@ def cifar_cnn(in_channels: int = 3, widths: tuple[int, ...] = (32, 64, 128), fea
     return nn.Sequential(*layers)
 
 
-class BasicBlock(nn.Module):
-    """``relu(bn(conv(relu(bn(conv(x))))) + shortcut(x))``.
-
-    The shortcut is the identity, or a strided 1x1 conv + BN where the shape changes.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, stride: int):
-        super().__init__()
-        self.body = nn.Sequential(
-            *_conv_bn_relu(in_channels, out_channels, stride),
-            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels),
-        )
-        self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
-                                          nn.BatchNorm2d(out_channels))
-        self.relu = nn.ReLU(inplace=True)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.relu(self.body(x) + self.shortcut(x))
-
-
 class ResNet18Encoder(nn.Module):
     """ResNet-18 feature extractor ``(N, C, H, W) -> (N, 8 * width)``; see the module docstring."""
 
-    BLOCKS_PER_STAGE = (2, 2, 2, 2)
-
     def __init__(self, in_channels: int = 3, width: int = 64):
         super().__init__()
-        layers: list[nn.Module] = [*_conv_bn_relu(in_channels, width)]
-        channels = width
-        for stage, n_blocks in enumerate(self.BLOCKS_PER_STAGE):
-            out_channels = width * 2**stage
-            for block in range(n_blocks):
-                stride = 2 if stage > 0 and block == 0 else 1
-                layers.append(BasicBlock(channels, out_channels, stride))
-                channels = out_channels
-        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        layers = [*resnet(18, width, in_channels, stem="small"), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         self.features = nn.Sequential(*layers)
-        self.feature_dim = channels
+        self.feature_dim = resnet_channels(18, width)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.features(x)

@@ -34,7 +34,8 @@ from mtlens.data.cityscapes import (
 )
 from mtlens.data.views import long_labels, unit_interval_images
 from mtlens.data.registry import DatasetMissingError, dataset_dir, require_dataset
-from mtlens.models.deeplab import ASPPHead, dilated_resnet, resnet_channels
+from mtlens.models.deeplab import ASPPHead, dilated_resnet
+from mtlens.models.resnet import resnet_channels
 from mtlens.tasks.dense import depth_task, segmentation_task
 from mtlens.settings import register_setting
 from mtlens.settings.base import Defaults, Setting, Split, TaskData, random_partition
