@@ -20,7 +20,7 @@ import pandas as pd  # noqa: E402
 from mtlens.experiments.adam_invariance import invariance_summary  # noqa: E402
 from mtlens.analysis.assumptions import (alignment_table, corruption_table, loss_scale_table,  # noqa: E402
                                          optimizer_table)
-from mtlens.report.base import Section, save_figure, table_html  # noqa: E402
+from mtlens.render import Section, save_figure, table_html  # noqa: E402
 from mtlens.store import RunStore  # noqa: E402
 
 TITLES = {"optimizers": "Assumptions: optimizers in MTL", "loss-scale": "Assumptions: loss-scale invariance",

@@ -20,7 +20,7 @@ from mtlens.errors import ConfigError, MtlensError
 from mtlens.analysis.transfer import TaskInfo, delta_m, transfer_table
 from mtlens.report.alignment import elich_sections
 from mtlens.report.assumptions import assumptions_sections
-from mtlens.report.base import Section, by_configuration, save_figure, slug, table_html
+from mtlens.render import Section, by_configuration, save_figure, slug, table_html
 from mtlens.report.correlations import explanation_sections
 from mtlens.report.figures import gap_figure, training_curves_figure
 from mtlens.report.probes import probes_section
