@@ -45,6 +45,18 @@ def test_options_follow_the_signature_and_unknown_options_are_named() -> None:
         things.check_options("m", {"gamma": 1, "alpha": 2})
 
 
+def test_options_can_come_from_a_callable_the_entry_holds() -> None:
+    class Entry:
+        def __init__(self, plan):
+            self.plan = plan
+
+    things: Registry = Registry("experiment", ignored_parameters=("base",), signature_of=lambda e: e.plan)
+    things.register("e", Entry(lambda base, scale=1.0: base))
+    assert things.options("e") == {"scale": 1.0}
+    with pytest.raises(ConfigError, match=r"experiment 'e' has no option\(s\) \['lr'\]; valid options: \['scale'\]"):
+        things.check_options("e", {"lr": 1})
+
+
 def test_builtins_are_imported_lazily_on_first_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
     things: Registry = Registry("setting", builtins=("fake_builtin_settings",))
     module = types.ModuleType("fake_builtin_settings")

@@ -31,7 +31,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from mtlens.data.glue import GLUE_DATA, GLUE_TASKS, read_glue_task, tokenize_pairs
