@@ -21,7 +21,7 @@ import pytest
 from mtlens.cli import main
 from mtlens.errors import MtlensError
 from mtlens.store import RunStore
-from mtlens.sweep.study import train_one
+from mtlens.orchestration.study import train_one
 from mtlens.training.config import parse_config, resolve_config
 
 STUDY = ["study", "digits_pair", "--store", "{tmp}/store", "--quiet"]
@@ -68,8 +68,15 @@ CASES = {
     "task-loss-scale-nan": ([*STUDY, "--set", "task_loss_scales={a: .nan}"], ["task_loss_scales.a"]),
     "noise-multiplier-nan": ([*REPORT, "--noise-multiplier", "nan"], ["--noise-multiplier", "'nan'"]),
     "noise-multiplier-negative": ([*REPORT, "--noise-multiplier", "-2"], ["--noise-multiplier", "'-2'"]),
-    "loss-scales-not-numbers": ([*STUDY, "--experiment", "loss-scale", "--scales", "1,abc"], ["--scales", "'abc'"]),
-    "loss-scales-zero": ([*STUDY, "--experiment", "loss-scale", "--scales", "0,1"], ["--scales", "'0'"]),
+    "loss-scales-not-numbers": ([*STUDY, "--experiment", "loss-scale", "--experiment-option", "scales=[1,abc]"],
+                                ["loss-scale", "scales=[1, 'abc']", "valid number"]),
+    "loss-scales-inf": ([*STUDY, "--experiment", "loss-scale", "--experiment-option", "scales=[1,.inf]"],
+                        ["scales=[1, inf]", "finite"]),
+    "loss-scales-zero": ([*STUDY, "--experiment", "loss-scale", "--experiment-option", "scales=[0,1]"],
+                         ["scales", "positive"]),
+    "experiment-option-malformed-yaml": ([*STUDY, "--experiment", "loss-scale", "--experiment-option", "scales=[1"],
+                                         ["--experiment-option scales=[1", "not valid YAML"]),
+    "unknown-experiment": ([*STUDY, "--experiment", "loss_scale"], ["loss_scale", "loss-scale"]),
     # setting and method options, validated from their signatures before the setting is built
     "option-negative-size": ([*STUDY, "--option", "n_train=-5"], ["n_train=-5", "greater than 0"]),
     "option-fractional-size": ([*STUDY, "--option", "n_val=2.5"], ["n_val=2.5"]),
