@@ -182,10 +182,10 @@ def load_yaml_text(text: str, source: str) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:
         parts = []
-        for text, mark in ((getattr(err, "context", None), getattr(err, "context_mark", None)),
+        for what, mark in ((getattr(err, "context", None), getattr(err, "context_mark", None)),
                            (getattr(err, "problem", None), getattr(err, "problem_mark", None))):
-            if text:
-                parts.append(text + (f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""))
+            if what:
+                parts.append(what + (f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""))
         raise ConfigError(f"{source}: not valid YAML: {': '.join(parts) or str(err).splitlines()[0]}") from None
 
 
@@ -248,6 +248,8 @@ def _describe(err: ValidationError) -> str:
         if item["type"] == "extra_forbidden":
             valid = ", ".join(RunConfig.model_fields)
             problems.append(f"{key}: unknown key; valid keys are: {valid}")
+        elif item["type"] == "missing":
+            problems.append(f"{key}: required")
         else:
             problems.append(f"{key}={item.get('input')!r}: {item['msg']}")
     return "invalid config: " + "; ".join(problems)
