@@ -196,12 +196,15 @@ class GradVac(RandomAggregator, GramianAggregator):
     ``phi_hat_ij <- (1 - beta) phi_hat_ij + beta phi_ij``.  Update ``sum_i g_i^PC``.
 
     ``beta = 0.01`` (the paper's EMA rate; LibMTL and torchjd default to 0.5).  The cosines
-    ``phi_ij`` are clipped to ``[-1, 1]`` before use, so the targets stay in ``[-1, 1]``:
-    rounding of exactly (anti)parallel gradients can otherwise push ``phi_hat`` past 1, where
-    ``sqrt(1 - phi_hat^2)`` vanishes and the correction explodes.  A pair is left
-    uncorrected when ``||g_j|| sqrt(1 - phi_hat_ij^2) + eps`` is 0 (a zero gradient, or a
-    target of exactly +-1 that no finite correction reaches); a zero gradient has
-    ``phi = 0``.  ``eps`` (default 0, so the method is scale-equivariant) is added to the
+    ``phi_ij`` are clipped to ``[-1 + delta, 1 - delta]`` before use, ``delta = 64 eps_G``
+    (``eps_G`` the machine epsilon of ``G``'s dtype: cosines closer to +-1 than that are
+    rounding), so the targets stay inside: rounding of exactly (anti)parallel gradients
+    otherwise pushes ``phi_hat`` to or past 1, where ``sqrt(1 - phi_hat^2)`` vanishes, and the
+    next cosine that rounds a little lower is "corrected" by a huge multiple of ``g_j`` (the
+    update exploded to 1e9 times the gradients in float32).  Exactly (anti)parallel
+    gradients then get no correction after the first steps.  A pair is left uncorrected
+    when ``||g_j|| sqrt(1 - phi_hat_ij^2) + eps`` is 0 (a zero gradient); a zero gradient
+    has ``phi = 0``.  ``eps`` (default 0, so the method is scale-equivariant) is added to the
     norm denominators as in the authors' code and torchjd (both use 1e-8, an absolute
     value that halves the cosines of gradients with norms near 1e-4).  State: ``phi_hat``
     (K x K) and the generator.  The visiting order is ``torch.randperm(K - 1, generator)``
@@ -210,6 +213,8 @@ class GradVac(RandomAggregator, GramianAggregator):
     """
 
     permutation_invariant = False
+    cosine_resolution: ClassVar[float] = 64.0
+    """``delta / eps_G``: cosines within ``delta`` of +-1 are clipped to +-(1 - delta)."""
 
     def __init__(self, generator: torch.Generator, beta: float = 0.01, eps: float = 0.0):
         super().__init__(generator)
@@ -228,6 +233,7 @@ class GradVac(RandomAggregator, GramianAggregator):
             raise ValueError(f"GradVac was used with {self.phi_hat.shape[0]} tasks and now gets {k}")
         coefficients = np.eye(k)
         norms = np.sqrt(np.clip(np.diag(gram), 0.0, None))
+        bound = 1.0 - self.cosine_resolution * eps
         for i in range(k):
             others = [j for j in range(k) if j != i]
             for position in torch.randperm(k - 1, generator=self.generator).tolist():
@@ -235,7 +241,7 @@ class GradVac(RandomAggregator, GramianAggregator):
                 inner = coefficients[i] @ gram[:, j]
                 norm_i = math.sqrt(max(coefficients[i] @ gram @ coefficients[i], 0.0))
                 denominator = norm_i * norms[j] + self.eps
-                phi = min(max(inner / denominator, -1.0), 1.0) if denominator > 0 else 0.0
+                phi = min(max(inner / denominator, -bound), bound) if denominator > 0 else 0.0
                 target = self.phi_hat[i, j]
                 root_target = math.sqrt(max(1.0 - target * target, 0.0))
                 scale = norms[j] * root_target + self.eps
