@@ -275,7 +275,7 @@ class MGDA(GramianAggregator):
     The update is zero whenever 0 is in the hull (a zero gradient, or opposite gradients):
     the point is Pareto-stationary.  The update ``d`` never conflicts: ``g_k . d >= ||d||^2``
     for every task (optimality of the projection of 0 onto the hull).  With ``"l2"`` it is
-    also unchanged when a task's gradient is scaled.
+    unchanged when a task's gradient is scaled (and so of scale degree 0).
     """
 
     def __init__(self, normalization: Literal["none", "l2"] = "none"):
@@ -286,6 +286,10 @@ class MGDA(GramianAggregator):
     @property  # type: ignore[override]
     def task_scale_invariant(self) -> bool:
         return self.normalization == "l2"
+
+    @property  # type: ignore[override]
+    def scale_degree(self) -> int:
+        return 0 if self.normalization == "l2" else 1
 
     def conflict_bound(self, gram: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
         return np.zeros(gram.shape[0])
