@@ -18,9 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mtlens.aggregators import GradientAggregation, available_methods, make_method
-from mtlens.aggregators.matrix import Aggregator
+from mtlens.aggregators.matrix import Aggregator, NonFiniteGradientError
 
-EXAMPLES = settings(max_examples=25, deadline=None, derandomize=True)
+EXAMPLES = settings(max_examples=20, deadline=None, derandomize=True)
 
 # option variants tested besides each registered method's defaults
 VARIANTS: dict[str, list[dict]] = {
@@ -186,6 +186,21 @@ def test_exactly_opposite_tasks_give_a_finite_update(name, options, matrix, fact
     for dtype in (torch.float32, torch.float64):
         g = matrix[0].to(dtype)
         assert torch.isfinite(make(name, options)(torch.stack([g, -factor * g]))).all()
+
+
+@pytest.mark.parametrize("name,options", CASES, ids=IDS)
+def test_zero_matrix_gives_the_zero_update(name, options):
+    for dtype in (torch.float32, torch.float64):
+        assert torch.equal(make(name, options)(torch.zeros(3, 5, dtype=dtype)), torch.zeros(5, dtype=dtype))
+
+
+@pytest.mark.parametrize("name,options", CASES, ids=IDS)
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_gradient_is_an_error_naming_the_task(name, options, bad):
+    matrix = torch.from_numpy(unit_rows(3, 5, "random", seed=14))
+    matrix[1, 2] = bad
+    with pytest.raises(NonFiniteGradientError, match=r"task\(s\) \[1\]"):
+        make(name, options)(matrix)
 
 
 def test_every_registered_aggregator_is_covered():
