@@ -262,7 +262,8 @@ def steps(method, model: MultiTaskModel, seeds, tasks=TASKS, loss=None) -> list[
         model.zero_grad(set_to_none=True)
         x, targets = batch(seed)
         outputs = model(x)
-        values = {t: (loss or (lambda t, o: ((o - targets[t]) ** 2).mean()))(t, outputs[t]) for t in tasks}
+        task_loss = loss or (lambda t, o, targets=targets: ((o - targets[t]) ** 2).mean())
+        values = {t: task_loss(t, outputs[t]) for t in tasks}
         method.backward(values, model)
         grads.append([p.grad.clone() for p in model.parameters()])
     return grads

@@ -65,17 +65,18 @@ def check_gradient_matrix(matrix: Tensor, task_names: Sequence[str] | None = Non
 class Aggregator(ABC):
     """Maps ``G (K, P)`` to an update ``(P,)``; call it, or :meth:`aggregate` for the weights too.
 
-    The class attributes state the method's guarantees (up to rounding; random methods for
-    equal generator states), checked for every registered method by the property tests:
+    The attributes below state the method's guarantees (up to rounding; random methods for
+    equal generator states; a subclass whose guarantee depends on its options sets them in
+    ``__init__``), checked for every registered method by the property tests:
     """
 
-    scale_degree: ClassVar[int | None] = 1
+    scale_degree: int | None = 1
     """``update(a G) = a ** scale_degree * update(G)`` for every ``a > 0`` (``None``: no claim)."""
 
-    permutation_invariant: ClassVar[bool] = True
+    permutation_invariant: bool = True
     """Reordering the tasks (rows of ``G``) leaves the update unchanged and permutes the weights."""
 
-    task_scale_invariant: ClassVar[bool] = False
+    task_scale_invariant: bool = False
     """Scaling each task's gradient by its own factor ``s_k > 0`` leaves the update unchanged."""
 
     def __call__(self, matrix: Tensor) -> Tensor:
@@ -282,14 +283,8 @@ class MGDA(GramianAggregator):
         if normalization not in ("none", "l2"):
             raise ValueError(f"normalization must be 'none' or 'l2', got {normalization!r}")
         self.normalization = normalization
-
-    @property  # type: ignore[override]
-    def task_scale_invariant(self) -> bool:
-        return self.normalization == "l2"
-
-    @property  # type: ignore[override]
-    def scale_degree(self) -> int:
-        return 0 if self.normalization == "l2" else 1
+        self.task_scale_invariant = normalization == "l2"
+        self.scale_degree = 0 if normalization == "l2" else 1
 
     def conflict_bound(self, gram: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
         return np.zeros(gram.shape[0])
@@ -500,7 +495,10 @@ class UPGrad(GramianAggregator):
         trace = np.trace(gram)
         normalized = gram / trace if trace >= self.norm_eps and trace > 0 else np.zeros_like(gram)
         regularized = normalized + self.reg_eps * np.eye(k)
-        return sum(dual_cone_weights(regularized, np.eye(k)[i] / k) for i in range(k))
+        weights = np.zeros(k)
+        for i in range(k):
+            weights = weights + dual_cone_weights(regularized, np.eye(k)[i] / k)
+        return weights
 
     def conflict_bound(self, gram: np.ndarray, weights: np.ndarray | None) -> np.ndarray | None:
         if np.trace(gram) < self.norm_eps:
