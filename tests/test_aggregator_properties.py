@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from mtlens.aggregators import GradientAggregation, available_methods, make_method
 from mtlens.aggregators.matrix import Aggregator, NonFiniteGradientError
 
-EXAMPLES = settings(max_examples=20, deadline=None, derandomize=True)
+EXAMPLES = settings(max_examples=15, deadline=None, derandomize=True)
 
 # option variants tested besides each registered method's defaults
 VARIANTS: dict[str, list[dict]] = {
@@ -85,7 +85,7 @@ def magnitude(matrix: torch.Tensor, degree: int) -> float:
     return float(matrix.norm(dim=1).sum()) ** degree
 
 
-TOLERANCE = 1e-6  # relative to magnitude(); CAGrad's certified solve is the loosest (~1e-7 measured)
+TOLERANCE = 1e-6  # relative to magnitude(); CAGrad (an iterative solve with a certified gap) needs the most
 
 
 @pytest.mark.parametrize("name,options", CASES, ids=IDS)

@@ -392,7 +392,7 @@ def test_upgrad_does_not_conflict_and_is_scale_equivariant_for_small_gradients(s
     assert float((matrix @ exact).min()) >= -1e-12 * np.trace(gram)
 
 
-@pytest.mark.parametrize("beta", [0.01, 0.5, 1.0])
+@pytest.mark.parametrize("beta", [0.5, 1.0])  # fast EMAs reach 1 within the 300 steps
 @pytest.mark.parametrize("factor", [1.0, 1.3, -1.0, -1.3])
 def test_gradvac_does_not_explode_on_exactly_parallel_float32_gradients(beta, factor):
     """Rows ``v, factor v, v`` in float32 for 300 steps: rounding put the cosine's EMA at or
