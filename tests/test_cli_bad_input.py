@@ -96,6 +96,7 @@ CASES = {
     "unknown-optimizer": ([*STUDY, "--optimizer", "adamw"], ["--optimizer", "adamw", "sgd"]),
     "where-without-value": ([*REPORT, "--where", "lr"], ["--where", "key=value"]),
     "where-unknown-column": ([*REPORT, "--where", "learning_rate=0.1"], ["learning_rate", "lr"]),
+    "where-value-absent": ([*REPORT, "--where", "optimizer=adamw"], ["--where optimizer", "adamw", "present: adam"]),
     "where-number-expected": ([*REPORT, "--where", "lr=fast"], ["--where lr", "number"]),
 }
 
