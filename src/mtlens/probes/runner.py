@@ -19,7 +19,8 @@ resumed run reproduces them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -30,6 +31,7 @@ from mtlens.probes.alignment import intra_task_alignment
 from mtlens.probes.coherence import gradient_coherence
 from mtlens.probes.conflict import conflict_measures, mean_task_gradients
 from mtlens.probes.fisher import fisher_trace
+from mtlens.probes.protocol import ProbedModel
 from mtlens.probes.sharpness import sharpness_measures
 from mtlens.settings import Setting
 from mtlens.settings.base import Split
@@ -57,11 +59,34 @@ def probe_steps(total_steps: int, steps_per_epoch: int, first_epoch: float, grow
     return sorted(s for s in steps if s <= total_steps)
 
 
+@dataclass(frozen=True)
+class ProbeOptions:
+    """Which probes run and their options; the defaults are :class:`~mtlens.training.RunConfig`'s.
+
+    ``batch_size`` is the training batch size (the alignment probe's batches); ``seed`` seeds the
+    Fisher probe's label draws (with the task and the step)."""
+
+    probes: tuple[str, ...]
+    seed: int = 0
+    batch_size: int = 128
+    fisher_batch_size: int = 16
+    sharpness_batch_size: int = 128
+    sharpness_rho: float = 1e-3
+    sharpness_steps: int = 10
+    alignment_batches: int = 4
+
+    @classmethod
+    def from_config(cls, config: RunConfig) -> ProbeOptions:
+        return cls(tuple(config.probes), config.seed, config.batch_size, config.fisher_batch_size,
+                   config.sharpness_batch_size, config.sharpness_rho, config.sharpness_steps,
+                   config.alignment_batches)
+
+
 class ProbeRunner:
     """Measures the config's probes for every task of a run; see the module docstring."""
 
     def __init__(self, config: RunConfig, setting: Setting, tasks: Sequence[Task], device: torch.device):
-        self.config, self.tasks, self.device = config, list(tasks), device
+        self.options, self.tasks, self.device = ProbeOptions.from_config(config), list(tasks), device
         by_source: dict[str, Tensor] = {}
         self.samples: dict[str, tuple[Tensor, Tensor]] = {}
         for task in self.tasks:
@@ -74,45 +99,57 @@ class ProbeRunner:
     def rows(self, model: MultiTaskModel, step: int) -> list[dict[str, Any]]:
         """Rows ``{"task", "quantity", "value"}`` of every probe at ``step``, read after the step's
         optimizer update (whose direction is the shared parameters' ``.grad``; none at step 0)."""
-        params = list(model.parameters())
-        saved_grads = [p.grad for p in params]
-        shared = model.shared_parameters()
-        update = None if step == 0 else flatten([p.grad for p in shared], shared).detach().clone()
-        was_training = model.training
-        devices = [self.device] if self.device.type == "cuda" else []
-        try:
-            with torch.random.fork_rng(devices=devices):
-                model.eval()
-                return self._measure(model, step, update)
-        finally:
-            model.train(was_training)
-            for p, grad in zip(params, saved_grads):
-                p.grad = grad
+        return measure_probes(model, self.tasks, self.samples, self.options, step, self.device)
 
-    def _measure(self, model: MultiTaskModel, step: int, update: Tensor | None) -> list[dict[str, Any]]:
-        config, rows = self.config, []
-        probes = set(config.probes)
-        for task in self.tasks:
-            inputs, targets = self.samples[task.name]
-            values: dict[str, float] = {}
-            if "coherence" in probes:
-                values.update(gradient_coherence(model, task, inputs, targets))
-            if "fisher" in probes:
-                generator = torch.Generator(device=inputs.device).manual_seed(
-                    derived_seed(config.seed, "fisher", task.name, str(step)))
-                values.update(fisher_trace(model, task, inputs, generator, batch_size=config.fisher_batch_size))
-            sharpness = {"sharpness", "sharpness_sam"} & probes
-            if sharpness:  # one pass gives both: the SAM estimate is the ascent's first step
-                measured = sharpness_measures(model, task, inputs, targets, rho=config.sharpness_rho,
-                                              batch_size=config.sharpness_batch_size,
-                                              steps=config.sharpness_steps if "sharpness" in probes else None)
-                values.update({name: measured[name] for name in sorted(sharpness)})
-            if "alignment" in probes:
-                generator = torch.Generator().manual_seed(derived_seed(0, "alignment", task.name))
-                values.update(intra_task_alignment(model, task, inputs, targets, config.batch_size,
-                                                   config.alignment_batches, generator))
-            rows += [{"task": task.name, "quantity": f"probe/{name}", "value": float(value)}
-                     for name, value in values.items()]
-        if "conflict" in probes:
-            rows += conflict_measures(mean_task_gradients(model, self.tasks, self.samples), update)
-        return rows
+
+def measure_probes(model: ProbedModel, tasks: Sequence[Task], samples: Mapping[str, tuple[Tensor, Tensor]],
+                   options: ProbeOptions, step: int, device: torch.device) -> list[dict[str, Any]]:
+    """Rows ``{"task", "quantity": "probe/<name>", "value"}`` of ``options.probes`` for every task,
+    on its sample ``samples[task] = (inputs, targets)``, with no side effect on training (see the
+    module docstring).  The update direction is the shared parameters' ``.grad`` (none at step 0,
+    or when no shared parameter holds a gradient, e.g. after ``zero_grad``)."""
+    params = list(model.parameters())
+    saved_grads = [p.grad for p in params]
+    shared = model.shared_parameters()
+    grads = [p.grad for p in shared]
+    update = None if step == 0 or all(g is None for g in grads) else flatten(grads, shared).detach().clone()
+    was_training = model.training
+    devices = [device] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            model.eval()
+            return _measure(model, tasks, samples, options, step, update)
+    finally:
+        model.train(was_training)
+        for p, grad in zip(params, saved_grads):
+            p.grad = grad
+
+
+def _measure(model: ProbedModel, tasks: Sequence[Task], samples: Mapping[str, tuple[Tensor, Tensor]],
+             options: ProbeOptions, step: int, update: Tensor | None) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    probes = set(options.probes)
+    for task in tasks:
+        inputs, targets = samples[task.name]
+        values: dict[str, float] = {}
+        if "coherence" in probes:
+            values.update(gradient_coherence(model, task, inputs, targets))
+        if "fisher" in probes:
+            generator = torch.Generator(device=inputs.device).manual_seed(
+                derived_seed(options.seed, "fisher", task.name, str(step)))
+            values.update(fisher_trace(model, task, inputs, generator, batch_size=options.fisher_batch_size))
+        sharpness = {"sharpness", "sharpness_sam"} & probes
+        if sharpness:  # one pass gives both: the SAM estimate is the ascent's first step
+            measured = sharpness_measures(model, task, inputs, targets, rho=options.sharpness_rho,
+                                          batch_size=options.sharpness_batch_size,
+                                          steps=options.sharpness_steps if "sharpness" in probes else None)
+            values.update({name: measured[name] for name in sorted(sharpness)})
+        if "alignment" in probes:
+            generator = torch.Generator().manual_seed(derived_seed(0, "alignment", task.name))
+            values.update(intra_task_alignment(model, task, inputs, targets, options.batch_size,
+                                               options.alignment_batches, generator))
+        rows += [{"task": task.name, "quantity": f"probe/{name}", "value": float(value)}
+                 for name, value in values.items()]
+    if "conflict" in probes:
+        rows += conflict_measures(mean_task_gradients(model, tasks, samples), update)
+    return rows

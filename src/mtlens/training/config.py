@@ -148,9 +148,17 @@ class RunConfig(BaseModel):
     @property
     def run_id(self) -> str:
         """Readable and unique: ``setting-mode-task-method-sSEED-HASH`` of :meth:`identity`."""
-        digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:10]
-        which = self.tasks[0] if self.mode == "stl" and self.tasks else "all"
-        return f"{self.setting}-{self.mode}-{which}-{self.method}-s{self.seed}-{digest}"
+        return make_run_id(self.setting, self.tasks or [], self.method, self.seed, self.identity())
+
+
+def make_run_id(setting: str, tasks: list[str], method: str, seed: int, identity: dict[str, Any]) -> str:
+    """``setting-mode-task-method-sSEED-HASH``: ``mode`` is ``stl`` for one task (then ``task`` is its
+    name) and ``mtl`` otherwise (``task`` is ``all``); ``HASH`` is the first 10 hex digits of the
+    SHA-256 of ``identity`` as sorted JSON.  The trainer and the recorder name runs this way."""
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
+    mode = "stl" if len(tasks) == 1 else "mtl"
+    which = tasks[0] if mode == "stl" else "all"
+    return f"{setting}-{mode}-{which}-{method}-s{seed}-{digest}"
 
 
 def parse_config(raw: dict[str, Any]) -> RunConfig:
