@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,7 +12,8 @@ import torch
 from mtlens import Recorder, RunStore, build_model, load_setting
 from mtlens.cli import main
 from mtlens.models import derived_seed
-from mtlens.report.study_report import write_report
+from mtlens.report.base import by_configuration
+from mtlens.report.study_report import gap_section, select_runs, transfer_section
 from mtlens.store import ROW_COLUMNS
 from mtlens.training.batches import BatchStream
 from mtlens.training.evaluate import evaluate_task, train_eval_rows
@@ -55,16 +58,15 @@ def record_like_the_trainer(store: RunStore, tasks: list[str], seed: int) -> Non
 
 def test_recorded_loop_reports_the_transfer_and_gap_of_mtlens_study(tmp_path):
     trained, recorded = RunStore(tmp_path / "trained"), RunStore(tmp_path / "recorded")
-    argv = ["study", "digits_pair", "--seeds", "2", "--epochs", str(EPOCHS), "--batch-size", str(BATCH),
+    argv = ["study", "digits_pair", "--seeds", "1", "--epochs", str(EPOCHS), "--batch-size", str(BATCH),
             *[a for k, v in OPTIONS.items() for a in ("--option", f"{k}={v}")],
             "--set", "probes=[]", "--set", f"train_eval_size={TRAIN_EVAL}", "--store", str(trained.root), "--quiet"]
     assert main(argv) == 0
-    for seed in (0, 1):
-        for tasks in (["a"], ["b"], ["a", "b"]):
-            record_like_the_trainer(recorded, tasks, seed)
+    for tasks in (["a"], ["b"], ["a", "b"]):
+        record_like_the_trainer(recorded, tasks, seed=0)
 
     runs = recorded.runs()
-    assert len(runs) == 6 and set(runs["state"]) == {"finished"} and set(runs["source"]) == {"recorder"}
+    assert len(runs) == 3 and set(runs["state"]) == {"finished"} and set(runs["source"]) == {"recorder"}
     # Same rows as the trainer's, up to the run ids: every value agrees to float tolerance.
     key = ["mode", "seed", "task", "step", "quantity"]
     rows = {name: s.trajectories().sort_values(key).reset_index(drop=True) for name, s in
@@ -73,15 +75,22 @@ def test_recorded_loop_reports_the_transfer_and_gap_of_mtlens_study(tmp_path):
                                   rows["recorded"][[*key, "epoch", "setting", "method"]])
     np.testing.assert_allclose(rows["recorded"]["value"], rows["trained"]["value"], rtol=1e-5, atol=1e-7)
 
-    tables = {}
-    for name, store in (("trained", trained), ("recorded", recorded)):
-        write_report(store, tmp_path / f"report-{name}")
-        tables[name] = {t: pd.read_csv(tmp_path / f"report-{name}" / "tables" / f"{t}.csv")
-                        for t in ("transfer", "gap_onset")}
-    for table in ("transfer", "gap_onset"):
+    tables = {name: report_tables(store, tmp_path / f"report-{name}")
+              for name, store in (("trained", trained), ("recorded", recorded))}
+    for table, n_rows in (("transfer", 2), ("gap_onset", 4)):  # per task; the gap for val/loss and val/error
         trained_table, recorded_table = tables["trained"][table], tables["recorded"][table]
-        assert len(trained_table) > 0
+        assert len(trained_table) == n_rows
         pd.testing.assert_frame_equal(recorded_table, trained_table, rtol=1e-5, atol=1e-7)
+
+
+def report_tables(store: RunStore, out: Path) -> dict[str, pd.DataFrame]:
+    """The report's transfer and gap tables, written by its own sections (the rest of the report is
+    tested elsewhere and costs a minute on a loaded machine)."""
+    index = select_runs(store)
+    configured, info = by_configuration(index, store.trajectories(index["run_id"].tolist()), store.task_info())
+    transfer_section(configured, info, out)
+    gap_section(configured, out, noise_multiplier=2.0)
+    return {t: pd.read_csv(out / "tables" / f"{t}.csv") for t in ("transfer", "gap_onset")}
 
 
 def open_recorder(store: RunStore, **changes) -> Recorder:
