@@ -13,8 +13,8 @@ per-example loss.  :class:`LossModel` presents a user's model in that form witho
   per-example (or per-group) gradients of any model, and ``functional_call`` substitutes the
   user's parameters by their ``named_parameters`` names prefixed with ``model.``.
 * the tasks are :class:`~mtlens.tasks.Task` objects whose ``loss(outputs, targets)`` returns the
-  outputs (they already are the losses); the targets are an empty ``(N, 0)`` float tensor, so no
-  probe mistakes them for class labels.
+  outputs (they already are the losses); the targets are an unused ``(N, 1)`` float tensor of zeros,
+  so no probe mistakes them for class labels.
 * ``shared_parameters()`` are the parameters the user declares shared (conflict and alignment
   measure on them); ``task_parameters(task)`` are the trainable parameters that ``task``'s loss
   reaches in the autograd graph (found once, on the first two sample rows, in eval mode):
@@ -118,9 +118,9 @@ class LossModel(nn.Module):
         return torch.arange(self._n, device=device)
 
     def probe_samples(self) -> dict[str, tuple[Tensor, Tensor]]:
-        """``{task: (indices (N,), empty targets (N, 0))}``, one inputs object shared by every task."""
+        """``{task: (indices (N,), unused targets (N, 1))}``, one inputs object shared by every task."""
         indices = self.sample_indices
-        targets = torch.zeros(self._n, 0, device=indices.device)
+        targets = torch.zeros(self._n, 1, device=indices.device)
         return {task: (indices, targets) for task in self._tasks}
 
     def shared_parameters(self) -> list[nn.Parameter]:
