@@ -179,7 +179,7 @@ def test_training_with_probes_follows_the_trajectory_of_training_without(tmp_pat
             loss = sum(per_example_losses(model)(sample)[t].mean() for t in TASKS)
             loss.backward()
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             if rec:
                 rec.probe(step)
         if rec:

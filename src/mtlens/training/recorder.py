@@ -231,6 +231,19 @@ class Recorder:
             rows.update({(task, f"{split}/{name}"): float(value) for name, value in items})
         self._add(step, rows, epoch)
 
+    def log_metrics(self, step: int, metrics: Mapping[str, Any], epoch: float | None = None) -> int:
+        """Record the entries of a flat metrics dict whose keys read ``<split>/<task>/<metric>`` for a
+        task of this run (how the Lightning and Hugging Face callbacks pass logged metrics); other keys
+        are ignored.  Returns the number of values recorded."""
+        by_split: dict[str, dict[str, dict[str, Any]]] = {}
+        for key, value in metrics.items():
+            parts = key.split("/")
+            if len(parts) == 3 and parts[1] in self.identity.tasks and parts[0] not in RESERVED_SPLITS:
+                by_split.setdefault(parts[0], {}).setdefault(parts[1], {})[parts[2]] = value
+        for split, values in by_split.items():
+            self.log(step, split, values, epoch)
+        return sum(len(m) for values in by_split.values() for m in values.values())
+
     def _add(self, step: int, rows: Mapping[tuple[str, str], float], epoch: float | None) -> None:
         self._require_open()
         if step < 0:
