@@ -51,16 +51,19 @@ def probes_for(model: nn.Module, trunk: str, losses) -> RecorderProbes:
                           options=ProbeOptions(probes=("coherence", "sharpness_sam", "conflict"), batch_size=BATCH))
 
 
-def check_report(store: RunStore, tmp_path, n_probe_steps: int) -> None:
+def check_rows(store: RunStore, n_probe_steps: int) -> None:
     runs = store.runs()
     assert len(runs) == 3 and set(runs["state"]) == {"finished"}
     rows = store.trajectories()
     for run_id, frame in rows.groupby("run_id"):
-        evaluated = frame[frame["quantity"] == "val/loss"]["step"]
-        assert sorted(evaluated.unique()) == [(N_TRAIN // BATCH) * e for e in range(1, EPOCHS + 1)], run_id
+        for split in SPLITS:
+            evaluated = frame[frame["quantity"] == f"{split}/loss"]["step"]
+            assert sorted(evaluated.unique()) == [(N_TRAIN // BATCH) * e for e in range(1, EPOCHS + 1)], run_id
         assert frame["step"][frame["quantity"] == "probe/grad_coherence"].nunique() == n_probe_steps
         assert not frame.duplicated(["task", "step", "quantity"]).any()
-    out = tmp_path / "report"
+
+
+def check_report(store: RunStore, out) -> None:
     assert main(["report", "--store", str(store.root), "--out", str(out)]) == 0
     html = (out / "report.html").read_text()
     for task in TASKS:
@@ -69,7 +72,10 @@ def check_report(store: RunStore, tmp_path, n_probe_steps: int) -> None:
     assert len(pd.read_csv(out / "tables" / "transfer.csv")) == 2
 
 
-def test_lightning_trainer_run_is_recorded_and_reported(tmp_path):
+@pytest.fixture(scope="module")
+def lightning_store(tmp_path_factory) -> RunStore:
+    """STL a, STL b and MTL runs of a Lightning ``Trainer``, recorded."""
+    tmp_path = tmp_path_factory.mktemp("lightning")
     pl = pytest.importorskip("lightning.pytorch", reason="the `lightning` extra is part of the test extra")
     from mtlens.integrations.lightning import RecorderCallback
 
@@ -108,10 +114,13 @@ def test_lightning_trainer_run_is_recorded_and_reported(tmp_path):
                 warnings.simplefilter("ignore")
                 trainer.fit(module, DataLoader(TRAIN, batch_size=BATCH, shuffle=True),
                             [DataLoader(d, batch_size=32) for d in (Examples(N_TRAIN, 0), VAL, TEST)])
-    check_report(store, tmp_path, n_probe_steps=3)
+    return store
 
 
-def test_huggingface_trainer_run_is_recorded_and_reported(tmp_path):
+@pytest.fixture(scope="module")
+def hf_store(tmp_path_factory) -> RunStore:
+    """STL a, STL b and MTL runs of a Hugging Face ``Trainer`` on a tiny random BERT, recorded."""
+    tmp_path = tmp_path_factory.mktemp("hf")
     transformers = pytest.importorskip("transformers")
     from mtlens.integrations.huggingface import RecorderTrainerCallback
 
@@ -161,4 +170,19 @@ def test_huggingface_trainer_run_is_recorded_and_reported(tmp_path):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 trainer.train()
-    check_report(store, tmp_path, n_probe_steps=3)
+    return store
+
+
+def test_lightning_trainer_runs_are_recorded(lightning_store):
+    check_rows(lightning_store, n_probe_steps=3)
+
+
+def test_huggingface_trainer_runs_are_recorded(hf_store):
+    check_rows(hf_store, n_probe_steps=3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["lightning_store", "hf_store"])
+def test_recorded_library_runs_make_a_report_with_gap_figures_and_probes(which, request, tmp_path):
+    """`mtlens report` on the recorded store (a minute each on a loaded 2-core machine: figures)."""
+    check_report(request.getfixturevalue(which), tmp_path / "report")
