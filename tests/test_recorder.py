@@ -200,3 +200,16 @@ def test_bad_descriptions_and_rows_are_clear_errors(store):
         rec.log(0, "val", {"a": 1.0}, epoch=0.0)
     with pytest.raises(RuntimeError, match="not open"):
         rec.log(1, "val", {"a": 1.0})
+
+
+def test_report_flags_recorded_runs_whose_configurations_differ_beyond_the_task_set(store, tmp_path):
+    from mtlens.report.study_report import mismatched_recorded_runs, overview_section
+
+    for tasks, lr in ((["a"], 0.1), (["b"], 0.1), (["a", "b"], 0.2)):
+        with open_recorder(store, tasks=tasks, hyperparameters={"lr": lr}) as rec:
+            rec.log(1, "val", {t: 1.0 for t in tasks})
+    index = store.runs()
+    flagged = mismatched_recorded_runs(index)
+    assert len(flagged) == 3 and set(flagged["differs"]) == {"lr=0.1", "lr=0.2"}
+    assert "differ in more than the task set" in overview_section(index, store.trajectories(), tmp_path).body
+    assert mismatched_recorded_runs(index[index["lr"] == 0.1]).empty
