@@ -10,16 +10,40 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_readme_python_example_registers_a_setting_and_trains(tmp_path, monkeypatch):
     readme = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
-    assert len(blocks) == 1
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    exec(compile(blocks[0], "README.md", "exec"), namespace)
+    exec(compile(python_block(readme, "register_setting"), "README.md", "exec"), namespace)
     index = namespace["store"].runs()
     assert sorted(index["mode"]) == ["mtl", "stl", "stl"] and set(index["state"]) == {"finished"}
     rows = namespace["store"].trajectories()
     assert {"quadrant", "right"} == set(rows.loc[~rows["quantity"].str.startswith("probe/"), "task"])
     assert {"quadrant|right", "*"} <= set(rows["task"])  # the default probes ran
+
+
+def python_block(readme: str, marker: str) -> str:
+    """The README's one ```python block containing ``marker``."""
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if marker in b]
+    assert len(blocks) == 1, marker
+    return blocks[0]
+
+
+def test_readme_plain_loop_example_records_paired_runs_in_under_30_lines(tmp_path, monkeypatch):
+    block = python_block((ROOT / "README.md").read_text(), "# Record a plain PyTorch loop")
+    assert len(block.strip().splitlines()) < 30
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    index = namespace["store"].runs()
+    assert sorted(index["mode"]) == ["mtl"] * 2 + ["stl"] * 4 and set(index["state"]) == {"finished"}
+    rows = namespace["store"].trajectories()
+    assert {"train/loss", "val/loss", "val/error", "test/loss", "test/error"} <= set(rows["quantity"])
+    assert not rows.duplicated(["run_id", "task", "step", "quantity"]).any()
+
+
+def test_readme_library_examples_are_under_30_lines():
+    readme = (ROOT / "README.md").read_text()
+    for marker in ("RecorderCallback(rec)", "RecorderTrainerCallback(rec)"):
+        assert len(python_block(readme, marker).strip().splitlines()) < 30
 
 
 def test_readme_commands_are_the_makefile_targets():
