@@ -66,7 +66,7 @@ def train_one(config: RunConfig, store: RunStore, setting: Setting, progress: bo
 
 def mark_failed(store: RunStore, config: RunConfig, message: str) -> None:
     """Record ``config``'s run as ``failed`` with ``message`` (it stays resumable: failed is not done)."""
-    store.write_config(config.run_id, config.model_dump(), ignore=("device",))
+    store.write_config(config.run_id, config.to_dict(), ignore=("device",))
     store.set_status(config.run_id, "failed", (store.status(config.run_id) or {}).get("step", 0), message)
 
 

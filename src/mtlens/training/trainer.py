@@ -78,7 +78,7 @@ def train_run(config: RunConfig, store: RunStore, setting: Setting | None = None
     with store.lock(run_id):
         if store.is_done(run_id):  # another process finished it before we took the lock
             return store.status(run_id)["state"]
-        store.write_config(run_id, config.model_dump(), ignore=("device",))
+        store.write_config(run_id, config.to_dict(), ignore=("device",))
         store.write_task_info(run_id, {
             t.name: {"selection_metric": t.selection_metric,
                      "lower_is_better": {m: t.is_lower_better(m) for m in t.metric_names}}
