@@ -1,4 +1,4 @@
-"""The README's promises: its two commands exist and its user-setting example runs."""
+"""The README's promises: its two commands exist and its user-setting and user-probe examples run."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_readme_python_example_registers_a_setting_and_trains(tmp_path, monkeypatch):
+def test_readme_python_examples_register_a_setting_and_a_probe_and_train(tmp_path, monkeypatch, request):
     readme = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
-    assert len(blocks) == 1
+    assert len(blocks) == 2
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     exec(compile(blocks[0], "README.md", "exec"), namespace)
@@ -20,6 +20,15 @@ def test_readme_python_example_registers_a_setting_and_trains(tmp_path, monkeypa
     rows = namespace["store"].trajectories()
     assert {"quadrant", "right"} == set(rows.loc[~rows["quantity"].str.startswith("probe/"), "task"])
     assert {"quadrant|right", "*"} <= set(rows["task"])  # the default probes ran
+
+    from mtlens.probes import PROBES
+
+    request.addfinalizer(lambda: PROBES.unregister("head_norm"))
+    exec(compile(blocks[1], "README.md", "exec"), namespace)  # the user's probe, on the store of the first
+    rows = namespace["store"].trajectories()
+    norms = rows[rows["quantity"] == "probe/head_norm"]
+    assert set(norms["task"]) == {"quadrant", "right"} and (norms["value"] > 0).all()
+    assert norms["run_id"].nunique() == 1 and len(namespace["store"].runs()) == 4
 
 
 def test_readme_commands_are_the_makefile_targets():
