@@ -37,11 +37,12 @@ import json
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from mtlens.errors import ConfigError, MtlensError
 from mtlens.probes import DEFAULT_PROBES, PROBES, validate_probe_options
-from mtlens.settings import Setting, check_setting_options, load_setting, setting_factory
+from mtlens.aggregators import METHODS
+from mtlens.settings import SETTINGS, Setting, load_setting
 
 FLAT_PROBE_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
     "fisher_batch_size": (("fisher", "batch_size"),),
@@ -132,24 +133,11 @@ class RunConfig(BaseModel):
         raw["probe_options"] = options
         return raw
 
-    @field_validator("setting")
+    @field_validator("setting", "method")
     @classmethod
-    def _known_setting(cls, value: str) -> str:
-        try:
-            setting_factory(value)
-        except KeyError as err:
-            raise ValueError(err.args[0]) from None
-        return value
-
-    @field_validator("method")
-    @classmethod
-    def _known_method(cls, value: str) -> str:
-        from mtlens.aggregators import method_factory
-
-        try:
-            method_factory(value)
-        except KeyError as err:
-            raise ValueError(err.args[0]) from None
+    def _registered(cls, value: str, info: ValidationInfo) -> str:
+        """A registered setting or method (the registry's error, a ValueError, lists the valid names)."""
+        (SETTINGS if info.field_name == "setting" else METHODS).get(value)
         return value
 
     @field_validator("device")
@@ -239,16 +227,12 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
         config = RunConfig.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(_describe(err)) from None
-    try:
-        check_setting_options(config.setting, config.setting_options)
-    except ValueError as err:
-        raise ConfigError(f"setting_options: {err}") from None
-    from mtlens.aggregators import check_method_options
-
-    try:
-        check_method_options(config.method, config.method_options)
-    except ValueError as err:
-        raise ConfigError(f"method_options: {err}") from None
+    for key, registry, name, options in (("setting_options", SETTINGS, config.setting, config.setting_options),
+                                         ("method_options", METHODS, config.method, config.method_options)):
+        try:
+            registry.check_options(name, options)
+        except ConfigError as err:
+            raise ConfigError(f"{key}: {err}") from None
     return config
 
 
