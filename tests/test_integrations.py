@@ -15,7 +15,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from mtlens import Recorder, RecorderProbes, RunStore
 from mtlens.cli import main
-from mtlens.probes.runner import ProbeOptions
 
 TASKS = ("a", "b")
 SPLITS = ("train", "val", "test")
@@ -48,7 +47,7 @@ def probes_for(model: nn.Module, trunk: str, losses) -> RecorderProbes:
     steps_per_epoch = N_TRAIN // BATCH
     return RecorderProbes(model=model, shared=[n for n, _ in model.named_parameters() if n.startswith(trunk)],
                           losses=losses, sample=TRAIN.batch(32), steps=[0, steps_per_epoch, EPOCHS * steps_per_epoch],
-                          options=ProbeOptions(probes=("coherence", "sharpness_sam", "conflict"), batch_size=BATCH))
+                          probes=("coherence", "sharpness_sam", "conflict"), batch_size=BATCH)
 
 
 def check_rows(store: RunStore, n_probe_steps: int) -> None:

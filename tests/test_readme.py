@@ -1,4 +1,4 @@
-"""The README's promises: its two commands exist and its user-setting example runs."""
+"""The README's promises: its two commands exist and its user-setting and user-probe examples run."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_readme_python_example_registers_a_setting_and_trains(tmp_path, monkeypatch):
+def test_readme_python_examples_register_a_setting_and_a_probe_and_train(tmp_path, monkeypatch, request):
     readme = (ROOT / "README.md").read_text()
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
@@ -18,6 +18,15 @@ def test_readme_python_example_registers_a_setting_and_trains(tmp_path, monkeypa
     rows = namespace["store"].trajectories()
     assert {"quadrant", "right"} == set(rows.loc[~rows["quantity"].str.startswith("probe/"), "task"])
     assert {"quadrant|right", "*"} <= set(rows["task"])  # the default probes ran
+
+    from mtlens.probes import PROBES
+
+    request.addfinalizer(lambda: PROBES.unregister("head_norm"))
+    exec(compile(python_block(readme, "@register_probe"), "README.md", "exec"), namespace)  # the user's probe, on the store of the first
+    rows = namespace["store"].trajectories()
+    norms = rows[rows["quantity"] == "probe/head_norm"]
+    assert set(norms["task"]) == {"quadrant", "right"} and (norms["value"] > 0).all()
+    assert norms["run_id"].nunique() == 1 and len(namespace["store"].runs()) == 4
 
 
 def python_block(readme: str, marker: str) -> str:

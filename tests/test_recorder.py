@@ -11,8 +11,8 @@ import torch
 
 from mtlens import Recorder, RunStore, build_model, load_setting
 from mtlens.cli import main
-from mtlens.models import derived_seed
-from mtlens.report.base import by_configuration
+from mtlens.seeding import derived_seed
+from mtlens.render import by_configuration
 from mtlens.report.study_report import gap_section, select_runs, transfer_section
 from mtlens.store import ROW_COLUMNS
 from mtlens.training.batches import BatchStream

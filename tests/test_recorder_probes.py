@@ -10,9 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from mtlens import Recorder, RecorderProbes, RunStore
-from mtlens.models import derived_seed
+from mtlens.seeding import derived_seed
 from mtlens.probes.loss_model import LossModel
-from mtlens.probes.runner import ProbeOptions
 
 TASKS = ("a", "b")
 N, BATCH, SHARP_BATCH, RHO = 20, 8, 8, 0.05
@@ -105,10 +104,11 @@ def reference(model: TwoTowers, sample, update: torch.Tensor) -> dict[tuple[str,
 
 
 def recorder(store: RunStore, model, sample, **changes) -> Recorder:
-    options = ProbeOptions(probes=("coherence", "sharpness_sam", "conflict", "alignment"), batch_size=BATCH,
-                           sharpness_batch_size=SHARP_BATCH, sharpness_rho=RHO, alignment_batches=5)
     probes = RecorderProbes(model=model, shared=[n for n, _ in model.named_parameters() if n.startswith("trunk.")],
-                            losses=per_example_losses(model), sample=sample, steps=[0, 1], options=options)
+                            losses=per_example_losses(model), sample=sample, steps=[0, 1],
+                            probes=("coherence", "sharpness_sam", "conflict", "alignment"), batch_size=BATCH,
+                            options={"sharpness_sam": {"rho": RHO, "batch_size": SHARP_BATCH},
+                                     "alignment": {"batches": 5}})
     return Recorder(store, "towers", list(TASKS), seed=0, steps_per_epoch=1, probes=probes, **changes)
 
 
@@ -192,6 +192,6 @@ def test_training_with_probes_follows_the_trajectory_of_training_without(tmp_pat
 def test_fisher_is_refused_on_a_user_model_with_the_valid_choices(store):
     model, sample = make_problem()
     probes = RecorderProbes(model=model, shared=list(model.trunk.parameters()), losses=per_example_losses(model),
-                            sample=sample, steps=[0], options=ProbeOptions(probes=("fisher",)))
-    with pytest.raises(ValueError, match="coherence"):
+                            sample=sample, steps=[0], probes=("fisher",))
+    with pytest.raises(ValueError, match="cannot run on a user's model"):
         Recorder(store, "towers", list(TASKS), seed=0, probes=probes)

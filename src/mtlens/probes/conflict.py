@@ -24,6 +24,7 @@ from torch import Tensor
 
 from mtlens.gradients import task_gradients
 from mtlens.models import MultiTaskModel
+from mtlens.probes.base import ProbeContext, Row, register_probe
 from mtlens.tasks import Task
 
 
@@ -92,3 +93,14 @@ def gradient_cosine(a: Tensor, b: Tensor) -> float:
     a, b = a.double(), b.double()
     denominator = a.norm() * b.norm()
     return (a @ b / denominator).item() if denominator > 0 else float("nan")
+
+
+@register_probe("conflict", per_task=False,
+                quantities=("probe/grad_norm", "probe/update_cosine", "probe/conflict_cosine",
+                            "probe/magnitude_similarity", "probe/magnitude_ratio", "probe/conflict_fraction",
+                            "probe/update_norm"),
+                task_quantities=("probe/grad_norm", "probe/update_cosine"))
+def conflict_probe(context: ProbeContext) -> list[Row]:
+    """The probe ``conflict``: :func:`conflict_measures` of the tasks' mean gradients on their probe
+    samples and the step's update."""
+    return conflict_measures(mean_task_gradients(context.model, context.tasks, context.samples), context.update)

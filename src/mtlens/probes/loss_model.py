@@ -21,7 +21,8 @@ per-example loss.  :class:`LossModel` presents a user's model in that form witho
   the shared trunk, the task's own adapter and tower, never another task's.
 
 The Fisher probe needs labels drawn from the model's predictive distribution, which a bare loss
-function cannot provide, so it is not available here (:data:`LOSS_MODEL_PROBES`).
+function cannot provide, so it is not available here (:data:`UNAVAILABLE_PROBES`); every other
+registered probe that uses only the :class:`~mtlens.probes.protocol.ProbedModel` interface is.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ import torch
 from torch import Tensor, nn
 from torch.utils._pytree import tree_flatten, tree_map
 
-from mtlens.probes.names import PROBE_NAMES
 from mtlens.tasks import Task
 
 Batch = Union[Tensor, Mapping[str, Any], Sequence[Any]]
@@ -41,8 +41,8 @@ Batch = Union[Tensor, Mapping[str, Any], Sequence[Any]]
 PerExampleLosses = Callable[[Batch], Mapping[str, Tensor]]
 """``losses(batch) -> {task: (n,) per-example losses}`` computed with the user's model."""
 
-LOSS_MODEL_PROBES = tuple(name for name in PROBE_NAMES if name != "fisher")
-"""The probes that run on a user's model: all but the Fisher trace (see the module docstring)."""
+UNAVAILABLE_PROBES = ("fisher",)
+"""Built-in probes that cannot run on a user's model (see the module docstring)."""
 
 
 def batch_size_of(batch: Batch) -> int:
@@ -64,7 +64,7 @@ def _no_head(feature_dim: int) -> nn.Module:
 
 def _no_label_sampler(outputs: Tensor, generator: torch.Generator) -> Tensor:
     raise TypeError("the Fisher probe needs labels drawn from the model, which a per-example loss function "
-                    f"cannot give; the probes available on a user's model are {', '.join(LOSS_MODEL_PROBES)}")
+                    "cannot give; it is not available on a user's model")
 
 
 def loss_task(name: str) -> Task:

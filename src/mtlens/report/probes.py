@@ -18,14 +18,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from mtlens.report.base import Section, by_configuration, save_figure, slug  # noqa: E402
+from mtlens.probes import per_task_quantities  # noqa: E402
+from mtlens.render import Section, by_configuration, save_figure, slug  # noqa: E402
 from mtlens.report.figures import training_curves_figure  # noqa: E402
 from mtlens.store import RunStore  # noqa: E402
 
-TASK_PROBES = ("probe/grad_coherence", "probe/m_coherence", "probe/fisher_trace", "probe/sharpness",
-               "probe/sharpness_sam", "probe/grad_norm", "probe/update_cosine", "probe/intra_cosine_subbatch",
-               "probe/intra_cosine_classgroup")
-"""Per-task probe quantities, in the order they are plotted."""
 
 
 def probes_section(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out_dir: Path) -> list[Section]:
@@ -39,7 +36,7 @@ def probes_section(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out
     for (setting, method), mtl_rows in probe_rows[probe_rows["mode"] == "mtl"].groupby(["setting", "method"]):
         pair = pd.concat([probe_rows[(probe_rows["setting"] == setting) & (probe_rows["mode"] == "stl")], mtl_rows])
         tasks = [t for t in sorted(mtl_rows["task"].unique()) if "|" not in t and t != "*"]
-        quantities = [q for q in TASK_PROBES if q in set(pair["quantity"])]
+        quantities = [q for q in per_task_quantities() if q in set(pair["quantity"])]
         if tasks and quantities:
             n_seeds = {mode: frame["seed"].nunique() for mode, frame in pair.groupby("mode")}
             fig = training_curves_figure(pair, tasks, quantities)
@@ -47,7 +44,7 @@ def probes_section(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out
                 fig, out_dir, slug("probes", setting, method),
                 f"{setting}, method {method}: every per-task probe by epoch, STL (blue) vs MTL (red), mean ± std "
                 f"over seeds ({n_seeds.get('stl', 0)} STL and {n_seeds.get('mtl', 0)} MTL seeds; runs per curve in "
-                f"the legend). update_cosine: cosine of the task's probe-sample gradient with the update direction "
+                f"the legend); rows: {', '.join(quantities)}. update_cosine: cosine of the task's probe-sample gradient with the update direction "
                 f"the method applied to the shared parameters at that step (for STL, the task's own batch "
                 f"gradient)."))
         pairs = sorted(t for t in mtl_rows["task"].unique() if "|" in t)

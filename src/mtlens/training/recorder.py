@@ -44,7 +44,7 @@ A finished or diverged run cannot be reopened.
 **Probes.**  With ``probes=`` (:class:`RecorderProbes`), :meth:`Recorder.step` runs the probes on
 your model at the steps of their schedule (call it after the optimizer step, and once with step 0
 before training), with the trainer's guarantees: parameters, buffers, gradients, optimizer state
-and torch's random streams are left as they were (:func:`~mtlens.probes.runner.measure_probes`).
+and torch's random streams are left as they were (:func:`~mtlens.probes.measure_probes`).
 """
 
 from __future__ import annotations
@@ -62,8 +62,9 @@ import torch
 from torch import nn
 
 from mtlens.errors import MtlensError
-from mtlens.probes.loss_model import LOSS_MODEL_PROBES, Batch, LossModel, PerExampleLosses, batch_size_of, loss_task
-from mtlens.probes.runner import ProbeOptions, measure_probes
+from mtlens.gradients import flatten
+from mtlens.probes import PROBES, ProbeContext, measure_probes, validate_probe_options
+from mtlens.probes.loss_model import UNAVAILABLE_PROBES, Batch, LossModel, PerExampleLosses, batch_size_of, loss_task
 from mtlens.store import RunStore, atomic_write
 from mtlens.tasks import Task
 from mtlens.training.config import make_run_id
@@ -75,7 +76,9 @@ MAX_PENDING_STEPS = 64
 RESERVED_SPLITS = ("probe", "method")
 """Quantity prefixes the recorder writes itself (probe rows; the trainer's method diagnostics)."""
 
-DESCRIPTION_KEYS = ("setting", "tasks", "method", "seed", "source", "steps_per_epoch", "probes")
+DESCRIPTION_KEYS = ("setting", "tasks", "method", "seed", "source", "steps_per_epoch", "probes", "probe_options",
+                    "probe_sample_size", "probe_steps", "probe_batch_size")
+"""Config keys the recorder writes itself (hyperparameters may not use them)."""
 
 
 class RecordedRunFinishedError(MtlensError):
@@ -84,12 +87,13 @@ class RecordedRunFinishedError(MtlensError):
 
 @dataclass(frozen=True)
 class RecorderProbes:
-    """Probes on a user's model; see :mod:`mtlens.probes.loss_model` for what each argument means.
+    """Probes on a user's model; see :mod:`mtlens.probes.loss_model` for the first four arguments.
 
-    ``steps`` is the schedule (e.g. :func:`mtlens.probes.probe_steps`); ``options`` the probe names
-    and settings (:class:`~mtlens.probes.runner.ProbeOptions`; its ``batch_size`` should be the
-    training batch size, used by the alignment probe).  The Fisher probe is not available on a
-    user's model (:data:`~mtlens.probes.loss_model.LOSS_MODEL_PROBES`).
+    ``steps`` is the schedule (e.g. :func:`mtlens.training.probe_runner.probe_steps`); ``probes`` the
+    registered probes to run (all but ``fisher`` work on a user's model:
+    :data:`~mtlens.probes.loss_model.UNAVAILABLE_PROBES`) and ``options`` their options
+    (``{probe: {option: value}}``, as a config's ``probe_options``); ``batch_size`` is the training
+    batch size (the alignment probe's batches).
     """
 
     model: nn.Module
@@ -97,14 +101,37 @@ class RecorderProbes:
     losses: PerExampleLosses
     sample: Batch
     steps: Iterable[int]
-    options: ProbeOptions = field(default_factory=lambda: ProbeOptions(probes=("coherence", "sharpness_sam",
-                                                                               "conflict", "alignment")))
+    probes: Sequence[str] = ("coherence", "sharpness_sam", "conflict", "alignment")
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    batch_size: int = 32
+
+    def validated_options(self) -> dict[str, dict[str, Any]]:
+        """Every probe's options with its defaults filled in; raises naming a probe a user's model lacks."""
+        unavailable = sorted(set(self.probes) & set(UNAVAILABLE_PROBES))
+        if unavailable or not self.probes or len(set(self.probes)) != len(self.probes):
+            raise ValueError(f"probes {list(self.probes)} must be distinct registered probes, none of "
+                             f"{list(UNAVAILABLE_PROBES)} (they cannot run on a user's model); registered: "
+                             f"{', '.join(PROBES.names())}")
+        unknown = sorted(set(self.options) - set(self.probes))
+        if unknown:
+            raise ValueError(f"options given for probes {unknown} that are not run ({list(self.probes)})")
+        return {name: validate_probe_options(name, self.options.get(name)) for name in self.probes}
 
     def description(self) -> dict[str, Any]:
         """The probe settings that go into the run's identity."""
-        options = {k: v for k, v in vars(self.options).items() if k != "probes"}
-        return {"probes": list(self.options.probes), "probe_sample_size": batch_size_of(self.sample),
-                "probe_steps": sorted(set(self.steps)), "probe_options": options}
+        return {"probes": list(self.probes), "probe_options": self.validated_options(),
+                "probe_sample_size": batch_size_of(self.sample), "probe_steps": sorted(set(self.steps)),
+                "probe_batch_size": self.batch_size}
+
+
+@dataclass
+class _ProbeSetup:
+    model: LossModel
+    steps: set[int]
+    tasks: list[Task]
+    names: list[str]
+    options: dict[str, dict[str, Any]]
+    batch_size: int
 
 
 class Recorder:
@@ -314,28 +341,31 @@ class Recorder:
     # -- probes -----------------------------------------------------------------------------
     def step(self, step: int) -> None:
         """Call after optimizer step ``step`` (and with 0 before training): runs the probes scheduled then."""
-        if self._probes is not None and step in self._probes[1]:
+        if self._probes is not None and step in self._probes.steps:
             self.probe(step)
 
     def probe(self, step: int, epoch: float | None = None) -> None:
-        """Run the probes now and record their rows at ``step`` (whatever the schedule)."""
+        """Run the probes now and record their rows at ``step`` (whatever the schedule).  The update
+        direction (conflict probe) is the shared parameters' ``.grad``: none at step 0 or when they
+        hold no gradient."""
         if self._probes is None:
             raise RuntimeError("this recorder has no probes; pass probes=RecorderProbes(...)")
-        model, _, tasks, options = self._probes
-        device = model.sample_indices.device
-        rows = measure_probes(model, tasks, model.probe_samples(), options, step, device)
+        setup = self._probes
+        shared = setup.model.shared_parameters()
+        grads = [p.grad for p in shared]
+        update = None if step == 0 or all(g is None for g in grads) else flatten(grads, shared).detach().clone()
+        context = ProbeContext(setup.model, setup.tasks, setup.model.probe_samples(), step=step,
+                               seed=self.identity.seed, batch_size=setup.batch_size, update=update)
+        rows = measure_probes(context, setup.names, setup.options)
         self._add(step, {(r["task"], r["quantity"]): float(r["value"]) for r in rows}, epoch)
 
     @staticmethod
-    def _probe_setup(probes: RecorderProbes | None, tasks: list[str]):
+    def _probe_setup(probes: RecorderProbes | None, tasks: list[str]) -> _ProbeSetup | None:
         if probes is None:
             return None
-        unavailable = sorted(set(probes.options.probes) - set(LOSS_MODEL_PROBES))
-        if unavailable or not probes.options.probes:
-            raise ValueError(f"probes {unavailable or '[]'} cannot run on a user's model; choose from "
-                             f"{', '.join(LOSS_MODEL_PROBES)}")
-        model = LossModel(probes.model, probes.shared, probes.losses, probes.sample, tasks)
-        return model, set(probes.steps), [loss_task(t) for t in tasks], probes.options
+        return _ProbeSetup(LossModel(probes.model, probes.shared, probes.losses, probes.sample, tasks),
+                           set(probes.steps), [loss_task(t) for t in tasks], list(probes.probes),
+                           probes.validated_options(), probes.batch_size)
 
     # -- helpers ------------------------------------------------------------------------------
     def _require_open(self) -> None:

@@ -41,8 +41,9 @@ import torch
 from tqdm.auto import tqdm
 
 from mtlens.aggregators import make_method
-from mtlens.models import MultiTaskModel, build_model, derived_seed
-from mtlens.probes import ProbeRunner, probe_steps
+from mtlens.models import MultiTaskModel, build_model
+from mtlens.seeding import derived_seed
+from mtlens.training.probe_runner import ProbeRunner, probe_steps
 from mtlens.settings import Setting
 from mtlens.store import RunStore, atomic_write
 from mtlens.tasks import Task, selection_scores
@@ -78,7 +79,7 @@ def train_run(config: RunConfig, store: RunStore, setting: Setting | None = None
         if store.is_done(run_id):  # another process finished it before we took the lock
             return store.status(run_id)["state"]
         writer = RunWriter(store, trainer_identity(config))
-        writer.open(config.model_dump(), task_info(setting.select(config.tasks)), ignore=("device",))
+        writer.open(config.to_dict(), task_info(setting.select(config.tasks)), ignore=("device",))
         return _Run(config, setting, writer).train(progress)
 
 

@@ -1,0 +1,285 @@
+"""Executors: train many run configs, serially, in local worker processes, or on Ray.
+
+All executors share one scheduling loop (:meth:`Executor.run`):
+
+* complete runs (``finished``/``diverged`` in the store) are never submitted again, so
+  rerunning after a crash finishes only what is missing;
+* a run another process is training (its lock is held) is put back in the queue and
+  tried again after ``retry_delay`` seconds: it is waited for, never assumed done;
+* a failing run is marked ``failed`` in the store with its error and the rest go on;
+* a worker that dies (e.g. ``SIGKILL``) loses only its current run, which resumes from
+  its last checkpoint on the next attempt; after ``max_attempts`` lost attempts the run is
+  marked ``failed`` (it is retried when the sweep is run again).
+
+Trajectory rows are written only by the store, under the run's lock, so any number of
+executors and processes may share one store.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import Any, Callable, Sequence
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from mtlens.settings import Setting
+from mtlens.store import RunStore
+from mtlens.orchestration.study import cached_setting, mark_failed, train_one
+from mtlens.training.config import RunConfig
+from mtlens.training.trainer import train_run
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def run_job(config: dict[str, Any], store_root: str, settings: dict[tuple[str, str], Setting],
+            train: Callable[..., str] = train_run) -> dict[str, str]:
+    """Train one run in the current process: ``{"run_id", "state", "message"}`` (never raises)."""
+    run_config = RunConfig.model_validate(config)
+    state, message = train_one(run_config, RunStore(store_root), cached_setting(run_config, settings), train=train)
+    return {"run_id": run_config.run_id, "state": state, "message": message}
+
+
+@dataclass(eq=False)
+class Job:
+    """One run to train and the attempts lost so far to dying workers."""
+
+    config: RunConfig
+    lost: int = 0
+    not_before: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class WorkerLost:
+    """The outcome of a job whose worker died before reporting."""
+
+    reason: str
+
+
+class Executor:
+    """Base class: the shared scheduling loop over a backend's ``_start/_submit/_wait/_stop``.
+
+    Workers start on the first :meth:`run` and stay up for later ones until :meth:`close`
+    (use the executor as a context manager).
+    """
+
+    retry_delay: float = 1.0
+    max_attempts: int = 2
+
+    @property
+    def slots(self) -> int:
+        """How many runs may be in flight at once."""
+        raise NotImplementedError
+
+    def _start(self, store: RunStore) -> None:
+        """Start the workers unless they are running."""
+        raise NotImplementedError
+
+    def _submit(self, job: Job, store: RunStore) -> None:
+        raise NotImplementedError
+
+    def _wait(self, timeout: float) -> list[tuple[Job, dict[str, str] | WorkerLost]]:
+        raise NotImplementedError
+
+    def _stop(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop the workers."""
+        self._stop()
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def run(self, configs: Sequence[RunConfig], store: RunStore, progress: bool = True,
+            desc: str = "runs") -> pd.DataFrame:
+        """Train ``configs`` (duplicates by run id once); one row per run: ``run_id, state, message``."""
+        unique = list({c.run_id: c for c in configs}.values())
+        results: dict[str, dict[str, str]] = {}
+        queue: deque[Job] = deque()
+        for config in unique:
+            if store.is_done(config.run_id):
+                status = store.status(config.run_id)
+                results[config.run_id] = {"run_id": config.run_id, "state": status["state"],
+                                          "message": status.get("message", "")}
+            else:
+                queue.append(Job(config))
+        bar = tqdm(total=len(unique), initial=len(results), desc=desc, disable=None if progress else True,
+                   dynamic_ncols=True)
+        in_flight = 0
+        if queue:
+            self._start(store)
+        try:
+            while queue or in_flight:
+                now = time.monotonic()
+                for _ in range(len(queue)):
+                    if in_flight >= self.slots:
+                        break
+                    job = queue.popleft()
+                    if job.not_before > now:
+                        queue.append(job)
+                        continue
+                    self._submit(job, store)
+                    in_flight += 1
+                if not in_flight:  # only runs locked by other processes are left
+                    time.sleep(max(0.0, min(j.not_before for j in queue) - now))
+                    continue
+                for job, outcome in self._wait(timeout=self.retry_delay):
+                    in_flight -= 1
+                    if isinstance(outcome, WorkerLost):
+                        outcome = self._lost(job, outcome, store)
+                    if outcome["state"] in ("locked", "lost"):  # try again (a locked run after a delay)
+                        job.not_before = time.monotonic() + self.retry_delay * (outcome["state"] == "locked")
+                        queue.append(job)
+                        continue
+                    results[outcome["run_id"]] = outcome
+                    bar.update(1)
+                    bar.set_postfix_str(_state_counts(results.values()))
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            bar.close()
+        return pd.DataFrame.from_records([results[c.run_id] for c in unique], columns=["run_id", "state", "message"])
+
+    def _lost(self, job: Job, lost: WorkerLost, store: RunStore) -> dict[str, str]:
+        """Count a lost attempt: retry (state ``lost``) or, after ``max_attempts``, mark the run failed."""
+        job.lost += 1
+        job.errors.append(lost.reason)
+        run_id = job.config.run_id
+        if job.lost < self.max_attempts:
+            return {"run_id": run_id, "state": "lost", "message": lost.reason}
+        message = f"worker lost {job.lost} times: " + "; ".join(job.errors)
+        mark_failed(store, job.config, message)
+        return {"run_id": run_id, "state": "failed", "message": message}
+
+
+def _state_counts(results: Any) -> str:
+    counts = pd.Series([r["state"] for r in results]).value_counts()
+    return " ".join(f"{state}={n}" for state, n in counts.items())
+
+
+class SerialExecutor(Executor):
+    """Trains in this process, one run at a time; ``train`` may be replaced (e.g. in tests)."""
+
+    def __init__(self, train: Callable[..., str] = train_run):
+        self.train = train
+        self._done: list[tuple[Job, dict[str, str]]] = []
+        self._settings: dict[tuple[str, str], Setting] = {}
+
+    @property
+    def slots(self) -> int:
+        return 1
+
+    def _start(self, store: RunStore) -> None:
+        pass
+
+    def _submit(self, job: Job, store: RunStore) -> None:
+        self._done.append((job, run_job(job.config.model_dump(), str(store.root), self._settings, self.train)))
+
+    def _wait(self, timeout: float) -> list[tuple[Job, dict[str, str] | WorkerLost]]:
+        done, self._done = self._done, []
+        return done
+
+    def _stop(self) -> None:
+        pass
+
+
+def _worker_main(conn: Connection, threads: int) -> None:
+    """A local worker: train the jobs it receives until the driver closes the pipe."""
+    torch.set_num_threads(threads)
+    settings: dict[tuple[str, str], Setting] = {}
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:  # the driver is gone: stop after the run in hand
+            return
+        if message is None:
+            return
+        config, store_root = message
+        conn.send(run_job(config, store_root, settings))
+
+
+class LocalExecutor(Executor):
+    """``workers`` long-lived worker processes (spawned), each with ``max(1, cores // workers)`` torch threads.
+
+    ``workers=None`` uses one worker per available core.  Each worker keeps the settings
+    it has built, so a setting's data is loaded once per worker.
+    """
+
+    def __init__(self, workers: int | None = None, threads: int | None = None):
+        cores = available_cores()
+        self.workers = max(1, workers or cores)
+        self.threads = threads or max(1, cores // self.workers)
+        self._context = multiprocessing.get_context("spawn")
+        self._idle: list[tuple[Any, Connection]] = []
+        self._busy: dict[Connection, tuple[Any, Job]] = {}
+
+    @property
+    def slots(self) -> int:
+        return self.workers
+
+    def _spawn(self) -> tuple[Any, Connection]:
+        parent, child = self._context.Pipe()
+        process = self._context.Process(target=_worker_main, args=(child, self.threads), daemon=True)
+        process.start()
+        child.close()
+        return process, parent
+
+    def _start(self, store: RunStore) -> None:
+        if not self._idle and not self._busy:
+            self._idle = [self._spawn() for _ in range(self.workers)]
+
+    def _submit(self, job: Job, store: RunStore) -> None:
+        process, conn = self._idle.pop() if self._idle else self._spawn()
+        try:
+            conn.send((job.config.model_dump(), str(store.root)))
+        except OSError:  # the idle worker died: start another one
+            process.join()
+            process, conn = self._spawn()
+            conn.send((job.config.model_dump(), str(store.root)))
+        self._busy[conn] = (process, job)
+
+    def _wait(self, timeout: float) -> list[tuple[Job, dict[str, str] | WorkerLost]]:
+        sentinels = {process.sentinel: conn for conn, (process, _) in self._busy.items()}
+        ready = wait([*self._busy, *sentinels], timeout=timeout)
+        conns = {sentinels.get(obj, obj) for obj in ready}
+        outcomes: list[tuple[Job, dict[str, str] | WorkerLost]] = []
+        for conn in conns:
+            process, job = self._busy.pop(conn)
+            try:
+                outcomes.append((job, conn.recv()))
+                self._idle.append((process, conn))
+            except (EOFError, OSError):
+                process.join()
+                conn.close()
+                outcomes.append((job, WorkerLost(f"worker process {process.pid} died (exit code {process.exitcode})")))
+                self._idle.append(self._spawn())
+        return outcomes
+
+    def _stop(self) -> None:
+        """Idle workers exit; busy ones (only when the driver itself fails) are terminated, their runs resumable."""
+        for process, conn in self._idle:
+            try:
+                conn.send(None)
+            except OSError:
+                pass
+        for process, _ in self._busy.values():
+            process.terminate()
+        for process, _ in [*self._idle, *self._busy.values()]:
+            process.join(timeout=10)
+        self._idle, self._busy = [], {}
+

@@ -1,0 +1,93 @@
+"""The STL-vs-MTL study: which runs it needs, and running them.
+
+For every seed, the study trains one STL run per task (linear scalarization, which is
+plain single-task training with one head) and one MTL run per method, all with the same
+optimizer, learning rate, batch size and number of steps.  Every config is validated
+and resolved before the first run starts, so a bad key fails before any training.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any, Callable, Sequence
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from mtlens.settings import Setting, load_setting
+from mtlens.store import RunLockedError, RunStore
+from mtlens.training.config import ConfigError, RunConfig, load_configured_setting, parse_config, resolve_config
+from mtlens.training.trainer import train_run
+
+
+def study_configs(base: dict[str, Any], seeds: Sequence[int], methods: Sequence[str] = ("sum",),
+                  setting: Setting | None = None) -> list[RunConfig]:
+    """Resolved configs of the study: for each seed, STL per task and MTL per method.
+
+    ``base`` is a raw config dict (``setting`` and any overrides); it must not set
+    ``tasks``, ``seed`` or ``method``, which the study sets.  Its ``method_options`` go to
+    every MTL run (STL runs are plain training without options); for different options per
+    method, run one study per method on the same store, which shares the STL runs.
+    """
+    fixed = sorted({"tasks", "seed", "method"} & set(base))
+    if fixed:
+        raise ConfigError(f"{', '.join(fixed)}: set by the study itself; remove from the base config")
+    template = parse_config({**base, "method_options": {}})
+    setting = setting or load_configured_setting(template)
+    configs = []
+    for seed in seeds:
+        for task in setting.task_names:
+            configs.append(parse_config({**base, "tasks": [task], "seed": seed, "method": "sum", "method_options": {}}))
+        for method in methods:
+            configs.append(parse_config({**base, "seed": seed, "method": method}))
+    return [resolve_config(c, setting) for c in configs]
+
+
+def train_one(config: RunConfig, store: RunStore, setting: Setting, progress: bool = False,
+              train: Callable[..., str] = train_run) -> tuple[str, str]:
+    """Train one config and return ``(state, message)``; never raises for a failing run.
+
+    A run that raises is marked ``failed`` in the store with its error; a run another
+    process holds gives ``("locked", ...)`` and is left alone (try again later).
+    """
+    run_id = config.run_id
+    try:
+        state, message = train(config, store, setting=setting, progress=progress), ""
+    except RunLockedError as err:
+        return "locked", str(err)
+    except Exception as err:  # a failing run is recorded and the sweep goes on
+        message = f"{type(err).__name__}: {err}"
+        mark_failed(store, config, message + "\n" + traceback.format_exc(limit=5))
+        return "failed", message
+    if state != "finished":
+        message = (store.status(run_id) or {}).get("message", "")
+    return state, message
+
+
+def mark_failed(store: RunStore, config: RunConfig, message: str) -> None:
+    """Record ``config``'s run as ``failed`` with ``message`` (it stays resumable: failed is not done)."""
+    store.write_config(config.run_id, config.to_dict(), ignore=("device",))
+    store.set_status(config.run_id, "failed", (store.status(config.run_id) or {}).get("step", 0), message)
+
+
+def cached_setting(config: RunConfig, cache: dict[tuple[str, str], Setting]) -> Setting:
+    """The config's setting, built once per (name, options) in ``cache``."""
+    key = (config.setting, repr(sorted(config.setting_options.items())))
+    if key not in cache:
+        cache[key] = load_setting(config.setting, **config.setting_options)
+    return cache[key]
+
+
+def run_configs(configs: Sequence[RunConfig], store: RunStore, progress: bool = True,
+                train: Callable[..., str] = train_run) -> pd.DataFrame:
+    """Train every config in turn (skipping complete runs); one failure never stops the rest.
+
+    A run that raises is marked ``failed`` with its error; a run another process holds is
+    reported ``locked``.  Returns one row per config: ``run_id, state, message``.
+    """
+    settings: dict[tuple[str, str], Setting] = {}
+    results = []
+    for config in tqdm(configs, desc="runs", disable=None if progress else True, dynamic_ncols=True):
+        state, message = train_one(config, store, cached_setting(config, settings), progress, train)
+        results.append({"run_id": config.run_id, "state": state, "message": message})
+    return pd.DataFrame.from_records(results)

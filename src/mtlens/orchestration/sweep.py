@@ -1,0 +1,169 @@
+"""The paper's hyperparameter protocol: sweep a grid, select by validation, train seeds.
+
+For every **group** -- the STL run of each task and the MTL run of each method --
+:func:`run_sweep`
+
+1. trains every grid point at the first seed (the grid phase; all groups in parallel),
+2. selects per group the grid point with the best validation score
+   (:mod:`mtlens.orchestration.selection`; STL groups first, as MTL's ``relative`` criterion needs them),
+3. trains the selected point on every seed (the seeds phase).  The first seed's run is the
+   grid run itself (same config, same run id), so it is reused, never retrained.
+
+Every config is validated before the first run.  Complete runs are skipped, so rerunning
+a sweep after a crash finishes only what is missing.  The sweep writes, atomically, to
+``STORE/sweeps/<sweep_id>/``: ``selected.csv`` (per group: the selected values, score and
+seed runs), ``candidates.csv`` (every grid run with its score) and ``problems.csv``
+(failed and diverged runs with their errors).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from mtlens.errors import ConfigError
+from mtlens.settings import Setting
+from mtlens.store import RunStore, atomic_write
+from mtlens.orchestration.executors import Executor, SerialExecutor
+from mtlens.orchestration.grid import SWEEP_OWNED_KEYS, Grid, check_grid, grid_points
+from mtlens.orchestration.selection import SelectionCriterion, score_runs, select_points, task_values
+from mtlens.training.config import RunConfig, load_configured_setting, parse_config, resolve_config
+
+PROBLEM_STATES = ("failed", "diverged")
+
+
+@dataclass
+class SweepResult:
+    """The tables of one sweep (also saved as CSV in ``directory``)."""
+
+    selected: pd.DataFrame
+    candidates: pd.DataFrame
+    problems: pd.DataFrame
+    directory: Path
+
+
+def sweep_id(base: dict[str, Any], grid: Grid, methods: Sequence[str], seeds: Sequence[int],
+             criterion: SelectionCriterion) -> str:
+    """``SETTING-HASH`` of everything that defines the sweep."""
+    spec = {"base": base, "grid": grid, "methods": list(methods), "seeds": list(seeds), "criterion": asdict(criterion)}
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return f"{base['setting']}-{digest}"
+
+
+def grid_candidates(base: dict[str, Any], grid: Grid, methods: Sequence[str], seed: int,
+                    setting: Setting | None = None) -> tuple[pd.DataFrame, dict[str, RunConfig]]:
+    """Every (group, grid point) at ``seed``, validated and resolved.
+
+    Returns the candidates (``group, mode, task, method, point, run_id`` and one column per
+    grid key) and ``run_id -> config``.  Raises :class:`ConfigError` naming a bad key.
+    """
+    grid = check_grid(grid)
+    owned = sorted(set(SWEEP_OWNED_KEYS) & set(base))
+    if owned:
+        raise ConfigError(f"{', '.join(owned)}: set by the sweep itself; remove from the base config")
+    swept = sorted(k for k in set(grid) & set(base) if k != "setting")
+    if swept:
+        raise ConfigError(f"{', '.join(swept)}: swept by the grid; remove from the base config (or from the grid)")
+    if "setting" in grid:
+        raise ConfigError("setting: a sweep is over one setting; remove it from the grid")
+    setting = setting or load_configured_setting(parse_config(base))
+    groups = [(f"stl:{t}", "stl", t, "sum", [t]) for t in setting.task_names]
+    groups += [(f"mtl:{m}", "mtl", "all", m, None) for m in methods]
+    records, configs = [], {}
+    for group, mode, task, method, tasks in groups:
+        for point, values in enumerate(grid_points(grid)):
+            raw = {**base, **values, "seed": seed, "method": method, **({"tasks": tasks} if tasks else {})}
+            config = resolve_config(parse_config(raw), setting)
+            configs[config.run_id] = config
+            records.append({"group": group, "mode": mode, "task": task, "method": method, "point": point,
+                            "run_id": config.run_id, **values})
+    return pd.DataFrame.from_records(records), configs
+
+
+def check_criterion(criterion: SelectionCriterion, setting: Setting) -> None:
+    """Raise :class:`ConfigError` unless every task records ``val/<criterion.metric>``."""
+    if criterion.metric is None:
+        return
+    for task in setting.tasks:
+        valid = ["loss", *task.metrics]
+        if criterion.metric not in valid:
+            raise ConfigError(f"selection metric {criterion.metric!r} is not recorded for task {task.name!r}; "
+                              f"valid metrics: {valid}")
+
+
+def run_sweep(base: dict[str, Any], grid: Grid, store: RunStore, methods: Sequence[str] = ("sum",),
+              seeds: Sequence[int] = (0, 1, 2), criterion: SelectionCriterion = SelectionCriterion(),
+              executor: Executor | None = None, progress: bool = True) -> SweepResult:
+    """Sweep ``grid`` for STL per task and MTL per method, select by validation, train ``seeds``.
+
+    ``base`` is a raw config dict (``setting`` and fixed overrides).  See the module docstring.
+    """
+    if not seeds:
+        raise ConfigError("seeds: a sweep needs at least one seed")
+    setting = load_configured_setting(parse_config(base))
+    check_criterion(criterion, setting)
+    candidates, configs = grid_candidates(base, grid, methods, seeds[0], setting)
+    seed_configs = {run_id: [resolve_config(c.model_copy(update={"seed": s}), setting) for s in seeds]
+                    for run_id, c in configs.items()}
+    executor = executor or SerialExecutor()
+    with executor:
+        grid_results = executor.run(list(configs.values()), store, progress, desc="grid")
+        candidates = candidates.merge(grid_results, on="run_id", how="left")
+        candidates = _score(candidates, store, criterion)
+        selected = select_points(candidates)
+        seed_runs = {row.group: seed_configs[row.run_id] for row in selected.itertuples()}
+        seed_results = executor.run([c for runs in seed_runs.values() for c in runs], store, progress, desc="seeds")
+    summary = _summary(candidates, selected, seed_runs, seed_results, list(grid), criterion)
+    problems = pd.concat([grid_results.assign(phase="grid"), seed_results.assign(phase="seeds")], ignore_index=True)
+    problems = problems[problems["state"].isin(PROBLEM_STATES)].drop_duplicates("run_id")
+    problems = problems.assign(message=problems["message"].map(lambda m: (m or "").strip().splitlines()[0]
+                                                               if (m or "").strip() else ""))
+    directory = store.root / "sweeps" / sweep_id(base, grid, methods, seeds, criterion)
+    for name, table in (("selected", summary), ("candidates", candidates), ("problems", problems)):
+        atomic_write(directory / f"{name}.csv", lambda tmp, table=table: table.to_csv(tmp, index=False))
+    return SweepResult(summary, candidates, problems.reset_index(drop=True), directory)
+
+
+def _score(candidates: pd.DataFrame, store: RunStore, criterion: SelectionCriterion) -> pd.DataFrame:
+    """Scores of all grid runs: STL groups first, their selection the reference of ``relative``."""
+    rows = store.trajectories(list(candidates["run_id"]))
+    values = task_values(rows, store.task_info(), criterion)
+    stl = score_runs(candidates[candidates["mode"] == "stl"], values, criterion)
+    reference = {}
+    for row in select_points(stl).itertuples():
+        at = values[(values["run_id"] == row.run_id) & (values["task"] == row.task)]
+        reference[row.task] = float(at["value"].iloc[0])
+    mtl = score_runs(candidates[candidates["mode"] == "mtl"], values, criterion, reference)
+    return pd.concat([stl, mtl], ignore_index=True)
+
+
+def _summary(candidates: pd.DataFrame, selected: pd.DataFrame, seed_runs: dict[str, list[RunConfig]],
+             seed_results: pd.DataFrame, keys: list[str], criterion: SelectionCriterion) -> pd.DataFrame:
+    """One row per group: the selected grid values, score, and the states of its seed runs."""
+    states = dict(zip(seed_results["run_id"], seed_results["state"]))
+    chosen = selected.set_index("group")
+    records = []
+    for group, frame in candidates.groupby("group", sort=False):
+        first = frame.iloc[0]
+        record: dict[str, Any] = {"group": group, "mode": first["mode"], "task": first["task"],
+                                  "method": first["method"], "grid_runs": len(frame),
+                                  "eligible_runs": int(frame["eligible"].sum())}
+        if group in chosen.index:
+            pick = chosen.loc[group]
+            runs = seed_runs[group]
+            record.update({k: pick[k] for k in keys})
+            record.update({"point": int(pick["point"]), "score": float(pick["score"]),
+                           "seeds_finished": f"{sum(states.get(c.run_id) == 'finished' for c in runs)}/{len(runs)}",
+                           "seed_run_ids": ";".join(c.run_id for c in runs)})
+        else:
+            record.update({k: None for k in keys})
+            record.update({"point": None, "score": None, "seeds_finished": "0/0",
+                           "seed_run_ids": "no eligible grid run (all failed or diverged)"})
+        record["criterion"] = criterion.describe()
+        records.append(record)
+    return pd.DataFrame.from_records(records)
