@@ -8,7 +8,12 @@ the recorder.  Rounds alternate the two (a fresh store directory per round, afte
 each); the ratio ``with / without`` is taken per round on the process's CPU time and on wall time.
 CPU time excludes other jobs on a shared machine; wall time includes the recorder's file writes.
 
-Run: ``.venv/bin/python benchmarks/recorder_overhead.py --rounds 7`` (a few minutes on one thread).
+``--n-train N`` runs the example on ``N`` training examples instead of its 128 (the only change to
+the code), so that each run trains long enough to weigh the recorder's fixed cost per run (config,
+status and lock files; one parquet part per evaluated step, merged into the trajectory at the end)
+against a training run of realistic length.
+
+Run: ``.venv/bin/python benchmarks/recorder_overhead.py --rounds 7 [--n-train 2048]``.
 """
 
 from __future__ import annotations
@@ -47,11 +52,11 @@ class NoRecorder:
         self.values.append((step, split, values))
 
 
-def example_code() -> str:
+def example_code(n_train: int) -> str:
     blocks = [b for b in re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S) if MARKER in b]
-    if len(blocks) != 1:
-        raise SystemExit(f"expected one README block containing {MARKER!r}, found {len(blocks)}")
-    return blocks[0]
+    if len(blocks) != 1 or "n_train=128" not in blocks[0]:
+        raise SystemExit(f"expected one README block containing {MARKER!r} with n_train=128")
+    return blocks[0].replace("n_train=128", f"n_train={n_train}")
 
 
 def run(code: str, record: bool) -> tuple[float, float]:
@@ -82,11 +87,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--n-train", type=int, default=128, help="training examples of digits_pair (README: 128)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    code = example_code()
+    code = example_code(args.n_train)
     print(f"torch {torch.__version__}, {platform.machine()}, {args.threads} thread(s), {platform.platform()}; "
-          f"load average {os.getloadavg()[0]:.2f} at start")
+          f"load average {os.getloadavg()[0]:.2f} at start; n_train={args.n_train}")
     run(code, True), run(code, False)  # warm-up: data cache, imports, allocator
     ratios: dict[str, list[float]] = {"cpu": [], "wall": []}
     for round_ in range(args.rounds):
