@@ -13,7 +13,7 @@ the code), so that each run trains long enough to weigh the recorder's fixed cos
 status and lock files; one parquet part per evaluated step, merged into the trajectory at the end)
 against a training run of realistic length.
 
-Run: ``.venv/bin/python benchmarks/recorder_overhead.py --rounds 7 [--n-train 2048]``.
+Run: ``.venv/bin/python benchmarks/recorder_overhead.py --rounds 7 [--n-train 768]``.
 """
 
 from __future__ import annotations

@@ -160,6 +160,10 @@ class RunStore:
             return []
         return sorted(int(p.stem) for p in parts.glob("*.parquet"))
 
+    def read_part(self, run_id: str, step: int) -> pd.DataFrame:
+        """The rows written at ``step`` by :meth:`write_part` (while the run is in progress)."""
+        return pd.read_parquet(self._parts_dir(run_id) / f"{step:012d}.parquet")
+
     def discard_parts_after(self, run_id: str, step: int) -> None:
         """Delete rows recorded after ``step`` (they are recomputed when the run resumes)."""
         for part_step in self.part_steps(run_id):

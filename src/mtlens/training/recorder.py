@@ -57,7 +57,6 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Iterable, Mapping, Sequence
 
-import pandas as pd
 import torch
 from torch import nn
 
@@ -295,7 +294,7 @@ class Recorder:
         if step in self._written or step not in self.store.part_steps(self.run_id):
             return {}
         self._written.add(step)
-        part = pd.read_parquet(self.store.run_dir(self.run_id) / "parts" / f"{step:012d}.parquet")
+        part = self.store.read_part(self.run_id, step)
         return {(t, q): v for t, q, v in zip(part["task"], part["quantity"], part["value"])}
 
     def flush(self) -> None:
