@@ -24,7 +24,7 @@ from mtlens.store import RunStore  # noqa: E402
 from mtlens.quantities import GRAD_NORM, UPDATE_COSINE  # noqa: E402
 
 ALIGNMENT_PROBES = ["conflict", "alignment"]
-"""Probes of the alignment experiment (quantities in :mod:`mtlens.probes.names`)."""
+"""Probes of the alignment experiment (quantities in :mod:`mtlens.quantities`)."""
 
 
 def alignment_experiment(base: dict[str, Any], setting: Setting, seeds: Sequence[int]) -> ExperimentPlan:
