@@ -31,6 +31,7 @@ from mtlens.probes.base import ProbeContext, register_probe
 from mtlens.probes.conflict import gradient_cosine
 from mtlens.seeding import derived_seed
 from mtlens.tasks import Task
+from mtlens.quantities import INTRA_COSINE_CLASSGROUP, INTRA_COSINE_SUBBATCH
 
 
 def intra_task_alignment(model: MultiTaskModel, task: Task, inputs: Tensor, targets: Tensor, batch_size: int,
@@ -81,7 +82,7 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
-@register_probe("alignment", quantities=("probe/intra_cosine_subbatch", "probe/intra_cosine_classgroup"))
+@register_probe("alignment", quantities=(INTRA_COSINE_SUBBATCH, INTRA_COSINE_CLASSGROUP))
 def alignment_probe(context: ProbeContext, task: Task, batches: Annotated[int, Field(gt=0)] = 4) -> dict[str, float]:
     """The probe ``alignment``: :func:`intra_task_alignment` over ``batches`` batches of the training
     batch size, drawn with a generator seeded from the task alone."""

@@ -40,6 +40,7 @@ from torch import Tensor
 
 from mtlens.errors import ConfigError
 from mtlens.models import MultiTaskModel
+from mtlens.quantities import PROBE_PREFIX, probe_quantity
 from mtlens.registry import Registry
 from mtlens.tasks import Task
 
@@ -144,7 +145,7 @@ def register_probe(name: str, quantities: Iterable[str], per_task: bool = True,
                    task_quantities: Iterable[str] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator registering ``measure`` as probe ``name`` (re-registering replaces it); see the module docstring."""
     names = tuple(quantities)
-    bad = [q for q in names if not q.startswith("probe/")]
+    bad = [q for q in names if not q.startswith(PROBE_PREFIX)]
     if bad or not names:
         raise ValueError(f"probe {name!r}: quantities must be non-empty names starting with 'probe/', got {names}")
 
@@ -182,7 +183,7 @@ def measure_probes(context: ProbeContext, names: Sequence[str],
                 for name, probe in selected:
                     if probe.per_task:
                         values = probe.measure(context, task, **settings[name])
-                        rows += [{"task": task.name, "quantity": f"probe/{key}", "value": float(value)}
+                        rows += [{"task": task.name, "quantity": probe_quantity(key), "value": float(value)}
                                  for key, value in values.items()]
             for name, probe in selected:
                 if not probe.per_task:

@@ -18,6 +18,7 @@ from mtlens.models import MultiTaskModel
 from mtlens.probes.base import ProbeContext, register_probe
 from mtlens.probes.per_example import per_example_gradient_moments
 from mtlens.tasks import Task
+from mtlens.quantities import GRAD_COHERENCE, M_COHERENCE
 
 
 def gradient_coherence(
@@ -30,7 +31,7 @@ def gradient_coherence(
     return {"grad_coherence": alpha, "m_coherence": m * alpha}
 
 
-@register_probe("coherence", quantities=("probe/grad_coherence", "probe/m_coherence"))
+@register_probe("coherence", quantities=(GRAD_COHERENCE, M_COHERENCE))
 def coherence_probe(context: ProbeContext, task: Task) -> dict[str, float]:
     """The probe ``coherence``: :func:`gradient_coherence` on the task's probe sample."""
     inputs, targets = context.samples[task.name]

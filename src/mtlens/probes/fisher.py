@@ -46,6 +46,7 @@ from mtlens.probes.base import ProbeContext, register_probe
 from mtlens.probes.per_example import eval_mode, gradient_moments
 from mtlens.seeding import derived_seed
 from mtlens.tasks import Task
+from mtlens.quantities import FISHER_TRACE
 
 ESTIMATORS = ("batch", "exact")
 
@@ -87,7 +88,7 @@ def fisher_trace(
     return {"fisher_trace": trace, "fisher_trace_exact": trace} if estimator == "exact" else {"fisher_trace": trace}
 
 
-@register_probe("fisher", quantities=("probe/fisher_trace",))
+@register_probe("fisher", quantities=(FISHER_TRACE,))
 def fisher_probe(context: ProbeContext, task: Task, batch_size: Annotated[int, Field(gt=0)] = 16) -> dict[str, float]:
     """The probe ``fisher``: :func:`fisher_trace` on the task's probe inputs, labels drawn with a
     generator seeded from ``(run seed, task, step)`` (so a resumed run redraws the same labels)."""

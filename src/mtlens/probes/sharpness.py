@@ -42,6 +42,7 @@ from mtlens.probes.per_example import (
     summed_loss,
 )
 from mtlens.tasks import Task
+from mtlens.quantities import SHARPNESS, SHARPNESS_SAM
 
 
 def _norm(tensors: Params) -> Tensor:
@@ -127,7 +128,7 @@ Positive = Annotated[float, Field(gt=0)]
 PositiveInt = Annotated[int, Field(gt=0)]
 
 
-@register_probe("sharpness", quantities=("probe/sharpness",))
+@register_probe("sharpness", quantities=(SHARPNESS,))
 def sharpness_probe(context: ProbeContext, task: Task, rho: Positive = 1e-3, batch_size: PositiveInt = 128,
                     steps: PositiveInt = 10) -> dict[str, float]:
     """The probe ``sharpness``: adaptive worst-case sharpness (:func:`sharpness_measures`, ``steps``
@@ -137,7 +138,7 @@ def sharpness_probe(context: ProbeContext, task: Task, rho: Positive = 1e-3, bat
     return {"sharpness": measured["sharpness"]}
 
 
-@register_probe("sharpness_sam", quantities=("probe/sharpness_sam",))
+@register_probe("sharpness_sam", quantities=(SHARPNESS_SAM,))
 def sharpness_sam_probe(context: ProbeContext, task: Task, rho: Positive = 1e-3,
                         batch_size: PositiveInt = 128) -> dict[str, float]:
     """The probe ``sharpness_sam``: SAM's first-order sharpness estimate (one gradient per batch)."""
