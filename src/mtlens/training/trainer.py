@@ -39,17 +39,19 @@ from typing import Any
 
 import pandas as pd
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from mtlens.aggregators import make_method
 from mtlens.models import MultiTaskModel, build_model, derived_seed
 from mtlens.probes import ProbeRunner, probe_steps
-from mtlens.settings import Setting
+from mtlens.settings import Setting, Split
 from mtlens.store import RunStore, atomic_write
 from mtlens.tasks import Task, selection_scores
 from mtlens.training.batches import BatchStream
 from mtlens.training.config import RunConfig, load_configured_setting, resolve_config
-from mtlens.training.evaluate import evaluate_task, train_eval_rows
+from mtlens.settings.base import SPLITS
+from mtlens.training.evaluate import evaluate_tasks, train_eval_rows
 
 
 def make_optimizer(config: RunConfig, model: MultiTaskModel) -> torch.optim.Optimizer:
@@ -106,6 +108,7 @@ class _Run:
         self.train_rows = {
             t.name: train_eval_rows(setting.data[t.name].train, config.train_eval_size, t.name) for t in self.tasks
         }
+        self.eval_passes = self._evaluation_passes()
         self.diagnostics: dict[str, Any] = {"sums": {}, "steps": 0}
         self.selected: dict[str, tuple[float, int]] = {}  # task -> (selection score, step), if saved
         self.scales = {t: config.loss_scale * config.task_loss_scales.get(t, 1.0) for t in config.tasks}
@@ -159,18 +162,20 @@ class _Run:
     def _record(self, step: int) -> None:
         """Write one part with the step's evaluation rows (at record steps) and probe rows (at probe steps)."""
         records: list[dict[str, Any]] = []
-        for task in self.tasks if self._is_record_step(step) else []:
-            data = self.setting.data[task.name]
-            for split_name, rows in (("train", self.train_rows[task.name]), ("val", None), ("test", None)):
-                scores = evaluate_task(self.model, task, data.split(split_name), self.device, rows,
-                                       batch_size=self.setting.defaults.eval_batch_size)
-                if split_name == "val" and self.config.save_selected_models:
-                    self._save_if_selected(task, scores, step)
-                records += [
-                    {"task": task.name, "quantity": f"{split_name}/{name}", "value": value}
-                    for name, value in scores.items()
-                ]
         if self._is_record_step(step):
+            scores: dict[tuple[str, str], dict[str, float]] = {}
+            for split_name, rows, pairs in self.eval_passes:
+                evaluated = evaluate_tasks(self.model, pairs, self.device, rows,
+                                           batch_size=self.setting.defaults.eval_batch_size)
+                scores.update({(task, split_name): values for task, values in evaluated.items()})
+            for task in self.tasks:
+                for split_name in SPLITS:
+                    if split_name == "val" and self.config.save_selected_models:
+                        self._save_if_selected(task, scores[task.name, split_name], step)
+                    records += [
+                        {"task": task.name, "quantity": f"{split_name}/{name}", "value": value}
+                        for name, value in scores[task.name, split_name].items()
+                    ]
             records += self._method_records()
         if self.probes is not None and step in self.probe_steps:
             records += self.probes.rows(self.model, step)
@@ -180,6 +185,25 @@ class _Run:
             seed=self.config.seed, step=step, epoch=step / self.steps_per_epoch,
         )
         self.store.write_part(self.run_id, step, frame)
+
+    def _evaluation_passes(self) -> list[tuple[str, Tensor | None, list[tuple[Task, Split]]]]:
+        """``(split name, rows, [(task, split), ...])`` per evaluation pass: one per input source
+        and split, shared by every task reading that source (one encoder forward per batch
+        for all of their heads).  On the training split, tasks of one source share a pass only
+        when their fixed training subsets (:func:`train_eval_rows`, drawn per task) coincide."""
+        passes: list[tuple[str, Tensor | None, list[tuple[Task, Split]]]] = []
+        for split_name in SPLITS:
+            for task in self.tasks:
+                data = self.setting.data[task.name]
+                rows = self.train_rows[task.name] if split_name == "train" else None
+                for name, shared_rows, pairs in passes:
+                    same_rows = rows is None or torch.equal(rows, shared_rows)
+                    if name == split_name and self.setting.data[pairs[0][0].name].source == data.source and same_rows:
+                        pairs.append((task, data.split(split_name)))
+                        break
+                else:
+                    passes.append((split_name, rows, [(task, data.split(split_name))]))
+        return passes
 
     def _save_if_selected(self, task: Task, val_scores: dict[str, float], step: int) -> None:
         """Save the weights when the task's validation selection score strictly improves
