@@ -27,8 +27,12 @@ the steps since the previous evaluation record (probe-only steps do not record t
 "method/weight"`` (a key without ``/<task>`` gets task ``"*"``); the running sums are
 part of the checkpoint.
 
-A non-finite training loss ends the run with state ``diverged`` (recorded rows are
-kept); a finished or diverged run is never trained again.
+A non-finite training loss ends the run with state ``diverged`` at the first such step
+(recorded rows are kept).  The losses are checked on the device, without a host
+synchronisation per step; the check is read at the next record or probe step, before
+anything is written, so no row or checkpoint after the first non-finite step is kept (the
+steps in between are computed and thrown away).  A finished or diverged run is never
+trained again.
 """
 
 from __future__ import annotations
@@ -109,6 +113,9 @@ class _Run:
             t.name: train_eval_rows(setting.data[t.name].train, config.train_eval_size, t.name) for t in self.tasks
         }
         self.eval_passes = self._evaluation_passes()
+        # The first step with a non-finite loss (0: none yet) and its losses, kept on the device.
+        self.first_nonfinite = torch.zeros((), dtype=torch.long, device=self.device)
+        self.nonfinite_losses = torch.zeros(len(self.tasks), device=self.device)
         self.diagnostics: dict[str, Any] = {"sums": {}, "steps": 0}
         self.selected: dict[str, tuple[float, int]] = {}  # task -> (selection score, step), if saved
         self.scales = {t: config.loss_scale * config.task_loss_scales.get(t, 1.0) for t in config.tasks}
@@ -124,20 +131,44 @@ class _Run:
         with bar:
             while step < self.total_steps:
                 step += 1
-                losses = self._losses()
-                bad = {t: v.item() for t, v in losses.items() if not math.isfinite(v.item())}
-                if bad:
-                    self.store.finalize(self.run_id, "diverged", step, f"non-finite loss at step {step}: {bad}")
-                    return "diverged"
-                self.optimizer.zero_grad(set_to_none=True)
-                self._accumulate(self.method.backward({t: self.scales[t] * v for t, v in losses.items()}, self.model))
-                self.optimizer.step()
+                try:
+                    losses = self._losses()
+                    self._watch_divergence(losses, step)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self._accumulate(self.method.backward({t: self.scales[t] * v for t, v in losses.items()},
+                                                          self.model))
+                    self.optimizer.step()
+                except Exception:
+                    if self._finalize_if_diverged():  # e.g. a method's solver refusing non-finite losses
+                        return "diverged"
+                    raise
                 bar.update(1)
                 if self._is_record_step(step) or step in self.probe_steps:
+                    if self._finalize_if_diverged():
+                        return "diverged"
                     self._record(step)
                     self._checkpoint(step)
         self.store.finalize(self.run_id, "finished", step)
         return "finished"
+
+    def _watch_divergence(self, losses: dict[str, torch.Tensor], step: int) -> None:
+        """Note the first step with a non-finite task loss, on the device (no host synchronisation):
+        ``first_nonfinite`` becomes ``step`` and ``nonfinite_losses`` that step's losses."""
+        values = torch.stack([losses[t].detach().float() for t in self.config.tasks])
+        first = (self.first_nonfinite == 0) & ~torch.isfinite(values).all()
+        self.first_nonfinite = torch.where(first, step, self.first_nonfinite)
+        self.nonfinite_losses = torch.where(first, values, self.nonfinite_losses)
+
+    def _finalize_if_diverged(self) -> bool:
+        """At record steps (one host synchronisation): if a loss went non-finite since the last check,
+        mark the run ``diverged`` at that step and return True.  The rows recorded so far all
+        precede that step (records are only written after this check), so none are dropped."""
+        step = int(self.first_nonfinite)
+        if step == 0:
+            return False
+        bad = {t: v for t, v in zip(self.config.tasks, self.nonfinite_losses.tolist()) if not math.isfinite(v)}
+        self.store.finalize(self.run_id, "diverged", step, f"non-finite loss at step {step}: {bad}")
+        return True
 
     def _losses(self) -> dict[str, torch.Tensor]:
         self.model.train()
