@@ -15,9 +15,9 @@ import pytest
 from mtlens import RunStore
 from mtlens.cli import main
 from mtlens.errors import ConfigError, MtlensError
-from mtlens.sweep import LocalExecutor, make_executor
-from mtlens.sweep.executors import worker_devices
-from mtlens.sweep.sweep import grid_candidates
+from mtlens.orchestration import LocalExecutor, make_executor
+from mtlens.orchestration.executors import worker_devices
+from mtlens.orchestration.sweep import grid_candidates
 
 BASE = {"setting": "digits_pair", "epochs": 2, "batch_size": 32, "train_eval_size": 64, "device": "cpu",
         "setting_options": {"n_train": 64, "n_val": 32, "n_test": 32}}
@@ -40,7 +40,7 @@ def test_gpus_per_run_is_checked_before_anything_runs(tmp_path, capsys):
     assert code == 2 and "--gpus-per-run" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
     pytest.importorskip("ray")
-    from mtlens.sweep.ray_backend import RayExecutor
+    from mtlens.orchestration.ray_backend import RayExecutor
 
     assert RayExecutor(device="cpu", gpus_per_run=None).num_gpus == 0
     with pytest.raises(ConfigError, match="fraction"):

@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 
 from mtlens import RunStore, parse_config, train_run
-from mtlens.metrics import binary_f1, pearson
+from mtlens.tasks.metrics import binary_f1, pearson
 from mtlens.models import build_model
 from mtlens.settings import Setting, Split, TaskData, register_setting
 from mtlens.tasks import binary_task, classification_task, regression_task

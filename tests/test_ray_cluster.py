@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 
 from mtlens import RunStore
-from mtlens.sweep import run_sweep
+from mtlens.orchestration import run_sweep
 
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
-from mtlens.sweep.ray_backend import RayExecutor  # noqa: E402
+from mtlens.orchestration.ray_backend import RayExecutor  # noqa: E402
 
 BASE = {"setting": "digits_pair", "epochs": 3, "batch_size": 32, "train_eval_size": 64,
         "setting_options": {"n_train": 128, "n_val": 32, "n_test": 32}}

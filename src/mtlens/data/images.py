@@ -43,6 +43,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from mtlens.data.registry import DatasetSpec, RemoteFile, register_dataset, require_dataset
+from mtlens.data.views import ArrayView, unit_interval_images
 from mtlens.errors import MtlensError
 from mtlens.store.atomic import atomic_write
 
@@ -318,7 +319,7 @@ class LazyImageFolder:
         return digest.hexdigest()[:16]
 
 
-def decoded_image_cache(folder: LazyImageFolder, cache_dir: Path, chunk: int = 2048) -> ScaledBytes:
+def decoded_image_cache(folder: LazyImageFolder, cache_dir: Path, chunk: int = 2048) -> ArrayView:
     """``folder``'s images decoded once into ``cache_dir/decoded-<size>px-<key>.npy`` and served from there.
 
     The file is a ``uint8`` array ``(N, 3, size, size)`` (12 KiB per 64x64 image; CelebA's
@@ -343,7 +344,7 @@ def decoded_image_cache(folder: LazyImageFolder, cache_dir: Path, chunk: int = 2
         images = _open_cache(path, shape)
         if images is None:
             raise DatasetFormatError(f"{path}: the decoded-image cache just written cannot be read back")
-    return ScaledBytes(torch.from_numpy(images))
+    return unit_interval_images(torch.from_numpy(images))
 
 
 def _open_cache(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -353,18 +354,3 @@ def _open_cache(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
     except (OSError, ValueError):
         return None
     return images if images.dtype == np.uint8 and images.shape == shape else None
-
-
-class ScaledBytes:
-    """``uint8`` images kept as bytes and scaled on indexing: ``rows[idx] -> float32 in [0, 1]`` (4x less memory)."""
-
-    def __init__(self, images: Tensor):
-        if images.dtype != torch.uint8:
-            raise TypeError(f"expected uint8 images, got {images.dtype}")
-        self.images = images
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: Tensor) -> Tensor:
-        return self.images[index].float().div_(255.0)

@@ -11,7 +11,7 @@ center-cropped to 178x178 and resized to ``image_size`` (64), once: the first lo
 split into a memory-mapped ``uint8`` cache under ``decoded/`` in the dataset directory, keyed by a
 checksum of the file list (:func:`mtlens.data.images.decoded_image_cache`; 2.5 GB at 64x64), which
 every later epoch, evaluation and process reads instead of the JPEGs.  Encoder:
-:class:`mtlens.settings.encoders.ResNet18Encoder` with BatchNorm, base width ``width``
+:class:`mtlens.models.encoders.ResNet18Encoder` with BatchNorm, base width ``width``
 (64 gives the standard ResNet-18 and 512 features).  Defaults (this package's choice):
 Adam, lr 1e-3, batch 256, 15 epochs.
 """
@@ -30,7 +30,7 @@ from mtlens.data.images import (
 from mtlens.data.registry import require_dataset
 from mtlens.settings import register_setting
 from mtlens.settings.base import Defaults, Setting, Split, TaskData
-from mtlens.settings.encoders import ResNet18Encoder
+from mtlens.models.encoders import ResNet18Encoder
 from mtlens.tasks import binary_task
 
 

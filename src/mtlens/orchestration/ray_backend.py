@@ -13,7 +13,7 @@ from typing import Any
 from mtlens.errors import ConfigError, MtlensError
 from mtlens.settings import Setting
 from mtlens.store import RunStore
-from mtlens.sweep.executors import Executor, Job, WorkerLost, available_cores, run_job
+from mtlens.orchestration.executors import Executor, Job, WorkerLost, available_cores, run_job
 
 _SETTINGS: dict[tuple[str, str], Setting] = {}
 """Settings built in this Ray worker process (a worker runs many tasks)."""
@@ -39,8 +39,9 @@ class RayExecutor(Executor):
 
     ``cpus_per_run`` CPUs (and torch threads) per run; with ``device`` ``cuda`` each run also
     asks for ``gpus_per_run`` GPUs (default 1; a fraction in ``(0, 1)`` shares a GPU among
-    ``1 / gpus_per_run`` runs, and Ray points each run's ``cuda`` at its GPU).  Ray's own task retries are off: a lost worker is retried by
-    :class:`~mtlens.sweep.executors.Executor` and resumes from its checkpoint.
+    ``1 / gpus_per_run`` runs, and Ray points each run's ``cuda`` at its GPU).  Ray's own task
+    retries are off: a lost worker is retried by :class:`~mtlens.orchestration.executors.Executor`
+    and resumes from its checkpoint.
     """
 
     def __init__(self, address: str | None = None, workers: int | None = None, cpus_per_run: int = 1,

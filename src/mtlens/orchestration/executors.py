@@ -29,10 +29,10 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from mtlens.errors import ConfigError, MtlensError
+from mtlens.errors import MtlensError
 from mtlens.settings import Setting
 from mtlens.store import RunStore
-from mtlens.sweep.study import cached_setting, mark_failed, train_one
+from mtlens.orchestration.study import cached_setting, mark_failed, train_one
 from mtlens.training.config import RunConfig
 from mtlens.training.trainer import train_run
 
@@ -309,21 +309,3 @@ class LocalExecutor(Executor):
         for process, _ in [*self._idle, *self._busy.values()]:
             process.join(timeout=10)
         self._idle, self._busy, self._device_of = [], {}, {}
-
-
-def make_executor(backend: str = "local", workers: int | None = None, address: str | None = None,
-                  device: str = "cpu", gpus_per_run: float | None = None) -> Executor:
-    """The executor for ``backend``: ``serial``, ``local`` (``workers`` processes on ``device``,
-    :func:`worker_devices`) or ``ray`` (``gpus_per_run`` of a GPU per run on a CUDA device)."""
-    if gpus_per_run is not None and (backend != "ray" or not device.startswith("cuda")):
-        raise ConfigError("--gpus-per-run applies to the ray backend on a CUDA device (--backend ray --device cuda); "
-                          "the local backend shares a device among --workers processes")
-    if backend == "serial" or (backend == "local" and workers == 1):
-        return SerialExecutor()
-    if backend == "local":
-        return LocalExecutor(workers, device=device)
-    if backend == "ray":
-        from mtlens.sweep.ray_backend import RayExecutor
-
-        return RayExecutor(address=address, workers=workers, device=device, gpus_per_run=gpus_per_run)
-    raise ValueError(f"unknown backend {backend!r}; use 'serial', 'local' or 'ray'")
