@@ -51,11 +51,11 @@ from mtlens.models import MultiTaskModel, build_model
 from mtlens.seeding import derived_seed
 from mtlens.training.probe_runner import ProbeRunner, probe_steps
 from mtlens.settings import Setting, Split
+from mtlens.settings.base import SPLITS
 from mtlens.store import RunStore, atomic_write
 from mtlens.tasks import Task, selection_scores
 from mtlens.training.batches import BatchStream
 from mtlens.training.config import RunConfig, load_configured_setting, resolve_config
-from mtlens.settings.base import SPLITS
 from mtlens.training.evaluate import evaluate_tasks, train_eval_rows
 
 
