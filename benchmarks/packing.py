@@ -68,6 +68,23 @@ def mtl_loss(model: nn.Module, params: dict, buffers: dict, x: torch.Tensor, y: 
     return total
 
 
+def check_pack_gradients(encoder: str, members: int, batch: tuple[torch.Tensor, ...], device: str) -> None:
+    """The pack's ``vmap(grad)`` gives every member the gradient its separate run computes (relative
+    error < 1e-4; the trajectories then differ only by float reassociation, which Adam's
+    normalisation can amplify where gradients are near zero)."""
+    x, y = batch
+    models = [make_model(encoder, seed).to(device) for seed in range(members)]
+    params, buffers = stack_module_state(models)
+    base = copy.deepcopy(models[0]).to("meta")
+    packed = vmap(grad(lambda p, b, xi, yi: mtl_loss(base, p, b, xi, yi)))(
+        {k: v.detach() for k, v in params.items()}, buffers, x, y)
+    for i, model in enumerate(models):
+        sum(F.cross_entropy(model(x[i, t], [task])[task], y[i, t]) for t, task in enumerate("ab")).backward()
+        for name, p in model.named_parameters():
+            error = (packed[name][i] - p.grad).norm() / p.grad.norm().clamp_min(1e-12)
+            assert error < 1e-4, f"member {i}, {name}: pack gradient differs by {error:.1e} (relative)"
+
+
 def time_one_at_a_time(encoder: str, members: int, data: list, device: str) -> tuple[float, dict]:
     """Seconds per step of all members, and the members' final parameters stacked."""
     models = [make_model(encoder, seed).to(device) for seed in range(members)]
@@ -163,11 +180,8 @@ def main() -> None:
         print(f"  {'M':>3} {'one at a time':>15} {'pack':>15} {'processes':>15}   pack/one  proc/one  (runs/hour)")
         for members in args.packs:
             data = batches(members, args.steps, args.device)
-            # Warm-up, and the check that the pack trains what the separate runs train.
-            packed, separate = time_pack(encoder, members, data[:3], args.device)[1], \
-                time_one_at_a_time(encoder, members, data[:3], args.device)[1]
-            worst = max((packed[k] - separate[k].detach()).abs().max().item() for k in packed)
-            assert worst < 1e-4, f"pack and separate runs differ by {worst} after 3 steps"
+            check_pack_gradients(encoder, members, data[0], args.device)
+            time_pack(encoder, members, data[:2], args.device)  # warm-up (vmap tracing, allocator)
             one = min(time_one_at_a_time(encoder, members, data, args.device)[0] for _ in range(args.repeats))
             pack = min(time_pack(encoder, members, data, args.device)[0] for _ in range(args.repeats))
             proc = (float("nan") if args.no_processes else
