@@ -140,7 +140,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     methods = [m for m in args.methods.split(",") if m]
     base = base_config(args)
     criterion = SelectionCriterion(metric=args.select_metric, at=args.select_at, combine=args.combine)
-    executor = make_executor(args.backend, args.workers, args.address, base.get("device", "cpu"))
+    executor = make_executor(args.backend, args.workers, args.address, base.get("device") or "cpu", args.gpus_per_run)
     store = RunStore(args.store)
     result = run_sweep(base, load_grid(args.grid), store, methods, seeds, criterion, executor, progress=not args.quiet)
     with pd_options():
@@ -338,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="local: worker processes (default: one per core; 1 = in-process); ray: CPUs of a local "
                             "Ray instance")
     sweep.add_argument("--address", help="ray: address of an existing cluster (default: start a local instance)")
+    sweep.add_argument("--gpus-per-run", type=float,
+                       help="ray with --device cuda: GPUs per run (default 1; 0.25 = four runs per GPU). The local "
+                            "backend with --device cuda runs its --workers on the GPU(s) (worker i on cuda:i %% n_gpus)")
     sweep.add_argument("--store", default=DEFAULT_STORE, type=_directory(writable=True),
                        help=f"run store directory (default {DEFAULT_STORE})")
     sweep.add_argument("--quiet", action="store_true", help="no progress bars")
