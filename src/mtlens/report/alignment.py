@@ -5,33 +5,67 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import altair as alt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from mtlens.analysis.alignment import (  # noqa: E402
+from mtlens.analysis.alignment import (
     alignment_distributions, alignment_summary, magnitude_ratio_summary, optimizer_comparison, optimizers_compared)
-from mtlens.report.base import Section, by_configuration, not_available, save_figure, slug, table_html  # noqa: E402
-from mtlens.store import RunStore  # noqa: E402
+from mtlens.report.base import Section, by_configuration, not_available, per_setting, save_figure, slug, table_html
+from mtlens.report.charts import param_name, FACET_COLUMNS, inline_data, interactive
+from mtlens.store import RunStore
+
+HISTOGRAM_BINS = np.linspace(-1, 1, 41)
+"""Bins of the cosine histograms (width 0.05 on [-1, 1])."""
+
+MAX_LEGEND_ENTRIES = 20
+"""A figure with more series than this hides its legend (the tooltip names the series)."""
 
 
-def alignment_figure(distributions: pd.DataFrame) -> "plt.Figure":
-    """Histograms (densities) of the cosines of each kind, side by side, sharing the x axis."""
-    kinds = sorted(distributions["kind"].unique())
-    fig, axes = plt.subplots(1, len(kinds), figsize=(4 * len(kinds), 3.2), sharex=True, squeeze=False)
-    bins = np.linspace(-1, 1, 41)
-    for ax, kind in zip(axes[0], kinds):
-        values = distributions.loc[distributions["kind"] == kind, "value"]
-        ax.hist(values, bins=bins, density=True, color="#1f77b4" if "intra" in kind else "#d62728", alpha=0.8)
-        ax.axvline(0, color="grey", linewidth=0.8)
-        ax.axvline(values.median(), color="black", linestyle="--", linewidth=1, label=f"median {values.median():.2f}")
-        ax.set(title=f"{kind} (n={len(values)})", xlabel="cosine", ylabel="density")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+def alignment_figure(distributions: pd.DataFrame) -> alt.FacetChart:
+    """Histograms (densities, :data:`HISTOGRAM_BINS`) of the cosines of each kind, one panel per kind
+    sharing the x axis, with the median dashed; intra-task kinds blue, inter-task red."""
+    bars, medians = [], []
+    for kind, values in distributions.groupby("kind", sort=True)["value"]:
+        density, edges = np.histogram(values, bins=HISTOGRAM_BINS, density=True)
+        label = f"{kind} (n={len(values)})"
+        bars.append(pd.DataFrame({"kind": label, "start": edges[:-1], "end": edges[1:], "density": density,
+                                  "count": np.histogram(values, bins=HISTOGRAM_BINS)[0],
+                                  "intra": "intra" in kind}))
+        medians.append({"kind": label, "median": float(values.median())})
+    frame = pd.concat(bars, ignore_index=True).merge(pd.DataFrame(medians), on="kind")
+    frame["group"] = np.where(frame.pop("intra"), "intra-task", "inter-task")
+    x = alt.X("start:Q", title="cosine", scale=alt.Scale(domain=[-1, 1]))
+    histogram = alt.Chart().mark_bar(opacity=0.8).encode(
+        x=x, x2="end:Q", y=alt.Y("density:Q", title="density"), y2=alt.datum(0),
+        color=alt.Color("group:N", scale=alt.Scale(domain=["intra-task", "inter-task"], range=["#1f77b4", "#d62728"])),
+        tooltip=["kind:N", alt.Tooltip("start:Q", title="from"), alt.Tooltip("end:Q", title="to"), "count:Q",
+                 alt.Tooltip("density:Q", format=".3g")])
+    median = alt.Chart().transform_aggregate(median="min(median)").mark_rule(
+        color="black", strokeDash=[4, 3]).encode(x="median:Q", tooltip=[alt.Tooltip("median:Q", format=".3f")])
+    zero = alt.Chart().transform_aggregate(rows="count()").mark_rule(color="grey").encode(x=alt.datum(0))
+    layered = interactive([histogram, zero, median])
+    return layered.facet(facet=alt.Facet("kind:N", title=None), columns=FACET_COLUMNS, data=inline_data(frame))
+
+
+def magnitude_ratio_figure(magnitude: pd.DataFrame) -> alt.FacetChart:
+    """Mean over runs of log10(||g_a|| / ||g_b||) by epoch, one line per task pair, one panel per
+    setting and method (the legend is hidden beyond :data:`MAX_LEGEND_ENTRIES` pairs)."""
+    curves = (magnitude.assign(log10_ratio=np.log10(magnitude["value"]))
+              .groupby(["setting", "method", "task", "epoch"], as_index=False)
+              .agg(log10_ratio=("log10_ratio", "mean"), n=("run_id", "nunique")))
+    curves["panel"] = curves["setting"] + " · " + curves["method"]
+    curves = curves.rename(columns={"task": "pair"}).drop(columns=["setting", "method"])
+    legend = alt.selection_point(fields=["pair"], bind="legend", name=param_name("legend"))
+    many = curves["pair"].nunique() > MAX_LEGEND_ENTRIES
+    line = alt.Chart().mark_line(point=alt.OverlayMarkDef(size=12)).encode(
+        x=alt.X("epoch:Q"), y=alt.Y("log10_ratio:Q", title="log10(||g_a|| / ||g_b||)"),
+        color=alt.Color("pair:N", legend=None if many else alt.Undefined),
+        opacity=alt.condition(legend, alt.value(1.0), alt.value(0.1)),
+        tooltip=["panel:N", "pair:N", "epoch:Q", alt.Tooltip("log10_ratio:Q", format=".3g"), "n:Q"])
+    zero = alt.Chart().transform_aggregate(rows="count()").mark_rule(color="grey").encode(y=alt.datum(0))
+    layered = interactive([line, zero], legend)
+    return layered.facet(facet=alt.Facet("panel:N", title=None), columns=FACET_COLUMNS, data=inline_data(curves))
 
 
 def alignment_section(rows: pd.DataFrame, out_dir: Path) -> Section:
@@ -43,11 +77,12 @@ def alignment_section(rows: pd.DataFrame, out_dir: Path) -> Section:
     body = table_html(alignment_summary(distributions), out_dir, "alignment",
                       "Cosines between task gradients in MTL runs and between gradients of one task's sub-batches or "
                       "class groups in STL runs, pooled over probe steps: n values from n_runs runs.")
-    for setting, frame in distributions.groupby("setting"):
-        body += save_figure(alignment_figure(frame), out_dir, slug("alignment", setting),
-                            f"{setting}: distributions of inter-task (MTL) and intra-task (STL) gradient cosines "
-                            f"over training, from {frame['run_id'].nunique()} runs ({frame['seed'].nunique()} seeds); "
-                            f"n cosines per panel in its title.")
+    figures = {setting: [save_figure(
+        alignment_figure(frame), out_dir, slug("alignment", setting),
+        f"{setting}: distributions of inter-task (MTL) and intra-task (STL) gradient cosines over training, from "
+        f"{frame['run_id'].nunique()} runs ({frame['seed'].nunique()} seeds); n cosines per panel in its title; "
+        f"dashed: median.")] for setting, frame in distributions.groupby("setting")}
+    body += per_setting(figures, "figure")
     ratios = magnitude_ratio_summary(rows)
     if ratios.empty:
         body += not_available("magnitude ratios: needs probe/magnitude_ratio in MTL runs")
@@ -56,18 +91,10 @@ def alignment_section(rows: pd.DataFrame, out_dir: Path) -> Section:
                            "Gradient magnitude ratio ||g_a|| / ||g_b|| per task pair of MTL runs over training: the "
                            "median ratio, and the median and 90th percentile of |log10 ratio| (orders of magnitude).")
         magnitude = rows[(rows["quantity"] == "probe/magnitude_ratio") & (rows["mode"] == "mtl") & (rows["value"] > 0)]
-        fig, ax = plt.subplots(figsize=(6, 3.4))
-        for (setting, method, pair), frame in magnitude.groupby(["setting", "method", "task"]):
-            agg = frame.groupby("epoch")["value"].apply(lambda v: np.log10(v).mean()).reset_index()
-            ax.plot(agg["epoch"], agg["value"], label=f"{setting} {method} {pair} (n={frame['run_id'].nunique()})")
-        ax.axhline(0, color="grey", linewidth=0.8)
-        ax.set(xlabel="epoch", ylabel="log10(||g_a|| / ||g_b||)")
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
-        body += save_figure(fig, out_dir, "magnitude_ratio",
+        body += save_figure(magnitude_ratio_figure(magnitude), out_dir, "magnitude_ratio",
                             f"Gradient magnitude ratio between tasks by epoch, mean of log10 over "
                             f"{magnitude['run_id'].nunique()} MTL runs ({magnitude['seed'].nunique()} seeds); n runs "
-                            f"per curve in the legend.")
+                            f"per point in the tooltip; one panel per setting and method.")
     return Section(title, body, anchor)
 
 

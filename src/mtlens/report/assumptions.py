@@ -10,18 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import altair as alt
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from mtlens.analysis.adam_invariance import invariance_summary  # noqa: E402
-from mtlens.analysis.assumptions import (alignment_table, corruption_table, loss_scale_table,  # noqa: E402
-                                         optimizer_table)
-from mtlens.report.base import Section, save_figure, table_html  # noqa: E402
-from mtlens.store import RunStore  # noqa: E402
+from mtlens.analysis.adam_invariance import invariance_summary
+from mtlens.analysis.assumptions import alignment_table, corruption_table, loss_scale_table, optimizer_table
+from mtlens.report.base import Section, save_figure, table_html
+from mtlens.report.charts import param_name, FACET_COLUMNS, inline_data, interactive
+from mtlens.store import RunStore
 
 TITLES = {"optimizers": "Assumptions: optimizers in MTL", "loss-scale": "Assumptions: loss-scale invariance",
           "alignment": "Assumptions: gradient alignment, STL vs MTL",
@@ -87,28 +83,29 @@ def _loss_scale(store: RunStore, index: pd.DataFrame, manifest: pd.DataFrame, ro
     return "".join(parts) or "<p>No finished runs of the loss-scale experiment yet.</p>"
 
 
-def _loss_scale_figure(manifest: pd.DataFrame, rows: pd.DataFrame) -> "plt.Figure":
+def _lines(x: str, y: str, color: alt.Color, *, y_title: str, tooltip: list, dash: str | None = None,
+           y_log: bool = False) -> alt.LayerChart:
+    """Lines with points of ``y`` against ``x``, legend toggling on the colour field and zoom."""
+    legend = alt.selection_point(fields=[color.shorthand.split(":")[0]], bind="legend", name=param_name("legend"))
+    line = alt.Chart().mark_line(point=alt.OverlayMarkDef(size=14)).encode(
+        x=alt.X(f"{x}:Q", title=x), y=alt.Y(f"{y}:Q", title=y_title, scale=alt.Scale(type="log") if y_log else
+                                             alt.Scale(zero=False)),
+        color=color, opacity=alt.condition(legend, alt.value(1.0), alt.value(0.1)), tooltip=tooltip)
+    if dash:
+        line = line.encode(strokeDash=alt.StrokeDash(f"{dash}:N"))
+    return interactive([line], legend)
+
+
+def _loss_scale_figure(manifest: pd.DataFrame, rows: pd.DataFrame) -> alt.FacetChart:
+    """Validation error by epoch per optimizer (panel rows) and task (panel columns), one line per
+    scale c (mean over seeds), coloured by log c."""
     labelled = rows[rows["quantity"] == "val/error"].merge(manifest[["run_id", "optimizer", "scale"]], on="run_id")
-    optimizers, tasks = sorted(labelled["optimizer"].unique()), sorted(labelled["task"].unique())
-    scales = sorted(manifest["scale"].unique())
-    colors = plt.cm.viridis(np.linspace(0, 1, len(scales)))
-    fig, axes = plt.subplots(len(optimizers), len(tasks), figsize=(4.2 * len(tasks), 3.0 * len(optimizers)),
-                             squeeze=False)
-    for i, optimizer in enumerate(optimizers):
-        for j, task in enumerate(tasks):
-            ax = axes[i][j]
-            for scale, color in zip(scales, colors):
-                frame = labelled[(labelled["optimizer"] == optimizer) & (labelled["task"] == task)
-                                 & (labelled["scale"] == scale)]
-                curve = frame.groupby("epoch")["value"].mean()
-                ax.plot(curve.index, curve.to_numpy(), color=color, label=f"c={scale:g}")
-            ax.set_title(f"{optimizer}, task {task}")
-            ax.set_xlabel("epoch")
-            ax.set_ylabel("val/error")
-            ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    curves = (labelled.groupby(["optimizer", "task", "scale", "epoch"], as_index=False)
+              .agg(value=("value", "mean"), n=("run_id", "nunique")))
+    chart = _lines("epoch", "value", alt.Color("scale:O", scale=alt.Scale(scheme="viridis"), title="c"),
+                   y_title="val/error", tooltip=["optimizer:N", "task:N", "scale:Q", "epoch:Q",
+                                                 alt.Tooltip("value:Q", format=".4g"), "n:Q"])
+    return chart.facet(row=alt.Row("optimizer:N"), column=alt.Column("task:N"), data=inline_data(curves))
 
 
 def _alignment(store: RunStore, index: pd.DataFrame, manifest: pd.DataFrame, rows: pd.DataFrame, out_dir: Path,
@@ -127,29 +124,23 @@ def _alignment(store: RunStore, index: pd.DataFrame, manifest: pd.DataFrame, row
                               "task, STL and MTL (log scale).")
 
 
-def _alignment_figure(rows: pd.DataFrame) -> "plt.Figure":
-    fig, (cos_ax, norm_ax) = plt.subplots(1, 2, figsize=(11, 3.6))
-    for (mode, quantity, task), frame in rows[rows["quantity"].str.contains("cosine") & (rows["step"] > 0)
-                                              & ~rows["quantity"].eq("probe/update_cosine")
-                                              ].groupby(["mode", "quantity", "task"]):
-        curve = frame.groupby("epoch")["value"].mean()
-        cos_ax.plot(curve.index, curve.to_numpy(), marker="o", ms=3,
-                    linestyle="-" if mode == "mtl" else "--", label=f"{mode} {quantity[6:]} {task}")
-    for (mode, task), frame in rows[(rows["quantity"] == "probe/grad_norm") & (rows["step"] > 0)].groupby(
-            ["mode", "task"]):
-        curve = frame.groupby("epoch")["value"].mean()
-        norm_ax.plot(curve.index, curve.to_numpy(), marker="o", ms=3,
-                     linestyle="-" if mode == "mtl" else "--", label=f"{mode} ||g_{task}||")
-    cos_ax.axhline(0.0, color="grey", linewidth=0.8)
-    cos_ax.set_ylabel("cosine")
-    norm_ax.set_yscale("log")
-    norm_ax.set_ylabel("gradient norm (shared parameters)")
-    for ax in (cos_ax, norm_ax):
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+def _alignment_figure(rows: pd.DataFrame) -> alt.HConcatChart:
+    """Left: cosine between task gradients in MTL and between sub-batch / class-group gradients of one
+    task in STL, by epoch (mean over seeds; dashed: STL). Right: gradient norms per task (log scale)."""
+    probed = rows[rows["step"] > 0]
+    cosines = probed[probed["quantity"].str.contains("cosine") & ~probed["quantity"].eq("probe/update_cosine")]
+    cosines = (cosines.groupby(["mode", "quantity", "task", "epoch"], as_index=False)
+               .agg(value=("value", "mean"), n=("run_id", "nunique")))
+    cosines["series"] = cosines["mode"] + " " + cosines["quantity"].str[6:] + " " + cosines["task"]
+    norms = (probed[probed["quantity"] == "probe/grad_norm"].groupby(["mode", "task", "epoch"], as_index=False)
+             .agg(value=("value", "mean"), n=("run_id", "nunique")))
+    norms["series"] = norms["mode"] + " ||g_" + norms["task"] + "||"
+    tooltip = ["series:N", "epoch:Q", alt.Tooltip("value:Q", format=".4g"), "n:Q"]
+    left = _lines("epoch", "value", alt.Color("series:N"), y_title="cosine", tooltip=tooltip, dash="mode")
+    right = _lines("epoch", "value", alt.Color("series:N"), y_title="gradient norm (shared parameters)",
+                   tooltip=tooltip, dash="mode", y_log=True)
+    return alt.hconcat(left.properties(data=inline_data(cosines)), right.properties(data=inline_data(norms))
+                       ).resolve_scale(color="independent", strokeDash="independent")
 
 
 def _corruptions(store: RunStore, index: pd.DataFrame, manifest: pd.DataFrame, rows: pd.DataFrame, out_dir: Path,
@@ -171,24 +162,17 @@ def _corruptions(store: RunStore, index: pd.DataFrame, manifest: pd.DataFrame, r
                               "one panel per corruption and task (mean over seeds).")
 
 
-def _corruption_figure(accuracy: pd.DataFrame) -> "plt.Figure":
-    corruptions = [c for c in accuracy["corruption"].unique() if c != "none"]
-    tasks = sorted(accuracy["task"].unique())
-    fig, axes = plt.subplots(len(tasks), len(corruptions), figsize=(2.2 * len(corruptions), 2.3 * len(tasks)),
-                             squeeze=False, sharey=True)
+def _corruption_figure(accuracy: pd.DataFrame) -> alt.FacetChart:
+    """Linear-probe accuracy against severity (0 = clean) per corruption and task (panels), STL
+    (dashed) vs MTL encoder (mean over seeds)."""
     clean = accuracy[accuracy["corruption"] == "none"]
-    for i, task in enumerate(tasks):
-        for j, corruption in enumerate(corruptions):
-            ax = axes[i][j]
-            for mode, style in (("stl", "--"), ("mtl", "-")):
-                frame = pd.concat([clean, accuracy[accuracy["corruption"] == corruption]])
-                frame = frame[(frame["task"] == task) & (frame["mode"] == mode)]
-                curve = frame.groupby("severity")["accuracy"].mean()
-                ax.plot(curve.index, curve.to_numpy(), style, marker="o", ms=3, label=mode.upper())
-            ax.set_title(f"{corruption}\ntask {task}", fontsize=8)
-            ax.set_xticks(range(6))
-            ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("probe accuracy")
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    frames = [pd.concat([clean, accuracy[accuracy["corruption"] == c]]).assign(corruption=c)
+              for c in accuracy["corruption"].unique() if c != "none"]
+    curves = (pd.concat(frames).groupby(["corruption", "task", "mode", "severity"], as_index=False)
+              .agg(accuracy=("accuracy", "mean"), n=("accuracy", "size")))
+    curves["panel"] = curves["corruption"] + ", task " + curves["task"].astype(str)
+    curves["mode"] = curves["mode"].str.upper()
+    chart = _lines("severity", "accuracy", alt.Color("mode:N", scale=alt.Scale(domain=["STL", "MTL"], range=[
+        "#1f77b4", "#d62728"])), y_title="probe accuracy", dash="mode",
+        tooltip=["panel:N", "mode:N", "severity:Q", alt.Tooltip("accuracy:Q", format=".4g"), "n:Q"])
+    return chart.facet(facet=alt.Facet("panel:N", title=None), columns=FACET_COLUMNS, data=inline_data(curves))
