@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import altair as alt
 import numpy as np
 import pandas as pd
 
 from mtlens.analysis.alignment import (
     alignment_distributions, alignment_summary, magnitude_ratio_summary, optimizer_comparison, optimizers_compared)
 from mtlens.report.base import Section, by_configuration, not_available, per_setting, save_figure, slug, table_html
-from mtlens.report.charts import param_name, FACET_COLUMNS, inline_data, interactive
+from mtlens.report.charts import (Rule, Spec, facet, interactive, legend_toggle, quantitative, reference_line, tip,
+                                  when)
 from mtlens.store import RunStore
 
 HISTOGRAM_BINS = np.linspace(-1, 1, 41)
@@ -22,33 +22,34 @@ MAX_LEGEND_ENTRIES = 20
 """A figure with more series than this hides its legend (the tooltip names the series)."""
 
 
-def alignment_figure(distributions: pd.DataFrame) -> alt.FacetChart:
+def alignment_figure(distributions: pd.DataFrame) -> Spec:
     """Histograms (densities, :data:`HISTOGRAM_BINS`) of the cosines of each kind, one panel per kind
     sharing the x axis, with the median dashed; intra-task kinds blue, inter-task red."""
-    bars, medians = [], []
+    bars = []
     for kind, values in distributions.groupby("kind", sort=True)["value"]:
-        density, edges = np.histogram(values, bins=HISTOGRAM_BINS, density=True)
-        label = f"{kind} (n={len(values)})"
-        bars.append(pd.DataFrame({"kind": label, "start": edges[:-1], "end": edges[1:], "density": density,
-                                  "count": np.histogram(values, bins=HISTOGRAM_BINS)[0],
-                                  "intra": "intra" in kind}))
-        medians.append({"kind": label, "median": float(values.median())})
-    frame = pd.concat(bars, ignore_index=True).merge(pd.DataFrame(medians), on="kind")
-    frame["group"] = np.where(frame.pop("intra"), "intra-task", "inter-task")
-    x = alt.X("start:Q", title="cosine", scale=alt.Scale(domain=[-1, 1]))
-    histogram = alt.Chart().mark_bar(opacity=0.8).encode(
-        x=x, x2="end:Q", y=alt.Y("density:Q", title="density"), y2=alt.datum(0),
-        color=alt.Color("group:N", scale=alt.Scale(domain=["intra-task", "inter-task"], range=["#1f77b4", "#d62728"])),
-        tooltip=["kind:N", alt.Tooltip("start:Q", title="from"), alt.Tooltip("end:Q", title="to"), "count:Q",
-                 alt.Tooltip("density:Q", format=".3g")])
-    median = alt.Chart().transform_aggregate(median="min(median)").mark_rule(
-        color="black", strokeDash=[4, 3]).encode(x="median:Q", tooltip=[alt.Tooltip("median:Q", format=".3f")])
-    zero = alt.Chart().transform_aggregate(rows="count()").mark_rule(color="grey").encode(x=alt.datum(0))
-    layered = interactive([histogram, zero, median])
-    return layered.facet(facet=alt.Facet("kind:N", title=None), columns=FACET_COLUMNS, data=inline_data(frame))
+        counts, edges = np.histogram(values, bins=HISTOGRAM_BINS)
+        bars.append(pd.DataFrame({"kind": f"{kind} (n={len(values)})", "start": edges[:-1], "end": edges[1:],
+                                  "density": counts / (len(values) * np.diff(edges)), "count": counts,
+                                  "median": float(values.median()),
+                                  "group": "intra-task" if "intra" in kind else "inter-task"}))
+    frame = pd.concat(bars, ignore_index=True)
+    x = {**quantitative("start", "cosine"), "scale": {"domain": [-1, 1]}}
+    histogram = {"mark": {"type": "bar", "opacity": 0.8},
+                 "encoding": {"x": x, "x2": {"field": "end"}, "y": quantitative("density", zero=True),
+                              "y2": {"datum": 0},
+                              "color": {"field": "group", "type": "nominal",
+                                        "scale": {"domain": ["intra-task", "inter-task"],
+                                                  "range": ["#1f77b4", "#d62728"]}},
+                              "tooltip": [tip("kind", "nominal"), tip("start", title="from"),
+                                          tip("end", title="to"), tip("count"), tip("density")]}}
+    median = {"transform": [{"aggregate": [{"op": "min", "field": "median", "as": "median"}]}],
+              "mark": {"type": "rule", "color": "black", "strokeDash": [4, 3]},
+              "encoding": {"x": {"field": "median", "type": "quantitative"}, "tooltip": [tip("median")]}}
+    return facet(interactive([histogram, reference_line(Rule(0.0, "x")), median]), frame, "kind",
+                 independent_y=False)
 
 
-def magnitude_ratio_figure(magnitude: pd.DataFrame) -> alt.FacetChart:
+def magnitude_ratio_figure(magnitude: pd.DataFrame) -> Spec:
     """Mean over runs of log10(||g_a|| / ||g_b||) by epoch, one line per task pair, one panel per
     setting and method (the legend is hidden beyond :data:`MAX_LEGEND_ENTRIES` pairs)."""
     curves = (magnitude.assign(log10_ratio=np.log10(magnitude["value"]))
@@ -56,16 +57,16 @@ def magnitude_ratio_figure(magnitude: pd.DataFrame) -> alt.FacetChart:
               .agg(log10_ratio=("log10_ratio", "mean"), n=("run_id", "nunique")))
     curves["panel"] = curves["setting"] + " · " + curves["method"]
     curves = curves.rename(columns={"task": "pair"}).drop(columns=["setting", "method"])
-    legend = alt.selection_point(fields=["pair"], bind="legend", name=param_name("legend"))
-    many = curves["pair"].nunique() > MAX_LEGEND_ENTRIES
-    line = alt.Chart().mark_line(point=alt.OverlayMarkDef(size=12)).encode(
-        x=alt.X("epoch:Q"), y=alt.Y("log10_ratio:Q", title="log10(||g_a|| / ||g_b||)"),
-        color=alt.Color("pair:N", legend=None if many else alt.Undefined),
-        opacity=alt.condition(legend, alt.value(1.0), alt.value(0.1)),
-        tooltip=["panel:N", "pair:N", "epoch:Q", alt.Tooltip("log10_ratio:Q", format=".3g"), "n:Q"])
-    zero = alt.Chart().transform_aggregate(rows="count()").mark_rule(color="grey").encode(y=alt.datum(0))
-    layered = interactive([line, zero], legend)
-    return layered.facet(facet=alt.Facet("panel:N", title=None), columns=FACET_COLUMNS, data=inline_data(curves))
+    legend = legend_toggle("pair")
+    color: Spec = {"field": "pair", "type": "nominal"}
+    if curves["pair"].nunique() > MAX_LEGEND_ENTRIES:
+        color["legend"] = None
+    line = {"mark": {"type": "line", "point": {"size": 12}},
+            "encoding": {"x": quantitative("epoch"), "y": quantitative("log10_ratio", "log10(||g_a|| / ||g_b||)"),
+                         "color": color, "opacity": when(legend["name"], 1.0, 0.1),
+                         "tooltip": [tip("panel", "nominal"), tip("pair", "nominal"), tip("epoch"),
+                                     tip("log10_ratio"), tip("n")]}}
+    return facet(interactive([line, reference_line(Rule(0.0))], legend), curves, "panel")
 
 
 def alignment_section(rows: pd.DataFrame, out_dir: Path) -> Section:

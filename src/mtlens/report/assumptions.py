@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import altair as alt
 import pandas as pd
 
 from mtlens.analysis.adam_invariance import invariance_summary
 from mtlens.analysis.assumptions import alignment_table, corruption_table, loss_scale_table, optimizer_table
 from mtlens.report.base import Section, save_figure, table_html
-from mtlens.report.charts import param_name, FACET_COLUMNS, inline_data, interactive
+from mtlens.report.charts import Spec, concat, facet, inline_data, interactive, legend_toggle, quantitative, tip, when
 from mtlens.store import RunStore
 
 TITLES = {"optimizers": "Assumptions: optimizers in MTL", "loss-scale": "Assumptions: loss-scale invariance",
@@ -83,29 +82,30 @@ def _loss_scale(store: RunStore, index: pd.DataFrame, manifest: pd.DataFrame, ro
     return "".join(parts) or "<p>No finished runs of the loss-scale experiment yet.</p>"
 
 
-def _lines(x: str, y: str, color: alt.Color, *, y_title: str, tooltip: list, dash: str | None = None,
-           y_log: bool = False) -> alt.LayerChart:
-    """Lines with points of ``y`` against ``x``, legend toggling on the colour field and zoom."""
-    legend = alt.selection_point(fields=[color.shorthand.split(":")[0]], bind="legend", name=param_name("legend"))
-    line = alt.Chart().mark_line(point=alt.OverlayMarkDef(size=14)).encode(
-        x=alt.X(f"{x}:Q", title=x), y=alt.Y(f"{y}:Q", title=y_title, scale=alt.Scale(type="log") if y_log else
-                                             alt.Scale(zero=False)),
-        color=color, opacity=alt.condition(legend, alt.value(1.0), alt.value(0.1)), tooltip=tooltip)
+def _lines(x: str, y: str, color: Spec, *, y_title: str, tooltip: list[Spec], dash: str | None = None,
+           y_log: bool = False) -> Spec:
+    """Lines with points of ``y`` against ``x`` coloured by the encoding ``color`` (and dashed by the
+    field ``dash``), legend toggling on the colour field and zoom."""
+    legend = legend_toggle(color["field"])
+    encoding: Spec = {"x": quantitative(x), "y": quantitative(y, y_title, log=y_log), "color": color,
+                      "opacity": when(legend["name"], 1.0, 0.1), "tooltip": tooltip}
     if dash:
-        line = line.encode(strokeDash=alt.StrokeDash(f"{dash}:N"))
-    return interactive([line], legend)
+        encoding["strokeDash"] = {"field": dash, "type": "nominal"}
+    return interactive([{"mark": {"type": "line", "point": {"size": 14}}, "encoding": encoding}], legend)
 
 
-def _loss_scale_figure(manifest: pd.DataFrame, rows: pd.DataFrame) -> alt.FacetChart:
+def _loss_scale_figure(manifest: pd.DataFrame, rows: pd.DataFrame) -> Spec:
     """Validation error by epoch per optimizer (panel rows) and task (panel columns), one line per
-    scale c (mean over seeds), coloured by log c."""
+    scale c (mean over seeds), coloured by c."""
     labelled = rows[rows["quantity"] == "val/error"].merge(manifest[["run_id", "optimizer", "scale"]], on="run_id")
     curves = (labelled.groupby(["optimizer", "task", "scale", "epoch"], as_index=False)
               .agg(value=("value", "mean"), n=("run_id", "nunique")))
-    chart = _lines("epoch", "value", alt.Color("scale:O", scale=alt.Scale(scheme="viridis"), title="c"),
-                   y_title="val/error", tooltip=["optimizer:N", "task:N", "scale:Q", "epoch:Q",
-                                                 alt.Tooltip("value:Q", format=".4g"), "n:Q"])
-    return chart.facet(row=alt.Row("optimizer:N"), column=alt.Column("task:N"), data=inline_data(curves))
+    chart = _lines("epoch", "value", {"field": "scale", "type": "ordinal", "title": "c",
+                                      "scale": {"scheme": "viridis"}},
+                   y_title="val/error", tooltip=[tip("optimizer", "nominal"), tip("task", "nominal"), tip("scale"),
+                                                 tip("epoch"), tip("value"), tip("n")])
+    return {"data": inline_data(curves), "facet": {"row": {"field": "optimizer", "type": "nominal"},
+                                                   "column": {"field": "task", "type": "nominal"}}, "spec": chart}
 
 
 def _alignment(store: RunStore, index: pd.DataFrame, manifest: pd.DataFrame, rows: pd.DataFrame, out_dir: Path,
@@ -124,7 +124,7 @@ def _alignment(store: RunStore, index: pd.DataFrame, manifest: pd.DataFrame, row
                               "task, STL and MTL (log scale).")
 
 
-def _alignment_figure(rows: pd.DataFrame) -> alt.HConcatChart:
+def _alignment_figure(rows: pd.DataFrame) -> Spec:
     """Left: cosine between task gradients in MTL and between sub-batch / class-group gradients of one
     task in STL, by epoch (mean over seeds; dashed: STL). Right: gradient norms per task (log scale)."""
     probed = rows[rows["step"] > 0]
@@ -135,12 +135,13 @@ def _alignment_figure(rows: pd.DataFrame) -> alt.HConcatChart:
     norms = (probed[probed["quantity"] == "probe/grad_norm"].groupby(["mode", "task", "epoch"], as_index=False)
              .agg(value=("value", "mean"), n=("run_id", "nunique")))
     norms["series"] = norms["mode"] + " ||g_" + norms["task"] + "||"
-    tooltip = ["series:N", "epoch:Q", alt.Tooltip("value:Q", format=".4g"), "n:Q"]
-    left = _lines("epoch", "value", alt.Color("series:N"), y_title="cosine", tooltip=tooltip, dash="mode")
-    right = _lines("epoch", "value", alt.Color("series:N"), y_title="gradient norm (shared parameters)",
-                   tooltip=tooltip, dash="mode", y_log=True)
-    return alt.hconcat(left.properties(data=inline_data(cosines)), right.properties(data=inline_data(norms))
-                       ).resolve_scale(color="independent", strokeDash="independent")
+    tooltip = [tip("series", "nominal"), tip("epoch"), tip("value"), tip("n")]
+    color = {"field": "series", "type": "nominal"}
+    left = _lines("epoch", "value", color, y_title="cosine", tooltip=tooltip, dash="mode")
+    right = _lines("epoch", "value", color, y_title="gradient norm (shared parameters)", tooltip=tooltip,
+                   dash="mode", y_log=True)
+    return concat("hconcat", [{"data": inline_data(cosines), **left}, {"data": inline_data(norms), **right}],
+                  independent=["color", "strokeDash"])
 
 
 def _corruptions(store: RunStore, index: pd.DataFrame, manifest: pd.DataFrame, rows: pd.DataFrame, out_dir: Path,
@@ -162,7 +163,7 @@ def _corruptions(store: RunStore, index: pd.DataFrame, manifest: pd.DataFrame, r
                               "one panel per corruption and task (mean over seeds).")
 
 
-def _corruption_figure(accuracy: pd.DataFrame) -> alt.FacetChart:
+def _corruption_figure(accuracy: pd.DataFrame) -> Spec:
     """Linear-probe accuracy against severity (0 = clean) per corruption and task (panels), STL
     (dashed) vs MTL encoder (mean over seeds)."""
     clean = accuracy[accuracy["corruption"] == "none"]
@@ -172,7 +173,9 @@ def _corruption_figure(accuracy: pd.DataFrame) -> alt.FacetChart:
               .agg(accuracy=("accuracy", "mean"), n=("accuracy", "size")))
     curves["panel"] = curves["corruption"] + ", task " + curves["task"].astype(str)
     curves["mode"] = curves["mode"].str.upper()
-    chart = _lines("severity", "accuracy", alt.Color("mode:N", scale=alt.Scale(domain=["STL", "MTL"], range=[
-        "#1f77b4", "#d62728"])), y_title="probe accuracy", dash="mode",
-        tooltip=["panel:N", "mode:N", "severity:Q", alt.Tooltip("accuracy:Q", format=".4g"), "n:Q"])
-    return chart.facet(facet=alt.Facet("panel:N", title=None), columns=FACET_COLUMNS, data=inline_data(curves))
+    chart = _lines("severity", "accuracy", {"field": "mode", "type": "nominal",
+                                            "scale": {"domain": ["STL", "MTL"], "range": ["#1f77b4", "#d62728"]}},
+                   y_title="probe accuracy", dash="mode",
+                   tooltip=[tip("panel", "nominal"), tip("mode", "nominal"), tip("severity"), tip("accuracy"),
+                            tip("n")])
+    return facet(chart, curves, "panel", independent_y=False)

@@ -10,11 +10,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import altair as alt
 import pandas as pd
 
 from mtlens.analysis.transfer import TaskInfo
-from mtlens.report.charts import spec
+from mtlens.report.charts import Spec, spec
 
 
 @dataclass(frozen=True)
@@ -26,8 +25,8 @@ class Section:
     anchor: str = ""
 
 
-def save_figure(chart: alt.TopLevelMixin, out_dir: Path, name: str, caption: str) -> str:
-    """Write the Vega-Lite spec of ``chart`` (data included) to ``out_dir/figures/name.vl.json`` and
+def save_figure(chart: Spec, out_dir: Path, name: str, caption: str) -> str:
+    """Write the Vega-Lite spec ``chart`` (data included) to ``out_dir/figures/name.vl.json`` and
     return an HTML ``<figure>`` holding the spec (rendered in the browser by the page's script) with
     ``caption`` below it.  Static PNG/PDF files are rendered from the same file on request
     (``write_report(..., formats=...)``)."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import altair as alt
 import numpy as np
 import pandas as pd
 
@@ -18,7 +17,8 @@ from mtlens.analysis.correlation import correlation_table, unit_table
 from mtlens.analysis.optimization import loss_ratio_curves, optimization_effect, steps_to_loss
 from mtlens.analysis.transfer import TaskInfo
 from mtlens.report.base import Section, by_configuration, not_available, per_setting, save_figure, slug, table_html
-from mtlens.report.charts import param_name, FACET_COLUMNS, Rule, band_chart, inline_data, mean_band
+from mtlens.report.charts import (FACET_COLUMNS, Rule, Spec, band_chart, inline_data, interactive, legend_toggle,
+                                  mean_band, quantitative, tip, when)
 from mtlens.store import RunStore
 
 LEVEL_FRACTIONS = (0.5, 0.9)
@@ -85,33 +85,31 @@ def optimization_section(rows: pd.DataFrame, out_dir: Path) -> Section:
     return Section(title, body + per_setting(figures, "loss-ratio figures"), anchor)
 
 
-def scatter_figure(units: pd.DataFrame, table: pd.DataFrame) -> alt.ConcatChart:
+def scatter_figure(units: pd.DataFrame, table: pd.DataFrame) -> Spec:
     """One panel per row of the correlation ``table``: ``y`` against ``x`` over the units, one
-    colour per method, with the least-squares line; r and rho in the panel title.  The units'
-    data is embedded once for all panels."""
+    colour per method, with the least-squares line (Vega-Lite's regression transform: ordinary
+    least squares on the panel's finite points); r and rho in the panel title.  The units' data is
+    embedded once for all panels; the legend toggle of the first panel applies to all."""
     columns = sorted({*table["x"], *table["y"]})
     keys = [c for c in ("setting", "task", "seed", "method") if c in units]
-    legend = alt.selection_point(fields=["method"], bind="legend", name=param_name("legend"))
+    legend = legend_toggle("method")
     panels = []
     for row in table.itertuples():
-        x, y = alt.X(f"{row.x}:Q", title=row.x, scale=alt.Scale(zero=False)), alt.Y(
-            f"{row.y}:Q", title=row.y, scale=alt.Scale(zero=False))
-        valid = " && ".join(f"isValid(datum['{c}']) && isFinite(datum['{c}'])" for c in (row.x, row.y))
-        points = alt.Chart().transform_filter(valid).mark_point(filled=True, size=40).encode(
-            x=x, y=y, color=alt.Color("method:N"),
-            opacity=alt.condition(legend, alt.value(0.85), alt.value(0.1)),
-            tooltip=[*(f"{k}:N" for k in keys), alt.Tooltip(f"{row.x}:Q", format=".4g"),
-                     alt.Tooltip(f"{row.y}:Q", format=".4g")])
-        # the legend toggle is defined in the first panel and applies to all of them
-        points = points.add_params(alt.selection_interval(bind="scales", name=param_name("zoom")),
-                                   *([] if panels else [legend]))
+        x, y = quantitative(row.x), quantitative(row.y)
+        valid = [{"filter": " && ".join(f"isValid(datum['{c}']) && isFinite(datum['{c}'])" for c in (row.x, row.y))}]
+        points = {"transform": valid, "mark": {"type": "point", "filled": True, "size": 40},
+                  "encoding": {"x": x, "y": y, "color": {"field": "method", "type": "nominal"},
+                               "opacity": when(legend["name"], 0.85, 0.1),
+                               "tooltip": [*(tip(k, "nominal") for k in keys), tip(row.x), tip(row.y)]}}
         layers = [points]
         if np.isfinite(row.pearson_r):
-            layers.append(alt.Chart().transform_filter(valid).transform_regression(row.x, row.y).mark_line(
-                color="black", strokeWidth=1).encode(x=x, y=y))
-        panels.append(alt.layer(*layers, title=f"r={row.pearson_r:.2f}, rho={row.spearman_rho:.2f}, n={row.n}")
-                      .properties(width=230, height=200))
-    return alt.concat(*panels, columns=FACET_COLUMNS, data=inline_data(units.loc[:, [*keys, *columns]]))
+            layers.append({"transform": [*valid, {"regression": row.y, "on": row.x}],
+                           "mark": {"type": "line", "color": "black", "strokeWidth": 1},
+                           "encoding": {"x": x, "y": y}})
+        params = [] if panels else [legend]
+        panels.append({"title": f"r={row.pearson_r:.2f}, rho={row.spearman_rho:.2f}, n={row.n}",
+                       **interactive(layers, *params, width=230, height=200)})
+    return {"data": inline_data(units.loc[:, [*keys, *columns]]), "concat": panels, "columns": FACET_COLUMNS}
 
 
 def correlation_section(rows: pd.DataFrame, task_info: TaskInfo, out_dir: Path) -> Section:

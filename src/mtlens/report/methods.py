@@ -9,17 +9,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import altair as alt
 import pandas as pd
 
 from mtlens.report.base import Section, by_configuration, per_setting, save_figure, slug, table_html
-from mtlens.report.charts import band_chart, mean_band
+from mtlens.report.charts import Spec, band_chart, mean_band
 from mtlens.store import RunStore
 
 WEIGHT = "method/weight"
 
 
-def task_weights_figure(rows: pd.DataFrame, stats: pd.DataFrame | None = None) -> alt.LayerChart:
+def task_weights_figure(rows: pd.DataFrame, stats: pd.DataFrame | None = None) -> Spec:
     """Mean ± std over seeds of each task's weight against epoch (rows of one setting and method),
     one thin line per run; ``stats`` is :func:`~mtlens.report.charts.mean_band` of the rows by task."""
     if stats is None:

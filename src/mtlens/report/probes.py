@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import altair as alt
 import pandas as pd
 
 from mtlens.report.base import Section, by_configuration, per_setting, save_figure, slug
-from mtlens.report.charts import Rule, band_chart, mean_band
+from mtlens.report.charts import Rule, Spec, band_chart, concat, mean_band, tip
 from mtlens.report.figures import training_curves_figure
 from mtlens.store import RunStore
 
@@ -90,39 +89,41 @@ CONFLICT_SERIES = {"probe/conflict_cosine": "inter-task cosine",
                    "probe/intra_cosine_classgroup": "{which} task: class groups"}
 
 
-def conflict_figure(rows: pd.DataFrame, pairs: list[str]) -> alt.VConcatChart:
+def conflict_figure(rows: pd.DataFrame, pairs: list[str]) -> Spec:
     """Per pair ``a|b`` (panels): conflict cosine with the intra-task cosines of ``a`` (first task)
     and ``b`` (second), and magnitude similarity; then conflict fraction and update norm (per run,
     task ``*``).  Mean ± std over the runs by epoch."""
+    by_series = dict(iter(rows.groupby(["task", "quantity"], sort=False)))
     frames = []
     for pair in pairs:
         a, b = pair.split("|")
         for task, which in ((pair, ""), (a, "first"), (b, "second")):
             for quantity, label in CONFLICT_SERIES.items():
                 if (quantity == "probe/conflict_cosine") == (task == pair):
-                    selected = rows[(rows["task"] == task) & (rows["quantity"] == quantity)]
-                    frames.append(selected.assign(pair=pair, series=label.format(which=which), of=task))
+                    if (task, quantity) in by_series:
+                        frames.append(by_series[task, quantity].assign(pair=pair, series=label.format(which=which),
+                                                                         of=task))
     cosines = pd.concat(frames) if frames else rows.iloc[:0].assign(pair="", series="", of="")
     charts = []
     if len(cosines):
         stats = mean_band(cosines, ["pair", "series", "of"], "epoch")
-        charts.append(band_chart(stats, "epoch", "series", facet="pair", x_title="epoch", y_title="cosine",
-                                 tooltip=["of:N"], rules=[Rule(0.0)],
+        charts.append(band_chart(stats, "epoch", "series", facet_by="pair", x_title="epoch", y_title="cosine",
+                                 tooltip=[tip("of", "nominal")], rules=[Rule(0.0)],
                                  title="per pair (first|second task): inter- vs intra-task cosine"))
     magnitude = rows[rows["task"].isin(pairs) & (rows["quantity"] == "probe/magnitude_similarity")]
     if len(magnitude):
         stats = mean_band(magnitude.assign(pair=magnitude["task"], series="magnitude similarity"),
                           ["pair", "series"], "epoch")
-        charts.append(band_chart(stats, "epoch", "series", facet="pair", x_title="epoch",
-                                 y_title="magnitude similarity", color_scale=alt.Scale(range=["black"])))
+        charts.append(band_chart(stats, "epoch", "series", facet_by="pair", x_title="epoch",
+                                 y_title="magnitude similarity", color_scale={"range": ["black"]}))
     per_run = []
     for quantity, label in (("probe/conflict_fraction", "fraction of pairs with cosine < 0"),
                             ("probe/update_norm", "norm of the applied update")):
         frame = rows[(rows["task"] == "*") & (rows["quantity"] == quantity)]
         if len(frame):
             per_run.append(band_chart(mean_band(frame.assign(series=label), ["series"], "epoch"), "epoch", "series",
-                                      x_title="epoch", y_title=label, color_scale=alt.Scale(range=["#d62728"]),
+                                      x_title="epoch", y_title=label, color_scale={"range": ["#d62728"]},
                                       title=label))
     if per_run:
-        charts.append(alt.hconcat(*per_run).resolve_scale(color="independent"))
-    return alt.vconcat(*charts).resolve_scale(color="independent")
+        charts.append(concat("hconcat", per_run, independent=["color"]))
+    return concat("vconcat", charts, independent=["color"])
