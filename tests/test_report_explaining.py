@@ -10,6 +10,10 @@ import re
 import shutil
 import subprocess
 
+from pathlib import Path
+
+import altair
+import jsonschema
 import numpy as np
 import pandas as pd
 import pytest
@@ -24,6 +28,9 @@ from mtlens.sweep.study import run_configs, study_configs
 SECTIONS = ("summary", "overview", "transfer", "gap", "training", "probes", "optimization", "correlations", "alignment",
             "optimizers")
 TASK_PROBES = ("probe/grad_coherence", "probe/fisher_trace", "probe/sharpness")
+VEGA_LITE = jsonschema.Draft7Validator(json.loads(
+    (Path(altair.__file__).parent / "vegalite" / "v6" / "schema" / "vega-lite-schema.json").read_text()))
+"""The Vega-Lite v6 JSON schema (shipped with Altair, a test dependency) that every figure's spec must satisfy."""
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"]
 
@@ -104,7 +111,7 @@ def test_report_answers_the_papers_questions(report):
     # Every figure is embedded once as a Vega-Lite spec with its data (also written to figures/NAME.vl.json),
     # and its caption says how many runs/units stand behind it; no static files unless asked for.
     figures = re.findall(r'<figure id="fig-([^"]+)"><div class="chart"[^>]*></div>'
-                         r'<script type="application/json" class="vl-spec">([^<]+)</script>'
+                         r'<script type="application/json" class="vl-spec">(.+?)</script>'
                          r'<figcaption>([^<]+)</figcaption></figure>', html)
     names = [name for name, _, _ in figures]
     assert len(figures) == html.count("<figure") and len(set(names)) == len(names)
@@ -115,6 +122,7 @@ def test_report_answers_the_papers_questions(report):
         assert re.search(r"\b(n=\d+|\d+ (runs|seeds?|seed pairs|units|STL|MTL runs))", caption), caption
         assert json.loads(spec.replace("<\\/", "</")) == json.loads((out / "figures" / f"{name}.vl.json").read_text())
         assert '"format":{"type":"csv"' in spec  # data, not pixels
+        VEGA_LITE.validate(json.loads(spec.replace("<\\/", "</")))  # a valid Vega-Lite spec
     assert not list((out / "figures").glob("*.png")) and not list((out / "figures").glob("*.pdf"))
     assert html.count("vegaEmbed=") + html.count("vegaEmbed =") >= 1 and html.count("<script>") == 3  # JS once
     scatter = next(caption for name, _, caption in figures if name == "scatter_transfer_pct")
@@ -122,12 +130,13 @@ def test_report_answers_the_papers_questions(report):
                      r"Spearman rho = ", scatter)
 
     # No empty panels: the training curves have panels for the tasks a and b only (no pseudo-task * or a|b).
-    training = json.loads((out / "figures" / "training_digits_pair_lr-0.003_sum.vl.json").read_text())
+    adam = "digits_pair-lr-0.003-_sum"  # the figures of the Adam runs: slug of "digits_pair [lr=0.003]", sum
+    training = json.loads((out / "figures" / f"training_{adam}.vl.json").read_text())
     for panel in training["vconcat"]:
         data = pd.read_csv(io.StringIO(panel["data"]["values"]))
         assert set(data["task"]) == {"a", "b"} and set(data["mode"]) == {"stl", "mtl"}
     # The gap figure draws the band of the analysis: +/- 2 standard errors of seed noise by default.
-    gap = json.loads((out / "figures" / "gap_digits_pair_lr-0.003_sum_a.vl.json").read_text())
+    gap = json.loads((out / "figures" / f"gap_{adam}_a.vl.json").read_text())
     band = pd.read_csv(io.StringIO(gap["vconcat"][0]["hconcat"][1]["data"]["values"]))
     assert np.allclose(band["high"], 2 * band["std"], rtol=1e-3, atol=1e-6) and np.allclose(band["low"], -band["high"])
 
@@ -141,7 +150,7 @@ def test_report_answers_the_papers_questions(report):
 def test_static_figures_on_request(report, tmp_path, study, capsys):
     """PNG/PDF copies come from the same spec as the interactive figure; an unknown format is refused
     before anything is written."""
-    spec = json.loads((report.parent / "figures" / "weights_digits_pair_lr-0.003_sum.vl.json").read_text())
+    spec = json.loads((report.parent / "figures" / "weights_digits_pair-lr-0.003-_sum.vl.json").read_text())
     png, pdf = export_static(spec, tmp_path / "weights", ["png", "pdf"])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and pdf.read_bytes()[:5] == b"%PDF-"
     out = tmp_path / "refused"

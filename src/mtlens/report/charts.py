@@ -64,14 +64,12 @@ def inline_data(frame: pd.DataFrame) -> Spec:
 
 def mean_band(rows: pd.DataFrame, by: Sequence[str], x: str, value: str = "value",
               run: str | None = "run_id") -> pd.DataFrame:
-    """Per ``by + [x]``: ``mean``, ``std`` (ddof 1; NaN for one run), ``low``/``high`` = mean -/+ std
-    (the band), and ``n`` = the number of runs (distinct ``run``; rows if ``run`` is None)."""
+    """Per ``by + [x]``: ``mean``, ``std`` (ddof 1; NaN for one run) and ``n`` = the number of runs
+    (distinct ``run``; rows if ``run`` is None).  :func:`band_chart` shades mean -/+ std."""
     keys = [*by, x]
     grouped = rows.groupby(keys, sort=True)[value]
     stats = grouped.agg(["mean", "std"]).reset_index()
     stats["n"] = (rows.groupby(keys, sort=True)[run].nunique() if run else grouped.size()).to_numpy()
-    spread = stats["std"].fillna(0.0)
-    stats["low"], stats["high"] = stats["mean"] - spread, stats["mean"] + spread
     return stats
 
 
@@ -166,28 +164,34 @@ def band_chart(stats: pd.DataFrame, x: str, color: str, *, x_title: str, y_title
     are added (:func:`interactive`)."""
     titles = {"mean": "mean", "std": "std", **(titles or {})}
     series = [c for c in (color, facet_by) if c]
-    frame = stats[[*series, x, "mean", "std", "n", "low", "high", *(t["field"] for t in tooltip)]].assign(kind="mean")
+    own_band = {"low", "high"} <= set(stats.columns)
+    columns = [*series, x, "mean", "std", "n", *(["low", "high"] if own_band else [])]
+    frame = stats[[*columns, *(t["field"] for t in tooltip)]].assign(kind="m")
     with_runs = runs is not None and len(runs) > 0
     if with_runs:
-        frame = pd.concat([frame, runs[[*series, x, "value", "run_id", "seed"]].assign(kind="run")],
-                          ignore_index=True)
+        # a run is drawn by its number within the figure; its series, panel and seed identify it in the tooltip
+        number = pd.Series(range(runs["run_id"].nunique()), index=runs["run_id"].drop_duplicates())
+        numbered = runs[[*series, x, "value", "seed"]].assign(kind="r", run=runs["run_id"].map(number).to_numpy())
+        frame = pd.concat([frame, numbered], ignore_index=True)
+    band = [] if own_band else [{"calculate": "datum.mean - (isValid(datum.std) ? datum.std : 0)", "as": "low"},
+                                {"calculate": "datum.mean + (isValid(datum.std) ? datum.std : 0)", "as": "high"}]
     legend = legend_toggle(color)
     x_enc = quantitative(x, x_title, log=x_log, reverse=x_reverse)
     color_enc: Spec = {"field": color, "type": "nominal", "title": color}
     if color_scale:
         color_enc["scale"] = color_scale
-    means = [{"filter": "datum.kind == 'mean'"}]
+    means = [{"filter": "datum.kind == 'm'"}]
     series_tips = [tip(c, "nominal") for c in series]
     layers: list[Spec] = []
     if with_runs:
-        layers.append({"transform": [{"filter": "datum.kind == 'run'"}], "mark": {"type": "line", "strokeWidth": 0.8},
+        layers.append({"transform": [{"filter": "datum.kind == 'r'"}],
+                       "mark": {"type": "line", "strokeWidth": 0.8},
                        "encoding": {"x": x_enc, "y": quantitative("value", y_title, log=y_log), "color": color_enc,
-                                    "detail": {"field": "run_id", "type": "nominal"},
+                                    "detail": {"field": "run", "type": "nominal"},
                                     "opacity": when(legend["name"], 0.3, 0.03),
-                                    "tooltip": [tip("run_id", "nominal"), tip("seed"), tip(x), tip("value"),
-                                                *series_tips]}})
+                                    "tooltip": [*series_tips, tip("seed"), tip(x), tip("value")]}})
     layers += [
-        {"transform": means, "mark": {"type": "area"},
+        {"transform": [*means, *band], "mark": {"type": "area"},
          "encoding": {"x": x_enc, "y": quantitative("low", y_title, log=y_log), "y2": {"field": "high"},
                       "color": color_enc, "opacity": when(legend["name"], 0.18, 0.02)}},
         {"transform": means, "mark": {"type": "line"},

@@ -9,7 +9,7 @@ import pandas as pd
 from mtlens.analysis.gap import GapResult
 from mtlens.report.charts import MODE_COLORS, Rule, Spec, band_chart, concat, mean_band, tip
 
-GAP_DISPLAY_LEVELS = 100
+GAP_DISPLAY_LEVELS = 50
 """At most this many of the gap analysis's training-loss levels are drawn per curve (every k-th,
 plus the last); the onset and the tables use all levels."""
 
@@ -44,9 +44,7 @@ def gap_figure(results: list[GapResult], noise_multiplier: float) -> Spec:
     for result in results:
         onset = [Rule(result.onset["train_loss"], "x", "green", (5, 3))] if result.onset is not None else []
         curves = _thin(result.curves, "mode")
-        spread = curves["std"].fillna(0.0)
-        curve_chart = band_chart(curves.assign(low=curves["mean"] - spread, high=curves["mean"] + spread),
-                                 "train_loss", "mode", color_scale=MODE_COLORS, x_log=True, x_reverse=True,
+        curve_chart = band_chart(curves, "train_loss", "mode", color_scale=MODE_COLORS, x_log=True, x_reverse=True,
                                  x_title=x_title, y_title=result.measure, tooltip=[tip("epoch")], rules=onset,
                                  width=380, height=200,
                                  title=f"task {result.task}: {result.measure} at comparable training loss")
