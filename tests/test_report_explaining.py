@@ -115,7 +115,7 @@ def test_report_answers_the_papers_questions(report):
                          r'<figcaption>([^<]+)</figcaption></figure>', html)
     names = [name for name, _, _ in figures]
     assert len(figures) == html.count("<figure") and len(set(names)) == len(names)
-    for prefix in ("gap_", "training_", "weights_", "loss_ratio_", "probes_", "conflict_", "alignment_",
+    for prefix in ("gap_", "training_", "loss_ratio_", "probes_", "conflict_", "alignment_",
                    "magnitude_ratio", "scatter_transfer_pct"):
         assert any(name.startswith(prefix) for name in names), prefix
     for name, spec, caption in figures:
@@ -150,8 +150,8 @@ def test_report_answers_the_papers_questions(report):
 def test_static_figures_on_request(report, tmp_path, study, capsys):
     """PNG/PDF copies come from the same spec as the interactive figure; an unknown format is refused
     before anything is written."""
-    spec = json.loads((report.parent / "figures" / "weights_digits_pair-lr-0.003-_sum.vl.json").read_text())
-    png, pdf = export_static(spec, tmp_path / "weights", ["png", "pdf"])
+    spec = json.loads((report.parent / "figures" / "loss_ratio_digits_pair-lr-0.003-_sum.vl.json").read_text())
+    png, pdf = export_static(spec, tmp_path / "loss_ratio", ["png", "pdf"])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and pdf.read_bytes()[:5] == b"%PDF-"
     out = tmp_path / "refused"
     assert main(["report", "--store", str(study.root), "--out", str(out), "--formats", "png,gif"]) == 2

@@ -52,4 +52,5 @@ def method_weights_section(store: RunStore, index: pd.DataFrame, rows: pd.DataFr
                       "Task weights of each multi-task optimizer (mean over seeds): at the first record after "
                       "training starts, at the last record, and over all records. Each recorded value is the "
                       "mean weight over the steps since the previous record. Formulas: docs/methods.md.")
-    return [Section("Which task weights did the methods apply?", body + per_setting(figures, "figures"), "method-weights")]
+    return [Section("Which task weights did the methods apply?", body + per_setting(figures, "figures"),
+                    "method-weights")]

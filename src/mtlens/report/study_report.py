@@ -290,7 +290,8 @@ var body=document.body,charts=Array.prototype.slice.call(document.querySelectorA
 var all=/[?&]render=all\\b/.test(location.search),pending=charts.length,errors=0;
 body.setAttribute('data-charts',charts.length);
 function finish(){var d=document.documentElement;body.setAttribute('data-charts-done',charts.length);
-body.setAttribute('data-chart-errors',errors);body.setAttribute('data-js-errors',window.mtlensErrors);body.setAttribute('data-overflow',d.scrollWidth>d.clientWidth?'yes':'no');}
+body.setAttribute('data-chart-errors',errors);body.setAttribute('data-js-errors',window.mtlensErrors);
+body.setAttribute('data-overflow',d.scrollWidth>d.clientWidth?'yes':'no');}
 function settle(){pending--;if(pending===0){finish();}}
 function render(el){if(el.getAttribute('data-state')){return;}el.setAttribute('data-state','rendering');
 var spec=JSON.parse(el.nextElementSibling.textContent);
@@ -312,7 +313,8 @@ wider than the window)."""
 
 ERROR_COUNTER = """window.mtlensErrors=0;window.addEventListener('error',function(){window.mtlensErrors++;});
 window.addEventListener('unhandledrejection',function(){window.mtlensErrors++;});
-(function(){var log=console.error;console.error=function(){window.mtlensErrors++;return log.apply(console,arguments);};})();"""
+(function(){var log=console.error;
+console.error=function(){window.mtlensErrors++;return log.apply(console,arguments);};})();"""
 """Counts the page's JavaScript errors from the start (it runs before the Vega bundle)."""
 
 
@@ -326,7 +328,8 @@ def render_html(sections: Sequence[Section], title: str) -> str:
     generated = time.strftime("%Y-%m-%d %H:%M:%S")
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             f"<meta name='viewport' content='width=device-width,initial-scale=1'><title>{html.escape(title)}</title>"
-            f"<style>{CSS}</style><script>{ERROR_COUNTER}</script><script>{vega_bundle()}</script></head><body><h1>{html.escape(title)}</h1>"
+            f"<style>{CSS}</style><script>{ERROR_COUNTER}</script><script>{vega_bundle()}</script></head>"
+            f"<body><h1>{html.escape(title)}</h1>"
             f"<p>Generated {generated}. Figures: hover for values, click a legend entry to show only that series "
             f"(shift-click for several), scroll to zoom, drag to pan, double-click to reset.</p>"
             f"<nav>{nav}</nav>{body}<script>{PAGE_SCRIPT}</script></body></html>")
