@@ -20,10 +20,10 @@ import pytest
 
 from mtlens.cli import main
 from mtlens.errors import ConfigError
-from mtlens.report.charts import export_static
+from mtlens.render.charts import export_static
 from mtlens.report.study_report import select_runs, write_report
 from mtlens.store import ROW_COLUMNS, RunStore
-from mtlens.sweep.study import run_configs, study_configs
+from mtlens.orchestration.study import run_configs, study_configs
 
 SECTIONS = ("summary", "overview", "transfer", "gap", "training", "probes", "optimization", "correlations", "alignment",
             "optimizers")

@@ -10,8 +10,8 @@ import pandas as pd
 
 from mtlens.analysis.alignment import (
     alignment_distributions, alignment_summary, magnitude_ratio_summary, optimizer_comparison, optimizers_compared)
-from mtlens.report.base import Section, by_configuration, not_available, per_setting, save_figure, slug, table_html
-from mtlens.report.charts import (Rule, Spec, facet, interactive, legend_toggle, quantitative, reference_line, tip,
+from mtlens.render import Section, by_configuration, not_available, per_setting, save_figure, slug, table_html
+from mtlens.render.charts import (Rule, Spec, facet, interactive, legend_toggle, quantitative, reference_line, tip,
                                   when)
 from mtlens.store import RunStore
 

@@ -16,8 +16,8 @@ import pandas as pd
 from mtlens.analysis.correlation import correlation_table, unit_table
 from mtlens.analysis.optimization import loss_ratio_curves, optimization_effect, steps_to_loss
 from mtlens.analysis.transfer import TaskInfo
-from mtlens.report.base import Section, by_configuration, not_available, per_setting, save_figure, slug, table_html
-from mtlens.report.charts import (FACET_COLUMNS, Rule, Spec, band_chart, inline_data, interactive, legend_toggle,
+from mtlens.render import Section, by_configuration, not_available, per_setting, save_figure, slug, table_html
+from mtlens.render.charts import (FACET_COLUMNS, Rule, Spec, band_chart, inline_data, interactive, legend_toggle,
                                   mean_band, quantitative, tip, when)
 from mtlens.store import RunStore
 

@@ -1,5 +1,5 @@
 """Figures of the STL-vs-MTL study: the gap at comparable training loss and the training curves
-(interactive Vega-Lite charts, see :mod:`mtlens.report.charts`)."""
+(interactive Vega-Lite charts, see :mod:`mtlens.render.charts`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from mtlens.analysis.gap import GapResult
-from mtlens.report.charts import MODE_COLORS, Rule, Spec, band_chart, concat, mean_band, tip
+from mtlens.render.charts import MODE_COLORS, Rule, Spec, band_chart, concat, mean_band, tip
 
 GAP_DISPLAY_LEVELS = 50
 """At most this many of the gap analysis's training-loss levels are drawn per curve (every k-th,
@@ -64,7 +64,7 @@ def training_curves_figure(runs: pd.DataFrame, tasks: list[str], quantities: lis
                            stats: pd.DataFrame | None = None) -> Spec:
     """Per quantity (rows of panels) and task (panels, wrapped): value vs epoch, STL and MTL mean ±
     std over seeds, with one thin line per run (hover: run, seed, value).  ``stats`` is
-    :func:`~mtlens.report.charts.mean_band` of ``runs`` by (quantity, task, mode) over epoch where
+    :func:`~mtlens.render.charts.mean_band` of ``runs`` by (quantity, task, mode) over epoch where
     the caller has it already.  A task without rows of a quantity has no panel."""
     runs = runs[runs["task"].isin(tasks) & runs["quantity"].isin(quantities)]
     if stats is None:

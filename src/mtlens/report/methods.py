@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from mtlens.report.base import Section, by_configuration, per_setting, save_figure, slug, table_html
-from mtlens.report.charts import Spec, band_chart, mean_band
+from mtlens.render import Section, by_configuration, per_setting, save_figure, slug, table_html
+from mtlens.render.charts import Spec, band_chart, mean_band
 from mtlens.store import RunStore
 
 WEIGHT = "method/weight"
@@ -20,7 +20,7 @@ WEIGHT = "method/weight"
 
 def task_weights_figure(rows: pd.DataFrame, stats: pd.DataFrame | None = None) -> Spec:
     """Mean ± std over seeds of each task's weight against epoch (rows of one setting and method),
-    one thin line per run; ``stats`` is :func:`~mtlens.report.charts.mean_band` of the rows by task."""
+    one thin line per run; ``stats`` is :func:`~mtlens.render.charts.mean_band` of the rows by task."""
     if stats is None:
         stats = mean_band(rows, ["task"], "epoch")
     return band_chart(stats, "epoch", "task", runs=rows, x_title="epoch", y_title="task weight", width=520,

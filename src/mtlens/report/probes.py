@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from mtlens.report.base import Section, by_configuration, per_setting, save_figure, slug
-from mtlens.report.charts import Rule, Spec, band_chart, concat, mean_band, tip
+from mtlens.render import Section, by_configuration, per_setting, save_figure, slug
+from mtlens.render.charts import Rule, Spec, band_chart, concat, mean_band, tip
 from mtlens.report.figures import training_curves_figure
 from mtlens.store import RunStore
 

@@ -19,12 +19,12 @@ import pandas as pd
 
 from mtlens.analysis.gap import generalization_gap
 from mtlens.errors import ConfigError, MtlensError
+from mtlens.experiments import experiment_sections
 from mtlens.analysis.transfer import TaskInfo, delta_m, transfer_table
 from mtlens.report.alignment import elich_sections
-from mtlens.report.assumptions import assumptions_sections
 from mtlens.analysis.optimization import optimization_effect
-from mtlens.report.base import Section, by_configuration, per_setting, save_figure, slug, table_html
-from mtlens.report.charts import STATIC_FORMATS, export_static, mean_band, vega_bundle
+from mtlens.render import Section, by_configuration, per_setting, save_figure, slug, table_html
+from mtlens.render.charts import STATIC_FORMATS, export_static, mean_band, vega_bundle
 from mtlens.report.correlations import explanation_sections
 from mtlens.report.figures import gap_band, gap_figure, training_curves_figure
 from mtlens.report.probes import probes_section
@@ -37,7 +37,7 @@ SectionBuilder = Callable[[RunStore, pd.DataFrame, pd.DataFrame, Path], list[Sec
 """``(store, runs index, trajectory rows, out_dir) -> sections`` for extra analyses."""
 
 DEFAULT_SECTIONS: list[SectionBuilder] = [probes_section, method_weights_section, explanation_sections,
-                                           elich_sections, assumptions_sections]
+                                           elich_sections, experiment_sections]
 """Builders whose sections every report has after the built-in ones (each renders only what its data allows)."""
 
 
@@ -261,7 +261,7 @@ def write_report(store: RunStore, out_dir: str | Path, settings: Sequence[str] =
 
 def export_figures(out_dir: Path, sections: Sequence[Section], formats: Sequence[str]) -> None:
     """Static copies (``formats``, e.g. png, pdf) of every figure of ``sections``, rendered from the
-    Vega-Lite specs that :func:`~mtlens.report.base.save_figure` wrote to ``out_dir/figures``."""
+    Vega-Lite specs that :func:`~mtlens.render.save_figure` wrote to ``out_dir/figures``."""
     figures = Path(out_dir) / "figures"
     for section in sections:
         for name in re.findall(r'<figure id="fig-([^"]+)">', section.body):

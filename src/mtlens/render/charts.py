@@ -16,6 +16,7 @@ report's time; the tests validate every spec against the Vega-Lite JSON schema i
 - :func:`mean_band` -- per series and x: mean, std, band and number of runs (one groupby);
 - :func:`band_chart` -- mean lines with a shaded band per series, optional thin per-run lines whose
   tooltips name the run and seed, optional facets (wrapped), reference lines (:class:`Rule`);
+- :func:`line_chart` -- lines with points per series (means computed by the caller);
 - :func:`interactive` -- legend toggling and scale-bound zoom for any layered chart;
 - :func:`vega_bundle` -- the JavaScript bundle (cached on disk: building it takes seconds);
 - :func:`export_static` -- PNG/PDF/SVG of a spec.
@@ -209,6 +210,18 @@ def band_chart(stats: pd.DataFrame, x: str, color: str, *, x_title: str, y_title
     if facet_by:
         return facet(chart, frame, facet_by, title)
     return with_data(chart, frame, title)
+
+
+def line_chart(x: str, y: str, color: Spec, *, y_title: str, tooltip: list[Spec], dash: str | None = None,
+           y_log: bool = False) -> Spec:
+    """Lines with points of ``y`` against ``x`` coloured by the encoding ``color`` (and dashed by the
+    field ``dash``), legend toggling on the colour field and zoom."""
+    legend = legend_toggle(color["field"])
+    encoding: Spec = {"x": quantitative(x), "y": quantitative(y, y_title, log=y_log), "color": color,
+                      "opacity": when(legend["name"], 1.0, 0.1), "tooltip": tooltip}
+    if dash:
+        encoding["strokeDash"] = {"field": dash, "type": "nominal"}
+    return interactive([{"mark": {"type": "line", "point": {"size": 14}}, "encoding": encoding}], legend)
 
 
 def concat(direction: str, charts: Sequence[Spec], independent: Sequence[str] = ()) -> Spec:

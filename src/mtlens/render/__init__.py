@@ -1,6 +1,9 @@
 """Building blocks of the report: sections, interactive figures (Vega-Lite specs embedded in the
-HTML, see :mod:`mtlens.report.charts`), tables, and the split of runs by training configuration
-that every comparison section uses."""
+HTML, see :mod:`mtlens.render.charts`), tables, and the split of runs by training configuration
+that every comparison section uses.
+
+A layer of its own, below :mod:`mtlens.experiments` (whose report sections use it) and
+:mod:`mtlens.report` (which assembles the report from the core and the experiments' sections)."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from mtlens.analysis.transfer import TaskInfo
-from mtlens.report.charts import Spec, spec
+from mtlens.render.charts import Spec, spec
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,64 @@
+"""The alignment experiment (Elich et al. 2023): are task gradients less aligned than a task's own?
+
+STL per task and MTL (``sum``) with the ``conflict`` and ``alignment`` probes: inter-task gradient
+cosine and magnitude ratio (MTL) against intra-task sub-batch and class-group cosine (STL and MTL),
+tabulated by :func:`mtlens.analysis.assumptions.alignment_table`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from mtlens.analysis.assumptions import alignment_table
+from mtlens.experiments.base import Experiment, ExperimentPlan, plan_runs, register_experiment, stl_and_mtl
+from mtlens.render import save_figure, table_html
+from mtlens.render.charts import Spec, concat, inline_data, line_chart, tip
+from mtlens.settings import Setting
+from mtlens.store import RunStore
+
+ALIGNMENT_PROBES = ["conflict", "alignment"]
+"""Probes of the alignment experiment (quantities in :mod:`mtlens.probes.names`)."""
+
+
+def alignment_experiment(base: dict[str, Any], setting: Setting, seeds: Sequence[int]) -> ExperimentPlan:
+    """STL per task and MTL (``sum``) per seed, with the conflict and alignment probes on."""
+    return plan_runs("alignment", base, setting, stl_and_mtl(setting, seeds, {"probes": list(ALIGNMENT_PROBES)}))
+
+
+def alignment_section(store: RunStore, index: pd.DataFrame, manifest: pd.DataFrame, rows: pd.DataFrame,
+                      out_dir: Path, setting: str) -> str:
+    table = alignment_table(manifest, rows)
+    if table.empty:
+        return "<p>No probe rows of the alignment experiment yet.</p>"
+    body = table_html(table, out_dir, f"alignment_{setting}",
+                      "Gradient alignment on the shared parameters, mean and std over probe steps (after step 0) and "
+                      "seeds: inter-task cosine (MTL, pair 'a|b'), intra-task cosine between disjoint sub-batches "
+                      "and between class groups (STL and MTL), the magnitude ratio ||g_a|| / ||g_b|| (MTL) and "
+                      "the task gradient norms.")
+    return body + save_figure(_alignment_figure(rows), out_dir, f"alignment_{setting}",
+                              "Left: cosine between task gradients in MTL and between sub-batch / class-group "
+                              "gradients of one task in STL, by epoch (mean over seeds). Right: gradient norms per "
+                              "task, STL and MTL (log scale).")
+
+
+def _alignment_figure(rows: pd.DataFrame) -> Spec:
+    """Left: cosine between task gradients in MTL and between sub-batch / class-group gradients of one
+    task in STL, by epoch (mean over seeds; dashed: STL). Right: gradient norms per task (log scale)."""
+    probed = rows[rows["step"] > 0]
+    cosines = probed[probed["quantity"].str.contains("cosine") & ~probed["quantity"].eq("probe/update_cosine")]
+    cosines = (cosines.groupby(["mode", "quantity", "task", "epoch"], as_index=False)
+               .agg(value=("value", "mean"), n=("run_id", "nunique")))
+    cosines["series"] = cosines["mode"] + " " + cosines["quantity"].str[6:] + " " + cosines["task"]
+    norms = (probed[probed["quantity"] == "probe/grad_norm"].groupby(["mode", "task", "epoch"], as_index=False)
+             .agg(value=("value", "mean"), n=("run_id", "nunique")))
+    norms["series"] = norms["mode"] + " ||g_" + norms["task"] + "||"
+    tooltip = [tip("series", "nominal"), tip("epoch"), tip("value"), tip("n")]
+    color = {"field": "series", "type": "nominal"}
+    left = line_chart("epoch", "value", color, y_title="cosine", tooltip=tooltip, dash="mode")
+    right = line_chart("epoch", "value", color, y_title="gradient norm (shared parameters)", tooltip=tooltip,
+                   dash="mode", y_log=True)
+    return concat("hconcat", [{"data": inline_data(cosines), **left}, {"data": inline_data(norms), **right}],
+                  independent=["color", "strokeDash"])
