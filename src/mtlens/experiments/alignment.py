@@ -62,3 +62,7 @@ def _alignment_figure(rows: pd.DataFrame) -> Spec:
                    dash="mode", y_log=True)
     return concat("hconcat", [{"data": inline_data(cosines), **left}, {"data": inline_data(norms), **right}],
                   independent=["color", "strokeDash"])
+
+
+register_experiment(Experiment("alignment", "Assumptions: gradient alignment, STL vs MTL", alignment_experiment,
+                               alignment_section))

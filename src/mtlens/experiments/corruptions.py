@@ -68,3 +68,7 @@ def _corruption_figure(accuracy: pd.DataFrame) -> Spec:
                    tooltip=[tip("panel", "nominal"), tip("mode", "nominal"), tip("severity"), tip("accuracy"),
                             tip("n")])
     return facet(chart, curves, "panel", independent_y=False)
+
+
+register_experiment(Experiment("corruptions", "Assumptions: feature transfer under corruptions",
+                               corruptions_experiment, corruptions_section, corruptions_analysis))

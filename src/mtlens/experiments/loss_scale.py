@@ -102,3 +102,7 @@ def _loss_scale_figure(manifest: pd.DataFrame, rows: pd.DataFrame) -> Spec:
                                                  tip("epoch"), tip("value"), tip("n")])
     return {"data": inline_data(curves), "facet": {"row": {"field": "optimizer", "type": "nominal"},
                                                    "column": {"field": "task", "type": "nominal"}}, "spec": chart}
+
+
+register_experiment(Experiment("loss-scale", "Assumptions: loss-scale invariance", loss_scale_experiment,
+                               loss_scale_section, loss_scale_analysis))
