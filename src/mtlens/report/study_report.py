@@ -114,18 +114,17 @@ def gap_section(rows: pd.DataFrame, out_dir: Path, noise_multiplier: float) -> t
     """Gap figures per (setting, method, task), grouped by setting, and the onset table (also returned)."""
     figures: dict[str, list[str]] = {}
     onsets = []
-    stl_by_setting = dict(iter(rows[rows["mode"] == "stl"].groupby("setting", sort=False)))
+    rows = rows[rows["quantity"].isin(["train/loss", *GAP_MEASURES])]  # all the gap analysis reads
+    stl_by_task = dict(iter(rows[rows["mode"] == "stl"].groupby(["setting", "task"], sort=False)))
     for (setting, method), mtl_rows in rows[rows["mode"] == "mtl"].groupby(["setting", "method"]):
-        stl_rows = stl_by_setting.get(setting, rows.iloc[:0])
-        pair = pd.concat([stl_rows, mtl_rows])
-        stl_runs = stl_rows.groupby("task")["run_id"].nunique()
         for task, task_rows in mtl_rows.groupby("task", sort=True):
-            task_pair = pair[pair["task"] == task]
+            stl_rows = stl_by_task.get((setting, task), rows.iloc[:0])
+            task_pair = pd.concat([stl_rows, task_rows])
             results = [r for m in GAP_MEASURES
                        if (r := generalization_gap(task_pair, task, m, noise_multiplier=noise_multiplier)) is not None]
             if not results:
                 continue
-            n_stl, n_mtl = int(stl_runs.get(task, 0)), task_rows["run_id"].nunique()
+            n_stl, n_mtl = stl_rows["run_id"].nunique(), task_rows["run_id"].nunique()
             caption = (f"{setting}, method {method}, task {task}: validation measures against training loss "
                        f"(mean ± std over {n_stl} STL and {n_mtl} MTL seeds) and the gap MTL − STL with "
                        f"its band ({gap_band(results[0].gap, noise_multiplier)[2]}); dashed: first level where the "
