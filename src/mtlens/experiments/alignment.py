@@ -18,9 +18,10 @@ from mtlens.render import save_figure, table_html
 from mtlens.render.charts import Spec, concat, inline_data, line_chart, tip
 from mtlens.settings import Setting
 from mtlens.store import RunStore
+from mtlens.quantities import GRAD_NORM, UPDATE_COSINE
 
 ALIGNMENT_PROBES = ["conflict", "alignment"]
-"""Probes of the alignment experiment (quantities in :mod:`mtlens.probes.names`)."""
+"""Probes of the alignment experiment (quantities in :mod:`mtlens.quantities`)."""
 
 
 def alignment_experiment(base: dict[str, Any], setting: Setting, seeds: Sequence[int]) -> ExperimentPlan:
@@ -48,11 +49,11 @@ def _alignment_figure(rows: pd.DataFrame) -> Spec:
     """Left: cosine between task gradients in MTL and between sub-batch / class-group gradients of one
     task in STL, by epoch (mean over seeds; dashed: STL). Right: gradient norms per task (log scale)."""
     probed = rows[rows["step"] > 0]
-    cosines = probed[probed["quantity"].str.contains("cosine") & ~probed["quantity"].eq("probe/update_cosine")]
+    cosines = probed[probed["quantity"].str.contains("cosine") & ~probed["quantity"].eq(UPDATE_COSINE)]
     cosines = (cosines.groupby(["mode", "quantity", "task", "epoch"], as_index=False)
                .agg(value=("value", "mean"), n=("run_id", "nunique")))
     cosines["series"] = cosines["mode"] + " " + cosines["quantity"].str[6:] + " " + cosines["task"]
-    norms = (probed[probed["quantity"] == "probe/grad_norm"].groupby(["mode", "task", "epoch"], as_index=False)
+    norms = (probed[probed["quantity"] == GRAD_NORM].groupby(["mode", "task", "epoch"], as_index=False)
              .agg(value=("value", "mean"), n=("run_id", "nunique")))
     norms["series"] = norms["mode"] + " ||g_" + norms["task"] + "||"
     tooltip = [tip("series", "nominal"), tip("epoch"), tip("value"), tip("n")]

@@ -20,6 +20,7 @@ HISTOGRAM_BINS = np.linspace(-1, 1, 41)
 
 MAX_LEGEND_ENTRIES = 20
 """A figure with more series than this hides its legend (the tooltip names the series)."""
+from mtlens.quantities import MAGNITUDE_RATIO
 
 
 def alignment_figure(distributions: pd.DataFrame) -> Spec:
@@ -91,7 +92,7 @@ def alignment_section(rows: pd.DataFrame, out_dir: Path) -> Section:
         body += table_html(ratios, out_dir, "magnitude_ratio",
                            "Gradient magnitude ratio ||g_a|| / ||g_b|| per task pair of MTL runs over training: the "
                            "median ratio, and the median and 90th percentile of |log10 ratio| (orders of magnitude).")
-        magnitude = rows[(rows["quantity"] == "probe/magnitude_ratio") & (rows["mode"] == "mtl") & (rows["value"] > 0)]
+        magnitude = rows[(rows["quantity"] == MAGNITUDE_RATIO) & (rows["mode"] == "mtl") & (rows["value"] > 0)]
         body += save_figure(magnitude_ratio_figure(magnitude), out_dir, "magnitude_ratio",
                             f"Gradient magnitude ratio between tasks by epoch, mean of log10 over "
                             f"{magnitude['run_id'].nunique()} MTL runs ({magnitude['seed'].nunique()} seeds); n runs "

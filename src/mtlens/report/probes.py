@@ -13,15 +13,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from mtlens.probes import per_task_quantities
 from mtlens.render import Section, by_configuration, per_setting, save_figure, slug
 from mtlens.render.charts import Rule, Spec, band_chart, concat, mean_band, tip
 from mtlens.report.figures import training_curves_figure
 from mtlens.store import RunStore
-
-TASK_PROBES = ("probe/grad_coherence", "probe/m_coherence", "probe/fisher_trace", "probe/sharpness",
-               "probe/sharpness_sam", "probe/grad_norm", "probe/update_cosine", "probe/intra_cosine_subbatch",
-               "probe/intra_cosine_classgroup")
-"""Per-task probe quantities, in the order they are plotted."""
+from mtlens.quantities import PROBE_PREFIX
 
 MAX_PAIR_PANELS = 12
 """At most this many task pairs get panels in a conflict figure (with more, the most conflicting
@@ -33,10 +30,10 @@ def probes_section(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out
     Means over seeds are aggregated once for the section (STL runs once per setting)."""
     del store
     rows, _ = by_configuration(index, rows, {})
-    probe_rows = rows[rows["quantity"].str.startswith("probe/")]
+    probe_rows = rows[rows["quantity"].str.startswith(PROBE_PREFIX)]
     if probe_rows.empty:
         return []
-    per_task = probe_rows[probe_rows["quantity"].isin(TASK_PROBES)]
+    per_task = probe_rows[probe_rows["quantity"].isin(per_task_quantities())]
     stl, mtl = per_task[per_task["mode"] == "stl"], per_task[per_task["mode"] == "mtl"]
     stl_rows, stl_stats = dict(iter(stl.groupby("setting"))), dict(iter(
         mean_band(stl, ["setting", "quantity", "task", "mode"], "epoch").groupby("setting")))
@@ -44,10 +41,10 @@ def probes_section(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out
                           .groupby(["setting", "method"])))
     parts: dict[str, list[str]] = {}
     for (setting, method), mtl_rows in probe_rows[probe_rows["mode"] == "mtl"].groupby(["setting", "method"]):
-        task_rows = mtl_rows[mtl_rows["quantity"].isin(TASK_PROBES)]
+        task_rows = mtl_rows[mtl_rows["quantity"].isin(per_task_quantities())]
         pair = pd.concat([stl_rows.get(setting, task_rows.iloc[:0]), task_rows])
         tasks = [t for t in sorted(task_rows["task"].unique()) if "|" not in t and t != "*"]
-        quantities = [q for q in TASK_PROBES if q in set(pair["quantity"])]
+        quantities = [q for q in per_task_quantities() if q in set(pair["quantity"])]
         if tasks and quantities:
             n_seeds = {mode: frame["seed"].nunique() for mode, frame in pair.groupby("mode")}
             stats = pd.concat([s for s in (stl_stats.get(setting), mtl_stats.get((setting, method))) if s is not None])
@@ -57,7 +54,8 @@ def probes_section(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out
                 fig, out_dir, slug("probes", setting, method),
                 f"{setting}, method {method}: every per-task probe by epoch, STL (blue) vs MTL (red), mean ± std "
                 f"over seeds ({n_seeds.get('stl', 0)} STL and {n_seeds.get('mtl', 0)} MTL seeds; runs per curve in "
-                f"the tooltip; thin lines: single runs). update_cosine: cosine of the task's probe-sample gradient "
+                f"the tooltip; thin lines: single runs); rows: {', '.join(quantities)}. update_cosine: cosine of the "
+                f"task's probe-sample gradient "
                 f"with the update direction the method applied to the shared parameters at that step (for STL, the "
                 f"task's own batch gradient)."))
         pairs = sorted(t for t in mtl_rows["task"].unique() if "|" in t)
