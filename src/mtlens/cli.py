@@ -185,7 +185,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         for key, value in _pairs([item], "--where").items():
             where.setdefault(key, []).append(value)
     path = write_report(RunStore(args.store), args.out, settings=settings, methods=methods,
-                        noise_multiplier=args.noise_multiplier, where=where)
+                        noise_multiplier=args.noise_multiplier, where=where,
+                        formats=[f for f in (args.formats or "").split(",") if f])
     print(f"report: {path}")
     return 0
 
@@ -363,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "equals VALUE; repeatable, repeated keys match any of their values")
     report.add_argument("--noise-multiplier", type=_positive_float, default=2.0,
                         help="gap onset: |gap| > this many standard errors of seed noise (default 2)")
+    report.add_argument("--formats", help="also write static copies of every figure to figures/ in these formats "
+                        "(comma-separated: png, pdf, svg), rendered offline from the same Vega-Lite specs")
     report.set_defaults(func=cmd_report)
 
     settings = sub.add_parser("settings", help="list the registered settings and their options")
