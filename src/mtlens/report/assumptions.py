@@ -29,18 +29,18 @@ TITLES = {"optimizers": "Assumptions: optimizers in MTL", "loss-scale": "Assumpt
 
 
 def assumptions_sections(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out_dir: Path) -> list[Section]:
-    """One section per stored experiment manifest whose runs are in ``index``."""
+    """One section per stored experiment manifest whose runs are in ``index`` (the analysed runs)."""
     sections = []
     for name in store.table_names("experiment-"):
-        manifest = store.table(name)
-        manifest = manifest[manifest["run_id"].isin(index["run_id"])]
+        stored = store.table(name)
+        manifest = stored[stored["run_id"].isin(index["run_id"])]
         if manifest.empty:
             continue
         experiment, setting = manifest["experiment"].iloc[0], manifest["setting"].iloc[0]
         run_rows = rows[rows["run_id"].isin(manifest["run_id"])]
         build = {"optimizers": _optimizers, "loss-scale": _loss_scale, "alignment": _alignment,
                  "corruptions": _corruptions}[experiment]
-        body = build(store, index, manifest, run_rows, Path(out_dir), setting)
+        body = build(store, stored if experiment == "loss-scale" else index, manifest, run_rows, Path(out_dir), setting)
         sections.append(Section(f"{TITLES[experiment]} ({setting})", body, f"assumptions-{experiment}-{setting}"))
     return sections
 
@@ -59,10 +59,12 @@ def _optimizers(store: RunStore, index: pd.DataFrame, manifest: pd.DataFrame, ro
     return body
 
 
-def _loss_scale(store: RunStore, index: pd.DataFrame, manifest: pd.DataFrame, rows: pd.DataFrame, out_dir: Path,
+def _loss_scale(store: RunStore, stored: pd.DataFrame, manifest: pd.DataFrame, rows: pd.DataFrame, out_dir: Path,
                 setting: str) -> str:
-    states = index.set_index("run_id")["state"]
-    table = loss_scale_table(manifest, rows, store.task_info(), states)
+    """``stored``: the whole manifest, whose diverged runs are counted (they have no rows here)."""
+    states = pd.Series({run_id: store.done_state(run_id) for run_id in stored["run_id"]}, dtype=object)
+    stored = stored[stored["optimizer"].isin(manifest["optimizer"])]
+    table = loss_scale_table(stored, rows, store.task_info(), states)
     parts = []
     if not table.empty:
         parts.append(table_html(table, out_dir, f"loss_scale_{setting}",

@@ -9,7 +9,12 @@ All executors share one scheduling loop (:meth:`Executor.run`):
 * a failing run is marked ``failed`` in the store with its error and the rest go on;
 * a worker that dies (e.g. ``SIGKILL``) loses only its current run, which resumes from
   its last checkpoint on the next attempt; after ``max_attempts`` lost attempts the run is
-  marked ``failed`` (it is retried when the sweep is run again).
+  marked ``failed`` (it is retried when the sweep is run again);
+* a local worker whose driver dies stops at once, quietly (its run, left ``interrupted``,
+  resumes from its last checkpoint when the sweep is rerun).
+
+Every run sets its own torch thread count (``config.threads``), so results do not depend on
+the executor or the number of workers.
 
 Trajectory rows are written only by the store, under the run's lock, so any number of
 executors and processes may share one store.
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -26,11 +32,10 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Sequence
 
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from mtlens.settings import Setting
-from mtlens.store import RunStore
+from mtlens.store import RunLockedError, RunStore
 from mtlens.sweep.study import cached_setting, mark_failed, train_one
 from mtlens.training.config import RunConfig
 from mtlens.training.trainer import train_run
@@ -112,6 +117,7 @@ class Executor:
         queue: deque[Job] = deque()
         for config in unique:
             if store.is_done(config.run_id):
+                _remove_stale_tmp(store, config.run_id)
                 status = store.status(config.run_id)
                 results[config.run_id] = {"run_id": config.run_id, "state": status["state"],
                                           "message": status.get("message", "")}
@@ -167,6 +173,16 @@ class Executor:
         return {"run_id": run_id, "state": "failed", "message": message}
 
 
+def _remove_stale_tmp(store: RunStore, run_id: str) -> None:
+    """Remove a complete run's temporary files of interrupted writes, unless a process holds its lock."""
+    if store.stale_tmp_files(run_id):
+        try:
+            with store.lock(run_id):
+                store.remove_stale_tmp(run_id)
+        except RunLockedError:
+            pass
+
+
 def _state_counts(results: Any) -> str:
     counts = pd.Series([r["state"] for r in results]).value_counts()
     return " ".join(f"{state}={n}" for state, n in counts.items())
@@ -198,32 +214,48 @@ class SerialExecutor(Executor):
         pass
 
 
-def _worker_main(conn: Connection, threads: int) -> None:
-    """A local worker: train the jobs it receives until the driver closes the pipe."""
-    torch.set_num_threads(threads)
+def _exit_when_parent_dies() -> None:
+    """Watch the driver from a daemon thread and end this worker at once when it dies (e.g. ``kill -9``):
+    the run in hand stays resumable from its checkpoint (its lock is released with the process)."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        wait([parent.sentinel])
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="mtlens-driver-watch").start()
+
+
+def _worker_main(conn: Connection) -> None:
+    """A local worker: train the jobs it receives until the driver closes the pipe or dies."""
+    _exit_when_parent_dies()
     settings: dict[tuple[str, str], Setting] = {}
     while True:
         try:
             message = conn.recv()
-        except EOFError:  # the driver is gone: stop after the run in hand
+        except (EOFError, OSError):  # the driver is gone
             return
         if message is None:
             return
         config, store_root = message
-        conn.send(run_job(config, store_root, settings))
+        result = run_job(config, store_root, settings)
+        try:
+            conn.send(result)
+        except OSError:  # BrokenPipeError: the driver is gone; the run is already recorded in the store
+            return
 
 
 class LocalExecutor(Executor):
-    """``workers`` long-lived worker processes (spawned), each with ``max(1, cores // workers)`` torch threads.
+    """``workers`` long-lived worker processes (spawned); each run sets its own torch thread count.
 
     ``workers=None`` uses one worker per available core.  Each worker keeps the settings
     it has built, so a setting's data is loaded once per worker.
     """
 
-    def __init__(self, workers: int | None = None, threads: int | None = None):
-        cores = available_cores()
-        self.workers = max(1, workers or cores)
-        self.threads = threads or max(1, cores // self.workers)
+    def __init__(self, workers: int | None = None):
+        self.workers = max(1, workers or available_cores())
         self._context = multiprocessing.get_context("spawn")
         self._idle: list[tuple[Any, Connection]] = []
         self._busy: dict[Connection, tuple[Any, Job]] = {}
@@ -234,7 +266,7 @@ class LocalExecutor(Executor):
 
     def _spawn(self) -> tuple[Any, Connection]:
         parent, child = self._context.Pipe()
-        process = self._context.Process(target=_worker_main, args=(child, self.threads), daemon=True)
+        process = self._context.Process(target=_worker_main, args=(child,), daemon=True)
         process.start()
         child.close()
         return process, parent
@@ -282,6 +314,15 @@ class LocalExecutor(Executor):
         for process, _ in [*self._idle, *self._busy.values()]:
             process.join(timeout=10)
         self._idle, self._busy = [], {}
+
+
+def run_configs(configs: Sequence[RunConfig], store: RunStore, progress: bool = True,
+                train: Callable[..., str] = train_run) -> pd.DataFrame:
+    """Train ``configs`` in this process (:class:`SerialExecutor`): complete runs are skipped, runs
+    another process is training are waited for, a failing run is marked ``failed`` and the rest go
+    on.  One row per run: ``run_id, state, message``."""
+    with SerialExecutor(train) as executor:
+        return executor.run(configs, store, progress)
 
 
 def make_executor(backend: str = "local", workers: int | None = None, address: str | None = None,

@@ -40,7 +40,7 @@ import pandas as pd
 from mtlens.errors import ConfigError
 from mtlens.settings import Setting
 from mtlens.store import RunStore
-from mtlens.sweep.study import run_configs
+from mtlens.sweep.executors import run_configs
 from mtlens.training.config import RunConfig, load_configured_setting, parse_config, resolve_config
 
 OPTIMIZER_VARIANTS: dict[str, dict[str, Any]] = {

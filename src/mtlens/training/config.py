@@ -17,6 +17,12 @@ run id it had before probes existed.
 ``mixed_precision: bf16`` runs the training forward passes and losses under
 ``torch.autocast`` with bfloat16 (no loss scaling needed); evaluation stays in float32.
 
+``threads`` is the number of torch intra-op threads the run trains under (default 1, the same
+whatever the machine or the number of sweep workers).  Results depend on it in the last bits
+(reductions are split differently), so the trainer sets it for the run, records it in the
+run's status and checkpoint, and refuses to resume a run under another count.  It is not part
+of the run identity (run ids stay what they were before it existed).
+
 ``save_selected_models: true`` keeps, per task, the model weights at the task's
 validation-selected checkpoint (the step :func:`mtlens.analysis.transfer.selected_checkpoints`
 selects), for analyses of the selected model such as the corruptions experiment; it costs one
@@ -41,6 +47,11 @@ from mtlens.settings import Setting, check_setting_options, load_setting, settin
 PROBE_KEYS = ("probes", "probe_sample_size", "probe_first_epoch", "probe_growth", "fisher_batch_size",
               "sharpness_batch_size", "sharpness_rho", "sharpness_steps", "alignment_batches")
 """Config keys of the probes (left out of the identity of a run without probes)."""
+
+
+RUN_ENVIRONMENT_KEYS = ("device", "threads")
+"""Config keys that say where and how a run is executed, not what it computes: outside the run
+identity, and free to differ from the first stored config when a run is resumed."""
 
 
 class RunConfig(BaseModel):
@@ -74,6 +85,7 @@ class RunConfig(BaseModel):
     sharpness_steps: int = Field(default=10, gt=0)
     alignment_batches: int = Field(default=4, gt=0)
     device: str = "cpu"
+    threads: int = Field(default=1, gt=0)
     mixed_precision: Literal["off", "bf16"] = "off"
     save_selected_models: bool = False
 
@@ -134,11 +146,12 @@ class RunConfig(BaseModel):
         return "stl" if self.tasks is not None and len(self.tasks) == 1 else "mtl"
 
     def identity(self) -> dict[str, Any]:
-        """The fields that define the run's trajectory: everything but the device, without the probe
+        """The fields that define the run's trajectory: everything but the device and the thread count
+        (which changes only the last bits and is checked on resume instead), without the probe
         keys when ``probes`` is empty, without ``mixed_precision`` when it is ``'off'`` and without
         ``save_selected_models`` when it is false (so such runs keep the ids they had before those
         options existed)."""
-        exclude = {"device"} | (set(PROBE_KEYS) if not self.probes else set())
+        exclude = set(RUN_ENVIRONMENT_KEYS) | (set(PROBE_KEYS) if not self.probes else set())
         if self.mixed_precision == "off":
             exclude.add("mixed_precision")
         if not self.save_selected_models:
