@@ -204,8 +204,8 @@ def _check_store(store: Any) -> int:
     if problems.empty:
         print(f"{store.root}: {runs} runs, every file readable, no leftover temporary files")
         return 0
-    with pd_options():
-        print(problems.to_string(index=False))
+    for row in problems.itertuples():
+        print(f"{row.path}: {row.problem}")
     print(f"{store.root}: {len(problems)} problems in {problems['run_id'].replace('', None).nunique()} of {runs} "
           f"runs (and outside runs); rerun the study or sweep to retrain damaged runs", file=sys.stderr)
     return 1
