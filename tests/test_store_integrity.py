@@ -246,6 +246,7 @@ def test_local_workers_stop_quietly_when_the_driver_is_killed(tmp_path):
     while time.time() < deadline and not (store.run_dir(run_id) / "status.json").exists():
         time.sleep(0.02)
     assert store.is_locked(run_id), "the worker should be training"
+    assert store.status(run_id)["threads"] == 1  # the run's own count, whatever the executor
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     deadline = time.time() + 30
