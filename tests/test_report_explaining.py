@@ -15,8 +15,8 @@ from mtlens.cli import main
 from mtlens.errors import ConfigError
 from mtlens.report.study_report import select_runs, write_report
 from mtlens.store import ROW_COLUMNS, RunStore
-from mtlens.sweep.executors import run_configs
-from mtlens.sweep.study import study_configs
+from mtlens.orchestration.executors import run_configs
+from mtlens.orchestration.study import study_configs
 
 SECTIONS = ("overview", "transfer", "gap", "training", "probes", "optimization", "correlations", "alignment",
             "optimizers")

@@ -25,7 +25,7 @@ from mtlens.cli import main
 from mtlens.errors import DamagedStoreError
 from mtlens.settings import load_setting
 from mtlens.store import atomic_write
-from mtlens.sweep import SerialExecutor
+from mtlens.orchestration import SerialExecutor
 from mtlens.training import trainer
 from mtlens.training.config import parse_config, resolve_config
 from mtlens.training.trainer import DamagedRunWarning, ThreadCountError, train_run
@@ -226,7 +226,7 @@ def test_a_run_trains_under_its_recorded_thread_count_and_refuses_another(stores
 DRIVER = textwrap.dedent("""
     import sys
     from mtlens import RunStore
-    from mtlens.sweep import LocalExecutor
+    from mtlens.orchestration import LocalExecutor
     from mtlens.training.config import parse_config
     import json
     with LocalExecutor(workers=1) as executor:

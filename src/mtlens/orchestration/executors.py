@@ -35,8 +35,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from mtlens.settings import Setting
+from mtlens.orchestration.study import cached_setting, mark_failed, train_one
 from mtlens.store import RunLockedError, RunStore
-from mtlens.sweep.study import cached_setting, mark_failed, train_one
 from mtlens.training.config import RunConfig
 from mtlens.training.trainer import train_run
 
@@ -323,17 +323,3 @@ def run_configs(configs: Sequence[RunConfig], store: RunStore, progress: bool = 
     on.  One row per run: ``run_id, state, message``."""
     with SerialExecutor(train) as executor:
         return executor.run(configs, store, progress)
-
-
-def make_executor(backend: str = "local", workers: int | None = None, address: str | None = None,
-                  device: str = "cpu") -> Executor:
-    """The executor for ``backend``: ``serial``, ``local`` (``workers`` processes) or ``ray``."""
-    if backend == "serial" or (backend == "local" and workers == 1):
-        return SerialExecutor()
-    if backend == "local":
-        return LocalExecutor(workers)
-    if backend == "ray":
-        from mtlens.sweep.ray_backend import RayExecutor
-
-        return RayExecutor(address=address, workers=workers, device=device)
-    raise ValueError(f"unknown backend {backend!r}; use 'serial', 'local' or 'ray'")
