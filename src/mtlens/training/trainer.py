@@ -64,6 +64,7 @@ from mtlens.store import RunStore, atomic_write
 from mtlens.tasks import Task, selection_scores
 from mtlens.training.batches import BatchStream
 from mtlens.training.config import RUN_ENVIRONMENT_KEYS, RunConfig, load_configured_setting, resolve_config
+from mtlens.training.evaluate import evaluate_task, train_eval_rows
 
 
 class ThreadCountError(MtlensError):
@@ -83,7 +84,6 @@ def torch_threads(count: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
-from mtlens.training.evaluate import evaluate_task, train_eval_rows
 
 
 def make_optimizer(config: RunConfig, model: MultiTaskModel) -> torch.optim.Optimizer:
