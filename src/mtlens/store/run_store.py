@@ -300,10 +300,11 @@ class RunStore:
             raise DamagedStoreError(f"run {run_id}: {path} is damaged ({type(err).__name__}: {err}); rerun the "
                                     f"run to retrain what it lost") from None
 
-    def reset_run(self, run_id: str) -> None:
+    def reset_run(self, run_id: str, **extra: Any) -> None:
         """Delete everything the run recorded (rows, checkpoint, selected models) before training it from
-        scratch; its status says ``running`` at step 0 first, so no reader takes it for complete."""
-        self.set_status(run_id, "running", 0, "retraining from scratch")
+        scratch; its status says ``running`` at step 0 (with ``extra``) first, so no reader takes it for
+        complete."""
+        self.set_status(run_id, "running", 0, **extra)
         (self.run_dir(run_id) / "trajectory.parquet").unlink(missing_ok=True)
         self.discard_parts_after(run_id, -1)
         self.checkpoint_path(run_id).unlink(missing_ok=True)

@@ -275,7 +275,7 @@ class _Run:
         """Load the last checkpoint (returning its step), or record step 0 of a fresh run."""
         state = self._trusted_checkpoint()
         if state is None:
-            self.store.reset_run(self.run_id)
+            self.store.reset_run(self.run_id, threads=self.config.threads)
             self._record(0)
             self._checkpoint(0)
             return 0
