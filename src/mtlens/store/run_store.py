@@ -101,10 +101,14 @@ class RunStore:
     # -- config and status ---------------------------------------------------------------
     def write_config(self, run_id: str, config: dict[str, Any], ignore: Collection[str] = ()) -> None:
         """Write the run's config; an existing run must have the same config except for ``ignore`` keys
-        (e.g. the device, which may change when a run is resumed elsewhere; the first value is kept)."""
+        (e.g. the device, which may change when a run is resumed elsewhere; the first value is kept).
+        A damaged ``config.json`` is replaced (the run id, a hash of the config, says it is this config)."""
         path = self.run_dir(run_id) / "config.json"
-        if path.exists() and "config.json" not in self.damaged_files(run_id):
-            existing = self.config(run_id)
+        try:
+            existing = self.config(run_id) if path.exists() else None
+        except DamagedStoreError:
+            existing = None
+        if existing is not None:
             if {k: v for k, v in existing.items() if k not in ignore} != {
                     k: v for k, v in config.items() if k not in ignore}:
                 raise ValueError(f"run {run_id} exists in {self.root} with a different config")
@@ -400,8 +404,10 @@ def _json_object(path: Path) -> dict[str, Any]:
 def _unreadable(path: Path, deep: bool) -> str:
     """Why the Parquet or ``.pt`` file ``path`` cannot be read, or ``""`` (see :meth:`RunStore.damaged_files`)."""
     try:
-        if path.suffix == ".parquet":
-            pq.read_table(path) if deep else pq.read_metadata(path)
+        if path.suffix == ".parquet" and deep:
+            pq.read_table(path)
+        elif path.suffix == ".parquet":
+            pq.read_metadata(path)
         else:
             with zipfile.ZipFile(path) as archive:
                 bad = archive.testzip() if deep else None
