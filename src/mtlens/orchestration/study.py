@@ -11,7 +11,7 @@ from __future__ import annotations
 import traceback
 from typing import Any, Callable, Sequence
 
-from mtlens.errors import DamagedStoreError
+from mtlens.errors import DamagedStoreError, MtlensError
 from mtlens.settings import Setting, load_setting
 from mtlens.store import RunLockedError, RunStore
 from mtlens.training.config import (RUN_ENVIRONMENT_KEYS, ConfigError, RunConfig, load_configured_setting,
@@ -64,13 +64,21 @@ def train_one(config: RunConfig, store: RunStore, setting: Setting, progress: bo
 
 
 def mark_failed(store: RunStore, config: RunConfig, message: str) -> None:
-    """Record ``config``'s run as ``failed`` with ``message`` (it stays resumable: failed is not done)."""
-    store.write_config(config.run_id, config.model_dump(), ignore=RUN_ENVIRONMENT_KEYS)
+    """Record ``config``'s run as ``failed`` with ``message`` (it stays resumable: failed is not done).
+
+    A store that cannot be written (e.g. read-only) raises :class:`MtlensError` naming the file: one
+    line for the user, not the write error chained to the run's own.
+    """
     try:
         step = (store.status(config.run_id) or {}).get("step", 0)
     except DamagedStoreError:  # the status being replaced could not be read
         step = 0
-    store.set_status(config.run_id, "failed", step, message)
+    try:
+        store.write_config(config.run_id, config.model_dump(), ignore=RUN_ENVIRONMENT_KEYS)
+        store.set_status(config.run_id, "failed", step, message)
+    except OSError as err:
+        raise MtlensError(f"cannot record run {config.run_id} as failed: cannot write {err.filename or store.root} "
+                          f"({err.strerror or err}); is the store {store.root} writable?") from None
 
 
 def cached_setting(config: RunConfig, cache: dict[tuple[str, str], Setting]) -> Setting:

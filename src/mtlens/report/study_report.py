@@ -53,7 +53,12 @@ def select_runs(store: RunStore, settings: Sequence[str] = (), methods: Sequence
     for key, values in (where or {}).items():
         if key not in index:
             raise ConfigError(f"--where: unknown run-index column {key!r}; valid: {', '.join(sorted(index.columns))}")
-        index = index[_matches(index[key], key, values)]
+        matched = _matches(index[key], key, values)
+        if not matched.any():
+            present = sorted(index[key].astype(str).unique())
+            raise ConfigError(f"--where {key}: no runs have {' or '.join(map(str, values))}; values present: "
+                              f"{', '.join(present[:20])}{' ...' if len(present) > 20 else ''}")
+        index = index[matched]
     if settings:
         index = index[index["setting"].isin(settings)]
     if methods:
