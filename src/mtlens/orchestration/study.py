@@ -74,7 +74,7 @@ def mark_failed(store: RunStore, config: RunConfig, message: str) -> None:
     except DamagedStoreError:  # the status being replaced could not be read
         step = 0
     try:
-        store.write_config(config.run_id, config.model_dump(), ignore=RUN_ENVIRONMENT_KEYS)
+        store.write_config(config.run_id, config.to_dict(), ignore=RUN_ENVIRONMENT_KEYS)
         store.set_status(config.run_id, "failed", step, message)
     except OSError as err:
         raise MtlensError(f"cannot record run {config.run_id} as failed: cannot write {err.filename or store.root} "
