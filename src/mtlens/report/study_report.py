@@ -91,9 +91,12 @@ def _matches(column: pd.Series, key: str, values: Sequence[Any]) -> pd.Series:
 
 
 def overview_section(index: pd.DataFrame, configured: pd.DataFrame, out_dir: Path,
-                     analysed_ids: Sequence[str]) -> Section:
+                     analysed_ids: Sequence[str] | None = None) -> Section:
     """Run counts per configuration and the runs left out of the analyses (all runs of ``index`` but
-    ``analysed_ids``); ``configured`` holds the rows with :func:`by_configuration`'s setting names."""
+    ``analysed_ids``, default: none left out); ``configured`` holds the rows with :func:`by_configuration`'s
+    setting names."""
+    if analysed_ids is None:
+        analysed_ids = index["run_id"].tolist()
     names = configured.groupby("run_id")["setting"].first()
     counts = (index.assign(setting=index["run_id"].map(names).fillna(index["setting"]))
               .groupby(["setting", "mode", "method", "state"]).size().rename("runs").reset_index())
