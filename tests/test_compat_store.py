@@ -37,13 +37,17 @@ def test_old_store_loads_and_lists_its_runs_and_states(old_store):
     states = {run_id: runs.loc[run_id, "state"] for run_id in runs.index}
     assert {s for r, s in states.items() if COMMAND["run_ids"][r] == "stl"} == {"finished"}
     (mtl,) = [r for r, mode in COMMAND["run_ids"].items() if mode == "mtl"]
-    assert states[mtl] == "running" and runs.loc[mtl, "last_step"] == COMMAND["interrupt_step"]
+    # Its status says running, but no process holds its lock: it was interrupted.
+    assert states[mtl] == "interrupted" and runs.loc[mtl, "last_step"] == COMMAND["interrupt_step"]
+    assert RunStore(old_store).status(mtl)["state"] == "running"
 
 
 def test_old_store_reports(old_store, tmp_path):
     """The report of the old store (with its unfinished run) is written; the unfinished run is left out."""
     assert main(["report", "--store", str(old_store), "--out", str(tmp_path / "report")]) == 0
     assert "Overview" in (tmp_path / "report" / "report.html").read_text()
+    (mtl,) = [r for r, mode in COMMAND["run_ids"].items() if mode == "mtl"]
+    assert pd.read_csv(tmp_path / "report" / "tables" / "left_out_runs.csv")["run_id"].tolist() == [mtl]
 
 
 def test_same_study_on_old_store_retrains_nothing_finished_and_completes_the_interrupted_run(old_store, tmp_path):

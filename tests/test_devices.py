@@ -55,10 +55,10 @@ def test_two_workers_sharing_a_device_give_the_rows_of_one_even_when_one_is_kill
     _, candidates = grid_candidates(BASE, {"lr": [3e-2, 1e-3]}, ["sum"], seed=0)
     configs = list(candidates.values())[:4]
     alone = RunStore(tmp_path / "alone")
-    with LocalExecutor(workers=1, threads=1, device="cpu") as executor:
+    with LocalExecutor(workers=1, device="cpu") as executor:
         assert list(executor.run(configs, alone, progress=False)["state"]) == ["finished"] * 4
     shared = RunStore(tmp_path / "shared")
-    executor = LocalExecutor(workers=2, threads=1, device="cpu")
+    executor = LocalExecutor(workers=2, device="cpu")
     results = {}
     thread = threading.Thread(target=lambda: results.update(table=executor.run(configs, shared, progress=False)))
     thread.start()

@@ -23,7 +23,8 @@ from mtlens.errors import ConfigError
 from mtlens.render.charts import export_static
 from mtlens.report.study_report import select_runs, write_report
 from mtlens.store import ROW_COLUMNS, RunStore
-from mtlens.orchestration.study import run_configs, study_configs
+from mtlens.orchestration.executors import run_configs
+from mtlens.orchestration.study import study_configs
 
 SECTIONS = ("summary", "overview", "transfer", "gap", "training", "probes", "optimization", "correlations", "alignment",
             "optimizers")

@@ -64,7 +64,7 @@ def base_config(args: argparse.Namespace) -> dict[str, Any]:
     raw["setting"] = args.setting
     flags = {"optimizer": args.optimizer, "lr": args.lr, "momentum": args.momentum, "batch_size": args.batch_size,
              "epochs": args.epochs, "eval_every_steps": args.eval_every_steps,
-             "eval_dense_until_epoch": args.eval_dense_until_epoch, "device": args.device}
+             "eval_dense_until_epoch": args.eval_dense_until_epoch, "device": args.device, "threads": args.threads}
     raw.update({k: v for k, v in flags.items() if v is not None})
     if args.option:
         if not isinstance(raw.get("setting_options", {}), dict):
@@ -77,9 +77,9 @@ def base_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from mtlens.report.study_report import write_report
     from mtlens.store import RunStore
-    from mtlens.orchestration.study import run_configs, study_configs
+    from mtlens.orchestration.executors import run_configs
+    from mtlens.orchestration.study import study_configs
 
     if args.experiment:
         return _study_experiment(args)
@@ -94,9 +94,8 @@ def cmd_study(args: argparse.Namespace) -> int:
     results = run_configs(configs, store, progress=not args.quiet)
     _summarize(results)
     if args.report:
-        path = write_report(store, args.report, settings=[args.setting], methods=methods)
-        print(f"report: {path}")
-    return 0
+        _write_report(store, args.report, settings=[args.setting], methods=methods)
+    return _exit_status(results, ("failed", "diverged"))
 
 
 def _summarize(results: Any) -> None:
@@ -106,12 +105,40 @@ def _summarize(results: Any) -> None:
         print(f"  {row.run_id}: {row.state} {row.message.splitlines()[0] if row.message else ''}", file=sys.stderr)
 
 
+def _exit_status(results: Any, problem_states: Sequence[str]) -> int:
+    """1, naming the runs, if any run ended in one of ``problem_states`` or not at all; 0 otherwise."""
+    bad = results[results["state"].isin(problem_states) | ~results["state"].isin(["finished", "diverged"])]
+    if bad.empty:
+        return 0
+    print(f"mtlens: {len(bad)} of {len(results)} runs did not finish: "
+          + ", ".join(f"{r.run_id} ({r.state})" for r in bad.itertuples()), file=sys.stderr)
+    return 1
+
+
+def _write_report(store: Any, out: str, include_unfinished: bool = False, **selection: Any) -> None:
+    """Write the report and say on stderr which runs it left out (or analysed although unfinished)."""
+    from mtlens.report.study_report import analysed_runs, select_runs, write_report
+
+    path = write_report(store, out, include_unfinished=include_unfinished, **selection)
+    analysed, left_out = analysed_runs(select_runs(store, **{k: v for k, v in selection.items()
+                                                            if k in ("settings", "methods", "where")}),
+                                       include_unfinished)
+    if len(left_out):
+        print(f"report: left out {len(left_out)} runs that are not finished: "
+              + ", ".join(f"{r.run_id} ({r.state})" for r in left_out.itertuples()), file=sys.stderr)
+    unfinished = analysed[analysed["state"] != "finished"]
+    if len(unfinished):
+        print(f"report: includes {len(unfinished)} unfinished runs (--include-unfinished): "
+              + ", ".join(f"{r.run_id} ({r.state})" for r in unfinished.itertuples()), file=sys.stderr)
+    print(f"report: {path}")
+
+
 def _study_experiment(args: argparse.Namespace) -> int:
     """``mtlens study SETTING --experiment NAME``: the runs of one experiment (:mod:`mtlens.experiments`);
     ``--experiment-option KEY=VALUE`` (and ``--methods``, as the option ``methods``) are the experiment's
-    options, checked against the options it declares."""
+    options, checked against the options it declares.  Diverged runs are results of an experiment (e.g.
+    SGD at a large loss scale): only failed and untrained runs make the exit status non-zero."""
     from mtlens.experiments import EXPERIMENT_SEEDS, experiment_plan, run_experiment
-    from mtlens.report.study_report import write_report
     from mtlens.store import RunStore
 
     seeds = list(range(EXPERIMENT_SEEDS if args.seeds is None else args.seeds)) if args.seed_list is None else args.seed_list
@@ -122,11 +149,11 @@ def _study_experiment(args: argparse.Namespace) -> int:
     store = RunStore(args.store)
     print(f"experiment {args.experiment} on {args.setting}: {len(plan.configs)} runs ({len(seeds)} seeds) "
           f"-> store {store.root}", file=sys.stderr)
-    _summarize(run_experiment(plan, store, progress=not args.quiet))
+    results = run_experiment(plan, store, progress=not args.quiet)
+    _summarize(results)
     if args.report:
-        path = write_report(store, args.report, settings=[args.setting])
-        print(f"report: {path}")
-    return 0
+        _write_report(store, args.report, settings=[args.setting])
+    return _exit_status(results, ("failed",))
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -162,7 +189,10 @@ def pd_options() -> Any:
 def cmd_runs(args: argparse.Namespace) -> int:
     from mtlens.store import RunStore
 
-    index = RunStore(args.store).runs()
+    store = RunStore(args.store)
+    if args.check:
+        return _check_store(store)
+    index = store.runs()
     if index.empty:
         print(f"no runs in {args.store}")
         return 0
@@ -170,12 +200,28 @@ def cmd_runs(args: argparse.Namespace) -> int:
         index = index[index["state"] == args.state]
     columns = ["run_id", "setting", "mode", "method", "seed", "optimizer", "lr", "batch_size", "epochs", "state",
                "last_step"]
-    print(index[columns].to_string(index=False))
+    print(index.reindex(columns=columns).to_string(index=False))
+    damaged = index[index["state"] == "damaged"]
+    for row in damaged.itertuples():
+        print(f"{row.run_id}: {row.message}", file=sys.stderr)
     return 0
 
 
+def _check_store(store: Any) -> int:
+    """``mtlens runs --check``: read every file of the store; 1 and the list of problems if any."""
+    problems = store.check()
+    runs = len(store.run_ids())
+    if problems.empty:
+        print(f"{store.root}: {runs} runs, every file readable, no leftover temporary files")
+        return 0
+    for row in problems.itertuples():
+        print(f"{row.path}: {row.problem}")
+    print(f"{store.root}: {len(problems)} problems in {problems['run_id'].replace('', None).nunique()} of {runs} "
+          f"runs (and outside runs); rerun the study or sweep to retrain damaged runs", file=sys.stderr)
+    return 1
+
+
 def cmd_report(args: argparse.Namespace) -> int:
-    from mtlens.report.study_report import write_report
     from mtlens.store import RunStore
 
     settings = [s for s in (args.setting or "").split(",") if s]
@@ -184,10 +230,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     for item in args.where or []:
         for key, value in _pairs([item], "--where").items():
             where.setdefault(key, []).append(value)
-    path = write_report(RunStore(args.store), args.out, settings=settings, methods=methods,
-                        noise_multiplier=args.noise_multiplier, where=where,
-                        formats=[f for f in (args.formats or "").split(",") if f])
-    print(f"report: {path}")
+    _write_report(RunStore(args.store), args.out, include_unfinished=args.include_unfinished, settings=settings,
+                  methods=methods, noise_multiplier=args.noise_multiplier, where=where,
+                  formats=[f for f in (args.formats or "").split(",") if f])
     return 0
 
 
@@ -292,6 +337,9 @@ def _add_run_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-dense-until-epoch", type=float,
                         help="evaluate every --eval-every-steps only up to this epoch (dense early)")
     parser.add_argument("--device", help="cpu (default), cuda or cuda:N")
+    parser.add_argument("--threads", type=int,
+                        help="torch threads per run (default 1; results differ in the last bits between counts, "
+                             "so a run resumes only under the count it started with)")
     parser.add_argument("--option", action="append", metavar="KEY=VALUE", help="a setting option (repeatable)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other run-config key (repeatable)")
 
@@ -349,7 +397,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     runs = sub.add_parser("runs", help="list the runs in a store")
     runs.add_argument("--store", default=DEFAULT_STORE, type=_directory(writable=False))
-    runs.add_argument("--state", choices=["running", "finished", "diverged", "failed"])
+    runs.add_argument("--state", choices=["running", "finished", "diverged", "failed", "interrupted", "pending",
+                                          "damaged"],
+                      help="only runs in this state (interrupted: 'running' but no process holds its lock)")
+    runs.add_argument("--check", action="store_true",
+                      help="read every file of the store; list damaged files and leftover temporary files, "
+                           "exit 1 if there are any")
     runs.set_defaults(func=cmd_runs)
 
     report = sub.add_parser("report", help="write the HTML report of the runs in a store")
@@ -362,6 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--where", action="append", metavar="KEY=VALUE",
                         help="keep runs whose run-index column KEY (setting, method, optimizer, lr, seed, state, ...) "
                              "equals VALUE; repeatable, repeated keys match any of their values")
+    report.add_argument("--include-unfinished", action="store_true",
+                        help="also analyse the rows recorded so far by running, interrupted and failed runs "
+                             "(default: finished runs only; diverged and damaged runs never)")
     report.add_argument("--noise-multiplier", type=_positive_float, default=2.0,
                         help="gap onset: |gap| > this many standard errors of seed noise (default 2)")
     report.add_argument("--formats", help="also write static copies of every figure to figures/ in these formats "

@@ -7,3 +7,7 @@ class MtlensError(Exception):
 
 class ConfigError(MtlensError, ValueError):
     """An invalid config; the message names each offending key and what would be valid."""
+
+
+class DamagedStoreError(MtlensError):
+    """A file of the run store cannot be read; the message names the file and its run."""

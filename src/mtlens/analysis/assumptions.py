@@ -86,16 +86,22 @@ def optimizer_table(manifest: pd.DataFrame, rows: pd.DataFrame, task_info: TaskI
 def loss_scale_table(manifest: pd.DataFrame, rows: pd.DataFrame, task_info: TaskInfo,
                      states: pd.Series) -> pd.DataFrame:
     """Per (optimizer, scale, task): the test value at the validation-selected checkpoint (mean
-    over seeds) and the number of runs that diverged; ``states`` maps run id to its state."""
+    over the seeds whose runs are in ``rows``) and the number of the manifest's runs of that
+    (optimizer, scale) that diverged (``states`` maps run id to its state).  Diverged runs have no
+    rows here (analyses read finished runs only); an (optimizer, scale) whose runs all diverged
+    gets one row with no task and no values."""
     values = selected_values(rows, task_info).merge(manifest[["run_id", "optimizer", "scale", "scaled_task"]],
                                                     on="run_id")
-    if values.empty:
+    diverged = (manifest.assign(diverged=manifest["run_id"].map(states).eq("diverged"))
+                .groupby(["optimizer", "scale"], as_index=False)
+                .agg(diverged=("diverged", "sum"), scaled_task=("scaled_task", "first")))
+    if values.empty and not diverged["diverged"].any():
         return pd.DataFrame()
-    values = values.assign(diverged=values["run_id"].map(states).eq("diverged"))
-    return (values.groupby(["optimizer", "scale", "task", "metric"], as_index=False)
-            .agg(test_mean=("test", "mean"), test_std=("test", "std"), runs=("run_id", "nunique"),
-                 diverged=("diverged", "sum"), scaled_task=("scaled_task", "first"))
-            .sort_values(["optimizer", "task", "scale"]).reset_index(drop=True))
+    table = (values.groupby(["optimizer", "scale", "task", "metric"], as_index=False)
+             .agg(test_mean=("test", "mean"), test_std=("test", "std"), runs=("run_id", "nunique")))
+    table = table.merge(diverged, on=["optimizer", "scale"], how="outer")
+    table = table[table["task"].notna() | (table["diverged"] > 0)]
+    return table.sort_values(["optimizer", "task", "scale"]).reset_index(drop=True)
 
 
 def alignment_table(manifest: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:

@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 
 from mtlens.errors import ConfigError
-from mtlens.orchestration.study import run_configs
+from mtlens.orchestration.executors import run_configs
 from mtlens.registry import Registry, UnknownNameError
 from mtlens.render import Section, not_available
 from mtlens.settings import Setting
@@ -146,7 +146,7 @@ def run_experiment(plan: ExperimentPlan, store: RunStore, setting: Setting | Non
                    progress: bool = True) -> pd.DataFrame:
     """Store the manifest, train the plan's runs, then run the experiment's analysis.
 
-    Returns :func:`~mtlens.orchestration.study.run_configs`' table (``run_id, state, message``).
+    Returns :func:`~mtlens.orchestration.executors.run_configs`' table (``run_id, state, message``).
     """
     store.write_table(plan.table_name, plan.manifest)
     results = run_configs(plan.configs, store, progress=progress)

@@ -20,7 +20,7 @@ import torch
 from mtlens.experiments.linear_probe import encode, fit_linear_probe
 from mtlens.data.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from mtlens.analysis.transfer import selected_checkpoints
-from mtlens.errors import ConfigError, MtlensError
+from mtlens.errors import ConfigError, DamagedStoreError, MtlensError
 from mtlens.models import build_model
 from mtlens.seeding import derived_seed
 from mtlens.settings import Setting
@@ -67,7 +67,12 @@ def corruption_accuracy(store: RunStore, manifest: pd.DataFrame, setting: Settin
                 raise MtlensError(f"run {run.run_id} has no saved model of task {task!r} at its selected step {step} "
                                   f"({path}); train it with save_selected_models: true (the corruptions "
                                   f"experiment's runs set it)")
-            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            try:
+                weights = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as err:  # any failure to load means the file is damaged
+                raise DamagedStoreError(f"run {run.run_id}: {path} is damaged ({type(err).__name__}: {err}); rerun "
+                                        f"the experiment to retrain the run") from None
+            model.load_state_dict(weights)
             encoder = model.encoder.to(device)
             data = setting.data[task]
             train_labels = data.train.targets[torch.arange(len(data.train))]

@@ -16,7 +16,7 @@ import pandas as pd
 from mtlens.analysis.assumptions import loss_scale_table
 from mtlens.errors import ConfigError
 from mtlens.experiments.adam_invariance import invariance_summary, setting_invariance
-from mtlens.experiments.base import Experiment, ExperimentPlan, plan_runs, register_experiment
+from mtlens.experiments.base import Experiment, ExperimentPlan, manifest_table_name, plan_runs, register_experiment
 from mtlens.experiments.optimizers import OPTIMIZER_VARIANTS
 from mtlens.render import save_figure, table_html
 from mtlens.render.charts import Spec, inline_data, line_chart, tip
@@ -64,8 +64,12 @@ def loss_scale_analysis(plan: ExperimentPlan, store: RunStore, setting: Setting)
 
 def loss_scale_section(store: RunStore, index: pd.DataFrame, manifest: pd.DataFrame, rows: pd.DataFrame,
                        out_dir: Path, setting: str) -> str:
-    states = index.set_index("run_id")["state"]
-    table = loss_scale_table(manifest, rows, store.task_info(), states)
+    """The section of the analysed runs in ``manifest``; the diverged count of each (optimizer, c) is
+    over every stored run of the experiment with an analysed optimizer (diverged runs are never analysed)."""
+    stored = store.table(manifest_table_name("loss-scale", setting))
+    stored = stored[stored["optimizer"].isin(manifest["optimizer"])]
+    states = pd.Series({run_id: store.done_state(run_id) for run_id in stored["run_id"]}, dtype=object)
+    table = loss_scale_table(stored, rows, store.task_info(), states)
     parts = []
     if not table.empty:
         parts.append(table_html(table, out_dir, f"loss_scale_{setting}",

@@ -9,7 +9,12 @@ All executors share one scheduling loop (:meth:`Executor.run`):
 * a failing run is marked ``failed`` in the store with its error and the rest go on;
 * a worker that dies (e.g. ``SIGKILL``) loses only its current run, which resumes from
   its last checkpoint on the next attempt; after ``max_attempts`` lost attempts the run is
-  marked ``failed`` (it is retried when the sweep is run again).
+  marked ``failed`` (it is retried when the sweep is run again);
+* a local worker whose driver dies stops at once, quietly (its run, left ``interrupted``,
+  resumes from its last checkpoint when the sweep is rerun).
+
+Every run sets its own torch thread count (``config.threads``), so results do not depend on
+the executor or the number of workers.
 
 Trajectory rows are written only by the store, under the run's lock, so any number of
 executors and processes may share one store.
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -31,8 +37,8 @@ from tqdm.auto import tqdm
 
 from mtlens.errors import MtlensError
 from mtlens.settings import Setting
-from mtlens.store import RunStore
 from mtlens.orchestration.study import cached_setting, mark_failed, train_one
+from mtlens.store import RunLockedError, RunStore
 from mtlens.training.config import RunConfig
 from mtlens.training.trainer import train_run
 
@@ -113,6 +119,7 @@ class Executor:
         queue: deque[Job] = deque()
         for config in unique:
             if store.is_done(config.run_id):
+                _remove_stale_tmp(store, config.run_id)
                 status = store.status(config.run_id)
                 results[config.run_id] = {"run_id": config.run_id, "state": status["state"],
                                           "message": status.get("message", "")}
@@ -168,6 +175,16 @@ class Executor:
         return {"run_id": run_id, "state": "failed", "message": message}
 
 
+def _remove_stale_tmp(store: RunStore, run_id: str) -> None:
+    """Remove a complete run's temporary files of interrupted writes, unless a process holds its lock."""
+    if store.stale_tmp_files(run_id):
+        try:
+            with store.lock(run_id):
+                store.remove_stale_tmp(run_id)
+        except RunLockedError:
+            pass
+
+
 def _state_counts(results: Any) -> str:
     counts = pd.Series([r["state"] for r in results]).value_counts()
     return " ".join(f"{state}={n}" for state, n in counts.items())
@@ -212,27 +229,46 @@ def worker_devices(device: str | None, workers: int, n_gpus: int | None = None) 
     return [f"cuda:{i % n_gpus}" for i in range(workers)]
 
 
-def _worker_main(conn: Connection, threads: int, device: str | None) -> None:
-    """A local worker: train the jobs it receives (on ``device`` if given) until the driver closes the pipe.
+def _exit_when_parent_dies() -> None:
+    """Watch the driver from a daemon thread and end this worker at once when it dies (e.g. ``kill -9``):
+    the run in hand stays resumable from its checkpoint (its lock is released with the process)."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        wait([parent.sentinel])
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="mtlens-driver-watch").start()
+
+
+def _worker_main(conn: Connection, device: str | None) -> None:
+    """A local worker: train the jobs it receives (on ``device`` if given) until the driver closes the
+    pipe or dies.
 
     The device does not enter a run's id or trajectory (kernels are deterministic on every
     device), so which worker, and how many workers share a GPU, never changes the results.
     """
-    torch.set_num_threads(threads)
+    _exit_when_parent_dies()
     settings: dict[tuple[str, str], Setting] = {}
     while True:
         try:
             message = conn.recv()
-        except EOFError:  # the driver is gone: stop after the run in hand
+        except (EOFError, OSError):  # the driver is gone
             return
         if message is None:
             return
         config, store_root = message
-        conn.send(run_job({**config, "device": device or config["device"]}, store_root, settings))
+        result = run_job({**config, "device": device or config["device"]}, store_root, settings)
+        try:
+            conn.send(result)
+        except OSError:  # BrokenPipeError: the driver is gone; the run is already recorded in the store
+            return
 
 
 class LocalExecutor(Executor):
-    """``workers`` long-lived worker processes (spawned), each with ``max(1, cores // workers)`` torch threads.
+    """``workers`` long-lived worker processes (spawned); each run sets its own torch thread count.
 
     ``workers=None`` uses one worker per available core.  Each worker keeps the settings
     it has built, so a setting's data is loaded once per worker.  With ``device`` every run
@@ -240,10 +276,8 @@ class LocalExecutor(Executor):
     puts 8 runs at a time on one GPU, or spreads them over the visible GPUs.
     """
 
-    def __init__(self, workers: int | None = None, threads: int | None = None, device: str | None = None):
-        cores = available_cores()
-        self.workers = max(1, workers or cores)
-        self.threads = threads or max(1, cores // self.workers)
+    def __init__(self, workers: int | None = None, device: str | None = None):
+        self.workers = max(1, workers or available_cores())
         self.devices = worker_devices(device, self.workers)
         self._context = multiprocessing.get_context("spawn")
         self._idle: list[tuple[Any, Connection]] = []
@@ -256,7 +290,8 @@ class LocalExecutor(Executor):
 
     def _spawn(self, device: str | None) -> tuple[Any, Connection]:
         parent, child = self._context.Pipe()
-        process = self._context.Process(target=_worker_main, args=(child, self.threads, device), daemon=True)
+        process = self._context.Process(target=_worker_main, args=(child, device), daemon=True)
+
         process.start()
         child.close()
         self._device_of[parent] = device
@@ -309,3 +344,12 @@ class LocalExecutor(Executor):
         for process, _ in [*self._idle, *self._busy.values()]:
             process.join(timeout=10)
         self._idle, self._busy, self._device_of = [], {}, {}
+
+
+def run_configs(configs: Sequence[RunConfig], store: RunStore, progress: bool = True,
+                train: Callable[..., str] = train_run) -> pd.DataFrame:
+    """Train ``configs`` in this process (:class:`SerialExecutor`): complete runs are skipped, runs
+    another process is training are waited for, a failing run is marked ``failed`` and the rest go
+    on.  One row per run: ``run_id, state, message``."""
+    with SerialExecutor(train) as executor:
+        return executor.run(configs, store, progress)

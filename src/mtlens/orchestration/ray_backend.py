@@ -27,21 +27,19 @@ def _import_ray() -> Any:
     return ray
 
 
-def _ray_train(config: dict[str, Any], store_root: str, threads: int) -> dict[str, str]:
-    import torch
-
-    torch.set_num_threads(threads)
+def _ray_train(config: dict[str, Any], store_root: str) -> dict[str, str]:
+    """One run in a Ray worker (the run sets its own torch thread count, ``config.threads``)."""
     return run_job(config, store_root, _SETTINGS)
 
 
 class RayExecutor(Executor):
     """Runs as Ray tasks: ``ray.init(address=address)``, or a local instance with ``workers`` CPUs.
 
-    ``cpus_per_run`` CPUs (and torch threads) per run; with ``device`` ``cuda`` each run also
-    asks for ``gpus_per_run`` GPUs (default 1; a fraction in ``(0, 1)`` shares a GPU among
-    ``1 / gpus_per_run`` runs, and Ray points each run's ``cuda`` at its GPU).  Ray's own task
-    retries are off: a lost worker is retried by :class:`~mtlens.orchestration.executors.Executor`
-    and resumes from its checkpoint.
+    ``cpus_per_run`` CPUs reserved per run (its torch threads are the config's ``threads``); with
+    ``device`` ``cuda`` each run also asks for ``gpus_per_run`` GPUs (default 1; a fraction in
+    ``(0, 1)`` shares a GPU among ``1 / gpus_per_run`` runs, and Ray points each run's ``cuda`` at its
+    GPU).  Ray's own task retries are off: a lost worker is retried by
+    :class:`~mtlens.orchestration.executors.Executor` and resumes from its checkpoint.
     """
 
     def __init__(self, address: str | None = None, workers: int | None = None, cpus_per_run: int = 1,
@@ -77,7 +75,7 @@ class RayExecutor(Executor):
         self._remote = ray.remote(num_cpus=self.cpus_per_run, num_gpus=self.num_gpus, max_retries=0)(_ray_train)
 
     def _submit(self, job: Job, store: RunStore) -> None:
-        ref = self._remote.remote(job.config.model_dump(), str(store.root.resolve()), self.cpus_per_run)
+        ref = self._remote.remote(job.config.model_dump(), str(store.root.resolve()))
         self._refs[ref] = job
 
     def _wait(self, timeout: float) -> list[tuple[Job, dict[str, str] | WorkerLost]]:

@@ -11,13 +11,11 @@ from __future__ import annotations
 import traceback
 from typing import Any, Callable, Sequence
 
-import pandas as pd
-from tqdm.auto import tqdm
-
-from mtlens.errors import MtlensError
+from mtlens.errors import DamagedStoreError, MtlensError
 from mtlens.settings import Setting, load_setting
 from mtlens.store import RunLockedError, RunStore
-from mtlens.training.config import ConfigError, RunConfig, load_configured_setting, parse_config, resolve_config
+from mtlens.training.config import (RUN_ENVIRONMENT_KEYS, ConfigError, RunConfig, load_configured_setting,
+                                    parse_config, resolve_config)
 from mtlens.training.trainer import train_run
 
 
@@ -72,8 +70,12 @@ def mark_failed(store: RunStore, config: RunConfig, message: str) -> None:
     line for the user, not the write error chained to the run's own.
     """
     try:
-        store.write_config(config.run_id, config.to_dict(), ignore=("device",))
-        store.set_status(config.run_id, "failed", (store.status(config.run_id) or {}).get("step", 0), message)
+        step = (store.status(config.run_id) or {}).get("step", 0)
+    except DamagedStoreError:  # the status being replaced could not be read
+        step = 0
+    try:
+        store.write_config(config.run_id, config.to_dict(), ignore=RUN_ENVIRONMENT_KEYS)
+        store.set_status(config.run_id, "failed", step, message)
     except OSError as err:
         raise MtlensError(f"cannot record run {config.run_id} as failed: cannot write {err.filename or store.root} "
                           f"({err.strerror or err}); is the store {store.root} writable?") from None
@@ -85,18 +87,3 @@ def cached_setting(config: RunConfig, cache: dict[tuple[str, str], Setting]) -> 
     if key not in cache:
         cache[key] = load_setting(config.setting, **config.setting_options)
     return cache[key]
-
-
-def run_configs(configs: Sequence[RunConfig], store: RunStore, progress: bool = True,
-                train: Callable[..., str] = train_run) -> pd.DataFrame:
-    """Train every config in turn (skipping complete runs); one failure never stops the rest.
-
-    A run that raises is marked ``failed`` with its error; a run another process holds is
-    reported ``locked``.  Returns one row per config: ``run_id, state, message``.
-    """
-    settings: dict[tuple[str, str], Setting] = {}
-    results = []
-    for config in tqdm(configs, desc="runs", disable=None if progress else True, dynamic_ncols=True):
-        state, message = train_one(config, store, cached_setting(config, settings), progress, train)
-        results.append({"run_id": config.run_id, "state": state, "message": message})
-    return pd.DataFrame.from_records(results)

@@ -53,7 +53,7 @@ def table_html(frame, out_dir: Path, name: str, caption: str, float_format: str 
 
 
 RUN_KEYS = {"run_id", "setting", "tasks", "mode", "method", "method_options", "seed", "state", "last_step", "message",
-            "device"}
+            "device", "threads"}
 """Run-index columns that do not describe the training configuration shared by a run and its STL
 references (the method and its options are what an MTL run compares against STL)."""
 

@@ -3,6 +3,12 @@
 It answers, per setting and MTL method: did MTL help each task (transfer table), when did
 the generalization gap open (gap curves and onset), and how did optimization differ
 (training curves).  Other analyses add :class:`Section` objects to :func:`write_report`.
+
+Only finished runs are analysed (:func:`analysed_runs`, the one place the report chooses its
+runs): runs still running, interrupted, failed or pending are left out of every section unless
+``include_unfinished`` is set, and diverged and damaged runs always are (a diverged run's
+rows end before training went wrong, so its "selected" checkpoint would be the untrained one;
+a damaged run's rows cannot be read).  The overview names every run left out.
 """
 
 from __future__ import annotations
@@ -64,6 +70,18 @@ def select_runs(store: RunStore, settings: Sequence[str] = (), methods: Sequence
     return index
 
 
+UNFINISHED_STATES = ("running", "interrupted", "failed", "pending")
+"""States whose runs' recorded rows enter the analyses only with ``include_unfinished``."""
+
+
+def analysed_runs(index: pd.DataFrame, include_unfinished: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(analysed, left_out)``: the finished runs of ``index`` (and, with ``include_unfinished``, those in
+    :data:`UNFINISHED_STATES`), and the others, which no analysis may read."""
+    keep = ("finished", *UNFINISHED_STATES) if include_unfinished else ("finished",)
+    analysed = index["state"].isin(keep)
+    return index[analysed], index[~analysed]
+
+
 def _matches(column: pd.Series, key: str, values: Sequence[Any]) -> pd.Series:
     """Rows of ``column`` equal to one of ``values``: numerically for numeric columns (``1e-3`` matches
     ``0.001``), as text otherwise."""
@@ -76,8 +94,13 @@ def _matches(column: pd.Series, key: str, values: Sequence[Any]) -> pd.Series:
     return column.astype(str).isin([str(v) for v in values])
 
 
-def overview_section(index: pd.DataFrame, configured: pd.DataFrame, out_dir: Path) -> Section:
-    """Run counts per configuration; ``configured`` holds the rows with :func:`by_configuration`'s setting names."""
+def overview_section(index: pd.DataFrame, configured: pd.DataFrame, out_dir: Path,
+                     analysed_ids: Sequence[str] | None = None) -> Section:
+    """Run counts per configuration and the runs left out of the analyses (all runs of ``index`` but
+    ``analysed_ids``, default: none left out); ``configured`` holds the rows with :func:`by_configuration`'s
+    setting names."""
+    if analysed_ids is None:
+        analysed_ids = index["run_id"].tolist()
     names = configured.groupby("run_id")["setting"].first()
     counts = (index.assign(setting=index["run_id"].map(names).fillna(index["setting"]))
               .groupby(["setting", "mode", "method", "state"]).size().rename("runs").reset_index())
@@ -95,11 +118,18 @@ def overview_section(index: pd.DataFrame, configured: pd.DataFrame, out_dir: Pat
                            "than the task set: STL and MTL runs are paired only when init, data order, steps and "
                            "optimizer agree, so these are compared only within their own configuration, shown as "
                            "<code>setting [key=value ...]</code> below.")
-    problems = index[index["state"].isin(["diverged", "failed"])]
-    if len(problems):
-        body += table_html(problems[["run_id", "state", "last_step", "message"]], out_dir, "problem_runs",
-                           "Runs that diverged (non-finite loss) or failed; they are excluded from nothing "
-                           "but contribute only the rows they recorded.")
+    left_out = index[~index["run_id"].isin(analysed_ids)]
+    if len(left_out):
+        body += table_html(left_out[["run_id", "state", "last_step", "message"]], out_dir, "left_out_runs",
+                           "Runs left out of every analysis below: only finished runs are analysed (rerun the "
+                           "study to finish interrupted, failed and damaged runs; `mtlens report "
+                           "--include-unfinished` analyses the rows that running, interrupted and failed runs have "
+                           "recorded so far). Diverged runs are never analysed.")
+    unfinished = index[index["run_id"].isin(analysed_ids) & (index["state"] != "finished")]
+    if len(unfinished):
+        body += table_html(unfinished[["run_id", "state", "last_step"]], out_dir, "unfinished_runs",
+                           "Unfinished runs analysed at the user's request (--include-unfinished): every "
+                           "number below includes the rows they recorded so far.")
     return Section("Overview", body, "overview")
 
 
@@ -256,28 +286,36 @@ def study_summary(transfer: pd.DataFrame, onsets: pd.DataFrame, rows: pd.DataFra
 
 def write_report(store: RunStore, out_dir: str | Path, settings: Sequence[str] = (), methods: Sequence[str] = (),
                  noise_multiplier: float = 2.0, extra_sections: Sequence[SectionBuilder] = (),
-                 where: dict[str, Sequence[Any]] | None = None, formats: Sequence[str] = ()) -> Path:
+                 where: dict[str, Sequence[Any]] | None = None, include_unfinished: bool = False,
+                 formats: Sequence[str] = ()) -> Path:
     """Write ``out_dir/report.html`` (self-contained, interactive figures), ``tables/`` (CSV) and
     ``figures/`` (each figure's Vega-Lite spec, plus static copies in ``formats``, e.g. ``("png",
-    "pdf")``); return the HTML path."""
+    "pdf")``); return the HTML path.
+
+    Only the runs :func:`analysed_runs` keeps enter any section; the overview names the others."""
     unknown = sorted(set(formats) - set(STATIC_FORMATS))
     if unknown:
         raise ConfigError(f"--formats: unknown figure format(s) {', '.join(unknown)}; valid: "
                           f"{', '.join(STATIC_FORMATS)}")
     out_dir = Path(out_dir)
+    selection = f"settings={list(settings)} methods={list(methods)}{f' where={where}' if where else ''}"
     index = select_runs(store, settings, methods, where)
     if index.empty:
-        raise MtlensError(f"no runs in {store.root} match settings={list(settings)} methods={list(methods)}"
-                          f"{f' where={where}' if where else ''}")
+        raise MtlensError(f"no runs in {store.root} match {selection}")
+    analysed, left_out = analysed_runs(index, include_unfinished)
+    if analysed.empty:
+        raise MtlensError(f"no finished runs in {store.root} match {selection}; left out: "
+                          + ", ".join(f"{r.run_id} ({r.state})" for r in left_out.itertuples()))
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = store.trajectories(index["run_id"].tolist())
-    configured, task_info = by_configuration(index, rows, store.task_info())
+    rows = store.trajectories(analysed["run_id"].tolist())
+    configured, task_info = by_configuration(analysed, rows, store.task_info())
     transfer = transfer_table(configured, task_info)
     gap, onsets = gap_section(configured, out_dir, noise_multiplier)
-    sections = [summary_section(transfer, onsets, configured, out_dir), overview_section(index, configured, out_dir),
+    sections = [summary_section(transfer, onsets, configured, out_dir),
+                overview_section(index, configured, out_dir, analysed["run_id"].tolist()),
                 transfer_section(transfer, out_dir), gap, training_section(configured, out_dir)]
     for build in (*DEFAULT_SECTIONS, *extra_sections):
-        sections += build(store, index, rows, out_dir)
+        sections += build(store, analysed, rows, out_dir)
     path = out_dir / "report.html"
     path.write_text(render_html(sections, f"mtlens report — {', '.join(sorted(index['setting'].unique()))}"),
                     encoding="utf-8")

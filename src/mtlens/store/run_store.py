@@ -11,6 +11,8 @@ Layout under the store root::
     runs/<run_id>/selected/<task>-<step>.pt  model weights at a task's validation-selected step
                                      (only with ``save_selected_models``)
     runs/<run_id>/.lock              held (flock) by the process training the run
+    runs/<run_id>/**/.<name>.*.tmp   left by a process killed inside an atomic write; removed when
+                                     the run's lock is next taken (:meth:`RunStore.remove_stale_tmp`)
     tables/<name>.parquet            tables computed from runs (experiment manifests, analyses of checkpoints)
 
 Trajectory rows are tidy: one row per (run, task, step, quantity) with the columns
@@ -19,6 +21,13 @@ complete files only.  Rows recorded after the last checkpoint are discarded on r
 (:meth:`RunStore.discard_parts_after`) and recomputed, so a resumed run has neither lost
 nor duplicated rows.  Selected models are named by step and pruned only after a checkpoint
 (:meth:`RunStore.keep_selected_models`), so the checkpoint's selection always has its file.
+
+Runs in the index (:meth:`RunStore.runs`) are in one of :data:`INDEX_STATES`: the stored state,
+except that a ``running`` run whose lock nobody holds is ``interrupted`` (its process died;
+rerunning resumes it), a run without status is ``pending`` and a run with a file that cannot be
+read is ``damaged`` (:meth:`RunStore.damaged_files` names it; rerunning retrains what cannot be
+trusted).  Every reader raises :class:`~mtlens.errors.DamagedStoreError` naming the file and
+the run instead of a bare parser error; :meth:`RunStore.check` verifies a whole store.
 """
 
 from __future__ import annotations
@@ -27,13 +36,16 @@ import fcntl
 import json
 import os
 import time
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Collection, Iterator
 
 import pandas as pd
+import pyarrow.parquet as pq
 
-from mtlens.store.atomic import atomic_write, atomic_write_json, read_json
+from mtlens.errors import DamagedStoreError
+from mtlens.store.atomic import TMP_SUFFIX, atomic_write, atomic_write_json, read_json
 
 ROW_COLUMNS = ["run_id", "setting", "mode", "method", "seed", "task", "step", "epoch", "quantity", "value"]
 """Columns of every trajectory table."""
@@ -41,6 +53,10 @@ ROW_COLUMNS = ["run_id", "setting", "mode", "method", "seed", "task", "step", "e
 STATES = ("running", "finished", "diverged", "failed")
 DONE_STATES = ("finished", "diverged")
 """States in which a run is complete and is never trained again."""
+INDEX_STATES = (*STATES, "interrupted", "pending", "damaged")
+"""States :meth:`RunStore.runs` shows (see the module docstring)."""
+JSON_FILES = ("config.json", "status.json", "tasks.json")
+"""A run's JSON files, each a JSON object."""
 
 
 class RunLockedError(RuntimeError):
@@ -85,10 +101,14 @@ class RunStore:
     # -- config and status ---------------------------------------------------------------
     def write_config(self, run_id: str, config: dict[str, Any], ignore: Collection[str] = ()) -> None:
         """Write the run's config; an existing run must have the same config except for ``ignore`` keys
-        (e.g. the device, which may change when a run is resumed elsewhere; the first value is kept)."""
+        (e.g. the device, which may change when a run is resumed elsewhere; the first value is kept).
+        A damaged ``config.json`` is replaced (the run id, a hash of the config, says it is this config)."""
         path = self.run_dir(run_id) / "config.json"
-        if path.exists():
-            existing = read_json(path)
+        try:
+            existing = self.config(run_id) if path.exists() else None
+        except DamagedStoreError:
+            existing = None
+        if existing is not None:
             if {k: v for k, v in existing.items() if k not in ignore} != {
                     k: v for k, v in config.items() if k not in ignore}:
                 raise ValueError(f"run {run_id} exists in {self.root} with a different config")
@@ -96,7 +116,16 @@ class RunStore:
         atomic_write_json(path, config)
 
     def config(self, run_id: str) -> dict[str, Any]:
-        return read_json(self.run_dir(run_id) / "config.json")
+        return self._read_json(run_id, "config.json")
+
+    def _read_json(self, run_id: str, name: str) -> dict[str, Any]:
+        """The JSON object in the run's file ``name``; :class:`DamagedStoreError` naming it if unreadable."""
+        path = self.run_dir(run_id) / name
+        try:
+            return _json_object(path)
+        except ValueError as err:
+            raise DamagedStoreError(f"run {run_id}: {path} is damaged ({err}); rerun the run to rewrite what it "
+                                    f"can, or delete {self.run_dir(run_id)}") from None
 
     def write_task_info(self, run_id: str, info: dict[str, Any]) -> None:
         """Write what analysis needs to know about the run's tasks (metric directions,
@@ -104,13 +133,18 @@ class RunStore:
         atomic_write_json(self.run_dir(run_id) / "tasks.json", info)
 
     def task_info(self) -> dict[tuple[str, str], dict[str, Any]]:
-        """``(setting, task) -> info``, merged over all runs (the same in every run of a setting)."""
+        """``(setting, task) -> info``, merged over all runs (the same in every run of a setting);
+        runs whose ``config.json`` or ``tasks.json`` is damaged are skipped (the index shows them
+        ``damaged`` and analyses leave them out)."""
         merged: dict[tuple[str, str], dict[str, Any]] = {}
         for run_id in self.run_ids():
-            path = self.run_dir(run_id) / "tasks.json"
-            if path.exists():
-                setting = self.config(run_id)["setting"]
-                merged.update({(setting, task): info for task, info in read_json(path).items()})
+            if (self.run_dir(run_id) / "tasks.json").exists():
+                try:
+                    setting = self.config(run_id)["setting"]
+                    info = self._read_json(run_id, "tasks.json")
+                except DamagedStoreError:
+                    continue
+                merged.update({(setting, task): value for task, value in info.items()})
         return merged
 
     def set_status(self, run_id: str, state: str, step: int, message: str = "", **extra: Any) -> None:
@@ -122,12 +156,90 @@ class RunStore:
         )
 
     def status(self, run_id: str) -> dict[str, Any] | None:
+        """The stored status (``None`` before the first one); :class:`DamagedStoreError` if unreadable."""
         path = self.run_dir(run_id) / "status.json"
-        return read_json(path) if path.exists() else None
+        return self._read_json(run_id, "status.json") if path.exists() else None
+
+    def done_state(self, run_id: str) -> str | None:
+        """The stored state if it is one of :data:`DONE_STATES` (``None`` otherwise or if unreadable)."""
+        try:
+            state = (self.status(run_id) or {}).get("state")
+        except DamagedStoreError:
+            return None
+        return state if state in DONE_STATES else None
 
     def is_done(self, run_id: str) -> bool:
-        status = self.status(run_id)
-        return status is not None and status["state"] in DONE_STATES
+        """Complete and intact: a done state and no damaged file (a damaged run is trained again)."""
+        return self.done_state(run_id) is not None and not self.damaged_files(run_id)
+
+    def is_locked(self, run_id: str) -> bool:
+        """Whether some process (this one included) holds the run's lock right now."""
+        path = self.run_dir(run_id) / ".lock"
+        if not path.exists():
+            return False
+        with open(path, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return False
+
+    # -- integrity -------------------------------------------------------------------------
+    def damaged_files(self, run_id: str, deep: bool = False) -> dict[str, str]:
+        """Run file (relative to the run directory) -> why it cannot be read.
+
+        Checks that the JSON files parse to objects, that the Parquet files have a valid footer
+        and the ``.pt`` files (zip archives written by ``torch.save``) a valid central directory:
+        cheap checks that catch truncated and overwritten files.  ``deep`` also reads every
+        Parquet file and verifies the CRC of every member of every ``.pt`` file."""
+        run_dir = self.run_dir(run_id)
+        damaged = {}
+        for name in JSON_FILES:
+            if (run_dir / name).exists():
+                try:
+                    _json_object(run_dir / name)
+                except ValueError as err:
+                    damaged[name] = str(err)
+        files = [run_dir / "trajectory.parquet", *sorted(self._parts_dir(run_id).glob("*.parquet")),
+                 self.checkpoint_path(run_id), *sorted((run_dir / "selected").glob("*.pt"))]
+        for path in files:
+            if path.exists():
+                problem = _unreadable(path, deep)
+                if problem:
+                    damaged[str(path.relative_to(run_dir))] = problem
+        return damaged
+
+    def stale_tmp_files(self, run_id: str | None = None) -> list[Path]:
+        """Temporary files of interrupted atomic writes: of the run ``run_id``, or anywhere in the store."""
+        root = self.root if run_id is None else self.run_dir(run_id)
+        return sorted(root.rglob(f".*{TMP_SUFFIX}")) if root.exists() else []
+
+    def remove_stale_tmp(self, run_id: str) -> list[Path]:
+        """Delete the run's temporary files of interrupted writes; only call while holding its lock
+        (no writer of the run is then in flight).  Returns the deleted paths."""
+        stale = self.stale_tmp_files(run_id)
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return stale
+
+    def check(self) -> pd.DataFrame:
+        """Verify the whole store (deeply, see :meth:`damaged_files`): one row per problem,
+        ``run_id`` (empty outside runs), ``path``, ``problem``; empty if the store is intact."""
+        records = []
+        for run_id in self.run_ids():
+            for name, problem in self.damaged_files(run_id, deep=True).items():
+                records.append({"run_id": run_id, "path": str(self.run_dir(run_id) / name), "problem": problem})
+        for path in sorted((self.root / "tables").glob("*.parquet")):
+            problem = _unreadable(path, deep=True)
+            if problem:
+                records.append({"run_id": "", "path": str(path), "problem": problem})
+        for path in self.stale_tmp_files():
+            run_id = path.relative_to(self.root).parts[1] if path.is_relative_to(self.root / "runs") else ""
+            records.append({"run_id": run_id, "path": str(path),
+                            "problem": "temporary file of an interrupted write (removed when the run is rerun; "
+                                       "safe to delete when no mtlens process is writing)"})
+        return pd.DataFrame.from_records(records, columns=["run_id", "path", "problem"])
 
     @contextmanager
     def lock(self, run_id: str) -> Iterator[None]:
@@ -170,7 +282,7 @@ class RunStore:
             if part_step > step:
                 (self._parts_dir(run_id) / f"{part_step:012d}.parquet").unlink()
 
-    def finalize(self, run_id: str, state: str, step: int, message: str = "") -> None:
+    def finalize(self, run_id: str, state: str, step: int, message: str = "", **extra: Any) -> None:
         """Merge the parts into ``trajectory.parquet`` and mark the run ``state``.
 
         Order matters for crash safety: the merged table is written atomically, then
@@ -178,7 +290,7 @@ class RunStore:
         """
         frame = self._read_parts(run_id)
         atomic_write(self.run_dir(run_id) / "trajectory.parquet", lambda tmp: frame.to_parquet(tmp, index=False))
-        self.set_status(run_id, state, step, message)
+        self.set_status(run_id, state, step, message, **extra)
         for part_step in self.part_steps(run_id):
             (self._parts_dir(run_id) / f"{part_step:012d}.parquet").unlink()
 
@@ -186,14 +298,34 @@ class RunStore:
         steps = self.part_steps(run_id)
         if not steps:
             return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in ROW_COLUMNS})
-        # one read of all parts (half the time of reading and concatenating them one by one)
-        return pd.read_parquet([self._parts_dir(run_id) / f"{s:012d}.parquet" for s in steps])
+        paths = [self._parts_dir(run_id) / f"{s:012d}.parquet" for s in steps]
+        try:  # one read of all parts (half the time of reading and concatenating them one by one)
+            return pd.read_parquet(paths)
+        except (OSError, ValueError):  # a damaged part: read them one by one to name it
+            return pd.concat([self._read_parquet(run_id, path) for path in paths], ignore_index=True)
+
+    def _read_parquet(self, run_id: str, path: Path) -> pd.DataFrame:
+        try:
+            return pd.read_parquet(path)
+        except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+            raise DamagedStoreError(f"run {run_id}: {path} is damaged ({type(err).__name__}: {err}); rerun the "
+                                    f"run to retrain what it lost") from None
+
+    def reset_run(self, run_id: str, **extra: Any) -> None:
+        """Delete everything the run recorded (rows, checkpoint, selected models) before training it from
+        scratch; its status says ``running`` at step 0 (with ``extra``) first, so no reader takes it for
+        complete."""
+        self.set_status(run_id, "running", 0, **extra)
+        (self.run_dir(run_id) / "trajectory.parquet").unlink(missing_ok=True)
+        self.discard_parts_after(run_id, -1)
+        self.checkpoint_path(run_id).unlink(missing_ok=True)
+        self.keep_selected_models(run_id, {})
 
     def trajectory(self, run_id: str) -> pd.DataFrame:
         """All rows of one run, sorted by step (finished runs and runs in progress alike)."""
         merged = self.run_dir(run_id) / "trajectory.parquet"
-        if self.is_done(run_id) and merged.exists():
-            frame = pd.read_parquet(merged)
+        if self.done_state(run_id) and merged.exists():
+            frame = self._read_parquet(run_id, merged)
         else:
             frame = self._read_parts(run_id)
         return frame.sort_values(["step", "task", "quantity"], kind="stable").reset_index(drop=True)
@@ -206,19 +338,29 @@ class RunStore:
         return sorted(p.name for p in runs.iterdir() if (p / "config.json").exists())
 
     def runs(self) -> pd.DataFrame:
-        """One row per run: its config (lists and dicts as JSON strings) and its status, as a DataFrame."""
+        """One row per run: its config (lists and dicts as JSON strings) and its status, as a DataFrame.
+
+        ``state`` is one of :data:`INDEX_STATES` (see the module docstring); a damaged run's
+        ``message`` names its damaged files, and its config columns are empty if ``config.json`` is."""
         records = []
         for run_id in self.run_ids():
-            config = self.config(run_id)
-            status = self.status(run_id) or {"state": "pending", "step": 0, "message": ""}
+            damaged = self.damaged_files(run_id)
+            config = {} if "config.json" in damaged else self.config(run_id)
+            status = {} if "status.json" in damaged else self.status(run_id) or {}
             flat = {k: json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v
                     for k, v in config.items()}
-            flat["tasks"] = ",".join(config.get("tasks") or [])
-            flat["mode"] = "stl" if len(config.get("tasks") or []) == 1 else "mtl"
-            records.append(
-                {"run_id": run_id, **flat, "state": status["state"], "last_step": status["step"],
-                 "message": status.get("message", "")}
-            )
+            if config:
+                flat["tasks"] = ",".join(config.get("tasks") or [])
+                flat["mode"] = "stl" if len(config.get("tasks") or []) == 1 else "mtl"
+            state = status.get("state", "pending")
+            if damaged:
+                state = "damaged"
+            elif state in ("running", "pending") and (self.run_dir(run_id) / ".lock").exists():
+                state = "running" if self.is_locked(run_id) else "interrupted"
+            message = ("damaged: " + "; ".join(f"{name} ({why})" for name, why in damaged.items())
+                       if damaged else status.get("message", ""))
+            records.append({"run_id": run_id, **flat, "state": state, "last_step": status.get("step", 0),
+                            "message": message})
         return pd.DataFrame.from_records(records)
 
     def trajectories(self, run_ids: list[str] | None = None) -> pd.DataFrame:
@@ -240,7 +382,12 @@ class RunStore:
 
     def table(self, name: str) -> pd.DataFrame:
         """The table ``name`` written by :meth:`write_table`."""
-        return pd.read_parquet(self.root / "tables" / f"{name}.parquet")
+        path = self.root / "tables" / f"{name}.parquet"
+        try:
+            return pd.read_parquet(path)
+        except (OSError, ValueError) as err:
+            raise DamagedStoreError(f"table {name}: {path} is damaged ({type(err).__name__}: {err}); rerun the "
+                                    f"command that wrote it") from None
 
     def table_names(self, prefix: str = "") -> list[str]:
         """Names of the stored tables starting with ``prefix``, sorted."""
@@ -248,6 +395,34 @@ class RunStore:
         if not tables.exists():
             return []
         return sorted(p.stem for p in tables.glob("*.parquet") if p.stem.startswith(prefix))
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; ``ValueError`` saying why if it is not one."""
+    try:
+        value = read_json(path)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"{type(err).__name__}: {err}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"a JSON object was expected, got {type(value).__name__}")
+    return value
+
+
+def _unreadable(path: Path, deep: bool) -> str:
+    """Why the Parquet or ``.pt`` file ``path`` cannot be read, or ``""`` (see :meth:`RunStore.damaged_files`)."""
+    try:
+        if path.suffix == ".parquet" and deep:
+            pq.read_table(path)
+        elif path.suffix == ".parquet":
+            pq.read_metadata(path)
+        else:
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip() if deep else None
+            if bad is not None:
+                return f"checksum mismatch in member {bad}"
+    except Exception as err:  # any parser error means the file cannot be trusted
+        return f"{type(err).__name__}: {err}"
+    return ""
 
 
 def _dtype(column: str) -> str:

@@ -23,6 +23,12 @@ probes keeps the run id it had before probes existed.
 ``mixed_precision: bf16`` runs the training forward passes and losses under
 ``torch.autocast`` with bfloat16 (no loss scaling needed); evaluation stays in float32.
 
+``threads`` is the number of torch intra-op threads the run trains under (default 1, the same
+whatever the machine or the number of sweep workers).  Results depend on it in the last bits
+(reductions are split differently), so the trainer sets it for the run, records it in the
+run's status and checkpoint, and refuses to resume a run under another count.  It is not part
+of the run identity (run ids stay what they were before it existed).
+
 ``save_selected_models: true`` keeps, per task, the model weights at the task's
 validation-selected checkpoint (the step :func:`mtlens.analysis.transfer.selected_checkpoints`
 selects), for analyses of the selected model such as the corruptions experiment; it costs one
@@ -57,6 +63,11 @@ FLAT_PROBE_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
 
 PROBE_KEYS = ("probes", "probe_sample_size", "probe_first_epoch", "probe_growth", "probe_options", *FLAT_PROBE_KEYS)
 """Config keys of the probes (left out of the identity of a run without probes)."""
+
+
+RUN_ENVIRONMENT_KEYS = ("device", "threads")
+"""Config keys that say where and how a run is executed, not what it computes: outside the run
+identity, and free to differ from the first stored config when a run is resumed."""
 
 
 def _probe_default(probe: str, option: str) -> Any:
@@ -114,6 +125,7 @@ class RunConfig(BaseModel):
     probe_growth: float = Field(default=2.0, gt=1)
     probe_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     device: str = "cpu"
+    threads: int = Field(default=1, gt=0)
     mixed_precision: Literal["off", "bf16"] = "off"
     save_selected_models: bool = False
 
@@ -204,11 +216,12 @@ class RunConfig(BaseModel):
         return validate_probe_options(probe, self.probe_options.get(probe))
 
     def identity(self) -> dict[str, Any]:
-        """The fields that define the run's trajectory: :meth:`to_dict` but the device, without the probe
+        """The fields that define the run's trajectory: :meth:`to_dict` but the device and the thread count
+        (which changes only the last bits and is checked on resume instead), without the probe
         keys when ``probes`` is empty, without ``mixed_precision`` when it is ``'off'`` and without
         ``save_selected_models`` when it is false (so such runs keep the ids they had before those
         options existed)."""
-        exclude = {"device"} | (set(PROBE_KEYS) if not self.probes else set())
+        exclude = set(RUN_ENVIRONMENT_KEYS) | (set(PROBE_KEYS) if not self.probes else set())
         if self.mixed_precision == "off":
             exclude.add("mixed_precision")
         if not self.save_selected_models:

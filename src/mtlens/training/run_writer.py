@@ -76,13 +76,15 @@ class RunWriter:
         """Delete the rows recorded after ``step`` (``-1``: all rows)."""
         self.store.discard_parts_after(self.run_id, step)
 
-    def mark_running(self, step: int) -> None:
-        self.store.set_status(self.run_id, "running", step)
+    def mark_running(self, step: int, **extra: Any) -> None:
+        """State ``running`` at ``step`` (a checkpoint was written); ``extra`` goes into the status."""
+        self.store.set_status(self.run_id, "running", step, **extra)
 
     def mark_failed(self, step: int, message: str) -> None:
         """State ``failed``: the rows stay as parts, so the run can be resumed."""
         self.store.set_status(self.run_id, "failed", step, message)
 
-    def finish(self, state: str, step: int, message: str = "") -> None:
-        """Merge the rows into the run's trajectory and mark it ``state`` (``finished`` or ``diverged``)."""
-        self.store.finalize(self.run_id, state, step, message)
+    def finish(self, state: str, step: int, message: str = "", **extra: Any) -> None:
+        """Merge the rows into the run's trajectory and mark it ``state`` (``finished`` or ``diverged``);
+        ``extra`` goes into the status."""
+        self.store.finalize(self.run_id, state, step, message, **extra)

@@ -33,19 +33,33 @@ synchronisation per step; the check is read at the next record or probe step, be
 anything is written, so no row or checkpoint after the first non-finite step is kept (the
 steps in between are computed and thrown away).  A finished or diverged run is never
 trained again.
+
+Threads.  The run trains under ``config.threads`` torch intra-op threads (set for the run and
+restored after it); the count is recorded in the status and the checkpoint, and resuming under
+another count raises :class:`ThreadCountError` (rerun with the recorded count) instead of mixing
+rows computed under both.
+
+Damaged files.  A run with a file that cannot be read (:meth:`RunStore.damaged_files`) is never
+taken as complete: rerunning it rewrites a damaged ``config.json``/``tasks.json``, drops a
+damaged checkpoint of a complete run, and otherwise resumes from the checkpoint only if the
+checkpoint loads and every row part and selected model up to it is intact -- else it retrains
+from scratch (with a :class:`DamagedRunWarning` naming the files), never mixing kept and lost rows.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from typing import Any
+import warnings
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from mtlens.aggregators import make_method
+from mtlens.errors import MtlensError
 from mtlens.models import MultiTaskModel, build_model
 from mtlens.seeding import derived_seed
 from mtlens.training.probe_runner import ProbeRunner, probe_steps
@@ -54,9 +68,28 @@ from mtlens.settings.base import SPLITS
 from mtlens.store import RunStore, atomic_write
 from mtlens.tasks import Task, selection_scores
 from mtlens.training.batches import BatchStream
-from mtlens.training.config import RunConfig, load_configured_setting, resolve_config
+from mtlens.training.config import RUN_ENVIRONMENT_KEYS, RunConfig, load_configured_setting, resolve_config
 from mtlens.training.evaluate import evaluate_tasks, train_eval_rows
 from mtlens.training.run_writer import RunIdentity, RunWriter, task_info
+
+
+class ThreadCountError(MtlensError):
+    """A run was resumed under another torch thread count than it was trained under."""
+
+
+class DamagedRunWarning(UserWarning):
+    """Files of a run could not be read; what they held is rewritten or retrained."""
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the body under ``count`` torch intra-op threads, restoring the previous count after."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def make_optimizer(config: RunConfig, model: MultiTaskModel) -> torch.optim.Optimizer:
@@ -82,11 +115,21 @@ def train_run(config: RunConfig, store: RunStore, setting: Setting | None = None
     if store.is_done(run_id):
         return store.status(run_id)["state"]
     with store.lock(run_id):
+        store.remove_stale_tmp(run_id)
         if store.is_done(run_id):  # another process finished it before we took the lock
             return store.status(run_id)["state"]
+        damaged = store.damaged_files(run_id)
+        if damaged:
+            warnings.warn(f"run {run_id}: damaged files {damaged} in {store.run_dir(run_id)}; rewriting or "
+                          f"retraining what they held", DamagedRunWarning, stacklevel=2)
         writer = RunWriter(store, trainer_identity(config))
-        writer.open(config.to_dict(), task_info(setting.select(config.tasks)), ignore=("device",))
-        return _Run(config, setting, writer).train(progress)
+        writer.open(config.to_dict(), task_info(setting.select(config.tasks)), ignore=RUN_ENVIRONMENT_KEYS)
+        done = store.done_state(run_id)
+        if done and set(store.damaged_files(run_id)) <= {"checkpoint.pt"}:  # complete rows: no need to resume
+            store.checkpoint_path(run_id).unlink(missing_ok=True)
+            return done
+        with torch_threads(config.threads):
+            return _Run(config, setting, writer).train(progress)
 
 
 def trainer_identity(config: RunConfig) -> RunIdentity:
@@ -150,7 +193,7 @@ class _Run:
                         return "diverged"
                     self._record(step)
                     self._checkpoint(step)
-        self.writer.finish("finished", step)
+        self.writer.finish("finished", step, threads=self.config.threads)
         return "finished"
 
     def _watch_divergence(self, losses: dict[str, torch.Tensor], step: int) -> None:
@@ -169,7 +212,8 @@ class _Run:
         if step == 0:
             return False
         bad = {t: v for t, v in zip(self.config.tasks, self.nonfinite_losses.tolist()) if not math.isfinite(v)}
-        self.writer.finish("diverged", step, f"non-finite loss at step {step}: {bad}")
+        self.writer.finish("diverged", step, f"non-finite loss at step {step}: {bad}",
+                           threads=self.config.threads)
         return True
 
     def _losses(self) -> dict[str, torch.Tensor]:
@@ -272,21 +316,26 @@ class _Run:
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
             "selected": self.selected,
+            "threads": self.config.threads,
         }
         atomic_write(self.store.checkpoint_path(self.run_id), lambda tmp: torch.save(state, tmp))
         self.store.keep_selected_models(self.run_id, {task: step for task, (_, step) in self.selected.items()})
-        self.writer.mark_running(step)
+        self.writer.mark_running(step, threads=self.config.threads)
 
     def _restore(self) -> int:
         """Load the last checkpoint (returning its step), or record step 0 of a fresh run."""
-        path = self.store.checkpoint_path(self.run_id)
-        if not path.exists():
-            self.writer.discard_after(-1)
-            self.store.keep_selected_models(self.run_id, {})
+        state = self._trusted_checkpoint()
+        if state is None:
+            self.store.reset_run(self.run_id, threads=self.config.threads)
             self._record(0)
             self._checkpoint(0)
             return 0
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        recorded = state.get("threads")  # absent in checkpoints of earlier versions: unknown, accepted
+        if recorded is not None and recorded != self.config.threads:
+            raise ThreadCountError(
+                f"run {self.run_id} was trained under {recorded} torch threads up to step {state['step']}; resuming "
+                f"it under {self.config.threads} would mix results computed both ways. Rerun with --threads "
+                f"{recorded} (config key threads: {recorded}).")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.method.load_state_dict(state["method"])
@@ -299,3 +348,34 @@ class _Run:
         self.writer.discard_after(state["step"])
         self.store.keep_selected_models(self.run_id, {task: step for task, (_, step) in self.selected.items()})
         return int(state["step"])
+
+    def _trusted_checkpoint(self) -> dict[str, Any] | None:
+        """The last checkpoint if it loads and every row part and selected model up to it is intact
+        (then the run resumes exactly); ``None`` -- with a :class:`DamagedRunWarning` -- if the run
+        must be retrained from scratch, or if there is no checkpoint."""
+        path = self.store.checkpoint_path(self.run_id)
+        if not path.exists():
+            return None
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=False)
+            step = int(state["step"])
+        except Exception as err:  # any failure to load means the checkpoint cannot be trusted
+            return self._untrusted(f"{path} cannot be loaded ({type(err).__name__}: {err})")
+        expected = [s for s in range(step + 1) if s == 0 or self._is_record_step(s) or s in self.probe_steps]
+        have = [s for s in self.store.part_steps(self.run_id) if s <= step]
+        if have != expected:
+            return self._untrusted(f"rows of steps {sorted(set(expected) - set(have))} before its checkpoint at "
+                                   f"step {step} are missing")
+        damaged = self.store.damaged_files(self.run_id)
+        needed = [f"parts/{s:012d}.parquet" for s in expected]
+        needed += [str(self.store.selected_model_path(self.run_id, task, at).relative_to(
+            self.store.run_dir(self.run_id))) for task, (_, at) in state["selected"].items()]
+        lost = {name: damaged.get(name, "missing") for name in needed
+                if name in damaged or not (self.store.run_dir(self.run_id) / name).exists()}
+        if lost:
+            return self._untrusted(f"files it needs are damaged or missing: {lost}")
+        return state
+
+    def _untrusted(self, why: str) -> None:
+        warnings.warn(f"run {self.run_id}: {why}; retraining it from scratch", DamagedRunWarning, stacklevel=3)
+        return None

@@ -1,0 +1,258 @@
+"""A damaged or interrupted store: every reader names the file and the run, `mtlens runs` shows
+`damaged`/`interrupted`, `runs --check` lists the problems, and a rerun retrains exactly what it
+cannot trust (its rows then equal an undamaged run's, bit for bit); files respect the umask;
+leftover temporary files are named and removed; local workers stop quietly when the driver dies."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from mtlens import RunStore
+from mtlens.cli import main
+from mtlens.errors import DamagedStoreError
+from mtlens.settings import load_setting
+from mtlens.store import atomic_write
+from mtlens.orchestration import SerialExecutor
+from mtlens.training import trainer
+from mtlens.training.config import parse_config, resolve_config
+from mtlens.training.trainer import DamagedRunWarning, ThreadCountError, train_run
+
+OPTIONS = {"n_train": 64, "n_val": 32, "n_test": 32}
+RAW = {"setting": "digits_pair", "epochs": 2, "batch_size": 32, "train_eval_size": 32, "probes": [],
+       "setting_options": OPTIONS, "save_selected_models": True}
+"""4 steps; rows and checkpoints at steps 0, 2 and 4; a selected model per task."""
+
+
+class Interrupt(BaseException):
+    """Stands for a kill: not an ``Exception``, so nothing marks the run failed."""
+
+
+def _train_until(store: RunStore, config, setting, step: int, monkeypatch) -> None:
+    """Train ``config`` and stop as a kill would right after the rows of ``step`` (before its checkpoint)."""
+    original = trainer._Run._checkpoint
+
+    def checkpoint_or_stop(self, at):
+        if at == step:
+            raise Interrupt
+        original(self, at)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer._Run, "_checkpoint", checkpoint_or_stop)
+        with pytest.raises(Interrupt):
+            train_run(config, store, setting=setting, progress=False)
+
+
+@pytest.fixture(scope="module")
+def setting():
+    return load_setting("digits_pair", **OPTIONS)
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory, setting):
+    """A finished run and the same run interrupted after the rows of step 4 (checkpoint at step 2)."""
+    config = resolve_config(parse_config(RAW), setting)
+    finished = RunStore(tmp_path_factory.mktemp("finished"))
+    train_run(config, finished, setting=setting, progress=False)
+    interrupted = RunStore(tmp_path_factory.mktemp("interrupted"))
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _train_until(interrupted, config, setting, 4, monkeypatch)
+    assert interrupted.part_steps(config.run_id) == [0, 2, 4]
+    return config, finished, interrupted
+
+
+def _copy(store: RunStore, tmp_path: Path) -> RunStore:
+    shutil.copytree(store.root, tmp_path / "store")
+    return RunStore(tmp_path / "store")
+
+
+def _garbage(path: Path) -> None:
+    path.write_bytes(b"\x80\x02garbage" * 10)
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+# (which store, file relative to the run directory, how it is damaged, the reader that must name it)
+DAMAGES = {
+    "status.json": ("finished", "status.json", lambda p: p.write_text('{"state": "finis'),
+                    lambda s, r: s.status(r)),
+    "config.json": ("finished", "config.json", lambda p: p.write_text("[1, 2"), lambda s, r: s.config(r)),
+    "tasks.json": ("finished", "tasks.json", lambda p: p.write_bytes(b"\xff\xfe\x00"), None),
+    "trajectory.parquet": ("finished", "trajectory.parquet", _truncate, lambda s, r: s.trajectory(r)),
+    "checkpoint.pt": ("interrupted", "checkpoint.pt", _garbage, None),
+    "parts/*.parquet": ("interrupted", "parts/000000000002.parquet", _truncate, lambda s, r: s.trajectory(r)),
+    "selected/*.pt": ("finished", "selected", _truncate, None),
+}
+
+
+@pytest.mark.parametrize("kind", list(DAMAGES))
+def test_a_damaged_file_is_named_listed_checked_and_retrained(kind, stores, setting, tmp_path, capsys):
+    config, finished, interrupted = stores
+    which, name, damage, reader = DAMAGES[kind]
+    store = _copy(finished if which == "finished" else interrupted, tmp_path)
+    run_id = config.run_id
+    path = store.run_dir(run_id) / name
+    if path.is_dir():
+        path = sorted(path.glob("*.pt"))[0]
+        name = str(path.relative_to(store.run_dir(run_id)))
+    damage(path)
+
+    if reader is not None:  # the reader names the file and the run instead of a bare parser error
+        with pytest.raises(DamagedStoreError, match=run_id) as err:
+            reader(store, run_id)
+        assert str(path) in str(err.value)
+    index = store.runs()
+    assert index["state"].tolist() == ["damaged"] and name in index["message"].iloc[0]
+    assert not store.is_done(run_id)
+    capsys.readouterr()
+    assert main(["runs", "--store", str(store.root), "--check"]) == 1
+    assert str(path) in capsys.readouterr().out
+
+    # A rerun rewrites or retrains what cannot be trusted: the rows equal the undamaged run's.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert train_run(config, store, setting=setting, progress=False) == "finished"
+    assert any(issubclass(w.category, DamagedRunWarning) for w in caught)
+    pd.testing.assert_frame_equal(store.trajectory(run_id), finished.trajectory(run_id))
+    assert store.runs()["state"].tolist() == ["finished"] and store.check().empty
+    assert main(["runs", "--store", str(store.root), "--check"]) == 0
+
+
+def test_a_rerun_resumes_from_a_checkpoint_it_can_trust(stores, setting, tmp_path, monkeypatch):
+    """A damaged part after the checkpoint is recomputed; nothing before it is retrained."""
+    config, finished, interrupted = stores
+    store = _copy(interrupted, tmp_path)
+    _truncate(store.run_dir(config.run_id) / "parts" / "000000000004.parquet")
+    resumed_from = []
+    original = trainer._Run._restore
+    monkeypatch.setattr(trainer._Run, "_restore", lambda self: resumed_from.append(original(self)) or resumed_from[-1])
+    assert train_run(config, store, setting=setting, progress=False) == "finished"
+    assert resumed_from == [2]
+    pd.testing.assert_frame_equal(store.trajectory(config.run_id), finished.trajectory(config.run_id))
+
+
+def test_report_and_index_survive_a_damaged_run(stores, tmp_path, capsys):
+    config, finished, _ = stores
+    store = _copy(finished, tmp_path)
+    (store.run_dir(config.run_id) / "config.json").write_text("{")
+    assert store.task_info() == {}  # the damaged run's task info is not trusted
+    assert main(["runs", "--store", str(store.root)]) == 0
+    captured = capsys.readouterr()
+    assert "damaged" in captured.out and "config.json" in captured.err
+    assert main(["report", "--store", str(store.root), "--out", str(tmp_path / "report")]) == 2
+    assert f"{config.run_id} (damaged)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_store_files_respect_the_umask(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        RunStore(tmp_path).set_status("r", "running", 0)
+        atomic_write(tmp_path / "table.csv", lambda tmp: tmp.write_text("x"))
+    finally:
+        os.umask(previous)
+    for path in (tmp_path / "runs" / "r" / "status.json", tmp_path / "table.csv"):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_run_whose_lock_nobody_holds_is_interrupted(stores, tmp_path):
+    config, _, interrupted = stores
+    store = _copy(interrupted, tmp_path)
+    assert store.status(config.run_id)["state"] == "running"
+    assert store.runs()["state"].tolist() == ["interrupted"]
+    with store.lock(config.run_id):
+        assert store.runs()["state"].tolist() == ["running"]
+    assert main(["runs", "--store", str(store.root), "--state", "interrupted"]) == 0
+
+
+def test_leftover_temporary_files_are_named_and_removed_on_rerun(stores, setting, tmp_path, capsys):
+    config, finished, interrupted = stores
+    for source, name in ((interrupted, "interrupted"), (finished, "finished")):
+        store = _copy(source, tmp_path / name)
+        run_dir = store.run_dir(config.run_id)
+        stale = [run_dir / ".status.json.x1y2.tmp", run_dir / "parts" / ".000000000004.parquet.abc.tmp"]
+        for path in stale:
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(b"")
+        capsys.readouterr()
+        assert main(["runs", "--store", str(store.root), "--check"]) == 1
+        out = capsys.readouterr().out
+        assert all(str(path) in out for path in stale)
+        # Rerunning (as a study or sweep does) removes them, whether the run is complete or not.
+        results = SerialExecutor().run(
+            [config], store, progress=False)
+        assert results["state"].tolist() == ["finished"]
+        assert not any(path.exists() for path in stale) and store.check().empty
+
+
+def test_a_run_trains_under_its_recorded_thread_count_and_refuses_another(stores, setting, tmp_path, monkeypatch):
+    config, finished, interrupted = stores
+    assert finished.status(config.run_id)["threads"] == config.threads == 1
+    assert torch.load(finished.checkpoint_path(config.run_id), weights_only=False)["threads"] == 1
+    two = config.model_copy(update={"threads": 2})
+    assert two.run_id == config.run_id and "threads" not in config.identity()  # run ids do not change
+
+    store = _copy(interrupted, tmp_path)
+    seen = []
+    original = trainer._Run._losses
+    monkeypatch.setattr(trainer._Run, "_losses", lambda self: seen.append(torch.get_num_threads()) or original(self))
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(ThreadCountError, match="--threads 1"):
+            train_run(two, store, setting=setting, progress=False)
+        assert seen == [] and torch.get_num_threads() == 2
+        assert train_run(config, store, setting=setting, progress=False) == "finished"
+        assert set(seen) == {1} and torch.get_num_threads() == 2  # set for the run, restored after
+    finally:
+        torch.set_num_threads(1)
+    pd.testing.assert_frame_equal(store.trajectory(config.run_id), finished.trajectory(config.run_id))
+
+
+DRIVER = textwrap.dedent("""
+    import sys
+    from mtlens import RunStore
+    from mtlens.orchestration import LocalExecutor
+    from mtlens.training.config import parse_config
+    import json
+    with LocalExecutor(workers=1) as executor:
+        executor.run([parse_config(json.loads(sys.argv[2]))], RunStore(sys.argv[1]), progress=False)
+""")
+
+
+def test_local_workers_stop_quietly_when_the_driver_is_killed(tmp_path):
+    raw = {**RAW, "save_selected_models": False, "epochs": 400}  # long enough to outlive its driver
+    run_id = resolve_config(parse_config(raw)).run_id
+    store, log = RunStore(tmp_path / "store"), tmp_path / "stderr.log"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    with open(log, "w") as stderr:
+        driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(store.root), json.dumps(raw)], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=stderr)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (store.run_dir(run_id) / "status.json").exists():
+        time.sleep(0.02)
+    assert store.is_locked(run_id), "the worker should be training"
+    assert store.status(run_id)["threads"] == 1  # the run's own count, whatever the executor
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline and store.is_locked(run_id):
+        time.sleep(0.05)
+    time.sleep(0.5)  # a traceback, if any, has been written
+    assert not store.is_locked(run_id), "the orphaned worker trained on"
+    assert store.runs()["state"].tolist() == ["interrupted"]
+    assert "Traceback" not in log.read_text() and "BrokenPipeError" not in log.read_text()

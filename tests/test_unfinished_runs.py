@@ -1,0 +1,125 @@
+"""No wrong number with exit 0: reports analyse finished runs only (naming the others), and a study
+waits for runs another process trains and exits non-zero when runs did not finish."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from mtlens import RunStore
+from mtlens.analysis.transfer import transfer_table
+from mtlens.cli import main
+from mtlens.training import trainer
+
+STUDY = ["study", "digits_pair", "--seeds", "1", "--epochs", "2", "--batch-size", "32", "--option", "n_train=128",
+         "--option", "n_val=48", "--option", "n_test=48", "--set", "probes=[]", "--set", "train_eval_size=64",
+         "--quiet"]
+"""A 1-seed study: STL a, STL b and MTL sum, 8 steps each, rows every epoch (steps 0, 4, 8)."""
+
+
+class Interrupt(BaseException):
+    """Stands for a kill of the study process."""
+
+
+@pytest.fixture(scope="module")
+def killed_study(tmp_path_factory):
+    """The study's store with its MTL run killed after its step-4 checkpoint, and the finished study's store."""
+    finished = tmp_path_factory.mktemp("finished") / "store"
+    assert main([*STUDY, "--store", str(finished)]) == 0
+    killed = tmp_path_factory.mktemp("killed") / "store"
+    original = trainer._Run._checkpoint
+
+    def checkpoint_then_kill(self, step):
+        original(self, step)
+        if self.config.mode == "mtl" and step == 4:
+            raise Interrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trainer._Run, "_checkpoint", checkpoint_then_kill)
+        with pytest.raises(Interrupt):
+            main([*STUDY, "--store", str(killed)])
+    return RunStore(killed), RunStore(finished)
+
+
+def _mtl_id(store: RunStore) -> str:
+    index = store.runs()
+    return index.loc[index["mode"] == "mtl", "run_id"].item()
+
+
+def test_report_leaves_out_and_names_an_unfinished_run(killed_study, tmp_path, capsys):
+    killed, finished = killed_study
+    mtl = _mtl_id(killed)
+    assert killed.runs().set_index("run_id")["state"].to_dict()[mtl] == "interrupted"
+    capsys.readouterr()
+    assert main(["report", "--store", str(killed.root), "--out", str(tmp_path / "report")]) == 0
+    assert f"{mtl} (interrupted)" in capsys.readouterr().err
+    tables = tmp_path / "report" / "tables"
+    assert pd.read_csv(tables / "left_out_runs.csv")["run_id"].tolist() == [mtl]
+    assert not (tables / "transfer.csv").exists()  # no finished MTL run to compare
+    assert mtl in (tmp_path / "report" / "report.html").read_text()
+
+    # Asked explicitly, the report analyses its rows so far -- and says so.
+    assert main(["report", "--store", str(killed.root), "--out", str(tmp_path / "with"), "--include-unfinished"]) == 0
+    assert f"{mtl} (interrupted)" in capsys.readouterr().err
+    transfer = pd.read_csv(tmp_path / "with" / "tables" / "transfer.csv")
+    assert (transfer["n_mtl"] == 1).all()
+    assert pd.read_csv(tmp_path / "with" / "tables" / "unfinished_runs.csv")["run_id"].tolist() == [mtl]
+    # ... which are not the finished run's (the numbers a report without the filter would have shown).
+    assert killed.trajectory(mtl)["step"].max() < finished.trajectory(mtl)["step"].max()
+
+
+def test_report_never_analyses_a_diverged_run(killed_study, tmp_path, capsys):
+    _, finished = killed_study
+    store = RunStore(shutil.copytree(finished.root, tmp_path / "store"))
+    mtl = _mtl_id(store)
+    store.set_status(mtl, "diverged", 5, "non-finite loss at step 5")  # its rows stay, as after a divergence
+    for extra in ([], ["--include-unfinished"]):
+        out = tmp_path / f"report{len(extra)}"
+        assert main(["report", "--store", str(store.root), "--out", str(out), *extra]) == 0
+        assert f"{mtl} (diverged)" in capsys.readouterr().err
+        assert not (out / "tables" / "transfer.csv").exists()
+
+
+def test_study_exits_nonzero_naming_runs_that_did_not_finish(tmp_path, monkeypatch, capsys):
+    original = trainer._Run.train
+
+    def failing_mtl(self, progress):
+        if self.config.mode == "mtl":
+            raise RuntimeError("out of memory")
+        return original(self, progress)
+
+    monkeypatch.setattr(trainer._Run, "train", failing_mtl)
+    store = tmp_path / "store"
+    assert main([*STUDY, "--store", str(store), "--report", str(tmp_path / "report")]) == 1
+    err = capsys.readouterr().err
+    mtl = _mtl_id(RunStore(store))
+    assert f"{mtl} (failed)" in err and "did not finish" in err
+    assert pd.read_csv(tmp_path / "report" / "tables" / "left_out_runs.csv")["run_id"].tolist() == [mtl]
+
+
+def test_two_concurrent_identical_studies_wait_for_each_other(tmp_path):
+    store, report = RunStore(tmp_path / "store"), tmp_path / "report"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    other = subprocess.Popen([sys.executable, "-m", "mtlens.cli", *STUDY, "--set", "epochs=4", "--store",
+                              str(store.root)], env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and not store.run_ids():  # the other study is training its first run
+        time.sleep(0.02)
+    assert other.poll() is None and store.run_ids()
+    # This study reaches the run the other one holds and must wait for it, not report it half-trained.
+    assert main([*STUDY, "--set", "epochs=4", "--store", str(store.root), "--report", str(report)]) == 0
+    assert other.wait(timeout=300) == 0, other.stderr.read()
+    index = store.runs()
+    assert (index["state"] == "finished").all() and len(index) == 3
+    assert not (report / "tables" / "left_out_runs.csv").exists()
+    reported = pd.read_csv(report / "tables" / "transfer.csv")
+    assert (reported[["n_stl", "n_mtl"]] == 1).all().all()
+    # The report holds the finished runs' numbers (not those of a run the other study was still training).
+    final = transfer_table(store.trajectories(), store.task_info())
+    pd.testing.assert_frame_equal(reported[final.columns], final.reset_index(drop=True), check_dtype=False)
