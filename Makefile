@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo test test-slow venv clean chromium
+.PHONY: demo test test-fast test-slow lint venv clean chromium
 
 venv: $(STAMP)
 
@@ -23,8 +23,18 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 demo: $(STAMP)
 	$(BIN)/mtlens study mnist_pair --seeds 3 --config configs/demo.yaml --store runs/demo --report reports/demo
 
-test: $(STAMP) chromium
+# Everything CI enforces: lint, type check, then both test layers (unit and integration), slow tests excluded.
+test: lint $(STAMP) chromium
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The inner loop: unit and property tests only (no training runs, subprocess kills, Ray or Chromium).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not integration"
+
+# ruff (rules in pyproject.toml [tool.ruff]) and mypy (pyproject.toml [tool.mypy], checks src/).
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy
 
 # Headless Chromium for the report's browser test (Debian package; CI runs as root).
 chromium:

@@ -104,7 +104,10 @@ def _study_experiment(args: argparse.Namespace) -> int:
     from mtlens.report.study_report import write_report
     from mtlens.store import RunStore
 
-    seeds = list(range(EXPERIMENT_SEEDS if args.seeds is None else args.seeds)) if args.seed_list is None else args.seed_list
+    if args.seed_list is None:
+        seeds = list(range(EXPERIMENT_SEEDS if args.seeds is None else args.seeds))
+    else:
+        seeds = args.seed_list
     options = _pairs(args.experiment_option or [], "--experiment-option")
     if args.methods:
         options["methods"] = [m for m in args.methods.split(",") if m]
@@ -241,9 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = sub.add_parser("sweep", help="sweep a hyperparameter grid, select by validation, train the seeds")
     sweep.add_argument("setting", help="setting name (see `mtlens settings`)")
-    sweep.add_argument("--grid", help="YAML file mapping config keys to value lists (default: the paper's lr x batch size)")
+    sweep.add_argument("--grid",
+                       help="YAML file mapping config keys to value lists (default: the paper's lr x batch size)")
     sweep.add_argument("--methods", default="sum", help="comma-separated MTL methods (default: sum)")
-    sweep.add_argument("--seeds", type=int, default=3, help="number of seeds 0..N-1 (default 3); the grid uses the first")
+    sweep.add_argument("--seeds", type=int, default=3,
+                       help="number of seeds 0..N-1 (default 3); the grid uses the first")
     sweep.add_argument("--seed-list", type=int, nargs="+", help="explicit seeds instead of --seeds")
     sweep.add_argument("--select-metric", help="validation metric to select by (default: each task's selection metric)")
     sweep.add_argument("--select-at", choices=["best", "final"], default="best",

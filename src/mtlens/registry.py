@@ -121,7 +121,8 @@ class Registry(Generic[T]):
         valid = self.options(name)
         unknown = sorted(set(options) - set(valid))
         if unknown:
-            raise ConfigError(f"{self.kind} {name!r} has no option(s) {unknown}; valid options: {sorted(valid) or 'none'}")
+            raise ConfigError(f"{self.kind} {name!r} has no option(s) {unknown}; "
+                              f"valid options: {sorted(valid) or 'none'}")
 
     def _load_builtins(self) -> None:
         if self._loaded:

@@ -47,7 +47,7 @@ def alignment_section(store: RunStore, index: pd.DataFrame, manifest: pd.DataFra
                               "task, STL and MTL (log scale).")
 
 
-def _alignment_figure(rows: pd.DataFrame) -> "plt.Figure":
+def _alignment_figure(rows: pd.DataFrame) -> plt.Figure:
     fig, (cos_ax, norm_ax) = plt.subplots(1, 2, figsize=(11, 3.6))
     for (mode, quantity, task), frame in rows[rows["quantity"].str.contains("cosine") & (rows["step"] > 0)
                                               & ~rows["quantity"].eq("probe/update_cosine")

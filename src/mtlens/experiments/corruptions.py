@@ -27,7 +27,8 @@ from mtlens.store import RunStore  # noqa: E402
 def corruptions_experiment(base: dict[str, Any], setting: Setting, seeds: Sequence[int]) -> ExperimentPlan:
     """STL per task and MTL (``sum``) per seed on an image setting (inputs ``(N, C, H, W)``)."""
     check_image_setting(setting)
-    return plan_runs("corruptions", base, setting, stl_and_mtl(setting, seeds, {"probes": [], "save_selected_models": True}))
+    overrides = {"probes": [], "save_selected_models": True}
+    return plan_runs("corruptions", base, setting, stl_and_mtl(setting, seeds, overrides))
 
 
 def corruptions_analysis(plan: ExperimentPlan, store: RunStore, setting: Setting) -> None:
@@ -55,7 +56,7 @@ def corruptions_section(store: RunStore, index: pd.DataFrame, manifest: pd.DataF
                               "one panel per corruption and task (mean over seeds).")
 
 
-def _corruption_figure(accuracy: pd.DataFrame) -> "plt.Figure":
+def _corruption_figure(accuracy: pd.DataFrame) -> plt.Figure:
     corruptions = [c for c in accuracy["corruption"].unique() if c != "none"]
     tasks = sorted(accuracy["task"].unique())
     fig, axes = plt.subplots(len(tasks), len(corruptions), figsize=(2.2 * len(corruptions), 2.3 * len(tasks)),

@@ -94,7 +94,7 @@ def loss_scale_section(store: RunStore, index: pd.DataFrame, manifest: pd.DataFr
     return "".join(parts) or "<p>No finished runs of the loss-scale experiment yet.</p>"
 
 
-def _loss_scale_figure(manifest: pd.DataFrame, rows: pd.DataFrame) -> "plt.Figure":
+def _loss_scale_figure(manifest: pd.DataFrame, rows: pd.DataFrame) -> plt.Figure:
     labelled = rows[rows["quantity"] == "val/error"].merge(manifest[["run_id", "optimizer", "scale"]], on="run_id")
     optimizers, tasks = sorted(labelled["optimizer"].unique()), sorted(labelled["task"].unique())
     scales = sorted(manifest["scale"].unique())
