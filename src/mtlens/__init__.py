@@ -3,6 +3,7 @@
 The public API in one place::
 
     from mtlens import Task, classification_task, register_setting, Setting, RunConfig, train_run, RunStore
+    from mtlens import Recorder, RecorderProbes   # record and probe your own training loop
 
 The names are imported on first use (PEP 562 ``__getattr__``), so that ``import mtlens.cli`` (and
 ``mtlens --help``) does not pay for torch, pandas and matplotlib.
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from mtlens.settings import Defaults, Setting, Split, TaskData, available_settings, load_setting, register_setting
     from mtlens.store import RunStore
     from mtlens.tasks import Task, binary_task, classification_task, regression_task
-    from mtlens.training import ConfigError, RunConfig, parse_config, train_run
+    from mtlens.training import ConfigError, Recorder, RecorderProbes, RunConfig, parse_config, train_run
 
 __version__ = "0.1.0"
 
@@ -31,14 +32,14 @@ _SOURCES = {
     "RunStore": "mtlens.store",
     "Task": "mtlens.tasks", "binary_task": "mtlens.tasks", "classification_task": "mtlens.tasks",
     "regression_task": "mtlens.tasks",
-    "ConfigError": "mtlens.training", "RunConfig": "mtlens.training", "parse_config": "mtlens.training",
-    "train_run": "mtlens.training",
+    "ConfigError": "mtlens.training", "Recorder": "mtlens.training", "RecorderProbes": "mtlens.training",
+    "RunConfig": "mtlens.training", "parse_config": "mtlens.training", "train_run": "mtlens.training",
 }
 
 __all__ = [
-    "ConfigError", "Defaults", "MultiTaskModel", "RunConfig", "RunStore", "Setting", "Split", "Task", "TaskData",
-    "available_settings", "binary_task", "build_model", "classification_task", "load_setting", "parse_config",
-    "regression_task", "register_setting", "train_run",
+    "ConfigError", "Defaults", "MultiTaskModel", "Recorder", "RecorderProbes", "RunConfig", "RunStore", "Setting",
+    "Split", "Task", "TaskData", "available_settings", "binary_task", "build_model", "classification_task",
+    "load_setting", "parse_config", "regression_task", "register_setting", "train_run",
 ]
 
 
