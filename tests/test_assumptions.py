@@ -162,8 +162,8 @@ def test_each_experiment_end_to_end_writes_its_report_section(tmp_path, capsys):
         assert f"Assumptions: {title}" in html
     # The optimizer and loss-scale grids have MTL runs only: the STL-vs-MTL training figures skip them by name.
     assert "MTL runs without STL runs of the same configuration" in html and "lr=0.1 optimizer=sgd" in html
-    assert not (out / "figures" / "training_digits_pair-lr-0.1-optimizer-sgd-probes-_sum.png").exists()
-    assert (out / "figures" / "training_digits_pair-lr-0.003-probes-save_selected_models-True-_sum.png").exists()
+    assert not (out / "figures" / "training_digits_pair-lr-0.1-optimizer-sgd-probes-_sum.vl.json").exists()
+    assert (out / "figures" / "training_digits_pair-lr-0.003-probes-save_selected_models-True-_sum.vl.json").exists()
     tables = out / "tables"
     optimizers = pd.read_csv(tables / "optimizers_digits_pair.csv")
     assert set(optimizers["optimizer"]) == {"adam", "sgd", "sgd_momentum"} and set(optimizers["method"]) == {"sum"}
@@ -182,7 +182,7 @@ def test_each_experiment_end_to_end_writes_its_report_section(tmp_path, capsys):
     corruptions = pd.read_csv(tables / "corruptions_digits_pair.csv")
     assert len(corruptions) == 2 * 2 * 10  # task x encoder x corruption
     assert corruptions["clean"].between(0, 1).all() and corruptions["severity_5"].between(0, 1).all()
-    assert (out / "figures" / "corruptions_digits_pair.png").exists()
+    assert (out / "figures" / "corruptions_digits_pair.vl.json").exists()
 
 
 def test_corruption_analysis_needs_the_selected_models(tmp_path):

@@ -110,7 +110,7 @@ def test_study_with_two_methods_reports_each_against_stl(tmp_path):
         for task in ("a", "b"):
             assert f'id="fig-gap_digits_pair_{method}_{task}"' in html
         assert f'id="fig-weights_digits_pair_{method}"' in html
-        assert (out / "figures" / f"weights_digits_pair_{method}.png").stat().st_size > 1000
+        assert (out / "figures" / f"weights_digits_pair_{method}.vl.json").stat().st_size > 1000
 
     rows = RunStore(store).trajectories()
     weights = rows[rows["quantity"] == "method/weight"]

@@ -1,25 +1,36 @@
 """The report that explains transfer, on a small real study (digits_pair, Adam with 2 seeds and
-SGD with 1 seed), with probe rows appended through the store; and the page in headless Chromium."""
+SGD with 1 seed), with probe rows appended through the store; and the page in headless Chromium:
+every interactive figure renders without JavaScript errors and the page has no horizontal overflow."""
 
 from __future__ import annotations
 
+import io
+import json
 import re
 import shutil
 import subprocess
 
+from pathlib import Path
+
+import altair
+import jsonschema
 import numpy as np
 import pandas as pd
 import pytest
 
 from mtlens.cli import main
 from mtlens.errors import ConfigError
+from mtlens.render.charts import export_static
 from mtlens.report.study_report import select_runs, write_report
 from mtlens.store import ROW_COLUMNS, RunStore
 from mtlens.orchestration.study import run_configs, study_configs
 
-SECTIONS = ("overview", "transfer", "gap", "training", "probes", "optimization", "correlations", "alignment",
+SECTIONS = ("summary", "overview", "transfer", "gap", "training", "probes", "optimization", "correlations", "alignment",
             "optimizers")
 TASK_PROBES = ("probe/grad_coherence", "probe/fisher_trace", "probe/sharpness")
+VEGA_LITE = jsonschema.Draft7Validator(json.loads(
+    (Path(altair.__file__).parent / "vegalite" / "v6" / "schema" / "vega-lite-schema.json").read_text()))
+"""The Vega-Lite v6 JSON schema (shipped with Altair, a test dependency) that every figure's spec must satisfy."""
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"]
 
@@ -97,19 +108,54 @@ def test_report_answers_the_papers_questions(report):
     for table in ("optimization_effect", "steps_to_loss", "alignment", "magnitude_ratio"):
         assert len(pd.read_csv(out / "tables" / f"{table}.csv")) > 0
 
-    # Every figure is embedded, written as PNG and PDF, and its caption says how many runs/units stand behind it.
-    figures = re.findall(r'<figure id="fig-([^"]+)"><img [^>]*src="data:image/png;base64,[^"]{100,}"/>'
-                         r'<figcaption>([^<]+)</figcaption>', html)
-    names = [name for name, _ in figures]
-    assert len(figures) == html.count("<figure")
-    for prefix in ("loss_ratio_", "probes_", "conflict_", "alignment_", "magnitude_ratio", "scatter_transfer_pct"):
+    # Every figure is embedded once as a Vega-Lite spec with its data (also written to figures/NAME.vl.json),
+    # and its caption says how many runs/units stand behind it; no static files unless asked for.
+    figures = re.findall(r'<figure id="fig-([^"]+)"><div class="chart"[^>]*></div>'
+                         r'<script type="application/json" class="vl-spec">(.+?)</script>'
+                         r'<figcaption>([^<]+)</figcaption></figure>', html)
+    names = [name for name, _, _ in figures]
+    assert len(figures) == html.count("<figure") and len(set(names)) == len(names)
+    for prefix in ("gap_", "training_", "loss_ratio_", "probes_", "conflict_", "alignment_",
+                   "magnitude_ratio", "scatter_transfer_pct"):
         assert any(name.startswith(prefix) for name in names), prefix
-    for name, caption in figures:
+    for name, spec, caption in figures:
         assert re.search(r"\b(n=\d+|\d+ (runs|seeds?|seed pairs|units|STL|MTL runs))", caption), caption
-        assert (out / "figures" / f"{name}.png").stat().st_size > 1000 and (out / "figures" / f"{name}.pdf").exists()
-    scatter = next(caption for name, caption in figures if name == "scatter_transfer_pct")
+        assert json.loads(spec.replace("<\\/", "</")) == json.loads((out / "figures" / f"{name}.vl.json").read_text())
+        assert '"format":{"type":"csv"' in spec  # data, not pixels
+        VEGA_LITE.validate(json.loads(spec.replace("<\\/", "</")))  # a valid Vega-Lite spec
+    assert not list((out / "figures").glob("*.png")) and not list((out / "figures").glob("*.pdf"))
+    assert html.count("vegaEmbed=") + html.count("vegaEmbed =") >= 1 and html.count("<script>") == 3  # JS once
+    scatter = next(caption for name, _, caption in figures if name == "scatter_transfer_pct")
     assert re.search(r"coherence_diff: n = 6 units \(6 clusters\), Pearson r = -?[0-9.]+ \[-?[0-9.]+, -?[0-9.]+\], "
                      r"Spearman rho = ", scatter)
+
+    # No empty panels: the training curves have panels for the tasks a and b only (no pseudo-task * or a|b).
+    adam = "digits_pair-lr-0.003-_sum"  # the figures of the Adam runs: slug of "digits_pair [lr=0.003]", sum
+    training = json.loads((out / "figures" / f"training_{adam}.vl.json").read_text())
+    for panel in training["vconcat"]:
+        data = pd.read_csv(io.StringIO(panel["data"]["values"]))
+        assert set(data["task"]) == {"a", "b"} and set(data["mode"]) == {"stl", "mtl"}
+    # The gap figure draws the band of the analysis: +/- 2 standard errors of seed noise by default.
+    gap = json.loads((out / "figures" / f"gap_{adam}_a.vl.json").read_text())
+    band = pd.read_csv(io.StringIO(gap["vconcat"][0]["hconcat"][1]["data"]["values"]))
+    assert np.allclose(band["high"], 2 * band["std"], rtol=1e-3, atol=1e-6) and np.allclose(band["low"], -band["high"])
+
+    # The summary answers per setting and method, first.
+    summary = pd.read_csv(out / "tables" / "summary.csv")
+    assert len(summary) == 2 and {"delta_m_pct", "better", "worse", "gap_verdict", "log_ratio_mean",
+                                  "conflict_cosine"} <= set(summary.columns)
+    assert html.index('<section id="summary">') < html.index('<section id="overview">')
+
+
+def test_static_figures_on_request(report, tmp_path, study, capsys):
+    """PNG/PDF copies come from the same spec as the interactive figure; an unknown format is refused
+    before anything is written."""
+    spec = json.loads((report.parent / "figures" / "loss_ratio_digits_pair-lr-0.003-_sum.vl.json").read_text())
+    png, pdf = export_static(spec, tmp_path / "loss_ratio", ["png", "pdf"])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and pdf.read_bytes()[:5] == b"%PDF-"
+    out = tmp_path / "refused"
+    assert main(["report", "--store", str(study.root), "--out", str(out), "--formats", "png,gif"]) == 2
+    assert "unknown figure format(s) gif" in capsys.readouterr().err and not out.exists()
 
 
 def test_report_run_filter(study, tmp_path, capsys):
@@ -137,26 +183,43 @@ def test_report_run_filter(study, tmp_path, capsys):
     assert "no runs" in capsys.readouterr().err
 
 
-def render_in_chromium(page, tmp_path) -> str:
-    """The DOM of ``page`` after loading it in headless Chromium (its scripts have run)."""
+def render_in_chromium(page, tmp_path) -> tuple[str, str]:
+    """The DOM of ``page`` after loading it in headless Chromium with every figure rendered
+    (``?render=all``), and Chromium's log of the page's console."""
     chromium = shutil.which("chromium")
     assert chromium, "chromium is missing: `make test` installs it (make chromium)"
     result = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}",
-                             "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
-                            capture_output=True, text=True, timeout=120)
+                             "--enable-logging=stderr", "--v=0", "--window-size=1280,900",
+                             "--virtual-time-budget=30000", "--dump-dom", page.as_uri() + "?render=all"],
+                            capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout
+    console = "\n".join(line for line in result.stderr.splitlines() if ":CONSOLE" in line)
+    return result.stdout, console
+
+
+def page_marks(dom: str) -> dict[str, str]:
+    body = re.search(r"<body( data-[^>]*)>", dom)  # (the inlined JavaScript mentions a bare <body> too)
+    assert body, "the page's script did not mark <body>"
+    return dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body.group(1)))
 
 
 def test_report_opens_in_headless_chromium(report, tmp_path):
     page = report
-    dom = render_in_chromium(page, tmp_path)
-    body = re.search(r'<body data-images="(\d+)" data-broken-images="(\d+)">', dom)
-    assert body, "the page's load script did not run"
-    assert int(body.group(1)) == page.read_text().count("<img ") > 10 and int(body.group(2)) == 0
+    dom, console = render_in_chromium(page, tmp_path)
+    marks = page_marks(dom)
+    n_figures = page.read_text().count("<figure ")
+    assert marks.get("charts-done") == marks.get("charts") == str(n_figures) and n_figures > 10, marks
+    assert marks["chart-errors"] == "0" and marks["js-errors"] == "0", (marks, console)
+    assert "Uncaught" not in console and "Error" not in console, console
+    assert marks["overflow"] == "no"
+    assert dom.count('data-state="rendered"') == n_figures
+    assert len(re.findall(r'<svg[^>]*class="marks"', dom)) == n_figures  # every figure drew its marks
     for anchor in SECTIONS:
         assert f'<section id="{anchor}">' in dom
-    # The check can fail: the same page with one corrupt image reports it.
+
+    # The checks can fail: a page with one broken spec and a too wide element reports both.
     broken = tmp_path / "broken.html"
-    broken.write_text(page.read_text().replace('src="data:image/png;base64,', 'src="data:image/png;base64,AAAA', 1))
-    assert re.search(r'data-broken-images="1"', render_in_chromium(broken, tmp_path))
+    broken.write_text(page.read_text().replace('class="vl-spec">{', 'class="vl-spec">{"mark":"nonsense",', 1)
+                      .replace("<nav>", '<div style="width:4000px">wide</div><nav>', 1))
+    marks = page_marks(render_in_chromium(broken, tmp_path)[0])
+    assert marks["chart-errors"] == "1" and marks["js-errors"] != "0" and marks["overflow"] == "yes", marks

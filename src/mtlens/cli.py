@@ -143,7 +143,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     methods = [m for m in args.methods.split(",") if m]
     base = base_config(args)
     criterion = SelectionCriterion(metric=args.select_metric, at=args.select_at, combine=args.combine)
-    executor = make_executor(args.backend, args.workers, args.address, base.get("device", "cpu"))
+    executor = make_executor(args.backend, args.workers, args.address, base.get("device") or "cpu", args.gpus_per_run)
     store = RunStore(args.store)
     result = run_sweep(base, load_grid(args.grid), store, methods, seeds, criterion, executor, progress=not args.quiet)
     with pd_options():
@@ -188,7 +188,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         for key, value in _pairs([item], "--where").items():
             where.setdefault(key, []).append(value)
     path = write_report(RunStore(args.store), args.out, settings=settings, methods=methods,
-                        noise_multiplier=args.noise_multiplier, where=where)
+                        noise_multiplier=args.noise_multiplier, where=where,
+                        formats=[f for f in (args.formats or "").split(",") if f])
     print(f"report: {path}")
     return 0
 
@@ -342,6 +343,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="local: worker processes (default: one per core; 1 = in-process); ray: CPUs of a local "
                             "Ray instance")
     sweep.add_argument("--address", help="ray: address of an existing cluster (default: start a local instance)")
+    sweep.add_argument("--gpus-per-run", type=float,
+                       help="ray with --device cuda: GPUs per run (default 1; 0.25 = four runs per GPU). The local "
+                            "backend with --device cuda runs its --workers on the GPU(s) "
+                            "(worker i on cuda:i %% n_gpus)")
     sweep.add_argument("--store", default=DEFAULT_STORE, type=_directory(writable=True),
                        help=f"run store directory (default {DEFAULT_STORE})")
     sweep.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -364,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "equals VALUE; repeatable, repeated keys match any of their values")
     report.add_argument("--noise-multiplier", type=_positive_float, default=2.0,
                         help="gap onset: |gap| > this many standard errors of seed noise (default 2)")
+    report.add_argument("--formats", help="also write static copies of every figure to figures/ in these formats "
+                        "(comma-separated: png, pdf, svg), rendered offline from the same Vega-Lite specs")
     report.set_defaults(func=cmd_report)
 
     settings = sub.add_parser("settings", help="list the registered settings and their options")

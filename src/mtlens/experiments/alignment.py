@@ -10,18 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from mtlens.analysis.assumptions import alignment_table  # noqa: E402
-from mtlens.experiments.base import Experiment, ExperimentPlan, plan_runs, register_experiment, stl_and_mtl  # noqa: E402
-from mtlens.render import save_figure, table_html  # noqa: E402
-from mtlens.settings import Setting  # noqa: E402
-from mtlens.store import RunStore  # noqa: E402
-from mtlens.quantities import GRAD_NORM, UPDATE_COSINE  # noqa: E402
+from mtlens.analysis.assumptions import alignment_table
+from mtlens.experiments.base import Experiment, ExperimentPlan, plan_runs, register_experiment, stl_and_mtl
+from mtlens.render import save_figure, table_html
+from mtlens.render.charts import Spec, concat, inline_data, line_chart, tip
+from mtlens.settings import Setting
+from mtlens.store import RunStore
+from mtlens.quantities import GRAD_NORM, UPDATE_COSINE
 
 ALIGNMENT_PROBES = ["conflict", "alignment"]
 """Probes of the alignment experiment (quantities in :mod:`mtlens.quantities`)."""
@@ -48,29 +45,24 @@ def alignment_section(store: RunStore, index: pd.DataFrame, manifest: pd.DataFra
                               "task, STL and MTL (log scale).")
 
 
-def _alignment_figure(rows: pd.DataFrame) -> plt.Figure:
-    fig, (cos_ax, norm_ax) = plt.subplots(1, 2, figsize=(11, 3.6))
-    for (mode, quantity, task), frame in rows[rows["quantity"].str.contains("cosine") & (rows["step"] > 0)
-                                              & ~rows["quantity"].eq(UPDATE_COSINE)
-                                              ].groupby(["mode", "quantity", "task"]):
-        curve = frame.groupby("epoch")["value"].mean()
-        cos_ax.plot(curve.index, curve.to_numpy(), marker="o", ms=3,
-                    linestyle="-" if mode == "mtl" else "--", label=f"{mode} {quantity[6:]} {task}")
-    for (mode, task), frame in rows[(rows["quantity"] == GRAD_NORM) & (rows["step"] > 0)].groupby(
-            ["mode", "task"]):
-        curve = frame.groupby("epoch")["value"].mean()
-        norm_ax.plot(curve.index, curve.to_numpy(), marker="o", ms=3,
-                     linestyle="-" if mode == "mtl" else "--", label=f"{mode} ||g_{task}||")
-    cos_ax.axhline(0.0, color="grey", linewidth=0.8)
-    cos_ax.set_ylabel("cosine")
-    norm_ax.set_yscale("log")
-    norm_ax.set_ylabel("gradient norm (shared parameters)")
-    for ax in (cos_ax, norm_ax):
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+def _alignment_figure(rows: pd.DataFrame) -> Spec:
+    """Left: cosine between task gradients in MTL and between sub-batch / class-group gradients of one
+    task in STL, by epoch (mean over seeds; dashed: STL). Right: gradient norms per task (log scale)."""
+    probed = rows[rows["step"] > 0]
+    cosines = probed[probed["quantity"].str.contains("cosine") & ~probed["quantity"].eq(UPDATE_COSINE)]
+    cosines = (cosines.groupby(["mode", "quantity", "task", "epoch"], as_index=False)
+               .agg(value=("value", "mean"), n=("run_id", "nunique")))
+    cosines["series"] = cosines["mode"] + " " + cosines["quantity"].str[6:] + " " + cosines["task"]
+    norms = (probed[probed["quantity"] == GRAD_NORM].groupby(["mode", "task", "epoch"], as_index=False)
+             .agg(value=("value", "mean"), n=("run_id", "nunique")))
+    norms["series"] = norms["mode"] + " ||g_" + norms["task"] + "||"
+    tooltip = [tip("series", "nominal"), tip("epoch"), tip("value"), tip("n")]
+    color = {"field": "series", "type": "nominal"}
+    left = line_chart("epoch", "value", color, y_title="cosine", tooltip=tooltip, dash="mode")
+    right = line_chart("epoch", "value", color, y_title="gradient norm (shared parameters)", tooltip=tooltip,
+                   dash="mode", y_log=True)
+    return concat("hconcat", [{"data": inline_data(cosines), **left}, {"data": inline_data(norms), **right}],
+                  independent=["color", "strokeDash"])
 
 
 register_experiment(Experiment("alignment", "Assumptions: gradient alignment, STL vs MTL", alignment_experiment,

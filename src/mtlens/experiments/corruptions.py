@@ -11,18 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from mtlens.analysis.assumptions import corruption_table  # noqa: E402
-from mtlens.experiments.base import Experiment, ExperimentPlan, plan_runs, register_experiment, stl_and_mtl  # noqa: E402
-from mtlens.experiments.corruption_transfer import check_image_setting, corruption_accuracy  # noqa: E402
-from mtlens.render import save_figure, table_html  # noqa: E402
-from mtlens.settings import Setting  # noqa: E402
-from mtlens.store import RunStore  # noqa: E402
+from mtlens.analysis.assumptions import corruption_table
+from mtlens.experiments.base import Experiment, ExperimentPlan, plan_runs, register_experiment, stl_and_mtl
+from mtlens.experiments.corruption_transfer import check_image_setting, corruption_accuracy
+from mtlens.render import save_figure, table_html
+from mtlens.render.charts import Spec, facet, line_chart, tip
+from mtlens.settings import Setting
+from mtlens.store import RunStore
 
 def corruptions_experiment(base: dict[str, Any], setting: Setting, seeds: Sequence[int]) -> ExperimentPlan:
     """STL per task and MTL (``sum``) per seed on an image setting (inputs ``(N, C, H, W)``)."""
@@ -56,27 +53,22 @@ def corruptions_section(store: RunStore, index: pd.DataFrame, manifest: pd.DataF
                               "one panel per corruption and task (mean over seeds).")
 
 
-def _corruption_figure(accuracy: pd.DataFrame) -> plt.Figure:
-    corruptions = [c for c in accuracy["corruption"].unique() if c != "none"]
-    tasks = sorted(accuracy["task"].unique())
-    fig, axes = plt.subplots(len(tasks), len(corruptions), figsize=(2.2 * len(corruptions), 2.3 * len(tasks)),
-                             squeeze=False, sharey=True)
+def _corruption_figure(accuracy: pd.DataFrame) -> Spec:
+    """Linear-probe accuracy against severity (0 = clean) per corruption and task (panels), STL
+    (dashed) vs MTL encoder (mean over seeds)."""
     clean = accuracy[accuracy["corruption"] == "none"]
-    for i, task in enumerate(tasks):
-        for j, corruption in enumerate(corruptions):
-            ax = axes[i][j]
-            for mode, style in (("stl", "--"), ("mtl", "-")):
-                frame = pd.concat([clean, accuracy[accuracy["corruption"] == corruption]])
-                frame = frame[(frame["task"] == task) & (frame["mode"] == mode)]
-                curve = frame.groupby("severity")["accuracy"].mean()
-                ax.plot(curve.index, curve.to_numpy(), style, marker="o", ms=3, label=mode.upper())
-            ax.set_title(f"{corruption}\ntask {task}", fontsize=8)
-            ax.set_xticks(range(6))
-            ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("probe accuracy")
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    frames = [pd.concat([clean, accuracy[accuracy["corruption"] == c]]).assign(corruption=c)
+              for c in accuracy["corruption"].unique() if c != "none"]
+    curves = (pd.concat(frames).groupby(["corruption", "task", "mode", "severity"], as_index=False)
+              .agg(accuracy=("accuracy", "mean"), n=("accuracy", "size")))
+    curves["panel"] = curves["corruption"] + ", task " + curves["task"].astype(str)
+    curves["mode"] = curves["mode"].str.upper()
+    chart = line_chart("severity", "accuracy", {"field": "mode", "type": "nominal",
+                                            "scale": {"domain": ["STL", "MTL"], "range": ["#1f77b4", "#d62728"]}},
+                   y_title="probe accuracy", dash="mode",
+                   tooltip=[tip("panel", "nominal"), tip("mode", "nominal"), tip("severity"), tip("accuracy"),
+                            tip("n")])
+    return facet(chart, curves, "panel", independent_y=False)
 
 
 register_experiment(Experiment("corruptions", "Assumptions: feature transfer under corruptions",

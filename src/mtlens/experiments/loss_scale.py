@@ -11,21 +11,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from mtlens.analysis.assumptions import loss_scale_table  # noqa: E402
-from mtlens.errors import ConfigError  # noqa: E402
-from mtlens.experiments.adam_invariance import invariance_summary, setting_invariance  # noqa: E402
-from mtlens.experiments.base import Experiment, ExperimentPlan, plan_runs, register_experiment  # noqa: E402
-from mtlens.experiments.optimizers import OPTIMIZER_VARIANTS  # noqa: E402
-from mtlens.render import save_figure, table_html  # noqa: E402
-from mtlens.settings import Setting  # noqa: E402
-from mtlens.store import RunStore  # noqa: E402
+from mtlens.analysis.assumptions import loss_scale_table
+from mtlens.errors import ConfigError
+from mtlens.experiments.adam_invariance import invariance_summary, setting_invariance
+from mtlens.experiments.base import Experiment, ExperimentPlan, plan_runs, register_experiment
+from mtlens.experiments.optimizers import OPTIMIZER_VARIANTS
+from mtlens.render import save_figure, table_html
+from mtlens.render.charts import Spec, inline_data, line_chart, tip
+from mtlens.settings import Setting
+from mtlens.store import RunStore
 
 LOSS_SCALES = (1e-3, 1e-1, 1.0, 1e1, 1e3)
 """Default scales ``c`` of the loss-scale experiment (every two orders of magnitude; ``scales`` for more)."""
@@ -94,28 +90,18 @@ def loss_scale_section(store: RunStore, index: pd.DataFrame, manifest: pd.DataFr
     return "".join(parts) or "<p>No finished runs of the loss-scale experiment yet.</p>"
 
 
-def _loss_scale_figure(manifest: pd.DataFrame, rows: pd.DataFrame) -> plt.Figure:
+def _loss_scale_figure(manifest: pd.DataFrame, rows: pd.DataFrame) -> Spec:
+    """Validation error by epoch per optimizer (panel rows) and task (panel columns), one line per
+    scale c (mean over seeds), coloured by c."""
     labelled = rows[rows["quantity"] == "val/error"].merge(manifest[["run_id", "optimizer", "scale"]], on="run_id")
-    optimizers, tasks = sorted(labelled["optimizer"].unique()), sorted(labelled["task"].unique())
-    scales = sorted(manifest["scale"].unique())
-    colors = plt.cm.viridis(np.linspace(0, 1, len(scales)))
-    fig, axes = plt.subplots(len(optimizers), len(tasks), figsize=(4.2 * len(tasks), 3.0 * len(optimizers)),
-                             squeeze=False)
-    for i, optimizer in enumerate(optimizers):
-        for j, task in enumerate(tasks):
-            ax = axes[i][j]
-            for scale, color in zip(scales, colors):
-                frame = labelled[(labelled["optimizer"] == optimizer) & (labelled["task"] == task)
-                                 & (labelled["scale"] == scale)]
-                curve = frame.groupby("epoch")["value"].mean()
-                ax.plot(curve.index, curve.to_numpy(), color=color, label=f"c={scale:g}")
-            ax.set_title(f"{optimizer}, task {task}")
-            ax.set_xlabel("epoch")
-            ax.set_ylabel("val/error")
-            ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    curves = (labelled.groupby(["optimizer", "task", "scale", "epoch"], as_index=False)
+              .agg(value=("value", "mean"), n=("run_id", "nunique")))
+    chart = line_chart("epoch", "value", {"field": "scale", "type": "ordinal", "title": "c",
+                                      "scale": {"scheme": "viridis"}},
+                   y_title="val/error", tooltip=[tip("optimizer", "nominal"), tip("task", "nominal"), tip("scale"),
+                                                 tip("epoch"), tip("value"), tip("n")])
+    return {"data": inline_data(curves), "facet": {"row": {"field": "optimizer", "type": "nominal"},
+                                                   "column": {"field": "task", "type": "nominal"}}, "spec": chart}
 
 
 register_experiment(Experiment("loss-scale", "Assumptions: loss-scale invariance", loss_scale_experiment,

@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from mtlens.errors import MtlensError
 from mtlens.settings import Setting
 from mtlens.store import RunStore
 from mtlens.orchestration.study import cached_setting, mark_failed, train_one
@@ -198,8 +199,25 @@ class SerialExecutor(Executor):
         pass
 
 
-def _worker_main(conn: Connection, threads: int) -> None:
-    """A local worker: train the jobs it receives until the driver closes the pipe."""
+def worker_devices(device: str | None, workers: int, n_gpus: int | None = None) -> list[str | None]:
+    """The device of each of ``workers`` local workers: ``cuda`` (no index) spreads them over the
+    ``n_gpus`` visible GPUs (default ``torch.cuda.device_count()``), worker ``i`` on
+    ``cuda:(i % n_gpus)``, so several workers share each GPU; any other device (``cpu``,
+    ``cuda:N``) is shared by all of them; ``None`` keeps each run's own ``device``."""
+    if device != "cuda":
+        return [device] * workers
+    n_gpus = torch.cuda.device_count() if n_gpus is None else n_gpus
+    if n_gpus < 1:
+        raise MtlensError("--device cuda: no CUDA device is visible to this process")
+    return [f"cuda:{i % n_gpus}" for i in range(workers)]
+
+
+def _worker_main(conn: Connection, threads: int, device: str | None) -> None:
+    """A local worker: train the jobs it receives (on ``device`` if given) until the driver closes the pipe.
+
+    The device does not enter a run's id or trajectory (kernels are deterministic on every
+    device), so which worker, and how many workers share a GPU, never changes the results.
+    """
     torch.set_num_threads(threads)
     settings: dict[tuple[str, str], Setting] = {}
     while True:
@@ -210,46 +228,56 @@ def _worker_main(conn: Connection, threads: int) -> None:
         if message is None:
             return
         config, store_root = message
-        conn.send(run_job(config, store_root, settings))
+        conn.send(run_job({**config, "device": device or config["device"]}, store_root, settings))
 
 
 class LocalExecutor(Executor):
     """``workers`` long-lived worker processes (spawned), each with ``max(1, cores // workers)`` torch threads.
 
     ``workers=None`` uses one worker per available core.  Each worker keeps the settings
-    it has built, so a setting's data is loaded once per worker.
+    it has built, so a setting's data is loaded once per worker.  With ``device`` every run
+    trains on its worker's device (:func:`worker_devices`): ``--workers 8 --device cuda``
+    puts 8 runs at a time on one GPU, or spreads them over the visible GPUs.
     """
 
-    def __init__(self, workers: int | None = None, threads: int | None = None):
+    def __init__(self, workers: int | None = None, threads: int | None = None, device: str | None = None):
         cores = available_cores()
         self.workers = max(1, workers or cores)
         self.threads = threads or max(1, cores // self.workers)
+        self.devices = worker_devices(device, self.workers)
         self._context = multiprocessing.get_context("spawn")
         self._idle: list[tuple[Any, Connection]] = []
         self._busy: dict[Connection, tuple[Any, Job]] = {}
+        self._device_of: dict[Connection, str | None] = {}
 
     @property
     def slots(self) -> int:
         return self.workers
 
-    def _spawn(self) -> tuple[Any, Connection]:
+    def _spawn(self, device: str | None) -> tuple[Any, Connection]:
         parent, child = self._context.Pipe()
-        process = self._context.Process(target=_worker_main, args=(child, self.threads), daemon=True)
+        process = self._context.Process(target=_worker_main, args=(child, self.threads, device), daemon=True)
         process.start()
         child.close()
+        self._device_of[parent] = device
         return process, parent
+
+    def _respawn(self, process: Any, conn: Connection) -> tuple[Any, Connection]:
+        """A new worker on the device of the dead one."""
+        process.join()
+        conn.close()
+        return self._spawn(self._device_of.pop(conn))
 
     def _start(self, store: RunStore) -> None:
         if not self._idle and not self._busy:
-            self._idle = [self._spawn() for _ in range(self.workers)]
+            self._idle = [self._spawn(device) for device in self.devices]
 
     def _submit(self, job: Job, store: RunStore) -> None:
-        process, conn = self._idle.pop() if self._idle else self._spawn()
+        process, conn = self._idle.pop()
         try:
             conn.send((job.config.model_dump(), str(store.root)))
         except OSError:  # the idle worker died: start another one
-            process.join()
-            process, conn = self._spawn()
+            process, conn = self._respawn(process, conn)
             conn.send((job.config.model_dump(), str(store.root)))
         self._busy[conn] = (process, job)
 
@@ -265,9 +293,8 @@ class LocalExecutor(Executor):
                 self._idle.append((process, conn))
             except (EOFError, OSError):
                 process.join()
-                conn.close()
                 outcomes.append((job, WorkerLost(f"worker process {process.pid} died (exit code {process.exitcode})")))
-                self._idle.append(self._spawn())
+                self._idle.append(self._respawn(process, conn))
         return outcomes
 
     def _stop(self) -> None:
@@ -281,5 +308,4 @@ class LocalExecutor(Executor):
             process.terminate()
         for process, _ in [*self._idle, *self._busy.values()]:
             process.join(timeout=10)
-        self._idle, self._busy = [], {}
-
+        self._idle, self._busy, self._device_of = [], {}, {}

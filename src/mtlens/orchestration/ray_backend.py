@@ -1,8 +1,8 @@
 """The Ray executor: runs scheduled on a Ray cluster (or a local Ray instance).
 
-Each run is one Ray task with ``num_cpus=cpus_per_run`` (and ``num_gpus=1`` on a CUDA
-device), so Ray places runs by their resource needs; the task trains into the run store
-at its path, which must be on a file system every node shares.  Results stream back as
+Each run is one Ray task with ``num_cpus=cpus_per_run`` (and ``num_gpus=gpus_per_run``, default 1,
+on a CUDA device: ``0.25`` puts four runs on each GPU), so Ray places runs by their resource needs; the task
+trains into the run store at its path, which must be on a file system every node shares.  Results stream back as
 runs complete.  Ray is an optional dependency: ``pip install 'mtlens[ray]'``.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mtlens.errors import MtlensError
+from mtlens.errors import ConfigError, MtlensError
 from mtlens.settings import Setting
 from mtlens.store import RunStore
 from mtlens.orchestration.executors import Executor, Job, WorkerLost, available_cores, run_job
@@ -38,14 +38,19 @@ class RayExecutor(Executor):
     """Runs as Ray tasks: ``ray.init(address=address)``, or a local instance with ``workers`` CPUs.
 
     ``cpus_per_run`` CPUs (and torch threads) per run; with ``device`` ``cuda`` each run also
-    asks for one GPU.  Ray's own task retries are off: a lost worker is retried by
-    :class:`~mtlens.orchestration.executors.Executor` and resumes from its checkpoint.
+    asks for ``gpus_per_run`` GPUs (default 1; a fraction in ``(0, 1)`` shares a GPU among
+    ``1 / gpus_per_run`` runs, and Ray points each run's ``cuda`` at its GPU).  Ray's own task
+    retries are off: a lost worker is retried by :class:`~mtlens.orchestration.executors.Executor`
+    and resumes from its checkpoint.
     """
 
     def __init__(self, address: str | None = None, workers: int | None = None, cpus_per_run: int = 1,
-                 device: str = "cpu"):
+                 device: str = "cpu", gpus_per_run: float | None = None):
         self.address, self.workers, self.cpus_per_run = address, workers, cpus_per_run
-        self.num_gpus = 1 if device.startswith("cuda") else 0
+        gpus = 1.0 if gpus_per_run is None else gpus_per_run
+        if not (0 < gpus <= 1 or float(gpus).is_integer()):
+            raise ConfigError(f"--gpus-per-run must be a fraction in (0, 1] or a whole number, got {gpus_per_run}")
+        self.num_gpus = gpus if device.startswith("cuda") else 0
         self._ray = _import_ray()
         self._refs: dict[Any, Job] = {}
         self._remote: Any = None

@@ -5,34 +5,69 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from mtlens.analysis.alignment import (  # noqa: E402
+from mtlens.analysis.alignment import (
     alignment_distributions, alignment_summary, magnitude_ratio_summary, optimizer_comparison, optimizers_compared)
-from mtlens.render import Section, by_configuration, not_available, save_figure, slug, table_html  # noqa: E402
-from mtlens.store import RunStore  # noqa: E402
-from mtlens.quantities import MAGNITUDE_RATIO  # noqa: E402
+from mtlens.render import Section, by_configuration, not_available, per_setting, save_figure, slug, table_html
+from mtlens.render.charts import (Rule, Spec, facet, interactive, legend_toggle, quantitative, reference_line, tip,
+                                  when)
+from mtlens.store import RunStore
+from mtlens.quantities import MAGNITUDE_RATIO
+
+HISTOGRAM_BINS = np.linspace(-1, 1, 41)
+"""Bins of the cosine histograms (width 0.05 on [-1, 1])."""
+
+MAX_LEGEND_ENTRIES = 20
+"""A figure with more series than this hides its legend (the tooltip names the series)."""
 
 
-def alignment_figure(distributions: pd.DataFrame) -> "plt.Figure":
-    """Histograms (densities) of the cosines of each kind, side by side, sharing the x axis."""
-    kinds = sorted(distributions["kind"].unique())
-    fig, axes = plt.subplots(1, len(kinds), figsize=(4 * len(kinds), 3.2), sharex=True, squeeze=False)
-    bins = np.linspace(-1, 1, 41)
-    for ax, kind in zip(axes[0], kinds):
-        values = distributions.loc[distributions["kind"] == kind, "value"]
-        ax.hist(values, bins=bins, density=True, color="#1f77b4" if "intra" in kind else "#d62728", alpha=0.8)
-        ax.axvline(0, color="grey", linewidth=0.8)
-        ax.axvline(values.median(), color="black", linestyle="--", linewidth=1, label=f"median {values.median():.2f}")
-        ax.set(title=f"{kind} (n={len(values)})", xlabel="cosine", ylabel="density")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+def alignment_figure(distributions: pd.DataFrame) -> Spec:
+    """Histograms (densities, :data:`HISTOGRAM_BINS`) of the cosines of each kind, one panel per kind
+    sharing the x axis, with the median dashed; intra-task kinds blue, inter-task red."""
+    bars = []
+    for kind, values in distributions.groupby("kind", sort=True)["value"]:
+        counts, edges = np.histogram(values, bins=HISTOGRAM_BINS)
+        bars.append(pd.DataFrame({"kind": f"{kind} (n={len(values)})", "start": edges[:-1], "end": edges[1:],
+                                  "density": counts / (len(values) * np.diff(edges)), "count": counts,
+                                  "median": float(values.median()),
+                                  "group": "intra-task" if "intra" in kind else "inter-task"}))
+    frame = pd.concat(bars, ignore_index=True)
+    x = {**quantitative("start", "cosine"), "scale": {"domain": [-1, 1]}}
+    histogram = {"mark": {"type": "bar", "opacity": 0.8},
+                 "encoding": {"x": x, "x2": {"field": "end"}, "y": quantitative("density", zero=True),
+                              "y2": {"datum": 0},
+                              "color": {"field": "group", "type": "nominal",
+                                        "scale": {"domain": ["intra-task", "inter-task"],
+                                                  "range": ["#1f77b4", "#d62728"]}},
+                              "tooltip": [tip("kind", "nominal"), tip("start", title="from"),
+                                          tip("end", title="to"), tip("count"), tip("density")]}}
+    median = {"transform": [{"aggregate": [{"op": "min", "field": "median", "as": "median"}]}],
+              "mark": {"type": "rule", "color": "black", "strokeDash": [4, 3]},
+              "encoding": {"x": {"field": "median", "type": "quantitative"}, "tooltip": [tip("median")]}}
+    return facet(interactive([histogram, reference_line(Rule(0.0, "x")), median]), frame, "kind",
+                 independent_y=False)
+
+
+def magnitude_ratio_figure(magnitude: pd.DataFrame) -> Spec:
+    """Mean over runs of log10(||g_a|| / ||g_b||) by epoch, one line per task pair, one panel per
+    setting and method (the legend is hidden beyond :data:`MAX_LEGEND_ENTRIES` pairs)."""
+    curves = (magnitude.assign(log10_ratio=np.log10(magnitude["value"]))
+              .groupby(["setting", "method", "task", "epoch"], as_index=False)
+              .agg(log10_ratio=("log10_ratio", "mean"), n=("run_id", "nunique")))
+    curves["panel"] = curves["setting"] + " · " + curves["method"]
+    curves = curves.rename(columns={"task": "pair"}).drop(columns=["setting", "method"])
+    legend = legend_toggle("pair")
+    color: Spec = {"field": "pair", "type": "nominal"}
+    if curves["pair"].nunique() > MAX_LEGEND_ENTRIES:
+        color["legend"] = None
+    line = {"mark": {"type": "line", "point": {"size": 12}},
+            "encoding": {"x": quantitative("epoch"), "y": quantitative("log10_ratio", "log10(||g_a|| / ||g_b||)"),
+                         "color": color, "opacity": when(legend["name"], 1.0, 0.1),
+                         "tooltip": [tip("panel", "nominal"), tip("pair", "nominal"), tip("epoch"),
+                                     tip("log10_ratio"), tip("n")]}}
+    return facet(interactive([line, reference_line(Rule(0.0))], legend), curves, "panel")
 
 
 def alignment_section(rows: pd.DataFrame, out_dir: Path) -> Section:
@@ -44,11 +79,12 @@ def alignment_section(rows: pd.DataFrame, out_dir: Path) -> Section:
     body = table_html(alignment_summary(distributions), out_dir, "alignment",
                       "Cosines between task gradients in MTL runs and between gradients of one task's sub-batches or "
                       "class groups in STL runs, pooled over probe steps: n values from n_runs runs.")
-    for setting, frame in distributions.groupby("setting"):
-        body += save_figure(alignment_figure(frame), out_dir, slug("alignment", setting),
-                            f"{setting}: distributions of inter-task (MTL) and intra-task (STL) gradient cosines "
-                            f"over training, from {frame['run_id'].nunique()} runs ({frame['seed'].nunique()} seeds); "
-                            f"n cosines per panel in its title.")
+    figures = {setting: [save_figure(
+        alignment_figure(frame), out_dir, slug("alignment", setting),
+        f"{setting}: distributions of inter-task (MTL) and intra-task (STL) gradient cosines over training, from "
+        f"{frame['run_id'].nunique()} runs ({frame['seed'].nunique()} seeds); n cosines per panel in its title; "
+        f"dashed: median.")] for setting, frame in distributions.groupby("setting")}
+    body += per_setting(figures, "figure")
     ratios = magnitude_ratio_summary(rows)
     if ratios.empty:
         body += not_available("magnitude ratios: needs probe/magnitude_ratio in MTL runs")
@@ -57,18 +93,10 @@ def alignment_section(rows: pd.DataFrame, out_dir: Path) -> Section:
                            "Gradient magnitude ratio ||g_a|| / ||g_b|| per task pair of MTL runs over training: the "
                            "median ratio, and the median and 90th percentile of |log10 ratio| (orders of magnitude).")
         magnitude = rows[(rows["quantity"] == MAGNITUDE_RATIO) & (rows["mode"] == "mtl") & (rows["value"] > 0)]
-        fig, ax = plt.subplots(figsize=(6, 3.4))
-        for (setting, method, pair), frame in magnitude.groupby(["setting", "method", "task"]):
-            agg = frame.groupby("epoch")["value"].apply(lambda v: np.log10(v).mean()).reset_index()
-            ax.plot(agg["epoch"], agg["value"], label=f"{setting} {method} {pair} (n={frame['run_id'].nunique()})")
-        ax.axhline(0, color="grey", linewidth=0.8)
-        ax.set(xlabel="epoch", ylabel="log10(||g_a|| / ||g_b||)")
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
-        body += save_figure(fig, out_dir, "magnitude_ratio",
+        body += save_figure(magnitude_ratio_figure(magnitude), out_dir, "magnitude_ratio",
                             f"Gradient magnitude ratio between tasks by epoch, mean of log10 over "
                             f"{magnitude['run_id'].nunique()} MTL runs ({magnitude['seed'].nunique()} seeds); n runs "
-                            f"per curve in the legend.")
+                            f"per point in the tooltip; one panel per setting and method.")
     return Section(title, body, anchor)
 
 

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from mtlens.analysis.correlation import correlation_table, unit_table  # noqa: E402
-from mtlens.analysis.optimization import loss_ratio_curves, optimization_effect, steps_to_loss  # noqa: E402
-from mtlens.analysis.transfer import TaskInfo  # noqa: E402
-from mtlens.render import Section, by_configuration, not_available, save_figure, slug, table_html  # noqa: E402
-from mtlens.store import RunStore  # noqa: E402
+from mtlens.analysis.correlation import correlation_table, unit_table
+from mtlens.analysis.optimization import loss_ratio_curves, optimization_effect, steps_to_loss
+from mtlens.analysis.transfer import TaskInfo
+from mtlens.render import Section, by_configuration, not_available, per_setting, save_figure, slug, table_html
+from mtlens.render.charts import (FACET_COLUMNS, Rule, Spec, band_chart, inline_data, interactive, legend_toggle,
+                                  mean_band, quantitative, tip, when)
+from mtlens.store import RunStore
 
 LEVEL_FRACTIONS = (0.5, 0.9)
 """Loss levels of the steps-to-loss table: these fractions of the way (in log loss) from the
@@ -58,9 +56,9 @@ def optimization_section(rows: pd.DataFrame, out_dir: Path) -> Section:
                       "n_seeds seeds. Negative: MTL reached a lower training loss at the same step.")
     levels = _loss_levels(rows)
     reached = []
+    loss_rows = dict(iter(rows[rows["quantity"] == "train/loss"].groupby(["setting", "task"])))
     for (setting, task), frame in levels.groupby(["setting", "task"]):
-        task_rows = rows[(rows["setting"] == setting) & (rows["task"] == task)]
-        reached.append(steps_to_loss(task_rows, frame["level"].tolist()))
+        reached.append(steps_to_loss(loss_rows[(setting, task)], frame["level"].tolist()))
     if reached:
         table = (pd.concat(reached).groupby(["setting", "task", "mode", "method", "level"])
                  .agg(n_runs=("run_id", "nunique"), n_reached=("step", "count"), mean_step=("step", "mean"),
@@ -71,43 +69,47 @@ def optimization_section(rows: pd.DataFrame, out_dir: Path) -> Section:
                            "in log loss, from the highest initial to the highest final loss of the task's runs); "
                            "means over the n_reached of n_runs runs that reached it.")
     curves = loss_ratio_curves(rows)
+    curves = curves.assign(value=curves["log_ratio"], run_id="seed " + curves["seed"].astype(str))
+    stats = dict(iter(mean_band(curves, ["setting", "method", "task"], "epoch", run="seed")
+                      .groupby(["setting", "method"])))
+    figures: dict[str, list[str]] = {}
     for (setting, method), frame in curves.groupby(["setting", "method"]):
-        fig, ax = plt.subplots(figsize=(6, 3.4))
-        for task, task_frame in frame.groupby("task"):
-            agg = task_frame.groupby("epoch")["log_ratio"].agg(["mean", "std"]).reset_index()
-            line, = ax.plot(agg["epoch"], agg["mean"], label=f"task {task} (n={task_frame['seed'].nunique()})")
-            ax.fill_between(agg["epoch"], agg["mean"] - agg["std"].fillna(0), agg["mean"] + agg["std"].fillna(0),
-                            color=line.get_color(), alpha=0.2, linewidth=0)
-        ax.axhline(0, color="grey", linewidth=0.8)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("log(L_MTL / L_STL) at equal steps")
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
+        chart = band_chart(stats[(setting, method)], "epoch", "task", runs=frame, x_title="epoch",
+                           y_title="log(L_MTL / L_STL) at equal steps", rules=[Rule(0.0)], width=520, height=240)
         n_seeds = frame["seed"].nunique()
-        body += save_figure(fig, out_dir, slug("loss_ratio", setting, method),
-                            f"{setting}, method {method}: training-loss log-ratio MTL/STL at equal steps per task, "
-                            f"mean ± std over {n_seeds} seed pairs (each MTL run against the same-seed STL run); "
-                            f"below 0 = MTL optimizes the task faster.")
-    return Section(title, body, anchor)
+        figures.setdefault(setting, []).append(save_figure(
+            chart, out_dir, slug("loss_ratio", setting, method),
+            f"{setting}, method {method}: training-loss log-ratio MTL/STL at equal steps per task, mean ± std over "
+            f"{n_seeds} seed pairs (each MTL run against the same-seed STL run; thin lines: single seeds); below 0 = "
+            f"MTL optimizes the task faster."))
+    return Section(title, body + per_setting(figures, "loss-ratio figures"), anchor)
 
 
-def scatter_figure(units: pd.DataFrame, table: pd.DataFrame) -> "plt.Figure":
+def scatter_figure(units: pd.DataFrame, table: pd.DataFrame) -> Spec:
     """One panel per row of the correlation ``table``: ``y`` against ``x`` over the units, one
-    colour per method, with the least-squares line; r and rho in the panel title."""
-    fig, axes = plt.subplots(1, len(table), figsize=(4.2 * len(table), 3.6), squeeze=False)
-    for ax, row in zip(axes[0], table.itertuples()):
-        data = units[np.isfinite(units[row.x]) & np.isfinite(units[row.y])]
-        for method, frame in data.groupby("method"):
-            ax.scatter(frame[row.x], frame[row.y], s=22, label=str(method), alpha=0.8)
+    colour per method, with the least-squares line (Vega-Lite's regression transform: ordinary
+    least squares on the panel's finite points); r and rho in the panel title.  The units' data is
+    embedded once for all panels; the legend toggle of the first panel applies to all."""
+    columns = sorted({*table["x"], *table["y"]})
+    keys = [c for c in ("setting", "task", "seed", "method") if c in units]
+    legend = legend_toggle("method")
+    panels = []
+    for row in table.itertuples():
+        x, y = quantitative(row.x), quantitative(row.y)
+        valid = [{"filter": " && ".join(f"isValid(datum['{c}']) && isFinite(datum['{c}'])" for c in (row.x, row.y))}]
+        points = {"transform": valid, "mark": {"type": "point", "filled": True, "size": 40},
+                  "encoding": {"x": x, "y": y, "color": {"field": "method", "type": "nominal"},
+                               "opacity": when(legend["name"], 0.85, 0.1),
+                               "tooltip": [*(tip(k, "nominal") for k in keys), tip(row.x), tip(row.y)]}}
+        layers = [points]
         if np.isfinite(row.pearson_r):
-            slope, intercept = np.polyfit(data[row.x].to_numpy(float), data[row.y].to_numpy(float), 1)
-            grid = np.linspace(data[row.x].min(), data[row.x].max(), 50)
-            ax.plot(grid, slope * grid + intercept, color="black", linewidth=1, label="least-squares fit")
-        ax.set(xlabel=row.x, ylabel=row.y, title=f"r={row.pearson_r:.2f}, rho={row.spearman_rho:.2f}, n={row.n}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+            layers.append({"transform": [*valid, {"regression": row.y, "on": row.x}],
+                           "mark": {"type": "line", "color": "black", "strokeWidth": 1},
+                           "encoding": {"x": x, "y": y}})
+        params = [] if panels else [legend]
+        panels.append({"title": f"r={row.pearson_r:.2f}, rho={row.spearman_rho:.2f}, n={row.n}",
+                       **interactive(layers, *params, width=230, height=200)})
+    return {"data": inline_data(units.loc[:, [*keys, *columns]]), "concat": panels, "columns": FACET_COLUMNS}
 
 
 def correlation_section(rows: pd.DataFrame, task_info: TaskInfo, out_dir: Path) -> Section:

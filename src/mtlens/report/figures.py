@@ -1,85 +1,79 @@
-"""Figures of the STL-vs-MTL study (matplotlib, no display needed)."""
+"""Figures of the STL-vs-MTL study: the gap at comparable training loss and the training curves
+(interactive Vega-Lite charts, see :mod:`mtlens.render.charts`)."""
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
-import pandas as pd  # noqa: E402
+from mtlens.analysis.gap import GapResult
+from mtlens.render.charts import MODE_COLORS, Rule, Spec, band_chart, concat, mean_band, tip
 
-from mtlens.analysis.gap import GapResult  # noqa: E402
-
-MODE_STYLE = {"stl": {"color": "#1f77b4", "label": "STL"}, "mtl": {"color": "#d62728", "label": "MTL"}}
+GAP_DISPLAY_LEVELS = 50
+"""At most this many of the gap analysis's training-loss levels are drawn per curve (every k-th,
+plus the last); the onset and the tables use all levels."""
 
 
-def _band(ax: "plt.Axes", x: np.ndarray, mean: np.ndarray, std: np.ndarray, mode: str, label: str = "") -> None:
-    style = MODE_STYLE[mode]
-    ax.plot(x, mean, color=style["color"], label=label or style["label"])
-    if np.isfinite(std).any():
-        ax.fill_between(x, mean - std, mean + std, color=style["color"], alpha=0.2, linewidth=0)
+def _thin(frame: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
+    """Every k-th row (and the last) of each ``by`` group so that a group keeps <= GAP_DISPLAY_LEVELS rows."""
+    groups = [g for _, g in frame.groupby(by, sort=False)] if by else [frame]
+    kept = []
+    for group in groups:
+        step = max(1, int(np.ceil(len(group) / GAP_DISPLAY_LEVELS)))
+        kept.append(group.iloc[np.unique(np.r_[np.arange(0, len(group), step), len(group) - 1])] if len(group)
+                    else group)
+    return pd.concat(kept, ignore_index=True)
 
 
-def gap_figure(results: list[GapResult], noise_multiplier: float) -> "plt.Figure":
-    """For one task: per measure, G vs training loss (STL and MTL, mean +/- std over seeds),
-    and the gap MTL - STL with the +/- z * noise band and the onset marked."""
-    fig, axes = plt.subplots(len(results), 2, figsize=(10, 3.4 * len(results)), squeeze=False)
-    for row, result in zip(axes, results):
-        curve_ax, gap_ax = row
-        for mode, frame in result.curves.groupby("mode"):
-            _band(curve_ax, frame["train_loss"].to_numpy(), frame["mean"].to_numpy(), frame["std"].to_numpy(),
-                  mode, f"{MODE_STYLE[mode]['label']} (n={int(frame['n'].iloc[0])})")
-        gap = result.gap
-        x = gap["train_loss"].to_numpy()
-        gap_ax.plot(x, gap["gap"], color="black", label="gap = MTL - STL")
-        band = noise_multiplier * gap["noise"].to_numpy()
-        gap_ax.fill_between(x, -band, band, color="grey", alpha=0.3, linewidth=0,
-                            label=f"seed noise (±{noise_multiplier:g} SE)")
-        gap_ax.axhline(0.0, color="grey", linewidth=0.8)
-        if result.onset is not None:
-            for ax in (curve_ax, gap_ax):
-                ax.axvline(result.onset["train_loss"], color="green", linestyle="--", linewidth=1,
-                           label=f"onset (epoch {result.onset['epoch_mtl']:.2f})" if ax is gap_ax else None)
-        for ax, ylabel in ((curve_ax, result.measure), (gap_ax, f"gap in {result.measure}")):
-            ax.set_xscale("log")
-            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-            ax.xaxis.set_minor_formatter(NullFormatter())
-            ax.invert_xaxis()
-            ax.set_xlabel("training loss (training runs left to right)")
-            ax.set_ylabel(ylabel)
-            ax.legend(fontsize=8)
-            ax.grid(alpha=0.3)
-        curve_ax.set_title(f"task {result.task}: {result.measure} at comparable training loss")
-        gap_ax.set_title(f"task {result.task}: generalization gap")
-    fig.tight_layout()
-    return fig
+def gap_band(gap: pd.DataFrame, noise_multiplier: float) -> tuple[np.ndarray, np.ndarray, str]:
+    """The band drawn around zero in the gap panel: the analysis's own ``band_low``/``band_high``
+    columns where it provides them, else -/+ ``noise_multiplier`` x the seed noise (standard error)."""
+    if {"band_low", "band_high"} <= set(gap.columns):
+        return gap["band_low"].to_numpy(float), gap["band_high"].to_numpy(float), "band of the gap analysis"
+    band = noise_multiplier * gap["noise"].to_numpy(float)
+    return -band, band, f"seed noise, ±{noise_multiplier:g} SE"
 
 
-def training_curves_figure(runs: pd.DataFrame, tasks: list[str], quantities: list[str]) -> "plt.Figure":
-    """Per task (columns) and quantity (rows): value vs epoch, STL and MTL mean +/- std over seeds."""
-    fig, axes = plt.subplots(len(quantities), len(tasks), figsize=(4.2 * len(tasks), 3.0 * len(quantities)),
-                             squeeze=False)
-    for j, task in enumerate(tasks):
-        for i, quantity in enumerate(quantities):
-            ax = axes[i][j]
-            rows = runs[(runs["task"] == task) & (runs["quantity"] == quantity)]
-            for mode, frame in rows.groupby("mode"):
-                agg = frame.groupby("epoch")["value"].agg(["mean", "std", "count"]).reset_index()
-                n = int(frame["run_id"].nunique())
-                _band(ax, agg["epoch"].to_numpy(), agg["mean"].to_numpy(), agg["std"].to_numpy(), mode,
-                      f"{MODE_STYLE[mode]['label']} (n={n})")
-            ax.set_title(f"task {task}")
-            ax.set_xlabel("epoch")
-            ax.set_ylabel(quantity)
-            if quantity.endswith("loss"):
-                ax.set_yscale("log")
-            ax.grid(alpha=0.3)
-            if rows.empty:  # e.g. a metric that only some tasks have
-                ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes)
-            else:
-                ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+def gap_figure(results: list[GapResult], noise_multiplier: float) -> Spec:
+    """For one task, per measure (rows): G vs training loss (STL and MTL, mean ± std over seeds),
+    and the gap MTL − STL with its band around zero (:func:`gap_band`) and the onset marked (green,
+    dashed).  The x axis is the training loss on a log scale, reversed so that training runs left
+    to right."""
+    x_title = "training loss (training runs left to right)"
+    rows = []
+    for result in results:
+        onset = [Rule(result.onset["train_loss"], "x", "green", (5, 3))] if result.onset is not None else []
+        curves = _thin(result.curves, "mode")
+        curve_chart = band_chart(curves, "train_loss", "mode", color_scale=MODE_COLORS, x_log=True, x_reverse=True,
+                                 x_title=x_title, y_title=result.measure, tooltip=[tip("epoch")], rules=onset,
+                                 width=380, height=200,
+                                 title=f"task {result.task}: {result.measure} at comparable training loss")
+        low, high, band_label = gap_band(result.gap, noise_multiplier)
+        gap = result.gap.assign(series="gap = MTL − STL", mean=result.gap["gap"], std=result.gap["noise"],
+                                n=int(result.curves["n"].min()), low=low, high=high)
+        gap_chart = band_chart(_thin(gap), "train_loss",
+                               "series", x_log=True, x_reverse=True, x_title=x_title,
+                               y_title=f"gap in {result.measure}", titles={"mean": "gap", "std": "noise (SE)"},
+                               color_scale={"range": ["black"]}, rules=[Rule(0.0), *onset], width=380, height=200,
+                               title=f"task {result.task}: generalization gap (band: {band_label})")
+        rows.append(concat("hconcat", [curve_chart, gap_chart], independent=["color"]))
+    return concat("vconcat", rows)
+
+
+def training_curves_figure(runs: pd.DataFrame, tasks: list[str], quantities: list[str],
+                           stats: pd.DataFrame | None = None) -> Spec:
+    """Per quantity (rows of panels) and task (panels, wrapped): value vs epoch, STL and MTL mean ±
+    std over seeds, with one thin line per run (hover: run, seed, value).  ``stats`` is
+    :func:`~mtlens.render.charts.mean_band` of ``runs`` by (quantity, task, mode) over epoch where
+    the caller has it already.  A task without rows of a quantity has no panel."""
+    runs = runs[runs["task"].isin(tasks) & runs["quantity"].isin(quantities)]
+    if stats is None:
+        stats = mean_band(runs, ["quantity", "task", "mode"], "epoch")
+    stats = stats[stats["task"].isin(tasks)]
+    stats_by = dict(iter(stats.groupby("quantity", sort=False)))
+    runs_by = dict(iter(runs.groupby("quantity", sort=False)))
+    return concat("vconcat", [
+        band_chart(stats_by[q], "epoch", "mode", runs=runs_by[q], facet_by="task",
+                   color_scale=MODE_COLORS, x_title="epoch", y_title=q,
+                   y_log=q.endswith("loss") and bool((runs_by[q]["value"] > 0).all()), title=q)
+        for q in quantities if q in stats_by])

@@ -9,31 +9,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from mtlens.render import Section, by_configuration, save_figure, slug, table_html  # noqa: E402
-from mtlens.store import RunStore  # noqa: E402
+from mtlens.render import Section, by_configuration, per_setting, save_figure, slug, table_html
+from mtlens.render.charts import Spec, band_chart, mean_band
+from mtlens.store import RunStore
 
 WEIGHT = "method/weight"
 
 
-def task_weights_figure(rows: pd.DataFrame) -> "plt.Figure":
-    """Mean +/- std over seeds of each task's weight against epoch (rows of one setting and method)."""
-    fig, ax = plt.subplots(figsize=(6, 3.4))
-    for task, frame in rows.groupby("task"):
-        stats = frame.groupby("epoch")["value"].agg(["mean", "std"]).reset_index()
-        ax.plot(stats["epoch"], stats["mean"], label=f"{task} (n={frame['run_id'].nunique()})")
-        ax.fill_between(stats["epoch"], stats["mean"] - stats["std"].fillna(0.0),
-                        stats["mean"] + stats["std"].fillna(0.0), alpha=0.2, linewidth=0)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("task weight")
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    return fig
+def task_weights_figure(rows: pd.DataFrame, stats: pd.DataFrame | None = None) -> Spec:
+    """Mean ± std over seeds of each task's weight against epoch (rows of one setting and method),
+    one thin line per run; ``stats`` is :func:`~mtlens.render.charts.mean_band` of the rows by task."""
+    if stats is None:
+        stats = mean_band(rows, ["task"], "epoch")
+    return band_chart(stats, "epoch", "task", runs=rows, x_title="epoch", y_title="task weight", width=520,
+                      height=240)
 
 
 def method_weights_section(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out_dir: Path) -> list[Section]:
@@ -44,7 +35,8 @@ def method_weights_section(store: RunStore, index: pd.DataFrame, rows: pd.DataFr
     weights = rows[(rows["mode"] == "mtl") & (rows["quantity"] == WEIGHT)]
     if weights.empty:
         return []
-    summary, figures = [], []
+    summary, figures = [], {}
+    stats = dict(iter(mean_band(weights, ["setting", "method", "task"], "epoch").groupby(["setting", "method"])))
     for (setting, method), frame in weights.groupby(["setting", "method"]):
         for task, task_rows in frame.groupby("task"):
             by_step = task_rows.groupby("step")["value"]
@@ -52,11 +44,13 @@ def method_weights_section(store: RunStore, index: pd.DataFrame, rows: pd.DataFr
             summary.append({"setting": setting, "method": method, "task": task,
                             "n_runs": task_rows["run_id"].nunique(), "first_weight": first, "last_weight": last,
                             "mean_weight": task_rows["value"].mean()})
-        figures.append(save_figure(task_weights_figure(frame), out_dir, slug("weights", setting, method),
-                                   f"{setting}, method {method}: task weights applied by the method, averaged "
-                                   f"over the steps between records, mean ± std over seeds."))
+        figures.setdefault(setting, []).append(save_figure(
+            task_weights_figure(frame, stats[(setting, method)]), out_dir, slug("weights", setting, method),
+            f"{setting}, method {method}: task weights applied by the method, averaged over the steps between "
+            f"records, mean ± std over seeds ({frame['run_id'].nunique()} runs; thin lines: single runs)."))
     body = table_html(pd.DataFrame(summary), out_dir, "method_weights",
                       "Task weights of each multi-task optimizer (mean over seeds): at the first record after "
                       "training starts, at the last record, and over all records. Each recorded value is the "
                       "mean weight over the steps since the previous record. Formulas: docs/methods.md.")
-    return [Section("Which task weights did the methods apply?", body + "".join(figures), "method-weights")]
+    return [Section("Which task weights did the methods apply?", body + per_setting(figures, "figures"),
+                    "method-weights")]

@@ -11,94 +11,117 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from mtlens.probes import per_task_quantities
+from mtlens.render import Section, by_configuration, per_setting, save_figure, slug
+from mtlens.render.charts import Rule, Spec, band_chart, concat, mean_band, tip
+from mtlens.report.figures import training_curves_figure
+from mtlens.store import RunStore
+from mtlens.quantities import PROBE_PREFIX
 
-from mtlens.probes import per_task_quantities  # noqa: E402
-from mtlens.render import Section, by_configuration, save_figure, slug  # noqa: E402
-from mtlens.report.figures import training_curves_figure  # noqa: E402
-from mtlens.store import RunStore  # noqa: E402
-from mtlens.quantities import (  # noqa: E402
-    PROBE_PREFIX, CONFLICT_COSINE, CONFLICT_FRACTION, INTRA_COSINE_CLASSGROUP, INTRA_COSINE_SUBBATCH,
-    MAGNITUDE_SIMILARITY, UPDATE_NORM)
-
+MAX_PAIR_PANELS = 12
+"""At most this many task pairs get panels in a conflict figure (with more, the most conflicting
+pairs: lowest mean inter-task cosine); the alignment section's table pools all pairs."""
 
 
 def probes_section(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out_dir: Path) -> list[Section]:
-    """A :data:`~mtlens.report.study_report.SectionBuilder`: the probe figures, or nothing without probe rows."""
+    """A :data:`~mtlens.report.study_report.SectionBuilder`: the probe figures, or nothing without probe rows.
+    Means over seeds are aggregated once for the section (STL runs once per setting)."""
     del store
     rows, _ = by_configuration(index, rows, {})
     probe_rows = rows[rows["quantity"].str.startswith(PROBE_PREFIX)]
     if probe_rows.empty:
         return []
-    parts = []
+    per_task = probe_rows[probe_rows["quantity"].isin(per_task_quantities())]
+    stl, mtl = per_task[per_task["mode"] == "stl"], per_task[per_task["mode"] == "mtl"]
+    stl_rows, stl_stats = dict(iter(stl.groupby("setting"))), dict(iter(
+        mean_band(stl, ["setting", "quantity", "task", "mode"], "epoch").groupby("setting")))
+    mtl_stats = dict(iter(mean_band(mtl, ["setting", "method", "quantity", "task", "mode"], "epoch")
+                          .groupby(["setting", "method"])))
+    parts: dict[str, list[str]] = {}
     for (setting, method), mtl_rows in probe_rows[probe_rows["mode"] == "mtl"].groupby(["setting", "method"]):
-        pair = pd.concat([probe_rows[(probe_rows["setting"] == setting) & (probe_rows["mode"] == "stl")], mtl_rows])
-        tasks = [t for t in sorted(mtl_rows["task"].unique()) if "|" not in t and t != "*"]
+        task_rows = mtl_rows[mtl_rows["quantity"].isin(per_task_quantities())]
+        pair = pd.concat([stl_rows.get(setting, task_rows.iloc[:0]), task_rows])
+        tasks = [t for t in sorted(task_rows["task"].unique()) if "|" not in t and t != "*"]
         quantities = [q for q in per_task_quantities() if q in set(pair["quantity"])]
         if tasks and quantities:
             n_seeds = {mode: frame["seed"].nunique() for mode, frame in pair.groupby("mode")}
-            fig = training_curves_figure(pair, tasks, quantities)
-            parts.append(save_figure(
+            stats = pd.concat([s for s in (stl_stats.get(setting), mtl_stats.get((setting, method))) if s is not None])
+            fig = training_curves_figure(pair, tasks, quantities, stats.drop(columns=["setting", "method"],
+                                                                             errors="ignore"))
+            parts.setdefault(setting, []).append(save_figure(
                 fig, out_dir, slug("probes", setting, method),
                 f"{setting}, method {method}: every per-task probe by epoch, STL (blue) vs MTL (red), mean ± std "
                 f"over seeds ({n_seeds.get('stl', 0)} STL and {n_seeds.get('mtl', 0)} MTL seeds; runs per curve in "
-                f"the legend); rows: {', '.join(quantities)}. update_cosine: cosine of the task's probe-sample "
-                f"gradient with the update direction "
-                f"the method applied to the shared parameters at that step (for STL, the task's own batch "
-                f"gradient)."))
+                f"the tooltip; thin lines: single runs); rows: {', '.join(quantities)}. update_cosine: cosine of the "
+                f"task's probe-sample gradient "
+                f"with the update direction the method applied to the shared parameters at that step (for STL, the "
+                f"task's own batch gradient)."))
         pairs = sorted(t for t in mtl_rows["task"].unique() if "|" in t)
         if pairs:
-            parts.append(save_figure(
-                conflict_figure(mtl_rows, pairs), out_dir, slug("conflict", setting, method),
+            shown = conflict_pairs(mtl_rows, pairs)
+            more = (f" The {len(shown)} most conflicting of {len(pairs)} pairs (lowest mean inter-task cosine) are "
+                    f"drawn." if len(shown) < len(pairs) else "")
+            parts.setdefault(setting, []).append(save_figure(
+                conflict_figure(mtl_rows, shown), out_dir, slug("conflict", setting, method),
                 f"{setting}, method {method} (MTL, {mtl_rows['seed'].nunique()} seeds, mean ± std): inter-task "
                 f"gradient cosine on the shared parameters next to each task's intra-task cosines (two halves "
                 f"of a batch; two class groups), magnitude similarity of the task gradients, and per run the "
-                f"fraction of conflicting pairs and the norm of the applied update."))
+                f"fraction of conflicting pairs and the norm of the applied update.{more}"))
     if not parts:
         return []
-    return [Section("What did the probes see?", "".join(parts), "probes")]
+    return [Section("What did the probes see?", per_setting(parts, "probe figures"), "probes")]
 
 
-def conflict_figure(rows: pd.DataFrame, pairs: list[str]) -> "plt.Figure":
-    """Per pair ``a|b`` (first columns): conflict cosine with the intra-task cosines of ``a`` and ``b``,
-    and magnitude similarity; last column: conflict fraction and update norm (per run)."""
-    fig, axes = plt.subplots(2, len(pairs) + 1, figsize=(4.2 * (len(pairs) + 1), 6.0), squeeze=False)
-    for j, pair in enumerate(pairs):
+def conflict_pairs(rows: pd.DataFrame, pairs: list[str]) -> list[str]:
+    """``pairs``, or the :data:`MAX_PAIR_PANELS` with the lowest mean ``probe/conflict_cosine`` if there are more."""
+    if len(pairs) <= MAX_PAIR_PANELS:
+        return pairs
+    cosine = rows[rows["quantity"] == "probe/conflict_cosine"].groupby("task")["value"].mean()
+    return sorted(cosine.reindex(pairs).sort_values(na_position="last").index[:MAX_PAIR_PANELS])
+
+
+CONFLICT_SERIES = {"probe/conflict_cosine": "inter-task cosine",
+                   "probe/intra_cosine_subbatch": "{which} task: half vs half",
+                   "probe/intra_cosine_classgroup": "{which} task: class groups"}
+
+
+def conflict_figure(rows: pd.DataFrame, pairs: list[str]) -> Spec:
+    """Per pair ``a|b`` (panels): conflict cosine with the intra-task cosines of ``a`` (first task)
+    and ``b`` (second), and magnitude similarity; then conflict fraction and update norm (per run,
+    task ``*``).  Mean ± std over the runs by epoch."""
+    by_series = dict(iter(rows.groupby(["task", "quantity"], sort=False)))
+    frames = []
+    for pair in pairs:
         a, b = pair.split("|")
-        cosine_ax, magnitude_ax = axes[0][j], axes[1][j]
-        _mean_band(cosine_ax, rows, pair, CONFLICT_COSINE, f"cos(g_{a}, g_{b})", "black")
-        for task, color in ((a, "#1f77b4"), (b, "#2ca02c")):
-            _mean_band(cosine_ax, rows, task, INTRA_COSINE_SUBBATCH, f"{task}: half vs half", color)
-            _mean_band(cosine_ax, rows, task, INTRA_COSINE_CLASSGROUP, f"{task}: class groups", color, "--")
-        cosine_ax.axhline(0.0, color="grey", linewidth=0.8)
-        cosine_ax.set_title(f"pair {pair}: inter- vs intra-task cosine")
-        _mean_band(magnitude_ax, rows, pair, MAGNITUDE_SIMILARITY, "magnitude similarity", "black")
-        magnitude_ax.set_title(f"pair {pair}")
-    _mean_band(axes[0][-1], rows, "*", CONFLICT_FRACTION, "conflicting pairs", "#d62728")
-    axes[0][-1].set_title("fraction of pairs with cosine < 0")
-    _mean_band(axes[1][-1], rows, "*", UPDATE_NORM, "||update||", "#d62728")
-    axes[1][-1].set_title("norm of the applied update")
-    for ax in axes.flat:
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-def _mean_band(ax: "plt.Axes", rows: pd.DataFrame, task: str, quantity: str, label: str, color: str,
-               linestyle: str = "-") -> None:
-    frame = rows[(rows["task"] == task) & (rows["quantity"] == quantity)]
-    if frame.empty:
-        return
-    agg = frame.groupby("epoch")["value"].agg(["mean", "std"]).reset_index()
-    x, mean, std = (agg[c].to_numpy() for c in ("epoch", "mean", "std"))
-    ax.plot(x, mean, color=color, linestyle=linestyle, label=f"{label} (n={frame['run_id'].nunique()})")
-    if np.isfinite(std).any():
-        ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.15, linewidth=0)
+        for task, which in ((pair, ""), (a, "first"), (b, "second")):
+            for quantity, label in CONFLICT_SERIES.items():
+                if (quantity == "probe/conflict_cosine") == (task == pair):
+                    if (task, quantity) in by_series:
+                        frames.append(by_series[task, quantity].assign(pair=pair, series=label.format(which=which),
+                                                                         of=task))
+    cosines = pd.concat(frames) if frames else rows.iloc[:0].assign(pair="", series="", of="")
+    charts = []
+    if len(cosines):
+        stats = mean_band(cosines, ["pair", "series", "of"], "epoch")
+        charts.append(band_chart(stats, "epoch", "series", facet_by="pair", x_title="epoch", y_title="cosine",
+                                 tooltip=[tip("of", "nominal")], rules=[Rule(0.0)],
+                                 title="per pair (first|second task): inter- vs intra-task cosine"))
+    magnitude = rows[rows["task"].isin(pairs) & (rows["quantity"] == "probe/magnitude_similarity")]
+    if len(magnitude):
+        stats = mean_band(magnitude.assign(pair=magnitude["task"], series="magnitude similarity"),
+                          ["pair", "series"], "epoch")
+        charts.append(band_chart(stats, "epoch", "series", facet_by="pair", x_title="epoch",
+                                 y_title="magnitude similarity", color_scale={"range": ["black"]}))
+    per_run = []
+    for quantity, label in (("probe/conflict_fraction", "fraction of pairs with cosine < 0"),
+                            ("probe/update_norm", "norm of the applied update")):
+        frame = rows[(rows["task"] == "*") & (rows["quantity"] == quantity)]
+        if len(frame):
+            per_run.append(band_chart(mean_band(frame.assign(series=label), ["series"], "epoch"), "epoch", "series",
+                                      x_title="epoch", y_title=label, color_scale={"range": ["#d62728"]},
+                                      title=label))
+    if per_run:
+        charts.append(concat("hconcat", per_run, independent=["color"]))
+    return concat("vconcat", charts, independent=["color"])

@@ -8,7 +8,9 @@ the generalization gap open (gap curves and onset), and how did optimization dif
 from __future__ import annotations
 
 import html
+import json
 import math
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -18,11 +20,13 @@ import pandas as pd
 from mtlens.analysis.gap import generalization_gap
 from mtlens.errors import ConfigError, MtlensError
 from mtlens.experiments import experiment_sections
-from mtlens.analysis.transfer import TaskInfo, delta_m, transfer_table
+from mtlens.analysis.transfer import delta_m, transfer_table
 from mtlens.report.alignment import elich_sections
-from mtlens.render import RUN_KEYS, Section, by_configuration, save_figure, slug, table_html
+from mtlens.analysis.optimization import optimization_effect
+from mtlens.render import RUN_KEYS, Section, by_configuration, per_setting, save_figure, slug, table_html
+from mtlens.render.charts import STATIC_FORMATS, export_static, mean_band, vega_bundle
 from mtlens.report.correlations import explanation_sections
-from mtlens.report.figures import gap_figure, training_curves_figure
+from mtlens.report.figures import gap_band, gap_figure, training_curves_figure
 from mtlens.report.probes import probes_section
 from mtlens.report.methods import method_weights_section
 from mtlens.store import RunStore
@@ -115,8 +119,8 @@ def mismatched_recorded_runs(index: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-def transfer_section(rows: pd.DataFrame, task_info: TaskInfo, out_dir: Path) -> Section:
-    table = transfer_table(rows, task_info)
+def transfer_section(table: pd.DataFrame, out_dir: Path) -> Section:
+    """The transfer table (:func:`~mtlens.analysis.transfer.transfer_table`) and delta_m."""
     if table.empty:
         return Section("Transfer", "<p>No task has both STL and MTL runs yet.</p>", "transfer")
     body = table_html(
@@ -129,23 +133,27 @@ def transfer_section(rows: pd.DataFrame, task_info: TaskInfo, out_dir: Path) -> 
     return Section("Did MTL help each task?", body, "transfer")
 
 
-def gap_section(rows: pd.DataFrame, out_dir: Path, noise_multiplier: float) -> Section:
-    parts, onsets = [], []
+def gap_section(rows: pd.DataFrame, out_dir: Path, noise_multiplier: float) -> tuple[Section, pd.DataFrame]:
+    """Gap figures per (setting, method, task), grouped by setting, and the onset table (also returned)."""
+    figures: dict[str, list[str]] = {}
+    onsets = []
+    rows = rows[rows["quantity"].isin(["train/loss", *GAP_MEASURES])]  # all the gap analysis reads
+    stl_by_task = dict(iter(rows[rows["mode"] == "stl"].groupby(["setting", "task"], sort=False)))
     for (setting, method), mtl_rows in rows[rows["mode"] == "mtl"].groupby(["setting", "method"]):
-        pair = pd.concat([rows[(rows["setting"] == setting) & (rows["mode"] == "stl")], mtl_rows])
-        for task in sorted(mtl_rows["task"].unique()):
+        for task, task_rows in mtl_rows.groupby("task", sort=True):
+            stl_rows = stl_by_task.get((setting, task), rows.iloc[:0])
+            task_pair = pd.concat([stl_rows, task_rows])
             results = [r for m in GAP_MEASURES
-                       if (r := generalization_gap(pair, task, m, noise_multiplier=noise_multiplier)) is not None]
+                       if (r := generalization_gap(task_pair, task, m, noise_multiplier=noise_multiplier)) is not None]
             if not results:
                 continue
-            n_stl = pair[(pair["mode"] == "stl") & (pair["task"] == task)]["run_id"].nunique()
-            n_mtl = mtl_rows[mtl_rows["task"] == task]["run_id"].nunique()
+            n_stl, n_mtl = stl_rows["run_id"].nunique(), task_rows["run_id"].nunique()
             caption = (f"{setting}, method {method}, task {task}: validation measures against training loss "
                        f"(mean ± std over {n_stl} STL and {n_mtl} MTL seeds) and the gap MTL − STL with "
-                       f"±{noise_multiplier:g} standard errors of seed noise; dashed: first level where the gap "
-                       f"exceeds the noise.")
-            parts.append(save_figure(gap_figure(results, noise_multiplier), out_dir,
-                                     slug("gap", setting, method, task), caption))
+                       f"its band ({gap_band(results[0].gap, noise_multiplier)[2]}); dashed: first level where the "
+                       f"gap leaves the band.")
+            figures.setdefault(setting, []).append(save_figure(gap_figure(results, noise_multiplier), out_dir,
+                                                               slug("gap", setting, method, task), caption))
             for r in results:
                 onset = r.onset or {}
                 onsets.append({"setting": setting, "method": method, "task": task, "measure": r.measure,
@@ -154,39 +162,108 @@ def gap_section(rows: pd.DataFrame, out_dir: Path, noise_multiplier: float) -> S
                                "direction": {1.0: "MTL worse", -1.0: "MTL better"}.get(onset.get("sign"), "none"),
                                "onset_epoch_mtl": onset.get("epoch_mtl"), "onset_epoch_stl": onset.get("epoch_stl"),
                                "final_gap": float(r.gap["gap"].iloc[-1])})
+    title = "When did the gap open?"
     if not onsets:
-        return Section("When did the gap open?", "<p>No task has both STL and MTL trajectories.</p>", "gap")
-    table = table_html(pd.DataFrame(onsets), out_dir, "gap_onset",
-                       "Onset of the generalization gap: the first training-loss level (in training order) where "
-                       "|MTL − STL| exceeds the seed noise, the epoch at which MTL and STL reached it, and the gap at "
-                       "the lowest common training loss. Negative gaps in loss/error mean MTL generalizes better.")
-    return Section("When did the gap open?", table + "".join(parts), "gap")
+        return Section(title, "<p>No task has both STL and MTL trajectories.</p>", "gap"), pd.DataFrame()
+    table = pd.DataFrame(onsets)
+    body = table_html(table, out_dir, "gap_onset",
+                      "Onset of the generalization gap: the first training-loss level (in training order) where "
+                      "|MTL − STL| exceeds the seed noise, the epoch at which MTL and STL reached it, and the gap at "
+                      "the lowest common training loss. Negative gaps in loss/error mean MTL generalizes better.")
+    return Section(title, body + per_setting(figures, "gap figures"), "gap"), table
+
+
+TRAINING_QUANTITIES = ("train/loss", "val/loss", "val/error")
 
 
 def training_section(rows: pd.DataFrame, out_dir: Path) -> Section:
-    parts, unpaired = [], []
-    for (setting, method), mtl_rows in rows[rows["mode"] == "mtl"].groupby(["setting", "method"]):
-        stl_rows = rows[(rows["setting"] == setting) & (rows["mode"] == "stl")]
-        if stl_rows.empty:
+    """Training curves per (setting, method): STL and MTL mean ± std over seeds and each run, by epoch.
+    Means are aggregated once for the whole section (STL runs once per setting, shared by its methods)."""
+    rows = rows[rows["quantity"].isin(TRAINING_QUANTITIES) & ~rows["task"].str.contains("|", regex=False)
+                & (rows["task"] != "*")]
+    stl, mtl = rows[rows["mode"] == "stl"], rows[rows["mode"] == "mtl"]
+    stl_stats = dict(iter(mean_band(stl, ["setting", "quantity", "task", "mode"], "epoch").groupby("setting")))
+    mtl_stats = dict(iter(mean_band(mtl, ["setting", "method", "quantity", "task", "mode"], "epoch")
+                          .groupby(["setting", "method"])))
+    stl_rows = dict(iter(stl.groupby("setting")))
+    figures: dict[str, list[str]] = {}
+    unpaired = []
+    for (setting, method), mtl_rows in mtl.groupby(["setting", "method"]):
+        if setting not in stl_rows:
             unpaired.append(f"{setting}, method {method}")
             continue
-        pair = pd.concat([stl_rows, mtl_rows])
+        pair = pd.concat([stl_rows[setting], mtl_rows])
+        stats = pd.concat([stl_stats[setting], mtl_stats[(setting, method)]]).drop(columns=["setting", "method"],
+                                                                                     errors="ignore")
         tasks = sorted(mtl_rows["task"].unique())
-        fig = training_curves_figure(pair, tasks, ["train/loss", "val/loss", "val/error"])
-        parts.append(save_figure(fig, out_dir, slug("training", setting, method),
-                                 f"{setting}, method {method}: training loss (fixed training subset), validation "
-                                 f"loss and error by epoch, mean ± std over seeds ({pair['run_id'].nunique()} runs, "
-                                 f"{pair['seed'].nunique()} seeds; n per curve in the legend)."))
+        fig = training_curves_figure(pair, tasks, list(TRAINING_QUANTITIES), stats)
+        figures.setdefault(setting, []).append(save_figure(
+            fig, out_dir, slug("training", setting, method),
+            f"{setting}, method {method}: training loss (fixed training subset), validation loss and error by "
+            f"epoch, mean ± std over seeds ({pair['run_id'].nunique()} runs, {pair['seed'].nunique()} seeds; n per "
+            f"curve in the tooltip; thin lines: single runs)."))
+    body = per_setting(figures, "training-curve figures")
     if unpaired:
-        parts.append(f"<p>MTL runs without STL runs of the same configuration (not drawn here): "
-                     f"{html.escape('; '.join(unpaired))}.</p>")
-    return Section("How did optimization differ?", "".join(parts) or "<p>No MTL runs.</p>", "training")
+        body += (f"<p>MTL runs without STL runs of the same configuration (not drawn here): "
+                 f"{html.escape('; '.join(unpaired))}.</p>")
+    return Section("How did optimization differ?", body or "<p>No MTL runs.</p>", "training")
+
+
+def summary_section(transfer: pd.DataFrame, onsets: pd.DataFrame, rows: pd.DataFrame, out_dir: Path) -> Section:
+    """Per setting and method, the answers of the sections below in one row (:func:`study_summary`)."""
+    table = study_summary(transfer, onsets, rows)
+    if table.empty:
+        return Section("Summary", "<p>No setting has both STL and MTL runs yet: see the overview.</p>", "summary")
+    body = table_html(table, out_dir, "summary",
+                      "Per setting and MTL method: delta_m (mean relative improvement over tasks, %), tasks where "
+                      "MTL is better / worse at p < 0.05 (Welch) out of the tasks compared, the gap verdict "
+                      "(tasks whose validation-loss gap left the seed-noise band, by direction, see 'When did the "
+                      "gap open?'), and two factors: the mean training-loss log-ratio MTL/STL at equal steps "
+                      "(< 0: MTL optimized faster) and the mean inter-task gradient cosine (< 0: conflict). "
+                      "Details per setting follow in the sections below.")
+    return Section("Summary", body, "summary")
+
+
+def study_summary(transfer: pd.DataFrame, onsets: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per (setting, method) of ``transfer``: ``tasks``, ``delta_m_pct``, ``better``/``worse``
+    (tasks with relative_pct > 0 / < 0 and p_value < 0.05), ``gap_verdict`` (counts of the
+    val/loss onset directions), ``log_ratio_mean`` (mean over tasks and seeds of the mean
+    log(L_MTL / L_STL) at equal steps) and ``conflict_cosine`` (mean of probe/conflict_cosine)."""
+    if transfer.empty:
+        return pd.DataFrame()
+    significant = transfer["p_value"] < 0.05
+    table = (transfer.assign(better=significant & (transfer["relative_pct"] > 0),
+                             worse=significant & (transfer["relative_pct"] < 0))
+             .groupby(["setting", "method"], as_index=False)
+             .agg(tasks=("task", "nunique"), delta_m_pct=("relative_pct", "mean"), better=("better", "sum"),
+                  worse=("worse", "sum")))
+    if not onsets.empty:
+        loss = onsets[onsets["measure"] == GAP_MEASURES[0]]
+        verdict = (loss.groupby(["setting", "method"])["direction"]
+                   .agg(lambda d: ", ".join(f"{n} {k}" for k, n in d.value_counts().sort_index().items()))
+                   .rename("gap_verdict").reset_index())
+        table = table.merge(verdict, on=["setting", "method"], how="left")
+    effect = optimization_effect(rows)
+    if not effect.empty:
+        table = table.merge(effect.groupby(["setting", "method"], as_index=False)["log_ratio_mean"].mean(),
+                            on=["setting", "method"], how="left")
+    conflict = rows[(rows["mode"] == "mtl") & (rows["quantity"] == "probe/conflict_cosine")]
+    if len(conflict):
+        table = table.merge(conflict.groupby(["setting", "method"], as_index=False)["value"].mean()
+                            .rename(columns={"value": "conflict_cosine"}), on=["setting", "method"], how="left")
+    return table
 
 
 def write_report(store: RunStore, out_dir: str | Path, settings: Sequence[str] = (), methods: Sequence[str] = (),
                  noise_multiplier: float = 2.0, extra_sections: Sequence[SectionBuilder] = (),
-                 where: dict[str, Sequence[Any]] | None = None) -> Path:
-    """Write ``out_dir/report.html`` (self-contained), ``figures/`` and ``tables/``; return the HTML path."""
+                 where: dict[str, Sequence[Any]] | None = None, formats: Sequence[str] = ()) -> Path:
+    """Write ``out_dir/report.html`` (self-contained, interactive figures), ``tables/`` (CSV) and
+    ``figures/`` (each figure's Vega-Lite spec, plus static copies in ``formats``, e.g. ``("png",
+    "pdf")``); return the HTML path."""
+    unknown = sorted(set(formats) - set(STATIC_FORMATS))
+    if unknown:
+        raise ConfigError(f"--formats: unknown figure format(s) {', '.join(unknown)}; valid: "
+                          f"{', '.join(STATIC_FORMATS)}")
     out_dir = Path(out_dir)
     index = select_runs(store, settings, methods, where)
     if index.empty:
@@ -195,39 +272,91 @@ def write_report(store: RunStore, out_dir: str | Path, settings: Sequence[str] =
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = store.trajectories(index["run_id"].tolist())
     configured, task_info = by_configuration(index, rows, store.task_info())
-    sections = [overview_section(index, configured, out_dir), transfer_section(configured, task_info, out_dir),
-                gap_section(configured, out_dir, noise_multiplier), training_section(configured, out_dir)]
+    transfer = transfer_table(configured, task_info)
+    gap, onsets = gap_section(configured, out_dir, noise_multiplier)
+    sections = [summary_section(transfer, onsets, configured, out_dir), overview_section(index, configured, out_dir),
+                transfer_section(transfer, out_dir), gap, training_section(configured, out_dir)]
     for build in (*DEFAULT_SECTIONS, *extra_sections):
         sections += build(store, index, rows, out_dir)
     path = out_dir / "report.html"
-    path.write_text(render_html(sections, f"mtlens report — {', '.join(sorted(index['setting'].unique()))}"))
+    path.write_text(render_html(sections, f"mtlens report — {', '.join(sorted(index['setting'].unique()))}"),
+                    encoding="utf-8")
+    if formats:
+        export_figures(out_dir, sections, formats)
     return path
+
+
+def export_figures(out_dir: Path, sections: Sequence[Section], formats: Sequence[str]) -> None:
+    """Static copies (``formats``, e.g. png, pdf) of every figure of ``sections``, rendered from the
+    Vega-Lite specs that :func:`~mtlens.render.save_figure` wrote to ``out_dir/figures``."""
+    figures = Path(out_dir) / "figures"
+    for section in sections:
+        for name in re.findall(r'<figure id="fig-([^"]+)">', section.body):
+            spec = json.loads((figures / f"{html.unescape(name)}.vl.json").read_text(encoding="utf-8"))
+            export_static(spec, figures / html.unescape(name), formats)
 
 
 CSS = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
 table.table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
-table.table td,table.table th{border:1px solid #ddd;padding:.25em .5em;text-align:right}
-figure{margin:1.5em 0}figure img{max-width:100%}figcaption,.caption{font-size:.85em;color:#555}
-.table-wrap{overflow-x:auto}nav a{margin-right:1em}
+table.table td,table.table th{border:1px solid #ddd;padding:.25em .5em;text-align:right;max-width:24em;
+overflow-wrap:anywhere}
+.table-wrap{overflow-x:auto;max-width:100%;max-height:32em;overflow-y:auto}
+.table-wrap thead th{position:sticky;top:0;background:#f6f6f6}
+figure{margin:1.5em 0;max-width:100%}.chart{overflow-x:auto;max-width:100%}
+figcaption,.caption{font-size:.85em;color:#555}
+details.setting{border:1px solid #ddd;border-radius:4px;padding:.3em .8em;margin:.6em 0}
+details.setting>summary{cursor:pointer;font-weight:600}
+nav a{margin-right:1em;white-space:nowrap}nav{line-height:1.8}
 """
 
 
-IMAGE_CHECK = """window.addEventListener('load',function(){var broken=0;
-document.querySelectorAll('img').forEach(function(i){if(!i.complete||i.naturalWidth===0){broken++;}});
-document.body.setAttribute('data-images',document.images.length);
-document.body.setAttribute('data-broken-images',broken);});"""
-"""Marks ``<body>`` with the number of images and of images that failed to load (for browser checks)."""
+PAGE_SCRIPT = """(function(){
+var body=document.body,charts=Array.prototype.slice.call(document.querySelectorAll('figure>.chart'));
+var all=/[?&]render=all\\b/.test(location.search),pending=charts.length,errors=0;
+body.setAttribute('data-charts',charts.length);
+function finish(){var d=document.documentElement;body.setAttribute('data-charts-done',charts.length);
+body.setAttribute('data-chart-errors',errors);body.setAttribute('data-js-errors',window.mtlensErrors);
+body.setAttribute('data-overflow',d.scrollWidth>d.clientWidth?'yes':'no');}
+function settle(){pending--;if(pending===0){finish();}}
+function render(el){if(el.getAttribute('data-state')){return;}el.setAttribute('data-state','rendering');
+var spec=JSON.parse(el.nextElementSibling.textContent);
+vegaEmbed(el,spec,{renderer:'svg',actions:{export:true,source:false,compiled:false,editor:false}})
+.then(function(){el.setAttribute('data-state','rendered');settle();})
+.catch(function(e){el.setAttribute('data-state','error');errors++;console.error(e);settle();});}
+if(all){document.querySelectorAll('details').forEach(function(d){d.open=true;});
+if(!charts.length){finish();}charts.forEach(render);return;}
+if(!('IntersectionObserver' in window)){charts.forEach(render);return;}
+var seen=new IntersectionObserver(function(entries){entries.forEach(function(e){
+if(e.isIntersecting){seen.unobserve(e.target);render(e.target);}});},{rootMargin:'800px'});
+charts.forEach(function(c){seen.observe(c);});})();"""
+"""Renders each figure's spec with Vega-Embed when it comes near the viewport (figures in closed
+``<details>`` wait until opened), so that a report of many figures opens at once.  With
+``?render=all`` in the URL (browser checks) it opens every ``<details>``, renders every figure and
+then marks ``<body>`` with ``data-charts``, ``data-chart-errors``, ``data-js-errors`` (uncaught errors and
+``console.error`` calls, counted by :data:`ERROR_COUNTER`) and ``data-overflow`` (whether the page is
+wider than the window)."""
+
+ERROR_COUNTER = """window.mtlensErrors=0;window.addEventListener('error',function(){window.mtlensErrors++;});
+window.addEventListener('unhandledrejection',function(){window.mtlensErrors++;});
+(function(){var log=console.error;
+console.error=function(){window.mtlensErrors++;return log.apply(console,arguments);};})();"""
+"""Counts the page's JavaScript errors from the start (it runs before the Vega bundle)."""
 
 
 def render_html(sections: Sequence[Section], title: str) -> str:
-    """A standalone HTML page with a table of contents and the sections in order."""
+    """A standalone HTML page: a table of contents, the sections in order, and the Vega-Embed
+    JavaScript inlined once (no network needed) with :data:`PAGE_SCRIPT`."""
     nav = "".join(f'<a href="#{html.escape(s.anchor or str(i))}">{html.escape(s.title)}</a>'
                   for i, s in enumerate(sections))
     body = "".join(f'<section id="{html.escape(s.anchor or str(i))}"><h2>{html.escape(s.title)}</h2>{s.body}</section>'
                    for i, s in enumerate(sections))
     generated = time.strftime("%Y-%m-%d %H:%M:%S")
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1><p>Generated {generated}.</p>"
-            f"<nav>{nav}</nav>{body}<script>{IMAGE_CHECK}</script></body></html>")
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            f"<meta name='viewport' content='width=device-width,initial-scale=1'><title>{html.escape(title)}</title>"
+            f"<style>{CSS}</style><script>{ERROR_COUNTER}</script><script>{vega_bundle()}</script></head>"
+            f"<body><h1>{html.escape(title)}</h1>"
+            f"<p>Generated {generated}. Figures: hover for values, click a legend entry to show only that series "
+            f"(shift-click for several), scroll to zoom, drag to pan, double-click to reset.</p>"
+            f"<nav>{nav}</nav>{body}<script>{PAGE_SCRIPT}</script></body></html>")

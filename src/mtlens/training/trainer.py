@@ -27,8 +27,12 @@ the steps since the previous evaluation record (probe-only steps do not record t
 as rows ``task=<task>, quantity="method/weight"`` (a key without ``/<task>`` gets task ``"*"``); the running sums are
 part of the checkpoint.
 
-A non-finite training loss ends the run with state ``diverged`` (recorded rows are
-kept); a finished or diverged run is never trained again.
+A non-finite training loss ends the run with state ``diverged`` at the first such step
+(recorded rows are kept).  The losses are checked on the device, without a host
+synchronisation per step; the check is read at the next record or probe step, before
+anything is written, so no row or checkpoint after the first non-finite step is kept (the
+steps in between are computed and thrown away).  A finished or diverged run is never
+trained again.
 """
 
 from __future__ import annotations
@@ -38,18 +42,20 @@ import os
 from typing import Any
 
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from mtlens.aggregators import make_method
 from mtlens.models import MultiTaskModel, build_model
 from mtlens.seeding import derived_seed
 from mtlens.training.probe_runner import ProbeRunner, probe_steps
-from mtlens.settings import Setting
+from mtlens.settings import Setting, Split
+from mtlens.settings.base import SPLITS
 from mtlens.store import RunStore, atomic_write
 from mtlens.tasks import Task, selection_scores
 from mtlens.training.batches import BatchStream
 from mtlens.training.config import RunConfig, load_configured_setting, resolve_config
-from mtlens.training.evaluate import evaluate_task, train_eval_rows
+from mtlens.training.evaluate import evaluate_tasks, train_eval_rows
 from mtlens.training.run_writer import RunIdentity, RunWriter, task_info
 
 
@@ -108,6 +114,10 @@ class _Run:
         self.train_rows = {
             t.name: train_eval_rows(setting.data[t.name].train, config.train_eval_size, t.name) for t in self.tasks
         }
+        self.eval_passes = self._evaluation_passes()
+        # The first step with a non-finite loss (0: none yet) and its losses, kept on the device.
+        self.first_nonfinite = torch.zeros((), dtype=torch.long, device=self.device)
+        self.nonfinite_losses = torch.zeros(len(self.tasks), device=self.device)
         self.diagnostics: dict[str, Any] = {"sums": {}, "steps": 0}
         self.selected: dict[str, tuple[float, int]] = {}  # task -> (selection score, step), if saved
         self.scales = {t: config.loss_scale * config.task_loss_scales.get(t, 1.0) for t in config.tasks}
@@ -123,20 +133,44 @@ class _Run:
         with bar:
             while step < self.total_steps:
                 step += 1
-                losses = self._losses()
-                bad = {t: v.item() for t, v in losses.items() if not math.isfinite(v.item())}
-                if bad:
-                    self.writer.finish("diverged", step, f"non-finite loss at step {step}: {bad}")
-                    return "diverged"
-                self.optimizer.zero_grad(set_to_none=True)
-                self._accumulate(self.method.backward({t: self.scales[t] * v for t, v in losses.items()}, self.model))
-                self.optimizer.step()
+                try:
+                    losses = self._losses()
+                    self._watch_divergence(losses, step)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self._accumulate(self.method.backward({t: self.scales[t] * v for t, v in losses.items()},
+                                                          self.model))
+                    self.optimizer.step()
+                except Exception:
+                    if self._finalize_if_diverged():  # e.g. a method's solver refusing non-finite losses
+                        return "diverged"
+                    raise
                 bar.update(1)
                 if self._is_record_step(step) or step in self.probe_steps:
+                    if self._finalize_if_diverged():
+                        return "diverged"
                     self._record(step)
                     self._checkpoint(step)
         self.writer.finish("finished", step)
         return "finished"
+
+    def _watch_divergence(self, losses: dict[str, torch.Tensor], step: int) -> None:
+        """Note the first step with a non-finite task loss, on the device (no host synchronisation):
+        ``first_nonfinite`` becomes ``step`` and ``nonfinite_losses`` that step's losses."""
+        values = torch.stack([losses[t].detach().float() for t in self.config.tasks])
+        first = (self.first_nonfinite == 0) & ~torch.isfinite(values).all()
+        self.first_nonfinite = torch.where(first, step, self.first_nonfinite)
+        self.nonfinite_losses = torch.where(first, values, self.nonfinite_losses)
+
+    def _finalize_if_diverged(self) -> bool:
+        """At record steps (one host synchronisation): if a loss went non-finite since the last check,
+        mark the run ``diverged`` at that step and return True.  The rows recorded so far all
+        precede that step (records are only written after this check), so none are dropped."""
+        step = int(self.first_nonfinite)
+        if step == 0:
+            return False
+        bad = {t: v for t, v in zip(self.config.tasks, self.nonfinite_losses.tolist()) if not math.isfinite(v)}
+        self.writer.finish("diverged", step, f"non-finite loss at step {step}: {bad}")
+        return True
 
     def _losses(self) -> dict[str, torch.Tensor]:
         self.model.train()
@@ -161,22 +195,43 @@ class _Run:
     def _record(self, step: int) -> None:
         """Write one part with the step's evaluation rows (at record steps) and probe rows (at probe steps)."""
         records: list[dict[str, Any]] = []
-        for task in self.tasks if self._is_record_step(step) else []:
-            data = self.setting.data[task.name]
-            for split_name, rows in (("train", self.train_rows[task.name]), ("val", None), ("test", None)):
-                scores = evaluate_task(self.model, task, data.split(split_name), self.device, rows,
-                                       batch_size=self.setting.defaults.eval_batch_size)
-                if split_name == "val" and self.config.save_selected_models:
-                    self._save_if_selected(task, scores, step)
-                records += [
-                    {"task": task.name, "quantity": f"{split_name}/{name}", "value": value}
-                    for name, value in scores.items()
-                ]
         if self._is_record_step(step):
+            scores: dict[tuple[str, str], dict[str, float]] = {}
+            for split_name, rows, pairs in self.eval_passes:
+                evaluated = evaluate_tasks(self.model, pairs, self.device, rows,
+                                           batch_size=self.setting.defaults.eval_batch_size)
+                scores.update({(task, split_name): values for task, values in evaluated.items()})
+            for task in self.tasks:
+                for split_name in SPLITS:
+                    if split_name == "val" and self.config.save_selected_models:
+                        self._save_if_selected(task, scores[task.name, split_name], step)
+                    records += [
+                        {"task": task.name, "quantity": f"{split_name}/{name}", "value": value}
+                        for name, value in scores[task.name, split_name].items()
+                    ]
             records += self._method_records()
         if self.probes is not None and step in self.probe_steps:
             records += self.probes.rows(self.model, step)
         self.writer.write_step(step, step / self.steps_per_epoch, records)
+
+    def _evaluation_passes(self) -> list[tuple[str, Tensor | None, list[tuple[Task, Split]]]]:
+        """``(split name, rows, [(task, split), ...])`` per evaluation pass: one per input source
+        and split, shared by every task reading that source (one encoder forward per batch
+        for all of their heads).  On the training split, tasks of one source share a pass only
+        when their fixed training subsets (:func:`train_eval_rows`, drawn per task) coincide."""
+        passes: list[tuple[str, Tensor | None, list[tuple[Task, Split]]]] = []
+        for split_name in SPLITS:
+            for task in self.tasks:
+                data = self.setting.data[task.name]
+                rows = self.train_rows[task.name] if split_name == "train" else None
+                for name, shared_rows, pairs in passes:
+                    same_rows = rows is None or torch.equal(rows, shared_rows)
+                    if name == split_name and self.setting.data[pairs[0][0].name].source == data.source and same_rows:
+                        pairs.append((task, data.split(split_name)))
+                        break
+                else:
+                    passes.append((split_name, rows, [(task, data.split(split_name))]))
+        return passes
 
     def _save_if_selected(self, task: Task, val_scores: dict[str, float], step: int) -> None:
         """Save the weights when the task's validation selection score strictly improves

@@ -1,25 +1,22 @@
-"""Building blocks of the report: sections, figures saved as PNG + PDF and embedded in HTML,
-tables, and the split of runs by training configuration that every comparison section uses.
+"""Building blocks of the report: sections, interactive figures (Vega-Lite specs embedded in the
+HTML, see :mod:`mtlens.render.charts`), tables, and the split of runs by training configuration
+that every comparison section uses.
 
 A layer of its own, below :mod:`mtlens.experiments` (whose report sections use it) and
 :mod:`mtlens.report` (which assembles the report from the core and the experiments' sections)."""
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from mtlens.analysis.transfer import TaskInfo  # noqa: E402
+from mtlens.analysis.transfer import TaskInfo
+from mtlens.render.charts import Spec, spec
 
 
 @dataclass(frozen=True)
@@ -31,20 +28,19 @@ class Section:
     anchor: str = ""
 
 
-def save_figure(fig: "plt.Figure", out_dir: Path, name: str, caption: str) -> str:
-    """Save ``fig`` as ``out_dir/figures/name.png`` and ``.pdf``, close it, and return an
-    HTML ``<figure>`` with the PNG embedded as base64 and ``caption`` below it."""
+def save_figure(chart: Spec, out_dir: Path, name: str, caption: str) -> str:
+    """Write the Vega-Lite spec ``chart`` (data included) to ``out_dir/figures/name.vl.json`` and
+    return an HTML ``<figure>`` holding the spec (rendered in the browser by the page's script) with
+    ``caption`` below it.  Static PNG/PDF files are rendered from the same file on request
+    (``write_report(..., formats=...)``)."""
     figures = Path(out_dir) / "figures"
     figures.mkdir(parents=True, exist_ok=True)
-    png = figures / f"{name}.png"
-    fig.savefig(png, dpi=120, bbox_inches="tight")
-    fig.savefig(figures / f"{name}.pdf", bbox_inches="tight")
-    plt.close(fig)
-    encoded = base64.b64encode(png.read_bytes()).decode()
-    return (
-        f'<figure id="fig-{html.escape(name)}"><img alt="{html.escape(caption)}" '
-        f'src="data:image/png;base64,{encoded}"/><figcaption>{html.escape(caption)}</figcaption></figure>'
-    )
+    text = json.dumps(spec(chart), separators=(",", ":"))
+    (figures / f"{name}.vl.json").write_text(text, encoding="utf-8")
+    safe, embedded = html.escape(name), text.replace("</", "<\\/")  # no "</script>" inside the script
+    return (f'<figure id="fig-{safe}"><div class="chart" role="img" aria-label="{html.escape(caption)}"></div>'
+            f'<script type="application/json" class="vl-spec">{embedded}</script>'
+            f'<figcaption>{html.escape(caption)}</figcaption></figure>')
 
 
 def table_html(frame, out_dir: Path, name: str, caption: str, float_format: str = "{:.4g}") -> str:
@@ -97,6 +93,14 @@ def by_configuration(index: pd.DataFrame, rows: pd.DataFrame, task_info: TaskInf
 def slug(*parts: object) -> str:
     """A file-name-safe figure name from ``parts``."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", "_".join(str(p) for p in parts)).strip("-")
+
+
+def per_setting(figures: dict[str, list[str]], what: str) -> str:
+    """Figures grouped by setting (configuration), one collapsible ``<details>`` per setting, so that
+    a report of many settings opens short; open by default when there is only one setting."""
+    opened = " open" if len(figures) == 1 else ""
+    return "".join(f'<details class="setting"{opened}><summary>{html.escape(setting)}: {len(parts)} {what}'
+                   f"</summary>{''.join(parts)}</details>" for setting, parts in sorted(figures.items()))
 
 
 def not_available(what: str) -> str:
