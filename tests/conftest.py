@@ -42,9 +42,10 @@ def tiny() -> dict:
 # (`-m "not integration"`) leaves them out; a new module of that kind adds its name here (or sets
 # `pytestmark = pytest.mark.integration` itself).
 INTEGRATION_MODULES = frozenset({
-    "test_assumptions", "test_cli_report", "test_compat_store", "test_extending", "test_integrations",
-    "test_methods_training", "test_probe_plugins", "test_probes_runner", "test_readme", "test_report_explaining",
-    "test_resume_kills", "test_settings_dense_nlp", "test_settings_paper", "test_sweep", "test_training",
+    "test_assumptions", "test_cli_report", "test_compat_store", "test_evaluation", "test_extending",
+    "test_integrations", "test_methods_training", "test_probe_plugins", "test_probes_runner", "test_ray_cluster",
+    "test_readme", "test_report_explaining", "test_resume_kills", "test_settings_dense_nlp", "test_settings_paper",
+    "test_sweep", "test_training", "test_training_sync",
 })
 
 
