@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo test test-slow venv clean chromium
+.PHONY: demo test test-fast test-slow lint typecheck venv clean chromium
 
 venv: $(STAMP)
 
@@ -23,8 +23,21 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 demo: $(STAMP)
 	$(BIN)/mtlens study mnist_pair --seeds 3 --config configs/demo.yaml --store runs/demo --report reports/demo
 
-test: $(STAMP) chromium
+# Everything CI enforces: lint, then both test layers (unit and integration), slow tests excluded.
+test: lint $(STAMP) chromium
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The inner loop: unit and property tests only (no training runs, subprocess kills, Ray or Chromium).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not integration"
+
+# ruff (rules in pyproject.toml [tool.ruff]).
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+
+# mypy (pyproject.toml [tool.mypy], checks src/).  Joins `make test` once src/ has no type errors left (79 today).
+typecheck: $(STAMP)
+	$(BIN)/mypy
 
 # Headless Chromium for the report's browser test (Debian package; CI runs as root).
 chromium:

@@ -1,11 +1,18 @@
-"""Shared fixtures: a temporary store and tiny, fast run configs on the bundled digits."""
+"""Shared fixtures: a temporary store, tiny fast run configs on the bundled digits, the SIGKILL harness of the
+resume tests; and the marking of the integration layer (see ``INTEGRATION_MODULES``)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
+
+if TYPE_CHECKING:
+    from mtlens.store import RunStore
 
 # Keep tests quick and reproducible on the 2-core CI machine.
 torch.set_num_threads(1)
@@ -29,3 +36,67 @@ def tiny() -> dict:
     """A raw config of a very short run on digits_pair (a few seconds), without probes."""
     return {"setting": "digits_pair", "epochs": 2, "batch_size": 32, "train_eval_size": 256, "probes": [],
             "setting_options": {"n_train": 256, "n_val": 64, "n_test": 64}}
+
+
+# The integration layer: modules whose tests train runs, kill subprocesses, start Ray or Chromium.  `make test-fast`
+# (`-m "not integration"`) leaves them out; a new module of that kind adds its name here (or sets
+# `pytestmark = pytest.mark.integration` itself).
+INTEGRATION_MODULES = frozenset({
+    "test_assumptions", "test_cli_report", "test_compat_store", "test_evaluation", "test_extending",
+    "test_integrations", "test_methods_training", "test_probe_plugins", "test_probes_runner", "test_ray_cluster",
+    "test_readme", "test_report_explaining", "test_resume_kills", "test_settings_dense_nlp", "test_settings_paper",
+    "test_sweep", "test_training", "test_training_sync",
+})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is not None and module.__name__.rsplit(".", 1)[-1] in INTEGRATION_MODULES:
+            item.add_marker(pytest.mark.integration)
+
+
+# A child process that trains one run and nothing else: ``argv = [store root, config JSON, setup module]``; the setup
+# module (if any) is imported first, to register what the config names (e.g. a test module's own setting).
+_TRAIN_CHILD = """
+import importlib, json, sys
+if sys.argv[3]:
+    importlib.import_module(sys.argv[3])
+from mtlens import RunStore, parse_config, train_run
+train_run(parse_config(json.loads(sys.argv[2])), RunStore(sys.argv[1]), progress=False)
+"""
+
+
+def train_until_killed(store: RunStore, raw: dict, after_step: int, setup: str = "", timeout: float = 120) -> None:
+    """Train the raw config ``raw`` into ``store`` in a child process and SIGKILL it as soon as the store's status
+    shows step >= ``after_step`` (polled every 2 ms).  Asserts that the run was still unfinished when killed, so a
+    resume test built on it really resumes.  ``setup``: a module to import in the child first (``tests.<module>``)."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from mtlens import parse_config
+    from mtlens.training.config import resolve_config
+
+    run_id = resolve_config(parse_config(raw)).run_id
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), *sys.path])}
+    process = subprocess.Popen([sys.executable, "-c", _TRAIN_CHILD, str(store.root), json.dumps(raw), setup], env=env)
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None:
+        status = store.status(run_id) if store.run_dir(run_id).exists() else None
+        if status is not None and status["step"] >= after_step:
+            break
+        time.sleep(0.002)
+    assert process.poll() is None, "the training process ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not store.is_done(run_id)
+
+
+@pytest.fixture
+def kill_during_training() -> Callable[..., None]:
+    """:func:`train_until_killed`: the one SIGKILL harness of the resume tests."""
+    return train_until_killed

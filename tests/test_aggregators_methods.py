@@ -171,7 +171,7 @@ def test_dwa_weights_follow_window_loss_ratios():
     window_means = []
     for window in range(3):
         values = [torch.stack([v.detach() for v in losses(model, 10 * window + s).values()]) for s in range(2)]
-        for step, seed in enumerate((10 * window, 10 * window + 1)):
+        for seed in (10 * window, 10 * window + 1):
             diagnostics = run_method(method, model, seed=seed)
             got = torch.tensor([diagnostics[f"weight/{t}"] for t in TASKS], dtype=torch.float64)
             if window < 2:
@@ -219,7 +219,8 @@ def test_famo_model_gradient_and_logit_update():
 def test_famo_clips_shared_gradient_norm():
     model = tiny_model()
     run_method(weighting.FAMO(max_norm=1e-3), model, seed=9)
-    assert float(flat_grads(model.shared_parameters()).norm()) == pytest.approx(1e-3, rel=1e-5)  # clip_grad_norm_ adds 1e-6
+    # clip_grad_norm_ adds 1e-6 to the norm it divides by
+    assert float(flat_grads(model.shared_parameters()).norm()) == pytest.approx(1e-3, rel=1e-5)
 
 
 def test_db_mtl_first_step():

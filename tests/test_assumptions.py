@@ -115,7 +115,8 @@ def test_experiment_errors_before_training():
     with pytest.raises(ConfigError, match="image inputs"):
         experiment_plan("corruptions", {"setting": "flat_pair"}, [0])
     # Options are the ones each experiment declares (its plan's keyword parameters), nothing else.
-    with pytest.raises(ConfigError, match=r"experiment 'alignment' has no option\(s\) \['methods'\]; valid options: none"):
+    with pytest.raises(ConfigError,
+                       match=r"experiment 'alignment' has no option\(s\) \['methods'\]; valid options: none"):
         experiment_plan("alignment", BASE, [0], methods=["sum"])
     with pytest.raises(ConfigError, match=r"valid options: \['lrs', 'scaled_task', 'scales'\]"):
         experiment_plan("loss-scale", BASE, [0], scale=[1.0])

@@ -38,7 +38,8 @@ def test_unknown_task_and_bad_option_value_fail_at_resolution():
         resolve_config(parse_config({"setting": "digits_pair", "tasks": ["c"]}))
     with pytest.raises(ConfigError, match="task_loss_scales: \\['b'\\]"):
         resolve_config(parse_config({"setting": "digits_pair", "tasks": ["a"], "task_loss_scales": {"b": 2.0}}))
-    with pytest.raises(ConfigError, match="setting 'digits_pair'.*variant='shuffled': Input should be 'permuted' or 'same'"):
+    with pytest.raises(ConfigError,
+                       match="setting 'digits_pair'.*variant='shuffled': Input should be 'permuted' or 'same'"):
         resolve_config(parse_config({"setting": "digits_pair", "setting_options": {"variant": "shuffled"}}))
 
 

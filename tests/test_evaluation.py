@@ -116,5 +116,6 @@ def test_training_subsets_drawn_per_task_get_their_own_pass(tmp_path):
     raw = {"setting": "test_shared_source", "epochs": 1, "batch_size": 40, "probes": [], "train_eval_size": 30}
     config = resolve_config(parse_config(raw))
     EVAL_FORWARDS["count"] = 0
-    assert train_run(config, RunStore(tmp_path / "store"), setting=_shared_source_setting(), progress=False) == "finished"
+    state = train_run(config, RunStore(tmp_path / "store"), setting=_shared_source_setting(), progress=False)
+    assert state == "finished"
     assert EVAL_FORWARDS["count"] == 2 * (4 + 2 + 2)

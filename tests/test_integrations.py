@@ -147,8 +147,8 @@ def hf_store(tmp_path_factory) -> RunStore:
     def per_task_losses(prediction):
         logits = prediction.predictions if isinstance(prediction.predictions, tuple) else (prediction.predictions,)
         labels = prediction.label_ids if isinstance(prediction.label_ids, tuple) else (prediction.label_ids,)
-        return {f"{t}/loss": F.cross_entropy(torch.as_tensor(l), torch.as_tensor(y)).item()
-                for t, l, y in zip(current_tasks, logits, labels)}
+        return {f"{t}/loss": F.cross_entropy(torch.as_tensor(logit), torch.as_tensor(y)).item()
+                for t, logit, y in zip(current_tasks, logits, labels)}
 
     store = RunStore(tmp_path / "store")
     transformers.logging.set_verbosity_error()

@@ -3,13 +3,6 @@ random methods, exact resume of a stateful method, and the study report per meth
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
-
 import pandas as pd
 import pytest
 import torch
@@ -83,39 +76,16 @@ def test_recorded_weight_is_the_mean_since_the_previous_record(store):
     assert list(weights.index) == sorted(set(rows.loc[rows["quantity"] == "val/loss", "step"]) - {0})
 
 
-KILL_SCRIPT = textwrap.dedent("""
-    import json, sys
-    import tests.test_methods_training  # registers the setting
-    from mtlens import RunStore, parse_config, train_run
-    train_run(parse_config(json.loads(sys.argv[2])), RunStore(sys.argv[1]), progress=False)
-""")
-
-
-def test_stateful_method_resumes_exactly_after_sigkill(tmp_path):
+def test_stateful_method_resumes_exactly_after_sigkill(tmp_path, kill_during_training):
     """GradNorm (learned weights with their own Adam state, initial losses) killed mid-run with
     SIGKILL between records: the resumed trajectory, recorded weights included, is identical."""
-    import json
-
     raw = {**THREE, "method": "gradnorm", "method_options": {"lr": 0.05}, "epochs": 20, "eval_every_steps": 3}
     config = parse_config(raw)
-    run_id = resolve_config(config).run_id
     reference = RunStore(tmp_path / "reference")
     train_run(config, reference, progress=False)
 
     killed = RunStore(tmp_path / "killed")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, *sys.path])}
-    process = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(killed.root), json.dumps(raw)], env=env)
-    deadline = time.time() + 120
-    while time.time() < deadline and process.poll() is None:
-        status = killed.status(run_id) if killed.run_dir(run_id).exists() else None
-        if status is not None and status["step"] >= 7:
-            break
-        time.sleep(0.002)
-    assert process.poll() is None, "the training process ended before it could be killed"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not killed.is_done(run_id)
+    kill_during_training(killed, raw, 7, setup="tests.test_methods_training")  # the module registers the setting
     assert train_run(config, killed, progress=False) == "finished"
     resumed, uninterrupted = _rows(killed, config), _rows(reference, config)
     pd.testing.assert_frame_equal(resumed, uninterrupted)

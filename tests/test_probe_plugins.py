@@ -48,7 +48,8 @@ def test_flat_keys_and_probe_options_are_one_config():
 
 @pytest.mark.parametrize("options, message", [
     ({"fisher": {"bs": 2}}, r"probe 'fisher' has no option\(s\) \['bs'\]; valid options: \['batch_size'\]"),
-    ({"fisher": {"batch_size": 0}}, r"probe .fisher.: invalid option value\(s\): batch_size=0: Input should be greater than 0"),
+    ({"fisher": {"batch_size": 0}},
+     r"probe .fisher.: invalid option value\(s\): batch_size=0: Input should be greater than 0"),
     ({"snow": {}}, "unknown probe 'snow'; available probes: alignment, coherence"),
 ])
 def test_bad_probe_options_fail_naming_the_option_and_the_valid_ones(options, message):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 import pytest
@@ -357,7 +358,8 @@ def test_sharpness_is_nonnegative_and_first_order_for_small_rho(name):
     reference = 0.0
     for i in range(0, 24, 8):  # the first-order estimate by hand
         g = torch.autograd.grad(loss(x[i : i + 8], y[i : i + 8]), list(params.values()))
-        reference += 1e-4 * float(torch.sqrt(sum((p.detach().abs() * gp).pow(2).sum() for p, gp in zip(params.values(), g)))) / 3
+        scaled_norm = torch.sqrt(sum((p.detach().abs() * gp).pow(2).sum() for p, gp in zip(params.values(), g)))
+        reference += 1e-4 * float(scaled_norm) / 3
     assert sam == pytest.approx(reference, rel=1e-4)
     assert worst >= 0
     assert worst == pytest.approx(sam, rel=2e-2)
@@ -398,15 +400,15 @@ def test_probes_leave_parameters_buffers_flags_and_global_rng_unchanged():
     state = {k: v.clone() for k, v in model.state_dict().items()}
     torch.manual_seed(123)
     rng = torch.get_rng_state()
-    for name, task in TASKS.items():
+    for task in TASKS.values():
         x, y = data(task, 20)
         probes = [
-            lambda: per_example_gradients(model, task, x, y, chunk_size=6),
-            lambda: gradient_coherence(model, task, x, y),
-            lambda: fisher_trace(model, task, x, torch.Generator().manual_seed(0)),
-            lambda: fisher_trace(model, task, x, torch.Generator().manual_seed(0), estimator="exact"),
-            lambda: sharpness_measures(model, task, x, y, rho=0.05, batch_size=8, steps=2),
-            lambda: sharpness_measures(model, task, x, y, batch_size=8, steps=None),
+            partial(per_example_gradients, model, task, x, y, chunk_size=6),
+            partial(gradient_coherence, model, task, x, y),
+            partial(fisher_trace, model, task, x, torch.Generator().manual_seed(0)),
+            partial(fisher_trace, model, task, x, torch.Generator().manual_seed(0), estimator="exact"),
+            partial(sharpness_measures, model, task, x, y, rho=0.05, batch_size=8, steps=2),
+            partial(sharpness_measures, model, task, x, y, batch_size=8, steps=None),
         ]
         for probe in probes:
             probe()

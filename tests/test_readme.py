@@ -22,7 +22,8 @@ def test_readme_python_examples_register_a_setting_and_a_probe_and_train(tmp_pat
     from mtlens.probes import PROBES
 
     request.addfinalizer(lambda: PROBES.unregister("head_norm"))
-    exec(compile(python_block(readme, "@register_probe"), "README.md", "exec"), namespace)  # the user's probe, on the store of the first
+    # the user's probe, on the store of the first
+    exec(compile(python_block(readme, "@register_probe"), "README.md", "exec"), namespace)
     rows = namespace["store"].trajectories()
     norms = rows[rows["quantity"] == "probe/head_norm"]
     assert set(norms["task"]) == {"quadrant", "right"} and (norms["value"] > 0).all()

@@ -94,7 +94,8 @@ def reference(model: TwoTowers, sample, update: torch.Tensor) -> dict[tuple[str,
         cosines = []
         for k in range(N // BATCH):
             rows = order[k * BATCH:(k + 1) * BATCH]
-            halves = [grad_of(loss(t, rows[:BATCH // 2]).mean(), trunk), grad_of(loss(t, rows[BATCH // 2:]).mean(), trunk)]
+            halves = [grad_of(loss(t, rows[:BATCH // 2]).mean(), trunk),
+                      grad_of(loss(t, rows[BATCH // 2:]).mean(), trunk)]
             cosines.append(cosine(*halves))
         out[(t, "probe/intra_cosine_subbatch")] = sum(cosines) / len(cosines)
     out[("a|b", "probe/conflict_cosine")] = cosine(shared_grads["a"], shared_grads["b"])

@@ -43,7 +43,8 @@ def test_options_follow_the_signature_and_unknown_options_are_named() -> None:
 
     assert things.options("m") == {"alpha": 0.5, "beta": 2}
     things.check_options("m", {"alpha": 1.0})
-    with pytest.raises(ConfigError, match=r"method 'm' has no option\(s\) \['gamma'\]; valid options: \['alpha', 'beta'\]"):
+    with pytest.raises(ConfigError,
+                       match=r"method 'm' has no option\(s\) \['gamma'\]; valid options: \['alpha', 'beta'\]"):
         things.check_options("m", {"gamma": 1, "alpha": 2})
 
 

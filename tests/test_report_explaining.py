@@ -45,7 +45,7 @@ def append_probe_rows(store: RunStore, run_id: str, rng: np.random.Generator) ->
     tasks = sorted(evaluated["task"].unique())
     probes = []
     for step, epoch in evaluated[["step", "epoch"]].drop_duplicates().itertuples(index=False):
-        def row(task: str, quantity: str, value: float) -> dict:
+        def row(task: str, quantity: str, value: float, step: int = step, epoch: int = epoch) -> dict:
             return {"run_id": run_id, "setting": first["setting"], "mode": first["mode"], "method": first["method"],
                     "seed": first["seed"], "task": task, "step": step, "epoch": epoch, "quantity": quantity,
                     "value": value}

@@ -199,8 +199,9 @@ def test_cityscapes_trains_and_records_corpus_metrics(tmp_path):
     assert train_run(config, store, progress=False) == "finished"
     rows = store.trajectory(resolve_config(config).run_id)
     quantities = set(zip(rows["task"], rows["quantity"]))
-    assert {("segmentation", f"{s}/{m}") for s in ("train", "val", "test") for m in ("loss", "miou", "pixel_accuracy")} <= quantities
-    assert {("depth", f"{s}/{m}") for s in ("train", "val", "test") for m in ("loss", "abs_err", "rel_err")} <= quantities
+    splits = ("train", "val", "test")
+    assert {("segmentation", f"{s}/{m}") for s in splits for m in ("loss", "miou", "pixel_accuracy")} <= quantities
+    assert {("depth", f"{s}/{m}") for s in splits for m in ("loss", "abs_err", "rel_err")} <= quantities
     info = store.task_info()
     assert info[("cityscapes", "segmentation")]["selection_metric"] == "miou"
     assert info[("cityscapes", "segmentation")]["lower_is_better"]["miou"] is False
@@ -312,7 +313,8 @@ def test_glue_setting_tokenizes_and_trains(tmp_path, tiny_roberta):
     assert ids[0, 1].sum() == 12 + 13 + 4 and ids[0, 0, [13, 14, 28]].tolist() == [2, 2, 2]
     assert ids[0, 0, 29:].eq(1).all()  # <pad>
     assert setting.task("cola").selection_metric == "matthews" and setting.task("stsb").selection_metric == "pearson"
-    assert setting.task("mrpc").corpus_metrics.keys() == {"f1"} and setting.task("mnli").metrics.keys() == {"accuracy", "error"}
+    assert setting.task("mrpc").corpus_metrics.keys() == {"f1"}
+    assert setting.task("mnli").metrics.keys() == {"accuracy", "error"}
     rows = torch.arange(4)
     _training_step(setting, {t: (setting.data[t].train.inputs[rows], setting.data[t].train.targets[rows])
                              for t in setting.task_names})

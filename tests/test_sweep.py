@@ -79,8 +79,9 @@ def test_failed_run_is_recorded_listed_and_never_selected(tmp_path):
 
 
 def _sweep_args(store: RunStore, grid_file, workers: int) -> list[str]:
-    return ["sweep", "digits_pair", "--grid", str(grid_file), "--seeds", "2", "--workers", str(workers), "--epochs", "2", "--batch-size", "32", "--set", "train_eval_size=64", "--option",
-            "n_train=64", "--option", "n_val=32", "--option", "n_test=32", "--store", str(store.root), "--quiet"]
+    return ["sweep", "digits_pair", "--grid", str(grid_file), "--seeds", "2", "--workers", str(workers),
+            "--epochs", "2", "--batch-size", "32", "--set", "train_eval_size=64", "--option", "n_train=64",
+            "--option", "n_val=32", "--option", "n_test=32", "--store", str(store.root), "--quiet"]
 
 
 def test_killing_the_driver_mid_sweep_then_rerunning_finishes_only_what_is_missing(tmp_path, reference):

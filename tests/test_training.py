@@ -2,13 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
-
 import pandas as pd
 import pytest
 import torch
@@ -186,25 +179,16 @@ def test_crash_between_rows_and_checkpoint_loses_and_duplicates_nothing(tmp_path
         assert all(torch.equal(resumed[task][1][name], value) for name, value in weights.items())
 
 
-KILL_SCRIPT = textwrap.dedent("""
-    import sys
-    from mtlens import RunStore, parse_config, train_run
-    import json
-    train_run(parse_config(json.loads(sys.argv[2])), RunStore(sys.argv[1]), progress=False)
-""")
-
-
 PROBES_ON = {"probes": ["coherence", "fisher", "sharpness_sam", "conflict", "alignment"], "probe_sample_size": 64,
              "probe_first_epoch": 0.25}  # probe steps 0, 2, 4, 8, 16, 24: on both sides of the kill
 
 
 @pytest.mark.parametrize("kill_after_step, probes", [(4, {}), (13, {}), (10, PROBES_ON)],
                          ids=["step4", "step13", "step10-probes"])
-def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, tiny, kill_after_step, probes):
+def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, tiny, kill_during_training, kill_after_step,
+                                                       probes):
     """A real training process is killed with SIGKILL mid-run; the rerun completes the same trajectory,
     probe rows included."""
-    import json
-
     raw = {**tiny, "epochs": 3, "eval_every_steps": 2, **probes}
     config = parse_config(raw)
     run_id = resolve_config(config).run_id
@@ -212,18 +196,7 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, tiny, kill_afte
     train_run(config, reference, progress=False)
 
     killed = RunStore(tmp_path / "killed")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    process = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(killed.root), json.dumps(raw)], env=env)
-    deadline = time.time() + 120
-    while time.time() < deadline and process.poll() is None:
-        status = killed.status(run_id) if killed.run_dir(run_id).exists() else None
-        if status is not None and status["step"] >= kill_after_step:
-            break
-        time.sleep(0.005)
-    assert process.poll() is None, "the training process ended before it could be killed"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not killed.is_done(run_id)
+    kill_during_training(killed, raw, kill_after_step)
     assert 0 < killed.status(run_id)["step"] < resolve_config(config).epochs * 8
 
     assert train_run(config, killed, progress=False) == "finished"

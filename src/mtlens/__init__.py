@@ -4,18 +4,53 @@ The public API in one place::
 
     from mtlens import Task, classification_task, register_setting, Setting, RunConfig, train_run, RunStore
     from mtlens import Recorder, RecorderProbes   # record and probe your own training loop
+
+The names are imported on first use (PEP 562 ``__getattr__``), so that ``import mtlens.cli`` (and
+``mtlens --help``) does not pay for torch, pandas and matplotlib.
 """
 
-from mtlens.models import MultiTaskModel, build_model
-from mtlens.settings import Defaults, Setting, Split, TaskData, available_settings, load_setting, register_setting
-from mtlens.store import RunStore
-from mtlens.tasks import Task, binary_task, classification_task, regression_task
-from mtlens.training import ConfigError, Recorder, RecorderProbes, RunConfig, parse_config, train_run
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mtlens.models import MultiTaskModel, build_model
+    from mtlens.settings import Defaults, Setting, Split, TaskData, available_settings, load_setting, register_setting
+    from mtlens.store import RunStore
+    from mtlens.tasks import Task, binary_task, classification_task, regression_task
+    from mtlens.training import ConfigError, Recorder, RecorderProbes, RunConfig, parse_config, train_run
 
 __version__ = "0.1.0"
 
+# public name -> the module it comes from (the same names as the TYPE_CHECKING imports above)
+_SOURCES = {
+    "MultiTaskModel": "mtlens.models", "build_model": "mtlens.models",
+    "Defaults": "mtlens.settings", "Setting": "mtlens.settings", "Split": "mtlens.settings",
+    "TaskData": "mtlens.settings", "available_settings": "mtlens.settings", "load_setting": "mtlens.settings",
+    "register_setting": "mtlens.settings",
+    "RunStore": "mtlens.store",
+    "Task": "mtlens.tasks", "binary_task": "mtlens.tasks", "classification_task": "mtlens.tasks",
+    "regression_task": "mtlens.tasks",
+    "ConfigError": "mtlens.training", "Recorder": "mtlens.training", "RecorderProbes": "mtlens.training",
+    "RunConfig": "mtlens.training", "parse_config": "mtlens.training", "train_run": "mtlens.training",
+}
+
 __all__ = [
-    "ConfigError", "Defaults", "MultiTaskModel", "Recorder", "RecorderProbes", "RunConfig", "RunStore", "Setting", "Split", "Task", "TaskData",
-    "available_settings", "binary_task", "build_model", "classification_task", "load_setting", "parse_config",
-    "regression_task", "register_setting", "train_run",
+    "ConfigError", "Defaults", "MultiTaskModel", "Recorder", "RecorderProbes", "RunConfig", "RunStore", "Setting",
+    "Split", "Task", "TaskData", "available_settings", "binary_task", "build_model", "classification_task",
+    "load_setting", "parse_config", "regression_task", "register_setting", "train_run",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``mtlens.<name>``: the public name, imported from its module on first access and cached here."""
+    if name not in _SOURCES:
+        raise AttributeError(f"module 'mtlens' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_SOURCES[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_SOURCES])

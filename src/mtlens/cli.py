@@ -141,7 +141,10 @@ def _study_experiment(args: argparse.Namespace) -> int:
     from mtlens.experiments import EXPERIMENT_SEEDS, experiment_plan, run_experiment
     from mtlens.store import RunStore
 
-    seeds = list(range(EXPERIMENT_SEEDS if args.seeds is None else args.seeds)) if args.seed_list is None else args.seed_list
+    if args.seed_list is None:
+        seeds = list(range(EXPERIMENT_SEEDS if args.seeds is None else args.seeds))
+    else:
+        seeds = args.seed_list
     options = _pairs(args.experiment_option or [], "--experiment-option")
     if args.methods:
         options["methods"] = [m for m in args.methods.split(",") if m]
@@ -370,7 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = sub.add_parser("sweep", help="sweep a hyperparameter grid, select by validation, train the seeds")
     sweep.add_argument("setting", help="setting name (see `mtlens settings`)")
-    sweep.add_argument("--grid", help="YAML file mapping config keys to value lists (default: the paper's lr x batch size)")
+    sweep.add_argument("--grid",
+                       help="YAML file mapping config keys to value lists (default: the paper's lr x batch size)")
     sweep.add_argument("--methods", default="sum", type=_comma_list(str, "sum,pcgrad"),
                        help="comma-separated MTL methods (default: sum)")
     sweep.add_argument("--seeds", type=_positive_int, default=3,
@@ -389,7 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--address", help="ray: address of an existing cluster (default: start a local instance)")
     sweep.add_argument("--gpus-per-run", type=float,
                        help="ray with --device cuda: GPUs per run (default 1; 0.25 = four runs per GPU). The local "
-                            "backend with --device cuda runs its --workers on the GPU(s) (worker i on cuda:i %% n_gpus)")
+                            "backend with --device cuda runs its --workers on the GPU(s) "
+                            "(worker i on cuda:i %% n_gpus)")
     sweep.add_argument("--store", default=DEFAULT_STORE, type=_directory(writable=True),
                        help=f"run store directory (default {DEFAULT_STORE})")
     sweep.add_argument("--quiet", action="store_true", help="no progress bars")

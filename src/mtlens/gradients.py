@@ -14,8 +14,8 @@ import torch
 from torch import Tensor, nn
 
 
-def flatten(tensors: Sequence[Tensor | None], like: Sequence[nn.Parameter]) -> Tensor:
-    """Concatenate gradients into one vector, with zeros where a parameter got no gradient."""
+def flatten(tensors: Sequence[Tensor | None], like: Sequence[Tensor]) -> Tensor:
+    """Concatenate gradients into one vector, with zeros (shaped like ``like``) where a tensor got no gradient."""
     return torch.cat([
         (g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(tensors, like)
     ])

@@ -132,7 +132,8 @@ class Registry(Generic[T]):
         valid = self.options(name)
         unknown = sorted(set(options) - set(valid))
         if unknown:
-            raise ConfigError(f"{self.kind} {name!r} has no option(s) {unknown}; valid options: {sorted(valid) or 'none'}")
+            raise ConfigError(f"{self.kind} {name!r} has no option(s) {unknown}; "
+                              f"valid options: {sorted(valid) or 'none'}")
         entry = self.get(name)
         target = self._signature_of(entry) if self._signature_of is not None else entry
         check_option_values(self.kind, name, target, options, self._ignored)
@@ -171,7 +172,7 @@ def check_option_values(kind: str, name: str, entry: Callable[..., Any], options
             raise ConfigError(f"{kind} {name!r}: invalid option value(s): {'; '.join(problems)}") from None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _options_model(entry: Callable[..., Any], ignored: frozenset[str]) -> type[BaseModel]:
     """A pydantic model with one field per keyword parameter of ``entry``, typed by its annotation."""
     try:

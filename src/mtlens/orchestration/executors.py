@@ -105,7 +105,7 @@ class Executor:
         """Stop the workers."""
         self._stop()
 
-    def __enter__(self) -> "Executor":
+    def __enter__(self) -> Executor:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -334,7 +334,7 @@ class LocalExecutor(Executor):
 
     def _stop(self) -> None:
         """Idle workers exit; busy ones (only when the driver itself fails) are terminated, their runs resumable."""
-        for process, conn in self._idle:
+        for _, conn in self._idle:
             try:
                 conn.send(None)
             except OSError:

@@ -1,8 +1,8 @@
 """The Ray executor: runs scheduled on a Ray cluster (or a local Ray instance).
 
 Each run is one Ray task with ``num_cpus=cpus_per_run`` (and ``num_gpus=gpus_per_run``, default 1,
-on a CUDA device: ``0.25`` puts four runs on each GPU), so Ray places runs by their resource needs; the task trains into the run store
-at its path, which must be on a file system every node shares.  Results stream back as
+on a CUDA device: ``0.25`` puts four runs on each GPU), so Ray places runs by their resource needs; the task
+trains into the run store at its path, which must be on a file system every node shares.  Results stream back as
 runs complete.  Ray is an optional dependency: ``pip install 'mtlens[ray]'``.
 """
 

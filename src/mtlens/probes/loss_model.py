@@ -27,7 +27,7 @@ registered probe that uses only the :class:`~mtlens.probes.protocol.ProbedModel`
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping, Sequence, Union
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -35,7 +35,7 @@ from torch.utils._pytree import tree_flatten, tree_map
 
 from mtlens.tasks import Task
 
-Batch = Union[Tensor, Mapping[str, Any], Sequence[Any]]
+Batch = Tensor | Mapping[str, Any] | Sequence[Any]
 """A batch: a tensor or a (nested) dict / tuple / list of tensors, each with the examples on dim 0."""
 
 PerExampleLosses = Callable[[Batch], Mapping[str, Tensor]]

@@ -14,13 +14,13 @@ from mtlens.render import Section, by_configuration, not_available, per_setting,
 from mtlens.render.charts import (Rule, Spec, facet, interactive, legend_toggle, quantitative, reference_line, tip,
                                   when)
 from mtlens.store import RunStore
+from mtlens.quantities import MAGNITUDE_RATIO
 
 HISTOGRAM_BINS = np.linspace(-1, 1, 41)
 """Bins of the cosine histograms (width 0.05 on [-1, 1])."""
 
 MAX_LEGEND_ENTRIES = 20
 """A figure with more series than this hides its legend (the tooltip names the series)."""
-from mtlens.quantities import MAGNITUDE_RATIO
 
 
 def alignment_figure(distributions: pd.DataFrame) -> Spec:

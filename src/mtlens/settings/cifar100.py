@@ -14,8 +14,8 @@ that is **2,000 / 500 / 500**.  The record lists 5,000 training images per task 
 500 validation and 500 test images match.
 
 Encoder: :func:`mtlens.models.encoders.cifar_cnn` (six 3x3 conv-BN-ReLU layers, widths
-``width``/2``width``/4``width`` = 32/64/128 by default, ``8 * width`` = 256 features).  Images are scaled to ``[0, 1]``; no augmentation.  Defaults
-(this package's choice): Adam, lr 1e-3, batch 64, 40 epochs.
+``width``/2``width``/4``width`` = 32/64/128 by default, ``8 * width`` = 256 features).  Images are
+scaled to ``[0, 1]``; no augmentation.  Defaults (this package's choice): Adam, lr 1e-3, batch 64, 40 epochs.
 """
 
 from __future__ import annotations

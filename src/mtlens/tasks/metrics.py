@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
 from scipy import stats
 from torch import Tensor
@@ -97,7 +98,7 @@ def matthews(n_classes: int = 2, predict: Predict = _argmax_classes) -> CorpusMe
     return _confusion_metric(n_classes, matthews_from_confusion, predict)
 
 
-def _correlation(statistic: Callable[[Tensor, Tensor], float]) -> CorpusMetric:
+def _correlation(statistic: Callable[[np.ndarray, np.ndarray], float]) -> CorpusMetric:
     def pairs(outputs: Tensor, targets: Tensor) -> Tensor:
         return torch.stack([outputs.reshape(-1).float(), targets.reshape(-1).float()], dim=1)
 

@@ -39,9 +39,9 @@ def evaluate_tasks(model: MultiTaskModel, splits: Sequence[tuple[Task, Split]], 
     pair, all on the same ``rows`` (default: every row) of inputs they share.
 
     The splits must read the same inputs (tasks of one source, :class:`~mtlens.settings.TaskData`);
-    the first split's ``inputs`` are read, each split's own ``targets``.  One encoder forward per batch of ``batch_size`` rows serves every task.  Sums are
-    accumulated in float64 on the evaluation device and read once at the end (one host
-    synchronisation per task and quantity, not per batch).
+    the first split's ``inputs`` are read, each split's own ``targets``.  One encoder forward per batch of
+    ``batch_size`` rows serves every task.  Sums are accumulated in float64 on the evaluation device and read
+    once at the end (one host synchronisation per task and quantity, not per batch).
     """
     tasks = [task for task, _ in splits]
     first = splits[0][1]

@@ -23,8 +23,8 @@ checkpoint.  Probes change no parameter, buffer, gradient, optimizer state or RN
 training, so a run with probes has exactly the trajectory of the same run without them.
 
 The update method's per-step diagnostics (``{"weight/<task>": w_t}``) are averaged over
-the steps since the previous evaluation record (probe-only steps do not record them) and recorded as rows ``task=<task>, quantity=
-"method/weight"`` (a key without ``/<task>`` gets task ``"*"``); the running sums are
+the steps since the previous evaluation record (probe-only steps do not record them) and recorded
+as rows ``task=<task>, quantity="method/weight"`` (a key without ``/<task>`` gets task ``"*"``); the running sums are
 part of the checkpoint.
 
 A non-finite training loss ends the run with state ``diverged`` at the first such step
