@@ -34,7 +34,7 @@ from torch import Tensor
 
 from mtlens.models import MultiTaskModel, build_model
 from mtlens.settings import Setting
-from mtlens.training.config import RunConfig
+from mtlens.training.config import ResolvedRunConfig
 
 LossFunction = Callable[[MultiTaskModel, int], dict[str, Tensor]]
 """``(model, step index) -> {task: mean loss}`` on the step's (fixed) batches."""
@@ -109,7 +109,7 @@ def invariance_summary(table: pd.DataFrame) -> pd.DataFrame:
             .rename(columns={"relative_difference": "max_relative_difference"}))
 
 
-def setting_invariance(setting: Setting, config: RunConfig, scaled_task: str, scales: Sequence[float],
+def setting_invariance(setting: Setting, config: ResolvedRunConfig, scaled_task: str, scales: Sequence[float],
                        lrs: dict[str, float], steps: Sequence[int] = (1, 10),
                        eps: Sequence[float] = (1e-8, 1e-16)) -> pd.DataFrame:
     """:func:`update_invariance` on a setting's MTL model at initialization (seed ``config.seed``),

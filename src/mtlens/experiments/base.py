@@ -36,7 +36,7 @@ from mtlens.registry import Registry, UnknownNameError
 from mtlens.render import Section, not_available
 from mtlens.settings import Setting
 from mtlens.store import RunStore
-from mtlens.training.config import RunConfig, load_configured_setting, parse_config, resolve_config
+from mtlens.training.config import ResolvedRunConfig, load_configured_setting, parse_config, resolve_config
 
 EXPERIMENT_SEEDS = 2
 """Default number of seeds of an experiment (``mtlens study --experiment``)."""
@@ -51,7 +51,7 @@ class ExperimentPlan:
 
     name: str
     setting: str
-    configs: list[RunConfig]
+    configs: list[ResolvedRunConfig]
     manifest: pd.DataFrame
 
     @property

@@ -18,6 +18,7 @@ seed runs), ``candidates.csv`` (every grid run with its score) and ``problems.cs
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass
@@ -32,7 +33,7 @@ from mtlens.store import RunStore, atomic_write
 from mtlens.orchestration.executors import Executor, SerialExecutor
 from mtlens.orchestration.grid import SWEEP_OWNED_KEYS, Grid, check_grid, grid_points
 from mtlens.orchestration.selection import SelectionCriterion, score_runs, select_points, task_values
-from mtlens.training.config import RunConfig, load_configured_setting, parse_config, resolve_config
+from mtlens.training.config import ResolvedRunConfig, load_configured_setting, parse_config, resolve_config
 
 PROBLEM_STATES = ("failed", "diverged")
 
@@ -56,7 +57,7 @@ def sweep_id(base: dict[str, Any], grid: Grid, methods: Sequence[str], seeds: Se
 
 
 def grid_candidates(base: dict[str, Any], grid: Grid, methods: Sequence[str], seed: int,
-                    setting: Setting | None = None) -> tuple[pd.DataFrame, dict[str, RunConfig]]:
+                    setting: Setting | None = None) -> tuple[pd.DataFrame, dict[str, ResolvedRunConfig]]:
     """Every (group, grid point) at ``seed``, validated and resolved.
 
     Returns the candidates (``group, mode, task, method, point, run_id`` and one column per
@@ -72,7 +73,8 @@ def grid_candidates(base: dict[str, Any], grid: Grid, methods: Sequence[str], se
     if "setting" in grid:
         raise ConfigError("setting: a sweep is over one setting; remove it from the grid")
     setting = setting or load_configured_setting(parse_config(base))
-    groups = [(f"stl:{t}", "stl", t, "sum", [t]) for t in setting.task_names]
+    groups: list[tuple[str, str, str, str, list[str] | None]] = [
+        (f"stl:{t}", "stl", t, "sum", [t]) for t in setting.task_names]
     groups += [(f"mtl:{m}", "mtl", "all", m, None) for m in methods]
     records, configs = [], {}
     for group, mode, task, method, tasks in groups:
@@ -125,7 +127,7 @@ def run_sweep(base: dict[str, Any], grid: Grid, store: RunStore, methods: Sequen
                                                                if (m or "").strip() else ""))
     directory = store.root / "sweeps" / sweep_id(base, grid, methods, seeds, criterion)
     for name, table in (("selected", summary), ("candidates", candidates), ("problems", problems)):
-        atomic_write(directory / f"{name}.csv", lambda tmp, table=table: table.to_csv(tmp, index=False))
+        atomic_write(directory / f"{name}.csv", functools.partial(table.to_csv, index=False))
     return SweepResult(summary, candidates, problems.reset_index(drop=True), directory)
 
 
@@ -142,7 +144,7 @@ def _score(candidates: pd.DataFrame, store: RunStore, criterion: SelectionCriter
     return pd.concat([stl, mtl], ignore_index=True)
 
 
-def _summary(candidates: pd.DataFrame, selected: pd.DataFrame, seed_runs: dict[str, list[RunConfig]],
+def _summary(candidates: pd.DataFrame, selected: pd.DataFrame, seed_runs: dict[str, list[ResolvedRunConfig]],
              seed_results: pd.DataFrame, keys: list[str], criterion: SelectionCriterion) -> pd.DataFrame:
     """One row per group: the selected grid values, score, and the states of its seed runs."""
     states = dict(zip(seed_results["run_id"], seed_results["state"]))

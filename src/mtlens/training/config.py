@@ -234,6 +234,17 @@ class RunConfig(BaseModel):
         return make_run_id(self.setting, self.tasks or [], self.method, self.seed, self.identity())
 
 
+class ResolvedRunConfig(RunConfig):
+    """A :class:`RunConfig` after :func:`resolve_config`: ``tasks``, ``lr``, ``batch_size`` and
+    ``epochs`` hold the concrete values the run uses (the setting's defaults where the config
+    left them ``None``).  Same fields, stored form and run id as the config it came from."""
+
+    tasks: list[str]
+    lr: float = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    epochs: int = Field(gt=0)
+
+
 def make_run_id(setting: str, tasks: list[str], method: str, seed: int, identity: dict[str, Any]) -> str:
     """``setting-mode-task-method-sSEED-HASH``: ``mode`` is ``stl`` for one task (then ``task`` is its
     name) and ``mtl`` otherwise (``task`` is ``all``); ``HASH`` is the first 10 hex digits of the
@@ -306,7 +317,7 @@ def load_configured_setting(config: RunConfig) -> Setting:
         raise ConfigError(f"setting_options of {config.setting!r}: {err}") from None
 
 
-def resolve_config(config: RunConfig, setting: Setting | None = None) -> RunConfig:
+def resolve_config(config: RunConfig, setting: Setting | None = None) -> ResolvedRunConfig:
     """Fill ``None`` fields from the setting and check task names against it."""
     setting = setting or load_configured_setting(config)
     tasks = list(config.tasks) if config.tasks is not None else setting.task_names
@@ -320,14 +331,15 @@ def resolve_config(config: RunConfig, setting: Setting | None = None) -> RunConf
     if bad_scales:
         raise ConfigError(f"task_loss_scales: {bad_scales} are not tasks of this run ({tasks})")
     defaults = setting.defaults
-    return config.model_copy(
-        update={
-            "tasks": [t for t in setting.task_names if t in tasks],
-            "lr": config.lr if config.lr is not None else defaults.lr,
-            "batch_size": config.batch_size if config.batch_size is not None else defaults.batch_size,
-            "epochs": config.epochs if config.epochs is not None else defaults.epochs,
-        }
-    )
+    update = {
+        "tasks": [t for t in setting.task_names if t in tasks],
+        "lr": config.lr if config.lr is not None else defaults.lr,
+        "batch_size": config.batch_size if config.batch_size is not None else defaults.batch_size,
+        "epochs": config.epochs if config.epochs is not None else defaults.epochs,
+    }
+    # What ``config.model_copy(update=update)`` does (no re-validation), into the resolved class.
+    return ResolvedRunConfig.model_construct(_fields_set=config.model_fields_set | set(update),
+                                             **{**dict(config), **update})
 
 
 def _describe(err: ValidationError) -> str:

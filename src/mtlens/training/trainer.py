@@ -68,7 +68,8 @@ from mtlens.settings.base import SPLITS
 from mtlens.store import RunStore, atomic_write
 from mtlens.tasks import Task, selection_scores
 from mtlens.training.batches import BatchStream
-from mtlens.training.config import RUN_ENVIRONMENT_KEYS, RunConfig, load_configured_setting, resolve_config
+from mtlens.training.config import (RUN_ENVIRONMENT_KEYS, ResolvedRunConfig, RunConfig, load_configured_setting,
+                                   resolve_config)
 from mtlens.training.evaluate import evaluate_tasks, train_eval_rows
 from mtlens.training.run_writer import RunIdentity, RunWriter, task_info
 
@@ -92,7 +93,7 @@ def torch_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def make_optimizer(config: RunConfig, model: MultiTaskModel) -> torch.optim.Optimizer:
+def make_optimizer(config: ResolvedRunConfig, model: MultiTaskModel) -> torch.optim.Optimizer:
     """Adam (default betas/eps) or SGD with ``config.momentum``, at the constant ``config.lr``."""
     if config.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -113,11 +114,11 @@ def train_run(config: RunConfig, store: RunStore, setting: Setting | None = None
     config = resolve_config(config, setting)
     run_id = config.run_id
     if store.is_done(run_id):
-        return store.status(run_id)["state"]
+        return _stored_state(store, run_id)
     with store.lock(run_id):
         store.remove_stale_tmp(run_id)
         if store.is_done(run_id):  # another process finished it before we took the lock
-            return store.status(run_id)["state"]
+            return _stored_state(store, run_id)
         damaged = store.damaged_files(run_id)
         if damaged:
             warnings.warn(f"run {run_id}: damaged files {damaged} in {store.run_dir(run_id)}; rewriting or "
@@ -132,7 +133,15 @@ def train_run(config: RunConfig, store: RunStore, setting: Setting | None = None
             return _Run(config, setting, writer).train(progress)
 
 
-def trainer_identity(config: RunConfig) -> RunIdentity:
+def _stored_state(store: RunStore, run_id: str) -> str:
+    """The state in the status of a run that has one (a done run)."""
+    status = store.status(run_id)
+    if status is None:
+        raise MtlensError(f"run {run_id} has no status.json in {store.run_dir(run_id)}")
+    return str(status["state"])
+
+
+def trainer_identity(config: ResolvedRunConfig) -> RunIdentity:
     """The row identity of a resolved config's run."""
     return RunIdentity(config.run_id, config.setting, tuple(config.tasks or ()), config.method, config.seed)
 
@@ -140,7 +149,7 @@ def trainer_identity(config: RunConfig) -> RunIdentity:
 class _Run:
     """The state of one run being trained."""
 
-    def __init__(self, config: RunConfig, setting: Setting, writer: RunWriter):
+    def __init__(self, config: ResolvedRunConfig, setting: Setting, writer: RunWriter):
         configure_determinism()
         self.config, self.setting, self.writer, self.store = config, setting, writer, writer.store
         self.run_id = config.run_id
@@ -269,7 +278,7 @@ class _Run:
                 data = self.setting.data[task.name]
                 rows = self.train_rows[task.name] if split_name == "train" else None
                 for name, shared_rows, pairs in passes:
-                    same_rows = rows is None or torch.equal(rows, shared_rows)
+                    same_rows = rows is None or (shared_rows is not None and torch.equal(rows, shared_rows))
                     if name == split_name and self.setting.data[pairs[0][0].name].source == data.source and same_rows:
                         pairs.append((task, data.split(split_name)))
                         break
@@ -360,12 +369,14 @@ class _Run:
             state = torch.load(path, map_location=self.device, weights_only=False)
             step = int(state["step"])
         except Exception as err:  # any failure to load means the checkpoint cannot be trusted
-            return self._untrusted(f"{path} cannot be loaded ({type(err).__name__}: {err})")
+            self._untrusted(f"{path} cannot be loaded ({type(err).__name__}: {err})")
+            return None
         expected = [s for s in range(step + 1) if s == 0 or self._is_record_step(s) or s in self.probe_steps]
         have = [s for s in self.store.part_steps(self.run_id) if s <= step]
         if have != expected:
-            return self._untrusted(f"rows of steps {sorted(set(expected) - set(have))} before its checkpoint at "
-                                   f"step {step} are missing")
+            self._untrusted(f"rows of steps {sorted(set(expected) - set(have))} before its checkpoint at "
+                            f"step {step} are missing")
+            return None
         damaged = self.store.damaged_files(self.run_id)
         needed = [f"parts/{s:012d}.parquet" for s in expected]
         needed += [str(self.store.selected_model_path(self.run_id, task, at).relative_to(
@@ -373,7 +384,8 @@ class _Run:
         lost = {name: damaged.get(name, "missing") for name in needed
                 if name in damaged or not (self.store.run_dir(self.run_id) / name).exists()}
         if lost:
-            return self._untrusted(f"files it needs are damaged or missing: {lost}")
+            self._untrusted(f"files it needs are damaged or missing: {lost}")
+            return None
         return state
 
     def _untrusted(self, why: str) -> None:
