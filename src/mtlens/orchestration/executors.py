@@ -121,6 +121,7 @@ class Executor:
             if store.is_done(config.run_id):
                 _remove_stale_tmp(store, config.run_id)
                 status = store.status(config.run_id)
+                assert status is not None  # is_done has just read its done state
                 results[config.run_id] = {"run_id": config.run_id, "state": status["state"],
                                           "message": status.get("message", "")}
             else:
@@ -195,7 +196,7 @@ class SerialExecutor(Executor):
 
     def __init__(self, train: Callable[..., str] = train_run):
         self.train = train
-        self._done: list[tuple[Job, dict[str, str]]] = []
+        self._done: list[tuple[Job, dict[str, str] | WorkerLost]] = []
         self._settings: dict[tuple[str, str], Setting] = {}
 
     @property
@@ -317,9 +318,9 @@ class LocalExecutor(Executor):
         self._busy[conn] = (process, job)
 
     def _wait(self, timeout: float) -> list[tuple[Job, dict[str, str] | WorkerLost]]:
-        sentinels = {process.sentinel: conn for conn, (process, _) in self._busy.items()}
+        sentinels = [process.sentinel for process, _ in self._busy.values()]
         ready = wait([*self._busy, *sentinels], timeout=timeout)
-        conns = {sentinels.get(obj, obj) for obj in ready}
+        conns = {conn for conn, (process, _) in self._busy.items() if conn in ready or process.sentinel in ready}
         outcomes: list[tuple[Job, dict[str, str] | WorkerLost]] = []
         for conn in conns:
             process, job = self._busy.pop(conn)
