@@ -25,8 +25,8 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
+from mtlens.probes.protocol import ProbedModule
 from mtlens.gradients import flatten
-from mtlens.models import MultiTaskModel
 from mtlens.probes.base import ProbeContext, register_probe
 from mtlens.probes.conflict import gradient_cosine
 from mtlens.seeding import derived_seed
@@ -34,7 +34,7 @@ from mtlens.tasks import Task
 from mtlens.quantities import INTRA_COSINE_CLASSGROUP, INTRA_COSINE_SUBBATCH
 
 
-def intra_task_alignment(model: MultiTaskModel, task: Task, inputs: Tensor, targets: Tensor, batch_size: int,
+def intra_task_alignment(model: ProbedModule, task: Task, inputs: Tensor, targets: Tensor, batch_size: int,
                          n_batches: int, generator: torch.Generator, n_groups: int = 2) -> dict[str, float]:
     """``{"intra_cosine_subbatch": ..., "intra_cosine_classgroup": ...}`` (the second only for
     classification targets: 1-D integer labels); see the module docstring."""
@@ -57,7 +57,9 @@ def intra_task_alignment(model: MultiTaskModel, task: Task, inputs: Tensor, targ
             masks += [labels == group for group in range(n_groups)]
         means = [losses[mask].mean() if mask.any() else None for mask in masks]
         grads = _gradients(model, means)
-        subbatch.append(gradient_cosine(grads[0], grads[1]))
+        first, second = grads[0], grads[1]
+        assert first is not None and second is not None  # the two half-batches are not empty
+        subbatch.append(gradient_cosine(first, second))
         present = [g for g in grads[2:] if g is not None]
         if len(present) >= 2:
             classgroup.append(sum(gradient_cosine(a, b) for a, b in combinations(present, 2))
@@ -68,12 +70,12 @@ def intra_task_alignment(model: MultiTaskModel, task: Task, inputs: Tensor, targ
     return result
 
 
-def _gradients(model: MultiTaskModel, losses: list[Tensor | None]) -> list[Tensor | None]:
+def _gradients(model: ProbedModule, losses: list[Tensor | None]) -> list[Tensor | None]:
     params = model.shared_parameters()
-    present = [k for k, loss in enumerate(losses) if loss is not None]
+    present = [(k, loss) for k, loss in enumerate(losses) if loss is not None]
     out: list[Tensor | None] = [None] * len(losses)
-    for j, k in enumerate(present):
-        grads = torch.autograd.grad(losses[k], params, retain_graph=j < len(present) - 1, allow_unused=True)
+    for j, (k, loss) in enumerate(present):
+        grads = torch.autograd.grad(loss, params, retain_graph=j < len(present) - 1, allow_unused=True)
         out[k] = flatten(grads, params)
     return out
 

@@ -39,7 +39,7 @@ from pydantic import ValidationError, create_model
 from torch import Tensor
 
 from mtlens.errors import ConfigError
-from mtlens.models import MultiTaskModel
+from mtlens.probes.protocol import ProbedModule
 from mtlens.quantities import PROBE_PREFIX, probe_quantity
 from mtlens.registry import Registry
 from mtlens.tasks import Task
@@ -53,7 +53,8 @@ class ProbeContext:
     """What a probe measures on.
 
     Attributes:
-        model: the multi-task model (shared encoder, one head per task).
+        model: the multi-task model (shared encoder, one head per task), or a user's model as a
+            :class:`~mtlens.probes.loss_model.LossModel`.
         tasks: the tasks of the run, in order (their ``loss`` is per example).
         samples: task name -> its fixed probe sample ``(inputs (N, ...), targets (N, ...))``; tasks
             that read the same inputs share one inputs tensor.
@@ -64,7 +65,7 @@ class ProbeContext:
             (step 0, or not known).
     """
 
-    model: MultiTaskModel
+    model: ProbedModule
     tasks: Sequence[Task]
     samples: Mapping[str, tuple[Tensor, Tensor]]
     step: int = 0
@@ -134,7 +135,7 @@ def validate_probe_options(name: str, options: Mapping[str, Any] | None = None) 
     fields: dict[str, Any] = {option: (hints.get(option, Any), default)
                               for option, default in PROBES.options(name).items()}
     try:
-        validated = create_model(f"{name}_options", **fields).model_validate(given)  # type: ignore[call-overload]
+        validated = create_model(f"{name}_options", **fields).model_validate(given)
     except ValidationError as err:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
         raise ConfigError(f"probe_options.{name}: {problems}") from None

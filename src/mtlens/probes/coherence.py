@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from mtlens.models import MultiTaskModel
+from mtlens.probes.protocol import ProbedModule
 from mtlens.probes.base import ProbeContext, register_probe
 from mtlens.probes.per_example import per_example_gradient_moments
 from mtlens.tasks import Task
@@ -22,7 +22,7 @@ from mtlens.quantities import GRAD_COHERENCE, M_COHERENCE
 
 
 def gradient_coherence(
-    model: MultiTaskModel, task: Task, inputs: Tensor, targets: Tensor, chunk_size: int = 256
+    model: ProbedModule, task: Task, inputs: Tensor, targets: Tensor, chunk_size: int = 256
 ) -> dict[str, float]:
     """``{"grad_coherence": alpha, "m_coherence": m * alpha}`` over the ``m = len(inputs)`` examples."""
     total, sum_sq, m = per_example_gradient_moments(model, task, inputs, targets, chunk_size)

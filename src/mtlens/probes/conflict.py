@@ -22,15 +22,15 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor
 
+from mtlens.probes.protocol import ProbedModule
 from mtlens.gradients import task_gradients
-from mtlens.models import MultiTaskModel
 from mtlens.probes.base import ProbeContext, Row, register_probe
 from mtlens.tasks import Task
 from mtlens.quantities import (
     CONFLICT_COSINE, CONFLICT_FRACTION, GRAD_NORM, MAGNITUDE_RATIO, MAGNITUDE_SIMILARITY, UPDATE_COSINE, UPDATE_NORM)
 
 
-def mean_task_gradients(model: MultiTaskModel, tasks: Sequence[Task],
+def mean_task_gradients(model: ProbedModule, tasks: Sequence[Task],
                         samples: Mapping[str, tuple[Tensor, Tensor]],
                         chunk_size: int = 512) -> dict[str, Tensor]:
     """``{t: g_t (P,)}``: the gradient of ``mean_i loss_t(x_i, y_i)`` over task ``t``'s sample

@@ -41,7 +41,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from mtlens.models import MultiTaskModel
+from mtlens.probes.protocol import ProbedModule
 from mtlens.probes.base import ProbeContext, register_probe
 from mtlens.probes.per_example import eval_mode, gradient_moments
 from mtlens.seeding import derived_seed
@@ -52,7 +52,7 @@ ESTIMATORS = ("batch", "exact")
 
 
 def sample_model_labels(
-    model: MultiTaskModel, task: Task, inputs: Tensor, generator: torch.Generator, chunk_size: int = 256
+    model: ProbedModule, task: Task, inputs: Tensor, generator: torch.Generator, chunk_size: int = 256
 ) -> Tensor:
     """``y_hat = task.sample_labels(outputs, generator)`` with the eval-mode outputs on all inputs."""
     with eval_mode(model), torch.no_grad():
@@ -62,7 +62,7 @@ def sample_model_labels(
 
 
 def fisher_trace(
-    model: MultiTaskModel,
+    model: ProbedModule,
     task: Task,
     inputs: Tensor,
     generator: torch.Generator,

@@ -24,11 +24,13 @@ per forward (shared weights); callers then fall back to ``vmap``.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mtlens.models import MultiTaskModel
+from mtlens.probes.protocol import ProbedModule
 from mtlens.tasks import Task
 
 
@@ -50,7 +52,9 @@ def _positions(module: nn.Module, inputs: Tensor, output_grad: Tensor) -> tuple[
         kernel, dilation, padding, stride = ((1, *module.kernel_size), (1, *module.dilation),
                                              (0, *module.padding), (1, *module.stride))
     else:
-        kernel, dilation, padding, stride = module.kernel_size, module.dilation, module.padding, module.stride
+        conv = cast(nn.Conv2d, module)  # the only other layer _supported admits, and not with string padding
+        kernel, dilation, stride = conv.kernel_size, conv.dilation, conv.stride
+        padding = cast(tuple[int, ...], conv.padding)
     patches = F.unfold(inputs, kernel, dilation=dilation, padding=padding, stride=stride)
     return patches.transpose(1, 2), output_grad.reshape(n, output_grad.shape[1], -1).transpose(1, 2)
 
@@ -72,7 +76,7 @@ def _groups(t: Tensor, group_size: int) -> list[Tensor]:
     return pieces + ([t[n_full:].reshape(1, -1, t.shape[-1])] if n_full < len(t) else [])
 
 
-def _layers(model: MultiTaskModel, params: dict[str, nn.Parameter]) -> dict[nn.Module, tuple[bool, bool]] | None:
+def _layers(model: ProbedModule, params: dict[str, nn.Parameter]) -> dict[nn.Module, tuple[bool, bool]] | None:
     """Supported layers owning the probe parameters -> (weight probed, bias probed), or ``None``."""
     wanted = {id(p) for p in params.values()}
     layers, owned = {}, []
@@ -87,7 +91,7 @@ def _layers(model: MultiTaskModel, params: dict[str, nn.Parameter]) -> dict[nn.M
 
 
 def layerwise_moments(
-    model: MultiTaskModel, task: Task, params: dict[str, nn.Parameter], inputs: Tensor, targets: Tensor,
+    model: ProbedModule, task: Task, params: dict[str, nn.Parameter], inputs: Tensor, targets: Tensor,
     group_size: int, chunk_size: int,
 ) -> tuple[Tensor, Tensor] | None:
     """``(sum_i g_i (P,), sum_groups ||sum_{i in group} g_i||^2)`` or ``None`` if unsupported.
@@ -130,4 +134,5 @@ def layerwise_moments(
     finally:
         for handle in handles:
             handle.remove()
+    assert total is not None and sum_sq is not None  # the caller passes at least one example
     return total, sum_sq

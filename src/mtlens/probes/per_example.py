@@ -27,8 +27,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-from mtlens.models import MultiTaskModel
-from mtlens.probes.protocol import ProbedModel
+from mtlens.probes.protocol import ProbedModel, ProbedModule
 from mtlens.probes.layerwise import layerwise_moments
 from mtlens.tasks import Task
 
@@ -64,18 +63,18 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
                 if module._parameters.get(name) is not value or getattr(module, name) is not value:
                     module.__dict__.pop(name, None)
                     module._parameters[name] = value
-            for name, value in buffers.items():
-                if module._buffers.get(name) is not value or getattr(module, name) is not value:
+            for name, buffer in buffers.items():
+                if module._buffers.get(name) is not buffer or getattr(module, name) is not buffer:
                     module.__dict__.pop(name, None)
-                    module._buffers[name] = value
+                    module._buffers[name] = buffer
 
 
-def detached_parameters(model: MultiTaskModel, task: str) -> Params:
+def detached_parameters(model: ProbedModule, task: str) -> Params:
     """:func:`probe_parameters` as detached tensors (sharing storage; never written)."""
     return {name: p.detach() for name, p in probe_parameters(model, task).items()}
 
 
-def summed_loss(model: MultiTaskModel, task: Task) -> Callable[[Params, Tensor, Tensor], Tensor]:
+def summed_loss(model: ProbedModule, task: Task) -> Callable[[Params, Tensor, Tensor], Tensor]:
     """``f(params, x (n, ...), y (n, ...)) = sum_i task.loss(model_params(x), y)_i``, a scalar.
 
     ``params`` replaces the probe parameters by name; every other parameter and buffer of
@@ -95,7 +94,7 @@ def flatten_params(tensors: Params, leading: int = 0) -> Tensor:
 
 
 def group_gradients(
-    model: MultiTaskModel, task: Task, inputs: Tensor, targets: Tensor, group_size: int = 1, chunk_size: int = 256
+    model: ProbedModule, task: Task, inputs: Tensor, targets: Tensor, group_size: int = 1, chunk_size: int = 256
 ) -> Iterator[tuple[Tensor, int]]:
     """Yield blocks ``(G (k, P), n)``: ``G[j] = grad_theta sum_{i in group j} loss(x_i, y_i)``.
 
@@ -123,7 +122,7 @@ def group_gradients(
 
 
 def per_example_gradients(
-    model: MultiTaskModel, task: Task, inputs: Tensor, targets: Tensor, chunk_size: int = 256
+    model: ProbedModule, task: Task, inputs: Tensor, targets: Tensor, chunk_size: int = 256
 ) -> Tensor:
     """``G (N, P)`` with ``G[i] = grad_theta task.loss(x_i, y_i)`` on :func:`probe_parameters`.
 
@@ -134,7 +133,7 @@ def per_example_gradients(
 
 
 def gradient_moments(
-    model: MultiTaskModel, task: Task, inputs: Tensor, targets: Tensor, group_size: int = 1, chunk_size: int = 256
+    model: ProbedModule, task: Task, inputs: Tensor, targets: Tensor, group_size: int = 1, chunk_size: int = 256
 ) -> tuple[Tensor, Tensor, int]:
     """``(sum_i g_i (P,), sum_k ||sum_{i in group k} g_i||^2 (scalar), N)`` over consecutive groups.
 
@@ -158,11 +157,12 @@ def gradient_moments(
             block_sum, block_sq = block.sum(dim=0), block.pow(2).sum()
             total = block_sum if total is None else total + block_sum
             sum_sq = block_sq if sum_sq is None else sum_sq + block_sq
+    assert total is not None and sum_sq is not None  # inputs is not empty: there was at least one block
     return total, sum_sq, len(inputs)
 
 
 def per_example_gradient_moments(
-    model: MultiTaskModel, task: Task, inputs: Tensor, targets: Tensor, chunk_size: int = 256
+    model: ProbedModule, task: Task, inputs: Tensor, targets: Tensor, chunk_size: int = 256
 ) -> tuple[Tensor, Tensor, int]:
     """``(sum_i g_i (P,), sum_i ||g_i||^2 (scalar), N)`` without materializing ``(N, P)``.
 

@@ -4,9 +4,12 @@
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from typing import Protocol, Sequence, TypeAlias
 
 from torch import Tensor, nn
+
+from mtlens.models import MultiTaskModel
+from mtlens.probes.loss_model import LossModel
 
 
 class ProbedModel(Protocol):
@@ -25,3 +28,8 @@ class ProbedModel(Protocol):
         """Name -> parameter of everything ``task``'s loss depends on (coherence, Fisher, sharpness)."""
 
     def __call__(self, x: Tensor, tasks: Sequence[str] | None = None) -> dict[str, Tensor]: ...
+
+
+ProbedModule: TypeAlias = MultiTaskModel | LossModel
+"""The modules the probes measure: the trainer's model, or a user's model wrapped in a
+:class:`~mtlens.probes.loss_model.LossModel` (both :class:`ProbedModel` and ``nn.Module``)."""

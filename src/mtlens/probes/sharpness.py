@@ -26,14 +26,14 @@ its running statistics) and its train/eval flags are restored.
 
 from __future__ import annotations
 
-from typing import Annotated, Iterator
+from typing import Annotated, Iterator, cast
 
 import torch
 from pydantic import Field
 from torch import Tensor
 from torch.func import grad_and_value
 
-from mtlens.models import MultiTaskModel
+from mtlens.probes.protocol import ProbedModule
 from mtlens.probes.base import ProbeContext, register_probe
 from mtlens.probes.per_example import (
     Params,
@@ -46,7 +46,7 @@ from mtlens.quantities import SHARPNESS, SHARPNESS_SAM
 
 
 def _norm(tensors: Params) -> Tensor:
-    return torch.sqrt(sum(t.pow(2).sum() for t in tensors.values()))
+    return torch.sqrt(cast(Tensor, sum(t.pow(2).sum() for t in tensors.values())))  # not empty: not sum's 0
 
 
 def _scaled(tensors: Params, factor: Tensor | float) -> Params:
@@ -63,7 +63,7 @@ def _batches(inputs: Tensor, targets: Tensor, batch_size: int) -> Iterator[tuple
 
 
 def _perturbed_loss_and_gradient(
-    model: MultiTaskModel, task: Task, params: Params, inputs: Tensor, targets: Tensor, u: Params
+    model: ProbedModule, task: Task, params: Params, inputs: Tensor, targets: Tensor, u: Params
 ) -> tuple[Params, Tensor]:
     """``(grad_u f(u), f(u))`` for ``f(u) = L_B(theta + |theta| * u)`` (mean loss over the batch)."""
     loss = summed_loss(model, task)
@@ -97,7 +97,7 @@ def _batch_sharpness(model, task, params: Params, x: Tensor, y: Tensor, rho: flo
 
 
 def sharpness_measures(
-    model: MultiTaskModel,
+    model: ProbedModule,
     task: Task,
     inputs: Tensor,
     targets: Tensor,

@@ -201,7 +201,7 @@ class Recorder:
         try:
             if self.store.is_done(self.run_id):
                 raise RecordedRunFinishedError(
-                    f"run {self.run_id} is already {self.store.status(self.run_id)['state']} in {self.store.root}; "
+                    f"run {self.run_id} is already {self.store.done_state(self.run_id)} in {self.store.root}; "
                     "remove its directory to record it again, or change its description")
             self.writer.open(self.config, self.task_info)
             status = self.store.status(self.run_id)
