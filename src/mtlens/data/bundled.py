@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import random
+from typing import Any
 from functools import cache
 from pathlib import Path
 
@@ -94,4 +95,5 @@ def make_mnist1d(seed: int = 42, num_samples: int = 5000) -> dict[str, Tensor]:
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     with open(path, "wb") as handle:  # a handle, so numpy does not append ".npz" to the name
-        np.savez(handle, **arrays)
+        named: dict[str, Any] = dict(arrays)  # typed as savez's **kwds, which also hold its allow_pickle flag
+        np.savez(handle, **named)

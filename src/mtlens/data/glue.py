@@ -88,6 +88,11 @@ class GlueExamples:
         return len(self.texts)
 
 
+def _column_index(column: str | int, position: dict[str, int]) -> int:
+    """A column given by index, or by name (a file with a header: ``position`` maps its names)."""
+    return column if isinstance(column, int) else position[column]
+
+
 def read_glue_tsv(path: Path, spec: GlueTaskSpec) -> GlueExamples:
     """Read one GLUE TSV file with the columns and label mapping of ``spec``."""
     lines = path.read_text(encoding="utf-8-sig").splitlines()
@@ -101,8 +106,8 @@ def read_glue_tsv(path: Path, spec: GlueTaskSpec) -> GlueExamples:
         n_fields = len(names)
     else:
         position, n_fields = {}, None
-    text_at = [position.get(c, c) for c in spec.text_columns]
-    label_at = position.get(spec.label_column, spec.label_column)
+    text_at = [_column_index(c, position) for c in spec.text_columns]
+    label_at = _column_index(spec.label_column, position)
     texts, labels = [], []
     for line in lines:
         fields = line.split("\t")

@@ -35,7 +35,7 @@ import struct
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -176,7 +176,8 @@ def read_letter_folder(root: Path, n: int, seed: int, size: int = 28) -> tuple[T
         with np.load(cache) as stored:
             return torch.from_numpy(stored["images"].astype(np.float32) / 255.0), torch.from_numpy(stored["labels"])
     order = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed)).tolist()
-    images, labels = [], []
+    images: list[np.ndarray] = []
+    labels: list[int] = []
     for i in order:
         if len(images) == n:
             break
@@ -185,7 +186,7 @@ def read_letter_folder(root: Path, n: int, seed: int, size: int = 28) -> tuple[T
             with Image.open(path) as image:
                 grey = image.convert("L")
                 if grey.size != (size, size):
-                    grey = grey.resize((size, size), Image.BILINEAR)
+                    grey = grey.resize((size, size), Image.Resampling.BILINEAR)
                 images.append(np.asarray(grey, dtype=np.uint8))
         except (UnidentifiedImageError, OSError, SyntaxError):
             continue
@@ -204,20 +205,21 @@ def notmnist(n: int, seed: int) -> tuple[Tensor, Tensor]:
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
     with open(path, "wb") as handle:
-        np.savez(handle, **arrays)
+        named: dict[str, Any] = dict(arrays)  # typed as savez's **kwds, which also hold its allow_pickle flag
+        np.savez(handle, **named)
 
 
 # ---------------------------------------------------------------------------------------------
 # CIFAR-100 (python pickles)
 
 
-def _unpickle(path: Path) -> dict[bytes, object]:
+def _unpickle(path: Path) -> dict[bytes, Any]:
     with open(path, "rb") as handle:
         return pickle.load(handle, encoding="bytes")
 
 
 @lru_cache(maxsize=2)
-def load_cifar100(root: Path) -> dict[str, object]:
+def load_cifar100(root: Path) -> dict[str, Any]:
     """CIFAR-100 from ``root/cifar-100-python``.
 
     Returns ``train`` and ``test`` as ``(images (N, 3, 32, 32) uint8, fine (N,), coarse (N,))``,
@@ -226,7 +228,7 @@ def load_cifar100(root: Path) -> dict[str, object]:
     """
     folder = root / "cifar-100-python"
     meta = _unpickle(folder / "meta")
-    out: dict[str, object] = {
+    out: dict[str, Any] = {
         "fine_names": [n.decode() for n in meta[b"fine_label_names"]],
         "coarse_names": [n.decode() for n in meta[b"coarse_label_names"]],
     }
@@ -237,8 +239,8 @@ def load_cifar100(root: Path) -> dict[str, object]:
         fine = torch.tensor(batch[b"fine_labels"], dtype=torch.int64)
         coarse = torch.tensor(batch[b"coarse_labels"], dtype=torch.int64)
         out[split] = (images, fine, coarse)
-    _, fine, coarse = out["train"]  # type: ignore[misc]
-    out["fine_to_coarse"] = fine_to_coarse_map(fine, coarse, len(out["fine_names"]))  # type: ignore[arg-type]
+    _, fine, coarse = out["train"]
+    out["fine_to_coarse"] = fine_to_coarse_map(fine, coarse, len(out["fine_names"]))
     return out
 
 
@@ -307,7 +309,8 @@ class LazyImageFolder:
         width, height = rgb.size
         side = min(width, height)
         left, top = (width - side) // 2, (height - side) // 2
-        square = rgb.crop((left, top, left + side, top + side)).resize((self.size, self.size), Image.BILINEAR)
+        square = rgb.crop((left, top, left + side, top + side)).resize((self.size, self.size),
+                                                                        Image.Resampling.BILINEAR)
         return torch.from_numpy(np.asarray(square, dtype=np.uint8).copy()).permute(2, 0, 1)
 
     def source_key(self) -> str:
