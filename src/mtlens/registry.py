@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
-from typing import Any, Callable, Generic, Iterable, TypeVar, overload
+from typing import Any, Callable, Generic, Iterable, TypeVar, cast, overload
 
 from pydantic import BaseModel, ConfigDict, PydanticUserError, ValidationError, create_model
 
@@ -115,12 +115,19 @@ class Registry(Generic[T]):
                 f"unknown {self.kind} {name!r}; available {self.kind}s: {', '.join(sorted(self._entries)) or 'none'}"
             ) from None
 
+    def _signature_target(self, name: str) -> Callable[..., Any]:
+        """The callable whose keyword parameters are entry ``name``'s options: ``signature_of(entry)``,
+        or the entry itself (a callable whenever the registry has no ``signature_of``)."""
+        entry = self.get(name)
+        if self._signature_of is not None:
+            return self._signature_of(entry)
+        return cast(Callable[..., Any], entry)
+
     def options(self, name: str) -> dict[str, Any]:
         """The options of entry ``name`` (keyword parameters of its signature) with their defaults
         (``None`` where a parameter has no default)."""
-        entry = self.get(name)
-        target = self._signature_of(entry) if self._signature_of is not None else entry
-        parameters = inspect.signature(target).parameters.values()  # type: ignore[arg-type]
+        target = self._signature_target(name)
+        parameters = inspect.signature(target).parameters.values()
         return {
             p.name: (None if p.default is inspect.Parameter.empty else p.default)
             for p in parameters
@@ -134,8 +141,7 @@ class Registry(Generic[T]):
         if unknown:
             raise ConfigError(f"{self.kind} {name!r} has no option(s) {unknown}; "
                               f"valid options: {sorted(valid) or 'none'}")
-        entry = self.get(name)
-        target = self._signature_of(entry) if self._signature_of is not None else entry
+        target = self._signature_target(name)
         check_option_values(self.kind, name, target, options, self._ignored)
 
     def _load_builtins(self) -> None:
@@ -189,8 +195,8 @@ def _options_model(entry: Callable[..., Any], ignored: frozenset[str]) -> type[B
     try:
         return create_model(f"{getattr(entry, '__name__', 'entry')}_options", __config__=config, **fields)
     except PydanticUserError:  # an annotation pydantic cannot build a validator for: accept any value
-        return create_model(f"{getattr(entry, '__name__', 'entry')}_options", __config__=config,
-                            **{key: (Any, default) for key, (_, default) in fields.items()})
+        untyped: dict[str, Any] = {key: (Any, default) for key, (_, default) in fields.items()}
+        return create_model(f"{getattr(entry, '__name__', 'entry')}_options", __config__=config, **untyped)
 
 
 __all__ = ["Registry", "UnknownNameError", "check_option_values"]

@@ -209,25 +209,25 @@ def correlate(x: Sequence[float], y: Sequence[float], groups: Sequence[Any] | No
     pearson_low, pearson_high, spearman_rho, spearman_p, spearman_low, spearman_high`` (NaN where
     undefined: fewer than 3 points or a constant variable).
     """
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    labels = np.arange(len(x)) if groups is None else np.asarray(groups)
-    finite = np.isfinite(x) & np.isfinite(y)
-    x, y, labels = x[finite], y[finite], labels[finite]
+    xs, ys = np.asarray(x, float), np.asarray(y, float)
+    labels = np.arange(len(xs)) if groups is None else np.asarray(groups)
+    finite = np.isfinite(xs) & np.isfinite(ys)
+    xs, ys, labels = xs[finite], ys[finite], labels[finite]
     _, cluster_of = np.unique(labels, return_inverse=True)
-    n_groups = int(cluster_of.max()) + 1 if len(x) else 0
-    out = {"n": len(x), "n_groups": n_groups}
+    n_groups = int(cluster_of.max()) + 1 if len(xs) else 0
+    out = {"n": len(xs), "n_groups": n_groups}
     keys = ("pearson_r", "pearson_p", "pearson_low", "pearson_high",
             "spearman_rho", "spearman_p", "spearman_low", "spearman_high")
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+    if len(xs) < 3 or np.ptp(xs) == 0 or np.ptp(ys) == 0:
         return out | dict.fromkeys(keys, np.nan)
-    pearson, spearman = stats.pearsonr(x, y), stats.spearmanr(x, y)
+    pearson, spearman = stats.pearsonr(xs, ys), stats.spearmanr(xs, ys)
     rng = np.random.default_rng(seed)
     drawn = rng.integers(0, n_groups, (n_boot, n_groups))
     cluster_counts = np.zeros((n_boot, n_groups))
     np.add.at(cluster_counts, (np.arange(n_boot)[:, None], drawn), 1)
     weights = cluster_counts[:, cluster_of]  # how often each point is in each resample
-    boot = np.stack([_weighted_pearson(x, y, weights),
-                     _weighted_pearson(_weighted_ranks(x, weights), _weighted_ranks(y, weights), weights)], axis=1)
+    boot = np.stack([_weighted_pearson(xs, ys, weights),
+                     _weighted_pearson(_weighted_ranks(xs, weights), _weighted_ranks(ys, weights), weights)], axis=1)
     tails = 100 * np.array([(1 - confidence) / 2, (1 + confidence) / 2])
     (p_low, p_high), (s_low, s_high) = (np.nanpercentile(boot[:, i], tails) for i in range(2))
     return out | {"pearson_r": float(pearson.statistic), "pearson_p": float(pearson.pvalue),

@@ -168,7 +168,7 @@ def band_chart(stats: pd.DataFrame, x: str, color: str, *, x_title: str, y_title
     columns = [*series, x, "mean", "std", "n", *(["low", "high"] if own_band else [])]
     frame = stats[[*columns, *(t["field"] for t in tooltip)]].assign(kind="m")
     with_runs = runs is not None and len(runs) > 0
-    if with_runs:
+    if runs is not None and with_runs:
         # a run is drawn by its number within the figure; its series, panel and seed identify it in the tooltip
         number = pd.Series(range(runs["run_id"].nunique()), index=runs["run_id"].drop_duplicates())
         numbered = runs[[*series, x, "value", "seed"]].assign(kind="r", run=runs["run_id"].map(number).to_numpy())
@@ -244,10 +244,12 @@ def vega_bundle() -> str:
     import vl_convert
 
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mtlens"
-    path = cache / f"vega-embed-vl{VEGA_LITE_VERSION}-vlconvert{vl_convert.__version__}.js"
+    version = vl_convert.__version__  # type: ignore[attr-defined]  # the extension sets it; its .pyi omits it
+    path = cache / f"vega-embed-vl{VEGA_LITE_VERSION}-vlconvert{version}.js"
     if path.exists():
         return path.read_text(encoding="utf-8")
-    bundle = vl_convert.javascript_bundle(vl_version=VEGA_LITE_VERSION)
+    # vl-convert's .pyi marks ``snippet`` required; the function has a default snippet (its docstring says so)
+    bundle = vl_convert.javascript_bundle(vl_version=VEGA_LITE_VERSION)  # type: ignore[call-arg]
     try:
         cache.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")

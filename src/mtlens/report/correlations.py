@@ -9,6 +9,7 @@ the data a section needs is missing it says so ("not available: ...") instead of
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -93,7 +94,7 @@ def scatter_figure(units: pd.DataFrame, table: pd.DataFrame) -> Spec:
     columns = sorted({*table["x"], *table["y"]})
     keys = [c for c in ("setting", "task", "seed", "method") if c in units]
     legend = legend_toggle("method")
-    panels = []
+    panels: list[dict[str, Any]] = []
     for row in table.itertuples():
         x, y = quantitative(row.x), quantitative(row.y)
         valid = [{"filter": " && ".join(f"isValid(datum['{c}']) && isFinite(datum['{c}'])" for c in (row.x, row.y))}]

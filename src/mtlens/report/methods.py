@@ -8,6 +8,7 @@ record).  Methods without task weights (``graddrop``) have no such rows and no f
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -35,7 +36,8 @@ def method_weights_section(store: RunStore, index: pd.DataFrame, rows: pd.DataFr
     weights = rows[(rows["mode"] == "mtl") & (rows["quantity"] == WEIGHT)]
     if weights.empty:
         return []
-    summary, figures = [], {}
+    summary: list[dict[str, Any]] = []
+    figures: dict[str, list[str]] = {}
     stats = dict(iter(mean_band(weights, ["setting", "method", "task"], "epoch").groupby(["setting", "method"])))
     for (setting, method), frame in weights.groupby(["setting", "method"]):
         for task, task_rows in frame.groupby("task"):

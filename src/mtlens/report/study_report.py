@@ -38,6 +38,8 @@ from mtlens.report.methods import method_weights_section
 from mtlens.store import RunStore
 
 GAP_MEASURES = ("val/loss", "val/error")
+DIRECTIONS: dict[float | None, str] = {1.0: "MTL worse", -1.0: "MTL better"}
+"""What the sign of a gap onset says (no onset: ``None``, 'none')."""
 
 SectionBuilder = Callable[[RunStore, pd.DataFrame, pd.DataFrame, Path], list[Section]]
 """``(store, runs index, trajectory rows, out_dir) -> sections`` for extra analyses."""
@@ -189,7 +191,7 @@ def gap_section(rows: pd.DataFrame, out_dir: Path, noise_multiplier: float) -> t
                 onsets.append({"setting": setting, "method": method, "task": task, "measure": r.measure,
                                "n_stl": n_stl, "n_mtl": n_mtl,
                                "onset_train_loss": onset.get("train_loss"), "gap_at_onset": onset.get("gap"),
-                               "direction": {1.0: "MTL worse", -1.0: "MTL better"}.get(onset.get("sign"), "none"),
+                               "direction": DIRECTIONS.get(onset.get("sign"), "none"),
                                "onset_epoch_mtl": onset.get("epoch_mtl"), "onset_epoch_stl": onset.get("epoch_stl"),
                                "final_gap": float(r.gap["gap"].iloc[-1])})
     title = "When did the gap open?"
