@@ -7,7 +7,7 @@ import pytest
 from mtlens import ConfigError, RunStore, parse_config
 from mtlens.cli import main
 from mtlens.orchestration import study_configs
-from mtlens.training.config import resolve_config
+from mtlens.training.config import ResolvedRunConfig, RunConfig, resolve_config
 
 
 @pytest.mark.parametrize(
@@ -53,6 +53,21 @@ def test_defaults_are_resolved_from_the_setting_and_stored_concretely():
     assert parse_config({"setting": "digits_pair", "seed": 1}).run_id != parse_config({"setting": "digits_pair"}).run_id
     assert parse_config({"setting": "digits_pair", "device": "cpu"}).identity() == parse_config(
         {"setting": "digits_pair"}).identity()
+
+
+def test_resolving_changes_neither_the_stored_form_nor_the_run_id():
+    """``resolve_config`` returns a :class:`ResolvedRunConfig` (typing only): a config that already
+    names every resolved field keeps its stored form and run id, and resolving is idempotent."""
+    raw = {"setting": "digits_pair", "tasks": ["a", "b"], "lr": 3e-3, "batch_size": 32, "epochs": 6}
+    config = parse_config(raw)
+    resolved = resolve_config(config)
+    assert isinstance(resolved, ResolvedRunConfig) and isinstance(resolved, RunConfig)
+    assert resolved.to_dict() == config.to_dict() and resolved.run_id == config.run_id
+    assert resolve_config(parse_config({"setting": "digits_pair"})).run_id == resolved.run_id
+    again = resolve_config(resolved.model_copy(update={"seed": 1}))
+    assert again.to_dict() == {**config.to_dict(), "seed": 1}
+    assert again.run_id == parse_config({**raw, "seed": 1}).run_id
+    assert parse_config(resolved.to_dict()).run_id == resolved.run_id
 
 
 def test_study_builds_stl_per_task_and_mtl_per_method_per_seed():
