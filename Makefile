@@ -23,8 +23,8 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 demo: $(STAMP)
 	$(BIN)/mtlens study mnist_pair --seeds 3 --config configs/demo.yaml --store runs/demo --report reports/demo
 
-# Everything CI enforces: lint, then both test layers (unit and integration), slow tests excluded.
-test: lint $(STAMP) chromium
+# Everything CI enforces: lint and typecheck, then both test layers (unit and integration), slow tests excluded.
+test: lint typecheck $(STAMP) chromium
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # The inner loop: unit and property tests only (no training runs, subprocess kills, Ray or Chromium).
@@ -35,7 +35,7 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
 
-# mypy (pyproject.toml [tool.mypy], checks src/).  Joins `make test` once src/ has no type errors left (79 today).
+# mypy (pyproject.toml [tool.mypy], checks src/); part of `make test`.
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
