@@ -118,6 +118,36 @@ def _study_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from mtlens.store import RunStore
+    from mtlens.sweep.calibrate import run_calibration
+
+    seeds = list(range(args.seeds)) if args.seed_list is None else args.seed_list
+    if not 0 < args.alpha < 1:
+        raise ConfigError(f"--alpha must be in (0, 1), got {args.alpha}")
+    store = RunStore(args.store)
+    print(f"calibrate {args.setting}: STL runs of {len(seeds)} seeds -> store {store.root}", file=sys.stderr)
+    try:
+        comparisons, rates = run_calibration(base_config(args), seeds, store, args.splits, args.alpha,
+                                             progress=not args.quiet)
+    except MtlensError as err:
+        if isinstance(err, ConfigError):
+            raise
+        print(f"mtlens calibrate: {err}", file=sys.stderr)
+        return 1
+    print(f"A/A false-positive rates at alpha = {args.alpha:g} ({comparisons['split'].nunique()} splits of "
+          f"{len(seeds) // 2} vs {len(seeds) // 2} seeds; 95% Clopper-Pearson intervals):")
+    with pd_options():
+        print(rates.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if (rates["min_p"] > args.alpha).any():
+        print(f"min_p > {args.alpha:g}: with these seeds such a test can never reject (use more seeds).")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        comparisons.to_csv(args.out, index=False)
+        print(f"comparisons: {args.out}")
+    return 0
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from mtlens.store import RunStore
     from mtlens.sweep.executors import make_executor
@@ -174,7 +204,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         for key, value in _pairs([item], "--where").items():
             where.setdefault(key, []).append(value)
     path = write_report(RunStore(args.store), args.out, settings=settings, methods=methods,
-                        noise_multiplier=args.noise_multiplier, where=where)
+                        alpha=args.alpha, where=where)
     print(f"report: {path}")
     return 0
 
@@ -258,6 +288,20 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--quiet", action="store_true", help="no progress bars")
     sweep.set_defaults(func=cmd_sweep)
 
+    calibrate = sub.add_parser("calibrate", help="A/A check of the report's tests: train STL seeds, split them, "
+                                                 "print each test's false-positive rate (docs/statistics.md)")
+    calibrate.add_argument("setting", help="setting name (see `mtlens settings`)")
+    calibrate.add_argument("--seeds", type=int, default=12,
+                           help="STL seeds 0..N-1 per task (default 12: 6 vs 6, the fewest pairs that can reach 5%%)")
+    calibrate.add_argument("--seed-list", type=int, nargs="+", help="explicit seeds instead of --seeds")
+    calibrate.add_argument("--splits", type=int, default=25, help="A/A splits of the seeds (default 25)")
+    calibrate.add_argument("--alpha", type=float, default=0.05, help="test level (default 0.05)")
+    calibrate.add_argument("--out", help="also write every comparison (split, test, p-value) to this CSV")
+    _add_run_config_flags(calibrate)
+    calibrate.add_argument("--store", default=DEFAULT_STORE, help=f"run store directory (default {DEFAULT_STORE})")
+    calibrate.add_argument("--quiet", action="store_true", help="no progress bars")
+    calibrate.set_defaults(func=cmd_calibrate)
+
     runs = sub.add_parser("runs", help="list the runs in a store")
     runs.add_argument("--store", default=DEFAULT_STORE)
     runs.add_argument("--state", choices=["running", "finished", "diverged", "failed"])
@@ -271,8 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--where", action="append", metavar="KEY=VALUE",
                         help="keep runs whose run-index column KEY (setting, method, optimizer, lr, seed, state, ...) "
                              "equals VALUE; repeatable, repeated keys match any of their values")
-    report.add_argument("--noise-multiplier", type=float, default=2.0,
-                        help="gap onset: |gap| > this many standard errors of seed noise (default 2)")
+    report.add_argument("--alpha", type=float, default=0.05,
+                        help="false discovery rate of each family of tests (gap, transfer, correlations; default 0.05)")
     report.set_defaults(func=cmd_report)
 
     settings = sub.add_parser("settings", help="list the registered settings and their options")

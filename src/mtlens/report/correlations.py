@@ -127,9 +127,17 @@ def correlation_section(rows: pd.DataFrame, task_info: TaskInfo, out_dir: Path) 
                    if units[c].notna().sum() < 3]
         return Section(title, body + not_available(
             "fewer than 3 units with both values for every pair; needs probes " + ", ".join(missing)), anchor)
+    if not table["conclusive"].all():
+        body += (f"<p>{int((~table['conclusive']).sum())} of {len(table)} correlations have too few clusters "
+                 f"for any p-value to reach 0.05 (min_p = 1 / number of cluster permutations): no conclusion "
+                 f"can be drawn from them.</p>")
     body += table_html(table, out_dir, "correlations",
                        "Pearson r and Spearman rho across units with 95% percentile bootstrap intervals (2000 "
-                       "resamples of (setting, task, seed) clusters, seed 0); n units in n_groups clusters.")
+                       "resamples of (setting, task, seed) clusters, seed 0) and two-sided p-values from "
+                       "permutations of the same clusters (whole clusters' factor values moved onto clusters of the "
+                       "same size; exact when at most 9,999, else 9,999 random ones), so methods sharing one STL "
+                       "run are not counted as independent; *_p_adjusted: Benjamini–Hochberg over this table; "
+                       "conclusive: min_p ≤ 0.05. n units in n_groups clusters. See docs/statistics.md.")
     for target, rows_of_target in table.groupby("y", sort=False):
         panels = "; ".join(
             f"{row.x}: n = {row.n} units ({row.n_groups} clusters), Pearson r = {row.pearson_r:.2f} "

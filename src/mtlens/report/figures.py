@@ -22,9 +22,10 @@ def _band(ax: "plt.Axes", x: np.ndarray, mean: np.ndarray, std: np.ndarray, mode
         ax.fill_between(x, mean - std, mean + std, color=style["color"], alpha=0.2, linewidth=0)
 
 
-def gap_figure(results: list[GapResult], noise_multiplier: float) -> "plt.Figure":
+def gap_figure(results: list[GapResult]) -> "plt.Figure":
     """For one task: per measure, G vs training loss (STL and MTL, mean +/- std over seeds),
-    and the gap MTL - STL with the +/- z * noise band and the onset marked."""
+    and the gap MTL - STL with the simultaneous band of its test (``GapResult.gap``, at the
+    result's ``alpha``) and the onset of a persistent gap marked where the test supports one."""
     fig, axes = plt.subplots(len(results), 2, figsize=(10, 3.4 * len(results)), squeeze=False)
     for row, result in zip(axes, results):
         curve_ax, gap_ax = row
@@ -34,9 +35,9 @@ def gap_figure(results: list[GapResult], noise_multiplier: float) -> "plt.Figure
         gap = result.gap
         x = gap["train_loss"].to_numpy()
         gap_ax.plot(x, gap["gap"], color="black", label="gap = MTL - STL")
-        band = noise_multiplier * gap["noise"].to_numpy()
-        gap_ax.fill_between(x, -band, band, color="grey", alpha=0.3, linewidth=0,
-                            label=f"seed noise (±{noise_multiplier:g} SE)")
+        if gap["band_low"].notna().any():
+            gap_ax.fill_between(x, gap["band_low"], gap["band_high"], color="grey", alpha=0.3, linewidth=0,
+                                label=f"simultaneous band ({result.design}, level {result.alpha:.3g})")
         gap_ax.axhline(0.0, color="grey", linewidth=0.8)
         if result.onset is not None:
             for ax in (curve_ax, gap_ax):

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from mtlens.analysis.gap import generalization_gap
+from mtlens.analysis.gap import gap_family, generalization_gap
 from mtlens.errors import ConfigError, MtlensError
 from mtlens.analysis.transfer import TaskInfo, delta_m, transfer_table
 from mtlens.report.alignment import elich_sections
@@ -87,52 +87,65 @@ def overview_section(index: pd.DataFrame, configured: pd.DataFrame, out_dir: Pat
     return Section("Overview", body, "overview")
 
 
-def transfer_section(rows: pd.DataFrame, task_info: TaskInfo, out_dir: Path) -> Section:
-    table = transfer_table(rows, task_info)
+def transfer_section(rows: pd.DataFrame, task_info: TaskInfo, out_dir: Path, alpha: float) -> Section:
+    table = transfer_table(rows, task_info, alpha=alpha)
     if table.empty:
         return Section("Transfer", "<p>No task has both STL and MTL runs yet.</p>", "transfer")
     body = table_html(
         table, out_dir, "transfer",
-        "Test performance at the validation-selected checkpoint, mean and std over seeds. "
-        "delta = MTL - STL; relative_pct > 0 means MTL is better (positive transfer); "
-        "p_value: Welch's t-test over seeds.")
+        f"Test performance at the validation-selected checkpoint, mean and std over the seeds the test used. "
+        f"delta = MTL − STL (mean of the per-seed differences when design = paired: STL and MTL of one seed "
+        f"share initialization and batch order; unpaired, label-permutation Welch test, only where seeds do "
+        f"not match); delta_low/high: {1 - alpha:.0%} permutation interval; effect_size: Cohen's d_z (paired) "
+        f"or d; p_value: exact sign-flip t test (paired); p_adjusted: Benjamini–Hochberg over this table; "
+        f"min_p: the smallest p-value the seeds allow (2/2^n paired: 3 seeds cannot go below 0.25); "
+        f"min_detectable: the difference detected with 80% power; verdict only where p_adjusted ≤ {alpha:g}. "
+        f"relative_pct > 0 means MTL is better. See docs/statistics.md.")
     body += table_html(delta_m(table), out_dir, "delta_m",
                        "delta_m: mean relative improvement of MTL over STL across tasks (%).")
     return Section("Did MTL help each task?", body, "transfer")
 
 
-def gap_section(rows: pd.DataFrame, out_dir: Path, noise_multiplier: float) -> Section:
-    parts, onsets = [], []
+def gap_section(rows: pd.DataFrame, out_dir: Path, alpha: float) -> Section:
+    keys, results = [], []
     for (setting, method), mtl_rows in rows[rows["mode"] == "mtl"].groupby(["setting", "method"]):
         pair = pd.concat([rows[(rows["setting"] == setting) & (rows["mode"] == "stl")], mtl_rows])
         for task in sorted(mtl_rows["task"].unique()):
-            results = [r for m in GAP_MEASURES
-                       if (r := generalization_gap(pair, task, m, noise_multiplier=noise_multiplier)) is not None]
-            if not results:
-                continue
-            n_stl = pair[(pair["mode"] == "stl") & (pair["task"] == task)]["run_id"].nunique()
-            n_mtl = mtl_rows[mtl_rows["task"] == task]["run_id"].nunique()
-            caption = (f"{setting}, method {method}, task {task}: validation measures against training loss "
-                       f"(mean ± std over {n_stl} STL and {n_mtl} MTL seeds) and the gap MTL − STL with "
-                       f"±{noise_multiplier:g} standard errors of seed noise; dashed: first level where the gap "
-                       f"exceeds the noise.")
-            parts.append(save_figure(gap_figure(results, noise_multiplier), out_dir,
-                                     slug("gap", setting, method, task), caption))
-            for r in results:
-                onset = r.onset or {}
-                onsets.append({"setting": setting, "method": method, "task": task, "measure": r.measure,
-                               "n_stl": n_stl, "n_mtl": n_mtl,
-                               "onset_train_loss": onset.get("train_loss"), "gap_at_onset": onset.get("gap"),
-                               "direction": {1.0: "MTL worse", -1.0: "MTL better"}.get(onset.get("sign"), "none"),
-                               "onset_epoch_mtl": onset.get("epoch_mtl"), "onset_epoch_stl": onset.get("epoch_stl"),
-                               "final_gap": float(r.gap["gap"].iloc[-1])})
-    if not onsets:
+            for measure in GAP_MEASURES:
+                if (result := generalization_gap(pair, task, measure)) is not None:
+                    keys.append((setting, method))
+                    results.append(result)
+    if not results:
         return Section("When did the gap open?", "<p>No task has both STL and MTL trajectories.</p>", "gap")
-    table = table_html(pd.DataFrame(onsets), out_dir, "gap_onset",
-                       "Onset of the generalization gap: the first training-loss level (in training order) where "
-                       "|MTL − STL| exceeds the seed noise, the epoch at which MTL and STL reached it, and the gap at "
-                       "the lowest common training loss. Negative gaps in loss/error mean MTL generalizes better.")
-    return Section("When did the gap open?", table + "".join(parts), "gap")
+    results, table = gap_family(results, alpha)
+    table.insert(0, "setting", [k[0] for k in keys])
+    table.insert(1, "method", [k[1] for k in keys])
+    level = float(table["band_level"].iloc[0])
+    parts = []
+    for (setting, method, task), frame in table.groupby(["setting", "method", "task"], sort=False):
+        task_results = [results[i] for i in frame.index]
+        first = frame.iloc[0]
+        caption = (f"{setting}, method {method}, task {task}: validation measures against training loss "
+                   f"(mean ± std over {first['n_stl']} STL and {first['n_mtl']} MTL runs) and the gap MTL − STL "
+                   f"({first['design']}) with its simultaneous band over all training-loss levels at per-test "
+                   f"level {level:.3g}; dashed: onset of a persistent gap (only where the test supports one).")
+        parts.append(save_figure(gap_figure(task_results), out_dir, slug("gap", setting, method, task), caption))
+    note = ""
+    if (table["min_p"] > level).any():
+        note = (f"<p>{int((table['min_p'] > level).sum())} of {len(table)} comparisons have too few seeds for any "
+                f"p-value to reach the level {level:.3g} (min_p: 2/2^n for n paired seeds; 6 pairs are the fewest "
+                f"that can reach 5%): no onset can be shown there, whatever the curves look like.</p>")
+    body = note + table_html(
+        table, out_dir, "gap_onset",
+        f"The generalization gap MTL − STL at equal training loss. design: paired (per-seed differences, exact "
+        f"sign-flip max-|t| test over all {len(results[0].levels)} loss levels) or unpaired (label permutation); "
+        f"p_any: a gap at some level; p_persistent: a gap from some level to the lowest common training loss; "
+        f"*_adjusted: Benjamini–Hochberg over this table (FDR {alpha:g}); band_level: the per-test level of the "
+        f"bands and onsets (BH's rejection level, so an onset is shown iff its persistent gap is a discovery); "
+        f"onset: first level from which the simultaneous band excludes 0 to the end; final_*: the gap at the "
+        f"lowest common training loss with its band, Cohen's d_z and the gap detectable with 80% power. "
+        f"Negative gaps in loss/error mean MTL generalizes better. See docs/statistics.md.")
+    return Section("When did the gap open?", body + "".join(parts), "gap")
 
 
 def training_section(rows: pd.DataFrame, out_dir: Path) -> Section:
@@ -156,9 +169,11 @@ def training_section(rows: pd.DataFrame, out_dir: Path) -> Section:
 
 
 def write_report(store: RunStore, out_dir: str | Path, settings: Sequence[str] = (), methods: Sequence[str] = (),
-                 noise_multiplier: float = 2.0, extra_sections: Sequence[SectionBuilder] = (),
+                 alpha: float = 0.05, extra_sections: Sequence[SectionBuilder] = (),
                  where: dict[str, Sequence[Any]] | None = None) -> Path:
-    """Write ``out_dir/report.html`` (self-contained), ``figures/`` and ``tables/``; return the HTML path."""
+    """Write ``out_dir/report.html`` (self-contained), ``figures/`` and ``tables/``; return the HTML path.
+
+    ``alpha`` is the false discovery rate of each family of tests (docs/statistics.md)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     index = select_runs(store, settings, methods, where)
@@ -167,8 +182,8 @@ def write_report(store: RunStore, out_dir: str | Path, settings: Sequence[str] =
                           f"{f' where={where}' if where else ''}")
     rows = store.trajectories(index["run_id"].tolist())
     configured, task_info = by_configuration(index, rows, store.task_info())
-    sections = [overview_section(index, configured, out_dir), transfer_section(configured, task_info, out_dir),
-                gap_section(configured, out_dir, noise_multiplier), training_section(configured, out_dir)]
+    sections = [overview_section(index, configured, out_dir), transfer_section(configured, task_info, out_dir, alpha),
+                gap_section(configured, out_dir, alpha), training_section(configured, out_dir)]
     for build in (*DEFAULT_SECTIONS, *extra_sections):
         sections += build(store, index, rows, out_dir)
     path = out_dir / "report.html"

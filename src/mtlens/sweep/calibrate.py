@@ -1,0 +1,38 @@
+"""``mtlens calibrate``: train STL seeds of a setting and check the report's tests on A/A splits.
+
+The STL runs are the study's own (:func:`mtlens.sweep.study.study_configs` without MTL methods),
+so a store that already holds them trains nothing new, and the runs serve a later study of the
+same configuration.  The inference itself is :mod:`mtlens.analysis.calibration`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import pandas as pd
+
+from mtlens.analysis.calibration import calibrate, false_positive_rates
+from mtlens.errors import ConfigError, MtlensError
+from mtlens.store import RunStore
+from mtlens.sweep.study import run_configs, study_configs
+
+
+def run_calibration(base: dict[str, Any], seeds: Sequence[int], store: RunStore, n_splits: int = 25,
+                    alpha: float = 0.05, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train (or reuse) the STL runs of ``seeds`` and return ``(comparisons, rates)`` of
+    :func:`~mtlens.analysis.calibration.calibrate` and :func:`~mtlens.analysis.calibration.false_positive_rates`.
+
+    Raises :class:`ConfigError` for fewer than 4 seeds (before any training) and
+    :class:`MtlensError` naming the runs that did not finish (no rate is computed from part of them).
+    """
+    if len(set(seeds)) < 4:
+        raise ConfigError(f"--seeds: A/A splits need at least 4 seeds (two groups of 2), got {len(set(seeds))}")
+    configs = study_configs(base, sorted(set(seeds)), methods=())  # validates everything first
+    results = run_configs(configs, store, progress=progress)
+    unfinished = results[results["state"] != "finished"]
+    if len(unfinished):
+        raise MtlensError("runs not finished, no calibration computed: " + "; ".join(
+            f"{r.run_id} ({r.state})" for r in unfinished.itertuples()))
+    rows = store.trajectories(results["run_id"].tolist())
+    comparisons = calibrate(rows, store.task_info(), n_splits=n_splits, alpha=alpha)
+    return comparisons, false_positive_rates(comparisons)
