@@ -137,8 +137,9 @@ def test_correlate_matches_scipy_and_its_interval_covers_the_truth():
     result = correlate(x, y, n_boot=1000, seed=0)
     pearson, spearman = stats.pearsonr(x, y), stats.spearmanr(x, y)
     assert result["n"] == 400
-    assert result["pearson_r"] == pearson.statistic and result["pearson_p"] == pearson.pvalue
-    assert result["spearman_rho"] == spearman.statistic and result["spearman_p"] == spearman.pvalue
+    assert result["pearson_r"] == pearson.statistic and result["spearman_rho"] == spearman.statistic
+    # r = 0.8 with 400 points: no permutation of 9,999 reaches it, so p is the smallest possible.
+    assert result["pearson_p"] == result["spearman_p"] == result["min_p"] == pytest.approx(1 / 10_000)
     assert result["pearson_low"] < 0.8 < result["pearson_high"]
     assert result["pearson_low"] < result["pearson_r"] < result["pearson_high"]
     assert result["spearman_low"] < result["spearman_rho"] < result["spearman_high"]
@@ -147,6 +148,35 @@ def test_correlate_matches_scipy_and_its_interval_covers_the_truth():
                                 n_resamples=1000, method="percentile", rng=np.random.default_rng(5))
     assert result["pearson_low"] == pytest.approx(reference.confidence_interval.low, abs=0.02)
     assert result["pearson_high"] == pytest.approx(reference.confidence_interval.high, abs=0.02)
+
+
+def test_permutation_p_values_equal_scipys_exact_permutation_test():
+    x, y = bivariate(7, 0.6, seed=3)  # 7! = 5,040 permutations: exact
+    result = correlate(x, y, n_boot=100)
+    for kind, coefficient in (("pearson", lambda a, b: stats.pearsonr(a, b).statistic),
+                              ("spearman", lambda a, b: stats.spearmanr(a, b).statistic)):
+        reference = stats.permutation_test((x, y), lambda a, b: abs(coefficient(a, b)), permutation_type="pairings",
+                                           alternative="greater", n_resamples=np.inf)
+        assert result[f"{kind}_p"] == pytest.approx(reference.pvalue)
+    assert result["min_p"] == pytest.approx(1 / 5040)
+
+
+def test_cluster_permutation_p_values_are_calibrated_when_units_share_a_cluster():
+    """Clusters of 4 units (methods sharing one STL run): the factor and the target both carry a strong
+    cluster effect but are independent.  A p-value that treats the 4 units as independent rejects far
+    too often; the cluster permutation keeps the false-positive rate at alpha."""
+    rng = np.random.default_rng(0)
+    naive, clustered = [], []
+    for _ in range(200):
+        groups = np.repeat(np.arange(12), 4)
+        x = rng.normal(size=12)[groups] + 0.3 * rng.normal(size=48)
+        y = rng.normal(size=12)[groups] + 0.3 * rng.normal(size=48)
+        result = correlate(x, y, groups, n_boot=20, seed=int(rng.integers(1 << 30)), n_perm=999)
+        clustered.append(result["pearson_p"] <= 0.05)
+        naive.append(stats.pearsonr(x, y).pvalue <= 0.05)
+    low, high = stats.binomtest(int(np.sum(clustered)), len(clustered)).proportion_ci(method="exact")
+    assert low <= 0.05 <= high and np.mean(clustered) <= 0.10
+    assert np.mean(naive) > 0.25
 
 
 def test_weighted_replicates_equal_explicit_resamples():

@@ -209,23 +209,19 @@ def cluster_permutations(cluster_of: np.ndarray, n_perm: int, seed: int) -> tupl
     strata: dict[int, list[int]] = {}
     for c, units in enumerate(members):
         strata.setdefault(len(units), []).append(c)
-    groups = list(strata.values())
-    total = math.prod(math.factorial(len(g)) for g in groups)
-    if total <= n_perm:
-        per_stratum = [list(itertools.permutations(g)) for g in groups]
-        choices = [dict(zip((c for g in groups for c in g), (c for p in combo for c in p)))
-                   for combo in itertools.product(*per_stratum)]
-        exact = True
+    blocks = [np.stack([members[c] for c in clusters]) for clusters in strata.values()]  # (k, size) each
+    exact = math.prod(math.factorial(len(b)) for b in blocks) <= n_perm
+    if exact:
+        orders = [np.array(list(itertools.permutations(range(len(b))))) for b in blocks]
+        grid = np.stack(np.meshgrid(*[np.arange(len(o)) for o in orders], indexing="ij"), -1).reshape(-1, len(blocks))
+        sources = [o[grid[:, i]] for i, o in enumerate(orders)]
     else:
         rng = np.random.default_rng(seed)
-        identity = {c: c for g in groups for c in g}
-        choices = [identity] + [dict(zip((c for g in groups for c in g),
-                                         (c for g in groups for c in rng.permutation(g)))) for _ in range(n_perm)]
-        exact = False
-    index = np.empty((len(choices), len(cluster_of)), dtype=int)
-    for row, mapping in enumerate(choices):
-        for target, source in mapping.items():
-            index[row, members[target]] = members[source]
+        sources = [np.vstack([np.arange(len(b)), rng.permuted(np.tile(np.arange(len(b)), (n_perm, 1)), axis=1)])
+                   for b in blocks]
+    index = np.empty((len(sources[0]), len(cluster_of)), dtype=int)
+    for block, source in zip(blocks, sources):
+        index[:, block.ravel()] = block[source].reshape(len(source), -1)
     return index, exact
 
 
