@@ -119,31 +119,42 @@ def _study_experiment(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from mtlens.store import RunStore
     from mtlens.sweep.calibrate import run_calibration
 
     seeds = list(range(args.seeds)) if args.seed_list is None else args.seed_list
     if not 0 < args.alpha < 1:
         raise ConfigError(f"--alpha must be in (0, 1), got {args.alpha}")
+    if args.splits < 1:
+        raise ConfigError(f"--splits must be at least 1, got {args.splits}")
     store = RunStore(args.store)
     print(f"calibrate {args.setting}: STL runs of {len(seeds)} seeds -> store {store.root}", file=sys.stderr)
     try:
-        comparisons, rates = run_calibration(base_config(args), seeds, store, args.splits, args.alpha,
-                                             progress=not args.quiet)
+        result = run_calibration(base_config(args), seeds, store, args.splits, args.alpha, progress=not args.quiet)
     except MtlensError as err:
         if isinstance(err, ConfigError):
             raise
         print(f"mtlens calibrate: {err}", file=sys.stderr)
         return 1
-    print(f"A/A false-positive rates at alpha = {args.alpha:g} ({comparisons['split'].nunique()} splits of "
-          f"{len(seeds) // 2} vs {len(seeds) // 2} seeds; 95% Clopper-Pearson intervals):")
+    table_format = {"float_format": lambda v: f"{v:.3g}", "index": False}
+    half = len(seeds) // 2
+    print(f"A/A false-positive rates at alpha = {args.alpha:g} ({result.comparisons['split'].nunique()} splits "
+          f"of {half} vs {half} STL seeds, no MTL effect; 95% Clopper-Pearson intervals):")
     with pd_options():
-        print(rates.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    if (rates["min_p"] > args.alpha).any():
-        print(f"min_p > {args.alpha:g}: with these seeds such a test can never reject (use more seeds).")
+        print(result.rates.to_string(**table_format))
+        if (result.rates["min_p"] > args.alpha).any():
+            print(f"min_p > {args.alpha:g}: with {half} seeds per side such a test can never reject.")
+        if len(result.power):
+            sizes = ", ".join(f"{q} {v:+.3g}" for q, v in result.effect.items())
+            print(f"\npositive control: the median minimum detectable difference spiked into the 'MTL' seeds "
+                  f"({sizes}); rate = detection rate (nominal power 80%, paired):")
+            print(result.power.drop(columns="false_positives").to_string(**table_format))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        comparisons.to_csv(args.out, index=False)
+        pd.concat([result.comparisons.assign(kind="A/A"), result.detections.assign(kind="positive control")],
+                  ignore_index=True).to_csv(args.out, index=False)
         print(f"comparisons: {args.out}")
     return 0
 
@@ -197,6 +208,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from mtlens.report.study_report import write_report
     from mtlens.store import RunStore
 
+    if not 0 < args.alpha < 1:
+        raise ConfigError(f"--alpha must be in (0, 1), got {args.alpha}")
     settings = [s for s in (args.setting or "").split(",") if s]
     methods = [m for m in (args.methods or "").split(",") if m]
     where: dict[str, list[Any]] = {}

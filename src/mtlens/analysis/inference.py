@@ -59,8 +59,7 @@ _TIE = 1e-9
 def _t_ratio(numerator: np.ndarray, se: np.ndarray) -> np.ndarray:
     """``numerator / se`` with 0/0 -> 0 and x/0 -> ±inf."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        t = numerator / se
-    return np.where(se > 0, t, np.where(numerator == 0, 0.0, np.sign(numerator) * np.inf))
+        return np.where(se > 0, numerator / se, np.where(numerator == 0, 0.0, np.sign(numerator) * np.inf))
 
 
 def sign_patterns(n: int, n_random: int = N_RANDOM, seed: int = 0) -> tuple[np.ndarray, bool]:
@@ -79,8 +78,10 @@ def label_patterns(n_first: int, n_second: int, n_random: int = N_RANDOM, seed: 
     :data:`MAX_EXACT`, else the observed and ``n_random`` random ones."""
     total = n_first + n_second
     if math.comb(total, n_first) <= MAX_EXACT:
-        rows = [np.isin(np.arange(total), combo) for combo in itertools.combinations(range(total), n_first)]
-        return np.array(rows, dtype=float), True
+        combos = np.array(list(itertools.combinations(range(total), n_first)))
+        patterns = np.zeros((len(combos), total))
+        patterns[np.arange(len(combos))[:, None], combos] = 1.0
+        return patterns, True
     rng = np.random.default_rng(seed)
     observed = np.r_[np.ones(n_first), np.zeros(n_second)]
     return np.vstack([observed] + [rng.permutation(observed) for _ in range(n_random)]), False

@@ -108,7 +108,12 @@ def transfer_table(runs: pd.DataFrame, task_info: TaskInfo, metric: str | None =
     the test (the common seeds when paired); ``p_adjusted`` is Benjamini–Hochberg over the whole
     table, and ``verdict`` is stated only where ``p_adjusted <= alpha``.
     """
-    selected = selected_checkpoints(runs, task_info)
+    return transfer_tests(selected_checkpoints(runs, task_info), task_info, metric, alpha)
+
+
+def transfer_tests(selected: pd.DataFrame, task_info: TaskInfo, metric: str | None = None,
+                   alpha: float = 0.05) -> pd.DataFrame:
+    """:func:`transfer_table` from the rows of :func:`selected_checkpoints`."""
     if selected.empty:
         return pd.DataFrame()
     records = []

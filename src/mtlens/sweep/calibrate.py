@@ -7,20 +7,34 @@ same configuration.  The inference itself is :mod:`mtlens.analysis.calibration`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import pandas as pd
 
-from mtlens.analysis.calibration import calibrate, false_positive_rates
+from mtlens.analysis.calibration import calibrate, detectable_effects, false_positive_rates
 from mtlens.errors import ConfigError, MtlensError
 from mtlens.store import RunStore
 from mtlens.sweep.study import run_configs, study_configs
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """``comparisons``/``rates``: the A/A tests and their false-positive rates; ``effect``: the spiked-in
+    effect per quantity (the median minimum detectable difference of the A/A tests);
+    ``power``/``detections``: the detection rates of the positive control with that effect."""
+
+    comparisons: pd.DataFrame
+    rates: pd.DataFrame
+    effect: dict[str, float]
+    detections: pd.DataFrame
+    power: pd.DataFrame
+
+
 def run_calibration(base: dict[str, Any], seeds: Sequence[int], store: RunStore, n_splits: int = 25,
-                    alpha: float = 0.05, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train (or reuse) the STL runs of ``seeds`` and return ``(comparisons, rates)`` of
-    :func:`~mtlens.analysis.calibration.calibrate` and :func:`~mtlens.analysis.calibration.false_positive_rates`.
+                    alpha: float = 0.05, progress: bool = True) -> Calibration:
+    """Train (or reuse) the STL runs of ``seeds``; run :func:`~mtlens.analysis.calibration.calibrate` on
+    A/A splits, then again with the minimum detectable effects spiked in (positive control).
 
     Raises :class:`ConfigError` for fewer than 4 seeds (before any training) and
     :class:`MtlensError` naming the runs that did not finish (no rate is computed from part of them).
@@ -34,5 +48,11 @@ def run_calibration(base: dict[str, Any], seeds: Sequence[int], store: RunStore,
         raise MtlensError("runs not finished, no calibration computed: " + "; ".join(
             f"{r.run_id} ({r.state})" for r in unfinished.itertuples()))
     rows = store.trajectories(results["run_id"].tolist())
-    comparisons = calibrate(rows, store.task_info(), n_splits=n_splits, alpha=alpha)
-    return comparisons, false_positive_rates(comparisons)
+    task_info = store.task_info()
+    comparisons = calibrate(rows, task_info, n_splits=n_splits, alpha=alpha)
+    effect = detectable_effects(comparisons)
+    detections = (calibrate(rows, task_info, n_splits=n_splits, alpha=alpha, effect=effect) if effect
+                  else comparisons.iloc[:0])
+    detections = detections[detections["measure"].isin(list(effect))]
+    return Calibration(comparisons, false_positive_rates(comparisons), effect, detections,
+                       false_positive_rates(detections) if len(detections) else pd.DataFrame())
