@@ -150,7 +150,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             sizes = ", ".join(f"{q} {v:+.3g}" for q, v in result.effect.items())
             print(f"\npositive control: the median minimum detectable difference spiked into the 'MTL' seeds "
                   f"({sizes}); rate = detection rate (nominal power 80%, paired):")
-            print(result.power.drop(columns="false_positives").to_string(**table_format))
+            print(result.power.drop(columns=["false_positives", "min_detectable"]).to_string(**table_format))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         pd.concat([result.comparisons.assign(kind="A/A"), result.detections.assign(kind="positive control")],

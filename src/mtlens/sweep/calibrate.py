@@ -32,9 +32,10 @@ class Calibration:
 
 
 def run_calibration(base: dict[str, Any], seeds: Sequence[int], store: RunStore, n_splits: int = 25,
-                    alpha: float = 0.05, progress: bool = True) -> Calibration:
+                    alpha: float = 0.05, progress: bool = True, control_splits: int | None = None) -> Calibration:
     """Train (or reuse) the STL runs of ``seeds``; run :func:`~mtlens.analysis.calibration.calibrate` on
-    A/A splits, then again with the minimum detectable effects spiked in (positive control).
+    A/A splits, then again with the minimum detectable effects spiked in (positive control) on the
+    first ``control_splits`` splits (default: all).
 
     Raises :class:`ConfigError` for fewer than 4 seeds (before any training) and
     :class:`MtlensError` naming the runs that did not finish (no rate is computed from part of them).
@@ -51,7 +52,7 @@ def run_calibration(base: dict[str, Any], seeds: Sequence[int], store: RunStore,
     task_info = store.task_info()
     comparisons = calibrate(rows, task_info, n_splits=n_splits, alpha=alpha)
     effect = detectable_effects(comparisons)
-    detections = (calibrate(rows, task_info, n_splits=n_splits, alpha=alpha, effect=effect) if effect
+    detections = (calibrate(rows, task_info, n_splits=control_splits or n_splits, alpha=alpha, effect=effect) if effect
                   else comparisons.iloc[:0])
     detections = detections[detections["measure"].isin(list(effect))]
     return Calibration(comparisons, false_positive_rates(comparisons), effect, detections,
