@@ -3,6 +3,8 @@ CIs, and the Elich et al. summaries, on synthetic trajectories with known answer
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,7 +14,7 @@ from mtlens.analysis.alignment import (alignment_distributions, alignment_summar
                                        optimizer_comparison, optimizers_compared)
 from mtlens.analysis.correlation import (_weighted_pearson, _weighted_ranks, correlate, correlation_table,
                                         unit_table)
-from mtlens.analysis.optimization import loss_ratio_curves, optimization_effect, steps_to_loss
+from mtlens.analysis.optimization import loss_ratio_curves, optimization_effect, optimization_tests, steps_to_loss
 from mtlens.store import ROW_COLUMNS
 
 TASK_INFO = {("syn", t): {"selection_metric": "loss", "lower_is_better": {"loss": True}} for t in ("a", "b")}
@@ -279,3 +281,17 @@ def test_optimizer_comparison_groups_runs_by_optimizer_and_momentum():
         assert table.loc[key, "mean"] == pytest.approx(np.mean(values))
         assert table.loc[key, "std"] == pytest.approx(np.std(values, ddof=1))
         assert table.loc[key, "n"] == 2
+
+
+def test_optimization_tests_are_exact_sign_flip_tests_of_the_per_seed_log_ratios():
+    effect = pd.DataFrame({"setting": "s", "task": ["t"] * 6 + ["u"] * 6, "method": "sum", "seed": list(range(6)) * 2,
+                           "log_ratio_early": [-0.3, -0.2, -0.25, -0.1, -0.4, -0.15] + [0.1, -0.1, 0.05, 0.0, -0.05, 0.2],
+                           "log_ratio_final": np.linspace(-0.1, 0.1, 12)})
+    table = optimization_tests(effect).set_index("task")
+    values = effect.loc[effect["task"] == "u", "log_ratio_early"].to_numpy()
+    t_obs = abs(stats.ttest_1samp(values, 0).statistic)
+    flips = [abs(stats.ttest_1samp(values * np.array(s), 0).statistic) for s in itertools.product([1, -1], repeat=6)]
+    assert table.loc["u", "log_ratio_early_p"] == pytest.approx(np.mean(np.array(flips) >= t_obs - 1e-12))
+    assert table.loc["t", "log_ratio_early_p"] == pytest.approx(2 / 64)  # every seed optimized faster under MTL
+    assert table.loc["t", "log_ratio_early_high"] < 0 < table.loc["u", "log_ratio_early_high"]
+    assert np.allclose(table["log_ratio_early_p_adjusted"], stats.false_discovery_control(table["log_ratio_early_p"]))

@@ -18,7 +18,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from mtlens.analysis.correlation import correlation_table, unit_table  # noqa: E402
-from mtlens.analysis.optimization import loss_ratio_curves, optimization_effect, steps_to_loss  # noqa: E402
+from mtlens.analysis.optimization import (loss_ratio_curves, optimization_effect, optimization_tests,  # noqa: E402
+                                          steps_to_loss)
 from mtlens.analysis.transfer import TaskInfo  # noqa: E402
 from mtlens.report.base import Section, by_configuration, not_available, save_figure, slug, table_html  # noqa: E402
 from mtlens.store import RunStore  # noqa: E402
@@ -47,15 +48,13 @@ def optimization_section(rows: pd.DataFrame, out_dir: Path) -> Section:
     effect = optimization_effect(rows)
     if effect.empty:
         return Section(title, not_available("needs STL and MTL runs with the same seeds and train/loss"), anchor)
-    summary = (effect.groupby(["setting", "task", "method"])
-               .agg(n_seeds=("seed", "nunique"), log_ratio_early=("log_ratio_early", "mean"),
-                    log_ratio_early_std=("log_ratio_early", "std"), log_ratio_final=("log_ratio_final", "mean"),
-                    log_ratio_final_std=("log_ratio_final", "std"), ratio_final=("ratio_final", "mean"))
-               .reset_index())
+    summary = optimization_tests(effect)
     body = table_html(summary, out_dir, "optimization_effect",
                       "Optimization effect: log(L_MTL / L_STL) of the training loss at equal steps, each MTL run "
-                      "paired with the STL run of the same seed; early = first 25% of the steps; mean and std over "
-                      "n_seeds seeds. Negative: MTL reached a lower training loss at the same step.")
+                      "paired with the STL run of the same seed; early = first 25% of the steps; mean, std, 95% "
+                      "permutation interval and exact sign-flip p-value over the n_seeds per-seed log-ratios, "
+                      "p_adjusted: Benjamini–Hochberg over this table; min_p: the smallest p the seeds allow "
+                      "(docs/statistics.md). Negative: MTL reached a lower training loss at the same step.")
     levels = _loss_levels(rows)
     reached = []
     for (setting, task), frame in levels.groupby(["setting", "task"]):
