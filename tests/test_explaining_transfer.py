@@ -13,7 +13,7 @@ from scipy import stats
 from mtlens.analysis.alignment import (alignment_distributions, alignment_summary, magnitude_ratio_summary,
                                        optimizer_comparison, optimizers_compared)
 from mtlens.analysis.correlation import (_weighted_pearson, _weighted_ranks, correlate, correlation_table,
-                                        unit_table)
+                                        difference_tests, unit_table)
 from mtlens.analysis.optimization import loss_ratio_curves, optimization_effect, optimization_tests, steps_to_loss
 from mtlens.store import ROW_COLUMNS
 
@@ -295,3 +295,14 @@ def test_optimization_tests_are_exact_sign_flip_tests_of_the_per_seed_log_ratios
     assert table.loc["t", "log_ratio_early_p"] == pytest.approx(2 / 64)  # every seed optimized faster under MTL
     assert table.loc["t", "log_ratio_early_high"] < 0 < table.loc["u", "log_ratio_early_high"]
     assert np.allclose(table["log_ratio_early_p_adjusted"], stats.false_discovery_control(table["log_ratio_early_p"]))
+
+
+def test_difference_tests_test_each_probe_difference_over_seeds():
+    units = pd.DataFrame({"setting": "s", "task": "t", "method": "sum", "seed": range(7),
+                          "fisher_early_diff": [1.0, 2.0, 1.5, 0.5, 1.2, 0.8, 1.1],
+                          "coherence_diff": [0.1, -0.2, 0.05, -0.1, 0.0, 0.2, np.nan]})
+    table = difference_tests(units, ["fisher_early_diff", "coherence_diff", "sharpness_diff"]).set_index("difference")
+    assert list(table.index) == ["fisher_early_diff", "coherence_diff"]  # no sharpness column: left out
+    assert table.loc["fisher_early_diff", "p_value"] == pytest.approx(2 / 128)
+    assert table.loc["coherence_diff", "n_seeds"] == 6 and table.loc["coherence_diff", "p_value"] > 0.5
+    assert np.allclose(table["p_adjusted"], stats.false_discovery_control(table["p_value"]))

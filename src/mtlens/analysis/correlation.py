@@ -47,7 +47,7 @@ import pandas as pd
 from scipy import stats
 
 from mtlens.analysis.gap import interpolate_at, monotone_curve
-from mtlens.analysis.inference import bh_adjust
+from mtlens.analysis.inference import bh_adjust, paired_max_t
 from mtlens.analysis.optimization import optimization_effect
 from mtlens.analysis.transfer import TaskInfo, selection_info, selected_checkpoints
 
@@ -307,3 +307,26 @@ def correlation_table(units: pd.DataFrame, pairs: Sequence[tuple[str, str]] = DE
     table["spearman_p_adjusted"] = bh_adjust(table["spearman_p"].to_numpy(float))
     table["conclusive"] = table["min_p"].to_numpy(float) <= alpha
     return table[columns]
+
+
+def difference_tests(units: pd.DataFrame, columns: Sequence[str] = FACTORS, alpha: float = 0.05) -> pd.DataFrame:
+    """Per (setting, task, method) and per-seed difference column of ``units`` (e.g. the probe
+    differences ``*_diff``, each MTL_s − STL_s of one seed): ``n_seeds, mean, low, high`` (``1 − alpha``
+    permutation interval), ``p_value`` (exact sign-flip t test), ``min_p`` and ``p_adjusted``
+    (Benjamini–Hochberg over all rows: one family).  Columns with fewer than 2 finite seeds are left out."""
+    records = []
+    for key, frame in units.groupby(["setting", "task", "method"]):
+        for column in columns:
+            values = frame[column].to_numpy(float) if column in frame else np.array([])
+            values = values[np.isfinite(values)]
+            if len(values) < 2:
+                continue
+            test = paired_max_t(values)
+            low, high = test.band(alpha)
+            records.append(dict(zip(["setting", "task", "method"], key)) | {
+                "difference": column, "n_seeds": len(values), "mean": values.mean(), "low": low[0], "high": high[0],
+                "p_value": test.p_any, "min_p": test.min_p})
+    table = pd.DataFrame.from_records(records, columns=["setting", "task", "method", "difference", "n_seeds", "mean",
+                                                        "low", "high", "p_value", "min_p"])
+    table.insert(table.columns.get_loc("p_value") + 1, "p_adjusted", bh_adjust(table["p_value"].to_numpy(float)))
+    return table

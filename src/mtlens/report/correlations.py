@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from mtlens.analysis.correlation import correlation_table, unit_table  # noqa: E402
+from mtlens.analysis.correlation import correlation_table, difference_tests, unit_table  # noqa: E402
 from mtlens.analysis.optimization import (loss_ratio_curves, optimization_effect, optimization_tests,  # noqa: E402
                                           steps_to_loss)
 from mtlens.analysis.transfer import TaskInfo  # noqa: E402
@@ -120,6 +120,12 @@ def correlation_section(rows: pd.DataFrame, task_info: TaskInfo, out_dir: Path) 
                       f"gap_mean: mean MTL − STL validation loss at equal training loss; log_ratio_*: training-loss "
                       f"log-ratio at equal steps; *_diff: MTL − STL probe means (Fisher: up to epoch 1); conflict: "
                       f"the MTL run's mean over training.")
+    differences = difference_tests(units)
+    if len(differences):
+        body += table_html(differences, out_dir, "probe_differences",
+                           "Probe differences MTL − STL per seed (each MTL run against the same-seed STL run): mean "
+                           "over seeds, 95% permutation interval, exact sign-flip p-value, Benjamini–Hochberg over "
+                           "this table, and the smallest p the seeds allow (docs/statistics.md).")
     table = correlation_table(units)
     if table.empty:
         missing = [c for c in ("fisher_early_diff", "coherence_diff", "sharpness_diff", "conflict_cosine")
