@@ -33,7 +33,7 @@ import torch
 from mtlens.aggregators import available_methods, make_method
 from mtlens.gradients import task_gradients
 from mtlens.models import MultiTaskModel, build_model
-from mtlens.settings.embedded import conv_encoder
+from mtlens.models.encoders import conv_encoder
 from mtlens.tasks import classification_task
 
 

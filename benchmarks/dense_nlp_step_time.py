@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from mtlens.deeplab import ASPPHead, dilated_resnet
+from mtlens.models.deeplab import ASPPHead, dilated_resnet
 
 
 def step_seconds(model: torch.nn.Module, inputs, loss_fn, device: torch.device, bf16: bool, repeats: int) -> float:

@@ -28,8 +28,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from mtlens.models import build_model
-from mtlens.settings.embedded import conv_encoder
-from mtlens.settings.encoders import ResNet18Encoder, cifar_cnn
+from mtlens.models.encoders import conv_encoder
+from mtlens.models.encoders import ResNet18Encoder, cifar_cnn
 from mtlens.tasks import Task, binary_task, classification_task
 
 

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from mtlens.models import MultiTaskModel
 from mtlens.probes import fisher_trace, gradient_coherence, probe_parameters
 from mtlens.probes.fisher import sample_model_labels
-from mtlens.settings.embedded import conv_encoder
+from mtlens.models.encoders import conv_encoder
 from mtlens.tasks import Task, classification_task
 
 

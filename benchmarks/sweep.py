@@ -24,8 +24,8 @@ import time
 import torch
 
 from mtlens import RunStore
-from mtlens.sweep import LocalExecutor, SerialExecutor, run_sweep
-from mtlens.sweep.executors import Executor, available_cores
+from mtlens.orchestration import LocalExecutor, SerialExecutor, run_sweep
+from mtlens.orchestration.executors import Executor, available_cores
 
 BASE = {"setting": "digits_pair", "epochs": 8, "train_eval_size": 256,
         "setting_options": {"n_train": 500, "n_val": 200, "n_test": 198}}
@@ -61,7 +61,7 @@ def main() -> None:
         seconds = timed_sweep(LocalExecutor(workers), args.epochs)
         print(f"local workers={workers:<3d} {seconds:7.1f} s  {serial / seconds:.2f}x")
     if not args.no_ray:
-        from mtlens.sweep.ray_backend import RayExecutor
+        from mtlens.orchestration.ray_backend import RayExecutor
 
         seconds = timed_sweep(RayExecutor(workers=cores), args.epochs)
         print(f"ray cpus={cores:<8d} {seconds:7.1f} s  {serial / seconds:.2f}x")

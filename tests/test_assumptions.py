@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mtlens.analysis.adam_invariance import invariance_summary, scaled_updates, update_invariance
+from mtlens.experiments.adam_invariance import invariance_summary, scaled_updates, update_invariance
 from mtlens.models import MultiTaskModel
 from mtlens.tasks import classification_task
 
@@ -69,7 +69,9 @@ import pytest  # noqa: E402
 from mtlens import RunStore, Setting, Split, TaskData, register_setting  # noqa: E402
 from mtlens.cli import main  # noqa: E402
 from mtlens.errors import ConfigError  # noqa: E402
-from mtlens.sweep.experiments import LOSS_SCALES, OPTIMIZER_LRS, experiment_plan  # noqa: E402
+from mtlens.experiments import experiment_plan  # noqa: E402
+from mtlens.experiments.loss_scale import LOSS_SCALES  # noqa: E402
+from mtlens.experiments.optimizers import OPTIMIZER_LRS  # noqa: E402
 
 BASE = {"setting": "digits_pair", "epochs": 1, "batch_size": 32, "train_eval_size": 64,
         "setting_options": {"n_train": 128, "n_val": 48, "n_test": 48}}
@@ -112,6 +114,25 @@ def test_experiment_errors_before_training():
         experiment_plan("loss-scale", {**BASE, "epochs": 0}, [0])
     with pytest.raises(ConfigError, match="image inputs"):
         experiment_plan("corruptions", {"setting": "flat_pair"}, [0])
+    # Options are the ones each experiment declares (its plan's keyword parameters), nothing else.
+    with pytest.raises(ConfigError, match=r"experiment 'alignment' has no option\(s\) \['methods'\]; valid options: none"):
+        experiment_plan("alignment", BASE, [0], methods=["sum"])
+    with pytest.raises(ConfigError, match=r"valid options: \['lrs', 'scaled_task', 'scales'\]"):
+        experiment_plan("loss-scale", BASE, [0], scale=[1.0])
+
+
+def test_experiment_options_on_the_command_line_are_checked_before_training(tmp_path, capsys):
+    store = tmp_path / "store"
+    common = ["--seeds", "1", "--store", str(store), "--quiet"]
+    assert main(["study", "digits_pair", "--experiment", "alignment", "--methods", "sum", *common]) == 2
+    assert "experiment 'alignment' has no option(s) ['methods']" in capsys.readouterr().err
+    assert main(["study", "digits_pair", "--experiment", "loss-scale", "--experiment-option", "scale=2", *common]) == 2
+    assert "valid options: ['lrs', 'scaled_task', 'scales']" in capsys.readouterr().err
+    assert main(["study", "digits_pair", "--experiment-option", "scales=[1]", *common]) == 2
+    assert main(["study", "digits_pair", "--experiment", "snow", *common]) == 2
+    assert "unknown experiment 'snow'; available experiments: alignment, corruptions, loss-scale, optimizers" in (
+        capsys.readouterr().err)
+    assert not store.exists()
 
 
 @register_setting("flat_pair")
@@ -128,7 +149,8 @@ def test_each_experiment_end_to_end_writes_its_report_section(tmp_path, capsys):
     common = ["--epochs", "1", "--seeds", "1", "--batch-size", "32", "--option", "n_train=128", "--option",
               "n_val=48", "--option", "n_test=48", "--set", "train_eval_size=64", "--store", str(store), "--quiet"]
     assert main(["study", "digits_pair", "--experiment", "optimizers", "--methods", "sum", *common]) == 0
-    assert main(["study", "digits_pair", "--experiment", "loss-scale", "--scales", "1e-3,1e3", *common]) == 0
+    assert main(["study", "digits_pair", "--experiment", "loss-scale", "--experiment-option", "scales=[1e-3,1e3]",
+                 *common]) == 0
     assert main(["study", "digits_pair", "--experiment", "alignment", *common]) == 0
     assert main(["study", "digits_pair", "--experiment", "corruptions", *common, "--report", str(out)]) == 0
     runs = RunStore(store).runs()
@@ -165,7 +187,7 @@ def test_each_experiment_end_to_end_writes_its_report_section(tmp_path, capsys):
 def test_corruption_analysis_needs_the_selected_models(tmp_path):
     """A run trained without save_selected_models has only its last checkpoint: the analysis says so."""
     from mtlens import parse_config, train_run
-    from mtlens.analysis.corruption_transfer import corruption_accuracy
+    from mtlens.experiments.corruption_transfer import corruption_accuracy
     from mtlens.errors import MtlensError
     from mtlens.settings import load_setting
     from mtlens.training.config import resolve_config

@@ -1,7 +1,7 @@
 """Null calibration and power of the report's tests on real training runs (issue 18's Done-when).
 
 One module-scoped A/A experiment: 12 seeds of tiny STL runs per task of ``digits_pair`` (two
-tasks), split 25 times into 6 "MTL" vs 6 STL seeds by :func:`mtlens.sweep.calibrate.run_calibration`,
+tasks), split 25 times into 6 "MTL" vs 6 STL seeds by :func:`mtlens.orchestration.calibrate.run_calibration`,
 the function behind ``mtlens calibrate``.  There is no MTL effect anywhere, so every rejection is a
 false positive.  Criterion (the issue's): the 95% Clopper–Pearson interval of the observed rate
 reaches down to 5% and the rate is at most 10%.  The same runs then get a known gap spiked into the
@@ -18,7 +18,7 @@ from mtlens.analysis.calibration import aa_rows, aa_splits, spike_in
 from mtlens.analysis.gap import generalization_gap
 from mtlens.cli import main
 from mtlens.store import RunStore
-from mtlens.sweep.calibrate import run_calibration
+from mtlens.orchestration.calibrate import run_calibration
 
 TINY = {"setting": "digits_pair", "epochs": 2, "batch_size": 32, "train_eval_size": 128, "eval_every_steps": 4,
         "probes": [], "setting_options": {"n_train": 128, "n_val": 64, "n_test": 64}}

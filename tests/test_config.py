@@ -6,7 +6,7 @@ import pytest
 
 from mtlens import ConfigError, RunStore, parse_config
 from mtlens.cli import main
-from mtlens.sweep import study_configs
+from mtlens.orchestration import study_configs
 from mtlens.training.config import resolve_config
 
 

@@ -36,9 +36,9 @@ def archive(tmp_path):
 
 
 @pytest.fixture
-def toy_spec(archive, monkeypatch, tmp_path):
+def toy_spec(archive, monkeypatch, tmp_path, request):
     monkeypatch.setenv("MTLENS_DATA", str(tmp_path / "root"))
-    monkeypatch.setattr(registry, "_DATASETS", dict(registry._DATASETS))  # keep the global registry clean
+    request.addfinalizer(lambda: registry.DATASETS.unregister("toy"))  # keep the global registry clean
     sha = hashlib.sha256(archive.read_bytes()).hexdigest()
     return register_dataset(DatasetSpec(
         name="toy", description="a toy archive", files=("toy/a.txt", "toy/b.txt"), size_bytes=9,
@@ -92,9 +92,9 @@ def test_cli_data_status_and_download(toy_spec, capsys):
     assert "present" in line
 
 
-def test_manual_dataset_download_says_what_to_do(monkeypatch, tmp_path, capsys):
+def test_manual_dataset_download_says_what_to_do(monkeypatch, tmp_path, capsys, request):
     monkeypatch.setenv("MTLENS_DATA", str(tmp_path))
-    monkeypatch.setattr(registry, "_DATASETS", dict(registry._DATASETS))
+    request.addfinalizer(lambda: registry.DATASETS.unregister("manual"))
     register_dataset(DatasetSpec(name="manual", description="by hand", files=("f.bin",), size_bytes=1,
                                  instructions="Ask the authors for f.bin."))
     assert main(["data", "download", "manual"]) == 2

@@ -7,7 +7,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
-from mtlens.analysis.linear_probe import encode, fit_linear_probe
+from mtlens.experiments.linear_probe import encode, fit_linear_probe
 
 
 def _problem(n=120, d=5, k=3, seed=0):

@@ -16,7 +16,7 @@ import torch
 
 from mtlens import RunStore, parse_config, regression_task, train_run
 from mtlens.cli import main
-from mtlens.models import derived_seed
+from mtlens.seeding import derived_seed
 from mtlens.settings import Setting, Split, TaskData, register_setting
 from mtlens.training.config import resolve_config
 
@@ -156,7 +156,7 @@ def test_study_with_two_methods_reports_each_against_stl(tmp_path):
 
 
 def test_study_gives_method_options_to_mtl_runs_only():
-    from mtlens.sweep.study import study_configs
+    from mtlens.orchestration.study import study_configs
     from mtlens.training.config import ConfigError
 
     base = {"setting": "test_three_regressions", "method_options": {"c": 0.4}}

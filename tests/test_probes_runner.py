@@ -10,8 +10,8 @@ import torch
 from mtlens import RunStore, parse_config, train_run
 from mtlens.errors import ConfigError
 from mtlens.models import build_model
-from mtlens.probes import (ProbeRunner, conflict_measures, intra_task_alignment, mean_task_gradients,
-                           probe_steps)
+from mtlens.probes import conflict_measures, intra_task_alignment, mean_task_gradients
+from mtlens.training.probe_runner import ProbeRunner, probe_steps
 from mtlens.settings import load_setting
 from mtlens.tasks import classification_task
 from mtlens.training.config import resolve_config

@@ -25,6 +25,10 @@ def test_register_get_names_and_unknown_name_lists_choices() -> None:
         things.get("c")
     assert isinstance(info.value, ConfigError) and isinstance(info.value, KeyError)
     assert str(info.value).startswith("unknown thing")  # not quoted as a KeyError would be
+    things.unregister("a")
+    assert things.names() == ["b"]
+    with pytest.raises(UnknownNameError, match="unknown thing 'a'"):
+        things.unregister("a")
 
 
 def test_options_follow_the_signature_and_unknown_options_are_named() -> None:
@@ -39,6 +43,18 @@ def test_options_follow_the_signature_and_unknown_options_are_named() -> None:
     things.check_options("m", {"alpha": 1.0})
     with pytest.raises(ConfigError, match=r"method 'm' has no option\(s\) \['gamma'\]; valid options: \['alpha', 'beta'\]"):
         things.check_options("m", {"gamma": 1, "alpha": 2})
+
+
+def test_options_can_come_from_a_callable_the_entry_holds() -> None:
+    class Entry:
+        def __init__(self, plan):
+            self.plan = plan
+
+    things: Registry = Registry("experiment", ignored_parameters=("base",), signature_of=lambda e: e.plan)
+    things.register("e", Entry(lambda base, scale=1.0: base))
+    assert things.options("e") == {"scale": 1.0}
+    with pytest.raises(ConfigError, match=r"experiment 'e' has no option\(s\) \['lr'\]; valid options: \['scale'\]"):
+        things.check_options("e", {"lr": 1})
 
 
 def test_builtins_are_imported_lazily_on_first_lookup(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,7 +15,7 @@ from mtlens.cli import main
 from mtlens.errors import ConfigError
 from mtlens.report.study_report import select_runs, write_report
 from mtlens.store import ROW_COLUMNS, RunStore
-from mtlens.sweep.study import run_configs, study_configs
+from mtlens.orchestration.study import run_configs, study_configs
 
 SECTIONS = ("overview", "transfer", "gap", "training", "probes", "optimization", "correlations", "alignment",
             "optimizers")

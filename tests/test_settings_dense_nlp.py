@@ -19,8 +19,8 @@ from mtlens.data.cityscapes import BASELINE_M, FOCAL_PX, LABEL_ID_TO_CLASS, read
 from mtlens.data.glue import GLUE_TASKS, read_glue_task
 from mtlens.data.registry import DatasetMissingError
 from mtlens.errors import MtlensError
-from mtlens.dense_tasks import depth_task, segmentation_task
-from mtlens.metrics import binary_f1, confusion_matrix, matthews, miou, pearson, pixel_accuracy, spearman
+from mtlens.tasks.dense import depth_task, segmentation_task
+from mtlens.tasks.metrics import binary_f1, confusion_matrix, matthews, miou, pearson, pixel_accuracy, spearman
 from mtlens.models import build_model
 from mtlens.settings import load_setting
 from mtlens.settings.base import Split

@@ -17,8 +17,8 @@ import pytest
 
 from mtlens import RunStore
 from mtlens.cli import main
-from mtlens.sweep import LocalExecutor, SerialExecutor, run_sweep
-from mtlens.sweep.sweep import grid_candidates
+from mtlens.orchestration import LocalExecutor, SerialExecutor, run_sweep
+from mtlens.orchestration.sweep import grid_candidates
 from mtlens.training.config import RunConfig
 from mtlens.training import trainer
 from mtlens.training.trainer import train_run
@@ -120,7 +120,7 @@ CONCURRENT_SCRIPT = textwrap.dedent("""
     import torch
     torch.set_num_threads(1)
     from mtlens import RunStore
-    from mtlens.sweep import SerialExecutor
+    from mtlens.orchestration import SerialExecutor
     from mtlens.training import trainer
     from mtlens.training.config import RunConfig
 
@@ -201,7 +201,7 @@ def test_a_killed_worker_loses_only_its_run_which_resumes(tmp_path, reference):
 
 def test_ray_backend_selects_the_same_configuration_with_the_same_trajectories(tmp_path, reference):
     """Ray on a local 2-CPU instance against the in-process reference sweep."""
-    from mtlens.sweep.ray_backend import RayExecutor
+    from mtlens.orchestration.ray_backend import RayExecutor
 
     ref_store, ref_result = reference
     store = RunStore(tmp_path / "store")

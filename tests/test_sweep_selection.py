@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from mtlens.errors import ConfigError
-from mtlens.sweep.grid import PAPER_GRID, grid_points, load_grid
-from mtlens.sweep.selection import SelectionCriterion, score_runs, select_points, task_values
-from mtlens.sweep.sweep import grid_candidates
+from mtlens.orchestration.grid import PAPER_GRID, grid_points, load_grid
+from mtlens.orchestration.selection import SelectionCriterion, score_runs, select_points, task_values
+from mtlens.orchestration.sweep import grid_candidates
 
 INFO = {("s", "a"): {"selection_metric": "error", "lower_is_better": {"loss": True, "error": True, "accuracy": False}},
         ("s", "b"): {"selection_metric": "error", "lower_is_better": {"loss": True, "error": True, "accuracy": False}}}

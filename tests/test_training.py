@@ -16,7 +16,7 @@ import torch
 from mtlens import RunStore, parse_config, regression_task, train_run
 from mtlens.models import build_model
 from mtlens.settings import Setting, Split, TaskData, load_setting, register_setting
-from mtlens.sweep import run_configs
+from mtlens.orchestration import run_configs
 from mtlens.training.batches import BatchStream
 from mtlens.training.config import resolve_config
 

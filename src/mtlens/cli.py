@@ -20,11 +20,17 @@ DEFAULT_STORE = "runs/mtlens"
 
 
 def _parse_value(text: str) -> Any:
-    """``key=value`` values are YAML scalars: ``3`` -> int, ``1e-3`` -> float, ``same`` -> str."""
-    value = yaml.safe_load(text)
+    """``key=value`` values are YAML: ``3`` -> int, ``1e-3`` -> float, ``same`` -> str, ``[1e-3, 1]`` -> list."""
+    return _numbers(yaml.safe_load(text))
+
+
+def _numbers(value: Any) -> Any:
+    """``value`` with strings that are numbers as floats, in lists too (YAML 1.1 reads "1e-3" as a string)."""
+    if isinstance(value, list):
+        return [_numbers(item) for item in value]
     if isinstance(value, str):
         try:
-            return float(value)  # YAML 1.1 reads "1e-3" as a string
+            return float(value)
         except ValueError:
             return value
     return value
@@ -63,10 +69,12 @@ def base_config(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_study(args: argparse.Namespace) -> int:
     from mtlens.report.study_report import write_report
     from mtlens.store import RunStore
-    from mtlens.sweep.study import run_configs, study_configs
+    from mtlens.orchestration.study import run_configs, study_configs
 
     if args.experiment:
         return _study_experiment(args)
+    if args.experiment_option:
+        raise ConfigError("--experiment-option: only with --experiment")
     seeds = list(range(3 if args.seeds is None else args.seeds)) if args.seed_list is None else args.seed_list
     methods = [m for m in (args.methods or "sum").split(",") if m]
     configs = study_configs(base_config(args), seeds, methods)  # validates everything first
@@ -89,24 +97,17 @@ def _summarize(results: Any) -> None:
 
 
 def _study_experiment(args: argparse.Namespace) -> int:
-    """``mtlens study SETTING --experiment NAME``: the runs of one assumptions-study experiment."""
+    """``mtlens study SETTING --experiment NAME``: the runs of one experiment (:mod:`mtlens.experiments`);
+    ``--experiment-option KEY=VALUE`` (and ``--methods``, as the option ``methods``) are the experiment's
+    options, checked against the options it declares."""
+    from mtlens.experiments import EXPERIMENT_SEEDS, experiment_plan, run_experiment
     from mtlens.report.study_report import write_report
     from mtlens.store import RunStore
-    from mtlens.sweep.experiments import EXPERIMENT_SEEDS, experiment_plan, run_experiment
 
     seeds = list(range(EXPERIMENT_SEEDS if args.seeds is None else args.seeds)) if args.seed_list is None else args.seed_list
-    options: dict[str, Any] = {}
-    if args.methods and args.experiment == "optimizers":
+    options = _pairs(args.experiment_option or [], "--experiment-option")
+    if args.methods:
         options["methods"] = [m for m in args.methods.split(",") if m]
-    elif args.methods:
-        raise ConfigError(f"--methods: the {args.experiment} experiment fixes its methods; only 'optimizers' takes it")
-    if args.experiment == "loss-scale":
-        if args.scales:
-            options["scales"] = [float(c) for c in args.scales.split(",") if c]
-        if args.scaled_task:
-            options["scaled_task"] = args.scaled_task
-    elif args.scales or args.scaled_task:
-        raise ConfigError("--scales/--scaled-task: only the loss-scale experiment takes them")
     plan = experiment_plan(args.experiment, base_config(args), seeds, **options)  # validates everything first
     store = RunStore(args.store)
     print(f"experiment {args.experiment} on {args.setting}: {len(plan.configs)} runs ({len(seeds)} seeds) "
@@ -122,7 +123,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from mtlens.store import RunStore
-    from mtlens.sweep.calibrate import run_calibration
+    from mtlens.orchestration.calibrate import run_calibration
 
     seeds = list(range(args.seeds)) if args.seed_list is None else args.seed_list
     if not 0 < args.alpha < 1:
@@ -161,10 +162,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from mtlens.store import RunStore
-    from mtlens.sweep.executors import make_executor
-    from mtlens.sweep.grid import load_grid
-    from mtlens.sweep.selection import SelectionCriterion
-    from mtlens.sweep.sweep import run_sweep
+    from mtlens.orchestration.backends import make_executor
+    from mtlens.orchestration.grid import load_grid
+    from mtlens.orchestration.selection import SelectionCriterion
+    from mtlens.orchestration.sweep import run_sweep
 
     seeds = list(range(args.seeds)) if args.seed_list is None else args.seed_list
     methods = [m for m in args.methods.split(",") if m]
@@ -268,13 +269,13 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--seeds", type=int,
                        help="number of seeds 0..N-1 (default 3; 2 with --experiment)")
     study.add_argument("--seed-list", type=int, nargs="+", help="explicit seeds instead of --seeds")
-    study.add_argument("--methods", help="comma-separated MTL methods (default: sum; with --experiment optimizers: "
-                                         "sum,uw)")
-    study.add_argument("--experiment", choices=["optimizers", "loss-scale", "alignment", "corruptions"],
-                       help="run one experiment of the assumptions study (Elich et al.) instead of the STL-vs-MTL "
-                            "study; see docs/assumptions.md")
-    study.add_argument("--scales", help="loss-scale experiment: comma-separated scales c (default 1e-3,1e-1,1,10,1e3)")
-    study.add_argument("--scaled-task", help="loss-scale experiment: the task whose loss is scaled (default: last)")
+    study.add_argument("--methods", help="comma-separated MTL methods (default: sum; with --experiment: the "
+                                         "experiment's option 'methods', if it has one)")
+    study.add_argument("--experiment", help="run one registered experiment instead of the STL-vs-MTL study: "
+                                            "optimizers, loss-scale, alignment, corruptions (Elich et al.; see "
+                                            "docs/assumptions.md) or a user's own")
+    study.add_argument("--experiment-option", action="append", metavar="KEY=VALUE",
+                       help="an option of the experiment (repeatable), e.g. scales=[1e-3,1e3] or scaled_task=b")
     _add_run_config_flags(study)
     study.add_argument("--store", default=DEFAULT_STORE, help=f"run store directory (default {DEFAULT_STORE})")
     study.add_argument("--report", help="write the report to this directory when done")

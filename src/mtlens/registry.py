@@ -48,12 +48,16 @@ class Registry(Generic[T]):
         builtins: modules whose import registers the built-in entries; imported on the first lookup.
         ignored_parameters: parameters of an entry's signature that are not user options
             (e.g. ``generator``, which the caller supplies).
+        signature_of: the callable whose keyword parameters are an entry's options (default: the
+            entry itself; e.g. an experiment's ``plan``).
     """
 
-    def __init__(self, kind: str, builtins: Iterable[str] = (), ignored_parameters: Iterable[str] = ("self",)) -> None:
+    def __init__(self, kind: str, builtins: Iterable[str] = (), ignored_parameters: Iterable[str] = ("self",),
+                 signature_of: Callable[[T], Callable[..., Any]] | None = None) -> None:
         self.kind = kind
         self._builtins = tuple(builtins)
         self._ignored = frozenset(ignored_parameters)
+        self._signature_of = signature_of
         self._entries: dict[str, T] = {}
         self._loaded = not self._builtins
 
@@ -75,6 +79,11 @@ class Registry(Generic[T]):
             return decorator
         self._entries[name] = entry
         return entry
+
+    def unregister(self, name: str) -> None:
+        """Remove entry ``name`` (e.g. a test's own plugin); :class:`UnknownNameError` if there is none."""
+        self.get(name)
+        del self._entries[name]
 
     def names(self) -> list[str]:
         """The registered names, sorted."""
@@ -98,7 +107,9 @@ class Registry(Generic[T]):
     def options(self, name: str) -> dict[str, Any]:
         """The options of entry ``name`` (keyword parameters of its signature) with their defaults
         (``None`` where a parameter has no default)."""
-        parameters = inspect.signature(self.get(name)).parameters.values()  # type: ignore[arg-type]
+        entry = self.get(name)
+        target = self._signature_of(entry) if self._signature_of is not None else entry
+        parameters = inspect.signature(target).parameters.values()  # type: ignore[arg-type]
         return {
             p.name: (None if p.default is inspect.Parameter.empty else p.default)
             for p in parameters

@@ -29,6 +29,7 @@ from mtlens.aggregators.aggregation import GradientAggregation, MGDAUpperBound
 from mtlens.aggregators.base import UpdateMethod
 from mtlens.aggregators.matrix import Aggregate, Aggregator, NonFiniteGradientError
 from mtlens.aggregators.scalarization import LinearScalarization
+from mtlens.registry import Registry
 
 MethodFactory = Callable[..., UpdateMethod]
 
@@ -50,57 +51,48 @@ def mean_scalarization() -> UpdateMethod:
     return LinearScalarization(reduction="mean")
 
 
-_REGISTRY: dict[str, MethodFactory] = {
-    "sum": LinearScalarization,
-    "mean": mean_scalarization,
-    "pcgrad": aggregation_factory(matrix.PCGrad),
-    "gradvac": aggregation_factory(matrix.GradVac),
-    "cagrad": aggregation_factory(matrix.CAGrad),
-    "mgda": aggregation_factory(matrix.MGDA),
-    "mgda_ub": MGDAUpperBound,
-    "imtl_g": aggregation_factory(matrix.IMTLG),
-    "nash_mtl": aggregation_factory(matrix.NashMTL),
-    "aligned_mtl": aggregation_factory(matrix.AlignedMTL),
-    "graddrop": aggregation_factory(matrix.GradDrop),
-    "upgrad": aggregation_factory(matrix.UPGrad),
-    "rgw": aggregation_factory(matrix.RGW),
-    "uw": weighting.UncertaintyWeighting,
-    "gradnorm": weighting.GradNorm,
-    "dwa": weighting.DWA,
-    "rlw": weighting.RLW,
-    "famo": weighting.FAMO,
-    "db_mtl": weighting.DBMTL,
-    "imtl_l": weighting.IMTLL,
-}
+METHODS: Registry[MethodFactory] = Registry("method", ignored_parameters=("self", "generator"))
+"""Every update method by name; its options are the factory's keyword parameters (a random method's
+``generator`` is supplied by :func:`make_method`)."""
+METHODS.register("sum", LinearScalarization)
+METHODS.register("mean", mean_scalarization)
+METHODS.register("pcgrad", aggregation_factory(matrix.PCGrad))
+METHODS.register("gradvac", aggregation_factory(matrix.GradVac))
+METHODS.register("cagrad", aggregation_factory(matrix.CAGrad))
+METHODS.register("mgda", aggregation_factory(matrix.MGDA))
+METHODS.register("mgda_ub", MGDAUpperBound)
+METHODS.register("imtl_g", aggregation_factory(matrix.IMTLG))
+METHODS.register("nash_mtl", aggregation_factory(matrix.NashMTL))
+METHODS.register("aligned_mtl", aggregation_factory(matrix.AlignedMTL))
+METHODS.register("graddrop", aggregation_factory(matrix.GradDrop))
+METHODS.register("upgrad", aggregation_factory(matrix.UPGrad))
+METHODS.register("rgw", aggregation_factory(matrix.RGW))
+METHODS.register("uw", weighting.UncertaintyWeighting)
+METHODS.register("gradnorm", weighting.GradNorm)
+METHODS.register("dwa", weighting.DWA)
+METHODS.register("rlw", weighting.RLW)
+METHODS.register("famo", weighting.FAMO)
+METHODS.register("db_mtl", weighting.DBMTL)
+METHODS.register("imtl_l", weighting.IMTLL)
 
 
 def register_method(name: str) -> Callable[[MethodFactory], MethodFactory]:
-    """Decorator registering an :class:`UpdateMethod` factory under ``name``."""
-
-    def decorator(factory: MethodFactory) -> MethodFactory:
-        _REGISTRY[name] = factory
-        return factory
-
-    return decorator
+    """Decorator registering an :class:`UpdateMethod` factory under ``name`` (re-registering replaces it)."""
+    return METHODS.register(name)
 
 
 def available_methods() -> list[str]:
-    return sorted(_REGISTRY)
+    return METHODS.names()
 
 
 def method_factory(name: str) -> MethodFactory:
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown method {name!r}; available methods: {', '.join(available_methods())}")
-    return _REGISTRY[name]
+    """The factory of method ``name``; :class:`~mtlens.registry.UnknownNameError` listing the methods otherwise."""
+    return METHODS.get(name)
 
 
 def check_method_options(name: str, options: dict[str, Any]) -> None:
-    """Raise ``ValueError`` naming options the method does not accept."""
-    parameters = inspect.signature(method_factory(name)).parameters
-    valid = [p for p in parameters if p not in ("self", "generator")]
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise ValueError(f"method {name!r} has no option(s) {unknown}; valid options: {valid or 'none'}")
+    """Raise :class:`~mtlens.errors.ConfigError` (a ``ValueError``) naming options the method does not accept."""
+    METHODS.check_options(name, options)
 
 
 def make_method(name: str, options: dict[str, Any], seed: int) -> UpdateMethod:
@@ -110,12 +102,12 @@ def make_method(name: str, options: dict[str, Any], seed: int) -> UpdateMethod:
     if "generator" in inspect.signature(factory).parameters:
         import torch
 
-        from mtlens.models import derived_seed
+        from mtlens.seeding import derived_seed
 
         return factory(generator=torch.Generator().manual_seed(derived_seed(seed, "method", name)), **options)
     return factory(**options)
 
 
-__all__ = ["Aggregate", "Aggregator", "GradientAggregation", "LinearScalarization", "MGDAUpperBound",
+__all__ = ["METHODS", "Aggregate", "Aggregator", "GradientAggregation", "LinearScalarization", "MGDAUpperBound",
            "NonFiniteGradientError", "UpdateMethod", "aggregation_factory", "available_methods",
            "check_method_options", "make_method", "method_factory", "register_method"]

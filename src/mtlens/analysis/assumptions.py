@@ -1,4 +1,4 @@
-"""Analyses of the assumptions-study experiments (:mod:`mtlens.sweep.experiments`).
+"""Analyses of the assumptions-study experiments (:mod:`mtlens.experiments`).
 
 Every function takes an experiment's manifest (one row per run with its labels) and the
 runs' trajectory rows, and returns a tidy table; the report renders them.

@@ -39,6 +39,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from mtlens.data.registry import DatasetSpec, register_dataset
+
 BASELINE_M = 0.209313
 """Stereo baseline of the Cityscapes cameras in metres (the per-city camera files list ~0.21)."""
 
@@ -60,6 +62,34 @@ LABEL_ID_TO_CLASS = {
 """Cityscapes label id (``*_labelIds.png``) -> 7-class index (-1 = ignore); ids not listed are ignored."""
 
 OFFICIAL_SPLITS = ("train", "val")
+
+OFFICIAL = register_dataset(DatasetSpec(
+    name="cityscapes",
+    description="Cityscapes, official layout: left images, fine labels, disparity",
+    files=tuple(f"{top}/{split}" for top in ("leftImg8bit", "gtFine", "disparity") for split in ("train", "val")),
+    size_bytes=11_600_000_000 + 241_000_000 + 3_500_000_000,
+    instructions=(
+        "Cityscapes needs a (free) login: register at https://www.cityscapes-dataset.com/register/, "
+        "download leftImg8bit_trainvaltest.zip, gtFine_trainvaltest.zip and disparity_trainvaltest.zip from "
+        "https://www.cityscapes-dataset.com/downloads/ and unzip all three into this directory (so that "
+        "leftImg8bit/, gtFine/ and disparity/ are its subdirectories). Alternatively put the preprocessed "
+        "128x256 .npy version (MTAN/LibMTL: train/{image,label,depth}/*.npy, val/...) in the "
+        "'cityscapes_npy' dataset directory."
+    ),
+))
+
+PREPROCESSED = register_dataset(DatasetSpec(
+    name="cityscapes_npy",
+    description="Cityscapes preprocessed to 128x256 .npy (MTAN/LibMTL layout, 7 classes + depth)",
+    files=("train/image", "train/depth", "val/image", "val/depth"),
+    size_bytes=2_700_000_000,
+    instructions=(
+        "Put the preprocessed Cityscapes of MTAN (https://github.com/lorenmt/mtan, 'cityscapes' download "
+        "link in its README) or LibMTL here, unpacked so that train/image/0.npy, train/label/0.npy "
+        "(or train/label_7/), train/depth/0.npy and the same under val/ exist. The raw dataset "
+        "(login at https://www.cityscapes-dataset.com) works too, in the 'cityscapes' directory."
+    ),
+))
 
 
 @dataclass(frozen=True)
@@ -153,29 +183,3 @@ def read_npy(root: Path, split: str, size: tuple[int, int]) -> CityscapesArrays:
         depth = F.interpolate(depth, size=size, mode="nearest")
     return CityscapesArrays((images * 255).round().clamp(0, 255).to(torch.uint8), labels.round().to(torch.int8),
                             depth.contiguous())
-
-
-class ScaledImages:
-    """uint8 images ``(N, 3, H, W)`` served as float32 in ``[0, 1]`` when indexed (4x less memory)."""
-
-    def __init__(self, images: Tensor):
-        self.images = images
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: Tensor) -> Tensor:
-        return self.images[index].float() / 255.0
-
-
-class LongLabels:
-    """int8 label maps served as int64 when indexed."""
-
-    def __init__(self, labels: Tensor):
-        self.labels = labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: Tensor) -> Tensor:
-        return self.labels[index].long()

@@ -33,6 +33,8 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
+from mtlens.data.registry import DatasetSpec, register_dataset
+
 
 @dataclass(frozen=True)
 class GlueTaskSpec:
@@ -58,6 +60,21 @@ GLUE_TASKS: dict[str, GlueTaskSpec] = {
     "rte": GlueTaskSpec("RTE", ("sentence1", "sentence2"), "label", ("entailment", "not_entailment")),
 }
 """The eight GLUE tasks used (WNLI excluded), by the task names of the setting."""
+
+GLUE_DATA = register_dataset(DatasetSpec(
+    name="glue",
+    description="GLUE benchmark TSVs (CoLA, SST-2, MRPC, QQP, STS-B, MNLI, QNLI, RTE)",
+    files=tuple(f"{spec.directory}/{name}.tsv" for spec in GLUE_TASKS.values()
+                for name in ("train", *(f.removesuffix(".tsv") for f in spec.dev_files))),
+    size_bytes=1_000_000_000,
+    instructions=(
+        "Download the task zips of the GLUE release, https://dl.fbaipublicfiles.com/glue/data/{CoLA,SST-2,QQP,"
+        "STS-B,MNLI,QNLI,RTE}.zip (the URLs of GLUE's download_glue_data.py), and unzip each here, so that e.g. "
+        "CoLA/train.tsv and MNLI/dev_matched.tsv exist. MRPC ships as an .msi; take MRPC/train.tsv and "
+        "MRPC/dev.tsv from download_glue_data.py --tasks MRPC (https://gist.github.com/W4ngatang/"
+        "60c2bdb54d156a41194446737ce03e2e) or from the Hugging Face 'glue' dataset."
+    ),
+))
 
 
 @dataclass(frozen=True)

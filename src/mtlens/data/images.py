@@ -303,18 +303,3 @@ class LazyImageFolder:
         left, top = (width - side) // 2, (height - side) // 2
         square = rgb.crop((left, top, left + side, top + side)).resize((self.size, self.size), Image.BILINEAR)
         return torch.from_numpy(np.asarray(square, dtype=np.float32) / 255.0).permute(2, 0, 1)
-
-
-class ScaledBytes:
-    """``uint8`` images kept as bytes and scaled on indexing: ``rows[idx] -> float32 in [0, 1]`` (4x less memory)."""
-
-    def __init__(self, images: Tensor):
-        if images.dtype != torch.uint8:
-            raise TypeError(f"expected uint8 images, got {images.dtype}")
-        self.images = images
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: Tensor) -> Tensor:
-        return self.images[index].float().div_(255.0)

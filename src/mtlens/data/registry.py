@@ -8,7 +8,7 @@ registered by name.  Its files live under ``dataset_dir(name) = data_root() / na
 (the CLI prints it without a traceback).  ``mtlens data status`` lists every registered
 dataset; ``mtlens data download NAME`` fetches the openly downloadable ones.
 
-Registering a dataset (e.g. in the module of the setting that reads it)::
+Registering a dataset (in the module of its reader, or in user code)::
 
     from mtlens.data.registry import DatasetSpec, RemoteFile, register_dataset
 
@@ -41,6 +41,7 @@ from typing import Callable
 
 from mtlens.data.bundled import data_root
 from mtlens.errors import MtlensError
+from mtlens.registry import Registry
 from mtlens.store.atomic import atomic_write
 
 CHUNK_BYTES = 1 << 20
@@ -121,27 +122,24 @@ class DatasetStatus:
         return not self.missing
 
 
-_DATASETS: dict[str, DatasetSpec] = {}
+DATASETS: Registry[DatasetSpec] = Registry(
+    "dataset", builtins=("mtlens.data.images", "mtlens.data.glue", "mtlens.data.cityscapes"))
+"""Every on-disk dataset by name; the readers' modules register the built-in ones."""
 
 
 def register_dataset(spec: DatasetSpec) -> DatasetSpec:
     """Register ``spec`` under ``spec.name`` (re-registering replaces it); returns it."""
-    _DATASETS[spec.name] = spec
-    return spec
+    return DATASETS.register(spec.name, spec)
 
 
 def available_datasets() -> list[str]:
-    """Names of all registered datasets (importing the built-in settings registers theirs)."""
-    from mtlens.settings import available_settings
-
-    available_settings()  # loads the built-in setting modules, which register their datasets
-    return sorted(_DATASETS)
+    """Names of all registered datasets."""
+    return DATASETS.names()
 
 
 def dataset_spec(name: str) -> DatasetSpec:
-    if name not in available_datasets():
-        raise MtlensError(f"unknown dataset {name!r}; registered datasets: {', '.join(sorted(_DATASETS))}")
-    return _DATASETS[name]
+    """The spec registered as ``name``; :class:`~mtlens.registry.UnknownNameError` listing the datasets otherwise."""
+    return DATASETS.get(name)
 
 
 def dataset_dir(name: str) -> Path:

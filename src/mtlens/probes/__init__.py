@@ -7,7 +7,8 @@ The math lives in pure functions of ``(model, task, inputs, ...)``:
 :mod:`~mtlens.probes.alignment` (intra-task alignment, Elich et al.).  Every probe runs the model
 in eval mode and leaves its parameters, buffers, train/eval flags and torch's global random
 state unchanged.  Configs name probes in ``probes`` (:data:`PROBE_NAMES`); the trainer runs them
-through :class:`ProbeRunner` on the schedule of :func:`probe_steps` and stores rows with
+through :class:`mtlens.training.probe_runner.ProbeRunner` on the schedule of
+:func:`~mtlens.training.probe_runner.probe_steps` and stores rows with
 quantities ``probe/<name>``.
 """
 
@@ -17,13 +18,11 @@ from mtlens.probes.conflict import conflict_measures, mean_task_gradients
 from mtlens.probes.fisher import fisher_trace
 from mtlens.probes.names import DEFAULT_PROBES, PROBE_NAMES
 from mtlens.probes.per_example import per_example_gradient_moments, per_example_gradients, probe_parameters
-from mtlens.probes.runner import ProbeRunner, probe_rows, probe_steps
 from mtlens.probes.sharpness import sharpness_measures
 
 __all__ = [
     "DEFAULT_PROBES",
     "PROBE_NAMES",
-    "ProbeRunner",
     "conflict_measures",
     "fisher_trace",
     "gradient_coherence",
@@ -32,7 +31,5 @@ __all__ = [
     "per_example_gradient_moments",
     "per_example_gradients",
     "probe_parameters",
-    "probe_rows",
-    "probe_steps",
     "sharpness_measures",
 ]

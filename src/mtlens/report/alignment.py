@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 
 from mtlens.analysis.alignment import (  # noqa: E402
     alignment_distributions, alignment_summary, magnitude_ratio_summary, optimizer_comparison, optimizers_compared)
-from mtlens.report.base import Section, by_configuration, not_available, save_figure, slug, table_html  # noqa: E402
+from mtlens.render import Section, by_configuration, not_available, save_figure, slug, table_html  # noqa: E402
 from mtlens.store import RunStore  # noqa: E402
 
 

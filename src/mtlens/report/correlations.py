@@ -21,7 +21,7 @@ from mtlens.analysis.correlation import correlation_table, difference_tests, uni
 from mtlens.analysis.optimization import (loss_ratio_curves, optimization_effect, optimization_tests,  # noqa: E402
                                           steps_to_loss)
 from mtlens.analysis.transfer import TaskInfo  # noqa: E402
-from mtlens.report.base import Section, by_configuration, not_available, save_figure, slug, table_html  # noqa: E402
+from mtlens.render import Section, by_configuration, not_available, save_figure, slug, table_html  # noqa: E402
 from mtlens.store import RunStore  # noqa: E402
 
 LEVEL_FRACTIONS = (0.5, 0.9)

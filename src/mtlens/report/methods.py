@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from mtlens.report.base import Section, by_configuration, save_figure, slug, table_html  # noqa: E402
+from mtlens.render import Section, by_configuration, save_figure, slug, table_html  # noqa: E402
 from mtlens.store import RunStore  # noqa: E402
 
 WEIGHT = "method/weight"

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from mtlens.report.base import Section, by_configuration, save_figure, slug  # noqa: E402
+from mtlens.render import Section, by_configuration, save_figure, slug  # noqa: E402
 from mtlens.report.figures import training_curves_figure  # noqa: E402
 from mtlens.store import RunStore  # noqa: E402
 

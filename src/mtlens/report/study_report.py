@@ -17,10 +17,10 @@ import pandas as pd
 
 from mtlens.analysis.gap import gap_family, generalization_gap
 from mtlens.errors import ConfigError, MtlensError
+from mtlens.experiments import experiment_sections
 from mtlens.analysis.transfer import TaskInfo, delta_m, transfer_table
 from mtlens.report.alignment import elich_sections
-from mtlens.report.assumptions import assumptions_sections
-from mtlens.report.base import Section, by_configuration, save_figure, slug, table_html
+from mtlens.render import Section, by_configuration, save_figure, slug, table_html
 from mtlens.report.correlations import explanation_sections
 from mtlens.report.figures import gap_figure, training_curves_figure
 from mtlens.report.probes import probes_section
@@ -33,7 +33,7 @@ SectionBuilder = Callable[[RunStore, pd.DataFrame, pd.DataFrame, Path], list[Sec
 """``(store, runs index, trajectory rows, out_dir) -> sections`` for extra analyses."""
 
 DEFAULT_SECTIONS: list[SectionBuilder] = [probes_section, method_weights_section, explanation_sections,
-                                           elich_sections, assumptions_sections]
+                                           elich_sections, experiment_sections]
 """Builders whose sections every report has after the built-in ones (each renders only what its data allows)."""
 
 

@@ -14,55 +14,44 @@ Unknown names and unknown options fail with a message listing the valid choices.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Callable
 
+from mtlens.registry import Registry
 from mtlens.settings.base import Defaults, Setting, Split, TaskData, random_partition, tensor_split
 
 SettingFactory = Callable[..., Setting]
 
-_REGISTRY: dict[str, SettingFactory] = {}
+SETTINGS: Registry[SettingFactory] = Registry(
+    "setting",
+    builtins=("mtlens.settings.embedded", "mtlens.settings.celeba", "mtlens.settings.cifar100",
+              "mtlens.settings.fashion_mtl", "mtlens.settings.mnists", "mtlens.settings.cityscapes",
+              "mtlens.settings.glue"),
+)
+"""Every setting factory by name; its options are the factory's keyword parameters."""
 
 
 def register_setting(name: str) -> Callable[[SettingFactory], SettingFactory]:
     """Decorator registering a setting factory under ``name`` (re-registering replaces it)."""
-
-    def decorator(factory: SettingFactory) -> SettingFactory:
-        _REGISTRY[name] = factory
-        return factory
-
-    return decorator
+    return SETTINGS.register(name)
 
 
 def available_settings() -> list[str]:
-    _load_builtins()
-    return sorted(_REGISTRY)
+    return SETTINGS.names()
 
 
 def setting_factory(name: str) -> SettingFactory:
-    _load_builtins()
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown setting {name!r}; available settings: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]
+    """The factory of setting ``name``; :class:`~mtlens.registry.UnknownNameError` listing the settings otherwise."""
+    return SETTINGS.get(name)
 
 
 def setting_options(name: str) -> dict[str, Any]:
     """The options a setting accepts, with their defaults."""
-    signature = inspect.signature(setting_factory(name))
-    return {
-        p.name: (None if p.default is inspect.Parameter.empty else p.default)
-        for p in signature.parameters.values()
-    }
+    return SETTINGS.options(name)
 
 
 def check_setting_options(name: str, options: dict[str, Any]) -> None:
-    """Raise ``ValueError`` naming any option the setting does not accept."""
-    valid = setting_options(name)
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise ValueError(
-            f"setting {name!r} has no option(s) {unknown}; valid options: {sorted(valid) or 'none'}"
-        )
+    """Raise :class:`~mtlens.errors.ConfigError` (a ``ValueError``) naming any option the setting does not accept."""
+    SETTINGS.check_options(name, options)
 
 
 def load_setting(name: str, **options: Any) -> Setting:
@@ -71,14 +60,8 @@ def load_setting(name: str, **options: Any) -> Setting:
     return setting_factory(name)(**options)
 
 
-def _load_builtins() -> None:
-    # Importing the modules registers their settings.
-    from mtlens.settings import embedded  # noqa: F401
-    from mtlens.settings import celeba, cifar100, fashion_mtl, mnists  # noqa: F401
-    from mtlens.settings import cityscapes, glue  # noqa: F401
-
-
 __all__ = [
+    "SETTINGS",
     "Defaults",
     "Setting",
     "Split",

@@ -8,7 +8,7 @@ file says 1 and 0 where it says -1.  Splits are the official ``list_eval_partiti
 
 Images are read lazily from ``img_align_celeba/`` (:class:`mtlens.data.images.LazyImageFolder`),
 center-cropped to 178x178 and resized to ``image_size`` (64).  Encoder:
-:class:`mtlens.settings.encoders.ResNet18Encoder` with BatchNorm, base width ``width``
+:class:`mtlens.models.encoders.ResNet18Encoder` with BatchNorm, base width ``width``
 (64 gives the standard ResNet-18 and 512 features).  Defaults (this package's choice):
 Adam, lr 1e-3, batch 256, 15 epochs.
 """
@@ -21,7 +21,7 @@ from mtlens.data.images import CELEBA_PARTITIONS, LazyImageFolder, read_celeba_a
 from mtlens.data.registry import require_dataset
 from mtlens.settings import register_setting
 from mtlens.settings.base import Defaults, Setting, Split, TaskData
-from mtlens.settings.encoders import ResNet18Encoder
+from mtlens.models.encoders import ResNet18Encoder
 from mtlens.tasks import binary_task
 
 

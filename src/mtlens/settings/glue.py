@@ -31,34 +31,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
-from mtlens.data.glue import GLUE_TASKS, read_glue_task, tokenize_pairs
-from mtlens.data.registry import DatasetMissingError, DatasetSpec, register_dataset, require_dataset
+from mtlens.data.glue import GLUE_DATA, GLUE_TASKS, read_glue_task, tokenize_pairs
+from mtlens.data.registry import DatasetMissingError, require_dataset
 from mtlens.errors import MtlensError
-from mtlens.metrics import binary_f1, matthews, pearson, spearman
+from mtlens.tasks.metrics import binary_f1, matthews, pearson, spearman
 from mtlens.settings import register_setting
 from mtlens.settings.base import Defaults, Setting, Split, TaskData, random_partition
 from mtlens.tasks import Task, classification_task, regression_task
 
 DATA_SEED = 0
 """Seed of the fixed validation carve-out and of the ``max_train`` subsample."""
-
-GLUE_DATA = register_dataset(DatasetSpec(
-    name="glue",
-    description="GLUE benchmark TSVs (CoLA, SST-2, MRPC, QQP, STS-B, MNLI, QNLI, RTE)",
-    files=tuple(f"{spec.directory}/{name}.tsv" for spec in GLUE_TASKS.values()
-                for name in ("train", *(f.removesuffix(".tsv") for f in spec.dev_files))),
-    size_bytes=1_000_000_000,
-    instructions=(
-        "Download the task zips of the GLUE release, https://dl.fbaipublicfiles.com/glue/data/{CoLA,SST-2,QQP,"
-        "STS-B,MNLI,QNLI,RTE}.zip (the URLs of GLUE's download_glue_data.py), and unzip each here, so that e.g. "
-        "CoLA/train.tsv and MNLI/dev_matched.tsv exist. MRPC ships as an .msi; take MRPC/train.tsv and "
-        "MRPC/dev.tsv from download_glue_data.py --tasks MRPC (https://gist.github.com/W4ngatang/"
-        "60c2bdb54d156a41194446737ce03e2e) or from the Hugging Face 'glue' dataset."
-    ),
-))
 
 
 class _NeedsTransformers(MtlensError):

@@ -23,7 +23,8 @@ from torch import Tensor
 from mtlens.data.images import idx_dataset, notmnist
 from mtlens.settings import register_setting
 from mtlens.settings.base import Defaults, Setting, Split, TaskData, random_partition
-from mtlens.settings.embedded import DATA_SEED, conv_encoder
+from mtlens.models.encoders import conv_encoder
+from mtlens.settings.embedded import DATA_SEED
 from mtlens.tasks import classification_task
 
 THIRD_TASKS = ("notmnist", "kmnist")

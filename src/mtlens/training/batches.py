@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from mtlens.models import derived_seed
+from mtlens.seeding import derived_seed
 from mtlens.settings import Setting
 from mtlens.settings.base import Indexable
 

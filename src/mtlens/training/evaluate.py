@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mtlens.models import MultiTaskModel, derived_seed
+from mtlens.models import MultiTaskModel
+from mtlens.seeding import derived_seed
 from mtlens.settings.base import Split
 from mtlens.tasks import Task
 

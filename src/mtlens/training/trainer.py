@@ -42,8 +42,9 @@ import torch
 from tqdm.auto import tqdm
 
 from mtlens.aggregators import make_method
-from mtlens.models import MultiTaskModel, build_model, derived_seed
-from mtlens.probes import ProbeRunner, probe_steps
+from mtlens.models import MultiTaskModel, build_model
+from mtlens.seeding import derived_seed
+from mtlens.training.probe_runner import ProbeRunner, probe_steps
 from mtlens.settings import Setting
 from mtlens.store import RunStore, atomic_write
 from mtlens.tasks import Task, selection_scores

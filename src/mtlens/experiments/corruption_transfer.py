@@ -5,7 +5,7 @@ task of an STL run, each task of an MTL run): the run's model at task ``t``'s
 validation-selected checkpoint (the step of :func:`mtlens.analysis.transfer.selected_checkpoints`,
 saved by a run with ``save_selected_models``, as the experiment's runs are) is loaded and its
 encoder frozen -- the same checkpoint the transfer table reports; a linear probe
-(:func:`mtlens.analysis.linear_probe.fit_linear_probe`) is fitted on the encoder's features
+(:func:`mtlens.experiments.linear_probe.fit_linear_probe`) is fitted on the encoder's features
 of task ``t``'s clean training images and evaluated on its test images, clean (corruption
 ``none``, severity 0) and under every corruption of :data:`mtlens.data.corruptions.CORRUPTIONS`
 at severities 1..5.  The corruption seed depends only on the corruption's name, so every
@@ -17,11 +17,12 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from mtlens.analysis.linear_probe import encode, fit_linear_probe
+from mtlens.experiments.linear_probe import encode, fit_linear_probe
 from mtlens.data.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from mtlens.analysis.transfer import selected_checkpoints
 from mtlens.errors import ConfigError, MtlensError
-from mtlens.models import build_model, derived_seed
+from mtlens.models import build_model
+from mtlens.seeding import derived_seed
 from mtlens.settings import Setting
 from mtlens.store import RunStore
 

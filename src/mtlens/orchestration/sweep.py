@@ -5,7 +5,7 @@ For every **group** -- the STL run of each task and the MTL run of each method -
 
 1. trains every grid point at the first seed (the grid phase; all groups in parallel),
 2. selects per group the grid point with the best validation score
-   (:mod:`mtlens.sweep.selection`; STL groups first, as MTL's ``relative`` criterion needs them),
+   (:mod:`mtlens.orchestration.selection`; STL groups first, as MTL's ``relative`` criterion needs them),
 3. trains the selected point on every seed (the seeds phase).  The first seed's run is the
    grid run itself (same config, same run id), so it is reused, never retrained.
 
@@ -29,9 +29,9 @@ import pandas as pd
 from mtlens.errors import ConfigError
 from mtlens.settings import Setting
 from mtlens.store import RunStore, atomic_write
-from mtlens.sweep.executors import Executor, SerialExecutor
-from mtlens.sweep.grid import SWEEP_OWNED_KEYS, Grid, check_grid, grid_points
-from mtlens.sweep.selection import SelectionCriterion, score_runs, select_points, task_values
+from mtlens.orchestration.executors import Executor, SerialExecutor
+from mtlens.orchestration.grid import SWEEP_OWNED_KEYS, Grid, check_grid, grid_points
+from mtlens.orchestration.selection import SelectionCriterion, score_runs, select_points, task_values
 from mtlens.training.config import RunConfig, load_configured_setting, parse_config, resolve_config
 
 PROBLEM_STATES = ("failed", "diverged")

@@ -25,8 +25,8 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from mtlens.metrics import miou, pixel_accuracy
-from mtlens.tasks import CorpusMetric, Task
+from mtlens.tasks.metrics import miou, pixel_accuracy
+from mtlens.tasks.task import CorpusMetric, Task
 
 IGNORE_INDEX = -1
 """Target value of pixels without a class label."""

@@ -25,7 +25,8 @@ import torch
 from torch import Tensor
 
 from mtlens.gradients import flatten
-from mtlens.models import MultiTaskModel, derived_seed
+from mtlens.models import MultiTaskModel
+from mtlens.seeding import derived_seed
 from mtlens.probes.alignment import intra_task_alignment
 from mtlens.probes.coherence import gradient_coherence
 from mtlens.probes.conflict import conflict_measures, mean_task_gradients

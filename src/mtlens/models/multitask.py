@@ -8,19 +8,13 @@ weights and identical head ``t`` weights.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from mtlens.seeding import derived_seed
 from mtlens.tasks import Task
-
-
-def derived_seed(seed: int, *keys: str) -> int:
-    """A 63-bit seed derived deterministically from ``seed`` and string keys."""
-    digest = hashlib.sha256(":".join([str(seed), *keys]).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
 class MultiTaskModel(nn.Module):

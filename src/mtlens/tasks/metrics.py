@@ -24,7 +24,7 @@ import torch
 from scipy import stats
 from torch import Tensor
 
-from mtlens.tasks import CorpusMetric
+from mtlens.tasks.task import CorpusMetric
 
 Predict = Callable[[Tensor], Tensor]
 """``outputs -> predicted labels`` with the shape of the targets."""

@@ -1,5 +1,8 @@
 """Building blocks of the report: sections, figures saved as PNG + PDF and embedded in HTML,
-tables, and the split of runs by training configuration that every comparison section uses."""
+tables, and the split of runs by training configuration that every comparison section uses.
+
+A layer of its own, below :mod:`mtlens.experiments` (whose report sections use it) and
+:mod:`mtlens.report` (which assembles the report from the core and the experiments' sections)."""
 
 from __future__ import annotations
 

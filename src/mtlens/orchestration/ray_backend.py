@@ -13,7 +13,7 @@ from typing import Any
 from mtlens.errors import MtlensError
 from mtlens.settings import Setting
 from mtlens.store import RunStore
-from mtlens.sweep.executors import Executor, Job, WorkerLost, available_cores, run_job
+from mtlens.orchestration.executors import Executor, Job, WorkerLost, available_cores, run_job
 
 _SETTINGS: dict[tuple[str, str], Setting] = {}
 """Settings built in this Ray worker process (a worker runs many tasks)."""
@@ -39,7 +39,7 @@ class RayExecutor(Executor):
 
     ``cpus_per_run`` CPUs (and torch threads) per run; with ``device`` ``cuda`` each run also
     asks for one GPU.  Ray's own task retries are off: a lost worker is retried by
-    :class:`~mtlens.sweep.executors.Executor` and resumes from its checkpoint.
+    :class:`~mtlens.orchestration.executors.Executor` and resumes from its checkpoint.
     """
 
     def __init__(self, address: str | None = None, workers: int | None = None, cpus_per_run: int = 1,

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from mtlens.settings import Setting
 from mtlens.store import RunStore
-from mtlens.sweep.study import cached_setting, mark_failed, train_one
+from mtlens.orchestration.study import cached_setting, mark_failed, train_one
 from mtlens.training.config import RunConfig
 from mtlens.training.trainer import train_run
 
@@ -283,16 +283,3 @@ class LocalExecutor(Executor):
             process.join(timeout=10)
         self._idle, self._busy = [], {}
 
-
-def make_executor(backend: str = "local", workers: int | None = None, address: str | None = None,
-                  device: str = "cpu") -> Executor:
-    """The executor for ``backend``: ``serial``, ``local`` (``workers`` processes) or ``ray``."""
-    if backend == "serial" or (backend == "local" and workers == 1):
-        return SerialExecutor()
-    if backend == "local":
-        return LocalExecutor(workers)
-    if backend == "ray":
-        from mtlens.sweep.ray_backend import RayExecutor
-
-        return RayExecutor(address=address, workers=workers, device=device)
-    raise ValueError(f"unknown backend {backend!r}; use 'serial', 'local' or 'ray'")

@@ -1,6 +1,6 @@
 """``mtlens calibrate``: train STL seeds of a setting and check the report's tests on A/A splits.
 
-The STL runs are the study's own (:func:`mtlens.sweep.study.study_configs` without MTL methods),
+The STL runs are the study's own (:func:`mtlens.orchestration.study.study_configs` without MTL methods),
 so a store that already holds them trains nothing new, and the runs serve a later study of the
 same configuration.  The inference itself is :mod:`mtlens.analysis.calibration`.
 """
@@ -15,7 +15,7 @@ import pandas as pd
 from mtlens.analysis.calibration import calibrate, detectable_effects, false_positive_rates
 from mtlens.errors import ConfigError, MtlensError
 from mtlens.store import RunStore
-from mtlens.sweep.study import run_configs, study_configs
+from mtlens.orchestration.study import run_configs, study_configs
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,179 @@
+"""Experiments as plugins: an :class:`Experiment` is a plan, an optional analysis and a report section.
+
+An experiment maps a setting, seeds and its options to an :class:`ExperimentPlan`: the resolved
+run configs (validated before any training) and a *manifest*, one row per run with the labels its
+analysis groups by.  :func:`run_experiment` stores the manifest as the table
+``experiment-<name>-<setting>``, trains the runs (complete runs are skipped) and runs the
+experiment's ``analyze`` step (analyses of checkpoints, stored as tables); the report renders the
+``section`` of every experiment whose manifest is in the store (:func:`experiment_sections`).
+
+An experiment's options are the keyword parameters of its ``plan`` after ``(base, setting, seeds)``;
+``mtlens study SETTING --experiment NAME --experiment-option KEY=VALUE`` passes them, checked
+against that signature.  A user's own experiment is one :func:`register_experiment` call::
+
+    from mtlens.experiments import Experiment, plan_runs, register_experiment
+
+    def plan(base, setting, seeds, lr: float = 1e-3):
+        return plan_runs("my-lr", base, setting, [({"seed": s, "lr": lr}, {}) for s in seeds])
+
+    def section(store, index, manifest, rows, out_dir, setting):
+        return f"<p>{manifest['run_id'].nunique()} runs</p>"
+
+    register_experiment(Experiment("my-lr", "My lr experiment", plan, section))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import pandas as pd
+
+from mtlens.errors import ConfigError
+from mtlens.orchestration.study import run_configs
+from mtlens.registry import Registry, UnknownNameError
+from mtlens.render import Section, not_available
+from mtlens.settings import Setting
+from mtlens.store import RunStore
+from mtlens.training.config import RunConfig, load_configured_setting, parse_config, resolve_config
+
+EXPERIMENT_SEEDS = 2
+"""Default number of seeds of an experiment (``mtlens study --experiment``)."""
+
+FIXED_KEYS = ("tasks", "seed", "method", "optimizer", "momentum", "task_loss_scales", "probes")
+"""Keys an experiment sets itself (a base config must leave them out)."""
+
+
+@dataclass(frozen=True)
+class ExperimentPlan:
+    """The runs of one experiment on one setting, and one manifest row per run."""
+
+    name: str
+    setting: str
+    configs: list[RunConfig]
+    manifest: pd.DataFrame
+
+    @property
+    def table_name(self) -> str:
+        return manifest_table_name(self.name, self.setting)
+
+
+PlanFunction = Callable[..., ExperimentPlan]
+"""``(base config, setting, seeds, **options) -> ExperimentPlan``."""
+
+AnalyzeFunction = Callable[[ExperimentPlan, RunStore, Setting], None]
+"""``(plan, store, setting) -> None``: analyses of the trained runs' checkpoints, written as store tables."""
+
+SectionFunction = Callable[[RunStore, pd.DataFrame, pd.DataFrame, pd.DataFrame, Path, str], str]
+"""``(store, runs index, manifest, the manifest's trajectory rows, out_dir, setting) -> HTML body``."""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment: its name, the report section's title, and its plan, analysis and section."""
+
+    name: str
+    title: str
+    plan: PlanFunction
+    section: SectionFunction
+    analyze: AnalyzeFunction | None = None
+
+
+EXPERIMENTS: Registry[Experiment] = Registry(
+    "experiment",
+    builtins=("mtlens.experiments.optimizers", "mtlens.experiments.loss_scale", "mtlens.experiments.alignment",
+              "mtlens.experiments.corruptions"),
+    ignored_parameters=("base", "setting", "seeds"),
+    signature_of=lambda experiment: experiment.plan,
+)
+"""Every experiment by name; options are the keyword parameters of its ``plan``."""
+
+
+def register_experiment(experiment: Experiment) -> Experiment:
+    """Register ``experiment`` under its name (re-registering replaces it); returns it."""
+    return EXPERIMENTS.register(experiment.name, experiment)
+
+
+def available_experiments() -> list[str]:
+    """Names of every registered experiment."""
+    return EXPERIMENTS.names()
+
+
+def manifest_table_name(experiment: str, setting: str) -> str:
+    """The store table holding an experiment's manifest."""
+    return f"experiment-{experiment}-{setting}"
+
+
+def plan_runs(name: str, base: dict[str, Any], setting: Setting, runs: list[tuple[dict[str, Any], dict[str, Any]]]
+              ) -> ExperimentPlan:
+    """Validate and resolve ``(config overrides, labels)`` pairs on top of ``base``."""
+    fixed = sorted(set(FIXED_KEYS) & set(base))
+    if fixed:
+        raise ConfigError(f"{', '.join(fixed)}: set by the {name} experiment itself; remove from the base config")
+    configs, records = [], []
+    for overrides, labels in runs:
+        config = resolve_config(parse_config({**base, **overrides}), setting)
+        configs.append(config)
+        records.append({"run_id": config.run_id, "experiment": name, "setting": config.setting,
+                        "mode": config.mode, "seed": config.seed, "method": config.method, "lr": config.lr,
+                        "task": config.tasks[0] if config.mode == "stl" else "", **labels})
+    return ExperimentPlan(name, setting.name, configs, pd.DataFrame.from_records(records))
+
+
+def stl_and_mtl(setting: Setting, seeds: Sequence[int], keys: dict[str, Any]
+                ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """STL per task and MTL (``sum``) per seed, each with the config ``keys``."""
+    runs = []
+    for seed in seeds:
+        for task in setting.task_names:
+            runs.append(({"tasks": [task], "seed": seed, "method": "sum", **keys}, {}))
+        runs.append(({"seed": seed, "method": "sum", **keys}, {}))
+    return runs
+
+
+def experiment_plan(name: str, base: dict[str, Any], seeds: Sequence[int], setting: Setting | None = None,
+                    **options: Any) -> ExperimentPlan:
+    """The plan of experiment ``name`` for the setting of ``base`` (validated before any training):
+    an unknown name or option is a :class:`ConfigError` listing the valid ones."""
+    experiment = EXPERIMENTS.get(name)
+    EXPERIMENTS.check_options(name, options)
+    setting = setting or load_configured_setting(parse_config({**base, "probes": []}))
+    return experiment.plan(base, setting, list(seeds), **options)
+
+
+def run_experiment(plan: ExperimentPlan, store: RunStore, setting: Setting | None = None,
+                   progress: bool = True) -> pd.DataFrame:
+    """Store the manifest, train the plan's runs, then run the experiment's analysis.
+
+    Returns :func:`~mtlens.orchestration.study.run_configs`' table (``run_id, state, message``).
+    """
+    store.write_table(plan.table_name, plan.manifest)
+    results = run_configs(plan.configs, store, progress=progress)
+    analyze = EXPERIMENTS.get(plan.name).analyze
+    if analyze is not None:
+        analyze(plan, store, setting or load_configured_setting(plan.configs[0]))
+    return results
+
+
+def experiment_sections(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out_dir: Path) -> list[Section]:
+    """Report sections (the ``SectionBuilder`` of :mod:`mtlens.report.study_report`): one per stored
+    experiment manifest whose runs are in ``index``, rendered by its experiment's ``section``."""
+    sections = []
+    for name in store.table_names("experiment-"):
+        manifest = store.table(name)
+        manifest = manifest[manifest["run_id"].isin(index["run_id"])]
+        if manifest.empty:
+            continue
+        experiment, setting = manifest["experiment"].iloc[0], manifest["setting"].iloc[0]
+        anchor = f"assumptions-{experiment}-{setting}"
+        try:
+            entry = EXPERIMENTS.get(experiment)
+        except UnknownNameError as err:
+            sections.append(Section(f"Experiment {experiment} ({setting})",
+                                    not_available(f"{err}; import the module that registers it"), anchor))
+            continue
+        run_rows = rows[rows["run_id"].isin(manifest["run_id"])]
+        body = entry.section(store, index, manifest, run_rows, Path(out_dir), setting)
+        sections.append(Section(f"{entry.title} ({setting})", body, anchor))
+    return sections

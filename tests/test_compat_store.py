@@ -1,0 +1,71 @@
+"""A store written by an earlier version of mtlens (``tests/fixtures/compat_store``, see
+``tests/fixtures/make_compat_store.py``) loads, reports, and resumes without retraining a finished run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from mtlens import RunStore
+from mtlens.cli import main
+
+FIXTURES = Path(__file__).parent / "fixtures"
+COMMAND = json.loads((FIXTURES / "compat_store.json").read_text())
+
+
+@pytest.fixture
+def old_store(tmp_path: Path) -> Path:
+    return Path(shutil.copytree(FIXTURES / "compat_store", tmp_path / "store"))
+
+
+def _study_argv(tmp_path: Path, store: Path) -> list[str]:
+    config = tmp_path / "config.yaml"
+    base = {k: v for k, v in COMMAND["base"].items() if k != "setting"}
+    config.write_text(yaml.safe_dump(base))
+    return ["study", COMMAND["base"]["setting"], "--config", str(config), "--methods", ",".join(COMMAND["methods"]),
+            "--seed-list", *map(str, COMMAND["seeds"]), "--store", str(store), "--quiet"]
+
+
+def test_old_store_loads_and_lists_its_runs_and_states(old_store):
+    runs = RunStore(old_store).runs().set_index("run_id")
+    assert set(runs.index) == set(COMMAND["run_ids"])
+    states = {run_id: runs.loc[run_id, "state"] for run_id in runs.index}
+    assert {s for r, s in states.items() if COMMAND["run_ids"][r] == "stl"} == {"finished"}
+    (mtl,) = [r for r, mode in COMMAND["run_ids"].items() if mode == "mtl"]
+    assert states[mtl] == "running" and runs.loc[mtl, "last_step"] == COMMAND["interrupt_step"]
+
+
+def test_old_store_reports(old_store, tmp_path):
+    """The report of the old store (with its unfinished run) is written; the unfinished run is left out."""
+    assert main(["report", "--store", str(old_store), "--out", str(tmp_path / "report")]) == 0
+    assert "Overview" in (tmp_path / "report" / "report.html").read_text()
+
+
+def test_same_study_on_old_store_retrains_nothing_finished_and_completes_the_interrupted_run(old_store, tmp_path):
+    store = RunStore(old_store)
+    finished = [r for r, mode in COMMAND["run_ids"].items() if mode == "stl"]
+    (interrupted,) = [r for r, mode in COMMAND["run_ids"].items() if mode == "mtl"]
+    before = {r: (store.run_dir(r) / "trajectory.parquet").read_bytes() for r in finished}
+    old_rows = {r: store.trajectory(r) for r in finished}
+
+    assert main([*_study_argv(tmp_path, old_store), "--report", str(tmp_path / "report")]) == 0
+
+    runs = store.runs()
+    assert set(runs["run_id"]) == set(COMMAND["run_ids"])  # the current code computes the same run ids
+    assert set(runs["state"]) == {"finished"}
+    for run_id in finished:  # untouched: same bytes, not even rewritten
+        assert (store.run_dir(run_id) / "trajectory.parquet").read_bytes() == before[run_id]
+        assert not store.checkpoint_path(run_id).exists()
+        pd.testing.assert_frame_equal(store.trajectory(run_id), old_rows[run_id])
+    # The resumed run continues from the old checkpoint to exactly the trajectory the old code
+    # produced without interruption (probe rows included).
+    uninterrupted = pd.read_parquet(FIXTURES / "compat_mtl_uninterrupted.parquet")
+    resumed = store.trajectory(interrupted)
+    assert resumed["quantity"].str.startswith("probe/").any()
+    pd.testing.assert_frame_equal(resumed, uninterrupted)
+    assert "Did MTL help each task?" in (tmp_path / "report" / "report.html").read_text()
