@@ -11,9 +11,9 @@ the second exactly as the report compares MTL with STL:
 
 Per split, task and (gap) measure or (transfer) metric the tests are: ``gap exists``
 (``p_any``), ``persistent gap`` (``p_persistent``: an onset is reported iff it is ``<= alpha``) and
-``transfer``; and, on the paired units of :func:`mtlens.analysis.correlation.unit_table` whose
-factor ``log_ratio_mean`` is randomly permuted (so it is independent of everything),
-``correlation`` (Pearson and Spearman against ``transfer_pct`` and ``gap_mean``).  Every
+``transfer``; and, on the paired units of :func:`mtlens.analysis.correlation.unit_table` of the
+first splits, whose factor ``log_ratio_mean`` is randomly permuted (so it is independent of
+everything), ``correlation`` (Pearson and Spearman against ``transfer_pct`` and ``gap_mean``).  Every
 rejection is a false positive; :func:`false_positive_rates` gives each test's rate with its
 Clopper–Pearson interval.  Splits share seeds, so comparisons of different splits are not
 independent and the interval is somewhat optimistic.
