@@ -112,3 +112,15 @@ def test_synthetic_null_curves_with_autocorrelation_keep_the_error_rate():
         old_rule += bool((run == 5).any())
     assert exists / n <= 0.065 and persistent / n <= 0.065
     assert old_rule / n > 0.2
+
+
+@pytest.mark.slow
+def test_a_a_false_positive_rates_on_the_demo_setting(tmp_path):
+    """The issue's own A/A check, on mnist_pair (the demo setting, where the old onset rule fired in 73% of
+    A/A comparisons): 12 seeds of short runs, 25 splits; every test keeps its level."""
+    config = {"setting": "mnist_pair", "epochs": 2, "eval_every_steps": 6, "probes": [], "train_eval_size": 300,
+              "setting_options": {"n_train": 300, "n_val": 200, "n_test": 200}}
+    result = run_calibration(config, SEEDS, RunStore(tmp_path / "store"), n_splits=25, progress=False,
+                             control_splits=5)
+    for row in result.rates.itertuples():
+        assert row.comparisons >= 100 and _within_binomial_noise_of(pd.Series(row._asdict())), row
