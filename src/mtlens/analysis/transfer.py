@@ -70,8 +70,7 @@ def paired_or_unpaired(values: pd.DataFrame, column: str) -> tuple[np.ndarray, n
     common = [s for s in mtl.index.intersection(stl.index) if len(mtl[s]) == 1 and len(stl[s]) == 1]
     if len(common) >= 2:
         return np.array([mtl[s][0] for s in common]), np.array([stl[s][0] for s in common]), True
-    flatten = lambda series: np.array([v for vs in series for v in vs], float)  # noqa: E731
-    return flatten(mtl), flatten(stl), False
+    return (np.array([v for vs in mtl for v in vs], float), np.array([v for vs in stl for v in vs], float), False)
 
 
 def difference_test(mtl: np.ndarray, stl: np.ndarray, paired: bool, alpha: float) -> dict[str, Any]:
