@@ -4,13 +4,14 @@ against separate per-task forward/backward passes, their state and the registry.
 from __future__ import annotations
 
 import copy
+import inspect
 
 import pytest
 import torch
 from torch import nn
 
 from mtlens.aggregators import (GradientAggregation, MGDAUpperBound, NonFiniteGradientError, available_methods,
-                                check_method_options, make_method)
+                                check_method_options, make_method, method_factory)
 from mtlens.aggregators import matrix as agg
 from mtlens.aggregators import weighting
 from mtlens.models import MultiTaskModel
@@ -248,18 +249,35 @@ def test_weighting_rejects_a_changed_task_list():
         method.backward({"a": losses(model, 1)["a"]}, model)
 
 
-# -- state, determinism, registry -----------------------------------------------------------
-STATEFUL = ["pcgrad", "gradvac", "nash_mtl", "graddrop", "rgw", "uw", "gradnorm", "dwa", "rlw", "famo", "db_mtl",
-            "imtl_l"]
+# -- state, determinism, registry: every registered method ----------------------------------
+def is_random(name: str) -> bool:
+    """Random methods take an explicit generator, which make_method seeds from the run's seed."""
+    return "generator" in inspect.signature(method_factory(name)).parameters
 
 
-@pytest.mark.parametrize("name", STATEFUL)
+def steps(method, model: MultiTaskModel, seeds, tasks=TASKS, loss=None) -> list[list[torch.Tensor]]:
+    """The parameter gradients ``method`` leaves after each step (one batch seed per step)."""
+    grads = []
+    for seed in seeds:
+        model.zero_grad(set_to_none=True)
+        x, targets = batch(seed)
+        outputs = model(x)
+        task_loss = loss or (lambda t, o, targets=targets: ((o - targets[t]) ** 2).mean())
+        values = {t: task_loss(t, outputs[t]) for t in tasks}
+        method.backward(values, model)
+        grads.append([p.grad.clone() for p in model.parameters()])
+    return grads
+
+
+@pytest.mark.parametrize("name", available_methods())
 def test_state_dict_resumes_exactly(name):
     model = tiny_model()
     original = make_method(name, {}, seed=5)
+    original.attach(model)
     for seed in range(3):
         run_method(original, model, seed)
     restored = make_method(name, {}, seed=99)  # a different seed: the state must carry the generator
+    restored.attach(model)
     restored.load_state_dict(copy.deepcopy(original.state_dict()))
     for seed in range(3, 5):
         run_method(original, model, seed)
@@ -267,6 +285,57 @@ def test_state_dict_resumes_exactly(name):
         run_method(restored, model, seed)
         for p, grad in zip(model.parameters(), expected):
             torch.testing.assert_close(p.grad, grad, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", [name for name in available_methods() if is_random(name)])
+def test_random_methods_are_reproducible_from_their_seed(name):
+    """Equal seeds give equal gradients step after step, drawn from the method's own generator
+    (another seed leaves it in another state; the global RNG is not used)."""
+    runs, states = {}, {}
+    for seed in (3, 3, 4):
+        model = tiny_model()
+        method = make_method(name, {}, seed=seed)
+        method.attach(model)
+        torch.manual_seed(seed + len(runs.get(seed, [])))  # the global RNG must not matter
+        runs.setdefault(seed, []).append(torch.cat([g.reshape(-1) for step in steps(method, model, range(3))
+                                                    for g in step]))
+        states.setdefault(seed, []).append(method.state_dict()["generator"])
+    torch.testing.assert_close(runs[3][0], runs[3][1], rtol=0, atol=0)
+    assert torch.equal(states[3][0], states[3][1]) and not torch.equal(states[3][0], states[4][0])
+
+
+@pytest.mark.parametrize("name", [name for name in available_methods() if not is_random(name)])
+def test_deterministic_methods_do_not_depend_on_the_task_order(name):
+    """Listing the tasks in another order gives the same parameter gradients (over three steps,
+    so stateful methods are covered too)."""
+    runs = []
+    for tasks in (TASKS, TASKS[::-1]):
+        model = tiny_model()
+        method = make_method(name, {}, seed=0)
+        method.attach(model)
+        runs.append(steps(method, model, range(3), tasks=tasks))
+    for first, second in zip(*runs):
+        for a, b in zip(first, second):
+            torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", available_methods())
+def test_every_registered_method_handles_a_task_without_gradient_and_identical_tasks(name):
+    """A task whose loss does not depend on the model (a zero row of G) and two tasks with
+    the same loss: finite gradients, no error."""
+    cases = {
+        "zero task": lambda t, o: (o**2).mean() if t != "b" else 0.0 * o.sum() + 1.0,
+        "identical tasks": lambda t, o: (o**2).mean(),
+    }
+    for loss in cases.values():
+        model = tiny_model()
+        with torch.no_grad():  # identical heads, so identical tasks have identical gradients
+            for t in TASKS[1:]:
+                model.heads[t].load_state_dict(model.heads[TASKS[0]].state_dict())
+        method = make_method(name, {}, seed=0)
+        method.attach(model)
+        for grads in steps(method, model, range(2), loss=loss):
+            assert all(torch.isfinite(g).all() for g in grads)
 
 
 @pytest.mark.parametrize("name", available_methods())

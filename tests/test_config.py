@@ -15,11 +15,11 @@ from mtlens.training.config import resolve_config
     [
         ({"setting": "nope"}, ["setting", "unknown setting 'nope'", "digits_pair", "mnist_pair"]),
         ({"setting": "digits_pair", "lrr": 0.1}, ["lrr: unknown key", "lr,"]),
-        ({"setting": "digits_pair", "lr": -1.0}, ["lr:", "greater than 0"]),
-        ({"setting": "digits_pair", "batch_size": 0}, ["batch_size:"]),
-        ({"setting": "digits_pair", "optimizer": "rmsprop"}, ["optimizer:", "'adam'", "'sgd'"]),
-        ({"setting": "digits_pair", "method": "magic"}, ["method:", "unknown method 'magic'", "sum"]),
-        ({"setting": "digits_pair", "device": "tpu"}, ["device:"]),
+        ({"setting": "digits_pair", "lr": -1.0}, ["lr=-1.0", "greater than 0"]),
+        ({"setting": "digits_pair", "batch_size": 0}, ["batch_size=0"]),
+        ({"setting": "digits_pair", "optimizer": "rmsprop"}, ["optimizer='rmsprop'", "'adam'", "'sgd'"]),
+        ({"setting": "digits_pair", "method": "magic"}, ["method='magic'", "unknown method 'magic'", "sum"]),
+        ({"setting": "digits_pair", "device": "tpu"}, ["device='tpu'"]),
         ({"setting": "digits_pair", "setting_options": {"varient": "same"}},
          ["setting_options", "varient", "variant"]),
         ({"setting": "digits_pair", "method_options": {"alpha": 1.0}}, ["method_options", "alpha"]),
@@ -38,7 +38,7 @@ def test_unknown_task_and_bad_option_value_fail_at_resolution():
         resolve_config(parse_config({"setting": "digits_pair", "tasks": ["c"]}))
     with pytest.raises(ConfigError, match="task_loss_scales: \\['b'\\]"):
         resolve_config(parse_config({"setting": "digits_pair", "tasks": ["a"], "task_loss_scales": {"b": 2.0}}))
-    with pytest.raises(ConfigError, match="setting_options of 'digits_pair': variant must be"):
+    with pytest.raises(ConfigError, match="setting 'digits_pair'.*variant='shuffled': Input should be 'permuted' or 'same'"):
         resolve_config(parse_config({"setting": "digits_pair", "setting_options": {"variant": "shuffled"}}))
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import sys
 import types
+from typing import Annotated, Literal
 
 import pytest
+from pydantic import Field, PositiveInt
 
 from mtlens.errors import ConfigError
 from mtlens.registry import Registry, UnknownNameError
@@ -74,3 +76,26 @@ def test_builtins_are_imported_lazily_on_first_lookup(monkeypatch: pytest.Monkey
     assert imported == ["yes"]
     things.names()
     assert imported == ["yes"]
+
+
+def test_option_values_are_checked_against_the_annotations_without_being_converted() -> None:
+    things: Registry = Registry("setting")
+
+    @things.register("s")
+    def s(n_train: PositiveInt = 10, rate: Annotated[float, Field(gt=0, lt=1)] = 0.5,
+          variant: Literal["a", "b"] = "a", size: tuple[int, int] = (8, 8), anything=None) -> None:
+        return None
+
+    for fine in ({}, {"n_train": 3, "rate": 0.25, "variant": "b", "size": [4, 4], "anything": object()}):
+        things.check_options("s", fine)  # a list of two ints is a pair
+    bad = {"n_train": -5, "rate": float("nan"), "variant": "c", "size": [4]}
+    with pytest.raises(ConfigError) as info:
+        things.check_options("s", bad)
+    message = str(info.value)
+    assert message.startswith("setting 's': invalid option value(s): ") and "\n" not in message
+    for fragment in ("n_train=-5: Input should be greater than 0", "rate=nan: Input should be a finite number",
+                     "variant='c': Input should be 'a' or 'b'", "size=[4]"):
+        assert fragment in message
+    with pytest.raises(ConfigError, match=r"rate=1\.0: Input should be less than 1"):
+        things.check_options("s", {"rate": 1.0})
+    assert bad == {"n_train": -5, "rate": bad["rate"], "variant": "c", "size": [4]}  # not converted in place

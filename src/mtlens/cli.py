@@ -1,27 +1,32 @@
 """The command line: ``mtlens study | sweep | runs | report | settings | data``.
 
-Every command validates its whole input before training anything; a bad config key or
-unknown name exits with status 2 and one message naming the key and the valid choices.
+Every command validates its whole input before training or writing anything; a bad flag, config
+key, file or unknown name exits with status 2 and one line on stderr naming the flag, key or file
+and the valid choices (flags are checked by their ``type=`` while parsing, config keys by
+:func:`mtlens.training.config.parse_config`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+import tempfile
 from pathlib import Path
-from typing import Any, Sequence
-
-import yaml
+from typing import Any, Callable, NoReturn, Sequence
 
 from mtlens.errors import ConfigError, MtlensError
 
 DEFAULT_STORE = "runs/mtlens"
 
 
-def _parse_value(text: str) -> Any:
-    """``key=value`` values are YAML: ``3`` -> int, ``1e-3`` -> float, ``same`` -> str, ``[1e-3, 1]`` -> list."""
-    return _numbers(yaml.safe_load(text))
+def _parse_value(text: str, source: str) -> Any:
+    """``key=value`` values are YAML: ``3`` -> int, ``1e-3`` -> float, ``same`` -> str, ``[1e-3, 1]`` -> list;
+    malformed YAML raises :class:`ConfigError` naming ``source`` (the flag and key)."""
+    from mtlens.training.config import load_yaml_text
+
+    return _numbers(load_yaml_text(text, source))
 
 
 def _numbers(value: Any) -> Any:
@@ -39,20 +44,22 @@ def _numbers(value: Any) -> Any:
 def _pairs(items: Sequence[str], flag: str) -> dict[str, Any]:
     out = {}
     for item in items:
-        if "=" not in item:
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
             raise ConfigError(f"{flag} expects key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        out[key.strip()] = _parse_value(value)
+        out[key.strip()] = _parse_value(value, f"{flag} {item}")
     return out
 
 
 def base_config(args: argparse.Namespace) -> dict[str, Any]:
     """The raw run config of ``study``: the ``--config`` file, then explicit flags on top."""
+    from mtlens.training.config import load_yaml_file
+
     raw: dict[str, Any] = {}
     if args.config:
-        loaded = yaml.safe_load(Path(args.config).read_text()) or {}
+        loaded = load_yaml_file(args.config, "--config") or {}
         if not isinstance(loaded, dict):
-            raise ConfigError(f"{args.config}: expected a mapping of config keys")
+            raise ConfigError(f"--config {args.config}: expected a mapping of config keys, got {type(loaded).__name__}")
         raw.update(loaded)
     raw["setting"] = args.setting
     flags = {"optimizer": args.optimizer, "lr": args.lr, "momentum": args.momentum, "batch_size": args.batch_size,
@@ -60,6 +67,9 @@ def base_config(args: argparse.Namespace) -> dict[str, Any]:
              "eval_dense_until_epoch": args.eval_dense_until_epoch, "device": args.device}
     raw.update({k: v for k, v in flags.items() if v is not None})
     if args.option:
+        if not isinstance(raw.get("setting_options", {}), dict):
+            raise ConfigError(f"setting_options: expected a mapping of option names to values, "
+                              f"got {raw['setting_options']!r}")
         raw["setting_options"] = {**raw.get("setting_options", {}), **_pairs(args.option, "--option")}
     if args.set:
         raw.update(_pairs(args.set, "--set"))
@@ -126,14 +136,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from mtlens.orchestration.calibrate import run_calibration
 
     seeds = list(range(args.seeds)) if args.seed_list is None else args.seed_list
-    if not 0 < args.alpha < 1:
-        raise ConfigError(f"--alpha must be in (0, 1), got {args.alpha}")
-    if args.splits < 1:
-        raise ConfigError(f"--splits must be at least 1, got {args.splits}")
     store = RunStore(args.store)
-    print(f"calibrate {args.setting}: STL runs of {len(seeds)} seeds -> store {store.root}", file=sys.stderr)
     try:
-        result = run_calibration(base_config(args), seeds, store, args.splits, args.alpha, progress=not args.quiet)
+        result = run_calibration(base_config(args), seeds, store, args.splits, args.alpha, progress=not args.quiet,
+                                 log=lambda line: print(line, file=sys.stderr))
     except MtlensError as err:
         if isinstance(err, ConfigError):
             raise
@@ -209,8 +215,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     from mtlens.report.study_report import write_report
     from mtlens.store import RunStore
 
-    if not 0 < args.alpha < 1:
-        raise ConfigError(f"--alpha must be in (0, 1), got {args.alpha}")
     settings = [s for s in (args.setting or "").split(",") if s]
     methods = [m for m in (args.methods or "").split(",") if m]
     where: dict[str, list[Any]] = {}
@@ -244,6 +248,96 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr and exit 2, like every other
+    input error (``mtlens CMD --help`` shows the usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def _probability(text: str) -> float:
+    """argparse type: a number strictly between 0 and 1 (a test level or false discovery rate)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _comma_list(item: Callable[[str], Any], example: str) -> Callable[[str], str]:
+    """argparse type: comma-separated items, at least one, each accepted by ``item``; returns the text
+    (the command splits it)."""
+
+    def check(text: str) -> str:
+        items = [part.strip() for part in text.split(",") if part.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"expected comma-separated values such as {example}, got {text!r}")
+        for part in items:
+            item(part)
+        return text
+
+    return check
+
+
+def _directory(writable: bool) -> Callable[[str], str]:
+    """argparse type: a directory that exists or can be created (no file in the way); if ``writable``,
+    one this process can create files in, tested by creating and deleting a temporary file in the
+    nearest existing directory (so a refused command leaves nothing behind)."""
+
+    def check(text: str) -> str:
+        path = Path(text)
+        existing = next(p for p in (path, *path.parents) if p.exists())
+        if not existing.is_dir():
+            where = "is a file" if existing == path else f"is inside {existing}, which is a file"
+            raise argparse.ArgumentTypeError(f"{text} {where}; give a directory (existing or new)")
+        if writable:
+            try:
+                with tempfile.TemporaryFile(dir=existing):
+                    pass
+            except OSError as err:
+                raise argparse.ArgumentTypeError(f"cannot write in {existing} ({err.strerror or err}); "
+                                                 f"give a directory you can write to") from None
+        return text
+
+    return check
+
+
 def _add_run_config_flags(parser: argparse.ArgumentParser) -> None:
     """The run-config flags shared by ``study`` and ``sweep`` (read by :func:`base_config`)."""
     parser.add_argument("--config", help="YAML file with run-config keys (flags override it)")
@@ -261,32 +355,36 @@ def _add_run_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mtlens", description=__doc__)
+    parser = _Parser(prog="mtlens", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     study = sub.add_parser("study", help="train STL per task and MTL per method over seeds, then report")
     study.add_argument("setting", help="setting name (see `mtlens settings`)")
-    study.add_argument("--seeds", type=int,
+    study.add_argument("--seeds", type=_positive_int,
                        help="number of seeds 0..N-1 (default 3; 2 with --experiment)")
     study.add_argument("--seed-list", type=int, nargs="+", help="explicit seeds instead of --seeds")
-    study.add_argument("--methods", help="comma-separated MTL methods (default: sum; with --experiment: the "
-                                         "experiment's option 'methods', if it has one)")
+    study.add_argument("--methods", type=_comma_list(str, "sum,pcgrad"),
+                       help="comma-separated MTL methods (default: sum; with --experiment: the experiment's option "
+                            "'methods', if it has one)")
     study.add_argument("--experiment", help="run one registered experiment instead of the STL-vs-MTL study: "
                                             "optimizers, loss-scale, alignment, corruptions (Elich et al.; see "
                                             "docs/assumptions.md) or a user's own")
     study.add_argument("--experiment-option", action="append", metavar="KEY=VALUE",
                        help="an option of the experiment (repeatable), e.g. scales=[1e-3,1e3] or scaled_task=b")
     _add_run_config_flags(study)
-    study.add_argument("--store", default=DEFAULT_STORE, help=f"run store directory (default {DEFAULT_STORE})")
-    study.add_argument("--report", help="write the report to this directory when done")
+    study.add_argument("--store", default=DEFAULT_STORE, type=_directory(writable=True),
+                       help=f"run store directory (default {DEFAULT_STORE})")
+    study.add_argument("--report", type=_directory(writable=True), help="write the report to this directory when done")
     study.add_argument("--quiet", action="store_true", help="no progress bars")
     study.set_defaults(func=cmd_study)
 
     sweep = sub.add_parser("sweep", help="sweep a hyperparameter grid, select by validation, train the seeds")
     sweep.add_argument("setting", help="setting name (see `mtlens settings`)")
     sweep.add_argument("--grid", help="YAML file mapping config keys to value lists (default: the paper's lr x batch size)")
-    sweep.add_argument("--methods", default="sum", help="comma-separated MTL methods (default: sum)")
-    sweep.add_argument("--seeds", type=int, default=3, help="number of seeds 0..N-1 (default 3); the grid uses the first")
+    sweep.add_argument("--methods", default="sum", type=_comma_list(str, "sum,pcgrad"),
+                       help="comma-separated MTL methods (default: sum)")
+    sweep.add_argument("--seeds", type=_positive_int, default=3,
+                       help="number of seeds 0..N-1 (default 3); the grid uses the first")
     sweep.add_argument("--seed-list", type=int, nargs="+", help="explicit seeds instead of --seeds")
     sweep.add_argument("--select-metric", help="validation metric to select by (default: each task's selection metric)")
     sweep.add_argument("--select-at", choices=["best", "final"], default="best",
@@ -295,10 +393,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="MTL: mean oriented metric over tasks (default) or mean relative improvement over STL")
     _add_run_config_flags(sweep)
     sweep.add_argument("--backend", choices=["local", "ray"], default="local", help="executor (default local)")
-    sweep.add_argument("--workers", type=int, help="local: worker processes (default: one per core; 1 = in-process); "
-                                                   "ray: CPUs of a local Ray instance")
+    sweep.add_argument("--workers", type=_positive_int,
+                       help="local: worker processes (default: one per core; 1 = in-process); ray: CPUs of a local "
+                            "Ray instance")
     sweep.add_argument("--address", help="ray: address of an existing cluster (default: start a local instance)")
-    sweep.add_argument("--store", default=DEFAULT_STORE, help=f"run store directory (default {DEFAULT_STORE})")
+    sweep.add_argument("--store", default=DEFAULT_STORE, type=_directory(writable=True),
+                       help=f"run store directory (default {DEFAULT_STORE})")
     sweep.add_argument("--quiet", action="store_true", help="no progress bars")
     sweep.set_defaults(func=cmd_sweep)
 
@@ -308,8 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--seeds", type=int, default=12,
                            help="STL seeds 0..N-1 per task (default 12: 6 vs 6, the fewest pairs that can reach 5%%)")
     calibrate.add_argument("--seed-list", type=int, nargs="+", help="explicit seeds instead of --seeds")
-    calibrate.add_argument("--splits", type=int, default=25, help="A/A splits of the seeds (default 25)")
-    calibrate.add_argument("--alpha", type=float, default=0.05, help="test level (default 0.05)")
+    calibrate.add_argument("--splits", type=_positive_int, default=25, help="A/A splits of the seeds (default 25)")
+    calibrate.add_argument("--alpha", type=_probability, default=0.05, help="test level (default 0.05)")
     calibrate.add_argument("--out", help="also write every comparison (split, test, p-value) to this CSV")
     _add_run_config_flags(calibrate)
     calibrate.add_argument("--store", default=DEFAULT_STORE, help=f"run store directory (default {DEFAULT_STORE})")
@@ -317,19 +417,21 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.set_defaults(func=cmd_calibrate)
 
     runs = sub.add_parser("runs", help="list the runs in a store")
-    runs.add_argument("--store", default=DEFAULT_STORE)
+    runs.add_argument("--store", default=DEFAULT_STORE, type=_directory(writable=False))
     runs.add_argument("--state", choices=["running", "finished", "diverged", "failed"])
     runs.set_defaults(func=cmd_runs)
 
     report = sub.add_parser("report", help="write the HTML report of the runs in a store")
-    report.add_argument("--store", default=DEFAULT_STORE)
-    report.add_argument("--out", default="reports/mtlens")
-    report.add_argument("--setting", help="comma-separated settings to include (default: all)")
-    report.add_argument("--methods", help="comma-separated MTL methods to include (default: all)")
+    report.add_argument("--store", default=DEFAULT_STORE, type=_directory(writable=False))
+    report.add_argument("--out", default="reports/mtlens", type=_directory(writable=True))
+    report.add_argument("--setting", type=_comma_list(str, "digits_pair"),
+                        help="comma-separated settings to include (default: all)")
+    report.add_argument("--methods", type=_comma_list(str, "sum,pcgrad"),
+                        help="comma-separated MTL methods to include (default: all)")
     report.add_argument("--where", action="append", metavar="KEY=VALUE",
                         help="keep runs whose run-index column KEY (setting, method, optimizer, lr, seed, state, ...) "
                              "equals VALUE; repeatable, repeated keys match any of their values")
-    report.add_argument("--alpha", type=float, default=0.05,
+    report.add_argument("--alpha", type=_probability, default=0.05,
                         help="false discovery rate of each family of tests (gap, transfer, correlations; default 0.05)")
     report.set_defaults(func=cmd_report)
 
@@ -351,7 +453,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except (MtlensError, FileNotFoundError) as err:
-        print(f"mtlens {args.command}: error: {err}", file=sys.stderr)
+        message = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        print(f"mtlens {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

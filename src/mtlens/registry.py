@@ -3,7 +3,10 @@
 A :class:`Registry` maps names to objects (usually factories: a class or a function whose keyword
 parameters are the entry's options).  Every lookup of an unknown name raises one error type,
 :class:`UnknownNameError`, whose message names the kind, the name and the valid choices; every
-option check raises :class:`~mtlens.errors.ConfigError` naming the unknown options and the valid ones.
+option check raises :class:`~mtlens.errors.ConfigError` naming the unknown options and the valid ones, and
+checks each value against its parameter's annotation (:func:`check_option_values`): annotate an option
+``n_train: PositiveInt`` or ``rate: Annotated[float, Field(gt=0, lt=1)]`` and a bad value is refused,
+naming the option, before anything is built or trained.
 Built-in entries are registered by importing their modules, lazily on first use (``builtins``), so
 that importing a registry stays cheap and user code can register its own entries first::
 
@@ -20,9 +23,12 @@ that importing a registry stays cheap and user code can register its own entries
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 from typing import Any, Callable, Generic, Iterable, TypeVar, overload
+
+from pydantic import BaseModel, ConfigDict, PydanticUserError, ValidationError, create_model
 
 from mtlens.errors import ConfigError
 
@@ -122,6 +128,9 @@ class Registry(Generic[T]):
         unknown = sorted(set(options) - set(valid))
         if unknown:
             raise ConfigError(f"{self.kind} {name!r} has no option(s) {unknown}; valid options: {sorted(valid) or 'none'}")
+        entry = self.get(name)
+        target = self._signature_of(entry) if self._signature_of is not None else entry
+        check_option_values(self.kind, name, target, options, self._ignored)
 
     def _load_builtins(self) -> None:
         if self._loaded:
@@ -131,4 +140,51 @@ class Registry(Generic[T]):
             importlib.import_module(module)
 
 
-__all__ = ["Registry", "UnknownNameError"]
+def check_option_values(kind: str, name: str, entry: Callable[..., Any], options: dict[str, Any],
+                        ignored: Iterable[str] = ("self",)) -> None:
+    """Raise one-line :class:`ConfigError` naming every option of ``options`` whose value does not fit
+    the annotation of ``entry``'s parameter of that name (validated by pydantic, in lax mode: ``3``
+    fits ``float``, ``[1, 2]`` fits ``tuple[int, int]``; infinities and NaN fit no ``float``).
+
+    Only the given options are checked (a missing option keeps its default); unannotated parameters
+    and annotations that cannot be resolved accept anything.  The values are checked, not converted:
+    the caller keeps using ``options`` as given (so stored configs and run ids do not change).
+    """
+    model = _options_model(entry, frozenset(ignored))
+    known = {key: value for key, value in options.items() if key in model.model_fields}
+    try:
+        model.model_validate(known)
+    except ValidationError as err:
+        problems = []
+        for item in err.errors():
+            if item["type"] == "missing" and len(item["loc"]) == 1:  # an option not given keeps its default
+                continue
+            key, *inner = (str(part) for part in item["loc"])
+            where = f" (at item {'.'.join(inner)})" if inner else ""
+            problems.append(f"{key}={options.get(key)!r}: {item['msg']}{where}")
+        if problems:
+            raise ConfigError(f"{kind} {name!r}: invalid option value(s): {'; '.join(problems)}") from None
+
+
+@functools.lru_cache(maxsize=None)
+def _options_model(entry: Callable[..., Any], ignored: frozenset[str]) -> type[BaseModel]:
+    """A pydantic model with one field per keyword parameter of ``entry``, typed by its annotation."""
+    try:
+        signature = inspect.signature(entry, eval_str=True)
+    except (NameError, TypeError, SyntaxError, AttributeError):  # an annotation that cannot be resolved here
+        signature = inspect.signature(entry)
+    fields: dict[str, Any] = {}
+    for p in signature.parameters.values():
+        if p.name in ignored or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        annotation = Any if p.annotation is p.empty or isinstance(p.annotation, str) else p.annotation
+        fields[p.name] = (annotation, ... if p.default is p.empty else p.default)
+    config = ConfigDict(arbitrary_types_allowed=True, allow_inf_nan=False)
+    try:
+        return create_model(f"{getattr(entry, '__name__', 'entry')}_options", __config__=config, **fields)
+    except PydanticUserError:  # an annotation pydantic cannot build a validator for: accept any value
+        return create_model(f"{getattr(entry, '__name__', 'entry')}_options", __config__=config,
+                            **{key: (Any, default) for key, (_, default) in fields.items()})
+
+
+__all__ = ["Registry", "UnknownNameError", "check_option_values"]

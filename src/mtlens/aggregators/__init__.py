@@ -41,7 +41,7 @@ def aggregation_factory(aggregator_class: type[Aggregator]) -> MethodFactory:
     def factory(**options: Any) -> UpdateMethod:
         return GradientAggregation(aggregator_class(**options))
 
-    factory.__signature__ = inspect.signature(aggregator_class)  # type: ignore[attr-defined]
+    factory.__signature__ = inspect.signature(aggregator_class, eval_str=True)  # type: ignore[attr-defined]
     factory.__doc__ = aggregator_class.__doc__
     return factory
 
@@ -91,7 +91,8 @@ def method_factory(name: str) -> MethodFactory:
 
 
 def check_method_options(name: str, options: dict[str, Any]) -> None:
-    """Raise :class:`~mtlens.errors.ConfigError` (a ``ValueError``) naming options the method does not accept."""
+    """Raise :class:`~mtlens.errors.ConfigError` (a ``ValueError``) naming options the method does not accept,
+    or whose value does not fit the annotation of the factory's parameter."""
     METHODS.check_options(name, options)
 
 

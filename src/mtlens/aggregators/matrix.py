@@ -14,6 +14,12 @@ identical and single (K = 1) gradients.  Random aggregators draw from the explic
 ``torch.Generator`` they are given (PCGrad, GradVac, GradDrop, RGW); stateful ones
 (GradVac, Nash-MTL, and the random ones' generators) expose ``state_dict`` /
 ``load_state_dict`` so a resumed run continues exactly.
+
+Each class also declares what it guarantees (:attr:`Aggregator.scale_degree`,
+:attr:`Aggregator.permutation_invariant`, :attr:`Aggregator.task_scale_invariant`,
+:meth:`Aggregator.conflict_bound`); ``tests/test_aggregator_properties.py`` checks these
+claims for every method in the registry, so a newly registered aggregator is tested for
+what it declares.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, ClassVar, Literal, Sequence
 
 import numpy as np
 import torch
@@ -57,7 +63,21 @@ def check_gradient_matrix(matrix: Tensor, task_names: Sequence[str] | None = Non
 
 
 class Aggregator(ABC):
-    """Maps ``G (K, P)`` to an update ``(P,)``; call it, or :meth:`aggregate` for the weights too."""
+    """Maps ``G (K, P)`` to an update ``(P,)``; call it, or :meth:`aggregate` for the weights too.
+
+    The attributes below state the method's guarantees (up to rounding; random methods for
+    equal generator states; a subclass whose guarantee depends on its options sets them in
+    ``__init__``), checked for every registered method by the property tests:
+    """
+
+    scale_degree: int | None = 1
+    """``update(a G) = a ** scale_degree * update(G)`` for every ``a > 0`` (``None``: no claim)."""
+
+    permutation_invariant: bool = True
+    """Reordering the tasks (rows of ``G``) leaves the update unchanged and permutes the weights."""
+
+    task_scale_invariant: bool = False
+    """Scaling each task's gradient by its own factor ``s_k > 0`` leaves the update unchanged."""
 
     def __call__(self, matrix: Tensor) -> Tensor:
         return self.aggregate(matrix).update
@@ -69,6 +89,13 @@ class Aggregator(ABC):
     @abstractmethod
     def _aggregate(self, matrix: Tensor) -> Aggregate:
         """The method itself, on a checked finite matrix."""
+
+    def conflict_bound(self, gram: np.ndarray, weights: np.ndarray | None) -> np.ndarray | None:
+        """A guaranteed lower bound ``(K,)`` on ``g_k . update`` given the Gram matrix and the
+        weights the method returned (up to rounding), or ``None`` if the method does not
+        claim to avoid conflicts.  ``0`` means the update never conflicts with a task."""
+        del gram, weights
+        return None
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -136,8 +163,11 @@ class PCGrad(RandomAggregator, GramianAggregator):
     so ``g_i^PC . g_j = (C M)_ij``; the weights are ``1^T C``.  Without conflicts (all
     ``M_ij >= 0``) it equals the sum.  Zero gradients never conflict.  For each ``i`` the
     order is ``torch.randperm(K, generator)`` with ``i`` skipped (the convention of torchjd,
-    so both agree for equal seeds).
+    so both agree for equal seeds).  The order is drawn by task index, so reordering the
+    tasks changes which order a task gets (not permutation-invariant for a given generator).
     """
+
+    permutation_invariant = False
 
     def weights(self, gram: np.ndarray, eps: float) -> np.ndarray:
         k = gram.shape[0]
@@ -166,13 +196,28 @@ class GradVac(RandomAggregator, GramianAggregator):
     (||g_j|| sqrt(1 - phi_hat_ij^2)) g_j`` (which sets the cosine to ``phi_hat_ij``); then
     ``phi_hat_ij <- (1 - beta) phi_hat_ij + beta phi_ij``.  Update ``sum_i g_i^PC``.
 
-    ``beta = 0.01`` (the paper's EMA rate; LibMTL and torchjd default to 0.5), ``eps =
-    1e-8`` is added to the norm denominators so zero gradients give ``phi = 0`` and no
-    correction.  State: ``phi_hat`` (K x K) and the generator.  The visiting order is
-    ``torch.randperm(K - 1, generator)`` over the other tasks (torchjd's convention).
+    ``beta = 0.01`` (the paper's EMA rate; LibMTL and torchjd default to 0.5).  The cosines
+    ``phi_ij`` are clipped to ``[-1 + delta, 1 - delta]`` before use, ``delta = 64 eps_G``
+    (``eps_G`` the machine epsilon of ``G``'s dtype: cosines closer to +-1 than that are
+    rounding), so the targets stay inside: rounding of exactly (anti)parallel gradients
+    otherwise pushes ``phi_hat`` to or past 1, where ``sqrt(1 - phi_hat^2)`` vanishes, and the
+    next cosine that rounds a little lower is "corrected" by a huge multiple of ``g_j`` (the
+    update exploded to 1e9 times the gradients in float32).  Exactly (anti)parallel
+    gradients then get no correction after the first steps.  A pair is left uncorrected
+    when ``||g_j|| sqrt(1 - phi_hat_ij^2) + eps`` is 0 (a zero gradient); a zero gradient
+    has ``phi = 0``.  ``eps`` (default 0, so the method is scale-equivariant) is added to the
+    norm denominators as in the authors' code and torchjd (both use 1e-8, an absolute
+    value that halves the cosines of gradients with norms near 1e-4).  State: ``phi_hat``
+    (K x K) and the generator.  The visiting order is ``torch.randperm(K - 1, generator)``
+    over the other tasks (torchjd's convention), by task index (not permutation-invariant
+    for a given generator).
     """
 
-    def __init__(self, generator: torch.Generator, beta: float = 0.01, eps: float = 1e-8):
+    permutation_invariant = False
+    cosine_resolution: ClassVar[float] = 64.0
+    """``delta / eps_G``: cosines within ``delta`` of +-1 are clipped to +-(1 - delta)."""
+
+    def __init__(self, generator: torch.Generator, beta: float = 0.01, eps: float = 0.0):
         super().__init__(generator)
         if not 0.0 <= beta <= 1.0:
             raise ValueError(f"beta must be in [0, 1], got {beta}")
@@ -189,19 +234,21 @@ class GradVac(RandomAggregator, GramianAggregator):
             raise ValueError(f"GradVac was used with {self.phi_hat.shape[0]} tasks and now gets {k}")
         coefficients = np.eye(k)
         norms = np.sqrt(np.clip(np.diag(gram), 0.0, None))
+        bound = 1.0 - self.cosine_resolution * eps
         for i in range(k):
             others = [j for j in range(k) if j != i]
             for position in torch.randperm(k - 1, generator=self.generator).tolist():
                 j = others[position]
                 inner = coefficients[i] @ gram[:, j]
                 norm_i = math.sqrt(max(coefficients[i] @ gram @ coefficients[i], 0.0))
-                phi = inner / (norm_i * norms[j] + self.eps)
+                denominator = norm_i * norms[j] + self.eps
+                phi = min(max(inner / denominator, -bound), bound) if denominator > 0 else 0.0
                 target = self.phi_hat[i, j]
-                if phi < target:
+                root_target = math.sqrt(max(1.0 - target * target, 0.0))
+                scale = norms[j] * root_target + self.eps
+                if phi < target and scale > 0:
                     root_phi = math.sqrt(max(1.0 - phi * phi, 0.0))
-                    root_target = math.sqrt(max(1.0 - target * target, 0.0))
-                    coefficients[i, j] += (norm_i * (target * root_phi - phi * root_target)
-                                           / (norms[j] * root_target + self.eps))
+                    coefficients[i, j] += norm_i * (target * root_phi - phi * root_target) / scale
                 self.phi_hat[i, j] = (1.0 - self.beta) * target + self.beta * phi
         return coefficients.sum(axis=0)
 
@@ -227,13 +274,20 @@ class MGDA(GramianAggregator):
     (default, the algorithm as stated) or ``"l2"`` (rows scaled to unit norm first, one of
     the options of the authors' code; the update is then a combination of unit gradients).
     The update is zero whenever 0 is in the hull (a zero gradient, or opposite gradients):
-    the point is Pareto-stationary.
+    the point is Pareto-stationary.  The update ``d`` never conflicts: ``g_k . d >= ||d||^2``
+    for every task (optimality of the projection of 0 onto the hull).  With ``"l2"`` it is
+    unchanged when a task's gradient is scaled (and so of scale degree 0).
     """
 
     def __init__(self, normalization: Literal["none", "l2"] = "none"):
         if normalization not in ("none", "l2"):
             raise ValueError(f"normalization must be 'none' or 'l2', got {normalization!r}")
         self.normalization = normalization
+        self.task_scale_invariant = normalization == "l2"
+        self.scale_degree = 0 if normalization == "l2" else 1
+
+    def conflict_bound(self, gram: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+        return np.zeros(gram.shape[0])
 
     def weights(self, gram: np.ndarray, eps: float) -> np.ndarray:
         if self.normalization == "none":
@@ -266,21 +320,36 @@ class NashMTL(GramianAggregator):
     r"""Nash-MTL (Navon et al., ICML 2022, "Multi-Task Learning as a Bargaining Game").
 
     The weights solve the bargaining condition ``M alpha = 1 / alpha`` (elementwise),
-    ``alpha > 0`` (computed as ``alpha_n / sqrt(||M||_F)`` from the solution ``alpha_n`` for the
-    normalised ``M / ||M||_F``, the authors' conditioning step, which leaves the solution
-    unchanged); update
-    ``G^T alpha``, rescaled to norm ``max_norm`` if larger (the authors clip the shared
-    gradient norm; ``0`` disables).  Solved exactly by Newton's method on the equivalent
-    convex problem (:func:`~mtlens.aggregators.solvers.nash_bargaining_weights`) instead of
-    the paper's sequence of ``optim_niter = 20`` convex approximations.  Weights are
-    recomputed every ``update_weights_every`` calls (default 1) and reused in between.
+    ``alpha > 0``; update ``G^T alpha``, rescaled to norm ``max_norm`` if larger (the authors
+    clip the shared gradient norm; ``0`` disables).  The solution is invariant to each
+    task's gradient scale (``g_k -> s_k g_k`` gives ``alpha_k -> alpha_k / s_k``), so it is
+    computed for the unit gradients ``u_k = g_k / ||g_k||`` (Gram matrix ``C_ij = M_ij /
+    (||g_i|| ||g_j||)``, which also conditions the problem as the authors' normalisation by
+    ``||M||_F`` does) and divided by the norms: a task with a small gradient gets a large
+    weight, as the method prescribes, however small.  The update ``G^T alpha`` has norm
+    ``sqrt(K)`` before clipping, whatever the gradients' scale (scale degree 0).  Solved by
+    Newton's method on the equivalent convex problem
+    (:func:`~mtlens.aggregators.solvers.nash_bargaining_weights`) instead of the paper's
+    sequence of ``optim_niter = 20`` convex approximations.  Weights are recomputed every
+    ``update_weights_every`` calls (default 1) and reused in between.
 
-    Degenerate input: tasks with a zero gradient get weight 0 and are left out of the
-    game; if a non-negative combination of the remaining gradients vanishes (0 in their
-    convex hull, e.g. opposite gradients) no direction improves every task, the game has
-    no solution, and the update is zero.
+    Degenerate input: tasks with an exactly zero gradient get weight 0 and are left out of
+    the game.  If a non-negative combination of the remaining gradients vanishes (0 in the
+    convex hull of the ``u_k``, e.g. opposite gradients) no direction improves every task,
+    the game has no solution, and the update is zero.  "Vanishes" is judged at the
+    rounding level of ``G``'s dtype: the squared norm of the min-norm point of the ``u_k``'s
+    hull at most ``64 K eps`` (``eps`` the machine epsilon of ``G``'s dtype; float32 Gram
+    matrices of gradients that cancel exactly give about ``13 K eps`` at 10^6 parameters).
+    Near that boundary rounding limits how well the bargaining equation can be met; the
+    solver then returns its best iterate and never raises.  Every task improves:
+    ``g_k . update = 1 / alpha_k > 0`` (times the clipping factor), or the update is 0.
     Defaults ``max_norm = 1.0``, ``update_weights_every = 1`` (the authors' code).
     """
+
+    scale_degree = 0
+    task_scale_invariant = True
+    stationarity_tolerance: ClassVar[float] = 64.0
+    """Multiple of ``K eps`` below which the hull's min-norm point counts as zero."""
 
     def __init__(self, max_norm: float = 1.0, update_weights_every: int = 1):
         if max_norm < 0:
@@ -293,7 +362,7 @@ class NashMTL(GramianAggregator):
 
     def weights(self, gram: np.ndarray, eps: float) -> np.ndarray:
         if self.alpha is None or self.calls % self.update_weights_every == 0 or len(self.alpha) != len(gram):
-            self.alpha = self.bargaining_weights(gram)
+            self.alpha = self.bargaining_weights(gram, eps)
         self.calls += 1
         alpha = self.alpha.copy()
         norm = math.sqrt(max(alpha @ gram @ alpha, 0.0))
@@ -301,20 +370,24 @@ class NashMTL(GramianAggregator):
             alpha *= self.max_norm / norm
         return alpha
 
-    @staticmethod
-    def bargaining_weights(gram: np.ndarray) -> np.ndarray:
-        """``alpha`` with ``M alpha = 1/alpha`` on the tasks with non-zero gradients (0 elsewhere)."""
+    def conflict_bound(self, gram: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+        return np.zeros(gram.shape[0])
+
+    @classmethod
+    def bargaining_weights(cls, gram: np.ndarray, eps: float) -> np.ndarray:
+        """``alpha`` with ``M alpha = 1/alpha`` on the tasks with non-zero gradients (0 elsewhere),
+        or all zeros when 0 is in the convex hull of their unit gradients (``eps``: the machine
+        epsilon of the gradients' dtype)."""
+        norms = np.sqrt(np.clip(np.diag(gram), 0.0, None))
         alpha = np.zeros(gram.shape[0])
-        scale = np.linalg.norm(gram)
-        if scale == 0.0:
+        active = np.flatnonzero(norms > 0)
+        if active.size == 0:
             return alpha
-        normalized = gram / scale
-        active = np.flatnonzero(np.diag(normalized) > 1e-12)
-        sub = normalized[np.ix_(active, active)]
-        hull = min_norm_weights(sub)
-        if hull @ sub @ hull <= 1e-12 * np.trace(sub):
+        unit = gram[np.ix_(active, active)] / np.outer(norms[active], norms[active])
+        hull = min_norm_weights(unit)
+        if hull @ unit @ hull <= cls.stationarity_tolerance * active.size * eps:
             return alpha
-        alpha[active] = nash_bargaining_weights(sub) / math.sqrt(scale)
+        alpha[active] = nash_bargaining_weights(unit) / norms[active]
         return alpha
 
     def state_dict(self) -> dict[str, Any]:
@@ -367,6 +440,10 @@ class CAGrad(GramianAggregator):
     ``1 + c^2`` (``rescale = 1``, the authors' default), ``1 + c`` (``rescale = 2``) or
     not (``rescale = 0``, torchjd's CAGrad).  ``c = 0.5`` (the authors' default); ``c = 0``
     gives the mean.  If ``g_w`` vanishes (0 in the hull) the update is ``g_0`` rescaled.
+    The dual is solved on ``M / tr M`` (so the update is scale-equivariant) and certified by
+    its duality gap (:func:`~mtlens.aggregators.solvers.cagrad_dual_weights`, which raises
+    :class:`~mtlens.aggregators.solvers.SolverError` rather than return an uncertified
+    update).
     """
 
     def __init__(self, c: float = 0.5, rescale: Literal[0, 1, 2] = 1):
@@ -395,14 +472,20 @@ class UPGrad(GramianAggregator):
     task gradient.
 
     Projection weights: ``v_k = argmin_{v >= e_k / K} v^T M' v`` (Prop. 1), solved exactly by
-    NNLS (:func:`~mtlens.aggregators.solvers.dual_cone_weights`); weights ``sum_k v_k``.  As in
-    torchjd (the reference implementation), ``M' = M / tr(M) + reg_eps I`` (``M' = reg_eps I``
-    if ``tr(M) < norm_eps``, which reduces UPGrad to the mean for gradients with
-    ``sum_k ||g_k||^2 < norm_eps``); defaults ``norm_eps = reg_eps = 1e-4``.  ``reg_eps = 0``
-    gives the exact projection.
+    NNLS (:func:`~mtlens.aggregators.solvers.dual_cone_weights`); weights ``w = sum_k v_k``.
+    As in torchjd (the reference implementation) the Gram matrix is normalised and
+    regularised, ``M' = M / tr(M) + reg_eps I``, which makes the weights independent of the
+    gradients' scale.  Guarantee (from the KKT conditions ``M' v_k >= 0``): every task gets
+    ``g_j . update >= -reg_eps w_j tr(M)`` — no conflict with ``reg_eps = 0`` (the exact
+    projection), a conflict of at most ``reg_eps w_j`` in units of ``tr(M)`` with the
+    default ``reg_eps = 1e-4`` (torchjd's).  ``norm_eps``: torchjd's absolute threshold
+    (there ``1e-4``) below which ``tr(M)`` is treated as 0 and ``M' = reg_eps I``, which
+    turns UPGrad into the plain mean — conflicting, and not scale-equivariant — for
+    gradients with ``sum_k ||g_k||^2 < norm_eps``, i.e. late in training; the default 0
+    applies the normalisation whenever ``tr(M) > 0`` (all-zero gradients give a zero update).
     """
 
-    def __init__(self, norm_eps: float = 1e-4, reg_eps: float = 1e-4):
+    def __init__(self, norm_eps: float = 0.0, reg_eps: float = 1e-4):
         if norm_eps < 0 or reg_eps < 0:
             raise ValueError(f"norm_eps and reg_eps must be >= 0, got {norm_eps}, {reg_eps}")
         self.norm_eps, self.reg_eps = norm_eps, reg_eps
@@ -412,7 +495,16 @@ class UPGrad(GramianAggregator):
         trace = np.trace(gram)
         normalized = gram / trace if trace >= self.norm_eps and trace > 0 else np.zeros_like(gram)
         regularized = normalized + self.reg_eps * np.eye(k)
-        return sum(dual_cone_weights(regularized, np.eye(k)[i] / k) for i in range(k))
+        weights = np.zeros(k)
+        for i in range(k):
+            weights = weights + dual_cone_weights(regularized, np.eye(k)[i] / k)
+        return weights
+
+    def conflict_bound(self, gram: np.ndarray, weights: np.ndarray | None) -> np.ndarray | None:
+        if np.trace(gram) < self.norm_eps:
+            return None  # below norm_eps UPGrad is the mean, which may conflict
+        assert weights is not None
+        return -self.reg_eps * np.trace(gram) * weights
 
 
 # -- random methods ----------------------------------------------------------------------
@@ -420,8 +512,11 @@ class RGW(RandomAggregator, GramianAggregator):
     r"""Random gradient weighting (RGW; Lin et al., TMLR 2022, "Reasonable Effectiveness of
     Random Weighting: A Litmus Test for Multi-Task Learning", Alg. 2): ``w = softmax(z)``,
     ``z ~ N(0, I_K)`` drawn fresh each step; update ``G^T w``.  No hyperparameters (the
-    paper's default normal distribution).  torchjd calls it ``Random``.
+    paper's default normal distribution).  torchjd calls it ``Random``.  The draws are by
+    task index (not permutation-invariant for a given generator).
     """
+
+    permutation_invariant = False
 
     def weights(self, gram: np.ndarray, eps: float) -> np.ndarray:
         z = torch.randn(gram.shape[0], generator=self.generator, dtype=torch.float64)

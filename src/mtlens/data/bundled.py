@@ -23,12 +23,20 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mtlens.errors import ConfigError
 from mtlens.store.atomic import atomic_write
 
 
 def data_root() -> Path:
-    """Where mtlens keeps datasets and caches: ``$MTLENS_DATA`` or ``~/.cache/mtlens``."""
-    return Path(os.environ.get("MTLENS_DATA", Path.home() / ".cache" / "mtlens"))
+    """Where mtlens keeps datasets and caches: ``$MTLENS_DATA`` or ``~/.cache/mtlens``; a path to
+    something that is not a directory raises :class:`ConfigError`."""
+    root = Path(os.environ.get("MTLENS_DATA", Path.home() / ".cache" / "mtlens"))
+    blocking = next((p for p in (root, *root.parents) if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        where = "is" if blocking == root else f"is inside {blocking}, which is"
+        source = "$MTLENS_DATA" if "MTLENS_DATA" in os.environ else "the default data root"
+        raise ConfigError(f"{source} {root} {where} a file; set MTLENS_DATA to a directory (existing or new)")
+    return root
 
 
 @lru_cache(maxsize=None)

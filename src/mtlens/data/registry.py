@@ -183,25 +183,35 @@ def download_file(remote: RemoteFile, destination: Path, timeout: float = 60.0) 
     """Stream ``remote.url`` to ``destination`` atomically, verifying the checksum before it appears.
 
     A file already at ``destination`` with the right checksum is kept as is.  Network
-    failures and checksum mismatches raise :class:`DownloadError` naming the URL and path.
+    failures and checksum mismatches raise :class:`DownloadError` naming the URL and path and
+    saying how to place the file by hand; the connection is opened before anything is written,
+    so an offline attempt leaves no directory behind.
     """
     algorithm, _, expected = remote.checksum.partition(":")
     expected = expected.lower()
     if destination.exists() and file_digest(destination, algorithm) == expected:
         return destination
 
+    def failed(err: Exception) -> DownloadError:
+        return DownloadError(
+            f"could not download {remote.url} ({getattr(err, 'reason', err)}); fetch it by hand and put it at "
+            f"{destination}, then run the command again (a file there with {algorithm} {expected} is used as is)"
+        )
+
+    try:
+        response = urllib.request.urlopen(remote.url, timeout=timeout)
+    except (urllib.error.URLError, OSError) as err:
+        raise failed(err) from None
+
     def fetch(tmp: Path) -> None:
         digest = hashlib.new(algorithm)
         try:
-            with urllib.request.urlopen(remote.url, timeout=timeout) as response, open(tmp, "wb") as out:
+            with response, open(tmp, "wb") as out:
                 for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
                     digest.update(chunk)
                     out.write(chunk)
         except (urllib.error.URLError, OSError) as err:
-            reason = getattr(err, "reason", err)
-            raise DownloadError(
-                f"could not download {remote.url} ({reason}); download it by hand and put it at {destination}"
-            ) from None
+            raise failed(err) from None
         if digest.hexdigest() != expected:
             raise DownloadError(
                 f"checksum mismatch for {remote.url}: expected {algorithm} {expected}, got {digest.hexdigest()}; "
@@ -220,8 +230,8 @@ def download_dataset(name: str, log: Callable[[str], None] = lambda _: None) -> 
         raise DownloadError(f"dataset {name!r} cannot be downloaded automatically. {spec.instructions}")
     for remote in spec.downloads:
         destination = root / remote.target
-        log(f"{remote.url} -> {destination}")
         download_file(remote, destination)
+        log(f"{remote.url} -> {destination} (checksum verified)")
         if remote.extract:
             _extract(destination, root)
     return require_dataset(name)

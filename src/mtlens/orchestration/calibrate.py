@@ -8,7 +8,7 @@ same configuration.  The inference itself is :mod:`mtlens.analysis.calibration`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 
@@ -32,10 +32,11 @@ class Calibration:
 
 
 def run_calibration(base: dict[str, Any], seeds: Sequence[int], store: RunStore, n_splits: int = 25,
-                    alpha: float = 0.05, progress: bool = True, control_splits: int | None = None) -> Calibration:
+                    alpha: float = 0.05, progress: bool = True, control_splits: int | None = None,
+                    log: Callable[[str], None] | None = None) -> Calibration:
     """Train (or reuse) the STL runs of ``seeds``; run :func:`~mtlens.analysis.calibration.calibrate` on
     A/A splits, then again with the minimum detectable effects spiked in (positive control) on the
-    first ``control_splits`` splits (default: all).
+    first ``control_splits`` splits (default: all).  ``log`` receives one line once the configs are valid.
 
     Raises :class:`ConfigError` for fewer than 4 seeds (before any training) and
     :class:`MtlensError` naming the runs that did not finish (no rate is computed from part of them).
@@ -43,6 +44,8 @@ def run_calibration(base: dict[str, Any], seeds: Sequence[int], store: RunStore,
     if len(set(seeds)) < 4:
         raise ConfigError(f"--seeds: A/A splits need at least 4 seeds (two groups of 2), got {len(set(seeds))}")
     configs = study_configs(base, sorted(set(seeds)), methods=())  # validates everything first
+    if log:
+        log(f"calibrate {base['setting']}: STL runs of {len(set(seeds))} seeds -> store {store.root}")
     results = run_configs(configs, store, progress=progress)
     unfinished = results[results["state"] != "finished"]
     if len(unfinished):

@@ -18,10 +18,8 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mtlens.errors import ConfigError
-from mtlens.training.config import RunConfig
+from mtlens.training.config import RunConfig, load_yaml_file
 
 Grid = dict[str, list[Any]]
 
@@ -53,7 +51,7 @@ def load_grid(path: str | Path | None) -> Grid:
     """The grid in the YAML file ``path``, or :data:`PAPER_GRID` when ``path`` is ``None``."""
     if path is None:
         return {key: list(values) for key, values in PAPER_GRID.items()}
-    return check_grid(yaml.safe_load(Path(path).read_text()), str(path))
+    return check_grid(load_yaml_file(path, "--grid"), f"--grid {path}")
 
 
 def grid_points(grid: Grid) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 from tqdm.auto import tqdm
 
+from mtlens.errors import MtlensError
 from mtlens.settings import Setting, load_setting
 from mtlens.store import RunLockedError, RunStore
 from mtlens.training.config import ConfigError, RunConfig, load_configured_setting, parse_config, resolve_config
@@ -65,9 +66,17 @@ def train_one(config: RunConfig, store: RunStore, setting: Setting, progress: bo
 
 
 def mark_failed(store: RunStore, config: RunConfig, message: str) -> None:
-    """Record ``config``'s run as ``failed`` with ``message`` (it stays resumable: failed is not done)."""
-    store.write_config(config.run_id, config.model_dump(), ignore=("device",))
-    store.set_status(config.run_id, "failed", (store.status(config.run_id) or {}).get("step", 0), message)
+    """Record ``config``'s run as ``failed`` with ``message`` (it stays resumable: failed is not done).
+
+    A store that cannot be written (e.g. read-only) raises :class:`MtlensError` naming the file: one
+    line for the user, not the write error chained to the run's own.
+    """
+    try:
+        store.write_config(config.run_id, config.model_dump(), ignore=("device",))
+        store.set_status(config.run_id, "failed", (store.status(config.run_id) or {}).get("step", 0), message)
+    except OSError as err:
+        raise MtlensError(f"cannot record run {config.run_id} as failed: cannot write {err.filename or store.root} "
+                          f"({err.strerror or err}); is the store {store.root} writable?") from None
 
 
 def cached_setting(config: RunConfig, cache: dict[tuple[str, str], Setting]) -> Setting:

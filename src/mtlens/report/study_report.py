@@ -47,7 +47,12 @@ def select_runs(store: RunStore, settings: Sequence[str] = (), methods: Sequence
     for key, values in (where or {}).items():
         if key not in index:
             raise ConfigError(f"--where: unknown run-index column {key!r}; valid: {', '.join(sorted(index.columns))}")
-        index = index[_matches(index[key], key, values)]
+        matched = _matches(index[key], key, values)
+        if not matched.any():
+            present = sorted(index[key].astype(str).unique())
+            raise ConfigError(f"--where {key}: no runs have {' or '.join(map(str, values))}; values present: "
+                              f"{', '.join(present[:20])}{' ...' if len(present) > 20 else ''}")
+        index = index[matched]
     if settings:
         index = index[index["setting"].isin(settings)]
     if methods:
@@ -175,11 +180,11 @@ def write_report(store: RunStore, out_dir: str | Path, settings: Sequence[str] =
 
     ``alpha`` is the false discovery rate of each family of tests (docs/statistics.md)."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     index = select_runs(store, settings, methods, where)
     if index.empty:
         raise MtlensError(f"no runs in {store.root} match settings={list(settings)} methods={list(methods)}"
                           f"{f' where={where}' if where else ''}")
+    out_dir.mkdir(parents=True, exist_ok=True)
     rows = store.trajectories(index["run_id"].tolist())
     configured, task_info = by_configuration(index, rows, store.task_info())
     sections = [overview_section(index, configured, out_dir), transfer_section(configured, task_info, out_dir, alpha),

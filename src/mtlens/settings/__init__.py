@@ -9,7 +9,8 @@ A setting factory is any callable ``(**options) -> Setting``; register your own 
         ...
 
 Configs then say ``setting: my_setting`` and ``setting_options: {n_train: 500}``.
-Unknown names and unknown options fail with a message listing the valid choices.
+Unknown names and unknown options fail with a message listing the valid choices; option values
+are checked against the factory's annotations (``n_train: PositiveInt`` refuses ``-5``).
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def setting_options(name: str) -> dict[str, Any]:
 
 
 def check_setting_options(name: str, options: dict[str, Any]) -> None:
-    """Raise :class:`~mtlens.errors.ConfigError` (a ``ValueError``) naming any option the setting does not accept."""
+    """Raise :class:`~mtlens.errors.ConfigError` (a ``ValueError``) naming any option the setting does not
+    accept, or whose value does not fit the annotation of the factory's parameter."""
     SETTINGS.check_options(name, options)
 
 

@@ -15,14 +15,21 @@ reader of image files works the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Protocol, Sequence
+from typing import Annotated, Callable, Literal, Mapping, Protocol, Sequence
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
 from mtlens.tasks import Task
 
 SPLITS = ("train", "val", "test")
+
+Fraction = Annotated[float, Field(gt=0, lt=1)]
+"""Annotation of a setting option strictly between 0 and 1 (checked before the setting is built)."""
+
+PairVariant = Literal["permuted", "same"]
+"""Task b of a two-task image pair: labels permuted (``LABEL_PERMUTATION``) or the same as task a's."""
 
 
 class Indexable(Protocol):

@@ -15,7 +15,10 @@ Adam, lr 1e-3, batch 256, 15 epochs.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
+from pydantic import Field, PositiveInt
 
 from mtlens.data.images import CELEBA_PARTITIONS, LazyImageFolder, read_celeba_attributes, read_celeba_partition
 from mtlens.data.registry import require_dataset
@@ -26,10 +29,8 @@ from mtlens.tasks import binary_task
 
 
 @register_setting("celeba")
-def celeba(image_size: int = 64, width: int = 64) -> Setting:
+def celeba(image_size: Annotated[int, Field(ge=8)] = 64, width: PositiveInt = 64) -> Setting:
     """CelebA: 40 binary attributes, official partition, ResNet-18 at 64x64."""
-    if image_size < 8 or width < 1:
-        raise ValueError(f"image_size must be >= 8 and width >= 1, got {image_size} and {width}")
     root = require_dataset("celeba")
     files, names, attributes = read_celeba_attributes(root / "list_attr_celeba.txt")
     partition = read_celeba_partition(root / "list_eval_partition.txt")

@@ -21,6 +21,7 @@ Encoder: :func:`mtlens.models.encoders.cifar_cnn` (six 3x3 conv-BN-ReLU layers, 
 from __future__ import annotations
 
 import torch
+from pydantic import PositiveInt
 from torch import Tensor
 
 from mtlens.data.images import load_cifar100
@@ -53,10 +54,9 @@ def _task_split(images: Tensor, fine: Tensor, rows: Tensor, classes: list[int]) 
 
 
 @register_setting("cifar100")
-def cifar100(n_train_per_class: int = 400, n_val_per_class: int = 100, width: int = 32) -> Setting:
+def cifar100(n_train_per_class: PositiveInt = 400, n_val_per_class: PositiveInt = 100,
+             width: PositiveInt = 32) -> Setting:
     """CIFAR-100: 20 superclass tasks, 5-way over fine classes; 2,000/500/500 per task."""
-    if width < 1:
-        raise ValueError(f"width must be >= 1, got {width}")
     raw = load_cifar100(require_dataset("cifar100"))
     train_x, train_fine, _ = raw["train"]
     test_x, test_fine, _ = raw["test"]

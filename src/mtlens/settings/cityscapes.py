@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import PositiveInt
+
 from mtlens.data.cityscapes import (
     OFFICIAL,
     PREPROCESSED,
@@ -64,8 +66,8 @@ def _find_root(root: str | None) -> tuple[Path, str]:
 
 
 @register_setting("cityscapes")
-def cityscapes(root: str | None = None, size: tuple[int, int] = (128, 256), n_val: int = 500,
-               resnet_depth: int = 50, width: int = 64) -> Setting:
+def cityscapes(root: str | None = None, size: tuple[PositiveInt, PositiveInt] = (128, 256), n_val: PositiveInt = 500,
+               resnet_depth: int = 50, width: PositiveInt = 64) -> Setting:
     """Cityscapes segmentation + depth (see the module doc); ``width`` scales the ResNet's channels."""
     path, layout = _find_root(root)
     size = (int(size[0]), int(size[1]))

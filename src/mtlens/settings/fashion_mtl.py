@@ -20,11 +20,12 @@ batch size with Adam): Adam, lr 1e-3, batch 128, 20 epochs.
 from __future__ import annotations
 
 import torch
+from pydantic import PositiveInt
 from torch import Tensor
 
 from mtlens.data.images import idx_dataset
 from mtlens.settings import register_setting
-from mtlens.settings.base import Defaults, Setting, Split, TaskData, random_partition
+from mtlens.settings.base import Defaults, PairVariant, Setting, Split, TaskData, random_partition
 from mtlens.models.encoders import conv_encoder
 from mtlens.settings.embedded import DATA_SEED, LABEL_PERMUTATION
 from mtlens.tasks import classification_task
@@ -46,10 +47,9 @@ def fashion_mtl_partition(n_train_file: int, n_test_file: int, n_train: int = 25
 
 
 @register_setting("fashion_mtl")
-def fashion_mtl(variant: str = "permuted", n_train: int = 25_000, n_val: int = 5_000, n_test: int = 5_000) -> Setting:
+def fashion_mtl(variant: PairVariant = "permuted", n_train: PositiveInt = 25_000, n_val: PositiveInt = 5_000,
+                n_test: PositiveInt = 5_000) -> Setting:
     """Fashion MTL: two 10-way Fashion-MNIST tasks on disjoint halves (25,000/5,000/5,000 each)."""
-    if variant not in ("permuted", "same"):
-        raise ValueError(f"variant must be 'permuted' or 'same', got {variant!r}")
     raw = idx_dataset("fashion_mnist")
     (train_x, train_y), (test_x, test_y) = raw["train"], raw["test"]
     rows = fashion_mtl_partition(len(train_x), len(test_x), n_train, n_val, n_test)

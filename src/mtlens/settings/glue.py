@@ -29,8 +29,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import PositiveInt
 from torch import Tensor, nn
 
 from mtlens.data.glue import GLUE_DATA, GLUE_TASKS, read_glue_task, tokenize_pairs
@@ -38,7 +39,7 @@ from mtlens.data.registry import DatasetMissingError, require_dataset
 from mtlens.errors import MtlensError
 from mtlens.tasks.metrics import binary_f1, matthews, pearson, spearman
 from mtlens.settings import register_setting
-from mtlens.settings.base import Defaults, Setting, Split, TaskData, random_partition
+from mtlens.settings.base import Defaults, Fraction, Setting, Split, TaskData, random_partition
 from mtlens.tasks import Task, classification_task, regression_task
 
 DATA_SEED = 0
@@ -113,16 +114,13 @@ def glue_task(name: str) -> Task:
 
 @register_setting("glue")
 def glue(root: str | None = None, tasks: tuple[str, ...] = tuple(GLUE_TASKS), model_name: str = "roberta-base",
-         pretrained: bool = True, max_length: int = 128, val_fraction: float = 0.1, max_val: int = 2000,
-         max_train: int | None = None, mnli_test: str = "matched") -> Setting:
+         pretrained: bool = True, max_length: PositiveInt = 128, val_fraction: Fraction = 0.1,
+         max_val: PositiveInt = 2000, max_train: PositiveInt | None = None,
+         mnli_test: Literal["matched", "mismatched"] = "matched") -> Setting:
     """GLUE on a shared RoBERTa encoder (see the module doc)."""
     unknown = sorted(set(tasks) - set(GLUE_TASKS))
     if unknown or not tasks:
         raise ValueError(f"unknown GLUE task(s) {unknown}; choose from {list(GLUE_TASKS)} (WNLI is excluded)")
-    if mnli_test not in ("matched", "mismatched"):
-        raise ValueError(f"mnli_test must be 'matched' or 'mismatched', got {mnli_test!r}")
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     path = Path(root) if root is not None else require_dataset(GLUE_DATA.name)
     transformers = _transformers()
     tokenizer = _load("tokenizer", transformers.AutoTokenizer, model_name)

@@ -18,6 +18,7 @@ batch 128, 20 epochs.
 
 from __future__ import annotations
 
+from pydantic import PositiveInt
 from torch import Tensor
 
 from mtlens.data.images import idx_dataset, notmnist
@@ -55,7 +56,8 @@ def _notmnist_task(source: str, n_train: int, n_val: int, n_test: int) -> TaskDa
 
 
 @register_setting("mnists")
-def mnists(third: str = "notmnist", n_train: int = 50_000, n_val: int = 5_000, n_test: int = 5_000) -> Setting:
+def mnists(third: str = "notmnist", n_train: PositiveInt = 50_000, n_val: PositiveInt = 5_000,
+           n_test: PositiveInt = 5_000) -> Setting:
     """MNISTS: MNIST, Fashion-MNIST and notMNIST (or KMNIST), 50,000/5,000/5,000 each, own inputs per task."""
     if third not in THIRD_TASKS:
         raise ValueError(f"third must be one of {THIRD_TASKS}, got {third!r}")

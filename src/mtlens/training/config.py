@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mtlens.errors import ConfigError, MtlensError
@@ -46,7 +48,7 @@ PROBE_KEYS = ("probes", "probe_sample_size", "probe_first_epoch", "probe_growth"
 class RunConfig(BaseModel):
     """One training run.  See the module docstring for the objective."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     setting: str
     setting_options: dict[str, Any] = Field(default_factory=dict)
@@ -163,13 +165,45 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
         check_setting_options(config.setting, config.setting_options)
     except ValueError as err:
         raise ConfigError(f"setting_options: {err}") from None
-    from mtlens.aggregators import check_method_options
+    from mtlens.aggregators import check_method_options, make_method
 
     try:
         check_method_options(config.method, config.method_options)
-    except ValueError as err:
-        raise ConfigError(f"method_options: {err}") from None
+        make_method(config.method, config.method_options, config.seed)  # the method's own checks of its options
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"method_options of {config.method!r}: {err}") from None
     return config
+
+
+def load_yaml_text(text: str, source: str) -> Any:
+    """``yaml.safe_load(text)``; malformed YAML raises a one-line :class:`ConfigError` naming ``source``
+    (a file, or a flag and key) and where the problem is."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        parts = []
+        for what, mark in ((getattr(err, "context", None), getattr(err, "context_mark", None)),
+                           (getattr(err, "problem", None), getattr(err, "problem_mark", None))):
+            if what:
+                parts.append(what + (f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""))
+        raise ConfigError(f"{source}: not valid YAML: {': '.join(parts) or str(err).splitlines()[0]}") from None
+
+
+def load_yaml_file(path: str | Path, flag: str) -> Any:
+    """The YAML document in the file ``path`` given to ``flag``; a missing, unreadable, binary or
+    malformed file raises a one-line :class:`ConfigError` naming the flag and the file."""
+    source = f"{flag} {path}"
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except IsADirectoryError:
+        raise ConfigError(f"{source}: is a directory; expected a YAML file") from None
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: no such file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{source}: not a text file (not UTF-8); expected a YAML file") from None
+    except OSError as err:
+        raise ConfigError(f"{source}: cannot read it ({err.strerror or err})") from None
+    return load_yaml_text(text, source)
 
 
 def load_configured_setting(config: RunConfig) -> Setting:
@@ -207,12 +241,15 @@ def resolve_config(config: RunConfig, setting: Setting | None = None) -> RunConf
 
 
 def _describe(err: ValidationError) -> str:
-    lines = []
+    """One line naming every offending key, its value and what would be valid."""
+    problems = []
     for item in err.errors():
         key = ".".join(str(part) for part in item["loc"]) or "<config>"
         if item["type"] == "extra_forbidden":
             valid = ", ".join(RunConfig.model_fields)
-            lines.append(f"{key}: unknown key; valid keys are: {valid}")
+            problems.append(f"{key}: unknown key; valid keys are: {valid}")
+        elif item["type"] == "missing":
+            problems.append(f"{key}: required")
         else:
-            lines.append(f"{key}: {item['msg']}")
-    return "invalid config:\n  " + "\n  ".join(lines)
+            problems.append(f"{key}={item.get('input')!r}: {item['msg']}")
+    return "invalid config: " + "; ".join(problems)

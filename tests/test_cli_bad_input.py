@@ -1,0 +1,245 @@
+"""Bad input: one clear line on stderr, exit status 2, nothing written, before any training.
+
+Each case runs the CLI in-process on a fresh temporary directory (also the working directory, so
+default output paths land there too) and checks: status 2, exactly one non-empty line on stderr that
+names the offending flag, key or file, no traceback, nothing on stdout, and the same files under the
+directory before and after (no store, report or run was created).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from mtlens.cli import main
+from mtlens.errors import MtlensError
+from mtlens.store import RunStore
+from mtlens.orchestration.study import train_one
+from mtlens.training.config import parse_config, resolve_config
+
+STUDY = ["study", "digits_pair", "--store", "{tmp}/store", "--quiet"]
+SWEEP = ["sweep", "digits_pair", "--store", "{tmp}/store", "--quiet"]
+REPORT = ["report", "--store", "{tmp}/filled", "--out", "{tmp}/report"]
+CALIBRATE = ["calibrate", "digits_pair", "--store", "{tmp}/store", "--quiet"]
+
+CASES = {
+    # malformed, unreadable or misplaced input files
+    "set-malformed-yaml": ([*STUDY, "--set", "lr=[1"], ["--set lr=[1", "not valid YAML"]),
+    "option-malformed-yaml": ([*STUDY, "--option", "n_train={"], ["--option n_train={", "not valid YAML"]),
+    "set-without-key": ([*STUDY, "--set", "=3"], ["--set", "key=value"]),
+    "config-malformed-yaml": ([*STUDY, "--config", "{tmp}/bad.yaml"], ["--config", "bad.yaml", "flow sequence at line 2, column 9"]),
+    "config-binary": ([*STUDY, "--config", "{tmp}/binary.yaml"], ["--config", "binary.yaml", "not a text file"]),
+    "config-directory": ([*STUDY, "--config", "{tmp}/adir"], ["--config", "adir", "is a directory"]),
+    "config-missing": ([*STUDY, "--config", "{tmp}/nothing.yaml"], ["--config", "nothing.yaml", "no such file"]),
+    "config-not-a-mapping": ([*STUDY, "--config", "{tmp}/list.yaml"], ["--config", "list.yaml", "mapping"]),
+    "config-options-not-a-mapping": ([*STUDY, "--config", "{tmp}/options.yaml", "--option", "n_train=64"],
+                                     ["setting_options", "mapping"]),
+    "grid-malformed-yaml": ([*SWEEP, "--grid", "{tmp}/bad.yaml"], ["--grid", "bad.yaml", "not valid YAML"]),
+    "report-out-is-a-file": (["report", "--store", "{tmp}/filled", "--out", "{tmp}/afile"], ["--out", "afile"]),
+    "study-report-is-a-file": ([*STUDY, "--report", "{tmp}/afile"], ["--report", "afile"]),
+    "study-store-is-a-file": ([*STUDY[:2], "--store", "{tmp}/afile"], ["--store", "afile", "is a file"]),
+    "sweep-store-inside-a-file": ([*SWEEP[:2], "--store", "{tmp}/afile/store"], ["--store", "afile", "is a file"]),
+    "runs-store-is-a-file": (["runs", "--store", "{tmp}/afile"], ["--store", "afile"]),
+    "report-store-is-a-file": (["report", "--store", "{tmp}/afile", "--out", "{tmp}/report"], ["--store", "afile"]),
+    "data-root-is-a-file": (["data", "download", "cifar100"], ["MTLENS_DATA", "afile"]),
+    "data-download-offline": (["data", "download", "cifar100"],
+                              ["could not download https://www.cs.toronto.edu", "by hand", "{tmp}/data/cifar100"]),
+    # numbers out of range
+    "seeds-zero": ([*STUDY, "--seeds", "0"], ["--seeds", "'0'", ">= 1"]),
+    "seeds-negative": ([*STUDY, "--seeds", "-1"], ["--seeds", "'-1'"]),
+    "sweep-seeds-zero": ([*SWEEP, "--seeds", "0"], ["--seeds"]),
+    "seed-list-negative": ([*STUDY, "--seed-list", "-2"], ["seed=-2"]),
+    "workers-zero": ([*SWEEP, "--workers", "0"], ["--workers", "'0'"]),
+    "workers-negative": ([*SWEEP, "--workers", "-1"], ["--workers", "'-1'"]),
+    "lr-inf": ([*STUDY, "--lr", "inf"], ["lr=inf", "finite"]),
+    "lr-nan": ([*STUDY, "--lr", "nan"], ["lr=nan", "finite"]),
+    "lr-negative": ([*STUDY, "--lr", "-0.1"], ["lr=-0.1", "greater than 0"]),
+    "epochs-zero": ([*STUDY, "--epochs", "0"], ["epochs=0"]),
+    "batch-size-negative": ([*STUDY, "--batch-size", "-4"], ["batch_size=-4"]),
+    "momentum-one": ([*STUDY, "--optimizer", "sgd", "--momentum", "1"], ["momentum=1"]),
+    "eval-dense-until-nan": ([*STUDY, "--eval-dense-until-epoch", "nan"], ["eval_dense_until_epoch=nan"]),
+    "probe-growth-inf": ([*STUDY, "--set", "probe_growth=.inf"], ["probe_growth=inf"]),
+    "task-loss-scale-nan": ([*STUDY, "--set", "task_loss_scales={a: .nan}"], ["task_loss_scales.a"]),
+    "alpha-nan": ([*REPORT, "--alpha", "nan"], ["--alpha", "'nan'"]),
+    "alpha-one": ([*REPORT, "--alpha", "1"], ["--alpha", "'1'"]),
+    "calibrate-too-few-seeds": ([*CALIBRATE, "--seeds", "3"], ["--seeds", "at least 4 seeds"]),
+    "calibrate-alpha-negative": ([*CALIBRATE, "--alpha", "-0.05"], ["--alpha", "'-0.05'"]),
+    "calibrate-zero-splits": ([*CALIBRATE, "--splits", "0"], ["--splits", "'0'"]),
+    "calibrate-unknown-key": ([*CALIBRATE, "--set", "learning_rate=0.1"], ["learning_rate", "valid keys"]),
+    "loss-scales-not-numbers": ([*STUDY, "--experiment", "loss-scale", "--experiment-option", "scales=[1,abc]"],
+                                ["loss-scale", "scales=[1, 'abc']", "valid number"]),
+    "loss-scales-inf": ([*STUDY, "--experiment", "loss-scale", "--experiment-option", "scales=[1,.inf]"],
+                        ["scales=[1, inf]", "finite"]),
+    "loss-scales-zero": ([*STUDY, "--experiment", "loss-scale", "--experiment-option", "scales=[0,1]"],
+                         ["scales", "positive"]),
+    "experiment-option-malformed-yaml": ([*STUDY, "--experiment", "loss-scale", "--experiment-option", "scales=[1"],
+                                         ["--experiment-option scales=[1", "not valid YAML"]),
+    "unknown-experiment": ([*STUDY, "--experiment", "loss_scale"], ["loss_scale", "loss-scale"]),
+    # setting and method options, validated from their signatures before the setting is built
+    "option-negative-size": ([*STUDY, "--option", "n_train=-5"], ["n_train=-5", "greater than 0"]),
+    "option-fractional-size": ([*STUDY, "--option", "n_val=2.5"], ["n_val=2.5"]),
+    "option-bad-variant": ([*STUDY, "--option", "variant=shuffled"], ["variant='shuffled'", "'permuted' or 'same'"]),
+    "option-unknown": ([*STUDY, "--option", "n_trian=5"], ["n_trian", "n_train"]),
+    "method-option-out-of-range": ([*STUDY, "--methods", "cagrad", "--set", "method_options={c: -1}"],
+                                   ["cagrad", "c must be >= 0"]),
+    "method-option-wrong-type": ([*STUDY, "--methods", "dwa", "--set", "method_options={window: many}"],
+                                 ["dwa", "window='many'"]),
+    # names and lists
+    "methods-only-commas": ([*STUDY, "--methods", ","], ["--methods", "','"]),
+    "sweep-methods-empty": ([*SWEEP, "--methods", ""], ["--methods"]),
+    "report-methods-only-commas": ([*REPORT, "--methods", ","], ["--methods"]),
+    "unknown-method": ([*STUDY, "--methods", "sum,pcgard"], ["pcgard", "pcgrad"]),
+    "unknown-setting": (["study", "digits_pairs", "--store", "{tmp}/store"], ["digits_pairs", "digits_pair"]),
+    "unknown-config-key": ([*STUDY, "--set", "learning_rate=0.1"], ["learning_rate", "valid keys"]),
+    "unknown-optimizer": ([*STUDY, "--optimizer", "adamw"], ["--optimizer", "adamw", "sgd"]),
+    "where-without-value": ([*REPORT, "--where", "lr"], ["--where", "key=value"]),
+    "where-unknown-column": ([*REPORT, "--where", "learning_rate=0.1"], ["learning_rate", "lr"]),
+    "where-value-absent": ([*REPORT, "--where", "optimizer=adamw"], ["--where optimizer", "adamw", "present: adam"]),
+    "where-number-expected": ([*REPORT, "--where", "lr=fast"], ["--where lr", "number"]),
+}
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The input files of the cases, a store with one (untrained) run, and tmp_path as working directory."""
+    (tmp_path / "bad.yaml").write_text("lr: 0.1\nprobes: [conflict\n")
+    (tmp_path / "binary.yaml").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "list.yaml").write_text("- lr\n- 0.1\n")
+    (tmp_path / "options.yaml").write_text("setting_options: 5\n")
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "afile").write_text("not a directory\n")
+    filled = RunStore(tmp_path / "filled")
+    config = parse_config({"setting": "digits_pair", "tasks": ["a"], "epochs": 1, "lr": 1e-3, "batch_size": 32})
+    filled.write_config(config.run_id, config.model_dump())
+    filled.set_status(config.run_id, "finished", 0)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _listing(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def _assert_one_clear_line(err: str, expected: list[str]) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err and lines[0].startswith("mtlens ")
+    for part in expected:
+        assert part in lines[0], (part, lines[0])
+
+
+def _offline(monkeypatch: pytest.MonkeyPatch, workdir: Path) -> None:
+    """No network: every URL is redirected to a ``file://`` path that does not exist."""
+    real_urlopen = urllib.request.urlopen
+
+    def urlopen(url: str, *args: object, **kwargs: object) -> object:
+        return real_urlopen((workdir / "offline" / url.rsplit("/", 1)[-1]).as_uri(), *args, **kwargs)
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(case: str, workdir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    argv, expected = CASES[case]
+    tmp = str(workdir)
+    if case == "data-root-is-a-file":
+        monkeypatch.setenv("MTLENS_DATA", f"{tmp}/afile")
+    if case == "data-download-offline":
+        monkeypatch.setenv("MTLENS_DATA", f"{tmp}/data")
+        _offline(monkeypatch, workdir)
+    before = _listing(workdir)
+    status = _run(argv, tmp)
+    out, err = capsys.readouterr()
+    assert status == 2, err
+    _assert_one_clear_line(err, [part.replace("{tmp}", tmp) for part in expected])
+    assert out == ""
+    assert _listing(workdir) == before
+
+
+def _run(argv: list[str], tmp: str) -> int:
+    """``main(argv)``, with usage errors (argparse exits) returned as their status."""
+    try:
+        return main([part.replace("{tmp}", tmp) for part in argv])
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+
+
+def _make_read_only(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``path`` read-only.  root may write anyway, so for root every attempt to create a file in
+    ``path`` additionally fails as the kernel would fail it for anyone else (EACCES)."""
+    path.chmod(0o555)
+    if os.geteuid() != 0:
+        return
+
+    def refuse(real):  # type: ignore[no-untyped-def]
+        def create(*args, dir=None, **kwargs):  # type: ignore[no-untyped-def]  # noqa: A002
+            if dir is not None and Path(dir).resolve().is_relative_to(path.resolve()):
+                raise PermissionError(errno.EACCES, "Permission denied", str(dir))
+            return real(*args, dir=dir, **kwargs)
+
+        return create
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse(tempfile.TemporaryFile))
+    monkeypatch.setattr(tempfile, "mkstemp", refuse(tempfile.mkstemp))
+
+
+def test_read_only_store_is_refused_before_training(workdir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    store = workdir / "readonly"
+    store.mkdir()
+    _make_read_only(store, monkeypatch)
+    before = _listing(workdir)
+    try:
+        status = _run(["study", "digits_pair", "--store", f"{store}", "--quiet"], str(workdir))
+    finally:
+        store.chmod(0o755)
+    out, err = capsys.readouterr()
+    assert status == 2
+    _assert_one_clear_line(err, ["--store", "cannot write in", str(store), "Permission denied"])
+    assert _listing(workdir) == before
+
+
+def test_a_run_that_cannot_be_marked_failed_raises_one_line_naming_the_file(workdir: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store that turns read-only while a study runs: the run fails on a write, and recording that
+    failure fails too; the error the user sees names the file, with no chained PermissionError."""
+    store = RunStore(workdir / "store")
+    (workdir / "store").mkdir()
+    config = resolve_config(parse_config({"setting": "digits_pair", "tasks": ["a"], "epochs": 1}))
+    _make_read_only(workdir / "store", monkeypatch)
+
+    def train(config, store, **kwargs):  # type: ignore[no-untyped-def]
+        raise PermissionError(errno.EACCES, "Permission denied", str(store.run_dir(config.run_id)))
+
+    try:
+        with pytest.raises(MtlensError) as info:
+            train_one(config, store, setting=None, train=train)  # type: ignore[arg-type]
+    finally:
+        (workdir / "store").chmod(0o755)
+    message = str(info.value)
+    assert len(message.splitlines()) == 1
+    assert f"cannot record run {config.run_id} as failed" in message and str(workdir / "store") in message
+    assert "Permission denied" in message
+    assert info.value.__suppress_context__ and info.value.__cause__ is None
+    assert not [path for path in (workdir / "store").rglob("*") if path.is_file()]
+
+
+def test_no_traceback_reaches_stderr_of_the_command(tmp_path: Path) -> None:
+    """The real command in a subprocess: malformed YAML was a 53-line ParserError traceback."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"),
+                                                       os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-m", "mtlens.cli", "study", "digits_pair", "--set", "probes=[fisher",
+                             "--store", str(tmp_path / "store")], capture_output=True, text=True, env=env,
+                            timeout=120, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "--set probes=[fisher" in result.stderr and "not valid YAML" in result.stderr
+    assert list(tmp_path.iterdir()) == []
