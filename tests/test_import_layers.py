@@ -11,12 +11,12 @@ import mtlens
 
 SRC = Path(mtlens.__file__).parent
 
-LAYERS = ["errors", "registry", "seeding", "store", "data", "tasks", "models", "gradients", "settings", "aggregators",
-          "probes", "training", "analysis", "render", "orchestration", "experiments", "report", "cli", ""]
+LAYERS = ["errors", "registry", "seeding", "quantities", "store", "data", "tasks", "models", "gradients", "settings", "aggregators",
+          "probes", "training", "integrations", "analysis", "render", "orchestration", "experiments", "report", "cli", ""]
 """Layers in pipeline order: the top-level module or package of ``mtlens`` each stands for (``""``: the
 package's own ``__init__``, the public API, which may import anything)."""
 
-PURE = {"analysis": {"analysis", "tasks", "errors"}}
+PURE = {"analysis": {"analysis", "tasks", "errors", "quantities"}}
 """Layers that may import only the listed layers: analysis is table-in / table-out (no models, settings, store)."""
 
 

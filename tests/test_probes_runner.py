@@ -131,7 +131,7 @@ def test_bad_probe_config_fails_naming_the_key(tiny, raw, message):
         parse_config({**tiny, **raw})
     assert message in str(info.value)
     if "curvature" in message:
-        assert "coherence, fisher, sharpness, sharpness_sam, conflict, alignment" in str(info.value)
+        assert "valid probes are: alignment, coherence, conflict, fisher, sharpness, sharpness_sam" in str(info.value)
 
 
 # -- conflict and alignment against brute force ---------------------------------------------------

@@ -1,4 +1,4 @@
-"""The README's promises: its two commands exist and its user-setting example runs."""
+"""The README's promises: its two commands exist and its user-setting and user-probe examples run."""
 
 from __future__ import annotations
 
@@ -8,18 +8,51 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_readme_python_example_registers_a_setting_and_trains(tmp_path, monkeypatch):
+def test_readme_python_examples_register_a_setting_and_a_probe_and_train(tmp_path, monkeypatch, request):
     readme = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
-    assert len(blocks) == 1
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    exec(compile(blocks[0], "README.md", "exec"), namespace)
+    exec(compile(python_block(readme, "register_setting"), "README.md", "exec"), namespace)
     index = namespace["store"].runs()
     assert sorted(index["mode"]) == ["mtl", "stl", "stl"] and set(index["state"]) == {"finished"}
     rows = namespace["store"].trajectories()
     assert {"quadrant", "right"} == set(rows.loc[~rows["quantity"].str.startswith("probe/"), "task"])
     assert {"quadrant|right", "*"} <= set(rows["task"])  # the default probes ran
+
+    from mtlens.probes import PROBES
+
+    request.addfinalizer(lambda: PROBES.unregister("head_norm"))
+    exec(compile(python_block(readme, "@register_probe"), "README.md", "exec"), namespace)  # the user's probe, on the store of the first
+    rows = namespace["store"].trajectories()
+    norms = rows[rows["quantity"] == "probe/head_norm"]
+    assert set(norms["task"]) == {"quadrant", "right"} and (norms["value"] > 0).all()
+    assert norms["run_id"].nunique() == 1 and len(namespace["store"].runs()) == 4
+
+
+def python_block(readme: str, marker: str) -> str:
+    """The README's one ```python block containing ``marker``."""
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if marker in b]
+    assert len(blocks) == 1, marker
+    return blocks[0]
+
+
+def test_readme_plain_loop_example_records_paired_runs_in_under_30_lines(tmp_path, monkeypatch):
+    block = python_block((ROOT / "README.md").read_text(), "# Record a plain PyTorch loop")
+    assert len(block.strip().splitlines()) < 30
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    index = namespace["store"].runs()
+    assert sorted(index["mode"]) == ["mtl"] * 2 + ["stl"] * 4 and set(index["state"]) == {"finished"}
+    rows = namespace["store"].trajectories()
+    assert {"train/loss", "val/loss", "val/error", "test/loss", "test/error"} <= set(rows["quantity"])
+    assert not rows.duplicated(["run_id", "task", "step", "quantity"]).any()
+
+
+def test_readme_library_examples_are_under_30_lines():
+    readme = (ROOT / "README.md").read_text()
+    for marker in ("RecorderCallback(rec)", "RecorderTrainerCallback(rec)"):
+        assert len(python_block(readme, marker).strip().splitlines()) < 30
 
 
 def test_readme_commands_are_the_makefile_targets():

@@ -96,6 +96,11 @@ class Registry(Generic[T]):
         self._load_builtins()
         return sorted(self._entries)
 
+    def items(self) -> list[tuple[str, T]]:
+        """``(name, entry)`` in registration order (the built-ins first unless registered earlier)."""
+        self._load_builtins()
+        return list(self._entries.items())
+
     def __contains__(self, name: object) -> bool:
         self._load_builtins()
         return name in self._entries

@@ -17,11 +17,12 @@ import numpy as np
 import pandas as pd
 
 from mtlens.analysis.transfer import TaskInfo, selection_info, selected_checkpoints
+from mtlens.quantities import CONFLICT_COSINE, INTRA_COSINE_CLASSGROUP, INTRA_COSINE_SUBBATCH, MAGNITUDE_RATIO
 
 ALIGNMENT_KINDS = {
-    "probe/conflict_cosine": ("inter-task (MTL)", "mtl"),
-    "probe/intra_cosine_subbatch": ("intra-task, sub-batches (STL)", "stl"),
-    "probe/intra_cosine_classgroup": ("intra-task, class groups (STL)", "stl"),
+    CONFLICT_COSINE: ("inter-task (MTL)", "mtl"),
+    INTRA_COSINE_SUBBATCH: ("intra-task, sub-batches (STL)", "stl"),
+    INTRA_COSINE_CLASSGROUP: ("intra-task, class groups (STL)", "stl"),
 }
 
 
@@ -52,7 +53,7 @@ def alignment_summary(distributions: pd.DataFrame) -> pd.DataFrame:
 def magnitude_ratio_summary(rows: pd.DataFrame) -> pd.DataFrame:
     """Per (setting, method, task pair) of MTL runs: ``n`` values from ``n_runs`` runs, the median
     ratio ``||g_a||/||g_b||``, the median and 90th percentile of ``|log10 ratio|``."""
-    frame = rows[(rows["quantity"] == "probe/magnitude_ratio") & (rows["mode"] == "mtl")
+    frame = rows[(rows["quantity"] == MAGNITUDE_RATIO) & (rows["mode"] == "mtl")
                  & np.isfinite(rows["value"]) & (rows["value"] > 0)]
     frame = frame.assign(abs_log10=np.abs(np.log10(frame["value"])))
     grouped = frame.groupby(["setting", "method", "task"])

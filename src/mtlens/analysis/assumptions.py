@@ -22,9 +22,11 @@ import numpy as np
 import pandas as pd
 
 from mtlens.analysis.transfer import TaskInfo, selected_checkpoints
+from mtlens.quantities import (
+    CONFLICT_COSINE, GRAD_NORM, INTRA_COSINE_CLASSGROUP, INTRA_COSINE_SUBBATCH, MAGNITUDE_RATIO)
 
-ALIGNMENT_QUANTITIES = ("probe/conflict_cosine", "probe/intra_cosine_subbatch", "probe/intra_cosine_classgroup",
-                        "probe/magnitude_ratio", "probe/grad_norm")
+ALIGNMENT_QUANTITIES = (CONFLICT_COSINE, INTRA_COSINE_SUBBATCH, INTRA_COSINE_CLASSGROUP,
+                        MAGNITUDE_RATIO, GRAD_NORM)
 """The probe quantities the alignment experiment compares (names of :mod:`mtlens.probes`)."""
 
 

@@ -50,10 +50,12 @@ from mtlens.analysis.gap import interpolate_at, monotone_curve
 from mtlens.analysis.inference import bh_adjust, paired_max_t
 from mtlens.analysis.optimization import optimization_effect
 from mtlens.analysis.transfer import TaskInfo, selection_info, selected_checkpoints
+from mtlens.quantities import (
+    CONFLICT_COSINE, CONFLICT_FRACTION, FISHER_TRACE, GRAD_COHERENCE, M_COHERENCE, SHARPNESS, SHARPNESS_SAM)
 
 UNIT_KEYS = ["setting", "task", "seed", "method"]
-MEAN_FACTORS = {"coherence_diff": "probe/grad_coherence", "m_coherence_diff": "probe/m_coherence",
-                "sharpness_diff": "probe/sharpness", "sharpness_sam_diff": "probe/sharpness_sam"}
+MEAN_FACTORS = {"coherence_diff": GRAD_COHERENCE, "m_coherence_diff": M_COHERENCE,
+                "sharpness_diff": SHARPNESS, "sharpness_sam_diff": SHARPNESS_SAM}
 FACTORS = ("fisher_early_diff", "coherence_diff", "m_coherence_diff", "sharpness_diff", "sharpness_sam_diff")
 CONFLICTS = ("conflict_cosine", "conflict_fraction")
 DEFAULT_PAIRS = tuple((f, target) for f in FACTORS for target in ("transfer_pct", "gap_mean")) + tuple(
@@ -112,11 +114,11 @@ def _pair_gap(rows: pd.DataFrame, measure: str, n_grid: int) -> pd.DataFrame:
 
 def _probe_means(rows: pd.DataFrame, early_epoch: float) -> pd.DataFrame:
     """Per run and task: the mean of each per-task factor probe (Fisher: early steps only)."""
-    probes = rows[rows["quantity"].isin(list(MEAN_FACTORS.values()) + ["probe/fisher_trace"])]
+    probes = rows[rows["quantity"].isin(list(MEAN_FACTORS.values()) + [FISHER_TRACE])]
     records = []
     for (setting, mode, method, seed, task, quantity), frame in probes.groupby(
             ["setting", "mode", "method", "seed", "task", "quantity"]):
-        if quantity == "probe/fisher_trace":
+        if quantity == FISHER_TRACE:
             early = frame[frame["epoch"] <= early_epoch]
             frame, name = (early if len(early) else frame[frame["step"] == frame["step"].min()]), "fisher_early_diff"
         else:
@@ -140,7 +142,7 @@ def _factor_diffs(rows: pd.DataFrame, early_epoch: float) -> pd.DataFrame:
 def _conflicts(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per MTL unit: mean conflict cosine over its pairs; per MTL run: mean conflict fraction."""
     mtl = rows[rows["mode"] == "mtl"]
-    cosine = mtl[mtl["quantity"] == "probe/conflict_cosine"]
+    cosine = mtl[mtl["quantity"] == CONFLICT_COSINE]
     records = []
     for (setting, method, seed, pair), frame in cosine.groupby(["setting", "method", "seed", "task"]):
         for task in str(pair).split("|"):
@@ -148,7 +150,7 @@ def _conflicts(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
                             "value": float(frame["value"].mean())})
     per_task = pd.DataFrame.from_records(records, columns=UNIT_KEYS + ["value"])
     per_task = per_task.groupby(UNIT_KEYS, as_index=False)["value"].mean().rename(columns={"value": "conflict_cosine"})
-    fraction = (mtl[mtl["quantity"] == "probe/conflict_fraction"].groupby(["setting", "seed", "method"], as_index=False)
+    fraction = (mtl[mtl["quantity"] == CONFLICT_FRACTION].groupby(["setting", "seed", "method"], as_index=False)
                 ["value"].mean().rename(columns={"value": "conflict_fraction"}))
     return per_task, fraction
 

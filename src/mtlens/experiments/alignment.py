@@ -21,9 +21,10 @@ from mtlens.experiments.base import Experiment, ExperimentPlan, plan_runs, regis
 from mtlens.render import save_figure, table_html  # noqa: E402
 from mtlens.settings import Setting  # noqa: E402
 from mtlens.store import RunStore  # noqa: E402
+from mtlens.quantities import GRAD_NORM, UPDATE_COSINE  # noqa: E402
 
 ALIGNMENT_PROBES = ["conflict", "alignment"]
-"""Probes of the alignment experiment (quantities in :mod:`mtlens.probes.names`)."""
+"""Probes of the alignment experiment (quantities in :mod:`mtlens.quantities`)."""
 
 
 def alignment_experiment(base: dict[str, Any], setting: Setting, seeds: Sequence[int]) -> ExperimentPlan:
@@ -50,12 +51,12 @@ def alignment_section(store: RunStore, index: pd.DataFrame, manifest: pd.DataFra
 def _alignment_figure(rows: pd.DataFrame) -> "plt.Figure":
     fig, (cos_ax, norm_ax) = plt.subplots(1, 2, figsize=(11, 3.6))
     for (mode, quantity, task), frame in rows[rows["quantity"].str.contains("cosine") & (rows["step"] > 0)
-                                              & ~rows["quantity"].eq("probe/update_cosine")
+                                              & ~rows["quantity"].eq(UPDATE_COSINE)
                                               ].groupby(["mode", "quantity", "task"]):
         curve = frame.groupby("epoch")["value"].mean()
         cos_ax.plot(curve.index, curve.to_numpy(), marker="o", ms=3,
                     linestyle="-" if mode == "mtl" else "--", label=f"{mode} {quantity[6:]} {task}")
-    for (mode, task), frame in rows[(rows["quantity"] == "probe/grad_norm") & (rows["step"] > 0)].groupby(
+    for (mode, task), frame in rows[(rows["quantity"] == GRAD_NORM) & (rows["step"] > 0)].groupby(
             ["mode", "task"]):
         curve = frame.groupby("epoch")["value"].mean()
         norm_ax.plot(curve.index, curve.to_numpy(), marker="o", ms=3,

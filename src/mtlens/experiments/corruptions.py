@@ -27,7 +27,8 @@ from mtlens.store import RunStore  # noqa: E402
 def corruptions_experiment(base: dict[str, Any], setting: Setting, seeds: Sequence[int]) -> ExperimentPlan:
     """STL per task and MTL (``sum``) per seed on an image setting (inputs ``(N, C, H, W)``)."""
     check_image_setting(setting)
-    return plan_runs("corruptions", base, setting, stl_and_mtl(setting, seeds, {"probes": [], "save_selected_models": True}))
+    runs = stl_and_mtl(setting, seeds, {"probes": [], "save_selected_models": True})
+    return plan_runs("corruptions", base, setting, runs)
 
 
 def corruptions_analysis(plan: ExperimentPlan, store: RunStore, setting: Setting) -> None:

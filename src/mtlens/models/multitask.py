@@ -38,6 +38,14 @@ class MultiTaskModel(nn.Module):
         """Parameters of the encoder (shared by every task), in a fixed order."""
         return [p for p in self.encoder.parameters() if p.requires_grad]
 
+    def task_parameters(self, task: str) -> dict[str, nn.Parameter]:
+        """The parameters task ``task``'s loss depends on: the encoder's then head ``task``'s, by
+        ``named_parameters()`` name, trainable ones only (what the probes differentiate)."""
+        if task not in self.heads:
+            raise KeyError(f"model has no head {task!r}; heads are {self.task_names}")
+        prefixes = ("encoder.", f"heads.{task}.")
+        return {name: p for name, p in self.named_parameters() if name.startswith(prefixes) and p.requires_grad}
+
     def head_parameters(self, task: str) -> list[nn.Parameter]:
         return [p for p in self.heads[task].parameters() if p.requires_grad]
 

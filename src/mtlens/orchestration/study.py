@@ -72,7 +72,7 @@ def mark_failed(store: RunStore, config: RunConfig, message: str) -> None:
     line for the user, not the write error chained to the run's own.
     """
     try:
-        store.write_config(config.run_id, config.model_dump(), ignore=("device",))
+        store.write_config(config.run_id, config.to_dict(), ignore=("device",))
         store.set_status(config.run_id, "failed", (store.status(config.run_id) or {}).get("step", 0), message)
     except OSError as err:
         raise MtlensError(f"cannot record run {config.run_id} as failed: cannot write {err.filename or store.root} "

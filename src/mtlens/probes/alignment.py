@@ -19,14 +19,19 @@ The batches are consecutive slices of a permutation of the probe sample drawn wi
 from __future__ import annotations
 
 from itertools import combinations
+from typing import Annotated
 
 import torch
+from pydantic import Field
 from torch import Tensor
 
 from mtlens.gradients import flatten
 from mtlens.models import MultiTaskModel
+from mtlens.probes.base import ProbeContext, register_probe
 from mtlens.probes.conflict import gradient_cosine
+from mtlens.seeding import derived_seed
 from mtlens.tasks import Task
+from mtlens.quantities import INTRA_COSINE_CLASSGROUP, INTRA_COSINE_SUBBATCH
 
 
 def intra_task_alignment(model: MultiTaskModel, task: Task, inputs: Tensor, targets: Tensor, batch_size: int,
@@ -75,3 +80,12 @@ def _gradients(model: MultiTaskModel, losses: list[Tensor | None]) -> list[Tenso
 
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
+
+
+@register_probe("alignment", quantities=(INTRA_COSINE_SUBBATCH, INTRA_COSINE_CLASSGROUP))
+def alignment_probe(context: ProbeContext, task: Task, batches: Annotated[int, Field(gt=0)] = 4) -> dict[str, float]:
+    """The probe ``alignment``: :func:`intra_task_alignment` over ``batches`` batches of the training
+    batch size, drawn with a generator seeded from the task alone."""
+    inputs, targets = context.samples[task.name]
+    generator = torch.Generator().manual_seed(derived_seed(0, "alignment", task.name))
+    return intra_task_alignment(context.model, task, inputs, targets, context.batch_size, batches, generator)

@@ -15,8 +15,10 @@ from __future__ import annotations
 from torch import Tensor
 
 from mtlens.models import MultiTaskModel
+from mtlens.probes.base import ProbeContext, register_probe
 from mtlens.probes.per_example import per_example_gradient_moments
 from mtlens.tasks import Task
+from mtlens.quantities import GRAD_COHERENCE, M_COHERENCE
 
 
 def gradient_coherence(
@@ -27,3 +29,10 @@ def gradient_coherence(
     mean_sq = float(sum_sq) / m
     alpha = float(total.pow(2).sum()) / m**2 / mean_sq if mean_sq > 0 else float("nan")
     return {"grad_coherence": alpha, "m_coherence": m * alpha}
+
+
+@register_probe("coherence", quantities=(GRAD_COHERENCE, M_COHERENCE))
+def coherence_probe(context: ProbeContext, task: Task) -> dict[str, float]:
+    """The probe ``coherence``: :func:`gradient_coherence` on the task's probe sample."""
+    inputs, targets = context.samples[task.name]
+    return gradient_coherence(context.model, task, inputs, targets)

@@ -24,7 +24,10 @@ from torch import Tensor
 
 from mtlens.gradients import task_gradients
 from mtlens.models import MultiTaskModel
+from mtlens.probes.base import ProbeContext, Row, register_probe
 from mtlens.tasks import Task
+from mtlens.quantities import (
+    CONFLICT_COSINE, CONFLICT_FRACTION, GRAD_NORM, MAGNITUDE_RATIO, MAGNITUDE_SIMILARITY, UPDATE_COSINE, UPDATE_NORM)
 
 
 def mean_task_gradients(model: MultiTaskModel, tasks: Sequence[Task],
@@ -65,9 +68,9 @@ def conflict_measures(gradients: Mapping[str, Tensor], update: Tensor | None = N
     rows: list[dict[str, object]] = []
     norms = {t: g.norm().item() for t, g in gradients.items()}
     for task, g in gradients.items():
-        rows.append({"task": task, "quantity": "probe/grad_norm", "value": norms[task]})
+        rows.append({"task": task, "quantity": GRAD_NORM, "value": norms[task]})
         if update is not None:
-            rows.append({"task": task, "quantity": "probe/update_cosine", "value": gradient_cosine(g, update)})
+            rows.append({"task": task, "quantity": UPDATE_COSINE, "value": gradient_cosine(g, update)})
     pairs = list(combinations(gradients, 2))
     cosines = []
     for a, b in pairs:
@@ -76,14 +79,14 @@ def conflict_measures(gradients: Mapping[str, Tensor], update: Tensor | None = N
         na, nb = norms[a], norms[b]
         similarity = 2 * na * nb / (na**2 + nb**2) if na**2 + nb**2 > 0 else float("nan")
         ratio = na / nb if nb > 0 else float("nan")
-        rows += [{"task": f"{a}|{b}", "quantity": "probe/conflict_cosine", "value": cosine},
-                 {"task": f"{a}|{b}", "quantity": "probe/magnitude_similarity", "value": similarity},
-                 {"task": f"{a}|{b}", "quantity": "probe/magnitude_ratio", "value": ratio}]
+        rows += [{"task": f"{a}|{b}", "quantity": CONFLICT_COSINE, "value": cosine},
+                 {"task": f"{a}|{b}", "quantity": MAGNITUDE_SIMILARITY, "value": similarity},
+                 {"task": f"{a}|{b}", "quantity": MAGNITUDE_RATIO, "value": ratio}]
     if pairs:
-        rows.append({"task": "*", "quantity": "probe/conflict_fraction",
+        rows.append({"task": "*", "quantity": CONFLICT_FRACTION,
                      "value": sum(c < 0 for c in cosines) / len(cosines)})
     if update is not None:
-        rows.append({"task": "*", "quantity": "probe/update_norm", "value": update.norm().item()})
+        rows.append({"task": "*", "quantity": UPDATE_NORM, "value": update.norm().item()})
     return rows
 
 
@@ -92,3 +95,14 @@ def gradient_cosine(a: Tensor, b: Tensor) -> float:
     a, b = a.double(), b.double()
     denominator = a.norm() * b.norm()
     return (a @ b / denominator).item() if denominator > 0 else float("nan")
+
+
+@register_probe("conflict", per_task=False,
+                quantities=(GRAD_NORM, UPDATE_COSINE, CONFLICT_COSINE,
+                            MAGNITUDE_SIMILARITY, MAGNITUDE_RATIO, CONFLICT_FRACTION,
+                            UPDATE_NORM),
+                task_quantities=(GRAD_NORM, UPDATE_COSINE))
+def conflict_probe(context: ProbeContext) -> list[Row]:
+    """The probe ``conflict``: :func:`conflict_measures` of the tasks' mean gradients on their probe
+    samples and the step's update."""
+    return conflict_measures(mean_task_gradients(context.model, context.tasks, context.samples), context.update)

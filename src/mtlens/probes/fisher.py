@@ -35,12 +35,18 @@ on the model's device; torch's global random state is not used.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
+from pydantic import Field
 from torch import Tensor
 
 from mtlens.models import MultiTaskModel
+from mtlens.probes.base import ProbeContext, register_probe
 from mtlens.probes.per_example import eval_mode, gradient_moments
+from mtlens.seeding import derived_seed
 from mtlens.tasks import Task
+from mtlens.quantities import FISHER_TRACE
 
 ESTIMATORS = ("batch", "exact")
 
@@ -80,3 +86,13 @@ def fisher_trace(
     _, total, _ = gradient_moments(model, task, inputs, labels, group, chunk_size)
     trace = float(total) / len(inputs)
     return {"fisher_trace": trace, "fisher_trace_exact": trace} if estimator == "exact" else {"fisher_trace": trace}
+
+
+@register_probe("fisher", quantities=(FISHER_TRACE,))
+def fisher_probe(context: ProbeContext, task: Task, batch_size: Annotated[int, Field(gt=0)] = 16) -> dict[str, float]:
+    """The probe ``fisher``: :func:`fisher_trace` on the task's probe inputs, labels drawn with a
+    generator seeded from ``(run seed, task, step)`` (so a resumed run redraws the same labels)."""
+    inputs, _ = context.samples[task.name]
+    generator = torch.Generator(device=inputs.device).manual_seed(
+        derived_seed(context.seed, "fisher", task.name, str(context.step)))
+    return fisher_trace(context.model, task, inputs, generator, batch_size=batch_size)

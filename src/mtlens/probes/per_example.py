@@ -28,23 +28,19 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 from mtlens.models import MultiTaskModel
+from mtlens.probes.protocol import ProbedModel
 from mtlens.probes.layerwise import layerwise_moments
 from mtlens.tasks import Task
 
 Params = dict[str, Tensor]
 
 
-def probe_parameters(model: MultiTaskModel, task: str) -> dict[str, nn.Parameter]:
-    """The parameters ``L_task`` depends on: the shared encoder and head ``task``.
-
-    Keys are ``model.named_parameters()`` names (``encoder.*`` then ``heads.<task>.*``), in
-    that fixed order; parameters with ``requires_grad=False`` are left out (they stay
-    constants, like the other tasks' heads).
-    """
-    if task not in model.heads:
-        raise KeyError(f"model has no head {task!r}; heads are {model.task_names}")
-    prefixes = ("encoder.", f"heads.{task}.")
-    return {name: p for name, p in model.named_parameters() if name.startswith(prefixes) and p.requires_grad}
+def probe_parameters(model: ProbedModel, task: str) -> dict[str, nn.Parameter]:
+    """The parameters ``L_task`` depends on, ``model.task_parameters(task)``: for a
+    :class:`~mtlens.models.MultiTaskModel` the shared encoder and head ``task`` (``encoder.*`` then
+    ``heads.<task>.*``, trainable ones only; other heads stay constants); for a user's model
+    (:class:`~mtlens.probes.loss_model.LossModel`) the parameters its loss reaches."""
+    return model.task_parameters(task)
 
 
 @contextmanager

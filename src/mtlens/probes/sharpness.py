@@ -26,15 +26,23 @@ its running statistics) and its train/eval flags are restored.
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Annotated, Iterator
 
 import torch
+from pydantic import Field
 from torch import Tensor
 from torch.func import grad_and_value
 
 from mtlens.models import MultiTaskModel
-from mtlens.probes.per_example import Params, detached_parameters, eval_mode, summed_loss
+from mtlens.probes.base import ProbeContext, register_probe
+from mtlens.probes.per_example import (
+    Params,
+    detached_parameters,
+    eval_mode,
+    summed_loss,
+)
 from mtlens.tasks import Task
+from mtlens.quantities import SHARPNESS, SHARPNESS_SAM
 
 
 def _norm(tensors: Params) -> Tensor:
@@ -114,3 +122,25 @@ def sharpness_measures(
             worst += batch_worst * len(x) / len(inputs)
             sam += batch_sam * len(x) / len(inputs)
     return {"sharpness_sam": sam} if steps is None else {"sharpness": worst, "sharpness_sam": sam}
+
+
+Positive = Annotated[float, Field(gt=0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+@register_probe("sharpness", quantities=(SHARPNESS,))
+def sharpness_probe(context: ProbeContext, task: Task, rho: Positive = 1e-3, batch_size: PositiveInt = 128,
+                    steps: PositiveInt = 10) -> dict[str, float]:
+    """The probe ``sharpness``: adaptive worst-case sharpness (:func:`sharpness_measures`, ``steps``
+    ascent steps) on the task's probe sample."""
+    inputs, targets = context.samples[task.name]
+    measured = sharpness_measures(context.model, task, inputs, targets, rho=rho, batch_size=batch_size, steps=steps)
+    return {"sharpness": measured["sharpness"]}
+
+
+@register_probe("sharpness_sam", quantities=(SHARPNESS_SAM,))
+def sharpness_sam_probe(context: ProbeContext, task: Task, rho: Positive = 1e-3,
+                        batch_size: PositiveInt = 128) -> dict[str, float]:
+    """The probe ``sharpness_sam``: SAM's first-order sharpness estimate (one gradient per batch)."""
+    inputs, targets = context.samples[task.name]
+    return sharpness_measures(context.model, task, inputs, targets, rho=rho, batch_size=batch_size, steps=None)

@@ -16,6 +16,7 @@ from mtlens.analysis.alignment import (  # noqa: E402
     alignment_distributions, alignment_summary, magnitude_ratio_summary, optimizer_comparison, optimizers_compared)
 from mtlens.render import Section, by_configuration, not_available, save_figure, slug, table_html  # noqa: E402
 from mtlens.store import RunStore  # noqa: E402
+from mtlens.quantities import MAGNITUDE_RATIO  # noqa: E402
 
 
 def alignment_figure(distributions: pd.DataFrame) -> "plt.Figure":
@@ -55,7 +56,7 @@ def alignment_section(rows: pd.DataFrame, out_dir: Path) -> Section:
         body += table_html(ratios, out_dir, "magnitude_ratio",
                            "Gradient magnitude ratio ||g_a|| / ||g_b|| per task pair of MTL runs over training: the "
                            "median ratio, and the median and 90th percentile of |log10 ratio| (orders of magnitude).")
-        magnitude = rows[(rows["quantity"] == "probe/magnitude_ratio") & (rows["mode"] == "mtl") & (rows["value"] > 0)]
+        magnitude = rows[(rows["quantity"] == MAGNITUDE_RATIO) & (rows["mode"] == "mtl") & (rows["value"] > 0)]
         fig, ax = plt.subplots(figsize=(6, 3.4))
         for (setting, method, pair), frame in magnitude.groupby(["setting", "method", "task"]):
             agg = frame.groupby("epoch")["value"].apply(lambda v: np.log10(v).mean()).reset_index()

@@ -18,28 +18,28 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from mtlens.probes import per_task_quantities  # noqa: E402
 from mtlens.render import Section, by_configuration, save_figure, slug  # noqa: E402
 from mtlens.report.figures import training_curves_figure  # noqa: E402
 from mtlens.store import RunStore  # noqa: E402
+from mtlens.quantities import (  # noqa: E402
+    PROBE_PREFIX, CONFLICT_COSINE, CONFLICT_FRACTION, INTRA_COSINE_CLASSGROUP, INTRA_COSINE_SUBBATCH,
+    MAGNITUDE_SIMILARITY, UPDATE_NORM)
 
-TASK_PROBES = ("probe/grad_coherence", "probe/m_coherence", "probe/fisher_trace", "probe/sharpness",
-               "probe/sharpness_sam", "probe/grad_norm", "probe/update_cosine", "probe/intra_cosine_subbatch",
-               "probe/intra_cosine_classgroup")
-"""Per-task probe quantities, in the order they are plotted."""
 
 
 def probes_section(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out_dir: Path) -> list[Section]:
     """A :data:`~mtlens.report.study_report.SectionBuilder`: the probe figures, or nothing without probe rows."""
     del store
     rows, _ = by_configuration(index, rows, {})
-    probe_rows = rows[rows["quantity"].str.startswith("probe/")]
+    probe_rows = rows[rows["quantity"].str.startswith(PROBE_PREFIX)]
     if probe_rows.empty:
         return []
     parts = []
     for (setting, method), mtl_rows in probe_rows[probe_rows["mode"] == "mtl"].groupby(["setting", "method"]):
         pair = pd.concat([probe_rows[(probe_rows["setting"] == setting) & (probe_rows["mode"] == "stl")], mtl_rows])
         tasks = [t for t in sorted(mtl_rows["task"].unique()) if "|" not in t and t != "*"]
-        quantities = [q for q in TASK_PROBES if q in set(pair["quantity"])]
+        quantities = [q for q in per_task_quantities() if q in set(pair["quantity"])]
         if tasks and quantities:
             n_seeds = {mode: frame["seed"].nunique() for mode, frame in pair.groupby("mode")}
             fig = training_curves_figure(pair, tasks, quantities)
@@ -47,7 +47,8 @@ def probes_section(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out
                 fig, out_dir, slug("probes", setting, method),
                 f"{setting}, method {method}: every per-task probe by epoch, STL (blue) vs MTL (red), mean ± std "
                 f"over seeds ({n_seeds.get('stl', 0)} STL and {n_seeds.get('mtl', 0)} MTL seeds; runs per curve in "
-                f"the legend). update_cosine: cosine of the task's probe-sample gradient with the update direction "
+                f"the legend); rows: {', '.join(quantities)}. update_cosine: cosine of the task's probe-sample "
+                f"gradient with the update direction "
                 f"the method applied to the shared parameters at that step (for STL, the task's own batch "
                 f"gradient)."))
         pairs = sorted(t for t in mtl_rows["task"].unique() if "|" in t)
@@ -70,17 +71,17 @@ def conflict_figure(rows: pd.DataFrame, pairs: list[str]) -> "plt.Figure":
     for j, pair in enumerate(pairs):
         a, b = pair.split("|")
         cosine_ax, magnitude_ax = axes[0][j], axes[1][j]
-        _mean_band(cosine_ax, rows, pair, "probe/conflict_cosine", f"cos(g_{a}, g_{b})", "black")
+        _mean_band(cosine_ax, rows, pair, CONFLICT_COSINE, f"cos(g_{a}, g_{b})", "black")
         for task, color in ((a, "#1f77b4"), (b, "#2ca02c")):
-            _mean_band(cosine_ax, rows, task, "probe/intra_cosine_subbatch", f"{task}: half vs half", color)
-            _mean_band(cosine_ax, rows, task, "probe/intra_cosine_classgroup", f"{task}: class groups", color, "--")
+            _mean_band(cosine_ax, rows, task, INTRA_COSINE_SUBBATCH, f"{task}: half vs half", color)
+            _mean_band(cosine_ax, rows, task, INTRA_COSINE_CLASSGROUP, f"{task}: class groups", color, "--")
         cosine_ax.axhline(0.0, color="grey", linewidth=0.8)
         cosine_ax.set_title(f"pair {pair}: inter- vs intra-task cosine")
-        _mean_band(magnitude_ax, rows, pair, "probe/magnitude_similarity", "magnitude similarity", "black")
+        _mean_band(magnitude_ax, rows, pair, MAGNITUDE_SIMILARITY, "magnitude similarity", "black")
         magnitude_ax.set_title(f"pair {pair}")
-    _mean_band(axes[0][-1], rows, "*", "probe/conflict_fraction", "conflicting pairs", "#d62728")
+    _mean_band(axes[0][-1], rows, "*", CONFLICT_FRACTION, "conflicting pairs", "#d62728")
     axes[0][-1].set_title("fraction of pairs with cosine < 0")
-    _mean_band(axes[1][-1], rows, "*", "probe/update_norm", "||update||", "#d62728")
+    _mean_band(axes[1][-1], rows, "*", UPDATE_NORM, "||update||", "#d62728")
     axes[1][-1].set_title("norm of the applied update")
     for ax in axes.flat:
         ax.set_xlabel("epoch")

@@ -20,7 +20,7 @@ from mtlens.errors import ConfigError, MtlensError
 from mtlens.experiments import experiment_sections
 from mtlens.analysis.transfer import TaskInfo, delta_m, transfer_table
 from mtlens.report.alignment import elich_sections
-from mtlens.render import Section, by_configuration, save_figure, slug, table_html
+from mtlens.render import RUN_KEYS, Section, by_configuration, save_figure, slug, table_html
 from mtlens.report.correlations import explanation_sections
 from mtlens.report.figures import gap_figure, training_curves_figure
 from mtlens.report.probes import probes_section
@@ -84,12 +84,35 @@ def overview_section(index: pd.DataFrame, configured: pd.DataFrame, out_dir: Pat
                  "compared only with STL runs trained the same way, and runs of different configurations "
                  "are never pooled as seeds. Use <code>mtlens report --where KEY=VALUE</code> to restrict "
                  "the report to some of them.</p>")
+    mismatched = mismatched_recorded_runs(index)
+    if len(mismatched):
+        body += table_html(mismatched, out_dir, "mismatched_recorded_runs",
+                           "Recorded runs (your own training loop) of one setting whose configurations differ in more "
+                           "than the task set: STL and MTL runs are paired only when init, data order, steps and "
+                           "optimizer agree, so these are compared only within their own configuration, shown as "
+                           "<code>setting [key=value ...]</code> below.")
     problems = index[index["state"].isin(["diverged", "failed"])]
     if len(problems):
         body += table_html(problems[["run_id", "state", "last_step", "message"]], out_dir, "problem_runs",
                            "Runs that diverged (non-finite loss) or failed; they are excluded from nothing "
                            "but contribute only the rows they recorded.")
     return Section("Overview", body, "overview")
+
+
+def mismatched_recorded_runs(index: pd.DataFrame) -> pd.DataFrame:
+    """Recorded runs (config ``source: recorder``) of settings whose recorded runs differ in a
+    configuration key other than the run keys (:data:`~mtlens.report.base.RUN_KEYS`: tasks, mode, method,
+    seed, ...): one row per run with ``setting, run_id, mode, differs`` (``key=value ...``)."""
+    if "source" not in index:
+        return pd.DataFrame()
+    recorded = index[index["source"] == "recorder"]
+    records = []
+    for setting, runs in recorded.groupby("setting"):
+        keys = [c for c in runs.columns if c not in RUN_KEYS | {"source"}
+                and runs[c].astype(str).nunique() > 1]
+        records += [{"setting": setting, "run_id": row["run_id"], "mode": row["mode"],
+                     "differs": " ".join(f"{k}={row[k]}" for k in keys)} for _, row in runs.iterrows() if keys]
+    return pd.DataFrame.from_records(records)
 
 
 def transfer_section(rows: pd.DataFrame, task_info: TaskInfo, out_dir: Path, alpha: float) -> Section:

@@ -12,7 +12,7 @@ permuted and halved: 5,000 test images per task.  Tasks read their own inputs
 the features needed are the same); ``variant="same"`` keeps the true labels on both
 halves (pure data sharing).
 
-Encoder: the small CNN :func:`mtlens.settings.embedded.conv_encoder` with widths (32, 64)
+Encoder: the small CNN :func:`mtlens.models.encoders.conv_encoder` with widths (32, 64)
 and 128 features.  Defaults (this package's choice; the record sweeps learning rate and
 batch size with Adam): Adam, lr 1e-3, batch 128, 20 epochs.
 """
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 from pydantic import PositiveInt
-from torch import Tensor
+from torch import Tensor, nn
 
 from mtlens.data.images import idx_dataset
 from mtlens.settings import register_setting
@@ -31,6 +31,15 @@ from mtlens.settings.embedded import DATA_SEED, LABEL_PERMUTATION
 from mtlens.tasks import classification_task
 
 TASKS = ("a", "b")
+
+FEATURE_DIM = 128
+DEFAULTS = Defaults(lr=1e-3, batch_size=128, epochs=20)
+"""Encoder width and training defaults of the paper's 28x28 grey-image settings (Fashion MTL, MNISTs)."""
+
+
+def small_image_encoder() -> nn.Module:
+    """The CNN of the paper's 28x28 grey-image settings: ``conv_encoder`` with widths 32, 64 to 128 features."""
+    return conv_encoder(1, 28, widths=(32, 64), feature_dim=FEATURE_DIM)
 
 
 def fashion_mtl_partition(n_train_file: int, n_test_file: int, n_train: int = 25_000, n_val: int = 5_000,
@@ -65,9 +74,9 @@ def fashion_mtl(variant: PairVariant = "permuted", n_train: PositiveInt = 25_000
         name="fashion_mtl",
         tasks=tuple(classification_task(t, 10) for t in TASKS),
         data=data,
-        encoder=lambda: conv_encoder(1, 28, widths=(32, 64), feature_dim=128),
-        feature_dim=128,
-        defaults=Defaults(lr=1e-3, batch_size=128, epochs=20),
+        encoder=small_image_encoder,
+        feature_dim=FEATURE_DIM,
+        defaults=DEFAULTS,
         description=(f"Fashion-MNIST split at random into two tasks, {n_train}/{n_val}/{n_test} train/val/test each; "
                      f"task b labels {'permuted' if variant == 'permuted' else 'unchanged'}."),
     )

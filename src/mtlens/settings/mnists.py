@@ -11,7 +11,7 @@ validation images (the remaining 5,000 are unused); 5,000 of the 10,000 official
 images, drawn at random, are the test split.  notMNIST has no official split: 60,000
 readable images are drawn at random from its folders and cut into 50,000 / 5,000 / 5,000.
 
-Encoder: :func:`mtlens.settings.embedded.conv_encoder` with widths (32, 64) and 128
+Encoder: :func:`mtlens.models.encoders.conv_encoder` with widths (32, 64) and 128
 features (all inputs are 1x28x28).  Defaults (this package's choice): Adam, lr 1e-3,
 batch 128, 20 epochs.
 """
@@ -23,9 +23,9 @@ from torch import Tensor
 
 from mtlens.data.images import idx_dataset, notmnist
 from mtlens.settings import register_setting
-from mtlens.settings.base import Defaults, Setting, Split, TaskData, random_partition
-from mtlens.models.encoders import conv_encoder
+from mtlens.settings.base import Setting, Split, TaskData, random_partition
 from mtlens.settings.embedded import DATA_SEED
+from mtlens.settings.fashion_mtl import DEFAULTS, FEATURE_DIM, small_image_encoder
 from mtlens.tasks import classification_task
 
 THIRD_TASKS = ("notmnist", "kmnist")
@@ -71,9 +71,9 @@ def mnists(third: str = "notmnist", n_train: PositiveInt = 50_000, n_val: Positi
         name="mnists",
         tasks=tuple(classification_task(t, 10) for t in data),
         data=data,
-        encoder=lambda: conv_encoder(1, 28, widths=(32, 64), feature_dim=128),
-        feature_dim=128,
-        defaults=Defaults(lr=1e-3, batch_size=128, epochs=20),
+        encoder=small_image_encoder,
+        feature_dim=FEATURE_DIM,
+        defaults=DEFAULTS,
         description=(f"MNIST, Fashion-MNIST and {third}, each its own 10-way task on its own images; "
                      f"{n_train}/{n_val}/{n_test} train/val/test per task."),
     )

@@ -10,9 +10,15 @@ The MTL objective handed to the update method is ``C * sum_t s_t * L_t`` with
 
 Probes (:mod:`mtlens.probes`) are named in ``probes`` and run at the steps of a geometric
 schedule: step 0, then the epochs ``probe_first_epoch * probe_growth**k`` and the last step
-(:func:`mtlens.probes.probe_steps`).  The probe keys change the stored rows, so they are
-part of the run identity -- except when ``probes`` is empty: a run without probes keeps the
-run id it had before probes existed.
+(:func:`mtlens.training.probe_runner.probe_steps`).  Each probe's options are set in
+``probe_options: {probe: {option: value}}``, checked against the probe's signature like
+``method_options``.  The older flat keys of the built-in probes' options (``fisher_batch_size``,
+``sharpness_batch_size``, ``sharpness_rho``, ``sharpness_steps``, ``alignment_batches``:
+:data:`FLAT_PROBE_KEYS`, the one place they are mapped) are still accepted, and a config is
+stored and hashed in that flat form wherever it can be (:meth:`RunConfig.to_dict`), so configs
+keep the run ids they had before ``probe_options`` existed.  The probe keys change the stored
+rows, so they are part of the run identity -- except when ``probes`` is empty: a run without
+probes keeps the run id it had before probes existed.
 
 ``mixed_precision: bf16`` runs the training forward passes and losses under
 ``torch.autocast`` with bfloat16 (no loss scaling needed); evaluation stays in float32.
@@ -33,16 +39,52 @@ from typing import Any, Literal
 
 import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from mtlens.errors import ConfigError, MtlensError
-from mtlens.probes.names import DEFAULT_PROBES, PROBE_NAMES
-from mtlens.settings import Setting, check_setting_options, load_setting, setting_factory
+from mtlens.probes import DEFAULT_PROBES, PROBES, validate_probe_options
+from mtlens.aggregators import METHODS
+from mtlens.settings import SETTINGS, Setting, load_setting
 
+FLAT_PROBE_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
+    "fisher_batch_size": (("fisher", "batch_size"),),
+    "sharpness_batch_size": (("sharpness", "batch_size"), ("sharpness_sam", "batch_size")),
+    "sharpness_rho": (("sharpness", "rho"), ("sharpness_sam", "rho")),
+    "sharpness_steps": (("sharpness", "steps"),),
+    "alignment_batches": (("alignment", "batches"),),
+}
+"""Old flat config key -> the ``(probe, option)`` pairs it sets (both sharpness probes share two)."""
 
-PROBE_KEYS = ("probes", "probe_sample_size", "probe_first_epoch", "probe_growth", "fisher_batch_size",
-              "sharpness_batch_size", "sharpness_rho", "sharpness_steps", "alignment_batches")
+PROBE_KEYS = ("probes", "probe_sample_size", "probe_first_epoch", "probe_growth", "probe_options", *FLAT_PROBE_KEYS)
 """Config keys of the probes (left out of the identity of a run without probes)."""
+
+
+def _probe_default(probe: str, option: str) -> Any:
+    return PROBES.options(probe).get(option) if probe in PROBES else None
+
+
+def flat_probe_options(options: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """``(flat keys, the rest)`` of ``probe_options``: the value of every flat key (its first probe's
+    option, given or default) and what the flat keys do not say: options without a flat key, and a
+    second probe's option where it differs from the flat value.  Parsing both back gives ``options``."""
+
+    def effective(probe: str, option: str) -> Any:
+        return options.get(probe, {}).get(option, _probe_default(probe, option))
+
+    flat: dict[str, Any] = {}
+    rest: dict[str, dict[str, Any]] = {}
+    covered: set[tuple[str, str]] = set()
+    for key, ((probe, option), *others) in FLAT_PROBE_KEYS.items():
+        flat[key] = effective(probe, option)
+        covered |= {(probe, option), *others}
+        for other, other_option in others:
+            if effective(other, other_option) != flat[key]:
+                rest.setdefault(other, {})[other_option] = effective(other, other_option)
+    for probe, values in options.items():
+        for option, value in values.items():
+            if (probe, option) not in covered:
+                rest.setdefault(probe, {})[option] = value
+    return flat, rest
 
 
 class RunConfig(BaseModel):
@@ -70,33 +112,34 @@ class RunConfig(BaseModel):
     probe_sample_size: int = Field(default=2048, gt=1)
     probe_first_epoch: float = Field(default=0.5, gt=0)
     probe_growth: float = Field(default=2.0, gt=1)
-    fisher_batch_size: int = Field(default=16, gt=0)
-    sharpness_batch_size: int = Field(default=128, gt=0)
-    sharpness_rho: float = Field(default=1e-3, gt=0)
-    sharpness_steps: int = Field(default=10, gt=0)
-    alignment_batches: int = Field(default=4, gt=0)
+    probe_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     device: str = "cpu"
     mixed_precision: Literal["off", "bf16"] = "off"
     save_selected_models: bool = False
 
-    @field_validator("setting")
+    @model_validator(mode="before")
     @classmethod
-    def _known_setting(cls, value: str) -> str:
-        try:
-            setting_factory(value)
-        except KeyError as err:
-            raise ValueError(err.args[0]) from None
-        return value
+    def _map_flat_probe_keys(cls, raw: Any) -> Any:
+        """The old flat probe keys (:data:`FLAT_PROBE_KEYS`) set the ``probe_options`` entries that
+        ``probe_options`` itself does not set."""
+        if not isinstance(raw, dict) or not set(FLAT_PROBE_KEYS) & set(raw):
+            return raw
+        raw = dict(raw)
+        options = {probe: dict(values) for probe, values in (raw.get("probe_options") or {}).items()}
+        for key, targets in FLAT_PROBE_KEYS.items():
+            if key not in raw:
+                continue
+            value = raw.pop(key)
+            for probe, option in targets:
+                options.setdefault(probe, {}).setdefault(option, value)
+        raw["probe_options"] = options
+        return raw
 
-    @field_validator("method")
+    @field_validator("setting", "method")
     @classmethod
-    def _known_method(cls, value: str) -> str:
-        from mtlens.aggregators import method_factory
-
-        try:
-            method_factory(value)
-        except KeyError as err:
-            raise ValueError(err.args[0]) from None
+    def _registered(cls, value: str, info: ValidationInfo) -> str:
+        """A registered setting or method (the registry's error, a ValueError, lists the valid names)."""
+        (SETTINGS if info.field_name == "setting" else METHODS).get(value)
         return value
 
     @field_validator("device")
@@ -115,12 +158,23 @@ class RunConfig(BaseModel):
     @field_validator("probes")
     @classmethod
     def _known_probes(cls, value: list[str]) -> list[str]:
-        unknown = [name for name in value if name not in PROBE_NAMES]
+        unknown = [name for name in value if name not in PROBES]
         if unknown:
-            raise ValueError(f"unknown probe(s) {unknown}; valid probes are: {', '.join(PROBE_NAMES)}")
+            raise ValueError(f"unknown probe(s) {unknown}; valid probes are: {', '.join(PROBES.names())}")
         if len(set(value)) != len(value):
             raise ValueError(f"probes {value} name a probe twice")
         return value
+
+    @field_validator("probe_options")
+    @classmethod
+    def _valid_probe_options(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Each probe's options checked against its signature; values as the probe's annotations type them."""
+        checked = {}
+        for probe, options in value.items():
+            PROBES.get(probe)
+            validated = validate_probe_options(probe, options)
+            checked[probe] = {option: validated[option] for option in options}
+        return checked
 
     @field_validator("task_loss_scales")
     @classmethod
@@ -135,8 +189,22 @@ class RunConfig(BaseModel):
         """``'stl'`` for a one-task run, ``'mtl'`` otherwise (valid once resolved)."""
         return "stl" if self.tasks is not None and len(self.tasks) == 1 else "mtl"
 
+    def to_dict(self) -> dict[str, Any]:
+        """The stored form (``config.json``): every field, the probes' options as the old flat keys
+        (:func:`flat_probe_options`) and ``probe_options`` only for what those cannot say."""
+        data = self.model_dump(exclude={"probe_options"})
+        flat, rest = flat_probe_options(self.probe_options)
+        data.update(flat)
+        if rest:
+            data["probe_options"] = rest
+        return data
+
+    def probe_settings(self, probe: str) -> dict[str, Any]:
+        """Probe ``probe``'s options: its defaults with this config's ``probe_options`` on top."""
+        return validate_probe_options(probe, self.probe_options.get(probe))
+
     def identity(self) -> dict[str, Any]:
-        """The fields that define the run's trajectory: everything but the device, without the probe
+        """The fields that define the run's trajectory: :meth:`to_dict` but the device, without the probe
         keys when ``probes`` is empty, without ``mixed_precision`` when it is ``'off'`` and without
         ``save_selected_models`` when it is false (so such runs keep the ids they had before those
         options existed)."""
@@ -145,14 +213,22 @@ class RunConfig(BaseModel):
             exclude.add("mixed_precision")
         if not self.save_selected_models:
             exclude.add("save_selected_models")
-        return self.model_dump(exclude=exclude)
+        return {key: value for key, value in self.to_dict().items() if key not in exclude}
 
     @property
     def run_id(self) -> str:
         """Readable and unique: ``setting-mode-task-method-sSEED-HASH`` of :meth:`identity`."""
-        digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:10]
-        which = self.tasks[0] if self.mode == "stl" and self.tasks else "all"
-        return f"{self.setting}-{self.mode}-{which}-{self.method}-s{self.seed}-{digest}"
+        return make_run_id(self.setting, self.tasks or [], self.method, self.seed, self.identity())
+
+
+def make_run_id(setting: str, tasks: list[str], method: str, seed: int, identity: dict[str, Any]) -> str:
+    """``setting-mode-task-method-sSEED-HASH``: ``mode`` is ``stl`` for one task (then ``task`` is its
+    name) and ``mtl`` otherwise (``task`` is ``all``); ``HASH`` is the first 10 hex digits of the
+    SHA-256 of ``identity`` as sorted JSON.  The trainer and the recorder name runs this way."""
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
+    mode = "stl" if len(tasks) == 1 else "mtl"
+    which = tasks[0] if mode == "stl" else "all"
+    return f"{setting}-{mode}-{which}-{method}-s{seed}-{digest}"
 
 
 def parse_config(raw: dict[str, Any]) -> RunConfig:
@@ -161,14 +237,15 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
         config = RunConfig.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(_describe(err)) from None
-    try:
-        check_setting_options(config.setting, config.setting_options)
-    except ValueError as err:
-        raise ConfigError(f"setting_options: {err}") from None
-    from mtlens.aggregators import check_method_options, make_method
+    for key, registry, name, options in (("setting_options", SETTINGS, config.setting, config.setting_options),
+                                         ("method_options", METHODS, config.method, config.method_options)):
+        try:
+            registry.check_options(name, options)
+        except ConfigError as err:
+            raise ConfigError(f"{key}: {err}") from None
+    from mtlens.aggregators import make_method
 
     try:
-        check_method_options(config.method, config.method_options)
         make_method(config.method, config.method_options, config.seed)  # the method's own checks of its options
     except (ValueError, TypeError) as err:
         raise ConfigError(f"method_options of {config.method!r}: {err}") from None

@@ -9,35 +9,31 @@ and for every seed, and tasks that read the same inputs are probed on the same e
 (``k = 0, 1, ...``, rounded to steps) and at the last step: dense early, geometrically sparser
 later (:func:`probe_steps`).
 
-**No side effects.**  :meth:`ProbeRunner.rows` runs inside ``torch.random.fork_rng`` (CPU and the
-run's CUDA device), with the model in eval mode (so batch norm uses, and never updates, its
-running statistics, and dropout is off) and every parameter's ``.grad`` put back afterwards; it
-never touches the optimizer.  Random probes draw from their own generators, seeded from
-``(run seed, task, step)`` (Fisher labels) or from the task alone (alignment batches), so a
+**No side effects.**  :meth:`ProbeRunner.rows` builds a :class:`~mtlens.probes.ProbeContext`
+(model, tasks, samples, step, seed, training batch size, the step's update) and measures the
+config's probes with their ``probe_options`` through :func:`~mtlens.probes.measure_probes`, which
+runs inside ``torch.random.fork_rng``, with the model in eval mode (so batch norm uses, and never
+updates, its running statistics, and dropout is off) and every parameter's ``.grad`` put back
+afterwards; it never touches the optimizer.  Random probes draw from their own generators, seeded
+from ``(run seed, task, step)`` (Fisher labels) or from the task alone (alignment batches), so a
 resumed run reproduces them.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor
 
 from mtlens.gradients import flatten
 from mtlens.models import MultiTaskModel
+from mtlens.probes import ProbeContext, measure_probes
 from mtlens.seeding import derived_seed
-from mtlens.probes.alignment import intra_task_alignment
-from mtlens.probes.coherence import gradient_coherence
-from mtlens.probes.conflict import conflict_measures, mean_task_gradients
-from mtlens.probes.fisher import fisher_trace
-from mtlens.probes.sharpness import sharpness_measures
 from mtlens.settings import Setting
 from mtlens.settings.base import Split
 from mtlens.tasks import Task
-
-if TYPE_CHECKING:
-    from mtlens.training.config import RunConfig
+from mtlens.training.config import RunConfig
 
 
 def probe_rows(split: Split, size: int, source: str) -> Tensor:
@@ -62,7 +58,8 @@ class ProbeRunner:
     """Measures the config's probes for every task of a run; see the module docstring."""
 
     def __init__(self, config: RunConfig, setting: Setting, tasks: Sequence[Task], device: torch.device):
-        self.config, self.tasks, self.device = config, list(tasks), device
+        self.config, self.tasks = config, list(tasks)
+        self.options = {name: config.probe_settings(name) for name in config.probes}
         by_source: dict[str, Tensor] = {}
         self.samples: dict[str, tuple[Tensor, Tensor]] = {}
         for task in self.tasks:
@@ -75,45 +72,8 @@ class ProbeRunner:
     def rows(self, model: MultiTaskModel, step: int) -> list[dict[str, Any]]:
         """Rows ``{"task", "quantity", "value"}`` of every probe at ``step``, read after the step's
         optimizer update (whose direction is the shared parameters' ``.grad``; none at step 0)."""
-        params = list(model.parameters())
-        saved_grads = [p.grad for p in params]
         shared = model.shared_parameters()
         update = None if step == 0 else flatten([p.grad for p in shared], shared).detach().clone()
-        was_training = model.training
-        devices = [self.device] if self.device.type == "cuda" else []
-        try:
-            with torch.random.fork_rng(devices=devices):
-                model.eval()
-                return self._measure(model, step, update)
-        finally:
-            model.train(was_training)
-            for p, grad in zip(params, saved_grads):
-                p.grad = grad
-
-    def _measure(self, model: MultiTaskModel, step: int, update: Tensor | None) -> list[dict[str, Any]]:
-        config, rows = self.config, []
-        probes = set(config.probes)
-        for task in self.tasks:
-            inputs, targets = self.samples[task.name]
-            values: dict[str, float] = {}
-            if "coherence" in probes:
-                values.update(gradient_coherence(model, task, inputs, targets))
-            if "fisher" in probes:
-                generator = torch.Generator(device=inputs.device).manual_seed(
-                    derived_seed(config.seed, "fisher", task.name, str(step)))
-                values.update(fisher_trace(model, task, inputs, generator, batch_size=config.fisher_batch_size))
-            sharpness = {"sharpness", "sharpness_sam"} & probes
-            if sharpness:  # one pass gives both: the SAM estimate is the ascent's first step
-                measured = sharpness_measures(model, task, inputs, targets, rho=config.sharpness_rho,
-                                              batch_size=config.sharpness_batch_size,
-                                              steps=config.sharpness_steps if "sharpness" in probes else None)
-                values.update({name: measured[name] for name in sorted(sharpness)})
-            if "alignment" in probes:
-                generator = torch.Generator().manual_seed(derived_seed(0, "alignment", task.name))
-                values.update(intra_task_alignment(model, task, inputs, targets, config.batch_size,
-                                                   config.alignment_batches, generator))
-            rows += [{"task": task.name, "quantity": f"probe/{name}", "value": float(value)}
-                     for name, value in values.items()]
-        if "conflict" in probes:
-            rows += conflict_measures(mean_task_gradients(model, self.tasks, self.samples), update)
-        return rows
+        context = ProbeContext(model, self.tasks, self.samples, step=step, seed=self.config.seed,
+                               batch_size=self.config.batch_size or 1, update=update)
+        return measure_probes(context, self.config.probes, self.options)

@@ -37,7 +37,6 @@ import math
 import os
 from typing import Any
 
-import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
@@ -51,6 +50,7 @@ from mtlens.tasks import Task, selection_scores
 from mtlens.training.batches import BatchStream
 from mtlens.training.config import RunConfig, load_configured_setting, resolve_config
 from mtlens.training.evaluate import evaluate_task, train_eval_rows
+from mtlens.training.run_writer import RunIdentity, RunWriter, task_info
 
 
 def make_optimizer(config: RunConfig, model: MultiTaskModel) -> torch.optim.Optimizer:
@@ -78,21 +78,22 @@ def train_run(config: RunConfig, store: RunStore, setting: Setting | None = None
     with store.lock(run_id):
         if store.is_done(run_id):  # another process finished it before we took the lock
             return store.status(run_id)["state"]
-        store.write_config(run_id, config.model_dump(), ignore=("device",))
-        store.write_task_info(run_id, {
-            t.name: {"selection_metric": t.selection_metric,
-                     "lower_is_better": {m: t.is_lower_better(m) for m in t.metric_names}}
-            for t in setting.select(config.tasks)
-        })
-        return _Run(config, setting, store).train(progress)
+        writer = RunWriter(store, trainer_identity(config))
+        writer.open(config.to_dict(), task_info(setting.select(config.tasks)), ignore=("device",))
+        return _Run(config, setting, writer).train(progress)
+
+
+def trainer_identity(config: RunConfig) -> RunIdentity:
+    """The row identity of a resolved config's run."""
+    return RunIdentity(config.run_id, config.setting, tuple(config.tasks or ()), config.method, config.seed)
 
 
 class _Run:
     """The state of one run being trained."""
 
-    def __init__(self, config: RunConfig, setting: Setting, store: RunStore):
+    def __init__(self, config: RunConfig, setting: Setting, writer: RunWriter):
         configure_determinism()
-        self.config, self.setting, self.store = config, setting, store
+        self.config, self.setting, self.writer, self.store = config, setting, writer, writer.store
         self.run_id = config.run_id
         self.device = torch.device(config.device)
         self.tasks = setting.select(config.tasks)
@@ -125,7 +126,7 @@ class _Run:
                 losses = self._losses()
                 bad = {t: v.item() for t, v in losses.items() if not math.isfinite(v.item())}
                 if bad:
-                    self.store.finalize(self.run_id, "diverged", step, f"non-finite loss at step {step}: {bad}")
+                    self.writer.finish("diverged", step, f"non-finite loss at step {step}: {bad}")
                     return "diverged"
                 self.optimizer.zero_grad(set_to_none=True)
                 self._accumulate(self.method.backward({t: self.scales[t] * v for t, v in losses.items()}, self.model))
@@ -134,7 +135,7 @@ class _Run:
                 if self._is_record_step(step) or step in self.probe_steps:
                     self._record(step)
                     self._checkpoint(step)
-        self.store.finalize(self.run_id, "finished", step)
+        self.writer.finish("finished", step)
         return "finished"
 
     def _losses(self) -> dict[str, torch.Tensor]:
@@ -175,12 +176,7 @@ class _Run:
             records += self._method_records()
         if self.probes is not None and step in self.probe_steps:
             records += self.probes.rows(self.model, step)
-        frame = pd.DataFrame.from_records(records)
-        frame = frame.assign(
-            run_id=self.run_id, setting=self.config.setting, mode=self.config.mode, method=self.config.method,
-            seed=self.config.seed, step=step, epoch=step / self.steps_per_epoch,
-        )
-        self.store.write_part(self.run_id, step, frame)
+        self.writer.write_step(step, step / self.steps_per_epoch, records)
 
     def _save_if_selected(self, task: Task, val_scores: dict[str, float], step: int) -> None:
         """Save the weights when the task's validation selection score strictly improves
@@ -224,13 +220,13 @@ class _Run:
         }
         atomic_write(self.store.checkpoint_path(self.run_id), lambda tmp: torch.save(state, tmp))
         self.store.keep_selected_models(self.run_id, {task: step for task, (_, step) in self.selected.items()})
-        self.store.set_status(self.run_id, "running", step)
+        self.writer.mark_running(step)
 
     def _restore(self) -> int:
         """Load the last checkpoint (returning its step), or record step 0 of a fresh run."""
         path = self.store.checkpoint_path(self.run_id)
         if not path.exists():
-            self.store.discard_parts_after(self.run_id, -1)
+            self.writer.discard_after(-1)
             self.store.keep_selected_models(self.run_id, {})
             self._record(0)
             self._checkpoint(0)
@@ -245,6 +241,6 @@ class _Run:
         if state["cuda_rng"] is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
         self.selected = state["selected"]
-        self.store.discard_parts_after(self.run_id, state["step"])
+        self.writer.discard_after(state["step"])
         self.store.keep_selected_models(self.run_id, {task: step for task, (_, step) in self.selected.items()})
         return int(state["step"])

@@ -1,0 +1,112 @@
+"""Overhead of the recorder on the README's plain-loop example (probes off).
+
+The README's ``# Record a plain PyTorch loop`` block (6 runs: STL a, STL b and MTL for two seeds,
+3 epochs of ``digits_pair`` with 128 training examples, evaluation on train subset / val / test at
+every epoch end) is executed as written, and again with ``Recorder`` replaced by a stand-in that
+keeps the logged values in a list and writes nothing: the same loop, the same evaluation, without
+the recorder.  Rounds alternate the two (a fresh store directory per round, after one warm-up of
+each); the ratio ``with / without`` is taken per round on the process's CPU time and on wall time.
+CPU time excludes other jobs on a shared machine; wall time includes the recorder's file writes.
+
+``--n-train N`` runs the example on ``N`` training examples instead of its 128 (the only change to
+the code), so that each run trains long enough to weigh the recorder's fixed cost per run (config,
+status and lock files; one parquet part per evaluated step, merged into the trajectory at the end)
+against a training run of realistic length.
+
+Run: ``.venv/bin/python benchmarks/recorder_overhead.py --rounds 7 [--n-train 768]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import mtlens
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+MARKER = "# Record a plain PyTorch loop"
+
+
+class NoRecorder:
+    """``Recorder``'s interface as the example uses it, keeping the logged values in memory only."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        self.values: list[tuple[int, str, Any]] = []
+
+    def __enter__(self) -> NoRecorder:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def log(self, step: int, split: str, values: Any) -> None:
+        self.values.append((step, split, values))
+
+
+def example_code(n_train: int) -> str:
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S) if MARKER in b]
+    if len(blocks) != 1 or "n_train=128" not in blocks[0]:
+        raise SystemExit(f"expected one README block containing {MARKER!r} with n_train=128")
+    return blocks[0].replace("n_train=128", f"n_train={n_train}")
+
+
+def run(code: str, record: bool) -> tuple[float, float]:
+    """``(cpu seconds, wall seconds)`` of one execution of the example, in a fresh directory."""
+    with tempfile.TemporaryDirectory() as directory:
+        cwd = os.getcwd()
+        os.chdir(directory)
+        try:
+            namespace: dict[str, Any] = {}
+            if not record:  # the example's `from mtlens import Recorder` then binds the stand-in
+                original, mtlens.Recorder = mtlens.Recorder, NoRecorder
+            cpu, wall = time.process_time(), time.perf_counter()
+            try:
+                exec(compile(code, "README.md", "exec"), namespace)
+            finally:
+                if not record:
+                    mtlens.Recorder = original
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            runs = namespace["store"].runs() if record else None
+            if record and (len(runs) != 6 or set(runs["state"]) != {"finished"}):
+                raise SystemExit("the recorded example did not finish its 6 runs")
+            return cpu, wall
+        finally:
+            os.chdir(cwd)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--n-train", type=int, default=128, help="training examples of digits_pair (README: 128)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    code = example_code(args.n_train)
+    print(f"torch {torch.__version__}, {platform.machine()}, {args.threads} thread(s), {platform.platform()}; "
+          f"load average {os.getloadavg()[0]:.2f} at start; n_train={args.n_train}")
+    run(code, True), run(code, False)  # warm-up: data cache, imports, allocator
+    ratios: dict[str, list[float]] = {"cpu": [], "wall": []}
+    for round_ in range(args.rounds):
+        order = (True, False) if round_ % 2 == 0 else (False, True)
+        times = {record: run(code, record) for record in order}
+        for k, kind in enumerate(("cpu", "wall")):
+            ratios[kind].append(times[True][k] / times[False][k])
+        print(f"round {round_}: with {times[True][0]:.2f} s cpu / {times[True][1]:.2f} s wall, "
+              f"without {times[False][0]:.2f} s cpu / {times[False][1]:.2f} s wall")
+    for kind, values in ratios.items():
+        print(f"{kind:4s} with/without: best {min(values):.3f}x  median {statistics.median(values):.3f}x  "
+              f"spread {min(values):.3f}-{max(values):.3f}x over {len(values)} rounds")
+    print(f"load average {os.getloadavg()[0]:.2f} at end")
+
+
+if __name__ == "__main__":
+    main()

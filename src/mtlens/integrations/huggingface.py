@@ -1,0 +1,55 @@
+"""A Hugging Face ``transformers`` callback that records a ``Trainer``'s training with a
+:class:`~mtlens.training.recorder.Recorder` (extra ``hf``: ``transformers>=4.40``)::
+
+    with Recorder(store, "my_setting", ["a", "b"], seed=0, steps_per_epoch=steps) as rec:
+        Trainer(model, args, train_dataset=train, eval_dataset={"train": sub, "val": val, "test": test},
+                compute_metrics=per_task_metrics, callbacks=[RecorderTrainerCallback(rec)]).train()
+
+``compute_metrics`` returns ``{"<task>/<metric>": value}``; the ``Trainer`` reports them for the
+evaluation set ``<split>`` as ``eval_<split>_<task>/<metric>``, and the callback records them at
+``state.global_step`` (:meth:`~mtlens.training.recorder.Recorder.log_metrics`).  After every
+optimizer step it calls ``rec.step(global_step)`` (probes when due; ``rec.step(0)`` when training
+starts).  The ``Trainer`` clears the gradients before ``on_step_end``, so probe rows have no
+``update_cosine``/``update_norm`` here.  A training resumed from a ``Trainer`` checkpoint resumes the
+recorded run at its step; rows are written whenever the ``Trainer`` saves.  The ``with`` block ends
+the run: finished, or failed on an exception.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from mtlens.training.recorder import Recorder
+
+
+class RecorderTrainerCallback(TrainerCallback):
+    """Feeds ``recorder`` from a Hugging Face ``Trainer``; see the module docstring."""
+
+    def __init__(self, recorder: Recorder):
+        self.recorder = recorder
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                       **kwargs: Any) -> None:
+        if state.global_step > 0:
+            self.recorder.resume_from(state.global_step)
+        else:
+            self.recorder.step(0)
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                    **kwargs: Any) -> None:
+        self.recorder.step(state.global_step)
+
+    def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                    metrics: dict[str, float] | None = None, **kwargs: Any) -> None:
+        flat = {}
+        for key, value in (metrics or {}).items():
+            split, _, rest = key.removeprefix("eval_").partition("_")
+            if key.startswith("eval_") and rest:
+                flat[f"{split}/{rest}"] = value
+        self.recorder.log_metrics(state.global_step, flat)
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                **kwargs: Any) -> None:
+        self.recorder.flush()

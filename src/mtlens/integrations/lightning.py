@@ -1,0 +1,49 @@
+"""A PyTorch Lightning callback that records a ``LightningModule``'s training with a
+:class:`~mtlens.training.recorder.Recorder` (extra ``lightning``: ``lightning>=2.2``)::
+
+    with Recorder(store, "my_setting", ["a", "b"], seed=0, steps_per_epoch=len(loader)) as rec:
+        Trainer(max_epochs=5, callbacks=[RecorderCallback(rec)]).fit(module, loader, val_loaders)
+
+The module logs ``self.log("<split>/<task>/<metric>", value, add_dataloader_idx=False)`` in its
+``validation_step`` (e.g. with three validation dataloaders: a fixed training subset, the
+validation split and the test split).  At the end of every validation run (not the sanity check)
+the callback records those of ``trainer.callback_metrics`` at ``trainer.global_step``
+(:meth:`~mtlens.training.recorder.Recorder.log_metrics`).  After every optimizer step it calls
+``rec.step(global_step)``, which runs the recorder's probes when they are due (``rec.step(0)`` when
+training starts).  A fit resumed from a Lightning checkpoint resumes the recorded run at the
+checkpoint's step (later rows are discarded); rows are written whenever Lightning saves a
+checkpoint.  The ``with`` block ends the run: finished, or failed on an exception.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+
+from mtlens.training.recorder import Recorder
+
+
+class RecorderCallback(pl.Callback):
+    """Feeds ``recorder`` from a Lightning ``Trainer``; see the module docstring."""
+
+    def __init__(self, recorder: Recorder):
+        self.recorder = recorder
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_step > 0:
+            self.recorder.resume_from(trainer.global_step)
+        else:
+            self.recorder.step(0)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        self.recorder.step(trainer.global_step)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.recorder.log_metrics(trainer.global_step, {k: float(v) for k, v in trainer.callback_metrics.items()})
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        self.recorder.flush()

@@ -1,0 +1,153 @@
+"""Probes on any model: a user's module, the parameters they declare shared, and a function from a
+batch to per-task per-example losses.
+
+The probes (:mod:`mtlens.probes`) are written against a :class:`~mtlens.probes.protocol.ProbedModel`
+called as ``model(x, tasks) -> {task: outputs}`` with ``task.loss(outputs, targets)`` the
+per-example loss.  :class:`LossModel` presents a user's model in that form without assuming an
+"encoder + heads" architecture:
+
+* ``x`` is a ``(n,)`` tensor of **row indices into the probe sample** (a tensor, or a dict / tuple /
+  list of tensors with ``N`` rows each, e.g. a Hugging Face batch); ``forward`` gathers those rows
+  of every leaf and returns ``losses(batch)``, the user's ``{task: (n,) per-example losses}``.
+  Because the rows are gathered inside ``forward``, ``torch.func.vmap`` over index chunks gives
+  per-example (or per-group) gradients of any model, and ``functional_call`` substitutes the
+  user's parameters by their ``named_parameters`` names prefixed with ``model.``.
+* the tasks are :class:`~mtlens.tasks.Task` objects whose ``loss(outputs, targets)`` returns the
+  outputs (they already are the losses); the targets are an unused ``(N, 1)`` float tensor of zeros,
+  so no probe mistakes them for class labels.
+* ``shared_parameters()`` are the parameters the user declares shared (conflict and alignment
+  measure on them); ``task_parameters(task)`` are the trainable parameters that ``task``'s loss
+  reaches in the autograd graph (found once, on the first two sample rows, in eval mode):
+  the shared trunk, the task's own adapter and tower, never another task's.
+
+The Fisher probe needs labels drawn from the model's predictive distribution, which a bare loss
+function cannot provide, so it is not available here (:data:`UNAVAILABLE_PROBES`); every other
+registered probe that uses only the :class:`~mtlens.probes.protocol.ProbedModel` interface is.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Mapping, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+from torch.utils._pytree import tree_flatten, tree_map
+
+from mtlens.tasks import Task
+
+Batch = Union[Tensor, Mapping[str, Any], Sequence[Any]]
+"""A batch: a tensor or a (nested) dict / tuple / list of tensors, each with the examples on dim 0."""
+
+PerExampleLosses = Callable[[Batch], Mapping[str, Tensor]]
+"""``losses(batch) -> {task: (n,) per-example losses}`` computed with the user's model."""
+
+UNAVAILABLE_PROBES = ("fisher",)
+"""Built-in probes that cannot run on a user's model (see the module docstring)."""
+
+
+def batch_size_of(batch: Batch) -> int:
+    """``N``, the common number of rows of the batch's tensors (raises if they disagree or none)."""
+    sizes = {leaf.shape[0] for leaf in tree_flatten(batch)[0] if isinstance(leaf, Tensor)}
+    if len(sizes) != 1:
+        raise ValueError(f"a batch needs tensors with one common number of rows; got row counts {sorted(sizes)}")
+    return sizes.pop()
+
+
+def _losses_are_the_outputs(outputs: Tensor, targets: Tensor) -> Tensor:
+    del targets
+    return outputs
+
+
+def _no_head(feature_dim: int) -> nn.Module:
+    raise TypeError("a task of a user's model has no mtlens head")
+
+
+def _no_label_sampler(outputs: Tensor, generator: torch.Generator) -> Tensor:
+    raise TypeError("the Fisher probe needs labels drawn from the model, which a per-example loss function "
+                    "cannot give; it is not available on a user's model")
+
+
+def loss_task(name: str) -> Task:
+    """A :class:`~mtlens.tasks.Task` whose loss is the model's output (see the module docstring)."""
+    return Task(name=name, head=_no_head, loss=_losses_are_the_outputs, metrics={},
+                sample_labels=_no_label_sampler)
+
+
+class LossModel(nn.Module):
+    """A user's model as the probes see it; see the module docstring.
+
+    Args:
+        model: any ``nn.Module`` (registered as the submodule ``model``).
+        shared: the shared parameters, as parameters of ``model`` or as their names in
+            ``model.named_parameters()``.
+        losses: ``losses(batch) -> {task: (n,) per-example losses}``, computed with ``model``.
+        sample: the fixed probe sample (a :data:`Batch` of ``N`` rows), on the model's device.
+        tasks: the task names, in the order rows are written.
+    """
+
+    def __init__(self, model: nn.Module, shared: Iterable[nn.Parameter | str], losses: PerExampleLosses,
+                 sample: Batch, tasks: Sequence[str]):
+        super().__init__()
+        self.model = model
+        self._losses, self._sample, self._tasks = losses, sample, list(tasks)
+        self._n = batch_size_of(sample)
+        by_name = dict(model.named_parameters())
+        by_id = {id(p): p for p in by_name.values()}
+        self._shared: list[nn.Parameter] = []
+        for item in shared:
+            if isinstance(item, str):
+                if item not in by_name:
+                    raise KeyError(f"shared parameter {item!r} is not a parameter of the model")
+                self._shared.append(by_name[item])
+            elif id(item) in by_id:
+                self._shared.append(item)
+            else:
+                raise ValueError("a shared parameter is not a parameter of the model")
+        if not self._shared:
+            raise ValueError("declare at least one shared parameter")
+        self._task_parameters: dict[str, dict[str, nn.Parameter]] = {}
+
+    @property
+    def task_names(self) -> list[str]:
+        return list(self._tasks)
+
+    @property
+    def sample_indices(self) -> Tensor:
+        """``arange(N)`` on the sample's device: the probes' "inputs"."""
+        device = next(leaf.device for leaf in tree_flatten(self._sample)[0] if isinstance(leaf, Tensor))
+        return torch.arange(self._n, device=device)
+
+    def probe_samples(self) -> dict[str, tuple[Tensor, Tensor]]:
+        """``{task: (indices (N,), unused targets (N, 1))}``, one inputs object shared by every task."""
+        indices = self.sample_indices
+        targets = torch.zeros(self._n, 1, device=indices.device)
+        return {task: (indices, targets) for task in self._tasks}
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self._shared if p.requires_grad]
+
+    def task_parameters(self, task: str) -> dict[str, nn.Parameter]:
+        """Trainable parameters ``task``'s loss reaches, by name (``model.<name>``), in model order."""
+        if task not in self._tasks:
+            raise KeyError(f"model has no task {task!r}; tasks are {self._tasks}")
+        if task not in self._task_parameters:
+            named = {f"model.{name}": p for name, p in self.model.named_parameters() if p.requires_grad}
+            was_training = self.training
+            self.eval()
+            try:
+                loss = self(self.sample_indices[:2], [task])[task].sum()
+                grads = torch.autograd.grad(loss, list(named.values()), allow_unused=True)
+            finally:
+                self.train(was_training)
+            self._task_parameters[task] = {name: p for (name, p), g in zip(named.items(), grads) if g is not None}
+        return self._task_parameters[task]
+
+    def forward(self, x: Tensor, tasks: Sequence[str] | None = None) -> dict[str, Tensor]:
+        """``{task: losses of the sample rows x}`` for ``tasks`` (default: all), each ``(len(x),)``."""
+        batch = tree_map(lambda leaf: leaf[x] if isinstance(leaf, Tensor) else leaf, self._sample)
+        losses = self._losses(batch)
+        wanted = self._tasks if tasks is None else list(tasks)
+        missing = [t for t in wanted if t not in losses]
+        if missing:
+            raise KeyError(f"the loss function returned no losses for tasks {missing}; it returned {sorted(losses)}")
+        return {t: losses[t] for t in wanted}

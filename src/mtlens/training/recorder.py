@@ -1,0 +1,385 @@
+"""The recorder: the trainer's trajectory rows, written from a training loop you wrote.
+
+::
+
+    with Recorder(store, setting="my_setting", tasks=["a", "b"], seed=0,
+                  hyperparameters={"lr": 1e-3, "batch_size": 32}, steps_per_epoch=100) as rec:
+        for step in range(1, total + 1):
+            ...                                   # your forward, backward, optimizer step
+            rec.step(step)                        # runs the probes scheduled at this step
+            if step % 100 == 0:
+                rec.log(step, "train", {"a": train_loss_a, "b": train_loss_b})
+                rec.log(step, "val", {"a": {"loss": ..., "error": ...}, "b": {...}})
+                rec.log(step, "test", {...})
+
+**Rows.**  ``rec.log(step, split, values)`` records ``{task: {metric: value}}`` (a bare number is
+the ``loss``) as rows ``task, quantity="<split>/<metric>", value`` at ``step`` with
+``epoch = step / steps_per_epoch`` (or the ``epoch`` given).  They are written through the
+trainer's own :class:`~mtlens.training.run_writer.RunWriter`, so a recorded run has the trainer's
+columns, quantities and status, and ``mtlens report`` reads it unchanged.  The report's
+analyses read, per task, ``train/loss`` (measured on a fixed training subset, as the trainer
+does: :func:`~mtlens.training.evaluate.train_eval_rows`), ``val/<metric>`` and ``test/<metric>``
+at the same steps, the validation ``selection_metric`` choosing each task's checkpoint.
+
+**Identity.**  The run id is :func:`~mtlens.training.config.make_run_id` of the description
+(setting, tasks, method, seed, ``hyperparameters``, probe settings, ``steps_per_epoch``), so
+reopening the same description reopens the same run and a different one never mixes rows.  The
+stored config is the description plus ``"source": "recorder"``.
+
+**Buffering, checkpoints and resume.**  Rows are buffered per step and written (one part per
+step, atomically) at :meth:`Recorder.flush`, :meth:`Recorder.checkpoint`, on leaving the ``with``
+block, and whenever 64 steps are pending.  :meth:`Recorder.checkpoint` saves your state dict (plus
+torch's CPU random state) after flushing; :meth:`Recorder.restore` loads it and discards every row
+recorded after its step.  If you checkpoint yourself, call :meth:`Recorder.flush` when you do and
+:meth:`Recorder.resume_from` with the step you resume from.  Rows are keyed by
+``(step, task, quantity)``: recording a value again replaces it, and the first step recorded in a
+session discards rows of later steps left by an interrupted session, so a resumed run never has
+duplicated rows.
+
+**State.**  The run is ``running`` while open, ``finished`` (rows merged into its trajectory) when
+the ``with`` block ends normally or :meth:`Recorder.close` is called, ``failed`` (rows kept,
+resumable) when it ends with an exception, and ``diverged`` with ``close("diverged", message)``.
+A finished or diverged run cannot be reopened.
+
+**Probes.**  With ``probes=`` (:class:`RecorderProbes`), :meth:`Recorder.step` runs the probes on
+your model at the steps of their schedule (call it after the optimizer step, and once with step 0
+before training), with the trainer's guarantees: parameters, buffers, gradients, optimizer state
+and torch's random streams are left as they were (:func:`~mtlens.probes.measure_probes`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import traceback
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Iterable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from mtlens.errors import MtlensError
+from mtlens.gradients import flatten
+from mtlens.probes import PROBES, ProbeContext, measure_probes, validate_probe_options
+from mtlens.probes.loss_model import UNAVAILABLE_PROBES, Batch, LossModel, PerExampleLosses, batch_size_of, loss_task
+from mtlens.store import RunStore, atomic_write
+from mtlens.tasks import Task
+from mtlens.training.config import make_run_id
+from mtlens.training.run_writer import RunIdentity, RunWriter, task_info
+
+MAX_PENDING_STEPS = 64
+"""Buffered steps that trigger a write (bounds the memory a long loop's rows take)."""
+
+RESERVED_SPLITS = ("probe", "method")
+"""Quantity prefixes the recorder writes itself (probe rows; the trainer's method diagnostics)."""
+
+DESCRIPTION_KEYS = ("setting", "tasks", "method", "seed", "source", "steps_per_epoch", "probes", "probe_options",
+                    "probe_sample_size", "probe_steps", "probe_batch_size")
+"""Config keys the recorder writes itself (hyperparameters may not use them)."""
+
+
+class RecordedRunFinishedError(MtlensError):
+    """The described run is already finished (or diverged) in the store."""
+
+
+@dataclass(frozen=True)
+class RecorderProbes:
+    """Probes on a user's model; see :mod:`mtlens.probes.loss_model` for the first four arguments.
+
+    ``steps`` is the schedule (e.g. :func:`mtlens.training.probe_runner.probe_steps`); ``probes`` the
+    registered probes to run (all but ``fisher`` work on a user's model:
+    :data:`~mtlens.probes.loss_model.UNAVAILABLE_PROBES`) and ``options`` their options
+    (``{probe: {option: value}}``, as a config's ``probe_options``); ``batch_size`` is the training
+    batch size (the alignment probe's batches).
+    """
+
+    model: nn.Module
+    shared: Iterable[nn.Parameter | str]
+    losses: PerExampleLosses
+    sample: Batch
+    steps: Iterable[int]
+    probes: Sequence[str] = ("coherence", "sharpness_sam", "conflict", "alignment")
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    batch_size: int = 32
+
+    def validated_options(self) -> dict[str, dict[str, Any]]:
+        """Every probe's options with its defaults filled in; raises naming a probe a user's model lacks."""
+        unavailable = sorted(set(self.probes) & set(UNAVAILABLE_PROBES))
+        if unavailable or not self.probes or len(set(self.probes)) != len(self.probes):
+            raise ValueError(f"probes {list(self.probes)} must be distinct registered probes, none of "
+                             f"{list(UNAVAILABLE_PROBES)} (they cannot run on a user's model); registered: "
+                             f"{', '.join(PROBES.names())}")
+        unknown = sorted(set(self.options) - set(self.probes))
+        if unknown:
+            raise ValueError(f"options given for probes {unknown} that are not run ({list(self.probes)})")
+        return {name: validate_probe_options(name, self.options.get(name)) for name in self.probes}
+
+    def description(self) -> dict[str, Any]:
+        """The probe settings that go into the run's identity."""
+        return {"probes": list(self.probes), "probe_options": self.validated_options(),
+                "probe_sample_size": batch_size_of(self.sample), "probe_steps": sorted(set(self.steps)),
+                "probe_batch_size": self.batch_size}
+
+
+@dataclass
+class _ProbeSetup:
+    model: LossModel
+    steps: set[int]
+    tasks: list[Task]
+    names: list[str]
+    options: dict[str, dict[str, Any]]
+    batch_size: int
+
+
+class Recorder:
+    """Records a user's training loop as an mtlens run; see the module docstring.
+
+    Args:
+        store: the run store (or its directory).
+        setting: the name of the problem the tasks come from (runs of one setting are compared).
+        tasks: task names, or :class:`~mtlens.tasks.Task` objects (whose metric directions and
+            selection metric then go into the store); one task is an STL run, several an MTL run.
+        seed: the seed; an MTL run and the STL runs of the same seed are paired.
+        method: the MTL update method's name (``"sum"``: the plain sum of task losses).
+        hyperparameters: anything else that defines the run (lr, optimizer, batch size, steps, ...);
+            JSON values.  STL and MTL runs compared with each other must have the same ones.
+        steps_per_epoch: converts steps to epochs for the rows (else pass ``epoch=`` to :meth:`log`).
+        lower_is_better: for task names, metric -> whether smaller is better (``loss`` always is;
+            default for other metrics: larger is better, except ``error``).
+        selection_metric: for task names, the validation metric choosing each task's checkpoint.
+        probes: probes on the user's model (:class:`RecorderProbes`), or ``None``.
+    """
+
+    def __init__(self, store: RunStore | str | os.PathLike[str], setting: str, tasks: Sequence[str | Task],
+                 seed: int, method: str = "sum", hyperparameters: Mapping[str, Any] | None = None,
+                 steps_per_epoch: int | None = None, lower_is_better: Mapping[str, bool] | None = None,
+                 selection_metric: str = "loss", probes: RecorderProbes | None = None):
+        self.store = store if isinstance(store, RunStore) else RunStore(store)
+        names = [t.name if isinstance(t, Task) else t for t in tasks]
+        if not names or len(set(names)) != len(names) or any(not n or "/" in n or "|" in n for n in names):
+            raise ValueError(f"tasks {names} must be distinct, non-empty names without '/' or '|'")
+        if steps_per_epoch is not None and steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+        hyperparameters = dict(hyperparameters or {})
+        clash = sorted(set(hyperparameters) & set(DESCRIPTION_KEYS))
+        if clash:
+            raise ValueError(f"hyperparameters {clash} clash with the recorder's own description keys")
+        self.config: dict[str, Any] = {"setting": setting, "tasks": names, "method": method, "seed": int(seed),
+                                       "source": "recorder", "steps_per_epoch": steps_per_epoch,
+                                       **hyperparameters}
+        if probes is not None:
+            self.config.update(probes.description())
+        try:
+            json.dumps(self.config)
+        except TypeError as err:
+            raise ValueError(f"hyperparameters must be JSON values (numbers, strings, lists, dicts): {err}") from None
+        self.identity = RunIdentity(make_run_id(setting, names, method, int(seed), self.config), setting,
+                                    tuple(names), method, int(seed))
+        self.task_info = self._task_info(tasks, lower_is_better or {}, selection_metric)
+        self.steps_per_epoch = steps_per_epoch
+        self.writer = RunWriter(self.store, self.identity)
+        self._probes = self._probe_setup(probes, names)
+        self._pending: dict[int, tuple[float, dict[tuple[str, str], float]]] = {}
+        self._written: set[int] = set()  # steps whose on-disk part has been read into (or replaced by) this session
+        self._first_step: int | None = None
+        self._last_step = 0
+        self._stack: ExitStack | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self.identity.run_id
+
+    # -- opening and closing ---------------------------------------------------------------
+    def open(self) -> Recorder:
+        """Take the run's lock and write its config; raise if it is already finished."""
+        if self._stack is not None:
+            raise RuntimeError(f"recorder of run {self.run_id} is already open")
+        stack = ExitStack()
+        stack.enter_context(self.store.lock(self.run_id))
+        try:
+            if self.store.is_done(self.run_id):
+                raise RecordedRunFinishedError(
+                    f"run {self.run_id} is already {self.store.status(self.run_id)['state']} in {self.store.root}; "
+                    "remove its directory to record it again, or change its description")
+            self.writer.open(self.config, self.task_info)
+            status = self.store.status(self.run_id)
+            self._last_step = int(status["step"]) if status else 0
+            self.writer.mark_running(self._last_step)
+        except BaseException:
+            stack.close()
+            raise
+        self._stack = stack
+        return self
+
+    def close(self, state: str = "finished", message: str = "") -> None:
+        """Write the pending rows and end the run as ``finished`` or ``diverged`` (rows merged), or
+        ``failed`` (rows kept as parts so the run can resume)."""
+        if self._stack is None:
+            return
+        try:
+            self.flush()
+            if state == "failed":
+                self.writer.mark_failed(self._last_step, message)
+            elif state in ("finished", "diverged"):
+                self.writer.finish(state, self._last_step, message)
+            else:
+                raise ValueError(f"state must be 'finished', 'diverged' or 'failed', got {state!r}")
+        finally:
+            self._stack.close()
+            self._stack = None
+
+    def __enter__(self) -> Recorder:
+        return self.open()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if error is None:
+            self.close("finished")
+        else:
+            self.close("failed", "".join(traceback.format_exception(kind, error, tb, limit=5)))
+
+    # -- rows ----------------------------------------------------------------------------
+    def log(self, step: int, split: str, values: Mapping[str, Mapping[str, Any] | Any],
+            epoch: float | None = None) -> None:
+        """Record ``values = {task: {metric: value}}`` (or ``{task: loss}``) as ``<split>/<metric>``
+        rows at ``step``; tensors are read with ``float()``."""
+        if not split or "/" in split or split in RESERVED_SPLITS:
+            raise ValueError(f"split {split!r} must be a name without '/' other than {RESERVED_SPLITS} "
+                             "(the report reads 'train', 'val' and 'test')")
+        unknown = sorted(set(values) - set(self.identity.tasks))
+        if unknown:
+            raise KeyError(f"tasks {unknown} are not tasks of run {self.run_id} ({list(self.identity.tasks)})")
+        rows = {}
+        for task, metrics in values.items():
+            items = metrics.items() if isinstance(metrics, Mapping) else [("loss", metrics)]
+            rows.update({(task, f"{split}/{name}"): float(value) for name, value in items})
+        self._add(step, rows, epoch)
+
+    def log_metrics(self, step: int, metrics: Mapping[str, Any], epoch: float | None = None) -> int:
+        """Record the entries of a flat metrics dict whose keys read ``<split>/<task>/<metric>`` for a
+        task of this run (how the Lightning and Hugging Face callbacks pass logged metrics); other keys
+        are ignored.  Returns the number of values recorded."""
+        by_split: dict[str, dict[str, dict[str, Any]]] = {}
+        for key, value in metrics.items():
+            parts = key.split("/")
+            if len(parts) == 3 and parts[1] in self.identity.tasks and parts[0] not in RESERVED_SPLITS:
+                by_split.setdefault(parts[0], {}).setdefault(parts[1], {})[parts[2]] = value
+        for split, values in by_split.items():
+            self.log(step, split, values, epoch)
+        return sum(len(m) for values in by_split.values() for m in values.values())
+
+    def _add(self, step: int, rows: Mapping[tuple[str, str], float], epoch: float | None) -> None:
+        self._require_open()
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step}")
+        if epoch is None:
+            if self.steps_per_epoch is None:
+                raise ValueError("pass epoch= to log, or steps_per_epoch= to the Recorder")
+            epoch = step / self.steps_per_epoch
+        if self._first_step is None:  # rows of later steps are left from an interrupted session
+            self._first_step = step
+            self.writer.discard_after(step)
+            self._written = {s for s in self._written if s <= step}
+        if step not in self._pending:
+            self._pending[step] = (float(epoch), self._rows_on_disk(step))
+        self._pending[step][1].update(rows)
+        self._last_step = max(self._last_step, step)
+        if len(self._pending) >= MAX_PENDING_STEPS:
+            self.flush()
+
+    def _rows_on_disk(self, step: int) -> dict[tuple[str, str], float]:
+        """Rows of ``step`` written earlier (this session or before), so new ones replace them by key."""
+        if step in self._written or step not in self.store.part_steps(self.run_id):
+            return {}
+        self._written.add(step)
+        part = self.store.read_part(self.run_id, step)
+        return {(t, q): v for t, q, v in zip(part["task"], part["quantity"], part["value"])}
+
+    def flush(self) -> None:
+        """Write every pending step's rows (one atomic part per step)."""
+        for step, (epoch, rows) in sorted(self._pending.items()):
+            self.writer.write_step(step, epoch, [{"task": t, "quantity": q, "value": v} for (t, q), v in rows.items()])
+        self._written |= set(self._pending)
+        self._pending.clear()
+
+    # -- checkpoints and resume -------------------------------------------------------------
+    def checkpoint(self, step: int, state: Mapping[str, Any]) -> None:
+        """Write the pending rows, then save ``state`` (your model and optimizer state dicts, ...) with
+        torch's CPU random state as the run's checkpoint at ``step``."""
+        self._require_open()
+        self.flush()
+        payload = {"step": step, "state": dict(state), "torch_rng": torch.get_rng_state()}
+        atomic_write(self.store.checkpoint_path(self.run_id), lambda tmp: torch.save(payload, tmp))
+        self._last_step = max(self._last_step, step)
+        self.writer.mark_running(step)
+
+    def restore(self, map_location: str | torch.device | None = None) -> tuple[int, dict[str, Any]] | None:
+        """``(step, state)`` of the last :meth:`checkpoint` (torch's CPU random state restored, rows
+        after ``step`` discarded), or ``None`` for a run without one."""
+        self._require_open()
+        path = self.store.checkpoint_path(self.run_id)
+        if not path.exists():
+            return None
+        payload = torch.load(path, map_location=map_location, weights_only=False)
+        torch.set_rng_state(payload["torch_rng"].cpu())
+        self.resume_from(int(payload["step"]))
+        return int(payload["step"]), payload["state"]
+
+    def resume_from(self, step: int) -> None:
+        """Discard every row recorded after ``step`` (your loop resumes from there)."""
+        self._require_open()
+        self._pending = {s: rows for s, rows in self._pending.items() if s <= step}
+        self._written = {s for s in self._written if s <= step}
+        self.writer.discard_after(step)
+        self._first_step = step
+        self._last_step = step
+        self.writer.mark_running(step)
+
+    # -- probes -----------------------------------------------------------------------------
+    def step(self, step: int) -> None:
+        """Call after optimizer step ``step`` (and with 0 before training): runs the probes scheduled then."""
+        if self._probes is not None and step in self._probes.steps:
+            self.probe(step)
+
+    def probe(self, step: int, epoch: float | None = None) -> None:
+        """Run the probes now and record their rows at ``step`` (whatever the schedule).  The update
+        direction (conflict probe) is the shared parameters' ``.grad``: none at step 0 or when they
+        hold no gradient."""
+        if self._probes is None:
+            raise RuntimeError("this recorder has no probes; pass probes=RecorderProbes(...)")
+        setup = self._probes
+        shared = setup.model.shared_parameters()
+        grads = [p.grad for p in shared]
+        update = None if step == 0 or all(g is None for g in grads) else flatten(grads, shared).detach().clone()
+        context = ProbeContext(setup.model, setup.tasks, setup.model.probe_samples(), step=step,
+                               seed=self.identity.seed, batch_size=setup.batch_size, update=update)
+        rows = measure_probes(context, setup.names, setup.options)
+        self._add(step, {(r["task"], r["quantity"]): float(r["value"]) for r in rows}, epoch)
+
+    @staticmethod
+    def _probe_setup(probes: RecorderProbes | None, tasks: list[str]) -> _ProbeSetup | None:
+        if probes is None:
+            return None
+        return _ProbeSetup(LossModel(probes.model, probes.shared, probes.losses, probes.sample, tasks),
+                           set(probes.steps), [loss_task(t) for t in tasks], list(probes.probes),
+                           probes.validated_options(), probes.batch_size)
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _require_open(self) -> None:
+        if self._stack is None:
+            raise RuntimeError(f"recorder of run {self.run_id} is not open; use it in a `with` block or call open()")
+
+    @staticmethod
+    def _task_info(tasks: Sequence[str | Task], lower_is_better: Mapping[str, bool],
+                   selection_metric: str) -> dict[str, dict[str, Any]]:
+        """Task info from Task objects, or from the directions given for task names."""
+        info = task_info([t for t in tasks if isinstance(t, Task)])
+        directions = {"loss": True, "error": True, **lower_is_better}
+        if not directions["loss"]:
+            raise ValueError("loss is always lower-is-better")
+        for name in (t for t in tasks if isinstance(t, str)):
+            info[name] = {"selection_metric": selection_metric, "lower_is_better": dict(directions)}
+        return info
+

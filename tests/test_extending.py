@@ -1,0 +1,124 @@
+"""Extending mtlens from user code: an aggregator, a dataset with a setting, and an experiment are
+each one registered object in one module (the user's), trained, stored and reported end to end.
+(A user's probe: tests/test_probe_plugins.py.)"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+from torch import Tensor, nn
+
+from mtlens import RunStore, parse_config, train_run
+from mtlens.aggregators import METHODS, Aggregate, Aggregator, aggregation_factory, register_method
+from mtlens.cli import main
+from mtlens.data.registry import DATASETS, DatasetSpec, register_dataset, require_dataset
+from mtlens.errors import ConfigError
+from mtlens.experiments import EXPERIMENTS, Experiment, plan_runs, register_experiment
+from mtlens.render import table_html
+from mtlens.settings import SETTINGS, Setting, Split, TaskData, register_setting
+from mtlens.tasks import classification_task
+from mtlens.training.config import resolve_config
+
+
+class LargestGradient(Aggregator):
+    """A user's aggregator: ``scale`` times the task gradient of largest norm."""
+
+    def __init__(self, scale: float = 1.0):
+        self.scale = scale
+
+    def _aggregate(self, matrix: Tensor) -> Aggregate:
+        weights = torch.zeros(len(matrix), dtype=matrix.dtype, device=matrix.device)
+        weights[int(matrix.norm(dim=1).argmax())] = self.scale
+        return Aggregate(weights @ matrix, weights)
+
+
+def test_a_users_aggregator_is_one_registered_class(tmp_path, tiny, request):
+    register_method("largest")(aggregation_factory(LargestGradient))
+    request.addfinalizer(lambda: METHODS.unregister("largest"))
+    with pytest.raises(ConfigError, match=r"method 'largest' has no option\(s\) \['c'\]; valid options: \['scale'\]"):
+        parse_config({**tiny, "method": "largest", "method_options": {"c": 1}})
+    config = parse_config({**tiny, "method": "largest", "method_options": {"scale": 0.5}})
+    store = RunStore(tmp_path)
+    assert train_run(config, store, progress=False) == "finished"
+    rows = store.trajectory(resolve_config(config).run_id)
+    assert set(rows["method"]) == {"largest"}
+    weights = rows[rows["quantity"] == "method/weight"]
+    # The aggregation records its task weights (averaged between records): they sum to `scale`.
+    assert len(weights) > 0 and weights.groupby("step")["value"].sum().round(6).eq(0.5).all()
+    baseline = parse_config({**tiny, "method": "sum"})
+    train_run(baseline, store, progress=False)
+    other = store.trajectory(resolve_config(baseline).run_id)
+    final = rows["step"].max()
+    pick = lambda frame: frame[(frame["step"] == final) & (frame["quantity"] == "train/loss")]["value"].to_numpy()  # noqa: E731
+    assert not (pick(rows) == pick(other)).all()  # a different method trains differently
+
+
+@pytest.fixture
+def user_dataset_and_setting(tmp_path, monkeypatch, request):
+    """A user's dataset (files under the data root) and the setting that reads it, in one module."""
+    monkeypatch.setenv("MTLENS_DATA", str(tmp_path / "data"))
+    spec = register_dataset(DatasetSpec(name="user_blobs", description="two Gaussian blobs per task",
+                                        files=("blobs.pt",), size_bytes=1, instructions="Run make_blobs()."))
+
+    @register_setting("user_blobs_pair")
+    def user_blobs_pair(n: int = 60) -> Setting:
+        """Two 3-way classification tasks on the user's blobs."""
+        x, y = torch.load(require_dataset(spec.name) / "blobs.pt")
+        x, y = x[: 3 * n], y[: 3 * n]
+        third = len(x) // 3
+        splits = [Split(x[i * third:(i + 1) * third], y[i * third:(i + 1) * third]) for i in range(3)]
+        data = {t: TaskData("blobs", *splits) for t in ("a", "b")}
+        return Setting("user_blobs_pair", (classification_task("a", 3), classification_task("b", 3)), data,
+                       lambda: nn.Sequential(nn.Linear(4, 8), nn.ReLU()), 8)
+
+    request.addfinalizer(lambda: (DATASETS.unregister("user_blobs"), SETTINGS.unregister("user_blobs_pair")))
+    return tmp_path / "data" / "user_blobs"
+
+
+def test_a_users_dataset_and_setting_are_one_registration_each(user_dataset_and_setting, tmp_path, capsys):
+    argv = ["study", "user_blobs_pair", "--seeds", "1", "--epochs", "1", "--batch-size", "20", "--set", "probes=[]",
+            "--store", str(tmp_path / "store"), "--quiet"]
+    assert main(argv) == 2  # missing data: one message naming the directory, nothing trained
+    assert f"dataset 'user_blobs' (two Gaussian blobs per task) is missing from {user_dataset_and_setting}" in (
+        capsys.readouterr().err)
+    assert not (tmp_path / "store").exists()
+    assert main(["data", "status"]) == 0 and "user_blobs" in capsys.readouterr().out
+    user_dataset_and_setting.mkdir(parents=True)
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 3, (400,), generator=generator)
+    torch.save((torch.randn(400, 4, generator=generator) + labels[:, None].float(), labels),
+               user_dataset_and_setting / "blobs.pt")
+    assert main(argv) == 0
+    runs = RunStore(tmp_path / "store").runs()
+    assert sorted(runs["mode"]) == ["mtl", "stl", "stl"] and set(runs["state"]) == {"finished"}
+
+
+def _lr_plan(base, setting, seeds, lrs: list[float] = (1e-3, 1e-2)):
+    """A user's experiment: MTL runs at each learning rate."""
+    return plan_runs("lr-pair", base, setting, [({"seed": s, "lr": float(lr), "probes": []}, {"label": f"lr={lr:g}"})
+                                                for s in seeds for lr in lrs])
+
+
+def _lr_section(store, index, manifest, rows, out_dir, setting) -> str:
+    final = rows[rows["quantity"] == "val/loss"].sort_values("step").groupby(["run_id", "task"]).tail(1)
+    table = final.merge(manifest[["run_id", "label"]], on="run_id").groupby(["label", "task"], as_index=False)[
+        "value"].mean()
+    return table_html(table, out_dir, f"lr_pair_{setting}", "Final validation loss per learning rate.")
+
+
+def test_a_users_experiment_is_one_registered_object(tmp_path, request, capsys):
+    register_experiment(Experiment("lr-pair", "Two learning rates", _lr_plan, _lr_section))
+    request.addfinalizer(lambda: EXPERIMENTS.unregister("lr-pair"))
+    common = ["study", "digits_pair", "--experiment", "lr-pair", "--seeds", "1", "--epochs", "1", "--batch-size", "32",
+              "--option", "n_train=96", "--option", "n_val=48", "--option", "n_test=48", "--set", "train_eval_size=32",
+              "--store", str(tmp_path / "store"), "--quiet"]
+    assert main([*common, "--experiment-option", "lr=[0.01]"]) == 2
+    assert "experiment 'lr-pair' has no option(s) ['lr']; valid options: ['lrs']" in capsys.readouterr().err
+    assert main([*common, "--experiment-option", "lrs=[1e-3,3e-2]", "--report", str(tmp_path / "report")]) == 0
+    manifest = RunStore(tmp_path / "store").table("experiment-lr-pair-digits_pair")
+    assert sorted(manifest["label"]) == ["lr=0.001", "lr=0.03"] and sorted(manifest["lr"]) == [1e-3, 3e-2]
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "Two learning rates (digits_pair)" in html and "lr=0.03" in html
+    table = pd.read_csv(tmp_path / "report" / "tables" / "lr_pair_digits_pair.csv")
+    assert len(table) == 4 and table["value"].notna().all()

@@ -1,0 +1,118 @@
+"""Probes as plugins: a user's probe in one decorated function, probe_options checked like
+method_options, old flat keys mapped without changing run ids, probes usable without a RunConfig."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from mtlens import RunStore, parse_config, train_run
+from mtlens.cli import main
+from mtlens.errors import ConfigError
+from mtlens.models import build_model
+from mtlens.probes import PROBES, ProbeContext, gradient_coherence, measure_probes, per_task_quantities, register_probe
+from mtlens.tasks import classification_task
+from mtlens.training.config import resolve_config
+
+FIXTURE = Path(__file__).parent / "fixtures" / "compat_store" / "runs"
+
+
+def test_stored_configs_of_the_old_code_keep_their_run_ids_and_stored_form():
+    for run_dir in sorted(FIXTURE.iterdir()):
+        raw = json.loads((run_dir / "config.json").read_text())
+        config = parse_config(raw)
+        assert config.run_id == run_dir.name
+        assert config.to_dict() == raw  # a resumed run writes the same config.json
+
+
+def test_flat_keys_and_probe_options_are_one_config():
+    base = {"setting": "digits_pair", "probes": ["fisher", "sharpness_sam"]}
+    flat = parse_config({**base, "fisher_batch_size": 8, "sharpness_rho": 0.01})
+    nested = parse_config({**base, "probe_options": {"fisher": {"batch_size": 8},
+                                                     "sharpness": {"rho": 0.01}, "sharpness_sam": {"rho": 0.01}}})
+    assert flat.run_id == nested.run_id and flat.to_dict() == nested.to_dict()
+    assert flat.probe_settings("fisher") == {"batch_size": 8}
+    assert flat.probe_settings("sharpness_sam") == {"rho": 0.01, "batch_size": 128}
+    default = parse_config(base)
+    assert parse_config({**base, "probe_options": {"fisher": {"batch_size": 16}}}).run_id == default.run_id
+    assert flat.run_id != default.run_id
+    # Options the flat keys cannot say are stored and hashed as probe_options.
+    split = parse_config({**base, "probe_options": {"sharpness_sam": {"rho": 0.05}}})
+    assert split.to_dict()["probe_options"] == {"sharpness_sam": {"rho": 0.05}} and split.run_id != default.run_id
+    assert parse_config(split.to_dict()).probe_settings("sharpness_sam")["rho"] == 0.05
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"fisher": {"bs": 2}}, r"probe 'fisher' has no option\(s\) \['bs'\]; valid options: \['batch_size'\]"),
+    ({"fisher": {"batch_size": 0}}, r"probe .fisher.: invalid option value\(s\): batch_size=0: Input should be greater than 0"),
+    ({"snow": {}}, "unknown probe 'snow'; available probes: alignment, coherence"),
+])
+def test_bad_probe_options_fail_naming_the_option_and_the_valid_ones(options, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config({"setting": "digits_pair", "probe_options": options})
+
+
+def _tiny_model_and_sample():
+    torch.manual_seed(0)
+    tasks = [classification_task("a", 3), classification_task("b", 3)]
+    model = build_model(lambda: nn.Sequential(nn.Linear(5, 6), nn.Tanh()), 6, tasks, seed=0)
+    x, y = torch.randn(12, 5), torch.randint(0, 3, (12,))
+    return model, tasks, {"a": (x, y), "b": (x, (y + 1) % 3)}
+
+
+def test_probes_run_on_a_model_and_a_sample_without_a_run_config_and_change_nothing():
+    model, tasks, samples = _tiny_model_and_sample()
+    model.train()
+    for p in model.parameters():
+        p.grad = torch.full_like(p, 0.5)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    rows = measure_probes(ProbeContext(model, tasks, samples, step=3, seed=1), ["conflict", "coherence", "fisher"],
+                          {"fisher": {"batch_size": 4}})
+    assert model.training and torch.equal(torch.get_rng_state(), rng)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert all(torch.equal(p.grad, torch.full_like(p, 0.5)) for p in model.parameters())
+    # Per-task probes task by task (built-in order: coherence before fisher), then the per-run conflict rows.
+    assert [r["quantity"] for r in rows[:3]] == ["probe/grad_coherence", "probe/m_coherence", "probe/fisher_trace"]
+    assert rows[3]["task"] == "b" and rows[-1]["quantity"] == "probe/conflict_fraction"
+    model.eval()
+    expected = gradient_coherence(model, tasks[0], *samples["a"])["grad_coherence"]
+    assert rows[0]["value"] == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.fixture
+def head_norm_probe(request):
+    """A user's probe, registered for one test: the squared norm of the task's head weights."""
+
+    @register_probe("head_norm", quantities=("probe/head_norm",))
+    def head_norm(context: ProbeContext, task, power: float = 2.0) -> dict[str, float]:
+        return {"head_norm": float(sum(p.detach().norm() ** power for p in context.model.head_parameters(task.name)))}
+
+    request.addfinalizer(lambda: PROBES.unregister("head_norm"))
+    return head_norm
+
+
+def test_a_users_probe_is_one_decorated_function_trained_stored_and_reported(head_norm_probe, tmp_path, tiny):
+    assert "probe/head_norm" in per_task_quantities()
+    config = parse_config({**tiny, "probes": ["head_norm", "coherence"], "probe_sample_size": 16,
+                           "probe_options": {"head_norm": {"power": 1.0}}})
+    with pytest.raises(ConfigError, match=r"probe 'head_norm' has no option\(s\) \['p'\]; valid options: \['power'\]"):
+        parse_config({**tiny, "probes": ["head_norm"], "probe_options": {"head_norm": {"p": 1}}})
+    store = RunStore(tmp_path / "store")
+    assert train_run(config, store, progress=False) == "finished"
+    run_id = resolve_config(config).run_id
+    assert json.loads((store.run_dir(run_id) / "config.json").read_text())["probe_options"] == {
+        "head_norm": {"power": 1.0}}
+    rows = store.trajectory(run_id)
+    norms = rows[rows["quantity"] == "probe/head_norm"]
+    assert set(norms["task"]) == {"a", "b"} and set(norms["step"]) == set(rows.loc[
+        rows["quantity"] == "probe/grad_coherence", "step"])
+    start = norms[(norms["step"] == 0) & (norms["task"] == "a")]["value"].iloc[0]
+    assert start > 0 and (norms["value"] > 0).all()
+    # The report plots the user's quantity with the built-in ones (its figure lists the quantities).
+    assert main(["report", "--store", str(store.root), "--out", str(tmp_path / "report")]) == 0
+    assert "probe/head_norm" in (tmp_path / "report" / "report.html").read_text()

@@ -1,0 +1,215 @@
+"""The recorder: a user's own loop written as mtlens runs (rows, identity, resume, pairing with the trainer)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mtlens import Recorder, RunStore, build_model, load_setting
+from mtlens.cli import main
+from mtlens.seeding import derived_seed
+from mtlens.render import by_configuration
+from mtlens.report.study_report import gap_section, select_runs, transfer_section
+from mtlens.store import ROW_COLUMNS
+from mtlens.training.batches import BatchStream
+from mtlens.training.evaluate import evaluate_task, train_eval_rows
+from mtlens.training.recorder import RecordedRunFinishedError
+from mtlens.training.trainer import configure_determinism
+
+OPTIONS = {"n_train": 128, "n_val": 64, "n_test": 64}
+EPOCHS, BATCH, TRAIN_EVAL = 2, 32, 64
+
+
+def record_like_the_trainer(store: RunStore, tasks: list[str], seed: int) -> None:
+    """A plain PyTorch loop that keeps the pairing of ``mtlens study``: the trainer's init (seeded
+    per encoder and per head), its batch order (:class:`BatchStream`), Adam at the setting's lr, and
+    evaluation at step 0 and at every epoch end on the same fixed training subset, val and test."""
+    setting = load_setting("digits_pair", **OPTIONS)
+    configure_determinism()
+    torch.manual_seed(derived_seed(seed, "torch"))
+    model = build_model(setting.encoder, setting.feature_dim, setting.select(tasks), seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=setting.defaults.lr)
+    stream = BatchStream(setting, tasks, BATCH, seed)
+    steps_per_epoch = setting.steps_per_epoch(BATCH)
+    with Recorder(store, "digits_pair", setting.select(tasks), seed, steps_per_epoch=steps_per_epoch,
+                  hyperparameters={"lr": setting.defaults.lr, "batch_size": BATCH, "epochs": EPOCHS}) as rec:
+        for step in range(EPOCHS * steps_per_epoch + 1):
+            if step > 0:
+                model.train()
+                losses = []
+                for batch in stream.next().values():
+                    outputs = model(batch.inputs, list(batch.targets))
+                    losses += [setting.task(t).loss(outputs[t], y).float().mean() for t, y in batch.targets.items()]
+                optimizer.zero_grad(set_to_none=True)
+                torch.stack(losses).sum().backward()
+                optimizer.step()
+            if step % steps_per_epoch == 0:
+                for task in setting.select(tasks):
+                    data = setting.data[task.name]
+                    rows = train_eval_rows(data.train, TRAIN_EVAL, task.name)
+                    for split, subset in (("train", rows), ("val", None), ("test", None)):
+                        rec.log(step, split, {task.name: evaluate_task(model, task, data.split(split),
+                                                                       torch.device("cpu"), subset)})
+
+
+def test_recorded_loop_reports_the_transfer_and_gap_of_mtlens_study(tmp_path):
+    trained, recorded = RunStore(tmp_path / "trained"), RunStore(tmp_path / "recorded")
+    argv = ["study", "digits_pair", "--seeds", "1", "--epochs", str(EPOCHS), "--batch-size", str(BATCH),
+            *[a for k, v in OPTIONS.items() for a in ("--option", f"{k}={v}")],
+            "--set", "probes=[]", "--set", f"train_eval_size={TRAIN_EVAL}", "--store", str(trained.root), "--quiet"]
+    assert main(argv) == 0
+    for tasks in (["a"], ["b"], ["a", "b"]):
+        record_like_the_trainer(recorded, tasks, seed=0)
+
+    runs = recorded.runs()
+    assert len(runs) == 3 and set(runs["state"]) == {"finished"} and set(runs["source"]) == {"recorder"}
+    # Same rows as the trainer's, up to the run ids: every value agrees to float tolerance.
+    key = ["mode", "seed", "task", "step", "quantity"]
+    rows = {name: s.trajectories().sort_values(key).reset_index(drop=True) for name, s in
+            (("trained", trained), ("recorded", recorded))}
+    pd.testing.assert_frame_equal(rows["trained"][[*key, "epoch", "setting", "method"]],
+                                  rows["recorded"][[*key, "epoch", "setting", "method"]])
+    np.testing.assert_allclose(rows["recorded"]["value"], rows["trained"]["value"], rtol=1e-5, atol=1e-7)
+
+    tables = {name: report_tables(store, tmp_path / f"report-{name}")
+              for name, store in (("trained", trained), ("recorded", recorded))}
+    for table, n_rows in (("transfer", 2), ("gap_onset", 4)):  # per task; the gap for val/loss and val/error
+        trained_table, recorded_table = tables["trained"][table], tables["recorded"][table]
+        assert len(trained_table) == n_rows
+        pd.testing.assert_frame_equal(recorded_table, trained_table, rtol=1e-5, atol=1e-7)
+
+
+def report_tables(store: RunStore, out: Path) -> dict[str, pd.DataFrame]:
+    """The report's transfer and gap tables, written by its own sections (the rest of the report is
+    tested elsewhere and costs a minute on a loaded machine)."""
+    index = select_runs(store)
+    configured, info = by_configuration(index, store.trajectories(index["run_id"].tolist()), store.task_info())
+    transfer_section(configured, info, out, alpha=0.05)
+    gap_section(configured, out, alpha=0.05)
+    return {t: pd.read_csv(out / "tables" / f"{t}.csv") for t in ("transfer", "gap_onset")}
+
+
+def open_recorder(store: RunStore, **changes) -> Recorder:
+    description = dict(setting="toy", tasks=["a", "b"], seed=3, hyperparameters={"lr": 0.1}, steps_per_epoch=10)
+    return Recorder(store, **{**description, **changes})
+
+
+def test_rows_identity_and_status(store):
+    with open_recorder(store) as rec:
+        assert store.status(rec.run_id)["state"] == "running"
+        rec.log(0, "train", {"a": torch.tensor(2.0), "b": 3.0})
+        rec.log(5, "val", {"a": {"loss": 1.5, "error": 0.25}})
+        rec.log(5, "val", {"a": {"loss": 1.25}})  # recorded again: replaces, never duplicates
+    assert rec.run_id.startswith("toy-mtl-all-sum-s3-")
+    assert store.status(rec.run_id)["state"] == "finished" and store.status(rec.run_id)["step"] == 5
+    rows = store.trajectory(rec.run_id)
+    assert list(rows.columns) == ROW_COLUMNS
+    assert rows[["task", "step", "epoch", "quantity", "value"]].values.tolist() == [
+        ["a", 0, 0.0, "train/loss", 2.0], ["b", 0, 0.0, "train/loss", 3.0],
+        ["a", 5, 0.5, "val/error", 0.25], ["a", 5, 0.5, "val/loss", 1.25]]
+    assert set(rows["mode"]) == {"mtl"} and set(rows["seed"]) == {3} and set(rows["setting"]) == {"toy"}
+    assert store.config(rec.run_id)["lr"] == 0.1
+    assert store.task_info()[("toy", "a")] == {"selection_metric": "loss",
+                                                "lower_is_better": {"loss": True, "error": True}}
+    # The id follows the description: an STL run, another seed or another lr is another run.
+    ids = {rec.run_id, open_recorder(store, tasks=["a"]).run_id, open_recorder(store, seed=4).run_id,
+           open_recorder(store, hyperparameters={"lr": 0.2}).run_id}
+    assert len(ids) == 4 and open_recorder(store, tasks=["a"]).run_id.startswith("toy-stl-a-sum-s3-")
+    assert open_recorder(store).run_id == rec.run_id
+    with pytest.raises(RecordedRunFinishedError, match="already finished"):
+        open_recorder(store).open()
+
+
+def test_exception_marks_the_run_failed_and_keeps_its_rows(store):
+    with pytest.raises(ZeroDivisionError):
+        with open_recorder(store) as rec:
+            rec.log(1, "train", {"a": 1.0})
+            1 / 0
+    status = store.status(rec.run_id)
+    assert status["state"] == "failed" and "ZeroDivisionError" in status["message"]
+    assert len(store.trajectory(rec.run_id)) == 1
+    assert not store.runs().query("state == 'finished'").shape[0]
+
+
+@pytest.mark.parametrize("how", ["checkpoint", "resume_from"])
+def test_crash_and_resume_gives_no_duplicated_rows(store, how):
+    """A run killed after its checkpoint at step 4 (rows of steps 5-6 already written) resumes from
+    step 4: the rows match an uninterrupted run's exactly, with no step recorded twice."""
+
+    def loop(rec: Recorder, start: int, stop: int, crash_at: int | None = None) -> None:
+        for step in range(start, stop + 1):
+            rec.log(step, "train", {"a": float(step), "b": 10.0 + step})
+            if step % 4 == 0:
+                rec.checkpoint(step, {"w": torch.tensor(float(step))}) if how == "checkpoint" else rec.flush()
+            if step == crash_at:
+                rec.flush()
+                raise KeyboardInterrupt
+
+    with open_recorder(store) as reference:
+        loop(reference, 0, 8)
+    expected = store.trajectory(reference.run_id)[["task", "step", "quantity", "value"]]
+
+    crashed = RunStore(store.root.parent / "crashed")
+    with pytest.raises(KeyboardInterrupt):
+        with open_recorder(crashed) as rec:
+            loop(rec, 0, 8, crash_at=6)
+    assert crashed.part_steps(rec.run_id) == list(range(7))
+    with open_recorder(crashed) as rec:
+        if how == "checkpoint":
+            step, state = rec.restore()
+            assert step == 4 and float(state["w"]) == 4.0
+        else:
+            rec.resume_from(4)
+            step = 4
+        loop(rec, step + 1, 8)
+    resumed = crashed.trajectory(rec.run_id)[["task", "step", "quantity", "value"]]
+    assert not resumed.duplicated(["task", "step", "quantity"]).any()
+    pd.testing.assert_frame_equal(resumed, expected)
+
+
+def test_restarting_without_resume_discards_the_later_rows_of_the_interrupted_session(store):
+    with pytest.raises(RuntimeError):
+        with open_recorder(store) as rec:
+            for step in range(5):
+                rec.log(step, "train", {"a": 1.0})
+            raise RuntimeError("killed")
+    with open_recorder(store) as rec:
+        rec.log(2, "train", {"a": 2.0})
+    rows = store.trajectory(rec.run_id)
+    assert rows[["step", "value"]].values.tolist() == [[0, 1.0], [1, 1.0], [2, 2.0]]
+
+
+def test_bad_descriptions_and_rows_are_clear_errors(store):
+    with pytest.raises(ValueError, match="distinct"):
+        open_recorder(store, tasks=["a", "a"])
+    with pytest.raises(ValueError, match="clash"):
+        open_recorder(store, hyperparameters={"seed": 1})
+    with pytest.raises(ValueError, match="JSON"):
+        open_recorder(store, hyperparameters={"lr": object()})
+    with open_recorder(store, steps_per_epoch=None) as rec:
+        with pytest.raises(KeyError, match=r"\['c'\]"):
+            rec.log(0, "val", {"c": 1.0})
+        with pytest.raises(ValueError, match="split"):
+            rec.log(0, "probe", {"a": 1.0})
+        with pytest.raises(ValueError, match="epoch="):
+            rec.log(0, "val", {"a": 1.0})
+        rec.log(0, "val", {"a": 1.0}, epoch=0.0)
+    with pytest.raises(RuntimeError, match="not open"):
+        rec.log(1, "val", {"a": 1.0})
+
+
+def test_report_flags_recorded_runs_whose_configurations_differ_beyond_the_task_set(store, tmp_path):
+    from mtlens.report.study_report import mismatched_recorded_runs, overview_section
+
+    for tasks, lr in ((["a"], 0.1), (["b"], 0.1), (["a", "b"], 0.2)):
+        with open_recorder(store, tasks=tasks, hyperparameters={"lr": lr}) as rec:
+            rec.log(1, "val", {t: 1.0 for t in tasks})
+    index = store.runs()
+    flagged = mismatched_recorded_runs(index)
+    assert len(flagged) == 3 and set(flagged["differs"]) == {"lr=0.1", "lr=0.2"}
+    assert "differ in more than the task set" in overview_section(index, store.trajectories(), tmp_path).body
+    assert mismatched_recorded_runs(index[index["lr"] == 0.1]).empty

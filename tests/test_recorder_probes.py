@@ -1,0 +1,197 @@
+"""Probes on a user's model that is not "encoder + heads": two towers on a shared trunk, each with a
+task-specific adapter; checked against brute-force per-example autograd loops, and for side effects."""
+
+from __future__ import annotations
+
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mtlens import Recorder, RecorderProbes, RunStore
+from mtlens.seeding import derived_seed
+from mtlens.probes.loss_model import LossModel
+
+TASKS = ("a", "b")
+N, BATCH, SHARP_BATCH, RHO = 20, 8, 8, 0.05
+
+
+class TwoTowers(nn.Module):
+    """``z = trunk(x)`` (with batch norm and dropout), then per task ``tower_t(z + adapter_t(z))``."""
+
+    def __init__(self):
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.Tanh(), nn.Dropout(0.2))
+        self.adapters = nn.ModuleDict({t: nn.Linear(8, 8) for t in TASKS})
+        self.towers = nn.ModuleDict({t: nn.Sequential(nn.Linear(8, 5), nn.Tanh(), nn.Linear(5, 3)) for t in TASKS})
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        z = self.trunk(x)
+        return {t: self.towers[t](z + self.adapters[t](z)) for t in TASKS}
+
+
+def per_example_losses(model: TwoTowers):
+    def losses(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        outputs = model(batch["x"])
+        return {t: F.cross_entropy(outputs[t], batch[t], reduction="none") for t in TASKS}
+    return losses
+
+
+def make_problem():
+    torch.manual_seed(0)
+    model = TwoTowers()
+    sample = {"x": torch.randn(N, 6), "a": torch.randint(0, 3, (N,)), "b": torch.randint(0, 3, (N,))}
+    return model, sample
+
+
+def trained_a_step(model: TwoTowers, sample) -> torch.optim.Optimizer:
+    """One Adam step in train mode (batch-norm statistics move, Adam has state, grads are set)."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    model.train()
+    loss = sum(per_example_losses(model)(sample)[t].mean() for t in TASKS)
+    loss.backward()
+    optimizer.step()
+    return optimizer
+
+
+def task_params(model: TwoTowers, task: str) -> list[nn.Parameter]:
+    return [*model.trunk.parameters(), *model.adapters[task].parameters(), *model.towers[task].parameters()]
+
+
+def grad_of(loss: torch.Tensor, params) -> torch.Tensor:
+    return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(params))])
+
+
+def cosine(u: torch.Tensor, v: torch.Tensor) -> float:
+    return float(u.double() @ v.double() / (u.double().norm() * v.double().norm()))
+
+
+def reference(model: TwoTowers, sample, update: torch.Tensor) -> dict[tuple[str, str], float]:
+    """Every probe by brute force: one autograd call per example (or per batch, half, task)."""
+    model.eval()
+    x, ys = sample["x"], sample
+    loss = lambda t, rows: F.cross_entropy(model(x[rows])[t], ys[t][rows], reduction="none")  # noqa: E731
+    out = {}
+    shared_grads = {}
+    for t in TASKS:
+        params = task_params(model, t)
+        g = torch.stack([grad_of(loss(t, [i]).sum(), params) for i in range(N)])
+        alpha = float(g.mean(0).pow(2).sum() / g.pow(2).sum(1).mean())
+        out[(t, "probe/grad_coherence")], out[(t, "probe/m_coherence")] = alpha, N * alpha
+        sam = 0.0
+        for start in range(0, N, SHARP_BATCH):
+            rows = list(range(start, min(start + SHARP_BATCH, N)))
+            grad = grad_of(loss(t, rows).mean(), params)
+            scale = torch.cat([p.detach().abs().reshape(-1) for p in params])
+            sam += RHO * float((scale * grad).norm()) * len(rows) / N
+        out[(t, "probe/sharpness_sam")] = sam
+        trunk = list(model.trunk.parameters())
+        shared_grads[t] = grad_of(loss(t, list(range(N))).mean(), trunk)
+        out[(t, "probe/grad_norm")] = float(shared_grads[t].norm())
+        out[(t, "probe/update_cosine")] = cosine(shared_grads[t], update)
+        order = torch.randperm(N, generator=torch.Generator().manual_seed(derived_seed(0, "alignment", t)))
+        cosines = []
+        for k in range(N // BATCH):
+            rows = order[k * BATCH:(k + 1) * BATCH]
+            halves = [grad_of(loss(t, rows[:BATCH // 2]).mean(), trunk), grad_of(loss(t, rows[BATCH // 2:]).mean(), trunk)]
+            cosines.append(cosine(*halves))
+        out[(t, "probe/intra_cosine_subbatch")] = sum(cosines) / len(cosines)
+    out[("a|b", "probe/conflict_cosine")] = cosine(shared_grads["a"], shared_grads["b"])
+    out[("*", "probe/update_norm")] = float(update.norm())
+    out[("*", "probe/conflict_fraction")] = float(out[("a|b", "probe/conflict_cosine")] < 0)
+    return out
+
+
+def recorder(store: RunStore, model, sample, **changes) -> Recorder:
+    probes = RecorderProbes(model=model, shared=[n for n, _ in model.named_parameters() if n.startswith("trunk.")],
+                            losses=per_example_losses(model), sample=sample, steps=[0, 1],
+                            probes=("coherence", "sharpness_sam", "conflict", "alignment"), batch_size=BATCH,
+                            options={"sharpness_sam": {"rho": RHO, "batch_size": SHARP_BATCH},
+                                     "alignment": {"batches": 5}})
+    return Recorder(store, "towers", list(TASKS), seed=0, steps_per_epoch=1, probes=probes, **changes)
+
+
+def test_probes_on_a_two_tower_model_match_brute_force(store):
+    model, sample = make_problem()
+    optimizer = trained_a_step(model, sample)
+    update = torch.cat([p.grad.reshape(-1) for p in model.trunk.parameters()]).clone()
+    with recorder(store, model, sample) as rec:
+        rec.step(1)
+        rec.step(2)  # not on the schedule: no rows
+    rows = store.trajectory(rec.run_id)
+    assert set(rows["step"]) == {1}
+    measured = {(r.task, r.quantity): r.value for r in rows.itertuples()}
+    expected = reference(model, sample, update)
+    assert set(expected) <= set(measured)
+    for key, value in expected.items():
+        assert measured[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+    assert optimizer.state_dict()["state"]  # (used: Adam moved)
+
+
+def test_each_task_is_probed_on_exactly_the_parameters_its_loss_reaches():
+    model, sample = make_problem()
+    wrapped = LossModel(model, [p for p in model.trunk.parameters()], per_example_losses(model), sample, TASKS)
+    assert list(wrapped.task_parameters("a")) == [f"model.{n}" for n, _ in model.named_parameters()
+                                                  if n.startswith(("trunk.", "adapters.a.", "towers.a."))]
+    assert [id(p) for p in wrapped.shared_parameters()] == [id(p) for p in model.trunk.parameters()]
+
+
+def test_probes_change_no_parameter_buffer_gradient_optimizer_state_or_rng(store):
+    model, sample = make_problem()
+    optimizer = trained_a_step(model, sample)
+    model.train()
+    snapshot = lambda: ({k: v.clone() for k, v in model.state_dict().items()},  # noqa: E731
+                        [p.grad.clone() for p in model.parameters()],
+                        {k: {n: t.clone() for n, t in s.items() if torch.is_tensor(t)}
+                         for k, s in optimizer.state_dict()["state"].items()})
+    before = snapshot()
+    rng = torch.get_rng_state()
+    with recorder(store, model, sample) as rec:
+        rec.probe(1)
+        assert torch.equal(torch.get_rng_state(), rng)
+        after = snapshot()
+    for (b, a) in zip(before[0].values(), after[0].values()):  # parameters and batch-norm buffers
+        assert torch.equal(a, b)
+    assert all(torch.equal(a, b) for a, b in zip(before[1], after[1]))  # gradients
+    assert before[2].keys() == after[2].keys() and all(
+        torch.equal(before[2][k][n], after[2][k][n]) for k in before[2] for n in before[2][k])  # optimizer state
+    assert model.training and model.trunk[3].training  # train/eval flags restored
+    assert len(store.trajectory(rec.run_id)) > 0
+
+
+def test_training_with_probes_follows_the_trajectory_of_training_without(tmp_path):
+    """Same seed, same loop: the losses with probes at every step equal those without (the probes
+    disturbed no RNG stream: dropout masks are drawn identically)."""
+
+    def train(with_probes: bool) -> list[float]:
+        model, sample = make_problem()
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+        torch.manual_seed(7)
+        losses = []
+        store = RunStore(tmp_path / str(with_probes))
+        rec = recorder(store, model, sample) if with_probes else None
+        if rec:
+            rec.open()
+        for step in range(1, 4):
+            model.train()
+            optimizer.zero_grad()
+            loss = sum(per_example_losses(model)(sample)[t].mean() for t in TASKS)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            if rec:
+                rec.probe(step)
+        if rec:
+            rec.close()
+        return losses
+
+    assert train(True) == train(False)
+
+
+def test_fisher_is_refused_on_a_user_model_with_the_valid_choices(store):
+    model, sample = make_problem()
+    probes = RecorderProbes(model=model, shared=list(model.trunk.parameters()), losses=per_example_losses(model),
+                            sample=sample, steps=[0], probes=("fisher",))
+    with pytest.raises(ValueError, match="cannot run on a user's model"):
+        Recorder(store, "towers", list(TASKS), seed=0, probes=probes)
