@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/mtlens study mnist_pair --seeds 3 --config configs/demo.yaml --store runs/demo --report reports/demo
+	$(BIN)/mtlens study mnist_pair --seeds 8 --config configs/demo.yaml --store runs/demo --report reports/demo
 
 # Everything CI enforces: lint and typecheck, then both test layers (unit and integration), slow tests excluded.
 test: lint typecheck $(STAMP) chromium

@@ -46,7 +46,7 @@ INTEGRATION_MODULES = frozenset({
     "test_integrations", "test_methods_training", "test_probe_plugins", "test_probes_runner", "test_ray_cluster",
     "test_readme", "test_report_explaining", "test_resume_kills", "test_settings_dense_nlp", "test_settings_paper",
     "test_sweep", "test_training", "test_training_sync", "test_devices", "test_recorder", "test_store_integrity",
-    "test_unfinished_runs",
+    "test_unfinished_runs", "test_calibration",
 })
 
 

@@ -27,6 +27,7 @@ from mtlens.training.config import parse_config, resolve_config
 STUDY = ["study", "digits_pair", "--store", "{tmp}/store", "--quiet"]
 SWEEP = ["sweep", "digits_pair", "--store", "{tmp}/store", "--quiet"]
 REPORT = ["report", "--store", "{tmp}/filled", "--out", "{tmp}/report"]
+CALIBRATE = ["calibrate", "digits_pair", "--store", "{tmp}/store", "--quiet"]
 
 CASES = {
     # malformed, unreadable or misplaced input files
@@ -67,8 +68,12 @@ CASES = {
     "eval-dense-until-nan": ([*STUDY, "--eval-dense-until-epoch", "nan"], ["eval_dense_until_epoch=nan"]),
     "probe-growth-inf": ([*STUDY, "--set", "probe_growth=.inf"], ["probe_growth=inf"]),
     "task-loss-scale-nan": ([*STUDY, "--set", "task_loss_scales={a: .nan}"], ["task_loss_scales.a"]),
-    "noise-multiplier-nan": ([*REPORT, "--noise-multiplier", "nan"], ["--noise-multiplier", "'nan'"]),
-    "noise-multiplier-negative": ([*REPORT, "--noise-multiplier", "-2"], ["--noise-multiplier", "'-2'"]),
+    "alpha-nan": ([*REPORT, "--alpha", "nan"], ["--alpha", "'nan'"]),
+    "alpha-one": ([*REPORT, "--alpha", "1"], ["--alpha", "'1'"]),
+    "calibrate-too-few-seeds": ([*CALIBRATE, "--seeds", "3"], ["--seeds", "at least 4 seeds"]),
+    "calibrate-alpha-negative": ([*CALIBRATE, "--alpha", "-0.05"], ["--alpha", "'-0.05'"]),
+    "calibrate-zero-splits": ([*CALIBRATE, "--splits", "0"], ["--splits", "'0'"]),
+    "calibrate-unknown-key": ([*CALIBRATE, "--set", "learning_rate=0.1"], ["learning_rate", "valid keys"]),
     "loss-scales-not-numbers": ([*STUDY, "--experiment", "loss-scale", "--experiment-option", "scales=[1,abc]"],
                                 ["loss-scale", "scales=[1, 'abc']", "valid number"]),
     "loss-scales-inf": ([*STUDY, "--experiment", "loss-scale", "--experiment-option", "scales=[1,.inf]"],

@@ -33,6 +33,14 @@ def test_study_runs_reports_and_lists(tmp_path, capsys):
     assert len(re.findall(r'class="vl-spec">\{"\$schema"', html)) >= 3
     transfer = pd.read_csv(out / "tables" / "transfer.csv")
     assert set(transfer["task"]) == {"a", "b"} and (transfer["n_stl"] == 2).all() and (transfer["n_mtl"] == 2).all()
+    # Seeds 0 and 1 ran in both modes: paired tests, which 2 seeds cannot make significant (min p = 2/4),
+    # (1 when ties), so the report states neither a verdict nor an onset, and says why.
+    assert (transfer["design"] == "paired").all() and (transfer["min_p"] >= 0.5).all()
+    assert (transfer["verdict"] == "no evidence").all() and {"p_adjusted", "delta_low", "effect_size"} <= set(transfer)
+    gap = pd.read_csv(out / "tables" / "gap_onset.csv")
+    assert len(gap) == 4 and (gap["design"] == "paired").all() and gap["onset_train_loss"].isna().all()
+    assert (gap["direction"] == "no persistent gap").all() and {"p_any_adjusted", "p_persistent_adjusted"} <= set(gap)
+    assert "too few seeds for any p-value to reach" in html
 
     # Rerunning the study trains nothing new (every run is complete) and lists the same runs.
     before = {r: RunStore(store).checkpoint_path(r).stat().st_mtime_ns for r in runs["run_id"]}

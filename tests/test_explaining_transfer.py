@@ -3,6 +3,8 @@ CIs, and the Elich et al. summaries, on synthetic trajectories with known answer
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,8 +13,8 @@ from scipy import stats
 from mtlens.analysis.alignment import (alignment_distributions, alignment_summary, magnitude_ratio_summary,
                                        optimizer_comparison, optimizers_compared)
 from mtlens.analysis.correlation import (_weighted_pearson, _weighted_ranks, correlate, correlation_table,
-                                        unit_table)
-from mtlens.analysis.optimization import loss_ratio_curves, optimization_effect, steps_to_loss
+                                        difference_tests, unit_table)
+from mtlens.analysis.optimization import loss_ratio_curves, optimization_effect, optimization_tests, steps_to_loss
 from mtlens.store import ROW_COLUMNS
 
 TASK_INFO = {("syn", t): {"selection_metric": "loss", "lower_is_better": {"loss": True}} for t in ("a", "b")}
@@ -137,8 +139,9 @@ def test_correlate_matches_scipy_and_its_interval_covers_the_truth():
     result = correlate(x, y, n_boot=1000, seed=0)
     pearson, spearman = stats.pearsonr(x, y), stats.spearmanr(x, y)
     assert result["n"] == 400
-    assert result["pearson_r"] == pearson.statistic and result["pearson_p"] == pearson.pvalue
-    assert result["spearman_rho"] == spearman.statistic and result["spearman_p"] == spearman.pvalue
+    assert result["pearson_r"] == pearson.statistic and result["spearman_rho"] == spearman.statistic
+    # r = 0.8 with 400 points: no permutation of 9,999 reaches it, so p is the smallest possible.
+    assert result["pearson_p"] == result["spearman_p"] == result["min_p"] == pytest.approx(1 / 10_000)
     assert result["pearson_low"] < 0.8 < result["pearson_high"]
     assert result["pearson_low"] < result["pearson_r"] < result["pearson_high"]
     assert result["spearman_low"] < result["spearman_rho"] < result["spearman_high"]
@@ -147,6 +150,36 @@ def test_correlate_matches_scipy_and_its_interval_covers_the_truth():
                                 n_resamples=1000, method="percentile", rng=np.random.default_rng(5))
     assert result["pearson_low"] == pytest.approx(reference.confidence_interval.low, abs=0.02)
     assert result["pearson_high"] == pytest.approx(reference.confidence_interval.high, abs=0.02)
+
+
+def test_permutation_p_values_equal_a_brute_force_exact_permutation_test():
+    x, y = bivariate(6, 0.6, seed=3)  # 6! = 720 permutations: exact
+    result = correlate(x, y, n_boot=100)
+    orders = [list(order) for order in itertools.permutations(range(6))]
+    for kind, coefficient in (("pearson", lambda a, b: stats.pearsonr(a, b).statistic),
+                              ("spearman", lambda a, b: stats.spearmanr(a, b).statistic)):
+        observed = abs(coefficient(x, y))
+        permuted = np.array([abs(coefficient(x[order], y)) for order in orders])
+        assert result[f"{kind}_p"] == pytest.approx(np.mean(permuted >= observed - 1e-12))
+    assert result["min_p"] == pytest.approx(1 / 720)
+
+
+def test_cluster_permutation_p_values_are_calibrated_when_units_share_a_cluster():
+    """Clusters of 4 units (methods sharing one STL run): the factor and the target both carry a strong
+    cluster effect but are independent.  A p-value that treats the 4 units as independent rejects far
+    too often; the cluster permutation keeps the false-positive rate at alpha."""
+    rng = np.random.default_rng(0)
+    naive, clustered = [], []
+    for _ in range(200):
+        groups = np.repeat(np.arange(12), 4)
+        x = rng.normal(size=12)[groups] + 0.3 * rng.normal(size=48)
+        y = rng.normal(size=12)[groups] + 0.3 * rng.normal(size=48)
+        result = correlate(x, y, groups, n_boot=20, seed=int(rng.integers(1 << 30)), n_perm=999)
+        clustered.append(result["pearson_p"] <= 0.05)
+        naive.append(stats.pearsonr(x, y).pvalue <= 0.05)
+    low, high = stats.binomtest(int(np.sum(clustered)), len(clustered)).proportion_ci(method="exact")
+    assert low <= 0.05 <= high and np.mean(clustered) <= 0.10
+    assert np.mean(naive) > 0.25
 
 
 def test_weighted_replicates_equal_explicit_resamples():
@@ -249,3 +282,29 @@ def test_optimizer_comparison_groups_runs_by_optimizer_and_momentum():
         assert table.loc[key, "mean"] == pytest.approx(np.mean(values))
         assert table.loc[key, "std"] == pytest.approx(np.std(values, ddof=1))
         assert table.loc[key, "n"] == 2
+
+
+def test_optimization_tests_are_exact_sign_flip_tests_of_the_per_seed_log_ratios():
+    effect = pd.DataFrame({"setting": "s", "task": ["t"] * 6 + ["u"] * 6, "method": "sum", "seed": list(range(6)) * 2,
+                           "log_ratio_early": [-0.3, -0.2, -0.25, -0.1, -0.4, -0.15]
+                           + [0.1, -0.1, 0.05, 0.0, -0.05, 0.2],
+                           "log_ratio_final": np.linspace(-0.1, 0.1, 12)})
+    table = optimization_tests(effect).set_index("task")
+    values = effect.loc[effect["task"] == "u", "log_ratio_early"].to_numpy()
+    t_obs = abs(stats.ttest_1samp(values, 0).statistic)
+    flips = [abs(stats.ttest_1samp(values * np.array(s), 0).statistic) for s in itertools.product([1, -1], repeat=6)]
+    assert table.loc["u", "log_ratio_early_p"] == pytest.approx(np.mean(np.array(flips) >= t_obs - 1e-12))
+    assert table.loc["t", "log_ratio_early_p"] == pytest.approx(2 / 64)  # every seed optimized faster under MTL
+    assert table.loc["t", "log_ratio_early_high"] < 0 < table.loc["u", "log_ratio_early_high"]
+    assert np.allclose(table["log_ratio_early_p_adjusted"], stats.false_discovery_control(table["log_ratio_early_p"]))
+
+
+def test_difference_tests_test_each_probe_difference_over_seeds():
+    units = pd.DataFrame({"setting": "s", "task": "t", "method": "sum", "seed": range(7),
+                          "fisher_early_diff": [1.0, 2.0, 1.5, 0.5, 1.2, 0.8, 1.1],
+                          "coherence_diff": [0.1, -0.2, 0.05, -0.1, 0.0, 0.2, np.nan]})
+    table = difference_tests(units, ["fisher_early_diff", "coherence_diff", "sharpness_diff"]).set_index("difference")
+    assert list(table.index) == ["fisher_early_diff", "coherence_diff"]  # no sharpness column: left out
+    assert table.loc["fisher_early_diff", "p_value"] == pytest.approx(2 / 128)
+    assert table.loc["coherence_diff", "n_seeds"] == 6 and table.loc["coherence_diff", "p_value"] > 0.5
+    assert np.allclose(table["p_adjusted"], stats.false_discovery_control(table["p_value"]))

@@ -88,8 +88,8 @@ def report_tables(store: RunStore, out: Path) -> dict[str, pd.DataFrame]:
     tested elsewhere and costs a minute on a loaded machine)."""
     index = select_runs(store)
     configured, info = by_configuration(index, store.trajectories(index["run_id"].tolist()), store.task_info())
-    transfer_section(configured, info, out)
-    gap_section(configured, out, noise_multiplier=2.0)
+    transfer_section(configured, info, out, alpha=0.05)
+    gap_section(configured, out, alpha=0.05)
     return {t: pd.read_csv(out / "tables" / f"{t}.csv") for t in ("transfer", "gap_onset")}
 
 

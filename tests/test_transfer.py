@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -40,12 +42,58 @@ def test_transfer_table_matches_hand_computation():
     assert row["delta"] == pytest.approx(np.mean(mtl_tests) - np.mean(stl_tests))
     # Lower error is better, so an MTL improvement is a positive relative transfer.
     assert row["relative_pct"] == pytest.approx(100 * (np.mean(stl_tests) - np.mean(mtl_tests)) / np.mean(stl_tests))
-    assert row["p_value"] == pytest.approx(stats.ttest_ind(mtl_tests, stl_tests, equal_var=False).pvalue)
+    # Seeds 0-2 ran in both modes: paired.  The exact sign-flip p-value of the per-seed differences,
+    # by brute force over the 2^3 sign patterns (it cannot go below 2/8 with 3 seeds).
+    d = np.array(mtl_tests) - np.array(stl_tests)
+    t_obs = abs(stats.ttest_1samp(d, 0).statistic)
+    flipped = [abs(stats.ttest_1samp(d * np.array(s), 0).statistic) for s in itertools.product([1, -1], repeat=3)]
+    assert row["design"] == "paired"
+    assert row["p_value"] == pytest.approx(np.mean(np.array(flipped) >= t_obs - 1e-12))
+    assert row["min_p"] == pytest.approx(0.25) and np.isinf(row["min_detectable"])
+    assert row["effect_size"] == pytest.approx(d.mean() / d.std(ddof=1))
+    assert row["verdict"] == "no evidence"  # 3 seeds cannot support a verdict at 5%
     assert delta_m(table)["delta_m_pct"].iloc[0] == pytest.approx(row["relative_pct"])
+
+
+def _study(stl_tests: list[float], mtl_tests: list[float], mtl_seed_offset: int = 0) -> pd.DataFrame:
+    return pd.concat(
+        [_run(f"s{i}", "stl", i, [0.9, 0.1], [0.9, e]) for i, e in enumerate(stl_tests)]
+        + [_run(f"m{i}", "mtl", i + mtl_seed_offset, [0.9, 0.1], [0.9, e]) for i, e in enumerate(mtl_tests)])
+
+
+def test_pairing_removes_the_shared_seed_effect_and_supports_a_verdict():
+    """Seed effects larger than the MTL effect: unpaired, the effect drowns; paired, it is exact."""
+    seed_effect = np.array([0.0, 0.2, 0.4, 0.1, 0.3, 0.5, 0.15])
+    stl = 0.3 + seed_effect
+    mtl = stl - 0.02 + 0.001 * np.arange(7)  # MTL better by about 0.02 on every seed
+    paired = transfer_table(_study(list(stl), list(mtl)), INFO).iloc[0]
+    assert paired["design"] == "paired" and paired["p_value"] == pytest.approx(2 / 128)
+    assert paired["verdict"] == "MTL better" and paired["delta_high"] < 0 < paired["relative_pct"]
+    unpaired = transfer_table(_study(list(stl), list(mtl), mtl_seed_offset=100), INFO).iloc[0]
+    assert unpaired["design"] == "unpaired" and unpaired["p_value"] > 0.5 and unpaired["verdict"] == "no evidence"
+    welch = stats.permutation_test(
+        (mtl, stl), lambda a, b, axis: np.abs(stats.ttest_ind(a, b, equal_var=False, axis=axis).statistic),
+        permutation_type="independent", n_resamples=10**6, alternative="greater")
+    assert unpaired["p_value"] == pytest.approx(welch.pvalue)
+
+
+def test_p_values_are_adjusted_over_the_table():
+    info = {**INFO, ("s", "u"): INFO[("s", "t")]}
+    rng = np.random.default_rng(0)
+    frames = []
+    for task, shift in (("t", -0.1), ("u", 0.0)):
+        for seed in range(7):  # 6 pairs give p >= 1/32, which BH over 2 tests (1/32 > 0.05/2) cannot reject
+            base = 0.3 + 0.05 * rng.standard_normal()
+            for mode, value in (("stl", base), ("mtl", base + shift + 0.01 * rng.standard_normal())):
+                run = _run(f"{mode}{task}{seed}", mode, seed, [0.9, 0.1], [0.9, value])
+                frames.append(run.assign(task=task))
+    table = transfer_table(pd.concat(frames), info)
+    assert np.allclose(table["p_adjusted"], stats.false_discovery_control(table["p_value"]))
+    assert list(table["verdict"]) == ["MTL better", "no evidence"]
 
 
 def test_higher_is_better_metrics_flip_the_sign():
     info = {("s", "t"): {"selection_metric": "error", "lower_is_better": {"error": False}}}
     rows = pd.concat([_run("s0", "stl", 0, [0.1, 0.9], [0.1, 0.5]), _run("m0", "mtl", 0, [0.1, 0.9], [0.1, 0.6])])
     row = transfer_table(rows, info).iloc[0]
-    assert row["relative_pct"] == pytest.approx(20.0) and np.isnan(row["p_value"])
+    assert row["relative_pct"] == pytest.approx(20.0) and np.isnan(row["p_value"]) and row["design"] == "none"

@@ -159,6 +159,43 @@ def _study_experiment(args: argparse.Namespace) -> int:
     return _exit_status(results, ("failed",))
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from mtlens.store import RunStore
+    from mtlens.orchestration.calibrate import run_calibration
+
+    seeds = list(range(args.seeds)) if args.seed_list is None else args.seed_list
+    store = RunStore(args.store)
+    try:
+        result = run_calibration(base_config(args), seeds, store, args.splits, args.alpha, progress=not args.quiet,
+                                 log=lambda line: print(line, file=sys.stderr))
+    except MtlensError as err:
+        if isinstance(err, ConfigError):
+            raise
+        print(f"mtlens calibrate: {err}", file=sys.stderr)
+        return 1
+    table_format = {"float_format": lambda v: f"{v:.3g}", "index": False}
+    half = len(seeds) // 2
+    print(f"A/A false-positive rates at alpha = {args.alpha:g} ({result.comparisons['split'].nunique()} splits "
+          f"of {half} vs {half} STL seeds, no MTL effect; 95% Clopper-Pearson intervals):")
+    with pd_options():
+        print(result.rates.to_string(**table_format))
+        if (result.rates["min_p"] > args.alpha).any():
+            print(f"min_p > {args.alpha:g}: with {half} seeds per side such a test can never reject.")
+        if len(result.power):
+            sizes = ", ".join(f"{q} {v:+.3g}" for q, v in result.effect.items())
+            print(f"\npositive control: the median minimum detectable difference spiked into the 'MTL' seeds "
+                  f"({sizes}); rate = detection rate (nominal power 80%, paired):")
+            print(result.power.drop(columns=["false_positives", "min_detectable"]).to_string(**table_format))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        pd.concat([result.comparisons.assign(kind="A/A"), result.detections.assign(kind="positive control")],
+                  ignore_index=True).to_csv(args.out, index=False)
+        print(f"comparisons: {args.out}")
+    return 0
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from mtlens.store import RunStore
     from mtlens.orchestration.backends import make_executor
@@ -234,7 +271,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         for key, value in _pairs([item], "--where").items():
             where.setdefault(key, []).append(value)
     _write_report(RunStore(args.store), args.out, include_unfinished=args.include_unfinished, settings=settings,
-                  methods=methods, noise_multiplier=args.noise_multiplier, where=where,
+                  methods=methods, alpha=args.alpha, where=where,
                   formats=[f for f in (args.formats or "").split(",") if f])
     return 0
 
@@ -287,6 +324,17 @@ def _positive_float(text: str) -> float:
         value = math.nan
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def _probability(text: str) -> float:
+    """argparse type: a number strictly between 0 and 1 (a test level or false discovery rate)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
     return value
 
 
@@ -400,6 +448,20 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--quiet", action="store_true", help="no progress bars")
     sweep.set_defaults(func=cmd_sweep)
 
+    calibrate = sub.add_parser("calibrate", help="A/A check of the report's tests: train STL seeds, split them, "
+                                                 "print each test's false-positive rate (docs/statistics.md)")
+    calibrate.add_argument("setting", help="setting name (see `mtlens settings`)")
+    calibrate.add_argument("--seeds", type=int, default=12,
+                           help="STL seeds 0..N-1 per task (default 12: 6 vs 6, the fewest pairs that can reach 5%%)")
+    calibrate.add_argument("--seed-list", type=int, nargs="+", help="explicit seeds instead of --seeds")
+    calibrate.add_argument("--splits", type=_positive_int, default=25, help="A/A splits of the seeds (default 25)")
+    calibrate.add_argument("--alpha", type=_probability, default=0.05, help="test level (default 0.05)")
+    calibrate.add_argument("--out", help="also write every comparison (split, test, p-value) to this CSV")
+    _add_run_config_flags(calibrate)
+    calibrate.add_argument("--store", default=DEFAULT_STORE, help=f"run store directory (default {DEFAULT_STORE})")
+    calibrate.add_argument("--quiet", action="store_true", help="no progress bars")
+    calibrate.set_defaults(func=cmd_calibrate)
+
     runs = sub.add_parser("runs", help="list the runs in a store")
     runs.add_argument("--store", default=DEFAULT_STORE, type=_directory(writable=False))
     runs.add_argument("--state", choices=["running", "finished", "diverged", "failed", "interrupted", "pending",
@@ -423,8 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--include-unfinished", action="store_true",
                         help="also analyse the rows recorded so far by running, interrupted and failed runs "
                              "(default: finished runs only; diverged and damaged runs never)")
-    report.add_argument("--noise-multiplier", type=_positive_float, default=2.0,
-                        help="gap onset: |gap| > this many standard errors of seed noise (default 2)")
+    report.add_argument("--alpha", type=_probability, default=0.05,
+                        help="false discovery rate of each family of tests (gap, transfer, correlations; default 0.05)")
     report.add_argument("--formats", help="also write static copies of every figure to figures/ in these formats "
                         "(comma-separated: png, pdf, svg), rendered offline from the same Vega-Lite specs")
     report.set_defaults(func=cmd_report)

@@ -27,22 +27,28 @@ A column is NaN where its rows are missing (e.g. no probes were recorded).  As i
 configuration per setting.
 
 **Correlations.** :func:`correlate` gives Pearson's r and Spearman's rho (``scipy.stats``)
-with percentile bootstrap confidence intervals.  The bootstrap resamples *clusters* of units
-with replacement (default: the (setting, task, seed) cells, so the methods that share one STL
-reference run stay together), recomputes both coefficients on each resample, and takes the
-``(1 - confidence)/2`` and ``(1 + confidence)/2`` percentiles; a ``numpy`` Generator seeded
-with ``seed`` makes it reproducible.  ``n`` is the number of units with both values finite.
+with percentile bootstrap confidence intervals and permutation p-values, both built on the
+same *clusters* of units (default: the (setting, task, seed) cells, so the methods that share
+one STL reference run stay together): the bootstrap resamples clusters with replacement,
+recomputes both coefficients on each resample, and takes the ``(1 - confidence)/2`` and
+``(1 + confidence)/2`` percentiles; the p-value permutes whole clusters.  A ``numpy`` Generator
+seeded with ``seed`` makes both reproducible.  ``n`` is the number of units with both values
+finite.  The pairs of a table form one family (Benjamini–Hochberg).
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy import stats
 
 from mtlens.analysis.gap import interpolate_at, monotone_curve
+from mtlens.analysis.inference import bh_adjust, paired_max_t
 from mtlens.analysis.optimization import optimization_effect
 from mtlens.analysis.transfer import TaskInfo, selection_info, selected_checkpoints
 from mtlens.quantities import (
@@ -197,17 +203,49 @@ def _weighted_ranks(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     return (below + (per_value + 1) / 2)[:, inverse]
 
 
-def correlate(x: Sequence[float], y: Sequence[float], groups: Sequence[Any] | None = None, n_boot: int = 2000,
-              confidence: float = 0.95, seed: int = 0) -> dict[str, float]:
-    """Pearson and Spearman correlation of ``x`` and ``y`` with cluster-bootstrap percentile CIs.
+def cluster_permutations(cluster_of: np.ndarray, n_perm: int, seed: int) -> tuple[np.ndarray, bool]:
+    """``(index, exact)``: rows of unit indices (observed order first) that move whole clusters onto
+    clusters of the same size, unit ``k`` of one cluster onto unit ``k`` of the other (units in table
+    order).  Every such permutation when there are at most ``n_perm`` of them, else the identity and
+    ``n_perm`` random ones."""
+    members = [np.flatnonzero(cluster_of == c) for c in range(int(cluster_of.max()) + 1)]
+    strata: dict[int, list[int]] = {}
+    for c, units in enumerate(members):
+        strata.setdefault(len(units), []).append(c)
+    blocks = [np.stack([members[c] for c in clusters]) for clusters in strata.values()]  # (k, size) each
+    exact = math.prod(math.factorial(len(b)) for b in blocks) <= n_perm
+    if exact:
+        orders = [np.array(list(itertools.permutations(range(len(b))))) for b in blocks]
+        grid = np.stack(np.meshgrid(*[np.arange(len(o)) for o in orders], indexing="ij"), -1).reshape(-1, len(blocks))
+        sources = [o[grid[:, i]] for i, o in enumerate(orders)]
+    else:
+        rng = np.random.default_rng(seed)
+        sources = [np.vstack([np.arange(len(b)), rng.permuted(np.tile(np.arange(len(b)), (n_perm, 1)), axis=1)])
+                   for b in blocks]
+    index = np.empty((len(sources[0]), len(cluster_of)), dtype=int)
+    for block, source in zip(blocks, sources):
+        index[:, block.ravel()] = block[source].reshape(len(source), -1)
+    return index, exact
+
+
+def correlate(x: ArrayLike, y: ArrayLike, groups: Sequence[Any] | None = None, n_boot: int = 2000,
+              confidence: float = 0.95, seed: int = 0, n_perm: int = 9999) -> dict[str, float]:
+    """Pearson and Spearman correlation of ``x`` and ``y`` with cluster-bootstrap percentile CIs and
+    cluster-permutation p-values.
 
     Pairs with a non-finite value are dropped first.  ``groups`` labels each point's cluster
-    (default: every point its own); each bootstrap replicate draws as many clusters as there are,
-    with replacement, and keeps all their points (computed at once for all replicates as
+    (default: every point its own).  **Interval**: each bootstrap replicate draws as many clusters
+    as there are, with replacement, and keeps all their points (computed at once for all replicates as
     Pearson r of the weighted sample, weights = how often each point was drawn; Spearman: the
-    same on the resample's average ranks).  Returns ``n, n_groups, pearson_r, pearson_p,
-    pearson_low, pearson_high, spearman_rho, spearman_p, spearman_low, spearman_high`` (NaN where
-    undefined: fewer than 3 points or a constant variable).
+    same on the resample's average ranks).  **p-value** (two-sided): the share of cluster
+    permutations (:func:`cluster_permutations`: the ``x`` values of whole clusters moved onto other
+    clusters of the same size, the ``y`` values kept) whose ``|r|`` is at least the observed one, so
+    units that share a cluster (an STL run) are never counted as independent evidence; exact when
+    the clusters allow at most ``n_perm`` permutations.  ``min_p`` is the smallest p these
+    permutations allow (``1 / #permutations``; ``NaN`` p and ``min_p`` with one cluster).
+    Returns ``n, n_groups, pearson_r, pearson_p, pearson_low, pearson_high, spearman_rho,
+    spearman_p, spearman_low, spearman_high, min_p`` (NaN where undefined: fewer than 3 points or a
+    constant variable).
     """
     xs, ys = np.asarray(x, float), np.asarray(y, float)
     labels = np.arange(len(xs)) if groups is None else np.asarray(groups)
@@ -217,7 +255,7 @@ def correlate(x: Sequence[float], y: Sequence[float], groups: Sequence[Any] | No
     n_groups = int(cluster_of.max()) + 1 if len(xs) else 0
     out = {"n": len(xs), "n_groups": n_groups}
     keys = ("pearson_r", "pearson_p", "pearson_low", "pearson_high",
-            "spearman_rho", "spearman_p", "spearman_low", "spearman_high")
+            "spearman_rho", "spearman_p", "spearman_low", "spearman_high", "min_p")
     if len(xs) < 3 or np.ptp(xs) == 0 or np.ptp(ys) == 0:
         return out | dict.fromkeys(keys, np.nan)
     pearson, spearman = stats.pearsonr(xs, ys), stats.spearmanr(xs, ys)
@@ -230,17 +268,31 @@ def correlate(x: Sequence[float], y: Sequence[float], groups: Sequence[Any] | No
                      _weighted_pearson(_weighted_ranks(xs, weights), _weighted_ranks(ys, weights), weights)], axis=1)
     tails = 100 * np.array([(1 - confidence) / 2, (1 + confidence) / 2])
     (p_low, p_high), (s_low, s_high) = (np.nanpercentile(boot[:, i], tails) for i in range(2))
-    return out | {"pearson_r": float(pearson.statistic), "pearson_p": float(pearson.pvalue),
+    if n_groups > 1:
+        index, _ = cluster_permutations(cluster_of, n_perm, seed)
+        ones = np.ones(index.shape)
+        permuted = [_weighted_pearson(xs[index], ys, ones), _weighted_pearson(stats.rankdata(xs)[index],
+                                                                            stats.rankdata(ys), ones)]
+        p_values = [float(np.mean(np.abs(r) >= abs(r[0]) * (1 - 1e-9))) for r in permuted]
+        min_p = 1.0 / len(index)
+    else:
+        p_values, min_p = [np.nan, np.nan], np.nan
+    return out | {"pearson_r": float(pearson.statistic), "pearson_p": p_values[0],
                   "pearson_low": float(p_low), "pearson_high": float(p_high),
-                  "spearman_rho": float(spearman.statistic), "spearman_p": float(spearman.pvalue),
-                  "spearman_low": float(s_low), "spearman_high": float(s_high)}
+                  "spearman_rho": float(spearman.statistic), "spearman_p": p_values[1],
+                  "spearman_low": float(s_low), "spearman_high": float(s_high), "min_p": min_p}
 
 
 def correlation_table(units: pd.DataFrame, pairs: Sequence[tuple[str, str]] = DEFAULT_PAIRS,
                       cluster: Sequence[str] = ("setting", "task", "seed"), n_boot: int = 2000,
-                      confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
+                      confidence: float = 0.95, seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
     """One row per (x, y) pair with at least 3 finite units: :func:`correlate` over all units,
-    bootstrapping the clusters named by ``cluster`` (columns of ``units``)."""
+    bootstrapping and permuting the clusters named by ``cluster`` (columns of ``units``).
+
+    The pairs form one family: ``pearson_p_adjusted`` and ``spearman_p_adjusted`` are
+    Benjamini–Hochberg over the table; ``conclusive`` is False where ``min_p > alpha`` (too few
+    clusters for any p-value to reach ``alpha``).
+    """
     groups = units[list(cluster)].astype(str).agg("/".join, axis=1).to_numpy() if len(units) else None
     records = []
     for x, y in pairs:
@@ -249,6 +301,35 @@ def correlation_table(units: pd.DataFrame, pairs: Sequence[tuple[str, str]] = DE
         result = correlate(units[x], units[y], groups, n_boot, confidence, seed)
         if result["n"] >= 3:
             records.append({"x": x, "y": y, **result})
-    columns = ["x", "y", "n", "n_groups", "pearson_r", "pearson_p", "pearson_low", "pearson_high", "spearman_rho",
-               "spearman_p", "spearman_low", "spearman_high"]
-    return pd.DataFrame.from_records(records, columns=columns)
+    columns = ["x", "y", "n", "n_groups", "pearson_r", "pearson_p", "pearson_p_adjusted", "pearson_low",
+               "pearson_high", "spearman_rho", "spearman_p", "spearman_p_adjusted", "spearman_low", "spearman_high",
+               "min_p", "conclusive"]
+    table = pd.DataFrame.from_records(records, columns=[c for c in columns if "adjusted" not in c
+                                                        and c != "conclusive"])
+    table["pearson_p_adjusted"] = bh_adjust(table["pearson_p"].to_numpy(float))
+    table["spearman_p_adjusted"] = bh_adjust(table["spearman_p"].to_numpy(float))
+    table["conclusive"] = table["min_p"].to_numpy(float) <= alpha
+    return table[columns]
+
+
+def difference_tests(units: pd.DataFrame, columns: Sequence[str] = FACTORS, alpha: float = 0.05) -> pd.DataFrame:
+    """Per (setting, task, method) and per-seed difference column of ``units`` (e.g. the probe
+    differences ``*_diff``, each MTL_s − STL_s of one seed): ``n_seeds, mean, low, high`` (``1 − alpha``
+    permutation interval), ``p_value`` (exact sign-flip t test), ``min_p`` and ``p_adjusted``
+    (Benjamini–Hochberg over all rows: one family).  Columns with fewer than 2 finite seeds are left out."""
+    records = []
+    for key, frame in units.groupby(["setting", "task", "method"]):
+        for column in columns:
+            values = frame[column].to_numpy(float) if column in frame else np.array([])
+            values = values[np.isfinite(values)]
+            if len(values) < 2:
+                continue
+            test = paired_max_t(values)
+            low, high = test.band(alpha)
+            records.append(dict(zip(["setting", "task", "method"], key)) | {
+                "difference": column, "n_seeds": len(values), "mean": values.mean(), "low": low[0], "high": high[0],
+                "p_value": test.p_any, "min_p": test.min_p})
+    table = pd.DataFrame.from_records(records, columns=["setting", "task", "method", "difference", "n_seeds", "mean",
+                                                        "low", "high", "p_value", "min_p"])
+    table.insert(table.columns.get_loc("p_value") + 1, "p_adjusted", bh_adjust(table["p_value"].to_numpy(float)))
+    return table

@@ -1,4 +1,4 @@
-"""The generalization gap at comparable training loss (Mueller et al.).
+"""The generalization gap at comparable training loss (Mueller et al.), with a simultaneous test.
 
 For one task, every run (STL or MTL, one seed) gives checkpoints ``k`` with training
 loss ``x_k`` (on the fixed training subset) and a generalization measure ``G_k``
@@ -8,47 +8,112 @@ loss ``x_k`` (on the fixed training subset) and a generalization measure ``G_k``
    training loss is a new running minimum (the first checkpoint is always kept).
 2. **Interpolate** ``G`` (and the epoch) linearly in ``log x`` on a common grid ``Lambda``
    of ``n_grid`` log-spaced loss levels covering the overlap of the loss ranges that
-   *all* curves of the task reached (both modes, every seed).
+   *all* curves of the task reached (both modes, every seed), ordered from high to low
+   loss (training order).
 
-At each level ``lambda`` the seeds give means and sample standard deviations
-``mu_M, s_M`` (MTL, ``n_M`` seeds) and ``mu_S, s_S`` (STL).  The gap is
+**Design.** STL and MTL runs of one seed share the encoder and head initialization and the
+batch order, so the comparison is *paired* by seed: with ``n >= 2`` seeds that have both an STL
+and an MTL run, the per-seed difference curves ``d_s(lambda) = G_MTL,s(lambda) − G_STL,s(lambda)``
+are tested with the sign-flip max-|t| test of :mod:`mtlens.analysis.inference` (runs of other
+seeds are left out).  Otherwise, with ``>= 2`` runs per mode, the curves are compared *unpaired*
+(label permutation, Welch t); with fewer, nothing is tested.
 
-    gap(lambda) = mu_M(lambda) - mu_S(lambda)        (negative in loss/error = positive transfer)
+    gap(lambda) = mean_s d_s(lambda)  (paired)  or  mean G_MTL − mean G_STL  (unpaired)
 
-and the seed noise is the standard error of that difference,
+(negative in loss/error = MTL generalizes better at equal training loss).
 
-    noise(lambda) = sqrt(s_M^2 / n_M + s_S^2 / n_S).
-
-The **onset** is the first level, in training order (from high to low training loss),
-from which ``|gap| > z * noise`` (``z = noise_multiplier``, default 2) holds with the same
-sign for at least ``min_run`` consecutive grid levels (default 5 of 200, so a one-level blip
-does not count); it is reported with its sign and with the mean epoch at which the MTL and
-the STL runs reached that level.
-With a single seed per mode the noise is undefined and no onset is reported.
+**Band and onset.** At level ``alpha`` the simultaneous band ``gap ± c_alpha * se`` holds over all
+grid levels at once.  The **onset** is the first level from which the band excludes 0 with the
+sign of the last level and keeps excluding it to the end of the common range (the paper's
+claim is a gap that appears early and persists); it is reported with the mean epoch at which
+the MTL and the STL runs reached that level.  ``p_any`` tests "a gap at some level",
+``p_persistent`` "a gap that persists to the end" (an onset exists iff ``p_persistent <= alpha``).
+With ``min_p > alpha`` (e.g. 3 paired seeds: ``min_p = 2/8``) no onset can be reported.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
+
+from mtlens.analysis.inference import MaxTTest, bh_adjust, bh_level, paired_max_t, unpaired_max_t
+
+DEFAULT_ALPHA = 0.05
+"""Level of the band and the onset unless the caller controls a family (the report uses its BH level)."""
+GAP_DIRECTIONS: dict[float | None, str] = {1.0: "MTL worse", -1.0: "MTL better"}
+"""What the sign of a persistent gap says (none: ``None``)."""
 
 
 @dataclass(frozen=True)
 class GapResult:
     """The gap analysis of one task.
 
-    ``curves`` has one row per (mode, grid level) with columns ``mode, train_loss, mean, std,
-    n, epoch``; ``gap`` one row per level with ``train_loss, gap, noise, exceeds``; ``onset``
-    is ``None`` or a dict with ``train_loss, gap, sign, epoch_mtl, epoch_stl``.
+    ``curves``: one row per (mode, grid level) with ``mode, train_loss, mean, std, n, epoch`` over the
+    runs used; ``levels``: the grid ``(L,)``; ``test``: the max-|t| test (``None`` when not testable);
+    ``estimate``: the gap per level; ``alpha``: the level of :attr:`gap`'s band and :attr:`onset`.
     """
 
     task: str
     measure: str
     curves: pd.DataFrame
-    gap: pd.DataFrame
-    onset: dict[str, float] | None
+    levels: np.ndarray
+    estimate: np.ndarray
+    test: MaxTTest | None
+    alpha: float = DEFAULT_ALPHA
+
+    @property
+    def design(self) -> str:
+        """``paired``, ``unpaired`` or ``none`` (too few runs to test)."""
+        return self.test.design if self.test is not None else "none"
+
+    def at_alpha(self, alpha: float) -> GapResult:
+        """The same result with band and onset at level ``alpha``."""
+        return replace(self, alpha=alpha)
+
+    @property
+    def gap(self) -> pd.DataFrame:
+        """One row per level: ``train_loss, gap, se, t, p_adjusted, band_low, band_high, excludes_zero,
+        min_detectable`` (band and detectable gap at :attr:`alpha`; NaN without a test)."""
+        frame = pd.DataFrame({"train_loss": self.levels, "gap": self.estimate})
+        if self.test is None:
+            for column in ("se", "t", "p_adjusted", "band_low", "band_high", "min_detectable"):
+                frame[column] = np.nan
+            frame["excludes_zero"] = False
+            return frame
+        low, high = self.test.band(self.alpha)
+        return frame.assign(se=self.test.se, t=self.test.t, p_adjusted=self.test.adjusted_p, band_low=low,
+                            band_high=high, excludes_zero=self.test.significant(self.alpha),
+                            min_detectable=self.test.min_detectable(self.alpha))
+
+    @property
+    def onset(self) -> dict[str, float] | None:
+        """``None`` or ``train_loss, gap, sign, epoch_mtl, epoch_stl`` of the persistent gap's first level."""
+        i = self.test.persistent_from(self.alpha) if self.test is not None else None
+        if i is None:
+            return None
+        epochs = self.curves.set_index(["mode", "train_loss"])["epoch"]
+        return {"train_loss": float(self.levels[i]), "gap": float(self.estimate[i]),
+                "sign": float(np.sign(self.estimate[i])), "epoch_mtl": float(epochs[("mtl", self.levels[i])]),
+                "epoch_stl": float(epochs[("stl", self.levels[i])])}
+
+    def summary(self) -> dict[str, object]:
+        """One row of the report's gap table: design, seeds, p-values, onset and final gap with its band."""
+        test = self.test
+        onset = self.onset or {}
+        last = self.gap.iloc[-1]
+        n_mtl, n_stl = (int(self.curves.loc[self.curves["mode"] == m, "n"].iloc[0]) for m in ("mtl", "stl"))
+        return {"task": self.task, "measure": self.measure, "design": self.design, "n_mtl": n_mtl, "n_stl": n_stl,
+                "final_gap": float(last["gap"]), "final_band_low": float(last["band_low"]),
+                "final_band_high": float(last["band_high"]),
+                "final_effect_size": float(test.effect_size()[-1]) if test else np.nan,
+                "min_detectable_final": float(last["min_detectable"]),
+                "p_any": test.p_any if test else np.nan, "p_persistent": test.p_persistent if test else np.nan,
+                "min_p": test.min_p if test else np.nan, "band_level": self.alpha,
+                "onset_train_loss": onset.get("train_loss"), "onset_epoch_mtl": onset.get("epoch_mtl"),
+                "onset_epoch_stl": onset.get("epoch_stl"),
+                "direction": GAP_DIRECTIONS.get(onset.get("sign"), "no persistent gap")}
 
 
 def monotone_curve(train_loss: np.ndarray, measure: np.ndarray, epoch: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -70,71 +135,72 @@ def interpolate_at(levels: np.ndarray, train_loss: np.ndarray, values: np.ndarra
     return out
 
 
-def generalization_gap(
-    runs: pd.DataFrame, task: str, measure: str = "val/loss", n_grid: int = 200, noise_multiplier: float = 2.0,
-    min_run: int = 5,
-) -> GapResult | None:
+def generalization_gap(runs: pd.DataFrame, task: str, measure: str = "val/loss", n_grid: int = 200,
+                       alpha: float = DEFAULT_ALPHA, seed: int = 0) -> GapResult | None:
     """Gap analysis of ``task`` from tidy trajectory rows of STL and MTL runs.
 
     ``runs`` holds rows (columns of ``mtlens.store.ROW_COLUMNS``) of any number of runs;
     rows of ``task`` with quantities ``train/loss`` and ``measure`` are used, grouped by
-    ``mode`` and ``run_id``.  Returns ``None`` when a mode is missing or the curves'
-    training-loss ranges do not overlap.
+    ``mode`` and ``run_id``.  ``seed`` seeds the Monte Carlo patterns (only used beyond 14 seeds).
+    Returns ``None`` when a mode is missing or the curves' training-loss ranges do not overlap.
     """
     rows = runs[(runs["task"] == task) & runs["quantity"].isin(["train/loss", measure])]
-    wide = rows.pivot_table(index=["mode", "run_id", "step", "epoch"], columns="quantity", values="value")
+    wide = rows.pivot_table(index=["mode", "run_id", "seed", "step", "epoch"], columns="quantity", values="value")
     if measure not in wide or "train/loss" not in wide:
         return None
     wide = wide.reset_index().sort_values(["mode", "run_id", "step"])
-    curves = {}
-    for (mode, run_id), frame in wide.groupby(["mode", "run_id"]):
-        curves[(mode, run_id)] = monotone_curve(
-            frame["train/loss"].to_numpy(float), frame[measure].to_numpy(float), frame["epoch"].to_numpy(float)
-        )
-    modes = {mode for mode, _ in curves}
-    if modes != {"stl", "mtl"}:
+    curves: dict[str, dict[int, list[tuple[np.ndarray, ...]]]] = {}
+    for (mode, seed_of_run, _), frame in wide.groupby(["mode", "seed", "run_id"]):
+        curves.setdefault(mode, {}).setdefault(int(seed_of_run), []).append(monotone_curve(
+            frame["train/loss"].to_numpy(float), frame[measure].to_numpy(float), frame["epoch"].to_numpy(float)))
+    if set(curves) != {"stl", "mtl"}:
         return None
-    low = max(c[0].min() for c in curves.values())
-    high = min(c[0].max() for c in curves.values())
+    common = sorted(s for s in set(curves["stl"]) & set(curves["mtl"])
+                    if len(curves["stl"][s]) == 1 and len(curves["mtl"][s]) == 1)
+    paired = len(common) >= 2
+    used = {mode: [c for s, cs in sorted(by_seed.items()) if not paired or s in common for c in cs]
+            for mode, by_seed in curves.items()}
+    low = max(c[0].min() for cs in used.values() for c in cs)
+    high = min(c[0].max() for cs in used.values() for c in cs)
     if not (np.isfinite(low) and np.isfinite(high) and 0 < low < high):
         return None
     levels = np.geomspace(high, low, n_grid)  # training order: from high loss to low loss
-
-    stats = {}
+    values, frames = {}, []
     for mode in ("stl", "mtl"):
-        members = [c for (m, _), c in curves.items() if m == mode]
-        values = np.stack([interpolate_at(levels, c[0], c[1]) for c in members])
-        epochs = np.stack([interpolate_at(levels, c[0], c[2]) for c in members])
-        std = values.std(axis=0, ddof=1) if len(members) > 1 else np.full(n_grid, np.nan)
-        stats[mode] = pd.DataFrame({
-            "mode": mode, "train_loss": levels, "mean": values.mean(axis=0), "std": std,
-            "n": len(members), "epoch": epochs.mean(axis=0),
-        })
-    stl, mtl = stats["stl"], stats["mtl"]
-    gap = mtl["mean"].to_numpy() - stl["mean"].to_numpy()
-    noise = np.sqrt(mtl["std"].to_numpy() ** 2 / mtl["n"].to_numpy() + stl["std"].to_numpy() ** 2 / stl["n"].to_numpy())
-    exceeds = np.abs(gap) > noise_multiplier * noise  # False where noise is NaN
-    gap_frame = pd.DataFrame({"train_loss": levels, "gap": gap, "noise": noise, "exceeds": exceeds})
-
-    onset = None
-    i = first_sustained(exceeds * np.sign(gap), min_run)
-    if i is not None:
-        onset = {
-            "train_loss": float(levels[i]), "gap": float(gap[i]), "sign": float(np.sign(gap[i])),
-            "epoch_mtl": float(mtl["epoch"].iloc[i]), "epoch_stl": float(stl["epoch"].iloc[i]),
-        }
-    return GapResult(task=task, measure=measure, curves=pd.concat([stl, mtl], ignore_index=True),
-                     gap=gap_frame, onset=onset)
+        values[mode] = np.stack([interpolate_at(levels, c[0], c[1]) for c in used[mode]])
+        epochs = np.stack([interpolate_at(levels, c[0], c[2]) for c in used[mode]])
+        n = len(used[mode])
+        std = values[mode].std(axis=0, ddof=1) if n > 1 else np.full(n_grid, np.nan)
+        frames.append(pd.DataFrame({"mode": mode, "train_loss": levels, "mean": values[mode].mean(axis=0),
+                                    "std": std, "n": n, "epoch": epochs.mean(axis=0)}))
+    if not all(np.isfinite(v).all() for v in values.values()):
+        test = None  # a measure missing at some level cannot be tested
+    elif paired:
+        test = paired_max_t(values["mtl"] - values["stl"], seed=seed)
+    elif len(used["mtl"]) >= 2 and len(used["stl"]) >= 2:
+        test = unpaired_max_t(values["mtl"], values["stl"], seed=seed)
+    else:
+        test = None
+    estimate = values["mtl"].mean(axis=0) - values["stl"].mean(axis=0)
+    return GapResult(task=task, measure=measure, curves=pd.concat(frames, ignore_index=True), levels=levels,
+                     estimate=estimate, test=test, alpha=alpha)
 
 
-def first_sustained(signed: np.ndarray, min_run: int) -> int | None:
-    """Index where the first run of at least ``min_run`` equal non-zero entries of ``signed`` starts."""
-    start = None
-    for i, value in enumerate(signed):
-        if value != 0 and start is not None and signed[start] == value:
-            pass
-        else:
-            start = i if value != 0 else None
-        if start is not None and i - start + 1 >= min_run:
-            return start
-    return None
+def gap_family(results: list[GapResult], alpha: float = DEFAULT_ALPHA) -> tuple[list[GapResult], pd.DataFrame]:
+    """Multiplicity control over a family of gap tests (e.g. every task x measure x method of a report).
+
+    The persistent-gap p-values are Benjamini–Hochberg adjusted at FDR ``alpha``; every result's band
+    and onset are then drawn at the per-test level ``alpha_used`` at which BH rejects
+    (:func:`mtlens.analysis.inference.bh_level`), so an onset is shown iff its persistent gap is a BH
+    discovery.  Returns the results at that level and one :meth:`GapResult.summary` row per result
+    with ``p_any_adjusted`` and ``p_persistent_adjusted`` (BH within the family) added.
+    """
+    p_persistent = np.array([r.test.p_persistent if r.test else np.nan for r in results])
+    p_any = np.array([r.test.p_any if r.test else np.nan for r in results])
+    level = bh_level(p_persistent, alpha)
+    results = [r.at_alpha(level) for r in results]
+    table = pd.DataFrame.from_records([r.summary() for r in results])
+    if len(table):
+        table.insert(table.columns.get_loc("p_any") + 1, "p_any_adjusted", bh_adjust(p_any))
+        table.insert(table.columns.get_loc("p_persistent") + 1, "p_persistent_adjusted", bh_adjust(p_persistent))
+    return results, table

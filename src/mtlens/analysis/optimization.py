@@ -30,6 +30,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from mtlens.analysis.inference import bh_adjust, paired_max_t
+
 TRAIN_LOSS = "train/loss"
 
 
@@ -87,6 +89,35 @@ def optimization_effect(rows: pd.DataFrame, early_fraction: float = 0.25) -> pd.
     columns = ["setting", "task", "method", "seed", "log_ratio_early", "log_ratio_mean", "log_ratio_final",
                "ratio_final", "n_steps"]
     return pd.DataFrame.from_records(records, columns=columns)
+
+
+def optimization_tests(effect: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """Per (setting, task, method): the paired test of the per-seed log-ratios of :func:`optimization_effect`.
+
+    Each seed's ``log_ratio_early`` and ``log_ratio_final`` is already an MTL-vs-same-seed-STL
+    difference; H0 "MTL does not change the optimization" makes it symmetric about 0, so the exact
+    sign-flip t test of :mod:`mtlens.analysis.inference` applies.  Columns per summary ``X``:
+    ``X`` (mean over seeds), ``X_std``, ``X_low``, ``X_high`` (``1 − alpha`` permutation interval),
+    ``X_p``, ``X_p_adjusted`` (Benjamini–Hochberg over the table's rows), and ``n_seeds``, ``min_p``.
+    """
+    records = []
+    for key, frame in effect.groupby(["setting", "task", "method"]):
+        record = dict(zip(["setting", "task", "method"], key)) | {"n_seeds": len(frame)}
+        for column in ("log_ratio_early", "log_ratio_final"):
+            values = frame[column].to_numpy(float)
+            record[column], record[f"{column}_std"] = values.mean(), values.std(ddof=1) if len(values) > 1 else np.nan
+            if len(values) >= 2:
+                test = paired_max_t(values)
+                low, high = test.band(alpha)
+                record |= {f"{column}_low": low[0], f"{column}_high": high[0], f"{column}_p": test.p_any,
+                           "min_p": test.min_p}
+        records.append(record)
+    table = pd.DataFrame.from_records(records)
+    for column in ("log_ratio_early", "log_ratio_final"):
+        if f"{column}_p" in table:
+            table.insert(table.columns.get_loc(f"{column}_p") + 1, f"{column}_p_adjusted",
+                         bh_adjust(table[f"{column}_p"].to_numpy(float)))
+    return table
 
 
 def steps_to_loss(rows: pd.DataFrame, levels: Sequence[float]) -> pd.DataFrame:

@@ -8,8 +8,16 @@ the test metric ``M`` is read.  Over seeds, per task and MTL method:
     relative (%)   = 100 * sigma * delta / |mean(M_STL)|,   sigma = -1 if lower is better else +1
 
 so ``relative > 0`` always means MTL is better (positive transfer); the per-method
-``delta_m`` (Maninis et al.) is the mean of ``relative`` over tasks.  ``p_value`` is
-Welch's two-sided t-test between the seeds (NaN with fewer than 2 seeds per side).
+``delta_m`` (Maninis et al.) is the mean of ``relative`` over tasks.
+
+The test is **paired by seed** (STL and MTL of one seed share initialization and batch order):
+with at least 2 seeds having both runs, ``delta`` is the mean of ``d_s = M_MTL,s − M_STL,s`` over
+those seeds and ``p_value`` the exact sign-flip t test of the ``d_s``; otherwise the runs are
+compared unpaired (label-permutation Welch test).  ``design`` says which; ``delta_low/high`` is
+the permutation interval at ``1 − alpha``, ``effect_size`` Cohen's d_z (paired) or d, ``min_p`` the
+smallest p-value the seeds allow (2 / 2^n paired), ``min_detectable`` the difference the test
+would detect with 80% power (:mod:`mtlens.analysis.inference`).  ``p_adjusted`` is
+Benjamini–Hochberg over the table's rows (one family).
 """
 
 from __future__ import annotations
@@ -18,8 +26,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from mtlens.analysis.inference import bh_adjust, paired_max_t, unpaired_max_t
 from mtlens.tasks import selection_scores
 
 TaskInfo = dict[tuple[str, str], dict[str, Any]]
@@ -53,12 +61,58 @@ def selected_checkpoints(runs: pd.DataFrame, task_info: TaskInfo) -> pd.DataFram
     return pd.DataFrame.from_records(records)
 
 
-def transfer_table(runs: pd.DataFrame, task_info: TaskInfo, metric: str | None = None) -> pd.DataFrame:
-    """Per (setting, task, MTL method): STL and MTL test ``metric`` over seeds and the transfer.
+def paired_or_unpaired(values: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray, bool]:
+    """``(mtl, stl, paired)`` from rows with ``mode, seed, column``: the same-seed values when at least
+    2 seeds have one finite value in both modes (paired), else all finite values per mode (unpaired)."""
+    finite = values[np.isfinite(values[column].astype(float))]
+    by_mode = {m: f.groupby("seed")[column].agg(list) for m, f in finite.groupby("mode")}
+    mtl, stl = by_mode.get("mtl", pd.Series(dtype=object)), by_mode.get("stl", pd.Series(dtype=object))
+    common = [s for s in mtl.index.intersection(stl.index) if len(mtl[s]) == 1 and len(stl[s]) == 1]
+    if len(common) >= 2:
+        return np.array([mtl[s][0] for s in common]), np.array([stl[s][0] for s in common]), True
+    return (np.array([v for vs in mtl for v in vs], float), np.array([v for vs in stl for v in vs], float), False)
 
-    ``metric`` defaults to each task's selection metric.
+
+def difference_test(mtl: np.ndarray, stl: np.ndarray, paired: bool, alpha: float) -> dict[str, Any]:
+    """``design, delta, delta_low, delta_high, effect_size, p_value, min_p, min_detectable`` of MTL − STL:
+    the exact sign-flip t test of the per-seed differences (paired) or the label-permutation Welch
+    test (unpaired) of :mod:`mtlens.analysis.inference`, its ``1 − alpha`` permutation interval and
+    the difference it would detect with 80% power; NaN where a side has fewer than 2 values."""
+    delta = float(mtl.mean() - stl.mean()) if len(mtl) and len(stl) else np.nan
+    if paired:
+        test = paired_max_t(mtl - stl)
+    elif len(mtl) >= 2 and len(stl) >= 2:
+        test = unpaired_max_t(mtl, stl)
+    else:
+        return {"design": "none", "delta": delta, "delta_low": np.nan, "delta_high": np.nan,
+                "effect_size": np.nan, "p_value": np.nan, "min_p": np.nan, "min_detectable": np.nan}
+    low, high = test.band(alpha)
+    return {"design": test.design, "delta": delta, "delta_low": float(low[0]), "delta_high": float(high[0]),
+            "effect_size": float(test.effect_size()[0]), "p_value": test.p_any, "min_p": test.min_p,
+            "min_detectable": float(test.min_detectable(alpha)[0])}
+
+
+def verdict(delta: float, p_adjusted: float, alpha: float, lower_is_better: bool) -> str:
+    """``MTL better``/``MTL worse`` only where the adjusted p-value is at most ``alpha``."""
+    if not (np.isfinite(p_adjusted) and p_adjusted <= alpha):
+        return "no evidence"
+    return "MTL better" if (delta < 0) == lower_is_better else "MTL worse"
+
+
+def transfer_table(runs: pd.DataFrame, task_info: TaskInfo, metric: str | None = None,
+                   alpha: float = 0.05) -> pd.DataFrame:
+    """Per (setting, task, MTL method): STL and MTL test ``metric`` over seeds and the transfer test.
+
+    ``metric`` defaults to each task's selection metric.  Means and stds are over the seeds used by
+    the test (the common seeds when paired); ``p_adjusted`` is Benjamini–Hochberg over the whole
+    table, and ``verdict`` is stated only where ``p_adjusted <= alpha``.
     """
-    selected = selected_checkpoints(runs, task_info)
+    return transfer_tests(selected_checkpoints(runs, task_info), task_info, metric, alpha)
+
+
+def transfer_tests(selected: pd.DataFrame, task_info: TaskInfo, metric: str | None = None,
+                   alpha: float = 0.05) -> pd.DataFrame:
+    """:func:`transfer_table` from the rows of :func:`selected_checkpoints`."""
     if selected.empty:
         return pd.DataFrame()
     records = []
@@ -68,24 +122,28 @@ def transfer_table(runs: pd.DataFrame, task_info: TaskInfo, metric: str | None =
         column = f"test/{name}"
         if column not in frame:
             continue
-        stl = frame.loc[frame["mode"] == "stl", column].dropna().to_numpy(float)
-        sign = -1.0 if info["lower_is_better"].get(name, False) else 1.0
+        lower = info["lower_is_better"].get(name, False)
         for method, mtl_frame in frame[frame["mode"] == "mtl"].groupby("method"):
-            mtl = mtl_frame[column].dropna().to_numpy(float)
+            mtl, stl, paired = paired_or_unpaired(pd.concat([frame[frame["mode"] == "stl"], mtl_frame]), column)
             if len(stl) == 0 or len(mtl) == 0:
                 continue
-            delta = mtl.mean() - stl.mean()
-            p_value = (stats.ttest_ind(mtl, stl, equal_var=False).pvalue
-                       if len(mtl) > 1 and len(stl) > 1 else np.nan)
+            test = difference_test(mtl, stl, paired, alpha)
             records.append({
-                "setting": setting, "task": task, "method": method, "metric": f"test/{name}",
+                "setting": setting, "task": task, "method": method, "metric": column,
                 "stl_mean": stl.mean(), "stl_std": stl.std(ddof=1) if len(stl) > 1 else np.nan, "n_stl": len(stl),
                 "mtl_mean": mtl.mean(), "mtl_std": mtl.std(ddof=1) if len(mtl) > 1 else np.nan, "n_mtl": len(mtl),
-                "delta": delta,
-                "relative_pct": 100.0 * sign * delta / abs(stl.mean()) if stl.mean() != 0 else np.nan,
-                "p_value": p_value,
+                **test,
+                "relative_pct": 100.0 * (-1 if lower else 1) * test["delta"] / abs(stl.mean())
+                if stl.mean() != 0 else np.nan,
+                "lower_is_better": lower,
             })
-    return pd.DataFrame.from_records(records)
+    table = pd.DataFrame.from_records(records)
+    if table.empty:
+        return table
+    table.insert(table.columns.get_loc("p_value") + 1, "p_adjusted", bh_adjust(table["p_value"].to_numpy()))
+    table["verdict"] = [verdict(d, p, alpha, lower) for d, p, lower in
+                        zip(table["delta"], table["p_adjusted"], table.pop("lower_is_better"))]
+    return table
 
 
 def delta_m(table: pd.DataFrame) -> pd.DataFrame:

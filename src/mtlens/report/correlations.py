@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mtlens.analysis.correlation import correlation_table, unit_table
-from mtlens.analysis.optimization import loss_ratio_curves, optimization_effect, steps_to_loss
+from mtlens.analysis.correlation import correlation_table, difference_tests, unit_table
+from mtlens.analysis.optimization import loss_ratio_curves, optimization_effect, optimization_tests, steps_to_loss
 from mtlens.analysis.transfer import TaskInfo
 from mtlens.render import Section, by_configuration, not_available, per_setting, save_figure, slug, table_html
 from mtlens.render.charts import (FACET_COLUMNS, Rule, Spec, band_chart, inline_data, interactive, legend_toggle,
@@ -46,15 +46,13 @@ def optimization_section(rows: pd.DataFrame, out_dir: Path) -> Section:
     effect = optimization_effect(rows)
     if effect.empty:
         return Section(title, not_available("needs STL and MTL runs with the same seeds and train/loss"), anchor)
-    summary = (effect.groupby(["setting", "task", "method"])
-               .agg(n_seeds=("seed", "nunique"), log_ratio_early=("log_ratio_early", "mean"),
-                    log_ratio_early_std=("log_ratio_early", "std"), log_ratio_final=("log_ratio_final", "mean"),
-                    log_ratio_final_std=("log_ratio_final", "std"), ratio_final=("ratio_final", "mean"))
-               .reset_index())
+    summary = optimization_tests(effect)
     body = table_html(summary, out_dir, "optimization_effect",
                       "Optimization effect: log(L_MTL / L_STL) of the training loss at equal steps, each MTL run "
-                      "paired with the STL run of the same seed; early = first 25% of the steps; mean and std over "
-                      "n_seeds seeds. Negative: MTL reached a lower training loss at the same step.")
+                      "paired with the STL run of the same seed; early = first 25% of the steps; mean, std, 95% "
+                      "permutation interval and exact sign-flip p-value over the n_seeds per-seed log-ratios, "
+                      "p_adjusted: Benjamini–Hochberg over this table; min_p: the smallest p the seeds allow "
+                      "(docs/statistics.md). Negative: MTL reached a lower training loss at the same step.")
     levels = _loss_levels(rows)
     reached = []
     loss_rows = dict(iter(rows[rows["quantity"] == "train/loss"].groupby(["setting", "task"])))
@@ -124,15 +122,29 @@ def correlation_section(rows: pd.DataFrame, task_info: TaskInfo, out_dir: Path) 
                       f"gap_mean: mean MTL − STL validation loss at equal training loss; log_ratio_*: training-loss "
                       f"log-ratio at equal steps; *_diff: MTL − STL probe means (Fisher: up to epoch 1); conflict: "
                       f"the MTL run's mean over training.")
+    differences = difference_tests(units)
+    if len(differences):
+        body += table_html(differences, out_dir, "probe_differences",
+                           "Probe differences MTL − STL per seed (each MTL run against the same-seed STL run): mean "
+                           "over seeds, 95% permutation interval, exact sign-flip p-value, Benjamini–Hochberg over "
+                           "this table, and the smallest p the seeds allow (docs/statistics.md).")
     table = correlation_table(units)
     if table.empty:
         missing = [c for c in ("fisher_early_diff", "coherence_diff", "sharpness_diff", "conflict_cosine")
                    if units[c].notna().sum() < 3]
         return Section(title, body + not_available(
             "fewer than 3 units with both values for every pair; needs probes " + ", ".join(missing)), anchor)
+    if not table["conclusive"].all():
+        body += (f"<p>{int((~table['conclusive']).sum())} of {len(table)} correlations have too few clusters "
+                 f"for any p-value to reach 0.05 (min_p = 1 / number of cluster permutations): no conclusion "
+                 f"can be drawn from them.</p>")
     body += table_html(table, out_dir, "correlations",
                        "Pearson r and Spearman rho across units with 95% percentile bootstrap intervals (2000 "
-                       "resamples of (setting, task, seed) clusters, seed 0); n units in n_groups clusters.")
+                       "resamples of (setting, task, seed) clusters, seed 0) and two-sided p-values from "
+                       "permutations of the same clusters (whole clusters' factor values moved onto clusters of the "
+                       "same size; exact when at most 9,999, else 9,999 random ones), so methods sharing one STL "
+                       "run are not counted as independent; *_p_adjusted: Benjamini–Hochberg over this table; "
+                       "conclusive: min_p ≤ 0.05. n units in n_groups clusters. See docs/statistics.md.")
     for target, rows_of_target in table.groupby("y", sort=False):
         panels = "; ".join(
             f"{row.x}: n = {row.n} units ({row.n_groups} clusters), Pearson r = {row.pearson_r:.2f} "

@@ -25,20 +25,21 @@ def _thin(frame: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
     return pd.concat(kept, ignore_index=True)
 
 
-def gap_band(gap: pd.DataFrame, noise_multiplier: float) -> tuple[np.ndarray, np.ndarray, str]:
-    """The band drawn around zero in the gap panel: the analysis's own ``band_low``/``band_high``
-    columns where it provides them, else -/+ ``noise_multiplier`` x the seed noise (standard error)."""
-    if {"band_low", "band_high"} <= set(gap.columns):
-        return gap["band_low"].to_numpy(float), gap["band_high"].to_numpy(float), "band of the gap analysis"
-    band = noise_multiplier * gap["noise"].to_numpy(float)
-    return -band, band, f"seed noise, ±{noise_multiplier:g} SE"
 
 
-def gap_figure(results: list[GapResult], noise_multiplier: float) -> Spec:
+def gap_band_label(result: GapResult) -> str:
+    """What the gap panel's band is: the simultaneous band of the result's max-|t| test at its level
+    (:attr:`GapResult.gap`), or none when too few runs could be tested."""
+    if result.test is None:
+        return "no band: too few runs for a test"
+    return f"simultaneous {result.design} band at level {result.alpha:.3g}"
+
+
+def gap_figure(results: list[GapResult]) -> Spec:
     """For one task, per measure (rows): G vs training loss (STL and MTL, mean ± std over seeds),
-    and the gap MTL − STL with its band around zero (:func:`gap_band`) and the onset marked (green,
-    dashed).  The x axis is the training loss on a log scale, reversed so that training runs left
-    to right."""
+    and the gap MTL − STL with the simultaneous band of its test (``GapResult.gap`` at the result's
+    ``alpha``) and the onset of a persistent gap marked (green, dashed) where the test supports one.
+    The x axis is the training loss on a log scale, reversed so that training runs left to right."""
     x_title = "training loss (training runs left to right)"
     rows = []
     for result in results:
@@ -48,14 +49,14 @@ def gap_figure(results: list[GapResult], noise_multiplier: float) -> Spec:
                                  x_title=x_title, y_title=result.measure, tooltip=[tip("epoch")], rules=onset,
                                  width=380, height=200,
                                  title=f"task {result.task}: {result.measure} at comparable training loss")
-        low, high, band_label = gap_band(result.gap, noise_multiplier)
-        gap = result.gap.assign(series="gap = MTL − STL", mean=result.gap["gap"], std=result.gap["noise"],
-                                n=int(result.curves["n"].min()), low=low, high=high)
+        table = result.gap
+        gap = table.assign(series="gap = MTL − STL", mean=table["gap"], std=table["se"],
+                           n=int(result.curves["n"].min()), low=table["band_low"], high=table["band_high"])
         gap_chart = band_chart(_thin(gap), "train_loss",
                                "series", x_log=True, x_reverse=True, x_title=x_title,
-                               y_title=f"gap in {result.measure}", titles={"mean": "gap", "std": "noise (SE)"},
+                               y_title=f"gap in {result.measure}", titles={"mean": "gap", "std": "SE"},
                                color_scale={"range": ["black"]}, rules=[Rule(0.0), *onset], width=380, height=200,
-                               title=f"task {result.task}: generalization gap (band: {band_label})")
+                               title=f"task {result.task}: generalization gap ({gap_band_label(result)})")
         rows.append(concat("hconcat", [curve_chart, gap_chart], independent=["color"]))
     return concat("vconcat", rows)
 

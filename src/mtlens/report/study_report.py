@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from mtlens.analysis.gap import generalization_gap
+from mtlens.analysis.gap import gap_family, generalization_gap
 from mtlens.errors import ConfigError, MtlensError
 from mtlens.experiments import experiment_sections
 from mtlens.analysis.transfer import delta_m, transfer_table
@@ -32,14 +32,12 @@ from mtlens.analysis.optimization import optimization_effect
 from mtlens.render import RUN_KEYS, Section, by_configuration, per_setting, save_figure, slug, table_html
 from mtlens.render.charts import STATIC_FORMATS, export_static, mean_band, vega_bundle
 from mtlens.report.correlations import explanation_sections
-from mtlens.report.figures import gap_band, gap_figure, training_curves_figure
+from mtlens.report.figures import gap_figure, training_curves_figure
 from mtlens.report.probes import probes_section
 from mtlens.report.methods import method_weights_section
 from mtlens.store import RunStore
 
 GAP_MEASURES = ("val/loss", "val/error")
-DIRECTIONS: dict[float | None, str] = {1.0: "MTL worse", -1.0: "MTL better"}
-"""What the sign of a gap onset says (no onset: ``None``, 'none')."""
 
 SectionBuilder = Callable[[RunStore, pd.DataFrame, pd.DataFrame, Path], list[Section]]
 """``(store, runs index, trajectory rows, out_dir) -> sections`` for extra analyses."""
@@ -151,57 +149,70 @@ def mismatched_recorded_runs(index: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-def transfer_section(table: pd.DataFrame, out_dir: Path) -> Section:
-    """The transfer table (:func:`~mtlens.analysis.transfer.transfer_table`) and delta_m."""
+def transfer_section(table: pd.DataFrame, out_dir: Path, alpha: float) -> Section:
+    """The transfer table (:func:`~mtlens.analysis.transfer.transfer_table` at FDR ``alpha``) and delta_m."""
     if table.empty:
         return Section("Transfer", "<p>No task has both STL and MTL runs yet.</p>", "transfer")
     body = table_html(
         table, out_dir, "transfer",
-        "Test performance at the validation-selected checkpoint, mean and std over seeds. "
-        "delta = MTL - STL; relative_pct > 0 means MTL is better (positive transfer); "
-        "p_value: Welch's t-test over seeds.")
+        f"Test performance at the validation-selected checkpoint, mean and std over the seeds the test used. "
+        f"delta = MTL − STL (mean of the per-seed differences when design = paired: STL and MTL of one seed "
+        f"share initialization and batch order; unpaired, label-permutation Welch test, only where seeds do "
+        f"not match); delta_low/high: {1 - alpha:.0%} permutation interval; effect_size: Cohen's d_z (paired) "
+        f"or d; p_value: exact sign-flip t test (paired); p_adjusted: Benjamini–Hochberg over this table; "
+        f"min_p: the smallest p-value the seeds allow (2/2^n paired: 3 seeds cannot go below 0.25); "
+        f"min_detectable: the difference detected with 80% power; verdict only where p_adjusted ≤ {alpha:g}. "
+        f"relative_pct > 0 means MTL is better. See docs/statistics.md.")
     body += table_html(delta_m(table), out_dir, "delta_m",
                        "delta_m: mean relative improvement of MTL over STL across tasks (%).")
     return Section("Did MTL help each task?", body, "transfer")
 
 
-def gap_section(rows: pd.DataFrame, out_dir: Path, noise_multiplier: float) -> tuple[Section, pd.DataFrame]:
-    """Gap figures per (setting, method, task), grouped by setting, and the onset table (also returned)."""
-    figures: dict[str, list[str]] = {}
-    onsets = []
+def gap_section(rows: pd.DataFrame, out_dir: Path, alpha: float) -> tuple[Section, pd.DataFrame]:
+    """Gap figures per (setting, method, task), grouped by setting, and the gap table (also returned):
+    one :func:`~mtlens.analysis.gap.gap_family` row per (setting, method, task, measure), BH at FDR ``alpha``."""
+    keys, results = [], []
     rows = rows[rows["quantity"].isin(["train/loss", *GAP_MEASURES])]  # all the gap analysis reads
     stl_by_task = dict(iter(rows[rows["mode"] == "stl"].groupby(["setting", "task"], sort=False)))
     for (setting, method), mtl_rows in rows[rows["mode"] == "mtl"].groupby(["setting", "method"]):
         for task, task_rows in mtl_rows.groupby("task", sort=True):
-            stl_rows = stl_by_task.get((setting, task), rows.iloc[:0])
-            task_pair = pd.concat([stl_rows, task_rows])
-            results = [r for m in GAP_MEASURES
-                       if (r := generalization_gap(task_pair, task, m, noise_multiplier=noise_multiplier)) is not None]
-            if not results:
-                continue
-            n_stl, n_mtl = stl_rows["run_id"].nunique(), task_rows["run_id"].nunique()
-            caption = (f"{setting}, method {method}, task {task}: validation measures against training loss "
-                       f"(mean ± std over {n_stl} STL and {n_mtl} MTL seeds) and the gap MTL − STL with "
-                       f"its band ({gap_band(results[0].gap, noise_multiplier)[2]}); dashed: first level where the "
-                       f"gap leaves the band.")
-            figures.setdefault(setting, []).append(save_figure(gap_figure(results, noise_multiplier), out_dir,
-                                                               slug("gap", setting, method, task), caption))
-            for r in results:
-                onset = r.onset or {}
-                onsets.append({"setting": setting, "method": method, "task": task, "measure": r.measure,
-                               "n_stl": n_stl, "n_mtl": n_mtl,
-                               "onset_train_loss": onset.get("train_loss"), "gap_at_onset": onset.get("gap"),
-                               "direction": DIRECTIONS.get(onset.get("sign"), "none"),
-                               "onset_epoch_mtl": onset.get("epoch_mtl"), "onset_epoch_stl": onset.get("epoch_stl"),
-                               "final_gap": float(r.gap["gap"].iloc[-1])})
+            pair = pd.concat([stl_by_task.get((setting, task), rows.iloc[:0]), task_rows])
+            for measure in GAP_MEASURES:
+                if (result := generalization_gap(pair, task, measure)) is not None:
+                    keys.append((setting, method))
+                    results.append(result)
     title = "When did the gap open?"
-    if not onsets:
+    if not results:
         return Section(title, "<p>No task has both STL and MTL trajectories.</p>", "gap"), pd.DataFrame()
-    table = pd.DataFrame(onsets)
-    body = table_html(table, out_dir, "gap_onset",
-                      "Onset of the generalization gap: the first training-loss level (in training order) where "
-                      "|MTL − STL| exceeds the seed noise, the epoch at which MTL and STL reached it, and the gap at "
-                      "the lowest common training loss. Negative gaps in loss/error mean MTL generalizes better.")
+    results, table = gap_family(results, alpha)
+    table.insert(0, "setting", [k[0] for k in keys])
+    table.insert(1, "method", [k[1] for k in keys])
+    level = float(table["band_level"].iloc[0])
+    figures: dict[str, list[str]] = {}
+    for (setting, method, task), frame in table.groupby(["setting", "method", "task"], sort=False):
+        task_results = [results[i] for i in frame.index]
+        first = frame.iloc[0]
+        caption = (f"{setting}, method {method}, task {task}: validation measures against training loss "
+                   f"(mean ± std over {first['n_stl']} STL and {first['n_mtl']} MTL runs) and the gap MTL − STL "
+                   f"({first['design']}) with its simultaneous band over all training-loss levels at per-test "
+                   f"level {level:.3g}; dashed: onset of a persistent gap (only where the test supports one).")
+        figures.setdefault(setting, []).append(
+            save_figure(gap_figure(task_results), out_dir, slug("gap", setting, method, task), caption))
+    note = ""
+    if (table["min_p"] > level).any():
+        note = (f"<p>{int((table['min_p'] > level).sum())} of {len(table)} comparisons have too few seeds for any "
+                f"p-value to reach the level {level:.3g} (min_p: 2/2^n for n paired seeds; 6 pairs are the fewest "
+                f"that can reach 5%): no onset can be shown there, whatever the curves look like.</p>")
+    body = note + table_html(
+        table, out_dir, "gap_onset",
+        f"The generalization gap MTL − STL at equal training loss. design: paired (per-seed differences, exact "
+        f"sign-flip max-|t| test over all {len(results[0].levels)} loss levels) or unpaired (label permutation); "
+        f"p_any: a gap at some level; p_persistent: a gap from some level to the lowest common training loss; "
+        f"*_adjusted: Benjamini–Hochberg over this table (FDR {alpha:g}); band_level: the per-test level of the "
+        f"bands and onsets (BH's rejection level, so an onset is shown iff its persistent gap is a discovery); "
+        f"onset: first level from which the simultaneous band excludes 0 to the end; final_*: the gap at the "
+        f"lowest common training loss with its band, Cohen's d_z and the gap detectable with 80% power. "
+        f"Negative gaps in loss/error mean MTL generalizes better. See docs/statistics.md.")
     return Section(title, body + per_setting(figures, "gap figures"), "gap"), table
 
 
@@ -248,8 +259,9 @@ def summary_section(transfer: pd.DataFrame, onsets: pd.DataFrame, rows: pd.DataF
         return Section("Summary", "<p>No setting has both STL and MTL runs yet: see the overview.</p>", "summary")
     body = table_html(table, out_dir, "summary",
                       "Per setting and MTL method: delta_m (mean relative improvement over tasks, %), tasks where "
-                      "MTL is better / worse at p < 0.05 (Welch) out of the tasks compared, the gap verdict "
-                      "(tasks whose validation-loss gap left the seed-noise band, by direction, see 'When did the "
+                      "MTL is better / worse (the transfer table's verdict: Benjamini–Hochberg adjusted p within "
+                      "the FDR) out of the tasks compared, the gap verdict (tasks by the direction of their "
+                      "persistent validation-loss gap, shown only where the test supports one, see 'When did the "
                       "gap open?'), and two factors: the mean training-loss log-ratio MTL/STL at equal steps "
                       "(< 0: MTL optimized faster) and the mean inter-task gradient cosine (< 0: conflict). "
                       "Details per setting follow in the sections below.")
@@ -258,14 +270,12 @@ def summary_section(transfer: pd.DataFrame, onsets: pd.DataFrame, rows: pd.DataF
 
 def study_summary(transfer: pd.DataFrame, onsets: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     """One row per (setting, method) of ``transfer``: ``tasks``, ``delta_m_pct``, ``better``/``worse``
-    (tasks with relative_pct > 0 / < 0 and p_value < 0.05), ``gap_verdict`` (counts of the
-    val/loss onset directions), ``log_ratio_mean`` (mean over tasks and seeds of the mean
-    log(L_MTL / L_STL) at equal steps) and ``conflict_cosine`` (mean of probe/conflict_cosine)."""
+    (tasks whose transfer ``verdict`` is MTL better / worse), ``gap_verdict`` (counts of the
+    val/loss persistent-gap directions of the gap table ``onsets``), ``log_ratio_mean`` (mean over tasks
+    and seeds of the mean log(L_MTL / L_STL) at equal steps) and ``conflict_cosine`` (mean of probe/conflict_cosine)."""
     if transfer.empty:
         return pd.DataFrame()
-    significant = transfer["p_value"] < 0.05
-    table = (transfer.assign(better=significant & (transfer["relative_pct"] > 0),
-                             worse=significant & (transfer["relative_pct"] < 0))
+    table = (transfer.assign(better=transfer["verdict"] == "MTL better", worse=transfer["verdict"] == "MTL worse")
              .groupby(["setting", "method"], as_index=False)
              .agg(tasks=("task", "nunique"), delta_m_pct=("relative_pct", "mean"), better=("better", "sum"),
                   worse=("worse", "sum")))
@@ -287,14 +297,15 @@ def study_summary(transfer: pd.DataFrame, onsets: pd.DataFrame, rows: pd.DataFra
 
 
 def write_report(store: RunStore, out_dir: str | Path, settings: Sequence[str] = (), methods: Sequence[str] = (),
-                 noise_multiplier: float = 2.0, extra_sections: Sequence[SectionBuilder] = (),
+                 alpha: float = 0.05, extra_sections: Sequence[SectionBuilder] = (),
                  where: dict[str, Sequence[Any]] | None = None, include_unfinished: bool = False,
                  formats: Sequence[str] = ()) -> Path:
     """Write ``out_dir/report.html`` (self-contained, interactive figures), ``tables/`` (CSV) and
     ``figures/`` (each figure's Vega-Lite spec, plus static copies in ``formats``, e.g. ``("png",
     "pdf")``); return the HTML path.
 
-    Only the runs :func:`analysed_runs` keeps enter any section; the overview names the others."""
+    Only the runs :func:`analysed_runs` keeps enter any section; the overview names the others.
+    ``alpha`` is the false discovery rate of each family of tests (docs/statistics.md)."""
     unknown = sorted(set(formats) - set(STATIC_FORMATS))
     if unknown:
         raise ConfigError(f"--formats: unknown figure format(s) {', '.join(unknown)}; valid: "
@@ -311,11 +322,11 @@ def write_report(store: RunStore, out_dir: str | Path, settings: Sequence[str] =
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = store.trajectories(analysed["run_id"].tolist())
     configured, task_info = by_configuration(analysed, rows, store.task_info())
-    transfer = transfer_table(configured, task_info)
-    gap, onsets = gap_section(configured, out_dir, noise_multiplier)
-    sections = [summary_section(transfer, onsets, configured, out_dir),
+    transfer = transfer_table(configured, task_info, alpha=alpha)
+    gap, gaps = gap_section(configured, out_dir, alpha)
+    sections = [summary_section(transfer, gaps, configured, out_dir),
                 overview_section(index, configured, out_dir, analysed["run_id"].tolist()),
-                transfer_section(transfer, out_dir), gap, training_section(configured, out_dir)]
+                transfer_section(transfer, out_dir, alpha), gap, training_section(configured, out_dir)]
     for build in (*DEFAULT_SECTIONS, *extra_sections):
         sections += build(store, analysed, rows, out_dir)
     path = out_dir / "report.html"

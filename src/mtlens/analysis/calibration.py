@@ -1,0 +1,174 @@
+"""Null calibration: every inference of the report on A/A splits of STL runs (docs/statistics.md).
+
+STL runs of ``2h`` or more seeds per task carry no MTL effect at all.  A split draws two disjoint
+groups of ``h`` seeds; the first is relabelled as the "MTL" side (method ``aa``) and compared with
+the second exactly as the report compares MTL with STL:
+
+- *paired*: the ``i``-th seed of the first group is given the ``i``-th seed of the second group, so
+  the report's same-seed pairing applies (the pairs do not share an initialization, which only
+  makes their differences noisier);
+- *unpaired*: the first group gets seeds no STL run has, so the report's unpaired tests apply.
+
+Per split, task and (gap) measure or (transfer) metric the tests are: ``gap exists``
+(``p_any``), ``persistent gap`` (``p_persistent``: an onset is reported iff it is ``<= alpha``) and
+``transfer``; and, on the paired units of :func:`mtlens.analysis.correlation.unit_table` of the
+first splits, whose factor ``log_ratio_mean`` is randomly permuted (so it is independent of
+everything), ``correlation`` (Pearson and Spearman against ``transfer_pct`` and ``gap_mean``).  Every
+rejection is a false positive; :func:`false_positive_rates` gives each test's rate with its
+Clopper–Pearson interval.  Splits share seeds, so comparisons of different splits are not
+independent and the interval is somewhat optimistic.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from mtlens.analysis.correlation import correlate, unit_table
+from mtlens.analysis.gap import generalization_gap
+from mtlens.analysis.inference import clopper_pearson
+from mtlens.analysis.transfer import TaskInfo, selected_checkpoints, transfer_tests
+
+GAP_MEASURES = ("val/loss", "val/error")
+TRANSFER_METRICS = (None, "loss")
+"""Transfer is tested on each task's selection metric (``None``) and on the test loss."""
+UNPAIRED_OFFSET = 1_000_000
+"""Added to the "MTL" group's seeds in the unpaired design, so that no seed matches an STL run."""
+
+
+def aa_splits(seeds: Sequence[int], n_splits: int, seed: int = 0) -> list[tuple[list[int], list[int]]]:
+    """Up to ``n_splits`` distinct splits of ``seeds`` into two disjoint groups of ``len(seeds) // 2``."""
+    seeds = sorted(int(s) for s in seeds)
+    half = len(seeds) // 2
+    if half < 2:
+        raise ValueError(f"A/A splits need at least 4 seeds, got {len(seeds)}")
+    rng = np.random.default_rng(seed)
+    splits, seen = [], set()
+    for _ in range(50 * n_splits):
+        order = rng.permutation(seeds)
+        first, second = sorted(order[:half].tolist()), sorted(order[half:2 * half].tolist())
+        key = (tuple(first), tuple(second))
+        if key not in seen:
+            seen.add(key)
+            splits.append((first, second))
+        if len(splits) == n_splits:
+            break
+    return splits
+
+
+def aa_rows(stl_rows: pd.DataFrame, first: Sequence[int], second: Sequence[int], paired: bool) -> pd.DataFrame:
+    """The rows of the two groups, the first relabelled ``mode=mtl, method=aa`` with seeds matching the
+    second group's (paired) or matching none (unpaired)."""
+    new_seed = dict(zip(first, second)) if paired else {s: s + UNPAIRED_OFFSET for s in first}
+    mtl = stl_rows[stl_rows["seed"].isin(first)].copy()
+    mtl["mode"], mtl["method"] = "mtl", "aa"
+    mtl["seed"] = mtl["seed"].map(new_seed)
+    return pd.concat([stl_rows[stl_rows["seed"].isin(second)], mtl], ignore_index=True)
+
+
+def _split_comparisons(rows: pd.DataFrame, selected: pd.DataFrame, task_info: TaskInfo, design: str,
+                       alpha: float) -> list[dict]:
+    records = []
+    curves = rows[rows["quantity"].isin(("train/loss", *GAP_MEASURES))]
+    for task, task_rows in curves.groupby("task"):
+        for measure in GAP_MEASURES:
+            result = generalization_gap(task_rows, task, measure)
+            if result is None or result.test is None:
+                continue
+            detectable = float(result.gap["min_detectable"].iloc[-1])
+            records += [{"test": "gap exists", "task": task, "measure": measure, "design": result.design,
+                         "p_value": result.test.p_any, "min_p": result.test.min_p, "min_detectable": detectable},
+                        {"test": "persistent gap (onset)", "task": task, "measure": measure,
+                         "design": result.design, "p_value": result.test.p_persistent, "min_p": result.test.min_p,
+                         "min_detectable": detectable}]
+    for metric in TRANSFER_METRICS:
+        table = transfer_tests(selected, task_info, metric, alpha)
+        records += [{"test": "transfer", "task": r.task, "measure": r.metric, "design": r.design,
+                     "p_value": r.p_value, "min_p": r.min_p, "min_detectable": r.min_detectable}
+                    for r in table.itertuples()]
+    return [r for r in records if r["design"] == design]
+
+
+def _correlation_comparisons(rows: pd.DataFrame, task_info: TaskInfo, n_permutations: int,
+                             rng: np.random.Generator) -> list[dict]:
+    units = unit_table(rows, task_info)
+    groups = units[["setting", "task", "seed"]].astype(str).agg("/".join, axis=1).to_numpy()
+    records = []
+    for _ in range(n_permutations):
+        factor = rng.permutation(units["log_ratio_mean"].to_numpy(float))
+        for target in ("transfer_pct", "gap_mean"):
+            result = correlate(factor, units[target], groups, n_boot=20, seed=int(rng.integers(1 << 31)), n_perm=999)
+            records += [{"test": "correlation", "task": "*", "measure": f"{kind} permuted factor ~ {target}",
+                         "design": "cluster permutation", "p_value": result[f"{kind}_p"], "min_p": result["min_p"]}
+                        for kind in ("pearson", "spearman")]
+    return records
+
+
+def spike_in(rows: pd.DataFrame, effect: dict[str, float]) -> pd.DataFrame:
+    """``rows`` with ``effect[q]`` added to every value of quantity ``q`` of the MTL-labelled runs: a
+    known effect (e.g. a gap of that size at every training-loss level) on top of real seed noise."""
+    shift = rows["quantity"].map(effect).fillna(0.0).to_numpy(float) * (rows["mode"] == "mtl").to_numpy()
+    return rows.assign(value=rows["value"].to_numpy(float) + shift)
+
+
+def calibrate(stl_rows: pd.DataFrame, task_info: TaskInfo, n_splits: int = 25, alpha: float = 0.05,
+              seed: int = 0, correlation_splits: int = 5, permutations_per_split: int = 10,
+              effect: dict[str, float] | None = None) -> pd.DataFrame:
+    """One row per A/A comparison: ``split, test, task, measure, design, p_value, min_p, min_detectable,
+    rejected``.
+
+    ``stl_rows`` are trajectory rows of STL runs of one setting and configuration (every task, at
+    least 4 seeds); ``rejected`` is ``p_value <= alpha`` (a false positive).  The correlation tests
+    run on the first ``correlation_splits`` splits, each with ``permutations_per_split`` fresh random
+    permutations of the factor (building the unit table is the slow part).  With ``effect``
+    (quantity -> size, e.g. ``{"val/loss": 0.05, "test/loss": 0.05}``) the MTL-labelled group gets
+    that known effect (:func:`spike_in`) and ``rejected`` counts detections: a positive control.
+    """
+    seeds = sorted(int(s) for s in stl_rows["seed"].unique())
+    selected = selected_checkpoints(stl_rows, task_info)
+    rng = np.random.default_rng(seed)
+    records = []
+    for i, (first, second) in enumerate(aa_splits(seeds, n_splits, seed)):
+        split = []
+        for design in ("paired", "unpaired"):
+            rows = aa_rows(stl_rows, first, second, design == "paired")
+            chosen = aa_rows(selected, first, second, design == "paired")
+            if effect:
+                rows = spike_in(rows, effect)
+                is_mtl = (chosen["mode"] == "mtl").to_numpy()
+                chosen = chosen.assign(**{q: chosen[q] + v * is_mtl for q, v in effect.items() if q in chosen})
+            split += _split_comparisons(rows, chosen, task_info, design, alpha)
+            if design == "paired" and i < correlation_splits and not effect:
+                split += _correlation_comparisons(rows, task_info, permutations_per_split, rng)
+        records += [{"split": i, **r} for r in split]
+    table = pd.DataFrame.from_records(records, columns=["split", "test", "task", "measure", "design", "p_value",
+                                                        "min_p", "min_detectable"])
+    table["rejected"] = table["p_value"] <= alpha
+    return table
+
+
+def false_positive_rates(comparisons: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """Per (test, design): ``comparisons, false_positives, rate, ci_low, ci_high`` (Clopper–Pearson at
+    ``confidence``), ``min_p`` (the median smallest-attainable p: above alpha, no rejection is possible)
+    and ``min_detectable`` (the median difference detectable with 80% power).  Of a positive control,
+    ``false_positives`` and ``rate`` are detections."""
+    records = []
+    for (test, design), frame in comparisons.groupby(["test", "design"], sort=False):
+        k, n = int(frame["rejected"].sum()), len(frame)
+        low, high = clopper_pearson(k, n, confidence)
+        records.append({"test": test, "design": design, "comparisons": n, "false_positives": k, "rate": k / n,
+                        "ci_low": low, "ci_high": high, "min_p": float(frame["min_p"].median()),
+                        "min_detectable": float(frame["min_detectable"].median())})
+    return pd.DataFrame.from_records(records)
+
+
+def detectable_effects(comparisons: pd.DataFrame) -> dict[str, float]:
+    """Quantity -> the median minimum detectable difference (80% power) of the paired tests of the A/A
+    ``comparisons``: the persistent gap's per gap measure, the transfer test's per test metric (finite
+    ones only); the effect sizes of the positive control."""
+    paired = comparisons[(comparisons["design"] == "paired")
+                         & comparisons["test"].isin(["persistent gap (onset)", "transfer"])]
+    sizes = paired.groupby("measure")["min_detectable"].median()
+    return {str(q): float(v) for q, v in sizes.items() if np.isfinite(v)}

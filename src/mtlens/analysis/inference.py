@@ -1,0 +1,239 @@
+"""Permutation inference for MTL − STL differences: paired sign flips, unpaired label permutations,
+a max-|t| statistic over many levels at once, Benjamini–Hochberg, power (docs/statistics.md).
+
+**Data.** A difference is measured at ``L`` levels (the training-loss grid of the gap, ``L = 1``
+for a scalar such as test error).  *Paired* design (STL and MTL of one seed share the encoder
+and head initialization and the batch order): ``D`` of shape ``(n, L)`` holds the per-seed
+differences ``d_s = MTL_s − STL_s``.  *Unpaired* design (seeds do not match): ``X`` ``(n_M, L)``
+and ``Y`` ``(n_S, L)`` hold the MTL and the STL values.
+
+**Statistic.** Per level ``j`` a t statistic: paired ``t_j = mean_j(d) / (s_j(d) / sqrt(n))``
+(``s`` the sample standard deviation, ddof 1); unpaired Welch's
+``t_j = (mean_j(X) − mean_j(Y)) / sqrt(s_j(X)^2 / n_M + s_j(Y)^2 / n_S)``.  ``t_j = 0`` where the
+numerator and the standard error are both 0 (e.g. the first checkpoint of paired runs, which share
+their initialization), ``±inf`` where only the standard error is.  The test statistic is
+``M = max_j |t_j|``.
+
+**Null distribution.** Under H0 ("MTL changes nothing"), paired: each seed's difference curve is
+symmetric about 0, so flipping the sign of whole rows of ``D`` leaves its distribution unchanged;
+unpaired: the MTL/STL labels are exchangeable.  ``M*`` is computed for every sign pattern in
+``{±1}^n`` (every relabelling with ``n_M`` MTL runs) when there are at most :data:`MAX_EXACT` of
+them (exact test), else for the identity and ``n_random`` random ones (Monte Carlo; ``p`` then
+counts the identity, so it stays valid).  Rows (whole curves) move together, so the
+autocorrelation along the levels is kept.
+
+**Outputs.** Single-step adjusted p-values (Westfall & Young), which control the family-wise
+error over the ``L`` levels:
+
+    p_j = #{patterns with M* >= |t_j|} / #patterns
+
+``p_any = min_j p_j`` tests "a difference exists at some level"; the critical value
+``c_alpha`` is the largest value of ``M*`` with ``P(M* >= c) > alpha``, and level ``j`` is
+significant iff ``|t_j| > c_alpha`` iff ``p_j <= alpha``; the simultaneous band is
+``estimate_j ± c_alpha * se_j``.  ``min_p`` is the smallest p-value the patterns allow (2 / 2^n
+for an exact paired test: the identity and the global flip give the same ``M*``); when
+``min_p > alpha`` the band can never exclude 0.  The minimum detectable difference at power
+``1 − beta`` is ``(c_alpha + z_{1−beta}) * se_j`` (normal approximation of the shifted t; infinite
+when ``min_p > alpha``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+MAX_EXACT = 1 << 14
+"""Largest number of sign patterns (or relabellings) that is enumerated exactly (2^14: 14 seeds)."""
+
+N_RANDOM = 9_999
+"""Random patterns of the Monte Carlo test beyond :data:`MAX_EXACT` (p resolution 1e-4)."""
+
+_TIE = 1e-9
+"""Relative tolerance under which a permuted statistic counts as equal to the observed one."""
+
+
+def _t_ratio(numerator: np.ndarray, se: np.ndarray) -> np.ndarray:
+    """``numerator / se`` with 0/0 -> 0 and x/0 -> ±inf."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(se > 0, numerator / se, np.where(numerator == 0, 0.0, np.sign(numerator) * np.inf))
+
+
+def sign_patterns(n: int, n_random: int = N_RANDOM, seed: int = 0) -> tuple[np.ndarray, bool]:
+    """``(patterns, exact)``: all ``2^n`` rows of ``±1`` (identity first) if at most
+    :data:`MAX_EXACT`, else the identity and ``n_random`` random rows."""
+    if 2**n <= MAX_EXACT:
+        bits = (np.arange(2**n)[:, None] >> np.arange(n)[None, :]) & 1
+        return 1.0 - 2.0 * bits, True
+    rng = np.random.default_rng(seed)
+    return np.vstack([np.ones((1, n)), rng.choice([-1.0, 1.0], size=(n_random, n))]), False
+
+
+def label_patterns(n_first: int, n_second: int, n_random: int = N_RANDOM, seed: int = 0) -> tuple[np.ndarray, bool]:
+    """``(patterns, exact)``: 0/1 rows marking which of the ``n_first + n_second`` runs are labelled
+    "first"; the observed labelling (first ``n_first`` runs) is row 0; all ``C(N, n_first)`` when at most
+    :data:`MAX_EXACT`, else the observed and ``n_random`` random ones."""
+    total = n_first + n_second
+    if math.comb(total, n_first) <= MAX_EXACT:
+        combos = np.array(list(itertools.combinations(range(total), n_first)))
+        patterns = np.zeros((len(combos), total))
+        patterns[np.arange(len(combos))[:, None], combos] = 1.0
+        return patterns, True
+    rng = np.random.default_rng(seed)
+    observed = np.r_[np.ones(n_first), np.zeros(n_second)]
+    return np.vstack([observed] + [rng.permutation(observed) for _ in range(n_random)]), False
+
+
+@dataclass(frozen=True)
+class MaxTTest:
+    """A max-|t| permutation test of a difference at ``L`` levels (module docstring).
+
+    ``estimate, se, t``: shape ``(L,)``; ``null_max``: the sorted permutation distribution of ``M*``
+    (observed pattern included); ``design``: ``"paired"`` or ``"unpaired"``; ``n``: seed pairs
+    (paired) or ``(n_M, n_S)`` runs (unpaired); ``sd``: the per-level standard deviation of the
+    paired differences (paired) or the pooled one (unpaired), the denominator of ``effect_size``.
+    """
+
+    design: str
+    n: int | tuple[int, int]
+    estimate: np.ndarray
+    se: np.ndarray
+    sd: np.ndarray
+    t: np.ndarray
+    null_max: np.ndarray
+    exact: bool
+
+    @property
+    def n_patterns(self) -> int:
+        return len(self.null_max)
+
+    def _tail(self, values: np.ndarray) -> np.ndarray:
+        """``P(M* >= v)`` for each ``v`` (with the relative tie tolerance)."""
+        threshold = np.abs(values) * (1 - _TIE)
+        count = len(self.null_max) - np.searchsorted(self.null_max, threshold, side="left")
+        return count / len(self.null_max)
+
+    @property
+    def adjusted_p(self) -> np.ndarray:
+        """Per-level p-values adjusted for all ``L`` levels (family-wise)."""
+        return self._tail(self.t)
+
+    @property
+    def p_any(self) -> float:
+        """p-value of "a difference at some level" (= the smallest adjusted p)."""
+        return float(self.adjusted_p.min())
+
+    @property
+    def min_p(self) -> float:
+        """The smallest p-value these patterns can give (the share of patterns attaining the largest ``M*``)."""
+        return float(self._tail(self.null_max[-1:])[0])
+
+    def critical_value(self, alpha: float) -> float:
+        """``c_alpha``: the largest ``M*`` value with ``P(M* >= c) > alpha``; ``|t_j| > c`` iff ``p_j <= alpha``."""
+        tail = self._tail(self.null_max)
+        return float(self.null_max[tail > alpha].max())
+
+    def band(self, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+        """The simultaneous ``1 − alpha`` band ``estimate ± c_alpha * se`` over all levels."""
+        c = self.critical_value(alpha)
+        return self.estimate - c * self.se, self.estimate + c * self.se
+
+    def significant(self, alpha: float) -> np.ndarray:
+        """Per level: the band excludes 0 (``p_j <= alpha``)."""
+        return self.adjusted_p <= alpha
+
+    def persistent_from(self, alpha: float) -> int | None:
+        """The first level from which every level to the last is significant with the sign of the last
+        level's estimate (the onset), or ``None`` when the last level is not significant."""
+        hit = self.significant(alpha) & (np.sign(self.estimate) == np.sign(self.estimate[-1]))
+        if not hit[-1]:
+            return None
+        misses = np.flatnonzero(~hit)
+        return int(misses[-1] + 1) if len(misses) else 0
+
+    @property
+    def p_persistent(self) -> float:
+        """p-value of "a difference that persists to the last level": the smallest ``alpha`` at which
+        :meth:`persistent_from` gives an onset (= the adjusted p of the last level)."""
+        return float(self.adjusted_p[-1])
+
+    def effect_size(self) -> np.ndarray:
+        """Standardized difference ``estimate / sd`` (Cohen's d_z paired, d with pooled sd unpaired)."""
+        return _t_ratio(self.estimate, self.sd)
+
+    def min_detectable(self, alpha: float, power: float = 0.8) -> np.ndarray:
+        """Per level: ``(c_alpha + z_power) * se``, the difference detected with probability ``power``
+        at level ``alpha``; ``inf`` when no p-value can reach ``alpha``."""
+        if self.min_p > alpha:
+            return np.full_like(self.se, np.inf)
+        return (self.critical_value(alpha) + stats.norm.ppf(power)) * self.se
+
+
+def paired_max_t(differences: np.ndarray, n_random: int = N_RANDOM, seed: int = 0) -> MaxTTest:
+    """Sign-flip max-|t| test of per-seed differences ``differences`` (``(n, L)`` or ``(n,)``), ``n >= 2``."""
+    d = np.asarray(differences, float)
+    d = d[:, None] if d.ndim == 1 else d
+    n = d.shape[0]
+    if n < 2 or not np.isfinite(d).all():
+        raise ValueError(f"need >= 2 finite rows of differences, got shape {d.shape}")
+    patterns, exact = sign_patterns(n, n_random, seed)
+    means = patterns @ d / n  # (P, L)
+    sum_sq = (d**2).sum(axis=0)
+    var = np.maximum(sum_sq - n * means**2, 0.0) / (n - 1)  # sum of squares is invariant under flips
+    se = np.sqrt(var / n)
+    t_all = _t_ratio(means, se)
+    return MaxTTest("paired", n, means[0], se[0], np.sqrt(var[0]), t_all[0],
+                    np.sort(np.abs(t_all).max(axis=1)), exact)
+
+
+def unpaired_max_t(first: np.ndarray, second: np.ndarray, n_random: int = N_RANDOM, seed: int = 0) -> MaxTTest:
+    """Label-permutation max-|Welch t| test of ``first − second`` (``(n_1, L)`` and ``(n_2, L)``, each ``n >= 2``)."""
+    x, y = (np.asarray(a, float) for a in (first, second))
+    x, y = (a[:, None] if a.ndim == 1 else a for a in (x, y))
+    n1, n2 = len(x), len(y)
+    if n1 < 2 or n2 < 2 or not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError(f"need >= 2 finite rows per group, got {x.shape} and {y.shape}")
+    data = np.vstack([x, y])
+    patterns, exact = label_patterns(n1, n2, n_random, seed)
+    sums, sums_sq = patterns @ data, patterns @ data**2
+    total, total_sq = data.sum(axis=0), (data**2).sum(axis=0)
+    mean1, mean2 = sums / n1, (total - sums) / n2
+    var1 = np.maximum(sums_sq - n1 * mean1**2, 0.0) / (n1 - 1)
+    var2 = np.maximum(total_sq - sums_sq - n2 * mean2**2, 0.0) / (n2 - 1)
+    se = np.sqrt(var1 / n1 + var2 / n2)
+    t_all = _t_ratio(mean1 - mean2, se)
+    pooled = np.sqrt(((n1 - 1) * var1[0] + (n2 - 1) * var2[0]) / (n1 + n2 - 2))
+    return MaxTTest("unpaired", (n1, n2), mean1[0] - mean2[0], se[0], pooled, t_all[0],
+                    np.sort(np.abs(t_all).max(axis=1)), exact)
+
+
+def bh_adjust(p_values: np.ndarray) -> np.ndarray:
+    """Benjamini–Hochberg adjusted p-values (``scipy.stats.false_discovery_control``) of the finite
+    entries; NaN stays NaN (a test that could not be run is not part of the family)."""
+    p = np.asarray(p_values, float)
+    out = np.full_like(p, np.nan)
+    finite = np.isfinite(p)
+    if finite.any():
+        out[finite] = stats.false_discovery_control(p[finite], method="bh")
+    return out
+
+
+def bh_level(p_values: np.ndarray, alpha: float) -> float:
+    """The per-test level at which Benjamini–Hochberg at FDR ``alpha`` rejects: ``k * alpha / m`` with
+    ``k`` the number of rejections among the ``m`` finite p-values; ``alpha / m`` when ``k = 0``
+    (a level at which nothing in the family is rejected)."""
+    p = np.sort(np.asarray(p_values, float)[np.isfinite(p_values)])
+    m = len(p)
+    if m == 0:
+        return alpha
+    below = np.flatnonzero(p <= alpha * np.arange(1, m + 1) / m)
+    return alpha * (below[-1] + 1 if len(below) else 1) / m
+
+
+def clopper_pearson(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact binomial interval of ``successes / trials`` (``scipy.stats.binomtest(...).proportion_ci``)."""
+    interval = stats.binomtest(successes, trials).proportion_ci(confidence_level=confidence, method="exact")
+    return float(interval.low), float(interval.high)
