@@ -121,7 +121,8 @@ def test_probes_off_keeps_the_run_id_of_a_config_without_probe_keys(tiny):
 
 
 @pytest.mark.parametrize("raw, message", [
-    ({"probes": ["coherence", "curvature"]}, "probes: Value error, unknown probe(s) ['curvature']"),
+    ({"probes": ["coherence", "curvature"]},
+     "probes=['coherence', 'curvature']: Value error, unknown probe(s) ['curvature']"),
     ({"probes": ["fisher", "fisher"]}, "name a probe twice"),
     ({"probe_growth": 1.0}, "probe_growth"),
     ({"probe_sample_size": 1}, "probe_sample_size"),
