@@ -136,10 +136,15 @@ def test_report_answers_the_papers_questions(report):
     for panel in training["vconcat"]:
         data = pd.read_csv(io.StringIO(panel["data"]["values"]))
         assert set(data["task"]) == {"a", "b"} and set(data["mode"]) == {"stl", "mtl"}
-    # The gap figure draws the band of the analysis: +/- 2 standard errors of seed noise by default.
+    # The gap figure draws the simultaneous band of the gap test: gap +/- c * SE with one critical value c
+    # of the max-|t| statistic for every training-loss level (values are written with 4 significant digits).
     gap = json.loads((out / "figures" / f"gap_{adam}_a.vl.json").read_text())
     band = pd.read_csv(io.StringIO(gap["vconcat"][0]["hconcat"][1]["data"]["values"]))
-    assert np.allclose(band["high"], 2 * band["std"], rtol=1e-3, atol=1e-6) and np.allclose(band["low"], -band["high"])
+    upper, lower = band["high"] - band["mean"], band["mean"] - band["low"]
+    assert np.allclose(upper, lower, rtol=1e-2, atol=1e-3 * band["std"].max())
+    informative = band["std"] > 0.05 * band["std"].max()
+    critical = (upper / band["std"])[informative]
+    assert len(critical) > 5 and critical.min() > 1 and np.allclose(critical, critical.median(), rtol=3e-2)
 
     # The summary answers per setting and method, first.
     summary = pd.read_csv(out / "tables" / "summary.csv")
