@@ -59,6 +59,8 @@ CASES = {
     "seed-list-negative": ([*STUDY, "--seed-list", "-2"], ["seed=-2"]),
     "workers-zero": ([*SWEEP, "--workers", "0"], ["--workers", "'0'"]),
     "workers-negative": ([*SWEEP, "--workers", "-1"], ["--workers", "'-1'"]),
+    "threads-zero": ([*STUDY, "--threads", "0"], ["--threads", "'0'", ">= 1"]),
+    "gpus-per-run-negative": ([*SWEEP, "--gpus-per-run", "-1"], ["--gpus-per-run", "'-1'", "> 0"]),
     "lr-inf": ([*STUDY, "--lr", "inf"], ["lr=inf", "finite"]),
     "lr-nan": ([*STUDY, "--lr", "nan"], ["lr=nan", "finite"]),
     "lr-negative": ([*STUDY, "--lr", "-0.1"], ["lr=-0.1", "greater than 0"]),

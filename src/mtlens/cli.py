@@ -388,7 +388,7 @@ def _add_run_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-dense-until-epoch", type=float,
                         help="evaluate every --eval-every-steps only up to this epoch (dense early)")
     parser.add_argument("--device", help="cpu (default), cuda or cuda:N")
-    parser.add_argument("--threads", type=int,
+    parser.add_argument("--threads", type=_positive_int,
                         help="torch threads per run (default 1; results differ in the last bits between counts, "
                              "so a run resumes only under the count it started with)")
     parser.add_argument("--option", action="append", metavar="KEY=VALUE", help="a setting option (repeatable)")
@@ -439,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="local: worker processes (default: one per core; 1 = in-process); ray: CPUs of a local "
                             "Ray instance")
     sweep.add_argument("--address", help="ray: address of an existing cluster (default: start a local instance)")
-    sweep.add_argument("--gpus-per-run", type=float,
+    sweep.add_argument("--gpus-per-run", type=_positive_float,
                        help="ray with --device cuda: GPUs per run (default 1; 0.25 = four runs per GPU). The local "
                             "backend with --device cuda runs its --workers on the GPU(s) "
                             "(worker i on cuda:i %% n_gpus)")
