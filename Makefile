@@ -31,9 +31,10 @@ test: lint typecheck $(STAMP) chromium
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not integration"
 
-# ruff (rules in pyproject.toml [tool.ruff]).
+# ruff: the lint rules and the formatting of pyproject.toml [tool.ruff].
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
 
 # mypy (pyproject.toml [tool.mypy], checks src/); part of `make test`.
 typecheck: $(STAMP)

@@ -25,8 +25,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -59,8 +59,13 @@ def make_batches(case: Case, batch_size: int, seed: int) -> list[tuple[torch.Ten
     g = torch.Generator().manual_seed(seed)
     names = [f"t{k}" for k in range(case.n_tasks)]
     groups = [names] if case.shared_input else [[n] for n in names]
-    return [(torch.randn(batch_size, 1, 28, 28, generator=g),
-             {n: torch.randint(0, 10, (batch_size,), generator=g) for n in group}) for group in groups]
+    return [
+        (
+            torch.randn(batch_size, 1, 28, 28, generator=g),
+            {n: torch.randint(0, 10, (batch_size,), generator=g) for n in group},
+        )
+        for group in groups
+    ]
 
 
 def losses_of(model: MultiTaskModel, batches) -> dict[str, torch.Tensor]:
@@ -94,8 +99,9 @@ def step_timer(case: Case, method_name: str, batch_size: int) -> Callable[[int],
     return run
 
 
-def time_methods(case: Case, methods: list[str], batch_size: int, steps: int, warmup: int,
-                 rounds: int) -> dict[str, float]:
+def time_methods(
+    case: Case, methods: list[str], batch_size: int, steps: int, warmup: int, rounds: int
+) -> dict[str, float]:
     """Median seconds per step of each method over ``rounds`` interleaved rounds."""
     timers = {m: step_timer(case, m, batch_size) for m in methods}
     for timer in timers.values():
@@ -148,22 +154,24 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     methods = ["sum", *[m for m in available_methods() if m != "sum"]]
-    print(f"batch {args.batch_size}, {args.steps} steps x {args.rounds} rounds, {args.threads} thread(s), "
-          f"torch {torch.__version__}")
-    per_case = {c.name: time_methods(c, methods, args.batch_size, args.steps, args.warmup, args.rounds)
-                for c in CASES}
+    print(
+        f"batch {args.batch_size}, {args.steps} steps x {args.rounds} rounds, {args.threads} thread(s), "
+        f"torch {torch.__version__}"
+    )
+    per_case = {c.name: time_methods(c, methods, args.batch_size, args.steps, args.warmup, args.rounds) for c in CASES}
     print("\nTime per training step relative to sum (same run):")
     print(f"{'method':<12}" + "".join(f"{c.name + f' (K={c.n_tasks})':>22}" for c in CASES))
     for method in methods:
-        print(f"{method:<12}" + "".join(f"{per_case[c.name][method] / per_case[c.name]['sum']:>21.2f}x"
-                                         for c in CASES))
+        print(f"{method:<12}" + "".join(f"{per_case[c.name][method] / per_case[c.name]['sum']:>21.2f}x" for c in CASES))
     print(f"{'sum (ms)':<12}" + "".join(f"{1e3 * per_case[c.name]['sum']:>22.1f}" for c in CASES))
 
     print("\nTask-gradient matrix G (K x P): one forward + K backward vs K separate forward + backward:")
     for case in CASES:
         one, separate = time_task_gradients(case, args.batch_size, repeats=5 * args.rounds)
-        print(f"{case.name} (K={case.n_tasks}): one forward {1e3 * one:.1f} ms, separate {1e3 * separate:.1f} ms, "
-              f"separate / one = {separate / one:.2f}")
+        print(
+            f"{case.name} (K={case.n_tasks}): one forward {1e3 * one:.1f} ms, separate {1e3 * separate:.1f} ms, "
+            f"separate / one = {separate / one:.2f}"
+        )
 
 
 if __name__ == "__main__":

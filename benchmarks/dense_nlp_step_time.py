@@ -73,8 +73,10 @@ def main() -> None:
             return m(input_ids=x, attention_mask=torch.ones_like(x)).last_hidden_state[:, 0].float().mean()
 
         seconds = step_seconds(roberta, ids, nlp_loss, device, args.bf16, max(1, args.repeats - 1))
-        print(f"glue (length {length}): {seconds:.3f} s per task-batch of 32 -> "
-              f"{seconds * 8 * 12_200 / 3600:.2f} h/epoch (8 tasks, MNLI-sized epoch) on {where}")
+        print(
+            f"glue (length {length}): {seconds:.3f} s per task-batch of 32 -> "
+            f"{seconds * 8 * 12_200 / 3600:.2f} h/epoch (8 tasks, MNLI-sized epoch) on {where}"
+        )
 
 
 if __name__ == "__main__":

@@ -47,10 +47,18 @@ def shared_source_setting(n_tasks: int = 40, n_train: int = 16000, n_val: int = 
     inputs = {s: torch.randn(n, 32, generator=g) for s, n in sizes.items()}
     labels = {s: torch.randint(0, 2, (n, n_tasks), generator=g) for s, n in sizes.items()}
     names = [f"attr{j:02d}" for j in range(n_tasks)]
-    data = {name: TaskData("images", **{s: Split(inputs[s], labels[s][:, j].contiguous()) for s in sizes})
-            for j, name in enumerate(names)}
-    return Setting(name="synthetic_shared", tasks=tuple(binary_task(n) for n in names), data=data,
-                   encoder=_encoder, feature_dim=64, defaults=Defaults(batch_size=n_train, epochs=1))
+    data = {
+        name: TaskData("images", **{s: Split(inputs[s], labels[s][:, j].contiguous()) for s in sizes})
+        for j, name in enumerate(names)
+    }
+    return Setting(
+        name="synthetic_shared",
+        tasks=tuple(binary_task(n) for n in names),
+        data=data,
+        encoder=_encoder,
+        feature_dim=64,
+        defaults=Defaults(batch_size=n_train, epochs=1),
+    )
 
 
 def main() -> None:
@@ -64,9 +72,19 @@ def main() -> None:
     setting = shared_source_setting(args.tasks, args.n_train, args.n_val)
     # One step per epoch, one epoch: records at step 0 and step 1.
     options = {"n_tasks": args.tasks, "n_train": args.n_train, "n_val": args.n_val}
-    config = resolve_config(parse_config({"setting": "synthetic_shared", "setting_options": options, "epochs": 1,
-                                          "batch_size": args.n_train, "probes": [],
-                                          "train_eval_size": args.train_eval_size}), setting)
+    config = resolve_config(
+        parse_config(
+            {
+                "setting": "synthetic_shared",
+                "setting_options": options,
+                "epochs": 1,
+                "batch_size": args.n_train,
+                "probes": [],
+                "train_eval_size": args.train_eval_size,
+            }
+        ),
+        setting,
+    )
     with tempfile.TemporaryDirectory() as root:
         store = RunStore(Path(root))
         train_run(config, store, setting, progress=False)
@@ -84,13 +102,17 @@ def main() -> None:
             scores = evaluate_task(model, task, data.split(split), torch.device("cpu"), subset)
             assert all(last[task.name, f"{split}/{m}"] == v for m, v in scores.items())
     before = dict(COUNT)
-    print(f"{args.tasks} tasks of one source; train subset {args.train_eval_size} rows per task of {args.n_train}, "
-          f"val {args.n_val}, test {args.n_val}; eval batch {setting.defaults.eval_batch_size}")
-    print(f"  per record          forwards  examples")
+    print(
+        f"{args.tasks} tasks of one source; train subset {args.train_eval_size} rows per task of {args.n_train}, "
+        f"val {args.n_val}, test {args.n_val}; eval batch {setting.defaults.eval_batch_size}"
+    )
+    print("  per record          forwards  examples")
     print(f"  before (per task)   {before['forwards']:8.0f}  {before['examples']:8.0f}")
     print(f"  after (per source)  {after['forwards']:8.0f}  {after['examples']:8.0f}")
-    print(f"  before/after        {before['forwards'] / after['forwards']:8.1f}x "
-          f"{before['examples'] / after['examples']:8.1f}x   (numbers identical)")
+    print(
+        f"  before/after        {before['forwards'] / after['forwards']:8.1f}x "
+        f"{before['examples'] / after['examples']:8.1f}x   (numbers identical)"
+    )
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import argparse
 import copy
 import multiprocessing
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -55,8 +55,13 @@ def make_model(encoder: str, seed: int) -> MultiTaskModel:
 def batches(members: int, steps: int, device: str) -> list[tuple[torch.Tensor, ...]]:
     """Per step: inputs (M, 2 tasks, B, 1, 28, 28) and labels (M, 2, B): each run its own batches."""
     g = torch.Generator().manual_seed(0)
-    return [(torch.rand(members, 2, BATCH, 1, 28, 28, generator=g).to(device),
-             torch.randint(0, 10, (members, 2, BATCH), generator=g).to(device)) for _ in range(steps)]
+    return [
+        (
+            torch.rand(members, 2, BATCH, 1, 28, 28, generator=g).to(device),
+            torch.randint(0, 10, (members, 2, BATCH), generator=g).to(device),
+        )
+        for _ in range(steps)
+    ]
 
 
 def mtl_loss(model: nn.Module, params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -77,7 +82,8 @@ def check_pack_gradients(encoder: str, members: int, batch: tuple[torch.Tensor, 
     params, buffers = stack_module_state(models)
     base = copy.deepcopy(models[0]).to("meta")
     packed = vmap(grad(lambda p, b, xi, yi: mtl_loss(base, p, b, xi, yi)))(
-        {k: v.detach() for k, v in params.items()}, buffers, x, y)
+        {k: v.detach() for k, v in params.items()}, buffers, x, y
+    )
     for i, model in enumerate(models):
         sum(F.cross_entropy(model(x[i, t], [task])[task], y[i, t]) for t, task in enumerate("ab")).backward()
         for name, p in model.named_parameters():
@@ -145,8 +151,10 @@ def time_processes(encoder: str, members: int, steps: int, device: str, threads:
     """Wall time per step of M processes stepping together (from a common start to the last one's end)."""
     ctx = multiprocessing.get_context("spawn")
     ready, go, out = ctx.Semaphore(0), ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_process_worker, args=(encoder, steps, device, max(1, threads // members),
-                                                        ready, go, out)) for _ in range(members)]
+    procs = [
+        ctx.Process(target=_process_worker, args=(encoder, steps, device, max(1, threads // members), ready, go, out))
+        for _ in range(members)
+    ]
     for p in procs:
         p.start()
     for _ in procs:
@@ -173,8 +181,10 @@ def main() -> None:
     parser.add_argument("--no-processes", action="store_true", help="skip the separate-processes timing")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, device {args.device}, {args.threads} thread(s), batch {BATCH}, "
-          f"{args.steps} timed steps, best of {args.repeats}; a run = {STEPS_PER_RUN} steps")
+    print(
+        f"torch {torch.__version__}, device {args.device}, {args.threads} thread(s), batch {BATCH}, "
+        f"{args.steps} timed steps, best of {args.repeats}; a run = {STEPS_PER_RUN} steps"
+    )
     for encoder in ENCODERS:
         print(f"\n{encoder}")
         print(f"  {'M':>3} {'one at a time':>15} {'pack':>15} {'processes':>15}   pack/one  proc/one  (runs/hour)")
@@ -184,12 +194,18 @@ def main() -> None:
             time_pack(encoder, members, data[:2], args.device)  # warm-up (vmap tracing, allocator)
             one = min(time_one_at_a_time(encoder, members, data, args.device)[0] for _ in range(args.repeats))
             pack = min(time_pack(encoder, members, data, args.device)[0] for _ in range(args.repeats))
-            proc = (float("nan") if args.no_processes else
-                    min(time_processes(encoder, members, args.steps, args.device, args.threads)
-                        for _ in range(args.repeats)))
+            proc = (
+                float("nan")
+                if args.no_processes
+                else min(
+                    time_processes(encoder, members, args.steps, args.device, args.threads) for _ in range(args.repeats)
+                )
+            )
             rate = {k: 3600 * members / (s * STEPS_PER_RUN) for k, s in (("one", one), ("pack", pack), ("proc", proc))}
-            print(f"  {members:>3} {rate['one']:15.0f} {rate['pack']:15.0f} {rate['proc']:15.0f}   "
-                  f"{rate['pack'] / rate['one']:7.2f}x {rate['proc'] / rate['one']:8.2f}x")
+            print(
+                f"  {members:>3} {rate['one']:15.0f} {rate['pack']:15.0f} {rate['proc']:15.0f}   "
+                f"{rate['pack'] / rate['one']:7.2f}x {rate['proc'] / rate['one']:8.2f}x"
+            )
 
 
 if __name__ == "__main__":

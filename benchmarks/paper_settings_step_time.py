@@ -20,16 +20,15 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from mtlens.models import build_model
-from mtlens.models.encoders import conv_encoder
-from mtlens.models.encoders import ResNet18Encoder, cifar_cnn
+from mtlens.models.encoders import ResNet18Encoder, cifar_cnn, conv_encoder
 from mtlens.tasks import Task, binary_task, classification_task
 
 
@@ -49,16 +48,58 @@ class Case:
 def cases(small_batch: int) -> list[Case]:
     mnist_like = lambda: conv_encoder(1, 28, widths=(32, 64), feature_dim=128)  # noqa: E731
     return [
-        Case("mnist_pair (baseline)", lambda: conv_encoder(1, 28), 64,
-             [classification_task(t, 10) for t in "ab"], (1, 28, 28), False, 64, 24),
-        Case("fashion_mtl", mnist_like, 128, [classification_task(t, 10) for t in "ab"], (1, 28, 28), False,
-             128, -(-25_000 // 128)),
-        Case("mnists", mnist_like, 128, [classification_task(t, 10) for t in ("mnist", "fashion", "notmnist")],
-             (1, 28, 28), False, 128, -(-50_000 // 128)),
-        Case("cifar100", cifar_cnn, 256, [classification_task(f"c{i}", 5) for i in range(20)], (3, 32, 32), False,
-             64, -(-2_000 // 64), small_batch),
-        Case("celeba", lambda: ResNet18Encoder(3, 64), 512, [binary_task(f"a{i}") for i in range(40)],
-             (3, 64, 64), True, 256, -(-162_770 // 256), small_batch),
+        Case(
+            "mnist_pair (baseline)",
+            lambda: conv_encoder(1, 28),
+            64,
+            [classification_task(t, 10) for t in "ab"],
+            (1, 28, 28),
+            False,
+            64,
+            24,
+        ),
+        Case(
+            "fashion_mtl",
+            mnist_like,
+            128,
+            [classification_task(t, 10) for t in "ab"],
+            (1, 28, 28),
+            False,
+            128,
+            -(-25_000 // 128),
+        ),
+        Case(
+            "mnists",
+            mnist_like,
+            128,
+            [classification_task(t, 10) for t in ("mnist", "fashion", "notmnist")],
+            (1, 28, 28),
+            False,
+            128,
+            -(-50_000 // 128),
+        ),
+        Case(
+            "cifar100",
+            cifar_cnn,
+            256,
+            [classification_task(f"c{i}", 5) for i in range(20)],
+            (3, 32, 32),
+            False,
+            64,
+            -(-2_000 // 64),
+            small_batch,
+        ),
+        Case(
+            "celeba",
+            lambda: ResNet18Encoder(3, 64),
+            512,
+            [binary_task(f"a{i}") for i in range(40)],
+            (3, 64, 64),
+            True,
+            256,
+            -(-162_770 // 256),
+            small_batch,
+        ),
     ]
 
 
@@ -107,8 +148,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
-    print(f"{'setting':24s} {'batch':>5s} {'s/step':>8s} {'x baseline':>10s} {'GFLOP/step':>10s} "
-          f"{'steps/epoch':>11s} {'epoch (extrapolated)':>20s}")
+    print(
+        f"{'setting':24s} {'batch':>5s} {'s/step':>8s} {'x baseline':>10s} {'GFLOP/step':>10s} "
+        f"{'steps/epoch':>11s} {'epoch (extrapolated)':>20s}"
+    )
     baseline = None
     for case in cases(args.small_batch):
         timed_batch = min(case.timed_batch or case.batch_size, case.batch_size)
@@ -121,8 +164,10 @@ def main() -> None:
         baseline = baseline or seconds
         epoch = seconds * case.steps_per_epoch
         mark = "*" if scale != 1 else " "
-        print(f"{case.name:24s} {case.batch_size:5d} {seconds:7.3f}{mark} {seconds / baseline:10.1f} "
-              f"{flops / 1e9:10.1f} {case.steps_per_epoch:11d} {epoch / 60:17.1f} min")
+        print(
+            f"{case.name:24s} {case.batch_size:5d} {seconds:7.3f}{mark} {seconds / baseline:10.1f} "
+            f"{flops / 1e9:10.1f} {case.steps_per_epoch:11d} {epoch / 60:17.1f} min"
+        )
 
 
 if __name__ == "__main__":

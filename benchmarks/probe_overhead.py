@@ -39,8 +39,10 @@ def main() -> None:
                     times[label] += time.perf_counter() - start
     for label, seconds in times.items():
         print(f"{label:>15}: {seconds:7.1f} s")
-    print(f"probe overhead: {times['with probes'] / times['without probes'] - 1:+.1%} "
-          f"(probes {raw.get('probes', 'default')}, sample {raw.get('probe_sample_size', 2048)})")
+    print(
+        f"probe overhead: {times['with probes'] / times['without probes'] - 1:+.1%} "
+        f"(probes {raw.get('probes', 'default')}, sample {raw.get('probe_sample_size', 2048)})"
+    )
 
 
 if __name__ == "__main__":

@@ -91,8 +91,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     code = example_code(args.n_train)
-    print(f"torch {torch.__version__}, {platform.machine()}, {args.threads} thread(s), {platform.platform()}; "
-          f"load average {os.getloadavg()[0]:.2f} at start; n_train={args.n_train}")
+    print(
+        f"torch {torch.__version__}, {platform.machine()}, {args.threads} thread(s), {platform.platform()}; "
+        f"load average {os.getloadavg()[0]:.2f} at start; n_train={args.n_train}"
+    )
     run(code, True), run(code, False)  # warm-up: data cache, imports, allocator
     ratios: dict[str, list[float]] = {"cpu": [], "wall": []}
     for round_ in range(args.rounds):
@@ -100,11 +102,15 @@ def main() -> None:
         times = {record: run(code, record) for record in order}
         for k, kind in enumerate(("cpu", "wall")):
             ratios[kind].append(times[True][k] / times[False][k])
-        print(f"round {round_}: with {times[True][0]:.2f} s cpu / {times[True][1]:.2f} s wall, "
-              f"without {times[False][0]:.2f} s cpu / {times[False][1]:.2f} s wall")
+        print(
+            f"round {round_}: with {times[True][0]:.2f} s cpu / {times[True][1]:.2f} s wall, "
+            f"without {times[False][0]:.2f} s cpu / {times[False][1]:.2f} s wall"
+        )
     for kind, values in ratios.items():
-        print(f"{kind:4s} with/without: best {min(values):.3f}x  median {statistics.median(values):.3f}x  "
-              f"spread {min(values):.3f}-{max(values):.3f}x over {len(values)} rounds")
+        print(
+            f"{kind:4s} with/without: best {min(values):.3f}x  median {statistics.median(values):.3f}x  "
+            f"spread {min(values):.3f}-{max(values):.3f}x over {len(values)} rounds"
+        )
     print(f"load average {os.getloadavg()[0]:.2f} at end")
 
 

@@ -46,9 +46,16 @@ METHODS = ("sum", "pcgrad", "cagrad", "mgda")
 SEEDS = (0, 1, 2)
 EPOCHS, STEPS_PER_EPOCH = 10, 50
 PROBE_EPOCHS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
-TASK_PROBES = ("probe/grad_coherence", "probe/m_coherence", "probe/fisher_trace", "probe/sharpness_sam",
-               "probe/grad_norm", "probe/update_cosine", "probe/intra_cosine_subbatch",
-               "probe/intra_cosine_classgroup")
+TASK_PROBES = (
+    "probe/grad_coherence",
+    "probe/m_coherence",
+    "probe/fisher_trace",
+    "probe/sharpness_sam",
+    "probe/grad_norm",
+    "probe/update_cosine",
+    "probe/intra_cosine_subbatch",
+    "probe/intra_cosine_classgroup",
+)
 PAIR_PROBES = ("probe/conflict_cosine", "probe/magnitude_similarity", "probe/magnitude_ratio")
 
 
@@ -70,9 +77,20 @@ def eval_steps() -> np.ndarray:
 
 
 def config(setting: str, tasks: list[str], method: str, seed: int) -> dict:
-    return {"setting": setting, "tasks": tasks, "method": method, "method_options": {}, "seed": seed,
-            "epochs": EPOCHS, "batch_size": 64, "lr": 0.001, "optimizer": "adam", "momentum": 0.0,
-            "probes": ["coherence", "fisher", "sharpness_sam", "conflict", "alignment"], "device": "cpu"}
+    return {
+        "setting": setting,
+        "tasks": tasks,
+        "method": method,
+        "method_options": {},
+        "seed": seed,
+        "epochs": EPOCHS,
+        "batch_size": 64,
+        "lr": 0.001,
+        "optimizer": "adam",
+        "momentum": 0.0,
+        "probes": ["coherence", "fisher", "sharpness_sam", "conflict", "alignment"],
+        "device": "cpu",
+    }
 
 
 def run_rows(run_id: str, setting: str, tasks: list[str], method: str, seed: int, mode: str) -> pd.DataFrame:
@@ -90,10 +108,16 @@ def run_rows(run_id: str, setting: str, tasks: list[str], method: str, seed: int
         columns["value"] += list(value)
 
     for i, task in enumerate(tasks):
-        speed = (0.4 + 0.05 * (zlib.crc32(f"{setting}/{task}".encode()) % 7) + (0.03 if mode == "mtl" else 0.0)
-                 + rng.normal(0, 0.02))
+        speed = (
+            0.4
+            + 0.05 * (zlib.crc32(f"{setting}/{task}".encode()) % 7)
+            + (0.03 if mode == "mtl" else 0.0)
+            + rng.normal(0, 0.02)
+        )
         train = 2.3 * np.exp(-speed * epochs) + 0.05 + np.abs(rng.normal(0, 0.01, len(steps)))
-        val = train + 0.02 * epochs * (1.2 if mode == "mtl" and i % 2 else 0.9) + np.abs(rng.normal(0, 0.01, len(steps)))
+        val = (
+            train + 0.02 * epochs * (1.2 if mode == "mtl" and i % 2 else 0.9) + np.abs(rng.normal(0, 0.01, len(steps)))
+        )
         for split, loss in (("train", train), ("val", val), ("test", val + rng.normal(0, 0.01, len(steps)))):
             error = np.clip(0.9 * (1 - np.exp(-loss)) + rng.normal(0, 0.01, len(steps)), 0, 1)
             add(task, f"{split}/loss", steps, loss)
@@ -108,8 +132,14 @@ def run_rows(run_id: str, setting: str, tasks: list[str], method: str, seed: int
     if mode == "mtl":
         for a, b in combinations(tasks, 2):
             for quantity in PAIR_PROBES:
-                add(f"{a}|{b}", quantity, probe_steps, rng.uniform(-0.5, 1.0, len(probe_steps)) if "cosine" in quantity
-                    else rng.uniform(0.3, 3.0, len(probe_steps)))
+                add(
+                    f"{a}|{b}",
+                    quantity,
+                    probe_steps,
+                    rng.uniform(-0.5, 1.0, len(probe_steps))
+                    if "cosine" in quantity
+                    else rng.uniform(0.3, 3.0, len(probe_steps)),
+                )
         add("*", "probe/conflict_fraction", probe_steps, rng.uniform(0, 1, len(probe_steps)))
     add("*", "probe/update_norm", probe_steps[1:], rng.uniform(0.1, 3, len(probe_steps) - 1))
     frame = pd.DataFrame(columns)
@@ -155,8 +185,12 @@ print(json.dumps({"seconds": time.perf_counter() - start, "cpu": usage.ru_utime 
 
 
 def measure(store: Path, out: Path, what: str) -> dict:
-    result = subprocess.run([sys.executable, "-c", MEASURE, str(store), str(out), what], capture_output=True,
-                            text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    result = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(store), str(out), what],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     if result.returncode != 0:
         raise RuntimeError(result.stderr[-3000:])
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -169,10 +203,12 @@ def bench(store: Path, label: str, n: int, repeats: int, out: Path) -> None:
     read_cpu = min(r["cpu"] for r in reads)
     size = (out / "report.html").stat().st_size / 2**20
     figures = len(list((out / "figures").glob("*.vl.json")))
-    print(f"{label:>10s} {n:4d} runs: report wall {min(wall):6.1f} s (spread {max(wall) - min(wall):4.1f}), "
-          f"CPU {min(cpu):6.1f} s; read CPU {read_cpu:5.1f} s, report/read {min(cpu) / read_cpu:5.1f}; "
-          f"HTML {size:5.2f} MiB, {figures:3d} figures, peak {max(r['peak_mib'] for r in reports):5.0f} MiB",
-          flush=True)
+    print(
+        f"{label:>10s} {n:4d} runs: report wall {min(wall):6.1f} s (spread {max(wall) - min(wall):4.1f}), "
+        f"CPU {min(cpu):6.1f} s; read CPU {read_cpu:5.1f} s, report/read {min(cpu) / read_cpu:5.1f}; "
+        f"HTML {size:5.2f} MiB, {figures:3d} figures, peak {max(r['peak_mib'] for r in reports):5.0f} MiB",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -182,8 +218,11 @@ def main() -> None:
     parser.add_argument("--store", type=Path, help="time this real store instead of synthetic ones")
     parser.add_argument("--keep", type=Path, help="write the synthetic stores and reports here (default: a temp dir)")
     args = parser.parse_args()
-    print(f"best of {args.repeats}; each report in a fresh process; cores: {os.cpu_count()}, load: "
-          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
+    print(
+        f"best of {args.repeats}; each report in a fresh process; cores: {os.cpu_count()}, load: "
+        f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp)
         if args.store:

@@ -25,8 +25,12 @@ from mtlens import RunStore
 from mtlens.orchestration import LocalExecutor, SerialExecutor, run_sweep
 from mtlens.orchestration.executors import Executor, available_cores
 
-BASE = {"setting": "digits_pair", "epochs": 8, "train_eval_size": 256,
-        "setting_options": {"n_train": 500, "n_val": 200, "n_test": 198}}
+BASE = {
+    "setting": "digits_pair",
+    "epochs": 8,
+    "train_eval_size": 256,
+    "setting_options": {"n_train": 500, "n_val": 200, "n_test": 198},
+}
 GRID = {"lr": [1e-2, 1e-3], "batch_size": [16, 64]}
 
 
@@ -34,7 +38,15 @@ def timed_sweep(executor: Executor, epochs: int, threads: int) -> float:
     """Seconds of the sweep with every run under ``threads`` torch threads."""
     with tempfile.TemporaryDirectory() as root:
         start = time.perf_counter()
-        result = run_sweep({**BASE, "epochs": epochs, "threads": threads}, GRID, RunStore(root), ["sum"], [0, 1], executor=executor, progress=False)
+        result = run_sweep(
+            {**BASE, "epochs": epochs, "threads": threads},
+            GRID,
+            RunStore(root),
+            ["sum"],
+            [0, 1],
+            executor=executor,
+            progress=False,
+        )
         elapsed = time.perf_counter() - start
     assert result.problems.empty and len(result.selected) == 3
     return elapsed
@@ -51,8 +63,10 @@ def main() -> None:
     serial = timed_sweep(SerialExecutor(), args.epochs, cores)
     print(f"serial            {serial:7.1f} s  1.00x (baseline, {cores} torch threads)")
     one_thread = timed_sweep(SerialExecutor(), args.epochs, 1)
-    print(f"serial 1 thread   {one_thread:7.1f} s  {serial / one_thread:.2f}x  (the speed-ups below are against "
-          f"serial; divide by {serial / one_thread:.2f} for the 1-thread serial baseline)")
+    print(
+        f"serial 1 thread   {one_thread:7.1f} s  {serial / one_thread:.2f}x  (the speed-ups below are against "
+        f"serial; divide by {serial / one_thread:.2f} for the 1-thread serial baseline)"
+    )
     for workers in args.workers:
         seconds = timed_sweep(LocalExecutor(workers), args.epochs, max(1, cores // workers))
         print(f"local workers={workers:<3d} {seconds:7.1f} s  {serial / seconds:.2f}x")

@@ -30,17 +30,23 @@ from mtlens.settings import Setting, load_setting
 from mtlens.training.config import resolve_config
 
 
-def plain_loop(setting: Setting, epochs: int, batch_size: int, lr: float, eval_every: int | None,
-               train_eval_size: int, device: str) -> None:
+def plain_loop(
+    setting: Setting, epochs: int, batch_size: int, lr: float, eval_every: int | None, train_eval_size: int, device: str
+) -> None:
     """The same training and evaluation as ``train_run``, written as a plain PyTorch loop
     (data kept on the host and copied to ``device`` per batch, as ``train_run`` does)."""
     model = build_model(setting.encoder, setting.feature_dim, setting.tasks, seed=0).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     names = setting.task_names
     train = {t: setting.data[t].train for t in names}
-    eval_sets = {t: {"train": (train[t].inputs[:train_eval_size], train[t].targets[:train_eval_size]),
-                     "val": (setting.data[t].val.inputs, setting.data[t].val.targets),
-                     "test": (setting.data[t].test.inputs, setting.data[t].test.targets)} for t in names}
+    eval_sets = {
+        t: {
+            "train": (train[t].inputs[:train_eval_size], train[t].targets[:train_eval_size]),
+            "val": (setting.data[t].val.inputs, setting.data[t].val.targets),
+            "test": (setting.data[t].test.inputs, setting.data[t].test.targets),
+        }
+        for t in names
+    }
     steps_per_epoch = setting.steps_per_epoch(batch_size)
     generator = torch.Generator().manual_seed(0)
 
@@ -52,7 +58,7 @@ def plain_loop(setting: Setting, epochs: int, batch_size: int, lr: float, eval_e
             for split, (x, y) in splits.items():
                 loss = correct = torch.zeros((), dtype=torch.float64, device=device)
                 for start in range(0, len(x), 512):
-                    xb, yb = x[start:start + 512].to(device), y[start:start + 512].to(device)
+                    xb, yb = x[start : start + 512].to(device), y[start : start + 512].to(device)
                     out = model(xb, [task])[task]
                     loss = loss + F.cross_entropy(out, yb, reduction="sum").double()
                     correct = correct + (out.argmax(1) == yb).double().sum()
@@ -68,7 +74,7 @@ def plain_loop(setting: Setting, epochs: int, batch_size: int, lr: float, eval_e
         for task in names:
             if positions[task] + batch_size > len(train[task]):
                 orders[task], positions[task] = torch.randperm(len(train[task]), generator=generator), 0
-            rows = orders[task][positions[task]:positions[task] + batch_size]
+            rows = orders[task][positions[task] : positions[task] + batch_size]
             positions[task] += batch_size
             out = model(train[task].inputs[rows].to(device), [task])[task]
             losses.append(F.cross_entropy(out, train[task].targets[rows].to(device)))
@@ -89,31 +95,47 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     setting = load_setting("mnist_pair")
-    raw = {"setting": "mnist_pair", "epochs": args.epochs, "probes": [], "eval_every_steps": args.eval_every,
-           "device": args.device}
+    raw = {
+        "setting": "mnist_pair",
+        "epochs": args.epochs,
+        "probes": [],
+        "eval_every_steps": args.eval_every,
+        "device": args.device,
+    }
     config = resolve_config(parse_config(raw), setting)
-    assert all(setting.data[t].source != setting.data[u].source for t in setting.task_names
-               for u in setting.task_names if t != u), "the plain loop assumes one source per task"
+    assert all(
+        setting.data[t].source != setting.data[u].source
+        for t in setting.task_names
+        for u in setting.task_names
+        if t != u
+    ), "the plain loop assumes one source per task"
     times: dict[str, list[float]] = {"plain loop": [], "train_run": []}
     with tempfile.TemporaryDirectory() as root:
         for repeat in range(args.repeats):
             start = time.perf_counter()
-            plain_loop(setting, args.epochs, config.batch_size, config.lr, args.eval_every, config.train_eval_size,
-                       args.device)
+            plain_loop(
+                setting, args.epochs, config.batch_size, config.lr, args.eval_every, config.train_eval_size, args.device
+            )
             if args.device.startswith("cuda"):
                 torch.cuda.synchronize()
             times["plain loop"].append(time.perf_counter() - start)
             start = time.perf_counter()
             assert train_run(config, RunStore(Path(root) / str(repeat)), setting, progress=False) == "finished"
             times["train_run"].append(time.perf_counter() - start)
-    print(f"mnist_pair MTL, {args.epochs} epochs x {setting.steps_per_epoch(config.batch_size)} steps, "
-          f"eval_every={args.eval_every}, {args.threads} thread(s), {args.device}, {args.repeats} alternating repeats; "
-          f"torch {torch.__version__}")
+    print(
+        f"mnist_pair MTL, {args.epochs} epochs x {setting.steps_per_epoch(config.batch_size)} steps, "
+        f"eval_every={args.eval_every}, {args.threads} thread(s), {args.device}, {args.repeats} alternating repeats; "
+        f"torch {torch.__version__}"
+    )
     for label, values in times.items():
-        print(f"  {label:11s} best {min(values):6.2f} s  median {statistics.median(values):6.2f} s  "
-              f"(spread {min(values):.2f}-{max(values):.2f})")
-    print(f"  train_run / plain loop: best {min(times['train_run']) / min(times['plain loop']):.3f}x, "
-          f"median {statistics.median(times['train_run']) / statistics.median(times['plain loop']):.3f}x")
+        print(
+            f"  {label:11s} best {min(values):6.2f} s  median {statistics.median(values):6.2f} s  "
+            f"(spread {min(values):.2f}-{max(values):.2f})"
+        )
+    print(
+        f"  train_run / plain loop: best {min(times['train_run']) / min(times['plain loop']):.3f}x, "
+        f"median {statistics.median(times['train_run']) / statistics.median(times['plain loop']):.3f}x"
+    )
 
 
 if __name__ == "__main__":

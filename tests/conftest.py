@@ -34,20 +34,46 @@ def store(tmp_path):
 @pytest.fixture
 def tiny() -> dict:
     """A raw config of a very short run on digits_pair (a few seconds), without probes."""
-    return {"setting": "digits_pair", "epochs": 2, "batch_size": 32, "train_eval_size": 256, "probes": [],
-            "setting_options": {"n_train": 256, "n_val": 64, "n_test": 64}}
+    return {
+        "setting": "digits_pair",
+        "epochs": 2,
+        "batch_size": 32,
+        "train_eval_size": 256,
+        "probes": [],
+        "setting_options": {"n_train": 256, "n_val": 64, "n_test": 64},
+    }
 
 
 # The integration layer: modules whose tests train runs, kill subprocesses, start Ray or Chromium.  `make test-fast`
 # (`-m "not integration"`) leaves them out; a new module of that kind adds its name here (or sets
 # `pytestmark = pytest.mark.integration` itself).
-INTEGRATION_MODULES = frozenset({
-    "test_assumptions", "test_cli_report", "test_compat_store", "test_evaluation", "test_extending",
-    "test_integrations", "test_methods_training", "test_probe_plugins", "test_probes_runner", "test_ray_cluster",
-    "test_readme", "test_report_explaining", "test_resume_kills", "test_settings_dense_nlp", "test_settings_paper",
-    "test_sweep", "test_training", "test_training_sync", "test_devices", "test_recorder", "test_store_integrity",
-    "test_unfinished_runs", "test_calibration",
-})
+INTEGRATION_MODULES = frozenset(
+    {
+        "test_assumptions",
+        "test_cli_report",
+        "test_compat_store",
+        "test_evaluation",
+        "test_extending",
+        "test_integrations",
+        "test_methods_training",
+        "test_probe_plugins",
+        "test_probes_runner",
+        "test_ray_cluster",
+        "test_readme",
+        "test_report_explaining",
+        "test_resume_kills",
+        "test_settings_dense_nlp",
+        "test_settings_paper",
+        "test_sweep",
+        "test_training",
+        "test_training_sync",
+        "test_devices",
+        "test_recorder",
+        "test_store_integrity",
+        "test_unfinished_runs",
+        "test_calibration",
+    }
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -93,12 +93,18 @@ def write_cifar100(root: Path, train_per_class: int, test_per_class: int, seed: 
         rng.shuffle(fine)
         data = rng.integers(0, 256, size=(len(fine), 3072), dtype=np.uint8)
         data[:, 0] = fine
-        batch = {b"filenames": [f"{i}.png".encode() for i in range(len(fine))], b"batch_label": split.encode(),
-                 b"fine_labels": fine.tolist(), b"coarse_labels": [coarse_of[fine_names[f]] for f in fine],
-                 b"data": data}
+        batch = {
+            b"filenames": [f"{i}.png".encode() for i in range(len(fine))],
+            b"batch_label": split.encode(),
+            b"fine_labels": fine.tolist(),
+            b"coarse_labels": [coarse_of[fine_names[f]] for f in fine],
+            b"data": data,
+        }
         (folder / split).write_bytes(pickle.dumps(batch))
-    meta = {b"fine_label_names": [n.encode() for n in fine_names],
-            b"coarse_label_names": [n.encode() for n in coarse_names]}
+    meta = {
+        b"fine_label_names": [n.encode() for n in fine_names],
+        b"coarse_label_names": [n.encode() for n in coarse_names],
+    }
     (folder / "meta").write_bytes(pickle.dumps(meta))
 
 

@@ -130,8 +130,12 @@ def test_scaling_one_task_keeps_the_update_where_declared(name, options, matrix,
     if not aggregator.task_scale_invariant:
         return
     factors = 10.0 ** torch.tensor(exponents[: matrix.shape[0]], dtype=matrix.dtype)
-    torch.testing.assert_close(make(name, options)(matrix * factors[:, None]), aggregator(matrix), rtol=0,
-                               atol=TOLERANCE * magnitude(matrix, aggregator.scale_degree or 0))
+    torch.testing.assert_close(
+        make(name, options)(matrix * factors[:, None]),
+        aggregator(matrix),
+        rtol=0,
+        atol=TOLERANCE * magnitude(matrix, aggregator.scale_degree or 0),
+    )
 
 
 @pytest.mark.parametrize("name,options", CASES, ids=IDS)
@@ -153,8 +157,11 @@ def test_update_respects_the_declared_conflict_bound(name, options, matrix):
 
 @pytest.mark.parametrize("name,options", CASES, ids=IDS)
 @EXAMPLES
-@given(matrix=gradient_matrices(), zero_rows=st.lists(st.booleans(), min_size=5, max_size=5),
-       dtype=st.sampled_from([torch.float32, torch.float64]))
+@given(
+    matrix=gradient_matrices(),
+    zero_rows=st.lists(st.booleans(), min_size=5, max_size=5),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+)
 def test_zero_rows_and_float32_give_a_finite_update(name, options, matrix, zero_rows, dtype):
     """Tasks with a zero gradient (finished tasks, unused heads) and float32 gradients: no error,
     no NaN; a zero matrix gives the zero update."""
@@ -207,6 +214,16 @@ def test_every_registered_aggregator_is_covered():
     """The registry's aggregator methods are exactly those parametrized above (a method that is
     not a GradientAggregation is tested in test_aggregators_methods.py instead)."""
     names = {name for name, _ in CASES}
-    assert {"pcgrad", "gradvac", "cagrad", "mgda", "imtl_g", "nash_mtl", "aligned_mtl", "graddrop", "upgrad",
-            "rgw"} <= names
+    assert {
+        "pcgrad",
+        "gradvac",
+        "cagrad",
+        "mgda",
+        "imtl_g",
+        "nash_mtl",
+        "aligned_mtl",
+        "graddrop",
+        "upgrad",
+        "rgw",
+    } <= names
     assert not names & {"sum", "mean", "mgda_ub", "uw", "famo"}

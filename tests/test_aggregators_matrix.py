@@ -31,18 +31,21 @@ SHAPES = [(2, 9, 0), (3, 12, 1), (5, 20, 2)]
 
 # -- torchjd 0.18.0 as a reference ----------------------------------------------------------
 @pytest.mark.parametrize("k,p,seed", SHAPES)
-@pytest.mark.parametrize("ours,theirs,factor,tol", [
-    (agg.Sum, tjd.Sum, 1.0, 1e-12),
-    (agg.Mean, tjd.Mean, 1.0, 1e-12),
-    (agg.IMTLG, tjd.IMTLG, 1.0, 1e-9),
-    (agg.UPGrad, tjd.UPGrad, 1.0, 1e-7),  # equal while sum_k ||g_k||^2 >= torchjd's norm_eps = 1e-4
-    (lambda: agg.AlignedMTL("min"), lambda: tjd.AlignedMTL(scale_mode="min"), "K", 1e-9),
-    (lambda: agg.AlignedMTL("rmse"), lambda: tjd.AlignedMTL(scale_mode="rmse"), "K", 1e-9),
-    # torchjd runs Frank-Wolfe (sublinear convergence); the exact check is against cvxpy below
-    (agg.MGDA, lambda: tjd.MGDA(epsilon=1e-14, max_iters=20000), 1.0, 2e-3),
-    # torchjd solves CAGrad's dual with Clarabel on a normalised Gram matrix: ~1e-4 accurate
-    (lambda: agg.CAGrad(c=0.5, rescale=0), lambda: tjd.CAGrad(c=0.5), 1.0, 2e-3),
-])
+@pytest.mark.parametrize(
+    "ours,theirs,factor,tol",
+    [
+        (agg.Sum, tjd.Sum, 1.0, 1e-12),
+        (agg.Mean, tjd.Mean, 1.0, 1e-12),
+        (agg.IMTLG, tjd.IMTLG, 1.0, 1e-9),
+        (agg.UPGrad, tjd.UPGrad, 1.0, 1e-7),  # equal while sum_k ||g_k||^2 >= torchjd's norm_eps = 1e-4
+        (lambda: agg.AlignedMTL("min"), lambda: tjd.AlignedMTL(scale_mode="min"), "K", 1e-9),
+        (lambda: agg.AlignedMTL("rmse"), lambda: tjd.AlignedMTL(scale_mode="rmse"), "K", 1e-9),
+        # torchjd runs Frank-Wolfe (sublinear convergence); the exact check is against cvxpy below
+        (agg.MGDA, lambda: tjd.MGDA(epsilon=1e-14, max_iters=20000), 1.0, 2e-3),
+        # torchjd solves CAGrad's dual with Clarabel on a normalised Gram matrix: ~1e-4 accurate
+        (lambda: agg.CAGrad(c=0.5, rescale=0), lambda: tjd.CAGrad(c=0.5), 1.0, 2e-3),
+    ],
+)
 def test_matches_torchjd(ours, theirs, factor, tol, k, p, seed):
     matrix = random_matrix(k, p, seed)
     expected = theirs()(matrix) * (k if factor == "K" else factor)
@@ -50,13 +53,16 @@ def test_matches_torchjd(ours, theirs, factor, tol, k, p, seed):
 
 
 @pytest.mark.parametrize("k,p,seed", SHAPES)
-@pytest.mark.parametrize("ours,theirs", [
-    (agg.PCGrad, tjd.PCGrad),
-    # torchjd adds an absolute 1e-8 to GradVac's norm denominators; mtlens's default is 0
-    (lambda g: agg.GradVac(g, beta=0.3, eps=1e-8), lambda: tjd.GradVac(beta=0.3)),
-    (agg.GradDrop, tjd.GradDrop),
-    (agg.RGW, tjd.Random),
-])
+@pytest.mark.parametrize(
+    "ours,theirs",
+    [
+        (agg.PCGrad, tjd.PCGrad),
+        # torchjd adds an absolute 1e-8 to GradVac's norm denominators; mtlens's default is 0
+        (lambda g: agg.GradVac(g, beta=0.3, eps=1e-8), lambda: tjd.GradVac(beta=0.3)),
+        (agg.GradDrop, tjd.GradDrop),
+        (agg.RGW, tjd.Random),
+    ],
+)
 def test_random_aggregators_match_torchjd_for_equal_seeds(ours, theirs, k, p, seed):
     """torchjd draws from the global RNG with the same calls, so equal seeds give equal draws;
     three calls in a row also check that state (GradVac's EMA) evolves identically."""
@@ -77,8 +83,9 @@ def test_nash_mtl_matches_torchjd(k, p, seed, max_norm):
         warnings.simplefilter("ignore", UserWarning)  # cvxpy's "not DPP" notice
         expected = tjd.NashMTL(n_tasks=k, max_norm=max_norm)(matrix)
     # torchjd stops its convex-approximation loop at a residual of 1e-3
-    torch.testing.assert_close(agg.NashMTL(max_norm=max_norm)(matrix), expected, rtol=5e-3,
-                               atol=5e-3 * expected.norm().item())
+    torch.testing.assert_close(
+        agg.NashMTL(max_norm=max_norm)(matrix), expected, rtol=5e-3, atol=5e-3 * expected.norm().item()
+    )
 
 
 # -- defining properties ------------------------------------------------------------------
@@ -278,11 +285,16 @@ def test_bad_shapes_and_options_are_errors():
 
 
 # -- state --------------------------------------------------------------------------------
-@pytest.mark.parametrize("make", [
-    lambda: agg.PCGrad(generator(1)), lambda: agg.GradVac(generator(1), beta=0.3),
-    lambda: agg.GradDrop(generator(1)), lambda: agg.RGW(generator(1)),
-    lambda: agg.NashMTL(update_weights_every=2),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: agg.PCGrad(generator(1)),
+        lambda: agg.GradVac(generator(1), beta=0.3),
+        lambda: agg.GradDrop(generator(1)),
+        lambda: agg.RGW(generator(1)),
+        lambda: agg.NashMTL(update_weights_every=2),
+    ],
+)
 def test_state_round_trip_continues_exactly(make):
     original = make()
     for seed in range(3):
@@ -332,6 +344,7 @@ def test_cagrad_reaches_the_primal_optimum_at_every_scale(scale, c):
 def test_cagrad_raises_instead_of_returning_an_uncertified_update(monkeypatch):
     """A solver that stops at its start (as SLSQP did on badly scaled input) fails the
     duality-gap certificate: a clear error, not a silently wrong update."""
+
     def stuck(objective, start, **options):
         return SimpleNamespace(x=np.asarray(start, dtype=float), success=False)
 

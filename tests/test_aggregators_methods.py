@@ -10,10 +10,17 @@ import pytest
 import torch
 from torch import nn
 
-from mtlens.aggregators import (GradientAggregation, MGDAUpperBound, NonFiniteGradientError, available_methods,
-                                check_method_options, make_method, method_factory)
+from mtlens.aggregators import (
+    GradientAggregation,
+    MGDAUpperBound,
+    NonFiniteGradientError,
+    available_methods,
+    check_method_options,
+    make_method,
+    method_factory,
+    weighting,
+)
 from mtlens.aggregators import matrix as agg
-from mtlens.aggregators import weighting
 from mtlens.models import MultiTaskModel
 
 TASKS = ("a", "b", "c")
@@ -60,8 +67,11 @@ def run_method(method, model: MultiTaskModel, seed: int) -> dict[str, float]:
     return method.backward(losses(model, seed), model)
 
 
-@pytest.mark.parametrize("aggregator", [agg.Sum(), agg.PCGrad(torch.Generator().manual_seed(0)), agg.MGDA(),
-                                        agg.CAGrad(), agg.IMTLG(), agg.UPGrad()], ids=lambda a: type(a).__name__)
+@pytest.mark.parametrize(
+    "aggregator",
+    [agg.Sum(), agg.PCGrad(torch.Generator().manual_seed(0)), agg.MGDA(), agg.CAGrad(), agg.IMTLG(), agg.UPGrad()],
+    ids=lambda a: type(a).__name__,
+)
 def test_gradient_aggregation_sets_shared_update_and_own_head_gradients(aggregator):
     model = tiny_model()
     matrix, heads = separate_passes(model, seed=1)
@@ -80,8 +90,9 @@ def test_sum_aggregation_equals_plain_backward_of_the_sum():
     for p, q in zip(model.parameters(), reference.parameters()):
         torch.testing.assert_close(p.grad, q.grad)
     run_method(make_method("mean", {}, 0), reference, seed=2)
-    torch.testing.assert_close(flat_grads(reference.shared_parameters()),
-                               flat_grads(model.shared_parameters()) / len(TASKS))
+    torch.testing.assert_close(
+        flat_grads(reference.shared_parameters()), flat_grads(model.shared_parameters()) / len(TASKS)
+    )
 
 
 def test_mgda_ub_weighs_tasks_by_mgda_on_representation_gradients():
@@ -161,8 +172,7 @@ def test_gradnorm_first_step_and_weight_update():
     weights = 3 * expected / expected.sum()
     torch.testing.assert_close(flat_grads(model.shared_parameters()), weights @ matrix7, rtol=1e-5, atol=1e-9)
     for k, t in enumerate(TASKS):
-        torch.testing.assert_close(flat_grads(model.head_parameters(t)), weights[k] * heads7[t], rtol=1e-5,
-                                   atol=1e-9)
+        torch.testing.assert_close(flat_grads(model.head_parameters(t)), weights[k] * heads7[t], rtol=1e-5, atol=1e-9)
 
 
 def test_dwa_weights_follow_window_loss_ratios():
@@ -209,8 +219,9 @@ def test_famo_model_gradient_and_logit_update():
     second = torch.stack([v.detach() for v in losses(model, 10).values()])
     logits = torch.zeros(3, dtype=torch.float64, requires_grad=True)
     reference = torch.optim.Adam([logits], lr=0.025, weight_decay=0.01)
-    logits.grad = torch.autograd.grad(torch.softmax(logits, 0), logits,
-                                      grad_outputs=torch.log(shifted) - torch.log(second + 1e-8))[0]
+    logits.grad = torch.autograd.grad(
+        torch.softmax(logits, 0), logits, grad_outputs=torch.log(shifted) - torch.log(second + 1e-8)
+    )[0]
     reference.step()
     run_method(method, model, seed=10)
     torch.testing.assert_close(method.params.detach(), logits.detach())
@@ -298,8 +309,9 @@ def test_random_methods_are_reproducible_from_their_seed(name):
         method = make_method(name, {}, seed=seed)
         method.attach(model)
         torch.manual_seed(seed + len(runs.get(seed, [])))  # the global RNG must not matter
-        runs.setdefault(seed, []).append(torch.cat([g.reshape(-1) for step in steps(method, model, range(3))
-                                                    for g in step]))
+        runs.setdefault(seed, []).append(
+            torch.cat([g.reshape(-1) for step in steps(method, model, range(3)) for g in step])
+        )
         states.setdefault(seed, []).append(method.state_dict()["generator"])
     torch.testing.assert_close(runs[3][0], runs[3][1], rtol=0, atol=0)
     assert torch.equal(states[3][0], states[3][1]) and not torch.equal(states[3][0], states[4][0])

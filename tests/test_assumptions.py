@@ -12,8 +12,9 @@ from mtlens.tasks import classification_task
 
 def _two_head_problem():
     torch.manual_seed(0)
-    model = MultiTaskModel(nn.Sequential(nn.Linear(6, 8), nn.Tanh()),
-                           {"a": nn.Linear(8, 3), "b": nn.Linear(8, 4)}).double()
+    model = MultiTaskModel(
+        nn.Sequential(nn.Linear(6, 8), nn.Tanh()), {"a": nn.Linear(8, 3), "b": nn.Linear(8, 4)}
+    ).double()
     g = torch.Generator().manual_seed(1)
     xa, xb = torch.randn(16, 6, generator=g).double(), torch.randn(16, 6, generator=g).double()
     ya, yb = torch.randint(0, 3, (16,), generator=g), torch.randint(0, 4, (16,), generator=g)
@@ -45,8 +46,9 @@ def test_adam_head_update_is_invariant_to_the_loss_scale_shared_update_is_not():
 
 def test_invariance_table_and_eps_effect():
     model, losses = _two_head_problem()
-    table = update_invariance(model, losses, "a", "b", [1e-3, 1.0, 1e3], optimizers=[("adam", 1e-2), ("sgd", 1e-2)],
-                              steps=[1, 3], eps=1e-16)
+    table = update_invariance(
+        model, losses, "a", "b", [1e-3, 1.0, 1e3], optimizers=[("adam", 1e-2), ("sgd", 1e-2)], steps=[1, 3], eps=1e-16
+    )
     summary = invariance_summary(table).set_index(["optimizer", "steps", "group"])["max_relative_difference"]
     assert table[table["optimizer"] == "sgd"]["eps"].isna().all() and (table.dropna()["eps"] == 1e-16).all()
     assert summary[("adam", 1, "head_b")] < 1e-9 and summary[("adam", 1, "head_a")] < 1e-9
@@ -73,14 +75,31 @@ from mtlens.experiments import experiment_plan  # noqa: E402
 from mtlens.experiments.loss_scale import LOSS_SCALES  # noqa: E402
 from mtlens.experiments.optimizers import OPTIMIZER_LRS  # noqa: E402
 
-BASE = {"setting": "digits_pair", "epochs": 1, "batch_size": 32, "train_eval_size": 64,
-        "setting_options": {"n_train": 128, "n_val": 48, "n_test": 48}}
+BASE = {
+    "setting": "digits_pair",
+    "epochs": 1,
+    "batch_size": 32,
+    "train_eval_size": 64,
+    "setting_options": {"n_train": 128, "n_val": 48, "n_test": 48},
+}
 
 
 def test_experiment_configs():
     plan = experiment_plan("optimizers", BASE, seeds=[0, 1])
-    frame = pd.DataFrame([{"optimizer": c.optimizer, "momentum": c.momentum, "lr": c.lr, "method": c.method,
-                           "seed": c.seed, "mode": c.mode, "probes": tuple(c.probes)} for c in plan.configs])
+    frame = pd.DataFrame(
+        [
+            {
+                "optimizer": c.optimizer,
+                "momentum": c.momentum,
+                "lr": c.lr,
+                "method": c.method,
+                "seed": c.seed,
+                "mode": c.mode,
+                "probes": tuple(c.probes),
+            }
+            for c in plan.configs
+        ]
+    )
     assert len(plan.configs) == 2 * 3 * 2 * 2 and set(frame["mode"]) == {"mtl"} and set(frame["probes"]) == {()}
     assert set(frame["method"]) == {"sum", "uw"}
     assert sorted(frame[frame["optimizer"] == "adam"]["lr"].unique()) == list(OPTIMIZER_LRS["adam"])
@@ -95,11 +114,16 @@ def test_experiment_configs():
 
     plan = experiment_plan("alignment", BASE, seeds=[0])
     assert [(c.mode, tuple(c.tasks), tuple(c.probes)) for c in plan.configs] == [
-        ("stl", ("a",), ("conflict", "alignment")), ("stl", ("b",), ("conflict", "alignment")),
-        ("mtl", ("a", "b"), ("conflict", "alignment"))]
+        ("stl", ("a",), ("conflict", "alignment")),
+        ("stl", ("b",), ("conflict", "alignment")),
+        ("mtl", ("a", "b"), ("conflict", "alignment")),
+    ]
     plan = experiment_plan("corruptions", BASE, seeds=[0, 1])
     assert [(c.mode, c.seed) for c in plan.configs] == [("stl", 0), ("stl", 0), ("mtl", 0)] + [
-        ("stl", 1), ("stl", 1), ("mtl", 1)]
+        ("stl", 1),
+        ("stl", 1),
+        ("mtl", 1),
+    ]
     assert all(c.save_selected_models and c.probes == [] for c in plan.configs)
 
 
@@ -115,8 +139,9 @@ def test_experiment_errors_before_training():
     with pytest.raises(ConfigError, match="image inputs"):
         experiment_plan("corruptions", {"setting": "flat_pair"}, [0])
     # Options are the ones each experiment declares (its plan's keyword parameters), nothing else.
-    with pytest.raises(ConfigError,
-                       match=r"experiment 'alignment' has no option\(s\) \['methods'\]; valid options: none"):
+    with pytest.raises(
+        ConfigError, match=r"experiment 'alignment' has no option\(s\) \['methods'\]; valid options: none"
+    ):
         experiment_plan("alignment", BASE, [0], methods=["sum"])
     with pytest.raises(ConfigError, match=r"valid options: \['lrs', 'scaled_task', 'scales'\]"):
         experiment_plan("loss-scale", BASE, [0], scale=[1.0])
@@ -132,7 +157,8 @@ def test_experiment_options_on_the_command_line_are_checked_before_training(tmp_
     assert main(["study", "digits_pair", "--experiment-option", "scales=[1]", *common]) == 2
     assert main(["study", "digits_pair", "--experiment", "snow", *common]) == 2
     assert "unknown experiment 'snow'; available experiments: alignment, corruptions, loss-scale, optimizers" in (
-        capsys.readouterr().err)
+        capsys.readouterr().err
+    )
     assert not store.exists()
 
 
@@ -141,17 +167,43 @@ def _flat_pair() -> Setting:
     """Two classification tasks on flat vectors (not images), for the corruptions check."""
     x, y = torch.randn(40, 6, generator=torch.Generator().manual_seed(0)), torch.arange(40) % 2
     data = {t: TaskData(t, Split(x[:20], y[:20]), Split(x[20:30], y[20:30]), Split(x[30:], y[30:])) for t in "ab"}
-    return Setting("flat_pair", (classification_task("a", 2), classification_task("b", 2)), data,
-                   lambda: nn.Sequential(nn.Linear(6, 4), nn.ReLU()), 4)
+    return Setting(
+        "flat_pair",
+        (classification_task("a", 2), classification_task("b", 2)),
+        data,
+        lambda: nn.Sequential(nn.Linear(6, 4), nn.ReLU()),
+        4,
+    )
 
 
 def test_each_experiment_end_to_end_writes_its_report_section(tmp_path, capsys):
     store, out = tmp_path / "store", tmp_path / "report"
-    common = ["--epochs", "1", "--seeds", "1", "--batch-size", "32", "--option", "n_train=128", "--option",
-              "n_val=48", "--option", "n_test=48", "--set", "train_eval_size=64", "--store", str(store), "--quiet"]
+    common = [
+        "--epochs",
+        "1",
+        "--seeds",
+        "1",
+        "--batch-size",
+        "32",
+        "--option",
+        "n_train=128",
+        "--option",
+        "n_val=48",
+        "--option",
+        "n_test=48",
+        "--set",
+        "train_eval_size=64",
+        "--store",
+        str(store),
+        "--quiet",
+    ]
     assert main(["study", "digits_pair", "--experiment", "optimizers", "--methods", "sum", *common]) == 0
-    assert main(["study", "digits_pair", "--experiment", "loss-scale", "--experiment-option", "scales=[1e-3,1e3]",
-                 *common]) == 0
+    assert (
+        main(
+            ["study", "digits_pair", "--experiment", "loss-scale", "--experiment-option", "scales=[1e-3,1e3]", *common]
+        )
+        == 0
+    )
     assert main(["study", "digits_pair", "--experiment", "alignment", *common]) == 0
     assert main(["study", "digits_pair", "--experiment", "corruptions", *common, "--report", str(out)]) == 0
     runs = RunStore(store).runs()
@@ -175,9 +227,12 @@ def test_each_experiment_end_to_end_writes_its_report_section(tmp_path, capsys):
     assert invariance[("adam", 1e-16, 1, "head_b")] < 1e-4 and invariance[("adam", 1e-16, 1, "head_a")] == 0
     assert invariance[("adam", 1e-16, 1, "shared")] > 0.1 and invariance[("sgd", 0, 1, "head_b")] > 100
     alignment = pd.read_csv(tables / "alignment_digits_pair.csv")
-    assert {("mtl", "probe/conflict_cosine", "a|b"), ("stl", "probe/intra_cosine_subbatch", "a"),
-            ("stl", "probe/intra_cosine_classgroup", "b"), ("mtl", "probe/magnitude_ratio", "a|b")} <= set(
-        zip(alignment["mode"], alignment["quantity"], alignment["task"]))
+    assert {
+        ("mtl", "probe/conflict_cosine", "a|b"),
+        ("stl", "probe/intra_cosine_subbatch", "a"),
+        ("stl", "probe/intra_cosine_classgroup", "b"),
+        ("mtl", "probe/magnitude_ratio", "a|b"),
+    } <= set(zip(alignment["mode"], alignment["quantity"], alignment["task"]))
     assert alignment[alignment["quantity"].str.contains("cosine")]["mean"].between(-1, 1).all()
     corruptions = pd.read_csv(tables / "corruptions_digits_pair.csv")
     assert len(corruptions) == 2 * 2 * 10  # task x encoder x corruption
@@ -188,8 +243,8 @@ def test_each_experiment_end_to_end_writes_its_report_section(tmp_path, capsys):
 def test_corruption_analysis_needs_the_selected_models(tmp_path):
     """A run trained without save_selected_models has only its last checkpoint: the analysis says so."""
     from mtlens import parse_config, train_run
-    from mtlens.experiments.corruption_transfer import corruption_accuracy
     from mtlens.errors import MtlensError
+    from mtlens.experiments.corruption_transfer import corruption_accuracy
     from mtlens.settings import load_setting
     from mtlens.training.config import resolve_config
 

@@ -17,11 +17,18 @@ import pytest
 from mtlens.analysis.calibration import aa_rows, aa_splits, spike_in
 from mtlens.analysis.gap import generalization_gap
 from mtlens.cli import main
-from mtlens.store import RunStore
 from mtlens.orchestration.calibrate import run_calibration
+from mtlens.store import RunStore
 
-TINY = {"setting": "digits_pair", "epochs": 2, "batch_size": 32, "train_eval_size": 128, "eval_every_steps": 4,
-        "probes": [], "setting_options": {"n_train": 128, "n_val": 64, "n_test": 64}}
+TINY = {
+    "setting": "digits_pair",
+    "epochs": 2,
+    "batch_size": 32,
+    "train_eval_size": 128,
+    "eval_every_steps": 4,
+    "probes": [],
+    "setting_options": {"n_train": 128, "n_val": 64, "n_test": 64},
+}
 SEEDS = list(range(12))
 
 
@@ -75,10 +82,35 @@ def test_a_spiked_in_gap_yields_the_onset_at_the_first_common_level(calibration)
 
 def test_calibrate_command_prints_rates_and_rejects_bad_input(calibration, capsys, tmp_path):
     store, _ = calibration
-    args = ["calibrate", "digits_pair", "--seeds", "12", "--splits", "2", "--epochs", "2", "--batch-size", "32",
-            "--eval-every-steps", "4", "--set", "train_eval_size=128", "--set", "probes=[]", "--option", "n_train=128",
-            "--option", "n_val=64", "--option", "n_test=64", "--store", str(store.root), "--quiet",
-            "--out", str(tmp_path / "comparisons.csv")]
+    args = [
+        "calibrate",
+        "digits_pair",
+        "--seeds",
+        "12",
+        "--splits",
+        "2",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--eval-every-steps",
+        "4",
+        "--set",
+        "train_eval_size=128",
+        "--set",
+        "probes=[]",
+        "--option",
+        "n_train=128",
+        "--option",
+        "n_val=64",
+        "--option",
+        "n_test=64",
+        "--store",
+        str(store.root),
+        "--quiet",
+        "--out",
+        str(tmp_path / "comparisons.csv"),
+    ]
     runs_before = set(store.run_ids())
     assert main(args) == 0
     out = capsys.readouterr().out
@@ -118,9 +150,14 @@ def test_synthetic_null_curves_with_autocorrelation_keep_the_error_rate():
 def test_a_a_false_positive_rates_on_the_demo_setting(tmp_path):
     """The issue's own A/A check, on mnist_pair (the demo setting, where the old onset rule fired in 73% of
     A/A comparisons): 12 seeds of short runs, 25 splits; every test keeps its level."""
-    config = {"setting": "mnist_pair", "epochs": 2, "eval_every_steps": 6, "probes": [], "train_eval_size": 300,
-              "setting_options": {"n_train": 300, "n_val": 200, "n_test": 200}}
-    result = run_calibration(config, SEEDS, RunStore(tmp_path / "store"), n_splits=25, progress=False,
-                             control_splits=5)
+    config = {
+        "setting": "mnist_pair",
+        "epochs": 2,
+        "eval_every_steps": 6,
+        "probes": [],
+        "train_eval_size": 300,
+        "setting_options": {"n_train": 300, "n_val": 200, "n_test": 200},
+    }
+    result = run_calibration(config, SEEDS, RunStore(tmp_path / "store"), n_splits=25, progress=False, control_splits=5)
     for row in result.rates.itertuples():
         assert row.comparisons >= 100 and _within_binomial_noise_of(pd.Series(row._asdict())), row

@@ -20,8 +20,8 @@ import pytest
 
 from mtlens.cli import main
 from mtlens.errors import MtlensError
-from mtlens.store import RunStore
 from mtlens.orchestration.study import train_one
+from mtlens.store import RunStore
 from mtlens.training.config import parse_config, resolve_config
 
 STUDY = ["study", "digits_pair", "--store", "{tmp}/store", "--quiet"]
@@ -34,14 +34,18 @@ CASES = {
     "set-malformed-yaml": ([*STUDY, "--set", "lr=[1"], ["--set lr=[1", "not valid YAML"]),
     "option-malformed-yaml": ([*STUDY, "--option", "n_train={"], ["--option n_train={", "not valid YAML"]),
     "set-without-key": ([*STUDY, "--set", "=3"], ["--set", "key=value"]),
-    "config-malformed-yaml": ([*STUDY, "--config", "{tmp}/bad.yaml"],
-                              ["--config", "bad.yaml", "flow sequence at line 2, column 9"]),
+    "config-malformed-yaml": (
+        [*STUDY, "--config", "{tmp}/bad.yaml"],
+        ["--config", "bad.yaml", "flow sequence at line 2, column 9"],
+    ),
     "config-binary": ([*STUDY, "--config", "{tmp}/binary.yaml"], ["--config", "binary.yaml", "not a text file"]),
     "config-directory": ([*STUDY, "--config", "{tmp}/adir"], ["--config", "adir", "is a directory"]),
     "config-missing": ([*STUDY, "--config", "{tmp}/nothing.yaml"], ["--config", "nothing.yaml", "no such file"]),
     "config-not-a-mapping": ([*STUDY, "--config", "{tmp}/list.yaml"], ["--config", "list.yaml", "mapping"]),
-    "config-options-not-a-mapping": ([*STUDY, "--config", "{tmp}/options.yaml", "--option", "n_train=64"],
-                                     ["setting_options", "mapping"]),
+    "config-options-not-a-mapping": (
+        [*STUDY, "--config", "{tmp}/options.yaml", "--option", "n_train=64"],
+        ["setting_options", "mapping"],
+    ),
     "grid-malformed-yaml": ([*SWEEP, "--grid", "{tmp}/bad.yaml"], ["--grid", "bad.yaml", "not valid YAML"]),
     "report-out-is-a-file": (["report", "--store", "{tmp}/filled", "--out", "{tmp}/afile"], ["--out", "afile"]),
     "study-report-is-a-file": ([*STUDY, "--report", "{tmp}/afile"], ["--report", "afile"]),
@@ -50,8 +54,10 @@ CASES = {
     "runs-store-is-a-file": (["runs", "--store", "{tmp}/afile"], ["--store", "afile"]),
     "report-store-is-a-file": (["report", "--store", "{tmp}/afile", "--out", "{tmp}/report"], ["--store", "afile"]),
     "data-root-is-a-file": (["data", "download", "cifar100"], ["MTLENS_DATA", "afile"]),
-    "data-download-offline": (["data", "download", "cifar100"],
-                              ["could not download https://www.cs.toronto.edu", "by hand", "{tmp}/data/cifar100"]),
+    "data-download-offline": (
+        ["data", "download", "cifar100"],
+        ["could not download https://www.cs.toronto.edu", "by hand", "{tmp}/data/cifar100"],
+    ),
     # numbers out of range
     "seeds-zero": ([*STUDY, "--seeds", "0"], ["--seeds", "'0'", ">= 1"]),
     "seeds-negative": ([*STUDY, "--seeds", "-1"], ["--seeds", "'-1'"]),
@@ -76,24 +82,36 @@ CASES = {
     "calibrate-alpha-negative": ([*CALIBRATE, "--alpha", "-0.05"], ["--alpha", "'-0.05'"]),
     "calibrate-zero-splits": ([*CALIBRATE, "--splits", "0"], ["--splits", "'0'"]),
     "calibrate-unknown-key": ([*CALIBRATE, "--set", "learning_rate=0.1"], ["learning_rate", "valid keys"]),
-    "loss-scales-not-numbers": ([*STUDY, "--experiment", "loss-scale", "--experiment-option", "scales=[1,abc]"],
-                                ["loss-scale", "scales=[1, 'abc']", "valid number"]),
-    "loss-scales-inf": ([*STUDY, "--experiment", "loss-scale", "--experiment-option", "scales=[1,.inf]"],
-                        ["scales=[1, inf]", "finite"]),
-    "loss-scales-zero": ([*STUDY, "--experiment", "loss-scale", "--experiment-option", "scales=[0,1]"],
-                         ["scales", "positive"]),
-    "experiment-option-malformed-yaml": ([*STUDY, "--experiment", "loss-scale", "--experiment-option", "scales=[1"],
-                                         ["--experiment-option scales=[1", "not valid YAML"]),
+    "loss-scales-not-numbers": (
+        [*STUDY, "--experiment", "loss-scale", "--experiment-option", "scales=[1,abc]"],
+        ["loss-scale", "scales=[1, 'abc']", "valid number"],
+    ),
+    "loss-scales-inf": (
+        [*STUDY, "--experiment", "loss-scale", "--experiment-option", "scales=[1,.inf]"],
+        ["scales=[1, inf]", "finite"],
+    ),
+    "loss-scales-zero": (
+        [*STUDY, "--experiment", "loss-scale", "--experiment-option", "scales=[0,1]"],
+        ["scales", "positive"],
+    ),
+    "experiment-option-malformed-yaml": (
+        [*STUDY, "--experiment", "loss-scale", "--experiment-option", "scales=[1"],
+        ["--experiment-option scales=[1", "not valid YAML"],
+    ),
     "unknown-experiment": ([*STUDY, "--experiment", "loss_scale"], ["loss_scale", "loss-scale"]),
     # setting and method options, validated from their signatures before the setting is built
     "option-negative-size": ([*STUDY, "--option", "n_train=-5"], ["n_train=-5", "greater than 0"]),
     "option-fractional-size": ([*STUDY, "--option", "n_val=2.5"], ["n_val=2.5"]),
     "option-bad-variant": ([*STUDY, "--option", "variant=shuffled"], ["variant='shuffled'", "'permuted' or 'same'"]),
     "option-unknown": ([*STUDY, "--option", "n_trian=5"], ["n_trian", "n_train"]),
-    "method-option-out-of-range": ([*STUDY, "--methods", "cagrad", "--set", "method_options={c: -1}"],
-                                   ["cagrad", "c must be >= 0"]),
-    "method-option-wrong-type": ([*STUDY, "--methods", "dwa", "--set", "method_options={window: many}"],
-                                 ["dwa", "window='many'"]),
+    "method-option-out-of-range": (
+        [*STUDY, "--methods", "cagrad", "--set", "method_options={c: -1}"],
+        ["cagrad", "c must be >= 0"],
+    ),
+    "method-option-wrong-type": (
+        [*STUDY, "--methods", "dwa", "--set", "method_options={window: many}"],
+        ["dwa", "window='many'"],
+    ),
     # names and lists
     "methods-only-commas": ([*STUDY, "--methods", ","], ["--methods", "','"]),
     "sweep-methods-empty": ([*SWEEP, "--methods", ""], ["--methods"]),
@@ -149,8 +167,9 @@ def _offline(monkeypatch: pytest.MonkeyPatch, workdir: Path) -> None:
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(case: str, workdir: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(
+    case: str, workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     argv, expected = CASES[case]
     tmp = str(workdir)
     if case == "data-root-is-a-file":
@@ -194,8 +213,9 @@ def _make_read_only(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tempfile, "mkstemp", refuse(tempfile.mkstemp))
 
 
-def test_read_only_store_is_refused_before_training(workdir: Path, monkeypatch: pytest.MonkeyPatch,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_read_only_store_is_refused_before_training(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     store = workdir / "readonly"
     store.mkdir()
     _make_read_only(store, monkeypatch)
@@ -210,8 +230,9 @@ def test_read_only_store_is_refused_before_training(workdir: Path, monkeypatch: 
     assert _listing(workdir) == before
 
 
-def test_a_run_that_cannot_be_marked_failed_raises_one_line_naming_the_file(workdir: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_run_that_cannot_be_marked_failed_raises_one_line_naming_the_file(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A store that turns read-only while a study runs: the run fails on a write, and recording that
     failure fails too; the error the user sees names the file, with no chained PermissionError."""
     store = RunStore(workdir / "store")
@@ -237,11 +258,28 @@ def test_a_run_that_cannot_be_marked_failed_raises_one_line_naming_the_file(work
 
 def test_no_traceback_reaches_stderr_of_the_command(tmp_path: Path) -> None:
     """The real command in a subprocess: malformed YAML was a 53-line ParserError traceback."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"),
-                                                       os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run([sys.executable, "-m", "mtlens.cli", "study", "digits_pair", "--set", "probes=[fisher",
-                             "--store", str(tmp_path / "store")], capture_output=True, text=True, env=env,
-                            timeout=120, cwd=tmp_path)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")]),
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mtlens.cli",
+            "study",
+            "digits_pair",
+            "--set",
+            "probes=[fisher",
+            "--store",
+            str(tmp_path / "store"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "--set probes=[fisher" in result.stderr and "not valid YAML" in result.stderr

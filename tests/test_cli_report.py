@@ -12,18 +12,44 @@ from mtlens.cli import main
 
 def test_study_runs_reports_and_lists(tmp_path, capsys):
     store, out = tmp_path / "store", tmp_path / "report"
-    argv = ["study", "digits_pair", "--seeds", "2", "--epochs", "2", "--eval-every-steps", "4",
-            "--option", "n_train=256", "--option", "n_val=64", "--option", "n_test=64",
-            "--set", "probes=[conflict,alignment]", "--set", "probe_sample_size=64",
-            "--store", str(store), "--report", str(out), "--quiet"]
+    argv = [
+        "study",
+        "digits_pair",
+        "--seeds",
+        "2",
+        "--epochs",
+        "2",
+        "--eval-every-steps",
+        "4",
+        "--option",
+        "n_train=256",
+        "--option",
+        "n_val=64",
+        "--option",
+        "n_test=64",
+        "--set",
+        "probes=[conflict,alignment]",
+        "--set",
+        "probe_sample_size=64",
+        "--store",
+        str(store),
+        "--report",
+        str(out),
+        "--quiet",
+    ]
     assert main(argv) == 0
     runs = RunStore(store).runs()
     assert len(runs) == 6 and set(runs["state"]) == {"finished"}
     assert sorted(runs["mode"].value_counts().items()) == [("mtl", 2), ("stl", 4)]
 
     html = (out / "report.html").read_text()
-    for title in ("Overview", "Did MTL help each task?", "When did the gap open?", "How did optimization differ?",
-                  "What did the probes see?"):
+    for title in (
+        "Overview",
+        "Did MTL help each task?",
+        "When did the gap open?",
+        "How did optimization differ?",
+        "What did the probes see?",
+    ):
         assert title in html
     assert 'id="fig-probes_digits_pair_sum"' in html and 'id="fig-conflict_digits_pair_sum"' in html
     # A gap figure for every task, embedded as an interactive Vega-Lite spec and also written as one.
@@ -61,16 +87,37 @@ def test_report_compares_runs_only_within_their_training_configuration(tmp_path)
     """Two learning rates in one store: each MTL run is paired with the STL runs of its own lr, and
     runs of different lrs are never pooled as seeds (n = 1 per group, not 2)."""
     store, out = tmp_path / "store", tmp_path / "report"
-    common = ["study", "digits_pair", "--seeds", "1", "--epochs", "1", "--option", "n_train=128", "--option",
-              "n_val=48", "--option", "n_test=48", "--set", "probes=[]", "--set", "train_eval_size=64",
-              "--store", str(store), "--quiet"]
+    common = [
+        "study",
+        "digits_pair",
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--option",
+        "n_train=128",
+        "--option",
+        "n_val=48",
+        "--option",
+        "n_test=48",
+        "--set",
+        "probes=[]",
+        "--set",
+        "train_eval_size=64",
+        "--store",
+        str(store),
+        "--quiet",
+    ]
     assert main([*common, "--lr", "0.001"]) == 0
     assert main([*common, "--lr", "0.01"]) == 0
     assert main(["report", "--store", str(store), "--out", str(out)]) == 0
     transfer = pd.read_csv(out / "tables" / "transfer.csv")
     assert sorted(zip(transfer["setting"], transfer["task"])) == [
-        ("digits_pair [lr=0.001]", "a"), ("digits_pair [lr=0.001]", "b"),
-        ("digits_pair [lr=0.01]", "a"), ("digits_pair [lr=0.01]", "b")]
+        ("digits_pair [lr=0.001]", "a"),
+        ("digits_pair [lr=0.001]", "b"),
+        ("digits_pair [lr=0.01]", "a"),
+        ("digits_pair [lr=0.01]", "b"),
+    ]
     assert (transfer["n_stl"] == 1).all() and (transfer["n_mtl"] == 1).all()
     runs = pd.read_csv(out / "tables" / "runs.csv")
     assert sorted(runs["runs"]) == [1, 1, 2, 2]  # per configuration: 2 STL runs, 1 MTL run

@@ -27,8 +27,19 @@ def _study_argv(tmp_path: Path, store: Path) -> list[str]:
     config = tmp_path / "config.yaml"
     base = {k: v for k, v in COMMAND["base"].items() if k != "setting"}
     config.write_text(yaml.safe_dump(base))
-    return ["study", COMMAND["base"]["setting"], "--config", str(config), "--methods", ",".join(COMMAND["methods"]),
-            "--seed-list", *map(str, COMMAND["seeds"]), "--store", str(store), "--quiet"]
+    return [
+        "study",
+        COMMAND["base"]["setting"],
+        "--config",
+        str(config),
+        "--methods",
+        ",".join(COMMAND["methods"]),
+        "--seed-list",
+        *map(str, COMMAND["seeds"]),
+        "--store",
+        str(store),
+        "--quiet",
+    ]
 
 
 def test_old_store_loads_and_lists_its_runs_and_states(old_store):

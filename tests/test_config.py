@@ -20,8 +20,7 @@ from mtlens.training.config import ResolvedRunConfig, RunConfig, resolve_config
         ({"setting": "digits_pair", "optimizer": "rmsprop"}, ["optimizer='rmsprop'", "'adam'", "'sgd'"]),
         ({"setting": "digits_pair", "method": "magic"}, ["method='magic'", "unknown method 'magic'", "sum"]),
         ({"setting": "digits_pair", "device": "tpu"}, ["device='tpu'"]),
-        ({"setting": "digits_pair", "setting_options": {"varient": "same"}},
-         ["setting_options", "varient", "variant"]),
+        ({"setting": "digits_pair", "setting_options": {"varient": "same"}}, ["setting_options", "varient", "variant"]),
         ({"setting": "digits_pair", "method_options": {"alpha": 1.0}}, ["method_options", "alpha"]),
         ({"setting": "digits_pair", "task_loss_scales": {"a": 0.0}}, ["task_loss_scales"]),
     ],
@@ -38,8 +37,9 @@ def test_unknown_task_and_bad_option_value_fail_at_resolution():
         resolve_config(parse_config({"setting": "digits_pair", "tasks": ["c"]}))
     with pytest.raises(ConfigError, match="task_loss_scales: \\['b'\\]"):
         resolve_config(parse_config({"setting": "digits_pair", "tasks": ["a"], "task_loss_scales": {"b": 2.0}}))
-    with pytest.raises(ConfigError,
-                       match="setting 'digits_pair'.*variant='shuffled': Input should be 'permuted' or 'same'"):
+    with pytest.raises(
+        ConfigError, match="setting 'digits_pair'.*variant='shuffled': Input should be 'permuted' or 'same'"
+    ):
         resolve_config(parse_config({"setting": "digits_pair", "setting_options": {"variant": "shuffled"}}))
 
 
@@ -51,8 +51,10 @@ def test_defaults_are_resolved_from_the_setting_and_stored_concretely():
     assert stl.mode == "stl" and "-stl-b-" in stl.run_id
     # The run id depends on everything that changes the trajectory, not on the device.
     assert parse_config({"setting": "digits_pair", "seed": 1}).run_id != parse_config({"setting": "digits_pair"}).run_id
-    assert parse_config({"setting": "digits_pair", "device": "cpu"}).identity() == parse_config(
-        {"setting": "digits_pair"}).identity()
+    assert (
+        parse_config({"setting": "digits_pair", "device": "cpu"}).identity()
+        == parse_config({"setting": "digits_pair"}).identity()
+    )
 
 
 def test_resolving_changes_neither_the_stored_form_nor_the_run_id():
@@ -73,8 +75,12 @@ def test_resolving_changes_neither_the_stored_form_nor_the_run_id():
 def test_study_builds_stl_per_task_and_mtl_per_method_per_seed():
     configs = study_configs({"setting": "digits_pair", "epochs": 1}, seeds=[0, 1])
     assert [(c.seed, c.mode, tuple(c.tasks)) for c in configs] == [
-        (0, "stl", ("a",)), (0, "stl", ("b",)), (0, "mtl", ("a", "b")),
-        (1, "stl", ("a",)), (1, "stl", ("b",)), (1, "mtl", ("a", "b")),
+        (0, "stl", ("a",)),
+        (0, "stl", ("b",)),
+        (0, "mtl", ("a", "b")),
+        (1, "stl", ("a",)),
+        (1, "stl", ("b",)),
+        (1, "mtl", ("a", "b")),
     ]
     assert len({(c.optimizer, c.lr, c.batch_size, c.epochs) for c in configs}) == 1
     with pytest.raises(ConfigError, match="seed: set by the study"):

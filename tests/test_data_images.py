@@ -74,8 +74,10 @@ def test_cifar100_pickles_and_the_official_superclass_table(tmp_path):
     images, fine, coarse = raw["train"]
     assert images.shape == (200, 3, 32, 32) and images.dtype == torch.uint8
     assert images[:, 0, 0, 0].long().tolist() == fine.tolist()  # byte 0 of the row is the red channel's (0, 0)
-    derived = {raw["coarse_names"][c]: sorted(raw["fine_names"][f] for f in range(100) if raw["fine_to_coarse"][f] == c)
-               for c in range(20)}
+    derived = {
+        raw["coarse_names"][c]: sorted(raw["fine_names"][f] for f in range(100) if raw["fine_to_coarse"][f] == c)
+        for c in range(20)
+    }
     assert derived == {k: sorted(v) for k, v in CIFAR100_SUPERCLASSES.items()}
     with pytest.raises(DatasetFormatError, match="fine class 1 has coarse labels"):
         fine_to_coarse_map(torch.tensor([0, 1, 1]), torch.tensor([0, 0, 1]), 2)

@@ -40,11 +40,16 @@ def toy_spec(archive, monkeypatch, tmp_path, request):
     monkeypatch.setenv("MTLENS_DATA", str(tmp_path / "root"))
     request.addfinalizer(lambda: registry.DATASETS.unregister("toy"))  # keep the global registry clean
     sha = hashlib.sha256(archive.read_bytes()).hexdigest()
-    return register_dataset(DatasetSpec(
-        name="toy", description="a toy archive", files=("toy/a.txt", "toy/b.txt"), size_bytes=9,
-        downloads=(RemoteFile(archive.as_uri(), checksum=f"sha256:{sha}", extract=True),),
-        instructions="Put toy.tar.gz's contents here.",
-    ))
+    return register_dataset(
+        DatasetSpec(
+            name="toy",
+            description="a toy archive",
+            files=("toy/a.txt", "toy/b.txt"),
+            size_bytes=9,
+            downloads=(RemoteFile(archive.as_uri(), checksum=f"sha256:{sha}", extract=True),),
+            instructions="Put toy.tar.gz's contents here.",
+        )
+    )
 
 
 def test_missing_dataset_error_names_directory_files_and_command(toy_spec, tmp_path):
@@ -95,7 +100,14 @@ def test_cli_data_status_and_download(toy_spec, capsys):
 def test_manual_dataset_download_says_what_to_do(monkeypatch, tmp_path, capsys, request):
     monkeypatch.setenv("MTLENS_DATA", str(tmp_path))
     request.addfinalizer(lambda: registry.DATASETS.unregister("manual"))
-    register_dataset(DatasetSpec(name="manual", description="by hand", files=("f.bin",), size_bytes=1,
-                                 instructions="Ask the authors for f.bin."))
+    register_dataset(
+        DatasetSpec(
+            name="manual",
+            description="by hand",
+            files=("f.bin",),
+            size_bytes=1,
+            instructions="Ask the authors for f.bin.",
+        )
+    )
     assert main(["data", "download", "manual"]) == 2
     assert "Ask the authors for f.bin." in capsys.readouterr().err

@@ -19,8 +19,14 @@ from mtlens.orchestration import LocalExecutor, make_executor
 from mtlens.orchestration.executors import worker_devices
 from mtlens.orchestration.sweep import grid_candidates
 
-BASE = {"setting": "digits_pair", "epochs": 2, "batch_size": 32, "train_eval_size": 64, "device": "cpu",
-        "setting_options": {"n_train": 64, "n_val": 32, "n_test": 32}}
+BASE = {
+    "setting": "digits_pair",
+    "epochs": 2,
+    "batch_size": 32,
+    "train_eval_size": 64,
+    "device": "cpu",
+    "setting_options": {"n_train": 64, "n_val": 32, "n_test": 32},
+}
 
 
 def test_workers_are_spread_round_robin_over_visible_gpus():
@@ -64,7 +70,8 @@ def test_two_workers_sharing_a_device_give_the_rows_of_one_even_when_one_is_kill
     thread.start()
     deadline = time.time() + 120
     while time.time() < deadline and not any(
-            (shared.status(r) or {}).get("state") == "running" for r in shared.run_ids()):
+        (shared.status(r) or {}).get("state") == "running" for r in shared.run_ids()
+    ):
         time.sleep(0.01)
     victims = multiprocessing.active_children()
     assert victims

@@ -9,10 +9,10 @@ import pandas as pd
 import torch
 
 from mtlens import RunStore, parse_config, train_run
-from mtlens.tasks.metrics import binary_f1, pearson
 from mtlens.models import build_model
 from mtlens.settings import Setting, Split, TaskData, register_setting
 from mtlens.tasks import binary_task, classification_task, regression_task
+from mtlens.tasks.metrics import binary_f1, pearson
 from mtlens.training.config import resolve_config
 from mtlens.training.evaluate import evaluate_task, evaluate_tasks, train_eval_rows
 

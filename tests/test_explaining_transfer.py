@@ -10,10 +10,21 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from mtlens.analysis.alignment import (alignment_distributions, alignment_summary, magnitude_ratio_summary,
-                                       optimizer_comparison, optimizers_compared)
-from mtlens.analysis.correlation import (_weighted_pearson, _weighted_ranks, correlate, correlation_table,
-                                        difference_tests, unit_table)
+from mtlens.analysis.alignment import (
+    alignment_distributions,
+    alignment_summary,
+    magnitude_ratio_summary,
+    optimizer_comparison,
+    optimizers_compared,
+)
+from mtlens.analysis.correlation import (
+    _weighted_pearson,
+    _weighted_ranks,
+    correlate,
+    correlation_table,
+    difference_tests,
+    unit_table,
+)
 from mtlens.analysis.optimization import loss_ratio_curves, optimization_effect, optimization_tests, steps_to_loss
 from mtlens.store import ROW_COLUMNS
 
@@ -23,14 +34,28 @@ TASK_INFO = {("syn", t): {"selection_metric": "loss", "lower_is_better": {"loss"
 def rows_of(run_id: str, mode: str, method: str, seed: int, task: str, steps, quantities: dict) -> pd.DataFrame:
     """Tidy rows of one run and task: ``quantities`` maps a name to values at ``steps``."""
     steps = np.asarray(steps)
-    frames = [pd.DataFrame({"run_id": run_id, "setting": "syn", "mode": mode, "method": method, "seed": seed,
-                            "task": task, "step": steps, "epoch": steps / 10.0, "quantity": name,
-                            "value": np.broadcast_to(np.asarray(values, float), steps.shape)})
-              for name, values in quantities.items()]
+    frames = [
+        pd.DataFrame(
+            {
+                "run_id": run_id,
+                "setting": "syn",
+                "mode": mode,
+                "method": method,
+                "seed": seed,
+                "task": task,
+                "step": steps,
+                "epoch": steps / 10.0,
+                "quantity": name,
+                "value": np.broadcast_to(np.asarray(values, float), steps.shape),
+            }
+        )
+        for name, values in quantities.items()
+    ]
     return pd.concat(frames, ignore_index=True)[ROW_COLUMNS]
 
 
 # -- optimization effect ----------------------------------------------------------------------------------
+
 
 def test_loss_ratio_at_equal_steps_interpolates_the_stl_curve():
     # STL loss linear in the step (interpolation is exact); MTL recorded at other steps, exp(0.1) times higher.
@@ -48,8 +73,10 @@ def test_optimization_effect_summaries_match_numpy():
     for seed, (a, b) in enumerate([(0.3, -0.5), (-0.2, 0.4)]):
         stl_loss = np.exp(-steps / 80) + 0.05
         ratio = a + b * steps / steps.max()
-        rows += [rows_of(f"s{seed}", "stl", "sum", seed, "a", steps, {"train/loss": stl_loss}),
-                 rows_of(f"m{seed}", "mtl", "pcgrad", seed, "a", steps, {"train/loss": stl_loss * np.exp(ratio)})]
+        rows += [
+            rows_of(f"s{seed}", "stl", "sum", seed, "a", steps, {"train/loss": stl_loss}),
+            rows_of(f"m{seed}", "mtl", "pcgrad", seed, "a", steps, {"train/loss": stl_loss * np.exp(ratio)}),
+        ]
         early = steps <= 0.25 * steps.max()
         expected[seed] = (ratio[early].mean(), ratio.mean(), ratio[-1])
     # An MTL run with no STL run of the same seed is not paired with another seed's STL run.
@@ -57,8 +84,12 @@ def test_optimization_effect_summaries_match_numpy():
     effect = optimization_effect(pd.concat(rows), early_fraction=0.25).set_index("seed")
     assert sorted(effect.index) == [0, 1]
     for seed, (early, mean, final) in expected.items():
-        np.testing.assert_allclose(effect.loc[seed, ["log_ratio_early", "log_ratio_mean", "log_ratio_final"]],
-                                   [early, mean, final], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(
+            effect.loc[seed, ["log_ratio_early", "log_ratio_mean", "log_ratio_final"]],
+            [early, mean, final],
+            rtol=1e-10,
+            atol=1e-12,
+        )
         assert effect.loc[seed, "ratio_final"] == pytest.approx(np.exp(final))
     with pytest.raises(ValueError, match="early_fraction"):
         optimization_effect(pd.concat(rows), early_fraction=0)
@@ -74,6 +105,7 @@ def test_steps_to_loss_finds_the_first_step_at_or_below_each_level():
 
 # -- the unit table ------------------------------------------------------------------------------------------
 
+
 def synthetic_study(seeds=(0, 1, 2)) -> tuple[pd.DataFrame, dict]:
     """STL per task and one MTL run per seed with known transfer, gap, factor differences and conflict."""
     steps = np.arange(0, 101, 10)
@@ -87,21 +119,52 @@ def synthetic_study(seeds=(0, 1, 2)) -> tuple[pd.DataFrame, dict]:
             d_coh, d_fisher, d_sharp = 0.01 * seed, 0.5 * (seed - task_index), -0.03 * task_index
             val = np.log(train) + 3.0  # linear in log training loss: the gap interpolates exactly
             common = {"train/loss": train, "val/loss": val, "test/loss": val}
-            stl = rows_of(f"stl-{task}-{seed}", "stl", "sum", seed, task, steps, {
-                **common, "test/loss": np.where(steps == 100, stl_test, 9.0),
-                "probe/grad_coherence": coherence, "probe/sharpness": sharp,
-                "probe/fisher_trace": np.where(steps / 10.0 <= 1.0, fisher_early, fisher_late)})
-            mtl = rows_of(f"mtl-{seed}", "mtl", "sum", seed, task, steps, {
-                "train/loss": train, "val/loss": val + gap, "test/loss": np.where(steps == 100, mtl_test, 9.0),
-                "probe/grad_coherence": coherence + d_coh, "probe/sharpness": sharp + d_sharp,
-                "probe/fisher_trace": np.where(steps / 10.0 <= 1.0, fisher_early + d_fisher, fisher_late)})
+            stl = rows_of(
+                f"stl-{task}-{seed}",
+                "stl",
+                "sum",
+                seed,
+                task,
+                steps,
+                {
+                    **common,
+                    "test/loss": np.where(steps == 100, stl_test, 9.0),
+                    "probe/grad_coherence": coherence,
+                    "probe/sharpness": sharp,
+                    "probe/fisher_trace": np.where(steps / 10.0 <= 1.0, fisher_early, fisher_late),
+                },
+            )
+            mtl = rows_of(
+                f"mtl-{seed}",
+                "mtl",
+                "sum",
+                seed,
+                task,
+                steps,
+                {
+                    "train/loss": train,
+                    "val/loss": val + gap,
+                    "test/loss": np.where(steps == 100, mtl_test, 9.0),
+                    "probe/grad_coherence": coherence + d_coh,
+                    "probe/sharpness": sharp + d_sharp,
+                    "probe/fisher_trace": np.where(steps / 10.0 <= 1.0, fisher_early + d_fisher, fisher_late),
+                },
+            )
             rows += [stl, mtl]
-            truth[(task, seed)] = {"transfer_pct": -100 * (mtl_test - stl_test) / stl_test, "gap_mean": gap,
-                                   "coherence_diff": d_coh, "fisher_early_diff": d_fisher, "sharpness_diff": d_sharp}
+            truth[(task, seed)] = {
+                "transfer_pct": -100 * (mtl_test - stl_test) / stl_test,
+                "gap_mean": gap,
+                "coherence_diff": d_coh,
+                "fisher_early_diff": d_fisher,
+                "sharpness_diff": d_sharp,
+            }
         cosine = np.linspace(-0.2, 0.4, len(steps)) + 0.1 * seed
         rows.append(rows_of(f"mtl-{seed}", "mtl", "sum", seed, "a|b", steps, {"probe/conflict_cosine": cosine}))
-        rows.append(rows_of(f"mtl-{seed}", "mtl", "sum", seed, "*", steps,
-                            {"probe/conflict_fraction": (cosine < 0).astype(float)}))
+        rows.append(
+            rows_of(
+                f"mtl-{seed}", "mtl", "sum", seed, "*", steps, {"probe/conflict_fraction": (cosine < 0).astype(float)}
+            )
+        )
         for task in ("a", "b"):
             truth[(task, seed)] |= {"conflict_cosine": cosine.mean(), "conflict_fraction": (cosine < 0).mean()}
     return pd.concat(rows, ignore_index=True), truth
@@ -129,6 +192,7 @@ def test_unit_table_without_probes_leaves_factor_columns_empty():
 
 # -- correlations and the bootstrap -------------------------------------------------------------------------
 
+
 def bivariate(n: int, rho: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     xy = np.random.default_rng(seed).multivariate_normal([0, 0], [[1, rho], [rho, 1]], size=n)
     return xy[:, 0], xy[:, 1]
@@ -146,8 +210,15 @@ def test_correlate_matches_scipy_and_its_interval_covers_the_truth():
     assert result["pearson_low"] < result["pearson_r"] < result["pearson_high"]
     assert result["spearman_low"] < result["spearman_rho"] < result["spearman_high"]
     # The percentile interval agrees with scipy's bootstrap of the same statistic (different draws).
-    reference = stats.bootstrap((x, y), lambda a, b: np.corrcoef(a, b)[0, 1], paired=True, vectorized=False,
-                                n_resamples=1000, method="percentile", rng=np.random.default_rng(5))
+    reference = stats.bootstrap(
+        (x, y),
+        lambda a, b: np.corrcoef(a, b)[0, 1],
+        paired=True,
+        vectorized=False,
+        n_resamples=1000,
+        method="percentile",
+        rng=np.random.default_rng(5),
+    )
     assert result["pearson_low"] == pytest.approx(reference.confidence_interval.low, abs=0.02)
     assert result["pearson_high"] == pytest.approx(reference.confidence_interval.high, abs=0.02)
 
@@ -156,8 +227,10 @@ def test_permutation_p_values_equal_a_brute_force_exact_permutation_test():
     x, y = bivariate(6, 0.6, seed=3)  # 6! = 720 permutations: exact
     result = correlate(x, y, n_boot=100)
     orders = [list(order) for order in itertools.permutations(range(6))]
-    for kind, coefficient in (("pearson", lambda a, b: stats.pearsonr(a, b).statistic),
-                              ("spearman", lambda a, b: stats.spearmanr(a, b).statistic)):
+    for kind, coefficient in (
+        ("pearson", lambda a, b: stats.pearsonr(a, b).statistic),
+        ("spearman", lambda a, b: stats.spearmanr(a, b).statistic),
+    ):
         observed = abs(coefficient(x, y))
         permuted = np.array([abs(coefficient(x[order], y)) for order in orders])
         assert result[f"{kind}_p"] == pytest.approx(np.mean(permuted >= observed - 1e-12))
@@ -214,8 +287,10 @@ def test_cluster_bootstrap_does_not_count_duplicated_points_as_evidence():
     original = correlate(x, y, n_boot=800, seed=0)
     clustered = correlate(xs, ys, groups, n_boot=800, seed=0)
     naive = correlate(xs, ys, n_boot=800, seed=0)
-    width = {name: r["pearson_high"] - r["pearson_low"] for name, r in
-             (("original", original), ("clustered", clustered), ("naive", naive))}
+    width = {
+        name: r["pearson_high"] - r["pearson_low"]
+        for name, r in (("original", original), ("clustered", clustered), ("naive", naive))
+    }
     assert clustered["n"] == 150 and clustered["n_groups"] == 30
     assert clustered["pearson_r"] == pytest.approx(original["pearson_r"])
     assert width["clustered"] == pytest.approx(width["original"], rel=0.25)
@@ -245,16 +320,36 @@ def test_correlation_table_pairs_factors_with_targets():
 
 # -- Elich et al. --------------------------------------------------------------------------------------------
 
+
 def test_alignment_distributions_and_summaries():
     steps = np.arange(0, 40, 10)
-    rows = pd.concat([
-        rows_of("m0", "mtl", "sum", 0, "a|b", steps, {"probe/conflict_cosine": [-0.5, -0.1, 0.2, 0.4],
-                                                     "probe/magnitude_ratio": [10.0, 10.0, 0.1, 1.0]}),
-        rows_of("s0", "stl", "sum", 0, "a", steps, {"probe/intra_cosine_subbatch": [0.5, 0.6, 0.7, -0.2],
-                                                   "probe/intra_cosine_classgroup": [0.1, 0.1, 0.1, 0.1]}),
-        # Intra-task cosines of an MTL run are not part of the STL distribution.
-        rows_of("m0", "mtl", "sum", 0, "a", steps, {"probe/intra_cosine_subbatch": [9.0] * 4}),
-    ])
+    rows = pd.concat(
+        [
+            rows_of(
+                "m0",
+                "mtl",
+                "sum",
+                0,
+                "a|b",
+                steps,
+                {"probe/conflict_cosine": [-0.5, -0.1, 0.2, 0.4], "probe/magnitude_ratio": [10.0, 10.0, 0.1, 1.0]},
+            ),
+            rows_of(
+                "s0",
+                "stl",
+                "sum",
+                0,
+                "a",
+                steps,
+                {
+                    "probe/intra_cosine_subbatch": [0.5, 0.6, 0.7, -0.2],
+                    "probe/intra_cosine_classgroup": [0.1, 0.1, 0.1, 0.1],
+                },
+            ),
+            # Intra-task cosines of an MTL run are not part of the STL distribution.
+            rows_of("m0", "mtl", "sum", 0, "a", steps, {"probe/intra_cosine_subbatch": [9.0] * 4}),
+        ]
+    )
     dist = alignment_distributions(rows)
     summary = alignment_summary(dist).set_index("kind")
     assert summary.loc["inter-task (MTL)", "n"] == 4 and summary.loc["inter-task (MTL)", "fraction_negative"] == 0.5
@@ -272,8 +367,17 @@ def test_optimizer_comparison_groups_runs_by_optimizer_and_momentum():
     for (optimizer, momentum), values in results.items():
         for seed, value in enumerate(values):
             run_id = f"{optimizer}-{momentum}-{seed}"
-            rows.append(rows_of(run_id, "stl", "sum", seed, "a", steps,
-                                {"val/loss": [3.0, 1.0, 2.0], "test/loss": [9.0, value, 9.0]}))
+            rows.append(
+                rows_of(
+                    run_id,
+                    "stl",
+                    "sum",
+                    seed,
+                    "a",
+                    steps,
+                    {"val/loss": [3.0, 1.0, 2.0], "test/loss": [9.0, value, 9.0]},
+                )
+            )
             index.append({"run_id": run_id, "optimizer": optimizer, "momentum": momentum, "lr": 0.01})
     index = pd.DataFrame(index)
     table = optimizer_comparison(index, pd.concat(rows), TASK_INFO).set_index(["optimizer", "momentum"])
@@ -285,10 +389,16 @@ def test_optimizer_comparison_groups_runs_by_optimizer_and_momentum():
 
 
 def test_optimization_tests_are_exact_sign_flip_tests_of_the_per_seed_log_ratios():
-    effect = pd.DataFrame({"setting": "s", "task": ["t"] * 6 + ["u"] * 6, "method": "sum", "seed": list(range(6)) * 2,
-                           "log_ratio_early": [-0.3, -0.2, -0.25, -0.1, -0.4, -0.15]
-                           + [0.1, -0.1, 0.05, 0.0, -0.05, 0.2],
-                           "log_ratio_final": np.linspace(-0.1, 0.1, 12)})
+    effect = pd.DataFrame(
+        {
+            "setting": "s",
+            "task": ["t"] * 6 + ["u"] * 6,
+            "method": "sum",
+            "seed": list(range(6)) * 2,
+            "log_ratio_early": [-0.3, -0.2, -0.25, -0.1, -0.4, -0.15] + [0.1, -0.1, 0.05, 0.0, -0.05, 0.2],
+            "log_ratio_final": np.linspace(-0.1, 0.1, 12),
+        }
+    )
     table = optimization_tests(effect).set_index("task")
     values = effect.loc[effect["task"] == "u", "log_ratio_early"].to_numpy()
     t_obs = abs(stats.ttest_1samp(values, 0).statistic)
@@ -300,9 +410,16 @@ def test_optimization_tests_are_exact_sign_flip_tests_of_the_per_seed_log_ratios
 
 
 def test_difference_tests_test_each_probe_difference_over_seeds():
-    units = pd.DataFrame({"setting": "s", "task": "t", "method": "sum", "seed": range(7),
-                          "fisher_early_diff": [1.0, 2.0, 1.5, 0.5, 1.2, 0.8, 1.1],
-                          "coherence_diff": [0.1, -0.2, 0.05, -0.1, 0.0, 0.2, np.nan]})
+    units = pd.DataFrame(
+        {
+            "setting": "s",
+            "task": "t",
+            "method": "sum",
+            "seed": range(7),
+            "fisher_early_diff": [1.0, 2.0, 1.5, 0.5, 1.2, 0.8, 1.1],
+            "coherence_diff": [0.1, -0.2, 0.05, -0.1, 0.0, 0.2, np.nan],
+        }
+    )
     table = difference_tests(units, ["fisher_early_diff", "coherence_diff", "sharpness_diff"]).set_index("difference")
     assert list(table.index) == ["fisher_early_diff", "coherence_diff"]  # no sharpness column: left out
     assert table.loc["fisher_early_diff", "p_value"] == pytest.approx(2 / 128)

@@ -58,8 +58,15 @@ def test_a_users_aggregator_is_one_registered_class(tmp_path, tiny, request):
 def user_dataset_and_setting(tmp_path, monkeypatch, request):
     """A user's dataset (files under the data root) and the setting that reads it, in one module."""
     monkeypatch.setenv("MTLENS_DATA", str(tmp_path / "data"))
-    spec = register_dataset(DatasetSpec(name="user_blobs", description="two Gaussian blobs per task",
-                                        files=("blobs.pt",), size_bytes=1, instructions="Run make_blobs()."))
+    spec = register_dataset(
+        DatasetSpec(
+            name="user_blobs",
+            description="two Gaussian blobs per task",
+            files=("blobs.pt",),
+            size_bytes=1,
+            instructions="Run make_blobs().",
+        )
+    )
 
     @register_setting("user_blobs_pair")
     def user_blobs_pair(n: int = 60) -> Setting:
@@ -67,28 +74,49 @@ def user_dataset_and_setting(tmp_path, monkeypatch, request):
         x, y = torch.load(require_dataset(spec.name) / "blobs.pt")
         x, y = x[: 3 * n], y[: 3 * n]
         third = len(x) // 3
-        splits = [Split(x[i * third:(i + 1) * third], y[i * third:(i + 1) * third]) for i in range(3)]
+        splits = [Split(x[i * third : (i + 1) * third], y[i * third : (i + 1) * third]) for i in range(3)]
         data = {t: TaskData("blobs", *splits) for t in ("a", "b")}
-        return Setting("user_blobs_pair", (classification_task("a", 3), classification_task("b", 3)), data,
-                       lambda: nn.Sequential(nn.Linear(4, 8), nn.ReLU()), 8)
+        return Setting(
+            "user_blobs_pair",
+            (classification_task("a", 3), classification_task("b", 3)),
+            data,
+            lambda: nn.Sequential(nn.Linear(4, 8), nn.ReLU()),
+            8,
+        )
 
     request.addfinalizer(lambda: (DATASETS.unregister("user_blobs"), SETTINGS.unregister("user_blobs_pair")))
     return tmp_path / "data" / "user_blobs"
 
 
 def test_a_users_dataset_and_setting_are_one_registration_each(user_dataset_and_setting, tmp_path, capsys):
-    argv = ["study", "user_blobs_pair", "--seeds", "1", "--epochs", "1", "--batch-size", "20", "--set", "probes=[]",
-            "--store", str(tmp_path / "store"), "--quiet"]
+    argv = [
+        "study",
+        "user_blobs_pair",
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "20",
+        "--set",
+        "probes=[]",
+        "--store",
+        str(tmp_path / "store"),
+        "--quiet",
+    ]
     assert main(argv) == 2  # missing data: one message naming the directory, nothing trained
     assert f"dataset 'user_blobs' (two Gaussian blobs per task) is missing from {user_dataset_and_setting}" in (
-        capsys.readouterr().err)
+        capsys.readouterr().err
+    )
     assert not (tmp_path / "store").exists()
     assert main(["data", "status"]) == 0 and "user_blobs" in capsys.readouterr().out
     user_dataset_and_setting.mkdir(parents=True)
     generator = torch.Generator().manual_seed(0)
     labels = torch.randint(0, 3, (400,), generator=generator)
-    torch.save((torch.randn(400, 4, generator=generator) + labels[:, None].float(), labels),
-               user_dataset_and_setting / "blobs.pt")
+    torch.save(
+        (torch.randn(400, 4, generator=generator) + labels[:, None].float(), labels),
+        user_dataset_and_setting / "blobs.pt",
+    )
     assert main(argv) == 0
     runs = RunStore(tmp_path / "store").runs()
     assert sorted(runs["mode"]) == ["mtl", "stl", "stl"] and set(runs["state"]) == {"finished"}
@@ -96,23 +124,50 @@ def test_a_users_dataset_and_setting_are_one_registration_each(user_dataset_and_
 
 def _lr_plan(base, setting, seeds, lrs: list[float] = (1e-3, 1e-2)):
     """A user's experiment: MTL runs at each learning rate."""
-    return plan_runs("lr-pair", base, setting, [({"seed": s, "lr": float(lr), "probes": []}, {"label": f"lr={lr:g}"})
-                                                for s in seeds for lr in lrs])
+    return plan_runs(
+        "lr-pair",
+        base,
+        setting,
+        [({"seed": s, "lr": float(lr), "probes": []}, {"label": f"lr={lr:g}"}) for s in seeds for lr in lrs],
+    )
 
 
 def _lr_section(store, index, manifest, rows, out_dir, setting) -> str:
     final = rows[rows["quantity"] == "val/loss"].sort_values("step").groupby(["run_id", "task"]).tail(1)
-    table = final.merge(manifest[["run_id", "label"]], on="run_id").groupby(["label", "task"], as_index=False)[
-        "value"].mean()
+    table = (
+        final.merge(manifest[["run_id", "label"]], on="run_id")
+        .groupby(["label", "task"], as_index=False)["value"]
+        .mean()
+    )
     return table_html(table, out_dir, f"lr_pair_{setting}", "Final validation loss per learning rate.")
 
 
 def test_a_users_experiment_is_one_registered_object(tmp_path, request, capsys):
     register_experiment(Experiment("lr-pair", "Two learning rates", _lr_plan, _lr_section))
     request.addfinalizer(lambda: EXPERIMENTS.unregister("lr-pair"))
-    common = ["study", "digits_pair", "--experiment", "lr-pair", "--seeds", "1", "--epochs", "1", "--batch-size", "32",
-              "--option", "n_train=96", "--option", "n_val=48", "--option", "n_test=48", "--set", "train_eval_size=32",
-              "--store", str(tmp_path / "store"), "--quiet"]
+    common = [
+        "study",
+        "digits_pair",
+        "--experiment",
+        "lr-pair",
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--option",
+        "n_train=96",
+        "--option",
+        "n_val=48",
+        "--option",
+        "n_test=48",
+        "--set",
+        "train_eval_size=32",
+        "--store",
+        str(tmp_path / "store"),
+        "--quiet",
+    ]
     assert main([*common, "--experiment-option", "lr=[0.01]"]) == 2
     assert "experiment 'lr-pair' has no option(s) ['lr']; valid options: ['lrs']" in capsys.readouterr().err
     assert main([*common, "--experiment-option", "lrs=[1e-3,3e-2]", "--report", str(tmp_path / "report")]) == 0

@@ -12,17 +12,21 @@ from scipy import stats
 from mtlens.analysis.gap import gap_family, generalization_gap, interpolate_at, monotone_curve
 
 
-def _trajectory(run_id: str, mode: str, train_loss: np.ndarray, measure: np.ndarray, task: str = "t",
-                seed: int = 0) -> pd.DataFrame:
+def _trajectory(
+    run_id: str, mode: str, train_loss: np.ndarray, measure: np.ndarray, task: str = "t", seed: int = 0
+) -> pd.DataFrame:
     steps = np.arange(len(train_loss))
     base = {"run_id": run_id, "setting": "synthetic", "mode": mode, "method": "sum", "seed": seed, "task": task}
-    frames = [pd.DataFrame({**base, "step": steps, "epoch": steps / 10.0, "quantity": q, "value": v})
-              for q, v in (("train/loss", train_loss), ("val/loss", measure))]
+    frames = [
+        pd.DataFrame({**base, "step": steps, "epoch": steps / 10.0, "quantity": q, "value": v})
+        for q, v in (("train/loss", train_loss), ("val/loss", measure))
+    ]
     return pd.concat(frames, ignore_index=True)
 
 
-def _study(offset_below: float, threshold: float, seeds: int = 8, noise: float = 0.01,
-           paired: bool = True) -> pd.DataFrame:
+def _study(
+    offset_below: float, threshold: float, seeds: int = 8, noise: float = 0.01, paired: bool = True
+) -> pd.DataFrame:
     """STL: G = x + eps.  MTL: G = x + eps + offset_below * [x < threshold]; x from 2 down to 0.1.
 
     Each run's eps is a seed-level offset plus a small smooth wiggle along training, so the per-seed
@@ -35,8 +39,7 @@ def _study(offset_below: float, threshold: float, seeds: int = 8, noise: float =
     for seed in range(seeds):
         frames.append(_trajectory(f"stl{seed}", "stl", x, x + wiggle(), seed=seed))
         jump = offset_below * (x < threshold)
-        frames.append(_trajectory(f"mtl{seed}", "mtl", x, x + jump + wiggle(),
-                                  seed=seed if paired else seed + 100))
+        frames.append(_trajectory(f"mtl{seed}", "mtl", x, x + jump + wiggle(), seed=seed if paired else seed + 100))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -82,8 +85,10 @@ def test_paired_statistics_match_scipy_and_a_brute_force_max_t():
     d = np.stack([curves[("mtl", s)] - curves[("stl", s)] for s in range(6)])
     assert np.allclose(result.estimate, d.mean(axis=0))
     assert np.allclose(result.test.t, stats.ttest_1samp(d, 0.0).statistic)
-    maxima = [np.abs(stats.ttest_1samp(d * np.array(signs)[:, None], 0.0).statistic).max()
-              for signs in itertools.product([1, -1], repeat=6)]
+    maxima = [
+        np.abs(stats.ttest_1samp(d * np.array(signs)[:, None], 0.0).statistic).max()
+        for signs in itertools.product([1, -1], repeat=6)
+    ]
     expected = [np.mean(np.array(maxima) >= abs(t) * (1 - 1e-9)) for t in result.test.t]
     assert np.allclose(result.test.adjusted_p, expected)
     # The band excludes zero exactly where the adjusted p-value is at most alpha.
@@ -124,8 +129,12 @@ def test_monotonize_keeps_running_minima_and_interpolation_is_exact_on_knots():
 def test_missing_mode_or_no_overlap_gives_none():
     only_stl = _study(0.0, 0.5)
     assert generalization_gap(only_stl[only_stl["mode"] == "stl"], "t") is None
-    far = pd.concat([_trajectory("s", "stl", np.geomspace(10, 5, 20), np.ones(20)),
-                     _trajectory("m", "mtl", np.geomspace(1, 0.5, 20), np.ones(20))])
+    far = pd.concat(
+        [
+            _trajectory("s", "stl", np.geomspace(10, 5, 20), np.ones(20)),
+            _trajectory("m", "mtl", np.geomspace(1, 0.5, 20), np.ones(20)),
+        ]
+    )
     assert generalization_gap(far, "t") is None
 
 

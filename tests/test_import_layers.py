@@ -11,9 +11,29 @@ import mtlens
 
 SRC = Path(mtlens.__file__).parent
 
-LAYERS = ["errors", "registry", "seeding", "quantities", "store", "data", "tasks", "models", "gradients", "settings",
-          "aggregators", "probes", "training", "integrations", "analysis", "render", "orchestration", "experiments",
-          "report", "cli", ""]
+LAYERS = [
+    "errors",
+    "registry",
+    "seeding",
+    "quantities",
+    "store",
+    "data",
+    "tasks",
+    "models",
+    "gradients",
+    "settings",
+    "aggregators",
+    "probes",
+    "training",
+    "integrations",
+    "analysis",
+    "render",
+    "orchestration",
+    "experiments",
+    "report",
+    "cli",
+    "",
+]
 """Layers in pipeline order: the top-level module or package of ``mtlens`` each stands for (``""``: the
 package's own ``__init__``, the public API, which may import anything)."""
 
@@ -54,14 +74,20 @@ def test_every_module_belongs_to_a_layer():
 
 def test_imports_point_to_earlier_layers_only():
     order = {name: i for i, name in enumerate(LAYERS)}
-    upward = [f"{source}:{line} imports {target}" for source, target, line in edges()
-              if order[_layer(target)] > order[_layer(source)]]
+    upward = [
+        f"{source}:{line} imports {target}"
+        for source, target, line in edges()
+        if order[_layer(target)] > order[_layer(source)]
+    ]
     assert not upward, "imports against the pipeline order:\n" + "\n".join(upward)
 
 
 def test_pure_layers_import_only_what_they_may():
-    impure = [f"{source}:{line} imports {target}" for source, target, line in edges()
-              if _layer(source) in PURE and _layer(target) not in PURE[_layer(source)]]
+    impure = [
+        f"{source}:{line} imports {target}"
+        for source, target, line in edges()
+        if _layer(source) in PURE and _layer(target) not in PURE[_layer(source)]
+    ]
     assert not impure, "table-in/table-out layers importing models, settings or the store:\n" + "\n".join(impure)
 
 
@@ -77,8 +103,11 @@ def test_module_graph_is_acyclic():
         state[node] = 1
         for nxt in graph.get(node, ()):
             if state.get(nxt) == 1:
-                raise AssertionError("import cycle: " + " -> ".join(path[path.index(nxt):] + [nxt]) if nxt in path
-                                     else f"import cycle through {nxt}")
+                raise AssertionError(
+                    "import cycle: " + " -> ".join(path[path.index(nxt) :] + [nxt])
+                    if nxt in path
+                    else f"import cycle through {nxt}"
+                )
             if nxt not in state:
                 visit(nxt, [*path, nxt])
         state[node] = 2

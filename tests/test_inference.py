@@ -13,8 +13,14 @@ def test_monte_carlo_sign_flips_beyond_14_seeds_agree_with_scipy():
     d = np.random.default_rng(0).normal(0.4, 1.0, size=20)  # 2^20 patterns: random ones are drawn
     test = paired_max_t(d, seed=1)
     assert not test.exact and test.n_patterns == 10_000 and test.min_p == pytest.approx(1e-4)
-    reference = stats.permutation_test((d,), lambda x, axis: np.abs(stats.ttest_1samp(x, 0, axis=axis).statistic),
-                                       permutation_type="samples", alternative="greater", n_resamples=20_000, rng=2)
+    reference = stats.permutation_test(
+        (d,),
+        lambda x, axis: np.abs(stats.ttest_1samp(x, 0, axis=axis).statistic),
+        permutation_type="samples",
+        alternative="greater",
+        n_resamples=20_000,
+        rng=2,
+    )
     assert test.p_any == pytest.approx(reference.pvalue, abs=0.015)
 
 

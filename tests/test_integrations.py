@@ -45,9 +45,15 @@ TRAIN, VAL, TEST = Examples(N_TRAIN, 0), Examples(32, 1), Examples(32, 2)
 
 def probes_for(model: nn.Module, trunk: str, losses) -> RecorderProbes:
     steps_per_epoch = N_TRAIN // BATCH
-    return RecorderProbes(model=model, shared=[n for n, _ in model.named_parameters() if n.startswith(trunk)],
-                          losses=losses, sample=TRAIN.batch(32), steps=[0, steps_per_epoch, EPOCHS * steps_per_epoch],
-                          probes=("coherence", "sharpness_sam", "conflict"), batch_size=BATCH)
+    return RecorderProbes(
+        model=model,
+        shared=[n for n, _ in model.named_parameters() if n.startswith(trunk)],
+        losses=losses,
+        sample=TRAIN.batch(32),
+        steps=[0, steps_per_epoch, EPOCHS * steps_per_epoch],
+        probes=("coherence", "sharpness_sam", "conflict"),
+        batch_size=BATCH,
+    )
 
 
 def check_rows(store: RunStore, n_probe_steps: int) -> None:
@@ -104,15 +110,32 @@ def lightning_store(tmp_path_factory) -> RunStore:
         torch.manual_seed(0)
         module = TwoTaskModule(tasks)
         probes = probes_for(module, "trunk.", module.losses)
-        with Recorder(store, "lightning_toy", tasks, seed=0, steps_per_epoch=N_TRAIN // BATCH,
-                      hyperparameters={"lr": 0.02}, probes=probes) as rec:
-            trainer = pl.Trainer(max_epochs=EPOCHS, accelerator="cpu", logger=False, enable_checkpointing=False,
-                                 enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                                 callbacks=[RecorderCallback(rec)])
+        with Recorder(
+            store,
+            "lightning_toy",
+            tasks,
+            seed=0,
+            steps_per_epoch=N_TRAIN // BATCH,
+            hyperparameters={"lr": 0.02},
+            probes=probes,
+        ) as rec:
+            trainer = pl.Trainer(
+                max_epochs=EPOCHS,
+                accelerator="cpu",
+                logger=False,
+                enable_checkpointing=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+                num_sanity_val_steps=0,
+                callbacks=[RecorderCallback(rec)],
+            )
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                trainer.fit(module, DataLoader(TRAIN, batch_size=BATCH, shuffle=True),
-                            [DataLoader(d, batch_size=32) for d in (Examples(N_TRAIN, 0), VAL, TEST)])
+                trainer.fit(
+                    module,
+                    DataLoader(TRAIN, batch_size=BATCH, shuffle=True),
+                    [DataLoader(d, batch_size=32) for d in (Examples(N_TRAIN, 0), VAL, TEST)],
+                )
     return store
 
 
@@ -128,9 +151,15 @@ def hf_store(tmp_path_factory) -> RunStore:
 
         def __init__(self, tasks):
             super().__init__()
-            config = transformers.BertConfig(vocab_size=16, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                             intermediate_size=16, max_position_embeddings=8,
-                                             attn_implementation="eager")
+            config = transformers.BertConfig(
+                vocab_size=16,
+                hidden_size=16,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                intermediate_size=16,
+                max_position_embeddings=8,
+                attn_implementation="eager",
+            )
             self.bert = transformers.BertModel(config, add_pooling_layer=False)
             self.heads = nn.ModuleDict({t: nn.Linear(16, 3) for t in tasks})
 
@@ -147,8 +176,10 @@ def hf_store(tmp_path_factory) -> RunStore:
     def per_task_losses(prediction):
         logits = prediction.predictions if isinstance(prediction.predictions, tuple) else (prediction.predictions,)
         labels = prediction.label_ids if isinstance(prediction.label_ids, tuple) else (prediction.label_ids,)
-        return {f"{t}/loss": F.cross_entropy(torch.as_tensor(logit), torch.as_tensor(y)).item()
-                for t, logit, y in zip(current_tasks, logits, labels)}
+        return {
+            f"{t}/loss": F.cross_entropy(torch.as_tensor(logit), torch.as_tensor(y)).item()
+            for t, logit, y in zip(current_tasks, logits, labels)
+        }
 
     store = RunStore(tmp_path / "store")
     transformers.logging.set_verbosity_error()
@@ -157,15 +188,36 @@ def hf_store(tmp_path_factory) -> RunStore:
         model = TinyBertTwoTasks(current_tasks)
         probes = probes_for(model, "bert.", lambda batch, m=model: m.per_example(batch["x"], batch)[1])
         args = transformers.TrainingArguments(
-            output_dir=str(tmp_path / "hf"), per_device_train_batch_size=BATCH, per_device_eval_batch_size=32,
-            num_train_epochs=EPOCHS, learning_rate=0.01, eval_strategy="epoch", save_strategy="no",
-            report_to=[], label_names=list(current_tasks), use_cpu=True, seed=0, disable_tqdm=True)
-        with Recorder(store, "hf_toy", current_tasks, seed=0, steps_per_epoch=N_TRAIN // BATCH,
-                      hyperparameters={"lr": 0.01}, probes=probes) as rec:
+            output_dir=str(tmp_path / "hf"),
+            per_device_train_batch_size=BATCH,
+            per_device_eval_batch_size=32,
+            num_train_epochs=EPOCHS,
+            learning_rate=0.01,
+            eval_strategy="epoch",
+            save_strategy="no",
+            report_to=[],
+            label_names=list(current_tasks),
+            use_cpu=True,
+            seed=0,
+            disable_tqdm=True,
+        )
+        with Recorder(
+            store,
+            "hf_toy",
+            current_tasks,
+            seed=0,
+            steps_per_epoch=N_TRAIN // BATCH,
+            hyperparameters={"lr": 0.01},
+            probes=probes,
+        ) as rec:
             trainer = transformers.Trainer(
-                model=model, args=args, train_dataset=TRAIN, compute_metrics=per_task_losses,
+                model=model,
+                args=args,
+                train_dataset=TRAIN,
+                compute_metrics=per_task_losses,
                 eval_dataset={"train": Examples(N_TRAIN, 0), "val": VAL, "test": TEST},
-                callbacks=[RecorderTrainerCallback(rec)])
+                callbacks=[RecorderTrainerCallback(rec)],
+            )
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 trainer.train()

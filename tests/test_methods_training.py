@@ -25,12 +25,22 @@ def _three_regressions() -> Setting:
         y = x @ torch.randn(6, 1, generator=g) + 0.1 * torch.randn(96, 1, generator=g)
         split = Split(x, (-1) ** k * y)
         data[name] = TaskData("shared", split, split, split)
-    return Setting(name="test_three_regressions", tasks=tuple(regression_task(t) for t in tasks), data=data,
-                   encoder=lambda: torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh()), feature_dim=8)
+    return Setting(
+        name="test_three_regressions",
+        tasks=tuple(regression_task(t) for t in tasks),
+        data=data,
+        encoder=lambda: torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh()),
+        feature_dim=8,
+    )
 
 
-THREE = {"setting": "test_three_regressions", "epochs": 2, "batch_size": 16, "train_eval_size": 32,
-         "eval_every_steps": 2}
+THREE = {
+    "setting": "test_three_regressions",
+    "epochs": 2,
+    "batch_size": 16,
+    "train_eval_size": 32,
+    "eval_every_steps": 2,
+}
 
 
 def _rows(store: RunStore, config) -> pd.DataFrame:
@@ -65,8 +75,12 @@ def test_recorded_weight_is_the_mean_since_the_previous_record(store):
     rows = _rows(store, config)
     weights = rows[rows["quantity"] == "method/weight"].pivot(index="step", columns="task", values="value")
     generator = torch.Generator().manual_seed(derived_seed(3, "method", "rlw"))
-    draws = torch.stack([torch.softmax(torch.randn(3, generator=generator, dtype=torch.float64), dim=0)
-                         for _ in range(int(weights.index.max()))])
+    draws = torch.stack(
+        [
+            torch.softmax(torch.randn(3, generator=generator, dtype=torch.float64), dim=0)
+            for _ in range(int(weights.index.max()))
+        ]
+    )
     previous = 0
     for step in weights.index:
         expected = draws[previous:step].mean(dim=0).numpy()
@@ -95,16 +109,40 @@ def test_stateful_method_resumes_exactly_after_sigkill(tmp_path, kill_during_tra
 
 def test_study_with_two_methods_reports_each_against_stl(tmp_path):
     store, out = tmp_path / "store", tmp_path / "report"
-    argv = ["study", "digits_pair", "--seeds", "1", "--epochs", "1", "--eval-every-steps", "4",
-            "--methods", "pcgrad,cagrad", "--option", "n_train=128", "--option", "n_val=64",
-            "--option", "n_test=64", "--store", str(store), "--report", str(out), "--quiet"]
+    argv = [
+        "study",
+        "digits_pair",
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--eval-every-steps",
+        "4",
+        "--methods",
+        "pcgrad,cagrad",
+        "--option",
+        "n_train=128",
+        "--option",
+        "n_val=64",
+        "--option",
+        "n_test=64",
+        "--store",
+        str(store),
+        "--report",
+        str(out),
+        "--quiet",
+    ]
     assert main(argv) == 0
     runs = RunStore(store).runs()
     assert set(runs["state"]) == {"finished"} and sorted(runs[runs["mode"] == "mtl"]["method"]) == ["cagrad", "pcgrad"]
 
     transfer = pd.read_csv(out / "tables" / "transfer.csv")
-    assert sorted(zip(transfer["method"], transfer["task"])) == [("cagrad", "a"), ("cagrad", "b"),
-                                                                 ("pcgrad", "a"), ("pcgrad", "b")]
+    assert sorted(zip(transfer["method"], transfer["task"])) == [
+        ("cagrad", "a"),
+        ("cagrad", "b"),
+        ("pcgrad", "a"),
+        ("pcgrad", "b"),
+    ]
     html = (out / "report.html").read_text()
     for method in ("pcgrad", "cagrad"):
         for task in ("a", "b"):
@@ -117,8 +155,12 @@ def test_study_with_two_methods_reports_each_against_stl(tmp_path):
     assert set(weights["method"]) == {"pcgrad", "cagrad"} and set(weights["task"]) == {"a", "b"}
     assert (weights["mode"] == "mtl").all()
     table = pd.read_csv(out / "tables" / "method_weights.csv")
-    assert sorted(zip(table["method"], table["task"])) == [("cagrad", "a"), ("cagrad", "b"),
-                                                           ("pcgrad", "a"), ("pcgrad", "b")]
+    assert sorted(zip(table["method"], table["task"])) == [
+        ("cagrad", "a"),
+        ("cagrad", "b"),
+        ("pcgrad", "a"),
+        ("pcgrad", "b"),
+    ]
     # CAGrad's weights are (1/K + (c ||g_0|| / ||g_w||) w_dual) / (1 + c^2), w_dual in the simplex
     # (c = 0.5): positive, summing to more than 1 / (1 + c^2).
     cagrad = weights[weights["method"] == "cagrad"]
@@ -132,7 +174,11 @@ def test_study_gives_method_options_to_mtl_runs_only():
     base = {"setting": "test_three_regressions", "method_options": {"c": 0.4}}
     configs = study_configs(base, seeds=[0], methods=["cagrad"])
     assert [(c.mode, c.method, c.method_options) for c in configs] == [
-        ("stl", "sum", {}), ("stl", "sum", {}), ("stl", "sum", {}), ("mtl", "cagrad", {"c": 0.4})]
+        ("stl", "sum", {}),
+        ("stl", "sum", {}),
+        ("stl", "sum", {}),
+        ("mtl", "cagrad", {"c": 0.4}),
+    ]
     # STL runs are the same runs as in a study without options, so one store shares them.
     plain = study_configs({"setting": "test_three_regressions"}, seeds=[0], methods=["pcgrad"])
     assert [c.run_id for c in configs[:3]] == [c.run_id for c in plain[:3]]

@@ -34,8 +34,12 @@ def test_stored_configs_of_the_old_code_keep_their_run_ids_and_stored_form():
 def test_flat_keys_and_probe_options_are_one_config():
     base = {"setting": "digits_pair", "probes": ["fisher", "sharpness_sam"]}
     flat = parse_config({**base, "fisher_batch_size": 8, "sharpness_rho": 0.01})
-    nested = parse_config({**base, "probe_options": {"fisher": {"batch_size": 8},
-                                                     "sharpness": {"rho": 0.01}, "sharpness_sam": {"rho": 0.01}}})
+    nested = parse_config(
+        {
+            **base,
+            "probe_options": {"fisher": {"batch_size": 8}, "sharpness": {"rho": 0.01}, "sharpness_sam": {"rho": 0.01}},
+        }
+    )
     assert flat.run_id == nested.run_id and flat.to_dict() == nested.to_dict()
     assert flat.probe_settings("fisher") == {"batch_size": 8}
     assert flat.probe_settings("sharpness_sam") == {"rho": 0.01, "batch_size": 128}
@@ -48,12 +52,17 @@ def test_flat_keys_and_probe_options_are_one_config():
     assert parse_config(split.to_dict()).probe_settings("sharpness_sam")["rho"] == 0.05
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"fisher": {"bs": 2}}, r"probe 'fisher' has no option\(s\) \['bs'\]; valid options: \['batch_size'\]"),
-    ({"fisher": {"batch_size": 0}},
-     r"probe .fisher.: invalid option value\(s\): batch_size=0: Input should be greater than 0"),
-    ({"snow": {}}, "unknown probe 'snow'; available probes: alignment, coherence"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"fisher": {"bs": 2}}, r"probe 'fisher' has no option\(s\) \['bs'\]; valid options: \['batch_size'\]"),
+        (
+            {"fisher": {"batch_size": 0}},
+            r"probe .fisher.: invalid option value\(s\): batch_size=0: Input should be greater than 0",
+        ),
+        ({"snow": {}}, "unknown probe 'snow'; available probes: alignment, coherence"),
+    ],
+)
 def test_bad_probe_options_fail_naming_the_option_and_the_valid_ones(options, message):
     with pytest.raises(ConfigError, match=message):
         parse_config({"setting": "digits_pair", "probe_options": options})
@@ -74,8 +83,11 @@ def test_probes_run_on_a_model_and_a_sample_without_a_run_config_and_change_noth
         p.grad = torch.full_like(p, 0.5)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     rng = torch.get_rng_state()
-    rows = measure_probes(ProbeContext(model, tasks, samples, step=3, seed=1), ["conflict", "coherence", "fisher"],
-                          {"fisher": {"batch_size": 4}})
+    rows = measure_probes(
+        ProbeContext(model, tasks, samples, step=3, seed=1),
+        ["conflict", "coherence", "fisher"],
+        {"fisher": {"batch_size": 4}},
+    )
     assert model.training and torch.equal(torch.get_rng_state(), rng)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     assert all(torch.equal(p.grad, torch.full_like(p, 0.5)) for p in model.parameters())
@@ -101,19 +113,27 @@ def head_norm_probe(request):
 
 def test_a_users_probe_is_one_decorated_function_trained_stored_and_reported(head_norm_probe, tmp_path, tiny):
     assert "probe/head_norm" in per_task_quantities()
-    config = parse_config({**tiny, "probes": ["head_norm", "coherence"], "probe_sample_size": 16,
-                           "probe_options": {"head_norm": {"power": 1.0}}})
+    config = parse_config(
+        {
+            **tiny,
+            "probes": ["head_norm", "coherence"],
+            "probe_sample_size": 16,
+            "probe_options": {"head_norm": {"power": 1.0}},
+        }
+    )
     with pytest.raises(ConfigError, match=r"probe 'head_norm' has no option\(s\) \['p'\]; valid options: \['power'\]"):
         parse_config({**tiny, "probes": ["head_norm"], "probe_options": {"head_norm": {"p": 1}}})
     store = RunStore(tmp_path / "store")
     assert train_run(config, store, progress=False) == "finished"
     run_id = resolve_config(config).run_id
     assert json.loads((store.run_dir(run_id) / "config.json").read_text())["probe_options"] == {
-        "head_norm": {"power": 1.0}}
+        "head_norm": {"power": 1.0}
+    }
     rows = store.trajectory(run_id)
     norms = rows[rows["quantity"] == "probe/head_norm"]
-    assert set(norms["task"]) == {"a", "b"} and set(norms["step"]) == set(rows.loc[
-        rows["quantity"] == "probe/grad_coherence", "step"])
+    assert set(norms["task"]) == {"a", "b"} and set(norms["step"]) == set(
+        rows.loc[rows["quantity"] == "probe/grad_coherence", "step"]
+    )
     start = norms[(norms["step"] == 0) & (norms["task"] == "a")]["value"].iloc[0]
     assert start > 0 and (norms["value"] > 0).all()
     # The report plots the user's quantity with the built-in ones (its figure lists the quantities).

@@ -11,10 +11,10 @@ from mtlens import RunStore, parse_config, train_run
 from mtlens.errors import ConfigError
 from mtlens.models import build_model
 from mtlens.probes import conflict_measures, intra_task_alignment, mean_task_gradients
-from mtlens.training.probe_runner import ProbeRunner, probe_steps
 from mtlens.settings import load_setting
 from mtlens.tasks import classification_task
 from mtlens.training.config import resolve_config
+from mtlens.training.probe_runner import ProbeRunner, probe_steps
 
 CHEAP = ["conflict", "alignment"]
 
@@ -45,8 +45,10 @@ def test_probes_leave_the_trajectory_and_final_state_bitwise_unchanged(tmp_path,
     first, second = _state(off, plain), _state(on, probed)
     for part in ("model", "optimizer", "method", "stream"):
         assert repr(first[part]) == repr(second[part]) or all(
-            torch.equal(x, y) for x, y in zip(first[part].values(), second[part].values())
-            if isinstance(x, torch.Tensor)), part
+            torch.equal(x, y)
+            for x, y in zip(first[part].values(), second[part].values())
+            if isinstance(x, torch.Tensor)
+        ), part
     for key, value in first["model"].items():
         assert torch.equal(value, second["model"][key]), key
     assert torch.equal(first["torch_rng"], second["torch_rng"])
@@ -62,17 +64,25 @@ def test_probe_rows_cover_every_task_and_step_of_the_schedule(store, tiny):
     steps = probe_steps(24, 8, 0.25, 2.0)
     assert steps == [0, 2, 4, 8, 16, 24]
     assert sorted(probe["step"].unique()) == steps
-    per_task = {"probe/grad_norm", "probe/update_cosine", "probe/intra_cosine_subbatch",
-                "probe/intra_cosine_classgroup"}
+    per_task = {
+        "probe/grad_norm",
+        "probe/update_cosine",
+        "probe/intra_cosine_subbatch",
+        "probe/intra_cosine_classgroup",
+    }
     for step in steps:
         at = probe[probe["step"] == step]
         expected_task = per_task - ({"probe/update_cosine"} if step == 0 else set())
         for task in ("a", "b"):
             assert set(at.loc[at["task"] == task, "quantity"]) == expected_task
         assert set(at.loc[at["task"] == "a|b", "quantity"]) == {
-            "probe/conflict_cosine", "probe/magnitude_similarity", "probe/magnitude_ratio"}
+            "probe/conflict_cosine",
+            "probe/magnitude_similarity",
+            "probe/magnitude_ratio",
+        }
         assert set(at.loc[at["task"] == "*", "quantity"]) == (
-            {"probe/conflict_fraction"} | (set() if step == 0 else {"probe/update_norm"}))
+            {"probe/conflict_fraction"} | (set() if step == 0 else {"probe/update_norm"})
+        )
     assert not rows.duplicated(["task", "step", "quantity"]).any()
     assert probe["value"].notna().all()
     # Probe steps that are no evaluation steps (2, 4) hold probe rows only.
@@ -120,13 +130,18 @@ def test_probes_off_keeps_the_run_id_of_a_config_without_probe_keys(tiny):
     assert on.run_id != parse_config({**_probed(tiny), "probe_sample_size": 17}).run_id
 
 
-@pytest.mark.parametrize("raw, message", [
-    ({"probes": ["coherence", "curvature"]},
-     "probes=['coherence', 'curvature']: Value error, unknown probe(s) ['curvature']"),
-    ({"probes": ["fisher", "fisher"]}, "name a probe twice"),
-    ({"probe_growth": 1.0}, "probe_growth"),
-    ({"probe_sample_size": 1}, "probe_sample_size"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (
+            {"probes": ["coherence", "curvature"]},
+            "probes=['coherence', 'curvature']: Value error, unknown probe(s) ['curvature']",
+        ),
+        ({"probes": ["fisher", "fisher"]}, "name a probe twice"),
+        ({"probe_growth": 1.0}, "probe_growth"),
+        ({"probe_sample_size": 1}, "probe_sample_size"),
+    ],
+)
 def test_bad_probe_config_fails_naming_the_key(tiny, raw, message):
     with pytest.raises(ConfigError) as info:
         parse_config({**tiny, **raw})
@@ -140,8 +155,7 @@ def test_bad_probe_config_fails_naming_the_key(tiny, raw, message):
 def model_and_data(tiny):
     setting = load_setting("digits_pair", **tiny["setting_options"])
     model = build_model(setting.encoder, setting.feature_dim, setting.tasks, seed=5).double()
-    samples = {t: (setting.data[t].train.inputs[:40].double(), setting.data[t].train.targets[:40])
-               for t in ("a", "b")}
+    samples = {t: (setting.data[t].train.inputs[:40].double(), setting.data[t].train.targets[:40]) for t in ("a", "b")}
     return setting, model, samples
 
 
@@ -169,10 +183,10 @@ def test_conflict_measures_match_a_brute_force_loop(model_and_data):
     assert rows[("a|b", "probe/conflict_cosine")] == pytest.approx(cos, rel=1e-9)
     assert rows[("a|b", "probe/magnitude_ratio")] == pytest.approx(float(a.norm() / b.norm()), rel=1e-9)
     assert rows[("a|b", "probe/magnitude_similarity")] == pytest.approx(
-        float(2 * a.norm() * b.norm() / (a.norm() ** 2 + b.norm() ** 2)), rel=1e-9)
+        float(2 * a.norm() * b.norm() / (a.norm() ** 2 + b.norm() ** 2)), rel=1e-9
+    )
     assert rows[("a", "probe/grad_norm")] == pytest.approx(float(a.norm()), rel=1e-9)
-    assert rows[("b", "probe/update_cosine")] == pytest.approx(
-        float(b @ update / (b.norm() * update.norm())), rel=1e-9)
+    assert rows[("b", "probe/update_cosine")] == pytest.approx(float(b @ update / (b.norm() * update.norm())), rel=1e-9)
     assert rows[("*", "probe/update_norm")] == pytest.approx(float(update.norm()), rel=1e-12)
     assert rows[("*", "probe/conflict_fraction")] == float(cos < 0)
 
@@ -202,14 +216,17 @@ def test_intra_task_alignment_matches_a_brute_force_loop(model_and_data):
     setting, model, samples = model_and_data
     task = setting.task("a")
     x, y = samples["a"]
-    result = intra_task_alignment(model, task, x, y, batch_size=10, n_batches=3,
-                                  generator=torch.Generator().manual_seed(1))
+    result = intra_task_alignment(
+        model, task, x, y, batch_size=10, n_batches=3, generator=torch.Generator().manual_seed(1)
+    )
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(1))
     sub, group = [], []
     for k in range(3):
         rows = order[10 * k : 10 * (k + 1)]
-        first, second = _brute_gradient(model, task, x[rows[:5]], y[rows[:5]]), _brute_gradient(
-            model, task, x[rows[5:]], y[rows[5:]])
+        first, second = (
+            _brute_gradient(model, task, x[rows[:5]], y[rows[:5]]),
+            _brute_gradient(model, task, x[rows[5:]], y[rows[5:]]),
+        )
         sub.append(float(first @ second / (first.norm() * second.norm())))
         even, odd = rows[y[rows] % 2 == 0], rows[y[rows] % 2 == 1]
         ge, go = _brute_gradient(model, task, x[even], y[even]), _brute_gradient(model, task, x[odd], y[odd])
@@ -224,8 +241,9 @@ def test_probe_runner_restores_grads_mode_and_state_with_batch_norm(tiny):
     config = resolve_config(parse_config(_probed(tiny)), setting)
 
     def encoder():
-        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.BatchNorm1d(16),
-                                   torch.nn.ReLU())
+        return torch.nn.Sequential(
+            torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.BatchNorm1d(16), torch.nn.ReLU()
+        )
 
     model = build_model(encoder, 16, setting.tasks, seed=0)
     model.train()

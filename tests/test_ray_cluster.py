@@ -17,8 +17,13 @@ from ray.cluster_utils import Cluster  # noqa: E402
 
 from mtlens.orchestration.ray_backend import RayExecutor  # noqa: E402
 
-BASE = {"setting": "digits_pair", "epochs": 3, "batch_size": 32, "train_eval_size": 64,
-        "setting_options": {"n_train": 128, "n_val": 32, "n_test": 32}}
+BASE = {
+    "setting": "digits_pair",
+    "epochs": 3,
+    "batch_size": 32,
+    "train_eval_size": 64,
+    "setting_options": {"n_train": 128, "n_val": 32, "n_test": 32},
+}
 GRID = {"lr": [3e-2, 1e-3]}
 SEEDS = [0, 1]
 
@@ -48,8 +53,9 @@ def test_sweep_survives_losing_a_node_of_a_two_node_cluster(tmp_path):
 
         def sweep() -> None:
             try:
-                outcome["result"] = run_sweep(BASE, GRID, store, ["sum"], SEEDS,
-                                              executor=RayExecutor(address=cluster.address), progress=False)
+                outcome["result"] = run_sweep(
+                    BASE, GRID, store, ["sum"], SEEDS, executor=RayExecutor(address=cluster.address), progress=False
+                )
             except Exception as err:  # the first attempt may end with runs lost to the removed node
                 outcome["error"] = err
 
@@ -66,8 +72,9 @@ def test_sweep_survives_losing_a_node_of_a_two_node_cluster(tmp_path):
         assert len([n for n in ray.nodes() if n["Alive"]]) == 1
 
         # Rerun on what is left of the cluster: only missing work is done.
-        result = run_sweep(BASE, GRID, store, ["sum"], SEEDS, executor=RayExecutor(address=cluster.address),
-                           progress=False)
+        result = run_sweep(
+            BASE, GRID, store, ["sum"], SEEDS, executor=RayExecutor(address=cluster.address), progress=False
+        )
     finally:
         ray.shutdown()
         cluster.shutdown()

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from mtlens import Recorder, RunStore, build_model, load_setting
-from mtlens.cli import main
-from mtlens.seeding import derived_seed
-from mtlens.render import by_configuration
 from mtlens.analysis.transfer import transfer_table
+from mtlens.cli import main
+from mtlens.render import by_configuration
 from mtlens.report.study_report import gap_section, select_runs, transfer_section
+from mtlens.seeding import derived_seed
 from mtlens.store import ROW_COLUMNS
 from mtlens.training.batches import BatchStream
 from mtlens.training.evaluate import evaluate_task, train_eval_rows
@@ -36,8 +36,14 @@ def record_like_the_trainer(store: RunStore, tasks: list[str], seed: int) -> Non
     optimizer = torch.optim.Adam(model.parameters(), lr=setting.defaults.lr)
     stream = BatchStream(setting, tasks, BATCH, seed)
     steps_per_epoch = setting.steps_per_epoch(BATCH)
-    with Recorder(store, "digits_pair", setting.select(tasks), seed, steps_per_epoch=steps_per_epoch,
-                  hyperparameters={"lr": setting.defaults.lr, "batch_size": BATCH, "epochs": EPOCHS}) as rec:
+    with Recorder(
+        store,
+        "digits_pair",
+        setting.select(tasks),
+        seed,
+        steps_per_epoch=steps_per_epoch,
+        hyperparameters={"lr": setting.defaults.lr, "batch_size": BATCH, "epochs": EPOCHS},
+    ) as rec:
         for step in range(EPOCHS * steps_per_epoch + 1):
             if step > 0:
                 model.train()
@@ -53,15 +59,33 @@ def record_like_the_trainer(store: RunStore, tasks: list[str], seed: int) -> Non
                     data = setting.data[task.name]
                     rows = train_eval_rows(data.train, TRAIN_EVAL, task.name)
                     for split, subset in (("train", rows), ("val", None), ("test", None)):
-                        rec.log(step, split, {task.name: evaluate_task(model, task, data.split(split),
-                                                                       torch.device("cpu"), subset)})
+                        rec.log(
+                            step,
+                            split,
+                            {task.name: evaluate_task(model, task, data.split(split), torch.device("cpu"), subset)},
+                        )
 
 
 def test_recorded_loop_reports_the_transfer_and_gap_of_mtlens_study(tmp_path):
     trained, recorded = RunStore(tmp_path / "trained"), RunStore(tmp_path / "recorded")
-    argv = ["study", "digits_pair", "--seeds", "1", "--epochs", str(EPOCHS), "--batch-size", str(BATCH),
-            *[a for k, v in OPTIONS.items() for a in ("--option", f"{k}={v}")],
-            "--set", "probes=[]", "--set", f"train_eval_size={TRAIN_EVAL}", "--store", str(trained.root), "--quiet"]
+    argv = [
+        "study",
+        "digits_pair",
+        "--seeds",
+        "1",
+        "--epochs",
+        str(EPOCHS),
+        "--batch-size",
+        str(BATCH),
+        *[a for k, v in OPTIONS.items() for a in ("--option", f"{k}={v}")],
+        "--set",
+        "probes=[]",
+        "--set",
+        f"train_eval_size={TRAIN_EVAL}",
+        "--store",
+        str(trained.root),
+        "--quiet",
+    ]
     assert main(argv) == 0
     for tasks in (["a"], ["b"], ["a", "b"]):
         record_like_the_trainer(recorded, tasks, seed=0)
@@ -70,14 +94,19 @@ def test_recorded_loop_reports_the_transfer_and_gap_of_mtlens_study(tmp_path):
     assert len(runs) == 3 and set(runs["state"]) == {"finished"} and set(runs["source"]) == {"recorder"}
     # Same rows as the trainer's, up to the run ids: every value agrees to float tolerance.
     key = ["mode", "seed", "task", "step", "quantity"]
-    rows = {name: s.trajectories().sort_values(key).reset_index(drop=True) for name, s in
-            (("trained", trained), ("recorded", recorded))}
-    pd.testing.assert_frame_equal(rows["trained"][[*key, "epoch", "setting", "method"]],
-                                  rows["recorded"][[*key, "epoch", "setting", "method"]])
+    rows = {
+        name: s.trajectories().sort_values(key).reset_index(drop=True)
+        for name, s in (("trained", trained), ("recorded", recorded))
+    }
+    pd.testing.assert_frame_equal(
+        rows["trained"][[*key, "epoch", "setting", "method"]], rows["recorded"][[*key, "epoch", "setting", "method"]]
+    )
     np.testing.assert_allclose(rows["recorded"]["value"], rows["trained"]["value"], rtol=1e-5, atol=1e-7)
 
-    tables = {name: report_tables(store, tmp_path / f"report-{name}")
-              for name, store in (("trained", trained), ("recorded", recorded))}
+    tables = {
+        name: report_tables(store, tmp_path / f"report-{name}")
+        for name, store in (("trained", trained), ("recorded", recorded))
+    }
     for table, n_rows in (("transfer", 2), ("gap_onset", 4)):  # per task; the gap for val/loss and val/error
         trained_table, recorded_table = tables["trained"][table], tables["recorded"][table]
         assert len(trained_table) == n_rows
@@ -110,15 +139,24 @@ def test_rows_identity_and_status(store):
     rows = store.trajectory(rec.run_id)
     assert list(rows.columns) == ROW_COLUMNS
     assert rows[["task", "step", "epoch", "quantity", "value"]].values.tolist() == [
-        ["a", 0, 0.0, "train/loss", 2.0], ["b", 0, 0.0, "train/loss", 3.0],
-        ["a", 5, 0.5, "val/error", 0.25], ["a", 5, 0.5, "val/loss", 1.25]]
+        ["a", 0, 0.0, "train/loss", 2.0],
+        ["b", 0, 0.0, "train/loss", 3.0],
+        ["a", 5, 0.5, "val/error", 0.25],
+        ["a", 5, 0.5, "val/loss", 1.25],
+    ]
     assert set(rows["mode"]) == {"mtl"} and set(rows["seed"]) == {3} and set(rows["setting"]) == {"toy"}
     assert store.config(rec.run_id)["lr"] == 0.1
-    assert store.task_info()[("toy", "a")] == {"selection_metric": "loss",
-                                                "lower_is_better": {"loss": True, "error": True}}
+    assert store.task_info()[("toy", "a")] == {
+        "selection_metric": "loss",
+        "lower_is_better": {"loss": True, "error": True},
+    }
     # The id follows the description: an STL run, another seed or another lr is another run.
-    ids = {rec.run_id, open_recorder(store, tasks=["a"]).run_id, open_recorder(store, seed=4).run_id,
-           open_recorder(store, hyperparameters={"lr": 0.2}).run_id}
+    ids = {
+        rec.run_id,
+        open_recorder(store, tasks=["a"]).run_id,
+        open_recorder(store, seed=4).run_id,
+        open_recorder(store, hyperparameters={"lr": 0.2}).run_id,
+    }
     assert len(ids) == 4 and open_recorder(store, tasks=["a"]).run_id.startswith("toy-stl-a-sum-s3-")
     assert open_recorder(store).run_id == rec.run_id
     with pytest.raises(RecordedRunFinishedError, match="already finished"):

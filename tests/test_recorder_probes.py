@@ -3,15 +3,14 @@ task-specific adapter; checked against brute-force per-example autograd loops, a
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mtlens import Recorder, RecorderProbes, RunStore
-from mtlens.seeding import derived_seed
 from mtlens.probes.loss_model import LossModel
+from mtlens.seeding import derived_seed
 
 TASKS = ("a", "b")
 N, BATCH, SHARP_BATCH, RHO = 20, 8, 8, 0.05
@@ -35,6 +34,7 @@ def per_example_losses(model: TwoTowers):
     def losses(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         outputs = model(batch["x"])
         return {t: F.cross_entropy(outputs[t], batch[t], reduction="none") for t in TASKS}
+
     return losses
 
 
@@ -93,9 +93,11 @@ def reference(model: TwoTowers, sample, update: torch.Tensor) -> dict[tuple[str,
         order = torch.randperm(N, generator=torch.Generator().manual_seed(derived_seed(0, "alignment", t)))
         cosines = []
         for k in range(N // BATCH):
-            rows = order[k * BATCH:(k + 1) * BATCH]
-            halves = [grad_of(loss(t, rows[:BATCH // 2]).mean(), trunk),
-                      grad_of(loss(t, rows[BATCH // 2:]).mean(), trunk)]
+            rows = order[k * BATCH : (k + 1) * BATCH]
+            halves = [
+                grad_of(loss(t, rows[: BATCH // 2]).mean(), trunk),
+                grad_of(loss(t, rows[BATCH // 2 :]).mean(), trunk),
+            ]
             cosines.append(cosine(*halves))
         out[(t, "probe/intra_cosine_subbatch")] = sum(cosines) / len(cosines)
     out[("a|b", "probe/conflict_cosine")] = cosine(shared_grads["a"], shared_grads["b"])
@@ -105,11 +107,16 @@ def reference(model: TwoTowers, sample, update: torch.Tensor) -> dict[tuple[str,
 
 
 def recorder(store: RunStore, model, sample, **changes) -> Recorder:
-    probes = RecorderProbes(model=model, shared=[n for n, _ in model.named_parameters() if n.startswith("trunk.")],
-                            losses=per_example_losses(model), sample=sample, steps=[0, 1],
-                            probes=("coherence", "sharpness_sam", "conflict", "alignment"), batch_size=BATCH,
-                            options={"sharpness_sam": {"rho": RHO, "batch_size": SHARP_BATCH},
-                                     "alignment": {"batches": 5}})
+    probes = RecorderProbes(
+        model=model,
+        shared=[n for n, _ in model.named_parameters() if n.startswith("trunk.")],
+        losses=per_example_losses(model),
+        sample=sample,
+        steps=[0, 1],
+        probes=("coherence", "sharpness_sam", "conflict", "alignment"),
+        batch_size=BATCH,
+        options={"sharpness_sam": {"rho": RHO, "batch_size": SHARP_BATCH}, "alignment": {"batches": 5}},
+    )
     return Recorder(store, "towers", list(TASKS), seed=0, steps_per_epoch=1, probes=probes, **changes)
 
 
@@ -133,8 +140,9 @@ def test_probes_on_a_two_tower_model_match_brute_force(store):
 def test_each_task_is_probed_on_exactly_the_parameters_its_loss_reaches():
     model, sample = make_problem()
     wrapped = LossModel(model, [p for p in model.trunk.parameters()], per_example_losses(model), sample, TASKS)
-    assert list(wrapped.task_parameters("a")) == [f"model.{n}" for n, _ in model.named_parameters()
-                                                  if n.startswith(("trunk.", "adapters.a.", "towers.a."))]
+    assert list(wrapped.task_parameters("a")) == [
+        f"model.{n}" for n, _ in model.named_parameters() if n.startswith(("trunk.", "adapters.a.", "towers.a."))
+    ]
     assert [id(p) for p in wrapped.shared_parameters()] == [id(p) for p in model.trunk.parameters()]
 
 
@@ -142,21 +150,29 @@ def test_probes_change_no_parameter_buffer_gradient_optimizer_state_or_rng(store
     model, sample = make_problem()
     optimizer = trained_a_step(model, sample)
     model.train()
-    snapshot = lambda: ({k: v.clone() for k, v in model.state_dict().items()},  # noqa: E731
-                        [p.grad.clone() for p in model.parameters()],
-                        {k: {n: t.clone() for n, t in s.items() if torch.is_tensor(t)}
-                         for k, s in optimizer.state_dict()["state"].items()})
+
+    def snapshot() -> tuple:
+        return (
+            {k: v.clone() for k, v in model.state_dict().items()},
+            [p.grad.clone() for p in model.parameters()],
+            {
+                k: {n: t.clone() for n, t in s.items() if torch.is_tensor(t)}
+                for k, s in optimizer.state_dict()["state"].items()
+            },
+        )
+
     before = snapshot()
     rng = torch.get_rng_state()
     with recorder(store, model, sample) as rec:
         rec.probe(1)
         assert torch.equal(torch.get_rng_state(), rng)
         after = snapshot()
-    for (b, a) in zip(before[0].values(), after[0].values()):  # parameters and batch-norm buffers
+    for b, a in zip(before[0].values(), after[0].values()):  # parameters and batch-norm buffers
         assert torch.equal(a, b)
     assert all(torch.equal(a, b) for a, b in zip(before[1], after[1]))  # gradients
     assert before[2].keys() == after[2].keys() and all(
-        torch.equal(before[2][k][n], after[2][k][n]) for k in before[2] for n in before[2][k])  # optimizer state
+        torch.equal(before[2][k][n], after[2][k][n]) for k in before[2] for n in before[2][k]
+    )  # optimizer state
     assert model.training and model.trunk[3].training  # train/eval flags restored
     assert len(store.trajectory(rec.run_id)) > 0
 
@@ -192,7 +208,13 @@ def test_training_with_probes_follows_the_trajectory_of_training_without(tmp_pat
 
 def test_fisher_is_refused_on_a_user_model_with_the_valid_choices(store):
     model, sample = make_problem()
-    probes = RecorderProbes(model=model, shared=list(model.trunk.parameters()), losses=per_example_losses(model),
-                            sample=sample, steps=[0], probes=("fisher",))
+    probes = RecorderProbes(
+        model=model,
+        shared=list(model.trunk.parameters()),
+        losses=per_example_losses(model),
+        sample=sample,
+        steps=[0],
+        probes=("fisher",),
+    )
     with pytest.raises(ValueError, match="cannot run on a user's model"):
         Recorder(store, "towers", list(TASKS), seed=0, probes=probes)

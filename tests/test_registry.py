@@ -43,8 +43,9 @@ def test_options_follow_the_signature_and_unknown_options_are_named() -> None:
 
     assert things.options("m") == {"alpha": 0.5, "beta": 2}
     things.check_options("m", {"alpha": 1.0})
-    with pytest.raises(ConfigError,
-                       match=r"method 'm' has no option\(s\) \['gamma'\]; valid options: \['alpha', 'beta'\]"):
+    with pytest.raises(
+        ConfigError, match=r"method 'm' has no option\(s\) \['gamma'\]; valid options: \['alpha', 'beta'\]"
+    ):
         things.check_options("m", {"gamma": 1, "alpha": 2})
 
 
@@ -83,8 +84,13 @@ def test_option_values_are_checked_against_the_annotations_without_being_convert
     things: Registry = Registry("setting")
 
     @things.register("s")
-    def s(n_train: PositiveInt = 10, rate: Annotated[float, Field(gt=0, lt=1)] = 0.5,
-          variant: Literal["a", "b"] = "a", size: tuple[int, int] = (8, 8), anything=None) -> None:
+    def s(
+        n_train: PositiveInt = 10,
+        rate: Annotated[float, Field(gt=0, lt=1)] = 0.5,
+        variant: Literal["a", "b"] = "a",
+        size: tuple[int, int] = (8, 8),
+        anything=None,
+    ) -> None:
         return None
 
     for fine in ({}, {"n_train": 3, "rate": 0.25, "variant": "b", "size": [4, 4], "anything": object()}):
@@ -94,8 +100,12 @@ def test_option_values_are_checked_against_the_annotations_without_being_convert
         things.check_options("s", bad)
     message = str(info.value)
     assert message.startswith("setting 's': invalid option value(s): ") and "\n" not in message
-    for fragment in ("n_train=-5: Input should be greater than 0", "rate=nan: Input should be a finite number",
-                     "variant='c': Input should be 'a' or 'b'", "size=[4]"):
+    for fragment in (
+        "n_train=-5: Input should be greater than 0",
+        "rate=nan: Input should be a finite number",
+        "variant='c': Input should be 'a' or 'b'",
+        "size=[4]",
+    ):
         assert fragment in message
     with pytest.raises(ConfigError, match=r"rate=1\.0: Input should be less than 1"):
         things.check_options("s", {"rate": 1.0})

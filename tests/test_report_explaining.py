@@ -9,7 +9,6 @@ import json
 import re
 import shutil
 import subprocess
-
 from pathlib import Path
 
 import altair
@@ -20,20 +19,38 @@ import pytest
 
 from mtlens.cli import main
 from mtlens.errors import ConfigError
+from mtlens.orchestration.executors import run_configs
+from mtlens.orchestration.study import study_configs
 from mtlens.render.charts import export_static
 from mtlens.report.study_report import select_runs, write_report
 from mtlens.store import ROW_COLUMNS, RunStore
-from mtlens.orchestration.executors import run_configs
-from mtlens.orchestration.study import study_configs
 
-SECTIONS = ("summary", "overview", "transfer", "gap", "training", "probes", "optimization", "correlations", "alignment",
-            "optimizers")
+SECTIONS = (
+    "summary",
+    "overview",
+    "transfer",
+    "gap",
+    "training",
+    "probes",
+    "optimization",
+    "correlations",
+    "alignment",
+    "optimizers",
+)
 TASK_PROBES = ("probe/grad_coherence", "probe/fisher_trace", "probe/sharpness")
-VEGA_LITE = jsonschema.Draft7Validator(json.loads(
-    (Path(altair.__file__).parent / "vegalite" / "v6" / "schema" / "vega-lite-schema.json").read_text()))
+VEGA_LITE = jsonschema.Draft7Validator(
+    json.loads((Path(altair.__file__).parent / "vegalite" / "v6" / "schema" / "vega-lite-schema.json").read_text())
+)
 """The Vega-Lite v6 JSON schema (shipped with Altair, a test dependency) that every figure's spec must satisfy."""
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def append_probe_rows(store: RunStore, run_id: str, rng: np.random.Generator) -> None:
@@ -45,20 +62,35 @@ def append_probe_rows(store: RunStore, run_id: str, rng: np.random.Generator) ->
     tasks = sorted(evaluated["task"].unique())
     probes = []
     for step, epoch in evaluated[["step", "epoch"]].drop_duplicates().itertuples(index=False):
+
         def row(task: str, quantity: str, value: float, step: int = step, epoch: int = epoch) -> dict:
-            return {"run_id": run_id, "setting": first["setting"], "mode": first["mode"], "method": first["method"],
-                    "seed": first["seed"], "task": task, "step": step, "epoch": epoch, "quantity": quantity,
-                    "value": value}
+            return {
+                "run_id": run_id,
+                "setting": first["setting"],
+                "mode": first["mode"],
+                "method": first["method"],
+                "seed": first["seed"],
+                "task": task,
+                "step": step,
+                "epoch": epoch,
+                "quantity": quantity,
+                "value": value,
+            }
+
         for task in tasks:
             probes += [row(task, q, rng.uniform(0.1, 1.0)) for q in TASK_PROBES]
             if first["mode"] == "stl":
-                probes += [row(task, "probe/intra_cosine_subbatch", rng.uniform(-0.2, 0.9)),
-                           row(task, "probe/intra_cosine_classgroup", rng.uniform(-0.2, 0.6))]
+                probes += [
+                    row(task, "probe/intra_cosine_subbatch", rng.uniform(-0.2, 0.9)),
+                    row(task, "probe/intra_cosine_classgroup", rng.uniform(-0.2, 0.6)),
+                ]
         if first["mode"] == "mtl":
             cosine = rng.uniform(-0.5, 0.5)
-            probes += [row("a|b", "probe/conflict_cosine", cosine),
-                       row("a|b", "probe/magnitude_ratio", rng.uniform(0.3, 3)),
-                       row("*", "probe/conflict_fraction", float(cosine < 0))]
+            probes += [
+                row("a|b", "probe/conflict_cosine", cosine),
+                row("a|b", "probe/magnitude_ratio", rng.uniform(0.3, 3)),
+                row("*", "probe/conflict_fraction", float(cosine < 0)),
+            ]
     merged = pd.concat([rows, pd.DataFrame(probes)[ROW_COLUMNS]], ignore_index=True)
     for step, part in merged.groupby("step"):
         store.write_part(run_id, int(step), part)
@@ -68,11 +100,18 @@ def append_probe_rows(store: RunStore, run_id: str, rng: np.random.Generator) ->
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> RunStore:
     store = RunStore(tmp_path_factory.mktemp("explaining") / "store")
-    base = {"setting": "digits_pair", "epochs": 2, "batch_size": 32, "train_eval_size": 128, "eval_every_steps": 2,
-            "probes": [],  # stand-in probe rows are appended below
-            "setting_options": {"n_train": 128, "n_val": 64, "n_test": 64}}
+    base = {
+        "setting": "digits_pair",
+        "epochs": 2,
+        "batch_size": 32,
+        "train_eval_size": 128,
+        "eval_every_steps": 2,
+        "probes": [],  # stand-in probe rows are appended below
+        "setting_options": {"n_train": 128, "n_val": 64, "n_test": 64},
+    }
     configs = study_configs(base, [0, 1], ["sum"]) + study_configs(
-        {**base, "optimizer": "sgd", "lr": 0.05, "momentum": 0.9}, [0], ["sum"])
+        {**base, "optimizer": "sgd", "lr": 0.05, "momentum": 0.9}, [0], ["sum"]
+    )
     assert set(run_configs(configs, store, progress=False)["state"]) == {"finished"}
     rng = np.random.default_rng(0)
     for run_id in store.run_ids():
@@ -95,29 +134,59 @@ def test_report_answers_the_papers_questions(report):
     # Runs trained with different optimizers are never paired: units are per configuration.
     units = pd.read_csv(out / "tables" / "units.csv")
     assert len(units) == 2 * 2 + 1 * 2
-    assert units.groupby("setting").size().to_dict() == {"digits_pair [lr=0.003]": 4,  # defaults left out
-                                                         "digits_pair [lr=0.05 momentum=0.9 optimizer=sgd]": 2}
-    assert units[["transfer_pct", "gap_mean", "log_ratio_mean", "fisher_early_diff", "coherence_diff",
-                  "sharpness_diff", "conflict_cosine", "conflict_fraction"]].notna().all().all()
+    assert units.groupby("setting").size().to_dict() == {
+        "digits_pair [lr=0.003]": 4,  # defaults left out
+        "digits_pair [lr=0.05 momentum=0.9 optimizer=sgd]": 2,
+    }
+    assert (
+        units[
+            [
+                "transfer_pct",
+                "gap_mean",
+                "log_ratio_mean",
+                "fisher_early_diff",
+                "coherence_diff",
+                "sharpness_diff",
+                "conflict_cosine",
+                "conflict_fraction",
+            ]
+        ]
+        .notna()
+        .all()
+        .all()
+    )
     correlations = pd.read_csv(out / "tables" / "correlations.csv")
     assert (correlations["n"] == 6).all() and {"coherence_diff", "conflict_cosine"} <= set(correlations["x"])
 
     optimizers = pd.read_csv(out / "tables" / "optimizers.csv")
     assert {"adam", "sgd (momentum 0.9)"} <= set(optimizers.columns)
-    assert optimizers["adam"].str.contains(r"\(n=2\)").all() and optimizers["sgd (momentum 0.9)"].str.contains(
-        r"\(n=1\)").all()
+    assert (
+        optimizers["adam"].str.contains(r"\(n=2\)").all()
+        and optimizers["sgd (momentum 0.9)"].str.contains(r"\(n=1\)").all()
+    )
     for table in ("optimization_effect", "steps_to_loss", "alignment", "magnitude_ratio"):
         assert len(pd.read_csv(out / "tables" / f"{table}.csv")) > 0
 
     # Every figure is embedded once as a Vega-Lite spec with its data (also written to figures/NAME.vl.json),
     # and its caption says how many runs/units stand behind it; no static files unless asked for.
-    figures = re.findall(r'<figure id="fig-([^"]+)"><div class="chart"[^>]*></div>'
-                         r'<script type="application/json" class="vl-spec">(.+?)</script>'
-                         r'<figcaption>([^<]+)</figcaption></figure>', html)
+    figures = re.findall(
+        r'<figure id="fig-([^"]+)"><div class="chart"[^>]*></div>'
+        r'<script type="application/json" class="vl-spec">(.+?)</script>'
+        r"<figcaption>([^<]+)</figcaption></figure>",
+        html,
+    )
     names = [name for name, _, _ in figures]
     assert len(figures) == html.count("<figure") and len(set(names)) == len(names)
-    for prefix in ("gap_", "training_", "loss_ratio_", "probes_", "conflict_", "alignment_",
-                   "magnitude_ratio", "scatter_transfer_pct"):
+    for prefix in (
+        "gap_",
+        "training_",
+        "loss_ratio_",
+        "probes_",
+        "conflict_",
+        "alignment_",
+        "magnitude_ratio",
+        "scatter_transfer_pct",
+    ):
         assert any(name.startswith(prefix) for name in names), prefix
     for name, spec, caption in figures:
         assert re.search(r"\b(n=\d+|\d+ (runs|seeds?|seed pairs|units|STL|MTL runs))", caption), caption
@@ -127,8 +196,11 @@ def test_report_answers_the_papers_questions(report):
     assert not list((out / "figures").glob("*.png")) and not list((out / "figures").glob("*.pdf"))
     assert html.count("vegaEmbed=") + html.count("vegaEmbed =") >= 1 and html.count("<script>") == 3  # JS once
     scatter = next(caption for name, _, caption in figures if name == "scatter_transfer_pct")
-    assert re.search(r"coherence_diff: n = 6 units \(6 clusters\), Pearson r = -?[0-9.]+ \[-?[0-9.]+, -?[0-9.]+\], "
-                     r"Spearman rho = ", scatter)
+    assert re.search(
+        r"coherence_diff: n = 6 units \(6 clusters\), Pearson r = -?[0-9.]+ \[-?[0-9.]+, -?[0-9.]+\], "
+        r"Spearman rho = ",
+        scatter,
+    )
 
     # No empty panels: the training curves have panels for the tasks a and b only (no pseudo-task * or a|b).
     adam = "digits_pair-lr-0.003-_sum"  # the figures of the Adam runs: slug of "digits_pair [lr=0.003]", sum
@@ -148,8 +220,14 @@ def test_report_answers_the_papers_questions(report):
 
     # The summary answers per setting and method, first.
     summary = pd.read_csv(out / "tables" / "summary.csv")
-    assert len(summary) == 2 and {"delta_m_pct", "better", "worse", "gap_verdict", "log_ratio_mean",
-                                  "conflict_cosine"} <= set(summary.columns)
+    assert len(summary) == 2 and {
+        "delta_m_pct",
+        "better",
+        "worse",
+        "gap_verdict",
+        "log_ratio_mean",
+        "conflict_cosine",
+    } <= set(summary.columns)
     assert html.index('<section id="summary">') < html.index('<section id="overview">')
 
 
@@ -174,8 +252,10 @@ def test_report_run_filter(study, tmp_path, capsys):
 
     # Only the SGD STL runs: the report has fewer sections' data, and says what is missing.
     out = tmp_path / "sgd"
-    assert main(["report", "--store", str(study.root), "--out", str(out), "--where", "lr=5e-2",
-                 "--where", "mode=stl"]) == 0
+    assert (
+        main(["report", "--store", str(study.root), "--out", str(out), "--where", "lr=5e-2", "--where", "mode=stl"])
+        == 0
+    )
     runs = pd.read_csv(out / "tables" / "runs.csv")
     assert runs["runs"].sum() == 2 and set(runs["mode"]) == {"stl"}
     html = (out / "report.html").read_text()
@@ -194,10 +274,22 @@ def render_in_chromium(page, tmp_path) -> tuple[str, str]:
     (``?render=all``), and Chromium's log of the page's console."""
     chromium = shutil.which("chromium")
     assert chromium, "chromium is missing: `make test` installs it (make chromium)"
-    result = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}",
-                             "--enable-logging=stderr", "--v=0", "--window-size=1280,900",
-                             "--virtual-time-budget=30000", "--dump-dom", page.as_uri() + "?render=all"],
-                            capture_output=True, text=True, timeout=180)
+    result = subprocess.run(
+        [
+            chromium,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={tmp_path / 'chromium-profile'}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1280,900",
+            "--virtual-time-budget=30000",
+            "--dump-dom",
+            page.as_uri() + "?render=all",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     console = "\n".join(line for line in result.stderr.splitlines() if ":CONSOLE" in line)
     return result.stdout, console
@@ -225,7 +317,10 @@ def test_report_opens_in_headless_chromium(report, tmp_path):
 
     # The checks can fail: a page with one broken spec and a too wide element reports both.
     broken = tmp_path / "broken.html"
-    broken.write_text(page.read_text().replace('class="vl-spec">{', 'class="vl-spec">{"mark":"nonsense",', 1)
-                      .replace("<nav>", '<div style="width:4000px">wide</div><nav>', 1))
+    broken.write_text(
+        page.read_text()
+        .replace('class="vl-spec">{', 'class="vl-spec">{"mark":"nonsense",', 1)
+        .replace("<nav>", '<div style="width:4000px">wide</div><nav>', 1)
+    )
     marks = page_marks(render_in_chromium(broken, tmp_path)[0])
     assert marks["chart-errors"] == "1" and marks["js-errors"] != "0" and marks["overflow"] == "yes", marks

@@ -19,12 +19,12 @@ from mtlens.data.cityscapes import BASELINE_M, FOCAL_PX, LABEL_ID_TO_CLASS, read
 from mtlens.data.glue import GLUE_TASKS, read_glue_task
 from mtlens.data.registry import DatasetMissingError
 from mtlens.errors import MtlensError
-from mtlens.tasks.dense import depth_task, segmentation_task
-from mtlens.tasks.metrics import binary_f1, confusion_matrix, matthews, miou, pearson, pixel_accuracy, spearman
 from mtlens.models import build_model
 from mtlens.settings import load_setting
 from mtlens.settings.base import Split
 from mtlens.tasks import CorpusMetric, Task, classification_task
+from mtlens.tasks.dense import depth_task, segmentation_task
+from mtlens.tasks.metrics import binary_f1, confusion_matrix, matthews, miou, pearson, pixel_accuracy, spearman
 from mtlens.training.config import resolve_config
 from mtlens.training.evaluate import evaluate_task
 
@@ -43,9 +43,11 @@ def test_confusion_metrics_match_sklearn_and_brute_force():
         targets = torch.randint(0, n_classes, (200,), generator=gen)
         predicted = logits.argmax(1)
         assert _finalize(matthews(n_classes), logits, targets) == pytest.approx(
-            matthews_corrcoef(targets.numpy(), predicted.numpy()), abs=1e-12)
+            matthews_corrcoef(targets.numpy(), predicted.numpy()), abs=1e-12
+        )
     assert _finalize(binary_f1(), logits[:, :2], targets.clamp(max=1)) == pytest.approx(
-        f1_score(targets.clamp(max=1).numpy(), logits[:, :2].argmax(1).numpy()), abs=1e-12)
+        f1_score(targets.clamp(max=1).numpy(), logits[:, :2].argmax(1).numpy()), abs=1e-12
+    )
     # mIoU / pixel accuracy on (N, C, H, W) logits with ignored pixels vs a per-class loop
     logits = torch.randn(3, 4, 5, 6, generator=gen)
     targets = torch.randint(-1, 3, (3, 5, 6), generator=gen)  # class 3 never a target, -1 ignored
@@ -58,7 +60,8 @@ def test_confusion_metrics_match_sklearn_and_brute_force():
             ious.append(inter / union)
     assert _finalize(miou(4), logits, targets) == pytest.approx(np.mean(ious), abs=1e-12)
     assert _finalize(pixel_accuracy(4), logits, targets) == pytest.approx(
-        (predicted == targets)[keep].float().mean().item(), abs=1e-7)
+        (predicted == targets)[keep].float().mean().item(), abs=1e-7
+    )
     assert confusion_matrix(predicted, targets, 4).sum() == keep.sum()
 
 
@@ -66,13 +69,14 @@ def test_correlations_match_scipy_and_evaluator_accumulates_over_batches():
     gen = torch.Generator().manual_seed(1)
     outputs, targets = torch.randn(50, 1, generator=gen), torch.rand(50, generator=gen) * 5
     assert _finalize(pearson(), outputs, targets) == pytest.approx(
-        np.corrcoef(outputs[:, 0].numpy(), targets.numpy())[0, 1], abs=1e-6)
+        np.corrcoef(outputs[:, 0].numpy(), targets.numpy())[0, 1], abs=1e-6
+    )
     assert _finalize(spearman(), outputs, targets) == pytest.approx(
-        stats.spearmanr(outputs[:, 0].numpy(), targets.numpy()).statistic, abs=1e-6)
+        stats.spearmanr(outputs[:, 0].numpy(), targets.numpy()).statistic, abs=1e-6
+    )
     # Corpus metrics over a split evaluated in batches of 7 equal the metric on the whole split.
     task = classification_task("t", 3)
-    task = Task(**{**task.__dict__, "corpus_metrics": {"mcc": matthews(3), "iou": miou(3)},
-                   "selection_metric": "mcc"})
+    task = Task(**{**task.__dict__, "corpus_metrics": {"mcc": matthews(3), "iou": miou(3)}, "selection_metric": "mcc"})
     x, y = torch.randn(40, 5, generator=gen), torch.randint(0, 3, (40,), generator=gen)
     model = build_model(lambda: torch.nn.Identity(), 5, [task], seed=0)
     scores = evaluate_task(model, task, Split(x, y), torch.device("cpu"), batch_size=7)
@@ -94,8 +98,12 @@ def test_dense_losses_match_per_image_loops_and_samplers():
     labels[2] = -1  # an image without labels has loss 0
     expected = []
     for i in range(3):
-        terms = [-torch.log_softmax(logits[i, :, r, c], 0)[labels[i, r, c]]
-                 for r in range(5) for c in range(6) if labels[i, r, c] >= 0]
+        terms = [
+            -torch.log_softmax(logits[i, :, r, c], 0)[labels[i, r, c]]
+            for r in range(5)
+            for c in range(6)
+            if labels[i, r, c] >= 0
+        ]
         expected.append(torch.stack(terms).mean() if terms else torch.tensor(0.0))
     torch.testing.assert_close(seg.loss(logits, labels), torch.stack(expected))
     pred, target = torch.randn(3, 1, 5, 6, generator=gen), torch.rand(3, 1, 5, 6, generator=gen) + 0.5
@@ -126,8 +134,11 @@ def _write_official(root: Path, gen: np.random.Generator) -> dict[str, list]:
             label_ids = gen.integers(0, 34, (H, W), dtype=np.uint8)
             disparity = gen.integers(0, 30000, (H, W)).astype(np.uint16)
             disparity[0, :3] = (0, 1, 257)  # unknown, zero disparity, d = 1 px
-            for top, name, array in (("leftImg8bit", "leftImg8bit", image), ("gtFine", "gtFine_labelIds", label_ids),
-                                     ("disparity", "disparity", disparity)):
+            for top, name, array in (
+                ("leftImg8bit", "leftImg8bit", image),
+                ("gtFine", "gtFine_labelIds", label_ids),
+                ("disparity", "disparity", disparity),
+            ):
                 (root / top / split / city).mkdir(parents=True, exist_ok=True)
                 Image.fromarray(array).save(root / top / split / city / f"{stem}_{name}.png")
             written.setdefault(split, []).append((stem, image, label_ids, disparity))
@@ -185,8 +196,10 @@ def test_cityscapes_npy_reader_and_setting_step(tmp_path):
     batch = seg_data.train.inputs[rows]
     assert batch.dtype == torch.float32 and batch.shape == (2, 3, H, W) and 0 <= batch.min() <= batch.max() <= 1
     assert seg_data.train.targets[rows].dtype == torch.int64
-    _training_step(setting, {t: (setting.data[t].train.inputs[rows], setting.data[t].train.targets[rows])
-                             for t in setting.task_names})
+    _training_step(
+        setting,
+        {t: (setting.data[t].train.inputs[rows], setting.data[t].train.targets[rows]) for t in setting.task_names},
+    )
     with pytest.raises(DatasetMissingError, match="neither"):
         load_setting("cityscapes", root=str(tmp_path / "nothing"))
 
@@ -227,21 +240,67 @@ def _training_step(setting, batches):
 GLUE_FILES = {
     "CoLA": {"header": None, "row": lambda i: ["gj04", str(i % 2), "*" if i % 2 == 0 else "", f"the cat sat {i}"]},
     "SST-2": {"header": ["sentence", "label"], "row": lambda i: [f"a fine film {i}", str(i % 2)]},
-    "MRPC": {"header": ["\ufeffQuality", "#1 ID", "#2 ID", "#1 String", "#2 String"],
-             "row": lambda i: [str(i % 2), "1", "2", f"he said {i}", f"she said {i}"]},
-    "QQP": {"header": ["id", "qid1", "qid2", "question1", "question2", "is_duplicate"],
-            "row": lambda i: [str(i), "1", "2", f"why {i}?", f"how {i}?", str(i % 2)]},
-    "STS-B": {"header": ["index", "genre", "filename", "year", "old_index", "source1", "source2", "sentence1",
-                         "sentence2", "score"],
-              "row": lambda i: [str(i), "g", "f", "y", "o", "s1", "s2", f"a man {i}", f"a dog {i}", f"{i % 6}.000"]},
-    "MNLI": {"header": ["index", "promptID", "pairID", "genre", "sentence1_binary_parse", "sentence2_binary_parse",
-                        "sentence1_parse", "sentence2_parse", "sentence1", "sentence2", "label1", "gold_label"],
-             "row": lambda i: [str(i), "p", "q", "fiction", "(", "(", "(", "(", f"premise {i}", f"hyp {i}", "x",
-                               ("entailment", "neutral", "contradiction")[i % 3]]},
-    "QNLI": {"header": ["index", "question", "sentence", "label"],
-             "row": lambda i: [str(i), f"what {i}?", f"this {i}.", ("entailment", "not_entailment")[i % 2]]},
-    "RTE": {"header": ["index", "sentence1", "sentence2", "label"],
-            "row": lambda i: [str(i), f"it rains {i}", f"it is wet {i}", ("entailment", "not_entailment")[i % 2]]},
+    "MRPC": {
+        "header": ["\ufeffQuality", "#1 ID", "#2 ID", "#1 String", "#2 String"],
+        "row": lambda i: [str(i % 2), "1", "2", f"he said {i}", f"she said {i}"],
+    },
+    "QQP": {
+        "header": ["id", "qid1", "qid2", "question1", "question2", "is_duplicate"],
+        "row": lambda i: [str(i), "1", "2", f"why {i}?", f"how {i}?", str(i % 2)],
+    },
+    "STS-B": {
+        "header": [
+            "index",
+            "genre",
+            "filename",
+            "year",
+            "old_index",
+            "source1",
+            "source2",
+            "sentence1",
+            "sentence2",
+            "score",
+        ],
+        "row": lambda i: [str(i), "g", "f", "y", "o", "s1", "s2", f"a man {i}", f"a dog {i}", f"{i % 6}.000"],
+    },
+    "MNLI": {
+        "header": [
+            "index",
+            "promptID",
+            "pairID",
+            "genre",
+            "sentence1_binary_parse",
+            "sentence2_binary_parse",
+            "sentence1_parse",
+            "sentence2_parse",
+            "sentence1",
+            "sentence2",
+            "label1",
+            "gold_label",
+        ],
+        "row": lambda i: [
+            str(i),
+            "p",
+            "q",
+            "fiction",
+            "(",
+            "(",
+            "(",
+            "(",
+            f"premise {i}",
+            f"hyp {i}",
+            "x",
+            ("entailment", "neutral", "contradiction")[i % 3],
+        ],
+    },
+    "QNLI": {
+        "header": ["index", "question", "sentence", "label"],
+        "row": lambda i: [str(i), f"what {i}?", f"this {i}.", ("entailment", "not_entailment")[i % 2]],
+    },
+    "RTE": {
+        "header": ["index", "sentence1", "sentence2", "label"],
+        "row": lambda i: [str(i), f"it rains {i}", f"it is wet {i}", ("entailment", "not_entailment")[i % 2]],
+    },
 }
 
 
@@ -290,20 +349,33 @@ def _bytes_to_unicode() -> list[str]:
 def tiny_roberta(tmp_path) -> Path:
     """A tiny random RoBERTa: byte-level tokenizer without merges and a 1-layer, width-16 config."""
     import transformers
+
     vocab = {t: i for i, t in enumerate(["<s>", "<pad>", "</s>", "<unk>", *_bytes_to_unicode(), "<mask>"])}
     (tmp_path / "vocab.json").write_text(json.dumps(vocab))
     (tmp_path / "merges.txt").write_text("#version: 0.2\n")
     model_dir = tmp_path / "tiny-roberta"
     transformers.RobertaTokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt")).save_pretrained(model_dir)
-    transformers.RobertaConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                               intermediate_size=32, max_position_embeddings=64).save_pretrained(model_dir)
+    transformers.RobertaConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+    ).save_pretrained(model_dir)
     return model_dir
 
 
 def test_glue_setting_tokenizes_and_trains(tmp_path, tiny_roberta):
     _write_glue(tmp_path / "glue")
-    setting = load_setting("glue", root=str(tmp_path / "glue"), model_name=str(tiny_roberta), pretrained=False,
-                           max_length=48, val_fraction=0.25)
+    setting = load_setting(
+        "glue",
+        root=str(tmp_path / "glue"),
+        model_name=str(tiny_roberta),
+        pretrained=False,
+        max_length=48,
+        val_fraction=0.25,
+    )
     assert setting.task_names == list(GLUE_TASKS)
     rte = setting.data["rte"]
     assert (len(rte.train), len(rte.val), len(rte.test)) == (9, 3, 12)
@@ -316,8 +388,10 @@ def test_glue_setting_tokenizes_and_trains(tmp_path, tiny_roberta):
     assert setting.task("mrpc").corpus_metrics.keys() == {"f1"}
     assert setting.task("mnli").metrics.keys() == {"accuracy", "error"}
     rows = torch.arange(4)
-    _training_step(setting, {t: (setting.data[t].train.inputs[rows], setting.data[t].train.targets[rows])
-                             for t in setting.task_names})
+    _training_step(
+        setting,
+        {t: (setting.data[t].train.inputs[rows], setting.data[t].train.targets[rows]) for t in setting.task_names},
+    )
 
 
 def test_glue_without_transformers_imports_and_fails_only_when_used(tmp_path, monkeypatch):
@@ -338,8 +412,13 @@ def test_glue_missing_model_is_one_clear_error(tmp_path):
 
 
 def test_bf16_mixed_precision_trains_with_its_own_run_id(tmp_path):
-    raw = {"setting": "digits_pair", "epochs": 1, "batch_size": 32, "train_eval_size": 64,
-           "setting_options": {"n_train": 128, "n_val": 32, "n_test": 32}}
+    raw = {
+        "setting": "digits_pair",
+        "epochs": 1,
+        "batch_size": 32,
+        "train_eval_size": 64,
+        "setting_options": {"n_train": 128, "n_val": 32, "n_test": 32},
+    }
     full, mixed = parse_config(raw), parse_config({**raw, "mixed_precision": "bf16"})
     assert "mixed_precision" not in full.identity() and mixed.identity()["mixed_precision"] == "bf16"
     store = RunStore(tmp_path)

@@ -30,8 +30,10 @@ def test_image_pair_halves_are_disjoint_and_labels_permuted(name, sizes):
         for x, y in zip(split.inputs[:50].reshape(50, -1), split.targets[:50]):
             assert int(y) == LABEL_PERMUTATION[truth[x.numpy().tobytes()]]
     same = load_setting(name, variant="same").data["b"]
-    assert all(truth[x.numpy().tobytes()] == int(y) for x, y in zip(same.train.inputs[:50].reshape(50, -1),
-                                                                       same.train.targets[:50]))
+    assert all(
+        truth[x.numpy().tobytes()] == int(y)
+        for x, y in zip(same.train.inputs[:50].reshape(50, -1), same.train.targets[:50])
+    )
 
 
 def test_label_permutation_has_no_fixed_point():

@@ -40,8 +40,16 @@ def _keys(images: torch.Tensor) -> list[bytes]:
 
 
 def _one_epoch(store, setting: str, options: dict, batch_size: int = 8, tasks: list[str] | None = None) -> None:
-    config = parse_config({"setting": setting, "setting_options": options, "epochs": 1, "batch_size": batch_size,
-                           "train_eval_size": 16, "tasks": tasks})
+    config = parse_config(
+        {
+            "setting": setting,
+            "setting_options": options,
+            "epochs": 1,
+            "batch_size": batch_size,
+            "train_eval_size": 16,
+            "tasks": tasks,
+        }
+    )
     assert train_run(config, store, progress=False) == "finished"
     losses = store.trajectories().query("quantity == 'train/loss'")["value"]
     assert len(losses) and np.isfinite(losses).all()
@@ -145,8 +153,14 @@ def test_missing_dataset_is_one_clear_cli_error(data_root, capsys):
     assert "mtlens data download fashion_mnist" in err
     assert main(["data", "status"]) == 0
     out = capsys.readouterr().out
-    assert {line.split()[0] for line in out.splitlines()[1:]} >= {"mnist", "fashion_mnist", "kmnist", "notmnist",
-                                                                  "cifar100", "celeba"}
+    assert {line.split()[0] for line in out.splitlines()[1:]} >= {
+        "mnist",
+        "fashion_mnist",
+        "kmnist",
+        "notmnist",
+        "cifar100",
+        "celeba",
+    }
     assert all(" missing " in line for line in out.splitlines()[1:])
 
 

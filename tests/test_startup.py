@@ -27,17 +27,21 @@ def test_importing_the_cli_loads_no_heavy_library():
 
 
 def test_help_loads_no_heavy_library():
-    code = ("import contextlib, io, mtlens.cli\n"
-            "with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):\n"
-            "    mtlens.cli.main(['--help'])\n"
-            "assert 'study' in out.getvalue()")
+    code = (
+        "import contextlib, io, mtlens.cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):\n"
+        "    mtlens.cli.main(['--help'])\n"
+        "assert 'study' in out.getvalue()"
+    )
     assert _loaded_after(code) == []
 
 
 def test_runs_loads_no_torch(tmp_path):
-    code = ("import contextlib, io, mtlens.cli\n"
-            "with contextlib.redirect_stdout(io.StringIO()):\n"
-            f"    assert mtlens.cli.main(['runs', '--store', {str(tmp_path / 'empty')!r}]) == 0")
+    code = (
+        "import contextlib, io, mtlens.cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    assert mtlens.cli.main(['runs', '--store', {str(tmp_path / 'empty')!r}]) == 0"
+    )
     assert "torch" not in _loaded_after(code)
 
 
@@ -62,6 +66,7 @@ def test_type_checking_imports_match_the_lazy_table():
     """The ``if TYPE_CHECKING:`` imports (what type checkers see) name the same sources as ``_SOURCES``."""
     tree = ast.parse(Path(mtlens.__file__).read_text())
     block = next(node for node in tree.body if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING")
-    imported = {alias.name: node.module for node in block.body if isinstance(node, ast.ImportFrom)
-                for alias in node.names}
+    imported = {
+        alias.name: node.module for node in block.body if isinstance(node, ast.ImportFrom) for alias in node.names
+    }
     assert imported == mtlens._SOURCES

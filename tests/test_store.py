@@ -11,9 +11,20 @@ from mtlens.store import ROW_COLUMNS, RunLockedError, RunStore, atomic_write
 
 
 def _rows(step: int, n: int = 3) -> pd.DataFrame:
-    return pd.DataFrame({"run_id": "r", "setting": "s", "mode": "mtl", "method": "sum", "seed": 0,
-                         "task": [f"t{i}" for i in range(n)], "step": step, "epoch": step / 10,
-                         "quantity": "val/loss", "value": [float(step + i) for i in range(n)]})
+    return pd.DataFrame(
+        {
+            "run_id": "r",
+            "setting": "s",
+            "mode": "mtl",
+            "method": "sum",
+            "seed": 0,
+            "task": [f"t{i}" for i in range(n)],
+            "step": step,
+            "epoch": step / 10,
+            "quantity": "val/loss",
+            "value": [float(step + i) for i in range(n)],
+        }
+    )
 
 
 def test_parts_discard_and_finalize(tmp_path):

@@ -23,16 +23,23 @@ import torch
 from mtlens import RunStore
 from mtlens.cli import main
 from mtlens.errors import DamagedStoreError
+from mtlens.orchestration import SerialExecutor
 from mtlens.settings import load_setting
 from mtlens.store import atomic_write
-from mtlens.orchestration import SerialExecutor
 from mtlens.training import trainer
 from mtlens.training.config import parse_config, resolve_config
 from mtlens.training.trainer import DamagedRunWarning, ThreadCountError, train_run
 
 OPTIONS = {"n_train": 64, "n_val": 32, "n_test": 32}
-RAW = {"setting": "digits_pair", "epochs": 2, "batch_size": 32, "train_eval_size": 32, "probes": [],
-       "setting_options": OPTIONS, "save_selected_models": True}
+RAW = {
+    "setting": "digits_pair",
+    "epochs": 2,
+    "batch_size": 32,
+    "train_eval_size": 32,
+    "probes": [],
+    "setting_options": OPTIONS,
+    "save_selected_models": True,
+}
 """4 steps; rows and checkpoints at steps 0, 2 and 4; a selected model per task."""
 
 
@@ -89,8 +96,7 @@ def _truncate(path: Path) -> None:
 
 # (which store, file relative to the run directory, how it is damaged, the reader that must name it)
 DAMAGES = {
-    "status.json": ("finished", "status.json", lambda p: p.write_text('{"state": "finis'),
-                    lambda s, r: s.status(r)),
+    "status.json": ("finished", "status.json", lambda p: p.write_text('{"state": "finis'), lambda s, r: s.status(r)),
     "config.json": ("finished", "config.json", lambda p: p.write_text("[1, 2"), lambda s, r: s.config(r)),
     "tasks.json": ("finished", "tasks.json", lambda p: p.write_bytes(b"\xff\xfe\x00"), None),
     "trajectory.parquet": ("finished", "trajectory.parquet", _truncate, lambda s, r: s.trajectory(r)),
@@ -194,8 +200,7 @@ def test_leftover_temporary_files_are_named_and_removed_on_rerun(stores, setting
         out = capsys.readouterr().out
         assert all(str(path) in out for path in stale)
         # Rerunning (as a study or sweep does) removes them, whether the run is complete or not.
-        results = SerialExecutor().run(
-            [config], store, progress=False)
+        results = SerialExecutor().run([config], store, progress=False)
         assert results["state"].tolist() == ["finished"]
         assert not any(path.exists() for path in stale) and store.check().empty
 
@@ -240,8 +245,12 @@ def test_local_workers_stop_quietly_when_the_driver_is_killed(tmp_path):
     store, log = RunStore(tmp_path / "store"), tmp_path / "stderr.log"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     with open(log, "w") as stderr:
-        driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(store.root), json.dumps(raw)], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=stderr)
+        driver = subprocess.Popen(
+            [sys.executable, "-c", DRIVER, str(store.root), json.dumps(raw)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
     deadline = time.time() + 120
     while time.time() < deadline and not (store.run_dir(run_id) / "status.json").exists():
         time.sleep(0.02)

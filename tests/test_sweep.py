@@ -19,12 +19,17 @@ from mtlens import RunStore
 from mtlens.cli import main
 from mtlens.orchestration import LocalExecutor, SerialExecutor, run_sweep
 from mtlens.orchestration.sweep import grid_candidates
-from mtlens.training.config import RunConfig
 from mtlens.training import trainer
+from mtlens.training.config import RunConfig
 from mtlens.training.trainer import train_run
 
-BASE = {"setting": "digits_pair", "epochs": 2, "batch_size": 32, "train_eval_size": 64,
-        "setting_options": {"n_train": 64, "n_val": 32, "n_test": 32}}
+BASE = {
+    "setting": "digits_pair",
+    "epochs": 2,
+    "batch_size": 32,
+    "train_eval_size": 64,
+    "setting_options": {"n_train": 64, "n_val": 32, "n_test": 32},
+}
 GRID = {"lr": [3e-2, 1e-3]}
 SEEDS = [0, 1]
 
@@ -48,8 +53,10 @@ def test_selection_matches_brute_force_and_seed_zero_run_is_reused(reference):
     for row in result.selected.itertuples():
         runs = result.candidates[result.candidates["group"] == row.group]
         # Brute force: mean over the run's tasks of its minimum validation error; first point on ties.
-        scores = [rows[(rows["run_id"] == r) & (rows["quantity"] == "val/error")].groupby("task")["value"].min().mean()
-                  for r in runs["run_id"]]
+        scores = [
+            rows[(rows["run_id"] == r) & (rows["quantity"] == "val/error")].groupby("task")["value"].min().mean()
+            for r in runs["run_id"]
+        ]
         best = min(range(len(scores)), key=lambda i: (scores[i], i))
         assert row.point == best and row.score == pytest.approx(scores[best])
         assert row.lr == GRID["lr"][best] and row.seeds_finished == "2/2"
@@ -79,9 +86,31 @@ def test_failed_run_is_recorded_listed_and_never_selected(tmp_path):
 
 
 def _sweep_args(store: RunStore, grid_file, workers: int) -> list[str]:
-    return ["sweep", "digits_pair", "--grid", str(grid_file), "--seeds", "2", "--workers", str(workers),
-            "--epochs", "2", "--batch-size", "32", "--set", "train_eval_size=64", "--option", "n_train=64",
-            "--option", "n_val=32", "--option", "n_test=32", "--store", str(store.root), "--quiet"]
+    return [
+        "sweep",
+        "digits_pair",
+        "--grid",
+        str(grid_file),
+        "--seeds",
+        "2",
+        "--workers",
+        str(workers),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--set",
+        "train_eval_size=64",
+        "--option",
+        "n_train=64",
+        "--option",
+        "n_val=32",
+        "--option",
+        "n_test=32",
+        "--store",
+        str(store.root),
+        "--quiet",
+    ]
 
 
 def test_killing_the_driver_mid_sweep_then_rerunning_finishes_only_what_is_missing(tmp_path, reference):
@@ -90,8 +119,11 @@ def test_killing_the_driver_mid_sweep_then_rerunning_finishes_only_what_is_missi
     grid_file.write_text(f"lr: {GRID['lr']}\n")
     store = RunStore(tmp_path / "store")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    driver = subprocess.Popen([sys.executable, "-m", "mtlens.cli", *_sweep_args(store, grid_file, workers=2)], env=env,
-                              stdout=subprocess.DEVNULL)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "mtlens.cli", *_sweep_args(store, grid_file, workers=2)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
     deadline, finished, running = time.time() + 120, [], []
     while time.time() < deadline and driver.poll() is None:
         states = {r: (store.status(r) or {}).get("state") for r in store.run_ids()}
@@ -145,8 +177,13 @@ def test_concurrent_processes_train_each_run_exactly_once(tmp_path, reference, m
     configs = [c.model_dump() for c in configs.values()][:4]
     store, log = RunStore(tmp_path / "store"), tmp_path / "trained.log"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    processes = [subprocess.Popen([sys.executable, "-c", CONCURRENT_SCRIPT, str(store.root), str(log),
-                                   json.dumps(configs[k:] + configs[:k])], env=env) for k in (1, 2)]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", CONCURRENT_SCRIPT, str(store.root), str(log), json.dumps(configs[k:] + configs[:k])],
+            env=env,
+        )
+        for k in (1, 2)
+    ]
     # This process is the third writer, with the same counting hook.
     original = trainer._Run.train
 
@@ -169,8 +206,9 @@ def test_concurrent_processes_train_each_run_exactly_once(tmp_path, reference, m
     rows = _all_rows(store)
     assert not rows.duplicated(["run_id", "task", "step", "quantity"]).any()
     reference_rows = _all_rows(ref_store)
-    pd.testing.assert_frame_equal(rows, reference_rows[reference_rows["run_id"].isin(store.run_ids())]
-                                  .reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        rows, reference_rows[reference_rows["run_id"].isin(store.run_ids())].reset_index(drop=True)
+    )
 
 
 def test_a_killed_worker_loses_only_its_run_which_resumes(tmp_path, reference):
@@ -196,8 +234,9 @@ def test_a_killed_worker_loses_only_its_run_which_resumes(tmp_path, reference):
     assert list(results["table"]["state"]) == ["finished"] * 3
     rows = _all_rows(store)
     reference_rows = _all_rows(ref_store)
-    pd.testing.assert_frame_equal(rows, reference_rows[reference_rows["run_id"].isin(store.run_ids())]
-                                  .reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        rows, reference_rows[reference_rows["run_id"].isin(store.run_ids())].reset_index(drop=True)
+    )
 
 
 def test_ray_backend_selects_the_same_configuration_with_the_same_trajectories(tmp_path, reference):

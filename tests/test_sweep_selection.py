@@ -11,22 +11,41 @@ from mtlens.orchestration.grid import PAPER_GRID, grid_points, load_grid
 from mtlens.orchestration.selection import SelectionCriterion, score_runs, select_points, task_values
 from mtlens.orchestration.sweep import grid_candidates
 
-INFO = {("s", "a"): {"selection_metric": "error", "lower_is_better": {"loss": True, "error": True, "accuracy": False}},
-        ("s", "b"): {"selection_metric": "error", "lower_is_better": {"loss": True, "error": True, "accuracy": False}}}
+INFO = {
+    ("s", "a"): {"selection_metric": "error", "lower_is_better": {"loss": True, "error": True, "accuracy": False}},
+    ("s", "b"): {"selection_metric": "error", "lower_is_better": {"loss": True, "error": True, "accuracy": False}},
+}
 
 
 def _rows(run_id: str, mode: str, curves: dict[str, dict[str, list[float]]]) -> pd.DataFrame:
     """Trajectory rows of one run: ``curves[task][quantity]`` is the value at steps 0, 10, 20, ..."""
-    records = [{"run_id": run_id, "setting": "s", "mode": mode, "method": "sum", "seed": 0, "task": task,
-                "step": 10 * k, "epoch": float(k), "quantity": quantity, "value": value}
-               for task, quantities in curves.items() for quantity, values in quantities.items()
-               for k, value in enumerate(values)]
+    records = [
+        {
+            "run_id": run_id,
+            "setting": "s",
+            "mode": mode,
+            "method": "sum",
+            "seed": 0,
+            "task": task,
+            "step": 10 * k,
+            "epoch": float(k),
+            "quantity": quantity,
+            "value": value,
+        }
+        for task, quantities in curves.items()
+        for quantity, values in quantities.items()
+        for k, value in enumerate(values)
+    ]
     return pd.DataFrame.from_records(records)
 
 
 def _curve(error: list[float]) -> dict[str, list[float]]:
-    return {"val/error": error, "val/accuracy": [1 - e for e in error], "val/loss": [3 * e for e in error],
-            "test/error": error}
+    return {
+        "val/error": error,
+        "val/accuracy": [1 - e for e in error],
+        "val/loss": [3 * e for e in error],
+        "test/error": error,
+    }
 
 
 def test_task_values_at_best_checkpoint_and_at_final_step():
@@ -42,12 +61,23 @@ def test_task_values_at_best_checkpoint_and_at_final_step():
         SelectionCriterion(at="middle")
 
 
-def _candidates(errors: dict[str, list[float]], states: dict[str, str] | None = None, mode: str = "stl",
-                tasks: tuple[str, ...] = ("a",)) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _candidates(
+    errors: dict[str, list[float]],
+    states: dict[str, str] | None = None,
+    mode: str = "stl",
+    tasks: tuple[str, ...] = ("a",),
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One group ``g``; run ``p<i>`` at grid point i with per-task validation error curves ``errors[run]``."""
     rows = pd.concat([_rows(run, mode, {t: _curve(curve) for t in tasks}) for run, curve in errors.items()])
-    candidates = pd.DataFrame({"group": "g", "mode": mode, "point": range(len(errors)), "run_id": list(errors),
-                               "state": [(states or {}).get(r, "finished") for r in errors]})
+    candidates = pd.DataFrame(
+        {
+            "group": "g",
+            "mode": mode,
+            "point": range(len(errors)),
+            "run_id": list(errors),
+            "state": [(states or {}).get(r, "finished") for r in errors],
+        }
+    )
     return candidates, rows
 
 
@@ -67,8 +97,10 @@ def test_selection_picks_lowest_score_and_the_first_grid_point_on_ties():
 
 
 def test_failed_diverged_and_non_finite_runs_are_never_selected():
-    candidates, rows = _candidates({"p0": [0.9, 0.1], "p1": [0.9, 0.05], "p2": [0.9, np.nan], "p3": [0.9, 0.6]},
-                                   states={"p0": "failed", "p1": "diverged"})
+    candidates, rows = _candidates(
+        {"p0": [0.9, 0.1], "p1": [0.9, 0.05], "p2": [0.9, np.nan], "p3": [0.9, 0.6]},
+        states={"p0": "failed", "p1": "diverged"},
+    )
     rows = rows[~((rows["run_id"] == "p2") & (rows["quantity"] == "val/error") & (rows["step"] == 0))]
     criterion = SelectionCriterion(at="final")
     scored = score_runs(candidates, task_values(rows, INFO, criterion), criterion)
@@ -79,18 +111,25 @@ def test_failed_diverged_and_non_finite_runs_are_never_selected():
 
 def test_mtl_combines_tasks_by_mean_or_relative_to_stl():
     # p0: errors (0.2, 0.6); p1: (0.3, 0.4).  STL references: a = 0.1, b = 0.5.
-    rows = pd.concat([_rows("p0", "mtl", {"a": _curve([0.2]), "b": _curve([0.6])}),
-                      _rows("p1", "mtl", {"a": _curve([0.3]), "b": _curve([0.4])})])
-    candidates = pd.DataFrame({"group": "mtl:sum", "mode": "mtl", "point": [0, 1], "run_id": ["p0", "p1"],
-                               "state": "finished"})
+    rows = pd.concat(
+        [
+            _rows("p0", "mtl", {"a": _curve([0.2]), "b": _curve([0.6])}),
+            _rows("p1", "mtl", {"a": _curve([0.3]), "b": _curve([0.4])}),
+        ]
+    )
+    candidates = pd.DataFrame(
+        {"group": "mtl:sum", "mode": "mtl", "point": [0, 1], "run_id": ["p0", "p1"], "state": "finished"}
+    )
     mean = SelectionCriterion(combine="mean")
     scored = score_runs(candidates, task_values(rows, INFO, mean), mean)
     assert scored["score"].tolist() == pytest.approx([0.4, 0.35])
     relative = SelectionCriterion(combine="relative")
     scored = score_runs(candidates, task_values(rows, INFO, relative), relative, reference={"a": 0.1, "b": 0.5})
     # Brute force: mean over tasks of 100 * (v - v*) / |v*| (lower error is better, so s = +1).
-    expected = [np.mean([100 * (0.2 - 0.1) / 0.1, 100 * (0.6 - 0.5) / 0.5]),
-                np.mean([100 * (0.3 - 0.1) / 0.1, 100 * (0.4 - 0.5) / 0.5])]
+    expected = [
+        np.mean([100 * (0.2 - 0.1) / 0.1, 100 * (0.6 - 0.5) / 0.5]),
+        np.mean([100 * (0.3 - 0.1) / 0.1, 100 * (0.4 - 0.5) / 0.5]),
+    ]
     assert scored["score"].tolist() == pytest.approx(expected)
     assert select_points(scored)["run_id"].tolist() == ["p0"]  # relative and mean disagree here
 
@@ -102,8 +141,11 @@ def test_paper_grid_is_the_default_and_grid_files_are_validated(tmp_path):
     path.write_text("lr: [0.1, 0.01]\nbatch_size: [8, 16, 32]\n")
     points = grid_points(load_grid(path))
     assert points[:2] == [{"lr": 0.1, "batch_size": 8}, {"lr": 0.1, "batch_size": 16}] and len(points) == 6
-    for text, key in (("lrr: [0.1]", "lrr: unknown key"), ("seed: [1, 2]", "seed: set by the sweep"),
-                      ("lr: 0.1", "lr: expected a non-empty list")):
+    for text, key in (
+        ("lrr: [0.1]", "lrr: unknown key"),
+        ("seed: [1, 2]", "seed: set by the sweep"),
+        ("lr: 0.1", "lr: expected a non-empty list"),
+    ):
         path.write_text(text)
         with pytest.raises(ConfigError, match=key):
             load_grid(path)
@@ -116,7 +158,8 @@ def test_every_grid_point_is_validated_before_any_run(tiny):
         grid_candidates(tiny, {"batch_size": [8]}, ["sum"], seed=0)
     with pytest.raises(ConfigError, match="method"):
         grid_candidates(tiny, {"lr": [1e-3]}, ["no_such_method"], seed=0)
-    candidates, configs = grid_candidates({k: v for k, v in tiny.items() if k != "batch_size"},
-                                          {"lr": [1e-2, 1e-3], "batch_size": [16]}, ["sum"], seed=0)
+    candidates, configs = grid_candidates(
+        {k: v for k, v in tiny.items() if k != "batch_size"}, {"lr": [1e-2, 1e-3], "batch_size": [16]}, ["sum"], seed=0
+    )
     assert candidates["group"].tolist() == ["stl:a"] * 2 + ["stl:b"] * 2 + ["mtl:sum"] * 2
     assert len(configs) == 6 and {c.seed for c in configs.values()} == {0}

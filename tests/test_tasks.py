@@ -49,7 +49,8 @@ def test_sampled_labels_follow_the_model_distribution(kind):
     elif kind == "binary":
         task, outputs = binary_task("b"), torch.full((n, 1), 0.7)
         assert task.sample_labels(outputs, generator).mean().item() == pytest.approx(
-            torch.sigmoid(torch.tensor(0.7)).item(), abs=0.01)
+            torch.sigmoid(torch.tensor(0.7)).item(), abs=0.01
+        )
     else:
         task, outputs = regression_task("r"), torch.full((n, 1), 2.0)
         samples = task.sample_labels(outputs, generator)

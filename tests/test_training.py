@@ -8,8 +8,8 @@ import torch
 
 from mtlens import RunStore, parse_config, regression_task, train_run
 from mtlens.models import build_model
-from mtlens.settings import Setting, Split, TaskData, load_setting, register_setting
 from mtlens.orchestration import run_configs
+from mtlens.settings import Setting, Split, TaskData, load_setting, register_setting
 from mtlens.training.batches import BatchStream
 from mtlens.training.config import resolve_config
 
@@ -69,7 +69,9 @@ def test_stl_and_mtl_share_initialization_and_data_order(tiny):
 def test_stl_and_mtl_take_the_same_number_of_steps(store, tiny):
     results = run_configs(
         [resolve_config(parse_config({**tiny, "tasks": ["a"]})), resolve_config(parse_config(tiny))],
-        store, progress=False)
+        store,
+        progress=False,
+    )
     assert list(results["state"]) == ["finished", "finished"]
     assert len({store.status(r)["step"] for r in results["run_id"]}) == 1
 
@@ -80,9 +82,13 @@ def _exploding_setting(scale: float = 1e30) -> Setting:
     x = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
     y = torch.full((64, 1), scale)
     split = Split(x, y)
-    return Setting(name="test_exploding", tasks=(regression_task("r"),),
-                   data={"r": TaskData("test_exploding", split, split, split)},
-                   encoder=lambda: torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU()), feature_dim=8)
+    return Setting(
+        name="test_exploding",
+        tasks=(regression_task("r"),),
+        data={"r": TaskData("test_exploding", split, split, split)},
+        encoder=lambda: torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU()),
+        feature_dim=8,
+    )
 
 
 def test_diverging_run_is_marked_and_does_not_stop_the_study(store, tiny):
@@ -116,8 +122,10 @@ def _selected_models(store: RunStore, config) -> dict[str, tuple[int, dict[str, 
     run_id = resolve_config(config).run_id
     steps = store.selected_model_steps(run_id)
     assert all(len(s) == 1 for s in steps.values()), steps  # older selections are pruned
-    return {task: (s[0], torch.load(store.selected_model_path(run_id, task, s[0]), weights_only=True))
-            for task, s in steps.items()}
+    return {
+        task: (s[0], torch.load(store.selected_model_path(run_id, task, s[0]), weights_only=True))
+        for task, s in steps.items()
+    }
 
 
 def test_selected_models_hold_the_weights_of_the_validation_selected_step(tmp_path, tiny):
@@ -179,14 +187,17 @@ def test_crash_between_rows_and_checkpoint_loses_and_duplicates_nothing(tmp_path
         assert all(torch.equal(resumed[task][1][name], value) for name, value in weights.items())
 
 
-PROBES_ON = {"probes": ["coherence", "fisher", "sharpness_sam", "conflict", "alignment"], "probe_sample_size": 64,
-             "probe_first_epoch": 0.25}  # probe steps 0, 2, 4, 8, 16, 24: on both sides of the kill
+PROBES_ON = {
+    "probes": ["coherence", "fisher", "sharpness_sam", "conflict", "alignment"],
+    "probe_sample_size": 64,
+    "probe_first_epoch": 0.25,
+}  # probe steps 0, 2, 4, 8, 16, 24: on both sides of the kill
 
 
-@pytest.mark.parametrize("kill_after_step, probes", [(4, {}), (13, {}), (10, PROBES_ON)],
-                         ids=["step4", "step13", "step10-probes"])
-def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, tiny, kill_during_training, kill_after_step,
-                                                       probes):
+@pytest.mark.parametrize(
+    "kill_after_step, probes", [(4, {}), (13, {}), (10, PROBES_ON)], ids=["step4", "step13", "step10-probes"]
+)
+def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, tiny, kill_during_training, kill_after_step, probes):
     """A real training process is killed with SIGKILL mid-run; the rerun completes the same trajectory,
     probe rows included."""
     raw = {**tiny, "epochs": 3, "eval_every_steps": 2, **probes}

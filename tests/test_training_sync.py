@@ -15,8 +15,12 @@ from mtlens.training.config import resolve_config
 
 # Operators that make the host wait for the device: reading a scalar (item, float, bool, int),
 # data-dependent shapes, whole-tensor comparisons returning a Python bool.
-SYNCING_OPS = {torch.ops.aten._local_scalar_dense.default, torch.ops.aten.is_nonzero.default,
-               torch.ops.aten.nonzero.default, torch.ops.aten.equal.default}
+SYNCING_OPS = {
+    torch.ops.aten._local_scalar_dense.default,
+    torch.ops.aten.is_nonzero.default,
+    torch.ops.aten.nonzero.default,
+    torch.ops.aten.equal.default,
+}
 
 
 class SyncCounter(TorchDispatchMode):
@@ -101,9 +105,13 @@ def _late_divergence_setting() -> Setting:
     x, y = torch.randn(N_TRAIN, 4, generator=g), torch.randn(N_TRAIN, 1, generator=g)
     y[BAD_ROW] = 1e30
     held_out = Split(torch.randn(32, 4, generator=g), torch.randn(32, 1, generator=g))
-    return Setting(name="test_late_divergence", tasks=(regression_task("r"),),
-                   data={"r": TaskData("late", Split(x, y), held_out, held_out)},
-                   encoder=lambda: torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU()), feature_dim=8)
+    return Setting(
+        name="test_late_divergence",
+        tasks=(regression_task("r"),),
+        data={"r": TaskData("late", Split(x, y), held_out, held_out)},
+        encoder=lambda: torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU()),
+        feature_dim=8,
+    )
 
 
 def test_divergence_is_marked_at_its_step_and_no_later_row_is_kept(store):

@@ -18,8 +18,20 @@ def _run(run_id: str, mode: str, seed: int, val_error: list[float], test_error: 
     records = []
     for step, (v, t) in enumerate(zip(val_error, test_error)):
         for quantity, value in (("val/error", v), ("test/error", t), ("test/loss", 10 * t)):
-            records.append({"run_id": run_id, "setting": "s", "mode": mode, "method": "sum", "seed": seed,
-                            "task": "t", "step": step, "epoch": float(step), "quantity": quantity, "value": value})
+            records.append(
+                {
+                    "run_id": run_id,
+                    "setting": "s",
+                    "mode": mode,
+                    "method": "sum",
+                    "seed": seed,
+                    "task": "t",
+                    "step": step,
+                    "epoch": float(step),
+                    "quantity": quantity,
+                    "value": value,
+                }
+            )
     return pd.DataFrame(records)
 
 
@@ -34,7 +46,8 @@ def test_transfer_table_matches_hand_computation():
     stl_tests, mtl_tests = [0.30, 0.32, 0.34], [0.20, 0.22, 0.27]
     rows = pd.concat(
         [_run(f"s{i}", "stl", i, [0.9, 0.1], [0.9, e]) for i, e in enumerate(stl_tests)]
-        + [_run(f"m{i}", "mtl", i, [0.9, 0.1], [0.9, e]) for i, e in enumerate(mtl_tests)])
+        + [_run(f"m{i}", "mtl", i, [0.9, 0.1], [0.9, e]) for i, e in enumerate(mtl_tests)]
+    )
     table = transfer_table(rows, INFO)
     row = table.iloc[0]
     assert row["stl_mean"] == pytest.approx(np.mean(stl_tests))
@@ -58,7 +71,8 @@ def test_transfer_table_matches_hand_computation():
 def _study(stl_tests: list[float], mtl_tests: list[float], mtl_seed_offset: int = 0) -> pd.DataFrame:
     return pd.concat(
         [_run(f"s{i}", "stl", i, [0.9, 0.1], [0.9, e]) for i, e in enumerate(stl_tests)]
-        + [_run(f"m{i}", "mtl", i + mtl_seed_offset, [0.9, 0.1], [0.9, e]) for i, e in enumerate(mtl_tests)])
+        + [_run(f"m{i}", "mtl", i + mtl_seed_offset, [0.9, 0.1], [0.9, e]) for i, e in enumerate(mtl_tests)]
+    )
 
 
 def test_pairing_removes_the_shared_seed_effect_and_supports_a_verdict():
@@ -72,8 +86,12 @@ def test_pairing_removes_the_shared_seed_effect_and_supports_a_verdict():
     unpaired = transfer_table(_study(list(stl), list(mtl), mtl_seed_offset=100), INFO).iloc[0]
     assert unpaired["design"] == "unpaired" and unpaired["p_value"] > 0.5 and unpaired["verdict"] == "no evidence"
     welch = stats.permutation_test(
-        (mtl, stl), lambda a, b, axis: np.abs(stats.ttest_ind(a, b, equal_var=False, axis=axis).statistic),
-        permutation_type="independent", n_resamples=10**6, alternative="greater")
+        (mtl, stl),
+        lambda a, b, axis: np.abs(stats.ttest_ind(a, b, equal_var=False, axis=axis).statistic),
+        permutation_type="independent",
+        n_resamples=10**6,
+        alternative="greater",
+    )
     assert unpaired["p_value"] == pytest.approx(welch.pvalue)
 
 

@@ -17,9 +17,27 @@ from mtlens.analysis.transfer import transfer_table
 from mtlens.cli import main
 from mtlens.training import trainer
 
-STUDY = ["study", "digits_pair", "--seeds", "1", "--epochs", "2", "--batch-size", "32", "--option", "n_train=128",
-         "--option", "n_val=48", "--option", "n_test=48", "--set", "probes=[]", "--set", "train_eval_size=64",
-         "--quiet"]
+STUDY = [
+    "study",
+    "digits_pair",
+    "--seeds",
+    "1",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "32",
+    "--option",
+    "n_train=128",
+    "--option",
+    "n_val=48",
+    "--option",
+    "n_test=48",
+    "--set",
+    "probes=[]",
+    "--set",
+    "train_eval_size=64",
+    "--quiet",
+]
 """A 1-seed study: STL a, STL b and MTL sum, 8 steps each, rows every epoch (steps 0, 4, 8)."""
 
 
@@ -106,8 +124,12 @@ def test_study_exits_nonzero_naming_runs_that_did_not_finish(tmp_path, monkeypat
 def test_two_concurrent_identical_studies_wait_for_each_other(tmp_path):
     store, report = RunStore(tmp_path / "store"), tmp_path / "report"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    other = subprocess.Popen([sys.executable, "-m", "mtlens.cli", *STUDY, "--set", "epochs=4", "--store",
-                              str(store.root)], env=env, stderr=subprocess.PIPE, text=True)
+    other = subprocess.Popen(
+        [sys.executable, "-m", "mtlens.cli", *STUDY, "--set", "epochs=4", "--store", str(store.root)],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 180
     while time.time() < deadline and not store.run_ids():  # the other study is training its first run
         time.sleep(0.02)

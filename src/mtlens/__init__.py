@@ -3,7 +3,7 @@
 The public API in one place::
 
     from mtlens import Task, classification_task, register_setting, Setting, RunConfig, train_run, RunStore
-    from mtlens import Recorder, RecorderProbes   # record and probe your own training loop
+    from mtlens import Recorder, RecorderProbes  # record and probe your own training loop
 
 The names are imported on first use (PEP 562 ``__getattr__``), so that ``import mtlens.cli`` (and
 ``mtlens --help``) does not pay for torch, pandas and matplotlib.
@@ -25,21 +25,49 @@ __version__ = "0.1.0"
 
 # public name -> the module it comes from (the same names as the TYPE_CHECKING imports above)
 _SOURCES = {
-    "MultiTaskModel": "mtlens.models", "build_model": "mtlens.models",
-    "Defaults": "mtlens.settings", "Setting": "mtlens.settings", "Split": "mtlens.settings",
-    "TaskData": "mtlens.settings", "available_settings": "mtlens.settings", "load_setting": "mtlens.settings",
+    "MultiTaskModel": "mtlens.models",
+    "build_model": "mtlens.models",
+    "Defaults": "mtlens.settings",
+    "Setting": "mtlens.settings",
+    "Split": "mtlens.settings",
+    "TaskData": "mtlens.settings",
+    "available_settings": "mtlens.settings",
+    "load_setting": "mtlens.settings",
     "register_setting": "mtlens.settings",
     "RunStore": "mtlens.store",
-    "Task": "mtlens.tasks", "binary_task": "mtlens.tasks", "classification_task": "mtlens.tasks",
+    "Task": "mtlens.tasks",
+    "binary_task": "mtlens.tasks",
+    "classification_task": "mtlens.tasks",
     "regression_task": "mtlens.tasks",
-    "ConfigError": "mtlens.training", "Recorder": "mtlens.training", "RecorderProbes": "mtlens.training",
-    "RunConfig": "mtlens.training", "parse_config": "mtlens.training", "train_run": "mtlens.training",
+    "ConfigError": "mtlens.training",
+    "Recorder": "mtlens.training",
+    "RecorderProbes": "mtlens.training",
+    "RunConfig": "mtlens.training",
+    "parse_config": "mtlens.training",
+    "train_run": "mtlens.training",
 }
 
 __all__ = [
-    "ConfigError", "Defaults", "MultiTaskModel", "Recorder", "RecorderProbes", "RunConfig", "RunStore", "Setting",
-    "Split", "Task", "TaskData", "available_settings", "binary_task", "build_model", "classification_task",
-    "load_setting", "parse_config", "regression_task", "register_setting", "train_run",
+    "ConfigError",
+    "Defaults",
+    "MultiTaskModel",
+    "Recorder",
+    "RecorderProbes",
+    "RunConfig",
+    "RunStore",
+    "Setting",
+    "Split",
+    "Task",
+    "TaskData",
+    "available_settings",
+    "binary_task",
+    "build_model",
+    "classification_task",
+    "load_setting",
+    "parse_config",
+    "regression_task",
+    "register_setting",
+    "train_run",
 ]
 
 

@@ -13,8 +13,9 @@ import json
 import math
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Sequence
+from typing import Any, NoReturn
 
 from mtlens.errors import ConfigError, MtlensError
 
@@ -62,14 +63,23 @@ def base_config(args: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError(f"--config {args.config}: expected a mapping of config keys, got {type(loaded).__name__}")
         raw.update(loaded)
     raw["setting"] = args.setting
-    flags = {"optimizer": args.optimizer, "lr": args.lr, "momentum": args.momentum, "batch_size": args.batch_size,
-             "epochs": args.epochs, "eval_every_steps": args.eval_every_steps,
-             "eval_dense_until_epoch": args.eval_dense_until_epoch, "device": args.device, "threads": args.threads}
+    flags = {
+        "optimizer": args.optimizer,
+        "lr": args.lr,
+        "momentum": args.momentum,
+        "batch_size": args.batch_size,
+        "epochs": args.epochs,
+        "eval_every_steps": args.eval_every_steps,
+        "eval_dense_until_epoch": args.eval_dense_until_epoch,
+        "device": args.device,
+        "threads": args.threads,
+    }
     raw.update({k: v for k, v in flags.items() if v is not None})
     if args.option:
         if not isinstance(raw.get("setting_options", {}), dict):
-            raise ConfigError(f"setting_options: expected a mapping of option names to values, "
-                              f"got {raw['setting_options']!r}")
+            raise ConfigError(
+                f"setting_options: expected a mapping of option names to values, got {raw['setting_options']!r}"
+            )
         raw["setting_options"] = {**raw.get("setting_options", {}), **_pairs(args.option, "--option")}
     if args.set:
         raw.update(_pairs(args.set, "--set"))
@@ -77,9 +87,9 @@ def base_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from mtlens.store import RunStore
     from mtlens.orchestration.executors import run_configs
     from mtlens.orchestration.study import study_configs
+    from mtlens.store import RunStore
 
     if args.experiment:
         return _study_experiment(args)
@@ -89,8 +99,11 @@ def cmd_study(args: argparse.Namespace) -> int:
     methods = [m for m in (args.methods or "sum").split(",") if m]
     configs = study_configs(base_config(args), seeds, methods)  # validates everything first
     store = RunStore(args.store)
-    print(f"study {args.setting}: {len(configs)} runs ({len(seeds)} seeds; methods {', '.join(methods)}) "
-          f"-> store {store.root}", file=sys.stderr)
+    print(
+        f"study {args.setting}: {len(configs)} runs ({len(seeds)} seeds; methods {', '.join(methods)}) "
+        f"-> store {store.root}",
+        file=sys.stderr,
+    )
     results = run_configs(configs, store, progress=not args.quiet)
     _summarize(results)
     if args.report:
@@ -110,8 +123,11 @@ def _exit_status(results: Any, problem_states: Sequence[str]) -> int:
     bad = results[results["state"].isin(problem_states) | ~results["state"].isin(["finished", "diverged"])]
     if bad.empty:
         return 0
-    print(f"mtlens: {len(bad)} of {len(results)} runs did not finish: "
-          + ", ".join(f"{r.run_id} ({r.state})" for r in bad.itertuples()), file=sys.stderr)
+    print(
+        f"mtlens: {len(bad)} of {len(results)} runs did not finish: "
+        + ", ".join(f"{r.run_id} ({r.state})" for r in bad.itertuples()),
+        file=sys.stderr,
+    )
     return 1
 
 
@@ -120,16 +136,23 @@ def _write_report(store: Any, out: str, include_unfinished: bool = False, **sele
     from mtlens.report.study_report import analysed_runs, select_runs, write_report
 
     path = write_report(store, out, include_unfinished=include_unfinished, **selection)
-    analysed, left_out = analysed_runs(select_runs(store, **{k: v for k, v in selection.items()
-                                                            if k in ("settings", "methods", "where")}),
-                                       include_unfinished)
+    analysed, left_out = analysed_runs(
+        select_runs(store, **{k: v for k, v in selection.items() if k in ("settings", "methods", "where")}),
+        include_unfinished,
+    )
     if len(left_out):
-        print(f"report: left out {len(left_out)} runs that are not finished: "
-              + ", ".join(f"{r.run_id} ({r.state})" for r in left_out.itertuples()), file=sys.stderr)
+        print(
+            f"report: left out {len(left_out)} runs that are not finished: "
+            + ", ".join(f"{r.run_id} ({r.state})" for r in left_out.itertuples()),
+            file=sys.stderr,
+        )
     unfinished = analysed[analysed["state"] != "finished"]
     if len(unfinished):
-        print(f"report: includes {len(unfinished)} unfinished runs (--include-unfinished): "
-              + ", ".join(f"{r.run_id} ({r.state})" for r in unfinished.itertuples()), file=sys.stderr)
+        print(
+            f"report: includes {len(unfinished)} unfinished runs (--include-unfinished): "
+            + ", ".join(f"{r.run_id} ({r.state})" for r in unfinished.itertuples()),
+            file=sys.stderr,
+        )
     print(f"report: {path}")
 
 
@@ -150,8 +173,11 @@ def _study_experiment(args: argparse.Namespace) -> int:
         options["methods"] = [m for m in args.methods.split(",") if m]
     plan = experiment_plan(args.experiment, base_config(args), seeds, **options)  # validates everything first
     store = RunStore(args.store)
-    print(f"experiment {args.experiment} on {args.setting}: {len(plan.configs)} runs ({len(seeds)} seeds) "
-          f"-> store {store.root}", file=sys.stderr)
+    print(
+        f"experiment {args.experiment} on {args.setting}: {len(plan.configs)} runs ({len(seeds)} seeds) "
+        f"-> store {store.root}",
+        file=sys.stderr,
+    )
     results = run_experiment(plan, store, progress=not args.quiet)
     _summarize(results)
     if args.report:
@@ -162,14 +188,21 @@ def _study_experiment(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from mtlens.store import RunStore
     from mtlens.orchestration.calibrate import run_calibration
+    from mtlens.store import RunStore
 
     seeds = list(range(args.seeds)) if args.seed_list is None else args.seed_list
     store = RunStore(args.store)
     try:
-        result = run_calibration(base_config(args), seeds, store, args.splits, args.alpha, progress=not args.quiet,
-                                 log=lambda line: print(line, file=sys.stderr))
+        result = run_calibration(
+            base_config(args),
+            seeds,
+            store,
+            args.splits,
+            args.alpha,
+            progress=not args.quiet,
+            log=lambda line: print(line, file=sys.stderr),
+        )
     except MtlensError as err:
         if isinstance(err, ConfigError):
             raise
@@ -177,31 +210,37 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         return 1
     table_format = {"float_format": lambda v: f"{v:.3g}", "index": False}
     half = len(seeds) // 2
-    print(f"A/A false-positive rates at alpha = {args.alpha:g} ({result.comparisons['split'].nunique()} splits "
-          f"of {half} vs {half} STL seeds, no MTL effect; 95% Clopper-Pearson intervals):")
+    print(
+        f"A/A false-positive rates at alpha = {args.alpha:g} ({result.comparisons['split'].nunique()} splits "
+        f"of {half} vs {half} STL seeds, no MTL effect; 95% Clopper-Pearson intervals):"
+    )
     with pd_options():
         print(result.rates.to_string(**table_format))
         if (result.rates["min_p"] > args.alpha).any():
             print(f"min_p > {args.alpha:g}: with {half} seeds per side such a test can never reject.")
         if len(result.power):
             sizes = ", ".join(f"{q} {v:+.3g}" for q, v in result.effect.items())
-            print(f"\npositive control: the median minimum detectable difference spiked into the 'MTL' seeds "
-                  f"({sizes}); rate = detection rate (nominal power 80%, paired):")
+            print(
+                f"\npositive control: the median minimum detectable difference spiked into the 'MTL' seeds "
+                f"({sizes}); rate = detection rate (nominal power 80%, paired):"
+            )
             print(result.power.drop(columns=["false_positives", "min_detectable"]).to_string(**table_format))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        pd.concat([result.comparisons.assign(kind="A/A"), result.detections.assign(kind="positive control")],
-                  ignore_index=True).to_csv(args.out, index=False)
+        pd.concat(
+            [result.comparisons.assign(kind="A/A"), result.detections.assign(kind="positive control")],
+            ignore_index=True,
+        ).to_csv(args.out, index=False)
         print(f"comparisons: {args.out}")
     return 0
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from mtlens.store import RunStore
     from mtlens.orchestration.backends import make_executor
     from mtlens.orchestration.grid import load_grid
     from mtlens.orchestration.selection import SelectionCriterion
     from mtlens.orchestration.sweep import run_sweep
+    from mtlens.store import RunStore
 
     seeds = list(range(args.seeds)) if args.seed_list is None else args.seed_list
     methods = [m for m in args.methods.split(",") if m]
@@ -238,8 +277,19 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return 0
     if args.state:
         index = index[index["state"] == args.state]
-    columns = ["run_id", "setting", "mode", "method", "seed", "optimizer", "lr", "batch_size", "epochs", "state",
-               "last_step"]
+    columns = [
+        "run_id",
+        "setting",
+        "mode",
+        "method",
+        "seed",
+        "optimizer",
+        "lr",
+        "batch_size",
+        "epochs",
+        "state",
+        "last_step",
+    ]
     print(index.reindex(columns=columns).to_string(index=False))
     damaged = index[index["state"] == "damaged"]
     for row in damaged.itertuples():
@@ -256,8 +306,11 @@ def _check_store(store: Any) -> int:
         return 0
     for row in problems.itertuples():
         print(f"{row.path}: {row.problem}")
-    print(f"{store.root}: {len(problems)} problems in {problems['run_id'].replace('', None).nunique()} of {runs} "
-          f"runs (and outside runs); rerun the study or sweep to retrain damaged runs", file=sys.stderr)
+    print(
+        f"{store.root}: {len(problems)} problems in {problems['run_id'].replace('', None).nunique()} of {runs} "
+        f"runs (and outside runs); rerun the study or sweep to retrain damaged runs",
+        file=sys.stderr,
+    )
     return 1
 
 
@@ -270,9 +323,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     for item in args.where or []:
         for key, value in _pairs([item], "--where").items():
             where.setdefault(key, []).append(value)
-    _write_report(RunStore(args.store), args.out, include_unfinished=args.include_unfinished, settings=settings,
-                  methods=methods, alpha=args.alpha, where=where,
-                  formats=[f for f in (args.formats or "").split(",") if f])
+    _write_report(
+        RunStore(args.store),
+        args.out,
+        include_unfinished=args.include_unfinished,
+        settings=settings,
+        methods=methods,
+        alpha=args.alpha,
+        where=where,
+        formats=[f for f in (args.formats or "").split(",") if f],
+    )
     return 0
 
 
@@ -369,8 +429,9 @@ def _directory(writable: bool) -> Callable[[str], str]:
                 with tempfile.TemporaryFile(dir=existing):
                     pass
             except OSError as err:
-                raise argparse.ArgumentTypeError(f"cannot write in {existing} ({err.strerror or err}); "
-                                                 f"give a directory you can write to") from None
+                raise argparse.ArgumentTypeError(
+                    f"cannot write in {existing} ({err.strerror or err}); give a directory you can write to"
+                ) from None
         return text
 
     return check
@@ -385,12 +446,18 @@ def _add_run_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--eval-every-steps", type=int, help="also evaluate every N steps (default: epoch ends only)")
-    parser.add_argument("--eval-dense-until-epoch", type=float,
-                        help="evaluate every --eval-every-steps only up to this epoch (dense early)")
+    parser.add_argument(
+        "--eval-dense-until-epoch",
+        type=float,
+        help="evaluate every --eval-every-steps only up to this epoch (dense early)",
+    )
     parser.add_argument("--device", help="cpu (default), cuda or cuda:N")
-    parser.add_argument("--threads", type=_positive_int,
-                        help="torch threads per run (default 1; results differ in the last bits between counts, "
-                             "so a run resumes only under the count it started with)")
+    parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        help="torch threads per run (default 1; results differ in the last bits between counts, "
+        "so a run resumes only under the count it started with)",
+    )
     parser.add_argument("--option", action="append", metavar="KEY=VALUE", help="a setting option (repeatable)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other run-config key (repeatable)")
 
@@ -401,58 +468,101 @@ def build_parser() -> argparse.ArgumentParser:
 
     study = sub.add_parser("study", help="train STL per task and MTL per method over seeds, then report")
     study.add_argument("setting", help="setting name (see `mtlens settings`)")
-    study.add_argument("--seeds", type=_positive_int,
-                       help="number of seeds 0..N-1 (default 3; 2 with --experiment)")
+    study.add_argument("--seeds", type=_positive_int, help="number of seeds 0..N-1 (default 3; 2 with --experiment)")
     study.add_argument("--seed-list", type=int, nargs="+", help="explicit seeds instead of --seeds")
-    study.add_argument("--methods", type=_comma_list(str, "sum,pcgrad"),
-                       help="comma-separated MTL methods (default: sum; with --experiment: the experiment's option "
-                            "'methods', if it has one)")
-    study.add_argument("--experiment", help="run one registered experiment instead of the STL-vs-MTL study: "
-                                            "optimizers, loss-scale, alignment, corruptions (Elich et al.; see "
-                                            "docs/assumptions.md) or a user's own")
-    study.add_argument("--experiment-option", action="append", metavar="KEY=VALUE",
-                       help="an option of the experiment (repeatable), e.g. scales=[1e-3,1e3] or scaled_task=b")
+    study.add_argument(
+        "--methods",
+        type=_comma_list(str, "sum,pcgrad"),
+        help="comma-separated MTL methods (default: sum; with --experiment: the experiment's option "
+        "'methods', if it has one)",
+    )
+    study.add_argument(
+        "--experiment",
+        help="run one registered experiment instead of the STL-vs-MTL study: "
+        "optimizers, loss-scale, alignment, corruptions (Elich et al.; see "
+        "docs/assumptions.md) or a user's own",
+    )
+    study.add_argument(
+        "--experiment-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="an option of the experiment (repeatable), e.g. scales=[1e-3,1e3] or scaled_task=b",
+    )
     _add_run_config_flags(study)
-    study.add_argument("--store", default=DEFAULT_STORE, type=_directory(writable=True),
-                       help=f"run store directory (default {DEFAULT_STORE})")
+    study.add_argument(
+        "--store",
+        default=DEFAULT_STORE,
+        type=_directory(writable=True),
+        help=f"run store directory (default {DEFAULT_STORE})",
+    )
     study.add_argument("--report", type=_directory(writable=True), help="write the report to this directory when done")
     study.add_argument("--quiet", action="store_true", help="no progress bars")
     study.set_defaults(func=cmd_study)
 
     sweep = sub.add_parser("sweep", help="sweep a hyperparameter grid, select by validation, train the seeds")
     sweep.add_argument("setting", help="setting name (see `mtlens settings`)")
-    sweep.add_argument("--grid",
-                       help="YAML file mapping config keys to value lists (default: the paper's lr x batch size)")
-    sweep.add_argument("--methods", default="sum", type=_comma_list(str, "sum,pcgrad"),
-                       help="comma-separated MTL methods (default: sum)")
-    sweep.add_argument("--seeds", type=_positive_int, default=3,
-                       help="number of seeds 0..N-1 (default 3); the grid uses the first")
+    sweep.add_argument(
+        "--grid", help="YAML file mapping config keys to value lists (default: the paper's lr x batch size)"
+    )
+    sweep.add_argument(
+        "--methods",
+        default="sum",
+        type=_comma_list(str, "sum,pcgrad"),
+        help="comma-separated MTL methods (default: sum)",
+    )
+    sweep.add_argument(
+        "--seeds", type=_positive_int, default=3, help="number of seeds 0..N-1 (default 3); the grid uses the first"
+    )
     sweep.add_argument("--seed-list", type=int, nargs="+", help="explicit seeds instead of --seeds")
     sweep.add_argument("--select-metric", help="validation metric to select by (default: each task's selection metric)")
-    sweep.add_argument("--select-at", choices=["best", "final"], default="best",
-                       help="score a run at its best validation checkpoint (default) or at its final step")
-    sweep.add_argument("--combine", choices=["mean", "relative"], default="mean",
-                       help="MTL: mean oriented metric over tasks (default) or mean relative improvement over STL")
+    sweep.add_argument(
+        "--select-at",
+        choices=["best", "final"],
+        default="best",
+        help="score a run at its best validation checkpoint (default) or at its final step",
+    )
+    sweep.add_argument(
+        "--combine",
+        choices=["mean", "relative"],
+        default="mean",
+        help="MTL: mean oriented metric over tasks (default) or mean relative improvement over STL",
+    )
     _add_run_config_flags(sweep)
     sweep.add_argument("--backend", choices=["local", "ray"], default="local", help="executor (default local)")
-    sweep.add_argument("--workers", type=_positive_int,
-                       help="local: worker processes (default: one per core; 1 = in-process); ray: CPUs of a local "
-                            "Ray instance")
+    sweep.add_argument(
+        "--workers",
+        type=_positive_int,
+        help="local: worker processes (default: one per core; 1 = in-process); ray: CPUs of a local Ray instance",
+    )
     sweep.add_argument("--address", help="ray: address of an existing cluster (default: start a local instance)")
-    sweep.add_argument("--gpus-per-run", type=_positive_float,
-                       help="ray with --device cuda: GPUs per run (default 1; 0.25 = four runs per GPU). The local "
-                            "backend with --device cuda runs its --workers on the GPU(s) "
-                            "(worker i on cuda:i %% n_gpus)")
-    sweep.add_argument("--store", default=DEFAULT_STORE, type=_directory(writable=True),
-                       help=f"run store directory (default {DEFAULT_STORE})")
+    sweep.add_argument(
+        "--gpus-per-run",
+        type=_positive_float,
+        help="ray with --device cuda: GPUs per run (default 1; 0.25 = four runs per GPU). The local "
+        "backend with --device cuda runs its --workers on the GPU(s) "
+        "(worker i on cuda:i %% n_gpus)",
+    )
+    sweep.add_argument(
+        "--store",
+        default=DEFAULT_STORE,
+        type=_directory(writable=True),
+        help=f"run store directory (default {DEFAULT_STORE})",
+    )
     sweep.add_argument("--quiet", action="store_true", help="no progress bars")
     sweep.set_defaults(func=cmd_sweep)
 
-    calibrate = sub.add_parser("calibrate", help="A/A check of the report's tests: train STL seeds, split them, "
-                                                 "print each test's false-positive rate (docs/statistics.md)")
+    calibrate = sub.add_parser(
+        "calibrate",
+        help="A/A check of the report's tests: train STL seeds, split them, "
+        "print each test's false-positive rate (docs/statistics.md)",
+    )
     calibrate.add_argument("setting", help="setting name (see `mtlens settings`)")
-    calibrate.add_argument("--seeds", type=int, default=12,
-                           help="STL seeds 0..N-1 per task (default 12: 6 vs 6, the fewest pairs that can reach 5%%)")
+    calibrate.add_argument(
+        "--seeds",
+        type=int,
+        default=12,
+        help="STL seeds 0..N-1 per task (default 12: 6 vs 6, the fewest pairs that can reach 5%%)",
+    )
     calibrate.add_argument("--seed-list", type=int, nargs="+", help="explicit seeds instead of --seeds")
     calibrate.add_argument("--splits", type=_positive_int, default=25, help="A/A splits of the seeds (default 25)")
     calibrate.add_argument("--alpha", type=_probability, default=0.05, help="test level (default 0.05)")
@@ -464,31 +574,51 @@ def build_parser() -> argparse.ArgumentParser:
 
     runs = sub.add_parser("runs", help="list the runs in a store")
     runs.add_argument("--store", default=DEFAULT_STORE, type=_directory(writable=False))
-    runs.add_argument("--state", choices=["running", "finished", "diverged", "failed", "interrupted", "pending",
-                                          "damaged"],
-                      help="only runs in this state (interrupted: 'running' but no process holds its lock)")
-    runs.add_argument("--check", action="store_true",
-                      help="read every file of the store; list damaged files and leftover temporary files, "
-                           "exit 1 if there are any")
+    runs.add_argument(
+        "--state",
+        choices=["running", "finished", "diverged", "failed", "interrupted", "pending", "damaged"],
+        help="only runs in this state (interrupted: 'running' but no process holds its lock)",
+    )
+    runs.add_argument(
+        "--check",
+        action="store_true",
+        help="read every file of the store; list damaged files and leftover temporary files, exit 1 if there are any",
+    )
     runs.set_defaults(func=cmd_runs)
 
     report = sub.add_parser("report", help="write the HTML report of the runs in a store")
     report.add_argument("--store", default=DEFAULT_STORE, type=_directory(writable=False))
     report.add_argument("--out", default="reports/mtlens", type=_directory(writable=True))
-    report.add_argument("--setting", type=_comma_list(str, "digits_pair"),
-                        help="comma-separated settings to include (default: all)")
-    report.add_argument("--methods", type=_comma_list(str, "sum,pcgrad"),
-                        help="comma-separated MTL methods to include (default: all)")
-    report.add_argument("--where", action="append", metavar="KEY=VALUE",
-                        help="keep runs whose run-index column KEY (setting, method, optimizer, lr, seed, state, ...) "
-                             "equals VALUE; repeatable, repeated keys match any of their values")
-    report.add_argument("--include-unfinished", action="store_true",
-                        help="also analyse the rows recorded so far by running, interrupted and failed runs "
-                             "(default: finished runs only; diverged and damaged runs never)")
-    report.add_argument("--alpha", type=_probability, default=0.05,
-                        help="false discovery rate of each family of tests (gap, transfer, correlations; default 0.05)")
-    report.add_argument("--formats", help="also write static copies of every figure to figures/ in these formats "
-                        "(comma-separated: png, pdf, svg), rendered offline from the same Vega-Lite specs")
+    report.add_argument(
+        "--setting", type=_comma_list(str, "digits_pair"), help="comma-separated settings to include (default: all)"
+    )
+    report.add_argument(
+        "--methods", type=_comma_list(str, "sum,pcgrad"), help="comma-separated MTL methods to include (default: all)"
+    )
+    report.add_argument(
+        "--where",
+        action="append",
+        metavar="KEY=VALUE",
+        help="keep runs whose run-index column KEY (setting, method, optimizer, lr, seed, state, ...) "
+        "equals VALUE; repeatable, repeated keys match any of their values",
+    )
+    report.add_argument(
+        "--include-unfinished",
+        action="store_true",
+        help="also analyse the rows recorded so far by running, interrupted and failed runs "
+        "(default: finished runs only; diverged and damaged runs never)",
+    )
+    report.add_argument(
+        "--alpha",
+        type=_probability,
+        default=0.05,
+        help="false discovery rate of each family of tests (gap, transfer, correlations; default 0.05)",
+    )
+    report.add_argument(
+        "--formats",
+        help="also write static copies of every figure to figures/ in these formats "
+        "(comma-separated: png, pdf, svg), rendered offline from the same Vega-Lite specs",
+    )
     report.set_defaults(func=cmd_report)
 
     settings = sub.add_parser("settings", help="list the registered settings and their options")

@@ -8,7 +8,7 @@ pass: the K losses share their graph and each is differentiated with
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -16,9 +16,7 @@ from torch import Tensor, nn
 
 def flatten(tensors: Sequence[Tensor | None], like: Sequence[Tensor]) -> Tensor:
     """Concatenate gradients into one vector, with zeros (shaped like ``like``) where a tensor got no gradient."""
-    return torch.cat([
-        (g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(tensors, like)
-    ])
+    return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(tensors, like)])
 
 
 def task_gradients(losses: Sequence[Tensor], params: Sequence[nn.Parameter], retain_graph: bool = False) -> Tensor:

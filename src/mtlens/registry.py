@@ -14,10 +14,12 @@ that importing a registry stays cheap and user code can register its own entries
 
     SETTINGS: Registry[SettingFactory] = Registry("setting", builtins=("mtlens.settings.embedded",))
 
+
     @SETTINGS.register("my_setting")
     def my_setting(n_train: int = 1000) -> Setting: ...
 
-    SETTINGS.get("my_setting")                      # the factory
+
+    SETTINGS.get("my_setting")  # the factory
     SETTINGS.check_options("my_setting", {"n_train": 5})
 """
 
@@ -26,7 +28,8 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
-from typing import Any, Callable, Generic, Iterable, TypeVar, cast, overload
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, TypeVar, cast, overload
 
 from pydantic import BaseModel, ConfigDict, PydanticUserError, ValidationError, create_model
 
@@ -58,8 +61,13 @@ class Registry(Generic[T]):
             entry itself; e.g. an experiment's ``plan``).
     """
 
-    def __init__(self, kind: str, builtins: Iterable[str] = (), ignored_parameters: Iterable[str] = ("self",),
-                 signature_of: Callable[[T], Callable[..., Any]] | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        builtins: Iterable[str] = (),
+        ignored_parameters: Iterable[str] = ("self",),
+        signature_of: Callable[[T], Callable[..., Any]] | None = None,
+    ) -> None:
         self.kind = kind
         self._builtins = tuple(builtins)
         self._ignored = frozenset(ignored_parameters)
@@ -78,6 +86,7 @@ class Registry(Generic[T]):
         if not name or not isinstance(name, str):
             raise ValueError(f"a {self.kind} name must be a non-empty string, got {name!r}")
         if entry is None:
+
             def decorator(obj: T) -> T:
                 self._entries[name] = obj
                 return obj
@@ -139,8 +148,9 @@ class Registry(Generic[T]):
         valid = self.options(name)
         unknown = sorted(set(options) - set(valid))
         if unknown:
-            raise ConfigError(f"{self.kind} {name!r} has no option(s) {unknown}; "
-                              f"valid options: {sorted(valid) or 'none'}")
+            raise ConfigError(
+                f"{self.kind} {name!r} has no option(s) {unknown}; valid options: {sorted(valid) or 'none'}"
+            )
         target = self._signature_target(name)
         check_option_values(self.kind, name, target, options, self._ignored)
 
@@ -152,8 +162,9 @@ class Registry(Generic[T]):
             importlib.import_module(module)
 
 
-def check_option_values(kind: str, name: str, entry: Callable[..., Any], options: dict[str, Any],
-                        ignored: Iterable[str] = ("self",)) -> None:
+def check_option_values(
+    kind: str, name: str, entry: Callable[..., Any], options: dict[str, Any], ignored: Iterable[str] = ("self",)
+) -> None:
     """Raise one-line :class:`ConfigError` naming every option of ``options`` whose value does not fit
     the annotation of ``entry``'s parameter of that name (validated by pydantic, in lax mode: ``3``
     fits ``float``, ``[1, 2]`` fits ``tuple[int, int]``; infinities and NaN fit no ``float``).

@@ -22,7 +22,8 @@ Built-in methods (formulas, defaults, papers and costs in ``docs/methods.md``):
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from mtlens.aggregators import matrix, weighting
 from mtlens.aggregators.aggregation import GradientAggregation, MGDAUpperBound
@@ -109,6 +110,19 @@ def make_method(name: str, options: dict[str, Any], seed: int) -> UpdateMethod:
     return factory(**options)
 
 
-__all__ = ["METHODS", "Aggregate", "Aggregator", "GradientAggregation", "LinearScalarization", "MGDAUpperBound",
-           "NonFiniteGradientError", "UpdateMethod", "aggregation_factory", "available_methods",
-           "check_method_options", "make_method", "method_factory", "register_method"]
+__all__ = [
+    "METHODS",
+    "Aggregate",
+    "Aggregator",
+    "GradientAggregation",
+    "LinearScalarization",
+    "MGDAUpperBound",
+    "NonFiniteGradientError",
+    "UpdateMethod",
+    "aggregation_factory",
+    "available_methods",
+    "check_method_options",
+    "make_method",
+    "method_factory",
+    "register_method",
+]

@@ -12,7 +12,8 @@ backward pass through the encoder.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence, cast
+from collections.abc import Sequence
+from typing import Any, Literal, cast
 
 import torch
 from torch import Tensor, nn
@@ -31,8 +32,9 @@ def shared_gradient_matrix(losses: Sequence[Tensor], params: Sequence[nn.Paramet
     return task_gradients(losses, params, retain_graph=True)
 
 
-def set_head_gradients(losses: Sequence[Tensor], tasks: Sequence[str], model: MultiTaskModel,
-                       weights: Tensor | None = None) -> None:
+def set_head_gradients(
+    losses: Sequence[Tensor], tasks: Sequence[str], model: MultiTaskModel, weights: Tensor | None = None
+) -> None:
     """Set ``.grad`` of each task's head to ``w_t * nabla_head_t L_t`` (``w_t = 1`` without
     ``weights``): one backward pass of ``sum_t w_t L_t`` restricted to head parameters, which
     frees the graph.  Heads of other tasks do not depend on ``L_t``."""
@@ -125,8 +127,10 @@ class MGDAUpperBound(UpdateMethod):
             )
         tasks = list(losses)
         values = [losses[t] for t in tasks]
-        rows = [flatten(torch.autograd.grad(loss, features, retain_graph=True, allow_unused=True), features)
-                for loss in values]
+        rows = [
+            flatten(torch.autograd.grad(loss, features, retain_graph=True, allow_unused=True), features)
+            for loss in values
+        ]
         matrix = torch.stack(rows)
         check_gradient_matrix(matrix, tasks)
         weights = cast(Tensor, self.mgda.aggregate(matrix).weights)

@@ -26,15 +26,15 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Sequence
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from mtlens.aggregators.solvers import (cagrad_dual_weights, dual_cone_weights, min_norm_weights,
-                                        nash_bargaining_weights)
+from mtlens.aggregators.solvers import cagrad_dual_weights, dual_cone_weights, min_norm_weights, nash_bargaining_weights
 
 
 class NonFiniteGradientError(FloatingPointError):
@@ -544,8 +544,11 @@ class GradDrop(RandomAggregator):
 
     def _aggregate(self, matrix: Tensor) -> Aggregate:
         k = matrix.shape[0]
-        leak = torch.as_tensor([self.leak] * k if isinstance(self.leak, (int, float)) else self.leak,
-                               dtype=matrix.dtype, device=matrix.device)
+        leak = torch.as_tensor(
+            [self.leak] * k if isinstance(self.leak, (int, float)) else self.leak,
+            dtype=matrix.dtype,
+            device=matrix.device,
+        )
         if leak.shape != (k,):
             raise ValueError(f"leak has {leak.numel()} entries for {k} tasks")
         magnitude = matrix.abs().sum(dim=0)

@@ -101,7 +101,11 @@ def cagrad_dual_weights(gram: np.ndarray, c: float) -> np.ndarray:
     def solve(start: np.ndarray) -> tuple[np.ndarray, float, bool]:
         """Weights, their duality gap, and whether SLSQP succeeded with a gap within tolerance."""
         result = minimize(
-            objective, start, jac=True, method="SLSQP", bounds=[(0.0, 1.0)] * k,
+            objective,
+            start,
+            jac=True,
+            method="SLSQP",
+            bounds=[(0.0, 1.0)] * k,
             constraints=({"type": "eq", "fun": lambda w: w.sum() - 1.0, "jac": lambda w: np.ones_like(w)},),
             options={"ftol": 1e-15, "maxiter": 500},
         )
@@ -116,9 +120,11 @@ def cagrad_dual_weights(gram: np.ndarray, c: float) -> np.ndarray:
     weights, gap, _ = min(attempts, key=lambda attempt: attempt[1])
     if gap <= CAGRAD_GAP_TOLERANCE:
         return weights
-    raise SolverError(f"CAGrad's dual problem was not solved: duality gap {gap:.3g} tr(M) after SLSQP from the "
-                      f"uniform weights and from every vertex (tolerance {CAGRAD_GAP_TOLERANCE:g}); "
-                      f"Gram matrix diagonal {np.diag(gram).tolist()}")
+    raise SolverError(
+        f"CAGrad's dual problem was not solved: duality gap {gap:.3g} tr(M) after SLSQP from the "
+        f"uniform weights and from every vertex (tolerance {CAGRAD_GAP_TOLERANCE:g}); "
+        f"Gram matrix diagonal {np.diag(gram).tolist()}"
+    )
 
 
 def nash_bargaining_weights(gram: np.ndarray, tol: float = 1e-10, max_iter: int = 100) -> np.ndarray:

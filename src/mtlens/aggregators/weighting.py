@@ -17,7 +17,8 @@ rate gives exactly the joint-optimizer update.  ``backward`` returns the task we
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -36,8 +37,10 @@ def require_positive_losses(values: Tensor, tasks: Sequence[str], method: str) -
     """Raise ``ValueError`` if a loss is too negative for ``log(L + 1e-8)``."""
     bad = [t for t, v in zip(tasks, values.detach().cpu().tolist()) if not v + LOG_EPS > 0]
     if bad:
-        raise ValueError(f"{method} takes log(L_t + {LOG_EPS}) and needs losses > -{LOG_EPS}; "
-                         f"task(s) {bad} have losses {values.detach().cpu().tolist()}")
+        raise ValueError(
+            f"{method} takes log(L_t + {LOG_EPS}) and needs losses > -{LOG_EPS}; "
+            f"task(s) {bad} have losses {values.detach().cpu().tolist()}"
+        )
 
 
 class LossWeighting(UpdateMethod):
@@ -252,8 +255,9 @@ class FAMO(_LearnedWeights):
         if self.previous_losses is not None:
             decrease = torch.log(self.previous_losses + LOG_EPS) - torch.log(current + LOG_EPS)
             with torch.enable_grad():
-                (gradient,) = torch.autograd.grad(torch.softmax(self.params, dim=0), self.params,
-                                                  grad_outputs=decrease.to(self.params.dtype))
+                (gradient,) = torch.autograd.grad(
+                    torch.softmax(self.params, dim=0), self.params, grad_outputs=decrease.to(self.params.dtype)
+                )
             self.params.grad = gradient
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)

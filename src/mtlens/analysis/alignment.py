@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mtlens.analysis.transfer import TaskInfo, selection_info, selected_checkpoints
+from mtlens.analysis.transfer import TaskInfo, selected_checkpoints, selection_info
 from mtlens.quantities import CONFLICT_COSINE, INTRA_COSINE_CLASSGROUP, INTRA_COSINE_SUBBATCH, MAGNITUDE_RATIO
 
 ALIGNMENT_KINDS = {
@@ -53,13 +53,21 @@ def alignment_summary(distributions: pd.DataFrame) -> pd.DataFrame:
 def magnitude_ratio_summary(rows: pd.DataFrame) -> pd.DataFrame:
     """Per (setting, method, task pair) of MTL runs: ``n`` values from ``n_runs`` runs, the median
     ratio ``||g_a||/||g_b||``, the median and 90th percentile of ``|log10 ratio|``."""
-    frame = rows[(rows["quantity"] == MAGNITUDE_RATIO) & (rows["mode"] == "mtl")
-                 & np.isfinite(rows["value"]) & (rows["value"] > 0)]
+    frame = rows[
+        (rows["quantity"] == MAGNITUDE_RATIO)
+        & (rows["mode"] == "mtl")
+        & np.isfinite(rows["value"])
+        & (rows["value"] > 0)
+    ]
     frame = frame.assign(abs_log10=np.abs(np.log10(frame["value"])))
     grouped = frame.groupby(["setting", "method", "task"])
-    summary = grouped.agg(n=("value", "count"), n_runs=("run_id", "nunique"), median_ratio=("value", "median"),
-                          median_abs_log10=("abs_log10", "median"),
-                          p90_abs_log10=("abs_log10", lambda v: float(np.quantile(v, 0.9))))
+    summary = grouped.agg(
+        n=("value", "count"),
+        n_runs=("run_id", "nunique"),
+        median_ratio=("value", "median"),
+        median_abs_log10=("abs_log10", "median"),
+        p90_abs_log10=("abs_log10", lambda v: float(np.quantile(v, 0.9))),
+    )
     return summary.reset_index().rename(columns={"task": "pair"})
 
 
@@ -84,9 +92,15 @@ def optimizer_comparison(index: pd.DataFrame, rows: pd.DataFrame, task_info: Tas
         values = frame[metric].dropna().to_numpy(float) if metric in frame else np.array([])
         if len(values) == 0:
             continue
-        records.append(dict(zip(keys, key)) | {
-            "metric": metric, "mean": values.mean(), "std": values.std(ddof=1) if len(values) > 1 else np.nan,
-            "n": len(values)})
+        records.append(
+            dict(zip(keys, key))
+            | {
+                "metric": metric,
+                "mean": values.mean(),
+                "std": values.std(ddof=1) if len(values) > 1 else np.nan,
+                "n": len(values),
+            }
+        )
     return pd.DataFrame.from_records(records)
 
 

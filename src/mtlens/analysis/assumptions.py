@@ -23,10 +23,14 @@ import pandas as pd
 
 from mtlens.analysis.transfer import TaskInfo, selected_checkpoints
 from mtlens.quantities import (
-    CONFLICT_COSINE, GRAD_NORM, INTRA_COSINE_CLASSGROUP, INTRA_COSINE_SUBBATCH, MAGNITUDE_RATIO)
+    CONFLICT_COSINE,
+    GRAD_NORM,
+    INTRA_COSINE_CLASSGROUP,
+    INTRA_COSINE_SUBBATCH,
+    MAGNITUDE_RATIO,
+)
 
-ALIGNMENT_QUANTITIES = (CONFLICT_COSINE, INTRA_COSINE_SUBBATCH, INTRA_COSINE_CLASSGROUP,
-                        MAGNITUDE_RATIO, GRAD_NORM)
+ALIGNMENT_QUANTITIES = (CONFLICT_COSINE, INTRA_COSINE_SUBBATCH, INTRA_COSINE_CLASSGROUP, MAGNITUDE_RATIO, GRAD_NORM)
 """The probe quantities the alignment experiment compares (names of :mod:`mtlens.probes`)."""
 
 
@@ -43,10 +47,22 @@ def selected_values(rows: pd.DataFrame, task_info: TaskInfo) -> pd.DataFrame:
     records = []
     for row in selected.to_dict("records"):
         metric, lower = _selection(task_info, row["setting"], row["task"])
-        at = rows[(rows["run_id"] == row["run_id"]) & (rows["task"] == row["task"]) & (rows["step"] == row["step"])
-                  & (rows["quantity"] == f"val/{metric}")]["value"]
-        records.append({"run_id": row["run_id"], "task": row["task"], "metric": metric, "lower_is_better": lower,
-                        "val": float(at.iloc[0]) if len(at) else np.nan, "test": row.get(f"test/{metric}", np.nan)})
+        at = rows[
+            (rows["run_id"] == row["run_id"])
+            & (rows["task"] == row["task"])
+            & (rows["step"] == row["step"])
+            & (rows["quantity"] == f"val/{metric}")
+        ]["value"]
+        records.append(
+            {
+                "run_id": row["run_id"],
+                "task": row["task"],
+                "metric": metric,
+                "lower_is_better": lower,
+                "val": float(at.iloc[0]) if len(at) else np.nan,
+                "test": row.get(f"test/{metric}", np.nan),
+            }
+        )
     return pd.DataFrame.from_records(records, columns=["run_id", "task", "metric", "lower_is_better", "val", "test"])
 
 
@@ -54,25 +70,28 @@ def _spread(values: pd.Series) -> dict[str, Any]:
     return {"mean": values.mean(), "std": values.std(ddof=1) if len(values) > 1 else np.nan, "n": len(values)}
 
 
-def optimizer_table(manifest: pd.DataFrame, rows: pd.DataFrame, task_info: TaskInfo) -> tuple[pd.DataFrame,
-                                                                                                 pd.DataFrame]:
+def optimizer_table(
+    manifest: pd.DataFrame, rows: pd.DataFrame, task_info: TaskInfo
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(selected, grid)``: the table per (optimizer, method) at the validation-selected lr, and
     the mean validation/test value of every grid point (see the module docstring)."""
-    values = selected_values(rows, task_info).merge(manifest[["run_id", "optimizer", "method", "lr", "seed"]],
-                                                    on="run_id")
+    values = selected_values(rows, task_info).merge(
+        manifest[["run_id", "optimizer", "method", "lr", "seed"]], on="run_id"
+    )
     if values.empty:
         return pd.DataFrame(), pd.DataFrame()
     sign = np.where(values["lower_is_better"], 1.0, -1.0)
     values = values.assign(val_score=sign * values["val"])
-    grid = (values.groupby(["optimizer", "method", "lr"], as_index=False)
-            .agg(val=("val", "mean"), test=("test", "mean"), val_score=("val_score", "mean"),
-                 runs=("run_id", "nunique")))
+    grid = values.groupby(["optimizer", "method", "lr"], as_index=False).agg(
+        val=("val", "mean"), test=("test", "mean"), val_score=("val_score", "mean"), runs=("run_id", "nunique")
+    )
     scored = grid.dropna(subset=["val_score"])  # grid points whose runs recorded no validation value are skipped
     best = scored.loc[scored.groupby(["optimizer", "method"])["val_score"].idxmin()]
     records = []
     for row in best.itertuples():
-        chosen = values[(values["optimizer"] == row.optimizer) & (values["method"] == row.method)
-                        & (values["lr"] == row.lr)]
+        chosen = values[
+            (values["optimizer"] == row.optimizer) & (values["method"] == row.method) & (values["lr"] == row.lr)
+        ]
         record: dict[str, Any] = {"optimizer": row.optimizer, "method": row.method, "lr": row.lr}
         for task, frame in chosen.groupby("task"):
             stats = _spread(frame["test"])
@@ -84,22 +103,27 @@ def optimizer_table(manifest: pd.DataFrame, rows: pd.DataFrame, task_info: TaskI
     return pd.DataFrame.from_records(records), grid.drop(columns="val_score")
 
 
-def loss_scale_table(manifest: pd.DataFrame, rows: pd.DataFrame, task_info: TaskInfo,
-                     states: pd.Series) -> pd.DataFrame:
+def loss_scale_table(
+    manifest: pd.DataFrame, rows: pd.DataFrame, task_info: TaskInfo, states: pd.Series
+) -> pd.DataFrame:
     """Per (optimizer, scale, task): the test value at the validation-selected checkpoint (mean
     over the seeds whose runs are in ``rows``) and the number of the manifest's runs of that
     (optimizer, scale) that diverged (``states`` maps run id to its state).  Diverged runs have no
     rows here (analyses read finished runs only); an (optimizer, scale) whose runs all diverged
     gets one row with no task and no values."""
-    values = selected_values(rows, task_info).merge(manifest[["run_id", "optimizer", "scale", "scaled_task"]],
-                                                    on="run_id")
-    diverged = (manifest.assign(diverged=manifest["run_id"].map(states).eq("diverged"))
-                .groupby(["optimizer", "scale"], as_index=False)
-                .agg(diverged=("diverged", "sum"), scaled_task=("scaled_task", "first")))
+    values = selected_values(rows, task_info).merge(
+        manifest[["run_id", "optimizer", "scale", "scaled_task"]], on="run_id"
+    )
+    diverged = (
+        manifest.assign(diverged=manifest["run_id"].map(states).eq("diverged"))
+        .groupby(["optimizer", "scale"], as_index=False)
+        .agg(diverged=("diverged", "sum"), scaled_task=("scaled_task", "first"))
+    )
     if values.empty and not diverged["diverged"].any():
         return pd.DataFrame()
-    table = (values.groupby(["optimizer", "scale", "task", "metric"], as_index=False)
-             .agg(test_mean=("test", "mean"), test_std=("test", "std"), runs=("run_id", "nunique")))
+    table = values.groupby(["optimizer", "scale", "task", "metric"], as_index=False).agg(
+        test_mean=("test", "mean"), test_std=("test", "std"), runs=("run_id", "nunique")
+    )
     table = table.merge(diverged, on=["optimizer", "scale"], how="outer")
     table = table[table["task"].notna() | (table["diverged"] > 0)]
     return table.sort_values(["optimizer", "task", "scale"]).reset_index(drop=True)
@@ -107,12 +131,12 @@ def loss_scale_table(manifest: pd.DataFrame, rows: pd.DataFrame, task_info: Task
 
 def alignment_table(manifest: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     """Per (mode, quantity, task): mean, std and count over probe steps (> 0) and seeds."""
-    probes = rows[rows["run_id"].isin(manifest["run_id"]) & rows["quantity"].isin(ALIGNMENT_QUANTITIES)
-                  & (rows["step"] > 0)]
+    probes = rows[
+        rows["run_id"].isin(manifest["run_id"]) & rows["quantity"].isin(ALIGNMENT_QUANTITIES) & (rows["step"] > 0)
+    ]
     if probes.empty:
         return pd.DataFrame()
-    return (probes.groupby(["mode", "quantity", "task"], as_index=False)["value"]
-            .agg(mean="mean", std="std", n="count"))
+    return probes.groupby(["mode", "quantity", "task"], as_index=False)["value"].agg(mean="mean", std="std", n="count")
 
 
 def corruption_table(accuracy: pd.DataFrame) -> pd.DataFrame:
@@ -120,9 +144,11 @@ def corruption_table(accuracy: pd.DataFrame) -> pd.DataFrame:
     severities 1..5 (``mean_corrupted``), and the drop from the clean accuracy."""
     per = accuracy.groupby(["task", "mode", "corruption", "severity"], as_index=False)["accuracy"].mean()
     clean = per[per["corruption"] == "none"].set_index(["task", "mode"])["accuracy"]
-    wide = (per[per["corruption"] != "none"]
-            .pivot_table(index=["task", "mode", "corruption"], columns="severity", values="accuracy")
-            .rename(columns=lambda s: f"severity_{s}"))
+    wide = (
+        per[per["corruption"] != "none"]
+        .pivot_table(index=["task", "mode", "corruption"], columns="severity", values="accuracy")
+        .rename(columns=lambda s: f"severity_{s}")
+    )
     wide["mean_corrupted"] = wide.mean(axis=1)
     wide = wide.reset_index()
     wide["clean"] = [clean.get((t, m), np.nan) for t, m in zip(wide["task"], wide["mode"])]

@@ -21,7 +21,7 @@ independent and the interval is somewhat optimistic.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -48,7 +48,7 @@ def aa_splits(seeds: Sequence[int], n_splits: int, seed: int = 0) -> list[tuple[
     splits, seen = [], set()
     for _ in range(50 * n_splits):
         order = rng.permutation(seeds)
-        first, second = sorted(order[:half].tolist()), sorted(order[half:2 * half].tolist())
+        first, second = sorted(order[:half].tolist()), sorted(order[half : 2 * half].tolist())
         key = (tuple(first), tuple(second))
         if key not in seen:
             seen.add(key)
@@ -68,8 +68,9 @@ def aa_rows(stl_rows: pd.DataFrame, first: Sequence[int], second: Sequence[int],
     return pd.concat([stl_rows[stl_rows["seed"].isin(second)], mtl], ignore_index=True)
 
 
-def _split_comparisons(rows: pd.DataFrame, selected: pd.DataFrame, task_info: TaskInfo, design: str,
-                       alpha: float) -> list[dict]:
+def _split_comparisons(
+    rows: pd.DataFrame, selected: pd.DataFrame, task_info: TaskInfo, design: str, alpha: float
+) -> list[dict]:
     records = []
     curves = rows[rows["quantity"].isin(("train/loss", *GAP_MEASURES))]
     for task, task_rows in curves.groupby("task"):
@@ -78,21 +79,46 @@ def _split_comparisons(rows: pd.DataFrame, selected: pd.DataFrame, task_info: Ta
             if result is None or result.test is None:
                 continue
             detectable = float(result.gap["min_detectable"].iloc[-1])
-            records += [{"test": "gap exists", "task": task, "measure": measure, "design": result.design,
-                         "p_value": result.test.p_any, "min_p": result.test.min_p, "min_detectable": detectable},
-                        {"test": "persistent gap (onset)", "task": task, "measure": measure,
-                         "design": result.design, "p_value": result.test.p_persistent, "min_p": result.test.min_p,
-                         "min_detectable": detectable}]
+            records += [
+                {
+                    "test": "gap exists",
+                    "task": task,
+                    "measure": measure,
+                    "design": result.design,
+                    "p_value": result.test.p_any,
+                    "min_p": result.test.min_p,
+                    "min_detectable": detectable,
+                },
+                {
+                    "test": "persistent gap (onset)",
+                    "task": task,
+                    "measure": measure,
+                    "design": result.design,
+                    "p_value": result.test.p_persistent,
+                    "min_p": result.test.min_p,
+                    "min_detectable": detectable,
+                },
+            ]
     for metric in TRANSFER_METRICS:
         table = transfer_tests(selected, task_info, metric, alpha)
-        records += [{"test": "transfer", "task": r.task, "measure": r.metric, "design": r.design,
-                     "p_value": r.p_value, "min_p": r.min_p, "min_detectable": r.min_detectable}
-                    for r in table.itertuples()]
+        records += [
+            {
+                "test": "transfer",
+                "task": r.task,
+                "measure": r.metric,
+                "design": r.design,
+                "p_value": r.p_value,
+                "min_p": r.min_p,
+                "min_detectable": r.min_detectable,
+            }
+            for r in table.itertuples()
+        ]
     return [r for r in records if r["design"] == design]
 
 
-def _correlation_comparisons(rows: pd.DataFrame, task_info: TaskInfo, n_permutations: int,
-                             rng: np.random.Generator) -> list[dict]:
+def _correlation_comparisons(
+    rows: pd.DataFrame, task_info: TaskInfo, n_permutations: int, rng: np.random.Generator
+) -> list[dict]:
     units = unit_table(rows, task_info)
     groups = units[["setting", "task", "seed"]].astype(str).agg("/".join, axis=1).to_numpy()
     records = []
@@ -100,9 +126,17 @@ def _correlation_comparisons(rows: pd.DataFrame, task_info: TaskInfo, n_permutat
         factor = rng.permutation(units["log_ratio_mean"].to_numpy(float))
         for target in ("transfer_pct", "gap_mean"):
             result = correlate(factor, units[target], groups, n_boot=20, seed=int(rng.integers(1 << 31)), n_perm=999)
-            records += [{"test": "correlation", "task": "*", "measure": f"{kind} permuted factor ~ {target}",
-                         "design": "cluster permutation", "p_value": result[f"{kind}_p"], "min_p": result["min_p"]}
-                        for kind in ("pearson", "spearman")]
+            records += [
+                {
+                    "test": "correlation",
+                    "task": "*",
+                    "measure": f"{kind} permuted factor ~ {target}",
+                    "design": "cluster permutation",
+                    "p_value": result[f"{kind}_p"],
+                    "min_p": result["min_p"],
+                }
+                for kind in ("pearson", "spearman")
+            ]
     return records
 
 
@@ -113,9 +147,16 @@ def spike_in(rows: pd.DataFrame, effect: dict[str, float]) -> pd.DataFrame:
     return rows.assign(value=rows["value"].to_numpy(float) + shift)
 
 
-def calibrate(stl_rows: pd.DataFrame, task_info: TaskInfo, n_splits: int = 25, alpha: float = 0.05,
-              seed: int = 0, correlation_splits: int = 5, permutations_per_split: int = 10,
-              effect: dict[str, float] | None = None) -> pd.DataFrame:
+def calibrate(
+    stl_rows: pd.DataFrame,
+    task_info: TaskInfo,
+    n_splits: int = 25,
+    alpha: float = 0.05,
+    seed: int = 0,
+    correlation_splits: int = 5,
+    permutations_per_split: int = 10,
+    effect: dict[str, float] | None = None,
+) -> pd.DataFrame:
     """One row per A/A comparison: ``split, test, task, measure, design, p_value, min_p, min_detectable,
     rejected``.
 
@@ -143,8 +184,9 @@ def calibrate(stl_rows: pd.DataFrame, task_info: TaskInfo, n_splits: int = 25, a
             if design == "paired" and i < correlation_splits and not effect:
                 split += _correlation_comparisons(rows, task_info, permutations_per_split, rng)
         records += [{"split": i, **r} for r in split]
-    table = pd.DataFrame.from_records(records, columns=["split", "test", "task", "measure", "design", "p_value",
-                                                        "min_p", "min_detectable"])
+    table = pd.DataFrame.from_records(
+        records, columns=["split", "test", "task", "measure", "design", "p_value", "min_p", "min_detectable"]
+    )
     table["rejected"] = table["p_value"] <= alpha
     return table
 
@@ -158,9 +200,19 @@ def false_positive_rates(comparisons: pd.DataFrame, confidence: float = 0.95) ->
     for (test, design), frame in comparisons.groupby(["test", "design"], sort=False):
         k, n = int(frame["rejected"].sum()), len(frame)
         low, high = clopper_pearson(k, n, confidence)
-        records.append({"test": test, "design": design, "comparisons": n, "false_positives": k, "rate": k / n,
-                        "ci_low": low, "ci_high": high, "min_p": float(frame["min_p"].median()),
-                        "min_detectable": float(frame["min_detectable"].median())})
+        records.append(
+            {
+                "test": test,
+                "design": design,
+                "comparisons": n,
+                "false_positives": k,
+                "rate": k / n,
+                "ci_low": low,
+                "ci_high": high,
+                "min_p": float(frame["min_p"].median()),
+                "min_detectable": float(frame["min_detectable"].median()),
+            }
+        )
     return pd.DataFrame.from_records(records)
 
 
@@ -168,7 +220,8 @@ def detectable_effects(comparisons: pd.DataFrame) -> dict[str, float]:
     """Quantity -> the median minimum detectable difference (80% power) of the paired tests of the A/A
     ``comparisons``: the persistent gap's per gap measure, the transfer test's per test metric (finite
     ones only); the effect sizes of the positive control."""
-    paired = comparisons[(comparisons["design"] == "paired")
-                         & comparisons["test"].isin(["persistent gap (onset)", "transfer"])]
+    paired = comparisons[
+        (comparisons["design"] == "paired") & comparisons["test"].isin(["persistent gap (onset)", "transfer"])
+    ]
     sizes = paired.groupby("measure")["min_detectable"].median()
     return {str(q): float(v) for q, v in sizes.items() if np.isfinite(v)}

@@ -40,7 +40,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -50,17 +51,29 @@ from scipy import stats
 from mtlens.analysis.gap import interpolate_at, monotone_curve
 from mtlens.analysis.inference import bh_adjust, paired_max_t
 from mtlens.analysis.optimization import optimization_effect
-from mtlens.analysis.transfer import TaskInfo, selection_info, selected_checkpoints
+from mtlens.analysis.transfer import TaskInfo, selected_checkpoints, selection_info
 from mtlens.quantities import (
-    CONFLICT_COSINE, CONFLICT_FRACTION, FISHER_TRACE, GRAD_COHERENCE, M_COHERENCE, SHARPNESS, SHARPNESS_SAM)
+    CONFLICT_COSINE,
+    CONFLICT_FRACTION,
+    FISHER_TRACE,
+    GRAD_COHERENCE,
+    M_COHERENCE,
+    SHARPNESS,
+    SHARPNESS_SAM,
+)
 
 UNIT_KEYS = ["setting", "task", "seed", "method"]
-MEAN_FACTORS = {"coherence_diff": GRAD_COHERENCE, "m_coherence_diff": M_COHERENCE,
-                "sharpness_diff": SHARPNESS, "sharpness_sam_diff": SHARPNESS_SAM}
+MEAN_FACTORS = {
+    "coherence_diff": GRAD_COHERENCE,
+    "m_coherence_diff": M_COHERENCE,
+    "sharpness_diff": SHARPNESS,
+    "sharpness_sam_diff": SHARPNESS_SAM,
+}
 FACTORS = ("fisher_early_diff", "coherence_diff", "m_coherence_diff", "sharpness_diff", "sharpness_sam_diff")
 CONFLICTS = ("conflict_cosine", "conflict_fraction")
 DEFAULT_PAIRS = tuple((f, target) for f in FACTORS for target in ("transfer_pct", "gap_mean")) + tuple(
-    (c, target) for c in CONFLICTS for target in ("log_ratio_mean", "gap_mean"))
+    (c, target) for c in CONFLICTS for target in ("log_ratio_mean", "gap_mean")
+)
 """(x, y) column pairs of :func:`correlation_table`: each factor against transfer and the gap,
 gradient conflict against the optimization effect and the gap."""
 
@@ -78,25 +91,34 @@ def _transfer(selected: pd.DataFrame, task_info: TaskInfo) -> pd.DataFrame:
             same_seed = row.seed in stl.index
             reference = float(stl.loc[row.seed]) if same_seed else (float(stl.mean()) if len(stl) else np.nan)
             value = float(frame.loc[row.Index, column])
-            records.append({"setting": setting, "task": task, "seed": int(row.seed), "method": row.method,
-                            "transfer_pct": 100.0 * sign * (value - reference) / abs(reference)
-                            if reference else np.nan,
-                            "transfer_reference": "same seed" if same_seed else "stl mean"})
+            records.append(
+                {
+                    "setting": setting,
+                    "task": task,
+                    "seed": int(row.seed),
+                    "method": row.method,
+                    "transfer_pct": 100.0 * sign * (value - reference) / abs(reference) if reference else np.nan,
+                    "transfer_reference": "same seed" if same_seed else "stl mean",
+                }
+            )
     return pd.DataFrame.from_records(records, columns=UNIT_KEYS + ["transfer_pct", "transfer_reference"])
 
 
 def _pair_gap(rows: pd.DataFrame, measure: str, n_grid: int) -> pd.DataFrame:
     """Per MTL unit: mean of G_MTL - G_STL(same seed) over the common training-loss range."""
     frame = rows[rows["quantity"].isin(["train/loss", measure])]
-    wide = frame.pivot_table(index=["setting", "mode", "method", "seed", "task", "run_id", "step"],
-                             columns="quantity", values="value").reset_index()
+    wide = frame.pivot_table(
+        index=["setting", "mode", "method", "seed", "task", "run_id", "step"], columns="quantity", values="value"
+    ).reset_index()
     if measure not in wide or "train/loss" not in wide:
         return pd.DataFrame(columns=UNIT_KEYS + ["gap_mean"])
     curves = {}
     for (setting, mode, method, seed, task), run in wide.sort_values("step").groupby(
-            ["setting", "mode", "method", "seed", "task"]):
-        x, g, _ = monotone_curve(run["train/loss"].to_numpy(float), run[measure].to_numpy(float),
-                                 run["step"].to_numpy(float))
+        ["setting", "mode", "method", "seed", "task"]
+    ):
+        x, g, _ = monotone_curve(
+            run["train/loss"].to_numpy(float), run[measure].to_numpy(float), run["step"].to_numpy(float)
+        )
         curves[(setting, mode, method if mode == "mtl" else "", int(seed), task)] = (x, g)
     records = []
     for (setting, mode, method, seed, task), (x, g) in curves.items():
@@ -108,8 +130,9 @@ def _pair_gap(rows: pd.DataFrame, measure: str, n_grid: int) -> pd.DataFrame:
             continue
         levels = np.geomspace(high, low, n_grid)
         gap = interpolate_at(levels, x, g) - interpolate_at(levels, *reference)
-        records.append({"setting": setting, "task": task, "seed": seed, "method": method,
-                        "gap_mean": float(np.nanmean(gap))})
+        records.append(
+            {"setting": setting, "task": task, "seed": seed, "method": method, "gap_mean": float(np.nanmean(gap))}
+        )
     return pd.DataFrame.from_records(records, columns=UNIT_KEYS + ["gap_mean"])
 
 
@@ -118,14 +141,24 @@ def _probe_means(rows: pd.DataFrame, early_epoch: float) -> pd.DataFrame:
     probes = rows[rows["quantity"].isin(list(MEAN_FACTORS.values()) + [FISHER_TRACE])]
     records = []
     for (setting, mode, method, seed, task, quantity), frame in probes.groupby(
-            ["setting", "mode", "method", "seed", "task", "quantity"]):
+        ["setting", "mode", "method", "seed", "task", "quantity"]
+    ):
         if quantity == FISHER_TRACE:
             early = frame[frame["epoch"] <= early_epoch]
             frame, name = (early if len(early) else frame[frame["step"] == frame["step"].min()]), "fisher_early_diff"
         else:
             name = next(k for k, v in MEAN_FACTORS.items() if v == quantity)
-        records.append({"setting": setting, "mode": mode, "method": method, "seed": int(seed), "task": task,
-                        "factor": name, "value": float(frame["value"].mean())})
+        records.append(
+            {
+                "setting": setting,
+                "mode": mode,
+                "method": method,
+                "seed": int(seed),
+                "task": task,
+                "factor": name,
+                "value": float(frame["value"].mean()),
+            }
+        )
     return pd.DataFrame.from_records(records, columns=["setting", "mode", "method", "seed", "task", "factor", "value"])
 
 
@@ -147,17 +180,34 @@ def _conflicts(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     records = []
     for (setting, method, seed, pair), frame in cosine.groupby(["setting", "method", "seed", "task"]):
         for task in str(pair).split("|"):
-            records.append({"setting": setting, "task": task, "seed": int(seed), "method": method,
-                            "value": float(frame["value"].mean())})
+            records.append(
+                {
+                    "setting": setting,
+                    "task": task,
+                    "seed": int(seed),
+                    "method": method,
+                    "value": float(frame["value"].mean()),
+                }
+            )
     per_task = pd.DataFrame.from_records(records, columns=UNIT_KEYS + ["value"])
     per_task = per_task.groupby(UNIT_KEYS, as_index=False)["value"].mean().rename(columns={"value": "conflict_cosine"})
-    fraction = (mtl[mtl["quantity"] == CONFLICT_FRACTION].groupby(["setting", "seed", "method"], as_index=False)
-                ["value"].mean().rename(columns={"value": "conflict_fraction"}))
+    fraction = (
+        mtl[mtl["quantity"] == CONFLICT_FRACTION]
+        .groupby(["setting", "seed", "method"], as_index=False)["value"]
+        .mean()
+        .rename(columns={"value": "conflict_fraction"})
+    )
     return per_task, fraction
 
 
-def unit_table(rows: pd.DataFrame, task_info: TaskInfo, gap_measure: str = "val/loss", early_epoch: float = 1.0,
-               early_fraction: float = 0.25, n_grid: int = 100) -> pd.DataFrame:
+def unit_table(
+    rows: pd.DataFrame,
+    task_info: TaskInfo,
+    gap_measure: str = "val/loss",
+    early_epoch: float = 1.0,
+    early_fraction: float = 0.25,
+    n_grid: int = 100,
+) -> pd.DataFrame:
     """One row per (setting, task, seed, method) of an MTL run; see the module docstring.
 
     ``rows`` are tidy trajectory rows of STL and MTL runs (``mtlens.store.ROW_COLUMNS``).
@@ -169,8 +219,12 @@ def unit_table(rows: pd.DataFrame, task_info: TaskInfo, gap_measure: str = "val/
     units = mtl_units.merge(transfer, on=UNIT_KEYS, how="left")
     optimization = optimization_effect(rows, early_fraction)[UNIT_KEYS + ["log_ratio_early", "log_ratio_mean"]]
     per_task_conflict, fraction = _conflicts(rows)
-    for part in (_pair_gap(rows, gap_measure, n_grid), optimization, _factor_diffs(rows, early_epoch),
-                 per_task_conflict):
+    for part in (
+        _pair_gap(rows, gap_measure, n_grid),
+        optimization,
+        _factor_diffs(rows, early_epoch),
+        per_task_conflict,
+    ):
         units = units.merge(part, on=UNIT_KEYS, how="left")
     units = units.merge(fraction, on=["setting", "seed", "method"], how="left")
     for column in ("gap_mean", *FACTORS, *CONFLICTS):
@@ -220,16 +274,25 @@ def cluster_permutations(cluster_of: np.ndarray, n_perm: int, seed: int) -> tupl
         sources = [o[grid[:, i]] for i, o in enumerate(orders)]
     else:
         rng = np.random.default_rng(seed)
-        sources = [np.vstack([np.arange(len(b)), rng.permuted(np.tile(np.arange(len(b)), (n_perm, 1)), axis=1)])
-                   for b in blocks]
+        sources = [
+            np.vstack([np.arange(len(b)), rng.permuted(np.tile(np.arange(len(b)), (n_perm, 1)), axis=1)])
+            for b in blocks
+        ]
     index = np.empty((len(sources[0]), len(cluster_of)), dtype=int)
     for block, source in zip(blocks, sources):
         index[:, block.ravel()] = block[source].reshape(len(source), -1)
     return index, exact
 
 
-def correlate(x: ArrayLike, y: ArrayLike, groups: Sequence[Any] | None = None, n_boot: int = 2000,
-              confidence: float = 0.95, seed: int = 0, n_perm: int = 9999) -> dict[str, float]:
+def correlate(
+    x: ArrayLike,
+    y: ArrayLike,
+    groups: Sequence[Any] | None = None,
+    n_boot: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    n_perm: int = 9999,
+) -> dict[str, float]:
     """Pearson and Spearman correlation of ``x`` and ``y`` with cluster-bootstrap percentile CIs and
     cluster-permutation p-values.
 
@@ -254,8 +317,17 @@ def correlate(x: ArrayLike, y: ArrayLike, groups: Sequence[Any] | None = None, n
     _, cluster_of = np.unique(labels, return_inverse=True)
     n_groups = int(cluster_of.max()) + 1 if len(xs) else 0
     out = {"n": len(xs), "n_groups": n_groups}
-    keys = ("pearson_r", "pearson_p", "pearson_low", "pearson_high",
-            "spearman_rho", "spearman_p", "spearman_low", "spearman_high", "min_p")
+    keys = (
+        "pearson_r",
+        "pearson_p",
+        "pearson_low",
+        "pearson_high",
+        "spearman_rho",
+        "spearman_p",
+        "spearman_low",
+        "spearman_high",
+        "min_p",
+    )
     if len(xs) < 3 or np.ptp(xs) == 0 or np.ptp(ys) == 0:
         return out | dict.fromkeys(keys, np.nan)
     pearson, spearman = stats.pearsonr(xs, ys), stats.spearmanr(xs, ys)
@@ -264,28 +336,48 @@ def correlate(x: ArrayLike, y: ArrayLike, groups: Sequence[Any] | None = None, n
     cluster_counts = np.zeros((n_boot, n_groups))
     np.add.at(cluster_counts, (np.arange(n_boot)[:, None], drawn), 1)
     weights = cluster_counts[:, cluster_of]  # how often each point is in each resample
-    boot = np.stack([_weighted_pearson(xs, ys, weights),
-                     _weighted_pearson(_weighted_ranks(xs, weights), _weighted_ranks(ys, weights), weights)], axis=1)
+    boot = np.stack(
+        [
+            _weighted_pearson(xs, ys, weights),
+            _weighted_pearson(_weighted_ranks(xs, weights), _weighted_ranks(ys, weights), weights),
+        ],
+        axis=1,
+    )
     tails = 100 * np.array([(1 - confidence) / 2, (1 + confidence) / 2])
     (p_low, p_high), (s_low, s_high) = (np.nanpercentile(boot[:, i], tails) for i in range(2))
     if n_groups > 1:
         index, _ = cluster_permutations(cluster_of, n_perm, seed)
         ones = np.ones(index.shape)
-        permuted = [_weighted_pearson(xs[index], ys, ones), _weighted_pearson(stats.rankdata(xs)[index],
-                                                                            stats.rankdata(ys), ones)]
+        permuted = [
+            _weighted_pearson(xs[index], ys, ones),
+            _weighted_pearson(stats.rankdata(xs)[index], stats.rankdata(ys), ones),
+        ]
         p_values = [float(np.mean(np.abs(r) >= abs(r[0]) * (1 - 1e-9))) for r in permuted]
         min_p = 1.0 / len(index)
     else:
         p_values, min_p = [np.nan, np.nan], np.nan
-    return out | {"pearson_r": float(pearson.statistic), "pearson_p": p_values[0],
-                  "pearson_low": float(p_low), "pearson_high": float(p_high),
-                  "spearman_rho": float(spearman.statistic), "spearman_p": p_values[1],
-                  "spearman_low": float(s_low), "spearman_high": float(s_high), "min_p": min_p}
+    return out | {
+        "pearson_r": float(pearson.statistic),
+        "pearson_p": p_values[0],
+        "pearson_low": float(p_low),
+        "pearson_high": float(p_high),
+        "spearman_rho": float(spearman.statistic),
+        "spearman_p": p_values[1],
+        "spearman_low": float(s_low),
+        "spearman_high": float(s_high),
+        "min_p": min_p,
+    }
 
 
-def correlation_table(units: pd.DataFrame, pairs: Sequence[tuple[str, str]] = DEFAULT_PAIRS,
-                      cluster: Sequence[str] = ("setting", "task", "seed"), n_boot: int = 2000,
-                      confidence: float = 0.95, seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
+def correlation_table(
+    units: pd.DataFrame,
+    pairs: Sequence[tuple[str, str]] = DEFAULT_PAIRS,
+    cluster: Sequence[str] = ("setting", "task", "seed"),
+    n_boot: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> pd.DataFrame:
     """One row per (x, y) pair with at least 3 finite units: :func:`correlate` over all units,
     bootstrapping and permuting the clusters named by ``cluster`` (columns of ``units``).
 
@@ -301,11 +393,27 @@ def correlation_table(units: pd.DataFrame, pairs: Sequence[tuple[str, str]] = DE
         result = correlate(units[x], units[y], groups, n_boot, confidence, seed)
         if result["n"] >= 3:
             records.append({"x": x, "y": y, **result})
-    columns = ["x", "y", "n", "n_groups", "pearson_r", "pearson_p", "pearson_p_adjusted", "pearson_low",
-               "pearson_high", "spearman_rho", "spearman_p", "spearman_p_adjusted", "spearman_low", "spearman_high",
-               "min_p", "conclusive"]
-    table = pd.DataFrame.from_records(records, columns=[c for c in columns if "adjusted" not in c
-                                                        and c != "conclusive"])
+    columns = [
+        "x",
+        "y",
+        "n",
+        "n_groups",
+        "pearson_r",
+        "pearson_p",
+        "pearson_p_adjusted",
+        "pearson_low",
+        "pearson_high",
+        "spearman_rho",
+        "spearman_p",
+        "spearman_p_adjusted",
+        "spearman_low",
+        "spearman_high",
+        "min_p",
+        "conclusive",
+    ]
+    table = pd.DataFrame.from_records(
+        records, columns=[c for c in columns if "adjusted" not in c and c != "conclusive"]
+    )
     table["pearson_p_adjusted"] = bh_adjust(table["pearson_p"].to_numpy(float))
     table["spearman_p_adjusted"] = bh_adjust(table["spearman_p"].to_numpy(float))
     table["conclusive"] = table["min_p"].to_numpy(float) <= alpha
@@ -326,10 +434,21 @@ def difference_tests(units: pd.DataFrame, columns: Sequence[str] = FACTORS, alph
                 continue
             test = paired_max_t(values)
             low, high = test.band(alpha)
-            records.append(dict(zip(["setting", "task", "method"], key)) | {
-                "difference": column, "n_seeds": len(values), "mean": values.mean(), "low": low[0], "high": high[0],
-                "p_value": test.p_any, "min_p": test.min_p})
-    table = pd.DataFrame.from_records(records, columns=["setting", "task", "method", "difference", "n_seeds", "mean",
-                                                        "low", "high", "p_value", "min_p"])
+            records.append(
+                dict(zip(["setting", "task", "method"], key))
+                | {
+                    "difference": column,
+                    "n_seeds": len(values),
+                    "mean": values.mean(),
+                    "low": low[0],
+                    "high": high[0],
+                    "p_value": test.p_any,
+                    "min_p": test.min_p,
+                }
+            )
+    table = pd.DataFrame.from_records(
+        records,
+        columns=["setting", "task", "method", "difference", "n_seeds", "mean", "low", "high", "p_value", "min_p"],
+    )
     table.insert(table.columns.get_loc("p_value") + 1, "p_adjusted", bh_adjust(table["p_value"].to_numpy(float)))
     return table

@@ -83,9 +83,15 @@ class GapResult:
             frame["excludes_zero"] = False
             return frame
         low, high = self.test.band(self.alpha)
-        return frame.assign(se=self.test.se, t=self.test.t, p_adjusted=self.test.adjusted_p, band_low=low,
-                            band_high=high, excludes_zero=self.test.significant(self.alpha),
-                            min_detectable=self.test.min_detectable(self.alpha))
+        return frame.assign(
+            se=self.test.se,
+            t=self.test.t,
+            p_adjusted=self.test.adjusted_p,
+            band_low=low,
+            band_high=high,
+            excludes_zero=self.test.significant(self.alpha),
+            min_detectable=self.test.min_detectable(self.alpha),
+        )
 
     @property
     def onset(self) -> dict[str, float] | None:
@@ -94,9 +100,13 @@ class GapResult:
         if i is None:
             return None
         epochs = self.curves.set_index(["mode", "train_loss"])["epoch"]
-        return {"train_loss": float(self.levels[i]), "gap": float(self.estimate[i]),
-                "sign": float(np.sign(self.estimate[i])), "epoch_mtl": float(epochs[("mtl", self.levels[i])]),
-                "epoch_stl": float(epochs[("stl", self.levels[i])])}
+        return {
+            "train_loss": float(self.levels[i]),
+            "gap": float(self.estimate[i]),
+            "sign": float(np.sign(self.estimate[i])),
+            "epoch_mtl": float(epochs[("mtl", self.levels[i])]),
+            "epoch_stl": float(epochs[("stl", self.levels[i])]),
+        }
 
     def summary(self) -> dict[str, object]:
         """One row of the report's gap table: design, seeds, p-values, onset and final gap with its band."""
@@ -104,16 +114,26 @@ class GapResult:
         onset = self.onset or {}
         last = self.gap.iloc[-1]
         n_mtl, n_stl = (int(self.curves.loc[self.curves["mode"] == m, "n"].iloc[0]) for m in ("mtl", "stl"))
-        return {"task": self.task, "measure": self.measure, "design": self.design, "n_mtl": n_mtl, "n_stl": n_stl,
-                "final_gap": float(last["gap"]), "final_band_low": float(last["band_low"]),
-                "final_band_high": float(last["band_high"]),
-                "final_effect_size": float(test.effect_size()[-1]) if test else np.nan,
-                "min_detectable_final": float(last["min_detectable"]),
-                "p_any": test.p_any if test else np.nan, "p_persistent": test.p_persistent if test else np.nan,
-                "min_p": test.min_p if test else np.nan, "band_level": self.alpha,
-                "onset_train_loss": onset.get("train_loss"), "onset_epoch_mtl": onset.get("epoch_mtl"),
-                "onset_epoch_stl": onset.get("epoch_stl"),
-                "direction": GAP_DIRECTIONS.get(onset.get("sign"), "no persistent gap")}
+        return {
+            "task": self.task,
+            "measure": self.measure,
+            "design": self.design,
+            "n_mtl": n_mtl,
+            "n_stl": n_stl,
+            "final_gap": float(last["gap"]),
+            "final_band_low": float(last["band_low"]),
+            "final_band_high": float(last["band_high"]),
+            "final_effect_size": float(test.effect_size()[-1]) if test else np.nan,
+            "min_detectable_final": float(last["min_detectable"]),
+            "p_any": test.p_any if test else np.nan,
+            "p_persistent": test.p_persistent if test else np.nan,
+            "min_p": test.min_p if test else np.nan,
+            "band_level": self.alpha,
+            "onset_train_loss": onset.get("train_loss"),
+            "onset_epoch_mtl": onset.get("epoch_mtl"),
+            "onset_epoch_stl": onset.get("epoch_stl"),
+            "direction": GAP_DIRECTIONS.get(onset.get("sign"), "no persistent gap"),
+        }
 
 
 def monotone_curve(train_loss: np.ndarray, measure: np.ndarray, epoch: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -135,8 +155,14 @@ def interpolate_at(levels: np.ndarray, train_loss: np.ndarray, values: np.ndarra
     return out
 
 
-def generalization_gap(runs: pd.DataFrame, task: str, measure: str = "val/loss", n_grid: int = 200,
-                       alpha: float = DEFAULT_ALPHA, seed: int = 0) -> GapResult | None:
+def generalization_gap(
+    runs: pd.DataFrame,
+    task: str,
+    measure: str = "val/loss",
+    n_grid: int = 200,
+    alpha: float = DEFAULT_ALPHA,
+    seed: int = 0,
+) -> GapResult | None:
     """Gap analysis of ``task`` from tidy trajectory rows of STL and MTL runs.
 
     ``runs`` holds rows (columns of ``mtlens.store.ROW_COLUMNS``) of any number of runs;
@@ -151,15 +177,21 @@ def generalization_gap(runs: pd.DataFrame, task: str, measure: str = "val/loss",
     wide = wide.reset_index().sort_values(["mode", "run_id", "step"])
     curves: dict[str, dict[int, list[tuple[np.ndarray, ...]]]] = {}
     for (mode, seed_of_run, _), frame in wide.groupby(["mode", "seed", "run_id"]):
-        curves.setdefault(mode, {}).setdefault(int(seed_of_run), []).append(monotone_curve(
-            frame["train/loss"].to_numpy(float), frame[measure].to_numpy(float), frame["epoch"].to_numpy(float)))
+        curves.setdefault(mode, {}).setdefault(int(seed_of_run), []).append(
+            monotone_curve(
+                frame["train/loss"].to_numpy(float), frame[measure].to_numpy(float), frame["epoch"].to_numpy(float)
+            )
+        )
     if set(curves) != {"stl", "mtl"}:
         return None
-    common = sorted(s for s in set(curves["stl"]) & set(curves["mtl"])
-                    if len(curves["stl"][s]) == 1 and len(curves["mtl"][s]) == 1)
+    common = sorted(
+        s for s in set(curves["stl"]) & set(curves["mtl"]) if len(curves["stl"][s]) == 1 and len(curves["mtl"][s]) == 1
+    )
     paired = len(common) >= 2
-    used = {mode: [c for s, cs in sorted(by_seed.items()) if not paired or s in common for c in cs]
-            for mode, by_seed in curves.items()}
+    used = {
+        mode: [c for s, cs in sorted(by_seed.items()) if not paired or s in common for c in cs]
+        for mode, by_seed in curves.items()
+    }
     low = max(c[0].min() for cs in used.values() for c in cs)
     high = min(c[0].max() for cs in used.values() for c in cs)
     if not (np.isfinite(low) and np.isfinite(high) and 0 < low < high):
@@ -171,8 +203,18 @@ def generalization_gap(runs: pd.DataFrame, task: str, measure: str = "val/loss",
         epochs = np.stack([interpolate_at(levels, c[0], c[2]) for c in used[mode]])
         n = len(used[mode])
         std = values[mode].std(axis=0, ddof=1) if n > 1 else np.full(n_grid, np.nan)
-        frames.append(pd.DataFrame({"mode": mode, "train_loss": levels, "mean": values[mode].mean(axis=0),
-                                    "std": std, "n": n, "epoch": epochs.mean(axis=0)}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "mode": mode,
+                    "train_loss": levels,
+                    "mean": values[mode].mean(axis=0),
+                    "std": std,
+                    "n": n,
+                    "epoch": epochs.mean(axis=0),
+                }
+            )
+        )
     if not all(np.isfinite(v).all() for v in values.values()):
         test = None  # a measure missing at some level cannot be tested
     elif paired:
@@ -182,8 +224,15 @@ def generalization_gap(runs: pd.DataFrame, task: str, measure: str = "val/loss",
     else:
         test = None
     estimate = values["mtl"].mean(axis=0) - values["stl"].mean(axis=0)
-    return GapResult(task=task, measure=measure, curves=pd.concat(frames, ignore_index=True), levels=levels,
-                     estimate=estimate, test=test, alpha=alpha)
+    return GapResult(
+        task=task,
+        measure=measure,
+        curves=pd.concat(frames, ignore_index=True),
+        levels=levels,
+        estimate=estimate,
+        test=test,
+        alpha=alpha,
+    )
 
 
 def gap_family(results: list[GapResult], alpha: float = DEFAULT_ALPHA) -> tuple[list[GapResult], pd.DataFrame]:

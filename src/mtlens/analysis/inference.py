@@ -185,8 +185,7 @@ def paired_max_t(differences: np.ndarray, n_random: int = N_RANDOM, seed: int = 
     var = np.maximum(sum_sq - n * means**2, 0.0) / (n - 1)  # sum of squares is invariant under flips
     se = np.sqrt(var / n)
     t_all = _t_ratio(means, se)
-    return MaxTTest("paired", n, means[0], se[0], np.sqrt(var[0]), t_all[0],
-                    np.sort(np.abs(t_all).max(axis=1)), exact)
+    return MaxTTest("paired", n, means[0], se[0], np.sqrt(var[0]), t_all[0], np.sort(np.abs(t_all).max(axis=1)), exact)
 
 
 def unpaired_max_t(first: np.ndarray, second: np.ndarray, n_random: int = N_RANDOM, seed: int = 0) -> MaxTTest:
@@ -206,8 +205,9 @@ def unpaired_max_t(first: np.ndarray, second: np.ndarray, n_random: int = N_RAND
     se = np.sqrt(var1 / n1 + var2 / n2)
     t_all = _t_ratio(mean1 - mean2, se)
     pooled = np.sqrt(((n1 - 1) * var1[0] + (n2 - 1) * var2[0]) / (n1 + n2 - 2))
-    return MaxTTest("unpaired", (n1, n2), mean1[0] - mean2[0], se[0], pooled, t_all[0],
-                    np.sort(np.abs(t_all).max(axis=1)), exact)
+    return MaxTTest(
+        "unpaired", (n1, n2), mean1[0] - mean2[0], se[0], pooled, t_all[0], np.sort(np.abs(t_all).max(axis=1)), exact
+    )
 
 
 def bh_adjust(p_values: np.ndarray) -> np.ndarray:

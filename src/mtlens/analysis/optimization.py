@@ -25,7 +25,7 @@ which the training loss is at or below each of a list of levels.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -48,11 +48,14 @@ def loss_ratio_curves(rows: pd.DataFrame) -> pd.DataFrame:
     MTL runs without a same-seed STL run of the task contribute nothing.
     """
     curves = _curves(rows)
-    stl = {(s, t, int(seed)): frame
-           for (s, t, seed), frame in curves[curves["mode"] == "stl"].groupby(["setting", "task", "seed"])}
+    stl = {
+        (s, t, int(seed)): frame
+        for (s, t, seed), frame in curves[curves["mode"] == "stl"].groupby(["setting", "task", "seed"])
+    }
     records = []
     for (setting, task, method, seed, _), mtl in curves[curves["mode"] == "mtl"].groupby(
-            ["setting", "task", "method", "seed", "run_id"]):
+        ["setting", "task", "method", "seed", "run_id"]
+    ):
         reference = stl.get((setting, task, int(seed)))
         if reference is None:
             continue
@@ -62,11 +65,19 @@ def loss_ratio_curves(rows: pd.DataFrame) -> pd.DataFrame:
         if not inside.any():
             continue
         stl_loss = np.interp(steps[inside], ref_steps, ref_loss)
-        records.append(pd.DataFrame({
-            "setting": setting, "task": task, "method": method, "seed": int(seed),
-            "step": mtl["step"].to_numpy()[inside], "epoch": mtl["epoch"].to_numpy()[inside],
-            "log_ratio": np.log(mtl["value"].to_numpy(float)[inside] / stl_loss),
-        }))
+        records.append(
+            pd.DataFrame(
+                {
+                    "setting": setting,
+                    "task": task,
+                    "method": method,
+                    "seed": int(seed),
+                    "step": mtl["step"].to_numpy()[inside],
+                    "epoch": mtl["epoch"].to_numpy()[inside],
+                    "log_ratio": np.log(mtl["value"].to_numpy(float)[inside] / stl_loss),
+                }
+            )
+        )
     columns = ["setting", "task", "method", "seed", "step", "epoch", "log_ratio"]
     return pd.concat(records, ignore_index=True) if records else pd.DataFrame(columns=columns)
 
@@ -82,12 +93,27 @@ def optimization_effect(rows: pd.DataFrame, early_fraction: float = 0.25) -> pd.
         frame = frame.sort_values("step")
         steps, ratio = frame["step"].to_numpy(float), frame["log_ratio"].to_numpy(float)
         early = steps <= steps.min() + early_fraction * (steps.max() - steps.min())
-        records.append(dict(zip(["setting", "task", "method", "seed"], key)) | {
-            "log_ratio_early": float(ratio[early].mean()), "log_ratio_mean": float(ratio.mean()),
-            "log_ratio_final": float(ratio[-1]), "ratio_final": float(np.exp(ratio[-1])), "n_steps": len(steps),
-        })
-    columns = ["setting", "task", "method", "seed", "log_ratio_early", "log_ratio_mean", "log_ratio_final",
-               "ratio_final", "n_steps"]
+        records.append(
+            dict(zip(["setting", "task", "method", "seed"], key))
+            | {
+                "log_ratio_early": float(ratio[early].mean()),
+                "log_ratio_mean": float(ratio.mean()),
+                "log_ratio_final": float(ratio[-1]),
+                "ratio_final": float(np.exp(ratio[-1])),
+                "n_steps": len(steps),
+            }
+        )
+    columns = [
+        "setting",
+        "task",
+        "method",
+        "seed",
+        "log_ratio_early",
+        "log_ratio_mean",
+        "log_ratio_final",
+        "ratio_final",
+        "n_steps",
+    ]
     return pd.DataFrame.from_records(records, columns=columns)
 
 
@@ -109,14 +135,21 @@ def optimization_tests(effect: pd.DataFrame, alpha: float = 0.05) -> pd.DataFram
             if len(values) >= 2:
                 test = paired_max_t(values)
                 low, high = test.band(alpha)
-                record |= {f"{column}_low": low[0], f"{column}_high": high[0], f"{column}_p": test.p_any,
-                           "min_p": test.min_p}
+                record |= {
+                    f"{column}_low": low[0],
+                    f"{column}_high": high[0],
+                    f"{column}_p": test.p_any,
+                    "min_p": test.min_p,
+                }
         records.append(record)
     table = pd.DataFrame.from_records(records)
     for column in ("log_ratio_early", "log_ratio_final"):
         if f"{column}_p" in table:
-            table.insert(table.columns.get_loc(f"{column}_p") + 1, f"{column}_p_adjusted",
-                         bh_adjust(table[f"{column}_p"].to_numpy(float)))
+            table.insert(
+                table.columns.get_loc(f"{column}_p") + 1,
+                f"{column}_p_adjusted",
+                bh_adjust(table[f"{column}_p"].to_numpy(float)),
+            )
     return table
 
 
@@ -132,9 +165,18 @@ def steps_to_loss(rows: pd.DataFrame, levels: Sequence[float]) -> pd.DataFrame:
         loss, steps, epochs = (frame[c].to_numpy(float) for c in ("value", "step", "epoch"))
         for level in levels:
             reached = np.flatnonzero(loss <= level)
-            records.append({"setting": setting, "run_id": run_id, "mode": first["mode"], "method": first["method"],
-                            "seed": int(first["seed"]), "task": task, "level": float(level),
-                            "step": steps[reached[0]] if len(reached) else np.nan,
-                            "epoch": epochs[reached[0]] if len(reached) else np.nan})
+            records.append(
+                {
+                    "setting": setting,
+                    "run_id": run_id,
+                    "mode": first["mode"],
+                    "method": first["method"],
+                    "seed": int(first["seed"]),
+                    "task": task,
+                    "level": float(level),
+                    "step": steps[reached[0]] if len(reached) else np.nan,
+                    "epoch": epochs[reached[0]] if len(reached) else np.nan,
+                }
+            )
     columns = ["setting", "run_id", "mode", "method", "seed", "task", "level", "step", "epoch"]
     return pd.DataFrame.from_records(records, columns=columns)

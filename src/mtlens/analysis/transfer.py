@@ -53,9 +53,16 @@ def selected_checkpoints(runs: pd.DataFrame, task_info: TaskInfo) -> pd.DataFram
         best_step = int(val["step"].to_numpy()[int(np.argmin(scores))])
         at_step = frame[(frame["step"] == best_step) & frame["quantity"].str.startswith("test/")]
         first = frame.iloc[0]
-        record = {"setting": setting, "run_id": run_id, "task": task, "mode": first["mode"],
-                  "method": first["method"], "seed": int(first["seed"]), "step": best_step,
-                  "epoch": float(val["epoch"].to_numpy()[int(np.argmin(scores))])}
+        record = {
+            "setting": setting,
+            "run_id": run_id,
+            "task": task,
+            "mode": first["mode"],
+            "method": first["method"],
+            "seed": int(first["seed"]),
+            "step": best_step,
+            "epoch": float(val["epoch"].to_numpy()[int(np.argmin(scores))]),
+        }
         record.update(dict(zip(at_step["quantity"], at_step["value"])))
         records.append(record)
     return pd.DataFrame.from_records(records)
@@ -84,12 +91,27 @@ def difference_test(mtl: np.ndarray, stl: np.ndarray, paired: bool, alpha: float
     elif len(mtl) >= 2 and len(stl) >= 2:
         test = unpaired_max_t(mtl, stl)
     else:
-        return {"design": "none", "delta": delta, "delta_low": np.nan, "delta_high": np.nan,
-                "effect_size": np.nan, "p_value": np.nan, "min_p": np.nan, "min_detectable": np.nan}
+        return {
+            "design": "none",
+            "delta": delta,
+            "delta_low": np.nan,
+            "delta_high": np.nan,
+            "effect_size": np.nan,
+            "p_value": np.nan,
+            "min_p": np.nan,
+            "min_detectable": np.nan,
+        }
     low, high = test.band(alpha)
-    return {"design": test.design, "delta": delta, "delta_low": float(low[0]), "delta_high": float(high[0]),
-            "effect_size": float(test.effect_size()[0]), "p_value": test.p_any, "min_p": test.min_p,
-            "min_detectable": float(test.min_detectable(alpha)[0])}
+    return {
+        "design": test.design,
+        "delta": delta,
+        "delta_low": float(low[0]),
+        "delta_high": float(high[0]),
+        "effect_size": float(test.effect_size()[0]),
+        "p_value": test.p_any,
+        "min_p": test.min_p,
+        "min_detectable": float(test.min_detectable(alpha)[0]),
+    }
 
 
 def verdict(delta: float, p_adjusted: float, alpha: float, lower_is_better: bool) -> str:
@@ -99,8 +121,9 @@ def verdict(delta: float, p_adjusted: float, alpha: float, lower_is_better: bool
     return "MTL better" if (delta < 0) == lower_is_better else "MTL worse"
 
 
-def transfer_table(runs: pd.DataFrame, task_info: TaskInfo, metric: str | None = None,
-                   alpha: float = 0.05) -> pd.DataFrame:
+def transfer_table(
+    runs: pd.DataFrame, task_info: TaskInfo, metric: str | None = None, alpha: float = 0.05
+) -> pd.DataFrame:
     """Per (setting, task, MTL method): STL and MTL test ``metric`` over seeds and the transfer test.
 
     ``metric`` defaults to each task's selection metric.  Means and stds are over the seeds used by
@@ -110,8 +133,9 @@ def transfer_table(runs: pd.DataFrame, task_info: TaskInfo, metric: str | None =
     return transfer_tests(selected_checkpoints(runs, task_info), task_info, metric, alpha)
 
 
-def transfer_tests(selected: pd.DataFrame, task_info: TaskInfo, metric: str | None = None,
-                   alpha: float = 0.05) -> pd.DataFrame:
+def transfer_tests(
+    selected: pd.DataFrame, task_info: TaskInfo, metric: str | None = None, alpha: float = 0.05
+) -> pd.DataFrame:
     """:func:`transfer_table` from the rows of :func:`selected_checkpoints`."""
     if selected.empty:
         return pd.DataFrame()
@@ -128,25 +152,40 @@ def transfer_tests(selected: pd.DataFrame, task_info: TaskInfo, metric: str | No
             if len(stl) == 0 or len(mtl) == 0:
                 continue
             test = difference_test(mtl, stl, paired, alpha)
-            records.append({
-                "setting": setting, "task": task, "method": method, "metric": column,
-                "stl_mean": stl.mean(), "stl_std": stl.std(ddof=1) if len(stl) > 1 else np.nan, "n_stl": len(stl),
-                "mtl_mean": mtl.mean(), "mtl_std": mtl.std(ddof=1) if len(mtl) > 1 else np.nan, "n_mtl": len(mtl),
-                **test,
-                "relative_pct": 100.0 * (-1 if lower else 1) * test["delta"] / abs(stl.mean())
-                if stl.mean() != 0 else np.nan,
-                "lower_is_better": lower,
-            })
+            records.append(
+                {
+                    "setting": setting,
+                    "task": task,
+                    "method": method,
+                    "metric": column,
+                    "stl_mean": stl.mean(),
+                    "stl_std": stl.std(ddof=1) if len(stl) > 1 else np.nan,
+                    "n_stl": len(stl),
+                    "mtl_mean": mtl.mean(),
+                    "mtl_std": mtl.std(ddof=1) if len(mtl) > 1 else np.nan,
+                    "n_mtl": len(mtl),
+                    **test,
+                    "relative_pct": 100.0 * (-1 if lower else 1) * test["delta"] / abs(stl.mean())
+                    if stl.mean() != 0
+                    else np.nan,
+                    "lower_is_better": lower,
+                }
+            )
     table = pd.DataFrame.from_records(records)
     if table.empty:
         return table
     table.insert(table.columns.get_loc("p_value") + 1, "p_adjusted", bh_adjust(table["p_value"].to_numpy()))
-    table["verdict"] = [verdict(d, p, alpha, lower) for d, p, lower in
-                        zip(table["delta"], table["p_adjusted"], table.pop("lower_is_better"))]
+    table["verdict"] = [
+        verdict(d, p, alpha, lower)
+        for d, p, lower in zip(table["delta"], table["p_adjusted"], table.pop("lower_is_better"))
+    ]
     return table
 
 
 def delta_m(table: pd.DataFrame) -> pd.DataFrame:
     """Per (setting, method): the mean relative improvement over tasks (``delta_m``, %)."""
-    return (table.groupby(["setting", "method"], as_index=False)["relative_pct"].mean()
-            .rename(columns={"relative_pct": "delta_m_pct"}))
+    return (
+        table.groupby(["setting", "method"], as_index=False)["relative_pct"]
+        .mean()
+        .rename(columns={"relative_pct": "delta_m_pct"})
+    )

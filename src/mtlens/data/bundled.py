@@ -16,9 +16,9 @@ import hashlib
 import json
 import os
 import random
-from typing import Any
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch

@@ -64,33 +64,37 @@ LABEL_ID_TO_CLASS = {
 
 OFFICIAL_SPLITS = ("train", "val")
 
-OFFICIAL = register_dataset(DatasetSpec(
-    name="cityscapes",
-    description="Cityscapes, official layout: left images, fine labels, disparity",
-    files=tuple(f"{top}/{split}" for top in ("leftImg8bit", "gtFine", "disparity") for split in ("train", "val")),
-    size_bytes=11_600_000_000 + 241_000_000 + 3_500_000_000,
-    instructions=(
-        "Cityscapes needs a (free) login: register at https://www.cityscapes-dataset.com/register/, "
-        "download leftImg8bit_trainvaltest.zip, gtFine_trainvaltest.zip and disparity_trainvaltest.zip from "
-        "https://www.cityscapes-dataset.com/downloads/ and unzip all three into this directory (so that "
-        "leftImg8bit/, gtFine/ and disparity/ are its subdirectories). Alternatively put the preprocessed "
-        "128x256 .npy version (MTAN/LibMTL: train/{image,label,depth}/*.npy, val/...) in the "
-        "'cityscapes_npy' dataset directory."
-    ),
-))
+OFFICIAL = register_dataset(
+    DatasetSpec(
+        name="cityscapes",
+        description="Cityscapes, official layout: left images, fine labels, disparity",
+        files=tuple(f"{top}/{split}" for top in ("leftImg8bit", "gtFine", "disparity") for split in ("train", "val")),
+        size_bytes=11_600_000_000 + 241_000_000 + 3_500_000_000,
+        instructions=(
+            "Cityscapes needs a (free) login: register at https://www.cityscapes-dataset.com/register/, "
+            "download leftImg8bit_trainvaltest.zip, gtFine_trainvaltest.zip and disparity_trainvaltest.zip from "
+            "https://www.cityscapes-dataset.com/downloads/ and unzip all three into this directory (so that "
+            "leftImg8bit/, gtFine/ and disparity/ are its subdirectories). Alternatively put the preprocessed "
+            "128x256 .npy version (MTAN/LibMTL: train/{image,label,depth}/*.npy, val/...) in the "
+            "'cityscapes_npy' dataset directory."
+        ),
+    )
+)
 
-PREPROCESSED = register_dataset(DatasetSpec(
-    name="cityscapes_npy",
-    description="Cityscapes preprocessed to 128x256 .npy (MTAN/LibMTL layout, 7 classes + depth)",
-    files=("train/image", "train/depth", "val/image", "val/depth"),
-    size_bytes=2_700_000_000,
-    instructions=(
-        "Put the preprocessed Cityscapes of MTAN (https://github.com/lorenmt/mtan, 'cityscapes' download "
-        "link in its README) or LibMTL here, unpacked so that train/image/0.npy, train/label/0.npy "
-        "(or train/label_7/), train/depth/0.npy and the same under val/ exist. The raw dataset "
-        "(login at https://www.cityscapes-dataset.com) works too, in the 'cityscapes' directory."
-    ),
-))
+PREPROCESSED = register_dataset(
+    DatasetSpec(
+        name="cityscapes_npy",
+        description="Cityscapes preprocessed to 128x256 .npy (MTAN/LibMTL layout, 7 classes + depth)",
+        files=("train/image", "train/depth", "val/image", "val/depth"),
+        size_bytes=2_700_000_000,
+        instructions=(
+            "Put the preprocessed Cityscapes of MTAN (https://github.com/lorenmt/mtan, 'cityscapes' download "
+            "link in its README) or LibMTL here, unpacked so that train/image/0.npy, train/label/0.npy "
+            "(or train/label_7/), train/depth/0.npy and the same under val/ exist. The raw dataset "
+            "(login at https://www.cityscapes-dataset.com) works too, in the 'cityscapes' directory."
+        ),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -131,8 +135,9 @@ def _png(path: Path, size: tuple[int, int], nearest: bool) -> np.ndarray:
 
 
 def raw_layout_present(root: Path) -> bool:
-    return all((root / top / split).is_dir() for top in ("leftImg8bit", "gtFine", "disparity")
-               for split in OFFICIAL_SPLITS)
+    return all(
+        (root / top / split).is_dir() for top in ("leftImg8bit", "gtFine", "disparity") for split in OFFICIAL_SPLITS
+    )
 
 
 def read_official(root: Path, split: str, size: tuple[int, int]) -> CityscapesArrays:
@@ -148,13 +153,18 @@ def read_official(root: Path, split: str, size: tuple[int, int]) -> CityscapesAr
         images.append(_png(image_path, size, nearest=False)[..., :3].transpose(2, 0, 1))
         labels.append(map_label_ids(_png(label_path, size, nearest=True)))
         depths.append(disparity_to_depth(_png(disparity_path, size, nearest=True))[None])
-    return CityscapesArrays(torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(labels)),
-                            torch.from_numpy(np.stack(depths)))
+    return CityscapesArrays(
+        torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(labels)), torch.from_numpy(np.stack(depths))
+    )
 
 
 def npy_layout_present(root: Path) -> bool:
-    return all((root / split / "image").is_dir() and (root / split / "depth").is_dir()
-               and _npy_label_dir(root / split) is not None for split in OFFICIAL_SPLITS)
+    return all(
+        (root / split / "image").is_dir()
+        and (root / split / "depth").is_dir()
+        and _npy_label_dir(root / split) is not None
+        for split in OFFICIAL_SPLITS
+    )
 
 
 def _npy_label_dir(split_dir: Path) -> Path | None:
@@ -182,5 +192,6 @@ def read_npy(root: Path, split: str, size: tuple[int, int]) -> CityscapesArrays:
         images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
         labels = F.interpolate(labels[:, None], size=size, mode="nearest")[:, 0]
         depth = F.interpolate(depth, size=size, mode="nearest")
-    return CityscapesArrays((images * 255).round().clamp(0, 255).to(torch.uint8), labels.round().to(torch.int8),
-                            depth.contiguous())
+    return CityscapesArrays(
+        (images * 255).round().clamp(0, 255).to(torch.uint8), labels.round().to(torch.int8), depth.contiguous()
+    )

@@ -38,7 +38,7 @@ fog                ``(x + s * f) / (1 + s)``, ``f`` a smooth random field in ``[
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -143,8 +143,9 @@ def motion_blur(images: Tensor, severity: int, generator: torch.Generator) -> Te
     length = _strength("motion_blur", severity)
     angle = _rand(images, generator, (len(images),)) * (2 * math.pi)
     taps = int(math.ceil(length)) * 2 + 1
-    shifted = [_shift(images, t * torch.cos(angle), t * torch.sin(angle))
-               for t in torch.linspace(0.0, length, taps).tolist()]
+    shifted = [
+        _shift(images, t * torch.cos(angle), t * torch.sin(angle)) for t in torch.linspace(0.0, length, taps).tolist()
+    ]
     return torch.stack(shifted).mean(dim=0).clamp(0, 1)
 
 

@@ -26,9 +26,10 @@ fields than the header (a few malformed QQP lines) are skipped.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -54,27 +55,37 @@ GLUE_TASKS: dict[str, GlueTaskSpec] = {
     "mrpc": GlueTaskSpec("MRPC", ("#1 String", "#2 String"), "Quality", ("0", "1")),
     "qqp": GlueTaskSpec("QQP", ("question1", "question2"), "is_duplicate", ("0", "1")),
     "stsb": GlueTaskSpec("STS-B", ("sentence1", "sentence2"), "score", None),
-    "mnli": GlueTaskSpec("MNLI", ("sentence1", "sentence2"), "gold_label", ("entailment", "neutral", "contradiction"),
-                         dev_files=("dev_matched.tsv", "dev_mismatched.tsv")),
+    "mnli": GlueTaskSpec(
+        "MNLI",
+        ("sentence1", "sentence2"),
+        "gold_label",
+        ("entailment", "neutral", "contradiction"),
+        dev_files=("dev_matched.tsv", "dev_mismatched.tsv"),
+    ),
     "qnli": GlueTaskSpec("QNLI", ("question", "sentence"), "label", ("entailment", "not_entailment")),
     "rte": GlueTaskSpec("RTE", ("sentence1", "sentence2"), "label", ("entailment", "not_entailment")),
 }
 """The eight GLUE tasks used (WNLI excluded), by the task names of the setting."""
 
-GLUE_DATA = register_dataset(DatasetSpec(
-    name="glue",
-    description="GLUE benchmark TSVs (CoLA, SST-2, MRPC, QQP, STS-B, MNLI, QNLI, RTE)",
-    files=tuple(f"{spec.directory}/{name}.tsv" for spec in GLUE_TASKS.values()
-                for name in ("train", *(f.removesuffix(".tsv") for f in spec.dev_files))),
-    size_bytes=1_000_000_000,
-    instructions=(
-        "Download the task zips of the GLUE release, https://dl.fbaipublicfiles.com/glue/data/{CoLA,SST-2,QQP,"
-        "STS-B,MNLI,QNLI,RTE}.zip (the URLs of GLUE's download_glue_data.py), and unzip each here, so that e.g. "
-        "CoLA/train.tsv and MNLI/dev_matched.tsv exist. MRPC ships as an .msi; take MRPC/train.tsv and "
-        "MRPC/dev.tsv from download_glue_data.py --tasks MRPC (https://gist.github.com/W4ngatang/"
-        "60c2bdb54d156a41194446737ce03e2e) or from the Hugging Face 'glue' dataset."
-    ),
-))
+GLUE_DATA = register_dataset(
+    DatasetSpec(
+        name="glue",
+        description="GLUE benchmark TSVs (CoLA, SST-2, MRPC, QQP, STS-B, MNLI, QNLI, RTE)",
+        files=tuple(
+            f"{spec.directory}/{name}.tsv"
+            for spec in GLUE_TASKS.values()
+            for name in ("train", *(f.removesuffix(".tsv") for f in spec.dev_files))
+        ),
+        size_bytes=1_000_000_000,
+        instructions=(
+            "Download the task zips of the GLUE release, https://dl.fbaipublicfiles.com/glue/data/{CoLA,SST-2,QQP,"
+            "STS-B,MNLI,QNLI,RTE}.zip (the URLs of GLUE's download_glue_data.py), and unzip each here, so that e.g. "
+            "CoLA/train.tsv and MNLI/dev_matched.tsv exist. MRPC ships as an .msi; take MRPC/train.tsv and "
+            "MRPC/dev.tsv from download_glue_data.py --tasks MRPC (https://gist.github.com/W4ngatang/"
+            "60c2bdb54d156a41194446737ce03e2e) or from the Hugging Face 'glue' dataset."
+        ),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -140,6 +151,7 @@ def tokenize_pairs(tokenizer: Any, texts: Sequence[tuple[str, ...]], max_length:
     """
     first = [t[0] for t in texts]
     second = [t[1] for t in texts] if texts and len(texts[0]) > 1 else None
-    encoded = tokenizer(first, second, truncation=True, max_length=max_length, padding="max_length",
-                        return_tensors="pt")
+    encoded = tokenizer(
+        first, second, truncation=True, max_length=max_length, padding="max_length", return_tensors="pt"
+    )
     return torch.stack([encoded["input_ids"], encoded["attention_mask"]], dim=1).long()

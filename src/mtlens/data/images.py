@@ -32,10 +32,11 @@ import hashlib
 import os
 import pickle
 import struct
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -75,46 +76,90 @@ def _idx_dataset(name: str, description: str, base_url: str, md5: Sequence[str])
     )
 
 
-register_dataset(_idx_dataset(
-    "mnist", "MNIST handwritten digits (IDX)", "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    ("f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
-     "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c")))
-register_dataset(_idx_dataset(
-    "fashion_mnist", "Fashion-MNIST (IDX)", "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-    ("8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
-     "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310")))
-register_dataset(_idx_dataset(
-    "kmnist", "Kuzushiji-MNIST (IDX)", "http://codh.rois.ac.jp/kmnist/dataset/kmnist/",
-    ("bdb82020997e1d708af4cf47b453dcf7", "e144d726b3acfaa3e44228e80efcd344",
-     "5c965bf0a639b31b8f53240b1b52f4d7", "7320c461ea6c1c855c0b718fb2a4b134")))
-register_dataset(DatasetSpec(
-    name="notmnist",
-    description="notMNIST letters A-J (PNG folders)",
-    files=tuple(f"notMNIST_large/{c}" for c in NOTMNIST_CLASSES),
-    size_bytes=1_700_000_000,
-    instructions=("download notMNIST_large.tar.gz (no published checksum; http://yaroslavvb.com/upload/notMNIST/) "
-                  "and unpack it in this directory so that notMNIST_large/A ... notMNIST_large/J hold the PNGs."),
-))
-register_dataset(DatasetSpec(
-    name="cifar100",
-    description="CIFAR-100, python version",
-    files=("cifar-100-python/train", "cifar-100-python/test", "cifar-100-python/meta"),
-    size_bytes=340_000_000,
-    downloads=(RemoteFile("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
-                          checksum="md5:eb9058c3a382ffc7106e4002c42a8d85", extract=True),),
-    instructions=("download cifar-100-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html and unpack it "
-                  "in this directory (giving cifar-100-python/train, test and meta)."),
-))
-register_dataset(DatasetSpec(
-    name="celeba",
-    description="CelebA aligned faces with 40 attributes",
-    files=("img_align_celeba", "list_attr_celeba.txt", "list_eval_partition.txt"),
-    size_bytes=1_450_000_000,
-    instructions=("CelebA is distributed through Google Drive (https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html), "
-                  "not by a plain URL: download img_align_celeba.zip (Img/), list_attr_celeba.txt (Anno/) and "
-                  "list_eval_partition.txt (Eval/), unzip the images so that img_align_celeba/000001.jpg exists, "
-                  "and put the two text files next to that folder in this directory."),
-))
+register_dataset(
+    _idx_dataset(
+        "mnist",
+        "MNIST handwritten digits (IDX)",
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        (
+            "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            "d53e105ee54ea40749a09fcbcd1e9432",
+            "9fb629c4189551a2d022fa330f9573f3",
+            "ec29112dd5afa0611ce80d1b7f02629c",
+        ),
+    )
+)
+register_dataset(
+    _idx_dataset(
+        "fashion_mnist",
+        "Fashion-MNIST (IDX)",
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        (
+            "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            "25c81989df183df01b3e8a0aad5dffbe",
+            "bef4ecab320f06d8554ea6380940ec79",
+            "bb300cfdad3c16e7a12a480ee83cd310",
+        ),
+    )
+)
+register_dataset(
+    _idx_dataset(
+        "kmnist",
+        "Kuzushiji-MNIST (IDX)",
+        "http://codh.rois.ac.jp/kmnist/dataset/kmnist/",
+        (
+            "bdb82020997e1d708af4cf47b453dcf7",
+            "e144d726b3acfaa3e44228e80efcd344",
+            "5c965bf0a639b31b8f53240b1b52f4d7",
+            "7320c461ea6c1c855c0b718fb2a4b134",
+        ),
+    )
+)
+register_dataset(
+    DatasetSpec(
+        name="notmnist",
+        description="notMNIST letters A-J (PNG folders)",
+        files=tuple(f"notMNIST_large/{c}" for c in NOTMNIST_CLASSES),
+        size_bytes=1_700_000_000,
+        instructions=(
+            "download notMNIST_large.tar.gz (no published checksum; http://yaroslavvb.com/upload/notMNIST/) "
+            "and unpack it in this directory so that notMNIST_large/A ... notMNIST_large/J hold the PNGs."
+        ),
+    )
+)
+register_dataset(
+    DatasetSpec(
+        name="cifar100",
+        description="CIFAR-100, python version",
+        files=("cifar-100-python/train", "cifar-100-python/test", "cifar-100-python/meta"),
+        size_bytes=340_000_000,
+        downloads=(
+            RemoteFile(
+                "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+                checksum="md5:eb9058c3a382ffc7106e4002c42a8d85",
+                extract=True,
+            ),
+        ),
+        instructions=(
+            "download cifar-100-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html and unpack it "
+            "in this directory (giving cifar-100-python/train, test and meta)."
+        ),
+    )
+)
+register_dataset(
+    DatasetSpec(
+        name="celeba",
+        description="CelebA aligned faces with 40 attributes",
+        files=("img_align_celeba", "list_attr_celeba.txt", "list_eval_partition.txt"),
+        size_bytes=1_450_000_000,
+        instructions=(
+            "CelebA is distributed through Google Drive (https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html), "
+            "not by a plain URL: download img_align_celeba.zip (Img/), list_attr_celeba.txt (Anno/) and "
+            "list_eval_partition.txt (Eval/), unzip the images so that img_align_celeba/000001.jpg exists, "
+            "and put the two text files next to that folder in this directory."
+        ),
+    )
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,8 +191,10 @@ def load_idx_dataset(name: str, root: Path) -> dict[str, tuple[Tensor, Tensor]]:
         labels = read_idx(root / IDX_FILES[(split, "labels")])
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
             raise DatasetFormatError(f"{root}: {split} images {images.shape} do not match labels {labels.shape}")
-        out[split] = (torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1),
-                      torch.from_numpy(labels.astype(np.int64)))
+        out[split] = (
+            torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1),
+            torch.from_numpy(labels.astype(np.int64)),
+        )
     return out
 
 
@@ -168,8 +215,12 @@ def read_letter_folder(root: Path, n: int, seed: int, size: int = 28) -> tuple[T
     few empty or corrupt ones) are skipped and replaced by the next file in the draw.
     The result is cached in ``root/../notmnist-cache-*.npz``: decoding PNGs is slow.
     """
-    files = [(path, label) for label, letter in enumerate(NOTMNIST_CLASSES)
-             for path in sorted((root / letter).iterdir()) if path.is_file()]
+    files = [
+        (path, label)
+        for label, letter in enumerate(NOTMNIST_CLASSES)
+        for path in sorted((root / letter).iterdir())
+        if path.is_file()
+    ]
     key = hashlib.sha256(f"{len(files)}:{n}:{seed}:{size}".encode()).hexdigest()[:12]
     cache = root.parent / f"notmnist-cache-{key}.npz"
     if cache.exists():
@@ -309,8 +360,9 @@ class LazyImageFolder:
         width, height = rgb.size
         side = min(width, height)
         left, top = (width - side) // 2, (height - side) // 2
-        square = rgb.crop((left, top, left + side, top + side)).resize((self.size, self.size),
-                                                                        Image.Resampling.BILINEAR)
+        square = rgb.crop((left, top, left + side, top + side)).resize(
+            (self.size, self.size), Image.Resampling.BILINEAR
+        )
         return torch.from_numpy(np.asarray(square, dtype=np.uint8).copy()).permute(2, 0, 1)
 
     def source_key(self) -> str:
@@ -336,6 +388,7 @@ def decoded_image_cache(folder: LazyImageFolder, cache_dir: Path, chunk: int = 2
     path = cache_dir / f"decoded-{folder.size}px-{folder.source_key()}.npy"
     images = _open_cache(path, shape)
     if images is None:
+
         def write(tmp: Path) -> None:
             array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
             for start in range(0, len(folder), chunk):

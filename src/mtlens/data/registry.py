@@ -12,16 +12,23 @@ Registering a dataset (in the module of its reader, or in user code)::
 
     from mtlens.data.registry import DatasetSpec, RemoteFile, register_dataset
 
-    register_dataset(DatasetSpec(
-        name="cifar100",
-        description="CIFAR-100, python version",
-        files=("cifar-100-python/train", "cifar-100-python/test", "cifar-100-python/meta"),
-        size_bytes=178_000_000,
-        downloads=(RemoteFile("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
-                              checksum="md5:eb9058c3a382ffc7106e4002c42a8d85", extract=True),),
-        instructions="Download cifar-100-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html "
-                     "and extract it here.",
-    ))
+    register_dataset(
+        DatasetSpec(
+            name="cifar100",
+            description="CIFAR-100, python version",
+            files=("cifar-100-python/train", "cifar-100-python/test", "cifar-100-python/meta"),
+            size_bytes=178_000_000,
+            downloads=(
+                RemoteFile(
+                    "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+                    checksum="md5:eb9058c3a382ffc7106e4002c42a8d85",
+                    extract=True,
+                ),
+            ),
+            instructions="Download cifar-100-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html "
+            "and extract it here.",
+        )
+    )
 
 ``checksum`` is ``"ALGORITHM:HEXDIGEST"`` with any :func:`hashlib.new` algorithm (``md5``
 for the checksums the dataset authors published, ``sha256`` otherwise).  A dataset that
@@ -35,9 +42,9 @@ import hashlib
 import tarfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from mtlens.data.bundled import data_root
 from mtlens.errors import MtlensError
@@ -123,7 +130,8 @@ class DatasetStatus:
 
 
 DATASETS: Registry[DatasetSpec] = Registry(
-    "dataset", builtins=("mtlens.data.images", "mtlens.data.glue", "mtlens.data.cityscapes"))
+    "dataset", builtins=("mtlens.data.images", "mtlens.data.glue", "mtlens.data.cityscapes")
+)
 """Every on-disk dataset by name; the readers' modules register the built-in ones."""
 
 
@@ -162,8 +170,7 @@ def require_dataset(name: str) -> Path:
         return status.path
     spec = status.spec
     shown = ", ".join(status.missing[:6]) + (f" and {len(status.missing) - 6} more" if len(status.missing) > 6 else "")
-    how = (f"Run `mtlens data download {name}`, or: {spec.instructions}" if spec.downloads
-           else spec.instructions)
+    how = f"Run `mtlens data download {name}`, or: {spec.instructions}" if spec.downloads else spec.instructions
     raise DatasetMissingError(
         f"dataset {name!r} ({spec.description}) is missing from {status.path}: not found: {shown}. "
         f"{how} (Set $MTLENS_DATA to use another data root than {data_root()}.)"
@@ -259,8 +266,10 @@ def status_table() -> str:
         status = dataset_status(name)
         state = "present" if status.present else "missing"
         how = "auto" if status.spec.downloads else "manual"
-        lines.append(f"{name:14s} {state:8s} {format_size(status.bytes_on_disk):>9s} "
-                     f"{format_size(status.spec.size_bytes):>9s}  {how:8s} {status.path}")
+        lines.append(
+            f"{name:14s} {state:8s} {format_size(status.bytes_on_disk):>9s} "
+            f"{format_size(status.spec.size_bytes):>9s}  {how:8s} {status.path}"
+        )
     return "\n".join(lines)
 
 

@@ -29,6 +29,17 @@ from mtlens.experiments.base import (
     stl_and_mtl,
 )
 
-__all__ = ["EXPERIMENTS", "EXPERIMENT_SEEDS", "Experiment", "ExperimentPlan", "available_experiments",
-           "experiment_plan", "experiment_sections", "manifest_table_name", "plan_runs", "register_experiment",
-           "run_experiment", "stl_and_mtl"]
+__all__ = [
+    "EXPERIMENTS",
+    "EXPERIMENT_SEEDS",
+    "Experiment",
+    "ExperimentPlan",
+    "available_experiments",
+    "experiment_plan",
+    "experiment_sections",
+    "manifest_table_name",
+    "plan_runs",
+    "register_experiment",
+    "run_experiment",
+    "stl_and_mtl",
+]

@@ -25,7 +25,7 @@ parameter change of every parameter group with that at ``c = 1``.
 from __future__ import annotations
 
 import copy
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -42,13 +42,25 @@ LossFunction = Callable[[MultiTaskModel, int], dict[str, Tensor]]
 
 def parameter_groups(model: MultiTaskModel, task_a: str, task_b: str) -> dict[str, list[torch.nn.Parameter]]:
     """``shared`` (the encoder), ``head_a`` and ``head_b`` parameters of a two-head model."""
-    return {"shared": model.shared_parameters(), "head_a": model.head_parameters(task_a),
-            "head_b": model.head_parameters(task_b)}
+    return {
+        "shared": model.shared_parameters(),
+        "head_a": model.head_parameters(task_a),
+        "head_b": model.head_parameters(task_b),
+    }
 
 
-def scaled_updates(model: MultiTaskModel, losses: LossFunction, task_a: str, task_b: str, scale: float,
-                   optimizer: str = "adam", lr: float = 1e-3, steps: int = 1, momentum: float = 0.0,
-                   eps: float = 1e-8) -> dict[str, Tensor]:
+def scaled_updates(
+    model: MultiTaskModel,
+    losses: LossFunction,
+    task_a: str,
+    task_b: str,
+    scale: float,
+    optimizer: str = "adam",
+    lr: float = 1e-3,
+    steps: int = 1,
+    momentum: float = 0.0,
+    eps: float = 1e-8,
+) -> dict[str, Tensor]:
     """Total parameter change per group after ``steps`` steps on ``L_a + scale * L_b``.
 
     Runs on a deep copy of ``model`` with a fresh optimizer (Adam with ``eps``, or SGD with
@@ -72,10 +84,16 @@ def scaled_updates(model: MultiTaskModel, losses: LossFunction, task_a: str, tas
     return {g: torch.cat([p.detach().reshape(-1) for p in ps]) - before[g] for g, ps in groups.items()}
 
 
-def update_invariance(model: MultiTaskModel, losses: LossFunction, task_a: str, task_b: str,
-                      scales: Sequence[float], optimizers: Sequence[tuple[str, float]] = (("adam", 1e-3),
-                                                                                          ("sgd", 1e-2)),
-                      steps: Sequence[int] = (1, 5), eps: float = 1e-8) -> pd.DataFrame:
+def update_invariance(
+    model: MultiTaskModel,
+    losses: LossFunction,
+    task_a: str,
+    task_b: str,
+    scales: Sequence[float],
+    optimizers: Sequence[tuple[str, float]] = (("adam", 1e-3), ("sgd", 1e-2)),
+    steps: Sequence[int] = (1, 5),
+    eps: float = 1e-8,
+) -> pd.DataFrame:
     """How much each group's update changes with the scale ``c`` of task ``b``'s loss.
 
     For every ``(optimizer, lr)``, number of ``steps`` and ``c`` in ``scales``, the change
@@ -89,29 +107,46 @@ def update_invariance(model: MultiTaskModel, losses: LossFunction, task_a: str, 
         for n_steps in steps:
             reference = scaled_updates(model, losses, task_a, task_b, 1.0, optimizer, lr, n_steps, eps=eps)
             for scale in scales:
-                update = (reference if scale == 1.0 else
-                          scaled_updates(model, losses, task_a, task_b, scale, optimizer, lr, n_steps, eps=eps))
+                update = (
+                    reference
+                    if scale == 1.0
+                    else scaled_updates(model, losses, task_a, task_b, scale, optimizer, lr, n_steps, eps=eps)
+                )
                 for group, delta in update.items():
                     base = reference[group].norm()
-                    records.append({
-                        "optimizer": optimizer, "lr": lr, "eps": eps if optimizer == "adam" else np.nan,
-                        "steps": n_steps, "group": group, "scale": scale,
-                        "update_norm": float(delta.norm()),
-                        "relative_difference": float((delta - reference[group]).norm() / base.clamp(min=1e-30)),
-                    })
+                    records.append(
+                        {
+                            "optimizer": optimizer,
+                            "lr": lr,
+                            "eps": eps if optimizer == "adam" else np.nan,
+                            "steps": n_steps,
+                            "group": group,
+                            "scale": scale,
+                            "update_norm": float(delta.norm()),
+                            "relative_difference": float((delta - reference[group]).norm() / base.clamp(min=1e-30)),
+                        }
+                    )
     return pd.DataFrame.from_records(records)
 
 
 def invariance_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Per (optimizer, steps, group): the largest relative difference over the scales."""
-    return (table.groupby(["optimizer", "lr", "eps", "steps", "group"], as_index=False, dropna=False)
-            ["relative_difference"].max()
-            .rename(columns={"relative_difference": "max_relative_difference"}))
+    return (
+        table.groupby(["optimizer", "lr", "eps", "steps", "group"], as_index=False, dropna=False)["relative_difference"]
+        .max()
+        .rename(columns={"relative_difference": "max_relative_difference"})
+    )
 
 
-def setting_invariance(setting: Setting, config: ResolvedRunConfig, scaled_task: str, scales: Sequence[float],
-                       lrs: dict[str, float], steps: Sequence[int] = (1, 10),
-                       eps: Sequence[float] = (1e-8, 1e-16)) -> pd.DataFrame:
+def setting_invariance(
+    setting: Setting,
+    config: ResolvedRunConfig,
+    scaled_task: str,
+    scales: Sequence[float],
+    lrs: dict[str, float],
+    steps: Sequence[int] = (1, 10),
+    eps: Sequence[float] = (1e-8, 1e-16),
+) -> pd.DataFrame:
     """:func:`update_invariance` on a setting's MTL model at initialization (seed ``config.seed``),
     with task ``a`` the first other task, the run's batch size and fixed batches per step, for
     each Adam ``eps`` (PyTorch's default 1e-8, and a negligible one that shows the exact
@@ -135,8 +170,18 @@ def setting_invariance(setting: Setting, config: ResolvedRunConfig, scaled_task:
                 out[name] = setting.task(name).loss(outputs[name], targets).mean()
         return out
 
-    tables = [update_invariance(model, losses, pair[0], pair[1], scales,
-                                [(o, lr) for o, lr in lrs.items() if o == "adam" or k == 0], steps, e)
-              for k, e in enumerate(eps)]
+    tables = [
+        update_invariance(
+            model,
+            losses,
+            pair[0],
+            pair[1],
+            scales,
+            [(o, lr) for o, lr in lrs.items() if o == "adam" or k == 0],
+            steps,
+            e,
+        )
+        for k, e in enumerate(eps)
+    ]
     table = pd.concat(tables, ignore_index=True)
     return table.assign(setting=setting.name, task_a=pair[0], task_b=pair[1])

@@ -7,18 +7,19 @@ tabulated by :func:`mtlens.analysis.assumptions.alignment_table`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
 from mtlens.analysis.assumptions import alignment_table
 from mtlens.experiments.base import Experiment, ExperimentPlan, plan_runs, register_experiment, stl_and_mtl
+from mtlens.quantities import GRAD_NORM, UPDATE_COSINE
 from mtlens.render import save_figure, table_html
 from mtlens.render.charts import Spec, concat, inline_data, line_chart, tip
 from mtlens.settings import Setting
 from mtlens.store import RunStore
-from mtlens.quantities import GRAD_NORM, UPDATE_COSINE
 
 ALIGNMENT_PROBES = ["conflict", "alignment"]
 """Probes of the alignment experiment (quantities in :mod:`mtlens.quantities`)."""
@@ -29,20 +30,29 @@ def alignment_experiment(base: dict[str, Any], setting: Setting, seeds: Sequence
     return plan_runs("alignment", base, setting, stl_and_mtl(setting, seeds, {"probes": list(ALIGNMENT_PROBES)}))
 
 
-def alignment_section(store: RunStore, index: pd.DataFrame, manifest: pd.DataFrame, rows: pd.DataFrame,
-                      out_dir: Path, setting: str) -> str:
+def alignment_section(
+    store: RunStore, index: pd.DataFrame, manifest: pd.DataFrame, rows: pd.DataFrame, out_dir: Path, setting: str
+) -> str:
     table = alignment_table(manifest, rows)
     if table.empty:
         return "<p>No probe rows of the alignment experiment yet.</p>"
-    body = table_html(table, out_dir, f"alignment_{setting}",
-                      "Gradient alignment on the shared parameters, mean and std over probe steps (after step 0) and "
-                      "seeds: inter-task cosine (MTL, pair 'a|b'), intra-task cosine between disjoint sub-batches "
-                      "and between class groups (STL and MTL), the magnitude ratio ||g_a|| / ||g_b|| (MTL) and "
-                      "the task gradient norms.")
-    return body + save_figure(_alignment_figure(rows), out_dir, f"alignment_{setting}",
-                              "Left: cosine between task gradients in MTL and between sub-batch / class-group "
-                              "gradients of one task in STL, by epoch (mean over seeds). Right: gradient norms per "
-                              "task, STL and MTL (log scale).")
+    body = table_html(
+        table,
+        out_dir,
+        f"alignment_{setting}",
+        "Gradient alignment on the shared parameters, mean and std over probe steps (after step 0) and "
+        "seeds: inter-task cosine (MTL, pair 'a|b'), intra-task cosine between disjoint sub-batches "
+        "and between class groups (STL and MTL), the magnitude ratio ||g_a|| / ||g_b|| (MTL) and "
+        "the task gradient norms.",
+    )
+    return body + save_figure(
+        _alignment_figure(rows),
+        out_dir,
+        f"alignment_{setting}",
+        "Left: cosine between task gradients in MTL and between sub-batch / class-group "
+        "gradients of one task in STL, by epoch (mean over seeds). Right: gradient norms per "
+        "task, STL and MTL (log scale).",
+    )
 
 
 def _alignment_figure(rows: pd.DataFrame) -> Spec:
@@ -50,20 +60,29 @@ def _alignment_figure(rows: pd.DataFrame) -> Spec:
     task in STL, by epoch (mean over seeds; dashed: STL). Right: gradient norms per task (log scale)."""
     probed = rows[rows["step"] > 0]
     cosines = probed[probed["quantity"].str.contains("cosine") & ~probed["quantity"].eq(UPDATE_COSINE)]
-    cosines = (cosines.groupby(["mode", "quantity", "task", "epoch"], as_index=False)
-               .agg(value=("value", "mean"), n=("run_id", "nunique")))
+    cosines = cosines.groupby(["mode", "quantity", "task", "epoch"], as_index=False).agg(
+        value=("value", "mean"), n=("run_id", "nunique")
+    )
     cosines["series"] = cosines["mode"] + " " + cosines["quantity"].str[6:] + " " + cosines["task"]
-    norms = (probed[probed["quantity"] == GRAD_NORM].groupby(["mode", "task", "epoch"], as_index=False)
-             .agg(value=("value", "mean"), n=("run_id", "nunique")))
+    norms = (
+        probed[probed["quantity"] == GRAD_NORM]
+        .groupby(["mode", "task", "epoch"], as_index=False)
+        .agg(value=("value", "mean"), n=("run_id", "nunique"))
+    )
     norms["series"] = norms["mode"] + " ||g_" + norms["task"] + "||"
     tooltip = [tip("series", "nominal"), tip("epoch"), tip("value"), tip("n")]
     color = {"field": "series", "type": "nominal"}
     left = line_chart("epoch", "value", color, y_title="cosine", tooltip=tooltip, dash="mode")
-    right = line_chart("epoch", "value", color, y_title="gradient norm (shared parameters)", tooltip=tooltip,
-                   dash="mode", y_log=True)
-    return concat("hconcat", [{"data": inline_data(cosines), **left}, {"data": inline_data(norms), **right}],
-                  independent=["color", "strokeDash"])
+    right = line_chart(
+        "epoch", "value", color, y_title="gradient norm (shared parameters)", tooltip=tooltip, dash="mode", y_log=True
+    )
+    return concat(
+        "hconcat",
+        [{"data": inline_data(cosines), **left}, {"data": inline_data(norms), **right}],
+        independent=["color", "strokeDash"],
+    )
 
 
-register_experiment(Experiment("alignment", "Assumptions: gradient alignment, STL vs MTL", alignment_experiment,
-                               alignment_section))
+register_experiment(
+    Experiment("alignment", "Assumptions: gradient alignment, STL vs MTL", alignment_experiment, alignment_section)
+)

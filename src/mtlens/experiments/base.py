@@ -13,20 +13,24 @@ against that signature.  A user's own experiment is one :func:`register_experime
 
     from mtlens.experiments import Experiment, plan_runs, register_experiment
 
+
     def plan(base, setting, seeds, lr: float = 1e-3):
         return plan_runs("my-lr", base, setting, [({"seed": s, "lr": lr}, {}) for s in seeds])
 
+
     def section(store, index, manifest, rows, out_dir, setting):
         return f"<p>{manifest['run_id'].nunique()} runs</p>"
+
 
     register_experiment(Experiment("my-lr", "My lr experiment", plan, section))
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -82,8 +86,12 @@ class Experiment:
 
 EXPERIMENTS: Registry[Experiment] = Registry(
     "experiment",
-    builtins=("mtlens.experiments.optimizers", "mtlens.experiments.loss_scale", "mtlens.experiments.alignment",
-              "mtlens.experiments.corruptions"),
+    builtins=(
+        "mtlens.experiments.optimizers",
+        "mtlens.experiments.loss_scale",
+        "mtlens.experiments.alignment",
+        "mtlens.experiments.corruptions",
+    ),
     ignored_parameters=("base", "setting", "seeds"),
     signature_of=lambda experiment: experiment.plan,
 )
@@ -105,8 +113,9 @@ def manifest_table_name(experiment: str, setting: str) -> str:
     return f"experiment-{experiment}-{setting}"
 
 
-def plan_runs(name: str, base: dict[str, Any], setting: Setting, runs: list[tuple[dict[str, Any], dict[str, Any]]]
-              ) -> ExperimentPlan:
+def plan_runs(
+    name: str, base: dict[str, Any], setting: Setting, runs: list[tuple[dict[str, Any], dict[str, Any]]]
+) -> ExperimentPlan:
     """Validate and resolve ``(config overrides, labels)`` pairs on top of ``base``."""
     fixed = sorted(set(FIXED_KEYS) & set(base))
     if fixed:
@@ -115,14 +124,25 @@ def plan_runs(name: str, base: dict[str, Any], setting: Setting, runs: list[tupl
     for overrides, labels in runs:
         config = resolve_config(parse_config({**base, **overrides}), setting)
         configs.append(config)
-        records.append({"run_id": config.run_id, "experiment": name, "setting": config.setting,
-                        "mode": config.mode, "seed": config.seed, "method": config.method, "lr": config.lr,
-                        "task": config.tasks[0] if config.mode == "stl" else "", **labels})
+        records.append(
+            {
+                "run_id": config.run_id,
+                "experiment": name,
+                "setting": config.setting,
+                "mode": config.mode,
+                "seed": config.seed,
+                "method": config.method,
+                "lr": config.lr,
+                "task": config.tasks[0] if config.mode == "stl" else "",
+                **labels,
+            }
+        )
     return ExperimentPlan(name, setting.name, configs, pd.DataFrame.from_records(records))
 
 
-def stl_and_mtl(setting: Setting, seeds: Sequence[int], keys: dict[str, Any]
-                ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+def stl_and_mtl(
+    setting: Setting, seeds: Sequence[int], keys: dict[str, Any]
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """STL per task and MTL (``sum``) per seed, each with the config ``keys``."""
     runs: list[tuple[dict[str, Any], dict[str, Any]]] = []
     for seed in seeds:
@@ -132,8 +152,9 @@ def stl_and_mtl(setting: Setting, seeds: Sequence[int], keys: dict[str, Any]
     return runs
 
 
-def experiment_plan(name: str, base: dict[str, Any], seeds: Sequence[int], setting: Setting | None = None,
-                    **options: Any) -> ExperimentPlan:
+def experiment_plan(
+    name: str, base: dict[str, Any], seeds: Sequence[int], setting: Setting | None = None, **options: Any
+) -> ExperimentPlan:
     """The plan of experiment ``name`` for the setting of ``base`` (validated before any training):
     an unknown name or option is a :class:`ConfigError` listing the valid ones."""
     experiment = EXPERIMENTS.get(name)
@@ -142,8 +163,9 @@ def experiment_plan(name: str, base: dict[str, Any], seeds: Sequence[int], setti
     return experiment.plan(base, setting, list(seeds), **options)
 
 
-def run_experiment(plan: ExperimentPlan, store: RunStore, setting: Setting | None = None,
-                   progress: bool = True) -> pd.DataFrame:
+def run_experiment(
+    plan: ExperimentPlan, store: RunStore, setting: Setting | None = None, progress: bool = True
+) -> pd.DataFrame:
     """Store the manifest, train the plan's runs, then run the experiment's analysis.
 
     Returns :func:`~mtlens.orchestration.executors.run_configs`' table (``run_id, state, message``).
@@ -170,8 +192,13 @@ def experiment_sections(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame
         try:
             entry = EXPERIMENTS.get(experiment)
         except UnknownNameError as err:
-            sections.append(Section(f"Experiment {experiment} ({setting})",
-                                    not_available(f"{err}; import the module that registers it"), anchor))
+            sections.append(
+                Section(
+                    f"Experiment {experiment} ({setting})",
+                    not_available(f"{err}; import the module that registers it"),
+                    anchor,
+                )
+            )
             continue
         run_rows = rows[rows["run_id"].isin(manifest["run_id"])]
         body = entry.section(store, index, manifest, run_rows, Path(out_dir), setting)

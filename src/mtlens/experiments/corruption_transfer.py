@@ -17,10 +17,10 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from mtlens.experiments.linear_probe import encode, fit_linear_probe
-from mtlens.data.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from mtlens.analysis.transfer import selected_checkpoints
+from mtlens.data.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from mtlens.errors import ConfigError, DamagedStoreError, MtlensError
+from mtlens.experiments.linear_probe import encode, fit_linear_probe
 from mtlens.models import build_model
 from mtlens.seeding import derived_seed
 from mtlens.settings import Setting
@@ -36,9 +36,11 @@ def check_image_setting(setting: Setting) -> None:
         split = setting.data[name].train
         x, y = split.inputs[torch.arange(1)], split.targets[torch.arange(1)]
         if x.dim() != 4 or y.dim() != 1 or torch.is_floating_point(y):
-            raise ConfigError(f"the corruptions experiment needs image inputs (N, C, H, W) and class labels; "
-                              f"task {name!r} of {setting.name!r} has inputs {tuple(x.shape[1:])} per example "
-                              f"and targets of dtype {y.dtype}")
+            raise ConfigError(
+                f"the corruptions experiment needs image inputs (N, C, H, W) and class labels; "
+                f"task {name!r} of {setting.name!r} has inputs {tuple(x.shape[1:])} per example "
+                f"and targets of dtype {y.dtype}"
+            )
 
 
 def corruption_seed(name: str) -> int:
@@ -46,8 +48,9 @@ def corruption_seed(name: str) -> int:
     return derived_seed(0, "corruption", name)
 
 
-def corruption_accuracy(store: RunStore, manifest: pd.DataFrame, setting: Setting, l2: float = PROBE_L2,
-                        device: str = "cpu") -> pd.DataFrame:
+def corruption_accuracy(
+    store: RunStore, manifest: pd.DataFrame, setting: Setting, l2: float = PROBE_L2, device: str = "cpu"
+) -> pd.DataFrame:
     """Probe accuracies, one row per (run, task, corruption, severity): columns ``run_id, setting,
     mode, seed, task, corruption, severity, accuracy`` (see the module docstring)."""
     check_image_setting(setting)
@@ -64,14 +67,18 @@ def corruption_accuracy(store: RunStore, manifest: pd.DataFrame, setting: Settin
             step = int(steps[(run.run_id, task)])
             path = store.selected_model_path(run.run_id, task, step)
             if not path.exists():
-                raise MtlensError(f"run {run.run_id} has no saved model of task {task!r} at its selected step {step} "
-                                  f"({path}); train it with save_selected_models: true (the corruptions "
-                                  f"experiment's runs set it)")
+                raise MtlensError(
+                    f"run {run.run_id} has no saved model of task {task!r} at its selected step {step} "
+                    f"({path}); train it with save_selected_models: true (the corruptions "
+                    f"experiment's runs set it)"
+                )
             try:
                 weights = torch.load(path, map_location="cpu", weights_only=True)
             except Exception as err:  # any failure to load means the file is damaged
-                raise DamagedStoreError(f"run {run.run_id}: {path} is damaged ({type(err).__name__}: {err}); rerun "
-                                        f"the experiment to retrain the run") from None
+                raise DamagedStoreError(
+                    f"run {run.run_id}: {path} is damaged ({type(err).__name__}: {err}); rerun "
+                    f"the experiment to retrain the run"
+                ) from None
             model.load_state_dict(weights)
             encoder = model.encoder.to(device)
             data = setting.data[task]
@@ -82,11 +89,21 @@ def corruption_accuracy(store: RunStore, manifest: pd.DataFrame, setting: Settin
             if task not in test_sets:
                 test_sets[task] = _corrupted_test_sets(data.test.inputs[torch.arange(len(data.test))])
             for (corruption, severity), images in test_sets[task].items():
-                records.append({"run_id": run.run_id, "setting": setting.name, "mode": run.mode, "seed": int(run.seed),
-                                "task": task, "corruption": corruption, "severity": severity,
-                                "accuracy": probe.accuracy(encode(encoder, images, device), test_labels)})
-    return pd.DataFrame.from_records(records, columns=["run_id", "setting", "mode", "seed", "task", "corruption",
-                                                       "severity", "accuracy"])
+                records.append(
+                    {
+                        "run_id": run.run_id,
+                        "setting": setting.name,
+                        "mode": run.mode,
+                        "seed": int(run.seed),
+                        "task": task,
+                        "corruption": corruption,
+                        "severity": severity,
+                        "accuracy": probe.accuracy(encode(encoder, images, device), test_labels),
+                    }
+                )
+    return pd.DataFrame.from_records(
+        records, columns=["run_id", "setting", "mode", "seed", "task", "corruption", "severity", "accuracy"]
+    )
 
 
 def _corrupted_test_sets(images: torch.Tensor) -> dict[tuple[str, int], torch.Tensor]:

@@ -8,8 +8,9 @@ the test images under every corruption of :mod:`mtlens.data.corruptions` at seve
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -20,6 +21,7 @@ from mtlens.render import save_figure, table_html
 from mtlens.render.charts import Spec, facet, line_chart, tip
 from mtlens.settings import Setting
 from mtlens.store import RunStore
+
 
 def corruptions_experiment(base: dict[str, Any], setting: Setting, seeds: Sequence[int]) -> ExperimentPlan:
     """STL per task and MTL (``sum``) per seed on an image setting (inputs ``(N, C, H, W)``)."""
@@ -34,8 +36,9 @@ def corruptions_analysis(plan: ExperimentPlan, store: RunStore, setting: Setting
     store.write_table(f"corruptions-{plan.setting}", accuracy)
 
 
-def corruptions_section(store: RunStore, index: pd.DataFrame, manifest: pd.DataFrame, rows: pd.DataFrame,
-                        out_dir: Path, setting: str) -> str:
+def corruptions_section(
+    store: RunStore, index: pd.DataFrame, manifest: pd.DataFrame, rows: pd.DataFrame, out_dir: Path, setting: str
+) -> str:
     if f"corruptions-{setting}" not in store.table_names("corruptions-"):
         return "<p>The corruption analysis has not been computed for these runs.</p>"
     accuracy = store.table(f"corruptions-{setting}")
@@ -43,33 +46,57 @@ def corruptions_section(store: RunStore, index: pd.DataFrame, manifest: pd.DataF
     if accuracy.empty:
         return "<p>No finished runs of the corruption experiment yet.</p>"
     table = corruption_table(accuracy)
-    body = table_html(table, out_dir, f"corruptions_{setting}",
-                      "Linear-probe test accuracy on frozen encoders at each task's validation-selected checkpoint "
-                      "(probe fitted on clean training "
-                      "features), per task, encoder (STL or MTL) and corruption, at severities 1-5 and their mean; "
-                      "drop = clean - mean_corrupted; mean over seeds.")
-    return body + save_figure(_corruption_figure(accuracy), out_dir, f"corruptions_{setting}",
-                              "Linear-probe accuracy against corruption severity (0 = clean), STL vs MTL encoder, "
-                              "one panel per corruption and task (mean over seeds).")
+    body = table_html(
+        table,
+        out_dir,
+        f"corruptions_{setting}",
+        "Linear-probe test accuracy on frozen encoders at each task's validation-selected checkpoint "
+        "(probe fitted on clean training "
+        "features), per task, encoder (STL or MTL) and corruption, at severities 1-5 and their mean; "
+        "drop = clean - mean_corrupted; mean over seeds.",
+    )
+    return body + save_figure(
+        _corruption_figure(accuracy),
+        out_dir,
+        f"corruptions_{setting}",
+        "Linear-probe accuracy against corruption severity (0 = clean), STL vs MTL encoder, "
+        "one panel per corruption and task (mean over seeds).",
+    )
 
 
 def _corruption_figure(accuracy: pd.DataFrame) -> Spec:
     """Linear-probe accuracy against severity (0 = clean) per corruption and task (panels), STL
     (dashed) vs MTL encoder (mean over seeds)."""
     clean = accuracy[accuracy["corruption"] == "none"]
-    frames = [pd.concat([clean, accuracy[accuracy["corruption"] == c]]).assign(corruption=c)
-              for c in accuracy["corruption"].unique() if c != "none"]
-    curves = (pd.concat(frames).groupby(["corruption", "task", "mode", "severity"], as_index=False)
-              .agg(accuracy=("accuracy", "mean"), n=("accuracy", "size")))
+    frames = [
+        pd.concat([clean, accuracy[accuracy["corruption"] == c]]).assign(corruption=c)
+        for c in accuracy["corruption"].unique()
+        if c != "none"
+    ]
+    curves = (
+        pd.concat(frames)
+        .groupby(["corruption", "task", "mode", "severity"], as_index=False)
+        .agg(accuracy=("accuracy", "mean"), n=("accuracy", "size"))
+    )
     curves["panel"] = curves["corruption"] + ", task " + curves["task"].astype(str)
     curves["mode"] = curves["mode"].str.upper()
-    chart = line_chart("severity", "accuracy", {"field": "mode", "type": "nominal",
-                                            "scale": {"domain": ["STL", "MTL"], "range": ["#1f77b4", "#d62728"]}},
-                   y_title="probe accuracy", dash="mode",
-                   tooltip=[tip("panel", "nominal"), tip("mode", "nominal"), tip("severity"), tip("accuracy"),
-                            tip("n")])
+    chart = line_chart(
+        "severity",
+        "accuracy",
+        {"field": "mode", "type": "nominal", "scale": {"domain": ["STL", "MTL"], "range": ["#1f77b4", "#d62728"]}},
+        y_title="probe accuracy",
+        dash="mode",
+        tooltip=[tip("panel", "nominal"), tip("mode", "nominal"), tip("severity"), tip("accuracy"), tip("n")],
+    )
     return facet(chart, curves, "panel", independent_y=False)
 
 
-register_experiment(Experiment("corruptions", "Assumptions: feature transfer under corruptions",
-                               corruptions_experiment, corruptions_section, corruptions_analysis))
+register_experiment(
+    Experiment(
+        "corruptions",
+        "Assumptions: feature transfer under corruptions",
+        corruptions_experiment,
+        corruptions_section,
+        corruptions_analysis,
+    )
+)

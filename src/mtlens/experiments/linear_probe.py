@@ -41,21 +41,25 @@ class LinearProbe:
 
 
 @torch.no_grad()
-def encode(encoder: nn.Module, inputs: Indexable | Tensor, device: torch.device | str = "cpu",
-           batch_size: int = 512) -> Tensor:
+def encode(
+    encoder: nn.Module, inputs: Indexable | Tensor, device: torch.device | str = "cpu", batch_size: int = 512
+) -> Tensor:
     """Features ``(N, D)`` of ``inputs`` under the frozen ``encoder`` (eval mode, restored after)."""
     was_training = encoder.training
     encoder.eval()
     try:
-        chunks = [encoder(inputs[torch.arange(lo, min(lo + batch_size, len(inputs)))].to(device)).cpu()
-                  for lo in range(0, len(inputs), batch_size)]
+        chunks = [
+            encoder(inputs[torch.arange(lo, min(lo + batch_size, len(inputs)))].to(device)).cpu()
+            for lo in range(0, len(inputs), batch_size)
+        ]
     finally:
         encoder.train(was_training)
     return torch.cat(chunks)
 
 
-def fit_linear_probe(features: Tensor, labels: Tensor, n_classes: int, l2: float = 1e-3,
-                     max_iter: int = 500, tol: float = 1e-10) -> LinearProbe:
+def fit_linear_probe(
+    features: Tensor, labels: Tensor, n_classes: int, l2: float = 1e-3, max_iter: int = 500, tol: float = 1e-10
+) -> LinearProbe:
     """The minimizer of ``J`` in the module docstring (float64, L-BFGS with strong Wolfe search)."""
     if l2 <= 0:
         raise ValueError(f"l2 must be > 0 (it makes the problem strictly convex), got {l2}")
@@ -65,8 +69,15 @@ def fit_linear_probe(features: Tensor, labels: Tensor, n_classes: int, l2: float
     z = (x - mean) / std
     weight = torch.zeros(n_classes, z.shape[1], dtype=torch.float64, device=x.device, requires_grad=True)
     bias = torch.zeros(n_classes, dtype=torch.float64, device=x.device, requires_grad=True)
-    solver = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=max_iter, tolerance_grad=tol,
-                               tolerance_change=tol * 1e-3, history_size=20, line_search_fn="strong_wolfe")
+    solver = torch.optim.LBFGS(
+        [weight, bias],
+        lr=1.0,
+        max_iter=max_iter,
+        tolerance_grad=tol,
+        tolerance_change=tol * 1e-3,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+    )
 
     def objective() -> Tensor:
         solver.zero_grad()

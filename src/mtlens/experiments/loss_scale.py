@@ -8,8 +8,9 @@ The analysis also stores the numerical check of Adam's per-parameter-group invar
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -31,9 +32,14 @@ LOSS_SCALE_LRS: dict[str, float] = {"adam": 1e-3, "sgd": 3e-2}
 """Learning rates of the loss-scale experiment (tuned at ``c = 1`` on the embedded settings)."""
 
 
-def loss_scale_experiment(base: dict[str, Any], setting: Setting, seeds: Sequence[int],
-                          scales: Sequence[float] = LOSS_SCALES, scaled_task: str | None = None,
-                          lrs: dict[str, float] | None = None) -> ExperimentPlan:
+def loss_scale_experiment(
+    base: dict[str, Any],
+    setting: Setting,
+    seeds: Sequence[int],
+    scales: Sequence[float] = LOSS_SCALES,
+    scaled_task: str | None = None,
+    lrs: dict[str, float] | None = None,
+) -> ExperimentPlan:
     """MTL (``sum``) runs for each seed, optimizer (Adam, SGD) and scale ``c`` of ``scaled_task``
     (default: the setting's last task)."""
     if "lr" in base:
@@ -48,9 +54,19 @@ def loss_scale_experiment(base: dict[str, Any], setting: Setting, seeds: Sequenc
     for seed in seeds:
         for variant in ("adam", "sgd"):
             for scale in scales:
-                runs.append(({**OPTIMIZER_VARIANTS[variant], "lr": rates[variant], "seed": seed, "method": "sum",
-                              "task_loss_scales": {task: float(scale)}, "probes": []},
-                             {"optimizer": variant, "scale": float(scale), "scaled_task": task}))
+                runs.append(
+                    (
+                        {
+                            **OPTIMIZER_VARIANTS[variant],
+                            "lr": rates[variant],
+                            "seed": seed,
+                            "method": "sum",
+                            "task_loss_scales": {task: float(scale)},
+                            "probes": [],
+                        },
+                        {"optimizer": variant, "scale": float(scale), "scaled_task": task},
+                    )
+                )
     return plan_runs("loss-scale", base, setting, runs)
 
 
@@ -62,8 +78,9 @@ def loss_scale_analysis(plan: ExperimentPlan, store: RunStore, setting: Setting)
     store.write_table(f"adam_invariance-{plan.setting}", table)
 
 
-def loss_scale_section(store: RunStore, index: pd.DataFrame, manifest: pd.DataFrame, rows: pd.DataFrame,
-                       out_dir: Path, setting: str) -> str:
+def loss_scale_section(
+    store: RunStore, index: pd.DataFrame, manifest: pd.DataFrame, rows: pd.DataFrame, out_dir: Path, setting: str
+) -> str:
     """The section of the analysed runs in ``manifest``; the diverged count of each (optimizer, c) is
     over every stored run of the experiment with an analysed optimizer (diverged runs are never analysed)."""
     stored = store.table(manifest_table_name("loss-scale", setting))
@@ -72,25 +89,44 @@ def loss_scale_section(store: RunStore, index: pd.DataFrame, manifest: pd.DataFr
     table = loss_scale_table(stored, rows, store.task_info(), states)
     parts = []
     if not table.empty:
-        parts.append(table_html(table, out_dir, f"loss_scale_{setting}",
-                                f"MTL (sum) with task {table['scaled_task'].iloc[0]!r}'s loss scaled by c: test value "
-                                "at the validation-selected checkpoint per optimizer, c and task (mean, std over "
-                                "seeds); diverged = runs stopped by a non-finite loss."))
-        parts.append(save_figure(_loss_scale_figure(manifest, rows), out_dir, f"loss_scale_{setting}",
-                                 "Validation error by epoch per optimizer (rows) and task (columns), one line per "
-                                 "scale c (mean over seeds). Adam's curves stay together over many orders of "
-                                 "magnitude of c; SGD's change with c (its effective lr for the scaled task is c*lr)."))
+        parts.append(
+            table_html(
+                table,
+                out_dir,
+                f"loss_scale_{setting}",
+                f"MTL (sum) with task {table['scaled_task'].iloc[0]!r}'s loss scaled by c: test value "
+                "at the validation-selected checkpoint per optimizer, c and task (mean, std over "
+                "seeds); diverged = runs stopped by a non-finite loss.",
+            )
+        )
+        parts.append(
+            save_figure(
+                _loss_scale_figure(manifest, rows),
+                out_dir,
+                f"loss_scale_{setting}",
+                "Validation error by epoch per optimizer (rows) and task (columns), one line per "
+                "scale c (mean over seeds). Adam's curves stay together over many orders of "
+                "magnitude of c; SGD's change with c (its effective lr for the scaled task is c*lr).",
+            )
+        )
     if f"adam_invariance-{setting}" in store.table_names("adam_invariance-"):
         check = store.table(f"adam_invariance-{setting}")
-        parts.append(table_html(
-            invariance_summary(check), out_dir, f"adam_invariance_{setting}",
-            f"Numerical check on the {setting} model at initialization: the largest relative difference "
-            f"||delta_c - delta_1|| / ||delta_1|| over c in {sorted(check['scale'].unique())} of the parameter change "
-            f"after 'steps' steps on L_{check['task_a'].iloc[0]} + c L_{check['task_b'].iloc[0]}. Adam: ~0 on both "
-            "heads after one step with a negligible eps (1e-16; exact invariance), large on the shared encoder; with "
-            "PyTorch's default eps = 1e-8 the head_b update at small c differs by the eps effect (eps is no longer "
-            "small against |c g|); after several steps the heads drift too because the encoder moved differently. "
-            "SGD: head_b's change scales with c."))
+        parts.append(
+            table_html(
+                invariance_summary(check),
+                out_dir,
+                f"adam_invariance_{setting}",
+                f"Numerical check on the {setting} model at initialization: the largest relative difference "
+                f"||delta_c - delta_1|| / ||delta_1|| over c in {sorted(check['scale'].unique())} of the parameter "
+                "change "
+                f"after 'steps' steps on L_{check['task_a'].iloc[0]} + c L_{check['task_b'].iloc[0]}. Adam: ~0 on both "
+                "heads after one step with a negligible eps (1e-16; exact invariance), large on the shared encoder; "
+                "with "
+                "PyTorch's default eps = 1e-8 the head_b update at small c differs by the eps effect (eps is no longer "
+                "small against |c g|); after several steps the heads drift too because the encoder moved differently. "
+                "SGD: head_b's change scales with c.",
+            )
+        )
     return "".join(parts) or "<p>No finished runs of the loss-scale experiment yet.</p>"
 
 
@@ -98,15 +134,36 @@ def _loss_scale_figure(manifest: pd.DataFrame, rows: pd.DataFrame) -> Spec:
     """Validation error by epoch per optimizer (panel rows) and task (panel columns), one line per
     scale c (mean over seeds), coloured by c."""
     labelled = rows[rows["quantity"] == "val/error"].merge(manifest[["run_id", "optimizer", "scale"]], on="run_id")
-    curves = (labelled.groupby(["optimizer", "task", "scale", "epoch"], as_index=False)
-              .agg(value=("value", "mean"), n=("run_id", "nunique")))
-    chart = line_chart("epoch", "value", {"field": "scale", "type": "ordinal", "title": "c",
-                                      "scale": {"scheme": "viridis"}},
-                   y_title="val/error", tooltip=[tip("optimizer", "nominal"), tip("task", "nominal"), tip("scale"),
-                                                 tip("epoch"), tip("value"), tip("n")])
-    return {"data": inline_data(curves), "facet": {"row": {"field": "optimizer", "type": "nominal"},
-                                                   "column": {"field": "task", "type": "nominal"}}, "spec": chart}
+    curves = labelled.groupby(["optimizer", "task", "scale", "epoch"], as_index=False).agg(
+        value=("value", "mean"), n=("run_id", "nunique")
+    )
+    chart = line_chart(
+        "epoch",
+        "value",
+        {"field": "scale", "type": "ordinal", "title": "c", "scale": {"scheme": "viridis"}},
+        y_title="val/error",
+        tooltip=[
+            tip("optimizer", "nominal"),
+            tip("task", "nominal"),
+            tip("scale"),
+            tip("epoch"),
+            tip("value"),
+            tip("n"),
+        ],
+    )
+    return {
+        "data": inline_data(curves),
+        "facet": {"row": {"field": "optimizer", "type": "nominal"}, "column": {"field": "task", "type": "nominal"}},
+        "spec": chart,
+    }
 
 
-register_experiment(Experiment("loss-scale", "Assumptions: loss-scale invariance", loss_scale_experiment,
-                               loss_scale_section, loss_scale_analysis))
+register_experiment(
+    Experiment(
+        "loss-scale",
+        "Assumptions: loss-scale invariance",
+        loss_scale_experiment,
+        loss_scale_section,
+        loss_scale_analysis,
+    )
+)

@@ -8,8 +8,9 @@ picks each (optimizer, method)'s learning rate by validation and tabulates test 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -41,9 +42,13 @@ OPTIMIZER_METHODS = ("sum", "uw")
 """Default methods of the optimizer experiment: linear scalarization and uncertainty weighting."""
 
 
-def optimizers_experiment(base: dict[str, Any], setting: Setting, seeds: Sequence[int],
-                          methods: Sequence[str] = OPTIMIZER_METHODS,
-                          lrs: dict[str, Sequence[float]] | None = None) -> ExperimentPlan:
+def optimizers_experiment(
+    base: dict[str, Any],
+    setting: Setting,
+    seeds: Sequence[int],
+    methods: Sequence[str] = OPTIMIZER_METHODS,
+    lrs: dict[str, Sequence[float]] | None = None,
+) -> ExperimentPlan:
     """MTL runs: for each seed, optimizer of :data:`OPTIMIZER_VARIANTS`, its lrs and each method."""
     if "lr" in base:
         raise ConfigError("lr: the optimizers experiment uses a learning-rate grid per optimizer; remove lr")
@@ -56,24 +61,35 @@ def optimizers_experiment(base: dict[str, Any], setting: Setting, seeds: Sequenc
         for variant, keys in OPTIMIZER_VARIANTS.items():
             for lr in grid[variant]:
                 for method in methods:
-                    runs.append(({**keys, "lr": lr, "seed": seed, "method": method, "probes": []},
-                                 {"optimizer": variant}))
+                    runs.append(
+                        ({**keys, "lr": lr, "seed": seed, "method": method, "probes": []}, {"optimizer": variant})
+                    )
     return plan_runs("optimizers", base, setting, runs)
 
 
-def optimizers_section(store: RunStore, index: pd.DataFrame, manifest: pd.DataFrame, rows: pd.DataFrame,
-                       out_dir: Path, setting: str) -> str:
+def optimizers_section(
+    store: RunStore, index: pd.DataFrame, manifest: pd.DataFrame, rows: pd.DataFrame, out_dir: Path, setting: str
+) -> str:
     selected, grid = optimizer_table(manifest, rows, store.task_info())
     if selected.empty:
         return "<p>No finished runs of the optimizer experiment yet.</p>"
-    body = table_html(selected, out_dir, f"optimizers_{setting}",
-                      "MTL test performance (selection metric, at each run's validation-selected checkpoint) per "
-                      "optimizer and method, at the learning rate with the best mean validation value over tasks "
-                      "and seeds; mean and std over seeds; average = mean over tasks.")
-    body += table_html(grid, out_dir, f"optimizers_grid_{setting}",
-                       "Every learning rate of the grid: mean validation and test value over tasks and seeds.")
+    body = table_html(
+        selected,
+        out_dir,
+        f"optimizers_{setting}",
+        "MTL test performance (selection metric, at each run's validation-selected checkpoint) per "
+        "optimizer and method, at the learning rate with the best mean validation value over tasks "
+        "and seeds; mean and std over seeds; average = mean over tasks.",
+    )
+    body += table_html(
+        grid,
+        out_dir,
+        f"optimizers_grid_{setting}",
+        "Every learning rate of the grid: mean validation and test value over tasks and seeds.",
+    )
     return body
 
 
-register_experiment(Experiment("optimizers", "Assumptions: optimizers in MTL", optimizers_experiment,
-                               optimizers_section))
+register_experiment(
+    Experiment("optimizers", "Assumptions: optimizers in MTL", optimizers_experiment, optimizers_section)
+)

@@ -2,8 +2,14 @@
 :class:`~mtlens.training.recorder.Recorder` (extra ``hf``: ``transformers>=4.40``)::
 
     with Recorder(store, "my_setting", ["a", "b"], seed=0, steps_per_epoch=steps) as rec:
-        Trainer(model, args, train_dataset=train, eval_dataset={"train": sub, "val": val, "test": test},
-                compute_metrics=per_task_metrics, callbacks=[RecorderTrainerCallback(rec)]).train()
+        Trainer(
+            model,
+            args,
+            train_dataset=train,
+            eval_dataset={"train": sub, "val": val, "test": test},
+            compute_metrics=per_task_metrics,
+            callbacks=[RecorderTrainerCallback(rec)],
+        ).train()
 
 ``compute_metrics`` returns ``{"<task>/<metric>": value}``; the ``Trainer`` reports them for the
 evaluation set ``<split>`` as ``eval_<split>_<task>/<metric>``, and the callback records them at
@@ -30,19 +36,25 @@ class RecorderTrainerCallback(TrainerCallback):
     def __init__(self, recorder: Recorder):
         self.recorder = recorder
 
-    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                       **kwargs: Any) -> None:
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         if state.global_step > 0:
             self.recorder.resume_from(state.global_step)
         else:
             self.recorder.step(0)
 
-    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                    **kwargs: Any) -> None:
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         self.recorder.step(state.global_step)
 
-    def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                    metrics: dict[str, float] | None = None, **kwargs: Any) -> None:
+    def on_evaluate(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        metrics: dict[str, float] | None = None,
+        **kwargs: Any,
+    ) -> None:
         flat = {}
         for key, value in (metrics or {}).items():
             split, _, rest = key.removeprefix("eval_").partition("_")
@@ -50,6 +62,5 @@ class RecorderTrainerCallback(TrainerCallback):
                 flat[f"{split}/{rest}"] = value
         self.recorder.log_metrics(state.global_step, flat)
 
-    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                **kwargs: Any) -> None:
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         self.recorder.flush()

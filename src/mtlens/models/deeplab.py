@@ -14,7 +14,7 @@ convolution, a 1x1 classifier to ``out_channels`` and bilinear upsampling to ``o
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -31,8 +31,14 @@ def dilated_resnet(depth: int = 50, width: int = 64) -> nn.Sequential:
 class ASPPHead(nn.Module):
     """DeepLabV3 head ``(N, in_channels, h, w) -> (N, out_channels, *output_size)``; see the module doc."""
 
-    def __init__(self, in_channels: int, out_channels: int, output_size: Sequence[int],
-                 rates: Sequence[int] = (12, 24, 36), channels: int = 256):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        output_size: Sequence[int],
+        rates: Sequence[int] = (12, 24, 36),
+        channels: int = 256,
+    ):
         super().__init__()
         self.output_size = tuple(output_size)
         self.branches = nn.ModuleList(
@@ -41,8 +47,9 @@ class ASPPHead(nn.Module):
         )
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), *conv_bn(in_channels, channels, 1), nn.ReLU(inplace=True))
         self.project = nn.Sequential(*conv_bn(channels * (len(rates) + 2), channels, 1), nn.ReLU(inplace=True))
-        self.classifier = nn.Sequential(*conv_bn(channels, channels, 3), nn.ReLU(inplace=True),
-                                        nn.Conv2d(channels, out_channels, 1))
+        self.classifier = nn.Sequential(
+            *conv_bn(channels, channels, 3), nn.ReLU(inplace=True), nn.Conv2d(channels, out_channels, 1)
+        )
 
     def forward(self, features: Tensor) -> Tensor:
         size = features.shape[-2:]

@@ -19,12 +19,16 @@ from mtlens.models.resnet import resnet, resnet_channels
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int, stride: int = 1) -> list[nn.Module]:
-    return [nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
+    return [
+        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    ]
 
 
-def conv_encoder(in_channels: int, size: int, widths: tuple[int, ...] = (16, 32), feature_dim: int = 64,
-                 dims: int = 2) -> nn.Module:
+def conv_encoder(
+    in_channels: int, size: int, widths: tuple[int, ...] = (16, 32), feature_dim: int = 64, dims: int = 2
+) -> nn.Module:
     """A small CNN: per width ``conv3 -> ReLU -> maxpool2``, then ``Linear -> ReLU`` to ``feature_dim``.
 
     ``dims`` is 2 for images ``(N, C, size, size)`` and 1 for sequences ``(N, C, size)``.

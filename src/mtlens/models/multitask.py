@@ -8,7 +8,7 @@ weights and identical head ``t`` weights.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn

@@ -21,7 +21,8 @@ Modules are created in forward order, so the same options and torch seed give th
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -33,8 +34,10 @@ STAGE_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4
 def conv_bn(in_channels: int, out_channels: int, kernel: int, stride: int = 1, dilation: int = 1) -> list[nn.Module]:
     """A bias-free ``kernel x kernel`` convolution ("same" padding for stride 1) and BatchNorm."""
     padding = dilation * (kernel - 1) // 2
-    return [nn.Conv2d(in_channels, out_channels, kernel, stride, padding, dilation, bias=False),
-            nn.BatchNorm2d(out_channels)]
+    return [
+        nn.Conv2d(in_channels, out_channels, kernel, stride, padding, dilation, bias=False),
+        nn.BatchNorm2d(out_channels),
+    ]
 
 
 class ResidualBlock(nn.Module):
@@ -44,23 +47,39 @@ class ResidualBlock(nn.Module):
         super().__init__()
         out_channels = planes * (4 if bottleneck else 1)
         if bottleneck:
-            layers = [*conv_bn(in_channels, planes, 1), nn.ReLU(inplace=True),
-                      *conv_bn(planes, planes, 3, stride, dilation), nn.ReLU(inplace=True),
-                      *conv_bn(planes, out_channels, 1)]
+            layers = [
+                *conv_bn(in_channels, planes, 1),
+                nn.ReLU(inplace=True),
+                *conv_bn(planes, planes, 3, stride, dilation),
+                nn.ReLU(inplace=True),
+                *conv_bn(planes, out_channels, 1),
+            ]
         else:
-            layers = [*conv_bn(in_channels, planes, 3, stride, dilation), nn.ReLU(inplace=True),
-                      *conv_bn(planes, planes, 3, 1, dilation)]
+            layers = [
+                *conv_bn(in_channels, planes, 3, stride, dilation),
+                nn.ReLU(inplace=True),
+                *conv_bn(planes, planes, 3, 1, dilation),
+            ]
         self.body = nn.Sequential(*layers)
-        self.shortcut = (nn.Identity() if stride == 1 and in_channels == out_channels
-                         else nn.Sequential(*conv_bn(in_channels, out_channels, 1, stride)))
+        self.shortcut = (
+            nn.Identity()
+            if stride == 1 and in_channels == out_channels
+            else nn.Sequential(*conv_bn(in_channels, out_channels, 1, stride))
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return F.relu(self.body(x) + self.shortcut(x))
 
 
-def resnet(depth: int = 18, width: int = 64, in_channels: int = 3, stem: Literal["imagenet", "small"] = "imagenet",
-           strides: Sequence[int] = (1, 2, 2, 2), dilations: Sequence[int] = (1, 1, 1, 1),
-           kaiming_init: bool = False) -> nn.Sequential:
+def resnet(
+    depth: int = 18,
+    width: int = 64,
+    in_channels: int = 3,
+    stem: Literal["imagenet", "small"] = "imagenet",
+    strides: Sequence[int] = (1, 2, 2, 2),
+    dilations: Sequence[int] = (1, 1, 1, 1),
+    kaiming_init: bool = False,
+) -> nn.Sequential:
     """The ResNet of the module docstring: ``(N, in_channels, H, W) -> (N, resnet_channels(depth, width), h, w)``."""
     if depth not in STAGE_BLOCKS:
         raise ValueError(f"ResNet depth must be one of {sorted(STAGE_BLOCKS)}, got {depth}")
@@ -68,8 +87,10 @@ def resnet(depth: int = 18, width: int = 64, in_channels: int = 3, stem: Literal
         raise ValueError(f"stem must be 'imagenet' or 'small', got {stem!r}")
     bottleneck = depth >= 50
     layers: list[nn.Module] = (
-        [*conv_bn(in_channels, width, 7, stride=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)] if stem == "imagenet"
-        else [*conv_bn(in_channels, width, 3), nn.ReLU(inplace=True)])
+        [*conv_bn(in_channels, width, 7, stride=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)]
+        if stem == "imagenet"
+        else [*conv_bn(in_channels, width, 3), nn.ReLU(inplace=True)]
+    )
     channels = width
     for stage, (blocks, stride, dilation) in enumerate(zip(STAGE_BLOCKS[depth], strides, dilations, strict=True)):
         planes = width * 2**stage

@@ -7,5 +7,17 @@ from mtlens.orchestration.selection import SelectionCriterion
 from mtlens.orchestration.study import study_configs
 from mtlens.orchestration.sweep import SweepResult, run_sweep
 
-__all__ = ["Executor", "LocalExecutor", "PAPER_GRID", "SelectionCriterion", "SerialExecutor", "SweepResult",
-           "grid_points", "load_grid", "make_executor", "run_configs", "run_sweep", "study_configs"]
+__all__ = [
+    "Executor",
+    "LocalExecutor",
+    "PAPER_GRID",
+    "SelectionCriterion",
+    "SerialExecutor",
+    "SweepResult",
+    "grid_points",
+    "load_grid",
+    "make_executor",
+    "run_configs",
+    "run_sweep",
+    "study_configs",
+]

@@ -10,14 +10,21 @@ from mtlens.errors import ConfigError
 from mtlens.orchestration.executors import Executor, LocalExecutor, SerialExecutor
 
 
-def make_executor(backend: str = "local", workers: int | None = None, address: str | None = None,
-                  device: str = "cpu", gpus_per_run: float | None = None) -> Executor:
+def make_executor(
+    backend: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
+    device: str = "cpu",
+    gpus_per_run: float | None = None,
+) -> Executor:
     """The executor for ``backend``: ``serial``, ``local`` (``workers`` processes on ``device``,
     :func:`~mtlens.orchestration.executors.worker_devices`) or ``ray`` (``gpus_per_run`` of a GPU
     per run on a CUDA device)."""
     if gpus_per_run is not None and (backend != "ray" or not device.startswith("cuda")):
-        raise ConfigError("--gpus-per-run applies to the ray backend on a CUDA device (--backend ray --device cuda); "
-                          "the local backend shares a device among --workers processes")
+        raise ConfigError(
+            "--gpus-per-run applies to the ray backend on a CUDA device (--backend ray --device cuda); "
+            "the local backend shares a device among --workers processes"
+        )
     if backend == "serial" or (backend == "local" and workers == 1):
         return SerialExecutor()
     if backend == "local":

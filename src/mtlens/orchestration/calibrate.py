@@ -7,16 +7,17 @@ same configuration.  The inference itself is :mod:`mtlens.analysis.calibration`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import pandas as pd
 
 from mtlens.analysis.calibration import calibrate, detectable_effects, false_positive_rates
 from mtlens.errors import ConfigError, MtlensError
-from mtlens.store import RunStore
 from mtlens.orchestration.executors import run_configs
 from mtlens.orchestration.study import study_configs
+from mtlens.store import RunStore
 
 
 @dataclass(frozen=True)
@@ -32,9 +33,16 @@ class Calibration:
     power: pd.DataFrame
 
 
-def run_calibration(base: dict[str, Any], seeds: Sequence[int], store: RunStore, n_splits: int = 25,
-                    alpha: float = 0.05, progress: bool = True, control_splits: int | None = None,
-                    log: Callable[[str], None] | None = None) -> Calibration:
+def run_calibration(
+    base: dict[str, Any],
+    seeds: Sequence[int],
+    store: RunStore,
+    n_splits: int = 25,
+    alpha: float = 0.05,
+    progress: bool = True,
+    control_splits: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Calibration:
     """Train (or reuse) the STL runs of ``seeds``; run :func:`~mtlens.analysis.calibration.calibrate` on
     A/A splits, then again with the minimum detectable effects spiked in (positive control) on the
     first ``control_splits`` splits (default: all).  ``log`` receives one line once the configs are valid.
@@ -50,14 +58,24 @@ def run_calibration(base: dict[str, Any], seeds: Sequence[int], store: RunStore,
     results = run_configs(configs, store, progress=progress)
     unfinished = results[results["state"] != "finished"]
     if len(unfinished):
-        raise MtlensError("runs not finished, no calibration computed: " + "; ".join(
-            f"{r.run_id} ({r.state})" for r in unfinished.itertuples()))
+        raise MtlensError(
+            "runs not finished, no calibration computed: "
+            + "; ".join(f"{r.run_id} ({r.state})" for r in unfinished.itertuples())
+        )
     rows = store.trajectories(results["run_id"].tolist())
     task_info = store.task_info()
     comparisons = calibrate(rows, task_info, n_splits=n_splits, alpha=alpha)
     effect = detectable_effects(comparisons)
-    detections = (calibrate(rows, task_info, n_splits=control_splits or n_splits, alpha=alpha, effect=effect) if effect
-                  else comparisons.iloc[:0])
+    detections = (
+        calibrate(rows, task_info, n_splits=control_splits or n_splits, alpha=alpha, effect=effect)
+        if effect
+        else comparisons.iloc[:0]
+    )
     detections = detections[detections["measure"].isin(list(effect))]
-    return Calibration(comparisons, false_positive_rates(comparisons), effect, detections,
-                       false_positive_rates(detections) if len(detections) else pd.DataFrame())
+    return Calibration(
+        comparisons,
+        false_positive_rates(comparisons),
+        effect,
+        detections,
+        false_positive_rates(detections) if len(detections) else pd.DataFrame(),
+    )

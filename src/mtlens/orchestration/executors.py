@@ -27,17 +27,18 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
 from mtlens.errors import MtlensError
-from mtlens.settings import Setting
 from mtlens.orchestration.study import cached_setting, mark_failed, train_one
+from mtlens.settings import Setting
 from mtlens.store import RunLockedError, RunStore
 from mtlens.training.config import RunConfig
 from mtlens.training.trainer import train_run
@@ -48,8 +49,12 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def run_job(config: dict[str, Any], store_root: str, settings: dict[tuple[str, str], Setting],
-            train: Callable[..., str] = train_run) -> dict[str, str]:
+def run_job(
+    config: dict[str, Any],
+    store_root: str,
+    settings: dict[tuple[str, str], Setting],
+    train: Callable[..., str] = train_run,
+) -> dict[str, str]:
     """Train one run in the current process: ``{"run_id", "state", "message"}`` (never raises)."""
     run_config = RunConfig.model_validate(config)
     state, message = train_one(run_config, RunStore(store_root), cached_setting(run_config, settings), train=train)
@@ -111,8 +116,9 @@ class Executor:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def run(self, configs: Sequence[RunConfig], store: RunStore, progress: bool = True,
-            desc: str = "runs") -> pd.DataFrame:
+    def run(
+        self, configs: Sequence[RunConfig], store: RunStore, progress: bool = True, desc: str = "runs"
+    ) -> pd.DataFrame:
         """Train ``configs`` (duplicates by run id once); one row per run: ``run_id, state, message``."""
         unique = list({c.run_id: c for c in configs}.values())
         results: dict[str, dict[str, str]] = {}
@@ -122,12 +128,16 @@ class Executor:
                 _remove_stale_tmp(store, config.run_id)
                 status = store.status(config.run_id)
                 assert status is not None  # is_done has just read its done state
-                results[config.run_id] = {"run_id": config.run_id, "state": status["state"],
-                                          "message": status.get("message", "")}
+                results[config.run_id] = {
+                    "run_id": config.run_id,
+                    "state": status["state"],
+                    "message": status.get("message", ""),
+                }
             else:
                 queue.append(Job(config))
-        bar = tqdm(total=len(unique), initial=len(results), desc=desc, disable=None if progress else True,
-                   dynamic_ncols=True)
+        bar = tqdm(
+            total=len(unique), initial=len(results), desc=desc, disable=None if progress else True, dynamic_ncols=True
+        )
         in_flight = 0
         if queue:
             self._start(store)
@@ -347,8 +357,9 @@ class LocalExecutor(Executor):
         self._idle, self._busy, self._device_of = [], {}, {}
 
 
-def run_configs(configs: Sequence[RunConfig], store: RunStore, progress: bool = True,
-                train: Callable[..., str] = train_run) -> pd.DataFrame:
+def run_configs(
+    configs: Sequence[RunConfig], store: RunStore, progress: bool = True, train: Callable[..., str] = train_run
+) -> pd.DataFrame:
     """Train ``configs`` in this process (:class:`SerialExecutor`): complete runs are skipped, runs
     another process is training are waited for, a failing run is marked ``failed`` and the rest go
     on.  One row per run: ``run_id, state, message``."""

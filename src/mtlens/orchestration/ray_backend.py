@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from mtlens.errors import ConfigError, MtlensError
+from mtlens.orchestration.executors import Executor, Job, WorkerLost, available_cores, run_job
 from mtlens.settings import Setting
 from mtlens.store import RunStore
-from mtlens.orchestration.executors import Executor, Job, WorkerLost, available_cores, run_job
 
 _SETTINGS: dict[tuple[str, str], Setting] = {}
 """Settings built in this Ray worker process (a worker runs many tasks)."""
@@ -42,8 +42,14 @@ class RayExecutor(Executor):
     :class:`~mtlens.orchestration.executors.Executor` and resumes from its checkpoint.
     """
 
-    def __init__(self, address: str | None = None, workers: int | None = None, cpus_per_run: int = 1,
-                 device: str = "cpu", gpus_per_run: float | None = None):
+    def __init__(
+        self,
+        address: str | None = None,
+        workers: int | None = None,
+        cpus_per_run: int = 1,
+        device: str = "cpu",
+        gpus_per_run: float | None = None,
+    ):
         self.address, self.workers, self.cpus_per_run = address, workers, cpus_per_run
         gpus = 1.0 if gpus_per_run is None else gpus_per_run
         if not (0 < gpus <= 1 or float(gpus).is_integer()):

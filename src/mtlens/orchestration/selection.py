@@ -25,13 +25,14 @@ order wins.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, Mapping
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from mtlens.analysis.transfer import TaskInfo, selection_info, selected_checkpoints
+from mtlens.analysis.transfer import TaskInfo, selected_checkpoints, selection_info
 from mtlens.errors import ConfigError
 
 
@@ -59,12 +60,16 @@ def task_values(rows: pd.DataFrame, task_info: TaskInfo, criterion: SelectionCri
     """One row per (run, task): ``run_id, task, metric, step, value, sign`` (``sign = s_t``)."""
     if rows.empty:
         return pd.DataFrame(columns=["run_id", "task", "metric", "step", "value", "sign"])
-    info = {key: {**value, "selection_metric": criterion.metric or value["selection_metric"]}
-            for key, value in task_info.items()}
+    info = {
+        key: {**value, "selection_metric": criterion.metric or value["selection_metric"]}
+        for key, value in task_info.items()
+    }
     pairs = rows[["setting", "task"]].drop_duplicates().itertuples(index=False)
     for setting, task in pairs:
-        info.setdefault((setting, task), {**selection_info(task_info, setting, task),
-                                          "selection_metric": criterion.metric or "loss"})
+        info.setdefault(
+            (setting, task),
+            {**selection_info(task_info, setting, task), "selection_metric": criterion.metric or "loss"},
+        )
     if criterion.at == "best":
         steps = selected_checkpoints(rows, info)[["setting", "run_id", "task", "step"]]
     else:
@@ -72,15 +77,22 @@ def task_values(rows: pd.DataFrame, task_info: TaskInfo, criterion: SelectionCri
     metrics = [info[(setting, task)]["selection_metric"] for setting, task in zip(steps["setting"], steps["task"])]
     steps = steps.assign(
         metric=[f"val/{m}" for m in metrics],
-        sign=[1.0 if info[key]["lower_is_better"].get(m, False) else -1.0
-              for key, m in zip(zip(steps["setting"], steps["task"]), metrics)])
+        sign=[
+            1.0 if info[key]["lower_is_better"].get(m, False) else -1.0
+            for key, m in zip(zip(steps["setting"], steps["task"]), metrics)
+        ],
+    )
     values = rows.rename(columns={"quantity": "metric"})[["run_id", "task", "step", "metric", "value"]]
     merged = steps.merge(values, on=["run_id", "task", "step", "metric"], how="left")
     return merged[["run_id", "task", "metric", "step", "value", "sign"]].astype({"step": int, "value": float})
 
 
-def score_runs(candidates: pd.DataFrame, values: pd.DataFrame, criterion: SelectionCriterion,
-               reference: Mapping[str, float] | None = None) -> pd.DataFrame:
+def score_runs(
+    candidates: pd.DataFrame,
+    values: pd.DataFrame,
+    criterion: SelectionCriterion,
+    reference: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
     """``candidates`` (``group, mode, point, run_id, state``) with ``score`` and ``eligible`` added.
 
     ``reference`` maps task -> ``v*_t`` (needed for MTL runs when ``combine="relative"``).

@@ -9,18 +9,26 @@ and resolved before the first run starts, so a bad key fails before any training
 from __future__ import annotations
 
 import traceback
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from mtlens.errors import DamagedStoreError, MtlensError
 from mtlens.settings import Setting, load_setting
 from mtlens.store import RunLockedError, RunStore
-from mtlens.training.config import (RUN_ENVIRONMENT_KEYS, ConfigError, RunConfig, load_configured_setting,
-                                    parse_config, resolve_config)
+from mtlens.training.config import (
+    RUN_ENVIRONMENT_KEYS,
+    ConfigError,
+    RunConfig,
+    load_configured_setting,
+    parse_config,
+    resolve_config,
+)
 from mtlens.training.trainer import train_run
 
 
-def study_configs(base: dict[str, Any], seeds: Sequence[int], methods: Sequence[str] = ("sum",),
-                  setting: Setting | None = None) -> list[RunConfig]:
+def study_configs(
+    base: dict[str, Any], seeds: Sequence[int], methods: Sequence[str] = ("sum",), setting: Setting | None = None
+) -> list[RunConfig]:
     """Resolved configs of the study: for each seed, STL per task and MTL per method.
 
     ``base`` is a raw config dict (``setting`` and any overrides); it must not set
@@ -42,8 +50,9 @@ def study_configs(base: dict[str, Any], seeds: Sequence[int], methods: Sequence[
     return [resolve_config(c, setting) for c in configs]
 
 
-def train_one(config: RunConfig, store: RunStore, setting: Setting, progress: bool = False,
-              train: Callable[..., str] = train_run) -> tuple[str, str]:
+def train_one(
+    config: RunConfig, store: RunStore, setting: Setting, progress: bool = False, train: Callable[..., str] = train_run
+) -> tuple[str, str]:
     """Train one config and return ``(state, message)``; never raises for a failing run.
 
     A run that raises is marked ``failed`` in the store with its error; a run another
@@ -77,8 +86,10 @@ def mark_failed(store: RunStore, config: RunConfig, message: str) -> None:
         store.write_config(config.run_id, config.to_dict(), ignore=RUN_ENVIRONMENT_KEYS)
         store.set_status(config.run_id, "failed", step, message)
     except OSError as err:
-        raise MtlensError(f"cannot record run {config.run_id} as failed: cannot write {err.filename or store.root} "
-                          f"({err.strerror or err}); is the store {store.root} writable?") from None
+        raise MtlensError(
+            f"cannot record run {config.run_id} as failed: cannot write {err.filename or store.root} "
+            f"({err.strerror or err}); is the store {store.root} writable?"
+        ) from None
 
 
 def cached_setting(config: RunConfig, cache: dict[tuple[str, str], Setting]) -> Setting:

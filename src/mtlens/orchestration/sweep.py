@@ -21,18 +21,19 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
 from mtlens.errors import ConfigError
-from mtlens.settings import Setting
-from mtlens.store import RunStore, atomic_write
 from mtlens.orchestration.executors import Executor, SerialExecutor
 from mtlens.orchestration.grid import SWEEP_OWNED_KEYS, Grid, check_grid, grid_points
 from mtlens.orchestration.selection import SelectionCriterion, score_runs, select_points, task_values
+from mtlens.settings import Setting
+from mtlens.store import RunStore, atomic_write
 from mtlens.training.config import ResolvedRunConfig, load_configured_setting, parse_config, resolve_config
 
 PROBLEM_STATES = ("failed", "diverged")
@@ -48,16 +49,18 @@ class SweepResult:
     directory: Path
 
 
-def sweep_id(base: dict[str, Any], grid: Grid, methods: Sequence[str], seeds: Sequence[int],
-             criterion: SelectionCriterion) -> str:
+def sweep_id(
+    base: dict[str, Any], grid: Grid, methods: Sequence[str], seeds: Sequence[int], criterion: SelectionCriterion
+) -> str:
     """``SETTING-HASH`` of everything that defines the sweep."""
     spec = {"base": base, "grid": grid, "methods": list(methods), "seeds": list(seeds), "criterion": asdict(criterion)}
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:10]
     return f"{base['setting']}-{digest}"
 
 
-def grid_candidates(base: dict[str, Any], grid: Grid, methods: Sequence[str], seed: int,
-                    setting: Setting | None = None) -> tuple[pd.DataFrame, dict[str, ResolvedRunConfig]]:
+def grid_candidates(
+    base: dict[str, Any], grid: Grid, methods: Sequence[str], seed: int, setting: Setting | None = None
+) -> tuple[pd.DataFrame, dict[str, ResolvedRunConfig]]:
     """Every (group, grid point) at ``seed``, validated and resolved.
 
     Returns the candidates (``group, mode, task, method, point, run_id`` and one column per
@@ -74,7 +77,8 @@ def grid_candidates(base: dict[str, Any], grid: Grid, methods: Sequence[str], se
         raise ConfigError("setting: a sweep is over one setting; remove it from the grid")
     setting = setting or load_configured_setting(parse_config(base))
     groups: list[tuple[str, str, str, str, list[str] | None]] = [
-        (f"stl:{t}", "stl", t, "sum", [t]) for t in setting.task_names]
+        (f"stl:{t}", "stl", t, "sum", [t]) for t in setting.task_names
+    ]
     groups += [(f"mtl:{m}", "mtl", "all", m, None) for m in methods]
     records, configs = [], {}
     for group, mode, task, method, tasks in groups:
@@ -82,8 +86,17 @@ def grid_candidates(base: dict[str, Any], grid: Grid, methods: Sequence[str], se
             raw = {**base, **values, "seed": seed, "method": method, **({"tasks": tasks} if tasks else {})}
             config = resolve_config(parse_config(raw), setting)
             configs[config.run_id] = config
-            records.append({"group": group, "mode": mode, "task": task, "method": method, "point": point,
-                            "run_id": config.run_id, **values})
+            records.append(
+                {
+                    "group": group,
+                    "mode": mode,
+                    "task": task,
+                    "method": method,
+                    "point": point,
+                    "run_id": config.run_id,
+                    **values,
+                }
+            )
     return pd.DataFrame.from_records(records), configs
 
 
@@ -94,13 +107,21 @@ def check_criterion(criterion: SelectionCriterion, setting: Setting) -> None:
     for task in setting.tasks:
         valid = ["loss", *task.metrics]
         if criterion.metric not in valid:
-            raise ConfigError(f"selection metric {criterion.metric!r} is not recorded for task {task.name!r}; "
-                              f"valid metrics: {valid}")
+            raise ConfigError(
+                f"selection metric {criterion.metric!r} is not recorded for task {task.name!r}; valid metrics: {valid}"
+            )
 
 
-def run_sweep(base: dict[str, Any], grid: Grid, store: RunStore, methods: Sequence[str] = ("sum",),
-              seeds: Sequence[int] = (0, 1, 2), criterion: SelectionCriterion = SelectionCriterion(),
-              executor: Executor | None = None, progress: bool = True) -> SweepResult:
+def run_sweep(
+    base: dict[str, Any],
+    grid: Grid,
+    store: RunStore,
+    methods: Sequence[str] = ("sum",),
+    seeds: Sequence[int] = (0, 1, 2),
+    criterion: SelectionCriterion = SelectionCriterion(),
+    executor: Executor | None = None,
+    progress: bool = True,
+) -> SweepResult:
     """Sweep ``grid`` for STL per task and MTL per method, select by validation, train ``seeds``.
 
     ``base`` is a raw config dict (``setting`` and fixed overrides).  See the module docstring.
@@ -110,8 +131,10 @@ def run_sweep(base: dict[str, Any], grid: Grid, store: RunStore, methods: Sequen
     setting = load_configured_setting(parse_config(base))
     check_criterion(criterion, setting)
     candidates, configs = grid_candidates(base, grid, methods, seeds[0], setting)
-    seed_configs = {run_id: [resolve_config(c.model_copy(update={"seed": s}), setting) for s in seeds]
-                    for run_id, c in configs.items()}
+    seed_configs = {
+        run_id: [resolve_config(c.model_copy(update={"seed": s}), setting) for s in seeds]
+        for run_id, c in configs.items()
+    }
     executor = executor or SerialExecutor()
     with executor:
         grid_results = executor.run(list(configs.values()), store, progress, desc="grid")
@@ -123,8 +146,9 @@ def run_sweep(base: dict[str, Any], grid: Grid, store: RunStore, methods: Sequen
     summary = _summary(candidates, selected, seed_runs, seed_results, list(grid), criterion)
     problems = pd.concat([grid_results.assign(phase="grid"), seed_results.assign(phase="seeds")], ignore_index=True)
     problems = problems[problems["state"].isin(PROBLEM_STATES)].drop_duplicates("run_id")
-    problems = problems.assign(message=problems["message"].map(lambda m: (m or "").strip().splitlines()[0]
-                                                               if (m or "").strip() else ""))
+    problems = problems.assign(
+        message=problems["message"].map(lambda m: (m or "").strip().splitlines()[0] if (m or "").strip() else "")
+    )
     directory = store.root / "sweeps" / sweep_id(base, grid, methods, seeds, criterion)
     for name, table in (("selected", summary), ("candidates", candidates), ("problems", problems)):
         atomic_write(directory / f"{name}.csv", functools.partial(table.to_csv, index=False))
@@ -144,28 +168,50 @@ def _score(candidates: pd.DataFrame, store: RunStore, criterion: SelectionCriter
     return pd.concat([stl, mtl], ignore_index=True)
 
 
-def _summary(candidates: pd.DataFrame, selected: pd.DataFrame, seed_runs: dict[str, list[ResolvedRunConfig]],
-             seed_results: pd.DataFrame, keys: list[str], criterion: SelectionCriterion) -> pd.DataFrame:
+def _summary(
+    candidates: pd.DataFrame,
+    selected: pd.DataFrame,
+    seed_runs: dict[str, list[ResolvedRunConfig]],
+    seed_results: pd.DataFrame,
+    keys: list[str],
+    criterion: SelectionCriterion,
+) -> pd.DataFrame:
     """One row per group: the selected grid values, score, and the states of its seed runs."""
     states = dict(zip(seed_results["run_id"], seed_results["state"]))
     chosen = selected.set_index("group")
     records = []
     for group, frame in candidates.groupby("group", sort=False):
         first = frame.iloc[0]
-        record: dict[str, Any] = {"group": group, "mode": first["mode"], "task": first["task"],
-                                  "method": first["method"], "grid_runs": len(frame),
-                                  "eligible_runs": int(frame["eligible"].sum())}
+        record: dict[str, Any] = {
+            "group": group,
+            "mode": first["mode"],
+            "task": first["task"],
+            "method": first["method"],
+            "grid_runs": len(frame),
+            "eligible_runs": int(frame["eligible"].sum()),
+        }
         if group in chosen.index:
             pick = chosen.loc[group]
             runs = seed_runs[group]
             record.update({k: pick[k] for k in keys})
-            record.update({"point": int(pick["point"]), "score": float(pick["score"]),
-                           "seeds_finished": f"{sum(states.get(c.run_id) == 'finished' for c in runs)}/{len(runs)}",
-                           "seed_run_ids": ";".join(c.run_id for c in runs)})
+            record.update(
+                {
+                    "point": int(pick["point"]),
+                    "score": float(pick["score"]),
+                    "seeds_finished": f"{sum(states.get(c.run_id) == 'finished' for c in runs)}/{len(runs)}",
+                    "seed_run_ids": ";".join(c.run_id for c in runs),
+                }
+            )
         else:
             record.update({k: None for k in keys})
-            record.update({"point": None, "score": None, "seeds_finished": "0/0",
-                           "seed_run_ids": "no eligible grid run (all failed or diverged)"})
+            record.update(
+                {
+                    "point": None,
+                    "score": None,
+                    "seeds_finished": "0/0",
+                    "seed_run_ids": "no eligible grid run (all failed or diverged)",
+                }
+            )
         record["criterion"] = criterion.describe()
         records.append(record)
     return pd.DataFrame.from_records(records)

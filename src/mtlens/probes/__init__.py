@@ -14,6 +14,7 @@ and set their options in ``probe_options``; the trainer runs them through
 :func:`~mtlens.training.probe_runner.probe_steps`.
 """
 
+from mtlens.probes.alignment import intra_task_alignment
 from mtlens.probes.base import (
     BUILTIN_PROBES,
     DEFAULT_PROBES,
@@ -26,7 +27,6 @@ from mtlens.probes.base import (
     register_probe,
     validate_probe_options,
 )
-from mtlens.probes.alignment import intra_task_alignment
 from mtlens.probes.coherence import gradient_coherence
 from mtlens.probes.conflict import conflict_measures, mean_task_gradients
 from mtlens.probes.fisher import fisher_trace

@@ -25,17 +25,25 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from mtlens.probes.protocol import ProbedModule
 from mtlens.gradients import flatten
 from mtlens.probes.base import ProbeContext, register_probe
 from mtlens.probes.conflict import gradient_cosine
+from mtlens.probes.protocol import ProbedModule
+from mtlens.quantities import INTRA_COSINE_CLASSGROUP, INTRA_COSINE_SUBBATCH
 from mtlens.seeding import derived_seed
 from mtlens.tasks import Task
-from mtlens.quantities import INTRA_COSINE_CLASSGROUP, INTRA_COSINE_SUBBATCH
 
 
-def intra_task_alignment(model: ProbedModule, task: Task, inputs: Tensor, targets: Tensor, batch_size: int,
-                         n_batches: int, generator: torch.Generator, n_groups: int = 2) -> dict[str, float]:
+def intra_task_alignment(
+    model: ProbedModule,
+    task: Task,
+    inputs: Tensor,
+    targets: Tensor,
+    batch_size: int,
+    n_batches: int,
+    generator: torch.Generator,
+    n_groups: int = 2,
+) -> dict[str, float]:
     """``{"intra_cosine_subbatch": ..., "intra_cosine_classgroup": ...}`` (the second only for
     classification targets: 1-D integer labels); see the module docstring."""
     if batch_size < 2:
@@ -49,9 +57,11 @@ def intra_task_alignment(model: ProbedModule, task: Task, inputs: Tensor, target
         rows = order[k * batch_size : (k + 1) * batch_size]
         losses = task.loss(model(inputs[rows], [task.name])[task.name], targets[rows])
         half = batch_size // 2
-        masks = [torch.arange(batch_size, device=inputs.device) < half,
-                 (torch.arange(batch_size, device=inputs.device) >= half)
-                 & (torch.arange(batch_size, device=inputs.device) < 2 * half)]
+        masks = [
+            torch.arange(batch_size, device=inputs.device) < half,
+            (torch.arange(batch_size, device=inputs.device) >= half)
+            & (torch.arange(batch_size, device=inputs.device) < 2 * half),
+        ]
         if classified:
             labels = targets[rows] % n_groups
             masks += [labels == group for group in range(n_groups)]
@@ -62,8 +72,10 @@ def intra_task_alignment(model: ProbedModule, task: Task, inputs: Tensor, target
         subbatch.append(gradient_cosine(first, second))
         present = [g for g in grads[2:] if g is not None]
         if len(present) >= 2:
-            classgroup.append(sum(gradient_cosine(a, b) for a, b in combinations(present, 2))
-                              / (len(present) * (len(present) - 1) / 2))
+            classgroup.append(
+                sum(gradient_cosine(a, b) for a, b in combinations(present, 2))
+                / (len(present) * (len(present) - 1) / 2)
+            )
     result = {"intra_cosine_subbatch": _mean(subbatch)}
     if classified:
         result["intra_cosine_classgroup"] = _mean(classgroup)

@@ -21,6 +21,7 @@ per task.  A user's probe is one decorated function::
 
     from mtlens.probes import register_probe
 
+
     @register_probe("head_norm", quantities=("probe/head_norm",))
     def head_norm(context, task, power: float = 2.0) -> dict[str, float]:
         weights = [p for p in context.model.head_parameters(task.name)]
@@ -31,8 +32,9 @@ Per-task probes run in :func:`ordered_probes` order (the built-ins first), then 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence, get_type_hints
+from typing import Any, get_type_hints
 
 import torch
 from pydantic import ValidationError, create_model
@@ -92,9 +94,14 @@ class Probe:
         return self.quantities if self.per_task else ()
 
 
-BUILTIN_PROBES = {"coherence": "mtlens.probes.coherence", "fisher": "mtlens.probes.fisher",
-                  "sharpness": "mtlens.probes.sharpness", "sharpness_sam": "mtlens.probes.sharpness",
-                  "conflict": "mtlens.probes.conflict", "alignment": "mtlens.probes.alignment"}
+BUILTIN_PROBES = {
+    "coherence": "mtlens.probes.coherence",
+    "fisher": "mtlens.probes.fisher",
+    "sharpness": "mtlens.probes.sharpness",
+    "sharpness_sam": "mtlens.probes.sharpness",
+    "conflict": "mtlens.probes.conflict",
+    "alignment": "mtlens.probes.alignment",
+}
 """The built-in probes in measuring and plotting order, and the module that registers each:
 ``coherence`` (probe/grad_coherence, probe/m_coherence), ``fisher`` (probe/fisher_trace),
 ``sharpness`` (probe/sharpness), ``sharpness_sam`` (probe/sharpness_sam), ``conflict``
@@ -132,8 +139,9 @@ def validate_probe_options(name: str, options: Mapping[str, Any] | None = None) 
     PROBES.check_options(name, given)
     measure = PROBES.get(name).measure
     hints = get_type_hints(measure, include_extras=True)
-    fields: dict[str, Any] = {option: (hints.get(option, Any), default)
-                              for option, default in PROBES.options(name).items()}
+    fields: dict[str, Any] = {
+        option: (hints.get(option, Any), default) for option, default in PROBES.options(name).items()
+    }
     try:
         validated = create_model(f"{name}_options", **fields).model_validate(given)
     except ValidationError as err:
@@ -142,8 +150,9 @@ def validate_probe_options(name: str, options: Mapping[str, Any] | None = None) 
     return validated.model_dump()
 
 
-def register_probe(name: str, quantities: Iterable[str], per_task: bool = True,
-                   task_quantities: Iterable[str] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def register_probe(
+    name: str, quantities: Iterable[str], per_task: bool = True, task_quantities: Iterable[str] | None = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator registering ``measure`` as probe ``name`` (re-registering replaces it); see the module docstring."""
     names = tuple(quantities)
     bad = [q for q in names if not q.startswith(PROBE_PREFIX)]
@@ -151,15 +160,17 @@ def register_probe(name: str, quantities: Iterable[str], per_task: bool = True,
         raise ValueError(f"probe {name!r}: quantities must be non-empty names starting with 'probe/', got {names}")
 
     def decorator(measure: Callable[..., Any]) -> Callable[..., Any]:
-        PROBES.register(name, Probe(name, measure, names, per_task,
-                                    None if task_quantities is None else tuple(task_quantities)))
+        PROBES.register(
+            name, Probe(name, measure, names, per_task, None if task_quantities is None else tuple(task_quantities))
+        )
         return measure
 
     return decorator
 
 
-def measure_probes(context: ProbeContext, names: Sequence[str],
-                   options: Mapping[str, Mapping[str, Any]] | None = None) -> list[Row]:
+def measure_probes(
+    context: ProbeContext, names: Sequence[str], options: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[Row]:
     """Rows of the probes ``names`` on ``context``, with no side effects.
 
     Runs inside ``torch.random.fork_rng`` (CPU and the model's CUDA device), with the model in eval
@@ -184,8 +195,10 @@ def measure_probes(context: ProbeContext, names: Sequence[str],
                 for name, probe in selected:
                     if probe.per_task:
                         values = probe.measure(context, task, **settings[name])
-                        rows += [{"task": task.name, "quantity": probe_quantity(key), "value": float(value)}
-                                 for key, value in values.items()]
+                        rows += [
+                            {"task": task.name, "quantity": probe_quantity(key), "value": float(value)}
+                            for key, value in values.items()
+                        ]
             for name, probe in selected:
                 if not probe.per_task:
                     rows += probe.measure(context, **settings[name])

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from mtlens.probes.protocol import ProbedModule
 from mtlens.probes.base import ProbeContext, register_probe
 from mtlens.probes.per_example import per_example_gradient_moments
-from mtlens.tasks import Task
+from mtlens.probes.protocol import ProbedModule
 from mtlens.quantities import GRAD_COHERENCE, M_COHERENCE
+from mtlens.tasks import Task
 
 
 def gradient_coherence(

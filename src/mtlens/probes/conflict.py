@@ -16,23 +16,30 @@ with ``conflict_cosine < 0``) and ``update_norm = ||d||``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from itertools import combinations
-from typing import Mapping, Sequence
 
 import torch
 from torch import Tensor
 
-from mtlens.probes.protocol import ProbedModule
 from mtlens.gradients import task_gradients
 from mtlens.probes.base import ProbeContext, Row, register_probe
-from mtlens.tasks import Task
+from mtlens.probes.protocol import ProbedModule
 from mtlens.quantities import (
-    CONFLICT_COSINE, CONFLICT_FRACTION, GRAD_NORM, MAGNITUDE_RATIO, MAGNITUDE_SIMILARITY, UPDATE_COSINE, UPDATE_NORM)
+    CONFLICT_COSINE,
+    CONFLICT_FRACTION,
+    GRAD_NORM,
+    MAGNITUDE_RATIO,
+    MAGNITUDE_SIMILARITY,
+    UPDATE_COSINE,
+    UPDATE_NORM,
+)
+from mtlens.tasks import Task
 
 
-def mean_task_gradients(model: ProbedModule, tasks: Sequence[Task],
-                        samples: Mapping[str, tuple[Tensor, Tensor]],
-                        chunk_size: int = 512) -> dict[str, Tensor]:
+def mean_task_gradients(
+    model: ProbedModule, tasks: Sequence[Task], samples: Mapping[str, tuple[Tensor, Tensor]], chunk_size: int = 512
+) -> dict[str, Tensor]:
     """``{t: g_t (P,)}``: the gradient of ``mean_i loss_t(x_i, y_i)`` over task ``t``'s sample
     ``samples[t] = (inputs (N, ...), targets (N, ...))`` on ``model.shared_parameters()``.
 
@@ -51,8 +58,7 @@ def mean_task_gradients(model: ProbedModule, tasks: Sequence[Task],
         total = torch.zeros(len(group), width, dtype=params[0].dtype, device=inputs.device)
         for start in range(0, n, chunk_size):
             outputs = model(inputs[start : start + chunk_size], [t.name for t in group])
-            losses = [t.loss(outputs[t.name], samples[t.name][1][start : start + chunk_size]).sum() / n
-                      for t in group]
+            losses = [t.loss(outputs[t.name], samples[t.name][1][start : start + chunk_size]).sum() / n for t in group]
             total += task_gradients(losses, params)
         gradients.update({t.name: total[k] for k, t in enumerate(group)})
     return gradients
@@ -79,12 +85,13 @@ def conflict_measures(gradients: Mapping[str, Tensor], update: Tensor | None = N
         na, nb = norms[a], norms[b]
         similarity = 2 * na * nb / (na**2 + nb**2) if na**2 + nb**2 > 0 else float("nan")
         ratio = na / nb if nb > 0 else float("nan")
-        rows += [{"task": f"{a}|{b}", "quantity": CONFLICT_COSINE, "value": cosine},
-                 {"task": f"{a}|{b}", "quantity": MAGNITUDE_SIMILARITY, "value": similarity},
-                 {"task": f"{a}|{b}", "quantity": MAGNITUDE_RATIO, "value": ratio}]
+        rows += [
+            {"task": f"{a}|{b}", "quantity": CONFLICT_COSINE, "value": cosine},
+            {"task": f"{a}|{b}", "quantity": MAGNITUDE_SIMILARITY, "value": similarity},
+            {"task": f"{a}|{b}", "quantity": MAGNITUDE_RATIO, "value": ratio},
+        ]
     if pairs:
-        rows.append({"task": "*", "quantity": CONFLICT_FRACTION,
-                     "value": sum(c < 0 for c in cosines) / len(cosines)})
+        rows.append({"task": "*", "quantity": CONFLICT_FRACTION, "value": sum(c < 0 for c in cosines) / len(cosines)})
     if update is not None:
         rows.append({"task": "*", "quantity": UPDATE_NORM, "value": update.norm().item()})
     return rows
@@ -97,11 +104,20 @@ def gradient_cosine(a: Tensor, b: Tensor) -> float:
     return (a @ b / denominator).item() if denominator > 0 else float("nan")
 
 
-@register_probe("conflict", per_task=False,
-                quantities=(GRAD_NORM, UPDATE_COSINE, CONFLICT_COSINE,
-                            MAGNITUDE_SIMILARITY, MAGNITUDE_RATIO, CONFLICT_FRACTION,
-                            UPDATE_NORM),
-                task_quantities=(GRAD_NORM, UPDATE_COSINE))
+@register_probe(
+    "conflict",
+    per_task=False,
+    quantities=(
+        GRAD_NORM,
+        UPDATE_COSINE,
+        CONFLICT_COSINE,
+        MAGNITUDE_SIMILARITY,
+        MAGNITUDE_RATIO,
+        CONFLICT_FRACTION,
+        UPDATE_NORM,
+    ),
+    task_quantities=(GRAD_NORM, UPDATE_COSINE),
+)
 def conflict_probe(context: ProbeContext) -> list[Row]:
     """The probe ``conflict``: :func:`conflict_measures` of the tasks' mean gradients on their probe
     samples and the step's update."""

@@ -41,12 +41,12 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from mtlens.probes.protocol import ProbedModule
 from mtlens.probes.base import ProbeContext, register_probe
 from mtlens.probes.per_example import eval_mode, gradient_moments
+from mtlens.probes.protocol import ProbedModule
+from mtlens.quantities import FISHER_TRACE
 from mtlens.seeding import derived_seed
 from mtlens.tasks import Task
-from mtlens.quantities import FISHER_TRACE
 
 ESTIMATORS = ("batch", "exact")
 
@@ -56,8 +56,9 @@ def sample_model_labels(
 ) -> Tensor:
     """``y_hat = task.sample_labels(outputs, generator)`` with the eval-mode outputs on all inputs."""
     with eval_mode(model), torch.no_grad():
-        outputs = torch.cat([model(inputs[i : i + chunk_size], [task.name])[task.name]
-                             for i in range(0, len(inputs), chunk_size)])
+        outputs = torch.cat(
+            [model(inputs[i : i + chunk_size], [task.name])[task.name] for i in range(0, len(inputs), chunk_size)]
+        )
     return task.sample_labels(outputs, generator)
 
 
@@ -94,5 +95,6 @@ def fisher_probe(context: ProbeContext, task: Task, batch_size: Annotated[int, F
     generator seeded from ``(run seed, task, step)`` (so a resumed run redraws the same labels)."""
     inputs, _ = context.samples[task.name]
     generator = torch.Generator(device=inputs.device).manual_seed(
-        derived_seed(context.seed, "fisher", task.name, str(context.step)))
+        derived_seed(context.seed, "fisher", task.name, str(context.step))
+    )
     return fisher_trace(context.model, task, inputs, generator, batch_size=batch_size)

@@ -49,8 +49,12 @@ def _positions(module: nn.Module, inputs: Tensor, output_grad: Tensor) -> tuple[
         return inputs.reshape(n, -1, inputs.shape[-1]), output_grad.reshape(n, -1, output_grad.shape[-1])
     if isinstance(module, nn.Conv1d):  # as a 2-d convolution of height 1
         inputs = inputs.unsqueeze(2)
-        kernel, dilation, padding, stride = ((1, *module.kernel_size), (1, *module.dilation),
-                                             (0, *module.padding), (1, *module.stride))
+        kernel, dilation, padding, stride = (
+            (1, *module.kernel_size),
+            (1, *module.dilation),
+            (0, *module.padding),
+            (1, *module.stride),
+        )
     else:
         conv = cast(nn.Conv2d, module)  # the only other layer _supported admits, and not with string padding
         kernel, dilation, stride = conv.kernel_size, conv.dilation, conv.stride
@@ -91,8 +95,13 @@ def _layers(model: ProbedModule, params: dict[str, nn.Parameter]) -> dict[nn.Mod
 
 
 def layerwise_moments(
-    model: ProbedModule, task: Task, params: dict[str, nn.Parameter], inputs: Tensor, targets: Tensor,
-    group_size: int, chunk_size: int,
+    model: ProbedModule,
+    task: Task,
+    params: dict[str, nn.Parameter],
+    inputs: Tensor,
+    targets: Tensor,
+    group_size: int,
+    chunk_size: int,
 ) -> tuple[Tensor, Tensor] | None:
     """``(sum_i g_i (P,), sum_groups ||sum_{i in group} g_i||^2)`` or ``None`` if unsupported.
 

@@ -27,7 +27,8 @@ registered probe that uses only the :class:`~mtlens.probes.protocol.ProbedModel`
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -63,14 +64,15 @@ def _no_head(feature_dim: int) -> nn.Module:
 
 
 def _no_label_sampler(outputs: Tensor, generator: torch.Generator) -> Tensor:
-    raise TypeError("the Fisher probe needs labels drawn from the model, which a per-example loss function "
-                    "cannot give; it is not available on a user's model")
+    raise TypeError(
+        "the Fisher probe needs labels drawn from the model, which a per-example loss function "
+        "cannot give; it is not available on a user's model"
+    )
 
 
 def loss_task(name: str) -> Task:
     """A :class:`~mtlens.tasks.Task` whose loss is the model's output (see the module docstring)."""
-    return Task(name=name, head=_no_head, loss=_losses_are_the_outputs, metrics={},
-                sample_labels=_no_label_sampler)
+    return Task(name=name, head=_no_head, loss=_losses_are_the_outputs, metrics={}, sample_labels=_no_label_sampler)
 
 
 class LossModel(nn.Module):
@@ -85,8 +87,14 @@ class LossModel(nn.Module):
         tasks: the task names, in the order rows are written.
     """
 
-    def __init__(self, model: nn.Module, shared: Iterable[nn.Parameter | str], losses: PerExampleLosses,
-                 sample: Batch, tasks: Sequence[str]):
+    def __init__(
+        self,
+        model: nn.Module,
+        shared: Iterable[nn.Parameter | str],
+        losses: PerExampleLosses,
+        sample: Batch,
+        tasks: Sequence[str],
+    ):
         super().__init__()
         self.model = model
         self._losses, self._sample, self._tasks = losses, sample, list(tasks)

@@ -20,15 +20,15 @@ Shapes: ``inputs (N, ...)``, ``targets (N, ...)``; ``P`` is the number of entrie
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-from mtlens.probes.protocol import ProbedModel, ProbedModule
 from mtlens.probes.layerwise import layerwise_moments
+from mtlens.probes.protocol import ProbedModel, ProbedModule
 from mtlens.tasks import Task
 
 Params = dict[str, Tensor]
@@ -148,8 +148,9 @@ def gradient_moments(
     if len(inputs) != len(targets):
         raise ValueError(f"inputs have {len(inputs)} rows but targets have {len(targets)}")
     with eval_mode(model):
-        fast = layerwise_moments(model, task, probe_parameters(model, task.name), inputs, targets,
-                                 group_size, chunk_size)
+        fast = layerwise_moments(
+            model, task, probe_parameters(model, task.name), inputs, targets, group_size, chunk_size
+        )
         if fast is not None:
             return (*fast, len(inputs))
         total, sum_sq = None, None

@@ -4,7 +4,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence, TypeAlias
+from collections.abc import Sequence
+from typing import Protocol, TypeAlias
 
 from torch import Tensor, nn
 

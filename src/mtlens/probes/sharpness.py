@@ -26,14 +26,14 @@ its running statistics) and its train/eval flags are restored.
 
 from __future__ import annotations
 
-from typing import Annotated, Iterator, cast
+from collections.abc import Iterator
+from typing import Annotated, cast
 
 import torch
 from pydantic import Field
 from torch import Tensor
 from torch.func import grad_and_value
 
-from mtlens.probes.protocol import ProbedModule
 from mtlens.probes.base import ProbeContext, register_probe
 from mtlens.probes.per_example import (
     Params,
@@ -41,8 +41,9 @@ from mtlens.probes.per_example import (
     eval_mode,
     summed_loss,
 )
-from mtlens.tasks import Task
+from mtlens.probes.protocol import ProbedModule
 from mtlens.quantities import SHARPNESS, SHARPNESS_SAM
+from mtlens.tasks import Task
 
 
 def _norm(tensors: Params) -> Tensor:
@@ -75,8 +76,9 @@ def _perturbed_loss_and_gradient(
     return grad_and_value(perturbed)(u)
 
 
-def _batch_sharpness(model, task, params: Params, x: Tensor, y: Tensor, rho: float, steps: int | None,
-                     step_size: float | None) -> tuple[float, float]:
+def _batch_sharpness(
+    model, task, params: Params, x: Tensor, y: Tensor, rho: float, steps: int | None, step_size: float | None
+) -> tuple[float, float]:
     """``(worst-case S_B, SAM estimate)`` for one batch; ``steps=None`` skips the ascent (worst-case 0)."""
     zero = {name: torch.zeros_like(p) for name, p in params.items()}
     direction, base = _perturbed_loss_and_gradient(model, task, params, x, y, zero)
@@ -129,8 +131,9 @@ PositiveInt = Annotated[int, Field(gt=0)]
 
 
 @register_probe("sharpness", quantities=(SHARPNESS,))
-def sharpness_probe(context: ProbeContext, task: Task, rho: Positive = 1e-3, batch_size: PositiveInt = 128,
-                    steps: PositiveInt = 10) -> dict[str, float]:
+def sharpness_probe(
+    context: ProbeContext, task: Task, rho: Positive = 1e-3, batch_size: PositiveInt = 128, steps: PositiveInt = 10
+) -> dict[str, float]:
     """The probe ``sharpness``: adaptive worst-case sharpness (:func:`sharpness_measures`, ``steps``
     ascent steps) on the task's probe sample."""
     inputs, targets = context.samples[task.name]
@@ -139,8 +142,9 @@ def sharpness_probe(context: ProbeContext, task: Task, rho: Positive = 1e-3, bat
 
 
 @register_probe("sharpness_sam", quantities=(SHARPNESS_SAM,))
-def sharpness_sam_probe(context: ProbeContext, task: Task, rho: Positive = 1e-3,
-                        batch_size: PositiveInt = 128) -> dict[str, float]:
+def sharpness_sam_probe(
+    context: ProbeContext, task: Task, rho: Positive = 1e-3, batch_size: PositiveInt = 128
+) -> dict[str, float]:
     """The probe ``sharpness_sam``: SAM's first-order sharpness estimate (one gradient per batch)."""
     inputs, targets = context.samples[task.name]
     return sharpness_measures(context.model, task, inputs, targets, rho=rho, batch_size=batch_size, steps=None)

@@ -38,9 +38,11 @@ def save_figure(chart: Spec, out_dir: Path, name: str, caption: str) -> str:
     text = json.dumps(spec(chart), separators=(",", ":"))
     (figures / f"{name}.vl.json").write_text(text, encoding="utf-8")
     safe, embedded = html.escape(name), text.replace("</", "<\\/")  # no "</script>" inside the script
-    return (f'<figure id="fig-{safe}"><div class="chart" role="img" aria-label="{html.escape(caption)}"></div>'
-            f'<script type="application/json" class="vl-spec">{embedded}</script>'
-            f'<figcaption>{html.escape(caption)}</figcaption></figure>')
+    return (
+        f'<figure id="fig-{safe}"><div class="chart" role="img" aria-label="{html.escape(caption)}"></div>'
+        f'<script type="application/json" class="vl-spec">{embedded}</script>'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
 
 
 def table_html(frame, out_dir: Path, name: str, caption: str, float_format: str = "{:.4g}") -> str:
@@ -52,8 +54,20 @@ def table_html(frame, out_dir: Path, name: str, caption: str, float_format: str 
     return f'<div class="table-wrap"><p class="caption">{html.escape(caption)}</p>{rendered}</div>'
 
 
-RUN_KEYS = {"run_id", "setting", "tasks", "mode", "method", "method_options", "seed", "state", "last_step", "message",
-            "device", "threads"}
+RUN_KEYS = {
+    "run_id",
+    "setting",
+    "tasks",
+    "mode",
+    "method",
+    "method_options",
+    "seed",
+    "state",
+    "last_step",
+    "message",
+    "device",
+    "threads",
+}
 """Run-index columns that do not describe the training configuration shared by a run and its STL
 references (the method and its options are what an MTL run compares against STL)."""
 
@@ -80,8 +94,11 @@ def by_configuration(index: pd.DataFrame, rows: pd.DataFrame, task_info: TaskInf
     if not keys or rows.empty:
         return rows, task_info
     defaults = {k: _default_text(k) for k in keys}
-    labels = index.set_index("run_id")[keys].astype(str).apply(
-        lambda r: " ".join(f"{k}={v}" for k, v in r.items() if v != defaults[k]) or "defaults", axis=1)
+    labels = (
+        index.set_index("run_id")[keys]
+        .astype(str)
+        .apply(lambda r: " ".join(f"{k}={v}" for k, v in r.items() if v != defaults[k]) or "defaults", axis=1)
+    )
     rows = rows.assign(setting=rows["setting"] + " [" + rows["run_id"].map(labels) + "]")
     names = rows[["setting"]].drop_duplicates()["setting"]
     extended = dict(task_info)
@@ -99,8 +116,11 @@ def per_setting(figures: dict[str, list[str]], what: str) -> str:
     """Figures grouped by setting (configuration), one collapsible ``<details>`` per setting, so that
     a report of many settings opens short; open by default when there is only one setting."""
     opened = " open" if len(figures) == 1 else ""
-    return "".join(f'<details class="setting"{opened}><summary>{html.escape(setting)}: {len(parts)} {what}'
-                   f"</summary>{''.join(parts)}</details>" for setting, parts in sorted(figures.items()))
+    return "".join(
+        f'<details class="setting"{opened}><summary>{html.escape(setting)}: {len(parts)} {what}'
+        f"</summary>{''.join(parts)}</details>"
+        for setting, parts in sorted(figures.items())
+    )
 
 
 def not_available(what: str) -> str:

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -62,8 +63,9 @@ def inline_data(frame: pd.DataFrame) -> Spec:
     return {"values": text, "format": {"type": "csv", "parse": {c: "number" for c in numeric}}}
 
 
-def mean_band(rows: pd.DataFrame, by: Sequence[str], x: str, value: str = "value",
-              run: str | None = "run_id") -> pd.DataFrame:
+def mean_band(
+    rows: pd.DataFrame, by: Sequence[str], x: str, value: str = "value", run: str | None = "run_id"
+) -> pd.DataFrame:
     """Per ``by + [x]``: ``mean``, ``std`` (ddof 1; NaN for one run) and ``n`` = the number of runs
     (distinct ``run``; rows if ``run`` is None).  :func:`band_chart` shades mean -/+ std."""
     keys = [*by, x]
@@ -73,8 +75,9 @@ def mean_band(rows: pd.DataFrame, by: Sequence[str], x: str, value: str = "value
     return stats
 
 
-def quantitative(name: str, title: str | None = None, log: bool = False, reverse: bool = False,
-                 zero: bool = False) -> Spec:
+def quantitative(
+    name: str, title: str | None = None, log: bool = False, reverse: bool = False, zero: bool = False
+) -> Spec:
     """A quantitative encoding of the field ``name``; a log scale is fitted to the data (no
     rounding out to powers of ten), a linear one does not force zero into the domain."""
     scale: Spec = {"type": "log", "nice": False} if log else {"zero": zero}
@@ -124,8 +127,11 @@ def reference_line(line: Rule) -> Spec:
     mark: Spec = {"type": "rule", "color": line.color, "strokeWidth": 1}
     if line.dash:
         mark["strokeDash"] = list(line.dash)
-    return {"transform": [{"aggregate": [{"op": "count", "as": "rows"}]}], "mark": mark,
-            "encoding": {line.axis: {"datum": line.value, "type": "quantitative"}}}
+    return {
+        "transform": [{"aggregate": [{"op": "count", "as": "rows"}]}],
+        "mark": mark,
+        "encoding": {line.axis: {"datum": line.value, "type": "quantitative"}},
+    }
 
 
 def interactive(layers: Sequence[Spec], *params: Spec, width: int = PANEL_WIDTH, height: int = PANEL_HEIGHT) -> Spec:
@@ -143,18 +149,37 @@ def with_data(chart: Spec, frame: pd.DataFrame, title: str = "") -> Spec:
 
 def facet(chart: Spec, frame: pd.DataFrame, field: str, title: str = "", independent_y: bool = True) -> Spec:
     """One panel of ``chart`` per value of ``field`` in ``frame``, :data:`FACET_COLUMNS` to a row."""
-    spec: Spec = {"data": inline_data(frame), "facet": {"field": field, "type": "nominal", "title": None},
-                  "columns": FACET_COLUMNS, "spec": chart}
+    spec: Spec = {
+        "data": inline_data(frame),
+        "facet": {"field": field, "type": "nominal", "title": None},
+        "columns": FACET_COLUMNS,
+        "spec": chart,
+    }
     if independent_y:
         spec["resolve"] = {"scale": {"y": "independent"}}
     return {"title": title, **spec} if title else spec
 
 
-def band_chart(stats: pd.DataFrame, x: str, color: str, *, x_title: str, y_title: str,
-               runs: pd.DataFrame | None = None, facet_by: str | None = None, color_scale: Spec | None = None,
-               x_log: bool = False, x_reverse: bool = False, y_log: bool = False, tooltip: Sequence[Spec] = (),
-               titles: dict[str, str] | None = None, rules: Sequence[Rule] = (), width: int = PANEL_WIDTH,
-               height: int = PANEL_HEIGHT, title: str = "") -> Spec:
+def band_chart(
+    stats: pd.DataFrame,
+    x: str,
+    color: str,
+    *,
+    x_title: str,
+    y_title: str,
+    runs: pd.DataFrame | None = None,
+    facet_by: str | None = None,
+    color_scale: Spec | None = None,
+    x_log: bool = False,
+    x_reverse: bool = False,
+    y_log: bool = False,
+    tooltip: Sequence[Spec] = (),
+    titles: dict[str, str] | None = None,
+    rules: Sequence[Rule] = (),
+    width: int = PANEL_WIDTH,
+    height: int = PANEL_HEIGHT,
+    title: str = "",
+) -> Spec:
     """Lines of ``stats.mean`` against ``x`` with the band ``low``..``high``, one colour per ``color``,
     points carrying the tooltips (``mean, std, n`` and ``tooltip``); with ``runs`` (columns ``x,
     value, run_id, seed`` and the same series columns) a thin line per run under them whose
@@ -173,8 +198,14 @@ def band_chart(stats: pd.DataFrame, x: str, color: str, *, x_title: str, y_title
         number = pd.Series(range(runs["run_id"].nunique()), index=runs["run_id"].drop_duplicates())
         numbered = runs[[*series, x, "value", "seed"]].assign(kind="r", run=runs["run_id"].map(number).to_numpy())
         frame = pd.concat([frame, numbered], ignore_index=True)
-    band = [] if own_band else [{"calculate": "datum.mean - (isValid(datum.std) ? datum.std : 0)", "as": "low"},
-                                {"calculate": "datum.mean + (isValid(datum.std) ? datum.std : 0)", "as": "high"}]
+    band = (
+        []
+        if own_band
+        else [
+            {"calculate": "datum.mean - (isValid(datum.std) ? datum.std : 0)", "as": "low"},
+            {"calculate": "datum.mean + (isValid(datum.std) ? datum.std : 0)", "as": "high"},
+        ]
+    )
     legend = legend_toggle(color)
     x_enc = quantitative(x, x_title, log=x_log, reverse=x_reverse)
     color_enc: Spec = {"field": color, "type": "nominal", "title": color}
@@ -184,24 +215,60 @@ def band_chart(stats: pd.DataFrame, x: str, color: str, *, x_title: str, y_title
     series_tips = [tip(c, "nominal") for c in series]
     layers: list[Spec] = []
     if with_runs:
-        layers.append({"transform": [{"filter": "datum.kind == 'r'"}],
-                       "mark": {"type": "line", "strokeWidth": 0.8},
-                       "encoding": {"x": x_enc, "y": quantitative("value", y_title, log=y_log), "color": color_enc,
-                                    "detail": {"field": "run", "type": "nominal"},
-                                    "opacity": when(legend["name"], 0.3, 0.03),
-                                    "tooltip": [*series_tips, tip("seed"), tip(x), tip("value")]}})
+        layers.append(
+            {
+                "transform": [{"filter": "datum.kind == 'r'"}],
+                "mark": {"type": "line", "strokeWidth": 0.8},
+                "encoding": {
+                    "x": x_enc,
+                    "y": quantitative("value", y_title, log=y_log),
+                    "color": color_enc,
+                    "detail": {"field": "run", "type": "nominal"},
+                    "opacity": when(legend["name"], 0.3, 0.03),
+                    "tooltip": [*series_tips, tip("seed"), tip(x), tip("value")],
+                },
+            }
+        )
     layers += [
-        {"transform": [*means, *band], "mark": {"type": "area"},
-         "encoding": {"x": x_enc, "y": quantitative("low", y_title, log=y_log), "y2": {"field": "high"},
-                      "color": color_enc, "opacity": when(legend["name"], 0.18, 0.02)}},
-        {"transform": means, "mark": {"type": "line"},
-         "encoding": {"x": x_enc, "y": quantitative("mean", y_title, log=y_log), "color": color_enc,
-                      "opacity": when(legend["name"], 1.0, 0.08)}},
-        {"transform": means, "mark": {"type": "point", "filled": True, "size": 9},
-         "encoding": {"x": x_enc, "y": quantitative("mean", y_title, log=y_log), "color": color_enc,
-                      "opacity": when(legend["name"], 1.0, 0.08),
-                      "tooltip": [*series_tips, tip(x), tip("mean", title=titles["mean"]),
-                                  tip("std", title=titles["std"]), tip("n"), *tooltip]}},
+        {
+            "transform": [*means, *band],
+            "mark": {"type": "area"},
+            "encoding": {
+                "x": x_enc,
+                "y": quantitative("low", y_title, log=y_log),
+                "y2": {"field": "high"},
+                "color": color_enc,
+                "opacity": when(legend["name"], 0.18, 0.02),
+            },
+        },
+        {
+            "transform": means,
+            "mark": {"type": "line"},
+            "encoding": {
+                "x": x_enc,
+                "y": quantitative("mean", y_title, log=y_log),
+                "color": color_enc,
+                "opacity": when(legend["name"], 1.0, 0.08),
+            },
+        },
+        {
+            "transform": means,
+            "mark": {"type": "point", "filled": True, "size": 9},
+            "encoding": {
+                "x": x_enc,
+                "y": quantitative("mean", y_title, log=y_log),
+                "color": color_enc,
+                "opacity": when(legend["name"], 1.0, 0.08),
+                "tooltip": [
+                    *series_tips,
+                    tip(x),
+                    tip("mean", title=titles["mean"]),
+                    tip("std", title=titles["std"]),
+                    tip("n"),
+                    *tooltip,
+                ],
+            },
+        },
         *(reference_line(r) for r in rules),
     ]
     # the first layer holds the parameters: with runs that is the per-run lines, else the band
@@ -211,13 +278,19 @@ def band_chart(stats: pd.DataFrame, x: str, color: str, *, x_title: str, y_title
     return with_data(chart, frame, title)
 
 
-def line_chart(x: str, y: str, color: Spec, *, y_title: str, tooltip: list[Spec], dash: str | None = None,
-           y_log: bool = False) -> Spec:
+def line_chart(
+    x: str, y: str, color: Spec, *, y_title: str, tooltip: list[Spec], dash: str | None = None, y_log: bool = False
+) -> Spec:
     """Lines with points of ``y`` against ``x`` coloured by the encoding ``color`` (and dashed by the
     field ``dash``), legend toggling on the colour field and zoom."""
     legend = legend_toggle(color["field"])
-    encoding: Spec = {"x": quantitative(x), "y": quantitative(y, y_title, log=y_log), "color": color,
-                      "opacity": when(legend["name"], 1.0, 0.1), "tooltip": tooltip}
+    encoding: Spec = {
+        "x": quantitative(x),
+        "y": quantitative(y, y_title, log=y_log),
+        "color": color,
+        "opacity": when(legend["name"], 1.0, 0.1),
+        "tooltip": tooltip,
+    }
     if dash:
         encoding["strokeDash"] = {"field": dash, "type": "nominal"}
     return interactive([{"mark": {"type": "line", "point": {"size": 14}}, "encoding": encoding}], legend)

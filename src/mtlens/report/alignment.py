@@ -9,12 +9,16 @@ import numpy as np
 import pandas as pd
 
 from mtlens.analysis.alignment import (
-    alignment_distributions, alignment_summary, magnitude_ratio_summary, optimizer_comparison, optimizers_compared)
-from mtlens.render import Section, by_configuration, not_available, per_setting, save_figure, slug, table_html
-from mtlens.render.charts import (Rule, Spec, facet, interactive, legend_toggle, quantitative, reference_line, tip,
-                                  when)
-from mtlens.store import RunStore
+    alignment_distributions,
+    alignment_summary,
+    magnitude_ratio_summary,
+    optimizer_comparison,
+    optimizers_compared,
+)
 from mtlens.quantities import MAGNITUDE_RATIO
+from mtlens.render import Section, by_configuration, not_available, per_setting, save_figure, slug, table_html
+from mtlens.render.charts import Rule, Spec, facet, interactive, legend_toggle, quantitative, reference_line, tip, when
+from mtlens.store import RunStore
 
 HISTOGRAM_BINS = np.linspace(-1, 1, 41)
 """Bins of the cosine histograms (width 0.05 on [-1, 1])."""
@@ -29,44 +33,74 @@ def alignment_figure(distributions: pd.DataFrame) -> Spec:
     bars = []
     for kind, values in distributions.groupby("kind", sort=True)["value"]:
         counts, edges = np.histogram(values, bins=HISTOGRAM_BINS)
-        bars.append(pd.DataFrame({"kind": f"{kind} (n={len(values)})", "start": edges[:-1], "end": edges[1:],
-                                  "density": counts / (len(values) * np.diff(edges)), "count": counts,
-                                  "median": float(values.median()),
-                                  "group": "intra-task" if "intra" in kind else "inter-task"}))
+        bars.append(
+            pd.DataFrame(
+                {
+                    "kind": f"{kind} (n={len(values)})",
+                    "start": edges[:-1],
+                    "end": edges[1:],
+                    "density": counts / (len(values) * np.diff(edges)),
+                    "count": counts,
+                    "median": float(values.median()),
+                    "group": "intra-task" if "intra" in kind else "inter-task",
+                }
+            )
+        )
     frame = pd.concat(bars, ignore_index=True)
     x = {**quantitative("start", "cosine"), "scale": {"domain": [-1, 1]}}
-    histogram = {"mark": {"type": "bar", "opacity": 0.8},
-                 "encoding": {"x": x, "x2": {"field": "end"}, "y": quantitative("density", zero=True),
-                              "y2": {"datum": 0},
-                              "color": {"field": "group", "type": "nominal",
-                                        "scale": {"domain": ["intra-task", "inter-task"],
-                                                  "range": ["#1f77b4", "#d62728"]}},
-                              "tooltip": [tip("kind", "nominal"), tip("start", title="from"),
-                                          tip("end", title="to"), tip("count"), tip("density")]}}
-    median = {"transform": [{"aggregate": [{"op": "min", "field": "median", "as": "median"}]}],
-              "mark": {"type": "rule", "color": "black", "strokeDash": [4, 3]},
-              "encoding": {"x": {"field": "median", "type": "quantitative"}, "tooltip": [tip("median")]}}
-    return facet(interactive([histogram, reference_line(Rule(0.0, "x")), median]), frame, "kind",
-                 independent_y=False)
+    histogram = {
+        "mark": {"type": "bar", "opacity": 0.8},
+        "encoding": {
+            "x": x,
+            "x2": {"field": "end"},
+            "y": quantitative("density", zero=True),
+            "y2": {"datum": 0},
+            "color": {
+                "field": "group",
+                "type": "nominal",
+                "scale": {"domain": ["intra-task", "inter-task"], "range": ["#1f77b4", "#d62728"]},
+            },
+            "tooltip": [
+                tip("kind", "nominal"),
+                tip("start", title="from"),
+                tip("end", title="to"),
+                tip("count"),
+                tip("density"),
+            ],
+        },
+    }
+    median = {
+        "transform": [{"aggregate": [{"op": "min", "field": "median", "as": "median"}]}],
+        "mark": {"type": "rule", "color": "black", "strokeDash": [4, 3]},
+        "encoding": {"x": {"field": "median", "type": "quantitative"}, "tooltip": [tip("median")]},
+    }
+    return facet(interactive([histogram, reference_line(Rule(0.0, "x")), median]), frame, "kind", independent_y=False)
 
 
 def magnitude_ratio_figure(magnitude: pd.DataFrame) -> Spec:
     """Mean over runs of log10(||g_a|| / ||g_b||) by epoch, one line per task pair, one panel per
     setting and method (the legend is hidden beyond :data:`MAX_LEGEND_ENTRIES` pairs)."""
-    curves = (magnitude.assign(log10_ratio=np.log10(magnitude["value"]))
-              .groupby(["setting", "method", "task", "epoch"], as_index=False)
-              .agg(log10_ratio=("log10_ratio", "mean"), n=("run_id", "nunique")))
+    curves = (
+        magnitude.assign(log10_ratio=np.log10(magnitude["value"]))
+        .groupby(["setting", "method", "task", "epoch"], as_index=False)
+        .agg(log10_ratio=("log10_ratio", "mean"), n=("run_id", "nunique"))
+    )
     curves["panel"] = curves["setting"] + " · " + curves["method"]
     curves = curves.rename(columns={"task": "pair"}).drop(columns=["setting", "method"])
     legend = legend_toggle("pair")
     color: Spec = {"field": "pair", "type": "nominal"}
     if curves["pair"].nunique() > MAX_LEGEND_ENTRIES:
         color["legend"] = None
-    line = {"mark": {"type": "line", "point": {"size": 12}},
-            "encoding": {"x": quantitative("epoch"), "y": quantitative("log10_ratio", "log10(||g_a|| / ||g_b||)"),
-                         "color": color, "opacity": when(legend["name"], 1.0, 0.1),
-                         "tooltip": [tip("panel", "nominal"), tip("pair", "nominal"), tip("epoch"),
-                                     tip("log10_ratio"), tip("n")]}}
+    line = {
+        "mark": {"type": "line", "point": {"size": 12}},
+        "encoding": {
+            "x": quantitative("epoch"),
+            "y": quantitative("log10_ratio", "log10(||g_a|| / ||g_b||)"),
+            "color": color,
+            "opacity": when(legend["name"], 1.0, 0.1),
+            "tooltip": [tip("panel", "nominal"), tip("pair", "nominal"), tip("epoch"), tip("log10_ratio"), tip("n")],
+        },
+    }
     return facet(interactive([line, reference_line(Rule(0.0))], legend), curves, "panel")
 
 
@@ -74,29 +108,57 @@ def alignment_section(rows: pd.DataFrame, out_dir: Path) -> Section:
     title, anchor = "Gradient alignment between and within tasks (Elich et al.)", "alignment"
     distributions = alignment_distributions(rows)
     if distributions.empty:
-        return Section(title, not_available("needs probe/conflict_cosine (MTL runs) and probe/intra_cosine_subbatch "
-                                            "or probe/intra_cosine_classgroup (STL runs); enable probes"), anchor)
-    body = table_html(alignment_summary(distributions), out_dir, "alignment",
-                      "Cosines between task gradients in MTL runs and between gradients of one task's sub-batches or "
-                      "class groups in STL runs, pooled over probe steps: n values from n_runs runs.")
-    figures = {setting: [save_figure(
-        alignment_figure(frame), out_dir, slug("alignment", setting),
-        f"{setting}: distributions of inter-task (MTL) and intra-task (STL) gradient cosines over training, from "
-        f"{frame['run_id'].nunique()} runs ({frame['seed'].nunique()} seeds); n cosines per panel in its title; "
-        f"dashed: median.")] for setting, frame in distributions.groupby("setting")}
+        return Section(
+            title,
+            not_available(
+                "needs probe/conflict_cosine (MTL runs) and probe/intra_cosine_subbatch "
+                "or probe/intra_cosine_classgroup (STL runs); enable probes"
+            ),
+            anchor,
+        )
+    body = table_html(
+        alignment_summary(distributions),
+        out_dir,
+        "alignment",
+        "Cosines between task gradients in MTL runs and between gradients of one task's sub-batches or "
+        "class groups in STL runs, pooled over probe steps: n values from n_runs runs.",
+    )
+    figures = {
+        setting: [
+            save_figure(
+                alignment_figure(frame),
+                out_dir,
+                slug("alignment", setting),
+                f"{setting}: distributions of inter-task (MTL) and intra-task (STL) gradient cosines over training, "
+                "from "
+                f"{frame['run_id'].nunique()} runs ({frame['seed'].nunique()} seeds); n cosines per panel in its "
+                "title; "
+                f"dashed: median.",
+            )
+        ]
+        for setting, frame in distributions.groupby("setting")
+    }
     body += per_setting(figures, "figure")
     ratios = magnitude_ratio_summary(rows)
     if ratios.empty:
         body += not_available("magnitude ratios: needs probe/magnitude_ratio in MTL runs")
     else:
-        body += table_html(ratios, out_dir, "magnitude_ratio",
-                           "Gradient magnitude ratio ||g_a|| / ||g_b|| per task pair of MTL runs over training: the "
-                           "median ratio, and the median and 90th percentile of |log10 ratio| (orders of magnitude).")
+        body += table_html(
+            ratios,
+            out_dir,
+            "magnitude_ratio",
+            "Gradient magnitude ratio ||g_a|| / ||g_b|| per task pair of MTL runs over training: the "
+            "median ratio, and the median and 90th percentile of |log10 ratio| (orders of magnitude).",
+        )
         magnitude = rows[(rows["quantity"] == MAGNITUDE_RATIO) & (rows["mode"] == "mtl") & (rows["value"] > 0)]
-        body += save_figure(magnitude_ratio_figure(magnitude), out_dir, "magnitude_ratio",
-                            f"Gradient magnitude ratio between tasks by epoch, mean of log10 over "
-                            f"{magnitude['run_id'].nunique()} MTL runs ({magnitude['seed'].nunique()} seeds); n runs "
-                            f"per point in the tooltip; one panel per setting and method.")
+        body += save_figure(
+            magnitude_ratio_figure(magnitude),
+            out_dir,
+            "magnitude_ratio",
+            f"Gradient magnitude ratio between tasks by epoch, mean of log10 over "
+            f"{magnitude['run_id'].nunique()} MTL runs ({magnitude['seed'].nunique()} seeds); n runs "
+            f"per point in the tooltip; one panel per setting and method.",
+        )
     return Section(title, body, anchor)
 
 
@@ -104,22 +166,35 @@ def optimizer_section(index: pd.DataFrame, rows: pd.DataFrame, store: RunStore, 
     title, anchor = "Adam vs SGD", "optimizers"
     if not optimizers_compared(index):
         used = ", ".join(sorted(index["optimizer"].astype(str).unique())) if "optimizer" in index else "unknown"
-        return Section(title, not_available(f"needs runs that differ in optimizer (e.g. runs with optimizer sgd); "
-                                            f"these runs all use {used}"), anchor)
+        return Section(
+            title,
+            not_available(
+                f"needs runs that differ in optimizer (e.g. runs with optimizer sgd); these runs all use {used}"
+            ),
+            anchor,
+        )
     table = optimizer_comparison(index, rows, store.task_info())
     if table.empty:
         return Section(title, not_available("no run has a validation-selected checkpoint"), anchor)
-    table["optimizer"] = [f"{o} (momentum {m:g})" if o == "sgd" else str(o)
-                          for o, m in zip(table["optimizer"], table["momentum"].astype(float))]
-    table["value"] = [f"{m:.4g}{f' ± {s:.2g}' if n > 1 else ''} (n={n})"
-                      for m, s, n in zip(table["mean"], table["std"], table["n"])]
-    wide = table.pivot_table(index=["setting", "task", "mode", "method", "metric"], columns="optimizer",
-                             values="value", aggfunc="first").reset_index()
+    table["optimizer"] = [
+        f"{o} (momentum {m:g})" if o == "sgd" else str(o)
+        for o, m in zip(table["optimizer"], table["momentum"].astype(float))
+    ]
+    table["value"] = [
+        f"{m:.4g}{f' ± {s:.2g}' if n > 1 else ''} (n={n})" for m, s, n in zip(table["mean"], table["std"], table["n"])
+    ]
+    wide = table.pivot_table(
+        index=["setting", "task", "mode", "method", "metric"], columns="optimizer", values="value", aggfunc="first"
+    ).reset_index()
     wide.columns.name = None
     wide.loc[wide["mode"] == "stl", "method"] = "-"
-    body = table_html(wide, out_dir, "optimizers",
-                      "Test selection metric at the validation-selected checkpoint by optimizer: mean ± std over n "
-                      "runs (seeds) per setting, task, mode and method.")
+    body = table_html(
+        wide,
+        out_dir,
+        "optimizers",
+        "Test selection metric at the validation-selected checkpoint by optimizer: mean ± std over n "
+        "runs (seeds) per setting, task, mode and method.",
+    )
     return Section(title, body, anchor)
 
 

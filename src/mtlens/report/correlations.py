@@ -18,8 +18,19 @@ from mtlens.analysis.correlation import correlation_table, difference_tests, uni
 from mtlens.analysis.optimization import loss_ratio_curves, optimization_effect, optimization_tests, steps_to_loss
 from mtlens.analysis.transfer import TaskInfo
 from mtlens.render import Section, by_configuration, not_available, per_setting, save_figure, slug, table_html
-from mtlens.render.charts import (FACET_COLUMNS, Rule, Spec, band_chart, inline_data, interactive, legend_toggle,
-                                  mean_band, quantitative, tip, when)
+from mtlens.render.charts import (
+    FACET_COLUMNS,
+    Rule,
+    Spec,
+    band_chart,
+    inline_data,
+    interactive,
+    legend_toggle,
+    mean_band,
+    quantitative,
+    tip,
+    when,
+)
 from mtlens.store import RunStore
 
 LEVEL_FRACTIONS = (0.5, 0.9)
@@ -36,8 +47,10 @@ def _loss_levels(rows: pd.DataFrame) -> pd.DataFrame:
         start, end = per_run.first().max(), per_run.min().max()
         if not start > end > 0:
             continue
-        records += [{"setting": setting, "task": task, "level": float(np.exp(np.log(start) + q * np.log(end / start)))}
-                    for q in LEVEL_FRACTIONS]
+        records += [
+            {"setting": setting, "task": task, "level": float(np.exp(np.log(start) + q * np.log(end / start)))}
+            for q in LEVEL_FRACTIONS
+        ]
     return pd.DataFrame.from_records(records, columns=["setting", "task", "level"])
 
 
@@ -47,40 +60,72 @@ def optimization_section(rows: pd.DataFrame, out_dir: Path) -> Section:
     if effect.empty:
         return Section(title, not_available("needs STL and MTL runs with the same seeds and train/loss"), anchor)
     summary = optimization_tests(effect)
-    body = table_html(summary, out_dir, "optimization_effect",
-                      "Optimization effect: log(L_MTL / L_STL) of the training loss at equal steps, each MTL run "
-                      "paired with the STL run of the same seed; early = first 25% of the steps; mean, std, 95% "
-                      "permutation interval and exact sign-flip p-value over the n_seeds per-seed log-ratios, "
-                      "p_adjusted: Benjamini–Hochberg over this table; min_p: the smallest p the seeds allow "
-                      "(docs/statistics.md). Negative: MTL reached a lower training loss at the same step.")
+    body = table_html(
+        summary,
+        out_dir,
+        "optimization_effect",
+        "Optimization effect: log(L_MTL / L_STL) of the training loss at equal steps, each MTL run "
+        "paired with the STL run of the same seed; early = first 25% of the steps; mean, std, 95% "
+        "permutation interval and exact sign-flip p-value over the n_seeds per-seed log-ratios, "
+        "p_adjusted: Benjamini–Hochberg over this table; min_p: the smallest p the seeds allow "
+        "(docs/statistics.md). Negative: MTL reached a lower training loss at the same step.",
+    )
     levels = _loss_levels(rows)
     reached = []
     loss_rows = dict(iter(rows[rows["quantity"] == "train/loss"].groupby(["setting", "task"])))
     for (setting, task), frame in levels.groupby(["setting", "task"]):
         reached.append(steps_to_loss(loss_rows[(setting, task)], frame["level"].tolist()))
     if reached:
-        table = (pd.concat(reached).groupby(["setting", "task", "mode", "method", "level"])
-                 .agg(n_runs=("run_id", "nunique"), n_reached=("step", "count"), mean_step=("step", "mean"),
-                      mean_epoch=("epoch", "mean")).reset_index())
+        table = (
+            pd.concat(reached)
+            .groupby(["setting", "task", "mode", "method", "level"])
+            .agg(
+                n_runs=("run_id", "nunique"),
+                n_reached=("step", "count"),
+                mean_step=("step", "mean"),
+                mean_epoch=("epoch", "mean"),
+            )
+            .reset_index()
+        )
         table.loc[table["mode"] == "stl", "method"] = "-"
-        body += table_html(table, out_dir, "steps_to_loss",
-                           "Steps and epochs to first reach a training-loss level (levels 50% and 90% of the way, "
-                           "in log loss, from the highest initial to the highest final loss of the task's runs); "
-                           "means over the n_reached of n_runs runs that reached it.")
+        body += table_html(
+            table,
+            out_dir,
+            "steps_to_loss",
+            "Steps and epochs to first reach a training-loss level (levels 50% and 90% of the way, "
+            "in log loss, from the highest initial to the highest final loss of the task's runs); "
+            "means over the n_reached of n_runs runs that reached it.",
+        )
     curves = loss_ratio_curves(rows)
     curves = curves.assign(value=curves["log_ratio"], run_id="seed " + curves["seed"].astype(str))
-    stats = dict(iter(mean_band(curves, ["setting", "method", "task"], "epoch", run="seed")
-                      .groupby(["setting", "method"])))
+    stats = dict(
+        iter(mean_band(curves, ["setting", "method", "task"], "epoch", run="seed").groupby(["setting", "method"]))
+    )
     figures: dict[str, list[str]] = {}
     for (setting, method), frame in curves.groupby(["setting", "method"]):
-        chart = band_chart(stats[(setting, method)], "epoch", "task", runs=frame, x_title="epoch",
-                           y_title="log(L_MTL / L_STL) at equal steps", rules=[Rule(0.0)], width=520, height=240)
+        chart = band_chart(
+            stats[(setting, method)],
+            "epoch",
+            "task",
+            runs=frame,
+            x_title="epoch",
+            y_title="log(L_MTL / L_STL) at equal steps",
+            rules=[Rule(0.0)],
+            width=520,
+            height=240,
+        )
         n_seeds = frame["seed"].nunique()
-        figures.setdefault(setting, []).append(save_figure(
-            chart, out_dir, slug("loss_ratio", setting, method),
-            f"{setting}, method {method}: training-loss log-ratio MTL/STL at equal steps per task, mean ± std over "
-            f"{n_seeds} seed pairs (each MTL run against the same-seed STL run; thin lines: single seeds); below 0 = "
-            f"MTL optimizes the task faster."))
+        figures.setdefault(setting, []).append(
+            save_figure(
+                chart,
+                out_dir,
+                slug("loss_ratio", setting, method),
+                f"{setting}, method {method}: training-loss log-ratio MTL/STL at equal steps per task, mean ± std over "
+                f"{n_seeds} seed pairs (each MTL run against the same-seed STL run; thin lines: single seeds); below 0 "
+                "= "
+                f"MTL optimizes the task faster.",
+            )
+        )
     return Section(title, body + per_setting(figures, "loss-ratio figures"), anchor)
 
 
@@ -96,18 +141,33 @@ def scatter_figure(units: pd.DataFrame, table: pd.DataFrame) -> Spec:
     for row in table.itertuples():
         x, y = quantitative(row.x), quantitative(row.y)
         valid = [{"filter": " && ".join(f"isValid(datum['{c}']) && isFinite(datum['{c}'])" for c in (row.x, row.y))}]
-        points = {"transform": valid, "mark": {"type": "point", "filled": True, "size": 40},
-                  "encoding": {"x": x, "y": y, "color": {"field": "method", "type": "nominal"},
-                               "opacity": when(legend["name"], 0.85, 0.1),
-                               "tooltip": [*(tip(k, "nominal") for k in keys), tip(row.x), tip(row.y)]}}
+        points = {
+            "transform": valid,
+            "mark": {"type": "point", "filled": True, "size": 40},
+            "encoding": {
+                "x": x,
+                "y": y,
+                "color": {"field": "method", "type": "nominal"},
+                "opacity": when(legend["name"], 0.85, 0.1),
+                "tooltip": [*(tip(k, "nominal") for k in keys), tip(row.x), tip(row.y)],
+            },
+        }
         layers = [points]
         if np.isfinite(row.pearson_r):
-            layers.append({"transform": [*valid, {"regression": row.y, "on": row.x}],
-                           "mark": {"type": "line", "color": "black", "strokeWidth": 1},
-                           "encoding": {"x": x, "y": y}})
+            layers.append(
+                {
+                    "transform": [*valid, {"regression": row.y, "on": row.x}],
+                    "mark": {"type": "line", "color": "black", "strokeWidth": 1},
+                    "encoding": {"x": x, "y": y},
+                }
+            )
         params = [] if panels else [legend]
-        panels.append({"title": f"r={row.pearson_r:.2f}, rho={row.spearman_rho:.2f}, n={row.n}",
-                       **interactive(layers, *params, width=230, height=200)})
+        panels.append(
+            {
+                "title": f"r={row.pearson_r:.2f}, rho={row.spearman_rho:.2f}, n={row.n}",
+                **interactive(layers, *params, width=230, height=200),
+            }
+        )
     return {"data": inline_data(units.loc[:, [*keys, *columns]]), "concat": panels, "columns": FACET_COLUMNS}
 
 
@@ -116,43 +176,68 @@ def correlation_section(rows: pd.DataFrame, task_info: TaskInfo, out_dir: Path) 
     units = unit_table(rows, task_info)
     if units.empty:
         return Section(title, not_available("needs MTL runs with STL runs of the same setting"), anchor)
-    body = table_html(units, out_dir, "units",
-                      f"Units of the correlation analysis: one row per (setting, task, seed, method) of an MTL run "
-                      f"({len(units)} units), compared with the same-seed STL run. transfer_pct > 0: MTL better; "
-                      f"gap_mean: mean MTL − STL validation loss at equal training loss; log_ratio_*: training-loss "
-                      f"log-ratio at equal steps; *_diff: MTL − STL probe means (Fisher: up to epoch 1); conflict: "
-                      f"the MTL run's mean over training.")
+    body = table_html(
+        units,
+        out_dir,
+        "units",
+        f"Units of the correlation analysis: one row per (setting, task, seed, method) of an MTL run "
+        f"({len(units)} units), compared with the same-seed STL run. transfer_pct > 0: MTL better; "
+        f"gap_mean: mean MTL − STL validation loss at equal training loss; log_ratio_*: training-loss "
+        f"log-ratio at equal steps; *_diff: MTL − STL probe means (Fisher: up to epoch 1); conflict: "
+        f"the MTL run's mean over training.",
+    )
     differences = difference_tests(units)
     if len(differences):
-        body += table_html(differences, out_dir, "probe_differences",
-                           "Probe differences MTL − STL per seed (each MTL run against the same-seed STL run): mean "
-                           "over seeds, 95% permutation interval, exact sign-flip p-value, Benjamini–Hochberg over "
-                           "this table, and the smallest p the seeds allow (docs/statistics.md).")
+        body += table_html(
+            differences,
+            out_dir,
+            "probe_differences",
+            "Probe differences MTL − STL per seed (each MTL run against the same-seed STL run): mean "
+            "over seeds, 95% permutation interval, exact sign-flip p-value, Benjamini–Hochberg over "
+            "this table, and the smallest p the seeds allow (docs/statistics.md).",
+        )
     table = correlation_table(units)
     if table.empty:
-        missing = [c for c in ("fisher_early_diff", "coherence_diff", "sharpness_diff", "conflict_cosine")
-                   if units[c].notna().sum() < 3]
-        return Section(title, body + not_available(
-            "fewer than 3 units with both values for every pair; needs probes " + ", ".join(missing)), anchor)
+        missing = [
+            c
+            for c in ("fisher_early_diff", "coherence_diff", "sharpness_diff", "conflict_cosine")
+            if units[c].notna().sum() < 3
+        ]
+        return Section(
+            title,
+            body
+            + not_available("fewer than 3 units with both values for every pair; needs probes " + ", ".join(missing)),
+            anchor,
+        )
     if not table["conclusive"].all():
-        body += (f"<p>{int((~table['conclusive']).sum())} of {len(table)} correlations have too few clusters "
-                 f"for any p-value to reach 0.05 (min_p = 1 / number of cluster permutations): no conclusion "
-                 f"can be drawn from them.</p>")
-    body += table_html(table, out_dir, "correlations",
-                       "Pearson r and Spearman rho across units with 95% percentile bootstrap intervals (2000 "
-                       "resamples of (setting, task, seed) clusters, seed 0) and two-sided p-values from "
-                       "permutations of the same clusters (whole clusters' factor values moved onto clusters of the "
-                       "same size; exact when at most 9,999, else 9,999 random ones), so methods sharing one STL "
-                       "run are not counted as independent; *_p_adjusted: Benjamini–Hochberg over this table; "
-                       "conclusive: min_p ≤ 0.05. n units in n_groups clusters. See docs/statistics.md.")
+        body += (
+            f"<p>{int((~table['conclusive']).sum())} of {len(table)} correlations have too few clusters "
+            f"for any p-value to reach 0.05 (min_p = 1 / number of cluster permutations): no conclusion "
+            f"can be drawn from them.</p>"
+        )
+    body += table_html(
+        table,
+        out_dir,
+        "correlations",
+        "Pearson r and Spearman rho across units with 95% percentile bootstrap intervals (2000 "
+        "resamples of (setting, task, seed) clusters, seed 0) and two-sided p-values from "
+        "permutations of the same clusters (whole clusters' factor values moved onto clusters of the "
+        "same size; exact when at most 9,999, else 9,999 random ones), so methods sharing one STL "
+        "run are not counted as independent; *_p_adjusted: Benjamini–Hochberg over this table; "
+        "conclusive: min_p ≤ 0.05. n units in n_groups clusters. See docs/statistics.md.",
+    )
     for target, rows_of_target in table.groupby("y", sort=False):
         panels = "; ".join(
             f"{row.x}: n = {row.n} units ({row.n_groups} clusters), Pearson r = {row.pearson_r:.2f} "
             f"[{row.pearson_low:.2f}, {row.pearson_high:.2f}], Spearman rho = {row.spearman_rho:.2f} "
-            f"[{row.spearman_low:.2f}, {row.spearman_high:.2f}]" for row in rows_of_target.itertuples())
-        caption = (f"{target} against each factor over the units (from {rows['run_id'].nunique()} runs, "
-                   f"{units['seed'].nunique()} seeds), one colour per method, least-squares line; 95% bootstrap "
-                   f"CIs in brackets. {panels}.")
+            f"[{row.spearman_low:.2f}, {row.spearman_high:.2f}]"
+            for row in rows_of_target.itertuples()
+        )
+        caption = (
+            f"{target} against each factor over the units (from {rows['run_id'].nunique()} runs, "
+            f"{units['seed'].nunique()} seeds), one colour per method, least-squares line; 95% bootstrap "
+            f"CIs in brackets. {panels}."
+        )
         body += save_figure(scatter_figure(units, rows_of_target), out_dir, slug("scatter", target), caption)
     return Section(title, body, anchor)
 

@@ -20,11 +20,10 @@ def _thin(frame: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
     kept = []
     for group in groups:
         step = max(1, int(np.ceil(len(group) / GAP_DISPLAY_LEVELS)))
-        kept.append(group.iloc[np.unique(np.r_[np.arange(0, len(group), step), len(group) - 1])] if len(group)
-                    else group)
+        kept.append(
+            group.iloc[np.unique(np.r_[np.arange(0, len(group), step), len(group) - 1])] if len(group) else group
+        )
     return pd.concat(kept, ignore_index=True)
-
-
 
 
 def gap_band_label(result: GapResult) -> str:
@@ -45,24 +44,52 @@ def gap_figure(results: list[GapResult]) -> Spec:
     for result in results:
         onset = [Rule(result.onset["train_loss"], "x", "green", (5, 3))] if result.onset is not None else []
         curves = _thin(result.curves, "mode")
-        curve_chart = band_chart(curves, "train_loss", "mode", color_scale=MODE_COLORS, x_log=True, x_reverse=True,
-                                 x_title=x_title, y_title=result.measure, tooltip=[tip("epoch")], rules=onset,
-                                 width=380, height=200,
-                                 title=f"task {result.task}: {result.measure} at comparable training loss")
+        curve_chart = band_chart(
+            curves,
+            "train_loss",
+            "mode",
+            color_scale=MODE_COLORS,
+            x_log=True,
+            x_reverse=True,
+            x_title=x_title,
+            y_title=result.measure,
+            tooltip=[tip("epoch")],
+            rules=onset,
+            width=380,
+            height=200,
+            title=f"task {result.task}: {result.measure} at comparable training loss",
+        )
         table = result.gap
-        gap = table.assign(series="gap = MTL − STL", mean=table["gap"], std=table["se"],
-                           n=int(result.curves["n"].min()), low=table["band_low"], high=table["band_high"])
-        gap_chart = band_chart(_thin(gap), "train_loss",
-                               "series", x_log=True, x_reverse=True, x_title=x_title,
-                               y_title=f"gap in {result.measure}", titles={"mean": "gap", "std": "SE"},
-                               color_scale={"range": ["black"]}, rules=[Rule(0.0), *onset], width=380, height=200,
-                               title=f"task {result.task}: generalization gap ({gap_band_label(result)})")
+        gap = table.assign(
+            series="gap = MTL − STL",
+            mean=table["gap"],
+            std=table["se"],
+            n=int(result.curves["n"].min()),
+            low=table["band_low"],
+            high=table["band_high"],
+        )
+        gap_chart = band_chart(
+            _thin(gap),
+            "train_loss",
+            "series",
+            x_log=True,
+            x_reverse=True,
+            x_title=x_title,
+            y_title=f"gap in {result.measure}",
+            titles={"mean": "gap", "std": "SE"},
+            color_scale={"range": ["black"]},
+            rules=[Rule(0.0), *onset],
+            width=380,
+            height=200,
+            title=f"task {result.task}: generalization gap ({gap_band_label(result)})",
+        )
         rows.append(concat("hconcat", [curve_chart, gap_chart], independent=["color"]))
     return concat("vconcat", rows)
 
 
-def training_curves_figure(runs: pd.DataFrame, tasks: list[str], quantities: list[str],
-                           stats: pd.DataFrame | None = None) -> Spec:
+def training_curves_figure(
+    runs: pd.DataFrame, tasks: list[str], quantities: list[str], stats: pd.DataFrame | None = None
+) -> Spec:
     """Per quantity (rows of panels) and task (panels, wrapped): value vs epoch, STL and MTL mean ±
     std over seeds, with one thin line per run (hover: run, seed, value).  ``stats`` is
     :func:`~mtlens.render.charts.mean_band` of ``runs`` by (quantity, task, mode) over epoch where
@@ -73,8 +100,22 @@ def training_curves_figure(runs: pd.DataFrame, tasks: list[str], quantities: lis
     stats = stats[stats["task"].isin(tasks)]
     stats_by = dict(iter(stats.groupby("quantity", sort=False)))
     runs_by = dict(iter(runs.groupby("quantity", sort=False)))
-    return concat("vconcat", [
-        band_chart(stats_by[q], "epoch", "mode", runs=runs_by[q], facet_by="task",
-                   color_scale=MODE_COLORS, x_title="epoch", y_title=q,
-                   y_log=q.endswith("loss") and bool((runs_by[q]["value"] > 0).all()), title=q)
-        for q in quantities if q in stats_by])
+    return concat(
+        "vconcat",
+        [
+            band_chart(
+                stats_by[q],
+                "epoch",
+                "mode",
+                runs=runs_by[q],
+                facet_by="task",
+                color_scale=MODE_COLORS,
+                x_title="epoch",
+                y_title=q,
+                y_log=q.endswith("loss") and bool((runs_by[q]["value"] > 0).all()),
+                title=q,
+            )
+            for q in quantities
+            if q in stats_by
+        ],
+    )

@@ -14,11 +14,11 @@ from pathlib import Path
 import pandas as pd
 
 from mtlens.probes import per_task_quantities
+from mtlens.quantities import PROBE_PREFIX
 from mtlens.render import Section, by_configuration, per_setting, save_figure, slug
 from mtlens.render.charts import Rule, Spec, band_chart, concat, mean_band, tip
 from mtlens.report.figures import training_curves_figure
 from mtlens.store import RunStore
-from mtlens.quantities import PROBE_PREFIX
 
 MAX_PAIR_PANELS = 12
 """At most this many task pairs get panels in a conflict figure (with more, the most conflicting
@@ -35,10 +35,13 @@ def probes_section(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out
         return []
     per_task = probe_rows[probe_rows["quantity"].isin(per_task_quantities())]
     stl, mtl = per_task[per_task["mode"] == "stl"], per_task[per_task["mode"] == "mtl"]
-    stl_rows, stl_stats = dict(iter(stl.groupby("setting"))), dict(iter(
-        mean_band(stl, ["setting", "quantity", "task", "mode"], "epoch").groupby("setting")))
-    mtl_stats = dict(iter(mean_band(mtl, ["setting", "method", "quantity", "task", "mode"], "epoch")
-                          .groupby(["setting", "method"])))
+    stl_rows, stl_stats = (
+        dict(iter(stl.groupby("setting"))),
+        dict(iter(mean_band(stl, ["setting", "quantity", "task", "mode"], "epoch").groupby("setting"))),
+    )
+    mtl_stats = dict(
+        iter(mean_band(mtl, ["setting", "method", "quantity", "task", "mode"], "epoch").groupby(["setting", "method"]))
+    )
     parts: dict[str, list[str]] = {}
     for (setting, method), mtl_rows in probe_rows[probe_rows["mode"] == "mtl"].groupby(["setting", "method"]):
         task_rows = mtl_rows[mtl_rows["quantity"].isin(per_task_quantities())]
@@ -48,27 +51,42 @@ def probes_section(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out
         if tasks and quantities:
             n_seeds = {mode: frame["seed"].nunique() for mode, frame in pair.groupby("mode")}
             stats = pd.concat([s for s in (stl_stats.get(setting), mtl_stats.get((setting, method))) if s is not None])
-            fig = training_curves_figure(pair, tasks, quantities, stats.drop(columns=["setting", "method"],
-                                                                             errors="ignore"))
-            parts.setdefault(setting, []).append(save_figure(
-                fig, out_dir, slug("probes", setting, method),
-                f"{setting}, method {method}: every per-task probe by epoch, STL (blue) vs MTL (red), mean ± std "
-                f"over seeds ({n_seeds.get('stl', 0)} STL and {n_seeds.get('mtl', 0)} MTL seeds; runs per curve in "
-                f"the tooltip; thin lines: single runs); rows: {', '.join(quantities)}. update_cosine: cosine of the "
-                f"task's probe-sample gradient "
-                f"with the update direction the method applied to the shared parameters at that step (for STL, the "
-                f"task's own batch gradient)."))
+            fig = training_curves_figure(
+                pair, tasks, quantities, stats.drop(columns=["setting", "method"], errors="ignore")
+            )
+            parts.setdefault(setting, []).append(
+                save_figure(
+                    fig,
+                    out_dir,
+                    slug("probes", setting, method),
+                    f"{setting}, method {method}: every per-task probe by epoch, STL (blue) vs MTL (red), mean ± std "
+                    f"over seeds ({n_seeds.get('stl', 0)} STL and {n_seeds.get('mtl', 0)} MTL seeds; runs per curve in "
+                    f"the tooltip; thin lines: single runs); rows: {', '.join(quantities)}. update_cosine: cosine of "
+                    "the "
+                    f"task's probe-sample gradient "
+                    f"with the update direction the method applied to the shared parameters at that step (for STL, the "
+                    f"task's own batch gradient).",
+                )
+            )
         pairs = sorted(t for t in mtl_rows["task"].unique() if "|" in t)
         if pairs:
             shown = conflict_pairs(mtl_rows, pairs)
-            more = (f" The {len(shown)} most conflicting of {len(pairs)} pairs (lowest mean inter-task cosine) are "
-                    f"drawn." if len(shown) < len(pairs) else "")
-            parts.setdefault(setting, []).append(save_figure(
-                conflict_figure(mtl_rows, shown), out_dir, slug("conflict", setting, method),
-                f"{setting}, method {method} (MTL, {mtl_rows['seed'].nunique()} seeds, mean ± std): inter-task "
-                f"gradient cosine on the shared parameters next to each task's intra-task cosines (two halves "
-                f"of a batch; two class groups), magnitude similarity of the task gradients, and per run the "
-                f"fraction of conflicting pairs and the norm of the applied update.{more}"))
+            more = (
+                f" The {len(shown)} most conflicting of {len(pairs)} pairs (lowest mean inter-task cosine) are drawn."
+                if len(shown) < len(pairs)
+                else ""
+            )
+            parts.setdefault(setting, []).append(
+                save_figure(
+                    conflict_figure(mtl_rows, shown),
+                    out_dir,
+                    slug("conflict", setting, method),
+                    f"{setting}, method {method} (MTL, {mtl_rows['seed'].nunique()} seeds, mean ± std): inter-task "
+                    f"gradient cosine on the shared parameters next to each task's intra-task cosines (two halves "
+                    f"of a batch; two class groups), magnitude similarity of the task gradients, and per run the "
+                    f"fraction of conflicting pairs and the norm of the applied update.{more}",
+                )
+            )
     if not parts:
         return []
     return [Section("What did the probes see?", per_setting(parts, "probe figures"), "probes")]
@@ -82,9 +100,11 @@ def conflict_pairs(rows: pd.DataFrame, pairs: list[str]) -> list[str]:
     return sorted(cosine.reindex(pairs).sort_values(na_position="last").index[:MAX_PAIR_PANELS])
 
 
-CONFLICT_SERIES = {"probe/conflict_cosine": "inter-task cosine",
-                   "probe/intra_cosine_subbatch": "{which} task: half vs half",
-                   "probe/intra_cosine_classgroup": "{which} task: class groups"}
+CONFLICT_SERIES = {
+    "probe/conflict_cosine": "inter-task cosine",
+    "probe/intra_cosine_subbatch": "{which} task: half vs half",
+    "probe/intra_cosine_classgroup": "{which} task: class groups",
+}
 
 
 def conflict_figure(rows: pd.DataFrame, pairs: list[str]) -> Spec:
@@ -99,29 +119,60 @@ def conflict_figure(rows: pd.DataFrame, pairs: list[str]) -> Spec:
             for quantity, label in CONFLICT_SERIES.items():
                 if (quantity == "probe/conflict_cosine") == (task == pair):
                     if (task, quantity) in by_series:
-                        frames.append(by_series[task, quantity].assign(pair=pair, series=label.format(which=which),
-                                                                         of=task))
+                        frames.append(
+                            by_series[task, quantity].assign(pair=pair, series=label.format(which=which), of=task)
+                        )
     cosines = pd.concat(frames) if frames else rows.iloc[:0].assign(pair="", series="", of="")
     charts = []
     if len(cosines):
         stats = mean_band(cosines, ["pair", "series", "of"], "epoch")
-        charts.append(band_chart(stats, "epoch", "series", facet_by="pair", x_title="epoch", y_title="cosine",
-                                 tooltip=[tip("of", "nominal")], rules=[Rule(0.0)],
-                                 title="per pair (first|second task): inter- vs intra-task cosine"))
+        charts.append(
+            band_chart(
+                stats,
+                "epoch",
+                "series",
+                facet_by="pair",
+                x_title="epoch",
+                y_title="cosine",
+                tooltip=[tip("of", "nominal")],
+                rules=[Rule(0.0)],
+                title="per pair (first|second task): inter- vs intra-task cosine",
+            )
+        )
     magnitude = rows[rows["task"].isin(pairs) & (rows["quantity"] == "probe/magnitude_similarity")]
     if len(magnitude):
-        stats = mean_band(magnitude.assign(pair=magnitude["task"], series="magnitude similarity"),
-                          ["pair", "series"], "epoch")
-        charts.append(band_chart(stats, "epoch", "series", facet_by="pair", x_title="epoch",
-                                 y_title="magnitude similarity", color_scale={"range": ["black"]}))
+        stats = mean_band(
+            magnitude.assign(pair=magnitude["task"], series="magnitude similarity"), ["pair", "series"], "epoch"
+        )
+        charts.append(
+            band_chart(
+                stats,
+                "epoch",
+                "series",
+                facet_by="pair",
+                x_title="epoch",
+                y_title="magnitude similarity",
+                color_scale={"range": ["black"]},
+            )
+        )
     per_run = []
-    for quantity, label in (("probe/conflict_fraction", "fraction of pairs with cosine < 0"),
-                            ("probe/update_norm", "norm of the applied update")):
+    for quantity, label in (
+        ("probe/conflict_fraction", "fraction of pairs with cosine < 0"),
+        ("probe/update_norm", "norm of the applied update"),
+    ):
         frame = rows[(rows["task"] == "*") & (rows["quantity"] == quantity)]
         if len(frame):
-            per_run.append(band_chart(mean_band(frame.assign(series=label), ["series"], "epoch"), "epoch", "series",
-                                      x_title="epoch", y_title=label, color_scale={"range": ["#d62728"]},
-                                      title=label))
+            per_run.append(
+                band_chart(
+                    mean_band(frame.assign(series=label), ["series"], "epoch"),
+                    "epoch",
+                    "series",
+                    x_title="epoch",
+                    y_title=label,
+                    color_scale={"range": ["#d62728"]},
+                    title=label,
+                )
+            )
     if per_run:
         charts.append(concat("hconcat", per_run, independent=["color"]))
     return concat("vconcat", charts, independent=["color"])

@@ -18,23 +18,24 @@ import json
 import math
 import re
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import pandas as pd
 
 from mtlens.analysis.gap import gap_family, generalization_gap
+from mtlens.analysis.optimization import optimization_effect
+from mtlens.analysis.transfer import delta_m, transfer_table
 from mtlens.errors import ConfigError, MtlensError
 from mtlens.experiments import experiment_sections
-from mtlens.analysis.transfer import delta_m, transfer_table
-from mtlens.report.alignment import elich_sections
-from mtlens.analysis.optimization import optimization_effect
 from mtlens.render import RUN_KEYS, Section, by_configuration, per_setting, save_figure, slug, table_html
 from mtlens.render.charts import STATIC_FORMATS, export_static, mean_band, vega_bundle
+from mtlens.report.alignment import elich_sections
 from mtlens.report.correlations import explanation_sections
 from mtlens.report.figures import gap_figure, training_curves_figure
-from mtlens.report.probes import probes_section
 from mtlens.report.methods import method_weights_section
+from mtlens.report.probes import probes_section
 from mtlens.store import RunStore
 
 GAP_MEASURES = ("val/loss", "val/error")
@@ -42,13 +43,22 @@ GAP_MEASURES = ("val/loss", "val/error")
 SectionBuilder = Callable[[RunStore, pd.DataFrame, pd.DataFrame, Path], list[Section]]
 """``(store, runs index, trajectory rows, out_dir) -> sections`` for extra analyses."""
 
-DEFAULT_SECTIONS: list[SectionBuilder] = [probes_section, method_weights_section, explanation_sections,
-                                           elich_sections, experiment_sections]
+DEFAULT_SECTIONS: list[SectionBuilder] = [
+    probes_section,
+    method_weights_section,
+    explanation_sections,
+    elich_sections,
+    experiment_sections,
+]
 """Builders whose sections every report has after the built-in ones (each renders only what its data allows)."""
 
 
-def select_runs(store: RunStore, settings: Sequence[str] = (), methods: Sequence[str] = (),
-                where: dict[str, Sequence[Any]] | None = None) -> pd.DataFrame:
+def select_runs(
+    store: RunStore,
+    settings: Sequence[str] = (),
+    methods: Sequence[str] = (),
+    where: dict[str, Sequence[Any]] | None = None,
+) -> pd.DataFrame:
     """The store's index restricted to ``settings`` and MTL ``methods`` (STL runs always kept), and to
     runs whose index column ``key`` holds one of the values ``where[key]`` (compared as text)."""
     index = store.runs()
@@ -60,8 +70,10 @@ def select_runs(store: RunStore, settings: Sequence[str] = (), methods: Sequence
         matched = _matches(index[key], key, values)
         if not matched.any():
             present = sorted(index[key].astype(str).unique())
-            raise ConfigError(f"--where {key}: no runs have {' or '.join(map(str, values))}; values present: "
-                              f"{', '.join(present[:20])}{' ...' if len(present) > 20 else ''}")
+            raise ConfigError(
+                f"--where {key}: no runs have {' or '.join(map(str, values))}; values present: "
+                f"{', '.join(present[:20])}{' ...' if len(present) > 20 else ''}"
+            )
         index = index[matched]
     if settings:
         index = index[index["setting"].isin(settings)]
@@ -94,42 +106,62 @@ def _matches(column: pd.Series, key: str, values: Sequence[Any]) -> pd.Series:
     return column.astype(str).isin([str(v) for v in values])
 
 
-def overview_section(index: pd.DataFrame, configured: pd.DataFrame, out_dir: Path,
-                     analysed_ids: Sequence[str] | None = None) -> Section:
+def overview_section(
+    index: pd.DataFrame, configured: pd.DataFrame, out_dir: Path, analysed_ids: Sequence[str] | None = None
+) -> Section:
     """Run counts per configuration and the runs left out of the analyses (all runs of ``index`` but
     ``analysed_ids``, default: none left out); ``configured`` holds the rows with :func:`by_configuration`'s
     setting names."""
     if analysed_ids is None:
         analysed_ids = index["run_id"].tolist()
     names = configured.groupby("run_id")["setting"].first()
-    counts = (index.assign(setting=index["run_id"].map(names).fillna(index["setting"]))
-              .groupby(["setting", "mode", "method", "state"]).size().rename("runs").reset_index())
+    counts = (
+        index.assign(setting=index["run_id"].map(names).fillna(index["setting"]))
+        .groupby(["setting", "mode", "method", "state"])
+        .size()
+        .rename("runs")
+        .reset_index()
+    )
     body = table_html(counts, out_dir, "runs", "Runs in this report by setting, mode, method and state.")
     if counts["setting"].str.contains(" [", regex=False).any():
-        body += ("<p>The runs differ in their training configuration, so every comparison below is made "
-                 "within one configuration (shown as <code>setting [key=value ...]</code>): an MTL run is "
-                 "compared only with STL runs trained the same way, and runs of different configurations "
-                 "are never pooled as seeds. Use <code>mtlens report --where KEY=VALUE</code> to restrict "
-                 "the report to some of them.</p>")
+        body += (
+            "<p>The runs differ in their training configuration, so every comparison below is made "
+            "within one configuration (shown as <code>setting [key=value ...]</code>): an MTL run is "
+            "compared only with STL runs trained the same way, and runs of different configurations "
+            "are never pooled as seeds. Use <code>mtlens report --where KEY=VALUE</code> to restrict "
+            "the report to some of them.</p>"
+        )
     mismatched = mismatched_recorded_runs(index)
     if len(mismatched):
-        body += table_html(mismatched, out_dir, "mismatched_recorded_runs",
-                           "Recorded runs (your own training loop) of one setting whose configurations differ in more "
-                           "than the task set: STL and MTL runs are paired only when init, data order, steps and "
-                           "optimizer agree, so these are compared only within their own configuration, shown as "
-                           "<code>setting [key=value ...]</code> below.")
+        body += table_html(
+            mismatched,
+            out_dir,
+            "mismatched_recorded_runs",
+            "Recorded runs (your own training loop) of one setting whose configurations differ in more "
+            "than the task set: STL and MTL runs are paired only when init, data order, steps and "
+            "optimizer agree, so these are compared only within their own configuration, shown as "
+            "<code>setting [key=value ...]</code> below.",
+        )
     left_out = index[~index["run_id"].isin(analysed_ids)]
     if len(left_out):
-        body += table_html(left_out[["run_id", "state", "last_step", "message"]], out_dir, "left_out_runs",
-                           "Runs left out of every analysis below: only finished runs are analysed (rerun the "
-                           "study to finish interrupted, failed and damaged runs; `mtlens report "
-                           "--include-unfinished` analyses the rows that running, interrupted and failed runs have "
-                           "recorded so far). Diverged runs are never analysed.")
+        body += table_html(
+            left_out[["run_id", "state", "last_step", "message"]],
+            out_dir,
+            "left_out_runs",
+            "Runs left out of every analysis below: only finished runs are analysed (rerun the "
+            "study to finish interrupted, failed and damaged runs; `mtlens report "
+            "--include-unfinished` analyses the rows that running, interrupted and failed runs have "
+            "recorded so far). Diverged runs are never analysed.",
+        )
     unfinished = index[index["run_id"].isin(analysed_ids) & (index["state"] != "finished")]
     if len(unfinished):
-        body += table_html(unfinished[["run_id", "state", "last_step"]], out_dir, "unfinished_runs",
-                           "Unfinished runs analysed at the user's request (--include-unfinished): every "
-                           "number below includes the rows they recorded so far.")
+        body += table_html(
+            unfinished[["run_id", "state", "last_step"]],
+            out_dir,
+            "unfinished_runs",
+            "Unfinished runs analysed at the user's request (--include-unfinished): every "
+            "number below includes the rows they recorded so far.",
+        )
     return Section("Overview", body, "overview")
 
 
@@ -142,10 +174,17 @@ def mismatched_recorded_runs(index: pd.DataFrame) -> pd.DataFrame:
     recorded = index[index["source"] == "recorder"]
     records = []
     for setting, runs in recorded.groupby("setting"):
-        keys = [c for c in runs.columns if c not in RUN_KEYS | {"source"}
-                and runs[c].astype(str).nunique() > 1]
-        records += [{"setting": setting, "run_id": row["run_id"], "mode": row["mode"],
-                     "differs": " ".join(f"{k}={row[k]}" for k in keys)} for _, row in runs.iterrows() if keys]
+        keys = [c for c in runs.columns if c not in RUN_KEYS | {"source"} and runs[c].astype(str).nunique() > 1]
+        records += [
+            {
+                "setting": setting,
+                "run_id": row["run_id"],
+                "mode": row["mode"],
+                "differs": " ".join(f"{k}={row[k]}" for k in keys),
+            }
+            for _, row in runs.iterrows()
+            if keys
+        ]
     return pd.DataFrame.from_records(records)
 
 
@@ -154,7 +193,9 @@ def transfer_section(table: pd.DataFrame, out_dir: Path, alpha: float) -> Sectio
     if table.empty:
         return Section("Transfer", "<p>No task has both STL and MTL runs yet.</p>", "transfer")
     body = table_html(
-        table, out_dir, "transfer",
+        table,
+        out_dir,
+        "transfer",
         f"Test performance at the validation-selected checkpoint, mean and std over the seeds the test used. "
         f"delta = MTL − STL (mean of the per-seed differences when design = paired: STL and MTL of one seed "
         f"share initialization and batch order; unpaired, label-permutation Welch test, only where seeds do "
@@ -162,9 +203,11 @@ def transfer_section(table: pd.DataFrame, out_dir: Path, alpha: float) -> Sectio
         f"or d; p_value: exact sign-flip t test (paired); p_adjusted: Benjamini–Hochberg over this table; "
         f"min_p: the smallest p-value the seeds allow (2/2^n paired: 3 seeds cannot go below 0.25); "
         f"min_detectable: the difference detected with 80% power; verdict only where p_adjusted ≤ {alpha:g}. "
-        f"relative_pct > 0 means MTL is better. See docs/statistics.md.")
-    body += table_html(delta_m(table), out_dir, "delta_m",
-                       "delta_m: mean relative improvement of MTL over STL across tasks (%).")
+        f"relative_pct > 0 means MTL is better. See docs/statistics.md.",
+    )
+    body += table_html(
+        delta_m(table), out_dir, "delta_m", "delta_m: mean relative improvement of MTL over STL across tasks (%)."
+    )
     return Section("Did MTL help each task?", body, "transfer")
 
 
@@ -192,19 +235,26 @@ def gap_section(rows: pd.DataFrame, out_dir: Path, alpha: float) -> tuple[Sectio
     for (setting, method, task), frame in table.groupby(["setting", "method", "task"], sort=False):
         task_results = [results[i] for i in frame.index]
         first = frame.iloc[0]
-        caption = (f"{setting}, method {method}, task {task}: validation measures against training loss "
-                   f"(mean ± std over {first['n_stl']} STL and {first['n_mtl']} MTL runs) and the gap MTL − STL "
-                   f"({first['design']}) with its simultaneous band over all training-loss levels at per-test "
-                   f"level {level:.3g}; dashed: onset of a persistent gap (only where the test supports one).")
+        caption = (
+            f"{setting}, method {method}, task {task}: validation measures against training loss "
+            f"(mean ± std over {first['n_stl']} STL and {first['n_mtl']} MTL runs) and the gap MTL − STL "
+            f"({first['design']}) with its simultaneous band over all training-loss levels at per-test "
+            f"level {level:.3g}; dashed: onset of a persistent gap (only where the test supports one)."
+        )
         figures.setdefault(setting, []).append(
-            save_figure(gap_figure(task_results), out_dir, slug("gap", setting, method, task), caption))
+            save_figure(gap_figure(task_results), out_dir, slug("gap", setting, method, task), caption)
+        )
     note = ""
     if (table["min_p"] > level).any():
-        note = (f"<p>{int((table['min_p'] > level).sum())} of {len(table)} comparisons have too few seeds for any "
-                f"p-value to reach the level {level:.3g} (min_p: 2/2^n for n paired seeds; 6 pairs are the fewest "
-                f"that can reach 5%): no onset can be shown there, whatever the curves look like.</p>")
+        note = (
+            f"<p>{int((table['min_p'] > level).sum())} of {len(table)} comparisons have too few seeds for any "
+            f"p-value to reach the level {level:.3g} (min_p: 2/2^n for n paired seeds; 6 pairs are the fewest "
+            f"that can reach 5%): no onset can be shown there, whatever the curves look like.</p>"
+        )
     body = note + table_html(
-        table, out_dir, "gap_onset",
+        table,
+        out_dir,
+        "gap_onset",
         f"The generalization gap MTL − STL at equal training loss. design: paired (per-seed differences, exact "
         f"sign-flip max-|t| test over all {len(results[0].levels)} loss levels) or unpaired (label permutation); "
         f"p_any: a gap at some level; p_persistent: a gap from some level to the lowest common training loss; "
@@ -212,7 +262,8 @@ def gap_section(rows: pd.DataFrame, out_dir: Path, alpha: float) -> tuple[Sectio
         f"bands and onsets (BH's rejection level, so an onset is shown iff its persistent gap is a discovery); "
         f"onset: first level from which the simultaneous band excludes 0 to the end; final_*: the gap at the "
         f"lowest common training loss with its band, Cohen's d_z and the gap detectable with 80% power. "
-        f"Negative gaps in loss/error mean MTL generalizes better. See docs/statistics.md.")
+        f"Negative gaps in loss/error mean MTL generalizes better. See docs/statistics.md.",
+    )
     return Section(title, body + per_setting(figures, "gap figures"), "gap"), table
 
 
@@ -222,12 +273,16 @@ TRAINING_QUANTITIES = ("train/loss", "val/loss", "val/error")
 def training_section(rows: pd.DataFrame, out_dir: Path) -> Section:
     """Training curves per (setting, method): STL and MTL mean ± std over seeds and each run, by epoch.
     Means are aggregated once for the whole section (STL runs once per setting, shared by its methods)."""
-    rows = rows[rows["quantity"].isin(TRAINING_QUANTITIES) & ~rows["task"].str.contains("|", regex=False)
-                & (rows["task"] != "*")]
+    rows = rows[
+        rows["quantity"].isin(TRAINING_QUANTITIES)
+        & ~rows["task"].str.contains("|", regex=False)
+        & (rows["task"] != "*")
+    ]
     stl, mtl = rows[rows["mode"] == "stl"], rows[rows["mode"] == "mtl"]
     stl_stats = dict(iter(mean_band(stl, ["setting", "quantity", "task", "mode"], "epoch").groupby("setting")))
-    mtl_stats = dict(iter(mean_band(mtl, ["setting", "method", "quantity", "task", "mode"], "epoch")
-                          .groupby(["setting", "method"])))
+    mtl_stats = dict(
+        iter(mean_band(mtl, ["setting", "method", "quantity", "task", "mode"], "epoch").groupby(["setting", "method"]))
+    )
     stl_rows = dict(iter(stl.groupby("setting")))
     figures: dict[str, list[str]] = {}
     unpaired = []
@@ -236,19 +291,27 @@ def training_section(rows: pd.DataFrame, out_dir: Path) -> Section:
             unpaired.append(f"{setting}, method {method}")
             continue
         pair = pd.concat([stl_rows[setting], mtl_rows])
-        stats = pd.concat([stl_stats[setting], mtl_stats[(setting, method)]]).drop(columns=["setting", "method"],
-                                                                                     errors="ignore")
+        stats = pd.concat([stl_stats[setting], mtl_stats[(setting, method)]]).drop(
+            columns=["setting", "method"], errors="ignore"
+        )
         tasks = sorted(mtl_rows["task"].unique())
         fig = training_curves_figure(pair, tasks, list(TRAINING_QUANTITIES), stats)
-        figures.setdefault(setting, []).append(save_figure(
-            fig, out_dir, slug("training", setting, method),
-            f"{setting}, method {method}: training loss (fixed training subset), validation loss and error by "
-            f"epoch, mean ± std over seeds ({pair['run_id'].nunique()} runs, {pair['seed'].nunique()} seeds; n per "
-            f"curve in the tooltip; thin lines: single runs)."))
+        figures.setdefault(setting, []).append(
+            save_figure(
+                fig,
+                out_dir,
+                slug("training", setting, method),
+                f"{setting}, method {method}: training loss (fixed training subset), validation loss and error by "
+                f"epoch, mean ± std over seeds ({pair['run_id'].nunique()} runs, {pair['seed'].nunique()} seeds; n per "
+                f"curve in the tooltip; thin lines: single runs).",
+            )
+        )
     body = per_setting(figures, "training-curve figures")
     if unpaired:
-        body += (f"<p>MTL runs without STL runs of the same configuration (not drawn here): "
-                 f"{html.escape('; '.join(unpaired))}.</p>")
+        body += (
+            f"<p>MTL runs without STL runs of the same configuration (not drawn here): "
+            f"{html.escape('; '.join(unpaired))}.</p>"
+        )
     return Section("How did optimization differ?", body or "<p>No MTL runs.</p>", "training")
 
 
@@ -257,14 +320,18 @@ def summary_section(transfer: pd.DataFrame, onsets: pd.DataFrame, rows: pd.DataF
     table = study_summary(transfer, onsets, rows)
     if table.empty:
         return Section("Summary", "<p>No setting has both STL and MTL runs yet: see the overview.</p>", "summary")
-    body = table_html(table, out_dir, "summary",
-                      "Per setting and MTL method: delta_m (mean relative improvement over tasks, %), tasks where "
-                      "MTL is better / worse (the transfer table's verdict: Benjamini–Hochberg adjusted p within "
-                      "the FDR) out of the tasks compared, the gap verdict (tasks by the direction of their "
-                      "persistent validation-loss gap, shown only where the test supports one, see 'When did the "
-                      "gap open?'), and two factors: the mean training-loss log-ratio MTL/STL at equal steps "
-                      "(< 0: MTL optimized faster) and the mean inter-task gradient cosine (< 0: conflict). "
-                      "Details per setting follow in the sections below.")
+    body = table_html(
+        table,
+        out_dir,
+        "summary",
+        "Per setting and MTL method: delta_m (mean relative improvement over tasks, %), tasks where "
+        "MTL is better / worse (the transfer table's verdict: Benjamini–Hochberg adjusted p within "
+        "the FDR) out of the tasks compared, the gap verdict (tasks by the direction of their "
+        "persistent validation-loss gap, shown only where the test supports one, see 'When did the "
+        "gap open?'), and two factors: the mean training-loss log-ratio MTL/STL at equal steps "
+        "(< 0: MTL optimized faster) and the mean inter-task gradient cosine (< 0: conflict). "
+        "Details per setting follow in the sections below.",
+    )
     return Section("Summary", body, "summary")
 
 
@@ -275,31 +342,55 @@ def study_summary(transfer: pd.DataFrame, onsets: pd.DataFrame, rows: pd.DataFra
     and seeds of the mean log(L_MTL / L_STL) at equal steps) and ``conflict_cosine`` (mean of probe/conflict_cosine)."""
     if transfer.empty:
         return pd.DataFrame()
-    table = (transfer.assign(better=transfer["verdict"] == "MTL better", worse=transfer["verdict"] == "MTL worse")
-             .groupby(["setting", "method"], as_index=False)
-             .agg(tasks=("task", "nunique"), delta_m_pct=("relative_pct", "mean"), better=("better", "sum"),
-                  worse=("worse", "sum")))
+    table = (
+        transfer.assign(better=transfer["verdict"] == "MTL better", worse=transfer["verdict"] == "MTL worse")
+        .groupby(["setting", "method"], as_index=False)
+        .agg(
+            tasks=("task", "nunique"),
+            delta_m_pct=("relative_pct", "mean"),
+            better=("better", "sum"),
+            worse=("worse", "sum"),
+        )
+    )
     if not onsets.empty:
         loss = onsets[onsets["measure"] == GAP_MEASURES[0]]
-        verdict = (loss.groupby(["setting", "method"])["direction"]
-                   .agg(lambda d: ", ".join(f"{n} {k}" for k, n in d.value_counts().sort_index().items()))
-                   .rename("gap_verdict").reset_index())
+        verdict = (
+            loss.groupby(["setting", "method"])["direction"]
+            .agg(lambda d: ", ".join(f"{n} {k}" for k, n in d.value_counts().sort_index().items()))
+            .rename("gap_verdict")
+            .reset_index()
+        )
         table = table.merge(verdict, on=["setting", "method"], how="left")
     effect = optimization_effect(rows)
     if not effect.empty:
-        table = table.merge(effect.groupby(["setting", "method"], as_index=False)["log_ratio_mean"].mean(),
-                            on=["setting", "method"], how="left")
+        table = table.merge(
+            effect.groupby(["setting", "method"], as_index=False)["log_ratio_mean"].mean(),
+            on=["setting", "method"],
+            how="left",
+        )
     conflict = rows[(rows["mode"] == "mtl") & (rows["quantity"] == "probe/conflict_cosine")]
     if len(conflict):
-        table = table.merge(conflict.groupby(["setting", "method"], as_index=False)["value"].mean()
-                            .rename(columns={"value": "conflict_cosine"}), on=["setting", "method"], how="left")
+        table = table.merge(
+            conflict.groupby(["setting", "method"], as_index=False)["value"]
+            .mean()
+            .rename(columns={"value": "conflict_cosine"}),
+            on=["setting", "method"],
+            how="left",
+        )
     return table
 
 
-def write_report(store: RunStore, out_dir: str | Path, settings: Sequence[str] = (), methods: Sequence[str] = (),
-                 alpha: float = 0.05, extra_sections: Sequence[SectionBuilder] = (),
-                 where: dict[str, Sequence[Any]] | None = None, include_unfinished: bool = False,
-                 formats: Sequence[str] = ()) -> Path:
+def write_report(
+    store: RunStore,
+    out_dir: str | Path,
+    settings: Sequence[str] = (),
+    methods: Sequence[str] = (),
+    alpha: float = 0.05,
+    extra_sections: Sequence[SectionBuilder] = (),
+    where: dict[str, Sequence[Any]] | None = None,
+    include_unfinished: bool = False,
+    formats: Sequence[str] = (),
+) -> Path:
     """Write ``out_dir/report.html`` (self-contained, interactive figures), ``tables/`` (CSV) and
     ``figures/`` (each figure's Vega-Lite spec, plus static copies in ``formats``, e.g. ``("png",
     "pdf")``); return the HTML path.
@@ -308,8 +399,9 @@ def write_report(store: RunStore, out_dir: str | Path, settings: Sequence[str] =
     ``alpha`` is the false discovery rate of each family of tests (docs/statistics.md)."""
     unknown = sorted(set(formats) - set(STATIC_FORMATS))
     if unknown:
-        raise ConfigError(f"--formats: unknown figure format(s) {', '.join(unknown)}; valid: "
-                          f"{', '.join(STATIC_FORMATS)}")
+        raise ConfigError(
+            f"--formats: unknown figure format(s) {', '.join(unknown)}; valid: {', '.join(STATIC_FORMATS)}"
+        )
     out_dir = Path(out_dir)
     selection = f"settings={list(settings)} methods={list(methods)}{f' where={where}' if where else ''}"
     index = select_runs(store, settings, methods, where)
@@ -317,21 +409,28 @@ def write_report(store: RunStore, out_dir: str | Path, settings: Sequence[str] =
         raise MtlensError(f"no runs in {store.root} match {selection}")
     analysed, left_out = analysed_runs(index, include_unfinished)
     if analysed.empty:
-        raise MtlensError(f"no finished runs in {store.root} match {selection}; left out: "
-                          + ", ".join(f"{r.run_id} ({r.state})" for r in left_out.itertuples()))
+        raise MtlensError(
+            f"no finished runs in {store.root} match {selection}; left out: "
+            + ", ".join(f"{r.run_id} ({r.state})" for r in left_out.itertuples())
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = store.trajectories(analysed["run_id"].tolist())
     configured, task_info = by_configuration(analysed, rows, store.task_info())
     transfer = transfer_table(configured, task_info, alpha=alpha)
     gap, gaps = gap_section(configured, out_dir, alpha)
-    sections = [summary_section(transfer, gaps, configured, out_dir),
-                overview_section(index, configured, out_dir, analysed["run_id"].tolist()),
-                transfer_section(transfer, out_dir, alpha), gap, training_section(configured, out_dir)]
+    sections = [
+        summary_section(transfer, gaps, configured, out_dir),
+        overview_section(index, configured, out_dir, analysed["run_id"].tolist()),
+        transfer_section(transfer, out_dir, alpha),
+        gap,
+        training_section(configured, out_dir),
+    ]
     for build in (*DEFAULT_SECTIONS, *extra_sections):
         sections += build(store, analysed, rows, out_dir)
     path = out_dir / "report.html"
-    path.write_text(render_html(sections, f"mtlens report — {', '.join(sorted(index['setting'].unique()))}"),
-                    encoding="utf-8")
+    path.write_text(
+        render_html(sections, f"mtlens report — {', '.join(sorted(index['setting'].unique()))}"), encoding="utf-8"
+    )
     if formats:
         export_figures(out_dir, sections, formats)
     return path
@@ -399,15 +498,20 @@ console.error=function(){window.mtlensErrors++;return log.apply(console,argument
 def render_html(sections: Sequence[Section], title: str) -> str:
     """A standalone HTML page: a table of contents, the sections in order, and the Vega-Embed
     JavaScript inlined once (no network needed) with :data:`PAGE_SCRIPT`."""
-    nav = "".join(f'<a href="#{html.escape(s.anchor or str(i))}">{html.escape(s.title)}</a>'
-                  for i, s in enumerate(sections))
-    body = "".join(f'<section id="{html.escape(s.anchor or str(i))}"><h2>{html.escape(s.title)}</h2>{s.body}</section>'
-                   for i, s in enumerate(sections))
+    nav = "".join(
+        f'<a href="#{html.escape(s.anchor or str(i))}">{html.escape(s.title)}</a>' for i, s in enumerate(sections)
+    )
+    body = "".join(
+        f'<section id="{html.escape(s.anchor or str(i))}"><h2>{html.escape(s.title)}</h2>{s.body}</section>'
+        for i, s in enumerate(sections)
+    )
     generated = time.strftime("%Y-%m-%d %H:%M:%S")
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-            f"<meta name='viewport' content='width=device-width,initial-scale=1'><title>{html.escape(title)}</title>"
-            f"<style>{CSS}</style><script>{ERROR_COUNTER}</script><script>{vega_bundle()}</script></head>"
-            f"<body><h1>{html.escape(title)}</h1>"
-            f"<p>Generated {generated}. Figures: hover for values, click a legend entry to show only that series "
-            f"(shift-click for several), scroll to zoom, drag to pan, double-click to reset.</p>"
-            f"<nav>{nav}</nav>{body}<script>{PAGE_SCRIPT}</script></body></html>")
+    return (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<meta name='viewport' content='width=device-width,initial-scale=1'><title>{html.escape(title)}</title>"
+        f"<style>{CSS}</style><script>{ERROR_COUNTER}</script><script>{vega_bundle()}</script></head>"
+        f"<body><h1>{html.escape(title)}</h1>"
+        f"<p>Generated {generated}. Figures: hover for values, click a legend entry to show only that series "
+        f"(shift-click for several), scroll to zoom, drag to pan, double-click to reset.</p>"
+        f"<nav>{nav}</nav>{body}<script>{PAGE_SCRIPT}</script></body></html>"
+    )

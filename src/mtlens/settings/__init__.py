@@ -4,9 +4,9 @@ A setting factory is any callable ``(**options) -> Setting``; register your own 
 
     from mtlens.settings import register_setting
 
+
     @register_setting("my_setting")
-    def my_setting(n_train: int = 1000) -> Setting:
-        ...
+    def my_setting(n_train: int = 1000) -> Setting: ...
 
 Configs then say ``setting: my_setting`` and ``setting_options: {n_train: 500}``.
 Unknown names and unknown options fail with a message listing the valid choices; option values
@@ -15,7 +15,8 @@ are checked against the factory's annotations (``n_train: PositiveInt`` refuses 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from mtlens.registry import Registry
 from mtlens.settings.base import Defaults, Setting, Split, TaskData, random_partition, tensor_split
@@ -24,9 +25,15 @@ SettingFactory = Callable[..., Setting]
 
 SETTINGS: Registry[SettingFactory] = Registry(
     "setting",
-    builtins=("mtlens.settings.embedded", "mtlens.settings.celeba", "mtlens.settings.cifar100",
-              "mtlens.settings.fashion_mtl", "mtlens.settings.mnists", "mtlens.settings.cityscapes",
-              "mtlens.settings.glue"),
+    builtins=(
+        "mtlens.settings.embedded",
+        "mtlens.settings.celeba",
+        "mtlens.settings.cifar100",
+        "mtlens.settings.fashion_mtl",
+        "mtlens.settings.mnists",
+        "mtlens.settings.cityscapes",
+        "mtlens.settings.glue",
+    ),
 )
 """Every setting factory by name; its options are the factory's keyword parameters."""
 

@@ -14,8 +14,9 @@ reader of image files works the same way.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Callable, Literal, Mapping, Protocol, Sequence
+from typing import Annotated, Literal, Protocol
 
 import torch
 from pydantic import Field

@@ -31,9 +31,9 @@ from mtlens.data.images import (
     read_celeba_partition,
 )
 from mtlens.data.registry import require_dataset
+from mtlens.models.encoders import ResNet18Encoder
 from mtlens.settings import register_setting
 from mtlens.settings.base import Defaults, Setting, Split, TaskData
-from mtlens.models.encoders import ResNet18Encoder
 from mtlens.tasks import binary_task
 
 
@@ -47,12 +47,14 @@ def celeba(image_size: Annotated[int, Field(ge=8)] = 64, width: PositiveInt = 64
     splits = {}
     for split, code in CELEBA_PARTITIONS.items():
         rows = (part == code).nonzero().squeeze(1)
-        images = decoded_image_cache(LazyImageFolder(root / "img_align_celeba", [files[i] for i in rows.tolist()],
-                                                     image_size), root / "decoded")
+        images = decoded_image_cache(
+            LazyImageFolder(root / "img_align_celeba", [files[i] for i in rows.tolist()], image_size), root / "decoded"
+        )
         splits[split] = (images, attributes[rows])
     data = {
-        name: TaskData("celeba", **{split: Split(images, labels[:, j].contiguous())
-                                    for split, (images, labels) in splits.items()})
+        name: TaskData(
+            "celeba", **{split: Split(images, labels[:, j].contiguous()) for split, (images, labels) in splits.items()}
+        )
         for j, name in enumerate(names)
     }
     return Setting(
@@ -62,7 +64,9 @@ def celeba(image_size: Annotated[int, Field(ge=8)] = 64, width: PositiveInt = 64
         encoder=lambda: ResNet18Encoder(3, width),
         feature_dim=8 * width,
         defaults=Defaults(lr=1e-3, batch_size=256, epochs=15),
-        description=(f"CelebA: {len(names)} binary attributes of the same images at {image_size}x{image_size}, "
-                     f"official partition ({len(splits['train'][0])}/{len(splits['val'][0])}/"
-                     f"{len(splits['test'][0])})."),
+        description=(
+            f"CelebA: {len(names)} binary attributes of the same images at {image_size}x{image_size}, "
+            f"official partition ({len(splits['train'][0])}/{len(splits['val'][0])}/"
+            f"{len(splits['test'][0])})."
+        ),
     )

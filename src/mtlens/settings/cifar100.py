@@ -25,17 +25,22 @@ from pydantic import PositiveInt
 from torch import Tensor
 
 from mtlens.data.images import load_cifar100
-from mtlens.data.views import unit_interval_images
 from mtlens.data.registry import require_dataset
+from mtlens.data.views import unit_interval_images
+from mtlens.models.encoders import cifar_cnn
 from mtlens.settings import register_setting
 from mtlens.settings.base import Defaults, Setting, Split, TaskData, random_partition
 from mtlens.settings.embedded import DATA_SEED
-from mtlens.models.encoders import cifar_cnn
 from mtlens.tasks import classification_task
 
 
-def cifar100_partition(fine_labels: Tensor, classes: list[int], n_train_per_class: int = 400,
-                       n_val_per_class: int = 100, seed: int = DATA_SEED) -> tuple[Tensor, Tensor]:
+def cifar100_partition(
+    fine_labels: Tensor,
+    classes: list[int],
+    n_train_per_class: int = 400,
+    n_val_per_class: int = 100,
+    seed: int = DATA_SEED,
+) -> tuple[Tensor, Tensor]:
     """Row indices ``(train, val)`` into the train batch: per fine class in ``classes``, a seeded
     random ``n_train_per_class`` for training and a disjoint ``n_val_per_class`` for validation."""
     train, val = [], []
@@ -54,8 +59,9 @@ def _task_split(images: Tensor, fine: Tensor, rows: Tensor, classes: list[int]) 
 
 
 @register_setting("cifar100")
-def cifar100(n_train_per_class: PositiveInt = 400, n_val_per_class: PositiveInt = 100,
-             width: PositiveInt = 32) -> Setting:
+def cifar100(
+    n_train_per_class: PositiveInt = 400, n_val_per_class: PositiveInt = 100, width: PositiveInt = 32
+) -> Setting:
     """CIFAR-100: 20 superclass tasks, 5-way over fine classes; 2,000/500/500 per task."""
     raw = load_cifar100(require_dataset("cifar100"))
     train_x, train_fine, _ = raw["train"]
@@ -79,6 +85,8 @@ def cifar100(n_train_per_class: PositiveInt = 400, n_val_per_class: PositiveInt 
         encoder=lambda: cifar_cnn(widths=(width, 2 * width, 4 * width), feature_dim=8 * width),
         feature_dim=8 * width,
         defaults=Defaults(lr=1e-3, batch_size=64, epochs=40),
-        description=(f"CIFAR-100: 20 tasks, one per superclass, 5-way over its fine classes; "
-                     f"{n_train_per_class}/{n_val_per_class} train/val images per fine class, official test images."),
+        description=(
+            f"CIFAR-100: 20 tasks, one per superclass, 5-way over its fine classes; "
+            f"{n_train_per_class}/{n_val_per_class} train/val images per fine class, official test images."
+        ),
     )

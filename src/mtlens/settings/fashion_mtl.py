@@ -24,9 +24,9 @@ from pydantic import PositiveInt
 from torch import Tensor, nn
 
 from mtlens.data.images import idx_dataset
+from mtlens.models.encoders import conv_encoder
 from mtlens.settings import register_setting
 from mtlens.settings.base import Defaults, PairVariant, Setting, Split, TaskData, random_partition
-from mtlens.models.encoders import conv_encoder
 from mtlens.settings.embedded import DATA_SEED, LABEL_PERMUTATION
 from mtlens.tasks import classification_task
 
@@ -42,8 +42,14 @@ def small_image_encoder() -> nn.Module:
     return conv_encoder(1, 28, widths=(32, 64), feature_dim=FEATURE_DIM)
 
 
-def fashion_mtl_partition(n_train_file: int, n_test_file: int, n_train: int = 25_000, n_val: int = 5_000,
-                          n_test: int = 5_000, seed: int = DATA_SEED) -> dict[str, dict[str, Tensor]]:
+def fashion_mtl_partition(
+    n_train_file: int,
+    n_test_file: int,
+    n_train: int = 25_000,
+    n_val: int = 5_000,
+    n_test: int = 5_000,
+    seed: int = DATA_SEED,
+) -> dict[str, dict[str, Tensor]]:
     """Row indices ``{task: {"train", "val" (into the train file), "test" (into the test file)}}``.
 
     The train file is cut into ``[n_train (a), n_train (b), n_val (a), n_val (b)]`` after
@@ -51,13 +57,19 @@ def fashion_mtl_partition(n_train_file: int, n_test_file: int, n_train: int = 25
     """
     train_a, train_b, val_a, val_b = random_partition(n_train_file, [n_train, n_train, n_val, n_val], seed)
     test_a, test_b = random_partition(n_test_file, [n_test, n_test], seed)
-    return {"a": {"train": train_a, "val": val_a, "test": test_a},
-            "b": {"train": train_b, "val": val_b, "test": test_b}}
+    return {
+        "a": {"train": train_a, "val": val_a, "test": test_a},
+        "b": {"train": train_b, "val": val_b, "test": test_b},
+    }
 
 
 @register_setting("fashion_mtl")
-def fashion_mtl(variant: PairVariant = "permuted", n_train: PositiveInt = 25_000, n_val: PositiveInt = 5_000,
-                n_test: PositiveInt = 5_000) -> Setting:
+def fashion_mtl(
+    variant: PairVariant = "permuted",
+    n_train: PositiveInt = 25_000,
+    n_val: PositiveInt = 5_000,
+    n_test: PositiveInt = 5_000,
+) -> Setting:
     """Fashion MTL: two 10-way Fashion-MNIST tasks on disjoint halves (25,000/5,000/5,000 each)."""
     raw = idx_dataset("fashion_mnist")
     (train_x, train_y), (test_x, test_y) = raw["train"], raw["test"]
@@ -66,9 +78,14 @@ def fashion_mtl(variant: PairVariant = "permuted", n_train: PositiveInt = 25_000
     data = {}
     for task in TASKS:
         relabel = (lambda y: permutation[y]) if task == "b" and variant == "permuted" else (lambda y: y)
-        splits = {split: Split(x[rows[task][split]], relabel(y[rows[task][split]]))
-                  for split, (x, y) in (("train", (train_x, train_y)), ("val", (train_x, train_y)),
-                                        ("test", (test_x, test_y)))}
+        splits = {
+            split: Split(x[rows[task][split]], relabel(y[rows[task][split]]))
+            for split, (x, y) in (
+                ("train", (train_x, train_y)),
+                ("val", (train_x, train_y)),
+                ("test", (test_x, test_y)),
+            )
+        }
         data[task] = TaskData(f"fashion_mtl/{task}", **splits)
     return Setting(
         name="fashion_mtl",
@@ -77,6 +94,8 @@ def fashion_mtl(variant: PairVariant = "permuted", n_train: PositiveInt = 25_000
         encoder=small_image_encoder,
         feature_dim=FEATURE_DIM,
         defaults=DEFAULTS,
-        description=(f"Fashion-MNIST split at random into two tasks, {n_train}/{n_val}/{n_test} train/val/test each; "
-                     f"task b labels {'permuted' if variant == 'permuted' else 'unchanged'}."),
+        description=(
+            f"Fashion-MNIST split at random into two tasks, {n_train}/{n_val}/{n_test} train/val/test each; "
+            f"task b labels {'permuted' if variant == 'permuted' else 'unchanged'}."
+        ),
     )

@@ -37,10 +37,10 @@ from torch import Tensor, nn
 from mtlens.data.glue import GLUE_DATA, GLUE_TASKS, read_glue_task, tokenize_pairs
 from mtlens.data.registry import DatasetMissingError, require_dataset
 from mtlens.errors import MtlensError
-from mtlens.tasks.metrics import binary_f1, matthews, pearson, spearman
 from mtlens.settings import register_setting
 from mtlens.settings.base import Defaults, Fraction, Setting, Split, TaskData, random_partition
 from mtlens.tasks import Task, classification_task, regression_task
+from mtlens.tasks.metrics import binary_f1, matthews, pearson, spearman
 
 DATA_SEED = 0
 """Seed of the fixed validation carve-out and of the ``max_train`` subsample."""
@@ -66,7 +66,7 @@ def _load(what: str, loader: Any, model_name: str, **kwargs: Any) -> Any:
     except OSError as err:
         raise _NeedsTransformers(
             f"cannot load the {what} of {model_name!r} from the local Hugging Face cache ({err}). Fetch it once "
-            f"with `huggingface-cli download {model_name}` (or python -c \"import transformers as t; "
+            f'with `huggingface-cli download {model_name}` (or python -c "import transformers as t; '
             f"t.AutoModel.from_pretrained('{model_name}'); t.AutoTokenizer.from_pretrained('{model_name}')\") on a "
             f"machine with internet access, or set model_name to a local directory."
         ) from None
@@ -92,8 +92,9 @@ class TransformerEncoder(nn.Module):
 
 def roberta_head(out_features: int, dropout: float = 0.1):
     """RoBERTa's classification head on the ``<s>`` feature: dropout, dense, tanh, dropout, linear."""
-    return lambda dim: nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, dim), nn.Tanh(), nn.Dropout(dropout),
-                                     nn.Linear(dim, out_features))
+    return lambda dim: nn.Sequential(
+        nn.Dropout(dropout), nn.Linear(dim, dim), nn.Tanh(), nn.Dropout(dropout), nn.Linear(dim, out_features)
+    )
 
 
 def glue_task(name: str) -> Task:
@@ -101,22 +102,36 @@ def glue_task(name: str) -> Task:
     spec = GLUE_TASKS[name]
     if spec.labels is None:
         task = regression_task(name, 1, head=roberta_head(1))
-        return replace(task, corpus_metrics={"pearson": pearson(), "spearman": spearman()},
-                       lower_is_better={**task.lower_is_better, "pearson": False, "spearman": False},
-                       selection_metric="pearson")
+        return replace(
+            task,
+            corpus_metrics={"pearson": pearson(), "spearman": spearman()},
+            lower_is_better={**task.lower_is_better, "pearson": False, "spearman": False},
+            selection_metric="pearson",
+        )
     task = classification_task(name, len(spec.labels), head=roberta_head(len(spec.labels)))
     extra = {"cola": {"matthews": matthews(2)}, "mrpc": {"f1": binary_f1()}, "qqp": {"f1": binary_f1()}}.get(name, {})
     if not extra:
         return task
-    return replace(task, corpus_metrics=extra, lower_is_better={**task.lower_is_better, **{m: False for m in extra}},
-                   selection_metric=next(iter(extra)))
+    return replace(
+        task,
+        corpus_metrics=extra,
+        lower_is_better={**task.lower_is_better, **{m: False for m in extra}},
+        selection_metric=next(iter(extra)),
+    )
 
 
 @register_setting("glue")
-def glue(root: str | None = None, tasks: tuple[str, ...] = tuple(GLUE_TASKS), model_name: str = "roberta-base",
-         pretrained: bool = True, max_length: PositiveInt = 128, val_fraction: Fraction = 0.1,
-         max_val: PositiveInt = 2000, max_train: PositiveInt | None = None,
-         mnli_test: Literal["matched", "mismatched"] = "matched") -> Setting:
+def glue(
+    root: str | None = None,
+    tasks: tuple[str, ...] = tuple(GLUE_TASKS),
+    model_name: str = "roberta-base",
+    pretrained: bool = True,
+    max_length: PositiveInt = 128,
+    val_fraction: Fraction = 0.1,
+    max_val: PositiveInt = 2000,
+    max_train: PositiveInt | None = None,
+    mnli_test: Literal["matched", "mismatched"] = "matched",
+) -> Setting:
     """GLUE on a shared RoBERTa encoder (see the module doc)."""
     unknown = sorted(set(tasks) - set(GLUE_TASKS))
     if unknown or not tasks:

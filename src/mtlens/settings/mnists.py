@@ -31,8 +31,14 @@ from mtlens.tasks import classification_task
 THIRD_TASKS = ("notmnist", "kmnist")
 
 
-def mnists_partition(n_train_file: int, n_test_file: int, n_train: int = 50_000, n_val: int = 5_000,
-                     n_test: int = 5_000, seed: int = DATA_SEED) -> dict[str, Tensor]:
+def mnists_partition(
+    n_train_file: int,
+    n_test_file: int,
+    n_train: int = 50_000,
+    n_val: int = 5_000,
+    n_test: int = 5_000,
+    seed: int = DATA_SEED,
+) -> dict[str, Tensor]:
     """Row indices ``{"train", "val"}`` into the train file and ``{"test"}`` into the test file of one task."""
     train, val = random_partition(n_train_file, [n_train, n_val], seed)
     (test,) = random_partition(n_test_file, [n_test], seed)
@@ -43,9 +49,12 @@ def _idx_task(dataset: str, source: str, n_train: int, n_val: int, n_test: int) 
     raw = idx_dataset(dataset)
     (train_x, train_y), (test_x, test_y) = raw["train"], raw["test"]
     rows = mnists_partition(len(train_x), len(test_x), n_train, n_val, n_test)
-    return TaskData(source, train=Split(train_x[rows["train"]], train_y[rows["train"]]),
-                    val=Split(train_x[rows["val"]], train_y[rows["val"]]),
-                    test=Split(test_x[rows["test"]], test_y[rows["test"]]))
+    return TaskData(
+        source,
+        train=Split(train_x[rows["train"]], train_y[rows["train"]]),
+        val=Split(train_x[rows["val"]], train_y[rows["val"]]),
+        test=Split(test_x[rows["test"]], test_y[rows["test"]]),
+    )
 
 
 def _notmnist_task(source: str, n_train: int, n_val: int, n_test: int) -> TaskData:
@@ -56,16 +65,20 @@ def _notmnist_task(source: str, n_train: int, n_val: int, n_test: int) -> TaskDa
 
 
 @register_setting("mnists")
-def mnists(third: str = "notmnist", n_train: PositiveInt = 50_000, n_val: PositiveInt = 5_000,
-           n_test: PositiveInt = 5_000) -> Setting:
+def mnists(
+    third: str = "notmnist", n_train: PositiveInt = 50_000, n_val: PositiveInt = 5_000, n_test: PositiveInt = 5_000
+) -> Setting:
     """MNISTS: MNIST, Fashion-MNIST and notMNIST (or KMNIST), 50,000/5,000/5,000 each, own inputs per task."""
     if third not in THIRD_TASKS:
         raise ValueError(f"third must be one of {THIRD_TASKS}, got {third!r}")
     data = {
         "mnist": _idx_task("mnist", "mnists/mnist", n_train, n_val, n_test),
         "fashion": _idx_task("fashion_mnist", "mnists/fashion", n_train, n_val, n_test),
-        third: (_notmnist_task("mnists/notmnist", n_train, n_val, n_test) if third == "notmnist"
-                else _idx_task("kmnist", "mnists/kmnist", n_train, n_val, n_test)),
+        third: (
+            _notmnist_task("mnists/notmnist", n_train, n_val, n_test)
+            if third == "notmnist"
+            else _idx_task("kmnist", "mnists/kmnist", n_train, n_val, n_test)
+        ),
     }
     return Setting(
         name="mnists",
@@ -74,6 +87,8 @@ def mnists(third: str = "notmnist", n_train: PositiveInt = 50_000, n_val: Positi
         encoder=small_image_encoder,
         feature_dim=FEATURE_DIM,
         defaults=DEFAULTS,
-        description=(f"MNIST, Fashion-MNIST and {third}, each its own 10-way task on its own images; "
-                     f"{n_train}/{n_val}/{n_test} train/val/test per task."),
+        description=(
+            f"MNIST, Fashion-MNIST and {third}, each its own 10-way task on its own images; "
+            f"{n_train}/{n_val}/{n_test} train/val/test per task."
+        ),
     )

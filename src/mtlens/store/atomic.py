@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 TMP_SUFFIX = ".tmp"
 """Suffix of the temporary files of :func:`atomic_write` (their names start with a dot)."""

@@ -37,9 +37,10 @@ import json
 import os
 import time
 import zipfile
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Collection, Iterator
+from typing import Any
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -110,7 +111,8 @@ class RunStore:
             existing = None
         if existing is not None:
             if {k: v for k, v in existing.items() if k not in ignore} != {
-                    k: v for k, v in config.items() if k not in ignore}:
+                k: v for k, v in config.items() if k not in ignore
+            }:
                 raise ValueError(f"run {run_id} exists in {self.root} with a different config")
             return
         atomic_write_json(path, config)
@@ -124,8 +126,10 @@ class RunStore:
         try:
             return _json_object(path)
         except ValueError as err:
-            raise DamagedStoreError(f"run {run_id}: {path} is damaged ({err}); rerun the run to rewrite what it "
-                                    f"can, or delete {self.run_dir(run_id)}") from None
+            raise DamagedStoreError(
+                f"run {run_id}: {path} is damaged ({err}); rerun the run to rewrite what it "
+                f"can, or delete {self.run_dir(run_id)}"
+            ) from None
 
     def write_task_info(self, run_id: str, info: dict[str, Any]) -> None:
         """Write what analysis needs to know about the run's tasks (metric directions,
@@ -201,8 +205,12 @@ class RunStore:
                     _json_object(run_dir / name)
                 except ValueError as err:
                     damaged[name] = str(err)
-        files = [run_dir / "trajectory.parquet", *sorted(self._parts_dir(run_id).glob("*.parquet")),
-                 self.checkpoint_path(run_id), *sorted((run_dir / "selected").glob("*.pt"))]
+        files = [
+            run_dir / "trajectory.parquet",
+            *sorted(self._parts_dir(run_id).glob("*.parquet")),
+            self.checkpoint_path(run_id),
+            *sorted((run_dir / "selected").glob("*.pt")),
+        ]
         for path in files:
             if path.exists():
                 problem = _unreadable(path, deep)
@@ -236,9 +244,14 @@ class RunStore:
                 records.append({"run_id": "", "path": str(path), "problem": problem})
         for path in self.stale_tmp_files():
             run_id = path.relative_to(self.root).parts[1] if path.is_relative_to(self.root / "runs") else ""
-            records.append({"run_id": run_id, "path": str(path),
-                            "problem": "temporary file of an interrupted write (removed when the run is rerun; "
-                                       "safe to delete when no mtlens process is writing)"})
+            records.append(
+                {
+                    "run_id": run_id,
+                    "path": str(path),
+                    "problem": "temporary file of an interrupted write (removed when the run is rerun; "
+                    "safe to delete when no mtlens process is writing)",
+                }
+            )
         return pd.DataFrame.from_records(records, columns=["run_id", "path", "problem"])
 
     @contextmanager
@@ -308,8 +321,9 @@ class RunStore:
         try:
             return pd.read_parquet(path)
         except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
-            raise DamagedStoreError(f"run {run_id}: {path} is damaged ({type(err).__name__}: {err}); rerun the "
-                                    f"run to retrain what it lost") from None
+            raise DamagedStoreError(
+                f"run {run_id}: {path} is damaged ({type(err).__name__}: {err}); rerun the run to retrain what it lost"
+            ) from None
 
     def reset_run(self, run_id: str, **extra: Any) -> None:
         """Delete everything the run recorded (rows, checkpoint, selected models) before training it from
@@ -347,8 +361,7 @@ class RunStore:
             damaged = self.damaged_files(run_id)
             config = {} if "config.json" in damaged else self.config(run_id)
             status = {} if "status.json" in damaged else self.status(run_id) or {}
-            flat = {k: json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v
-                    for k, v in config.items()}
+            flat = {k: json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v for k, v in config.items()}
             if config:
                 flat["tasks"] = ",".join(config.get("tasks") or [])
                 flat["mode"] = "stl" if len(config.get("tasks") or []) == 1 else "mtl"
@@ -357,10 +370,14 @@ class RunStore:
                 state = "damaged"
             elif state in ("running", "pending") and (self.run_dir(run_id) / ".lock").exists():
                 state = "running" if self.is_locked(run_id) else "interrupted"
-            message = ("damaged: " + "; ".join(f"{name} ({why})" for name, why in damaged.items())
-                       if damaged else status.get("message", ""))
-            records.append({"run_id": run_id, **flat, "state": state, "last_step": status.get("step", 0),
-                            "message": message})
+            message = (
+                "damaged: " + "; ".join(f"{name} ({why})" for name, why in damaged.items())
+                if damaged
+                else status.get("message", "")
+            )
+            records.append(
+                {"run_id": run_id, **flat, "state": state, "last_step": status.get("step", 0), "message": message}
+            )
         return pd.DataFrame.from_records(records)
 
     def trajectories(self, run_ids: list[str] | None = None) -> pd.DataFrame:
@@ -386,8 +403,9 @@ class RunStore:
         try:
             return pd.read_parquet(path)
         except (OSError, ValueError) as err:
-            raise DamagedStoreError(f"table {name}: {path} is damaged ({type(err).__name__}: {err}); rerun the "
-                                    f"command that wrote it") from None
+            raise DamagedStoreError(
+                f"table {name}: {path} is damaged ({type(err).__name__}: {err}); rerun the command that wrote it"
+            ) from None
 
     def table_names(self, prefix: str = "") -> list[str]:
         """Names of the stored tables starting with ``prefix``, sorted."""

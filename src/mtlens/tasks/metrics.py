@@ -18,7 +18,7 @@ Spearman's rho with :mod:`scipy.stats` (0 when a side is constant).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

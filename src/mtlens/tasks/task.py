@@ -26,8 +26,9 @@ Both kinds are recorded as ``<split>/<name>`` rows and may be a ``selection_metr
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Mapping
+from typing import Literal
 
 import numpy as np
 import torch

@@ -9,8 +9,9 @@ same seed, and tasks sharing a source (single-input MTL) share every batch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -57,8 +58,9 @@ class _SourceCursor:
 class BatchStream:
     """Yields ``{source: SourceBatch}`` for the run's tasks, one dict per optimizer step."""
 
-    def __init__(self, setting: Setting, tasks: Sequence[str], batch_size: int, seed: int,
-                 device: torch.device | str = "cpu"):
+    def __init__(
+        self, setting: Setting, tasks: Sequence[str], batch_size: int, seed: int, device: torch.device | str = "cpu"
+    ):
         self.device = torch.device(device)
         self._inputs: dict[str, Indexable] = {}
         self._targets: dict[str, dict[str, Indexable]] = {}

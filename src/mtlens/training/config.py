@@ -47,9 +47,9 @@ import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from mtlens.aggregators import METHODS
 from mtlens.errors import ConfigError, MtlensError
 from mtlens.probes import DEFAULT_PROBES, PROBES, validate_probe_options
-from mtlens.aggregators import METHODS
 from mtlens.settings import SETTINGS, Setting, load_setting
 
 FLAT_PROBE_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -261,8 +261,10 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
         config = RunConfig.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(_describe(err)) from None
-    for key, registry, name, options in (("setting_options", SETTINGS, config.setting, config.setting_options),
-                                         ("method_options", METHODS, config.method, config.method_options)):
+    for key, registry, name, options in (
+        ("setting_options", SETTINGS, config.setting, config.setting_options),
+        ("method_options", METHODS, config.method, config.method_options),
+    ):
         try:
             registry.check_options(name, options)
         except ConfigError as err:
@@ -283,8 +285,10 @@ def load_yaml_text(text: str, source: str) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:
         parts = []
-        for what, mark in ((getattr(err, "context", None), getattr(err, "context_mark", None)),
-                           (getattr(err, "problem", None), getattr(err, "problem_mark", None))):
+        for what, mark in (
+            (getattr(err, "context", None), getattr(err, "context_mark", None)),
+            (getattr(err, "problem", None), getattr(err, "problem_mark", None)),
+        ):
             if what:
                 parts.append(what + (f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""))
         raise ConfigError(f"{source}: not valid YAML: {': '.join(parts) or str(err).splitlines()[0]}") from None
@@ -338,8 +342,9 @@ def resolve_config(config: RunConfig, setting: Setting | None = None) -> Resolve
         "epochs": config.epochs if config.epochs is not None else defaults.epochs,
     }
     # What ``config.model_copy(update=update)`` does (no re-validation), into the resolved class.
-    return ResolvedRunConfig.model_construct(_fields_set=config.model_fields_set | set(update),
-                                             **{**dict(config), **update})
+    return ResolvedRunConfig.model_construct(
+        _fields_set=config.model_fields_set | set(update), **{**dict(config), **update}
+    )
 
 
 def _describe(err: ValidationError) -> str:

@@ -10,7 +10,7 @@ split instead of 40.  The numbers are those of evaluating each task alone
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -33,8 +33,13 @@ def train_eval_rows(split: Split, size: int, task: str) -> Tensor:
 
 
 @torch.no_grad()
-def evaluate_tasks(model: MultiTaskModel, splits: Sequence[tuple[Task, Split]], device: torch.device,
-                   rows: Tensor | None = None, batch_size: int = 512) -> dict[str, dict[str, float]]:
+def evaluate_tasks(
+    model: MultiTaskModel,
+    splits: Sequence[tuple[Task, Split]],
+    device: torch.device,
+    rows: Tensor | None = None,
+    batch_size: int = 512,
+) -> dict[str, dict[str, float]]:
     """``{task name: scores}`` (scores as in :func:`evaluate_task`) of every ``(task, split)``
     pair, all on the same ``rows`` (default: every row) of inputs they share.
 
@@ -78,8 +83,14 @@ def evaluate_tasks(model: MultiTaskModel, splits: Sequence[tuple[Task, Split]], 
     return scores
 
 
-def evaluate_task(model: MultiTaskModel, task: Task, split: Split, device: torch.device,
-                  rows: Tensor | None = None, batch_size: int = 512) -> dict[str, float]:
+def evaluate_task(
+    model: MultiTaskModel,
+    task: Task,
+    split: Split,
+    device: torch.device,
+    rows: Tensor | None = None,
+    batch_size: int = 512,
+) -> dict[str, float]:
     """``{'loss': mean NLL, metric: mean score, ..., corpus_metric: value, ...}`` of ``task`` on
     ``split`` (or its ``rows``), in the order of ``task.metric_names``.
 

@@ -21,7 +21,8 @@ resumed run reproduces them.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -74,6 +75,13 @@ class ProbeRunner:
         optimizer update (whose direction is the shared parameters' ``.grad``; none at step 0)."""
         shared = model.shared_parameters()
         update = None if step == 0 else flatten([p.grad for p in shared], shared).detach().clone()
-        context = ProbeContext(model, self.tasks, self.samples, step=step, seed=self.config.seed,
-                               batch_size=self.config.batch_size or 1, update=update)
+        context = ProbeContext(
+            model,
+            self.tasks,
+            self.samples,
+            step=step,
+            seed=self.config.seed,
+            batch_size=self.config.batch_size or 1,
+            update=update,
+        )
         return measure_probes(context, self.config.probes, self.options)

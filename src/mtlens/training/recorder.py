@@ -2,11 +2,17 @@
 
 ::
 
-    with Recorder(store, setting="my_setting", tasks=["a", "b"], seed=0,
-                  hyperparameters={"lr": 1e-3, "batch_size": 32}, steps_per_epoch=100) as rec:
+    with Recorder(
+        store,
+        setting="my_setting",
+        tasks=["a", "b"],
+        seed=0,
+        hyperparameters={"lr": 1e-3, "batch_size": 32},
+        steps_per_epoch=100,
+    ) as rec:
         for step in range(1, total + 1):
-            ...                                   # your forward, backward, optimizer step
-            rec.step(step)                        # runs the probes scheduled at this step
+            ...  # your forward, backward, optimizer step
+            rec.step(step)  # runs the probes scheduled at this step
             if step % 100 == 0:
                 rec.log(step, "train", {"a": train_loss_a, "b": train_loss_b})
                 rec.log(step, "val", {"a": {"loss": ..., "error": ...}, "b": {...}})
@@ -52,10 +58,11 @@ from __future__ import annotations
 import json
 import os
 import traceback
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -75,8 +82,19 @@ MAX_PENDING_STEPS = 64
 RESERVED_SPLITS = ("probe", "method")
 """Quantity prefixes the recorder writes itself (probe rows; the trainer's method diagnostics)."""
 
-DESCRIPTION_KEYS = ("setting", "tasks", "method", "seed", "source", "steps_per_epoch", "probes", "probe_options",
-                    "probe_sample_size", "probe_steps", "probe_batch_size")
+DESCRIPTION_KEYS = (
+    "setting",
+    "tasks",
+    "method",
+    "seed",
+    "source",
+    "steps_per_epoch",
+    "probes",
+    "probe_options",
+    "probe_sample_size",
+    "probe_steps",
+    "probe_batch_size",
+)
 """Config keys the recorder writes itself (hyperparameters may not use them)."""
 
 
@@ -108,9 +126,11 @@ class RecorderProbes:
         """Every probe's options with its defaults filled in; raises naming a probe a user's model lacks."""
         unavailable = sorted(set(self.probes) & set(UNAVAILABLE_PROBES))
         if unavailable or not self.probes or len(set(self.probes)) != len(self.probes):
-            raise ValueError(f"probes {list(self.probes)} must be distinct registered probes, none of "
-                             f"{list(UNAVAILABLE_PROBES)} (they cannot run on a user's model); registered: "
-                             f"{', '.join(PROBES.names())}")
+            raise ValueError(
+                f"probes {list(self.probes)} must be distinct registered probes, none of "
+                f"{list(UNAVAILABLE_PROBES)} (they cannot run on a user's model); registered: "
+                f"{', '.join(PROBES.names())}"
+            )
         unknown = sorted(set(self.options) - set(self.probes))
         if unknown:
             raise ValueError(f"options given for probes {unknown} that are not run ({list(self.probes)})")
@@ -118,9 +138,13 @@ class RecorderProbes:
 
     def description(self) -> dict[str, Any]:
         """The probe settings that go into the run's identity."""
-        return {"probes": list(self.probes), "probe_options": self.validated_options(),
-                "probe_sample_size": batch_size_of(self.sample), "probe_steps": sorted(set(self.steps)),
-                "probe_batch_size": self.batch_size}
+        return {
+            "probes": list(self.probes),
+            "probe_options": self.validated_options(),
+            "probe_sample_size": batch_size_of(self.sample),
+            "probe_steps": sorted(set(self.steps)),
+            "probe_batch_size": self.batch_size,
+        }
 
 
 @dataclass
@@ -152,10 +176,19 @@ class Recorder:
         probes: probes on the user's model (:class:`RecorderProbes`), or ``None``.
     """
 
-    def __init__(self, store: RunStore | str | os.PathLike[str], setting: str, tasks: Sequence[str | Task],
-                 seed: int, method: str = "sum", hyperparameters: Mapping[str, Any] | None = None,
-                 steps_per_epoch: int | None = None, lower_is_better: Mapping[str, bool] | None = None,
-                 selection_metric: str = "loss", probes: RecorderProbes | None = None):
+    def __init__(
+        self,
+        store: RunStore | str | os.PathLike[str],
+        setting: str,
+        tasks: Sequence[str | Task],
+        seed: int,
+        method: str = "sum",
+        hyperparameters: Mapping[str, Any] | None = None,
+        steps_per_epoch: int | None = None,
+        lower_is_better: Mapping[str, bool] | None = None,
+        selection_metric: str = "loss",
+        probes: RecorderProbes | None = None,
+    ):
         self.store = store if isinstance(store, RunStore) else RunStore(store)
         names = [t.name if isinstance(t, Task) else t for t in tasks]
         if not names or len(set(names)) != len(names) or any(not n or "/" in n or "|" in n for n in names):
@@ -166,17 +199,24 @@ class Recorder:
         clash = sorted(set(hyperparameters) & set(DESCRIPTION_KEYS))
         if clash:
             raise ValueError(f"hyperparameters {clash} clash with the recorder's own description keys")
-        self.config: dict[str, Any] = {"setting": setting, "tasks": names, "method": method, "seed": int(seed),
-                                       "source": "recorder", "steps_per_epoch": steps_per_epoch,
-                                       **hyperparameters}
+        self.config: dict[str, Any] = {
+            "setting": setting,
+            "tasks": names,
+            "method": method,
+            "seed": int(seed),
+            "source": "recorder",
+            "steps_per_epoch": steps_per_epoch,
+            **hyperparameters,
+        }
         if probes is not None:
             self.config.update(probes.description())
         try:
             json.dumps(self.config)
         except TypeError as err:
             raise ValueError(f"hyperparameters must be JSON values (numbers, strings, lists, dicts): {err}") from None
-        self.identity = RunIdentity(make_run_id(setting, names, method, int(seed), self.config), setting,
-                                    tuple(names), method, int(seed))
+        self.identity = RunIdentity(
+            make_run_id(setting, names, method, int(seed), self.config), setting, tuple(names), method, int(seed)
+        )
         self.task_info = self._task_info(tasks, lower_is_better or {}, selection_metric)
         self.steps_per_epoch = steps_per_epoch
         self.writer = RunWriter(self.store, self.identity)
@@ -202,7 +242,8 @@ class Recorder:
             if self.store.is_done(self.run_id):
                 raise RecordedRunFinishedError(
                     f"run {self.run_id} is already {self.store.done_state(self.run_id)} in {self.store.root}; "
-                    "remove its directory to record it again, or change its description")
+                    "remove its directory to record it again, or change its description"
+                )
             self.writer.open(self.config, self.task_info)
             status = self.store.status(self.run_id)
             self._last_step = int(status["step"]) if status else 0
@@ -233,21 +274,23 @@ class Recorder:
     def __enter__(self) -> Recorder:
         return self.open()
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
         if error is None:
             self.close("finished")
         else:
             self.close("failed", "".join(traceback.format_exception(kind, error, tb, limit=5)))
 
     # -- rows ----------------------------------------------------------------------------
-    def log(self, step: int, split: str, values: Mapping[str, Mapping[str, Any] | Any],
-            epoch: float | None = None) -> None:
+    def log(
+        self, step: int, split: str, values: Mapping[str, Mapping[str, Any] | Any], epoch: float | None = None
+    ) -> None:
         """Record ``values = {task: {metric: value}}`` (or ``{task: loss}``) as ``<split>/<metric>``
         rows at ``step``; tensors are read with ``float()``."""
         if not split or "/" in split or split in RESERVED_SPLITS:
-            raise ValueError(f"split {split!r} must be a name without '/' other than {RESERVED_SPLITS} "
-                             "(the report reads 'train', 'val' and 'test')")
+            raise ValueError(
+                f"split {split!r} must be a name without '/' other than {RESERVED_SPLITS} "
+                "(the report reads 'train', 'val' and 'test')"
+            )
         unknown = sorted(set(values) - set(self.identity.tasks))
         if unknown:
             raise KeyError(f"tasks {unknown} are not tasks of run {self.run_id} ({list(self.identity.tasks)})")
@@ -353,8 +396,15 @@ class Recorder:
         shared = setup.model.shared_parameters()
         grads = [p.grad for p in shared]
         update = None if step == 0 or all(g is None for g in grads) else flatten(grads, shared).detach().clone()
-        context = ProbeContext(setup.model, setup.tasks, setup.model.probe_samples(), step=step,
-                               seed=self.identity.seed, batch_size=setup.batch_size, update=update)
+        context = ProbeContext(
+            setup.model,
+            setup.tasks,
+            setup.model.probe_samples(),
+            step=step,
+            seed=self.identity.seed,
+            batch_size=setup.batch_size,
+            update=update,
+        )
         rows = measure_probes(context, setup.names, setup.options)
         self._add(step, {(r["task"], r["quantity"]): float(r["value"]) for r in rows}, epoch)
 
@@ -362,9 +412,14 @@ class Recorder:
     def _probe_setup(probes: RecorderProbes | None, tasks: list[str]) -> _ProbeSetup | None:
         if probes is None:
             return None
-        return _ProbeSetup(LossModel(probes.model, probes.shared, probes.losses, probes.sample, tasks),
-                           set(probes.steps), [loss_task(t) for t in tasks], list(probes.probes),
-                           probes.validated_options(), probes.batch_size)
+        return _ProbeSetup(
+            LossModel(probes.model, probes.shared, probes.losses, probes.sample, tasks),
+            set(probes.steps),
+            [loss_task(t) for t in tasks],
+            list(probes.probes),
+            probes.validated_options(),
+            probes.batch_size,
+        )
 
     # -- helpers ------------------------------------------------------------------------------
     def _require_open(self) -> None:
@@ -372,8 +427,9 @@ class Recorder:
             raise RuntimeError(f"recorder of run {self.run_id} is not open; use it in a `with` block or call open()")
 
     @staticmethod
-    def _task_info(tasks: Sequence[str | Task], lower_is_better: Mapping[str, bool],
-                   selection_metric: str) -> dict[str, dict[str, Any]]:
+    def _task_info(
+        tasks: Sequence[str | Task], lower_is_better: Mapping[str, bool], selection_metric: str
+    ) -> dict[str, dict[str, Any]]:
         """Task info from Task objects, or from the directions given for task names."""
         info = task_info([t for t in tasks if isinstance(t, Task)])
         directions = {"loss": True, "error": True, **lower_is_better}
@@ -382,4 +438,3 @@ class Recorder:
         for name in (t for t in tasks if isinstance(t, str)):
             info[name] = {"selection_metric": selection_metric, "lower_is_better": dict(directions)}
         return info
-

@@ -11,8 +11,9 @@ user's loop has exactly the rows a run of the trainer has, and every analysis re
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Collection, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,9 +41,13 @@ class RunIdentity:
 def task_info(tasks: Iterable[Task]) -> dict[str, dict[str, Any]]:
     """``{task: {"selection_metric", "lower_is_better": {metric: bool}}}``: what the analyses need to
     know about a run's tasks (``tasks.json`` in the store)."""
-    return {t.name: {"selection_metric": t.selection_metric,
-                     "lower_is_better": {m: t.is_lower_better(m) for m in t.metric_names}}
-            for t in tasks}
+    return {
+        t.name: {
+            "selection_metric": t.selection_metric,
+            "lower_is_better": {m: t.is_lower_better(m) for m in t.metric_names},
+        }
+        for t in tasks
+    }
 
 
 class RunWriter:
@@ -64,12 +69,20 @@ class RunWriter:
         """Write the rows ``{"task", "quantity", "value"}`` recorded at ``step`` as one part
         (replacing an earlier part of the same step)."""
         identity, n = self.identity, len(records)
-        frame = pd.DataFrame({  # built column by column: a third of the cost of from_records + assign
-            "run_id": [identity.run_id] * n, "setting": [identity.setting] * n, "mode": [identity.mode] * n,
-            "method": [identity.method] * n, "seed": np.full(n, identity.seed, dtype=np.int64),
-            "task": [r["task"] for r in records], "step": np.full(n, step, dtype=np.int64),
-            "epoch": np.full(n, float(epoch)), "quantity": [r["quantity"] for r in records],
-            "value": np.array([float(r["value"]) for r in records], dtype=np.float64)})
+        frame = pd.DataFrame(
+            {  # built column by column: a third of the cost of from_records + assign
+                "run_id": [identity.run_id] * n,
+                "setting": [identity.setting] * n,
+                "mode": [identity.mode] * n,
+                "method": [identity.method] * n,
+                "seed": np.full(n, identity.seed, dtype=np.int64),
+                "task": [r["task"] for r in records],
+                "step": np.full(n, step, dtype=np.int64),
+                "epoch": np.full(n, float(epoch)),
+                "quantity": [r["quantity"] for r in records],
+                "value": np.array([float(r["value"]) for r in records], dtype=np.float64),
+            }
+        )
         self.store.write_part(self.run_id, step, frame)
 
     def discard_after(self, step: int) -> None:

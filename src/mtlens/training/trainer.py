@@ -51,8 +51,9 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -62,15 +63,20 @@ from mtlens.aggregators import make_method
 from mtlens.errors import MtlensError
 from mtlens.models import MultiTaskModel, build_model
 from mtlens.seeding import derived_seed
-from mtlens.training.probe_runner import ProbeRunner, probe_steps
 from mtlens.settings import Setting, Split
 from mtlens.settings.base import SPLITS
 from mtlens.store import RunStore, atomic_write
 from mtlens.tasks import Task, selection_scores
 from mtlens.training.batches import BatchStream
-from mtlens.training.config import (RUN_ENVIRONMENT_KEYS, ResolvedRunConfig, RunConfig, load_configured_setting,
-                                   resolve_config)
+from mtlens.training.config import (
+    RUN_ENVIRONMENT_KEYS,
+    ResolvedRunConfig,
+    RunConfig,
+    load_configured_setting,
+    resolve_config,
+)
 from mtlens.training.evaluate import evaluate_tasks, train_eval_rows
+from mtlens.training.probe_runner import ProbeRunner, probe_steps
 from mtlens.training.run_writer import RunIdentity, RunWriter, task_info
 
 
@@ -107,8 +113,7 @@ def configure_determinism() -> None:
     torch.backends.cudnn.benchmark = False
 
 
-def train_run(config: RunConfig, store: RunStore, setting: Setting | None = None,
-              progress: bool = True) -> str:
+def train_run(config: RunConfig, store: RunStore, setting: Setting | None = None, progress: bool = True) -> str:
     """Train (or resume, or skip if complete) the run of ``config``; return its final state."""
     setting = setting or load_configured_setting(config)
     config = resolve_config(config, setting)
@@ -121,8 +126,12 @@ def train_run(config: RunConfig, store: RunStore, setting: Setting | None = None
             return _stored_state(store, run_id)
         damaged = store.damaged_files(run_id)
         if damaged:
-            warnings.warn(f"run {run_id}: damaged files {damaged} in {store.run_dir(run_id)}; rewriting or "
-                          f"retraining what they held", DamagedRunWarning, stacklevel=2)
+            warnings.warn(
+                f"run {run_id}: damaged files {damaged} in {store.run_dir(run_id)}; rewriting or "
+                f"retraining what they held",
+                DamagedRunWarning,
+                stacklevel=2,
+            )
         writer = RunWriter(store, trainer_identity(config))
         writer.open(config.to_dict(), task_info(setting.select(config.tasks)), ignore=RUN_ENVIRONMENT_KEYS)
         done = store.done_state(run_id)
@@ -174,14 +183,23 @@ class _Run:
         self.selected: dict[str, tuple[float, int]] = {}  # task -> (selection score, step), if saved
         self.scales = {t: config.loss_scale * config.task_loss_scales.get(t, 1.0) for t in config.tasks}
         self.probes = ProbeRunner(config, setting, self.tasks, self.device) if config.probes else None
-        self.probe_steps = set(probe_steps(self.total_steps, self.steps_per_epoch, config.probe_first_epoch,
-                                           config.probe_growth)) if config.probes else set()
+        self.probe_steps = (
+            set(probe_steps(self.total_steps, self.steps_per_epoch, config.probe_first_epoch, config.probe_growth))
+            if config.probes
+            else set()
+        )
 
     # -- the loop -------------------------------------------------------------------------
     def train(self, progress: bool) -> str:
         step = self._restore()
-        bar = tqdm(total=self.total_steps, initial=step, desc=self.run_id, disable=None if progress else True,
-                   leave=False, dynamic_ncols=True)
+        bar = tqdm(
+            total=self.total_steps,
+            initial=step,
+            desc=self.run_id,
+            disable=None if progress else True,
+            leave=False,
+            dynamic_ncols=True,
+        )
         with bar:
             while step < self.total_steps:
                 step += 1
@@ -189,8 +207,9 @@ class _Run:
                     losses = self._losses()
                     self._watch_divergence(losses, step)
                     self.optimizer.zero_grad(set_to_none=True)
-                    self._accumulate(self.method.backward({t: self.scales[t] * v for t, v in losses.items()},
-                                                          self.model))
+                    self._accumulate(
+                        self.method.backward({t: self.scales[t] * v for t, v in losses.items()}, self.model)
+                    )
                     self.optimizer.step()
                 except Exception:
                     if self._finalize_if_diverged():  # e.g. a method's solver refusing non-finite losses
@@ -221,15 +240,13 @@ class _Run:
         if step == 0:
             return False
         bad = {t: v for t, v in zip(self.config.tasks, self.nonfinite_losses.tolist()) if not math.isfinite(v)}
-        self.writer.finish("diverged", step, f"non-finite loss at step {step}: {bad}",
-                           threads=self.config.threads)
+        self.writer.finish("diverged", step, f"non-finite loss at step {step}: {bad}", threads=self.config.threads)
         return True
 
     def _losses(self) -> dict[str, torch.Tensor]:
         self.model.train()
         losses = {}
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16,
-                                  enabled=self.config.mixed_precision == "bf16")
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.mixed_precision == "bf16")
         for batch in self.stream.next().values():
             with autocast:
                 outputs = self.model(batch.inputs, list(batch.targets))
@@ -251,8 +268,9 @@ class _Run:
         if self._is_record_step(step):
             scores: dict[tuple[str, str], dict[str, float]] = {}
             for split_name, rows, pairs in self.eval_passes:
-                evaluated = evaluate_tasks(self.model, pairs, self.device, rows,
-                                           batch_size=self.setting.defaults.eval_batch_size)
+                evaluated = evaluate_tasks(
+                    self.model, pairs, self.device, rows, batch_size=self.setting.defaults.eval_batch_size
+                )
                 scores.update({(task, split_name): values for task, values in evaluated.items()})
             for task in self.tasks:
                 for split_name in SPLITS:
@@ -294,8 +312,10 @@ class _Run:
         if task.name in self.selected and not score < self.selected[task.name][0]:
             return
         self.selected[task.name] = (score, step)
-        atomic_write(self.store.selected_model_path(self.run_id, task.name, step),
-                     lambda tmp: torch.save(self.model.state_dict(), tmp))
+        atomic_write(
+            self.store.selected_model_path(self.run_id, task.name, step),
+            lambda tmp: torch.save(self.model.state_dict(), tmp),
+        )
 
     def _accumulate(self, diagnostics: dict[str, float]) -> None:
         sums = self.diagnostics["sums"]
@@ -344,7 +364,8 @@ class _Run:
             raise ThreadCountError(
                 f"run {self.run_id} was trained under {recorded} torch threads up to step {state['step']}; resuming "
                 f"it under {self.config.threads} would mix results computed both ways. Rerun with --threads "
-                f"{recorded} (config key threads: {recorded}).")
+                f"{recorded} (config key threads: {recorded})."
+            )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.method.load_state_dict(state["method"])
@@ -374,15 +395,21 @@ class _Run:
         expected = [s for s in range(step + 1) if s == 0 or self._is_record_step(s) or s in self.probe_steps]
         have = [s for s in self.store.part_steps(self.run_id) if s <= step]
         if have != expected:
-            self._untrusted(f"rows of steps {sorted(set(expected) - set(have))} before its checkpoint at "
-                            f"step {step} are missing")
+            self._untrusted(
+                f"rows of steps {sorted(set(expected) - set(have))} before its checkpoint at step {step} are missing"
+            )
             return None
         damaged = self.store.damaged_files(self.run_id)
         needed = [f"parts/{s:012d}.parquet" for s in expected]
-        needed += [str(self.store.selected_model_path(self.run_id, task, at).relative_to(
-            self.store.run_dir(self.run_id))) for task, (_, at) in state["selected"].items()]
-        lost = {name: damaged.get(name, "missing") for name in needed
-                if name in damaged or not (self.store.run_dir(self.run_id) / name).exists()}
+        needed += [
+            str(self.store.selected_model_path(self.run_id, task, at).relative_to(self.store.run_dir(self.run_id)))
+            for task, (_, at) in state["selected"].items()
+        ]
+        lost = {
+            name: damaged.get(name, "missing")
+            for name in needed
+            if name in damaged or not (self.store.run_dir(self.run_id) / name).exists()
+        }
         if lost:
             self._untrusted(f"files it needs are damaged or missing: {lost}")
             return None
