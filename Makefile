@@ -5,7 +5,24 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-PIP := $(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt
+PIP := $(BIN)/python -m pip install --disable-pip-version-check -qq -c constraints.txt
+
+# The installer (INSTALLER=uv, the default, or pip): uv (pinned; pip puts it into the venv) resolves, downloads and
+# installs the same versions from the same sources as pip, several times faster (benchmarks/README.md, "CI phases");
+# pip does it all when INSTALLER=pip, when uv cannot be had, or when it fails.  uv does not read pip's configuration, so it is given pip's package sources and constraints
+# (`pip config list`: the find-links directory of the local CPU torch wheel, the local extra indexes), pip's choice
+# among indexes (the highest version wherever it is: unsafe-best-match), and .pyc compilation as pip does it (this
+# machine sets PYTHONDONTWRITEBYTECODE, so an uncompiled module would be compiled again at every import).
+INSTALLER ?= uv
+UV_VERSION := 0.13.9
+pip_config = $(shell $(PYTHON) -m pip config list 2>/dev/null | sed -n "s/^[a-z:]*\.$(1)='\(.*\)'$$/\1/p" | sort -u)
+UV_SOURCES = $(addprefix --index-url ,$(call pip_config,index-url)) \
+	$(addprefix --extra-index-url ,$(call pip_config,extra-index-url)) \
+	$(addprefix --find-links ,$(call pip_config,find-links)) $(addprefix -c ,$(call pip_config,constraint))
+UV = $(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt --index-strategy unsafe-best-match \
+	--compile-bytecode $(UV_SOURCES)
+# $(call install,ARGS): install ARGS into the venv with uv if it is there, else (or if uv fails) with pip.
+install = { [ -x $(BIN)/uv ] && $(UV) $(1); } || $(PIP) $(1)
 
 .PHONY: demo test test-fast test-slow lint typecheck venv clean chromium
 
@@ -13,11 +30,13 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) -q torch==2.13.0 2>&1 | grep -v "is ignored" || true
-	$(PIP) -q -e '.[test]' 2>&1 | grep -v "is ignored" || true
+	$(if $(filter uv,$(INSTALLER)),$(PIP) uv==$(UV_VERSION) || echo "uv $(UV_VERSION) not available: installing with pip")
+	# +cpu: the local CPU wheel or nothing (never the multi-GB CUDA build of the same version)
+	$(call install,torch==2.13.0+cpu)
+	$(call install,-e '.[test]')
 	# BackPACK (test reference for per-example gradients) declares torchvision, which would pull a CUDA torch
-	$(PIP) -q --no-deps backpack-for-pytorch==1.7.1 einops unfoldNd 2>&1 | grep -v "is ignored" || true
-	$(BIN)/python -c "import mtlens, torch, pytest, backpack"
+	$(call install,--no-deps backpack-for-pytorch==1.7.1 einops unfoldNd)
+	$(BIN)/python -c "import mtlens, torch, pytest, backpack; assert torch.__version__ == '2.13.0+cpu', torch.__version__"
 	touch $(STAMP)
 
 demo: $(STAMP)
