@@ -30,7 +30,7 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(if $(filter uv,$(INSTALLER)),$(PIP) uv==$(UV_VERSION) || echo "uv $(UV_VERSION) not available: installing with pip")
+	$(if $(filter uv,$(INSTALLER)),$(PIP) uv==$(UV_VERSION) >/dev/null 2>&1 || echo "uv $(UV_VERSION) could not be installed: installing with pip")
 	# +cpu: the local CPU wheel or nothing (never the multi-GB CUDA build of the same version)
 	$(call install,torch==2.13.0+cpu)
 	$(call install,-e '.[test]')
