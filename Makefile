@@ -42,10 +42,10 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 demo: $(STAMP)
 	$(BIN)/mtlens study mnist_pair --seeds 8 --config configs/demo.yaml --store runs/demo --report reports/demo
 
-# Everything CI enforces: lint, typecheck and both test layers (unit and integration), slow tests excluded.  They run
-# side by side (-j2): mypy, single-threaded, takes the core that pytest (one torch thread) mostly leaves idle, which
-# saves about mypy's time; output comes line by line, and `make test` fails if any of the three fails.
-test: $(STAMP) chromium
+# Everything CI enforces: lint, typecheck and both test layers (unit and integration), slow tests excluded.  Two jobs
+# at a time (-j2): the venv build beside Chromium's install, then mypy (single-threaded) beside pytest (one torch
+# thread, mostly), which saves about mypy's time; output comes line by line; `make test` fails if any part fails.
+test:
 	$(MAKE) --no-print-directory -j2 --output-sync=line lint typecheck test-layers
 
 # Both test layers, slow tests excluded (the pytest part of `make test`).
