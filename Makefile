@@ -44,9 +44,10 @@ demo: $(STAMP)
 
 # Everything CI enforces: lint, typecheck and both test layers (unit and integration), slow tests excluded.  Two jobs
 # at a time (-j2): the venv build beside Chromium's install, then mypy (single-threaded) beside pytest (one torch
-# thread, mostly), which saves about mypy's time; output comes line by line; `make test` fails if any part fails.
+# thread, mostly), which saves about mypy's time; `make test` fails if any part fails.  Output is not synchronized
+# (make would hold pytest's until it ends): mypy's lines may land among pytest's dots.
 test:
-	$(MAKE) --no-print-directory -j2 --output-sync=line lint typecheck test-layers
+	$(MAKE) --no-print-directory -j2 lint typecheck test-layers
 
 # Both test layers, slow tests excluded (the pytest part of `make test`).
 test-layers: $(STAMP) chromium
