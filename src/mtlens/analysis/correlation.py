@@ -423,8 +423,9 @@ def correlation_table(
 def difference_tests(units: pd.DataFrame, columns: Sequence[str] = FACTORS, alpha: float = 0.05) -> pd.DataFrame:
     """Per (setting, task, method) and per-seed difference column of ``units`` (e.g. the probe
     differences ``*_diff``, each MTL_s − STL_s of one seed): ``n_seeds, mean, low, high`` (``1 − alpha``
-    permutation interval), ``p_value`` (exact sign-flip t test), ``min_p`` and ``p_adjusted``
-    (Benjamini–Hochberg over all rows: one family).  Columns with fewer than 2 finite seeds are left out."""
+    permutation interval), ``p_value`` (exact sign-flip t test), ``min_p``, ``min_detectable`` (the
+    difference detected with 80% power at level ``alpha``) and ``p_adjusted`` (Benjamini–Hochberg over
+    all rows: one family).  Columns with fewer than 2 finite seeds are left out."""
     records = []
     for key, frame in units.groupby(["setting", "task", "method"]):
         for column in columns:
@@ -444,11 +445,10 @@ def difference_tests(units: pd.DataFrame, columns: Sequence[str] = FACTORS, alph
                     "high": high[0],
                     "p_value": test.p_any,
                     "min_p": test.min_p,
+                    "min_detectable": float(test.min_detectable(alpha)[0]),
                 }
             )
-    table = pd.DataFrame.from_records(
-        records,
-        columns=["setting", "task", "method", "difference", "n_seeds", "mean", "low", "high", "p_value", "min_p"],
-    )
+    columns = ["setting", "task", "method", "difference", "n_seeds", "mean", "low", "high", "p_value", "min_p"]
+    table = pd.DataFrame.from_records(records, columns=[*columns, "min_detectable"])
     table.insert(table.columns.get_loc("p_value") + 1, "p_adjusted", bh_adjust(table["p_value"].to_numpy(float)))
     return table
