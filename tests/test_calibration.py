@@ -60,6 +60,26 @@ def test_a_a_false_positive_rate_is_at_most_alpha(calibration, test):
         assert _within_binomial_noise_of(pd.Series(row._asdict())), row
 
 
+def test_a_a_tables_claim_something_at_most_alpha_of_the_time(calibration):
+    """The verdicts the report prints (gap onsets, transfer verdicts, BH-adjusted p-values of the
+    optimization and probe-difference tables) come from Benjamini–Hochberg within each table; on A/A
+    splits every table has only true nulls, so a table claims anything in at most alpha of the splits."""
+    _, result = calibration
+    rows = result.rates[result.rates["test"] == "BH verdict"].set_index("design")
+    families = result.comparisons.loc[result.comparisons["test"] == "BH verdict", "measure"]
+    assert set(families) == {
+        "gap table: p_any_adjusted",
+        "gap table: onset",
+        "transfer table: verdict",
+        "optimization table: log_ratio_early_p_adjusted",
+        "optimization table: log_ratio_final_p_adjusted",
+        "probe differences table: p_adjusted",
+    }
+    assert rows.loc["paired", "comparisons"] == 6 * 25 and rows.loc["unpaired", "comparisons"] == 3 * 25
+    for design in ("paired", "unpaired"):
+        assert rows.loc[design, "min_p"] <= 0.05 and _within_binomial_noise_of(rows.loc[design]), rows
+
+
 def test_positive_control_detects_a_known_gap(calibration):
     """A gap of the median minimum detectable size (80% power, from the A/A seeds' own variance) spiked
     into the 'MTL' seeds: the persistent-gap test finds it in most comparisons (nominal 80%; the normal

@@ -16,7 +16,10 @@ Per split, task and (gap) measure or (transfer) metric the tests are: ``gap exis
 recorded probes, ``probe difference`` (the report's :func:`~mtlens.analysis.correlation.difference_tests`,
 per difference column of :func:`~mtlens.analysis.correlation.unit_table`); and, on the paired units of the
 first splits, whose factor ``log_ratio_mean`` is randomly permuted (so it is independent of
-everything), ``correlation`` (Pearson and Spearman against ``transfer_pct`` and ``gap_mean``).  Every
+everything), ``correlation`` (Pearson and Spearman against ``transfer_pct`` and ``gap_mean``).
+``BH verdict``: per split and report table (the gap table's ``p_any`` and onsets, the transfer
+verdicts, each optimization summary, the probe differences), whether the table claims anything at
+all after Benjamini–Hochberg (its smallest adjusted p-value ``<= alpha``).  Every
 rejection is a false positive; :func:`false_positive_rates` gives each test's rate with its
 Clopper–Pearson interval.  Splits share seeds, so comparisons of different splits are not
 independent and the interval is somewhat optimistic.
@@ -30,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from mtlens.analysis.correlation import MEAN_FACTORS, correlate, difference_tests, unit_table
-from mtlens.analysis.gap import generalization_gap
+from mtlens.analysis.gap import gap_family, generalization_gap
 from mtlens.analysis.inference import clopper_pearson
 from mtlens.analysis.optimization import optimization_effect, optimization_tests
 from mtlens.analysis.transfer import TaskInfo, selected_checkpoints, transfer_tests
@@ -43,6 +46,16 @@ UNPAIRED_OFFSET = 1_000_000
 """Added to the "MTL" group's seeds in the unpaired design, so that no seed matches an STL run."""
 OPTIMIZATION_SUMMARIES = ("log_ratio_early", "log_ratio_final")
 """The per-seed log-ratios :func:`~mtlens.analysis.optimization.optimization_tests` tests."""
+TESTS = (
+    "gap exists",
+    "persistent gap (onset)",
+    "transfer",
+    "optimization effect",
+    "probe difference",
+    "correlation",
+    "BH verdict",
+)
+"""Every test of :func:`calibrate`, in the order of :func:`false_positive_rates`."""
 CONTROLLED_TESTS = ("persistent gap (onset)", "transfer", "optimization effect", "probe difference")
 """The tests whose median minimum detectable difference the positive control spikes in."""
 PROBE_OF_DIFFERENCE = {"fisher_early_diff": FISHER_TRACE, **MEAN_FACTORS}
@@ -79,16 +92,34 @@ def aa_rows(stl_rows: pd.DataFrame, first: Sequence[int], second: Sequence[int],
     return pd.concat([stl_rows[stl_rows["seed"].isin(second)], mtl], ignore_index=True)
 
 
+def _verdict(family: str, adjusted: pd.Series, min_p: pd.Series, design: str) -> list[dict]:
+    """One ``BH verdict`` comparison of a report table: its smallest Benjamini–Hochberg adjusted p-value
+    (the table claims something, e.g. a transfer verdict or a gap onset, iff it is ``<= alpha``)."""
+    if not np.isfinite(adjusted.to_numpy(float)).any():
+        return []
+    return [
+        {
+            "test": "BH verdict",
+            "task": "*",
+            "measure": family,
+            "design": design,
+            "p_value": float(np.nanmin(adjusted.to_numpy(float))),
+            "min_p": float(np.nanmin(min_p.to_numpy(float))),
+        }
+    ]
+
+
 def _split_comparisons(
     rows: pd.DataFrame, selected: pd.DataFrame, task_info: TaskInfo, design: str, alpha: float
 ) -> list[dict]:
-    records = []
+    records, results = [], []
     curves = rows[rows["quantity"].isin(("train/loss", *GAP_MEASURES))]
     for task, task_rows in curves.groupby("task"):
         for measure in GAP_MEASURES:
             result = generalization_gap(task_rows, task, measure)
             if result is None or result.test is None:
                 continue
+            results.append(result)
             detectable = float(result.gap["min_detectable"].iloc[-1])
             records += [
                 {
@@ -110,6 +141,10 @@ def _split_comparisons(
                     "min_detectable": detectable,
                 },
             ]
+    if results:
+        _, gaps = gap_family(results, alpha)  # the report's gap table: onsets at BH's rejection level
+        records += _verdict("gap table: p_any_adjusted", gaps["p_any_adjusted"], gaps["min_p"], design)
+        records += _verdict("gap table: onset", gaps["p_persistent_adjusted"], gaps["min_p"], design)
     for metric in TRANSFER_METRICS:
         table = transfer_tests(selected, task_info, metric, alpha)
         records += [
@@ -124,6 +159,8 @@ def _split_comparisons(
             }
             for r in table.itertuples()
         ]
+        if metric is None and len(table):  # the report's transfer table is at the selection metric
+            records += _verdict("transfer table: verdict", table["p_adjusted"], table["min_p"], design)
     return [r for r in records if r["design"] == design]
 
 
@@ -155,6 +192,11 @@ def _table_comparisons(
             for column in OPTIMIZATION_SUMMARIES
             if np.isfinite(row.get(f"{column}_p", np.nan))
         ]
+        for column in OPTIMIZATION_SUMMARIES:
+            if f"{column}_p_adjusted" in table:
+                records += _verdict(
+                    f"optimization table: {column}_p_adjusted", table[f"{column}_p_adjusted"], table["min_p"], "paired"
+                )
     if units is not None:
         table = difference_tests(
             units.assign(**{c: units[c] + v for c, v in shift.items() if c in PROBE_OF_DIFFERENCE}), alpha=alpha
@@ -170,6 +212,8 @@ def _table_comparisons(
             }
             for r in table.itertuples()
         ]
+        if len(table):
+            records += _verdict("probe differences table: p_adjusted", table["p_adjusted"], table["min_p"], "paired")
     return [r | {"design": "paired"} for r in records]
 
 
@@ -290,6 +334,8 @@ def false_positive_rates(comparisons: pd.DataFrame, confidence: float = 0.95) ->
                 "min_detectable": float(frame["min_detectable"].median()),
             }
         )
+    order = {test: i for i, test in enumerate(TESTS)}
+    records.sort(key=lambda r: (order.get(r["test"], len(TESTS)), r["design"]))
     return pd.DataFrame.from_records(records)
 
 
