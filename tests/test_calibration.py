@@ -209,5 +209,7 @@ def test_a_a_false_positive_rates_on_the_demo_setting(tmp_path):
         "setting_options": {"n_train": 300, "n_val": 200, "n_test": 200},
     }
     result = run_calibration(config, SEEDS, RunStore(tmp_path / "store"), n_splits=25, progress=False, control_splits=5)
+    assert {"optimization effect", "BH verdict"} <= set(result.rates["test"])  # no probes: no probe differences
     for row in result.rates.itertuples():
-        assert row.comparisons >= 100 and _within_binomial_noise_of(pd.Series(row._asdict())), row
+        assert row.comparisons >= (75 if row.test == "BH verdict" else 100), row
+        assert _within_binomial_noise_of(pd.Series(row._asdict())), row
