@@ -62,8 +62,9 @@ def test_a_a_false_positive_rate_is_at_most_alpha(calibration, test):
 
 def test_a_a_tables_claim_something_at_most_alpha_of_the_time(calibration):
     """The verdicts the report prints (gap onsets, transfer verdicts, BH-adjusted p-values of the
-    optimization and probe-difference tables) come from Benjamini–Hochberg within each table; on A/A
-    splits every table has only true nulls, so a table claims anything in at most alpha of the splits."""
+    optimization, probe-difference and correlation tables) come from Benjamini–Hochberg within each
+    table; on A/A splits (with permuted factors for the correlations) every table has only true nulls,
+    so a table claims anything in at most alpha of the splits."""
     _, result = calibration
     rows = result.rates[result.rates["test"] == "BH verdict"].set_index("design")
     families = result.comparisons.loc[result.comparisons["test"] == "BH verdict", "measure"]
@@ -74,9 +75,12 @@ def test_a_a_tables_claim_something_at_most_alpha_of_the_time(calibration):
         "optimization table: log_ratio_early_p_adjusted",
         "optimization table: log_ratio_final_p_adjusted",
         "probe differences table: p_adjusted",
+        "correlation table: pearson_p_adjusted",
+        "correlation table: spearman_p_adjusted",
     }
     assert rows.loc["paired", "comparisons"] == 6 * 25 and rows.loc["unpaired", "comparisons"] == 3 * 25
-    for design in ("paired", "unpaired"):
+    assert rows.loc["cluster permutation", "comparisons"] == 2 * 5 * 10  # 10 permutations on each of 5 splits
+    for design in ("paired", "unpaired", "cluster permutation"):
         assert rows.loc[design, "min_p"] <= 0.05 and _within_binomial_noise_of(rows.loc[design]), rows
 
 

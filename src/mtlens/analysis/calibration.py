@@ -32,7 +32,15 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from mtlens.analysis.correlation import MEAN_FACTORS, correlate, difference_tests, unit_table
+from mtlens.analysis.correlation import (
+    CONFLICTS,
+    FACTORS,
+    MEAN_FACTORS,
+    correlate,
+    correlation_table,
+    difference_tests,
+    unit_table,
+)
 from mtlens.analysis.gap import gap_family, generalization_gap
 from mtlens.analysis.inference import clopper_pearson
 from mtlens.analysis.optimization import optimization_effect, optimization_tests
@@ -217,8 +225,16 @@ def _table_comparisons(
     return [r | {"design": "paired"} for r in records]
 
 
-def _correlation_comparisons(units: pd.DataFrame, n_permutations: int, rng: np.random.Generator) -> list[dict]:
+def _correlation_comparisons(
+    units: pd.DataFrame, n_permutations: int, rng: np.random.Generator, alpha: float
+) -> list[dict]:
+    """Per permutation: the factor ``log_ratio_mean`` permuted and correlated with each target
+    (:func:`correlate`), and the report's correlation table (:func:`correlation_table`, whose pairs are
+    one BH family) of the units with all factor columns permuted together (an A/A split has one unit
+    per (setting, task, seed) cluster, so permuting units permutes clusters).  999 permutations per
+    p-value and 20 bootstrap resamples (the intervals are not tested) keep this cheap."""
     groups = units[["setting", "task", "seed"]].astype(str).agg("/".join, axis=1).to_numpy()
+    factors = [c for c in (*FACTORS, *CONFLICTS) if c in units]
     records = []
     for _ in range(n_permutations):
         factor = rng.permutation(units["log_ratio_mean"].to_numpy(float))
@@ -235,6 +251,15 @@ def _correlation_comparisons(units: pd.DataFrame, n_permutations: int, rng: np.r
                 }
                 for kind in ("pearson", "spearman")
             ]
+        permuted = units.assign(**dict(zip(factors, units[factors].to_numpy()[rng.permutation(len(units))].T)))
+        table = correlation_table(permuted, n_boot=20, seed=int(rng.integers(1 << 31)), alpha=alpha, n_perm=999)
+        for kind in ("pearson", "spearman"):
+            records += _verdict(
+                f"correlation table: {kind}_p_adjusted",
+                table[f"{kind}_p_adjusted"],
+                table["min_p"],
+                "cluster permutation",
+            )
     return records
 
 
@@ -303,7 +328,7 @@ def calibrate(
         effect_table, units = tables[key]
         split += _table_comparisons(effect_table, units if has_probes else None, alpha, effect)
         if correlations and units is not None:
-            split += _correlation_comparisons(units, permutations_per_split, rng)
+            split += _correlation_comparisons(units, permutations_per_split, rng, alpha)
         records += [{"split": i, **r} for r in split]
     table = pd.DataFrame.from_records(
         records, columns=["split", "test", "task", "measure", "design", "p_value", "min_p", "min_detectable"]

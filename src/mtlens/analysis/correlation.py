@@ -377,9 +377,11 @@ def correlation_table(
     confidence: float = 0.95,
     seed: int = 0,
     alpha: float = 0.05,
+    n_perm: int = 9999,
 ) -> pd.DataFrame:
     """One row per (x, y) pair with at least 3 finite units: :func:`correlate` over all units,
-    bootstrapping and permuting the clusters named by ``cluster`` (columns of ``units``).
+    bootstrapping (``n_boot`` resamples) and permuting (``n_perm``) the clusters named by ``cluster``
+    (columns of ``units``).
 
     The pairs form one family: ``pearson_p_adjusted`` and ``spearman_p_adjusted`` are
     Benjamini–Hochberg over the table; ``conclusive`` is False where ``min_p > alpha`` (too few
@@ -390,7 +392,7 @@ def correlation_table(
     for x, y in pairs:
         if x not in units or y not in units:
             continue
-        result = correlate(units[x], units[y], groups, n_boot, confidence, seed)
+        result = correlate(units[x], units[y], groups, n_boot, confidence, seed, n_perm)
         if result["n"] >= 3:
             records.append({"x": x, "y": y, **result})
     columns = [
