@@ -46,7 +46,8 @@ def _within_binomial_noise_of(rate_row: pd.Series, alpha: float = 0.05) -> bool:
 
 
 PAIRED_ONLY = ("optimization effect", "probe difference", "correlation")
-"""Tests of per-seed MTL − STL differences: an unpaired split has no same-seed STL run to compare with."""
+"""Tests with one design: the per-seed MTL − STL differences (an unpaired split has no same-seed STL run
+to compare with) and the correlations (cluster permutation)."""
 
 
 @pytest.mark.parametrize("test", ["gap exists", "persistent gap (onset)", "transfer", *PAIRED_ONLY])
