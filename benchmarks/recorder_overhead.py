@@ -9,9 +9,9 @@ each); the ratio ``with / without`` is taken per round on the process's CPU time
 CPU time excludes other jobs on a shared machine; wall time includes the recorder's file writes.
 
 ``--n-train N`` runs the example on ``N`` training examples instead of its 128 (the only change to
-the code), so that each run trains long enough to weigh the recorder's fixed cost per run (config,
-status and lock files; one parquet part per evaluated step, merged into the trajectory at the end)
-against a training run of realistic length.
+the code), so that each run trains long enough to weigh the recorder's fixed cost per run (lock,
+config, task and status files, the merged trajectory written once at the end) against a training
+run of realistic length.
 
 Run: ``.venv/bin/python benchmarks/recorder_overhead.py --rounds 7 [--n-train 768]``.
 """

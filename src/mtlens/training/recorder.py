@@ -33,14 +33,15 @@ reopening the same description reopens the same run and a different one never mi
 stored config is the description plus ``"source": "recorder"``.
 
 **Buffering, checkpoints and resume.**  Rows are buffered per step and written (one part per
-step, atomically) at :meth:`Recorder.flush`, :meth:`Recorder.checkpoint`, on leaving the ``with``
-block, and whenever 64 steps are pending.  :meth:`Recorder.checkpoint` saves your state dict (plus
-torch's CPU random state) after flushing; :meth:`Recorder.restore` loads it and discards every row
-recorded after its step.  If you checkpoint yourself, call :meth:`Recorder.flush` when you do and
-:meth:`Recorder.resume_from` with the step you resume from.  Rows are keyed by
-``(step, task, quantity)``: recording a value again replaces it, and the first step recorded in a
-session discards rows of later steps left by an interrupted session, so a resumed run never has
-duplicated rows.
+step, atomically) at :meth:`Recorder.flush`, :meth:`Recorder.checkpoint`, when the run fails, and
+whenever 64 steps are pending; when the run ends normally the buffered rows go straight into its
+merged trajectory (one file written: the run's whole fixed cost is a few small file writes).
+:meth:`Recorder.checkpoint` saves your state dict (plus torch's CPU random state) after flushing;
+:meth:`Recorder.restore` loads it and discards every row recorded after its step.  If you
+checkpoint yourself, call :meth:`Recorder.flush` when you do and :meth:`Recorder.resume_from` with
+the step you resume from.  Rows are keyed by ``(step, task, quantity)``: recording a value again
+replaces it, and the first step recorded in a session discards rows of later steps left by an
+interrupted session, so a resumed run never has duplicated rows.
 
 **State.**  The run is ``running`` while open, ``finished`` (rows merged into its trajectory) when
 the ``with`` block ends normally or :meth:`Recorder.close` is called, ``failed`` (rows kept,
@@ -64,6 +65,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+import pyarrow as pa
 import torch
 from torch import nn
 
@@ -222,7 +224,7 @@ class Recorder:
         self.writer = RunWriter(self.store, self.identity)
         self._probes = self._probe_setup(probes, names)
         self._pending: dict[int, tuple[float, dict[tuple[str, str], float]]] = {}
-        self._written: set[int] = set()  # steps whose on-disk part has been read into (or replaced by) this session
+        self._parts: set[int] = set()  # steps with a part on disk (known from open(): the lock keeps others out)
         self._first_step: int | None = None
         self._last_step = 0
         self._stack: ExitStack | None = None
@@ -245,6 +247,7 @@ class Recorder:
                     "remove its directory to record it again, or change its description"
                 )
             self.writer.open(self.config, self.task_info)
+            self._parts = set(self.store.part_steps(self.run_id))
             status = self.store.status(self.run_id)
             self._last_step = int(status["step"]) if status else 0
             self.writer.mark_running(self._last_step)
@@ -260,11 +263,14 @@ class Recorder:
         if self._stack is None:
             return
         try:
-            self.flush()
             if state == "failed":
+                self.flush()
                 self.writer.mark_failed(self._last_step, message)
             elif state in ("finished", "diverged"):
-                self.writer.finish(state, self._last_step, message)
+                self._flush(self._parts)  # a pending step that has a part replaces it
+                rows = [self.writer.rows(s, epoch, _records(r)) for s, (epoch, r) in sorted(self._pending.items())]
+                self.writer.finish(state, self._last_step, message, rows=pa.concat_tables(rows) if rows else None)
+                self._pending.clear()
             else:
                 raise ValueError(f"state must be 'finished', 'diverged' or 'failed', got {state!r}")
         finally:
@@ -323,8 +329,7 @@ class Recorder:
             epoch = step / self.steps_per_epoch
         if self._first_step is None:  # rows of later steps are left from an interrupted session
             self._first_step = step
-            self.writer.discard_after(step)
-            self._written = {s for s in self._written if s <= step}
+            self._discard_after(step)
         if step not in self._pending:
             self._pending[step] = (float(epoch), self._rows_on_disk(step))
         self._pending[step][1].update(rows)
@@ -334,18 +339,27 @@ class Recorder:
 
     def _rows_on_disk(self, step: int) -> dict[tuple[str, str], float]:
         """Rows of ``step`` written earlier (this session or before), so new ones replace them by key."""
-        if step in self._written or step not in self.store.part_steps(self.run_id):
+        if step not in self._parts:
             return {}
-        self._written.add(step)
         part = self.store.read_part(self.run_id, step)
         return {(t, q): v for t, q, v in zip(part["task"], part["quantity"], part["value"])}
 
+    def _discard_after(self, step: int) -> None:
+        """Delete the parts of steps after ``step``."""
+        if any(s > step for s in self._parts):
+            self.writer.discard_after(step)
+            self._parts = {s for s in self._parts if s <= step}
+
     def flush(self) -> None:
         """Write every pending step's rows (one atomic part per step)."""
-        for step, (epoch, rows) in sorted(self._pending.items()):
-            self.writer.write_step(step, epoch, [{"task": t, "quantity": q, "value": v} for (t, q), v in rows.items()])
-        self._written |= set(self._pending)
-        self._pending.clear()
+        self._flush(self._pending)
+
+    def _flush(self, steps: Iterable[int]) -> None:
+        """Write the rows of the pending ``steps`` as parts (a part holds all rows of its step)."""
+        for step in sorted(set(steps) & set(self._pending)):
+            epoch, rows = self._pending.pop(step)
+            self.writer.write_step(step, epoch, _records(rows))
+            self._parts.add(step)
 
     # -- checkpoints and resume -------------------------------------------------------------
     def checkpoint(self, step: int, state: Mapping[str, Any]) -> None:
@@ -374,8 +388,7 @@ class Recorder:
         """Discard every row recorded after ``step`` (your loop resumes from there)."""
         self._require_open()
         self._pending = {s: rows for s, rows in self._pending.items() if s <= step}
-        self._written = {s for s in self._written if s <= step}
-        self.writer.discard_after(step)
+        self._discard_after(step)
         self._first_step = step
         self._last_step = step
         self.writer.mark_running(step)
@@ -438,3 +451,8 @@ class Recorder:
         for name in (t for t in tasks if isinstance(t, str)):
             info[name] = {"selection_metric": selection_metric, "lower_is_better": dict(directions)}
         return info
+
+
+def _records(rows: Mapping[tuple[str, str], float]) -> list[dict[str, Any]]:
+    """``{(task, quantity): value}`` as the writer's records."""
+    return [{"task": t, "quantity": q, "value": v} for (t, q), v in rows.items()]
