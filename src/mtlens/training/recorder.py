@@ -72,7 +72,15 @@ from torch import nn
 from mtlens.errors import MtlensError
 from mtlens.gradients import flatten
 from mtlens.probes import PROBES, ProbeContext, measure_probes, validate_probe_options
-from mtlens.probes.loss_model import UNAVAILABLE_PROBES, Batch, LossModel, PerExampleLosses, batch_size_of, loss_task
+from mtlens.probes.loss_model import (
+    PREDICTIVE_PROBES,
+    Batch,
+    LossModel,
+    ModelOutputs,
+    PerExampleLosses,
+    batch_size_of,
+    loss_task,
+)
 from mtlens.store import RunStore, atomic_write
 from mtlens.tasks import Task
 from mtlens.training.config import make_run_id
@@ -109,10 +117,13 @@ class RecorderProbes:
     """Probes on a user's model; see :mod:`mtlens.probes.loss_model` for the first four arguments.
 
     ``steps`` is the schedule (e.g. :func:`mtlens.training.probe_runner.probe_steps`); ``probes`` the
-    registered probes to run (all but ``fisher`` work on a user's model:
-    :data:`~mtlens.probes.loss_model.UNAVAILABLE_PROBES`) and ``options`` their options
-    (``{probe: {option: value}}``, as a config's ``probe_options``); ``batch_size`` is the training
-    batch size (the alignment probe's batches).
+    registered probes to run and ``options`` their options (``{probe: {option: value}}``, as a
+    config's ``probe_options``); ``batch_size`` is the training batch size (the alignment probe's
+    batches).  ``outputs(batch) -> {task: outputs}`` (e.g. logits) makes the probes of
+    :data:`~mtlens.probes.loss_model.PREDICTIVE_PROBES` (``fisher``) available; they also need the
+    recorder's tasks as :class:`~mtlens.tasks.Task` objects whose ``loss`` is the negative
+    log-likelihood of those outputs and ``sample_labels`` draws from it (e.g.
+    ``classification_task(name, n_classes)`` for softmax logits).
     """
 
     model: nn.Module
@@ -123,15 +134,21 @@ class RecorderProbes:
     probes: Sequence[str] = ("coherence", "sharpness_sam", "conflict", "alignment")
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     batch_size: int = 32
+    outputs: ModelOutputs | None = None
 
     def validated_options(self) -> dict[str, dict[str, Any]]:
         """Every probe's options with its defaults filled in; raises naming a probe a user's model lacks."""
-        unavailable = sorted(set(self.probes) & set(UNAVAILABLE_PROBES))
-        if unavailable or not self.probes or len(set(self.probes)) != len(self.probes):
+        if not self.probes or len(set(self.probes)) != len(self.probes):
             raise ValueError(
-                f"probes {list(self.probes)} must be distinct registered probes, none of "
-                f"{list(UNAVAILABLE_PROBES)} (they cannot run on a user's model); registered: "
-                f"{', '.join(PROBES.names())}"
+                f"probes {list(self.probes)} must be distinct registered probes; "
+                f"registered: {', '.join(PROBES.names())}"
+            )
+        predictive = sorted(set(self.probes) & set(PREDICTIVE_PROBES))
+        if predictive and self.outputs is None:
+            raise ValueError(
+                f"probes {predictive} need labels drawn from the model: pass outputs=(batch -> {{task: outputs}}, "
+                "e.g. logits) to RecorderProbes and the tasks as Task objects with that likelihood "
+                "(e.g. classification_task(name, n_classes))"
             )
         unknown = sorted(set(self.options) - set(self.probes))
         if unknown:
@@ -151,12 +168,19 @@ class RecorderProbes:
 
 @dataclass
 class _ProbeSetup:
+    """The probes on the loss view (``model``, ``tasks``: losses as outputs) and those of
+    :data:`~mtlens.probes.loss_model.PREDICTIVE_PROBES` on the predictive view (``predictive``,
+    ``likelihoods``: the user's outputs and tasks)."""
+
     model: LossModel
     steps: set[int]
     tasks: list[Task]
     names: list[str]
     options: dict[str, dict[str, Any]]
     batch_size: int
+    predictive: LossModel | None
+    likelihoods: list[Task]
+    predictive_names: list[str]
 
 
 class Recorder:
@@ -222,7 +246,7 @@ class Recorder:
         self.task_info = self._task_info(tasks, lower_is_better or {}, selection_metric)
         self.steps_per_epoch = steps_per_epoch
         self.writer = RunWriter(self.store, self.identity)
-        self._probes = self._probe_setup(probes, names)
+        self._probes = self._probe_setup(probes, tasks)
         self._pending: dict[int, tuple[float, dict[tuple[str, str], float]]] = {}
         self._parts: set[int] = set()  # steps with a part on disk (known from open(): the lock keeps others out)
         self._first_step: int | None = None
@@ -409,29 +433,48 @@ class Recorder:
         shared = setup.model.shared_parameters()
         grads = [p.grad for p in shared]
         update = None if step == 0 or all(g is None for g in grads) else flatten(grads, shared).detach().clone()
-        context = ProbeContext(
-            setup.model,
-            setup.tasks,
-            setup.model.probe_samples(),
-            step=step,
-            seed=self.identity.seed,
-            batch_size=setup.batch_size,
-            update=update,
-        )
-        rows = measure_probes(context, setup.names, setup.options)
+        rows = []
+        for model, tasks, names in (
+            (setup.model, setup.tasks, setup.names),
+            (setup.predictive, setup.likelihoods, setup.predictive_names),
+        ):
+            if model is not None and names:
+                context = ProbeContext(
+                    model,
+                    tasks,
+                    model.probe_samples(),
+                    step=step,
+                    seed=self.identity.seed,
+                    batch_size=setup.batch_size,
+                    update=update,
+                )
+                rows += measure_probes(context, names, setup.options)
         self._add(step, {(r["task"], r["quantity"]): float(r["value"]) for r in rows}, epoch)
 
     @staticmethod
-    def _probe_setup(probes: RecorderProbes | None, tasks: list[str]) -> _ProbeSetup | None:
+    def _probe_setup(probes: RecorderProbes | None, tasks: Sequence[str | Task]) -> _ProbeSetup | None:
         if probes is None:
             return None
+        names = [t.name if isinstance(t, Task) else t for t in tasks]
+        options = probes.validated_options()
+        predictive_names = [p for p in probes.probes if p in PREDICTIVE_PROBES]
+        model = LossModel(probes.model, probes.shared, probes.losses, probes.sample, names, probes.outputs)
+        if predictive_names and not all(isinstance(t, Task) for t in tasks):
+            raise ValueError(
+                f"probes {predictive_names} need every task as a Task object whose loss is the negative "
+                "log-likelihood of the model's outputs and whose sample_labels draws from it (e.g. "
+                f"classification_task(name, n_classes)); got task names {[t for t in tasks if isinstance(t, str)]}"
+            )
         return _ProbeSetup(
-            LossModel(probes.model, probes.shared, probes.losses, probes.sample, tasks),
+            model,
             set(probes.steps),
-            [loss_task(t) for t in tasks],
-            list(probes.probes),
-            probes.validated_options(),
+            [loss_task(t) for t in names],
+            [p for p in probes.probes if p not in PREDICTIVE_PROBES],
+            options,
             probes.batch_size,
+            model.predictive() if predictive_names else None,
+            [t for t in tasks if isinstance(t, Task)],
+            predictive_names,
         )
 
     # -- helpers ------------------------------------------------------------------------------
