@@ -472,7 +472,7 @@ def _row_table(rows: pd.DataFrame | pa.Table) -> pa.Table:
     if missing:
         raise ValueError(f"trajectory rows lack columns {sorted(missing)}")
     if isinstance(rows, pa.Table):
-        return rows.select(ROW_COLUMNS).cast(ROW_SCHEMA)
+        return rows if rows.schema.equals(ROW_SCHEMA) else rows.select(ROW_COLUMNS).cast(ROW_SCHEMA)
     return pa.Table.from_pandas(rows[ROW_COLUMNS], schema=ROW_SCHEMA, preserve_index=False)
 
 

@@ -65,7 +65,6 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-import pyarrow as pa
 import torch
 from torch import nn
 
@@ -292,8 +291,8 @@ class Recorder:
                 self.writer.mark_failed(self._last_step, message)
             elif state in ("finished", "diverged"):
                 self._flush(self._parts)  # a pending step that has a part replaces it
-                rows = [self.writer.rows(s, epoch, _records(r)) for s, (epoch, r) in sorted(self._pending.items())]
-                self.writer.finish(state, self._last_step, message, rows=pa.concat_tables(rows) if rows else None)
+                rows = self.writer.rows((s, epoch, _records(r)) for s, (epoch, r) in sorted(self._pending.items()))
+                self.writer.finish(state, self._last_step, message, rows=rows)
                 self._pending.clear()
             else:
                 raise ValueError(f"state must be 'finished', 'diverged' or 'failed', got {state!r}")
