@@ -8,11 +8,12 @@ STAMP := $(VENV)/.installed-stamp
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -qq -c constraints.txt
 
 # The installer (INSTALLER=uv, the default, or pip): uv (pinned; pip puts it into the venv) resolves, downloads and
-# installs the same versions from the same sources as pip, several times faster (benchmarks/README.md, "CI phases");
-# pip does it all when INSTALLER=pip, when uv cannot be had, or when it fails.  uv does not read pip's configuration, so it is given pip's package sources and constraints
-# (`pip config list`: the find-links directory of the local CPU torch wheel, the local extra indexes), pip's choice
-# among indexes (the highest version wherever it is: unsafe-best-match), and .pyc compilation as pip does it (this
-# machine sets PYTHONDONTWRITEBYTECODE, so an uncompiled module would be compiled again at every import).
+# installs the same versions from the same sources as pip in less than half the time (benchmarks/README.md, "CI
+# phases"); pip does it all when INSTALLER=pip, when uv cannot be had, or when it fails.  uv does not read pip's
+# configuration, so it is given pip's package sources and constraints (`pip config list`: the find-links directory of
+# the local CPU torch wheel, the local extra indexes), pip's choice among indexes (the highest version wherever it is:
+# unsafe-best-match), and .pyc compilation as pip does it (this machine sets PYTHONDONTWRITEBYTECODE, so an
+# uncompiled module would be compiled again at every import).
 INSTALLER ?= uv
 UV_VERSION := 0.13.9
 pip_config = $(shell $(PYTHON) -m pip config list 2>/dev/null | sed -n "s/^[a-z:]*\.$(1)='\(.*\)'$$/\1/p" | sort -u)
@@ -22,7 +23,7 @@ UV_SOURCES = $(addprefix --index-url ,$(call pip_config,index-url)) \
 UV = $(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt --index-strategy unsafe-best-match \
 	--compile-bytecode $(UV_SOURCES)
 # $(call install,ARGS): install ARGS into the venv with uv if it is there, else (or if uv fails) with pip.
-install = { [ -x $(BIN)/uv ] && $(UV) $(1); } || $(PIP) $(1)
+install = $(if $(filter uv,$(INSTALLER)),{ [ -x $(BIN)/uv ] && $(UV) $(1); } || )$(PIP) $(1)
 
 .PHONY: demo test test-layers test-fast test-slow lint typecheck venv clean chromium
 
