@@ -12,6 +12,7 @@ import torch
 
 from mtlens import RunStore, parse_config
 from mtlens.errors import ConfigError
+from mtlens.orchestration.packs import group_into_packs
 from mtlens.settings import Setting, Split, TaskData, register_setting
 from mtlens.tasks import regression_task
 from mtlens.training.config import resolve_config
@@ -144,3 +145,20 @@ def test_a_model_that_cannot_be_packed_trains_its_members_one_by_one(tmp_path: P
         train_run(config, unpacked, progress=False)
         pd.testing.assert_frame_equal(packed.trajectory(config.run_id), unpacked.trajectory(config.run_id))
         assert "pack_size" not in packed.status(config.run_id)
+
+
+def test_runs_are_grouped_into_packs_of_compatible_runs_in_their_order():
+    mtl = configs([{**MEMBERS[0], "seed": s} for s in range(5)])
+    stl = configs([{**MEMBERS[0], "seed": s, "tasks": ["a"]} for s in range(2)])
+    alone = configs([{**MEMBERS[0], "method": "pcgrad"}, {**MEMBERS[0], "pack_size": 1, "seed": 9}])
+    unresolved = parse_config({**MEMBERS[0], "seed": 7})  # tasks unknown until resolved: never packed
+    order = [mtl[0], stl[0], alone[0], mtl[1], mtl[2], mtl[3], stl[1], alone[1], mtl[4], unresolved]
+    ids = [[c.run_id for c in group] for group in group_into_packs(order)]
+    assert ids == [
+        [mtl[0].run_id, mtl[1].run_id, mtl[2].run_id],  # pack_size 3
+        [stl[0].run_id, stl[1].run_id],
+        [alone[0].run_id],
+        [mtl[3].run_id, mtl[4].run_id],
+        [alone[1].run_id],
+        [unresolved.run_id],
+    ]

@@ -192,6 +192,7 @@ class RunPack:
                 bar.update(1)
                 for m in active:
                     self.steps[m.run_id] = step
+                    ended: PackOutcome | None
                     try:
                         with self._own_rng(m):
                             ended = m.end_step(step)
