@@ -463,7 +463,7 @@ def _add_run_config_flags(parser: argparse.ArgumentParser) -> None:
         "--pack-size",
         type=_positive_int,
         help="train up to N compatible runs together as one torch.func pack (default 1: each run on its own; "
-        "only sum/mean runs of models without batch norm or dropout pack; see docs/packs.md)",
+        "only sum/mean runs of models without batch norm or dropout pack; see the README, Executors)",
     )
     parser.add_argument("--option", action="append", metavar="KEY=VALUE", help="a setting option (repeatable)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other run-config key (repeatable)")
