@@ -48,6 +48,7 @@ the others get the error (and stay resumable).
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -138,7 +139,10 @@ def train_pack(
                     outcomes[config.run_id] = opened
                     continue
                 run = TrainingRun(config, setting, opened)  # seeds the global RNG: start it before the next one
-                if unpackable_reason(run.model) is not None:
+                reason = unpackable_reason(run.model)
+                if reason is not None:
+                    if not outcomes:
+                        warnings.warn(f"{config.setting}: {reason}, so its runs train one at a time", stacklevel=2)
                     outcomes[config.run_id] = run.train(progress)
                     continue
                 run.pack_size = len(resolved)  # until RunPack counts the members that did open
