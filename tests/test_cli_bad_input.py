@@ -66,6 +66,8 @@ CASES = {
     "workers-zero": ([*SWEEP, "--workers", "0"], ["--workers", "'0'"]),
     "workers-negative": ([*SWEEP, "--workers", "-1"], ["--workers", "'-1'"]),
     "threads-zero": ([*STUDY, "--threads", "0"], ["--threads", "'0'", ">= 1"]),
+    "pack-size-zero": ([*STUDY, "--pack-size", "0"], ["--pack-size", "'0'", ">= 1"]),
+    "pack-size-config": ([*STUDY, "--set", "pack_size=-1"], ["pack_size=-1", "greater than 0"]),
     "gpus-per-run-negative": ([*SWEEP, "--gpus-per-run", "-1"], ["--gpus-per-run", "'-1'", "> 0"]),
     "lr-inf": ([*STUDY, "--lr", "inf"], ["lr=inf", "finite"]),
     "lr-nan": ([*STUDY, "--lr", "nan"], ["lr=nan", "finite"]),
