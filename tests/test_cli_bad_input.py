@@ -211,8 +211,16 @@ def _make_read_only(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
         return create
 
+    real_open = os.open
+
+    def open_refusing_creation(file, flags, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if flags & os.O_CREAT and Path(file).resolve().parent.is_relative_to(path.resolve()):
+            raise PermissionError(errno.EACCES, "Permission denied", str(file))
+        return real_open(file, flags, *args, **kwargs)
+
     monkeypatch.setattr(tempfile, "TemporaryFile", refuse(tempfile.TemporaryFile))
     monkeypatch.setattr(tempfile, "mkstemp", refuse(tempfile.mkstemp))
+    monkeypatch.setattr(os, "open", open_refusing_creation)  # the store's atomic writes create with os.open
 
 
 def test_read_only_store_is_refused_before_training(
