@@ -207,17 +207,26 @@ def unit_table(
     early_epoch: float = 1.0,
     early_fraction: float = 0.25,
     n_grid: int = 100,
+    selected: pd.DataFrame | None = None,
+    optimization: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per (setting, task, seed, method) of an MTL run; see the module docstring.
 
     ``rows`` are tidy trajectory rows of STL and MTL runs (``mtlens.store.ROW_COLUMNS``).
+    ``selected`` (:func:`~mtlens.analysis.transfer.selected_checkpoints` of ``rows``) and ``optimization``
+    (:func:`~mtlens.analysis.optimization.optimization_effect` of ``rows`` at ``early_fraction``) are
+    computed here unless the caller has them already.
     """
-    transfer = _transfer(selected_checkpoints(rows, task_info), task_info)
+    if selected is None:
+        selected = selected_checkpoints(rows, task_info)
+    if optimization is None:
+        optimization = optimization_effect(rows, early_fraction)
+    transfer = _transfer(selected, task_info)
     mtl_units = rows[rows["mode"] == "mtl"][UNIT_KEYS].drop_duplicates()
     mtl_units = mtl_units[~mtl_units["task"].astype(str).str.contains("|", regex=False) & (mtl_units["task"] != "*")]
     mtl_units["seed"] = mtl_units["seed"].astype(int)
     units = mtl_units.merge(transfer, on=UNIT_KEYS, how="left")
-    optimization = optimization_effect(rows, early_fraction)[UNIT_KEYS + ["log_ratio_early", "log_ratio_mean"]]
+    optimization = optimization[UNIT_KEYS + ["log_ratio_early", "log_ratio_mean"]]
     per_task_conflict, fraction = _conflicts(rows)
     for part in (
         _pair_gap(rows, gap_measure, n_grid),
