@@ -172,9 +172,26 @@ def generalization_gap(
     """
     rows = runs[(runs["task"] == task) & runs["quantity"].isin(["train/loss", measure])]
     wide = rows.pivot_table(index=["mode", "run_id", "seed", "step", "epoch"], columns="quantity", values="value")
-    if measure not in wide or "train/loss" not in wide:
+    return gap_from_checkpoints(wide.reset_index(), task, measure, n_grid, alpha, seed)
+
+
+def gap_from_checkpoints(
+    checkpoints: pd.DataFrame,
+    task: str,
+    measure: str = "val/loss",
+    n_grid: int = 200,
+    alpha: float = DEFAULT_ALPHA,
+    seed: int = 0,
+) -> GapResult | None:
+    """:func:`generalization_gap` from the task's checkpoints in wide form: one row per (run, step)
+    with columns ``mode, run_id, seed, step, epoch``, ``train/loss`` and ``measure`` (other columns
+    are ignored), e.g. a pivot of the trajectory rows made once for many tasks.  A column that is NaN
+    throughout counts as missing, and rows where both are NaN as absent, as in the pivot of
+    :func:`generalization_gap`."""
+    if not {measure, "train/loss"} <= set(checkpoints) or checkpoints[[measure, "train/loss"]].isna().all().any():
         return None
-    wide = wide.reset_index().sort_values(["mode", "run_id", "step"])
+    wide = checkpoints[checkpoints[[measure, "train/loss"]].notna().any(axis=1)]
+    wide = wide.sort_values(["mode", "run_id", "step"])
     curves: dict[str, dict[int, list[tuple[np.ndarray, ...]]]] = {}
     for (mode, seed_of_run, _), frame in wide.groupby(["mode", "seed", "run_id"]):
         curves.setdefault(mode, {}).setdefault(int(seed_of_run), []).append(

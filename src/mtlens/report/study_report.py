@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from mtlens.analysis.correlation import unit_table
-from mtlens.analysis.gap import gap_family, generalization_gap
+from mtlens.analysis.gap import gap_family, gap_from_checkpoints
 from mtlens.analysis.optimization import optimization_effect
 from mtlens.analysis.transfer import TaskInfo, delta_m, selected_checkpoints, transfer_tests
 from mtlens.errors import ConfigError, MtlensError
@@ -246,13 +246,13 @@ def gap_section(rows: pd.DataFrame, out_dir: Path, alpha: float) -> tuple[Sectio
     """Gap figures per (setting, method, task), grouped by setting, and the gap table (also returned):
     one :func:`~mtlens.analysis.gap.gap_family` row per (setting, method, task, measure), BH at FDR ``alpha``."""
     keys, results = [], []
-    rows = rows[rows["quantity"].isin(["train/loss", *GAP_MEASURES])]  # all the gap analysis reads
-    stl_by_task = dict(iter(rows[rows["mode"] == "stl"].groupby(["setting", "task"], sort=False)))
-    for (setting, method), mtl_rows in rows[rows["mode"] == "mtl"].groupby(["setting", "method"]):
+    checkpoints = gap_checkpoints(rows)
+    stl_by_task = dict(iter(checkpoints[checkpoints["mode"] == "stl"].groupby(["setting", "task"], sort=False)))
+    for (setting, method), mtl_rows in checkpoints[checkpoints["mode"] == "mtl"].groupby(["setting", "method"]):
         for task, task_rows in mtl_rows.groupby("task", sort=True):
-            pair = pd.concat([stl_by_task.get((setting, task), rows.iloc[:0]), task_rows])
+            pair = pd.concat([stl_by_task.get((setting, task), checkpoints.iloc[:0]), task_rows])
             for measure in GAP_MEASURES:
-                if (result := generalization_gap(pair, task, measure)) is not None:
+                if (result := gap_from_checkpoints(pair, task, measure)) is not None:
                     keys.append((setting, method))
                     results.append(result)
     title = "When did the gap open?"
@@ -296,6 +296,17 @@ def gap_section(rows: pd.DataFrame, out_dir: Path, alpha: float) -> tuple[Sectio
         f"Negative gaps in loss/error mean MTL generalizes better. See docs/statistics.md.",
     )
     return Section(title, body + per_setting(figures, "gap figures"), "gap"), table
+
+
+def gap_checkpoints(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows the gap analysis reads (``train/loss`` and :data:`GAP_MEASURES`) pivoted once for every
+    run and task: one row per (run, task, step, epoch) with a column per quantity (mean of duplicate
+    rows, as in :func:`~mtlens.analysis.gap.generalization_gap`) and the run's ``setting, mode, method,
+    seed``."""
+    rows = rows[rows["quantity"].isin(["train/loss", *GAP_MEASURES])]
+    wide = rows.pivot_table(index=["run_id", "task", "step", "epoch"], columns="quantity", values="value")
+    runs = rows.drop_duplicates("run_id").set_index("run_id")[["setting", "mode", "method", "seed"]]
+    return wide.reset_index().join(runs, on="run_id")
 
 
 TRAINING_QUANTITIES = ("train/loss", "val/loss", "val/error")
@@ -464,6 +475,7 @@ def write_report(
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = store.trajectories(analysed["run_id"].tolist())
+    rows = rows.astype({c: object for c in rows.columns if pd.api.types.is_string_dtype(rows[c])})
     data = ReportData(*by_configuration(analysed, rows, store.task_info()), alpha=alpha)
     gap, gaps = gap_section(data.rows, out_dir, alpha)
     sections = [
