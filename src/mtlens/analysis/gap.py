@@ -191,14 +191,19 @@ def gap_from_checkpoints(
     if not {measure, "train/loss"} <= set(checkpoints) or checkpoints[[measure, "train/loss"]].isna().all().any():
         return None
     wide = checkpoints[checkpoints[[measure, "train/loss"]].notna().any(axis=1)]
-    wide = wide.sort_values(["mode", "run_id", "step"])
+    if wide.empty:
+        return None
+    # one curve per run, in (mode, seed, run_id) order, its checkpoints in step order
+    mode_code, modes = pd.factorize(wide["mode"], sort=True)
+    run_code, seeds = pd.factorize(wide["run_id"], sort=True)[0], wide["seed"].to_numpy()
+    order = np.lexsort((wide["step"].to_numpy(), run_code, seeds, mode_code))
+    run_code = run_code[order]
+    starts = np.flatnonzero(np.r_[True, run_code[1:] != run_code[:-1]])
+    x, g, e = (wide[c].to_numpy(float)[order] for c in ("train/loss", measure, "epoch"))
     curves: dict[str, dict[int, list[tuple[np.ndarray, ...]]]] = {}
-    for (mode, seed_of_run, _), frame in wide.groupby(["mode", "seed", "run_id"]):
-        curves.setdefault(mode, {}).setdefault(int(seed_of_run), []).append(
-            monotone_curve(
-                frame["train/loss"].to_numpy(float), frame[measure].to_numpy(float), frame["epoch"].to_numpy(float)
-            )
-        )
+    for a, b in zip(starts, np.r_[starts[1:], len(order)], strict=True):
+        mode, seed_of_run = modes[mode_code[order[a]]], int(seeds[order[a]])
+        curves.setdefault(mode, {}).setdefault(seed_of_run, []).append(monotone_curve(x[a:b], g[a:b], e[a:b]))
     if set(curves) != {"stl", "mtl"}:
         return None
     common = sorted(
