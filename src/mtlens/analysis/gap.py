@@ -34,6 +34,7 @@ With ``min_p > alpha`` (e.g. 3 paired seeds: ``min_p = 2/8``) no onset can be re
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -72,7 +73,7 @@ class GapResult:
         """The same result with band and onset at level ``alpha``."""
         return replace(self, alpha=alpha)
 
-    @property
+    @cached_property
     def gap(self) -> pd.DataFrame:
         """One row per level: ``train_loss, gap, se, t, p_adjusted, band_low, band_high, excludes_zero,
         min_detectable`` (band and detectable gap at :attr:`alpha`; NaN without a test)."""

@@ -69,13 +69,14 @@ def _csv_fields(values: np.ndarray) -> list[str]:
         return ["" if v != v else float_format % v for v in values.tolist()]
     if kind in "iub":
         return [str(v) for v in values.tolist()]
-    fields = []
-    for v in values.tolist():
-        text = "" if v is None or v is pd.NA or (isinstance(v, float) and v != v) else str(v)
-        if any(c in text for c in ',"\n\r'):
-            text = '"' + text.replace('"', '""') + '"'
-        fields.append(text)
-    return fields
+    keys = [(v.__class__, v) for v in values.tolist()]  # typed: 1, 1.0 and True are equal keys otherwise
+    fields: dict[Any, str] = {}  # per distinct value: labels repeat on every row of their series
+    for key in keys:
+        if key not in fields:
+            v = key[1]
+            text = "" if v is None or v is pd.NA or (isinstance(v, float) and v != v) else str(v)
+            fields[key] = '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n\r') else text
+    return [fields[key] for key in keys]
 
 
 def stack_columns(parts: Sequence[Columns]) -> Columns:
