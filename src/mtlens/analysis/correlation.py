@@ -137,29 +137,19 @@ def _pair_gap(rows: pd.DataFrame, measure: str, n_grid: int) -> pd.DataFrame:
 
 
 def _probe_means(rows: pd.DataFrame, early_epoch: float) -> pd.DataFrame:
-    """Per run and task: the mean of each per-task factor probe (Fisher: early steps only)."""
+    """Per run and task: the mean of each per-task factor probe (Fisher: the probe steps with ``epoch <=
+    early_epoch``, or the first probe step if none is that early)."""
+    keys = ["setting", "mode", "method", "seed", "task", "quantity"]
     probes = rows[rows["quantity"].isin(list(MEAN_FACTORS.values()) + [FISHER_TRACE])]
-    records = []
-    for (setting, mode, method, seed, task, quantity), frame in probes.groupby(
-        ["setting", "mode", "method", "seed", "task", "quantity"]
-    ):
-        if quantity == FISHER_TRACE:
-            early = frame[frame["epoch"] <= early_epoch]
-            frame, name = (early if len(early) else frame[frame["step"] == frame["step"].min()]), "fisher_early_diff"
-        else:
-            name = next(k for k, v in MEAN_FACTORS.items() if v == quantity)
-        records.append(
-            {
-                "setting": setting,
-                "mode": mode,
-                "method": method,
-                "seed": int(seed),
-                "task": task,
-                "factor": name,
-                "value": float(frame["value"].mean()),
-            }
-        )
-    return pd.DataFrame.from_records(records, columns=["setting", "mode", "method", "seed", "task", "factor", "value"])
+    fisher = probes["quantity"] == FISHER_TRACE
+    early = probes["epoch"] <= early_epoch
+    first = probes["step"] == probes.groupby(keys, sort=False)["step"].transform("min")
+    has_early = probes.assign(early=early).groupby(keys, sort=False)["early"].transform("any").fillna(False)
+    used = ~fisher | early | (~has_early & first)
+    means = probes[used].groupby(keys, sort=True)["value"].mean().reset_index()
+    names = {v: k for k, v in MEAN_FACTORS.items()} | {FISHER_TRACE: "fisher_early_diff"}
+    means = means.assign(seed=means["seed"].astype(int), factor=means.pop("quantity").map(names))
+    return means[["setting", "mode", "method", "seed", "task", "factor", "value"]]
 
 
 def _factor_diffs(rows: pd.DataFrame, early_epoch: float) -> pd.DataFrame:
@@ -177,19 +167,10 @@ def _conflicts(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per MTL unit: mean conflict cosine over its pairs; per MTL run: mean conflict fraction."""
     mtl = rows[rows["mode"] == "mtl"]
     cosine = mtl[mtl["quantity"] == CONFLICT_COSINE]
-    records = []
-    for (setting, method, seed, pair), frame in cosine.groupby(["setting", "method", "seed", "task"]):
-        for task in str(pair).split("|"):
-            records.append(
-                {
-                    "setting": setting,
-                    "task": task,
-                    "seed": int(seed),
-                    "method": method,
-                    "value": float(frame["value"].mean()),
-                }
-            )
-    per_task = pd.DataFrame.from_records(records, columns=UNIT_KEYS + ["value"])
+    # the mean cosine of each pair, once for each of its two tasks (in pair order)
+    pairs = cosine.groupby(["setting", "method", "seed", "task"], as_index=False)["value"].mean()
+    per_task = pairs.assign(task=pairs["task"].astype(str).str.split("|"), seed=pairs["seed"].astype(int))
+    per_task = per_task.explode("task")[UNIT_KEYS + ["value"]]
     per_task = per_task.groupby(UNIT_KEYS, as_index=False)["value"].mean().rename(columns={"value": "conflict_cosine"})
     fraction = (
         mtl[mtl["quantity"] == CONFLICT_FRACTION]
