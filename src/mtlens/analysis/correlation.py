@@ -38,6 +38,7 @@ finite.  The pairs of a table form one family (Benjamini–Hochberg).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Sequence
@@ -237,12 +238,25 @@ def _weighted_pearson(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray
     return np.where(constant, np.nan, r)
 
 
+def _permuted_pearson(x: np.ndarray, y: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Pearson r of ``x[index[b]]`` and ``y`` for every row ``b`` of ``index`` (``(B, n)``, each row a
+    permutation of the points): a permutation keeps the mean and the variance of ``x``, so
+    ``r_b = sum_i (x - mean x)[index[b, i]] (y - mean y)_i / sqrt(S_xx S_yy)``, one matrix-vector
+    product (equal to :func:`_weighted_pearson` with unit weights, without its ``(B, n)`` temporaries).
+    NaN where a variable is constant."""
+    dx, dy = x - x.mean(), y - y.mean()
+    var_x, var_y = (dx * dx).sum(), (dy * dy).sum()
+    if var_x <= 1e-20 * (x * x).sum() or var_y <= 1e-20 * (y * y).sum():
+        return np.full(len(index), np.nan)
+    return dx[index] @ dy / np.sqrt(var_x * var_y)
+
+
 def _weighted_ranks(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Average ranks (``scipy.stats.rankdata``, ties averaged) of every point in each weighted
     sample ``w[b]`` (``(B, n)``): the weight of the smaller values plus ``(tied weight + 1) / 2``."""
-    values, inverse = np.unique(x, return_inverse=True)
-    per_value = np.zeros((w.shape[0], len(values)))
-    np.add.at(per_value.T, inverse, w.T)
+    _, inverse = np.unique(x, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")  # the points grouped by value, every value present
+    per_value = np.add.reduceat(w[:, order], np.flatnonzero(np.r_[True, np.diff(inverse[order]) != 0]), axis=1)
     below = np.cumsum(per_value, axis=1) - per_value
     return (below + (per_value + 1) / 2)[:, inverse]
 
@@ -272,6 +286,23 @@ def cluster_permutations(cluster_of: np.ndarray, n_perm: int, seed: int) -> tupl
     for block, source in zip(blocks, sources):
         index[:, block.ravel()] = block[source].reshape(len(source), -1)
     return index, exact
+
+
+@functools.lru_cache(maxsize=1)
+def _cluster_resamples(cluster_key: bytes, n_boot: int, n_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(weights, index)`` of :func:`correlate` for the points' clusters ``cluster_key`` (the ``intp``
+    bytes of each point's cluster number): ``weights`` ``(n_boot, n)``, how often each point is in each
+    cluster-bootstrap resample (a generator seeded with ``seed``), and the :func:`cluster_permutations`
+    (``None`` with one cluster).  Cached for the last clusters: the pairs of a correlation table mostly
+    share their units, and the permutations of a thousand units take a second to build."""
+    cluster_of = np.frombuffer(cluster_key, dtype=np.intp)
+    n_groups = int(cluster_of.max()) + 1
+    rng = np.random.default_rng(seed)
+    drawn = rng.integers(0, n_groups, (n_boot, n_groups))
+    cluster_counts = np.zeros((n_boot, n_groups))
+    np.add.at(cluster_counts, (np.arange(n_boot)[:, None], drawn), 1)
+    index = cluster_permutations(cluster_of, n_perm, seed)[0] if n_groups > 1 else None
+    return cluster_counts[:, cluster_of], index
 
 
 def correlate(
@@ -321,11 +352,7 @@ def correlate(
     if len(xs) < 3 or np.ptp(xs) == 0 or np.ptp(ys) == 0:
         return out | dict.fromkeys(keys, np.nan)
     pearson, spearman = stats.pearsonr(xs, ys), stats.spearmanr(xs, ys)
-    rng = np.random.default_rng(seed)
-    drawn = rng.integers(0, n_groups, (n_boot, n_groups))
-    cluster_counts = np.zeros((n_boot, n_groups))
-    np.add.at(cluster_counts, (np.arange(n_boot)[:, None], drawn), 1)
-    weights = cluster_counts[:, cluster_of]  # how often each point is in each resample
+    weights, index = _cluster_resamples(cluster_of.astype(np.intp).tobytes(), n_boot, n_perm, seed)
     boot = np.stack(
         [
             _weighted_pearson(xs, ys, weights),
@@ -335,13 +362,8 @@ def correlate(
     )
     tails = 100 * np.array([(1 - confidence) / 2, (1 + confidence) / 2])
     (p_low, p_high), (s_low, s_high) = (np.nanpercentile(boot[:, i], tails) for i in range(2))
-    if n_groups > 1:
-        index, _ = cluster_permutations(cluster_of, n_perm, seed)
-        ones = np.ones(index.shape)
-        permuted = [
-            _weighted_pearson(xs[index], ys, ones),
-            _weighted_pearson(stats.rankdata(xs)[index], stats.rankdata(ys), ones),
-        ]
+    if index is not None:
+        permuted = [_permuted_pearson(xs, ys, index), _permuted_pearson(stats.rankdata(xs), stats.rankdata(ys), index)]
         p_values = [float(np.mean(np.abs(r) >= abs(r[0]) * (1 - 1e-9))) for r in permuted]
         min_p = 1.0 / len(index)
     else:
