@@ -77,21 +77,23 @@ class GapResult:
     def gap(self) -> pd.DataFrame:
         """One row per level: ``train_loss, gap, se, t, p_adjusted, band_low, band_high, excludes_zero,
         min_detectable`` (band and detectable gap at :attr:`alpha`; NaN without a test)."""
-        frame = pd.DataFrame({"train_loss": self.levels, "gap": self.estimate})
+        columns: dict[str, np.ndarray] = {"train_loss": self.levels, "gap": self.estimate}
         if self.test is None:
-            for column in ("se", "t", "p_adjusted", "band_low", "band_high", "min_detectable"):
-                frame[column] = np.nan
-            frame["excludes_zero"] = False
-            return frame
+            nan = np.full(len(self.levels), np.nan)
+            columns |= dict.fromkeys(("se", "t", "p_adjusted", "band_low", "band_high", "min_detectable"), nan)
+            return pd.DataFrame(columns | {"excludes_zero": np.zeros(len(self.levels), dtype=bool)})
         low, high = self.test.band(self.alpha)
-        return frame.assign(
-            se=self.test.se,
-            t=self.test.t,
-            p_adjusted=self.test.adjusted_p,
-            band_low=low,
-            band_high=high,
-            excludes_zero=self.test.significant(self.alpha),
-            min_detectable=self.test.min_detectable(self.alpha),
+        return pd.DataFrame(
+            columns
+            | {
+                "se": self.test.se,
+                "t": self.test.t,
+                "p_adjusted": self.test.adjusted_p,
+                "band_low": low,
+                "band_high": high,
+                "excludes_zero": self.test.significant(self.alpha),
+                "min_detectable": self.test.min_detectable(self.alpha),
+            }
         )
 
     @property
@@ -114,7 +116,8 @@ class GapResult:
         test = self.test
         onset = self.onset or {}
         last = self.gap.iloc[-1]
-        n_mtl, n_stl = (int(self.curves.loc[self.curves["mode"] == m, "n"].iloc[0]) for m in ("mtl", "stl"))
+        modes, runs = self.curves["mode"].to_numpy(), self.curves["n"].to_numpy()
+        n_mtl, n_stl = (int(runs[modes == m][0]) for m in ("mtl", "stl"))
         return {
             "task": self.task,
             "measure": self.measure,
