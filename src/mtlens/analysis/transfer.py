@@ -70,14 +70,23 @@ def selected_checkpoints(runs: pd.DataFrame, task_info: TaskInfo) -> pd.DataFram
 
 def paired_or_unpaired(values: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray, bool]:
     """``(mtl, stl, paired)`` from rows with ``mode, seed, column``: the same-seed values when at least
-    2 seeds have one finite value in both modes (paired), else all finite values per mode (unpaired)."""
-    finite = values[np.isfinite(values[column].astype(float))]
-    by_mode = {m: f.groupby("seed")[column].agg(list) for m, f in finite.groupby("mode")}
-    mtl, stl = by_mode.get("mtl", pd.Series(dtype=object)), by_mode.get("stl", pd.Series(dtype=object))
-    common = [s for s in mtl.index.intersection(stl.index) if len(mtl[s]) == 1 and len(stl[s]) == 1]
+    2 seeds have one finite value in both modes (paired, in seed order), else all finite values per mode
+    (unpaired, by seed, then row order)."""
+    value = values[column].to_numpy(float)
+    finite = np.isfinite(value)
+    by_mode: dict[str, dict[Any, list[float]]] = {"mtl": {}, "stl": {}}
+    for mode, seed, v in zip(values["mode"].to_numpy()[finite], values["seed"].to_numpy()[finite], value[finite]):
+        if mode in by_mode:
+            by_mode[mode].setdefault(seed, []).append(v)
+    mtl, stl = (dict(sorted(by_mode[m].items())) for m in ("mtl", "stl"))
+    common = [s for s in mtl if s in stl and len(mtl[s]) == 1 and len(stl[s]) == 1]
     if len(common) >= 2:
         return np.array([mtl[s][0] for s in common]), np.array([stl[s][0] for s in common]), True
-    return (np.array([v for vs in mtl for v in vs], float), np.array([v for vs in stl for v in vs], float), False)
+    return (
+        np.array([v for vs in mtl.values() for v in vs], float),
+        np.array([v for vs in stl.values() for v in vs], float),
+        False,
+    )
 
 
 def difference_test(mtl: np.ndarray, stl: np.ndarray, paired: bool, alpha: float) -> dict[str, Any]:
