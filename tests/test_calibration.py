@@ -1,7 +1,8 @@
 """Null calibration and power of the report's tests on real training runs (issue 18's Done-when).
 
 One module-scoped A/A experiment: 12 seeds of tiny STL runs per task of ``digits_pair`` (two
-tasks), split 25 times into 6 "MTL" vs 6 STL seeds by :func:`mtlens.orchestration.calibrate.run_calibration`,
+tasks, with the cheap ``coherence`` and ``fisher`` probes, so the probe-difference tests have data),
+split 25 times into 6 "MTL" vs 6 STL seeds by :func:`mtlens.orchestration.calibrate.run_calibration`,
 the function behind ``mtlens calibrate``.  There is no MTL effect anywhere, so every rejection is a
 false positive.  Criterion (the issue's): the 95% Clopper–Pearson interval of the observed rate
 reaches down to 5% and the rate is at most 10%.  The same runs then get a known gap spiked into the
@@ -14,8 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mtlens.analysis.calibration import aa_rows, aa_splits, spike_in
+from mtlens.analysis.calibration import OPTIMIZATION_SUMMARIES, PROBE_OF_DIFFERENCE, aa_rows, aa_splits, spike_in
+from mtlens.analysis.correlation import unit_table
 from mtlens.analysis.gap import generalization_gap
+from mtlens.analysis.optimization import optimization_effect
 from mtlens.cli import main
 from mtlens.orchestration.calibrate import run_calibration
 from mtlens.store import RunStore
@@ -26,7 +29,7 @@ TINY = {
     "batch_size": 32,
     "train_eval_size": 128,
     "eval_every_steps": 4,
-    "probes": [],
+    "probes": ["coherence", "fisher"],
     "setting_options": {"n_train": 128, "n_val": 64, "n_test": 64},
 }
 SEEDS = list(range(12))
@@ -42,15 +45,44 @@ def _within_binomial_noise_of(rate_row: pd.Series, alpha: float = 0.05) -> bool:
     return rate_row["ci_low"] <= alpha and rate_row["rate"] <= 2 * alpha
 
 
-@pytest.mark.parametrize("test", ["gap exists", "persistent gap (onset)", "transfer", "correlation"])
+PAIRED_ONLY = ("optimization effect", "probe difference", "correlation")
+"""Tests with one design: the per-seed MTL − STL differences (an unpaired split has no same-seed STL run
+to compare with) and the correlations (cluster permutation)."""
+
+
+@pytest.mark.parametrize("test", ["gap exists", "persistent gap (onset)", "transfer", *PAIRED_ONLY])
 def test_a_a_false_positive_rate_is_at_most_alpha(calibration, test):
     _, result = calibration
     rows = result.rates[result.rates["test"] == test]
-    assert len(rows) == (1 if test == "correlation" else 2)  # paired and unpaired designs
+    assert len(rows) == (1 if test in PAIRED_ONLY else 2)  # paired and unpaired designs
     for row in rows.itertuples():
         assert row.comparisons >= 100
         assert row.min_p <= 0.05  # 6 pairs can reach 5% (2/64), so a rate near 0 would mean something
         assert _within_binomial_noise_of(pd.Series(row._asdict())), row
+
+
+def test_a_a_tables_claim_something_at_most_alpha_of_the_time(calibration):
+    """The verdicts the report prints (gap onsets, transfer verdicts, BH-adjusted p-values of the
+    optimization, probe-difference and correlation tables) come from Benjamini–Hochberg within each
+    table; on A/A splits (with permuted factors for the correlations) every table has only true nulls,
+    so a table claims anything in at most alpha of the splits."""
+    _, result = calibration
+    rows = result.rates[result.rates["test"] == "BH verdict"].set_index("design")
+    families = result.comparisons.loc[result.comparisons["test"] == "BH verdict", "measure"]
+    assert set(families) == {
+        "gap table: p_any_adjusted",
+        "gap table: onset",
+        "transfer table: verdict",
+        "optimization table: log_ratio_early_p_adjusted",
+        "optimization table: log_ratio_final_p_adjusted",
+        "probe differences table: p_adjusted",
+        "correlation table: pearson_p_adjusted",
+        "correlation table: spearman_p_adjusted",
+    }
+    assert rows.loc["paired", "comparisons"] == 6 * 25 and rows.loc["unpaired", "comparisons"] == 3 * 25
+    assert rows.loc["cluster permutation", "comparisons"] == 2 * 5 * 10  # 10 permutations on each of 5 splits
+    for design in ("paired", "unpaired", "cluster permutation"):
+        assert rows.loc[design, "min_p"] <= 0.05 and _within_binomial_noise_of(rows.loc[design]), rows
 
 
 def test_positive_control_detects_a_known_gap(calibration):
@@ -65,6 +97,28 @@ def test_positive_control_detects_a_known_gap(calibration):
         assert power[("persistent gap (onset)", design)] >= 0.5
         assert power[("gap exists", design)] >= power[("persistent gap (onset)", design)]
     assert power[("transfer", "paired")] >= 0.5
+    assert set(result.effect) >= {"log_ratio_early", "log_ratio_final", "fisher_early_diff", "coherence_diff"}
+    assert power[("optimization effect", "paired")] >= 0.5 and power[("probe difference", "paired")] >= 0.5
+
+
+def test_the_control_shift_of_log_ratios_and_probe_differences_is_a_spike_into_the_runs(calibration):
+    """The positive control adds its effect to the report's optimization and probe-difference tables:
+    that is exactly the training loss of the 'MTL' runs times exp(c) at every step and c added to their
+    probe values (here checked through the report's own functions on one paired split)."""
+    store, _ = calibration
+    rows, task_info = store.trajectories(), store.task_info()
+    paired = aa_rows(rows, *aa_splits(SEEDS, 1)[0], paired=True)
+    scaled = (paired["mode"] == "mtl") & (paired["quantity"] == "train/loss")
+    faster = paired.assign(value=np.where(scaled, paired["value"] * np.exp(-0.3), paired["value"]))
+    before, after = optimization_effect(paired), optimization_effect(faster)
+    for column in OPTIMIZATION_SUMMARIES:
+        assert after[column].to_numpy() == pytest.approx(before[column].to_numpy() - 0.3)
+    effect = {"coherence_diff": 0.2, "fisher_early_diff": -5.0}
+    spiked = spike_in(paired, {PROBE_OF_DIFFERENCE[k]: v for k, v in effect.items()})
+    before, after = unit_table(paired, task_info), unit_table(spiked, task_info)
+    for column, shift in effect.items():
+        assert after[column].to_numpy() == pytest.approx(before[column].to_numpy() + shift)
+    assert after["m_coherence_diff"].to_numpy() == pytest.approx(before["m_coherence_diff"].to_numpy())
 
 
 def test_a_spiked_in_gap_yields_the_onset_at_the_first_common_level(calibration):
@@ -98,7 +152,7 @@ def test_calibrate_command_prints_rates_and_rejects_bad_input(calibration, capsy
         "--set",
         "train_eval_size=128",
         "--set",
-        "probes=[]",
+        "probes=[coherence, fisher]",
         "--option",
         "n_train=128",
         "--option",
@@ -115,7 +169,8 @@ def test_calibrate_command_prints_rates_and_rejects_bad_input(calibration, capsy
     assert main(args) == 0
     out = capsys.readouterr().out
     assert set(store.run_ids()) == runs_before  # the runs of the fixture are reused, nothing is retrained
-    assert "A/A false-positive rates" in out and "persistent gap (onset)" in out and "positive control" in out
+    assert "A/A false-positive rates" in out and "positive control" in out
+    assert all(test in out for test in ("persistent gap (onset)", "optimization effect", "probe difference"))
     comparisons = pd.read_csv(tmp_path / "comparisons.csv")
     assert set(comparisons["kind"]) == {"A/A", "positive control"} and comparisons["split"].max() == 1
     assert main(["calibrate", "digits_pair", "--seeds", "3", "--store", str(tmp_path / "s")]) == 2
@@ -159,5 +214,7 @@ def test_a_a_false_positive_rates_on_the_demo_setting(tmp_path):
         "setting_options": {"n_train": 300, "n_val": 200, "n_test": 200},
     }
     result = run_calibration(config, SEEDS, RunStore(tmp_path / "store"), n_splits=25, progress=False, control_splits=5)
+    assert {"optimization effect", "BH verdict"} <= set(result.rates["test"])  # no probes: no probe differences
     for row in result.rates.itertuples():
-        assert row.comparisons >= 100 and _within_binomial_noise_of(pd.Series(row._asdict())), row
+        assert row.comparisons >= (75 if row.test == "BH verdict" else 100), row
+        assert _within_binomial_noise_of(pd.Series(row._asdict())), row

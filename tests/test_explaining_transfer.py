@@ -388,6 +388,21 @@ def test_optimizer_comparison_groups_runs_by_optimizer_and_momentum():
         assert table.loc[key, "n"] == 2
 
 
+def _brute_force_detectable(values: np.ndarray, alpha: float = 0.05, power: float = 0.8) -> float:
+    """``(c + z_power) * sd / sqrt(n)`` with ``c`` the largest |t| over all sign flips whose share of flips
+    at least as large exceeds ``alpha`` (docs/statistics.md 7)."""
+    flips = np.array(
+        [
+            abs(stats.ttest_1samp(values * np.array(s), 0).statistic)
+            for s in itertools.product([1, -1], repeat=len(values))
+        ]
+    )
+    if np.mean(flips >= flips.max() - 1e-12) > alpha:
+        return np.inf  # no sign pattern reaches alpha
+    c = max(v for v in flips if np.mean(flips >= v - 1e-12) > alpha)
+    return (c + stats.norm.ppf(power)) * np.std(values, ddof=1) / np.sqrt(len(values))
+
+
 def test_optimization_tests_are_exact_sign_flip_tests_of_the_per_seed_log_ratios():
     effect = pd.DataFrame(
         {
@@ -407,6 +422,10 @@ def test_optimization_tests_are_exact_sign_flip_tests_of_the_per_seed_log_ratios
     assert table.loc["t", "log_ratio_early_p"] == pytest.approx(2 / 64)  # every seed optimized faster under MTL
     assert table.loc["t", "log_ratio_early_high"] < 0 < table.loc["u", "log_ratio_early_high"]
     assert np.allclose(table["log_ratio_early_p_adjusted"], stats.false_discovery_control(table["log_ratio_early_p"]))
+    for task in ("t", "u"):  # u has a seed with log-ratio 0, so p >= 4/64 and nothing is detectable
+        values = effect.loc[effect["task"] == task, "log_ratio_early"].to_numpy()
+        assert table.loc[task, "log_ratio_early_min_detectable"] == pytest.approx(_brute_force_detectable(values))
+    assert np.isinf(table.loc["u", "log_ratio_early_min_detectable"])
 
 
 def test_difference_tests_test_each_probe_difference_over_seeds():
@@ -424,4 +443,7 @@ def test_difference_tests_test_each_probe_difference_over_seeds():
     assert list(table.index) == ["fisher_early_diff", "coherence_diff"]  # no sharpness column: left out
     assert table.loc["fisher_early_diff", "p_value"] == pytest.approx(2 / 128)
     assert table.loc["coherence_diff", "n_seeds"] == 6 and table.loc["coherence_diff", "p_value"] > 0.5
+    assert table.loc["fisher_early_diff", "min_detectable"] == pytest.approx(
+        _brute_force_detectable(units["fisher_early_diff"].to_numpy())
+    )
     assert np.allclose(table["p_adjusted"], stats.false_discovery_control(table["p_value"]))

@@ -1,10 +1,18 @@
 """The Lightning and Hugging Face callbacks: STL and MTL runs of a library's own Trainer written as
-mtlens runs, turned by `mtlens report` into a report with the gap figures and probe rows."""
+mtlens runs, turned by `mtlens report` into a report with the gap figures and probe rows.
+
+Sized for the default test run (a few seconds per library besides importing it): one seed, 8 steps,
+two probes (coherence; conflict, which needs the update direction), and the garbage collector's
+existing objects frozen while the libraries train (accelerate runs ``gc.collect()`` at every
+``train()``, a second or more each with the test session's heap)."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pandas as pd
 import pytest
@@ -18,7 +26,8 @@ from mtlens.cli import main
 
 TASKS = ("a", "b")
 SPLITS = ("train", "val", "test")
-N_TRAIN, BATCH, EPOCHS = 64, 16, 4
+N_TRAIN, BATCH, EPOCHS = 64, 16, 2
+STEPS_PER_EPOCH = N_TRAIN // BATCH
 
 
 class Examples(Dataset):
@@ -43,29 +52,60 @@ class Examples(Dataset):
 TRAIN, VAL, TEST = Examples(N_TRAIN, 0), Examples(32, 1), Examples(32, 2)
 
 
-def probes_for(model: nn.Module, trunk: str, losses) -> RecorderProbes:
-    steps_per_epoch = N_TRAIN // BATCH
+PROBE_STEPS = [0, STEPS_PER_EPOCH, EPOCHS * STEPS_PER_EPOCH]
+
+
+def probes_for(model: nn.Module, trunk: str, losses, batch_size: int = BATCH) -> RecorderProbes:
     return RecorderProbes(
         model=model,
         shared=[n for n, _ in model.named_parameters() if n.startswith(trunk)],
         losses=losses,
-        sample=TRAIN.batch(32),
-        steps=[0, steps_per_epoch, EPOCHS * steps_per_epoch],
-        probes=("coherence", "sharpness_sam", "conflict"),
-        batch_size=BATCH,
+        sample=TRAIN.batch(16),
+        steps=PROBE_STEPS,
+        probes=("coherence", "conflict"),
+        batch_size=batch_size,
     )
 
 
-def check_rows(store: RunStore, n_probe_steps: int) -> None:
+def shared_grad_norm(model: nn.Module, trunk: str) -> float:
+    """``||d||`` of the gradients in the trunk's ``.grad`` (what the optimizer is about to apply)."""
+    grads = [p.grad.flatten() for n, p in model.named_parameters() if n.startswith(trunk) and p.grad is not None]
+    return float(torch.cat(grads).norm())
+
+
+@contextmanager
+def frozen_gc() -> Iterator[None]:
+    """Leave the objects that exist now out of garbage collections (see the module docstring)."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+def check_rows(store: RunStore, update_norms: dict[int, float]) -> None:
+    """Three finished runs evaluated before training and at every epoch end (the gap at equal
+    training loss needs STL and MTL curves over a common range: both start from the same init), the
+    probes scheduled, no duplicated row; the MTL run's
+    update direction at each probe step after 0 is the gradient the optimizer applied at that step
+    (``update_norms``: its norm, taken by the test's own callback before the optimizer step)."""
     runs = store.runs()
     assert len(runs) == 3 and set(runs["state"]) == {"finished"}
     rows = store.trajectories()
     for run_id, frame in rows.groupby("run_id"):
         for split in SPLITS:
             evaluated = frame[frame["quantity"] == f"{split}/loss"]["step"]
-            assert sorted(evaluated.unique()) == [(N_TRAIN // BATCH) * e for e in range(1, EPOCHS + 1)], run_id
-        assert frame["step"][frame["quantity"] == "probe/grad_coherence"].nunique() == n_probe_steps
+            assert sorted(evaluated.unique()) == [STEPS_PER_EPOCH * e for e in range(EPOCHS + 1)], run_id
+        assert sorted(frame["step"][frame["quantity"] == "probe/grad_coherence"].unique()) == PROBE_STEPS
         assert not frame.duplicated(["task", "step", "quantity"]).any()
+    mtl = rows[rows["mode"] == "mtl"]
+    recorded = mtl[mtl["quantity"] == "probe/update_norm"].set_index("step")["value"]
+    assert sorted(recorded.index) == PROBE_STEPS[1:]
+    for step in PROBE_STEPS[1:]:
+        assert recorded[step] == pytest.approx(update_norms[step], rel=1e-5), step
+    cosines = mtl[mtl["quantity"] == "probe/update_cosine"]
+    assert sorted(cosines["task"]) == sorted(TASKS * len(PROBE_STEPS[1:]))
+    assert cosines["value"].between(-1, 1).all() and (cosines["value"] > 0).any()
 
 
 def check_report(store: RunStore, out) -> None:
@@ -78,8 +118,10 @@ def check_report(store: RunStore, out) -> None:
 
 
 @pytest.fixture(scope="module")
-def lightning_store(tmp_path_factory) -> RunStore:
-    """STL a, STL b and MTL runs of a Lightning ``Trainer``, recorded."""
+def lightning_store(tmp_path_factory) -> tuple[RunStore, dict[int, float]]:
+    """STL a, STL b and MTL runs of a Lightning ``Trainer``, recorded; the MTL run's update norms.
+    Batches of ``BATCH / 2`` with two accumulated per optimizer step: the probes run once per step,
+    with the accumulated gradient."""
     tmp_path = tmp_path_factory.mktemp("lightning")
     pl = pytest.importorskip("lightning.pytorch", reason="the `lightning` extra is part of the test extra")
     from mtlens.integrations.lightning import RecorderCallback
@@ -104,21 +146,29 @@ def lightning_store(tmp_path_factory) -> RunStore:
         def configure_optimizers(self):
             return torch.optim.Adam(self.parameters(), lr=0.02)
 
+    class UpdateNorms(pl.Callback):
+        def __init__(self):
+            self.norms: dict[int, float] = {}
+
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+            self.norms[trainer.global_step + 1] = shared_grad_norm(pl_module, "trunk.")
+
     store = RunStore(tmp_path / "store")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     for tasks in (["a"], ["b"], ["a", "b"]):
         torch.manual_seed(0)
         module = TwoTaskModule(tasks)
-        probes = probes_for(module, "trunk.", module.losses)
+        probes = probes_for(module, "trunk.", module.losses, batch_size=BATCH // 2)
         with Recorder(
             store,
             "lightning_toy",
             tasks,
             seed=0,
-            steps_per_epoch=N_TRAIN // BATCH,
+            steps_per_epoch=STEPS_PER_EPOCH,
             hyperparameters={"lr": 0.02},
             probes=probes,
         ) as rec:
+            update_norms = UpdateNorms()
             trainer = pl.Trainer(
                 max_epochs=EPOCHS,
                 accelerator="cpu",
@@ -127,21 +177,21 @@ def lightning_store(tmp_path_factory) -> RunStore:
                 enable_progress_bar=False,
                 enable_model_summary=False,
                 num_sanity_val_steps=0,
-                callbacks=[RecorderCallback(rec)],
+                accumulate_grad_batches=2,
+                callbacks=[RecorderCallback(rec), update_norms],
             )
-            with warnings.catch_warnings():
+            evaluation = [DataLoader(d, batch_size=32) for d in (Examples(N_TRAIN, 0), VAL, TEST)]
+            with warnings.catch_warnings(), frozen_gc():
                 warnings.simplefilter("ignore")
-                trainer.fit(
-                    module,
-                    DataLoader(TRAIN, batch_size=BATCH, shuffle=True),
-                    [DataLoader(d, batch_size=32) for d in (Examples(N_TRAIN, 0), VAL, TEST)],
-                )
-    return store
+                trainer.validate(module, evaluation)  # step 0
+                trainer.fit(module, DataLoader(TRAIN, batch_size=BATCH // 2, shuffle=True), evaluation)
+    return store, update_norms.norms  # those of the last (MTL) run
 
 
 @pytest.fixture(scope="module")
-def hf_store(tmp_path_factory) -> RunStore:
-    """STL a, STL b and MTL runs of a Hugging Face ``Trainer`` on a tiny random BERT, recorded."""
+def hf_store(tmp_path_factory) -> tuple[RunStore, dict[int, float]]:
+    """STL a, STL b and MTL runs of a Hugging Face ``Trainer`` on a tiny random BERT, recorded; the MTL
+    run's update norms."""
     tmp_path = tmp_path_factory.mktemp("hf")
     transformers = pytest.importorskip("transformers")
     from mtlens.integrations.huggingface import RecorderTrainerCallback
@@ -181,6 +231,13 @@ def hf_store(tmp_path_factory) -> RunStore:
             for t, logit, y in zip(current_tasks, logits, labels)
         }
 
+    class UpdateNorms(transformers.TrainerCallback):
+        def __init__(self):
+            self.norms: dict[int, float] = {}
+
+        def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+            self.norms[state.global_step + 1] = shared_grad_norm(model, "bert.")
+
     store = RunStore(tmp_path / "store")
     transformers.logging.set_verbosity_error()
     for current_tasks in (["a"], ["b"], ["a", "b"]):
@@ -206,34 +263,28 @@ def hf_store(tmp_path_factory) -> RunStore:
             "hf_toy",
             current_tasks,
             seed=0,
-            steps_per_epoch=N_TRAIN // BATCH,
+            steps_per_epoch=STEPS_PER_EPOCH,
             hyperparameters={"lr": 0.01},
             probes=probes,
         ) as rec:
+            update_norms = UpdateNorms()
             trainer = transformers.Trainer(
                 model=model,
                 args=args,
                 train_dataset=TRAIN,
                 compute_metrics=per_task_losses,
                 eval_dataset={"train": Examples(N_TRAIN, 0), "val": VAL, "test": TEST},
-                callbacks=[RecorderTrainerCallback(rec)],
+                callbacks=[RecorderTrainerCallback(rec), update_norms],
             )
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), frozen_gc():
                 warnings.simplefilter("ignore")
+                trainer.evaluate()  # step 0
                 trainer.train()
-    return store
+    return store, update_norms.norms  # those of the last (MTL) run
 
 
-def test_lightning_trainer_runs_are_recorded(lightning_store):
-    check_rows(lightning_store, n_probe_steps=3)
-
-
-def test_huggingface_trainer_runs_are_recorded(hf_store):
-    check_rows(hf_store, n_probe_steps=3)
-
-
-@pytest.mark.slow
 @pytest.mark.parametrize("which", ["lightning_store", "hf_store"])
-def test_recorded_library_runs_make_a_report_with_gap_figures_and_probes(which, request, tmp_path):
-    """`mtlens report` on the recorded store (a minute each on a loaded 2-core machine: figures)."""
-    check_report(request.getfixturevalue(which), tmp_path / "report")
+def test_library_trainer_runs_are_recorded_and_reported_with_gap_figures_and_probes(which, request, tmp_path):
+    store, update_norms = request.getfixturevalue(which)
+    check_rows(store, update_norms)
+    check_report(store, tmp_path / "report")

@@ -163,6 +163,33 @@ def test_rows_identity_and_status(store):
         open_recorder(store).open()
 
 
+def test_rows_of_a_step_logged_after_it_was_written_join_its_written_rows(store):
+    """A callback that flushes (a library saving a checkpoint) between the values of one step, in
+    this session or the next: the step keeps every row, the part on disk is replaced, not appended."""
+    with pytest.raises(KeyboardInterrupt):
+        with open_recorder(store) as rec:
+            rec.log(4, "train", {"a": 1.0})
+            rec.flush()
+            rec.log(4, "val", {"a": 2.0})
+            rec.flush()
+            rec.log(4, "val", {"b": 3.0})
+            rec.flush()
+            raise KeyboardInterrupt
+    assert store.part_steps(rec.run_id) == [4]
+    with open_recorder(store) as rec:
+        rec.log(4, "test", {"a": 4.0})  # a pending step with a part on disk at the run's end
+        rec.log(8, "train", {"a": 5.0})
+    rows = store.trajectory(rec.run_id)
+    assert rows[["task", "step", "quantity", "value"]].values.tolist() == [
+        ["a", 4, "test/loss", 4.0],
+        ["a", 4, "train/loss", 1.0],
+        ["a", 4, "val/loss", 2.0],
+        ["b", 4, "val/loss", 3.0],
+        ["a", 8, "train/loss", 5.0],
+    ]
+    assert store.part_steps(rec.run_id) == [] and store.status(rec.run_id)["state"] == "finished"
+
+
 def test_exception_marks_the_run_failed_and_keeps_its_rows(store):
     with pytest.raises(ZeroDivisionError):
         with open_recorder(store) as rec:

@@ -1,5 +1,6 @@
 """Probes on a user's model that is not "encoder + heads": two towers on a shared trunk, each with a
-task-specific adapter; checked against brute-force per-example autograd loops, and for side effects."""
+task-specific adapter; checked against brute-force per-example autograd loops, and for side effects.
+The Fisher probe runs on the model's logits (``outputs=``) with softmax-likelihood tasks."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from torch import nn
 from mtlens import Recorder, RecorderProbes, RunStore
 from mtlens.probes.loss_model import LossModel
 from mtlens.seeding import derived_seed
+from mtlens.tasks import classification_task
 
 TASKS = ("a", "b")
-N, BATCH, SHARP_BATCH, RHO = 20, 8, 8, 0.05
+N, BATCH, SHARP_BATCH, RHO, FISHER_BATCH = 20, 8, 8, 0.05, 8
 
 
 class TwoTowers(nn.Module):
@@ -67,7 +69,7 @@ def cosine(u: torch.Tensor, v: torch.Tensor) -> float:
     return float(u.double() @ v.double() / (u.double().norm() * v.double().norm()))
 
 
-def reference(model: TwoTowers, sample, update: torch.Tensor) -> dict[tuple[str, str], float]:
+def reference(model: TwoTowers, sample, update: torch.Tensor, step: int) -> dict[tuple[str, str], float]:
     """Every probe by brute force: one autograd call per example (or per batch, half, task)."""
     model.eval()
     x, ys = sample["x"], sample
@@ -100,6 +102,18 @@ def reference(model: TwoTowers, sample, update: torch.Tensor) -> dict[tuple[str,
             ]
             cosines.append(cosine(*halves))
         out[(t, "probe/intra_cosine_subbatch")] = sum(cosines) / len(cosines)
+        # Fisher: labels drawn from the eval-mode softmax with the probe's generator (run seed, task,
+        # step), then sum over batches B of ||grad sum_B CE(logits, y_hat)||^2 / N (batches 8, 8, 4)
+        with torch.no_grad():
+            probs = torch.softmax(model(x)[t], dim=-1)
+        generator = torch.Generator().manual_seed(derived_seed(0, "fisher", t, str(step)))
+        y_hat = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        fisher = 0.0
+        for start in range(0, N, FISHER_BATCH):
+            rows = list(range(start, min(start + FISHER_BATCH, N)))
+            ce = F.cross_entropy(model(x[rows])[t], y_hat[rows], reduction="sum")
+            fisher += float(grad_of(ce, params).pow(2).sum()) / N
+        out[(t, "probe/fisher_trace")] = fisher
     out[("a|b", "probe/conflict_cosine")] = cosine(shared_grads["a"], shared_grads["b"])
     out[("*", "probe/update_norm")] = float(update.norm())
     out[("*", "probe/conflict_fraction")] = float(out[("a|b", "probe/conflict_cosine")] < 0)
@@ -107,17 +121,24 @@ def reference(model: TwoTowers, sample, update: torch.Tensor) -> dict[tuple[str,
 
 
 def recorder(store: RunStore, model, sample, **changes) -> Recorder:
+    """Every built-in probe on the two towers; the tasks are 3-way softmax tasks (Fisher's likelihood)."""
     probes = RecorderProbes(
         model=model,
         shared=[n for n, _ in model.named_parameters() if n.startswith("trunk.")],
         losses=per_example_losses(model),
         sample=sample,
         steps=[0, 1],
-        probes=("coherence", "sharpness_sam", "conflict", "alignment"),
+        probes=("coherence", "sharpness_sam", "conflict", "alignment", "fisher"),
         batch_size=BATCH,
-        options={"sharpness_sam": {"rho": RHO, "batch_size": SHARP_BATCH}, "alignment": {"batches": 5}},
+        options={
+            "sharpness_sam": {"rho": RHO, "batch_size": SHARP_BATCH},
+            "alignment": {"batches": 5},
+            "fisher": {"batch_size": FISHER_BATCH},
+        },
+        outputs=lambda batch: model(batch["x"]),
     )
-    return Recorder(store, "towers", list(TASKS), seed=0, steps_per_epoch=1, probes=probes, **changes)
+    tasks = [classification_task(t, 3) for t in TASKS]
+    return Recorder(store, "towers", tasks, seed=0, steps_per_epoch=1, probes=probes, **changes)
 
 
 def test_probes_on_a_two_tower_model_match_brute_force(store):
@@ -130,7 +151,7 @@ def test_probes_on_a_two_tower_model_match_brute_force(store):
     rows = store.trajectory(rec.run_id)
     assert set(rows["step"]) == {1}
     measured = {(r.task, r.quantity): r.value for r in rows.itertuples()}
-    expected = reference(model, sample, update)
+    expected = reference(model, sample, update, step=1)
     assert set(expected) <= set(measured)
     for key, value in expected.items():
         assert measured[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
@@ -206,7 +227,7 @@ def test_training_with_probes_follows_the_trajectory_of_training_without(tmp_pat
     assert train(True) == train(False)
 
 
-def test_fisher_is_refused_on_a_user_model_with_the_valid_choices(store):
+def test_fisher_without_the_model_outputs_or_likelihood_tasks_is_a_clear_error(store):
     model, sample = make_problem()
     probes = RecorderProbes(
         model=model,
@@ -216,5 +237,9 @@ def test_fisher_is_refused_on_a_user_model_with_the_valid_choices(store):
         steps=[0],
         probes=("fisher",),
     )
-    with pytest.raises(ValueError, match="cannot run on a user's model"):
+    with pytest.raises(ValueError, match=r"probes \['fisher'\] need labels drawn from the model: pass outputs="):
         Recorder(store, "towers", list(TASKS), seed=0, probes=probes)
+    with_outputs = RecorderProbes(**{**probes.__dict__, "outputs": lambda batch: model(batch["x"])})
+    with pytest.raises(ValueError, match=r"need every task as a Task object .* got task names \['a', 'b'\]"):
+        Recorder(store, "towers", list(TASKS), seed=0, probes=with_outputs)
+    assert not store.run_ids()

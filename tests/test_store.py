@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from mtlens.store import ROW_COLUMNS, RunLockedError, RunStore, atomic_write
+from mtlens.store.run_store import ROW_SCHEMA
 
 
 def _rows(step: int, n: int = 3) -> pd.DataFrame:
@@ -42,6 +44,33 @@ def test_parts_discard_and_finalize(tmp_path):
     frame = store.trajectory("r")
     assert list(frame.columns) == ROW_COLUMNS and len(frame) == 6
     assert frame["step"].is_monotonic_increasing
+
+
+def test_finalize_merges_parts_of_an_earlier_version_with_rows_given_as_an_arrow_table(tmp_path):
+    """A run resumed after an upgrade: a part written by pandas' ``to_parquet`` (as earlier versions
+    wrote parts, object string columns) merges with rows handed to ``finalize`` as an Arrow table; the
+    trajectory has every row once and the dtypes of a trajectory written by pandas."""
+    store = RunStore(tmp_path)
+    store.write_config("r", {"setting": "s", "tasks": ["t0", "t1", "t2"], "seed": 0})
+    old_part = store.run_dir("r") / "parts" / f"{0:012d}.parquet"
+    old_part.parent.mkdir(parents=True)
+    _rows(0).astype({c: object for c in ("run_id", "setting", "mode", "method", "task", "quantity")}).to_parquet(
+        old_part, index=False
+    )
+    store.finalize("r", "finished", 5, rows=pa.Table.from_pandas(_rows(5), schema=ROW_SCHEMA, preserve_index=False))
+    frame = store.trajectory("r")
+    assert store.part_steps("r") == [] and store.is_done("r")
+    assert frame[["task", "step", "value"]].values.tolist() == [
+        ["t0", 0, 0.0],
+        ["t1", 0, 1.0],
+        ["t2", 0, 2.0],
+        ["t0", 5, 5.0],
+        ["t1", 5, 6.0],
+        ["t2", 5, 7.0],
+    ]
+    written_by_pandas = tmp_path / "reference.parquet"
+    pd.concat([_rows(0), _rows(5)]).to_parquet(written_by_pandas, index=False)
+    assert frame.dtypes.to_dict() == pd.read_parquet(written_by_pandas).dtypes.to_dict()
 
 
 def test_config_is_immutable_and_index_lists_runs(tmp_path):

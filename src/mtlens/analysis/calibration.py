@@ -11,9 +11,15 @@ the second exactly as the report compares MTL with STL:
 
 Per split, task and (gap) measure or (transfer) metric the tests are: ``gap exists``
 (``p_any``), ``persistent gap`` (``p_persistent``: an onset is reported iff it is ``<= alpha``) and
-``transfer``; and, on the paired units of :func:`mtlens.analysis.correlation.unit_table` of the
+``transfer``; per paired split and task also ``optimization effect`` (the report's
+:func:`~mtlens.analysis.optimization.optimization_tests`, per log-ratio summary) and, where the runs
+recorded probes, ``probe difference`` (the report's :func:`~mtlens.analysis.correlation.difference_tests`,
+per difference column of :func:`~mtlens.analysis.correlation.unit_table`); and, on the paired units of the
 first splits, whose factor ``log_ratio_mean`` is randomly permuted (so it is independent of
-everything), ``correlation`` (Pearson and Spearman against ``transfer_pct`` and ``gap_mean``).  Every
+everything), ``correlation`` (Pearson and Spearman against ``transfer_pct`` and ``gap_mean``).
+``BH verdict``: per split and report table (the gap table's ``p_any`` and onsets, the transfer
+verdicts, each optimization summary, the probe differences), whether the table claims anything at
+all after Benjamini–Hochberg (its smallest adjusted p-value ``<= alpha``).  Every
 rejection is a false positive; :func:`false_positive_rates` gives each test's rate with its
 Clopper–Pearson interval.  Splits share seeds, so comparisons of different splits are not
 independent and the interval is somewhat optimistic.
@@ -26,16 +32,42 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from mtlens.analysis.correlation import correlate, unit_table
-from mtlens.analysis.gap import generalization_gap
+from mtlens.analysis.correlation import (
+    CONFLICTS,
+    FACTORS,
+    MEAN_FACTORS,
+    correlate,
+    correlation_table,
+    difference_tests,
+    unit_table,
+)
+from mtlens.analysis.gap import gap_family, generalization_gap
 from mtlens.analysis.inference import clopper_pearson
+from mtlens.analysis.optimization import optimization_effect, optimization_tests
 from mtlens.analysis.transfer import TaskInfo, selected_checkpoints, transfer_tests
+from mtlens.quantities import FISHER_TRACE
 
 GAP_MEASURES = ("val/loss", "val/error")
 TRANSFER_METRICS = (None, "loss")
 """Transfer is tested on each task's selection metric (``None``) and on the test loss."""
 UNPAIRED_OFFSET = 1_000_000
 """Added to the "MTL" group's seeds in the unpaired design, so that no seed matches an STL run."""
+OPTIMIZATION_SUMMARIES = ("log_ratio_early", "log_ratio_final")
+"""The per-seed log-ratios :func:`~mtlens.analysis.optimization.optimization_tests` tests."""
+TESTS = (
+    "gap exists",
+    "persistent gap (onset)",
+    "transfer",
+    "optimization effect",
+    "probe difference",
+    "correlation",
+    "BH verdict",
+)
+"""Every test of :func:`calibrate`, in the order of :func:`false_positive_rates`."""
+CONTROLLED_TESTS = ("persistent gap (onset)", "transfer", "optimization effect", "probe difference")
+"""The tests whose median minimum detectable difference the positive control spikes in."""
+PROBE_OF_DIFFERENCE = {"fisher_early_diff": FISHER_TRACE, **MEAN_FACTORS}
+"""Probe difference column of the unit table -> the probe quantity it is the MTL − STL mean of."""
 
 
 def aa_splits(seeds: Sequence[int], n_splits: int, seed: int = 0) -> list[tuple[list[int], list[int]]]:
@@ -68,16 +100,34 @@ def aa_rows(stl_rows: pd.DataFrame, first: Sequence[int], second: Sequence[int],
     return pd.concat([stl_rows[stl_rows["seed"].isin(second)], mtl], ignore_index=True)
 
 
+def _verdict(family: str, adjusted: pd.Series, min_p: pd.Series, design: str) -> list[dict]:
+    """One ``BH verdict`` comparison of a report table: its smallest Benjamini–Hochberg adjusted p-value
+    (the table claims something, e.g. a transfer verdict or a gap onset, iff it is ``<= alpha``)."""
+    if not np.isfinite(adjusted.to_numpy(float)).any():
+        return []
+    return [
+        {
+            "test": "BH verdict",
+            "task": "*",
+            "measure": family,
+            "design": design,
+            "p_value": float(np.nanmin(adjusted.to_numpy(float))),
+            "min_p": float(np.nanmin(min_p.to_numpy(float))),
+        }
+    ]
+
+
 def _split_comparisons(
     rows: pd.DataFrame, selected: pd.DataFrame, task_info: TaskInfo, design: str, alpha: float
 ) -> list[dict]:
-    records = []
+    records, results = [], []
     curves = rows[rows["quantity"].isin(("train/loss", *GAP_MEASURES))]
     for task, task_rows in curves.groupby("task"):
         for measure in GAP_MEASURES:
             result = generalization_gap(task_rows, task, measure)
             if result is None or result.test is None:
                 continue
+            results.append(result)
             detectable = float(result.gap["min_detectable"].iloc[-1])
             records += [
                 {
@@ -99,6 +149,10 @@ def _split_comparisons(
                     "min_detectable": detectable,
                 },
             ]
+    if results:
+        _, gaps = gap_family(results, alpha)  # the report's gap table: onsets at BH's rejection level
+        records += _verdict("gap table: p_any_adjusted", gaps["p_any_adjusted"], gaps["min_p"], design)
+        records += _verdict("gap table: onset", gaps["p_persistent_adjusted"], gaps["min_p"], design)
     for metric in TRANSFER_METRICS:
         table = transfer_tests(selected, task_info, metric, alpha)
         records += [
@@ -113,14 +167,74 @@ def _split_comparisons(
             }
             for r in table.itertuples()
         ]
+        if metric is None and len(table):  # the report's transfer table is at the selection metric
+            records += _verdict("transfer table: verdict", table["p_adjusted"], table["min_p"], design)
     return [r for r in records if r["design"] == design]
 
 
-def _correlation_comparisons(
-    rows: pd.DataFrame, task_info: TaskInfo, n_permutations: int, rng: np.random.Generator
+def _table_comparisons(
+    effect_table: pd.DataFrame, units: pd.DataFrame | None, alpha: float, shift: dict[str, float]
 ) -> list[dict]:
-    units = unit_table(rows, task_info)
+    """The report's optimization table (:func:`optimization_tests` of the :func:`optimization_effect`
+    table ``effect_table``) and probe-difference table (:func:`difference_tests` of the unit table
+    ``units``, if given) of a paired split: one comparison per (task, log-ratio summary) and per (task,
+    probe difference).  ``shift[column]`` is first added to every seed's value of that column, which is
+    exactly what multiplying the "MTL" runs' training loss by ``exp(shift)`` at every step (log-ratios)
+    or adding ``shift`` to their probe values (probe differences) does: the positive control."""
+    records = []
+    if len(effect_table):
+        table = optimization_tests(
+            effect_table.assign(**{c: effect_table[c] + v for c, v in shift.items() if c in OPTIMIZATION_SUMMARIES}),
+            alpha,
+        )
+        records += [
+            {
+                "test": "optimization effect",
+                "task": row["task"],
+                "measure": column,
+                "p_value": row[f"{column}_p"],
+                "min_p": row["min_p"],
+                "min_detectable": row[f"{column}_min_detectable"],
+            }
+            for _, row in table.iterrows()
+            for column in OPTIMIZATION_SUMMARIES
+            if np.isfinite(row.get(f"{column}_p", np.nan))
+        ]
+        for column in OPTIMIZATION_SUMMARIES:
+            if f"{column}_p_adjusted" in table:
+                records += _verdict(
+                    f"optimization table: {column}_p_adjusted", table[f"{column}_p_adjusted"], table["min_p"], "paired"
+                )
+    if units is not None:
+        table = difference_tests(
+            units.assign(**{c: units[c] + v for c, v in shift.items() if c in PROBE_OF_DIFFERENCE}), alpha=alpha
+        )
+        records += [
+            {
+                "test": "probe difference",
+                "task": r.task,
+                "measure": r.difference,
+                "p_value": r.p_value,
+                "min_p": r.min_p,
+                "min_detectable": r.min_detectable,
+            }
+            for r in table.itertuples()
+        ]
+        if len(table):
+            records += _verdict("probe differences table: p_adjusted", table["p_adjusted"], table["min_p"], "paired")
+    return [r | {"design": "paired"} for r in records]
+
+
+def _correlation_comparisons(
+    units: pd.DataFrame, n_permutations: int, rng: np.random.Generator, alpha: float
+) -> list[dict]:
+    """Per permutation: the factor ``log_ratio_mean`` permuted and correlated with each target
+    (:func:`correlate`), and the report's correlation table (:func:`correlation_table`, whose pairs are
+    one BH family) of the units with all factor columns permuted together (an A/A split has one unit
+    per (setting, task, seed) cluster, so permuting units permutes clusters).  999 permutations per
+    p-value and 20 bootstrap resamples (the intervals are not tested) keep this cheap."""
     groups = units[["setting", "task", "seed"]].astype(str).agg("/".join, axis=1).to_numpy()
+    factors = [c for c in (*FACTORS, *CONFLICTS) if c in units]
     records = []
     for _ in range(n_permutations):
         factor = rng.permutation(units["log_ratio_mean"].to_numpy(float))
@@ -137,6 +251,15 @@ def _correlation_comparisons(
                 }
                 for kind in ("pearson", "spearman")
             ]
+        permuted = units.assign(**dict(zip(factors, units[factors].to_numpy()[rng.permutation(len(units))].T)))
+        table = correlation_table(permuted, n_boot=20, seed=int(rng.integers(1 << 31)), alpha=alpha, n_perm=999)
+        for kind in ("pearson", "spearman"):
+            records += _verdict(
+                f"correlation table: {kind}_p_adjusted",
+                table[f"{kind}_p_adjusted"],
+                table["min_p"],
+                "cluster permutation",
+            )
     return records
 
 
@@ -145,6 +268,11 @@ def spike_in(rows: pd.DataFrame, effect: dict[str, float]) -> pd.DataFrame:
     known effect (e.g. a gap of that size at every training-loss level) on top of real seed noise."""
     shift = rows["quantity"].map(effect).fillna(0.0).to_numpy(float) * (rows["mode"] == "mtl").to_numpy()
     return rows.assign(value=rows["value"].to_numpy(float) + shift)
+
+
+PairedTables = dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[pd.DataFrame, pd.DataFrame | None]]
+"""Per paired split (its two seed groups): the :func:`optimization_effect` table and the unit table
+(``None`` where not needed) of its A/A rows without any effect."""
 
 
 def calibrate(
@@ -156,19 +284,29 @@ def calibrate(
     correlation_splits: int = 5,
     permutations_per_split: int = 10,
     effect: dict[str, float] | None = None,
+    tables: PairedTables | None = None,
 ) -> pd.DataFrame:
     """One row per A/A comparison: ``split, test, task, measure, design, p_value, min_p, min_detectable,
     rejected``.
 
     ``stl_rows`` are trajectory rows of STL runs of one setting and configuration (every task, at
-    least 4 seeds); ``rejected`` is ``p_value <= alpha`` (a false positive).  The correlation tests
-    run on the first ``correlation_splits`` splits, each with ``permutations_per_split`` fresh random
-    permutations of the factor (building the unit table is the slow part).  With ``effect``
-    (quantity -> size, e.g. ``{"val/loss": 0.05, "test/loss": 0.05}``) the MTL-labelled group gets
-    that known effect (:func:`spike_in`) and ``rejected`` counts detections: a positive control.
+    least 4 seeds); ``rejected`` is ``p_value <= alpha`` (a false positive).  Paired splits also get the
+    optimization-effect tests and, where the runs recorded the probes of the unit table's
+    differences (:data:`PROBE_OF_DIFFERENCE`), the probe-difference tests (the seeds of an unpaired
+    split match no STL run, so the report has neither there).  The correlation tests run on the first
+    ``correlation_splits`` splits, each with ``permutations_per_split`` fresh random permutations of
+    the factor.  With ``effect`` (measure -> size, e.g. ``{"val/loss": 0.05, "test/loss": 0.05,
+    "log_ratio_final": 0.02, "coherence_diff": 0.01}``) the MTL-labelled group gets that known effect
+    and ``rejected`` counts detections (a positive control): quantities are spiked into the rows
+    (:func:`spike_in`), log-ratios and probe differences into the report's tables
+    (:func:`_table_comparisons`).  Building the unit table is the slow part: ``tables`` (filled here)
+    lets a later call on the same ``stl_rows`` and ``task_info``, e.g. the positive control, reuse them.
     """
     seeds = sorted(int(s) for s in stl_rows["seed"].unique())
     selected = selected_checkpoints(stl_rows, task_info)
+    has_probes = bool(stl_rows["quantity"].isin(list(PROBE_OF_DIFFERENCE.values())).any())
+    effect = effect or {}
+    tables = {} if tables is None else tables
     rng = np.random.default_rng(seed)
     records = []
     for i, (first, second) in enumerate(aa_splits(seeds, n_splits, seed)):
@@ -181,8 +319,16 @@ def calibrate(
                 is_mtl = (chosen["mode"] == "mtl").to_numpy()
                 chosen = chosen.assign(**{q: chosen[q] + v * is_mtl for q, v in effect.items() if q in chosen})
             split += _split_comparisons(rows, chosen, task_info, design, alpha)
-            if design == "paired" and i < correlation_splits and not effect:
-                split += _correlation_comparisons(rows, task_info, permutations_per_split, rng)
+        correlations = i < correlation_splits and not effect
+        key = (tuple(first), tuple(second))
+        if key not in tables or (tables[key][1] is None and (has_probes or correlations)):
+            null_rows = aa_rows(stl_rows, first, second, paired=True)
+            units = unit_table(null_rows, task_info) if has_probes or correlations else None
+            tables[key] = (optimization_effect(null_rows), units)
+        effect_table, units = tables[key]
+        split += _table_comparisons(effect_table, units if has_probes else None, alpha, effect)
+        if correlations and units is not None:
+            split += _correlation_comparisons(units, permutations_per_split, rng, alpha)
         records += [{"split": i, **r} for r in split]
     table = pd.DataFrame.from_records(
         records, columns=["split", "test", "task", "measure", "design", "p_value", "min_p", "min_detectable"]
@@ -213,15 +359,16 @@ def false_positive_rates(comparisons: pd.DataFrame, confidence: float = 0.95) ->
                 "min_detectable": float(frame["min_detectable"].median()),
             }
         )
+    order = {test: i for i, test in enumerate(TESTS)}
+    records.sort(key=lambda r: (order.get(r["test"], len(TESTS)), r["design"]))
     return pd.DataFrame.from_records(records)
 
 
 def detectable_effects(comparisons: pd.DataFrame) -> dict[str, float]:
-    """Quantity -> the median minimum detectable difference (80% power) of the paired tests of the A/A
-    ``comparisons``: the persistent gap's per gap measure, the transfer test's per test metric (finite
-    ones only); the effect sizes of the positive control."""
-    paired = comparisons[
-        (comparisons["design"] == "paired") & comparisons["test"].isin(["persistent gap (onset)", "transfer"])
-    ]
+    """Measure -> the median minimum detectable difference (80% power) of the paired tests of the A/A
+    ``comparisons``: the persistent gap's per gap measure, the transfer test's per test metric, the
+    optimization effect's per log-ratio summary and the probe difference's per difference column
+    (finite ones only); the effect sizes of the positive control (:func:`calibrate`'s ``effect``)."""
+    paired = comparisons[(comparisons["design"] == "paired") & comparisons["test"].isin(CONTROLLED_TESTS)]
     sizes = paired.groupby("measure")["min_detectable"].median()
     return {str(q): float(v) for q, v in sizes.items() if np.isfinite(v)}

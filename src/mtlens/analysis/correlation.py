@@ -389,9 +389,11 @@ def correlation_table(
     confidence: float = 0.95,
     seed: int = 0,
     alpha: float = 0.05,
+    n_perm: int = 9999,
 ) -> pd.DataFrame:
     """One row per (x, y) pair with at least 3 finite units: :func:`correlate` over all units,
-    bootstrapping and permuting the clusters named by ``cluster`` (columns of ``units``).
+    bootstrapping (``n_boot`` resamples) and permuting (``n_perm``) the clusters named by ``cluster``
+    (columns of ``units``).
 
     The pairs form one family: ``pearson_p_adjusted`` and ``spearman_p_adjusted`` are
     Benjamini–Hochberg over the table; ``conclusive`` is False where ``min_p > alpha`` (too few
@@ -402,7 +404,7 @@ def correlation_table(
     for x, y in pairs:
         if x not in units or y not in units:
             continue
-        result = correlate(units[x], units[y], groups, n_boot, confidence, seed)
+        result = correlate(units[x], units[y], groups, n_boot, confidence, seed, n_perm)
         if result["n"] >= 3:
             records.append({"x": x, "y": y, **result})
     columns = [
@@ -435,8 +437,9 @@ def correlation_table(
 def difference_tests(units: pd.DataFrame, columns: Sequence[str] = FACTORS, alpha: float = 0.05) -> pd.DataFrame:
     """Per (setting, task, method) and per-seed difference column of ``units`` (e.g. the probe
     differences ``*_diff``, each MTL_s − STL_s of one seed): ``n_seeds, mean, low, high`` (``1 − alpha``
-    permutation interval), ``p_value`` (exact sign-flip t test), ``min_p`` and ``p_adjusted``
-    (Benjamini–Hochberg over all rows: one family).  Columns with fewer than 2 finite seeds are left out."""
+    permutation interval), ``p_value`` (exact sign-flip t test), ``min_p``, ``min_detectable`` (the
+    difference detected with 80% power at level ``alpha``) and ``p_adjusted`` (Benjamini–Hochberg over
+    all rows: one family).  Columns with fewer than 2 finite seeds are left out."""
     records = []
     for key, frame in units.groupby(["setting", "task", "method"]):
         for column in columns:
@@ -456,11 +459,10 @@ def difference_tests(units: pd.DataFrame, columns: Sequence[str] = FACTORS, alph
                     "high": high[0],
                     "p_value": test.p_any,
                     "min_p": test.min_p,
+                    "min_detectable": float(test.min_detectable(alpha)[0]),
                 }
             )
-    table = pd.DataFrame.from_records(
-        records,
-        columns=["setting", "task", "method", "difference", "n_seeds", "mean", "low", "high", "p_value", "min_p"],
-    )
+    columns = ["setting", "task", "method", "difference", "n_seeds", "mean", "low", "high", "p_value", "min_p"]
+    table = pd.DataFrame.from_records(records, columns=[*columns, "min_detectable"])
     table.insert(table.columns.get_loc("p_value") + 1, "p_adjusted", bh_adjust(table["p_value"].to_numpy(float)))
     return table

@@ -128,7 +128,9 @@ def optimization_tests(effect: pd.DataFrame, alpha: float = 0.05) -> pd.DataFram
     difference; H0 "MTL does not change the optimization" makes it symmetric about 0, so the exact
     sign-flip t test of :mod:`mtlens.analysis.inference` applies.  Columns per summary ``X``:
     ``X`` (mean over seeds), ``X_std``, ``X_low``, ``X_high`` (``1 − alpha`` permutation interval),
-    ``X_p``, ``X_p_adjusted`` (Benjamini–Hochberg over the table's rows), and ``n_seeds``, ``min_p``.
+    ``X_p``, ``X_p_adjusted`` (Benjamini–Hochberg over the table's rows), ``X_min_detectable`` (the
+    log-ratio detected with 80% power at level ``alpha``, :meth:`~mtlens.analysis.inference.MaxTTest.min_detectable`),
+    and ``n_seeds``, ``min_p``.
     """
     records = []
     for key, frame in effect.groupby(["setting", "task", "method"]):
@@ -143,6 +145,7 @@ def optimization_tests(effect: pd.DataFrame, alpha: float = 0.05) -> pd.DataFram
                     f"{column}_low": low[0],
                     f"{column}_high": high[0],
                     f"{column}_p": test.p_any,
+                    f"{column}_min_detectable": float(test.min_detectable(alpha)[0]),
                     "min_p": test.min_p,
                 }
         records.append(record)

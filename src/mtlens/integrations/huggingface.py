@@ -1,5 +1,6 @@
 """A Hugging Face ``transformers`` callback that records a ``Trainer``'s training with a
-:class:`~mtlens.training.recorder.Recorder` (extra ``hf``: ``transformers>=4.40``)::
+:class:`~mtlens.training.recorder.Recorder` (extra ``hf``: ``transformers>=4.42``, the first with
+``on_optimizer_step``)::
 
     with Recorder(store, "my_setting", ["a", "b"], seed=0, steps_per_epoch=steps) as rec:
         Trainer(
@@ -14,9 +15,12 @@
 ``compute_metrics`` returns ``{"<task>/<metric>": value}``; the ``Trainer`` reports them for the
 evaluation set ``<split>`` as ``eval_<split>_<task>/<metric>``, and the callback records them at
 ``state.global_step`` (:meth:`~mtlens.training.recorder.Recorder.log_metrics`).  After every
-optimizer step it calls ``rec.step(global_step)`` (probes when due; ``rec.step(0)`` when training
-starts).  The ``Trainer`` clears the gradients before ``on_step_end``, so probe rows have no
-``update_cosine``/``update_norm`` here.  A training resumed from a ``Trainer`` checkpoint resumes the
+optimizer step it calls ``rec.step(step)`` (probes when due; ``rec.step(0)`` when training
+starts), from ``on_optimizer_step``: the ``Trainer`` calls it right after ``optimizer.step()``,
+before it clears the gradients and counts the step (``step = global_step + 1``, the step
+``on_step_end`` then reports), so the probes see the updated parameters and the gradients the
+optimizer used (the conflict probe's ``update_cosine``/``update_norm``), as in a plain loop.  A
+training resumed from a ``Trainer`` checkpoint resumes the
 recorded run at its step; rows are written whenever the ``Trainer`` saves.  The ``with`` block ends
 the run: finished, or failed on an exception.
 """
@@ -44,8 +48,10 @@ class RecorderTrainerCallback(TrainerCallback):
         else:
             self.recorder.step(0)
 
-    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        self.recorder.step(state.global_step)
+    def on_optimizer_step(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self.recorder.step(state.global_step + 1)  # the step this optimizer step completes
 
     def on_evaluate(
         self,

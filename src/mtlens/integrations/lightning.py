@@ -8,11 +8,15 @@ The module logs ``self.log("<split>/<task>/<metric>", value, add_dataloader_idx=
 ``validation_step`` (e.g. with three validation dataloaders: a fixed training subset, the
 validation split and the test split).  At the end of every validation run (not the sanity check)
 the callback records those of ``trainer.callback_metrics`` at ``trainer.global_step``
-(:meth:`~mtlens.training.recorder.Recorder.log_metrics`).  After every optimizer step it calls
-``rec.step(global_step)``, which runs the recorder's probes when they are due (``rec.step(0)`` when
-training starts).  A fit resumed from a Lightning checkpoint resumes the recorded run at the
-checkpoint's step (later rows are discarded); rows are written whenever Lightning saves a
-checkpoint.  The ``with`` block ends the run: finished, or failed on an exception.
+(:meth:`~mtlens.training.recorder.Recorder.log_metrics`); a ``trainer.validate(...)`` before
+``fit`` records step 0.  After every optimizer step it calls ``rec.step(global_step)``, which runs
+the recorder's probes when they are due (``rec.step(0)`` when training starts): at the end of the
+batch whose optimizer step it was (with ``accumulate_grad_batches``, not again at the batches that
+only accumulate), when ``.grad`` still holds the gradients the step applied (Lightning clears them
+before the next backward), so the conflict probe's ``update_cosine``/``update_norm`` are recorded.
+A fit resumed from a Lightning checkpoint resumes the recorded run at the checkpoint's step (later
+rows are discarded); rows are written whenever Lightning saves a checkpoint.  The ``with`` block
+ends the run: finished, or failed on an exception.
 """
 
 from __future__ import annotations
@@ -29,17 +33,21 @@ class RecorderCallback(pl.Callback):
 
     def __init__(self, recorder: Recorder):
         self.recorder = recorder
+        self._stepped = -1  # the last step passed to the recorder
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.global_step > 0:
             self.recorder.resume_from(trainer.global_step)
         else:
             self.recorder.step(0)
+        self._stepped = trainer.global_step
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        self.recorder.step(trainer.global_step)
+        if trainer.global_step != self._stepped:  # this batch made an optimizer step
+            self._stepped = trainer.global_step
+            self.recorder.step(trainer.global_step)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from mtlens.analysis.calibration import calibrate, detectable_effects, false_positive_rates
+from mtlens.analysis.calibration import PairedTables, calibrate, detectable_effects, false_positive_rates
 from mtlens.errors import ConfigError, MtlensError
 from mtlens.orchestration.executors import run_configs
 from mtlens.orchestration.study import study_configs
@@ -64,10 +64,11 @@ def run_calibration(
         )
     rows = store.trajectories(results["run_id"].tolist())
     task_info = store.task_info()
-    comparisons = calibrate(rows, task_info, n_splits=n_splits, alpha=alpha)
+    tables: PairedTables = {}
+    comparisons = calibrate(rows, task_info, n_splits=n_splits, alpha=alpha, tables=tables)
     effect = detectable_effects(comparisons)
     detections = (
-        calibrate(rows, task_info, n_splits=control_splits or n_splits, alpha=alpha, effect=effect)
+        calibrate(rows, task_info, n_splits=control_splits or n_splits, alpha=alpha, effect=effect, tables=tables)
         if effect
         else comparisons.iloc[:0]
     )

@@ -20,9 +20,18 @@ per-example loss.  :class:`LossModel` presents a user's model in that form witho
   reaches in the autograd graph (found once, on the first two sample rows, in eval mode):
   the shared trunk, the task's own adapter and tower, never another task's.
 
-The Fisher probe needs labels drawn from the model's predictive distribution, which a bare loss
-function cannot provide, so it is not available here (:data:`UNAVAILABLE_PROBES`); every other
-registered probe that uses only the :class:`~mtlens.probes.protocol.ProbedModel` interface is.
+Every registered probe that uses only the :class:`~mtlens.probes.protocol.ProbedModel` interface
+runs on this view, except those of :data:`PREDICTIVE_PROBES`: the Fisher probe needs labels drawn
+from the model's predictive distribution, ``y_hat ~ p_theta(. | x)``, and the gradient of
+``-log p_theta(y_hat | x)``, which a loss function evaluated at the data's labels cannot give.  For
+those the user also passes ``outputs(batch) -> {task: (n, ...) outputs}`` (e.g. logits) and, per
+task, a :class:`~mtlens.tasks.Task` whose ``loss(outputs, y)`` is the per-example negative
+log-likelihood of that distribution and whose ``sample_labels(outputs, generator)`` draws from it
+(:func:`~mtlens.tasks.classification_task` for softmax logits, :func:`~mtlens.tasks.binary_task`,
+:func:`~mtlens.tasks.regression_task`).  :meth:`LossModel.predictive` is then the same model seen
+through ``outputs``: ``forward`` returns the outputs of the sample rows ``x``, on the same
+parameters, so the Fisher probe draws ``y_hat`` with the task's sampler and differentiates the
+task's loss exactly as on the trainer's model.
 """
 
 from __future__ import annotations
@@ -42,8 +51,12 @@ Batch = Tensor | Mapping[str, Any] | Sequence[Any]
 PerExampleLosses = Callable[[Batch], Mapping[str, Tensor]]
 """``losses(batch) -> {task: (n,) per-example losses}`` computed with the user's model."""
 
-UNAVAILABLE_PROBES = ("fisher",)
-"""Built-in probes that cannot run on a user's model (see the module docstring)."""
+ModelOutputs = Callable[[Batch], Mapping[str, Tensor]]
+"""``outputs(batch) -> {task: (n, ...) outputs}`` (e.g. logits) of the user's model, whose
+distribution is the task's likelihood (see the module docstring)."""
+
+PREDICTIVE_PROBES = ("fisher",)
+"""Built-in probes that need the model's predictive distribution: ``outputs=`` and likelihood tasks."""
 
 
 def batch_size_of(batch: Batch) -> int:
@@ -65,8 +78,8 @@ def _no_head(feature_dim: int) -> nn.Module:
 
 def _no_label_sampler(outputs: Tensor, generator: torch.Generator) -> Tensor:
     raise TypeError(
-        "the Fisher probe needs labels drawn from the model, which a per-example loss function "
-        "cannot give; it is not available on a user's model"
+        "labels drawn from the model need its outputs and the task's likelihood, not its losses: "
+        "run the probe on LossModel.predictive() with the likelihood tasks"
     )
 
 
@@ -85,6 +98,8 @@ class LossModel(nn.Module):
         losses: ``losses(batch) -> {task: (n,) per-example losses}``, computed with ``model``.
         sample: the fixed probe sample (a :data:`Batch` of ``N`` rows), on the model's device.
         tasks: the task names, in the order rows are written.
+        outputs: ``outputs(batch) -> {task: outputs}`` for :meth:`predictive` (``None``: no
+            predictive view, so no Fisher probe).
     """
 
     def __init__(
@@ -94,10 +109,12 @@ class LossModel(nn.Module):
         losses: PerExampleLosses,
         sample: Batch,
         tasks: Sequence[str],
+        outputs: ModelOutputs | None = None,
     ):
         super().__init__()
         self.model = model
-        self._losses, self._sample, self._tasks = losses, sample, list(tasks)
+        self._function = losses  # outputs, in a predictive view
+        self._sample, self._tasks, self._outputs = sample, list(tasks), outputs
         self._n = batch_size_of(sample)
         by_name = dict(model.named_parameters())
         by_id = {id(p): p for p in by_name.values()}
@@ -118,6 +135,16 @@ class LossModel(nn.Module):
     @property
     def task_names(self) -> list[str]:
         return list(self._tasks)
+
+    def predictive(self) -> LossModel:
+        """The same model and parameters seen through ``outputs``: ``forward`` returns
+        ``{task: outputs of the sample rows x}`` (for :data:`PREDICTIVE_PROBES`, with likelihood tasks)."""
+        if self._outputs is None:
+            raise ValueError(
+                f"probes {list(PREDICTIVE_PROBES)} need outputs(batch) -> {{task: outputs}} of the model "
+                "(e.g. logits), whose likelihood is the task's"
+            )
+        return LossModel(self.model, self._shared, self._outputs, self._sample, self._tasks)
 
     @property
     def sample_indices(self) -> Tensor:
@@ -151,11 +178,12 @@ class LossModel(nn.Module):
         return self._task_parameters[task]
 
     def forward(self, x: Tensor, tasks: Sequence[str] | None = None) -> dict[str, Tensor]:
-        """``{task: losses of the sample rows x}`` for ``tasks`` (default: all), each ``(len(x),)``."""
+        """``{task: losses of the sample rows x}`` for ``tasks`` (default: all), each ``(len(x),)``
+        (of a :meth:`predictive` view: ``{task: outputs of the rows x}``)."""
         batch = tree_map(lambda leaf: leaf[x] if isinstance(leaf, Tensor) else leaf, self._sample)
-        losses = self._losses(batch)
+        values = self._function(batch)
         wanted = self._tasks if tasks is None else list(tasks)
-        missing = [t for t in wanted if t not in losses]
+        missing = [t for t in wanted if t not in values]
         if missing:
-            raise KeyError(f"the loss function returned no losses for tasks {missing}; it returned {sorted(losses)}")
-        return {t: losses[t] for t in wanted}
+            raise KeyError(f"the model's function returned nothing for tasks {missing}; it returned {sorted(values)}")
+        return {t: values[t] for t in wanted}

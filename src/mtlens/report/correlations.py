@@ -67,8 +67,9 @@ def optimization_section(rows: pd.DataFrame, effect: pd.DataFrame, out_dir: Path
         "Optimization effect: log(L_MTL / L_STL) of the training loss at equal steps, each MTL run "
         "paired with the STL run of the same seed; early = first 25% of the steps; mean, std, 95% "
         "permutation interval and exact sign-flip p-value over the n_seeds per-seed log-ratios, "
-        "p_adjusted: Benjamini–Hochberg over this table; min_p: the smallest p the seeds allow "
-        "(docs/statistics.md). Negative: MTL reached a lower training loss at the same step.",
+        "p_adjusted: Benjamini–Hochberg over this table; *_min_detectable: the log-ratio detected with 80% "
+        "power; min_p: the smallest p the seeds allow (docs/statistics.md). Negative: MTL reached a lower "
+        "training loss at the same step.",
     )
     levels = _loss_levels(rows)
     reached = []
@@ -195,7 +196,8 @@ def correlation_section(rows: pd.DataFrame, units: pd.DataFrame, out_dir: Path) 
             "probe_differences",
             "Probe differences MTL − STL per seed (each MTL run against the same-seed STL run): mean "
             "over seeds, 95% permutation interval, exact sign-flip p-value, Benjamini–Hochberg over "
-            "this table, and the smallest p the seeds allow (docs/statistics.md).",
+            "this table, the smallest p the seeds allow and the difference detected with 80% power "
+            "(docs/statistics.md).",
         )
     table = correlation_table(units)
     if table.empty:

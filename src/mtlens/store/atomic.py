@@ -6,16 +6,17 @@ creating the temporary file and the replace leaves a ``.<name>.<random>.tmp`` fi
 (:data:`TMP_SUFFIX`) behind; the store removes those of a run when it next takes the
 run's lock and ``mtlens runs --check`` names any it finds.
 
-Files get the permissions of any file the process creates, ``0o666 & ~umask``
-(``tempfile.mkstemp`` alone would leave them ``0o600``, unreadable to the colleagues or
-cluster workers sharing a store).
+Files get the permissions of any file the process creates, ``0o666 & ~umask``: the temporary
+file is created with mode ``0o666`` and the kernel applies the umask (``tempfile.mkstemp`` would
+leave it ``0o600``, unreadable to the colleagues or cluster workers sharing a store; reading the
+umask to ``chmod`` afterwards cost a ``/proc`` read per write).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,30 +25,23 @@ TMP_SUFFIX = ".tmp"
 """Suffix of the temporary files of :func:`atomic_write` (their names start with a dot)."""
 
 
-def current_umask() -> int:
-    """The process's umask, from ``/proc/self/status`` where Linux has it (reading it with
-    ``os.umask`` means briefly changing it, which other threads could observe)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+def _create_tmp(path: Path) -> Path:
+    """A new empty ``.<name>.<random>.tmp`` file next to ``path``, mode ``0o666 & ~umask``."""
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}{TMP_SUFFIX}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
 
 
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Call ``write(tmp_path)`` and atomically move the result to ``path`` (mode ``0o666 & ~umask``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+    tmp = _create_tmp(path)
     try:
-        try:
-            os.fchmod(fd, 0o666 & ~current_umask())
-        finally:
-            os.close(fd)
-        write(Path(tmp))
+        write(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

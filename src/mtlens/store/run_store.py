@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mtlens.errors import DamagedStoreError
@@ -50,6 +51,19 @@ from mtlens.store.atomic import TMP_SUFFIX, atomic_write, atomic_write_json, rea
 
 ROW_COLUMNS = ["run_id", "setting", "mode", "method", "seed", "task", "step", "epoch", "quantity", "value"]
 """Columns of every trajectory table."""
+ROW_SCHEMA = pa.schema(
+    [
+        (
+            c,
+            {"seed": pa.int64(), "step": pa.int64(), "epoch": pa.float64(), "value": pa.float64()}.get(
+                c, pa.large_string()
+            ),
+        )
+        for c in ROW_COLUMNS
+    ]
+)
+"""Arrow types of :data:`ROW_COLUMNS` in the Parquet files (the types pandas writes for its string, int64
+and float64 columns, so files written before and after rows were written through Arrow read alike)."""
 
 STATES = ("running", "finished", "diverged", "failed")
 DONE_STATES = ("finished", "diverged")
@@ -270,14 +284,11 @@ class RunStore:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     # -- trajectory rows -------------------------------------------------------------------
-    def write_part(self, run_id: str, step: int, rows: pd.DataFrame) -> None:
+    def write_part(self, run_id: str, step: int, rows: pd.DataFrame | pa.Table) -> None:
         """Atomically write the rows recorded at ``step`` (replacing any earlier write)."""
-        missing = set(ROW_COLUMNS) - set(rows.columns)
-        if missing:
-            raise ValueError(f"trajectory rows lack columns {sorted(missing)}")
-        frame = rows[ROW_COLUMNS].reset_index(drop=True)
+        table = _row_table(rows)
         path = self._parts_dir(run_id) / f"{step:012d}.parquet"
-        atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+        atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
     def part_steps(self, run_id: str) -> list[int]:
         parts = self._parts_dir(run_id)
@@ -295,14 +306,26 @@ class RunStore:
             if part_step > step:
                 (self._parts_dir(run_id) / f"{part_step:012d}.parquet").unlink()
 
-    def finalize(self, run_id: str, state: str, step: int, message: str = "", **extra: Any) -> None:
-        """Merge the parts into ``trajectory.parquet`` and mark the run ``state``.
+    def finalize(
+        self,
+        run_id: str,
+        state: str,
+        step: int,
+        message: str = "",
+        rows: pd.DataFrame | pa.Table | None = None,
+        **extra: Any,
+    ) -> None:
+        """Merge the parts, and ``rows`` (rows of steps that have no part, not written yet), into
+        ``trajectory.parquet`` and mark the run ``state``.
 
         Order matters for crash safety: the merged table is written atomically, then
         the status, and only then are the parts removed.
         """
-        frame = self._read_parts(run_id)
-        atomic_write(self.run_dir(run_id) / "trajectory.parquet", lambda tmp: frame.to_parquet(tmp, index=False))
+        tables = [_row_table(rows)] if rows is not None else []
+        if self.part_steps(run_id) or not tables:  # writing rows given here needs no read of the parts
+            tables.insert(0, _row_table(self._read_parts(run_id)))
+        table = pa.concat_tables(tables)
+        atomic_write(self.run_dir(run_id) / "trajectory.parquet", lambda tmp: pq.write_table(table, tmp))
         self.set_status(run_id, state, step, message, **extra)
         for part_step in self.part_steps(run_id):
             (self._parts_dir(run_id) / f"{part_step:012d}.parquet").unlink()
@@ -441,6 +464,16 @@ def _unreadable(path: Path, deep: bool) -> str:
     except Exception as err:  # any parser error means the file cannot be trusted
         return f"{type(err).__name__}: {err}"
     return ""
+
+
+def _row_table(rows: pd.DataFrame | pa.Table) -> pa.Table:
+    """``rows`` (with at least the columns :data:`ROW_COLUMNS`) as an Arrow table of :data:`ROW_SCHEMA`."""
+    missing = set(ROW_COLUMNS) - set(rows.column_names if isinstance(rows, pa.Table) else rows.columns)
+    if missing:
+        raise ValueError(f"trajectory rows lack columns {sorted(missing)}")
+    if isinstance(rows, pa.Table):
+        return rows if rows.schema.equals(ROW_SCHEMA) else rows.select(ROW_COLUMNS).cast(ROW_SCHEMA)
+    return pa.Table.from_pandas(rows[ROW_COLUMNS], schema=ROW_SCHEMA, preserve_index=False)
 
 
 def _dtype(column: str) -> str:

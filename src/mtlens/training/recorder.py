@@ -33,14 +33,15 @@ reopening the same description reopens the same run and a different one never mi
 stored config is the description plus ``"source": "recorder"``.
 
 **Buffering, checkpoints and resume.**  Rows are buffered per step and written (one part per
-step, atomically) at :meth:`Recorder.flush`, :meth:`Recorder.checkpoint`, on leaving the ``with``
-block, and whenever 64 steps are pending.  :meth:`Recorder.checkpoint` saves your state dict (plus
-torch's CPU random state) after flushing; :meth:`Recorder.restore` loads it and discards every row
-recorded after its step.  If you checkpoint yourself, call :meth:`Recorder.flush` when you do and
-:meth:`Recorder.resume_from` with the step you resume from.  Rows are keyed by
-``(step, task, quantity)``: recording a value again replaces it, and the first step recorded in a
-session discards rows of later steps left by an interrupted session, so a resumed run never has
-duplicated rows.
+step, atomically) at :meth:`Recorder.flush`, :meth:`Recorder.checkpoint`, when the run fails, and
+whenever 64 steps are pending; when the run ends normally the buffered rows go straight into its
+merged trajectory (one file written: the run's whole fixed cost is a few small file writes).
+:meth:`Recorder.checkpoint` saves your state dict (plus torch's CPU random state) after flushing;
+:meth:`Recorder.restore` loads it and discards every row recorded after its step.  If you
+checkpoint yourself, call :meth:`Recorder.flush` when you do and :meth:`Recorder.resume_from` with
+the step you resume from.  Rows are keyed by ``(step, task, quantity)``: recording a value again
+replaces it, and the first step recorded in a session discards rows of later steps left by an
+interrupted session, so a resumed run never has duplicated rows.
 
 **State.**  The run is ``running`` while open, ``finished`` (rows merged into its trajectory) when
 the ``with`` block ends normally or :meth:`Recorder.close` is called, ``failed`` (rows kept,
@@ -70,7 +71,15 @@ from torch import nn
 from mtlens.errors import MtlensError
 from mtlens.gradients import flatten
 from mtlens.probes import PROBES, ProbeContext, measure_probes, validate_probe_options
-from mtlens.probes.loss_model import UNAVAILABLE_PROBES, Batch, LossModel, PerExampleLosses, batch_size_of, loss_task
+from mtlens.probes.loss_model import (
+    PREDICTIVE_PROBES,
+    Batch,
+    LossModel,
+    ModelOutputs,
+    PerExampleLosses,
+    batch_size_of,
+    loss_task,
+)
 from mtlens.store import RunStore, atomic_write
 from mtlens.tasks import Task
 from mtlens.training.config import make_run_id
@@ -107,10 +116,13 @@ class RecorderProbes:
     """Probes on a user's model; see :mod:`mtlens.probes.loss_model` for the first four arguments.
 
     ``steps`` is the schedule (e.g. :func:`mtlens.training.probe_runner.probe_steps`); ``probes`` the
-    registered probes to run (all but ``fisher`` work on a user's model:
-    :data:`~mtlens.probes.loss_model.UNAVAILABLE_PROBES`) and ``options`` their options
-    (``{probe: {option: value}}``, as a config's ``probe_options``); ``batch_size`` is the training
-    batch size (the alignment probe's batches).
+    registered probes to run and ``options`` their options (``{probe: {option: value}}``, as a
+    config's ``probe_options``); ``batch_size`` is the training batch size (the alignment probe's
+    batches).  ``outputs(batch) -> {task: outputs}`` (e.g. logits) makes the probes of
+    :data:`~mtlens.probes.loss_model.PREDICTIVE_PROBES` (``fisher``) available; they also need the
+    recorder's tasks as :class:`~mtlens.tasks.Task` objects whose ``loss`` is the negative
+    log-likelihood of those outputs and ``sample_labels`` draws from it (e.g.
+    ``classification_task(name, n_classes)`` for softmax logits).
     """
 
     model: nn.Module
@@ -121,15 +133,21 @@ class RecorderProbes:
     probes: Sequence[str] = ("coherence", "sharpness_sam", "conflict", "alignment")
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     batch_size: int = 32
+    outputs: ModelOutputs | None = None
 
     def validated_options(self) -> dict[str, dict[str, Any]]:
         """Every probe's options with its defaults filled in; raises naming a probe a user's model lacks."""
-        unavailable = sorted(set(self.probes) & set(UNAVAILABLE_PROBES))
-        if unavailable or not self.probes or len(set(self.probes)) != len(self.probes):
+        if not self.probes or len(set(self.probes)) != len(self.probes):
             raise ValueError(
-                f"probes {list(self.probes)} must be distinct registered probes, none of "
-                f"{list(UNAVAILABLE_PROBES)} (they cannot run on a user's model); registered: "
-                f"{', '.join(PROBES.names())}"
+                f"probes {list(self.probes)} must be distinct registered probes; "
+                f"registered: {', '.join(PROBES.names())}"
+            )
+        predictive = sorted(set(self.probes) & set(PREDICTIVE_PROBES))
+        if predictive and self.outputs is None:
+            raise ValueError(
+                f"probes {predictive} need labels drawn from the model: pass outputs=(batch -> {{task: outputs}}, "
+                "e.g. logits) to RecorderProbes and the tasks as Task objects with that likelihood "
+                "(e.g. classification_task(name, n_classes))"
             )
         unknown = sorted(set(self.options) - set(self.probes))
         if unknown:
@@ -149,12 +167,19 @@ class RecorderProbes:
 
 @dataclass
 class _ProbeSetup:
+    """The probes on the loss view (``model``, ``tasks``: losses as outputs) and those of
+    :data:`~mtlens.probes.loss_model.PREDICTIVE_PROBES` on the predictive view (``predictive``,
+    ``likelihoods``: the user's outputs and tasks)."""
+
     model: LossModel
     steps: set[int]
     tasks: list[Task]
     names: list[str]
     options: dict[str, dict[str, Any]]
     batch_size: int
+    predictive: LossModel | None
+    likelihoods: list[Task]
+    predictive_names: list[str]
 
 
 class Recorder:
@@ -220,9 +245,9 @@ class Recorder:
         self.task_info = self._task_info(tasks, lower_is_better or {}, selection_metric)
         self.steps_per_epoch = steps_per_epoch
         self.writer = RunWriter(self.store, self.identity)
-        self._probes = self._probe_setup(probes, names)
+        self._probes = self._probe_setup(probes, tasks)
         self._pending: dict[int, tuple[float, dict[tuple[str, str], float]]] = {}
-        self._written: set[int] = set()  # steps whose on-disk part has been read into (or replaced by) this session
+        self._parts: set[int] = set()  # steps with a part on disk (known from open(): the lock keeps others out)
         self._first_step: int | None = None
         self._last_step = 0
         self._stack: ExitStack | None = None
@@ -245,6 +270,7 @@ class Recorder:
                     "remove its directory to record it again, or change its description"
                 )
             self.writer.open(self.config, self.task_info)
+            self._parts = set(self.store.part_steps(self.run_id))
             status = self.store.status(self.run_id)
             self._last_step = int(status["step"]) if status else 0
             self.writer.mark_running(self._last_step)
@@ -260,11 +286,14 @@ class Recorder:
         if self._stack is None:
             return
         try:
-            self.flush()
             if state == "failed":
+                self.flush()
                 self.writer.mark_failed(self._last_step, message)
             elif state in ("finished", "diverged"):
-                self.writer.finish(state, self._last_step, message)
+                self._flush(self._parts)  # a pending step that has a part replaces it
+                rows = self.writer.rows((s, epoch, _records(r)) for s, (epoch, r) in sorted(self._pending.items()))
+                self.writer.finish(state, self._last_step, message, rows=rows)
+                self._pending.clear()
             else:
                 raise ValueError(f"state must be 'finished', 'diverged' or 'failed', got {state!r}")
         finally:
@@ -323,8 +352,7 @@ class Recorder:
             epoch = step / self.steps_per_epoch
         if self._first_step is None:  # rows of later steps are left from an interrupted session
             self._first_step = step
-            self.writer.discard_after(step)
-            self._written = {s for s in self._written if s <= step}
+            self._discard_after(step)
         if step not in self._pending:
             self._pending[step] = (float(epoch), self._rows_on_disk(step))
         self._pending[step][1].update(rows)
@@ -334,18 +362,27 @@ class Recorder:
 
     def _rows_on_disk(self, step: int) -> dict[tuple[str, str], float]:
         """Rows of ``step`` written earlier (this session or before), so new ones replace them by key."""
-        if step in self._written or step not in self.store.part_steps(self.run_id):
+        if step not in self._parts:
             return {}
-        self._written.add(step)
         part = self.store.read_part(self.run_id, step)
         return {(t, q): v for t, q, v in zip(part["task"], part["quantity"], part["value"])}
 
+    def _discard_after(self, step: int) -> None:
+        """Delete the parts of steps after ``step``."""
+        if any(s > step for s in self._parts):
+            self.writer.discard_after(step)
+            self._parts = {s for s in self._parts if s <= step}
+
     def flush(self) -> None:
         """Write every pending step's rows (one atomic part per step)."""
-        for step, (epoch, rows) in sorted(self._pending.items()):
-            self.writer.write_step(step, epoch, [{"task": t, "quantity": q, "value": v} for (t, q), v in rows.items()])
-        self._written |= set(self._pending)
-        self._pending.clear()
+        self._flush(self._pending)
+
+    def _flush(self, steps: Iterable[int]) -> None:
+        """Write the rows of the pending ``steps`` as parts (a part holds all rows of its step)."""
+        for step in sorted(set(steps) & set(self._pending)):
+            epoch, rows = self._pending.pop(step)
+            self.writer.write_step(step, epoch, _records(rows))
+            self._parts.add(step)
 
     # -- checkpoints and resume -------------------------------------------------------------
     def checkpoint(self, step: int, state: Mapping[str, Any]) -> None:
@@ -374,8 +411,7 @@ class Recorder:
         """Discard every row recorded after ``step`` (your loop resumes from there)."""
         self._require_open()
         self._pending = {s: rows for s, rows in self._pending.items() if s <= step}
-        self._written = {s for s in self._written if s <= step}
-        self.writer.discard_after(step)
+        self._discard_after(step)
         self._first_step = step
         self._last_step = step
         self.writer.mark_running(step)
@@ -396,29 +432,48 @@ class Recorder:
         shared = setup.model.shared_parameters()
         grads = [p.grad for p in shared]
         update = None if step == 0 or all(g is None for g in grads) else flatten(grads, shared).detach().clone()
-        context = ProbeContext(
-            setup.model,
-            setup.tasks,
-            setup.model.probe_samples(),
-            step=step,
-            seed=self.identity.seed,
-            batch_size=setup.batch_size,
-            update=update,
-        )
-        rows = measure_probes(context, setup.names, setup.options)
+        rows = []
+        for model, tasks, names in (
+            (setup.model, setup.tasks, setup.names),
+            (setup.predictive, setup.likelihoods, setup.predictive_names),
+        ):
+            if model is not None and names:
+                context = ProbeContext(
+                    model,
+                    tasks,
+                    model.probe_samples(),
+                    step=step,
+                    seed=self.identity.seed,
+                    batch_size=setup.batch_size,
+                    update=update,
+                )
+                rows += measure_probes(context, names, setup.options)
         self._add(step, {(r["task"], r["quantity"]): float(r["value"]) for r in rows}, epoch)
 
     @staticmethod
-    def _probe_setup(probes: RecorderProbes | None, tasks: list[str]) -> _ProbeSetup | None:
+    def _probe_setup(probes: RecorderProbes | None, tasks: Sequence[str | Task]) -> _ProbeSetup | None:
         if probes is None:
             return None
+        names = [t.name if isinstance(t, Task) else t for t in tasks]
+        options = probes.validated_options()
+        predictive_names = [p for p in probes.probes if p in PREDICTIVE_PROBES]
+        model = LossModel(probes.model, probes.shared, probes.losses, probes.sample, names, probes.outputs)
+        if predictive_names and not all(isinstance(t, Task) for t in tasks):
+            raise ValueError(
+                f"probes {predictive_names} need every task as a Task object whose loss is the negative "
+                "log-likelihood of the model's outputs and whose sample_labels draws from it (e.g. "
+                f"classification_task(name, n_classes)); got task names {[t for t in tasks if isinstance(t, str)]}"
+            )
         return _ProbeSetup(
-            LossModel(probes.model, probes.shared, probes.losses, probes.sample, tasks),
+            model,
             set(probes.steps),
-            [loss_task(t) for t in tasks],
-            list(probes.probes),
-            probes.validated_options(),
+            [loss_task(t) for t in names],
+            [p for p in probes.probes if p not in PREDICTIVE_PROBES],
+            options,
             probes.batch_size,
+            model.predictive() if predictive_names else None,
+            [t for t in tasks if isinstance(t, Task)],
+            predictive_names,
         )
 
     # -- helpers ------------------------------------------------------------------------------
@@ -438,3 +493,8 @@ class Recorder:
         for name in (t for t in tasks if isinstance(t, str)):
             info[name] = {"selection_metric": selection_metric, "lower_is_better": dict(directions)}
         return info
+
+
+def _records(rows: Mapping[tuple[str, str], float]) -> list[dict[str, Any]]:
+    """``{(task, quantity): value}`` as the writer's records."""
+    return [{"task": t, "quantity": q, "value": v} for (t, q), v in rows.items()]

@@ -15,10 +15,10 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import pandas as pd
+import pyarrow as pa
 
 from mtlens.store import RunStore
+from mtlens.store.run_store import ROW_SCHEMA
 from mtlens.tasks import Task
 
 
@@ -65,25 +65,37 @@ class RunWriter:
         self.store.write_config(self.run_id, dict(config), ignore=ignore)
         self.store.write_task_info(self.run_id, dict(info))
 
+    def rows(self, steps: Iterable[tuple[int, float, Sequence[Mapping[str, Any]]]]) -> pa.Table:
+        """The rows ``{"task", "quantity", "value"}`` recorded at each ``(step, epoch, records)``, with
+        the identity columns, as one Arrow table of :data:`~mtlens.store.run_store.ROW_SCHEMA` (built
+        from columns directly: a tenth of the cost of a ``DataFrame`` written through pandas)."""
+        identity = self.identity
+        step_column: list[int] = []
+        epoch_column: list[float] = []
+        records: list[Mapping[str, Any]] = []
+        for step, epoch, step_records in steps:
+            step_column += [step] * len(step_records)
+            epoch_column += [float(epoch)] * len(step_records)
+            records += step_records
+        n = len(records)
+        columns = {
+            "run_id": [identity.run_id] * n,
+            "setting": [identity.setting] * n,
+            "mode": [identity.mode] * n,
+            "method": [identity.method] * n,
+            "seed": [identity.seed] * n,
+            "task": [r["task"] for r in records],
+            "step": step_column,
+            "epoch": epoch_column,
+            "quantity": [r["quantity"] for r in records],
+            "value": [float(r["value"]) for r in records],
+        }
+        return pa.table(columns, schema=ROW_SCHEMA)
+
     def write_step(self, step: int, epoch: float, records: Sequence[Mapping[str, Any]]) -> None:
         """Write the rows ``{"task", "quantity", "value"}`` recorded at ``step`` as one part
         (replacing an earlier part of the same step)."""
-        identity, n = self.identity, len(records)
-        frame = pd.DataFrame(
-            {  # built column by column: a third of the cost of from_records + assign
-                "run_id": [identity.run_id] * n,
-                "setting": [identity.setting] * n,
-                "mode": [identity.mode] * n,
-                "method": [identity.method] * n,
-                "seed": np.full(n, identity.seed, dtype=np.int64),
-                "task": [r["task"] for r in records],
-                "step": np.full(n, step, dtype=np.int64),
-                "epoch": np.full(n, float(epoch)),
-                "quantity": [r["quantity"] for r in records],
-                "value": np.array([float(r["value"]) for r in records], dtype=np.float64),
-            }
-        )
-        self.store.write_part(self.run_id, step, frame)
+        self.store.write_part(self.run_id, step, self.rows([(step, epoch, records)]))
 
     def discard_after(self, step: int) -> None:
         """Delete the rows recorded after ``step`` (``-1``: all rows)."""
@@ -97,7 +109,7 @@ class RunWriter:
         """State ``failed``: the rows stay as parts, so the run can be resumed."""
         self.store.set_status(self.run_id, "failed", step, message)
 
-    def finish(self, state: str, step: int, message: str = "", **extra: Any) -> None:
-        """Merge the rows into the run's trajectory and mark it ``state`` (``finished`` or ``diverged``);
-        ``extra`` goes into the status."""
-        self.store.finalize(self.run_id, state, step, message, **extra)
+    def finish(self, state: str, step: int, message: str = "", rows: pa.Table | None = None, **extra: Any) -> None:
+        """Merge the written rows and ``rows`` (of steps not written, from :meth:`rows`) into the run's
+        trajectory and mark it ``state`` (``finished`` or ``diverged``); ``extra`` goes into the status."""
+        self.store.finalize(self.run_id, state, step, message, rows=rows, **extra)
