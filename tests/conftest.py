@@ -72,6 +72,7 @@ INTEGRATION_MODULES = frozenset(
         "test_store_integrity",
         "test_unfinished_runs",
         "test_calibration",
+        "test_packs",
     }
 )
 

@@ -66,6 +66,8 @@ CASES = {
     "workers-zero": ([*SWEEP, "--workers", "0"], ["--workers", "'0'"]),
     "workers-negative": ([*SWEEP, "--workers", "-1"], ["--workers", "'-1'"]),
     "threads-zero": ([*STUDY, "--threads", "0"], ["--threads", "'0'", ">= 1"]),
+    "pack-size-zero": ([*STUDY, "--pack-size", "0"], ["--pack-size", "'0'", ">= 1"]),
+    "pack-size-config": ([*STUDY, "--set", "pack_size=-1"], ["pack_size=-1", "greater than 0"]),
     "gpus-per-run-negative": ([*SWEEP, "--gpus-per-run", "-1"], ["--gpus-per-run", "'-1'", "> 0"]),
     "lr-inf": ([*STUDY, "--lr", "inf"], ["lr=inf", "finite"]),
     "lr-nan": ([*STUDY, "--lr", "nan"], ["lr=nan", "finite"]),
@@ -209,8 +211,16 @@ def _make_read_only(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
         return create
 
+    real_open = os.open
+
+    def open_refusing_creation(file, flags, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if flags & os.O_CREAT and Path(file).resolve().parent.is_relative_to(path.resolve()):
+            raise PermissionError(errno.EACCES, "Permission denied", str(file))
+        return real_open(file, flags, *args, **kwargs)
+
     monkeypatch.setattr(tempfile, "TemporaryFile", refuse(tempfile.TemporaryFile))
     monkeypatch.setattr(tempfile, "mkstemp", refuse(tempfile.mkstemp))
+    monkeypatch.setattr(os, "open", open_refusing_creation)  # the store's atomic writes create with os.open
 
 
 def test_read_only_store_is_refused_before_training(

@@ -106,18 +106,18 @@ def test_crash_after_probe_rows_before_checkpoint_resumes_to_identical_rows(tmp_
     reference = RunStore(tmp_path / "reference")
     train_run(config, reference, progress=False)
     crashing = RunStore(tmp_path / "crashing")
-    original = trainer._Run._checkpoint
+    original = trainer.TrainingRun._checkpoint
 
     def checkpoint_then_crash(self, step):
         if step == 4:  # a probe step: its rows are written, its checkpoint is not
             raise KeyboardInterrupt
         original(self, step)
 
-    monkeypatch.setattr(trainer._Run, "_checkpoint", checkpoint_then_crash)
+    monkeypatch.setattr(trainer.TrainingRun, "_checkpoint", checkpoint_then_crash)
     with pytest.raises(KeyboardInterrupt):
         train_run(config, crashing, progress=False)
     assert 4 in crashing.part_steps(resolve_config(config).run_id)
-    monkeypatch.setattr(trainer._Run, "_checkpoint", original)
+    monkeypatch.setattr(trainer.TrainingRun, "_checkpoint", original)
     assert train_run(config, crashing, progress=False) == "finished"
     pd.testing.assert_frame_equal(_rows(crashing, config), _rows(reference, config))
 

@@ -49,7 +49,7 @@ class Interrupt(BaseException):
 
 def _train_until(store: RunStore, config, setting, step: int, monkeypatch) -> None:
     """Train ``config`` and stop as a kill would right after the rows of ``step`` (before its checkpoint)."""
-    original = trainer._Run._checkpoint
+    original = trainer.TrainingRun._checkpoint
 
     def checkpoint_or_stop(self, at):
         if at == step:
@@ -57,7 +57,7 @@ def _train_until(store: RunStore, config, setting, step: int, monkeypatch) -> No
         original(self, at)
 
     with monkeypatch.context() as patch:
-        patch.setattr(trainer._Run, "_checkpoint", checkpoint_or_stop)
+        patch.setattr(trainer.TrainingRun, "_checkpoint", checkpoint_or_stop)
         with pytest.raises(Interrupt):
             train_run(config, store, setting=setting, progress=False)
 
@@ -145,8 +145,9 @@ def test_a_rerun_resumes_from_a_checkpoint_it_can_trust(stores, setting, tmp_pat
     store = _copy(interrupted, tmp_path)
     _truncate(store.run_dir(config.run_id) / "parts" / "000000000004.parquet")
     resumed_from = []
-    original = trainer._Run._restore
-    monkeypatch.setattr(trainer._Run, "_restore", lambda self: resumed_from.append(original(self)) or resumed_from[-1])
+    original = trainer.TrainingRun._restore
+    run_class = trainer.TrainingRun
+    monkeypatch.setattr(run_class, "_restore", lambda self: resumed_from.append(original(self)) or resumed_from[-1])
     assert train_run(config, store, setting=setting, progress=False) == "finished"
     assert resumed_from == [2]
     pd.testing.assert_frame_equal(store.trajectory(config.run_id), finished.trajectory(config.run_id))
@@ -214,8 +215,9 @@ def test_a_run_trains_under_its_recorded_thread_count_and_refuses_another(stores
 
     store = _copy(interrupted, tmp_path)
     seen = []
-    original = trainer._Run._losses
-    monkeypatch.setattr(trainer._Run, "_losses", lambda self: seen.append(torch.get_num_threads()) or original(self))
+    original = trainer.TrainingRun.batch_losses
+    run_class = trainer.TrainingRun
+    monkeypatch.setattr(run_class, "batch_losses", lambda self: seen.append(torch.get_num_threads()) or original(self))
     torch.set_num_threads(2)
     try:
         with pytest.raises(ThreadCountError, match="--threads 1"):

@@ -12,6 +12,7 @@ import textwrap
 import threading
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -21,6 +22,7 @@ from mtlens.orchestration import LocalExecutor, SerialExecutor, run_sweep
 from mtlens.orchestration.sweep import grid_candidates
 from mtlens.training import trainer
 from mtlens.training.config import RunConfig
+from mtlens.training.pack import PACK_ATOL, PACK_RTOL
 from mtlens.training.trainer import train_run
 
 BASE = {
@@ -148,6 +150,45 @@ def test_killing_the_driver_mid_sweep_then_rerunning_finishes_only_what_is_missi
     assert selected["seed_run_ids"].tolist() == ref_result.selected["seed_run_ids"].tolist()
 
 
+def test_killing_a_packed_sweep_then_rerunning_loses_and_duplicates_no_rows(tmp_path, reference):
+    """--pack-size 2: each group's two grid points train as one pack (in worker processes, then in this
+    process on the rerun); the driver is killed while a pack is training."""
+    ref_store, ref_result = reference
+    grid_file = tmp_path / "grid.yaml"
+    grid_file.write_text(f"lr: {GRID['lr']}\n")
+    store = RunStore(tmp_path / "store")
+    args = [*_sweep_args(store, grid_file, workers=2), "--pack-size", "2"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    driver = subprocess.Popen([sys.executable, "-m", "mtlens.cli", *args], env=env, stdout=subprocess.DEVNULL)
+    deadline, packed = time.time() + 120, []
+    while time.time() < deadline and driver.poll() is None:
+        statuses = [store.status(r) or {} for r in store.run_ids()]
+        packed = [s for s in statuses if s.get("state") == "running" and s.get("pack_size") == 2]
+        if packed:
+            break
+        time.sleep(0.005)
+    assert driver.poll() is None and packed, "the sweep ended before a pack could be killed"
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    assert not (store.root / "sweeps").exists()  # the sweep was interrupted before its tables
+
+    rerun = [*_sweep_args(store, grid_file, workers=1), "--pack-size", "2"]
+    assert main(rerun) == 0
+    assert sorted(store.run_ids()) == sorted(ref_store.run_ids())
+    assert (store.runs()["state"] == "finished").all()
+    grid_runs = set(ref_result.candidates["run_id"])
+    # Grid runs trained in packs (a member the killed driver's orphaned worker still held when the rerun reached
+    # it is retried on its own, unpacked); the seed runs have no partner to pack with.
+    packed = {r for r in store.run_ids() if (store.status(r) or {}).get("pack_size") == 2}
+    assert packed and packed <= grid_runs
+    rows, reference_rows = _all_rows(store), _all_rows(ref_store)
+    assert not rows.duplicated(["run_id", "task", "step", "quantity"]).any()
+    pd.testing.assert_frame_equal(rows.drop(columns="value"), reference_rows.drop(columns="value"))
+    np.testing.assert_allclose(rows["value"], reference_rows["value"], rtol=PACK_RTOL, atol=PACK_ATOL)
+    selected = pd.read_csv(next((store.root / "sweeps").iterdir()) / "selected.csv")
+    assert selected["seed_run_ids"].tolist() == ref_result.selected["seed_run_ids"].tolist()
+
+
 CONCURRENT_SCRIPT = textwrap.dedent("""
     import json, os, sys
     import torch
@@ -157,12 +198,12 @@ CONCURRENT_SCRIPT = textwrap.dedent("""
     from mtlens.training import trainer
     from mtlens.training.config import RunConfig
 
-    original = trainer._Run.train
+    original = trainer.TrainingRun.train
     def counted(self, progress):  # log every run this process actually trains
         with open(sys.argv[2], "a") as log:
             log.write(self.run_id + "\\n")
         return original(self, progress)
-    trainer._Run.train = counted
+    trainer.TrainingRun.train = counted
     configs = [RunConfig.model_validate(c) for c in json.loads(sys.argv[3])]
     executor = SerialExecutor()
     executor.retry_delay = 0.05
@@ -185,14 +226,14 @@ def test_concurrent_processes_train_each_run_exactly_once(tmp_path, reference, m
         for k in (1, 2)
     ]
     # This process is the third writer, with the same counting hook.
-    original = trainer._Run.train
+    original = trainer.TrainingRun.train
 
     def counted(self, progress):
         with open(log, "a") as handle:
             handle.write(self.run_id + "\n")
         return original(self, progress)
 
-    monkeypatch.setattr(trainer._Run, "train", counted)
+    monkeypatch.setattr(trainer.TrainingRun, "train", counted)
     deadline = time.time() + 120
     while time.time() < deadline and not (log.exists() and log.read_text()):  # a subprocess is training
         time.sleep(0.01)

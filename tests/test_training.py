@@ -165,19 +165,19 @@ def test_crash_between_rows_and_checkpoint_loses_and_duplicates_nothing(tmp_path
     train_run(config, reference, progress=False)
 
     crashing = RunStore(tmp_path / "crashing")
-    original = trainer._Run._checkpoint
+    original = trainer.TrainingRun._checkpoint
 
     def checkpoint_then_crash(self, step):
         if step == 9:  # the rows of step 9 are written, its checkpoint is not
             raise KeyboardInterrupt
         original(self, step)
 
-    monkeypatch.setattr(trainer._Run, "_checkpoint", checkpoint_then_crash)
+    monkeypatch.setattr(trainer.TrainingRun, "_checkpoint", checkpoint_then_crash)
     with pytest.raises(KeyboardInterrupt):
         train_run(config, crashing, progress=False)
     run_id = resolve_config(config).run_id
     assert 9 in crashing.part_steps(run_id)
-    monkeypatch.setattr(trainer._Run, "_checkpoint", original)
+    monkeypatch.setattr(trainer.TrainingRun, "_checkpoint", original)
     assert train_run(config, crashing, progress=False) == "finished"
     pd.testing.assert_frame_equal(_rows(crashing, config), _rows(reference, config))
     resumed, uninterrupted = _selected_models(crashing, config), _selected_models(reference, config)

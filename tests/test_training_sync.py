@@ -33,7 +33,7 @@ class SyncCounter(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
         self.counting, self.outside, self.inside = False, [], 0  # counting starts once a run is built
-        self.runs: list[trainer._Run] = []
+        self.runs: list[trainer.TrainingRun] = []
 
     def host_counter(self, tensor: object) -> bool:
         return any(tensor is state.get("step") for run in self.runs for state in run.optimizer.state.values())
@@ -62,16 +62,16 @@ def sync_counter(monkeypatch):
             return _original(self, *args, **kwargs)
 
         monkeypatch.setattr(torch.Tensor, name, counted)
-    original_init = trainer._Run.__init__
+    original_init = trainer.TrainingRun.__init__
 
     def init(self, *args, **kwargs):
         original_init(self, *args, **kwargs)
         counter.runs.append(self)
         counter.counting = True
 
-    monkeypatch.setattr(trainer._Run, "__init__", init)
-    for name in ("_record", "_checkpoint", "_finalize_if_diverged", "_restore"):
-        original = getattr(trainer._Run, name)
+    monkeypatch.setattr(trainer.TrainingRun, "__init__", init)
+    for name in ("_record", "_checkpoint", "finalize_if_diverged", "_restore"):
+        original = getattr(trainer.TrainingRun, name)
 
         def paused(self, *args, _original=original, **kwargs):
             counter.counting = False
@@ -80,7 +80,7 @@ def sync_counter(monkeypatch):
             finally:
                 counter.counting = True
 
-        monkeypatch.setattr(trainer._Run, name, paused)
+        monkeypatch.setattr(trainer.TrainingRun, name, paused)
     return counter
 
 

@@ -51,7 +51,7 @@ def killed_study(tmp_path_factory):
     finished = tmp_path_factory.mktemp("finished") / "store"
     assert main([*STUDY, "--store", str(finished)]) == 0
     killed = tmp_path_factory.mktemp("killed") / "store"
-    original = trainer._Run._checkpoint
+    original = trainer.TrainingRun._checkpoint
 
     def checkpoint_then_kill(self, step):
         original(self, step)
@@ -59,7 +59,7 @@ def killed_study(tmp_path_factory):
             raise Interrupt
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(trainer._Run, "_checkpoint", checkpoint_then_kill)
+        patch.setattr(trainer.TrainingRun, "_checkpoint", checkpoint_then_kill)
         with pytest.raises(Interrupt):
             main([*STUDY, "--store", str(killed)])
     return RunStore(killed), RunStore(finished)
@@ -105,14 +105,14 @@ def test_report_never_analyses_a_diverged_run(killed_study, tmp_path, capsys):
 
 
 def test_study_exits_nonzero_naming_runs_that_did_not_finish(tmp_path, monkeypatch, capsys):
-    original = trainer._Run.train
+    original = trainer.TrainingRun.train
 
     def failing_mtl(self, progress):
         if self.config.mode == "mtl":
             raise RuntimeError("out of memory")
         return original(self, progress)
 
-    monkeypatch.setattr(trainer._Run, "train", failing_mtl)
+    monkeypatch.setattr(trainer.TrainingRun, "train", failing_mtl)
     store = tmp_path / "store"
     assert main([*STUDY, "--store", str(store), "--report", str(tmp_path / "report")]) == 1
     err = capsys.readouterr().err

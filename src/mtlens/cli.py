@@ -73,6 +73,7 @@ def base_config(args: argparse.Namespace) -> dict[str, Any]:
         "eval_dense_until_epoch": args.eval_dense_until_epoch,
         "device": args.device,
         "threads": args.threads,
+        "pack_size": args.pack_size,
     }
     raw.update({k: v for k, v in flags.items() if v is not None})
     if args.option:
@@ -442,6 +443,12 @@ def _add_run_config_flags(parser: argparse.ArgumentParser) -> None:
         type=_positive_int,
         help="torch threads per run (default 1; results differ in the last bits between counts, "
         "so a run resumes only under the count it started with)",
+    )
+    parser.add_argument(
+        "--pack-size",
+        type=_positive_int,
+        help="train up to N compatible runs together as one torch.func pack (default 1: each run on its own; "
+        "only sum/mean runs of models without batch norm or dropout pack; see the README, Executors)",
     )
     parser.add_argument("--option", action="append", metavar="KEY=VALUE", help="a setting option (repeatable)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other run-config key (repeatable)")

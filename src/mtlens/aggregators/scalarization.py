@@ -23,8 +23,13 @@ class LinearScalarization(UpdateMethod):
             raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
         self.reduction = reduction
 
+    def objective(self, losses: dict[str, Tensor]) -> Tensor:
+        """The scalar whose gradient the update is: ``sum_t L_t``, or ``(1/K) sum_t L_t`` (a pack of runs,
+        :mod:`mtlens.training.pack`, back-propagates the sum of its members' objectives at once)."""
+        stacked = torch.stack(list(losses.values()))
+        return stacked.sum() if self.reduction == "sum" else stacked.mean()
+
     def backward(self, losses: dict[str, Tensor], model: MultiTaskModel) -> dict[str, float]:
         del model
-        stacked = torch.stack(list(losses.values()))
-        (stacked.sum() if self.reduction == "sum" else stacked.mean()).backward()
+        self.objective(losses).backward()
         return {}

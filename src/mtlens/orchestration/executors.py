@@ -16,6 +16,12 @@ All executors share one scheduling loop (:meth:`Executor.run`):
 Every run sets its own torch thread count (``config.threads``), so results do not depend on
 the executor or the number of workers.
 
+Runs with ``pack_size`` > 1 are grouped into packs (:func:`~mtlens.orchestration.packs.group_into_packs`);
+a pack is one job, trained by one worker (:func:`~mtlens.training.pack.train_pack`).  Its members
+are reported one by one; a member another process holds is put back in the queue on its own (it
+trains unpacked when its turn comes), and a worker that dies loses the attempt of every member
+of its pack, which is retried as the same pack.
+
 Trajectory rows are written only by the store, under the run's lock, so any number of
 executors and processes may share one store.
 """
@@ -37,7 +43,8 @@ import torch
 from tqdm.auto import tqdm
 
 from mtlens.errors import MtlensError
-from mtlens.orchestration.study import cached_setting, mark_failed, train_one
+from mtlens.orchestration.packs import group_into_packs
+from mtlens.orchestration.study import cached_setting, mark_failed, train_one, train_pack_one
 from mtlens.settings import Setting
 from mtlens.store import RunLockedError, RunStore
 from mtlens.training.config import RunConfig
@@ -50,22 +57,30 @@ def available_cores() -> int:
 
 
 def run_job(
-    config: dict[str, Any],
+    configs: Sequence[dict[str, Any]],
     store_root: str,
     settings: dict[tuple[str, str], Setting],
     train: Callable[..., str] = train_run,
-) -> dict[str, str]:
-    """Train one run in the current process: ``{"run_id", "state", "message"}`` (never raises)."""
-    run_config = RunConfig.model_validate(config)
-    state, message = train_one(run_config, RunStore(store_root), cached_setting(run_config, settings), train=train)
-    return {"run_id": run_config.run_id, "state": state, "message": message}
+) -> list[dict[str, str]]:
+    """Train one run (with ``train``), or several as one pack, in the current process:
+    ``{"run_id", "state", "message"}`` per run (never raises)."""
+    run_configs = [RunConfig.model_validate(config) for config in configs]
+    store, setting = RunStore(store_root), cached_setting(run_configs[0], settings)
+    if len(run_configs) == 1:
+        outcomes = [train_one(run_configs[0], store, setting, train=train)]
+    else:
+        outcomes = train_pack_one(run_configs, store, setting)
+    return [
+        {"run_id": config.run_id, "state": state, "message": message}
+        for config, (state, message) in zip(run_configs, outcomes)
+    ]
 
 
 @dataclass(eq=False)
 class Job:
-    """One run to train and the attempts lost so far to dying workers."""
+    """One run, or a pack of runs, to train and the attempts lost so far to dying workers."""
 
-    config: RunConfig
+    configs: list[RunConfig]
     lost: int = 0
     not_before: float = 0.0
     errors: list[str] = field(default_factory=list)
@@ -100,7 +115,7 @@ class Executor:
     def _submit(self, job: Job, store: RunStore) -> None:
         raise NotImplementedError
 
-    def _wait(self, timeout: float) -> list[tuple[Job, dict[str, str] | WorkerLost]]:
+    def _wait(self, timeout: float) -> list[tuple[Job, list[dict[str, str]] | WorkerLost]]:
         raise NotImplementedError
 
     def _stop(self) -> None:
@@ -122,7 +137,6 @@ class Executor:
         """Train ``configs`` (duplicates by run id once); one row per run: ``run_id, state, message``."""
         unique = list({c.run_id: c for c in configs}.values())
         results: dict[str, dict[str, str]] = {}
-        queue: deque[Job] = deque()
         for config in unique:
             if store.is_done(config.run_id):
                 _remove_stale_tmp(store, config.run_id)
@@ -133,8 +147,8 @@ class Executor:
                     "state": status["state"],
                     "message": status.get("message", ""),
                 }
-            else:
-                queue.append(Job(config))
+        pending = [config for config in unique if config.run_id not in results]
+        queue: deque[Job] = deque(Job(group) for group in group_into_packs(pending))
         bar = tqdm(
             total=len(unique), initial=len(results), desc=desc, disable=None if progress else True, dynamic_ncols=True
         )
@@ -160,12 +174,15 @@ class Executor:
                     in_flight -= 1
                     if isinstance(outcome, WorkerLost):
                         outcome = self._lost(job, outcome, store)
-                    if outcome["state"] in ("locked", "lost"):  # try again (a locked run after a delay)
-                        job.not_before = time.monotonic() + self.retry_delay * (outcome["state"] == "locked")
-                        queue.append(job)
-                        continue
-                    results[outcome["run_id"]] = outcome
-                    bar.update(1)
+                        if outcome[0]["state"] == "lost":  # try the job (the pack) again at once
+                            queue.append(job)
+                            continue
+                    for config, result in zip(job.configs, outcome):
+                        if result["state"] == "locked":  # try again after a delay, on its own
+                            queue.append(Job([config], not_before=time.monotonic() + self.retry_delay))
+                            continue
+                        results[result["run_id"]] = result
+                        bar.update(1)
                     bar.set_postfix_str(_state_counts(results.values()))
         except BaseException:
             self.close()
@@ -174,16 +191,17 @@ class Executor:
             bar.close()
         return pd.DataFrame.from_records([results[c.run_id] for c in unique], columns=["run_id", "state", "message"])
 
-    def _lost(self, job: Job, lost: WorkerLost, store: RunStore) -> dict[str, str]:
-        """Count a lost attempt: retry (state ``lost``) or, after ``max_attempts``, mark the run failed."""
+    def _lost(self, job: Job, lost: WorkerLost, store: RunStore) -> list[dict[str, str]]:
+        """Count a lost attempt of the job: retry (state ``lost``) or, after ``max_attempts``, mark its runs
+        failed.  One outcome per run of the job."""
         job.lost += 1
         job.errors.append(lost.reason)
-        run_id = job.config.run_id
         if job.lost < self.max_attempts:
-            return {"run_id": run_id, "state": "lost", "message": lost.reason}
+            return [{"run_id": c.run_id, "state": "lost", "message": lost.reason} for c in job.configs]
         message = f"worker lost {job.lost} times: " + "; ".join(job.errors)
-        mark_failed(store, job.config, message)
-        return {"run_id": run_id, "state": "failed", "message": message}
+        for config in job.configs:
+            mark_failed(store, config, message)
+        return [{"run_id": c.run_id, "state": "failed", "message": message} for c in job.configs]
 
 
 def _remove_stale_tmp(store: RunStore, run_id: str) -> None:
@@ -206,7 +224,7 @@ class SerialExecutor(Executor):
 
     def __init__(self, train: Callable[..., str] = train_run):
         self.train = train
-        self._done: list[tuple[Job, dict[str, str] | WorkerLost]] = []
+        self._done: list[tuple[Job, list[dict[str, str]] | WorkerLost]] = []
         self._settings: dict[tuple[str, str], Setting] = {}
 
     @property
@@ -217,9 +235,10 @@ class SerialExecutor(Executor):
         pass
 
     def _submit(self, job: Job, store: RunStore) -> None:
-        self._done.append((job, run_job(job.config.model_dump(), str(store.root), self._settings, self.train)))
+        configs = [c.model_dump() for c in job.configs]
+        self._done.append((job, run_job(configs, str(store.root), self._settings, self.train)))
 
-    def _wait(self, timeout: float) -> list[tuple[Job, dict[str, str] | WorkerLost]]:
+    def _wait(self, timeout: float) -> list[tuple[Job, list[dict[str, str]] | WorkerLost]]:
         done, self._done = self._done, []
         return done
 
@@ -270,8 +289,8 @@ def _worker_main(conn: Connection, device: str | None) -> None:
             return
         if message is None:
             return
-        config, store_root = message
-        result = run_job({**config, "device": device or config["device"]}, store_root, settings)
+        configs, store_root = message
+        result = run_job([{**c, "device": device or c["device"]} for c in configs], store_root, settings)
         try:
             conn.send(result)
         except OSError:  # BrokenPipeError: the driver is gone; the run is already recorded in the store
@@ -320,18 +339,19 @@ class LocalExecutor(Executor):
 
     def _submit(self, job: Job, store: RunStore) -> None:
         process, conn = self._idle.pop()
+        message = ([c.model_dump() for c in job.configs], str(store.root))
         try:
-            conn.send((job.config.model_dump(), str(store.root)))
+            conn.send(message)
         except OSError:  # the idle worker died: start another one
             process, conn = self._respawn(process, conn)
-            conn.send((job.config.model_dump(), str(store.root)))
+            conn.send(message)
         self._busy[conn] = (process, job)
 
-    def _wait(self, timeout: float) -> list[tuple[Job, dict[str, str] | WorkerLost]]:
+    def _wait(self, timeout: float) -> list[tuple[Job, list[dict[str, str]] | WorkerLost]]:
         sentinels = [process.sentinel for process, _ in self._busy.values()]
         ready = wait([*self._busy, *sentinels], timeout=timeout)
         conns = {conn for conn, (process, _) in self._busy.items() if conn in ready or process.sentinel in ready}
-        outcomes: list[tuple[Job, dict[str, str] | WorkerLost]] = []
+        outcomes: list[tuple[Job, list[dict[str, str]] | WorkerLost]] = []
         for conn in conns:
             process, job = self._busy.pop(conn)
             try:

@@ -27,9 +27,9 @@ def _import_ray() -> Any:
     return ray
 
 
-def _ray_train(config: dict[str, Any], store_root: str) -> dict[str, str]:
-    """One run in a Ray worker (the run sets its own torch thread count, ``config.threads``)."""
-    return run_job(config, store_root, _SETTINGS)
+def _ray_train(configs: list[dict[str, Any]], store_root: str) -> list[dict[str, str]]:
+    """One run, or one pack of runs, in a Ray worker (the run sets its own torch thread count, ``config.threads``)."""
+    return run_job(configs, store_root, _SETTINGS)
 
 
 class RayExecutor(Executor):
@@ -81,15 +81,15 @@ class RayExecutor(Executor):
         self._remote = ray.remote(num_cpus=self.cpus_per_run, num_gpus=self.num_gpus, max_retries=0)(_ray_train)
 
     def _submit(self, job: Job, store: RunStore) -> None:
-        ref = self._remote.remote(job.config.model_dump(), str(store.root.resolve()))
+        ref = self._remote.remote([c.model_dump() for c in job.configs], str(store.root.resolve()))
         self._refs[ref] = job
 
-    def _wait(self, timeout: float) -> list[tuple[Job, dict[str, str] | WorkerLost]]:
+    def _wait(self, timeout: float) -> list[tuple[Job, list[dict[str, str]] | WorkerLost]]:
         ray = self._ray
         ready, rest = ray.wait(list(self._refs), num_returns=1, timeout=timeout)
         if ready and rest:  # everything else already complete, without waiting
             ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
-        outcomes: list[tuple[Job, dict[str, str] | WorkerLost]] = []
+        outcomes: list[tuple[Job, list[dict[str, str]] | WorkerLost]] = []
         for ref in ready:
             job = self._refs.pop(ref)
             try:

@@ -23,6 +23,7 @@ from mtlens.training.config import (
     parse_config,
     resolve_config,
 )
+from mtlens.training.pack import train_pack
 from mtlens.training.trainer import train_run
 
 
@@ -70,6 +71,32 @@ def train_one(
     if state != "finished":
         message = (store.status(run_id) or {}).get("message", "")
     return state, message
+
+
+def train_pack_one(
+    configs: Sequence[RunConfig], store: RunStore, setting: Setting, progress: bool = False
+) -> list[tuple[str, str]]:
+    """Train ``configs`` as one pack (:func:`~mtlens.training.pack.train_pack`); ``(state, message)`` per
+    config, as :func:`train_one` gives it: a member that raised is marked ``failed`` with its error (the
+    others go on), one another process holds is ``locked``; never raises for a failing run."""
+    try:
+        outcomes = train_pack(configs, store, setting=setting, progress=progress)
+    except Exception as err:  # the pack could not be set up: every member failed with this error
+        outcomes = {c.run_id: err for c in configs}
+    results = []
+    for config in configs:
+        outcome = outcomes[config.run_id]
+        if isinstance(outcome, RunLockedError):
+            results.append(("locked", str(outcome)))
+        elif isinstance(outcome, Exception):
+            message = f"{type(outcome).__name__}: {outcome}"
+            trace = "".join(traceback.format_exception(outcome, limit=5))
+            mark_failed(store, config, message + "\n" + trace)
+            results.append(("failed", message))
+        else:
+            message = "" if outcome == "finished" else (store.status(config.run_id) or {}).get("message", "")
+            results.append((outcome, message))
+    return results
 
 
 def mark_failed(store: RunStore, config: RunConfig, message: str) -> None:

@@ -29,6 +29,12 @@ whatever the machine or the number of sweep workers).  Results depend on it in t
 run's status and checkpoint, and refuses to resume a run under another count.  It is not part
 of the run identity (run ids stay what they were before it existed).
 
+``pack_size`` (default 1: every run trains on its own) lets the sweep and study executors train up
+to that many compatible runs together as one ``torch.func`` pack (:mod:`mtlens.training.pack`:
+which runs are compatible, and the float tolerance within which a packed run's rows equal the
+unpacked run's).  Like ``threads`` it says how a run is executed, not what it computes: it is not
+part of the run identity, and the status of a run trained in a pack records the pack's size.
+
 ``save_selected_models: true`` keeps, per task, the model weights at the task's
 validation-selected checkpoint (the step :func:`mtlens.analysis.transfer.selected_checkpoints`
 selects), for analyses of the selected model such as the corruptions experiment; it costs one
@@ -65,7 +71,7 @@ PROBE_KEYS = ("probes", "probe_sample_size", "probe_first_epoch", "probe_growth"
 """Config keys of the probes (left out of the identity of a run without probes)."""
 
 
-RUN_ENVIRONMENT_KEYS = ("device", "threads")
+RUN_ENVIRONMENT_KEYS = ("device", "threads", "pack_size")
 """Config keys that say where and how a run is executed, not what it computes: outside the run
 identity, and free to differ from the first stored config when a run is resumed."""
 
@@ -126,6 +132,7 @@ class RunConfig(BaseModel):
     probe_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     device: str = "cpu"
     threads: int = Field(default=1, gt=0)
+    pack_size: int = Field(default=1, gt=0)
     mixed_precision: Literal["off", "bf16"] = "off"
     save_selected_models: bool = False
 
@@ -216,8 +223,8 @@ class RunConfig(BaseModel):
         return validate_probe_options(probe, self.probe_options.get(probe))
 
     def identity(self) -> dict[str, Any]:
-        """The fields that define the run's trajectory: :meth:`to_dict` but the device and the thread count
-        (which changes only the last bits and is checked on resume instead), without the probe
+        """The fields that define the run's trajectory: :meth:`to_dict` but the device, the thread count
+        (which changes only the last bits and is checked on resume instead) and the pack size, without the probe
         keys when ``probes`` is empty, without ``mixed_precision`` when it is ``'off'`` and without
         ``save_selected_models`` when it is false (so such runs keep the ids they had before those
         options existed)."""

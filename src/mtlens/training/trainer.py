@@ -51,8 +51,8 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import torch
@@ -67,7 +67,7 @@ from mtlens.settings import Setting, Split
 from mtlens.settings.base import SPLITS
 from mtlens.store import RunStore, atomic_write
 from mtlens.tasks import Task, selection_scores
-from mtlens.training.batches import BatchStream
+from mtlens.training.batches import BatchStream, SourceBatch
 from mtlens.training.config import (
     RUN_ENVIRONMENT_KEYS,
     ResolvedRunConfig,
@@ -117,29 +117,52 @@ def train_run(config: RunConfig, store: RunStore, setting: Setting | None = None
     """Train (or resume, or skip if complete) the run of ``config``; return its final state."""
     setting = setting or load_configured_setting(config)
     config = resolve_config(config, setting)
+    with ExitStack() as held:
+        opened = open_run(config, store, setting, held)
+        if isinstance(opened, str):
+            return opened
+        with torch_threads(config.threads):
+            return TrainingRun(config, setting, opened).train(progress)
+
+
+def open_run(config: ResolvedRunConfig, store: RunStore, setting: Setting, held: ExitStack) -> RunWriter | str:
+    """Take the run's lock (held until ``held`` closes; :class:`~mtlens.store.RunLockedError` if another
+    process holds it) and prepare its files: the run's :class:`RunWriter` if it is to be trained, or
+    its final state if it is already complete (then nothing is trained)."""
     run_id = config.run_id
     if store.is_done(run_id):
         return _stored_state(store, run_id)
-    with store.lock(run_id):
-        store.remove_stale_tmp(run_id)
-        if store.is_done(run_id):  # another process finished it before we took the lock
-            return _stored_state(store, run_id)
-        damaged = store.damaged_files(run_id)
-        if damaged:
-            warnings.warn(
-                f"run {run_id}: damaged files {damaged} in {store.run_dir(run_id)}; rewriting or "
-                f"retraining what they held",
-                DamagedRunWarning,
-                stacklevel=2,
-            )
-        writer = RunWriter(store, trainer_identity(config))
-        writer.open(config.to_dict(), task_info(setting.select(config.tasks)), ignore=RUN_ENVIRONMENT_KEYS)
-        done = store.done_state(run_id)
-        if done and set(store.damaged_files(run_id)) <= {"checkpoint.pt"}:  # complete rows: no need to resume
-            store.checkpoint_path(run_id).unlink(missing_ok=True)
-            return done
-        with torch_threads(config.threads):
-            return _Run(config, setting, writer).train(progress)
+    held.enter_context(store.lock(run_id))
+    store.remove_stale_tmp(run_id)
+    if store.is_done(run_id):  # another process finished it before we took the lock
+        return _stored_state(store, run_id)
+    damaged = store.damaged_files(run_id)
+    if damaged:
+        warnings.warn(
+            f"run {run_id}: damaged files {damaged} in {store.run_dir(run_id)}; rewriting or retraining what they held",
+            DamagedRunWarning,
+            stacklevel=3,
+        )
+    writer = RunWriter(store, trainer_identity(config))
+    writer.open(config.to_dict(), task_info(setting.select(config.tasks)), ignore=RUN_ENVIRONMENT_KEYS)
+    done = store.done_state(run_id)
+    if done and set(store.damaged_files(run_id)) <= {"checkpoint.pt"}:  # complete rows: no need to resume
+        store.checkpoint_path(run_id).unlink(missing_ok=True)
+        return done
+    return writer
+
+
+def task_losses(
+    setting: Setting, forward: Callable[[Tensor, list[str]], dict[str, Tensor]], batches: Mapping[str, SourceBatch]
+) -> dict[str, Tensor]:
+    """``{t: L_t}``, each task's mean loss on one step's batches: per source, one ``forward(inputs, tasks)``
+    (the model, or a functional call of it) for all the tasks reading it."""
+    losses = {}
+    for batch in batches.values():
+        outputs = forward(batch.inputs, list(batch.targets))
+        for task_name, targets in batch.targets.items():
+            losses[task_name] = setting.task(task_name).loss(outputs[task_name], targets).float().mean()
+    return losses
 
 
 def _stored_state(store: RunStore, run_id: str) -> str:
@@ -155,8 +178,13 @@ def trainer_identity(config: ResolvedRunConfig) -> RunIdentity:
     return RunIdentity(config.run_id, config.setting, tuple(config.tasks or ()), config.method, config.seed)
 
 
-class _Run:
-    """The state of one run being trained."""
+class TrainingRun:
+    """The state of one run being trained.
+
+    :meth:`train` is the loop of an unpacked run; a pack of runs
+    (:class:`mtlens.training.pack.RunPack`) drives the same pieces -- :meth:`start`, a step's
+    :meth:`batch_losses` or its own, :meth:`watch_divergence`, :meth:`end_step`, :meth:`finish` --
+    for several runs at once."""
 
     def __init__(self, config: ResolvedRunConfig, setting: Setting, writer: RunWriter):
         configure_determinism()
@@ -183,6 +211,7 @@ class _Run:
         self.selected: dict[str, tuple[float, int]] = {}  # task -> (selection score, step), if saved
         self.scales = {t: config.loss_scale * config.task_loss_scales.get(t, 1.0) for t in config.tasks}
         self.probes = ProbeRunner(config, setting, self.tasks, self.device) if config.probes else None
+        self.pack_size = 1  # set by a pack (mtlens.training.pack) to the number of runs it trains together
         self.probe_steps = (
             set(probe_steps(self.total_steps, self.steps_per_epoch, config.probe_first_epoch, config.probe_growth))
             if config.probes
@@ -191,7 +220,7 @@ class _Run:
 
     # -- the loop -------------------------------------------------------------------------
     def train(self, progress: bool) -> str:
-        step = self._restore()
+        step = self.start()
         bar = tqdm(
             total=self.total_steps,
             initial=step,
@@ -204,27 +233,50 @@ class _Run:
             while step < self.total_steps:
                 step += 1
                 try:
-                    losses = self._losses()
-                    self._watch_divergence(losses, step)
+                    losses = self.batch_losses()
+                    self.watch_divergence(losses, step)
                     self.optimizer.zero_grad(set_to_none=True)
-                    self._accumulate(
-                        self.method.backward({t: self.scales[t] * v for t, v in losses.items()}, self.model)
-                    )
+                    self.accumulate(self.method.backward(self.scaled(losses), self.model))
                     self.optimizer.step()
                 except Exception:
-                    if self._finalize_if_diverged():  # e.g. a method's solver refusing non-finite losses
+                    if self.finalize_if_diverged():  # e.g. a method's solver refusing non-finite losses
                         return "diverged"
                     raise
                 bar.update(1)
-                if self._is_record_step(step) or step in self.probe_steps:
-                    if self._finalize_if_diverged():
-                        return "diverged"
-                    self._record(step)
-                    self._checkpoint(step)
-        self.writer.finish("finished", step, threads=self.config.threads)
+                if self.end_step(step) == "diverged":
+                    return "diverged"
+        return self.finish()
+
+    def start(self) -> int:
+        """Resume from the last checkpoint, or record step 0 of a fresh run; the step to go on from."""
+        return self._restore()
+
+    def end_step(self, step: int) -> str | None:
+        """After the optimizer update of ``step``: at record and probe steps, check for divergence
+        (``"diverged"``: the run is finalized as such and must stop) and otherwise write the step's
+        rows and a checkpoint."""
+        if self._is_record_step(step) or step in self.probe_steps:
+            if self.finalize_if_diverged():
+                return "diverged"
+            self._record(step)
+            self._checkpoint(step)
+        return None
+
+    def finish(self) -> str:
+        """Mark the run ``finished`` (after its last step) and return that state."""
+        self.writer.finish("finished", self.total_steps, **self.status_extra())
         return "finished"
 
-    def _watch_divergence(self, losses: dict[str, torch.Tensor], step: int) -> None:
+    def status_extra(self) -> dict[str, Any]:
+        """What the status records besides state and step: the torch thread count, and the size of the
+        pack the run trained in when it was packed (:mod:`mtlens.training.pack`)."""
+        return {"threads": self.config.threads, **({"pack_size": self.pack_size} if self.pack_size > 1 else {})}
+
+    def scaled(self, losses: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``{t: C * s_t * L_t}``: the losses the update method receives."""
+        return {t: self.scales[t] * v for t, v in losses.items()}
+
+    def watch_divergence(self, losses: dict[str, torch.Tensor], step: int) -> None:
         """Note the first step with a non-finite task loss, on the device (no host synchronisation):
         ``first_nonfinite`` becomes ``step`` and ``nonfinite_losses`` that step's losses."""
         values = torch.stack([losses[t].detach().float() for t in self.config.tasks])
@@ -232,7 +284,7 @@ class _Run:
         self.first_nonfinite = torch.where(first, step, self.first_nonfinite)
         self.nonfinite_losses = torch.where(first, values, self.nonfinite_losses)
 
-    def _finalize_if_diverged(self) -> bool:
+    def finalize_if_diverged(self) -> bool:
         """At record steps (one host synchronisation): if a loss went non-finite since the last check,
         mark the run ``diverged`` at that step and return True.  The rows recorded so far all
         precede that step (records are only written after this check), so none are dropped."""
@@ -240,19 +292,18 @@ class _Run:
         if step == 0:
             return False
         bad = {t: v for t, v in zip(self.config.tasks, self.nonfinite_losses.tolist()) if not math.isfinite(v)}
-        self.writer.finish("diverged", step, f"non-finite loss at step {step}: {bad}", threads=self.config.threads)
+        self.writer.finish("diverged", step, f"non-finite loss at step {step}: {bad}", **self.status_extra())
         return True
 
-    def _losses(self) -> dict[str, torch.Tensor]:
+    def batch_losses(self) -> dict[str, torch.Tensor]:
+        """The next batch's mean task losses ``{t: L_t}`` (the stream advances by one step)."""
         self.model.train()
-        losses = {}
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.mixed_precision == "bf16")
-        for batch in self.stream.next().values():
-            with autocast:
-                outputs = self.model(batch.inputs, list(batch.targets))
-                for task_name, targets in batch.targets.items():
-                    losses[task_name] = self.setting.task(task_name).loss(outputs[task_name], targets).float().mean()
-        return losses
+        with self.autocast():
+            return task_losses(self.setting, self.model, self.stream.next())
+
+    def autocast(self) -> torch.autocast:
+        """The training forward's autocast: bfloat16 with ``mixed_precision: bf16``, else disabled."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.mixed_precision == "bf16")
 
     def _is_record_step(self, step: int) -> bool:
         """Every epoch end, and every ``eval_every_steps`` steps up to ``eval_dense_until_epoch``
@@ -317,7 +368,7 @@ class _Run:
             lambda tmp: torch.save(self.model.state_dict(), tmp),
         )
 
-    def _accumulate(self, diagnostics: dict[str, float]) -> None:
+    def accumulate(self, diagnostics: dict[str, float]) -> None:
         sums = self.diagnostics["sums"]
         for name, value in diagnostics.items():
             sums[name] = sums.get(name, 0.0) + float(value)
@@ -349,7 +400,7 @@ class _Run:
         }
         atomic_write(self.store.checkpoint_path(self.run_id), lambda tmp: torch.save(state, tmp))
         self.store.keep_selected_models(self.run_id, {task: step for task, (_, step) in self.selected.items()})
-        self.writer.mark_running(step, threads=self.config.threads)
+        self.writer.mark_running(step, **self.status_extra())
 
     def _restore(self) -> int:
         """Load the last checkpoint (returning its step), or record step 0 of a fresh run."""
