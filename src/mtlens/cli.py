@@ -134,26 +134,11 @@ def _exit_status(results: Any, problem_states: Sequence[str]) -> int:
 
 def _write_report(store: Any, out: str, include_unfinished: bool = False, **selection: Any) -> None:
     """Write the report and say on stderr which runs it left out (or analysed although unfinished)."""
-    from mtlens.report.study_report import analysed_runs, select_runs, write_report
+    from mtlens.report.study_report import write_report
 
-    path = write_report(store, out, include_unfinished=include_unfinished, **selection)
-    analysed, left_out = analysed_runs(
-        select_runs(store, **{k: v for k, v in selection.items() if k in ("settings", "methods", "where")}),
-        include_unfinished,
+    path = write_report(
+        store, out, include_unfinished=include_unfinished, log=lambda line: print(line, file=sys.stderr), **selection
     )
-    if len(left_out):
-        print(
-            f"report: left out {len(left_out)} runs that are not finished: "
-            + ", ".join(f"{r.run_id} ({r.state})" for r in left_out.itertuples()),
-            file=sys.stderr,
-        )
-    unfinished = analysed[analysed["state"] != "finished"]
-    if len(unfinished):
-        print(
-            f"report: includes {len(unfinished)} unfinished runs (--include-unfinished): "
-            + ", ".join(f"{r.run_id} ({r.state})" for r in unfinished.itertuples()),
-            file=sys.stderr,
-        )
     print(f"report: {path}")
 
 

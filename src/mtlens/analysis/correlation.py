@@ -38,6 +38,7 @@ finite.  The pairs of a table form one family (Benjamini–Hochberg).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Sequence
@@ -137,29 +138,19 @@ def _pair_gap(rows: pd.DataFrame, measure: str, n_grid: int) -> pd.DataFrame:
 
 
 def _probe_means(rows: pd.DataFrame, early_epoch: float) -> pd.DataFrame:
-    """Per run and task: the mean of each per-task factor probe (Fisher: early steps only)."""
+    """Per run and task: the mean of each per-task factor probe (Fisher: the probe steps with ``epoch <=
+    early_epoch``, or the first probe step if none is that early)."""
+    keys = ["setting", "mode", "method", "seed", "task", "quantity"]
     probes = rows[rows["quantity"].isin(list(MEAN_FACTORS.values()) + [FISHER_TRACE])]
-    records = []
-    for (setting, mode, method, seed, task, quantity), frame in probes.groupby(
-        ["setting", "mode", "method", "seed", "task", "quantity"]
-    ):
-        if quantity == FISHER_TRACE:
-            early = frame[frame["epoch"] <= early_epoch]
-            frame, name = (early if len(early) else frame[frame["step"] == frame["step"].min()]), "fisher_early_diff"
-        else:
-            name = next(k for k, v in MEAN_FACTORS.items() if v == quantity)
-        records.append(
-            {
-                "setting": setting,
-                "mode": mode,
-                "method": method,
-                "seed": int(seed),
-                "task": task,
-                "factor": name,
-                "value": float(frame["value"].mean()),
-            }
-        )
-    return pd.DataFrame.from_records(records, columns=["setting", "mode", "method", "seed", "task", "factor", "value"])
+    fisher = probes["quantity"] == FISHER_TRACE
+    early = probes["epoch"] <= early_epoch
+    first = probes["step"] == probes.groupby(keys, sort=False)["step"].transform("min")
+    has_early = probes.assign(early=early).groupby(keys, sort=False)["early"].transform("any").fillna(False)
+    used = ~fisher | early | (~has_early & first)
+    means = probes[used].groupby(keys, sort=True)["value"].mean().reset_index()
+    names = {v: k for k, v in MEAN_FACTORS.items()} | {FISHER_TRACE: "fisher_early_diff"}
+    means = means.assign(seed=means["seed"].astype(int), factor=means.pop("quantity").map(names))
+    return means[["setting", "mode", "method", "seed", "task", "factor", "value"]]
 
 
 def _factor_diffs(rows: pd.DataFrame, early_epoch: float) -> pd.DataFrame:
@@ -177,19 +168,10 @@ def _conflicts(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per MTL unit: mean conflict cosine over its pairs; per MTL run: mean conflict fraction."""
     mtl = rows[rows["mode"] == "mtl"]
     cosine = mtl[mtl["quantity"] == CONFLICT_COSINE]
-    records = []
-    for (setting, method, seed, pair), frame in cosine.groupby(["setting", "method", "seed", "task"]):
-        for task in str(pair).split("|"):
-            records.append(
-                {
-                    "setting": setting,
-                    "task": task,
-                    "seed": int(seed),
-                    "method": method,
-                    "value": float(frame["value"].mean()),
-                }
-            )
-    per_task = pd.DataFrame.from_records(records, columns=UNIT_KEYS + ["value"])
+    # the mean cosine of each pair, once for each of its two tasks (in pair order)
+    pairs = cosine.groupby(["setting", "method", "seed", "task"], as_index=False)["value"].mean()
+    per_task = pairs.assign(task=pairs["task"].astype(str).str.split("|"), seed=pairs["seed"].astype(int))
+    per_task = per_task.explode("task")[UNIT_KEYS + ["value"]]
     per_task = per_task.groupby(UNIT_KEYS, as_index=False)["value"].mean().rename(columns={"value": "conflict_cosine"})
     fraction = (
         mtl[mtl["quantity"] == CONFLICT_FRACTION]
@@ -207,17 +189,26 @@ def unit_table(
     early_epoch: float = 1.0,
     early_fraction: float = 0.25,
     n_grid: int = 100,
+    selected: pd.DataFrame | None = None,
+    optimization: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per (setting, task, seed, method) of an MTL run; see the module docstring.
 
     ``rows`` are tidy trajectory rows of STL and MTL runs (``mtlens.store.ROW_COLUMNS``).
+    ``selected`` (:func:`~mtlens.analysis.transfer.selected_checkpoints` of ``rows``) and ``optimization``
+    (:func:`~mtlens.analysis.optimization.optimization_effect` of ``rows`` at ``early_fraction``) are
+    computed here unless the caller has them already.
     """
-    transfer = _transfer(selected_checkpoints(rows, task_info), task_info)
+    if selected is None:
+        selected = selected_checkpoints(rows, task_info)
+    if optimization is None:
+        optimization = optimization_effect(rows, early_fraction)
+    transfer = _transfer(selected, task_info)
     mtl_units = rows[rows["mode"] == "mtl"][UNIT_KEYS].drop_duplicates()
     mtl_units = mtl_units[~mtl_units["task"].astype(str).str.contains("|", regex=False) & (mtl_units["task"] != "*")]
     mtl_units["seed"] = mtl_units["seed"].astype(int)
     units = mtl_units.merge(transfer, on=UNIT_KEYS, how="left")
-    optimization = optimization_effect(rows, early_fraction)[UNIT_KEYS + ["log_ratio_early", "log_ratio_mean"]]
+    optimization = optimization[UNIT_KEYS + ["log_ratio_early", "log_ratio_mean"]]
     per_task_conflict, fraction = _conflicts(rows)
     for part in (
         _pair_gap(rows, gap_measure, n_grid),
@@ -247,12 +238,25 @@ def _weighted_pearson(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray
     return np.where(constant, np.nan, r)
 
 
+def _permuted_pearson(x: np.ndarray, y: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Pearson r of ``x[index[b]]`` and ``y`` for every row ``b`` of ``index`` (``(B, n)``, each row a
+    permutation of the points): a permutation keeps the mean and the variance of ``x``, so
+    ``r_b = sum_i (x - mean x)[index[b, i]] (y - mean y)_i / sqrt(S_xx S_yy)``, one matrix-vector
+    product (equal to :func:`_weighted_pearson` with unit weights, without its ``(B, n)`` temporaries).
+    NaN where a variable is constant."""
+    dx, dy = x - x.mean(), y - y.mean()
+    var_x, var_y = (dx * dx).sum(), (dy * dy).sum()
+    if var_x <= 1e-20 * (x * x).sum() or var_y <= 1e-20 * (y * y).sum():
+        return np.full(len(index), np.nan)
+    return dx[index] @ dy / np.sqrt(var_x * var_y)
+
+
 def _weighted_ranks(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Average ranks (``scipy.stats.rankdata``, ties averaged) of every point in each weighted
     sample ``w[b]`` (``(B, n)``): the weight of the smaller values plus ``(tied weight + 1) / 2``."""
-    values, inverse = np.unique(x, return_inverse=True)
-    per_value = np.zeros((w.shape[0], len(values)))
-    np.add.at(per_value.T, inverse, w.T)
+    _, inverse = np.unique(x, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")  # the points grouped by value, every value present
+    per_value = np.add.reduceat(w[:, order], np.flatnonzero(np.r_[True, np.diff(inverse[order]) != 0]), axis=1)
     below = np.cumsum(per_value, axis=1) - per_value
     return (below + (per_value + 1) / 2)[:, inverse]
 
@@ -282,6 +286,23 @@ def cluster_permutations(cluster_of: np.ndarray, n_perm: int, seed: int) -> tupl
     for block, source in zip(blocks, sources):
         index[:, block.ravel()] = block[source].reshape(len(source), -1)
     return index, exact
+
+
+@functools.lru_cache(maxsize=1)
+def _cluster_resamples(cluster_key: bytes, n_boot: int, n_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(weights, index)`` of :func:`correlate` for the points' clusters ``cluster_key`` (the ``intp``
+    bytes of each point's cluster number): ``weights`` ``(n_boot, n)``, how often each point is in each
+    cluster-bootstrap resample (a generator seeded with ``seed``), and the :func:`cluster_permutations`
+    (``None`` with one cluster).  Cached for the last clusters: the pairs of a correlation table mostly
+    share their units, and the permutations of a thousand units take a second to build."""
+    cluster_of = np.frombuffer(cluster_key, dtype=np.intp)
+    n_groups = int(cluster_of.max()) + 1
+    rng = np.random.default_rng(seed)
+    drawn = rng.integers(0, n_groups, (n_boot, n_groups))
+    cluster_counts = np.zeros((n_boot, n_groups))
+    np.add.at(cluster_counts, (np.arange(n_boot)[:, None], drawn), 1)
+    index = cluster_permutations(cluster_of, n_perm, seed)[0] if n_groups > 1 else None
+    return cluster_counts[:, cluster_of], index
 
 
 def correlate(
@@ -331,11 +352,7 @@ def correlate(
     if len(xs) < 3 or np.ptp(xs) == 0 or np.ptp(ys) == 0:
         return out | dict.fromkeys(keys, np.nan)
     pearson, spearman = stats.pearsonr(xs, ys), stats.spearmanr(xs, ys)
-    rng = np.random.default_rng(seed)
-    drawn = rng.integers(0, n_groups, (n_boot, n_groups))
-    cluster_counts = np.zeros((n_boot, n_groups))
-    np.add.at(cluster_counts, (np.arange(n_boot)[:, None], drawn), 1)
-    weights = cluster_counts[:, cluster_of]  # how often each point is in each resample
+    weights, index = _cluster_resamples(cluster_of.astype(np.intp).tobytes(), n_boot, n_perm, seed)
     boot = np.stack(
         [
             _weighted_pearson(xs, ys, weights),
@@ -345,13 +362,8 @@ def correlate(
     )
     tails = 100 * np.array([(1 - confidence) / 2, (1 + confidence) / 2])
     (p_low, p_high), (s_low, s_high) = (np.nanpercentile(boot[:, i], tails) for i in range(2))
-    if n_groups > 1:
-        index, _ = cluster_permutations(cluster_of, n_perm, seed)
-        ones = np.ones(index.shape)
-        permuted = [
-            _weighted_pearson(xs[index], ys, ones),
-            _weighted_pearson(stats.rankdata(xs)[index], stats.rankdata(ys), ones),
-        ]
+    if index is not None:
+        permuted = [_permuted_pearson(xs, ys, index), _permuted_pearson(stats.rankdata(xs), stats.rankdata(ys), index)]
         p_values = [float(np.mean(np.abs(r) >= abs(r[0]) * (1 - 1e-9))) for r in permuted]
         min_p = 1.0 / len(index)
     else:

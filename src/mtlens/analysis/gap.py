@@ -34,6 +34,7 @@ With ``min_p > alpha`` (e.g. 3 paired seeds: ``min_p = 2/8``) no onset can be re
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -72,25 +73,27 @@ class GapResult:
         """The same result with band and onset at level ``alpha``."""
         return replace(self, alpha=alpha)
 
-    @property
+    @cached_property
     def gap(self) -> pd.DataFrame:
         """One row per level: ``train_loss, gap, se, t, p_adjusted, band_low, band_high, excludes_zero,
         min_detectable`` (band and detectable gap at :attr:`alpha`; NaN without a test)."""
-        frame = pd.DataFrame({"train_loss": self.levels, "gap": self.estimate})
+        columns: dict[str, np.ndarray] = {"train_loss": self.levels, "gap": self.estimate}
         if self.test is None:
-            for column in ("se", "t", "p_adjusted", "band_low", "band_high", "min_detectable"):
-                frame[column] = np.nan
-            frame["excludes_zero"] = False
-            return frame
+            nan = np.full(len(self.levels), np.nan)
+            columns |= dict.fromkeys(("se", "t", "p_adjusted", "band_low", "band_high", "min_detectable"), nan)
+            return pd.DataFrame(columns | {"excludes_zero": np.zeros(len(self.levels), dtype=bool)})
         low, high = self.test.band(self.alpha)
-        return frame.assign(
-            se=self.test.se,
-            t=self.test.t,
-            p_adjusted=self.test.adjusted_p,
-            band_low=low,
-            band_high=high,
-            excludes_zero=self.test.significant(self.alpha),
-            min_detectable=self.test.min_detectable(self.alpha),
+        return pd.DataFrame(
+            columns
+            | {
+                "se": self.test.se,
+                "t": self.test.t,
+                "p_adjusted": self.test.adjusted_p,
+                "band_low": low,
+                "band_high": high,
+                "excludes_zero": self.test.significant(self.alpha),
+                "min_detectable": self.test.min_detectable(self.alpha),
+            }
         )
 
     @property
@@ -113,7 +116,8 @@ class GapResult:
         test = self.test
         onset = self.onset or {}
         last = self.gap.iloc[-1]
-        n_mtl, n_stl = (int(self.curves.loc[self.curves["mode"] == m, "n"].iloc[0]) for m in ("mtl", "stl"))
+        modes, runs = self.curves["mode"].to_numpy(), self.curves["n"].to_numpy()
+        n_mtl, n_stl = (int(runs[modes == m][0]) for m in ("mtl", "stl"))
         return {
             "task": self.task,
             "measure": self.measure,
@@ -172,16 +176,38 @@ def generalization_gap(
     """
     rows = runs[(runs["task"] == task) & runs["quantity"].isin(["train/loss", measure])]
     wide = rows.pivot_table(index=["mode", "run_id", "seed", "step", "epoch"], columns="quantity", values="value")
-    if measure not in wide or "train/loss" not in wide:
+    return gap_from_checkpoints(wide.reset_index(), task, measure, n_grid, alpha, seed)
+
+
+def gap_from_checkpoints(
+    checkpoints: pd.DataFrame,
+    task: str,
+    measure: str = "val/loss",
+    n_grid: int = 200,
+    alpha: float = DEFAULT_ALPHA,
+    seed: int = 0,
+) -> GapResult | None:
+    """:func:`generalization_gap` from the task's checkpoints in wide form: one row per (run, step)
+    with columns ``mode, run_id, seed, step, epoch``, ``train/loss`` and ``measure`` (other columns
+    are ignored), e.g. a pivot of the trajectory rows made once for many tasks.  A column that is NaN
+    throughout counts as missing, and rows where both are NaN as absent, as in the pivot of
+    :func:`generalization_gap`."""
+    if not {measure, "train/loss"} <= set(checkpoints) or checkpoints[[measure, "train/loss"]].isna().all().any():
         return None
-    wide = wide.reset_index().sort_values(["mode", "run_id", "step"])
+    wide = checkpoints[checkpoints[[measure, "train/loss"]].notna().any(axis=1)]
+    if wide.empty:
+        return None
+    # one curve per run, in (mode, seed, run_id) order, its checkpoints in step order
+    mode_code, modes = pd.factorize(wide["mode"], sort=True)
+    run_code, seeds = pd.factorize(wide["run_id"], sort=True)[0], wide["seed"].to_numpy()
+    order = np.lexsort((wide["step"].to_numpy(), run_code, seeds, mode_code))
+    run_code = run_code[order]
+    starts = np.flatnonzero(np.r_[True, run_code[1:] != run_code[:-1]])
+    x, g, e = (wide[c].to_numpy(float)[order] for c in ("train/loss", measure, "epoch"))
     curves: dict[str, dict[int, list[tuple[np.ndarray, ...]]]] = {}
-    for (mode, seed_of_run, _), frame in wide.groupby(["mode", "seed", "run_id"]):
-        curves.setdefault(mode, {}).setdefault(int(seed_of_run), []).append(
-            monotone_curve(
-                frame["train/loss"].to_numpy(float), frame[measure].to_numpy(float), frame["epoch"].to_numpy(float)
-            )
-        )
+    for a, b in zip(starts, np.r_[starts[1:], len(order)], strict=True):
+        mode, seed_of_run = modes[mode_code[order[a]]], int(seeds[order[a]])
+        curves.setdefault(mode, {}).setdefault(seed_of_run, []).append(monotone_curve(x[a:b], g[a:b], e[a:b]))
     if set(curves) != {"stl", "mtl"}:
         return None
     common = sorted(

@@ -52,34 +52,38 @@ def loss_ratio_curves(rows: pd.DataFrame) -> pd.DataFrame:
         (s, t, int(seed)): frame
         for (s, t, seed), frame in curves[curves["mode"] == "stl"].groupby(["setting", "task", "seed"])
     }
-    records = []
-    for (setting, task, method, seed, _), mtl in curves[curves["mode"] == "mtl"].groupby(
-        ["setting", "task", "method", "seed", "run_id"]
-    ):
+    keys, parts = [], []  # per MTL run and task with a reference: its key and the positions and ratios inside
+    mtl = curves[curves["mode"] == "mtl"]
+    groups = mtl.groupby(["setting", "task", "method", "seed", "run_id"]).indices
+    mtl_steps, mtl_loss = mtl["step"].to_numpy(float), mtl["value"].to_numpy(float)
+    for (setting, task, method, seed, _), rows in sorted(groups.items(), key=lambda group: group[0]):
         reference = stl.get((setting, task, int(seed)))
         if reference is None:
             continue
         ref_steps, ref_loss = reference["step"].to_numpy(float), reference["value"].to_numpy(float)
-        steps = mtl["step"].to_numpy(float)
+        steps = mtl_steps[rows]
         inside = (steps >= ref_steps.min()) & (steps <= ref_steps.max())
         if not inside.any():
             continue
         stl_loss = np.interp(steps[inside], ref_steps, ref_loss)
-        records.append(
-            pd.DataFrame(
-                {
-                    "setting": setting,
-                    "task": task,
-                    "method": method,
-                    "seed": int(seed),
-                    "step": mtl["step"].to_numpy()[inside],
-                    "epoch": mtl["epoch"].to_numpy()[inside],
-                    "log_ratio": np.log(mtl["value"].to_numpy(float)[inside] / stl_loss),
-                }
-            )
-        )
+        keys.append((setting, task, method, int(seed), int(inside.sum())))
+        parts.append((rows[inside], np.log(mtl_loss[rows[inside]] / stl_loss)))
     columns = ["setting", "task", "method", "seed", "step", "epoch", "log_ratio"]
-    return pd.concat(records, ignore_index=True) if records else pd.DataFrame(columns=columns)
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    at = np.concatenate([rows for rows, _ in parts])
+    counts = [k[4] for k in keys]
+    return pd.DataFrame(
+        {
+            name: np.repeat(np.array([k[i] for k in keys], dtype=object if name != "seed" else int), counts)
+            for i, name in enumerate(columns[:4])
+        }
+        | {
+            "step": mtl["step"].to_numpy()[at],
+            "epoch": mtl["epoch"].to_numpy()[at],
+            "log_ratio": np.concatenate([ratio for _, ratio in parts]),
+        }
+    )
 
 
 def optimization_effect(rows: pd.DataFrame, early_fraction: float = 0.25) -> pd.DataFrame:

@@ -39,45 +39,54 @@ def selection_info(task_info: TaskInfo, setting: str, task: str) -> dict[str, An
 
 
 def selected_checkpoints(runs: pd.DataFrame, task_info: TaskInfo) -> pd.DataFrame:
-    """One row per (run, task): the selected step and every ``test/*`` value at that step."""
-    records = []
-    for (setting, run_id, task), frame in runs.groupby(["setting", "run_id", "task"], sort=True):
-        info = selection_info(task_info, setting, task)
-        metric = info["selection_metric"]
-        val = frame[frame["quantity"] == f"val/{metric}"].sort_values("step")
-        if val.empty:
-            continue
-        values = val["value"].to_numpy(float)
-        lower = info["lower_is_better"].get(metric, False)
-        scores = selection_scores(values, lower)
-        best_step = int(val["step"].to_numpy()[int(np.argmin(scores))])
-        at_step = frame[(frame["step"] == best_step) & frame["quantity"].str.startswith("test/")]
-        first = frame.iloc[0]
-        record = {
-            "setting": setting,
-            "run_id": run_id,
-            "task": task,
-            "mode": first["mode"],
-            "method": first["method"],
-            "seed": int(first["seed"]),
-            "step": best_step,
-            "epoch": float(val["epoch"].to_numpy()[int(np.argmin(scores))]),
-        }
-        record.update(dict(zip(at_step["quantity"], at_step["value"])))
-        records.append(record)
-    return pd.DataFrame.from_records(records)
+    """One row per (run, task) with validation rows of its selection metric: ``setting, run_id, task,
+    mode, method, seed``, the selected ``step`` and its ``epoch``, and every ``test/*`` value at that
+    step; rows sorted by (setting, run_id, task).
+
+    All (run, task) at once: each validation row of the task's selection metric gets its
+    :func:`~mtlens.tasks.selection_scores` score, and the row of the smallest score (earliest step
+    on ties) is the selected checkpoint."""
+    keys = ["setting", "run_id", "task"]
+    pairs = runs[["setting", "task"]].drop_duplicates()
+    infos = [selection_info(task_info, setting, task) for setting, task in pairs.itertuples(index=False)]
+    metrics = pairs.assign(
+        quantity=["val/" + info["selection_metric"] for info in infos],
+        lower=[bool(info["lower_is_better"].get(info["selection_metric"], False)) for info in infos],
+    )
+    val = runs.merge(metrics, on=["setting", "task", "quantity"])
+    if val.empty:
+        return pd.DataFrame()
+    value = val["value"].to_numpy(float)
+    val["score"] = np.where(val["lower"], selection_scores(value, True), selection_scores(value, False))
+    best = val.sort_values([*keys, "score", "step"], kind="stable").drop_duplicates(keys)
+    best = best[[*keys, "mode", "method", "seed", "step", "epoch"]].astype({"seed": int, "step": int, "epoch": float})
+    test = runs[runs["quantity"].str.startswith("test/")].merge(best[[*keys, "step"]], on=[*keys, "step"])
+    test = test.sort_values(keys, kind="stable")
+    last = test.drop_duplicates([*keys, "quantity"], keep="last")  # a repeated row: its last value
+    values = last.pivot(index=keys, columns="quantity", values="value")[list(pd.unique(test["quantity"]))]
+    values.columns.name = None
+    return best.merge(values.reset_index(), on=keys, how="left").sort_values(keys).reset_index(drop=True)
 
 
 def paired_or_unpaired(values: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray, bool]:
     """``(mtl, stl, paired)`` from rows with ``mode, seed, column``: the same-seed values when at least
-    2 seeds have one finite value in both modes (paired), else all finite values per mode (unpaired)."""
-    finite = values[np.isfinite(values[column].astype(float))]
-    by_mode = {m: f.groupby("seed")[column].agg(list) for m, f in finite.groupby("mode")}
-    mtl, stl = by_mode.get("mtl", pd.Series(dtype=object)), by_mode.get("stl", pd.Series(dtype=object))
-    common = [s for s in mtl.index.intersection(stl.index) if len(mtl[s]) == 1 and len(stl[s]) == 1]
+    2 seeds have one finite value in both modes (paired, in seed order), else all finite values per mode
+    (unpaired, by seed, then row order)."""
+    value = values[column].to_numpy(float)
+    finite = np.isfinite(value)
+    by_mode: dict[str, dict[Any, list[float]]] = {"mtl": {}, "stl": {}}
+    for mode, seed, v in zip(values["mode"].to_numpy()[finite], values["seed"].to_numpy()[finite], value[finite]):
+        if mode in by_mode:
+            by_mode[mode].setdefault(seed, []).append(v)
+    mtl, stl = (dict(sorted(by_mode[m].items())) for m in ("mtl", "stl"))
+    common = [s for s in mtl if s in stl and len(mtl[s]) == 1 and len(stl[s]) == 1]
     if len(common) >= 2:
         return np.array([mtl[s][0] for s in common]), np.array([stl[s][0] for s in common]), True
-    return (np.array([v for vs in mtl for v in vs], float), np.array([v for vs in stl for v in vs], float), False)
+    return (
+        np.array([v for vs in mtl.values() for v in vs], float),
+        np.array([v for vs in stl.values() for v in vs], float),
+        False,
+    )
 
 
 def difference_test(mtl: np.ndarray, stl: np.ndarray, paired: bool, alpha: float) -> dict[str, Any]:

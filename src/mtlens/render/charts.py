@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 Spec = dict[str, Any]
@@ -54,12 +55,59 @@ MODE_COLORS: Spec = {"domain": ["stl", "mtl"], "range": ["#1f77b4", "#d62728"]}
 """STL blue, MTL red, in every figure that compares the two."""
 
 
-def inline_data(frame: pd.DataFrame) -> Spec:
-    """``frame`` as inline CSV data (about a third of the size of JSON records): floats with
-    :data:`SIGNIFICANT_DIGITS` significant digits, NaN as an empty field (read as null), numeric
-    columns parsed as numbers and the others kept as text."""
-    numeric = [c for c, dtype in frame.dtypes.items() if dtype.kind in "iuf"]
-    text = frame.to_csv(index=False, float_format=f"%.{SIGNIFICANT_DIGITS}g", lineterminator="\n")
+Columns = dict[str, np.ndarray]
+"""A table as named columns of equal length (what a figure's data is built from without a DataFrame)."""
+
+
+def _csv_fields(values: np.ndarray) -> list[str]:
+    """One column as CSV fields, as ``DataFrame.to_csv(float_format="%.<SIGNIFICANT_DIGITS>g")`` writes
+    them: floats with :data:`SIGNIFICANT_DIGITS` significant digits, NaN and None empty, text quoted
+    where it holds a comma, quote or line break."""
+    kind = values.dtype.kind
+    if kind == "f":
+        float_format = f"%.{SIGNIFICANT_DIGITS}g"
+        return ["" if v != v else float_format % v for v in values.tolist()]
+    if kind in "iub":
+        return [str(v) for v in values.tolist()]
+    keys = [(v.__class__, v) for v in values.tolist()]  # typed: 1, 1.0 and True are equal keys otherwise
+    fields: dict[Any, str] = {}  # per distinct value: labels repeat on every row of their series
+    for key in keys:
+        if key not in fields:
+            v = key[1]
+            text = "" if v is None or v is pd.NA or (isinstance(v, float) and v != v) else str(v)
+            fields[key] = '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n\r') else text
+    return [fields[key] for key in keys]
+
+
+def stack_columns(parts: Sequence[Columns]) -> Columns:
+    """The rows of ``parts`` one after the other, columns in order of first appearance, with
+    ``pandas.concat``'s dtypes: a column missing from a part is NaN there (integers become floats,
+    booleans objects), integers and floats together become floats, text stays text."""
+    names = list(dict.fromkeys(name for part in parts for name in part))
+    lengths = [len(next(iter(part.values()))) if part else 0 for part in parts]
+    stacked: Columns = {}
+    for name in names:
+        pieces = [part[name] if name in part else np.full(n, np.nan) for part, n in zip(parts, lengths, strict=True)]
+        if any(piece.dtype.kind not in "iuf" for piece in pieces):
+            pieces = [piece.astype(object) for piece in pieces]
+        stacked[name] = np.concatenate(pieces)
+    return stacked
+
+
+def inline_data(frame: pd.DataFrame | Columns) -> Spec:
+    """``frame`` (a DataFrame or :data:`Columns`) as inline CSV data (about a third of the size of JSON
+    records): floats with :data:`SIGNIFICANT_DIGITS` significant digits, NaN as an empty field (read as
+    null), numeric columns parsed as numbers and the others kept as text.  The text is what
+    ``DataFrame.to_csv`` writes, built column by column (a figure's data is small; pandas' writer costs
+    milliseconds per call in set-up alone)."""
+    if isinstance(frame, pd.DataFrame):
+        columns = {str(c): frame[c].to_numpy() for c in frame.columns}
+        numeric = [str(c) for c, dtype in frame.dtypes.items() if dtype.kind in "iuf"]
+    else:
+        columns, numeric = frame, [c for c, values in frame.items() if values.dtype.kind in "iuf"]
+    header = ",".join(_csv_fields(np.array(list(columns), dtype=object)))
+    lines = [",".join(row) or '""' for row in zip(*(_csv_fields(values) for values in columns.values()), strict=True)]
+    text = "\n".join([header, *lines]) + "\n"
     return {"values": text, "format": {"type": "csv", "parse": {c: "number" for c in numeric}}}
 
 
@@ -142,12 +190,12 @@ def interactive(layers: Sequence[Spec], *params: Spec, width: int = PANEL_WIDTH,
     return {"layer": [{**first, "params": [zoom, *params]}, *rest], "width": width, "height": height}
 
 
-def with_data(chart: Spec, frame: pd.DataFrame, title: str = "") -> Spec:
+def with_data(chart: Spec, frame: pd.DataFrame | Columns, title: str = "") -> Spec:
     """``chart`` with ``frame`` as its inline data and an optional title."""
     return {**({"title": title} if title else {}), "data": inline_data(frame), **chart}
 
 
-def facet(chart: Spec, frame: pd.DataFrame, field: str, title: str = "", independent_y: bool = True) -> Spec:
+def facet(chart: Spec, frame: pd.DataFrame | Columns, field: str, title: str = "", independent_y: bool = True) -> Spec:
     """One panel of ``chart`` per value of ``field`` in ``frame``, :data:`FACET_COLUMNS` to a row."""
     spec: Spec = {
         "data": inline_data(frame),
@@ -191,13 +239,19 @@ def band_chart(
     series = [c for c in (color, facet_by) if c]
     own_band = {"low", "high"} <= set(stats.columns)
     columns = [*series, x, "mean", "std", "n", *(["low", "high"] if own_band else [])]
-    frame = stats[[*columns, *(t["field"] for t in tooltip)]].assign(kind="m")
+    parts = [
+        {c: stats[c].to_numpy() for c in dict.fromkeys([*columns, *(t["field"] for t in tooltip)])}
+        | {"kind": np.full(len(stats), "m", dtype=object)}
+    ]
     with_runs = runs is not None and len(runs) > 0
     if runs is not None and with_runs:
-        # a run is drawn by its number within the figure; its series, panel and seed identify it in the tooltip
-        number = pd.Series(range(runs["run_id"].nunique()), index=runs["run_id"].drop_duplicates())
-        numbered = runs[[*series, x, "value", "seed"]].assign(kind="r", run=runs["run_id"].map(number).to_numpy())
-        frame = pd.concat([frame, numbered], ignore_index=True)
+        # a run is drawn by its number within the figure (in order of appearance); its series, panel and
+        # seed identify it in the tooltip
+        parts.append(
+            {c: runs[c].to_numpy() for c in dict.fromkeys([*series, x, "value", "seed"])}
+            | {"kind": np.full(len(runs), "r", dtype=object), "run": pd.factorize(runs["run_id"])[0]}
+        )
+    frame = stack_columns(parts)
     band = (
         []
         if own_band

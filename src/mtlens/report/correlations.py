@@ -2,8 +2,9 @@
 trajectory factors with transfer and the gap (probe trajectories and conflict over training
 are drawn by :mod:`mtlens.report.probes`).
 
-Each builder has the ``SectionBuilder`` signature of :mod:`mtlens.report.study_report`; where
-the data a section needs is missing it says so ("not available: ...") instead of failing.
+The report hands each section the analyses it shows, computed once per report
+(:class:`mtlens.report.study_report.ReportData`); where the data a section needs is missing it
+says so ("not available: ...") instead of failing.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mtlens.analysis.correlation import correlation_table, difference_tests, unit_table
-from mtlens.analysis.optimization import loss_ratio_curves, optimization_effect, optimization_tests, steps_to_loss
-from mtlens.analysis.transfer import TaskInfo
-from mtlens.render import Section, by_configuration, not_available, per_setting, save_figure, slug, table_html
+from mtlens.analysis.correlation import correlation_table, difference_tests
+from mtlens.analysis.optimization import loss_ratio_curves, optimization_tests, steps_to_loss
+from mtlens.render import Section, not_available, per_setting, save_figure, slug, table_html
 from mtlens.render.charts import (
     FACET_COLUMNS,
     Rule,
@@ -31,7 +31,6 @@ from mtlens.render.charts import (
     tip,
     when,
 )
-from mtlens.store import RunStore
 
 LEVEL_FRACTIONS = (0.5, 0.9)
 """Loss levels of the steps-to-loss table: these fractions of the way (in log loss) from the
@@ -54,9 +53,10 @@ def _loss_levels(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=["setting", "task", "level"])
 
 
-def optimization_section(rows: pd.DataFrame, out_dir: Path) -> Section:
+def optimization_section(rows: pd.DataFrame, effect: pd.DataFrame, out_dir: Path) -> Section:
+    """The tests of the optimization ``effect`` (:func:`~mtlens.analysis.optimization.optimization_effect`
+    of ``rows``), steps to two loss levels and the loss-ratio curves per (setting, method)."""
     title, anchor = "Did MTL help or harm optimization?", "optimization"
-    effect = optimization_effect(rows)
     if effect.empty:
         return Section(title, not_available("needs STL and MTL runs with the same seeds and train/loss"), anchor)
     summary = optimization_tests(effect)
@@ -172,9 +172,10 @@ def scatter_figure(units: pd.DataFrame, table: pd.DataFrame) -> Spec:
     return {"data": inline_data(units.loc[:, [*keys, *columns]]), "concat": panels, "columns": FACET_COLUMNS}
 
 
-def correlation_section(rows: pd.DataFrame, task_info: TaskInfo, out_dir: Path) -> Section:
+def correlation_section(rows: pd.DataFrame, units: pd.DataFrame, out_dir: Path) -> Section:
+    """The :func:`~mtlens.analysis.correlation.unit_table` ``units`` of ``rows``, the probe differences
+    and the correlations of the factors with transfer and the gap."""
     title, anchor = "What explains transfer?", "correlations"
-    units = unit_table(rows, task_info)
     if units.empty:
         return Section(title, not_available("needs MTL runs with STL runs of the same setting"), anchor)
     body = table_html(
@@ -242,10 +243,3 @@ def correlation_section(rows: pd.DataFrame, task_info: TaskInfo, out_dir: Path) 
         )
         body += save_figure(scatter_figure(units, rows_of_target), out_dir, slug("scatter", target), caption)
     return Section(title, body, anchor)
-
-
-def explanation_sections(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out_dir: Path) -> list[Section]:
-    """SectionBuilder: optimization effect and correlations (each MTL run
-    compared with STL runs of the same training configuration, see :func:`by_configuration`)."""
-    rows, task_info = by_configuration(index, rows, store.task_info())
-    return [optimization_section(rows, out_dir), correlation_section(rows, task_info, out_dir)]

@@ -15,15 +15,15 @@ plus the last); the onset and the tables use all levels."""
 
 
 def _thin(frame: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
-    """Every k-th row (and the last) of each ``by`` group so that a group keeps <= GAP_DISPLAY_LEVELS rows."""
-    groups = [g for _, g in frame.groupby(by, sort=False)] if by else [frame]
+    """Every k-th row (and the last) of each ``by`` group so that a group keeps <= GAP_DISPLAY_LEVELS rows
+    (groups in order of appearance)."""
+    codes = pd.factorize(frame[by])[0] if by else np.zeros(len(frame), dtype=int)
     kept = []
-    for group in groups:
-        step = max(1, int(np.ceil(len(group) / GAP_DISPLAY_LEVELS)))
-        kept.append(
-            group.iloc[np.unique(np.r_[np.arange(0, len(group), step), len(group) - 1])] if len(group) else group
-        )
-    return pd.concat(kept, ignore_index=True)
+    for code in range(codes.max() + 1 if len(codes) else 0):
+        rows = np.flatnonzero(codes == code)
+        step = max(1, int(np.ceil(len(rows) / GAP_DISPLAY_LEVELS)))
+        kept.append(rows[np.unique(np.r_[np.arange(0, len(rows), step), len(rows) - 1])])
+    return frame.iloc[np.concatenate(kept)].reset_index(drop=True) if kept else frame.iloc[:0].reset_index(drop=True)
 
 
 def gap_band_label(result: GapResult) -> str:
@@ -60,13 +60,21 @@ def gap_figure(results: list[GapResult]) -> Spec:
             title=f"task {result.task}: {result.measure} at comparable training loss",
         )
         table = result.gap
-        gap = table.assign(
-            series="gap = MTL − STL",
-            mean=table["gap"],
-            std=table["se"],
-            n=int(result.curves["n"].min()),
-            low=table["band_low"],
-            high=table["band_high"],
+        gap = pd.concat(
+            [
+                table,
+                pd.DataFrame(
+                    {
+                        "series": "gap = MTL − STL",
+                        "mean": table["gap"].to_numpy(),
+                        "std": table["se"].to_numpy(),
+                        "n": int(result.curves["n"].min()),
+                        "low": table["band_low"].to_numpy(),
+                        "high": table["band_high"].to_numpy(),
+                    }
+                ),
+            ],
+            axis=1,
         )
         gap_chart = band_chart(
             _thin(gap),

@@ -111,7 +111,8 @@ def conflict_figure(rows: pd.DataFrame, pairs: list[str]) -> Spec:
     """Per pair ``a|b`` (panels): conflict cosine with the intra-task cosines of ``a`` (first task)
     and ``b`` (second), and magnitude similarity; then conflict fraction and update norm (per run,
     task ``*``).  Mean ± std over the runs by epoch."""
-    by_series = dict(iter(rows.groupby(["task", "quantity"], sort=False)))
+    drawn = rows[rows["task"].isin({t for pair in pairs for t in (pair, *pair.split("|"))})]  # not all 780 pairs
+    by_series = dict(iter(drawn.groupby(["task", "quantity"], sort=False)))
     frames = []
     for pair in pairs:
         a, b = pair.split("|")

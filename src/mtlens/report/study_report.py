@@ -19,20 +19,23 @@ import math
 import re
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from mtlens.analysis.gap import gap_family, generalization_gap
+from mtlens.analysis.correlation import unit_table
+from mtlens.analysis.gap import gap_family, gap_from_checkpoints
 from mtlens.analysis.optimization import optimization_effect
-from mtlens.analysis.transfer import delta_m, transfer_table
+from mtlens.analysis.transfer import TaskInfo, delta_m, selected_checkpoints, transfer_tests
 from mtlens.errors import ConfigError, MtlensError
 from mtlens.experiments import experiment_sections
 from mtlens.render import RUN_KEYS, Section, by_configuration, per_setting, save_figure, slug, table_html
 from mtlens.render.charts import STATIC_FORMATS, export_static, mean_band, vega_bundle
 from mtlens.report.alignment import elich_sections
-from mtlens.report.correlations import explanation_sections
+from mtlens.report.correlations import correlation_section, optimization_section
 from mtlens.report.figures import gap_figure, training_curves_figure
 from mtlens.report.methods import method_weights_section
 from mtlens.report.probes import probes_section
@@ -43,14 +46,42 @@ GAP_MEASURES = ("val/loss", "val/error")
 SectionBuilder = Callable[[RunStore, pd.DataFrame, pd.DataFrame, Path], list[Section]]
 """``(store, runs index, trajectory rows, out_dir) -> sections`` for extra analyses."""
 
-DEFAULT_SECTIONS: list[SectionBuilder] = [
-    probes_section,
-    method_weights_section,
-    explanation_sections,
-    elich_sections,
-    experiment_sections,
-]
+DEFAULT_SECTIONS: list[SectionBuilder] = [elich_sections, experiment_sections]
 """Builders whose sections every report has after the built-in ones (each renders only what its data allows)."""
+
+
+@dataclass
+class ReportData:
+    """What the report's built-in sections read, each analysis computed at most once per report (on
+    first use) and handed to every section that shows it: the selected checkpoints feed the transfer
+    table and the unit table, the optimization effect the summary, its section and the unit table.
+
+    ``rows``: trajectory rows of the analysed runs, with :func:`by_configuration`'s setting names;
+    ``task_info``: the store's task info under those names; ``alpha``: FDR of each family of tests."""
+
+    rows: pd.DataFrame
+    task_info: TaskInfo
+    alpha: float
+
+    @cached_property
+    def selected(self) -> pd.DataFrame:
+        """:func:`~mtlens.analysis.transfer.selected_checkpoints` of every (run, task)."""
+        return selected_checkpoints(self.rows, self.task_info)
+
+    @cached_property
+    def transfer(self) -> pd.DataFrame:
+        """The transfer table (:func:`~mtlens.analysis.transfer.transfer_table` at FDR ``alpha``)."""
+        return transfer_tests(self.selected, self.task_info, alpha=self.alpha)
+
+    @cached_property
+    def optimization(self) -> pd.DataFrame:
+        """:func:`~mtlens.analysis.optimization.optimization_effect` per (setting, task, method, seed)."""
+        return optimization_effect(self.rows)
+
+    @cached_property
+    def units(self) -> pd.DataFrame:
+        """The correlation analysis's :func:`~mtlens.analysis.correlation.unit_table`."""
+        return unit_table(self.rows, self.task_info, selected=self.selected, optimization=self.optimization)
 
 
 def select_runs(
@@ -215,13 +246,13 @@ def gap_section(rows: pd.DataFrame, out_dir: Path, alpha: float) -> tuple[Sectio
     """Gap figures per (setting, method, task), grouped by setting, and the gap table (also returned):
     one :func:`~mtlens.analysis.gap.gap_family` row per (setting, method, task, measure), BH at FDR ``alpha``."""
     keys, results = [], []
-    rows = rows[rows["quantity"].isin(["train/loss", *GAP_MEASURES])]  # all the gap analysis reads
-    stl_by_task = dict(iter(rows[rows["mode"] == "stl"].groupby(["setting", "task"], sort=False)))
-    for (setting, method), mtl_rows in rows[rows["mode"] == "mtl"].groupby(["setting", "method"]):
+    checkpoints = gap_checkpoints(rows)
+    stl_by_task = dict(iter(checkpoints[checkpoints["mode"] == "stl"].groupby(["setting", "task"], sort=False)))
+    for (setting, method), mtl_rows in checkpoints[checkpoints["mode"] == "mtl"].groupby(["setting", "method"]):
         for task, task_rows in mtl_rows.groupby("task", sort=True):
-            pair = pd.concat([stl_by_task.get((setting, task), rows.iloc[:0]), task_rows])
+            pair = pd.concat([stl_by_task.get((setting, task), checkpoints.iloc[:0]), task_rows])
             for measure in GAP_MEASURES:
-                if (result := generalization_gap(pair, task, measure)) is not None:
+                if (result := gap_from_checkpoints(pair, task, measure)) is not None:
                     keys.append((setting, method))
                     results.append(result)
     title = "When did the gap open?"
@@ -265,6 +296,17 @@ def gap_section(rows: pd.DataFrame, out_dir: Path, alpha: float) -> tuple[Sectio
         f"Negative gaps in loss/error mean MTL generalizes better. See docs/statistics.md.",
     )
     return Section(title, body + per_setting(figures, "gap figures"), "gap"), table
+
+
+def gap_checkpoints(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows the gap analysis reads (``train/loss`` and :data:`GAP_MEASURES`) pivoted once for every
+    run and task: one row per (run, task, step, epoch) with a column per quantity (mean of duplicate
+    rows, as in :func:`~mtlens.analysis.gap.generalization_gap`) and the run's ``setting, mode, method,
+    seed``."""
+    rows = rows[rows["quantity"].isin(["train/loss", *GAP_MEASURES])]
+    wide = rows.pivot_table(index=["run_id", "task", "step", "epoch"], columns="quantity", values="value")
+    runs = rows.drop_duplicates("run_id").set_index("run_id")[["setting", "mode", "method", "seed"]]
+    return wide.reset_index().join(runs, on="run_id")
 
 
 TRAINING_QUANTITIES = ("train/loss", "val/loss", "val/error")
@@ -315,9 +357,11 @@ def training_section(rows: pd.DataFrame, out_dir: Path) -> Section:
     return Section("How did optimization differ?", body or "<p>No MTL runs.</p>", "training")
 
 
-def summary_section(transfer: pd.DataFrame, onsets: pd.DataFrame, rows: pd.DataFrame, out_dir: Path) -> Section:
+def summary_section(
+    transfer: pd.DataFrame, onsets: pd.DataFrame, rows: pd.DataFrame, effect: pd.DataFrame, out_dir: Path
+) -> Section:
     """Per setting and method, the answers of the sections below in one row (:func:`study_summary`)."""
-    table = study_summary(transfer, onsets, rows)
+    table = study_summary(transfer, onsets, rows, effect)
     if table.empty:
         return Section("Summary", "<p>No setting has both STL and MTL runs yet: see the overview.</p>", "summary")
     body = table_html(
@@ -335,11 +379,15 @@ def summary_section(transfer: pd.DataFrame, onsets: pd.DataFrame, rows: pd.DataF
     return Section("Summary", body, "summary")
 
 
-def study_summary(transfer: pd.DataFrame, onsets: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+def study_summary(
+    transfer: pd.DataFrame, onsets: pd.DataFrame, rows: pd.DataFrame, effect: pd.DataFrame
+) -> pd.DataFrame:
     """One row per (setting, method) of ``transfer``: ``tasks``, ``delta_m_pct``, ``better``/``worse``
     (tasks whose transfer ``verdict`` is MTL better / worse), ``gap_verdict`` (counts of the
     val/loss persistent-gap directions of the gap table ``onsets``), ``log_ratio_mean`` (mean over tasks
-    and seeds of the mean log(L_MTL / L_STL) at equal steps) and ``conflict_cosine`` (mean of probe/conflict_cosine)."""
+    and seeds of the mean log(L_MTL / L_STL) at equal steps of the
+    :func:`~mtlens.analysis.optimization.optimization_effect` ``effect`` of ``rows``) and ``conflict_cosine``
+    (mean of probe/conflict_cosine)."""
     if transfer.empty:
         return pd.DataFrame()
     table = (
@@ -361,7 +409,6 @@ def study_summary(transfer: pd.DataFrame, onsets: pd.DataFrame, rows: pd.DataFra
             .reset_index()
         )
         table = table.merge(verdict, on=["setting", "method"], how="left")
-    effect = optimization_effect(rows)
     if not effect.empty:
         table = table.merge(
             effect.groupby(["setting", "method"], as_index=False)["log_ratio_mean"].mean(),
@@ -390,12 +437,14 @@ def write_report(
     where: dict[str, Sequence[Any]] | None = None,
     include_unfinished: bool = False,
     formats: Sequence[str] = (),
+    log: Callable[[str], None] | None = None,
 ) -> Path:
     """Write ``out_dir/report.html`` (self-contained, interactive figures), ``tables/`` (CSV) and
     ``figures/`` (each figure's Vega-Lite spec, plus static copies in ``formats``, e.g. ``("png",
     "pdf")``); return the HTML path.
 
-    Only the runs :func:`analysed_runs` keeps enter any section; the overview names the others.
+    Only the runs :func:`analysed_runs` keeps enter any section; the overview names the others, and so
+    does a line to ``log`` (e.g. stderr), as well as the unfinished runs analysed with ``include_unfinished``.
     ``alpha`` is the false discovery rate of each family of tests (docs/statistics.md)."""
     unknown = sorted(set(formats) - set(STATIC_FORMATS))
     if unknown:
@@ -413,17 +462,33 @@ def write_report(
             f"no finished runs in {store.root} match {selection}; left out: "
             + ", ".join(f"{r.run_id} ({r.state})" for r in left_out.itertuples())
         )
+    unfinished = analysed[analysed["state"] != "finished"]
+    if log and len(left_out):
+        log(
+            f"report: left out {len(left_out)} runs that are not finished: "
+            + ", ".join(f"{r.run_id} ({r.state})" for r in left_out.itertuples())
+        )
+    if log and len(unfinished):
+        log(
+            f"report: includes {len(unfinished)} unfinished runs (--include-unfinished): "
+            + ", ".join(f"{r.run_id} ({r.state})" for r in unfinished.itertuples())
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = store.trajectories(analysed["run_id"].tolist())
-    configured, task_info = by_configuration(analysed, rows, store.task_info())
-    transfer = transfer_table(configured, task_info, alpha=alpha)
-    gap, gaps = gap_section(configured, out_dir, alpha)
+    rows = rows.astype({c: object for c in rows.columns if pd.api.types.is_string_dtype(rows[c])})
+    data = ReportData(*by_configuration(analysed, rows, store.task_info()), alpha=alpha)
+    gap, gaps = gap_section(data.rows, out_dir, alpha)
     sections = [
-        summary_section(transfer, gaps, configured, out_dir),
-        overview_section(index, configured, out_dir, analysed["run_id"].tolist()),
-        transfer_section(transfer, out_dir, alpha),
+        summary_section(data.transfer, gaps, data.rows, data.optimization, out_dir),
+        overview_section(index, data.rows, out_dir, analysed["run_id"].tolist()),
+        transfer_section(data.transfer, out_dir, alpha),
         gap,
-        training_section(configured, out_dir),
+        training_section(data.rows, out_dir),
+    ]
+    sections += probes_section(store, analysed, rows, out_dir) + method_weights_section(store, analysed, rows, out_dir)
+    sections += [
+        optimization_section(data.rows, data.optimization, out_dir),
+        correlation_section(data.rows, data.units, out_dir),
     ]
     for build in (*DEFAULT_SECTIONS, *extra_sections):
         sections += build(store, analysed, rows, out_dir)
