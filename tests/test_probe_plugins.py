@@ -16,7 +16,7 @@ from mtlens.errors import ConfigError
 from mtlens.models import build_model
 from mtlens.probes import PROBES, ProbeContext, gradient_coherence, measure_probes, per_task_quantities, register_probe
 from mtlens.tasks import classification_task
-from mtlens.training.config import resolve_config
+from mtlens.training.config import RUN_ENVIRONMENT_KEYS, resolve_config
 
 FIXTURE = Path(__file__).parent / "fixtures" / "compat_store" / "runs"
 
@@ -26,9 +26,11 @@ def test_stored_configs_of_the_old_code_keep_their_run_ids_and_stored_form():
         raw = json.loads((run_dir / "config.json").read_text())
         config = parse_config(raw)
         assert config.run_id == run_dir.name
-        # a resumed run writes the same config.json, plus the thread count it runs under (an environment
-        # key, outside the run id, that the old code did not store)
-        assert config.to_dict() == {**raw, "threads": config.threads}
+        # a resumed run writes the same config.json, plus the environment keys the old code did not store
+        # (thread count, pack size: how it runs, outside the run id)
+        new_keys = {key: getattr(config, key) for key in RUN_ENVIRONMENT_KEYS if key not in raw}
+        assert set(new_keys) == {"threads", "pack_size"}
+        assert config.to_dict() == {**raw, **new_keys}
 
 
 def test_flat_keys_and_probe_options_are_one_config():
