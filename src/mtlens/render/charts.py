@@ -274,9 +274,7 @@ def band_chart(
                 "transform": [{"filter": "datum.kind == 'r'"}],
                 "mark": {"type": "line", "strokeWidth": 0.8},
                 "encoding": {
-                    "x": x_enc,
                     "y": quantitative("value", y_title, log=y_log),
-                    "color": color_enc,
                     "detail": {"field": "run", "type": "nominal"},
                     "opacity": when(legend["name"], 0.3, 0.03),
                     "tooltip": [*series_tips, tip("seed"), tip(x), tip("value")],
@@ -288,10 +286,8 @@ def band_chart(
             "transform": [*means, *band],
             "mark": {"type": "area"},
             "encoding": {
-                "x": x_enc,
                 "y": quantitative("low", y_title, log=y_log),
                 "y2": {"field": "high"},
-                "color": color_enc,
                 "opacity": when(legend["name"], 0.18, 0.02),
             },
         },
@@ -299,9 +295,7 @@ def band_chart(
             "transform": means,
             "mark": {"type": "line"},
             "encoding": {
-                "x": x_enc,
                 "y": quantitative("mean", y_title, log=y_log),
-                "color": color_enc,
                 "opacity": when(legend["name"], 1.0, 0.08),
             },
         },
@@ -309,9 +303,7 @@ def band_chart(
             "transform": means,
             "mark": {"type": "point", "filled": True, "size": 9},
             "encoding": {
-                "x": x_enc,
                 "y": quantitative("mean", y_title, log=y_log),
-                "color": color_enc,
                 "opacity": when(legend["name"], 1.0, 0.08),
                 "tooltip": [
                     *series_tips,
@@ -323,10 +315,19 @@ def band_chart(
                 ],
             },
         },
-        *(reference_line(r) for r in rules),
     ]
-    # the first layer holds the parameters: with runs that is the per-run lines, else the band
+    # the first layer holds the parameters: with runs that is the per-run lines, else the band.  The
+    # layers share x and colour through their parent (written once per figure, not once per layer);
+    # the reference lines sit beside that parent, since they aggregate the rows away and must not
+    # inherit the fields
     chart = interactive(layers, legend, width=width, height=height)
+    chart["encoding"] = {"x": x_enc, "color": color_enc}
+    if rules:
+        chart = {
+            "layer": [{"layer": chart["layer"], "encoding": chart["encoding"]}, *map(reference_line, rules)],
+            "width": width,
+            "height": height,
+        }
     if facet_by:
         return facet(chart, frame, facet_by, title)
     return with_data(chart, frame, title)
