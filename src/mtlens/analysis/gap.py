@@ -192,18 +192,21 @@ def gap_from_checkpoints(
     are ignored), e.g. a pivot of the trajectory rows made once for many tasks.  A column that is NaN
     throughout counts as missing, and rows where both are NaN as absent, as in the pivot of
     :func:`generalization_gap`."""
-    if not {measure, "train/loss"} <= set(checkpoints) or checkpoints[[measure, "train/loss"]].isna().all().any():
+    if not {measure, "train/loss"} <= set(checkpoints):
         return None
-    wide = checkpoints[checkpoints[[measure, "train/loss"]].notna().any(axis=1)]
-    if wide.empty:
+    # numpy columns, not DataFrame selections: this runs once per (setting, method, task, measure)
+    measured = ~np.isnan(np.column_stack([checkpoints[c].to_numpy(float) for c in (measure, "train/loss")]))
+    kept = measured.any(axis=1)
+    if not measured.any(axis=0).all() or not kept.any():
         return None
+    column = {c: checkpoints[c].to_numpy()[kept] for c in ("mode", "run_id", "seed", "step")}
     # one curve per run, in (mode, seed, run_id) order, its checkpoints in step order
-    mode_code, modes = pd.factorize(wide["mode"], sort=True)
-    run_code, seeds = pd.factorize(wide["run_id"], sort=True)[0], wide["seed"].to_numpy()
-    order = np.lexsort((wide["step"].to_numpy(), run_code, seeds, mode_code))
+    mode_code, modes = pd.factorize(column["mode"], sort=True)
+    run_code, seeds = pd.factorize(column["run_id"], sort=True)[0], column["seed"]
+    order = np.lexsort((column["step"], run_code, seeds, mode_code))
     run_code = run_code[order]
     starts = np.flatnonzero(np.r_[True, run_code[1:] != run_code[:-1]])
-    x, g, e = (wide[c].to_numpy(float)[order] for c in ("train/loss", measure, "epoch"))
+    x, g, e = (checkpoints[c].to_numpy(float)[kept][order] for c in ("train/loss", measure, "epoch"))
     curves: dict[str, dict[int, list[tuple[np.ndarray, ...]]]] = {}
     for a, b in zip(starts, np.r_[starts[1:], len(order)], strict=True):
         mode, seed_of_run = modes[mode_code[order[a]]], int(seeds[order[a]])
@@ -223,24 +226,13 @@ def gap_from_checkpoints(
     if not (np.isfinite(low) and np.isfinite(high) and 0 < low < high):
         return None
     levels = np.geomspace(high, low, n_grid)  # training order: from high loss to low loss
-    values, frames = {}, []
+    values, curves_of = {}, {}
     for mode in ("stl", "mtl"):
         values[mode] = np.stack([interpolate_at(levels, c[0], c[1]) for c in used[mode]])
         epochs = np.stack([interpolate_at(levels, c[0], c[2]) for c in used[mode]])
         n = len(used[mode])
         std = values[mode].std(axis=0, ddof=1) if n > 1 else np.full(n_grid, np.nan)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "mode": mode,
-                    "train_loss": levels,
-                    "mean": values[mode].mean(axis=0),
-                    "std": std,
-                    "n": n,
-                    "epoch": epochs.mean(axis=0),
-                }
-            )
-        )
+        curves_of[mode] = (levels, values[mode].mean(axis=0), std, np.full(n_grid, n), epochs.mean(axis=0))
     if not all(np.isfinite(v).all() for v in values.values()):
         test = None  # a measure missing at some level cannot be tested
     elif paired:
@@ -253,7 +245,15 @@ def gap_from_checkpoints(
     return GapResult(
         task=task,
         measure=measure,
-        curves=pd.concat(frames, ignore_index=True),
+        curves=pd.DataFrame(
+            {
+                "mode": np.repeat(["stl", "mtl"], n_grid),
+                **{
+                    name: np.concatenate([curves_of["stl"][i], curves_of["mtl"][i]])
+                    for i, name in enumerate(("train_loss", "mean", "std", "n", "epoch"))
+                },
+            }
+        ),
         levels=levels,
         estimate=estimate,
         test=test,
