@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from mtlens.probes import per_task_quantities
@@ -113,17 +114,23 @@ def conflict_figure(rows: pd.DataFrame, pairs: list[str]) -> Spec:
     task ``*``).  Mean ± std over the runs by epoch."""
     drawn = rows[rows["task"].isin({t for pair in pairs for t in (pair, *pair.split("|"))})]  # not all 780 pairs
     by_series = dict(iter(drawn.groupby(["task", "quantity"], sort=False)))
-    frames = []
+    frames, labels = [], []  # labels: (pair, series, of) per frame, added once after the concat
     for pair in pairs:
         a, b = pair.split("|")
         for task, which in ((pair, ""), (a, "first"), (b, "second")):
             for quantity, label in CONFLICT_SERIES.items():
                 if (quantity == "probe/conflict_cosine") == (task == pair):
                     if (task, quantity) in by_series:
-                        frames.append(
-                            by_series[task, quantity].assign(pair=pair, series=label.format(which=which), of=task)
-                        )
-    cosines = pd.concat(frames) if frames else rows.iloc[:0].assign(pair="", series="", of="")
+                        frames.append(by_series[task, quantity])
+                        labels.append((pair, label.format(which=which), task))
+    if frames:
+        sizes = [len(frame) for frame in frames]
+        names = ("pair", "series", "of")
+        cosines = pd.concat(frames).assign(
+            **{name: np.repeat([label[i] for label in labels], sizes) for i, name in enumerate(names)}
+        )
+    else:
+        cosines = rows.iloc[:0].assign(pair="", series="", of="")
     charts = []
     if len(cosines):
         stats = mean_band(cosines, ["pair", "series", "of"], "epoch")
