@@ -110,50 +110,66 @@ def main() -> None:
         n_params = sum(p.numel() for p in probe_parameters(model, "t").values())
         labels = sample_model_labels(model, task, x, torch.Generator().manual_seed(1))
         for probe, targets in (("coherence", y), ("fisher_exact", labels)):
+            compare(args, model_name, model, extended, n_params, task, x, y, probe, targets)
 
-            def ours(chunk: int) -> float:
-                if probe == "coherence":
-                    return gradient_coherence(model, task, x, y, chunk_size=chunk)["grad_coherence"]
-                return fisher_trace(
-                    model, task, x, torch.Generator().manual_seed(1), estimator="exact", chunk_size=chunk
-                )["fisher_trace"]
 
-            def from_moments(total: Tensor, sum_sq: float) -> float:
-                return coherence_from_moments(total, sum_sq, args.n) if probe == "coherence" else sum_sq / args.n
+def compare(
+    args: argparse.Namespace,
+    model_name: str,
+    model: MultiTaskModel,
+    extended: nn.Module,
+    n_params: int,
+    task: Task,
+    x: Tensor,
+    y: Tensor,
+    probe: str,
+    targets: Tensor,
+) -> None:
+    """Time and print one probe (``coherence`` or ``fisher_exact``) on one model by every method."""
 
-            timings = {f"mtlens chunk={c}": best_time(lambda c=c: ours(c), args.repeats) for c in args.chunk_sizes}
-            for ext in ("SumGradSquared", "BatchGrad"):
-                timings[f"backpack {ext}"] = best_time(
-                    lambda ext=ext: from_moments(*backpack_moments(extended, task, x, targets, ext)), args.repeats
-                )
+    def ours(chunk: int) -> float:
+        if probe == "coherence":
+            return gradient_coherence(model, task, x, y, chunk_size=chunk)["grad_coherence"]
+        return fisher_trace(model, task, x, torch.Generator().manual_seed(1), estimator="exact", chunk_size=chunk)[
+            "fisher_trace"
+        ]
 
-            def floor() -> None:  # one batched forward + backward of the summed loss: no per-example work at all
-                loss = task.loss(model(x, ["t"])["t"], targets).sum()
-                torch.autograd.grad(loss, list(probe_parameters(model, "t").values()))
+    def from_moments(total: Tensor, sum_sq: float) -> float:
+        return coherence_from_moments(total, sum_sq, args.n) if probe == "coherence" else sum_sq / args.n
 
-            floor_time = best_time(floor, args.repeats)[0]
-            loop_time, loop_value = best_time(
-                lambda: from_moments(*loop_moments(model, task, x[: args.loop_n], targets[: args.loop_n])), 1
-            )
-            reference = timings["backpack SumGradSquared"][1]
-            for name, (_, value) in timings.items():
-                assert abs(value - reference) <= 1e-3 * abs(reference), (name, value, reference)
-            loop_time *= args.n / args.loop_n
-            best = min((t, name) for name, (t, _) in timings.items() if name.startswith("mtlens"))
-            print(f"\n{model_name} ({n_params:,} probe parameters), {probe}: value {reference:.6g}")
-            print(f"  {'loop (autograd.grad per example)':34s} {loop_time:8.3f} s  (timed on {args.loop_n}, scaled)")
-            for name, (seconds, _) in timings.items():
-                print(f"  {name:34s} {seconds:8.3f} s  loop/this {loop_time / seconds:6.1f}x")
-            print(
-                f"  {'floor: one batched forward+backward':34s} {floor_time:8.3f} s  loop/this "
-                f"{loop_time / floor_time:6.1f}x  (best mtlens / floor = {best[0] / floor_time:.2f})"
-            )
-            bp = timings["backpack SumGradSquared"][0]
-            print(
-                f"  best mtlens ({best[1]}): {loop_time / best[0]:.1f}x faster than the loop, "
-                f"{bp / best[0]:.2f}x BackPACK SumGradSquared's speed, "
-                f"{timings['backpack BatchGrad'][0] / best[0]:.2f}x BatchGrad's"
-            )
+    timings = {f"mtlens chunk={c}": best_time(lambda c=c: ours(c), args.repeats) for c in args.chunk_sizes}
+    for ext in ("SumGradSquared", "BatchGrad"):
+        timings[f"backpack {ext}"] = best_time(
+            lambda ext=ext: from_moments(*backpack_moments(extended, task, x, targets, ext)), args.repeats
+        )
+
+    def floor() -> None:  # one batched forward + backward of the summed loss: no per-example work at all
+        loss = task.loss(model(x, ["t"])["t"], targets).sum()
+        torch.autograd.grad(loss, list(probe_parameters(model, "t").values()))
+
+    floor_time = best_time(floor, args.repeats)[0]
+    loop_time, loop_value = best_time(
+        lambda: from_moments(*loop_moments(model, task, x[: args.loop_n], targets[: args.loop_n])), 1
+    )
+    reference = timings["backpack SumGradSquared"][1]
+    for name, (_, value) in timings.items():
+        assert abs(value - reference) <= 1e-3 * abs(reference), (name, value, reference)
+    loop_time *= args.n / args.loop_n
+    best = min((t, name) for name, (t, _) in timings.items() if name.startswith("mtlens"))
+    print(f"\n{model_name} ({n_params:,} probe parameters), {probe}: value {reference:.6g}")
+    print(f"  {'loop (autograd.grad per example)':34s} {loop_time:8.3f} s  (timed on {args.loop_n}, scaled)")
+    for name, (seconds, _) in timings.items():
+        print(f"  {name:34s} {seconds:8.3f} s  loop/this {loop_time / seconds:6.1f}x")
+    print(
+        f"  {'floor: one batched forward+backward':34s} {floor_time:8.3f} s  loop/this "
+        f"{loop_time / floor_time:6.1f}x  (best mtlens / floor = {best[0] / floor_time:.2f})"
+    )
+    bp = timings["backpack SumGradSquared"][0]
+    print(
+        f"  best mtlens ({best[1]}): {loop_time / best[0]:.1f}x faster than the loop, "
+        f"{bp / best[0]:.2f}x BackPACK SumGradSquared's speed, "
+        f"{timings['backpack BatchGrad'][0] / best[0]:.2f}x BatchGrad's"
+    )
 
 
 if __name__ == "__main__":
