@@ -60,21 +60,13 @@ def gap_figure(results: list[GapResult]) -> Spec:
             title=f"task {result.task}: {result.measure} at comparable training loss",
         )
         table = result.gap
-        gap = pd.concat(
-            [
-                table,
-                pd.DataFrame(
-                    {
-                        "series": "gap = MTL − STL",
-                        "mean": table["gap"].to_numpy(),
-                        "std": table["se"].to_numpy(),
-                        "n": int(result.curves["n"].min()),
-                        "low": table["band_low"].to_numpy(),
-                        "high": table["band_high"].to_numpy(),
-                    }
-                ),
-            ],
-            axis=1,
+        gap = table.assign(
+            series="gap = MTL − STL",
+            mean=table["gap"].to_numpy(),
+            std=table["se"].to_numpy(),
+            n=int(result.curves["n"].min()),
+            low=table["band_low"].to_numpy(),
+            high=table["band_high"].to_numpy(),
         )
         gap_chart = band_chart(
             _thin(gap),
