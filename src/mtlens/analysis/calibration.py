@@ -328,8 +328,15 @@ def calibrate(
         key = (tuple(first), tuple(second))
         if key not in tables or (tables[key][1] is None and (has_probes or correlations)):
             null_rows = aa_rows(stl_rows, first, second, paired=True)
-            units = unit_table(null_rows, task_info) if has_probes or correlations else None
-            tables[key] = (optimization_effect(null_rows), units)
+            null_effect = optimization_effect(null_rows)
+            # the runs' selected checkpoints do not depend on their labels: relabel, do not select again
+            null_selected = aa_rows(selected, first, second, paired=True)
+            units = (
+                unit_table(null_rows, task_info, selected=null_selected, optimization=null_effect)
+                if has_probes or correlations
+                else None
+            )
+            tables[key] = (null_effect, units)
         effect_table, units = tables[key]
         split += _table_comparisons(effect_table, units if has_probes else None, alpha, effect)
         if correlations and units is not None:
