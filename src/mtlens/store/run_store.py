@@ -322,18 +322,19 @@ class RunStore:
         the status, and only then are the parts removed.
         """
         tables = [_row_table(rows)] if rows is not None else []
-        if self.part_steps(run_id) or not tables:  # writing rows given here needs no read of the parts
+        parts = self.part_steps(run_id)
+        if parts or not tables:  # writing rows given here needs no read of the parts
             tables.insert(0, _row_table(self._read_parts(run_id)))
         table = pa.concat_tables(tables)
         atomic_write(self.run_dir(run_id) / "trajectory.parquet", lambda tmp: pq.write_table(table, tmp))
         self.set_status(run_id, state, step, message, **extra)
-        for part_step in self.part_steps(run_id):
+        for part_step in parts:
             (self._parts_dir(run_id) / f"{part_step:012d}.parquet").unlink()
 
     def _read_parts(self, run_id: str) -> pd.DataFrame:
         steps = self.part_steps(run_id)
         if not steps:
-            return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in ROW_COLUMNS})
+            return _empty_rows()
         paths = [self._parts_dir(run_id) / f"{s:012d}.parquet" for s in steps]
         try:  # one read of all parts (half the time of reading and concatenating them one by one)
             return pd.read_parquet(paths)
@@ -409,7 +410,7 @@ class RunStore:
         frames = [self.trajectory(r) for r in ids]
         frames = [f for f in frames if len(f)]
         if not frames:
-            return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in ROW_COLUMNS})
+            return _empty_rows()
         return pd.concat(frames, ignore_index=True)
 
     # -- tables computed from runs ------------------------------------------------------------
@@ -476,5 +477,6 @@ def _row_table(rows: pd.DataFrame | pa.Table) -> pa.Table:
     return pa.Table.from_pandas(rows[ROW_COLUMNS], schema=ROW_SCHEMA, preserve_index=False)
 
 
-def _dtype(column: str) -> str:
-    return {"seed": "int64", "step": "int64", "epoch": "float64", "value": "float64"}.get(column, "object")
+def _empty_rows() -> pd.DataFrame:
+    """A trajectory table without rows, with the pandas dtypes of :data:`ROW_SCHEMA`'s columns."""
+    return pd.DataFrame({c: pd.Series(dtype=ROW_SCHEMA.field(c).type.to_pandas_dtype()) for c in ROW_COLUMNS})
