@@ -145,9 +145,9 @@ def test_a_rerun_resumes_from_a_checkpoint_it_can_trust(stores, setting, tmp_pat
     store = _copy(interrupted, tmp_path)
     _truncate(store.run_dir(config.run_id) / "parts" / "000000000004.parquet")
     resumed_from = []
-    original = trainer.TrainingRun._restore
+    original = trainer.TrainingRun.start
     run_class = trainer.TrainingRun
-    monkeypatch.setattr(run_class, "_restore", lambda self: resumed_from.append(original(self)) or resumed_from[-1])
+    monkeypatch.setattr(run_class, "start", lambda self: resumed_from.append(original(self)) or resumed_from[-1])
     assert train_run(config, store, setting=setting, progress=False) == "finished"
     assert resumed_from == [2]
     pd.testing.assert_frame_equal(store.trajectory(config.run_id), finished.trajectory(config.run_id))

@@ -70,7 +70,7 @@ def sync_counter(monkeypatch):
         counter.counting = True
 
     monkeypatch.setattr(trainer.TrainingRun, "__init__", init)
-    for name in ("_record", "_checkpoint", "finalize_if_diverged", "_restore"):
+    for name in ("_record", "_checkpoint", "finalize_if_diverged", "start"):
         original = getattr(trainer.TrainingRun, name)
 
         def paused(self, *args, _original=original, **kwargs):

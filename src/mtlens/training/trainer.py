@@ -247,10 +247,6 @@ class TrainingRun:
                     return "diverged"
         return self.finish()
 
-    def start(self) -> int:
-        """Resume from the last checkpoint, or record step 0 of a fresh run; the step to go on from."""
-        return self._restore()
-
     def end_step(self, step: int) -> str | None:
         """After the optimizer update of ``step``: at record and probe steps, check for divergence
         (``"diverged"``: the run is finalized as such and must stop) and otherwise write the step's
@@ -402,8 +398,8 @@ class TrainingRun:
         self.store.keep_selected_models(self.run_id, {task: step for task, (_, step) in self.selected.items()})
         self.writer.mark_running(step, **self.status_extra())
 
-    def _restore(self) -> int:
-        """Load the last checkpoint (returning its step), or record step 0 of a fresh run."""
+    def start(self) -> int:
+        """Resume from the last checkpoint, or record step 0 of a fresh run; the step to go on from."""
         state = self._trusted_checkpoint()
         if state is None:
             self.store.reset_run(self.run_id, threads=self.config.threads)
