@@ -71,6 +71,7 @@ INTEGRATION_MODULES = frozenset(
         "test_recorder",
         "test_store_integrity",
         "test_unfinished_runs",
+        "test_contracts",
         "test_calibration",
         "test_packs",
     }

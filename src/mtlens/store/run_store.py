@@ -321,6 +321,11 @@ class RunStore:
                     damaged[str(path.relative_to(run_dir))] = problem
         if status.get("state") in DONE_STATES and not (run_dir / "trajectory.parquet").exists():
             damaged["trajectory.parquet"] = f"missing: the run is {status['state']} but its rows are gone"
+        if status.get("state") not in DONE_STATES:  # the parts its last checkpoint covers
+            for step in status.get("parts") or []:
+                name = f"parts/{step:012d}.parquet"
+                if not (run_dir / name).exists():
+                    damaged[name] = f"missing (the checkpoint at step {status['step']} covers it)"
         for name, recorded in (status.get("digests") or {}).items():
             if name in damaged:
                 continue
