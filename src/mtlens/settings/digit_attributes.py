@@ -42,8 +42,9 @@ DIGIT_SETS: dict[str, frozenset[int]] = {
 }
 """Digit tasks: label 1 iff the image's digit is in the set."""
 
-TASK_NAMES = (*DIGIT_SETS, "ink", "slant", "noise")
-"""The eight tasks, in the setting's order."""
+TASK_NAMES = ("even", "ge5", "ink", "noise", "loop", "prime", "straight", "slant")
+"""The eight tasks, in the setting's order: the first five (the grouping experiment's default
+enumerable subset) mix digit, pixel and random tasks."""
 
 
 def attribute_labels(images: Tensor, digits: Tensor, seed: int = DATA_SEED) -> dict[str, Tensor]:
