@@ -69,7 +69,8 @@ def three_tasks(request):
 
 
 def test_grouping_experiment_end_to_end_on_three_tasks(tmp_path, three_tasks):
-    base = {"setting": "three_attributes", "epochs": 3, "batch_size": 32, "train_eval_size": 64, "probe_sample_size": 32}
+    base = {"setting": "three_attributes", "epochs": 3, "batch_size": 32, "train_eval_size": 64}
+    base["probe_sample_size"] = 32
     plan = experiment_plan("grouping", base, [0, 1, 2], budget=2)
     store = RunStore(tmp_path / "store")
     results = run_experiment(plan, store, progress=False)
