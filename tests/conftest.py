@@ -73,6 +73,7 @@ INTEGRATION_MODULES = frozenset(
         "test_unfinished_runs",
         "test_calibration",
         "test_packs",
+        "test_notebook",
     }
 )
 
