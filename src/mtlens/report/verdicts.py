@@ -226,16 +226,29 @@ def difference_sentences(table: pd.DataFrame, alpha: float) -> list[str]:
 
 
 def elich_sentences(alignment: pd.DataFrame, ratios: pd.DataFrame) -> list[str]:
-    """Descriptive sentences (no test) from the ``alignment`` and ``magnitude_ratio`` rows of one setting."""
+    """Descriptive sentences (Elich et al. report no test here, nor does mtlens) from the ``alignment``
+    rows (``kind, median, fraction_negative``) and ``magnitude_ratio`` rows (``method, pair,
+    median_ratio, median_abs_log10``) of one setting."""
     sentences = []
-    for frame, what in ((alignment, "gradient cosines"), (ratios, "gradient magnitude ratios")):
-        medians = [c for c in frame.columns if c.startswith("median")]
-        labels = [c for c in frame.columns if frame[c].dtype == object and c != "setting"]
-        for row in frame.to_dict("records"):
-            label = ", ".join(str(row[c]) for c in labels)
-            values = ", ".join(f"{c.replace('_', ' ')} {number(row[c], 2)}" for c in medians)
-            if values:
-                sentences.append(f"{what.capitalize()} ({label}): {values} (descriptive, no test).")
+    if {"kind", "median"} <= set(alignment.columns) and len(alignment):
+        parts = [
+            f"{row['kind']} {number(row['median'], 2)}"
+            + (f" ({row['fraction_negative']:.0%} negative)" if pd.notna(row.get("fraction_negative")) else "")
+            for row in alignment.to_dict("records")
+        ]
+        sentences.append(f"Median gradient cosines: {'; '.join(parts)} (descriptive, no test).")
+    if {"pair", "median_ratio"} <= set(ratios.columns):
+        for row in ratios.to_dict("records"):
+            method = f" with MTL ({row['method']})" if "method" in row else ""
+            spread = (
+                f", typically {number(row['median_abs_log10'], 2)} orders of magnitude apart"
+                if pd.notna(row.get("median_abs_log10"))
+                else ""
+            )
+            sentences.append(
+                f"The gradient magnitudes of tasks {row['pair']}{method} had a median ratio of "
+                f"{number(row['median_ratio'], 2)}{spread} (descriptive, no test)."
+            )
     return sentences
 
 
