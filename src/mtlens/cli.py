@@ -671,6 +671,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
         print(f"mtlens {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:  # Ctrl-C: one line (RunsInterrupted names the runs to resume), no traceback
+        print(f"mtlens {args.command}: {str(err) or 'interrupted; rerun the same command to go on'}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
