@@ -1,6 +1,6 @@
-"""Ctrl-C: ``mtlens study`` (in-process runs) and ``mtlens sweep --workers 2`` (worker processes; slow: two minutes on 2 cores) end with exit
-130 and one line naming the interrupted runs and saying that rerunning resumes them, without a traceback;
-the rerun finishes every run and leaves a store that checks clean."""
+"""Ctrl-C: ``mtlens study`` (in-process runs) and ``mtlens sweep --workers 2`` (worker processes; slow: two
+minutes on 2 cores) end with exit 130 and one line naming the interrupted runs and saying that rerunning
+resumes them, without a traceback; the rerun finishes every run and leaves a store that checks clean."""
 
 from __future__ import annotations
 
