@@ -213,11 +213,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             )
             print(result.power.drop(columns=["false_positives", "min_detectable"]).to_string(**table_format))
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        pd.concat(
+        from mtlens.store import atomic_write_text
+
+        comparisons = pd.concat(
             [result.comparisons.assign(kind="A/A"), result.detections.assign(kind="positive control")],
             ignore_index=True,
-        ).to_csv(args.out, index=False)
+        )
+        atomic_write_text(args.out, comparisons.to_csv(index=False))  # a kill leaves the previous file whole
         print(f"comparisons: {args.out}")
     return 0
 

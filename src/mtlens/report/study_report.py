@@ -42,7 +42,7 @@ from mtlens.report.methods import method_weights_section
 from mtlens.report.oddities import collapse_notes, loss_range_notes, step_zero_notes, tie_notes, with_notes
 from mtlens.report.probes import probes_section
 from mtlens.report.verdicts import QUESTIONS, answers
-from mtlens.store import RunStore
+from mtlens.store import RunStore, atomic_write_text
 
 GAP_MEASURES = ("val/loss", "val/error")
 
@@ -668,9 +668,7 @@ def write_report(
         sections += build(store, analysed, rows, out_dir)
     sections.insert(0, answers_section(report_tables(sections, out_dir), alpha))
     path = out_dir / "report.html"
-    path.write_text(
-        render_html(sections, f"mtlens report — {', '.join(sorted(index['setting'].unique()))}"), encoding="utf-8"
-    )
+    atomic_write_text(path, render_html(sections, f"mtlens report — {', '.join(sorted(index['setting'].unique()))}"))
     if formats:
         export_figures(out_dir, sections, formats)
     if "pdf" in formats:

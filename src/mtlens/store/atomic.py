@@ -52,5 +52,15 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, sort_keys=True)))
 
 
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Atomically write ``text`` (UTF-8) to ``path``: every output file (reports, tables, figures, CSVs)."""
+    atomic_write(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Atomically write ``data`` to ``path``."""
+    atomic_write(Path(path), lambda tmp: tmp.write_bytes(data))
+
+
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
