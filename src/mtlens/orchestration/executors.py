@@ -53,7 +53,7 @@ from mtlens.orchestration.packs import group_into_packs
 from mtlens.orchestration.study import cached_setting, mark_failed, train_one, train_pack_one
 from mtlens.plugins import load_plugins, requested_plugins
 from mtlens.settings import Setting
-from mtlens.store import RunStore
+from mtlens.store import RunState, RunStore
 from mtlens.training.config import RunConfig
 from mtlens.training.handle import clean_complete_run
 from mtlens.training.trainer import train_run
@@ -231,7 +231,7 @@ class Executor:
         message = f"worker lost {job.lost} times: " + "; ".join(job.errors)
         for config in job.configs:
             mark_failed(store, config, message)
-        return [{"run_id": c.run_id, "state": "failed", "message": message} for c in job.configs]
+        return [{"run_id": c.run_id, "state": RunState.FAILED, "message": message} for c in job.configs]
 
 
 @contextmanager

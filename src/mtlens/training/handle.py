@@ -45,7 +45,7 @@ from torch import Tensor
 
 from mtlens.errors import MtlensError
 from mtlens.store import RunLockedError, RunState, RunStore, atomic_write
-from mtlens.store.run_store import DONE_STATES, ROW_SCHEMA, file_digest
+from mtlens.store.run_store import DONE_STATES, ROW_SCHEMA
 from mtlens.tasks import Task
 
 CHECKPOINT_VERSION = 2
@@ -205,9 +205,10 @@ class RunHandle:
         for name in ("config.json", "tasks.json", "status.json"):
             if name in self.damaged:
                 store.remove_file(run_id, name)
-        store.write_config(run_id, self.config, ignore=self.ignore)
-        store.write_task_info(run_id, self.info)
-        self._digests = {name: file_digest(store.run_dir(run_id) / name) for name in ("config.json", "tasks.json")}
+        self._digests = {
+            "config.json": store.write_config(run_id, self.config, ignore=self.ignore),
+            "tasks.json": store.write_task_info(run_id, self.info),
+        }
         status = None if "status.json" in self.damaged else store.status(run_id)
         self._opened_status = dict(status or {})
         rest = set(self.damaged) - {"config.json", "tasks.json", "checkpoint.pt"}
