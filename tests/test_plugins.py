@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mtlens import RunStore, parse_config
+from mtlens import RunStore, parse_config, plugins
 from mtlens.cli import main
 from mtlens.orchestration.executors import LocalExecutor
 from mtlens.plugins import ENV_VAR, PluginError, load_plugins, requested_plugins
@@ -54,6 +54,9 @@ def plugin_dir(tmp_path, monkeypatch, request):
     directory = tmp_path / "plugins"
     directory.mkdir()
     monkeypatch.setattr(sys, "path", list(sys.path))
+    # What this test loads by --plugin is forgotten afterwards, or every later executor's workers would
+    # try to load it (from a directory that is gone from sys.path).
+    monkeypatch.setattr(plugins, "_REQUESTED", [])
     monkeypatch.delenv(ENV_VAR, raising=False)
     before_settings, before_modules = set(SETTINGS.names()), set(sys.modules)
 
