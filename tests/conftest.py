@@ -74,6 +74,7 @@ INTEGRATION_MODULES = frozenset(
         "test_unfinished_runs",
         "test_calibration",
         "test_packs",
+        "test_notebook",
     }
 )
 
