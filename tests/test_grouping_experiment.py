@@ -121,6 +121,8 @@ def test_grouping_experiment_end_to_end_on_three_tasks(tmp_path, three_tasks):
     assert {"p_adjusted", "verdict", "delta_low", "delta_high"} <= set(transfer.columns)
     affinities = affinity_table(manifest, rows, transfer)
     assert affinities[["tag", "cosine", "early_gap", "transfer_pct"]].notna().all().all()
+    without_all = affinity_table(manifest[manifest["role"] != "all"], rows, transfer)  # all-task run unfinished
+    assert without_all[["tag", "cosine"]].isna().all().all() and without_all["early_gap"].notna().all()
     # cosine is symmetric, tag is not
     cos = affinities.set_index(["source", "target"])["cosine"]
     assert cos[("even", "ge5")] == pytest.approx(cos[("ge5", "even")])

@@ -160,8 +160,10 @@ def affinity_table(
         cosine[["source", "target"]] = cosine["task"].str.split("|", n=1, expand=True, regex=False)
         cosine = pd.concat([cosine, cosine.rename(columns={"source": "target", "target": "source"})])
     for name, frame in (("tag", tag), ("cosine", cosine)):
-        columns = frame[["source", "target", "value"]] if len(frame) else pd.DataFrame(columns=["source", "target"])
-        table = table.merge(columns.rename(columns={"value": name}), on=["source", "target"], how="left")
+        if len(frame):
+            table = table.merge(frame[["source", "target", "value"]].rename(columns={"value": name}), how="left")
+        else:
+            table[name] = np.nan
     table = table.merge(_early_gap(manifest, rows, early_fraction), on=["source", "target"], how="left")
     return table[["source", "target", *PREDICTORS, "transfer_pct"]]
 
