@@ -39,6 +39,7 @@ from mtlens.report.correlations import correlation_section, optimization_section
 from mtlens.report.figures import gap_figure, training_curves_figure
 from mtlens.report.methods import method_weights_section
 from mtlens.report.probes import probes_section
+from mtlens.report.recorded import note_unrecorded, read_rows
 from mtlens.store import RunStore
 
 GAP_MEASURES = ("val/loss", "val/error")
@@ -457,6 +458,17 @@ def write_report(
     if index.empty:
         raise MtlensError(f"no runs in {store.root} match {selection}")
     analysed, left_out = analysed_runs(index, include_unfinished)
+    rows, unreadable = read_rows(store, analysed["run_id"].tolist())
+    if unreadable:  # damage the index's cheap checks did not see: left out like any damaged run
+        damaged = index["run_id"].isin(unreadable)
+        index = index.assign(
+            state=index["state"].where(~damaged, "damaged"),
+            message=index["message"].where(~damaged, index["run_id"].map(unreadable)),
+        )
+        analysed, left_out = analysed_runs(index, include_unfinished)
+        if log:
+            for run_id, message in unreadable.items():
+                log(f"report: left out run {run_id}: {message}")
     if analysed.empty:
         raise MtlensError(
             f"no finished runs in {store.root} match {selection}; left out: "
@@ -474,7 +486,6 @@ def write_report(
             + ", ".join(f"{r.run_id} ({r.state})" for r in unfinished.itertuples())
         )
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = store.trajectories(analysed["run_id"].tolist())
     rows = rows.astype({c: object for c in rows.columns if pd.api.types.is_string_dtype(rows[c])})
     data = ReportData(*by_configuration(analysed, rows, store.task_info()), alpha=alpha)
     gap, gaps = gap_section(data.rows, out_dir, alpha)
@@ -492,6 +503,7 @@ def write_report(
     ]
     for build in (*DEFAULT_SECTIONS, *extra_sections):
         sections += build(store, analysed, rows, out_dir)
+    sections = note_unrecorded(sections, data.rows, data.task_info)
     path = out_dir / "report.html"
     path.write_text(
         render_html(sections, f"mtlens report — {', '.join(sorted(index['setting'].unique()))}"), encoding="utf-8"
