@@ -8,6 +8,7 @@ import json
 import math
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import torch
 import torch.nn.functional as F
@@ -94,6 +95,39 @@ def test_inputs_missing_for_some_tasks_are_named_above_the_results(tmp_path, cap
     assert "Not recorded, so left out of this section: test/error of toy: b." in html
     transfer = pd.read_csv(tmp_path / "report" / "tables" / "transfer.csv")
     assert list(transfer["task"]) == ["a"]
+
+
+def drop_quantity(path):
+    pq.write_table(pq.read_table(path).drop(["quantity"]), path)
+
+
+def flip_a_byte(path):
+    """A file of the right size, footer and schema (what the index checks), one byte of its data changed."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    "damage, problem",
+    [(drop_quantity, "columns ['quantity'] are missing"), (flip_a_byte, "digest differs")],
+    ids=["missing-column", "flipped-byte"],
+)
+def test_a_damaged_trajectory_is_left_out_naming_the_run_and_file(tmp_path, capsys, damage, problem):
+    store = RunStore(tmp_path / "store")
+    record_runs(store, {"lr": 0.01})
+    runs = store.runs()
+    damaged = runs[(runs["mode"] == "mtl") & (runs["seed"] == 2)]["run_id"].iloc[0]
+    damage(store.run_dir(damaged) / "trajectory.parquet")
+    code, html, err = report(store, tmp_path / "report", capsys)
+    assert code == 0, err
+    line = next(line for line in err.splitlines() if line.startswith(f"report: left out run {damaged}: "))
+    assert "trajectory.parquet" in line and problem in line
+    left_out = pd.read_csv(tmp_path / "report" / "tables" / "left_out_runs.csv")
+    assert list(left_out["run_id"]) == [damaged] and list(left_out["state"]) == ["damaged"]
+    assert "trajectory.parquet" in left_out["message"].iloc[0] and damaged in html
+    transfer = pd.read_csv(tmp_path / "report" / "tables" / "transfer.csv")
+    assert set(transfer["n_mtl"]) == {2}  # the other two MTL seeds are analysed
 
 
 class Towers(nn.Module):
