@@ -79,6 +79,7 @@ def test_a_section_without_its_inputs_says_what_it_needs_and_the_report_goes_on(
     record_runs(store, {"lr": 0.01}, splits=("train", "val"))  # no test split
     code, html, err = report(store, tmp_path / "report", capsys)
     assert code == 0, err
+    assert "these runs do not record their optimizer" in html  # no 'optimizer' among the hyperparameters
     needs = "this section needs test/error rows of each task, which no analysed run recorded"
     transfer = html[html.index('<section id="transfer">') :]
     assert needs in transfer[: transfer.index("</section>")]

@@ -166,13 +166,14 @@ def alignment_section(rows: pd.DataFrame, out_dir: Path) -> Section:
 def optimizer_section(index: pd.DataFrame, rows: pd.DataFrame, store: RunStore, out_dir: Path) -> Section:
     title, anchor = "Adam vs SGD", "optimizers"
     if not optimizers_compared(index):
-        used = ", ".join(sorted(index["optimizer"].astype(str).unique())) if "optimizer" in index else "unknown"
+        recorded = index["optimizer"].dropna() if "optimizer" in index else pd.Series(dtype=object)
+        used = (
+            f"these runs all use {', '.join(sorted(recorded.astype(str).unique()))}"
+            if len(recorded)
+            else "these runs do not record their optimizer (a loop of your own: the hyperparameter 'optimizer')"
+        )
         return Section(
-            title,
-            not_available(
-                f"needs runs that differ in optimizer (e.g. runs with optimizer sgd); these runs all use {used}"
-            ),
-            anchor,
+            title, not_available(f"needs runs that differ in optimizer (e.g. runs with optimizer sgd); {used}"), anchor
         )
     table = optimizer_comparison(index, rows, store.task_info())
     if table.empty:
