@@ -54,9 +54,7 @@ def plugin_dir(tmp_path, monkeypatch, request):
     directory = tmp_path / "plugins"
     directory.mkdir()
     monkeypatch.setattr(sys, "path", list(sys.path))
-    # What this test loads by --plugin is forgotten afterwards, or every later executor's workers would
-    # try to load it (from a directory that is gone from sys.path).
-    monkeypatch.setattr(plugins, "_REQUESTED", [])
+    monkeypatch.setattr(plugins, "_REQUESTED", [])  # what workers are told to load: this test's plugins only
     monkeypatch.delenv(ENV_VAR, raising=False)
     before_settings, before_modules = set(SETTINGS.names()), set(sys.modules)
 
@@ -166,6 +164,7 @@ def install_plugin_package(tmp_path: Path) -> Path:
 # One fresh process runs the commands (one import of torch for all three): each must exit 0.
 COMMANDS = """
 import json, sys
+from mtlens import plugins
 from mtlens.cli import main
 for argv in json.loads(sys.argv[1]):
     print("$ mtlens", *argv, flush=True)

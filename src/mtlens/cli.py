@@ -456,7 +456,14 @@ def _add_run_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="mtlens", description=__doc__)
+    parser = _Parser(
+        prog="mtlens",
+        description="mtlens: single-task vs multi-task training studies, their optimization trajectories and "
+        "transfer statistics.\n\nEvery command checks its whole input before training or writing anything: a bad "
+        "flag, config key, file or unknown name exits with status 2 and one line on stderr naming it and the valid "
+        "choices.\nRun mtlens COMMAND --help for a command's flags.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     study = sub.add_parser("study", help="train STL per task and MTL per method over seeds, then report")

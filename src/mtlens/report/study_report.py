@@ -41,6 +41,7 @@ from mtlens.report.figures import gap_figure, training_curves_figure
 from mtlens.report.methods import method_weights_section
 from mtlens.report.oddities import collapse_notes, loss_range_notes, step_zero_notes, tie_notes, with_notes
 from mtlens.report.probes import probes_section
+from mtlens.report.recorded import note_unrecorded, read_rows
 from mtlens.report.verdicts import QUESTIONS, answers
 from mtlens.store import RunStore
 
@@ -117,18 +118,27 @@ def selected_runs(
     include_unfinished: bool = False,
 ) -> RunSelection:
     """The runs of ``store`` selected by :func:`select_runs` and :func:`analysed_runs`, and the rows of the
-    analysed ones; :class:`MtlensError` when no run matches or none of those may be analysed."""
+    analysed ones; :class:`MtlensError` when no run matches or none of those may be analysed.  A run whose
+    trajectory cannot be read (:func:`~mtlens.report.recorded.read_rows`) is left out as ``damaged``, its
+    ``message`` naming the file and the problem."""
     selection = f"settings={list(settings)} methods={list(methods)}{f' where={where}' if where else ''}"
     index = select_runs(store, settings, methods, where)
     if index.empty:
         raise MtlensError(f"no runs in {store.root} match {selection}")
     analysed, left_out = analysed_runs(index, include_unfinished)
+    rows, unreadable = read_rows(store, analysed["run_id"].tolist())
+    if unreadable:  # damage the index's cheap checks did not see: left out like any damaged run
+        damaged = index["run_id"].isin(unreadable)
+        index = index.assign(
+            state=index["state"].where(~damaged, "damaged"),
+            message=index["message"].where(~damaged, index["run_id"].map(unreadable)),
+        )
+        analysed, left_out = analysed_runs(index, include_unfinished)
     if analysed.empty:
         raise MtlensError(
             f"no finished runs in {store.root} match {selection}; left out: "
             + ", ".join(f"{r.run_id} ({r.state})" for r in left_out.itertuples())
         )
-    rows = store.trajectories(analysed["run_id"].tolist())
     rows = rows.astype({c: object for c in rows.columns if pd.api.types.is_string_dtype(rows[c])})
     return RunSelection(index, analysed, left_out, rows)
 
@@ -644,6 +654,8 @@ def write_report(
             f"report: left out {len(left_out)} runs that are not finished: "
             + ", ".join(f"{r.run_id} ({r.state})" for r in left_out.itertuples())
         )
+        for row in left_out[left_out["state"] == "damaged"].itertuples():
+            log(f"report: left out run {row.run_id}: {row.message}")
     if log and len(unfinished):
         log(
             f"report: includes {len(unfinished)} unfinished runs (--include-unfinished): "
@@ -666,6 +678,7 @@ def write_report(
     ]
     for build in (*DEFAULT_SECTIONS, *extra_sections):
         sections += build(store, analysed, rows, out_dir)
+    sections = note_unrecorded(sections, data.rows, data.task_info)
     sections.insert(0, answers_section(report_tables(sections, out_dir), alpha))
     path = out_dir / "report.html"
     path.write_text(
