@@ -74,6 +74,7 @@ INTEGRATION_MODULES = frozenset(
         "test_calibration",
         "test_packs",
         "test_notebook",
+        "test_examples",
     }
 )
 
