@@ -34,11 +34,14 @@ from mtlens.errors import ConfigError, MtlensError
 from mtlens.experiments import experiment_sections
 from mtlens.render import RUN_KEYS, Figure, Section, by_configuration, per_setting, slug, table_html
 from mtlens.render.charts import STATIC_FORMATS, export_static, mean_band, vega_bundle
+from mtlens.render.pdf import find_chromium, print_pdf
 from mtlens.report.alignment import elich_sections
 from mtlens.report.correlations import correlation_section, optimization_section
 from mtlens.report.figures import gap_figure, training_curves_figure
 from mtlens.report.methods import method_weights_section
+from mtlens.report.oddities import collapse_notes, loss_range_notes, step_zero_notes, tie_notes, with_notes
 from mtlens.report.probes import probes_section
+from mtlens.report.verdicts import QUESTIONS, answers
 from mtlens.store import RunStore
 
 GAP_MEASURES = ("val/loss", "val/error")
@@ -276,12 +279,45 @@ def mismatched_recorded_runs(index: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-def transfer_section(table: pd.DataFrame, out_dir: Path, alpha: float) -> Section:
-    """The transfer table (:func:`~mtlens.analysis.transfer.transfer_table` at FDR ``alpha``) and delta_m."""
+TRANSFER_COLUMNS = ("setting", "task", "method", "stl_mean", "mtl_mean", "delta", "p_adjusted", "verdict", "note")
+"""The transfer table's columns a reader needs (the others are one click away)."""
+
+GAP_COLUMNS = (
+    "setting",
+    "method",
+    "task",
+    "measure",
+    "direction",
+    "onset_epoch_mtl",
+    "final_gap",
+    "p_persistent_adjusted",
+    "note",
+)
+"""The gap table's columns a reader needs (the others are one click away)."""
+
+
+def noted_transfer(data: ReportData) -> pd.DataFrame:
+    """The transfer table of ``data`` with a ``note`` per row where the data is odd
+    (:mod:`mtlens.report.oddities`: checkpoint selected at step 0, a selection tie, collapsed weights)."""
+    return with_notes(
+        data.transfer,
+        [
+            step_zero_notes(data.selected),
+            tie_notes(data.rows, data.selected, data.task_info),
+            collapse_notes(data.rows),
+        ],
+    )
+
+
+def transfer_section(data: ReportData, out_dir: Path, alpha: float) -> Section:
+    """The transfer table (:func:`~mtlens.analysis.transfer.transfer_table` at FDR ``alpha``) with a note
+    per row where the data is odd (:func:`noted_transfer`), and delta_m."""
+    table = data.transfer
     if table.empty:
         return Section("Transfer", "<p>No task has both STL and MTL runs yet.</p>", "transfer")
+    shown = noted_transfer(data)
     body = table_html(
-        table,
+        shown,
         out_dir,
         "transfer",
         f"Test performance at the validation-selected checkpoint, mean and std over the seeds the test used. "
@@ -291,7 +327,8 @@ def transfer_section(table: pd.DataFrame, out_dir: Path, alpha: float) -> Sectio
         f"or d; p_value: exact sign-flip t test (paired); p_adjusted: Benjamini–Hochberg over this table; "
         f"min_p: the smallest p-value the seeds allow (2/2^n paired: 3 seeds cannot go below 0.25); "
         f"min_detectable: the difference detected with 80% power; verdict only where p_adjusted ≤ {alpha:g}. "
-        f"relative_pct > 0 means MTL is better. See docs/statistics.md.",
+        f"relative_pct > 0 means MTL is better; note: oddities in the data behind the row. See docs/statistics.md.",
+        short=TRANSFER_COLUMNS,
     )
     body += table_html(
         delta_m(table), out_dir, "delta_m", "delta_m: mean relative improvement of MTL over STL across tasks (%)."
@@ -303,10 +340,16 @@ def transfer_section(table: pd.DataFrame, out_dir: Path, alpha: float) -> Sectio
 class GapAnalysis:
     """The gap table (one :func:`~mtlens.analysis.gap.gap_family` row per (setting, method, task, measure),
     BH at the report's FDR; empty when no task has both STL and MTL trajectories) and the
-    :class:`~mtlens.analysis.gap.GapResult` of each row (``results[i]`` is row ``i``)."""
+    :class:`~mtlens.analysis.gap.GapResult` of each row (``results[i]`` is row ``i``), and the notes on
+    runs that limit a comparison's common training-loss range (:func:`~mtlens.report.oddities.loss_range_notes`)."""
 
     table: pd.DataFrame
     results: list[GapResult]
+    notes: pd.DataFrame
+
+    def noted_table(self) -> pd.DataFrame:
+        """:attr:`table` with a ``note`` per row naming the runs that limit its common training-loss range."""
+        return with_notes(self.table, [self.notes])
 
 
 def gap_analysis(rows: pd.DataFrame, alpha: float) -> GapAnalysis:
@@ -323,11 +366,11 @@ def gap_analysis(rows: pd.DataFrame, alpha: float) -> GapAnalysis:
                     keys.append((setting, method))
                     results.append(result)
     if not results:
-        return GapAnalysis(pd.DataFrame(), [])
+        return GapAnalysis(pd.DataFrame(), [], pd.DataFrame())
     results, table = gap_family(results, alpha)
     table.insert(0, "setting", [k[0] for k in keys])
     table.insert(1, "method", [k[1] for k in keys])
-    return GapAnalysis(table, results)
+    return GapAnalysis(table, results, loss_range_notes(checkpoints))
 
 
 def gap_figures(gap: GapAnalysis) -> Iterator[Figure]:
@@ -360,6 +403,7 @@ def gap_section(
     if gap.table.empty:
         return Section(title, "<p>No task has both STL and MTL trajectories.</p>", "gap"), pd.DataFrame()
     table, results = gap.table, gap.results
+    shown = gap.noted_table()
     level = float(table["band_level"].iloc[0])
     figures: dict[str, list[str]] = {}
     for figure in gap_figures(gap):
@@ -372,7 +416,7 @@ def gap_section(
             f"that can reach 5%): no onset can be shown there, whatever the curves look like.</p>"
         )
     body = note + table_html(
-        table,
+        shown,
         out_dir,
         "gap_onset",
         f"The generalization gap MTL − STL at equal training loss. design: paired (per-seed differences, exact "
@@ -383,6 +427,7 @@ def gap_section(
         f"onset: first level from which the simultaneous band excludes 0 to the end; final_*: the gap at the "
         f"lowest common training loss with its band, Cohen's d_z and the gap detectable with 80% power. "
         f"Negative gaps in loss/error mean MTL generalizes better. See docs/statistics.md.",
+        short=GAP_COLUMNS,
     )
     return Section(title, body + per_setting(figures, "gap figures"), "gap"), table
 
@@ -524,6 +569,40 @@ def study_summary(
     return table
 
 
+def report_tables(sections: Sequence[Section], out_dir: Path) -> dict[str, pd.DataFrame]:
+    """The CSV tables that ``sections`` show (``data-table`` names of :func:`~mtlens.render.table_html`),
+    read back from ``out_dir/tables``: what the report's sentences are written from (never a stale
+    table of an earlier report in the same folder)."""
+    names = dict.fromkeys(name for s in sections for name in re.findall(r'data-table="([^"]+)"', s.body))
+    return {name: pd.read_csv(out_dir / "tables" / f"{html.unescape(name)}.csv") for name in names}
+
+
+def answers_section(tables: dict[str, pd.DataFrame], alpha: float) -> Section:
+    """The answers in words (:func:`~mtlens.report.verdicts.answers` of the report's ``tables``): per
+    setting, one paragraph per question, each sentence no stronger than the test behind it."""
+    paragraphs = answers(tables, alpha)
+    if not paragraphs:
+        return Section("Answers", "<p>No setting has both STL and MTL runs yet: see the overview.</p>", "answers")
+    body = "".join(
+        f'<div class="answers" data-setting="{html.escape(setting)}"><h3>{html.escape(setting)}</h3>'
+        + "".join(
+            f'<p class="answer" data-question="{key}"><b>{html.escape(QUESTIONS[key])}</b> '
+            + " ".join(f'<span class="sentence">{html.escape(s)}</span>' for s in sentences)
+            + "</p>"
+            for key, sentences in by_question.items()
+        )
+        + "</div>"
+        for setting, by_question in paragraphs.items()
+    )
+    note = (
+        f'<p class="caption">Written from the tables below (Benjamini–Hochberg FDR {alpha:g} per table; '
+        f'intervals are {1 - alpha:.0%} permutation intervals; "could not be shown" is not evidence of no effect: '
+        "the "
+        "detectable difference says how large an effect the seeds could have missed).</p>"
+    )
+    return Section("Answers", note + body, "answers")
+
+
 def write_report(
     store: RunStore,
     out_dir: str | Path,
@@ -538,7 +617,8 @@ def write_report(
 ) -> Path:
     """Write ``out_dir/report.html`` (self-contained, interactive figures), ``tables/`` (CSV) and
     ``figures/`` (each figure's Vega-Lite spec, plus static copies in ``formats``, e.g. ``("png",
-    "pdf")``); return the HTML path.
+    "pdf")``; with ``pdf`` also the whole report as ``out_dir/report.pdf``, printed by headless Chromium,
+    :mod:`mtlens.render.pdf`); return the HTML path.
 
     Only the runs :func:`analysed_runs` keeps enter any section; the overview names the others, and so
     does a line to ``log`` (e.g. stderr), as well as the unfinished runs analysed with ``include_unfinished``.
@@ -548,6 +628,8 @@ def write_report(
         raise ConfigError(
             f"--formats: unknown figure format(s) {', '.join(unknown)}; valid: {', '.join(STATIC_FORMATS)}"
         )
+    if "pdf" in formats:
+        find_chromium()  # before anything is written
     out_dir = Path(out_dir)
     selected = selected_runs(store, settings, methods, where, include_unfinished)
     index, analysed, left_out, unfinished, rows = (
@@ -573,7 +655,7 @@ def write_report(
     sections = [
         summary_section(data.transfer, gaps, data.rows, data.optimization, out_dir),
         overview_section(index, data.rows, out_dir, analysed["run_id"].tolist()),
-        transfer_section(data.transfer, out_dir, alpha),
+        transfer_section(data, out_dir, alpha),
         gap,
         training_section(data.rows, out_dir),
     ]
@@ -584,12 +666,15 @@ def write_report(
     ]
     for build in (*DEFAULT_SECTIONS, *extra_sections):
         sections += build(store, analysed, rows, out_dir)
+    sections.insert(0, answers_section(report_tables(sections, out_dir), alpha))
     path = out_dir / "report.html"
     path.write_text(
         render_html(sections, f"mtlens report — {', '.join(sorted(index['setting'].unique()))}"), encoding="utf-8"
     )
     if formats:
         export_figures(out_dir, sections, formats)
+    if "pdf" in formats:
+        print_pdf(path, out_dir / "report.pdf")
     return path
 
 
@@ -604,19 +689,29 @@ def export_figures(out_dir: Path, sections: Sequence[Section], formats: Sequence
 
 
 CSS = """
-body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:1em auto;padding:0 1em;color:#222}
+h1{font-size:1.4em;margin:.3em 0}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
+h3{font-size:1.05em;margin:.6em 0 .2em}.generated{font-size:.8em;color:#555;margin:.2em 0}
 table.table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
-table.table td,table.table th{border:1px solid #ddd;padding:.25em .5em;text-align:right;max-width:24em;
-overflow-wrap:anywhere}
+table.table td,table.table th{border:1px solid #ddd;padding:.25em .5em;text-align:right}
+table.table td{white-space:nowrap}
+table.table th{overflow-wrap:normal;word-break:normal;hyphens:none;vertical-align:bottom}
+table.table th[title]{cursor:help;text-decoration:underline dotted}
 .table-wrap{overflow-x:auto;max-width:100%;max-height:32em;overflow-y:auto}
 .table-wrap thead th{position:sticky;top:0;background:#f6f6f6}
+.table-wrap:not(.all) .more{display:none}.more-toggle{font-size:.8em;margin:.2em 0;cursor:pointer}
+.answer{margin:.25em 0 .5em}.answers{border-left:3px solid #1f77b4;padding-left:.8em;margin:.4em 0}
 figure{margin:1.5em 0;max-width:100%}.chart{overflow-x:auto;max-width:100%}
 figcaption,.caption{font-size:.85em;color:#555}
 details.setting{border:1px solid #ddd;border-radius:4px;padding:.3em .8em;margin:.6em 0}
 details.setting>summary{cursor:pointer;font-weight:600}
-nav a{margin-right:1em;white-space:nowrap}nav{line-height:1.8}
+nav a{margin-right:1em;white-space:nowrap}nav{line-height:1.6;font-size:.9em}
+@media print{body{max-width:none;margin:0}nav,.more-toggle{display:none}
+.table-wrap{max-height:none;overflow:visible}.table-wrap thead th{position:static}
+figure,tr,.answer{break-inside:avoid}h2,h3{break-after:avoid}.chart{overflow:visible}}
 """
+"""The page's style: cells never wrap (a wide table scrolls in its box), headers wrap between words
+only, hidden "more" columns until the table's toggle; for print, no scroll boxes or navigation."""
 
 
 PAGE_SCRIPT = """(function(){
@@ -632,18 +727,27 @@ var spec=JSON.parse(el.nextElementSibling.textContent);
 vegaEmbed(el,spec,{renderer:'svg',actions:{export:true,source:false,compiled:false,editor:false}})
 .then(function(){el.setAttribute('data-state','rendered');settle();})
 .catch(function(e){el.setAttribute('data-state','error');errors++;console.error(e);settle();});}
-if(all){document.querySelectorAll('details').forEach(function(d){d.open=true;});
-if(!charts.length){finish();}charts.forEach(render);return;}
+var closed=[];
+function openAll(){document.querySelectorAll('details:not([open])').forEach(function(d){closed.push(d);d.open=true;});
+charts.forEach(render);}
+window.addEventListener('beforeprint',openAll);
+window.addEventListener('afterprint',function(){closed.forEach(function(d){d.open=false;});closed=[];});
+if(all){openAll();if(!charts.length){finish();}return;}
 if(!('IntersectionObserver' in window)){charts.forEach(render);return;}
 var seen=new IntersectionObserver(function(entries){entries.forEach(function(e){
 if(e.isIntersecting){seen.unobserve(e.target);render(e.target);}});},{rootMargin:'800px'});
-charts.forEach(function(c){seen.observe(c);});})();"""
-"""Renders each figure's spec with Vega-Embed when it comes near the viewport (figures in closed
-``<details>`` wait until opened), so that a report of many figures opens at once.  With
-``?render=all`` in the URL (browser checks) it opens every ``<details>``, renders every figure and
-then marks ``<body>`` with ``data-charts``, ``data-chart-errors``, ``data-js-errors`` (uncaught errors and
-``console.error`` calls, counted by :data:`ERROR_COUNTER`) and ``data-overflow`` (whether the page is
-wider than the window)."""
+charts.forEach(function(c){seen.observe(c);});
+var idle=window.requestIdleCallback||function(f){return setTimeout(f,50);},next=0;
+function background(){while(next<charts.length&&charts[next].getAttribute('data-state')){next++;}
+if(next<charts.length){render(charts[next]);idle(background);}}
+window.addEventListener('load',function(){idle(background);});})();"""
+"""Renders each figure's spec with Vega-Embed when it comes near the viewport, then the others one by
+one while the browser is idle, so that a report of many figures opens at once and every figure is
+drawn by the time it is printed (printing also opens every ``<details>`` and renders what is left;
+closed again after printing).  With ``?render=all`` in the URL (browser checks, print to PDF) it opens
+every ``<details>``, renders every figure at once and then marks ``<body>`` with ``data-charts``,
+``data-chart-errors``, ``data-js-errors`` (uncaught errors and ``console.error`` calls, counted by
+:data:`ERROR_COUNTER`) and ``data-overflow`` (whether the page is wider than the window)."""
 
 ERROR_COUNTER = """window.mtlensErrors=0;window.addEventListener('error',function(){window.mtlensErrors++;});
 window.addEventListener('unhandledrejection',function(){window.mtlensErrors++;});
@@ -667,8 +771,10 @@ def render_html(sections: Sequence[Section], title: str) -> str:
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<meta name='viewport' content='width=device-width,initial-scale=1'><title>{html.escape(title)}</title>"
         f"<style>{CSS}</style><script>{ERROR_COUNTER}</script><script>{vega_bundle()}</script></head>"
-        f"<body><h1>{html.escape(title)}</h1>"
-        f"<p>Generated {generated}. Figures: hover for values, click a legend entry to show only that series "
-        f"(shift-click for several), scroll to zoom, drag to pan, double-click to reset.</p>"
-        f"<nav>{nav}</nav>{body}<script>{PAGE_SCRIPT}</script></body></html>"
+        f"<body><h1>{html.escape(title)}</h1><nav>{nav}</nav>"
+        f"<p class='generated'>Generated {generated}. Figures: hover for values, click a legend entry to show only "
+        f"that series (shift-click for several), scroll to zoom, drag to pan, double-click to reset. Tables: hover "
+        f'a header for its definition; "all columns" shows the rest; every table is in tables/*.csv unrounded. '
+        f"Add <code>?render=all</code> to the address to draw every figure at once.</p>"
+        f"{body}<script>{PAGE_SCRIPT}</script></body></html>"
     )
