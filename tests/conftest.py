@@ -76,6 +76,7 @@ INTEGRATION_MODULES = frozenset(
         "test_packs",
         "test_notebook",
         "test_examples",
+        "test_export",
     }
 )
 

@@ -1,4 +1,4 @@
-"""The command line: ``mtlens study | sweep | calibrate | runs | report | settings | data``.
+"""The command line: ``mtlens study | sweep | calibrate | runs | report | export | settings | data``.
 
 Every command validates its whole input before training or writing anything; a bad flag, config
 key, file or unknown name exits with status 2 and one line on stderr naming the flag, key or file
@@ -323,6 +323,31 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """``mtlens export --to mlflow``: every run of the store into a tracker (:mod:`mtlens.integrations.mlflow`);
+    1, naming them, if runs were skipped (damaged)."""
+    from mtlens.integrations.mlflow import export_mlflow
+    from mtlens.store import RunStore
+
+    store = RunStore(args.store)
+    if not store.run_ids():
+        raise MtlensError(f"no runs in {args.store}: nothing to export")
+    results = export_mlflow(
+        store, args.tracking_uri, args.experiment, log=None if args.quiet else lambda line: print(line, file=sys.stderr)
+    )
+    actions: dict[str, int] = {}
+    for result in results:
+        actions[result.action] = actions.get(result.action, 0) + 1
+    print(
+        f"exported {len(results)} runs to mlflow experiment {args.experiment!r}: "
+        + ", ".join(f"{n} {action}" for action, n in sorted(actions.items()))
+    )
+    skipped = [r for r in results if r.action == "skipped"]
+    for result in skipped:
+        print(f"mtlens export: {result.run_id} not exported: {result.message}", file=sys.stderr)
+    return 1 if skipped else 0
+
+
 def cmd_settings(args: argparse.Namespace) -> int:
     from mtlens.settings import available_settings, setting_factory, setting_options
 
@@ -613,6 +638,22 @@ def build_parser() -> argparse.ArgumentParser:
         "(comma-separated: png, pdf, svg), rendered offline from the same Vega-Lite specs",
     )
     report.set_defaults(func=cmd_report)
+
+    export = sub.add_parser("export", help="export every run (config, state, metrics, probe curves) to a tracker")
+    export.add_argument("--store", default=DEFAULT_STORE, type=_directory(writable=False))
+    export.add_argument(
+        "--to", required=True, choices=["mlflow"], help="the tracker (mlflow: pip install 'mtlens[mlflow]')"
+    )
+    export.add_argument(
+        "--tracking-uri",
+        help="where the tracker keeps runs: sqlite:///PATH/mlflow.db (a local file, no server) or http://HOST:PORT "
+        "(a running mlflow server); default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here",
+    )
+    export.add_argument(
+        "--experiment", default="mtlens", help="the MLflow experiment (default mtlens; created if missing)"
+    )
+    export.add_argument("--quiet", action="store_true", help="no line per run")
+    export.set_defaults(func=cmd_export)
 
     settings = sub.add_parser("settings", help="list the registered settings and their options")
     settings.set_defaults(func=cmd_settings)

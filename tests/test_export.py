@@ -1,0 +1,134 @@
+"""`mtlens export --to mlflow` against a real MLflow client and a real local tracking store (sqlite file): every
+run, parameter, state and metric series (probe curves included) of a tiny study reads back through
+``MlflowClient``; a second export duplicates nothing; a changed state updates the run; a damaged run is
+skipped, named, and makes the command exit 1."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from mtlens import Recorder, RunStore
+from mtlens.cli import main
+from mtlens.integrations.mlflow import RUN_ID_TAG, metric_key
+
+
+@pytest.fixture(scope="module")
+def study_store(tmp_path_factory) -> RunStore:
+    """A demo-like tiny study: 2 seeds, STL per task and MTL (sum), with probes (pair and per-run rows too)."""
+    root = tmp_path_factory.mktemp("export") / "store"
+    argv = ["study", "digits_pair", "--seeds", "2", "--epochs", "2", "--eval-every-steps", "4", "--store", str(root)]
+    argv += ["--option", "n_train=128", "--option", "n_val=64", "--option", "n_test=64", "--quiet"]
+    argv += ["--set", "probes=[coherence,conflict]", "--set", "probe_sample_size=32"]
+    assert main(argv) == 0
+    return RunStore(root)
+
+
+def mlflow_runs(client, experiment: str = "mtlens") -> dict[str, object]:
+    """The experiment's live MLflow runs by their mtlens run id."""
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    runs = client.search_runs([experiment_id], max_results=1000)
+    by_id = {run.data.tags[RUN_ID_TAG]: run for run in runs}
+    assert len(by_id) == len(runs), "an mtlens run was exported twice"
+    return by_id
+
+
+def test_export_to_mlflow_reads_back_every_run_param_and_series_and_is_idempotent(study_store, tmp_path, capsys):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    argv = ["export", "--to", "mlflow", "--store", str(study_store.root), "--tracking-uri", uri, "--quiet"]
+    assert main(argv) == 0
+    assert "6 created" in capsys.readouterr().out
+    client = MlflowClient(tracking_uri=uri)
+    exported = mlflow_runs(client)
+    index = study_store.runs().set_index("run_id")
+    assert set(exported) == set(index.index)
+    rows = study_store.trajectories()
+    assert {"probe/grad_coherence", "probe/conflict_cosine", "probe/update_norm"} <= set(rows["quantity"])
+    lengths = {}
+    for run_id, run in exported.items():
+        config = study_store.config(run_id)
+        expected = {
+            k: json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else str(v) for k, v in config.items()
+        }
+        assert run.data.params == expected, run_id
+        assert run.data.tags["mtlens.state"] == "finished" and run.info.status == "FINISHED"
+        assert run.data.tags["mtlens.mode"] == index.loc[run_id, "mode"] and run.info.run_name == run_id
+        own = rows[rows["run_id"] == run_id]
+        series = own.groupby(["quantity", "task", "step"])["value"].mean()
+        pairs = series.index.droplevel("step").unique()
+        assert set(run.data.metrics) == {metric_key(q, t) for q, t in pairs} | {"epoch"}  # one series each
+        for quantity, task in pairs:
+            history = client.get_metric_history(run.info.run_id, metric_key(quantity, task))
+            expected_series = series.loc[(quantity, task)]
+            assert [m.step for m in history] == sorted(expected_series.index), (run_id, quantity, task)
+            got = {m.step: m.value for m in history}
+            assert got == pytest.approx(expected_series.to_dict(), rel=1e-12, nan_ok=True), (run_id, quantity, task)
+            lengths[run.info.run_id, quantity, task] = len(history)
+        epochs = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "epoch")}
+        assert epochs == pytest.approx(own.groupby("step")["epoch"].first().to_dict())
+    assert any("|" in task for _, _, task in lengths) and any(task == "*" for _, _, task in lengths)
+
+    # again: nothing new, nothing duplicated
+    assert main(argv) == 0
+    assert "6 unchanged" in capsys.readouterr().out
+    again = mlflow_runs(client)
+    assert {r.info.run_id for r in again.values()} == {r.info.run_id for r in exported.values()}
+    for (mlflow_id, quantity, task), n in lengths.items():
+        assert len(client.get_metric_history(mlflow_id, metric_key(quantity, task))) == n
+
+
+def test_export_follows_a_recorded_run_while_it_trains(tmp_path, capsys):
+    """Exported while running (status RUNNING, the steps so far), then again when finished: the same MLflow run
+    gains the new steps and its final status, and nothing is logged twice."""
+    store = RunStore(tmp_path / "store")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    argv = ["export", "--to", "mlflow", "--store", str(store.root), "--tracking-uri", uri, "--quiet"]
+    client = MlflowClient(tracking_uri=uri)
+    with Recorder(store, "toy", ["a"], seed=0, steps_per_epoch=2, hyperparameters={"lr": 0.1}) as rec:
+        for step in (0, 1, 2):
+            rec.log(step, "val", {"a": {"loss": 1.0 / (step + 1), "error": 0.5}})
+        rec.flush()
+        assert main(argv) == 0
+        assert "1 created" in capsys.readouterr().out
+        (run,) = mlflow_runs(client).values()
+        assert run.info.status == "RUNNING" and run.data.tags["mtlens.state"] == "running"
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "val/loss/a")] == [0, 1, 2]
+        assert run.data.params["lr"] == "0.1"
+        rec.log(3, "val", {"a": {"loss": 0.2, "error": 0.25}})
+    assert main(argv) == 0
+    assert "1 updated" in capsys.readouterr().out
+    (again,) = mlflow_runs(client).values()
+    assert again.info.run_id == run.info.run_id and again.info.status == "FINISHED"
+    history = client.get_metric_history(run.info.run_id, "val/loss/a")
+    assert [(m.step, m.value) for m in history] == [(0, 1.0), (1, 0.5), (2, 1 / 3), (3, 0.2)]
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "epoch")] == [0, 0.5, 1, 1.5]
+
+
+def copy_of(store: RunStore, root) -> RunStore:
+    shutil.copytree(store.root, root)
+    return RunStore(root)
+
+
+def test_export_skips_a_damaged_run_names_it_and_exits_1(study_store, tmp_path, capsys):
+    copy = copy_of(study_store, tmp_path / "copy")
+    damaged = sorted(copy.run_ids())[0]
+    (copy.run_dir(damaged) / "status.json").write_text("{not json")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    argv = ["export", "--to", "mlflow", "--store", str(copy.root), "--tracking-uri", uri, "--experiment", "damaged"]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert f"{damaged} not exported" in captured.err and "status.json" in captured.err
+    assert "5 created, 1 skipped" in captured.out
+    client = MlflowClient(tracking_uri=uri)
+    assert set(mlflow_runs(client, "damaged")) == set(copy.run_ids()) - {damaged}
+
+
+def test_export_of_an_empty_store_is_an_error(tmp_path, capsys):
+    assert (
+        main(["export", "--to", "mlflow", "--store", str(tmp_path), "--tracking-uri", f"sqlite:///{tmp_path}/m.db"])
+        == 2
+    )
+    assert "nothing to export" in capsys.readouterr().err
