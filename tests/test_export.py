@@ -1,7 +1,8 @@
 """`mtlens export --to mlflow` against a real MLflow client and a real local tracking store (sqlite file): every
 run, parameter, state and metric series (probe curves included) of a tiny study reads back through
-``MlflowClient``; a second export duplicates nothing; a changed state updates the run; a damaged run is
-skipped, named, and makes the command exit 1."""
+``MlflowClient``; a second export duplicates nothing; a run exported while it trains gains its later steps
+and final status; a damaged run is skipped, named, and makes the command exit 1.  `--to tensorboard`: every
+series reads back through TensorBoard's ``EventAccumulator``, and a second export rewrites nothing."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import shutil
 
 import pytest
 from mlflow.tracking import MlflowClient
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mtlens import Recorder, RunStore
 from mtlens.cli import main
-from mtlens.integrations.mlflow import RUN_ID_TAG, metric_key
+from mtlens.integrations.mlflow import RUN_ID_TAG
+from mtlens.integrations.series import metric_key
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +135,31 @@ def test_export_of_an_empty_store_is_an_error(tmp_path, capsys):
         == 2
     )
     assert "nothing to export" in capsys.readouterr().err
+
+
+def test_export_to_tensorboard_reads_back_every_series_and_is_idempotent(study_store, tmp_path, capsys):
+    logdir = tmp_path / "tb"
+    argv = ["export", "--to", "tensorboard", "--store", str(study_store.root), "--logdir", str(logdir), "--quiet"]
+    assert main(argv) == 0
+    assert "6 created" in capsys.readouterr().out
+    rows = study_store.trajectories()
+    for run_id in study_store.run_ids():
+        events = EventAccumulator(str(logdir / run_id))
+        events.Reload()
+        own = rows[rows["run_id"] == run_id]
+        series = own.groupby(["quantity", "task", "step"])["value"].mean()
+        pairs = series.index.droplevel("step").unique()
+        assert set(events.Tags()["scalars"]) == {metric_key(q, t) for q, t in pairs} | {"epoch"}
+        for quantity, task in pairs:
+            got = {e.step: e.value for e in events.Scalars(metric_key(quantity, task))}
+            assert got == pytest.approx(series.loc[(quantity, task)].to_dict(), rel=1e-6, nan_ok=True)
+        assert {"config/text_summary", "status/text_summary"} <= set(events.Tags()["tensors"])
+    files = sorted(logdir.rglob("events.*"))
+    assert len(files) == 6
+    assert main(argv) == 0  # again: every run unchanged, not one event file added or rewritten
+    assert "6 unchanged" in capsys.readouterr().out
+    assert sorted(logdir.rglob("events.*")) == files
+    with pytest.raises(SystemExit):  # --logdir is required for tensorboard (argparse: one line, exit 2)
+        main(["export", "--to", "tensorboard", "--store", str(study_store.root), "--logdir"])
+    assert main(["export", "--to", "tensorboard", "--store", str(study_store.root)]) == 2
+    assert "--logdir: required with --to tensorboard" in capsys.readouterr().err

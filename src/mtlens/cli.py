@@ -324,24 +324,35 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """``mtlens export --to mlflow``: every run of the store into a tracker (:mod:`mtlens.integrations.mlflow`);
-    1, naming them, if runs were skipped (damaged)."""
-    from mtlens.integrations.mlflow import export_mlflow
+    """``mtlens export --to mlflow|tensorboard``: every run of the store into a tracker
+    (:mod:`mtlens.integrations.mlflow`, :mod:`mtlens.integrations.tensorboard`); 1, naming them, if runs were
+    skipped (damaged)."""
     from mtlens.store import RunStore
 
+    if args.to == "tensorboard" and not args.logdir:
+        raise ConfigError("--logdir: required with --to tensorboard (the directory `tensorboard --logdir` reads)")
+    if args.to == "mlflow" and args.logdir:
+        raise ConfigError("--logdir: only with --to tensorboard (MLflow's runs go to --tracking-uri)")
+    if args.to == "tensorboard" and args.tracking_uri:
+        raise ConfigError("--tracking-uri: only with --to mlflow (TensorBoard's runs go to --logdir)")
     store = RunStore(args.store)
     if not store.run_ids():
         raise MtlensError(f"no runs in {args.store}: nothing to export")
-    results = export_mlflow(
-        store, args.tracking_uri, args.experiment, log=None if args.quiet else lambda line: print(line, file=sys.stderr)
-    )
+    log = None if args.quiet else lambda line: print(line, file=sys.stderr)
+    if args.to == "mlflow":
+        from mtlens.integrations.mlflow import export_mlflow
+
+        results = export_mlflow(store, args.tracking_uri, args.experiment, log=log)
+        where = f"mlflow experiment {args.experiment!r}"
+    else:
+        from mtlens.integrations.tensorboard import export_tensorboard
+
+        results = export_tensorboard(store, args.logdir, log=log)
+        where = f"tensorboard logdir {args.logdir}"
     actions: dict[str, int] = {}
     for result in results:
         actions[result.action] = actions.get(result.action, 0) + 1
-    print(
-        f"exported {len(results)} runs to mlflow experiment {args.experiment!r}: "
-        + ", ".join(f"{n} {action}" for action, n in sorted(actions.items()))
-    )
+    print(f"exported {len(results)} runs to {where}: " + ", ".join(f"{n} {a}" for a, n in sorted(actions.items())))
     skipped = [r for r in results if r.action == "skipped"]
     for result in skipped:
         print(f"mtlens export: {result.run_id} not exported: {result.message}", file=sys.stderr)
@@ -642,7 +653,10 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="export every run (config, state, metrics, probe curves) to a tracker")
     export.add_argument("--store", default=DEFAULT_STORE, type=_directory(writable=False))
     export.add_argument(
-        "--to", required=True, choices=["mlflow"], help="the tracker (mlflow: pip install 'mtlens[mlflow]')"
+        "--to",
+        required=True,
+        choices=["mlflow", "tensorboard"],
+        help="the tracker (pip install 'mtlens[mlflow]' or 'mtlens[tensorboard]')",
     )
     export.add_argument(
         "--tracking-uri",
@@ -651,6 +665,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument(
         "--experiment", default="mtlens", help="the MLflow experiment (default mtlens; created if missing)"
+    )
+    export.add_argument(
+        "--logdir", type=_directory(writable=True), help="tensorboard: the directory to write one run directory per run"
     )
     export.add_argument("--quiet", action="store_true", help="no line per run")
     export.set_defaults(func=cmd_export)

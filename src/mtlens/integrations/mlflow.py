@@ -9,7 +9,7 @@ run id and tagged ``mtlens.run_id`` with it:
   ``mtlens.last_step``, ``mtlens.setting``, ``mtlens.mode``, ``mtlens.method``, ``mtlens.seed``,
   ``mtlens.tasks``; the MLflow run status follows the state (:data:`MLFLOW_STATUS`);
 - **metrics**: every trajectory row (metrics, losses, probe curves, method weights) as the series
-  :func:`metric_key` ``(quantity, task)`` over the training step, e.g. ``val/loss/a`` or
+  :func:`~mtlens.integrations.series.metric_key` ``(quantity, task)`` over the training step, e.g. ``val/loss/a`` or
   ``probe/conflict_cosine/a vs b``, plus the series ``epoch`` (the epoch of each recorded step).
 
 **Idempotent.**  A run already exported (found by its ``mtlens.run_id`` tag) is updated, never duplicated:
@@ -27,15 +27,12 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
-
 from mtlens.errors import DamagedStoreError, MtlensError
+from mtlens.integrations.series import Exported, metric_series
 from mtlens.store import RunStore
 
 RUN_ID_TAG = "mtlens.run_id"
@@ -58,27 +55,6 @@ MAX_PARAM_LENGTH = 6000
 """MLflow's longest parameter value; longer config values (rare: long lists) are cut, ending in ``...``."""
 
 
-def metric_key(quantity: str, task: str) -> str:
-    """The MLflow metric name of the series ``(quantity, task)``: ``<quantity>/<task>``, the task pair ``a|b``
-    written ``a vs b`` and the per-run task ``*`` written ``run`` (MLflow names allow letters, digits, ``_ - .
-    / `` and space; any other character becomes ``_``)."""
-    name = "run" if task == "*" else " vs ".join(task.split("|"))
-    return re.sub(r"[^\w\-./ ]", "_", f"{quantity}/{name}")
-
-
-def metric_series(rows: pd.DataFrame) -> dict[str, dict[int, float]]:
-    """``{metric key: {step: value}}`` of one run's trajectory ``rows`` (the mean of duplicate rows of a step,
-    as the report reads them) and the series ``epoch``."""
-    series: dict[str, dict[int, float]] = {}
-    if rows.empty:
-        return series
-    values = rows.groupby(["quantity", "task", "step"], sort=True)["value"].mean()
-    for (quantity, task, step), value in values.items():
-        series.setdefault(metric_key(str(quantity), str(task)), {})[int(step)] = float(value)
-    series["epoch"] = {int(s): float(e) for s, e in rows.groupby("step")["epoch"].first().items()}
-    return series
-
-
 def _param_text(value: Any) -> str:
     text = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list, tuple)) else str(value)
     return text if len(text) <= MAX_PARAM_LENGTH else text[: MAX_PARAM_LENGTH - 3] + "..."
@@ -86,19 +62,6 @@ def _param_text(value: Any) -> str:
 
 def _same(a: float, b: float) -> bool:
     return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0)
-
-
-@dataclass(frozen=True)
-class Exported:
-    """What :func:`export_mlflow` did to one mtlens run: ``action`` is ``created``, ``updated`` (new steps,
-    tags or status), ``unchanged``, ``recreated`` (values differed) or ``skipped`` (damaged: ``message``
-    says why); ``mlflow_run_id`` the MLflow run; ``metrics`` the values logged now."""
-
-    run_id: str
-    action: str
-    mlflow_run_id: str = ""
-    metrics: int = 0
-    message: str = ""
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -114,8 +77,8 @@ def export_mlflow(
     log: Callable[[str], None] | None = None,
 ) -> list[Exported]:
     """Export ``run_ids`` of ``store`` (default: every run) to the MLflow experiment ``experiment`` at
-    ``tracking_uri`` (see the module docstring); one :class:`Exported` per run.  Damaged runs are
-    skipped and reported (``action="skipped"``), never exported in part."""
+    ``tracking_uri`` (see the module docstring); one :class:`~mtlens.integrations.series.Exported` per run.
+    Damaged runs are skipped and reported (``action="skipped"``), never exported in part."""
     try:
         from mlflow.entities import Metric, Param, RunTag
         from mlflow.tracking import MlflowClient
