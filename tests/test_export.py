@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
+import time
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -108,6 +110,40 @@ def test_export_follows_a_recorded_run_while_it_trains(tmp_path, capsys):
     history = client.get_metric_history(run.info.run_id, "val/loss/a")
     assert [(m.step, m.value) for m in history] == [(0, 1.0), (1, 0.5), (2, 1 / 3), (3, 0.2)]
     assert [m.value for m in client.get_metric_history(run.info.run_id, "epoch")] == [0, 0.5, 1, 1.5]
+
+
+def test_export_follow_shows_a_recorded_run_live_and_ends_when_it_finishes(tmp_path, capsys):
+    """`export --follow` in the background while a loop records: the steps flushed so far reach MLflow while the
+    run is still open, the rest after it finishes, and the command then ends on its own."""
+    store = RunStore(tmp_path / "store")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    argv = ["export", "--to", "mlflow", "--store", str(store.root), "--tracking-uri", uri, "--follow", "0.2"]
+    argv.append("--quiet")
+    follower: threading.Thread | None = None
+    exit_codes: list[int] = []
+
+    def steps_in_mlflow() -> list[int]:
+        experiment = client.get_experiment_by_name("mtlens")
+        runs = client.search_runs([experiment.experiment_id]) if experiment else []
+        return [m.step for m in client.get_metric_history(runs[0].info.run_id, "val/loss/a")] if runs else []
+
+    with Recorder(store, "toy", ["a"], seed=0, steps_per_epoch=2) as rec:
+        for step in (0, 1, 2):
+            rec.log(step, "val", {"a": {"loss": 1.0 / (step + 1)}})
+        rec.flush()
+        follower = threading.Thread(target=lambda: exit_codes.append(main(argv)))
+        follower.start()
+        deadline = time.monotonic() + 120
+        while steps_in_mlflow() != [0, 1, 2]:  # live: in MLflow while the run is open
+            assert time.monotonic() < deadline and follower.is_alive(), "the flushed steps never reached MLflow"
+            time.sleep(0.2)
+        rec.log(3, "val", {"a": {"loss": 0.2}})
+    follower.join(timeout=120)
+    assert not follower.is_alive() and exit_codes == [0]
+    assert steps_in_mlflow() == [0, 1, 2, 3]
+    (run,) = mlflow_runs(client).values()
+    assert run.info.status == "FINISHED"
 
 
 def copy_of(store: RunStore, root) -> RunStore:

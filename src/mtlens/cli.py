@@ -14,6 +14,7 @@ import json
 import math
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -342,17 +343,27 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.to == "mlflow":
         from mtlens.integrations.mlflow import export_mlflow
 
-        results = export_mlflow(store, args.tracking_uri, args.experiment, log=log)
         where = f"mlflow experiment {args.experiment!r}"
+        export = lambda: export_mlflow(store, args.tracking_uri, args.experiment, log=log)  # noqa: E731
     else:
         from mtlens.integrations.tensorboard import export_tensorboard
 
-        results = export_tensorboard(store, args.logdir, log=log)
         where = f"tensorboard logdir {args.logdir}"
-    actions: dict[str, int] = {}
-    for result in results:
-        actions[result.action] = actions.get(result.action, 0) + 1
-    print(f"exported {len(results)} runs to {where}: " + ", ".join(f"{n} {a}" for a, n in sorted(actions.items())))
+        export = lambda: export_tensorboard(store, args.logdir, log=log)  # noqa: E731
+    idle = 0
+    while True:
+        results = export()
+        actions: dict[str, int] = {}
+        for result in results:
+            actions[result.action] = actions.get(result.action, 0) + 1
+        print(f"exported {len(results)} runs to {where}: " + ", ".join(f"{n} {a}" for a, n in sorted(actions.items())))
+        if args.follow is None:
+            break
+        # --follow: until no run has been running for two rounds in a row (a study between two runs has none)
+        idle = 0 if store.runs()["state"].isin(["running", "pending"]).any() else idle + 1
+        if idle >= 2:
+            break
+        time.sleep(args.follow)
     skipped = [r for r in results if r.action == "skipped"]
     for result in skipped:
         print(f"mtlens export: {result.run_id} not exported: {result.message}", file=sys.stderr)
@@ -668,6 +679,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument(
         "--logdir", type=_directory(writable=True), help="tensorboard: the directory to write one run directory per run"
+    )
+    export.add_argument(
+        "--follow",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="export again every SECONDS while runs are training (a live view of a study or a recorded loop; "
+        "each round adds the rows written since, at the runs' checkpoints), until no run is running",
     )
     export.add_argument("--quiet", action="store_true", help="no line per run")
     export.set_defaults(func=cmd_export)
