@@ -146,6 +146,30 @@ def test_export_follow_shows_a_recorded_run_live_and_ends_when_it_finishes(tmp_p
     assert run.info.status == "FINISHED"
 
 
+def test_export_recreates_a_run_whose_recorded_values_were_replaced(tmp_path, capsys):
+    """A run resumed from an earlier step records other values at steps already exported: MLflow cannot replace
+    a logged value, so the export deletes that MLflow run and writes the run afresh (never two values at a step)."""
+    store = RunStore(tmp_path / "store")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    argv = ["export", "--to", "mlflow", "--store", str(store.root), "--tracking-uri", uri, "--quiet"]
+    client = MlflowClient(tracking_uri=uri)
+    with Recorder(store, "toy", ["a"], seed=0, steps_per_epoch=2) as rec:
+        for step in (0, 1, 2):
+            rec.log(step, "val", {"a": {"loss": 1.0 / (step + 1)}})
+        rec.flush()
+        assert main(argv) == 0
+        (first,) = mlflow_runs(client).values()
+        rec.resume_from(1)  # e.g. restarted from a checkpoint at step 1: step 2 is trained again
+        rec.log(2, "val", {"a": {"loss": 0.4}})
+    assert main(argv) == 0
+    assert "1 recreated" in capsys.readouterr().out
+    (run,) = mlflow_runs(client).values()
+    assert run.info.run_id != first.info.run_id
+    assert client.get_run(first.info.run_id).info.lifecycle_stage == "deleted"
+    history = client.get_metric_history(run.info.run_id, "val/loss/a")
+    assert [(m.step, m.value) for m in history] == [(0, 1.0), (1, 0.5), (2, 0.4)]
+
+
 def copy_of(store: RunStore, root) -> RunStore:
     shutil.copytree(store.root, root)
     return RunStore(root)
