@@ -14,6 +14,7 @@ a damaged run's rows cannot be read).  The overview names every run left out.
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import math
 import re
@@ -653,8 +654,9 @@ console.error=function(){window.mtlensErrors++;return log.apply(console,argument
 
 
 def render_html(sections: Sequence[Section], title: str) -> str:
-    """A standalone HTML page: a table of contents, the sections in order, and the Vega-Embed
-    JavaScript inlined once (no network needed) with :data:`PAGE_SCRIPT`."""
+    """A standalone HTML page: a table of contents, the sections in order (figures numbered, so that a
+    printed page can be referred to), and the Vega-Embed JavaScript inlined once (no network needed)
+    with :data:`PAGE_SCRIPT`."""
     nav = "".join(
         f'<a href="#{html.escape(s.anchor or str(i))}">{html.escape(s.title)}</a>' for i, s in enumerate(sections)
     )
@@ -662,6 +664,8 @@ def render_html(sections: Sequence[Section], title: str) -> str:
         f'<section id="{html.escape(s.anchor or str(i))}"><h2>{html.escape(s.title)}</h2>{s.body}</section>'
         for i, s in enumerate(sections)
     )
+    numbers = itertools.count(1)
+    body = re.sub("<figcaption>", lambda _: f"<figcaption>Figure {next(numbers)}. ", body)
     generated = time.strftime("%Y-%m-%d %H:%M:%S")
     return (
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
