@@ -35,7 +35,7 @@ def _state(store: RunStore, config) -> dict:
 def test_probes_leave_the_trajectory_and_final_state_bitwise_unchanged(tmp_path, tiny, method):
     off, on = RunStore(tmp_path / "off"), RunStore(tmp_path / "on")
     plain = parse_config({**tiny, "method": method})
-    probed = parse_config(_probed({**tiny, "method": method}))
+    probed = parse_config(_probed({**tiny, "method": method}, probes=[*CHEAP, "tag"]))
     train_run(plain, off, progress=False)
     train_run(probed, on, progress=False)
     a = _rows(off, plain).drop(columns="run_id")

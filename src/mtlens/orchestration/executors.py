@@ -45,6 +45,7 @@ from tqdm.auto import tqdm
 from mtlens.errors import MtlensError
 from mtlens.orchestration.packs import group_into_packs
 from mtlens.orchestration.study import cached_setting, mark_failed, train_one, train_pack_one
+from mtlens.plugins import load_plugins, requested_plugins
 from mtlens.settings import Setting
 from mtlens.store import RunLockedError, RunStore
 from mtlens.training.config import RunConfig
@@ -273,14 +274,15 @@ def _exit_when_parent_dies() -> None:
     threading.Thread(target=watch, daemon=True, name="mtlens-driver-watch").start()
 
 
-def _worker_main(conn: Connection, device: str | None) -> None:
-    """A local worker: train the jobs it receives (on ``device`` if given) until the driver closes the
-    pipe or dies.
+def _worker_main(conn: Connection, device: str | None, plugins: Sequence[str] = ()) -> None:
+    """A local worker: load the driver's user ``plugins`` (:func:`~mtlens.plugins.load_plugins`), then
+    train the jobs it receives (on ``device`` if given) until the driver closes the pipe or dies.
 
     The device does not enter a run's id or trajectory (kernels are deterministic on every
     device), so which worker, and how many workers share a GPU, never changes the results.
     """
     _exit_when_parent_dies()
+    load_plugins(plugins)
     settings: dict[tuple[str, str], Setting] = {}
     while True:
         try:
@@ -320,7 +322,7 @@ class LocalExecutor(Executor):
 
     def _spawn(self, device: str | None) -> tuple[Any, Connection]:
         parent, child = self._context.Pipe()
-        process = self._context.Process(target=_worker_main, args=(child, device), daemon=True)
+        process = self._context.Process(target=_worker_main, args=(child, device, requested_plugins()), daemon=True)
 
         process.start()
         child.close()

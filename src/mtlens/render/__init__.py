@@ -40,6 +40,24 @@ class Section:
     anchor: str = ""
 
 
+@dataclass(frozen=True)
+class Figure:
+    """One figure of the report: ``name`` (its file name, :func:`slug` of its kind and ``key``), the ``setting``
+    (configuration) it belongs to, its Vega-Lite ``chart`` (data included), ``caption`` and ``key``, what it
+    shows (e.g. ``(setting, method, task)``).  The report saves it (:meth:`save`);
+    :class:`~mtlens.report.results.StudyResults` hands it to the user."""
+
+    name: str
+    setting: str
+    chart: Spec
+    caption: str
+    key: tuple[str, ...] = ()
+
+    def save(self, out_dir: Path) -> str:
+        """:func:`save_figure` of this figure: its spec written to ``out_dir/figures``, its HTML returned."""
+        return save_figure(self.chart, out_dir, self.name, self.caption)
+
+
 def save_figure(chart: Spec, out_dir: Path, name: str, caption: str) -> str:
     """Write the Vega-Lite spec ``chart`` (data included) to ``out_dir/figures/name.vl.json`` and
     return an HTML ``<figure>`` holding the spec (rendered in the browser by the page's script) with

@@ -19,7 +19,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -28,12 +28,12 @@ from typing import Any
 import pandas as pd
 
 from mtlens.analysis.correlation import unit_table
-from mtlens.analysis.gap import gap_family, gap_from_checkpoints
+from mtlens.analysis.gap import GapResult, gap_family, gap_from_checkpoints
 from mtlens.analysis.optimization import optimization_effect
 from mtlens.analysis.transfer import TaskInfo, delta_m, selected_checkpoints, transfer_tests
 from mtlens.errors import ConfigError, MtlensError
 from mtlens.experiments import experiment_sections
-from mtlens.render import RUN_KEYS, Section, by_configuration, per_setting, save_figure, slug, table_html
+from mtlens.render import RUN_KEYS, Figure, Section, by_configuration, per_setting, slug, table_html
 from mtlens.render.charts import STATIC_FORMATS, export_static, mean_band, vega_bundle
 from mtlens.render.pdf import find_chromium, print_pdf
 from mtlens.report.alignment import elich_sections
@@ -86,6 +86,57 @@ class ReportData:
     def units(self) -> pd.DataFrame:
         """The correlation analysis's :func:`~mtlens.analysis.correlation.unit_table`."""
         return unit_table(self.rows, self.task_info, selected=self.selected, optimization=self.optimization)
+
+    @cached_property
+    def gap(self) -> GapAnalysis:
+        """:func:`gap_analysis` of the rows at FDR ``alpha``: the gap table and its results."""
+        return gap_analysis(self.rows, self.alpha)
+
+
+@dataclass(frozen=True)
+class RunSelection:
+    """The runs a report (or :class:`~mtlens.report.results.StudyResults`) reads: ``index``, the store's runs
+    that match the selection; ``analysed``, those :func:`analysed_runs` keeps; ``left_out``, the others;
+    ``rows``, the trajectory rows of the analysed runs (setting names as stored)."""
+
+    index: pd.DataFrame
+    analysed: pd.DataFrame
+    left_out: pd.DataFrame
+    rows: pd.DataFrame
+
+    @property
+    def unfinished(self) -> pd.DataFrame:
+        """Analysed runs that are not finished (only with ``include_unfinished``)."""
+        return self.analysed[self.analysed["state"] != "finished"]
+
+
+def selected_runs(
+    store: RunStore,
+    settings: Sequence[str] = (),
+    methods: Sequence[str] = (),
+    where: dict[str, Sequence[Any]] | None = None,
+    include_unfinished: bool = False,
+) -> RunSelection:
+    """The runs of ``store`` selected by :func:`select_runs` and :func:`analysed_runs`, and the rows of the
+    analysed ones; :class:`MtlensError` when no run matches or none of those may be analysed."""
+    selection = f"settings={list(settings)} methods={list(methods)}{f' where={where}' if where else ''}"
+    index = select_runs(store, settings, methods, where)
+    if index.empty:
+        raise MtlensError(f"no runs in {store.root} match {selection}")
+    analysed, left_out = analysed_runs(index, include_unfinished)
+    if analysed.empty:
+        raise MtlensError(
+            f"no finished runs in {store.root} match {selection}; left out: "
+            + ", ".join(f"{r.run_id} ({r.state})" for r in left_out.itertuples())
+        )
+    rows = store.trajectories(analysed["run_id"].tolist())
+    rows = rows.astype({c: object for c in rows.columns if pd.api.types.is_string_dtype(rows[c])})
+    return RunSelection(index, analysed, left_out, rows)
+
+
+def report_data(store: RunStore, selection: RunSelection, alpha: float) -> ReportData:
+    """The :class:`ReportData` of ``selection``'s runs: rows and task info under :func:`by_configuration`'s names."""
+    return ReportData(*by_configuration(selection.analysed, selection.rows, store.task_info()), alpha=alpha)
 
 
 def select_runs(
@@ -149,14 +200,7 @@ def overview_section(
     setting names."""
     if analysed_ids is None:
         analysed_ids = index["run_id"].tolist()
-    names = configured.groupby("run_id")["setting"].first()
-    counts = (
-        index.assign(setting=index["run_id"].map(names).fillna(index["setting"]))
-        .groupby(["setting", "mode", "method", "state"])
-        .size()
-        .rename("runs")
-        .reset_index()
-    )
+    counts = run_counts(index, configured)
     body = table_html(counts, out_dir, "runs", "Runs in this report by setting, mode, method and state.")
     if counts["setting"].str.contains(" [", regex=False).any():
         body += (
@@ -198,6 +242,19 @@ def overview_section(
             "number below includes the rows they recorded so far.",
         )
     return Section("Overview", body, "overview")
+
+
+def run_counts(index: pd.DataFrame, configured: pd.DataFrame) -> pd.DataFrame:
+    """Runs of ``index`` per ``setting, mode, method, state`` (column ``runs``), settings named as in the rows
+    ``configured`` (:func:`by_configuration`'s names; runs without rows keep their stored setting)."""
+    names = configured.groupby("run_id")["setting"].first()
+    return (
+        index.assign(setting=index["run_id"].map(names).fillna(index["setting"]))
+        .groupby(["setting", "mode", "method", "state"])
+        .size()
+        .rename("runs")
+        .reset_index()
+    )
 
 
 def mismatched_recorded_runs(index: pd.DataFrame) -> pd.DataFrame:
@@ -274,9 +331,21 @@ def transfer_section(data: ReportData, out_dir: Path, alpha: float) -> Section:
     return Section("Did MTL help each task?", body, "transfer")
 
 
-def gap_section(rows: pd.DataFrame, out_dir: Path, alpha: float) -> tuple[Section, pd.DataFrame]:
-    """Gap figures per (setting, method, task), grouped by setting, and the gap table (also returned):
-    one :func:`~mtlens.analysis.gap.gap_family` row per (setting, method, task, measure), BH at FDR ``alpha``."""
+@dataclass(frozen=True)
+class GapAnalysis:
+    """The gap table (one :func:`~mtlens.analysis.gap.gap_family` row per (setting, method, task, measure),
+    BH at the report's FDR; empty when no task has both STL and MTL trajectories) and the
+    :class:`~mtlens.analysis.gap.GapResult` of each row (``results[i]`` is row ``i``), and the notes on
+    runs that limit a comparison's common training-loss range (:func:`~mtlens.report.oddities.loss_range_notes`)."""
+
+    table: pd.DataFrame
+    results: list[GapResult]
+    notes: pd.DataFrame
+
+
+def gap_analysis(rows: pd.DataFrame, alpha: float) -> GapAnalysis:
+    """The gap of every (setting, method, task) with STL and MTL trajectories and each of :data:`GAP_MEASURES`,
+    tested as one family at FDR ``alpha`` (:func:`~mtlens.analysis.gap.gap_family`)."""
     keys, results = [], []
     checkpoints = gap_checkpoints(rows)
     stl_by_task = dict(iter(checkpoints[checkpoints["mode"] == "stl"].groupby(["setting", "task"], sort=False)))
@@ -287,17 +356,22 @@ def gap_section(rows: pd.DataFrame, out_dir: Path, alpha: float) -> tuple[Sectio
                 if (result := gap_from_checkpoints(pair, task, measure)) is not None:
                     keys.append((setting, method))
                     results.append(result)
-    title = "When did the gap open?"
     if not results:
-        return Section(title, "<p>No task has both STL and MTL trajectories.</p>", "gap"), pd.DataFrame()
+        return GapAnalysis(pd.DataFrame(), [], pd.DataFrame())
     results, table = gap_family(results, alpha)
     table.insert(0, "setting", [k[0] for k in keys])
     table.insert(1, "method", [k[1] for k in keys])
-    shown = with_notes(table, [loss_range_notes(checkpoints)])
+    return GapAnalysis(table, results, loss_range_notes(checkpoints))
+
+
+def gap_figures(gap: GapAnalysis) -> Iterator[Figure]:
+    """One :func:`~mtlens.report.figures.gap_figure` per (setting, method, task) of the gap table."""
+    table = gap.table
+    if table.empty:
+        return
     level = float(table["band_level"].iloc[0])
-    figures: dict[str, list[str]] = {}
     for (setting, method, task), frame in table.groupby(["setting", "method", "task"], sort=False):
-        task_results = [results[i] for i in frame.index]
+        task_results = [gap.results[i] for i in frame.index]
         first = frame.iloc[0]
         caption = (
             f"{setting}, method {method}, task {task}: validation measures against training loss "
@@ -305,9 +379,26 @@ def gap_section(rows: pd.DataFrame, out_dir: Path, alpha: float) -> tuple[Sectio
             f"({first['design']}) with its simultaneous band over all training-loss levels at per-test "
             f"level {level:.3g}; dashed: onset of a persistent gap (only where the test supports one)."
         )
-        figures.setdefault(setting, []).append(
-            save_figure(gap_figure(task_results), out_dir, slug("gap", setting, method, task), caption)
+        yield Figure(
+            slug("gap", setting, method, task), setting, gap_figure(task_results), caption, (setting, method, task)
         )
+
+
+def gap_section(
+    rows: pd.DataFrame, out_dir: Path, alpha: float, gap: GapAnalysis | None = None
+) -> tuple[Section, pd.DataFrame]:
+    """Gap figures per (setting, method, task), grouped by setting, and the gap table (also returned):
+    :func:`gap_analysis` of ``rows`` at FDR ``alpha`` (``gap`` where the caller has it already)."""
+    gap = gap_analysis(rows, alpha) if gap is None else gap
+    title = "When did the gap open?"
+    if gap.table.empty:
+        return Section(title, "<p>No task has both STL and MTL trajectories.</p>", "gap"), pd.DataFrame()
+    table, results = gap.table, gap.results
+    shown = with_notes(table, [gap.notes])
+    level = float(table["band_level"].iloc[0])
+    figures: dict[str, list[str]] = {}
+    for figure in gap_figures(gap):
+        figures.setdefault(figure.setting, []).append(figure.save(out_dir))
     note = ""
     if (table["min_p"] > level).any():
         note = (
@@ -346,9 +437,9 @@ def gap_checkpoints(rows: pd.DataFrame) -> pd.DataFrame:
 TRAINING_QUANTITIES = ("train/loss", "val/loss", "val/error")
 
 
-def training_section(rows: pd.DataFrame, out_dir: Path) -> Section:
-    """Training curves per (setting, method): STL and MTL mean ± std over seeds and each run, by epoch.
-    Means are aggregated once for the whole section (STL runs once per setting, shared by its methods)."""
+def training_figures(rows: pd.DataFrame) -> Iterator[Figure]:
+    """Per (setting, method) with STL runs of the setting: :func:`~mtlens.report.figures.training_curves_figure`
+    of the STL and MTL runs (means aggregated once for all figures, STL runs once per setting)."""
     rows = rows[
         rows["quantity"].isin(TRAINING_QUANTITIES)
         & ~rows["task"].str.contains("|", regex=False)
@@ -360,11 +451,8 @@ def training_section(rows: pd.DataFrame, out_dir: Path) -> Section:
         iter(mean_band(mtl, ["setting", "method", "quantity", "task", "mode"], "epoch").groupby(["setting", "method"]))
     )
     stl_rows = dict(iter(stl.groupby("setting")))
-    figures: dict[str, list[str]] = {}
-    unpaired = []
     for (setting, method), mtl_rows in mtl.groupby(["setting", "method"]):
         if setting not in stl_rows:
-            unpaired.append(f"{setting}, method {method}")
             continue
         pair = pd.concat([stl_rows[setting], mtl_rows])
         stats = pd.concat([stl_stats[setting], mtl_stats[(setting, method)]]).drop(
@@ -372,16 +460,27 @@ def training_section(rows: pd.DataFrame, out_dir: Path) -> Section:
         )
         tasks = sorted(mtl_rows["task"].unique())
         fig = training_curves_figure(pair, tasks, list(TRAINING_QUANTITIES), stats)
-        figures.setdefault(setting, []).append(
-            save_figure(
-                fig,
-                out_dir,
-                slug("training", setting, method),
-                f"{setting}, method {method}: training loss (fixed training subset), validation loss and error by "
-                f"epoch, mean ± std over seeds ({pair['run_id'].nunique()} runs, {pair['seed'].nunique()} seeds; n per "
-                f"curve in the tooltip; thin lines: single runs).",
-            )
+        caption = (
+            f"{setting}, method {method}: training loss (fixed training subset), validation loss and error by "
+            f"epoch, mean ± std over seeds ({pair['run_id'].nunique()} runs, {pair['seed'].nunique()} seeds; n per "
+            f"curve in the tooltip; thin lines: single runs)."
         )
+        yield Figure(slug("training", setting, method), setting, fig, caption, (setting, method))
+
+
+def training_section(rows: pd.DataFrame, out_dir: Path) -> Section:
+    """Training curves per (setting, method): STL and MTL mean ± std over seeds and each run, by epoch
+    (:func:`training_figures`)."""
+    figures: dict[str, list[str]] = {}
+    for figure in training_figures(rows):
+        figures.setdefault(figure.setting, []).append(figure.save(out_dir))
+    curves = rows[rows["quantity"].isin(TRAINING_QUANTITIES)]
+    stl_settings = set(curves.loc[curves["mode"] == "stl", "setting"])
+    unpaired = [
+        f"{setting}, method {method}"
+        for (setting, method), _ in curves[curves["mode"] == "mtl"].groupby(["setting", "method"])
+        if setting not in stl_settings
+    ]
     body = per_setting(figures, "training-curve figures")
     if unpaired:
         body += (
@@ -523,17 +622,14 @@ def write_report(
     if "pdf" in formats:
         find_chromium()  # before anything is written
     out_dir = Path(out_dir)
-    selection = f"settings={list(settings)} methods={list(methods)}{f' where={where}' if where else ''}"
-    index = select_runs(store, settings, methods, where)
-    if index.empty:
-        raise MtlensError(f"no runs in {store.root} match {selection}")
-    analysed, left_out = analysed_runs(index, include_unfinished)
-    if analysed.empty:
-        raise MtlensError(
-            f"no finished runs in {store.root} match {selection}; left out: "
-            + ", ".join(f"{r.run_id} ({r.state})" for r in left_out.itertuples())
-        )
-    unfinished = analysed[analysed["state"] != "finished"]
+    selected = selected_runs(store, settings, methods, where, include_unfinished)
+    index, analysed, left_out, unfinished, rows = (
+        selected.index,
+        selected.analysed,
+        selected.left_out,
+        selected.unfinished,
+        selected.rows,
+    )
     if log and len(left_out):
         log(
             f"report: left out {len(left_out)} runs that are not finished: "
@@ -545,10 +641,8 @@ def write_report(
             + ", ".join(f"{r.run_id} ({r.state})" for r in unfinished.itertuples())
         )
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = store.trajectories(analysed["run_id"].tolist())
-    rows = rows.astype({c: object for c in rows.columns if pd.api.types.is_string_dtype(rows[c])})
-    data = ReportData(*by_configuration(analysed, rows, store.task_info()), alpha=alpha)
-    gap, gaps = gap_section(data.rows, out_dir, alpha)
+    data = report_data(store, selected, alpha)
+    gap, gaps = gap_section(data.rows, out_dir, alpha, data.gap)
     sections = [
         summary_section(data.transfer, gaps, data.rows, data.optimization, out_dir),
         overview_section(index, data.rows, out_dir, analysed["run_id"].tolist()),
