@@ -31,12 +31,14 @@ if(Object.keys(tops).length>1){broken.push(m[0]);}}}});return [n,broken];}
 var shown=check();document.querySelectorAll('.table-wrap').forEach(function(t){t.classList.add('all');});
 var all=check();document.querySelectorAll('.table-wrap').forEach(function(t){t.classList.remove('all');});
 document.body.setAttribute('data-cells',shown[0]+'/'+all[0]);
+var answers=document.getElementById('answers');
+document.body.setAttribute('data-answers-top',answers?String(answers.getBoundingClientRect().top):'none');
 document.body.setAttribute('data-broken-cells',String(shown[1].length+all[1].length));
 document.body.setAttribute('data-broken-examples',shown[1].concat(all[1]).slice(0,5).join(' | ').replace(/"/g,"'"));
 })();</script>"""
 """Counts the visible table cells (default view / "all columns") and the cells that break inside a word
 or number: a cell whose content overflows it, or a whitespace-free token whose characters lie on more
-than one line."""
+than one line; and where the answers section starts (px from the top of the page)."""
 
 
 def chromium() -> str:

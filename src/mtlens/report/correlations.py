@@ -32,6 +32,20 @@ from mtlens.render.charts import (
     tip,
     when,
 )
+from mtlens.report.oddities import early_window_notes, with_notes
+
+OPTIMIZATION_COLUMNS = (
+    "setting",
+    "task",
+    "method",
+    "n_seeds",
+    "log_ratio_early",
+    "log_ratio_early_p_adjusted",
+    "log_ratio_final",
+    "log_ratio_final_p_adjusted",
+    "note",
+)
+"""The optimization table's columns a reader needs (the others are one click away)."""
 
 LEVEL_FRACTIONS = (0.5, 0.9)
 """Loss levels of the steps-to-loss table: these fractions of the way (in log loss) from the
@@ -60,7 +74,7 @@ def optimization_section(rows: pd.DataFrame, effect: pd.DataFrame, out_dir: Path
     title, anchor = "Did MTL help or harm optimization?", "optimization"
     if effect.empty:
         return Section(title, not_available("needs STL and MTL runs with the same seeds and train/loss"), anchor)
-    summary = optimization_tests(effect)
+    summary = with_notes(optimization_tests(effect), [early_window_notes(rows)])
     body = table_html(
         summary,
         out_dir,
@@ -71,6 +85,7 @@ def optimization_section(rows: pd.DataFrame, effect: pd.DataFrame, out_dir: Path
         "p_adjusted: Benjamini–Hochberg over this table; *_min_detectable: the log-ratio detected with 80% "
         "power; min_p: the smallest p the seeds allow (docs/statistics.md). Negative: MTL reached a lower "
         "training loss at the same step.",
+        short=OPTIMIZATION_COLUMNS,
     )
     table = steps_to_loss_table(rows)
     if len(table):
