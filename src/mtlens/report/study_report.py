@@ -699,7 +699,8 @@ details.setting>summary{cursor:pointer;font-weight:600}
 nav a{margin-right:1em;white-space:nowrap}nav{line-height:1.6;font-size:.9em}
 @media print{body{max-width:none;margin:0}nav,.more-toggle{display:none}
 .table-wrap{max-height:none;overflow:visible}.table-wrap thead th{position:static}
-figure,tr,.answer{break-inside:avoid}h2,h3{break-after:avoid}.chart{overflow:visible}}
+figure,tr,.answer{break-inside:avoid}h2,h3{break-after:avoid}.chart{overflow:visible}
+.vega-embed>details{display:none}}
 """
 """The page's style: cells never wrap (a wide table scrolls in its box), headers wrap between words
 only, hidden "more" columns until the table's toggle; for print, no scroll boxes or navigation."""
