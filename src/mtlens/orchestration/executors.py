@@ -47,8 +47,9 @@ from mtlens.orchestration.packs import group_into_packs
 from mtlens.orchestration.study import cached_setting, mark_failed, train_one, train_pack_one
 from mtlens.plugins import load_plugins, requested_plugins
 from mtlens.settings import Setting
-from mtlens.store import RunLockedError, RunStore
+from mtlens.store import RunStore
 from mtlens.training.config import RunConfig
+from mtlens.training.handle import clean_complete_run
 from mtlens.training.trainer import train_run
 
 
@@ -139,8 +140,8 @@ class Executor:
         unique = list({c.run_id: c for c in configs}.values())
         results: dict[str, dict[str, str]] = {}
         for config in unique:
-            if store.is_done(config.run_id):
-                _remove_stale_tmp(store, config.run_id)
+            if store.is_done(config.run_id, deep=True):
+                clean_complete_run(store, config.run_id)
                 status = store.status(config.run_id)
                 assert status is not None  # is_done has just read its done state
                 results[config.run_id] = {
@@ -203,16 +204,6 @@ class Executor:
         for config in job.configs:
             mark_failed(store, config, message)
         return [{"run_id": c.run_id, "state": "failed", "message": message} for c in job.configs]
-
-
-def _remove_stale_tmp(store: RunStore, run_id: str) -> None:
-    """Remove a complete run's temporary files of interrupted writes, unless a process holds its lock."""
-    if store.stale_tmp_files(run_id):
-        try:
-            with store.lock(run_id):
-                store.remove_stale_tmp(run_id)
-        except RunLockedError:
-            pass
 
 
 def _state_counts(results: Any) -> str:

@@ -41,6 +41,7 @@ from mtlens.report.study_report import (
     ReportData,
     RunSelection,
     gap_figures,
+    noted_transfer,
     report_data,
     run_counts,
     selected_runs,
@@ -160,7 +161,7 @@ class StudyResults:
 
     def transfer(self) -> pd.DataFrame:
         """The transfer table: STL vs MTL at the validation-selected checkpoint, paired tests, BH verdicts."""
-        return self.data.transfer
+        return noted_transfer(self.data)
 
     def delta_m(self) -> pd.DataFrame:
         """delta_m per setting and method: the mean relative improvement of MTL over STL across tasks (%)."""
@@ -169,7 +170,7 @@ class StudyResults:
     def gap(self) -> pd.DataFrame:
         """The gap table (onsets): per setting, method, task and measure, the gap MTL − STL at equal
         training loss, its tests and onset (:func:`~mtlens.report.study_report.gap_analysis`)."""
-        return self.data.gap.table
+        return self.data.gap.noted_table()
 
     def optimization(self) -> pd.DataFrame:
         """The optimization-effect tests: training-loss log-ratio MTL/STL at equal steps, early and final."""

@@ -297,20 +297,26 @@ GAP_COLUMNS = (
 """The gap table's columns a reader needs (the others are one click away)."""
 
 
-def transfer_section(data: ReportData, out_dir: Path, alpha: float) -> Section:
-    """The transfer table (:func:`~mtlens.analysis.transfer.transfer_table` at FDR ``alpha``) with a note
-    per row where the data is odd (:mod:`mtlens.report.oddities`), and delta_m."""
-    table = data.transfer
-    if table.empty:
-        return Section("Transfer", "<p>No task has both STL and MTL runs yet.</p>", "transfer")
-    shown = with_notes(
-        table,
+def noted_transfer(data: ReportData) -> pd.DataFrame:
+    """The transfer table of ``data`` with a ``note`` per row where the data is odd
+    (:mod:`mtlens.report.oddities`: checkpoint selected at step 0, a selection tie, collapsed weights)."""
+    return with_notes(
+        data.transfer,
         [
             step_zero_notes(data.selected),
             tie_notes(data.rows, data.selected, data.task_info),
             collapse_notes(data.rows),
         ],
     )
+
+
+def transfer_section(data: ReportData, out_dir: Path, alpha: float) -> Section:
+    """The transfer table (:func:`~mtlens.analysis.transfer.transfer_table` at FDR ``alpha``) with a note
+    per row where the data is odd (:func:`noted_transfer`), and delta_m."""
+    table = data.transfer
+    if table.empty:
+        return Section("Transfer", "<p>No task has both STL and MTL runs yet.</p>", "transfer")
+    shown = noted_transfer(data)
     body = table_html(
         shown,
         out_dir,
@@ -341,6 +347,10 @@ class GapAnalysis:
     table: pd.DataFrame
     results: list[GapResult]
     notes: pd.DataFrame
+
+    def noted_table(self) -> pd.DataFrame:
+        """:attr:`table` with a ``note`` per row naming the runs that limit its common training-loss range."""
+        return with_notes(self.table, [self.notes])
 
 
 def gap_analysis(rows: pd.DataFrame, alpha: float) -> GapAnalysis:
@@ -394,7 +404,7 @@ def gap_section(
     if gap.table.empty:
         return Section(title, "<p>No task has both STL and MTL trajectories.</p>", "gap"), pd.DataFrame()
     table, results = gap.table, gap.results
-    shown = with_notes(table, [gap.notes])
+    shown = gap.noted_table()
     level = float(table["band_level"].iloc[0])
     figures: dict[str, list[str]] = {}
     for figure in gap_figures(gap):
