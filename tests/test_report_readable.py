@@ -19,7 +19,7 @@ from mtlens.render.pdf import print_pdf
 from mtlens.render.tables import cell, empty_columns, number, table_html
 from mtlens.report.oddities import early_window_notes, loss_range_notes, tie_notes
 from mtlens.report.study_report import write_report
-from mtlens.report.verdicts import answers, correlation_sentences, transfer_sentence
+from mtlens.report.verdicts import answers, correlation_sentences, optimizer_sentences, transfer_sentence
 from report_stores import planted_store
 
 TRANSFER_ROW = {
@@ -75,6 +75,24 @@ def test_sentence_states_only_what_the_test_shows():
     [sentence] = correlation_sentences(correlations, 0.05)
     assert sentence.startswith("No correlation") and "adjusted p = 0.094" in sentence
     assert "rose" in correlation_sentences(correlations.assign(pearson_p_adjusted=0.01), 0.05)[0]
+    # Elich et al.'s Adam vs SGD: described, with no test claimed.
+    optimizers = pd.DataFrame(
+        [
+            {
+                "setting": "s",
+                "task": "a",
+                "mode": "stl",
+                "method": "-",
+                "metric": "test/error",
+                "adam": "0.1 ± 0.01 (n=2)",
+                "sgd (momentum 0.9)": "0.2 (n=1)",
+            }
+        ]
+    )
+    assert optimizer_sentences(optimizers) == [
+        "STL test/error of task a by optimizer: adam 0.1 ± 0.01 (n=2); sgd (momentum 0.9) 0.2 (n=1) "
+        "(descriptive, no test)."
+    ]
 
 
 def test_cells_are_for_people_and_the_csv_for_machines(tmp_path):
