@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_demo_report_has_a_finding_and_a_null(tmp_path):
     store, report = tmp_path / "store", tmp_path / "report"
     args = ["study", "mnist1d_split", "--seeds", "8", "--config", str(ROOT / "configs" / "demo.yaml")]

@@ -257,6 +257,7 @@ def figures_in_pdf(pdf: Path) -> dict[int, int]:
     return drawn
 
 
+@pytest.mark.integration  # Chromium
 @pytest.mark.parametrize("methods", [("sum",), ("sum", "pcgrad", "cagrad", "mgda")], ids=["demo-like", "four-methods"])
 def test_report_reads_well_in_chromium_and_in_print(methods, tmp_path):
     """At 1280 px: no table cell breaks inside a word or number, no None/NaN/inf in a cell, the answers
@@ -286,6 +287,7 @@ def test_report_reads_well_in_chromium_and_in_print(methods, tmp_path):
     assert sorted(drawn) == list(range(1, n_figures + 1)) and min(drawn.values()) > 20, drawn
 
 
+@pytest.mark.integration  # Chromium
 def test_cell_check_and_pdf_check_can_fail(tmp_path, planted_report):
     """The checks above catch a cell that breaks inside a number and figures missing from the print."""
     narrow = planted_report.with_name("narrow.html")
@@ -299,6 +301,4 @@ def test_cell_check_and_pdf_check_can_fail(tmp_path, planted_report):
     blank = planted_report.with_name("blank.html")  # the figures' specs never rendered
     blank.write_text(planted_report.read_text().replace("vegaEmbed(el,spec", "Promise.resolve(el,spec"))
     drawn = figures_in_pdf(print_pdf(blank, tmp_path / "blank.pdf"))
-    assert drawn and max(drawn.values()) < 20 < min(
-        figures_in_pdf(print_pdf(planted_report, tmp_path / "ok.pdf")).values()
-    )
+    assert drawn and max(drawn.values()) < 20  # where every figure of a drawn report has more (test above)
