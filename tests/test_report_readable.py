@@ -15,6 +15,7 @@ import pdfplumber
 import pytest
 
 from browser import cell_texts, page_marks, render_in_chromium, with_cell_check
+from mtlens.errors import MtlensError
 from mtlens.render.pdf import print_pdf
 from mtlens.render.tables import cell, empty_columns, number, table_html
 from mtlens.report.oddities import early_window_notes, loss_range_notes, tie_notes
@@ -302,3 +303,11 @@ def test_cell_check_and_pdf_check_can_fail(tmp_path, planted_report):
     blank.write_text(planted_report.read_text().replace("vegaEmbed(el,spec", "Promise.resolve(el,spec"))
     drawn = figures_in_pdf(print_pdf(blank, tmp_path / "blank.pdf"))
     assert drawn and max(drawn.values()) < 20  # where every figure of a drawn report has more (test above)
+
+
+def test_pdf_without_chromium_is_refused_before_writing(tmp_path, monkeypatch):
+    store = planted_store(tmp_path / "store", seeds=range(2))
+    monkeypatch.setattr("mtlens.render.pdf.shutil.which", lambda name: None)
+    with pytest.raises(MtlensError, match="headless Chromium, which is not installed"):
+        write_report(store, tmp_path / "report", formats=["pdf"])
+    assert not (tmp_path / "report").exists()
