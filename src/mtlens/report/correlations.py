@@ -68,13 +68,20 @@ def _loss_levels(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=["setting", "task", "level"])
 
 
+def optimization_table(rows: pd.DataFrame, effect: pd.DataFrame) -> pd.DataFrame:
+    """The optimization table: :func:`~mtlens.analysis.optimization.optimization_tests` of ``effect`` with
+    a ``note`` where the early window holds only step 0 (:func:`~mtlens.report.oddities.early_window_notes`
+    of ``rows``); empty without an effect."""
+    return with_notes(optimization_tests(effect), [early_window_notes(rows)]) if len(effect) else pd.DataFrame()
+
+
 def optimization_section(rows: pd.DataFrame, effect: pd.DataFrame, out_dir: Path) -> Section:
     """The tests of the optimization ``effect`` (:func:`~mtlens.analysis.optimization.optimization_effect`
     of ``rows``), steps to two loss levels and the loss-ratio curves per (setting, method)."""
     title, anchor = "Did MTL help or harm optimization?", "optimization"
     if effect.empty:
         return Section(title, not_available("needs STL and MTL runs with the same seeds and train/loss"), anchor)
-    summary = with_notes(optimization_tests(effect), [early_window_notes(rows)])
+    summary = optimization_table(rows, effect)
     body = table_html(
         summary,
         out_dir,
