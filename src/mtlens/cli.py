@@ -664,7 +664,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--formats",
         help="also write static copies of every figure to figures/ in these formats "
-        "(comma-separated: png, pdf, svg), rendered offline from the same Vega-Lite specs",
+        "(comma-separated: png, pdf, svg), rendered offline from the same Vega-Lite specs; pdf also prints "
+        "the whole report to report.pdf with headless Chromium",
     )
     report.set_defaults(func=cmd_report)
 

@@ -14,6 +14,7 @@ a damaged run's rows cannot be read).  The overview names every run left out.
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import math
 import re
@@ -721,7 +722,8 @@ details.setting>summary{cursor:pointer;font-weight:600}
 nav a{margin-right:1em;white-space:nowrap}nav{line-height:1.6;font-size:.9em}
 @media print{body{max-width:none;margin:0}nav,.more-toggle{display:none}
 .table-wrap{max-height:none;overflow:visible}.table-wrap thead th{position:static}
-figure,tr,.answer{break-inside:avoid}h2,h3{break-after:avoid}.chart{overflow:visible}}
+figure,tr,.answer{break-inside:avoid}h2,h3{break-after:avoid}.chart{overflow:visible}
+.vega-embed>details{display:none}}
 """
 """The page's style: cells never wrap (a wide table scrolls in its box), headers wrap between words
 only, hidden "more" columns until the table's toggle; for print, no scroll boxes or navigation."""
@@ -770,8 +772,9 @@ console.error=function(){window.mtlensErrors++;return log.apply(console,argument
 
 
 def render_html(sections: Sequence[Section], title: str) -> str:
-    """A standalone HTML page: a table of contents, the sections in order, and the Vega-Embed
-    JavaScript inlined once (no network needed) with :data:`PAGE_SCRIPT`."""
+    """A standalone HTML page: a table of contents, the sections in order (figures numbered, so that a
+    printed page can be referred to), and the Vega-Embed JavaScript inlined once (no network needed)
+    with :data:`PAGE_SCRIPT`."""
     nav = "".join(
         f'<a href="#{html.escape(s.anchor or str(i))}">{html.escape(s.title)}</a>' for i, s in enumerate(sections)
     )
@@ -779,6 +782,8 @@ def render_html(sections: Sequence[Section], title: str) -> str:
         f'<section id="{html.escape(s.anchor or str(i))}"><h2>{html.escape(s.title)}</h2>{s.body}</section>'
         for i, s in enumerate(sections)
     )
+    numbers = itertools.count(1)
+    body = re.sub("<figcaption>", lambda _: f"<figcaption>Figure {next(numbers)}. ", body)
     generated = time.strftime("%Y-%m-%d %H:%M:%S")
     return (
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
