@@ -32,6 +32,7 @@ from mtlens.analysis.optimization import optimization_effect
 from mtlens.analysis.transfer import TaskInfo, delta_m, selected_checkpoints, transfer_tests
 from mtlens.errors import ConfigError, MtlensError
 from mtlens.experiments import experiment_sections
+from mtlens.registry import did_you_mean
 from mtlens.render import RUN_KEYS, Section, by_configuration, per_setting, save_figure, slug, table_html
 from mtlens.render.charts import STATIC_FORMATS, export_static, mean_band, vega_bundle
 from mtlens.report.alignment import elich_sections
@@ -106,6 +107,18 @@ def select_runs(
                 f"{', '.join(present[:20])}{' ...' if len(present) > 20 else ''}"
             )
         index = index[matched]
+    for flag, column, wanted, present in (
+        ("--setting", "setting", settings, index["setting"]),
+        ("--methods", "method", methods, index.loc[index["mode"] != "stl", "method"]),
+    ):
+        absent = [name for name in wanted if name not in set(present)]
+        if absent:
+            names = sorted(present.astype(str).unique())
+            hint = "".join(did_you_mean(name, names) for name in absent)
+            raise ConfigError(
+                f"{flag}: no {'MTL ' if column == 'method' else ''}runs of {column} {', '.join(map(repr, absent))} "
+                f"in the store{hint}; present: {', '.join(names) or 'none'}"
+            )
     if settings:
         index = index[index["setting"].isin(settings)]
     if methods:

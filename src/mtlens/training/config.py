@@ -189,7 +189,8 @@ class RunConfig(BaseModel):
     def _known_probes(cls, value: list[str]) -> list[str]:
         unknown = [name for name in value if name not in PROBES]
         if unknown:
-            raise ValueError(f"unknown probe(s) {unknown}; valid probes are: {', '.join(PROBES.names())}")
+            hint = "".join(did_you_mean(name, PROBES.names()) for name in unknown)
+            raise ValueError(f"unknown probe(s) {unknown}{hint}; valid probes are: {', '.join(PROBES.names())}")
         if len(set(value)) != len(value):
             raise ValueError(f"probes {value} name a probe twice")
         return value
