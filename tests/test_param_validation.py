@@ -20,7 +20,7 @@ from annotated_types import Interval
 from pydantic import TypeAdapter, ValidationError
 
 from mtlens.aggregators import METHODS
-from mtlens.cli import COMMANDS, DATA_COMMANDS, Flag, build_parser, main
+from mtlens.cli import COMMANDS, COMMON_FLAGS, DATA_COMMANDS, Flag, build_parser, main
 from mtlens.data.registry import DATASETS
 from mtlens.experiments import EXPERIMENTS
 from mtlens.probes import PROBES
@@ -48,7 +48,7 @@ def _flag_cases() -> dict[str, tuple[list[str], str]]:
     declared = [*((name, flags) for name, (_, flags) in COMMANDS.items())]
     declared += [(f"data {name}", flags) for name, (_, flags) in DATA_COMMANDS.items()]
     for command, flags in declared:
-        for flag in flags:
+        for flag in [*flags, *COMMON_FLAGS]:
             argv = list(BASE.get(command, command.split()))
             if flag.name.startswith("-"):
                 argv += [flag.invalid] if flag.constraint is None else [flag.name, flag.invalid]
@@ -200,7 +200,7 @@ def test_every_parser_flag_is_declared_once() -> None:
         if name == "data":
             continue
         actual = {a.option_strings[0] if a.option_strings else a.dest for a in command._actions} - {"-h"}
-        assert actual == {flag.name for flag in declared[name]}, name
+        assert actual == {flag.name for flag in [*declared[name], *COMMON_FLAGS]}, name
     assert set(sub.choices) == {*COMMANDS, "data"}
 
 

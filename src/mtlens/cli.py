@@ -8,7 +8,8 @@ as :data:`~mtlens.registry.SeedCount`, a run-config field's own declaration, a d
 a list of distinct names); the parser, ``--help`` and the generated bad-input test
 (``tests/test_param_validation.py``) are all built from those declarations.  Config keys and
 registered entries' options are checked by :func:`mtlens.training.config.parse_config` against
-their annotations.
+their annotations.  User plugins (``--plugin MODULE``, ``$MTLENS_PLUGINS``, the ``mtlens.plugins``
+entry points; :mod:`mtlens.plugins`) are loaded before anything is parsed.
 """
 
 from __future__ import annotations
@@ -663,6 +664,23 @@ SEED_LIST = Flag("--seed-list", Typed(Seed), "explicit seeds instead of --seeds 
 QUIET = Flag("--quiet", None, "no progress bars")
 
 
+PLUGIN = Flag(
+    "--plugin",
+    Name("plugin module", invalid="nosuch_plugin_module"),
+    "import this module (or .py file) first, so the settings, methods, probes, datasets and experiments "
+    "it registers can be named (repeatable; also $MTLENS_PLUGINS, comma-separated, and the 'mtlens.plugins' "
+    "entry points of installed packages)",
+    argparse.SUPPRESS,
+    many="append",
+    metavar="MODULE",
+)
+"""Accepted by every command and sub-command, anywhere on the line; :func:`main` reads it before parsing
+(:func:`_plugin_args`) and loads the modules (an unknown module is one line, exit 2)."""
+
+COMMON_FLAGS = [PLUGIN]
+"""Flags of the ``mtlens`` parser itself and of every command and sub-command."""
+
+
 def _store(must_exist: bool = False) -> Flag:
     what = "run store directory (must exist)" if must_exist else "run store directory"
     return Flag("--store", Directory(writable=not must_exist), f"{what} (default {DEFAULT_STORE})", DEFAULT_STORE)
@@ -858,26 +876,46 @@ Run mtlens COMMAND --help for a command's flags."""
 def build_parser() -> argparse.ArgumentParser:
     """The ``mtlens`` parser, built from :data:`COMMANDS` and :data:`DATA_COMMANDS` (plain-text help)."""
     parser = _Parser(prog="mtlens", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for flag in COMMON_FLAGS:
+        flag.add_to(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
     for name, (help_line, flags) in COMMANDS.items():
         command = sub.add_parser(name, help=help_line, description=help_line)
-        for flag in flags:
+        for flag in [*flags, *COMMON_FLAGS]:
             flag.add_to(command)
         command.set_defaults(func=HANDLERS[name])
     data = sub.add_parser(
         "data", help="datasets: where they live, whether present, download them", description="datasets"
     )
+    for flag in COMMON_FLAGS:
+        flag.add_to(data)
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     for name, (help_line, flags) in DATA_COMMANDS.items():
         command = data_sub.add_parser(name, help=help_line, description=help_line)
-        for flag in flags:
+        for flag in [*flags, *COMMON_FLAGS]:
             flag.add_to(command)
     data.set_defaults(func=HANDLERS["data"])
     return parser
 
 
+def _plugin_args(argv: Sequence[str] | None) -> list[str]:
+    """The ``--plugin`` values of ``argv`` (default ``sys.argv[1:]``), found before the full parse."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--plugin", action="append", default=[])
+    known, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    return list(known.plugin)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``mtlens`` command; user errors exit 2 with one clear message."""
+    """Entry point of the ``mtlens`` command; user errors exit 2 with one clear message.  User plugins
+    (:func:`mtlens.plugins.load_plugins`) are loaded first, so that every name they register is known."""
+    from mtlens.plugins import PluginError, load_plugins
+
+    try:
+        load_plugins(_plugin_args(argv))
+    except PluginError as err:
+        print(f"mtlens: error: {err}", file=sys.stderr)
+        return 2
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # --help (0) or a usage error (2, its one line already on stderr)
