@@ -224,3 +224,19 @@ def test_the_invalid_values_break_what_they_claim() -> None:
     assert _invalid(int) == "nosuch"
     assert _invalid(Any) is None
     assert isinstance(Flag("--x", None).invalid, str)
+
+
+def test_declared_choices_name_exactly_what_exists() -> None:
+    """Literal choices stated beside the tables they name stay equal to them (a new GLUE task, ResNet depth
+    or optimizer variant must be added to both)."""
+    from typing import get_args
+
+    from mtlens.data.glue import GLUE_TASKS, GlueTaskName
+    from mtlens.experiments.optimizers import OPTIMIZER_LRS, OPTIMIZER_VARIANTS, OptimizerVariant
+    from mtlens.models.resnet import STAGE_BLOCKS, ResNetDepth
+    from mtlens.settings.mnists import THIRD_TASKS
+
+    assert get_args(GlueTaskName) == tuple(GLUE_TASKS)
+    assert get_args(ResNetDepth) == tuple(STAGE_BLOCKS)
+    assert get_args(OptimizerVariant) == tuple(OPTIMIZER_VARIANTS) == tuple(OPTIMIZER_LRS)
+    assert THIRD_TASKS == ("notmnist", "kmnist")
