@@ -124,6 +124,7 @@ CASES = {
     "unknown-optimizer": ([*STUDY, "--optimizer", "adamw"], ["--optimizer", "adamw", "sgd"]),
     "where-without-value": ([*REPORT, "--where", "lr"], ["--where", "key=value"]),
     "where-unknown-column": ([*REPORT, "--where", "learning_rate=0.1"], ["learning_rate", "lr"]),
+    "where-column-typo": ([*REPORT, "--where", "optimiser=adam"], ["did you mean 'optimizer'"]),
     "where-value-absent": ([*REPORT, "--where", "optimizer=adamw"], ["--where optimizer", "adamw", "present: adam"]),
     "where-number-expected": ([*REPORT, "--where", "lr=fast"], ["--where lr", "number"]),
     # the 13 inputs issue 24 found wrongly accepted (failed runs, training in the working directory,

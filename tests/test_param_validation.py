@@ -211,8 +211,12 @@ def test_help_is_plain_text_listing_every_command() -> None:
     text = out.getvalue()
     for command in [*COMMANDS, "data"]:
         assert f"\n    {command} " in text or f"\n    {command}\n" in text, command
-    for markup in ("``", ":func:", ":class:", ":data:", ":mod:", "`"):
-        assert markup not in text, markup
+    for argv in [[], *([command] for command in COMMANDS), ["data"], *(["data", c] for c in DATA_COMMANDS)]:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert main([*argv, "--help"]) == 0
+        for markup in ("``", ":func:", ":class:", ":data:", ":mod:", "`"):
+            assert markup not in out.getvalue(), (argv, markup)
 
 
 def test_the_invalid_values_break_what_they_claim() -> None:
@@ -240,3 +244,11 @@ def test_declared_choices_name_exactly_what_exists() -> None:
     assert get_args(ResNetDepth) == tuple(STAGE_BLOCKS)
     assert get_args(OptimizerVariant) == tuple(OPTIMIZER_VARIANTS) == tuple(OPTIMIZER_LRS)
     assert THIRD_TASKS == ("notmnist", "kmnist")
+
+
+def test_an_unknown_task_suggests_the_nearest() -> None:
+    from mtlens.errors import ConfigError
+    from mtlens.training.config import resolve_config
+
+    with pytest.raises(ConfigError, match=r"setting 'digits_pair' \(did you mean 'a'\?\); its tasks are \['a', 'b'\]"):
+        resolve_config(parse_config({"setting": "digits_pair", "tasks": ["aa"]}))

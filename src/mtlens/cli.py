@@ -928,5 +928,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+__all__ = ["COMMANDS", "COMMON_FLAGS", "DATA_COMMANDS", "Flag", "base_config", "build_parser", "main"]
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -152,7 +152,10 @@ def select_runs(
         return index
     for key, values in (where or {}).items():
         if key not in index:
-            raise ConfigError(f"--where: unknown run-index column {key!r}; valid: {', '.join(sorted(index.columns))}")
+            raise ConfigError(
+                f"--where: unknown run-index column {key!r}{did_you_mean(key, index.columns)}; "
+                f"valid: {', '.join(sorted(index.columns))}"
+            )
         matched = _matches(index[key], key, values)
         if not matched.any():
             present = sorted(index[key].astype(str).unique())

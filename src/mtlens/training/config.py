@@ -356,8 +356,9 @@ def resolve_config(config: RunConfig, setting: Setting | None = None) -> Resolve
     tasks = list(config.tasks) if config.tasks is not None else setting.task_names
     unknown = [t for t in tasks if t not in setting.task_names]
     if unknown or not tasks or len(set(tasks)) != len(tasks):
+        hint = "".join(did_you_mean(task, setting.task_names) for task in unknown)
         raise ConfigError(
-            f"tasks: {tasks} is not a non-empty list of distinct tasks of setting {setting.name!r}; "
+            f"tasks: {tasks} is not a non-empty list of distinct tasks of setting {setting.name!r}{hint}; "
             f"its tasks are {setting.task_names}"
         )
     batch_size = config.batch_size if config.batch_size is not None else setting.defaults.batch_size
