@@ -252,3 +252,30 @@ def test_an_unknown_task_suggests_the_nearest() -> None:
 
     with pytest.raises(ConfigError, match=r"setting 'digits_pair' \(did you mean 'a'\?\); its tasks are \['a', 'b'\]"):
         resolve_config(parse_config({"setting": "digits_pair", "tasks": ["aa"]}))
+
+
+VALID_RUN_CONFIG_VALUES = {
+    "optimizer": ("sgd", "sgd"),
+    "lr": ("0.5", 0.5),
+    "momentum": ("0.5", 0.5),
+    "batch_size": ("7", 7),
+    "epochs": ("3", 3),
+    "eval_every_steps": ("4", 4),
+    "eval_dense_until_epoch": ("1.5", 1.5),
+    "device": ("cpu", "cpu"),
+    "threads": ("2", 2),
+    "pack_size": ("2", 2),
+}
+
+
+def test_every_run_config_flag_sets_the_key_it_is_declared_for() -> None:
+    from mtlens.cli import RUN_CONFIG_FLAGS, Declared, base_config
+
+    keys = {f.constraint.field: f.name for f in RUN_CONFIG_FLAGS if isinstance(f.constraint, Declared)}
+    assert set(keys) == set(VALID_RUN_CONFIG_VALUES)
+    for key, flag in keys.items():
+        text, expected = VALID_RUN_CONFIG_VALUES[key]
+        args = build_parser().parse_args(["study", "digits_pair", flag, text])
+        raw = base_config(args)
+        assert raw[key] == expected and type(raw[key]) is type(expected), (flag, raw)
+        assert set(raw) == {"setting", key}

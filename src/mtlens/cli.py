@@ -76,19 +76,11 @@ def base_config(args: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError(f"--config {args.config}: expected a mapping of config keys, got {type(loaded).__name__}")
         raw.update(loaded)
     raw["setting"] = args.setting
-    flags = {
-        "optimizer": args.optimizer,
-        "lr": args.lr,
-        "momentum": args.momentum,
-        "batch_size": args.batch_size,
-        "epochs": args.epochs,
-        "eval_every_steps": args.eval_every_steps,
-        "eval_dense_until_epoch": args.eval_dense_until_epoch,
-        "device": args.device,
-        "threads": args.threads,
-        "pack_size": args.pack_size,
-    }
-    raw.update({k: v for k, v in flags.items() if v is not None})
+    for flag in RUN_CONFIG_FLAGS:  # each run-config flag sets the key it is declared for
+        if isinstance(flag.constraint, Declared) and flag.constraint.owner == RUN_CONFIG:
+            value = getattr(args, flag.name.lstrip("-").replace("-", "_"))
+            if value is not None:
+                raw[flag.constraint.field] = value
     if args.option:
         if not isinstance(raw.get("setting_options", {}), dict):
             raise ConfigError(
