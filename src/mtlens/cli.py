@@ -22,6 +22,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any, Literal, NoReturn, get_args, get_origin, get_type_hints
 
@@ -388,7 +389,17 @@ def _validated(annotation: Any, text: str) -> Any:
         return TypeAdapter(annotation, config=ConfigDict(allow_inf_nan=False)).validate_python(text)
     except ValidationError as err:
         reason = "; ".join(item["msg"] for item in err.errors())
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: {reason}") from None
+        hint = did_you_mean(text, [str(choice) for choice in _choices(annotation)])
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}{hint}: {reason}") from None
+
+
+def _choices(annotation: Any) -> tuple[Any, ...]:
+    """The values of a ``Literal`` or an ``Enum`` (``()`` for other annotations)."""
+    if get_origin(annotation) is Literal:
+        return get_args(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        return tuple(member.value for member in annotation)
+    return ()
 
 
 def _violation(annotation: Any) -> str:
@@ -408,15 +419,11 @@ class Typed:
     annotation: Any
 
     def __call__(self, text: str) -> Any:
-        if self.choices and text not in self.choices:
-            raise argparse.ArgumentTypeError(
-                f"invalid choice {text!r}{did_you_mean(text, self.choices)}; choose from {', '.join(self.choices)}"
-            )
         return _validated(self.annotation, text)
 
     @property
     def choices(self) -> tuple[Any, ...] | None:
-        return get_args(self.annotation) if get_origin(self.annotation) is Literal else None
+        return _choices(self.annotation) or None
 
     @property
     def invalid(self) -> str:
@@ -425,9 +432,9 @@ class Typed:
 
 @dataclass(frozen=True)
 class Declared:
-    """A value of a field declared elsewhere (``"mtlens.training.config:RunConfig"``, ``"lr"``): the field's
-    annotation and constraints are the one statement of what the flag accepts; imported when the flag is used,
-    so that ``--help`` stays light."""
+    """A value of a field declared elsewhere (``"mtlens.training.config:RunConfig"``, ``"lr"``), or of a type
+    declared elsewhere (an ``Enum``, ``field=""``): that declaration is the one statement of what the flag
+    accepts; imported when the flag is used, so that ``--help`` stays light."""
 
     owner: str
     field: str
@@ -436,6 +443,8 @@ class Declared:
     def annotation(self) -> Any:
         module, name = self.owner.split(":")
         owner = getattr(importlib.import_module(module), name)
+        if not self.field:
+            return owner
         if hasattr(owner, "model_fields"):  # a pydantic model: the constraints are the field's metadata
             field = owner.model_fields[self.field]
             return annotated(field.annotation, field.metadata)
@@ -678,9 +687,6 @@ def _store(must_exist: bool = False) -> Flag:
     return Flag("--store", Directory(writable=not must_exist), f"{what} (default {DEFAULT_STORE})", DEFAULT_STORE)
 
 
-RunState = Literal["running", "finished", "diverged", "failed", "interrupted", "pending", "damaged"]
-"""The states ``runs --state`` filters on (interrupted: 'running' but no process holds its lock)."""
-
 COMMANDS: dict[str, tuple[str, list[Flag]]] = {
     "study": (
         "train STL per task and MTL per method over seeds, then report",
@@ -790,8 +796,9 @@ COMMANDS: dict[str, tuple[str, list[Flag]]] = {
             _store(must_exist=True),
             Flag(
                 "--state",
-                Typed(RunState),
-                "only runs in this state (interrupted: 'running' but no process holds its lock)",
+                Declared("mtlens.store.run_store:RunState", "", "fnished"),
+                "only runs in this state: running, finished, diverged, failed, interrupted ('running' but no "
+                "process holds its lock), pending or damaged (mtlens.store.RunState)",
             ),
             Flag(
                 "--check",
