@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mtlens.store.atomic import atomic_write_text
+
 DIGITS = 3
 """Significant digits of the numbers in a table's HTML (the CSV keeps full precision)."""
 
@@ -195,7 +197,7 @@ def table_html(
     others behind the "all columns" toggle, columns empty in every row left out."""
     tables = Path(out_dir) / "tables"
     tables.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(tables / f"{name}.csv", index=False)
+    atomic_write_text(tables / f"{name}.csv", frame.to_csv(index=False))
     empty = set(empty_columns(frame))
     columns = [c for c in frame.columns if c not in empty]
     shown = [c for c in short if c in columns] or columns

@@ -45,7 +45,7 @@ from mtlens.report.oddities import collapse_notes, loss_range_notes, step_zero_n
 from mtlens.report.probes import probes_section
 from mtlens.report.recorded import note_unrecorded, read_rows
 from mtlens.report.verdicts import QUESTIONS, answers
-from mtlens.store import RunStore
+from mtlens.store import RunStore, atomic_write_text
 
 GAP_MEASURES = ("val/loss", "val/error")
 
@@ -698,9 +698,7 @@ def write_report(
     sections = note_unrecorded(sections, data.rows, data.task_info)
     sections.insert(0, answers_section(report_tables(sections, out_dir), alpha))
     path = out_dir / "report.html"
-    path.write_text(
-        render_html(sections, f"mtlens report — {', '.join(sorted(index['setting'].unique()))}"), encoding="utf-8"
-    )
+    atomic_write_text(path, render_html(sections, f"mtlens report — {', '.join(sorted(index['setting'].unique()))}"))
     if formats:
         export_figures(out_dir, sections, formats)
     if "pdf" in formats:
