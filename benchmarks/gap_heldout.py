@@ -47,7 +47,7 @@ def seed_sd(rows: pd.DataFrame, measure: str, from_epoch: float) -> dict[str, fl
 def spike(rows: pd.DataFrame, sizes: dict[tuple[str, str], float], from_epoch: float) -> pd.DataFrame:
     """``rows`` with ``sizes[(task, measure)]`` added to the MTL-labelled runs' values from ``from_epoch`` on."""
     key = pd.Series(list(zip(rows["task"], rows["quantity"], strict=True)), index=rows.index)
-    shift = key.map(sizes).fillna(0.0).to_numpy(float)
+    shift = key.map(sizes).fillna(0.0).to_numpy(float, copy=True)
     shift *= ((rows["mode"] == "mtl") & (rows["epoch"] >= from_epoch)).to_numpy()
     return rows.assign(value=rows["value"].to_numpy(float) + shift)
 

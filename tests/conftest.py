@@ -54,6 +54,7 @@ INTEGRATION_MODULES = frozenset(
         "test_compat_store",
         "test_evaluation",
         "test_extending",
+        "test_grouping_experiment",
         "test_integrations",
         "test_methods_training",
         "test_probe_plugins",
@@ -73,6 +74,7 @@ INTEGRATION_MODULES = frozenset(
         "test_unfinished_runs",
         "test_calibration",
         "test_packs",
+        "test_notebook",
     }
 )
 

@@ -108,7 +108,7 @@ CASES = {
     "option-unknown": ([*STUDY, "--option", "n_trian=5"], ["n_trian", "n_train"]),
     "method-option-out-of-range": (
         [*STUDY, "--methods", "cagrad", "--set", "method_options={c: -1}"],
-        ["cagrad", "c must be >= 0"],
+        ["cagrad", "c=-1", "greater than or equal to 0"],
     ),
     "method-option-wrong-type": (
         [*STUDY, "--methods", "dwa", "--set", "method_options={window: many}"],

@@ -14,6 +14,7 @@ from mtlens.probes import conflict_measures, intra_task_alignment, mean_task_gra
 from mtlens.settings import load_setting
 from mtlens.tasks import classification_task
 from mtlens.training.config import resolve_config
+from mtlens.training.handle import Checkpoint
 from mtlens.training.probe_runner import ProbeRunner, probe_steps
 
 CHEAP = ["conflict", "alignment"]
@@ -28,14 +29,15 @@ def _probed(tiny: dict, probes=CHEAP, **extra) -> dict:
 
 
 def _state(store: RunStore, config) -> dict:
-    return torch.load(store.checkpoint_path(resolve_config(config).run_id), weights_only=False)
+    checkpoint = Checkpoint.load(store.checkpoint_path(resolve_config(config).run_id))
+    return {**checkpoint.state, "torch_rng": checkpoint.torch_rng}
 
 
 @pytest.mark.parametrize("method", ["sum", "pcgrad"])
 def test_probes_leave_the_trajectory_and_final_state_bitwise_unchanged(tmp_path, tiny, method):
     off, on = RunStore(tmp_path / "off"), RunStore(tmp_path / "on")
     plain = parse_config({**tiny, "method": method})
-    probed = parse_config(_probed({**tiny, "method": method}))
+    probed = parse_config(_probed({**tiny, "method": method}, probes=[*CHEAP, "tag"]))
     train_run(plain, off, progress=False)
     train_run(probed, on, progress=False)
     a = _rows(off, plain).drop(columns="run_id")

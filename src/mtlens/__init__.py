@@ -4,6 +4,7 @@ The public API in one place::
 
     from mtlens import Task, classification_task, register_setting, Setting, RunConfig, train_run, RunStore
     from mtlens import Recorder, RecorderProbes  # record and probe your own training loop
+    from mtlens import study, load  # train a study / load a store: the report's tables and figures in Python
 
 The names are imported on first use (PEP 562 ``__getattr__``), so that ``import mtlens.cli`` (and
 ``mtlens --help``) does not pay for torch, pandas and matplotlib.
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mtlens.models import MultiTaskModel, build_model
+    from mtlens.report.results import Chart, StudyResults, load, study
     from mtlens.settings import Defaults, Setting, Split, TaskData, available_settings, load_setting, register_setting
     from mtlens.store import RunStore
     from mtlens.tasks import Task, binary_task, classification_task, regression_task
@@ -45,9 +47,14 @@ _SOURCES = {
     "RunConfig": "mtlens.training",
     "parse_config": "mtlens.training",
     "train_run": "mtlens.training",
+    "Chart": "mtlens.report.results",
+    "StudyResults": "mtlens.report.results",
+    "load": "mtlens.report.results",
+    "study": "mtlens.report.results",
 }
 
 __all__ = [
+    "Chart",
     "ConfigError",
     "Defaults",
     "MultiTaskModel",
@@ -57,16 +64,19 @@ __all__ = [
     "RunStore",
     "Setting",
     "Split",
+    "StudyResults",
     "Task",
     "TaskData",
     "available_settings",
     "binary_task",
     "build_model",
     "classification_task",
+    "load",
     "load_setting",
     "parse_config",
     "regression_task",
     "register_setting",
+    "study",
     "train_run",
 ]
 

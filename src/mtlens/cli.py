@@ -1,9 +1,10 @@
-"""The command line: ``mtlens study | sweep | runs | report | settings | data``.
+"""The command line: ``mtlens study | sweep | calibrate | runs | report | settings | data``.
 
 Every command validates its whole input before training or writing anything; a bad flag, config
 key, file or unknown name exits with status 2 and one line on stderr naming the flag, key or file
 and the valid choices (flags are checked by their ``type=`` while parsing, config keys by
-:func:`mtlens.training.config.parse_config`).
+:func:`mtlens.training.config.parse_config`).  User plugins (``--plugin MODULE``, ``$MTLENS_PLUGINS``, the
+``mtlens.plugins`` entry points; :mod:`mtlens.plugins`) are loaded before anything is parsed.
 """
 
 from __future__ import annotations
@@ -625,9 +626,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_plugin_flag(parser: argparse.ArgumentParser) -> None:
+    """``--plugin MODULE`` on ``parser`` and every (sub)command below it, so it may come anywhere;
+    :func:`main` reads it before parsing (:func:`_plugin_args`)."""
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        metavar="MODULE",
+        default=argparse.SUPPRESS,
+        help="import this module (or .py file) first, so the settings, methods, probes, datasets and experiments "
+        "it registers can be named (repeatable; also $MTLENS_PLUGINS, comma-separated, and the 'mtlens.plugins' "
+        "entry points of installed packages)",
+    )
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in dict.fromkeys(action.choices.values()):
+                _add_plugin_flag(subparser)
+
+
+def _plugin_args(argv: Sequence[str] | None) -> list[str]:
+    """The ``--plugin`` values of ``argv`` (default ``sys.argv[1:]``), found before the full parse."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--plugin", action="append", default=[])
+    known, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    return list(known.plugin)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``mtlens`` command; user errors exit 2 with one clear message."""
-    args = build_parser().parse_args(argv)
+    """Entry point of the ``mtlens`` command; user errors exit 2 with one clear message.  User plugins
+    (:func:`mtlens.plugins.load_plugins`) are loaded first, so that every name they register is known."""
+    from mtlens.plugins import PluginError, load_plugins
+
+    try:
+        load_plugins(_plugin_args(argv))
+    except PluginError as err:
+        print(f"mtlens: error: {err}", file=sys.stderr)
+        return 2
+    parser = build_parser()
+    _add_plugin_flag(parser)
+    args = parser.parse_args(argv)
     try:
         return args.func(args)
     except (MtlensError, FileNotFoundError) as err:

@@ -22,6 +22,7 @@ from mtlens.aggregators.base import UpdateMethod
 from mtlens.aggregators.matrix import MGDA, Aggregator, check_gradient_matrix
 from mtlens.gradients import assign_flat_gradient, flatten, task_gradients
 from mtlens.models import MultiTaskModel
+from mtlens.registry import validate_options
 
 
 def shared_gradient_matrix(losses: Sequence[Tensor], params: Sequence[nn.Parameter]) -> Tensor:
@@ -102,6 +103,7 @@ class MGDAUpperBound(UpdateMethod):
     training mode are recorded, and they are released at every :meth:`backward`.
     """
 
+    @validate_options
     def __init__(self, normalization: Literal["none", "l2"] = "none"):
         self.mgda = MGDA(normalization)
         self._features: list[Tensor] = []

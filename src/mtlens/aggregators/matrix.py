@@ -32,9 +32,11 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
+from pydantic import NonNegativeFloat, PositiveInt
 from torch import Tensor
 
 from mtlens.aggregators.solvers import cagrad_dual_weights, dual_cone_weights, min_norm_weights, nash_bargaining_weights
+from mtlens.registry import UnitInterval, validate_options
 
 
 class NonFiniteGradientError(FloatingPointError):
@@ -126,9 +128,8 @@ class GramianAggregator(Aggregator):
 class RandomAggregator(Aggregator):
     """An aggregator that draws from ``generator`` (a CPU ``torch.Generator``) and saves its state."""
 
+    @validate_options
     def __init__(self, generator: torch.Generator):
-        if not isinstance(generator, torch.Generator):
-            raise TypeError(f"{type(self).__name__} needs an explicit torch.Generator, got {generator!r}")
         self.generator = generator
 
     def state_dict(self) -> dict[str, Any]:
@@ -217,12 +218,9 @@ class GradVac(RandomAggregator, GramianAggregator):
     cosine_resolution: ClassVar[float] = 64.0
     """``delta / eps_G``: cosines within ``delta`` of +-1 are clipped to +-(1 - delta)."""
 
-    def __init__(self, generator: torch.Generator, beta: float = 0.01, eps: float = 0.0):
+    @validate_options
+    def __init__(self, generator: torch.Generator, beta: UnitInterval = 0.01, eps: NonNegativeFloat = 0.0):
         super().__init__(generator)
-        if not 0.0 <= beta <= 1.0:
-            raise ValueError(f"beta must be in [0, 1], got {beta}")
-        if eps < 0:
-            raise ValueError(f"eps must be >= 0, got {eps}")
         self.beta, self.eps = beta, eps
         self.phi_hat: np.ndarray | None = None
 
@@ -279,9 +277,8 @@ class MGDA(GramianAggregator):
     unchanged when a task's gradient is scaled (and so of scale degree 0).
     """
 
+    @validate_options
     def __init__(self, normalization: Literal["none", "l2"] = "none"):
-        if normalization not in ("none", "l2"):
-            raise ValueError(f"normalization must be 'none' or 'l2', got {normalization!r}")
         self.normalization = normalization
         self.task_scale_invariant = normalization == "l2"
         self.scale_degree = 0 if normalization == "l2" else 1
@@ -351,11 +348,8 @@ class NashMTL(GramianAggregator):
     stationarity_tolerance: ClassVar[float] = 64.0
     """Multiple of ``K eps`` below which the hull's min-norm point counts as zero."""
 
-    def __init__(self, max_norm: float = 1.0, update_weights_every: int = 1):
-        if max_norm < 0:
-            raise ValueError(f"max_norm must be >= 0, got {max_norm}")
-        if update_weights_every < 1:
-            raise ValueError(f"update_weights_every must be >= 1, got {update_weights_every}")
+    @validate_options
+    def __init__(self, max_norm: NonNegativeFloat = 1.0, update_weights_every: PositiveInt = 1):
         self.max_norm, self.update_weights_every = max_norm, update_weights_every
         self.calls = 0
         self.alpha: np.ndarray | None = None
@@ -411,9 +405,8 @@ class AlignedMTL(GramianAggregator):
     Zero matrix: zero update.
     """
 
+    @validate_options
     def __init__(self, scale_mode: Literal["min", "median", "rmse"] = "min"):
-        if scale_mode not in ("min", "median", "rmse"):
-            raise ValueError(f"scale_mode must be 'min', 'median' or 'rmse', got {scale_mode!r}")
         self.scale_mode = scale_mode
 
     def weights(self, gram: np.ndarray, eps: float) -> np.ndarray:
@@ -446,11 +439,8 @@ class CAGrad(GramianAggregator):
     update).
     """
 
-    def __init__(self, c: float = 0.5, rescale: Literal[0, 1, 2] = 1):
-        if c < 0:
-            raise ValueError(f"c must be >= 0, got {c}")
-        if rescale not in (0, 1, 2):
-            raise ValueError(f"rescale must be 0, 1 or 2, got {rescale!r}")
+    @validate_options
+    def __init__(self, c: NonNegativeFloat = 0.5, rescale: Literal[0, 1, 2] = 1):
         self.c, self.rescale = c, rescale
 
     def weights(self, gram: np.ndarray, eps: float) -> np.ndarray:
@@ -485,9 +475,8 @@ class UPGrad(GramianAggregator):
     applies the normalisation whenever ``tr(M) > 0`` (all-zero gradients give a zero update).
     """
 
-    def __init__(self, norm_eps: float = 0.0, reg_eps: float = 1e-4):
-        if norm_eps < 0 or reg_eps < 0:
-            raise ValueError(f"norm_eps and reg_eps must be >= 0, got {norm_eps}, {reg_eps}")
+    @validate_options
+    def __init__(self, norm_eps: NonNegativeFloat = 0.0, reg_eps: NonNegativeFloat = 1e-4):
         self.norm_eps, self.reg_eps = norm_eps, reg_eps
 
     def weights(self, gram: np.ndarray, eps: float) -> np.ndarray:
@@ -535,11 +524,9 @@ class GradDrop(RandomAggregator):
     summed over the batch; here it acts on the shared-parameter gradients (as torchjd).
     """
 
-    def __init__(self, generator: torch.Generator, leak: float | list[float] = 0.0):
+    @validate_options
+    def __init__(self, generator: torch.Generator, leak: UnitInterval | list[UnitInterval] = 0.0):
         super().__init__(generator)
-        values = [leak] if isinstance(leak, (int, float)) else list(leak)
-        if any(not 0.0 <= v <= 1.0 for v in values):
-            raise ValueError(f"leak must be in [0, 1], got {leak}")
         self.leak = leak
 
     def _aggregate(self, matrix: Tensor) -> Aggregate:

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt
 from torch import Tensor
 
 from mtlens.aggregators.aggregation import set_head_gradients, shared_gradient_matrix, weight_diagnostics
@@ -28,6 +29,7 @@ from mtlens.aggregators.base import UpdateMethod
 from mtlens.aggregators.matrix import check_gradient_matrix
 from mtlens.gradients import assign_flat_gradient
 from mtlens.models import MultiTaskModel
+from mtlens.registry import UnitInterval, validate_options
 
 LOG_EPS = 1e-8
 """Added to losses before taking logs (DB-MTL, FAMO), as in the authors' code."""
@@ -87,10 +89,9 @@ class _LearnedWeights(LossWeighting):
 
     initial_value = 0.0
 
-    def __init__(self, lr: float = 1e-3, weight_decay: float = 0.0) -> None:
+    @validate_options
+    def __init__(self, lr: PositiveFloat = 1e-3, weight_decay: NonNegativeFloat = 0.0) -> None:
         super().__init__()
-        if not lr > 0 or weight_decay < 0:
-            raise ValueError(f"need a learning rate > 0 and weight decay >= 0, got {lr}, {weight_decay}")
         self.lr, self.weight_decay = lr, weight_decay
         self.params: Tensor | None = None
         self.optimizer: torch.optim.Optimizer | None = None
@@ -180,10 +181,9 @@ class GradNorm(_LearnedWeights):
 
     initial_value = 1.0
 
-    def __init__(self, alpha: float = 1.5, lr: float = 1e-3) -> None:
+    @validate_options
+    def __init__(self, alpha: NonNegativeFloat = 1.5, lr: PositiveFloat = 1e-3) -> None:
         super().__init__(lr)
-        if alpha < 0:
-            raise ValueError(f"alpha must be >= 0, got {alpha}")
         self.alpha = alpha
         self.initial_losses: Tensor | None = None
 
@@ -240,9 +240,10 @@ class FAMO(_LearnedWeights):
     ``gamma = 0.01``, ``max_norm = 1.0`` (the authors' ``famo.py``).  Cost: one backward.
     """
 
-    def __init__(self, w_lr: float = 0.025, gamma: float = 0.01, max_norm: float = 1.0) -> None:
-        if max_norm < 0:
-            raise ValueError(f"max_norm must be >= 0, got {max_norm}")
+    @validate_options
+    def __init__(
+        self, w_lr: PositiveFloat = 0.025, gamma: NonNegativeFloat = 0.01, max_norm: NonNegativeFloat = 1.0
+    ) -> None:
         super().__init__(w_lr, weight_decay=gamma)
         self.max_norm = max_norm
         self.previous_losses: Tensor | None = None
@@ -290,10 +291,9 @@ class DWA(LossWeighting):
     paper.  ``temperature = 2`` (the paper's ``T``).  Cost: one backward.
     """
 
-    def __init__(self, temperature: float = 2.0, window: int = 1) -> None:
+    @validate_options
+    def __init__(self, temperature: PositiveFloat = 2.0, window: PositiveInt = 1) -> None:
         super().__init__()
-        if not temperature > 0 or window < 1:
-            raise ValueError(f"need temperature > 0 and window >= 1, got {temperature}, {window}")
         self.temperature, self.window = temperature, window
         self.window_sum: Tensor | None = None
         self.window_steps = 0
@@ -335,10 +335,9 @@ class RLW(LossWeighting):
     No hyperparameters (the paper's default normal distribution).  Cost: one backward.
     """
 
+    @validate_options
     def __init__(self, generator: torch.Generator) -> None:
         super().__init__()
-        if not isinstance(generator, torch.Generator):
-            raise TypeError(f"RLW needs an explicit torch.Generator, got {generator!r}")
         self.generator = generator
 
     def _init_state(self, values: Tensor) -> None:
@@ -378,10 +377,9 @@ class DBMTL(LossWeighting):
     (K x P) buffer ``h``.  Cost: K backward passes.  Diagnostics: the scale factors.
     """
 
-    def __init__(self, beta: float = 0.9, beta_sigma: float = 0.0) -> None:
+    @validate_options
+    def __init__(self, beta: UnitInterval = 0.9, beta_sigma: NonNegativeFloat = 0.0) -> None:
         super().__init__()
-        if not 0.0 <= beta <= 1.0 or beta_sigma < 0:
-            raise ValueError(f"need beta in [0, 1] and beta_sigma >= 0, got {beta}, {beta_sigma}")
         self.beta, self.beta_sigma = beta, beta_sigma
         self.buffer: Tensor | None = None
         self.steps = 0

@@ -45,9 +45,11 @@ from tqdm.auto import tqdm
 from mtlens.errors import MtlensError
 from mtlens.orchestration.packs import group_into_packs
 from mtlens.orchestration.study import cached_setting, mark_failed, train_one, train_pack_one
+from mtlens.plugins import load_plugins, requested_plugins
 from mtlens.settings import Setting
-from mtlens.store import RunLockedError, RunStore
+from mtlens.store import RunStore
 from mtlens.training.config import RunConfig
+from mtlens.training.handle import clean_complete_run
 from mtlens.training.trainer import train_run
 
 
@@ -138,8 +140,8 @@ class Executor:
         unique = list({c.run_id: c for c in configs}.values())
         results: dict[str, dict[str, str]] = {}
         for config in unique:
-            if store.is_done(config.run_id):
-                _remove_stale_tmp(store, config.run_id)
+            if store.is_done(config.run_id, deep=True):
+                clean_complete_run(store, config.run_id)
                 status = store.status(config.run_id)
                 assert status is not None  # is_done has just read its done state
                 results[config.run_id] = {
@@ -204,16 +206,6 @@ class Executor:
         return [{"run_id": c.run_id, "state": "failed", "message": message} for c in job.configs]
 
 
-def _remove_stale_tmp(store: RunStore, run_id: str) -> None:
-    """Remove a complete run's temporary files of interrupted writes, unless a process holds its lock."""
-    if store.stale_tmp_files(run_id):
-        try:
-            with store.lock(run_id):
-                store.remove_stale_tmp(run_id)
-        except RunLockedError:
-            pass
-
-
 def _state_counts(results: Any) -> str:
     counts = pd.Series([r["state"] for r in results]).value_counts()
     return " ".join(f"{state}={n}" for state, n in counts.items())
@@ -273,14 +265,15 @@ def _exit_when_parent_dies() -> None:
     threading.Thread(target=watch, daemon=True, name="mtlens-driver-watch").start()
 
 
-def _worker_main(conn: Connection, device: str | None) -> None:
-    """A local worker: train the jobs it receives (on ``device`` if given) until the driver closes the
-    pipe or dies.
+def _worker_main(conn: Connection, device: str | None, plugins: Sequence[str] = ()) -> None:
+    """A local worker: load the driver's user ``plugins`` (:func:`~mtlens.plugins.load_plugins`), then
+    train the jobs it receives (on ``device`` if given) until the driver closes the pipe or dies.
 
     The device does not enter a run's id or trajectory (kernels are deterministic on every
     device), so which worker, and how many workers share a GPU, never changes the results.
     """
     _exit_when_parent_dies()
+    load_plugins(plugins)
     settings: dict[tuple[str, str], Setting] = {}
     while True:
         try:
@@ -320,7 +313,7 @@ class LocalExecutor(Executor):
 
     def _spawn(self, device: str | None) -> tuple[Any, Connection]:
         parent, child = self._context.Pipe()
-        process = self._context.Process(target=_worker_main, args=(child, device), daemon=True)
+        process = self._context.Process(target=_worker_main, args=(child, device, requested_plugins()), daemon=True)
 
         process.start()
         child.close()

@@ -17,6 +17,18 @@ import pandas as pd
 
 from mtlens.analysis.transfer import TaskInfo
 from mtlens.render.charts import Spec, spec
+from mtlens.render.tables import table_html
+
+__all__ = [
+    "RUN_KEYS",
+    "Section",
+    "by_configuration",
+    "not_available",
+    "per_setting",
+    "save_figure",
+    "slug",
+    "table_html",
+]
 
 
 @dataclass(frozen=True)
@@ -26,6 +38,24 @@ class Section:
     title: str
     body: str
     anchor: str = ""
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure of the report: ``name`` (its file name, :func:`slug` of its kind and ``key``), the ``setting``
+    (configuration) it belongs to, its Vega-Lite ``chart`` (data included), ``caption`` and ``key``, what it
+    shows (e.g. ``(setting, method, task)``).  The report saves it (:meth:`save`);
+    :class:`~mtlens.report.results.StudyResults` hands it to the user."""
+
+    name: str
+    setting: str
+    chart: Spec
+    caption: str
+    key: tuple[str, ...] = ()
+
+    def save(self, out_dir: Path) -> str:
+        """:func:`save_figure` of this figure: its spec written to ``out_dir/figures``, its HTML returned."""
+        return save_figure(self.chart, out_dir, self.name, self.caption)
 
 
 def save_figure(chart: Spec, out_dir: Path, name: str, caption: str) -> str:
@@ -43,15 +73,6 @@ def save_figure(chart: Spec, out_dir: Path, name: str, caption: str) -> str:
         f'<script type="application/json" class="vl-spec">{embedded}</script>'
         f"<figcaption>{html.escape(caption)}</figcaption></figure>"
     )
-
-
-def table_html(frame, out_dir: Path, name: str, caption: str, float_format: str = "{:.4g}") -> str:
-    """Save ``frame`` as ``out_dir/tables/name.csv`` and return it as an HTML table with a caption."""
-    tables = Path(out_dir) / "tables"
-    tables.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(tables / f"{name}.csv", index=False)
-    rendered = frame.to_html(index=False, float_format=float_format.format, border=0, classes="table")
-    return f'<div class="table-wrap"><p class="caption">{html.escape(caption)}</p>{rendered}</div>'
 
 
 RUN_KEYS = {

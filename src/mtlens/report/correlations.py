@@ -9,6 +9,7 @@ says so ("not available: ...") instead of failing.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import pandas as pd
 
 from mtlens.analysis.correlation import correlation_table, difference_tests
 from mtlens.analysis.optimization import loss_ratio_curves, optimization_tests, steps_to_loss
-from mtlens.render import Section, not_available, per_setting, save_figure, slug, table_html
+from mtlens.render import Figure, Section, not_available, per_setting, slug, table_html
 from mtlens.render.charts import (
     FACET_COLUMNS,
     Rule,
@@ -71,24 +72,8 @@ def optimization_section(rows: pd.DataFrame, effect: pd.DataFrame, out_dir: Path
         "power; min_p: the smallest p the seeds allow (docs/statistics.md). Negative: MTL reached a lower "
         "training loss at the same step.",
     )
-    levels = _loss_levels(rows)
-    reached = []
-    loss_rows = dict(iter(rows[rows["quantity"] == "train/loss"].groupby(["setting", "task"])))
-    for (setting, task), frame in levels.groupby(["setting", "task"]):
-        reached.append(steps_to_loss(loss_rows[(setting, task)], frame["level"].tolist()))
-    if reached:
-        table = (
-            pd.concat(reached)
-            .groupby(["setting", "task", "mode", "method", "level"])
-            .agg(
-                n_runs=("run_id", "nunique"),
-                n_reached=("step", "count"),
-                mean_step=("step", "mean"),
-                mean_epoch=("epoch", "mean"),
-            )
-            .reset_index()
-        )
-        table.loc[table["mode"] == "stl", "method"] = "-"
+    table = steps_to_loss_table(rows)
+    if len(table):
         body += table_html(
             table,
             out_dir,
@@ -97,12 +82,46 @@ def optimization_section(rows: pd.DataFrame, effect: pd.DataFrame, out_dir: Path
             "in log loss, from the highest initial to the highest final loss of the task's runs); "
             "means over the n_reached of n_runs runs that reached it.",
         )
+    figures: dict[str, list[str]] = {}
+    for figure in loss_ratio_figures(rows):
+        figures.setdefault(figure.setting, []).append(figure.save(out_dir))
+    return Section(title, body + per_setting(figures, "loss-ratio figures"), anchor)
+
+
+def steps_to_loss_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per (setting, task, mode, method, level) of the :data:`LEVEL_FRACTIONS` levels: runs, runs that reached
+    the level, and their mean step and epoch of first reaching it (STL runs' method ``-``); empty without
+    training-loss rows that fall."""
+    levels = _loss_levels(rows)
+    reached = []
+    loss_rows = dict(iter(rows[rows["quantity"] == "train/loss"].groupby(["setting", "task"])))
+    for (setting, task), frame in levels.groupby(["setting", "task"]):
+        reached.append(steps_to_loss(loss_rows[(setting, task)], frame["level"].tolist()))
+    if not reached:
+        return pd.DataFrame()
+    table = (
+        pd.concat(reached)
+        .groupby(["setting", "task", "mode", "method", "level"])
+        .agg(
+            n_runs=("run_id", "nunique"),
+            n_reached=("step", "count"),
+            mean_step=("step", "mean"),
+            mean_epoch=("epoch", "mean"),
+        )
+        .reset_index()
+    )
+    table.loc[table["mode"] == "stl", "method"] = "-"
+    return table
+
+
+def loss_ratio_figures(rows: pd.DataFrame) -> Iterator[Figure]:
+    """Per (setting, method): the training-loss log-ratio MTL/STL at equal steps per task
+    (:func:`~mtlens.analysis.optimization.loss_ratio_curves`), mean ± std over seed pairs and each pair."""
     curves = loss_ratio_curves(rows)
     curves = curves.assign(value=curves["log_ratio"], run_id="seed " + curves["seed"].astype(str))
     stats = dict(
         iter(mean_band(curves, ["setting", "method", "task"], "epoch", run="seed").groupby(["setting", "method"]))
     )
-    figures: dict[str, list[str]] = {}
     for (setting, method), frame in curves.groupby(["setting", "method"]):
         chart = band_chart(
             stats[(setting, method)],
@@ -116,18 +135,29 @@ def optimization_section(rows: pd.DataFrame, effect: pd.DataFrame, out_dir: Path
             height=240,
         )
         n_seeds = frame["seed"].nunique()
-        figures.setdefault(setting, []).append(
-            save_figure(
-                chart,
-                out_dir,
-                slug("loss_ratio", setting, method),
-                f"{setting}, method {method}: training-loss log-ratio MTL/STL at equal steps per task, mean ± std over "
-                f"{n_seeds} seed pairs (each MTL run against the same-seed STL run; thin lines: single seeds); below 0 "
-                "= "
-                f"MTL optimizes the task faster.",
-            )
+        caption = (
+            f"{setting}, method {method}: training-loss log-ratio MTL/STL at equal steps per task, mean ± std over "
+            f"{n_seeds} seed pairs (each MTL run against the same-seed STL run; thin lines: single seeds); below 0 "
+            f"= MTL optimizes the task faster."
         )
-    return Section(title, body + per_setting(figures, "loss-ratio figures"), anchor)
+        yield Figure(slug("loss_ratio", setting, method), setting, chart, caption, (setting, method))
+
+
+def scatter_figures(rows: pd.DataFrame, units: pd.DataFrame, table: pd.DataFrame) -> Iterator[Figure]:
+    """Per target ``y`` of the correlation ``table`` (of ``units``, from ``rows``): :func:`scatter_figure`."""
+    for target, rows_of_target in table.groupby("y", sort=False):
+        panels = "; ".join(
+            f"{row.x}: n = {row.n} units ({row.n_groups} clusters), Pearson r = {row.pearson_r:.2f} "
+            f"[{row.pearson_low:.2f}, {row.pearson_high:.2f}], Spearman rho = {row.spearman_rho:.2f} "
+            f"[{row.spearman_low:.2f}, {row.spearman_high:.2f}]"
+            for row in rows_of_target.itertuples()
+        )
+        caption = (
+            f"{target} against each factor over the units (from {rows['run_id'].nunique()} runs, "
+            f"{units['seed'].nunique()} seeds), one colour per method, least-squares line; 95% bootstrap "
+            f"CIs in brackets. {panels}."
+        )
+        yield Figure(slug("scatter", target), "", scatter_figure(units, rows_of_target), caption, (str(target),))
 
 
 def scatter_figure(units: pd.DataFrame, table: pd.DataFrame) -> Spec:
@@ -229,17 +259,6 @@ def correlation_section(rows: pd.DataFrame, units: pd.DataFrame, out_dir: Path) 
         "run are not counted as independent; *_p_adjusted: Benjamini–Hochberg over this table; "
         "conclusive: min_p ≤ 0.05. n units in n_groups clusters. See docs/statistics.md.",
     )
-    for target, rows_of_target in table.groupby("y", sort=False):
-        panels = "; ".join(
-            f"{row.x}: n = {row.n} units ({row.n_groups} clusters), Pearson r = {row.pearson_r:.2f} "
-            f"[{row.pearson_low:.2f}, {row.pearson_high:.2f}], Spearman rho = {row.spearman_rho:.2f} "
-            f"[{row.spearman_low:.2f}, {row.spearman_high:.2f}]"
-            for row in rows_of_target.itertuples()
-        )
-        caption = (
-            f"{target} against each factor over the units (from {rows['run_id'].nunique()} runs, "
-            f"{units['seed'].nunique()} seeds), one colour per method, least-squares line; 95% bootstrap "
-            f"CIs in brackets. {panels}."
-        )
-        body += save_figure(scatter_figure(units, rows_of_target), out_dir, slug("scatter", target), caption)
+    for figure in scatter_figures(rows, units, table):
+        body += figure.save(out_dir)
     return Section(title, body, anchor)

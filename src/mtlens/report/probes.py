@@ -9,6 +9,7 @@ the magnitude similarity, and per run the fraction of conflicting pairs and the 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import pandas as pd
 
 from mtlens.probes import per_task_quantities
 from mtlens.quantities import PROBE_PREFIX
-from mtlens.render import Section, by_configuration, per_setting, save_figure, slug
+from mtlens.render import Figure, Section, by_configuration, per_setting, slug
 from mtlens.render.charts import Rule, Spec, band_chart, concat, mean_band, tip
 from mtlens.report.figures import training_curves_figure
 from mtlens.store import RunStore
@@ -27,13 +28,26 @@ pairs: lowest mean inter-task cosine); the alignment section's table pools all p
 
 
 def probes_section(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out_dir: Path) -> list[Section]:
-    """A :data:`~mtlens.report.study_report.SectionBuilder`: the probe figures, or nothing without probe rows.
-    Means over seeds are aggregated once for the section (STL runs once per setting)."""
+    """A :data:`~mtlens.report.study_report.SectionBuilder`: the :func:`probe_figures`, or nothing without
+    probe rows."""
     del store
     rows, _ = by_configuration(index, rows, {})
+    parts: dict[str, list[str]] = {}
+    for figure in probe_figures(rows):
+        parts.setdefault(figure.setting, []).append(figure.save(out_dir))
+    if not parts:
+        return []
+    return [Section("What did the probes see?", per_setting(parts, "probe figures"), "probes")]
+
+
+def probe_figures(rows: pd.DataFrame) -> Iterator[Figure]:
+    """Per (setting, method) of the MTL runs with probe rows (``rows`` with :func:`by_configuration`'s
+    setting names): the per-task probes of STL and MTL runs (``probes_<setting>_<method>``) and, where the
+    MTL runs have pair rows, the :func:`conflict_figure` (``conflict_<setting>_<method>``).  Means over
+    seeds are aggregated once for all figures (STL runs once per setting)."""
     probe_rows = rows[rows["quantity"].str.startswith(PROBE_PREFIX)]
     if probe_rows.empty:
-        return []
+        return
     per_task = probe_rows[probe_rows["quantity"].isin(per_task_quantities())]
     stl, mtl = per_task[per_task["mode"] == "stl"], per_task[per_task["mode"] == "mtl"]
     stl_rows, stl_stats = (
@@ -43,7 +57,6 @@ def probes_section(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out
     mtl_stats = dict(
         iter(mean_band(mtl, ["setting", "method", "quantity", "task", "mode"], "epoch").groupby(["setting", "method"]))
     )
-    parts: dict[str, list[str]] = {}
     for (setting, method), mtl_rows in probe_rows[probe_rows["mode"] == "mtl"].groupby(["setting", "method"]):
         task_rows = mtl_rows[mtl_rows["quantity"].isin(per_task_quantities())]
         pair = pd.concat([stl_rows.get(setting, task_rows.iloc[:0]), task_rows])
@@ -55,20 +68,14 @@ def probes_section(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out
             fig = training_curves_figure(
                 pair, tasks, quantities, stats.drop(columns=["setting", "method"], errors="ignore")
             )
-            parts.setdefault(setting, []).append(
-                save_figure(
-                    fig,
-                    out_dir,
-                    slug("probes", setting, method),
-                    f"{setting}, method {method}: every per-task probe by epoch, STL (blue) vs MTL (red), mean ± std "
-                    f"over seeds ({n_seeds.get('stl', 0)} STL and {n_seeds.get('mtl', 0)} MTL seeds; runs per curve in "
-                    f"the tooltip; thin lines: single runs); rows: {', '.join(quantities)}. update_cosine: cosine of "
-                    "the "
-                    f"task's probe-sample gradient "
-                    f"with the update direction the method applied to the shared parameters at that step (for STL, the "
-                    f"task's own batch gradient).",
-                )
+            caption = (
+                f"{setting}, method {method}: every per-task probe by epoch, STL (blue) vs MTL (red), mean ± std "
+                f"over seeds ({n_seeds.get('stl', 0)} STL and {n_seeds.get('mtl', 0)} MTL seeds; runs per curve in "
+                f"the tooltip; thin lines: single runs); rows: {', '.join(quantities)}. update_cosine: cosine of the "
+                f"task's probe-sample gradient with the update direction the method applied to the shared "
+                f"parameters at that step (for STL, the task's own batch gradient)."
             )
+            yield Figure(slug("probes", setting, method), setting, fig, caption, (setting, method))
         pairs = sorted(t for t in mtl_rows["task"].unique() if "|" in t)
         if pairs:
             shown = conflict_pairs(mtl_rows, pairs)
@@ -77,20 +84,15 @@ def probes_section(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out
                 if len(shown) < len(pairs)
                 else ""
             )
-            parts.setdefault(setting, []).append(
-                save_figure(
-                    conflict_figure(mtl_rows, shown),
-                    out_dir,
-                    slug("conflict", setting, method),
-                    f"{setting}, method {method} (MTL, {mtl_rows['seed'].nunique()} seeds, mean ± std): inter-task "
-                    f"gradient cosine on the shared parameters next to each task's intra-task cosines (two halves "
-                    f"of a batch; two class groups), magnitude similarity of the task gradients, and per run the "
-                    f"fraction of conflicting pairs and the norm of the applied update.{more}",
-                )
+            caption = (
+                f"{setting}, method {method} (MTL, {mtl_rows['seed'].nunique()} seeds, mean ± std): inter-task "
+                f"gradient cosine on the shared parameters next to each task's intra-task cosines (two halves "
+                f"of a batch; two class groups), magnitude similarity of the task gradients, and per run the "
+                f"fraction of conflicting pairs and the norm of the applied update.{more}"
             )
-    if not parts:
-        return []
-    return [Section("What did the probes see?", per_setting(parts, "probe figures"), "probes")]
+            yield Figure(
+                slug("conflict", setting, method), setting, conflict_figure(mtl_rows, shown), caption, (setting, method)
+            )
 
 
 def conflict_pairs(rows: pd.DataFrame, pairs: list[str]) -> list[str]:

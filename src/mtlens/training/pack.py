@@ -66,7 +66,7 @@ from mtlens.aggregators import make_method
 from mtlens.aggregators.scalarization import LinearScalarization
 from mtlens.errors import ConfigError
 from mtlens.settings import Setting
-from mtlens.store import RunStore
+from mtlens.store import RunState, RunStore
 from mtlens.training.batches import SourceBatch
 from mtlens.training.config import ResolvedRunConfig, RunConfig, load_configured_setting, resolve_config
 from mtlens.training.trainer import TrainingRun, open_run, task_losses, torch_threads
@@ -195,7 +195,7 @@ class RunPack:
                 except Exception as err:
                     for m in live:
                         with self._own_rng(m):
-                            outcomes[m.run_id] = "diverged" if m.finalize_if_diverged() else err
+                            outcomes[m.run_id] = RunState.DIVERGED if m.finalize_if_diverged() else err
                     return outcomes
                 bar.update(1)
                 for m in active:
