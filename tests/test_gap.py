@@ -82,7 +82,8 @@ def test_paired_statistics_match_scipy_and_a_brute_force_max_t():
     """Replaces the old check of the unpaired standard error: the gap is now tested on the per-seed
     differences, so t per level is scipy's one-sample t of the differences and each adjusted p is the
     share of the 2^n sign patterns whose max-|t| over all levels reaches that level's |t|."""
-    result = generalization_gap(_study(offset_below=0.0, threshold=0.5, noise=0.1, seeds=6), "t", n_grid=30)
+    # alpha 1: the fixed sequence's p-values are computed back to the first sign change
+    result = generalization_gap(_study(offset_below=0.0, threshold=0.5, noise=0.1, seeds=6), "t", n_grid=30, alpha=1.0)
     curves = {}
     rows = _study(offset_below=0.0, threshold=0.5, noise=0.1, seeds=6)
     for (mode, seed), frame in rows.groupby(["mode", "seed"]):
@@ -107,7 +108,12 @@ def test_paired_statistics_match_scipy_and_a_brute_force_max_t():
         np.mean(np.abs(stats.ttest_1samp(patterns * d[:, j], 0.0, axis=1).statistic) >= abs(t) * (1 - 1e-9))
         for j, t in enumerate(result.test.t)
     ]
-    assert np.allclose(result.level_p, own)
+    # computed from the end back to the first level that fails at the result's alpha (included)
+    tested = np.isfinite(result.level_p)
+    first = int(np.argmax(tested))
+    assert tested[first:].all() and np.allclose(result.level_p[first:], own[first:])
+    assert first == 0 or own[first] > result.alpha or np.sign(result.estimate[first]) != np.sign(result.estimate[-1])
+    assert (np.array(own[first + 1 :]) <= result.alpha).all()
     assert result.p_persistent == pytest.approx(own[-1])
 
 

@@ -125,7 +125,7 @@ def _split_comparisons(
     curves = rows[rows["quantity"].isin(("train/loss", *GAP_MEASURES))]
     for task, task_rows in curves.groupby("task"):
         for measure in GAP_MEASURES:
-            result = generalization_gap(task_rows, task, measure, stability=False)
+            result = generalization_gap(task_rows, task, measure, alpha=alpha, stability=False)
             if result is None or result.test is None:
                 continue
             results.append(result)

@@ -39,8 +39,10 @@ level from ``j`` to the end" is an intersection of per-level alternatives, so it
 and stopping at the first non-rejection (or the first level whose estimate has another sign than the
 end's) controls the family-wise error of all onset claims at ``alpha`` with no adjustment (fixed-sequence
 testing, Maurer, Hothorn & Lehmacher 1995; Westfall & Krishen 2001).  Per level ``j`` the test is the
-one-level paired (unpaired) test of :mod:`mtlens.analysis.inference` (``p_level``); its fixed-sequence
-adjusted p-value is ``p_sequence_j = max_{k >= j} p_level_k`` (1 from the last sign change on).  The
+one-level paired (unpaired) test of :mod:`mtlens.analysis.inference` (``p_level``, computed from the
+end back to the first level that fails at the ``alpha`` the result is built with; the levels before it
+are not tested, NaN); its fixed-sequence adjusted p-value is ``p_sequence_j = max_{k >= j} p_level_k``
+(1 from the last sign change on, and where not tested).  The
 **onset** at ``alpha`` is the earliest level with ``p_sequence <= alpha`` (the start of the uninterrupted
 run of rejections that ends at the end); ``p_persistent`` = the end level's own ``p_level`` (an onset
 exists iff ``p_persistent <= alpha``).  With ``min_p > alpha`` no onset can be reported.
@@ -86,7 +88,8 @@ class GapResult:
     runs used; ``levels``: the grid ``(L,)``, training order (its last entry is the end);
     ``estimate``: the gap per level; ``test``: the max-|t| test over all levels (``None`` when not
     testable); ``alpha``: the level of :attr:`gap`'s band and :attr:`onset`; ``level_p``: per level the
-    unadjusted p-value of the one-level test (``(L,)``, NaN without a test); ``final_test``: the
+    unadjusted p-value of the one-level test (``(L,)``; NaN without a test, and before the level where
+    the fixed sequence at the construction level ``alpha`` stopped: not tested); ``final_test``: the
     one-level test at the end; ``end_limited_by``: the runs (``"stl seed 3"``) whose lowest training loss
     is the end;
     ``loo_p_persistent``: ``p_persistent`` with each seed left out in turn (NaN where untestable).
@@ -110,7 +113,8 @@ class GapResult:
         return self.test.design if self.test is not None else "none"
 
     def at_alpha(self, alpha: float) -> GapResult:
-        """The same result with band and onset at level ``alpha``."""
+        """The same result with band and onset at level ``alpha`` (the onset is exact for an ``alpha`` up to
+        the one the result was built with; above it, the levels not tested count as not rejected)."""
         return replace(self, alpha=alpha)
 
     @cached_property
@@ -276,6 +280,27 @@ def _level_test(mtl: np.ndarray, stl: np.ndarray, paired: bool, seed: int) -> Ma
     return paired_max_t(mtl - stl, seed=seed) if paired else unpaired_max_t(mtl, stl, seed=seed)
 
 
+def _sequence_p_values(
+    mtl: np.ndarray, stl: np.ndarray, paired: bool, seed: int, final_test: MaxTTest, alpha: float
+) -> np.ndarray:
+    """Per level the one-level test's p-value, computed as the fixed sequence needs them: from the end
+    backwards until the first level with ``p > alpha`` or an estimate of another sign than the end's
+    (that level included); the levels before it are not tested (NaN, which the fixed sequence reads as
+    "not rejected": at a level above ``alpha`` the onset can only come later, never earlier).  ``mtl``,
+    ``stl``: ``(n, L)`` values; ``final_test``: the end level's test."""
+    level_p = np.full(mtl.shape[1], np.nan)
+    level_p[-1] = final_test.p_any
+    end_sign = np.sign(final_test.estimate[0])
+    for j in range(mtl.shape[1] - 2, -1, -1):
+        if not level_p[j + 1] <= alpha or end_sign == 0:
+            break
+        test = _level_test(mtl[:, j], stl[:, j], paired, seed)
+        level_p[j] = test.p_any
+        if np.sign(test.estimate[0]) != end_sign:
+            break
+    return level_p
+
+
 def _leave_one_seed_out(used: dict[str, list[tuple[int, str, Curve]]], paired: bool, seed: int) -> np.ndarray:
     """``p_persistent`` with each seed's runs left out in turn, the end recomputed from the other runs
     (NaN where a mode keeps fewer than 2 runs or the ranges stop overlapping)."""
@@ -391,8 +416,8 @@ def gap_from_checkpoints(
     if testable:
         mtl, stl = values["mtl"], values["stl"]
         test = paired_max_t(mtl - stl, seed=seed) if paired else unpaired_max_t(mtl, stl, seed=seed)
-        tests = [_level_test(mtl[:, j], stl[:, j], paired, seed) for j in range(n_levels)]
-        level_p, final_test = np.array([t.p_any for t in tests]), tests[-1]
+        final_test = _level_test(mtl[:, -1], stl[:, -1], paired, seed)
+        level_p = _sequence_p_values(mtl, stl, paired, seed, final_test, alpha)
         loo = _leave_one_seed_out(used, paired, seed) if stability else loo
     return GapResult(
         task=task,

@@ -362,7 +362,7 @@ def gap_analysis(rows: pd.DataFrame, alpha: float) -> GapAnalysis:
         for task, task_rows in mtl_rows.groupby("task", sort=True):
             pair = pd.concat([stl_by_task.get((setting, task), checkpoints.iloc[:0]), task_rows])
             for measure in GAP_MEASURES:
-                if (result := gap_from_checkpoints(pair, task, measure)) is not None:
+                if (result := gap_from_checkpoints(pair, task, measure, alpha=alpha)) is not None:
                     keys.append((setting, method))
                     results.append(result)
     if not results:
