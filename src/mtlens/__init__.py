@@ -5,6 +5,7 @@ The public API in one place::
     from mtlens import Task, classification_task, register_setting, Setting, RunConfig, train_run, RunStore
     from mtlens import Recorder, RecorderProbes  # record and probe your own training loop
     from mtlens import study, load  # train a study / load a store: the report's tables and figures in Python
+    from mtlens import BatchStream, evaluate_task, train_eval_rows, probe_steps  # helpers for your own loop
 
 The names are imported on first use (PEP 562 ``__getattr__``), so that ``import mtlens.cli`` (and
 ``mtlens --help``) does not pay for torch, pandas and matplotlib.
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
     from mtlens.store import RunStore
     from mtlens.tasks import Task, binary_task, classification_task, regression_task
     from mtlens.training import ConfigError, Recorder, RecorderProbes, RunConfig, parse_config, train_run
+    from mtlens.training.batches import BatchStream
+    from mtlens.training.evaluate import evaluate_task, evaluate_tasks, train_eval_rows
+    from mtlens.training.probe_runner import probe_steps
 
 __version__ = "0.1.0"
 
@@ -47,6 +51,11 @@ _SOURCES = {
     "RunConfig": "mtlens.training",
     "parse_config": "mtlens.training",
     "train_run": "mtlens.training",
+    "BatchStream": "mtlens.training.batches",
+    "evaluate_task": "mtlens.training.evaluate",
+    "evaluate_tasks": "mtlens.training.evaluate",
+    "train_eval_rows": "mtlens.training.evaluate",
+    "probe_steps": "mtlens.training.probe_runner",
     "Chart": "mtlens.report.results",
     "StudyResults": "mtlens.report.results",
     "load": "mtlens.report.results",
@@ -54,6 +63,7 @@ _SOURCES = {
 }
 
 __all__ = [
+    "BatchStream",
     "Chart",
     "ConfigError",
     "Defaults",
@@ -71,12 +81,16 @@ __all__ = [
     "binary_task",
     "build_model",
     "classification_task",
+    "evaluate_task",
+    "evaluate_tasks",
     "load",
     "load_setting",
     "parse_config",
+    "probe_steps",
     "regression_task",
     "register_setting",
     "study",
+    "train_eval_rows",
     "train_run",
 ]
 

@@ -1,4 +1,4 @@
-"""The command line: ``mtlens study | sweep | calibrate | runs | report | settings | data``.
+"""The command line: ``mtlens study | sweep | calibrate | runs | report | export | settings | data``.
 
 Every command validates its whole input before training or writing anything; a bad flag, config
 key, file or unknown name exits with status 2 and one line on stderr naming the flag, key or file
@@ -14,6 +14,7 @@ import json
 import math
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -323,6 +324,52 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """``mtlens export --to mlflow|tensorboard``: every run of the store into a tracker
+    (:mod:`mtlens.integrations.mlflow`, :mod:`mtlens.integrations.tensorboard`); 1, naming them, if runs were
+    skipped (damaged)."""
+    from mtlens.store import RunStore
+
+    if args.to == "tensorboard" and not args.logdir:
+        raise ConfigError("--logdir: required with --to tensorboard (the directory `tensorboard --logdir` reads)")
+    if args.to == "mlflow" and args.logdir:
+        raise ConfigError("--logdir: only with --to tensorboard (MLflow's runs go to --tracking-uri)")
+    if args.to == "tensorboard" and args.tracking_uri:
+        raise ConfigError("--tracking-uri: only with --to mlflow (TensorBoard's runs go to --logdir)")
+    store = RunStore(args.store)
+    if not store.run_ids():
+        raise MtlensError(f"no runs in {args.store}: nothing to export")
+    log = None if args.quiet else lambda line: print(line, file=sys.stderr)
+    if args.to == "mlflow":
+        from mtlens.integrations.mlflow import export_mlflow
+
+        where = f"mlflow experiment {args.experiment!r}"
+        export = lambda: export_mlflow(store, args.tracking_uri, args.experiment, log=log)  # noqa: E731
+    else:
+        from mtlens.integrations.tensorboard import export_tensorboard
+
+        where = f"tensorboard logdir {args.logdir}"
+        export = lambda: export_tensorboard(store, args.logdir, log=log)  # noqa: E731
+    idle = 0
+    while True:
+        results = export()
+        actions: dict[str, int] = {}
+        for result in results:
+            actions[result.action] = actions.get(result.action, 0) + 1
+        print(f"exported {len(results)} runs to {where}: " + ", ".join(f"{n} {a}" for a, n in sorted(actions.items())))
+        if args.follow is None:
+            break
+        # --follow: until no run has been running for two rounds in a row (a study between two runs has none)
+        idle = 0 if store.runs()["state"].isin(["running", "pending"]).any() else idle + 1
+        if idle >= 2:
+            break
+        time.sleep(args.follow)
+    skipped = [r for r in results if r.action == "skipped"]
+    for result in skipped:
+        print(f"mtlens export: {result.run_id} not exported: {result.message}", file=sys.stderr)
+    return 1 if skipped else 0
+
+
 def cmd_settings(args: argparse.Namespace) -> int:
     from mtlens.settings import available_settings, setting_factory, setting_options
 
@@ -456,7 +503,14 @@ def _add_run_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="mtlens", description=__doc__)
+    parser = _Parser(
+        prog="mtlens",
+        description="mtlens: single-task vs multi-task training studies, their optimization trajectories and "
+        "transfer statistics.\n\nEvery command checks its whole input before training or writing anything: a bad "
+        "flag, config key, file or unknown name exits with status 2 and one line on stderr naming it and the valid "
+        "choices.\nRun mtlens COMMAND --help for a command's flags.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     study = sub.add_parser("study", help="train STL per task and MTL per method over seeds, then report")
@@ -610,9 +664,39 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--formats",
         help="also write static copies of every figure to figures/ in these formats "
-        "(comma-separated: png, pdf, svg), rendered offline from the same Vega-Lite specs",
+        "(comma-separated: png, pdf, svg), rendered offline from the same Vega-Lite specs; pdf also prints "
+        "the whole report to report.pdf with headless Chromium",
     )
     report.set_defaults(func=cmd_report)
+
+    export = sub.add_parser("export", help="export every run (config, state, metrics, probe curves) to a tracker")
+    export.add_argument("--store", default=DEFAULT_STORE, type=_directory(writable=False))
+    export.add_argument(
+        "--to",
+        required=True,
+        choices=["mlflow", "tensorboard"],
+        help="the tracker (pip install 'mtlens[mlflow]' or 'mtlens[tensorboard]')",
+    )
+    export.add_argument(
+        "--tracking-uri",
+        help="where the tracker keeps runs: sqlite:///PATH/mlflow.db (a local file, no server) or http://HOST:PORT "
+        "(a running mlflow server); default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here",
+    )
+    export.add_argument(
+        "--experiment", default="mtlens", help="the MLflow experiment (default mtlens; created if missing)"
+    )
+    export.add_argument(
+        "--logdir", type=_directory(writable=True), help="tensorboard: the directory to write one run directory per run"
+    )
+    export.add_argument(
+        "--follow",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="export again every SECONDS while runs are training (a live view of a study or a recorded loop; "
+        "each round adds the rows written since, at the runs' checkpoints), until no run is running",
+    )
+    export.add_argument("--quiet", action="store_true", help="no line per run")
+    export.set_defaults(func=cmd_export)
 
     settings = sub.add_parser("settings", help="list the registered settings and their options")
     settings.set_defaults(func=cmd_settings)
