@@ -33,6 +33,7 @@ from mtlens.analysis.optimization import optimization_effect
 from mtlens.analysis.transfer import TaskInfo, delta_m, selected_checkpoints, transfer_tests
 from mtlens.errors import ConfigError, MtlensError
 from mtlens.experiments import experiment_sections
+from mtlens.registry import did_you_mean
 from mtlens.render import RUN_KEYS, Figure, Section, by_configuration, per_setting, slug, table_html
 from mtlens.render.charts import STATIC_FORMATS, export_static, mean_band, vega_bundle
 from mtlens.render.pdf import find_chromium, print_pdf
@@ -162,7 +163,10 @@ def select_runs(
         return index
     for key, values in (where or {}).items():
         if key not in index:
-            raise ConfigError(f"--where: unknown run-index column {key!r}; valid: {', '.join(sorted(index.columns))}")
+            raise ConfigError(
+                f"--where: unknown run-index column {key!r}{did_you_mean(key, index.columns)}; "
+                f"valid: {', '.join(sorted(index.columns))}"
+            )
         matched = _matches(index[key], key, values)
         if not matched.any():
             present = sorted(index[key].astype(str).unique())
@@ -171,6 +175,18 @@ def select_runs(
                 f"{', '.join(present[:20])}{' ...' if len(present) > 20 else ''}"
             )
         index = index[matched]
+    for flag, column, wanted, present in (
+        ("--setting", "setting", settings, index["setting"]),
+        ("--methods", "method", methods, index.loc[index["mode"] != "stl", "method"]),
+    ):
+        absent = [name for name in wanted if name not in set(present)]
+        if absent:
+            names = sorted(present.astype(str).unique())
+            hint = "".join(did_you_mean(name, names) for name in absent)
+            raise ConfigError(
+                f"{flag}: no {'MTL ' if column == 'method' else ''}runs of {column} {', '.join(map(repr, absent))} "
+                f"in the store{hint}; present: {', '.join(names) or 'none'}"
+            )
     if settings:
         index = index[index["setting"].isin(settings)]
     if methods:
