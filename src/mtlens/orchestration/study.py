@@ -40,6 +40,10 @@ def study_configs(
     fixed = sorted({"tasks", "seed", "method"} & set(base))
     if fixed:
         raise ConfigError(f"{', '.join(fixed)}: set by the study itself; remove from the base config")
+    for what, values in (("seeds", [str(seed) for seed in seeds]), ("methods", list(methods))):
+        twice = sorted({v for v in values if values.count(v) > 1})
+        if twice:
+            raise ConfigError(f"{what}: {', '.join(twice)} given twice")
     template = parse_config({**base, "method_options": {}})
     setting = setting or load_configured_setting(template)
     configs = []
