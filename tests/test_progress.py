@@ -72,8 +72,8 @@ def test_durations(seconds, text):
 
 
 def test_an_executor_without_a_terminal_writes_a_line_per_run_started_and_ended(tmp_path, tiny, capsys):
-    def train(config, store, setting, progress):
-        store.set_status(config.run_id, "finished", 7 + config.seed)
+    def train(config, store, setting, progress):  # a finished run: its (here empty) trajectory, then its status
+        store.finalize(config.run_id, "finished", 7 + config.seed)
         return "finished"
 
     configs = [parse_config({**tiny, "seed": seed}) for seed in range(3)]
