@@ -75,6 +75,8 @@ INTEGRATION_MODULES = frozenset(
         "test_calibration",
         "test_packs",
         "test_notebook",
+        "test_examples",
+        "test_export",
     }
 )
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import altair
@@ -17,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from browser import page_marks, render_in_chromium
 from mtlens.cli import main
 from mtlens.errors import ConfigError
 from mtlens.orchestration.executors import run_configs
@@ -42,15 +41,6 @@ VEGA_LITE = jsonschema.Draft7Validator(
     json.loads((Path(altair.__file__).parent / "vegalite" / "v6" / "schema" / "vega-lite-schema.json").read_text())
 )
 """The Vega-Lite v6 JSON schema (shipped with Altair, a test dependency) that every figure's spec must satisfy."""
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def append_probe_rows(store: RunStore, run_id: str, rng: np.random.Generator) -> None:
@@ -267,38 +257,6 @@ def test_report_run_filter(study, tmp_path, capsys):
     assert "unknown run-index column 'optimiser'" in error and "optimizer" in error
     assert main(["report", "--store", str(study.root), "--out", str(out), "--where", "optimizer=rmsprop"]) == 2
     assert "no runs" in capsys.readouterr().err
-
-
-def render_in_chromium(page, tmp_path) -> tuple[str, str]:
-    """The DOM of ``page`` after loading it in headless Chromium with every figure rendered
-    (``?render=all``), and Chromium's log of the page's console."""
-    chromium = shutil.which("chromium")
-    assert chromium, "chromium is missing: `make test` installs it (make chromium)"
-    result = subprocess.run(
-        [
-            chromium,
-            *CHROMIUM_FLAGS,
-            f"--user-data-dir={tmp_path / 'chromium-profile'}",
-            "--enable-logging=stderr",
-            "--v=0",
-            "--window-size=1280,900",
-            "--virtual-time-budget=30000",
-            "--dump-dom",
-            page.as_uri() + "?render=all",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    console = "\n".join(line for line in result.stderr.splitlines() if ":CONSOLE" in line)
-    return result.stdout, console
-
-
-def page_marks(dom: str) -> dict[str, str]:
-    body = re.search(r"<body( data-[^>]*)>", dom)  # (the inlined JavaScript mentions a bare <body> too)
-    assert body, "the page's script did not mark <body>"
-    return dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body.group(1)))
 
 
 def test_report_opens_in_headless_chromium(report, tmp_path):

@@ -4,8 +4,8 @@ The public API in one place::
 
     from mtlens import Task, classification_task, register_setting, Setting, RunConfig, train_run, RunStore
     from mtlens import Recorder, RecorderProbes  # record and probe your own training loop
-    from mtlens import BatchStream, evaluate_task, train_eval_rows  # the trainer's batches and evaluation
     from mtlens import study, load  # train a study / load a store: the report's tables and figures in Python
+    from mtlens import BatchStream, evaluate_task, train_eval_rows, probe_steps  # helpers for your own loop
 
 The names are imported on first use (PEP 562 ``__getattr__``), so that ``import mtlens.cli`` (and
 ``mtlens --help``) does not pay for torch, pandas and matplotlib.
@@ -22,17 +22,10 @@ if TYPE_CHECKING:
     from mtlens.settings import Defaults, Setting, Split, TaskData, available_settings, load_setting, register_setting
     from mtlens.store import RunStore
     from mtlens.tasks import Task, binary_task, classification_task, regression_task
-    from mtlens.training import (
-        BatchStream,
-        ConfigError,
-        Recorder,
-        RecorderProbes,
-        RunConfig,
-        evaluate_task,
-        parse_config,
-        train_eval_rows,
-        train_run,
-    )
+    from mtlens.training import ConfigError, Recorder, RecorderProbes, RunConfig, parse_config, train_run
+    from mtlens.training.batches import BatchStream
+    from mtlens.training.evaluate import evaluate_task, evaluate_tasks, train_eval_rows
+    from mtlens.training.probe_runner import probe_steps
 
 __version__ = "0.1.0"
 
@@ -52,15 +45,17 @@ _SOURCES = {
     "binary_task": "mtlens.tasks",
     "classification_task": "mtlens.tasks",
     "regression_task": "mtlens.tasks",
-    "BatchStream": "mtlens.training",
     "ConfigError": "mtlens.training",
-    "evaluate_task": "mtlens.training",
-    "train_eval_rows": "mtlens.training",
     "Recorder": "mtlens.training",
     "RecorderProbes": "mtlens.training",
     "RunConfig": "mtlens.training",
     "parse_config": "mtlens.training",
     "train_run": "mtlens.training",
+    "BatchStream": "mtlens.training.batches",
+    "evaluate_task": "mtlens.training.evaluate",
+    "evaluate_tasks": "mtlens.training.evaluate",
+    "train_eval_rows": "mtlens.training.evaluate",
+    "probe_steps": "mtlens.training.probe_runner",
     "Chart": "mtlens.report.results",
     "StudyResults": "mtlens.report.results",
     "load": "mtlens.report.results",
@@ -87,9 +82,11 @@ __all__ = [
     "build_model",
     "classification_task",
     "evaluate_task",
+    "evaluate_tasks",
     "load",
     "load_setting",
     "parse_config",
+    "probe_steps",
     "regression_task",
     "register_setting",
     "study",

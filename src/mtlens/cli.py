@@ -1,4 +1,4 @@
-"""The command line: ``mtlens study | sweep | calibrate | runs | report | settings | data``.
+"""The command line: ``mtlens study | sweep | calibrate | runs | report | export | settings | data``.
 
 Every command validates its whole input before training or writing anything; a bad flag, config
 key, file or unknown name exits with status 2 and one line on stderr naming the flag, key or file
@@ -20,6 +20,7 @@ import json
 import re
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -326,6 +327,52 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """``mtlens export --to mlflow|tensorboard``: every run of the store into a tracker
+    (:mod:`mtlens.integrations.mlflow`, :mod:`mtlens.integrations.tensorboard`); 1, naming them, if runs were
+    skipped (damaged)."""
+    from mtlens.store import RunStore
+
+    if args.to == "tensorboard" and not args.logdir:
+        raise ConfigError("--logdir: required with --to tensorboard (the directory `tensorboard --logdir` reads)")
+    if args.to == "mlflow" and args.logdir:
+        raise ConfigError("--logdir: only with --to tensorboard (MLflow's runs go to --tracking-uri)")
+    if args.to == "tensorboard" and args.tracking_uri:
+        raise ConfigError("--tracking-uri: only with --to mlflow (TensorBoard's runs go to --logdir)")
+    store = RunStore(args.store)
+    if not store.run_ids():
+        raise MtlensError(f"no runs in {args.store}: nothing to export")
+    log = None if args.quiet else lambda line: print(line, file=sys.stderr)
+    if args.to == "mlflow":
+        from mtlens.integrations.mlflow import export_mlflow
+
+        where = f"mlflow experiment {args.experiment!r}"
+        export = lambda: export_mlflow(store, args.tracking_uri, args.experiment, log=log)  # noqa: E731
+    else:
+        from mtlens.integrations.tensorboard import export_tensorboard
+
+        where = f"tensorboard logdir {args.logdir}"
+        export = lambda: export_tensorboard(store, args.logdir, log=log)  # noqa: E731
+    idle = 0
+    while True:
+        results = export()
+        actions: dict[str, int] = {}
+        for result in results:
+            actions[result.action] = actions.get(result.action, 0) + 1
+        print(f"exported {len(results)} runs to {where}: " + ", ".join(f"{n} {a}" for a, n in sorted(actions.items())))
+        if args.follow is None:
+            break
+        # --follow: until no run has been running for two rounds in a row (a study between two runs has none)
+        idle = 0 if store.runs()["state"].isin(["running", "pending"]).any() else idle + 1
+        if idle >= 2:
+            break
+        time.sleep(args.follow)
+    skipped = [r for r in results if r.action == "skipped"]
+    for result in skipped:
+        print(f"mtlens export: {result.run_id} not exported: {result.message}", file=sys.stderr)
+    return 1 if skipped else 0
+
+
 def cmd_settings(args: argparse.Namespace) -> int:
     from mtlens.settings import available_settings, setting_factory, setting_options
 
@@ -590,6 +637,7 @@ class Flag:
     default: Any = None
     many: Literal["", "+", "append"] = ""
     metavar: str | None = None
+    required: bool = False
 
     @property
     def invalid(self) -> str:
@@ -604,7 +652,7 @@ class Flag:
         if self.constraint.choices:
             kwargs.update(choices=self.constraint.choices, metavar=None)
         if self.name.startswith("-"):
-            kwargs["default"] = self.default
+            kwargs.update(default=self.default, required=self.required)
         if self.many == "+":
             kwargs.update(nargs="+", action=_Distinct)
         elif self.many == "append":
@@ -838,8 +886,47 @@ COMMANDS: dict[str, tuple[str, list[Flag]]] = {
                 "--formats",
                 Names("png,svg"),
                 "also write static copies of every figure to figures/ in these formats "
-                "(comma-separated: png, pdf, svg), rendered offline from the same Vega-Lite specs",
+                "(comma-separated: png, pdf, svg), rendered offline from the same Vega-Lite specs; pdf also prints "
+                "the whole report to report.pdf with headless Chromium",
             ),
+        ],
+    ),
+    "export": (
+        "export every run (config, state, metrics, probe curves) to a tracker",
+        [
+            _store(must_exist=True),
+            Flag(
+                "--to",
+                Typed(Literal["mlflow", "tensorboard"]),
+                "the tracker (pip install 'mtlens[mlflow]' or 'mtlens[tensorboard]')",
+                required=True,
+            ),
+            Flag(
+                "--tracking-uri",
+                Name("tracking URI"),
+                "mlflow: where the tracker keeps runs: sqlite:///PATH/mlflow.db (a local file, no server) or "
+                "http://HOST:PORT (a running mlflow server); default: $MLFLOW_TRACKING_URI, "
+                "else sqlite:///mlflow.db here",
+            ),
+            Flag(
+                "--experiment",
+                Name("MLflow experiment", invalid=""),
+                "the MLflow experiment (default mtlens; created if missing)",
+                "mtlens",
+            ),
+            Flag(
+                "--logdir",
+                Directory(writable=True),
+                "tensorboard: the directory to write one run directory per run",
+            ),
+            Flag(
+                "--follow",
+                Typed(PositiveNumber),
+                "export again every SECONDS while runs are training (a live view of a study or a recorded loop; "
+                "each round adds the rows written since, at the runs' checkpoints), until no run is running",
+                metavar="SECONDS",
+            ),
+            Flag("--quiet", None, "no line per run"),
         ],
     ),
     "settings": ("list the registered settings and their options", []),
@@ -860,6 +947,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "calibrate": cmd_calibrate,
     "runs": cmd_runs,
     "report": cmd_report,
+    "export": cmd_export,
     "settings": cmd_settings,
     "data": cmd_data,
 }

@@ -40,10 +40,10 @@ from typing import Any
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
-from mtlens.errors import MtlensError
+from mtlens.errors import DamagedStoreError, MtlensError
 from mtlens.orchestration.packs import group_into_packs
+from mtlens.orchestration.progress import RunProgress
 from mtlens.orchestration.study import cached_setting, mark_failed, train_one, train_pack_one
 from mtlens.plugins import load_plugins, requested_plugins
 from mtlens.settings import Setting
@@ -151,9 +151,8 @@ class Executor:
                 }
         pending = [config for config in unique if config.run_id not in results]
         queue: deque[Job] = deque(Job(group) for group in group_into_packs(pending))
-        bar = tqdm(
-            total=len(unique), initial=len(results), desc=desc, disable=None if progress else True, dynamic_ncols=True
-        )
+        bar = RunProgress(len(unique), len(results), desc, progress)
+        running: dict[str, None] = {}  # run ids in flight, in submission order
         in_flight = 0
         if queue:
             self._start(store)
@@ -169,6 +168,9 @@ class Executor:
                         continue
                     self._submit(job, store)
                     in_flight += 1
+                    for config in job.configs:
+                        running[config.run_id] = None
+                        bar.started(config.run_id)
                 if not in_flight:  # only runs locked by other processes are left
                     time.sleep(max(0.0, min(j.not_before for j in queue) - now))
                     continue
@@ -180,17 +182,23 @@ class Executor:
                             queue.append(job)
                             continue
                     for config, result in zip(job.configs, outcome):
+                        running.pop(config.run_id, None)
                         if result["state"] == "locked":  # try again after a delay, on its own
                             queue.append(Job([config], not_before=time.monotonic() + self.retry_delay))
                             continue
                         results[result["run_id"]] = result
-                        bar.update(1)
-                    bar.set_postfix_str(_state_counts(results.values()))
+                        bar.ended(
+                            config.run_id,
+                            result["state"],
+                            _recorded_step(store, config.run_id),
+                            _state_counts(results.values()),
+                        )
+                bar.running(lambda: {run_id: _recorded_step(store, run_id) for run_id in running})
         except BaseException:
             self.close()
             raise
         finally:
-            bar.close()
+            bar.close(_state_counts(results.values()) if results else "")
         return pd.DataFrame.from_records([results[c.run_id] for c in unique], columns=["run_id", "state", "message"])
 
     def _lost(self, job: Job, lost: WorkerLost, store: RunStore) -> list[dict[str, str]]:
@@ -204,6 +212,15 @@ class Executor:
         for config in job.configs:
             mark_failed(store, config, message)
         return [{"run_id": c.run_id, "state": "failed", "message": message} for c in job.configs]
+
+
+def _recorded_step(store: RunStore, run_id: str) -> int | None:
+    """The last step run ``run_id`` has recorded (its status file), ``None`` if it has none (yet)."""
+    try:
+        status = store.status(run_id)
+    except DamagedStoreError:  # progress is no reason to stop: the run's own handling reports it
+        return None
+    return None if status is None else status.get("step")
 
 
 def _state_counts(results: Any) -> str:

@@ -31,13 +31,12 @@ from annotated_types import MinLen
 from pydantic import Strict
 
 from mtlens.analysis.correlation import correlation_table, difference_tests
-from mtlens.analysis.optimization import optimization_tests
 from mtlens.analysis.transfer import delta_m
 from mtlens.errors import ConfigError
 from mtlens.registry import Seed, SeedCount, check_option_values
 from mtlens.render import Figure
 from mtlens.render.charts import STATIC_FORMATS, Spec, export_static, spec
-from mtlens.report.correlations import loss_ratio_figures, scatter_figures, steps_to_loss_table
+from mtlens.report.correlations import loss_ratio_figures, optimization_table, scatter_figures, steps_to_loss_table
 from mtlens.report.methods import method_weights_table, weights_figures
 from mtlens.report.probes import probe_figures
 from mtlens.report.study_report import (
@@ -177,7 +176,7 @@ class StudyResults:
 
     def optimization(self) -> pd.DataFrame:
         """The optimization-effect tests: training-loss log-ratio MTL/STL at equal steps, early and final."""
-        return optimization_tests(self.data.optimization) if len(self.data.optimization) else pd.DataFrame()
+        return optimization_table(self.data.rows, self.data.optimization)
 
     def steps_to_loss(self) -> pd.DataFrame:
         """Steps and epochs to first reach two training-loss levels, per setting, task, mode and method."""

@@ -14,6 +14,7 @@ a damaged run's rows cannot be read).  The overview names every run left out.
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import math
 import re
@@ -42,6 +43,7 @@ from mtlens.report.figures import gap_figure, training_curves_figure
 from mtlens.report.methods import method_weights_section
 from mtlens.report.oddities import collapse_notes, loss_range_notes, step_zero_notes, tie_notes, with_notes
 from mtlens.report.probes import probes_section
+from mtlens.report.recorded import note_unrecorded, read_rows
 from mtlens.report.verdicts import QUESTIONS, answers
 from mtlens.store import RunStore
 
@@ -118,18 +120,27 @@ def selected_runs(
     include_unfinished: bool = False,
 ) -> RunSelection:
     """The runs of ``store`` selected by :func:`select_runs` and :func:`analysed_runs`, and the rows of the
-    analysed ones; :class:`MtlensError` when no run matches or none of those may be analysed."""
+    analysed ones; :class:`MtlensError` when no run matches or none of those may be analysed.  A run whose
+    trajectory cannot be read (:func:`~mtlens.report.recorded.read_rows`) is left out as ``damaged``, its
+    ``message`` naming the file and the problem."""
     selection = f"settings={list(settings)} methods={list(methods)}{f' where={where}' if where else ''}"
     index = select_runs(store, settings, methods, where)
     if index.empty:
         raise MtlensError(f"no runs in {store.root} match {selection}")
     analysed, left_out = analysed_runs(index, include_unfinished)
+    rows, unreadable = read_rows(store, analysed["run_id"].tolist())
+    if unreadable:  # damage the index's cheap checks did not see: left out like any damaged run
+        damaged = index["run_id"].isin(unreadable)
+        index = index.assign(
+            state=index["state"].where(~damaged, "damaged"),
+            message=index["message"].where(~damaged, index["run_id"].map(unreadable)),
+        )
+        analysed, left_out = analysed_runs(index, include_unfinished)
     if analysed.empty:
         raise MtlensError(
             f"no finished runs in {store.root} match {selection}; left out: "
             + ", ".join(f"{r.run_id} ({r.state})" for r in left_out.itertuples())
         )
-    rows = store.trajectories(analysed["run_id"].tolist())
     rows = rows.astype({c: object for c in rows.columns if pd.api.types.is_string_dtype(rows[c])})
     return RunSelection(index, analysed, left_out, rows)
 
@@ -660,6 +671,8 @@ def write_report(
             f"report: left out {len(left_out)} runs that are not finished: "
             + ", ".join(f"{r.run_id} ({r.state})" for r in left_out.itertuples())
         )
+        for row in left_out[left_out["state"] == "damaged"].itertuples():
+            log(f"report: left out run {row.run_id}: {row.message}")
     if log and len(unfinished):
         log(
             f"report: includes {len(unfinished)} unfinished runs (--include-unfinished): "
@@ -682,6 +695,7 @@ def write_report(
     ]
     for build in (*DEFAULT_SECTIONS, *extra_sections):
         sections += build(store, analysed, rows, out_dir)
+    sections = note_unrecorded(sections, data.rows, data.task_info)
     sections.insert(0, answers_section(report_tables(sections, out_dir), alpha))
     path = out_dir / "report.html"
     path.write_text(
@@ -724,7 +738,8 @@ details.setting>summary{cursor:pointer;font-weight:600}
 nav a{margin-right:1em;white-space:nowrap}nav{line-height:1.6;font-size:.9em}
 @media print{body{max-width:none;margin:0}nav,.more-toggle{display:none}
 .table-wrap{max-height:none;overflow:visible}.table-wrap thead th{position:static}
-figure,tr,.answer{break-inside:avoid}h2,h3{break-after:avoid}.chart{overflow:visible}}
+figure,tr,.answer{break-inside:avoid}h2,h3{break-after:avoid}.chart{overflow:visible}
+.vega-embed>details{display:none}}
 """
 """The page's style: cells never wrap (a wide table scrolls in its box), headers wrap between words
 only, hidden "more" columns until the table's toggle; for print, no scroll boxes or navigation."""
@@ -773,8 +788,9 @@ console.error=function(){window.mtlensErrors++;return log.apply(console,argument
 
 
 def render_html(sections: Sequence[Section], title: str) -> str:
-    """A standalone HTML page: a table of contents, the sections in order, and the Vega-Embed
-    JavaScript inlined once (no network needed) with :data:`PAGE_SCRIPT`."""
+    """A standalone HTML page: a table of contents, the sections in order (figures numbered, so that a
+    printed page can be referred to), and the Vega-Embed JavaScript inlined once (no network needed)
+    with :data:`PAGE_SCRIPT`."""
     nav = "".join(
         f'<a href="#{html.escape(s.anchor or str(i))}">{html.escape(s.title)}</a>' for i, s in enumerate(sections)
     )
@@ -782,6 +798,8 @@ def render_html(sections: Sequence[Section], title: str) -> str:
         f'<section id="{html.escape(s.anchor or str(i))}"><h2>{html.escape(s.title)}</h2>{s.body}</section>'
         for i, s in enumerate(sections)
     )
+    numbers = itertools.count(1)
+    body = re.sub("<figcaption>", lambda _: f"<figcaption>Figure {next(numbers)}. ", body)
     generated = time.strftime("%Y-%m-%d %H:%M:%S")
     return (
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
