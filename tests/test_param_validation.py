@@ -36,7 +36,7 @@ BASE = {
     "calibrate": ["calibrate", "digits_pair", *STORE],
     "runs": ["runs", "--store", "{tmp}/filled"],
     "report": ["report", "--store", "{tmp}/filled", "--out", "{tmp}/report"],
-    "export": ["export", "--store", "{tmp}/filled", "--to", "tensorboard", "--logdir", "{tmp}/tb"],
+    "export": ["export", "--store", "{tmp}/filled", "--to", "tensorboard", "--logdir", "{tmp}/tensorboard"],
     "settings": ["settings"],
     "data download": ["data", "download", "cifar100"],
 }

@@ -219,11 +219,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             )
             print(result.power.drop(columns=["false_positives", "min_detectable"]).to_string(**table_format))
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        pd.concat(
+        from mtlens.store import atomic_write_text
+
+        comparisons = pd.concat(
             [result.comparisons.assign(kind="A/A"), result.detections.assign(kind="positive control")],
             ignore_index=True,
-        ).to_csv(args.out, index=False)
+        )
+        atomic_write_text(args.out, comparisons.to_csv(index=False))  # a kill leaves the previous file whole
         print(f"comparisons: {args.out}")
     return 0
 
@@ -903,10 +905,10 @@ COMMANDS: dict[str, tuple[str, list[Flag]]] = {
             ),
             Flag(
                 "--tracking-uri",
-                Name("tracking URI"),
-                "mlflow: where the tracker keeps runs: sqlite:///PATH/mlflow.db (a local file, no server) or "
-                "http://HOST:PORT (a running mlflow server); default: $MLFLOW_TRACKING_URI, "
-                "else sqlite:///mlflow.db here",
+                Name("MLflow tracking URI", invalid=""),
+                "where the tracker keeps runs: sqlite:///PATH/mlflow.db (a local file, no server) or "
+                "http://HOST:PORT (a running mlflow server); default: $MLFLOW_TRACKING_URI, else "
+                "sqlite:///mlflow.db here",
             ),
             Flag(
                 "--experiment",
@@ -1013,6 +1015,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
         print(f"mtlens {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:  # Ctrl-C: one line (RunsInterrupted names the runs to resume), no traceback
+        print(f"mtlens {args.command}: {str(err) or 'interrupted; rerun the same command to go on'}", file=sys.stderr)
+        return 130
 
 
 __all__ = ["COMMANDS", "COMMON_FLAGS", "DATA_COMMANDS", "Flag", "base_config", "build_parser", "main"]

@@ -35,6 +35,7 @@ import pandas as pd
 
 from mtlens.analysis.transfer import TaskInfo, selected_checkpoints, selection_info
 from mtlens.registry import check_option_values
+from mtlens.store import RunState
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def score_runs(
             score = float(np.mean(s * v))
         scores.append(score)
     scored = candidates.assign(score=scores)
-    return scored.assign(eligible=(scored["state"] == "finished") & np.isfinite(scored["score"]))
+    return scored.assign(eligible=(scored["state"] == RunState.FINISHED) & np.isfinite(scored["score"]))
 
 
 def select_points(scored: pd.DataFrame) -> pd.DataFrame:
