@@ -201,12 +201,14 @@ def test_report_answers_the_papers_questions(report):
     # The gap figure draws the simultaneous band of the gap test: gap +/- c * SE with one critical value c
     # of the max-|t| statistic for every training-loss level (values are written with 4 significant digits).
     gap = json.loads((out / "figures" / f"gap_{adam}_a.vl.json").read_text())
+    # (The grid is no finer than the runs' checkpoints: these short runs share 2 levels; the fixed
+    # sequence's rejected levels are a second series without a band.)
     band = pd.read_csv(io.StringIO(gap["vconcat"][0]["hconcat"][1]["data"]["values"]))
+    band = band[band["series"] == "gap = MTL − STL"]
     upper, lower = band["high"] - band["mean"], band["mean"] - band["low"]
     assert np.allclose(upper, lower, rtol=1e-2, atol=1e-3 * band["std"].max())
-    informative = band["std"] > 0.05 * band["std"].max()
-    critical = (upper / band["std"])[informative]
-    assert len(critical) > 5 and critical.min() > 1 and np.allclose(critical, critical.median(), rtol=3e-2)
+    critical = (upper / band["std"])[band["std"] > 0]
+    assert len(critical) >= 2 and critical.min() > 1 and np.allclose(critical, critical.median(), rtol=3e-2)
 
     # The summary answers per setting and method, first.
     summary = pd.read_csv(out / "tables" / "summary.csv")

@@ -48,7 +48,7 @@ from mtlens.report.study_report import (
     training_figures,
     write_report,
 )
-from mtlens.store import RunStore
+from mtlens.store import RunStore, atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class Chart:
         path = Path(path)
         suffix = path.suffix.lstrip(".")
         if suffix == "json":
-            path.write_text(json.dumps(self.spec), encoding="utf-8")
+            atomic_write_text(path, json.dumps(self.spec))
         elif suffix in STATIC_FORMATS:
             export_static(self.spec, path.with_suffix(""), [suffix])
         else:

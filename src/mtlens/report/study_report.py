@@ -33,6 +33,7 @@ from mtlens.analysis.optimization import optimization_effect
 from mtlens.analysis.transfer import TaskInfo, delta_m, selected_checkpoints, transfer_tests
 from mtlens.errors import ConfigError, MtlensError
 from mtlens.experiments import experiment_sections
+from mtlens.registry import did_you_mean
 from mtlens.render import RUN_KEYS, Figure, Section, by_configuration, per_setting, slug, table_html
 from mtlens.render.charts import STATIC_FORMATS, export_static, mean_band, vega_bundle
 from mtlens.render.pdf import find_chromium, print_pdf
@@ -44,7 +45,7 @@ from mtlens.report.oddities import collapse_notes, loss_range_notes, step_zero_n
 from mtlens.report.probes import probes_section
 from mtlens.report.recorded import note_unrecorded, read_rows
 from mtlens.report.verdicts import QUESTIONS, answers
-from mtlens.store import RunStore
+from mtlens.store import RunStore, atomic_write_text
 
 GAP_MEASURES = ("val/loss", "val/error")
 
@@ -162,7 +163,10 @@ def select_runs(
         return index
     for key, values in (where or {}).items():
         if key not in index:
-            raise ConfigError(f"--where: unknown run-index column {key!r}; valid: {', '.join(sorted(index.columns))}")
+            raise ConfigError(
+                f"--where: unknown run-index column {key!r}{did_you_mean(key, index.columns)}; "
+                f"valid: {', '.join(sorted(index.columns))}"
+            )
         matched = _matches(index[key], key, values)
         if not matched.any():
             present = sorted(index[key].astype(str).unique())
@@ -171,6 +175,18 @@ def select_runs(
                 f"{', '.join(present[:20])}{' ...' if len(present) > 20 else ''}"
             )
         index = index[matched]
+    for flag, column, wanted, present in (
+        ("--setting", "setting", settings, index["setting"]),
+        ("--methods", "method", methods, index.loc[index["mode"] != "stl", "method"]),
+    ):
+        absent = [name for name in wanted if name not in set(present)]
+        if absent:
+            names = sorted(present.astype(str).unique())
+            hint = "".join(did_you_mean(name, names) for name in absent)
+            raise ConfigError(
+                f"{flag}: no {'MTL ' if column == 'method' else ''}runs of {column} {', '.join(map(repr, absent))} "
+                f"in the store{hint}; present: {', '.join(names) or 'none'}"
+            )
     if settings:
         index = index[index["setting"].isin(settings)]
     if methods:
@@ -373,7 +389,7 @@ def gap_analysis(rows: pd.DataFrame, alpha: float) -> GapAnalysis:
         for task, task_rows in mtl_rows.groupby("task", sort=True):
             pair = pd.concat([stl_by_task.get((setting, task), checkpoints.iloc[:0]), task_rows])
             for measure in GAP_MEASURES:
-                if (result := gap_from_checkpoints(pair, task, measure)) is not None:
+                if (result := gap_from_checkpoints(pair, task, measure, alpha=alpha)) is not None:
                     keys.append((setting, method))
                     results.append(result)
     if not results:
@@ -397,7 +413,8 @@ def gap_figures(gap: GapAnalysis) -> Iterator[Figure]:
             f"{setting}, method {method}, task {task}: validation measures against training loss "
             f"(mean ± std over {first['n_stl']} STL and {first['n_mtl']} MTL runs) and the gap MTL − STL "
             f"({first['design']}) with its simultaneous band over all training-loss levels at per-test "
-            f"level {level:.3g}; dashed: onset of a persistent gap (only where the test supports one)."
+            f"level {level:.3g}; green: the levels the fixed-sequence test rejected at that level, dashed: "
+            f"their onset (only where the test supports a persistent gap)."
         )
         yield Figure(
             slug("gap", setting, method, task), setting, gap_figure(task_results), caption, (setting, method, task)
@@ -413,7 +430,7 @@ def gap_section(
     title = "When did the gap open?"
     if gap.table.empty:
         return Section(title, "<p>No task has both STL and MTL trajectories.</p>", "gap"), pd.DataFrame()
-    table, results = gap.table, gap.results
+    table = gap.table
     shown = gap.noted_table()
     level = float(table["band_level"].iloc[0])
     figures: dict[str, list[str]] = {}
@@ -430,14 +447,17 @@ def gap_section(
         shown,
         out_dir,
         "gap_onset",
-        f"The generalization gap MTL − STL at equal training loss. design: paired (per-seed differences, exact "
-        f"sign-flip max-|t| test over all {len(results[0].levels)} loss levels) or unpaired (label permutation); "
-        f"p_any: a gap at some level; p_persistent: a gap from some level to the lowest common training loss; "
-        f"*_adjusted: Benjamini–Hochberg over this table (FDR {alpha:g}); band_level: the per-test level of the "
-        f"bands and onsets (BH's rejection level, so an onset is shown iff its persistent gap is a discovery); "
-        f"onset: first level from which the simultaneous band excludes 0 to the end; final_*: the gap at the "
-        f"lowest common training loss with its band, Cohen's d_z and the gap detectable with 80% power. "
-        f"Negative gaps in loss/error mean MTL generalizes better. See docs/statistics.md.",
+        f"The generalization gap MTL − STL at equal training loss. design: paired (per-seed differences) or "
+        f"unpaired (label permutation); p_any: a gap at some level (max-|t| over all n_levels loss levels); "
+        f"p_persistent: the end level's own p-value (a gap that lasts to the end); *_adjusted: "
+        f"Benjamini–Hochberg over this table (FDR {alpha:g}); band_level: the per-test level of the bands and "
+        f"onsets (BH's rejection level on p_persistent, Benjamini–Bogomolov, so an onset is shown iff its "
+        f"persistent gap is a discovery); onset: testing the end, then each earlier level, in that order "
+        f"until the first non-significant one (fixed sequence), the earliest level of that run; end_train_loss: "
+        f"the end, the lowest training loss every run reached, set by the runs end_limited_by; "
+        f"loo_p_persistent_max: the largest p_persistent with one seed left out; final_*: the gap at the end "
+        f"with its interval, Cohen's d_z and the gap detectable with 80% power. Negative gaps in loss/error "
+        f"mean MTL generalizes better. See docs/statistics.md.",
         short=GAP_COLUMNS,
     )
     return Section(title, body + per_setting(figures, "gap figures"), "gap"), table
@@ -682,9 +702,7 @@ def write_report(
     sections = note_unrecorded(sections, data.rows, data.task_info)
     sections.insert(0, answers_section(report_tables(sections, out_dir), alpha))
     path = out_dir / "report.html"
-    path.write_text(
-        render_html(sections, f"mtlens report — {', '.join(sorted(index['setting'].unique()))}"), encoding="utf-8"
-    )
+    atomic_write_text(path, render_html(sections, f"mtlens report — {', '.join(sorted(index['setting'].unique()))}"))
     if formats:
         export_figures(out_dir, sections, formats)
     if "pdf" in formats:
