@@ -10,10 +10,9 @@ import pytest
 import torch
 
 from mtlens import Recorder, RunStore, build_model, load_setting
-from mtlens.analysis.transfer import transfer_table
 from mtlens.cli import main
 from mtlens.render import by_configuration
-from mtlens.report.study_report import gap_section, select_runs, transfer_section
+from mtlens.report.study_report import ReportData, gap_section, select_runs, transfer_section
 from mtlens.seeding import derived_seed
 from mtlens.store import ROW_COLUMNS
 from mtlens.training.batches import BatchStream
@@ -118,7 +117,7 @@ def report_tables(store: RunStore, out: Path) -> dict[str, pd.DataFrame]:
     tested elsewhere and costs a minute on a loaded machine)."""
     index = select_runs(store)
     configured, info = by_configuration(index, store.trajectories(index["run_id"].tolist()), store.task_info())
-    transfer_section(transfer_table(configured, info, alpha=0.05), out, alpha=0.05)
+    transfer_section(ReportData(configured, info, alpha=0.05), out, alpha=0.05)
     gap_section(configured, out, alpha=0.05)
     return {t: pd.read_csv(out / "tables" / f"{t}.csv") for t in ("transfer", "gap_onset")}
 
