@@ -8,7 +8,13 @@ from itertools import combinations
 import pandas as pd
 import pytest
 
-from mtlens.analysis.grouping import affinity_table, grouping_results, pairwise_transfer, predictor_correlations
+from mtlens.analysis.grouping import (
+    affinity_table,
+    best_grouping,
+    grouping_results,
+    pairwise_transfer,
+    predictor_correlations,
+)
 from mtlens.errors import ConfigError
 from mtlens.experiments import experiment_plan, run_experiment
 from mtlens.settings import SETTINGS, Setting, load_setting, register_setting
@@ -50,22 +56,51 @@ def test_bad_options_fail_before_training(options, message):
         experiment_plan("grouping", BASE, [0], **options)
 
 
-@pytest.fixture
-def three_tasks(request):
-    @register_setting("three_attributes")
-    def three_attributes() -> Setting:
+def _attributes(name: str, keep: tuple[str, ...]) -> None:
+    @register_setting(name)
+    def attributes() -> Setting:
         full = load_setting("digit_attributes", n_train=96, n_val=48, n_test=96)
-        keep = ("even", "ge5", "noise")
         return Setting(
-            "three_attributes",
-            tuple(full.task(t) for t in keep),
-            {t: full.data[t] for t in keep},
-            full.encoder,
-            full.feature_dim,
-            full.defaults,
+            name, tuple(full.task(t) for t in keep), {t: full.data[t] for t in keep}, full.encoder, full.feature_dim
         )
 
+
+@pytest.fixture
+def three_tasks(request):
+    _attributes("three_attributes", ("even", "ge5", "noise"))
     request.addfinalizer(lambda: SETTINGS.unregister("three_attributes"))
+
+
+@pytest.fixture
+def four_tasks(request):
+    _attributes("four_attributes", ("even", "ge5", "ink", "noise"))
+    request.addfinalizer(lambda: SETTINGS.unregister("four_attributes"))
+
+
+def test_each_predictors_grouping_of_every_task_is_trained_after_the_plan(tmp_path, four_tasks):
+    base = {"setting": "four_attributes", "epochs": 2, "batch_size": 48, "train_eval_size": 32}
+    base["probe_sample_size"] = 32
+    plan = experiment_plan("grouping", base, [0, 1], budget=2, subset_size=2)
+    store = RunStore(tmp_path / "store")
+    run_experiment(plan, store, progress=False)
+    manifest = store.table(plan.table_name)
+    chosen = manifest[manifest["role"] == "chosen"]
+    rows = store.trajectories(plan.manifest["run_id"].tolist())
+    task_info = store.task_info()
+    affinities = affinity_table(plan.manifest, rows, pairwise_transfer(plan.manifest, rows, task_info))
+    tasks = ["even", "ge5", "ink", "noise"]
+    expected, predictors = set(), {}
+    for name in ("tag", "cosine", "early_gap", "transfer_pct"):
+        affinity = predictors[name] = dict(zip(zip(affinities["source"], affinities["target"]), affinities[name]))
+        grouping, _ = best_grouping(tasks, affinity, 2)
+        expected |= {"+".join(g) for g in grouping if len(g) > 1} - set(plan.manifest["group"])
+    assert set(chosen["group"]) == expected
+    assert all(sorted(frame["seed"]) == [0, 1] for _, frame in chosen.groupby("group"))
+    assert all(store.done_state(r) == "finished" for r in manifest["run_id"])
+    rows = store.trajectories(manifest["run_id"].tolist())
+    every = grouping_results(manifest, rows, task_info, tasks, 2, predictors, exhaustive=False).set_index("choice")
+    assert list(every.index) == [*(f"{name} (predicted)" for name in predictors), "all together"]
+    assert every["n_seeds"].eq(2).all() and every["delta_m"].notna().all()
 
 
 def test_grouping_experiment_end_to_end_on_three_tasks(tmp_path, three_tasks):
@@ -86,6 +121,8 @@ def test_grouping_experiment_end_to_end_on_three_tasks(tmp_path, three_tasks):
     assert {"p_adjusted", "verdict", "delta_low", "delta_high"} <= set(transfer.columns)
     affinities = affinity_table(manifest, rows, transfer)
     assert affinities[["tag", "cosine", "early_gap", "transfer_pct"]].notna().all().all()
+    without_all = affinity_table(manifest[manifest["role"] != "all"], rows, transfer)  # all-task run unfinished
+    assert without_all[["tag", "cosine"]].isna().all().all() and without_all["early_gap"].notna().all()
     # cosine is symmetric, tag is not
     cos = affinities.set_index(["source", "target"])["cosine"]
     assert cos[("even", "ge5")] == pytest.approx(cos[("ge5", "even")])

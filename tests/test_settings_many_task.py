@@ -45,6 +45,8 @@ def test_multimnist_is_deterministic():
 
 def test_digit_attributes_labels_match_their_definitions():
     setting = load_setting("digit_attributes", n_train=200, n_val=50, n_test=100)
+    assert setting.task("digit").lower_is_better == {"accuracy": False, "error": True}
+    assert data_dtypes(setting) == {"digit": torch.int64} | dict.fromkeys(TASK_NAMES[1:], torch.float32)
     assert setting.task_names == list(TASK_NAMES) and len(TASK_NAMES) >= 8
     data = setting.data
     assert len({d.source for d in data.values()}) == 1
@@ -58,6 +60,7 @@ def test_digit_attributes_labels_match_their_definitions():
         xs = data["even"].split(split).inputs
         for row in range(0, len(xs), 7):
             digit, image = truth[xs[row].numpy().tobytes()]
+            assert data["digit"].split(split).targets[row] == digit
             for name, members in DIGIT_SETS.items():
                 assert data[name].split(split).targets[row] == float(digit in members)
             k = index[xs[row].numpy().tobytes()]
@@ -70,9 +73,18 @@ def test_digit_attributes_labels_match_their_definitions():
     anti = torch.eye(28).reshape(1, 1, 28, 28)  # '\'
     two = attribute_labels(torch.cat([diagonal, anti, diagonal, anti]), torch.tensor([1, 1, 1, 1]))
     assert two["slant"].tolist() == [0, 1, 0, 1]
-    # Tasks are related in different degrees: straight and loop never both 1, noise independent of digits.
-    assert not (labels["straight"] & labels["loop"]).any()
+    # Tasks are related in different degrees: ge5 and prime share 5 and 7 only, noise is independent of digits.
+    assert torch.equal(labels["ge5"] & labels["prime"], torch.isin(digits, torch.tensor([5, 7])).long())
     assert abs(float(labels["noise"].float().mean()) - 0.5) < 0.03
+
+
+def test_digit_attributes_encoder_width_is_an_option():
+    setting = load_setting("digit_attributes", n_train=20, n_val=10, n_test=10, feature_dim=64)
+    assert setting.feature_dim == 64 and setting.encoder()(setting.data["ink"].val.inputs).shape == (10, 64)
+
+
+def data_dtypes(setting) -> dict:
+    return {name: data.train.targets.dtype for name, data in setting.data.items()}
 
 
 def test_digit_attributes_is_deterministic():

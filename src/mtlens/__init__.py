@@ -22,9 +22,18 @@ if TYPE_CHECKING:
     from mtlens.settings import Defaults, Setting, Split, TaskData, available_settings, load_setting, register_setting
     from mtlens.store import RunStore
     from mtlens.tasks import Task, binary_task, classification_task, regression_task
-    from mtlens.training import ConfigError, Recorder, RecorderProbes, RunConfig, parse_config, train_run
-    from mtlens.training.batches import BatchStream
-    from mtlens.training.evaluate import evaluate_task, evaluate_tasks, train_eval_rows
+    from mtlens.training import (
+        BatchStream,
+        ConfigError,
+        Recorder,
+        RecorderProbes,
+        RunConfig,
+        evaluate_task,
+        evaluate_tasks,
+        parse_config,
+        train_eval_rows,
+        train_run,
+    )
     from mtlens.training.probe_runner import probe_steps
 
 __version__ = "0.1.0"
@@ -45,16 +54,16 @@ _SOURCES = {
     "binary_task": "mtlens.tasks",
     "classification_task": "mtlens.tasks",
     "regression_task": "mtlens.tasks",
+    "BatchStream": "mtlens.training",
     "ConfigError": "mtlens.training",
+    "evaluate_task": "mtlens.training",
+    "train_eval_rows": "mtlens.training",
     "Recorder": "mtlens.training",
     "RecorderProbes": "mtlens.training",
     "RunConfig": "mtlens.training",
     "parse_config": "mtlens.training",
     "train_run": "mtlens.training",
-    "BatchStream": "mtlens.training.batches",
-    "evaluate_task": "mtlens.training.evaluate",
-    "evaluate_tasks": "mtlens.training.evaluate",
-    "train_eval_rows": "mtlens.training.evaluate",
+    "evaluate_tasks": "mtlens.training",
     "probe_steps": "mtlens.training.probe_runner",
     "Chart": "mtlens.report.results",
     "StudyResults": "mtlens.report.results",

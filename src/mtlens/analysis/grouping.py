@@ -37,6 +37,16 @@ import pandas as pd
 from mtlens.analysis.correlation import correlation_table
 from mtlens.analysis.inference import bh_adjust
 from mtlens.analysis.partitions import Affinity, Grouping, best_grouping, set_partitions
+
+__all__ = [
+    "PREDICTORS",
+    "affinity_table",
+    "best_grouping",
+    "group_label",
+    "grouping_results",
+    "pairwise_transfer",
+    "predictor_correlations",
+]
 from mtlens.analysis.transfer import TaskInfo, difference_test, selected_checkpoints, selection_info, transfer_tests
 from mtlens.quantities import CONFLICT_COSINE, LOOKAHEAD_AFFINITY
 
@@ -150,8 +160,10 @@ def affinity_table(
         cosine[["source", "target"]] = cosine["task"].str.split("|", n=1, expand=True, regex=False)
         cosine = pd.concat([cosine, cosine.rename(columns={"source": "target", "target": "source"})])
     for name, frame in (("tag", tag), ("cosine", cosine)):
-        columns = frame[["source", "target", "value"]] if len(frame) else pd.DataFrame(columns=["source", "target"])
-        table = table.merge(columns.rename(columns={"value": name}), on=["source", "target"], how="left")
+        if len(frame):
+            table = table.merge(frame[["source", "target", "value"]].rename(columns={"value": name}), how="left")
+        else:
+            table[name] = np.nan
     table = table.merge(_early_gap(manifest, rows, early_fraction), on=["source", "target"], how="left")
     return table[["source", "target", *PREDICTORS, "transfer_pct"]]
 
@@ -191,27 +203,31 @@ def grouping_results(
     budget: int,
     predictors: Mapping[str, Affinity],
     alpha: float = 0.05,
+    exhaustive: bool = True,
 ) -> pd.DataFrame:
     """Per choice (each predictor's grouping of ``subset`` into at most ``budget`` groups, the
     exhaustive best over the trained groupings by validation Δm, all together): ``choice, grouping,
     n_seeds, delta_m`` with its interval ``delta_m_low/high`` and ``p_vs_stl``, and the paired
     differences to all-together and to the exhaustive best (``vs_all``, ``vs_best`` with intervals
-    and p-values); ``p_adjusted`` columns are Benjamini–Hochberg over all p-values of the table."""
+    and p-values); ``p_adjusted`` columns are Benjamini–Hochberg over all p-values of the table.
+    ``exhaustive=False`` leaves out the exhaustive best (where not every grouping was trained)."""
     values = _selected(manifest, rows, task_info)
     if values.empty:
         return pd.DataFrame()
     values = values[values["task"].isin(subset)]
-    trained = [g for g in set_partitions(list(subset), budget) if _trained(values, g)]
-    if not trained:
-        return pd.DataFrame()
-    best = max(trained, key=lambda g: _delta_m(values, g, "val").mean())
     together = (tuple(subset),)
+    if not _trained(values, together):
+        return pd.DataFrame()
+    trained = [g for g in set_partitions(list(subset), budget) if _trained(values, g)] if exhaustive else []
     choices: dict[str, Grouping] = {
         f"{name} (predicted)": best_grouping(subset, a, budget)[0] for name, a in predictors.items()
     }
-    choices["exhaustive best (validation)"] = best
+    reference = {"all": _delta_m(values, together, "test")}
+    if trained:
+        best = max(trained, key=lambda g: _delta_m(values, g, "val").mean())
+        choices["exhaustive best (validation)"] = best
+        reference["best"] = _delta_m(values, best, "test")
     choices["all together"] = together
-    reference = {"all": _delta_m(values, together, "test"), "best": _delta_m(values, best, "test")}
     records = []
     for choice, grouping in choices.items():
         record: dict[str, Any] = {"choice": choice, "grouping": " | ".join(group_label(g) for g in grouping)}

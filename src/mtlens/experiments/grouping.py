@@ -11,6 +11,13 @@ Per seed (all runs paired by seed: same initialization and batches):
 * every task together with the affinity probes ``tag`` (TAG's lookahead affinity) and ``conflict``
   (gradient cosine), from which TAG chooses its groups (``role = all``).
 
+After these are trained, the analysis step (:func:`grouping_analysis`) computes every predictor's
+affinities from the stored rows, chooses each predictor's grouping of *all* tasks into at most
+``budget`` networks, and trains the groups of those groupings that are not trained yet (same seeds;
+``role = chosen``), so each predictor's grouping of every task is measured too (against STL and
+all-together; the exhaustive best is only known on ``subset``).  Rerunning the command after a kill
+re-plans, skips complete runs and repeats this step, which is deterministic given the stored rows.
+
 All runs use the ``sum`` method; the probes change no trajectory bit, so the all-task run is the
 all-together MTL run.  The report section (:func:`grouping_section`) is computed from the stored rows
 by :mod:`mtlens.analysis.grouping`: the measured pairwise transfer matrix with the transfer table's
@@ -32,6 +39,7 @@ from pydantic import Field
 from mtlens.analysis.grouping import (
     PREDICTORS,
     affinity_table,
+    best_grouping,
     group_label,
     grouping_results,
     pairwise_transfer,
@@ -39,6 +47,7 @@ from mtlens.analysis.grouping import (
 )
 from mtlens.errors import ConfigError
 from mtlens.experiments.base import Experiment, ExperimentPlan, plan_runs, register_experiment
+from mtlens.orchestration.executors import run_configs
 from mtlens.render import save_figure, table_html
 from mtlens.render.charts import Spec, inline_data, tip
 from mtlens.settings import Setting
@@ -81,6 +90,52 @@ def grouping_experiment(
         ]
         runs.append(({**common, "probes": AFFINITY_PROBES}, {**labels, "role": "all", "group": group_label(names)}))
     return plan_runs("grouping", base, setting, runs)
+
+
+def _finished(store: RunStore, manifest: pd.DataFrame) -> pd.DataFrame:
+    """The manifest rows of finished runs (unfinished, failed and diverged runs never enter the analysis)."""
+    return manifest[[store.done_state(r) == "finished" for r in manifest["run_id"]]]
+
+
+def _predictor_affinities(affinities: pd.DataFrame) -> dict[str, dict[tuple[str, str], float]]:
+    """Each predictor's ``{(source, target): value}`` (and the measured ``transfer_pct``), pairs with a value."""
+    predictors: dict[str, dict[tuple[str, str], float]] = {}
+    for name in (*PREDICTORS, "transfer_pct"):
+        known = affinities.dropna(subset=[name])
+        if len(known):
+            predictors[name] = {(s, t): float(v) for s, t, v in zip(known["source"], known["target"], known[name])}
+    return predictors
+
+
+def grouping_analysis(plan: ExperimentPlan, store: RunStore, setting: Setting) -> None:
+    """Train each predictor's grouping of every task (module docstring) and add its runs to the manifest."""
+    manifest = plan.manifest
+    finished = _finished(store, manifest)
+    rows = store.trajectories(finished["run_id"].tolist())
+    transfer = pairwise_transfer(finished, rows, store.task_info())
+    if transfer.empty:
+        return
+    budget = int(manifest["budget"].iloc[0])
+    labels = set(manifest["group"])
+    templates = {int(c.seed): c for c, role in zip(plan.configs, manifest["role"]) if role == "all"}
+    configs, records = [], []
+    for name, affinity in _predictor_affinities(affinity_table(finished, rows, transfer)).items():
+        grouping, _ = best_grouping(setting.task_names, affinity, budget)
+        for group in grouping:
+            label = group_label(group)
+            if len(group) < 2 or label in labels:
+                continue
+            labels.add(label)
+            for seed, template in templates.items():
+                config = template.model_copy(update={"tasks": list(group), "probes": []})
+                configs.append(config)
+                records.append(
+                    manifest[manifest["run_id"] == template.run_id].iloc[0].to_dict()
+                    | {"run_id": config.run_id, "role": "chosen", "group": label, "chosen_by": name, "seed": seed}
+                )
+    if configs:
+        store.write_table(plan.table_name, pd.concat([manifest, pd.DataFrame.from_records(records)], ignore_index=True))
+        run_configs(configs, store, progress=False)
 
 
 def _heatmap(frame: pd.DataFrame, value: str, title: str, facet_by: str | None = None) -> Spec:
@@ -138,6 +193,11 @@ def grouping_section(
 ) -> str:
     """Which tasks to train together: the tables and figures of the module docstring."""
     task_info = store.task_info()
+    all_tasks = (
+        str(manifest.loc[manifest["role"] == "all", "group"].iloc[0]).split("+")
+        if (manifest["role"] == "all").any()
+        else []
+    )
     transfer = pairwise_transfer(manifest, rows, task_info)
     if transfer.empty:
         return "<p>No finished STL and pair runs of the grouping experiment yet.</p>"
@@ -195,11 +255,7 @@ def grouping_section(
         )
     subset = str(manifest["subset"].iloc[0]).split("+")
     budget = int(manifest["budget"].iloc[0])
-    predictors: dict[str, dict[tuple[str, str], float]] = {}
-    for name in (*PREDICTORS, "transfer_pct"):
-        known = affinities.dropna(subset=[name])
-        if len(known):
-            predictors[name] = {(s, t): float(v) for s, t, v in zip(known["source"], known["target"], known[name])}
+    predictors = _predictor_affinities(affinities)
     results = grouping_results(manifest, rows, task_info, subset, budget, predictors)
     if len(results):
         parts.append(
@@ -217,7 +273,21 @@ def grouping_section(
                 "the table.",
             )
         )
+    every = grouping_results(manifest, rows, task_info, all_tasks, budget, predictors, exhaustive=False)
+    if len(every):
+        parts.append(
+            table_html(
+                every,
+                out_dir,
+                f"grouping_results_all_{setting}",
+                f"Groupings of all {len(all_tasks)} tasks into at most {budget} networks chosen by each predictor "
+                "(their groups trained by the experiment's analysis step), against STL (delta_m) and all together "
+                "(vs_all); n_seeds = 0 where a grouping's runs are not trained yet (rerun the study).",
+            )
+        )
     return "".join(parts)
 
 
-register_experiment(Experiment("grouping", "Which tasks to train together?", grouping_experiment, grouping_section))
+register_experiment(
+    Experiment("grouping", "Which tasks to train together?", grouping_experiment, grouping_section, grouping_analysis)
+)
