@@ -60,8 +60,8 @@ test-fast: $(STAMP)
 
 # ruff: the lint rules and the formatting of pyproject.toml [tool.ruff].
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 
 # mypy (pyproject.toml [tool.mypy], checks src/); part of `make test`.
 typecheck: $(STAMP)

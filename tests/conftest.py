@@ -72,9 +72,12 @@ INTEGRATION_MODULES = frozenset(
         "test_recorder",
         "test_store_integrity",
         "test_unfinished_runs",
+        "test_contracts",
         "test_calibration",
         "test_packs",
         "test_notebook",
+        "test_examples",
+        "test_export",
     }
 )
 

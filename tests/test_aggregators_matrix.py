@@ -14,7 +14,7 @@ import pytest
 import torch
 import torchjd.aggregation as tjd
 
-from mtlens.aggregators import matrix as agg
+from mtlens import aggregators as agg
 from mtlens.aggregators import solvers
 from mtlens.errors import ConfigError
 

@@ -79,6 +79,7 @@ def test_study_runs_reports_and_lists(tmp_path, capsys):
 
 
 def test_report_on_empty_store_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
     assert main(["report", "--store", str(tmp_path / "empty"), "--out", str(tmp_path / "r")]) == 2
     assert "no runs in" in capsys.readouterr().err
 

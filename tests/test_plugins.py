@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mtlens import RunStore, parse_config
+from mtlens import RunStore, parse_config, plugins
 from mtlens.cli import main
 from mtlens.orchestration.executors import LocalExecutor
 from mtlens.plugins import ENV_VAR, PluginError, load_plugins, requested_plugins
@@ -54,6 +54,7 @@ def plugin_dir(tmp_path, monkeypatch, request):
     directory = tmp_path / "plugins"
     directory.mkdir()
     monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setattr(plugins, "_REQUESTED", [])  # what workers are told to load: this test's plugins only
     monkeypatch.delenv(ENV_VAR, raising=False)
     before_settings, before_modules = set(SETTINGS.names()), set(sys.modules)
 
@@ -163,6 +164,7 @@ def install_plugin_package(tmp_path: Path) -> Path:
 # One fresh process runs the commands (one import of torch for all three): each must exit 0.
 COMMANDS = """
 import json, sys
+from mtlens import plugins
 from mtlens.cli import main
 for argv in json.loads(sys.argv[1]):
     print("$ mtlens", *argv, flush=True)

@@ -5,6 +5,7 @@ The public API in one place::
     from mtlens import Task, classification_task, register_setting, Setting, RunConfig, train_run, RunStore
     from mtlens import Recorder, RecorderProbes  # record and probe your own training loop
     from mtlens import study, load  # train a study / load a store: the report's tables and figures in Python
+    from mtlens import BatchStream, evaluate_task, train_eval_rows, probe_steps  # helpers for your own loop
 
 The names are imported on first use (PEP 562 ``__getattr__``), so that ``import mtlens.cli`` (and
 ``mtlens --help``) does not pay for torch, pandas and matplotlib.
@@ -21,7 +22,19 @@ if TYPE_CHECKING:
     from mtlens.settings import Defaults, Setting, Split, TaskData, available_settings, load_setting, register_setting
     from mtlens.store import RunStore
     from mtlens.tasks import Task, binary_task, classification_task, regression_task
-    from mtlens.training import ConfigError, Recorder, RecorderProbes, RunConfig, parse_config, train_run
+    from mtlens.training import (
+        BatchStream,
+        ConfigError,
+        Recorder,
+        RecorderProbes,
+        RunConfig,
+        evaluate_task,
+        evaluate_tasks,
+        parse_config,
+        train_eval_rows,
+        train_run,
+    )
+    from mtlens.training.probe_runner import probe_steps
 
 __version__ = "0.1.0"
 
@@ -41,12 +54,17 @@ _SOURCES = {
     "binary_task": "mtlens.tasks",
     "classification_task": "mtlens.tasks",
     "regression_task": "mtlens.tasks",
+    "BatchStream": "mtlens.training",
     "ConfigError": "mtlens.training",
+    "evaluate_task": "mtlens.training",
+    "train_eval_rows": "mtlens.training",
     "Recorder": "mtlens.training",
     "RecorderProbes": "mtlens.training",
     "RunConfig": "mtlens.training",
     "parse_config": "mtlens.training",
     "train_run": "mtlens.training",
+    "evaluate_tasks": "mtlens.training",
+    "probe_steps": "mtlens.training.probe_runner",
     "Chart": "mtlens.report.results",
     "StudyResults": "mtlens.report.results",
     "load": "mtlens.report.results",
@@ -54,6 +72,7 @@ _SOURCES = {
 }
 
 __all__ = [
+    "BatchStream",
     "Chart",
     "ConfigError",
     "Defaults",
@@ -71,12 +90,16 @@ __all__ = [
     "binary_task",
     "build_model",
     "classification_task",
+    "evaluate_task",
+    "evaluate_tasks",
     "load",
     "load_setting",
     "parse_config",
+    "probe_steps",
     "regression_task",
     "register_setting",
     "study",
+    "train_eval_rows",
     "train_run",
 ]
 

@@ -39,12 +39,14 @@ import functools
 import importlib
 import inspect
 from collections.abc import Callable, Iterable
-from typing import Annotated, Any, Generic, TypeVar, cast, get_args, overload
+from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar, cast, get_args, overload
 
 from annotated_types import Interval
-from pydantic import BaseModel, ConfigDict, PydanticUserError, ValidationError, create_model
 
 from mtlens.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -61,6 +63,12 @@ any machine this toolkit targets, and a typo (``--seeds 1e20``) should not start
 
 SeedCount = Annotated[int, Interval(ge=1, le=MAX_SEEDS)]
 """A number of seeds ``0 .. N-1``: ``1 <= N <= MAX_SEEDS``."""
+
+PositiveCount = Annotated[int, Interval(ge=1)]
+"""A count of at least 1 (workers, splits)."""
+
+PositiveNumber = Annotated[float, Interval(gt=0)]
+"""A finite number > 0."""
 
 UnitInterval = Annotated[float, Interval(ge=0, le=1)]
 """A number in ``[0, 1]`` (a rate, a mixing weight)."""
@@ -181,6 +189,12 @@ class Registry(Generic[T]):
             if p.name not in self._ignored and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         }
 
+    def annotations(self, name: str) -> dict[str, Any]:
+        """Each option of entry ``name`` with its declared constraint: the parameter's annotation, resolved
+        (``Any`` where there is none); what :meth:`check_options` checks values against."""
+        model = _options_model(self._signature_target(name), self._ignored)
+        return {option: annotated(field.annotation, field.metadata) for option, field in model.model_fields.items()}
+
     def check_options(self, name: str, options: dict[str, Any]) -> None:
         """Raise :class:`ConfigError` naming every option that entry ``name`` does not accept."""
         valid = self.options(name)
@@ -213,6 +227,8 @@ def check_option_values(
     and annotations that cannot be resolved accept anything.  The values are checked, not converted:
     the caller keeps using ``options`` as given (so stored configs and run ids do not change).
     """
+    from pydantic import ValidationError
+
     model = _options_model(entry, frozenset(ignored))
     known = {key: value for key, value in options.items() if key in model.model_fields}
     problems = [
@@ -234,6 +250,13 @@ def check_option_values(
             problems.append(f"{key}={options.get(key)!r}: {item['msg']}{where}")
     if problems:
         raise ConfigError(f"{owner}: invalid option value(s): {'; '.join(problems)}") from None
+
+
+def annotated(annotation: Any, metadata: Iterable[Any]) -> Any:
+    """``Annotated[annotation, *metadata]`` (a pydantic field's type with its constraints), or ``annotation``
+    itself without metadata."""
+    parameters = (annotation, *metadata)
+    return Annotated[parameters] if len(parameters) > 1 else annotation
 
 
 def contains_bool(value: Any) -> bool:
@@ -272,7 +295,10 @@ def validate_options(init: F) -> F:
 
 @functools.cache
 def _options_model(entry: Callable[..., Any], ignored: frozenset[str]) -> type[BaseModel]:
-    """A pydantic model with one field per keyword parameter of ``entry``, typed by its annotation."""
+    """A pydantic model with one field per keyword parameter of ``entry``, typed by its annotation (pydantic is
+    imported here, not with the module, so that the command line starts without it)."""
+    from pydantic import ConfigDict, PydanticUserError, create_model
+
     try:
         signature = inspect.signature(entry, eval_str=True)
     except (NameError, TypeError, SyntaxError, AttributeError):  # an annotation that cannot be resolved here
@@ -295,6 +321,8 @@ __all__ = [
     "MAX_SEED",
     "MAX_SEEDS",
     "Interval",
+    "PositiveCount",
+    "PositiveNumber",
     "Probability",
     "Registry",
     "Seed",
@@ -302,6 +330,7 @@ __all__ = [
     "UnitInterval",
     "UnknownNameError",
     "accepts_bool",
+    "annotated",
     "check_option_values",
     "contains_bool",
     "did_you_mean",

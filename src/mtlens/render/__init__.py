@@ -18,6 +18,7 @@ import pandas as pd
 from mtlens.analysis.transfer import TaskInfo
 from mtlens.render.charts import Spec, spec
 from mtlens.render.tables import table_html
+from mtlens.store.atomic import atomic_write_text
 
 __all__ = [
     "RUN_KEYS",
@@ -66,7 +67,7 @@ def save_figure(chart: Spec, out_dir: Path, name: str, caption: str) -> str:
     figures = Path(out_dir) / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     text = json.dumps(spec(chart), separators=(",", ":"))
-    (figures / f"{name}.vl.json").write_text(text, encoding="utf-8")
+    atomic_write_text(figures / f"{name}.vl.json", text)
     safe, embedded = html.escape(name), text.replace("</", "<\\/")  # no "</script>" inside the script
     return (
         f'<figure id="fig-{safe}"><div class="chart" role="img" aria-label="{html.escape(caption)}"></div>'

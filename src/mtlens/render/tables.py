@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mtlens.store.atomic import atomic_write_text
+
 DIGITS = 3
 """Significant digits of the numbers in a table's HTML (the CSV keeps full precision)."""
 
@@ -63,20 +65,33 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "final_gap": ("final gap", "Gap MTL − STL at the lowest common training loss (> 0: MTL generalizes worse)."),
     "final_band_low": (
         "final band low",
-        "Lower end of the simultaneous band of the gap at the lowest common training loss.",
+        "Lower end of the interval of the gap at the lowest common training loss (the end level's own test).",
     ),
     "final_band_high": (
         "final band high",
-        "Upper end of the simultaneous band of the gap at the lowest common training loss.",
+        "Upper end of the interval of the gap at the lowest common training loss (the end level's own test).",
     ),
     "final_effect_size": ("final Cohen's d", "Standardized final gap."),
     "min_detectable_final": ("final gap detectable (80% power)", "The final gap detected with 80% power."),
     "p_any": ("p (any gap)", "p-value of a gap at some training-loss level."),
     "p_any_adjusted": ("adjusted p (any gap)", "Benjamini–Hochberg adjusted p of a gap at some level."),
-    "p_persistent": ("p (persistent)", "p-value of a gap from some level to the lowest common training loss."),
+    "p_persistent": (
+        "p (persistent)",
+        "p-value of a gap at the lowest common training loss (the end level's own test, first of the fixed sequence).",
+    ),
     "p_persistent_adjusted": ("adjusted p (persistent)", "Benjamini–Hochberg adjusted p of a persistent gap."),
     "band_level": ("band level", "Per-test level of bands and onsets (Benjamini–Hochberg's rejection level)."),
-    "onset_train_loss": ("onset (training loss)", "Training loss from which the gap persists to the end."),
+    "onset_train_loss": (
+        "onset (training loss)",
+        "Earliest training loss from which every level to the end is significant (fixed sequence from the end).",
+    ),
+    "n_levels": ("loss levels", "Training-loss levels of the gap curve (never more than the runs' checkpoints)."),
+    "end_train_loss": ("end (training loss)", "Lowest training loss every compared run reached: the end level."),
+    "end_limited_by": ("end set by", "The runs whose lowest training loss is the end level."),
+    "loo_p_persistent_max": (
+        "p (persistent), worst seed left out",
+        "Largest p (persistent) with one seed left out (the end recomputed each time).",
+    ),
     "onset_epoch_mtl": ("onset (MTL epoch)", "Epoch at which the MTL runs reached the onset's training loss."),
     "onset_epoch_stl": ("onset (STL epoch)", "Epoch at which the STL runs reached the onset's training loss."),
     "direction": ("persistent gap", "Direction of a persistent gap, only where the test shows one."),
@@ -195,7 +210,7 @@ def table_html(
     others behind the "all columns" toggle, columns empty in every row left out."""
     tables = Path(out_dir) / "tables"
     tables.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(tables / f"{name}.csv", index=False)
+    atomic_write_text(tables / f"{name}.csv", frame.to_csv(index=False))
     empty = set(empty_columns(frame))
     columns = [c for c in frame.columns if c not in empty]
     shown = [c for c in short if c in columns] or columns

@@ -32,6 +32,20 @@ from mtlens.render.charts import (
     tip,
     when,
 )
+from mtlens.report.oddities import early_window_notes, with_notes
+
+OPTIMIZATION_COLUMNS = (
+    "setting",
+    "task",
+    "method",
+    "n_seeds",
+    "log_ratio_early",
+    "log_ratio_early_p_adjusted",
+    "log_ratio_final",
+    "log_ratio_final_p_adjusted",
+    "note",
+)
+"""The optimization table's columns a reader needs (the others are one click away)."""
 
 LEVEL_FRACTIONS = (0.5, 0.9)
 """Loss levels of the steps-to-loss table: these fractions of the way (in log loss) from the
@@ -54,13 +68,20 @@ def _loss_levels(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=["setting", "task", "level"])
 
 
+def optimization_table(rows: pd.DataFrame, effect: pd.DataFrame) -> pd.DataFrame:
+    """The optimization table: :func:`~mtlens.analysis.optimization.optimization_tests` of ``effect`` with
+    a ``note`` where the early window holds only step 0 (:func:`~mtlens.report.oddities.early_window_notes`
+    of ``rows``); empty without an effect."""
+    return with_notes(optimization_tests(effect), [early_window_notes(rows)]) if len(effect) else pd.DataFrame()
+
+
 def optimization_section(rows: pd.DataFrame, effect: pd.DataFrame, out_dir: Path) -> Section:
     """The tests of the optimization ``effect`` (:func:`~mtlens.analysis.optimization.optimization_effect`
     of ``rows``), steps to two loss levels and the loss-ratio curves per (setting, method)."""
     title, anchor = "Did MTL help or harm optimization?", "optimization"
     if effect.empty:
         return Section(title, not_available("needs STL and MTL runs with the same seeds and train/loss"), anchor)
-    summary = optimization_tests(effect)
+    summary = optimization_table(rows, effect)
     body = table_html(
         summary,
         out_dir,
@@ -71,6 +92,7 @@ def optimization_section(rows: pd.DataFrame, effect: pd.DataFrame, out_dir: Path
         "p_adjusted: Benjamini–Hochberg over this table; *_min_detectable: the log-ratio detected with 80% "
         "power; min_p: the smallest p the seeds allow (docs/statistics.md). Negative: MTL reached a lower "
         "training loss at the same step.",
+        short=OPTIMIZATION_COLUMNS,
     )
     table = steps_to_loss_table(rows)
     if len(table):

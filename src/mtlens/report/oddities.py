@@ -128,7 +128,8 @@ def loss_range_notes(checkpoints: pd.DataFrame) -> pd.DataFrame:
             records.append(
                 dict(zip(KEYS, key))
                 | {
-                    "note": f"{runs} limit the common training-loss range (lowest loss "
+                    "note": f"{runs} {'limits' if len(limiting) == 1 else 'limit'} the common training-loss "
+                    f"range (lowest loss "
                     f"{limiting['lowest'].max():.3g} vs median {median:.3g})"
                 }
             )

@@ -29,12 +29,11 @@ from typing import Any
 import pandas as pd
 
 from mtlens.analysis.correlation import correlation_table, difference_tests
-from mtlens.analysis.optimization import optimization_tests
 from mtlens.analysis.transfer import delta_m
 from mtlens.errors import ConfigError
 from mtlens.render import Figure
 from mtlens.render.charts import STATIC_FORMATS, Spec, export_static, spec
-from mtlens.report.correlations import loss_ratio_figures, scatter_figures, steps_to_loss_table
+from mtlens.report.correlations import loss_ratio_figures, optimization_table, scatter_figures, steps_to_loss_table
 from mtlens.report.methods import method_weights_table, weights_figures
 from mtlens.report.probes import probe_figures
 from mtlens.report.study_report import (
@@ -49,7 +48,7 @@ from mtlens.report.study_report import (
     training_figures,
     write_report,
 )
-from mtlens.store import RunStore
+from mtlens.store import RunStore, atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,7 @@ class Chart:
         path = Path(path)
         suffix = path.suffix.lstrip(".")
         if suffix == "json":
-            path.write_text(json.dumps(self.spec), encoding="utf-8")
+            atomic_write_text(path, json.dumps(self.spec))
         elif suffix in STATIC_FORMATS:
             export_static(self.spec, path.with_suffix(""), [suffix])
         else:
@@ -174,7 +173,7 @@ class StudyResults:
 
     def optimization(self) -> pd.DataFrame:
         """The optimization-effect tests: training-loss log-ratio MTL/STL at equal steps, early and final."""
-        return optimization_tests(self.data.optimization) if len(self.data.optimization) else pd.DataFrame()
+        return optimization_table(self.data.rows, self.data.optimization)
 
     def steps_to_loss(self) -> pd.DataFrame:
         """Steps and epochs to first reach two training-loss levels, per setting, task, mode and method."""

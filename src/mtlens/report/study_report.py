@@ -14,6 +14,7 @@ a damaged run's rows cannot be read).  The overview names every run left out.
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import math
 import re
@@ -32,6 +33,7 @@ from mtlens.analysis.optimization import optimization_effect
 from mtlens.analysis.transfer import TaskInfo, delta_m, selected_checkpoints, transfer_tests
 from mtlens.errors import ConfigError, MtlensError
 from mtlens.experiments import experiment_sections
+from mtlens.registry import did_you_mean
 from mtlens.render import RUN_KEYS, Figure, Section, by_configuration, per_setting, slug, table_html
 from mtlens.render.charts import STATIC_FORMATS, export_static, mean_band, vega_bundle
 from mtlens.render.pdf import find_chromium, print_pdf
@@ -41,8 +43,9 @@ from mtlens.report.figures import gap_figure, training_curves_figure
 from mtlens.report.methods import method_weights_section
 from mtlens.report.oddities import collapse_notes, loss_range_notes, step_zero_notes, tie_notes, with_notes
 from mtlens.report.probes import probes_section
+from mtlens.report.recorded import note_unrecorded, read_rows
 from mtlens.report.verdicts import QUESTIONS, answers
-from mtlens.store import RunStore
+from mtlens.store import RunStore, atomic_write_text
 
 GAP_MEASURES = ("val/loss", "val/error")
 
@@ -117,18 +120,27 @@ def selected_runs(
     include_unfinished: bool = False,
 ) -> RunSelection:
     """The runs of ``store`` selected by :func:`select_runs` and :func:`analysed_runs`, and the rows of the
-    analysed ones; :class:`MtlensError` when no run matches or none of those may be analysed."""
+    analysed ones; :class:`MtlensError` when no run matches or none of those may be analysed.  A run whose
+    trajectory cannot be read (:func:`~mtlens.report.recorded.read_rows`) is left out as ``damaged``, its
+    ``message`` naming the file and the problem."""
     selection = f"settings={list(settings)} methods={list(methods)}{f' where={where}' if where else ''}"
     index = select_runs(store, settings, methods, where)
     if index.empty:
         raise MtlensError(f"no runs in {store.root} match {selection}")
     analysed, left_out = analysed_runs(index, include_unfinished)
+    rows, unreadable = read_rows(store, analysed["run_id"].tolist())
+    if unreadable:  # damage the index's cheap checks did not see: left out like any damaged run
+        damaged = index["run_id"].isin(unreadable)
+        index = index.assign(
+            state=index["state"].where(~damaged, "damaged"),
+            message=index["message"].where(~damaged, index["run_id"].map(unreadable)),
+        )
+        analysed, left_out = analysed_runs(index, include_unfinished)
     if analysed.empty:
         raise MtlensError(
             f"no finished runs in {store.root} match {selection}; left out: "
             + ", ".join(f"{r.run_id} ({r.state})" for r in left_out.itertuples())
         )
-    rows = store.trajectories(analysed["run_id"].tolist())
     rows = rows.astype({c: object for c in rows.columns if pd.api.types.is_string_dtype(rows[c])})
     return RunSelection(index, analysed, left_out, rows)
 
@@ -151,7 +163,10 @@ def select_runs(
         return index
     for key, values in (where or {}).items():
         if key not in index:
-            raise ConfigError(f"--where: unknown run-index column {key!r}; valid: {', '.join(sorted(index.columns))}")
+            raise ConfigError(
+                f"--where: unknown run-index column {key!r}{did_you_mean(key, index.columns)}; "
+                f"valid: {', '.join(sorted(index.columns))}"
+            )
         matched = _matches(index[key], key, values)
         if not matched.any():
             present = sorted(index[key].astype(str).unique())
@@ -160,6 +175,18 @@ def select_runs(
                 f"{', '.join(present[:20])}{' ...' if len(present) > 20 else ''}"
             )
         index = index[matched]
+    for flag, column, wanted, present in (
+        ("--setting", "setting", settings, index["setting"]),
+        ("--methods", "method", methods, index.loc[index["mode"] != "stl", "method"]),
+    ):
+        absent = [name for name in wanted if name not in set(present)]
+        if absent:
+            names = sorted(present.astype(str).unique())
+            hint = "".join(did_you_mean(name, names) for name in absent)
+            raise ConfigError(
+                f"{flag}: no {'MTL ' if column == 'method' else ''}runs of {column} {', '.join(map(repr, absent))} "
+                f"in the store{hint}; present: {', '.join(names) or 'none'}"
+            )
     if settings:
         index = index[index["setting"].isin(settings)]
     if methods:
@@ -362,7 +389,7 @@ def gap_analysis(rows: pd.DataFrame, alpha: float) -> GapAnalysis:
         for task, task_rows in mtl_rows.groupby("task", sort=True):
             pair = pd.concat([stl_by_task.get((setting, task), checkpoints.iloc[:0]), task_rows])
             for measure in GAP_MEASURES:
-                if (result := gap_from_checkpoints(pair, task, measure)) is not None:
+                if (result := gap_from_checkpoints(pair, task, measure, alpha=alpha)) is not None:
                     keys.append((setting, method))
                     results.append(result)
     if not results:
@@ -386,7 +413,8 @@ def gap_figures(gap: GapAnalysis) -> Iterator[Figure]:
             f"{setting}, method {method}, task {task}: validation measures against training loss "
             f"(mean ± std over {first['n_stl']} STL and {first['n_mtl']} MTL runs) and the gap MTL − STL "
             f"({first['design']}) with its simultaneous band over all training-loss levels at per-test "
-            f"level {level:.3g}; dashed: onset of a persistent gap (only where the test supports one)."
+            f"level {level:.3g}; green: the levels the fixed-sequence test rejected at that level, dashed: "
+            f"their onset (only where the test supports a persistent gap)."
         )
         yield Figure(
             slug("gap", setting, method, task), setting, gap_figure(task_results), caption, (setting, method, task)
@@ -402,7 +430,7 @@ def gap_section(
     title = "When did the gap open?"
     if gap.table.empty:
         return Section(title, "<p>No task has both STL and MTL trajectories.</p>", "gap"), pd.DataFrame()
-    table, results = gap.table, gap.results
+    table = gap.table
     shown = gap.noted_table()
     level = float(table["band_level"].iloc[0])
     figures: dict[str, list[str]] = {}
@@ -419,14 +447,17 @@ def gap_section(
         shown,
         out_dir,
         "gap_onset",
-        f"The generalization gap MTL − STL at equal training loss. design: paired (per-seed differences, exact "
-        f"sign-flip max-|t| test over all {len(results[0].levels)} loss levels) or unpaired (label permutation); "
-        f"p_any: a gap at some level; p_persistent: a gap from some level to the lowest common training loss; "
-        f"*_adjusted: Benjamini–Hochberg over this table (FDR {alpha:g}); band_level: the per-test level of the "
-        f"bands and onsets (BH's rejection level, so an onset is shown iff its persistent gap is a discovery); "
-        f"onset: first level from which the simultaneous band excludes 0 to the end; final_*: the gap at the "
-        f"lowest common training loss with its band, Cohen's d_z and the gap detectable with 80% power. "
-        f"Negative gaps in loss/error mean MTL generalizes better. See docs/statistics.md.",
+        f"The generalization gap MTL − STL at equal training loss. design: paired (per-seed differences) or "
+        f"unpaired (label permutation); p_any: a gap at some level (max-|t| over all n_levels loss levels); "
+        f"p_persistent: the end level's own p-value (a gap that lasts to the end); *_adjusted: "
+        f"Benjamini–Hochberg over this table (FDR {alpha:g}); band_level: the per-test level of the bands and "
+        f"onsets (BH's rejection level on p_persistent, Benjamini–Bogomolov, so an onset is shown iff its "
+        f"persistent gap is a discovery); onset: testing the end, then each earlier level, in that order "
+        f"until the first non-significant one (fixed sequence), the earliest level of that run; end_train_loss: "
+        f"the end, the lowest training loss every run reached, set by the runs end_limited_by; "
+        f"loo_p_persistent_max: the largest p_persistent with one seed left out; final_*: the gap at the end "
+        f"with its interval, Cohen's d_z and the gap detectable with 80% power. Negative gaps in loss/error "
+        f"mean MTL generalizes better. See docs/statistics.md.",
         short=GAP_COLUMNS,
     )
     return Section(title, body + per_setting(figures, "gap figures"), "gap"), table
@@ -644,6 +675,8 @@ def write_report(
             f"report: left out {len(left_out)} runs that are not finished: "
             + ", ".join(f"{r.run_id} ({r.state})" for r in left_out.itertuples())
         )
+        for row in left_out[left_out["state"] == "damaged"].itertuples():
+            log(f"report: left out run {row.run_id}: {row.message}")
     if log and len(unfinished):
         log(
             f"report: includes {len(unfinished)} unfinished runs (--include-unfinished): "
@@ -666,11 +699,10 @@ def write_report(
     ]
     for build in (*DEFAULT_SECTIONS, *extra_sections):
         sections += build(store, analysed, rows, out_dir)
+    sections = note_unrecorded(sections, data.rows, data.task_info)
     sections.insert(0, answers_section(report_tables(sections, out_dir), alpha))
     path = out_dir / "report.html"
-    path.write_text(
-        render_html(sections, f"mtlens report — {', '.join(sorted(index['setting'].unique()))}"), encoding="utf-8"
-    )
+    atomic_write_text(path, render_html(sections, f"mtlens report — {', '.join(sorted(index['setting'].unique()))}"))
     if formats:
         export_figures(out_dir, sections, formats)
     if "pdf" in formats:
@@ -708,7 +740,8 @@ details.setting>summary{cursor:pointer;font-weight:600}
 nav a{margin-right:1em;white-space:nowrap}nav{line-height:1.6;font-size:.9em}
 @media print{body{max-width:none;margin:0}nav,.more-toggle{display:none}
 .table-wrap{max-height:none;overflow:visible}.table-wrap thead th{position:static}
-figure,tr,.answer{break-inside:avoid}h2,h3{break-after:avoid}.chart{overflow:visible}}
+figure,tr,.answer{break-inside:avoid}h2,h3{break-after:avoid}.chart{overflow:visible}
+.vega-embed>details{display:none}}
 """
 """The page's style: cells never wrap (a wide table scrolls in its box), headers wrap between words
 only, hidden "more" columns until the table's toggle; for print, no scroll boxes or navigation."""
@@ -757,8 +790,9 @@ console.error=function(){window.mtlensErrors++;return log.apply(console,argument
 
 
 def render_html(sections: Sequence[Section], title: str) -> str:
-    """A standalone HTML page: a table of contents, the sections in order, and the Vega-Embed
-    JavaScript inlined once (no network needed) with :data:`PAGE_SCRIPT`."""
+    """A standalone HTML page: a table of contents, the sections in order (figures numbered, so that a
+    printed page can be referred to), and the Vega-Embed JavaScript inlined once (no network needed)
+    with :data:`PAGE_SCRIPT`."""
     nav = "".join(
         f'<a href="#{html.escape(s.anchor or str(i))}">{html.escape(s.title)}</a>' for i, s in enumerate(sections)
     )
@@ -766,6 +800,8 @@ def render_html(sections: Sequence[Section], title: str) -> str:
         f'<section id="{html.escape(s.anchor or str(i))}"><h2>{html.escape(s.title)}</h2>{s.body}</section>'
         for i, s in enumerate(sections)
     )
+    numbers = itertools.count(1)
+    body = re.sub("<figcaption>", lambda _: f"<figcaption>Figure {next(numbers)}. ", body)
     generated = time.strftime("%Y-%m-%d %H:%M:%S")
     return (
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"

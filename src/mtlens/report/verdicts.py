@@ -20,8 +20,9 @@ gaining columns changes nothing and a table missing one of them yields no senten
   (across settings: one family; a correlation is stated only where its adjusted p ≤ alpha, and
   ``min_p > alpha`` is said to be inconclusive, never shown as a finding);
 - ``probe_differences``: ``setting, task, method, difference, n_seeds, mean, low, high, p_adjusted``;
-- ``alignment`` and ``magnitude_ratio`` (Elich et al.; descriptive, no test): ``setting`` and the
-  median columns (``median*``) they hold.
+- ``alignment`` (``setting, kind, median, fraction_negative``), ``magnitude_ratio`` (``setting, method,
+  pair, median_ratio, median_abs_log10``) and ``optimizers`` (``setting, task, mode, method, metric`` and
+  one "mean ± std (n=k)" column per optimizer): Elich et al.'s experiments, described without a test.
 
 Numbers are written with 2–3 significant digits (:func:`number`), error-like metrics (:data:`PERCENT_METRICS`)
 as percentages with differences in percentage points.
@@ -252,6 +253,21 @@ def elich_sentences(alignment: pd.DataFrame, ratios: pd.DataFrame) -> list[str]:
     return sentences
 
 
+def optimizer_sentences(table: pd.DataFrame) -> list[str]:
+    """Descriptive sentences from the ``optimizers`` rows of one setting (Elich et al.'s Adam vs SGD):
+    ``task, mode, method, metric`` and one column per optimizer holding "mean ± std (n=k)"."""
+    keys = ("setting", "task", "mode", "method", "metric")
+    optimizers = [c for c in table.columns if c not in keys]
+    sentences = []
+    for row in table.to_dict("records"):
+        who = "STL" if row.get("mode") == "stl" else f"MTL ({row.get('method')})"
+        values = "; ".join(f"{o} {row[o]}" for o in optimizers if pd.notna(row[o]))
+        sentences.append(
+            f"{who} {row.get('metric')} of task {row.get('task')} by optimizer: {values} (descriptive, no test)."
+        )
+    return sentences
+
+
 def _rows(tables: Mapping[str, pd.DataFrame], name: str, needed: tuple[str, ...]) -> pd.DataFrame:
     """Table ``name`` if it has the columns ``needed``, else an empty frame."""
     frame = tables.get(name)
@@ -290,6 +306,9 @@ def answers(tables: Mapping[str, pd.DataFrame], alpha: float = 0.05) -> dict[str
             "elich",
             elich_sentences(alignment[alignment["setting"] == setting], ratios[ratios["setting"] == setting]),
         )
+    optimizers = _rows(tables, "optimizers", ("setting", "task", "mode", "method", "metric"))
+    for setting, rows in optimizers.groupby("setting", sort=False):
+        add(setting, "elich", optimizer_sentences(rows))
     order = list(QUESTIONS)
     return {
         setting: dict(sorted(paragraphs.items(), key=lambda item: order.index(item[0])))

@@ -1,6 +1,6 @@
 """The run store: configs, trajectories as tidy tables, status, atomic writes."""
 
-from mtlens.store.atomic import atomic_write, atomic_write_json, read_json
+from mtlens.store.atomic import atomic_write, atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from mtlens.store.run_store import (
     DONE_STATES,
     FORMAT_VERSION,
@@ -22,6 +22,8 @@ __all__ = [
     "StoreNotWritableError",
     "StoreVersionError",
     "atomic_write",
+    "atomic_write_bytes",
     "atomic_write_json",
+    "atomic_write_text",
     "read_json",
 ]

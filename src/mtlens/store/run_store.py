@@ -14,7 +14,7 @@ Layout under the store root::
                                      (only with ``save_selected_models``)
     runs/<run_id>/.lock              held (flock) by the process training the run
     runs/<run_id>/**/.<name>.*.tmp   left by a process killed inside an atomic write; removed when
-                                     the run's lock is next taken (:meth:`RunStore.remove_stale_tmp`)
+                                     the run's lock is next taken (:meth:`RunStore.remove_leftovers`)
     tables/<name>.parquet            tables computed from runs (experiment manifests, analyses of checkpoints)
 
 Trajectory rows are tidy: one row per (run, task, step, quantity) with the columns
@@ -52,7 +52,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mtlens.errors import DamagedStoreError, MtlensError
-from mtlens.store.atomic import TMP_SUFFIX, atomic_write, atomic_write_json, read_json
+from mtlens.store.atomic import TMP_SUFFIX, atomic_write, atomic_write_bytes, atomic_write_json, read_json
 
 ROW_COLUMNS = ["run_id", "setting", "mode", "method", "seed", "task", "step", "epoch", "quantity", "value"]
 """Columns of every trajectory table."""
@@ -123,6 +123,7 @@ class RunStore:
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)
         self._version_checked = False
+        self._version_recorded = False
 
     # -- format version ----------------------------------------------------------------
     def format_version(self) -> int:
@@ -150,9 +151,13 @@ class RunStore:
             self._version_checked = True
 
     def _record_version(self) -> None:
-        """Record :data:`FORMAT_VERSION` in a store without ``store.json`` (before the first write of a run)."""
+        """Record :data:`FORMAT_VERSION` in a store without ``store.json`` (before the first write of a run;
+        read once per :class:`RunStore` object)."""
+        if self._version_recorded:
+            return
         if self.format_version() < FORMAT_VERSION:
             atomic_write_json(self.root / "store.json", {"format_version": FORMAT_VERSION})
+        self._version_recorded = self._version_checked = True
 
     # -- paths -------------------------------------------------------------------------
     def run_dir(self, run_id: str) -> Path:
@@ -184,10 +189,11 @@ class RunStore:
         return self.run_dir(run_id) / "parts"
 
     # -- config and status ---------------------------------------------------------------
-    def write_config(self, run_id: str, config: dict[str, Any], ignore: Collection[str] = ()) -> None:
+    def write_config(self, run_id: str, config: dict[str, Any], ignore: Collection[str] = ()) -> dict[str, Any]:
         """Write the run's config; an existing run must have the same config except for ``ignore`` keys
         (e.g. the device, which may change when a run is resumed elsewhere; the first value is kept).
-        A damaged ``config.json`` is replaced (the run id, a hash of the config, says it is this config)."""
+        A damaged ``config.json`` is replaced (the run id, a hash of the config, says it is this config).
+        Returns the file's :func:`file_digest`."""
         path = self.run_dir(run_id) / "config.json"
         try:
             existing = self.config(run_id) if path.exists() else None
@@ -198,8 +204,8 @@ class RunStore:
                 k: v for k, v in config.items() if k not in ignore
             }:
                 raise ValueError(f"run {run_id} exists in {self.root} with a different config")
-            return
-        atomic_write_json(path, config)
+            return file_digest(path)
+        return atomic_write_json(path, config)
 
     def config(self, run_id: str) -> dict[str, Any]:
         return self._read_json(run_id, "config.json")
@@ -215,10 +221,10 @@ class RunStore:
                 f"can, or delete {self.run_dir(run_id)}"
             ) from None
 
-    def write_task_info(self, run_id: str, info: dict[str, Any]) -> None:
+    def write_task_info(self, run_id: str, info: dict[str, Any]) -> dict[str, Any]:
         """Write what analysis needs to know about the run's tasks (metric directions,
-        selection metric), so analysis never has to load a setting's data."""
-        atomic_write_json(self.run_dir(run_id) / "tasks.json", info)
+        selection metric), so analysis never has to load a setting's data; the file's :func:`file_digest`."""
+        return atomic_write_json(self.run_dir(run_id) / "tasks.json", info)
 
     def task_info(self) -> dict[tuple[str, str], dict[str, Any]]:
         """``(setting, task) -> info``, merged over all runs (the same in every run of a setting);
@@ -321,6 +327,11 @@ class RunStore:
                     damaged[str(path.relative_to(run_dir))] = problem
         if status.get("state") in DONE_STATES and not (run_dir / "trajectory.parquet").exists():
             damaged["trajectory.parquet"] = f"missing: the run is {status['state']} but its rows are gone"
+        if status.get("state") not in DONE_STATES:  # the parts its last checkpoint covers
+            for step in status.get("parts") or []:
+                name = f"parts/{step:012d}.parquet"
+                if not (run_dir / name).exists():
+                    damaged[name] = f"missing (the checkpoint at step {status['step']} covers it)"
         for name, recorded in (status.get("digests") or {}).items():
             if name in damaged:
                 continue
@@ -352,16 +363,17 @@ class RunStore:
 
     def stale_tmp_files(self, run_id: str | None = None) -> list[Path]:
         """Temporary files of interrupted atomic writes: of the run ``run_id``, or anywhere in the store."""
-        root = self.root if run_id is None else self.run_dir(run_id)
-        return sorted(root.rglob(f".*{TMP_SUFFIX}")) if root.exists() else []
-
-    def remove_stale_tmp(self, run_id: str) -> list[Path]:
-        """Delete the run's temporary files of interrupted writes; only call while holding its lock
-        (no writer of the run is then in flight).  Returns the deleted paths."""
-        stale = self.stale_tmp_files(run_id)
-        for path in stale:
-            path.unlink(missing_ok=True)
-        return stale
+        if run_id is None:
+            return sorted(self.root.rglob(f".*{TMP_SUFFIX}")) if self.root.exists() else []
+        run_dir = self.run_dir(run_id)
+        found = []
+        for directory in (run_dir, run_dir / "parts", run_dir / "selected"):  # where a run writes (no walk)
+            try:
+                with os.scandir(directory) as entries:
+                    found += [Path(e.path) for e in entries if e.name.startswith(".") and e.name.endswith(TMP_SUFFIX)]
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+        return sorted(found)
 
     def check(self) -> pd.DataFrame:
         """Verify the whole store (deeply, see :meth:`damaged_files`): one row per problem,
@@ -464,9 +476,10 @@ class RunStore:
         if parts or not tables:  # writing rows given here needs no read of the parts
             tables.insert(0, _row_table(self._read_parts(run_id)))
         table = pa.concat_tables(tables)
-        path = self.run_dir(run_id) / "trajectory.parquet"
-        atomic_write(path, lambda tmp: pq.write_table(table, tmp, **PARQUET_WRITE))
-        digests = {**extra.pop("digests", {}), "trajectory.parquet": file_digest(path)}
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, **PARQUET_WRITE)
+        digest = atomic_write_bytes(self.run_dir(run_id) / "trajectory.parquet", sink.getvalue().to_pybytes())
+        digests = {**extra.pop("digests", {}), "trajectory.parquet": digest}
         self.set_status(run_id, state, step, message, digests=digests, **extra)
         for part_step in parts:
             (self._parts_dir(run_id) / f"{part_step:012d}.parquet").unlink()

@@ -189,7 +189,8 @@ class RunConfig(BaseModel):
     def _known_probes(cls, value: list[str]) -> list[str]:
         unknown = [name for name in value if name not in PROBES]
         if unknown:
-            raise ValueError(f"unknown probe(s) {unknown}; valid probes are: {', '.join(PROBES.names())}")
+            hint = "".join(did_you_mean(name, PROBES.names()) for name in unknown)
+            raise ValueError(f"unknown probe(s) {unknown}{hint}; valid probes are: {', '.join(PROBES.names())}")
         if len(set(value)) != len(value):
             raise ValueError(f"probes {value} name a probe twice")
         return value
@@ -355,8 +356,9 @@ def resolve_config(config: RunConfig, setting: Setting | None = None) -> Resolve
     tasks = list(config.tasks) if config.tasks is not None else setting.task_names
     unknown = [t for t in tasks if t not in setting.task_names]
     if unknown or not tasks or len(set(tasks)) != len(tasks):
+        hint = "".join(did_you_mean(task, setting.task_names) for task in unknown)
         raise ConfigError(
-            f"tasks: {tasks} is not a non-empty list of distinct tasks of setting {setting.name!r}; "
+            f"tasks: {tasks} is not a non-empty list of distinct tasks of setting {setting.name!r}{hint}; "
             f"its tasks are {setting.task_names}"
         )
     batch_size = config.batch_size if config.batch_size is not None else setting.defaults.batch_size

@@ -45,7 +45,7 @@ from torch import Tensor
 
 from mtlens.errors import MtlensError
 from mtlens.store import RunLockedError, RunState, RunStore, atomic_write
-from mtlens.store.run_store import DONE_STATES, ROW_SCHEMA, file_digest
+from mtlens.store.run_store import DONE_STATES, ROW_SCHEMA
 from mtlens.tasks import Task
 
 CHECKPOINT_VERSION = 2
@@ -175,6 +175,7 @@ class RunHandle:
         if self._stack is not None:
             raise RuntimeError(f"run {self.run_id} is already open")
         if self.store.is_done(self.run_id, deep=True):
+            clean_complete_run(self.store, self.run_id)
             return self.store.done_state(self.run_id)
         stack = ExitStack()
         stack.enter_context(self.store.lock(self.run_id))
@@ -204,9 +205,10 @@ class RunHandle:
         for name in ("config.json", "tasks.json", "status.json"):
             if name in self.damaged:
                 store.remove_file(run_id, name)
-        store.write_config(run_id, self.config, ignore=self.ignore)
-        store.write_task_info(run_id, self.info)
-        self._digests = {name: file_digest(store.run_dir(run_id) / name) for name in ("config.json", "tasks.json")}
+        self._digests = {
+            "config.json": store.write_config(run_id, self.config, ignore=self.ignore),
+            "tasks.json": store.write_task_info(run_id, self.info),
+        }
         status = None if "status.json" in self.damaged else store.status(run_id)
         self._opened_status = dict(status or {})
         rest = set(self.damaged) - {"config.json", "tasks.json", "checkpoint.pt"}
@@ -241,7 +243,8 @@ class RunHandle:
         """The last checkpoint if it and every row part up to it verify (rows after it are discarded);
         ``None`` -- after resetting the run, with a :class:`DamagedRunWarning` -- if it cannot be
         trusted, and ``None`` if there is none.  The parts needed are those the checkpoint's status
-        lists, else ``expected_parts(step)`` if given, else every part on disk up to the step."""
+        lists, else ``expected_parts(step)`` if given, else (a status of version 1, which lists no
+        parts) every part on disk up to the step; without an intact status the checkpoint is not trusted."""
         self._require_open()
         path = self.store.checkpoint_path(self.run_id)
         if not path.exists():
@@ -254,14 +257,16 @@ class RunHandle:
             return self._untrusted(f"{path} cannot be loaded ({type(err).__name__}: {err})")
         step = checkpoint.step
         status = self._opened_status
+        have = [s for s in self.store.part_steps(self.run_id) if s <= step]
         if status.get("step") == step and "parts" in status:
             expected = list(status["parts"])
         elif expected_parts is not None:
             expected = list(expected_parts(step))
-        else:
-            expected = None
-        have = [s for s in self.store.part_steps(self.run_id) if s <= step]
-        if expected is not None and have != expected:
+        elif status.get("state") in (RunState.RUNNING, RunState.FAILED):
+            expected = have  # a status without the parts list (written before version 2): the parts on disk
+        else:  # no intact status: nothing says which rows the checkpoint needs
+            return self._untrusted(f"{self.store.run_dir(self.run_id) / 'status.json'} cannot say which rows it needs")
+        if have != expected:
             missing = sorted(set(expected) - set(have))
             return self._untrusted(f"rows of steps {missing} before its checkpoint at step {step} are missing")
         lost = {

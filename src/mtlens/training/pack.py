@@ -12,7 +12,7 @@ unpacked run with its seed: STL/MTL pairing holds).  Only the step's arithmetic 
    per parameter, so gradients flow back into each member's own parameters);
 3. ``vmap(functional_call)`` over the members gives each member's task losses ``L_{m,t}``;
 4. ``sum_m objective_m`` -- ``objective_m = sum_t C_m s_{m,t} L_{m,t}`` (or the mean over tasks:
-   :meth:`~mtlens.aggregators.scalarization.LinearScalarization.objective`) -- is back-propagated
+   :meth:`~mtlens.aggregators.LinearScalarization.objective`) -- is back-propagated
    once: members share no parameter, so member ``m``'s gradient is that of its own objective;
 5. each member's optimizer steps; at record and probe steps each member checks its divergence,
    writes its rows and its checkpoint (:meth:`TrainingRun.end_step`) under its own global RNG
@@ -62,8 +62,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
-from mtlens.aggregators import make_method
-from mtlens.aggregators.scalarization import LinearScalarization
+from mtlens.aggregators import LinearScalarization, make_method
 from mtlens.errors import ConfigError
 from mtlens.settings import Setting
 from mtlens.store import RunState, RunStore
