@@ -24,6 +24,12 @@ gaining columns changes nothing and a table missing one of them yields no senten
   pair, median_ratio, median_abs_log10``) and ``optimizers`` (``setting, task, mode, method, metric`` and
   one "mean ± std (n=k)" column per optimizer): Elich et al.'s experiments, described without a test.
 
+The ``agreement`` paragraph sets, per (setting, method, task) with a significant transfer verdict, that
+verdict beside the gap and optimization verdicts (:func:`agreement_sentence`): MTL can be worse on test
+data because it generalizes worse at equal training loss (a gap), or because it optimizes slower at equal
+steps and so stops at a higher training loss (Mueller et al., Sec. 4).  The sentence says which of the
+tests agree, never why beyond what they show.
+
 Numbers are written with 2–3 significant digits (:func:`number`), error-like metrics (:data:`PERCENT_METRICS`)
 as percentages with differences in percentage points.
 """
@@ -42,6 +48,7 @@ QUESTIONS = {
     "transfer": "Did MTL help each task?",
     "gap": "When did the generalization gap open?",
     "optimization": "How did optimization differ?",
+    "agreement": "Do transfer and the gap agree?",
     "explanation": "What explains it?",
     "elich": "Gradient alignment (Elich et al.)",
 }
@@ -190,6 +197,87 @@ def optimization_sentence(row: Mapping[str, Any], alpha: float) -> str:
     return f"No difference in how fast MTL ({method}) and STL optimized task {task} could be shown {detail}."
 
 
+def _optimized(row: Mapping[str, Any] | None, alpha: float) -> str | None:
+    """``"slower"``/``"faster"`` where an ``optimization_effect`` row's final log training-loss ratio is
+    significant (adjusted p ≤ alpha), else ``None``."""
+    if row is None:
+        return None
+    log_ratio, p = row.get("log_ratio_final"), row.get("log_ratio_final_p_adjusted")
+    if log_ratio is None or p is None or not (math.isfinite(float(log_ratio)) and math.isfinite(float(p))):
+        return None
+    if float(p) > alpha or float(log_ratio) == 0:
+        return None
+    return "slower" if float(log_ratio) > 0 else "faster"
+
+
+def agreement_sentence(
+    transfer: Mapping[str, Any], gap: pd.DataFrame, effect: Mapping[str, Any] | None, alpha: float
+) -> str | None:
+    """How a significant ``transfer`` verdict of one (setting, method, task) compares with its ``gap_onset``
+    rows (one per measure; may be empty) and its ``optimization_effect`` row (``None`` if absent).
+
+    - the gap shows a persistent gap of the same sign on every measure where it shows one: they agree;
+    - it shows one of the opposite sign on some measure: they disagree in sign, and the sentence says so;
+    - it shows none: they differ.
+    Where they disagree or differ, the sentence says whether the optimization table shows MTL optimizing
+    slower (with MTL worse) or faster (with MTL better) at equal steps (final log training-loss ratio,
+    adjusted p ≤ alpha), the other way MTL can end up worse or better on test data, or that the tests do not
+    say why.  "Goes with", never "because": no test here separates the two causally.
+
+    ``None`` where the transfer verdict is not significant or no gap rows exist (nothing to compare).
+    """
+    verdict = str(transfer.get("verdict", ""))
+    if verdict not in ("MTL better", "MTL worse") or gap.empty:
+        return None
+    method, task = transfer["method"], transfer["task"]
+    name, _ = _metric(transfer["metric"])
+    word = "worse" if verdict == "MTL worse" else "better"
+    said = f"{word} {name} ({p_text(transfer.get('p_adjusted'))})"
+    found = gap[gap["direction"].isin(["MTL worse", "MTL better"])]
+
+    def measures(rows: pd.DataFrame) -> str:
+        return "; ".join(
+            f"{MEASURE_NAMES.get(r['measure'], r['measure'])}, {p_text(r.get('p_persistent_adjusted'))}"
+            for r in rows.to_dict("records")
+        )
+
+    if len(found) and (found["direction"] == verdict).all():
+        return (
+            f"Transfer and the gap agree for MTL ({method}) on task {task}: {said}, and a persistent gap at equal "
+            f"training loss in the same direction ({measures(found)})."
+        )
+    opposite = found[found["direction"] != verdict]
+    want = "slower" if word == "worse" else "faster"
+    speed = _optimized(effect, alpha)
+    optimization = f"{want} optimization at equal steps"
+    if speed == want and effect is not None:
+        ratio = number(math.exp(float(effect["log_ratio_final"])), 2)
+        optimization += (
+            f" (final training-loss ratio MTL/STL {ratio}, {p_text(effect.get('log_ratio_final_p_adjusted'))})"
+        )
+    else:
+        optimization += f" ({f'MTL optimized it {speed}' if speed else 'no test showed any'})"
+    if len(opposite):
+        other = "better" if word == "worse" else "worse"
+        head = f"Transfer and the gap disagree in sign for MTL ({method}) on task {task}"
+        at_equal_loss = f"at equal training loss MTL generalized {other} ({measures(opposite)})"
+        if speed == want:
+            return f"{head}: the {said} goes with {optimization}, while {at_equal_loss}."
+        return f"{head}, and the tests do not say why: {at_equal_loss}, and the {said} does not go with {optimization}."
+    loss = gap[gap["measure"] == "val/loss"]
+    row = (loss if len(loss) else gap).iloc[0]
+    no_gap = (
+        f"a persistent gap at equal training loss, which no test showed "
+        f"({MEASURE_NAMES.get(row['measure'], row['measure'])}: {p_text(row.get('p_persistent_adjusted'))})"
+    )
+    if speed == want:
+        return f"The {said} of MTL ({method}) on task {task} goes with {optimization}, not with {no_gap}."
+    return (
+        f"Transfer and the gap differ for MTL ({method}) on task {task}, and the tests do not say why: the {said} "
+        f"goes with neither {no_gap} nor {optimization}."
+    )
+
+
 def correlation_sentences(table: pd.DataFrame, alpha: float) -> list[str]:
     """Sentences from the ``correlations`` table: each correlation shown by its test, then what is inconclusive."""
     if table.empty:
@@ -306,6 +394,13 @@ def answers(tables: Mapping[str, pd.DataFrame], alpha: float = 0.05) -> dict[str
     effect = _rows(tables, "optimization_effect", ("setting", "task", "method", "log_ratio_final"))
     for row in effect.to_dict("records"):
         add(row["setting"], "optimization", [optimization_sentence(row, alpha)])
+    effects = {(r["setting"], r["method"], r["task"]): r for r in effect.to_dict("records")}
+    gaps = {key: rows for key, rows in gap.groupby(["setting", "method", "task"], sort=False)}
+    for row in transfer.to_dict("records"):
+        key = (row["setting"], row["method"], row["task"])
+        rows = gaps.get(key, gap.iloc[0:0])
+        sentence = agreement_sentence(row, rows, effects.get(key), alpha)
+        add(row["setting"], "agreement", [sentence] if sentence else [])
     differences = _rows(tables, "probe_differences", ("setting", "task", "method", "difference", "p_adjusted"))
     for setting, rows in differences.groupby("setting", sort=False):
         add(setting, "explanation", difference_sentences(rows, alpha))
