@@ -229,6 +229,8 @@ def test_sentences_match_the_csv_tables(planted_report):
     transfer = expected[("planted", "transfer")]
     assert any(s.startswith("MTL (sum) made task a worse") for s in transfer)
     assert any(s.startswith("No effect of MTL (sum) on task b could be shown") for s in transfer)
+    [agreement] = expected[("planted", "agreement")]  # only task a has a transfer verdict; its gap agrees
+    assert agreement.startswith("Transfer and the gap agree for MTL (sum) on task a: worse test error")
     verdicts = pd.read_csv(out / "tables" / "transfer.csv").set_index("task")["verdict"]
     assert verdicts.to_dict() == {"a": "MTL worse", "b": "no evidence"}
     assert page.index('<section id="answers">') < page.index('<section id="summary">')
