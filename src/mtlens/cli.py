@@ -376,12 +376,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
-    from mtlens.settings import available_settings, setting_factory, setting_options
+    from mtlens.settings import SETTINGS, available_settings, setting_factory
 
     del args
     for name in available_settings():
-        doc = (setting_factory(name).__doc__ or "").strip().splitlines()[0]
-        print(f"{name:16s} {doc}\n{'':16s} options: {setting_options(name)}")
+        doc = (setting_factory(name).__doc__ or "").strip().splitlines()[0].replace("``", "")
+        print(f"{name:16s} {doc}\n{'':16s} options: {SETTINGS.describe_options(name) or 'none'}")
     return 0
 
 
