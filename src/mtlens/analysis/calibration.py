@@ -36,6 +36,9 @@ from mtlens.analysis.correlation import (
     CONFLICTS,
     FACTORS,
     MEAN_FACTORS,
+    UNIT_CENTRE,
+    UNIT_CLUSTER,
+    UNIT_SLOTS,
     correlate,
     correlation_table,
     difference_tests,
@@ -232,20 +235,21 @@ def _correlation_comparisons(
     and correlated with the target (:func:`correlate`; a fresh permutation per comparison, so that the
     comparisons counted are independent given the split: Pearson and Spearman of one permuted factor, or
     one factor against two related targets, would reject together and make the Clopper–Pearson
-    interval of the rate too narrow), and the report's correlation table (:func:`correlation_table`, whose pairs are
-    one BH family) of the units with all factor columns permuted together (an A/A split has one unit
-    per (setting, task, seed) cluster, so permuting units permutes clusters).  999 permutations per
-    p-value and 20 bootstrap resamples (the intervals are not tested) keep this cheap."""
-    groups = units[["setting", "task", "seed"]].astype(str).agg("/".join, axis=1).to_numpy()
+    interval of the rate too narrow), and the report's correlation table (:func:`correlation_table`, whose
+    pairs are one BH family) of the units with all factor columns permuted together.  Both with the
+    report's (setting, seed) clusters, centring and slots; 999 permutations per p-value keep this cheap."""
+    labels = {
+        name: units[list(columns)].astype(str).agg("/".join, axis=1).to_numpy()
+        for name, columns in (("groups", UNIT_CLUSTER), ("centre", UNIT_CENTRE), ("slots", UNIT_SLOTS))
+    }
     factors = [c for c in (*FACTORS, *CONFLICTS) if c in units]
     records = []
     for _ in range(n_permutations):
         for target in ("transfer_pct", "gap_mean"):
             for kind in ("pearson", "spearman"):
                 factor = rng.permutation(units["log_ratio_mean"].to_numpy(float))
-                result = correlate(
-                    factor, units[target], groups, n_boot=20, seed=int(rng.integers(1 << 31)), n_perm=999
-                )
+                seed = int(rng.integers(1 << 31))
+                result = correlate(factor, units[target], seed=seed, n_perm=999, strata=units["setting"], **labels)
                 records.append(
                     {
                         "test": "correlation",
@@ -257,7 +261,7 @@ def _correlation_comparisons(
                     }
                 )
         permuted = units.assign(**dict(zip(factors, units[factors].to_numpy()[rng.permutation(len(units))].T)))
-        table = correlation_table(permuted, n_boot=20, seed=int(rng.integers(1 << 31)), alpha=alpha, n_perm=999)
+        table = correlation_table(permuted, seed=int(rng.integers(1 << 31)), alpha=alpha, n_perm=999)
         for kind in ("pearson", "spearman"):
             records += _verdict(
                 f"correlation table: {kind}_p_adjusted",

@@ -210,22 +210,42 @@ def unpaired_max_t(first: np.ndarray, second: np.ndarray, n_random: int = N_RAND
     )
 
 
-def bh_adjust(p_values: np.ndarray) -> np.ndarray:
+def attainable(min_p: np.ndarray | None, alpha: float, m: int) -> np.ndarray:
+    """Which of ``m`` tests stay in a Benjamini–Hochberg family at FDR ``alpha``: those whose smallest
+    attainable p-value ``min_p`` can reach ``alpha`` (Tarone 1990; Gilbert 2005; Döhler, Durand &
+    Roquain 2018).  A test with ``min_p > alpha`` is rejected by no procedure at level ``<= alpha``,
+    and which tests these are is fixed by the design (the number of seeds or clusters), not by the
+    data, so dropping them keeps BH valid and stops them from raising every other test's threshold
+    ``k * alpha / m`` (a row with 4 paired seeds, ``min_p = 0.125``, no longer costs a row with 8 its
+    discovery).  All ``True`` without ``min_p``; a NaN ``min_p`` counts as attainable."""
+    if min_p is None:
+        return np.ones(m, bool)
+    mp = np.asarray(min_p, float)
+    return ~(mp > alpha)
+
+
+def bh_adjust(p_values: np.ndarray, min_p: np.ndarray | None = None, alpha: float = 0.05) -> np.ndarray:
     """Benjamini–Hochberg adjusted p-values (``scipy.stats.false_discovery_control``) of the finite
-    entries; NaN stays NaN (a test that could not be run is not part of the family)."""
+    entries; NaN stays NaN (a test that could not be run is not part of the family).  With ``min_p``
+    (each test's smallest attainable p-value) the family is discrete-aware (:func:`attainable`): tests
+    that can never reach ``alpha`` get adjusted p-value 1 and do not count in ``m``."""
     p = np.asarray(p_values, float)
     out = np.full_like(p, np.nan)
     finite = np.isfinite(p)
-    if finite.any():
-        out[finite] = stats.false_discovery_control(p[finite], method="bh")
+    kept = finite & attainable(min_p, alpha, len(p))
+    out[finite & ~kept] = 1.0
+    if kept.any():
+        out[kept] = stats.false_discovery_control(p[kept], method="bh")
     return out
 
 
-def bh_level(p_values: np.ndarray, alpha: float) -> float:
+def bh_level(p_values: np.ndarray, alpha: float, min_p: np.ndarray | None = None) -> float:
     """The per-test level at which Benjamini–Hochberg at FDR ``alpha`` rejects: ``k * alpha / m`` with
-    ``k`` the number of rejections among the ``m`` finite p-values; ``alpha / m`` when ``k = 0``
-    (a level at which nothing in the family is rejected)."""
-    p = np.sort(np.asarray(p_values, float)[np.isfinite(p_values)])
+    ``k`` the number of rejections among the ``m`` finite p-values (of the attainable tests, with
+    ``min_p``: :func:`attainable`); ``alpha / m`` when ``k = 0`` (a level at which nothing in the
+    family is rejected)."""
+    p_all = np.asarray(p_values, float)
+    p = np.sort(p_all[np.isfinite(p_all) & attainable(min_p, alpha, len(p_all))])
     m = len(p)
     if m == 0:
         return alpha

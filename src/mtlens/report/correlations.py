@@ -53,13 +53,13 @@ def _loss_levels(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=["setting", "task", "level"])
 
 
-def optimization_section(rows: pd.DataFrame, effect: pd.DataFrame, out_dir: Path) -> Section:
+def optimization_section(rows: pd.DataFrame, effect: pd.DataFrame, out_dir: Path, alpha: float = 0.05) -> Section:
     """The tests of the optimization ``effect`` (:func:`~mtlens.analysis.optimization.optimization_effect`
-    of ``rows``), steps to two loss levels and the loss-ratio curves per (setting, method)."""
+    of ``rows``) at FDR ``alpha``, steps to two loss levels and the loss-ratio curves per (setting, method)."""
     title, anchor = "Did MTL help or harm optimization?", "optimization"
     if effect.empty:
         return Section(title, not_available("needs STL and MTL runs with the same seeds and train/loss"), anchor)
-    summary = optimization_tests(effect)
+    summary = optimization_tests(effect, alpha)
     body = table_html(
         summary,
         out_dir,
@@ -172,9 +172,9 @@ def scatter_figure(units: pd.DataFrame, table: pd.DataFrame) -> Spec:
     return {"data": inline_data(units.loc[:, [*keys, *columns]]), "concat": panels, "columns": FACET_COLUMNS}
 
 
-def correlation_section(rows: pd.DataFrame, units: pd.DataFrame, out_dir: Path) -> Section:
+def correlation_section(rows: pd.DataFrame, units: pd.DataFrame, out_dir: Path, alpha: float = 0.05) -> Section:
     """The :func:`~mtlens.analysis.correlation.unit_table` ``units`` of ``rows``, the probe differences
-    and the correlations of the factors with transfer and the gap."""
+    and the correlations of the factors with transfer and the gap, each table one family at FDR ``alpha``."""
     title, anchor = "What explains transfer?", "correlations"
     if units.empty:
         return Section(title, not_available("needs MTL runs with STL runs of the same setting"), anchor)
@@ -188,7 +188,7 @@ def correlation_section(rows: pd.DataFrame, units: pd.DataFrame, out_dir: Path) 
         f"log-ratio at equal steps; *_diff: MTL − STL probe means (Fisher: up to epoch 1); conflict: "
         f"the MTL run's mean over training.",
     )
-    differences = difference_tests(units)
+    differences = difference_tests(units, alpha=alpha)
     if len(differences):
         body += table_html(
             differences,
@@ -199,7 +199,7 @@ def correlation_section(rows: pd.DataFrame, units: pd.DataFrame, out_dir: Path) 
             "this table, the smallest p the seeds allow and the difference detected with 80% power "
             "(docs/statistics.md).",
         )
-    table = correlation_table(units)
+    table = correlation_table(units, alpha=alpha)
     if table.empty:
         missing = [
             c
@@ -215,19 +215,22 @@ def correlation_section(rows: pd.DataFrame, units: pd.DataFrame, out_dir: Path) 
     if not table["conclusive"].all():
         body += (
             f"<p>{int((~table['conclusive']).sum())} of {len(table)} correlations have too few clusters "
-            f"for any p-value to reach 0.05 (min_p = 1 / number of cluster permutations): no conclusion "
+            f"for any p-value to reach {alpha:g} (min_p = 1 / number of cluster permutations): no conclusion "
             f"can be drawn from them.</p>"
         )
     body += table_html(
         table,
         out_dir,
         "correlations",
-        "Pearson r and Spearman rho across units with 95% percentile bootstrap intervals (2000 "
-        "resamples of (setting, task, seed) clusters, seed 0) and two-sided p-values from "
-        "permutations of the same clusters (whole clusters' factor values moved onto clusters of the "
-        "same size; exact when at most 9,999, else 9,999 random ones), so methods sharing one STL "
-        "run are not counted as independent; *_p_adjusted: Benjamini–Hochberg over this table; "
-        "conclusive: min_p ≤ 0.05. n units in n_groups clusters. See docs/statistics.md.",
+        "Pearson r and Spearman rho across units, both variables centred within (setting, task) so that "
+        "task-level means are not counted as a correlation; 95% intervals: leave-one-seed-out jackknife on "
+        "Fisher's z scale with t quantiles on (clusters − 1) degrees of freedom; two-sided p-values "
+        "(H0: zero correlation) from a studentized permutation statistic (DiCiccio & Romano 2017) that "
+        "moves a whole seed's values onto another seed of the same setting, unit (task, method) onto unit "
+        "(task, method): the clusters are (setting, seed), everything one MTL or STL run shares "
+        "(exact when at most 9,999 permutations, else 9,999 random ones); *_p_adjusted: Benjamini–Hochberg "
+        f"over this table at FDR {alpha:g}, leaving out pairs whose min_p cannot reach it; conclusive: "
+        f"min_p ≤ {alpha:g}. n units in n_groups clusters. See docs/statistics.md.",
     )
     for target, rows_of_target in table.groupby("y", sort=False):
         panels = "; ".join(
@@ -238,7 +241,7 @@ def correlation_section(rows: pd.DataFrame, units: pd.DataFrame, out_dir: Path) 
         )
         caption = (
             f"{target} against each factor over the units (from {rows['run_id'].nunique()} runs, "
-            f"{units['seed'].nunique()} seeds), one colour per method, least-squares line; 95% bootstrap "
+            f"{units['seed'].nunique()} seeds), one colour per method, least-squares line; 95% jackknife "
             f"CIs in brackets. {panels}."
         )
         body += save_figure(scatter_figure(units, rows_of_target), out_dir, slug("scatter", target), caption)

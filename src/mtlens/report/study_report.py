@@ -487,8 +487,8 @@ def write_report(
     ]
     sections += probes_section(store, analysed, rows, out_dir) + method_weights_section(store, analysed, rows, out_dir)
     sections += [
-        optimization_section(data.rows, data.optimization, out_dir),
-        correlation_section(data.rows, data.units, out_dir),
+        optimization_section(data.rows, data.optimization, out_dir, alpha),
+        correlation_section(data.rows, data.units, out_dir, alpha),
     ]
     for build in (*DEFAULT_SECTIONS, *extra_sections):
         sections += build(store, analysed, rows, out_dir)
