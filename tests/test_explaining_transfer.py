@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
+from scipy import integrate, optimize, stats
 
 from mtlens.analysis.alignment import (
     alignment_distributions,
@@ -438,22 +438,26 @@ def test_optimizer_comparison_groups_runs_by_optimizer_and_momentum():
         assert table.loc[key, "n"] == 2
 
 
-def _brute_force_detectable(values: np.ndarray, alpha: float = 0.05, power: float = 0.8) -> float:
-    """``(c + z_power) * sd / sqrt(n)`` with ``c`` the largest |t| over all sign flips whose share of flips
-    at least as large exceeds ``alpha`` (docs/statistics.md 7)."""
-    flips = np.array(
-        [
-            abs(stats.ttest_1samp(values * np.array(s), 0).statistic)
-            for s in itertools.product([1, -1], repeat=len(values))
-        ]
-    )
-    if np.mean(flips >= flips.max() - 1e-12) > alpha:
-        return np.inf  # no sign pattern reaches alpha
-    c = max(v for v in flips if np.mean(flips >= v - 1e-12) > alpha)
-    return (c + stats.norm.ppf(power)) * np.std(values, ddof=1) / np.sqrt(len(values))
+def _detectable(values: np.ndarray, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The paired t test's detectable difference: ``lambda * sd / sqrt(n)`` with ``lambda`` the noncentrality
+    at which the two-sided t test has power ``power``, solved here from the noncentral t's definition
+    (``T = (Z + lambda) / sqrt(V / nu)``) by quadrature over the chi-square ``V``, not with ``scipy.stats.nct``."""
+    n = len(values)
+    nu = n - 1
+    c = stats.t.ppf(1 - alpha / 2, nu)
+
+    def power_at(lam: float) -> float:
+        def integrand(v: float) -> float:
+            scale = c * np.sqrt(v / nu)
+            return (stats.norm.sf(scale - lam) + stats.norm.cdf(-scale - lam)) * stats.chi2.pdf(v, nu)
+
+        return integrate.quad(integrand, 0, np.inf)[0]
+
+    lam = optimize.brentq(lambda x: power_at(x) - power, 0.0, 20.0)
+    return lam * np.std(values, ddof=1) / np.sqrt(n)
 
 
-def test_optimization_tests_are_exact_sign_flip_tests_of_the_per_seed_log_ratios():
+def test_optimization_tests_are_paired_t_tests_of_the_per_seed_log_ratios():
     effect = pd.DataFrame(
         {
             "setting": "s",
@@ -465,17 +469,20 @@ def test_optimization_tests_are_exact_sign_flip_tests_of_the_per_seed_log_ratios
         }
     )
     table = optimization_tests(effect).set_index("task")
-    values = effect.loc[effect["task"] == "u", "log_ratio_early"].to_numpy()
-    t_obs = abs(stats.ttest_1samp(values, 0).statistic)
-    flips = [abs(stats.ttest_1samp(values * np.array(s), 0).statistic) for s in itertools.product([1, -1], repeat=6)]
-    assert table.loc["u", "log_ratio_early_p"] == pytest.approx(np.mean(np.array(flips) >= t_obs - 1e-12))
-    assert table.loc["t", "log_ratio_early_p"] == pytest.approx(2 / 64)  # every seed optimized faster under MTL
+    for task in ("t", "u"):
+        values = effect.loc[effect["task"] == task, "log_ratio_early"].to_numpy()
+        assert table.loc[task, "log_ratio_early_p"] == pytest.approx(stats.ttest_1samp(values, 0).pvalue)
+        interval = stats.ttest_1samp(values, 0).confidence_interval(0.95)
+        assert table.loc[task, "log_ratio_early_low"] == pytest.approx(interval.low)
+        assert table.loc[task, "log_ratio_early_min_detectable"] == pytest.approx(_detectable(values), rel=1e-5)
+    # every seed optimized faster under MTL: below the 2/64 floor of 6 sign-flipped seeds
+    assert table.loc["t", "log_ratio_early_p"] < 2 / 64
     assert table.loc["t", "log_ratio_early_high"] < 0 < table.loc["u", "log_ratio_early_high"]
     assert np.allclose(table["log_ratio_early_p_adjusted"], stats.false_discovery_control(table["log_ratio_early_p"]))
-    for task in ("t", "u"):  # u has a seed with log-ratio 0, so p >= 4/64 and nothing is detectable
-        values = effect.loc[effect["task"] == task, "log_ratio_early"].to_numpy()
-        assert table.loc[task, "log_ratio_early_min_detectable"] == pytest.approx(_brute_force_detectable(values))
-    assert np.isinf(table.loc["u", "log_ratio_early_min_detectable"])
+    assert (table["min_p"] == 0).all()
+    # --alpha reaches the table: a 99% interval is wider
+    wide = optimization_tests(effect, alpha=0.01).set_index("task")
+    assert wide.loc["t", "log_ratio_early_low"] < table.loc["t", "log_ratio_early_low"]
 
 
 def test_difference_tests_test_each_probe_difference_over_seeds():
@@ -491,9 +498,9 @@ def test_difference_tests_test_each_probe_difference_over_seeds():
     )
     table = difference_tests(units, ["fisher_early_diff", "coherence_diff", "sharpness_diff"]).set_index("difference")
     assert list(table.index) == ["fisher_early_diff", "coherence_diff"]  # no sharpness column: left out
-    assert table.loc["fisher_early_diff", "p_value"] == pytest.approx(2 / 128)
+    fisher = units["fisher_early_diff"].to_numpy()
+    assert table.loc["fisher_early_diff", "p_value"] == pytest.approx(stats.ttest_1samp(fisher, 0).pvalue)
     assert table.loc["coherence_diff", "n_seeds"] == 6 and table.loc["coherence_diff", "p_value"] > 0.5
-    assert table.loc["fisher_early_diff", "min_detectable"] == pytest.approx(
-        _brute_force_detectable(units["fisher_early_diff"].to_numpy())
-    )
+    assert table.loc["fisher_early_diff", "min_detectable"] == pytest.approx(_detectable(fisher), rel=1e-5)
+    assert table.loc["fisher_early_diff", "skewness"] == pytest.approx(stats.skew(fisher))
     assert np.allclose(table["p_adjusted"], stats.false_discovery_control(table["p_value"]))

@@ -50,7 +50,7 @@ from numpy.typing import ArrayLike
 from scipy import stats
 
 from mtlens.analysis.gap import interpolate_at, monotone_curve
-from mtlens.analysis.inference import bh_adjust, paired_max_t
+from mtlens.analysis.inference import bh_adjust, paired_max_t, sample_skewness, scalar_test
 from mtlens.analysis.optimization import optimization_effect
 from mtlens.analysis.transfer import TaskInfo, selected_checkpoints, selection_info
 from mtlens.quantities import (
@@ -452,7 +452,8 @@ def correlation_table(
 ) -> pd.DataFrame:
     """One row per (x, y) pair with at least 3 finite units: :func:`correlate` over all units, with
     the clusters named by ``cluster``, centred within ``centre`` and permuted (``n_perm``) within the
-    setting, units matched by ``slots`` (columns of ``units``).
+    setting, units matched by ``slots`` (columns of ``units``; ``centre`` and ``slots`` are not used
+    where ``units`` lacks one of their columns, e.g. a table of task pairs clustered by target task).
 
     The pairs form one family: ``pearson_p_adjusted`` and ``spearman_p_adjusted`` are
     Benjamini–Hochberg over the table at FDR ``alpha``, discrete-aware (pairs with ``min_p > alpha``
@@ -461,7 +462,10 @@ def correlation_table(
     """
 
     def labels(columns: Sequence[str]) -> np.ndarray | None:
-        return units[list(columns)].astype(str).agg("/".join, axis=1).to_numpy() if len(units) else None
+        """One label per unit from ``columns`` (None where the table lacks one: no centring / default slots)."""
+        if not len(units) or not set(columns) <= set(units.columns):
+            return None
+        return units[list(columns)].astype(str).agg("/".join, axis=1).to_numpy()
 
     groups, centres, slot_labels = labels(cluster), labels(centre), labels(slots)
     strata = units["setting"].astype(str).to_numpy() if "setting" in units else None
@@ -503,9 +507,11 @@ def correlation_table(
 def difference_tests(units: pd.DataFrame, columns: Sequence[str] = FACTORS, alpha: float = 0.05) -> pd.DataFrame:
     """Per (setting, task, method) and per-seed difference column of ``units`` (e.g. the probe
     differences ``*_diff``, each MTL_s − STL_s of one seed): ``n_seeds, mean, low, high`` (``1 − alpha``
-    permutation interval), ``p_value`` (exact sign-flip t test), ``min_p``, ``min_detectable`` (the
-    difference detected with 80% power at level ``alpha``) and ``p_adjusted`` (Benjamini–Hochberg over
-    all rows: one family).  Columns with fewer than 2 finite seeds are left out."""
+    t interval), ``p_value`` (paired t test, :func:`~mtlens.analysis.inference.scalar_test`), ``min_p``
+    (0), ``min_detectable`` (the difference detected with 80% power at level ``alpha``, noncentral t),
+    ``effect_size`` (Hedges' g_z), ``skewness`` (of the per-seed differences) and ``p_adjusted``
+    (Benjamini–Hochberg over all rows at FDR ``alpha``: one family).  Columns with fewer than 2 finite
+    seeds are left out."""
     records = []
     for key, frame in units.groupby(["setting", "task", "method"]):
         for column in columns:
@@ -513,22 +519,24 @@ def difference_tests(units: pd.DataFrame, columns: Sequence[str] = FACTORS, alph
             values = values[np.isfinite(values)]
             if len(values) < 2:
                 continue
-            test = paired_max_t(values)
-            low, high = test.band(alpha)
+            summary = scalar_test(paired_max_t(values), alpha)
             records.append(
                 dict(zip(["setting", "task", "method"], key))
                 | {
                     "difference": column,
                     "n_seeds": len(values),
                     "mean": values.mean(),
-                    "low": low[0],
-                    "high": high[0],
-                    "p_value": test.p_any,
-                    "min_p": test.min_p,
-                    "min_detectable": float(test.min_detectable(alpha)[0]),
+                    "low": summary["low"],
+                    "high": summary["high"],
+                    "p_value": summary["p_value"],
+                    "min_p": summary["min_p"],
+                    "min_detectable": summary["min_detectable"],
+                    "effect_size": summary["effect_size"],
+                    "skewness": sample_skewness(values),
                 }
             )
     columns = ["setting", "task", "method", "difference", "n_seeds", "mean", "low", "high", "p_value", "min_p"]
-    table = pd.DataFrame.from_records(records, columns=[*columns, "min_detectable"])
-    table.insert(table.columns.get_loc("p_value") + 1, "p_adjusted", bh_adjust(table["p_value"].to_numpy(float)))
+    table = pd.DataFrame.from_records(records, columns=[*columns, "min_detectable", "effect_size", "skewness"])
+    adjusted = bh_adjust(table["p_value"].to_numpy(float), table["min_p"].to_numpy(float), alpha)
+    table.insert(table.columns.get_loc("p_value") + 1, "p_adjusted", adjusted)
     return table

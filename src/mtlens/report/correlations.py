@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from mtlens.analysis.correlation import correlation_table, difference_tests
+from mtlens.analysis.inference import symmetry_diagnostic
 from mtlens.analysis.optimization import loss_ratio_curves, optimization_tests, steps_to_loss
 from mtlens.render import Section, not_available, per_setting, save_figure, slug, table_html
 from mtlens.render.charts import (
@@ -65,11 +66,11 @@ def optimization_section(rows: pd.DataFrame, effect: pd.DataFrame, out_dir: Path
         out_dir,
         "optimization_effect",
         "Optimization effect: log(L_MTL / L_STL) of the training loss at equal steps, each MTL run "
-        "paired with the STL run of the same seed; early = first 25% of the steps; mean, std, 95% "
-        "permutation interval and exact sign-flip p-value over the n_seeds per-seed log-ratios, "
-        "p_adjusted: Benjamini–Hochberg over this table; *_min_detectable: the log-ratio detected with 80% "
-        "power; min_p: the smallest p the seeds allow (docs/statistics.md). Negative: MTL reached a lower "
-        "training loss at the same step.",
+        f"paired with the STL run of the same seed; early = first 25% of the steps; mean, std, "
+        f"{1 - alpha:.0%} t interval and paired t-test p-value over the n_seeds per-seed log-ratios, "
+        f"p_adjusted: Benjamini–Hochberg over this table at FDR {alpha:g}; *_min_detectable: the log-ratio "
+        f"detected with 80% power (noncentral t); min_p: the smallest p the test allows (docs/statistics.md). "
+        f"Negative: MTL reached a lower training loss at the same step.",
     )
     levels = _loss_levels(rows)
     reached = []
@@ -128,6 +129,28 @@ def optimization_section(rows: pd.DataFrame, effect: pd.DataFrame, out_dir: Path
             )
         )
     return Section(title, body + per_setting(figures, "loss-ratio figures"), anchor)
+
+
+def symmetry_paragraph(table: pd.DataFrame) -> str:
+    """One paragraph: the pooled check (:func:`~mtlens.analysis.inference.symmetry_diagnostic`) of the
+    paired tests' symmetry assumption over the ``skewness`` and ``n_*`` (or ``n_seeds``) of a table's
+    rows; empty without paired rows."""
+    if "skewness" not in table:
+        return ""
+    counts = table["n_seeds"] if "n_seeds" in table else table.get("n_mtl", pd.Series(np.nan, index=table.index))
+    check = symmetry_diagnostic(table["skewness"].to_numpy(float), counts.fillna(0).to_numpy(int))
+    if not check["rows"]:
+        return ""
+    verdict = (
+        "more skewed than symmetric noise makes them: the paired tests may be liberal (docs/statistics.md)"
+        if check["p_value"] <= 0.05
+        else "no sign of skew beyond symmetric noise"
+    )
+    return (
+        f"<p>Symmetry check of the paired differences (the paired tests assume them symmetric): pooled over "
+        f"{check['rows']} rows, mean |skewness| {check['mean_abs_skewness']:.2f}, Q = {check['q']:.1f}, "
+        f"p = {check['p_value']:.3g} against normal differences of the same sizes: {verdict}.</p>"
+    )
 
 
 def scatter_figure(units: pd.DataFrame, table: pd.DataFrame) -> Spec:
@@ -194,11 +217,13 @@ def correlation_section(rows: pd.DataFrame, units: pd.DataFrame, out_dir: Path, 
             differences,
             out_dir,
             "probe_differences",
-            "Probe differences MTL − STL per seed (each MTL run against the same-seed STL run): mean "
-            "over seeds, 95% permutation interval, exact sign-flip p-value, Benjamini–Hochberg over "
-            "this table, the smallest p the seeds allow and the difference detected with 80% power "
-            "(docs/statistics.md).",
+            f"Probe differences MTL − STL per seed (each MTL run against the same-seed STL run): mean "
+            f"over seeds, {1 - alpha:.0%} t interval, paired t-test p-value, Benjamini–Hochberg over "
+            f"this table at FDR {alpha:g}, the smallest p the test allows, the difference detected with 80% "
+            f"power (noncentral t), Hedges' g_z and the skewness of the per-seed differences "
+            f"(docs/statistics.md).",
         )
+        body += symmetry_paragraph(differences)
     table = correlation_table(units, alpha=alpha)
     if table.empty:
         missing = [

@@ -35,7 +35,7 @@ from mtlens.experiments import experiment_sections
 from mtlens.render import RUN_KEYS, Section, by_configuration, per_setting, save_figure, slug, table_html
 from mtlens.render.charts import STATIC_FORMATS, export_static, mean_band, vega_bundle
 from mtlens.report.alignment import elich_sections
-from mtlens.report.correlations import correlation_section, optimization_section
+from mtlens.report.correlations import correlation_section, optimization_section, symmetry_paragraph
 from mtlens.report.figures import gap_figure, training_curves_figure
 from mtlens.report.methods import method_weights_section
 from mtlens.report.probes import probes_section
@@ -229,13 +229,15 @@ def transfer_section(table: pd.DataFrame, out_dir: Path, alpha: float) -> Sectio
         "transfer",
         f"Test performance at the validation-selected checkpoint, mean and std over the seeds the test used. "
         f"delta = MTL − STL (mean of the per-seed differences when design = paired: STL and MTL of one seed "
-        f"share initialization and batch order; unpaired, label-permutation Welch test, only where seeds do "
-        f"not match); delta_low/high: {1 - alpha:.0%} permutation interval; effect_size: Cohen's d_z (paired) "
-        f"or d; p_value: exact sign-flip t test (paired); p_adjusted: Benjamini–Hochberg over this table; "
-        f"min_p: the smallest p-value the seeds allow (2/2^n paired: 3 seeds cannot go below 0.25); "
-        f"min_detectable: the difference detected with 80% power; verdict only where p_adjusted ≤ {alpha:g}. "
+        f"share initialization and batch order; unpaired, Welch's t test, only where seeds do "
+        f"not match); delta_low/high: {1 - alpha:.0%} t interval; effect_size: Hedges' g_z (paired) "
+        f"or g (bias-corrected d); p_value: paired t test on df = n − 1 (Welch's df unpaired); p_adjusted: "
+        f"Benjamini–Hochberg over this table; min_p: the smallest p-value the test allows (0 for a t test); "
+        f"min_detectable: the difference detected with 80% power (noncentral t); skewness: of the per-seed "
+        f"differences; verdict only where p_adjusted ≤ {alpha:g}. "
         f"relative_pct > 0 means MTL is better. See docs/statistics.md.",
     )
+    body += symmetry_paragraph(table)
     body += table_html(
         delta_m(table), out_dir, "delta_m", "delta_m: mean relative improvement of MTL over STL across tasks (%)."
     )
