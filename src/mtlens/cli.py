@@ -221,6 +221,32 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from mtlens.analysis.planning import plan_summary, seed_plan
+
+    comparisons = args.tasks * args.methods
+    plan = seed_plan(comparisons, args.alpha, sorted(set(args.seeds)), args.sd)
+    need = plan_summary(comparisons, args.alpha)
+    print(
+        f"{comparisons} transfer comparisons ({args.tasks} tasks x {args.methods} methods), one Benjamini-Hochberg "
+        f"family at FDR {args.alpha:g}: a lone effect must reach p <= {args.alpha / comparisons:.3g}.\n"
+        f"Seeds any verdict needs: paired t tests (transfer, optimization, probe differences) {need['t_any']}; "
+        f"the gap's sign-flip band {need['sign_flip']} (2/2^n <= {args.alpha / comparisons:.3g}); "
+        f"a correlation permuting seeds {need['correlation']} (1/G! <= {args.alpha:g}).\n"
+        f"A lone effect of d_z = 1 is found with 80% power from {need['for_d_z_1']} seeds, d_z = 0.5 from "
+        f"{need['for_d_z_0.5']}.  Detectable effects (80% power) per number of seeds"
+        + (f" (difference = d_z x sd {args.sd:g} of the per-seed differences):" if args.sd else ":")
+    )
+    with pd_options():
+        columns = ["n_seeds", "d_z_lone", "d_z_all"] + (["difference_lone", "difference_all"] if args.sd else [])
+        print(
+            plan[columns + ["sign_flip_min_p", "sign_flip_can_reach"]].to_string(
+                index=False, float_format="{:.3g}".format
+            )
+        )
+    return 0
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from mtlens.orchestration.backends import make_executor
     from mtlens.orchestration.grid import load_grid
@@ -563,6 +589,23 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--store", default=DEFAULT_STORE, help=f"run store directory (default {DEFAULT_STORE})")
     calibrate.add_argument("--quiet", action="store_true", help="no progress bars")
     calibrate.set_defaults(func=cmd_calibrate)
+
+    plan = sub.add_parser(
+        "plan",
+        help="before training: how many seeds a study needs and which effect they detect (docs/statistics.md)",
+    )
+    plan.add_argument("--tasks", type=_positive_int, default=2, help="tasks of the setting (default 2)")
+    plan.add_argument("--methods", type=_positive_int, default=1, help="MTL methods compared with STL (default 1)")
+    plan.add_argument(
+        "--seeds", type=_positive_int, nargs="+", default=[4, 6, 8, 12, 16], help="numbers of seeds to compare"
+    )
+    plan.add_argument("--alpha", type=_probability, default=0.05, help="FDR of the family (default 0.05)")
+    plan.add_argument(
+        "--sd",
+        type=_positive_float,
+        help="sd of the per-seed MTL - STL differences (a pilot's): also give the detectable difference in its units",
+    )
+    plan.set_defaults(func=cmd_plan)
 
     runs = sub.add_parser("runs", help="list the runs in a store")
     runs.add_argument("--store", default=DEFAULT_STORE, type=_directory(writable=False))
