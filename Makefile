@@ -41,7 +41,7 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/mtlens study mnist_pair --seeds 8 --config configs/demo.yaml --store runs/demo --report reports/demo
+	$(BIN)/mtlens study mnist1d_split --seeds 8 --config configs/demo.yaml --store runs/demo --report reports/demo
 
 # Everything CI enforces: lint, typecheck and both test layers (unit and integration), slow tests excluded.  Two jobs
 # at a time (-j2): the venv build beside Chromium's install, then mypy (single-threaded) beside pytest (one torch
@@ -60,8 +60,8 @@ test-fast: $(STAMP)
 
 # ruff: the lint rules and the formatting of pyproject.toml [tool.ruff].
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 
 # mypy (pyproject.toml [tool.mypy], checks src/); part of `make test`.
 typecheck: $(STAMP)

@@ -54,6 +54,7 @@ INTEGRATION_MODULES = frozenset(
         "test_compat_store",
         "test_evaluation",
         "test_extending",
+        "test_grouping_experiment",
         "test_integrations",
         "test_methods_training",
         "test_probe_plugins",
@@ -71,8 +72,12 @@ INTEGRATION_MODULES = frozenset(
         "test_recorder",
         "test_store_integrity",
         "test_unfinished_runs",
+        "test_contracts",
         "test_calibration",
         "test_packs",
+        "test_notebook",
+        "test_examples",
+        "test_export",
     }
 )
 

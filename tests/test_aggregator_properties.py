@@ -1,7 +1,7 @@
 """Property tests of every gradient aggregator in the method registry, on gradient matrices drawn
 by hypothesis: each aggregator is checked for the guarantees its class declares
-(:attr:`~mtlens.aggregators.matrix.Aggregator.scale_degree`, ``permutation_invariant``,
-``task_scale_invariant``, :meth:`~mtlens.aggregators.matrix.Aggregator.conflict_bound`) and for
+(:attr:`~mtlens.aggregators.Aggregator.scale_degree`, ``permutation_invariant``,
+``task_scale_invariant``, :meth:`~mtlens.aggregators.Aggregator.conflict_bound`) and for
 finite, defined answers on degenerate input.  Registering a method puts it under test here.
 
 The matrices come from five families (random, conflicting, low-rank, nearly parallel, mixed
@@ -17,8 +17,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mtlens.aggregators import GradientAggregation, available_methods, make_method
-from mtlens.aggregators.matrix import Aggregator, NonFiniteGradientError
+from mtlens.aggregators import Aggregator, GradientAggregation, NonFiniteGradientError, available_methods, make_method
 
 EXAMPLES = settings(max_examples=15, deadline=None, derandomize=True)
 

@@ -14,8 +14,9 @@ import pytest
 import torch
 import torchjd.aggregation as tjd
 
-from mtlens.aggregators import matrix as agg
+from mtlens import aggregators as agg
 from mtlens.aggregators import solvers
+from mtlens.errors import ConfigError
 
 
 def generator(seed: int = 0) -> torch.Generator:
@@ -274,12 +275,16 @@ def test_pareto_stationary_input_gives_zero_update(aggregator):
 def test_bad_shapes_and_options_are_errors():
     with pytest.raises(ValueError, match="shape"):
         agg.Sum()(torch.zeros(4))
-    with pytest.raises(ValueError, match="c must be"):
+    with pytest.raises(
+        ConfigError, match="CAGrad: invalid option value.*c=-1: Input should be greater than or equal to 0"
+    ):
         agg.CAGrad(c=-1)
-    with pytest.raises(ValueError, match="normalization"):
+    with pytest.raises(ConfigError, match="normalization='loss': Input should be 'none' or 'l2'"):
         agg.MGDA("loss")
-    with pytest.raises(TypeError, match="explicit torch.Generator"):
+    with pytest.raises(ConfigError, match="generator=None: Input should be an instance of Generator"):
         agg.PCGrad(None)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="beta=True: expected a number"):
+        agg.GradVac(generator(), beta=True)
     with pytest.raises(ValueError, match="leak has 2 entries for 3 tasks"):
         agg.GradDrop(generator(), leak=[0.1, 0.2])(random_matrix(3, 4, 0))
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from mtlens import aggregators as agg
 from mtlens.aggregators import (
     GradientAggregation,
     MGDAUpperBound,
@@ -18,9 +19,7 @@ from mtlens.aggregators import (
     check_method_options,
     make_method,
     method_factory,
-    weighting,
 )
-from mtlens.aggregators import matrix as agg
 from mtlens.models import MultiTaskModel
 
 TASKS = ("a", "b", "c")
@@ -137,7 +136,7 @@ def test_non_finite_gradient_is_an_error_not_an_update():
 def test_uncertainty_weighting_gradients_and_learned_scales():
     model = tiny_model()
     matrix, _ = separate_passes(model, seed=4)
-    method = weighting.UncertaintyWeighting(lr=0.1)
+    method = agg.UncertaintyWeighting(lr=0.1)
     diagnostics = run_method(method, model, seed=4)
     torch.testing.assert_close(flat_grads(model.shared_parameters()), 0.5 * matrix.sum(dim=0))  # s = 0
     assert [diagnostics[f"weight/{t}"] for t in TASKS] == pytest.approx([0.5] * 3)
@@ -149,7 +148,7 @@ def test_uncertainty_weighting_gradients_and_learned_scales():
 def test_imtl_l_gradients_and_learned_scales():
     model = tiny_model()
     matrix, _ = separate_passes(model, seed=5)
-    method = weighting.IMTLL(lr=0.1)
+    method = agg.IMTLL(lr=0.1)
     run_method(method, model, seed=5)
     torch.testing.assert_close(flat_grads(model.shared_parameters()), matrix.sum(dim=0))  # exp(0) = 1
     values = torch.stack([v.detach() for v in losses(model, 5).values()])
@@ -159,7 +158,7 @@ def test_imtl_l_gradients_and_learned_scales():
 def test_gradnorm_first_step_and_weight_update():
     model = tiny_model()
     matrix, heads = separate_passes(model, seed=6)
-    method = weighting.GradNorm(alpha=1.5, lr=0.1)
+    method = agg.GradNorm(alpha=1.5, lr=0.1)
     run_method(method, model, seed=6)
     torch.testing.assert_close(flat_grads(model.shared_parameters()), matrix.sum(dim=0))
     # at the first step r_k = 1: the target is the mean norm, so the largest-gradient task
@@ -177,7 +176,7 @@ def test_gradnorm_first_step_and_weight_update():
 
 def test_dwa_weights_follow_window_loss_ratios():
     model = tiny_model()
-    method = weighting.DWA(temperature=2.0, window=2)
+    method = agg.DWA(temperature=2.0, window=2)
     window_means = []
     for window in range(3):
         values = [torch.stack([v.detach() for v in losses(model, 10 * window + s).values()]) for s in range(2)]
@@ -207,7 +206,7 @@ def test_rlw_weights_are_seeded_softmax_normals():
 
 def test_famo_model_gradient_and_logit_update():
     model = tiny_model()
-    method = weighting.FAMO(w_lr=0.025, gamma=0.01, max_norm=0.0)
+    method = agg.FAMO(w_lr=0.025, gamma=0.01, max_norm=0.0)
     first = torch.stack([v.detach() for v in losses(model, 9).values()])
     matrix, _ = separate_passes(model, seed=9)
     run_method(method, model, seed=9)
@@ -229,7 +228,7 @@ def test_famo_model_gradient_and_logit_update():
 
 def test_famo_clips_shared_gradient_norm():
     model = tiny_model()
-    run_method(weighting.FAMO(max_norm=1e-3), model, seed=9)
+    run_method(agg.FAMO(max_norm=1e-3), model, seed=9)
     # clip_grad_norm_ adds 1e-6 to the norm it divides by
     assert float(flat_grads(model.shared_parameters()).norm()) == pytest.approx(1e-3, rel=1e-5)
 
@@ -237,7 +236,7 @@ def test_famo_clips_shared_gradient_norm():
 def test_db_mtl_first_step():
     model = tiny_model()
     log_matrix, log_heads = separate_passes(model, seed=11, transform=lambda loss: torch.log(loss + 1e-8))
-    run_method(weighting.DBMTL(beta=0.9), model, seed=11)
+    run_method(agg.DBMTL(beta=0.9), model, seed=11)
     buffer = 0.1 * log_matrix
     norms = buffer.norm(dim=1)
     torch.testing.assert_close(flat_grads(model.shared_parameters()), (norms.max() / (norms + 1e-8)) @ buffer)

@@ -72,6 +72,7 @@ from mtlens import RunStore, Setting, Split, TaskData, register_setting  # noqa:
 from mtlens.cli import main  # noqa: E402
 from mtlens.errors import ConfigError  # noqa: E402
 from mtlens.experiments import experiment_plan  # noqa: E402
+from mtlens.experiments.base import EXPERIMENTS  # noqa: E402
 from mtlens.experiments.loss_scale import LOSS_SCALES  # noqa: E402
 from mtlens.experiments.optimizers import OPTIMIZER_LRS  # noqa: E402
 
@@ -156,7 +157,7 @@ def test_experiment_options_on_the_command_line_are_checked_before_training(tmp_
     assert "valid options: ['lrs', 'scaled_task', 'scales']" in capsys.readouterr().err
     assert main(["study", "digits_pair", "--experiment-option", "scales=[1]", *common]) == 2
     assert main(["study", "digits_pair", "--experiment", "snow", *common]) == 2
-    assert "unknown experiment 'snow'; available experiments: alignment, corruptions, loss-scale, optimizers" in (
+    assert f"unknown experiment 'snow'; available experiments: {', '.join(sorted(EXPERIMENTS.names()))}" in (
         capsys.readouterr().err
     )
     assert not store.exists()

@@ -94,7 +94,7 @@ def test_study_builds_stl_per_task_and_mtl_per_method_per_seed():
         (["study", "digits_pair", "--option", "varient=same"], "has no option(s) ['varient']"),
         (["study", "digits_pair", "--set", "epocs=2"], "epocs: unknown key"),
         (["study", "digits_pair", "--methods", "sum,nope"], "unknown method 'nope'"),
-        (["study", "digits_pair", "--option", "novalue"], "--option expects key=value"),
+        (["study", "digits_pair", "--option", "novalue"], "--option: expects key=value"),
     ],
 )
 def test_cli_rejects_bad_input_before_training(tmp_path, capsys, argv, fragment):

@@ -15,6 +15,7 @@ from mtlens.tasks import binary_task, classification_task, regression_task
 from mtlens.tasks.metrics import binary_f1, pearson
 from mtlens.training.config import resolve_config
 from mtlens.training.evaluate import evaluate_task, evaluate_tasks, train_eval_rows
+from mtlens.training.handle import Checkpoint
 
 EVAL_FORWARDS = {"count": 0}
 
@@ -95,7 +96,7 @@ def test_trainer_records_one_pass_per_source_and_split_with_the_per_task_numbers
     # 2 records (step 0 and the epoch end) x 2 sources x (train 120 + val 70 + test 50 rows, in batches of 512)
     assert EVAL_FORWARDS["count"] == 2 * 2 * 3
     # The recorded numbers are those of evaluating each task alone on the final weights.
-    state = torch.load(store.checkpoint_path(config.run_id), weights_only=False)
+    state = Checkpoint.load(store.checkpoint_path(config.run_id)).state
     model = build_model(setting.encoder, setting.feature_dim, setting.tasks, config.seed)
     model.load_state_dict(state["model"])
     rows = _run_rows(store, config)

@@ -169,7 +169,10 @@ def test_a_users_experiment_is_one_registered_object(tmp_path, request, capsys):
         "--quiet",
     ]
     assert main([*common, "--experiment-option", "lr=[0.01]"]) == 2
-    assert "experiment 'lr-pair' has no option(s) ['lr']; valid options: ['lrs']" in capsys.readouterr().err
+    assert (
+        "experiment 'lr-pair' has no option(s) ['lr'] (did you mean 'lrs'?); valid options: ['lrs']"
+        in capsys.readouterr().err
+    )
     assert main([*common, "--experiment-option", "lrs=[1e-3,3e-2]", "--report", str(tmp_path / "report")]) == 0
     manifest = RunStore(tmp_path / "store").table("experiment-lr-pair-digits_pair")
     assert sorted(manifest["label"]) == ["lr=0.001", "lr=0.03"] and sorted(manifest["lr"]) == [1e-3, 3e-2]

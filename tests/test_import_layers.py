@@ -14,6 +14,7 @@ SRC = Path(mtlens.__file__).parent
 LAYERS = [
     "errors",
     "registry",
+    "plugins",
     "seeding",
     "quantities",
     "store",

@@ -78,6 +78,23 @@ def _tiny_model_and_sample():
     return model, tasks, {"a": (x, y), "b": (x, (y + 1) % 3)}
 
 
+def test_tag_probe_needs_a_learning_rate_and_changes_nothing():
+    model, tasks, samples = _tiny_model_and_sample()
+    model.train()
+    for p in model.parameters():
+        p.grad = torch.full_like(p, 0.5)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ConfigError, match="probe_options.tag.lr"):
+        measure_probes(ProbeContext(model, tasks, samples), ["tag"])
+    rng = torch.get_rng_state()
+    rows = measure_probes(ProbeContext(model, tasks, samples, lr=0.1), ["tag"])
+    assert [r["task"] for r in rows] == ["a>b", "b>a"]
+    assert rows == measure_probes(ProbeContext(model, tasks, samples), ["tag"], {"tag": {"lr": 0.1}})
+    assert model.training and torch.equal(torch.get_rng_state(), rng)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert all(torch.equal(p.grad, torch.full_like(p, 0.5)) for p in model.parameters())
+
+
 def test_probes_run_on_a_model_and_a_sample_without_a_run_config_and_change_nothing():
     model, tasks, samples = _tiny_model_and_sample()
     model.train()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from copy import deepcopy
 from functools import partial
 
 import numpy as np
@@ -20,6 +21,7 @@ from mtlens.probes import (
     probe_parameters,
     sharpness_measures,
 )
+from mtlens.probes.affinity import lookahead_affinity
 from mtlens.probes.fisher import sample_model_labels
 from mtlens.probes.layerwise import layerwise_moments
 from mtlens.probes.per_example import eval_mode
@@ -409,6 +411,7 @@ def test_probes_leave_parameters_buffers_flags_and_global_rng_unchanged():
             partial(fisher_trace, model, task, x, torch.Generator().manual_seed(0), estimator="exact"),
             partial(sharpness_measures, model, task, x, y, rho=0.05, batch_size=8, steps=2),
             partial(sharpness_measures, model, task, x, y, batch_size=8, steps=None),
+            partial(lookahead_affinity, model, list(TASKS.values()), _multi_task_samples(True), 0.5),
         ]
         for probe in probes:
             probe()
@@ -417,3 +420,51 @@ def test_probes_leave_parameters_buffers_flags_and_global_rng_unchanged():
             assert all(torch.equal(current[k], v) for k, v in state.items())  # incl. BN running stats
             assert torch.equal(torch.get_rng_state(), rng)
             assert all(p.grad is None for p in model.parameters())
+
+
+# ---------------------------------------------------------------- TAG lookahead affinity
+
+
+def _multi_task_samples(shared_inputs: bool) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    samples = {name: data(task, 24, seed=k + 3) for k, (name, task) in enumerate(TASKS.items())}
+    if shared_inputs:  # single-input MTL: one inputs tensor for every task
+        x = samples["cls"][0]
+        samples = {name: (x, y) for name, (_, y) in samples.items()}
+    return samples
+
+
+@pytest.mark.parametrize("shared_inputs", [True, False], ids=["single-input", "multi-input"])
+@pytest.mark.parametrize("batch_norm", [True, False], ids=["bn", "no-bn"])
+def test_lookahead_affinity_matches_a_copied_model_that_takes_the_step(shared_inputs, batch_norm):
+    model = cnn_model(batch_norm=batch_norm)
+    samples, lr = _multi_task_samples(shared_inputs), 0.3
+    affinity = lookahead_affinity(model, list(TASKS.values()), samples, lr)
+    assert len(affinity) == len(TASKS) * (len(TASKS) - 1)
+    for source, task in TASKS.items():
+        copy = deepcopy(model).eval()
+        x, y = samples[source]
+        loss = task.loss(copy(x, [source])[source], y).mean()
+        grads = torch.autograd.grad(loss, list(copy.encoder.parameters()))
+        before = {t: TASKS[t].loss(copy(samples[t][0], [t])[t], samples[t][1]).mean().item() for t in TASKS}
+        with torch.no_grad():
+            for p, g in zip(copy.encoder.parameters(), grads):
+                p -= lr * g
+        for target in TASKS:
+            if target != source:
+                after = TASKS[target].loss(copy(samples[target][0], [target])[target], samples[target][1]).mean()
+                assert affinity[(source, target)] == pytest.approx(1 - after.item() / before[target], abs=1e-6)
+
+
+def test_lookahead_affinity_is_linear_in_a_small_step_and_signed_by_the_gradient_inner_product():
+    # First order: Z_{i->j} ~ eta <g_i, g_j> / L_j; two regression tasks with opposite targets conflict.
+    torch.manual_seed(0)
+    tasks = [regression_task("up"), regression_task("down")]
+    model = MultiTaskModel(nn.Linear(3, 1), {"up": nn.Identity(), "down": nn.Identity()})
+    x = torch.randn(32, 3)
+    samples = {"up": (x, torch.full((32, 1), 2.0)), "down": (x, torch.full((32, 1), -2.0))}
+    small = lookahead_affinity(model, tasks, samples, 1e-4)
+    double = lookahead_affinity(model, tasks, samples, 2e-4)
+    assert small[("up", "down")] < 0 and small[("down", "up")] < 0
+    assert double[("up", "down")] == pytest.approx(2 * small[("up", "down")], rel=1e-3)
+    samples["down"] = samples["up"]  # identical tasks help each other
+    assert lookahead_affinity(model, [tasks[0], regression_task("down")], samples, 1e-3)[("up", "down")] > 0

@@ -7,8 +7,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import altair
@@ -17,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from browser import page_marks, render_in_chromium
 from mtlens.cli import main
 from mtlens.errors import ConfigError
 from mtlens.orchestration.executors import run_configs
@@ -42,15 +41,6 @@ VEGA_LITE = jsonschema.Draft7Validator(
     json.loads((Path(altair.__file__).parent / "vegalite" / "v6" / "schema" / "vega-lite-schema.json").read_text())
 )
 """The Vega-Lite v6 JSON schema (shipped with Altair, a test dependency) that every figure's spec must satisfy."""
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def append_probe_rows(store: RunStore, run_id: str, rng: np.random.Generator) -> None:
@@ -214,12 +204,14 @@ def test_report_answers_the_papers_questions(report):
     # The gap figure draws the simultaneous band of the gap test: gap +/- c * SE with one critical value c
     # of the max-|t| statistic for every training-loss level (values are written with 4 significant digits).
     gap = json.loads((out / "figures" / f"gap_{adam}_a.vl.json").read_text())
+    # (The grid is no finer than the runs' checkpoints: these short runs share 2 levels; the fixed
+    # sequence's rejected levels are a second series without a band.)
     band = pd.read_csv(io.StringIO(gap["vconcat"][0]["hconcat"][1]["data"]["values"]))
+    band = band[band["series"] == "gap = MTL − STL"]
     upper, lower = band["high"] - band["mean"], band["mean"] - band["low"]
     assert np.allclose(upper, lower, rtol=1e-2, atol=1e-3 * band["std"].max())
-    informative = band["std"] > 0.05 * band["std"].max()
-    critical = (upper / band["std"])[informative]
-    assert len(critical) > 5 and critical.min() > 1 and np.allclose(critical, critical.median(), rtol=3e-2)
+    critical = (upper / band["std"])[band["std"] > 0]
+    assert len(critical) >= 2 and critical.min() > 1 and np.allclose(critical, critical.median(), rtol=3e-2)
 
     # The summary answers per setting and method, first.
     summary = pd.read_csv(out / "tables" / "summary.csv")
@@ -270,38 +262,6 @@ def test_report_run_filter(study, tmp_path, capsys):
     assert "unknown run-index column 'optimiser'" in error and "optimizer" in error
     assert main(["report", "--store", str(study.root), "--out", str(out), "--where", "optimizer=rmsprop"]) == 2
     assert "no runs" in capsys.readouterr().err
-
-
-def render_in_chromium(page, tmp_path) -> tuple[str, str]:
-    """The DOM of ``page`` after loading it in headless Chromium with every figure rendered
-    (``?render=all``), and Chromium's log of the page's console."""
-    chromium = shutil.which("chromium")
-    assert chromium, "chromium is missing: `make test` installs it (make chromium)"
-    result = subprocess.run(
-        [
-            chromium,
-            *CHROMIUM_FLAGS,
-            f"--user-data-dir={tmp_path / 'chromium-profile'}",
-            "--enable-logging=stderr",
-            "--v=0",
-            "--window-size=1280,900",
-            "--virtual-time-budget=30000",
-            "--dump-dom",
-            page.as_uri() + "?render=all",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    console = "\n".join(line for line in result.stderr.splitlines() if ":CONSOLE" in line)
-    return result.stdout, console
-
-
-def page_marks(dom: str) -> dict[str, str]:
-    body = re.search(r"<body( data-[^>]*)>", dom)  # (the inlined JavaScript mentions a bare <body> too)
-    assert body, "the page's script did not mark <body>"
-    return dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body.group(1)))
 
 
 def test_report_opens_in_headless_chromium(report, tmp_path):

@@ -37,6 +37,7 @@ def test_help_loads_no_heavy_library():
 
 
 def test_runs_loads_no_torch(tmp_path):
+    (tmp_path / "empty").mkdir()
     code = (
         "import contextlib, io, mtlens.cli\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"

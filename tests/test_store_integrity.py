@@ -28,6 +28,7 @@ from mtlens.settings import load_setting
 from mtlens.store import atomic_write
 from mtlens.training import trainer
 from mtlens.training.config import parse_config, resolve_config
+from mtlens.training.handle import Checkpoint
 from mtlens.training.trainer import DamagedRunWarning, ThreadCountError, train_run
 
 OPTIONS = {"n_train": 64, "n_val": 32, "n_test": 32}
@@ -209,7 +210,7 @@ def test_leftover_temporary_files_are_named_and_removed_on_rerun(stores, setting
 def test_a_run_trains_under_its_recorded_thread_count_and_refuses_another(stores, setting, tmp_path, monkeypatch):
     config, finished, interrupted = stores
     assert finished.status(config.run_id)["threads"] == config.threads == 1
-    assert torch.load(finished.checkpoint_path(config.run_id), weights_only=False)["threads"] == 1
+    assert Checkpoint.load(finished.checkpoint_path(config.run_id)).state["threads"] == 1
     two = config.model_copy(update={"threads": 2})
     assert two.run_id == config.run_id and "threads" not in config.identity()  # run ids do not change
 

@@ -57,7 +57,7 @@ def test_task_values_at_best_checkpoint_and_at_final_step():
     accuracy = task_values(rows, INFO, SelectionCriterion(metric="accuracy"))
     assert accuracy[["metric", "step", "sign"]].values.tolist() == [["val/accuracy", 10, -1.0]]
     assert accuracy["value"].iloc[0] == pytest.approx(0.8)
-    with pytest.raises(ConfigError, match="at: must be"):
+    with pytest.raises(ConfigError, match="at=.middle.: Input should be .best. or .final."):
         SelectionCriterion(at="middle")
 
 

@@ -4,6 +4,8 @@ The public API in one place::
 
     from mtlens import Task, classification_task, register_setting, Setting, RunConfig, train_run, RunStore
     from mtlens import Recorder, RecorderProbes  # record and probe your own training loop
+    from mtlens import study, load  # train a study / load a store: the report's tables and figures in Python
+    from mtlens import BatchStream, evaluate_task, train_eval_rows, probe_steps  # helpers for your own loop
 
 The names are imported on first use (PEP 562 ``__getattr__``), so that ``import mtlens.cli`` (and
 ``mtlens --help``) does not pay for torch, pandas and matplotlib.
@@ -16,10 +18,23 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mtlens.models import MultiTaskModel, build_model
+    from mtlens.report.results import Chart, StudyResults, load, study
     from mtlens.settings import Defaults, Setting, Split, TaskData, available_settings, load_setting, register_setting
     from mtlens.store import RunStore
     from mtlens.tasks import Task, binary_task, classification_task, regression_task
-    from mtlens.training import ConfigError, Recorder, RecorderProbes, RunConfig, parse_config, train_run
+    from mtlens.training import (
+        BatchStream,
+        ConfigError,
+        Recorder,
+        RecorderProbes,
+        RunConfig,
+        evaluate_task,
+        evaluate_tasks,
+        parse_config,
+        train_eval_rows,
+        train_run,
+    )
+    from mtlens.training.probe_runner import probe_steps
 
 __version__ = "0.1.0"
 
@@ -39,15 +54,26 @@ _SOURCES = {
     "binary_task": "mtlens.tasks",
     "classification_task": "mtlens.tasks",
     "regression_task": "mtlens.tasks",
+    "BatchStream": "mtlens.training",
     "ConfigError": "mtlens.training",
+    "evaluate_task": "mtlens.training",
+    "train_eval_rows": "mtlens.training",
     "Recorder": "mtlens.training",
     "RecorderProbes": "mtlens.training",
     "RunConfig": "mtlens.training",
     "parse_config": "mtlens.training",
     "train_run": "mtlens.training",
+    "evaluate_tasks": "mtlens.training",
+    "probe_steps": "mtlens.training.probe_runner",
+    "Chart": "mtlens.report.results",
+    "StudyResults": "mtlens.report.results",
+    "load": "mtlens.report.results",
+    "study": "mtlens.report.results",
 }
 
 __all__ = [
+    "BatchStream",
+    "Chart",
     "ConfigError",
     "Defaults",
     "MultiTaskModel",
@@ -57,16 +83,23 @@ __all__ = [
     "RunStore",
     "Setting",
     "Split",
+    "StudyResults",
     "Task",
     "TaskData",
     "available_settings",
     "binary_task",
     "build_model",
     "classification_task",
+    "evaluate_task",
+    "evaluate_tasks",
+    "load",
     "load_setting",
     "parse_config",
+    "probe_steps",
     "regression_task",
     "register_setting",
+    "study",
+    "train_eval_rows",
     "train_run",
 ]
 

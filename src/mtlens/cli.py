@@ -1,23 +1,34 @@
-"""The command line: ``mtlens study | sweep | runs | report | settings | data``.
+"""The command line: ``mtlens study | sweep | calibrate | runs | report | export | settings | data``.
 
 Every command validates its whole input before training or writing anything; a bad flag, config
 key, file or unknown name exits with status 2 and one line on stderr naming the flag, key or file
-and the valid choices (flags are checked by their ``type=`` while parsing, config keys by
-:func:`mtlens.training.config.parse_config`).
+and the valid choices, with the nearest valid name suggested.  Each flag is declared once, as a
+:class:`Flag` in :data:`COMMANDS`, with the constraint its value meets (a pydantic annotation such
+as :data:`~mtlens.registry.SeedCount`, a run-config field's own declaration, a directory, a file,
+a list of distinct names); the parser, ``--help`` and the generated bad-input test
+(``tests/test_param_validation.py``) are all built from those declarations.  Config keys and
+registered entries' options are checked by :func:`mtlens.training.config.parse_config` against
+their annotations.  User plugins (``--plugin MODULE``, ``$MTLENS_PLUGINS``, the ``mtlens.plugins``
+entry points; :mod:`mtlens.plugins`) are loaded before anything is parsed.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
-import math
+import re
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn, get_args, get_origin, get_type_hints
 
 from mtlens.errors import ConfigError, MtlensError
+from mtlens.registry import PositiveCount, PositiveNumber, Probability, Seed, SeedCount, annotated, did_you_mean
 
 DEFAULT_STORE = "runs/mtlens"
 
@@ -42,12 +53,16 @@ def _numbers(value: Any) -> Any:
     return value
 
 
-def _pairs(items: Sequence[str], flag: str) -> dict[str, Any]:
+def _pairs(items: Sequence[str], flag: str, repeat: bool = False) -> dict[str, Any]:
+    """``KEY=VALUE`` items as ``{key: YAML value}``; a key given twice is an error unless ``repeat``
+    (then the last value is kept; ``--where`` collects repeated keys itself)."""
     out = {}
     for item in items:
         key, equals, value = item.partition("=")
         if not equals or not key.strip():
             raise ConfigError(f"{flag} expects key=value, got {item!r}")
+        if key.strip() in out and not repeat:
+            raise ConfigError(f"{flag} {key.strip()}: given twice")
         out[key.strip()] = _parse_value(value, f"{flag} {item}")
     return out
 
@@ -63,19 +78,11 @@ def base_config(args: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError(f"--config {args.config}: expected a mapping of config keys, got {type(loaded).__name__}")
         raw.update(loaded)
     raw["setting"] = args.setting
-    flags = {
-        "optimizer": args.optimizer,
-        "lr": args.lr,
-        "momentum": args.momentum,
-        "batch_size": args.batch_size,
-        "epochs": args.epochs,
-        "eval_every_steps": args.eval_every_steps,
-        "eval_dense_until_epoch": args.eval_dense_until_epoch,
-        "device": args.device,
-        "threads": args.threads,
-        "pack_size": args.pack_size,
-    }
-    raw.update({k: v for k, v in flags.items() if v is not None})
+    for flag in RUN_CONFIG_FLAGS:  # each run-config flag sets the key it is declared for
+        if isinstance(flag.constraint, Declared) and flag.constraint.owner == RUN_CONFIG:
+            value = getattr(args, flag.name.lstrip("-").replace("-", "_"))
+            if value is not None:
+                raw[flag.constraint.field] = value
     if args.option:
         if not isinstance(raw.get("setting_options", {}), dict):
             raise ConfigError(
@@ -97,7 +104,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     if args.experiment_option:
         raise ConfigError("--experiment-option: only with --experiment")
     seeds = list(range(3 if args.seeds is None else args.seeds)) if args.seed_list is None else args.seed_list
-    methods = [m for m in (args.methods or "sum").split(",") if m]
+    methods = args.methods or ["sum"]
     configs = study_configs(base_config(args), seeds, methods)  # validates everything first
     store = RunStore(args.store)
     print(
@@ -156,7 +163,7 @@ def _study_experiment(args: argparse.Namespace) -> int:
         seeds = args.seed_list
     options = _pairs(args.experiment_option or [], "--experiment-option")
     if args.methods:
-        options["methods"] = [m for m in args.methods.split(",") if m]
+        options["methods"] = args.methods
     plan = experiment_plan(args.experiment, base_config(args), seeds, **options)  # validates everything first
     store = RunStore(args.store)
     print(
@@ -212,38 +219,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             )
             print(result.power.drop(columns=["false_positives", "min_detectable"]).to_string(**table_format))
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        pd.concat(
+        from mtlens.store import atomic_write_text
+
+        comparisons = pd.concat(
             [result.comparisons.assign(kind="A/A"), result.detections.assign(kind="positive control")],
             ignore_index=True,
-        ).to_csv(args.out, index=False)
-        print(f"comparisons: {args.out}")
-    return 0
-
-
-def cmd_plan(args: argparse.Namespace) -> int:
-    from mtlens.analysis.planning import plan_summary, seed_plan
-
-    comparisons = args.tasks * args.methods
-    plan = seed_plan(comparisons, args.alpha, sorted(set(args.seeds)), args.sd)
-    need = plan_summary(comparisons, args.alpha)
-    print(
-        f"{comparisons} transfer comparisons ({args.tasks} tasks x {args.methods} methods), one Benjamini-Hochberg "
-        f"family at FDR {args.alpha:g}: a lone effect must reach p <= {args.alpha / comparisons:.3g}.\n"
-        f"Seeds any verdict needs: paired t tests (transfer, optimization, probe differences) {need['t_any']}; "
-        f"the gap's sign-flip band {need['sign_flip']} (2/2^n <= {args.alpha / comparisons:.3g}); "
-        f"a correlation permuting seeds {need['correlation']} (1/G! <= {args.alpha:g}).\n"
-        f"A lone effect of d_z = 1 is found with 80% power from {need['for_d_z_1']} seeds, d_z = 0.5 from "
-        f"{need['for_d_z_0.5']}.  Detectable effects (80% power) per number of seeds"
-        + (f" (difference = d_z x sd {args.sd:g} of the per-seed differences):" if args.sd else ":")
-    )
-    with pd_options():
-        columns = ["n_seeds", "d_z_lone", "d_z_all"] + (["difference_lone", "difference_all"] if args.sd else [])
-        print(
-            plan[columns + ["sign_flip_min_p", "sign_flip_can_reach"]].to_string(
-                index=False, float_format="{:.3g}".format
-            )
         )
+        atomic_write_text(args.out, comparisons.to_csv(index=False))  # a kill leaves the previous file whole
+        print(f"comparisons: {args.out}")
     return 0
 
 
@@ -255,7 +238,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from mtlens.store import RunStore
 
     seeds = list(range(args.seeds)) if args.seed_list is None else args.seed_list
-    methods = [m for m in args.methods.split(",") if m]
+    methods = args.methods
     base = base_config(args)
     criterion = SelectionCriterion(metric=args.select_metric, at=args.select_at, combine=args.combine)
     executor = make_executor(args.backend, args.workers, args.address, base.get("device") or "cpu", args.gpus_per_run)
@@ -329,22 +312,89 @@ def _check_store(store: Any) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from mtlens.store import RunStore
 
-    settings = [s for s in (args.setting or "").split(",") if s]
-    methods = [m for m in (args.methods or "").split(",") if m]
     where: dict[str, list[Any]] = {}
     for item in args.where or []:
-        for key, value in _pairs([item], "--where").items():
+        for key, value in _pairs([item], "--where", repeat=True).items():
             where.setdefault(key, []).append(value)
     _write_report(
         RunStore(args.store),
         args.out,
         include_unfinished=args.include_unfinished,
-        settings=settings,
-        methods=methods,
+        settings=args.setting or [],
+        methods=args.methods or [],
         alpha=args.alpha,
         where=where,
-        formats=[f for f in (args.formats or "").split(",") if f],
+        formats=args.formats or [],
     )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``mtlens export --to mlflow|tensorboard``: every run of the store into a tracker
+    (:mod:`mtlens.integrations.mlflow`, :mod:`mtlens.integrations.tensorboard`); 1, naming them, if runs were
+    skipped (damaged)."""
+    from mtlens.store import RunStore
+
+    if args.to == "tensorboard" and not args.logdir:
+        raise ConfigError("--logdir: required with --to tensorboard (the directory `tensorboard --logdir` reads)")
+    if args.to == "mlflow" and args.logdir:
+        raise ConfigError("--logdir: only with --to tensorboard (MLflow's runs go to --tracking-uri)")
+    if args.to == "tensorboard" and args.tracking_uri:
+        raise ConfigError("--tracking-uri: only with --to mlflow (TensorBoard's runs go to --logdir)")
+    store = RunStore(args.store)
+    if not store.run_ids():
+        raise MtlensError(f"no runs in {args.store}: nothing to export")
+    log = None if args.quiet else lambda line: print(line, file=sys.stderr)
+    if args.to == "mlflow":
+        from mtlens.integrations.mlflow import export_mlflow
+
+        where = f"mlflow experiment {args.experiment!r}"
+        export = lambda: export_mlflow(store, args.tracking_uri, args.experiment, log=log)  # noqa: E731
+    else:
+        from mtlens.integrations.tensorboard import export_tensorboard
+
+        where = f"tensorboard logdir {args.logdir}"
+        export = lambda: export_tensorboard(store, args.logdir, log=log)  # noqa: E731
+    idle = 0
+    while True:
+        results = export()
+        actions: dict[str, int] = {}
+        for result in results:
+            actions[result.action] = actions.get(result.action, 0) + 1
+        print(f"exported {len(results)} runs to {where}: " + ", ".join(f"{n} {a}" for a, n in sorted(actions.items())))
+        if args.follow is None:
+            break
+        # --follow: until no run has been running for two rounds in a row (a study between two runs has none)
+        idle = 0 if store.runs()["state"].isin(["running", "pending"]).any() else idle + 1
+        if idle >= 2:
+            break
+        time.sleep(args.follow)
+    skipped = [r for r in results if r.action == "skipped"]
+    for result in skipped:
+        print(f"mtlens export: {result.run_id} not exported: {result.message}", file=sys.stderr)
+    return 1 if skipped else 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from mtlens.analysis.planning import plan_summary, seed_plan
+
+    comparisons = args.tasks * args.methods
+    plan = seed_plan(comparisons, args.alpha, sorted(set(args.seeds)), args.sd)
+    need = plan_summary(comparisons, args.alpha)
+    print(
+        f"{comparisons} transfer comparisons ({args.tasks} tasks x {args.methods} methods), one Benjamini-Hochberg "
+        f"family at FDR {args.alpha:g}: a lone effect must reach p <= {args.alpha / comparisons:.3g}.\n"
+        f"Seeds any verdict needs: paired t tests (transfer, optimization, probe differences) {need['t_any']}; "
+        f"the gap's sign-flip band {need['sign_flip']} (2/2^n <= {args.alpha / comparisons:.3g}); "
+        f"a correlation permuting seeds {need['correlation']} (1/G! <= {args.alpha:g}).\n"
+        f"A lone effect of d_z = 1 is found with 80% power from {need['for_d_z_1']} seeds, d_z = 0.5 from "
+        f"{need['for_d_z_0.5']}.  Detectable effects (80% power) per number of seeds"
+        + (f" (difference = d_z x sd {args.sd:g} of the per-seed differences):" if args.sd else ":")
+    )
+    with pd_options():
+        columns = ["n_seeds", "d_z_lone", "d_z_all"] + (["difference_lone", "difference_all"] if args.sd else [])
+        columns += ["sign_flip_min_p", "sign_flip_can_reach"]
+        print(plan[columns].to_string(index=False, float_format="{:.3g}".format))
     return 0
 
 
@@ -371,313 +421,646 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line on stderr and exit 2, like every other
-    input error (``mtlens CMD --help`` shows the usage)."""
+    input error (``mtlens CMD --help`` shows the usage), with the nearest valid name suggested."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {message}{self._suggestion(message)}\n")
+
+    def _suggestion(self, message: str) -> str:
+        """`` (did you mean ...?)`` for an unknown command or choice and for an unrecognized flag."""
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice:
+            return did_you_mean(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)))
+        unknown = re.search(r"unrecognized arguments: (.*)", message)
+        if unknown:
+            flags = [f for parser in _parsers(self) for f in parser._option_string_actions]
+            return "".join(did_you_mean(t.split("=")[0], flags) for t in unknown.group(1).split() if t[:1] == "-")
+        return ""
 
 
-def _positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
+def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """``parser`` and every sub-command parser below it."""
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                found += _parsers(sub)
+    return found
+
+
+# -- what a flag's value must be: each constraint parses the text and says what is wrong (argparse turns
+# -- an ArgumentTypeError into "argument --flag: <message>", one line, exit 2); ``invalid`` is an example
+# -- value that breaks it, which tests/test_param_validation.py feeds every flag.
+
+
+def _validated(annotation: Any, text: str) -> Any:
+    """``text`` read as a value of the pydantic ``annotation`` (lax: ``"3"`` is an int; no inf or NaN)."""
+    from pydantic import ConfigDict, TypeAdapter, ValidationError
+
     try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
+        return TypeAdapter(annotation, config=ConfigDict(allow_inf_nan=False)).validate_python(text)
+    except ValidationError as err:
+        reason = "; ".join(item["msg"] for item in err.errors())
+        hint = did_you_mean(text, [str(choice) for choice in _choices(annotation)])
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}{hint}: {reason}") from None
 
 
-def _positive_float(text: str) -> float:
-    """argparse type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
-    return value
+def _choices(annotation: Any) -> tuple[Any, ...]:
+    """The values of a ``Literal`` or an ``Enum`` (``()`` for other annotations)."""
+    if get_origin(annotation) is Literal:
+        return get_args(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        return tuple(member.value for member in annotation)
+    return ()
 
 
-def _probability(text: str) -> float:
-    """argparse type: a number strictly between 0 and 1 (a test level or false discovery rate)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
-    return value
+def _violation(annotation: Any) -> str:
+    """A text that breaks ``annotation``'s declared bound (``Interval``, ``Gt``, ...), else one that is no number."""
+    for bound in get_args(annotation)[1:]:
+        for attribute, outside in (("gt", 0), ("ge", -1), ("lt", 0), ("le", 1)):
+            value = getattr(bound, attribute, None)
+            if value is not None:
+                return str(value + outside)
+    return "nan" if get_args(annotation)[:1] == (float,) else "abc"
 
 
-def _comma_list(item: Callable[[str], Any], example: str) -> Callable[[str], str]:
-    """argparse type: comma-separated items, at least one, each accepted by ``item``; returns the text
-    (the command splits it)."""
+@dataclass(frozen=True)
+class Typed:
+    """A value of a pydantic annotation declared here (``SeedCount``, ``Probability``, ``Literal[...]``)."""
 
-    def check(text: str) -> str:
+    annotation: Any
+
+    def __call__(self, text: str) -> Any:
+        return _validated(self.annotation, text)
+
+    @property
+    def choices(self) -> tuple[Any, ...] | None:
+        return _choices(self.annotation) or None
+
+    @property
+    def invalid(self) -> str:
+        return "nosuch" if self.choices else _violation(self.annotation)
+
+
+@dataclass(frozen=True)
+class Declared:
+    """A value of a field declared elsewhere (``"mtlens.training.config:RunConfig"``, ``"lr"``), or of a type
+    declared elsewhere (an ``Enum``, ``field=""``): that declaration is the one statement of what the flag
+    accepts; imported when the flag is used, so that ``--help`` stays light."""
+
+    owner: str
+    field: str
+    invalid: str
+
+    def annotation(self) -> Any:
+        module, name = self.owner.split(":")
+        owner = getattr(importlib.import_module(module), name)
+        if not self.field:
+            return owner
+        if hasattr(owner, "model_fields"):  # a pydantic model: the constraints are the field's metadata
+            field = owner.model_fields[self.field]
+            return annotated(field.annotation, field.metadata)
+        return get_type_hints(owner, include_extras=True)[self.field]
+
+    def __call__(self, text: str) -> Any:
+        return _validated(self.annotation(), text)
+
+    choices = None
+
+
+@dataclass(frozen=True)
+class Name:
+    """A registered name of ``kind`` (setting, dataset, experiment): looked up, with the valid names and the
+    nearest one, when the command builds its configs, before anything runs or is written."""
+
+    kind: str
+    invalid: str = "nosuch"
+    choices = None
+
+    def __call__(self, text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"expected a {self.kind} name, got {text!r}")
+        return text
+
+
+@dataclass(frozen=True)
+class Names:
+    """Comma-separated names, at least one and none twice (``sum,pcgrad``); each checked where it is used
+    (registered methods when configs are built; present in the store for ``report``)."""
+
+    example: str
+    invalid: str = ","
+    choices = None
+
+    def __call__(self, text: str) -> list[str]:
         items = [part.strip() for part in text.split(",") if part.strip()]
         if not items:
-            raise argparse.ArgumentTypeError(f"expected comma-separated values such as {example}, got {text!r}")
-        for part in items:
-            item(part)
+            raise argparse.ArgumentTypeError(f"expected comma-separated values such as {self.example}, got {text!r}")
+        twice = sorted({item for item in items if items.count(item) > 1})
+        if twice:
+            raise argparse.ArgumentTypeError(f"{', '.join(twice)} given twice in {text!r}")
+        return items
+
+
+@dataclass(frozen=True)
+class KeyValue:
+    """``KEY=VALUE`` with a non-empty key; VALUE is YAML, read by the command (:func:`_pairs`)."""
+
+    invalid: str = "novalue"
+    choices = None
+
+    def __call__(self, text: str) -> str:
+        key, equals, _ = text.partition("=")
+        if not equals or not key.strip():
+            raise argparse.ArgumentTypeError(f"expects key=value, got {text!r}")
         return text
 
-    return check
 
+@dataclass(frozen=True)
+class InputFile:
+    """A file that exists and is not a directory (its content is checked when it is read, before anything runs)."""
 
-def _directory(writable: bool) -> Callable[[str], str]:
-    """argparse type: a directory that exists or can be created (no file in the way); if ``writable``,
-    one this process can create files in, tested by creating and deleting a temporary file in the
-    nearest existing directory (so a refused command leaves nothing behind)."""
+    invalid: str = "{tmp}/nothing.yaml"
+    choices = None
 
-    def check(text: str) -> str:
+    def __call__(self, text: str) -> str:
         path = Path(text)
-        existing = next(p for p in (path, *path.parents) if p.exists())
-        if not existing.is_dir():
-            where = "is a file" if existing == path else f"is inside {existing}, which is a file"
-            raise argparse.ArgumentTypeError(f"{text} {where}; give a directory (existing or new)")
-        if writable:
-            try:
-                with tempfile.TemporaryFile(dir=existing):
-                    pass
-            except OSError as err:
-                raise argparse.ArgumentTypeError(
-                    f"cannot write in {existing} ({err.strerror or err}); give a directory you can write to"
-                ) from None
+        if path.is_dir():
+            raise argparse.ArgumentTypeError(f"{text}: is a directory; expected a file")
+        if not path.is_file():
+            raise argparse.ArgumentTypeError(f"{text}: no such file")
         return text
 
-    return check
+
+def _writable_parent(text: str, path: Path) -> Path:
+    """The nearest existing directory at or above ``path``, checked to be a directory this process can create
+    files in (by creating and deleting a temporary file, so that a refused command leaves nothing behind)."""
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"is inside {existing}, which is a file"
+        raise argparse.ArgumentTypeError(f"{text} {where}; give a directory (existing or new)")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise argparse.ArgumentTypeError(
+            f"cannot write in {existing} ({err.strerror or err}); give a directory you can write to"
+        ) from None
+    return existing
 
 
-def _add_run_config_flags(parser: argparse.ArgumentParser) -> None:
-    """The run-config flags shared by ``study`` and ``sweep`` (read by :func:`base_config`)."""
-    parser.add_argument("--config", help="YAML file with run-config keys (flags override it)")
-    parser.add_argument("--optimizer", choices=["adam", "sgd"])
-    parser.add_argument("--lr", type=float)
-    parser.add_argument("--momentum", type=float)
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--eval-every-steps", type=int, help="also evaluate every N steps (default: epoch ends only)")
-    parser.add_argument(
+@dataclass(frozen=True)
+class Directory:
+    """A directory: one to write in (existing or new, ``writable``) or an existing one to read (a store whose
+    path does not exist is an error, not an empty store)."""
+
+    writable: bool
+    invalid: str = "{tmp}/afile"
+    choices = None
+
+    def __call__(self, text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"expected a directory, got {text!r}")
+        path = Path(text)
+        if self.writable:
+            _writable_parent(text, path)
+        elif not path.exists():
+            raise argparse.ArgumentTypeError(f"{text}: no such directory")
+        elif not path.is_dir():
+            raise argparse.ArgumentTypeError(f"{text} is a file; give a directory")
+        return text
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    """A file to write: not a directory, in a directory that exists or can be created and is writable
+    (checked up front, not after the work that produces it)."""
+
+    invalid: str = "{tmp}/adir"
+    choices = None
+
+    def __call__(self, text: str) -> str:
+        path = Path(text)
+        if not text.strip() or path.is_dir():
+            raise argparse.ArgumentTypeError(f"{text!r} is a directory; give a file name")
+        _writable_parent(text, path.parent)
+        return text
+
+
+Constraint = Typed | Declared | Name | Names | KeyValue | InputFile | Directory | OutputFile
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One argument of a command, declared once: its name (``--flag`` or a positional name), the constraint its
+    value meets (``None``: a switch), help, default, and ``many`` (``"+"``: one or more values, none twice;
+    ``"append"``: repeatable).  The parser and tests/test_param_validation.py are both built from these."""
+
+    name: str
+    constraint: Constraint | None
+    help: str | None = None
+    default: Any = None
+    many: Literal["", "+", "append"] = ""
+    metavar: str | None = None
+    required: bool = False
+
+    @property
+    def invalid(self) -> str:
+        """A value that breaks the constraint (a switch: ``--flag=1``, which a switch does not take)."""
+        return f"{self.name}=1" if self.constraint is None else self.constraint.invalid
+
+    def add_to(self, parser: argparse.ArgumentParser) -> None:
+        if self.constraint is None:
+            parser.add_argument(self.name, action="store_true", help=self.help)
+            return
+        kwargs: dict[str, Any] = {"type": self.constraint, "help": self.help, "metavar": self.metavar}
+        if self.constraint.choices:
+            kwargs.update(choices=self.constraint.choices, metavar=None)
+        if self.name.startswith("-"):
+            kwargs.update(default=self.default, required=self.required)
+        if self.many == "+":
+            kwargs.update(nargs="+", action=_Distinct)
+        elif self.many == "append":
+            kwargs["action"] = "append"
+        parser.add_argument(self.name, **kwargs)
+
+
+class _Distinct(argparse.Action):
+    """Store the list of values, refusing one given twice (``--seed-list 0 0``)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option: Any = None) -> None:
+        twice = sorted({str(v) for v in values if list(values).count(v) > 1})
+        if twice:
+            parser.error(f"argument {'/'.join(self.option_strings)}: {', '.join(twice)} given twice")
+        setattr(namespace, self.dest, values)
+
+
+RUN_CONFIG = "mtlens.training.config:RunConfig"
+
+RUN_CONFIG_FLAGS = [
+    Flag("--config", InputFile(), "YAML file with run-config keys (flags override it)"),
+    Flag("--optimizer", Declared(RUN_CONFIG, "optimizer", "adamw"), "adam (default) or sgd"),
+    Flag("--lr", Declared(RUN_CONFIG, "lr", "-1"), "learning rate > 0 (default: the setting's)"),
+    Flag("--momentum", Declared(RUN_CONFIG, "momentum", "1"), "SGD momentum in [0, 1) (default 0)"),
+    Flag("--batch-size", Declared(RUN_CONFIG, "batch_size", "0"), "batch size (default: the setting's)"),
+    Flag("--epochs", Declared(RUN_CONFIG, "epochs", "0"), "epochs (default: the setting's)"),
+    Flag(
+        "--eval-every-steps",
+        Declared(RUN_CONFIG, "eval_every_steps", "0"),
+        "also evaluate every N steps (default: epoch ends only)",
+    ),
+    Flag(
         "--eval-dense-until-epoch",
-        type=float,
-        help="evaluate every --eval-every-steps only up to this epoch (dense early)",
-    )
-    parser.add_argument("--device", help="cpu (default), cuda or cuda:N")
-    parser.add_argument(
+        Declared(RUN_CONFIG, "eval_dense_until_epoch", "nan"),
+        "evaluate every --eval-every-steps only up to this epoch (dense early)",
+    ),
+    Flag("--device", Declared(RUN_CONFIG, "device", "[cpu]"), "cpu (default), cuda or cuda:N"),
+    Flag(
         "--threads",
-        type=_positive_int,
-        help="torch threads per run (default 1; results differ in the last bits between counts, "
+        Declared(RUN_CONFIG, "threads", "0"),
+        "torch threads per run (default 1; results differ in the last bits between counts, "
         "so a run resumes only under the count it started with)",
-    )
-    parser.add_argument(
+    ),
+    Flag(
         "--pack-size",
-        type=_positive_int,
-        help="train up to N compatible runs together as one torch.func pack (default 1: each run on its own; "
+        Declared(RUN_CONFIG, "pack_size", "0"),
+        "train up to N compatible runs together as one torch.func pack (default 1: each run on its own; "
         "only sum/mean runs of models without batch norm or dropout pack; see the README, Executors)",
-    )
-    parser.add_argument("--option", action="append", metavar="KEY=VALUE", help="a setting option (repeatable)")
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other run-config key (repeatable)")
+    ),
+    Flag("--option", KeyValue(), "a setting option (repeatable)", many="append", metavar="KEY=VALUE"),
+    Flag("--set", KeyValue(), "any other run-config key (repeatable)", many="append", metavar="KEY=VALUE"),
+]
+"""The run-config flags shared by ``study``, ``sweep`` and ``calibrate`` (read by :func:`base_config`); each
+value is checked against its key's declaration in :class:`~mtlens.training.config.RunConfig`."""
+
+SETTING = Flag("setting", Name("setting"), "setting name (see mtlens settings)")
+SEED_LIST = Flag("--seed-list", Typed(Seed), "explicit seeds instead of --seeds (distinct)", many="+")
+QUIET = Flag("--quiet", None, "no progress bars")
+
+
+PLUGIN = Flag(
+    "--plugin",
+    Name("plugin module", invalid="nosuch_plugin_module"),
+    "import this module (or .py file) first, so the settings, methods, probes, datasets and experiments "
+    "it registers can be named (repeatable; also $MTLENS_PLUGINS, comma-separated, and the 'mtlens.plugins' "
+    "entry points of installed packages)",
+    argparse.SUPPRESS,
+    many="append",
+    metavar="MODULE",
+)
+"""Accepted by every command and sub-command, anywhere on the line; :func:`main` reads it before parsing
+(:func:`_plugin_args`) and loads the modules (an unknown module is one line, exit 2)."""
+
+COMMON_FLAGS = [PLUGIN]
+"""Flags of the ``mtlens`` parser itself and of every command and sub-command."""
+
+
+def _store(must_exist: bool = False) -> Flag:
+    what = "run store directory (must exist)" if must_exist else "run store directory"
+    return Flag("--store", Directory(writable=not must_exist), f"{what} (default {DEFAULT_STORE})", DEFAULT_STORE)
+
+
+COMMANDS: dict[str, tuple[str, list[Flag]]] = {
+    "study": (
+        "train STL per task and MTL per method over seeds, then report",
+        [
+            SETTING,
+            Flag("--seeds", Typed(SeedCount), "number of seeds 0..N-1 (default 3; 2 with --experiment)"),
+            SEED_LIST,
+            Flag(
+                "--methods",
+                Names("sum,pcgrad"),
+                "comma-separated MTL methods (default: sum; with --experiment: the experiment's option "
+                "'methods', if it has one)",
+            ),
+            Flag(
+                "--experiment",
+                Name("experiment"),
+                "run one registered experiment instead of the STL-vs-MTL study: optimizers, loss-scale, "
+                "alignment, corruptions (Elich et al.; see docs/assumptions.md) or a user's own",
+            ),
+            Flag(
+                "--experiment-option",
+                KeyValue(),
+                "an option of the experiment (repeatable), e.g. scales=[1e-3,1e3] or scaled_task=b",
+                many="append",
+                metavar="KEY=VALUE",
+            ),
+            *RUN_CONFIG_FLAGS,
+            _store(),
+            Flag("--report", Directory(writable=True), "write the report to this directory when done"),
+            QUIET,
+        ],
+    ),
+    "sweep": (
+        "sweep a hyperparameter grid, select by validation, train the seeds",
+        [
+            SETTING,
+            Flag(
+                "--grid",
+                InputFile(),
+                "YAML file mapping config keys to value lists (default: the paper's lr x batch size)",
+            ),
+            Flag("--methods", Names("sum,pcgrad"), "comma-separated MTL methods (default: sum)", ["sum"]),
+            Flag("--seeds", Typed(SeedCount), "number of seeds 0..N-1 (default 3); the grid uses the first", 3),
+            SEED_LIST,
+            Flag(
+                "--select-metric",
+                Name("validation metric"),
+                "validation metric to select by (default: each task's selection metric)",
+            ),
+            Flag(
+                "--select-at",
+                Declared("mtlens.orchestration.selection:SelectionCriterion", "at", "middle"),
+                "score a run at its best validation checkpoint (best, default) or at its final step (final)",
+                "best",
+            ),
+            Flag(
+                "--combine",
+                Declared("mtlens.orchestration.selection:SelectionCriterion", "combine", "median"),
+                "MTL: mean oriented metric over tasks (mean, default) or mean relative improvement over STL (relative)",
+                "mean",
+            ),
+            *RUN_CONFIG_FLAGS,
+            Flag("--backend", Typed(Literal["local", "ray"]), "executor (default local)", "local"),
+            Flag(
+                "--workers",
+                Typed(PositiveCount),
+                "local: worker processes (default: one per core; 1 = in-process); ray: CPUs of a local Ray instance",
+            ),
+            Flag(
+                "--address",
+                Name("Ray cluster address"),
+                "ray: address of an existing cluster (default: start a local instance)",
+            ),
+            Flag(
+                "--gpus-per-run",
+                Typed(PositiveNumber),
+                "ray with --device cuda: GPUs per run (default 1; 0.25 = four runs per GPU). The local backend "
+                "with --device cuda runs its --workers on the GPU(s) (worker i on cuda:i %% n_gpus)",
+            ),
+            _store(),
+            QUIET,
+        ],
+    ),
+    "calibrate": (
+        "A/A check of the report's tests: train STL seeds, split them, print each test's false-positive rate "
+        "(docs/statistics.md)",
+        [
+            SETTING,
+            Flag(
+                "--seeds",
+                Typed(SeedCount),
+                "STL seeds 0..N-1 per task (default 12: 6 vs 6, the fewest pairs that can reach 5%%)",
+                12,
+            ),
+            SEED_LIST,
+            Flag("--splits", Typed(PositiveCount), "A/A splits of the seeds (default 25)", 25),
+            Flag("--alpha", Typed(Probability), "test level (default 0.05)", 0.05),
+            Flag("--out", OutputFile(), "also write every comparison (split, test, p-value) to this CSV"),
+            *RUN_CONFIG_FLAGS,
+            _store(),
+            QUIET,
+        ],
+    ),
+    "plan": (
+        "before training: the seeds a study's comparisons need and the effects they detect (docs/statistics.md)",
+        [
+            Flag("--tasks", Typed(PositiveCount), "tasks of the setting (default 2)", 2),
+            Flag("--methods", Typed(PositiveCount), "MTL methods compared with STL (default 1)", 1),
+            Flag(
+                "--seeds", Typed(SeedCount), "numbers of seeds to compare (default 4 6 8 12 16)", [4, 6, 8, 12, 16], "+"
+            ),
+            Flag("--alpha", Typed(Probability), "FDR of the family (default 0.05)", 0.05),
+            Flag(
+                "--sd",
+                Typed(PositiveNumber),
+                "sd of a pilot's per-seed MTL - STL differences: also give the detectable difference in its units",
+            ),
+        ],
+    ),
+    "runs": (
+        "list the runs in a store",
+        [
+            _store(must_exist=True),
+            Flag(
+                "--state",
+                Declared("mtlens.store.run_store:RunState", "", "fnished"),
+                "only runs in this state: running, finished, diverged, failed, interrupted ('running' but no "
+                "process holds its lock), pending or damaged (mtlens.store.RunState)",
+            ),
+            Flag(
+                "--check",
+                None,
+                "read every file of the store; list damaged files and leftover temporary files; exit 1 if any",
+            ),
+        ],
+    ),
+    "report": (
+        "write the HTML report of the runs in a store",
+        [
+            _store(must_exist=True),
+            Flag("--out", Directory(writable=True), "report directory (default reports/mtlens)", "reports/mtlens"),
+            Flag("--setting", Names("digits_pair"), "comma-separated settings to include (default: all)"),
+            Flag("--methods", Names("sum,pcgrad"), "comma-separated MTL methods to include (default: all)"),
+            Flag(
+                "--where",
+                KeyValue(),
+                "keep runs whose run-index column KEY (setting, method, optimizer, lr, seed, state, ...) "
+                "equals VALUE; repeatable, repeated keys match any of their values",
+                many="append",
+                metavar="KEY=VALUE",
+            ),
+            Flag(
+                "--include-unfinished",
+                None,
+                "also analyse the rows recorded so far by running, interrupted and failed runs "
+                "(default: finished runs only; diverged and damaged runs never)",
+            ),
+            Flag(
+                "--alpha",
+                Typed(Probability),
+                "false discovery rate of each family of tests (gap, transfer, correlations; default 0.05)",
+                0.05,
+            ),
+            Flag(
+                "--formats",
+                Names("png,svg"),
+                "also write static copies of every figure to figures/ in these formats "
+                "(comma-separated: png, pdf, svg), rendered offline from the same Vega-Lite specs; pdf also prints "
+                "the whole report to report.pdf with headless Chromium",
+            ),
+        ],
+    ),
+    "export": (
+        "export every run (config, state, metrics, probe curves) to a tracker",
+        [
+            _store(must_exist=True),
+            Flag(
+                "--to",
+                Typed(Literal["mlflow", "tensorboard"]),
+                "the tracker (pip install 'mtlens[mlflow]' or 'mtlens[tensorboard]')",
+                required=True,
+            ),
+            Flag(
+                "--tracking-uri",
+                Name("MLflow tracking URI", invalid=""),
+                "where the tracker keeps runs: sqlite:///PATH/mlflow.db (a local file, no server) or "
+                "http://HOST:PORT (a running mlflow server); default: $MLFLOW_TRACKING_URI, else "
+                "sqlite:///mlflow.db here",
+            ),
+            Flag(
+                "--experiment",
+                Name("MLflow experiment", invalid=""),
+                "the MLflow experiment (default mtlens; created if missing)",
+                "mtlens",
+            ),
+            Flag(
+                "--logdir",
+                Directory(writable=True),
+                "tensorboard: the directory to write one run directory per run",
+            ),
+            Flag(
+                "--follow",
+                Typed(PositiveNumber),
+                "export again every SECONDS while runs are training (a live view of a study or a recorded loop; "
+                "each round adds the rows written since, at the runs' checkpoints), until no run is running",
+                metavar="SECONDS",
+            ),
+            Flag("--quiet", None, "no line per run"),
+        ],
+    ),
+    "settings": ("list the registered settings and their options", []),
+}
+"""Every command but ``data`` (which has sub-commands): its help line and its flags, in the order of ``--help``."""
+
+DATA_COMMANDS: dict[str, tuple[str, list[Flag]]] = {
+    "status": ("list every registered dataset: present/missing, size, path", []),
+    "download": (
+        "download and verify an openly downloadable dataset",
+        [Flag("name", Name("dataset"), "dataset name (see mtlens data status)")],
+    ),
+}
+
+HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "study": cmd_study,
+    "sweep": cmd_sweep,
+    "calibrate": cmd_calibrate,
+    "plan": cmd_plan,
+    "runs": cmd_runs,
+    "report": cmd_report,
+    "export": cmd_export,
+    "settings": cmd_settings,
+    "data": cmd_data,
+}
+
+DESCRIPTION = """mtlens: single-task vs multi-task training studies, their optimization trajectories and transfer
+statistics.
+
+Every command checks its whole input before training or writing anything: a bad flag, config key, file
+or unknown name exits with status 2 and one line on stderr naming it and the valid choices.
+Run mtlens COMMAND --help for a command's flags."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="mtlens", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    study = sub.add_parser("study", help="train STL per task and MTL per method over seeds, then report")
-    study.add_argument("setting", help="setting name (see `mtlens settings`)")
-    study.add_argument("--seeds", type=_positive_int, help="number of seeds 0..N-1 (default 3; 2 with --experiment)")
-    study.add_argument("--seed-list", type=int, nargs="+", help="explicit seeds instead of --seeds")
-    study.add_argument(
-        "--methods",
-        type=_comma_list(str, "sum,pcgrad"),
-        help="comma-separated MTL methods (default: sum; with --experiment: the experiment's option "
-        "'methods', if it has one)",
+    """The ``mtlens`` parser, built from :data:`COMMANDS` and :data:`DATA_COMMANDS` (plain-text help)."""
+    parser = _Parser(prog="mtlens", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for flag in COMMON_FLAGS:
+        flag.add_to(parser)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
+    for name, (help_line, flags) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_line, description=help_line)
+        for flag in [*flags, *COMMON_FLAGS]:
+            flag.add_to(command)
+        command.set_defaults(func=HANDLERS[name])
+    data = sub.add_parser(
+        "data", help="datasets: where they live, whether present, download them", description="datasets"
     )
-    study.add_argument(
-        "--experiment",
-        help="run one registered experiment instead of the STL-vs-MTL study: "
-        "optimizers, loss-scale, alignment, corruptions (Elich et al.; see "
-        "docs/assumptions.md) or a user's own",
-    )
-    study.add_argument(
-        "--experiment-option",
-        action="append",
-        metavar="KEY=VALUE",
-        help="an option of the experiment (repeatable), e.g. scales=[1e-3,1e3] or scaled_task=b",
-    )
-    _add_run_config_flags(study)
-    study.add_argument(
-        "--store",
-        default=DEFAULT_STORE,
-        type=_directory(writable=True),
-        help=f"run store directory (default {DEFAULT_STORE})",
-    )
-    study.add_argument("--report", type=_directory(writable=True), help="write the report to this directory when done")
-    study.add_argument("--quiet", action="store_true", help="no progress bars")
-    study.set_defaults(func=cmd_study)
-
-    sweep = sub.add_parser("sweep", help="sweep a hyperparameter grid, select by validation, train the seeds")
-    sweep.add_argument("setting", help="setting name (see `mtlens settings`)")
-    sweep.add_argument(
-        "--grid", help="YAML file mapping config keys to value lists (default: the paper's lr x batch size)"
-    )
-    sweep.add_argument(
-        "--methods",
-        default="sum",
-        type=_comma_list(str, "sum,pcgrad"),
-        help="comma-separated MTL methods (default: sum)",
-    )
-    sweep.add_argument(
-        "--seeds", type=_positive_int, default=3, help="number of seeds 0..N-1 (default 3); the grid uses the first"
-    )
-    sweep.add_argument("--seed-list", type=int, nargs="+", help="explicit seeds instead of --seeds")
-    sweep.add_argument("--select-metric", help="validation metric to select by (default: each task's selection metric)")
-    sweep.add_argument(
-        "--select-at",
-        choices=["best", "final"],
-        default="best",
-        help="score a run at its best validation checkpoint (default) or at its final step",
-    )
-    sweep.add_argument(
-        "--combine",
-        choices=["mean", "relative"],
-        default="mean",
-        help="MTL: mean oriented metric over tasks (default) or mean relative improvement over STL",
-    )
-    _add_run_config_flags(sweep)
-    sweep.add_argument("--backend", choices=["local", "ray"], default="local", help="executor (default local)")
-    sweep.add_argument(
-        "--workers",
-        type=_positive_int,
-        help="local: worker processes (default: one per core; 1 = in-process); ray: CPUs of a local Ray instance",
-    )
-    sweep.add_argument("--address", help="ray: address of an existing cluster (default: start a local instance)")
-    sweep.add_argument(
-        "--gpus-per-run",
-        type=_positive_float,
-        help="ray with --device cuda: GPUs per run (default 1; 0.25 = four runs per GPU). The local "
-        "backend with --device cuda runs its --workers on the GPU(s) "
-        "(worker i on cuda:i %% n_gpus)",
-    )
-    sweep.add_argument(
-        "--store",
-        default=DEFAULT_STORE,
-        type=_directory(writable=True),
-        help=f"run store directory (default {DEFAULT_STORE})",
-    )
-    sweep.add_argument("--quiet", action="store_true", help="no progress bars")
-    sweep.set_defaults(func=cmd_sweep)
-
-    calibrate = sub.add_parser(
-        "calibrate",
-        help="A/A check of the report's tests: train STL seeds, split them, "
-        "print each test's false-positive rate (docs/statistics.md)",
-    )
-    calibrate.add_argument("setting", help="setting name (see `mtlens settings`)")
-    calibrate.add_argument(
-        "--seeds",
-        type=int,
-        default=12,
-        help="STL seeds 0..N-1 per task (default 12: 6 vs 6, the fewest pairs that can reach 5%%)",
-    )
-    calibrate.add_argument("--seed-list", type=int, nargs="+", help="explicit seeds instead of --seeds")
-    calibrate.add_argument("--splits", type=_positive_int, default=25, help="A/A splits of the seeds (default 25)")
-    calibrate.add_argument("--alpha", type=_probability, default=0.05, help="test level (default 0.05)")
-    calibrate.add_argument("--out", help="also write every comparison (split, test, p-value) to this CSV")
-    _add_run_config_flags(calibrate)
-    calibrate.add_argument("--store", default=DEFAULT_STORE, help=f"run store directory (default {DEFAULT_STORE})")
-    calibrate.add_argument("--quiet", action="store_true", help="no progress bars")
-    calibrate.set_defaults(func=cmd_calibrate)
-
-    plan = sub.add_parser(
-        "plan",
-        help="before training: how many seeds a study needs and which effect they detect (docs/statistics.md)",
-    )
-    plan.add_argument("--tasks", type=_positive_int, default=2, help="tasks of the setting (default 2)")
-    plan.add_argument("--methods", type=_positive_int, default=1, help="MTL methods compared with STL (default 1)")
-    plan.add_argument(
-        "--seeds", type=_positive_int, nargs="+", default=[4, 6, 8, 12, 16], help="numbers of seeds to compare"
-    )
-    plan.add_argument("--alpha", type=_probability, default=0.05, help="FDR of the family (default 0.05)")
-    plan.add_argument(
-        "--sd",
-        type=_positive_float,
-        help="sd of the per-seed MTL - STL differences (a pilot's): also give the detectable difference in its units",
-    )
-    plan.set_defaults(func=cmd_plan)
-
-    runs = sub.add_parser("runs", help="list the runs in a store")
-    runs.add_argument("--store", default=DEFAULT_STORE, type=_directory(writable=False))
-    runs.add_argument(
-        "--state",
-        choices=["running", "finished", "diverged", "failed", "interrupted", "pending", "damaged"],
-        help="only runs in this state (interrupted: 'running' but no process holds its lock)",
-    )
-    runs.add_argument(
-        "--check",
-        action="store_true",
-        help="read every file of the store; list damaged files and leftover temporary files, exit 1 if there are any",
-    )
-    runs.set_defaults(func=cmd_runs)
-
-    report = sub.add_parser("report", help="write the HTML report of the runs in a store")
-    report.add_argument("--store", default=DEFAULT_STORE, type=_directory(writable=False))
-    report.add_argument("--out", default="reports/mtlens", type=_directory(writable=True))
-    report.add_argument(
-        "--setting", type=_comma_list(str, "digits_pair"), help="comma-separated settings to include (default: all)"
-    )
-    report.add_argument(
-        "--methods", type=_comma_list(str, "sum,pcgrad"), help="comma-separated MTL methods to include (default: all)"
-    )
-    report.add_argument(
-        "--where",
-        action="append",
-        metavar="KEY=VALUE",
-        help="keep runs whose run-index column KEY (setting, method, optimizer, lr, seed, state, ...) "
-        "equals VALUE; repeatable, repeated keys match any of their values",
-    )
-    report.add_argument(
-        "--include-unfinished",
-        action="store_true",
-        help="also analyse the rows recorded so far by running, interrupted and failed runs "
-        "(default: finished runs only; diverged and damaged runs never)",
-    )
-    report.add_argument(
-        "--alpha",
-        type=_probability,
-        default=0.05,
-        help="false discovery rate of each family of tests (gap, transfer, correlations; default 0.05)",
-    )
-    report.add_argument(
-        "--formats",
-        help="also write static copies of every figure to figures/ in these formats "
-        "(comma-separated: png, pdf, svg), rendered offline from the same Vega-Lite specs",
-    )
-    report.set_defaults(func=cmd_report)
-
-    settings = sub.add_parser("settings", help="list the registered settings and their options")
-    settings.set_defaults(func=cmd_settings)
-
-    data = sub.add_parser("data", help="datasets: where they live, whether present, download them")
-    data_sub = data.add_subparsers(dest="data_command", required=True)
-    data_sub.add_parser("status", help="list every registered dataset: present/missing, size, path")
-    download = data_sub.add_parser("download", help="download and verify an openly downloadable dataset")
-    download.add_argument("name", help="dataset name (see `mtlens data status`)")
-    data.set_defaults(func=cmd_data)
+    for flag in COMMON_FLAGS:
+        flag.add_to(data)
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
+    for name, (help_line, flags) in DATA_COMMANDS.items():
+        command = data_sub.add_parser(name, help=help_line, description=help_line)
+        for flag in [*flags, *COMMON_FLAGS]:
+            flag.add_to(command)
+    data.set_defaults(func=HANDLERS["data"])
     return parser
 
 
+def _plugin_args(argv: Sequence[str] | None) -> list[str]:
+    """The ``--plugin`` values of ``argv`` (default ``sys.argv[1:]``), found before the full parse."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--plugin", action="append", default=[])
+    known, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    return list(known.plugin)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``mtlens`` command; user errors exit 2 with one clear message."""
-    args = build_parser().parse_args(argv)
+    """Entry point of the ``mtlens`` command; user errors exit 2 with one clear message.  User plugins
+    (:func:`mtlens.plugins.load_plugins`) are loaded first, so that every name they register is known."""
+    from mtlens.plugins import PluginError, load_plugins
+
+    try:
+        load_plugins(_plugin_args(argv))
+    except PluginError as err:
+        print(f"mtlens: error: {err}", file=sys.stderr)
+        return 2
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help (0) or a usage error (2, its one line already on stderr)
+        return exit_.code if isinstance(exit_.code, int) else 2
     try:
         return args.func(args)
     except (MtlensError, FileNotFoundError) as err:
         message = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
         print(f"mtlens {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:  # Ctrl-C: one line (RunsInterrupted names the runs to resume), no traceback
+        print(f"mtlens {args.command}: {str(err) or 'interrupted; rerun the same command to go on'}", file=sys.stderr)
+        return 130
 
+
+__all__ = ["COMMANDS", "COMMON_FLAGS", "DATA_COMMANDS", "Flag", "base_config", "build_parser", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -11,3 +11,6 @@ class ConfigError(MtlensError, ValueError):
 
 class DamagedStoreError(MtlensError):
     """A file of the run store cannot be read; the message names the file and its run."""
+
+
+__all__ = ["ConfigError", "DamagedStoreError", "MtlensError"]

@@ -40,3 +40,6 @@ def assign_flat_gradient(params: Sequence[nn.Parameter], vector: Tensor, accumul
         offset += n
     if offset != vector.numel():
         raise ValueError(f"vector has {vector.numel()} entries but the parameters have {offset}")
+
+
+__all__ = ["assign_flat_gradient", "flatten", "task_gradients"]

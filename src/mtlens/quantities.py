@@ -23,6 +23,7 @@ CONFLICT_FRACTION = "probe/conflict_fraction"
 UPDATE_NORM = "probe/update_norm"
 INTRA_COSINE_SUBBATCH = "probe/intra_cosine_subbatch"
 INTRA_COSINE_CLASSGROUP = "probe/intra_cosine_classgroup"
+LOOKAHEAD_AFFINITY = "probe/lookahead_affinity"
 
 
 def probe_quantity(name: str) -> str:

@@ -7,6 +7,15 @@ option check raises :class:`~mtlens.errors.ConfigError` naming the unknown optio
 checks each value against its parameter's annotation (:func:`check_option_values`): annotate an option
 ``n_train: PositiveInt`` or ``rate: Annotated[float, Field(gt=0, lt=1)]`` and a bad value is refused,
 naming the option, before anything is built or trained.
+
+Annotations are the one place an option's constraint is declared (as scikit-learn's
+``_param_validation`` declares ``Interval`` and ``StrOptions``): an interval is
+``Annotated[float, Interval(ge=0, le=1)]`` (:class:`annotated_types.Interval`, which pydantic
+enforces), a set of strings a ``Literal``; the registry checks a config's options against them, and
+:func:`validate_options` makes a class's own ``__init__`` check its arguments against the same
+annotations, so an entry states no hand-written range check of its own.  A boolean is never taken
+for a number (``epochs: true`` is not 1), and an unknown name suggests the nearest registered ones.
+
 Built-in entries are registered by importing their modules, lazily on first use (``builtins``), so
 that importing a registry stays cheap and user code can register its own entries first::
 
@@ -25,17 +34,53 @@ that importing a registry stays cheap and user code can register its own entries
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib
 import inspect
 from collections.abc import Callable, Iterable
-from typing import Any, Generic, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar, cast, get_args, overload
 
-from pydantic import BaseModel, ConfigDict, PydanticUserError, ValidationError, create_model
+from annotated_types import Interval
 
 from mtlens.errors import ConfigError
 
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+MAX_SEED = 2**63 - 1
+"""The largest seed: seeds are stored as 64-bit signed integers (the store's ``seed`` column)."""
+
+Seed = Annotated[int, Interval(ge=0, le=MAX_SEED)]
+"""A run seed: an integer in ``[0, 2**63 - 1]``."""
+
+MAX_SEEDS = 10_000
+"""The most seeds one command may plan (``--seeds``): a study of more runs than that does not finish on
+any machine this toolkit targets, and a typo (``--seeds 1e20``) should not start one."""
+
+SeedCount = Annotated[int, Interval(ge=1, le=MAX_SEEDS)]
+"""A number of seeds ``0 .. N-1``: ``1 <= N <= MAX_SEEDS``."""
+
+PositiveCount = Annotated[int, Interval(ge=1)]
+"""A count of at least 1 (workers, splits)."""
+
+PositiveNumber = Annotated[float, Interval(gt=0)]
+"""A finite number > 0."""
+
+UnitInterval = Annotated[float, Interval(ge=0, le=1)]
+"""A number in ``[0, 1]`` (a rate, a mixing weight)."""
+
+Probability = Annotated[float, Interval(gt=0, lt=1)]
+"""A number strictly between 0 and 1 (a test level, a false discovery rate)."""
+
+
+def did_you_mean(name: object, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` naming the registered names closest to ``name`` (:mod:`difflib`), or ``""``."""
+    close = difflib.get_close_matches(str(name), list(choices), n=3, cutoff=0.6)
+    return f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
 
 
 class UnknownNameError(ConfigError, KeyError):
@@ -121,7 +166,8 @@ class Registry(Generic[T]):
             return self._entries[name]
         except (KeyError, TypeError):
             raise UnknownNameError(
-                f"unknown {self.kind} {name!r}; available {self.kind}s: {', '.join(sorted(self._entries)) or 'none'}"
+                f"unknown {self.kind} {name!r}{did_you_mean(name, self._entries)}; "
+                f"available {self.kind}s: {', '.join(sorted(self._entries)) or 'none'}"
             ) from None
 
     def _signature_target(self, name: str) -> Callable[..., Any]:
@@ -143,16 +189,23 @@ class Registry(Generic[T]):
             if p.name not in self._ignored and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         }
 
+    def annotations(self, name: str) -> dict[str, Any]:
+        """Each option of entry ``name`` with its declared constraint: the parameter's annotation, resolved
+        (``Any`` where there is none); what :meth:`check_options` checks values against."""
+        model = _options_model(self._signature_target(name), self._ignored)
+        return {option: annotated(field.annotation, field.metadata) for option, field in model.model_fields.items()}
+
     def check_options(self, name: str, options: dict[str, Any]) -> None:
         """Raise :class:`ConfigError` naming every option that entry ``name`` does not accept."""
         valid = self.options(name)
         unknown = sorted(set(options) - set(valid))
         if unknown:
+            hint = "".join(did_you_mean(option, valid) for option in unknown)
             raise ConfigError(
-                f"{self.kind} {name!r} has no option(s) {unknown}; valid options: {sorted(valid) or 'none'}"
+                f"{self.kind} {name!r} has no option(s) {unknown}{hint}; valid options: {sorted(valid) or 'none'}"
             )
         target = self._signature_target(name)
-        check_option_values(self.kind, name, target, options, self._ignored)
+        check_option_values(f"{self.kind} {name!r}", target, options, self._ignored)
 
     def _load_builtins(self) -> None:
         if self._loaded:
@@ -163,35 +216,89 @@ class Registry(Generic[T]):
 
 
 def check_option_values(
-    kind: str, name: str, entry: Callable[..., Any], options: dict[str, Any], ignored: Iterable[str] = ("self",)
+    owner: str, entry: Callable[..., Any], options: dict[str, Any], ignored: Iterable[str] = ("self",)
 ) -> None:
-    """Raise one-line :class:`ConfigError` naming every option of ``options`` whose value does not fit
-    the annotation of ``entry``'s parameter of that name (validated by pydantic, in lax mode: ``3``
-    fits ``float``, ``[1, 2]`` fits ``tuple[int, int]``; infinities and NaN fit no ``float``).
+    """Raise one-line :class:`ConfigError` (starting with ``owner``, e.g. ``"method 'cagrad'"``) naming every
+    option of ``options`` whose value does not fit the annotation of ``entry``'s parameter of that name
+    (validated by pydantic, in lax mode: ``3`` fits ``float``, ``[1, 2]`` fits ``tuple[int, int]``; no
+    boolean fits a number; infinities and NaN fit no ``float``).
 
     Only the given options are checked (a missing option keeps its default); unannotated parameters
     and annotations that cannot be resolved accept anything.  The values are checked, not converted:
     the caller keeps using ``options`` as given (so stored configs and run ids do not change).
     """
+    from pydantic import ValidationError
+
     model = _options_model(entry, frozenset(ignored))
     known = {key: value for key, value in options.items() if key in model.model_fields}
+    problems = [
+        f"{key}={value!r}: expected a number or text, not a boolean"
+        for key, value in known.items()
+        if contains_bool(value) and not accepts_bool(model.model_fields[key].annotation)
+    ]
     try:
         model.model_validate(known)
     except ValidationError as err:
-        problems = []
+        flagged = {problem.split("=", 1)[0] for problem in problems}
         for item in err.errors():
             if item["type"] == "missing" and len(item["loc"]) == 1:  # an option not given keeps its default
                 continue
             key, *inner = (str(part) for part in item["loc"])
+            if key in flagged:
+                continue
             where = f" (at item {'.'.join(inner)})" if inner else ""
             problems.append(f"{key}={options.get(key)!r}: {item['msg']}{where}")
-        if problems:
-            raise ConfigError(f"{kind} {name!r}: invalid option value(s): {'; '.join(problems)}") from None
+    if problems:
+        raise ConfigError(f"{owner}: invalid option value(s): {'; '.join(problems)}") from None
+
+
+def annotated(annotation: Any, metadata: Iterable[Any]) -> Any:
+    """``Annotated[annotation, *metadata]`` (a pydantic field's type with its constraints), or ``annotation``
+    itself without metadata."""
+    parameters = (annotation, *metadata)
+    return Annotated[parameters] if len(parameters) > 1 else annotation
+
+
+def contains_bool(value: Any) -> bool:
+    """Whether ``value`` is a boolean or a list, tuple or dict holding one (at any depth)."""
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, dict):
+        return any(contains_bool(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(contains_bool(item) for item in value)
+    return False
+
+
+def accepts_bool(annotation: Any) -> bool:
+    """Whether ``annotation`` (or a type inside it: ``bool | None``, ``dict[str, Any]``) admits a boolean:
+    pydantic's lax mode would otherwise read ``true`` as ``1`` for an ``int``."""
+    if annotation is bool or annotation is Any or annotation is object:
+        return True
+    return any(accepts_bool(arg) for arg in get_args(annotation) if not isinstance(arg, (str, int, float)))
+
+
+def validate_options(init: F) -> F:
+    """Decorator of a class's ``__init__``: every argument given is checked against the annotation of its
+    parameter (:func:`check_option_values`), so that a direct ``CAGrad(c=-1)`` is refused as the config
+    ``method_options: {c: -1}`` is, from the same declaration; one :class:`ConfigError` naming the class."""
+
+    @functools.wraps(init)
+    def checked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        given = inspect.signature(init).bind(self, *args, **kwargs).arguments
+        given.pop("self", None)
+        check_option_values(type(self).__name__, init, dict(given))
+        return init(self, *args, **kwargs)
+
+    return cast(F, checked)
 
 
 @functools.cache
 def _options_model(entry: Callable[..., Any], ignored: frozenset[str]) -> type[BaseModel]:
-    """A pydantic model with one field per keyword parameter of ``entry``, typed by its annotation."""
+    """A pydantic model with one field per keyword parameter of ``entry``, typed by its annotation (pydantic is
+    imported here, not with the module, so that the command line starts without it)."""
+    from pydantic import ConfigDict, PydanticUserError, create_model
+
     try:
         signature = inspect.signature(entry, eval_str=True)
     except (NameError, TypeError, SyntaxError, AttributeError):  # an annotation that cannot be resolved here
@@ -210,4 +317,22 @@ def _options_model(entry: Callable[..., Any], ignored: frozenset[str]) -> type[B
         return create_model(f"{getattr(entry, '__name__', 'entry')}_options", __config__=config, **untyped)
 
 
-__all__ = ["Registry", "UnknownNameError", "check_option_values"]
+__all__ = [
+    "MAX_SEED",
+    "MAX_SEEDS",
+    "Interval",
+    "PositiveCount",
+    "PositiveNumber",
+    "Probability",
+    "Registry",
+    "Seed",
+    "SeedCount",
+    "UnitInterval",
+    "UnknownNameError",
+    "accepts_bool",
+    "annotated",
+    "check_option_values",
+    "contains_bool",
+    "did_you_mean",
+    "validate_options",
+]

@@ -12,3 +12,6 @@ def derived_seed(seed: int, *keys: str) -> int:
     the first 8 bytes (little endian) of ``sha256("seed:key1:key2...")``, top bit cleared."""
     digest = hashlib.sha256(":".join([str(seed), *keys]).encode()).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+__all__ = ["derived_seed"]

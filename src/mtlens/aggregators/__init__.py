@@ -10,13 +10,17 @@ Register your own with :func:`register_method`; configs say ``method: NAME`` and
 
 Built-in methods (formulas, defaults, papers and costs in ``docs/methods.md``):
 
-- linear scalarization: ``sum``, ``mean``;
-- gradient aggregators on the shared parameters (:mod:`mtlens.aggregators.matrix`, applied
-  by :class:`~mtlens.aggregators.aggregation.GradientAggregation`): ``pcgrad``, ``gradvac``,
-  ``cagrad``, ``mgda``, ``imtl_g``, ``nash_mtl``, ``aligned_mtl``, ``graddrop``, ``upgrad``,
-  ``rgw``; and ``mgda_ub`` (MGDA on the shared representation);
-- loss weightings (:mod:`mtlens.aggregators.weighting`): ``uw``, ``gradnorm``, ``dwa``,
-  ``rlw``, ``famo``, ``db_mtl``, ``imtl_l``.
+- linear scalarization: ``sum``, ``mean`` (:class:`LinearScalarization`);
+- gradient aggregators on the shared parameters (pure maps of ``G``: :class:`Aggregator`, applied by
+  :class:`GradientAggregation`): ``pcgrad``, ``gradvac``, ``cagrad``, ``mgda``, ``imtl_g``, ``nash_mtl``,
+  ``aligned_mtl``, ``graddrop``, ``upgrad``, ``rgw``; and ``mgda_ub`` (MGDA on the shared representation);
+- loss weightings (:class:`LossWeighting`): ``uw``, ``gradnorm``, ``dwa``, ``rlw``, ``famo``, ``db_mtl``,
+  ``imtl_l``.
+
+Layout (as torchjd's): one small private module per method (``_pcgrad.py``, ``_famo.py``, ...), whose class
+docstring states the formula, defaults and degenerate cases; the bases beside them (``_aggregator.py``,
+``_py``, ``_gradient_aggregation.py``) and the shared exact solvers on the Gram matrix
+(:mod:`mtlens.aggregators.solvers`).  Import the classes from this package.
 """
 
 from __future__ import annotations
@@ -25,11 +29,38 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from mtlens.aggregators import matrix, weighting
-from mtlens.aggregators.aggregation import GradientAggregation, MGDAUpperBound
+from mtlens.aggregators._aggregator import (
+    Aggregate,
+    Aggregator,
+    GramianAggregator,
+    NonFiniteGradientError,
+    RandomAggregator,
+    check_gradient_matrix,
+)
+from mtlens.aggregators._aligned_mtl import AlignedMTL
+from mtlens.aggregators._cagrad import CAGrad
+from mtlens.aggregators._db_mtl import DBMTL
+from mtlens.aggregators._dwa import DWA
+from mtlens.aggregators._famo import FAMO
+from mtlens.aggregators._graddrop import GradDrop
+from mtlens.aggregators._gradient_aggregation import GradientAggregation
+from mtlens.aggregators._gradnorm import GradNorm
+from mtlens.aggregators._gradvac import GradVac
+from mtlens.aggregators._imtl_g import IMTLG
+from mtlens.aggregators._imtl_l import IMTLL
+from mtlens.aggregators._mean import Mean
+from mtlens.aggregators._mgda import MGDA
+from mtlens.aggregators._mgda_ub import MGDAUpperBound
+from mtlens.aggregators._nash_mtl import NashMTL
+from mtlens.aggregators._pcgrad import PCGrad
+from mtlens.aggregators._rgw import RGW
+from mtlens.aggregators._rlw import RLW
+from mtlens.aggregators._scalarization import LinearScalarization
+from mtlens.aggregators._sum import Sum
+from mtlens.aggregators._upgrad import UPGrad
+from mtlens.aggregators._uw import UncertaintyWeighting
+from mtlens.aggregators._weighting import LossWeighting
 from mtlens.aggregators.base import UpdateMethod
-from mtlens.aggregators.matrix import Aggregate, Aggregator, NonFiniteGradientError
-from mtlens.aggregators.scalarization import LinearScalarization
 from mtlens.registry import Registry
 
 MethodFactory = Callable[..., UpdateMethod]
@@ -57,24 +88,24 @@ METHODS: Registry[MethodFactory] = Registry("method", ignored_parameters=("self"
 ``generator`` is supplied by :func:`make_method`)."""
 METHODS.register("sum", LinearScalarization)
 METHODS.register("mean", mean_scalarization)
-METHODS.register("pcgrad", aggregation_factory(matrix.PCGrad))
-METHODS.register("gradvac", aggregation_factory(matrix.GradVac))
-METHODS.register("cagrad", aggregation_factory(matrix.CAGrad))
-METHODS.register("mgda", aggregation_factory(matrix.MGDA))
+METHODS.register("pcgrad", aggregation_factory(PCGrad))
+METHODS.register("gradvac", aggregation_factory(GradVac))
+METHODS.register("cagrad", aggregation_factory(CAGrad))
+METHODS.register("mgda", aggregation_factory(MGDA))
 METHODS.register("mgda_ub", MGDAUpperBound)
-METHODS.register("imtl_g", aggregation_factory(matrix.IMTLG))
-METHODS.register("nash_mtl", aggregation_factory(matrix.NashMTL))
-METHODS.register("aligned_mtl", aggregation_factory(matrix.AlignedMTL))
-METHODS.register("graddrop", aggregation_factory(matrix.GradDrop))
-METHODS.register("upgrad", aggregation_factory(matrix.UPGrad))
-METHODS.register("rgw", aggregation_factory(matrix.RGW))
-METHODS.register("uw", weighting.UncertaintyWeighting)
-METHODS.register("gradnorm", weighting.GradNorm)
-METHODS.register("dwa", weighting.DWA)
-METHODS.register("rlw", weighting.RLW)
-METHODS.register("famo", weighting.FAMO)
-METHODS.register("db_mtl", weighting.DBMTL)
-METHODS.register("imtl_l", weighting.IMTLL)
+METHODS.register("imtl_g", aggregation_factory(IMTLG))
+METHODS.register("nash_mtl", aggregation_factory(NashMTL))
+METHODS.register("aligned_mtl", aggregation_factory(AlignedMTL))
+METHODS.register("graddrop", aggregation_factory(GradDrop))
+METHODS.register("upgrad", aggregation_factory(UPGrad))
+METHODS.register("rgw", aggregation_factory(RGW))
+METHODS.register("uw", UncertaintyWeighting)
+METHODS.register("gradnorm", GradNorm)
+METHODS.register("dwa", DWA)
+METHODS.register("rlw", RLW)
+METHODS.register("famo", FAMO)
+METHODS.register("db_mtl", DBMTL)
+METHODS.register("imtl_l", IMTLL)
 
 
 def register_method(name: str) -> Callable[[MethodFactory], MethodFactory]:
@@ -111,16 +142,40 @@ def make_method(name: str, options: dict[str, Any], seed: int) -> UpdateMethod:
 
 
 __all__ = [
+    "DBMTL",
+    "DWA",
+    "FAMO",
+    "IMTLG",
+    "IMTLL",
     "METHODS",
+    "MGDA",
+    "RGW",
+    "RLW",
     "Aggregate",
     "Aggregator",
+    "AlignedMTL",
+    "CAGrad",
+    "GradDrop",
+    "GradNorm",
+    "GradVac",
     "GradientAggregation",
+    "GramianAggregator",
     "LinearScalarization",
+    "LossWeighting",
     "MGDAUpperBound",
+    "Mean",
+    "MethodFactory",
+    "NashMTL",
     "NonFiniteGradientError",
+    "PCGrad",
+    "RandomAggregator",
+    "Sum",
+    "UPGrad",
+    "UncertaintyWeighting",
     "UpdateMethod",
     "aggregation_factory",
     "available_methods",
+    "check_gradient_matrix",
     "check_method_options",
     "make_method",
     "method_factory",

@@ -139,7 +139,7 @@ def nash_bargaining_weights(gram: np.ndarray, tol: float = 1e-10, max_iter: int 
     approach a Pareto-stationary point (0 in their convex hull): for unit gradients whose
     hull's min-norm point has squared norm ``h`` (K = 2...10, measured) it stays below
     ~1e-5 for ``h >= 1e-9`` and reaches ~1e-2 at ``h = 1e-13`` (below ~``64 K eps``
-    :class:`~mtlens.aggregators.matrix.NashMTL` treats the point as stationary).  ``f`` is bounded
+    :class:`~mtlens.aggregators.NashMTL` treats the point as stationary).  ``f`` is bounded
     below exactly when no non-negative combination of the gradients vanishes (Gordan's alternative),
     which the caller checks;
     ``M`` may otherwise be singular (e.g. identical gradients).

@@ -76,14 +76,14 @@ def optimizer_comparison(index: pd.DataFrame, rows: pd.DataFrame, task_info: Tas
     selected checkpoint, ``mean, std, n`` over runs (seeds).
 
     ``index`` is the run index (:meth:`mtlens.store.RunStore.runs`), which holds each run's
-    ``optimizer`` and ``momentum``.  The table compares optimizers only where the index holds
-    more than one (:func:`optimizers_compared`).
+    ``optimizer`` and ``momentum``; a run that did not record one of them (a user's loop whose
+    ``hyperparameters`` left it out) has NaN there, grouped as its own value.  The table compares
+    optimizers only where the index holds more than one (:func:`optimizers_compared`).
     """
     selected = selected_checkpoints(rows, task_info)
     if selected.empty:
         return pd.DataFrame()
-    columns = [c for c in ("optimizer", "momentum", "lr") if c in index]
-    selected = selected.merge(index[["run_id", *columns]], on="run_id")
+    selected = selected.merge(index.reindex(columns=["run_id", "optimizer", "momentum", "lr"]), on="run_id")
     records = []
     keys = ["setting", "task", "mode", "method", "optimizer", "momentum"]
     for key, frame in selected.groupby(keys, dropna=False):
@@ -105,5 +105,8 @@ def optimizer_comparison(index: pd.DataFrame, rows: pd.DataFrame, task_info: Tas
 
 
 def optimizers_compared(index: pd.DataFrame) -> bool:
-    """Whether the runs use more than one (optimizer, momentum) combination."""
-    return "optimizer" in index and index[["optimizer", "momentum"]].drop_duplicates().shape[0] > 1
+    """Whether the runs use more than one recorded optimizer, or (optimizer, momentum) combination
+    (a run index without a ``momentum`` column, e.g. of recorded runs, compares optimizers alone)."""
+    if "optimizer" not in index or index["optimizer"].isna().all():
+        return False
+    return index.reindex(columns=["optimizer", "momentum"]).drop_duplicates().shape[0] > 1

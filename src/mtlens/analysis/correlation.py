@@ -7,10 +7,10 @@ run of the same task and the **same seed** (columns ``*_diff`` are MTL − STL):
   each run's validation-selected checkpoint (``sigma = -1`` if lower is better), so ``> 0`` is
   positive transfer.  The reference is the same-seed STL run; where that run is missing, the
   mean over the STL seeds (``transfer_reference`` says which).
-- ``gap_mean``: the mean over a common grid of training-loss levels of ``G_MTL - G_STL`` (``G`` =
-  ``gap_measure``, default validation loss), both curves monotonized and interpolated in
-  ``log`` training loss over the overlap of the two runs' ranges
-  (:mod:`mtlens.analysis.gap`); negative = MTL generalizes better at equal training loss.
+- ``gap_mean``: the mean over one common grid of training-loss levels per (setting, task) (the range
+  every STL and MTL run of the task covers) of ``G_MTL - G_STL`` (``G`` = ``gap_measure``, default
+  validation loss), both curves monotonized and interpolated in ``log`` training loss
+  (:func:`mtlens.analysis.gap.unit_gap_means`); negative = MTL generalizes better at equal training loss.
 - ``log_ratio_mean``, ``log_ratio_early``: the optimization effect ``log(L_MTL/L_STL)`` of the
   training loss at equal steps (:mod:`mtlens.analysis.optimization`).
 - ``fisher_early_diff``: MTL − STL of the mean ``probe/fisher_trace`` over the probe steps with
@@ -49,7 +49,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from mtlens.analysis.gap import interpolate_at, monotone_curve
+from mtlens.analysis.gap import unit_gap_means
 from mtlens.analysis.inference import bh_adjust, paired_max_t, sample_skewness, scalar_test
 from mtlens.analysis.optimization import optimization_effect
 from mtlens.analysis.transfer import TaskInfo, selected_checkpoints, selection_info
@@ -103,38 +103,6 @@ def _transfer(selected: pd.DataFrame, task_info: TaskInfo) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame.from_records(records, columns=UNIT_KEYS + ["transfer_pct", "transfer_reference"])
-
-
-def _pair_gap(rows: pd.DataFrame, measure: str, n_grid: int) -> pd.DataFrame:
-    """Per MTL unit: mean of G_MTL - G_STL(same seed) over the common training-loss range."""
-    frame = rows[rows["quantity"].isin(["train/loss", measure])]
-    wide = frame.pivot_table(
-        index=["setting", "mode", "method", "seed", "task", "run_id", "step"], columns="quantity", values="value"
-    ).reset_index()
-    if measure not in wide or "train/loss" not in wide:
-        return pd.DataFrame(columns=UNIT_KEYS + ["gap_mean"])
-    curves = {}
-    for (setting, mode, method, seed, task), run in wide.sort_values("step").groupby(
-        ["setting", "mode", "method", "seed", "task"]
-    ):
-        x, g, _ = monotone_curve(
-            run["train/loss"].to_numpy(float), run[measure].to_numpy(float), run["step"].to_numpy(float)
-        )
-        curves[(setting, mode, method if mode == "mtl" else "", int(seed), task)] = (x, g)
-    records = []
-    for (setting, mode, method, seed, task), (x, g) in curves.items():
-        reference = curves.get((setting, "stl", "", seed, task))
-        if mode != "mtl" or reference is None or len(x) < 2 or len(reference[0]) < 2:
-            continue
-        low, high = max(x.min(), reference[0].min()), min(x.max(), reference[0].max())
-        if not 0 < low < high:
-            continue
-        levels = np.geomspace(high, low, n_grid)
-        gap = interpolate_at(levels, x, g) - interpolate_at(levels, *reference)
-        records.append(
-            {"setting": setting, "task": task, "seed": seed, "method": method, "gap_mean": float(np.nanmean(gap))}
-        )
-    return pd.DataFrame.from_records(records, columns=UNIT_KEYS + ["gap_mean"])
 
 
 def _probe_means(rows: pd.DataFrame, early_epoch: float) -> pd.DataFrame:
@@ -211,7 +179,7 @@ def unit_table(
     optimization = optimization[UNIT_KEYS + ["log_ratio_early", "log_ratio_mean"]]
     per_task_conflict, fraction = _conflicts(rows)
     for part in (
-        _pair_gap(rows, gap_measure, n_grid),
+        unit_gap_means(rows, gap_measure, n_grid),
         optimization,
         _factor_diffs(rows, early_epoch),
         per_task_conflict,

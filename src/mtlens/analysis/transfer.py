@@ -57,8 +57,8 @@ def selected_checkpoints(runs: pd.DataFrame, task_info: TaskInfo) -> pd.DataFram
         lower=[bool(info["lower_is_better"].get(info["selection_metric"], False)) for info in infos],
     )
     val = runs.merge(metrics, on=["setting", "task", "quantity"])
-    if val.empty:
-        return pd.DataFrame()
+    if val.empty:  # no validation rows of a selection metric: no row, the same columns
+        return pd.DataFrame(columns=[*keys, "mode", "method", "seed", "step", "epoch"])
     value = val["value"].to_numpy(float)
     val["score"] = np.where(val["lower"], selection_scores(value, True), selection_scores(value, False))
     best = val.sort_values([*keys, "score", "step"], kind="stable").drop_duplicates(keys)

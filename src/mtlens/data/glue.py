@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -48,6 +48,9 @@ class GlueTaskSpec:
     header: bool = True
     dev_files: tuple[str, ...] = ("dev.tsv",)
 
+
+GlueTaskName = Literal["cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte"]
+"""A GLUE task of the setting (WNLI excluded): the keys of :data:`GLUE_TASKS`."""
 
 GLUE_TASKS: dict[str, GlueTaskSpec] = {
     "cola": GlueTaskSpec("CoLA", (3,), 1, ("0", "1"), header=False),

@@ -91,6 +91,7 @@ EXPERIMENTS: Registry[Experiment] = Registry(
         "mtlens.experiments.loss_scale",
         "mtlens.experiments.alignment",
         "mtlens.experiments.corruptions",
+        "mtlens.experiments.grouping",
     ),
     ignored_parameters=("base", "setting", "seeds"),
     signature_of=lambda experiment: experiment.plan,

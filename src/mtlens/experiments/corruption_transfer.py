@@ -24,7 +24,7 @@ from mtlens.experiments.linear_probe import encode, fit_linear_probe
 from mtlens.models import build_model
 from mtlens.seeding import derived_seed
 from mtlens.settings import Setting
-from mtlens.store import RunStore
+from mtlens.store import RunState, RunStore
 
 PROBE_L2 = 1e-3
 """L2 penalty of the linear probes (on standardized features)."""
@@ -56,7 +56,9 @@ def corruption_accuracy(
     check_image_setting(setting)
     records = []
     test_sets: dict[str, dict[tuple[str, int], torch.Tensor]] = {}
-    finished = [run_id for run_id in manifest["run_id"] if (store.status(run_id) or {}).get("state") == "finished"]
+    finished = [
+        run_id for run_id in manifest["run_id"] if (store.status(run_id) or {}).get("state") == RunState.FINISHED
+    ]
     if finished:
         selected = selected_checkpoints(store.trajectories(finished), store.task_info())
         steps = selected.set_index(["run_id", "task"])["step"]

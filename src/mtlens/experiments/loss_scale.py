@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import pandas as pd
+from annotated_types import MinLen
 
 from mtlens.analysis.assumptions import loss_scale_table
 from mtlens.errors import ConfigError
 from mtlens.experiments.adam_invariance import invariance_summary, setting_invariance
 from mtlens.experiments.base import Experiment, ExperimentPlan, manifest_table_name, plan_runs, register_experiment
 from mtlens.experiments.optimizers import OPTIMIZER_VARIANTS
+from mtlens.registry import PositiveNumber
 from mtlens.render import save_figure, table_html
 from mtlens.render.charts import Spec, inline_data, line_chart, tip
 from mtlens.settings import Setting
@@ -36,9 +38,9 @@ def loss_scale_experiment(
     base: dict[str, Any],
     setting: Setting,
     seeds: Sequence[int],
-    scales: Sequence[float] = LOSS_SCALES,
+    scales: Annotated[Sequence[PositiveNumber], MinLen(1)] = LOSS_SCALES,
     scaled_task: str | None = None,
-    lrs: dict[str, float] | None = None,
+    lrs: dict[Literal["adam", "sgd"], PositiveNumber] | None = None,
 ) -> ExperimentPlan:
     """MTL (``sum``) runs for each seed, optimizer (Adam, SGD) and scale ``c`` of ``scaled_task``
     (default: the setting's last task)."""
@@ -47,9 +49,7 @@ def loss_scale_experiment(
     task = scaled_task or setting.task_names[-1]
     if task not in setting.task_names:
         raise ConfigError(f"scaled_task: {task!r} is not a task of {setting.name!r} ({setting.task_names})")
-    if not scales or any(not c > 0 for c in scales):
-        raise ConfigError(f"scales: need positive loss scales, got {list(scales)}")
-    rates = {**LOSS_SCALE_LRS, **(lrs or {})}
+    rates: dict[str, float] = {**LOSS_SCALE_LRS, **{str(k): v for k, v in (lrs or {}).items()}}
     runs = []
     for seed in seeds:
         for variant in ("adam", "sgd"):

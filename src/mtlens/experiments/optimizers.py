@@ -10,16 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import pandas as pd
+from annotated_types import MinLen
 
 from mtlens.analysis.assumptions import optimizer_table
 from mtlens.errors import ConfigError
 from mtlens.experiments.base import Experiment, ExperimentPlan, plan_runs, register_experiment
+from mtlens.registry import PositiveNumber
 from mtlens.render import table_html
 from mtlens.settings import Setting
 from mtlens.store import RunStore
+
+OptimizerVariant = Literal["adam", "sgd", "sgd_momentum"]
+"""The optimizers the experiment compares (the keys of :data:`OPTIMIZER_VARIANTS`)."""
 
 OPTIMIZER_VARIANTS: dict[str, dict[str, Any]] = {
     "adam": {"optimizer": "adam", "momentum": 0.0},
@@ -46,16 +51,13 @@ def optimizers_experiment(
     base: dict[str, Any],
     setting: Setting,
     seeds: Sequence[int],
-    methods: Sequence[str] = OPTIMIZER_METHODS,
-    lrs: dict[str, Sequence[float]] | None = None,
+    methods: Annotated[Sequence[str], MinLen(1)] = OPTIMIZER_METHODS,
+    lrs: dict[OptimizerVariant, Sequence[PositiveNumber]] | None = None,
 ) -> ExperimentPlan:
     """MTL runs: for each seed, optimizer of :data:`OPTIMIZER_VARIANTS`, its lrs and each method."""
     if "lr" in base:
         raise ConfigError("lr: the optimizers experiment uses a learning-rate grid per optimizer; remove lr")
-    grid = {**OPTIMIZER_LRS, **(lrs or {})}
-    unknown = sorted(set(grid) - set(OPTIMIZER_VARIANTS))
-    if unknown:
-        raise ConfigError(f"lrs: unknown optimizer(s) {unknown}; valid: {', '.join(OPTIMIZER_VARIANTS)}")
+    grid: dict[str, Sequence[float]] = {**OPTIMIZER_LRS, **{str(k): v for k, v in (lrs or {}).items()}}
     runs = []
     for seed in seeds:
         for variant, keys in OPTIMIZER_VARIANTS.items():

@@ -27,6 +27,9 @@ from typing import Literal
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+ResNetDepth = Literal[18, 34, 50, 101]
+"""The ResNet depths :data:`STAGE_BLOCKS` defines."""
+
 STAGE_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 """Residual blocks per stage of each ResNet depth."""
 

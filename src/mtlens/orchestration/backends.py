@@ -25,6 +25,8 @@ def make_executor(
             "--gpus-per-run applies to the ray backend on a CUDA device (--backend ray --device cuda); "
             "the local backend shares a device among --workers processes"
         )
+    if address is not None and backend != "ray":
+        raise ConfigError(f"--address applies to the ray backend (--backend ray), not to {backend!r}")
     if backend == "serial" or (backend == "local" and workers == 1):
         return SerialExecutor()
     if backend == "local":

@@ -17,7 +17,7 @@ from mtlens.analysis.calibration import PairedTables, calibrate, detectable_effe
 from mtlens.errors import ConfigError, MtlensError
 from mtlens.orchestration.executors import run_configs
 from mtlens.orchestration.study import study_configs
-from mtlens.store import RunStore
+from mtlens.store import RunState, RunStore
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def run_calibration(
     if log:
         log(f"calibrate {base['setting']}: STL runs of {len(set(seeds))} seeds -> store {store.root}")
     results = run_configs(configs, store, progress=progress)
-    unfinished = results[results["state"] != "finished"]
+    unfinished = results[results["state"] != RunState.FINISHED]
     if len(unfinished):
         raise MtlensError(
             "runs not finished, no calibration computed: "

@@ -11,7 +11,11 @@ All executors share one scheduling loop (:meth:`Executor.run`):
   its last checkpoint on the next attempt; after ``max_attempts`` lost attempts the run is
   marked ``failed`` (it is retried when the sweep is run again);
 * a local worker whose driver dies stops at once, quietly (its run, left ``interrupted``,
-  resumes from its last checkpoint when the sweep is rerun).
+  resumes from its last checkpoint when the sweep is rerun);
+* Ctrl-C (``SIGINT``) stops the driver, which stops its workers (they ignore ``SIGINT`` themselves, so
+  one message is printed, not one traceback per worker) and raises :class:`RunsInterrupted` naming
+  the runs in flight: each stays ``interrupted`` and resumes from its last checkpoint when the
+  command is rerun, which also removes whatever the stopped writes left.
 
 Every run sets its own torch thread count (``config.threads``), so results do not depend on
 the executor or the number of workers.
@@ -30,24 +34,28 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
-from mtlens.errors import MtlensError
+from mtlens.errors import DamagedStoreError, MtlensError
 from mtlens.orchestration.packs import group_into_packs
+from mtlens.orchestration.progress import RunProgress
 from mtlens.orchestration.study import cached_setting, mark_failed, train_one, train_pack_one
+from mtlens.plugins import load_plugins, requested_plugins
 from mtlens.settings import Setting
-from mtlens.store import RunLockedError, RunStore
+from mtlens.store import RunState, RunStore
 from mtlens.training.config import RunConfig
+from mtlens.training.handle import clean_complete_run
 from mtlens.training.trainer import train_run
 
 
@@ -74,6 +82,20 @@ def run_job(
         {"run_id": config.run_id, "state": state, "message": message}
         for config, (state, message) in zip(run_configs, outcomes)
     ]
+
+
+class RunsInterrupted(KeyboardInterrupt):
+    """Ctrl-C while runs were training: ``run_ids`` were stopped (each resumes from its last checkpoint
+    when the command is rerun) and ``not_started`` runs had not started."""
+
+    def __init__(self, run_ids: Sequence[str], not_started: int = 0):
+        super().__init__(run_ids, not_started)
+        self.run_ids, self.not_started = list(run_ids), not_started
+
+    def __str__(self) -> str:
+        stopped = f"interrupted {len(self.run_ids)} runs ({', '.join(self.run_ids)})" if self.run_ids else "interrupted"
+        waiting = f", {self.not_started} not started" if self.not_started else ""
+        return f"{stopped}{waiting}; rerun the same command to resume them from their last checkpoints"
 
 
 @dataclass(eq=False)
@@ -138,8 +160,8 @@ class Executor:
         unique = list({c.run_id: c for c in configs}.values())
         results: dict[str, dict[str, str]] = {}
         for config in unique:
-            if store.is_done(config.run_id):
-                _remove_stale_tmp(store, config.run_id)
+            if store.is_done(config.run_id, deep=True):
+                clean_complete_run(store, config.run_id)
                 status = store.status(config.run_id)
                 assert status is not None  # is_done has just read its done state
                 results[config.run_id] = {
@@ -149,9 +171,8 @@ class Executor:
                 }
         pending = [config for config in unique if config.run_id not in results]
         queue: deque[Job] = deque(Job(group) for group in group_into_packs(pending))
-        bar = tqdm(
-            total=len(unique), initial=len(results), desc=desc, disable=None if progress else True, dynamic_ncols=True
-        )
+        bar = RunProgress(len(unique), len(results), desc, progress)
+        running: dict[str, None] = {}  # run ids in flight, in submission order (named if Ctrl-C stops them)
         in_flight = 0
         if queue:
             self._start(store)
@@ -167,6 +188,9 @@ class Executor:
                         continue
                     self._submit(job, store)
                     in_flight += 1
+                    for config in job.configs:
+                        running[config.run_id] = None
+                        bar.started(config.run_id)
                 if not in_flight:  # only runs locked by other processes are left
                     time.sleep(max(0.0, min(j.not_before for j in queue) - now))
                     continue
@@ -178,17 +202,28 @@ class Executor:
                             queue.append(job)
                             continue
                     for config, result in zip(job.configs, outcome):
+                        running.pop(config.run_id, None)
                         if result["state"] == "locked":  # try again after a delay, on its own
                             queue.append(Job([config], not_before=time.monotonic() + self.retry_delay))
                             continue
                         results[result["run_id"]] = result
-                        bar.update(1)
-                    bar.set_postfix_str(_state_counts(results.values()))
+                        bar.ended(
+                            config.run_id,
+                            result["state"],
+                            _recorded_step(store, config.run_id),
+                            _state_counts(results.values()),
+                        )
+                bar.running(lambda: {run_id: _recorded_step(store, run_id) for run_id in running})
+        except KeyboardInterrupt:
+            with _ignoring_sigint():  # a second Ctrl-C does not interrupt the stopping of the workers
+                self.close()
+            stopped = list(running)
+            raise RunsInterrupted(stopped, len(unique) - len(results) - len(stopped)) from None
         except BaseException:
             self.close()
             raise
         finally:
-            bar.close()
+            bar.close(_state_counts(results.values()) if results else "")
         return pd.DataFrame.from_records([results[c.run_id] for c in unique], columns=["run_id", "state", "message"])
 
     def _lost(self, job: Job, lost: WorkerLost, store: RunStore) -> list[dict[str, str]]:
@@ -201,17 +236,29 @@ class Executor:
         message = f"worker lost {job.lost} times: " + "; ".join(job.errors)
         for config in job.configs:
             mark_failed(store, config, message)
-        return [{"run_id": c.run_id, "state": "failed", "message": message} for c in job.configs]
+        return [{"run_id": c.run_id, "state": RunState.FAILED, "message": message} for c in job.configs]
 
 
-def _remove_stale_tmp(store: RunStore, run_id: str) -> None:
-    """Remove a complete run's temporary files of interrupted writes, unless a process holds its lock."""
-    if store.stale_tmp_files(run_id):
-        try:
-            with store.lock(run_id):
-                store.remove_stale_tmp(run_id)
-        except RunLockedError:
-            pass
+@contextmanager
+def _ignoring_sigint() -> Iterator[None]:
+    """Ignore ``SIGINT`` for the duration (in the main thread; elsewhere signals cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _recorded_step(store: RunStore, run_id: str) -> int | None:
+    """The last step run ``run_id`` has recorded (its status file), ``None`` if it has none (yet)."""
+    try:
+        status = store.status(run_id)
+    except DamagedStoreError:  # progress is no reason to stop: the run's own handling reports it
+        return None
+    return None if status is None else status.get("step")
 
 
 def _state_counts(results: Any) -> str:
@@ -273,14 +320,16 @@ def _exit_when_parent_dies() -> None:
     threading.Thread(target=watch, daemon=True, name="mtlens-driver-watch").start()
 
 
-def _worker_main(conn: Connection, device: str | None) -> None:
-    """A local worker: train the jobs it receives (on ``device`` if given) until the driver closes the
-    pipe or dies.
+def _worker_main(conn: Connection, device: str | None, plugins: Sequence[str] = ()) -> None:
+    """A local worker: load the driver's user ``plugins`` (:func:`~mtlens.plugins.load_plugins`), then
+    train the jobs it receives (on ``device`` if given) until the driver closes the pipe or dies.
 
     The device does not enter a run's id or trajectory (kernels are deterministic on every
     device), so which worker, and how many workers share a GPU, never changes the results.
     """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle: it stops the workers
     _exit_when_parent_dies()
+    load_plugins(plugins)
     settings: dict[tuple[str, str], Setting] = {}
     while True:
         try:
@@ -320,7 +369,7 @@ class LocalExecutor(Executor):
 
     def _spawn(self, device: str | None) -> tuple[Any, Connection]:
         parent, child = self._context.Pipe()
-        process = self._context.Process(target=_worker_main, args=(child, device), daemon=True)
+        process = self._context.Process(target=_worker_main, args=(child, device, requested_plugins()), daemon=True)
 
         process.start()
         child.close()

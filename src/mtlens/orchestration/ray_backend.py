@@ -12,6 +12,7 @@ from typing import Any
 
 from mtlens.errors import ConfigError, MtlensError
 from mtlens.orchestration.executors import Executor, Job, WorkerLost, available_cores, run_job
+from mtlens.plugins import load_plugins, requested_plugins
 from mtlens.settings import Setting
 from mtlens.store import RunStore
 
@@ -27,8 +28,11 @@ def _import_ray() -> Any:
     return ray
 
 
-def _ray_train(configs: list[dict[str, Any]], store_root: str) -> list[dict[str, str]]:
-    """One run, or one pack of runs, in a Ray worker (the run sets its own torch thread count, ``config.threads``)."""
+def _ray_train(configs: list[dict[str, Any]], store_root: str, plugins: list[str]) -> list[dict[str, str]]:
+    """One run, or one pack of runs, in a Ray worker (the run sets its own torch thread count, ``config.threads``),
+    after loading the driver's user ``plugins`` (:func:`~mtlens.plugins.load_plugins`; on a cluster they must be
+    importable on every node)."""
+    load_plugins(plugins)
     return run_job(configs, store_root, _SETTINGS)
 
 
@@ -81,7 +85,7 @@ class RayExecutor(Executor):
         self._remote = ray.remote(num_cpus=self.cpus_per_run, num_gpus=self.num_gpus, max_retries=0)(_ray_train)
 
     def _submit(self, job: Job, store: RunStore) -> None:
-        ref = self._remote.remote([c.model_dump() for c in job.configs], str(store.root.resolve()))
+        ref = self._remote.remote([c.model_dump() for c in job.configs], str(store.root.resolve()), requested_plugins())
         self._refs[ref] = job
 
     def _wait(self, timeout: float) -> list[tuple[Job, list[dict[str, str]] | WorkerLost]]:

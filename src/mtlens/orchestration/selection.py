@@ -25,6 +25,7 @@ order wins.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -33,7 +34,8 @@ import numpy as np
 import pandas as pd
 
 from mtlens.analysis.transfer import TaskInfo, selected_checkpoints, selection_info
-from mtlens.errors import ConfigError
+from mtlens.registry import check_option_values
+from mtlens.store import RunState
 
 
 @dataclass(frozen=True)
@@ -45,10 +47,8 @@ class SelectionCriterion:
     combine: Literal["mean", "relative"] = "mean"
 
     def __post_init__(self) -> None:
-        if self.at not in ("best", "final"):
-            raise ConfigError(f"selection at: must be 'best' or 'final', got {self.at!r}")
-        if self.combine not in ("mean", "relative"):
-            raise ConfigError(f"selection combine: must be 'mean' or 'relative', got {self.combine!r}")
+        """Check the fields against their annotations (the one statement of what each accepts)."""
+        check_option_values("selection criterion", type(self), dataclasses.asdict(self))
 
     def describe(self) -> str:
         metric = f"val/{self.metric}" if self.metric else "each task's validation selection metric"
@@ -111,7 +111,7 @@ def score_runs(
             score = float(np.mean(s * v))
         scores.append(score)
     scored = candidates.assign(score=scores)
-    return scored.assign(eligible=(scored["state"] == "finished") & np.isfinite(scored["score"]))
+    return scored.assign(eligible=(scored["state"] == RunState.FINISHED) & np.isfinite(scored["score"]))
 
 
 def select_points(scored: pd.DataFrame) -> pd.DataFrame:

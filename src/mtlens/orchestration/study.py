@@ -14,7 +14,7 @@ from typing import Any
 
 from mtlens.errors import DamagedStoreError, MtlensError
 from mtlens.settings import Setting, load_setting
-from mtlens.store import RunLockedError, RunStore
+from mtlens.store import RunLockedError, RunState, RunStore
 from mtlens.training.config import (
     RUN_ENVIRONMENT_KEYS,
     ConfigError,
@@ -40,6 +40,10 @@ def study_configs(
     fixed = sorted({"tasks", "seed", "method"} & set(base))
     if fixed:
         raise ConfigError(f"{', '.join(fixed)}: set by the study itself; remove from the base config")
+    for what, values in (("seeds", [str(seed) for seed in seeds]), ("methods", list(methods))):
+        twice = sorted({v for v in values if values.count(v) > 1})
+        if twice:
+            raise ConfigError(f"{what}: {', '.join(twice)} given twice")
     template = parse_config({**base, "method_options": {}})
     setting = setting or load_configured_setting(template)
     configs = []
@@ -67,8 +71,8 @@ def train_one(
     except Exception as err:  # a failing run is recorded and the sweep goes on
         message = f"{type(err).__name__}: {err}"
         mark_failed(store, config, message + "\n" + traceback.format_exc(limit=5))
-        return "failed", message
-    if state != "finished":
+        return RunState.FAILED, message
+    if state != RunState.FINISHED:
         message = (store.status(run_id) or {}).get("message", "")
     return state, message
 
@@ -92,9 +96,9 @@ def train_pack_one(
             message = f"{type(outcome).__name__}: {outcome}"
             trace = "".join(traceback.format_exception(outcome, limit=5))
             mark_failed(store, config, message + "\n" + trace)
-            results.append(("failed", message))
+            results.append((RunState.FAILED, message))
         else:
-            message = "" if outcome == "finished" else (store.status(config.run_id) or {}).get("message", "")
+            message = "" if outcome == RunState.FINISHED else (store.status(config.run_id) or {}).get("message", "")
             results.append((outcome, message))
     return results
 
@@ -111,7 +115,7 @@ def mark_failed(store: RunStore, config: RunConfig, message: str) -> None:
         step = 0
     try:
         store.write_config(config.run_id, config.to_dict(), ignore=RUN_ENVIRONMENT_KEYS)
-        store.set_status(config.run_id, "failed", step, message)
+        store.set_status(config.run_id, RunState.FAILED, step, message)
     except OSError as err:
         raise MtlensError(
             f"cannot record run {config.run_id} as failed: cannot write {err.filename or store.root} "

@@ -33,10 +33,10 @@ from mtlens.orchestration.executors import Executor, SerialExecutor
 from mtlens.orchestration.grid import SWEEP_OWNED_KEYS, Grid, check_grid, grid_points
 from mtlens.orchestration.selection import SelectionCriterion, score_runs, select_points, task_values
 from mtlens.settings import Setting
-from mtlens.store import RunStore, atomic_write
+from mtlens.store import RunState, RunStore, atomic_write
 from mtlens.training.config import ResolvedRunConfig, load_configured_setting, parse_config, resolve_config
 
-PROBLEM_STATES = ("failed", "diverged")
+PROBLEM_STATES = (RunState.FAILED, RunState.DIVERGED)
 
 
 @dataclass

@@ -65,6 +65,7 @@ class ProbeContext:
         batch_size: the training batch size (the batch of the alignment probe).
         update: the applied update direction on the shared parameters, flattened ``(P,)``, or ``None``
             (step 0, or not known).
+        lr: the run's learning rate (the lookahead step of the ``tag`` probe), or ``None`` (not known).
     """
 
     model: ProbedModule
@@ -74,6 +75,7 @@ class ProbeContext:
     seed: int = 0
     batch_size: int = 32
     update: Tensor | None = None
+    lr: float | None = None
 
 
 @dataclass(frozen=True)
@@ -101,13 +103,15 @@ BUILTIN_PROBES = {
     "sharpness_sam": "mtlens.probes.sharpness",
     "conflict": "mtlens.probes.conflict",
     "alignment": "mtlens.probes.alignment",
+    "tag": "mtlens.probes.affinity",
 }
 """The built-in probes in measuring and plotting order, and the module that registers each:
 ``coherence`` (probe/grad_coherence, probe/m_coherence), ``fisher`` (probe/fisher_trace),
 ``sharpness`` (probe/sharpness), ``sharpness_sam`` (probe/sharpness_sam), ``conflict``
 (probe/grad_norm, probe/update_cosine, probe/conflict_cosine, probe/magnitude_similarity,
 probe/magnitude_ratio, probe/conflict_fraction, probe/update_norm) and ``alignment``
-(probe/intra_cosine_subbatch, probe/intra_cosine_classgroup)."""
+(probe/intra_cosine_subbatch, probe/intra_cosine_classgroup) and ``tag`` (probe/lookahead_affinity:
+TAG's inter-task affinity, one row per ordered task pair; not a default probe)."""
 
 DEFAULT_PROBES = ("coherence", "fisher", "sharpness_sam", "conflict", "alignment")
 """The probes a config runs unless it says otherwise: all but the adaptive worst-case sharpness,

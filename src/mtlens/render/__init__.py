@@ -17,6 +17,19 @@ import pandas as pd
 
 from mtlens.analysis.transfer import TaskInfo
 from mtlens.render.charts import Spec, spec
+from mtlens.render.tables import table_html
+from mtlens.store.atomic import atomic_write_text
+
+__all__ = [
+    "RUN_KEYS",
+    "Section",
+    "by_configuration",
+    "not_available",
+    "per_setting",
+    "save_figure",
+    "slug",
+    "table_html",
+]
 
 
 @dataclass(frozen=True)
@@ -28,6 +41,24 @@ class Section:
     anchor: str = ""
 
 
+@dataclass(frozen=True)
+class Figure:
+    """One figure of the report: ``name`` (its file name, :func:`slug` of its kind and ``key``), the ``setting``
+    (configuration) it belongs to, its Vega-Lite ``chart`` (data included), ``caption`` and ``key``, what it
+    shows (e.g. ``(setting, method, task)``).  The report saves it (:meth:`save`);
+    :class:`~mtlens.report.results.StudyResults` hands it to the user."""
+
+    name: str
+    setting: str
+    chart: Spec
+    caption: str
+    key: tuple[str, ...] = ()
+
+    def save(self, out_dir: Path) -> str:
+        """:func:`save_figure` of this figure: its spec written to ``out_dir/figures``, its HTML returned."""
+        return save_figure(self.chart, out_dir, self.name, self.caption)
+
+
 def save_figure(chart: Spec, out_dir: Path, name: str, caption: str) -> str:
     """Write the Vega-Lite spec ``chart`` (data included) to ``out_dir/figures/name.vl.json`` and
     return an HTML ``<figure>`` holding the spec (rendered in the browser by the page's script) with
@@ -36,22 +67,13 @@ def save_figure(chart: Spec, out_dir: Path, name: str, caption: str) -> str:
     figures = Path(out_dir) / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     text = json.dumps(spec(chart), separators=(",", ":"))
-    (figures / f"{name}.vl.json").write_text(text, encoding="utf-8")
+    atomic_write_text(figures / f"{name}.vl.json", text)
     safe, embedded = html.escape(name), text.replace("</", "<\\/")  # no "</script>" inside the script
     return (
         f'<figure id="fig-{safe}"><div class="chart" role="img" aria-label="{html.escape(caption)}"></div>'
         f'<script type="application/json" class="vl-spec">{embedded}</script>'
         f"<figcaption>{html.escape(caption)}</figcaption></figure>"
     )
-
-
-def table_html(frame, out_dir: Path, name: str, caption: str, float_format: str = "{:.4g}") -> str:
-    """Save ``frame`` as ``out_dir/tables/name.csv`` and return it as an HTML table with a caption."""
-    tables = Path(out_dir) / "tables"
-    tables.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(tables / f"{name}.csv", index=False)
-    rendered = frame.to_html(index=False, float_format=float_format.format, border=0, classes="table")
-    return f'<div class="table-wrap"><p class="caption">{html.escape(caption)}</p>{rendered}</div>'
 
 
 RUN_KEYS = {

@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mtlens.store.atomic import atomic_write_bytes, atomic_write_text
+
 Spec = dict[str, Any]
 """A Vega-Lite (sub)spec as a JSON-ready dict."""
 
@@ -400,11 +402,11 @@ def export_static(chart_spec: Spec, path_stem: Path, formats: Sequence[str]) -> 
     for fmt in formats:
         path = path_stem.parent / f"{path_stem.name}.{fmt}"  # names may contain dots (lr-0.003)
         if fmt == "png":
-            path.write_bytes(vl_convert.vegalite_to_png(chart_spec, vl_version=VEGA_LITE_VERSION, scale=2))
+            atomic_write_bytes(path, vl_convert.vegalite_to_png(chart_spec, vl_version=VEGA_LITE_VERSION, scale=2))
         elif fmt == "pdf":
-            path.write_bytes(vl_convert.vegalite_to_pdf(chart_spec, vl_version=VEGA_LITE_VERSION))
+            atomic_write_bytes(path, vl_convert.vegalite_to_pdf(chart_spec, vl_version=VEGA_LITE_VERSION))
         elif fmt == "svg":
-            path.write_text(vl_convert.vegalite_to_svg(chart_spec, vl_version=VEGA_LITE_VERSION), encoding="utf-8")
+            atomic_write_text(path, vl_convert.vegalite_to_svg(chart_spec, vl_version=VEGA_LITE_VERSION))
         else:
             raise ValueError(f"unknown figure format {fmt!r}; valid: {', '.join(STATIC_FORMATS)}")
         written.append(path)

@@ -4,6 +4,7 @@ ratios between tasks, and the Adam vs SGD comparison."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -165,21 +166,19 @@ def alignment_section(rows: pd.DataFrame, out_dir: Path) -> Section:
 def optimizer_section(index: pd.DataFrame, rows: pd.DataFrame, store: RunStore, out_dir: Path) -> Section:
     title, anchor = "Adam vs SGD", "optimizers"
     if not optimizers_compared(index):
-        used = ", ".join(sorted(index["optimizer"].astype(str).unique())) if "optimizer" in index else "unknown"
+        recorded = index["optimizer"].dropna() if "optimizer" in index else pd.Series(dtype=object)
+        used = (
+            f"these runs all use {', '.join(sorted(recorded.astype(str).unique()))}"
+            if len(recorded)
+            else "these runs do not record their optimizer (a loop of your own: the hyperparameter 'optimizer')"
+        )
         return Section(
-            title,
-            not_available(
-                f"needs runs that differ in optimizer (e.g. runs with optimizer sgd); these runs all use {used}"
-            ),
-            anchor,
+            title, not_available(f"needs runs that differ in optimizer (e.g. runs with optimizer sgd); {used}"), anchor
         )
     table = optimizer_comparison(index, rows, store.task_info())
     if table.empty:
         return Section(title, not_available("no run has a validation-selected checkpoint"), anchor)
-    table["optimizer"] = [
-        f"{o} (momentum {m:g})" if o == "sgd" else str(o)
-        for o, m in zip(table["optimizer"], table["momentum"].astype(float))
-    ]
+    table["optimizer"] = [optimizer_label(o, m) for o, m in zip(table["optimizer"], table["momentum"])]
     table["value"] = [
         f"{m:.4g}{f' ± {s:.2g}' if n > 1 else ''} (n={n})" for m, s, n in zip(table["mean"], table["std"], table["n"])
     ]
@@ -196,6 +195,16 @@ def optimizer_section(index: pd.DataFrame, rows: pd.DataFrame, store: RunStore, 
         "runs (seeds) per setting, task, mode and method.",
     )
     return Section(title, body, anchor)
+
+
+def optimizer_label(optimizer: Any, momentum: Any) -> str:
+    """``sgd (momentum 0.9)``; ``not recorded`` for a missing optimizer or SGD momentum (NaN: a recorded
+    run whose hyperparameters left it out)."""
+    if pd.isna(optimizer):
+        return "optimizer not recorded"
+    if optimizer != "sgd":
+        return str(optimizer)
+    return f"sgd (momentum {'not recorded' if pd.isna(momentum) else format(float(momentum), 'g')})"
 
 
 def elich_sections(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out_dir: Path) -> list[Section]:

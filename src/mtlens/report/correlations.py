@@ -9,6 +9,7 @@ says so ("not available: ...") instead of failing.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import pandas as pd
 from mtlens.analysis.correlation import correlation_table, difference_tests
 from mtlens.analysis.inference import symmetry_diagnostic
 from mtlens.analysis.optimization import loss_ratio_curves, optimization_tests, steps_to_loss
-from mtlens.render import Section, not_available, per_setting, save_figure, slug, table_html
+from mtlens.render import Figure, Section, not_available, per_setting, slug, table_html
 from mtlens.render.charts import (
     FACET_COLUMNS,
     Rule,
@@ -32,6 +33,20 @@ from mtlens.render.charts import (
     tip,
     when,
 )
+from mtlens.report.oddities import early_window_notes, with_notes
+
+OPTIMIZATION_COLUMNS = (
+    "setting",
+    "task",
+    "method",
+    "n_seeds",
+    "log_ratio_early",
+    "log_ratio_early_p_adjusted",
+    "log_ratio_final",
+    "log_ratio_final_p_adjusted",
+    "note",
+)
+"""The optimization table's columns a reader needs (the others are one click away)."""
 
 LEVEL_FRACTIONS = (0.5, 0.9)
 """Loss levels of the steps-to-loss table: these fractions of the way (in log loss) from the
@@ -54,13 +69,22 @@ def _loss_levels(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=["setting", "task", "level"])
 
 
+def optimization_table(rows: pd.DataFrame, effect: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """The optimization table: :func:`~mtlens.analysis.optimization.optimization_tests` of ``effect`` at
+    level ``alpha`` with a ``note`` where the early window holds only step 0
+    (:func:`~mtlens.report.oddities.early_window_notes` of ``rows``); empty without an effect."""
+    if not len(effect):
+        return pd.DataFrame()
+    return with_notes(optimization_tests(effect, alpha), [early_window_notes(rows)])
+
+
 def optimization_section(rows: pd.DataFrame, effect: pd.DataFrame, out_dir: Path, alpha: float = 0.05) -> Section:
     """The tests of the optimization ``effect`` (:func:`~mtlens.analysis.optimization.optimization_effect`
     of ``rows``) at FDR ``alpha``, steps to two loss levels and the loss-ratio curves per (setting, method)."""
     title, anchor = "Did MTL help or harm optimization?", "optimization"
     if effect.empty:
         return Section(title, not_available("needs STL and MTL runs with the same seeds and train/loss"), anchor)
-    summary = optimization_tests(effect, alpha)
+    summary = optimization_table(rows, effect, alpha)
     body = table_html(
         summary,
         out_dir,
@@ -71,25 +95,10 @@ def optimization_section(rows: pd.DataFrame, effect: pd.DataFrame, out_dir: Path
         f"p_adjusted: Benjamini–Hochberg over this table at FDR {alpha:g}; *_min_detectable: the log-ratio "
         f"detected with 80% power (noncentral t); min_p: the smallest p the test allows (docs/statistics.md). "
         f"Negative: MTL reached a lower training loss at the same step.",
+        short=OPTIMIZATION_COLUMNS,
     )
-    levels = _loss_levels(rows)
-    reached = []
-    loss_rows = dict(iter(rows[rows["quantity"] == "train/loss"].groupby(["setting", "task"])))
-    for (setting, task), frame in levels.groupby(["setting", "task"]):
-        reached.append(steps_to_loss(loss_rows[(setting, task)], frame["level"].tolist()))
-    if reached:
-        table = (
-            pd.concat(reached)
-            .groupby(["setting", "task", "mode", "method", "level"])
-            .agg(
-                n_runs=("run_id", "nunique"),
-                n_reached=("step", "count"),
-                mean_step=("step", "mean"),
-                mean_epoch=("epoch", "mean"),
-            )
-            .reset_index()
-        )
-        table.loc[table["mode"] == "stl", "method"] = "-"
+    table = steps_to_loss_table(rows)
+    if len(table):
         body += table_html(
             table,
             out_dir,
@@ -98,12 +107,46 @@ def optimization_section(rows: pd.DataFrame, effect: pd.DataFrame, out_dir: Path
             "in log loss, from the highest initial to the highest final loss of the task's runs); "
             "means over the n_reached of n_runs runs that reached it.",
         )
+    figures: dict[str, list[str]] = {}
+    for figure in loss_ratio_figures(rows):
+        figures.setdefault(figure.setting, []).append(figure.save(out_dir))
+    return Section(title, body + per_setting(figures, "loss-ratio figures"), anchor)
+
+
+def steps_to_loss_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per (setting, task, mode, method, level) of the :data:`LEVEL_FRACTIONS` levels: runs, runs that reached
+    the level, and their mean step and epoch of first reaching it (STL runs' method ``-``); empty without
+    training-loss rows that fall."""
+    levels = _loss_levels(rows)
+    reached = []
+    loss_rows = dict(iter(rows[rows["quantity"] == "train/loss"].groupby(["setting", "task"])))
+    for (setting, task), frame in levels.groupby(["setting", "task"]):
+        reached.append(steps_to_loss(loss_rows[(setting, task)], frame["level"].tolist()))
+    if not reached:
+        return pd.DataFrame()
+    table = (
+        pd.concat(reached)
+        .groupby(["setting", "task", "mode", "method", "level"])
+        .agg(
+            n_runs=("run_id", "nunique"),
+            n_reached=("step", "count"),
+            mean_step=("step", "mean"),
+            mean_epoch=("epoch", "mean"),
+        )
+        .reset_index()
+    )
+    table.loc[table["mode"] == "stl", "method"] = "-"
+    return table
+
+
+def loss_ratio_figures(rows: pd.DataFrame) -> Iterator[Figure]:
+    """Per (setting, method): the training-loss log-ratio MTL/STL at equal steps per task
+    (:func:`~mtlens.analysis.optimization.loss_ratio_curves`), mean ± std over seed pairs and each pair."""
     curves = loss_ratio_curves(rows)
     curves = curves.assign(value=curves["log_ratio"], run_id="seed " + curves["seed"].astype(str))
     stats = dict(
         iter(mean_band(curves, ["setting", "method", "task"], "epoch", run="seed").groupby(["setting", "method"]))
     )
-    figures: dict[str, list[str]] = {}
     for (setting, method), frame in curves.groupby(["setting", "method"]):
         chart = band_chart(
             stats[(setting, method)],
@@ -117,18 +160,29 @@ def optimization_section(rows: pd.DataFrame, effect: pd.DataFrame, out_dir: Path
             height=240,
         )
         n_seeds = frame["seed"].nunique()
-        figures.setdefault(setting, []).append(
-            save_figure(
-                chart,
-                out_dir,
-                slug("loss_ratio", setting, method),
-                f"{setting}, method {method}: training-loss log-ratio MTL/STL at equal steps per task, mean ± std over "
-                f"{n_seeds} seed pairs (each MTL run against the same-seed STL run; thin lines: single seeds); below 0 "
-                "= "
-                f"MTL optimizes the task faster.",
-            )
+        caption = (
+            f"{setting}, method {method}: training-loss log-ratio MTL/STL at equal steps per task, mean ± std over "
+            f"{n_seeds} seed pairs (each MTL run against the same-seed STL run; thin lines: single seeds); below 0 "
+            f"= MTL optimizes the task faster."
         )
-    return Section(title, body + per_setting(figures, "loss-ratio figures"), anchor)
+        yield Figure(slug("loss_ratio", setting, method), setting, chart, caption, (setting, method))
+
+
+def scatter_figures(rows: pd.DataFrame, units: pd.DataFrame, table: pd.DataFrame) -> Iterator[Figure]:
+    """Per target ``y`` of the correlation ``table`` (of ``units``, from ``rows``): :func:`scatter_figure`."""
+    for target, rows_of_target in table.groupby("y", sort=False):
+        panels = "; ".join(
+            f"{row.x}: n = {row.n} units ({row.n_groups} clusters), Pearson r = {row.pearson_r:.2f} "
+            f"[{row.pearson_low:.2f}, {row.pearson_high:.2f}], Spearman rho = {row.spearman_rho:.2f} "
+            f"[{row.spearman_low:.2f}, {row.spearman_high:.2f}]"
+            for row in rows_of_target.itertuples()
+        )
+        caption = (
+            f"{target} against each factor over the units (from {rows['run_id'].nunique()} runs, "
+            f"{units['seed'].nunique()} seeds), one colour per method, least-squares line; 95% jackknife "
+            f"CIs in brackets. {panels}."
+        )
+        yield Figure(slug("scatter", target), "", scatter_figure(units, rows_of_target), caption, (str(target),))
 
 
 def symmetry_paragraph(table: pd.DataFrame) -> str:
@@ -257,17 +311,6 @@ def correlation_section(rows: pd.DataFrame, units: pd.DataFrame, out_dir: Path, 
         f"over this table at FDR {alpha:g}, leaving out pairs whose min_p cannot reach it; conclusive: "
         f"min_p ≤ {alpha:g}. n units in n_groups clusters. See docs/statistics.md.",
     )
-    for target, rows_of_target in table.groupby("y", sort=False):
-        panels = "; ".join(
-            f"{row.x}: n = {row.n} units ({row.n_groups} clusters), Pearson r = {row.pearson_r:.2f} "
-            f"[{row.pearson_low:.2f}, {row.pearson_high:.2f}], Spearman rho = {row.spearman_rho:.2f} "
-            f"[{row.spearman_low:.2f}, {row.spearman_high:.2f}]"
-            for row in rows_of_target.itertuples()
-        )
-        caption = (
-            f"{target} against each factor over the units (from {rows['run_id'].nunique()} runs, "
-            f"{units['seed'].nunique()} seeds), one colour per method, least-squares line; 95% jackknife "
-            f"CIs in brackets. {panels}."
-        )
-        body += save_figure(scatter_figure(units, rows_of_target), out_dir, slug("scatter", target), caption)
+    for figure in scatter_figures(rows, units, table):
+        body += figure.save(out_dir)
     return Section(title, body, anchor)

@@ -12,6 +12,8 @@ from mtlens.render.charts import MODE_COLORS, Rule, Spec, band_chart, concat, me
 GAP_DISPLAY_LEVELS = 50
 """At most this many of the gap analysis's training-loss levels are drawn per curve (every k-th,
 plus the last); the onset and the tables use all levels."""
+PERSISTENT_SERIES = "persistent (fixed sequence)"
+"""The gap panel's series of the levels the fixed-sequence test rejected (from the onset to the end)."""
 
 
 def _thin(frame: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
@@ -36,8 +38,9 @@ def gap_band_label(result: GapResult) -> str:
 
 def gap_figure(results: list[GapResult]) -> Spec:
     """For one task, per measure (rows): G vs training loss (STL and MTL, mean ± std over seeds),
-    and the gap MTL − STL with the simultaneous band of its test (``GapResult.gap`` at the result's
-    ``alpha``) and the onset of a persistent gap marked (green, dashed) where the test supports one.
+    and the gap MTL − STL with the simultaneous max-|t| band of its test ("a gap somewhere";
+    ``GapResult.gap`` at the result's ``alpha``), the levels the fixed-sequence test rejected drawn in
+    green over the gap, and the onset of a persistent gap marked (green, dashed) where there is one.
     The x axis is the training loss on a log scale, reversed so that training runs left to right."""
     x_title = "training loss (training runs left to right)"
     rows = []
@@ -68,16 +71,19 @@ def gap_figure(results: list[GapResult]) -> Spec:
             low=table["band_low"].to_numpy(),
             high=table["band_high"].to_numpy(),
         )
+        # the levels the fixed sequence rejected (onset to end) drawn over the gap, without a band
+        rejected = gap[table["persistent"].to_numpy()].assign(series=PERSISTENT_SERIES, low=np.nan, high=np.nan)
         gap_chart = band_chart(
-            _thin(gap),
+            pd.concat([_thin(gap), _thin(rejected)], ignore_index=True),
             "train_loss",
             "series",
             x_log=True,
             x_reverse=True,
             x_title=x_title,
             y_title=f"gap in {result.measure}",
+            tooltip=[tip("p_level"), tip("p_sequence")],
             titles={"mean": "gap", "std": "SE"},
-            color_scale={"range": ["black"]},
+            color_scale={"domain": ["gap = MTL − STL", PERSISTENT_SERIES], "range": ["black", "green"]},
             rules=[Rule(0.0), *onset],
             width=380,
             height=200,

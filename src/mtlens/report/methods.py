@@ -7,12 +7,13 @@ record).  Methods without task weights (``graddrop``) have no such rows and no f
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from mtlens.render import Section, by_configuration, per_setting, save_figure, slug, table_html
+from mtlens.render import Figure, Section, by_configuration, per_setting, slug, table_html
 from mtlens.render.charts import Spec, band_chart, mean_band
 from mtlens.store import RunStore
 
@@ -27,43 +28,52 @@ def task_weights_figure(rows: pd.DataFrame, stats: pd.DataFrame | None = None) -
     return band_chart(stats, "epoch", "task", runs=rows, x_title="epoch", y_title="task weight", width=520, height=240)
 
 
-def method_weights_section(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out_dir: Path) -> list[Section]:
-    """``SectionBuilder``: a table of the weights at the first and last record and a figure of
-    the weights over training, per setting and method."""
-    del store
-    rows, _ = by_configuration(index, rows, {})
+def method_weights_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per (setting, method, task) of the MTL runs' ``method/weight`` rows: ``n_runs`` and the weight (mean over
+    seeds) at the first and the last record and over all records; empty without weight rows."""
     weights = rows[(rows["mode"] == "mtl") & (rows["quantity"] == WEIGHT)]
-    if weights.empty:
-        return []
     summary: list[dict[str, Any]] = []
-    figures: dict[str, list[str]] = {}
+    for (setting, method, task), task_rows in weights.groupby(["setting", "method", "task"]):
+        by_step = task_rows.groupby("step")["value"].mean()
+        summary.append(
+            {
+                "setting": setting,
+                "method": method,
+                "task": task,
+                "n_runs": task_rows["run_id"].nunique(),
+                "first_weight": by_step.iloc[0],
+                "last_weight": by_step.iloc[-1],
+                "mean_weight": task_rows["value"].mean(),
+            }
+        )
+    return pd.DataFrame(summary)
+
+
+def weights_figures(rows: pd.DataFrame) -> Iterator[Figure]:
+    """Per (setting, method) with ``method/weight`` rows: :func:`task_weights_figure`."""
+    weights = rows[(rows["mode"] == "mtl") & (rows["quantity"] == WEIGHT)]
     stats = dict(iter(mean_band(weights, ["setting", "method", "task"], "epoch").groupby(["setting", "method"])))
     for (setting, method), frame in weights.groupby(["setting", "method"]):
-        for task, task_rows in frame.groupby("task"):
-            by_step = task_rows.groupby("step")["value"]
-            first, last = by_step.mean().iloc[0], by_step.mean().iloc[-1]
-            summary.append(
-                {
-                    "setting": setting,
-                    "method": method,
-                    "task": task,
-                    "n_runs": task_rows["run_id"].nunique(),
-                    "first_weight": first,
-                    "last_weight": last,
-                    "mean_weight": task_rows["value"].mean(),
-                }
-            )
-        figures.setdefault(setting, []).append(
-            save_figure(
-                task_weights_figure(frame, stats[(setting, method)]),
-                out_dir,
-                slug("weights", setting, method),
-                f"{setting}, method {method}: task weights applied by the method, averaged over the steps between "
-                f"records, mean ± std over seeds ({frame['run_id'].nunique()} runs; thin lines: single runs).",
-            )
+        caption = (
+            f"{setting}, method {method}: task weights applied by the method, averaged over the steps between "
+            f"records, mean ± std over seeds ({frame['run_id'].nunique()} runs; thin lines: single runs)."
         )
+        chart = task_weights_figure(frame, stats[(setting, method)])
+        yield Figure(slug("weights", setting, method), setting, chart, caption, (setting, method))
+
+
+def method_weights_section(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out_dir: Path) -> list[Section]:
+    """``SectionBuilder``: :func:`method_weights_table` and :func:`weights_figures`."""
+    del store
+    rows, _ = by_configuration(index, rows, {})
+    table = method_weights_table(rows)
+    if table.empty:
+        return []
+    figures: dict[str, list[str]] = {}
+    for figure in weights_figures(rows):
+        figures.setdefault(figure.setting, []).append(figure.save(out_dir))
     body = table_html(
-        pd.DataFrame(summary),
+        table,
         out_dir,
         "method_weights",
         "Task weights of each multi-task optimizer (mean over seeds): at the first record after "

@@ -5,18 +5,28 @@ STL and MTL mean ± std over seeds by epoch) and, where the MTL runs have pair r
 inter-task conflict: per pair the cosine of the task gradients beside each task's intra-task
 sub-batch and class-group cosines (Elich et al.: inter- vs intra-task alignment on one scale),
 the magnitude similarity, and per run the fraction of conflicting pairs and the update norm.
+Every probe quantity the runs recorded is drawn, registered in this process or not (a user's probe
+whose module the report does not import): per-task ones in the first figure, per-run and per-pair
+ones without a figure of their own in a third (:func:`recorded_probe_quantities`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from mtlens.probes import per_task_quantities
-from mtlens.quantities import PROBE_PREFIX
-from mtlens.render import Section, by_configuration, per_setting, save_figure, slug
+from mtlens.quantities import (
+    CONFLICT_FRACTION,
+    MAGNITUDE_RATIO,
+    MAGNITUDE_SIMILARITY,
+    PROBE_PREFIX,
+    UPDATE_NORM,
+)
+from mtlens.render import Figure, Section, by_configuration, per_setting, slug
 from mtlens.render.charts import Rule, Spec, band_chart, concat, mean_band, tip
 from mtlens.report.figures import training_curves_figure
 from mtlens.store import RunStore
@@ -27,14 +37,30 @@ pairs: lowest mean inter-task cosine); the alignment section's table pools all p
 
 
 def probes_section(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out_dir: Path) -> list[Section]:
-    """A :data:`~mtlens.report.study_report.SectionBuilder`: the probe figures, or nothing without probe rows.
-    Means over seeds are aggregated once for the section (STL runs once per setting)."""
+    """A :data:`~mtlens.report.study_report.SectionBuilder`: the :func:`probe_figures`, or nothing without
+    probe rows."""
     del store
     rows, _ = by_configuration(index, rows, {})
+    parts: dict[str, list[str]] = {}
+    for figure in probe_figures(rows):
+        parts.setdefault(figure.setting, []).append(figure.save(out_dir))
+    if not parts:
+        return []
+    return [Section("What did the probes see?", per_setting(parts, "probe figures"), "probes")]
+
+
+def probe_figures(rows: pd.DataFrame) -> Iterator[Figure]:
+    """Per (setting, method) of the MTL runs with probe rows (``rows`` with :func:`by_configuration`'s
+    setting names): the per-task probes of STL and MTL runs (``probes_<setting>_<method>``) and, where the
+    MTL runs have pair rows, the :func:`conflict_figure` (``conflict_<setting>_<method>``), and where they
+    have other per-run or per-pair probe quantities, those (``probes_other_<setting>_<method>``): every probe
+    quantity recorded has a place (:func:`recorded_probe_quantities`).  Means over seeds are aggregated once
+    for all figures (STL runs once per setting)."""
     probe_rows = rows[rows["quantity"].str.startswith(PROBE_PREFIX)]
     if probe_rows.empty:
-        return []
-    per_task = probe_rows[probe_rows["quantity"].isin(per_task_quantities())]
+        return
+    task_quantities, other_quantities = recorded_probe_quantities(probe_rows)
+    per_task = probe_rows[probe_rows["quantity"].isin(task_quantities)]
     stl, mtl = per_task[per_task["mode"] == "stl"], per_task[per_task["mode"] == "mtl"]
     stl_rows, stl_stats = (
         dict(iter(stl.groupby("setting"))),
@@ -43,33 +69,27 @@ def probes_section(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out
     mtl_stats = dict(
         iter(mean_band(mtl, ["setting", "method", "quantity", "task", "mode"], "epoch").groupby(["setting", "method"]))
     )
-    parts: dict[str, list[str]] = {}
     for (setting, method), mtl_rows in probe_rows[probe_rows["mode"] == "mtl"].groupby(["setting", "method"]):
-        task_rows = mtl_rows[mtl_rows["quantity"].isin(per_task_quantities())]
+        task_rows = mtl_rows[mtl_rows["quantity"].isin(task_quantities)]
         pair = pd.concat([stl_rows.get(setting, task_rows.iloc[:0]), task_rows])
         tasks = [t for t in sorted(task_rows["task"].unique()) if "|" not in t and t != "*"]
-        quantities = [q for q in per_task_quantities() if q in set(pair["quantity"])]
+        quantities = [q for q in task_quantities if q in set(pair["quantity"])]
         if tasks and quantities:
             n_seeds = {mode: frame["seed"].nunique() for mode, frame in pair.groupby("mode")}
             stats = pd.concat([s for s in (stl_stats.get(setting), mtl_stats.get((setting, method))) if s is not None])
             fig = training_curves_figure(
                 pair, tasks, quantities, stats.drop(columns=["setting", "method"], errors="ignore")
             )
-            parts.setdefault(setting, []).append(
-                save_figure(
-                    fig,
-                    out_dir,
-                    slug("probes", setting, method),
-                    f"{setting}, method {method}: every per-task probe by epoch, STL (blue) vs MTL (red), mean ± std "
-                    f"over seeds ({n_seeds.get('stl', 0)} STL and {n_seeds.get('mtl', 0)} MTL seeds; runs per curve in "
-                    f"the tooltip; thin lines: single runs); rows: {', '.join(quantities)}. update_cosine: cosine of "
-                    "the "
-                    f"task's probe-sample gradient "
-                    f"with the update direction the method applied to the shared parameters at that step (for STL, the "
-                    f"task's own batch gradient).",
-                )
+            caption = (
+                f"{setting}, method {method}: every per-task probe by epoch, STL (blue) vs MTL (red), mean ± std "
+                f"over seeds ({n_seeds.get('stl', 0)} STL and {n_seeds.get('mtl', 0)} MTL seeds; runs per curve in "
+                f"the tooltip; thin lines: single runs); rows: {', '.join(quantities)}. update_cosine: cosine of the "
+                f"task's probe-sample gradient with the update direction the method applied to the shared "
+                f"parameters at that step (for STL, the task's own batch gradient)."
             )
-        pairs = sorted(t for t in mtl_rows["task"].unique() if "|" in t)
+            yield Figure(slug("probes", setting, method), setting, fig, caption, (setting, method))
+        conflict_rows = mtl_rows[mtl_rows["quantity"].isin(CONFLICT_SERIES)]
+        pairs = sorted(t for t in conflict_rows["task"].unique() if "|" in t)
         if pairs:
             shown = conflict_pairs(mtl_rows, pairs)
             more = (
@@ -77,20 +97,34 @@ def probes_section(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out
                 if len(shown) < len(pairs)
                 else ""
             )
-            parts.setdefault(setting, []).append(
-                save_figure(
-                    conflict_figure(mtl_rows, shown),
-                    out_dir,
-                    slug("conflict", setting, method),
-                    f"{setting}, method {method} (MTL, {mtl_rows['seed'].nunique()} seeds, mean ± std): inter-task "
-                    f"gradient cosine on the shared parameters next to each task's intra-task cosines (two halves "
-                    f"of a batch; two class groups), magnitude similarity of the task gradients, and per run the "
-                    f"fraction of conflicting pairs and the norm of the applied update.{more}",
-                )
+            caption = (
+                f"{setting}, method {method} (MTL, {mtl_rows['seed'].nunique()} seeds, mean ± std): inter-task "
+                f"gradient cosine on the shared parameters next to each task's intra-task cosines (two halves "
+                f"of a batch; two class groups), magnitude similarity of the task gradients, and per run the "
+                f"fraction of conflicting pairs and the norm of the applied update.{more}"
             )
-    if not parts:
-        return []
-    return [Section("What did the probes see?", per_setting(parts, "probe figures"), "probes")]
+            yield Figure(
+                slug("conflict", setting, method), setting, conflict_figure(mtl_rows, shown), caption, (setting, method)
+            )
+        other = probe_rows[(probe_rows["setting"] == setting) & probe_rows["quantity"].isin(other_quantities)]
+        other = other[(other["mode"] == "stl") | (other["method"] == method)]
+        if len(other):
+            keys = sorted(other["task"].unique(), key=lambda t: (t != "*", t))
+            shown = keys[:MAX_PAIR_PANELS]
+            more = f" The first {len(shown)} of {len(keys)} task keys are drawn." if len(shown) < len(keys) else ""
+            quantities = [q for q in other_quantities if q in set(other["quantity"])]
+            caption = (
+                f"{setting}, method {method}: the other probe quantities recorded per run (task *) or per task "
+                f"pair (a|b), by epoch, STL (blue) vs MTL (red), mean ± std over seeds; rows: "
+                f"{', '.join(quantities)}.{more}"
+            )
+            yield Figure(
+                slug("probes_other", setting, method),
+                setting,
+                training_curves_figure(other, shown, quantities),
+                caption,
+                (setting, method),
+            )
 
 
 def conflict_pairs(rows: pd.DataFrame, pairs: list[str]) -> list[str]:
@@ -184,3 +218,28 @@ def conflict_figure(rows: pd.DataFrame, pairs: list[str]) -> Spec:
     if per_run:
         charts.append(concat("hconcat", per_run, independent=["color"]))
     return concat("vconcat", charts, independent=["color"])
+
+
+DRAWN_ELSEWHERE = (
+    *CONFLICT_SERIES,
+    MAGNITUDE_SIMILARITY,
+    CONFLICT_FRACTION,
+    UPDATE_NORM,
+    MAGNITUDE_RATIO,
+)
+"""Probe quantities of task pairs or whole runs that have figures of their own: the conflict figure
+(:func:`conflict_figure`) and the alignment section's magnitude-ratio figure."""
+
+
+def recorded_probe_quantities(probe_rows: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """``(per_task, other)``: every probe quantity of ``probe_rows`` once, whether or not its probe is
+    registered in this process (a store may hold a user probe's rows that the report's process never
+    imported).  ``per_task``: quantities with rows of single tasks, the registered probes' in their
+    order (:func:`~mtlens.probes.per_task_quantities`) and then the others by name; ``other``: the
+    remaining quantities (rows of task pairs ``a|b`` or of the run, ``*``) without a figure of their
+    own (:data:`DRAWN_ELSEWHERE`), by name."""
+    pair_or_run = probe_rows["task"].str.contains("|", regex=False) | (probe_rows["task"] == "*")
+    single = set(probe_rows.loc[~pair_or_run, "quantity"])
+    known = [q for q in per_task_quantities() if q in single]
+    other = set(probe_rows.loc[pair_or_run, "quantity"]) - single - set(DRAWN_ELSEWHERE)
+    return known + sorted(single - set(known)), sorted(other)

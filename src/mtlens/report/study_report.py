@@ -14,11 +14,12 @@ a damaged run's rows cannot be read).  The overview names every run left out.
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import math
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -27,19 +28,24 @@ from typing import Any
 import pandas as pd
 
 from mtlens.analysis.correlation import unit_table
-from mtlens.analysis.gap import gap_family, gap_from_checkpoints
+from mtlens.analysis.gap import GapResult, gap_family, gap_from_checkpoints
 from mtlens.analysis.optimization import optimization_effect
 from mtlens.analysis.transfer import TaskInfo, delta_m, selected_checkpoints, transfer_tests
 from mtlens.errors import ConfigError, MtlensError
 from mtlens.experiments import experiment_sections
-from mtlens.render import RUN_KEYS, Section, by_configuration, per_setting, save_figure, slug, table_html
+from mtlens.registry import did_you_mean
+from mtlens.render import RUN_KEYS, Figure, Section, by_configuration, per_setting, slug, table_html
 from mtlens.render.charts import STATIC_FORMATS, export_static, mean_band, vega_bundle
+from mtlens.render.pdf import find_chromium, print_pdf
 from mtlens.report.alignment import elich_sections
 from mtlens.report.correlations import correlation_section, optimization_section, symmetry_paragraph
 from mtlens.report.figures import gap_figure, training_curves_figure
 from mtlens.report.methods import method_weights_section
+from mtlens.report.oddities import collapse_notes, loss_range_notes, step_zero_notes, tie_notes, with_notes
 from mtlens.report.probes import probes_section
-from mtlens.store import RunStore
+from mtlens.report.recorded import note_unrecorded, read_rows
+from mtlens.report.verdicts import QUESTIONS, answers
+from mtlens.store import RunStore, atomic_write_text
 
 GAP_MEASURES = ("val/loss", "val/error")
 
@@ -83,6 +89,66 @@ class ReportData:
         """The correlation analysis's :func:`~mtlens.analysis.correlation.unit_table`."""
         return unit_table(self.rows, self.task_info, selected=self.selected, optimization=self.optimization)
 
+    @cached_property
+    def gap(self) -> GapAnalysis:
+        """:func:`gap_analysis` of the rows at FDR ``alpha``: the gap table and its results."""
+        return gap_analysis(self.rows, self.alpha)
+
+
+@dataclass(frozen=True)
+class RunSelection:
+    """The runs a report (or :class:`~mtlens.report.results.StudyResults`) reads: ``index``, the store's runs
+    that match the selection; ``analysed``, those :func:`analysed_runs` keeps; ``left_out``, the others;
+    ``rows``, the trajectory rows of the analysed runs (setting names as stored)."""
+
+    index: pd.DataFrame
+    analysed: pd.DataFrame
+    left_out: pd.DataFrame
+    rows: pd.DataFrame
+
+    @property
+    def unfinished(self) -> pd.DataFrame:
+        """Analysed runs that are not finished (only with ``include_unfinished``)."""
+        return self.analysed[self.analysed["state"] != "finished"]
+
+
+def selected_runs(
+    store: RunStore,
+    settings: Sequence[str] = (),
+    methods: Sequence[str] = (),
+    where: dict[str, Sequence[Any]] | None = None,
+    include_unfinished: bool = False,
+) -> RunSelection:
+    """The runs of ``store`` selected by :func:`select_runs` and :func:`analysed_runs`, and the rows of the
+    analysed ones; :class:`MtlensError` when no run matches or none of those may be analysed.  A run whose
+    trajectory cannot be read (:func:`~mtlens.report.recorded.read_rows`) is left out as ``damaged``, its
+    ``message`` naming the file and the problem."""
+    selection = f"settings={list(settings)} methods={list(methods)}{f' where={where}' if where else ''}"
+    index = select_runs(store, settings, methods, where)
+    if index.empty:
+        raise MtlensError(f"no runs in {store.root} match {selection}")
+    analysed, left_out = analysed_runs(index, include_unfinished)
+    rows, unreadable = read_rows(store, analysed["run_id"].tolist())
+    if unreadable:  # damage the index's cheap checks did not see: left out like any damaged run
+        damaged = index["run_id"].isin(unreadable)
+        index = index.assign(
+            state=index["state"].where(~damaged, "damaged"),
+            message=index["message"].where(~damaged, index["run_id"].map(unreadable)),
+        )
+        analysed, left_out = analysed_runs(index, include_unfinished)
+    if analysed.empty:
+        raise MtlensError(
+            f"no finished runs in {store.root} match {selection}; left out: "
+            + ", ".join(f"{r.run_id} ({r.state})" for r in left_out.itertuples())
+        )
+    rows = rows.astype({c: object for c in rows.columns if pd.api.types.is_string_dtype(rows[c])})
+    return RunSelection(index, analysed, left_out, rows)
+
+
+def report_data(store: RunStore, selection: RunSelection, alpha: float) -> ReportData:
+    """The :class:`ReportData` of ``selection``'s runs: rows and task info under :func:`by_configuration`'s names."""
+    return ReportData(*by_configuration(selection.analysed, selection.rows, store.task_info()), alpha=alpha)
+
 
 def select_runs(
     store: RunStore,
@@ -97,7 +163,10 @@ def select_runs(
         return index
     for key, values in (where or {}).items():
         if key not in index:
-            raise ConfigError(f"--where: unknown run-index column {key!r}; valid: {', '.join(sorted(index.columns))}")
+            raise ConfigError(
+                f"--where: unknown run-index column {key!r}{did_you_mean(key, index.columns)}; "
+                f"valid: {', '.join(sorted(index.columns))}"
+            )
         matched = _matches(index[key], key, values)
         if not matched.any():
             present = sorted(index[key].astype(str).unique())
@@ -106,6 +175,18 @@ def select_runs(
                 f"{', '.join(present[:20])}{' ...' if len(present) > 20 else ''}"
             )
         index = index[matched]
+    for flag, column, wanted, present in (
+        ("--setting", "setting", settings, index["setting"]),
+        ("--methods", "method", methods, index.loc[index["mode"] != "stl", "method"]),
+    ):
+        absent = [name for name in wanted if name not in set(present)]
+        if absent:
+            names = sorted(present.astype(str).unique())
+            hint = "".join(did_you_mean(name, names) for name in absent)
+            raise ConfigError(
+                f"{flag}: no {'MTL ' if column == 'method' else ''}runs of {column} {', '.join(map(repr, absent))} "
+                f"in the store{hint}; present: {', '.join(names) or 'none'}"
+            )
     if settings:
         index = index[index["setting"].isin(settings)]
     if methods:
@@ -145,14 +226,7 @@ def overview_section(
     setting names."""
     if analysed_ids is None:
         analysed_ids = index["run_id"].tolist()
-    names = configured.groupby("run_id")["setting"].first()
-    counts = (
-        index.assign(setting=index["run_id"].map(names).fillna(index["setting"]))
-        .groupby(["setting", "mode", "method", "state"])
-        .size()
-        .rename("runs")
-        .reset_index()
-    )
+    counts = run_counts(index, configured)
     body = table_html(counts, out_dir, "runs", "Runs in this report by setting, mode, method and state.")
     if counts["setting"].str.contains(" [", regex=False).any():
         body += (
@@ -196,6 +270,19 @@ def overview_section(
     return Section("Overview", body, "overview")
 
 
+def run_counts(index: pd.DataFrame, configured: pd.DataFrame) -> pd.DataFrame:
+    """Runs of ``index`` per ``setting, mode, method, state`` (column ``runs``), settings named as in the rows
+    ``configured`` (:func:`by_configuration`'s names; runs without rows keep their stored setting)."""
+    names = configured.groupby("run_id")["setting"].first()
+    return (
+        index.assign(setting=index["run_id"].map(names).fillna(index["setting"]))
+        .groupby(["setting", "mode", "method", "state"])
+        .size()
+        .rename("runs")
+        .reset_index()
+    )
+
+
 def mismatched_recorded_runs(index: pd.DataFrame) -> pd.DataFrame:
     """Recorded runs (config ``source: recorder``) of settings whose recorded runs differ in a
     configuration key other than the run keys (:data:`~mtlens.report.base.RUN_KEYS`: tasks, mode, method,
@@ -219,12 +306,45 @@ def mismatched_recorded_runs(index: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-def transfer_section(table: pd.DataFrame, out_dir: Path, alpha: float) -> Section:
-    """The transfer table (:func:`~mtlens.analysis.transfer.transfer_table` at FDR ``alpha``) and delta_m."""
+TRANSFER_COLUMNS = ("setting", "task", "method", "stl_mean", "mtl_mean", "delta", "p_adjusted", "verdict", "note")
+"""The transfer table's columns a reader needs (the others are one click away)."""
+
+GAP_COLUMNS = (
+    "setting",
+    "method",
+    "task",
+    "measure",
+    "direction",
+    "onset_epoch_mtl",
+    "final_gap",
+    "p_persistent_adjusted",
+    "note",
+)
+"""The gap table's columns a reader needs (the others are one click away)."""
+
+
+def noted_transfer(data: ReportData) -> pd.DataFrame:
+    """The transfer table of ``data`` with a ``note`` per row where the data is odd
+    (:mod:`mtlens.report.oddities`: checkpoint selected at step 0, a selection tie, collapsed weights)."""
+    return with_notes(
+        data.transfer,
+        [
+            step_zero_notes(data.selected),
+            tie_notes(data.rows, data.selected, data.task_info),
+            collapse_notes(data.rows),
+        ],
+    )
+
+
+def transfer_section(data: ReportData, out_dir: Path, alpha: float) -> Section:
+    """The transfer table (:func:`~mtlens.analysis.transfer.transfer_table` at FDR ``alpha``) with a note
+    per row where the data is odd (:func:`noted_transfer`), and delta_m."""
+    table = data.transfer
     if table.empty:
         return Section("Transfer", "<p>No task has both STL and MTL runs yet.</p>", "transfer")
+    shown = noted_transfer(data)
     body = table_html(
-        table,
+        shown,
         out_dir,
         "transfer",
         f"Test performance at the validation-selected checkpoint, mean and std over the seeds the test used. "
@@ -235,7 +355,8 @@ def transfer_section(table: pd.DataFrame, out_dir: Path, alpha: float) -> Sectio
         f"Benjamini–Hochberg over this table; min_p: the smallest p-value the test allows (0 for a t test); "
         f"min_detectable: the difference detected with 80% power (noncentral t); skewness: of the per-seed "
         f"differences; verdict only where p_adjusted ≤ {alpha:g}. "
-        f"relative_pct > 0 means MTL is better. See docs/statistics.md.",
+        f"relative_pct > 0 means MTL is better; note: oddities in the data behind the row. See docs/statistics.md.",
+        short=TRANSFER_COLUMNS,
     )
     body += symmetry_paragraph(table)
     body += table_html(
@@ -244,9 +365,25 @@ def transfer_section(table: pd.DataFrame, out_dir: Path, alpha: float) -> Sectio
     return Section("Did MTL help each task?", body, "transfer")
 
 
-def gap_section(rows: pd.DataFrame, out_dir: Path, alpha: float) -> tuple[Section, pd.DataFrame]:
-    """Gap figures per (setting, method, task), grouped by setting, and the gap table (also returned):
-    one :func:`~mtlens.analysis.gap.gap_family` row per (setting, method, task, measure), BH at FDR ``alpha``."""
+@dataclass(frozen=True)
+class GapAnalysis:
+    """The gap table (one :func:`~mtlens.analysis.gap.gap_family` row per (setting, method, task, measure),
+    BH at the report's FDR; empty when no task has both STL and MTL trajectories) and the
+    :class:`~mtlens.analysis.gap.GapResult` of each row (``results[i]`` is row ``i``), and the notes on
+    runs that limit a comparison's common training-loss range (:func:`~mtlens.report.oddities.loss_range_notes`)."""
+
+    table: pd.DataFrame
+    results: list[GapResult]
+    notes: pd.DataFrame
+
+    def noted_table(self) -> pd.DataFrame:
+        """:attr:`table` with a ``note`` per row naming the runs that limit its common training-loss range."""
+        return with_notes(self.table, [self.notes])
+
+
+def gap_analysis(rows: pd.DataFrame, alpha: float) -> GapAnalysis:
+    """The gap of every (setting, method, task) with STL and MTL trajectories and each of :data:`GAP_MEASURES`,
+    tested as one family at FDR ``alpha`` (:func:`~mtlens.analysis.gap.gap_family`)."""
     keys, results = [], []
     checkpoints = gap_checkpoints(rows)
     stl_by_task = dict(iter(checkpoints[checkpoints["mode"] == "stl"].groupby(["setting", "task"], sort=False)))
@@ -254,29 +391,53 @@ def gap_section(rows: pd.DataFrame, out_dir: Path, alpha: float) -> tuple[Sectio
         for task, task_rows in mtl_rows.groupby("task", sort=True):
             pair = pd.concat([stl_by_task.get((setting, task), checkpoints.iloc[:0]), task_rows])
             for measure in GAP_MEASURES:
-                if (result := gap_from_checkpoints(pair, task, measure)) is not None:
+                if (result := gap_from_checkpoints(pair, task, measure, alpha=alpha)) is not None:
                     keys.append((setting, method))
                     results.append(result)
-    title = "When did the gap open?"
     if not results:
-        return Section(title, "<p>No task has both STL and MTL trajectories.</p>", "gap"), pd.DataFrame()
+        return GapAnalysis(pd.DataFrame(), [], pd.DataFrame())
     results, table = gap_family(results, alpha)
     table.insert(0, "setting", [k[0] for k in keys])
     table.insert(1, "method", [k[1] for k in keys])
+    return GapAnalysis(table, results, loss_range_notes(checkpoints))
+
+
+def gap_figures(gap: GapAnalysis) -> Iterator[Figure]:
+    """One :func:`~mtlens.report.figures.gap_figure` per (setting, method, task) of the gap table."""
+    table = gap.table
+    if table.empty:
+        return
     level = float(table["band_level"].iloc[0])
-    figures: dict[str, list[str]] = {}
     for (setting, method, task), frame in table.groupby(["setting", "method", "task"], sort=False):
-        task_results = [results[i] for i in frame.index]
+        task_results = [gap.results[i] for i in frame.index]
         first = frame.iloc[0]
         caption = (
             f"{setting}, method {method}, task {task}: validation measures against training loss "
             f"(mean ± std over {first['n_stl']} STL and {first['n_mtl']} MTL runs) and the gap MTL − STL "
             f"({first['design']}) with its simultaneous band over all training-loss levels at per-test "
-            f"level {level:.3g}; dashed: onset of a persistent gap (only where the test supports one)."
+            f"level {level:.3g}; green: the levels the fixed-sequence test rejected at that level, dashed: "
+            f"their onset (only where the test supports a persistent gap)."
         )
-        figures.setdefault(setting, []).append(
-            save_figure(gap_figure(task_results), out_dir, slug("gap", setting, method, task), caption)
+        yield Figure(
+            slug("gap", setting, method, task), setting, gap_figure(task_results), caption, (setting, method, task)
         )
+
+
+def gap_section(
+    rows: pd.DataFrame, out_dir: Path, alpha: float, gap: GapAnalysis | None = None
+) -> tuple[Section, pd.DataFrame]:
+    """Gap figures per (setting, method, task), grouped by setting, and the gap table (also returned):
+    :func:`gap_analysis` of ``rows`` at FDR ``alpha`` (``gap`` where the caller has it already)."""
+    gap = gap_analysis(rows, alpha) if gap is None else gap
+    title = "When did the gap open?"
+    if gap.table.empty:
+        return Section(title, "<p>No task has both STL and MTL trajectories.</p>", "gap"), pd.DataFrame()
+    table = gap.table
+    shown = gap.noted_table()
+    level = float(table["band_level"].iloc[0])
+    figures: dict[str, list[str]] = {}
+    for figure in gap_figures(gap):
+        figures.setdefault(figure.setting, []).append(figure.save(out_dir))
     note = ""
     if (table["min_p"] > level).any():
         note = (
@@ -285,17 +446,21 @@ def gap_section(rows: pd.DataFrame, out_dir: Path, alpha: float) -> tuple[Sectio
             f"that can reach 5%): no onset can be shown there, whatever the curves look like.</p>"
         )
     body = note + table_html(
-        table,
+        shown,
         out_dir,
         "gap_onset",
-        f"The generalization gap MTL − STL at equal training loss. design: paired (per-seed differences, exact "
-        f"sign-flip max-|t| test over all {len(results[0].levels)} loss levels) or unpaired (label permutation); "
-        f"p_any: a gap at some level; p_persistent: a gap from some level to the lowest common training loss; "
-        f"*_adjusted: Benjamini–Hochberg over this table (FDR {alpha:g}); band_level: the per-test level of the "
-        f"bands and onsets (BH's rejection level, so an onset is shown iff its persistent gap is a discovery); "
-        f"onset: first level from which the simultaneous band excludes 0 to the end; final_*: the gap at the "
-        f"lowest common training loss with its band, Cohen's d_z and the gap detectable with 80% power. "
-        f"Negative gaps in loss/error mean MTL generalizes better. See docs/statistics.md.",
+        f"The generalization gap MTL − STL at equal training loss. design: paired (per-seed differences) or "
+        f"unpaired (label permutation); p_any: a gap at some level (max-|t| over all n_levels loss levels); "
+        f"p_persistent: the end level's own p-value (a gap that lasts to the end); *_adjusted: "
+        f"Benjamini–Hochberg over this table (FDR {alpha:g}); band_level: the per-test level of the bands and "
+        f"onsets (BH's rejection level on p_persistent, Benjamini–Bogomolov, so an onset is shown iff its "
+        f"persistent gap is a discovery); onset: testing the end, then each earlier level, in that order "
+        f"until the first non-significant one (fixed sequence), the earliest level of that run; end_train_loss: "
+        f"the end, the lowest training loss every run reached, set by the runs end_limited_by; "
+        f"loo_p_persistent_max: the largest p_persistent with one seed left out; final_*: the gap at the end "
+        f"with its interval, Cohen's d_z and the gap detectable with 80% power. Negative gaps in loss/error "
+        f"mean MTL generalizes better. See docs/statistics.md.",
+        short=GAP_COLUMNS,
     )
     return Section(title, body + per_setting(figures, "gap figures"), "gap"), table
 
@@ -314,9 +479,9 @@ def gap_checkpoints(rows: pd.DataFrame) -> pd.DataFrame:
 TRAINING_QUANTITIES = ("train/loss", "val/loss", "val/error")
 
 
-def training_section(rows: pd.DataFrame, out_dir: Path) -> Section:
-    """Training curves per (setting, method): STL and MTL mean ± std over seeds and each run, by epoch.
-    Means are aggregated once for the whole section (STL runs once per setting, shared by its methods)."""
+def training_figures(rows: pd.DataFrame) -> Iterator[Figure]:
+    """Per (setting, method) with STL runs of the setting: :func:`~mtlens.report.figures.training_curves_figure`
+    of the STL and MTL runs (means aggregated once for all figures, STL runs once per setting)."""
     rows = rows[
         rows["quantity"].isin(TRAINING_QUANTITIES)
         & ~rows["task"].str.contains("|", regex=False)
@@ -328,11 +493,8 @@ def training_section(rows: pd.DataFrame, out_dir: Path) -> Section:
         iter(mean_band(mtl, ["setting", "method", "quantity", "task", "mode"], "epoch").groupby(["setting", "method"]))
     )
     stl_rows = dict(iter(stl.groupby("setting")))
-    figures: dict[str, list[str]] = {}
-    unpaired = []
     for (setting, method), mtl_rows in mtl.groupby(["setting", "method"]):
         if setting not in stl_rows:
-            unpaired.append(f"{setting}, method {method}")
             continue
         pair = pd.concat([stl_rows[setting], mtl_rows])
         stats = pd.concat([stl_stats[setting], mtl_stats[(setting, method)]]).drop(
@@ -340,16 +502,27 @@ def training_section(rows: pd.DataFrame, out_dir: Path) -> Section:
         )
         tasks = sorted(mtl_rows["task"].unique())
         fig = training_curves_figure(pair, tasks, list(TRAINING_QUANTITIES), stats)
-        figures.setdefault(setting, []).append(
-            save_figure(
-                fig,
-                out_dir,
-                slug("training", setting, method),
-                f"{setting}, method {method}: training loss (fixed training subset), validation loss and error by "
-                f"epoch, mean ± std over seeds ({pair['run_id'].nunique()} runs, {pair['seed'].nunique()} seeds; n per "
-                f"curve in the tooltip; thin lines: single runs).",
-            )
+        caption = (
+            f"{setting}, method {method}: training loss (fixed training subset), validation loss and error by "
+            f"epoch, mean ± std over seeds ({pair['run_id'].nunique()} runs, {pair['seed'].nunique()} seeds; n per "
+            f"curve in the tooltip; thin lines: single runs)."
         )
+        yield Figure(slug("training", setting, method), setting, fig, caption, (setting, method))
+
+
+def training_section(rows: pd.DataFrame, out_dir: Path) -> Section:
+    """Training curves per (setting, method): STL and MTL mean ± std over seeds and each run, by epoch
+    (:func:`training_figures`)."""
+    figures: dict[str, list[str]] = {}
+    for figure in training_figures(rows):
+        figures.setdefault(figure.setting, []).append(figure.save(out_dir))
+    curves = rows[rows["quantity"].isin(TRAINING_QUANTITIES)]
+    stl_settings = set(curves.loc[curves["mode"] == "stl", "setting"])
+    unpaired = [
+        f"{setting}, method {method}"
+        for (setting, method), _ in curves[curves["mode"] == "mtl"].groupby(["setting", "method"])
+        if setting not in stl_settings
+    ]
     body = per_setting(figures, "training-curve figures")
     if unpaired:
         body += (
@@ -429,6 +602,40 @@ def study_summary(
     return table
 
 
+def report_tables(sections: Sequence[Section], out_dir: Path) -> dict[str, pd.DataFrame]:
+    """The CSV tables that ``sections`` show (``data-table`` names of :func:`~mtlens.render.table_html`),
+    read back from ``out_dir/tables``: what the report's sentences are written from (never a stale
+    table of an earlier report in the same folder)."""
+    names = dict.fromkeys(name for s in sections for name in re.findall(r'data-table="([^"]+)"', s.body))
+    return {name: pd.read_csv(out_dir / "tables" / f"{html.unescape(name)}.csv") for name in names}
+
+
+def answers_section(tables: dict[str, pd.DataFrame], alpha: float) -> Section:
+    """The answers in words (:func:`~mtlens.report.verdicts.answers` of the report's ``tables``): per
+    setting, one paragraph per question, each sentence no stronger than the test behind it."""
+    paragraphs = answers(tables, alpha)
+    if not paragraphs:
+        return Section("Answers", "<p>No setting has both STL and MTL runs yet: see the overview.</p>", "answers")
+    body = "".join(
+        f'<div class="answers" data-setting="{html.escape(setting)}"><h3>{html.escape(setting)}</h3>'
+        + "".join(
+            f'<p class="answer" data-question="{key}"><b>{html.escape(QUESTIONS[key])}</b> '
+            + " ".join(f'<span class="sentence">{html.escape(s)}</span>' for s in sentences)
+            + "</p>"
+            for key, sentences in by_question.items()
+        )
+        + "</div>"
+        for setting, by_question in paragraphs.items()
+    )
+    note = (
+        f'<p class="caption">Written from the tables below (Benjamini–Hochberg FDR {alpha:g} per table; '
+        f'intervals are {1 - alpha:.0%} permutation intervals; "could not be shown" is not evidence of no effect: '
+        "the "
+        "detectable difference says how large an effect the seeds could have missed).</p>"
+    )
+    return Section("Answers", note + body, "answers")
+
+
 def write_report(
     store: RunStore,
     out_dir: str | Path,
@@ -443,7 +650,8 @@ def write_report(
 ) -> Path:
     """Write ``out_dir/report.html`` (self-contained, interactive figures), ``tables/`` (CSV) and
     ``figures/`` (each figure's Vega-Lite spec, plus static copies in ``formats``, e.g. ``("png",
-    "pdf")``); return the HTML path.
+    "pdf")``; with ``pdf`` also the whole report as ``out_dir/report.pdf``, printed by headless Chromium,
+    :mod:`mtlens.render.pdf`); return the HTML path.
 
     Only the runs :func:`analysed_runs` keeps enter any section; the overview names the others, and so
     does a line to ``log`` (e.g. stderr), as well as the unfinished runs analysed with ``include_unfinished``.
@@ -453,37 +661,36 @@ def write_report(
         raise ConfigError(
             f"--formats: unknown figure format(s) {', '.join(unknown)}; valid: {', '.join(STATIC_FORMATS)}"
         )
+    if "pdf" in formats:
+        find_chromium()  # before anything is written
     out_dir = Path(out_dir)
-    selection = f"settings={list(settings)} methods={list(methods)}{f' where={where}' if where else ''}"
-    index = select_runs(store, settings, methods, where)
-    if index.empty:
-        raise MtlensError(f"no runs in {store.root} match {selection}")
-    analysed, left_out = analysed_runs(index, include_unfinished)
-    if analysed.empty:
-        raise MtlensError(
-            f"no finished runs in {store.root} match {selection}; left out: "
-            + ", ".join(f"{r.run_id} ({r.state})" for r in left_out.itertuples())
-        )
-    unfinished = analysed[analysed["state"] != "finished"]
+    selected = selected_runs(store, settings, methods, where, include_unfinished)
+    index, analysed, left_out, unfinished, rows = (
+        selected.index,
+        selected.analysed,
+        selected.left_out,
+        selected.unfinished,
+        selected.rows,
+    )
     if log and len(left_out):
         log(
             f"report: left out {len(left_out)} runs that are not finished: "
             + ", ".join(f"{r.run_id} ({r.state})" for r in left_out.itertuples())
         )
+        for row in left_out[left_out["state"] == "damaged"].itertuples():
+            log(f"report: left out run {row.run_id}: {row.message}")
     if log and len(unfinished):
         log(
             f"report: includes {len(unfinished)} unfinished runs (--include-unfinished): "
             + ", ".join(f"{r.run_id} ({r.state})" for r in unfinished.itertuples())
         )
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = store.trajectories(analysed["run_id"].tolist())
-    rows = rows.astype({c: object for c in rows.columns if pd.api.types.is_string_dtype(rows[c])})
-    data = ReportData(*by_configuration(analysed, rows, store.task_info()), alpha=alpha)
-    gap, gaps = gap_section(data.rows, out_dir, alpha)
+    data = report_data(store, selected, alpha)
+    gap, gaps = gap_section(data.rows, out_dir, alpha, data.gap)
     sections = [
         summary_section(data.transfer, gaps, data.rows, data.optimization, out_dir),
         overview_section(index, data.rows, out_dir, analysed["run_id"].tolist()),
-        transfer_section(data.transfer, out_dir, alpha),
+        transfer_section(data, out_dir, alpha),
         gap,
         training_section(data.rows, out_dir),
     ]
@@ -494,12 +701,14 @@ def write_report(
     ]
     for build in (*DEFAULT_SECTIONS, *extra_sections):
         sections += build(store, analysed, rows, out_dir)
+    sections = note_unrecorded(sections, data.rows, data.task_info)
+    sections.insert(0, answers_section(report_tables(sections, out_dir), alpha))
     path = out_dir / "report.html"
-    path.write_text(
-        render_html(sections, f"mtlens report — {', '.join(sorted(index['setting'].unique()))}"), encoding="utf-8"
-    )
+    atomic_write_text(path, render_html(sections, f"mtlens report — {', '.join(sorted(index['setting'].unique()))}"))
     if formats:
         export_figures(out_dir, sections, formats)
+    if "pdf" in formats:
+        print_pdf(path, out_dir / "report.pdf")
     return path
 
 
@@ -514,19 +723,30 @@ def export_figures(out_dir: Path, sections: Sequence[Section], formats: Sequence
 
 
 CSS = """
-body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:1em auto;padding:0 1em;color:#222}
+h1{font-size:1.4em;margin:.3em 0}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
+h3{font-size:1.05em;margin:.6em 0 .2em}.generated{font-size:.8em;color:#555;margin:.2em 0}
 table.table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
-table.table td,table.table th{border:1px solid #ddd;padding:.25em .5em;text-align:right;max-width:24em;
-overflow-wrap:anywhere}
+table.table td,table.table th{border:1px solid #ddd;padding:.25em .5em;text-align:right}
+table.table td{white-space:nowrap}
+table.table th{overflow-wrap:normal;word-break:normal;hyphens:none;vertical-align:bottom}
+table.table th[title]{cursor:help;text-decoration:underline dotted}
 .table-wrap{overflow-x:auto;max-width:100%;max-height:32em;overflow-y:auto}
 .table-wrap thead th{position:sticky;top:0;background:#f6f6f6}
+.table-wrap:not(.all) .more{display:none}.more-toggle{font-size:.8em;margin:.2em 0;cursor:pointer}
+.answer{margin:.25em 0 .5em}.answers{border-left:3px solid #1f77b4;padding-left:.8em;margin:.4em 0}
 figure{margin:1.5em 0;max-width:100%}.chart{overflow-x:auto;max-width:100%}
 figcaption,.caption{font-size:.85em;color:#555}
 details.setting{border:1px solid #ddd;border-radius:4px;padding:.3em .8em;margin:.6em 0}
 details.setting>summary{cursor:pointer;font-weight:600}
-nav a{margin-right:1em;white-space:nowrap}nav{line-height:1.8}
+nav a{margin-right:1em;white-space:nowrap}nav{line-height:1.6;font-size:.9em}
+@media print{body{max-width:none;margin:0}nav,.more-toggle{display:none}
+.table-wrap{max-height:none;overflow:visible}.table-wrap thead th{position:static}
+figure,tr,.answer{break-inside:avoid}h2,h3{break-after:avoid}.chart{overflow:visible}
+.vega-embed>details{display:none}}
 """
+"""The page's style: cells never wrap (a wide table scrolls in its box), headers wrap between words
+only, hidden "more" columns until the table's toggle; for print, no scroll boxes or navigation."""
 
 
 PAGE_SCRIPT = """(function(){
@@ -542,18 +762,27 @@ var spec=JSON.parse(el.nextElementSibling.textContent);
 vegaEmbed(el,spec,{renderer:'svg',actions:{export:true,source:false,compiled:false,editor:false}})
 .then(function(){el.setAttribute('data-state','rendered');settle();})
 .catch(function(e){el.setAttribute('data-state','error');errors++;console.error(e);settle();});}
-if(all){document.querySelectorAll('details').forEach(function(d){d.open=true;});
-if(!charts.length){finish();}charts.forEach(render);return;}
+var closed=[];
+function openAll(){document.querySelectorAll('details:not([open])').forEach(function(d){closed.push(d);d.open=true;});
+charts.forEach(render);}
+window.addEventListener('beforeprint',openAll);
+window.addEventListener('afterprint',function(){closed.forEach(function(d){d.open=false;});closed=[];});
+if(all){openAll();if(!charts.length){finish();}return;}
 if(!('IntersectionObserver' in window)){charts.forEach(render);return;}
 var seen=new IntersectionObserver(function(entries){entries.forEach(function(e){
 if(e.isIntersecting){seen.unobserve(e.target);render(e.target);}});},{rootMargin:'800px'});
-charts.forEach(function(c){seen.observe(c);});})();"""
-"""Renders each figure's spec with Vega-Embed when it comes near the viewport (figures in closed
-``<details>`` wait until opened), so that a report of many figures opens at once.  With
-``?render=all`` in the URL (browser checks) it opens every ``<details>``, renders every figure and
-then marks ``<body>`` with ``data-charts``, ``data-chart-errors``, ``data-js-errors`` (uncaught errors and
-``console.error`` calls, counted by :data:`ERROR_COUNTER`) and ``data-overflow`` (whether the page is
-wider than the window)."""
+charts.forEach(function(c){seen.observe(c);});
+var idle=window.requestIdleCallback||function(f){return setTimeout(f,50);},next=0;
+function background(){while(next<charts.length&&charts[next].getAttribute('data-state')){next++;}
+if(next<charts.length){render(charts[next]);idle(background);}}
+window.addEventListener('load',function(){idle(background);});})();"""
+"""Renders each figure's spec with Vega-Embed when it comes near the viewport, then the others one by
+one while the browser is idle, so that a report of many figures opens at once and every figure is
+drawn by the time it is printed (printing also opens every ``<details>`` and renders what is left;
+closed again after printing).  With ``?render=all`` in the URL (browser checks, print to PDF) it opens
+every ``<details>``, renders every figure at once and then marks ``<body>`` with ``data-charts``,
+``data-chart-errors``, ``data-js-errors`` (uncaught errors and ``console.error`` calls, counted by
+:data:`ERROR_COUNTER`) and ``data-overflow`` (whether the page is wider than the window)."""
 
 ERROR_COUNTER = """window.mtlensErrors=0;window.addEventListener('error',function(){window.mtlensErrors++;});
 window.addEventListener('unhandledrejection',function(){window.mtlensErrors++;});
@@ -563,8 +792,9 @@ console.error=function(){window.mtlensErrors++;return log.apply(console,argument
 
 
 def render_html(sections: Sequence[Section], title: str) -> str:
-    """A standalone HTML page: a table of contents, the sections in order, and the Vega-Embed
-    JavaScript inlined once (no network needed) with :data:`PAGE_SCRIPT`."""
+    """A standalone HTML page: a table of contents, the sections in order (figures numbered, so that a
+    printed page can be referred to), and the Vega-Embed JavaScript inlined once (no network needed)
+    with :data:`PAGE_SCRIPT`."""
     nav = "".join(
         f'<a href="#{html.escape(s.anchor or str(i))}">{html.escape(s.title)}</a>' for i, s in enumerate(sections)
     )
@@ -572,13 +802,17 @@ def render_html(sections: Sequence[Section], title: str) -> str:
         f'<section id="{html.escape(s.anchor or str(i))}"><h2>{html.escape(s.title)}</h2>{s.body}</section>'
         for i, s in enumerate(sections)
     )
+    numbers = itertools.count(1)
+    body = re.sub("<figcaption>", lambda _: f"<figcaption>Figure {next(numbers)}. ", body)
     generated = time.strftime("%Y-%m-%d %H:%M:%S")
     return (
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<meta name='viewport' content='width=device-width,initial-scale=1'><title>{html.escape(title)}</title>"
         f"<style>{CSS}</style><script>{ERROR_COUNTER}</script><script>{vega_bundle()}</script></head>"
-        f"<body><h1>{html.escape(title)}</h1>"
-        f"<p>Generated {generated}. Figures: hover for values, click a legend entry to show only that series "
-        f"(shift-click for several), scroll to zoom, drag to pan, double-click to reset.</p>"
-        f"<nav>{nav}</nav>{body}<script>{PAGE_SCRIPT}</script></body></html>"
+        f"<body><h1>{html.escape(title)}</h1><nav>{nav}</nav>"
+        f"<p class='generated'>Generated {generated}. Figures: hover for values, click a legend entry to show only "
+        f"that series (shift-click for several), scroll to zoom, drag to pan, double-click to reset. Tables: hover "
+        f'a header for its definition; "all columns" shows the rest; every table is in tables/*.csv unrounded. '
+        f"Add <code>?render=all</code> to the address to draw every figure at once.</p>"
+        f"{body}<script>{PAGE_SCRIPT}</script></body></html>"
     )

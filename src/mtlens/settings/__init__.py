@@ -27,6 +27,8 @@ SETTINGS: Registry[SettingFactory] = Registry(
     "setting",
     builtins=(
         "mtlens.settings.embedded",
+        "mtlens.settings.multimnist",
+        "mtlens.settings.digit_attributes",
         "mtlens.settings.celeba",
         "mtlens.settings.cifar100",
         "mtlens.settings.fashion_mtl",

@@ -37,7 +37,7 @@ from mtlens.data.cityscapes import (
 from mtlens.data.registry import DatasetMissingError, dataset_dir, require_dataset
 from mtlens.data.views import long_labels, unit_interval_images
 from mtlens.models.deeplab import ASPPHead, dilated_resnet
-from mtlens.models.resnet import resnet_channels
+from mtlens.models.resnet import ResNetDepth, resnet_channels
 from mtlens.settings import register_setting
 from mtlens.settings.base import Defaults, Setting, Split, TaskData, random_partition
 from mtlens.tasks.dense import depth_task, segmentation_task
@@ -70,7 +70,7 @@ def cityscapes(
     root: str | None = None,
     size: tuple[PositiveInt, PositiveInt] = (128, 256),
     n_val: PositiveInt = 500,
-    resnet_depth: int = 50,
+    resnet_depth: ResNetDepth = 50,
     width: PositiveInt = 64,
 ) -> Setting:
     """Cityscapes segmentation + depth (see the module doc); ``width`` scales the ResNet's channels."""

@@ -29,12 +29,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
+from annotated_types import MinLen
 from pydantic import PositiveInt
 from torch import Tensor, nn
 
-from mtlens.data.glue import GLUE_DATA, GLUE_TASKS, read_glue_task, tokenize_pairs
+from mtlens.data.glue import GLUE_DATA, GLUE_TASKS, GlueTaskName, read_glue_task, tokenize_pairs
 from mtlens.data.registry import DatasetMissingError, require_dataset
 from mtlens.errors import MtlensError
 from mtlens.settings import register_setting
@@ -123,7 +124,7 @@ def glue_task(name: str) -> Task:
 @register_setting("glue")
 def glue(
     root: str | None = None,
-    tasks: tuple[str, ...] = tuple(GLUE_TASKS),
+    tasks: Annotated[tuple[GlueTaskName, ...], MinLen(1)] = get_args(GlueTaskName),
     model_name: str = "roberta-base",
     pretrained: bool = True,
     max_length: PositiveInt = 128,
@@ -133,14 +134,11 @@ def glue(
     mnli_test: Literal["matched", "mismatched"] = "matched",
 ) -> Setting:
     """GLUE on a shared RoBERTa encoder (see the module doc)."""
-    unknown = sorted(set(tasks) - set(GLUE_TASKS))
-    if unknown or not tasks:
-        raise ValueError(f"unknown GLUE task(s) {unknown}; choose from {list(GLUE_TASKS)} (WNLI is excluded)")
     path = Path(root) if root is not None else require_dataset(GLUE_DATA.name)
     transformers = _transformers()
     tokenizer = _load("tokenizer", transformers.AutoTokenizer, model_name)
     config = _load("config", transformers.AutoConfig, model_name)
-    data = {}
+    data: dict[str, TaskData] = {}
     for name in tasks:
         dev = "dev_" + mnli_test if name == "mnli" else "dev"
         try:

@@ -18,6 +18,8 @@ batch 128, 20 epochs.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 from pydantic import PositiveInt
 from torch import Tensor
 
@@ -28,7 +30,10 @@ from mtlens.settings.embedded import DATA_SEED
 from mtlens.settings.fashion_mtl import DEFAULTS, FEATURE_DIM, small_image_encoder
 from mtlens.tasks import classification_task
 
-THIRD_TASKS = ("notmnist", "kmnist")
+ThirdTask = Literal["notmnist", "kmnist"]
+"""The third MNIST-like task of ``mnists``."""
+
+THIRD_TASKS: tuple[str, ...] = get_args(ThirdTask)
 
 
 def mnists_partition(
@@ -66,11 +71,12 @@ def _notmnist_task(source: str, n_train: int, n_val: int, n_test: int) -> TaskDa
 
 @register_setting("mnists")
 def mnists(
-    third: str = "notmnist", n_train: PositiveInt = 50_000, n_val: PositiveInt = 5_000, n_test: PositiveInt = 5_000
+    third: ThirdTask = "notmnist",
+    n_train: PositiveInt = 50_000,
+    n_val: PositiveInt = 5_000,
+    n_test: PositiveInt = 5_000,
 ) -> Setting:
     """MNISTS: MNIST, Fashion-MNIST and notMNIST (or KMNIST), 50,000/5,000/5,000 each, own inputs per task."""
-    if third not in THIRD_TASKS:
-        raise ValueError(f"third must be one of {THIRD_TASKS}, got {third!r}")
     data = {
         "mnist": _idx_task("mnist", "mnists/mnist", n_train, n_val, n_test),
         "fashion": _idx_task("fashion_mnist", "mnists/fashion", n_train, n_val, n_test),

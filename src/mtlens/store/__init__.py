@@ -1,6 +1,29 @@
 """The run store: configs, trajectories as tidy tables, status, atomic writes."""
 
-from mtlens.store.atomic import atomic_write, atomic_write_json, read_json
-from mtlens.store.run_store import DONE_STATES, ROW_COLUMNS, RunLockedError, RunStore
+from mtlens.store.atomic import atomic_write, atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from mtlens.store.run_store import (
+    DONE_STATES,
+    FORMAT_VERSION,
+    ROW_COLUMNS,
+    RunLockedError,
+    RunState,
+    RunStore,
+    StoreNotWritableError,
+    StoreVersionError,
+)
 
-__all__ = ["DONE_STATES", "ROW_COLUMNS", "RunLockedError", "RunStore", "atomic_write", "atomic_write_json", "read_json"]
+__all__ = [
+    "DONE_STATES",
+    "FORMAT_VERSION",
+    "ROW_COLUMNS",
+    "RunLockedError",
+    "RunState",
+    "RunStore",
+    "StoreNotWritableError",
+    "StoreVersionError",
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "read_json",
+]

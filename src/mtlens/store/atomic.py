@@ -14,6 +14,7 @@ umask to ``chmod`` afterwards cost a ``/proc`` read per write).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -48,8 +49,20 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
             os.unlink(tmp)
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, sort_keys=True)))
+def atomic_write_json(path: Path, obj: Any) -> dict[str, Any]:
+    """Atomically write ``obj`` as JSON; ``{"size", "sha256"}`` of the bytes written."""
+    return atomic_write_bytes(path, json.dumps(obj, indent=2, sort_keys=True).encode())
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Atomically write ``text`` (UTF-8) to ``path``: every output file (reports, tables, figures, CSVs)."""
+    atomic_write(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> dict[str, Any]:
+    """Atomically write ``data`` to ``path``; ``{"size", "sha256"}`` of ``data`` (what a run's status records)."""
+    atomic_write(Path(path), lambda tmp: tmp.write_bytes(data))
+    return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def read_json(path: Path) -> Any:

@@ -4,7 +4,9 @@ Layout under the store root::
 
     runs/<run_id>/config.json        the run's full config (written once)
     runs/<run_id>/tasks.json         per task: selection metric and metric directions
-    runs/<run_id>/status.json        {"state": running|finished|diverged|failed, "step", "message", ...}
+    store.json                       {"format_version": N} (:data:`FORMAT_VERSION`; absent in stores of version 1)
+    runs/<run_id>/status.json        {"state": running|finished|diverged|failed, "step", "message",
+                                     "digests": {file: {"size", "sha256"}}, "parts": [steps], ...}
     runs/<run_id>/parts/<step>.parquet  trajectory rows recorded at one step (while running)
     runs/<run_id>/trajectory.parquet  all rows, written when the run ends
     runs/<run_id>/checkpoint.pt      training state at the last checkpoint (written by training)
@@ -12,7 +14,7 @@ Layout under the store root::
                                      (only with ``save_selected_models``)
     runs/<run_id>/.lock              held (flock) by the process training the run
     runs/<run_id>/**/.<name>.*.tmp   left by a process killed inside an atomic write; removed when
-                                     the run's lock is next taken (:meth:`RunStore.remove_stale_tmp`)
+                                     the run's lock is next taken (:meth:`RunStore.remove_leftovers`)
     tables/<name>.parquet            tables computed from runs (experiment manifests, analyses of checkpoints)
 
 Trajectory rows are tidy: one row per (run, task, step, quantity) with the columns
@@ -33,12 +35,15 @@ the run instead of a bare parser error; :meth:`RunStore.check` verifies a whole 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
+import shutil
 import time
 import zipfile
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +51,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mtlens.errors import DamagedStoreError
-from mtlens.store.atomic import TMP_SUFFIX, atomic_write, atomic_write_json, read_json
+from mtlens.errors import DamagedStoreError, MtlensError
+from mtlens.store.atomic import TMP_SUFFIX, atomic_write, atomic_write_bytes, atomic_write_json, read_json
 
 ROW_COLUMNS = ["run_id", "setting", "mode", "method", "seed", "task", "step", "epoch", "quantity", "value"]
 """Columns of every trajectory table."""
@@ -65,17 +70,51 @@ ROW_SCHEMA = pa.schema(
 """Arrow types of :data:`ROW_COLUMNS` in the Parquet files (the types pandas writes for its string, int64
 and float64 columns, so files written before and after rows were written through Arrow read alike)."""
 
-STATES = ("running", "finished", "diverged", "failed")
-DONE_STATES = ("finished", "diverged")
+
+class RunState(str, Enum):
+    """Every state a run can be in: the first four are stored in ``status.json``, the last three
+    are what the index (:meth:`RunStore.runs`) derives (see the module docstring).  Members are
+    ``str``, so they compare equal to (and print as) the names stored in files and tables."""
+
+    RUNNING = "running"
+    FINISHED = "finished"
+    DIVERGED = "diverged"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    PENDING = "pending"
+    DAMAGED = "damaged"
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+STATES = (RunState.RUNNING, RunState.FINISHED, RunState.DIVERGED, RunState.FAILED)
+"""States stored in ``status.json``."""
+DONE_STATES = (RunState.FINISHED, RunState.DIVERGED)
 """States in which a run is complete and is never trained again."""
-INDEX_STATES = (*STATES, "interrupted", "pending", "damaged")
+INDEX_STATES = tuple(RunState)
 """States :meth:`RunStore.runs` shows (see the module docstring)."""
 JSON_FILES = ("config.json", "status.json", "tasks.json")
 """A run's JSON files, each a JSON object."""
+FORMAT_VERSION = 2
+"""The store format this code writes (``store.json``); a store without ``store.json`` is version 1."""
+PARQUET_WRITE = {"write_page_checksum": True}
+"""Options of every Parquet file the store writes (CRC-32 page checksums, verified on read)."""
 
 
 class RunLockedError(RuntimeError):
     """Another process is training this run."""
+
+
+class StoreVersionError(MtlensError):
+    """The store was written by a newer mtlens, in a format this version cannot read."""
+
+
+class StoreNotWritableError(MtlensError):
+    """A run's files cannot be written (e.g. a read-only store)."""
 
 
 class RunStore:
@@ -83,6 +122,42 @@ class RunStore:
 
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)
+        self._version_checked = False
+        self._version_recorded = False
+
+    # -- format version ----------------------------------------------------------------
+    def format_version(self) -> int:
+        """The store's format version: ``store.json``'s, or 1 for a store without one (module docstring);
+        :class:`StoreVersionError` for a version newer than :data:`FORMAT_VERSION`."""
+        path = self.root / "store.json"
+        if not path.exists():
+            return 1
+        try:
+            version = _json_object(path).get("format_version")
+        except ValueError as err:
+            raise DamagedStoreError(f'{path} is damaged ({err}); it should read {{"format_version": N}}') from None
+        if not isinstance(version, int) or version < 1:
+            raise DamagedStoreError(f"{path} is damaged: format_version {version!r} is not a positive integer")
+        if version > FORMAT_VERSION:
+            raise StoreVersionError(
+                f"store {self.root} has format version {version}, newer than this mtlens reads "
+                f"(version {FORMAT_VERSION}); upgrade mtlens to read it"
+            )
+        return version
+
+    def _check_version(self) -> None:
+        if not self._version_checked:
+            self.format_version()
+            self._version_checked = True
+
+    def _record_version(self) -> None:
+        """Record :data:`FORMAT_VERSION` in a store without ``store.json`` (before the first write of a run;
+        read once per :class:`RunStore` object)."""
+        if self._version_recorded:
+            return
+        if self.format_version() < FORMAT_VERSION:
+            atomic_write_json(self.root / "store.json", {"format_version": FORMAT_VERSION})
+        self._version_recorded = self._version_checked = True
 
     # -- paths -------------------------------------------------------------------------
     def run_dir(self, run_id: str) -> Path:
@@ -114,10 +189,11 @@ class RunStore:
         return self.run_dir(run_id) / "parts"
 
     # -- config and status ---------------------------------------------------------------
-    def write_config(self, run_id: str, config: dict[str, Any], ignore: Collection[str] = ()) -> None:
+    def write_config(self, run_id: str, config: dict[str, Any], ignore: Collection[str] = ()) -> dict[str, Any]:
         """Write the run's config; an existing run must have the same config except for ``ignore`` keys
         (e.g. the device, which may change when a run is resumed elsewhere; the first value is kept).
-        A damaged ``config.json`` is replaced (the run id, a hash of the config, says it is this config)."""
+        A damaged ``config.json`` is replaced (the run id, a hash of the config, says it is this config).
+        Returns the file's :func:`file_digest`."""
         path = self.run_dir(run_id) / "config.json"
         try:
             existing = self.config(run_id) if path.exists() else None
@@ -128,8 +204,8 @@ class RunStore:
                 k: v for k, v in config.items() if k not in ignore
             }:
                 raise ValueError(f"run {run_id} exists in {self.root} with a different config")
-            return
-        atomic_write_json(path, config)
+            return file_digest(path)
+        return atomic_write_json(path, config)
 
     def config(self, run_id: str) -> dict[str, Any]:
         return self._read_json(run_id, "config.json")
@@ -145,10 +221,10 @@ class RunStore:
                 f"can, or delete {self.run_dir(run_id)}"
             ) from None
 
-    def write_task_info(self, run_id: str, info: dict[str, Any]) -> None:
+    def write_task_info(self, run_id: str, info: dict[str, Any]) -> dict[str, Any]:
         """Write what analysis needs to know about the run's tasks (metric directions,
-        selection metric), so analysis never has to load a setting's data."""
-        atomic_write_json(self.run_dir(run_id) / "tasks.json", info)
+        selection metric), so analysis never has to load a setting's data; the file's :func:`file_digest`."""
+        return atomic_write_json(self.run_dir(run_id) / "tasks.json", info)
 
     def task_info(self) -> dict[tuple[str, str], dict[str, Any]]:
         """``(setting, task) -> info``, merged over all runs (the same in every run of a setting);
@@ -167,10 +243,10 @@ class RunStore:
 
     def set_status(self, run_id: str, state: str, step: int, message: str = "", **extra: Any) -> None:
         if state not in STATES:
-            raise ValueError(f"unknown state {state!r}; expected one of {STATES}")
+            raise ValueError(f"unknown state {state!r}; expected one of {[str(s) for s in STATES]}")
         atomic_write_json(
             self.run_dir(run_id) / "status.json",
-            {"state": state, "step": step, "message": message, "updated": time.time(), **extra},
+            {"state": str(state), "step": step, "message": message, "updated": time.time(), **extra},
         )
 
     def status(self, run_id: str) -> dict[str, Any] | None:
@@ -178,24 +254,38 @@ class RunStore:
         path = self.run_dir(run_id) / "status.json"
         return self._read_json(run_id, "status.json") if path.exists() else None
 
-    def done_state(self, run_id: str) -> str | None:
+    def done_state(self, run_id: str) -> RunState | None:
         """The stored state if it is one of :data:`DONE_STATES` (``None`` otherwise or if unreadable)."""
         try:
             state = (self.status(run_id) or {}).get("state")
         except DamagedStoreError:
             return None
-        return state if state in DONE_STATES else None
+        return RunState(state) if state in DONE_STATES else None
 
-    def is_done(self, run_id: str) -> bool:
-        """Complete and intact: a done state and no damaged file (a damaged run is trained again)."""
-        return self.done_state(run_id) is not None and not self.damaged_files(run_id)
+    def is_done(self, run_id: str, deep: bool = False) -> bool:
+        """Complete and intact: a done state and no damaged file (a damaged run is trained again);
+        ``deep`` verifies every file deeply (:meth:`damaged_files`)."""
+        return self.done_state(run_id) is not None and not self.damaged_files(run_id, deep=deep)
+
+    def remove_file(self, run_id: str, name: str) -> None:
+        """Delete the run's file ``name`` (relative to its directory), or a directory left in its place."""
+        path = self.run_dir(run_id) / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
     def is_locked(self, run_id: str) -> bool:
-        """Whether some process (this one included) holds the run's lock right now."""
+        """Whether some process (this one included) holds the run's lock right now (``False`` where the
+        lock file cannot be opened, e.g. in a read-only store: nobody can be writing there)."""
         path = self.run_dir(run_id) / ".lock"
         if not path.exists():
             return False
-        with open(path, "a") as handle:
+        try:
+            handle = open(path, "a")
+        except OSError:
+            return False
+        with handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -205,12 +295,10 @@ class RunStore:
 
     # -- integrity -------------------------------------------------------------------------
     def damaged_files(self, run_id: str, deep: bool = False) -> dict[str, str]:
-        """Run file (relative to the run directory) -> why it cannot be read.
-
-        Checks that the JSON files parse to objects, that the Parquet files have a valid footer
-        and the ``.pt`` files (zip archives written by ``torch.save``) a valid central directory:
-        cheap checks that catch truncated and overwritten files.  ``deep`` also reads every
-        Parquet file and verifies the CRC of every member of every ``.pt`` file."""
+        """Run file (relative to the run directory) -> why it cannot be trusted (module docstring,
+        *Verification*).  The cheap checks read JSON files, Parquet footers and schemas, zip
+        directories and file sizes; ``deep`` also reads every Parquet page (checksums), tests the CRC
+        of every ``.pt`` member and compares the SHA-256 digests recorded at write time."""
         run_dir = self.run_dir(run_id)
         damaged = {}
         for name in JSON_FILES:
@@ -219,6 +307,13 @@ class RunStore:
                     _json_object(run_dir / name)
                 except ValueError as err:
                     damaged[name] = str(err)
+        status: dict[str, Any] = {}
+        if "status.json" not in damaged and (run_dir / "status.json").exists():
+            status = _json_object(run_dir / "status.json")
+            problem = _status_problem(status)
+            if problem:
+                damaged["status.json"] = problem
+                status = {}
         files = [
             run_dir / "trajectory.parquet",
             *sorted(self._parts_dir(run_id).glob("*.parquet")),
@@ -230,20 +325,55 @@ class RunStore:
                 problem = _unreadable(path, deep)
                 if problem:
                     damaged[str(path.relative_to(run_dir))] = problem
+        if status.get("state") in DONE_STATES and not (run_dir / "trajectory.parquet").exists():
+            damaged["trajectory.parquet"] = f"missing: the run is {status['state']} but its rows are gone"
+        if status.get("state") not in DONE_STATES:  # the parts its last checkpoint covers
+            for step in status.get("parts") or []:
+                name = f"parts/{step:012d}.parquet"
+                if not (run_dir / name).exists():
+                    damaged[name] = f"missing (the checkpoint at step {status['step']} covers it)"
+        for name, recorded in (status.get("digests") or {}).items():
+            if name in damaged:
+                continue
+            path = run_dir / name
+            if name == "checkpoint.pt" and status.get("state") in DONE_STATES:
+                continue  # a complete run needs no checkpoint (it is removed once the rows are merged)
+            if not path.exists():
+                damaged[name] = "missing (the run wrote it)"
+            elif path.is_file() and path.stat().st_size != recorded.get("size"):
+                damaged[name] = f"{path.stat().st_size} bytes, the run wrote {recorded.get('size')}"
+            elif deep and path.is_file() and file_digest(path)["sha256"] != recorded.get("sha256"):
+                damaged[name] = "its SHA-256 digest differs from the one recorded when the run wrote it"
         return damaged
+
+    def leftover_files(self, run_id: str) -> list[Path]:
+        """Files a rerun removes: temporary files of interrupted writes, and the row parts of a complete run
+        (left when it was killed between merging its rows and removing the parts)."""
+        leftovers = self.stale_tmp_files(run_id)
+        if self.done_state(run_id) is not None and (self.run_dir(run_id) / "trajectory.parquet").exists():
+            leftovers += sorted(self._parts_dir(run_id).glob("*.parquet"))
+        return leftovers
+
+    def remove_leftovers(self, run_id: str) -> list[Path]:
+        """Delete :meth:`leftover_files`; only call while holding the run's lock.  Returns the deleted paths."""
+        leftovers = self.leftover_files(run_id)
+        for path in leftovers:
+            path.unlink(missing_ok=True)
+        return leftovers
 
     def stale_tmp_files(self, run_id: str | None = None) -> list[Path]:
         """Temporary files of interrupted atomic writes: of the run ``run_id``, or anywhere in the store."""
-        root = self.root if run_id is None else self.run_dir(run_id)
-        return sorted(root.rglob(f".*{TMP_SUFFIX}")) if root.exists() else []
-
-    def remove_stale_tmp(self, run_id: str) -> list[Path]:
-        """Delete the run's temporary files of interrupted writes; only call while holding its lock
-        (no writer of the run is then in flight).  Returns the deleted paths."""
-        stale = self.stale_tmp_files(run_id)
-        for path in stale:
-            path.unlink(missing_ok=True)
-        return stale
+        if run_id is None:
+            return sorted(self.root.rglob(f".*{TMP_SUFFIX}")) if self.root.exists() else []
+        run_dir = self.run_dir(run_id)
+        found = []
+        for directory in (run_dir, run_dir / "parts", run_dir / "selected"):  # where a run writes (no walk)
+            try:
+                with os.scandir(directory) as entries:
+                    found += [Path(e.path) for e in entries if e.name.startswith(".") and e.name.endswith(TMP_SUFFIX)]
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+        return sorted(found)
 
     def check(self) -> pd.DataFrame:
         """Verify the whole store (deeply, see :meth:`damaged_files`): one row per problem,
@@ -253,7 +383,7 @@ class RunStore:
             for name, problem in self.damaged_files(run_id, deep=True).items():
                 records.append({"run_id": run_id, "path": str(self.run_dir(run_id) / name), "problem": problem})
         for path in sorted((self.root / "tables").glob("*.parquet")):
-            problem = _unreadable(path, deep=True)
+            problem = _unreadable(path, deep=True, rows=False)
             if problem:
                 records.append({"run_id": "", "path": str(path), "problem": problem})
         for path in self.stale_tmp_files():
@@ -266,14 +396,34 @@ class RunStore:
                     "safe to delete when no mtlens process is writing)",
                 }
             )
+        for run_id in self.run_ids():
+            for path in self.leftover_files(run_id):
+                if path.suffix == ".parquet":
+                    records.append(
+                        {
+                            "run_id": run_id,
+                            "path": str(path),
+                            "problem": "row part left in a complete run (its rows are merged; removed when the "
+                            "run is rerun)",
+                        }
+                    )
         return pd.DataFrame.from_records(records, columns=["run_id", "path", "problem"])
 
     @contextmanager
     def lock(self, run_id: str) -> Iterator[None]:
-        """Hold the run's lock for the duration; raise :class:`RunLockedError` if taken."""
+        """Hold the run's lock for the duration; raise :class:`RunLockedError` if taken, and
+        :class:`StoreNotWritableError` (one line) if the lock cannot be created (a read-only store)."""
         path = self.run_dir(run_id) / ".lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a") as handle:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._record_version()
+            handle = open(path, "a")
+        except OSError as err:
+            raise StoreNotWritableError(
+                f"run {run_id}: cannot write {err.filename or path} ({err.strerror or err}); "
+                f"is the store {self.root} writable?"
+            ) from None
+        with handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as err:
@@ -288,7 +438,7 @@ class RunStore:
         """Atomically write the rows recorded at ``step`` (replacing any earlier write)."""
         table = _row_table(rows)
         path = self._parts_dir(run_id) / f"{step:012d}.parquet"
-        atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+        atomic_write(path, lambda tmp: pq.write_table(table, tmp, **PARQUET_WRITE))
 
     def part_steps(self, run_id: str) -> list[int]:
         parts = self._parts_dir(run_id)
@@ -298,7 +448,7 @@ class RunStore:
 
     def read_part(self, run_id: str, step: int) -> pd.DataFrame:
         """The rows written at ``step`` by :meth:`write_part` (while the run is in progress)."""
-        return pd.read_parquet(self._parts_dir(run_id) / f"{step:012d}.parquet")
+        return self._read_parquet(run_id, self._parts_dir(run_id) / f"{step:012d}.parquet")
 
     def discard_parts_after(self, run_id: str, step: int) -> None:
         """Delete rows recorded after ``step`` (they are recomputed when the run resumes)."""
@@ -326,8 +476,11 @@ class RunStore:
         if parts or not tables:  # writing rows given here needs no read of the parts
             tables.insert(0, _row_table(self._read_parts(run_id)))
         table = pa.concat_tables(tables)
-        atomic_write(self.run_dir(run_id) / "trajectory.parquet", lambda tmp: pq.write_table(table, tmp))
-        self.set_status(run_id, state, step, message, **extra)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, **PARQUET_WRITE)
+        digest = atomic_write_bytes(self.run_dir(run_id) / "trajectory.parquet", sink.getvalue().to_pybytes())
+        digests = {**extra.pop("digests", {}), "trajectory.parquet": digest}
+        self.set_status(run_id, state, step, message, digests=digests, **extra)
         for part_step in parts:
             (self._parts_dir(run_id) / f"{part_step:012d}.parquet").unlink()
 
@@ -337,13 +490,28 @@ class RunStore:
             return _empty_rows()
         paths = [self._parts_dir(run_id) / f"{s:012d}.parquet" for s in steps]
         try:  # one read of all parts (half the time of reading and concatenating them one by one)
-            return pd.read_parquet(paths)
+            frame = pd.read_parquet(paths, page_checksum_verification=True)
+            if row_schema_problem(pa.Schema.from_pandas(frame, preserve_index=False)) is None:
+                return frame
         except (OSError, ValueError):  # a damaged part: read them one by one to name it
-            return pd.concat([self._read_parquet(run_id, path) for path in paths], ignore_index=True)
+            pass
+        return pd.concat([self._read_parquet(run_id, path) for path in paths], ignore_index=True)
 
-    def _read_parquet(self, run_id: str, path: Path) -> pd.DataFrame:
+    def _read_parquet(self, run_id: str, path: Path, digest: dict[str, Any] | None = None) -> pd.DataFrame:
+        """The rows in ``path``, verified: page checksums, the row schema and (if given) the digest recorded
+        when the file was written; :class:`DamagedStoreError` naming the run and file otherwise."""
         try:
-            return pd.read_parquet(path)
+            if digest is None:
+                table = pq.read_table(path, page_checksum_verification=True)
+            else:
+                data = path.read_bytes()
+                if hashlib.sha256(data).hexdigest() != digest.get("sha256"):
+                    raise ValueError("its SHA-256 digest differs from the one recorded when the run wrote it")
+                table = pq.read_table(pa.BufferReader(data), page_checksum_verification=True)
+            problem = row_schema_problem(table.schema)
+            if problem:
+                raise ValueError(problem)
+            return table.to_pandas()
         except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
             raise DamagedStoreError(
                 f"run {run_id}: {path} is damaged ({type(err).__name__}: {err}); rerun the run to retrain what it lost"
@@ -353,26 +521,32 @@ class RunStore:
         """Delete everything the run recorded (rows, checkpoint, selected models) before training it from
         scratch; its status says ``running`` at step 0 (with ``extra``) first, so no reader takes it for
         complete."""
-        self.set_status(run_id, "running", 0, **extra)
-        (self.run_dir(run_id) / "trajectory.parquet").unlink(missing_ok=True)
+        self.set_status(run_id, RunState.RUNNING, 0, **extra)
+        self.remove_file(run_id, "trajectory.parquet")
         self.discard_parts_after(run_id, -1)
-        self.checkpoint_path(run_id).unlink(missing_ok=True)
+        self.remove_file(run_id, "checkpoint.pt")
         self.keep_selected_models(run_id, {})
 
     def trajectory(self, run_id: str) -> pd.DataFrame:
         """All rows of one run, sorted by step (finished runs and runs in progress alike)."""
         merged = self.run_dir(run_id) / "trajectory.parquet"
         if self.done_state(run_id) and merged.exists():
-            frame = self._read_parquet(run_id, merged)
+            digest = ((self.status(run_id) or {}).get("digests") or {}).get("trajectory.parquet")
+            frame = self._read_parquet(run_id, merged, digest)
         else:
             frame = self._read_parts(run_id)
         return frame.sort_values(["step", "task", "quantity"], kind="stable").reset_index(drop=True)
 
     # -- the index -------------------------------------------------------------------------
     def run_ids(self) -> list[str]:
+        """The ids of the stored runs (directories with a ``config.json``); :class:`DamagedStoreError` if
+        ``runs`` is not a directory, :class:`StoreVersionError` for a store of a newer format."""
         runs = self.root / "runs"
         if not runs.exists():
             return []
+        self._check_version()
+        if not runs.is_dir():
+            raise DamagedStoreError(f"{runs} is not a directory; a store keeps its runs in the directory runs/")
         return sorted(p.name for p in runs.iterdir() if (p / "config.json").exists())
 
     def runs(self) -> pd.DataFrame:
@@ -389,18 +563,18 @@ class RunStore:
             if config:
                 flat["tasks"] = ",".join(config.get("tasks") or [])
                 flat["mode"] = "stl" if len(config.get("tasks") or []) == 1 else "mtl"
-            state = status.get("state", "pending")
+            state = status.get("state", RunState.PENDING)
             if damaged:
-                state = "damaged"
-            elif state in ("running", "pending") and (self.run_dir(run_id) / ".lock").exists():
-                state = "running" if self.is_locked(run_id) else "interrupted"
+                state = RunState.DAMAGED
+            elif state in (RunState.RUNNING, RunState.PENDING) and (self.run_dir(run_id) / ".lock").exists():
+                state = RunState.RUNNING if self.is_locked(run_id) else RunState.INTERRUPTED
             message = (
                 "damaged: " + "; ".join(f"{name} ({why})" for name, why in damaged.items())
                 if damaged
                 else status.get("message", "")
             )
             records.append(
-                {"run_id": run_id, **flat, "state": state, "last_step": status.get("step", 0), "message": message}
+                {"run_id": run_id, **flat, "state": str(state), "last_step": status.get("step", 0), "message": message}
             )
         return pd.DataFrame.from_records(records)
 
@@ -419,13 +593,15 @@ class RunStore:
         if not name or not all(ch.isalnum() or ch in "-_." for ch in name):
             raise ValueError(f"table name {name!r} may only contain letters, digits, '-', '_' and '.'")
         frame = frame.reset_index(drop=True)
-        atomic_write(self.root / "tables" / f"{name}.parquet", lambda tmp: frame.to_parquet(tmp, index=False))
+        atomic_write(
+            self.root / "tables" / f"{name}.parquet", lambda tmp: frame.to_parquet(tmp, index=False, **PARQUET_WRITE)
+        )
 
     def table(self, name: str) -> pd.DataFrame:
         """The table ``name`` written by :meth:`write_table`."""
         path = self.root / "tables" / f"{name}.parquet"
         try:
-            return pd.read_parquet(path)
+            return pd.read_parquet(path, page_checksum_verification=True)
         except (OSError, ValueError) as err:
             raise DamagedStoreError(
                 f"table {name}: {path} is damaged ({type(err).__name__}: {err}); rerun the command that wrote it"
@@ -443,20 +619,57 @@ def _json_object(path: Path) -> dict[str, Any]:
     """The JSON object in ``path``; ``ValueError`` saying why if it is not one."""
     try:
         value = read_json(path)
-    except (ValueError, UnicodeDecodeError) as err:
+    except (ValueError, UnicodeDecodeError, OSError) as err:  # OSError: e.g. a directory in its place
         raise ValueError(f"{type(err).__name__}: {err}") from None
     if not isinstance(value, dict):
         raise ValueError(f"a JSON object was expected, got {type(value).__name__}")
     return value
 
 
-def _unreadable(path: Path, deep: bool) -> str:
-    """Why the Parquet or ``.pt`` file ``path`` cannot be read, or ``""`` (see :meth:`RunStore.damaged_files`)."""
+def file_digest(path: Path) -> dict[str, Any]:
+    """``{"size": bytes, "sha256": hex digest}`` of the file ``path`` (what a run's status records)."""
+    data = path.read_bytes()
+    return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def row_schema_problem(schema: pa.Schema) -> str | None:
+    """What makes ``schema`` unfit for trajectory rows (a column of :data:`ROW_COLUMNS` missing or of
+    another kind: strings, integers for ``seed``/``step``, floats for ``epoch``/``value``), or ``None``."""
+    kinds = {"seed": pa.types.is_integer, "step": pa.types.is_integer, "epoch": pa.types.is_floating}
+    kinds["value"] = pa.types.is_floating
+    missing = [c for c in ROW_COLUMNS if c not in schema.names]
+    if missing:
+        return f"columns {missing} are missing"
+    wrong = [
+        f"{c} ({schema.field(c).type})"
+        for c in ROW_COLUMNS
+        if not kinds.get(c, lambda t: pa.types.is_string(t) or pa.types.is_large_string(t))(schema.field(c).type)
+    ]
+    return f"columns of the wrong type: {', '.join(wrong)}" if wrong else None
+
+
+def _status_problem(status: dict[str, Any]) -> str | None:
+    """What makes a decoded ``status.json`` unfit (unknown state, step not an integer), or ``None``."""
+    if status.get("state") not in STATES:
+        return f"unknown state {status.get('state')!r}"
+    if not isinstance(status.get("step"), int) or status["step"] < 0:
+        return f"step {status.get('step')!r} is not a non-negative integer"
+    if not isinstance(status.get("digests", {}), dict):
+        return "digests is not an object"
+    return None
+
+
+def _unreadable(path: Path, deep: bool, rows: bool = True) -> str:
+    """Why the Parquet or ``.pt`` file ``path`` cannot be read, or ``""`` (see :meth:`RunStore.damaged_files`);
+    ``rows``: a Parquet file must hold trajectory rows (:func:`row_schema_problem`)."""
     try:
-        if path.suffix == ".parquet" and deep:
-            pq.read_table(path)
-        elif path.suffix == ".parquet":
-            pq.read_metadata(path)
+        if path.suffix == ".parquet":
+            schema = pq.read_schema(path)
+            problem = row_schema_problem(schema) if rows else None
+            if problem:
+                return problem
+            if deep:
+                pq.read_table(path, page_checksum_verification=True)
         else:
             with zipfile.ZipFile(path) as archive:
                 bad = archive.testzip() if deep else None

@@ -56,6 +56,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from mtlens.aggregators import METHODS
 from mtlens.errors import ConfigError, MtlensError
 from mtlens.probes import DEFAULT_PROBES, PROBES, validate_probe_options
+from mtlens.registry import Seed, accepts_bool, contains_bool, did_you_mean
 from mtlens.settings import SETTINGS, Setting, load_setting
 
 FLAT_PROBE_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -124,7 +125,7 @@ class RunConfig(BaseModel):
     train_eval_size: int = Field(default=1024, gt=0)
     loss_scale: float = Field(default=1.0, gt=0)
     task_loss_scales: dict[str, float] = Field(default_factory=dict)
-    seed: int = Field(default=0, ge=0)
+    seed: Seed = 0
     probes: list[str] = Field(default_factory=lambda: list(DEFAULT_PROBES))
     probe_sample_size: int = Field(default=2048, gt=1)
     probe_first_epoch: float = Field(default=0.5, gt=0)
@@ -154,6 +155,15 @@ class RunConfig(BaseModel):
         raw["probe_options"] = options
         return raw
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        """``epochs: true`` is an error, not ``1`` (pydantic's lax mode would read a boolean as a number)."""
+        if info.field_name is not None and contains_bool(value):
+            if not accepts_bool(cls.model_fields[info.field_name].annotation):
+                raise ValueError("expected a number or text, not a boolean")
+        return value
+
     @field_validator("setting", "method")
     @classmethod
     def _registered(cls, value: str, info: ValidationInfo) -> str:
@@ -179,7 +189,8 @@ class RunConfig(BaseModel):
     def _known_probes(cls, value: list[str]) -> list[str]:
         unknown = [name for name in value if name not in PROBES]
         if unknown:
-            raise ValueError(f"unknown probe(s) {unknown}; valid probes are: {', '.join(PROBES.names())}")
+            hint = "".join(did_you_mean(name, PROBES.names()) for name in unknown)
+            raise ValueError(f"unknown probe(s) {unknown}{hint}; valid probes are: {', '.join(PROBES.names())}")
         if len(set(value)) != len(value):
             raise ValueError(f"probes {value} name a probe twice")
         return value
@@ -276,20 +287,31 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
             registry.check_options(name, options)
         except ConfigError as err:
             raise ConfigError(f"{key}: {err}") from None
-    from mtlens.aggregators import make_method
-
-    try:
-        make_method(config.method, config.method_options, config.seed)  # the method's own checks of its options
-    except (ValueError, TypeError) as err:
-        raise ConfigError(f"method_options of {config.method!r}: {err}") from None
     return config
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a mapping with a key twice (YAML forbids it; PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, (str, int, float, bool)):
+                continue  # an unhashable key: PyYAML's own error
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark, f"found key {key!r} twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_yaml_text(text: str, source: str) -> Any:
-    """``yaml.safe_load(text)``; malformed YAML raises a one-line :class:`ConfigError` naming ``source``
-    (a file, or a flag and key) and where the problem is."""
+    """``yaml.safe_load(text)``, with a key twice in one mapping an error; malformed YAML raises a one-line
+    :class:`ConfigError` naming ``source`` (a file, or a flag and key) and where the problem is."""
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
     except yaml.YAMLError as err:
         parts = []
         for what, mark in (
@@ -334,9 +356,17 @@ def resolve_config(config: RunConfig, setting: Setting | None = None) -> Resolve
     tasks = list(config.tasks) if config.tasks is not None else setting.task_names
     unknown = [t for t in tasks if t not in setting.task_names]
     if unknown or not tasks or len(set(tasks)) != len(tasks):
+        hint = "".join(did_you_mean(task, setting.task_names) for task in unknown)
         raise ConfigError(
-            f"tasks: {tasks} is not a non-empty list of distinct tasks of setting {setting.name!r}; "
+            f"tasks: {tasks} is not a non-empty list of distinct tasks of setting {setting.name!r}{hint}; "
             f"its tasks are {setting.task_names}"
+        )
+    batch_size = config.batch_size if config.batch_size is not None else setting.defaults.batch_size
+    smallest = min(tasks, key=lambda task: len(setting.data[task].train))
+    if batch_size > len(setting.data[smallest].train):
+        raise ConfigError(
+            f"batch_size={batch_size}: larger than the {len(setting.data[smallest].train)} training examples of "
+            f"task {smallest!r} of setting {setting.name!r}; use at most {len(setting.data[smallest].train)}"
         )
     bad_scales = sorted(set(config.task_loss_scales) - set(tasks))
     if bad_scales:
@@ -361,9 +391,9 @@ def _describe(err: ValidationError) -> str:
         key = ".".join(str(part) for part in item["loc"]) or "<config>"
         if item["type"] == "extra_forbidden":
             valid = ", ".join(RunConfig.model_fields)
-            problems.append(f"{key}: unknown key; valid keys are: {valid}")
+            problems.append(f"{key}: unknown key{did_you_mean(key, RunConfig.model_fields)}; valid keys are: {valid}")
         elif item["type"] == "missing":
             problems.append(f"{key}: required")
         else:
-            problems.append(f"{key}={item.get('input')!r}: {item['msg']}")
+            problems.append(f"{key}={item.get('input')!r}: {item['msg'].removeprefix('Value error, ')}")
     return "invalid config: " + "; ".join(problems)

@@ -12,7 +12,7 @@ unpacked run with its seed: STL/MTL pairing holds).  Only the step's arithmetic 
    per parameter, so gradients flow back into each member's own parameters);
 3. ``vmap(functional_call)`` over the members gives each member's task losses ``L_{m,t}``;
 4. ``sum_m objective_m`` -- ``objective_m = sum_t C_m s_{m,t} L_{m,t}`` (or the mean over tasks:
-   :meth:`~mtlens.aggregators.scalarization.LinearScalarization.objective`) -- is back-propagated
+   :meth:`~mtlens.aggregators.LinearScalarization.objective`) -- is back-propagated
    once: members share no parameter, so member ``m``'s gradient is that of its own objective;
 5. each member's optimizer steps; at record and probe steps each member checks its divergence,
    writes its rows and its checkpoint (:meth:`TrainingRun.end_step`) under its own global RNG
@@ -62,11 +62,10 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
-from mtlens.aggregators import make_method
-from mtlens.aggregators.scalarization import LinearScalarization
+from mtlens.aggregators import LinearScalarization, make_method
 from mtlens.errors import ConfigError
 from mtlens.settings import Setting
-from mtlens.store import RunStore
+from mtlens.store import RunState, RunStore
 from mtlens.training.batches import SourceBatch
 from mtlens.training.config import ResolvedRunConfig, RunConfig, load_configured_setting, resolve_config
 from mtlens.training.trainer import TrainingRun, open_run, task_losses, torch_threads
@@ -195,7 +194,7 @@ class RunPack:
                 except Exception as err:
                     for m in live:
                         with self._own_rng(m):
-                            outcomes[m.run_id] = "diverged" if m.finalize_if_diverged() else err
+                            outcomes[m.run_id] = RunState.DIVERGED if m.finalize_if_diverged() else err
                     return outcomes
                 bar.update(1)
                 for m in active:

@@ -83,5 +83,6 @@ class ProbeRunner:
             seed=self.config.seed,
             batch_size=self.config.batch_size or 1,
             update=update,
+            lr=self.config.lr,
         )
         return measure_probes(context, self.config.probes, self.options)

@@ -21,7 +21,7 @@
 **Rows.**  ``rec.log(step, split, values)`` records ``{task: {metric: value}}`` (a bare number is
 the ``loss``) as rows ``task, quantity="<split>/<metric>", value`` at ``step`` with
 ``epoch = step / steps_per_epoch`` (or the ``epoch`` given).  They are written through the
-trainer's own :class:`~mtlens.training.run_writer.RunWriter`, so a recorded run has the trainer's
+trainer's own :class:`~mtlens.training.handle.RunHandle`, so a recorded run has the trainer's
 columns, quantities and status, and ``mtlens report`` reads it unchanged.  The report's
 analyses read, per task, ``train/loss`` (measured on a fixed training subset, as the trainer
 does: :func:`~mtlens.training.evaluate.train_eval_rows`), ``val/<metric>`` and ``test/<metric>``
@@ -43,6 +43,11 @@ the step you resume from.  Rows are keyed by ``(step, task, quantity)``: recordi
 replaces it, and the first step recorded in a session discards rows of later steps left by an
 interrupted session, so a resumed run never has duplicated rows.
 
+**Files.**  The run's :class:`~mtlens.training.handle.RunHandle` owns its files: opening locks the
+run, removes what interrupted sessions left, verifies every file and heals damage (a finished run
+whose rows cannot be trusted is reset, so your loop trains it again from scratch and
+:meth:`Recorder.restore` returns ``None``; a checkpoint that does not verify is never restored).
+
 **State.**  The run is ``running`` while open, ``finished`` (rows merged into its trajectory) when
 the ``with`` block ends normally or :meth:`Recorder.close` is called, ``failed`` (rows kept,
 resumable) when it ends with an exception, and ``diverged`` with ``close("diverged", message)``.
@@ -60,7 +65,6 @@ import json
 import os
 import traceback
 from collections.abc import Iterable, Mapping, Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -80,10 +84,10 @@ from mtlens.probes.loss_model import (
     batch_size_of,
     loss_task,
 )
-from mtlens.store import RunStore, atomic_write
+from mtlens.store import RunState, RunStore
 from mtlens.tasks import Task
 from mtlens.training.config import make_run_id
-from mtlens.training.run_writer import RunIdentity, RunWriter, task_info
+from mtlens.training.handle import Checkpoint, RunHandle, RunIdentity, task_info
 
 MAX_PENDING_STEPS = 64
 """Buffered steps that trigger a write (bounds the memory a long loop's rows take)."""
@@ -244,13 +248,12 @@ class Recorder:
         )
         self.task_info = self._task_info(tasks, lower_is_better or {}, selection_metric)
         self.steps_per_epoch = steps_per_epoch
-        self.writer = RunWriter(self.store, self.identity)
+        self.handle = RunHandle(self.store, self.identity, self.config, self.task_info)
         self._probes = self._probe_setup(probes, tasks)
         self._pending: dict[int, tuple[float, dict[tuple[str, str], float]]] = {}
         self._parts: set[int] = set()  # steps with a part on disk (known from open(): the lock keeps others out)
         self._first_step: int | None = None
         self._last_step = 0
-        self._stack: ExitStack | None = None
 
     @property
     def run_id(self) -> str:
@@ -258,56 +261,55 @@ class Recorder:
 
     # -- opening and closing ---------------------------------------------------------------
     def open(self) -> Recorder:
-        """Take the run's lock and write its config; raise if it is already finished."""
-        if self._stack is not None:
+        """Open the run (lock, clean, verify, heal: :meth:`RunHandle.open`); raise if it is already finished."""
+        if self.handle.is_open:
             raise RuntimeError(f"recorder of run {self.run_id} is already open")
-        stack = ExitStack()
-        stack.enter_context(self.store.lock(self.run_id))
+        done = self.handle.open()
+        if done is not None:
+            raise RecordedRunFinishedError(
+                f"run {self.run_id} is already {done} in {self.store.root}; "
+                "remove its directory to record it again, or change its description"
+            )
         try:
-            if self.store.is_done(self.run_id):
-                raise RecordedRunFinishedError(
-                    f"run {self.run_id} is already {self.store.done_state(self.run_id)} in {self.store.root}; "
-                    "remove its directory to record it again, or change its description"
-                )
-            self.writer.open(self.config, self.task_info)
-            self._parts = set(self.store.part_steps(self.run_id))
+            self._parts = set(self.handle.part_steps())
             status = self.store.status(self.run_id)
             self._last_step = int(status["step"]) if status else 0
-            self.writer.mark_running(self._last_step)
+            self.handle.mark_running(self._last_step)
         except BaseException:
-            stack.close()
+            self.handle.close()
             raise
-        self._stack = stack
         return self
 
-    def close(self, state: str = "finished", message: str = "") -> None:
+    def close(self, state: str = RunState.FINISHED, message: str = "") -> None:
         """Write the pending rows and end the run as ``finished`` or ``diverged`` (rows merged), or
         ``failed`` (rows kept as parts so the run can resume)."""
-        if self._stack is None:
+        if not self.handle.is_open:
             return
         try:
-            if state == "failed":
+            if state == RunState.FAILED:
                 self.flush()
-                self.writer.mark_failed(self._last_step, message)
-            elif state in ("finished", "diverged"):
+                self.handle.fail(self._last_step, message)
+            elif state in (RunState.FINISHED, RunState.DIVERGED):
                 self._flush(self._parts)  # a pending step that has a part replaces it
-                rows = self.writer.rows((s, epoch, _records(r)) for s, (epoch, r) in sorted(self._pending.items()))
-                self.writer.finish(state, self._last_step, message, rows=rows)
+                rows = self.handle.rows((s, epoch, _records(r)) for s, (epoch, r) in sorted(self._pending.items()))
+                self.handle.finish(RunState(state), self._last_step, message, rows=rows)
                 self._pending.clear()
             else:
                 raise ValueError(f"state must be 'finished', 'diverged' or 'failed', got {state!r}")
         finally:
-            self._stack.close()
-            self._stack = None
+            self.handle.close()
 
     def __enter__(self) -> Recorder:
         return self.open()
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
         if error is None:
-            self.close("finished")
+            self.close(RunState.FINISHED)
+        elif isinstance(error, KeyboardInterrupt):  # interrupted: the run stays resumable, its lock released
+            self.flush()
+            self.handle.close()
         else:
-            self.close("failed", "".join(traceback.format_exception(kind, error, tb, limit=5)))
+            self.close(RunState.FAILED, "".join(traceback.format_exception(kind, error, tb, limit=5)))
 
     # -- rows ----------------------------------------------------------------------------
     def log(
@@ -362,15 +364,12 @@ class Recorder:
 
     def _rows_on_disk(self, step: int) -> dict[tuple[str, str], float]:
         """Rows of ``step`` written earlier (this session or before), so new ones replace them by key."""
-        if step not in self._parts:
-            return {}
-        part = self.store.read_part(self.run_id, step)
-        return {(t, q): v for t, q, v in zip(part["task"], part["quantity"], part["value"])}
+        return self.handle.read_step(step) if step in self._parts else {}
 
     def _discard_after(self, step: int) -> None:
         """Delete the parts of steps after ``step``."""
         if any(s > step for s in self._parts):
-            self.writer.discard_after(step)
+            self.handle.discard_after(step)
             self._parts = {s for s in self._parts if s <= step}
 
     def flush(self) -> None:
@@ -381,7 +380,7 @@ class Recorder:
         """Write the rows of the pending ``steps`` as parts (a part holds all rows of its step)."""
         for step in sorted(set(steps) & set(self._pending)):
             epoch, rows = self._pending.pop(step)
-            self.writer.write_step(step, epoch, _records(rows))
+            self.handle.write_step(step, epoch, _records(rows))
             self._parts.add(step)
 
     # -- checkpoints and resume -------------------------------------------------------------
@@ -390,22 +389,21 @@ class Recorder:
         torch's CPU random state as the run's checkpoint at ``step``."""
         self._require_open()
         self.flush()
-        payload = {"step": step, "state": dict(state), "torch_rng": torch.get_rng_state()}
-        atomic_write(self.store.checkpoint_path(self.run_id), lambda tmp: torch.save(payload, tmp))
+        self.handle.save_checkpoint(Checkpoint(step, dict(state), torch.get_rng_state()))
         self._last_step = max(self._last_step, step)
-        self.writer.mark_running(step)
 
     def restore(self, map_location: str | torch.device | None = None) -> tuple[int, dict[str, Any]] | None:
         """``(step, state)`` of the last :meth:`checkpoint` (torch's CPU random state restored, rows
-        after ``step`` discarded), or ``None`` for a run without one."""
+        after ``step`` discarded), or ``None`` for a run without one -- or whose checkpoint or rows
+        did not verify (:meth:`RunHandle.resume`: the run was reset, train it from scratch)."""
         self._require_open()
-        path = self.store.checkpoint_path(self.run_id)
-        if not path.exists():
+        checkpoint = self.handle.resume(map_location=map_location)
+        if checkpoint is None:
+            self._parts = set(self.handle.part_steps())
             return None
-        payload = torch.load(path, map_location=map_location, weights_only=False)
-        torch.set_rng_state(payload["torch_rng"].cpu())
-        self.resume_from(int(payload["step"]))
-        return int(payload["step"]), payload["state"]
+        torch.set_rng_state(checkpoint.torch_rng.cpu())
+        self.resume_from(checkpoint.step)
+        return checkpoint.step, checkpoint.state
 
     def resume_from(self, step: int) -> None:
         """Discard every row recorded after ``step`` (your loop resumes from there)."""
@@ -414,7 +412,7 @@ class Recorder:
         self._discard_after(step)
         self._first_step = step
         self._last_step = step
-        self.writer.mark_running(step)
+        self.handle.mark_running(step)
 
     # -- probes -----------------------------------------------------------------------------
     def step(self, step: int) -> None:
@@ -478,7 +476,7 @@ class Recorder:
 
     # -- helpers ------------------------------------------------------------------------------
     def _require_open(self) -> None:
-        if self._stack is None:
+        if not self.handle.is_open:
             raise RuntimeError(f"recorder of run {self.run_id} is not open; use it in a `with` block or call open()")
 
     @staticmethod

@@ -39,18 +39,15 @@ restored after it); the count is recorded in the status and the checkpoint, and 
 another count raises :class:`ThreadCountError` (rerun with the recorded count) instead of mixing
 rows computed under both.
 
-Damaged files.  A run with a file that cannot be read (:meth:`RunStore.damaged_files`) is never
-taken as complete: rerunning it rewrites a damaged ``config.json``/``tasks.json``, drops a
-damaged checkpoint of a complete run, and otherwise resumes from the checkpoint only if the
-checkpoint loads and every row part and selected model up to it is intact -- else it retrains
-from scratch (with a :class:`DamagedRunWarning` naming the files), never mixing kept and lost rows.
+Files.  Every file of the run is written, verified, healed and restored by its
+:class:`~mtlens.training.handle.RunHandle` (lock, cleaning, damaged files, the versioned
+:class:`~mtlens.training.handle.Checkpoint`, rows, states); the trainer holds training state only.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -65,7 +62,7 @@ from mtlens.models import MultiTaskModel, build_model
 from mtlens.seeding import derived_seed
 from mtlens.settings import Setting, Split
 from mtlens.settings.base import SPLITS
-from mtlens.store import RunStore, atomic_write
+from mtlens.store import RunState, RunStore
 from mtlens.tasks import Task, selection_scores
 from mtlens.training.batches import BatchStream, SourceBatch
 from mtlens.training.config import (
@@ -76,16 +73,14 @@ from mtlens.training.config import (
     resolve_config,
 )
 from mtlens.training.evaluate import evaluate_tasks, train_eval_rows
+from mtlens.training.handle import Checkpoint, DamagedRunWarning, RunHandle, RunIdentity, task_info
 from mtlens.training.probe_runner import ProbeRunner, probe_steps
-from mtlens.training.run_writer import RunIdentity, RunWriter, task_info
+
+__all__ = ["DamagedRunWarning", "ThreadCountError", "TrainingRun", "open_run", "train_run"]
 
 
 class ThreadCountError(MtlensError):
     """A run was resumed under another torch thread count than it was trained under."""
-
-
-class DamagedRunWarning(UserWarning):
-    """Files of a run could not be read; what they held is rewritten or retrained."""
 
 
 @contextmanager
@@ -125,31 +120,23 @@ def train_run(config: RunConfig, store: RunStore, setting: Setting | None = None
             return TrainingRun(config, setting, opened).train(progress)
 
 
-def open_run(config: ResolvedRunConfig, store: RunStore, setting: Setting, held: ExitStack) -> RunWriter | str:
-    """Take the run's lock (held until ``held`` closes; :class:`~mtlens.store.RunLockedError` if another
-    process holds it) and prepare its files: the run's :class:`RunWriter` if it is to be trained, or
-    its final state if it is already complete (then nothing is trained)."""
-    run_id = config.run_id
-    if store.is_done(run_id):
-        return _stored_state(store, run_id)
-    held.enter_context(store.lock(run_id))
-    store.remove_stale_tmp(run_id)
-    if store.is_done(run_id):  # another process finished it before we took the lock
-        return _stored_state(store, run_id)
-    damaged = store.damaged_files(run_id)
-    if damaged:
-        warnings.warn(
-            f"run {run_id}: damaged files {damaged} in {store.run_dir(run_id)}; rewriting or retraining what they held",
-            DamagedRunWarning,
-            stacklevel=3,
-        )
-    writer = RunWriter(store, trainer_identity(config))
-    writer.open(config.to_dict(), task_info(setting.select(config.tasks)), ignore=RUN_ENVIRONMENT_KEYS)
-    done = store.done_state(run_id)
-    if done and set(store.damaged_files(run_id)) <= {"checkpoint.pt"}:  # complete rows: no need to resume
-        store.checkpoint_path(run_id).unlink(missing_ok=True)
+def open_run(config: ResolvedRunConfig, store: RunStore, setting: Setting, held: ExitStack) -> RunHandle | RunState:
+    """Open the run's :class:`RunHandle` (its lock held until ``held`` closes;
+    :class:`~mtlens.store.RunLockedError` if another process holds it): the handle if the run is to be
+    trained, or its final state if it is already complete (then nothing is trained)."""
+    handle = RunHandle(
+        store,
+        trainer_identity(config),
+        config.to_dict(),
+        task_info(setting.select(config.tasks)),
+        ignore=RUN_ENVIRONMENT_KEYS,
+    )
+    handle.status_extra = {"threads": config.threads}
+    done = handle.open()
+    if done is not None:
         return done
-    return writer
+    held.callback(handle.close)
+    return handle
 
 
 def task_losses(
@@ -165,14 +152,6 @@ def task_losses(
     return losses
 
 
-def _stored_state(store: RunStore, run_id: str) -> str:
-    """The state in the status of a run that has one (a done run)."""
-    status = store.status(run_id)
-    if status is None:
-        raise MtlensError(f"run {run_id} has no status.json in {store.run_dir(run_id)}")
-    return str(status["state"])
-
-
 def trainer_identity(config: ResolvedRunConfig) -> RunIdentity:
     """The row identity of a resolved config's run."""
     return RunIdentity(config.run_id, config.setting, tuple(config.tasks or ()), config.method, config.seed)
@@ -186,9 +165,9 @@ class TrainingRun:
     :meth:`batch_losses` or its own, :meth:`watch_divergence`, :meth:`end_step`, :meth:`finish` --
     for several runs at once."""
 
-    def __init__(self, config: ResolvedRunConfig, setting: Setting, writer: RunWriter):
+    def __init__(self, config: ResolvedRunConfig, setting: Setting, handle: RunHandle):
         configure_determinism()
-        self.config, self.setting, self.writer, self.store = config, setting, writer, writer.store
+        self.config, self.setting, self.handle = config, setting, handle
         self.run_id = config.run_id
         self.device = torch.device(config.device)
         self.tasks = setting.select(config.tasks)
@@ -211,7 +190,7 @@ class TrainingRun:
         self.selected: dict[str, tuple[float, int]] = {}  # task -> (selection score, step), if saved
         self.scales = {t: config.loss_scale * config.task_loss_scales.get(t, 1.0) for t in config.tasks}
         self.probes = ProbeRunner(config, setting, self.tasks, self.device) if config.probes else None
-        self.pack_size = 1  # set by a pack (mtlens.training.pack) to the number of runs it trains together
+        self._pack_size = 1
         self.probe_steps = (
             set(probe_steps(self.total_steps, self.steps_per_epoch, config.probe_first_epoch, config.probe_growth))
             if config.probes
@@ -240,12 +219,23 @@ class TrainingRun:
                     self.optimizer.step()
                 except Exception:
                     if self.finalize_if_diverged():  # e.g. a method's solver refusing non-finite losses
-                        return "diverged"
+                        return RunState.DIVERGED
                     raise
                 bar.update(1)
-                if self.end_step(step) == "diverged":
-                    return "diverged"
+                if self.end_step(step) == RunState.DIVERGED:
+                    return RunState.DIVERGED
         return self.finish()
+
+    @property
+    def pack_size(self) -> int:
+        """The number of runs trained together with this one (set by a pack, :mod:`mtlens.training.pack`;
+        recorded in the status when larger than 1)."""
+        return self._pack_size
+
+    @pack_size.setter
+    def pack_size(self, size: int) -> None:
+        self._pack_size = size
+        self.handle.status_extra = {"threads": self.config.threads, **({"pack_size": size} if size > 1 else {})}
 
     def end_step(self, step: int) -> str | None:
         """After the optimizer update of ``step``: at record and probe steps, check for divergence
@@ -253,20 +243,14 @@ class TrainingRun:
         rows and a checkpoint."""
         if self._is_record_step(step) or step in self.probe_steps:
             if self.finalize_if_diverged():
-                return "diverged"
+                return RunState.DIVERGED
             self._record(step)
             self._checkpoint(step)
         return None
 
     def finish(self) -> str:
         """Mark the run ``finished`` (after its last step) and return that state."""
-        self.writer.finish("finished", self.total_steps, **self.status_extra())
-        return "finished"
-
-    def status_extra(self) -> dict[str, Any]:
-        """What the status records besides state and step: the torch thread count, and the size of the
-        pack the run trained in when it was packed (:mod:`mtlens.training.pack`)."""
-        return {"threads": self.config.threads, **({"pack_size": self.pack_size} if self.pack_size > 1 else {})}
+        return self.handle.finish(RunState.FINISHED, self.total_steps)
 
     def scaled(self, losses: dict[str, Tensor]) -> dict[str, Tensor]:
         """``{t: C * s_t * L_t}``: the losses the update method receives."""
@@ -288,7 +272,7 @@ class TrainingRun:
         if step == 0:
             return False
         bad = {t: v for t, v in zip(self.config.tasks, self.nonfinite_losses.tolist()) if not math.isfinite(v)}
-        self.writer.finish("diverged", step, f"non-finite loss at step {step}: {bad}", **self.status_extra())
+        self.handle.finish(RunState.DIVERGED, step, f"non-finite loss at step {step}: {bad}")
         return True
 
     def batch_losses(self) -> dict[str, torch.Tensor]:
@@ -330,7 +314,7 @@ class TrainingRun:
             records += self._method_records()
         if self.probes is not None and step in self.probe_steps:
             records += self.probes.rows(self.model, step)
-        self.writer.write_step(step, step / self.steps_per_epoch, records)
+        self.handle.write_step(step, step / self.steps_per_epoch, records)
 
     def _evaluation_passes(self) -> list[tuple[str, Tensor | None, list[tuple[Task, Split]]]]:
         """``(split name, rows, [(task, split), ...])`` per evaluation pass: one per input source
@@ -359,10 +343,7 @@ class TrainingRun:
         if task.name in self.selected and not score < self.selected[task.name][0]:
             return
         self.selected[task.name] = (score, step)
-        atomic_write(
-            self.store.selected_model_path(self.run_id, task.name, step),
-            lambda tmp: torch.save(self.model.state_dict(), tmp),
-        )
+        self.handle.save_selected(task.name, step, self.model.state_dict())
 
     def accumulate(self, diagnostics: dict[str, float]) -> None:
         sums = self.diagnostics["sums"]
@@ -383,85 +364,49 @@ class TrainingRun:
     # -- checkpoints ------------------------------------------------------------------------
     def _checkpoint(self, step: int) -> None:
         state = {
-            "step": step,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "method": self.method.state_dict(),
             "method_diagnostics": self.diagnostics,
             "stream": self.stream.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
             "selected": self.selected,
             "threads": self.config.threads,
         }
-        atomic_write(self.store.checkpoint_path(self.run_id), lambda tmp: torch.save(state, tmp))
-        self.store.keep_selected_models(self.run_id, {task: step for task, (_, step) in self.selected.items()})
-        self.writer.mark_running(step, **self.status_extra())
+        cuda_rng = torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None
+        self.handle.save_checkpoint(
+            Checkpoint(step, state, torch.get_rng_state(), cuda_rng),
+            keep_selected={task: at for task, (_, at) in self.selected.items()},
+        )
 
     def start(self) -> int:
-        """Resume from the last checkpoint, or record step 0 of a fresh run; the step to go on from."""
-        state = self._trusted_checkpoint()
-        if state is None:
-            self.store.reset_run(self.run_id, threads=self.config.threads)
+        """Resume from the last checkpoint the handle trusts, or record step 0 of a fresh run; the step
+        to go on from."""
+        checkpoint = self.handle.resume(self._expected_parts, map_location=self.device)
+        if checkpoint is None:
+            self.handle.start_fresh()
             self._record(0)
             self._checkpoint(0)
             return 0
+        state = checkpoint.state
         recorded = state.get("threads")  # absent in checkpoints of earlier versions: unknown, accepted
         if recorded is not None and recorded != self.config.threads:
             raise ThreadCountError(
-                f"run {self.run_id} was trained under {recorded} torch threads up to step {state['step']}; resuming "
-                f"it under {self.config.threads} would mix results computed both ways. Rerun with --threads "
-                f"{recorded} (config key threads: {recorded})."
+                f"run {self.run_id} was trained under {recorded} torch threads up to step {checkpoint.step}; "
+                f"resuming it under {self.config.threads} would mix results computed both ways. Rerun with "
+                f"--threads {recorded} (config key threads: {recorded})."
             )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.method.load_state_dict(state["method"])
         self.diagnostics = state["method_diagnostics"]
         self.stream.load_state_dict(state["stream"])
-        torch.set_rng_state(state["torch_rng"].cpu())
-        if state["cuda_rng"] is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+        torch.set_rng_state(checkpoint.torch_rng.cpu())
+        if checkpoint.cuda_rng is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all([s.cpu() for s in checkpoint.cuda_rng])
         self.selected = state["selected"]
-        self.writer.discard_after(state["step"])
-        self.store.keep_selected_models(self.run_id, {task: step for task, (_, step) in self.selected.items()})
-        return int(state["step"])
+        self.handle.keep_selected({task: at for task, (_, at) in self.selected.items()})
+        return checkpoint.step
 
-    def _trusted_checkpoint(self) -> dict[str, Any] | None:
-        """The last checkpoint if it loads and every row part and selected model up to it is intact
-        (then the run resumes exactly); ``None`` -- with a :class:`DamagedRunWarning` -- if the run
-        must be retrained from scratch, or if there is no checkpoint."""
-        path = self.store.checkpoint_path(self.run_id)
-        if not path.exists():
-            return None
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=False)
-            step = int(state["step"])
-        except Exception as err:  # any failure to load means the checkpoint cannot be trusted
-            self._untrusted(f"{path} cannot be loaded ({type(err).__name__}: {err})")
-            return None
-        expected = [s for s in range(step + 1) if s == 0 or self._is_record_step(s) or s in self.probe_steps]
-        have = [s for s in self.store.part_steps(self.run_id) if s <= step]
-        if have != expected:
-            self._untrusted(
-                f"rows of steps {sorted(set(expected) - set(have))} before its checkpoint at step {step} are missing"
-            )
-            return None
-        damaged = self.store.damaged_files(self.run_id)
-        needed = [f"parts/{s:012d}.parquet" for s in expected]
-        needed += [
-            str(self.store.selected_model_path(self.run_id, task, at).relative_to(self.store.run_dir(self.run_id)))
-            for task, (_, at) in state["selected"].items()
-        ]
-        lost = {
-            name: damaged.get(name, "missing")
-            for name in needed
-            if name in damaged or not (self.store.run_dir(self.run_id) / name).exists()
-        }
-        if lost:
-            self._untrusted(f"files it needs are damaged or missing: {lost}")
-            return None
-        return state
-
-    def _untrusted(self, why: str) -> None:
-        warnings.warn(f"run {self.run_id}: {why}; retraining it from scratch", DamagedRunWarning, stacklevel=3)
-        return None
+    def _expected_parts(self, step: int) -> list[int]:
+        """The steps with a row part up to ``step``: 0, the record steps and the probe steps."""
+        return [s for s in range(step + 1) if s == 0 or self._is_record_step(s) or s in self.probe_steps]

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from mtlens.aggregators.base import UpdateMethod
 from mtlens.models import MultiTaskModel
+from mtlens.registry import validate_options
 
 
 class LinearScalarization(UpdateMethod):
@@ -18,9 +19,8 @@ class LinearScalarization(UpdateMethod):
     With one task this is ordinary single-task training, so STL and MTL share one code path.
     """
 
+    @validate_options
     def __init__(self, reduction: Literal["sum", "mean"] = "sum"):
-        if reduction not in ("sum", "mean"):
-            raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
         self.reduction = reduction
 
     def objective(self, losses: dict[str, Tensor]) -> Tensor:

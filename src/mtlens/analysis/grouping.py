@@ -1,0 +1,262 @@
+"""Which tasks should train together: measured pairwise transfer, affinities, and groupings measured.
+
+Input: the manifest of the grouping experiment (:mod:`mtlens.experiments.grouping`; one row per run
+with ``run_id, seed, role, group``: ``role`` is ``stl`` (one task), ``group`` (a subset of tasks in
+one network) or ``all`` (every task, with the affinity probes); ``group`` is the run's tasks joined
+by ``+``) and the trajectory rows of its runs.  Every value of a task in a run is read at the run's
+validation-selected checkpoint (:func:`~mtlens.analysis.transfer.selected_checkpoints`).
+
+* :func:`pairwise_transfer` -- the transfer table (:func:`~mtlens.analysis.transfer.transfer_tests`:
+  paired by seed, permutation interval, Benjamini–Hochberg over every ordered pair, verdict) of task
+  ``j`` trained with task ``i`` (the pair run) against ``j`` alone; ``source = i``, ``target = j``,
+  ``relative_pct > 0``: ``i`` helps ``j``.
+* :func:`affinity_table` -- one row per ordered pair ``(source i, target j)``, the predictors averaged
+  over seeds: ``tag`` (mean of ``probe/lookahead_affinity`` ``"i>j"`` over the probe steps of the
+  all-task run), ``cosine`` (mean ``probe/conflict_cosine`` of the pair, symmetric) and ``early_gap``
+  (``100 (L_STL - L_pair) / L_STL`` of task ``j``'s validation loss at the first evaluation at or after
+  ``early_fraction`` of training, same seed), and the measured ``transfer_pct``.
+* :func:`predictor_correlations` -- each predictor's Pearson and Spearman correlation with the measured
+  transfer over the ordered pairs (:func:`~mtlens.analysis.correlation.correlation_table`), with
+  cluster-bootstrap intervals and cluster-permutation p-values, clustered by the *target* task (the
+  pairs onto one task share its STL reference runs).
+* :func:`grouping_results` -- on a subset of tasks whose every group was trained, the grouping each
+  predictor chooses with at most ``budget`` networks (:func:`~mtlens.analysis.partitions.best_grouping`),
+  the exhaustive best over the trained groupings (chosen on *validation* Δm, reported on test), and
+  all-together, each with its per-seed test ``Δm`` (the mean over tasks of the relative difference
+  to the same-seed STL run, in %, as the transfer table's ``relative_pct``) and paired tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mtlens.analysis.correlation import correlation_table
+from mtlens.analysis.inference import bh_adjust
+from mtlens.analysis.partitions import Affinity, Grouping, best_grouping, set_partitions
+
+__all__ = [
+    "PREDICTORS",
+    "affinity_table",
+    "best_grouping",
+    "group_label",
+    "grouping_results",
+    "pairwise_transfer",
+    "predictor_correlations",
+]
+from mtlens.analysis.transfer import TaskInfo, difference_test, selected_checkpoints, selection_info, transfer_tests
+from mtlens.quantities import CONFLICT_COSINE, LOOKAHEAD_AFFINITY
+
+SEPARATOR = "+"
+"""Joins the tasks of a group in its label (``"even+ink"``)."""
+
+PREDICTORS = ("tag", "cosine", "early_gap")
+"""Affinity columns of :func:`affinity_table` that predict the measured pairwise transfer."""
+
+
+def group_label(tasks: Sequence[str]) -> str:
+    return SEPARATOR.join(tasks)
+
+
+def _selected(manifest: pd.DataFrame, rows: pd.DataFrame, task_info: TaskInfo) -> pd.DataFrame:
+    """Selected checkpoints of the manifest's runs with their ``role`` and ``group``, and ``test``/``val``:
+    the task's selection metric on test and validation at that checkpoint, and ``sign`` (-1 where
+    lower is better)."""
+    selected = selected_checkpoints(rows, task_info)
+    if selected.empty:
+        return selected
+    selected = selected.merge(manifest[["run_id", "role", "group"]].drop_duplicates("run_id"), on="run_id")
+    metrics = {
+        (s, t): selection_info(task_info, s, t) for s, t in selected[["setting", "task"]].drop_duplicates().to_numpy()
+    }
+    name = [metrics[(s, t)]["selection_metric"] for s, t in zip(selected["setting"], selected["task"])]
+    selected["metric"] = name
+    selected["sign"] = [
+        -1.0 if metrics[(s, t)]["lower_is_better"].get(m, False) else 1.0
+        for s, t, m in zip(selected["setting"], selected["task"], name)
+    ]
+    selected["test"] = [row[f"test/{m}"] for m, (_, row) in zip(name, selected.iterrows())]
+    val = rows.assign(metric=rows["quantity"].str.removeprefix("val/"))[rows["quantity"].str.startswith("val/")]
+    val = val.drop_duplicates(["run_id", "task", "step", "metric"], keep="last")
+    return selected.merge(
+        val[["run_id", "task", "step", "metric", "value"]].rename(columns={"value": "val"}),
+        on=["run_id", "task", "step", "metric"],
+        how="left",
+    )
+
+
+def pairwise_transfer(
+    manifest: pd.DataFrame, rows: pd.DataFrame, task_info: TaskInfo, alpha: float = 0.05
+) -> pd.DataFrame:
+    """The transfer table of every ordered pair (module docstring), with ``source`` and ``target``."""
+    selected = _selected(manifest, rows, task_info)
+    if selected.empty:
+        return pd.DataFrame()
+    groups = selected["group"].str.split(SEPARATOR, regex=False)
+    pairs = selected[(selected["role"] == "group") & (groups.str.len() == 2)].copy()
+    partner = [next(t for t in g if t != task) for g, task in zip(groups[pairs.index], pairs["task"])]
+    pairs["method"] = [f"with {p}" for p in partner]
+    stl = selected[selected["role"] == "stl"]
+    table = transfer_tests(pd.concat([stl, pairs], ignore_index=True), task_info, alpha=alpha)
+    if table.empty:
+        return table
+    table.insert(0, "source", table.pop("method").str.removeprefix("with "))
+    table.insert(1, "target", table.pop("task"))
+    return table
+
+
+def _run_means(rows: pd.DataFrame, quantity: str, runs: Sequence[str]) -> pd.DataFrame:
+    """Per (task key, run) the mean of ``quantity`` over its steps, then per task key the mean over runs."""
+    picked = rows[(rows["quantity"] == quantity) & rows["run_id"].isin(runs)]
+    per_run = picked.groupby(["task", "run_id"])["value"].mean()
+    return per_run.groupby(level="task").mean().rename("value").reset_index()
+
+
+def _early_gap(manifest: pd.DataFrame, rows: pd.DataFrame, fraction: float) -> pd.DataFrame:
+    val = rows[rows["quantity"] == "val/loss"]
+    last = val.groupby("run_id")["step"].max()
+    runs = manifest.drop_duplicates("run_id").set_index("run_id")
+    stl = {
+        (runs.loc[r, "group"], int(runs.loc[r, "seed"])): frame.set_index("step")["value"]
+        for r, frame in val[val["run_id"].isin(runs.index[runs["role"] == "stl"])].groupby("run_id")
+    }
+    records = []
+    for run, frame in val.groupby("run_id"):
+        if run not in runs.index or runs.loc[run, "role"] != "group":
+            continue
+        tasks = runs.loc[run, "group"].split(SEPARATOR)
+        if len(tasks) != 2:
+            continue
+        seed = int(runs.loc[run, "seed"])
+        for target in tasks:
+            curve = frame[frame["task"] == target].set_index("step")["value"]
+            reference = stl.get((target, seed))
+            steps = curve.index[curve.index >= fraction * last[run]]
+            if reference is None or not len(steps) or steps.min() not in reference.index:
+                continue
+            step = steps.min()
+            value = 100.0 * (reference[step] - curve[step]) / reference[step]
+            records.append({"source": next(t for t in tasks if t != target), "target": target, "early_gap": value})
+    frame = pd.DataFrame.from_records(records, columns=["source", "target", "early_gap"])
+    return frame.groupby(["source", "target"], as_index=False)["early_gap"].mean()
+
+
+def affinity_table(
+    manifest: pd.DataFrame, rows: pd.DataFrame, transfer: pd.DataFrame, early_fraction: float = 0.1
+) -> pd.DataFrame:
+    """One row per ordered pair of :func:`pairwise_transfer`: ``source, target, tag, cosine,
+    early_gap, transfer_pct`` (module docstring); NaN where a predictor was not recorded."""
+    if transfer.empty:
+        return pd.DataFrame(columns=["source", "target", *PREDICTORS, "transfer_pct"])
+    table = transfer[["source", "target", "relative_pct"]].rename(columns={"relative_pct": "transfer_pct"})
+    all_runs = manifest.loc[manifest["role"] == "all", "run_id"].unique()
+    tag = _run_means(rows, LOOKAHEAD_AFFINITY, all_runs)
+    tag[["source", "target"]] = tag["task"].str.split(">", n=1, expand=True) if len(tag) else None
+    cosine = _run_means(rows, CONFLICT_COSINE, all_runs)
+    if len(cosine):
+        cosine[["source", "target"]] = cosine["task"].str.split("|", n=1, expand=True, regex=False)
+        cosine = pd.concat([cosine, cosine.rename(columns={"source": "target", "target": "source"})])
+    for name, frame in (("tag", tag), ("cosine", cosine)):
+        if len(frame):
+            table = table.merge(frame[["source", "target", "value"]].rename(columns={"value": name}), how="left")
+        else:
+            table[name] = np.nan
+    table = table.merge(_early_gap(manifest, rows, early_fraction), on=["source", "target"], how="left")
+    return table[["source", "target", *PREDICTORS, "transfer_pct"]]
+
+
+def predictor_correlations(affinities: pd.DataFrame, **options: Any) -> pd.DataFrame:
+    """:func:`~mtlens.analysis.correlation.correlation_table` of each predictor against
+    ``transfer_pct`` over the ordered pairs, clustered by target task (``options`` go to it)."""
+    pairs = [(p, "transfer_pct") for p in PREDICTORS if p in affinities and affinities[p].notna().sum() >= 3]
+    return correlation_table(affinities, pairs, cluster=("target",), **options)
+
+
+def _delta_m(values: pd.DataFrame, grouping: Grouping, column: str) -> pd.Series:
+    """Per seed: the mean over the grouping's tasks of ``100 sign (M_group - M_STL) / |mean M_STL|``
+    (``column``: ``test`` or ``val``); seeds missing any value are left out."""
+    parts = []
+    for group in grouping:
+        label = group_label(group)
+        for task in group:
+            stl = values[(values["role"] == "stl") & (values["task"] == task)].set_index("seed")
+            mine = values[(values["group"] == label) & (values["task"] == task)].set_index("seed")
+            sign = float(stl["sign"].iloc[0]) if len(stl) else np.nan
+            parts.append(100.0 * sign * (mine[column] - stl[column]) / abs(stl[column].mean()))
+    frame = pd.concat(parts, axis=1)
+    return frame.dropna().mean(axis=1)
+
+
+def _trained(values: pd.DataFrame, grouping: Grouping) -> bool:
+    labels = set(values["group"])
+    return all(len(g) == 1 or group_label(g) in labels for g in grouping)
+
+
+def grouping_results(
+    manifest: pd.DataFrame,
+    rows: pd.DataFrame,
+    task_info: TaskInfo,
+    subset: Sequence[str],
+    budget: int,
+    predictors: Mapping[str, Affinity],
+    alpha: float = 0.05,
+    exhaustive: bool = True,
+) -> pd.DataFrame:
+    """Per choice (each predictor's grouping of ``subset`` into at most ``budget`` groups, the
+    exhaustive best over the trained groupings by validation Δm, all together): ``choice, grouping,
+    n_seeds, delta_m`` with its interval ``delta_m_low/high`` and ``p_vs_stl``, and the paired
+    differences to all-together and to the exhaustive best (``vs_all``, ``vs_best`` with intervals
+    and p-values); ``p_adjusted`` columns are Benjamini–Hochberg over all p-values of the table.
+    ``exhaustive=False`` leaves out the exhaustive best (where not every grouping was trained)."""
+    values = _selected(manifest, rows, task_info)
+    if values.empty:
+        return pd.DataFrame()
+    values = values[values["task"].isin(subset)]
+    together = (tuple(subset),)
+    if not _trained(values, together):
+        return pd.DataFrame()
+    trained = [g for g in set_partitions(list(subset), budget) if _trained(values, g)] if exhaustive else []
+    choices: dict[str, Grouping] = {
+        f"{name} (predicted)": best_grouping(subset, a, budget)[0] for name, a in predictors.items()
+    }
+    reference = {"all": _delta_m(values, together, "test")}
+    if trained:
+        best = max(trained, key=lambda g: _delta_m(values, g, "val").mean())
+        choices["exhaustive best (validation)"] = best
+        reference["best"] = _delta_m(values, best, "test")
+    choices["all together"] = together
+    records = []
+    for choice, grouping in choices.items():
+        record: dict[str, Any] = {"choice": choice, "grouping": " | ".join(group_label(g) for g in grouping)}
+        if not _trained(values, grouping):
+            records.append(record | {"n_seeds": 0})
+            continue
+        delta = _delta_m(values, grouping, "test")
+        test = difference_test(delta.to_numpy(), np.zeros(len(delta)), True, alpha)
+        record |= {
+            "n_seeds": len(delta),
+            "delta_m": test["delta"],
+            "delta_m_low": test["delta_low"],
+            "delta_m_high": test["delta_high"],
+            "p_vs_stl": test["p_value"],
+        }
+        for name, ref in reference.items():
+            common = delta.index.intersection(ref.index)
+            diff = difference_test(delta[common].to_numpy(), ref[common].to_numpy(), True, alpha)
+            record |= {
+                f"vs_{name}": diff["delta"],
+                f"vs_{name}_low": diff["delta_low"],
+                f"vs_{name}_high": diff["delta_high"],
+                f"p_vs_{name}": diff["p_value"],
+            }
+        records.append(record)
+    table = pd.DataFrame.from_records(records)
+    p_columns = [c for c in ("p_vs_stl", "p_vs_all", "p_vs_best") if c in table]
+    if p_columns:
+        adjusted = bh_adjust(table[p_columns].to_numpy(float).ravel()).reshape(len(table), -1)
+        for k, column in enumerate(p_columns):
+            table[f"{column}_adjusted"] = adjusted[:, k]
+    return table

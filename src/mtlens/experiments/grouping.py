@@ -1,0 +1,293 @@
+"""The grouping experiment: which tasks should train together?  (Issue 27; TAG, Fifty et al. 2021;
+Standley et al. 2020.)
+
+Per seed (all runs paired by seed: same initialization and batches):
+
+* every task alone (STL, ``role = stl``);
+* every group of ``2 .. max_group`` tasks (default: every pair, the measured pairwise transfer) and
+  every group of at least two tasks of ``subset`` (default: the setting's first ``subset_size``
+  tasks), so that every grouping of ``subset`` is trained and the exhaustive best can be found
+  (``role = group``);
+* every task together with the affinity probes ``tag`` (TAG's lookahead affinity) and ``conflict``
+  (gradient cosine), from which TAG chooses its groups (``role = all``).
+
+After these are trained, the analysis step (:func:`grouping_analysis`) computes every predictor's
+affinities from the stored rows, chooses each predictor's grouping of *all* tasks into at most
+``budget`` networks, and trains the groups of those groupings that are not trained yet (same seeds;
+``role = chosen``), so each predictor's grouping of every task is measured too (against STL and
+all-together; the exhaustive best is only known on ``subset``).  Rerunning the command after a kill
+re-plans, skips complete runs and repeats this step, which is deterministic given the stored rows.
+
+All runs use the ``sum`` method; the probes change no trajectory bit, so the all-task run is the
+all-together MTL run.  The report section (:func:`grouping_section`) is computed from the stored rows
+by :mod:`mtlens.analysis.grouping`: the measured pairwise transfer matrix with the transfer table's
+tests, the affinity matrices, each predictor's rank correlation with the measured transfer, and the
+grouping of ``subset`` into at most ``budget`` networks that each predictor chooses, measured
+against all-together, STL and the exhaustive best.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import combinations
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+from pydantic import Field
+
+from mtlens.analysis.grouping import (
+    PREDICTORS,
+    affinity_table,
+    best_grouping,
+    group_label,
+    grouping_results,
+    pairwise_transfer,
+    predictor_correlations,
+)
+from mtlens.errors import ConfigError
+from mtlens.experiments.base import Experiment, ExperimentPlan, plan_runs, register_experiment
+from mtlens.orchestration.executors import run_configs
+from mtlens.render import save_figure, table_html
+from mtlens.render.charts import Spec, inline_data, tip
+from mtlens.settings import Setting
+from mtlens.store import RunStore
+
+AFFINITY_PROBES = ["tag", "conflict"]
+"""Probes of the all-task run: TAG's lookahead affinity and the gradient cosine."""
+
+
+def grouping_experiment(
+    base: dict[str, Any],
+    setting: Setting,
+    seeds: Sequence[int],
+    budget: Annotated[int, Field(ge=1)] = 2,
+    max_group: Annotated[int, Field(ge=2)] = 2,
+    subset: Sequence[str] | None = None,
+    subset_size: Annotated[int, Field(ge=2)] = 5,
+) -> ExperimentPlan:
+    """The runs of the module docstring, per seed; ``budget`` is read by the report section (stored
+    in the manifest)."""
+    names = setting.task_names
+    if len(names) < 3:
+        raise ConfigError(f"the grouping experiment needs at least 3 tasks; {setting.name!r} has {names}")
+    chosen = list(subset) if subset is not None else names[: min(subset_size, len(names))]
+    unknown = [t for t in chosen if t not in names]
+    if unknown or len(set(chosen)) < 2:
+        raise ConfigError(f"subset: need at least 2 distinct tasks of {setting.name!r} ({names}), got {chosen}")
+    chosen = [t for t in names if t in chosen]  # setting order
+    groups = [g for size in range(2, min(max_group, len(names)) + 1) for g in combinations(names, size)]
+    groups += [g for size in range(2, len(chosen) + 1) for g in combinations(chosen, size) if g not in groups]
+    groups = [g for g in groups if len(g) < len(names)]  # every task together is the affinity run
+    labels = {"budget": budget, "subset": group_label(chosen)}
+    runs = []
+    for seed in seeds:
+        common = {"seed": seed, "method": "sum"}
+        runs += [({**common, "tasks": [t], "probes": []}, {**labels, "role": "stl", "group": t}) for t in names]
+        runs += [
+            ({**common, "tasks": list(g), "probes": []}, {**labels, "role": "group", "group": group_label(g)})
+            for g in groups
+        ]
+        runs.append(({**common, "probes": AFFINITY_PROBES}, {**labels, "role": "all", "group": group_label(names)}))
+    return plan_runs("grouping", base, setting, runs)
+
+
+def _finished(store: RunStore, manifest: pd.DataFrame) -> pd.DataFrame:
+    """The manifest rows of finished runs (unfinished, failed and diverged runs never enter the analysis)."""
+    return manifest[[store.done_state(r) == "finished" for r in manifest["run_id"]]]
+
+
+def _predictor_affinities(affinities: pd.DataFrame) -> dict[str, dict[tuple[str, str], float]]:
+    """Each predictor's ``{(source, target): value}`` (and the measured ``transfer_pct``), pairs with a value."""
+    predictors: dict[str, dict[tuple[str, str], float]] = {}
+    for name in (*PREDICTORS, "transfer_pct"):
+        known = affinities.dropna(subset=[name])
+        if len(known):
+            predictors[name] = {(s, t): float(v) for s, t, v in zip(known["source"], known["target"], known[name])}
+    return predictors
+
+
+def grouping_analysis(plan: ExperimentPlan, store: RunStore, setting: Setting) -> None:
+    """Train each predictor's grouping of every task (module docstring) and add its runs to the manifest."""
+    manifest = plan.manifest
+    finished = _finished(store, manifest)
+    rows = store.trajectories(finished["run_id"].tolist())
+    transfer = pairwise_transfer(finished, rows, store.task_info())
+    if transfer.empty:
+        return
+    budget = int(manifest["budget"].iloc[0])
+    labels = set(manifest["group"])
+    templates = {int(c.seed): c for c, role in zip(plan.configs, manifest["role"]) if role == "all"}
+    configs, records = [], []
+    for name, affinity in _predictor_affinities(affinity_table(finished, rows, transfer)).items():
+        grouping, _ = best_grouping(setting.task_names, affinity, budget)
+        for group in grouping:
+            label = group_label(group)
+            if len(group) < 2 or label in labels:
+                continue
+            labels.add(label)
+            for seed, template in templates.items():
+                config = template.model_copy(update={"tasks": list(group), "probes": []})
+                configs.append(config)
+                records.append(
+                    manifest[manifest["run_id"] == template.run_id].iloc[0].to_dict()
+                    | {"run_id": config.run_id, "role": "chosen", "group": label, "chosen_by": name, "seed": seed}
+                )
+    if configs:
+        store.write_table(plan.table_name, pd.concat([manifest, pd.DataFrame.from_records(records)], ignore_index=True))
+        run_configs(configs, store, progress=False)
+
+
+def _heatmap(frame: pd.DataFrame, value: str, title: str, facet_by: str | None = None) -> Spec:
+    """Source (rows) x target (columns) cells coloured by ``value`` (diverging around 0)."""
+    chart: Spec = {
+        "mark": "rect",
+        "encoding": {
+            "x": {"field": "target", "type": "nominal", "title": "target task j"},
+            "y": {"field": "source", "type": "nominal", "title": "trained with task i"},
+            "color": {
+                "field": value,
+                "type": "quantitative",
+                "title": title,
+                "scale": {"scheme": "redblue", "domainMid": 0},
+            },
+            "tooltip": [tip("source", "nominal"), tip("target", "nominal"), tip(value)]
+            + ([tip("verdict", "nominal"), tip("p_adjusted")] if "verdict" in frame else []),
+        },
+    }
+    if facet_by is None:
+        return {"data": inline_data(frame), **chart}
+    return {
+        "data": inline_data(frame),
+        "facet": {"field": facet_by, "type": "nominal", "title": None},
+        "columns": 3,
+        "spec": chart,
+        "resolve": {"scale": {"color": "independent"}},
+    }
+
+
+def _scatter(affinities: pd.DataFrame) -> Spec:
+    long = affinities.melt(
+        id_vars=["source", "target", "transfer_pct"], value_vars=list(PREDICTORS), var_name="predictor"
+    )
+    long = long.dropna()
+    return {
+        "data": inline_data(long),
+        "facet": {"field": "predictor", "type": "nominal", "title": None},
+        "columns": 3,
+        "spec": {
+            "mark": {"type": "point", "filled": True},
+            "encoding": {
+                "x": {"field": "value", "type": "quantitative", "title": "predicted affinity i -> j"},
+                "y": {"field": "transfer_pct", "type": "quantitative", "title": "measured transfer i -> j (%)"},
+                "color": {"field": "target", "type": "nominal"},
+                "tooltip": [tip("source", "nominal"), tip("target", "nominal"), tip("value"), tip("transfer_pct")],
+            },
+        },
+        "resolve": {"scale": {"x": "independent"}},
+    }
+
+
+def grouping_section(
+    store: RunStore, index: pd.DataFrame, manifest: pd.DataFrame, rows: pd.DataFrame, out_dir: Path, setting: str
+) -> str:
+    """Which tasks to train together: the tables and figures of the module docstring."""
+    task_info = store.task_info()
+    all_tasks = (
+        str(manifest.loc[manifest["role"] == "all", "group"].iloc[0]).split("+")
+        if (manifest["role"] == "all").any()
+        else []
+    )
+    transfer = pairwise_transfer(manifest, rows, task_info)
+    if transfer.empty:
+        return "<p>No finished STL and pair runs of the grouping experiment yet.</p>"
+    parts = [
+        save_figure(
+            _heatmap(transfer, "relative_pct", "transfer (%)"),
+            out_dir,
+            f"grouping_transfer_{setting}",
+            "Measured pairwise transfer: task j (column) trained together with task i (row) against j alone, "
+            "relative difference of the test selection metric at the validation-selected checkpoint (%; > 0: "
+            "i helps j), paired by seed. The tooltip gives the verdict (Benjamini-Hochberg over every ordered pair).",
+        ),
+        table_html(
+            transfer,
+            out_dir,
+            f"grouping_transfer_{setting}",
+            "Pairwise transfer tests (the transfer table's exact sign-flip test per ordered pair, permutation "
+            "interval, Benjamini-Hochberg over all pairs).",
+        ),
+    ]
+    affinities = affinity_table(manifest, rows, transfer)
+    long = affinities.melt(id_vars=["source", "target"], value_vars=list(PREDICTORS), var_name="predictor").dropna()
+    if len(long):
+        parts.append(
+            save_figure(
+                _heatmap(long, "value", "affinity", facet_by="predictor"),
+                out_dir,
+                f"grouping_affinity_{setting}",
+                "Affinity i -> j per predictor, averaged over seeds: tag = TAG's lookahead affinity "
+                "1 - L_j(after a step on task i) / L_j over the probe steps of the all-task run; cosine = gradient "
+                "cosine of the pair (symmetric); early_gap = validation-loss improvement of j in the pair run over "
+                "j alone after the first 10% of training (%).",
+            )
+        )
+        parts.append(
+            save_figure(
+                _scatter(affinities),
+                out_dir,
+                f"grouping_scatter_{setting}",
+                "Predicted affinity against measured pairwise transfer, one point per ordered pair, "
+                "coloured by target task.",
+            )
+        )
+    correlations = predictor_correlations(affinities)
+    if len(correlations):
+        parts.append(
+            table_html(
+                correlations,
+                out_dir,
+                f"grouping_correlations_{setting}",
+                "Does the affinity predict the measured transfer? Pearson r and Spearman rho over the ordered pairs, "
+                "cluster-bootstrap 95% intervals and cluster-permutation p-values with the pairs onto one target task "
+                "as a cluster (they share its STL runs); Benjamini-Hochberg over the predictors.",
+            )
+        )
+    subset = str(manifest["subset"].iloc[0]).split("+")
+    budget = int(manifest["budget"].iloc[0])
+    predictors = _predictor_affinities(affinities)
+    results = grouping_results(manifest, rows, task_info, subset, budget, predictors)
+    if len(results):
+        parts.append(
+            table_html(
+                results,
+                out_dir,
+                f"grouping_results_{setting}",
+                f"Groupings of {', '.join(subset)} into at most {budget} networks: each predictor's choice (the "
+                "partition maximizing the mean affinity onto each task from its group mates; transfer_pct = the "
+                "measured pairwise transfer, Standley et al.'s pairwise approximation), the exhaustive best over "
+                "every trained "
+                "grouping (chosen on validation, reported on test) and all together. delta_m: mean over tasks of the "
+                "relative test improvement over the same-seed STL run (%), with its interval; vs_all / vs_best: paired "
+                "differences to all-together and to the exhaustive best; p-values Benjamini-Hochberg adjusted over "
+                "the table.",
+            )
+        )
+    every = grouping_results(manifest, rows, task_info, all_tasks, budget, predictors, exhaustive=False)
+    if len(every):
+        parts.append(
+            table_html(
+                every,
+                out_dir,
+                f"grouping_results_all_{setting}",
+                f"Groupings of all {len(all_tasks)} tasks into at most {budget} networks chosen by each predictor "
+                "(their groups trained by the experiment's analysis step), against STL (delta_m) and all together "
+                "(vs_all); n_seeds = 0 where a grouping's runs are not trained yet (rerun the study).",
+            )
+        )
+    return "".join(parts)
+
+
+register_experiment(
+    Experiment("grouping", "Which tasks to train together?", grouping_experiment, grouping_section, grouping_analysis)
+)

@@ -1,0 +1,166 @@
+"""Export a store's runs to MLflow (extra ``mlflow``: ``mlflow-skinny`` with SQLAlchemy for a local file
+database), so the runs appear in the tracker people already watch: ``mtlens export --to mlflow``.
+
+One MLflow run per mtlens run, in the experiment ``experiment`` (created if missing), named by the mtlens
+run id and tagged ``mtlens.run_id`` with it:
+
+- **params**: the run's config (``config.json``), lists and dicts as JSON text;
+- **tags**: ``mtlens.state`` (finished, running, interrupted, failed, diverged, pending), ``mtlens.message``,
+  ``mtlens.last_step``, ``mtlens.setting``, ``mtlens.mode``, ``mtlens.method``, ``mtlens.seed``,
+  ``mtlens.tasks``; the MLflow run status follows the state (:data:`MLFLOW_STATUS`);
+- **metrics**: every trajectory row (metrics, losses, probe curves, method weights) as the series
+  :func:`~mtlens.integrations.series.metric_key` ``(quantity, task)`` over the training step, e.g. ``val/loss/a`` or
+  ``probe/conflict_cosine/a vs b``, plus the series ``epoch`` (the epoch of each recorded step).
+
+**Idempotent.**  A run already exported (found by its ``mtlens.run_id`` tag) is updated, never duplicated:
+its tags and status are set again and only the (series, step) values it lacks are logged, so exporting a
+store again after more training adds the new steps.  If a value it holds differs from the store's (a
+resumed run replaced rows after its checkpoint), the MLflow run is deleted and exported afresh.
+
+**Where.**  ``tracking_uri`` as MLflow takes it: ``sqlite:///path/mlflow.db`` (a local file, no server;
+``mlflow ui --backend-store-uri sqlite:///path/mlflow.db`` shows it) or ``http://host:5000`` (a running
+``mlflow server``); default: MLflow's own (``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` in the
+current directory).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from mtlens.errors import DamagedStoreError, MtlensError
+from mtlens.integrations.series import Exported, metric_series
+from mtlens.store import RunStore
+
+RUN_ID_TAG = "mtlens.run_id"
+"""The tag that ties an MLflow run to its mtlens run (what makes a second export update, not duplicate)."""
+
+MLFLOW_STATUS = {
+    "finished": "FINISHED",
+    "running": "RUNNING",
+    "interrupted": "KILLED",
+    "failed": "FAILED",
+    "diverged": "FAILED",
+    "pending": "SCHEDULED",
+}
+"""The MLflow run status of each mtlens state (the exact state is the tag ``mtlens.state``)."""
+
+BATCH = 1000
+"""Metrics per ``log_batch`` call (MLflow's limit; params and tags: 100)."""
+
+MAX_PARAM_LENGTH = 6000
+"""MLflow's longest parameter value; longer config values (rare: long lists) are cut, ending in ``...``."""
+
+
+def _param_text(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list, tuple)) else str(value)
+    return text if len(text) <= MAX_PARAM_LENGTH else text[: MAX_PARAM_LENGTH - 3] + "..."
+
+
+def _same(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0)
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def export_mlflow(
+    store: RunStore,
+    tracking_uri: str | None = None,
+    experiment: str = "mtlens",
+    run_ids: Sequence[str] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> list[Exported]:
+    """Export ``run_ids`` of ``store`` (default: every run) to the MLflow experiment ``experiment`` at
+    ``tracking_uri`` (see the module docstring); one :class:`~mtlens.integrations.series.Exported` per run.
+    Damaged runs are skipped and reported (``action="skipped"``), never exported in part."""
+    try:
+        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.tracking import MlflowClient
+    except ImportError:
+        raise MtlensError("export --to mlflow needs MLflow: pip install 'mtlens[mlflow]'") from None
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found is not None else client.create_experiment(experiment)
+    index = store.runs()
+    if run_ids is not None:
+        index = index[index["run_id"].isin(run_ids)]
+    results = []
+    for row in index.to_dict("records"):
+        run_id = row["run_id"]
+        if row["state"] == "damaged":
+            results.append(Exported(run_id, "skipped", message=row["message"]))
+            continue
+        try:
+            config, rows = store.config(run_id), store.trajectory(run_id)
+        except DamagedStoreError as err:
+            results.append(Exported(run_id, "skipped", message=str(err)))
+            continue
+        tags = {
+            RUN_ID_TAG: run_id,
+            "mtlens.state": row["state"],
+            "mtlens.message": (row.get("message") or "")[:5000],
+            "mtlens.last_step": str(row["last_step"]),
+            "mtlens.setting": str(config.get("setting", "")),
+            "mtlens.mode": str(row.get("mode", "")),
+            "mtlens.method": str(config.get("method", "")),
+            "mtlens.seed": str(config.get("seed", "")),
+            "mtlens.tasks": ",".join(config.get("tasks") or []),
+            "mlflow.runName": run_id,
+        }
+        series = metric_series(rows)
+        existing: list[Any] = client.search_runs(
+            [experiment_id], filter_string=f"tags.`{RUN_ID_TAG}` = '{run_id}'", max_results=2
+        )
+        action, logged = "created", {}
+        if existing:
+            mlflow_run = existing[0]
+            for key in mlflow_run.data.metrics:
+                logged[key] = {m.step: m.value for m in client.get_metric_history(mlflow_run.info.run_id, key)}
+            stale = any(
+                step in logged.get(key, {}) and not _same(logged[key][step], value)
+                for key, steps in series.items()
+                for step, value in steps.items()
+            ) or any(key not in series for key in logged)
+            if stale:
+                client.delete_run(mlflow_run.info.run_id)
+                existing, logged, action = [], {}, "recreated"
+            else:
+                action = "updated"
+        if not existing:
+            mlflow_run = client.create_run(experiment_id, run_name=run_id, tags={RUN_ID_TAG: run_id})
+            params = [Param(k, _param_text(v)) for k, v in sorted(config.items())]
+            for part in _chunks(params, 100):
+                client.log_batch(mlflow_run.info.run_id, params=list(part))
+        mlflow_id = mlflow_run.info.run_id
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(key, value, now, step)
+            for key, steps in series.items()
+            for step, value in steps.items()
+            if step not in logged.get(key, {})
+        ]
+        for part in _chunks(metrics, BATCH):
+            client.log_batch(mlflow_id, metrics=list(part))
+        old_tags = mlflow_run.data.tags if existing else {}
+        changed_tags = [RunTag(k, v) for k, v in tags.items() if old_tags.get(k) != v]
+        for part in _chunks(changed_tags, 100):
+            client.log_batch(mlflow_id, tags=list(part))
+        status = MLFLOW_STATUS.get(row["state"], "RUNNING")
+        if mlflow_run.info.status != status or not existing:
+            if status in ("FINISHED", "FAILED", "KILLED"):
+                client.set_terminated(mlflow_id, status)
+            else:
+                client.update_run(mlflow_id, status=status)
+        if action == "updated" and not metrics and not changed_tags and mlflow_run.info.status == status:
+            action = "unchanged"
+        results.append(Exported(run_id, action, mlflow_id, len(metrics)))
+        if log:
+            log(f"export: {run_id} -> mlflow run {mlflow_id}: {action} ({len(metrics)} values)")
+    return results

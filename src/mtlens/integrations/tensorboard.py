@@ -1,0 +1,90 @@
+"""Export a store's runs as TensorBoard event files (extra ``tensorboard``): ``mtlens export --to tensorboard
+--logdir DIR``, then ``tensorboard --logdir DIR``.
+
+One run directory ``DIR/<run id>`` per mtlens run, holding its trajectory rows as scalar series named
+:func:`~mtlens.integrations.series.metric_key` ``(quantity, task)`` over the training step (``val/loss/a``,
+``probe/conflict_cosine/a vs b``, ``epoch``, ...; TensorBoard groups them by the part before the first ``/``)
+and two text summaries: ``config`` (the run's config as JSON) and ``status`` (state, last step, message).
+
+**Idempotent.**  Event files only grow, so a run is written whole into a new directory that then replaces
+its old one (``DIR/<run id>/mtlens.json`` records what was written: a run whose state, last step and rows are
+unchanged is left as it is); exporting again never duplicates a value.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from mtlens.errors import DamagedStoreError, MtlensError
+from mtlens.integrations.series import Exported, metric_series
+from mtlens.store import RunStore
+
+MARKER = "mtlens.json"
+"""The file in each run directory that records what was exported (TensorBoard ignores it)."""
+
+
+def export_tensorboard(
+    store: RunStore,
+    logdir: str | Path,
+    run_ids: Sequence[str] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> list[Exported]:
+    """Write ``run_ids`` of ``store`` (default: every run) as TensorBoard runs under ``logdir`` (see the module
+    docstring); one :class:`~mtlens.integrations.series.Exported` per run.  Damaged runs are skipped."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise MtlensError("export --to tensorboard needs TensorBoard: pip install 'mtlens[tensorboard]'") from None
+
+    logdir = Path(logdir)
+    index = store.runs()
+    if run_ids is not None:
+        index = index[index["run_id"].isin(run_ids)]
+    results = []
+    for row in index.to_dict("records"):
+        run_id = row["run_id"]
+        if row["state"] == "damaged":
+            results.append(Exported(run_id, "skipped", message=row["message"]))
+            continue
+        try:
+            config, rows = store.config(run_id), store.trajectory(run_id)
+        except DamagedStoreError as err:
+            results.append(Exported(run_id, "skipped", message=str(err)))
+            continue
+        target = logdir / run_id
+        fingerprint = {"state": row["state"], "last_step": int(row["last_step"]), "rows": len(rows)}
+        marker = target / MARKER
+        if marker.exists():
+            try:
+                if json.loads(marker.read_text(encoding="utf-8")) == fingerprint:
+                    results.append(Exported(run_id, "unchanged", str(target)))
+                    continue
+            except ValueError:  # a damaged marker: write the run again
+                pass
+        series = metric_series(rows)
+        fresh = logdir / f".{run_id}.tmp-{os.getpid()}"
+        shutil.rmtree(fresh, ignore_errors=True)
+        writer = SummaryWriter(str(fresh))
+        try:
+            for key, steps in series.items():
+                for step, value in steps.items():
+                    writer.add_scalar(key, value, step)
+            writer.add_text("config", "```\n" + json.dumps(config, indent=2, sort_keys=True) + "\n```", 0)
+            status = f"state: {row['state']}, last step: {row['last_step']}; {row.get('message') or ''}".rstrip("; ")
+            writer.add_text("status", status, int(row["last_step"]))
+        finally:
+            writer.close()
+        (fresh / MARKER).write_text(json.dumps(fingerprint), encoding="utf-8")
+        action = "updated" if target.exists() else "created"
+        if target.exists():
+            shutil.rmtree(target)
+        fresh.rename(target)
+        n = sum(len(steps) for steps in series.values())
+        results.append(Exported(run_id, action, str(target), n))
+        if log:
+            log(f"export: {run_id} -> {target}: {action} ({n} values)")
+    return results

@@ -1,0 +1,316 @@
+"""The report's answers in words: per setting, one sentence per question and task, written from the
+report's tables and never stronger than their tests.
+
+A pure module: tables in (the CSV tables the report writes, read back or in memory), sentences out.
+:func:`answers` takes a mapping ``table name -> DataFrame`` and returns, per setting, the paragraphs of
+the three questions of Mueller et al. (did MTL help, when did the gap open, what explains it) and of
+Elich et al.'s experiments.  Every sentence is keyed off column names, listed here, so that a table
+gaining columns changes nothing and a table missing one of them yields no sentence from it:
+
+- ``transfer``: ``setting, task, method, metric, stl_mean, mtl_mean, n_stl, n_mtl, design, delta,
+  delta_low, delta_high, p_adjusted, min_p, min_detectable, verdict`` (a verdict "MTL better/worse" is
+  stated only where the table states it, i.e. Benjamini–Hochberg adjusted p ≤ alpha);
+- ``gap_onset``: ``setting, method, task, measure, n_mtl, n_stl, direction, final_gap, final_band_low,
+  final_band_high, p_persistent_adjusted, min_detectable_final`` and, where present, ``onset_epoch_mtl``,
+  ``onset_train_loss`` (a gap is stated only where ``direction`` names one);
+- ``optimization_effect``: ``setting, task, method, n_seeds, log_ratio_final, log_ratio_final_low,
+  log_ratio_final_high, log_ratio_final_p_adjusted, log_ratio_final_min_detectable`` (the training-loss
+  ratio MTL/STL at equal steps is ``exp`` of the log-ratio);
+- ``correlations``: ``x, y, n, n_groups, pearson_r, pearson_low, pearson_high, pearson_p_adjusted, min_p``
+  (across settings: one family; a correlation is stated only where its adjusted p ≤ alpha, and
+  ``min_p > alpha`` is said to be inconclusive, never shown as a finding);
+- ``probe_differences``: ``setting, task, method, difference, n_seeds, mean, low, high, p_adjusted``;
+- ``alignment`` (``setting, kind, median, fraction_negative``), ``magnitude_ratio`` (``setting, method,
+  pair, median_ratio, median_abs_log10``) and ``optimizers`` (``setting, task, mode, method, metric`` and
+  one "mean ± std (n=k)" column per optimizer): Elich et al.'s experiments, described without a test.
+
+Numbers are written with 2–3 significant digits (:func:`number`), error-like metrics (:data:`PERCENT_METRICS`)
+as percentages with differences in percentage points.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from mtlens.render.tables import number, signed
+
+QUESTIONS = {
+    "transfer": "Did MTL help each task?",
+    "gap": "When did the generalization gap open?",
+    "optimization": "How did optimization differ?",
+    "explanation": "What explains it?",
+    "elich": "Gradient alignment (Elich et al.)",
+}
+"""Paragraph keys of :func:`answers` and their headings, in the report's order."""
+
+ALL_SETTINGS = "all settings"
+"""The key of paragraphs drawn from tables that pool settings (the correlations)."""
+
+PERCENT_METRICS = ("error", "accuracy", "acc", "pixel_accuracy", "miou", "f1")
+"""Metrics that are fractions in [0, 1]: written as percentages, their differences in points."""
+
+MEASURE_NAMES = {"val/loss": "validation loss", "val/error": "validation error"}
+
+
+def p_text(p: Any) -> str:
+    """An adjusted p-value as text: two significant digits, "< 0.001" below 0.001."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "adjusted p not available"
+    return "adjusted p < 0.001" if float(p) < 0.001 else f"adjusted p = {number(p, 2)}"
+
+
+def _metric(metric: str) -> tuple[str, bool]:
+    """``(name, percent)`` of a transfer ``metric`` column (``test/error`` -> ``("test error", True)``)."""
+    name = str(metric).split("/")[-1]
+    return f"test {name}", name in PERCENT_METRICS
+
+
+def _value(x: float, percent: bool) -> str:
+    return f"{number(100 * x, 2)}%" if percent else number(x, 3)
+
+
+def _difference(x: float, percent: bool) -> str:
+    return f"{signed(100 * x, 2)} points" if percent else signed(x, 2)
+
+
+def _seeds(row: Mapping[str, Any]) -> str:
+    design, n = str(row.get("design", "")), row.get("n_mtl")
+    if design == "paired":
+        return f"paired over {n} seeds"
+    return f"{design or 'unpaired'}, {row.get('n_stl')} STL and {n} MTL runs"
+
+
+def transfer_sentence(row: Mapping[str, Any], alpha: float) -> str:
+    """One sentence from a ``transfer`` row (see the module docstring for the columns read)."""
+    name, percent = _metric(row["metric"])
+    method, task = row["method"], row["task"]
+    values = f"{name} {_value(row['stl_mean'], percent)} → {_value(row['mtl_mean'], percent)}"
+    low, high = _difference(row["delta_low"], percent), _difference(row["delta_high"], percent)
+    interval = f"{1 - alpha:.0%} interval {low.removesuffix(' points')} to {high}"
+    verdict = str(row.get("verdict", ""))
+    if verdict in ("MTL better", "MTL worse"):
+        word = "better" if verdict == "MTL better" else "worse"
+        return (
+            f"MTL ({method}) made task {task} {word}: {values} ({_seeds(row)}, {interval}, "
+            f"{p_text(row.get('p_adjusted'))})."
+        )
+    detectable = row.get("min_detectable")
+    n = row.get("n_mtl")
+    if detectable is None or not math.isfinite(float(detectable)):
+        smallest = number(row.get("min_p"), 2)
+        power = f"with {n} seeds no difference could reach the level {alpha:g} (smallest possible p {smallest})"
+    else:
+        size = _difference(abs(float(detectable)), percent).lstrip("+")
+        power = f"with {n} seeds a difference of {size} would have been detected with 80% power"
+    return (
+        f"No effect of MTL ({method}) on task {task} could be shown: {values} ({_seeds(row)}, {interval}, "
+        f"{p_text(row.get('p_adjusted'))}); {power}."
+    )
+
+
+def gap_sentence(rows: pd.DataFrame, alpha: float) -> str:
+    """One sentence per (setting, method, task) from its ``gap_onset`` rows (one per measure)."""
+    first = rows.iloc[0]
+    method, task = first["method"], first["task"]
+    found = rows[rows["direction"].isin(["MTL worse", "MTL better"])]
+    if len(found):
+        parts = []
+        for row in found.to_dict("records"):
+            measure = MEASURE_NAMES.get(row["measure"], row["measure"])
+            onset = ""
+            if pd.notna(row.get("onset_epoch_mtl")):
+                onset = f" from epoch {number(row['onset_epoch_mtl'], 2)} of MTL"
+                if pd.notna(row.get("onset_train_loss")):
+                    onset += f" (training loss {number(row['onset_train_loss'], 2)})"
+            parts.append(
+                f"a persistent {measure} gap{onset} to the lowest common training loss, where it was "
+                f"{signed(row['final_gap'], 2)} (band {signed(row['final_band_low'], 2)} to "
+                f"{signed(row['final_band_high'], 2)}, "
+                f"{p_text(row.get('p_persistent_adjusted'))})"
+            )
+        word = "worse" if (found["direction"] == "MTL worse").all() else "better"
+        if found["direction"].nunique() > 1:
+            word = "differently (the measures disagree)"
+        return f"MTL ({method}) generalized {word} than STL on task {task} at equal training loss: {'; '.join(parts)}."
+    loss = rows[rows["measure"] == "val/loss"]
+    row = (loss if len(loss) else rows).iloc[0]
+    measure = MEASURE_NAMES.get(row["measure"], row["measure"])
+    detectable = row.get("min_detectable_final")
+    if detectable is None or not math.isfinite(float(detectable)):
+        power = f"with {row['n_mtl']} seeds no gap could reach the level {alpha:g}"
+    else:
+        power = (
+            f"with {row['n_mtl']} seeds a final gap of {number(abs(float(detectable)), 2)} in {measure} would have "
+            f"been detected with 80% power"
+        )
+    return (
+        f"No persistent generalization gap of MTL ({method}) on task {task} at equal training loss could be shown "
+        f"({measure}: {p_text(row.get('p_persistent_adjusted'))}); {power}."
+    )
+
+
+def optimization_sentence(row: Mapping[str, Any], alpha: float) -> str:
+    """One sentence from an ``optimization_effect`` row: the final training-loss ratio MTL/STL at equal steps."""
+    method, task = row["method"], row["task"]
+    log_ratio = row.get("log_ratio_final")
+    if log_ratio is None or not math.isfinite(float(log_ratio)):
+        return f"The training losses of MTL ({method}) and STL on task {task} could not be compared."
+    ratio = math.exp(float(log_ratio))
+    interval = ""
+    if pd.notna(row.get("log_ratio_final_low")) and pd.notna(row.get("log_ratio_final_high")):
+        interval = (
+            f", {1 - alpha:.0%} interval {number(math.exp(row['log_ratio_final_low']), 2)} to "
+            f"{number(math.exp(row['log_ratio_final_high']), 2)}"
+        )
+    p = row.get("log_ratio_final_p_adjusted")
+    detail = (
+        f"(final training-loss ratio MTL/STL at equal steps {number(ratio, 2)}{interval}, {p_text(p)}, "
+        f"{row.get('n_seeds')} seeds)"
+    )
+    if p is not None and math.isfinite(float(p)) and float(p) <= alpha:
+        change = f"{number(abs(ratio - 1) * 100, 2)}% {'higher' if ratio > 1 else 'lower'}"
+        word = "slower" if ratio > 1 else "faster"
+        return f"MTL ({method}) optimized task {task} {word}: its training loss ended {change} than STL's {detail}."
+    return f"No difference in how fast MTL ({method}) and STL optimized task {task} could be shown {detail}."
+
+
+def correlation_sentences(table: pd.DataFrame, alpha: float) -> list[str]:
+    """Sentences from the ``correlations`` table: each correlation shown by its test, then what is inconclusive."""
+    if table.empty:
+        return []
+    sentences = []
+    p = pd.to_numeric(table["pearson_p_adjusted"], errors="coerce")
+    shown = table[p <= alpha]
+    for row in shown.to_dict("records"):
+        sentences.append(
+            f"Across {row['n']} units ({row['n_groups']} clusters), {row['y']} "
+            f"{'rose' if row['pearson_r'] > 0 else 'fell'} "
+            f"with {row['x']} (Pearson r = {number(row['pearson_r'], 2)}, {1 - alpha:.0%} interval "
+            f"{number(row['pearson_low'], 2)} to {number(row['pearson_high'], 2)}, "
+            f"{p_text(row['pearson_p_adjusted'])})."
+        )
+    rest = table[~(p <= alpha)]
+    if len(rest):
+        cannot = int((pd.to_numeric(rest["min_p"], errors="coerce") > alpha).sum()) if "min_p" in rest else 0
+        best = rest.loc[pd.to_numeric(rest["pearson_p_adjusted"], errors="coerce").fillna(1.0).idxmin()]
+        sentence = (
+            f"{'No other' if len(shown) else 'No'} correlation between a trajectory factor and transfer or the gap "
+            f"could be shown ({len(rest)} tested; smallest {p_text(best['pearson_p_adjusted'])}, "
+            f"{best['y']} with {best['x']})"
+        )
+        if cannot:
+            sentence += f"; {cannot} of them have too few clusters for any p-value to reach {alpha:g}"
+        sentences.append(sentence + ".")
+    return sentences
+
+
+def difference_sentences(table: pd.DataFrame, alpha: float) -> list[str]:
+    """Sentences from ``probe_differences`` rows of one setting: the differences its test shows."""
+    p = pd.to_numeric(table["p_adjusted"], errors="coerce")
+    shown = table[p <= alpha]
+    sentences = [
+        f"MTL ({row['method']}) changed {row['difference']} of task {row['task']} by {signed(row['mean'], 2)} "
+        f"({1 - alpha:.0%} interval {signed(row['low'], 2)} to {signed(row['high'], 2)}, {row['n_seeds']} seeds, "
+        f"{p_text(row['p_adjusted'])})."
+        for row in shown.to_dict("records")
+    ]
+    if len(table) > len(shown):
+        sentences.append(
+            f"No {'other ' if len(shown) else ''}difference in the probes between MTL and STL could be shown "
+            f"({len(table) - len(shown)} tested)."
+        )
+    return sentences
+
+
+def elich_sentences(alignment: pd.DataFrame, ratios: pd.DataFrame) -> list[str]:
+    """Descriptive sentences (Elich et al. report no test here, nor does mtlens) from the ``alignment``
+    rows (``kind, median, fraction_negative``) and ``magnitude_ratio`` rows (``method, pair,
+    median_ratio, median_abs_log10``) of one setting."""
+    sentences = []
+    if {"kind", "median"} <= set(alignment.columns) and len(alignment):
+        parts = [
+            f"{row['kind']} {number(row['median'], 2)}"
+            + (f" ({row['fraction_negative']:.0%} negative)" if pd.notna(row.get("fraction_negative")) else "")
+            for row in alignment.to_dict("records")
+        ]
+        sentences.append(f"Median gradient cosines: {'; '.join(parts)} (descriptive, no test).")
+    if {"pair", "median_ratio"} <= set(ratios.columns):
+        for row in ratios.to_dict("records"):
+            method = f" with MTL ({row['method']})" if "method" in row else ""
+            spread = (
+                f", typically {number(row['median_abs_log10'], 2)} orders of magnitude apart"
+                if pd.notna(row.get("median_abs_log10"))
+                else ""
+            )
+            sentences.append(
+                f"The gradient magnitudes of tasks {row['pair']}{method} had a median ratio of "
+                f"{number(row['median_ratio'], 2)}{spread} (descriptive, no test)."
+            )
+    return sentences
+
+
+def optimizer_sentences(table: pd.DataFrame) -> list[str]:
+    """Descriptive sentences from the ``optimizers`` rows of one setting (Elich et al.'s Adam vs SGD):
+    ``task, mode, method, metric`` and one column per optimizer holding "mean ± std (n=k)"."""
+    keys = ("setting", "task", "mode", "method", "metric")
+    optimizers = [c for c in table.columns if c not in keys]
+    sentences = []
+    for row in table.to_dict("records"):
+        who = "STL" if row.get("mode") == "stl" else f"MTL ({row.get('method')})"
+        values = "; ".join(f"{o} {row[o]}" for o in optimizers if pd.notna(row[o]))
+        sentences.append(
+            f"{who} {row.get('metric')} of task {row.get('task')} by optimizer: {values} (descriptive, no test)."
+        )
+    return sentences
+
+
+def _rows(tables: Mapping[str, pd.DataFrame], name: str, needed: tuple[str, ...]) -> pd.DataFrame:
+    """Table ``name`` if it has the columns ``needed``, else an empty frame."""
+    frame = tables.get(name)
+    if frame is None or frame.empty or not set(needed) <= set(frame.columns):
+        return pd.DataFrame(columns=list(needed))
+    return frame
+
+
+def answers(tables: Mapping[str, pd.DataFrame], alpha: float = 0.05) -> dict[str, dict[str, list[str]]]:
+    """``{setting: {question key: [sentences]}}`` (keys of :data:`QUESTIONS`, in order, only those with
+    sentences; tables pooling settings under :data:`ALL_SETTINGS`) from the report's ``tables``."""
+    out: dict[str, dict[str, list[str]]] = {}
+
+    def add(setting: str, key: str, sentences: list[str]) -> None:
+        if sentences:
+            out.setdefault(str(setting), {}).setdefault(key, []).extend(sentences)
+
+    transfer = _rows(tables, "transfer", ("setting", "task", "method", "metric", "verdict"))
+    for row in transfer.to_dict("records"):
+        add(row["setting"], "transfer", [transfer_sentence(row, alpha)])
+    gap = _rows(tables, "gap_onset", ("setting", "method", "task", "measure", "direction"))
+    for (setting, _, _), rows in gap.groupby(["setting", "method", "task"], sort=False):
+        add(setting, "gap", [gap_sentence(rows, alpha)])
+    effect = _rows(tables, "optimization_effect", ("setting", "task", "method", "log_ratio_final"))
+    for row in effect.to_dict("records"):
+        add(row["setting"], "optimization", [optimization_sentence(row, alpha)])
+    differences = _rows(tables, "probe_differences", ("setting", "task", "method", "difference", "p_adjusted"))
+    for setting, rows in differences.groupby("setting", sort=False):
+        add(setting, "explanation", difference_sentences(rows, alpha))
+    correlations = _rows(tables, "correlations", ("x", "y", "n", "pearson_r", "pearson_p_adjusted"))
+    add(ALL_SETTINGS, "explanation", correlation_sentences(correlations, alpha))
+    alignment, ratios = _rows(tables, "alignment", ("setting",)), _rows(tables, "magnitude_ratio", ("setting",))
+    for setting in pd.unique(pd.concat([alignment["setting"], ratios["setting"]])):
+        add(
+            setting,
+            "elich",
+            elich_sentences(alignment[alignment["setting"] == setting], ratios[ratios["setting"] == setting]),
+        )
+    optimizers = _rows(tables, "optimizers", ("setting", "task", "mode", "method", "metric"))
+    for setting, rows in optimizers.groupby("setting", sort=False):
+        add(setting, "elich", optimizer_sentences(rows))
+    order = list(QUESTIONS)
+    return {
+        setting: dict(sorted(paragraphs.items(), key=lambda item: order.index(item[0])))
+        for setting, paragraphs in sorted(out.items(), key=lambda item: (item[0] == ALL_SETTINGS, item[0]))
+    }

