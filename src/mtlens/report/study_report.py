@@ -629,7 +629,8 @@ def answers_section(tables: dict[str, pd.DataFrame], alpha: float) -> Section:
     )
     note = (
         f'<p class="caption">Written from the tables below (Benjamini–Hochberg FDR {alpha:g} per table; '
-        f'intervals are {1 - alpha:.0%} permutation intervals; "could not be shown" is not evidence of no effect: '
+        f"intervals are {1 - alpha:.0%} t (transfer, optimization) or permutation (gap) intervals; "
+        f'"could not be shown" is not evidence of no effect: '
         "the "
         "detectable difference says how large an effect the seeds could have missed).</p>"
     )
