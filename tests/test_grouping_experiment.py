@@ -3,8 +3,12 @@ on a tiny three-task setting."""
 
 from __future__ import annotations
 
+import json
 from itertools import combinations
+from pathlib import Path
 
+import altair
+import jsonschema
 import pandas as pd
 import pytest
 
@@ -20,6 +24,10 @@ from mtlens.experiments import experiment_plan, run_experiment
 from mtlens.settings import SETTINGS, Setting, load_setting, register_setting
 from mtlens.settings.digit_attributes import TASK_NAMES
 from mtlens.store import RunStore
+
+VEGA_LITE = jsonschema.Draft7Validator(
+    json.loads((Path(altair.__file__).parent / "vegalite" / "v6" / "schema" / "vega-lite-schema.json").read_text())
+)
 
 BASE = {"setting": "digit_attributes", "setting_options": {"n_train": 64, "n_val": 32, "n_test": 32}}
 
@@ -149,3 +157,7 @@ def test_grouping_experiment_end_to_end_on_three_tasks(tmp_path, three_tasks):
     html = (tmp_path / "report" / "report.html").read_text()
     assert "Which tasks to train together? (three_attributes)" in html
     assert pd.read_csv(tmp_path / "report" / "tables" / "grouping_transfer_three_attributes.csv").shape[0] == 6
+    figures = sorted((tmp_path / "report" / "figures").glob("grouping_*.vl.json"))
+    assert [f.name.split("_")[1] for f in figures] == ["affinity", "scatter", "transfer"]
+    for figure in figures:  # every figure is a valid Vega-Lite v6 spec
+        assert not list(VEGA_LITE.iter_errors(json.loads(figure.read_text()))), figure.name

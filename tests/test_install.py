@@ -59,7 +59,7 @@ def test_the_wheel_holds_the_package_its_command_and_its_extras(wheel):
     assert "mtlens/py.typed" in names  # type information for users' type checkers
     assert "mtlens = mtlens.cli:main" in entry_points
     extras = {line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Provides-Extra:")}
-    assert {"ray", "lightning", "hf", "nlp"} <= extras
+    assert {"ray", "lightning", "hf", "nlp", "mlflow", "tensorboard"} <= extras
     assert "Requires-Dist: torch>=" in metadata
 
 

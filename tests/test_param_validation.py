@@ -148,7 +148,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     filled = RunStore(tmp_path / "filled")
     config = parse_config({"setting": "digits_pair", "tasks": ["a"], "epochs": 1, "lr": 1e-3, "batch_size": 32})
     filled.write_config(config.run_id, config.model_dump())
-    filled.set_status(config.run_id, "finished", 0)
+    filled.finalize(config.run_id, "finished", 0)  # a finished run: its (empty) trajectory, then its status
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MTLENS_DATA", str(tmp_path / "data"))
     return tmp_path

@@ -220,6 +220,7 @@ def test_sentences_match_the_csv_tables(planted_report):
             "correlations",
             "alignment",
             "magnitude_ratio",
+            "optimizers",
         )
         if (out / "tables" / f"{name}.csv").exists()
     }

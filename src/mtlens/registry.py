@@ -240,14 +240,17 @@ def check_option_values(
         model.model_validate(known)
     except ValidationError as err:
         flagged = {problem.split("=", 1)[0] for problem in problems}
+        reasons: dict[str, list[str]] = {}
         for item in err.errors():
             if item["type"] == "missing" and len(item["loc"]) == 1:  # an option not given keeps its default
                 continue
-            key, *inner = (str(part) for part in item["loc"])
-            if key in flagged:
-                continue
-            where = f" (at item {'.'.join(inner)})" if inner else ""
-            problems.append(f"{key}={options.get(key)!r}: {item['msg']}{where}")
+            key, *inner = item["loc"]
+            # list positions only: the other parts of a location name the branches of a union
+            positions = [str(part) for part in inner if isinstance(part, int)]
+            reason = item["msg"] + (f" (at item {'.'.join(positions)})" if positions else "")
+            if str(key) not in flagged and reason not in reasons.setdefault(str(key), []):
+                reasons[str(key)].append(reason)
+        problems += [f"{key}={options.get(key)!r}: {', or '.join(why)}" for key, why in reasons.items() if why]
     if problems:
         raise ConfigError(f"{owner}: invalid option value(s): {'; '.join(problems)}") from None
 

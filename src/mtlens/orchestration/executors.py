@@ -186,11 +186,11 @@ class Executor:
                     if job.not_before > now:
                         queue.append(job)
                         continue
-                    self._submit(job, store)
-                    in_flight += 1
-                    for config in job.configs:
+                    for config in job.configs:  # before submitting: a serial executor trains it in _submit
                         running[config.run_id] = None
                         bar.started(config.run_id)
+                    self._submit(job, store)
+                    in_flight += 1
                 if not in_flight:  # only runs locked by other processes are left
                     time.sleep(max(0.0, min(j.not_before for j in queue) - now))
                     continue

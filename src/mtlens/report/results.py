@@ -24,13 +24,16 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pandas as pd
+from annotated_types import MinLen
+from pydantic import Strict
 
 from mtlens.analysis.correlation import correlation_table, difference_tests
 from mtlens.analysis.transfer import delta_m
 from mtlens.errors import ConfigError
+from mtlens.registry import Seed, SeedCount, check_option_values
 from mtlens.render import Figure
 from mtlens.render.charts import STATIC_FORMATS, Spec, export_static, spec
 from mtlens.report.correlations import loss_ratio_figures, optimization_table, scatter_figures, steps_to_loss_table
@@ -275,8 +278,8 @@ def load(
 
 def study(
     setting: str,
-    seeds: int | Sequence[int] = 3,
-    methods: Sequence[str] | str = ("sum",),
+    seeds: SeedCount | Annotated[Sequence[Annotated[Seed, Strict()]], MinLen(1)] = 3,
+    methods: Annotated[Sequence[str], MinLen(1)] | str = ("sum",),
     store: RunStore | str | Path = "runs/mtlens",
     config: str | Path | dict[str, Any] | None = None,
     options: dict[str, Any] | None = None,
@@ -297,20 +300,9 @@ def study(
     from mtlens.orchestration.study import study_configs
     from mtlens.training.config import load_yaml_file
 
-    if (
-        isinstance(seeds, bool)
-        or not isinstance(seeds, int)
-        and not (
-            isinstance(seeds, Sequence) and seeds and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
-        )
-    ):
-        raise ConfigError(f"seeds: expected a number >= 1 or a non-empty list of integers, got {seeds!r}")
-    if isinstance(seeds, int) and seeds < 1:
-        raise ConfigError(f"seeds: expected a number >= 1, got {seeds}")
+    check_option_values("mtlens.study", study, {"seeds": seeds, "methods": methods})  # the annotations above
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     method_list = [methods] if isinstance(methods, str) else list(methods)
-    if not method_list:
-        raise ConfigError("methods: expected at least one MTL method, e.g. ['sum']")
     raw: dict[str, Any] = {}
     if isinstance(config, dict):
         raw.update(config)

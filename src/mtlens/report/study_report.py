@@ -44,7 +44,7 @@ from mtlens.report.methods import method_weights_section
 from mtlens.report.oddities import collapse_notes, loss_range_notes, step_zero_notes, tie_notes, with_notes
 from mtlens.report.probes import probes_section
 from mtlens.report.recorded import note_unrecorded, read_rows
-from mtlens.report.verdicts import QUESTIONS, answers
+from mtlens.report.verdicts import QUESTIONS, TABLES, answers
 from mtlens.store import RunStore, atomic_write_text
 
 GAP_MEASURES = ("val/loss", "val/error")
@@ -603,11 +603,11 @@ def study_summary(
 
 
 def report_tables(sections: Sequence[Section], out_dir: Path) -> dict[str, pd.DataFrame]:
-    """The CSV tables that ``sections`` show (``data-table`` names of :func:`~mtlens.render.table_html`),
-    read back from ``out_dir/tables``: what the report's sentences are written from (never a stale
-    table of an earlier report in the same folder)."""
-    names = dict.fromkeys(name for s in sections for name in re.findall(r'data-table="([^"]+)"', s.body))
-    return {name: pd.read_csv(out_dir / "tables" / f"{html.unescape(name)}.csv") for name in names}
+    """The tables of :data:`~mtlens.report.verdicts.TABLES` that ``sections`` show (``data-table`` names of
+    :func:`~mtlens.render.table_html`), read back from ``out_dir/tables``: what the report's sentences are
+    written from (never a stale table of an earlier report in the same folder)."""
+    shown = {html.unescape(name) for s in sections for name in re.findall(r'data-table="([^"]+)"', s.body)}
+    return {name: pd.read_csv(out_dir / "tables" / f"{name}.csv") for name in TABLES if name in shown}
 
 
 def answers_section(tables: dict[str, pd.DataFrame], alpha: float) -> Section:

@@ -47,6 +47,18 @@ QUESTIONS = {
 }
 """Paragraph keys of :func:`answers` and their headings, in the report's order."""
 
+TABLES = (
+    "transfer",
+    "gap_onset",
+    "optimization_effect",
+    "probe_differences",
+    "correlations",
+    "alignment",
+    "magnitude_ratio",
+    "optimizers",
+)
+"""The report tables :func:`answers` reads (by their CSV names)."""
+
 ALL_SETTINGS = "all settings"
 """The key of paragraphs drawn from tables that pool settings (the correlations)."""
 

@@ -177,11 +177,13 @@ class RunHandle:
         if self.store.is_done(self.run_id, deep=True):
             clean_complete_run(self.store, self.run_id)
             return self.store.done_state(self.run_id)
+        fresh = not self.store.run_dir(self.run_id).exists()  # nothing to clean or verify yet
         stack = ExitStack()
         stack.enter_context(self.store.lock(self.run_id))
         try:
-            self.store.remove_leftovers(self.run_id)
-            done = self._heal()
+            if not fresh:
+                self.store.remove_leftovers(self.run_id)
+            done = self._heal(verify=not fresh)
         except BaseException:
             stack.close()
             raise
@@ -191,10 +193,11 @@ class RunHandle:
         self._stack = stack
         return None
 
-    def _heal(self) -> RunState | None:
-        """Verify every file and heal what is damaged; the done state of a complete run, else ``None``."""
+    def _heal(self, verify: bool = True) -> RunState | None:
+        """Verify every file (if ``verify``) and heal what is damaged; the done state of a complete run,
+        else ``None``."""
         store, run_id = self.store, self.run_id
-        self.damaged = store.damaged_files(run_id, deep=True)
+        self.damaged = store.damaged_files(run_id, deep=True) if verify else {}
         if self.damaged:
             warnings.warn(
                 f"run {run_id}: damaged files {self.damaged} in {store.run_dir(run_id)}; rewriting or retraining "
