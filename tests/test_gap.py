@@ -205,6 +205,22 @@ def test_gap_family_selects_curves_by_benjamini_hochberg_and_tests_onsets_at_the
     assert (results[0].gap["persistent"].to_numpy() == (np.arange(len(results[0].levels)) >= onset)).all()
 
 
+def test_gap_family_leaves_curves_that_cannot_reach_alpha_out_of_the_bh_family():
+    """Discrete-aware BH (Tarone 1990; inference.attainable): 3 paired seeds give no p below 2 / 2^3 = 0.25,
+    so those curves do not count in ``m``; the 8-seed curve's adjusted p and level are as if it were alone."""
+    real = generalization_gap(_study(offset_below=0.5, threshold=0.5), "t")
+    few = [generalization_gap(_study(offset_below=0.5, threshold=0.5, seeds=3, noise=n), "t") for n in (0.01, 0.02)]
+    assert all(r.final_test is not None and r.final_test.min_p > 0.05 for r in few)
+    results, table = gap_family([real, *few], alpha=0.05)
+    alone_results, alone = gap_family([real], alpha=0.05)
+    assert table["p_persistent_adjusted"].iloc[0] == pytest.approx(alone["p_persistent_adjusted"].iloc[0])
+    assert table["band_level"].iloc[0] == pytest.approx(alone["band_level"].iloc[0])
+    assert (
+        table["p_persistent_adjusted"].iloc[1:].isna().all() or (table["p_persistent_adjusted"].iloc[1:] > 0.05).all()
+    )
+    assert results[0].onset == alone_results[0].onset and all(r.onset is None for r in results[1:])
+
+
 def _reference_onset(d: np.ndarray, alpha: float) -> int | None:
     """An independent fixed-sequence test on per-seed difference curves ``d`` (n, L): exact sign-flip t
     test per level by brute force, tested from the last level back until the first failure or sign change."""

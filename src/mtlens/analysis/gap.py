@@ -449,7 +449,10 @@ def gap_family(results: list[GapResult], alpha: float = DEFAULT_ALPHA) -> tuple[
     Benjamini–Hochberg at FDR ``alpha`` on their ``p_persistent``; with ``R`` of ``m`` curves selected,
     every curve's onset (fixed sequence) and band are then taken at BH's rejection level
     ``alpha_used = R * alpha / m`` (:func:`mtlens.analysis.inference.bh_level`; ``alpha / m`` when
-    nothing is selected).  A curve's end level is rejected at ``alpha_used`` exactly when it is
+    nothing is selected), discrete-aware: ``m`` counts only the curves whose smallest attainable
+    ``p_persistent`` (the end level's ``min_p``, e.g. ``2 / 2^n`` for ``n`` paired seeds) can reach ``alpha``
+    (:func:`mtlens.analysis.inference.attainable`; the same for ``p_any`` with the max-T test's ``min_p``).
+    A curve's end level is rejected at ``alpha_used`` exactly when it is
     selected, so an onset is shown iff the curve is a BH discovery, and the expected share of shown
     onsets with any false claim stays at most ``alpha``.  Returns the results at that level and one
     :meth:`GapResult.summary` row per result with ``p_any_adjusted`` and ``p_persistent_adjusted`` (BH
@@ -457,12 +460,18 @@ def gap_family(results: list[GapResult], alpha: float = DEFAULT_ALPHA) -> tuple[
     """
     p_persistent = np.array([r.p_persistent for r in results])
     p_any = np.array([r.test.p_any if r.test else np.nan for r in results])
-    level = bh_level(p_persistent, alpha)
+    min_persistent = np.array([r.final_test.min_p if r.final_test else np.nan for r in results])
+    min_any = np.array([r.test.min_p if r.test else np.nan for r in results])
+    level = bh_level(p_persistent, alpha, min_persistent)
     results = [r.at_alpha(level) for r in results]
     table = pd.DataFrame.from_records([r.summary() for r in results])
     if len(table):
-        table.insert(table.columns.get_loc("p_any") + 1, "p_any_adjusted", bh_adjust(p_any))
-        table.insert(table.columns.get_loc("p_persistent") + 1, "p_persistent_adjusted", bh_adjust(p_persistent))
+        table.insert(table.columns.get_loc("p_any") + 1, "p_any_adjusted", bh_adjust(p_any, min_any, alpha))
+        table.insert(
+            table.columns.get_loc("p_persistent") + 1,
+            "p_persistent_adjusted",
+            bh_adjust(p_persistent, min_persistent, alpha),
+        )
     return results, table
 
 
