@@ -139,6 +139,16 @@ def test_optimization_at_the_level_does_not_explain():
     assert b.startswith("The worse test error")
 
 
+def test_a_gap_no_seeds_could_show_is_said_so():
+    t = tables()
+    t["gap_onset"].loc[2, "min_detectable_final"] = math.inf
+    (b,) = [s for s in answers(t)["toy"]["agreement"] if "on task b" in s]
+    assert b.endswith(
+        "which no test showed (validation loss: adjusted p = 0.41; with 8 seeds in this family no gap could "
+        "reach the level 0.05)."
+    )
+
+
 def test_nothing_to_compare_without_gap_or_optimization_tables():
     t = tables()
     assert "agreement" not in answers({"transfer": t["transfer"]})["toy"]

@@ -268,8 +268,12 @@ def agreement_sentence(
     row = (loss if len(loss) else gap).iloc[0]
     no_gap = (
         f"a persistent gap at equal training loss, which no test showed "
-        f"({MEASURE_NAMES.get(row['measure'], row['measure'])}: {p_text(row.get('p_persistent_adjusted'))})"
+        f"({MEASURE_NAMES.get(row['measure'], row['measure'])}: {p_text(row.get('p_persistent_adjusted'))}"
     )
+    detectable = row.get("min_detectable_final")
+    if detectable is not None and pd.notna(detectable) and not math.isfinite(float(detectable)):
+        no_gap += f"; with {row.get('n_mtl')} seeds in this family no gap could reach the level {alpha:g}"
+    no_gap += ")"
     if speed == want:
         return f"The {said} of MTL ({method}) on task {task} goes with {optimization}, not with {no_gap}."
     return (
