@@ -33,18 +33,18 @@ from typing import Any
 
 from mtlens.errors import MtlensError
 from mtlens.integrations.series import Exported, exportable_runs, metric_series
-from mtlens.store import RunStore
+from mtlens.store import RunState, RunStore
 
 RUN_ID_TAG = "mtlens.run_id"
 """The tag that ties an MLflow run to its mtlens run (what makes a second export update, not duplicate)."""
 
 MLFLOW_STATUS = {
-    "finished": "FINISHED",
-    "running": "RUNNING",
-    "interrupted": "KILLED",
-    "failed": "FAILED",
-    "diverged": "FAILED",
-    "pending": "SCHEDULED",
+    RunState.FINISHED: "FINISHED",
+    RunState.RUNNING: "RUNNING",
+    RunState.INTERRUPTED: "KILLED",
+    RunState.FAILED: "FAILED",
+    RunState.DIVERGED: "FAILED",
+    RunState.PENDING: "SCHEDULED",
 }
 """The MLflow run status of each mtlens state (the exact state is the tag ``mtlens.state``)."""
 

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from mtlens.errors import DamagedStoreError
-from mtlens.store import RunStore
+from mtlens.store import RunState, RunStore
 
 
 def metric_key(quantity: str, task: str) -> str:
@@ -66,7 +66,7 @@ def exportable_runs(store: RunStore, run_ids: Sequence[str] | None = None) -> It
         index = index[index["run_id"].isin(run_ids)]
     for row in index.to_dict("records"):
         run_id = row["run_id"]
-        if row["state"] == "damaged":
+        if row["state"] == RunState.DAMAGED:
             yield Exported(run_id, "skipped", message=row["message"])
             continue
         try:
