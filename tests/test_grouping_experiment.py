@@ -134,7 +134,7 @@ def test_grouping_experiment_end_to_end_on_three_tasks(tmp_path, three_tasks):
     # cosine is symmetric, tag is not
     cos = affinities.set_index(["source", "target"])["cosine"]
     assert cos[("even", "ge5")] == pytest.approx(cos[("ge5", "even")])
-    correlations = predictor_correlations(affinities, n_boot=200, n_perm=99)
+    correlations = predictor_correlations(affinities, n_perm=99)
     assert set(correlations["x"]) == {"tag", "cosine", "early_gap"}
     predictors = {"tag": dict(zip(zip(affinities["source"], affinities["target"]), affinities["tag"]))}
     table = grouping_results(manifest, rows, task_info, ["even", "ge5", "noise"], 2, predictors)

@@ -280,3 +280,18 @@ def test_every_run_config_flag_sets_the_key_it_is_declared_for() -> None:
         raw = base_config(args)
         assert raw[key] == expected and type(raw[key]) is type(expected), (flag, raw)
         assert set(raw) == {"setting", key}
+
+
+def test_settings_lists_each_option_with_its_declared_constraint(capsys: pytest.CaptureFixture[str]) -> None:
+    from typing import Annotated, Literal
+
+    from mtlens.registry import describe
+
+    assert describe(Annotated[int, Interval(gt=0)]) == "int > 0"
+    assert describe(Annotated[float, Interval(ge=0, le=1)]) == "float >= 0, <= 1"
+    assert describe(Literal["a", "b"] | None) == "'a' | 'b' | None"
+    assert describe(list[Annotated[float, Interval(gt=0)]]) == "list[float > 0]"
+    assert main(["settings"]) == 0
+    out = capsys.readouterr().out
+    assert "options: variant: 'permuted' | 'same' = 'permuted', n_train: int > 0 = 500" in out
+    assert "``" not in out

@@ -186,8 +186,11 @@ def test_report_answers_the_papers_questions(report):
     assert not list((out / "figures").glob("*.png")) and not list((out / "figures").glob("*.pdf"))
     assert html.count("vegaEmbed=") + html.count("vegaEmbed =") >= 1 and html.count("<script>") == 3  # JS once
     scatter = next(caption for name, _, caption in figures if name == "scatter_transfer_pct")
+    # clusters: (setting, seed), one MTL run is every task's unit: 2 seeds of the Adam runs, 1 of the SGD runs
+    # (3 clusters: leaving out one of the 2 Adam seeds leaves one unit per (setting, task), nothing to
+    # correlate once centred, so the jackknife interval may be undefined)
     assert re.search(
-        r"coherence_diff: n = 6 units \(6 clusters\), Pearson r = -?[0-9.]+ \[-?[0-9.]+, -?[0-9.]+\], "
+        r"coherence_diff: n = 6 units \(3 clusters\), Pearson r = -?[0-9.]+ \[(-?[0-9.]+|nan), (-?[0-9.]+|nan)\], "
         r"Spearman rho = ",
         scatter,
     )

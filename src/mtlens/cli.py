@@ -375,13 +375,36 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 1 if skipped else 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from mtlens.analysis.planning import plan_summary, seed_plan
+
+    comparisons = args.tasks * args.methods
+    plan = seed_plan(comparisons, args.alpha, sorted(set(args.seeds)), args.sd)
+    need = plan_summary(comparisons, args.alpha)
+    print(
+        f"{comparisons} transfer comparisons ({args.tasks} tasks x {args.methods} methods), one Benjamini-Hochberg "
+        f"family at FDR {args.alpha:g}: a lone effect must reach p <= {args.alpha / comparisons:.3g}.\n"
+        f"Seeds any verdict needs: paired t tests (transfer, optimization, probe differences) {need['t_any']}; "
+        f"the gap's sign-flip band {need['sign_flip']} (2/2^n <= {args.alpha / comparisons:.3g}); "
+        f"a correlation permuting seeds {need['correlation']} (1/G! <= {args.alpha:g}).\n"
+        f"A lone effect of d_z = 1 is found with 80% power from {need['for_d_z_1']} seeds, d_z = 0.5 from "
+        f"{need['for_d_z_0.5']}.  Detectable effects (80% power) per number of seeds"
+        + (f" (difference = d_z x sd {args.sd:g} of the per-seed differences):" if args.sd else ":")
+    )
+    with pd_options():
+        columns = ["n_seeds", "d_z_lone", "d_z_all"] + (["difference_lone", "difference_all"] if args.sd else [])
+        columns += ["sign_flip_min_p", "sign_flip_can_reach"]
+        print(plan[columns].to_string(index=False, float_format="{:.3g}".format))
+    return 0
+
+
 def cmd_settings(args: argparse.Namespace) -> int:
-    from mtlens.settings import available_settings, setting_factory, setting_options
+    from mtlens.settings import SETTINGS, available_settings, setting_factory
 
     del args
     for name in available_settings():
-        doc = (setting_factory(name).__doc__ or "").strip().splitlines()[0]
-        print(f"{name:16s} {doc}\n{'':16s} options: {setting_options(name)}")
+        doc = (setting_factory(name).__doc__ or "").strip().splitlines()[0].replace("``", "")
+        print(f"{name:16s} {doc}\n{'':16s} options: {SETTINGS.describe_options(name) or 'none'}")
     return 0
 
 
@@ -840,6 +863,22 @@ COMMANDS: dict[str, tuple[str, list[Flag]]] = {
             QUIET,
         ],
     ),
+    "plan": (
+        "before training: the seeds a study's comparisons need and the effects they detect (docs/statistics.md)",
+        [
+            Flag("--tasks", Typed(PositiveCount), "tasks of the setting (default 2)", 2),
+            Flag("--methods", Typed(PositiveCount), "MTL methods compared with STL (default 1)", 1),
+            Flag(
+                "--seeds", Typed(SeedCount), "numbers of seeds to compare (default 4 6 8 12 16)", [4, 6, 8, 12, 16], "+"
+            ),
+            Flag("--alpha", Typed(Probability), "FDR of the family (default 0.05)", 0.05),
+            Flag(
+                "--sd",
+                Typed(PositiveNumber),
+                "sd of a pilot's per-seed MTL - STL differences: also give the detectable difference in its units",
+            ),
+        ],
+    ),
     "runs": (
         "list the runs in a store",
         [
@@ -947,6 +986,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "study": cmd_study,
     "sweep": cmd_sweep,
     "calibrate": cmd_calibrate,
+    "plan": cmd_plan,
     "runs": cmd_runs,
     "report": cmd_report,
     "export": cmd_export,

@@ -39,7 +39,8 @@ import functools
 import importlib
 import inspect
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar, cast, get_args, overload
+from types import UnionType
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar, Union, cast, get_args, get_origin, overload
 
 from annotated_types import Interval
 
@@ -195,6 +196,14 @@ class Registry(Generic[T]):
         model = _options_model(self._signature_target(name), self._ignored)
         return {option: annotated(field.annotation, field.metadata) for option, field in model.model_fields.items()}
 
+    def describe_options(self, name: str) -> str:
+        """``option: constraint = default`` for each option of entry ``name`` (what ``mtlens settings`` lists)."""
+        defaults = self.options(name)
+        return ", ".join(
+            f"{option}: {describe(annotation)} = {defaults[option]!r}"
+            for option, annotation in self.annotations(name).items()
+        )
+
     def check_options(self, name: str, options: dict[str, Any]) -> None:
         """Raise :class:`ConfigError` naming every option that entry ``name`` does not accept."""
         valid = self.options(name)
@@ -260,6 +269,30 @@ def annotated(annotation: Any, metadata: Iterable[Any]) -> Any:
     itself without metadata."""
     parameters = (annotation, *metadata)
     return Annotated[parameters] if len(parameters) > 1 else annotation
+
+
+def describe(annotation: Any) -> str:
+    """A declared constraint in words: ``int > 0``, ``float in [0, 1]``, ``'a' | 'b'``, ``list[float > 0]``."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Literal:
+        return " | ".join(map(repr, args))
+    if origin is Annotated:
+        bounds = []
+        for meta in args[1:]:
+            for attribute, symbol in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+                if getattr(meta, attribute, None) is not None:
+                    bounds.append(f"{symbol} {getattr(meta, attribute)}")
+            if getattr(meta, "min_length", None):
+                bounds.append(f"of at least {meta.min_length}")
+        return " ".join([describe(args[0]), ", ".join(bounds)]).strip()
+    if origin is not None and args:
+        inner = ", ".join("..." if arg is Ellipsis else describe(arg) for arg in args)
+        if origin in (Union, UnionType):
+            return " | ".join(describe(arg) for arg in args)
+        return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
+    if annotation is type(None):
+        return "None"
+    return getattr(annotation, "__name__", str(annotation))
 
 
 def contains_bool(value: Any) -> bool:
@@ -336,6 +369,7 @@ __all__ = [
     "annotated",
     "check_option_values",
     "contains_bool",
+    "describe",
     "did_you_mean",
     "validate_options",
 ]

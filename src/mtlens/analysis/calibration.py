@@ -7,7 +7,13 @@ the second exactly as the report compares MTL with STL:
 - *paired*: the ``i``-th seed of the first group is given the ``i``-th seed of the second group, so
   the report's same-seed pairing applies (the pairs do not share an initialization, which only
   makes their differences noisier);
-- *unpaired*: the first group gets seeds no STL run has, so the report's unpaired tests apply.
+- *unpaired*: the first group gets seeds no STL run has, so the report's unpaired tests apply;
+- *unpaired unbalanced*: as unpaired, a quarter of the seeds (at least 2) against all the others
+  (Welch's t must hold its level with 3 vs 9 runs);
+- *paired skewed*: the paired split with mean-zero, right-skewed shifts added to the "MTL" side's
+  test metrics, log-ratios and probe differences (:func:`skewed_shifts`): the null "MTL does not
+  change the mean" without the symmetry that an exchangeable A/A pair has by construction, so this
+  check can fail where the paired tests' assumption does.
 
 Per split, task and (gap) measure or (transfer) metric the tests are: ``gap exists``
 (``p_any``), ``persistent gap`` (``p_persistent``, the end level's own p-value: the fixed sequence
@@ -37,6 +43,9 @@ from mtlens.analysis.correlation import (
     CONFLICTS,
     FACTORS,
     MEAN_FACTORS,
+    UNIT_CENTRE,
+    UNIT_CLUSTER,
+    UNIT_SLOTS,
     correlate,
     correlation_table,
     difference_tests,
@@ -71,17 +80,21 @@ PROBE_OF_DIFFERENCE = {"fisher_early_diff": FISHER_TRACE, **MEAN_FACTORS}
 """Probe difference column of the unit table -> the probe quantity it is the MTL − STL mean of."""
 
 
-def aa_splits(seeds: Sequence[int], n_splits: int, seed: int = 0) -> list[tuple[list[int], list[int]]]:
-    """Up to ``n_splits`` distinct splits of ``seeds`` into two disjoint groups of ``len(seeds) // 2``."""
+def aa_splits(
+    seeds: Sequence[int], n_splits: int, seed: int = 0, first_size: int | None = None
+) -> list[tuple[list[int], list[int]]]:
+    """Up to ``n_splits`` distinct splits of ``seeds`` into two disjoint groups of ``len(seeds) // 2``, or
+    (``first_size``) an unbalanced split: ``first_size`` seeds against all the others."""
     seeds = sorted(int(s) for s in seeds)
     half = len(seeds) // 2
     if half < 2:
         raise ValueError(f"A/A splits need at least 4 seeds, got {len(seeds)}")
+    sizes = (half, half) if first_size is None else (first_size, len(seeds) - first_size)
     rng = np.random.default_rng(seed)
     splits, seen = [], set()
     for _ in range(50 * n_splits):
         order = rng.permutation(seeds)
-        first, second = sorted(order[:half].tolist()), sorted(order[half : 2 * half].tolist())
+        first, second = sorted(order[: sizes[0]].tolist()), sorted(order[sizes[0] : sum(sizes)].tolist())
         key = (tuple(first), tuple(second))
         if key not in seen:
             seen.add(key)
@@ -119,10 +132,12 @@ def _verdict(family: str, adjusted: pd.Series, min_p: pd.Series, design: str) ->
 
 
 def _split_comparisons(
-    rows: pd.DataFrame, selected: pd.DataFrame, task_info: TaskInfo, design: str, alpha: float
+    rows: pd.DataFrame, selected: pd.DataFrame, task_info: TaskInfo, design: str, alpha: float, gap: bool = True
 ) -> list[dict]:
+    """The gap (``gap``) and transfer comparisons of one A/A split; ``design`` labels them (its first
+    word is the test's design, the rest a variant such as ``unbalanced`` or ``skewed``)."""
     records, results = [], []
-    curves = rows[rows["quantity"].isin(("train/loss", *GAP_MEASURES))]
+    curves = rows[rows["quantity"].isin(("train/loss", *GAP_MEASURES))] if gap else rows.iloc[:0]
     for task, task_rows in curves.groupby("task"):
         for measure in GAP_MEASURES:
             result = generalization_gap(task_rows, task, measure, alpha=alpha, stability=False)
@@ -173,7 +188,20 @@ def _split_comparisons(
         ]
         if metric is None and len(table):  # the report's transfer table is at the selection metric
             records += _verdict("transfer table: verdict", table["p_adjusted"], table["min_p"], design)
-    return [r for r in records if r["design"] == design]
+    return [r | {"design": design} for r in records if r["design"] in (design, design.split()[0])]
+
+
+def skewed_shifts(values: pd.Series, groups: pd.Series, seeds: pd.Series, skew: float, seed: int) -> np.ndarray:
+    """Mean-zero, right-skewed shifts for the "MTL" side of a paired A/A split: per group (task or
+    (task, summary)) and seed, ``skew · sd · (E − 1)`` with ``E ~ Exponential(1)`` (skewness 2) and ``sd``
+    the group's standard deviation of ``values`` over the seeds.  Added to one side they make the paired
+    differences skewed while their mean stays 0: the null "MTL does not change the mean" without the
+    symmetry that an exchangeable A/A pair has by construction (issue 23.6)."""
+    rng = np.random.default_rng(seed)
+    sd = values.groupby(groups).transform("std").fillna(0.0).to_numpy(float)
+    keys = pd.Series(list(zip(groups, seeds)), index=values.index)
+    draws = {key: rng.exponential() - 1.0 for key in pd.unique(keys)}
+    return skew * sd * keys.map(draws).to_numpy(float)
 
 
 def _table_comparisons(
@@ -236,20 +264,21 @@ def _correlation_comparisons(
     and correlated with the target (:func:`correlate`; a fresh permutation per comparison, so that the
     comparisons counted are independent given the split: Pearson and Spearman of one permuted factor, or
     one factor against two related targets, would reject together and make the Clopper–Pearson
-    interval of the rate too narrow), and the report's correlation table (:func:`correlation_table`, whose pairs are
-    one BH family) of the units with all factor columns permuted together (an A/A split has one unit
-    per (setting, task, seed) cluster, so permuting units permutes clusters).  999 permutations per
-    p-value and 20 bootstrap resamples (the intervals are not tested) keep this cheap."""
-    groups = units[["setting", "task", "seed"]].astype(str).agg("/".join, axis=1).to_numpy()
+    interval of the rate too narrow), and the report's correlation table (:func:`correlation_table`, whose
+    pairs are one BH family) of the units with all factor columns permuted together.  Both with the
+    report's (setting, seed) clusters, centring and slots; 999 permutations per p-value keep this cheap."""
+    labels = {
+        name: units[list(columns)].astype(str).agg("/".join, axis=1).to_numpy()
+        for name, columns in (("groups", UNIT_CLUSTER), ("centre", UNIT_CENTRE), ("slots", UNIT_SLOTS))
+    }
     factors = [c for c in (*FACTORS, *CONFLICTS) if c in units]
     records = []
     for _ in range(n_permutations):
         for target in ("transfer_pct", "gap_mean"):
             for kind in ("pearson", "spearman"):
                 factor = rng.permutation(units["log_ratio_mean"].to_numpy(float))
-                result = correlate(
-                    factor, units[target], groups, n_boot=20, seed=int(rng.integers(1 << 31)), n_perm=999
-                )
+                seed = int(rng.integers(1 << 31))
+                result = correlate(factor, units[target], seed=seed, n_perm=999, strata=units["setting"], **labels)
                 records.append(
                     {
                         "test": "correlation",
@@ -261,7 +290,7 @@ def _correlation_comparisons(
                     }
                 )
         permuted = units.assign(**dict(zip(factors, units[factors].to_numpy()[rng.permutation(len(units))].T)))
-        table = correlation_table(permuted, n_boot=20, seed=int(rng.integers(1 << 31)), alpha=alpha, n_perm=999)
+        table = correlation_table(permuted, seed=int(rng.integers(1 << 31)), alpha=alpha, n_perm=999)
         for kind in ("pearson", "spearman"):
             records += _verdict(
                 f"correlation table: {kind}_p_adjusted",
@@ -269,6 +298,56 @@ def _correlation_comparisons(
                 table["min_p"],
                 "cluster permutation",
             )
+    return records
+
+
+def _skewed_comparisons(
+    selected: pd.DataFrame,
+    first: Sequence[int],
+    second: Sequence[int],
+    task_info: TaskInfo,
+    effect_table: pd.DataFrame,
+    units: pd.DataFrame | None,
+    alpha: float,
+    skew: float,
+    seed: int,
+) -> list[dict]:
+    """The paired split's transfer, optimization and probe-difference comparisons with mean-zero skewed
+    differences (:func:`skewed_shifts` on the "MTL" side), labelled design ``paired skewed``."""
+    chosen = aa_rows(selected, first, second, True)
+    is_mtl = (chosen["mode"] == "mtl").to_numpy()
+    metrics = [c for c in chosen if c.startswith("test/")]
+    shifted = chosen.assign(
+        **{
+            c: chosen[c] + is_mtl * skewed_shifts(chosen[c], chosen["task"], chosen["seed"], skew, seed + k)
+            for k, c in enumerate(metrics)
+        }
+    )
+    records = [
+        r | {"design": "paired skewed"}
+        for r in _split_comparisons(shifted, shifted, task_info, "paired", alpha, gap=False)
+        if r["test"] == "transfer"
+    ]
+    effect = effect_table.assign(
+        **{
+            c: effect_table[c] + skewed_shifts(effect_table[c], effect_table["task"], effect_table["seed"], skew, seed)
+            for c in OPTIMIZATION_SUMMARIES
+            if c in effect_table
+        }
+    )
+    if units is not None:
+        units = units.assign(
+            **{
+                c: units[c] + skewed_shifts(units[c], units["task"], units["seed"], skew, seed + 7)
+                for c in PROBE_OF_DIFFERENCE
+                if c in units
+            }
+        )
+    records += [
+        r | {"design": "paired skewed"}
+        for r in _table_comparisons(effect, units, alpha, {})
+        if r["test"] != "BH verdict"
+    ]
     return records
 
 
@@ -294,6 +373,7 @@ def calibrate(
     permutations_per_split: int = 10,
     effect: dict[str, float] | None = None,
     tables: PairedTables | None = None,
+    skew: float = 1.0,
 ) -> pd.DataFrame:
     """One row per A/A comparison: ``split, test, task, measure, design, p_value, min_p, min_detectable,
     rejected``.
@@ -310,6 +390,12 @@ def calibrate(
     (:func:`spike_in`), log-ratios and probe differences into the report's tables
     (:func:`_table_comparisons`).  Building the unit table is the slow part: ``tables`` (filled here)
     lets a later call on the same ``stl_rows`` and ``task_info``, e.g. the positive control, reuse them.
+
+    Two nulls the balanced, exchangeable splits cannot reach (issue 23.6): design ``unpaired
+    unbalanced`` (transfer on the same number of splits of a quarter of the seeds, at least 2, against
+    all the others) and ``paired skewed`` (transfer, optimization and probe differences of the paired
+    split with :func:`skewed_shifts` of size ``skew`` added to the "MTL" side: mean-zero differences
+    that are not symmetric; without ``effect`` only).
     """
     seeds = sorted(int(s) for s in stl_rows["seed"].unique())
     selected = selected_checkpoints(stl_rows, task_info)
@@ -318,8 +404,19 @@ def calibrate(
     tables = {} if tables is None else tables
     rng = np.random.default_rng(seed)
     records = []
+    unbalanced = aa_splits(seeds, n_splits, seed + 1, first_size=max(2, len(seeds) // 4))
     for i, (first, second) in enumerate(aa_splits(seeds, n_splits, seed)):
         split = []
+        if not effect and i < len(unbalanced):
+            small, large = unbalanced[i]
+            split += _split_comparisons(
+                aa_rows(stl_rows, small, large, False),
+                aa_rows(selected, small, large, False),
+                task_info,
+                "unpaired unbalanced",
+                alpha,
+                gap=False,
+            )
         for design in ("paired", "unpaired"):
             rows = aa_rows(stl_rows, first, second, design == "paired")
             chosen = aa_rows(selected, first, second, design == "paired")
@@ -343,6 +440,10 @@ def calibrate(
             tables[key] = (null_effect, units)
         effect_table, units = tables[key]
         split += _table_comparisons(effect_table, units if has_probes else None, alpha, effect)
+        if not effect and skew > 0:
+            split += _skewed_comparisons(
+                selected, first, second, task_info, effect_table, units if has_probes else None, alpha, skew, seed + i
+            )
         if correlations and units is not None:
             split += _correlation_comparisons(units, permutations_per_split, rng, alpha)
         records += [{"split": i, **r} for r in split]

@@ -26,14 +26,15 @@ A column is NaN where its rows are missing (e.g. no probes were recorded).  As i
 :mod:`mtlens.analysis.optimization`, runs are paired by (setting, task, seed): one training
 configuration per setting.
 
-**Correlations.** :func:`correlate` gives Pearson's r and Spearman's rho (``scipy.stats``)
-with percentile bootstrap confidence intervals and permutation p-values, both built on the
-same *clusters* of units (default: the (setting, task, seed) cells, so the methods that share
-one STL reference run stay together): the bootstrap resamples clusters with replacement,
-recomputes both coefficients on each resample, and takes the ``(1 - confidence)/2`` and
-``(1 + confidence)/2`` percentiles; the p-value permutes whole clusters.  A ``numpy`` Generator
-seeded with ``seed`` makes both reproducible.  ``n`` is the number of units with both values
-finite.  The pairs of a table form one family (Benjamini–Hochberg).
+**Correlations.** :func:`correlate` gives Pearson's r and Spearman's rho of the two variables
+centred within (setting, task), a studentized cluster-permutation p-value (DiCiccio & Romano
+2017) and a leave-one-cluster-out jackknife interval on Fisher's z scale with ``t_{G−1}``
+quantiles (Cameron, Gelbach & Miller 2008).  The clusters are (setting, seed): one MTL run gives
+every task's unit and one STL run is the reference of every method's unit, so only the seed holds
+everything a run shares; permutations move a whole seed's values onto another seed of the same
+setting, unit (task, method) onto unit (task, method).  A ``numpy`` Generator seeded with ``seed``
+makes random permutations reproducible.  ``n`` is the number of units with both values finite.
+The pairs of a table form one family (discrete-aware Benjamini–Hochberg).
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ import functools
 import itertools
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -50,7 +50,7 @@ from numpy.typing import ArrayLike
 from scipy import stats
 
 from mtlens.analysis.gap import unit_gap_means
-from mtlens.analysis.inference import bh_adjust, paired_max_t
+from mtlens.analysis.inference import bh_adjust, paired_max_t, sample_skewness, scalar_test
 from mtlens.analysis.optimization import optimization_effect
 from mtlens.analysis.transfer import TaskInfo, selected_checkpoints, selection_info
 from mtlens.quantities import (
@@ -192,53 +192,100 @@ def unit_table(
     return units.sort_values(UNIT_KEYS).reset_index(drop=True)
 
 
-def _weighted_pearson(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Pearson r of ``x, y`` (shape ``(n,)`` or ``(B, n)``) with integer weights ``w`` (``(B, n)``):
-    row ``b`` equals the plain Pearson r of the sample holding point ``i`` ``w[b, i]`` times.
-    NaN where a variable is constant."""
-    total = w.sum(axis=1, keepdims=True)
-    dx = x - (w * x).sum(axis=1, keepdims=True) / total
-    dy = y - (w * y).sum(axis=1, keepdims=True) / total
-    var_x, var_y = (w * dx * dx).sum(axis=1), (w * dy * dy).sum(axis=1)
+def _centred(values: np.ndarray, centre_of: np.ndarray) -> np.ndarray:
+    """``values`` minus the mean of its centring group (``centre_of``: a group number per point)."""
+    sums = np.bincount(centre_of, values)
+    counts = np.bincount(centre_of)
+    return values - (sums / np.maximum(counts, 1))[centre_of]
+
+
+def _standardized(x: np.ndarray, y: np.ndarray, centre_of: np.ndarray, ranks: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(u, v)``: ``x`` and ``y`` centred within their centring groups (Spearman: the average ranks of
+    the centred values, centred again), each scaled to mean square 1, so that Pearson's r is
+    ``mean(u * v)``.  NaN arrays where a variable is constant."""
+    out = []
+    for values in (x, y):
+        centred = _centred(values, centre_of)
+        if ranks:
+            centred = _centred(stats.rankdata(centred), centre_of)
+        scale = np.sqrt(np.mean(centred**2))
+        constant = scale <= 1e-10 * max(np.sqrt(np.mean(values**2)), 1e-300)
+        out.append(np.full_like(values, np.nan) if constant else centred / scale)
+    return out[0], out[1]
+
+
+def _studentized(u: np.ndarray, v: np.ndarray, index: np.ndarray, cluster_of: np.ndarray) -> np.ndarray:
+    """The cluster-robust studentized correlation ``S = sum_c A_c / sqrt(sum_c A_c^2)``,
+    ``A_c = sum_{i in c} u[index[b, i]] v_i``, for every permutation ``b`` of ``index`` (``(B, n)``):
+    the numerator is ``n`` times Pearson's r of the (centred, scaled) data, the denominator the
+    standard error of that sum when clusters are independent and the correlation is 0 (DiCiccio &
+    Romano 2017, with cluster sums in place of single points).  Returns ``(B,)``."""
+    products = u[index] * v  # (B, n)
+    sums = np.zeros((len(index), int(cluster_of.max()) + 1))
+    np.add.at(sums.T, cluster_of, products.T)
     with np.errstate(invalid="ignore", divide="ignore"):
-        r = (w * dx * dy).sum(axis=1) / np.sqrt(var_x * var_y)
-    constant = (var_x <= 1e-20 * (w * x * x).sum(axis=1)) | (var_y <= 1e-20 * (w * y * y).sum(axis=1))
-    return np.where(constant, np.nan, r)
+        return sums.sum(axis=1) / np.sqrt((sums**2).sum(axis=1))
 
 
-def _permuted_pearson(x: np.ndarray, y: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """Pearson r of ``x[index[b]]`` and ``y`` for every row ``b`` of ``index`` (``(B, n)``, each row a
-    permutation of the points): a permutation keeps the mean and the variance of ``x``, so
-    ``r_b = sum_i (x - mean x)[index[b, i]] (y - mean y)_i / sqrt(S_xx S_yy)``, one matrix-vector
-    product (equal to :func:`_weighted_pearson` with unit weights, without its ``(B, n)`` temporaries).
-    NaN where a variable is constant."""
-    dx, dy = x - x.mean(), y - y.mean()
-    var_x, var_y = (dx * dx).sum(), (dy * dy).sum()
-    if var_x <= 1e-20 * (x * x).sum() or var_y <= 1e-20 * (y * y).sum():
-        return np.full(len(index), np.nan)
-    return dx[index] @ dy / np.sqrt(var_x * var_y)
+def _jackknife_interval(
+    x: np.ndarray, y: np.ndarray, cluster_of: np.ndarray, centre_of: np.ndarray, ranks: bool, confidence: float
+) -> tuple[float, float]:
+    """Leave-one-cluster-out jackknife interval of the (centred) correlation on Fisher's z scale:
+    ``tanh(z ± t_{G−1, (1+confidence)/2} · se_J)``, ``z = atanh(r)``, ``se_J^2 = (G−1)/G · sum_g (z_(−g) −
+    mean z_(−g))^2`` over the ``G`` clusters, each ``z_(−g)`` recomputed (centring and ranks included)
+    without cluster ``g``.  The jackknife variance is the CR3 cluster-robust variance of Cameron,
+    Gelbach & Miller (2008) / MacKinnon et al. (2023), and ``t_{G−1}`` their few-clusters reference;
+    NaN with fewer than 3 clusters or a constant variable in a jackknife sample."""
+    n_groups = int(cluster_of.max()) + 1
+    if n_groups < 3:
+        return np.nan, np.nan
+    u, v = _standardized(x, y, centre_of, ranks)
+    r = float(np.mean(u * v))
+    leave_out = []
+    for g in range(n_groups):
+        keep = cluster_of != g
+        _, centre_kept = np.unique(centre_of[keep], return_inverse=True)
+        uk, vk = _standardized(x[keep], y[keep], centre_kept, ranks)
+        leave_out.append(np.mean(uk * vk))
+    z = np.arctanh(np.clip(np.array(leave_out), -1 + 1e-12, 1 - 1e-12))
+    if not np.isfinite(z).all() or not abs(r) < 1:
+        return np.nan, np.nan
+    se = np.sqrt((n_groups - 1) / n_groups * np.sum((z - z.mean()) ** 2))
+    q = stats.t.ppf((1 + confidence) / 2, n_groups - 1)
+    centre = np.arctanh(r)
+    return float(np.tanh(centre - q * se)), float(np.tanh(centre + q * se))
 
 
-def _weighted_ranks(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Average ranks (``scipy.stats.rankdata``, ties averaged) of every point in each weighted
-    sample ``w[b]`` (``(B, n)``): the weight of the smaller values plus ``(tied weight + 1) / 2``."""
-    _, inverse = np.unique(x, return_inverse=True)
-    order = np.argsort(inverse, kind="stable")  # the points grouped by value, every value present
-    per_value = np.add.reduceat(w[:, order], np.flatnonzero(np.r_[True, np.diff(inverse[order]) != 0]), axis=1)
-    below = np.cumsum(per_value, axis=1) - per_value
-    return (below + (per_value + 1) / 2)[:, inverse]
-
-
-def cluster_permutations(cluster_of: np.ndarray, n_perm: int, seed: int) -> tuple[np.ndarray, bool]:
+def cluster_permutations(
+    cluster_of: np.ndarray,
+    n_perm: int,
+    seed: int,
+    stratum_of: np.ndarray | None = None,
+    slot_of: np.ndarray | None = None,
+) -> tuple[np.ndarray, bool]:
     """``(index, exact)``: rows of unit indices (observed order first) that move whole clusters onto
-    clusters of the same size, unit ``k`` of one cluster onto unit ``k`` of the other (units in table
-    order).  Every such permutation when there are at most ``n_perm`` of them, else the identity and
-    ``n_perm`` random ones."""
-    members = [np.flatnonzero(cluster_of == c) for c in range(int(cluster_of.max()) + 1)]
-    strata: dict[int, list[int]] = {}
-    for c, units in enumerate(members):
-        strata.setdefault(len(units), []).append(c)
-    blocks = [np.stack([members[c] for c in clusters]) for clusters in strata.values()]  # (k, size) each
+    exchangeable clusters: the same stratum (``stratum_of``, constant within a cluster, e.g. the
+    setting) and the same slots (``slot_of``, unique within a cluster, e.g. the (task, method) of a
+    unit; default: the unit's position in its cluster, so clusters of the same size), unit of slot
+    ``k`` of one cluster onto the unit of slot ``k`` of the other.  Every such permutation when there
+    are at most ``n_perm`` of them, else the identity and ``n_perm`` random ones."""
+    n = len(cluster_of)
+    stratum_of = np.zeros(n, int) if stratum_of is None else np.asarray(stratum_of)
+    if slot_of is None:
+        order = np.argsort(cluster_of, kind="stable")
+        starts = np.r_[0, np.flatnonzero(np.diff(cluster_of[order])) + 1]
+        position = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
+        slot_of = np.empty(n, int)
+        slot_of[order] = position
+    members = []
+    signatures: dict[tuple, list[int]] = {}
+    for c in range(int(cluster_of.max()) + 1):
+        units = np.flatnonzero(cluster_of == c)
+        units = units[np.argsort(slot_of[units], kind="stable")]
+        members.append(units)
+        key = (int(stratum_of[units[0]]), tuple(int(k) for k in slot_of[units]))
+        signatures.setdefault(key, []).append(c)
+    blocks = [np.stack([members[c] for c in clusters]) for clusters in signatures.values()]  # (k, size) each
     exact = math.prod(math.factorial(len(b)) for b in blocks) <= n_perm
     if exact:
         orders = [np.array(list(itertools.permutations(range(len(b))))) for b in blocks]
@@ -250,62 +297,70 @@ def cluster_permutations(cluster_of: np.ndarray, n_perm: int, seed: int) -> tupl
             np.vstack([np.arange(len(b)), rng.permuted(np.tile(np.arange(len(b)), (n_perm, 1)), axis=1)])
             for b in blocks
         ]
-    index = np.empty((len(sources[0]), len(cluster_of)), dtype=int)
+    index = np.empty((len(sources[0]), n), dtype=int)
     for block, source in zip(blocks, sources):
         index[:, block.ravel()] = block[source].reshape(len(source), -1)
     return index, exact
 
 
-@functools.lru_cache(maxsize=1)
-def _cluster_resamples(cluster_key: bytes, n_boot: int, n_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(weights, index)`` of :func:`correlate` for the points' clusters ``cluster_key`` (the ``intp``
-    bytes of each point's cluster number): ``weights`` ``(n_boot, n)``, how often each point is in each
-    cluster-bootstrap resample (a generator seeded with ``seed``), and the :func:`cluster_permutations`
-    (``None`` with one cluster).  Cached for the last clusters: the pairs of a correlation table mostly
-    share their units, and the permutations of a thousand units take a second to build."""
-    cluster_of = np.frombuffer(cluster_key, dtype=np.intp)
-    n_groups = int(cluster_of.max()) + 1
-    rng = np.random.default_rng(seed)
-    drawn = rng.integers(0, n_groups, (n_boot, n_groups))
-    cluster_counts = np.zeros((n_boot, n_groups))
-    np.add.at(cluster_counts, (np.arange(n_boot)[:, None], drawn), 1)
-    index = cluster_permutations(cluster_of, n_perm, seed)[0] if n_groups > 1 else None
-    return cluster_counts[:, cluster_of], index
+@functools.lru_cache(maxsize=2)
+def _cached_permutations(key: bytes, n: int, n_perm: int, seed: int) -> np.ndarray:
+    """:func:`cluster_permutations` of the ``intp`` arrays (cluster, stratum, slot) packed in ``key``
+    (slots all ``-1``: the default positions).  Cached: the pairs of a correlation table mostly share
+    their units, and the permutations of a thousand units take a second to build."""
+    cluster_of, stratum_of, slot_of = np.frombuffer(key, dtype=np.intp).reshape(3, n)
+    return cluster_permutations(cluster_of, n_perm, seed, stratum_of, None if (slot_of < 0).all() else slot_of)[0]
+
+
+def _codes(labels: ArrayLike | None, n: int, default: np.ndarray) -> np.ndarray:
+    """Integer codes (0, 1, ...) of ``labels`` (``default`` without)."""
+    if labels is None:
+        return default
+    return np.unique(np.asarray(labels).astype(str), return_inverse=True)[1].astype(np.intp).reshape(n)
 
 
 def correlate(
     x: ArrayLike,
     y: ArrayLike,
-    groups: Sequence[Any] | None = None,
-    n_boot: int = 2000,
+    groups: ArrayLike | None = None,
     confidence: float = 0.95,
     seed: int = 0,
     n_perm: int = 9999,
+    centre: ArrayLike | None = None,
+    strata: ArrayLike | None = None,
+    slots: ArrayLike | None = None,
 ) -> dict[str, float]:
-    """Pearson and Spearman correlation of ``x`` and ``y`` with cluster-bootstrap percentile CIs and
-    cluster-permutation p-values.
+    """Pearson and Spearman correlation of ``x`` and ``y`` within centring groups, with a
+    cluster-jackknife interval and a studentized cluster-permutation p-value.
 
-    Pairs with a non-finite value are dropped first.  ``groups`` labels each point's cluster
-    (default: every point its own).  **Interval**: each bootstrap replicate draws as many clusters
-    as there are, with replacement, and keeps all their points (computed at once for all replicates as
-    Pearson r of the weighted sample, weights = how often each point was drawn; Spearman: the
-    same on the resample's average ranks).  **p-value** (two-sided): the share of cluster
-    permutations (:func:`cluster_permutations`: the ``x`` values of whole clusters moved onto other
-    clusters of the same size, the ``y`` values kept) whose ``|r|`` is at least the observed one, so
-    units that share a cluster (an STL run) are never counted as independent evidence; exact when
-    the clusters allow at most ``n_perm`` permutations.  ``min_p`` is the smallest p these
-    permutations allow (``1 / #permutations``; ``NaN`` p and ``min_p`` with one cluster).
-    Returns ``n, n_groups, pearson_r, pearson_p, pearson_low, pearson_high, spearman_rho,
-    spearman_p, spearman_low, spearman_high, min_p`` (NaN where undefined: fewer than 3 points or a
-    constant variable).
+    Pairs with a non-finite value are dropped first.  Labels per point: ``groups`` its cluster (all
+    that one run shares; default every point its own), ``centre`` its centring group (default one
+    group: plain Pearson r and Spearman rho), ``strata`` the stratum its cluster is permuted within,
+    ``slots`` its place in its cluster (clusters are exchangeable only with the same slots).
+
+    **Estimate**: r of ``x`` and ``y`` each centred within its ``centre`` group (the report centres
+    within (setting, task), so that tasks whose means differ in both variables do not make a
+    correlation); Spearman: r of the ranks of the centred values.  **p-value** (two-sided; H0: zero
+    correlation, not independence): the share of :func:`cluster_permutations` whose studentized
+    statistic :func:`_studentized` is at least as large in absolute value as the observed one
+    (DiCiccio & Romano 2017: studentizing makes the permutation test valid for uncorrelated but
+    dependent data, e.g. a spread that grows with ``x``); exact when the clusters allow at most
+    ``n_perm`` permutations.  ``min_p`` is the smallest p these permutations allow
+    (``1 / #permutations``; NaN p and ``min_p`` with one cluster).  **Interval**:
+    :func:`_jackknife_interval` at ``confidence``.
+    Returns ``n, n_groups, pearson_r, pearson_p, pearson_low, pearson_high, spearman_rho, spearman_p,
+    spearman_low, spearman_high, min_p`` (NaN where undefined: fewer than 3 points or a constant
+    variable).
     """
     xs, ys = np.asarray(x, float), np.asarray(y, float)
-    labels = np.arange(len(xs)) if groups is None else np.asarray(groups)
     finite = np.isfinite(xs) & np.isfinite(ys)
-    xs, ys, labels = xs[finite], ys[finite], labels[finite]
-    _, cluster_of = np.unique(labels, return_inverse=True)
-    n_groups = int(cluster_of.max()) + 1 if len(xs) else 0
-    out = {"n": len(xs), "n_groups": n_groups}
+    xs, ys = xs[finite], ys[finite]
+    n = len(xs)
+    pick = lambda labels: None if labels is None else np.asarray(labels)[finite]  # noqa: E731
+    cluster_of = _codes(pick(groups), n, np.arange(n, dtype=np.intp))
+    centre_of = _codes(pick(centre), n, np.zeros(n, np.intp))
+    n_groups = int(cluster_of.max()) + 1 if n else 0
+    out = {"n": n, "n_groups": n_groups}
     keys = (
         "pearson_r",
         "pearson_p",
@@ -317,62 +372,76 @@ def correlate(
         "spearman_high",
         "min_p",
     )
-    if len(xs) < 3 or np.ptp(xs) == 0 or np.ptp(ys) == 0:
+    if n < 3 or np.ptp(xs) == 0 or np.ptp(ys) == 0:
         return out | dict.fromkeys(keys, np.nan)
-    pearson, spearman = stats.pearsonr(xs, ys), stats.spearmanr(xs, ys)
-    weights, index = _cluster_resamples(cluster_of.astype(np.intp).tobytes(), n_boot, n_perm, seed)
-    boot = np.stack(
-        [
-            _weighted_pearson(xs, ys, weights),
-            _weighted_pearson(_weighted_ranks(xs, weights), _weighted_ranks(ys, weights), weights),
-        ],
-        axis=1,
-    )
-    tails = 100 * np.array([(1 - confidence) / 2, (1 + confidence) / 2])
-    (p_low, p_high), (s_low, s_high) = (np.nanpercentile(boot[:, i], tails) for i in range(2))
-    if index is not None:
-        permuted = [_permuted_pearson(xs, ys, index), _permuted_pearson(stats.rankdata(xs), stats.rankdata(ys), index)]
-        p_values = [float(np.mean(np.abs(r) >= abs(r[0]) * (1 - 1e-9))) for r in permuted]
-        min_p = 1.0 / len(index)
-    else:
-        p_values, min_p = [np.nan, np.nan], np.nan
-    return out | {
-        "pearson_r": float(pearson.statistic),
-        "pearson_p": p_values[0],
-        "pearson_low": float(p_low),
-        "pearson_high": float(p_high),
-        "spearman_rho": float(spearman.statistic),
-        "spearman_p": p_values[1],
-        "spearman_low": float(s_low),
-        "spearman_high": float(s_high),
-        "min_p": min_p,
-    }
+    index = None
+    if n_groups > 1:
+        packed = np.stack(
+            [cluster_of, _codes(pick(strata), n, np.zeros(n, np.intp)), _codes(pick(slots), n, np.full(n, -1))]
+        )
+        index = _cached_permutations(packed.astype(np.intp).tobytes(), n, n_perm, seed)
+    results: dict[str, float] = {}
+    for kind, ranks in (("pearson", False), ("spearman", True)):
+        u, v = _standardized(xs, ys, centre_of, ranks)
+        name = "pearson_r" if kind == "pearson" else "spearman_rho"
+        results[name] = float(np.mean(u * v)) if np.isfinite(u).all() and np.isfinite(v).all() else np.nan
+        if index is not None and np.isfinite(results[name]):
+            statistic = np.abs(_studentized(u, v, index, cluster_of))
+            results[f"{kind}_p"] = float(np.mean(statistic >= statistic[0] * (1 - 1e-9)))
+        else:
+            results[f"{kind}_p"] = np.nan
+        low, high = _jackknife_interval(xs, ys, cluster_of, centre_of, ranks, confidence)
+        results[f"{kind}_low"], results[f"{kind}_high"] = low, high
+    results["min_p"] = 1.0 / len(index) if index is not None else np.nan
+    return out | {k: results[k] for k in keys}
+
+
+UNIT_CLUSTER = ("setting", "seed")
+"""Columns of the unit table that label a unit's cluster: an MTL run (setting, method, seed) gives
+every task's unit, and an STL run (setting, task, seed) is the reference of every method's unit, so
+only (setting, seed) holds everything a run shares."""
+UNIT_CENTRE = ("setting", "task")
+"""Columns within which both variables are centred (task-level means are not evidence of a correlation)."""
+UNIT_SLOTS = ("task", "method")
+"""A unit's place in its (setting, seed) cluster: a permutation moves seed ``s``'s values of (task, method)
+onto seed ``s'``'s unit of the same (task, method), within the setting."""
 
 
 def correlation_table(
     units: pd.DataFrame,
     pairs: Sequence[tuple[str, str]] = DEFAULT_PAIRS,
-    cluster: Sequence[str] = ("setting", "task", "seed"),
-    n_boot: int = 2000,
+    cluster: Sequence[str] = UNIT_CLUSTER,
     confidence: float = 0.95,
     seed: int = 0,
     alpha: float = 0.05,
     n_perm: int = 9999,
+    centre: Sequence[str] = UNIT_CENTRE,
+    slots: Sequence[str] = UNIT_SLOTS,
 ) -> pd.DataFrame:
-    """One row per (x, y) pair with at least 3 finite units: :func:`correlate` over all units,
-    bootstrapping (``n_boot`` resamples) and permuting (``n_perm``) the clusters named by ``cluster``
-    (columns of ``units``).
+    """One row per (x, y) pair with at least 3 finite units: :func:`correlate` over all units, with
+    the clusters named by ``cluster``, centred within ``centre`` and permuted (``n_perm``) within the
+    setting, units matched by ``slots`` (columns of ``units``; ``centre`` and ``slots`` are not used
+    where ``units`` lacks one of their columns, e.g. a table of task pairs clustered by target task).
 
     The pairs form one family: ``pearson_p_adjusted`` and ``spearman_p_adjusted`` are
-    Benjamini–Hochberg over the table; ``conclusive`` is False where ``min_p > alpha`` (too few
-    clusters for any p-value to reach ``alpha``).
+    Benjamini–Hochberg over the table at FDR ``alpha``, discrete-aware (pairs with ``min_p > alpha``
+    left out of the family: :func:`~mtlens.analysis.inference.bh_adjust`); ``conclusive`` is False
+    where ``min_p > alpha`` (too few clusters for any p-value to reach ``alpha``).
     """
-    groups = units[list(cluster)].astype(str).agg("/".join, axis=1).to_numpy() if len(units) else None
+
+    def labels(columns: Sequence[str]) -> np.ndarray | None:
+        """One label per unit from ``columns`` (None where the table lacks one: no centring / default slots)."""
+        if not len(units) or not set(columns) <= set(units.columns):
+            return None
+        return units[list(columns)].astype(str).agg("/".join, axis=1).to_numpy()
+
+    groups, centres, slot_labels = labels(cluster), labels(centre), labels(slots)
+    strata = units["setting"].astype(str).to_numpy() if "setting" in units else None
     records = []
     for x, y in pairs:
         if x not in units or y not in units:
             continue
-        result = correlate(units[x], units[y], groups, n_boot, confidence, seed, n_perm)
+        result = correlate(units[x], units[y], groups, confidence, seed, n_perm, centres, strata, slot_labels)
         if result["n"] >= 3:
             records.append({"x": x, "y": y, **result})
     columns = [
@@ -396,18 +465,21 @@ def correlation_table(
     table = pd.DataFrame.from_records(
         records, columns=[c for c in columns if "adjusted" not in c and c != "conclusive"]
     )
-    table["pearson_p_adjusted"] = bh_adjust(table["pearson_p"].to_numpy(float))
-    table["spearman_p_adjusted"] = bh_adjust(table["spearman_p"].to_numpy(float))
-    table["conclusive"] = table["min_p"].to_numpy(float) <= alpha
+    min_p = table["min_p"].to_numpy(float)
+    table["pearson_p_adjusted"] = bh_adjust(table["pearson_p"].to_numpy(float), min_p, alpha)
+    table["spearman_p_adjusted"] = bh_adjust(table["spearman_p"].to_numpy(float), min_p, alpha)
+    table["conclusive"] = min_p <= alpha
     return table[columns]
 
 
 def difference_tests(units: pd.DataFrame, columns: Sequence[str] = FACTORS, alpha: float = 0.05) -> pd.DataFrame:
     """Per (setting, task, method) and per-seed difference column of ``units`` (e.g. the probe
     differences ``*_diff``, each MTL_s − STL_s of one seed): ``n_seeds, mean, low, high`` (``1 − alpha``
-    permutation interval), ``p_value`` (exact sign-flip t test), ``min_p``, ``min_detectable`` (the
-    difference detected with 80% power at level ``alpha``) and ``p_adjusted`` (Benjamini–Hochberg over
-    all rows: one family).  Columns with fewer than 2 finite seeds are left out."""
+    t interval), ``p_value`` (paired t test, :func:`~mtlens.analysis.inference.scalar_test`), ``min_p``
+    (0), ``min_detectable`` (the difference detected with 80% power at level ``alpha``, noncentral t),
+    ``effect_size`` (Hedges' g_z), ``skewness`` (of the per-seed differences) and ``p_adjusted``
+    (Benjamini–Hochberg over all rows at FDR ``alpha``: one family).  Columns with fewer than 2 finite
+    seeds are left out."""
     records = []
     for key, frame in units.groupby(["setting", "task", "method"]):
         for column in columns:
@@ -415,22 +487,24 @@ def difference_tests(units: pd.DataFrame, columns: Sequence[str] = FACTORS, alph
             values = values[np.isfinite(values)]
             if len(values) < 2:
                 continue
-            test = paired_max_t(values)
-            low, high = test.band(alpha)
+            summary = scalar_test(paired_max_t(values), alpha)
             records.append(
                 dict(zip(["setting", "task", "method"], key))
                 | {
                     "difference": column,
                     "n_seeds": len(values),
                     "mean": values.mean(),
-                    "low": low[0],
-                    "high": high[0],
-                    "p_value": test.p_any,
-                    "min_p": test.min_p,
-                    "min_detectable": float(test.min_detectable(alpha)[0]),
+                    "low": summary["low"],
+                    "high": summary["high"],
+                    "p_value": summary["p_value"],
+                    "min_p": summary["min_p"],
+                    "min_detectable": summary["min_detectable"],
+                    "effect_size": summary["effect_size"],
+                    "skewness": sample_skewness(values),
                 }
             )
     columns = ["setting", "task", "method", "difference", "n_seeds", "mean", "low", "high", "p_value", "min_p"]
-    table = pd.DataFrame.from_records(records, columns=[*columns, "min_detectable"])
-    table.insert(table.columns.get_loc("p_value") + 1, "p_adjusted", bh_adjust(table["p_value"].to_numpy(float)))
+    table = pd.DataFrame.from_records(records, columns=[*columns, "min_detectable", "effect_size", "skewness"])
+    adjusted = bh_adjust(table["p_value"].to_numpy(float), table["min_p"].to_numpy(float), alpha)
+    table.insert(table.columns.get_loc("p_value") + 1, "p_adjusted", adjusted)
     return table

@@ -163,7 +163,7 @@ class GapResult:
                 "band_low": low,
                 "band_high": high,
                 "excludes_zero": self.test.significant(self.alpha),
-                "min_detectable": self.test.min_detectable(self.alpha),
+                "min_detectable": self.test.min_detectable(self.alpha, simultaneous=True),
             }
             | fixed
         )
@@ -202,7 +202,7 @@ class GapResult:
             "final_band_low": float(low[0]),
             "final_band_high": float(high[0]),
             "final_effect_size": float(final.effect_size()[0]) if final else np.nan,
-            "min_detectable_final": float(final.min_detectable(self.alpha)[0]) if final else np.nan,
+            "min_detectable_final": float(final.min_detectable(self.alpha, simultaneous=True)[0]) if final else np.nan,
             "p_any": test.p_any if test else np.nan,
             "p_persistent": self.p_persistent,
             "min_p": final.min_p if final else np.nan,

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from mtlens.analysis.inference import bh_adjust, paired_max_t
+from mtlens.analysis.inference import bh_adjust, paired_max_t, scalar_test
 
 TRAIN_LOSS = "train/loss"
 
@@ -125,12 +125,13 @@ def optimization_tests(effect: pd.DataFrame, alpha: float = 0.05) -> pd.DataFram
     """Per (setting, task, method): the paired test of the per-seed log-ratios of :func:`optimization_effect`.
 
     Each seed's ``log_ratio_early`` and ``log_ratio_final`` is already an MTL-vs-same-seed-STL
-    difference; H0 "MTL does not change the optimization" makes it symmetric about 0, so the exact
-    sign-flip t test of :mod:`mtlens.analysis.inference` applies.  Columns per summary ``X``:
-    ``X`` (mean over seeds), ``X_std``, ``X_low``, ``X_high`` (``1 − alpha`` permutation interval),
-    ``X_p``, ``X_p_adjusted`` (Benjamini–Hochberg over the table's rows), ``X_min_detectable`` (the
-    log-ratio detected with 80% power at level ``alpha``, :meth:`~mtlens.analysis.inference.MaxTTest.min_detectable`),
-    and ``n_seeds``, ``min_p``.
+    difference, tested with the paired t test of :func:`~mtlens.analysis.inference.scalar_test` (H0:
+    the per-seed log-ratios are centred at 0; the test assumes them symmetric, which H0 "MTL and STL
+    are exchangeable within a seed" implies).  Columns per summary ``X``: ``X`` (mean over seeds),
+    ``X_std``, ``X_low``, ``X_high`` (``1 − alpha`` t interval), ``X_p``, ``X_p_adjusted``
+    (Benjamini–Hochberg over the table's rows at FDR ``alpha``), ``X_min_detectable`` (the log-ratio
+    detected with 80% power at level ``alpha``, noncentral t), and ``n_seeds``, ``min_p`` (0: a t
+    p-value is not bounded below).
     """
     records = []
     for key, frame in effect.groupby(["setting", "task", "method"]):
@@ -139,14 +140,13 @@ def optimization_tests(effect: pd.DataFrame, alpha: float = 0.05) -> pd.DataFram
             values = frame[column].to_numpy(float)
             record[column], record[f"{column}_std"] = values.mean(), values.std(ddof=1) if len(values) > 1 else np.nan
             if len(values) >= 2:
-                test = paired_max_t(values)
-                low, high = test.band(alpha)
+                summary = scalar_test(paired_max_t(values), alpha)
                 record |= {
-                    f"{column}_low": low[0],
-                    f"{column}_high": high[0],
-                    f"{column}_p": test.p_any,
-                    f"{column}_min_detectable": float(test.min_detectable(alpha)[0]),
-                    "min_p": test.min_p,
+                    f"{column}_low": summary["low"],
+                    f"{column}_high": summary["high"],
+                    f"{column}_p": summary["p_value"],
+                    f"{column}_min_detectable": summary["min_detectable"],
+                    "min_p": summary["min_p"],
                 }
         records.append(record)
     table = pd.DataFrame.from_records(records)
@@ -155,7 +155,7 @@ def optimization_tests(effect: pd.DataFrame, alpha: float = 0.05) -> pd.DataFram
             table.insert(
                 table.columns.get_loc(f"{column}_p") + 1,
                 f"{column}_p_adjusted",
-                bh_adjust(table[f"{column}_p"].to_numpy(float)),
+                bh_adjust(table[f"{column}_p"].to_numpy(float), table["min_p"].to_numpy(float), alpha),
             )
     return table
 

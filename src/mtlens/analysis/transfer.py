@@ -12,12 +12,15 @@ so ``relative > 0`` always means MTL is better (positive transfer); the per-meth
 
 The test is **paired by seed** (STL and MTL of one seed share initialization and batch order):
 with at least 2 seeds having both runs, ``delta`` is the mean of ``d_s = M_MTL,s − M_STL,s`` over
-those seeds and ``p_value`` the exact sign-flip t test of the ``d_s``; otherwise the runs are
-compared unpaired (label-permutation Welch test).  ``design`` says which; ``delta_low/high`` is
-the permutation interval at ``1 − alpha``, ``effect_size`` Cohen's d_z (paired) or d, ``min_p`` the
-smallest p-value the seeds allow (2 / 2^n paired), ``min_detectable`` the difference the test
-would detect with 80% power (:mod:`mtlens.analysis.inference`).  ``p_adjusted`` is
-Benjamini–Hochberg over the table's rows (one family).
+those seeds and ``p_value`` the paired t test of the ``d_s`` (``df = n − 1``); otherwise the runs
+are compared unpaired (Welch's t, Welch–Satterthwaite ``df``).  ``design`` says which;
+``delta_low/high`` is the t interval at ``1 − alpha``, ``effect_size`` Hedges' g_z (paired) or g
+(bias-corrected Cohen's d_z / d), ``df`` the test's degrees of freedom, ``min_p`` the smallest
+p-value the test allows (0 for a t test), ``min_detectable`` the difference the test detects with
+80% power (noncentral t), ``skewness`` the sample skewness of the paired differences (the
+symmetry check of :func:`~mtlens.analysis.inference.symmetry_diagnostic`)
+(:mod:`mtlens.analysis.inference`).  ``p_adjusted`` is Benjamini–Hochberg over the table's rows
+(one family, discrete-aware).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mtlens.analysis.inference import bh_adjust, paired_max_t, unpaired_max_t
+from mtlens.analysis.inference import bh_adjust, paired_max_t, sample_skewness, scalar_test, unpaired_max_t
 from mtlens.tasks import selection_scores
 
 TaskInfo = dict[tuple[str, str], dict[str, Any]]
@@ -90,36 +93,30 @@ def paired_or_unpaired(values: pd.DataFrame, column: str) -> tuple[np.ndarray, n
 
 
 def difference_test(mtl: np.ndarray, stl: np.ndarray, paired: bool, alpha: float) -> dict[str, Any]:
-    """``design, delta, delta_low, delta_high, effect_size, p_value, min_p, min_detectable`` of MTL − STL:
-    the exact sign-flip t test of the per-seed differences (paired) or the label-permutation Welch
-    test (unpaired) of :mod:`mtlens.analysis.inference`, its ``1 − alpha`` permutation interval and
-    the difference it would detect with 80% power; NaN where a side has fewer than 2 values."""
+    """``design, delta, delta_low, delta_high, effect_size, df, p_value, min_p, min_detectable, skewness``
+    of MTL − STL: the paired t test of the per-seed differences (paired) or Welch's t test (unpaired)
+    of :func:`~mtlens.analysis.inference.scalar_test`, its ``1 − alpha`` interval and the difference
+    it detects with 80% power; NaN where a side has fewer than 2 values."""
     delta = float(mtl.mean() - stl.mean()) if len(mtl) and len(stl) else np.nan
     if paired:
         test = paired_max_t(mtl - stl)
     elif len(mtl) >= 2 and len(stl) >= 2:
         test = unpaired_max_t(mtl, stl)
     else:
-        return {
-            "design": "none",
-            "delta": delta,
-            "delta_low": np.nan,
-            "delta_high": np.nan,
-            "effect_size": np.nan,
-            "p_value": np.nan,
-            "min_p": np.nan,
-            "min_detectable": np.nan,
-        }
-    low, high = test.band(alpha)
+        names = ("delta_low", "delta_high", "effect_size", "df", "p_value", "min_p", "min_detectable", "skewness")
+        return {"design": "none", "delta": delta} | dict.fromkeys(names, np.nan)
+    summary = scalar_test(test, alpha)
     return {
         "design": test.design,
         "delta": delta,
-        "delta_low": float(low[0]),
-        "delta_high": float(high[0]),
-        "effect_size": float(test.effect_size()[0]),
-        "p_value": test.p_any,
-        "min_p": test.min_p,
-        "min_detectable": float(test.min_detectable(alpha)[0]),
+        "delta_low": summary["low"],
+        "delta_high": summary["high"],
+        "effect_size": summary["effect_size"],
+        "df": summary["df"],
+        "p_value": summary["p_value"],
+        "min_p": summary["min_p"],
+        "min_detectable": summary["min_detectable"],
+        "skewness": sample_skewness(mtl - stl) if paired else np.nan,
     }
 
 
@@ -183,7 +180,8 @@ def transfer_tests(
     table = pd.DataFrame.from_records(records)
     if table.empty:
         return table
-    table.insert(table.columns.get_loc("p_value") + 1, "p_adjusted", bh_adjust(table["p_value"].to_numpy()))
+    adjusted = bh_adjust(table["p_value"].to_numpy(float), table["min_p"].to_numpy(float), alpha)
+    table.insert(table.columns.get_loc("p_value") + 1, "p_adjusted", adjusted)
     table["verdict"] = [
         verdict(d, p, alpha, lower)
         for d, p, lower in zip(table["delta"], table["p_adjusted"], table.pop("lower_is_better"))

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from mtlens.analysis.correlation import correlation_table, difference_tests
+from mtlens.analysis.inference import symmetry_diagnostic
 from mtlens.analysis.optimization import loss_ratio_curves, optimization_tests, steps_to_loss
 from mtlens.render import Figure, Section, not_available, per_setting, slug, table_html
 from mtlens.render.charts import (
@@ -68,30 +69,32 @@ def _loss_levels(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=["setting", "task", "level"])
 
 
-def optimization_table(rows: pd.DataFrame, effect: pd.DataFrame) -> pd.DataFrame:
-    """The optimization table: :func:`~mtlens.analysis.optimization.optimization_tests` of ``effect`` with
-    a ``note`` where the early window holds only step 0 (:func:`~mtlens.report.oddities.early_window_notes`
-    of ``rows``); empty without an effect."""
-    return with_notes(optimization_tests(effect), [early_window_notes(rows)]) if len(effect) else pd.DataFrame()
+def optimization_table(rows: pd.DataFrame, effect: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """The optimization table: :func:`~mtlens.analysis.optimization.optimization_tests` of ``effect`` at
+    level ``alpha`` with a ``note`` where the early window holds only step 0
+    (:func:`~mtlens.report.oddities.early_window_notes` of ``rows``); empty without an effect."""
+    if not len(effect):
+        return pd.DataFrame()
+    return with_notes(optimization_tests(effect, alpha), [early_window_notes(rows)])
 
 
-def optimization_section(rows: pd.DataFrame, effect: pd.DataFrame, out_dir: Path) -> Section:
+def optimization_section(rows: pd.DataFrame, effect: pd.DataFrame, out_dir: Path, alpha: float = 0.05) -> Section:
     """The tests of the optimization ``effect`` (:func:`~mtlens.analysis.optimization.optimization_effect`
-    of ``rows``), steps to two loss levels and the loss-ratio curves per (setting, method)."""
+    of ``rows``) at FDR ``alpha``, steps to two loss levels and the loss-ratio curves per (setting, method)."""
     title, anchor = "Did MTL help or harm optimization?", "optimization"
     if effect.empty:
         return Section(title, not_available("needs STL and MTL runs with the same seeds and train/loss"), anchor)
-    summary = optimization_table(rows, effect)
+    summary = optimization_table(rows, effect, alpha)
     body = table_html(
         summary,
         out_dir,
         "optimization_effect",
         "Optimization effect: log(L_MTL / L_STL) of the training loss at equal steps, each MTL run "
-        "paired with the STL run of the same seed; early = first 25% of the steps; mean, std, 95% "
-        "permutation interval and exact sign-flip p-value over the n_seeds per-seed log-ratios, "
-        "p_adjusted: Benjamini–Hochberg over this table; *_min_detectable: the log-ratio detected with 80% "
-        "power; min_p: the smallest p the seeds allow (docs/statistics.md). Negative: MTL reached a lower "
-        "training loss at the same step.",
+        f"paired with the STL run of the same seed; early = first 25% of the steps; mean, std, "
+        f"{1 - alpha:.0%} t interval and paired t-test p-value over the n_seeds per-seed log-ratios, "
+        f"p_adjusted: Benjamini–Hochberg over this table at FDR {alpha:g}; *_min_detectable: the log-ratio "
+        f"detected with 80% power (noncentral t); min_p: the smallest p the test allows (docs/statistics.md). "
+        f"Negative: MTL reached a lower training loss at the same step.",
         short=OPTIMIZATION_COLUMNS,
     )
     table = steps_to_loss_table(rows)
@@ -176,10 +179,32 @@ def scatter_figures(rows: pd.DataFrame, units: pd.DataFrame, table: pd.DataFrame
         )
         caption = (
             f"{target} against each factor over the units (from {rows['run_id'].nunique()} runs, "
-            f"{units['seed'].nunique()} seeds), one colour per method, least-squares line; 95% bootstrap "
+            f"{units['seed'].nunique()} seeds), one colour per method, least-squares line; 95% jackknife "
             f"CIs in brackets. {panels}."
         )
         yield Figure(slug("scatter", target), "", scatter_figure(units, rows_of_target), caption, (str(target),))
+
+
+def symmetry_paragraph(table: pd.DataFrame) -> str:
+    """One paragraph: the pooled check (:func:`~mtlens.analysis.inference.symmetry_diagnostic`) of the
+    paired tests' symmetry assumption over the ``skewness`` and ``n_*`` (or ``n_seeds``) of a table's
+    rows; empty without paired rows."""
+    if "skewness" not in table:
+        return ""
+    counts = table["n_seeds"] if "n_seeds" in table else table.get("n_mtl", pd.Series(np.nan, index=table.index))
+    check = symmetry_diagnostic(table["skewness"].to_numpy(float), counts.fillna(0).to_numpy(int))
+    if not check["rows"]:
+        return ""
+    verdict = (
+        "more skewed than symmetric noise makes them: the paired tests may be liberal (docs/statistics.md)"
+        if check["p_value"] <= 0.05
+        else "no sign of skew beyond symmetric noise"
+    )
+    return (
+        f"<p>Symmetry check of the paired differences (the paired tests assume them symmetric): pooled over "
+        f"{check['rows']} rows, mean |skewness| {check['mean_abs_skewness']:.2f}, Q = {check['q']:.1f}, "
+        f"p = {check['p_value']:.3g} against normal differences of the same sizes: {verdict}.</p>"
+    )
 
 
 def scatter_figure(units: pd.DataFrame, table: pd.DataFrame) -> Spec:
@@ -224,9 +249,9 @@ def scatter_figure(units: pd.DataFrame, table: pd.DataFrame) -> Spec:
     return {"data": inline_data(units.loc[:, [*keys, *columns]]), "concat": panels, "columns": FACET_COLUMNS}
 
 
-def correlation_section(rows: pd.DataFrame, units: pd.DataFrame, out_dir: Path) -> Section:
+def correlation_section(rows: pd.DataFrame, units: pd.DataFrame, out_dir: Path, alpha: float = 0.05) -> Section:
     """The :func:`~mtlens.analysis.correlation.unit_table` ``units`` of ``rows``, the probe differences
-    and the correlations of the factors with transfer and the gap."""
+    and the correlations of the factors with transfer and the gap, each table one family at FDR ``alpha``."""
     title, anchor = "What explains transfer?", "correlations"
     if units.empty:
         return Section(title, not_available("needs MTL runs with STL runs of the same setting"), anchor)
@@ -240,18 +265,20 @@ def correlation_section(rows: pd.DataFrame, units: pd.DataFrame, out_dir: Path) 
         f"log-ratio at equal steps; *_diff: MTL − STL probe means (Fisher: up to epoch 1); conflict: "
         f"the MTL run's mean over training.",
     )
-    differences = difference_tests(units)
+    differences = difference_tests(units, alpha=alpha)
     if len(differences):
         body += table_html(
             differences,
             out_dir,
             "probe_differences",
-            "Probe differences MTL − STL per seed (each MTL run against the same-seed STL run): mean "
-            "over seeds, 95% permutation interval, exact sign-flip p-value, Benjamini–Hochberg over "
-            "this table, the smallest p the seeds allow and the difference detected with 80% power "
-            "(docs/statistics.md).",
+            f"Probe differences MTL − STL per seed (each MTL run against the same-seed STL run): mean "
+            f"over seeds, {1 - alpha:.0%} t interval, paired t-test p-value, Benjamini–Hochberg over "
+            f"this table at FDR {alpha:g}, the smallest p the test allows, the difference detected with 80% "
+            f"power (noncentral t), Hedges' g_z and the skewness of the per-seed differences "
+            f"(docs/statistics.md).",
         )
-    table = correlation_table(units)
+        body += symmetry_paragraph(differences)
+    table = correlation_table(units, alpha=alpha)
     if table.empty:
         missing = [
             c
@@ -267,19 +294,22 @@ def correlation_section(rows: pd.DataFrame, units: pd.DataFrame, out_dir: Path) 
     if not table["conclusive"].all():
         body += (
             f"<p>{int((~table['conclusive']).sum())} of {len(table)} correlations have too few clusters "
-            f"for any p-value to reach 0.05 (min_p = 1 / number of cluster permutations): no conclusion "
+            f"for any p-value to reach {alpha:g} (min_p = 1 / number of cluster permutations): no conclusion "
             f"can be drawn from them.</p>"
         )
     body += table_html(
         table,
         out_dir,
         "correlations",
-        "Pearson r and Spearman rho across units with 95% percentile bootstrap intervals (2000 "
-        "resamples of (setting, task, seed) clusters, seed 0) and two-sided p-values from "
-        "permutations of the same clusters (whole clusters' factor values moved onto clusters of the "
-        "same size; exact when at most 9,999, else 9,999 random ones), so methods sharing one STL "
-        "run are not counted as independent; *_p_adjusted: Benjamini–Hochberg over this table; "
-        "conclusive: min_p ≤ 0.05. n units in n_groups clusters. See docs/statistics.md.",
+        "Pearson r and Spearman rho across units, both variables centred within (setting, task) so that "
+        "task-level means are not counted as a correlation; 95% intervals: leave-one-seed-out jackknife on "
+        "Fisher's z scale with t quantiles on (clusters − 1) degrees of freedom; two-sided p-values "
+        "(H0: zero correlation) from a studentized permutation statistic (DiCiccio & Romano 2017) that "
+        "moves a whole seed's values onto another seed of the same setting, unit (task, method) onto unit "
+        "(task, method): the clusters are (setting, seed), everything one MTL or STL run shares "
+        "(exact when at most 9,999 permutations, else 9,999 random ones); *_p_adjusted: Benjamini–Hochberg "
+        f"over this table at FDR {alpha:g}, leaving out pairs whose min_p cannot reach it; conclusive: "
+        f"min_p ≤ {alpha:g}. n units in n_groups clusters. See docs/statistics.md.",
     )
     for figure in scatter_figures(rows, units, table):
         body += figure.save(out_dir)

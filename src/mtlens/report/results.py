@@ -176,7 +176,7 @@ class StudyResults:
 
     def optimization(self) -> pd.DataFrame:
         """The optimization-effect tests: training-loss log-ratio MTL/STL at equal steps, early and final."""
-        return optimization_table(self.data.rows, self.data.optimization)
+        return optimization_table(self.data.rows, self.data.optimization, self.data.alpha)
 
     def steps_to_loss(self) -> pd.DataFrame:
         """Steps and epochs to first reach two training-loss levels, per setting, task, mode and method."""
@@ -188,11 +188,11 @@ class StudyResults:
 
     def probe_differences(self) -> pd.DataFrame:
         """The paired tests of the probe differences MTL − STL per seed."""
-        return difference_tests(self.data.units) if len(self.data.units) else pd.DataFrame()
+        return difference_tests(self.data.units, alpha=self.data.alpha) if len(self.data.units) else pd.DataFrame()
 
     def correlations(self) -> pd.DataFrame:
         """Pearson and Spearman correlations of the trajectory factors with transfer and the gap."""
-        return correlation_table(self.data.units) if len(self.data.units) else pd.DataFrame()
+        return correlation_table(self.data.units, alpha=self.data.alpha) if len(self.data.units) else pd.DataFrame()
 
     def method_weights(self) -> pd.DataFrame:
         """The task weights each multi-task method applied: first, last and mean."""

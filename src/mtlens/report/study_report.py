@@ -38,7 +38,7 @@ from mtlens.render import RUN_KEYS, Figure, Section, by_configuration, per_setti
 from mtlens.render.charts import STATIC_FORMATS, export_static, mean_band, vega_bundle
 from mtlens.render.pdf import find_chromium, print_pdf
 from mtlens.report.alignment import elich_sections
-from mtlens.report.correlations import correlation_section, optimization_section
+from mtlens.report.correlations import correlation_section, optimization_section, symmetry_paragraph
 from mtlens.report.figures import gap_figure, training_curves_figure
 from mtlens.report.methods import method_weights_section
 from mtlens.report.oddities import collapse_notes, loss_range_notes, step_zero_notes, tie_notes, with_notes
@@ -349,14 +349,16 @@ def transfer_section(data: ReportData, out_dir: Path, alpha: float) -> Section:
         "transfer",
         f"Test performance at the validation-selected checkpoint, mean and std over the seeds the test used. "
         f"delta = MTL − STL (mean of the per-seed differences when design = paired: STL and MTL of one seed "
-        f"share initialization and batch order; unpaired, label-permutation Welch test, only where seeds do "
-        f"not match); delta_low/high: {1 - alpha:.0%} permutation interval; effect_size: Cohen's d_z (paired) "
-        f"or d; p_value: exact sign-flip t test (paired); p_adjusted: Benjamini–Hochberg over this table; "
-        f"min_p: the smallest p-value the seeds allow (2/2^n paired: 3 seeds cannot go below 0.25); "
-        f"min_detectable: the difference detected with 80% power; verdict only where p_adjusted ≤ {alpha:g}. "
+        f"share initialization and batch order; unpaired, Welch's t test, only where seeds do "
+        f"not match); delta_low/high: {1 - alpha:.0%} t interval; effect_size: Hedges' g_z (paired) "
+        f"or g (bias-corrected d); p_value: paired t test on df = n − 1 (Welch's df unpaired); p_adjusted: "
+        f"Benjamini–Hochberg over this table; min_p: the smallest p-value the test allows (0 for a t test); "
+        f"min_detectable: the difference detected with 80% power (noncentral t); skewness: of the per-seed "
+        f"differences; verdict only where p_adjusted ≤ {alpha:g}. "
         f"relative_pct > 0 means MTL is better; note: oddities in the data behind the row. See docs/statistics.md.",
         short=TRANSFER_COLUMNS,
     )
+    body += symmetry_paragraph(table)
     body += table_html(
         delta_m(table), out_dir, "delta_m", "delta_m: mean relative improvement of MTL over STL across tasks (%)."
     )
@@ -627,7 +629,8 @@ def answers_section(tables: dict[str, pd.DataFrame], alpha: float) -> Section:
     )
     note = (
         f'<p class="caption">Written from the tables below (Benjamini–Hochberg FDR {alpha:g} per table; '
-        f'intervals are {1 - alpha:.0%} permutation intervals; "could not be shown" is not evidence of no effect: '
+        f"intervals are {1 - alpha:.0%} t (transfer, optimization) or permutation (gap) intervals; "
+        f'"could not be shown" is not evidence of no effect: '
         "the "
         "detectable difference says how large an effect the seeds could have missed).</p>"
     )
@@ -694,8 +697,8 @@ def write_report(
     ]
     sections += probes_section(store, analysed, rows, out_dir) + method_weights_section(store, analysed, rows, out_dir)
     sections += [
-        optimization_section(data.rows, data.optimization, out_dir),
-        correlation_section(data.rows, data.units, out_dir),
+        optimization_section(data.rows, data.optimization, out_dir, alpha),
+        correlation_section(data.rows, data.units, out_dir, alpha),
     ]
     for build in (*DEFAULT_SECTIONS, *extra_sections):
         sections += build(store, analysed, rows, out_dir)

@@ -97,6 +97,8 @@ DONE_STATES = (RunState.FINISHED, RunState.DIVERGED)
 """States in which a run is complete and is never trained again."""
 INDEX_STATES = tuple(RunState)
 """States :meth:`RunStore.runs` shows (see the module docstring)."""
+INDEX_COLUMNS = ("run_id", "setting", "tasks", "mode", "method", "seed", "state", "last_step", "message")
+"""Columns :meth:`RunStore.runs` always has (empty where a run's config cannot be read)."""
 JSON_FILES = ("config.json", "status.json", "tasks.json")
 """A run's JSON files, each a JSON object."""
 FORMAT_VERSION = 2
@@ -576,7 +578,9 @@ class RunStore:
             records.append(
                 {"run_id": run_id, **flat, "state": str(state), "last_step": status.get("step", 0), "message": message}
             )
-        return pd.DataFrame.from_records(records)
+        frame = pd.DataFrame.from_records(records)
+        missing = [c for c in INDEX_COLUMNS if c not in frame.columns]  # e.g. every run's config.json damaged
+        return frame.assign(**dict.fromkeys(missing, None)) if len(frame) and missing else frame
 
     def trajectories(self, run_ids: list[str] | None = None) -> pd.DataFrame:
         """Concatenated trajectory rows of ``run_ids`` (default: all runs)."""
