@@ -8,15 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from mtlens.render.pdf import CHROMIUM_FLAGS
 
 CELL_CHECK = """<script>(function(){
 function check(){var broken=[],n=0;

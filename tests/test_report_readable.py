@@ -20,7 +20,7 @@ from mtlens.render.pdf import print_pdf
 from mtlens.render.tables import cell, empty_columns, number, table_html
 from mtlens.report.oddities import early_window_notes, loss_range_notes, tie_notes
 from mtlens.report.study_report import write_report
-from mtlens.report.verdicts import answers, correlation_sentences, optimizer_sentences, transfer_sentence
+from mtlens.report.verdicts import TABLES, answers, correlation_sentences, optimizer_sentences, transfer_sentence
 from report_stores import planted_store
 
 TRANSFER_ROW = {
@@ -212,16 +212,7 @@ def test_sentences_match_the_csv_tables(planted_report):
     out, page = planted_report.parent, planted_report.read_text()
     tables = {
         name: pd.read_csv(out / "tables" / f"{name}.csv")
-        for name in (
-            "transfer",
-            "gap_onset",
-            "optimization_effect",
-            "probe_differences",
-            "correlations",
-            "alignment",
-            "magnitude_ratio",
-            "optimizers",
-        )
+        for name in TABLES
         if (out / "tables" / f"{name}.csv").exists()
     }
     expected = {(s, q): sentences for s, paragraphs in answers(tables).items() for q, sentences in paragraphs.items()}

@@ -97,7 +97,7 @@ def base_config(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_study(args: argparse.Namespace) -> int:
     from mtlens.orchestration.executors import run_configs
     from mtlens.orchestration.study import study_configs
-    from mtlens.store import RunStore
+    from mtlens.store import RunState, RunStore
 
     if args.experiment:
         return _study_experiment(args)
@@ -116,19 +116,25 @@ def cmd_study(args: argparse.Namespace) -> int:
     _summarize(results)
     if args.report:
         _write_report(store, args.report, settings=[args.setting], methods=methods)
-    return _exit_status(results, ("failed", "diverged"))
+    return _exit_status(results, (RunState.FAILED, RunState.DIVERGED))
 
 
 def _summarize(results: Any) -> None:
+    from mtlens.store import RunState
+
     summary = results["state"].value_counts().to_dict()
     print(f"runs: {json.dumps(summary)}", file=sys.stderr)
-    for row in results[results["state"] != "finished"].itertuples():
+    for row in results[results["state"] != RunState.FINISHED].itertuples():
         print(f"  {row.run_id}: {row.state} {row.message.splitlines()[0] if row.message else ''}", file=sys.stderr)
 
 
 def _exit_status(results: Any, problem_states: Sequence[str]) -> int:
     """1, naming the runs, if any run ended in one of ``problem_states`` or not at all; 0 otherwise."""
-    bad = results[results["state"].isin(problem_states) | ~results["state"].isin(["finished", "diverged"])]
+    from mtlens.store import RunState
+
+    bad = results[
+        results["state"].isin(problem_states) | ~results["state"].isin([RunState.FINISHED, RunState.DIVERGED])
+    ]
     if bad.empty:
         return 0
     print(
@@ -155,7 +161,7 @@ def _study_experiment(args: argparse.Namespace) -> int:
     options, checked against the options it declares.  Diverged runs are results of an experiment (e.g.
     SGD at a large loss scale): only failed and untrained runs make the exit status non-zero."""
     from mtlens.experiments import EXPERIMENT_SEEDS, experiment_plan, run_experiment
-    from mtlens.store import RunStore
+    from mtlens.store import RunState, RunStore
 
     if args.seed_list is None:
         seeds = list(range(EXPERIMENT_SEEDS if args.seeds is None else args.seeds))
@@ -175,7 +181,7 @@ def _study_experiment(args: argparse.Namespace) -> int:
     _summarize(results)
     if args.report:
         _write_report(store, args.report, settings=[args.setting])
-    return _exit_status(results, ("failed",))
+    return _exit_status(results, (RunState.FAILED,))
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -261,7 +267,7 @@ def pd_options() -> Any:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from mtlens.store import RunStore
+    from mtlens.store import RunState, RunStore
 
     store = RunStore(args.store)
     if args.check:
@@ -286,7 +292,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         "last_step",
     ]
     print(index.reindex(columns=columns).to_string(index=False))
-    damaged = index[index["state"] == "damaged"]
+    damaged = index[index["state"] == RunState.DAMAGED]
     for row in damaged.itertuples():
         print(f"{row.run_id}: {row.message}", file=sys.stderr)
     return 0
@@ -333,7 +339,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     """``mtlens export --to mlflow|tensorboard``: every run of the store into a tracker
     (:mod:`mtlens.integrations.mlflow`, :mod:`mtlens.integrations.tensorboard`); 1, naming them, if runs were
     skipped (damaged)."""
-    from mtlens.store import RunStore
+    from mtlens.store import RunState, RunStore
 
     if args.to == "tensorboard" and not args.logdir:
         raise ConfigError("--logdir: required with --to tensorboard (the directory `tensorboard --logdir` reads)")
@@ -365,7 +371,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         if args.follow is None:
             break
         # --follow: until no run has been running for two rounds in a row (a study between two runs has none)
-        idle = 0 if store.runs()["state"].isin(["running", "pending"]).any() else idle + 1
+        idle = 0 if store.runs()["state"].isin([RunState.RUNNING, RunState.PENDING]).any() else idle + 1
         if idle >= 2:
             break
         time.sleep(args.follow)

@@ -51,7 +51,7 @@ from mtlens.orchestration.executors import run_configs
 from mtlens.render import save_figure, table_html
 from mtlens.render.charts import Spec, inline_data, tip
 from mtlens.settings import Setting
-from mtlens.store import RunStore
+from mtlens.store import RunState, RunStore
 
 AFFINITY_PROBES = ["tag", "conflict"]
 """Probes of the all-task run: TAG's lookahead affinity and the gradient cosine."""
@@ -94,7 +94,7 @@ def grouping_experiment(
 
 def _finished(store: RunStore, manifest: pd.DataFrame) -> pd.DataFrame:
     """The manifest rows of finished runs (unfinished, failed and diverged runs never enter the analysis)."""
-    return manifest[[store.done_state(r) == "finished" for r in manifest["run_id"]]]
+    return manifest[[store.done_state(r) == RunState.FINISHED for r in manifest["run_id"]]]
 
 
 def _predictor_affinities(affinities: pd.DataFrame) -> dict[str, dict[tuple[str, str], float]]:

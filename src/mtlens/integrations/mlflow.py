@@ -31,20 +31,20 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from mtlens.errors import DamagedStoreError, MtlensError
-from mtlens.integrations.series import Exported, metric_series
-from mtlens.store import RunStore
+from mtlens.errors import MtlensError
+from mtlens.integrations.series import Exported, exportable_runs, metric_series
+from mtlens.store import RunState, RunStore
 
 RUN_ID_TAG = "mtlens.run_id"
 """The tag that ties an MLflow run to its mtlens run (what makes a second export update, not duplicate)."""
 
 MLFLOW_STATUS = {
-    "finished": "FINISHED",
-    "running": "RUNNING",
-    "interrupted": "KILLED",
-    "failed": "FAILED",
-    "diverged": "FAILED",
-    "pending": "SCHEDULED",
+    RunState.FINISHED: "FINISHED",
+    RunState.RUNNING: "RUNNING",
+    RunState.INTERRUPTED: "KILLED",
+    RunState.FAILED: "FAILED",
+    RunState.DIVERGED: "FAILED",
+    RunState.PENDING: "SCHEDULED",
 }
 """The MLflow run status of each mtlens state (the exact state is the tag ``mtlens.state``)."""
 
@@ -88,20 +88,13 @@ def export_mlflow(
     client = MlflowClient(tracking_uri=tracking_uri)
     found = client.get_experiment_by_name(experiment)
     experiment_id = found.experiment_id if found is not None else client.create_experiment(experiment)
-    index = store.runs()
-    if run_ids is not None:
-        index = index[index["run_id"].isin(run_ids)]
     results = []
-    for row in index.to_dict("records"):
+    for run in exportable_runs(store, run_ids):
+        if isinstance(run, Exported):  # damaged: skipped
+            results.append(run)
+            continue
+        row, config, rows = run
         run_id = row["run_id"]
-        if row["state"] == "damaged":
-            results.append(Exported(run_id, "skipped", message=row["message"]))
-            continue
-        try:
-            config, rows = store.config(run_id), store.trajectory(run_id)
-        except DamagedStoreError as err:
-            results.append(Exported(run_id, "skipped", message=str(err)))
-            continue
         tags = {
             RUN_ID_TAG: run_id,
             "mtlens.state": row["state"],

@@ -4,9 +4,14 @@ a run's trajectory rows as named metric series over the training step, and what 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import pandas as pd
+
+from mtlens.errors import DamagedStoreError
+from mtlens.store import RunState, RunStore
 
 
 def metric_key(quantity: str, task: str) -> str:
@@ -42,3 +47,29 @@ class Exported:
     target: str = ""
     metrics: int = 0
     message: str = ""
+
+
+class ExportableRun(NamedTuple):
+    """A run an export can write: its run-index row, its config and its trajectory rows."""
+
+    row: dict[str, Any]
+    config: dict[str, Any]
+    rows: pd.DataFrame
+
+
+def exportable_runs(store: RunStore, run_ids: Sequence[str] | None = None) -> Iterator[ExportableRun | Exported]:
+    """Each run of ``store`` (only ``run_ids`` if given) with its config and trajectory, in index order; a
+    damaged run (in the index, or found so when its files are read) as an :class:`Exported` ``skipped``
+    naming why, so that no tracker gets part of it."""
+    index = store.runs()
+    if run_ids is not None:
+        index = index[index["run_id"].isin(run_ids)]
+    for row in index.to_dict("records"):
+        run_id = row["run_id"]
+        if row["state"] == RunState.DAMAGED:
+            yield Exported(run_id, "skipped", message=row["message"])
+            continue
+        try:
+            yield ExportableRun(row, store.config(run_id), store.trajectory(run_id))
+        except DamagedStoreError as err:
+            yield Exported(run_id, "skipped", message=str(err))

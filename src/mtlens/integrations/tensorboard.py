@@ -19,8 +19,8 @@ import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from mtlens.errors import DamagedStoreError, MtlensError
-from mtlens.integrations.series import Exported, metric_series
+from mtlens.errors import MtlensError
+from mtlens.integrations.series import Exported, exportable_runs, metric_series
 from mtlens.store import RunStore
 
 MARKER = "mtlens.json"
@@ -41,20 +41,13 @@ def export_tensorboard(
         raise MtlensError("export --to tensorboard needs TensorBoard: pip install 'mtlens[tensorboard]'") from None
 
     logdir = Path(logdir)
-    index = store.runs()
-    if run_ids is not None:
-        index = index[index["run_id"].isin(run_ids)]
     results = []
-    for row in index.to_dict("records"):
+    for run in exportable_runs(store, run_ids):
+        if isinstance(run, Exported):  # damaged: skipped
+            results.append(run)
+            continue
+        row, config, rows = run
         run_id = row["run_id"]
-        if row["state"] == "damaged":
-            results.append(Exported(run_id, "skipped", message=row["message"]))
-            continue
-        try:
-            config, rows = store.config(run_id), store.trajectory(run_id)
-        except DamagedStoreError as err:
-            results.append(Exported(run_id, "skipped", message=str(err)))
-            continue
         target = logdir / run_id
         fingerprint = {"state": row["state"], "last_step": int(row["last_step"]), "rows": len(rows)}
         marker = target / MARKER

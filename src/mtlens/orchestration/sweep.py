@@ -198,7 +198,7 @@ def _summary(
                 {
                     "point": int(pick["point"]),
                     "score": float(pick["score"]),
-                    "seeds_finished": f"{sum(states.get(c.run_id) == 'finished' for c in runs)}/{len(runs)}",
+                    "seeds_finished": f"{sum(states.get(c.run_id) == RunState.FINISHED for c in runs)}/{len(runs)}",
                     "seed_run_ids": ";".join(c.run_id for c in runs),
                 }
             )

@@ -111,22 +111,63 @@ def by_configuration(index: pd.DataFrame, rows: pd.DataFrame, task_info: TaskInf
     only ever paired with STL runs trained the same way; ``task_info`` gains the new names.
 
     A label lists, among the keys in which the runs differ, those whose value is not the config
-    default, so labels stay short and different configurations still get different labels."""
+    default, so labels stay short and different configurations still get different labels.
+
+    Where the MTL runs of one configuration differ in their task set (a grouping study trains many
+    subsets), each task set is a configuration of its own, ``tasks=a+b`` in the label: its MTL runs
+    are compared only with each other and with the STL runs of its tasks, whose rows are repeated
+    once per task set holding their task (an STL run of a task in no MTL task set keeps the plain
+    label).  With one MTL task set per configuration (every ordinary study) nothing is added."""
     keys = [c for c in index.columns if c not in RUN_KEYS and index[c].astype(str).nunique() > 1]
-    if not keys or rows.empty:
+    if rows.empty:
         return rows, task_info
     defaults = {k: _default_text(k) for k in keys}
-    labels = (
+    config = (
         index.set_index("run_id")[keys]
         .astype(str)
         .apply(lambda r: " ".join(f"{k}={v}" for k, v in r.items() if v != defaults[k]) or "defaults", axis=1)
+        if keys
+        else pd.Series("", index=index["run_id"].to_numpy(), dtype=object)
     )
-    rows = rows.assign(setting=rows["setting"] + " [" + rows["run_id"].map(labels) + "]")
+    task_sets = _task_set_labels(index, config)
+    if not keys and not any(task_sets.map(lambda labels: labels != [""])):
+        return rows, task_info
+    labels = pd.Series(
+        {
+            run_id: [" ".join(part for part in (config[run_id], extra) if part) for extra in task_sets[run_id]]
+            for run_id in config.index
+        }
+    )
+    rows = rows.assign(_label=rows["run_id"].map(labels)).explode("_label")
+    named = rows["_label"].fillna("").astype(str) != ""
+    rows["setting"] = rows["setting"].where(~named, rows["setting"] + " [" + rows["_label"].astype(str) + "]")
+    rows = rows.drop(columns="_label")
     names = rows[["setting"]].drop_duplicates()["setting"]
     extended = dict(task_info)
     for (setting, task), info in task_info.items():
         extended.update({(name, task): info for name in names if name.startswith(f"{setting} [")})
     return rows, extended
+
+
+def _task_set_labels(index: pd.DataFrame, config: pd.Series) -> pd.Series:
+    """Per run id of ``index``, the task-set parts of its configuration labels (:func:`by_configuration`):
+    ``[""]`` where the MTL runs of its (setting, ``config`` label) share one task set, else
+    ``["tasks=a+b"]`` for an MTL run and one ``tasks=...`` per MTL task set holding the task of an STL
+    run (``[""]`` for none)."""
+    if "tasks" not in index or "mode" not in index:
+        return pd.Series([[""] for _ in config.index], index=config.index, dtype=object)
+    runs = index.assign(_config=index["run_id"].map(config), tasks=index["tasks"].fillna("").astype(str))
+    out: dict[str, list[str]] = {}
+    for _, group in runs.groupby(["setting", "_config"], dropna=False, sort=False):
+        sets = list(dict.fromkeys(group.loc[group["mode"] == "mtl", "tasks"]))
+        for run_id, mode, tasks in group[["run_id", "mode", "tasks"]].itertuples(index=False):
+            if len(sets) <= 1:
+                out[run_id] = [""]
+            elif mode == "mtl":
+                out[run_id] = ["tasks=" + tasks.replace(",", "+")]
+            else:
+                out[run_id] = ["tasks=" + s.replace(",", "+") for s in sets if tasks in s.split(",")] or [""]
+    return pd.Series({run_id: out.get(run_id, [""]) for run_id in config.index}, dtype=object)
 
 
 def slug(*parts: object) -> str:

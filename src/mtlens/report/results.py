@@ -51,7 +51,7 @@ from mtlens.report.study_report import (
     training_figures,
     write_report,
 )
-from mtlens.store import RunStore, atomic_write_text
+from mtlens.store import RunState, RunStore, atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -317,7 +317,7 @@ def study(
     configs = study_configs(raw, seed_list, method_list)  # validates everything first
     run_store = store if isinstance(store, RunStore) else RunStore(store)
     outcome = run_configs(configs, run_store, progress=progress)
-    bad = outcome[outcome["state"] != "finished"]
+    bad = outcome[outcome["state"] != RunState.FINISHED]
     if len(bad):
         warnings.warn(
             f"{len(bad)} of {len(outcome)} runs did not finish and are left out of the results: "

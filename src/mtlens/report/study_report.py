@@ -45,7 +45,7 @@ from mtlens.report.oddities import collapse_notes, loss_range_notes, step_zero_n
 from mtlens.report.probes import probes_section
 from mtlens.report.recorded import note_unrecorded, read_rows
 from mtlens.report.verdicts import QUESTIONS, TABLES, answers
-from mtlens.store import RunStore, atomic_write_text
+from mtlens.store import RunState, RunStore, atomic_write_text
 
 GAP_MEASURES = ("val/loss", "val/error")
 
@@ -109,7 +109,7 @@ class RunSelection:
     @property
     def unfinished(self) -> pd.DataFrame:
         """Analysed runs that are not finished (only with ``include_unfinished``)."""
-        return self.analysed[self.analysed["state"] != "finished"]
+        return self.analysed[self.analysed["state"] != RunState.FINISHED]
 
 
 def selected_runs(
@@ -132,7 +132,7 @@ def selected_runs(
     if unreadable:  # damage the index's cheap checks did not see: left out like any damaged run
         damaged = index["run_id"].isin(unreadable)
         index = index.assign(
-            state=index["state"].where(~damaged, "damaged"),
+            state=index["state"].where(~damaged, RunState.DAMAGED),
             message=index["message"].where(~damaged, index["run_id"].map(unreadable)),
         )
         analysed, left_out = analysed_runs(index, include_unfinished)
@@ -194,14 +194,14 @@ def select_runs(
     return index
 
 
-UNFINISHED_STATES = ("running", "interrupted", "failed", "pending")
+UNFINISHED_STATES = (RunState.RUNNING, RunState.INTERRUPTED, RunState.FAILED, RunState.PENDING)
 """States whose runs' recorded rows enter the analyses only with ``include_unfinished``."""
 
 
 def analysed_runs(index: pd.DataFrame, include_unfinished: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(analysed, left_out)``: the finished runs of ``index`` (and, with ``include_unfinished``, those in
     :data:`UNFINISHED_STATES`), and the others, which no analysis may read."""
-    keep = ("finished", *UNFINISHED_STATES) if include_unfinished else ("finished",)
+    keep = (RunState.FINISHED, *UNFINISHED_STATES) if include_unfinished else (RunState.FINISHED,)
     analysed = index["state"].isin(keep)
     return index[analysed], index[~analysed]
 
@@ -258,7 +258,7 @@ def overview_section(
             "--include-unfinished` analyses the rows that running, interrupted and failed runs have "
             "recorded so far). Diverged runs are never analysed.",
         )
-    unfinished = index[index["run_id"].isin(analysed_ids) & (index["state"] != "finished")]
+    unfinished = index[index["run_id"].isin(analysed_ids) & (index["state"] != RunState.FINISHED)]
     if len(unfinished):
         body += table_html(
             unfinished[["run_id", "state", "last_step"]],
@@ -678,7 +678,7 @@ def write_report(
             f"report: left out {len(left_out)} runs that are not finished: "
             + ", ".join(f"{r.run_id} ({r.state})" for r in left_out.itertuples())
         )
-        for row in left_out[left_out["state"] == "damaged"].itertuples():
+        for row in left_out[left_out["state"] == RunState.DAMAGED].itertuples():
             log(f"report: left out run {row.run_id}: {row.message}")
     if log and len(unfinished):
         log(
