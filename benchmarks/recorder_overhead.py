@@ -4,14 +4,14 @@
 and MTL for two seeds, 4 epochs of ``digits_pair`` with 256 training examples, evaluation on train
 subset / val / test at every epoch end; its closing print left out) is executed as written, and
 again with ``Recorder`` replaced by a stand-in that keeps the logged values in a list and writes
-nothing: the same loop, the same evaluation, without the recorder.  Rounds alternate the two (a fresh store directory per round, after one warm-up of
-each); the ratio ``with / without`` is taken per round on the process's CPU time and on wall time.
-CPU time excludes other jobs on a shared machine; wall time includes the recorder's file writes.
-On a loaded machine both vary by several percent between rounds (cache and scheduler effects of the
-other jobs), so the script also times the recorder *inside* each recorded execution: the CPU time
-spent in its calls (``Recorder(...)``, entering and leaving the ``with`` block, ``log``) against the
-execution's total, giving the in-run ratio ``total / (total - recorder)``, whose baseline is the same
-execution and so shares its load.
+nothing: the same loop, the same evaluation, without the recorder.  Rounds alternate the two (a
+fresh store directory per round, after one warm-up of each); the ratio ``with / without`` is taken
+per round on the process's CPU time and on wall time.  CPU time excludes other jobs on a shared
+machine; wall time includes the recorder's file writes.  On a loaded machine both vary by several
+percent between rounds (cache and scheduler effects of the other jobs), so the script also times the
+recorder *inside* each recorded execution: the CPU time spent in its calls (``Recorder(...)``,
+entering and leaving the ``with`` block, ``log``) against the execution's total, giving the in-run
+ratio ``total / (total - recorder)``, whose baseline is the same execution and so shares its load.
 
 ``--n-train N`` runs the example on ``N`` training examples instead of its 256 (the only change to
 the code), so that each run trains long enough to weigh the recorder's fixed cost per run (lock,
