@@ -32,6 +32,23 @@ def store(tmp_path):
 
 
 @pytest.fixture
+def cli_workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """What the command-line input tests refer to: a directory ``adir``, a file ``afile``, a store
+    ``filled`` with one (untrained) finished run; ``tmp_path`` as the working directory."""
+    from mtlens.store import RunStore
+    from mtlens.training.config import parse_config
+
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "afile").write_text("not a directory\n")
+    filled = RunStore(tmp_path / "filled")
+    config = parse_config({"setting": "digits_pair", "tasks": ["a"], "epochs": 1, "lr": 1e-3, "batch_size": 32})
+    filled.write_config(config.run_id, config.model_dump())
+    filled.finalize(config.run_id, "finished", 0)  # a finished run: its (empty) trajectory, then its status
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
 def tiny() -> dict:
     """A raw config of a very short run on digits_pair (a few seconds), without probes."""
     return {

@@ -168,21 +168,14 @@ CASES = {
 
 
 @pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The input files of the cases, a store with one (untrained) run, and tmp_path as working directory."""
-    (tmp_path / "bad.yaml").write_text("lr: 0.1\nprobes: [conflict\n")
-    (tmp_path / "binary.yaml").write_bytes(bytes(range(256)) * 4)
-    (tmp_path / "list.yaml").write_text("- lr\n- 0.1\n")
-    (tmp_path / "options.yaml").write_text("setting_options: 5\n")
-    (tmp_path / "twice.yaml").write_text("lr: 0.1\nepochs: 2\nlr: 0.2\n")
-    (tmp_path / "adir").mkdir()
-    (tmp_path / "afile").write_text("not a directory\n")
-    filled = RunStore(tmp_path / "filled")
-    config = parse_config({"setting": "digits_pair", "tasks": ["a"], "epochs": 1, "lr": 1e-3, "batch_size": 32})
-    filled.write_config(config.run_id, config.model_dump())
-    filled.finalize(config.run_id, "finished", 0)  # a finished run: its (empty) trajectory, then its status
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+def workdir(cli_workdir: Path) -> Path:
+    """:func:`cli_workdir` with the input files of the cases."""
+    (cli_workdir / "bad.yaml").write_text("lr: 0.1\nprobes: [conflict\n")
+    (cli_workdir / "binary.yaml").write_bytes(bytes(range(256)) * 4)
+    (cli_workdir / "list.yaml").write_text("- lr\n- 0.1\n")
+    (cli_workdir / "options.yaml").write_text("setting_options: 5\n")
+    (cli_workdir / "twice.yaml").write_text("lr: 0.1\nepochs: 2\nlr: 0.2\n")
+    return cli_workdir
 
 
 def _listing(root: Path) -> list[str]:

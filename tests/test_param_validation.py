@@ -26,7 +26,6 @@ from mtlens.experiments import EXPERIMENTS
 from mtlens.probes import PROBES
 from mtlens.registry import Registry, accepts_bool, contains_bool
 from mtlens.settings import SETTINGS
-from mtlens.store import RunStore
 from mtlens.training.config import parse_config
 
 STORE = ["--store", "{tmp}/store", "--quiet"]
@@ -141,17 +140,10 @@ OPTION_CASES = _option_cases()
 
 
 @pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A file, a directory, a store with one (untrained) run, and tmp_path as the working directory."""
-    (tmp_path / "adir").mkdir()
-    (tmp_path / "afile").write_text("not a directory\n")
-    filled = RunStore(tmp_path / "filled")
-    config = parse_config({"setting": "digits_pair", "tasks": ["a"], "epochs": 1, "lr": 1e-3, "batch_size": 32})
-    filled.write_config(config.run_id, config.model_dump())
-    filled.finalize(config.run_id, "finished", 0)  # a finished run: its (empty) trajectory, then its status
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MTLENS_DATA", str(tmp_path / "data"))
-    return tmp_path
+def workdir(cli_workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """:func:`cli_workdir`, with the data directory inside it (so "nothing written" covers downloads)."""
+    monkeypatch.setenv("MTLENS_DATA", str(cli_workdir / "data"))
+    return cli_workdir
 
 
 def _listing(root: Path) -> list[str]:
