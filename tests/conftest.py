@@ -122,11 +122,10 @@ def train_until_killed(store: RunStore, raw: dict, after_step: int, setup: str =
     shows step >= ``after_step`` (polled every 2 ms).  Asserts that the run was still unfinished when killed, so a
     resume test built on it really resumes.  ``setup``: a module to import in the child first (``tests.<module>``)."""
     import json
-    import signal
     import subprocess
     import sys
-    import time
 
+    from kills import kill_at_step
     from mtlens import parse_config
     from mtlens.training.config import resolve_config
 
@@ -134,16 +133,7 @@ def train_until_killed(store: RunStore, raw: dict, after_step: int, setup: str =
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), *sys.path])}
     process = subprocess.Popen([sys.executable, "-c", _TRAIN_CHILD, str(store.root), json.dumps(raw), setup], env=env)
-    deadline = time.time() + timeout
-    while time.time() < deadline and process.poll() is None:
-        status = store.status(run_id) if store.run_dir(run_id).exists() else None
-        if status is not None and status["step"] >= after_step:
-            break
-        time.sleep(0.002)
-    assert process.poll() is None, "the training process ended before it could be killed"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not store.is_done(run_id)
+    kill_at_step(process, store, run_id, after_step, timeout)
 
 
 @pytest.fixture

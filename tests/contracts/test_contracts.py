@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +32,7 @@ from _asserts import (
 from _cases import CASES, Damage, copy_store, damage_run, read_only
 from _subjects import SUBJECTS, Subject
 
+from kills import kill_at_step
 from mtlens import RunStore
 from mtlens.errors import MtlensError
 
@@ -56,19 +55,7 @@ def kill_during(subject: Subject, store: RunStore, env: dict[str, str], after_st
     child = subprocess.Popen(
         [sys.executable, "-m", "tests.contracts._subjects", subject.name, str(store.root)], env=env
     )
-    deadline = time.time() + 120
-    while time.time() < deadline and child.poll() is None:
-        try:
-            status = store.status(subject.target) if store.run_dir(subject.target).exists() else None
-        except MtlensError:  # read between two writes of the status file: try again
-            status = None
-        if status is not None and status["step"] >= after_step:
-            break
-        time.sleep(0.002)
-    assert child.poll() is None, "the subject ended before it could be killed"
-    child.send_signal(signal.SIGKILL)
-    child.wait()
-    assert not store.is_done(subject.target)
+    kill_at_step(child, store, subject.target, after_step)
 
 
 @pytest.fixture(scope="module", params=list(SUBJECTS))
