@@ -4,7 +4,11 @@ A case damages the file ``path`` (relative to the run directory) of a run that i
 (``stage="finished"``) or was killed half-way (``stage="interrupted"``) and names the file
 ``runs --check`` must report.  Every case leaves a file that a careless reader could still take for
 good: most still open (a garbled JSON that decodes, a Parquet file with a flipped byte in a page, a
-checkpoint whose zip opens but whose CRC does not match, a trajectory without a column)."""
+checkpoint whose zip opens but whose CRC does not match, a trajectory without a column), and the
+valid rewrites pass every check a file carries itself (a row file rewritten with good page checksums,
+a checkpoint or selected model saved again with good CRCs): only the digest the run recorded when it
+wrote the file tells.  :data:`SELECTED` damages the selected models of subjects that keep them; the
+store's ``tables/`` have their own cases in ``test_outputs_and_format.py``."""
 
 from __future__ import annotations
 

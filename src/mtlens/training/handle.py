@@ -24,14 +24,23 @@ opened, locked, verified, healed, written, checkpointed and restored here, throu
    again replaces the earlier one), written one part per step by :meth:`RunHandle.flush`, before
    every checkpoint and failure, and merged straight into the trajectory by :meth:`RunHandle.finish`.
    :meth:`RunHandle.save_checkpoint` writes a checkpoint and then the ``running`` status that
-   lists the parts it covers; :meth:`RunHandle.save_selected` keeps a task's selected weights.
+   lists the parts it covers; :meth:`RunHandle.save_selected` keeps a task's selected weights
+   (:func:`load_selected_model` reads them back, verified).
+   **Digests.**  The SHA-256 and size of every file the handle writes (config, task information,
+   each row part, the checkpoint, each selected model, the merged trajectory) are taken from the
+   bytes as they are written and go into every status it writes, so a file rewritten validly (page
+   checksums or zip CRCs intact) is caught by the deep verification.  The files of a run written
+   before digests were recorded get theirs the first time they verify (:meth:`RunHandle.open`,
+   :func:`clean_complete_run`).  A kill between writing a checkpoint and the status that records
+   its digest leaves a checkpoint that no longer matches: the run is then retrained from scratch.
 4. The end: :meth:`RunHandle.finish` (``finished`` or ``diverged``: parts merged into the
    trajectory, its digest in the status), :meth:`RunHandle.fail` (``failed``, rows kept, resumable;
    :meth:`RunHandle.record_failure` once the failing code has released the run);
    an interrupted run (Ctrl-C, ``kill``) keeps its ``running`` status, and with its lock released
    the index shows it ``interrupted``: rerunning resumes it from its last checkpoint.
 
-Run states are :class:`~mtlens.store.RunState` members everywhere.
+Run states are :class:`~mtlens.states.RunState` members everywhere (``tests/test_run_ownership.py``
+checks that no other module touches a run's files or spells a state as text).
 """
 
 from __future__ import annotations
