@@ -22,7 +22,8 @@ from mtlens.analysis.planning import (
     seeds_needed,
 )
 from mtlens.cli import main
-from mtlens.report.planning import family_sizes
+from mtlens.render.tables import number
+from mtlens.report.planning import family_sizes, seed_planning_section
 from mtlens.report.study_plan import planned_families, stored_spread
 from mtlens.report.study_report import report_data, report_families, selected_runs
 from report_stores import INFO, planted_store
@@ -159,3 +160,17 @@ def test_study_dry_run_prints_the_runs_and_the_plan_and_writes_nothing(
     assert "12 runs (3 seeds; methods sum, pcgrad), 12 to train" in out
     assert "transfer: 4 comparisons" in out and "n_seeds" in out
     assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_the_report_section_says_what_the_study_seeds_detect(tmp_path: Path):
+    store = planted_store(tmp_path / "store", seeds=range(6), methods=("sum",))
+    data = report_data(store, selected_runs(store), 0.05)
+    section = seed_planning_section(stored_spread(data), family_sizes(report_families(data)), tmp_path, 0.05)
+    table = pd.read_csv(tmp_path / "tables" / "seed_planning.csv")
+    row = table[(table["task"] == "a") & (table["quantity"] == "test/error")].iloc[0]
+    assert row["comparisons"] == 2 and row["n_seeds"] == 6
+    assert row["detectable_now"] == pytest.approx(row["sd"] * detectable_effect(6, 0.05 / 2))
+    assert row["detectable_n12"] == pytest.approx(row["sd"] * detectable_effect(12, 0.05 / 2))
+    assert row["seeds_for_half"] == seeds_needed(detectable_effect(6, 0.05 / 2) / 2, 0.05 / 2)
+    assert f"{number(100 * row['detectable_now'], 2)} error points" in section.body
+    assert f"Half of any of these would need {row['seeds_for_half']} seeds" in section.body
