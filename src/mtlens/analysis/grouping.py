@@ -19,6 +19,8 @@ validation-selected checkpoint (:func:`~mtlens.analysis.transfer.selected_checkp
   transfer over the ordered pairs (:func:`~mtlens.analysis.correlation.correlation_table`), with
   cluster-bootstrap intervals and cluster-permutation p-values, clustered by the *target* task (the
   pairs onto one task share its STL reference runs).
+* :func:`higher_order_table` -- Standley et al.'s higher-order approximation: each trained grouping's Δm
+  predicted from the measured pairs alone (:func:`higher_order_prediction`) next to its measured Δm.
 * :func:`grouping_results` -- on a subset of tasks whose every group was trained, the grouping each
   predictor chooses with at most ``budget`` networks (:func:`~mtlens.analysis.partitions.best_grouping`),
   the exhaustive best over the trained groupings (chosen on *validation* Δm, reported on test), and
@@ -44,6 +46,9 @@ __all__ = [
     "best_grouping",
     "group_label",
     "grouping_results",
+    "grouping_table",
+    "higher_order_prediction",
+    "higher_order_table",
     "pairwise_transfer",
     "predictor_correlations",
 ]
@@ -78,7 +83,7 @@ def _selected(manifest: pd.DataFrame, rows: pd.DataFrame, task_info: TaskInfo) -
         -1.0 if metrics[(s, t)]["lower_is_better"].get(m, False) else 1.0
         for s, t, m in zip(selected["setting"], selected["task"], name)
     ]
-    selected["test"] = [row[f"test/{m}"] for m, (_, row) in zip(name, selected.iterrows())]
+    selected["test"] = [selected.at[i, f"test/{m}"] for i, m in zip(selected.index, name)]
     val = rows.assign(metric=rows["quantity"].str.removeprefix("val/"))[rows["quantity"].str.startswith("val/")]
     val = val.drop_duplicates(["run_id", "task", "step", "metric"], keep="last")
     return selected.merge(
@@ -175,19 +180,84 @@ def predictor_correlations(affinities: pd.DataFrame, **options: Any) -> pd.DataF
     return correlation_table(affinities, pairs, cluster=("target",), **options)
 
 
-def _delta_m(values: pd.DataFrame, grouping: Grouping, column: str) -> pd.Series:
-    """Per seed: the mean over the grouping's tasks of ``100 sign (M_group - M_STL) / |mean M_STL|``
-    (``column``: ``test`` or ``val``); seeds missing any value are left out."""
+def _per_seed(values: pd.DataFrame, column: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``column`` (``test`` or ``val``) of :func:`_selected`'s rows per seed (the index): of every run by
+    ``(group, task)`` and of the STL runs by ``task`` (a repeated run: the mean)."""
+    runs = values.groupby(["seed", "group", "task"])[column].mean().unstack(["group", "task"])
+    stl = values[values["role"] == "stl"].groupby(["seed", "task"])[column].mean().unstack("task")
+    return runs, stl.reindex(runs.index)
+
+
+def _delta_m(per_seed: tuple[pd.DataFrame, pd.DataFrame], sign: Mapping[str, float], grouping: Grouping) -> pd.Series:
+    """Per seed: the mean over the grouping's tasks of ``100 sign (M_group - M_STL) / |mean M_STL|``, from
+    :func:`_per_seed`'s tables; seeds missing any value are left out.  The reference is the same-seed STL
+    run, so every difference the tests take between two groupings is paired by seed."""
+    runs, stl = per_seed
+    missing = pd.Series(np.nan, index=runs.index)
     parts = []
     for group in grouping:
         label = group_label(group)
         for task in group:
-            stl = values[(values["role"] == "stl") & (values["task"] == task)].set_index("seed")
-            mine = values[(values["group"] == label) & (values["task"] == task)].set_index("seed")
-            sign = float(stl["sign"].iloc[0]) if len(stl) else np.nan
-            parts.append(100.0 * sign * (mine[column] - stl[column]) / abs(stl[column].mean()))
-    frame = pd.concat(parts, axis=1)
-    return frame.dropna().mean(axis=1)
+            mine = runs[(label, task)] if (label, task) in runs else missing
+            ref = stl[task] if task in stl else missing
+            parts.append(100.0 * sign.get(task, np.nan) * (mine - ref) / abs(ref.mean()))
+    return pd.concat(parts, axis=1).dropna().mean(axis=1)
+
+
+def higher_order_prediction(values: pd.DataFrame, grouping: Grouping, column: str = "test") -> pd.Series:
+    """Standley et al.'s (ICML 2020, §3.3) higher-order approximation of a grouping's Δm from the measured
+    pairs: task ``j`` in a group ``G`` of two or more tasks is predicted to reach the mean over ``i in G \\ j``
+    of its metric in the pair run ``{i, j}``, ``M_hat_j = mean_i mean_seeds M_j({i, j})``; a task alone, its
+    STL metric.  Returned per task: ``100 sign (M_hat_j - mean M_STL_j) / |mean M_STL_j|``; the grouping's
+    predicted Δm is their mean (as :func:`_delta_m`'s over seed means).  ``values``: :func:`grouping_table`'s
+    input; NaN for a task whose pair runs are missing."""
+    means = values.groupby(["group", "task"])[column].mean()
+    stl = values[values["role"] == "stl"].groupby("task")[column].mean()
+    sign = values[values["role"] == "stl"].groupby("task")["sign"].first()
+    pair_label = {frozenset(g.split(SEPARATOR)): g for g in values["group"].unique() if g.count(SEPARATOR) == 1}
+    out = {}
+    for group in grouping:
+        for task in group:
+            if task not in stl:
+                out[task] = np.nan
+                continue
+            if len(group) == 1:
+                predicted = stl[task]
+            else:
+                labels = [pair_label.get(frozenset((other, task))) for other in group if other != task]
+                found = [means.get((label, task), np.nan) if label else np.nan for label in labels]
+                predicted = float(np.mean(found))
+            out[task] = 100.0 * sign[task] * (predicted - stl[task]) / abs(stl[task])
+    return pd.Series(out, dtype=float)
+
+
+def higher_order_table(values: pd.DataFrame, subset: Sequence[str], budget: int) -> pd.DataFrame:
+    """Every trained grouping of ``subset`` into at most ``budget`` networks with a group of three or more tasks
+    (where the approximation is not the measurement itself): ``grouping, predicted_delta_m`` (Standley's
+    higher-order approximation, :func:`higher_order_prediction`), ``measured_delta_m`` (mean over seeds of the
+    per-seed Δm), their difference ``error`` and ``n_seeds``; sorted by predicted Δm, best first."""
+    if values.empty:
+        return pd.DataFrame()
+    values = values[values["task"].isin(subset)]
+    sign = values[values["role"] == "stl"].groupby("task")["sign"].first().to_dict()
+    per_seed = _per_seed(values, "test")
+    records = []
+    for grouping in set_partitions(list(subset), budget):
+        if max(len(g) for g in grouping) < 3 or not _trained(values, grouping):
+            continue
+        measured = _delta_m(per_seed, sign, grouping)
+        predicted = float(higher_order_prediction(values, grouping).mean())
+        records.append(
+            {
+                "grouping": " | ".join(group_label(g) for g in grouping),
+                "predicted_delta_m": predicted,
+                "measured_delta_m": float(measured.mean()) if len(measured) else np.nan,
+                "n_seeds": len(measured),
+            }
+        )
+    table = pd.DataFrame.from_records(records, columns=["grouping", "predicted_delta_m", "measured_delta_m", "n_seeds"])
+    table.insert(3, "error", table["predicted_delta_m"] - table["measured_delta_m"])
+    return table.sort_values("predicted_delta_m", ascending=False, kind="stable").reset_index(drop=True)
 
 
 def _trained(values: pd.DataFrame, grouping: Grouping) -> bool:
@@ -211,7 +281,24 @@ def grouping_results(
     differences to all-together and to the exhaustive best (``vs_all``, ``vs_best`` with intervals
     and p-values); ``p_adjusted`` columns are Benjamini–Hochberg over all p-values of the table.
     ``exhaustive=False`` leaves out the exhaustive best (where not every grouping was trained)."""
-    values = _selected(manifest, rows, task_info)
+    return grouping_table(_selected(manifest, rows, task_info), subset, budget, predictors, alpha, exhaustive)
+
+
+def grouping_table(
+    values: pd.DataFrame,
+    subset: Sequence[str],
+    budget: int,
+    predictors: Mapping[str, Affinity],
+    alpha: float = 0.05,
+    exhaustive: bool = True,
+) -> pd.DataFrame:
+    """:func:`grouping_results` from the selected values of each (run, task): ``seed, role, group, task``,
+    ``sign`` (-1 where lower is better) and the selection metric on ``test`` and ``val``.
+
+    Every interval and p-value is the paired t test of :func:`~mtlens.analysis.transfer.difference_test`
+    over the per-seed Δm (against 0 for ``p_vs_stl``; of the per-seed differences to the reference's Δm
+    on the same seeds for ``vs_all`` and ``vs_best``).  Coverage, level and power on simulated stores are
+    in tests/test_grouping_calibration.py and docs/grouping.md."""
     if values.empty:
         return pd.DataFrame()
     values = values[values["task"].isin(subset)]
@@ -222,11 +309,13 @@ def grouping_results(
     choices: dict[str, Grouping] = {
         f"{name} (predicted)": best_grouping(subset, a, budget)[0] for name, a in predictors.items()
     }
-    reference = {"all": _delta_m(values, together, "test")}
+    sign = values[values["role"] == "stl"].groupby("task")["sign"].first().to_dict()
+    test_values, val_values = _per_seed(values, "test"), _per_seed(values, "val")
+    reference = {"all": _delta_m(test_values, sign, together)}
     if trained:
-        best = max(trained, key=lambda g: _delta_m(values, g, "val").mean())
+        best = max(trained, key=lambda g: _delta_m(val_values, sign, g).mean())
         choices["exhaustive best (validation)"] = best
-        reference["best"] = _delta_m(values, best, "test")
+        reference["best"] = _delta_m(test_values, sign, best)
     choices["all together"] = together
     records = []
     for choice, grouping in choices.items():
@@ -234,7 +323,7 @@ def grouping_results(
         if not _trained(values, grouping):
             records.append(record | {"n_seeds": 0})
             continue
-        delta = _delta_m(values, grouping, "test")
+        delta = _delta_m(test_values, sign, grouping)
         test = difference_test(delta.to_numpy(), np.zeros(len(delta)), True, alpha)
         record |= {
             "n_seeds": len(delta),

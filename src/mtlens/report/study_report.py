@@ -30,6 +30,7 @@ import pandas as pd
 from mtlens.analysis.correlation import unit_table
 from mtlens.analysis.gap import GapResult, gap_family, gap_from_checkpoints
 from mtlens.analysis.optimization import optimization_effect
+from mtlens.analysis.planning import spread_table
 from mtlens.analysis.transfer import TaskInfo, delta_m, selected_checkpoints, transfer_tests
 from mtlens.errors import ConfigError, MtlensError
 from mtlens.experiments import experiment_sections
@@ -38,10 +39,16 @@ from mtlens.render import RUN_KEYS, Figure, Section, by_configuration, per_setti
 from mtlens.render.charts import STATIC_FORMATS, export_static, mean_band, vega_bundle
 from mtlens.render.pdf import find_chromium, print_pdf
 from mtlens.report.alignment import elich_sections
-from mtlens.report.correlations import correlation_section, optimization_section, symmetry_paragraph
+from mtlens.report.correlations import (
+    correlation_section,
+    optimization_section,
+    optimization_table,
+    symmetry_paragraph,
+)
 from mtlens.report.figures import gap_figure, training_curves_figure
 from mtlens.report.methods import method_weights_section
 from mtlens.report.oddities import collapse_notes, loss_range_notes, step_zero_notes, tie_notes, with_notes
+from mtlens.report.planning import family_sizes, seed_planning_section
 from mtlens.report.probes import probes_section
 from mtlens.report.recorded import note_unrecorded, read_rows
 from mtlens.report.verdicts import QUESTIONS, TABLES, answers
@@ -93,6 +100,18 @@ class ReportData:
     def gap(self) -> GapAnalysis:
         """:func:`gap_analysis` of the rows at FDR ``alpha``: the gap table and its results."""
         return gap_analysis(self.rows, self.alpha)
+
+
+def report_families(data: ReportData) -> dict[str, pd.DataFrame]:
+    """The tables the report tests as one Benjamini–Hochberg family each (every row a comparison, with its
+    ``min_p``): ``transfer``, ``gap`` (curves: setting × method × task × measure) and ``optimization``
+    (:func:`~mtlens.report.correlations.optimization_table`).  Seed planning counts these
+    (:mod:`mtlens.report.planning`, :mod:`mtlens.report.study_plan`)."""
+    return {
+        "transfer": data.transfer,
+        "gap": data.gap.table,
+        "optimization": optimization_table(data.rows, data.optimization, data.alpha),
+    }
 
 
 @dataclass(frozen=True)
@@ -227,7 +246,13 @@ def overview_section(
     if analysed_ids is None:
         analysed_ids = index["run_id"].tolist()
     counts = run_counts(index, configured)
-    body = table_html(counts, out_dir, "runs", "Runs in this report by setting, mode, method and state.")
+    caption = "Runs in this report by setting, mode, method and state."
+    if counts["runs"].sum() > len(index):
+        caption += (
+            f" {len(index)} runs in all: an STL run compared with the MTL runs of several task sets is counted "
+            "under each of them."
+        )
+    body = table_html(counts, out_dir, "runs", caption)
     if counts["setting"].str.contains(" [", regex=False).any():
         body += (
             "<p>The runs differ in their training configuration, so every comparison below is made "
@@ -272,15 +297,13 @@ def overview_section(
 
 def run_counts(index: pd.DataFrame, configured: pd.DataFrame) -> pd.DataFrame:
     """Runs of ``index`` per ``setting, mode, method, state`` (column ``runs``), settings named as in the rows
-    ``configured`` (:func:`by_configuration`'s names; runs without rows keep their stored setting)."""
-    names = configured.groupby("run_id")["setting"].first()
-    return (
-        index.assign(setting=index["run_id"].map(names).fillna(index["setting"]))
-        .groupby(["setting", "mode", "method", "state"])
-        .size()
-        .rename("runs")
-        .reset_index()
-    )
+    ``configured`` (:func:`by_configuration`'s names; runs without rows keep their stored setting).
+
+    A run whose rows appear under several names (an STL run compared with the MTL runs of every task set
+    holding its task, in a grouping study) is counted under each of them, as each comparison uses it."""
+    names = configured.groupby("run_id")["setting"].unique().map(list)
+    named = index.assign(setting=[names.get(r, [s]) for r, s in zip(index["run_id"], index["setting"])])
+    return named.explode("setting").groupby(["setting", "mode", "method", "state"]).size().rename("runs").reset_index()
 
 
 def mismatched_recorded_runs(index: pd.DataFrame) -> pd.DataFrame:
@@ -700,6 +723,12 @@ def write_report(
     sections += [
         optimization_section(data.rows, data.optimization, out_dir, alpha),
         correlation_section(data.rows, data.units, out_dir, alpha),
+        seed_planning_section(
+            spread_table(data.selected, data.task_info, data.optimization),
+            family_sizes(report_families(data)),
+            out_dir,
+            alpha,
+        ),
     ]
     for build in (*DEFAULT_SECTIONS, *extra_sections):
         sections += build(store, analysed, rows, out_dir)
