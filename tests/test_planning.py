@@ -174,3 +174,9 @@ def test_the_report_section_says_what_the_study_seeds_detect(tmp_path: Path):
     assert row["seeds_for_half"] == seeds_needed(detectable_effect(6, 0.05 / 2) / 2, 0.05 / 2)
     assert f"{number(100 * row['detectable_now'], 2)} error points" in section.body
     assert f"Half of any of these would need {row['seeds_for_half']} seeds" in section.body
+
+
+def test_dry_run_refuses_an_experiment(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    argv = ["study", "digits_pair", "--experiment", "optimizers", "--store", str(tmp_path / "runs"), "--dry-run"]
+    assert main(argv) == 2
+    assert "--dry-run" in capsys.readouterr().err and not (tmp_path / "runs").exists()
