@@ -120,9 +120,15 @@ def test_plan_from_a_store_equals_a_hand_computation(tmp_path: Path):
     assert spread.loc[("b", RATIO), "sd"] == pytest.approx(effect.std(ddof=1))
 
 
-def test_a_pilot_of_stl_seeds_uses_the_stl_spread():
+def test_a_pilot_of_stl_seeds_uses_the_stl_spread(tmp_path: Path):
     sd, source = difference_spread(np.array([]), np.array([0.1, 0.2, 0.4]), paired=False)
     assert source == "STL spread" and sd == pytest.approx(math.sqrt(2) * np.std([0.1, 0.2, 0.4], ddof=1))
+    store = planted_store(tmp_path / "store", seeds=range(5), methods=())
+    data = report_data(store, selected_runs(store), 0.05)
+    spread = stored_spread(data).set_index("task")
+    stl = data.selected[data.selected["task"] == "a"]["test/error"].to_numpy()
+    assert len(stl) == 5 and spread.loc["a", "method"] == "" and spread.loc["a", "source"] == "STL spread"
+    assert spread.loc["a", "sd"] == pytest.approx(math.sqrt(2) * stl.std(ddof=1))
 
 
 def test_plan_command_prints_the_plan_and_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
