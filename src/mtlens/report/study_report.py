@@ -462,11 +462,12 @@ def gap_section(
     for figure in gap_figures(gap):
         figures.setdefault(figure.setting, []).append(figure.save(out_dir))
     note = ""
-    if (table["min_p"] > level).any():
+    if (table["min_p_any"] > level).any():
         note = (
-            f"<p>{int((table['min_p'] > level).sum())} of {len(table)} comparisons have too few seeds for any "
-            f"p-value to reach the level {level:.3g} (min_p: 2/2^n for n paired seeds; 6 pairs are the fewest "
-            f"that can reach 5%): no onset can be shown there, whatever the curves look like.</p>"
+            f"<p>{int((table['min_p_any'] > level).sum())} of {len(table)} comparisons have too few seeds for "
+            f"the simultaneous band (p_any) to reach the level {level:.3g} (min_p_any: 2/2^n for n paired "
+            f"seeds): it cannot exclude 0 there, whatever the curves look like. Onsets are tested by per-level "
+            f"t tests, which have no such floor.</p>"
         )
     body = note + table_html(
         shown,
@@ -474,7 +475,7 @@ def gap_section(
         "gap_onset",
         f"The generalization gap MTL − STL at equal training loss. design: paired (per-seed differences) or "
         f"unpaired (label permutation); p_any: a gap at some level (max-|t| over all n_levels loss levels); "
-        f"p_persistent: the end level's own p-value (a gap that lasts to the end); *_adjusted: "
+        f"p_persistent: the end level's own t test p-value (a gap that lasts to the end); *_adjusted: "
         f"Benjamini–Hochberg over this table (FDR {alpha:g}); band_level: the per-test level of the bands and "
         f"onsets (BH's rejection level on p_persistent, Benjamini–Bogomolov, so an onset is shown iff its "
         f"persistent gap is a discovery); onset: testing the end, then each earlier level, in that order "
