@@ -29,7 +29,7 @@ from _asserts import (
     assert_same_rows,
     rows,
 )
-from _cases import CASES, Damage, copy_store, damage_run, read_only
+from _cases import CASES, SELECTED, Damage, copy_store, damage_run, read_only
 from _subjects import SUBJECTS, Subject
 
 from kills import kill_at_step
@@ -91,6 +91,16 @@ def test_kill_then_rerun_gives_exactly_the_uninterrupted_rows(subject, stores, t
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_damage_is_named_never_a_number_and_healed_by_a_rerun(subject, stores, case: Damage, tmp_path, capsys):
+    assert_damage_named_and_healed(subject, stores, case, tmp_path, capsys)
+
+
+@pytest.mark.parametrize("subject", [s for s in SUBJECTS if SUBJECTS[s].selected], indirect=True)
+@pytest.mark.parametrize("case", SELECTED, ids=str)
+def test_damaged_selected_models_are_named_and_healed_by_a_rerun(subject, stores, case: Damage, tmp_path, capsys):
+    assert_damage_named_and_healed(subject, stores, case, tmp_path, capsys)
+
+
+def assert_damage_named_and_healed(subject: Subject, stores, case: Damage, tmp_path: Path, capsys) -> None:
     reference, finished, interrupted = stores
     source = finished if case.stage == "finished" else interrupted
     store = RunStore(copy_store(source.root, tmp_path / "store"))

@@ -18,35 +18,54 @@ opened, locked, verified, healed, written, checkpointed and restored here, throu
    up to it is there and intact (the steps the checkpoint's status lists, or those the caller
    expects); otherwise the run is reset and trained from scratch -- kept and retrained rows are
    never mixed.  :meth:`RunHandle.start_fresh` resets a run to step 0.
-3. Rows: :meth:`RunHandle.rows` builds a step's tidy rows (identity columns filled in) and
-   :meth:`RunHandle.write_step` writes one atomic part per recorded step.
+3. Rows: :meth:`RunHandle.rows` builds a step's tidy rows (identity columns filled in);
+   :meth:`RunHandle.write_step` writes one atomic part per recorded step at once (the trainer), and
+   :meth:`RunHandle.record` buffers values by ``(step, task, quantity)`` (the Recorder: a value recorded
+   again replaces the earlier one), written one part per step by :meth:`RunHandle.flush`, before
+   every checkpoint and failure, and merged straight into the trajectory by :meth:`RunHandle.finish`.
    :meth:`RunHandle.save_checkpoint` writes a checkpoint and then the ``running`` status that
-   lists the parts it covers; :meth:`RunHandle.save_selected` keeps a task's selected weights.
+   lists the parts it covers; :meth:`RunHandle.save_selected` keeps a task's selected weights
+   (:func:`load_selected_model` reads them back, verified).
+   **Digests.**  The SHA-256 and size of every file the handle writes (config, task information,
+   each row part, the checkpoint, each selected model, the merged trajectory) are taken from the
+   bytes as they are written and go into every status it writes, so a file rewritten validly (page
+   checksums or zip CRCs intact) is caught by the deep verification.  The files of a run written
+   before digests were recorded get theirs the first time they verify (:meth:`RunHandle.open`,
+   :func:`clean_complete_run`).  A kill between writing a checkpoint and the status that records
+   its digest leaves a checkpoint that no longer matches: the run is then retrained from scratch.
 4. The end: :meth:`RunHandle.finish` (``finished`` or ``diverged``: parts merged into the
-   trajectory, its digest in the status), :meth:`RunHandle.fail` (``failed``, rows kept, resumable);
+   trajectory, its digest in the status), :meth:`RunHandle.fail` (``failed``, rows kept, resumable;
+   :meth:`RunHandle.record_failure` once the failing code has released the run);
    an interrupted run (Ctrl-C, ``kill``) keeps its ``running`` status, and with its lock released
    the index shows it ``interrupted``: rerunning resumes it from its last checkpoint.
 
-Run states are :class:`~mtlens.store.RunState` members everywhere.
+Run states are :class:`~mtlens.states.RunState` members everywhere (``tests/test_run_ownership.py``
+checks that no other module touches a run's files or spells a state as text).
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import warnings
 import zipfile
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import torch
 from torch import Tensor
 
-from mtlens.errors import MtlensError
-from mtlens.store import RunLockedError, RunState, RunStore, atomic_write
-from mtlens.store.run_store import DONE_STATES, ROW_SCHEMA
+from mtlens.errors import DamagedStoreError, MtlensError
+from mtlens.store import RunLockedError, RunState, RunStore, StoreNotWritableError, atomic_write_bytes
+from mtlens.store.run_store import DONE_STATES, ROW_SCHEMA, file_digest, part_name, selected_model_name
 from mtlens.tasks import Task
+
+MAX_PENDING_STEPS = 64
+"""Buffered steps (:meth:`RunHandle.record`) that trigger a write (bounds the memory a long loop's rows take)."""
 
 CHECKPOINT_VERSION = 2
 """The :class:`Checkpoint` format written now (version 1: the two unversioned dicts of earlier releases)."""
@@ -141,7 +160,8 @@ class RunHandle:
     """One run's files in ``store``; see the module docstring.
 
     ``config`` is the run's stored config (an existing run must have the same one up to the
-    ``ignore`` keys, e.g. the device) and ``info`` its task information (``tasks.json``).
+    ``ignore`` keys, e.g. the device) and ``info`` its task information (``tasks.json``; needed by
+    :meth:`open` only).
     ``status_extra`` is merged into every status the handle writes (e.g. the thread count)."""
 
     def __init__(
@@ -149,16 +169,18 @@ class RunHandle:
         store: RunStore,
         identity: RunIdentity,
         config: Mapping[str, Any],
-        info: Mapping[str, Any],
+        info: Mapping[str, Any] | None = None,
         ignore: Collection[str] = (),
     ):
         self.store, self.identity = store, identity
-        self.config, self.info, self.ignore = dict(config), dict(info), ignore
+        self.config, self.info, self.ignore = dict(config), dict(info or {}), ignore
         self.status_extra: dict[str, Any] = {}
         self.damaged: dict[str, str] = {}  # what open() found, before healing
         self._opened_status: dict[str, Any] = {}  # the status open() found (the last checkpoint's parts)
         self._digests: dict[str, dict[str, Any]] = {}
         self._stack: ExitStack | None = None
+        self._pending: dict[int, tuple[float, dict[tuple[str, str], float]]] = {}  # buffered rows by step
+        self._parts: set[int] = set()  # steps with a part on disk (known once open: the lock keeps others out)
 
     @property
     def run_id(self) -> str:
@@ -191,6 +213,7 @@ class RunHandle:
             stack.close()
             return done
         self._stack = stack
+        self._pending, self._parts = {}, set(self.store.part_steps(self.run_id))
         return None
 
     def _heal(self, verify: bool = True) -> RunState | None:
@@ -214,6 +237,11 @@ class RunHandle:
         }
         status = None if "status.json" in self.damaged else store.status(run_id)
         self._opened_status = dict(status or {})
+        recorded = (status or {}).get("digests") or {}
+        for path in self._written_files():  # intact (verified just now): their digests go on into every status
+            name = path.relative_to(store.run_dir(run_id)).as_posix()
+            if name not in self.damaged:  # no digest recorded (written before version 2): recorded from now on
+                self._digests[name] = recorded.get(name) or file_digest(path)
         rest = set(self.damaged) - {"config.json", "tasks.json", "checkpoint.pt"}
         if status is not None and status["state"] in DONE_STATES:
             if not rest:  # complete rows: keep them, drop what a complete run does not need
@@ -226,6 +254,15 @@ class RunHandle:
                 return RunState(status["state"])
             self.start_fresh()  # rows of a complete run are lost: train it again from scratch
         return None
+
+    def _written_files(self) -> list[Path]:
+        """The row parts, checkpoint and selected models on disk (the files whose digests the status keeps
+        while the run is in progress)."""
+        run_dir = self.store.run_dir(self.run_id)
+        files = [run_dir / part_name(step) for step in self.store.part_steps(self.run_id)]
+        files.append(self.store.checkpoint_path(self.run_id))
+        files += sorted((run_dir / "selected").glob("*.pt"))
+        return [path for path in files if path.is_file()]
 
     def close(self) -> None:
         """Release the lock (the run keeps its state; a ``running`` run is then ``interrupted``)."""
@@ -290,8 +327,10 @@ class RunHandle:
 
     def start_fresh(self) -> None:
         """Delete everything the run recorded (rows, checkpoint, selected models): it starts at step 0."""
+        self._digests = {name: self._digests[name] for name in ("config.json", "tasks.json") if name in self._digests}
         self.store.reset_run(self.run_id, digests=self._digests, **self.status_extra)
         self.damaged, self._opened_status = {}, {}
+        self._pending, self._parts = {}, set()
 
     # -- rows --------------------------------------------------------------------------------
     def rows(self, steps: Iterable[tuple[int, float, Sequence[Mapping[str, Any]]]]) -> pa.Table:
@@ -322,21 +361,50 @@ class RunHandle:
         return pa.table(columns, schema=ROW_SCHEMA)
 
     def write_step(self, step: int, epoch: float, records: Sequence[Mapping[str, Any]]) -> None:
-        """Write the rows ``{"task", "quantity", "value"}`` recorded at ``step`` as one part
-        (replacing an earlier part of the same step)."""
-        self.store.write_part(self.run_id, step, self.rows([(step, epoch, records)]))
+        """Write the rows ``{"task", "quantity", "value"}`` recorded at ``step`` as one part at once
+        (replacing an earlier part of the same step and any rows of ``step`` buffered by :meth:`record`)."""
+        self._pending.pop(step, None)
+        self._digests[part_name(step)] = self.store.write_part(self.run_id, step, self.rows([(step, epoch, records)]))
+        self._parts.add(step)
+
+    def record(self, step: int, epoch: float, values: Mapping[tuple[str, str], float]) -> None:
+        """Buffer ``{(task, quantity): value}`` recorded at ``step``: a value recorded again (in this session,
+        or written before as the step's part) is replaced.  Buffered steps are written, one part each, by
+        :meth:`flush`, :meth:`save_checkpoint`, :meth:`fail` and whenever :data:`MAX_PENDING_STEPS` are
+        pending; :meth:`finish` merges them straight into the trajectory."""
+        if step not in self._pending:
+            self._pending[step] = (float(epoch), self._rows_on_disk(step))
+        self._pending[step][1].update(values)
+        if len(self._pending) >= MAX_PENDING_STEPS:
+            self.flush()
+
+    def _rows_on_disk(self, step: int) -> dict[tuple[str, str], float]:
+        """Rows of ``step`` written earlier (this session or before), so new ones replace them by key."""
+        if step not in self._parts:
+            return {}
+        part = self.store.read_part(self.run_id, step)
+        return {(t, q): v for t, q, v in zip(part["task"], part["quantity"], part["value"])}
+
+    def flush(self, steps: Iterable[int] | None = None) -> None:
+        """Write the buffered rows of ``steps`` (default: every buffered step) as parts (a part holds all
+        rows of its step)."""
+        for step in sorted(self._pending if steps is None else set(steps) & set(self._pending)):
+            epoch, values = self._pending.pop(step)
+            rows = self.rows([(step, epoch, _records(values))])
+            self._digests[part_name(step)] = self.store.write_part(self.run_id, step, rows)
+            self._parts.add(step)
 
     def part_steps(self) -> list[int]:
         return self.store.part_steps(self.run_id)
 
-    def read_step(self, step: int) -> dict[tuple[str, str], float]:
-        """``{(task, quantity): value}`` of the part written at ``step``."""
-        part = self.store.read_part(self.run_id, step)
-        return {(t, q): v for t, q, v in zip(part["task"], part["quantity"], part["value"])}
-
     def discard_after(self, step: int) -> None:
-        """Delete the rows recorded after ``step`` (``-1``: all rows)."""
-        self.store.discard_parts_after(self.run_id, step)
+        """Delete the rows recorded after ``step`` (``-1``: all rows), buffered or written."""
+        self._pending = {s: rows for s, rows in self._pending.items() if s <= step}
+        if any(s > step for s in self._parts):
+            self.store.discard_parts_after(self.run_id, step)
+        for discarded in (s for s in self._parts if s > step):
+            self._digests.pop(part_name(discarded), None)
+        self._parts = {s for s in self._parts if s <= step}
 
     # -- checkpoints and selected models -------------------------------------------------------
     def save_checkpoint(self, checkpoint: Checkpoint, keep_selected: Mapping[str, int] | None = None) -> None:
@@ -344,21 +412,28 @@ class RunHandle:
         the selected models to ``keep_selected`` (task -> step) if given (in this order, so a kill at
         any moment leaves a checkpoint whose parts and selected models are all there)."""
         self._require_open()
-        payload = checkpoint.to_payload()
-        atomic_write(self.store.checkpoint_path(self.run_id), lambda tmp: torch.save(payload, tmp))
+        self.flush()
+        path = self.store.checkpoint_path(self.run_id)
+        self._digests["checkpoint.pt"] = atomic_write_bytes(path, _saved(checkpoint.to_payload()))
+        if keep_selected is not None:  # the status lists the selected models the checkpoint keeps, no others
+            kept = {selected_model_name(task, step) for task, step in keep_selected.items()}
+            self._digests = {n: d for n, d in self._digests.items() if not n.startswith("selected/") or n in kept}
         self.mark_running(checkpoint.step, parts=[s for s in self.part_steps() if s <= checkpoint.step])
         if keep_selected is not None:
-            self.store.keep_selected_models(self.run_id, dict(keep_selected))
+            self.keep_selected(keep_selected)
 
     def save_selected(self, task: str, step: int, weights: Mapping[str, Tensor]) -> None:
-        """Save task ``task``'s validation-selected weights at ``step``."""
-        atomic_write(
-            self.store.selected_model_path(self.run_id, task, step), lambda tmp: torch.save(dict(weights), tmp)
-        )
+        """Save task ``task``'s validation-selected weights at ``step`` (its digest goes into the next status)."""
+        path = self.store.selected_model_path(self.run_id, task, step)
+        self._digests[selected_model_name(task, step)] = atomic_write_bytes(path, _saved(dict(weights)))
 
     def keep_selected(self, keep: Mapping[str, int]) -> None:
         """Delete every selected model but task ``t``'s at step ``keep[t]``."""
         self.store.keep_selected_models(self.run_id, dict(keep))
+        run_dir = self.store.run_dir(self.run_id)
+        for name in [n for n in self._digests if n.startswith("selected/")]:
+            if not (run_dir / name).exists():
+                del self._digests[name]
 
     # -- states ------------------------------------------------------------------------------
     def mark_running(self, step: int, **extra: Any) -> None:
@@ -368,17 +443,53 @@ class RunHandle:
         )
 
     def fail(self, step: int, message: str) -> None:
-        """State ``failed``: the rows stay as parts, so the run can be resumed."""
+        """State ``failed``: the buffered rows are written and stay as parts, so the run can be resumed."""
+        self.flush()
         self.store.set_status(self.run_id, RunState.FAILED, step, message, digests=self._digests, **self.status_extra)
 
-    def finish(self, state: str, step: int, message: str = "", rows: pa.Table | None = None) -> RunState:
-        """Merge the written rows and ``rows`` (of steps not written, from :meth:`rows`) into the run's
-        trajectory and mark it ``state`` (``finished`` or ``diverged``).  Returns ``state``."""
+    def record_failure(self, message: str) -> None:
+        """Mark the run ``failed`` with ``message`` after the code training it raised and released the run
+        (the handle need not be open).  Under the run's lock the config is written (or rewritten, if
+        missing or damaged) and the last status's step, digests and parts are kept, so the run resumes from
+        its last checkpoint.  A run another process holds by now is left alone (it is being trained); a store
+        that cannot be written raises :class:`~mtlens.store.StoreNotWritableError` (one line).  An open
+        handle uses :meth:`fail`."""
+        try:
+            with self.store.lock(self.run_id):
+                damaged = self.store.damaged_files(self.run_id)
+                status = {} if "status.json" in damaged else self.store.status(self.run_id) or {}
+                kept = {k: v for k, v in status.items() if k not in ("state", "step", "message", "updated")}
+                if "config.json" in damaged:
+                    self.store.remove_file(self.run_id, "config.json")
+                digest = self.store.write_config(self.run_id, self.config, ignore=self.ignore)
+                kept["digests"] = {**(kept.get("digests") or {}), "config.json": digest}
+                self.store.set_status(self.run_id, RunState.FAILED, status.get("step", 0), message, **kept)
+        except RunLockedError:
+            return
+        except StoreNotWritableError as err:  # the lock could not be created
+            why = str(err).removeprefix(f"run {self.run_id}: ")
+            raise StoreNotWritableError(f"cannot record run {self.run_id} as failed: {why}") from None
+        except OSError as err:
+            raise StoreNotWritableError(
+                f"cannot record run {self.run_id} as failed: cannot write {err.filename or self.store.root} "
+                f"({err.strerror or err}); is the store {self.store.root} writable?"
+            ) from None
+
+    def finish(self, state: str, step: int, message: str = "") -> RunState:
+        """Merge the written parts and the buffered rows (straight into the merged file: no part is written
+        for them) into the run's trajectory and mark it ``state`` (``finished`` or ``diverged``).  Returns
+        ``state``."""
         if state not in DONE_STATES:
             raise ValueError(f"a run ends finished or diverged, not {state!r}")
-        self.store.finalize(
-            self.run_id, state, step, message, rows=rows, digests=dict(self._digests), **self.status_extra
+        self.flush(self._parts)  # a buffered step that has a part replaces it
+        rows = (
+            self.rows((s, epoch, _records(values)) for s, (epoch, values) in sorted(self._pending.items()))
+            if self._pending
+            else None
         )
+        kept = {n: d for n, d in self._digests.items() if not n.startswith("parts/") and n != "checkpoint.pt"}
+        self.store.finalize(self.run_id, state, step, message, rows=rows, digests=kept, **self.status_extra)
+        self._pending = {}
         return RunState(state)
 
     def _require_open(self) -> None:
@@ -386,12 +497,78 @@ class RunHandle:
             raise RuntimeError(f"run {self.run_id} is not open")
 
 
+def load_selected_model(store: RunStore, run_id: str, task: str, step: int) -> dict[str, Tensor]:
+    """Task ``task``'s validation-selected weights at ``step`` of run ``run_id``, verified before they are
+    trusted: the digest its status recorded when the run wrote the file (runs of format version 2), and
+    every zip member's CRC.  :class:`~mtlens.errors.MtlensError` if the run kept no such file (it was not
+    trained with ``save_selected_models: true``), :class:`~mtlens.errors.DamagedStoreError` naming the file
+    if it cannot be trusted."""
+    path = store.selected_model_path(run_id, task, step)
+    if not path.is_file():
+        raise MtlensError(
+            f"run {run_id} has no saved model of task {task!r} at its selected step {step} ({path}); "
+            "train it with save_selected_models: true"
+        )
+    try:
+        data = path.read_bytes()
+        recorded = ((store.status(run_id) or {}).get("digests") or {}).get(
+            path.relative_to(store.run_dir(run_id)).as_posix()
+        )
+        if recorded is not None and hashlib.sha256(data).hexdigest() != recorded.get("sha256"):
+            raise ValueError("its SHA-256 digest differs from the one recorded when the run wrote it")
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            bad = archive.testzip()
+        if bad is not None:
+            raise ValueError(f"checksum mismatch in member {bad}")
+        weights = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as err:  # any failure to verify or load means the file cannot be trusted
+        raise DamagedStoreError(
+            f"run {run_id}: {path} is damaged ({type(err).__name__}: {err}); rerun the run to retrain it"
+        ) from None
+    return dict(weights)
+
+
+def _saved(obj: Any) -> bytes:
+    """``obj`` as ``torch.save`` writes it (a zip archive), in memory: written atomically and digested at once."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def _records(values: Mapping[tuple[str, str], float]) -> list[dict[str, Any]]:
+    """``{(task, quantity): value}`` as row records ``{"task", "quantity", "value"}``."""
+    return [{"task": t, "quantity": q, "value": v} for (t, q), v in values.items()]
+
+
 def clean_complete_run(store: RunStore, run_id: str) -> None:
-    """Remove what interrupted processes left in a complete run (:meth:`~mtlens.store.RunStore.leftover_files`),
-    unless a process holds its lock."""
-    if store.leftover_files(run_id):
-        try:
-            with store.lock(run_id):
-                store.remove_leftovers(run_id)
-        except RunLockedError:
-            pass
+    """Tidy a complete, verified run (unless a process holds its lock or the store cannot be written):
+    remove what interrupted processes left (:meth:`~mtlens.store.RunStore.leftover_files`), and record
+    the digests of its files if it was written before format version 2 (no digests in its status), so
+    that damage done to them from now on is caught (what verified now is what is trusted from now on;
+    the status keeps its ``updated`` time and the rows are not rewritten)."""
+    unrecorded = _unrecorded_files(store, run_id)
+    if not (store.leftover_files(run_id) or unrecorded):
+        return
+    try:
+        with store.lock(run_id):
+            store.remove_leftovers(run_id)
+            if unrecorded and not store.damaged_files(run_id, deep=True):
+                status = store.status(run_id) or {}
+                run_dir = store.run_dir(run_id)
+                digests = {**(status.get("digests") or {}), **{n: file_digest(run_dir / n) for n in unrecorded}}
+                kept = {k: v for k, v in status.items() if k not in ("state", "step", "message", "digests")}
+                store.set_status(
+                    run_id, status["state"], status["step"], status.get("message", ""), **kept, digests=digests
+                )
+    except (RunLockedError, StoreNotWritableError, OSError):
+        pass  # being trained by another process, or a read-only store: nothing to tidy from here
+
+
+def _unrecorded_files(store: RunStore, run_id: str) -> list[str]:
+    """The files of a complete run whose digest its status does not record (runs written before version 2)."""
+    status = store.status(run_id) or {}
+    recorded = status.get("digests") or {}
+    run_dir = store.run_dir(run_id)
+    names = ["config.json", "tasks.json", "trajectory.parquet"]
+    names += [p.relative_to(run_dir).as_posix() for p in sorted((run_dir / "selected").glob("*.pt"))]
+    return [n for n in names if n not in recorded and (run_dir / n).is_file()]
