@@ -48,6 +48,7 @@ __all__ = [
     "grouping_results",
     "grouping_table",
     "higher_order_prediction",
+    "higher_order_results",
     "higher_order_table",
     "pairwise_transfer",
     "predictor_correlations",
@@ -229,6 +230,13 @@ def higher_order_prediction(values: pd.DataFrame, grouping: Grouping, column: st
                 predicted = float(np.mean(found))
             out[task] = 100.0 * sign[task] * (predicted - stl[task]) / abs(stl[task])
     return pd.Series(out, dtype=float)
+
+
+def higher_order_results(
+    manifest: pd.DataFrame, rows: pd.DataFrame, task_info: TaskInfo, subset: Sequence[str], budget: int
+) -> pd.DataFrame:
+    """:func:`higher_order_table` from the grouping experiment's manifest and rows (module docstring)."""
+    return higher_order_table(_selected(manifest, rows, task_info), subset, budget)
 
 
 def higher_order_table(values: pd.DataFrame, subset: Sequence[str], budget: int) -> pd.DataFrame:
