@@ -38,13 +38,14 @@ level from ``j`` to the end" is an intersection of per-level alternatives, so it
 (intersection–union test, Berger 1982).  Testing the end, then the level before, ... in that fixed order
 and stopping at the first non-rejection (or the first level whose estimate has another sign than the
 end's) controls the family-wise error of all onset claims at ``alpha`` with no adjustment (fixed-sequence
-testing, Maurer, Hothorn & Lehmacher 1995; Westfall & Krishen 2001).  Per level ``j`` the test is
-(:func:`level_p_values`) paired, the paired t test of the per-seed differences (``df = n − 1``,
-:attr:`~mtlens.analysis.inference.MaxTTest.pointwise_p`, as every one-level table of the report),
+testing, Maurer, Hothorn & Lehmacher 1995; Westfall & Krishen 2001).  Per level ``j`` the p-value
+``p_level_j`` (:func:`level_p_values`) is that of, paired, the paired t test of the per-seed
+differences (``df = n − 1``, :attr:`~mtlens.analysis.inference.MaxTTest.pointwise_p`, as every
+one-level table of the report),
 whose p-value, unlike the exact sign-flip test's ``>= 2 / 2^n``, is not bounded below, so a family of
 curves can be controlled at the seeds people run (6 pairs: sign flips never give less than 0.031,
 while Benjamini–Hochberg over 4 curves needs 0.0125 for one true curve); unpaired, the larger of
-Welch's t test's and the label permutation's p-value.  Its fixed-sequence adjusted p-value is
+Welch's t test's and the label permutation's p-value.  Level ``j``'s fixed-sequence adjusted p-value is
 ``p_sequence_j = max_{k >= j} p_level_k`` (1 from the last sign change on).  The **onset** at ``alpha``
 is the earliest level with ``p_sequence <= alpha`` (the start of the uninterrupted run of rejections
 that ends at the end); ``p_persistent`` = the end level's own ``p_level`` (an onset exists iff
