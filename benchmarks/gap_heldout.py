@@ -7,8 +7,8 @@ paired design of :mod:`mtlens.analysis.calibration`).  Per split:
 
 - **A/A**: no effect; a false onset is a ``p_persistent <= alpha`` of one curve (task x measure), and a
   family claim is any onset shown after :func:`~mtlens.analysis.gap.gap_family` over the split's curves.
-  For comparison, the exact sign-flip test of the end level (the per-level test before the t test) on
-  the same curves.
+  For comparison, the exact sign-flip (unpaired: label permutation) test of the end level, the
+  per-level test before the t test, on the same curves.
 - **A/A skewed**: the same paired split with mean-zero, right-skewed per-seed shifts added to the "MTL"
   runs' measures at every checkpoint: ``--skew`` seed sd times ``(E − 1)``, ``E ~ Exponential(1)``
   (skewness 2), one draw per (seed, task, measure): the null "MTL does not change the mean" without
@@ -107,7 +107,7 @@ def main() -> None:
     counts = dict.fromkeys(
         ("aa curves", "aa onsets", "aa sign-flip", "aa splits", "aa family claims", "spiked curves")
         + ("spiked onsets", "last t", "spiked family onsets", "skewed curves", "skewed onsets", "skewed sign-flip")
-        + ("skewed splits", "skewed family claims", "unbalanced curves", "unbalanced onsets")
+        + ("skewed splits", "skewed family claims", "unbalanced curves", "unbalanced onsets", "unbalanced sign-flip")
         + ("unbalanced splits", "unbalanced family claims"),
         0,
     )
@@ -134,8 +134,7 @@ def main() -> None:
                 if name != "spiked":
                     counts[f"{name} curves"] += 1
                     counts[f"{name} onsets"] += result.onset is not None
-                    if result.design == "paired":
-                        counts[f"{name} sign-flip"] += result.final_test.p_any <= args.alpha
+                    counts[f"{name} sign-flip"] += result.final_test.p_any <= args.alpha
                 elif (task, measure) in sizes:
                     counts["spiked curves"] += 1
                     counts["spiked onsets"] += result.onset is not None and result.onset["sign"] > 0
@@ -152,9 +151,8 @@ def main() -> None:
     )
     for name, label in (("aa", "A/A"), ("skewed", f"A/A skewed ({args.skew:g} sd)"), ("unbalanced", "A/A 3 vs 9")):
         print(share(f"{label}: false onsets per curve", counts[f"{name} onsets"], counts[f"{name} curves"]))
-        if name != "unbalanced":
-            flips = counts[f"{name} sign-flip"]
-            print(share(f"{label}: same, exact sign-flip at the end", flips, counts[f"{name} curves"]))
+        flips, exact = counts[f"{name} sign-flip"], "label permutation" if name == "unbalanced" else "sign-flip"
+        print(share(f"{label}: same, exact {exact} test at the end", flips, counts[f"{name} curves"]))
         print(
             share(
                 f"{label}: splits with any onset after the family control",

@@ -120,6 +120,24 @@ def test_unpaired_design_when_seeds_do_not_match_uses_welch_t():
     # Exact over all C(12, 6) = 924 relabellings; the observed one and its mirror image give the smallest p.
     assert result.test.exact and result.test.min_p == pytest.approx(2 / 924)
     assert result.onset is not None and result.onset["sign"] == 1.0
+    # per level: the larger of Welch's t test's p (scipy) and the exact label-permutation p of Welch's t
+    # (brute force over the 924 relabellings), from the end back to the first level that fails
+    values = {}
+    for (mode, _run), frame in rows.groupby(["mode", "run_id"]):
+        wide = frame.pivot_table(index="step", columns="quantity", values="value")
+        x, g, _ = monotone_curve(wide["train/loss"].to_numpy(), wide["val/loss"].to_numpy(), wide.index.to_numpy(float))
+        values.setdefault(mode, []).append(interpolate_at(result.levels, x, g))
+    mtl, stl = np.stack(values["mtl"]), np.stack(values["stl"])
+    both = np.vstack([mtl, stl])
+    for j in (-1, result.persistent_from(0.05)):
+        welch = stats.ttest_ind(mtl[:, j], stl[:, j], equal_var=False)
+        relabelled = [
+            stats.ttest_ind(both[list(c), j], np.delete(both[:, j], list(c)), equal_var=False).statistic
+            for c in itertools.combinations(range(12), 6)
+        ]
+        permutation = np.mean(np.abs(relabelled) >= abs(welch.statistic) * (1 - 1e-9))
+        assert result.level_p[j] == pytest.approx(max(welch.pvalue, permutation))
+    assert result.p_persistent == result.level_p[-1] and result.min_p_persistent == pytest.approx(2 / 924)
 
 
 def test_three_seeds_give_no_band_but_an_onset_by_the_t_test_when_the_gap_is_large():

@@ -69,26 +69,29 @@ def test_seeds_needed_is_the_first_number_of_seeds_that_suffices():
 
 
 def test_planned_families_are_the_reports_own():
-    """2 tasks x 3 methods: 6 transfer rows and 6 optimization rows (t tests: any verdict from 2 seeds), 12 gap
-    curves (2 measures) whose sign-flip floor 2/2^n reaches 0.05/12 only from 9 seeds: the synthetic study's
-    report tables, counted at each number of seeds."""
+    """2 tasks x 3 methods: 6 transfer rows and 6 optimization rows, 12 gap curves (2 measures), each tested for
+    a persistent gap (the end level's t test: any verdict from 2 seeds) and for a gap somewhere (the band's
+    sign-flip max-|t| test, whose floor 2/2^n reaches 0.05/12 only from 9 seeds): the synthetic study's report
+    tables, counted at each number of seeds."""
     plan = planned_families("planted", TASK_INFO, ["sum", "pcgrad", "cagrad"], [6, 8, 12])
     by = plan.set_index(["family", "n_seeds"])
     assert by.loc[("transfer", 8), "comparisons"] == 6 and by.loc[("optimization", 8), "comparisons"] == 6
-    assert by.loc[("gap", 8), "comparisons"] == 12
-    assert by.loc[("transfer", 6), "min_p"] == 0 and by.loc[("gap", 6), "min_p"] == pytest.approx(2 / 2**6)
+    assert by.loc[("gap", 8), "comparisons"] == 12 and by.loc[("gap band", 8), "comparisons"] == 12
+    assert by.loc[("transfer", 6), "min_p"] == 0 and by.loc[("gap band", 6), "min_p"] == pytest.approx(2 / 2**6)
     fewest = plan.drop_duplicates("family").set_index("family")["fewest_seeds"]
     assert fewest["transfer"] == 2 and fewest["optimization"] == 2
-    assert fewest["gap"] == fewest_sign_flip_seeds(0.05 / 12) == 9
+    assert fewest["gap band"] == fewest_sign_flip_seeds(0.05 / 12) == 9
+    assert fewest["gap"] == (2 if by.loc[("gap", 6), "min_p"] == 0 else fewest_sign_flip_seeds(0.05 / 12))
     assert by.loc[("transfer", 8), "d_z_lone"] == pytest.approx(detectable_effect(8, 0.05 / 6))
-    assert not by.loc[("gap", 8), "can_reach"] and by.loc[("gap", 12), "can_reach"]
+    assert not by.loc[("gap band", 8), "can_reach"] and by.loc[("gap band", 12), "can_reach"]
 
 
 def test_family_sizes_of_a_stored_study_match_its_report(tmp_path: Path):
     store = planted_store(tmp_path / "store", seeds=range(4), methods=("sum", "pcgrad"))
     data = report_data(store, selected_runs(store), 0.05)
     sizes = family_sizes(report_families(data)).set_index("family")["comparisons"]
-    assert sizes.to_dict() == {"transfer": len(data.transfer), "gap": len(data.gap.table), "optimization": 4}
+    gaps = len(data.gap.table)
+    assert sizes.to_dict() == {"transfer": len(data.transfer), "gap": gaps, "gap band": gaps, "optimization": 4}
     planned = planned_families("planted", TASK_INFO, ["sum", "pcgrad"], [4])
     assert planned.set_index("family")["comparisons"].to_dict() == sizes.to_dict()
 
@@ -120,9 +123,15 @@ def test_plan_from_a_store_equals_a_hand_computation(tmp_path: Path):
     assert spread.loc[("b", RATIO), "sd"] == pytest.approx(effect.std(ddof=1))
 
 
-def test_a_pilot_of_stl_seeds_uses_the_stl_spread():
+def test_a_pilot_of_stl_seeds_uses_the_stl_spread(tmp_path: Path):
     sd, source = difference_spread(np.array([]), np.array([0.1, 0.2, 0.4]), paired=False)
     assert source == "STL spread" and sd == pytest.approx(math.sqrt(2) * np.std([0.1, 0.2, 0.4], ddof=1))
+    store = planted_store(tmp_path / "store", seeds=range(5), methods=())
+    data = report_data(store, selected_runs(store), 0.05)
+    spread = stored_spread(data).set_index("task")
+    stl = data.selected[data.selected["task"] == "a"]["test/error"].to_numpy()
+    assert len(stl) == 5 and spread.loc["a", "method"] == "" and spread.loc["a", "source"] == "STL spread"
+    assert spread.loc["a", "sd"] == pytest.approx(math.sqrt(2) * stl.std(ddof=1))
 
 
 def test_plan_command_prints_the_plan_and_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
@@ -174,3 +183,9 @@ def test_the_report_section_says_what_the_study_seeds_detect(tmp_path: Path):
     assert row["seeds_for_half"] == seeds_needed(detectable_effect(6, 0.05 / 2) / 2, 0.05 / 2)
     assert f"{number(100 * row['detectable_now'], 2)} error points" in section.body
     assert f"Half of any of these would need {row['seeds_for_half']} seeds" in section.body
+
+
+def test_dry_run_refuses_an_experiment(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    argv = ["study", "digits_pair", "--experiment", "optimizers", "--store", str(tmp_path / "runs"), "--dry-run"]
+    assert main(argv) == 2
+    assert "--dry-run" in capsys.readouterr().err and not (tmp_path / "runs").exists()

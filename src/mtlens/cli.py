@@ -99,6 +99,8 @@ def cmd_study(args: argparse.Namespace) -> int:
     from mtlens.orchestration.study import study_configs
     from mtlens.store import RunState, RunStore
 
+    if args.experiment and args.dry_run:
+        raise ConfigError("--dry-run: only for the STL-vs-MTL study, not with --experiment")
     if args.experiment:
         return _study_experiment(args)
     if args.experiment_option:

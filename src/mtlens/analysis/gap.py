@@ -38,13 +38,13 @@ level from ``j`` to the end" is an intersection of per-level alternatives, so it
 (intersection–union test, Berger 1982).  Testing the end, then the level before, ... in that fixed order
 and stopping at the first non-rejection (or the first level whose estimate has another sign than the
 end's) controls the family-wise error of all onset claims at ``alpha`` with no adjustment (fixed-sequence
-testing, Maurer, Hothorn & Lehmacher 1995; Westfall & Krishen 2001).  Per level ``j`` the test is the
-one-level test of :mod:`mtlens.analysis.inference` that every one-level table of the report uses
-(``p_level_j`` = :attr:`~mtlens.analysis.inference.MaxTTest.pointwise_p`: the paired t test of the
-per-seed differences, ``df = n − 1``, or Welch's t unpaired), whose p-value, unlike the exact sign-flip
-test's ``>= 2 / 2^n``, is not bounded below, so a family of curves can be controlled at the seeds people
-run (6 pairs: sign flips never give less than 0.031, while Benjamini–Hochberg over 4 curves needs
-0.0125 for one true curve).  Its fixed-sequence adjusted p-value is
+testing, Maurer, Hothorn & Lehmacher 1995; Westfall & Krishen 2001).  Per level ``j`` the test is
+(:func:`level_p_values`) paired, the paired t test of the per-seed differences (``df = n − 1``,
+:attr:`~mtlens.analysis.inference.MaxTTest.pointwise_p`, as every one-level table of the report),
+whose p-value, unlike the exact sign-flip test's ``>= 2 / 2^n``, is not bounded below, so a family of
+curves can be controlled at the seeds people run (6 pairs: sign flips never give less than 0.031,
+while Benjamini–Hochberg over 4 curves needs 0.0125 for one true curve); unpaired, the larger of
+Welch's t test's and the label permutation's p-value.  Its fixed-sequence adjusted p-value is
 ``p_sequence_j = max_{k >= j} p_level_k`` (1 from the last sign change on).  The **onset** at ``alpha``
 is the earliest level with ``p_sequence <= alpha`` (the start of the uninterrupted run of rejections
 that ends at the end); ``p_persistent`` = the end level's own ``p_level`` (an onset exists iff
@@ -91,7 +91,7 @@ class GapResult:
     runs used; ``levels``: the grid ``(L,)``, training order (its last entry is the end);
     ``estimate``: the gap per level; ``test``: the max-|t| test over all levels (``None`` when not
     testable); ``alpha``: the level of :attr:`gap`'s band and :attr:`onset`; ``level_p``: per level the
-    unadjusted p-value of the one-level t test (``(L,)``; NaN without a test); ``final_test``: the
+    unadjusted p-value of the one-level test (:func:`level_p_values`, ``(L,)``; NaN without a test); ``final_test``: the
     one-level test at the end (its interval, effect size and detectable gap are the table's ``final_*``);
     ``end_limited_by``: the runs (``"stl seed 3"``) whose lowest training loss is the end;
     ``loo_p_persistent``: ``p_persistent`` with each seed left out in turn (NaN where untestable).
@@ -115,7 +115,8 @@ class GapResult:
         return self.test.design if self.test is not None else "none"
 
     def at_alpha(self, alpha: float) -> GapResult:
-        """The same result with band and onset at level ``alpha``."""
+        """The same result with band and onset at level ``alpha`` (unpaired, the onset is exact for an
+        ``alpha`` up to the one the result was built with: :func:`level_p_values`)."""
         return replace(self, alpha=alpha)
 
     @cached_property
@@ -132,8 +133,11 @@ class GapResult:
 
     @property
     def min_p_persistent(self) -> float:
-        """The smallest ``p_persistent`` the design allows: 0 for the t test (NaN without a test)."""
-        return scalar_test(self.final_test, self.alpha)["min_p"] if self.final_test is not None else np.nan
+        """The smallest ``p_persistent`` the design allows: 0 for the paired t test, the label permutation's
+        ``min_p`` unpaired (:func:`level_p_values`); NaN without a test."""
+        if self.final_test is None:
+            return np.nan
+        return scalar_test(self.final_test, self.alpha)["min_p"] if self.design == "paired" else self.final_test.min_p
 
     def persistent_from(self, alpha: float) -> int | None:
         """The onset at ``alpha``: the earliest level of the run of fixed-sequence rejections ending at the
@@ -287,6 +291,38 @@ def _level_test(mtl: np.ndarray, stl: np.ndarray, paired: bool, seed: int) -> Ma
     return paired_max_t(mtl - stl, seed=seed) if paired else unpaired_max_t(mtl, stl, seed=seed)
 
 
+def level_p_values(
+    test: MaxTTest, final_test: MaxTTest, mtl: np.ndarray, stl: np.ndarray, alpha: float, seed: int = 0
+) -> np.ndarray:
+    """Per level the unadjusted p-value of the one-level test, ``(L,)``, from the max-|t| ``test`` and the
+    end level's own test ``final_test`` of the values ``mtl``, ``stl`` (``(n, L)`` each; paired: rows are
+    seeds in the same order).
+
+    Paired: the paired t test (:attr:`~mtlens.analysis.inference.MaxTTest.pointwise_p`), not bounded
+    below.  Unpaired: ``max(p_Welch, p_perm)``, Welch's t test and the label-permutation test of
+    Welch's t at that level (exact over all relabellings up to
+    :data:`~mtlens.analysis.inference.MAX_EXACT`).  Each is valid where the other may not be (the
+    permutation test needs exchangeable labels, which unequal variances break: 13% at 3 vs 9 runs with
+    an sd ratio of 3; Welch's t needs normal groups: 8.5% on real A/A runs at 3 vs 9 with equal
+    spread, benchmarks/gap_heldout.py), and the larger p-value rejects only where both do, so its size is
+    at most the smaller of theirs.  Unpaired splits have a low permutation floor (1 / C(12, 3) = 0.0045
+    at 3 vs 9, 2 / C(12, 6) = 0.0022 at 6 vs 6), unlike the ``2 / 2^n`` of few paired seeds.  The
+    permutation p-value is computed as the fixed sequence at ``alpha`` needs it (a test per level costs
+    up to C(16, 8) relabellings): at the end, then backwards while the levels are rejected with the
+    end's sign; before the first level that fails, ``p_Welch`` alone (a lower bound, exact for the
+    fixed sequence at any level up to ``alpha``)."""
+    p = test.pointwise_p
+    if test.design == "paired":
+        return p
+    p[-1] = max(p[-1], final_test.p_any)
+    end_sign = np.sign(test.estimate[-1])
+    for j in range(len(p) - 2, -1, -1):
+        if not p[j + 1] <= alpha or end_sign == 0 or np.sign(test.estimate[j]) != end_sign or p[j] > alpha:
+            break
+        p[j] = max(p[j], unpaired_max_t(mtl[:, j], stl[:, j], seed=seed).p_any)
+    return p
+
+
 def _leave_one_seed_out(used: dict[str, list[tuple[int, str, Curve]]], paired: bool, seed: int) -> np.ndarray:
     """``p_persistent`` with each seed's runs left out in turn, the end recomputed from the other runs
     (NaN where a mode keeps fewer than 2 runs or the ranges stop overlapping)."""
@@ -301,7 +337,8 @@ def _leave_one_seed_out(used: dict[str, list[tuple[int, str, Curve]]], paired: b
             continue
         end = grid[0][-1:]
         at = {mode: np.array([interpolate_at(end, c[0], c[1])[0] for c in cs]) for mode, cs in kept.items()}
-        out[i] = _level_test(at["mtl"], at["stl"], paired, seed).pointwise_p[0]
+        test = _level_test(at["mtl"], at["stl"], paired, seed)
+        out[i] = level_p_values(test, test, at["mtl"][:, None], at["stl"][:, None], 1.0, seed)[0]
     return out
 
 
@@ -403,7 +440,7 @@ def gap_from_checkpoints(
         mtl, stl = values["mtl"], values["stl"]
         test = paired_max_t(mtl - stl, seed=seed) if paired else unpaired_max_t(mtl, stl, seed=seed)
         final_test = _level_test(mtl[:, -1], stl[:, -1], paired, seed)
-        level_p = test.pointwise_p  # per level the one-level t test (the max-|t| test's own t and df)
+        level_p = level_p_values(test, final_test, mtl, stl, alpha, seed)
         loo = _leave_one_seed_out(used, paired, seed) if stability else loo
     return GapResult(
         task=task,

@@ -175,9 +175,10 @@ def family_sentences(plan: pd.DataFrame, alpha: float) -> list[str]:
             for r in rows.to_dict("records")
         )
         every = ", ".join(f"{number(r['d_z_all'], 3)} at {int(r['n_seeds'])}" for r in rows.to_dict("records"))
+        approximate = " by the one-level t test" if float(rows["min_p"].max()) > 0 else ""
         sentences.append(
             f"{family}: {m} comparisons, one BH family at FDR {alpha:g}, so a lone effect must reach "
-            f"p <= {number(lone, 2)}; {need}. Detectable with 80% power (d_z, seed-sd of the per-seed "
+            f"p <= {number(lone, 2)}; {need}. Detectable with 80% power{approximate} (d_z, seed-sd of the per-seed "
             f"differences): a lone effect {found} seeds; an effect in every row {every} seeds."
         )
     return sentences

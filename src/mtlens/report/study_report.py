@@ -104,12 +104,16 @@ class ReportData:
 
 def report_families(data: ReportData) -> dict[str, pd.DataFrame]:
     """The tables the report tests as one Benjamini–Hochberg family each (every row a comparison, with its
-    ``min_p``): ``transfer``, ``gap`` (curves: setting × method × task × measure) and ``optimization``
+    ``min_p``): ``transfer``, ``gap`` (the persistent gap, ``p_persistent``: one row per setting × method ×
+    task × measure), ``gap band`` (the same curves' "a gap somewhere", ``p_any``, whose sign-flip max-|t|
+    test has the floor ``min_p_any``) and ``optimization``
     (:func:`~mtlens.report.correlations.optimization_table`).  Seed planning counts these
     (:mod:`mtlens.report.planning`, :mod:`mtlens.report.study_plan`)."""
+    gap = data.gap.table
     return {
         "transfer": data.transfer,
-        "gap": data.gap.table,
+        "gap": gap,
+        "gap band": gap.assign(min_p=gap["min_p_any"]) if "min_p_any" in gap else gap.iloc[:0],
         "optimization": optimization_table(data.rows, data.optimization, data.alpha),
     }
 

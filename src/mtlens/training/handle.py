@@ -187,6 +187,11 @@ class RunHandle:
         return self.identity.run_id
 
     @property
+    def opened_step(self) -> int:
+        """The step in the status :meth:`open` found (0 for a new run, or one reset to train from scratch)."""
+        return int(self._opened_status.get("step", 0))
+
+    @property
     def is_open(self) -> bool:
         return self._stack is not None
 
