@@ -68,9 +68,9 @@ def test_gap_has_the_known_value_and_opens_where_constructed():
     expected_step = 399 * np.log(result.onset["train_loss"] / 2.0) / np.log(0.05)
     assert result.onset["epoch_mtl"] == pytest.approx(expected_step / 10.0, rel=1e-3)
     # 8 pairs: the exact sign-flip max-|t| test ("a gap exists") reaches its smallest p-value 2 / 2^8;
-    # persistence is the end level's paired t test, which is not bounded below (far under 2 / 2^8 here).
+    # persistence is the end level's one-level paired test, not bounded by 2 / 2^8 (far under it here).
     assert result.test.min_p == pytest.approx(2 / 256) and result.test.p_any == pytest.approx(2 / 256)
-    assert result.p_persistent < 1e-6 and result.min_p_persistent == 0.0
+    assert result.p_persistent < 1e-4 and result.min_p_persistent == 0.0
 
 
 def test_no_onset_without_a_gap_and_negative_sign_for_positive_transfer():
