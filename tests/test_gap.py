@@ -68,12 +68,12 @@ def test_gap_has_the_known_value_and_opens_where_constructed():
     assert result.onset["epoch_mtl"] == pytest.approx(expected_step / 10.0, rel=1e-3)
     # 8 pairs: the exact sign-flip test reaches its smallest p-value 2 / 2^8 for both questions.
     assert result.test.min_p == pytest.approx(2 / 256)
-    assert result.test.p_persistent == pytest.approx(2 / 256) and result.test.p_any == pytest.approx(2 / 256)
+    assert result.test.adjusted_p[-1] == pytest.approx(2 / 256) and result.test.p_any == pytest.approx(2 / 256)
 
 
 def test_no_onset_without_a_gap_and_negative_sign_for_positive_transfer():
     null = generalization_gap(_study(offset_below=0.0, threshold=0.5), "t")
-    assert null.onset is None and null.test.p_persistent > 0.05
+    assert null.onset is None and null.test.adjusted_p[-1] > 0.05
     result = generalization_gap(_study(offset_below=-0.3, threshold=1.0), "t")
     assert result.onset["sign"] == -1.0 and 0.9 < result.onset["train_loss"] <= 1.0 * 1.01
 
