@@ -4,6 +4,8 @@ each one registered object in one module (the user's), trained, stored and repor
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 import torch
@@ -68,7 +70,7 @@ def user_dataset_and_setting(tmp_path, monkeypatch, request):
         )
     )
 
-    @register_setting("user_blobs_pair")
+    @register_setting("user_blobs_pair", data=(spec.name,))
     def user_blobs_pair(n: int = 60) -> Setting:
         """Two 3-way classification tasks on the user's blobs."""
         x, y = torch.load(require_dataset(spec.name) / "blobs.pt")
@@ -110,6 +112,11 @@ def test_a_users_dataset_and_setting_are_one_registration_each(user_dataset_and_
     )
     assert not (tmp_path / "store").exists()
     assert main(["data", "status"]) == 0 and "user_blobs" in capsys.readouterr().out
+    # The setting's one data declaration puts its state into `mtlens settings`.
+    assert main(["settings"]) == 0
+    listed = capsys.readouterr().out
+    assert re.search(r"^user_blobs_pair +missing ", listed, re.M)
+    assert f"data: user_blobs: missing: expected at {user_dataset_and_setting}; Run make_blobs()." in listed
     user_dataset_and_setting.mkdir(parents=True)
     generator = torch.Generator().manual_seed(0)
     labels = torch.randint(0, 3, (400,), generator=generator)
@@ -117,6 +124,10 @@ def test_a_users_dataset_and_setting_are_one_registration_each(user_dataset_and_
         (torch.randn(400, 4, generator=generator) + labels[:, None].float(), labels),
         user_dataset_and_setting / "blobs.pt",
     )
+    assert main(["settings"]) == 0
+    listed = capsys.readouterr().out
+    assert re.search(r"^user_blobs_pair +found ", listed, re.M)
+    assert f"data: user_blobs: found at {user_dataset_and_setting}\n" in listed
     assert main(argv) == 0
     runs = RunStore(tmp_path / "store").runs()
     assert sorted(runs["mode"]) == ["mtl", "stl", "stl"] and set(runs["state"]) == {"finished"}

@@ -13,6 +13,7 @@ SRC = Path(mtlens.__file__).parent
 
 LAYERS = [
     "errors",
+    "states",
     "registry",
     "plugins",
     "seeding",
@@ -38,7 +39,7 @@ LAYERS = [
 """Layers in pipeline order: the top-level module or package of ``mtlens`` each stands for (``""``: the
 package's own ``__init__``, the public API, which may import anything)."""
 
-PURE = {"analysis": {"analysis", "tasks", "errors", "quantities"}}
+PURE = {"analysis": {"analysis", "tasks", "errors", "states", "quantities"}}
 """Layers that may import only the listed layers: analysis is table-in / table-out (no models, settings, store)."""
 
 

@@ -189,7 +189,8 @@ def test_an_installed_plugin_package_works_in_settings_study_and_report(tmp_path
         [sys.executable, "-c", COMMANDS, json.dumps(commands)], env=env, capture_output=True, text=True, cwd=tmp_path
     )
     assert done.returncode == 0, done.stderr
-    assert "plugin_blobs     Two 3-way tasks on Gaussian blobs" in done.stdout
+    assert "plugin_blobs     none       Two 3-way tasks on Gaussian blobs" in done.stdout
+    assert "data: -: reads no dataset (generates its inputs)" in done.stdout  # the package's data=() declaration
     runs = RunStore(store).runs()
     assert sorted(runs["mode"]) == ["mtl", "stl", "stl"] and set(runs["state"]) == {"finished"}
     assert set(runs.loc[runs["mode"] == "mtl", "method"]) == {"largest"}

@@ -9,6 +9,7 @@ import pytest
 
 from mtlens.analysis.transfer import transfer_table
 from mtlens.render import by_configuration
+from mtlens.report.study_report import overview_section, run_counts
 
 SEEDS = (0, 1, 2, 3)
 TASK_SETS = ("a,b", "a,c", "a,b,c")
@@ -68,3 +69,23 @@ def test_stl_of_a_task_in_no_task_set_keeps_the_plain_setting():
     assert settings["stl-a-0d"] == {"s"}
     assert settings["stl-a-0"] == {"s [tasks=a+b]", "s [tasks=a+c]"}  # repeated once per task set
     assert settings["stl-b-0"] == {"s [tasks=a+b]"} and settings["mtl-ac-0"] == {"s [tasks=a+c]"}
+
+
+def test_run_counts_count_a_repeated_stl_run_under_every_task_set(tmp_path):
+    index, rows = _store()
+    index = index.assign(state="finished")
+    configured, _ = by_configuration(index, rows, INFO)
+    counts = run_counts(index, configured).set_index(["setting", "mode"])["runs"]
+    n = len(SEEDS)
+    # By hand: task a is in all three task sets, b in a+b and a+b+c, c in a+c and a+b+c; each MTL set has n runs.
+    expected = {
+        ("s [tasks=a+b]", "stl"): 2 * n,
+        ("s [tasks=a+c]", "stl"): 2 * n,
+        ("s [tasks=a+b+c]", "stl"): 3 * n,
+        ("s [tasks=a+b]", "mtl"): n,
+        ("s [tasks=a+c]", "mtl"): n,
+        ("s [tasks=a+b+c]", "mtl"): n,
+    }
+    assert counts.to_dict() == expected
+    body = overview_section(index, configured, tmp_path).body
+    assert f"{len(index)} runs in all: an STL run compared with the MTL runs of several task sets" in body

@@ -405,12 +405,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
-    from mtlens.settings import SETTINGS, available_settings, setting_factory
+    from mtlens.settings import SETTINGS, available_settings, data_status, setting_factory
 
     del args
     for name in available_settings():
         doc = (setting_factory(name).__doc__ or "").strip().splitlines()[0].replace("``", "")
-        print(f"{name:16s} {doc}\n{'':16s} options: {SETTINGS.describe_options(name) or 'none'}")
+        data = data_status(name)
+        state = "missing" if any(d.state == "missing" for d in data) else "/".join(sorted({d.state for d in data}))
+        print(f"{name:16s} {state:10s} {doc}\n{'':16s} options: {SETTINGS.describe_options(name) or 'none'}")
+        for entry in data:
+            print(f"{'':16s} data: {entry.dataset}: {entry.detail}")
     return 0
 
 
@@ -976,7 +980,7 @@ COMMANDS: dict[str, tuple[str, list[Flag]]] = {
             Flag("--quiet", None, "no line per run"),
         ],
     ),
-    "settings": ("list the registered settings and their options", []),
+    "settings": ("list the registered settings, their options and whether their data is there", []),
 }
 """Every command but ``data`` (which has sub-commands): its help line and its flags, in the order of ``--help``."""
 

@@ -29,6 +29,7 @@ from mtlens.quantities import (
     INTRA_COSINE_SUBBATCH,
     MAGNITUDE_RATIO,
 )
+from mtlens.states import RunState
 
 ALIGNMENT_QUANTITIES = (CONFLICT_COSINE, INTRA_COSINE_SUBBATCH, INTRA_COSINE_CLASSGROUP, MAGNITUDE_RATIO, GRAD_NORM)
 """The probe quantities the alignment experiment compares (names of :mod:`mtlens.probes`)."""
@@ -115,7 +116,7 @@ def loss_scale_table(
         manifest[["run_id", "optimizer", "scale", "scaled_task"]], on="run_id"
     )
     diverged = (
-        manifest.assign(diverged=manifest["run_id"].map(states).eq("diverged"))
+        manifest.assign(diverged=manifest["run_id"].map(states).eq(RunState.DIVERGED))
         .groupby(["optimizer", "scale"], as_index=False)
         .agg(diverged=("diverged", "sum"), scaled_task=("scaled_task", "first"))
     )

@@ -44,6 +44,7 @@ __all__ = [
     "best_grouping",
     "group_label",
     "grouping_results",
+    "grouping_table",
     "pairwise_transfer",
     "predictor_correlations",
 ]
@@ -78,7 +79,7 @@ def _selected(manifest: pd.DataFrame, rows: pd.DataFrame, task_info: TaskInfo) -
         -1.0 if metrics[(s, t)]["lower_is_better"].get(m, False) else 1.0
         for s, t, m in zip(selected["setting"], selected["task"], name)
     ]
-    selected["test"] = [row[f"test/{m}"] for m, (_, row) in zip(name, selected.iterrows())]
+    selected["test"] = [selected.at[i, f"test/{m}"] for i, m in zip(selected.index, name)]
     val = rows.assign(metric=rows["quantity"].str.removeprefix("val/"))[rows["quantity"].str.startswith("val/")]
     val = val.drop_duplicates(["run_id", "task", "step", "metric"], keep="last")
     return selected.merge(
@@ -175,19 +176,28 @@ def predictor_correlations(affinities: pd.DataFrame, **options: Any) -> pd.DataF
     return correlation_table(affinities, pairs, cluster=("target",), **options)
 
 
-def _delta_m(values: pd.DataFrame, grouping: Grouping, column: str) -> pd.Series:
-    """Per seed: the mean over the grouping's tasks of ``100 sign (M_group - M_STL) / |mean M_STL|``
-    (``column``: ``test`` or ``val``); seeds missing any value are left out."""
+def _per_seed(values: pd.DataFrame, column: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``column`` (``test`` or ``val``) of :func:`_selected`'s rows per seed (the index): of every run by
+    ``(group, task)`` and of the STL runs by ``task`` (a repeated run: the mean)."""
+    runs = values.groupby(["seed", "group", "task"])[column].mean().unstack(["group", "task"])
+    stl = values[values["role"] == "stl"].groupby(["seed", "task"])[column].mean().unstack("task")
+    return runs, stl.reindex(runs.index)
+
+
+def _delta_m(per_seed: tuple[pd.DataFrame, pd.DataFrame], sign: Mapping[str, float], grouping: Grouping) -> pd.Series:
+    """Per seed: the mean over the grouping's tasks of ``100 sign (M_group - M_STL) / |mean M_STL|``, from
+    :func:`_per_seed`'s tables; seeds missing any value are left out.  The reference is the same-seed STL
+    run, so every difference the tests take between two groupings is paired by seed."""
+    runs, stl = per_seed
+    missing = pd.Series(np.nan, index=runs.index)
     parts = []
     for group in grouping:
         label = group_label(group)
         for task in group:
-            stl = values[(values["role"] == "stl") & (values["task"] == task)].set_index("seed")
-            mine = values[(values["group"] == label) & (values["task"] == task)].set_index("seed")
-            sign = float(stl["sign"].iloc[0]) if len(stl) else np.nan
-            parts.append(100.0 * sign * (mine[column] - stl[column]) / abs(stl[column].mean()))
-    frame = pd.concat(parts, axis=1)
-    return frame.dropna().mean(axis=1)
+            mine = runs[(label, task)] if (label, task) in runs else missing
+            ref = stl[task] if task in stl else missing
+            parts.append(100.0 * sign.get(task, np.nan) * (mine - ref) / abs(ref.mean()))
+    return pd.concat(parts, axis=1).dropna().mean(axis=1)
 
 
 def _trained(values: pd.DataFrame, grouping: Grouping) -> bool:
@@ -211,7 +221,24 @@ def grouping_results(
     differences to all-together and to the exhaustive best (``vs_all``, ``vs_best`` with intervals
     and p-values); ``p_adjusted`` columns are Benjamini–Hochberg over all p-values of the table.
     ``exhaustive=False`` leaves out the exhaustive best (where not every grouping was trained)."""
-    values = _selected(manifest, rows, task_info)
+    return grouping_table(_selected(manifest, rows, task_info), subset, budget, predictors, alpha, exhaustive)
+
+
+def grouping_table(
+    values: pd.DataFrame,
+    subset: Sequence[str],
+    budget: int,
+    predictors: Mapping[str, Affinity],
+    alpha: float = 0.05,
+    exhaustive: bool = True,
+) -> pd.DataFrame:
+    """:func:`grouping_results` from the selected values of each (run, task): ``seed, role, group, task``,
+    ``sign`` (-1 where lower is better) and the selection metric on ``test`` and ``val``.
+
+    Every interval and p-value is the paired t test of :func:`~mtlens.analysis.transfer.difference_test`
+    over the per-seed Δm (against 0 for ``p_vs_stl``; of the per-seed differences to the reference's Δm
+    on the same seeds for ``vs_all`` and ``vs_best``).  Coverage, level and power on simulated stores are
+    in tests/test_grouping_calibration.py and docs/grouping.md."""
     if values.empty:
         return pd.DataFrame()
     values = values[values["task"].isin(subset)]
@@ -222,11 +249,13 @@ def grouping_results(
     choices: dict[str, Grouping] = {
         f"{name} (predicted)": best_grouping(subset, a, budget)[0] for name, a in predictors.items()
     }
-    reference = {"all": _delta_m(values, together, "test")}
+    sign = values[values["role"] == "stl"].groupby("task")["sign"].first().to_dict()
+    test_values, val_values = _per_seed(values, "test"), _per_seed(values, "val")
+    reference = {"all": _delta_m(test_values, sign, together)}
     if trained:
-        best = max(trained, key=lambda g: _delta_m(values, g, "val").mean())
+        best = max(trained, key=lambda g: _delta_m(val_values, sign, g).mean())
         choices["exhaustive best (validation)"] = best
-        reference["best"] = _delta_m(values, best, "test")
+        reference["best"] = _delta_m(test_values, sign, best)
     choices["all together"] = together
     records = []
     for choice, grouping in choices.items():
@@ -234,7 +263,7 @@ def grouping_results(
         if not _trained(values, grouping):
             records.append(record | {"n_seeds": 0})
             continue
-        delta = _delta_m(values, grouping, "test")
+        delta = _delta_m(test_values, sign, grouping)
         test = difference_test(delta.to_numpy(), np.zeros(len(delta)), True, alpha)
         record |= {
             "n_seeds": len(delta),

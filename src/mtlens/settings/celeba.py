@@ -37,7 +37,7 @@ from mtlens.settings.base import Defaults, Setting, Split, TaskData
 from mtlens.tasks import binary_task
 
 
-@register_setting("celeba")
+@register_setting("celeba", data=("celeba",))
 def celeba(image_size: Annotated[int, Field(ge=8)] = 64, width: PositiveInt = 64) -> Setting:
     """CelebA: 40 binary attributes, official partition, ResNet-18 at 64x64."""
     root = require_dataset("celeba")

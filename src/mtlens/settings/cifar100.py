@@ -58,7 +58,7 @@ def _task_split(images: Tensor, fine: Tensor, rows: Tensor, classes: list[int]) 
     return Split(unit_interval_images(images[rows]), relabel[fine[rows]])
 
 
-@register_setting("cifar100")
+@register_setting("cifar100", data=("cifar100",))
 def cifar100(
     n_train_per_class: PositiveInt = 400, n_val_per_class: PositiveInt = 100, width: PositiveInt = 32
 ) -> Setting:

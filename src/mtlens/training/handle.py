@@ -18,12 +18,16 @@ opened, locked, verified, healed, written, checkpointed and restored here, throu
    up to it is there and intact (the steps the checkpoint's status lists, or those the caller
    expects); otherwise the run is reset and trained from scratch -- kept and retrained rows are
    never mixed.  :meth:`RunHandle.start_fresh` resets a run to step 0.
-3. Rows: :meth:`RunHandle.rows` builds a step's tidy rows (identity columns filled in) and
-   :meth:`RunHandle.write_step` writes one atomic part per recorded step.
+3. Rows: :meth:`RunHandle.rows` builds a step's tidy rows (identity columns filled in);
+   :meth:`RunHandle.write_step` writes one atomic part per recorded step at once (the trainer), and
+   :meth:`RunHandle.record` buffers values by ``(step, task, quantity)`` (the Recorder: a value recorded
+   again replaces the earlier one), written one part per step by :meth:`RunHandle.flush`, before
+   every checkpoint and failure, and merged straight into the trajectory by :meth:`RunHandle.finish`.
    :meth:`RunHandle.save_checkpoint` writes a checkpoint and then the ``running`` status that
    lists the parts it covers; :meth:`RunHandle.save_selected` keeps a task's selected weights.
 4. The end: :meth:`RunHandle.finish` (``finished`` or ``diverged``: parts merged into the
-   trajectory, its digest in the status), :meth:`RunHandle.fail` (``failed``, rows kept, resumable);
+   trajectory, its digest in the status), :meth:`RunHandle.fail` (``failed``, rows kept, resumable;
+   :meth:`RunHandle.record_failure` once the failing code has released the run);
    an interrupted run (Ctrl-C, ``kill``) keeps its ``running`` status, and with its lock released
    the index shows it ``interrupted``: rerunning resumes it from its last checkpoint.
 
@@ -44,9 +48,12 @@ import torch
 from torch import Tensor
 
 from mtlens.errors import MtlensError
-from mtlens.store import RunLockedError, RunState, RunStore, atomic_write
+from mtlens.store import RunLockedError, RunState, RunStore, StoreNotWritableError, atomic_write
 from mtlens.store.run_store import DONE_STATES, ROW_SCHEMA
 from mtlens.tasks import Task
+
+MAX_PENDING_STEPS = 64
+"""Buffered steps (:meth:`RunHandle.record`) that trigger a write (bounds the memory a long loop's rows take)."""
 
 CHECKPOINT_VERSION = 2
 """The :class:`Checkpoint` format written now (version 1: the two unversioned dicts of earlier releases)."""
@@ -141,7 +148,8 @@ class RunHandle:
     """One run's files in ``store``; see the module docstring.
 
     ``config`` is the run's stored config (an existing run must have the same one up to the
-    ``ignore`` keys, e.g. the device) and ``info`` its task information (``tasks.json``).
+    ``ignore`` keys, e.g. the device) and ``info`` its task information (``tasks.json``; needed by
+    :meth:`open` only).
     ``status_extra`` is merged into every status the handle writes (e.g. the thread count)."""
 
     def __init__(
@@ -149,16 +157,18 @@ class RunHandle:
         store: RunStore,
         identity: RunIdentity,
         config: Mapping[str, Any],
-        info: Mapping[str, Any],
+        info: Mapping[str, Any] | None = None,
         ignore: Collection[str] = (),
     ):
         self.store, self.identity = store, identity
-        self.config, self.info, self.ignore = dict(config), dict(info), ignore
+        self.config, self.info, self.ignore = dict(config), dict(info or {}), ignore
         self.status_extra: dict[str, Any] = {}
         self.damaged: dict[str, str] = {}  # what open() found, before healing
         self._opened_status: dict[str, Any] = {}  # the status open() found (the last checkpoint's parts)
         self._digests: dict[str, dict[str, Any]] = {}
         self._stack: ExitStack | None = None
+        self._pending: dict[int, tuple[float, dict[tuple[str, str], float]]] = {}  # buffered rows by step
+        self._parts: set[int] = set()  # steps with a part on disk (known once open: the lock keeps others out)
 
     @property
     def run_id(self) -> str:
@@ -191,6 +201,7 @@ class RunHandle:
             stack.close()
             return done
         self._stack = stack
+        self._pending, self._parts = {}, set(self.store.part_steps(self.run_id))
         return None
 
     def _heal(self, verify: bool = True) -> RunState | None:
@@ -292,6 +303,7 @@ class RunHandle:
         """Delete everything the run recorded (rows, checkpoint, selected models): it starts at step 0."""
         self.store.reset_run(self.run_id, digests=self._digests, **self.status_extra)
         self.damaged, self._opened_status = {}, {}
+        self._pending, self._parts = {}, set()
 
     # -- rows --------------------------------------------------------------------------------
     def rows(self, steps: Iterable[tuple[int, float, Sequence[Mapping[str, Any]]]]) -> pa.Table:
@@ -322,21 +334,47 @@ class RunHandle:
         return pa.table(columns, schema=ROW_SCHEMA)
 
     def write_step(self, step: int, epoch: float, records: Sequence[Mapping[str, Any]]) -> None:
-        """Write the rows ``{"task", "quantity", "value"}`` recorded at ``step`` as one part
-        (replacing an earlier part of the same step)."""
+        """Write the rows ``{"task", "quantity", "value"}`` recorded at ``step`` as one part at once
+        (replacing an earlier part of the same step and any rows of ``step`` buffered by :meth:`record`)."""
+        self._pending.pop(step, None)
         self.store.write_part(self.run_id, step, self.rows([(step, epoch, records)]))
+        self._parts.add(step)
+
+    def record(self, step: int, epoch: float, values: Mapping[tuple[str, str], float]) -> None:
+        """Buffer ``{(task, quantity): value}`` recorded at ``step``: a value recorded again (in this session,
+        or written before as the step's part) is replaced.  Buffered steps are written, one part each, by
+        :meth:`flush`, :meth:`save_checkpoint`, :meth:`fail` and whenever :data:`MAX_PENDING_STEPS` are
+        pending; :meth:`finish` merges them straight into the trajectory."""
+        if step not in self._pending:
+            self._pending[step] = (float(epoch), self._rows_on_disk(step))
+        self._pending[step][1].update(values)
+        if len(self._pending) >= MAX_PENDING_STEPS:
+            self.flush()
+
+    def _rows_on_disk(self, step: int) -> dict[tuple[str, str], float]:
+        """Rows of ``step`` written earlier (this session or before), so new ones replace them by key."""
+        if step not in self._parts:
+            return {}
+        part = self.store.read_part(self.run_id, step)
+        return {(t, q): v for t, q, v in zip(part["task"], part["quantity"], part["value"])}
+
+    def flush(self, steps: Iterable[int] | None = None) -> None:
+        """Write the buffered rows of ``steps`` (default: every buffered step) as parts (a part holds all
+        rows of its step)."""
+        for step in sorted(self._pending if steps is None else set(steps) & set(self._pending)):
+            epoch, values = self._pending.pop(step)
+            self.store.write_part(self.run_id, step, self.rows([(step, epoch, _records(values))]))
+            self._parts.add(step)
 
     def part_steps(self) -> list[int]:
         return self.store.part_steps(self.run_id)
 
-    def read_step(self, step: int) -> dict[tuple[str, str], float]:
-        """``{(task, quantity): value}`` of the part written at ``step``."""
-        part = self.store.read_part(self.run_id, step)
-        return {(t, q): v for t, q, v in zip(part["task"], part["quantity"], part["value"])}
-
     def discard_after(self, step: int) -> None:
-        """Delete the rows recorded after ``step`` (``-1``: all rows)."""
-        self.store.discard_parts_after(self.run_id, step)
+        """Delete the rows recorded after ``step`` (``-1``: all rows), buffered or written."""
+        self._pending = {s: rows for s, rows in self._pending.items() if s <= step}
+        if any(s > step for s in self._parts):
+            self.store.discard_parts_after(self.run_id, step)
+        self._parts = {s for s in self._parts if s <= step}
 
     # -- checkpoints and selected models -------------------------------------------------------
     def save_checkpoint(self, checkpoint: Checkpoint, keep_selected: Mapping[str, int] | None = None) -> None:
@@ -344,6 +382,7 @@ class RunHandle:
         the selected models to ``keep_selected`` (task -> step) if given (in this order, so a kill at
         any moment leaves a checkpoint whose parts and selected models are all there)."""
         self._require_open()
+        self.flush()
         payload = checkpoint.to_payload()
         atomic_write(self.store.checkpoint_path(self.run_id), lambda tmp: torch.save(payload, tmp))
         self.mark_running(checkpoint.step, parts=[s for s in self.part_steps() if s <= checkpoint.step])
@@ -368,22 +407,64 @@ class RunHandle:
         )
 
     def fail(self, step: int, message: str) -> None:
-        """State ``failed``: the rows stay as parts, so the run can be resumed."""
+        """State ``failed``: the buffered rows are written and stay as parts, so the run can be resumed."""
+        self.flush()
         self.store.set_status(self.run_id, RunState.FAILED, step, message, digests=self._digests, **self.status_extra)
 
-    def finish(self, state: str, step: int, message: str = "", rows: pa.Table | None = None) -> RunState:
-        """Merge the written rows and ``rows`` (of steps not written, from :meth:`rows`) into the run's
-        trajectory and mark it ``state`` (``finished`` or ``diverged``).  Returns ``state``."""
+    def record_failure(self, message: str) -> None:
+        """Mark the run ``failed`` with ``message`` after the code training it raised and released the run
+        (the handle need not be open).  Under the run's lock the config is written (or rewritten, if
+        missing or damaged) and the last status's step, digests and parts are kept, so the run resumes from
+        its last checkpoint.  A run another process holds by now is left alone (it is being trained); a store
+        that cannot be written raises :class:`~mtlens.store.StoreNotWritableError` (one line).  An open
+        handle uses :meth:`fail`."""
+        try:
+            with self.store.lock(self.run_id):
+                damaged = self.store.damaged_files(self.run_id)
+                status = {} if "status.json" in damaged else self.store.status(self.run_id) or {}
+                kept = {k: v for k, v in status.items() if k not in ("state", "step", "message", "updated")}
+                if "config.json" in damaged:
+                    self.store.remove_file(self.run_id, "config.json")
+                digest = self.store.write_config(self.run_id, self.config, ignore=self.ignore)
+                kept["digests"] = {**(kept.get("digests") or {}), "config.json": digest}
+                self.store.set_status(self.run_id, RunState.FAILED, status.get("step", 0), message, **kept)
+        except RunLockedError:
+            return
+        except StoreNotWritableError as err:  # the lock could not be created
+            why = str(err).removeprefix(f"run {self.run_id}: ")
+            raise StoreNotWritableError(f"cannot record run {self.run_id} as failed: {why}") from None
+        except OSError as err:
+            raise StoreNotWritableError(
+                f"cannot record run {self.run_id} as failed: cannot write {err.filename or self.store.root} "
+                f"({err.strerror or err}); is the store {self.store.root} writable?"
+            ) from None
+
+    def finish(self, state: str, step: int, message: str = "") -> RunState:
+        """Merge the written parts and the buffered rows (straight into the merged file: no part is written
+        for them) into the run's trajectory and mark it ``state`` (``finished`` or ``diverged``).  Returns
+        ``state``."""
         if state not in DONE_STATES:
             raise ValueError(f"a run ends finished or diverged, not {state!r}")
+        self.flush(self._parts)  # a buffered step that has a part replaces it
+        rows = (
+            self.rows((s, epoch, _records(values)) for s, (epoch, values) in sorted(self._pending.items()))
+            if self._pending
+            else None
+        )
         self.store.finalize(
             self.run_id, state, step, message, rows=rows, digests=dict(self._digests), **self.status_extra
         )
+        self._pending = {}
         return RunState(state)
 
     def _require_open(self) -> None:
         if self._stack is None:
             raise RuntimeError(f"run {self.run_id} is not open")
+
+
+def _records(values: Mapping[tuple[str, str], float]) -> list[dict[str, Any]]:
+    """``{(task, quantity): value}`` as row records ``{"task", "quantity", "value"}``."""
+    return [{"task": t, "quantity": q, "value": v} for (t, q), v in values.items()]
 
 
 def clean_complete_run(store: RunStore, run_id: str) -> None:

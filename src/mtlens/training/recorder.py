@@ -32,10 +32,11 @@ at the same steps, the validation ``selection_metric`` choosing each task's chec
 reopening the same description reopens the same run and a different one never mixes rows.  The
 stored config is the description plus ``"source": "recorder"``.
 
-**Buffering, checkpoints and resume.**  Rows are buffered per step and written (one part per
-step, atomically) at :meth:`Recorder.flush`, :meth:`Recorder.checkpoint`, when the run fails, and
-whenever 64 steps are pending; when the run ends normally the buffered rows go straight into its
-merged trajectory (one file written: the run's whole fixed cost is a few small file writes).
+**Buffering, checkpoints and resume.**  Rows are buffered per step by the run's handle
+(:meth:`~mtlens.training.handle.RunHandle.record`) and written (one part per step, atomically) at
+:meth:`Recorder.flush`, :meth:`Recorder.checkpoint`, when the run fails, and whenever 64 steps are
+pending; when the run ends normally the buffered rows go straight into its merged trajectory (one
+file written: the run's whole fixed cost is a few small file writes).
 :meth:`Recorder.checkpoint` saves your state dict (plus torch's CPU random state) after flushing;
 :meth:`Recorder.restore` loads it and discards every row recorded after its step.  If you
 checkpoint yourself, call :meth:`Recorder.flush` when you do and :meth:`Recorder.resume_from` with
@@ -88,9 +89,6 @@ from mtlens.store import RunState, RunStore
 from mtlens.tasks import Task
 from mtlens.training.config import make_run_id
 from mtlens.training.handle import Checkpoint, RunHandle, RunIdentity, task_info
-
-MAX_PENDING_STEPS = 64
-"""Buffered steps that trigger a write (bounds the memory a long loop's rows take)."""
 
 RESERVED_SPLITS = ("probe", "method")
 """Quantity prefixes the recorder writes itself (probe rows; the trainer's method diagnostics)."""
@@ -250,8 +248,6 @@ class Recorder:
         self.steps_per_epoch = steps_per_epoch
         self.handle = RunHandle(self.store, self.identity, self.config, self.task_info)
         self._probes = self._probe_setup(probes, tasks)
-        self._pending: dict[int, tuple[float, dict[tuple[str, str], float]]] = {}
-        self._parts: set[int] = set()  # steps with a part on disk (known from open(): the lock keeps others out)
         self._first_step: int | None = None
         self._last_step = 0
 
@@ -271,7 +267,6 @@ class Recorder:
                 "remove its directory to record it again, or change its description"
             )
         try:
-            self._parts = set(self.handle.part_steps())
             status = self.store.status(self.run_id)
             self._last_step = int(status["step"]) if status else 0
             self.handle.mark_running(self._last_step)
@@ -287,13 +282,9 @@ class Recorder:
             return
         try:
             if state == RunState.FAILED:
-                self.flush()
                 self.handle.fail(self._last_step, message)
             elif state in (RunState.FINISHED, RunState.DIVERGED):
-                self._flush(self._parts)  # a pending step that has a part replaces it
-                rows = self.handle.rows((s, epoch, _records(r)) for s, (epoch, r) in sorted(self._pending.items()))
-                self.handle.finish(RunState(state), self._last_step, message, rows=rows)
-                self._pending.clear()
+                self.handle.finish(RunState(state), self._last_step, message)
             else:
                 raise ValueError(f"state must be 'finished', 'diverged' or 'failed', got {state!r}")
         finally:
@@ -306,8 +297,10 @@ class Recorder:
         if error is None:
             self.close(RunState.FINISHED)
         elif isinstance(error, KeyboardInterrupt):  # interrupted: the run stays resumable, its lock released
-            self.flush()
-            self.handle.close()
+            try:
+                self.handle.flush()
+            finally:
+                self.handle.close()
         else:
             self.close(RunState.FAILED, "".join(traceback.format_exception(kind, error, tb, limit=5)))
 
@@ -354,41 +347,20 @@ class Recorder:
             epoch = step / self.steps_per_epoch
         if self._first_step is None:  # rows of later steps are left from an interrupted session
             self._first_step = step
-            self._discard_after(step)
-        if step not in self._pending:
-            self._pending[step] = (float(epoch), self._rows_on_disk(step))
-        self._pending[step][1].update(rows)
-        self._last_step = max(self._last_step, step)
-        if len(self._pending) >= MAX_PENDING_STEPS:
-            self.flush()
-
-    def _rows_on_disk(self, step: int) -> dict[tuple[str, str], float]:
-        """Rows of ``step`` written earlier (this session or before), so new ones replace them by key."""
-        return self.handle.read_step(step) if step in self._parts else {}
-
-    def _discard_after(self, step: int) -> None:
-        """Delete the parts of steps after ``step``."""
-        if any(s > step for s in self._parts):
             self.handle.discard_after(step)
-            self._parts = {s for s in self._parts if s <= step}
+        self.handle.record(step, float(epoch), rows)
+        self._last_step = max(self._last_step, step)
 
     def flush(self) -> None:
-        """Write every pending step's rows (one atomic part per step)."""
-        self._flush(self._pending)
-
-    def _flush(self, steps: Iterable[int]) -> None:
-        """Write the rows of the pending ``steps`` as parts (a part holds all rows of its step)."""
-        for step in sorted(set(steps) & set(self._pending)):
-            epoch, rows = self._pending.pop(step)
-            self.handle.write_step(step, epoch, _records(rows))
-            self._parts.add(step)
+        """Write every pending step's rows (one atomic part per step; :meth:`RunHandle.flush`)."""
+        self._require_open()
+        self.handle.flush()
 
     # -- checkpoints and resume -------------------------------------------------------------
     def checkpoint(self, step: int, state: Mapping[str, Any]) -> None:
         """Write the pending rows, then save ``state`` (your model and optimizer state dicts, ...) with
         torch's CPU random state as the run's checkpoint at ``step``."""
         self._require_open()
-        self.flush()
         self.handle.save_checkpoint(Checkpoint(step, dict(state), torch.get_rng_state()))
         self._last_step = max(self._last_step, step)
 
@@ -399,7 +371,6 @@ class Recorder:
         self._require_open()
         checkpoint = self.handle.resume(map_location=map_location)
         if checkpoint is None:
-            self._parts = set(self.handle.part_steps())
             return None
         torch.set_rng_state(checkpoint.torch_rng.cpu())
         self.resume_from(checkpoint.step)
@@ -408,8 +379,7 @@ class Recorder:
     def resume_from(self, step: int) -> None:
         """Discard every row recorded after ``step`` (your loop resumes from there)."""
         self._require_open()
-        self._pending = {s: rows for s, rows in self._pending.items() if s <= step}
-        self._discard_after(step)
+        self.handle.discard_after(step)
         self._first_step = step
         self._last_step = step
         self.handle.mark_running(step)
@@ -491,8 +461,3 @@ class Recorder:
         for name in (t for t in tasks if isinstance(t, str)):
             info[name] = {"selection_metric": selection_metric, "lower_is_better": dict(directions)}
         return info
-
-
-def _records(rows: Mapping[tuple[str, str], float]) -> list[dict[str, Any]]:
-    """``{(task, quantity): value}`` as the writer's records."""
-    return [{"task": t, "quantity": q, "value": v} for (t, q), v in rows.items()]
