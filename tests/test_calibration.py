@@ -236,7 +236,9 @@ def test_a_a_false_positive_rates_on_the_demo_setting(tmp_path):
     result = run_calibration(config, SEEDS, RunStore(tmp_path / "store"), n_splits=25, progress=False, control_splits=5)
     assert {"optimization effect", "BH verdict"} <= set(result.rates["test"])  # no probes: no probe differences
     for row in result.rates.itertuples():
-        assert row.comparisons >= (75 if row.test == "BH verdict" else 100), row
+        # the unbalanced design has one transfer table per split: 25 BH verdicts
+        least = 100 if row.test != "BH verdict" else 25 if row.design == "unpaired unbalanced" else 75
+        assert row.comparisons >= least, row
         assert _within_binomial_noise_of(pd.Series(row._asdict())), row
 
 

@@ -196,12 +196,14 @@ def symmetry_paragraph(table: pd.DataFrame) -> str:
     if not check["rows"]:
         return ""
     verdict = (
-        "more skewed than symmetric noise makes them: the paired tests may be liberal (docs/statistics.md)"
+        "more skewed than symmetric noise makes them: the sign-flip band may be liberal, and so may the "
+        "one-level paired tests where the skewness exceeds 2 (docs/statistics.md §2)"
         if check["p_value"] <= 0.05
         else "no sign of skew beyond symmetric noise"
     )
     return (
-        f"<p>Symmetry check of the paired differences (the paired tests assume them symmetric): pooled over "
+        f"<p>Symmetry check of the paired differences (the sign-flip band assumes them symmetric, the "
+        f"one-level paired tests hold their level up to |skewness| 2): pooled over "
         f"{check['rows']} rows, mean |skewness| {check['mean_abs_skewness']:.2f}, Q = {check['q']:.1f}, "
         f"p = {check['p_value']:.3g} against normal differences of the same sizes: {verdict}.</p>"
     )
