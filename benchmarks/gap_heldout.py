@@ -7,6 +7,13 @@ paired design of :mod:`mtlens.analysis.calibration`).  Per split:
 
 - **A/A**: no effect; a false onset is a ``p_persistent <= alpha`` of one curve (task x measure), and a
   family claim is any onset shown after :func:`~mtlens.analysis.gap.gap_family` over the split's curves.
+  For comparison, the exact sign-flip (unpaired: label permutation) test of the end level, the
+  per-level test before the t test, on the same curves.
+- **A/A skewed**: the same paired split with mean-zero, right-skewed per-seed shifts added to the "MTL"
+  runs' measures at every checkpoint: ``--skew`` seed sd times ``(E − 1)``, ``E ~ Exponential(1)``
+  (skewness 2), one draw per (seed, task, measure): the null "MTL does not change the mean" without
+  the symmetry of an exchangeable A/A pair (issue 23.6).
+- **A/A unbalanced**: unpaired splits of 3 "MTL" seeds against the 9 others (Welch's t per level).
 - **spike**: a persistent gap of ``--effect`` seed standard deviations (the across-seed sd of the
   measure over the 12 STL runs, median over the checkpoints from epoch 1 on, per task) added to the
   "MTL" runs' validation loss (``--measures val/loss``, or also the error) at every checkpoint from
@@ -52,6 +59,16 @@ def spike(rows: pd.DataFrame, sizes: dict[tuple[str, str], float], from_epoch: f
     return rows.assign(value=rows["value"].to_numpy(float) + shift)
 
 
+def skewed(rows: pd.DataFrame, sds: dict[tuple[str, str], float], skew: float, seed: int) -> pd.DataFrame:
+    """``rows`` with ``skew * sds[(task, measure)] * (E − 1)`` added to the MTL-labelled runs' values at
+    every checkpoint, ``E ~ Exponential(1)`` drawn once per (seed, task, measure)."""
+    rng = np.random.default_rng(seed)
+    key = pd.Series(list(zip(rows["seed"], rows["task"], rows["quantity"], strict=True)), index=rows.index)
+    draws = {k: skew * sds[k[1:]] * (rng.exponential() - 1.0) for k in pd.unique(key) if k[1:] in sds}
+    shift = key.map(draws).fillna(0.0).to_numpy(float) * (rows["mode"] == "mtl").to_numpy()
+    return rows.assign(value=rows["value"].to_numpy(float) + shift)
+
+
 def last_checkpoint_t(rows: pd.DataFrame, task: str, measure: str) -> float:
     """p-value of the paired t test of ``measure`` at each run's last checkpoint (pairs by seed)."""
     chosen = rows[(rows["task"] == task) & (rows["quantity"] == measure)]
@@ -72,6 +89,7 @@ def main() -> None:
     parser.add_argument("--from-epoch", type=float, default=1.0)
     parser.add_argument("--measures", nargs="+", default=["val/loss"], choices=GAP_MEASURES)
     parser.add_argument("--alpha", type=float, default=0.05)
+    parser.add_argument("--skew", type=float, default=2.0, help="skewed null's shift in seed standard deviations")
     args = parser.parse_args()
 
     seeds = list(range(12))
@@ -85,15 +103,23 @@ def main() -> None:
         for measure in args.measures
         for task, sd in seed_sd(rows, measure, args.from_epoch).items()
     }
+    sds = {(task, m): sd for m in GAP_MEASURES for task, sd in seed_sd(rows, m, 0.0).items()}
     counts = dict.fromkeys(
-        ("aa curves", "aa onsets", "aa splits", "aa family claims", "spiked curves", "spiked onsets", "last t")
-        + ("spiked family onsets",),
+        ("aa curves", "aa onsets", "aa sign-flip", "aa splits", "aa family claims", "spiked curves")
+        + ("spiked onsets", "last t", "spiked family onsets", "skewed curves", "skewed onsets", "skewed sign-flip")
+        + ("skewed splits", "skewed family claims", "unbalanced curves", "unbalanced onsets", "unbalanced sign-flip")
+        + ("unbalanced splits", "unbalanced family claims"),
         0,
     )
     levels = []
-    for first, second in aa_splits(seeds, args.splits, seed=1):
+    unbalanced = aa_splits(seeds, args.splits, seed=2, first_size=3)
+    for i, (first, second) in enumerate(aa_splits(seeds, args.splits, seed=1)):
         null = aa_rows(rows, first, second, paired=True)
-        for name, data in (("aa", null), ("spiked", spike(null, sizes, args.from_epoch))):
+        designs = [("aa", null), ("spiked", spike(null, sizes, args.from_epoch))]
+        designs.append(("skewed", skewed(null, sds, args.skew, seed=i)))
+        if i < len(unbalanced):
+            designs.append(("unbalanced", aa_rows(rows, *unbalanced[i], paired=False)))
+        for name, data in designs:
             results_of, keys = [], []
             for task in tasks:
                 for measure in GAP_MEASURES:
@@ -105,29 +131,35 @@ def main() -> None:
             shown, table = gap_family(results_of, args.alpha)
             levels.append(len(results_of[0].levels))
             for (task, measure), result, row in zip(keys, results_of, table.itertuples(), strict=True):
-                if name == "aa":
-                    counts["aa curves"] += 1
-                    counts["aa onsets"] += result.onset is not None
+                if name != "spiked":
+                    counts[f"{name} curves"] += 1
+                    counts[f"{name} onsets"] += result.onset is not None
+                    counts[f"{name} sign-flip"] += result.final_test.p_any <= args.alpha
                 elif (task, measure) in sizes:
                     counts["spiked curves"] += 1
                     counts["spiked onsets"] += result.onset is not None and result.onset["sign"] > 0
                     counts["spiked family onsets"] += row.direction == "MTL worse"
                     counts["last t"] += last_checkpoint_t(data, task, measure) <= args.alpha
-            if name == "aa":
-                counts["aa splits"] += 1
-                counts["aa family claims"] += any(r.onset is not None for r in shown)
+            if name != "spiked":
+                counts[f"{name} splits"] += 1
+                counts[f"{name} family claims"] += any(r.onset is not None for r in shown)
     print(
         f"mnist1d_split, {args.splits} paired A/A splits of 12 STL seeds (6 vs 6), alpha {args.alpha}, "
         f"{int(np.median(levels))} loss levels per curve (median); spike: {args.effect} seed sd into "
         f"{', '.join(args.measures)} from epoch {args.from_epoch:g} "
         f"({', '.join(f'{t} {m}: {v:.4g}' for (t, m), v in sizes.items())})"
     )
-    print(share("A/A: false onsets per curve", counts["aa onsets"], counts["aa curves"]))
-    print(
-        share(
-            "A/A: splits with any onset shown after the family control", counts["aa family claims"], counts["aa splits"]
+    for name, label in (("aa", "A/A"), ("skewed", f"A/A skewed ({args.skew:g} sd)"), ("unbalanced", "A/A 3 vs 9")):
+        print(share(f"{label}: false onsets per curve", counts[f"{name} onsets"], counts[f"{name} curves"]))
+        flips, exact = counts[f"{name} sign-flip"], "label permutation" if name == "unbalanced" else "sign-flip"
+        print(share(f"{label}: same, exact {exact} test at the end", flips, counts[f"{name} curves"]))
+        print(
+            share(
+                f"{label}: splits with any onset after the family control",
+                counts[f"{name} family claims"],
+                counts[f"{name} splits"],
+            )
         )
-    )
     print(share("spike: onset found (per spiked curve, right sign)", counts["spiked onsets"], counts["spiked curves"]))
     print(share("spike: onset shown after the family control", counts["spiked family onsets"], counts["spiked curves"]))
     print(share("spike: paired t test at the last checkpoint (reference)", counts["last t"], counts["spiked curves"]))

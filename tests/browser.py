@@ -63,10 +63,12 @@ def render_in_chromium(page: Path, tmp_path: Path, width: int = 1280) -> tuple[s
     return result.stdout, console
 
 
-def with_cell_check(page: Path, out: Path) -> Path:
-    """A copy of ``page`` at ``out`` (same folder, so its links hold) whose body ends with :data:`CELL_CHECK`."""
+def with_cell_check(page: Path, out: Path, scope: str = "") -> Path:
+    """A copy of ``page`` at ``out`` (same folder, so its links hold) whose body ends with :data:`CELL_CHECK`,
+    checking the tables inside the CSS selector ``scope`` only (default: every table of the page)."""
     head, _, tail = page.read_text(encoding="utf-8").rpartition("</body>")  # (the inlined JavaScript has one too)
-    out.write_text(head + CELL_CHECK + "</body>" + tail, encoding="utf-8")
+    check = CELL_CHECK.replace("'table.table td, table.table th'", f"'{scope} table.table td, {scope} table.table th'")
+    out.write_text(head + check + "</body>" + tail, encoding="utf-8")
     return out
 
 

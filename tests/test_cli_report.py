@@ -60,13 +60,13 @@ def test_study_runs_reports_and_lists(tmp_path, capsys):
     transfer = pd.read_csv(out / "tables" / "transfer.csv")
     assert set(transfer["task"]) == {"a", "b"} and (transfer["n_stl"] == 2).all() and (transfer["n_mtl"] == 2).all()
     # Seeds 0 and 1 ran in both modes: paired t tests on 1 degree of freedom (no floor on p, but no power);
-    # the gap's sign-flip tests cannot go below 2/4, so the report states no onset, and says why.
+    # the gap's sign-flip band cannot go below 2/4, and the report says so; its onsets' t tests have 1 df.
     assert (transfer["design"] == "paired").all() and (transfer["min_p"] == 0).all() and (transfer["df"] == 1).all()
     assert (transfer["verdict"] == "no evidence").all() and {"p_adjusted", "delta_low", "effect_size"} <= set(transfer)
     gap = pd.read_csv(out / "tables" / "gap_onset.csv")
     assert len(gap) == 4 and (gap["design"] == "paired").all() and gap["onset_train_loss"].isna().all()
     assert (gap["direction"] == "no persistent gap").all() and {"p_any_adjusted", "p_persistent_adjusted"} <= set(gap)
-    assert "too few seeds for any p-value to reach" in html
+    assert "too few seeds for the simultaneous band (p_any) to reach" in html and (gap["min_p_any"] >= 0.5).all()
 
     # Rerunning the study trains nothing new (every run is complete) and lists the same runs.
     before = {r: RunStore(store).checkpoint_path(r).stat().st_mtime_ns for r in runs["run_id"]}

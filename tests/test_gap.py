@@ -66,9 +66,11 @@ def test_gap_has_the_known_value_and_opens_where_constructed():
     # Epochs are interpolated too: x = 2 * (0.05)^(step/399), step = epoch * 10.
     expected_step = 399 * np.log(result.onset["train_loss"] / 2.0) / np.log(0.05)
     assert result.onset["epoch_mtl"] == pytest.approx(expected_step / 10.0, rel=1e-3)
-    # 8 pairs: the exact sign-flip test reaches its smallest p-value 2 / 2^8 for both questions.
-    assert result.test.min_p == pytest.approx(2 / 256)
-    assert result.test.adjusted_p[-1] == pytest.approx(2 / 256) and result.test.p_any == pytest.approx(2 / 256)
+    # 8 pairs: the exact sign-flip max-|t| test ("a gap exists") reaches its smallest p-value 2 / 2^8;
+    # persistence is the end level's paired one-level test, not bound to 2 / 2^n (far under 2 / 2^8 here;
+    # its smallest value is 1 / (1 + inference.N_REFERENCE) = 7.6e-6).
+    assert result.test.min_p == pytest.approx(2 / 256) and result.test.p_any == pytest.approx(2 / 256)
+    assert result.p_persistent < 1e-4 and result.min_p_persistent == 0.0
 
 
 def test_no_onset_without_a_gap_and_negative_sign_for_positive_transfer():
@@ -82,8 +84,7 @@ def test_paired_statistics_match_scipy_and_a_brute_force_max_t():
     """Replaces the old check of the unpaired standard error: the gap is now tested on the per-seed
     differences, so t per level is scipy's one-sample t of the differences and each adjusted p is the
     share of the 2^n sign patterns whose max-|t| over all levels reaches that level's |t|."""
-    # alpha 1: the fixed sequence's p-values are computed back to the first sign change
-    result = generalization_gap(_study(offset_below=0.0, threshold=0.5, noise=0.1, seeds=6), "t", n_grid=30, alpha=1.0)
+    result = generalization_gap(_study(offset_below=0.0, threshold=0.5, noise=0.1, seeds=6), "t", n_grid=30)
     curves = {}
     rows = _study(offset_below=0.0, threshold=0.5, noise=0.1, seeds=6)
     for (mode, seed), frame in rows.groupby(["mode", "seed"]):
@@ -102,19 +103,15 @@ def test_paired_statistics_match_scipy_and_a_brute_force_max_t():
     # The band excludes zero exactly where the adjusted p-value is at most alpha.
     frame = result.at_alpha(0.2).gap
     assert ((frame["band_low"] > 0) | (frame["band_high"] < 0)).equals(frame["p_adjusted"] <= 0.2)
-    # Per level, the unadjusted p-value is the level's own exact sign-flip t test.
-    patterns = np.array(list(itertools.product([1, -1], repeat=6)), float)
-    own = [
-        np.mean(np.abs(stats.ttest_1samp(patterns * d[:, j], 0.0, axis=1).statistic) >= abs(t) * (1 - 1e-9))
-        for j, t in enumerate(result.test.t)
-    ]
-    # computed from the end back to the first level that fails at the result's alpha (included)
-    tested = np.isfinite(result.level_p)
-    first = int(np.argmax(tested))
-    assert tested[first:].all() and np.allclose(result.level_p[first:], own[first:])
-    assert first == 0 or own[first] > result.alpha or np.sign(result.estimate[first]) != np.sign(result.estimate[-1])
-    assert (np.array(own[first + 1 :]) <= result.alpha).all()
-    assert result.p_persistent == pytest.approx(own[-1])
+    # Per level, the unadjusted p-value is that level's own paired t test (scipy, one level at a time),
+    # at every level; p_persistent is the end's.
+    own = [stats.ttest_1samp(d[:, j], 0.0).pvalue for j in range(d.shape[1])]
+    assert np.allclose(result.level_p, own, rtol=1e-10, atol=0) and result.p_persistent == pytest.approx(own[-1])
+    # the end's interval, effect size and detectable gap are the one-level t test's (not the band's)
+    summary = result.summary()
+    low, high = stats.ttest_1samp(d[:, -1], 0.0).confidence_interval(0.95)
+    assert summary["final_band_low"] == pytest.approx(low) and summary["final_band_high"] == pytest.approx(high)
+    assert summary["min_p"] == 0.0 and summary["p_persistent"] == pytest.approx(own[-1])
 
 
 def test_unpaired_design_when_seeds_do_not_match_uses_welch_t():
@@ -124,14 +121,35 @@ def test_unpaired_design_when_seeds_do_not_match_uses_welch_t():
     # Exact over all C(12, 6) = 924 relabellings; the observed one and its mirror image give the smallest p.
     assert result.test.exact and result.test.min_p == pytest.approx(2 / 924)
     assert result.onset is not None and result.onset["sign"] == 1.0
+    # per level: the larger of Welch's t test's p (scipy) and the exact label-permutation p of Welch's t
+    # (brute force over the 924 relabellings), from the end back to the first level that fails
+    values = {}
+    for (mode, _run), frame in rows.groupby(["mode", "run_id"]):
+        wide = frame.pivot_table(index="step", columns="quantity", values="value")
+        x, g, _ = monotone_curve(wide["train/loss"].to_numpy(), wide["val/loss"].to_numpy(), wide.index.to_numpy(float))
+        values.setdefault(mode, []).append(interpolate_at(result.levels, x, g))
+    mtl, stl = np.stack(values["mtl"]), np.stack(values["stl"])
+    both = np.vstack([mtl, stl])
+    for j in (-1, result.persistent_from(0.05)):
+        welch = stats.ttest_ind(mtl[:, j], stl[:, j], equal_var=False)
+        relabelled = [
+            stats.ttest_ind(both[list(c), j], np.delete(both[:, j], list(c)), equal_var=False).statistic
+            for c in itertools.combinations(range(12), 6)
+        ]
+        permutation = np.mean(np.abs(relabelled) >= abs(welch.statistic) * (1 - 1e-9))
+        assert result.level_p[j] == pytest.approx(max(welch.pvalue, permutation))
+    assert result.p_persistent == result.level_p[-1] and result.min_p_persistent == pytest.approx(2 / 924)
 
 
-def test_three_seeds_cannot_support_an_onset_however_large_the_gap():
+def test_three_seeds_give_no_band_but_an_onset_by_the_t_test_when_the_gap_is_large():
+    """The simultaneous band is a sign-flip max-|t| test: 3 pairs give no p below 2 / 2^3 = 0.25, so it
+    never excludes 0.  The onset's per-level t tests (df 2) are not bounded below: a gap 500x the seed
+    noise is found, from where it was constructed."""
     result = generalization_gap(_study(offset_below=5.0, threshold=1.5, seeds=3), "t")
-    assert result.test.min_p == pytest.approx(0.25)
-    assert result.onset is None
+    assert result.test.min_p == pytest.approx(0.25) and result.test.p_any == pytest.approx(0.25)
     assert (result.gap["band_low"] <= 0).all() and (result.gap["band_high"] >= 0).all()
     assert np.isinf(result.gap["min_detectable"]).all()
+    assert result.onset is not None and result.onset["sign"] == 1.0 and 1.4 < result.onset["train_loss"] <= 1.5 * 1.01
 
 
 def test_single_seed_has_no_test_and_no_onset():
@@ -206,30 +224,27 @@ def test_gap_family_selects_curves_by_benjamini_hochberg_and_tests_onsets_at_the
 
 
 def test_gap_family_leaves_curves_that_cannot_reach_alpha_out_of_the_bh_family():
-    """Discrete-aware BH (Tarone 1990; inference.attainable): 3 paired seeds give no p below 2 / 2^3 = 0.25,
-    so those curves do not count in ``m``; the 8-seed curve's adjusted p and level are as if it were alone."""
+    """Discrete-aware BH (Tarone 1990; inference.attainable): 3 paired seeds give no sign-flip p below
+    2 / 2^3 = 0.25, so for "a gap exists" (p_any) those curves do not count in ``m`` and the 8-seed curve's
+    adjusted p is as if it were alone.  The persistence p-value is a t test's, attainable at any size, so
+    every curve stays in that family: its adjusted p is plain BH over all three."""
     real = generalization_gap(_study(offset_below=0.5, threshold=0.5), "t")
-    few = [generalization_gap(_study(offset_below=0.5, threshold=0.5, seeds=3, noise=n), "t") for n in (0.01, 0.02)]
-    assert all(r.final_test is not None and r.final_test.min_p > 0.05 for r in few)
+    few = [generalization_gap(_study(offset_below=0.0, threshold=0.5, seeds=3, noise=n), "t") for n in (0.01, 0.02)]
+    assert all(r.test.min_p > 0.05 and r.min_p_persistent == 0.0 for r in few)
     results, table = gap_family([real, *few], alpha=0.05)
-    alone_results, alone = gap_family([real], alpha=0.05)
-    assert table["p_persistent_adjusted"].iloc[0] == pytest.approx(alone["p_persistent_adjusted"].iloc[0])
-    assert table["band_level"].iloc[0] == pytest.approx(alone["band_level"].iloc[0])
-    assert (
-        table["p_persistent_adjusted"].iloc[1:].isna().all() or (table["p_persistent_adjusted"].iloc[1:] > 0.05).all()
-    )
-    assert results[0].onset == alone_results[0].onset and all(r.onset is None for r in results[1:])
+    _, alone = gap_family([real], alpha=0.05)
+    assert table["p_any_adjusted"].iloc[0] == pytest.approx(alone["p_any_adjusted"].iloc[0])
+    assert (table["p_any_adjusted"].iloc[1:] == 1.0).all()
+    p = np.array([real.p_persistent, *(r.p_persistent for r in few)])
+    assert np.allclose(table["p_persistent_adjusted"], stats.false_discovery_control(p))
+    assert (table["onset_train_loss"].notna() == (table["p_persistent_adjusted"] <= 0.05)).all()
 
 
 def _reference_onset(d: np.ndarray, alpha: float) -> int | None:
-    """An independent fixed-sequence test on per-seed difference curves ``d`` (n, L): exact sign-flip t
-    test per level by brute force, tested from the last level back until the first failure or sign change."""
-    n = d.shape[0]
-    patterns = np.array(list(itertools.product([1.0, -1.0], repeat=n)))
-    flipped = patterns[:, :, None] * d[None]  # (2^n, n, L)
-    t = flipped.mean(axis=1) / (flipped.std(axis=1, ddof=1) / np.sqrt(n))  # the first pattern is the identity
-    observed = t[0]
-    p = (np.abs(t) >= np.abs(observed) * (1 - 1e-9)).mean(axis=0)
+    """An independent fixed-sequence test on per-seed difference curves ``d`` (n, L): scipy's one-sample
+    t test per level, tested from the last level back until the first failure or sign change."""
+    test = stats.ttest_1samp(d, 0.0, axis=0)
+    observed, p = test.statistic, test.pvalue
     onset = None
     for j in range(d.shape[1] - 1, -1, -1):
         if p[j] > alpha or np.sign(observed[j]) != np.sign(observed[-1]):
@@ -329,6 +344,36 @@ def test_onset_and_gap_exists_keep_their_level_when_mtl_training_loss_is_noisier
     assert onsets / trials <= bound and exists / trials <= bound
 
 
+def test_unpaired_onsets_keep_their_level_with_3_against_9_runs():
+    """No gap, seeds that do not match (unpaired), 3 "MTL" runs against 9 STL runs of equal spread: per level
+    the larger of Welch's and the label permutation's p-value keeps the false onsets at the level (200 data
+    sets; on real runs Welch's t alone gave 8.5% here, benchmarks/gap_heldout.py)."""
+    rng = np.random.default_rng(31)
+    x = np.geomspace(2.0, 0.1, 30)
+    trials, onsets = 200, 0
+    for _ in range(trials):
+        frames = []
+        for mode, n, offset in (("mtl", 3, 100), ("stl", 9, 0)):
+            values = 0.3 + x + 0.05 * (rng.standard_normal((n, 1)) + 0.5 * _ar1(rng, n, 30))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "mode": mode,
+                        "run_id": np.repeat([f"{mode}{s}" for s in range(n)], 30),
+                        "seed": np.repeat(np.arange(n) + offset, 30),
+                        "step": np.tile(np.arange(30), n),
+                        "epoch": np.tile(np.arange(30) / 3.0, n),
+                        "train/loss": np.tile(x, n),
+                        "val/loss": values.ravel(),
+                    }
+                )
+            )
+        result = gap_from_checkpoints(pd.concat(frames, ignore_index=True), "t", stability=False)
+        assert result.design == "unpaired" and result.test.n == (3, 9)
+        onsets += result.onset is not None
+    assert onsets / trials <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / trials)
+
+
 def test_whether_an_onset_is_found_does_not_depend_on_the_grid():
     """Runs with 400 checkpoints; n_grid 50 ... 1000 (capped at the checkpoints): the persistence verdict
     is made at the end level, which every grid shares, so P(onset) is the same on every grid and no
@@ -361,8 +406,8 @@ def test_grid_is_no_finer_than_the_checkpoints_and_the_run_that_ends_it_is_named
         slow.loc[slow["run_id"] == "stl3", "train/loss"].min()
     )
     assert len(result.levels) <= 30 and summary["n_levels"] == len(result.levels)
-    # leave-one-seed-out: one p_persistent per seed, each an exact test of 7 pairs (min_p = 2 / 2^7)
-    assert len(result.loo_p_persistent) == 8 and (result.loo_p_persistent >= 2 / 2**7 - 1e-12).all()
+    # leave-one-seed-out: one p_persistent per seed, each the paired t test of the other 7 pairs
+    assert len(result.loo_p_persistent) == 8 and ((result.loo_p_persistent > 0) & (result.loo_p_persistent < 1)).all()
     assert summary["loo_p_persistent_max"] == pytest.approx(result.loo_p_persistent.max())
     # leaving out the slow seed moves the end to the lowest loss the other runs reached
     without = gap_from_checkpoints(slow[slow["seed"] != 3], "t")

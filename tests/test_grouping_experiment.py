@@ -29,7 +29,7 @@ VEGA_LITE = jsonschema.Draft7Validator(
     json.loads((Path(altair.__file__).parent / "vegalite" / "v6" / "schema" / "vega-lite-schema.json").read_text())
 )
 
-BASE = {"setting": "digit_attributes", "setting_options": {"n_train": 64, "n_val": 32, "n_test": 32}}
+BASE = {"setting": "digit_attributes", "setting_options": {"n_train": 64, "n_labelled": 64, "n_val": 32, "n_test": 32}}
 
 
 def test_plan_trains_every_task_alone_every_pair_every_subset_group_and_all_tasks_per_seed():
@@ -67,7 +67,7 @@ def test_bad_options_fail_before_training(options, message):
 def _attributes(name: str, keep: tuple[str, ...]) -> None:
     @register_setting(name)
     def attributes() -> Setting:
-        full = load_setting("digit_attributes", n_train=96, n_val=48, n_test=96)
+        full = load_setting("digit_attributes", n_train=96, n_labelled=96, n_val=48, n_test=96)
         return Setting(
             name, tuple(full.task(t) for t in keep), {t: full.data[t] for t in keep}, full.encoder, full.feature_dim
         )

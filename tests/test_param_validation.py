@@ -37,6 +37,7 @@ BASE = {
     "report": ["report", "--store", "{tmp}/filled", "--out", "{tmp}/report"],
     "export": ["export", "--store", "{tmp}/filled", "--to", "tensorboard", "--logdir", "{tmp}/tensorboard"],
     "settings": ["settings"],
+    "plan": ["plan", "digits_pair"],
     "data download": ["data", "download", "cifar100"],
 }
 """A valid command line of each sub-command, to which one invalid flag is added (or whose positional

@@ -1,20 +1,34 @@
-"""Seed planning (issue 23.5): the seeds a family needs and the effects they detect, against simulation."""
+"""Seed planning (issue 23.5): the families the report makes, the seeds they need, the effects they detect,
+checked against simulation, against a hand computation from a stored study, and through the command line."""
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
 from mtlens.analysis.inference import detectable_effect, hall_p_value, hall_statistic
 from mtlens.analysis.planning import (
+    RATIO,
+    detectable_table,
+    difference_spread,
+    family_plan,
     fewest_permuted_seeds,
     fewest_sign_flip_seeds,
-    plan_summary,
-    seed_plan,
     seeds_needed,
 )
 from mtlens.cli import main
+from mtlens.render.tables import number
+from mtlens.report.planning import family_sizes, seed_planning_section
+from mtlens.report.study_plan import planned_families, stored_spread
+from mtlens.report.study_report import report_data, report_families, selected_runs
+from report_stores import INFO, planted_store
+
+TASK_INFO = {("planted", task): INFO for task in ("a", "b")}
 
 
 def test_floors_of_the_permutation_tests():
@@ -25,11 +39,10 @@ def test_floors_of_the_permutation_tests():
 
 
 def test_the_planned_effect_is_found_with_the_planned_power():
-    """6 comparisons at FDR 0.05 with 8 seeds: a lone effect of d_z_lone is found at level 0.05/6 in 80 ± 3%."""
-    plan = seed_plan(6, 0.05, seeds=[8], sd=0.02).iloc[0]
-    assert plan["lone_level"] == pytest.approx(0.05 / 6) and plan["difference_lone"] == pytest.approx(
-        plan["d_z_lone"] * 0.02
-    )
+    """6 comparisons at FDR 0.05 with 8 seeds: a lone effect of d_z_lone is found at level 0.05/6 in 80 ± 3%,
+    and an effect in every row of size d_z_all is found by BH over the 6 in 80 ± 3% per row."""
+    plan = family_plan(pd.DataFrame({"family": ["t"], "n_seeds": [8], "comparisons": [6], "min_p": [0.0]})).iloc[0]
+    assert plan["lone_level"] == pytest.approx(0.05 / 6) and bool(plan["can_reach"])
     rng = np.random.default_rng(0)
     d = rng.normal(plan["d_z_lone"], 1.0, (20_000, 8))
     # the report's paired test (Hall's statistic, least-favourable reference: inference.pointwise_p)
@@ -37,20 +50,146 @@ def test_the_planned_effect_is_found_with_the_planned_power():
     p = hall_p_value(hall_statistic(mean, sd, stats.skew(d, axis=1) * (7 / 8) ** 1.5, 8), 8)
     power = np.mean(p <= 0.05 / 6)
     assert 0.77 <= power <= 0.83
-    assert plan["d_z_all"] < plan["d_z_lone"] and bool(plan["sign_flip_can_reach"])  # 2/2^8 <= 0.05/6
+    every = rng.normal(plan["d_z_all"], 1.0, (4_000 * 6, 8))
+    mean, sd = every.mean(axis=1), every.std(axis=1, ddof=1)
+    p = hall_p_value(hall_statistic(mean, sd, stats.skew(every, axis=1) * (7 / 8) ** 1.5, 8), 8).reshape(4_000, 6)
+    rejected = stats.false_discovery_control(p, axis=1) <= 0.05
+    assert 0.77 <= rejected.mean() <= 0.83  # every row has the effect: BH rejects about at level alpha
+    assert plan["d_z_all"] < plan["d_z_lone"]
+
+
+def test_a_family_that_cannot_reach_its_level_detects_nothing():
+    plan = family_plan(pd.DataFrame({"family": ["gap"], "n_seeds": [6], "comparisons": [4], "min_p": [2 / 2**6]}))
+    assert not plan["can_reach"].iloc[0] and math.isinf(plan["d_z_lone"].iloc[0])
+    # 0.031 <= 0.05: with every row's effect BH can reject, once at least 2 of the 4 rows are rejected
+    assert detectable_effect(6, 0.05) < plan["d_z_all"].iloc[0] < np.inf
 
 
 def test_seeds_needed_is_the_first_number_of_seeds_that_suffices():
     n = seeds_needed(1.0, 0.05 / 6)
     assert n is not None and detectable_effect(n, 0.05 / 6) <= 1.0 < detectable_effect(n - 1, 0.05 / 6)
     assert seeds_needed(1e-3, 0.05, most=50) is None
-    summary = plan_summary(6)
-    assert summary["sign_flip"] == 8 and summary["for_d_z_1"] == n and summary["t_any"] == 2
+    assert seeds_needed(0.0, 0.05) is None
 
 
-def test_plan_command_prints_the_plan_and_rejects_bad_input(capsys):
-    assert main(["plan", "--tasks", "2", "--methods", "2", "--seeds", "6", "8", "--sd", "0.01"]) == 0
+def test_planned_families_are_the_reports_own():
+    """2 tasks x 3 methods: 6 transfer rows and 6 optimization rows, 12 gap curves (2 measures), each tested for
+    a persistent gap (the end level's t test: any verdict from 2 seeds) and for a gap somewhere (the band's
+    sign-flip max-|t| test, whose floor 2/2^n reaches 0.05/12 only from 9 seeds): the synthetic study's report
+    tables, counted at each number of seeds."""
+    plan = planned_families("planted", TASK_INFO, ["sum", "pcgrad", "cagrad"], [6, 8, 12])
+    by = plan.set_index(["family", "n_seeds"])
+    assert by.loc[("transfer", 8), "comparisons"] == 6 and by.loc[("optimization", 8), "comparisons"] == 6
+    assert by.loc[("gap", 8), "comparisons"] == 12 and by.loc[("gap band", 8), "comparisons"] == 12
+    assert by.loc[("transfer", 6), "min_p"] == 0 and by.loc[("gap band", 6), "min_p"] == pytest.approx(2 / 2**6)
+    fewest = plan.drop_duplicates("family").set_index("family")["fewest_seeds"]
+    assert fewest["transfer"] == 2 and fewest["optimization"] == 2
+    assert fewest["gap band"] == fewest_sign_flip_seeds(0.05 / 12) == 9
+    assert fewest["gap"] == (2 if by.loc[("gap", 6), "min_p"] == 0 else fewest_sign_flip_seeds(0.05 / 12))
+    assert by.loc[("transfer", 8), "d_z_lone"] == pytest.approx(detectable_effect(8, 0.05 / 6))
+    assert not by.loc[("gap band", 8), "can_reach"] and by.loc[("gap band", 12), "can_reach"]
+
+
+def test_family_sizes_of_a_stored_study_match_its_report(tmp_path: Path):
+    store = planted_store(tmp_path / "store", seeds=range(4), methods=("sum", "pcgrad"))
+    data = report_data(store, selected_runs(store), 0.05)
+    sizes = family_sizes(report_families(data)).set_index("family")["comparisons"]
+    gaps = len(data.gap.table)
+    assert sizes.to_dict() == {"transfer": len(data.transfer), "gap": gaps, "gap band": gaps, "optimization": 4}
+    planned = planned_families("planted", TASK_INFO, ["sum", "pcgrad"], [4])
+    assert planned.set_index("family")["comparisons"].to_dict() == sizes.to_dict()
+
+
+def test_plan_from_a_store_equals_a_hand_computation(tmp_path: Path):
+    """The sd of the per-seed differences of task a's test error at its selected checkpoint, computed here
+    from the stored rows (the checkpoint of least validation error, earliest on ties), and what it detects."""
+    store = planted_store(tmp_path / "store", seeds=range(6), methods=("sum",))
+    data = report_data(store, selected_runs(store), 0.05)
+    spread = stored_spread(data).set_index(["task", "quantity"])
+    rows = store.trajectories(store.run_ids())
+    values = {}
+    for _, frame in rows[rows["task"] == "a"].groupby("run_id"):
+        val = frame[frame["quantity"] == "val/error"].sort_values(["value", "step"])
+        step = val["step"].iloc[0]
+        test = frame[(frame["quantity"] == "test/error") & (frame["step"] == step)]["value"].iloc[-1]
+        values[(frame["mode"].iloc[0], int(frame["seed"].iloc[0]))] = test
+    d = np.array([values[("mtl", s)] - values[("stl", s)] for s in range(6)])
+    row = spread.loc[("a", "test/error")]
+    assert row["sd"] == pytest.approx(d.std(ddof=1), rel=1e-12) and row["n_seeds"] == 6 and row["source"] == "paired"
+    table = detectable_table(spread.reset_index(), comparisons=2, seeds=[6, 12], effect=0.01).set_index(
+        ["task", "quantity"]
+    )
+    assert table.loc[("a", "test/error"), "detectable_n12"] == pytest.approx(
+        d.std(ddof=1) * detectable_effect(12, 0.05 / 2)
+    )
+    assert table.loc[("a", "test/error"), "seeds_for_effect"] == seeds_needed(0.01 / d.std(ddof=1), 0.05 / 2)
+    effect = data.optimization[data.optimization["task"] == "b"]["log_ratio_final"].to_numpy()
+    assert spread.loc[("b", RATIO), "sd"] == pytest.approx(effect.std(ddof=1))
+
+
+def test_a_pilot_of_stl_seeds_uses_the_stl_spread(tmp_path: Path):
+    sd, source = difference_spread(np.array([]), np.array([0.1, 0.2, 0.4]), paired=False)
+    assert source == "STL spread" and sd == pytest.approx(math.sqrt(2) * np.std([0.1, 0.2, 0.4], ddof=1))
+    store = planted_store(tmp_path / "store", seeds=range(5), methods=())
+    data = report_data(store, selected_runs(store), 0.05)
+    spread = stored_spread(data).set_index("task")
+    stl = data.selected[data.selected["task"] == "a"]["test/error"].to_numpy()
+    assert len(stl) == 5 and spread.loc["a", "method"] == "" and spread.loc["a", "source"] == "STL spread"
+    assert spread.loc["a", "sd"] == pytest.approx(math.sqrt(2) * stl.std(ddof=1))
+
+
+def test_plan_command_prints_the_plan_and_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    assert main(["plan", "digits_pair", "--methods", "sum,pcgrad", "--seeds", "6", "12", "--sd", "0.01"]) == 0
     out = capsys.readouterr().out
-    assert "4 transfer comparisons" in out and "sign-flip band 8" in out and "difference_lone" in out
-    assert main(["plan", "--alpha", "2"]) == 2
-    assert "--alpha" in capsys.readouterr().err
+    assert "transfer: 4 comparisons" in out and "gap: 8 comparisons" in out and "any verdict needs 9 seeds" in out
+    assert "error points" not in out and "detectable_n12" in out
+    store = planted_store(tmp_path / "store", seeds=range(4), methods=("sum",))
+    assert main(["plan", "planted", "--store", str(store.root), "--seeds", "8", "--effect", "0.01"]) == 0
+    out = capsys.readouterr().out
+    assert "MTL methods sum" in out and "error points at 8 seeds" in out and "1.0 error points needs" in out
+    before = sorted(tmp_path.rglob("*"))
+    for argv, flag in (
+        (["plan", "digits_pair", "--alpha", "2"], "--alpha"),
+        (["plan", "digits_pair", "--sd", "0.01", "--store", str(store.root)], "--sd"),
+        (["plan", "digits_pair", "--store", str(store.root)], "--store"),
+        (["plan", "digits_pair", "--methods", "sum,nosuch"], "nosuch"),
+        (["plan", "nosuch"], "nosuch"),
+    ):
+        assert main(argv) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and len(err.strip().splitlines()) == 1 and flag in err, (argv, err)
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_study_dry_run_prints_the_runs_and_the_plan_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    monkeypatch.setenv("MTLENS_DATA", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    argv = ["study", "digits_pair", "--seeds", "3", "--methods", "sum,pcgrad", "--store", "runs", "--dry-run"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "12 runs (3 seeds; methods sum, pcgrad), 12 to train" in out
+    assert "transfer: 4 comparisons" in out and "n_seeds" in out
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_the_report_section_says_what_the_study_seeds_detect(tmp_path: Path):
+    store = planted_store(tmp_path / "store", seeds=range(6), methods=("sum",))
+    data = report_data(store, selected_runs(store), 0.05)
+    section = seed_planning_section(stored_spread(data), family_sizes(report_families(data)), tmp_path, 0.05)
+    table = pd.read_csv(tmp_path / "tables" / "seed_planning.csv")
+    row = table[(table["task"] == "a") & (table["quantity"] == "test/error")].iloc[0]
+    assert row["comparisons"] == 2 and row["n_seeds"] == 6
+    assert row["detectable_now"] == pytest.approx(row["sd"] * detectable_effect(6, 0.05 / 2))
+    assert row["detectable_n12"] == pytest.approx(row["sd"] * detectable_effect(12, 0.05 / 2))
+    assert row["seeds_for_half"] == seeds_needed(detectable_effect(6, 0.05 / 2) / 2, 0.05 / 2)
+    assert f"{number(100 * row['detectable_now'], 2)} error points" in section.body
+    assert f"Half of any of these would need {row['seeds_for_half']} seeds" in section.body
+
+
+def test_dry_run_refuses_an_experiment(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    argv = ["study", "digits_pair", "--experiment", "optimizers", "--store", str(tmp_path / "runs"), "--dry-run"]
+    assert main(argv) == 2
+    assert "--dry-run" in capsys.readouterr().err and not (tmp_path / "runs").exists()

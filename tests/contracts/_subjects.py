@@ -32,8 +32,9 @@ TINY = {
     "setting_options": {"n_train": 128, "n_val": 32, "n_test": 32},
     "tasks": ["a", "b"],
     "method": "sum",
+    "save_selected_models": True,
 }
-"""An MTL run of 8 steps (4 per epoch), rows and a checkpoint every 2 steps."""
+"""An MTL run of 8 steps (4 per epoch), rows and a checkpoint every 2 steps, each task's selected model kept."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class Subject:
     target: str  # the run id the cases damage and check
     rtol: float = 0.0  # tolerance of a retrained run's values against the reference (packs: PACK_RTOL)
     atol: float = 0.0
+    selected: bool = True  # keeps selected models (a Recorder does not)
 
 
 def _trainer_config(seed: int = 0, **extra: object) -> dict:
@@ -116,7 +118,7 @@ def run_recorder(store: RunStore) -> str:
 SUBJECTS = {
     "trainer": Subject("trainer", run_trainer, _run_id(_trainer_config())),
     "pack": Subject("pack", run_pack, _run_id(PACK[0]), PACK_RTOL, PACK_ATOL),
-    "recorder": Subject("recorder", run_recorder, _recorder(RunStore("/nonexistent")).run_id),
+    "recorder": Subject("recorder", run_recorder, _recorder(RunStore("/nonexistent")).run_id, selected=False),
 }
 
 

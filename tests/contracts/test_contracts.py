@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -29,7 +30,7 @@ from _asserts import (
     assert_same_rows,
     rows,
 )
-from _cases import CASES, Damage, copy_store, damage_run, read_only
+from _cases import CASES, SELECTED, Damage, copy_store, damage_run, read_only, rewrite_rows_validly
 from _subjects import SUBJECTS, Subject
 
 from kills import kill_at_step
@@ -91,12 +92,46 @@ def test_kill_then_rerun_gives_exactly_the_uninterrupted_rows(subject, stores, t
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_damage_is_named_never_a_number_and_healed_by_a_rerun(subject, stores, case: Damage, tmp_path, capsys):
+    assert_damage_named_and_healed(subject, stores, case, tmp_path, capsys)
+
+
+@pytest.mark.parametrize("subject", [s for s in SUBJECTS if SUBJECTS[s].selected], indirect=True)
+@pytest.mark.parametrize("case", SELECTED, ids=str)
+def test_damaged_selected_models_are_named_and_healed_by_a_rerun(subject, stores, case: Damage, tmp_path, capsys):
+    assert_damage_named_and_healed(subject, stores, case, tmp_path, capsys)
+
+
+def assert_damage_named_and_healed(subject: Subject, stores, case: Damage, tmp_path: Path, capsys) -> None:
     reference, finished, interrupted = stores
     source = finished if case.stage == "finished" else interrupted
     store = RunStore(copy_store(source.root, tmp_path / "store"))
     name = damage_run(store.run_dir(subject.target), case)
 
     assert_check_names(store, subject.target, name, capsys)
+    assert_no_wrong_number(store, subject, reference)
+    assert rerun(subject, store) == "finished"
+    assert_same_rows(store, subject, reference)
+    assert_check_clean(store, capsys)
+
+
+def test_a_run_without_digests_gets_them_when_rerun_so_a_valid_rewrite_is_caught_after(
+    subject, stores, tmp_path, capsys
+):
+    """A finished run whose status records no digests (as runs written before format version 2): rerunning
+    the subject trains nothing and records the digests of its verified files; a valid rewrite of its
+    trajectory after that is named, never a number, and healed by the next rerun."""
+    reference, finished, _ = stores
+    store = RunStore(copy_store(finished.root, tmp_path / "store"))
+    run_dir = store.run_dir(subject.target)
+    status = json.loads((run_dir / "status.json").read_text())
+    (run_dir / "status.json").write_text(json.dumps({k: v for k, v in status.items() if k != "digests"}))
+    trajectory = (run_dir / "trajectory.parquet").read_bytes()
+
+    assert rerun(subject, store) == "finished"
+    assert (run_dir / "trajectory.parquet").read_bytes() == trajectory  # nothing retrained or rewritten
+    assert store.status(subject.target)["digests"] == status["digests"]  # the same digests the run wrote
+    rewrite_rows_validly(run_dir / "trajectory.parquet")
+    assert_check_names(store, subject.target, "trajectory.parquet", capsys)
     assert_no_wrong_number(store, subject, reference)
     assert rerun(subject, store) == "finished"
     assert_same_rows(store, subject, reference)

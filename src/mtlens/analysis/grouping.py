@@ -19,6 +19,8 @@ validation-selected checkpoint (:func:`~mtlens.analysis.transfer.selected_checkp
   transfer over the ordered pairs (:func:`~mtlens.analysis.correlation.correlation_table`), with
   cluster-bootstrap intervals and cluster-permutation p-values, clustered by the *target* task (the
   pairs onto one task share its STL reference runs).
+* :func:`higher_order_table` -- Standley et al.'s higher-order approximation: each trained grouping's Δm
+  predicted from the measured pairs alone (:func:`higher_order_prediction`) next to its measured Δm.
 * :func:`grouping_results` -- on a subset of tasks whose every group was trained, the grouping each
   predictor chooses with at most ``budget`` networks (:func:`~mtlens.analysis.partitions.best_grouping`),
   the exhaustive best over the trained groupings (chosen on *validation* Δm, reported on test), and
@@ -45,6 +47,9 @@ __all__ = [
     "group_label",
     "grouping_results",
     "grouping_table",
+    "higher_order_prediction",
+    "higher_order_results",
+    "higher_order_table",
     "pairwise_transfer",
     "predictor_correlations",
 ]
@@ -198,6 +203,69 @@ def _delta_m(per_seed: tuple[pd.DataFrame, pd.DataFrame], sign: Mapping[str, flo
             ref = stl[task] if task in stl else missing
             parts.append(100.0 * sign.get(task, np.nan) * (mine - ref) / abs(ref.mean()))
     return pd.concat(parts, axis=1).dropna().mean(axis=1)
+
+
+def higher_order_prediction(values: pd.DataFrame, grouping: Grouping, column: str = "test") -> pd.Series:
+    """Standley et al.'s (ICML 2020, §3.3) higher-order approximation of a grouping's Δm from the measured
+    pairs: task ``j`` in a group ``G`` of two or more tasks is predicted to reach the mean over ``i in G \\ j``
+    of its metric in the pair run ``{i, j}``, ``M_hat_j = mean_i mean_seeds M_j({i, j})``; a task alone, its
+    STL metric.  Returned per task: ``100 sign (M_hat_j - mean M_STL_j) / |mean M_STL_j|``; the grouping's
+    predicted Δm is their mean (as :func:`_delta_m`'s over seed means).  ``values``: :func:`grouping_table`'s
+    input; NaN for a task whose pair runs are missing."""
+    means = values.groupby(["group", "task"])[column].mean()
+    stl = values[values["role"] == "stl"].groupby("task")[column].mean()
+    sign = values[values["role"] == "stl"].groupby("task")["sign"].first()
+    pair_label = {frozenset(g.split(SEPARATOR)): g for g in values["group"].unique() if g.count(SEPARATOR) == 1}
+    out = {}
+    for group in grouping:
+        for task in group:
+            if task not in stl:
+                out[task] = np.nan
+                continue
+            if len(group) == 1:
+                predicted = stl[task]
+            else:
+                labels = [pair_label.get(frozenset((other, task))) for other in group if other != task]
+                found = [means.get((label, task), np.nan) if label else np.nan for label in labels]
+                predicted = float(np.mean(found))
+            out[task] = 100.0 * sign[task] * (predicted - stl[task]) / abs(stl[task])
+    return pd.Series(out, dtype=float)
+
+
+def higher_order_results(
+    manifest: pd.DataFrame, rows: pd.DataFrame, task_info: TaskInfo, subset: Sequence[str], budget: int
+) -> pd.DataFrame:
+    """:func:`higher_order_table` from the grouping experiment's manifest and rows (module docstring)."""
+    return higher_order_table(_selected(manifest, rows, task_info), subset, budget)
+
+
+def higher_order_table(values: pd.DataFrame, subset: Sequence[str], budget: int) -> pd.DataFrame:
+    """Every trained grouping of ``subset`` into at most ``budget`` networks with a group of three or more tasks
+    (where the approximation is not the measurement itself): ``grouping, predicted_delta_m`` (Standley's
+    higher-order approximation, :func:`higher_order_prediction`), ``measured_delta_m`` (mean over seeds of the
+    per-seed Δm), their difference ``error`` and ``n_seeds``; sorted by predicted Δm, best first."""
+    if values.empty:
+        return pd.DataFrame()
+    values = values[values["task"].isin(subset)]
+    sign = values[values["role"] == "stl"].groupby("task")["sign"].first().to_dict()
+    per_seed = _per_seed(values, "test")
+    records = []
+    for grouping in set_partitions(list(subset), budget):
+        if max(len(g) for g in grouping) < 3 or not _trained(values, grouping):
+            continue
+        measured = _delta_m(per_seed, sign, grouping)
+        predicted = float(higher_order_prediction(values, grouping).mean())
+        records.append(
+            {
+                "grouping": " | ".join(group_label(g) for g in grouping),
+                "predicted_delta_m": predicted,
+                "measured_delta_m": float(measured.mean()) if len(measured) else np.nan,
+                "n_seeds": len(measured),
+            }
+        )
+    table = pd.DataFrame.from_records(records, columns=["grouping", "predicted_delta_m", "measured_delta_m", "n_seeds"])
+    table.insert(3, "error", table["predicted_delta_m"] - table["measured_delta_m"])
+    return table.sort_values("predicted_delta_m", ascending=False, kind="stable").reset_index(drop=True)
 
 
 def _trained(values: pd.DataFrame, grouping: Grouping) -> bool:

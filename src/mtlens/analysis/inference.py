@@ -156,6 +156,18 @@ _POWER_DRAWS = 1 << 14
 """Seeded normal samples behind :func:`hall_detectable_effect` (power SE 0.3% at 80%)."""
 
 
+def paired_power(effect: float, n: int, alpha: float) -> float:
+    """The power of the paired one-level test (:attr:`MaxTTest.pointwise_p`) of ``n`` seeds at level
+    ``alpha`` against normal differences with standardized mean ``effect`` (``d_z``): the share of the
+    :data:`_POWER_DRAWS` seeded samples of :func:`hall_detectable_effect` with ``|T_H| > hall_critical``
+    (the replacement of the paired t test's noncentral-t power; ``0`` below 2 seeds)."""
+    critical = hall_critical(n, alpha) if n >= 2 else np.inf
+    if not np.isfinite(critical):
+        return 0.0
+    z = np.random.default_rng(7 + n).standard_normal((_POWER_DRAWS, n))
+    return float(np.mean(np.abs(_hall_of_samples(z + effect)) > critical))
+
+
 @functools.lru_cache(maxsize=4096)
 def hall_detectable_effect(n: int, critical: float, power: float = 0.8) -> float:
     """The standardized difference ``d = delta / sigma`` that the paired test rejecting
@@ -376,6 +388,15 @@ class MaxTTest:
             return hall_p_value(self.hall, self._pairs)
         return np.asarray(2 * stats.t.sf(np.abs(self.t), self.df), float)
 
+    @property
+    def student_p(self) -> np.ndarray:
+        """Per level, the plain t test's two-sided p-value ``2 · P(T_nu >= |t_j|)`` with ``nu = n − 1``
+        (paired, Student) or the Welch–Satterthwaite df (unpaired): the gap's per-level test
+        (:mod:`mtlens.analysis.gap`), whose power targets were set against it.  Unlike
+        :attr:`pointwise_p` its level is not held for skewed differences (docs/statistics.md §2)."""
+        df = self.df if self.power_df is None else self.power_df
+        return np.asarray(2 * stats.t.sf(np.abs(self.t), df), float)
+
     def critical(self, alpha: float) -> np.ndarray:
         """Per level, the critical value of the one-level test at ``alpha``: ``|T| > c`` iff
         ``pointwise_p <= alpha`` (paired: :func:`hall_critical` on ``|T_H|``; unpaired ``t_{df, 1−alpha/2}``)."""
@@ -431,19 +452,31 @@ class MaxTTest:
         return np.asarray(nc) * self.se
 
 
-def scalar_test(test: MaxTTest, alpha: float, power: float = 0.8) -> dict[str, float]:
+def scalar_test(test: MaxTTest, alpha: float, power: float = 0.8, robust: bool = True) -> dict[str, float]:
     """The one-level summary every report table gives of a test of ``L = 1`` level: ``low, high`` (the
-    ``1 − alpha`` t interval), ``p_value`` (:attr:`MaxTTest.pointwise_p`), ``min_p`` (0: a t p-value
-    is not bounded below), ``min_detectable`` (at ``power``), ``effect_size`` (Hedges) and ``df``."""
-    low, high = test.interval(alpha)
+    ``1 − alpha`` interval), ``p_value``, ``min_p`` (0: not bound to ``2 / 2^n``), ``min_detectable`` (at
+    ``power``), ``effect_size`` (Hedges) and ``df``.  ``robust``: the skewness-robust test
+    (:attr:`MaxTTest.pointwise_p`, :meth:`MaxTTest.interval`); otherwise the plain t test
+    (:attr:`MaxTTest.student_p`, ``estimate ± t_{nu, 1−alpha/2} · se``, noncentral-t power), which the
+    gap's per-level fixed sequence uses."""
+    if robust:
+        low, high = test.interval(alpha)
+        p_value, df = test.pointwise_p[0], test.df[0]
+        detectable = test.min_detectable(alpha, power)[0]
+    else:
+        df = float((test.df if test.power_df is None else test.power_df)[0])
+        critical = float(stats.t.ppf(1 - alpha / 2, df))
+        low, high = test.estimate - critical * test.se, test.estimate + critical * test.se
+        p_value = test.student_p[0]
+        detectable = detectable_noncentrality(critical, df, power) * test.se[0]
     return {
         "low": float(low[0]),
         "high": float(high[0]),
-        "p_value": float(test.pointwise_p[0]),
+        "p_value": float(p_value),
         "min_p": 0.0,
-        "min_detectable": float(test.min_detectable(alpha, power)[0]),
+        "min_detectable": float(detectable),
         "effect_size": float(test.effect_size()[0]),
-        "df": float(test.df[0]),
+        "df": float(df),
     }
 
 

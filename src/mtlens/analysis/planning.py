@@ -1,19 +1,30 @@
 """Seed planning: how many seeds a study needs before it trains them (docs/statistics.md §9).
 
-A study's report tests each table as one Benjamini–Hochberg family of ``m`` comparisons at FDR
-``alpha`` (transfer: tasks × methods rows).  When only one comparison in the family carries an
-effect, BH rejects it only at ``p <= alpha / m``; when all do, at ``p <= alpha``.  For the paired t
-test of ``n`` seeds (:mod:`mtlens.analysis.inference`) the standardized difference
-``d_z = delta / sigma_d`` detected with power ``1 − beta`` at level ``a`` is
+A study's report tests each of its tables as one Benjamini–Hochberg family of ``m`` comparisons at FDR
+``alpha`` (transfer: one row per setting × task × method; gap: × measure; optimization: per setting ×
+task × method; the sizes come from the report's own tables, :mod:`mtlens.report.planning`).  When only
+one comparison in a family carries an effect, BH rejects it only at ``p <= alpha / m`` (the *lone*
+level); when all do, at ``p <= alpha``.  For the paired t test of ``n`` seeds
+(:mod:`mtlens.analysis.inference`) the standardized difference ``d_z = delta / sigma_d`` detected with
+power ``1 − beta`` at level ``a`` is
 
     d_z(n, a) = lambda / sqrt(n),    P(|T| > t_{n−1, 1−a/2}) = 1 − beta,  T ~ nct(n − 1, lambda)
 
 (:func:`~mtlens.analysis.inference.detectable_effect`), so ``d_z(n, alpha / m)`` is the effect any
-single verdict needs and ``d_z(n, alpha)`` the one every row shares.  Multiplied by the standard
-deviation of the per-seed differences (a pilot's, or a stored study's) it is the difference in the
-metric's own units.  The permutation tests of the report have a floor instead: a sign-flip test of
-``n`` seeds cannot go below ``2 / 2^n`` (the gap's band) and a correlation permuting ``G`` seeds
-below ``1 / G!``; the fewest seeds that reach ``alpha / m`` are given too.
+single verdict needs; when every row has the effect, BH's level is ``alpha R / m`` with ``R`` the rows it
+rejects, and the effect each row needs lies between ``d_z(n, alpha)`` and ``d_z(n, alpha / m)``
+(:func:`detectable_every_row`).  A t p-value has no floor, so any
+verdict needs only ``n >= 2`` (``df = n − 1 >= 1`` for the t interval); the binding constraint is power,
+``d_z(2, a)`` being tens of seed-sd.  A permutation p-value has a floor, its family's ``min_p`` (``2 / 2^n``
+for ``n`` sign-flipped pairs, ``1 / G!`` for ``G`` permuted clusters), and no verdict is possible while
+``min_p > alpha / m``, whatever the effect.
+
+Multiplied by ``sigma_d``, the standard deviation of the per-seed differences MTL − STL (a pilot's, or a
+stored study's: :func:`spread_table`), ``d_z`` becomes a difference in the metric's own units
+(:func:`detectable_table`).  Without an MTL run (a pilot of STL seeds only) ``sigma_d`` is taken as
+``sqrt(2) · s_STL``, the sd of the difference of two independent runs: pairing by seed (shared
+initialization and batch order) correlates the two runs positively and makes the true ``sigma_d``
+smaller, so this errs towards more seeds.
 """
 
 from __future__ import annotations
@@ -23,8 +34,16 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import optimize, stats
 
-from mtlens.analysis.inference import detectable_effect
+from mtlens.analysis.inference import detectable_effect, paired_power
+from mtlens.analysis.transfer import TaskInfo, paired_or_unpaired, selection_info
+
+RATIO = "log train-loss ratio"
+"""The quantity of :func:`spread_table`'s optimization rows (final ``log(L_MTL / L_STL)`` at equal steps)."""
+
+POWER = 0.8
+"""The power every planned effect is detected with (the report's ``min_detectable`` columns use the same)."""
 
 
 def fewest_sign_flip_seeds(level: float) -> int:
@@ -40,58 +59,152 @@ def fewest_permuted_seeds(level: float) -> int:
     return g
 
 
-def seeds_needed(effect: float, level: float, power: float = 0.8, most: int = 200) -> int | None:
-    """The fewest seeds at which the paired t test at ``level`` detects ``effect`` (``d_z``) with
-    ``power``; ``None`` beyond ``most``."""
-    for n in range(2, most + 1):
-        if detectable_effect(n, level, power) <= effect:
-            return n
-    return None
+def seeds_needed(effect: float, level: float, power: float = POWER, most: int = 200) -> int | None:
+    """The fewest seeds at which the paired test at ``level`` detects ``effect`` (``d_z``) with
+    ``power``; ``None`` beyond ``most``.  Bisection over ``n`` (the detectable effect falls with ``n``;
+    each ``n`` costs a simulated reference, :func:`~mtlens.analysis.inference.hall_reference`)."""
+    if not effect > 0 or detectable_effect(most, level, power) > effect:
+        return None
+    low, high = 1, most  # detectable_effect(1) = inf > effect >= detectable_effect(most)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if detectable_effect(middle, level, power) <= effect:
+            high = middle
+        else:
+            low = middle
+    return high
 
 
-def seed_plan(
+def every_row_power(effect: float, n: int, alpha: float, comparisons: int, min_p: float = 0.0) -> float:
+    """Per-row power of Benjamini–Hochberg at FDR ``alpha`` over ``comparisons`` independent paired t tests
+    of ``n`` seeds when every row has the effect ``d_z = effect``.  BH rejects row ``i`` iff ``p_i <= alpha
+    (1 + K) / m`` with ``K`` the other rows it rejects; with ``K ~ Binomial(m − 1, pi)`` the power ``pi`` is
+    the largest fixed point of ``pi = sum_k P(K = k) · paired_power(effect, n, alpha (1 + k) / m)`` (iterated
+    down from 1, as BH's step-up takes the largest set).  A level below ``min_p`` (the test's floor) has
+    power 0.  Checked against simulated BH in tests/test_planning.py."""
+    m = int(comparisons)
+    k = np.arange(m)
+    levels = alpha * (1 + k) / m
+    powers = np.array([paired_power(effect, n, a) if a >= min_p else 0.0 for a in levels])
+    pi = 1.0
+    for _ in range(1000):
+        new = float(np.dot(stats.binom.pmf(k, m - 1, pi), powers))
+        if abs(new - pi) < 1e-12:
+            break
+        pi = new
+    return pi
+
+
+def detectable_every_row(n: int, alpha: float, comparisons: int, power: float = POWER, min_p: float = 0.0) -> float:
+    """The ``d_z`` that Benjamini–Hochberg over ``comparisons`` rows, every one with that effect, finds in
+    each row with ``power`` (:func:`every_row_power`; between ``d_z(n, alpha)``, reached only if every other
+    row were rejected for sure, and ``d_z(n, alpha / m)``, the lone effect); ``inf`` if ``min_p > alpha``."""
+    if min_p > alpha or n < 2:
+        return np.inf
+    low = detectable_effect(n, alpha, power)
+    if every_row_power(low, n, alpha, comparisons, min_p) >= power:
+        return low
+    high = 2 * low
+    while every_row_power(high, n, alpha, comparisons, min_p) < power:
+        high *= 2
+    return float(optimize.brentq(lambda d: every_row_power(d, n, alpha, comparisons, min_p) - power, low, high))
+
+
+def family_plan(families: pd.DataFrame, alpha: float = 0.05, power: float = POWER) -> pd.DataFrame:
+    """Per row of ``families`` (``family, n_seeds, comparisons, min_p``: a family of ``comparisons`` tests
+    whose smallest attainable p-value at ``n_seeds`` is ``min_p``) adds ``lone_level`` (``alpha /
+    comparisons``), ``can_reach`` (``min_p <= lone_level``: a lone verdict is possible at all), ``d_z_lone``
+    (the paired t test's detectable ``d_z`` at ``power`` and ``lone_level`` when one comparison has the
+    effect; ``inf`` where ``can_reach`` is False) and ``d_z_all`` (when every comparison has it:
+    :func:`detectable_every_row`)."""
+    out = families.copy()
+    out["lone_level"] = alpha / out["comparisons"].astype(float)
+    out["can_reach"] = out["min_p"].astype(float) <= out["lone_level"]
+    out["d_z_lone"] = [
+        detectable_effect(int(n), level, power) if reach else np.inf
+        for n, level, reach in zip(out["n_seeds"], out["lone_level"], out["can_reach"], strict=True)
+    ]
+    out["d_z_all"] = [
+        detectable_every_row(int(n), alpha, int(m), power, p)
+        for n, m, p in zip(out["n_seeds"], out["comparisons"], out["min_p"].astype(float), strict=True)
+    ]
+    return out
+
+
+def difference_spread(mtl: np.ndarray, stl: np.ndarray, paired: bool) -> tuple[float, str]:
+    """``(sigma_d, source)``: the sd (ddof 1) of the per-seed differences ``mtl − stl`` when ``paired``
+    (``source`` "paired"); else ``sqrt(s_MTL^2 + s_STL^2)`` ("unpaired"), or ``sqrt(2) · s_STL`` without MTL
+    values ("STL spread"): the sd of a difference of independent runs (module docstring).  NaN with fewer
+    than 2 values."""
+    if paired:
+        d = np.asarray(mtl, float) - np.asarray(stl, float)
+        return (float(d.std(ddof=1)) if len(d) >= 2 else np.nan), "paired"
+    s_stl = float(np.std(stl, ddof=1)) if len(stl) >= 2 else np.nan
+    if len(mtl) == 0:
+        return math.sqrt(2) * s_stl, "STL spread"
+    s_mtl = float(np.std(mtl, ddof=1)) if len(mtl) >= 2 else np.nan
+    return math.hypot(s_mtl, s_stl), "unpaired"
+
+
+def spread_table(selected: pd.DataFrame, task_info: TaskInfo, effect: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The seed spread of each comparison a stored study (or pilot) allows: one row per ``setting, task,
+    method`` (``method`` empty for a task with STL runs only) and ``quantity`` with ``n_seeds``, ``source``
+    and ``sd`` (:func:`difference_spread`).
+
+    ``selected``: :func:`~mtlens.analysis.transfer.selected_checkpoints` rows; the quantity is the task's
+    test selection metric, read and paired exactly as the transfer table reads it
+    (:func:`~mtlens.analysis.transfer.paired_or_unpaired`).  ``effect``: per-seed rows of
+    :func:`~mtlens.analysis.optimization.optimization_effect`, whose ``log_ratio_final`` (already a per-seed
+    MTL − STL difference) gives the quantity ``log train-loss ratio``."""
+    records = []
+    for (setting, task), frame in selected.groupby(["setting", "task"], sort=True):
+        column = f"test/{selection_info(task_info, setting, task)['selection_metric']}"
+        if column not in frame:
+            continue
+        stl_rows = frame[frame["mode"] == "stl"]
+        groups = list(frame[frame["mode"] == "mtl"].groupby("method", sort=True)) or [("", stl_rows.iloc[:0])]
+        for method, mtl_rows in groups:
+            mtl, stl, paired = paired_or_unpaired(pd.concat([stl_rows, mtl_rows]), column)
+            sd, source = difference_spread(mtl, stl, paired)
+            n = len(mtl) if paired else len(stl)
+            records.append(
+                {"setting": setting, "task": task, "method": method, "quantity": column}
+                | {"n_seeds": n, "source": source, "sd": sd}
+            )
+    if effect is not None and len(effect):
+        for (setting, task, method), frame in effect.groupby(["setting", "task", "method"], sort=True):
+            values = frame["log_ratio_final"].to_numpy(float)
+            values = values[np.isfinite(values)]
+            records.append(
+                {"setting": setting, "task": task, "method": method, "quantity": RATIO}
+                | {"n_seeds": len(values), "source": "paired", "sd": difference_spread(values, 0 * values, True)[0]}
+            )
+    columns = ["setting", "task", "method", "quantity", "n_seeds", "source", "sd"]
+    return pd.DataFrame.from_records(records, columns=columns)
+
+
+def detectable_table(
+    spread: pd.DataFrame,
     comparisons: int,
     alpha: float = 0.05,
-    seeds: Sequence[int] = (4, 6, 8, 12, 16),
-    sd: float | None = None,
-    power: float = 0.8,
+    seeds: Sequence[int] = (6, 8, 12),
+    effect: float | None = None,
+    power: float = POWER,
 ) -> pd.DataFrame:
-    """Per number of seeds ``n``: ``n_seeds, lone_level`` (``alpha / comparisons``), ``d_z_lone`` and
-    ``d_z_all`` (the paired t test's detectable ``d_z`` at ``power`` when one / every comparison of the
-    family has the effect), ``difference_lone`` and ``difference_all`` (``d_z · sd``; NaN without
-    ``sd``), ``sign_flip_min_p`` (``2 / 2^n``) and ``sign_flip_can_reach`` (``2 / 2^n <= alpha /
-    comparisons``: a lone gap verdict of the permutation band is possible)."""
+    """``spread`` (:func:`spread_table`) with, per number of seeds ``n`` in ``seeds``, ``detectable_n<n>``:
+    the difference in the quantity's units a lone effect needs to be found with ``power`` in a family of
+    ``comparisons`` at FDR ``alpha`` (``sd · d_z(n, alpha / comparisons)``), and with ``effect`` (in the
+    same units) ``seeds_for_effect``: the fewest seeds that detect it (:func:`seeds_needed`; NaN beyond 200)."""
     if comparisons < 1:
         raise ValueError(f"comparisons must be >= 1, got {comparisons}")
+    out = spread.copy()
     lone = alpha / comparisons
-    records = []
     for n in seeds:
-        d_lone, d_all = detectable_effect(n, lone, power), detectable_effect(n, alpha, power)
-        records.append(
-            {
-                "n_seeds": n,
-                "lone_level": lone,
-                "d_z_lone": d_lone,
-                "d_z_all": d_all,
-                "difference_lone": d_lone * sd if sd is not None else np.nan,
-                "difference_all": d_all * sd if sd is not None else np.nan,
-                "sign_flip_min_p": 2.0 / 2**n,
-                "sign_flip_can_reach": 2.0 / 2**n <= lone,
-            }
-        )
-    return pd.DataFrame.from_records(records)
-
-
-def plan_summary(comparisons: int, alpha: float = 0.05, power: float = 0.8) -> dict[str, int | None]:
-    """The seeds a family of ``comparisons`` at FDR ``alpha`` needs: ``t_any`` (2: a t p-value has no
-    floor), ``sign_flip`` (:func:`fewest_sign_flip_seeds` at ``alpha / comparisons``), ``correlation``
-    (:func:`fewest_permuted_seeds` at ``alpha``), and ``for_d_z_1`` / ``for_d_z_0.5`` (the seeds at which
-    a lone effect of ``d_z = 1`` / ``0.5`` is found with ``power``)."""
-    lone = alpha / comparisons
-    return {
-        "t_any": 2,
-        "sign_flip": fewest_sign_flip_seeds(lone),
-        "correlation": fewest_permuted_seeds(alpha),
-        "for_d_z_1": seeds_needed(1.0, lone, power),
-        "for_d_z_0.5": seeds_needed(0.5, lone, power),
-    }
+        out[f"detectable_n{n}"] = out["sd"].astype(float) * detectable_effect(int(n), lone, power)
+    if effect is not None:
+        needed = [
+            seeds_needed(abs(effect) / sd, lone, power) if sd > 0 else (2 if sd == 0 else None)
+            for sd in out["sd"].astype(float)
+        ]
+        out["seeds_for_effect"] = pd.array([np.nan if n is None else n for n in needed], dtype="Int64")
+    return out

@@ -19,12 +19,13 @@ import torch
 
 from mtlens.analysis.transfer import selected_checkpoints
 from mtlens.data.corruptions import CORRUPTIONS, SEVERITIES, corrupt
-from mtlens.errors import ConfigError, DamagedStoreError, MtlensError
+from mtlens.errors import ConfigError
 from mtlens.experiments.linear_probe import encode, fit_linear_probe
 from mtlens.models import build_model
 from mtlens.seeding import derived_seed
 from mtlens.settings import Setting
 from mtlens.store import RunState, RunStore
+from mtlens.training.handle import load_selected_model
 
 PROBE_L2 = 1e-3
 """L2 penalty of the linear probes (on standardized features)."""
@@ -67,20 +68,7 @@ def corruption_accuracy(
         model = build_model(setting.encoder, setting.feature_dim, setting.select(tasks), int(run.seed))
         for task in tasks:
             step = int(steps[(run.run_id, task)])
-            path = store.selected_model_path(run.run_id, task, step)
-            if not path.exists():
-                raise MtlensError(
-                    f"run {run.run_id} has no saved model of task {task!r} at its selected step {step} "
-                    f"({path}); train it with save_selected_models: true (the corruptions "
-                    f"experiment's runs set it)"
-                )
-            try:
-                weights = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as err:  # any failure to load means the file is damaged
-                raise DamagedStoreError(
-                    f"run {run.run_id}: {path} is damaged ({type(err).__name__}: {err}); rerun "
-                    f"the experiment to retrain the run"
-                ) from None
+            weights = load_selected_model(store, run.run_id, task, step)  # verified before it is trusted
             model.load_state_dict(weights)
             encoder = model.encoder.to(device)
             data = setting.data[task]

@@ -42,6 +42,7 @@ from mtlens.analysis.grouping import (
     best_grouping,
     group_label,
     grouping_results,
+    higher_order_results,
     pairwise_transfer,
     predictor_correlations,
 )
@@ -214,8 +215,8 @@ def grouping_section(
             transfer,
             out_dir,
             f"grouping_transfer_{setting}",
-            "Pairwise transfer tests (the transfer table's exact sign-flip test per ordered pair, permutation "
-            "interval, Benjamini-Hochberg over all pairs).",
+            "Pairwise transfer tests (the transfer table's paired t test and t interval per ordered pair, "
+            "Benjamini-Hochberg over all pairs).",
         ),
     ]
     affinities = affinity_table(manifest, rows, transfer)
@@ -271,6 +272,19 @@ def grouping_section(
                 "relative test improvement over the same-seed STL run (%), with its interval; vs_all / vs_best: paired "
                 "differences to all-together and to the exhaustive best; p-values Benjamini-Hochberg adjusted over "
                 "the table.",
+            )
+        )
+    higher = higher_order_results(manifest, rows, task_info, subset, budget)
+    if len(higher):
+        parts.append(
+            table_html(
+                higher,
+                out_dir,
+                f"grouping_higher_order_{setting}",
+                f"Standley et al.'s higher-order approximation on {', '.join(subset)}: each trained grouping with a "
+                "group of 3 or more tasks, its Δm predicted from the measured pairs alone (a task's test metric in "
+                "a group = the mean of its metric in the pair runs with each group mate; alone: its STL metric) "
+                "and its measured Δm (mean over seeds, %); error = predicted − measured. Descriptive, no test.",
             )
         )
     every = grouping_results(manifest, rows, task_info, all_tasks, budget, predictors, exhaustive=False)

@@ -153,8 +153,49 @@ _PARAM_NUMBERS = itertools.count()
 
 
 def param_name(kind: str) -> str:
-    """A parameter name unique within the process (so within any spec that combines figures)."""
+    """A parameter name unique within the process (so within any spec that combines figures); :func:`spec`
+    renumbers them per figure, so the same figure built twice is the same spec."""
     return f"{kind}{next(_PARAM_NUMBERS)}"
+
+
+def _renumbered_params(chart: Any) -> Any:
+    """``chart`` with every parameter (``params: [{"name": ...}]``) of :func:`param_name` renamed
+    ``KIND0, KIND1, ...`` per kind in the order of first definition, and every reference to it
+    (``{"param": name}``) renamed alike: names stay unique within the spec but no longer depend on how many
+    figures the process built before."""
+    names: dict[str, str] = {}
+    counts: dict[str, int] = {}
+
+    def collect(node: Any) -> None:
+        if isinstance(node, dict):
+            for entry in node.get("params", ()):
+                name = entry.get("name") if isinstance(entry, dict) else None
+                if not isinstance(name, str):
+                    continue
+                kind = name.rstrip("0123456789")
+                if kind and kind != name and name not in names:
+                    names[name] = f"{kind}{counts.setdefault(kind, 0)}"
+                    counts[kind] += 1
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for value in node:
+                collect(value)
+
+    def rename(node: Any, in_params: bool = False) -> Any:
+        if isinstance(node, dict):
+            return {
+                key: names.get(value, value)
+                if (key == "param" or (key == "name" and in_params)) and isinstance(value, str)
+                else rename(value, key == "params")
+                for key, value in node.items()
+            }
+        if isinstance(node, list):
+            return [rename(value, in_params) for value in node]
+        return node
+
+    collect(chart)
+    return rename(chart) if names else chart
 
 
 def legend_toggle(field: str) -> Spec:
@@ -363,8 +404,8 @@ def concat(direction: str, charts: Sequence[Spec], independent: Sequence[str] = 
 
 
 def spec(chart: Spec) -> Spec:
-    """``chart`` as a top-level Vega-Lite spec."""
-    return {"$schema": SCHEMA, **chart}
+    """``chart`` as a top-level Vega-Lite spec, its parameter names numbered within it (:func:`param_name`)."""
+    return {"$schema": SCHEMA, **_renumbered_params(chart)}
 
 
 def vega_bundle() -> str:

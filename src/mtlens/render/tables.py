@@ -60,6 +60,11 @@ COLUMNS: dict[str, tuple[str, str]] = {
         "The smallest p-value the test allows (0 for t tests, 2/2^n for sign flips): above the level, "
         "no test can be significant.",
     ),
+    "min_p_any": (
+        "smallest possible p (any gap)",
+        "The smallest p-value of the sign-flip band over all levels (2/2^n for n pairs): above the level, the "
+        "band cannot exclude 0 anywhere.",
+    ),
     "min_detectable": (
         "Δ detectable (80% power)",
         "The difference the test would detect with 80% power at this level.",

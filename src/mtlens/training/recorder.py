@@ -267,8 +267,7 @@ class Recorder:
                 "remove its directory to record it again, or change its description"
             )
         try:
-            status = self.store.status(self.run_id)
-            self._last_step = int(status["step"]) if status else 0
+            self._last_step = self.handle.opened_step
             self.handle.mark_running(self._last_step)
         except BaseException:
             self.handle.close()

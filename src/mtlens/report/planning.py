@@ -1,0 +1,115 @@
+"""The report's seed-planning section and the family sizes it and :mod:`mtlens.report.study_plan` read
+(docs/statistics.md §9).
+
+**Family sizes.** The report tests each of its tables as one Benjamini–Hochberg family (transfer,
+gap, optimization; :func:`family_sizes`).  Before training, the sizes and the smallest attainable
+p-value of each family are read off the report's own analyses run on a *synthetic* study of the
+planned design (:func:`planned_rows`: the setting's tasks and metrics from the registry, STL per task
+and MTL per method for each seed, noise values): whatever the report's tables count as a comparison,
+the plan counts the same, with no second definition of the families to keep in step.
+
+**Spread.** With a stored pilot (or an earlier study), the seed spread of each comparison comes from the
+stored runs through the report's loaders (:func:`stored_spread`,
+:func:`~mtlens.analysis.planning.spread_table`), so the detectable effect is given in the metric's units.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mtlens.analysis.inference import detectable_effect
+from mtlens.analysis.planning import POWER, RATIO, detectable_table, seeds_needed
+from mtlens.render import Section, table_html
+from mtlens.render.tables import number
+
+PERCENT_METRICS = ("error", "accuracy", "acc", "pixel_accuracy", "miou", "f1")
+"""Metrics that are fractions in [0, 1]: their differences are written in points (as the answers do)."""
+
+
+def family_sizes(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """``family, comparisons, min_p`` of each family the report tests, from its tables (``name -> table``:
+    :func:`~mtlens.report.study_report.report_families`; one row per non-empty table with a ``min_p``
+    column); ``min_p`` is the largest of the table's per-row smallest attainable p-values."""
+    records = [
+        {"family": name, "comparisons": len(table), "min_p": float(pd.to_numeric(table["min_p"]).max())}
+        for name, table in tables.items()
+        if len(table) and "min_p" in table
+    ]
+    return pd.DataFrame.from_records(records, columns=["family", "comparisons", "min_p"])
+
+
+def difference_text(value: float, quantity: str) -> str:
+    """A difference in ``quantity``'s units: points for percent metrics (``test/error`` 0.031 -> "3.1 error
+    points"), else the value and the quantity's name."""
+    name = quantity.split("/")[-1]
+    if not math.isfinite(value):
+        return "no difference"
+    if name in PERCENT_METRICS:
+        return f"{number(100 * value, 2)} {name} points"
+    return f"{number(value, 2)} in {quantity}"
+
+
+def seed_planning_section(
+    spread: pd.DataFrame, sizes: pd.DataFrame, out_dir: Path, alpha: float, seeds: Sequence[int] = ()
+) -> Section:
+    """The report's seed-planning paragraph and table: per comparison of the study (``spread``:
+    :func:`~mtlens.analysis.planning.spread_table` of its runs), the difference this study's seeds detect
+    with 80% power as a lone effect of its family (``sizes``: :func:`family_sizes`; the transfer family for
+    the transfer metric, the optimization family for the log training-loss ratio), and the seeds that half
+    of it would need (``seeds_for_half``).  ``seeds``: numbers of seeds to show besides the study's own
+    (default: the study's and twice as many)."""
+    title, anchor = "How many seeds?", "planning"
+    spread = spread[np.isfinite(spread["sd"].astype(float)) & (spread["n_seeds"] >= 2)]
+    sizes = sizes.set_index("family")["comparisons"]
+    if spread.empty:
+        return Section(title, "<p>Too few seeds to estimate the seed spread of any comparison.</p>", anchor)
+    frames = []
+    for quantity_is_ratio, rows in spread.groupby(spread["quantity"] == RATIO, sort=False):
+        m = int(sizes.get("optimization" if quantity_is_ratio else "transfer", 1))
+        n_now = int(rows["n_seeds"].max())
+        shown = sorted({*seeds} or {n_now, 2 * n_now})
+        table = detectable_table(rows, m, alpha, shown)
+        lone = alpha / m
+        table["comparisons"] = m
+        d_z = {int(n): detectable_effect(int(n), lone, POWER) for n in table["n_seeds"]}
+        table["detectable_now"] = table["sd"].astype(float) * table["n_seeds"].map(d_z)
+        half = {n: seeds_needed(d / 2, lone, POWER) for n, d in d_z.items()}  # d_z / 2: the same in any unit
+        table["seeds_for_half"] = pd.array([half[int(n)] for n in table["n_seeds"]], dtype="Int64")
+        frames.append(table)
+    table = pd.concat(frames, ignore_index=True)
+    sentences = []
+    for (n, quantity), rows in table.groupby(["n_seeds", "quantity"], sort=False):
+        parts = [
+            f"{r['setting']}, task {r['task']}" + (f", MTL {r['method']}" if r["method"] else "") + ": "
+            f"{difference_text(r['detectable_now'], str(quantity))}"
+            for r in rows.to_dict("records")
+        ]
+        half = rows["seeds_for_half"].iloc[0]
+        sentences.append(
+            f"With {n} seeds, a lone difference in {quantity} is found with 80% power from: {'; '.join(parts)}. "
+            f"Half of any of these would need " + (f"{int(half)} seeds." if pd.notna(half) else "more than 200 seeds.")
+        )
+    body = (
+        f"<p>What this study's seeds can detect, from the seed spread of its own runs (sd of the per-seed "
+        f"differences MTL − STL; √2 × the STL spread where a task has no MTL run): the difference a lone "
+        f"effect in its family (Benjamini–Hochberg at FDR {alpha:g}) needs to be found with 80% power "
+        f"(paired t, noncentral t), and the seeds half of it would need. Plan a new study with "
+        f"<code>mtlens plan SETTING --store THIS_STORE --effect X</code> (docs/statistics.md §9).</p>"
+        + "".join(f'<p class="plan">{html.escape(s)}</p>' for s in sentences)
+    )
+    body += table_html(
+        table,
+        out_dir,
+        "seed_planning",
+        "Per comparison: sd of the per-seed differences (source: paired, unpaired or STL spread), comparisons "
+        "in its family, detectable_now: the lone difference found with 80% power at this study's n_seeds, "
+        "detectable_n*: at other numbers of seeds, seeds_for_half: the seeds half of detectable_now needs.",
+        short=("setting", "task", "method", "quantity", "n_seeds", "sd", "detectable_now", "seeds_for_half"),
+    )
+    return Section(title, body, anchor)

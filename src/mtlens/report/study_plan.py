@@ -1,0 +1,219 @@
+"""Seed planning before training: ``mtlens plan`` and ``mtlens study --dry-run`` (docs/statistics.md §9).
+
+**Family sizes.** The report tests each of its tables as one Benjamini–Hochberg family
+(:func:`~mtlens.report.study_report.report_families`: transfer, gap, optimization).  Before training,
+the sizes and the smallest attainable p-value of each family are read off the report's own analyses
+run on a *synthetic* study of the planned design (:func:`planned_rows`: the setting's tasks and metrics,
+STL per task and MTL per method for each seed, noise values): whatever the report's tables count as a
+comparison, the plan counts the same, with no second definition of the families to keep in step.
+
+**Spread.** With a stored pilot (or an earlier study), the seed spread of each comparison comes from the
+stored runs through the report's loaders (:func:`stored_spread`,
+:func:`~mtlens.analysis.planning.spread_table`), so the detectable effect is given in the metric's units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from mtlens.analysis.inference import detectable_effect
+from mtlens.analysis.planning import POWER, RATIO, detectable_table, family_plan, seeds_needed, spread_table
+from mtlens.analysis.transfer import TaskInfo
+from mtlens.render.tables import number
+from mtlens.report.planning import difference_text, family_sizes
+from mtlens.report.study_report import ReportData, report_families
+
+MOST_SEEDS = 32
+"""The most seeds :func:`planned_families` tries when looking for the fewest that allow a verdict."""
+
+
+def planned_rows(
+    setting: str, task_info: TaskInfo, methods: Sequence[str], n_seeds: int, checkpoints: int = 6, seed: int = 0
+) -> pd.DataFrame:
+    """Trajectory rows of a synthetic study of ``setting``: per seed ``0..n_seeds-1`` one STL run per task of
+    ``task_info`` (keys ``(setting, task)``) and one MTL run per method, each with ``checkpoints``
+    evaluations of ``train/``, ``val/`` and ``test/`` for ``loss`` and every metric of the task (the
+    quantities a run of the trainer records), filled with noise around a falling training loss.  Only
+    their shape matters: :func:`planned_families` counts the comparisons the report makes of them."""
+    rng = np.random.default_rng(seed)
+    tasks = [task for (name, task) in task_info if name == setting]
+    metrics = {
+        task: ["loss", *(m for m in task_info[(setting, task)]["lower_is_better"] if m != "loss")] for task in tasks
+    }
+    runs = [("stl", "sum", [task]) for task in tasks] + [("mtl", method, tasks) for method in methods]
+    records = []
+    steps = np.arange(checkpoints)
+    for s in range(n_seeds):
+        for mode, method, run_tasks in runs:
+            run_id = f"{setting}-{mode}-{'-'.join(run_tasks) if mode == 'stl' else method}-s{s}"
+            for task in run_tasks:
+                loss = np.exp(-0.5 * steps + 0.05 * rng.standard_normal(checkpoints))
+                for split in ("train", "val", "test"):
+                    for metric in metrics[task]:
+                        base = loss if metric == "loss" else 0.2 + 0.1 * loss
+                        value = base * (1.2 if split != "train" else 1.0) + 0.01 * rng.standard_normal(checkpoints)
+                        records += [
+                            (run_id, setting, task, mode, method, s, int(k), float(k), f"{split}/{metric}", float(v))
+                            for k, v in zip(steps, value, strict=True)
+                        ]
+    columns = ["run_id", "setting", "task", "mode", "method", "seed", "step", "epoch", "quantity", "value"]
+    return pd.DataFrame.from_records(records, columns=columns)
+
+
+def planned_families(
+    setting: str,
+    task_info: TaskInfo,
+    methods: Sequence[str],
+    seeds: Sequence[int],
+    alpha: float = 0.05,
+    power: float = POWER,
+) -> pd.DataFrame:
+    """:func:`~mtlens.analysis.planning.family_plan` of the report's families (:func:`family_sizes`) for a
+    study of ``setting`` with ``methods`` at each number of seeds in ``seeds``, read from the report's
+    analyses of :func:`planned_rows`; plus a column ``fewest_seeds``: per family, the fewest seeds at which a
+    lone verdict is possible at all (``min_p <= alpha / comparisons``), found by bisection (``min_p`` falls as
+    seeds are added) from 2 up to the largest of ``seeds`` (doubled up to :data:`MOST_SEEDS` where none of
+    ``seeds`` reaches; NaN if none does).  The sizes come from the planned study at one number of seeds
+    (they do not change with it), the floors ``min_p`` at each number from a study of the first method
+    alone (a floor is a property of one comparison's design)."""
+
+    def sizes(n: int, methods: Sequence[str]) -> pd.DataFrame:
+        return family_sizes(report_families(ReportData(planned_rows(setting, task_info, methods, n), task_info, alpha)))
+
+    seeds = sorted(set(seeds))
+    comparisons = sizes(max(3, seeds[0]), methods).set_index("family")["comparisons"]  # the same for any n >= 2
+    floors: dict[int, pd.Series] = {}
+
+    def min_p(n: int) -> pd.Series:
+        """Each family's smallest attainable p at ``n`` seeds (a property of one row: one method suffices)."""
+        if n not in floors:
+            floors[n] = sizes(n, methods[:1]).set_index("family")["min_p"]
+        return floors[n]
+
+    def reaches(family: str, n: int) -> bool:
+        return float(min_p(n).get(family, np.inf)) <= alpha / float(comparisons[family])
+
+    families = pd.DataFrame(
+        [
+            {"family": family, "n_seeds": n, "comparisons": int(m), "min_p": float(min_p(n).get(family, np.nan))}
+            for n in seeds
+            for family, m in comparisons.items()
+        ]
+    )
+    plan = family_plan(families, alpha, power)
+    fewest: dict[str, float] = {}
+    for family in comparisons.index:
+        tried = list(seeds)
+        while not reaches(family, tried[-1]) and 2 * tried[-1] <= MOST_SEEDS:
+            tried.append(2 * tried[-1])
+        if not reaches(family, tried[-1]):
+            fewest[family] = np.nan
+            continue
+        high = min(n for n in tried if reaches(family, n))
+        low = max([1, *(n for n in tried if n < high)])  # min_p falls with n: no verdict below high
+        while high - low > 1:  # invariant: no verdict at low (or low = 1), a verdict possible at high
+            middle = (low + high) // 2
+            high, low = (middle, low) if reaches(family, middle) else (high, middle)
+        fewest[family] = high
+    return plan.assign(fewest_seeds=plan["family"].map(fewest))
+
+
+def stored_spread(data: ReportData) -> pd.DataFrame:
+    """:func:`~mtlens.analysis.planning.spread_table` of a report's data: the transfer metric of each
+    (setting, task, method), read from the selected checkpoints the transfer table reads, and the final
+    log training-loss ratio of the optimization table."""
+    return spread_table(data.selected, data.task_info, data.optimization)
+
+
+def spread_sentences(table: pd.DataFrame, seeds: Sequence[int], effect: float | None = None) -> list[str]:
+    """One sentence per row of a :func:`~mtlens.analysis.planning.detectable_table`: the difference each
+    number of seeds detects with 80% power, and the seeds ``seeds_for_effect`` that ``effect`` needs."""
+    sentences = []
+    for row in table.to_dict("records"):
+        who = f"MTL ({row['method']}) vs STL" if row["method"] else "MTL vs STL (from the STL seed spread)"
+        found = ", ".join(f"{difference_text(row[f'detectable_n{n}'], row['quantity'])} at {n} seeds" for n in seeds)
+        over = f"over {row['n_seeds']} seeds, {row['source']}" if pd.notna(row["n_seeds"]) else "given"
+        sentence = (
+            f"{row['setting']}, task {row['task']}, {who}, {row['quantity']} (sd of the differences "
+            f"{number(row['sd'], 2)} {over}): {found}"
+        )
+        if "seeds_for_effect" in row and row["quantity"] != RATIO:
+            needed = row["seeds_for_effect"]
+            sentence += f"; {difference_text(float(effect or np.nan), row['quantity'])} needs " + (
+                f"{int(needed)} seeds" if pd.notna(needed) else "more than 200 seeds"
+            )
+        sentences.append(sentence + ".")
+    return sentences
+
+
+def family_sentences(plan: pd.DataFrame, alpha: float) -> list[str]:
+    """The plan of each family (:func:`planned_families`) in words: its size and lone level, the fewest
+    seeds any verdict needs and what binds there, and the detectable ``d_z`` at each number of seeds."""
+    sentences = []
+    for family, rows in plan.groupby("family", sort=False):
+        first = rows.iloc[0]
+        m, lone = int(first["comparisons"]), float(first["lone_level"])
+        fewest = first["fewest_seeds"]
+        if pd.isna(fewest):
+            need = f"no lone verdict is possible with up to {MOST_SEEDS} seeds"
+        elif float(rows["min_p"].min()) == 0:
+            d2 = detectable_effect(2, lone, POWER)
+            need = (
+                f"any verdict needs {int(fewest)} seeds (a t p-value has no floor; df = n − 1 >= 1 for its "
+                f"interval), and power binds: at 2 seeds a lone effect must be d_z = {number(d2, 3)}"
+            )
+        else:
+            need = (
+                f"any verdict needs {int(fewest)} seeds (its smallest attainable p-value reaches "
+                f"alpha / m only from there)"
+            )
+        found = ", ".join(
+            f"{number(r['d_z_lone'], 3)} at {int(r['n_seeds'])}" if r["can_reach"] else f"none at {int(r['n_seeds'])}"
+            for r in rows.to_dict("records")
+        )
+        every = ", ".join(f"{number(r['d_z_all'], 3)} at {int(r['n_seeds'])}" for r in rows.to_dict("records"))
+        approximate = " by the one-level t test" if float(rows["min_p"].max()) > 0 else ""
+        sentences.append(
+            f"{family}: {m} comparisons, one BH family at FDR {alpha:g}, so a lone effect must reach "
+            f"p <= {number(lone, 2)}; {need}. Detectable with 80% power{approximate} (d_z, seed-sd of the per-seed "
+            f"differences): a lone effect {found} seeds; an effect in every row {every} seeds."
+        )
+    return sentences
+
+
+def plan_report(
+    setting: str,
+    task_info: TaskInfo,
+    methods: Sequence[str],
+    seeds: Sequence[int],
+    alpha: float,
+    spread: pd.DataFrame | None = None,
+    effect: float | None = None,
+) -> tuple[list[str], pd.DataFrame, pd.DataFrame | None]:
+    """``(sentences, family plan, detectable table)`` of ``mtlens plan`` and ``mtlens study --dry-run``:
+    :func:`planned_families` in words and, with a ``spread`` (:func:`stored_spread` of a pilot, or a given
+    sd), its :func:`~mtlens.analysis.planning.detectable_table` at the planned transfer family's size (the
+    optimization family's for the log training-loss ratio) with ``effect`` in the quantity's units."""
+    plan = planned_families(setting, task_info, methods, seeds, alpha)
+    sentences = family_sentences(plan, alpha)
+    if spread is None or spread.empty:
+        if effect is not None:
+            sizes = plan.drop_duplicates("family").set_index("family")["comparisons"]
+            for family, m in sizes.items():
+                n = seeds_needed(effect, alpha / int(m))
+                sentences.append(
+                    f"{family}: a lone effect of d_z = {effect:g} needs "
+                    + (f"{n} seeds." if n is not None else "more than 200 seeds.")
+                )
+        return sentences, plan, None
+    sizes = plan.drop_duplicates("family").set_index("family")["comparisons"]
+    frames = []
+    for quantity_is_ratio, rows in spread.groupby(spread["quantity"] == RATIO, sort=False):
+        m = int(sizes.get("optimization" if quantity_is_ratio else "transfer", 1))
+        wanted = None if quantity_is_ratio else effect  # --effect is in the transfer metric's units
+        frames.append(detectable_table(rows, m, alpha, sorted(set(seeds)), wanted).assign(comparisons=m))
+    table = pd.concat(frames, ignore_index=True)
+    return sentences + spread_sentences(table, sorted(set(seeds)), effect), plan, table
