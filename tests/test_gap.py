@@ -19,6 +19,7 @@ from mtlens.analysis.gap import (
     monotone_curve,
     unit_gap_means,
 )
+from mtlens.analysis.inference import paired_max_t, scalar_test
 
 
 def _trajectory(
@@ -67,15 +68,14 @@ def test_gap_has_the_known_value_and_opens_where_constructed():
     expected_step = 399 * np.log(result.onset["train_loss"] / 2.0) / np.log(0.05)
     assert result.onset["epoch_mtl"] == pytest.approx(expected_step / 10.0, rel=1e-3)
     # 8 pairs: the exact sign-flip max-|t| test ("a gap exists") reaches its smallest p-value 2 / 2^8;
-    # persistence is the end level's paired one-level test, not bound to 2 / 2^n (far under 2 / 2^8 here;
-    # its smallest value is 1 / (1 + inference.N_REFERENCE) = 7.6e-6).
+    # persistence is the end level's one-level paired test, not bounded by 2 / 2^8 (far under it here).
     assert result.test.min_p == pytest.approx(2 / 256) and result.test.p_any == pytest.approx(2 / 256)
     assert result.p_persistent < 1e-4 and result.min_p_persistent == 0.0
 
 
 def test_no_onset_without_a_gap_and_negative_sign_for_positive_transfer():
     null = generalization_gap(_study(offset_below=0.0, threshold=0.5), "t")
-    assert null.onset is None and null.test.adjusted_p[-1] > 0.05
+    assert null.onset is None and null.p_persistent > 0.05
     result = generalization_gap(_study(offset_below=-0.3, threshold=1.0), "t")
     assert result.onset["sign"] == -1.0 and 0.9 < result.onset["train_loss"] <= 1.0 * 1.01
 
@@ -103,15 +103,16 @@ def test_paired_statistics_match_scipy_and_a_brute_force_max_t():
     # The band excludes zero exactly where the adjusted p-value is at most alpha.
     frame = result.at_alpha(0.2).gap
     assert ((frame["band_low"] > 0) | (frame["band_high"] < 0)).equals(frame["p_adjusted"] <= 0.2)
-    # Per level, the unadjusted p-value is that level's own paired t test (scipy, one level at a time),
-    # at every level; p_persistent is the end's.
-    own = [stats.ttest_1samp(d[:, j], 0.0).pvalue for j in range(d.shape[1])]
-    assert np.allclose(result.level_p, own, rtol=1e-10, atol=0) and result.p_persistent == pytest.approx(own[-1])
-    # the end's interval, effect size and detectable gap are the one-level t test's (not the band's)
+    # Per level, the unadjusted p-value is the report's one-level paired test (inference.scalar_test: Hall's
+    # skewness-corrected t) of that level's differences alone, at every level; p_persistent is the end's.
+    alone = [scalar_test(paired_max_t(d[:, j]), 0.05)["p_value"] for j in range(d.shape[1])]
+    assert np.allclose(result.level_p, alone, rtol=1e-10, atol=0) and result.p_persistent == pytest.approx(alone[-1])
+    # the end's interval, effect size and detectable gap are the one-level test's (not the band's)
     summary = result.summary()
-    low, high = stats.ttest_1samp(d[:, -1], 0.0).confidence_interval(0.95)
+    end = scalar_test(paired_max_t(d[:, -1]), 0.05)
+    low, high = end["low"], end["high"]
     assert summary["final_band_low"] == pytest.approx(low) and summary["final_band_high"] == pytest.approx(high)
-    assert summary["min_p"] == 0.0 and summary["p_persistent"] == pytest.approx(own[-1])
+    assert summary["min_p"] == 0.0 and summary["p_persistent"] == pytest.approx(alone[-1])
 
 
 def test_unpaired_design_when_seeds_do_not_match_uses_welch_t():
@@ -241,10 +242,11 @@ def test_gap_family_leaves_curves_that_cannot_reach_alpha_out_of_the_bh_family()
 
 
 def _reference_onset(d: np.ndarray, alpha: float) -> int | None:
-    """An independent fixed-sequence test on per-seed difference curves ``d`` (n, L): scipy's one-sample
-    t test per level, tested from the last level back until the first failure or sign change."""
-    test = stats.ttest_1samp(d, 0.0, axis=0)
-    observed, p = test.statistic, test.pvalue
+    """An independently written fixed-sequence test on the true per-seed difference curves ``d`` (n, L):
+    the report's one-level paired test (``inference.scalar_test``) of each level's differences on their own,
+    tested from the last level back until the first failure or sign change."""
+    observed = d.mean(axis=0)
+    p = np.array([scalar_test(paired_max_t(d[:, j]), alpha)["p_value"] for j in range(d.shape[1])])
     onset = None
     for j in range(d.shape[1] - 1, -1, -1):
         if p[j] > alpha or np.sign(observed[j]) != np.sign(observed[-1]):

@@ -19,7 +19,15 @@ from mtlens.cli import main
 from mtlens.errors import MtlensError
 
 pytestmark = pytest.mark.integration
-CLI = "import sys; from mtlens.cli import main; sys.exit(main(sys.argv[1:]))"
+# The child sleeps 0.3 s after each checkpoint (as _subjects' killed children do), so that a parent starved of CPU on
+# a loaded machine still sends SIGINT while a run is training rather than after every run has finished.
+CLI = (
+    "import sys, time; from mtlens.cli import main; from mtlens.training.trainer import TrainingRun\n"
+    "checkpoint = TrainingRun._checkpoint\n"
+    "def slow(self, step): checkpoint(self, step); time.sleep(0.3)\n"
+    "TrainingRun._checkpoint = slow\n"
+    "sys.exit(main(sys.argv[1:]))"
+)
 
 
 def _interrupt_when_training(argv: list[str], store: RunStore) -> subprocess.CompletedProcess[str]:

@@ -40,8 +40,8 @@ and stopping at the first non-rejection (or the first level whose estimate has a
 end's) controls the family-wise error of all onset claims at ``alpha`` with no adjustment (fixed-sequence
 testing, Maurer, Hothorn & Lehmacher 1995; Westfall & Krishen 2001).  Per level ``j`` the p-value
 ``p_level_j`` (:func:`level_p_values`) is that of, paired, the paired t test of the per-seed
-differences (``df = n − 1``, :attr:`~mtlens.analysis.inference.MaxTTest.student_p`; the one-level
-tables use the skewness-robust :attr:`~mtlens.analysis.inference.MaxTTest.pointwise_p` instead),
+differences (``df = n − 1``, :attr:`~mtlens.analysis.inference.MaxTTest.pointwise_p`, as every
+one-level table of the report),
 whose p-value, unlike the exact sign-flip test's ``>= 2 / 2^n``, is not bounded below, so a family of
 curves can be controlled at the seeds people run (6 pairs: sign flips never give less than 0.031,
 while Benjamini–Hochberg over 4 curves needs 0.0125 for one true curve); unpaired, the larger of
@@ -201,11 +201,7 @@ class GapResult:
         onset = self.onset or {}
         modes, runs = self.curves["mode"].to_numpy(), self.curves["n"].to_numpy()
         n_mtl, n_stl = (int(runs[modes == m][0]) for m in ("mtl", "stl"))
-        end = (
-            scalar_test(final, self.alpha, robust=False)
-            if final
-            else dict.fromkeys(("low", "high", "effect_size"), np.nan)
-        )
+        end = scalar_test(final, self.alpha) if final else dict.fromkeys(("low", "high", "effect_size"), np.nan)
         loo = self.loo_p_persistent[np.isfinite(self.loo_p_persistent)]
         return {
             "task": self.task,
@@ -303,7 +299,7 @@ def level_p_values(
     end level's own test ``final_test`` of the values ``mtl``, ``stl`` (``(n, L)`` each; paired: rows are
     seeds in the same order).
 
-    Paired: the paired t test (:attr:`~mtlens.analysis.inference.MaxTTest.student_p`), not bounded
+    Paired: the paired t test (:attr:`~mtlens.analysis.inference.MaxTTest.pointwise_p`), not bounded
     below.  Unpaired: ``max(p_Welch, p_perm)``, Welch's t test and the label-permutation test of
     Welch's t at that level (exact over all relabellings up to
     :data:`~mtlens.analysis.inference.MAX_EXACT`).  Each is valid where the other may not be (the
@@ -316,7 +312,7 @@ def level_p_values(
     up to C(16, 8) relabellings): at the end, then backwards while the levels are rejected with the
     end's sign; before the first level that fails, ``p_Welch`` alone (a lower bound, exact for the
     fixed sequence at any level up to ``alpha``)."""
-    p = test.student_p  # the plain t test per level (inference.MaxTTest.student_p)
+    p = test.pointwise_p
     if test.design == "paired":
         return p
     p[-1] = max(p[-1], final_test.p_any)

@@ -388,15 +388,6 @@ class MaxTTest:
             return hall_p_value(self.hall, self._pairs)
         return np.asarray(2 * stats.t.sf(np.abs(self.t), self.df), float)
 
-    @property
-    def student_p(self) -> np.ndarray:
-        """Per level, the plain t test's two-sided p-value ``2 · P(T_nu >= |t_j|)`` with ``nu = n − 1``
-        (paired, Student) or the Welch–Satterthwaite df (unpaired): the gap's per-level test
-        (:mod:`mtlens.analysis.gap`), whose power targets were set against it.  Unlike
-        :attr:`pointwise_p` its level is not held for skewed differences (docs/statistics.md §2)."""
-        df = self.df if self.power_df is None else self.power_df
-        return np.asarray(2 * stats.t.sf(np.abs(self.t), df), float)
-
     def critical(self, alpha: float) -> np.ndarray:
         """Per level, the critical value of the one-level test at ``alpha``: ``|T| > c`` iff
         ``pointwise_p <= alpha`` (paired: :func:`hall_critical` on ``|T_H|``; unpaired ``t_{df, 1−alpha/2}``)."""
@@ -452,31 +443,20 @@ class MaxTTest:
         return np.asarray(nc) * self.se
 
 
-def scalar_test(test: MaxTTest, alpha: float, power: float = 0.8, robust: bool = True) -> dict[str, float]:
+def scalar_test(test: MaxTTest, alpha: float, power: float = 0.8) -> dict[str, float]:
     """The one-level summary every report table gives of a test of ``L = 1`` level: ``low, high`` (the
-    ``1 − alpha`` interval), ``p_value``, ``min_p`` (0: not bound to ``2 / 2^n``), ``min_detectable`` (at
-    ``power``), ``effect_size`` (Hedges) and ``df``.  ``robust``: the skewness-robust test
-    (:attr:`MaxTTest.pointwise_p`, :meth:`MaxTTest.interval`); otherwise the plain t test
-    (:attr:`MaxTTest.student_p`, ``estimate ± t_{nu, 1−alpha/2} · se``, noncentral-t power), which the
-    gap's per-level fixed sequence uses."""
-    if robust:
-        low, high = test.interval(alpha)
-        p_value, df = test.pointwise_p[0], test.df[0]
-        detectable = test.min_detectable(alpha, power)[0]
-    else:
-        df = float((test.df if test.power_df is None else test.power_df)[0])
-        critical = float(stats.t.ppf(1 - alpha / 2, df))
-        low, high = test.estimate - critical * test.se, test.estimate + critical * test.se
-        p_value = test.student_p[0]
-        detectable = detectable_noncentrality(critical, df, power) * test.se[0]
+    ``1 − alpha`` interval, :meth:`MaxTTest.interval`), ``p_value`` (:attr:`MaxTTest.pointwise_p`),
+    ``min_p`` (0: not bound to ``2 / 2^n``), ``min_detectable`` (at ``power``), ``effect_size`` (Hedges)
+    and ``df``."""
+    low, high = test.interval(alpha)
     return {
         "low": float(low[0]),
         "high": float(high[0]),
-        "p_value": float(p_value),
+        "p_value": float(test.pointwise_p[0]),
         "min_p": 0.0,
-        "min_detectable": float(detectable),
+        "min_detectable": float(test.min_detectable(alpha, power)[0]),
         "effect_size": float(test.effect_size()[0]),
-        "df": float(df),
+        "df": float(test.df[0]),
     }
 
 
