@@ -78,10 +78,8 @@ def test_a_a_false_positive_rate_is_at_most_alpha(calibration, test):
     for row in rows.itertuples():
         assert row.comparisons >= 100
         assert row.min_p <= 0.05  # 6 pairs can reach 5% (2/64), so a rate near 0 would mean something
-        if row.design != "paired skewed":  # the t test assumes symmetric differences: measured, not bounded
-            assert _within_binomial_noise_of(pd.Series(row._asdict())), row
-        else:
-            assert row.rate <= 0.25, row
+        # the skewed design too: the paired test holds its level for |skewness| <= 2 (docs/statistics.md §2)
+        assert _within_binomial_noise_of(pd.Series(row._asdict())), row
 
 
 def test_a_a_tables_claim_something_at_most_alpha_of_the_time(calibration):
@@ -217,7 +215,7 @@ def test_synthetic_null_curves_with_autocorrelation_keep_the_error_rate():
         d = rng.standard_t(3, size=(8, 1)) * 0.5 + rng.standard_normal((8, 7)) @ basis
         test = paired_max_t(d)
         exists += test.p_any <= 0.05
-        persistent += test.p_persistent <= 0.05
+        persistent += test.pointwise_p[-1] <= 0.05  # the fixed sequence starts at the end level
         t = d.mean(0) / (d.std(0, ddof=1) / np.sqrt(8))
         run = np.convolve(np.abs(t) > 2, np.ones(5), "valid")
         old_rule += bool((run == 5).any())
@@ -240,7 +238,9 @@ def test_a_a_false_positive_rates_on_the_demo_setting(tmp_path):
     result = run_calibration(config, SEEDS, RunStore(tmp_path / "store"), n_splits=25, progress=False, control_splits=5)
     assert {"optimization effect", "BH verdict"} <= set(result.rates["test"])  # no probes: no probe differences
     for row in result.rates.itertuples():
-        assert row.comparisons >= (75 if row.test == "BH verdict" else 100), row
+        # the unbalanced design has one transfer table per split: 25 BH verdicts
+        least = 100 if row.test != "BH verdict" else 25 if row.design == "unpaired unbalanced" else 75
+        assert row.comparisons >= least, row
         assert _within_binomial_noise_of(pd.Series(row._asdict())), row
 
 

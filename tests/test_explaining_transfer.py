@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import integrate, optimize, stats
+from scipy import stats
 
 from mtlens.analysis.alignment import (
     alignment_distributions,
@@ -23,6 +23,7 @@ from mtlens.analysis.correlation import (
     difference_tests,
     unit_table,
 )
+from mtlens.analysis.inference import hall_critical, hall_detectable_effect, hall_p_value
 from mtlens.analysis.optimization import loss_ratio_curves, optimization_effect, optimization_tests, steps_to_loss
 from mtlens.store import ROW_COLUMNS
 
@@ -438,23 +439,20 @@ def test_optimizer_comparison_groups_runs_by_optimizer_and_momentum():
         assert table.loc[key, "n"] == 2
 
 
-def _detectable(values: np.ndarray, alpha: float = 0.05, power: float = 0.8) -> float:
-    """The paired t test's detectable difference: ``lambda * sd / sqrt(n)`` with ``lambda`` the noncentrality
-    at which the two-sided t test has power ``power``, solved here from the noncentral t's definition
-    (``T = (Z + lambda) / sqrt(V / nu)``) by quadrature over the chi-square ``V``, not with ``scipy.stats.nct``."""
+def _hall_p(values: np.ndarray) -> float:
+    """The paired test's p-value from Hall's statistic written out here (scipy's skewness rescaled to the
+    ddof-1 sd) and the least-favourable reference of ``inference.hall_p_value``."""
     n = len(values)
-    nu = n - 1
-    c = stats.t.ppf(1 - alpha / 2, nu)
+    s, g = values.mean() / values.std(ddof=1), stats.skew(values) * ((n - 1) / n) ** 1.5
+    hall = np.sqrt(n) * (s + g * s**2 / 3 + g**2 * s**3 / 27 + g / (6 * n))
+    return float(hall_p_value(np.array([hall]), n)[0])
 
-    def power_at(lam: float) -> float:
-        def integrand(v: float) -> float:
-            scale = c * np.sqrt(v / nu)
-            return (stats.norm.sf(scale - lam) + stats.norm.cdf(-scale - lam)) * stats.chi2.pdf(v, nu)
 
-        return integrate.quad(integrand, 0, np.inf)[0]
-
-    lam = optimize.brentq(lambda x: power_at(x) - power, 0.0, 20.0)
-    return lam * np.std(values, ddof=1) / np.sqrt(n)
+def _detectable(values: np.ndarray, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The paired test's detectable difference: ``d(n, c) * sd`` with ``d`` the standardized difference Hall's
+    test detects with ``power`` at its critical value (its power is checked by simulation in test_inference)."""
+    n = len(values)
+    return hall_detectable_effect(n, hall_critical(n, alpha), power) * np.std(values, ddof=1)
 
 
 def test_optimization_tests_are_paired_t_tests_of_the_per_seed_log_ratios():
@@ -471,9 +469,9 @@ def test_optimization_tests_are_paired_t_tests_of_the_per_seed_log_ratios():
     table = optimization_tests(effect).set_index("task")
     for task in ("t", "u"):
         values = effect.loc[effect["task"] == task, "log_ratio_early"].to_numpy()
-        assert table.loc[task, "log_ratio_early_p"] == pytest.approx(stats.ttest_1samp(values, 0).pvalue)
-        interval = stats.ttest_1samp(values, 0).confidence_interval(0.95)
-        assert table.loc[task, "log_ratio_early_low"] == pytest.approx(interval.low)
+        assert table.loc[task, "log_ratio_early_p"] == pytest.approx(_hall_p(values))
+        # the interval's lower end is the shift the test just rejects at 0.05
+        assert _hall_p(values - table.loc[task, "log_ratio_early_low"]) == pytest.approx(0.05, abs=2e-3)
         assert table.loc[task, "log_ratio_early_min_detectable"] == pytest.approx(_detectable(values), rel=1e-5)
     # every seed optimized faster under MTL: below the 2/64 floor of 6 sign-flipped seeds
     assert table.loc["t", "log_ratio_early_p"] < 2 / 64
@@ -499,7 +497,7 @@ def test_difference_tests_test_each_probe_difference_over_seeds():
     table = difference_tests(units, ["fisher_early_diff", "coherence_diff", "sharpness_diff"]).set_index("difference")
     assert list(table.index) == ["fisher_early_diff", "coherence_diff"]  # no sharpness column: left out
     fisher = units["fisher_early_diff"].to_numpy()
-    assert table.loc["fisher_early_diff", "p_value"] == pytest.approx(stats.ttest_1samp(fisher, 0).pvalue)
+    assert table.loc["fisher_early_diff", "p_value"] == pytest.approx(_hall_p(fisher))
     assert table.loc["coherence_diff", "n_seeds"] == 6 and table.loc["coherence_diff", "p_value"] > 0.5
     assert table.loc["fisher_early_diff", "min_detectable"] == pytest.approx(_detectable(fisher), rel=1e-5)
     assert table.loc["fisher_early_diff", "skewness"] == pytest.approx(stats.skew(fisher))

@@ -103,18 +103,16 @@ def test_paired_statistics_match_scipy_and_a_brute_force_max_t():
     # The band excludes zero exactly where the adjusted p-value is at most alpha.
     frame = result.at_alpha(0.2).gap
     assert ((frame["band_low"] > 0) | (frame["band_high"] < 0)).equals(frame["p_adjusted"] <= 0.2)
-    # Per level, the unadjusted p-value is that level's own paired t test (scipy, one level at a time),
-    # at every level; p_persistent is the end's.
-    own = [stats.ttest_1samp(d[:, j], 0.0).pvalue for j in range(d.shape[1])]
-    assert np.allclose(result.level_p, own, rtol=1e-10, atol=0) and result.p_persistent == pytest.approx(own[-1])
-    # ... which is the report's one-level test (inference.scalar_test) of that level's differences alone
+    # Per level, the unadjusted p-value is the report's one-level paired test (inference.scalar_test: Hall's
+    # skewness-corrected t) of that level's differences alone, at every level; p_persistent is the end's.
     alone = [scalar_test(paired_max_t(d[:, j]), 0.05)["p_value"] for j in range(d.shape[1])]
-    assert np.allclose(result.level_p, alone, rtol=1e-10, atol=0)
-    # the end's interval, effect size and detectable gap are the one-level t test's (not the band's)
+    assert np.allclose(result.level_p, alone, rtol=1e-10, atol=0) and result.p_persistent == pytest.approx(alone[-1])
+    # the end's interval, effect size and detectable gap are the one-level test's (not the band's)
     summary = result.summary()
-    low, high = stats.ttest_1samp(d[:, -1], 0.0).confidence_interval(0.95)
+    end = scalar_test(paired_max_t(d[:, -1]), 0.05)
+    low, high = end["low"], end["high"]
     assert summary["final_band_low"] == pytest.approx(low) and summary["final_band_high"] == pytest.approx(high)
-    assert summary["min_p"] == 0.0 and summary["p_persistent"] == pytest.approx(own[-1])
+    assert summary["min_p"] == 0.0 and summary["p_persistent"] == pytest.approx(alone[-1])
 
 
 def test_unpaired_design_when_seeds_do_not_match_uses_welch_t():

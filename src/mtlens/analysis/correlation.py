@@ -475,8 +475,8 @@ def correlation_table(
 def difference_tests(units: pd.DataFrame, columns: Sequence[str] = FACTORS, alpha: float = 0.05) -> pd.DataFrame:
     """Per (setting, task, method) and per-seed difference column of ``units`` (e.g. the probe
     differences ``*_diff``, each MTL_s − STL_s of one seed): ``n_seeds, mean, low, high`` (``1 − alpha``
-    t interval), ``p_value`` (paired t test, :func:`~mtlens.analysis.inference.scalar_test`), ``min_p``
-    (0), ``min_detectable`` (the difference detected with 80% power at level ``alpha``, noncentral t),
+    interval), ``p_value`` (the paired test, :func:`~mtlens.analysis.inference.scalar_test`), ``min_p``
+    (0), ``min_detectable`` (the difference detected with 80% power at level ``alpha``),
     ``effect_size`` (Hedges' g_z), ``skewness`` (of the per-seed differences) and ``p_adjusted``
     (Benjamini–Hochberg over all rows at FDR ``alpha``: one family).  Columns with fewer than 2 finite
     seeds are left out."""

@@ -35,18 +35,24 @@ for an exact paired test: the identity and the global flip give the same ``M*``)
 ``min_p > alpha`` the band can never exclude 0.
 
 **Per-level tests** (one level: transfer, optimization effect, probe differences; every level of
-a fixed-sequence test): Student's t with ``df = n − 1`` (paired) or Welch's t with the
-Welch–Satterthwaite ``df`` (unpaired), :attr:`MaxTTest.pointwise_p`.  Unlike the sign-flip p-value
-(at least ``2 / 2^n``: 0.031 with 6 seeds, so a BH family of four tests can never reject), its
-smallest attainable value is 0.  Its null is that of the t test (normal, or symmetric, paired
-differences; normal groups unpaired); the exact sign-flip test's null is exchangeability of MTL and
-STL within each pair (symmetry of ``d``), never "mean zero" alone: skewed mean-zero differences
-inflate both (docs/statistics.md gives the measured sizes; :func:`symmetry_diagnostic` checks the
-assumption on the study's own differences).  The interval is ``estimate ± t_{df, 1−alpha/2} se``,
-the effect size Hedges' bias-corrected ``g = J(nu) · estimate / sd`` (``nu = n − 1`` paired,
-``n_1 + n_2 − 2`` unpaired), and the difference detected with power ``1 − beta`` is
-``lambda · se`` with ``lambda`` the noncentrality at which the noncentral t (``scipy.stats.nct``)
-exceeds the critical value with probability ``1 − beta`` (:func:`detectable_noncentrality`).
+a fixed-sequence test): :attr:`MaxTTest.pointwise_p`, not bound to ``2 / 2^n`` (the sign-flip p-value
+is at least ``2 / 2^n``: 0.031 with 6 seeds, so a BH family of four tests could never reject).
+Paired: Hall's (1992) skewness-corrected statistic ``T_H`` (:func:`hall_statistic`) with a
+least-favourable p-value, the larger of its tail probabilities under normal differences and under
+mean-zero shifted gamma differences of skewness :data:`SKEWNESS_BOUND` (:func:`hall_p_value`,
+simulated references).  Its null is a *family*: mean-zero differences whose distribution is a
+shifted gamma with ``|skewness| <= 2`` (normal included), where it keeps ``alpha`` at 6–12 seeds
+(measured, docs/statistics.md §2; Student's t gave up to 11% at skewness 2).  No test of a mean
+holds for every skewed null (Bahadur & Savage 1956); :func:`symmetry_diagnostic` checks the
+study's own differences.  Unpaired: Welch's statistic with Hsu's (1938) conservative
+``df = min(n_1, n_2) − 1`` (size at most ``alpha`` for normal groups of any variance ratio;
+Mickey & Brown 1966; Scheffé 1970), where the Welch–Satterthwaite ``df`` gave 6.9% at 3 vs 9 runs.
+The interval is the set of differences the test does not reject (:meth:`MaxTTest.interval`), the
+effect size Hedges' bias-corrected ``g = J(nu) · estimate / sd`` (``nu = n − 1`` paired,
+``n_1 + n_2 − 2`` unpaired), and the difference detected with power ``1 − beta``
+(:meth:`MaxTTest.min_detectable`) is the simulated power root of Hall's test (paired,
+:func:`hall_detectable_effect`) or ``lambda · se`` with the noncentral t (unpaired,
+``scipy.stats.nct``, :func:`detectable_noncentrality`).
 """
 
 from __future__ import annotations
@@ -67,6 +73,123 @@ N_RANDOM = 9_999
 
 _TIE = 1e-9
 """Relative tolerance under which a permuted statistic counts as equal to the observed one."""
+
+SKEWNESS_BOUND = 2.0
+"""Largest |skewness| of the mean-zero paired differences at which the one-level paired test keeps its
+level: the least-favourable reference of :func:`hall_reference` is the shifted gamma of this skewness
+(``Exp(1) − 1`` for 2)."""
+
+N_REFERENCE = 1 << 17
+"""Simulated samples per reference distribution of :func:`hall_reference` (p resolution 7.6e-6)."""
+
+
+def hall_statistic(estimate: np.ndarray, sd: np.ndarray, skew: np.ndarray, n: int) -> np.ndarray:
+    """Hall's (1992) skewness-corrected studentized mean of ``n`` paired differences:
+    ``T_H = sqrt(n) · (S + g S^2 / 3 + g^2 S^3 / 27 + g / (6 n))`` with ``S = mean / sd`` (``sd`` with
+    ddof 1) and ``g = m_3 / sd^3`` (``m_3`` the mean cubed deviation).  The cubic is
+    ``((1 + g S / 3)^3 − 1) / g``, monotone in ``S``, so the test inverts into an interval
+    (:meth:`MaxTTest.interval`); it removes the ``n^{-1/2}`` skewness term of the t statistic's
+    Edgeworth expansion.  ``0`` where mean and sd are 0, ``±inf`` where only the sd is."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = _t_ratio(np.asarray(estimate, float), np.asarray(sd, float))
+        g = np.where(np.isfinite(skew), skew, 0.0)
+        t = math.sqrt(n) * (s + g * s**2 / 3 + g**2 * s**3 / 27 + g / (6 * n))
+    return np.where(np.isfinite(s), t, s)
+
+
+def _hall_of_samples(x: np.ndarray) -> np.ndarray:
+    """:func:`hall_statistic` of each row of ``x`` (H0: mean 0)."""
+    n = x.shape[1]
+    mean, sd = x.mean(axis=1), x.std(axis=1, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        skew = ((x - mean[:, None]) ** 3).mean(axis=1) / sd**3
+    return hall_statistic(mean, sd, skew, n)
+
+
+@functools.lru_cache(maxsize=64)
+def hall_reference(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted ``|T_H|`` (:func:`hall_statistic`) of :data:`N_REFERENCE` simulated samples of ``n``
+    mean-zero differences, for the two ends of the controlled family: normal (skewness 0) and the
+    shifted gamma of skewness :data:`SKEWNESS_BOUND` (``|T_H|`` is even under ``d -> −d``, so the
+    left-skewed mirror needs no table).  Seeded, so p-values are reproducible."""
+    rng = np.random.default_rng(20261206 + n)
+    shape = 4 / SKEWNESS_BOUND**2
+    tables = []
+    for draw in (lambda size: rng.standard_normal(size), lambda size: rng.gamma(shape, size=size) - shape):
+        chunks = _chunks(N_REFERENCE, max(1, 2_000_000 // n))
+        values = np.concatenate([np.abs(_hall_of_samples(np.asarray(draw((chunk, n))))) for chunk in chunks])
+        tables.append(np.sort(np.nan_to_num(values, nan=0.0)))
+    return tables[0], tables[1]
+
+
+def _chunks(total: int, size: int) -> list[int]:
+    return [min(size, total - start) for start in range(0, total, size)]
+
+
+def hall_p_value(statistic: np.ndarray, n: int) -> np.ndarray:
+    """Two-sided p-value of :func:`hall_statistic` ``statistic`` from ``n`` differences, least
+    favourable over the family: ``max`` over the two references of :func:`hall_reference` of
+    ``(1 + #{|T*| >= |T_H|}) / (1 + N)``.  The size of ``|T_H|`` grows with the skewness within
+    the shifted-gamma family (measured, docs/statistics.md §2), so the maximum over its ends holds
+    the level for every mean-zero shifted gamma with ``|skewness| <= SKEWNESS_BOUND`` (and the normal)."""
+    stat = np.abs(np.asarray(statistic, float))
+    p = np.zeros(stat.shape)
+    for table in hall_reference(n):
+        count = len(table) - np.searchsorted(table, stat * (1 - _TIE), side="left")
+        p = np.maximum(p, (1 + count) / (1 + len(table)))
+    return np.where(stat == 0, 1.0, p)
+
+
+def hall_critical(n: int, alpha: float) -> float:
+    """The critical value ``c`` of the paired test: ``hall_p_value(T) <= alpha`` iff ``|T| > c``
+    (``inf`` when no p-value can reach ``alpha``)."""
+    values = []
+    for table in hall_reference(n):
+        k = math.floor(alpha * (1 + len(table)) + 1e-9) - 1  # at most k reference values may lie above
+        if k < 0:
+            return np.inf
+        values.append(float(table[len(table) - k - 1]) if k < len(table) else 0.0)
+    return max(values)
+
+
+_POWER_DRAWS = 1 << 14
+"""Seeded normal samples behind :func:`hall_detectable_effect` (power SE 0.3% at 80%)."""
+
+
+def paired_power(effect: float, n: int, alpha: float) -> float:
+    """The power of the paired one-level test (:attr:`MaxTTest.pointwise_p`) of ``n`` seeds at level
+    ``alpha`` against normal differences with standardized mean ``effect`` (``d_z``): the share of the
+    :data:`_POWER_DRAWS` seeded samples of :func:`hall_detectable_effect` with ``|T_H| > hall_critical``
+    (the replacement of the paired t test's noncentral-t power; ``0`` below 2 seeds)."""
+    critical = hall_critical(n, alpha) if n >= 2 else np.inf
+    if not np.isfinite(critical):
+        return 0.0
+    z = np.random.default_rng(7 + n).standard_normal((_POWER_DRAWS, n))
+    return float(np.mean(np.abs(_hall_of_samples(z + effect)) > critical))
+
+
+@functools.lru_cache(maxsize=4096)
+def hall_detectable_effect(n: int, critical: float, power: float = 0.8) -> float:
+    """The standardized difference ``d = delta / sigma`` that the paired test rejecting
+    ``|T_H| > critical`` detects with probability ``power`` on normal differences: the root of the
+    simulated power (:data:`_POWER_DRAWS` seeded normal samples, common to every ``d``; ``brentq``
+    from a bracket around the noncentral-t answer of the same critical value, to ``1e-4``).
+    ``T_H`` is not noncentral t (its ``g`` is estimated too), so this replaces
+    :func:`detectable_noncentrality` for the paired test.  ``inf`` for an infinite critical value."""
+    if not np.isfinite(critical) or n < 2:
+        return np.inf
+    z = np.random.default_rng(7 + n).standard_normal((_POWER_DRAWS, n))
+
+    def shortfall(d: float) -> float:
+        return float(np.mean(np.abs(_hall_of_samples(z + d)) > critical)) - power
+
+    guess = detectable_noncentrality(critical, n - 1.0, power) / math.sqrt(n)
+    low, high = 0.8 * guess, 1.3 * guess
+    while shortfall(low) > 0:
+        low /= 2
+    while shortfall(high) < 0:
+        high *= 2
+    return float(optimize.brentq(shortfall, low, high, xtol=1e-4))
 
 
 def _t_ratio(numerator: np.ndarray, se: np.ndarray) -> np.ndarray:
@@ -123,13 +246,13 @@ def detectable_noncentrality(critical: float, df: float, power: float = 0.8) -> 
 
 
 def detectable_effect(n: int, alpha: float, power: float = 0.8) -> float:
-    """The standardized paired difference ``d_z = delta / sigma`` that the two-sided paired t test of
-    ``n`` seeds at level ``alpha`` detects with probability ``power``:
-    ``detectable_noncentrality(t_{n−1, 1−alpha/2}, n − 1, power) / sqrt(n)`` (``inf`` below 2 seeds)."""
+    """The standardized paired difference ``d_z = delta / sigma`` that the two-sided paired test of
+    ``n`` seeds at level ``alpha`` (:attr:`MaxTTest.pointwise_p`: Hall's statistic against the
+    least-favourable reference) detects with probability ``power`` on normal differences
+    (:func:`hall_detectable_effect` at :func:`hall_critical`; ``inf`` below 2 seeds)."""
     if n < 2:
         return np.inf
-    critical = float(stats.t.ppf(1 - alpha / 2, n - 1))
-    return detectable_noncentrality(critical, float(n - 1), power) / math.sqrt(n)
+    return hall_detectable_effect(n, hall_critical(n, alpha), power)
 
 
 def hedges_correction(df: float) -> float:
@@ -156,8 +279,9 @@ def symmetry_diagnostic(skewness: np.ndarray, n: np.ndarray, n_sim: int = 4000, 
     Statistic ``Q = sum_i g_i^2 / v(n_i)`` with ``v(n) = 6 (n − 2) / ((n + 1)(n + 3))`` the variance of
     ``g_1`` of ``n`` normal values; its null distribution is simulated (``n_sim`` sets of normal
     samples of the rows' sizes, generator seeded with ``seed``), because ``g_1`` is far from normal at
-    6–12 seeds.  Large ``Q``: the differences are more skewed than symmetric noise makes them, and
-    the paired tests (t and sign-flip) may be liberal.  Returns ``rows, q, p_value, mean_abs_skewness``
+    6–12 seeds.  Large ``Q``: the differences are more skewed than symmetric noise makes them; the
+    sign-flip band (whose null is symmetry) may be liberal, and so may the one-level paired test where
+    the skewness exceeds :data:`SKEWNESS_BOUND`.  Returns ``rows, q, p_value, mean_abs_skewness``
     (rows with finite ``g`` and ``n >= 3``; NaN without any)."""
     g, counts = np.asarray(skewness, float), np.asarray(n, int)
     keep = np.isfinite(g) & (counts >= 3)
@@ -184,7 +308,10 @@ class MaxTTest:
     sorted permutation distribution of ``M*`` (observed pattern included); ``design``: ``"paired"``
     or ``"unpaired"``; ``n``: seed pairs (paired) or ``(n_M, n_S)`` runs (unpaired); ``sd``: the
     per-level standard deviation of the paired differences (paired) or the pooled one (unpaired),
-    the denominator of ``effect_size``.
+    the denominator of ``effect_size``; ``skew`` (paired): the per-level ``g = m_3 / sd^3`` of
+    :func:`hall_statistic`; ``power_df`` (unpaired): the Welch–Satterthwaite df, the approximate
+    distribution of the statistic under which :meth:`min_detectable` computes power (``df`` is Hsu's
+    conservative ``min(n_1, n_2) − 1`` the test uses).
     """
 
     design: str
@@ -196,6 +323,8 @@ class MaxTTest:
     null_max: np.ndarray
     exact: bool
     df: np.ndarray
+    skew: np.ndarray | None = None
+    power_df: np.ndarray | None = None
 
     @property
     def n_patterns(self) -> int:
@@ -236,33 +365,53 @@ class MaxTTest:
         """Per level: the band excludes 0 (``p_j <= alpha``)."""
         return self.adjusted_p <= alpha
 
-    def persistent_from(self, alpha: float) -> int | None:
-        """The first level from which every level to the last is significant with the sign of the last
-        level's estimate (the onset), or ``None`` when the last level is not significant."""
-        hit = self.significant(alpha) & (np.sign(self.estimate) == np.sign(self.estimate[-1]))
-        if not hit[-1]:
-            return None
-        misses = np.flatnonzero(~hit)
-        return int(misses[-1] + 1) if len(misses) else 0
+    @property
+    def _pairs(self) -> int:
+        """``n`` of a paired test (the total number of runs of an unpaired one)."""
+        return self.n if isinstance(self.n, int) else sum(self.n)
 
     @property
-    def p_persistent(self) -> float:
-        """p-value of "a difference that persists to the last level": the smallest ``alpha`` at which
-        :meth:`persistent_from` gives an onset (= the adjusted p of the last level)."""
-        return float(self.adjusted_p[-1])
+    def hall(self) -> np.ndarray:
+        """Per level, Hall's skewness-corrected statistic :func:`hall_statistic` (paired only)."""
+        if self.design != "paired" or self.skew is None:
+            raise ValueError("Hall's statistic is defined for paired differences")
+        return hall_statistic(self.estimate, self.sd, self.skew, self._pairs)
 
     @property
     def pointwise_p(self) -> np.ndarray:
-        """Per level, unadjusted two-sided p-value of the t test with :attr:`df` degrees of freedom:
-        ``2 · P(T_df >= |t_j|)`` (0 where ``|t_j| = inf``, 1 where ``t_j = 0``).  Not bound to
-        ``2 / 2^n``: the p-value of every one-level test of the report (module docstring)."""
+        """Per level, the unadjusted two-sided p-value of the one-level test (module docstring):
+        paired, Hall's statistic against the least-favourable reference (:func:`hall_p_value`; smallest
+        value ``1 / (1 + N_REFERENCE)``, 7.6e-6); unpaired, ``2 · P(T_df >= |t_j|)`` with Hsu's ``df``.  Not
+        bound to ``2 / 2^n``: the p-value of every one-level test of the report; 0 (unpaired) or the
+        smallest value (paired) where ``|t_j| = inf``, 1 where ``t_j = 0``."""
+        if self.design == "paired" and self.skew is not None:
+            return hall_p_value(self.hall, self._pairs)
         return np.asarray(2 * stats.t.sf(np.abs(self.t), self.df), float)
 
+    def critical(self, alpha: float) -> np.ndarray:
+        """Per level, the critical value of the one-level test at ``alpha``: ``|T| > c`` iff
+        ``pointwise_p <= alpha`` (paired: :func:`hall_critical` on ``|T_H|``; unpaired ``t_{df, 1−alpha/2}``)."""
+        if self.design == "paired" and self.skew is not None:
+            return np.full(len(self.se), hall_critical(self._pairs, alpha))
+        return np.asarray(stats.t.ppf(1 - alpha / 2, self.df), float)
+
     def interval(self, alpha: float) -> tuple[np.ndarray, np.ndarray]:
-        """Per level, the ``1 − alpha`` t interval ``estimate ± t_{df, 1−alpha/2} · se``: it excludes 0
-        exactly where ``pointwise_p <= alpha``."""
-        half = stats.t.ppf(1 - alpha / 2, self.df) * self.se
-        return self.estimate - half, self.estimate + half
+        """Per level, the ``1 − alpha`` interval of the one-level test, the differences ``mu`` it does not
+        reject: unpaired ``estimate ± t_{df, 1−alpha/2} · se``; paired, ``|T_H(d − mu)| <= c`` inverted
+        through the cubic of :func:`hall_statistic` (``S = 3 ((1 + g u)^{1/3} − 1) / g`` for
+        ``u = ±c / sqrt(n) − g / (6 n)``, ``mu = mean − sd · S``; asymmetric when ``g != 0``).  It excludes
+        0 exactly where ``pointwise_p <= alpha``."""
+        c = self.critical(alpha)
+        if self.design != "paired" or self.skew is None:
+            return self.estimate - c * self.se, self.estimate + c * self.se
+        n, g = self._pairs, np.where(np.isfinite(self.skew), self.skew, 0.0)
+        bounds = []
+        for sign in (1.0, -1.0):
+            u = sign * c / math.sqrt(n) - g / (6 * n)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                s = np.where(g != 0, 3 * (np.cbrt(1 + g * u) - 1) / np.where(g != 0, g, 1.0), u)
+            bounds.append(self.estimate - self.sd * s)
+        return bounds[0], bounds[1]
 
     @property
     def hedges_df(self) -> int:
@@ -275,24 +424,30 @@ class MaxTTest:
         return _t_ratio(self.estimate, self.sd) * hedges_correction(self.hedges_df)
 
     def min_detectable(self, alpha: float, power: float = 0.8, simultaneous: bool = False) -> np.ndarray:
-        """Per level: the difference ``lambda · se`` that the t test at level ``alpha`` detects with
-        probability ``power`` (:func:`detectable_noncentrality` with the level's :attr:`df`; the
-        critical value ``t_{df, 1−alpha/2}``, or with ``simultaneous`` the max-|t| ``c_alpha`` of the
-        band, ``inf`` when no permutation p-value can reach ``alpha``)."""
+        """Per level: the difference that the one-level test at level ``alpha`` detects with probability
+        ``power``: paired, ``hall_detectable_effect(n, c, power) · sd`` (simulated power of Hall's test on
+        normal differences); unpaired, ``lambda · se`` with :func:`detectable_noncentrality` at Hsu's
+        critical value ``t_{df, 1−alpha/2}`` and the Welch–Satterthwaite ``power_df``.  With
+        ``simultaneous``: ``lambda · se`` at the max-|t| ``c_alpha`` of the band (noncentral t with the
+        level's ``df``; ``inf`` when no permutation p-value can reach ``alpha``)."""
         if simultaneous:
             if self.min_p > alpha:
                 return np.full_like(self.se, np.inf)
             critical = np.full(len(self.se), self.critical_value(alpha))
-        else:
-            critical = stats.t.ppf(1 - alpha / 2, self.df)
-        nc = [detectable_noncentrality(float(c), float(d), power) for c, d in zip(critical, self.df)]
+            nc = [detectable_noncentrality(float(c), float(d), power) for c, d in zip(critical, self.df)]
+            return np.asarray(nc) * self.se
+        if self.design == "paired" and self.skew is not None:
+            return hall_detectable_effect(self._pairs, float(self.critical(alpha)[0]), power) * self.sd
+        df = self.df if self.power_df is None else self.power_df
+        nc = [detectable_noncentrality(float(c), float(d), power) for c, d in zip(self.critical(alpha), df)]
         return np.asarray(nc) * self.se
 
 
 def scalar_test(test: MaxTTest, alpha: float, power: float = 0.8) -> dict[str, float]:
     """The one-level summary every report table gives of a test of ``L = 1`` level: ``low, high`` (the
-    ``1 − alpha`` t interval), ``p_value`` (:attr:`MaxTTest.pointwise_p`), ``min_p`` (0: a t p-value
-    is not bounded below), ``min_detectable`` (at ``power``), ``effect_size`` (Hedges) and ``df``."""
+    ``1 − alpha`` interval, :meth:`MaxTTest.interval`), ``p_value`` (:attr:`MaxTTest.pointwise_p`),
+    ``min_p`` (0: not bound to ``2 / 2^n``), ``min_detectable`` (at ``power``), ``effect_size`` (Hedges)
+    and ``df``."""
     low, high = test.interval(alpha)
     return {
         "low": float(low[0]),
@@ -320,7 +475,10 @@ def paired_max_t(differences: np.ndarray, n_random: int = N_RANDOM, seed: int = 
     t_all = _t_ratio(means, se)
     null_max = np.sort(np.abs(t_all).max(axis=1))
     df = np.full(d.shape[1], n - 1.0)
-    return MaxTTest("paired", n, means[0], se[0], np.sqrt(var[0]), t_all[0], null_max, exact, df)
+    sd = np.sqrt(var[0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        skew = np.where(sd > 0, ((d - means[0]) ** 3).mean(axis=0) / sd**3, 0.0)
+    return MaxTTest("paired", n, means[0], se[0], sd, t_all[0], null_max, exact, df, skew=skew)
 
 
 def unpaired_max_t(first: np.ndarray, second: np.ndarray, n_random: int = N_RANDOM, seed: int = 0) -> MaxTTest:
@@ -342,9 +500,12 @@ def unpaired_max_t(first: np.ndarray, second: np.ndarray, n_random: int = N_RAND
     pooled = np.sqrt(((n1 - 1) * var1[0] + (n2 - 1) * var2[0]) / (n1 + n2 - 2))
     a, b = var1[0] / n1, var2[0] / n2  # Welch–Satterthwaite degrees of freedom per level
     with np.errstate(invalid="ignore", divide="ignore"):
-        df = np.where(a + b > 0, (a + b) ** 2 / (a**2 / (n1 - 1) + b**2 / (n2 - 1)), n1 + n2 - 2.0)
+        welch = np.where(a + b > 0, (a + b) ** 2 / (a**2 / (n1 - 1) + b**2 / (n2 - 1)), n1 + n2 - 2.0)
+    hsu = np.full(x.shape[1], min(n1, n2) - 1.0)  # Hsu (1938): never above Welch's, size <= alpha for normal groups
     null_max = np.sort(np.abs(t_all).max(axis=1))
-    return MaxTTest("unpaired", (n1, n2), mean1[0] - mean2[0], se[0], pooled, t_all[0], null_max, exact, df)
+    return MaxTTest(
+        "unpaired", (n1, n2), mean1[0] - mean2[0], se[0], pooled, t_all[0], null_max, exact, hsu, power_df=welch
+    )
 
 
 def attainable(min_p: np.ndarray | None, alpha: float, m: int) -> np.ndarray:

@@ -125,12 +125,13 @@ def optimization_tests(effect: pd.DataFrame, alpha: float = 0.05) -> pd.DataFram
     """Per (setting, task, method): the paired test of the per-seed log-ratios of :func:`optimization_effect`.
 
     Each seed's ``log_ratio_early`` and ``log_ratio_final`` is already an MTL-vs-same-seed-STL
-    difference, tested with the paired t test of :func:`~mtlens.analysis.inference.scalar_test` (H0:
-    the per-seed log-ratios are centred at 0; the test assumes them symmetric, which H0 "MTL and STL
-    are exchangeable within a seed" implies).  Columns per summary ``X``: ``X`` (mean over seeds),
-    ``X_std``, ``X_low``, ``X_high`` (``1 − alpha`` t interval), ``X_p``, ``X_p_adjusted``
+    difference, tested with the paired test of :func:`~mtlens.analysis.inference.scalar_test` (H0:
+    the per-seed log-ratios are centred at 0; the level holds for symmetric ones, which H0 "MTL and STL
+    are exchangeable within a seed" implies, and for shifted-gamma ones of |skewness| <= 2).
+    Columns per summary ``X``: ``X`` (mean over seeds),
+    ``X_std``, ``X_low``, ``X_high`` (``1 − alpha`` interval), ``X_p``, ``X_p_adjusted``
     (Benjamini–Hochberg over the table's rows at FDR ``alpha``), ``X_min_detectable`` (the log-ratio
-    detected with 80% power at level ``alpha``, noncentral t), and ``n_seeds``, ``min_p`` (0: a t
+    detected with 80% power at level ``alpha``), and ``n_seeds``, ``min_p`` (0: a t
     p-value is not bounded below).
     """
     records = []

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from mtlens.analysis.inference import detectable_effect
+from mtlens.analysis.inference import detectable_effect, paired_power
 from mtlens.analysis.transfer import TaskInfo, paired_or_unpaired, selection_info
 
 RATIO = "log train-loss ratio"
@@ -60,36 +60,32 @@ def fewest_permuted_seeds(level: float) -> int:
 
 
 def seeds_needed(effect: float, level: float, power: float = POWER, most: int = 200) -> int | None:
-    """The fewest seeds at which the paired t test at ``level`` detects ``effect`` (``d_z``) with
-    ``power``; ``None`` beyond ``most``."""
-    if not effect > 0:
+    """The fewest seeds at which the paired test at ``level`` detects ``effect`` (``d_z``) with
+    ``power``; ``None`` beyond ``most``.  Bisection over ``n`` (the detectable effect falls with ``n``;
+    each ``n`` costs a simulated reference, :func:`~mtlens.analysis.inference.hall_reference`)."""
+    if not effect > 0 or detectable_effect(most, level, power) > effect:
         return None
-    for n in range(2, most + 1):
-        if detectable_effect(n, level, power) <= effect:
-            return n
-    return None
-
-
-def t_power(effect: float, n: int, level: float) -> float:
-    """Power of the two-sided paired t test of ``n`` seeds at ``level`` against a true ``d_z = effect``:
-    ``P(|T| > t_{n−1, 1−level/2})``, ``T ~ nct(n − 1, effect · sqrt(n))``."""
-    critical = float(stats.t.ppf(1 - level / 2, n - 1))
-    nc = effect * math.sqrt(n)
-    lower = float(stats.nct.cdf(-critical, n - 1, nc))  # underflows to NaN in scipy for a large nc: it is 0
-    return float(stats.nct.sf(critical, n - 1, nc)) + (lower if np.isfinite(lower) else 0.0)
+    low, high = 1, most  # detectable_effect(1) = inf > effect >= detectable_effect(most)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if detectable_effect(middle, level, power) <= effect:
+            high = middle
+        else:
+            low = middle
+    return high
 
 
 def every_row_power(effect: float, n: int, alpha: float, comparisons: int, min_p: float = 0.0) -> float:
     """Per-row power of Benjamini–Hochberg at FDR ``alpha`` over ``comparisons`` independent paired t tests
     of ``n`` seeds when every row has the effect ``d_z = effect``.  BH rejects row ``i`` iff ``p_i <= alpha
     (1 + K) / m`` with ``K`` the other rows it rejects; with ``K ~ Binomial(m − 1, pi)`` the power ``pi`` is
-    the largest fixed point of ``pi = sum_k P(K = k) · t_power(effect, n, alpha (1 + k) / m)`` (iterated
+    the largest fixed point of ``pi = sum_k P(K = k) · paired_power(effect, n, alpha (1 + k) / m)`` (iterated
     down from 1, as BH's step-up takes the largest set).  A level below ``min_p`` (the test's floor) has
     power 0.  Checked against simulated BH in tests/test_planning.py."""
     m = int(comparisons)
     k = np.arange(m)
     levels = alpha * (1 + k) / m
-    powers = np.array([t_power(effect, n, a) if a >= min_p else 0.0 for a in levels])
+    powers = np.array([paired_power(effect, n, a) if a >= min_p else 0.0 for a in levels])
     pi = 1.0
     for _ in range(1000):
         new = float(np.dot(stats.binom.pmf(k, m - 1, pi), powers))

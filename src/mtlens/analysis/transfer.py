@@ -12,12 +12,13 @@ so ``relative > 0`` always means MTL is better (positive transfer); the per-meth
 
 The test is **paired by seed** (STL and MTL of one seed share initialization and batch order):
 with at least 2 seeds having both runs, ``delta`` is the mean of ``d_s = M_MTL,s − M_STL,s`` over
-those seeds and ``p_value`` the paired t test of the ``d_s`` (``df = n − 1``); otherwise the runs
-are compared unpaired (Welch's t, Welch–Satterthwaite ``df``).  ``design`` says which;
-``delta_low/high`` is the t interval at ``1 − alpha``, ``effect_size`` Hedges' g_z (paired) or g
+those seeds and ``p_value`` the paired test of the ``d_s`` (Hall's skewness-corrected t, ``df = n − 1``;
+:attr:`~mtlens.analysis.inference.MaxTTest.pointwise_p`); otherwise the runs are compared unpaired
+(Welch's t with Hsu's ``df = min(n_MTL, n_STL) − 1``).  ``design`` says which;
+``delta_low/high`` is the test's interval at ``1 − alpha``, ``effect_size`` Hedges' g_z (paired) or g
 (bias-corrected Cohen's d_z / d), ``df`` the test's degrees of freedom, ``min_p`` the smallest
-p-value the test allows (0 for a t test), ``min_detectable`` the difference the test detects with
-80% power (noncentral t), ``skewness`` the sample skewness of the paired differences (the
+p-value the test allows (0: no 2/2^n floor), ``min_detectable`` the difference the test detects with
+80% power, ``skewness`` the sample skewness of the paired differences (the
 symmetry check of :func:`~mtlens.analysis.inference.symmetry_diagnostic`)
 (:mod:`mtlens.analysis.inference`).  ``p_adjusted`` is Benjamini–Hochberg over the table's rows
 (one family, discrete-aware).
@@ -94,7 +95,7 @@ def paired_or_unpaired(values: pd.DataFrame, column: str) -> tuple[np.ndarray, n
 
 def difference_test(mtl: np.ndarray, stl: np.ndarray, paired: bool, alpha: float) -> dict[str, Any]:
     """``design, delta, delta_low, delta_high, effect_size, df, p_value, min_p, min_detectable, skewness``
-    of MTL − STL: the paired t test of the per-seed differences (paired) or Welch's t test (unpaired)
+    of MTL − STL: the paired test of the per-seed differences (paired) or Welch's t with Hsu's df (unpaired)
     of :func:`~mtlens.analysis.inference.scalar_test`, its ``1 − alpha`` interval and the difference
     it detects with 80% power; NaN where a side has fewer than 2 values."""
     delta = float(mtl.mean() - stl.mean()) if len(mtl) and len(stl) else np.nan

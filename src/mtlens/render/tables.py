@@ -45,11 +45,14 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "n_mtl": ("MTL runs", "Number of MTL runs (seeds) the test used."),
     "design": ("design", "paired: per-seed differences (same init and batch order); unpaired: Welch's t."),
     "delta": ("Δ MTL − STL", "Difference of the means MTL − STL in the metric's unit."),
-    "delta_low": ("Δ low (95%)", "Lower end of the t interval of Δ."),
-    "delta_high": ("Δ high (95%)", "Upper end of the t interval of Δ."),
+    "delta_low": ("Δ low (95%)", "Lower end of the test's interval of Δ."),
+    "delta_high": ("Δ high (95%)", "Upper end of the test's interval of Δ."),
     "effect_size": ("Hedges' g", "Bias-corrected standardized difference: g_z (paired) or g (unpaired)."),
-    "df": ("df", "Degrees of freedom of the t test (n − 1 paired; Welch–Satterthwaite unpaired)."),
-    "skewness": ("skewness", "Sample skewness of the per-seed differences (the paired t test assumes symmetry)."),
+    "df": ("df", "Degrees of freedom of the t test (n − 1 paired; Hsu's min(n_MTL, n_STL) − 1 unpaired)."),
+    "skewness": (
+        "skewness",
+        "Sample skewness of the per-seed differences (the paired test holds its level up to |skewness| 2).",
+    ),
     "p_value": ("p", "Paired t-test (Welch's t unpaired) p-value, before adjustment."),
     "p_adjusted": ("adjusted p", "Benjamini–Hochberg adjusted p-value over the table (FDR)."),
     "min_p": (

@@ -91,9 +91,9 @@ def optimization_section(rows: pd.DataFrame, effect: pd.DataFrame, out_dir: Path
         "optimization_effect",
         "Optimization effect: log(L_MTL / L_STL) of the training loss at equal steps, each MTL run "
         f"paired with the STL run of the same seed; early = first 25% of the steps; mean, std, "
-        f"{1 - alpha:.0%} t interval and paired t-test p-value over the n_seeds per-seed log-ratios, "
+        f"{1 - alpha:.0%} interval and paired (skewness-corrected t) p-value over the n_seeds per-seed log-ratios, "
         f"p_adjusted: Benjamini–Hochberg over this table at FDR {alpha:g}; *_min_detectable: the log-ratio "
-        f"detected with 80% power (noncentral t); min_p: the smallest p the test allows (docs/statistics.md). "
+        f"detected with 80% power; min_p: the smallest p the test allows (docs/statistics.md). "
         f"Negative: MTL reached a lower training loss at the same step.",
         short=OPTIMIZATION_COLUMNS,
     )
@@ -196,12 +196,14 @@ def symmetry_paragraph(table: pd.DataFrame) -> str:
     if not check["rows"]:
         return ""
     verdict = (
-        "more skewed than symmetric noise makes them: the paired tests may be liberal (docs/statistics.md)"
+        "more skewed than symmetric noise makes them: the sign-flip band may be liberal, and so may the "
+        "one-level paired tests where the skewness exceeds 2 (docs/statistics.md §2)"
         if check["p_value"] <= 0.05
         else "no sign of skew beyond symmetric noise"
     )
     return (
-        f"<p>Symmetry check of the paired differences (the paired tests assume them symmetric): pooled over "
+        f"<p>Symmetry check of the paired differences (the sign-flip band assumes them symmetric, the "
+        f"one-level paired tests hold their level up to |skewness| 2): pooled over "
         f"{check['rows']} rows, mean |skewness| {check['mean_abs_skewness']:.2f}, Q = {check['q']:.1f}, "
         f"p = {check['p_value']:.3g} against normal differences of the same sizes: {verdict}.</p>"
     )
@@ -272,9 +274,9 @@ def correlation_section(rows: pd.DataFrame, units: pd.DataFrame, out_dir: Path, 
             out_dir,
             "probe_differences",
             f"Probe differences MTL − STL per seed (each MTL run against the same-seed STL run): mean "
-            f"over seeds, {1 - alpha:.0%} t interval, paired t-test p-value, Benjamini–Hochberg over "
+            f"over seeds, {1 - alpha:.0%} interval, paired (skewness-corrected t) p-value, Benjamini–Hochberg over "
             f"this table at FDR {alpha:g}, the smallest p the test allows, the difference detected with 80% "
-            f"power (noncentral t), Hedges' g_z and the skewness of the per-seed differences "
+            f"power, Hedges' g_z and the skewness of the per-seed differences "
             f"(docs/statistics.md).",
         )
         body += symmetry_paragraph(differences)

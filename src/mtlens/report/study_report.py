@@ -376,11 +376,12 @@ def transfer_section(data: ReportData, out_dir: Path, alpha: float) -> Section:
         "transfer",
         f"Test performance at the validation-selected checkpoint, mean and std over the seeds the test used. "
         f"delta = MTL − STL (mean of the per-seed differences when design = paired: STL and MTL of one seed "
-        f"share initialization and batch order; unpaired, Welch's t test, only where seeds do "
-        f"not match); delta_low/high: {1 - alpha:.0%} t interval; effect_size: Hedges' g_z (paired) "
-        f"or g (bias-corrected d); p_value: paired t test on df = n − 1 (Welch's df unpaired); p_adjusted: "
-        f"Benjamini–Hochberg over this table; min_p: the smallest p-value the test allows (0 for a t test); "
-        f"min_detectable: the difference detected with 80% power (noncentral t); skewness: of the per-seed "
+        f"share initialization and batch order; unpaired, Welch's t with Hsu's df, only where seeds do "
+        f"not match); delta_low/high: {1 - alpha:.0%} interval; effect_size: Hedges' g_z (paired) "
+        f"or g (bias-corrected d); p_value: paired skewness-corrected t (Hall) on df = n − 1 (Hsu's df "
+        f"unpaired); p_adjusted: "
+        f"Benjamini–Hochberg over this table; min_p: the smallest p-value the test allows (0: no 2/2^n floor); "
+        f"min_detectable: the difference detected with 80% power; skewness: of the per-seed "
         f"differences; verdict only where p_adjusted ≤ {alpha:g}. "
         f"relative_pct > 0 means MTL is better; note: oddities in the data behind the row. See docs/statistics.md.",
         short=TRANSFER_COLUMNS,
