@@ -23,7 +23,14 @@ from mtlens.analysis.correlation import (
     difference_tests,
     unit_table,
 )
-from mtlens.analysis.inference import hall_critical, hall_detectable_effect, hall_p_value
+from mtlens.analysis.inference import (
+    SkewnessBound,
+    family_skewness_bound,
+    hall_critical,
+    hall_detectable_effect,
+    hall_p_value,
+    skewness_of,
+)
 from mtlens.analysis.optimization import loss_ratio_curves, optimization_effect, optimization_tests, steps_to_loss
 from mtlens.store import ROW_COLUMNS
 
@@ -439,20 +446,25 @@ def test_optimizer_comparison_groups_runs_by_optimizer_and_momentum():
         assert table.loc[key, "n"] == 2
 
 
-def _hall_p(values: np.ndarray) -> float:
+def _family(*rows: np.ndarray) -> SkewnessBound:
+    """The skewness bound of a table's family of rows (each a sample of per-seed differences)."""
+    return family_skewness_bound([skewness_of(r) for r in rows], [len(r) for r in rows])
+
+
+def _hall_p(values: np.ndarray, family: SkewnessBound) -> float:
     """The paired test's p-value from Hall's statistic written out here (scipy's skewness rescaled to the
-    ddof-1 sd) and the least-favourable reference of ``inference.hall_p_value``."""
+    ddof-1 sd) and the least-favourable reference of ``inference.hall_p_value`` under the family's bound."""
     n = len(values)
     s, g = values.mean() / values.std(ddof=1), stats.skew(values) * ((n - 1) / n) ** 1.5
     hall = np.sqrt(n) * (s + g * s**2 / 3 + g**2 * s**3 / 27 + g / (6 * n))
-    return float(hall_p_value(np.array([hall]), n)[0])
+    return float(hall_p_value(np.array([hall]), n, family)[0])
 
 
-def _detectable(values: np.ndarray, alpha: float = 0.05, power: float = 0.8) -> float:
+def _detectable(values: np.ndarray, family: SkewnessBound, alpha: float = 0.05, power: float = 0.8) -> float:
     """The paired test's detectable difference: ``d(n, c) * sd`` with ``d`` the standardized difference Hall's
     test detects with ``power`` at its critical value (its power is checked by simulation in test_inference)."""
     n = len(values)
-    return hall_detectable_effect(n, hall_critical(n, alpha), power) * np.std(values, ddof=1)
+    return hall_detectable_effect(n, hall_critical(n, alpha, family), power) * np.std(values, ddof=1)
 
 
 def test_optimization_tests_are_paired_t_tests_of_the_per_seed_log_ratios():
@@ -467,12 +479,14 @@ def test_optimization_tests_are_paired_t_tests_of_the_per_seed_log_ratios():
         }
     )
     table = optimization_tests(effect).set_index("task")
+    family = _family(*(effect.loc[effect["task"] == task, "log_ratio_early"].to_numpy() for task in ("t", "u")))
     for task in ("t", "u"):
         values = effect.loc[effect["task"] == task, "log_ratio_early"].to_numpy()
-        assert table.loc[task, "log_ratio_early_p"] == pytest.approx(_hall_p(values))
+        assert table.loc[task, "log_ratio_early_p"] == pytest.approx(_hall_p(values, family))
         # the interval's lower end is the shift the test just rejects at 0.05
-        assert _hall_p(values - table.loc[task, "log_ratio_early_low"]) == pytest.approx(0.05, abs=2e-3)
-        assert table.loc[task, "log_ratio_early_min_detectable"] == pytest.approx(_detectable(values), rel=1e-5)
+        assert _hall_p(values - table.loc[task, "log_ratio_early_low"], family) == pytest.approx(0.05, abs=2e-3)
+        detectable = _detectable(values, family)
+        assert table.loc[task, "log_ratio_early_min_detectable"] == pytest.approx(detectable, rel=1e-5)
     # every seed optimized faster under MTL: below the 2/64 floor of 6 sign-flipped seeds
     assert table.loc["t", "log_ratio_early_p"] < 2 / 64
     assert table.loc["t", "log_ratio_early_high"] < 0 < table.loc["u", "log_ratio_early_high"]
@@ -497,8 +511,9 @@ def test_difference_tests_test_each_probe_difference_over_seeds():
     table = difference_tests(units, ["fisher_early_diff", "coherence_diff", "sharpness_diff"]).set_index("difference")
     assert list(table.index) == ["fisher_early_diff", "coherence_diff"]  # no sharpness column: left out
     fisher = units["fisher_early_diff"].to_numpy()
-    assert table.loc["fisher_early_diff", "p_value"] == pytest.approx(_hall_p(fisher))
+    family = _family(fisher, units["coherence_diff"].dropna().to_numpy())
+    assert table.loc["fisher_early_diff", "p_value"] == pytest.approx(_hall_p(fisher, family))
     assert table.loc["coherence_diff", "n_seeds"] == 6 and table.loc["coherence_diff", "p_value"] > 0.5
-    assert table.loc["fisher_early_diff", "min_detectable"] == pytest.approx(_detectable(fisher), rel=1e-5)
+    assert table.loc["fisher_early_diff", "min_detectable"] == pytest.approx(_detectable(fisher, family), rel=1e-5)
     assert table.loc["fisher_early_diff", "skewness"] == pytest.approx(stats.skew(fisher))
     assert np.allclose(table["p_adjusted"], stats.false_discovery_control(table["p_value"]))

@@ -19,7 +19,7 @@ from mtlens.analysis.gap import (
     monotone_curve,
     unit_gap_means,
 )
-from mtlens.analysis.inference import paired_max_t, scalar_test
+from mtlens.analysis.inference import bound_of_tests, paired_max_t, scalar_test
 
 
 def _trajectory(
@@ -211,7 +211,10 @@ def test_gap_family_selects_curves_by_benjamini_hochberg_and_tests_onsets_at_the
     results, table = gap_family([real, *nulls], alpha=0.05)
     p = table["p_persistent"].to_numpy()
     assert np.allclose(table["p_persistent_adjusted"], stats.false_discovery_control(p))
-    assert np.allclose(p, [r.level_p[-1] for r in (real, *nulls)])  # the end level's own p-value
+    # the end level's own p-value, under the family's skewness bound (Berger & Boos: one bound for all curves)
+    bound = bound_of_tests([r.test for r in (real, *nulls)])
+    assert np.allclose(p, [r.with_bound(bound).level_p[-1] for r in (real, *nulls)])
+    assert np.allclose(p, [r.level_p[-1] for r in results]) and (table["skewness_bound"] == bound.value).all()
     selected = int((table["p_persistent_adjusted"] <= 0.05).sum())
     level = table["band_level"].iloc[0]
     assert selected >= 1 and level == pytest.approx(selected * 0.05 / 4)  # Benjamini & Bogomolov's R q / m
@@ -236,7 +239,7 @@ def test_gap_family_leaves_curves_that_cannot_reach_alpha_out_of_the_bh_family()
     _, alone = gap_family([real], alpha=0.05)
     assert table["p_any_adjusted"].iloc[0] == pytest.approx(alone["p_any_adjusted"].iloc[0])
     assert (table["p_any_adjusted"].iloc[1:] == 1.0).all()
-    p = np.array([real.p_persistent, *(r.p_persistent for r in few)])
+    p = np.array([r.p_persistent for r in results])
     assert np.allclose(table["p_persistent_adjusted"], stats.false_discovery_control(p))
     assert (table["onset_train_loss"].notna() == (table["p_persistent_adjusted"] <= 0.05)).all()
 

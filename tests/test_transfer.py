@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from mtlens.analysis.inference import hall_critical, hall_p_value
+from mtlens.analysis.inference import family_skewness_bound, hall_critical, hall_p_value, skewness_of
 from mtlens.analysis.transfer import delta_m, selected_checkpoints, transfer_table
 
 INFO = {("s", "t"): {"selection_metric": "error", "lower_is_better": {"loss": True, "error": True}}}
@@ -61,11 +61,15 @@ def test_transfer_table_matches_hand_computation():
     s, g = d.mean() / d.std(ddof=1), stats.skew(d) * (2 / 3) ** 1.5
     hall = np.sqrt(3) * (s + g * s**2 / 3 + g**2 * s**3 / 27 + g / 18)
     assert row["design"] == "paired" and row["df"] == 2
-    assert row["p_value"] == pytest.approx(hall_p_value(np.array([hall]), 3)[0]) and row["p_value"] < 0.05
+    # A table of one row is a family of one: its skewness bound (Berger & Boos) from that row alone.
+    family = family_skewness_bound([skewness_of(d)], [3])
+    assert row["skewness_bound"] == family.value == 2.0 and family.miss > 0
+    assert row["p_value"] == pytest.approx(hall_p_value(np.array([hall]), 3, family)[0]) and row["p_value"] < 0.05
     for bound in (row["delta_low"], row["delta_high"]):  # the interval: the shifts the test just rejects
         shifted = d - bound
         s, g = shifted.mean() / shifted.std(ddof=1), stats.skew(shifted) * (2 / 3) ** 1.5
-        assert abs(np.sqrt(3) * (s + g * s**2 / 3 + g**2 * s**3 / 27 + g / 18)) == pytest.approx(hall_critical(3, 0.05))
+        hall_shifted = np.sqrt(3) * (s + g * s**2 / 3 + g**2 * s**3 / 27 + g / 18)
+        assert abs(hall_shifted) == pytest.approx(hall_critical(3, 0.05, family))
     assert row["min_p"] == 0 and np.isfinite(row["min_detectable"])
     # Hedges' correction of d_z with nu = 2: J = Gamma(1) / (sqrt(1) Gamma(1/2)) = 1 / sqrt(pi)
     assert row["effect_size"] == pytest.approx(d.mean() / d.std(ddof=1) / np.sqrt(np.pi))
@@ -90,7 +94,9 @@ def test_pairing_removes_the_shared_seed_effect_and_supports_a_verdict():
     d = mtl - stl
     s, g = d.mean() / d.std(ddof=1), stats.skew(d) * (6 / 7) ** 1.5
     hall = np.sqrt(7) * (s + g * s**2 / 3 + g**2 * s**3 / 27 + g / 42)
-    assert paired["design"] == "paired" and paired["p_value"] == pytest.approx(hall_p_value(np.array([hall]), 7)[0])
+    family = family_skewness_bound([skewness_of(d)], [7])
+    assert paired["design"] == "paired"
+    assert paired["p_value"] == pytest.approx(hall_p_value(np.array([hall]), 7, family)[0])
     assert paired["verdict"] == "MTL better" and paired["delta_high"] < 0 < paired["relative_pct"]
     unpaired = transfer_table(_study(list(stl), list(mtl), mtl_seed_offset=100), INFO).iloc[0]
     assert unpaired["design"] == "unpaired" and unpaired["p_value"] > 0.5 and unpaired["verdict"] == "no evidence"

@@ -50,7 +50,14 @@ from numpy.typing import ArrayLike
 from scipy import stats
 
 from mtlens.analysis.gap import unit_gap_means
-from mtlens.analysis.inference import bh_adjust, paired_max_t, sample_skewness, scalar_test
+from mtlens.analysis.inference import (
+    bh_adjust,
+    family_skewness_bound,
+    paired_max_t,
+    sample_skewness,
+    scalar_test,
+    skewness_of,
+)
 from mtlens.analysis.optimization import optimization_effect
 from mtlens.analysis.transfer import TaskInfo, selected_checkpoints, selection_info
 from mtlens.quantities import (
@@ -475,34 +482,38 @@ def correlation_table(
 def difference_tests(units: pd.DataFrame, columns: Sequence[str] = FACTORS, alpha: float = 0.05) -> pd.DataFrame:
     """Per (setting, task, method) and per-seed difference column of ``units`` (e.g. the probe
     differences ``*_diff``, each MTL_s − STL_s of one seed): ``n_seeds, mean, low, high`` (``1 − alpha``
-    interval), ``p_value`` (the paired test, :func:`~mtlens.analysis.inference.scalar_test`), ``min_p``
+    interval), ``p_value`` (the paired test, :func:`~mtlens.analysis.inference.scalar_test`, under the
+    family's skewness bound, :func:`~mtlens.analysis.inference.family_skewness_bound`), ``min_p``
     (0), ``min_detectable`` (the difference detected with 80% power at level ``alpha``),
     ``effect_size`` (Hedges' g_z), ``skewness`` (of the per-seed differences) and ``p_adjusted``
     (Benjamini–Hochberg over all rows at FDR ``alpha``: one family).  Columns with fewer than 2 finite
     seeds are left out."""
-    records = []
+    rows = []
     for key, frame in units.groupby(["setting", "task", "method"]):
         for column in columns:
             values = frame[column].to_numpy(float) if column in frame else np.array([])
             values = values[np.isfinite(values)]
-            if len(values) < 2:
-                continue
-            summary = scalar_test(paired_max_t(values), alpha)
-            records.append(
-                dict(zip(["setting", "task", "method"], key))
-                | {
-                    "difference": column,
-                    "n_seeds": len(values),
-                    "mean": values.mean(),
-                    "low": summary["low"],
-                    "high": summary["high"],
-                    "p_value": summary["p_value"],
-                    "min_p": summary["min_p"],
-                    "min_detectable": summary["min_detectable"],
-                    "effect_size": summary["effect_size"],
-                    "skewness": sample_skewness(values),
-                }
-            )
+            if len(values) >= 2:
+                rows.append((dict(zip(["setting", "task", "method"], key)), column, values))
+    bound = family_skewness_bound([skewness_of(v) for *_, v in rows], [len(v) for *_, v in rows])
+    records = []
+    for key, column, values in rows:
+        summary = scalar_test(paired_max_t(values).with_bound(bound), alpha)
+        records.append(
+            key
+            | {
+                "difference": column,
+                "n_seeds": len(values),
+                "mean": values.mean(),
+                "low": summary["low"],
+                "high": summary["high"],
+                "p_value": summary["p_value"],
+                "min_p": summary["min_p"],
+                "min_detectable": summary["min_detectable"],
+                "effect_size": summary["effect_size"],
+                "skewness": sample_skewness(values),
+            }
+        )
     columns = ["setting", "task", "method", "difference", "n_seeds", "mean", "low", "high", "p_value", "min_p"]
     table = pd.DataFrame.from_records(records, columns=[*columns, "min_detectable", "effect_size", "skewness"])
     adjusted = bh_adjust(table["p_value"].to_numpy(float), table["min_p"].to_numpy(float), alpha)

@@ -71,7 +71,16 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import isotonic_regression
 
-from mtlens.analysis.inference import MaxTTest, bh_adjust, bh_level, paired_max_t, scalar_test, unpaired_max_t
+from mtlens.analysis.inference import (
+    MaxTTest,
+    SkewnessBound,
+    bh_adjust,
+    bh_level,
+    bound_of_tests,
+    paired_max_t,
+    scalar_test,
+    unpaired_max_t,
+)
 
 DEFAULT_ALPHA = 0.05
 """Level of the band and the onset unless the caller controls a family (the report uses its BH level)."""
@@ -114,6 +123,15 @@ class GapResult:
     def design(self) -> str:
         """``paired``, ``unpaired`` or ``none`` (too few runs to test)."""
         return self.test.design if self.test is not None else "none"
+
+    def with_bound(self, bound: SkewnessBound) -> GapResult:
+        """The same result with its paired one-level tests (every level's ``level_p``, the end's interval)
+        under the family's skewness ``bound`` (:func:`gap_family`); unpaired results are unchanged.  The
+        leave-one-seed-out check keeps the fixed bound it was computed with (conservative)."""
+        if self.design != "paired" or self.test is None or self.final_test is None:
+            return self
+        test = self.test.with_bound(bound)
+        return replace(self, test=test, final_test=self.final_test.with_bound(bound), level_p=test.pointwise_p)
 
     def at_alpha(self, alpha: float) -> GapResult:
         """The same result with band and onset at level ``alpha`` (unpaired, the onset is exact for an
@@ -227,6 +245,7 @@ class GapResult:
             "end_train_loss": float(self.levels[-1]),
             "end_limited_by": ", ".join(self.end_limited_by),
             "loo_p_persistent_max": float(loo.max()) if len(loo) else np.nan,
+            "skewness_bound": final.bound.value if final is not None and self.design == "paired" else np.nan,
         }
 
 
@@ -469,6 +488,9 @@ def gap_from_checkpoints(
 def gap_family(results: list[GapResult], alpha: float = DEFAULT_ALPHA) -> tuple[list[GapResult], pd.DataFrame]:
     """Error control over a family of gap curves (e.g. every setting x method x task x measure of a report).
 
+    The paired curves' one-level tests are first put under the family's skewness bound
+    (:func:`mtlens.analysis.inference.bound_of_tests`: each curve's skewness averaged over its levels, a
+    ``1 − beta`` upper confidence limit of the curves' common |skewness|, Berger & Boos 1994).
     Selective inference on multiple families (Benjamini & Bogomolov 2014): the curves are selected by
     Benjamini–Hochberg at FDR ``alpha`` on their ``p_persistent``; with ``R`` of ``m`` curves selected,
     every curve's onset (fixed sequence) and band are then taken at BH's rejection level
@@ -483,6 +505,8 @@ def gap_family(results: list[GapResult], alpha: float = DEFAULT_ALPHA) -> tuple[
     :meth:`GapResult.summary` row per result with ``p_any_adjusted`` and ``p_persistent_adjusted`` (BH
     within the family) added.
     """
+    bound = bound_of_tests([r.test for r in results if r.test is not None])
+    results = [r.with_bound(bound) for r in results]
     p_persistent = np.array([r.p_persistent for r in results])
     p_any = np.array([r.test.p_any if r.test else np.nan for r in results])
     min_persistent = np.array([r.min_p_persistent for r in results])

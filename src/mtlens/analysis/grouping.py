@@ -53,7 +53,14 @@ __all__ = [
     "pairwise_transfer",
     "predictor_correlations",
 ]
-from mtlens.analysis.transfer import TaskInfo, difference_test, selected_checkpoints, selection_info, transfer_tests
+from mtlens.analysis.transfer import (
+    TaskInfo,
+    difference_test,
+    family_bound,
+    selected_checkpoints,
+    selection_info,
+    transfer_tests,
+)
 from mtlens.quantities import CONFLICT_COSINE, LOOKAHEAD_AFFINITY
 
 SEPARATOR = "+"
@@ -303,9 +310,10 @@ def grouping_table(
     """:func:`grouping_results` from the selected values of each (run, task): ``seed, role, group, task``,
     ``sign`` (-1 where lower is better) and the selection metric on ``test`` and ``val``.
 
-    Every interval and p-value is the paired t test of :func:`~mtlens.analysis.transfer.difference_test`
-    over the per-seed Δm (against 0 for ``p_vs_stl``; of the per-seed differences to the reference's Δm
-    on the same seeds for ``vs_all`` and ``vs_best``).  Coverage, level and power on simulated stores are
+    Every interval and p-value is the paired test of :func:`~mtlens.analysis.transfer.difference_test`
+    under the table's one skewness bound (:func:`~mtlens.analysis.transfer.family_bound`) over the
+    per-seed Δm (against 0 for ``p_vs_stl``; of the per-seed differences to the reference's Δm on the
+    same seeds for ``vs_all`` and ``vs_best``).  Coverage, level and power on simulated stores are
     in tests/test_grouping_calibration.py and docs/grouping.md."""
     if values.empty:
         return pd.DataFrame()
@@ -325,31 +333,29 @@ def grouping_table(
         choices["exhaustive best (validation)"] = best
         reference["best"] = _delta_m(test_values, sign, best)
     choices["all together"] = together
-    records = []
+    records: list[dict[str, Any]] = []
+    samples: list[tuple[int, str, np.ndarray, np.ndarray]] = []  # (record, column prefix, mtl, stl)
     for choice, grouping in choices.items():
-        record: dict[str, Any] = {"choice": choice, "grouping": " | ".join(group_label(g) for g in grouping)}
+        records.append({"choice": choice, "grouping": " | ".join(group_label(g) for g in grouping)})
         if not _trained(values, grouping):
-            records.append(record | {"n_seeds": 0})
+            records[-1]["n_seeds"] = 0
             continue
         delta = _delta_m(test_values, sign, grouping)
-        test = difference_test(delta.to_numpy(), np.zeros(len(delta)), True, alpha)
-        record |= {
-            "n_seeds": len(delta),
-            "delta_m": test["delta"],
-            "delta_m_low": test["delta_low"],
-            "delta_m_high": test["delta_high"],
-            "p_vs_stl": test["p_value"],
-        }
+        records[-1]["n_seeds"] = len(delta)
+        samples.append((len(records) - 1, "", delta.to_numpy(), np.zeros(len(delta))))
         for name, ref in reference.items():
             common = delta.index.intersection(ref.index)
-            diff = difference_test(delta[common].to_numpy(), ref[common].to_numpy(), True, alpha)
-            record |= {
-                f"vs_{name}": diff["delta"],
-                f"vs_{name}_low": diff["delta_low"],
-                f"vs_{name}_high": diff["delta_high"],
-                f"p_vs_{name}": diff["p_value"],
-            }
-        records.append(record)
+            samples.append((len(records) - 1, f"vs_{name}", delta[common].to_numpy(), ref[common].to_numpy()))
+    bound = family_bound([(mtl, stl, True) for *_, mtl, stl in samples])
+    for row, prefix, mtl, stl in samples:
+        test = difference_test(mtl, stl, True, alpha, bound)
+        name, p_name = (prefix, f"p_{prefix}") if prefix else ("delta_m", "p_vs_stl")
+        records[row] |= {
+            name: test["delta"],
+            f"{name}_low": test["delta_low"],
+            f"{name}_high": test["delta_high"],
+            p_name: test["p_value"],
+        }
     table = pd.DataFrame.from_records(records)
     p_columns = [c for c in ("p_vs_stl", "p_vs_all", "p_vs_best") if c in table]
     if p_columns:

@@ -60,7 +60,8 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import optimize, special, stats
@@ -76,11 +77,43 @@ _TIE = 1e-9
 
 SKEWNESS_BOUND = 2.0
 """Largest |skewness| of the mean-zero paired differences at which the one-level paired test keeps its
-level: the least-favourable reference of :func:`hall_reference` is the shifted gamma of this skewness
-(``Exp(1) − 1`` for 2)."""
+level without looking at the data (``Exp(1) − 1`` for 2): the fixed bound, and the cap of the family
+bound of :func:`family_skewness_bound`."""
 
 N_REFERENCE = 1 << 17
 """Simulated samples per reference distribution of :func:`hall_reference` (p resolution 7.6e-6)."""
+
+BOUND_STEP = 0.25
+"""Grid of the family skewness bound (:func:`family_skewness_bound`): ``0, 0.25, …, SKEWNESS_BOUND``."""
+
+BOUND_MISS = 2.5e-4
+"""``beta`` of the Berger–Boos p-value (:func:`family_skewness_bound`): the family's skewness bound is a
+``1 − beta`` upper confidence limit, and every p-value tested against it is raised by ``beta``.  Small
+enough that a Benjamini–Hochberg family of up to ``0.05 / beta = 200`` rows keeps its first threshold
+``alpha / m`` above it."""
+
+N_BOUND_DRAWS = 1 << 16
+"""Simulated families behind the confidence limit of :func:`family_skewness_bound` (16 below its
+``beta``-quantile)."""
+
+
+@dataclass(frozen=True)
+class SkewnessBound:
+    """The skewness bound a paired test holds its level under, and what it cost.
+
+    ``value``: the largest |skewness| of mean-zero shifted-gamma differences the test's reference covers
+    (:func:`hall_reference`); ``miss``: the Berger–Boos ``beta`` added to every p-value (0 for the fixed
+    bound, which does not come from the data); ``pooled``: the family's pooled skewness ``|G|``
+    (:func:`family_skewness_bound`; NaN for the fixed bound); ``rows``: how many rows it pooled."""
+
+    value: float = SKEWNESS_BOUND
+    miss: float = 0.0
+    pooled: float = math.nan
+    rows: int = 0
+
+
+FIXED_BOUND = SkewnessBound()
+"""The bound that needs no data: :data:`SKEWNESS_BOUND`, nothing added to the p-values."""
 
 
 def hall_statistic(estimate: np.ndarray, sd: np.ndarray, skew: np.ndarray, n: int) -> np.ndarray:
@@ -97,88 +130,188 @@ def hall_statistic(estimate: np.ndarray, sd: np.ndarray, skew: np.ndarray, n: in
     return np.where(np.isfinite(s), t, s)
 
 
+def _skewness_of_rows(x: np.ndarray) -> np.ndarray:
+    """``g = m_3 / sd^3`` (``sd`` with ddof 1, as :func:`hall_statistic`) along the last axis; 0 where ``sd = 0``."""
+    centred = x - x.mean(axis=-1, keepdims=True)
+    sd = np.sqrt((centred**2).sum(axis=-1) / (x.shape[-1] - 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(sd > 0, (centred**3).mean(axis=-1) / sd**3, 0.0)
+
+
 def _hall_of_samples(x: np.ndarray) -> np.ndarray:
     """:func:`hall_statistic` of each row of ``x`` (H0: mean 0)."""
     n = x.shape[1]
-    mean, sd = x.mean(axis=1), x.std(axis=1, ddof=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        skew = ((x - mean[:, None]) ** 3).mean(axis=1) / sd**3
-    return hall_statistic(mean, sd, skew, n)
+    return hall_statistic(x.mean(axis=1), x.std(axis=1, ddof=1), _skewness_of_rows(x), n)
 
 
-@functools.lru_cache(maxsize=64)
-def hall_reference(n: int) -> tuple[np.ndarray, np.ndarray]:
+def _mean_zero_draws(rng: np.random.Generator, skewness: float, size: tuple[int, int]) -> np.ndarray:
+    """Standardized mean-zero draws: normal for skewness 0, else the shifted gamma of that skewness
+    (shape ``k = 4 / skewness^2``, ``(Gamma(k) − k) / sqrt(k)``)."""
+    if skewness == 0:
+        return rng.standard_normal(size)
+    shape = 4 / skewness**2
+    return (rng.gamma(shape, size=size) - shape) / math.sqrt(shape)
+
+
+@functools.lru_cache(maxsize=256)
+def _reference_table(n: int, skewness: float) -> np.ndarray:
+    """Sorted ``|T_H|`` of :data:`N_REFERENCE` seeded samples of ``n`` mean-zero differences of ``skewness``."""
+    rng = np.random.default_rng([20261206, n, round(skewness / BOUND_STEP)])
+    chunks = _chunks(N_REFERENCE, max(1, 2_000_000 // n))
+    values = np.concatenate([np.abs(_hall_of_samples(_mean_zero_draws(rng, skewness, (c, n)))) for c in chunks])
+    return np.sort(np.nan_to_num(values, nan=0.0))
+
+
+def hall_reference(n: int, skewness: float = SKEWNESS_BOUND) -> tuple[np.ndarray, ...]:
     """Sorted ``|T_H|`` (:func:`hall_statistic`) of :data:`N_REFERENCE` simulated samples of ``n``
     mean-zero differences, for the two ends of the controlled family: normal (skewness 0) and the
-    shifted gamma of skewness :data:`SKEWNESS_BOUND` (``|T_H|`` is even under ``d -> −d``, so the
-    left-skewed mirror needs no table).  Seeded, so p-values are reproducible."""
-    rng = np.random.default_rng(20261206 + n)
-    shape = 4 / SKEWNESS_BOUND**2
-    tables = []
-    for draw in (lambda size: rng.standard_normal(size), lambda size: rng.gamma(shape, size=size) - shape):
-        chunks = _chunks(N_REFERENCE, max(1, 2_000_000 // n))
-        values = np.concatenate([np.abs(_hall_of_samples(np.asarray(draw((chunk, n))))) for chunk in chunks])
-        tables.append(np.sort(np.nan_to_num(values, nan=0.0)))
-    return tables[0], tables[1]
+    shifted gamma of skewness ``skewness`` (one table when it is 0; ``|T_H|`` is even under ``d -> −d``,
+    so the left-skewed mirror needs no table).  Seeded, so p-values are reproducible."""
+    if skewness == 0:
+        return (_reference_table(n, 0.0),)
+    return _reference_table(n, 0.0), _reference_table(n, float(skewness))
 
 
 def _chunks(total: int, size: int) -> list[int]:
     return [min(size, total - start) for start in range(0, total, size)]
 
 
-def hall_p_value(statistic: np.ndarray, n: int) -> np.ndarray:
+def hall_p_value(statistic: np.ndarray, n: int, bound: SkewnessBound = FIXED_BOUND) -> np.ndarray:
     """Two-sided p-value of :func:`hall_statistic` ``statistic`` from ``n`` differences, least
-    favourable over the family: ``max`` over the two references of :func:`hall_reference` of
-    ``(1 + #{|T*| >= |T_H|}) / (1 + N)``.  The size of ``|T_H|`` grows with the skewness within
-    the shifted-gamma family (measured, docs/statistics.md §2), so the maximum over its ends holds
-    the level for every mean-zero shifted gamma with ``|skewness| <= SKEWNESS_BOUND`` (and the normal)."""
+    favourable over the family the ``bound`` covers: ``max`` over the references of
+    :func:`hall_reference` ``(n, bound.value)`` of ``(1 + #{|T*| >= |T_H|}) / (1 + N)``, plus
+    ``bound.miss`` (Berger & Boos 1994: the supremum over a ``1 − beta`` confidence set, plus ``beta``),
+    at most 1.  The size of ``|T_H|`` grows with the skewness within the shifted-gamma family
+    (measured, docs/statistics.md §2), so the maximum over its ends holds the level for every mean-zero
+    shifted gamma with ``|skewness| <= bound.value`` (and the normal)."""
     stat = np.abs(np.asarray(statistic, float))
     p = np.zeros(stat.shape)
-    for table in hall_reference(n):
+    for table in hall_reference(n, bound.value):
         count = len(table) - np.searchsorted(table, stat * (1 - _TIE), side="left")
         p = np.maximum(p, (1 + count) / (1 + len(table)))
-    return np.where(stat == 0, 1.0, p)
+    return np.where(stat == 0, 1.0, np.minimum(1.0, p + bound.miss))
 
 
-def hall_critical(n: int, alpha: float) -> float:
-    """The critical value ``c`` of the paired test: ``hall_p_value(T) <= alpha`` iff ``|T| > c``
+def hall_critical(n: int, alpha: float, bound: SkewnessBound = FIXED_BOUND) -> float:
+    """The critical value ``c`` of the paired test: ``hall_p_value(T, n, bound) <= alpha`` iff ``|T| > c``
     (``inf`` when no p-value can reach ``alpha``)."""
+    level = alpha - bound.miss
     values = []
-    for table in hall_reference(n):
-        k = math.floor(alpha * (1 + len(table)) + 1e-9) - 1  # at most k reference values may lie above
+    for table in hall_reference(n, bound.value):
+        k = math.floor(level * (1 + len(table)) + 1e-9) - 1  # at most k reference values may lie above
         if k < 0:
             return np.inf
         values.append(float(table[len(table) - k - 1]) if k < len(table) else 0.0)
     return max(values)
 
 
+@functools.lru_cache(maxsize=64)
+def _row_skewness_draws(n: int, skewness: float) -> np.ndarray:
+    """``g`` (:func:`_skewness_of_rows`) of :data:`N_BOUND_DRAWS` seeded samples of ``n`` mean-zero
+    differences of ``skewness`` (:func:`_mean_zero_draws`)."""
+    rng = np.random.default_rng([20261207, n, round(skewness / BOUND_STEP)])
+    return _skewness_of_rows(_mean_zero_draws(rng, skewness, (N_BOUND_DRAWS, n)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _pooled_quantile(design: tuple[int, ...], skewness: float) -> float:
+    """``q_beta``: the :data:`BOUND_MISS`-quantile of the pooled ``|G|`` of :func:`family_skewness_bound`
+    for rows of ``design`` seeds (sorted) that are independent samples of mean-zero differences of
+    ``skewness`` (:data:`N_BOUND_DRAWS` families drawn from :func:`_row_skewness_draws`, seeded)."""
+    counts = np.asarray(design, float)
+    picks = np.random.default_rng([20261208, len(design)]).integers(0, N_BOUND_DRAWS, size=(len(design), N_BOUND_DRAWS))
+    pooled = sum(c * _row_skewness_draws(int(c), skewness)[i] for c, i in zip(counts, picks)) / counts.sum()
+    return float(np.quantile(np.abs(pooled), BOUND_MISS))
+
+
+def skewness_of(differences: np.ndarray) -> float:
+    """A row's skewness for :func:`family_skewness_bound`: ``g = m_3 / sd^3`` of the per-seed differences
+    (``(n,)``, or ``(n, L)`` averaged over the ``L`` levels, as :func:`hall_statistic` uses it); NaN below 3
+    seeds."""
+    d = np.asarray(differences, float)
+    d = d[:, None] if d.ndim == 1 else d
+    if d.shape[0] < 3 or not np.isfinite(d).all():
+        return math.nan
+    return float(_skewness_of_rows(d.T).mean())
+
+
+def family_skewness_bound(skewness: Sequence[float], n: Sequence[int]) -> SkewnessBound:
+    """The skewness bound of a family of paired tests, from each row's :func:`skewness_of` ``g_r`` and
+    seeds ``n_r`` (rows with ``n_r >= 3`` and finite ``g_r`` count): a ``1 − beta`` upper confidence limit
+    (``beta`` = :data:`BOUND_MISS`) of the rows' common |skewness|, used by Berger & Boos's (1994) p-value
+    (:func:`hall_p_value`).
+
+    Statistic: the pooled ``|G| = |sum_r n_r g_r / sum_r n_r|``.  The confidence set is
+    ``{gamma : |G| >= q_beta(gamma)}`` with ``q_beta(gamma)`` the ``beta``-quantile of ``|G|`` when every row
+    is an independent sample of its ``n_r`` mean-zero shifted-gamma differences of skewness ``gamma``
+    (:data:`N_BOUND_DRAWS` simulated families, seeded; ``gamma`` on the :data:`BOUND_STEP` grid, scanned
+    down from :data:`SKEWNESS_BOUND`), and the bound is its largest grid point plus one step (a true
+    skewness between grid points is covered), at most :data:`SKEWNESS_BOUND`.  A row averaged over ``L``
+    levels (a gap curve) varies less than one level, which only widens the set.  The assumption the
+    bound adds to the test's: the rows' differences share one |skewness| (a lone skewed row in a
+    symmetric family is tested at the family's bound; :func:`symmetry_diagnostic` shows the spread).
+    Rows that share runs (one STL run in every method's row) make ``|G|`` vary more than independent
+    rows would; the simulated sizes stay at or below ``alpha`` (docs/statistics.md §2).  Without
+    any counted row: :data:`FIXED_BOUND`."""
+    g, counts = np.asarray(skewness, float), np.asarray(n, int)
+    keep = np.isfinite(g) & (counts >= 3)
+    g, counts = g[keep], counts[keep]
+    if not len(g):
+        return FIXED_BOUND
+    pooled = abs(float(counts @ g / counts.sum()))
+    design = tuple(sorted(int(c) for c in counts))
+    grid = np.arange(round(SKEWNESS_BOUND / BOUND_STEP), -1, -1) * BOUND_STEP
+    top = next((float(gamma) for gamma in grid if pooled >= _pooled_quantile(design, float(gamma))), 0.0)
+    return SkewnessBound(min(SKEWNESS_BOUND, top + BOUND_STEP), BOUND_MISS, pooled, len(g))
+
+
+def bound_of_tests(tests: Sequence[MaxTTest]) -> SkewnessBound:
+    """:func:`family_skewness_bound` of the paired tests among ``tests`` (their per-level ``skew`` averaged)."""
+    skews = [(t.skew, t._pairs) for t in tests if t.design == "paired" and t.skew is not None]
+    return family_skewness_bound([float(np.mean(g)) for g, _ in skews], [n for _, n in skews])
+
+
 _POWER_DRAWS = 1 << 14
 """Seeded normal samples behind :func:`hall_detectable_effect` (power SE 0.3% at 80%)."""
 
 
-def paired_power(effect: float, n: int, alpha: float) -> float:
-    """The power of the paired one-level test (:attr:`MaxTTest.pointwise_p`) of ``n`` seeds at level
-    ``alpha`` against normal differences with standardized mean ``effect`` (``d_z``): the share of the
-    :data:`_POWER_DRAWS` seeded samples of :func:`hall_detectable_effect` with ``|T_H| > hall_critical``
-    (the replacement of the paired t test's noncentral-t power; ``0`` below 2 seeds)."""
-    critical = hall_critical(n, alpha) if n >= 2 else np.inf
-    if not np.isfinite(critical):
-        return 0.0
-    z = np.random.default_rng(7 + n).standard_normal((_POWER_DRAWS, n))
-    return float(np.mean(np.abs(_hall_of_samples(z + effect)) > critical))
+@functools.lru_cache(maxsize=16)
+def _power_samples(n: int) -> np.ndarray:
+    """The :data:`_POWER_DRAWS` seeded standard normal samples of ``n`` that every simulated power of
+    :func:`paired_power` and :func:`hall_detectable_effect` shares (common random numbers)."""
+    return np.random.default_rng(7 + n).standard_normal((_POWER_DRAWS, n))
+
+
+def paired_powers(effect: float, n: int, alphas: np.ndarray, bound: SkewnessBound = FIXED_BOUND) -> np.ndarray:
+    """The power of the paired one-level test (:attr:`MaxTTest.pointwise_p`) of ``n`` seeds under ``bound``
+    at each level of ``alphas`` against normal differences with standardized mean ``effect`` (``d_z``): the
+    share of the samples of :func:`_power_samples` with ``|T_H| > hall_critical`` (the replacement of the
+    paired t test's noncentral-t power; ``0`` below 2 seeds).  The statistic is computed once for every level."""
+    levels = np.atleast_1d(np.asarray(alphas, float))
+    if n < 2:
+        return np.zeros(len(levels))
+    statistic = np.sort(np.abs(_hall_of_samples(_power_samples(n) + effect)))
+    critical = np.array([hall_critical(n, float(a), bound) for a in levels])
+    above = len(statistic) - np.searchsorted(statistic, np.where(np.isfinite(critical), critical, 0.0), side="right")
+    return np.where(np.isfinite(critical), above / len(statistic), 0.0)
+
+
+def paired_power(effect: float, n: int, alpha: float, bound: SkewnessBound = FIXED_BOUND) -> float:
+    """:func:`paired_powers` at one level ``alpha``."""
+    return float(paired_powers(effect, n, np.array([alpha]), bound)[0])
 
 
 @functools.lru_cache(maxsize=4096)
 def hall_detectable_effect(n: int, critical: float, power: float = 0.8) -> float:
     """The standardized difference ``d = delta / sigma`` that the paired test rejecting
     ``|T_H| > critical`` detects with probability ``power`` on normal differences: the root of the
-    simulated power (:data:`_POWER_DRAWS` seeded normal samples, common to every ``d``; ``brentq``
+    simulated power (the samples of :func:`_power_samples`, common to every ``d``; ``brentq``
     from a bracket around the noncentral-t answer of the same critical value, to ``1e-4``).
     ``T_H`` is not noncentral t (its ``g`` is estimated too), so this replaces
     :func:`detectable_noncentrality` for the paired test.  ``inf`` for an infinite critical value."""
     if not np.isfinite(critical) or n < 2:
         return np.inf
-    z = np.random.default_rng(7 + n).standard_normal((_POWER_DRAWS, n))
+    z = _power_samples(n)
 
     def shortfall(d: float) -> float:
         return float(np.mean(np.abs(_hall_of_samples(z + d)) > critical)) - power
@@ -311,7 +444,8 @@ class MaxTTest:
     the denominator of ``effect_size``; ``skew`` (paired): the per-level ``g = m_3 / sd^3`` of
     :func:`hall_statistic`; ``power_df`` (unpaired): the Welch–Satterthwaite df, the approximate
     distribution of the statistic under which :meth:`min_detectable` computes power (``df`` is Hsu's
-    conservative ``min(n_1, n_2) − 1`` the test uses).
+    conservative ``min(n_1, n_2) − 1`` the test uses); ``bound`` (paired): the skewness bound of its
+    one-level test (:class:`SkewnessBound`; a family's from :func:`bound_of_tests`, via :meth:`with_bound`).
     """
 
     design: str
@@ -325,6 +459,11 @@ class MaxTTest:
     df: np.ndarray
     skew: np.ndarray | None = None
     power_df: np.ndarray | None = None
+    bound: SkewnessBound = FIXED_BOUND
+
+    def with_bound(self, bound: SkewnessBound) -> MaxTTest:
+        """The same test with its one-level paired test under ``bound`` (no change to an unpaired test)."""
+        return replace(self, bound=bound) if self.design == "paired" else self
 
     @property
     def n_patterns(self) -> int:
@@ -380,19 +519,21 @@ class MaxTTest:
     @property
     def pointwise_p(self) -> np.ndarray:
         """Per level, the unadjusted two-sided p-value of the one-level test (module docstring):
-        paired, Hall's statistic against the least-favourable reference (:func:`hall_p_value`; smallest
-        value ``1 / (1 + N_REFERENCE)``, 7.6e-6); unpaired, ``2 · P(T_df >= |t_j|)`` with Hsu's ``df``.  Not
+        paired, Hall's statistic against the least-favourable reference under :attr:`bound`
+        (:func:`hall_p_value`; smallest value ``1 / (1 + N_REFERENCE)``, 7.6e-6, plus the bound's
+        ``miss``); unpaired, ``2 · P(T_df >= |t_j|)`` with Hsu's ``df``.  Not
         bound to ``2 / 2^n``: the p-value of every one-level test of the report; 0 (unpaired) or the
         smallest value (paired) where ``|t_j| = inf``, 1 where ``t_j = 0``."""
         if self.design == "paired" and self.skew is not None:
-            return hall_p_value(self.hall, self._pairs)
+            return hall_p_value(self.hall, self._pairs, self.bound)
         return np.asarray(2 * stats.t.sf(np.abs(self.t), self.df), float)
 
     def critical(self, alpha: float) -> np.ndarray:
         """Per level, the critical value of the one-level test at ``alpha``: ``|T| > c`` iff
-        ``pointwise_p <= alpha`` (paired: :func:`hall_critical` on ``|T_H|``; unpaired ``t_{df, 1−alpha/2}``)."""
+        ``pointwise_p <= alpha`` (paired: :func:`hall_critical` on ``|T_H|`` under :attr:`bound`;
+        unpaired ``t_{df, 1−alpha/2}``)."""
         if self.design == "paired" and self.skew is not None:
-            return np.full(len(self.se), hall_critical(self._pairs, alpha))
+            return np.full(len(self.se), hall_critical(self._pairs, alpha, self.bound))
         return np.asarray(stats.t.ppf(1 - alpha / 2, self.df), float)
 
     def interval(self, alpha: float) -> tuple[np.ndarray, np.ndarray]:
@@ -476,8 +617,7 @@ def paired_max_t(differences: np.ndarray, n_random: int = N_RANDOM, seed: int = 
     null_max = np.sort(np.abs(t_all).max(axis=1))
     df = np.full(d.shape[1], n - 1.0)
     sd = np.sqrt(var[0])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        skew = np.where(sd > 0, ((d - means[0]) ** 3).mean(axis=0) / sd**3, 0.0)
+    skew = _skewness_of_rows(d.T)
     return MaxTTest("paired", n, means[0], se[0], sd, t_all[0], null_max, exact, df, skew=skew)
 
 

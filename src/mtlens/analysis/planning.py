@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from mtlens.analysis.inference import detectable_effect, paired_power
+from mtlens.analysis.inference import detectable_effect, paired_powers
 from mtlens.analysis.transfer import TaskInfo, paired_or_unpaired, selection_info
 
 RATIO = "log train-loss ratio"
@@ -85,7 +85,7 @@ def every_row_power(effect: float, n: int, alpha: float, comparisons: int, min_p
     m = int(comparisons)
     k = np.arange(m)
     levels = alpha * (1 + k) / m
-    powers = np.array([paired_power(effect, n, a) if a >= min_p else 0.0 for a in levels])
+    powers = np.where(levels >= min_p, paired_powers(effect, n, levels), 0.0)
     pi = 1.0
     for _ in range(1000):
         new = float(np.dot(stats.binom.pmf(k, m - 1, pi), powers))

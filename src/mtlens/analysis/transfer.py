@@ -26,12 +26,23 @@ symmetry check of :func:`~mtlens.analysis.inference.symmetry_diagnostic`)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from mtlens.analysis.inference import bh_adjust, paired_max_t, sample_skewness, scalar_test, unpaired_max_t
+from mtlens.analysis.inference import (
+    FIXED_BOUND,
+    SkewnessBound,
+    bh_adjust,
+    family_skewness_bound,
+    paired_max_t,
+    sample_skewness,
+    scalar_test,
+    skewness_of,
+    unpaired_max_t,
+)
 from mtlens.tasks import selection_scores
 
 TaskInfo = dict[tuple[str, str], dict[str, Any]]
@@ -93,18 +104,22 @@ def paired_or_unpaired(values: pd.DataFrame, column: str) -> tuple[np.ndarray, n
     )
 
 
-def difference_test(mtl: np.ndarray, stl: np.ndarray, paired: bool, alpha: float) -> dict[str, Any]:
-    """``design, delta, delta_low, delta_high, effect_size, df, p_value, min_p, min_detectable, skewness``
-    of MTL − STL: the paired test of the per-seed differences (paired) or Welch's t with Hsu's df (unpaired)
-    of :func:`~mtlens.analysis.inference.scalar_test`, its ``1 − alpha`` interval and the difference
-    it detects with 80% power; NaN where a side has fewer than 2 values."""
+def difference_test(
+    mtl: np.ndarray, stl: np.ndarray, paired: bool, alpha: float, bound: SkewnessBound = FIXED_BOUND
+) -> dict[str, Any]:
+    """``design, delta, delta_low, delta_high, effect_size, df, p_value, min_p, min_detectable, skewness,
+    skewness_bound`` of MTL − STL: the paired test of the per-seed differences under the skewness ``bound`` (paired; the
+    family's, :func:`family_bound`) or Welch's t with Hsu's df (unpaired) of
+    :func:`~mtlens.analysis.inference.scalar_test`, its ``1 − alpha`` interval and the difference it
+    detects with 80% power; NaN where a side has fewer than 2 values."""
     delta = float(mtl.mean() - stl.mean()) if len(mtl) and len(stl) else np.nan
     if paired:
-        test = paired_max_t(mtl - stl)
+        test = paired_max_t(mtl - stl).with_bound(bound)
     elif len(mtl) >= 2 and len(stl) >= 2:
         test = unpaired_max_t(mtl, stl)
     else:
-        names = ("delta_low", "delta_high", "effect_size", "df", "p_value", "min_p", "min_detectable", "skewness")
+        names = ["delta_low", "delta_high", "effect_size", "df", "p_value", "min_p", "min_detectable"]
+        names += ["skewness", "skewness_bound"]
         return {"design": "none", "delta": delta} | dict.fromkeys(names, np.nan)
     summary = scalar_test(test, alpha)
     return {
@@ -118,7 +133,15 @@ def difference_test(mtl: np.ndarray, stl: np.ndarray, paired: bool, alpha: float
         "min_p": summary["min_p"],
         "min_detectable": summary["min_detectable"],
         "skewness": sample_skewness(mtl - stl) if paired else np.nan,
+        "skewness_bound": bound.value if paired else np.nan,
     }
+
+
+def family_bound(samples: Sequence[tuple[np.ndarray, np.ndarray, bool]]) -> SkewnessBound:
+    """The skewness bound of a family of :func:`difference_test` rows ``(mtl, stl, paired)``:
+    :func:`~mtlens.analysis.inference.family_skewness_bound` of the paired rows' differences."""
+    paired = [mtl - stl for mtl, stl, is_paired in samples if is_paired]
+    return family_skewness_bound([skewness_of(d) for d in paired], [len(d) for d in paired])
 
 
 def verdict(delta: float, p_adjusted: float, alpha: float, lower_is_better: bool) -> str:
@@ -146,7 +169,7 @@ def transfer_tests(
     """:func:`transfer_table` from the rows of :func:`selected_checkpoints`."""
     if selected.empty:
         return pd.DataFrame()
-    records = []
+    rows = []
     for (setting, task), frame in selected.groupby(["setting", "task"], sort=False):
         info = selection_info(task_info, setting, task)
         name = metric or info["selection_metric"]
@@ -158,26 +181,30 @@ def transfer_tests(
             mtl, stl, paired = paired_or_unpaired(pd.concat([frame[frame["mode"] == "stl"], mtl_frame]), column)
             if len(stl) == 0 or len(mtl) == 0:
                 continue
-            test = difference_test(mtl, stl, paired, alpha)
-            records.append(
-                {
-                    "setting": setting,
-                    "task": task,
-                    "method": method,
-                    "metric": column,
-                    "stl_mean": stl.mean(),
-                    "stl_std": stl.std(ddof=1) if len(stl) > 1 else np.nan,
-                    "n_stl": len(stl),
-                    "mtl_mean": mtl.mean(),
-                    "mtl_std": mtl.std(ddof=1) if len(mtl) > 1 else np.nan,
-                    "n_mtl": len(mtl),
-                    **test,
-                    "relative_pct": 100.0 * (-1 if lower else 1) * test["delta"] / abs(stl.mean())
-                    if stl.mean() != 0
-                    else np.nan,
-                    "lower_is_better": lower,
-                }
-            )
+            rows.append((setting, task, method, column, lower, mtl, stl, paired))
+    bound = family_bound([(mtl, stl, paired) for *_, mtl, stl, paired in rows])
+    records = []
+    for setting, task, method, column, lower, mtl, stl, paired in rows:
+        test = difference_test(mtl, stl, paired, alpha, bound)
+        records.append(
+            {
+                "setting": setting,
+                "task": task,
+                "method": method,
+                "metric": column,
+                "stl_mean": stl.mean(),
+                "stl_std": stl.std(ddof=1) if len(stl) > 1 else np.nan,
+                "n_stl": len(stl),
+                "mtl_mean": mtl.mean(),
+                "mtl_std": mtl.std(ddof=1) if len(mtl) > 1 else np.nan,
+                "n_mtl": len(mtl),
+                **test,
+                "relative_pct": 100.0 * (-1 if lower else 1) * test["delta"] / abs(stl.mean())
+                if stl.mean() != 0
+                else np.nan,
+                "lower_is_better": lower,
+            }
+        )
     table = pd.DataFrame.from_records(records)
     if table.empty:
         return table
