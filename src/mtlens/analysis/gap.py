@@ -505,7 +505,7 @@ def gap_family(results: list[GapResult], alpha: float = DEFAULT_ALPHA) -> tuple[
     :meth:`GapResult.summary` row per result with ``p_any_adjusted`` and ``p_persistent_adjusted`` (BH
     within the family) added.
     """
-    bound = bound_of_tests([r.test for r in results if r.test is not None])
+    bound = bound_of_tests([r.test for r in results])
     results = [r.with_bound(bound) for r in results]
     p_persistent = np.array([r.p_persistent for r in results])
     p_any = np.array([r.test.p_any if r.test else np.nan for r in results])

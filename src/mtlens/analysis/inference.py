@@ -265,9 +265,10 @@ def family_skewness_bound(skewness: Sequence[float], n: Sequence[int]) -> Skewne
     return SkewnessBound(min(SKEWNESS_BOUND, top + BOUND_STEP), BOUND_MISS, pooled, len(g))
 
 
-def bound_of_tests(tests: Sequence[MaxTTest]) -> SkewnessBound:
-    """:func:`family_skewness_bound` of the paired tests among ``tests`` (their per-level ``skew`` averaged)."""
-    skews = [(t.skew, t._pairs) for t in tests if t.design == "paired" and t.skew is not None]
+def bound_of_tests(tests: Sequence[MaxTTest | None]) -> SkewnessBound:
+    """:func:`family_skewness_bound` of the paired tests among ``tests`` (their per-level ``skew`` averaged;
+    ``None``, a curve too small to test, counts as nothing)."""
+    skews = [(t.skew, t._pairs) for t in tests if t is not None and t.design == "paired" and t.skew is not None]
     return family_skewness_bound([float(np.mean(g)) for g, _ in skews], [n for _, n in skews])
 
 

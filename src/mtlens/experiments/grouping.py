@@ -28,6 +28,7 @@ against all-together, STL and the exhaustive best.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from itertools import combinations
 from pathlib import Path
@@ -136,7 +137,9 @@ def grouping_analysis(plan: ExperimentPlan, store: RunStore, setting: Setting) -
                 )
     if configs:
         store.write_table(plan.table_name, pd.concat([manifest, pd.DataFrame.from_records(records)], ignore_index=True))
-        run_configs(configs, store, progress=False)
+        tasks = len(setting.task_names)
+        print(f"grouping: training {len(configs)} runs of the predictors' groupings of all {tasks} tasks", flush=True)
+        run_configs(configs, store, progress=sys.stderr.isatty())
 
 
 def _heatmap(frame: pd.DataFrame, value: str, title: str, facet_by: str | None = None) -> Spec:

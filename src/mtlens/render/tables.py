@@ -51,7 +51,13 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "df": ("df", "Degrees of freedom of the t test (n − 1 paired; Hsu's min(n_MTL, n_STL) − 1 unpaired)."),
     "skewness": (
         "skewness",
-        "Sample skewness of the per-seed differences (the paired test holds its level up to |skewness| 2).",
+        "Sample skewness of the per-seed differences (the paired test holds its level up to the table's skewness "
+        "bound).",
+    ),
+    "skewness_bound": (
+        "skewness bound",
+        "The |skewness| up to which the paired test holds its level: the table's 99.975% upper confidence limit "
+        "of its rows' common skewness (Berger & Boos), at most 2; its p-values include the 0.00025 it may miss.",
     ),
     "p_value": ("p", "Paired t-test (Welch's t unpaired) p-value, before adjustment."),
     "p_adjusted": ("adjusted p", "Benjamini–Hochberg adjusted p-value over the table (FDR)."),

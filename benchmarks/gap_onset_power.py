@@ -1,0 +1,116 @@
+"""Onset power of the gap's fixed-sequence test, alone and in a family of curves, against the issue's reference.
+
+Not a speed benchmark: the figures of docs/statistics.md §3 (issue 23: "the onset test's power is ≥ 0.9×
+the fixed-sequence reference at 6, 8 and 12 seeds").  One data set: AR(1) per-seed curves (the design of
+tests/test_gap.py: 30 checkpoints, training loss 2 → 0.1 recorded with relative noise 0.01, validation
+loss ``0.3 + x + seed effect + AR(1) noise``, ``rho = 0.9``, sd 0.05), paired STL and MTL runs; MTL adds
+``d_z`` per-level sds of the paired differences from checkpoint 3 on.  Counted per data set, at level
+``alpha``:
+
+- **reference**: the issue's fixed-sequence test on the true per-checkpoint differences with the exact
+  sign-flip p-value per level (``scipy.stats.permutation_test``-equivalent enumeration of ``2^n`` flips);
+- **alone**: the pipeline's onset (:func:`~mtlens.analysis.gap.gap_from_checkpoints`, fixed bound 2);
+- **in a family**: the same curve with ``--curves − 1`` null curves of the same design, the family's
+  skewness bound applied (:func:`~mtlens.analysis.gap.gap_family`'s first step), onset at ``alpha``.
+
+``.venv/bin/python benchmarks/gap_onset_power.py --trials 120``
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+
+import numpy as np
+import pandas as pd
+
+from mtlens.analysis.gap import gap_from_checkpoints
+from mtlens.analysis.inference import bound_of_tests
+
+DESIGNS = ((6, 1.5), (8, 1.0), (12, 0.8))
+"""(pairs, d_z): the settings of tests/test_gap.py's onset power test."""
+
+
+def ar1(rng: np.random.Generator, n: int, k: int, rho: float = 0.9) -> np.ndarray:
+    """``n`` stationary AR(1) series of length ``k`` with unit variance."""
+    e = np.empty((n, k))
+    e[:, 0] = rng.standard_normal(n)
+    for j in range(1, k):
+        e[:, j] = rho * e[:, j - 1] + np.sqrt(1 - rho**2) * rng.standard_normal(n)
+    return e
+
+
+def study(
+    rng: np.random.Generator, seeds: int, gap: float, onset: int = 3, k: int = 30
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Wide checkpoints of one paired curve and the true per-seed differences ``(seeds, k)``."""
+    x = np.geomspace(2.0, 0.1, k)
+    seed_effect = 0.1 * rng.standard_normal((seeds, 1))
+    frames, values = [], {}
+    for mode, shift in (("stl", 0.0), ("mtl", gap)):
+        values[mode] = 0.3 + x + seed_effect + 0.05 * ar1(rng, seeds, k) + shift * (np.arange(k) >= onset)
+        recorded = x * np.exp(0.01 * rng.standard_normal((seeds, k)))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "mode": mode,
+                    "run_id": np.repeat([f"{mode}{s}" for s in range(seeds)], k),
+                    "seed": np.repeat(np.arange(seeds), k),
+                    "step": np.tile(np.arange(k), seeds),
+                    "epoch": np.tile(np.arange(k) / 3.0, seeds),
+                    "train/loss": recorded.ravel(),
+                    "val/loss": values[mode].ravel(),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True), values["mtl"] - values["stl"]
+
+
+def sign_flip_onset(d: np.ndarray, alpha: float) -> int | None:
+    """The reference: fixed sequence from the last level with the exact two-sided sign-flip p-value of the
+    mean per level (all ``2^n`` patterns)."""
+    n = d.shape[0]
+    patterns = np.array(list(itertools.product([-1.0, 1.0], repeat=n)))
+    null = np.abs(patterns @ d) / n  # (2^n, L)
+    p = (null >= np.abs(d.mean(axis=0)) * (1 - 1e-9)).mean(axis=0)
+    onset = None
+    for j in range(d.shape[1] - 1, -1, -1):
+        if p[j] > alpha or np.sign(d[:, j].mean()) != np.sign(d[:, -1].mean()):
+            break
+        onset = j
+    return onset
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=120)
+    parser.add_argument("--curves", type=int, default=12)
+    parser.add_argument("--alpha", type=float, default=0.05)
+    args = parser.parse_args()
+    for seeds, d_z in DESIGNS:
+        rng = np.random.default_rng(seeds)
+        counts, bounds = np.zeros(3), []
+        for _ in range(args.trials):
+            wide, d = study(rng, seeds, d_z * 0.05 * np.sqrt(2))
+            result = gap_from_checkpoints(wide, "t", stability=False)
+            nulls = [
+                gap_from_checkpoints(study(rng, seeds, 0.0)[0], "t", stability=False) for _ in range(args.curves - 1)
+            ]
+            bound = bound_of_tests([r.test for r in (result, *nulls)])
+            bounds.append(bound.value)
+            counts += [
+                sign_flip_onset(d, args.alpha) is not None,
+                result.persistent_from(args.alpha) is not None,
+                result.with_bound(bound).persistent_from(args.alpha) is not None,
+            ]
+        reference, alone, family = 100 * counts / args.trials
+        print(
+            f"{seeds} pairs, d_z {d_z}: reference {reference:.1f}% | alone {alone:.1f}% ({alone / reference:.2f}x) "
+            f"| in a family of {args.curves} {family:.1f}% ({family / reference:.2f}x; "
+            f"median bound {np.median(bounds):.2f})",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
