@@ -42,10 +42,13 @@ least-favourable p-value, the larger of its tail probabilities under normal diff
 mean-zero shifted gamma differences of skewness :data:`SKEWNESS_BOUND` (:func:`hall_p_value`,
 simulated references).  Its null is a *family*: mean-zero differences whose distribution is a
 shifted gamma with ``|skewness| <= 2`` (normal included), where it keeps ``alpha`` at 6–12 seeds
-(measured, docs/statistics.md §2; Student's t gave up to 11% at skewness 2).  No test of a mean
-holds for every skewed null (Bahadur & Savage 1956); :func:`symmetry_diagnostic` checks the
-study's own differences.  Unpaired: Welch's statistic with Hsu's (1938) conservative
-``df = min(n_1, n_2) − 1`` (size at most ``alpha`` for normal groups of any variance ratio;
+(measured, docs/statistics.md §2; Student's t gave up to 11% at skewness 2).  A family of tests
+(a report table) narrows the bound from its own rows: :func:`family_skewness_bound`, a ``1 − beta``
+upper confidence limit of the rows' common |skewness|, with Berger & Boos's (1994) p-value (the
+least-favourable p over the narrower family, plus ``beta``; :class:`SkewnessBound`,
+:meth:`MaxTTest.with_bound`).  No test of a mean holds for every skewed null (Bahadur & Savage 1956);
+:func:`symmetry_diagnostic` checks the study's own differences.  Unpaired: Welch's statistic with
+Hsu's (1938) conservative ``df = min(n_1, n_2) − 1`` (size at most ``alpha`` for normal groups of any variance ratio;
 Mickey & Brown 1966; Scheffé 1970), where the Welch–Satterthwaite ``df`` gave 6.9% at 3 vs 9 runs.
 The interval is the set of differences the test does not reject (:meth:`MaxTTest.interval`), the
 effect size Hedges' bias-corrected ``g = J(nu) · estimate / sd`` (``nu = n − 1`` paired,
