@@ -44,19 +44,25 @@ demo: $(STAMP)
 	$(BIN)/mtlens study mnist1d_split --seeds 8 --config configs/demo.yaml --store runs/demo --report reports/demo
 
 # Everything CI enforces: lint, typecheck and both test layers (unit and integration), slow tests excluded.  Two jobs
-# at a time (-j2): the venv build beside Chromium's install, then mypy (single-threaded) beside pytest (one torch
-# thread, mostly), which saves about mypy's time; `make test` fails if any part fails.  Output is not synchronized
-# (make would hold pytest's until it ends): mypy's lines may land among pytest's dots.
+# at a time (-j2): the venv build beside Chromium's install, then mypy (single-threaded) beside pytest, which saves
+# about mypy's time; `make test` fails if any part fails.  Output is not synchronized (make would hold pytest's until
+# it ends): mypy's lines may land among pytest's dots.
 test:
 	$(MAKE) --no-print-directory -j2 lint typecheck test-layers
 
+# pytest-xdist workers of the test targets: one per CI core (most tests use one torch thread; the suite took 559 s
+# serially and 325 s with 2 workers on the idle 2-core VM, benchmarks/README.md "CI phases").  TEST_WORKERS=0 runs
+# in one process.
+TEST_WORKERS ?= 2
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist worksteal)
+
 # Both test layers, slow tests excluded (the pytest part of `make test`).
 test-layers: $(STAMP) chromium
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q $(XDIST) -m "not slow"
 
 # The inner loop: unit and property tests only (no training runs, subprocess kills, Ray or Chromium).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow and not integration"
+	$(BIN)/python -m pytest -q $(XDIST) -m "not slow and not integration"
 
 # ruff: the lint rules and the formatting of pyproject.toml [tool.ruff].
 lint: $(STAMP)

@@ -52,11 +52,10 @@ from scipy import stats
 from mtlens.analysis.gap import unit_gap_means
 from mtlens.analysis.inference import (
     bh_adjust,
-    family_skewness_bound,
+    bound_of_samples,
     paired_max_t,
     sample_skewness,
     scalar_test,
-    skewness_of,
 )
 from mtlens.analysis.optimization import optimization_effect
 from mtlens.analysis.transfer import TaskInfo, selected_checkpoints, selection_info
@@ -483,7 +482,7 @@ def difference_tests(units: pd.DataFrame, columns: Sequence[str] = FACTORS, alph
     """Per (setting, task, method) and per-seed difference column of ``units`` (e.g. the probe
     differences ``*_diff``, each MTL_s − STL_s of one seed): ``n_seeds, mean, low, high`` (``1 − alpha``
     interval), ``p_value`` (the paired test, :func:`~mtlens.analysis.inference.scalar_test`, under the
-    family's skewness bound, :func:`~mtlens.analysis.inference.family_skewness_bound`), ``min_p``
+    family's skewness bound, :func:`~mtlens.analysis.inference.bound_of_samples`), ``min_p``
     (0), ``min_detectable`` (the difference detected with 80% power at level ``alpha``),
     ``effect_size`` (Hedges' g_z), ``skewness`` (of the per-seed differences) and ``p_adjusted``
     (Benjamini–Hochberg over all rows at FDR ``alpha``: one family).  Columns with fewer than 2 finite
@@ -495,7 +494,7 @@ def difference_tests(units: pd.DataFrame, columns: Sequence[str] = FACTORS, alph
             values = values[np.isfinite(values)]
             if len(values) >= 2:
                 rows.append((dict(zip(["setting", "task", "method"], key)), column, values))
-    bound = family_skewness_bound([skewness_of(v) for *_, v in rows], [len(v) for *_, v in rows])
+    bound = bound_of_samples([v for *_, v in rows])
     records = []
     for key, column, values in rows:
         summary = scalar_test(paired_max_t(values).with_bound(bound), alpha)

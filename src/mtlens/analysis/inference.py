@@ -268,6 +268,12 @@ def family_skewness_bound(skewness: Sequence[float], n: Sequence[int]) -> Skewne
     return SkewnessBound(min(SKEWNESS_BOUND, top + BOUND_STEP), BOUND_MISS, pooled, len(g))
 
 
+def bound_of_samples(samples: Sequence[np.ndarray]) -> SkewnessBound:
+    """:func:`family_skewness_bound` of a family given as each row's per-seed differences (``(n,)`` or
+    ``(n, L)``; :func:`skewness_of`)."""
+    return family_skewness_bound([skewness_of(d) for d in samples], [len(d) for d in samples])
+
+
 def bound_of_tests(tests: Sequence[MaxTTest | None]) -> SkewnessBound:
     """:func:`family_skewness_bound` of the paired tests among ``tests`` (their per-level ``skew`` averaged;
     ``None``, a curve too small to test, counts as nothing)."""

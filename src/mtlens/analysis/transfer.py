@@ -36,11 +36,10 @@ from mtlens.analysis.inference import (
     FIXED_BOUND,
     SkewnessBound,
     bh_adjust,
-    family_skewness_bound,
+    bound_of_samples,
     paired_max_t,
     sample_skewness,
     scalar_test,
-    skewness_of,
     unpaired_max_t,
 )
 from mtlens.tasks import selection_scores
@@ -139,9 +138,8 @@ def difference_test(
 
 def family_bound(samples: Sequence[tuple[np.ndarray, np.ndarray, bool]]) -> SkewnessBound:
     """The skewness bound of a family of :func:`difference_test` rows ``(mtl, stl, paired)``:
-    :func:`~mtlens.analysis.inference.family_skewness_bound` of the paired rows' differences."""
-    paired = [mtl - stl for mtl, stl, is_paired in samples if is_paired]
-    return family_skewness_bound([skewness_of(d) for d in paired], [len(d) for d in paired])
+    :func:`~mtlens.analysis.inference.bound_of_samples` of the paired rows' differences."""
+    return bound_of_samples([mtl - stl for mtl, stl, is_paired in samples if is_paired])
 
 
 def verdict(delta: float, p_adjusted: float, alpha: float, lower_is_better: bool) -> str:
