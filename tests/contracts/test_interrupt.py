@@ -1,5 +1,5 @@
-"""Ctrl-C: ``mtlens study`` (in-process runs) and ``mtlens sweep --workers 2`` (worker processes; slow: two
-minutes on 2 cores) end with exit 130 and one line naming the interrupted runs and saying that rerunning
+"""Ctrl-C: ``mtlens study`` (in-process runs) and ``mtlens sweep --workers 2`` (worker processes; marked slow: 20 s
+on 2 idle cores) end with exit 130 and one line naming the interrupted runs and saying that rerunning
 resumes them, without a traceback; the rerun finishes every run and leaves a store that checks clean."""
 
 from __future__ import annotations
@@ -19,13 +19,16 @@ from mtlens.cli import main
 from mtlens.errors import MtlensError
 
 pytestmark = pytest.mark.integration
-# The child sleeps 0.3 s after each checkpoint (as _subjects' killed children do), so that a parent starved of CPU on
-# a loaded machine still sends SIGINT while a run is training rather than after every run has finished.
+# The child holds its first run after the checkpoint of step 2 (sleeps until interrupted), so that the parent, however
+# starved of CPU on a loaded machine (2 test workers beside mypy), sends SIGINT while a run is training: with a short
+# sleep per checkpoint the child sometimes finished every run before the parent saw step 2.
 CLI = (
     "import sys, time; from mtlens.cli import main; from mtlens.training.trainer import TrainingRun\n"
     "checkpoint = TrainingRun._checkpoint\n"
-    "def slow(self, step): checkpoint(self, step); time.sleep(0.3)\n"
-    "TrainingRun._checkpoint = slow\n"
+    "def held(self, step):\n"
+    "    checkpoint(self, step)\n"
+    "    if step >= 2: time.sleep(120)\n"
+    "TrainingRun._checkpoint = held\n"
     "sys.exit(main(sys.argv[1:]))"
 )
 
