@@ -21,8 +21,11 @@ from mtlens.errors import MtlensError
 pytestmark = pytest.mark.integration
 # The child holds its first run after the checkpoint of step 2 (sleeps until interrupted), so that the parent, however
 # starved of CPU on a loaded machine (2 test workers beside mypy), sends SIGINT while a run is training: with a short
-# sleep per checkpoint the child sometimes finished every run before the parent saw step 2.
+# sleep per checkpoint the child sometimes finished every run before the parent saw step 2.  It first restores
+# Python's SIGINT handler, as a shell would give it: a pytest-xdist worker ignores SIGINT, and an ignored signal is
+# inherited by the processes it starts (Python then installs no handler of its own).
 CLI = (
+    "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
     "import sys, time; from mtlens.cli import main; from mtlens.training.trainer import TrainingRun\n"
     "checkpoint = TrainingRun._checkpoint\n"
     "def held(self, step):\n"
