@@ -1,8 +1,8 @@
 """Onset power of the gap's fixed-sequence test, alone and in a family of curves, against the issue's reference.
 
 Not a speed benchmark: the figures of docs/statistics.md §3 (issue 23: "the onset test's power is ≥ 0.9×
-the fixed-sequence reference at 6, 8 and 12 seeds").  One data set: AR(1) per-seed curves (the design of
-tests/test_gap.py: 30 checkpoints, training loss 2 → 0.1 recorded with relative noise 0.01, validation
+the fixed-sequence reference at 6, 8 and 12 seeds").  One data set: AR(1) per-seed curves (``tests/gap_curves.py``, the
+design of tests/test_gap.py: 30 checkpoints, training loss 2 → 0.1 recorded with relative noise 0.01, validation
 loss ``0.3 + x + seed effect + AR(1) noise``, ``rho = 0.9``, sd 0.05), paired STL and MTL runs; MTL adds
 ``d_z`` per-level sds of the paired differences from checkpoint 3 on.  Counted per data set, at level
 ``alpha``:
@@ -20,50 +20,19 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import sys
+from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from mtlens.analysis.gap import gap_from_checkpoints
 from mtlens.analysis.inference import bound_of_tests
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from gap_curves import ar1_study  # noqa: E402  (the tests' generator of synthetic gap curves)
+
 DESIGNS = ((6, 1.5), (8, 1.0), (12, 0.8))
 """(pairs, d_z): the settings of tests/test_gap.py's onset power test."""
-
-
-def ar1(rng: np.random.Generator, n: int, k: int, rho: float = 0.9) -> np.ndarray:
-    """``n`` stationary AR(1) series of length ``k`` with unit variance."""
-    e = np.empty((n, k))
-    e[:, 0] = rng.standard_normal(n)
-    for j in range(1, k):
-        e[:, j] = rho * e[:, j - 1] + np.sqrt(1 - rho**2) * rng.standard_normal(n)
-    return e
-
-
-def study(
-    rng: np.random.Generator, seeds: int, gap: float, onset: int = 3, k: int = 30
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """Wide checkpoints of one paired curve and the true per-seed differences ``(seeds, k)``."""
-    x = np.geomspace(2.0, 0.1, k)
-    seed_effect = 0.1 * rng.standard_normal((seeds, 1))
-    frames, values = [], {}
-    for mode, shift in (("stl", 0.0), ("mtl", gap)):
-        values[mode] = 0.3 + x + seed_effect + 0.05 * ar1(rng, seeds, k) + shift * (np.arange(k) >= onset)
-        recorded = x * np.exp(0.01 * rng.standard_normal((seeds, k)))
-        frames.append(
-            pd.DataFrame(
-                {
-                    "mode": mode,
-                    "run_id": np.repeat([f"{mode}{s}" for s in range(seeds)], k),
-                    "seed": np.repeat(np.arange(seeds), k),
-                    "step": np.tile(np.arange(k), seeds),
-                    "epoch": np.tile(np.arange(k) / 3.0, seeds),
-                    "train/loss": recorded.ravel(),
-                    "val/loss": values[mode].ravel(),
-                }
-            )
-        )
-    return pd.concat(frames, ignore_index=True), values["mtl"] - values["stl"]
 
 
 def sign_flip_onset(d: np.ndarray, alpha: float) -> int | None:
@@ -91,10 +60,11 @@ def main() -> None:
         rng = np.random.default_rng(seeds)
         counts, bounds = np.zeros(3), []
         for _ in range(args.trials):
-            wide, d = study(rng, seeds, d_z * 0.05 * np.sqrt(2))
+            wide, d = ar1_study(rng, seeds, d_z * 0.05 * np.sqrt(2), 3, loss_noise=(0.01, 0.01))
             result = gap_from_checkpoints(wide, "t", stability=False)
             nulls = [
-                gap_from_checkpoints(study(rng, seeds, 0.0)[0], "t", stability=False) for _ in range(args.curves - 1)
+                gap_from_checkpoints(ar1_study(rng, seeds, 0.0, 3, loss_noise=(0.01, 0.01))[0], "t", stability=False)
+                for _ in range(args.curves - 1)
             ]
             bound = bound_of_tests([r.test for r in (result, *nulls)])
             bounds.append(bound.value)

@@ -10,6 +10,7 @@ import pytest
 from scipy import stats
 from sklearn.isotonic import IsotonicRegression
 
+from gap_curves import ar1, ar1_study
 from mtlens.analysis.gap import (
     fixed_sequence_p,
     gap_family,
@@ -273,50 +274,6 @@ def test_fixed_sequence_p_values_match_the_stepwise_procedure():
     assert (fixed_sequence_p(np.zeros(3), np.array([1.0, 1.0, 0.0])) == 1).all()  # no sign at the end: no claim
 
 
-def _ar1(rng: np.random.Generator, n: int, k: int, rho: float = 0.9) -> np.ndarray:
-    """``n`` stationary AR(1) series of length ``k`` with unit variance."""
-    e = np.empty((n, k))
-    e[:, 0] = rng.standard_normal(n)
-    for j in range(1, k):
-        e[:, j] = rho * e[:, j - 1] + np.sqrt(1 - rho**2) * rng.standard_normal(n)
-    return e
-
-
-def _ar1_study(
-    rng: np.random.Generator,
-    seeds: int,
-    gap: float,
-    onset: int,
-    k: int = 30,
-    noise: float = 0.05,
-    loss_noise: tuple[float, float] = (0.0, 0.0),
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """Paired runs in wide checkpoint form: true training loss ``x_k`` from 2 to 0.1 over ``k``
-    checkpoints; G = 0.3 + x + seed effect + AR(1) noise (sd ``noise``), MTL adds ``gap`` from checkpoint
-    ``onset`` on.  The recorded training loss is ``x * exp(sd * z)`` with sd ``loss_noise`` (STL, MTL).
-    Also returns the per-seed difference curves at the true checkpoints (the reference's input)."""
-    x = np.geomspace(2.0, 0.1, k)
-    seed_effect = 0.1 * rng.standard_normal((seeds, 1))
-    frames, values = [], {}
-    for mode, sd, shift in (("stl", loss_noise[0], 0.0), ("mtl", loss_noise[1], gap)):
-        values[mode] = 0.3 + x + seed_effect + noise * _ar1(rng, seeds, k) + shift * (np.arange(k) >= onset)
-        recorded = x * np.exp(sd * rng.standard_normal((seeds, k)))
-        frames.append(
-            pd.DataFrame(
-                {
-                    "mode": mode,
-                    "run_id": np.repeat([f"{mode}{s}" for s in range(seeds)], k),
-                    "seed": np.repeat(np.arange(seeds), k),
-                    "step": np.tile(np.arange(k), seeds),
-                    "epoch": np.tile(np.arange(k) / 3.0, seeds),
-                    "train/loss": recorded.ravel(),
-                    "val/loss": values[mode].ravel(),
-                }
-            )
-        )
-    return pd.concat(frames, ignore_index=True), values["mtl"] - values["stl"]
-
-
 @pytest.mark.parametrize(("seeds", "d_z", "trials"), [(6, 1.5, 120), (8, 1.0, 120), (12, 0.8, 40)])
 def test_onset_power_matches_an_independent_fixed_sequence_reference(seeds, d_z, trials):
     """AR(1) per-seed curves with a true onset early in training (checkpoint 3 of 30), effect ``d_z``
@@ -326,7 +283,7 @@ def test_onset_power_matches_an_independent_fixed_sequence_reference(seeds, d_z,
     rng = np.random.default_rng(seeds)
     found = reference = 0
     for _ in range(trials):
-        wide, d = _ar1_study(rng, seeds, d_z * 0.05 * np.sqrt(2), 3, loss_noise=(0.01, 0.01))
+        wide, d = ar1_study(rng, seeds, d_z * 0.05 * np.sqrt(2), 3, loss_noise=(0.01, 0.01))
         result = gap_from_checkpoints(wide, "t", stability=False)
         found += result.onset is not None
         reference += _reference_onset(d, 0.05) is not None
@@ -341,7 +298,7 @@ def test_onset_and_gap_exists_keep_their_level_when_mtl_training_loss_is_noisier
     rng = np.random.default_rng(11)
     trials, onsets, exists = 400, 0, 0
     for _ in range(trials):
-        wide, _ = _ar1_study(rng, 8, 0.0, 0, loss_noise=(0.01, 0.08))
+        wide, _ = ar1_study(rng, 8, 0.0, 0, loss_noise=(0.01, 0.08))
         result = gap_from_checkpoints(wide, "t", stability=False)
         onsets += result.onset is not None
         exists += result.test.p_any <= 0.05
@@ -359,7 +316,7 @@ def test_unpaired_onsets_keep_their_level_with_3_against_9_runs():
     for _ in range(trials):
         frames = []
         for mode, n, offset in (("mtl", 3, 100), ("stl", 9, 0)):
-            values = 0.3 + x + 0.05 * (rng.standard_normal((n, 1)) + 0.5 * _ar1(rng, n, 30))
+            values = 0.3 + x + 0.05 * (rng.standard_normal((n, 1)) + 0.5 * ar1(rng, n, 30))
             frames.append(
                 pd.DataFrame(
                     {
@@ -386,7 +343,7 @@ def test_whether_an_onset_is_found_does_not_depend_on_the_grid():
     rng = np.random.default_rng(2)
     verdicts = []
     for _ in range(25):
-        wide, _ = _ar1_study(rng, 8, 0.045, 40, k=400, loss_noise=(0.01, 0.01))
+        wide, _ = ar1_study(rng, 8, 0.045, 40, k=400, loss_noise=(0.01, 0.01))
         row = []
         for n_grid in (50, 100, 200, 400, 1000):
             result = gap_from_checkpoints(wide, "t", n_grid=n_grid, stability=False)
@@ -400,7 +357,7 @@ def test_whether_an_onset_is_found_does_not_depend_on_the_grid():
 
 def test_grid_is_no_finer_than_the_checkpoints_and_the_run_that_ends_it_is_named():
     rng = np.random.default_rng(4)
-    wide, _ = _ar1_study(rng, 8, 0.1, 3, k=30)
+    wide, _ = ar1_study(rng, 8, 0.1, 3, k=30)
     result = gap_from_checkpoints(wide, "t")
     assert len(result.levels) == 30  # n_grid 200, but no run has more than 30 checkpoints
     # one STL seed stops early, at loss 0.5: it sets the end, and the table says so
@@ -484,7 +441,7 @@ def test_the_family_control_keeps_the_share_of_curves_with_a_false_onset_claim_a
         results, opens = [], []
         for curve in range(6):
             gap = 0.3 if curve < 2 else 0.0
-            wide, _ = _ar1_study(rng, 8, gap, 8, k=15, loss_noise=(0.01, 0.01))
+            wide, _ = ar1_study(rng, 8, gap, 8, k=15, loss_noise=(0.01, 0.01))
             results.append(gap_from_checkpoints(wide, "t", stability=False))
             # levels whose loss is above checkpoint 7's true loss carry no gap (interpolation starts there)
             opens.append(np.geomspace(2.0, 0.1, 15)[7] if gap else -np.inf)
