@@ -513,6 +513,7 @@ def test_difference_tests_test_each_probe_difference_over_seeds():
     fisher = units["fisher_early_diff"].to_numpy()
     family = _family(fisher, units["coherence_diff"].dropna().to_numpy())
     assert table.loc["fisher_early_diff", "p_value"] == pytest.approx(_hall_p(fisher, family))
+    assert (table["skewness_bound"] == family.value).all()
     assert table.loc["coherence_diff", "n_seeds"] == 6 and table.loc["coherence_diff", "p_value"] > 0.5
     assert table.loc["fisher_early_diff", "min_detectable"] == pytest.approx(_detectable(fisher, family), rel=1e-5)
     assert table.loc["fisher_early_diff", "skewness"] == pytest.approx(stats.skew(fisher))

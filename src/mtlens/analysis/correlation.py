@@ -484,7 +484,8 @@ def difference_tests(units: pd.DataFrame, columns: Sequence[str] = FACTORS, alph
     interval), ``p_value`` (the paired test, :func:`~mtlens.analysis.inference.scalar_test`, under the
     family's skewness bound, :func:`~mtlens.analysis.inference.bound_of_samples`), ``min_p``
     (0), ``min_detectable`` (the difference detected with 80% power at level ``alpha``),
-    ``effect_size`` (Hedges' g_z), ``skewness`` (of the per-seed differences) and ``p_adjusted``
+    ``effect_size`` (Hedges' g_z), ``skewness`` (of the per-seed differences), ``skewness_bound`` (the
+    family's) and ``p_adjusted``
     (Benjamini–Hochberg over all rows at FDR ``alpha``: one family).  Columns with fewer than 2 finite
     seeds are left out."""
     rows = []
@@ -511,10 +512,12 @@ def difference_tests(units: pd.DataFrame, columns: Sequence[str] = FACTORS, alph
                 "min_detectable": summary["min_detectable"],
                 "effect_size": summary["effect_size"],
                 "skewness": sample_skewness(values),
+                "skewness_bound": bound.value,
             }
         )
     columns = ["setting", "task", "method", "difference", "n_seeds", "mean", "low", "high", "p_value", "min_p"]
-    table = pd.DataFrame.from_records(records, columns=[*columns, "min_detectable", "effect_size", "skewness"])
+    extra = ["min_detectable", "effect_size", "skewness", "skewness_bound"]
+    table = pd.DataFrame.from_records(records, columns=[*columns, *extra])
     adjusted = bh_adjust(table["p_value"].to_numpy(float), table["min_p"].to_numpy(float), alpha)
     table.insert(table.columns.get_loc("p_value") + 1, "p_adjusted", adjusted)
     return table
