@@ -133,18 +133,19 @@ def hall_statistic(estimate: np.ndarray, sd: np.ndarray, skew: np.ndarray, n: in
     return np.where(np.isfinite(s), t, s)
 
 
-def _skewness_of_rows(x: np.ndarray) -> np.ndarray:
-    """``g = m_3 / sd^3`` (``sd`` with ddof 1, as :func:`hall_statistic`) along the last axis; 0 where ``sd = 0``."""
-    centred = x - x.mean(axis=-1, keepdims=True)
+def _moments_of_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(mean, sd, g)`` along the last axis, as :func:`hall_statistic` takes them: ``sd`` with ddof 1,
+    ``g = m_3 / sd^3`` (0 where ``sd = 0``); the deviations are computed once."""
+    mean = x.mean(axis=-1)
+    centred = x - mean[..., None]
     sd = np.sqrt((centred**2).sum(axis=-1) / (x.shape[-1] - 1))
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(sd > 0, (centred**3).mean(axis=-1) / sd**3, 0.0)
+        return mean, sd, np.where(sd > 0, (centred**3).mean(axis=-1) / sd**3, 0.0)
 
 
 def _hall_of_samples(x: np.ndarray) -> np.ndarray:
     """:func:`hall_statistic` of each row of ``x`` (H0: mean 0)."""
-    n = x.shape[1]
-    return hall_statistic(x.mean(axis=1), x.std(axis=1, ddof=1), _skewness_of_rows(x), n)
+    return hall_statistic(*_moments_of_rows(x), x.shape[1])
 
 
 def _mean_zero_draws(rng: np.random.Generator, skewness: float, size: tuple[int, int]) -> np.ndarray:
@@ -210,10 +211,10 @@ def hall_critical(n: int, alpha: float, bound: SkewnessBound = FIXED_BOUND) -> f
 
 @functools.lru_cache(maxsize=64)
 def _row_skewness_draws(n: int, skewness: float) -> np.ndarray:
-    """``g`` (:func:`_skewness_of_rows`) of :data:`N_BOUND_DRAWS` seeded samples of ``n`` mean-zero
+    """``g`` (:func:`_moments_of_rows`) of :data:`N_BOUND_DRAWS` seeded samples of ``n`` mean-zero
     differences of ``skewness`` (:func:`_mean_zero_draws`)."""
     rng = np.random.default_rng([20261207, n, round(skewness / BOUND_STEP)])
-    return _skewness_of_rows(_mean_zero_draws(rng, skewness, (N_BOUND_DRAWS, n)))
+    return _moments_of_rows(_mean_zero_draws(rng, skewness, (N_BOUND_DRAWS, n)))[2]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -235,7 +236,7 @@ def skewness_of(differences: np.ndarray) -> float:
     d = d[:, None] if d.ndim == 1 else d
     if d.shape[0] < 3 or not np.isfinite(d).all():
         return math.nan
-    return float(_skewness_of_rows(d.T).mean())
+    return float(_moments_of_rows(d.T)[2].mean())
 
 
 def family_skewness_bound(skewness: Sequence[float], n: Sequence[int]) -> SkewnessBound:
@@ -627,7 +628,7 @@ def paired_max_t(differences: np.ndarray, n_random: int = N_RANDOM, seed: int = 
     null_max = np.sort(np.abs(t_all).max(axis=1))
     df = np.full(d.shape[1], n - 1.0)
     sd = np.sqrt(var[0])
-    skew = _skewness_of_rows(d.T)
+    skew = _moments_of_rows(d.T)[2]
     return MaxTTest("paired", n, means[0], se[0], sd, t_all[0], null_max, exact, df, skew=skew)
 
 
