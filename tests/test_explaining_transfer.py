@@ -497,6 +497,30 @@ def test_optimization_tests_are_paired_t_tests_of_the_per_seed_log_ratios():
     assert wide.loc["t", "log_ratio_early_low"] < table.loc["t", "log_ratio_early_low"]
 
 
+def test_each_optimization_column_is_a_family_with_its_own_skewness_bound():
+    """48 tasks x 8 seeds: symmetric early log-ratios narrow their family's bound below 2, skewed final ones
+    (Exp(1) − 1) keep it at 2; the table shows each column's bound, the one its p-values were computed under."""
+    rng = np.random.default_rng(5)
+    tasks = np.repeat([f"t{k}" for k in range(48)], 8)
+    effect = pd.DataFrame(
+        {
+            "setting": "s",
+            "task": tasks,
+            "method": "sum",
+            "seed": np.tile(np.arange(8), 48),
+            "log_ratio_early": rng.standard_normal(len(tasks)),
+            "log_ratio_final": rng.exponential(1.0, len(tasks)) - 1.0,
+        }
+    )
+    table = optimization_tests(effect)
+    for column in ("log_ratio_early", "log_ratio_final"):
+        family = _family(*(frame[column].to_numpy() for _, frame in effect.groupby("task")))
+        assert (table[f"{column}_skewness_bound"] == family.value).all()
+        values = effect.loc[effect["task"] == "t0", column].to_numpy()
+        assert table.loc[table["task"] == "t0", f"{column}_p"].iloc[0] == pytest.approx(_hall_p(values, family))
+    assert table["log_ratio_early_skewness_bound"].iloc[0] < 2 == table["log_ratio_final_skewness_bound"].iloc[0]
+
+
 def test_difference_tests_test_each_probe_difference_over_seeds():
     units = pd.DataFrame(
         {

@@ -132,8 +132,8 @@ def optimization_tests(effect: pd.DataFrame, alpha: float = 0.05) -> pd.DataFram
     Columns per summary ``X``: ``X`` (mean over seeds),
     ``X_std``, ``X_low``, ``X_high`` (``1 − alpha`` interval), ``X_p``, ``X_p_adjusted``
     (Benjamini–Hochberg over the table's rows at FDR ``alpha``), ``X_min_detectable`` (the log-ratio
-    detected with 80% power at level ``alpha``), and ``n_seeds``, ``min_p`` (0: a t
-    p-value is not bounded below).
+    detected with 80% power at level ``alpha``), ``X_skewness_bound`` (the column's family bound, the same in
+    every row), and ``n_seeds``, ``min_p`` (0: a t p-value is not bounded below).
     """
     groups = [
         (dict(zip(["setting", "task", "method"], key)), frame)
@@ -152,6 +152,7 @@ def optimization_tests(effect: pd.DataFrame, alpha: float = 0.05) -> pd.DataFram
                     f"{column}_high": summary["high"],
                     f"{column}_p": summary["p_value"],
                     f"{column}_min_detectable": summary["min_detectable"],
+                    f"{column}_skewness_bound": bound.value,
                     "min_p": summary["min_p"],
                 }
     table = pd.DataFrame.from_records(records)

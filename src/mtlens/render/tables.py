@@ -124,6 +124,14 @@ COLUMNS: dict[str, tuple[str, str]] = {
     ),
     "log_ratio_early_p_adjusted": ("adjusted p (early)", "Benjamini–Hochberg adjusted p of the early log-ratio."),
     "log_ratio_final_p_adjusted": ("adjusted p (final)", "Benjamini–Hochberg adjusted p of the final log-ratio."),
+    "log_ratio_early_skewness_bound": (
+        "skewness bound (early)",
+        "The skewness bound of the early log-ratio's family (this column over the table's rows; see skewness bound).",
+    ),
+    "log_ratio_final_skewness_bound": (
+        "skewness bound (final)",
+        "The skewness bound of the final log-ratio's family (this column over the table's rows; see skewness bound).",
+    ),
     "delta_m_pct": ("Δm (%)", "Mean relative improvement of MTL over STL across tasks (%)."),
     "better": ("tasks better", "Tasks where MTL is significantly better (adjusted p ≤ FDR)."),
     "worse": ("tasks worse", "Tasks where MTL is significantly worse (adjusted p ≤ FDR)."),
