@@ -6,7 +6,9 @@ and one MTL run per method.  MTL makes task ``a`` worse (test and validation err
 ``effect`` at every step, noise sd 0.002) and leaves task ``b`` unchanged: the report must find
 "MTL worse" on ``a`` with enough seeds and state a null on ``b``.  ``zero_step_task`` makes that task's
 validation error lowest at step 0 in every run (a checkpoint selected at step 0), ``collapse`` gives
-the first method's weights all to task ``a``.
+the first method's weights all to task ``a``; ``probes`` adds the rows of the default probes the report's
+correlation analysis reads (per task: Fisher trace, the two coherences, SAM sharpness; per MTL run: the
+conflict cosine of the pair ``a|b`` and the conflict fraction, keyed ``*``), noise around a constant.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def _rows(
     effect: float,
     zero_step_task: str | None,
     collapse: bool,
+    probes: bool = False,
 ) -> pd.DataFrame:
     rng = np.random.default_rng(zlib.crc32(run_id.encode()))
     seed_rng = np.random.default_rng(seed)  # shared by the STL and MTL runs of a seed (paired design)
@@ -53,6 +56,14 @@ def _rows(
         if mode == "mtl":
             weight = (1.0 if task == "a" else 0.0) if collapse else 0.5
             records += [(task, s, e, "method/weight", weight) for s, e in zip(STEPS[1:], epochs[1:])]
+        if probes:
+            for quantity in ("fisher_trace", "grad_coherence", "m_coherence", "sharpness_sam"):
+                values = 1.0 + rng.normal(0, 0.1, len(STEPS))
+                records += [(task, s, e, f"probe/{quantity}", v) for s, e, v in zip(STEPS, epochs, values)]
+    if probes and mode == "mtl":
+        for key, quantity in (("|".join(tasks), "conflict_cosine"), ("*", "conflict_fraction")):
+            values = rng.uniform(0, 1, len(STEPS))
+            records += [(key, s, e, f"probe/{quantity}", v) for s, e, v in zip(STEPS, epochs, values)]
     frame = pd.DataFrame.from_records(records, columns=["task", "step", "epoch", "quantity", "value"])
     return frame.assign(run_id=run_id, setting="planted", mode=mode, method=method, seed=seed)[ROW_COLUMNS]
 
@@ -64,6 +75,7 @@ def planted_store(
     effect: float = 0.05,
     zero_step_task: str | None = None,
     collapse: bool = False,
+    probes: bool = False,
 ) -> RunStore:
     """The store described in the module docstring, written under ``root``."""
     store = RunStore(root)
@@ -87,7 +99,7 @@ def planted_store(
             store.write_config(run_id, config)
             store.write_task_info(run_id, {t: INFO for t in tasks})
             collapsed = collapse and method == methods[0]
-            rows = _rows(run_id, mode, method, seed, tasks, effect, zero_step_task, collapsed)
+            rows = _rows(run_id, mode, method, seed, tasks, effect, zero_step_task, collapsed, probes)
             store.write_part(run_id, int(STEPS[-1]), rows)
             store.finalize(run_id, "finished", int(STEPS[-1]))
     return store

@@ -413,6 +413,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.sd is not None and args.store is not None:
         raise ConfigError("--sd: give either --sd or --store (the store's runs give the sd), not both")
     raw = {"setting": args.setting, "setting_options": _pairs(args.option or [], "--option")}
+    raw.update(_pairs(args.set or [], "--set"))
     _print_plan(raw, args.methods, sorted(set(args.seeds)), args.alpha, args.store, args.sd, args.effect)
     return 0
 
@@ -427,19 +428,25 @@ def _print_plan(
     effect: float | None = None,
 ) -> None:
     """Print the seed plan (:func:`mtlens.report.planning.plan_report`) of a study with the raw run config
-    ``raw`` (setting and its options) and ``methods`` (default: ``store``'s MTL methods, else sum) at each
-    number of ``seeds``; the setting's tasks from ``store``'s runs of it, else from the registry; the seed
-    spread from the runs of ``store`` (read only) or a given ``sd`` of the per-seed differences of the
-    transfer metric."""
+    ``raw`` (setting and its options, the ``probes`` its runs record) and ``methods`` (default: ``store``'s MTL
+    methods, else sum) at each number of ``seeds``; the setting's tasks from ``store``'s runs of it, else from
+    the registry; the seed spread from the runs of ``store`` (read only) or a given ``sd`` of the per-seed
+    differences of the transfer metric.  The raw config is validated first (a setting known only from
+    ``store``'s runs, whose plugin is not loaded, has only its ``probes`` checked)."""
     import pandas as pd
 
     from mtlens.aggregators import METHODS
+    from mtlens.probes import DEFAULT_PROBES
     from mtlens.report.study_plan import plan_report, stored_spread
-    from mtlens.training.config import load_configured_setting, parse_config
+    from mtlens.settings import SETTINGS
+    from mtlens.training.config import load_configured_setting, parse_config, parse_probes
     from mtlens.training.handle import task_info
 
     for method in methods or []:
         METHODS.get(method)  # an unknown one: one line naming the valid methods
+    registered = raw["setting"] in SETTINGS
+    config = parse_config({**raw, "method_options": {}}) if registered else None
+    probes = config.probes if config is not None else parse_probes(raw.get("probes", list(DEFAULT_PROBES)))
     spread, info = None, {}
     if store is not None:  # the pilot's runs: their task info (a user's own setting too) and seed spread
         from mtlens.report.study_report import report_data, selected_runs
@@ -458,6 +465,8 @@ def _print_plan(
         methods = methods or sorted(data.rows.loc[data.rows["mode"] == "mtl", "method"].unique())
     methods = methods or ["sum"]
     if not info:
+        if config is None:
+            SETTINGS.get(raw["setting"])  # one line naming the registered settings
         setting = load_configured_setting(parse_config({**raw, "method_options": {}}))
         info = {(setting.name, task): value for task, value in task_info(setting.tasks).items()}
     if sd is not None:
@@ -465,14 +474,15 @@ def _print_plan(
             [{"setting": raw["setting"], "task": "any", "method": "", "quantity": "the transfer metric"}]
         ).assign(n_seeds=pd.NA, source="--sd", sd=sd)
     name, tasks = raw["setting"], [task for _, task in info]
-    sentences, plan, table = plan_report(name, info, methods, seeds, alpha, spread, effect)
+    sentences, plan, table = plan_report(name, info, methods, seeds, alpha, spread, effect, probes)
     print(
-        f"seed plan: {name} (tasks {', '.join(tasks)}), MTL methods {', '.join(methods)}, "
-        f"FDR {alpha:g} per family, power 80% (docs/statistics.md section 9)"
+        f"seed plan: {name} (tasks {', '.join(tasks)}), MTL methods {', '.join(methods)}, probes "
+        f"{', '.join(probes) or 'none'}, FDR {alpha:g} per family, power 80% (docs/statistics.md section 9)"
     )
     print("\n".join(sentences))
     with pd_options():
         columns = ["family", "comparisons", "n_seeds", "min_p", "lone_level", "can_reach", "d_z_lone", "d_z_all"]
+        columns += ["r_lone_units", "r_lone_clusters"] if plan["clusters"].notna().any() else []
         print(plan[columns].to_string(index=False, float_format="{:.3g}".format))
         if table is not None:
             print(table.to_string(index=False, float_format="{:.3g}".format))
@@ -781,6 +791,9 @@ class _Distinct(argparse.Action):
 
 RUN_CONFIG = "mtlens.training.config:RunConfig"
 
+SET = Flag("--set", KeyValue(), "any other run-config key (repeatable)", many="append", metavar="KEY=VALUE")
+"""A run-config key by hand (``probes=[fisher,conflict]``): ``study``'s runs, ``plan``'s planned study."""
+
 RUN_CONFIG_FLAGS = [
     Flag("--config", InputFile(), "YAML file with run-config keys (flags override it)"),
     Flag("--optimizer", Declared(RUN_CONFIG, "optimizer", "adamw"), "adam (default) or sgd"),
@@ -812,7 +825,7 @@ RUN_CONFIG_FLAGS = [
         "only sum/mean runs of models without batch norm or dropout pack; see the README, Executors)",
     ),
     Flag("--option", KeyValue(), "a setting option (repeatable)", many="append", metavar="KEY=VALUE"),
-    Flag("--set", KeyValue(), "any other run-config key (repeatable)", many="append", metavar="KEY=VALUE"),
+    SET,
 ]
 """The run-config flags shared by ``study``, ``sweep`` and ``calibrate`` (read by :func:`base_config`); each
 value is checked against its key's declaration in :class:`~mtlens.training.config.RunConfig`."""
@@ -984,6 +997,7 @@ COMMANDS: dict[str, tuple[str, list[Flag]]] = {
                 "also give the seeds this effect needs: in the transfer metric's units with --store or --sd "
                 "(0.02 = 2 error points), else in seed-sd units (d_z)",
             ),
+            SET,
         ],
     ),
     "runs": (

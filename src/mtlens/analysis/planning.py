@@ -29,6 +29,7 @@ smaller, so this errs towards more seeds.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -95,6 +96,7 @@ def every_row_power(effect: float, n: int, alpha: float, comparisons: int, min_p
     return pi
 
 
+@functools.lru_cache(maxsize=1024)
 def detectable_every_row(n: int, alpha: float, comparisons: int, power: float = POWER, min_p: float = 0.0) -> float:
     """The ``d_z`` that Benjamini–Hochberg over ``comparisons`` rows, every one with that effect, finds in
     each row with ``power`` (:func:`every_row_power`; between ``d_z(n, alpha)``, reached only if every other
@@ -110,24 +112,48 @@ def detectable_every_row(n: int, alpha: float, comparisons: int, power: float = 
     return float(optimize.brentq(lambda d: every_row_power(d, n, alpha, comparisons, min_p) - power, low, high))
 
 
+def detectable_correlation(n: float, level: float, power: float = POWER) -> float:
+    """The |r| a two-sided test of zero correlation at ``level`` detects with ``power`` from ``n`` independent
+    bivariate-normal pairs, by Fisher's z (``atanh(r̂) ~ N(atanh(r), 1 / (n − 3))``):
+    ``tanh((z_{1 − level/2} + z_power) / sqrt(n − 3))``, the far tail neglected; ``inf`` for ``n <= 3``."""
+    if not n > 3:
+        return np.inf
+    return float(np.tanh((stats.norm.isf(level / 2) + stats.norm.ppf(power)) / math.sqrt(n - 3)))
+
+
 def family_plan(families: pd.DataFrame, alpha: float = 0.05, power: float = POWER) -> pd.DataFrame:
     """Per row of ``families`` (``family, n_seeds, comparisons, min_p``: a family of ``comparisons`` tests
-    whose smallest attainable p-value at ``n_seeds`` is ``min_p``) adds ``lone_level`` (``alpha /
-    comparisons``), ``can_reach`` (``min_p <= lone_level``: a lone verdict is possible at all), ``d_z_lone``
-    (the paired t test's detectable ``d_z`` at ``power`` and ``lone_level`` when one comparison has the
-    effect; ``inf`` where ``can_reach`` is False) and ``d_z_all`` (when every comparison has it:
-    :func:`detectable_every_row`)."""
+    whose smallest attainable p-value at ``n_seeds`` is ``min_p``; for a family of correlations also
+    ``units`` and ``clusters``, the units and clusters of one comparison) adds ``lone_level`` (``alpha /
+    comparisons``), ``can_reach`` (``min_p <= lone_level``: a lone verdict is possible at all) and:
+
+    - a family of differences: ``d_z_lone`` (the paired test's detectable ``d_z`` at ``power`` and
+      ``lone_level`` when one comparison has the effect; ``inf`` where ``can_reach`` is False) and ``d_z_all``
+      (when every comparison has it: :func:`detectable_every_row`);
+    - a family of correlations: ``r_lone_units`` and ``r_lone_clusters``, the |r| a lone correlation needs
+      (:func:`detectable_correlation` at ``lone_level``) if its units were independent and if a cluster's units
+      moved as one; the truth lies between, as the units of one seed share its runs (``inf`` where
+      ``can_reach`` is False).  The permutation test is approximated by Fisher's z."""
     out = families.copy()
+    for column in ("units", "clusters"):
+        out[column] = out[column].astype(float) if column in out else np.nan
     out["lone_level"] = alpha / out["comparisons"].astype(float)
     out["can_reach"] = out["min_p"].astype(float) <= out["lone_level"]
+    correlation = out["clusters"].notna().to_numpy()
     out["d_z_lone"] = [
-        detectable_effect(int(n), level, power) if reach else np.inf
-        for n, level, reach in zip(out["n_seeds"], out["lone_level"], out["can_reach"], strict=True)
+        np.nan if r else detectable_effect(int(n), level, power) if reach else np.inf
+        for n, level, reach, r in zip(out["n_seeds"], out["lone_level"], out["can_reach"], correlation, strict=True)
     ]
     out["d_z_all"] = [
-        detectable_every_row(int(n), alpha, int(m), power, p)
-        for n, m, p in zip(out["n_seeds"], out["comparisons"], out["min_p"].astype(float), strict=True)
+        np.nan if r else detectable_every_row(int(n), alpha, int(m), power, p)
+        for n, m, p, r in zip(out["n_seeds"], out["comparisons"], out["min_p"].astype(float), correlation, strict=True)
     ]
+    for column in ("units", "clusters"):
+        out[f"r_lone_{column}"] = [
+            detectable_correlation(size, level, power) if reach else np.inf
+            for size, level, reach in zip(out[column], out["lone_level"], out["can_reach"], strict=True)
+        ]
+        out.loc[~correlation, f"r_lone_{column}"] = np.nan
     return out
 
 

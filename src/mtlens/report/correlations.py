@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mtlens.analysis.correlation import correlation_table, difference_tests
 from mtlens.analysis.inference import symmetry_diagnostic
 from mtlens.analysis.optimization import loss_ratio_curves, optimization_tests, steps_to_loss
 from mtlens.render import Figure, Section, not_available, per_setting, slug, table_html
@@ -78,13 +77,12 @@ def optimization_table(rows: pd.DataFrame, effect: pd.DataFrame, alpha: float = 
     return with_notes(optimization_tests(effect, alpha), [early_window_notes(rows)])
 
 
-def optimization_section(rows: pd.DataFrame, effect: pd.DataFrame, out_dir: Path, alpha: float = 0.05) -> Section:
-    """The tests of the optimization ``effect`` (:func:`~mtlens.analysis.optimization.optimization_effect`
-    of ``rows``) at FDR ``alpha``, steps to two loss levels and the loss-ratio curves per (setting, method)."""
+def optimization_section(rows: pd.DataFrame, summary: pd.DataFrame, out_dir: Path, alpha: float = 0.05) -> Section:
+    """The optimization table ``summary`` of ``rows`` (:func:`optimization_table` at FDR ``alpha``), steps to
+    two loss levels and the loss-ratio curves per (setting, method)."""
     title, anchor = "Did MTL help or harm optimization?", "optimization"
-    if effect.empty:
+    if summary.empty:
         return Section(title, not_available("needs STL and MTL runs with the same seeds and train/loss"), anchor)
-    summary = optimization_table(rows, effect, alpha)
     body = table_html(
         summary,
         out_dir,
@@ -253,9 +251,18 @@ def scatter_figure(units: pd.DataFrame, table: pd.DataFrame) -> Spec:
     return {"data": inline_data(units.loc[:, [*keys, *columns]]), "concat": panels, "columns": FACET_COLUMNS}
 
 
-def correlation_section(rows: pd.DataFrame, units: pd.DataFrame, out_dir: Path, alpha: float = 0.05) -> Section:
-    """The :func:`~mtlens.analysis.correlation.unit_table` ``units`` of ``rows``, the probe differences
-    and the correlations of the factors with transfer and the gap, each table one family at FDR ``alpha``."""
+def correlation_section(
+    rows: pd.DataFrame,
+    units: pd.DataFrame,
+    differences: pd.DataFrame,
+    table: pd.DataFrame,
+    out_dir: Path,
+    alpha: float = 0.05,
+) -> Section:
+    """The :func:`~mtlens.analysis.correlation.unit_table` ``units`` of ``rows``, the probe ``differences``
+    (:func:`~mtlens.analysis.correlation.difference_tests`) and the correlations of the factors with transfer
+    and the gap (``table``: :func:`~mtlens.analysis.correlation.correlation_table`), each table one family at
+    FDR ``alpha``."""
     title, anchor = "What explains transfer?", "correlations"
     if units.empty:
         return Section(title, not_available("needs MTL runs with STL runs of the same setting"), anchor)
@@ -269,7 +276,6 @@ def correlation_section(rows: pd.DataFrame, units: pd.DataFrame, out_dir: Path, 
         f"log-ratio at equal steps; *_diff: MTL − STL probe means (Fisher: up to epoch 1); conflict: "
         f"the MTL run's mean over training.",
     )
-    differences = difference_tests(units, alpha=alpha)
     if len(differences):
         body += table_html(
             differences,
@@ -282,7 +288,6 @@ def correlation_section(rows: pd.DataFrame, units: pd.DataFrame, out_dir: Path, 
             f"(docs/statistics.md).",
         )
         body += symmetry_paragraph(differences)
-    table = correlation_table(units, alpha=alpha)
     if table.empty:
         missing = [
             c

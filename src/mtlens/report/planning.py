@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from mtlens.analysis.inference import detectable_effect
-from mtlens.analysis.planning import POWER, RATIO, detectable_table, seeds_needed
+from mtlens.analysis.planning import POWER, RATIO, detectable_correlation, detectable_table, seeds_needed
 from mtlens.render import Section, table_html
 from mtlens.render.tables import number
 
@@ -33,15 +33,23 @@ PERCENT_METRICS = ("error", "accuracy", "acc", "pixel_accuracy", "miou", "f1")
 
 
 def family_sizes(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """``family, comparisons, min_p`` of each family the report tests, from its tables (``name -> table``:
-    :func:`~mtlens.report.study_report.report_families`; one row per non-empty table with a ``min_p``
-    column); ``min_p`` is the largest of the table's per-row smallest attainable p-values."""
+    """``family, comparisons, min_p, units, clusters`` of each family the report tests, from its tables
+    (``name -> table``: :func:`~mtlens.report.study_report.report_families`; one row per non-empty table with a
+    ``min_p`` column); ``min_p`` is the largest of the table's per-row smallest attainable p-values; ``units``
+    and ``clusters``, for a table of correlations (columns ``n`` and ``n_groups``), the fewest units and
+    clusters of a row (NaN for a table of differences)."""
     records = [
-        {"family": name, "comparisons": len(table), "min_p": float(pd.to_numeric(table["min_p"]).max())}
+        {
+            "family": name,
+            "comparisons": len(table),
+            "min_p": float(pd.to_numeric(table["min_p"]).max()),
+            "units": float(table["n"].min()) if "n_groups" in table else np.nan,
+            "clusters": float(table["n_groups"].min()) if "n_groups" in table else np.nan,
+        }
         for name, table in tables.items()
         if len(table) and "min_p" in table
     ]
-    return pd.DataFrame.from_records(records, columns=["family", "comparisons", "min_p"])
+    return pd.DataFrame.from_records(records, columns=["family", "comparisons", "min_p", "units", "clusters"])
 
 
 def difference_text(value: float, quantity: str) -> str:
@@ -55,6 +63,30 @@ def difference_text(value: float, quantity: str) -> str:
     return f"{number(value, 2)} in {quantity}"
 
 
+def correlation_sentence(sizes: pd.DataFrame, alpha: float) -> list[str]:
+    """What the correlation family of :func:`family_sizes` ``sizes`` can show at its seeds, in words: nothing
+    where its permutation floor ``min_p`` exceeds ``alpha / m``, else the |r| a lone correlation needs
+    (:func:`~mtlens.analysis.planning.detectable_correlation` with its units independent and with a cluster's
+    units moving as one); empty without correlations."""
+    rows = sizes[sizes["clusters"].notna()]
+    sentences = []
+    for row in rows.to_dict("records"):
+        m, lone, clusters = int(row["comparisons"]), alpha / row["comparisons"], int(row["clusters"])
+        start = f"The {m} {row['family']} permute whole seeds ({clusters} clusters of {int(row['units'])} units)"
+        if row["min_p"] > lone:
+            sentences.append(
+                f"{start}: their smallest possible p-value {number(row['min_p'], 2)} is above {number(lone, 2)}, "
+                f"the level a lone correlation must reach, so none can be significant with these seeds."
+            )
+            continue
+        sentences.append(
+            f"{start}: a lone correlation is found with 80% power from |r| = "
+            f"{number(detectable_correlation(row['units'], lone, POWER), 2)} (independent units) to "
+            f"{number(detectable_correlation(clusters, lone, POWER), 2)} (units moving with their seed; Fisher's z)."
+        )
+    return sentences
+
+
 def seed_planning_section(
     spread: pd.DataFrame, sizes: pd.DataFrame, out_dir: Path, alpha: float, seeds: Sequence[int] = ()
 ) -> Section:
@@ -66,6 +98,7 @@ def seed_planning_section(
     (default: the study's and twice as many)."""
     title, anchor = "How many seeds?", "planning"
     spread = spread[np.isfinite(spread["sd"].astype(float)) & (spread["n_seeds"] >= 2)]
+    correlations = correlation_sentence(sizes, alpha)
     sizes = sizes.set_index("family")["comparisons"]
     if spread.empty:
         return Section(title, "<p>Too few seeds to estimate the seed spread of any comparison.</p>", anchor)
@@ -99,9 +132,10 @@ def seed_planning_section(
         f"<p>What this study's seeds can detect, from the seed spread of its own runs (sd of the per-seed "
         f"differences MTL − STL; √2 × the STL spread where a task has no MTL run): the difference a lone "
         f"effect in its family (Benjamini–Hochberg at FDR {alpha:g}) needs to be found with 80% power "
-        f"(paired t, noncentral t), and the seeds half of it would need. Plan a new study with "
-        f"<code>mtlens plan SETTING --store THIS_STORE --effect X</code> (docs/statistics.md §9).</p>"
-        + "".join(f'<p class="plan">{html.escape(s)}</p>' for s in sentences)
+        f"(the paired test of docs/statistics.md §2 at the skewness bound 2 a plan must assume), and the seeds "
+        f"half of it would need. Plan a new study with <code>mtlens plan SETTING --store THIS_STORE --effect "
+        f"X</code> (docs/statistics.md §9).</p>"
+        + "".join(f'<p class="plan">{html.escape(s)}</p>' for s in [*sentences, *correlations])
     )
     body += table_html(
         table,

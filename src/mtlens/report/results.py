@@ -30,13 +30,12 @@ import pandas as pd
 from annotated_types import MinLen
 from pydantic import Strict
 
-from mtlens.analysis.correlation import correlation_table, difference_tests
 from mtlens.analysis.transfer import delta_m
 from mtlens.errors import ConfigError
 from mtlens.registry import Seed, SeedCount, check_option_values
 from mtlens.render import Figure
 from mtlens.render.charts import STATIC_FORMATS, Spec, export_static, spec
-from mtlens.report.correlations import loss_ratio_figures, optimization_table, scatter_figures, steps_to_loss_table
+from mtlens.report.correlations import loss_ratio_figures, scatter_figures, steps_to_loss_table
 from mtlens.report.methods import method_weights_table, weights_figures
 from mtlens.report.probes import probe_figures
 from mtlens.report.study_report import (
@@ -176,7 +175,7 @@ class StudyResults:
 
     def optimization(self) -> pd.DataFrame:
         """The optimization-effect tests: training-loss log-ratio MTL/STL at equal steps, early and final."""
-        return optimization_table(self.data.rows, self.data.optimization, self.data.alpha)
+        return self.data.optimization_tests
 
     def steps_to_loss(self) -> pd.DataFrame:
         """Steps and epochs to first reach two training-loss levels, per setting, task, mode and method."""
@@ -188,11 +187,11 @@ class StudyResults:
 
     def probe_differences(self) -> pd.DataFrame:
         """The paired tests of the probe differences MTL − STL per seed."""
-        return difference_tests(self.data.units, alpha=self.data.alpha) if len(self.data.units) else pd.DataFrame()
+        return self.data.probe_differences
 
     def correlations(self) -> pd.DataFrame:
         """Pearson and Spearman correlations of the trajectory factors with transfer and the gap."""
-        return correlation_table(self.data.units, alpha=self.data.alpha) if len(self.data.units) else pd.DataFrame()
+        return self.data.correlations
 
     def method_weights(self) -> pd.DataFrame:
         """The task weights each multi-task method applied: first, last and mean."""

@@ -14,6 +14,7 @@ stored runs through the report's loaders (:func:`stored_spread`,
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,6 +23,7 @@ import pandas as pd
 from mtlens.analysis.inference import detectable_effect
 from mtlens.analysis.planning import POWER, RATIO, detectable_table, family_plan, seeds_needed, spread_table
 from mtlens.analysis.transfer import TaskInfo
+from mtlens.probes import PROBES
 from mtlens.render.tables import number
 from mtlens.report.planning import difference_text, family_sizes
 from mtlens.report.study_report import ReportData, report_families
@@ -31,34 +33,57 @@ MOST_SEEDS = 32
 
 
 def planned_rows(
-    setting: str, task_info: TaskInfo, methods: Sequence[str], n_seeds: int, checkpoints: int = 6, seed: int = 0
+    setting: str,
+    task_info: TaskInfo,
+    methods: Sequence[str],
+    n_seeds: int,
+    checkpoints: int = 6,
+    seed: int = 0,
+    probes: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Trajectory rows of a synthetic study of ``setting``: per seed ``0..n_seeds-1`` one STL run per task of
     ``task_info`` (keys ``(setting, task)``) and one MTL run per method, each with ``checkpoints``
     evaluations of ``train/``, ``val/`` and ``test/`` for ``loss`` and every metric of the task (the
-    quantities a run of the trainer records), filled with noise around a falling training loss.  Only
-    their shape matters: :func:`planned_families` counts the comparisons the report makes of them."""
+    quantities a run of the trainer records), filled with noise around a falling training loss, and at each
+    checkpoint the quantities the ``probes`` declare (:class:`~mtlens.probes.Probe`): a per-task quantity
+    (``plotted_per_task``) one row per task, any other one row per task pair ``"a|b"`` of a run of two or
+    more tasks (the conflict probe's pair rows; its per-run rows, keyed ``"*"``, are read per run whatever
+    their key).  Only their shape matters: :func:`planned_families` counts the comparisons the report makes
+    of them."""
     rng = np.random.default_rng(seed)
     tasks = [task for (name, task) in task_info if name == setting]
     metrics = {
         task: ["loss", *(m for m in task_info[(setting, task)]["lower_is_better"] if m != "loss")] for task in tasks
     }
+    declared = [PROBES.get(name) for name in probes]
     runs = [("stl", "sum", [task]) for task in tasks] + [("mtl", method, tasks) for method in methods]
     records = []
     steps = np.arange(checkpoints)
+
+    def noise() -> np.ndarray:
+        return rng.standard_normal(checkpoints)
+
     for s in range(n_seeds):
         for mode, method, run_tasks in runs:
             run_id = f"{setting}-{mode}-{'-'.join(run_tasks) if mode == 'stl' else method}-s{s}"
+            series = []
             for task in run_tasks:
-                loss = np.exp(-0.5 * steps + 0.05 * rng.standard_normal(checkpoints))
+                loss = np.exp(-0.5 * steps + 0.05 * noise())
                 for split in ("train", "val", "test"):
                     for metric in metrics[task]:
                         base = loss if metric == "loss" else 0.2 + 0.1 * loss
-                        value = base * (1.2 if split != "train" else 1.0) + 0.01 * rng.standard_normal(checkpoints)
-                        records += [
-                            (run_id, setting, task, mode, method, s, int(k), float(k), f"{split}/{metric}", float(v))
-                            for k, v in zip(steps, value, strict=True)
-                        ]
+                        value = base * (1.2 if split != "train" else 1.0) + 0.01 * noise()
+                        series.append((task, f"{split}/{metric}", value))
+            pairs = ["|".join(pair) for pair in itertools.combinations(run_tasks, 2)]
+            for probe in declared:
+                for quantity in probe.quantities:
+                    keys = run_tasks if quantity in probe.plotted_per_task else pairs
+                    series += [(key, quantity, noise()) for key in keys]
+            records += [
+                (run_id, setting, task, mode, method, s, int(k), float(k), quantity, float(v))
+                for task, quantity, value in series
+                for k, v in zip(steps, value, strict=True)
+            ]
     columns = ["run_id", "setting", "task", "mode", "method", "seed", "step", "epoch", "quantity", "value"]
     return pd.DataFrame.from_records(records, columns=columns)
 
@@ -70,21 +95,25 @@ def planned_families(
     seeds: Sequence[int],
     alpha: float = 0.05,
     power: float = POWER,
+    probes: Sequence[str] = (),
 ) -> pd.DataFrame:
     """:func:`~mtlens.analysis.planning.family_plan` of the report's families (:func:`family_sizes`) for a
-    study of ``setting`` with ``methods`` at each number of seeds in ``seeds``, read from the report's
-    analyses of :func:`planned_rows`; plus a column ``fewest_seeds``: per family, the fewest seeds at which a
-    lone verdict is possible at all (``min_p <= alpha / comparisons``), found by bisection (``min_p`` falls as
-    seeds are added) from 2 up to the largest of ``seeds`` (doubled up to :data:`MOST_SEEDS` where none of
+    study of ``setting`` with ``methods`` recording ``probes`` at each number of seeds in ``seeds``, read from
+    the report's analyses of :func:`planned_rows`; plus a column ``fewest_seeds``: per family, the fewest seeds
+    at which a lone verdict is possible at all (``min_p <= alpha / comparisons``), found by bisection (``min_p``
+    falls as seeds are added) from 2 up to the largest of ``seeds`` (doubled up to :data:`MOST_SEEDS` where none of
     ``seeds`` reaches; NaN if none does).  The sizes come from the planned study at one number of seeds
     (they do not change with it), the floors ``min_p`` at each number from a study of the first method
     alone (a floor is a property of one comparison's design)."""
 
     def sizes(n: int, methods: Sequence[str]) -> pd.DataFrame:
-        return family_sizes(report_families(ReportData(planned_rows(setting, task_info, methods, n), task_info, alpha)))
+        rows = planned_rows(setting, task_info, methods, n, probes=probes)
+        return family_sizes(report_families(ReportData(rows, task_info, alpha)))
 
     seeds = sorted(set(seeds))
-    comparisons = sizes(max(3, seeds[0]), methods).set_index("family")["comparisons"]  # the same for any n >= 2
+    n_first = max(3, seeds[0])
+    full = sizes(n_first, methods).set_index("family")
+    comparisons = full["comparisons"]  # the same for any n >= 2
     floors: dict[int, pd.Series] = {}
 
     def min_p(n: int) -> pd.Series:
@@ -98,7 +127,15 @@ def planned_families(
 
     families = pd.DataFrame(
         [
-            {"family": family, "n_seeds": n, "comparisons": int(m), "min_p": float(min_p(n).get(family, np.nan))}
+            {
+                "family": family,
+                "n_seeds": n,
+                "comparisons": int(m),
+                "min_p": float(min_p(n).get(family, np.nan)),
+                # a correlation's units and clusters grow in proportion to the seeds
+                "units": full.loc[family, "units"] * n / n_first,
+                "clusters": full.loc[family, "clusters"] * n / n_first,
+            }
             for n in seeds
             for family, m in comparisons.items()
         ]
@@ -159,6 +196,11 @@ def family_sentences(plan: pd.DataFrame, alpha: float) -> list[str]:
         fewest = first["fewest_seeds"]
         if pd.isna(fewest):
             need = f"no lone verdict is possible with up to {MOST_SEEDS} seeds"
+        elif pd.notna(first["clusters"]):
+            need = (
+                f"any verdict needs {int(fewest)} seeds (the smallest p-value of permuting whole seeds, "
+                f"1 / (number of permutations), reaches alpha / m only from there)"
+            )
         elif float(rows["min_p"].min()) == 0:
             d2 = detectable_effect(2, lone, POWER)
             need = (
@@ -170,6 +212,20 @@ def family_sentences(plan: pd.DataFrame, alpha: float) -> list[str]:
                 f"any verdict needs {int(fewest)} seeds (its smallest attainable p-value reaches "
                 f"alpha / m only from there)"
             )
+        if pd.notna(first["clusters"]):
+            found = ", ".join(
+                f"{number(r['r_lone_units'], 2)} to {number(r['r_lone_clusters'], 2)} at {int(r['n_seeds'])}"
+                if r["can_reach"]
+                else f"none at {int(r['n_seeds'])}"
+                for r in rows.to_dict("records")
+            )
+            sentences.append(
+                f"{family}: {m} comparisons (Pearson's and Spearman's p-values each one BH family at FDR "
+                f"{alpha:g}), so a lone correlation must reach p <= {number(lone, 2)}; {need}. Detectable with 80% "
+                f"power (Fisher's z; |r| of the units centred within each task): a lone correlation of {found} "
+                f"seeds (the first if a seed's units were independent, the second if they moved as one)."
+            )
+            continue
         found = ", ".join(
             f"{number(r['d_z_lone'], 3)} at {int(r['n_seeds'])}" if r["can_reach"] else f"none at {int(r['n_seeds'])}"
             for r in rows.to_dict("records")
@@ -192,16 +248,19 @@ def plan_report(
     alpha: float,
     spread: pd.DataFrame | None = None,
     effect: float | None = None,
+    probes: Sequence[str] = (),
 ) -> tuple[list[str], pd.DataFrame, pd.DataFrame | None]:
     """``(sentences, family plan, detectable table)`` of ``mtlens plan`` and ``mtlens study --dry-run``:
-    :func:`planned_families` in words and, with a ``spread`` (:func:`stored_spread` of a pilot, or a given
-    sd), its :func:`~mtlens.analysis.planning.detectable_table` at the planned transfer family's size (the
-    optimization family's for the log training-loss ratio) with ``effect`` in the quantity's units."""
-    plan = planned_families(setting, task_info, methods, seeds, alpha)
+    :func:`planned_families` of a study recording ``probes`` in words and, with a ``spread``
+    (:func:`stored_spread` of a pilot, or a given sd), its :func:`~mtlens.analysis.planning.detectable_table`
+    at the planned transfer family's size (the optimization family's for the log training-loss ratio) with
+    ``effect`` in the quantity's units (``--effect`` without a spread: in ``d_z``, per family of differences)."""
+    plan = planned_families(setting, task_info, methods, seeds, alpha, probes=probes)
     sentences = family_sentences(plan, alpha)
     if spread is None or spread.empty:
         if effect is not None:
-            sizes = plan.drop_duplicates("family").set_index("family")["comparisons"]
+            differences = plan[plan["clusters"].isna()]
+            sizes = differences.drop_duplicates("family").set_index("family")["comparisons"]
             for family, m in sizes.items():
                 n = seeds_needed(effect, alpha / int(m))
                 sentences.append(

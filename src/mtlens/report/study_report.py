@@ -27,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from mtlens.analysis.correlation import unit_table
+from mtlens.analysis.correlation import correlation_table, difference_tests, unit_table
 from mtlens.analysis.gap import GapResult, gap_family, gap_from_checkpoints
 from mtlens.analysis.optimization import optimization_effect
 from mtlens.analysis.planning import spread_table
@@ -97,6 +97,23 @@ class ReportData:
         return unit_table(self.rows, self.task_info, selected=self.selected, optimization=self.optimization)
 
     @cached_property
+    def optimization_tests(self) -> pd.DataFrame:
+        """The optimization table (:func:`~mtlens.report.correlations.optimization_table` at FDR ``alpha``)."""
+        return optimization_table(self.rows, self.optimization, self.alpha)
+
+    @cached_property
+    def probe_differences(self) -> pd.DataFrame:
+        """The probe-difference table (:func:`~mtlens.analysis.correlation.difference_tests` of the units at FDR
+        ``alpha``; empty without units)."""
+        return difference_tests(self.units, alpha=self.alpha) if len(self.units) else pd.DataFrame()
+
+    @cached_property
+    def correlations(self) -> pd.DataFrame:
+        """The correlation table (:func:`~mtlens.analysis.correlation.correlation_table` of the units at FDR
+        ``alpha``; empty without units)."""
+        return correlation_table(self.units, alpha=self.alpha) if len(self.units) else pd.DataFrame()
+
+    @cached_property
     def gap(self) -> GapAnalysis:
         """:func:`gap_analysis` of the rows at FDR ``alpha``: the gap table and its results."""
         return gap_analysis(self.rows, self.alpha)
@@ -106,15 +123,18 @@ def report_families(data: ReportData) -> dict[str, pd.DataFrame]:
     """The tables the report tests as one Benjamini–Hochberg family each (every row a comparison, with its
     ``min_p``): ``transfer``, ``gap`` (the persistent gap, ``p_persistent``: one row per setting × method ×
     task × measure), ``gap band`` (the same curves' "a gap somewhere", ``p_any``, whose sign-flip max-|t|
-    test has the floor ``min_p_any``) and ``optimization``
-    (:func:`~mtlens.report.correlations.optimization_table`).  Seed planning counts these
-    (:mod:`mtlens.report.planning`, :mod:`mtlens.report.study_plan`)."""
+    test has the floor ``min_p_any``), ``optimization``
+    (:func:`~mtlens.report.correlations.optimization_table`), ``probe differences`` and ``correlations``
+    (the factor pairs; Pearson's and Spearman's p-values are each adjusted over the same rows).  Seed planning
+    counts these (:mod:`mtlens.report.planning`, :mod:`mtlens.report.study_plan`)."""
     gap = data.gap.table
     return {
         "transfer": data.transfer,
         "gap": gap,
         "gap band": gap.assign(min_p=gap["min_p_any"]) if "min_p_any" in gap else gap.iloc[:0],
-        "optimization": optimization_table(data.rows, data.optimization, data.alpha),
+        "optimization": data.optimization_tests,
+        "probe differences": data.probe_differences,
+        "correlations": data.correlations,
     }
 
 
@@ -726,8 +746,8 @@ def write_report(
     ]
     sections += probes_section(store, analysed, rows, out_dir) + method_weights_section(store, analysed, rows, out_dir)
     sections += [
-        optimization_section(data.rows, data.optimization, out_dir, alpha),
-        correlation_section(data.rows, data.units, out_dir, alpha),
+        optimization_section(data.rows, data.optimization_tests, out_dir, alpha),
+        correlation_section(data.rows, data.units, data.probe_differences, data.correlations, out_dir, alpha),
         seed_planning_section(
             spread_table(data.selected, data.task_info, data.optimization),
             family_sizes(report_families(data)),

@@ -47,7 +47,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import yaml
@@ -288,6 +288,17 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
         except ConfigError as err:
             raise ConfigError(f"{key}: {err}") from None
     return config
+
+
+def parse_probes(value: Any) -> list[str]:
+    """A raw config's ``probes`` validated alone, by :class:`RunConfig`'s own declaration of the key (for a
+    config whose setting is not registered here, e.g. a pilot store's own setting): :class:`ConfigError`
+    naming the key otherwise."""
+    try:
+        checked = RunConfig.__pydantic_validator__.validate_assignment(RunConfig.model_construct(), "probes", value)
+    except ValidationError as err:
+        raise ConfigError(_describe(err)) from None
+    return list(cast(RunConfig, checked).probes)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
