@@ -464,10 +464,8 @@ def _print_plan(
         info = {key: value for key, value in pilot.task_info().items() if key[0] == raw["setting"]}
         methods = methods or sorted(data.rows.loc[data.rows["mode"] == "mtl", "method"].unique())
     methods = methods or ["sum"]
-    if not info:
-        if config is None:
-            SETTINGS.get(raw["setting"])  # one line naming the registered settings
-        setting = load_configured_setting(parse_config({**raw, "method_options": {}}))
+    if not info:  # an unregistered setting fails here, naming the registered ones
+        setting = load_configured_setting(config or parse_config({**raw, "method_options": {}}))
         info = {(setting.name, task): value for task, value in task_info(setting.tasks).items()}
     if sd is not None:
         spread = pd.DataFrame(

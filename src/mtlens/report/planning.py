@@ -1,12 +1,10 @@
 """The report's seed-planning section and the family sizes it and :mod:`mtlens.report.study_plan` read
 (docs/statistics.md §9).
 
-**Family sizes.** The report tests each of its tables as one Benjamini–Hochberg family (transfer,
-gap, optimization; :func:`family_sizes`).  Before training, the sizes and the smallest attainable
-p-value of each family are read off the report's own analyses run on a *synthetic* study of the
-planned design (:func:`planned_rows`: the setting's tasks and metrics from the registry, STL per task
-and MTL per method for each seed, noise values): whatever the report's tables count as a comparison,
-the plan counts the same, with no second definition of the families to keep in step.
+**Family sizes.** The report tests each of its tables as one Benjamini–Hochberg family (transfer, gap,
+optimization, probe differences, correlations; :func:`family_sizes`).  Before training the plan reads them
+off the report's own analyses of a synthetic study (:mod:`mtlens.report.study_plan`); this section reads
+them off the study's own tables.
 
 **Spread.** With a stored pilot (or an earlier study), the seed spread of each comparison comes from the
 stored runs through the report's loaders (:func:`stored_spread`,
@@ -63,7 +61,7 @@ def difference_text(value: float, quantity: str) -> str:
     return f"{number(value, 2)} in {quantity}"
 
 
-def correlation_sentence(sizes: pd.DataFrame, alpha: float) -> list[str]:
+def correlation_sentences(sizes: pd.DataFrame, alpha: float) -> list[str]:
     """What the correlation family of :func:`family_sizes` ``sizes`` can show at its seeds, in words: nothing
     where its permutation floor ``min_p`` exceeds ``alpha / m``, else the |r| a lone correlation needs
     (:func:`~mtlens.analysis.planning.detectable_correlation` with its units independent and with a cluster's
@@ -98,7 +96,7 @@ def seed_planning_section(
     (default: the study's and twice as many)."""
     title, anchor = "How many seeds?", "planning"
     spread = spread[np.isfinite(spread["sd"].astype(float)) & (spread["n_seeds"] >= 2)]
-    correlations = correlation_sentence(sizes, alpha)
+    correlations = correlation_sentences(sizes, alpha)
     sizes = sizes.set_index("family")["comparisons"]
     if spread.empty:
         return Section(title, "<p>Too few seeds to estimate the seed spread of any comparison.</p>", anchor)

@@ -1,11 +1,12 @@
 """Seed planning before training: ``mtlens plan`` and ``mtlens study --dry-run`` (docs/statistics.md §9).
 
 **Family sizes.** The report tests each of its tables as one Benjamini–Hochberg family
-(:func:`~mtlens.report.study_report.report_families`: transfer, gap, optimization).  Before training,
-the sizes and the smallest attainable p-value of each family are read off the report's own analyses
-run on a *synthetic* study of the planned design (:func:`planned_rows`: the setting's tasks and metrics,
-STL per task and MTL per method for each seed, noise values): whatever the report's tables count as a
-comparison, the plan counts the same, with no second definition of the families to keep in step.
+(:func:`~mtlens.report.study_report.report_families`: transfer, gap, optimization, probe differences,
+correlations).  Before training, the sizes and the smallest attainable p-value of each family are read off
+the report's own analyses run on a *synthetic* study of the planned design (:func:`planned_rows`: the
+setting's tasks and metrics, STL per task and MTL per method for each seed, the quantities of the probes
+it records, noise values): whatever the report's tables count as a comparison, the plan counts the same,
+with no second definition of the families to keep in step.
 
 **Spread.** With a stored pilot (or an earlier study), the seed spread of each comparison comes from the
 stored runs through the report's loaders (:func:`stored_spread`,
