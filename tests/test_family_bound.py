@@ -5,15 +5,18 @@ on symmetric ones."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
+from mtlens.analysis.correlation import difference_tests
 from mtlens.analysis.inference import (
     BOUND_MISS,
     FIXED_BOUND,
     SKEWNESS_BOUND,
     SkewnessBound,
     family_skewness_bound,
+    grouped_bounds,
     hall_critical,
     hall_p_value,
     hall_statistic,
@@ -120,3 +123,32 @@ def test_a_symmetric_family_buys_power_that_the_fixed_bound_leaves_out():
         fixed.append(_p(d[:1], FIXED_BOUND)[0] <= 0.05)
     assert max(bounds) < SKEWNESS_BOUND
     assert np.mean(adaptive) >= np.mean(fixed) + 0.08, (np.mean(adaptive), np.mean(fixed))
+
+
+def test_each_setting_of_a_table_gets_its_own_bound():
+    """A table over two settings, 48 symmetric rows in one and 48 centred-exponential rows in the other: pooled,
+    the skewed setting's rows would be tested at the lower bound of the mixture; per setting (the report's rule,
+    ``grouped_bounds``) the symmetric setting narrows its bound and the skewed one keeps 2."""
+    rng = np.random.default_rng(11)
+    symmetric, skewed = _gamma_rows(rng, 0.0, (48, 8)), _gamma_rows(rng, 2.0, (48, 8))
+    units = pd.DataFrame(
+        [
+            {"setting": setting, "task": f"t{r}", "method": "sum", "seed": s, "coherence_diff": d[r, s]}
+            for setting, d in (("sym", symmetric), ("skew", skewed))
+            for r in range(48)
+            for s in range(8)
+        ]
+    )
+    table = difference_tests(units, columns=("coherence_diff",)).set_index(["setting", "task"])
+    by_setting = {"sym": _bound(symmetric), "skew": _bound(skewed)}
+    assert by_setting["sym"].value < SKEWNESS_BOUND == by_setting["skew"].value
+    assert _bound(np.vstack([symmetric, skewed])).value < SKEWNESS_BOUND  # what pooling both would give
+    for setting, d in (("sym", symmetric), ("skew", skewed)):
+        rows = table.loc[setting]
+        assert (rows["skewness_bound"] == by_setting[setting].value).all()
+        assert rows.loc["t0", "p_value"] == pytest.approx(_p(d[:1], by_setting[setting])[0], rel=1e-9)
+    assert grouped_bounds(lambda rows: _bound(np.array(rows)), list(symmetric[:2]) + list(skewed[:1]), "aab") == [
+        _bound(symmetric[:2]),
+        _bound(symmetric[:2]),
+        _bound(skewed[:1]),
+    ]

@@ -53,6 +53,7 @@ from mtlens.analysis.gap import unit_gap_means
 from mtlens.analysis.inference import (
     bh_adjust,
     bound_of_samples,
+    grouped_bounds,
     paired_max_t,
     sample_skewness,
     scalar_test,
@@ -482,10 +483,10 @@ def difference_tests(units: pd.DataFrame, columns: Sequence[str] = FACTORS, alph
     """Per (setting, task, method) and per-seed difference column of ``units`` (e.g. the probe
     differences ``*_diff``, each MTL_s − STL_s of one seed): ``n_seeds, mean, low, high`` (``1 − alpha``
     interval), ``p_value`` (the paired test, :func:`~mtlens.analysis.inference.scalar_test`, under the
-    family's skewness bound, :func:`~mtlens.analysis.inference.bound_of_samples`), ``min_p``
+    skewness bound of the setting's rows, :func:`~mtlens.analysis.inference.grouped_bounds`), ``min_p``
     (0), ``min_detectable`` (the difference detected with 80% power at level ``alpha``),
     ``effect_size`` (Hedges' g_z), ``skewness`` (of the per-seed differences), ``skewness_bound`` (the
-    family's) and ``p_adjusted``
+    setting's) and ``p_adjusted``
     (Benjamini–Hochberg over all rows at FDR ``alpha``: one family).  Columns with fewer than 2 finite
     seeds are left out."""
     rows = []
@@ -495,9 +496,9 @@ def difference_tests(units: pd.DataFrame, columns: Sequence[str] = FACTORS, alph
             values = values[np.isfinite(values)]
             if len(values) >= 2:
                 rows.append((dict(zip(["setting", "task", "method"], key)), column, values))
-    bound = bound_of_samples([v for *_, v in rows])
+    bounds = grouped_bounds(bound_of_samples, [v for *_, v in rows], [key["setting"] for key, *_ in rows])
     records = []
-    for key, column, values in rows:
+    for (key, column, values), bound in zip(rows, bounds, strict=True):
         summary = scalar_test(paired_max_t(values).with_bound(bound), alpha)
         records.append(
             key

@@ -63,7 +63,7 @@ slowest seed's end hides, shows up here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
@@ -77,6 +77,7 @@ from mtlens.analysis.inference import (
     bh_adjust,
     bh_level,
     bound_of_tests,
+    grouped_bounds,
     paired_max_t,
     scalar_test,
     unpaired_max_t,
@@ -485,12 +486,15 @@ def gap_from_checkpoints(
     )
 
 
-def gap_family(results: list[GapResult], alpha: float = DEFAULT_ALPHA) -> tuple[list[GapResult], pd.DataFrame]:
+def gap_family(
+    results: list[GapResult], alpha: float = DEFAULT_ALPHA, settings: Sequence[Hashable] | None = None
+) -> tuple[list[GapResult], pd.DataFrame]:
     """Error control over a family of gap curves (e.g. every setting x method x task x measure of a report).
 
-    The paired curves' one-level tests are first put under the family's skewness bound
-    (:func:`mtlens.analysis.inference.bound_of_tests`: each curve's skewness averaged over its levels, a
-    ``1 − beta`` upper confidence limit of the curves' common |skewness|, Berger & Boos 1994).
+    The paired curves' one-level tests are first put under their setting's skewness bound
+    (:func:`mtlens.analysis.inference.bound_of_tests` over the curves of the same ``settings`` entry, one
+    setting when ``None``: each curve's skewness averaged over its levels, a ``1 − beta`` upper confidence
+    limit of the curves' common |skewness|, Berger & Boos 1994; :func:`~mtlens.analysis.inference.grouped_bounds`).
     Selective inference on multiple families (Benjamini & Bogomolov 2014): the curves are selected by
     Benjamini–Hochberg at FDR ``alpha`` on their ``p_persistent``; with ``R`` of ``m`` curves selected,
     every curve's onset (fixed sequence) and band are then taken at BH's rejection level
@@ -505,8 +509,9 @@ def gap_family(results: list[GapResult], alpha: float = DEFAULT_ALPHA) -> tuple[
     :meth:`GapResult.summary` row per result with ``p_any_adjusted`` and ``p_persistent_adjusted`` (BH
     within the family) added.
     """
-    bound = bound_of_tests([r.test for r in results])
-    results = [r.with_bound(bound) for r in results]
+    groups = [0] * len(results) if settings is None else settings
+    bounds = grouped_bounds(bound_of_tests, [r.test for r in results], groups)
+    results = [r.with_bound(bound) for r, bound in zip(results, bounds, strict=True)]
     p_persistent = np.array([r.p_persistent for r in results])
     p_any = np.array([r.test.p_any if r.test else np.nan for r in results])
     min_persistent = np.array([r.min_p_persistent for r in results])

@@ -63,11 +63,14 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import numpy as np
 from scipy import optimize, special, stats
+
+Item = TypeVar("Item")
 
 MAX_EXACT = 1 << 14
 """Largest number of sign patterns (or relabellings) that is enumerated exactly (2^14: 14 seeds)."""
@@ -267,6 +270,21 @@ def family_skewness_bound(skewness: Sequence[float], n: Sequence[int]) -> Skewne
     grid = np.arange(round(SKEWNESS_BOUND / BOUND_STEP), -1, -1) * BOUND_STEP
     top = next((float(gamma) for gamma in grid if pooled >= _pooled_quantile(design, float(gamma))), 0.0)
     return SkewnessBound(min(SKEWNESS_BOUND, top + BOUND_STEP), BOUND_MISS, pooled, len(g))
+
+
+def grouped_bounds(
+    bound_of: Callable[[list[Item]], SkewnessBound], items: Sequence[Item], groups: Sequence[Hashable]
+) -> list[SkewnessBound]:
+    """Each of ``items``' skewness bound, computed by ``bound_of`` (:func:`bound_of_samples`,
+    :func:`bound_of_tests`) over the items of its group.  The report's tables take one bound per setting: a
+    setting's rows share one data set, model and training, and the skewness of their differences need not
+    carry over to another setting, so the common-skewness assumption of :func:`family_skewness_bound` is made
+    only within a setting."""
+    members: dict[Hashable, list[Item]] = {}
+    for group, item in zip(groups, items, strict=True):
+        members.setdefault(group, []).append(item)
+    bounds = {group: bound_of(rows) for group, rows in members.items()}
+    return [bounds[group] for group in groups]
 
 
 def bound_of_samples(samples: Sequence[np.ndarray]) -> SkewnessBound:

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from mtlens.analysis.inference import bh_adjust, bound_of_samples, paired_max_t, scalar_test
+from mtlens.analysis.inference import bh_adjust, bound_of_samples, grouped_bounds, paired_max_t, scalar_test
 
 TRAIN_LOSS = "train/loss"
 
@@ -128,22 +128,24 @@ def optimization_tests(effect: pd.DataFrame, alpha: float = 0.05) -> pd.DataFram
     difference, tested with the paired test of :func:`~mtlens.analysis.inference.scalar_test` (H0:
     the per-seed log-ratios are centred at 0; the level holds for symmetric ones, which H0 "MTL and STL
     are exchangeable within a seed" implies, and for shifted-gamma ones up to the column's skewness bound,
-    :func:`~mtlens.analysis.inference.bound_of_samples` over the table's rows: each column is one family).
-    Columns per summary ``X``: ``X`` (mean over seeds),
-    ``X_std``, ``X_low``, ``X_high`` (``1 − alpha`` interval), ``X_p``, ``X_p_adjusted``
-    (Benjamini–Hochberg over the table's rows at FDR ``alpha``), ``X_min_detectable`` (the log-ratio
-    detected with 80% power at level ``alpha``), ``X_skewness_bound`` (the column's family bound, the same in
-    every row), and ``n_seeds``, ``min_p`` (0: a t p-value is not bounded below).
+    :func:`~mtlens.analysis.inference.bound_of_samples` over the column's rows of one setting: each column is
+    one family, with one bound per setting, :func:`~mtlens.analysis.inference.grouped_bounds`).
+    Columns per summary ``X``: ``X`` (mean over seeds), ``X_std``, ``X_low``, ``X_high`` (``1 − alpha``
+    interval), ``X_p``, ``X_p_adjusted`` (Benjamini–Hochberg over the table's rows at FDR ``alpha``),
+    ``X_min_detectable`` (the log-ratio detected with 80% power at level ``alpha``), ``X_skewness_bound`` (the
+    bound of the column's rows of the setting), and ``n_seeds``, ``min_p`` (0: a t p-value is not bounded
+    below).
     """
     groups = [
         (dict(zip(["setting", "task", "method"], key)), frame)
         for key, frame in effect.groupby(["setting", "task", "method"])
     ]
     records = [key | {"n_seeds": len(frame)} for key, frame in groups]
+    settings = [key["setting"] for key, _ in groups]
     for column in ("log_ratio_early", "log_ratio_final"):
         values = [frame[column].to_numpy(float) for _, frame in groups]
-        bound = bound_of_samples(values)
-        for record, v in zip(records, values, strict=True):
+        bounds = grouped_bounds(bound_of_samples, values, settings)
+        for record, v, bound in zip(records, values, bounds, strict=True):
             record[column], record[f"{column}_std"] = v.mean(), v.std(ddof=1) if len(v) > 1 else np.nan
             if len(v) >= 2:
                 summary = scalar_test(paired_max_t(v).with_bound(bound), alpha)

@@ -37,6 +37,7 @@ from mtlens.analysis.inference import (
     SkewnessBound,
     bh_adjust,
     bound_of_samples,
+    grouped_bounds,
     paired_max_t,
     sample_skewness,
     scalar_test,
@@ -107,8 +108,8 @@ def difference_test(
     mtl: np.ndarray, stl: np.ndarray, paired: bool, alpha: float, bound: SkewnessBound = FIXED_BOUND
 ) -> dict[str, Any]:
     """``design, delta, delta_low, delta_high, effect_size, df, p_value, min_p, min_detectable, skewness,
-    skewness_bound`` of MTL − STL: the paired test of the per-seed differences under the skewness ``bound`` (paired; the
-    family's, :func:`family_bound`) or Welch's t with Hsu's df (unpaired) of
+    skewness_bound`` of MTL − STL: the paired test of the per-seed differences under the skewness ``bound``
+    (paired; its setting's, :func:`family_bound`) or Welch's t with Hsu's df (unpaired) of
     :func:`~mtlens.analysis.inference.scalar_test`, its ``1 − alpha`` interval and the difference it
     detects with 80% power; NaN where a side has fewer than 2 values."""
     delta = float(mtl.mean() - stl.mean()) if len(mtl) and len(stl) else np.nan
@@ -180,9 +181,10 @@ def transfer_tests(
             if len(stl) == 0 or len(mtl) == 0:
                 continue
             rows.append((setting, task, method, column, lower, mtl, stl, paired))
-    bound = family_bound([(mtl, stl, paired) for *_, mtl, stl, paired in rows])
+    samples = [(mtl, stl, paired) for *_, mtl, stl, paired in rows]
+    bounds = grouped_bounds(family_bound, samples, [setting for setting, *_ in rows])
     records = []
-    for setting, task, method, column, lower, mtl, stl, paired in rows:
+    for (setting, task, method, column, lower, mtl, stl, paired), bound in zip(rows, bounds, strict=True):
         test = difference_test(mtl, stl, paired, alpha, bound)
         records.append(
             {

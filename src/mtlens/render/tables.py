@@ -56,8 +56,9 @@ COLUMNS: dict[str, tuple[str, str]] = {
     ),
     "skewness_bound": (
         "skewness bound",
-        "The |skewness| up to which the paired test holds its level: the table's 99.975% upper confidence limit "
-        "of its rows' common skewness (Berger & Boos), at most 2; its p-values include the 0.00025 it may miss.",
+        "The |skewness| up to which the paired test holds its level: a 99.975% upper confidence limit of the "
+        "common skewness of the table's rows of this setting (Berger & Boos), at most 2; its p-values include "
+        "the 0.00025 it may miss.",
     ),
     "p_value": ("p", "Paired t-test (Welch's t unpaired) p-value, before adjustment."),
     "p_adjusted": ("adjusted p", "Benjamini–Hochberg adjusted p-value over the table (FDR)."),
@@ -126,11 +127,11 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "log_ratio_final_p_adjusted": ("adjusted p (final)", "Benjamini–Hochberg adjusted p of the final log-ratio."),
     "log_ratio_early_skewness_bound": (
         "skewness bound (early)",
-        "The skewness bound of the early log-ratio's family (this column over the table's rows; see skewness bound).",
+        "The skewness bound of the early log-ratio (this column's rows of the setting; see skewness bound).",
     ),
     "log_ratio_final_skewness_bound": (
         "skewness bound (final)",
-        "The skewness bound of the final log-ratio's family (this column over the table's rows; see skewness bound).",
+        "The skewness bound of the final log-ratio (this column's rows of the setting; see skewness bound).",
     ),
     "delta_m_pct": ("Δm (%)", "Mean relative improvement of MTL over STL across tasks (%)."),
     "better": ("tasks better", "Tasks where MTL is significantly better (adjusted p ≤ FDR)."),

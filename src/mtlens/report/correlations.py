@@ -194,7 +194,10 @@ def symmetry_paragraph(table: pd.DataFrame) -> str:
     if not check["rows"]:
         return ""
     bounds = table["skewness_bound"].dropna() if "skewness_bound" in table else pd.Series(dtype=float)
-    bound = f"{bounds.max():g}, the table's bound" if len(bounds) else "their family's bound"
+    if bounds.nunique() > 1:
+        bound = f"{bounds.min():g} to {bounds.max():g}, each setting's bound"
+    else:
+        bound = f"{bounds.max():g}, the table's bound" if len(bounds) else "their setting's bound"
     verdict = (
         "more skewed than symmetric noise makes them: the sign-flip band may be liberal, and so may the "
         "one-level paired tests of rows more skewed than the rest (docs/statistics.md §2)"

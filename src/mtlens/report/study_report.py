@@ -444,7 +444,7 @@ def gap_analysis(rows: pd.DataFrame, alpha: float) -> GapAnalysis:
                     results.append(result)
     if not results:
         return GapAnalysis(pd.DataFrame(), [], pd.DataFrame())
-    results, table = gap_family(results, alpha)
+    results, table = gap_family(results, alpha, [setting for setting, _ in keys])
     table.insert(0, "setting", [k[0] for k in keys])
     table.insert(1, "method", [k[1] for k in keys])
     return GapAnalysis(table, results, loss_range_notes(checkpoints))
