@@ -34,27 +34,25 @@ significant iff ``|t_j| > c_alpha`` iff ``p_j <= alpha``; the simultaneous band 
 for an exact paired test: the identity and the global flip give the same ``M*``); when
 ``min_p > alpha`` the band can never exclude 0.
 
-**Per-level tests** (one level: transfer, optimization effect, probe differences; every level of
-a fixed-sequence test): :attr:`MaxTTest.pointwise_p`, not bound to ``2 / 2^n`` (the sign-flip p-value
-is at least ``2 / 2^n``: 0.031 with 6 seeds, so a BH family of four tests could never reject).
-Paired: Hall's (1992) skewness-corrected statistic ``T_H`` (:func:`hall_statistic`) with a
-least-favourable p-value, the larger of its tail probabilities under normal differences and under
-mean-zero shifted gamma differences of skewness :data:`SKEWNESS_BOUND` (:func:`hall_p_value`,
-simulated references).  Its null is a *family*: mean-zero differences whose distribution is a
-shifted gamma with ``|skewness| <= 2`` (normal included), where it keeps ``alpha`` at 6–12 seeds
-(measured, docs/statistics.md §2; Student's t gave up to 11% at skewness 2).  A family of tests
-(a report table) narrows the bound from its own rows: :func:`family_skewness_bound`, a ``1 − beta``
-upper confidence limit of the rows' common |skewness|, with Berger & Boos's (1994) p-value (the
-least-favourable p over the narrower family, plus ``beta``; :class:`SkewnessBound`,
-:meth:`MaxTTest.with_bound`).  No test of a mean holds for every skewed null (Bahadur & Savage 1956);
-:func:`symmetry_diagnostic` checks the study's own differences.  Unpaired: Welch's statistic with
-Hsu's (1938) conservative ``df = min(n_1, n_2) − 1`` (size at most ``alpha`` for normal groups of any variance ratio;
-Mickey & Brown 1966; Scheffé 1970), where the Welch–Satterthwaite ``df`` gave 6.9% at 3 vs 9 runs.
-The interval is the set of differences the test does not reject (:meth:`MaxTTest.interval`), the
-effect size Hedges' bias-corrected ``g = J(nu) · estimate / sd`` (``nu = n − 1`` paired,
-``n_1 + n_2 − 2`` unpaired), and the difference detected with power ``1 − beta``
-(:meth:`MaxTTest.min_detectable`) is the simulated power root of Hall's test (paired,
-:func:`hall_detectable_effect`) or ``lambda · se`` with the noncentral t (unpaired,
+**Per-level tests** (one level: transfer, optimization effect, probe differences; every level of a
+fixed-sequence test): :attr:`MaxTTest.pointwise_p`, not bound to ``2 / 2^n`` (the sign-flip p-value is at
+least ``2 / 2^n``: 0.031 with 6 seeds, so a BH family of four tests could never reject). Paired: Hall's (1992)
+skewness-corrected statistic ``T_H`` (:func:`hall_statistic`) with a least-favourable p-value, the larger of
+its tail probabilities under normal differences and under mean-zero shifted gamma differences of skewness
+:data:`SKEWNESS_BOUND` (:func:`hall_p_value`, simulated references).  Its null is a *family*: mean-zero
+differences whose distribution is a shifted gamma with ``|skewness| <= 2`` (normal included), where it keeps
+``alpha`` at 6–12 seeds (measured, docs/statistics.md §2; Student's t gave up to 11% at skewness 2).  A family
+of tests (a report table's rows of one setting, :func:`grouped_bounds`) narrows the bound from its own rows:
+:func:`family_skewness_bound`, a ``1 − beta`` upper confidence limit of the rows' common |skewness|, with
+Berger & Boos's (1994) p-value (the least-favourable p over the narrower family, plus ``beta``;
+:class:`SkewnessBound`, :meth:`MaxTTest.with_bound`).  No test of a mean holds for every skewed null (Bahadur &
+Savage 1956); :func:`symmetry_diagnostic` checks the study's own differences.  Unpaired: Welch's statistic with
+Hsu's (1938) conservative ``df = min(n_1, n_2) − 1`` (size at most ``alpha`` for normal groups of any variance
+ratio; Mickey & Brown 1966; Scheffé 1970), where the Welch–Satterthwaite ``df`` gave 6.9% at 3 vs 9 runs.  The
+interval is the set of differences the test does not reject (:meth:`MaxTTest.interval`), the effect size
+Hedges' bias-corrected ``g = J(nu) · estimate / sd`` (``nu = n − 1`` paired, ``n_1 + n_2 − 2`` unpaired), and
+the difference detected with power ``1 − beta`` (:meth:`MaxTTest.min_detectable`) is the simulated power root
+of Hall's test (paired, :func:`hall_detectable_effect`) or ``lambda · se`` with the noncentral t (unpaired,
 ``scipy.stats.nct``, :func:`detectable_noncentrality`).
 """
 
