@@ -22,7 +22,9 @@ from mtlens.analysis.inference import (
     hall_statistic,
     paired_max_t,
     skewness_of,
+    symmetry_diagnostic,
 )
+from mtlens.report.correlations import symmetry_paragraph
 
 
 def _gamma_rows(rng: np.random.Generator, skewness: float, size: tuple[int, ...]) -> np.ndarray:
@@ -152,3 +154,20 @@ def test_each_setting_of_a_table_gets_its_own_bound():
         _bound(symmetric[:2]),
         _bound(skewed[:1]),
     ]
+
+
+def test_the_symmetry_paragraph_names_the_bound_each_setting_was_tested_under():
+    """The report's symmetry check of a table: its pooled diagnostic (the numbers of ``symmetry_diagnostic``),
+    the table's bound when it has one, the range and "each setting's bound" when its settings differ, and a
+    flag where the rows are more skewed than symmetric noise makes them."""
+    rng = np.random.default_rng(2)
+    symmetric = [stats.skew(row) * (7 / 8) ** 1.5 for row in rng.normal(size=(12, 8))]
+    one = pd.DataFrame({"skewness": symmetric, "n_seeds": 8, "skewness_bound": 1.25})
+    check = symmetry_diagnostic(np.array(symmetric), np.full(12, 8))
+    text = symmetry_paragraph(one)
+    assert "|skewness| 1.25, the table's bound" in text and "no sign of skew beyond symmetric noise" in text
+    assert f"Q = {check['q']:.1f}, p = {check['p_value']:.3g}" in text
+    two = one.assign(skewness_bound=[1.25] * 6 + [2.0] * 6)
+    assert "|skewness| 1.25 to 2, each setting's bound" in symmetry_paragraph(two)
+    skewed = one.assign(skewness=[2.0] * 12)
+    assert "more skewed than symmetric noise makes them" in symmetry_paragraph(skewed)
