@@ -21,7 +21,9 @@ paired design of :mod:`mtlens.analysis.calibration`).  Per split:
   onset shown after the family control, and, for reference, the plain paired t test
   (``scipy.stats.ttest_rel``) of the measure at the last checkpoint.
 
-Prints one line per count with its share and Clopper–Pearson interval.
+Prints one line per count with its share and Clopper–Pearson interval, and for each null the share of
+curves whose ``p_persistent`` reaches ``alpha / 4`` and ``alpha / 2`` (the levels Benjamini–Hochberg over a
+split's 4 curves tests the smallest p-values at: a family claim needs one of them there).
 ``.venv/bin/python benchmarks/gap_heldout.py --store /tmp/gap_heldout``
 """
 
@@ -111,7 +113,7 @@ def main() -> None:
         + ("unbalanced splits", "unbalanced family claims"),
         0,
     )
-    levels = []
+    levels, persistent_p = [], {"aa": [], "skewed": [], "unbalanced": []}
     unbalanced = aa_splits(seeds, args.splits, seed=2, first_size=3)
     for i, (first, second) in enumerate(aa_splits(seeds, args.splits, seed=1)):
         null = aa_rows(rows, first, second, paired=True)
@@ -132,6 +134,7 @@ def main() -> None:
             levels.append(len(results_of[0].levels))
             for (task, measure), result, row in zip(keys, results_of, table.itertuples(), strict=True):
                 if name != "spiked":
+                    persistent_p[name].append(result.p_persistent)
                     counts[f"{name} curves"] += 1
                     counts[f"{name} onsets"] += result.onset is not None
                     counts[f"{name} sign-flip"] += result.final_test.p_any <= args.alpha
@@ -160,6 +163,10 @@ def main() -> None:
                 counts[f"{name} splits"],
             )
         )
+        for divisor in (4, 2):
+            level = args.alpha / divisor
+            hits = int(np.sum(np.array(persistent_p[name]) <= level))
+            print(share(f"{label}: curves with p_persistent <= {level:g}", hits, len(persistent_p[name])))
     print(share("spike: onset found (per spiked curve, right sign)", counts["spiked onsets"], counts["spiked curves"]))
     print(share("spike: onset shown after the family control", counts["spiked family onsets"], counts["spiked curves"]))
     print(share("spike: paired t test at the last checkpoint (reference)", counts["last t"], counts["spiked curves"]))
