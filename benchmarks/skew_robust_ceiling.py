@@ -33,6 +33,7 @@ import math
 
 import numpy as np
 from scipy import stats
+from skewness_bound import draws  # the shifted-gamma draws of the sibling benchmark (this script's folder)
 
 from mtlens.analysis.inference import hall_critical, hall_p_value, hall_statistic
 
@@ -45,15 +46,6 @@ SKEWNESS = np.arange(0.0, 2.01, 0.25)
 
 GRID = tuple(itertools.product((0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0), (-1.0, -0.5, 0.0, 0.5)))
 """``(c1, c2)`` of the skew-adaptive regions."""
-
-
-def draws(rng: np.random.Generator, skewness: float, size: tuple[int, int]) -> np.ndarray:
-    """Mean-zero, unit-variance differences: normal for skewness 0, else ``(Gamma(k) − k) / sqrt(k)`` with
-    ``k = 4 / skewness²``."""
-    if skewness == 0:
-        return rng.standard_normal(size)
-    k = 4 / skewness**2
-    return (rng.gamma(k, size=size) - k) / math.sqrt(k)
 
 
 def t_and_skewness(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
