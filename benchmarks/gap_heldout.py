@@ -61,7 +61,7 @@ def spike(rows: pd.DataFrame, sizes: dict[tuple[str, str], float], from_epoch: f
     return rows.assign(value=rows["value"].to_numpy(float) + shift)
 
 
-def skewed(rows: pd.DataFrame, sds: dict[tuple[str, str], float], skew: float, seed: int) -> pd.DataFrame:
+def skewed(rows: pd.DataFrame, sds: dict[tuple[str, str], float], skew: float, seed: int | list[int]) -> pd.DataFrame:
     """``rows`` with ``skew * sds[(task, measure)] * (E − 1)`` added to the MTL-labelled runs' values at
     every checkpoint, ``E ~ Exponential(1)`` drawn once per (seed, task, measure)."""
     rng = np.random.default_rng(seed)
@@ -92,6 +92,12 @@ def main() -> None:
     parser.add_argument("--measures", nargs="+", default=["val/loss"], choices=GAP_MEASURES)
     parser.add_argument("--alpha", type=float, default=0.05)
     parser.add_argument("--skew", type=float, default=2.0, help="skewed null's shift in seed standard deviations")
+    parser.add_argument(
+        "--draw-seed",
+        type=int,
+        default=None,
+        help="another set of the skewed null's shifts (default: split i's seed i)",
+    )
     args = parser.parse_args()
 
     seeds = list(range(12))
@@ -118,7 +124,9 @@ def main() -> None:
     for i, (first, second) in enumerate(aa_splits(seeds, args.splits, seed=1)):
         null = aa_rows(rows, first, second, paired=True)
         designs = [("aa", null), ("spiked", spike(null, sizes, args.from_epoch))]
-        designs.append(("skewed", skewed(null, sds, args.skew, seed=i)))
+        designs.append(
+            ("skewed", skewed(null, sds, args.skew, seed=i if args.draw_seed is None else [i, args.draw_seed]))
+        )
         if i < len(unbalanced):
             designs.append(("unbalanced", aa_rows(rows, *unbalanced[i], paired=False)))
         for name, data in designs:
