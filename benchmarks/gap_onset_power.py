@@ -11,7 +11,11 @@ loss ``0.3 + x + seed effect + AR(1) noise``, ``rho = 0.9``, sd 0.05), paired ST
   sign-flip p-value per level (``scipy.stats.permutation_test``-equivalent enumeration of ``2^n`` flips);
 - **alone**: the pipeline's onset (:func:`~mtlens.analysis.gap.gap_from_checkpoints`, fixed bound 2);
 - **in a family**: the same curve with ``--curves − 1`` null curves of the same design, the family's
-  skewness bound applied (:func:`~mtlens.analysis.gap.gap_family`'s first step), onset at ``alpha``.
+  skewness bound applied (:func:`~mtlens.analysis.gap.gap_family`'s first step), onset at ``alpha``
+  (not with ``--curves 1``).
+
+``--designs`` takes ``pairs:d_z`` pairs; the default is tests/test_gap.py's, and the issue's own grid is
+``--designs 6:1 6:1.5 6:2 8:1 8:1.5 8:2 12:1 12:1.5 12:2``.
 
 ``.venv/bin/python benchmarks/gap_onset_power.py --trials 120``
 """
@@ -31,8 +35,8 @@ from mtlens.analysis.inference import bound_of_tests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from gap_curves import ar1_study  # noqa: E402  (the tests' generator of synthetic gap curves)
 
-DESIGNS = ((6, 1.5), (8, 1.0), (12, 0.8))
-"""(pairs, d_z): the settings of tests/test_gap.py's onset power test."""
+DESIGNS = ("6:1.5", "8:1", "12:0.8")
+"""``pairs:d_z``: the settings of tests/test_gap.py's onset power test."""
 
 
 def sign_flip_onset(d: np.ndarray, alpha: float) -> int | None:
@@ -55,8 +59,10 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=120)
     parser.add_argument("--curves", type=int, default=12)
     parser.add_argument("--alpha", type=float, default=0.05)
+    parser.add_argument("--designs", nargs="+", default=DESIGNS, help="pairs:d_z")
     args = parser.parse_args()
-    for seeds, d_z in DESIGNS:
+    for design in args.designs:
+        seeds, d_z = int(design.split(":")[0]), float(design.split(":")[1])
         rng = np.random.default_rng(seeds)
         counts, bounds = np.zeros(3), []
         for _ in range(args.trials):
@@ -74,10 +80,13 @@ def main() -> None:
                 result.with_bound(bound).persistent_from(args.alpha) is not None,
             ]
         reference, alone, family = 100 * counts / args.trials
+        in_family = (
+            f" | in a family of {args.curves} {family:.1f}% ({family / reference:.2f}x; "
+            f"median bound {np.median(bounds):.2f})"
+        )
         print(
-            f"{seeds} pairs, d_z {d_z}: reference {reference:.1f}% | alone {alone:.1f}% ({alone / reference:.2f}x) "
-            f"| in a family of {args.curves} {family:.1f}% ({family / reference:.2f}x; "
-            f"median bound {np.median(bounds):.2f})",
+            f"{seeds} pairs, d_z {d_z}: reference {reference:.1f}% | alone {alone:.1f}% ({alone / reference:.2f}x)"
+            + (in_family if args.curves > 1 else ""),
             flush=True,
         )
 
