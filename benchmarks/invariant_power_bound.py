@@ -35,6 +35,7 @@ import math
 import numpy as np
 from scipy import special
 from skew_robust_ceiling import sign_flip_rejects, t_and_skewness  # this script's folder
+from skewness_bound import draws
 
 from mtlens.analysis.inference import hall_critical, hall_statistic
 
@@ -100,11 +101,8 @@ def log_members(u: np.ndarray) -> np.ndarray:
 
 
 def draw(rng: np.random.Generator, skewness: float, size: tuple[int, int]) -> np.ndarray:
-    """Mean-zero unit-variance draws of a null member."""
-    if skewness == 0:
-        return rng.standard_normal(size)
-    k = 4 / skewness**2
-    return math.copysign(1.0, skewness) * (rng.gamma(k, size=size) - k) / math.sqrt(k)
+    """Mean-zero unit-variance draws of a null member (negative skewness: the mirror image)."""
+    return math.copysign(1.0, skewness) * draws(rng, abs(skewness), size)
 
 
 class Samples:
