@@ -355,7 +355,8 @@ def correlate(
     ``n_perm`` permutations.  ``min_p`` is the smallest p these permutations allow
     (``1 / #permutations``; NaN p and ``min_p`` with one cluster).  **Interval**:
     :func:`_jackknife_interval` at ``confidence``.
-    Returns ``n, n_groups, pearson_r, pearson_p, pearson_low, pearson_high, spearman_rho, spearman_p,
+    Returns ``n, n_groups, n_centres, n_strata`` (points, clusters, centring groups and strata among the
+    finite pairs), ``pearson_r, pearson_p, pearson_low, pearson_high, spearman_rho, spearman_p,
     spearman_low, spearman_high, min_p`` (NaN where undefined: fewer than 3 points or a constant
     variable).
     """
@@ -367,7 +368,8 @@ def correlate(
     cluster_of = _codes(pick(groups), n, np.arange(n, dtype=np.intp))
     centre_of = _codes(pick(centre), n, np.zeros(n, np.intp))
     n_groups = int(cluster_of.max()) + 1 if n else 0
-    out = {"n": n, "n_groups": n_groups}
+    strata_of = _codes(pick(strata), n, np.zeros(n, np.intp))
+    out = {"n": n, "n_groups": n_groups, "n_centres": len(np.unique(centre_of)), "n_strata": len(np.unique(strata_of))}
     keys = (
         "pearson_r",
         "pearson_p",
@@ -383,9 +385,7 @@ def correlate(
         return out | dict.fromkeys(keys, np.nan)
     index = None
     if n_groups > 1:
-        packed = np.stack(
-            [cluster_of, _codes(pick(strata), n, np.zeros(n, np.intp)), _codes(pick(slots), n, np.full(n, -1))]
-        )
+        packed = np.stack([cluster_of, strata_of, _codes(pick(slots), n, np.full(n, -1))])
         index = _cached_permutations(packed.astype(np.intp).tobytes(), n, n_perm, seed)
     results: dict[str, float] = {}
     for kind, ranks in (("pearson", False), ("spearman", True)):
@@ -456,6 +456,8 @@ def correlation_table(
         "y",
         "n",
         "n_groups",
+        "n_centres",
+        "n_strata",
         "pearson_r",
         "pearson_p",
         "pearson_p_adjusted",

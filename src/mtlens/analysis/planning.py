@@ -112,30 +112,37 @@ def detectable_every_row(n: int, alpha: float, comparisons: int, power: float = 
     return float(optimize.brentq(lambda d: every_row_power(d, n, alpha, comparisons, min_p) - power, low, high))
 
 
-def detectable_correlation(n: float, level: float, power: float = POWER) -> float:
+def detectable_correlation(n: float, level: float, power: float = POWER, groups: float = 1) -> float:
     """The |r| a two-sided test of zero correlation at ``level`` detects with ``power`` from ``n`` independent
-    bivariate-normal pairs, by Fisher's z (``atanh(r̂) ~ N(atanh(r), 1 / (n − 3))``):
-    ``tanh((z_{1 − level/2} + z_power) / sqrt(n − 3))``, the far tail neglected; ``inf`` for ``n <= 3``."""
-    if not n > 3:
+    bivariate-normal pairs centred within ``groups`` groups (the report centres within (setting, task)), by
+    Fisher's z: centring within ``k`` groups is a partial correlation given ``k − 1`` group indicators, so
+    ``atanh(r̂) ~ N(atanh(r), 1 / (n − k − 2))`` (``1 / (n − 3)`` for one group; Fisher 1924), and
+    ``|r| = tanh((z_{1 − level/2} + z_power) / sqrt(n − k − 2))``, the far tail neglected; ``inf`` for
+    ``n − k − 2 <= 0``."""
+    free = n - groups - 2
+    if not free > 0:
         return np.inf
-    return float(np.tanh((stats.norm.isf(level / 2) + stats.norm.ppf(power)) / math.sqrt(n - 3)))
+    return float(np.tanh((stats.norm.isf(level / 2) + stats.norm.ppf(power)) / math.sqrt(free)))
 
 
 def family_plan(families: pd.DataFrame, alpha: float = 0.05, power: float = POWER) -> pd.DataFrame:
     """Per row of ``families`` (``family, n_seeds, comparisons, min_p``: a family of ``comparisons`` tests
     whose smallest attainable p-value at ``n_seeds`` is ``min_p``; for a family of correlations also
-    ``units`` and ``clusters``, the units and clusters of one comparison) adds ``lone_level`` (``alpha /
+    ``units``, ``clusters``, ``centres`` and ``strata``, the units and clusters of one comparison, its centring
+    groups and the strata its clusters are permuted within) adds ``lone_level`` (``alpha /
     comparisons``), ``can_reach`` (``min_p <= lone_level``: a lone verdict is possible at all) and:
 
     - a family of differences: ``d_z_lone`` (the paired test's detectable ``d_z`` at ``power`` and
       ``lone_level`` when one comparison has the effect; ``inf`` where ``can_reach`` is False) and ``d_z_all``
       (when every comparison has it: :func:`detectable_every_row`);
     - a family of correlations: ``r_lone_units`` and ``r_lone_clusters``, the |r| a lone correlation needs
-      (:func:`detectable_correlation` at ``lone_level``) if its units were independent and if a cluster's units
-      moved as one; the truth lies between, as the units of one seed share its runs (``inf`` where
-      ``can_reach`` is False).  The permutation test is approximated by Fisher's z."""
+      (:func:`detectable_correlation` at ``lone_level``) if its units were independent (centred within
+      ``centres`` groups) and if a cluster's units moved as one (then centring within a stratum's tasks
+      centres the stratum's clusters: ``strata`` groups); the truth lies between, as the units of one seed
+      share its runs (``inf`` where ``can_reach`` is False).  The permutation test is approximated by
+      Fisher's z."""
     out = families.copy()
-    for column in ("units", "clusters"):
+    for column in ("units", "clusters", "centres", "strata"):
         out[column] = out[column].astype(float) if column in out else np.nan
     out["lone_level"] = alpha / out["comparisons"].astype(float)
     out["can_reach"] = out["min_p"].astype(float) <= out["lone_level"]
@@ -148,10 +155,12 @@ def family_plan(families: pd.DataFrame, alpha: float = 0.05, power: float = POWE
         np.nan if r else detectable_every_row(int(n), alpha, int(m), power, p)
         for n, m, p, r in zip(out["n_seeds"], out["comparisons"], out["min_p"].astype(float), correlation, strict=True)
     ]
-    for column in ("units", "clusters"):
+    for column, groups in (("units", "centres"), ("clusters", "strata")):
         out[f"r_lone_{column}"] = [
-            detectable_correlation(size, level, power) if reach else np.inf
-            for size, level, reach in zip(out[column], out["lone_level"], out["can_reach"], strict=True)
+            detectable_correlation(size, level, power, k) if reach else np.inf
+            for size, level, reach, k in zip(
+                out[column], out["lone_level"], out["can_reach"], out[groups].fillna(1), strict=True
+            )
         ]
         out.loc[~correlation, f"r_lone_{column}"] = np.nan
     return out

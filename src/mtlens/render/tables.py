@@ -150,7 +150,9 @@ COLUMNS: dict[str, tuple[str, str]] = {
         "Benjamini–Hochberg adjusted cluster-permutation p of Spearman ρ.",
     ),
     "n": ("n", "Number of units (values)."),
-    "n_groups": ("clusters", "Number of (setting, task, seed) clusters permuted and resampled."),
+    "n_groups": ("clusters", "Number of clusters permuted and resampled (the report's: one per (setting, seed))."),
+    "n_centres": ("centring groups", "Groups each variable is centred within (the report's: (setting, task))."),
+    "n_strata": ("strata", "Number of strata clusters are permuted within (the report's: settings)."),
 }
 """Column name -> (header, definition on hover) for the columns the built-in tables share; other columns
 get their name with spaces as the header."""

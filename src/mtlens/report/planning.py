@@ -31,23 +31,28 @@ PERCENT_METRICS = ("error", "accuracy", "acc", "pixel_accuracy", "miou", "f1")
 
 
 def family_sizes(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """``family, comparisons, min_p, units, clusters`` of each family the report tests, from its tables
-    (``name -> table``: :func:`~mtlens.report.study_report.report_families`; one row per non-empty table with a
-    ``min_p`` column); ``min_p`` is the largest of the table's per-row smallest attainable p-values; ``units``
-    and ``clusters``, for a table of correlations (columns ``n`` and ``n_groups``), the fewest units and
-    clusters of a row (NaN for a table of differences)."""
+    """``family, comparisons, min_p, units, clusters, centres, strata`` of each family the report tests, from
+    its tables (``name -> table``: :func:`~mtlens.report.study_report.report_families`; one row per non-empty
+    table with a ``min_p`` column); ``min_p`` is the largest of the table's per-row smallest attainable
+    p-values; for a table of correlations (columns ``n``, ``n_groups``, ``n_centres``, ``n_strata``: NaN for
+    a table of differences) ``units`` and ``clusters`` are the fewest units and clusters of a row, ``centres``
+    and ``strata`` the most centring groups and strata (the planned ``|r|`` is then the largest a row needs)."""
+    columns = {"units": ("n", "min"), "clusters": ("n_groups", "min"), "centres": ("n_centres", "max")}
+    columns["strata"] = ("n_strata", "max")
     records = [
         {
             "family": name,
             "comparisons": len(table),
             "min_p": float(pd.to_numeric(table["min_p"]).max()),
-            "units": float(table["n"].min()) if "n_groups" in table else np.nan,
-            "clusters": float(table["n_groups"].min()) if "n_groups" in table else np.nan,
+            **{
+                key: float(table[column].agg(how)) if "n_groups" in table else np.nan
+                for key, (column, how) in columns.items()
+            },
         }
         for name, table in tables.items()
         if len(table) and "min_p" in table
     ]
-    return pd.DataFrame.from_records(records, columns=["family", "comparisons", "min_p", "units", "clusters"])
+    return pd.DataFrame.from_records(records, columns=["family", "comparisons", "min_p", *columns])
 
 
 def difference_text(value: float, quantity: str) -> str:
@@ -79,8 +84,9 @@ def correlation_sentences(sizes: pd.DataFrame, alpha: float) -> list[str]:
             continue
         sentences.append(
             f"{start}: a lone correlation is found with 80% power from |r| = "
-            f"{number(detectable_correlation(row['units'], lone, POWER), 2)} (independent units) to "
-            f"{number(detectable_correlation(clusters, lone, POWER), 2)} (units moving with their seed; Fisher's z)."
+            f"{number(detectable_correlation(row['units'], lone, POWER, row['centres']), 2)} (independent units) to "
+            f"{number(detectable_correlation(clusters, lone, POWER, row['strata']), 2)} "
+            "(units moving with their seed; Fisher's z)."
         )
     return sentences
 

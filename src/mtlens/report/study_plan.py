@@ -133,9 +133,12 @@ def planned_families(
                 "n_seeds": n,
                 "comparisons": int(m),
                 "min_p": float(min_p(n).get(family, np.nan)),
-                # a correlation's units and clusters grow in proportion to the seeds
+                # a correlation's units and clusters grow in proportion to the seeds, its centring groups
+                # (setting, task) and strata (settings) do not
                 "units": full.loc[family, "units"] * n / n_first,
                 "clusters": full.loc[family, "clusters"] * n / n_first,
+                "centres": full.loc[family, "centres"],
+                "strata": full.loc[family, "strata"],
             }
             for n in seeds
             for family, m in comparisons.items()
