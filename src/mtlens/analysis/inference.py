@@ -303,21 +303,29 @@ _POWER_DRAWS = 1 << 14
 
 
 @functools.lru_cache(maxsize=16)
-def _power_samples(n: int) -> np.ndarray:
-    """The :data:`_POWER_DRAWS` seeded standard normal samples of ``n`` that every simulated power of
-    :func:`paired_power` and :func:`hall_detectable_effect` shares (common random numbers)."""
-    return np.random.default_rng(7 + n).standard_normal((_POWER_DRAWS, n))
+def _power_moments(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(mean, sd, g)`` (:func:`_moments_of_rows`) of the :data:`_POWER_DRAWS` seeded standard normal samples
+    of ``n`` that every simulated power of :func:`paired_power` and :func:`hall_detectable_effect` shares
+    (common random numbers)."""
+    return _moments_of_rows(np.random.default_rng(7 + n).standard_normal((_POWER_DRAWS, n)))
+
+
+def _shifted_hall(n: int, effect: float) -> np.ndarray:
+    """:func:`hall_statistic` of the samples of :func:`_power_moments` shifted by ``effect``: a shift moves
+    the mean and leaves ``sd`` and ``g`` as they are, so the moments are computed once per ``n``."""
+    mean, sd, g = _power_moments(n)
+    return hall_statistic(mean + effect, sd, g, n)
 
 
 def paired_powers(effect: float, n: int, alphas: np.ndarray, bound: SkewnessBound = FIXED_BOUND) -> np.ndarray:
     """The power of the paired one-level test (:attr:`MaxTTest.pointwise_p`) of ``n`` seeds under ``bound``
     at each level of ``alphas`` against normal differences with standardized mean ``effect`` (``d_z``): the
-    share of the samples of :func:`_power_samples` with ``|T_H| > hall_critical`` (the replacement of the
+    share of the samples of :func:`_power_moments` with ``|T_H| > hall_critical`` (the replacement of the
     paired t test's noncentral-t power; ``0`` below 2 seeds).  The statistic is computed once for every level."""
     levels = np.atleast_1d(np.asarray(alphas, float))
     if n < 2:
         return np.zeros(len(levels))
-    statistic = np.sort(np.abs(_hall_of_samples(_power_samples(n) + effect)))
+    statistic = np.sort(np.abs(_shifted_hall(n, effect)))
     critical = np.array([hall_critical(n, float(a), bound) for a in levels])
     above = len(statistic) - np.searchsorted(statistic, np.where(np.isfinite(critical), critical, 0.0), side="right")
     return np.where(np.isfinite(critical), above / len(statistic), 0.0)
@@ -332,16 +340,15 @@ def paired_power(effect: float, n: int, alpha: float, bound: SkewnessBound = FIX
 def hall_detectable_effect(n: int, critical: float, power: float = 0.8) -> float:
     """The standardized difference ``d = delta / sigma`` that the paired test rejecting
     ``|T_H| > critical`` detects with probability ``power`` on normal differences: the root of the
-    simulated power (the samples of :func:`_power_samples`, common to every ``d``; ``brentq``
+    simulated power (the samples of :func:`_power_moments`, common to every ``d``; ``brentq``
     from a bracket around the noncentral-t answer of the same critical value, to ``1e-4``).
     ``T_H`` is not noncentral t (its ``g`` is estimated too), so this replaces
     :func:`detectable_noncentrality` for the paired test.  ``inf`` for an infinite critical value."""
     if not np.isfinite(critical) or n < 2:
         return np.inf
-    z = _power_samples(n)
 
     def shortfall(d: float) -> float:
-        return float(np.mean(np.abs(_hall_of_samples(z + d)) > critical)) - power
+        return float(np.mean(np.abs(_shifted_hall(n, d)) > critical)) - power
 
     guess = detectable_noncentrality(critical, n - 1.0, power) / math.sqrt(n)
     low, high = 0.8 * guess, 1.3 * guess

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 
 from mtlens.analysis.inference import detectable_effect, paired_powers
 from mtlens.analysis.transfer import TaskInfo, paired_or_unpaired, selection_info
@@ -87,9 +87,12 @@ def every_row_power(effect: float, n: int, alpha: float, comparisons: int, min_p
     k = np.arange(m)
     levels = alpha * (1 + k) / m
     powers = np.where(levels >= min_p, paired_powers(effect, n, levels), 0.0)
+    log_choose = special.gammaln(m) - special.gammaln(k + 1) - special.gammaln(m - k)
     pi = 1.0
     for _ in range(1000):
-        new = float(np.dot(stats.binom.pmf(k, m - 1, pi), powers))
+        with np.errstate(divide="ignore", invalid="ignore"):  # Binomial(m − 1, pi) pmf; 0 · log 0 = 0
+            log_pmf = log_choose + special.xlogy(k, pi) + special.xlog1py(m - 1 - k, -pi)
+        new = float(np.dot(np.exp(log_pmf), powers))
         if abs(new - pi) < 1e-12:
             break
         pi = new
