@@ -34,6 +34,10 @@ RUN_FILE_METHODS = frozenset(
         "write_config",
         "write_task_info",
         "remove_file",
+        "pending_checkpoint_path",
+        "committed_checkpoint",
+        "commit_checkpoint",
+        "settle_checkpoint",
     }
 )
 """Store methods that lock a run, locate its checkpoint or models, or write its files: the handle's to call

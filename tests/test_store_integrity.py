@@ -268,3 +268,48 @@ def test_local_workers_stop_quietly_when_the_driver_is_killed(tmp_path):
     assert not store.is_locked(run_id), "the orphaned worker trained on"
     assert store.runs()["state"].tolist() == ["interrupted"]
     assert "Traceback" not in log.read_text() and "BrokenPipeError" not in log.read_text()
+
+
+@pytest.mark.parametrize("killed_after", ["pending checkpoint", "its status"])
+def test_a_kill_inside_a_checkpoint_commit_leaves_a_run_that_resumes(killed_after, setting, tmp_path, monkeypatch):
+    """The checkpoint at step 4 is killed after its pending file (the status still records step 2's) or after
+    the status recording it (the rename not done).  Either way the run reads as ``interrupted``, not
+    ``damaged``; ``runs --check`` names an unrecorded pending checkpoint as a leftover; a rerun resumes from
+    the checkpoint the status records (step 2, or 4 after completing the rename), not from scratch, and its
+    rows equal an uninterrupted run's."""
+    raw = {**RAW, "epochs": 3}  # checkpoints at steps 2, 4 and 6
+    config = resolve_config(parse_config(raw), setting)
+    finished = RunStore(tmp_path / "finished")
+    train_run(config, finished, setting=setting, progress=False)
+    store = RunStore(tmp_path / "store")
+    stop_in = "set_status" if killed_after == "pending checkpoint" else "commit_checkpoint"
+    original = getattr(RunStore, stop_in)
+
+    def stop_at_step_4(self, run_id, *args, **kwargs):
+        if (
+            self.pending_checkpoint_path(run_id).exists()
+            and Checkpoint.load(self.pending_checkpoint_path(run_id)).step == 4
+        ):
+            raise Interrupt
+        return original(self, run_id, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(RunStore, stop_in, stop_at_step_4)
+        with pytest.raises(Interrupt):
+            train_run(config, store, setting=setting, progress=False)
+    run_id = config.run_id
+    pending = store.pending_checkpoint_path(run_id)
+    assert pending.exists() and store.runs()["state"].tolist() == ["interrupted"]
+    assert store.damaged_files(run_id, deep=True) == {}
+    recorded = killed_after == "its status"
+    assert store.committed_checkpoint(run_id) == (pending if recorded else store.checkpoint_path(run_id))
+    assert (pending in store.leftover_files(run_id)) is not recorded
+    assert main(["runs", "--store", str(store.root), "--check"]) == (0 if recorded else 1)
+    resumed_from = []
+    original_start = trainer.TrainingRun.start
+    monkeypatch.setattr(
+        trainer.TrainingRun, "start", lambda self: resumed_from.append(original_start(self)) or resumed_from[-1]
+    )
+    assert train_run(config, store, setting=setting, progress=False) == "finished"
+    assert resumed_from == [4 if recorded else 2] and not pending.exists()
+    pd.testing.assert_frame_equal(store.trajectory(run_id), finished.trajectory(run_id))

@@ -10,6 +10,8 @@ Layout under the store root::
     runs/<run_id>/parts/<step>.parquet  trajectory rows recorded at one step (while running)
     runs/<run_id>/trajectory.parquet  all rows, written when the run ends
     runs/<run_id>/checkpoint.pt      training state at the last checkpoint (written by training)
+    runs/<run_id>/checkpoint.pt.next a new checkpoint before the status that records it is written;
+                                     renamed to checkpoint.pt after (see *Checkpoints* below)
     runs/<run_id>/selected/<task>-<step>.pt  model weights at a task's validation-selected step
                                      (only with ``save_selected_models``)
     runs/<run_id>/.lock              held (flock) by the process training the run
@@ -23,6 +25,15 @@ complete files only.  Rows recorded after the last checkpoint are discarded on r
 (:meth:`RunStore.discard_parts_after`) and recomputed, so a resumed run has neither lost
 nor duplicated rows.  Selected models are named by step and pruned only after a checkpoint
 (:meth:`RunStore.keep_selected_models`), so the checkpoint's selection always has its file.
+
+*Checkpoints* are committed in two phases, so that a kill at any moment leaves a checkpoint its status
+vouches for: the new one is written to ``checkpoint.pt.next``, then the status recording its digest, then
+it is renamed over ``checkpoint.pt``.  Killed before the status, the old status and checkpoint stand and
+the pending file is a leftover (:meth:`RunStore.leftover_files`); killed after it, the pending file is the
+checkpoint the status records (:meth:`RunStore.committed_checkpoint`: its digest matches) and the rename
+is completed when the run is next opened (:meth:`RunStore.settle_checkpoint`).  Before this order a kill
+between the checkpoint and its status left a checkpoint whose size the status did not record: the run
+read as ``damaged`` and was retrained from its start.
 
 Runs in the index (:meth:`RunStore.runs`) are in one of :data:`INDEX_STATES`: the stored state,
 except that a ``running`` run whose lock nobody holds is ``interrupted`` (its process died;
@@ -41,7 +52,7 @@ import os
 import shutil
 import time
 import zipfile
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -147,6 +158,38 @@ class RunStore:
 
     def checkpoint_path(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "checkpoint.pt"
+
+    def pending_checkpoint_path(self, run_id: str) -> Path:
+        """Where a new checkpoint is written before the status that records it (module docstring)."""
+        return self.run_dir(run_id) / "checkpoint.pt.next"
+
+    def committed_checkpoint(self, run_id: str, status: Mapping[str, Any] | None = None) -> Path:
+        """The file holding the checkpoint the run's status records: the pending one if it exists and its
+        size and SHA-256 are the ones the status records for ``checkpoint.pt`` (a kill came between the
+        status and the rename), else :meth:`checkpoint_path`.  ``status``: the run's, if already read."""
+        pending = self.pending_checkpoint_path(run_id)
+        if pending.is_file():
+            if status is None:
+                try:
+                    status = self.status(run_id)
+                except DamagedStoreError:  # a status that cannot be read records nothing
+                    status = None
+            recorded = ((status or {}).get("digests") or {}).get("checkpoint.pt")
+            if recorded is not None and file_digest(pending) == {k: recorded.get(k) for k in ("size", "sha256")}:
+                return pending
+        return self.checkpoint_path(run_id)
+
+    def commit_checkpoint(self, run_id: str) -> None:
+        """Rename the pending checkpoint over ``checkpoint.pt`` (atomic); only call while holding the run's
+        lock, once the status records the pending checkpoint's digest."""
+        os.replace(self.pending_checkpoint_path(run_id), self.checkpoint_path(run_id))
+
+    def settle_checkpoint(self, run_id: str) -> None:
+        """Complete a commit a kill interrupted (:meth:`commit_checkpoint`) if the status records the pending
+        checkpoint; one it does not record is left to :meth:`remove_leftovers`.  Only call while holding
+        the run's lock."""
+        if self.committed_checkpoint(run_id) == self.pending_checkpoint_path(run_id):
+            self.commit_checkpoint(run_id)
 
     def selected_model_path(self, run_id: str, task: str, step: int) -> Path:
         """The model weights of task ``task``'s validation-selected checkpoint at ``step``."""
@@ -296,17 +339,18 @@ class RunStore:
             if problem:
                 damaged["status.json"] = problem
                 status = {}
+        checkpoint = self.committed_checkpoint(run_id, status) if status else self.checkpoint_path(run_id)
         files = [
             run_dir / "trajectory.parquet",
             *sorted(self._parts_dir(run_id).glob("*.parquet")),
-            self.checkpoint_path(run_id),
+            checkpoint,
             *sorted((run_dir / "selected").glob("*.pt")),
         ]
         for path in files:
             if path.exists():
                 problem = _unreadable(path, deep)
                 if problem:
-                    damaged[str(path.relative_to(run_dir))] = problem
+                    damaged["checkpoint.pt" if path == checkpoint else str(path.relative_to(run_dir))] = problem
         if status.get("state") in DONE_STATES and not (run_dir / "trajectory.parquet").exists():
             damaged["trajectory.parquet"] = f"missing: the run is {status['state']} but its rows are gone"
         if status.get("state") not in DONE_STATES:  # the parts its last checkpoint covers
@@ -317,7 +361,7 @@ class RunStore:
         for name, recorded in (status.get("digests") or {}).items():
             if name in damaged:
                 continue
-            path = run_dir / name
+            path = checkpoint if name == "checkpoint.pt" else run_dir / name
             if name == "checkpoint.pt" and status.get("state") in DONE_STATES:
                 continue  # a complete run needs no checkpoint (it is removed once the rows are merged)
             if name.startswith("parts/") and not path.exists():
@@ -331,11 +375,15 @@ class RunStore:
         return damaged
 
     def leftover_files(self, run_id: str) -> list[Path]:
-        """Files a rerun removes: temporary files of interrupted writes, and the row parts of a complete run
-        (left when it was killed between merging its rows and removing the parts)."""
+        """Files a rerun removes: temporary files of interrupted writes, the row parts of a complete run
+        (left when it was killed between merging its rows and removing the parts), and a pending checkpoint
+        the status does not record (killed between writing it and the status; module docstring)."""
         leftovers = self.stale_tmp_files(run_id)
         if self.done_state(run_id) is not None and (self.run_dir(run_id) / "trajectory.parquet").exists():
             leftovers += sorted(self._parts_dir(run_id).glob("*.parquet"))
+        pending = self.pending_checkpoint_path(run_id)
+        if pending.exists() and self.committed_checkpoint(run_id) != pending:
+            leftovers.append(pending)
         return leftovers
 
     def remove_leftovers(self, run_id: str) -> list[Path]:
@@ -389,6 +437,15 @@ class RunStore:
                             "path": str(path),
                             "problem": "row part left in a complete run (its rows are merged; removed when the "
                             "run is rerun)",
+                        }
+                    )
+                elif path == self.pending_checkpoint_path(run_id):
+                    records.append(
+                        {
+                            "run_id": run_id,
+                            "path": str(path),
+                            "problem": "checkpoint written by a process killed before its status recorded it "
+                            "(the run resumes from the checkpoint before; removed when the run is rerun)",
                         }
                     )
         return pd.DataFrame.from_records(records, columns=["run_id", "path", "problem"])
@@ -510,6 +567,7 @@ class RunStore:
         self.remove_file(run_id, "trajectory.parquet")
         self.discard_parts_after(run_id, -1)
         self.remove_file(run_id, "checkpoint.pt")
+        self.pending_checkpoint_path(run_id).unlink(missing_ok=True)
         self.keep_selected_models(run_id, {})
 
     def trajectory(self, run_id: str) -> pd.DataFrame:

@@ -209,6 +209,7 @@ class RunHandle:
         stack.enter_context(self.store.lock(self.run_id))
         try:
             if not fresh:
+                self.store.settle_checkpoint(self.run_id)
                 self.store.remove_leftovers(self.run_id)
             done = self._heal(verify=not fresh)
         except BaseException:
@@ -413,17 +414,20 @@ class RunHandle:
 
     # -- checkpoints and selected models -------------------------------------------------------
     def save_checkpoint(self, checkpoint: Checkpoint, keep_selected: Mapping[str, int] | None = None) -> None:
-        """Write ``checkpoint``, then the ``running`` status listing the row parts it covers, then prune
-        the selected models to ``keep_selected`` (task -> step) if given (in this order, so a kill at
-        any moment leaves a checkpoint whose parts and selected models are all there)."""
+        """Write ``checkpoint`` as the pending checkpoint, then the ``running`` status listing its digest and
+        the row parts it covers, then commit it over the last one (the store's two-phase commit,
+        :mod:`mtlens.store.run_store`), then prune the selected models to ``keep_selected`` (task -> step)
+        if given (in this order, so a kill at any moment leaves a checkpoint its status vouches for, whose
+        parts and selected models are all there)."""
         self._require_open()
         self.flush()
-        path = self.store.checkpoint_path(self.run_id)
+        path = self.store.pending_checkpoint_path(self.run_id)
         self._digests["checkpoint.pt"] = atomic_write_bytes(path, _saved(checkpoint.to_payload()))
         if keep_selected is not None:  # the status lists the selected models the checkpoint keeps, no others
             kept = {selected_model_name(task, step) for task, step in keep_selected.items()}
             self._digests = {n: d for n, d in self._digests.items() if not n.startswith("selected/") or n in kept}
         self.mark_running(checkpoint.step, parts=[s for s in self.part_steps() if s <= checkpoint.step])
+        self.store.commit_checkpoint(self.run_id)
         if keep_selected is not None:
             self.keep_selected(keep_selected)
 
