@@ -29,6 +29,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from mtlens import RunStore
+
 
 @dataclass(frozen=True)
 class Damage:
@@ -188,11 +190,15 @@ SELECTED = [
 
 
 def damage_run(run_dir: Path, case: Damage) -> str:
-    """Apply ``case`` to the run in ``run_dir``; the damaged file's name relative to the run directory."""
+    """Apply ``case`` to the run in ``run_dir``; the damaged file's name relative to the run directory.  The
+    checkpoint is the file the run's status vouches for: the pending one if the kill came inside its
+    commit (between the status recording it and its rename; ``RunStore.committed_checkpoint``)."""
     name = case.path
     if name.endswith("/<first>"):
         folder = name.split("/")[0]
         name = f"{folder}/" + sorted(p.name for p in (run_dir / folder).glob("*.p*"))[0]
+    if name == "checkpoint.pt":
+        name = RunStore(run_dir.parents[1]).committed_checkpoint(run_dir.name).name
     case.damage(run_dir / name)
     return name
 

@@ -413,7 +413,8 @@ class RunStore:
         records = []
         for run_id in self.run_ids():
             for name, problem in self.damaged_files(run_id, deep=True).items():
-                records.append({"run_id": run_id, "path": str(self.run_dir(run_id) / name), "problem": problem})
+                path = self.committed_checkpoint(run_id) if name == "checkpoint.pt" else self.run_dir(run_id) / name
+                records.append({"run_id": run_id, "path": str(path), "problem": problem})
         for path in sorted((self.root / "tables").glob("*.parquet")):
             problem = _unreadable(path, deep=True, rows=False)
             if problem:
