@@ -23,14 +23,17 @@ pytestmark = pytest.mark.integration
 # starved of CPU on a loaded machine (2 test workers beside mypy), sends SIGINT while a run is training: with a short
 # sleep per checkpoint the child sometimes finished every run before the parent saw step 2.  It first restores
 # Python's SIGINT handler, as a shell would give it: a pytest-xdist worker ignores SIGINT, and an ignored signal is
-# inherited by the processes it starts (Python then installs no handler of its own).
+# inherited by the processes it starts (Python then installs no handler of its own).  It holds in 0.1 s sleeps: the
+# kernel may deliver the process's SIGINT to another thread (torch's), and then Python raises KeyboardInterrupt in the
+# main thread only when its current sleep returns, which for one sleep of 120 s outlasted the parent's 60 s wait (a
+# rare timeout in CI).
 CLI = (
     "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
     "import sys, time; from mtlens.cli import main; from mtlens.training.trainer import TrainingRun\n"
     "checkpoint = TrainingRun._checkpoint\n"
     "def held(self, step):\n"
     "    checkpoint(self, step)\n"
-    "    if step >= 2: time.sleep(120)\n"
+    "    for _ in range(1200 if step >= 2 else 0): time.sleep(0.1)\n"
     "TrainingRun._checkpoint = held\n"
     "sys.exit(main(sys.argv[1:]))"
 )
