@@ -59,9 +59,10 @@ def test_study_runs_reports_and_lists(tmp_path, capsys):
     assert len(re.findall(r'class="vl-spec">\{"\$schema"', html)) >= 3
     transfer = pd.read_csv(out / "tables" / "transfer.csv")
     assert set(transfer["task"]) == {"a", "b"} and (transfer["n_stl"] == 2).all() and (transfer["n_mtl"] == 2).all()
-    # Seeds 0 and 1 ran in both modes: paired t tests on 1 degree of freedom (no floor on p, but no power);
+    # Seeds 0 and 1 ran in both modes: paired tests on 1 degree of freedom (a floor on p not bound to the
+    # seeds, but no power);
     # the gap's sign-flip band cannot go below 2/4, and the report says so; its onsets' t tests have 1 df.
-    assert (transfer["design"] == "paired").all() and (transfer["min_p"] == 0).all() and (transfer["df"] == 1).all()
+    assert (transfer["design"] == "paired").all() and (transfer["min_p"] < 1e-3).all() and (transfer["df"] == 1).all()
     assert (transfer["verdict"] == "no evidence").all() and {"p_adjusted", "delta_low", "effect_size"} <= set(transfer)
     gap = pd.read_csv(out / "tables" / "gap_onset.csv")
     assert len(gap) == 4 and (gap["design"] == "paired").all() and gap["onset_train_loss"].isna().all()

@@ -11,6 +11,7 @@ from mtlens.analysis.inference import (
     bh_level,
     clopper_pearson,
     detectable_effect,
+    family_skewness_bound,
     hall_critical,
     hall_p_value,
     hall_statistic,
@@ -18,6 +19,7 @@ from mtlens.analysis.inference import (
     paired_max_t,
     paired_power,
     sample_skewness,
+    scalar_test,
     symmetry_diagnostic,
     unpaired_max_t,
 )
@@ -122,6 +124,21 @@ def test_hedges_effect_size_is_unbiased_where_cohens_is_not():
     hedges = np.array([paired_max_t(row).effect_size()[0] for row in d[:4000]])
     assert hedges.mean() == pytest.approx(0.5, abs=0.02)
     assert hedges_correction(5) == pytest.approx(1 - 3 / (4 * 5 - 1), rel=0.01)
+
+
+def test_the_one_level_floor_is_the_smallest_p_value_the_test_gives():
+    """``min_p`` of the paired one-level test is the p-value of an overwhelming difference (the reference's
+    ``1 / (1 + N)``, plus the family bound's ``beta``), the same at 3 and 12 seeds; a family of more than
+    ``alpha / min_p`` rows can then have no lone verdict.  Unpaired (Welch's t) it is 0."""
+    rng = np.random.default_rng(11)
+    for n in (3, 12):
+        overwhelming = 5.0 + 1e-3 * rng.standard_normal(n)
+        for bound in (None, family_skewness_bound([0.1, -0.2, 0.05], [n, n, n])):
+            test = paired_max_t(overwhelming) if bound is None else paired_max_t(overwhelming).with_bound(bound)
+            summary = scalar_test(test, 0.05)
+            assert summary["p_value"] == pytest.approx(summary["min_p"], rel=1e-12) and summary["min_p"] > 0
+            assert (bound is None) == (summary["min_p"] < 1e-4)  # beta = 2.5e-4 only under a family's bound
+    assert scalar_test(unpaired_max_t(rng.normal(size=5), rng.normal(size=6)), 0.05)["min_p"] == 0
 
 
 def test_hall_statistic_and_interval_agree_with_an_independent_computation():

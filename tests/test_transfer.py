@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from mtlens.analysis.inference import family_skewness_bound, hall_critical, hall_p_value, skewness_of
+from mtlens.analysis.inference import N_REFERENCE, family_skewness_bound, hall_critical, hall_p_value, skewness_of
 from mtlens.analysis.transfer import delta_m, selected_checkpoints, transfer_table
 
 INFO = {("s", "t"): {"selection_metric": "error", "lower_is_better": {"loss": True, "error": True}}}
@@ -70,7 +70,7 @@ def test_transfer_table_matches_hand_computation():
         s, g = shifted.mean() / shifted.std(ddof=1), stats.skew(shifted) * (2 / 3) ** 1.5
         hall_shifted = np.sqrt(3) * (s + g * s**2 / 3 + g**2 * s**3 / 27 + g / 18)
         assert abs(hall_shifted) == pytest.approx(hall_critical(3, 0.05, family))
-    assert row["min_p"] == 0 and np.isfinite(row["min_detectable"])
+    assert row["min_p"] == pytest.approx(1 / (1 + N_REFERENCE) + family.miss) and np.isfinite(row["min_detectable"])
     # Hedges' correction of d_z with nu = 2: J = Gamma(1) / (sqrt(1) Gamma(1/2)) = 1 / sqrt(pi)
     assert row["effect_size"] == pytest.approx(d.mean() / d.std(ddof=1) / np.sqrt(np.pi))
     assert row["skewness"] == pytest.approx(stats.skew(d))

@@ -39,10 +39,10 @@ level from ``j`` to the end" is an intersection of per-level alternatives, so it
 and stopping at the first non-rejection (or the first level whose estimate has another sign than the
 end's) controls the family-wise error of all onset claims at ``alpha`` with no adjustment (fixed-sequence
 testing, Maurer, Hothorn & Lehmacher 1995; Westfall & Krishen 2001).  Per level ``j`` the p-value
-``p_level_j`` (:func:`level_p_values`) is that of, paired, the paired t test of the per-seed
-differences (``df = n − 1``, :attr:`~mtlens.analysis.inference.MaxTTest.pointwise_p`, as every
-one-level table of the report),
-whose p-value, unlike the exact sign-flip test's ``>= 2 / 2^n``, is not bounded below, so a family of
+``p_level_j`` (:func:`level_p_values`) is that of, paired, the paired one-level test of the per-seed
+differences (Hall's skewness-corrected statistic against its least-favourable reference,
+:attr:`~mtlens.analysis.inference.MaxTTest.pointwise_p`, as every one-level table of the report),
+whose p-value, unlike the exact sign-flip test's ``>= 2 / 2^n``, is not bound to the seeds, so a family of
 curves can be controlled at the seeds people run (6 pairs: sign flips never give less than 0.031,
 while Benjamini–Hochberg over 4 curves needs 0.0125 for one true curve); unpaired, the larger of
 Welch's t test's and the label permutation's p-value.  Level ``j``'s fixed-sequence adjusted p-value is
@@ -153,11 +153,12 @@ class GapResult:
 
     @property
     def min_p_persistent(self) -> float:
-        """The smallest ``p_persistent`` the design allows: 0 for the paired t test, the label permutation's
-        ``min_p`` unpaired (:func:`level_p_values`); NaN without a test."""
+        """The smallest ``p_persistent`` the design allows: paired, the one-level test's
+        (:attr:`~mtlens.analysis.inference.MaxTTest.pointwise_min_p`, not bound to the seeds); unpaired, the
+        label permutation's ``min_p`` (:func:`level_p_values`); NaN without a test."""
         if self.final_test is None:
             return np.nan
-        return scalar_test(self.final_test, self.alpha)["min_p"] if self.design == "paired" else self.final_test.min_p
+        return self.final_test.pointwise_min_p if self.design == "paired" else self.final_test.min_p
 
     def persistent_from(self, alpha: float) -> int | None:
         """The onset at ``alpha``: the earliest level of the run of fixed-sequence rejections ending at the
@@ -319,8 +320,8 @@ def level_p_values(
     end level's own test ``final_test`` of the values ``mtl``, ``stl`` (``(n, L)`` each; paired: rows are
     seeds in the same order).
 
-    Paired: the paired t test (:attr:`~mtlens.analysis.inference.MaxTTest.pointwise_p`), not bounded
-    below.  Unpaired: ``max(p_Welch, p_perm)``, Welch's t test and the label-permutation test of
+    Paired: the paired one-level test (:attr:`~mtlens.analysis.inference.MaxTTest.pointwise_p`), not
+    bound to the seeds.  Unpaired: ``max(p_Welch, p_perm)``, Welch's t test and the label-permutation test of
     Welch's t at that level (exact over all relabellings up to
     :data:`~mtlens.analysis.inference.MAX_EXACT`).  Each is valid where the other may not be (the
     permutation test needs exchangeable labels, which unequal variances break: 13% at 3 vs 9 runs with
@@ -500,14 +501,13 @@ def gap_family(
     every curve's onset (fixed sequence) and band are then taken at BH's rejection level
     ``alpha_used = R * alpha / m`` (:func:`mtlens.analysis.inference.bh_level`; ``alpha / m`` when
     nothing is selected), discrete-aware: ``m`` counts only the curves whose smallest attainable p-value
-    can reach ``alpha`` (:func:`mtlens.analysis.inference.attainable`): for ``p_persistent``, a t p-value,
-    every testable curve; for ``p_any`` those whose max-T test's ``min_p`` (``2 / 2^n`` for ``n`` paired
-    seeds) is at most ``alpha``.
-    A curve's end level is rejected at ``alpha_used`` exactly when it is
-    selected, so an onset is shown iff the curve is a BH discovery, and the expected share of shown
-    onsets with any false claim stays at most ``alpha``.  Returns the results at that level and one
-    :meth:`GapResult.summary` row per result with ``p_any_adjusted`` and ``p_persistent_adjusted`` (BH
-    within the family) added.
+    can reach ``alpha`` (:func:`mtlens.analysis.inference.attainable`): for ``p_persistent``, whose paired
+    floor is not bound to the seeds, every testable paired curve; for ``p_any`` those whose max-T test's
+    ``min_p`` (``2 / 2^n`` for ``n`` paired seeds) is at most ``alpha``.  A curve's end level is rejected at
+    ``alpha_used`` exactly when it is selected, so an onset is shown iff the curve is a BH discovery, and the
+    expected share of shown onsets with any false claim stays at most ``alpha``.  Returns the results at that
+    level and one :meth:`GapResult.summary` row per result with ``p_any_adjusted`` and
+    ``p_persistent_adjusted`` (BH within the family) added.
     """
     groups = [0] * len(results) if settings is None else settings
     bounds = grouped_bounds(bound_of_tests, [r.test for r in results], groups)

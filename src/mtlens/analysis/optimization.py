@@ -133,8 +133,8 @@ def optimization_tests(effect: pd.DataFrame, alpha: float = 0.05) -> pd.DataFram
     Columns per summary ``X``: ``X`` (mean over seeds), ``X_std``, ``X_low``, ``X_high`` (``1 − alpha``
     interval), ``X_p``, ``X_p_adjusted`` (Benjamini–Hochberg over the table's rows at FDR ``alpha``),
     ``X_min_detectable`` (the log-ratio detected with 80% power at level ``alpha``), ``X_skewness_bound`` (the
-    bound of the column's rows of the setting), and ``n_seeds``, ``min_p`` (0: a t p-value is not bounded
-    below).
+    bound of the column's rows of the setting), and ``n_seeds``, ``min_p`` (the paired test's floor,
+    not bound to the seeds: :attr:`~mtlens.analysis.inference.MaxTTest.pointwise_min_p`).
     """
     groups = [
         (dict(zip(["setting", "task", "method"], key)), frame)

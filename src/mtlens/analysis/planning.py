@@ -4,20 +4,22 @@ A study's report tests each of its tables as one Benjamini–Hochberg family of 
 ``alpha`` (transfer: one row per setting × task × method; gap: × measure; optimization: per setting ×
 task × method; the sizes come from the report's own tables, :mod:`mtlens.report.planning`).  When only
 one comparison in a family carries an effect, BH rejects it only at ``p <= alpha / m`` (the *lone*
-level); when all do, at ``p <= alpha``.  For the paired t test of ``n`` seeds
-(:mod:`mtlens.analysis.inference`) the standardized difference ``d_z = delta / sigma_d`` detected with
-power ``1 − beta`` at level ``a`` is
+level); when all do, at ``p <= alpha``.  For the paired test of ``n`` seeds (Hall's skewness-corrected
+statistic against its least-favourable reference, :mod:`mtlens.analysis.inference`) the standardized
+difference ``d_z = delta / sigma_d`` detected with power ``1 − beta`` at level ``a`` is the root of its
+simulated power on normal differences,
 
-    d_z(n, a) = lambda / sqrt(n),    P(|T| > t_{n−1, 1−a/2}) = 1 − beta,  T ~ nct(n − 1, lambda)
+    d_z(n, a):    P(|T_H(z + d_z)| > c(n, a)) = 1 − beta,    z ~ N(0, 1)^n
 
-(:func:`~mtlens.analysis.inference.detectable_effect`), so ``d_z(n, alpha / m)`` is the effect any
-single verdict needs; when every row has the effect, BH's level is ``alpha R / m`` with ``R`` the rows it
-rejects, and the effect each row needs lies between ``d_z(n, alpha)`` and ``d_z(n, alpha / m)``
-(:func:`detectable_every_row`).  A t p-value has no floor, so any
-verdict needs only ``n >= 2`` (``df = n − 1 >= 1`` for the t interval); the binding constraint is power,
-``d_z(2, a)`` being tens of seed-sd.  A permutation p-value has a floor, its family's ``min_p`` (``2 / 2^n``
-for ``n`` sign-flipped pairs, ``1 / G!`` for ``G`` permuted clusters), and no verdict is possible while
-``min_p > alpha / m``, whatever the effect.
+(:func:`~mtlens.analysis.inference.detectable_effect`, with ``c`` its critical value), so ``d_z(n, alpha / m)``
+is the effect any single verdict needs; when every row has the effect, BH's level is ``alpha R / m`` with ``R``
+the rows it rejects, and the effect each row needs lies between ``d_z(n, alpha)`` and ``d_z(n, alpha / m)``
+(:func:`detectable_every_row`).  Its p-value is not bound to the seeds (its floor, ``1 / (1 + 2^17)`` plus a
+family skewness bound's ``beta`` of 2.5e-4, is the same at any ``n``), so any verdict needs only ``n >= 2``
+while the family has fewer than 0.05 / 2.6e-4 = 194 rows; the binding constraint is power, ``d_z(2, a)``
+being tens of seed-sd.  A permutation p-value has a floor that falls with the seeds, its family's ``min_p``
+(``2 / 2^n`` for ``n`` sign-flipped pairs, ``1 / G!`` for ``G`` permuted clusters), and no verdict is possible
+while ``min_p > alpha / m``, whatever the effect.
 
 Multiplied by ``sigma_d``, the standard deviation of the per-seed differences MTL − STL (a pilot's, or a
 stored study's: :func:`spread_table`), ``d_z`` becomes a difference in the metric's own units
@@ -77,7 +79,7 @@ def seeds_needed(effect: float, level: float, power: float = POWER, most: int = 
 
 
 def every_row_power(effect: float, n: int, alpha: float, comparisons: int, min_p: float = 0.0) -> float:
-    """Per-row power of Benjamini–Hochberg at FDR ``alpha`` over ``comparisons`` independent paired t tests
+    """Per-row power of Benjamini–Hochberg at FDR ``alpha`` over ``comparisons`` independent paired tests
     of ``n`` seeds when every row has the effect ``d_z = effect``.  BH rejects row ``i`` iff ``p_i <= alpha
     (1 + K) / m`` with ``K`` the other rows it rejects; with ``K ~ Binomial(m − 1, pi)`` the power ``pi`` is
     the largest fixed point of ``pi = sum_k P(K = k) · paired_power(effect, n, alpha (1 + k) / m)`` (iterated

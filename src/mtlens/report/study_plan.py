@@ -205,11 +205,12 @@ def family_sentences(plan: pd.DataFrame, alpha: float) -> list[str]:
                 f"any verdict needs {int(fewest)} seeds (the smallest p-value of permuting whole seeds, "
                 f"1 / (number of permutations), reaches alpha / m only from there)"
             )
-        elif float(rows["min_p"].min()) == 0:
+        elif int(fewest) == 2:
             d2 = detectable_effect(2, lone, POWER)
             need = (
-                f"any verdict needs {int(fewest)} seeds (a t p-value has no floor; df = n − 1 >= 1 for its "
-                f"interval), and power binds: at 2 seeds a lone effect must be d_z = {number(d2, 3)}"
+                f"any verdict needs 2 seeds (its p-value's floor, {number(float(rows['min_p'].max()), 2)}, does not "
+                f"fall with the seeds and is below alpha / m; df = n − 1 >= 1 for its interval), and power binds: "
+                f"at 2 seeds a lone effect must be d_z = {number(d2, 3)}"
             )
         else:
             need = (
@@ -235,7 +236,7 @@ def family_sentences(plan: pd.DataFrame, alpha: float) -> list[str]:
             for r in rows.to_dict("records")
         )
         every = ", ".join(f"{number(r['d_z_all'], 3)} at {int(r['n_seeds'])}" for r in rows.to_dict("records"))
-        approximate = " by the one-level t test" if float(rows["min_p"].max()) > 0 else ""
+        approximate = " by the one-level test" if pd.isna(fewest) or int(fewest) > 2 else ""  # a permutation floor
         sentences.append(
             f"{family}: {m} comparisons, one BH family at FDR {alpha:g}, so a lone effect must reach "
             f"p <= {number(lone, 2)}; {need}. Detectable with 80% power{approximate} (d_z, seed-sd of the per-seed "
