@@ -12,6 +12,7 @@ from sklearn.isotonic import IsotonicRegression
 
 from gap_curves import ar1, ar1_study
 from mtlens.analysis.gap import (
+    GapResult,
     fixed_sequence_p,
     gap_family,
     gap_from_checkpoints,
@@ -143,6 +144,65 @@ def test_unpaired_design_when_seeds_do_not_match_uses_welch_t():
         permutation = np.mean(np.abs(relabelled) >= abs(welch.statistic) * (1 - 1e-9))
         assert result.level_p[j] == pytest.approx(max(welch.pvalue, permutation))
     assert result.p_persistent == result.level_p[-1] and result.min_p_persistent == pytest.approx(2 / 924)
+
+
+def _unpaired_end_p(mtl: np.ndarray, stl: np.ndarray) -> float:
+    """Brute force: ``max(p_Welch (Hsu's df), p_perm)`` of one level, every relabelling enumerated."""
+    both, n1 = np.r_[mtl, stl], len(mtl)
+    welch = stats.ttest_ind(mtl, stl, equal_var=False).statistic
+    p_welch = 2 * stats.t.sf(abs(welch), min(len(mtl), len(stl)) - 1)
+    chosen = np.array(list(itertools.combinations(range(len(both)), n1)))
+    rest = np.array([np.setdiff1d(np.arange(len(both)), c) for c in chosen])
+    relabelled = stats.ttest_ind(both[chosen], both[rest], axis=1, equal_var=False).statistic
+    return max(p_welch, float(np.mean(np.abs(relabelled) >= abs(welch) * (1 - 1e-9))))
+
+
+def _welch_excludes_zero(result: GapResult) -> bool:
+    """Whether Welch's interval of the end alone excludes 0."""
+    welch = scalar_test(result.final_test, result.alpha)
+    return welch["low"] > 0 or welch["high"] < 0
+
+
+def test_unpaired_final_interval_and_detectable_gap_follow_p_persistent():
+    """Unpaired, ``p_persistent = max(p_Welch, p_perm)``; its interval is the set of shifts that test keeps,
+    so it excludes 0 exactly where ``p_persistent <= alpha``, and each end is where the brute-force test of
+    the shifted values turns from keeping to rejecting.  3 vs 3 runs (permutation floor 0.1): a large gap
+    that Welch's interval alone excluded 0 for is unbounded, and no gap is detectable."""
+    rng = np.random.default_rng(41)
+    x = np.geomspace(2.0, 0.1, 20)
+    agree = 0
+    for n_mtl, n_stl, shift in [(3, 3, 0.3)] + [(4, 6, s) for s in (0.0, 0.02, 0.04, 0.08)] * 3:
+        frames = []
+        for mode, n, offset, extra in (("mtl", n_mtl, 100, shift), ("stl", n_stl, 0, 0.0)):
+            values = 0.3 + extra + x + 0.02 * (rng.standard_normal((n, 1)) + 0.3 * ar1(rng, n, 20))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "mode": mode,
+                        "run_id": np.repeat([f"{mode}{s}" for s in range(n)], 20),
+                        "seed": np.repeat(np.arange(n) + offset, 20),
+                        "step": np.tile(np.arange(20), n),
+                        "epoch": np.tile(np.arange(20) / 2.0, n),
+                        "train/loss": np.tile(x, n),
+                        "val/loss": values.ravel(),
+                    }
+                )
+            )
+        result = gap_from_checkpoints(pd.concat(frames, ignore_index=True), "t", stability=False)
+        row, (mtl, stl) = result.summary(), result.end_values
+        assert result.design == "unpaired" and row["p_persistent"] == pytest.approx(_unpaired_end_p(mtl, stl))
+        excludes = row["final_band_low"] > 0 or row["final_band_high"] < 0
+        assert excludes == (row["p_persistent"] <= 0.05)
+        agree += excludes
+        if n_mtl == 3:
+            assert _welch_excludes_zero(result) and not excludes  # the old interval claimed what no test showed
+            assert np.isinf(row["final_band_low"]) and np.isinf(row["min_detectable_final"])
+            continue
+        for end in (row["final_band_low"], row["final_band_high"]):
+            inward = end + 1e-6 * np.sign(row["final_gap"] - end)
+            outward = end - 1e-6 * np.sign(row["final_gap"] - end)
+            assert _unpaired_end_p(mtl - inward, stl) > 0.05 >= _unpaired_end_p(mtl - outward, stl)
+    assert 0 < agree < 12  # some data sets show the gap, some do not
 
 
 def test_three_seeds_give_no_band_but_an_onset_by_the_t_test_when_the_gap_is_large():

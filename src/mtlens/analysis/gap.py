@@ -80,6 +80,7 @@ from mtlens.analysis.inference import (
     grouped_bounds,
     paired_max_t,
     scalar_test,
+    shift_interval,
     unpaired_max_t,
 )
 
@@ -105,7 +106,9 @@ class GapResult:
     unadjusted p-value of the one-level test (:func:`level_p_values`, ``(L,)``; NaN without a test); ``final_test``: the
     one-level test at the end (its interval, effect size and detectable gap are the table's ``final_*``);
     ``end_limited_by``: the runs (``"stl seed 3"``) whose lowest training loss is the end;
-    ``loo_p_persistent``: ``p_persistent`` with each seed left out in turn (NaN where untestable).
+    ``loo_p_persistent``: ``p_persistent`` with each seed left out in turn (NaN where untestable);
+    ``end_values``: unpaired, the MTL and STL runs' values at the end (``(n_1,)``, ``(n_2,)``), from which
+    :meth:`summary` inverts the permutation half of ``p_persistent``.
     """
 
     task: str
@@ -119,6 +122,7 @@ class GapResult:
     final_test: MaxTTest | None = None
     end_limited_by: tuple[str, ...] = ()
     loo_p_persistent: np.ndarray = field(default_factory=lambda: np.array([]))
+    end_values: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def design(self) -> str:
@@ -222,6 +226,8 @@ class GapResult:
         modes, runs = self.curves["mode"].to_numpy(), self.curves["n"].to_numpy()
         n_mtl, n_stl = (int(runs[modes == m][0]) for m in ("mtl", "stl"))
         end = scalar_test(final, self.alpha) if final else dict.fromkeys(("low", "high", "effect_size"), np.nan)
+        if final is not None and self.end_values is not None:
+            end.update(unpaired_end(end, final, self.end_values, self.alpha))
         loo = self.loo_p_persistent[np.isfinite(self.loo_p_persistent)]
         return {
             "task": self.task,
@@ -249,6 +255,24 @@ class GapResult:
             "loo_p_persistent_max": float(loo.max()) if len(loo) else np.nan,
             "skewness_bound": final.bound.value if final is not None and self.design == "paired" else np.nan,
         }
+
+
+def unpaired_end(
+    welch: dict[str, float], final_test: MaxTTest, end_values: tuple[np.ndarray, np.ndarray], alpha: float
+) -> dict[str, float]:
+    """The end's ``low, high`` and ``min_detectable`` under the unpaired ``p_persistent = max(p_Welch,
+    p_perm)`` (:func:`level_p_values`), from Welch's ``welch`` (:func:`~mtlens.analysis.inference.scalar_test`
+    of ``final_test``) and the runs' values at the end ``end_values`` (MTL, STL).  That test rejects a shift
+    only where both do, so the shifts it keeps are the union of Welch's interval and the permutation test's
+    (:func:`~mtlens.analysis.inference.shift_interval`; unbounded where its ``min_p`` exceeds ``alpha``),
+    which excludes 0 exactly when ``p_persistent <= alpha``.  The gap it detects with 80% power is at least
+    Welch's, and there is none where the permutation floor is above ``alpha``."""
+    low, high = shift_interval(*end_values, alpha)
+    return {
+        "low": min(welch["low"], low),
+        "high": max(welch["high"], high),
+        "min_detectable": welch["min_detectable"] if final_test.min_p <= alpha else np.inf,
+    }
 
 
 def fixed_sequence_p(p_level: np.ndarray, estimate: np.ndarray) -> np.ndarray:
@@ -484,6 +508,7 @@ def gap_from_checkpoints(
         final_test=final_test,
         end_limited_by=tuple(f"{m} seed {s}" for (m, s, _, _), hit in zip(ordered, limiting, strict=True) if hit),
         loo_p_persistent=loo,
+        end_values=None if paired or final_test is None else (values["mtl"][:, -1], values["stl"][:, -1]),
     )
 
 

@@ -375,19 +375,24 @@ def sign_patterns(n: int, n_random: int = N_RANDOM, seed: int = 0) -> tuple[np.n
     return np.vstack([np.ones((1, n)), rng.choice([-1.0, 1.0], size=(n_random, n))]), False
 
 
+@functools.lru_cache(maxsize=32)
 def label_patterns(n_first: int, n_second: int, n_random: int = N_RANDOM, seed: int = 0) -> tuple[np.ndarray, bool]:
     """``(patterns, exact)``: 0/1 rows marking which of the ``n_first + n_second`` runs are labelled
     "first"; the observed labelling (first ``n_first`` runs) is row 0; all ``C(N, n_first)`` when at most
-    :data:`MAX_EXACT`, else the observed and ``n_random`` random ones."""
+    :data:`MAX_EXACT`, else the observed and ``n_random`` random ones.  Cached and read-only (the tests of
+    every level and the inversions of :func:`shift_interval` share them)."""
     total = n_first + n_second
     if math.comb(total, n_first) <= MAX_EXACT:
         combos = np.array(list(itertools.combinations(range(total), n_first)))
         patterns = np.zeros((len(combos), total))
         patterns[np.arange(len(combos))[:, None], combos] = 1.0
-        return patterns, True
-    rng = np.random.default_rng(seed)
-    observed = np.r_[np.ones(n_first), np.zeros(n_second)]
-    return np.vstack([observed] + [rng.permutation(observed) for _ in range(n_random)]), False
+        exact = True
+    else:
+        rng = np.random.default_rng(seed)
+        observed = np.r_[np.ones(n_first), np.zeros(n_second)]
+        patterns, exact = np.vstack([observed] + [rng.permutation(observed) for _ in range(n_random)]), False
+    patterns.setflags(write=False)
+    return patterns, exact
 
 
 @functools.lru_cache(maxsize=4096)
@@ -689,6 +694,35 @@ def unpaired_max_t(first: np.ndarray, second: np.ndarray, n_random: int = N_RAND
     return MaxTTest(
         "unpaired", (n1, n2), mean1[0] - mean2[0], se[0], pooled, t_all[0], null_max, exact, hsu, power_df=welch
     )
+
+
+def shift_interval(first: np.ndarray, second: np.ndarray, alpha: float, seed: int = 0) -> tuple[float, float]:
+    """The ``1 − alpha`` confidence interval of the shift ``delta = mean(first) − mean(second)`` that inverts
+    the label-permutation test of Welch's t (:func:`unpaired_max_t`'s ``p_any`` at one level): the shifts
+    ``mu`` it does not reject, ``p_perm(first − mu, second) > alpha``.  ``p_perm`` is 1 at the estimate and
+    falls to the patterns' ``min_p`` far from it, so each end is found by doubling a step of the Welch
+    standard error outward until the test rejects, then bisection to ``1e-9`` of it.  ``(−inf, inf)`` when
+    ``min_p > alpha``: no shift can be rejected (3 vs 3 runs: ``min_p = 0.1``)."""
+    x, y = np.asarray(first, float).ravel(), np.asarray(second, float).ravel()
+    test = unpaired_max_t(x, y, seed=seed)
+    estimate, se = float(test.estimate[0]), float(test.se[0])
+    if test.min_p > alpha:
+        return -np.inf, np.inf
+    step = se if se > 0 else max(abs(estimate), 1.0)
+
+    def rejects(mu: float) -> bool:
+        return unpaired_max_t(x - mu, y, seed=seed).p_any <= alpha
+
+    ends = []
+    for sign in (-1.0, 1.0):
+        inside, outside = 0.0, step
+        while not rejects(estimate + sign * outside):
+            inside, outside = outside, 2 * outside
+        while outside - inside > 1e-9 * step:
+            middle = (inside + outside) / 2
+            inside, outside = (inside, middle) if rejects(estimate + sign * middle) else (middle, outside)
+        ends.append(estimate + sign * inside)
+    return ends[0], ends[1]
 
 
 def attainable(min_p: np.ndarray | None, alpha: float, m: int) -> np.ndarray:
