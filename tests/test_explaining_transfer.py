@@ -376,6 +376,12 @@ def test_correlation_table_pairs_factors_with_targets():
     assert row["min_p"] == pytest.approx(1 / 24)  # the 4! permutations of the seeds
     centred = units.groupby("task")[["fisher_early_diff", "gap_mean"]].transform(lambda c: c - c.mean())
     assert row["pearson_r"] == pytest.approx(stats.pearsonr(centred["fisher_early_diff"], centred["gap_mean"])[0])
+    # --alpha reaches the intervals: at alpha 0.2 they are the 80% jackknife intervals (t quantile on G − 1 = 3
+    # df), narrower than the 95% ones by the ratio of the quantiles on Fisher's z scale
+    narrow = correlation_table(units, alpha=0.2).set_index(["x", "y"]).loc[("fisher_early_diff", "gap_mean")]
+    z, ratio = np.arctanh(row["pearson_r"]), stats.t.ppf(0.9, 3) / stats.t.ppf(0.975, 3)
+    for end in ("pearson_low", "pearson_high"):
+        assert np.arctanh(narrow[end]) - z == pytest.approx(ratio * (np.arctanh(row[end]) - z), rel=1e-9)
 
 
 # -- Elich et al. --------------------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ from mtlens.cli import main
 from mtlens.data.registry import DATASETS, DatasetSpec, register_dataset, require_dataset
 from mtlens.errors import ConfigError
 from mtlens.experiments import EXPERIMENTS, Experiment, plan_runs, register_experiment
-from mtlens.render import table_html
+from mtlens.render import Section, table_html
+from mtlens.report.study_report import write_report
 from mtlens.settings import SETTINGS, Setting, Split, TaskData, register_setting
 from mtlens.tasks import classification_task
 from mtlens.training.config import resolve_config
@@ -191,3 +192,13 @@ def test_a_users_experiment_is_one_registered_object(tmp_path, request, capsys):
     assert "Two learning rates (digits_pair)" in html and "lr=0.03" in html
     table = pd.read_csv(tmp_path / "report" / "tables" / "lr_pair_digits_pair.csv")
     assert len(table) == 4 and table["value"].notna().all()
+    # The report's --alpha reaches a section builder that takes one; the experiment's section above, written
+    # without one, still renders.
+    seen = []
+
+    def with_alpha(store, index, rows, out_dir, alpha):
+        seen.append(alpha)
+        return [Section("FDR", f"<p>tested at FDR {alpha:g}</p>", "fdr")]
+
+    page = write_report(RunStore(tmp_path / "store"), tmp_path / "report-10", alpha=0.1, extra_sections=[with_alpha])
+    assert seen == [0.1] and "tested at FDR 0.1" in page.read_text() and "lr=0.03" in page.read_text()

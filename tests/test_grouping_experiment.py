@@ -156,7 +156,16 @@ def test_grouping_experiment_end_to_end_on_three_tasks(tmp_path, three_tasks):
     write_report(store, tmp_path / "report")
     html = (tmp_path / "report" / "report.html").read_text()
     assert "Which tasks to train together? (three_attributes)" in html
-    assert pd.read_csv(tmp_path / "report" / "tables" / "grouping_transfer_three_attributes.csv").shape[0] == 6
+    transfer = pd.read_csv(tmp_path / "report" / "tables" / "grouping_transfer_three_attributes.csv")
+    assert transfer.shape[0] == 6
+    # --alpha reaches the section: its pairwise intervals at alpha 0.2 are the 80% intervals, inside the 95% ones
+    # (strictly where the seeds' differences vary; a pair whose tasks' test errors tie on every seed has [0, 0])
+    write_report(store, tmp_path / "report-20", alpha=0.2)
+    narrow = pd.read_csv(tmp_path / "report-20" / "tables" / "grouping_transfer_three_attributes.csv")
+    varied = transfer["delta_high"] > transfer["delta_low"]
+    assert varied.any() and (narrow["delta_low"] > transfer["delta_low"]).eq(varied).all()
+    assert (narrow["delta_high"] < transfer["delta_high"]).eq(varied).all()
+    assert "at FDR 0.2" in (tmp_path / "report-20" / "report.html").read_text()
     figures = sorted((tmp_path / "report" / "figures").glob("grouping_*.vl.json"))
     assert [f.name.split("_")[1] for f in figures] == ["affinity", "scatter", "transfer"]
     for figure in figures:  # every figure is a valid Vega-Lite v6 spec

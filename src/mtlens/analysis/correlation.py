@@ -418,7 +418,6 @@ def correlation_table(
     units: pd.DataFrame,
     pairs: Sequence[tuple[str, str]] = DEFAULT_PAIRS,
     cluster: Sequence[str] = UNIT_CLUSTER,
-    confidence: float = 0.95,
     seed: int = 0,
     alpha: float = 0.05,
     n_perm: int = 9999,
@@ -428,7 +427,8 @@ def correlation_table(
     """One row per (x, y) pair with at least 3 finite units: :func:`correlate` over all units, with
     the clusters named by ``cluster``, centred within ``centre`` and permuted (``n_perm``) within the
     setting, units matched by ``slots`` (columns of ``units``; ``centre`` and ``slots`` are not used
-    where ``units`` lacks one of their columns, e.g. a table of task pairs clustered by target task).
+    where ``units`` lacks one of their columns, e.g. a table of task pairs clustered by target task); the
+    intervals at ``1 − alpha``, the level the table is tested at.
 
     The pairs form one family: ``pearson_p_adjusted`` and ``spearman_p_adjusted`` are
     Benjamini–Hochberg over the table at FDR ``alpha``, discrete-aware (pairs with ``min_p > alpha``
@@ -448,7 +448,7 @@ def correlation_table(
     for x, y in pairs:
         if x not in units or y not in units:
             continue
-        result = correlate(units[x], units[y], groups, confidence, seed, n_perm, centres, strata, slot_labels)
+        result = correlate(units[x], units[y], groups, 1 - alpha, seed, n_perm, centres, strata, slot_labels)
         if result["n"] >= 3:
             records.append({"x": x, "y": y, **result})
     columns = [

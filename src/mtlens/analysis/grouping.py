@@ -7,8 +7,8 @@ by ``+``) and the trajectory rows of its runs.  Every value of a task in a run i
 validation-selected checkpoint (:func:`~mtlens.analysis.transfer.selected_checkpoints`).
 
 * :func:`pairwise_transfer` -- the transfer table (:func:`~mtlens.analysis.transfer.transfer_tests`:
-  paired by seed, permutation interval, Benjamini–Hochberg over every ordered pair, verdict) of task
-  ``j`` trained with task ``i`` (the pair run) against ``j`` alone; ``source = i``, ``target = j``,
+  paired by seed, Hall's skewness-corrected test and interval, Benjamini–Hochberg over every ordered pair,
+  verdict) of task ``j`` trained with task ``i`` (the pair run) against ``j`` alone; ``source = i``, ``target = j``,
   ``relative_pct > 0``: ``i`` helps ``j``.
 * :func:`affinity_table` -- one row per ordered pair ``(source i, target j)``, the predictors averaged
   over seeds: ``tag`` (mean of ``probe/lookahead_affinity`` ``"i>j"`` over the probe steps of the
@@ -17,7 +17,7 @@ validation-selected checkpoint (:func:`~mtlens.analysis.transfer.selected_checkp
   ``early_fraction`` of training, same seed), and the measured ``transfer_pct``.
 * :func:`predictor_correlations` -- each predictor's Pearson and Spearman correlation with the measured
   transfer over the ordered pairs (:func:`~mtlens.analysis.correlation.correlation_table`), with
-  cluster-bootstrap intervals and cluster-permutation p-values, clustered by the *target* task (the
+  leave-one-cluster-out jackknife intervals and cluster-permutation p-values, clustered by the *target* task (the
   pairs onto one task share its STL reference runs).
 * :func:`higher_order_table` -- Standley et al.'s higher-order approximation: each trained grouping's Δm
   predicted from the measured pairs alone (:func:`higher_order_prediction`) next to its measured Δm.

@@ -37,7 +37,7 @@ import pandas as pd
 from mtlens.errors import ConfigError
 from mtlens.orchestration.executors import run_configs
 from mtlens.registry import Registry, UnknownNameError
-from mtlens.render import Section, not_available
+from mtlens.render import Section, not_available, report_options
 from mtlens.settings import Setting
 from mtlens.store import RunStore
 from mtlens.training.config import ResolvedRunConfig, load_configured_setting, parse_config, resolve_config
@@ -69,8 +69,9 @@ PlanFunction = Callable[..., ExperimentPlan]
 AnalyzeFunction = Callable[[ExperimentPlan, RunStore, Setting], None]
 """``(plan, store, setting) -> None``: analyses of the trained runs' checkpoints, written as store tables."""
 
-SectionFunction = Callable[[RunStore, pd.DataFrame, pd.DataFrame, pd.DataFrame, Path, str], str]
-"""``(store, runs index, manifest, the manifest's trajectory rows, out_dir, setting) -> HTML body``."""
+SectionFunction = Callable[..., str]
+"""``(store, runs index, manifest, the manifest's trajectory rows, out_dir, setting) -> HTML body``; a
+section with an ``alpha`` parameter also gets the report's FDR (:func:`~mtlens.render.report_options`)."""
 
 
 @dataclass(frozen=True)
@@ -179,9 +180,12 @@ def run_experiment(
     return results
 
 
-def experiment_sections(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out_dir: Path) -> list[Section]:
+def experiment_sections(
+    store: RunStore, index: pd.DataFrame, rows: pd.DataFrame, out_dir: Path, alpha: float = 0.05
+) -> list[Section]:
     """Report sections (the ``SectionBuilder`` of :mod:`mtlens.report.study_report`): one per stored
-    experiment manifest whose runs are in ``index``, rendered by its experiment's ``section``."""
+    experiment manifest whose runs are in ``index``, rendered by its experiment's ``section`` (with the
+    report's ``alpha`` where it takes one, :func:`~mtlens.render.report_options`)."""
     sections = []
     for name in store.table_names("experiment-"):
         manifest = store.table(name)
@@ -202,6 +206,7 @@ def experiment_sections(store: RunStore, index: pd.DataFrame, rows: pd.DataFrame
             )
             continue
         run_rows = rows[rows["run_id"].isin(manifest["run_id"])]
-        body = entry.section(store, index, manifest, run_rows, Path(out_dir), setting)
+        options = report_options(entry.section, alpha)
+        body = entry.section(store, index, manifest, run_rows, Path(out_dir), setting, **options)
         sections.append(Section(f"{entry.title} ({setting})", body, anchor))
     return sections

@@ -193,16 +193,23 @@ def _scatter(affinities: pd.DataFrame) -> Spec:
 
 
 def grouping_section(
-    store: RunStore, index: pd.DataFrame, manifest: pd.DataFrame, rows: pd.DataFrame, out_dir: Path, setting: str
+    store: RunStore,
+    index: pd.DataFrame,
+    manifest: pd.DataFrame,
+    rows: pd.DataFrame,
+    out_dir: Path,
+    setting: str,
+    alpha: float = 0.05,
 ) -> str:
-    """Which tasks to train together: the tables and figures of the module docstring."""
+    """Which tasks to train together: the tables and figures of the module docstring, every test at the
+    report's FDR ``alpha``."""
     task_info = store.task_info()
     all_tasks = (
         str(manifest.loc[manifest["role"] == "all", "group"].iloc[0]).split("+")
         if (manifest["role"] == "all").any()
         else []
     )
-    transfer = pairwise_transfer(manifest, rows, task_info)
+    transfer = pairwise_transfer(manifest, rows, task_info, alpha)
     if transfer.empty:
         return "<p>No finished STL and pair runs of the grouping experiment yet.</p>"
     parts = [
@@ -218,8 +225,8 @@ def grouping_section(
             transfer,
             out_dir,
             f"grouping_transfer_{setting}",
-            "Pairwise transfer tests (the transfer table's paired t test and t interval per ordered pair, "
-            "Benjamini-Hochberg over all pairs).",
+            "Pairwise transfer tests (the transfer table's paired test, Hall's skewness-corrected t, and its "
+            f"{1 - alpha:.0%} interval per ordered pair, Benjamini-Hochberg over all pairs at FDR {alpha:g}).",
         ),
     ]
     affinities = affinity_table(manifest, rows, transfer)
@@ -245,7 +252,7 @@ def grouping_section(
                 "coloured by target task.",
             )
         )
-    correlations = predictor_correlations(affinities)
+    correlations = predictor_correlations(affinities, alpha=alpha)
     if len(correlations):
         parts.append(
             table_html(
@@ -253,14 +260,15 @@ def grouping_section(
                 out_dir,
                 f"grouping_correlations_{setting}",
                 "Does the affinity predict the measured transfer? Pearson r and Spearman rho over the ordered pairs, "
-                "cluster-bootstrap 95% intervals and cluster-permutation p-values with the pairs onto one target task "
-                "as a cluster (they share its STL runs); Benjamini-Hochberg over the predictors.",
+                f"{1 - alpha:.0%} leave-one-cluster-out jackknife intervals and cluster-permutation p-values with the "
+                "pairs onto one target task as a cluster (they share its STL runs); Benjamini-Hochberg over the "
+                f"predictors at FDR {alpha:g}.",
             )
         )
     subset = str(manifest["subset"].iloc[0]).split("+")
     budget = int(manifest["budget"].iloc[0])
     predictors = _predictor_affinities(affinities)
-    results = grouping_results(manifest, rows, task_info, subset, budget, predictors)
+    results = grouping_results(manifest, rows, task_info, subset, budget, predictors, alpha)
     if len(results):
         parts.append(
             table_html(
@@ -290,7 +298,7 @@ def grouping_section(
                 "and its measured Δm (mean over seeds, %); error = predicted − measured. Descriptive, no test.",
             )
         )
-    every = grouping_results(manifest, rows, task_info, all_tasks, budget, predictors, exhaustive=False)
+    every = grouping_results(manifest, rows, task_info, all_tasks, budget, predictors, alpha, exhaustive=False)
     if len(every):
         parts.append(
             table_html(

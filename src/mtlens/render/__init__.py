@@ -8,10 +8,13 @@ A layer of its own, below :mod:`mtlens.experiments` (whose report sections use i
 from __future__ import annotations
 
 import html
+import inspect
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -26,10 +29,18 @@ __all__ = [
     "by_configuration",
     "not_available",
     "per_setting",
+    "report_options",
     "save_figure",
     "slug",
     "table_html",
 ]
+
+
+def report_options(builder: Callable[..., Any], alpha: float) -> dict[str, float]:
+    """The report-wide keywords a section builder takes: ``{"alpha": alpha}`` (the FDR of every family of
+    tests, ``mtlens report --alpha``) where ``builder`` has an ``alpha`` parameter, else none, so a builder
+    written without one still renders."""
+    return {"alpha": alpha} if "alpha" in inspect.signature(builder).parameters else {}
 
 
 @dataclass(frozen=True)

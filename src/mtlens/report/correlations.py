@@ -166,7 +166,9 @@ def loss_ratio_figures(rows: pd.DataFrame) -> Iterator[Figure]:
         yield Figure(slug("loss_ratio", setting, method), setting, chart, caption, (setting, method))
 
 
-def scatter_figures(rows: pd.DataFrame, units: pd.DataFrame, table: pd.DataFrame) -> Iterator[Figure]:
+def scatter_figures(
+    rows: pd.DataFrame, units: pd.DataFrame, table: pd.DataFrame, alpha: float = 0.05
+) -> Iterator[Figure]:
     """Per target ``y`` of the correlation ``table`` (of ``units``, from ``rows``): :func:`scatter_figure`."""
     for target, rows_of_target in table.groupby("y", sort=False):
         panels = "; ".join(
@@ -177,16 +179,16 @@ def scatter_figures(rows: pd.DataFrame, units: pd.DataFrame, table: pd.DataFrame
         )
         caption = (
             f"{target} against each factor over the units (from {rows['run_id'].nunique()} runs, "
-            f"{units['seed'].nunique()} seeds), one colour per method, least-squares line; 95% jackknife "
-            f"CIs in brackets. {panels}."
+            f"{units['seed'].nunique()} seeds), one colour per method, least-squares line; {1 - alpha:.0%} "
+            f"jackknife CIs in brackets. {panels}."
         )
         yield Figure(slug("scatter", target), "", scatter_figure(units, rows_of_target), caption, (str(target),))
 
 
-def symmetry_paragraph(table: pd.DataFrame) -> str:
+def symmetry_paragraph(table: pd.DataFrame, alpha: float = 0.05) -> str:
     """One paragraph: the pooled check (:func:`~mtlens.analysis.inference.symmetry_diagnostic`) of the
     paired tests' symmetry assumption over the ``skewness`` and ``n_*`` (or ``n_seeds``) of a table's
-    rows; empty without paired rows."""
+    rows, judged at ``alpha``; empty without paired rows."""
     if "skewness" not in table:
         return ""
     counts = table["n_seeds"] if "n_seeds" in table else table.get("n_mtl", pd.Series(np.nan, index=table.index))
@@ -201,7 +203,7 @@ def symmetry_paragraph(table: pd.DataFrame) -> str:
     verdict = (
         "more skewed than symmetric noise makes them: the sign-flip band may be liberal, and so may the "
         "one-level paired tests of rows more skewed than the rest (docs/statistics.md §2)"
-        if check["p_value"] <= 0.05
+        if check["p_value"] <= alpha
         else "no sign of skew beyond symmetric noise"
     )
     return (
@@ -290,7 +292,7 @@ def correlation_section(
             f"power, Hedges' g_z and the skewness of the per-seed differences "
             f"(docs/statistics.md).",
         )
-        body += symmetry_paragraph(differences)
+        body += symmetry_paragraph(differences, alpha)
     if table.empty:
         missing = [
             c
@@ -314,8 +316,8 @@ def correlation_section(
         out_dir,
         "correlations",
         "Pearson r and Spearman rho across units, both variables centred within (setting, task) so that "
-        "task-level means are not counted as a correlation; 95% intervals: leave-one-seed-out jackknife on "
-        "Fisher's z scale with t quantiles on (clusters − 1) degrees of freedom; two-sided p-values "
+        f"task-level means are not counted as a correlation; {1 - alpha:.0%} intervals: leave-one-seed-out "
+        "jackknife on Fisher's z scale with t quantiles on (clusters − 1) degrees of freedom; two-sided p-values "
         "(H0: zero correlation) from a studentized permutation statistic (DiCiccio & Romano 2017) that "
         "moves a whole seed's values onto another seed of the same setting, unit (task, method) onto unit "
         "(task, method): the clusters are (setting, seed), everything one MTL or STL run shares "
@@ -323,6 +325,6 @@ def correlation_section(
         f"over this table at FDR {alpha:g}, leaving out pairs whose min_p cannot reach it; conclusive: "
         f"min_p ≤ {alpha:g}. n units in n_groups clusters. See docs/statistics.md.",
     )
-    for figure in scatter_figures(rows, units, table):
+    for figure in scatter_figures(rows, units, table, alpha):
         body += figure.save(out_dir)
     return Section(title, body, anchor)

@@ -207,7 +207,7 @@ class StudyResults:
             "conflict": lambda: probe_figures(self.data.rows),
             "weights": lambda: weights_figures(self.data.rows),
             "loss_ratio": lambda: loss_ratio_figures(self.data.rows),
-            "scatter": lambda: scatter_figures(self.data.rows, self.data.units, self.correlations()),
+            "scatter": lambda: scatter_figures(self.data.rows, self.data.units, self.correlations(), self.alpha),
         }
         if kind not in builders:
             raise ConfigError(f"unknown figure kind {kind!r}; valid: {', '.join(FIGURE_KINDS)}")

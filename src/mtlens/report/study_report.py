@@ -35,7 +35,7 @@ from mtlens.analysis.transfer import TaskInfo, delta_m, selected_checkpoints, tr
 from mtlens.errors import ConfigError, MtlensError
 from mtlens.experiments import experiment_sections
 from mtlens.registry import did_you_mean
-from mtlens.render import RUN_KEYS, Figure, Section, by_configuration, per_setting, slug, table_html
+from mtlens.render import RUN_KEYS, Figure, Section, by_configuration, per_setting, report_options, slug, table_html
 from mtlens.render.charts import STATIC_FORMATS, export_static, mean_band, vega_bundle
 from mtlens.render.pdf import find_chromium, print_pdf
 from mtlens.report.alignment import elich_sections
@@ -56,8 +56,9 @@ from mtlens.store import RunState, RunStore, atomic_write_text
 
 GAP_MEASURES = ("val/loss", "val/error")
 
-SectionBuilder = Callable[[RunStore, pd.DataFrame, pd.DataFrame, Path], list[Section]]
-"""``(store, runs index, trajectory rows, out_dir) -> sections`` for extra analyses."""
+SectionBuilder = Callable[..., list[Section]]
+"""``(store, runs index, trajectory rows, out_dir) -> sections`` for extra analyses; a builder with an
+``alpha`` parameter also gets the report's FDR (:func:`~mtlens.render.report_options`)."""
 
 DEFAULT_SECTIONS: list[SectionBuilder] = [elich_sections, experiment_sections]
 """Builders whose sections every report has after the built-in ones (each renders only what its data allows)."""
@@ -400,13 +401,13 @@ def transfer_section(data: ReportData, out_dir: Path, alpha: float) -> Section:
         f"not match); delta_low/high: {1 - alpha:.0%} interval; effect_size: Hedges' g_z (paired) "
         f"or g (bias-corrected d); p_value: paired skewness-corrected t (Hall) on df = n − 1, holding its level "
         f"up to the table's skewness_bound (Hsu's df unpaired); p_adjusted: "
-        f"Benjamini–Hochberg over this table; min_p: the smallest p-value the test allows (0: no 2/2^n floor); "
+        f"Benjamini–Hochberg over this table; min_p: the smallest p-value the test allows (not bound to 2/2^n); "
         f"min_detectable: the difference detected with 80% power; skewness: of the per-seed "
         f"differences; verdict only where p_adjusted ≤ {alpha:g}. "
         f"relative_pct > 0 means MTL is better; note: oddities in the data behind the row. See docs/statistics.md.",
         short=TRANSFER_COLUMNS,
     )
-    body += symmetry_paragraph(table)
+    body += symmetry_paragraph(table, alpha)
     body += table_html(
         delta_m(table), out_dir, "delta_m", "delta_m: mean relative improvement of MTL over STL across tasks (%)."
     )
@@ -756,7 +757,7 @@ def write_report(
         ),
     ]
     for build in (*DEFAULT_SECTIONS, *extra_sections):
-        sections += build(store, analysed, rows, out_dir)
+        sections += build(store, analysed, rows, out_dir, **report_options(build, alpha))
     sections = note_unrecorded(sections, data.rows, data.task_info)
     sections.insert(0, answers_section(report_tables(sections, out_dir), alpha))
     path = out_dir / "report.html"
