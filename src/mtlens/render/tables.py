@@ -60,7 +60,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
         "common skewness of the table's rows of this setting (Berger & Boos), at most 2; its p-values include "
         "the 0.00025 it may miss.",
     ),
-    "p_value": ("p", "Paired t-test (Welch's t unpaired) p-value, before adjustment."),
+    "p_value": ("p", "Paired test (Hall's skewness-corrected t; Welch's t unpaired) p-value, before adjustment."),
     "p_adjusted": ("adjusted p", "Benjamini–Hochberg adjusted p-value over the table (FDR)."),
     "min_p": (
         "smallest possible p",
@@ -89,7 +89,10 @@ COLUMNS: dict[str, tuple[str, str]] = {
         "final band high",
         "Upper end of the interval of the gap at the lowest common training loss (the end level's own test).",
     ),
-    "final_effect_size": ("final Cohen's d", "Standardized final gap."),
+    "final_effect_size": (
+        "final Hedges' g",
+        "Standardized final gap, bias-corrected (Hedges' g_z paired, g unpaired).",
+    ),
     "min_detectable_final": ("final gap detectable (80% power)", "The final gap detected with 80% power."),
     "p_any": ("p (any gap)", "p-value of a gap at some training-loss level."),
     "p_any_adjusted": ("adjusted p (any gap)", "Benjamini–Hochberg adjusted p of a gap at some level."),

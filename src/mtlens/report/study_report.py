@@ -508,8 +508,8 @@ def gap_section(
         f"until the first non-significant one (fixed sequence), the earliest level of that run; end_train_loss: "
         f"the end, the lowest training loss every run reached, set by the runs end_limited_by; "
         f"loo_p_persistent_max: the largest p_persistent with one seed left out; final_*: the gap at the end "
-        f"with its interval, Cohen's d_z and the gap detectable with 80% power. Negative gaps in loss/error "
-        f"mean MTL generalizes better. See docs/statistics.md.",
+        f"with its interval, Hedges' bias-corrected effect size and the gap detectable with 80% power. Negative "
+        f"gaps in loss/error mean MTL generalizes better. See docs/statistics.md.",
         short=GAP_COLUMNS,
     )
     return Section(title, body + per_setting(figures, "gap figures"), "gap"), table
@@ -679,7 +679,7 @@ def answers_section(tables: dict[str, pd.DataFrame], alpha: float) -> Section:
     )
     note = (
         f'<p class="caption">Written from the tables below (Benjamini–Hochberg FDR {alpha:g} per table; '
-        f"intervals are {1 - alpha:.0%} t (transfer, optimization) or permutation (gap) intervals; "
+        f"intervals are {1 - alpha:.0%} intervals of each table's test (paired: Hall's skewness-corrected t); "
         f'"could not be shown" is not evidence of no effect: '
         "the "
         "detectable difference says how large an effect the seeds could have missed).</p>"
