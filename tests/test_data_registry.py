@@ -68,6 +68,25 @@ def test_download_verifies_checksum_and_extracts(toy_spec, tmp_path):
     assert require_dataset("toy") == path
 
 
+def test_an_interrupted_extraction_leaves_no_file_where_the_dataset_is_looked_for(toy_spec, monkeypatch):
+    """Killed while unpacking: nothing lands in the dataset folder (a half-unpacked file there would read as
+    present); the next download unpacks whole and leaves no staging folder."""
+    unpack = tarfile.TarFile.extractall
+
+    def killed(self, path, *args, **kwargs):
+        unpack(self, path, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", killed)
+    with pytest.raises(KeyboardInterrupt):
+        download_dataset("toy")
+    with pytest.raises(DatasetMissingError):
+        require_dataset("toy")
+    monkeypatch.setattr(tarfile.TarFile, "extractall", unpack)
+    path = download_dataset("toy")
+    assert (path / "toy" / "b.txt").exists() and not list(path.glob(".extract-*"))
+
+
 def test_checksum_mismatch_saves_nothing(toy_spec, archive):
     bad = RemoteFile(archive.as_uri(), checksum="sha256:" + "0" * 64)
     destination = dataset_dir("toy") / "toy.tar.gz"

@@ -219,6 +219,14 @@ def test_export_to_tensorboard_reads_back_every_series_and_is_idempotent(study_s
     assert main(argv) == 0  # again: every run unchanged, not one event file added or rewritten
     assert "6 unchanged" in capsys.readouterr().out
     assert sorted(logdir.rglob("events.*")) == files
+    # An export killed between its two renames left one run set aside and another half-written: the next
+    # export puts the first back (unchanged, its events intact) and clears both leftovers.
+    first, second = study_store.run_ids()[:2]
+    (logdir / first).rename(logdir / f".{first}.old-999")
+    (logdir / f".{second}.tmp-998").mkdir()
+    assert main(argv) == 0
+    assert "6 unchanged" in capsys.readouterr().out
+    assert sorted(logdir.rglob("events.*")) == files and not list(logdir.glob(".*"))
     # --logdir without its value: argparse's one line, exit 2
     assert main(["export", "--to", "tensorboard", "--store", str(study_store.root), "--logdir"]) == 2
     assert main(["export", "--to", "tensorboard", "--store", str(study_store.root)]) == 2

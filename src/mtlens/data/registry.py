@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import shutil
 import tarfile
 import urllib.error
 import urllib.request
@@ -280,9 +281,20 @@ def download_dataset(name: str, log: Callable[[str], None] = lambda _: None) -> 
 
 
 def _extract(archive: Path, root: Path) -> None:
-    """Unpack a tar archive into ``root`` (members may not leave ``root``)."""
+    """Unpack a tar archive into ``root`` (members may not leave ``root``): whole into a hidden folder of
+    ``root`` first, then each top-level entry renamed into place (replacing an earlier one), so a kill never
+    leaves a half-unpacked file where :func:`require_dataset` looks (at worst the hidden folder, removed by
+    the next download)."""
+    staging = root / f".extract-{archive.name}"
+    shutil.rmtree(staging, ignore_errors=True)
     with tarfile.open(archive) as tar:
-        tar.extractall(root, filter="data")
+        tar.extractall(staging, filter="data")
+    for entry in sorted(staging.iterdir()):
+        destination = root / entry.name
+        if destination.is_dir() and not destination.is_symlink():
+            shutil.rmtree(destination)
+        entry.replace(destination)
+    shutil.rmtree(staging)
 
 
 def format_size(n_bytes: float) -> str:

@@ -8,7 +8,10 @@ and two text summaries: ``config`` (the run's config as JSON) and ``status`` (st
 
 **Idempotent.**  Event files only grow, so a run is written whole into a new directory that then replaces
 its old one (``DIR/<run id>/mtlens.json`` records what was written: a run whose state, last step and rows are
-unchanged is left as it is); exporting again never duplicates a value.
+unchanged is left as it is); exporting again never duplicates a value.  The replacement is two renames (old
+aside, new in place) before the old is deleted, so a kill leaves the old export or the new one, at worst set
+aside as ``DIR/.<run id>.old-<pid>``, which the next export puts back or removes with any unfinished
+``DIR/.<run id>.tmp-<pid>``.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ def export_tensorboard(
         row, config, rows = run
         run_id = row["run_id"]
         target = logdir / run_id
+        _settle(logdir, run_id)
         fingerprint = {"state": row["state"], "last_step": int(row["last_step"]), "rows": len(rows)}
         marker = target / MARKER
         if marker.exists():
@@ -73,11 +77,27 @@ def export_tensorboard(
             writer.close()
         (fresh / MARKER).write_text(json.dumps(fingerprint), encoding="utf-8")
         action = "updated" if target.exists() else "created"
+        old = logdir / f".{run_id}.old-{os.getpid()}"
         if target.exists():
-            shutil.rmtree(target)
+            target.rename(old)
         fresh.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
         n = sum(len(steps) for steps in series.values())
         results.append(Exported(run_id, action, str(target), n))
         if log:
             log(f"export: {run_id} -> {target}: {action} ({n} values)")
     return results
+
+
+def _settle(logdir: Path, run_id: str) -> None:
+    """Finish what a killed export of ``run_id`` left under ``logdir``: an export set aside (``.<run id>.old-*``)
+    goes back in place if nothing replaced it, else it is removed, and unfinished ones (``.<run id>.tmp-*``)
+    are removed."""
+    target = logdir / run_id
+    for aside in sorted(logdir.glob(f".{run_id}.old-*")):
+        if target.exists():
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            aside.rename(target)
+    for unfinished in logdir.glob(f".{run_id}.tmp-*"):
+        shutil.rmtree(unfinished, ignore_errors=True)

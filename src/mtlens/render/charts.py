@@ -423,9 +423,7 @@ def vega_bundle() -> str:
     bundle = vl_convert.javascript_bundle(vl_version=VEGA_LITE_VERSION)  # type: ignore[call-arg]
     try:
         cache.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(bundle, encoding="utf-8")
-        tmp.replace(path)
+        atomic_write_text(path, bundle)
     except OSError:  # a read-only home: bundle anew next time
         pass
     return bundle
