@@ -119,6 +119,13 @@ def test_study_exits_nonzero_naming_runs_that_did_not_finish(tmp_path, monkeypat
     mtl = _mtl_id(RunStore(store))
     assert f"{mtl} (failed)" in err and "did not finish" in err
     assert pd.read_csv(tmp_path / "report" / "tables" / "left_out_runs.csv")["run_id"].tolist() == [mtl]
+    # Rerun into the same report folder: the failed run trains, and the earlier report's list of left-out runs,
+    # which this report does not write, is gone (not left to name a run the new report analysed).
+    monkeypatch.setattr(trainer.TrainingRun, "train", original)
+    assert main([*STUDY, "--store", str(store), "--report", str(tmp_path / "report")]) == 0
+    assert not (tmp_path / "report" / "tables" / "left_out_runs.csv").exists()
+    assert (tmp_path / "report" / "tables" / "transfer.csv").exists()
+    assert "removed 1 file(s) of an earlier report" in capsys.readouterr().err
 
 
 def test_two_concurrent_identical_studies_wait_for_each_other(tmp_path):

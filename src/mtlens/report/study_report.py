@@ -736,6 +736,7 @@ def write_report(
             + ", ".join(f"{r.run_id} ({r.state})" for r in unfinished.itertuples())
         )
     out_dir.mkdir(parents=True, exist_ok=True)
+    earlier = report_outputs(out_dir)
     data = report_data(store, selected, alpha)
     gap, gaps = gap_section(data.rows, out_dir, alpha, data.gap)
     sections = [
@@ -766,7 +767,26 @@ def write_report(
         export_figures(out_dir, sections, formats)
     if "pdf" in formats:
         print_pdf(path, out_dir / "report.pdf")
+    stale = [file for file, stamp in earlier.items() if report_outputs(out_dir).get(file) == stamp]
+    for file in stale:
+        file.unlink()
+    if log and stale:
+        log(f"report: removed {len(stale)} file(s) of an earlier report in {out_dir} that this one does not write")
     return path
+
+
+def report_outputs(out_dir: Path) -> dict[Path, tuple[int, int]]:
+    """The files a report writes under ``out_dir`` (``tables/``, ``figures/``, ``report.pdf``), each with its
+    ``(inode, mtime_ns)``.  Every output is written atomically (a new file renamed into place), so a file of
+    an earlier report into the same folder that this one did not write keeps its stamp: :func:`write_report`
+    removes those, and a reused folder never mixes two reports (a stale ``left_out_runs.csv`` naming runs
+    the new report analysed)."""
+    files = [
+        *(Path(out_dir) / "tables").glob("*"),
+        *(Path(out_dir) / "figures").glob("*"),
+        Path(out_dir) / "report.pdf",
+    ]
+    return {file: (file.stat().st_ino, file.stat().st_mtime_ns) for file in files if file.is_file()}
 
 
 def export_figures(out_dir: Path, sections: Sequence[Section], formats: Sequence[str]) -> None:
