@@ -15,6 +15,7 @@ from mtlens.analysis.inference import BOUND_MISS, N_REFERENCE, detectable_effect
 from mtlens.analysis.planning import (
     RATIO,
     detectable_correlation,
+    detectable_every_row,
     detectable_table,
     difference_spread,
     family_plan,
@@ -264,6 +265,18 @@ def test_the_report_section_says_what_the_study_seeds_detect(tmp_path: Path):
     assert row["seeds_for_half"] == seeds_needed(detectable_effect(6, 0.05 / 2) / 2, 0.05 / 2)
     assert f"{number(100 * row['detectable_now'], 2)} error points" in section.body
     assert f"Half of any of these would need {row['seeds_for_half']} seeds" in section.body
+    # The gap's families too: 2 tasks x 2 measures = 4 curves; the persistent gap's one-level test reaches
+    # 0.05 / 4 at 6 seeds; the band's sign flips (floor 2 / 2^6 = 0.031) cannot, so it says none can be shown.
+    d_lone, d_all = detectable_effect(6, 0.05 / 4), detectable_every_row(6, 0.05, 4)
+    assert (
+        f"The gap family (4 comparisons, Benjamini–Hochberg at FDR 0.05) at 6 seeds: a lone effect is found with "
+        f"80% power from d_z = {number(d_lone, 3)} seed-sd of the per-seed differences, an effect in every "
+        f"comparison from d_z = {number(d_all, 3)}." in section.body
+    )
+    assert (
+        "The gap band family (4 comparisons, Benjamini–Hochberg at FDR 0.05) at 6 seeds: its smallest possible "
+        f"p-value {number(2 / 2**6, 2)} is above {number(0.05 / 4, 2)}" in section.body
+    )
 
 
 def test_the_report_section_says_what_the_correlations_can_show(tmp_path: Path):

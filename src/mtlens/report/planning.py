@@ -22,7 +22,14 @@ import numpy as np
 import pandas as pd
 
 from mtlens.analysis.inference import detectable_effect
-from mtlens.analysis.planning import POWER, RATIO, detectable_correlation, detectable_table, seeds_needed
+from mtlens.analysis.planning import (
+    POWER,
+    RATIO,
+    detectable_correlation,
+    detectable_table,
+    family_plan,
+    seeds_needed,
+)
 from mtlens.render import Section, table_html
 from mtlens.render.tables import number
 
@@ -91,6 +98,41 @@ def correlation_sentences(sizes: pd.DataFrame, alpha: float) -> list[str]:
     return sentences
 
 
+FAMILY_NOTES = {
+    "gap band": " (the one-level test's d_z: the band's max-|t| over every level needs somewhat more)",
+}
+"""What a family's sentence of :func:`family_sentences` adds to its detectable ``d_z``."""
+
+
+def family_sentences(sizes: pd.DataFrame, n_seeds: int, alpha: float) -> list[str]:
+    """What each family of :func:`family_sizes` ``sizes`` other than transfer, optimization (given in the metric's
+    units by :func:`seed_planning_section`) and the correlations (:func:`correlation_sentences`) can show at
+    ``n_seeds``, in ``d_z`` (:func:`~mtlens.analysis.planning.family_plan`): nothing where the family's floor
+    ``min_p`` is above ``alpha / m`` (the gap band's sign flips below 9 seeds for 12 curves), else the effect a
+    lone comparison and an effect in every comparison need for 80% power."""
+    rows = sizes[sizes["clusters"].isna() & ~sizes["family"].isin(["transfer", "optimization"])]
+    if rows.empty or n_seeds < 2:
+        return []
+    plan = family_plan(rows[["family", "comparisons", "min_p"]].assign(n_seeds=n_seeds), alpha)
+    sentences = []
+    for row in plan.to_dict("records"):
+        m, lone = int(row["comparisons"]), float(row["lone_level"])
+        start = f"The {row['family']} family ({m} comparisons, Benjamini–Hochberg at FDR {alpha:g}) at {n_seeds} seeds"
+        if not row["can_reach"]:
+            sentences.append(
+                f"{start}: its smallest possible p-value {number(row['min_p'], 2)} is above {number(lone, 2)}, the "
+                f"level a lone effect must reach, so none can be shown with these seeds (mtlens plan names the "
+                f"seeds that can)."
+            )
+            continue
+        sentences.append(
+            f"{start}: a lone effect is found with 80% power from d_z = {number(row['d_z_lone'], 3)} seed-sd of the "
+            f"per-seed differences, an effect in every comparison from d_z = {number(row['d_z_all'], 3)}"
+            f"{FAMILY_NOTES.get(row['family'], '')}."
+        )
+    return sentences
+
+
 def seed_planning_section(
     spread: pd.DataFrame, sizes: pd.DataFrame, out_dir: Path, alpha: float, seeds: Sequence[int] = ()
 ) -> Section:
@@ -103,6 +145,7 @@ def seed_planning_section(
     title, anchor = "How many seeds?", "planning"
     spread = spread[np.isfinite(spread["sd"].astype(float)) & (spread["n_seeds"] >= 2)]
     correlations = correlation_sentences(sizes, alpha)
+    families = family_sentences(sizes, int(spread["n_seeds"].max()) if len(spread) else 0, alpha)
     sizes = sizes.set_index("family")["comparisons"]
     if spread.empty:
         return Section(title, "<p>Too few seeds to estimate the seed spread of any comparison.</p>", anchor)
@@ -139,7 +182,7 @@ def seed_planning_section(
         f"(the paired test of docs/statistics.md §2 at the skewness bound 2 a plan must assume), and the seeds "
         f"half of it would need. Plan a new study with <code>mtlens plan SETTING --store THIS_STORE --effect "
         f"X</code> (docs/statistics.md §9).</p>"
-        + "".join(f'<p class="plan">{html.escape(s)}</p>' for s in [*sentences, *correlations])
+        + "".join(f'<p class="plan">{html.escape(s)}</p>' for s in [*sentences, *families, *correlations])
     )
     body += table_html(
         table,
