@@ -103,6 +103,26 @@ def test_optimization_effect_summaries_match_numpy():
         optimization_effect(pd.concat(rows), early_fraction=0)
 
 
+def test_optimization_summaries_share_one_grid_per_task():
+    """A third seed whose runs were recorded only to step 100 (of 200): every unit of the task averages over
+    the steps all units have (0 ... 100), so no unit's mean covers another stage of training than the rest."""
+    steps = np.arange(0, 201, 5)
+    rows = []
+    for seed, last in ((0, 200), (1, 200), (2, 100)):
+        kept = steps[steps <= last]
+        stl_loss = np.exp(-kept / 80) + 0.05
+        rows += [
+            rows_of(f"s{seed}", "stl", "sum", seed, "a", kept, {"train/loss": stl_loss}),
+            rows_of(f"m{seed}", "mtl", "sum", seed, "a", kept, {"train/loss": stl_loss * np.exp(kept / 200)}),
+        ]
+    effect = optimization_effect(pd.concat(rows), early_fraction=0.5).set_index("seed")
+    common = steps[steps <= 100] / 200  # the log-ratio at the shared steps
+    for seed in (0, 1, 2):
+        assert effect.loc[seed, "n_steps"] == len(common)
+        assert effect.loc[seed, "log_ratio_mean"] == pytest.approx(common.mean(), rel=1e-12)
+        assert effect.loc[seed, "log_ratio_final"] == pytest.approx(0.5, rel=1e-12)
+
+
 def test_steps_to_loss_finds_the_first_step_at_or_below_each_level():
     steps = np.arange(0, 50, 5)
     loss = np.array([3.0, 2.0, 2.5, 1.0, 0.9, 0.5, 0.6, 0.4, 0.3, 0.2])

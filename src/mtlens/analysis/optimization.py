@@ -9,7 +9,10 @@ recorded range; the STL curve is linearly interpolated in the step) the log-rati
 
 so ``r < 0`` means MTL reached a lower training loss at the same step (optimization helped)
 and ``r > 0`` that MTL slowed the task's optimization down.  Summaries per (setting, task,
-method, seed):
+method, seed), each over **one common grid per (setting, task)**, the common steps that every
+(method, seed) of the task has (runs of one configuration share their steps, so this is every
+common step; a run recorded over a shorter range does not average its units over another stage
+of training than the rest, which would tie the summaries to the run's length):
 
     log_ratio_early = mean of r(s) over the common steps with s <= s_min + early_fraction * (s_max - s_min)
     log_ratio_mean  = mean of r(s) over all common steps
@@ -92,6 +95,10 @@ def optimization_effect(rows: pd.DataFrame, early_fraction: float = 0.25) -> pd.
     if not 0 < early_fraction <= 1:
         raise ValueError(f"early_fraction must be in (0, 1], got {early_fraction}")
     curves = loss_ratio_curves(rows)
+    unit = curves["method"].astype(str) + "/" + curves["seed"].astype(str)
+    having = unit.groupby([curves["setting"], curves["task"], curves["step"]]).transform("nunique")
+    everyone = unit.groupby([curves["setting"], curves["task"]]).transform("nunique")
+    curves = curves[having == everyone]  # the steps every (method, seed) of the (setting, task) has
     records = []
     for key, frame in curves.groupby(["setting", "task", "method", "seed"]):
         frame = frame.sort_values("step")
