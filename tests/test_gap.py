@@ -114,6 +114,7 @@ def test_paired_statistics_match_scipy_and_a_brute_force_max_t():
     end = scalar_test(paired_max_t(d[:, -1]), 0.05)
     low, high = end["low"], end["high"]
     assert summary["final_band_low"] == pytest.approx(low) and summary["final_band_high"] == pytest.approx(high)
+    assert summary["skewness"] == pytest.approx(stats.skew(d[:, -1]))  # of the end's per-seed differences
     assert summary["min_p"] == pytest.approx(1 / (1 + N_REFERENCE)) and summary["p_persistent"] == pytest.approx(
         alone[-1]
     )

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from mtlens.analysis.gap import generalization_gap
-from mtlens.analysis.inference import bound_of_tests
+from mtlens.analysis.inference import bound_of_tests, symmetry_diagnostic
 from mtlens.analysis.transfer import selected_checkpoints, selection_info
 from mtlens.render.charts import SIGNIFICANT_DIGITS, concat, inline_data, line_chart, spec, stack_columns, with_data
 from mtlens.report.study_report import GAP_MEASURES, gap_checkpoints, gap_section
@@ -147,7 +147,11 @@ def _gap_rows() -> pd.DataFrame:
 
 def test_gap_section_equals_generalization_gap_per_setting_method_and_task(tmp_path):
     rows = _gap_rows()
-    _, table = gap_section(rows, tmp_path, 0.05)
+    section, table = gap_section(rows, tmp_path, 0.05)
+    # the pooled symmetry check over the validation-loss curves' end-level skewness (docs/statistics.md §2)
+    loss = table[table["measure"] == "val/loss"]
+    check = symmetry_diagnostic(loss["skewness"].to_numpy(float), loss["n_mtl"].to_numpy(int))
+    assert check["rows"] == len(loss) and f"pooled over {check['rows']} rows" in section.body
     assert len(gap_checkpoints(rows)) == rows.groupby(["run_id", "task", "step"]).ngroups
     results = {}
     for setting, method, task in table[["setting", "method", "task"]].drop_duplicates().itertuples(index=False):

@@ -79,6 +79,7 @@ from mtlens.analysis.inference import (
     bound_of_tests,
     grouped_bounds,
     paired_max_t,
+    sample_skewness,
     scalar_test,
     shift_interval,
     unpaired_max_t,
@@ -107,8 +108,9 @@ class GapResult:
     one-level test at the end (its interval, effect size and detectable gap are the table's ``final_*``);
     ``end_limited_by``: the runs (``"stl seed 3"``) whose lowest training loss is the end;
     ``loo_p_persistent``: ``p_persistent`` with each seed left out in turn (NaN where untestable);
-    ``end_values``: unpaired, the MTL and STL runs' values at the end (``(n_1,)``, ``(n_2,)``), from which
-    :meth:`summary` inverts the permutation half of ``p_persistent``.
+    ``end_values``: the MTL and STL runs' values at the end (``(n_1,)``, ``(n_2,)``; paired: seeds in the same
+    order), from which :meth:`summary` takes the skewness of the paired differences and, unpaired, inverts the
+    permutation half of ``p_persistent``.
     """
 
     task: str
@@ -226,7 +228,7 @@ class GapResult:
         modes, runs = self.curves["mode"].to_numpy(), self.curves["n"].to_numpy()
         n_mtl, n_stl = (int(runs[modes == m][0]) for m in ("mtl", "stl"))
         end = scalar_test(final, self.alpha) if final else dict.fromkeys(("low", "high", "effect_size"), np.nan)
-        if final is not None and self.end_values is not None:
+        if final is not None and self.end_values is not None and self.design == "unpaired":
             end.update(unpaired_end(end, final, self.end_values, self.alpha))
         loo = self.loo_p_persistent[np.isfinite(self.loo_p_persistent)]
         return {
@@ -253,6 +255,11 @@ class GapResult:
             "end_train_loss": float(self.levels[-1]),
             "end_limited_by": ", ".join(self.end_limited_by),
             "loo_p_persistent_max": float(loo.max()) if len(loo) else np.nan,
+            "skewness": (
+                sample_skewness(self.end_values[0] - self.end_values[1])
+                if self.end_values is not None and self.design == "paired"
+                else np.nan
+            ),
             "skewness_bound": final.bound.value if final is not None and self.design == "paired" else np.nan,
         }
 
@@ -508,7 +515,7 @@ def gap_from_checkpoints(
         final_test=final_test,
         end_limited_by=tuple(f"{m} seed {s}" for (m, s, _, _), hit in zip(ordered, limiting, strict=True) if hit),
         loo_p_persistent=loo,
-        end_values=None if paired or final_test is None else (values["mtl"][:, -1], values["stl"][:, -1]),
+        end_values=None if final_test is None else (values["mtl"][:, -1], values["stl"][:, -1]),
     )
 
 

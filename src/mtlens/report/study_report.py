@@ -493,7 +493,7 @@ def gap_section(
             f"<p>{int((table['min_p_any'] > level).sum())} of {len(table)} comparisons have too few seeds for "
             f"the simultaneous band (p_any) to reach the level {level:.3g} (min_p_any: 2/2^n for n paired "
             f"seeds): it cannot exclude 0 there, whatever the curves look like. Onsets are tested by per-level "
-            f"t tests, which have no such floor.</p>"
+            f"one-level tests, whose p-values are not bound to 2/2^n.</p>"
         )
     body = note + table_html(
         shown,
@@ -501,7 +501,9 @@ def gap_section(
         "gap_onset",
         f"The generalization gap MTL − STL at equal training loss. design: paired (per-seed differences) or "
         f"unpaired (label permutation); p_any: a gap at some level (max-|t| over all n_levels loss levels); "
-        f"p_persistent: the end level's own t test p-value (a gap that lasts to the end); *_adjusted: "
+        f"p_persistent: the end level's own test's p-value (a gap that lasts to the end; paired: Hall's "
+        f"skewness-corrected t; unpaired: the larger of Welch's and the label permutation's); skewness: of the "
+        f"end level's per-seed differences (paired); *_adjusted: "
         f"Benjamini–Hochberg over this table (FDR {alpha:g}); band_level: the per-test level of the bands and "
         f"onsets (BH's rejection level on p_persistent, Benjamini–Bogomolov, so an onset is shown iff its "
         f"persistent gap is a discovery); onset: testing the end, then each earlier level, in that order "
@@ -512,6 +514,8 @@ def gap_section(
         f"gaps in loss/error mean MTL generalizes better. See docs/statistics.md.",
         short=GAP_COLUMNS,
     )
+    loss = table[table["measure"] == "val/loss"]  # one measure per curve: loss and error of a run move together
+    body += symmetry_paragraph(loss if len(loss) else table, alpha)
     return Section(title, body + per_setting(figures, "gap figures"), "gap"), table
 
 
