@@ -16,9 +16,9 @@ validation-selected checkpoint (:func:`~mtlens.analysis.transfer.selected_checkp
   (``100 (L_STL - L_pair) / L_STL`` of task ``j``'s validation loss at the first evaluation at or after
   ``early_fraction`` of training, same seed), and the measured ``transfer_pct``.
 * :func:`predictor_correlations` -- each predictor's Pearson and Spearman correlation with the measured
-  transfer over the ordered pairs (:func:`~mtlens.analysis.correlation.correlation_table`), with
-  leave-one-cluster-out jackknife intervals and cluster-permutation p-values, clustered by the *target* task (the
-  pairs onto one task share its STL reference runs).
+  transfer over the ordered pairs by the Mantel test (:func:`mantel_test`: the tasks relabelled in the
+  transfer matrix; pairs share their tasks' runs on both sides, so no clustering of the pairs holds what
+  they share), with delete-one-task jackknife intervals.
 * :func:`higher_order_table` -- Standley et al.'s higher-order approximation: each trained grouping's Δm
   predicted from the measured pairs alone (:func:`higher_order_prediction`) next to its measured Δm.
 * :func:`grouping_results` -- on a subset of tasks whose every group was trained, the grouping each
@@ -30,13 +30,15 @@ validation-selected checkpoint (:func:`~mtlens.analysis.transfer.selected_checkp
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-from mtlens.analysis.correlation import correlation_table
 from mtlens.analysis.inference import bh_adjust
 from mtlens.analysis.partitions import Affinity, Grouping, best_grouping, set_partitions
 
@@ -50,8 +52,10 @@ __all__ = [
     "higher_order_prediction",
     "higher_order_results",
     "higher_order_table",
+    "mantel_test",
     "pairwise_transfer",
     "predictor_correlations",
+    "task_permutations",
 ]
 from mtlens.analysis.transfer import (
     TaskInfo,
@@ -181,11 +185,113 @@ def affinity_table(
     return table[["source", "target", *PREDICTORS, "transfer_pct"]]
 
 
-def predictor_correlations(affinities: pd.DataFrame, **options: Any) -> pd.DataFrame:
-    """:func:`~mtlens.analysis.correlation.correlation_table` of each predictor against
-    ``transfer_pct`` over the ordered pairs, clustered by target task (``options`` go to it)."""
-    pairs = [(p, "transfer_pct") for p in PREDICTORS if p in affinities and affinities[p].notna().sum() >= 3]
-    return correlation_table(affinities, pairs, cluster=("target",), **options)
+def task_permutations(k: int, n_perm: int = 9999, seed: int = 0) -> np.ndarray:
+    """Relabellings of ``k`` tasks, ``(P, k)``, the identity first: all ``k!`` when at most ``n_perm``, else
+    the identity and ``n_perm`` random ones (seeded)."""
+    if math.factorial(k) <= n_perm:
+        return np.array(list(itertools.permutations(range(k))), dtype=np.intp)
+    rng = np.random.default_rng(seed)
+    return np.vstack([np.arange(k), *(rng.permutation(k) for _ in range(n_perm))]).astype(np.intp)
+
+
+def _matrix_correlations(a: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Pearson r of ``a`` (``(k, k)``) with each of ``t`` (``(P, k, k)``) over the off-diagonal cells where both
+    are finite, ``(P,)``."""
+    mask = np.isfinite(a) & np.isfinite(t) & ~np.eye(a.shape[0], dtype=bool)
+    n = mask.sum(axis=(1, 2))
+    a0, t0 = np.where(mask, a, 0.0), np.where(mask, t, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ma, mt = a0.sum(axis=(1, 2)) / n, t0.sum(axis=(1, 2)) / n
+        da, dt = np.where(mask, a - ma[:, None, None], 0.0), np.where(mask, t - mt[:, None, None], 0.0)
+        return (da * dt).sum(axis=(1, 2)) / np.sqrt((da**2).sum(axis=(1, 2)) * (dt**2).sum(axis=(1, 2)))
+
+
+def _ranked(matrix: np.ndarray) -> np.ndarray:
+    """``matrix`` with its finite off-diagonal cells replaced by their ranks (ties averaged), the rest NaN."""
+    out = np.full(matrix.shape, np.nan)
+    cells = np.isfinite(matrix) & ~np.eye(matrix.shape[0], dtype=bool)
+    out[cells] = stats.rankdata(matrix[cells])
+    return out
+
+
+def mantel_test(
+    frame: pd.DataFrame, x: str, y: str, alpha: float = 0.05, n_perm: int = 9999, seed: int = 0
+) -> dict[str, float]:
+    """Correlation over ordered task pairs (``frame``: ``source, target, x, y``) by the Mantel test (Mantel
+    1967): two pairwise matrices ``A[i, j] = x`` and ``T[i, j] = y`` over the ``k`` tasks, ``r`` over the
+    off-diagonal cells where both are finite (Spearman: ``r`` of the cells' ranks in each matrix).  Pairs share
+    their tasks' runs on both sides (the pair run of ``{i, j}`` gives ``i → j`` and ``j → i``, the STL run of
+    ``j`` every ``· → j``, the all-task run every TAG affinity), so no partition of the pairs into clusters
+    holds everything they share; the Mantel null relabels the *tasks*, ``T[pi(i), pi(j)]``, which keeps every
+    task's row and column effects and the pairing of ``i → j`` with ``j → i`` (H0: the association does not
+    depend on which task is which).  **p-value** (two-sided): the share of :func:`task_permutations` with
+    ``|r*| >= |r|``, exact over all ``k!`` when at most ``n_perm``; ``min_p = 1 / #relabellings`` (``k = 4``
+    tasks: 1/24 = 0.042).  **Interval** (``1 − alpha``): the delete-one-task jackknife of ``atanh(r)``
+    (every pair with the task left out), ``tanh(z ± t_{k−1} se_J)``; NaN with fewer than 4 tasks.
+    Returns ``n`` (cells), ``n_groups`` (tasks) and the columns of
+    :func:`~mtlens.analysis.correlation.correlate`."""
+    tasks = sorted(set(frame["source"]) | set(frame["target"]))
+    k = len(tasks)
+    position = {task: i for i, task in enumerate(tasks)}
+    rows, cols = frame["source"].map(position).to_numpy(), frame["target"].map(position).to_numpy()
+    a, t = np.full((k, k), np.nan), np.full((k, k), np.nan)
+    a[rows, cols], t[rows, cols] = frame[x].to_numpy(float), frame[y].to_numpy(float)
+    both = np.isfinite(a) & np.isfinite(t)
+    out: dict[str, float] = {"n": int(both.sum()), "n_groups": k}
+    names = {"pearson": "pearson_r", "spearman": "spearman_rho"}
+    if out["n"] < 3 or np.ptp(a[both]) == 0 or np.ptp(t[both]) == 0:
+        empty = [f"{kind}_{key}" for kind in names for key in ("p", "low", "high")]
+        return out | dict.fromkeys([*names.values(), *empty, "min_p"], np.nan)
+    perms = task_permutations(k, n_perm, seed)
+    for kind, (am, tm) in (("pearson", (a, t)), ("spearman", (_ranked(a), _ranked(t)))):
+        r = _matrix_correlations(am, tm[perms[:, :, None], perms[:, None, :]])
+        out[names[kind]], out[f"{kind}_p"] = float(r[0]), float(np.mean(np.abs(r) >= abs(r[0]) * (1 - 1e-9)))
+        out[f"{kind}_low"], out[f"{kind}_high"] = _task_jackknife(am, tm, alpha)
+    out["min_p"] = 1.0 / len(perms)
+    return out
+
+
+def _task_jackknife(a: np.ndarray, t: np.ndarray, alpha: float) -> tuple[float, float]:
+    """The ``1 − alpha`` delete-one-task jackknife interval of :func:`mantel_test` (``(k, k)`` matrices)."""
+    k = a.shape[0]
+    if k < 4:
+        return np.nan, np.nan
+    r = float(_matrix_correlations(a, t[None])[0])
+    kept = [np.delete(np.delete(m, task, 0), task, 1) for task in range(k) for m in (a, t)]
+    leave_out = np.array([_matrix_correlations(kept[2 * i], kept[2 * i + 1][None])[0] for i in range(k)])
+    z = np.arctanh(np.clip(leave_out, -1 + 1e-12, 1 - 1e-12))
+    if not np.isfinite(z).all() or not abs(r) < 1:
+        return np.nan, np.nan
+    se = np.sqrt((k - 1) / k * np.sum((z - z.mean()) ** 2))
+    q = stats.t.ppf(1 - alpha / 2, k - 1)
+    return float(np.tanh(np.arctanh(r) - q * se)), float(np.tanh(np.arctanh(r) + q * se))
+
+
+def predictor_correlations(
+    affinities: pd.DataFrame, alpha: float = 0.05, n_perm: int = 9999, seed: int = 0
+) -> pd.DataFrame:
+    """Each predictor's :func:`mantel_test` against ``transfer_pct`` over the ordered pairs, one row per
+    predictor with at least 3 pairs (``x, y, n, n_groups``, the correlations with their ``1 − alpha``
+    intervals and p-values, ``min_p``), one Benjamini–Hochberg family at FDR ``alpha`` (``*_p_adjusted``,
+    discrete-aware: :func:`~mtlens.analysis.inference.bh_adjust`; ``conclusive``: ``min_p <= alpha``)."""
+    records: list[dict[str, object]] = []
+    for predictor in PREDICTORS:
+        if predictor in affinities and affinities[predictor].notna().sum() >= 3:
+            result = mantel_test(affinities, predictor, "transfer_pct", alpha, n_perm, seed)
+            if result["n"] >= 3:
+                records.append({"x": predictor, "y": "transfer_pct", **result})
+    table = pd.DataFrame.from_records(records)
+    if table.empty:
+        return table
+    min_p = table["min_p"].to_numpy(float)
+    for kind in ("pearson", "spearman"):
+        table.insert(
+            table.columns.get_loc(f"{kind}_p") + 1,
+            f"{kind}_p_adjusted",
+            bh_adjust(table[f"{kind}_p"].to_numpy(float), min_p, alpha),
+        )
+    table["conclusive"] = min_p <= alpha
+    return table
 
 
 def _per_seed(values: pd.DataFrame, column: str) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -260,8 +260,8 @@ def grouping_section(
                 out_dir,
                 f"grouping_correlations_{setting}",
                 "Does the affinity predict the measured transfer? Pearson r and Spearman rho over the ordered pairs, "
-                f"{1 - alpha:.0%} leave-one-cluster-out jackknife intervals and cluster-permutation p-values with the "
-                "pairs onto one target task as a cluster (they share its STL runs); Benjamini-Hochberg over the "
+                f"{1 - alpha:.0%} delete-one-task jackknife intervals and Mantel p-values (the tasks relabelled in "
+                "the transfer matrix: the pairs share their tasks' runs on both sides); Benjamini-Hochberg over the "
                 f"predictors at FDR {alpha:g}.",
             )
         )

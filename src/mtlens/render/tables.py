@@ -144,16 +144,26 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "conflict_cosine": ("gradient cosine", "Mean inter-task gradient cosine of the MTL runs (< 0: conflict)."),
     "runs": ("runs", "Number of runs."),
     "state": ("state", "Run state in the store."),
-    "conclusive": ("p can reach 5%", "Whether the clusters allow any p-value ≤ 0.05 (min_p ≤ 0.05). Not significance."),
+    "conclusive": (
+        "p can reach the FDR",
+        "Whether the permutations allow any p-value ≤ the report's FDR level (min_p ≤ alpha). Not significance.",
+    ),
     "pearson_r": ("Pearson r", "Pearson correlation across units."),
-    "pearson_p_adjusted": ("adjusted p (Pearson)", "Benjamini–Hochberg adjusted cluster-permutation p of Pearson r."),
+    "pearson_p_adjusted": (
+        "adjusted p (Pearson)",
+        "Benjamini–Hochberg adjusted permutation p of Pearson r (whole clusters moved; task pairs: the Mantel test).",
+    ),
     "spearman_rho": ("Spearman ρ", "Spearman rank correlation across units."),
     "spearman_p_adjusted": (
         "adjusted p (Spearman)",
-        "Benjamini–Hochberg adjusted cluster-permutation p of Spearman ρ.",
+        "Benjamini–Hochberg adjusted permutation p of Spearman ρ (whole clusters moved; task pairs: the Mantel test).",
     ),
     "n": ("n", "Number of units (values)."),
-    "n_groups": ("clusters", "Number of clusters permuted and resampled (the report's: one per (setting, seed))."),
+    "n_groups": (
+        "clusters",
+        "Number of clusters permuted and left out by the jackknife (the report's: one per (setting, seed); task "
+        "pairs: the tasks).",
+    ),
     "n_centres": ("centring groups", "Groups each variable is centred within (the report's: (setting, task))."),
     "n_strata": ("strata", "Number of strata clusters are permuted within (the report's: settings)."),
 }
