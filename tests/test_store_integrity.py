@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -95,10 +96,23 @@ def _truncate(path: Path) -> None:
     path.write_bytes(data[: len(data) // 2])
 
 
+def _edit_lr(path: Path) -> None:
+    """The last digit of the learning rate changed (``"lr": 0.003`` -> ``0.005``): a valid config of the same
+    size, which only the digest the run recorded when it wrote the file tells from the real one."""
+    text = path.read_text()
+    match = re.search(r'"lr": [0-9.e-]*?([0-9])[,\n}]', text)
+    assert match is not None, text
+    digit = "5" if match.group(1) != "5" else "6"
+    path.write_text(text[: match.start(1)] + digit + text[match.end(1) :])
+
+
 # (which store, file relative to the run directory, how it is damaged, the reader that must name it)
 DAMAGES = {
     "status.json": ("finished", "status.json", lambda p: p.write_text('{"state": "finis'), lambda s, r: s.status(r)),
     "config.json": ("finished", "config.json", lambda p: p.write_text("[1, 2"), lambda s, r: s.config(r)),
+    "config.json missing": ("finished", "config.json", lambda p: p.unlink(), lambda s, r: s.config(r)),
+    "config.json edited, same size": ("finished", "config.json", _edit_lr, lambda s, r: s.config(r)),
+    "config.json missing (interrupted)": ("interrupted", "config.json", lambda p: p.unlink(), lambda s, r: s.config(r)),
     "tasks.json": ("finished", "tasks.json", lambda p: p.write_bytes(b"\xff\xfe\x00"), None),
     "trajectory.parquet": ("finished", "trajectory.parquet", _truncate, lambda s, r: s.trajectory(r)),
     "checkpoint.pt": ("interrupted", "checkpoint.pt", _garbage, None),
@@ -136,6 +150,8 @@ def test_a_damaged_file_is_named_listed_checked_and_retrained(kind, stores, sett
         assert train_run(config, store, setting=setting, progress=False) == "finished"
     assert any(issubclass(w.category, DamagedRunWarning) for w in caught)
     pd.testing.assert_frame_equal(store.trajectory(run_id), finished.trajectory(run_id))
+    for written in ("config.json", "tasks.json"):  # rewritten as the run wrote them (the run id says what they held)
+        assert (store.run_dir(run_id) / written).read_bytes() == (finished.run_dir(run_id) / written).read_bytes()
     assert store.runs()["state"].tolist() == ["finished"] and store.check().empty
     assert main(["runs", "--store", str(store.root), "--check"]) == 0
 
@@ -313,3 +329,22 @@ def test_a_kill_inside_a_checkpoint_commit_leaves_a_run_that_resumes(killed_afte
     assert train_run(config, store, setting=setting, progress=False) == "finished"
     assert resumed_from == [4 if recorded else 2] and not pending.exists()
     pd.testing.assert_frame_equal(store.trajectory(run_id), finished.trajectory(run_id))
+
+
+def test_a_directory_without_config_is_a_run_only_once_it_recorded_something(tmp_path, capsys):
+    """A directory holding only the lock of a run being started (and a temporary file of its config being
+    written) is not a run yet; once it holds a file the run records, a missing config is damage."""
+    store = RunStore(tmp_path / "store")
+    run_dir = store.run_dir("r")
+    run_dir.mkdir(parents=True)
+    (run_dir / ".lock").touch()
+    (run_dir / ".config.json.0123456789ab.tmp").write_text("{")
+    assert store.run_ids() == [] and store.runs().empty
+    (run_dir / ".config.json.0123456789ab.tmp").unlink()
+    store.set_status("r", "running", 0)
+    assert store.run_ids() == ["r"] and store.damaged_files("r") == {
+        "config.json": "missing: the run recorded files but its config is gone"
+    }
+    assert store.runs()["state"].tolist() == ["damaged"]
+    assert main(["runs", "--store", str(store.root), "--check"]) == 1
+    assert str(run_dir / "config.json") in capsys.readouterr().out

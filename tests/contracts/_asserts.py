@@ -43,12 +43,18 @@ def assert_check_clean(store: RunStore, capsys: pytest.CaptureFixture[str]) -> N
     assert main(["runs", "--store", str(store.root), "--check"]) == 0, capsys.readouterr().out
 
 
-def assert_no_wrong_number(store: RunStore, subject: Subject, reference: pd.DataFrame) -> None:
+def assert_no_wrong_number(
+    store: RunStore, subject: Subject, reference: pd.DataFrame, intact: RunStore | None = None
+) -> None:
     """What a report would read of the damaged run: either the index leaves it out (not ``finished``), or reading
-    its rows is refused with one line naming the run, or the rows are exactly the reference's."""
+    its rows is refused with one line naming the run, or the rows are exactly the reference's; and an index
+    that shows it ``finished`` shows it as in the ``intact`` store (its config columns: what the report groups by)."""
     index = store.runs().set_index("run_id")
     if subject.target not in index.index or index.loc[subject.target, "state"] != "finished":
         return
+    if intact is not None:
+        shown = intact.runs().set_index("run_id").loc[subject.target]
+        pd.testing.assert_series_equal(index.loc[subject.target], shown)
     try:
         got = rows(store, subject.target)
     except DamagedStoreError as err:

@@ -2,13 +2,14 @@
 
 A case damages the file ``path`` (relative to the run directory) of a run that is ``finished``
 (``stage="finished"``) or was killed half-way (``stage="interrupted"``) and names the file
-``runs --check`` must report.  Every case leaves a file that a careless reader could still take for
-good: most still open (a garbled JSON that decodes, a Parquet file with a flipped byte in a page, a
-checkpoint whose zip opens but whose CRC does not match, a trajectory without a column), and the
-valid rewrites pass every check a file carries itself (a row file rewritten with good page checksums,
-a checkpoint or selected model saved again with good CRCs): only the digest the run recorded when it
-wrote the file tells.  :data:`SELECTED` damages the selected models of subjects that keep them; the
-store's ``tables/`` have their own cases in ``test_outputs_and_format.py``."""
+``runs --check`` must report.  Every case leaves a file that a careless reader could still take for good: most
+still open (a garbled JSON that decodes, a Parquet file with a flipped byte in a page, a checkpoint
+whose zip opens but whose CRC does not match, a trajectory without a column), a missing ``config.json``
+leaves a folder an index listing runs by their config would not see, and the valid rewrites pass every
+check a file carries itself (a row file rewritten with good page checksums, a checkpoint or selected
+model saved again with good CRCs, a config with one digit changed): only the digest the run recorded
+when it wrote the file tells.  :data:`SELECTED` damages the selected models of subjects that keep them;
+the store's ``tables/`` have their own cases in ``test_outputs_and_format.py``."""
 
 from __future__ import annotations
 
@@ -64,6 +65,16 @@ def garble_json(path: Path) -> None:
     key = sorted(k for k in value if isinstance(value[k], (int, float, str)) and not isinstance(value[k], bool))[0]
     value[key] = value[key] + 1 if isinstance(value[key], (int, float)) else value[key] + "x"
     path.write_text(json.dumps(value))
+
+
+def edit_a_digit(path: Path) -> None:
+    """The file's first digit changed (one up, a 9 down): still the same JSON object but for one number or name,
+    of the same size, so only the digest recorded when the run wrote it tells (``"lr": 0.003`` -> ``0.004``)."""
+    data = bytearray(path.read_bytes())
+    at = next(i for i, byte in enumerate(data) if chr(byte).isdigit())
+    data[at] = data[at] + 1 if data[at] != ord("9") else ord("8")  # never a 0, which could lead a number
+    path.write_bytes(bytes(data))
+    json.loads(data)  # still valid JSON
 
 
 def garble_task_info(path: Path) -> None:
@@ -152,6 +163,8 @@ FINISHED = [
     Damage("config-truncated", "finished", "config.json", truncate),
     Damage("config-garbled", "finished", "config.json", garble_json),
     Damage("config-directory", "finished", "config.json", directory_in_place),
+    Damage("config-missing", "finished", "config.json", remove),
+    Damage("config-edited-same-size", "finished", "config.json", edit_a_digit),
     Damage("tasks-garbled", "finished", "tasks.json", garble_task_info),
     Damage("status-truncated", "finished", "status.json", truncate),
     Damage("status-mistyped", "finished", "status.json", status_step_not_integer),
@@ -174,6 +187,8 @@ INTERRUPTED = [
     Damage("part-without-value", "interrupted", "parts/<first>", drop_column("value")),
     Damage("part-rewritten-valid-checksums", "interrupted", "parts/<first>", rewrite_rows_validly),
     Damage("checkpoint-rewritten-valid-crc", "interrupted", "checkpoint.pt", rewrite_torch_file_validly),
+    Damage("config-missing-interrupted", "interrupted", "config.json", remove),
+    Damage("config-edited-same-size-interrupted", "interrupted", "config.json", edit_a_digit),
 ]
 CASES = FINISHED + INTERRUPTED
 SELECTED = [

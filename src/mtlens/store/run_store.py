@@ -35,12 +35,15 @@ is completed when the run is next opened (:meth:`RunStore.settle_checkpoint`).  
 between the checkpoint and its status left a checkpoint whose size the status did not record: the run
 read as ``damaged`` and was retrained from its start.
 
-Runs in the index (:meth:`RunStore.runs`) are in one of :data:`INDEX_STATES`: the stored state,
-except that a ``running`` run whose lock nobody holds is ``interrupted`` (its process died;
-rerunning resumes it), a run without status is ``pending`` and a run with a file that cannot be
-read is ``damaged`` (:meth:`RunStore.damaged_files` names it; rerunning retrains what cannot be
-trusted).  Every reader raises :class:`~mtlens.errors.DamagedStoreError` naming the file and
-the run instead of a bare parser error; :meth:`RunStore.check` verifies a whole store.
+Runs in the index (:meth:`RunStore.runs`) are in one of :data:`INDEX_STATES`: the stored state, except
+that a ``running`` run whose lock nobody holds is ``interrupted`` (its process died; rerunning resumes
+it), a run without status is ``pending`` and a run with a file that cannot be read or trusted is
+``damaged`` (:meth:`RunStore.damaged_files` names it; rerunning retrains what cannot be trusted).  A run
+folder is in the index as soon as it holds anything but its lock, so a run whose ``config.json`` is gone
+is ``damaged``, not out of sight; ``config.json`` and ``tasks.json`` are checked against the digests
+recorded when they were written wherever a run is read (:data:`ALWAYS_DIGESTED`).  Every reader raises
+:class:`~mtlens.errors.DamagedStoreError` naming the file and the run instead of a bare parser error;
+:meth:`RunStore.check` verifies a whole store.
 """
 
 from __future__ import annotations
@@ -92,6 +95,9 @@ INDEX_COLUMNS = ("run_id", "setting", "tasks", "mode", "method", "seed", "state"
 """Columns :meth:`RunStore.runs` always has (empty where a run's config cannot be read)."""
 JSON_FILES = ("config.json", "status.json", "tasks.json")
 """A run's JSON files, each a JSON object."""
+ALWAYS_DIGESTED = ("config.json", "tasks.json")
+"""Files whose recorded SHA-256 digest even the cheap checks compare (:meth:`RunStore.damaged_files`): small,
+and read by every analysis, so an edit that keeps their size reads as damage, never as the run's config."""
 FORMAT_VERSION = 2
 """The store format this code writes (``store.json``); a store without ``store.json`` is version 1."""
 PARQUET_WRITE = {"write_page_checksum": True}
@@ -233,7 +239,28 @@ class RunStore:
         return atomic_write_json(path, config)
 
     def config(self, run_id: str) -> dict[str, Any]:
-        return self._read_json(run_id, "config.json")
+        """The run's config, verified (:meth:`_read_recorded_json`)."""
+        return self._read_recorded_json(run_id, "config.json")
+
+    def _read_recorded_json(self, run_id: str, name: str) -> dict[str, Any]:
+        """The JSON object in the run's file ``name`` (one of :data:`ALWAYS_DIGESTED`), verified against the
+        digest the run's status recorded when it wrote the file (if the status is readable and records one:
+        runs of format version 1 record none); :class:`DamagedStoreError` naming it otherwise."""
+        path = self.run_dir(run_id) / name
+        try:
+            status = self.status(run_id) or {}
+        except DamagedStoreError:  # named by its own reader; it vouches for nothing
+            status = {}
+        digests = status.get("digests")
+        recorded = digests.get(name) if isinstance(digests, dict) else None
+        if isinstance(recorded, dict) and path.is_file():
+            data = path.read_bytes()
+            if len(data) != recorded.get("size") or hashlib.sha256(data).hexdigest() != recorded.get("sha256"):
+                raise DamagedStoreError(
+                    f"run {run_id}: {path} is damaged (its SHA-256 digest differs from the one recorded when the "
+                    f"run wrote it); rerun the run to rewrite it, or delete {self.run_dir(run_id)}"
+                )
+        return self._read_json(run_id, name)
 
     def _read_json(self, run_id: str, name: str) -> dict[str, Any]:
         """The JSON object in the run's file ``name``; :class:`DamagedStoreError` naming it if unreadable."""
@@ -260,7 +287,7 @@ class RunStore:
             if (self.run_dir(run_id) / "tasks.json").exists():
                 try:
                     setting = self.config(run_id)["setting"]
-                    info = self._read_json(run_id, "tasks.json")
+                    info = self._read_recorded_json(run_id, "tasks.json")
                 except DamagedStoreError:
                     continue
                 merged.update({(setting, task): value for task, value in info.items()})
@@ -322,8 +349,10 @@ class RunStore:
     def damaged_files(self, run_id: str, deep: bool = False) -> dict[str, str]:
         """Run file (relative to the run directory) -> why it cannot be trusted (module docstring,
         *Verification*).  The cheap checks read JSON files, Parquet footers and schemas, zip
-        directories and file sizes; ``deep`` also reads every Parquet page (checksums), tests the CRC
-        of every ``.pt`` member and compares the SHA-256 digests recorded at write time."""
+        directories and file sizes, and compare the SHA-256 digests recorded at write time of the small
+        :data:`ALWAYS_DIGESTED` files; ``deep`` also reads every Parquet page (checksums), tests the CRC
+        of every ``.pt`` member and compares the recorded digests of every file.  A run that recorded
+        files (:func:`_has_records`) without a ``config.json`` has it ``missing``."""
         run_dir = self.run_dir(run_id)
         damaged = {}
         for name in JSON_FILES:
@@ -332,6 +361,8 @@ class RunStore:
                     _json_object(run_dir / name)
                 except ValueError as err:
                     damaged[name] = str(err)
+        if not (run_dir / "config.json").exists() and _has_records(run_dir):
+            damaged["config.json"] = "missing: the run recorded files but its config is gone"
         status: dict[str, Any] = {}
         if "status.json" not in damaged and (run_dir / "status.json").exists():
             status = _json_object(run_dir / "status.json")
@@ -370,7 +401,11 @@ class RunStore:
                 damaged[name] = "missing (the run wrote it)"
             elif path.is_file() and path.stat().st_size != recorded.get("size"):
                 damaged[name] = f"{path.stat().st_size} bytes, the run wrote {recorded.get('size')}"
-            elif deep and path.is_file() and file_digest(path)["sha256"] != recorded.get("sha256"):
+            elif (
+                (deep or name in ALWAYS_DIGESTED)
+                and path.is_file()
+                and file_digest(path)["sha256"] != recorded.get("sha256")
+            ):
                 damaged[name] = "its SHA-256 digest differs from the one recorded when the run wrote it"
         return damaged
 
@@ -583,15 +618,17 @@ class RunStore:
 
     # -- the index -------------------------------------------------------------------------
     def run_ids(self) -> list[str]:
-        """The ids of the stored runs (directories with a ``config.json``); :class:`DamagedStoreError` if
-        ``runs`` is not a directory, :class:`StoreVersionError` for a store of a newer format."""
+        """The ids of the stored runs: directories with a ``config.json`` or anything else a run records
+        (:func:`_has_records`; one whose config is gone is ``damaged``, never out of sight), not those
+        holding only the lock of a run being started; :class:`DamagedStoreError` if ``runs`` is not a
+        directory, :class:`StoreVersionError` for a store of a newer format."""
         runs = self.root / "runs"
         if not runs.exists():
             return []
         self._check_version()
         if not runs.is_dir():
             raise DamagedStoreError(f"{runs} is not a directory; a store keeps its runs in the directory runs/")
-        return sorted(p.name for p in runs.iterdir() if (p / "config.json").exists())
+        return sorted(p.name for p in runs.iterdir() if (p / "config.json").exists() or _has_records(p))
 
     def runs(self) -> pd.DataFrame:
         """One row per run: its config (lists and dicts as JSON strings) and its status, as a DataFrame.
@@ -601,7 +638,7 @@ class RunStore:
         records = []
         for run_id in self.run_ids():
             damaged = self.damaged_files(run_id)
-            config = {} if "config.json" in damaged else self.config(run_id)
+            config = {} if "config.json" in damaged else self._read_json(run_id, "config.json")  # verified just now
             status = {} if "status.json" in damaged else self.status(run_id) or {}
             flat = {k: json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v for k, v in config.items()}
             if config:
@@ -672,6 +709,17 @@ def _json_object(path: Path) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"a JSON object was expected, got {type(value).__name__}")
     return value
+
+
+def _has_records(run_dir: Path) -> bool:
+    """Whether the directory ``run_dir`` holds anything a run records besides its lock and the temporary
+    files of interrupted writes (a run writes its ``config.json`` first, so one without it is damaged)."""
+    try:
+        with os.scandir(run_dir) as entries:
+            names = [e.name for e in entries]
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return any(n != ".lock" and not (n.startswith(".") and n.endswith(TMP_SUFFIX)) for n in names)
 
 
 def part_name(step: int) -> str:

@@ -9,10 +9,11 @@ opened, locked, verified, healed, written, checkpointed and restored here, throu
    interrupted processes left (temporary files of atomic writes, row parts of a complete run), and
    verifies every file the run wrote (:meth:`~mtlens.store.RunStore.damaged_files`, deep: Parquet
    page checksums, row schema, zip CRCs, digests recorded at write time).  Damage is named (a
-   :class:`DamagedRunWarning`) and healed: a damaged ``config.json``/``tasks.json`` is rewritten
-   (the run id, a hash of the config, says what it held), a damaged checkpoint of a complete run is
-   dropped, and a complete run whose rows cannot be trusted is reset to be trained again from
-   scratch.  A run is complete (``finished``/``diverged``) only if its merged trajectory is there
+   :class:`DamagedRunWarning`) and healed: a missing or damaged ``config.json`` (one edited to the same
+   size included: its digest differs) or ``tasks.json`` is rewritten from the request (the run id, a
+   hash of the config, says what it held; the rows it vouches for are kept), a damaged checkpoint of a
+   complete run is dropped, and a complete run whose rows cannot be trusted is reset to be trained again
+   from scratch.  A run is complete (``finished``/``diverged``) only if its merged trajectory is there
    and verified.
 2. :meth:`RunHandle.resume` loads the last :class:`Checkpoint` if it verifies and every row part
    up to it is there and intact (the steps the checkpoint's status lists, or those the caller
