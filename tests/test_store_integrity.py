@@ -25,12 +25,15 @@ from mtlens import RunStore
 from mtlens.cli import main
 from mtlens.errors import DamagedStoreError
 from mtlens.orchestration import SerialExecutor
+from mtlens.report.study_report import selected_runs
 from mtlens.settings import load_setting
 from mtlens.store import atomic_write
+from mtlens.store.run_store import file_digest
 from mtlens.training import trainer
 from mtlens.training.config import parse_config, resolve_config
 from mtlens.training.handle import Checkpoint
 from mtlens.training.trainer import DamagedRunWarning, ThreadCountError, train_run
+from report_stores import planted_store
 
 OPTIONS = {"n_train": 64, "n_val": 32, "n_test": 32}
 RAW = {
@@ -329,6 +332,73 @@ def test_a_kill_inside_a_checkpoint_commit_leaves_a_run_that_resumes(killed_afte
     assert train_run(config, store, setting=setting, progress=False) == "finished"
     assert resumed_from == [4 if recorded else 2] and not pending.exists()
     pd.testing.assert_frame_equal(store.trajectory(run_id), finished.trajectory(run_id))
+
+
+def _as_a_handle_records(store: RunStore) -> RunStore:
+    """Record each run's ``config.json`` and ``tasks.json`` digests in its status, as a run's handle does
+    (planted stores are written without them)."""
+    for run_id in store.run_ids():
+        status, run_dir = store.status(run_id), store.run_dir(run_id)
+        digests = {**status["digests"], **{n: file_digest(run_dir / n) for n in ("config.json", "tasks.json")}}
+        store.set_status(run_id, status["state"], status["step"], digests=digests)
+    return store
+
+
+CONFIG_DAMAGES = {
+    "missing": lambda p: p.unlink(),
+    "edited, same size": _edit_lr,
+    "truncated to 0 bytes": lambda p: p.write_bytes(b""),
+}
+DAMAGED_RUN = "planted-stl-b-sum-s1"
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """Three seeds of STL and MTL runs of setting ``planted`` (no training), with the digests a handle records."""
+    return _as_a_handle_records(planted_store(tmp_path_factory.mktemp("planted") / "store", seeds=range(3)))
+
+
+@pytest.mark.parametrize("kind", list(CONFIG_DAMAGES))
+def test_a_run_whose_config_is_missing_or_damaged_is_damaged_and_named_by_every_reader(kind, planted, tmp_path, capsys):
+    """The run is ``damaged`` in the index and named by ``runs --check``; the report leaves it out and names it
+    (stderr and left_out_runs.csv) whatever its filters, and its numbers are those of the other runs (task b's
+    STL at two seeds, no setting label made of the edited config)."""
+    store = _copy(planted, tmp_path)
+    path = store.run_dir(DAMAGED_RUN) / "config.json"
+    CONFIG_DAMAGES[kind](path)
+
+    index = store.runs().set_index("run_id")
+    assert index.loc[DAMAGED_RUN, "state"] == "damaged" and "config.json" in index.loc[DAMAGED_RUN, "message"]
+    assert pd.isna(index.loc[DAMAGED_RUN, "setting"])  # nothing of an untrusted config enters the index
+    assert not store.is_done(DAMAGED_RUN) and ("planted", "b") in store.task_info()
+    capsys.readouterr()
+    assert main(["runs", "--store", str(store.root), "--check"]) == 1
+    assert str(path) in capsys.readouterr().out
+    for filters in ({}, {"settings": ["planted"], "methods": ["sum"], "where": {"lr": ["0.001"]}}):
+        left_out = selected_runs(store, **filters).left_out.set_index("run_id")
+        assert left_out.loc[DAMAGED_RUN, "state"] == "damaged", filters
+
+    out = tmp_path / "report"
+    filters = ["--setting", "planted", "--methods", "sum", "--where", "lr=0.001"]
+    assert main(["report", "--store", str(store.root), "--out", str(out), *filters]) == 0
+    err = capsys.readouterr().err
+    assert f"left out run {DAMAGED_RUN}: damaged: config.json" in err and "Traceback" not in err
+    left_out = pd.read_csv(out / "tables" / "left_out_runs.csv")
+    assert left_out[["run_id", "state"]].values.tolist() == [[DAMAGED_RUN, "damaged"]]
+    transfer = pd.read_csv(out / "tables" / "transfer.csv").set_index("task")
+    assert transfer.loc["b", "n_stl"] == 2 and transfer.loc["a", "n_stl"] == 3
+    assert set(transfer["setting"]) == {"planted"} and transfer.loc["a", "n_mtl"] == 3
+
+
+def test_plan_with_a_store_holding_an_unparseable_config_names_the_run(planted, tmp_path, capsys):
+    """``plan --store`` (and so ``study --dry-run --store``) names the damaged run and plans from the others."""
+    store = _copy(planted, tmp_path)
+    (store.run_dir(DAMAGED_RUN) / "config.json").write_bytes(b"")
+    capsys.readouterr()
+    assert main(["plan", "planted", "--store", str(store.root)]) == 0
+    out, err = capsys.readouterr()
+    assert f"left out run {DAMAGED_RUN} of --store" in err and "config.json" in err
+    assert "seed plan: planted" in out and "Traceback" not in out + err
 
 
 def test_a_directory_without_config_is_a_run_only_once_it_recorded_something(tmp_path, capsys):

@@ -450,16 +450,20 @@ def _print_plan(
     spread, info = None, {}
     if store is not None:  # the pilot's runs: their task info (a user's own setting too) and seed spread
         from mtlens.report.study_report import report_data, selected_runs
-        from mtlens.store import RunStore
+        from mtlens.store import RunState, RunStore
 
         pilot = RunStore(store)
-        present = sorted(pilot.runs().get("setting", pd.Series(dtype=str)).astype(str).unique())
+        present = sorted(pilot.runs().get("setting", pd.Series(dtype=str)).dropna().astype(str).unique())
         if raw["setting"] not in present:
             raise ConfigError(
                 f"--store {store}: no runs of setting {raw['setting']!r}{did_you_mean(raw['setting'], present)}; "
                 f"settings present: {', '.join(present) or 'none'}"
             )
-        data = report_data(pilot, selected_runs(pilot, settings=[raw["setting"]]), alpha)
+        selection = selected_runs(pilot, settings=[raw["setting"]])
+        damaged = selection.left_out[selection.left_out["state"] == RunState.DAMAGED]
+        for row in damaged.itertuples():  # named as the report names them: the spread is of the other runs
+            print(f"plan: left out run {row.run_id} of --store {store}: {row.message}", file=sys.stderr)
+        data = report_data(pilot, selection, alpha)
         spread = stored_spread(data)
         info = {key: value for key, value in pilot.task_info().items() if key[0] == raw["setting"]}
         methods = methods or sorted(data.rows.loc[data.rows["mode"] == "mtl", "method"].unique())

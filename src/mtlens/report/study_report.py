@@ -201,10 +201,13 @@ def select_runs(
     where: dict[str, Sequence[Any]] | None = None,
 ) -> pd.DataFrame:
     """The store's index restricted to ``settings`` and MTL ``methods`` (STL runs always kept), and to
-    runs whose index column ``key`` holds one of the values ``where[key]`` (compared as text)."""
+    runs whose index column ``key`` holds one of the values ``where[key]`` (compared as text).  Runs whose
+    config cannot be trusted (``damaged``, no setting in the index) are kept whatever the selection: no
+    filter can tell whether they belong to it, so they are left out of the analyses and named."""
     index = store.runs()
     if index.empty:
         return index
+    unknown = index["setting"].isna()
     for key, values in (where or {}).items():
         if key not in index:
             raise ConfigError(
@@ -212,16 +215,16 @@ def select_runs(
                 f"valid: {', '.join(sorted(index.columns))}"
             )
         matched = _matches(index[key], key, values)
-        if not matched.any():
-            present = sorted(index[key].astype(str).unique())
+        if not (matched & ~unknown).any():
+            present = sorted(index.loc[~unknown, key].astype(str).unique())
             raise ConfigError(
                 f"--where {key}: no runs have {' or '.join(map(str, values))}; values present: "
                 f"{', '.join(present[:20])}{' ...' if len(present) > 20 else ''}"
             )
-        index = index[matched]
+        index, unknown = index[matched | unknown], unknown[matched | unknown]
     for flag, column, wanted, present in (
-        ("--setting", "setting", settings, index["setting"]),
-        ("--methods", "method", methods, index.loc[index["mode"] != "stl", "method"]),
+        ("--setting", "setting", settings, index.loc[~unknown, "setting"]),
+        ("--methods", "method", methods, index.loc[~unknown & (index["mode"] != "stl"), "method"]),
     ):
         absent = [name for name in wanted if name not in set(present)]
         if absent:
@@ -232,9 +235,10 @@ def select_runs(
                 f"in the store{hint}; present: {', '.join(names) or 'none'}"
             )
     if settings:
-        index = index[index["setting"].isin(settings)]
+        keep = unknown | index["setting"].isin(settings)
+        index, unknown = index[keep], unknown[keep]
     if methods:
-        index = index[(index["mode"] == "stl") | index["method"].isin(methods)]
+        index = index[unknown | (index["mode"] == "stl") | index["method"].isin(methods)]
     return index
 
 
@@ -766,7 +770,8 @@ def write_report(
     sections = note_unrecorded(sections, data.rows, data.task_info)
     sections.insert(0, answers_section(report_tables(sections, out_dir), alpha))
     path = out_dir / "report.html"
-    atomic_write_text(path, render_html(sections, f"mtlens report — {', '.join(sorted(index['setting'].unique()))}"))
+    settings_shown = sorted(index["setting"].dropna().unique())  # a run whose config is damaged has none
+    atomic_write_text(path, render_html(sections, f"mtlens report — {', '.join(settings_shown)}"))
     if formats:
         export_figures(out_dir, sections, formats)
     if "pdf" in formats:
