@@ -87,6 +87,29 @@ def test_failed_run_is_recorded_listed_and_never_selected(tmp_path):
     assert "out of memory" in store.status(mtl["run_id"].iloc[0])["message"]
 
 
+def test_sweep_with_a_failed_run_exits_1_naming_it_on_stderr(tmp_path, monkeypatch, capsys):
+    """The command, not only run_sweep: a failed grid run makes ``mtlens sweep`` exit 1 (it exited 0, the
+    failures on stdout, while study and calibrate exit 1), and the run is named on stderr."""
+    original = trainer.TrainingRun.train
+
+    def flaky(self, progress):  # type: ignore[no-untyped-def]
+        if self.config.lr == GRID["lr"][0] and self.config.mode == "mtl":
+            raise RuntimeError("out of memory (simulated)")
+        return original(self, progress)
+
+    monkeypatch.setattr(trainer.TrainingRun, "train", flaky)
+    grid_file = tmp_path / "grid.yaml"
+    grid_file.write_text(json.dumps(GRID))
+    argv = _sweep_args(RunStore(tmp_path / "store"), grid_file, workers=1)
+    argv[argv.index("--seeds") + 1] = "1"
+    assert main(argv) == 1
+    out, err = capsys.readouterr()
+    assert "out of memory" not in out and "failed or diverged" not in out
+    assert "out of memory (simulated)" in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("mtlens sweep: 1 runs failed: digits_pair-mtl-all-sum-s0-") and "(grid)" in last
+
+
 def _sweep_args(store: RunStore, grid_file, workers: int) -> list[str]:
     return [
         "sweep",

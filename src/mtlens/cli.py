@@ -279,11 +279,30 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     with pd_options():
         print(result.selected.drop(columns=["seed_run_ids", "criterion"]).to_string(index=False))
         print(f"selection: {criterion.describe()}")
-        if len(result.problems):
-            print("failed or diverged runs:")
-            print(result.problems[["run_id", "phase", "state", "message"]].to_string(index=False))
     print(f"tables: {result.directory}")
-    return 0
+    return _sweep_status(result)
+
+
+def _sweep_status(result: Any) -> int:
+    """List the sweep's failed and diverged runs on stderr; 1, naming them, if a run failed or a group has
+    no selected grid point (all its grid runs failed or diverged), 0 otherwise.  A diverged run alone is a
+    result of the sweep (a learning rate too large), not a failure: it is never selected."""
+    from mtlens.store import RunState
+
+    problems = result.problems
+    for row in problems.itertuples():
+        print(f"  {row.run_id} ({row.phase}): {row.state} {row.message}".rstrip(), file=sys.stderr)
+    failed = problems[problems["state"] != RunState.DIVERGED]
+    unselected = result.selected.loc[result.selected["point"].isna(), "group"].tolist()
+    parts = []
+    if len(failed):
+        parts.append(f"{len(failed)} runs failed: " + ", ".join(f"{r.run_id} ({r.phase})" for r in failed.itertuples()))
+    if unselected:
+        parts.append(f"no grid point selected for {', '.join(unselected)} (every grid run failed or diverged)")
+    if not parts:
+        return 0
+    print(f"mtlens sweep: {'; '.join(parts)}; rerun the same command to retry the failed runs", file=sys.stderr)
+    return 1
 
 
 def pd_options() -> Any:
