@@ -164,6 +164,16 @@ CASES = {
     "unrecognized-flag": ([*STUDY, "--lrate", "0.1"], ["--lrate", "did you mean '--lr'"]),
     "unknown-dataset": (["data", "download", "cifar10"], ["unknown dataset 'cifar10'", "did you mean 'cifar100'"]),
     "address-without-ray": ([*SWEEP, "--address", "host:6379"], ["--address", "ray"]),
+    # session 7: inputs that were accepted and then failed every run, or were silently ignored or replaced
+    "batch-size-below-a-probe-minimum": (
+        [*STUDY, "--batch-size", "1"],
+        ["batch_size=1", "probe 'alignment'", "at least 2", "out of probes"],
+    ),
+    "dry-run-batch-size-below-a-probe-minimum": ([*STUDY, "--batch-size", "1", "--dry-run"], ["batch_size=1"]),
+    "grid-batch-size-below-a-probe-minimum": (
+        [*SWEEP, "--grid", "{tmp}/batch1.yaml", "--workers", "1"],
+        ["batch_size=1", "probe 'alignment'", "at least 2"],
+    ),
 }
 
 
@@ -175,6 +185,7 @@ def workdir(cli_workdir: Path) -> Path:
     (cli_workdir / "list.yaml").write_text("- lr\n- 0.1\n")
     (cli_workdir / "options.yaml").write_text("setting_options: 5\n")
     (cli_workdir / "twice.yaml").write_text("lr: 0.1\nepochs: 2\nlr: 0.2\n")
+    (cli_workdir / "batch1.yaml").write_text("batch_size: [1, 32]\n")
     return cli_workdir
 
 

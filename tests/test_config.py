@@ -43,6 +43,25 @@ def test_unknown_task_and_bad_option_value_fail_at_resolution():
         resolve_config(parse_config({"setting": "digits_pair", "setting_options": {"variant": "shuffled"}}))
 
 
+def test_a_probe_declares_the_smallest_batch_size_it_measures_with(request):
+    """The probe owns its batch-size requirement (``register_probe(min_batch_size=...)``); a config naming it
+    with a smaller batch is refused when resolved, naming the probe and the smallest valid batch size."""
+    from mtlens.probes import PROBES, register_probe
+
+    assert PROBES.get("alignment").min_batch_size == 2 and PROBES.get("fisher").min_batch_size == 1
+
+    @register_probe("quartets", quantities=("probe/quartets",), min_batch_size=4)
+    def quartets(context, task):  # type: ignore[no-untyped-def]
+        return {"quartets": 0.0}
+
+    request.addfinalizer(lambda: PROBES.unregister("quartets"))
+    raw = {"setting": "digits_pair", "batch_size": 3, "probes": ["fisher", "quartets"]}
+    with pytest.raises(ConfigError, match=r"batch_size=3: probe 'quartets' needs a training batch of at least 4"):
+        resolve_config(parse_config(raw))
+    assert resolve_config(parse_config({**raw, "batch_size": 4})).batch_size == 4
+    assert resolve_config(parse_config({**raw, "batch_size": 1, "probes": []})).batch_size == 1
+
+
 def test_defaults_are_resolved_from_the_setting_and_stored_concretely():
     config = resolve_config(parse_config({"setting": "digits_pair"}))
     assert (config.lr, config.batch_size, config.epochs, config.tasks) == (3e-3, 32, 6, ["a", "b"])

@@ -33,6 +33,10 @@ from mtlens.quantities import INTRA_COSINE_CLASSGROUP, INTRA_COSINE_SUBBATCH
 from mtlens.seeding import derived_seed
 from mtlens.tasks import Task
 
+MIN_BATCH_SIZE = 2
+"""The smallest batch that splits into two non-empty halves (declared with the probe: configs are checked
+against it before training)."""
+
 
 def intra_task_alignment(
     model: ProbedModule,
@@ -46,7 +50,7 @@ def intra_task_alignment(
 ) -> dict[str, float]:
     """``{"intra_cosine_subbatch": ..., "intra_cosine_classgroup": ...}`` (the second only for
     classification targets: 1-D integer labels); see the module docstring."""
-    if batch_size < 2:
+    if batch_size < MIN_BATCH_SIZE:
         raise ValueError(f"batch size {batch_size} cannot be split into two halves")
     n = len(inputs)
     batch_size = min(batch_size, n)
@@ -96,7 +100,7 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
-@register_probe("alignment", quantities=(INTRA_COSINE_SUBBATCH, INTRA_COSINE_CLASSGROUP))
+@register_probe("alignment", quantities=(INTRA_COSINE_SUBBATCH, INTRA_COSINE_CLASSGROUP), min_batch_size=MIN_BATCH_SIZE)
 def alignment_probe(context: ProbeContext, task: Task, batches: Annotated[int, Field(gt=0)] = 4) -> dict[str, float]:
     """The probe ``alignment``: :func:`intra_task_alignment` over ``batches`` batches of the training
     batch size, drawn with a generator seeded from the task alone."""

@@ -80,13 +80,15 @@ class ProbeContext:
 
 @dataclass(frozen=True)
 class Probe:
-    """A registered probe: its measure function and the quantities it writes (see the module docstring)."""
+    """A registered probe: its measure function, the quantities it writes and the smallest training batch size
+    it can measure with (see the module docstring and :func:`register_probe`)."""
 
     name: str
     measure: Callable[..., Any]
     quantities: tuple[str, ...]
     per_task: bool = True
     task_quantities: tuple[str, ...] | None = None
+    min_batch_size: int = 1
 
     @property
     def plotted_per_task(self) -> tuple[str, ...]:
@@ -155,18 +157,25 @@ def validate_probe_options(name: str, options: Mapping[str, Any] | None = None) 
 
 
 def register_probe(
-    name: str, quantities: Iterable[str], per_task: bool = True, task_quantities: Iterable[str] | None = None
+    name: str,
+    quantities: Iterable[str],
+    per_task: bool = True,
+    task_quantities: Iterable[str] | None = None,
+    min_batch_size: int = 1,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator registering ``measure`` as probe ``name`` (re-registering replaces it); see the module docstring."""
+    """Decorator registering ``measure`` as probe ``name`` (re-registering replaces it); see the module docstring.
+    ``min_batch_size``: the smallest training batch size (``context.batch_size``) the probe can measure with;
+    a config naming the probe with a smaller ``batch_size`` is refused before any training."""
     names = tuple(quantities)
     bad = [q for q in names if not q.startswith(PROBE_PREFIX)]
     if bad or not names:
         raise ValueError(f"probe {name!r}: quantities must be non-empty names starting with 'probe/', got {names}")
+    if min_batch_size < 1:
+        raise ValueError(f"probe {name!r}: min_batch_size must be at least 1, got {min_batch_size}")
 
     def decorator(measure: Callable[..., Any]) -> Callable[..., Any]:
-        PROBES.register(
-            name, Probe(name, measure, names, per_task, None if task_quantities is None else tuple(task_quantities))
-        )
+        per_task_names = None if task_quantities is None else tuple(task_quantities)
+        PROBES.register(name, Probe(name, measure, names, per_task, per_task_names, min_batch_size))
         return measure
 
     return decorator

@@ -379,6 +379,14 @@ def resolve_config(config: RunConfig, setting: Setting | None = None) -> Resolve
             f"batch_size={batch_size}: larger than the {len(setting.data[smallest].train)} training examples of "
             f"task {smallest!r} of setting {setting.name!r}; use at most {len(setting.data[smallest].train)}"
         )
+    too_small = [name for name in config.probes if batch_size < PROBES.get(name).min_batch_size]
+    if too_small:
+        needed = max(PROBES.get(name).min_batch_size for name in too_small)
+        which = f"probe {too_small[0]!r} needs" if len(too_small) == 1 else f"probes {too_small} need"
+        raise ConfigError(
+            f"batch_size={batch_size}: {which} a training batch of at least {needed}; use batch_size {needed} "
+            f"or more, or leave {'it' if len(too_small) == 1 else 'them'} out of probes (probes: {config.probes})"
+        )
     bad_scales = sorted(set(config.task_loss_scales) - set(tasks))
     if bad_scales:
         raise ConfigError(f"task_loss_scales: {bad_scales} are not tasks of this run ({tasks})")
