@@ -174,6 +174,12 @@ CASES = {
         [*SWEEP, "--grid", "{tmp}/batch1.yaml", "--workers", "1"],
         ["batch_size=1", "probe 'alignment'", "at least 2"],
     ),
+    "set-setting": ([*STUDY, "--set", "setting=mnist_pair"], ["setting", "SETTING argument", "--set"]),
+    "sweep-set-setting": ([*SWEEP, "--set", "setting=mnist_pair"], ["setting", "--set"]),
+    "config-names-another-setting": (
+        [*STUDY, "--config", "{tmp}/mnist.yaml"],
+        ["--config", "mnist.yaml", "'mnist_pair'", "'digits_pair'"],
+    ),
 }
 
 
@@ -186,6 +192,7 @@ def workdir(cli_workdir: Path) -> Path:
     (cli_workdir / "options.yaml").write_text("setting_options: 5\n")
     (cli_workdir / "twice.yaml").write_text("lr: 0.1\nepochs: 2\nlr: 0.2\n")
     (cli_workdir / "batch1.yaml").write_text("batch_size: [1, 32]\n")
+    (cli_workdir / "mnist.yaml").write_text("setting: mnist_pair\nlr: 0.1\n")
     return cli_workdir
 
 

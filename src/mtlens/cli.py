@@ -68,19 +68,28 @@ def _pairs(items: Sequence[str], flag: str, repeat: bool = False) -> dict[str, A
 
 
 def base_config(args: argparse.Namespace) -> dict[str, Any]:
-    """The raw run config of ``study``: the ``--config`` file, then explicit flags on top."""
-    from mtlens.training.config import load_yaml_file
+    """The raw run config of ``study``, ``sweep``, ``calibrate`` and ``plan``: the ``--config`` file, then
+    explicit flags on top (a command without some of these flags: those left out).  The positional SETTING
+    is the setting: ``--set setting=...`` and a ``--config`` file naming another setting are refused, not
+    silently replaced or followed."""
+    from mtlens.training.config import load_yaml_file, refuse_owned_keys
 
     raw: dict[str, Any] = {}
-    if args.config:
-        loaded = load_yaml_file(args.config, "--config") or {}
+    config_file = getattr(args, "config", None)
+    if config_file:
+        loaded = load_yaml_file(config_file, "--config") or {}
         if not isinstance(loaded, dict):
-            raise ConfigError(f"--config {args.config}: expected a mapping of config keys, got {type(loaded).__name__}")
+            raise ConfigError(f"--config {config_file}: expected a mapping of config keys, got {type(loaded).__name__}")
+        if loaded.get("setting", args.setting) != args.setting:
+            raise ConfigError(
+                f"--config {config_file}: setting: {loaded['setting']!r}, but the SETTING argument is "
+                f"{args.setting!r}; remove setting from the file (the command line names the setting)"
+            )
         raw.update(loaded)
     raw["setting"] = args.setting
     for flag in RUN_CONFIG_FLAGS:  # each run-config flag sets the key it is declared for
         if isinstance(flag.constraint, Declared) and flag.constraint.owner == RUN_CONFIG:
-            value = getattr(args, flag.name.lstrip("-").replace("-", "_"))
+            value = getattr(args, flag.name.lstrip("-").replace("-", "_"), None)
             if value is not None:
                 raw[flag.constraint.field] = value
     if args.option:
@@ -90,7 +99,9 @@ def base_config(args: argparse.Namespace) -> dict[str, Any]:
             )
         raw["setting_options"] = {**raw.get("setting_options", {}), **_pairs(args.option, "--option")}
     if args.set:
-        raw.update(_pairs(args.set, "--set"))
+        given = _pairs(args.set, "--set")
+        refuse_owned_keys(given, ["setting"], f"the SETTING argument ({args.setting})", "--set")
+        raw.update(given)
     return raw
 
 

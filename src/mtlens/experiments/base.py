@@ -34,13 +34,18 @@ from typing import Any
 
 import pandas as pd
 
-from mtlens.errors import ConfigError
 from mtlens.orchestration.executors import run_configs
 from mtlens.registry import Registry, UnknownNameError
 from mtlens.render import Section, not_available, report_options
 from mtlens.settings import Setting
 from mtlens.store import RunStore
-from mtlens.training.config import ResolvedRunConfig, load_configured_setting, parse_config, resolve_config
+from mtlens.training.config import (
+    ResolvedRunConfig,
+    load_configured_setting,
+    parse_config,
+    refuse_owned_keys,
+    resolve_config,
+)
 
 EXPERIMENT_SEEDS = 2
 """Default number of seeds of an experiment (``mtlens study --experiment``)."""
@@ -119,9 +124,7 @@ def plan_runs(
     name: str, base: dict[str, Any], setting: Setting, runs: list[tuple[dict[str, Any], dict[str, Any]]]
 ) -> ExperimentPlan:
     """Validate and resolve ``(config overrides, labels)`` pairs on top of ``base``."""
-    fixed = sorted(set(FIXED_KEYS) & set(base))
-    if fixed:
-        raise ConfigError(f"{', '.join(fixed)}: set by the {name} experiment itself; remove from the base config")
+    refuse_owned_keys(base, FIXED_KEYS, f"the {name} experiment itself")
     configs, records = [], []
     for overrides, labels in runs:
         config = resolve_config(parse_config({**base, **overrides}), setting)

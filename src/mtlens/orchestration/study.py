@@ -20,11 +20,15 @@ from mtlens.training.config import (
     RunConfig,
     load_configured_setting,
     parse_config,
+    refuse_owned_keys,
     resolve_config,
 )
 from mtlens.training.handle import RunHandle, RunIdentity
 from mtlens.training.pack import train_pack
 from mtlens.training.trainer import train_run
+
+STUDY_OWNED_KEYS = ("tasks", "seed", "method")
+"""Keys the study sets itself (STL per task, MTL per method, one run per seed)."""
 
 
 def study_configs(
@@ -37,9 +41,7 @@ def study_configs(
     every MTL run (STL runs are plain training without options); for different options per
     method, run one study per method on the same store, which shares the STL runs.
     """
-    fixed = sorted({"tasks", "seed", "method"} & set(base))
-    if fixed:
-        raise ConfigError(f"{', '.join(fixed)}: set by the study itself; remove from the base config")
+    refuse_owned_keys(base, STUDY_OWNED_KEYS, "the study itself")
     for what, values in (("seeds", [str(seed) for seed in seeds]), ("methods", list(methods))):
         twice = sorted({v for v in values if values.count(v) > 1})
         if twice:

@@ -34,7 +34,13 @@ from mtlens.orchestration.grid import SWEEP_OWNED_KEYS, Grid, check_grid, grid_p
 from mtlens.orchestration.selection import SelectionCriterion, score_runs, select_points, task_values
 from mtlens.settings import Setting
 from mtlens.store import RunState, RunStore, atomic_write
-from mtlens.training.config import ResolvedRunConfig, load_configured_setting, parse_config, resolve_config
+from mtlens.training.config import (
+    ResolvedRunConfig,
+    load_configured_setting,
+    parse_config,
+    refuse_owned_keys,
+    resolve_config,
+)
 
 PROBLEM_STATES = (RunState.FAILED, RunState.DIVERGED)
 
@@ -67,9 +73,7 @@ def grid_candidates(
     grid key) and ``run_id -> config``.  Raises :class:`ConfigError` naming a bad key.
     """
     grid = check_grid(grid)
-    owned = sorted(set(SWEEP_OWNED_KEYS) & set(base))
-    if owned:
-        raise ConfigError(f"{', '.join(owned)}: set by the sweep itself; remove from the base config")
+    refuse_owned_keys(base, SWEEP_OWNED_KEYS, "the sweep itself")
     swept = sorted(k for k in set(grid) & set(base) if k != "setting")
     if swept:
         raise ConfigError(f"{', '.join(swept)}: swept by the grid; remove from the base config (or from the grid)")

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -288,6 +289,16 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
         except ConfigError as err:
             raise ConfigError(f"{key}: {err}") from None
     return config
+
+
+def refuse_owned_keys(
+    raw: Mapping[str, Any], owned: Iterable[str], owner: str, source: str = "the base config"
+) -> None:
+    """Raise :class:`ConfigError` naming the keys of ``raw`` that ``owner`` sets (the study its runs' tasks,
+    seeds and methods; the command line its setting), so that none is silently replaced by the other."""
+    keys = sorted(set(owned) & set(raw))
+    if keys:
+        raise ConfigError(f"{', '.join(keys)}: set by {owner}; remove from {source}")
 
 
 def parse_probes(value: Any) -> list[str]:
