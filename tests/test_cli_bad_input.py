@@ -180,6 +180,18 @@ CASES = {
         [*STUDY, "--config", "{tmp}/mnist.yaml"],
         ["--config", "mnist.yaml", "'mnist_pair'", "'digits_pair'"],
     ),
+    # plan validates exactly what study validates (it checked neither task names nor method options)
+    "plan-set-tasks": (["plan", "digits_pair", "--set", "tasks=[zz]"], ["tasks", "set by the study"]),
+    "plan-set-setting": (["plan", "digits_pair", "--set", "setting=mnist_pair"], ["setting", "--set"]),
+    "plan-unknown-method-option": (
+        ["plan", "digits_pair", "--set", "method_options={nosuch: 1}"],
+        ["method_options", "nosuch", "valid options"],
+    ),
+    "plan-method-option-out-of-range": (
+        ["plan", "digits_pair", "--methods", "cagrad", "--set", "method_options={c: -1}"],
+        ["cagrad", "c=-1", "greater than or equal to 0"],
+    ),
+    "plan-batch-size-below-a-probe-minimum": (["plan", "digits_pair", "--set", "batch_size=1"], ["batch_size=1"]),
 }
 
 

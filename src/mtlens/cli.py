@@ -442,8 +442,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     (:func:`_print_plan`); nothing is trained or written."""
     if args.sd is not None and args.store is not None:
         raise ConfigError("--sd: give either --sd or --store (the store's runs give the sd), not both")
-    raw = {"setting": args.setting, "setting_options": _pairs(args.option or [], "--option")}
-    raw.update(_pairs(args.set or [], "--set"))
+    raw = base_config(args)  # as study builds it: --set setting=... refused the same way
     _print_plan(raw, args.methods, sorted(set(args.seeds)), args.alpha, args.store, args.sd, args.effect)
     return 0
 
@@ -461,11 +460,13 @@ def _print_plan(
     ``raw`` (setting and its options, the ``probes`` its runs record) and ``methods`` (default: ``store``'s MTL
     methods, else sum) at each number of ``seeds``; the setting's tasks from ``store``'s runs of it, else from
     the registry; the seed spread from the runs of ``store`` (read only) or a given ``sd`` of the per-seed
-    differences of the transfer metric.  The raw config is validated first (a setting known only from
-    ``store``'s runs, whose plugin is not loaded, has only its ``probes`` checked)."""
+    differences of the transfer metric.  The raw config is validated as ``study`` validates it, by the same
+    code (:func:`~mtlens.orchestration.study.study_configs` for one seed, once the methods are known); a
+    setting known only from ``store``'s runs, whose plugin is not loaded, has only its ``probes`` checked."""
     import pandas as pd
 
     from mtlens.aggregators import METHODS
+    from mtlens.orchestration.study import study_configs
     from mtlens.probes import DEFAULT_PROBES
     from mtlens.report.study_plan import plan_report, stored_spread
     from mtlens.settings import SETTINGS
@@ -475,8 +476,7 @@ def _print_plan(
     for method in methods or []:
         METHODS.get(method)  # an unknown one: one line naming the valid methods
     registered = raw["setting"] in SETTINGS
-    config = parse_config({**raw, "method_options": {}}) if registered else None
-    probes = config.probes if config is not None else parse_probes(raw.get("probes", list(DEFAULT_PROBES)))
+    probes = parse_probes(raw.get("probes", list(DEFAULT_PROBES)))
     spread, info = None, {}
     if store is not None:  # the pilot's runs: their task info (a user's own setting too) and seed spread
         from mtlens.report.study_report import report_data, selected_runs
@@ -498,8 +498,12 @@ def _print_plan(
         info = {key: value for key, value in pilot.task_info().items() if key[0] == raw["setting"]}
         methods = methods or sorted(data.rows.loc[data.rows["mode"] == "mtl", "method"].unique())
     methods = methods or ["sum"]
-    if not info:  # an unregistered setting fails here, naming the registered ones
-        setting = load_configured_setting(config or parse_config({**raw, "method_options": {}}))
+    setting = None
+    if registered or not info:  # an unregistered setting fails here, naming the registered ones
+        setting = load_configured_setting(parse_config({**raw, "method_options": {}}))
+        probes = study_configs(raw, [0], methods, setting)[0].probes  # everything the study would refuse
+    if not info:
+        assert setting is not None
         info = {(setting.name, task): value for task, value in task_info(setting.tasks).items()}
     if sd is not None:
         spread = pd.DataFrame(
