@@ -28,6 +28,7 @@ STUDY = ["study", "digits_pair", "--store", "{tmp}/store", "--quiet"]
 SWEEP = ["sweep", "digits_pair", "--store", "{tmp}/store", "--quiet"]
 REPORT = ["report", "--store", "{tmp}/filled", "--out", "{tmp}/report"]
 CALIBRATE = ["calibrate", "digits_pair", "--store", "{tmp}/store", "--quiet"]
+EXPORT = ["export", "--store", "{tmp}/filled", "--to", "mlflow", "--quiet"]
 
 CASES = {
     # malformed, unreadable or misplaced input files
@@ -192,6 +193,15 @@ CASES = {
         ["cagrad", "c=-1", "greater than or equal to 0"],
     ),
     "plan-batch-size-below-a-probe-minimum": (["plan", "digits_pair", "--set", "batch_size=1"], ["batch_size=1"]),
+    # a tracking URI MLflow cannot use: one line (it was MLflow's or SQLAlchemy's 40-line traceback)
+    "export-mlflow-unknown-scheme": (
+        [*EXPORT, "--tracking-uri", "nosuch://x"],
+        ["--tracking-uri nosuch://x", "unsupported URI", "sqlite:///PATH/mlflow.db"],
+    ),
+    "export-mlflow-not-a-database": (
+        [*EXPORT, "--tracking-uri", "sqlite:///{tmp}/notdb.db"],
+        ["--tracking-uri sqlite:///{tmp}/notdb.db", "file is not a database"],
+    ),
 }
 
 
@@ -205,6 +215,7 @@ def workdir(cli_workdir: Path) -> Path:
     (cli_workdir / "twice.yaml").write_text("lr: 0.1\nepochs: 2\nlr: 0.2\n")
     (cli_workdir / "batch1.yaml").write_text("batch_size: [1, 32]\n")
     (cli_workdir / "mnist.yaml").write_text("setting: mnist_pair\nlr: 0.1\n")
+    (cli_workdir / "notdb.db").write_text("not a database\n")
     return cli_workdir
 
 
@@ -235,6 +246,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
     case: str, workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv, expected = CASES[case]
+    if case.startswith("export-mlflow"):
+        pytest.importorskip("mlflow")  # the extra 'mtlens[mlflow]'
     tmp = str(workdir)
     if case == "data-root-is-a-file":
         monkeypatch.setenv("MTLENS_DATA", f"{tmp}/afile")

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from mtlens.errors import MtlensError
+from mtlens.errors import ConfigError, MtlensError
 from mtlens.integrations.series import Exported, exportable_runs, metric_series
 from mtlens.store import RunState, RunStore
 
@@ -69,6 +69,33 @@ def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
         yield items[start : start + size]
 
 
+def _connect(client_class: Any, tracking_uri: str | None, experiment: str) -> tuple[Any, Any]:
+    """The MLflow client of ``tracking_uri`` and the experiment ``experiment`` (``None`` if missing), read
+    before anything is written; a URI MLflow cannot use (an unknown scheme, a file that is not a database, no
+    server) raises one-line :class:`ConfigError` naming ``--tracking-uri``, not MLflow's traceback."""
+    from mlflow.exceptions import MlflowException
+
+    errors: tuple[type[BaseException], ...] = (MlflowException, OSError)
+    try:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        errors += (SQLAlchemyError,)
+    except ImportError:  # no SQLAlchemy: MLflow cannot open a sqlite:// store either, and says so
+        pass
+    try:
+        client = client_class(tracking_uri=tracking_uri)
+        return client, client.get_experiment_by_name(experiment)
+    except errors as err:
+        import mlflow
+
+        uri = tracking_uri if tracking_uri is not None else f"{mlflow.get_tracking_uri()} (MLflow's default)"
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0].strip()
+        raise ConfigError(
+            f"--tracking-uri {uri}: MLflow cannot use it ({reason}); give sqlite:///PATH/mlflow.db "
+            "(a local file, no server) or http://HOST:PORT (a running mlflow server)"
+        ) from None
+
+
 def export_mlflow(
     store: RunStore,
     tracking_uri: str | None = None,
@@ -85,8 +112,7 @@ def export_mlflow(
     except ImportError:
         raise MtlensError("export --to mlflow needs MLflow: pip install 'mtlens[mlflow]'") from None
 
-    client = MlflowClient(tracking_uri=tracking_uri)
-    found = client.get_experiment_by_name(experiment)
+    client, found = _connect(MlflowClient, tracking_uri, experiment)
     experiment_id = found.experiment_id if found is not None else client.create_experiment(experiment)
     results = []
     for run in exportable_runs(store, run_ids):
