@@ -202,6 +202,15 @@ CASES = {
         [*EXPORT, "--tracking-uri", "sqlite:///{tmp}/notdb.db"],
         ["--tracking-uri sqlite:///{tmp}/notdb.db", "file is not a database"],
     ),
+    # an unrecognized flag: hints from the command's own flags, each once, else the list of its flags
+    "settings-flag-of-another-command": (
+        ["settings", "--option", "third=kmnist"],
+        ["mtlens settings: error: unrecognized arguments: --option third=kmnist"],
+    ),
+    "report-flag-of-another-command": (
+        [*REPORT, "--epochs", "3"],
+        ["mtlens report: error", "--epochs 3", "the flags of mtlens report are: --alpha, --formats"],
+    ),
 }
 
 
@@ -261,6 +270,16 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
     _assert_one_clear_line(err, [part.replace("{tmp}", tmp) for part in expected])
     assert out == ""
     assert _listing(workdir) == before
+
+
+def test_a_flag_hint_names_only_flags_the_command_has_and_each_once(capsys: pytest.CaptureFixture[str]) -> None:
+    """``settings --option``: the hint was "did you mean '--option' or '--option' or '--option'?", three other
+    commands' flag; ``settings`` has no --option."""
+    assert _run(["settings", "--option", "third=kmnist"], "") == 2
+    err = capsys.readouterr().err
+    assert "'--option'" not in err
+    assert _run(["study", "digits_pair", "--lrate", "0.1", "--lrate", "0.2"], "") == 2
+    assert capsys.readouterr().err.count("'--lr'") == 1
 
 
 def _run(argv: list[str], tmp: str) -> int:

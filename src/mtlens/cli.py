@@ -556,26 +556,37 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}{self._suggestion(message)}\n")
 
+    def parse_command(self, argv: Sequence[str] | None = None) -> argparse.Namespace:
+        """``parse_args``, but arguments no parser recognized are reported by the (sub-)command they were
+        given to (:func:`_command_parser`), so that its hint names that command's own flags only."""
+        args, extras = self.parse_known_args(argv)
+        if extras:
+            _command_parser(self, args).error(f"unrecognized arguments: {' '.join(extras)}")
+        return args
+
     def _suggestion(self, message: str) -> str:
-        """`` (did you mean ...?)`` for an unknown command or choice and for an unrecognized flag."""
+        """`` (did you mean ...?)`` for an unknown command or choice; for an unrecognized flag, the nearest
+        of this parser's own flags (each once), else the list of its flags."""
         choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
         if choice:
             return did_you_mean(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)))
         unknown = re.search(r"unrecognized arguments: (.*)", message)
         if unknown:
-            flags = [f for parser in _parsers(self) for f in parser._option_string_actions]
-            return "".join(did_you_mean(t.split("=")[0], flags) for t in unknown.group(1).split() if t[:1] == "-")
+            flags = [f for f in self._option_string_actions if f.startswith("--")]
+            given = dict.fromkeys(t.split("=")[0] for t in unknown.group(1).split() if t[:1] == "-")
+            hints = "".join(did_you_mean(flag, flags) for flag in given)
+            return hints or f"; the flags of {self.prog} are: {', '.join(sorted(flags))}"
         return ""
 
 
-def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
-    """``parser`` and every sub-command parser below it."""
-    found = [parser]
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the (sub-)command that ``args`` chose below ``parser`` (``parser`` if none)."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            for sub in dict.fromkeys(action.choices.values()):
-                found += _parsers(sub)
-    return found
+            chosen = getattr(args, action.dest, None)
+            if chosen in action.choices:
+                return _command_parser(action.choices[chosen], args)
+    return parser
 
 
 # -- what a flag's value must be: each constraint parses the text and says what is wrong (argparse turns
@@ -1159,7 +1170,7 @@ or unknown name exits with status 2 and one line on stderr naming it and the val
 Run mtlens COMMAND --help for a command's flags."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> _Parser:
     """The ``mtlens`` parser, built from :data:`COMMANDS` and :data:`DATA_COMMANDS` (plain-text help)."""
     parser = _Parser(prog="mtlens", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     for flag in COMMON_FLAGS:
@@ -1203,7 +1214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mtlens: error: {err}", file=sys.stderr)
         return 2
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_command(argv)
     except SystemExit as exit_:  # --help (0) or a usage error (2, its one line already on stderr)
         return exit_.code if isinstance(exit_.code, int) else 2
     try:
