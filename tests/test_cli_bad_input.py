@@ -202,6 +202,10 @@ CASES = {
         [*EXPORT, "--tracking-uri", "sqlite:///{tmp}/notdb.db"],
         ["--tracking-uri sqlite:///{tmp}/notdb.db", "file is not a database"],
     ),
+    # momentum with an optimizer that ignores it (it changed the run id, not the run)
+    "momentum-with-adam": ([*STUDY, "--momentum", "0.5"], ["momentum=0.5", "optimizer 'adam'", "'sgd'"]),
+    "sweep-momentum-with-adam": ([*SWEEP, "--momentum", "0.9"], ["momentum=0.9", "optimizer 'adam'"]),
+    "plan-momentum-with-adam": (["plan", "digits_pair", "--set", "momentum=0.5"], ["momentum=0.5"]),
     # an unrecognized flag: hints from the command's own flags, each once, else the list of its flags
     "settings-flag-of-another-command": (
         ["settings", "--option", "third=kmnist"],

@@ -62,6 +62,26 @@ def test_a_probe_declares_the_smallest_batch_size_it_measures_with(request):
     assert resolve_config(parse_config({**raw, "batch_size": 1, "probes": []})).batch_size == 1
 
 
+def test_momentum_with_adam_is_refused_in_new_requests_but_old_stored_configs_load_and_resume(tmp_path, tiny, capsys):
+    """Adam ignores momentum, which earlier versions accepted (a different run id, the same run): a new request
+    is refused, while a store holding such a run still lists, and its config resolves to the same run id
+    and trains (what a resume does: the trainer resolves the stored config)."""
+    from mtlens.training.trainer import train_run
+
+    raw = {**tiny, "tasks": ["a"], "epochs": 1, "momentum": 0.5}
+    with pytest.raises(ConfigError, match="momentum=0.5: optimizer 'adam' does not use momentum"):
+        study_configs({k: v for k, v in raw.items() if k != "tasks"}, [0])
+    old = resolve_config(parse_config(raw))  # as an earlier version stored it
+    store = RunStore(tmp_path / "store")
+    store.write_config(old.run_id, old.to_dict())
+    store.set_status(old.run_id, "running", 0)
+    assert main(["runs", "--store", str(store.root)]) == 0 and old.run_id in capsys.readouterr().out
+    stored = parse_config(store.config(old.run_id))
+    assert resolve_config(stored).run_id == old.run_id
+    assert train_run(stored, store, progress=False) == "finished"
+    assert study_configs({k: v for k, v in raw.items() if k != "tasks"} | {"optimizer": "sgd"}, [0])
+
+
 def test_defaults_are_resolved_from_the_setting_and_stored_concretely():
     config = resolve_config(parse_config({"setting": "digits_pair"}))
     assert (config.lr, config.batch_size, config.epochs, config.tasks) == (3e-3, 32, 6, ["a", "b"])

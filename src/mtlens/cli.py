@@ -845,7 +845,11 @@ RUN_CONFIG_FLAGS = [
     Flag("--config", InputFile(), "YAML file with run-config keys (flags override it)"),
     Flag("--optimizer", Declared(RUN_CONFIG, "optimizer", "adamw"), "adam (default) or sgd"),
     Flag("--lr", Declared(RUN_CONFIG, "lr", "-1"), "learning rate > 0 (default: the setting's)"),
-    Flag("--momentum", Declared(RUN_CONFIG, "momentum", "1"), "SGD momentum in [0, 1) (default 0)"),
+    Flag(
+        "--momentum",
+        Declared(RUN_CONFIG, "momentum", "1"),
+        "SGD momentum in [0, 1) (default 0; only with --optimizer sgd)",
+    ),
     Flag("--batch-size", Declared(RUN_CONFIG, "batch_size", "0"), "batch size (default: the setting's)"),
     Flag("--epochs", Declared(RUN_CONFIG, "epochs", "0"), "epochs (default: the setting's)"),
     Flag(

@@ -42,9 +42,9 @@ from mtlens.store import RunStore
 from mtlens.training.config import (
     ResolvedRunConfig,
     load_configured_setting,
+    new_run_config,
     parse_config,
     refuse_owned_keys,
-    resolve_config,
 )
 
 EXPERIMENT_SEEDS = 2
@@ -127,7 +127,7 @@ def plan_runs(
     refuse_owned_keys(base, FIXED_KEYS, f"the {name} experiment itself")
     configs, records = [], []
     for overrides, labels in runs:
-        config = resolve_config(parse_config({**base, **overrides}), setting)
+        config = new_run_config({**base, **overrides}, setting)
         configs.append(config)
         records.append(
             {

@@ -17,11 +17,12 @@ from mtlens.store import RunLockedError, RunState, RunStore
 from mtlens.training.config import (
     RUN_ENVIRONMENT_KEYS,
     ConfigError,
+    ResolvedRunConfig,
     RunConfig,
     load_configured_setting,
+    new_run_config,
     parse_config,
     refuse_owned_keys,
-    resolve_config,
 )
 from mtlens.training.handle import RunHandle, RunIdentity
 from mtlens.training.pack import train_pack
@@ -33,7 +34,7 @@ STUDY_OWNED_KEYS = ("tasks", "seed", "method")
 
 def study_configs(
     base: dict[str, Any], seeds: Sequence[int], methods: Sequence[str] = ("sum",), setting: Setting | None = None
-) -> list[RunConfig]:
+) -> list[ResolvedRunConfig]:
     """Resolved configs of the study: for each seed, STL per task and MTL per method.
 
     ``base`` is a raw config dict (``setting`` and any overrides); it must not set
@@ -51,10 +52,11 @@ def study_configs(
     configs = []
     for seed in seeds:
         for task in setting.task_names:
-            configs.append(parse_config({**base, "tasks": [task], "seed": seed, "method": "sum", "method_options": {}}))
+            raw = {**base, "tasks": [task], "seed": seed, "method": "sum", "method_options": {}}
+            configs.append(new_run_config(raw, setting))
         for method in methods:
-            configs.append(parse_config({**base, "seed": seed, "method": method}))
-    return [resolve_config(c, setting) for c in configs]
+            configs.append(new_run_config({**base, "seed": seed, "method": method}, setting))
+    return configs
 
 
 def train_one(

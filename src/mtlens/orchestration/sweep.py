@@ -37,6 +37,7 @@ from mtlens.store import RunState, RunStore, atomic_write
 from mtlens.training.config import (
     ResolvedRunConfig,
     load_configured_setting,
+    new_run_config,
     parse_config,
     refuse_owned_keys,
     resolve_config,
@@ -88,7 +89,7 @@ def grid_candidates(
     for group, mode, task, method, tasks in groups:
         for point, values in enumerate(grid_points(grid)):
             raw = {**base, **values, "seed": seed, "method": method, **({"tasks": tasks} if tasks else {})}
-            config = resolve_config(parse_config(raw), setting)
+            config = new_run_config(raw, setting)
             configs[config.run_id] = config
             records.append(
                 {

@@ -414,6 +414,30 @@ def resolve_config(config: RunConfig, setting: Setting | None = None) -> Resolve
     )
 
 
+OPTIMIZERS_WITH_MOMENTUM = ("sgd",)
+"""The optimizers that use ``momentum`` (:func:`mtlens.training.trainer.make_optimizer`); Adam ignores it."""
+
+
+def check_new_config(config: RunConfig) -> None:
+    """The checks only a newly requested config gets, not a stored one: a store written by an earlier version
+    may hold configs that fail them, and those must still load and resume (the trainer resolves them with
+    :func:`resolve_config` alone).  ``momentum`` only with an optimizer that uses it: with Adam it was
+    ignored, yet changed the run id."""
+    if config.momentum and config.optimizer not in OPTIMIZERS_WITH_MOMENTUM:
+        raise ConfigError(
+            f"momentum={config.momentum:g}: optimizer {config.optimizer!r} does not use momentum, only "
+            f"{' or '.join(map(repr, OPTIMIZERS_WITH_MOMENTUM))} does; set optimizer sgd or leave momentum out"
+        )
+
+
+def new_run_config(raw: dict[str, Any], setting: Setting | None = None) -> ResolvedRunConfig:
+    """The config of a newly requested run (a study's, a sweep's, an experiment's): :func:`parse_config`,
+    :func:`resolve_config` against ``setting`` (default: the config's own), then :func:`check_new_config`."""
+    config = resolve_config(parse_config(raw), setting)
+    check_new_config(config)
+    return config
+
+
 def _describe(err: ValidationError) -> str:
     """One line naming every offending key, its value and what would be valid."""
     problems = []
