@@ -206,6 +206,10 @@ CASES = {
     "momentum-with-adam": ([*STUDY, "--momentum", "0.5"], ["momentum=0.5", "optimizer 'adam'", "'sgd'"]),
     "sweep-momentum-with-adam": ([*SWEEP, "--momentum", "0.9"], ["momentum=0.9", "optimizer 'adam'"]),
     "plan-momentum-with-adam": (["plan", "digits_pair", "--set", "momentum=0.5"], ["momentum=0.5"]),
+    "task-loss-scales-unknown-task": (
+        [*STUDY, "--set", "task_loss_scales={c: 2}"],
+        ["task_loss_scales", "['c'] are not tasks of setting 'digits_pair'", "['a', 'b']"],
+    ),
     # an unrecognized flag: hints from the command's own flags, each once, else the list of its flags
     "settings-flag-of-another-command": (
         ["settings", "--option", "third=kmnist"],

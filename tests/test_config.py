@@ -35,8 +35,8 @@ def test_invalid_config_names_the_key(raw, expected):
 def test_unknown_task_and_bad_option_value_fail_at_resolution():
     with pytest.raises(ConfigError, match=r"tasks: \['c'\].*its tasks are \['a', 'b'\]"):
         resolve_config(parse_config({"setting": "digits_pair", "tasks": ["c"]}))
-    with pytest.raises(ConfigError, match="task_loss_scales: \\['b'\\]"):
-        resolve_config(parse_config({"setting": "digits_pair", "tasks": ["a"], "task_loss_scales": {"b": 2.0}}))
+    with pytest.raises(ConfigError, match=r"task_loss_scales: \['c'\] are not tasks of setting 'digits_pair'"):
+        resolve_config(parse_config({"setting": "digits_pair", "tasks": ["a"], "task_loss_scales": {"c": 2.0}}))
     with pytest.raises(
         ConfigError, match="setting 'digits_pair'.*variant='shuffled': Input should be 'permuted' or 'same'"
     ):
@@ -80,6 +80,18 @@ def test_momentum_with_adam_is_refused_in_new_requests_but_old_stored_configs_lo
     assert resolve_config(stored).run_id == old.run_id
     assert train_run(stored, store, progress=False) == "finished"
     assert study_configs({k: v for k, v in raw.items() if k != "tasks"} | {"optimizer": "sgd"}, [0])
+
+
+def test_a_study_with_task_loss_scales_scales_its_mtl_runs_and_the_scaled_tasks_stl_runs():
+    """``task_loss_scales={b: 2}`` could never work in a study (its STL run of task a refused the key b); a
+    scale of a task a run does not train changes nothing, so it is dropped there, and that run keeps the
+    run id it has without scales (the same run)."""
+    plain = {c.run_id: c for c in study_configs({"setting": "digits_pair"}, [0])}
+    scaled = study_configs({"setting": "digits_pair", "task_loss_scales": {"b": 2.0}}, [0])
+    by_mode = {(c.mode, c.tasks[0] if c.mode == "stl" else "all"): c for c in scaled}
+    assert by_mode["stl", "a"].task_loss_scales == {} and by_mode["stl", "a"].run_id in plain
+    assert by_mode["stl", "b"].task_loss_scales == {"b": 2.0} and by_mode["stl", "b"].run_id not in plain
+    assert by_mode["mtl", "all"].task_loss_scales == {"b": 2.0} and by_mode["mtl", "all"].run_id not in plain
 
 
 def test_defaults_are_resolved_from_the_setting_and_stored_concretely():

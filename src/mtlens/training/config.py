@@ -6,7 +6,9 @@ take the setting's defaults when the config is resolved (:func:`resolve_config`)
 stored config always holds the concrete values that were used.
 
 The MTL objective handed to the update method is ``C * sum_t s_t * L_t`` with
-``C = loss_scale`` (1 in the paper) and ``s_t = task_loss_scales.get(t, 1)``.
+``C = loss_scale`` (1 in the paper) and ``s_t = task_loss_scales.get(t, 1)``.  Every key of
+``task_loss_scales`` must be a task of the setting; a resolved config keeps the scales of its own tasks
+only (the others change nothing), so a study's scales reach its MTL runs and the scaled tasks' STL runs.
 
 Probes (:mod:`mtlens.probes`) are named in ``probes`` and run at the steps of a geometric
 schedule: step 0, then the epochs ``probe_first_epoch * probe_growth**k`` and the last step
@@ -373,7 +375,8 @@ def load_configured_setting(config: RunConfig) -> Setting:
 
 
 def resolve_config(config: RunConfig, setting: Setting | None = None) -> ResolvedRunConfig:
-    """Fill ``None`` fields from the setting and check task names against it."""
+    """Fill ``None`` fields from the setting and check task names against it; ``task_loss_scales`` keeps the
+    scales of the run's own tasks (a key that is no task of the setting is an error)."""
     setting = setting or load_configured_setting(config)
     tasks = list(config.tasks) if config.tasks is not None else setting.task_names
     unknown = [t for t in tasks if t not in setting.task_names]
@@ -398,12 +401,19 @@ def resolve_config(config: RunConfig, setting: Setting | None = None) -> Resolve
             f"batch_size={batch_size}: {which} a training batch of at least {needed}; use batch_size {needed} "
             f"or more, or leave {'it' if len(too_small) == 1 else 'them'} out of probes (probes: {config.probes})"
         )
-    bad_scales = sorted(set(config.task_loss_scales) - set(tasks))
+    bad_scales = sorted(set(config.task_loss_scales) - set(setting.task_names))
     if bad_scales:
-        raise ConfigError(f"task_loss_scales: {bad_scales} are not tasks of this run ({tasks})")
+        hint = "".join(did_you_mean(task, setting.task_names) for task in bad_scales)
+        raise ConfigError(
+            f"task_loss_scales: {bad_scales} are not tasks of setting {setting.name!r}{hint}; "
+            f"its tasks are {setting.task_names}"
+        )
     defaults = setting.defaults
     update = {
         "tasks": [t for t in setting.task_names if t in tasks],
+        # a scale of a task the run does not train changes nothing, so neither the run nor its id: a study's
+        # scales apply to its MTL runs and to the STL run of each scaled task
+        "task_loss_scales": {t: s for t, s in config.task_loss_scales.items() if t in tasks},
         "lr": config.lr if config.lr is not None else defaults.lr,
         "batch_size": config.batch_size if config.batch_size is not None else defaults.batch_size,
         "epochs": config.epochs if config.epochs is not None else defaults.epochs,
