@@ -29,8 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mtlens.analysis.gap import gap_from_checkpoints
-from mtlens.analysis.inference import bound_of_tests
+from mtlens.analysis.gap import bound_of_gaps, gap_from_checkpoints
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from gap_curves import ar1_study  # noqa: E402  (the tests' generator of synthetic gap curves)
@@ -72,7 +71,7 @@ def main() -> None:
                 gap_from_checkpoints(ar1_study(rng, seeds, 0.0, 3, loss_noise=(0.01, 0.01))[0], "t", stability=False)
                 for _ in range(args.curves - 1)
             ]
-            bound = bound_of_tests([r.test for r in (result, *nulls)])
+            bound = bound_of_gaps([result, *nulls])
             bounds.append(bound.value)
             counts += [
                 sign_flip_onset(d, args.alpha) is not None,

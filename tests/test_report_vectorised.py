@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mtlens.analysis.gap import generalization_gap
-from mtlens.analysis.inference import bound_of_tests, symmetry_diagnostic
+from mtlens.analysis.gap import bound_of_gaps, generalization_gap
+from mtlens.analysis.inference import symmetry_diagnostic
 from mtlens.analysis.transfer import selected_checkpoints, selection_info
 from mtlens.render.charts import SIGNIFICANT_DIGITS, concat, inline_data, line_chart, spec, stack_columns, with_data
 from mtlens.report.study_report import GAP_MEASURES, gap_checkpoints, gap_section
@@ -160,7 +160,7 @@ def test_gap_section_equals_generalization_gap_per_setting_method_and_task(tmp_p
             results[(setting, method, task, measure)] = generalization_gap(pair, task, measure)
     assert all(r is not None for r in results.values())
     bounds = {  # one skewness bound per setting, from that setting's curves
-        setting: bound_of_tests([r.test for key, r in results.items() if key[0] == setting])
+        setting: bound_of_gaps([r for key, r in results.items() if key[0] == setting])
         for setting in table["setting"].unique()
     }
     for (setting, method, task), frame in table.groupby(["setting", "method", "task"]):

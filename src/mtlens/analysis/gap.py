@@ -76,12 +76,13 @@ from mtlens.analysis.inference import (
     SkewnessBound,
     bh_adjust,
     bh_level,
-    bound_of_tests,
+    family_skewness_bound,
     grouped_bounds,
     paired_max_t,
     sample_skewness,
     scalar_test,
     shift_interval,
+    skewness_of,
     unpaired_max_t,
 )
 
@@ -89,6 +90,10 @@ DEFAULT_ALPHA = 0.05
 """Level of the band and the onset unless the caller controls a family (the report uses its BH level)."""
 DEFAULT_N_GRID = 200
 """Most training-loss levels of a gap curve (fewer where a run has fewer checkpoints in the common range)."""
+BOUND_LEVELS = 16
+"""Training-loss levels (log-spaced over the curve's common range, fewer where a run has fewer checkpoints
+there) whose per-seed differences give a curve's skewness for its family's bound (:func:`bound_of_gaps`):
+fixed, so that the grid cannot change the bound."""
 GAP_DIRECTIONS: dict[float | None, str] = {1.0: "MTL worse", -1.0: "MTL better"}
 """What the sign of a persistent gap says (none: ``None``)."""
 
@@ -110,7 +115,9 @@ class GapResult:
     ``loo_p_persistent``: ``p_persistent`` with each seed left out in turn (NaN where untestable);
     ``end_values``: the MTL and STL runs' values at the end (``(n_1,)``, ``(n_2,)``; paired: seeds in the same
     order), from which :meth:`summary` takes the skewness of the paired differences and, unpaired, inverts the
-    permutation half of ``p_persistent``.
+    permutation half of ``p_persistent``; ``bound_skewness`` (paired): the mean over the :data:`BOUND_LEVELS`
+    levels of the per-seed differences' skewness (:func:`~mtlens.analysis.inference.skewness_of`), the
+    curve's share of its family's bound (:func:`bound_of_gaps`), the same on every grid.
     """
 
     task: str
@@ -125,6 +132,7 @@ class GapResult:
     end_limited_by: tuple[str, ...] = ()
     loo_p_persistent: np.ndarray = field(default_factory=lambda: np.array([]))
     end_values: tuple[np.ndarray, np.ndarray] | None = None
+    bound_skewness: float = np.nan
 
     @property
     def design(self) -> str:
@@ -488,13 +496,18 @@ def gap_from_checkpoints(
         paired or (len(used["mtl"]) >= 2 and len(used["stl"]) >= 2)
     )
     test, final_test = None, None
-    level_p, loo = np.full(n_levels, np.nan), np.array([])
+    level_p, loo, bound_skewness = np.full(n_levels, np.nan), np.array([]), np.nan
     if testable:
         mtl, stl = values["mtl"], values["stl"]
         test = paired_max_t(mtl - stl, seed=seed) if paired else unpaired_max_t(mtl, stl, seed=seed)
         final_test = _level_test(mtl[:, -1], stl[:, -1], paired, seed)
         level_p = level_p_values(test, final_test, mtl, stl, alpha, seed)
         loo = _leave_one_seed_out(used, paired, seed) if stability else loo
+        bound_grid = common_levels([c for _, _, _, c in ordered], BOUND_LEVELS)  # the same range, any n_grid
+        if paired and bound_grid is not None:
+            at = bound_grid[0]
+            pairs = [np.stack([interpolate_at(at, c[0], c[1]) for _, _, c in used[m]]) for m in ("mtl", "stl")]
+            bound_skewness = skewness_of(pairs[0] - pairs[1])
     return GapResult(
         task=task,
         measure=measure,
@@ -516,7 +529,19 @@ def gap_from_checkpoints(
         end_limited_by=tuple(f"{m} seed {s}" for (m, s, _, _), hit in zip(ordered, limiting, strict=True) if hit),
         loo_p_persistent=loo,
         end_values=None if final_test is None else (values["mtl"][:, -1], values["stl"][:, -1]),
+        bound_skewness=bound_skewness,
     )
+
+
+def bound_of_gaps(results: Sequence[GapResult]) -> SkewnessBound:
+    """:func:`~mtlens.analysis.inference.family_skewness_bound` of the paired curves among ``results``, each
+    by its ``bound_skewness`` and seeds (the grid does not enter: :data:`BOUND_LEVELS`)."""
+    seeds = {
+        i: len(r.end_values[0])
+        for i, r in enumerate(results)
+        if r.design == "paired" and r.end_values is not None and np.isfinite(r.bound_skewness)
+    }
+    return family_skewness_bound([results[i].bound_skewness for i in seeds], list(seeds.values()))
 
 
 def gap_family(
@@ -525,8 +550,8 @@ def gap_family(
     """Error control over a family of gap curves (e.g. every setting x method x task x measure of a report).
 
     The paired curves' one-level tests are first put under their setting's skewness bound
-    (:func:`mtlens.analysis.inference.bound_of_tests` over the curves of the same ``settings`` entry, one
-    setting when ``None``: each curve's skewness averaged over its levels, a ``1 − beta`` upper confidence
+    (:func:`bound_of_gaps` over the curves of the same ``settings`` entry, one setting when ``None``: each
+    curve's skewness averaged over :data:`BOUND_LEVELS` levels, a ``1 − beta`` upper confidence
     limit of the curves' common |skewness|, Berger & Boos 1994; :func:`~mtlens.analysis.inference.grouped_bounds`).
     Selective inference on multiple families (Benjamini & Bogomolov 2014): the curves are selected by
     Benjamini–Hochberg at FDR ``alpha`` on their ``p_persistent``; with ``R`` of ``m`` curves selected,
@@ -542,7 +567,7 @@ def gap_family(
     ``p_persistent_adjusted`` (BH within the family) added.
     """
     groups = [0] * len(results) if settings is None else settings
-    bounds = grouped_bounds(bound_of_tests, [r.test for r in results], groups)
+    bounds = grouped_bounds(bound_of_gaps, results, groups)
     results = [r.with_bound(bound) for r, bound in zip(results, bounds, strict=True)]
     p_persistent = np.array([r.p_persistent for r in results])
     p_any = np.array([r.test.p_any if r.test else np.nan for r in results])

@@ -274,10 +274,10 @@ def grouped_bounds(
     bound_of: Callable[[list[Item]], SkewnessBound], items: Sequence[Item], groups: Sequence[Hashable]
 ) -> list[SkewnessBound]:
     """Each of ``items``' skewness bound, computed by ``bound_of`` (:func:`bound_of_samples`,
-    :func:`bound_of_tests`) over the items of its group.  The report's tables take one bound per setting: a
-    setting's rows share one data set, model and training, and the skewness of their differences need not
-    carry over to another setting, so the common-skewness assumption of :func:`family_skewness_bound` is made
-    only within a setting."""
+    :func:`mtlens.analysis.gap.bound_of_gaps`) over the items of its group.  The report's tables take one
+    bound per setting: a setting's rows share one data set, model and training, and the skewness of their
+    differences need not carry over to another setting, so the common-skewness assumption of
+    :func:`family_skewness_bound` is made only within a setting."""
     members: dict[Hashable, list[Item]] = {}
     for group, item in zip(groups, items, strict=True):
         members.setdefault(group, []).append(item)
@@ -289,13 +289,6 @@ def bound_of_samples(samples: Sequence[np.ndarray]) -> SkewnessBound:
     """:func:`family_skewness_bound` of a family given as each row's per-seed differences (``(n,)`` or
     ``(n, L)``; :func:`skewness_of`)."""
     return family_skewness_bound([skewness_of(d) for d in samples], [len(d) for d in samples])
-
-
-def bound_of_tests(tests: Sequence[MaxTTest | None]) -> SkewnessBound:
-    """:func:`family_skewness_bound` of the paired tests among ``tests`` (their per-level ``skew`` averaged;
-    ``None``, a curve too small to test, counts as nothing)."""
-    skews = [(t.skew, t._pairs) for t in tests if t is not None and t.design == "paired" and t.skew is not None]
-    return family_skewness_bound([float(np.mean(g)) for g, _ in skews], [n for _, n in skews])
 
 
 _POWER_DRAWS = 1 << 14
@@ -484,7 +477,7 @@ class MaxTTest:
     :func:`hall_statistic`; ``power_df`` (unpaired): the Welch–Satterthwaite df, the approximate
     distribution of the statistic under which :meth:`min_detectable` computes power (``df`` is Hsu's
     conservative ``min(n_1, n_2) − 1`` the test uses); ``bound`` (paired): the skewness bound of its
-    one-level test (:class:`SkewnessBound`; a family's from :func:`bound_of_tests`, via :meth:`with_bound`).
+    one-level test (:class:`SkewnessBound`; a family's from :func:`family_skewness_bound`, via :meth:`with_bound`).
     """
 
     design: str
