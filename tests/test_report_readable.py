@@ -24,7 +24,14 @@ from mtlens.render.pdf import print_pdf
 from mtlens.render.tables import cell, empty_columns, number, table_html
 from mtlens.report.oddities import early_window_notes, loss_range_notes, tie_notes
 from mtlens.report.study_report import write_report
-from mtlens.report.verdicts import TABLES, answers, correlation_sentences, optimizer_sentences, transfer_sentence
+from mtlens.report.verdicts import (
+    TABLES,
+    answers,
+    correlation_sentences,
+    gap_sentence,
+    optimizer_sentences,
+    transfer_sentence,
+)
 from mtlens.settings import SETTINGS, Setting, Split, TaskData, register_setting
 from mtlens.store import RunStore
 from mtlens.tasks import classification_task
@@ -51,6 +58,32 @@ TRANSFER_ROW = {
 }
 
 
+def test_gap_sentence_gives_the_band_at_its_level_and_errors_in_points():
+    """The band of a found gap is at the BH-adjusted band_level (98.75% when 1 of 4 curves is selected at
+    0.05), not at 1 − alpha; an error gap is in points, as the transfer sentence writes errors."""
+    row = {
+        "method": "sum",
+        "task": "low",
+        "measure": "val/error",
+        "direction": "MTL worse",
+        "design": "paired",
+        "n_mtl": 8,
+        "n_stl": 8,
+        "onset_epoch_mtl": 10.8,
+        "onset_train_loss": 0.18,
+        "final_gap": 0.026,
+        "final_band_low": 0.0018,
+        "final_band_high": 0.067,
+        "band_level": 0.0125,
+        "p_persistent_adjusted": 0.04,
+        "min_detectable_final": 0.02,
+    }
+    found = gap_sentence(pd.DataFrame([row]), 0.05)
+    assert "where it was +2.6 points (98.75% band +0.18 to +6.7 points, adjusted p = 0.040)" in found
+    none = gap_sentence(pd.DataFrame([{**row, "direction": "no persistent gap", "measure": "val/loss"}]), 0.05)
+    assert "with 8 seeds a final gap of 0.020 in validation loss would have been detected" in none
+
+
 def test_sentence_states_only_what_the_test_shows():
     assert transfer_sentence(TRANSFER_ROW, 0.05) == (
         "MTL (sum) made task low worse: test error 3.0% → 6.1% (paired over 8 seeds, 95% interval +1.2 to "
@@ -63,6 +96,21 @@ def test_sentence_states_only_what_the_test_shows():
     # Too few seeds: the sentence says no difference could reach the level, never "inf".
     few = transfer_sentence({**TRANSFER_ROW, "n_mtl": 3, "min_detectable": math.inf, "verdict": "no evidence"}, 0.05)
     assert "with 3 seeds no difference could reach the level 0.05" in few and "inf" not in few
+    # What a lone effect of the table needs after BH (min_detectable_lone) is what the sentence states.
+    lone = transfer_sentence({**TRANSFER_ROW, "min_detectable_lone": 0.0347, "verdict": "no evidence"}, 0.05)
+    assert "a difference of 3.5 points would have been detected with 80% power as the one effect" in lone
+    # The interval's confidence unrounded (":.0%" printed "100%" at alpha 0.005).
+    assert "99.5% interval" in transfer_sentence(TRANSFER_ROW, 0.005)
+    # No test (one seed): said so, no dashes or nan; no spread: no power claimed; beyond 100 points: said so.
+    none = transfer_sentence({**TRANSFER_ROW, "design": "none", "n_mtl": 1, "n_stl": 1, "verdict": ""}, 0.05)
+    assert "could not be tested" not in none and "could be tested: test error 3.0% → 6.1% (1 STL and 1 MTL runs" in none
+    flat = transfer_sentence({**TRANSFER_ROW, "min_detectable": 0.0, "verdict": "no evidence"}, 0.05)
+    assert "do not vary" in flat and "a difference of 0 " not in flat
+    huge = transfer_sentence({**TRANSFER_ROW, "min_detectable": 4.9, "verdict": "no evidence"}, 0.05)
+    assert "not even the largest possible difference (100 points)" in huge and "490" not in huge
+    # Unpaired runs are not seeds of pairs.
+    unpaired = {**TRANSFER_ROW, "design": "unpaired", "n_stl": 3, "n_mtl": 2, "verdict": "no evidence"}
+    assert "with 3 STL and 2 MTL runs a difference of 1.4 points" in transfer_sentence(unpaired, 0.05)
     # A correlation whose min_p allows 0.05 ("conclusive") but whose adjusted p is 0.094 is not a finding.
     correlations = pd.DataFrame(
         [

@@ -17,8 +17,10 @@ those seeds and ``p_value`` the paired test of the ``d_s`` (Hall's skewness-corr
 (Welch's t with Hsu's ``df = min(n_MTL, n_STL) − 1``).  ``design`` says which;
 ``delta_low/high`` is the test's interval at ``1 − alpha``, ``effect_size`` Hedges' g_z (paired) or g
 (bias-corrected Cohen's d_z / d), ``df`` the test's degrees of freedom, ``min_p`` the smallest
-p-value the test allows (0: no 2/2^n floor), ``min_detectable`` the difference the test detects with
-80% power, ``skewness`` the sample skewness of the paired differences (the
+p-value the test allows (not bound to 2/2^n), ``min_detectable`` the difference the test detects with
+80% power at ``alpha``, ``min_detectable_lone`` the one it detects at ``alpha / m``, the level a lone effect
+among the table's ``m`` rows must reach after Benjamini–Hochberg (what the report's sentence states),
+``skewness`` the sample skewness of the paired differences (the
 symmetry check of :func:`~mtlens.analysis.inference.symmetry_diagnostic`)
 (:mod:`mtlens.analysis.inference`).  ``p_adjusted`` is Benjamini–Hochberg over the table's rows
 (one family, discrete-aware).
@@ -105,13 +107,20 @@ def paired_or_unpaired(values: pd.DataFrame, column: str) -> tuple[np.ndarray, n
 
 
 def difference_test(
-    mtl: np.ndarray, stl: np.ndarray, paired: bool, alpha: float, bound: SkewnessBound = FIXED_BOUND
+    mtl: np.ndarray,
+    stl: np.ndarray,
+    paired: bool,
+    alpha: float,
+    bound: SkewnessBound = FIXED_BOUND,
+    lone_level: float | None = None,
 ) -> dict[str, Any]:
     """``design, delta, delta_low, delta_high, effect_size, df, p_value, min_p, min_detectable, skewness,
     skewness_bound`` of MTL − STL: the paired test of the per-seed differences under the skewness ``bound``
     (paired; its setting's, :func:`family_bound`) or Welch's t with Hsu's df (unpaired) of
     :func:`~mtlens.analysis.inference.scalar_test`, its ``1 − alpha`` interval and the difference it
-    detects with 80% power; NaN where a side has fewer than 2 values."""
+    detects with 80% power at ``alpha``; with ``lone_level`` also ``min_detectable_lone``, the difference it
+    detects with 80% power at that level (``alpha / m``: what a lone effect among a Benjamini–Hochberg
+    family's ``m`` comparisons must reach); NaN where a side has fewer than 2 values."""
     delta = float(mtl.mean() - stl.mean()) if len(mtl) and len(stl) else np.nan
     if paired:
         test = paired_max_t(mtl - stl).with_bound(bound)
@@ -119,7 +128,7 @@ def difference_test(
         test = unpaired_max_t(mtl, stl)
     else:
         names = ["delta_low", "delta_high", "effect_size", "df", "p_value", "min_p", "min_detectable"]
-        names += ["skewness", "skewness_bound"]
+        names += ["skewness", "skewness_bound"] + (["min_detectable_lone"] if lone_level is not None else [])
         return {"design": "none", "delta": delta} | dict.fromkeys(names, np.nan)
     summary = scalar_test(test, alpha)
     return {
@@ -134,7 +143,7 @@ def difference_test(
         "min_detectable": summary["min_detectable"],
         "skewness": sample_skewness(mtl - stl) if paired else np.nan,
         "skewness_bound": bound.value if paired else np.nan,
-    }
+    } | ({} if lone_level is None else {"min_detectable_lone": float(test.min_detectable(lone_level)[0])})
 
 
 def family_bound(samples: Sequence[tuple[np.ndarray, np.ndarray, bool]]) -> SkewnessBound:
@@ -185,7 +194,7 @@ def transfer_tests(
     bounds = grouped_bounds(family_bound, samples, [setting for setting, *_ in rows])
     records = []
     for (setting, task, method, column, lower, mtl, stl, paired), bound in zip(rows, bounds, strict=True):
-        test = difference_test(mtl, stl, paired, alpha, bound)
+        test = difference_test(mtl, stl, paired, alpha, bound, lone_level=alpha / len(rows))
         records.append(
             {
                 "setting": setting,

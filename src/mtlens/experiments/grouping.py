@@ -52,6 +52,7 @@ from mtlens.experiments.base import Experiment, ExperimentPlan, plan_runs, regis
 from mtlens.orchestration.executors import run_configs
 from mtlens.render import save_figure, table_html
 from mtlens.render.charts import Spec, inline_data, tip
+from mtlens.render.tables import confidence
 from mtlens.settings import Setting
 from mtlens.store import RunState, RunStore
 
@@ -226,7 +227,7 @@ def grouping_section(
             out_dir,
             f"grouping_transfer_{setting}",
             "Pairwise transfer tests (the transfer table's paired test, Hall's skewness-corrected t, and its "
-            f"{1 - alpha:.0%} interval per ordered pair, Benjamini-Hochberg over all pairs at FDR {alpha:g}).",
+            f"{confidence(alpha)} interval per ordered pair, Benjamini-Hochberg over all pairs at FDR {alpha:g}).",
         ),
     ]
     affinities = affinity_table(manifest, rows, transfer)
@@ -260,7 +261,7 @@ def grouping_section(
                 out_dir,
                 f"grouping_correlations_{setting}",
                 "Does the affinity predict the measured transfer? Pearson r and Spearman rho over the ordered pairs, "
-                f"{1 - alpha:.0%} delete-one-task jackknife intervals and Mantel p-values (the tasks relabelled in "
+                f"{confidence(alpha)} delete-one-task jackknife intervals and Mantel p-values (the tasks relabelled in "
                 "the transfer matrix: the pairs share their tasks' runs on both sides); Benjamini-Hochberg over the "
                 f"predictors at FDR {alpha:g}.",
             )

@@ -45,8 +45,8 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "n_mtl": ("MTL runs", "Number of MTL runs (seeds) the test used."),
     "design": ("design", "paired: per-seed differences (same init and batch order); unpaired: Welch's t."),
     "delta": ("Δ MTL − STL", "Difference of the means MTL − STL in the metric's unit."),
-    "delta_low": ("Δ low (95%)", "Lower end of the test's interval of Δ."),
-    "delta_high": ("Δ high (95%)", "Upper end of the test's interval of Δ."),
+    "delta_low": ("Δ low", "Lower end of the test's 1 − alpha interval of Δ (alpha: the report's FDR)."),
+    "delta_high": ("Δ high", "Upper end of the test's 1 − alpha interval of Δ (alpha: the report's FDR)."),
     "effect_size": ("Hedges' g", "Bias-corrected standardized difference: g_z (paired) or g (unpaired)."),
     "df": ("df", "Degrees of freedom of the t test (n − 1 paired; Hsu's min(n_MTL, n_STL) − 1 unpaired)."),
     "skewness": (
@@ -75,6 +75,11 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "min_detectable": (
         "Δ detectable (80% power)",
         "The difference the test would detect with 80% power at this level.",
+    ),
+    "min_detectable_lone": (
+        "Δ detectable, lone (80% power)",
+        "The difference found with 80% power as the one effect among the table's m rows (its test at alpha / m, "
+        "the level Benjamini–Hochberg then needs).",
     ),
     "relative_pct": ("relative change (%)", "100 × improvement of MTL over STL / |STL mean|; > 0: MTL better."),
     "verdict": ("verdict", "MTL better / worse only where the adjusted p ≤ the FDR level; otherwise no evidence."),
@@ -177,6 +182,12 @@ SEED_COUNTS = ("n_mtl", "n_seeds", "n")
 def is_p_value(column: str) -> bool:
     """p-value columns (``p``, ``p_value``, ``*_p``, ``*p_adjusted``, ``min_p``, ``p_*``): 2 digits."""
     return column in ("p", "p_value", "min_p") or column.startswith("p_") or column.endswith(("_p", "_p_adjusted"))
+
+
+def confidence(alpha: float) -> str:
+    """The confidence of a ``1 − alpha`` interval in words, unrounded: 0.05 -> ``"95%"``, 0.005 -> ``"99.5%"``,
+    0.0125 -> ``"98.75%"`` (``:.0%`` printed "100%" and "98%" there)."""
+    return f"{100 * (1 - alpha):.6g}%"
 
 
 def number(value: Any, digits: int = DIGITS) -> str:

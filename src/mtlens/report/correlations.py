@@ -32,6 +32,7 @@ from mtlens.render.charts import (
     tip,
     when,
 )
+from mtlens.render.tables import confidence
 from mtlens.report.oddities import early_window_notes, with_notes
 
 OPTIMIZATION_COLUMNS = (
@@ -89,7 +90,7 @@ def optimization_section(rows: pd.DataFrame, summary: pd.DataFrame, out_dir: Pat
         "optimization_effect",
         "Optimization effect: log(L_MTL / L_STL) of the training loss at equal steps, each MTL run "
         f"paired with the STL run of the same seed; early = first 25% of the steps; mean, std, "
-        f"{1 - alpha:.0%} interval and paired (skewness-corrected t) p-value over the n_seeds per-seed log-ratios, "
+        f"{confidence(alpha)} interval and paired (skewness-corrected t) p-value over the n_seeds per-seed log-ratios, "
         f"p_adjusted: Benjamini–Hochberg over this table at FDR {alpha:g}; *_min_detectable: the log-ratio "
         f"detected with 80% power; min_p: the smallest p the test allows (docs/statistics.md). "
         f"Negative: MTL reached a lower training loss at the same step.",
@@ -179,7 +180,7 @@ def scatter_figures(
         )
         caption = (
             f"{target} against each factor over the units (from {rows['run_id'].nunique()} runs, "
-            f"{units['seed'].nunique()} seeds), one colour per method, least-squares line; {1 - alpha:.0%} "
+            f"{units['seed'].nunique()} seeds), one colour per method, least-squares line; {confidence(alpha)} "
             f"jackknife CIs in brackets. {panels}."
         )
         yield Figure(slug("scatter", target), "", scatter_figure(units, rows_of_target), caption, (str(target),))
@@ -287,7 +288,7 @@ def correlation_section(
             out_dir,
             "probe_differences",
             f"Probe differences MTL − STL per seed (each MTL run against the same-seed STL run): mean "
-            f"over seeds, {1 - alpha:.0%} interval, paired (skewness-corrected t) p-value, Benjamini–Hochberg over "
+            f"over seeds, {confidence(alpha)} interval, paired (skewness-corrected t) p-value, Benjamini–Hochberg over "
             f"this table at FDR {alpha:g}, the smallest p the test allows, the difference detected with 80% "
             f"power, Hedges' g_z and the skewness of the per-seed differences "
             f"(docs/statistics.md).",
@@ -316,7 +317,7 @@ def correlation_section(
         out_dir,
         "correlations",
         "Pearson r and Spearman rho across units, both variables centred within (setting, task) so that "
-        f"task-level means are not counted as a correlation; {1 - alpha:.0%} intervals: leave-one-seed-out "
+        f"task-level means are not counted as a correlation; {confidence(alpha)} intervals: leave-one-seed-out "
         "jackknife on Fisher's z scale with t quantiles on (clusters − 1) degrees of freedom; two-sided p-values "
         "(H0: zero correlation) from a studentized permutation statistic (DiCiccio & Romano 2017) that "
         "moves a whole seed's values onto another seed of the same setting, unit (task, method) onto unit "

@@ -38,6 +38,7 @@ from mtlens.registry import did_you_mean
 from mtlens.render import RUN_KEYS, Figure, Section, by_configuration, per_setting, report_options, slug, table_html
 from mtlens.render.charts import STATIC_FORMATS, export_static, mean_band, vega_bundle
 from mtlens.render.pdf import find_chromium, print_pdf
+from mtlens.render.tables import confidence
 from mtlens.report.alignment import elich_sections
 from mtlens.report.correlations import (
     correlation_section,
@@ -402,7 +403,7 @@ def transfer_section(data: ReportData, out_dir: Path, alpha: float) -> Section:
         f"Test performance at the validation-selected checkpoint, mean and std over the seeds the test used. "
         f"delta = MTL − STL (mean of the per-seed differences when design = paired: STL and MTL of one seed "
         f"share initialization and batch order; unpaired, Welch's t with Hsu's df, only where seeds do "
-        f"not match); delta_low/high: {1 - alpha:.0%} interval; effect_size: Hedges' g_z (paired) "
+        f"not match); delta_low/high: {confidence(alpha)} interval; effect_size: Hedges' g_z (paired) "
         f"or g (bias-corrected d); p_value: paired skewness-corrected t (Hall) on df = n − 1, holding its level "
         f"up to the table's skewness_bound (Hsu's df unpaired); p_adjusted: "
         f"Benjamini–Hochberg over this table; min_p: the smallest p-value the test allows (not bound to 2/2^n); "
@@ -687,7 +688,8 @@ def answers_section(tables: dict[str, pd.DataFrame], alpha: float) -> Section:
     )
     note = (
         f'<p class="caption">Written from the tables below (Benjamini–Hochberg FDR {alpha:g} per table; '
-        f"intervals are {1 - alpha:.0%} intervals of each table's test (paired: Hall's skewness-corrected t); "
+        f"intervals are {confidence(alpha)} intervals of each table's test (paired: Hall's skewness-corrected t), "
+        f"the gap's bands at their BH-adjusted band_level; "
         f'"could not be shown" is not evidence of no effect: '
         "the "
         "detectable difference says how large an effect the seeds could have missed).</p>"

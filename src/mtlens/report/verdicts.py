@@ -42,7 +42,7 @@ from typing import Any
 
 import pandas as pd
 
-from mtlens.render.tables import number, signed
+from mtlens.render.tables import confidence, number, signed
 
 QUESTIONS = {
     "transfer": "Did MTL help each task?",
@@ -103,13 +103,36 @@ def _seeds(row: Mapping[str, Any]) -> str:
     return f"{design or 'unpaired'}, {row.get('n_stl')} STL and {n} MTL runs"
 
 
+def _with_runs(row: Mapping[str, Any]) -> str:
+    """``with 8 seeds`` (paired) or ``with 3 STL and 2 MTL runs`` (unpaired: the runs are not seeds of pairs)."""
+    if str(row.get("design", "")) == "paired":
+        return f"with {row.get('n_mtl')} seeds"
+    return f"with {row.get('n_stl')} STL and {row.get('n_mtl')} MTL runs"
+
+
+def _power(row: Mapping[str, Any], detectable: Any, what: str, percent: bool, alpha: float, unit: str = "") -> str:
+    """What the comparison could have found: the ``detectable`` difference (80% power), or that no ``what``
+    could reach the level (an infinite one), that the differences do not vary (0: no power can be stated), or,
+    for a percent metric, that not even 100 points would be found."""
+    runs = _with_runs(row)
+    size = float(detectable) if detectable is not None and pd.notna(detectable) else math.inf
+    if not math.isfinite(size):
+        return f"{runs} no {what} could reach the level {alpha:g}"
+    if size == 0:
+        return f"{runs} the per-seed differences do not vary, so the test says nothing about what it could find"
+    if percent and abs(size) >= 1:
+        return f"{runs} not even the largest possible {what} (100 points) would be detected with 80% power"
+    size_text = _difference(abs(size), percent).lstrip("+")
+    return f"{runs} a {what} of {size_text}{unit} would have been detected with 80% power"
+
+
 def transfer_sentence(row: Mapping[str, Any], alpha: float) -> str:
     """One sentence from a ``transfer`` row (see the module docstring for the columns read)."""
     name, percent = _metric(row["metric"])
     method, task = row["method"], row["task"]
     values = f"{name} {_value(row['stl_mean'], percent)} → {_value(row['mtl_mean'], percent)}"
     low, high = _difference(row["delta_low"], percent), _difference(row["delta_high"], percent)
-    interval = f"{1 - alpha:.0%} interval {low.removesuffix(' points')} to {high}"
+    interval = f"{confidence(alpha)} interval {low.removesuffix(' points')} to {high}"
     verdict = str(row.get("verdict", ""))
     if verdict in ("MTL better", "MTL worse"):
         word = "better" if verdict == "MTL better" else "worse"
@@ -117,14 +140,17 @@ def transfer_sentence(row: Mapping[str, Any], alpha: float) -> str:
             f"MTL ({method}) made task {task} {word}: {values} ({_seeds(row)}, {interval}, "
             f"{p_text(row.get('p_adjusted'))})."
         )
-    detectable = row.get("min_detectable")
-    n = row.get("n_mtl")
-    if detectable is None or not math.isfinite(float(detectable)):
-        smallest = number(row.get("min_p"), 2)
-        power = f"with {n} seeds no difference could reach the level {alpha:g} (smallest possible p {smallest})"
-    else:
-        size = _difference(abs(float(detectable)), percent).lstrip("+")
-        power = f"with {n} seeds a difference of {size} would have been detected with 80% power"
+    if str(row.get("design", "")) not in ("paired", "unpaired"):
+        return (
+            f"No effect of MTL ({method}) on task {task} could be tested: {values} ({row.get('n_stl')} STL and "
+            f"{row.get('n_mtl')} MTL runs; a test needs 2 seeds run in both modes, or 2 runs of each)."
+        )
+    detectable = row.get("min_detectable_lone", row.get("min_detectable"))
+    power = _power(row, detectable, "difference", percent, alpha)
+    if detectable is not None and pd.notna(detectable) and not math.isfinite(float(detectable)):
+        power += f" (smallest possible p {number(row.get('min_p'), 2)})"
+    elif "min_detectable_lone" in row:
+        power += " as the one effect among the table's comparisons (after Benjamini–Hochberg)"
     return (
         f"No effect of MTL ({method}) on task {task} could be shown: {values} ({_seeds(row)}, {interval}, "
         f"{p_text(row.get('p_adjusted'))}); {power}."
@@ -145,10 +171,13 @@ def gap_sentence(rows: pd.DataFrame, alpha: float) -> str:
                 onset = f" from epoch {number(row['onset_epoch_mtl'], 2)} of MTL"
                 if pd.notna(row.get("onset_train_loss")):
                     onset += f" (training loss {number(row['onset_train_loss'], 2)})"
+            percent = str(row["measure"]).split("/")[-1] in PERCENT_METRICS
+            band = f"{confidence(float(row['band_level']))} band" if pd.notna(row.get("band_level")) else "band"
             parts.append(
                 f"a persistent {measure} gap{onset} to the lowest common training loss, where it was "
-                f"{signed(row['final_gap'], 2)} (band {signed(row['final_band_low'], 2)} to "
-                f"{signed(row['final_band_high'], 2)}, "
+                f"{_difference(row['final_gap'], percent)} ({band} "
+                f"{_difference(row['final_band_low'], percent).removesuffix(' points')} "
+                f"to {_difference(row['final_band_high'], percent)}, "
                 f"{p_text(row.get('p_persistent_adjusted'))})"
             )
         word = "worse" if (found["direction"] == "MTL worse").all() else "better"
@@ -158,14 +187,8 @@ def gap_sentence(rows: pd.DataFrame, alpha: float) -> str:
     loss = rows[rows["measure"] == "val/loss"]
     row = (loss if len(loss) else rows).iloc[0]
     measure = MEASURE_NAMES.get(row["measure"], row["measure"])
-    detectable = row.get("min_detectable_final")
-    if detectable is None or not math.isfinite(float(detectable)):
-        power = f"with {row['n_mtl']} seeds no gap could reach the level {alpha:g}"
-    else:
-        power = (
-            f"with {row['n_mtl']} seeds a final gap of {number(abs(float(detectable)), 2)} in {measure} would have "
-            f"been detected with 80% power"
-        )
+    percent = str(row["measure"]).split("/")[-1] in PERCENT_METRICS
+    power = _power(row, row.get("min_detectable_final"), "final gap", percent, alpha, f" in {measure}")
     return (
         f"No persistent generalization gap of MTL ({method}) on task {task} at equal training loss could be shown "
         f"({measure}: {p_text(row.get('p_persistent_adjusted'))}); {power}."
@@ -182,7 +205,7 @@ def optimization_sentence(row: Mapping[str, Any], alpha: float) -> str:
     interval = ""
     if pd.notna(row.get("log_ratio_final_low")) and pd.notna(row.get("log_ratio_final_high")):
         interval = (
-            f", {1 - alpha:.0%} interval {number(math.exp(row['log_ratio_final_low']), 2)} to "
+            f", {confidence(alpha)} interval {number(math.exp(row['log_ratio_final_low']), 2)} to "
             f"{number(math.exp(row['log_ratio_final_high']), 2)}"
         )
     p = row.get("log_ratio_final_p_adjusted")
@@ -293,7 +316,7 @@ def correlation_sentences(table: pd.DataFrame, alpha: float) -> list[str]:
         sentences.append(
             f"Across {row['n']} units ({row['n_groups']} clusters), {row['y']} "
             f"{'rose' if row['pearson_r'] > 0 else 'fell'} "
-            f"with {row['x']} (Pearson r = {number(row['pearson_r'], 2)}, {1 - alpha:.0%} interval "
+            f"with {row['x']} (Pearson r = {number(row['pearson_r'], 2)}, {confidence(alpha)} interval "
             f"{number(row['pearson_low'], 2)} to {number(row['pearson_high'], 2)}, "
             f"{p_text(row['pearson_p_adjusted'])})."
         )
@@ -318,7 +341,7 @@ def difference_sentences(table: pd.DataFrame, alpha: float) -> list[str]:
     shown = table[p <= alpha]
     sentences = [
         f"MTL ({row['method']}) changed {row['difference']} of task {row['task']} by {signed(row['mean'], 2)} "
-        f"({1 - alpha:.0%} interval {signed(row['low'], 2)} to {signed(row['high'], 2)}, {row['n_seeds']} seeds, "
+        f"({confidence(alpha)} interval {signed(row['low'], 2)} to {signed(row['high'], 2)}, {row['n_seeds']} seeds, "
         f"{p_text(row['p_adjusted'])})."
         for row in shown.to_dict("records")
     ]
