@@ -145,6 +145,17 @@ def _gap_rows() -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=columns)
 
 
+def test_gap_section_says_why_there_is_no_gap_table(tmp_path):
+    """Runs whose training loss rises (they did not train) share no range of training loss: the section says
+    so, not that a mode is missing; without MTL runs it says that."""
+    rows = _gap_rows()
+    rising = rows.assign(value=np.where(rows["quantity"] == "train/loss", 1.0 + rows["step"], rows["value"]))
+    section, table = gap_section(rising, tmp_path, 0.05)
+    assert table.empty and "share a range of training loss" in section.body
+    section, _ = gap_section(rows[rows["mode"] == "stl"], tmp_path, 0.05)
+    assert "No task has both STL and MTL trajectories" in section.body
+
+
 def test_gap_section_equals_generalization_gap_per_setting_method_and_task(tmp_path):
     rows = _gap_rows()
     section, table = gap_section(rows, tmp_path, 0.05)

@@ -485,7 +485,15 @@ def gap_section(
     gap = gap_analysis(rows, alpha) if gap is None else gap
     title = "When did the gap open?"
     if gap.table.empty:
-        return Section(title, "<p>No task has both STL and MTL trajectories.</p>", "gap"), pd.DataFrame()
+        both = len(rows) and (rows.groupby(["setting", "task"])["mode"].nunique() == 2).any()
+        reason = (
+            "No task's STL and MTL runs share a range of training loss (the gap is compared at equal training "
+            "loss, over the losses every run passed on its way down; here the training loss did not fall below "
+            "where another run started, e.g. runs that did not train)."
+            if both
+            else "No task has both STL and MTL trajectories."
+        )
+        return Section(title, f"<p>{reason}</p>", "gap"), pd.DataFrame()
     table = gap.table
     shown = gap.noted_table()
     level = float(table["band_level"].iloc[0])
