@@ -158,3 +158,32 @@ def test_nothing_to_compare_without_gap_or_optimization_tables():
         if "on task b" in s
     ]
     assert "the tests do not say why" in b
+
+
+def test_the_summary_counts_a_task_by_the_gaps_the_answers_state():
+    """A task with a persistent gap in validation error only has that gap in the summary, as in the answers
+    (the summary read validation loss alone); measures that disagree are 'mixed'."""
+    from mtlens.report.study_report import study_summary
+
+    transfer = pd.DataFrame(
+        {
+            "setting": "s",
+            "method": "sum",
+            "task": ["low", "high", "mid"],
+            "verdict": ["MTL worse", "no evidence", "no evidence"],
+            "relative_pct": [-10.0, -5.0, 0.0],
+        }
+    )
+    directions = {
+        ("low", "val/loss"): "no persistent gap",
+        ("low", "val/error"): "MTL worse",
+        ("high", "val/loss"): "no persistent gap",
+        ("high", "val/error"): "no persistent gap",
+        ("mid", "val/loss"): "MTL worse",
+        ("mid", "val/error"): "MTL better",
+    }
+    onsets = pd.DataFrame(
+        [{"setting": "s", "method": "sum", "task": t, "measure": m, "direction": d} for (t, m), d in directions.items()]
+    )
+    summary = study_summary(transfer, onsets, pd.DataFrame(columns=["mode", "quantity"]), pd.DataFrame())
+    assert summary["gap_verdict"].iloc[0] == "1 MTL worse, 1 mixed, 1 no persistent gap"

@@ -145,7 +145,10 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "better": ("tasks better", "Tasks where MTL is significantly better (adjusted p ≤ FDR)."),
     "worse": ("tasks worse", "Tasks where MTL is significantly worse (adjusted p ≤ FDR)."),
     "tasks": ("tasks", "Tasks compared."),
-    "gap_verdict": ("persistent gaps", "Tasks by the direction of their persistent validation-loss gap."),
+    "gap_verdict": (
+        "persistent gaps",
+        "Tasks by the direction of their persistent gap in validation loss or error (mixed: the measures disagree).",
+    ),
     "conflict_cosine": ("gradient cosine", "Mean inter-task gradient cosine of the MTL runs (< 0: conflict)."),
     "runs": ("runs", "Number of runs."),
     "state": ("state", "Run state in the store."),

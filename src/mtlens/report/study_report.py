@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 
 from mtlens.analysis.correlation import correlation_table, difference_tests, unit_table
-from mtlens.analysis.gap import GapResult, gap_family, gap_from_checkpoints
+from mtlens.analysis.gap import GAP_DIRECTIONS, GapResult, gap_family, gap_from_checkpoints
 from mtlens.analysis.optimization import optimization_effect
 from mtlens.analysis.planning import spread_table
 from mtlens.analysis.transfer import TaskInfo, delta_m, selected_checkpoints, transfer_tests
@@ -625,9 +625,10 @@ def study_summary(
     transfer: pd.DataFrame, onsets: pd.DataFrame, rows: pd.DataFrame, effect: pd.DataFrame
 ) -> pd.DataFrame:
     """One row per (setting, method) of ``transfer``: ``tasks``, ``delta_m_pct``, ``better``/``worse``
-    (tasks whose transfer ``verdict`` is MTL better / worse), ``gap_verdict`` (counts of the
-    val/loss persistent-gap directions of the gap table ``onsets``), ``log_ratio_mean`` (mean over tasks
-    and seeds of the mean log(L_MTL / L_STL) at equal steps of the
+    (tasks whose transfer ``verdict`` is MTL better / worse), ``gap_verdict`` (counts of the tasks by
+    the direction of their persistent gaps in the gap table ``onsets``, over its measures, as the answers
+    state them: a task with a gap in one measure has that gap, ``mixed`` where measures disagree),
+    ``log_ratio_mean`` (mean over tasks and seeds of the mean log(L_MTL / L_STL) at equal steps of the
     :func:`~mtlens.analysis.optimization.optimization_effect` ``effect`` of ``rows``) and ``conflict_cosine``
     (mean of probe/conflict_cosine)."""
     if transfer.empty:
@@ -643,9 +644,21 @@ def study_summary(
         )
     )
     if not onsets.empty:
-        loss = onsets[onsets["measure"] == GAP_MEASURES[0]]
+        found = onsets["direction"].where(onsets["direction"].isin(list(GAP_DIRECTIONS.values())))
+
+        def of_task(directions: pd.Series) -> str:
+            """A task's gap over its measures: the one direction found, ``mixed``, or none."""
+            seen = directions.dropna().unique()
+            return "mixed" if len(seen) > 1 else str(seen[0]) if len(seen) else "no persistent gap"
+
+        by_task = (
+            found.groupby([onsets["setting"], onsets["method"], onsets["task"]])
+            .agg(of_task)
+            .rename("direction")
+            .reset_index()
+        )
         verdict = (
-            loss.groupby(["setting", "method"])["direction"]
+            by_task.groupby(["setting", "method"])["direction"]
             .agg(lambda d: ", ".join(f"{n} {k}" for k, n in d.value_counts().sort_index().items()))
             .rename("gap_verdict")
             .reset_index()
