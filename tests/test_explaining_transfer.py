@@ -465,8 +465,15 @@ def test_optimizer_comparison_groups_runs_by_optimizer_and_momentum():
                 )
             )
             index.append({"run_id": run_id, "optimizer": optimizer, "momentum": momentum, "lr": 0.01})
+    # Adam at a second learning rate is its own row, not pooled with lr 0.01
+    rows.append(
+        rows_of("adam-lr", "stl", "sum", 0, "a", steps, {"val/loss": [3.0, 1.0, 2.0], "test/loss": [9, 0.9, 9]})
+    )
+    index.append({"run_id": "adam-lr", "optimizer": "adam", "momentum": 0.0, "lr": 0.1})
     index = pd.DataFrame(index)
-    table = optimizer_comparison(index, pd.concat(rows), TASK_INFO).set_index(["optimizer", "momentum"])
+    full = optimizer_comparison(index, pd.concat(rows), TASK_INFO)
+    assert full.set_index(["optimizer", "lr"]).loc[("adam", 0.1), "mean"] == pytest.approx(0.9)
+    table = full[full["lr"] == 0.01].set_index(["optimizer", "momentum"])
     assert optimizers_compared(index) and not optimizers_compared(index[index["optimizer"] == "adam"])
     for key, values in results.items():
         assert table.loc[key, "mean"] == pytest.approx(np.mean(values))

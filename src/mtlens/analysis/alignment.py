@@ -72,8 +72,9 @@ def magnitude_ratio_summary(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def optimizer_comparison(index: pd.DataFrame, rows: pd.DataFrame, task_info: TaskInfo) -> pd.DataFrame:
-    """Per (setting, task, mode, method, optimizer, momentum): the test selection metric at the
-    selected checkpoint, ``mean, std, n`` over runs (seeds).
+    """Per (setting, task, mode, method, optimizer, momentum, lr): the test selection metric at the
+    selected checkpoint, ``mean, std, n`` over runs (seeds): runs of one optimizer at several learning rates
+    (the optimizers experiment's grid) are not pooled.
 
     ``index`` is the run index (:meth:`mtlens.store.RunStore.runs`), which holds each run's
     ``optimizer`` and ``momentum``; a run that did not record one of them (a user's loop whose
@@ -85,7 +86,7 @@ def optimizer_comparison(index: pd.DataFrame, rows: pd.DataFrame, task_info: Tas
         return pd.DataFrame()
     selected = selected.merge(index.reindex(columns=["run_id", "optimizer", "momentum", "lr"]), on="run_id")
     records = []
-    keys = ["setting", "task", "mode", "method", "optimizer", "momentum"]
+    keys = ["setting", "task", "mode", "method", "optimizer", "momentum", "lr"]
     for key, frame in selected.groupby(keys, dropna=False):
         info = selection_info(task_info, key[0], key[1])
         metric = f"test/{info['selection_metric']}"

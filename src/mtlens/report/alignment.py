@@ -178,7 +178,12 @@ def optimizer_section(index: pd.DataFrame, rows: pd.DataFrame, store: RunStore, 
     table = optimizer_comparison(index, rows, store.task_info())
     if table.empty:
         return Section(title, not_available("no run has a validation-selected checkpoint"), anchor)
-    table["optimizer"] = [optimizer_label(o, m) for o, m in zip(table["optimizer"], table["momentum"])]
+    # an optimizer run at several learning rates (the optimizers experiment's grid): each its own column
+    several_lr = table.groupby(["optimizer", "momentum"], dropna=False)["lr"].nunique(dropna=False).max() > 1
+    table["optimizer"] = [
+        optimizer_label(o, m) + (f", lr {lr:g}" if several_lr and pd.notna(lr) else "")
+        for o, m, lr in zip(table["optimizer"], table["momentum"], table["lr"])
+    ]
     table["value"] = [
         f"{m:.4g}{f' ± {s:.2g}' if n > 1 else ''} (n={n})" for m, s, n in zip(table["mean"], table["std"], table["n"])
     ]
@@ -191,8 +196,8 @@ def optimizer_section(index: pd.DataFrame, rows: pd.DataFrame, store: RunStore, 
         wide,
         out_dir,
         "optimizers",
-        "Test selection metric at the validation-selected checkpoint by optimizer: mean ± std over n "
-        "runs (seeds) per setting, task, mode and method.",
+        "Test selection metric at the validation-selected checkpoint by optimizer (and learning rate where the "
+        "runs use several): mean ± std over n runs (seeds) per setting, task, mode and method.",
     )
     return Section(title, body, anchor)
 
