@@ -148,6 +148,28 @@ def test_unpaired_design_when_seeds_do_not_match_uses_welch_t():
     assert result.p_persistent == result.level_p[-1] and result.min_p_persistent == pytest.approx(2 / 924)
 
 
+def _unpaired_runs(values: dict[str, np.ndarray], x: np.ndarray, steps_per_epoch: float) -> pd.DataFrame:
+    """Checkpoint rows of runs whose seeds do not match (MTL seeds offset by 100): ``values[mode]`` is the
+    ``(n, k)`` validation loss of ``n`` runs at the training losses ``x`` (``(k,)``, one per step)."""
+    frames = []
+    for mode, v in values.items():
+        n, k = v.shape
+        frames.append(
+            pd.DataFrame(
+                {
+                    "mode": mode,
+                    "run_id": np.repeat([f"{mode}{s}" for s in range(n)], k),
+                    "seed": np.repeat(np.arange(n) + (100 if mode == "mtl" else 0), k),
+                    "step": np.tile(np.arange(k), n),
+                    "epoch": np.tile(np.arange(k) / steps_per_epoch, n),
+                    "train/loss": np.tile(x, n),
+                    "val/loss": v.ravel(),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
 def _unpaired_end_p(mtl: np.ndarray, stl: np.ndarray) -> float:
     """Brute force: ``max(p_Welch (Hsu's df), p_perm)`` of one level, every relabelling enumerated."""
     both, n1 = np.r_[mtl, stl], len(mtl)
@@ -174,23 +196,11 @@ def test_unpaired_final_interval_and_detectable_gap_follow_p_persistent():
     x = np.geomspace(2.0, 0.1, 20)
     agree = 0
     for n_mtl, n_stl, shift in [(3, 3, 0.3)] + [(4, 6, s) for s in (0.0, 0.02, 0.04, 0.08)] * 3:
-        frames = []
-        for mode, n, offset, extra in (("mtl", n_mtl, 100, shift), ("stl", n_stl, 0, 0.0)):
-            values = 0.3 + extra + x + 0.02 * (rng.standard_normal((n, 1)) + 0.3 * ar1(rng, n, 20))
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "mode": mode,
-                        "run_id": np.repeat([f"{mode}{s}" for s in range(n)], 20),
-                        "seed": np.repeat(np.arange(n) + offset, 20),
-                        "step": np.tile(np.arange(20), n),
-                        "epoch": np.tile(np.arange(20) / 2.0, n),
-                        "train/loss": np.tile(x, n),
-                        "val/loss": values.ravel(),
-                    }
-                )
-            )
-        result = gap_from_checkpoints(pd.concat(frames, ignore_index=True), "t", stability=False)
+        values = {
+            mode: 0.3 + extra + x + 0.02 * (rng.standard_normal((n, 1)) + 0.3 * ar1(rng, n, 20))
+            for mode, n, extra in (("mtl", n_mtl, shift), ("stl", n_stl, 0.0))
+        }
+        result = gap_from_checkpoints(_unpaired_runs(values, x, 2.0), "t", stability=False)
         row, (mtl, stl) = result.summary(), result.end_values
         assert result.design == "unpaired" and row["p_persistent"] == pytest.approx(_unpaired_end_p(mtl, stl))
         excludes = row["final_band_low"] > 0 or row["final_band_high"] < 0
@@ -378,23 +388,11 @@ def test_unpaired_onsets_keep_their_level_with_3_against_9_runs():
     x = np.geomspace(2.0, 0.1, 30)
     trials, onsets = 200, 0
     for _ in range(trials):
-        frames = []
-        for mode, n, offset in (("mtl", 3, 100), ("stl", 9, 0)):
-            values = 0.3 + x + 0.05 * (rng.standard_normal((n, 1)) + 0.5 * ar1(rng, n, 30))
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "mode": mode,
-                        "run_id": np.repeat([f"{mode}{s}" for s in range(n)], 30),
-                        "seed": np.repeat(np.arange(n) + offset, 30),
-                        "step": np.tile(np.arange(30), n),
-                        "epoch": np.tile(np.arange(30) / 3.0, n),
-                        "train/loss": np.tile(x, n),
-                        "val/loss": values.ravel(),
-                    }
-                )
-            )
-        result = gap_from_checkpoints(pd.concat(frames, ignore_index=True), "t", stability=False)
+        values = {
+            mode: 0.3 + x + 0.05 * (rng.standard_normal((n, 1)) + 0.5 * ar1(rng, n, 30))
+            for mode, n in (("mtl", 3), ("stl", 9))
+        }
+        result = gap_from_checkpoints(_unpaired_runs(values, x, 3.0), "t", stability=False)
         assert result.design == "unpaired" and result.test.n == (3, 9)
         onsets += result.onset is not None
     assert onsets / trials <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / trials)
