@@ -16,6 +16,7 @@ from mtlens.orchestration.packs import group_into_packs
 from mtlens.settings import Setting, Split, TaskData, register_setting
 from mtlens.tasks import regression_task
 from mtlens.training.config import resolve_config
+from mtlens.training.handle import Checkpoint, RunHandle
 from mtlens.training.pack import PACK_ATOL, PACK_RTOL, pack_key, train_pack
 from mtlens.training.trainer import train_run
 
@@ -163,3 +164,23 @@ def test_runs_are_grouped_into_packs_of_compatible_runs_in_their_order():
         [alone[1].run_id],
         [unresolved.run_id],
     ]
+
+
+def test_each_member_checkpoints_its_own_random_stream(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The global random state a member checkpoints is its unpacked run's at the same step: each member's
+    stream is taken when it starts (taken after every member had started, all checkpointed the last one's;
+    a user's probe drawing from the global generator would then differ from its unpacked run)."""
+    saved: dict[str, dict[tuple[str, int], torch.Tensor]] = {}
+    original = RunHandle.save_checkpoint
+
+    def recording(self: RunHandle, checkpoint: Checkpoint, keep_selected: object = None) -> None:
+        saved.setdefault(self.store.root.name, {})[(self.run_id, checkpoint.step)] = checkpoint.torch_rng.clone()
+        original(self, checkpoint, keep_selected)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(RunHandle, "save_checkpoint", recording)
+    members = configs([{**TINY, "epochs": 1, "seed": seed} for seed in (0, 1, 2)])
+    train_pack(members, RunStore(tmp_path / "packed"), progress=False)
+    for config in members:
+        train_run(config, RunStore(tmp_path / "alone"), progress=False)
+    assert saved["packed"].keys() == saved["alone"].keys() and len(saved["alone"]) >= 3
+    assert all(torch.equal(saved["packed"][key], state) for key, state in saved["alone"].items())

@@ -134,7 +134,7 @@ def train_pack(
         )
     outcomes: dict[str, PackOutcome] = {}
     with ExitStack() as held, torch_threads(resolved[0].threads):
-        members: list[tuple[TrainingRun, int]] = []
+        members: list[tuple[TrainingRun, int, tuple[Tensor, list[Tensor] | None]]] = []
         for config in resolved:
             try:
                 opened = open_run(config, store, setting, held)
@@ -149,24 +149,32 @@ def train_pack(
                     outcomes[config.run_id] = run.train(progress)
                     continue
                 run.pack_size = len(resolved)  # until RunPack counts the members that did open
-                members.append((run, run.start()))
+                members.append((run, run.start(), _rng_state(run.device)))  # its stream, before the next seeds
             except Exception as err:  # this member only (RunLockedError: another process trains it)
                 outcomes[config.run_id] = err
         if members:
-            outcomes.update(RunPack([run for run, _ in members], [step for _, step in members]).train(progress))
+            runs, steps, streams = (list(column) for column in zip(*members, strict=True))
+            outcomes.update(RunPack(runs, steps, streams).train(progress))
     return outcomes
 
 
 class RunPack:
-    """Started runs of one pack (``members``, each at its restored step in ``steps``), trained
-    together to their end; see the module docstring."""
+    """Started runs of one pack (``members``, each at its restored step in ``steps`` with the global random
+    state ``streams`` it had right after it started), trained together to their end; see the module
+    docstring."""
 
-    def __init__(self, members: Sequence[TrainingRun], steps: Sequence[int]):
+    def __init__(
+        self,
+        members: Sequence[TrainingRun],
+        steps: Sequence[int],
+        streams: Sequence[tuple[Tensor, list[Tensor] | None]],
+    ):
         self.members = list(members)
         for m in members:
             m.pack_size = len(members)
-        self.steps = {m.run_id: step for m, step in zip(members, steps)}
-        self.rng = {m.run_id: _rng_state(m.device) for m in members}  # each started member's own stream
+        self.steps = {m.run_id: step for m, step in zip(members, steps, strict=True)}
+        # each member's own stream: captured when it started, before the next member's start re-seeded it
+        self.rng = {m.run_id: stream for m, stream in zip(members, streams, strict=True)}
         self.template = members[0].model
         self.setting = members[0].setting
         self.names = [name for name, _ in self.template.named_parameters()]
