@@ -110,10 +110,14 @@ def test_lock_is_exclusive_across_processes(tmp_path):
             try:
                 with store.lock("r"):
                     os.write(write_end, b"acquired")
-            except RunLockedError:
-                os.write(write_end, b"refused")
+            except RunLockedError as err:
+                os.write(write_end, b"refused" if "another process" in str(err) else b"misnamed")
             os._exit(0)
         os.waitpid(pid, 0)
+        # this process again (a notebook cell re-executed while its first handle is open): named as such
+        with pytest.raises(RunLockedError, match="already open in this process"):
+            with store.lock("r"):
+                pass
     assert os.read(read_end, 16) == b"refused"
     with store.lock("r"):  # released: can be taken again
         pass

@@ -98,6 +98,9 @@ JSON_FILES = ("config.json", "status.json", "tasks.json")
 ALWAYS_DIGESTED = ("config.json", "tasks.json")
 """Files whose recorded SHA-256 digest even the cheap checks compare (:meth:`RunStore.damaged_files`): small,
 and read by every analysis, so an edit that keeps their size reads as damage, never as the run's config."""
+_LOCKS_HELD_HERE: set[tuple[int, Path]] = set()
+"""``(pid, lock file)`` of the run locks held (:meth:`RunStore.lock`), to tell a process's own earlier handle
+of a run from another process's."""
 FORMAT_VERSION = 2
 """The store format this code writes (``store.json``); a store without ``store.json`` is version 1."""
 PARQUET_WRITE = {"write_page_checksum": True}
@@ -488,8 +491,9 @@ class RunStore:
 
     @contextmanager
     def lock(self, run_id: str) -> Iterator[None]:
-        """Hold the run's lock for the duration; raise :class:`RunLockedError` if taken, and
-        :class:`StoreNotWritableError` (one line) if the lock cannot be created (a read-only store)."""
+        """Hold the run's lock for the duration; raise :class:`RunLockedError` if taken (naming this process
+        when it holds the lock itself: an earlier handle of the run left open, e.g. by a re-executed notebook
+        cell), and :class:`StoreNotWritableError` (one line) if the lock cannot be created (a read-only store)."""
         path = self.run_dir(run_id) / ".lock"
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -504,10 +508,18 @@ class RunStore:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as err:
+                if (os.getpid(), path.resolve()) in _LOCKS_HELD_HERE:
+                    raise RunLockedError(
+                        f"run {run_id} is already open in this process (an earlier Recorder or handle of it that "
+                        "was not closed, e.g. by a re-executed notebook cell): close that one, or restart the kernel"
+                    ) from err
                 raise RunLockedError(f"run {run_id} is being trained by another process") from err
+            held = (os.getpid(), path.resolve())  # a forked child inherits the set, not the lock
+            _LOCKS_HELD_HERE.add(held)
             try:
                 yield
             finally:
+                _LOCKS_HELD_HERE.discard(held)
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     # -- trajectory rows -------------------------------------------------------------------
