@@ -269,3 +269,24 @@ def test_report_flags_recorded_runs_whose_configurations_differ_beyond_the_task_
     assert len(flagged) == 3 and set(flagged["differs"]) == {"lr=0.1", "lr=0.2"}
     assert "differ in more than the task set" in overview_section(index, store.trajectories(), tmp_path).body
     assert mismatched_recorded_runs(index[index["lr"] == 0.1]).empty
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_non_finite_loss_ends_the_run_diverged_without_its_rows_as_the_trainer_does(store, bad):
+    """The first non-finite loss (any split's ``loss``) marks the run diverged at that step, its rows and
+    later ones are not kept, and it never counts among the finished runs an analysis reads."""
+    with pytest.warns(RuntimeWarning, match="diverged: non-finite loss at step 2"):
+        with open_recorder(store) as rec:
+            for step in range(5):
+                rec.log(step, "train", {"a": 1.0, "b": {"loss": bad if step >= 2 else 1.0, "error": 0.5}})
+                rec.log(step, "val", {"a": 1.0, "b": 1.0})
+                rec.checkpoint(step, {"w": step})  # a no-op once diverged
+                if rec.diverged is not None:
+                    assert rec.diverged == 2
+    status = store.status(rec.run_id)
+    assert status["state"] == "diverged" and status["step"] == 2
+    assert "non-finite loss at step 2" in status["message"] and "b/train/loss" in status["message"]
+    assert sorted(store.trajectory(rec.run_id)["step"].unique()) == [0, 1]
+    assert store.runs().query("state == 'finished'").empty
+    with pytest.raises(RecordedRunFinishedError, match="already diverged"):
+        open_recorder(store).open()

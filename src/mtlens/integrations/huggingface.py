@@ -22,7 +22,8 @@ before it clears the gradients and counts the step (``step = global_step + 1``, 
 optimizer used (the conflict probe's ``update_cosine``/``update_norm``), as in a plain loop.  A
 training resumed from a ``Trainer`` checkpoint resumes the
 recorded run at its step; rows are written whenever the ``Trainer`` saves.  The ``with`` block ends
-the run: finished, or failed on an exception.
+the run: finished, or failed on an exception; a non-finite loss ends it diverged (the Recorder's
+rule) and stops the ``Trainer``.
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ class RecorderTrainerCallback(TrainerCallback):
             if key.startswith("eval_") and rest:
                 flat[f"{split}/{rest}"] = value
         self.recorder.log_metrics(state.global_step, flat)
+        if self.recorder.diverged is not None:  # a non-finite loss ended the run diverged: stop training
+            control.should_training_stop = True
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         self.recorder.flush()

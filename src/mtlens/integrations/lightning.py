@@ -16,7 +16,8 @@ only accumulate), when ``.grad`` still holds the gradients the step applied (Lig
 before the next backward), so the conflict probe's ``update_cosine``/``update_norm`` are recorded.
 A fit resumed from a Lightning checkpoint resumes the recorded run at the checkpoint's step (later
 rows are discarded); rows are written whenever Lightning saves a checkpoint.  The ``with`` block
-ends the run: finished, or failed on an exception.
+ends the run: finished, or failed on an exception; a non-finite loss ends it diverged (the
+Recorder's rule) and stops the ``Trainer``.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class RecorderCallback(pl.Callback):
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
             self.recorder.log_metrics(trainer.global_step, {k: float(v) for k, v in trainer.callback_metrics.items()})
+            if self.recorder.diverged is not None:  # a non-finite loss ended the run diverged: stop training
+                trainer.should_stop = True
 
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]

@@ -52,6 +52,10 @@ whose rows cannot be trusted is reset, so your loop trains it again from scratch
 **State.**  The run is ``running`` while open, ``finished`` (rows merged into its trajectory) when
 the ``with`` block ends normally or :meth:`Recorder.close` is called, ``failed`` (rows kept,
 resumable) when it ends with an exception, and ``diverged`` with ``close("diverged", message)``.
+A non-finite loss (a ``<split>/loss`` value: NaN or infinite) ends the run ``diverged`` at once, as
+the trainer does (:meth:`~mtlens.training.handle.RunHandle.diverge`): the rows of that step and
+later ones are not kept, later calls record nothing (:attr:`Recorder.diverged` says at which step it
+diverged, so a loop can stop), and the run never enters an analysis of finished runs.
 A finished or diverged run cannot be reopened.
 
 **Probes.**  With ``probes=`` (:class:`RecorderProbes`), :meth:`Recorder.step` runs the probes on
@@ -63,8 +67,10 @@ and torch's random streams are left as they were (:func:`~mtlens.probes.measure_
 from __future__ import annotations
 
 import json
+import math
 import os
 import traceback
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -250,6 +256,12 @@ class Recorder:
         self._probes = self._probe_setup(probes, tasks)
         self._first_step: int | None = None
         self._last_step = 0
+        self._diverged: int | None = None
+
+    @property
+    def diverged(self) -> int | None:
+        """The step at which a non-finite loss ended the run ``diverged`` in this session, else ``None``."""
+        return self._diverged
 
     @property
     def run_id(self) -> str:
@@ -280,6 +292,8 @@ class Recorder:
         if not self.handle.is_open:
             return
         try:
+            if self._diverged is not None:  # already ended diverged
+                return
             if state == RunState.FAILED:
                 self.handle.fail(self._last_step, message)
             elif state in (RunState.FINISHED, RunState.DIVERGED):
@@ -293,7 +307,7 @@ class Recorder:
         return self.open()
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
-        if error is None:
+        if error is None or self._diverged is not None:
             self.close(RunState.FINISHED)
         elif isinstance(error, KeyboardInterrupt):  # interrupted: the run stays resumable, its lock released
             try:
@@ -321,7 +335,12 @@ class Recorder:
         for task, metrics in values.items():
             items = metrics.items() if isinstance(metrics, Mapping) else [("loss", metrics)]
             rows.update({(task, f"{split}/{name}"): float(value) for name, value in items})
-        self._add(step, rows, epoch)
+        nonfinite = {
+            f"{task}/{quantity}": value
+            for (task, quantity), value in rows.items()
+            if quantity == f"{split}/loss" and not math.isfinite(value)
+        }
+        self._add(step, rows, epoch, nonfinite)
 
     def log_metrics(self, step: int, metrics: Mapping[str, Any], epoch: float | None = None) -> int:
         """Record the entries of a flat metrics dict whose keys read ``<split>/<task>/<metric>`` for a
@@ -336,10 +355,28 @@ class Recorder:
             self.log(step, split, values, epoch)
         return sum(len(m) for values in by_split.values() for m in values.values())
 
-    def _add(self, step: int, rows: Mapping[tuple[str, str], float], epoch: float | None) -> None:
+    def _add(
+        self,
+        step: int,
+        rows: Mapping[tuple[str, str], float],
+        epoch: float | None,
+        nonfinite: Mapping[str, float] | None = None,
+    ) -> None:
         self._require_open()
         if step < 0:
             raise ValueError(f"step must be >= 0, got {step}")
+        if self._diverged is not None:  # the run ended diverged: nothing after it is recorded
+            return
+        if nonfinite:
+            self._diverged = step
+            self.handle.diverge(step, nonfinite)
+            warnings.warn(
+                f"run {self.run_id} diverged: non-finite loss at step {step} ({dict(nonfinite)}); it is marked "
+                "diverged, the rows of that step and later ones are not kept, and nothing more is recorded",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return
         if epoch is None:
             if self.steps_per_epoch is None:
                 raise ValueError("pass epoch= to log, or steps_per_epoch= to the Recorder")
@@ -353,13 +390,16 @@ class Recorder:
     def flush(self) -> None:
         """Write every pending step's rows (one atomic part per step; :meth:`RunHandle.flush`)."""
         self._require_open()
-        self.handle.flush()
+        if self._diverged is None:
+            self.handle.flush()
 
     # -- checkpoints and resume -------------------------------------------------------------
     def checkpoint(self, step: int, state: Mapping[str, Any]) -> None:
         """Write the pending rows, then save ``state`` (your model and optimizer state dicts, ...) with
-        torch's CPU random state as the run's checkpoint at ``step``."""
+        torch's CPU random state as the run's checkpoint at ``step`` (nothing, once the run diverged)."""
         self._require_open()
+        if self._diverged is not None:
+            return
         self.handle.save_checkpoint(Checkpoint(step, dict(state), torch.get_rng_state()))
         self._last_step = max(self._last_step, step)
 
@@ -367,7 +407,7 @@ class Recorder:
         """``(step, state)`` of the last :meth:`checkpoint` (torch's CPU random state restored, rows
         after ``step`` discarded), or ``None`` for a run without one -- or whose checkpoint or rows
         did not verify (:meth:`RunHandle.resume`: the run was reset, train it from scratch)."""
-        self._require_open()
+        self._require_live()
         checkpoint = self.handle.resume(map_location=map_location)
         if checkpoint is None:
             return None
@@ -377,7 +417,7 @@ class Recorder:
 
     def resume_from(self, step: int) -> None:
         """Discard every row recorded after ``step`` (your loop resumes from there)."""
-        self._require_open()
+        self._require_live()
         self.handle.discard_after(step)
         self._first_step = step
         self._last_step = step
@@ -386,7 +426,7 @@ class Recorder:
     # -- probes -----------------------------------------------------------------------------
     def step(self, step: int) -> None:
         """Call after optimizer step ``step`` (and with 0 before training): runs the probes scheduled then."""
-        if self._probes is not None and step in self._probes.steps:
+        if self._probes is not None and step in self._probes.steps and self._diverged is None:
             self.probe(step)
 
     def probe(self, step: int, epoch: float | None = None) -> None:
@@ -447,6 +487,11 @@ class Recorder:
     def _require_open(self) -> None:
         if not self.handle.is_open:
             raise RuntimeError(f"recorder of run {self.run_id} is not open; use it in a `with` block or call open()")
+
+    def _require_live(self) -> None:
+        self._require_open()
+        if self._diverged is not None:
+            raise RuntimeError(f"run {self.run_id} diverged at step {self._diverged}; it cannot be resumed")
 
     @staticmethod
     def _task_info(

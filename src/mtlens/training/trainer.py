@@ -272,7 +272,7 @@ class TrainingRun:
         if step == 0:
             return False
         bad = {t: v for t, v in zip(self.config.tasks, self.nonfinite_losses.tolist()) if not math.isfinite(v)}
-        self.handle.finish(RunState.DIVERGED, step, f"non-finite loss at step {step}: {bad}")
+        self.handle.diverge(step, bad)
         return True
 
     def batch_losses(self) -> dict[str, torch.Tensor]:
