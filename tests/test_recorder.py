@@ -290,3 +290,21 @@ def test_a_non_finite_loss_ends_the_run_diverged_without_its_rows_as_the_trainer
     assert store.runs().query("state == 'finished'").empty
     with pytest.raises(RecordedRunFinishedError, match="already diverged"):
         open_recorder(store).open()
+
+
+def test_an_evaluation_logged_before_resuming_discards_no_row_up_to_the_restore_point(store):
+    """Step 0 logged first in a session (a library's evaluate-before-fit), then ``restore``: the rows up
+    to the checkpoint stay; a session that records past its first step without resuming still
+    discards what the interrupted session left after it."""
+    with pytest.raises(RuntimeError):
+        with open_recorder(store) as rec:
+            for step in range(0, 13, 4):
+                rec.log(step, "val", {"a": float(step)})
+                if step == 8:
+                    rec.checkpoint(8, {"w": 8})
+            raise RuntimeError("crash after step 12")
+    with open_recorder(store) as rec:
+        rec.log(0, "val", {"a": 0.0})
+        assert rec.restore()[0] == 8
+        rec.log(12, "val", {"a": 12.5})
+    assert store.trajectory(rec.run_id)[["step", "value"]].values.tolist() == [[0, 0], [4, 4], [8, 8], [12, 12.5]]

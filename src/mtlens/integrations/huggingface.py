@@ -21,7 +21,9 @@ before it clears the gradients and counts the step (``step = global_step + 1``, 
 ``on_step_end`` then reports), so the probes see the updated parameters and the gradients the
 optimizer used (the conflict probe's ``update_cosine``/``update_norm``), as in a plain loop.  A
 training resumed from a ``Trainer`` checkpoint resumes the
-recorded run at its step; rows are written whenever the ``Trainer`` saves.  The ``with`` block ends
+recorded run at its step; rows are written before the ``Trainer`` saves a checkpoint (at the step or
+epoch end, and after the evaluation, whose save is due; ``on_save`` comes after the checkpoint is
+written, so a kill in between would lose rows the checkpoint is past).  The ``with`` block ends
 the run: finished, or failed on an exception; a non-finite loss ends it diverged (the Recorder's
 rule) and stops the ``Trainer``.
 """
@@ -65,11 +67,22 @@ class RecorderTrainerCallback(TrainerCallback):
         flat = {}
         for key, value in (metrics or {}).items():
             split, _, rest = key.removeprefix("eval_").partition("_")
-            if key.startswith("eval_") and rest:
-                flat[f"{split}/{rest}"] = value
+            flat[f"{split}/{rest}" if key.startswith("eval_") and rest else key] = value
         self.recorder.log_metrics(state.global_step, flat)
         if self.recorder.diverged is not None:  # a non-finite loss ended the run diverged: stop training
             control.should_training_stop = True
+        elif control.should_save or (args.save_strategy == "best" and state.global_step > 0):
+            self.recorder.flush()  # the Trainer writes its checkpoint next
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if control.should_save:  # rows (probes) before the checkpoint the Trainer writes after this hook
+            self.recorder.flush()
+
+    def on_epoch_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if control.should_save:
+            self.recorder.flush()
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         self.recorder.flush()

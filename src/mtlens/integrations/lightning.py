@@ -16,7 +16,8 @@ only accumulate), when ``.grad`` still holds the gradients the step applied (Lig
 before the next backward), so the conflict probe's ``update_cosine``/``update_norm`` are recorded.
 A fit resumed from a Lightning checkpoint resumes the recorded run at the checkpoint's step (later
 rows are discarded); rows are written whenever Lightning saves a checkpoint.  The ``with`` block
-ends the run: finished, or failed on an exception; a non-finite loss ends it diverged (the
+ends the run: finished, or failed on an exception (Ctrl-C and ``kill``, which Lightning turns into
+``SystemExit``, leave it interrupted: resumable); a non-finite loss ends it diverged (the
 Recorder's rule) and stops the ``Trainer``.
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from mtlens.training.recorder import Recorder
 
@@ -55,6 +57,12 @@ class RecorderCallback(pl.Callback):
             self.recorder.log_metrics(trainer.global_step, {k: float(v) for k, v in trainer.callback_metrics.items()})
             if self.recorder.diverged is not None:  # a non-finite loss ended the run diverged: stop training
                 trainer.should_stop = True
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        # Lightning turns Ctrl-C into SystemExit(1) and SIGTERM into SIGTERMException after this hook: the
+        # session ends interrupted here (rows written, lock released), not failed by the ``with`` block.
+        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
+            self.recorder.interrupt()
 
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]

@@ -193,6 +193,11 @@ class RunHandle:
         return int(self._opened_status.get("step", 0))
 
     @property
+    def has_rows(self) -> bool:
+        """Whether the open run has rows, written as parts or buffered."""
+        return bool(self._pending or self._parts)
+
+    @property
     def is_open(self) -> bool:
         return self._stack is not None
 

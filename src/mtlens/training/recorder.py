@@ -41,8 +41,12 @@ file written: the run's whole fixed cost is a few small file writes).
 :meth:`Recorder.restore` loads it and discards every row recorded after its step.  If you
 checkpoint yourself, call :meth:`Recorder.flush` when you do and :meth:`Recorder.resume_from` with
 the step you resume from.  Rows are keyed by ``(step, task, quantity)``: recording a value again
-replaces it, and the first step recorded in a session discards rows of later steps left by an
-interrupted session, so a resumed run never has duplicated rows.
+replaces it.  Rows of later steps left by an interrupted session are discarded after the restore
+point the session resumes from (:meth:`Recorder.restore`, :meth:`Recorder.resume_from`), or, in a
+session that does not resume, after the first step it records -- once it records a later step,
+writes (:meth:`Recorder.flush`, :meth:`Recorder.checkpoint`) or finishes, so an evaluation logged
+at step 0 before a resume (a library's ``validate``/``evaluate`` first) discards nothing.  A
+resumed run never has duplicated rows.
 
 **Files.**  The run's :class:`~mtlens.training.handle.RunHandle` owns its files: opening locks the
 run, removes what interrupted sessions left, verifies every file and heals damage (a finished run
@@ -69,6 +73,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import traceback
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -113,6 +118,14 @@ DESCRIPTION_KEYS = (
     "probe_batch_size",
 )
 """Config keys the recorder writes itself (hyperparameters may not use them)."""
+
+
+DATALOADER_SUFFIX = re.compile(r"/dataloader_idx_\d+$")
+"""The suffix Lightning appends to a key logged in a validation loop over several loaders."""
+
+
+class UnrecordedMetricsWarning(UserWarning):
+    """Metrics handed to the recorder were not recorded (keys it cannot read, or a run with no rows)."""
 
 
 class RecordedRunFinishedError(MtlensError):
@@ -255,6 +268,7 @@ class Recorder:
         self.handle = RunHandle(self.store, self.identity, self.config, self.task_info)
         self._probes = self._probe_setup(probes, tasks)
         self._first_step: int | None = None
+        self._restart: int | None = None  # the first step of a session that has not resumed (see _settle)
         self._last_step = 0
         self._diverged: int | None = None
 
@@ -297,6 +311,14 @@ class Recorder:
             if state == RunState.FAILED:
                 self.handle.fail(self._last_step, message)
             elif state in (RunState.FINISHED, RunState.DIVERGED):
+                self._settle()
+                if not self.handle.has_rows:
+                    warnings.warn(
+                        f"run {self.run_id} ends {state} with no rows recorded: nothing of it can be analysed; "
+                        "log '<split>/<task>/<metric>' values (rec.log or the callbacks' logged metrics)",
+                        UnrecordedMetricsWarning,
+                        stacklevel=3,
+                    )
                 self.handle.finish(RunState(state), self._last_step, message)
             else:
                 raise ValueError(f"state must be 'finished', 'diverged' or 'failed', got {state!r}")
@@ -309,13 +331,23 @@ class Recorder:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
         if error is None or self._diverged is not None:
             self.close(RunState.FINISHED)
-        elif isinstance(error, KeyboardInterrupt):  # interrupted: the run stays resumable, its lock released
-            try:
-                self.handle.flush()
-            finally:
-                self.handle.close()
+        elif isinstance(error, KeyboardInterrupt):
+            self.interrupt()
         else:
             self.close(RunState.FAILED, "".join(traceback.format_exception(kind, error, tb, limit=5)))
+
+    def interrupt(self) -> None:
+        """End this session interrupted (Ctrl-C, ``kill``): write the pending rows and release the run, which
+        keeps its ``running`` status (the index shows it ``interrupted``) and resumes from its last
+        checkpoint.  The ``with`` block does this on ``KeyboardInterrupt``; the Lightning callback when
+        Lightning turns an interruption into ``SystemExit``."""
+        if not self.handle.is_open:
+            return
+        try:
+            if self._diverged is None:
+                self.handle.flush()
+        finally:
+            self.handle.close()
 
     # -- rows ----------------------------------------------------------------------------
     def log(
@@ -344,16 +376,42 @@ class Recorder:
 
     def log_metrics(self, step: int, metrics: Mapping[str, Any], epoch: float | None = None) -> int:
         """Record the entries of a flat metrics dict whose keys read ``<split>/<task>/<metric>`` for a
-        task of this run (how the Lightning and Hugging Face callbacks pass logged metrics); other keys
-        are ignored.  Returns the number of values recorded."""
+        task of this run (how the Lightning and Hugging Face callbacks pass logged metrics), also with
+        Lightning's ``/dataloader_idx_<n>`` suffix (dropped, unless two loaders logged the same key: those
+        are not recorded, with a warning); other keys are ignored.  An :class:`UnrecordedMetricsWarning`
+        says so when nothing of a non-empty ``metrics`` was recorded.  Returns the number of values recorded."""
         by_split: dict[str, dict[str, dict[str, Any]]] = {}
+        sources: dict[str, list[str]] = {}
         for key, value in metrics.items():
-            parts = key.split("/")
+            name = DATALOADER_SUFFIX.sub("", key)
+            parts = name.split("/")
             if len(parts) == 3 and parts[1] in self.identity.tasks and parts[0] not in RESERVED_SPLITS:
+                sources.setdefault(name, []).append(key)
                 by_split.setdefault(parts[0], {}).setdefault(parts[1], {})[parts[2]] = value
+        ambiguous = {name: keys for name, keys in sources.items() if len(keys) > 1}
+        if ambiguous:
+            warnings.warn(
+                f"run {self.run_id}: not recording {sorted(ambiguous)} at step {step}: logged by several "
+                f"loaders ({ambiguous}); name the split in the key (e.g. 'val/<task>/loss')",
+                UnrecordedMetricsWarning,
+                stacklevel=2,
+            )
+            for name in ambiguous:
+                split, task, metric = name.split("/")
+                del by_split[split][task][metric]
+        recorded = sum(len(m) for values in by_split.values() for m in values.values())
+        if metrics and not recorded:
+            warnings.warn(
+                f"run {self.run_id}: none of the metrics {sorted(metrics)} at step {step} was recorded; keys must "
+                f"read '<split>/<task>/<metric>' with a task of {list(self.identity.tasks)}",
+                UnrecordedMetricsWarning,
+                stacklevel=2,
+            )
         for split, values in by_split.items():
-            self.log(step, split, values, epoch)
-        return sum(len(m) for values in by_split.values() for m in values.values())
+            values = {task: m for task, m in values.items() if m}
+            if values:
+                self.log(step, split, values, epoch)
+        return recorded
 
     def _add(
         self,
@@ -381,9 +439,10 @@ class Recorder:
             if self.steps_per_epoch is None:
                 raise ValueError("pass epoch= to log, or steps_per_epoch= to the Recorder")
             epoch = step / self.steps_per_epoch
-        if self._first_step is None:  # rows of later steps are left from an interrupted session
-            self._first_step = step
-            self.handle.discard_after(step)
+        if self._first_step is None:  # rows of later steps may be left from an interrupted session
+            self._first_step = self._restart = step
+        elif self._restart is not None and step > self._restart:
+            self._settle()
         self.handle.record(step, float(epoch), rows)
         self._last_step = max(self._last_step, step)
 
@@ -391,6 +450,7 @@ class Recorder:
         """Write every pending step's rows (one atomic part per step; :meth:`RunHandle.flush`)."""
         self._require_open()
         if self._diverged is None:
+            self._settle()
             self.handle.flush()
 
     # -- checkpoints and resume -------------------------------------------------------------
@@ -400,6 +460,7 @@ class Recorder:
         self._require_open()
         if self._diverged is not None:
             return
+        self._settle()
         self.handle.save_checkpoint(Checkpoint(step, dict(state), torch.get_rng_state()))
         self._last_step = max(self._last_step, step)
 
@@ -419,7 +480,7 @@ class Recorder:
         """Discard every row recorded after ``step`` (your loop resumes from there)."""
         self._require_live()
         self.handle.discard_after(step)
-        self._first_step = step
+        self._first_step, self._restart = step, None
         self._last_step = step
         self.handle.mark_running(step)
 
@@ -487,6 +548,15 @@ class Recorder:
     def _require_open(self) -> None:
         if not self.handle.is_open:
             raise RuntimeError(f"recorder of run {self.run_id} is not open; use it in a `with` block or call open()")
+
+    def _settle(self) -> None:
+        """A session that did not resume trains on from its first step: discard the rows of later steps an
+        interrupted session left (before this session's rows of a later step join them, or anything is
+        written).  Deferred until then, so that an evaluation logged at step 0 before resuming discards
+        nothing; :meth:`resume_from` cancels it."""
+        if self._restart is not None:
+            self.handle.discard_after(self._restart)
+            self._restart = None
 
     def _require_live(self) -> None:
         self._require_open()
