@@ -308,3 +308,30 @@ def test_an_evaluation_logged_before_resuming_discards_no_row_up_to_the_restore_
         assert rec.restore()[0] == 8
         rec.log(12, "val", {"a": 12.5})
     assert store.trajectory(rec.run_id)[["step", "value"]].values.tolist() == [[0, 0], [4, 4], [8, 8], [12, 12.5]]
+
+
+def test_failed_and_reopened_statuses_keep_the_checkpoints_parts_so_a_lost_part_is_caught(store):
+    """After an exception (``failed``) and after a session that reopened the run without restoring, the
+    status still says which row parts the checkpoint covers: a part deleted since is noticed on restore
+    and the run retrained, never resumed with a hole in its rows."""
+    from mtlens.training.handle import DamagedRunWarning
+
+    with pytest.raises(RuntimeError):
+        with open_recorder(store) as rec:
+            for step in range(5):
+                rec.log(step, "train", {"a": 1.0})
+                if step == 2:
+                    rec.checkpoint(2, {"w": 2})
+            raise RuntimeError("boom")
+    status = store.status(rec.run_id)
+    assert status["state"] == "failed" and status["step"] == 2 and status["parts"] == [0, 1, 2]
+    with pytest.raises(KeyboardInterrupt):
+        with open_recorder(store):
+            raise KeyboardInterrupt  # reopened, nothing restored
+    assert store.status(rec.run_id)["parts"] == [0, 1, 2]
+    (store.run_dir(rec.run_id) / "parts" / "000000000001.parquet").unlink()
+    with pytest.warns(DamagedRunWarning, match="missing"):
+        with open_recorder(store) as rec:
+            assert rec.restore() is None
+            rec.log(0, "train", {"a": 3.0})
+    assert store.trajectory(rec.run_id)[["step", "value"]].values.tolist() == [[0, 3.0]]

@@ -182,6 +182,7 @@ class RunHandle:
         self._stack: ExitStack | None = None
         self._pending: dict[int, tuple[float, dict[tuple[str, str], float]]] = {}  # buffered rows by step
         self._parts: set[int] = set()  # steps with a part on disk (known once open: the lock keeps others out)
+        self._restore_point: tuple[int, list[int]] | None = None  # the checkpoint's step and the parts it covers
 
     @property
     def run_id(self) -> str:
@@ -249,6 +250,9 @@ class RunHandle:
         }
         status = None if "status.json" in self.damaged else store.status(run_id)
         self._opened_status = dict(status or {})
+        self._restore_point = None
+        if status is not None and "parts" in status and store.checkpoint_path(run_id).exists():
+            self._restore_point = (int(status["step"]), [int(s) for s in status["parts"]])
         recorded = (status or {}).get("digests") or {}
         for path in self._written_files():  # intact (verified just now): their digests go on into every status
             name = path.relative_to(store.run_dir(run_id)).as_posix()
@@ -341,7 +345,7 @@ class RunHandle:
         """Delete everything the run recorded (rows, checkpoint, selected models): it starts at step 0."""
         self._digests = {name: self._digests[name] for name in ("config.json", "tasks.json") if name in self._digests}
         self.store.reset_run(self.run_id, digests=self._digests, **self.status_extra)
-        self.damaged, self._opened_status = {}, {}
+        self.damaged, self._opened_status, self._restore_point = {}, {}, None
         self._pending, self._parts = {}, set()
 
     # -- rows --------------------------------------------------------------------------------
@@ -432,7 +436,8 @@ class RunHandle:
         if keep_selected is not None:  # the status lists the selected models the checkpoint keeps, no others
             kept = {selected_model_name(task, step) for task, step in keep_selected.items()}
             self._digests = {n: d for n, d in self._digests.items() if not n.startswith("selected/") or n in kept}
-        self.mark_running(checkpoint.step, parts=[s for s in self.part_steps() if s <= checkpoint.step])
+        self._restore_point = (checkpoint.step, [s for s in self.part_steps() if s <= checkpoint.step])
+        self.mark_running(checkpoint.step, parts=self._restore_point[1])
         self.store.commit_checkpoint(self.run_id)
         if keep_selected is not None:
             self.keep_selected(keep_selected)
@@ -452,7 +457,10 @@ class RunHandle:
 
     # -- states ------------------------------------------------------------------------------
     def mark_running(self, step: int, **extra: Any) -> None:
-        """State ``running`` at ``step``; ``extra`` goes into the status."""
+        """State ``running`` at ``step``; ``extra`` goes into the status, and at the last checkpoint's step the
+        row parts it covers (so the next :meth:`resume` still checks them)."""
+        if self._restore_point is not None and self._restore_point[0] == step and "parts" not in extra:
+            extra = {**extra, "parts": self._restore_point[1]}
         self.store.set_status(
             self.run_id, RunState.RUNNING, step, digests=self._digests, **{**self.status_extra, **extra}
         )
@@ -466,9 +474,14 @@ class RunHandle:
         return self.finish(RunState.DIVERGED, step, f"non-finite loss at step {step}: {dict(losses)}")
 
     def fail(self, step: int, message: str) -> None:
-        """State ``failed``: the buffered rows are written and stay as parts, so the run can be resumed."""
+        """State ``failed``: the buffered rows are written and stay as parts, so the run can be resumed.  With
+        a checkpoint the status keeps its step and the row parts it covers (as :meth:`record_failure`
+        does), so :meth:`resume` checks them; ``step`` is the status's step without one."""
         self.flush()
-        self.store.set_status(self.run_id, RunState.FAILED, step, message, digests=self._digests, **self.status_extra)
+        extra: dict[str, Any] = dict(self.status_extra)
+        if self._restore_point is not None:
+            step, extra["parts"] = self._restore_point[0], self._restore_point[1]
+        self.store.set_status(self.run_id, RunState.FAILED, step, message, digests=self._digests, **extra)
 
     def record_failure(self, message: str) -> None:
         """Mark the run ``failed`` with ``message`` after the code training it raised and released the run
