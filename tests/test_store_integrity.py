@@ -226,6 +226,26 @@ def test_leftover_temporary_files_are_named_and_removed_on_rerun(stores, setting
         assert not any(path.exists() for path in stale) and store.check().empty
 
 
+def test_a_damaged_checkpoint_of_a_finished_run_is_a_leftover_not_damage(stores, setting, tmp_path, capsys):
+    """A finished run needs no checkpoint (its rows are merged): one that no longer reads leaves the run
+    ``finished`` and in every analysis (it made an intact run ``damaged`` and left it out of the report); it
+    is named by ``runs --check`` and removed by a rerun, which trains nothing."""
+    config, finished, _ = stores
+    store = _copy(finished, tmp_path)
+    checkpoint = store.checkpoint_path(config.run_id)
+    _truncate(checkpoint)
+    assert store.runs().set_index("run_id").loc[config.run_id, "state"] == "finished"
+    assert store.is_done(config.run_id, deep=True)
+    problems = store.check()
+    assert problems["path"].tolist() == [str(checkpoint)]
+    assert "checkpoint of a complete run that does not read" in problems["problem"].iloc[0]
+    assert main(["runs", "--store", str(store.root), "--check"]) == 1 and str(checkpoint) in capsys.readouterr().out
+    rows = store.trajectory(config.run_id)
+    assert SerialExecutor().run([config], store, progress=False)["state"].tolist() == ["finished"]
+    assert not checkpoint.exists() and store.check().empty
+    pd.testing.assert_frame_equal(store.trajectory(config.run_id), rows)  # nothing retrained
+
+
 def test_a_run_trains_under_its_recorded_thread_count_and_refuses_another(stores, setting, tmp_path, monkeypatch):
     config, finished, interrupted = stores
     assert finished.status(config.run_id)["threads"] == config.threads == 1

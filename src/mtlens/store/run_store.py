@@ -374,10 +374,11 @@ class RunStore:
                 damaged["status.json"] = problem
                 status = {}
         checkpoint = self.committed_checkpoint(run_id, status) if status else self.checkpoint_path(run_id)
+        complete = status.get("state") in DONE_STATES  # needs no checkpoint: one that does not read is a leftover
         files = [
             run_dir / "trajectory.parquet",
             *sorted(self._parts_dir(run_id).glob("*.parquet")),
-            checkpoint,
+            *([] if complete else [checkpoint]),
             *sorted((run_dir / "selected").glob("*.pt")),
         ]
         for path in files:
@@ -397,7 +398,7 @@ class RunStore:
                 continue
             path = checkpoint if name == "checkpoint.pt" else run_dir / name
             if name == "checkpoint.pt" and status.get("state") in DONE_STATES:
-                continue  # a complete run needs no checkpoint (it is removed once the rows are merged)
+                continue  # a complete run needs no checkpoint (one that does not read is a leftover)
             if name.startswith("parts/") and not path.exists():
                 continue  # discarded on resume; the parts a checkpoint needs are its status's "parts"
             if not path.exists():
@@ -414,11 +415,16 @@ class RunStore:
 
     def leftover_files(self, run_id: str) -> list[Path]:
         """Files a rerun removes: temporary files of interrupted writes, the row parts of a complete run
-        (left when it was killed between merging its rows and removing the parts), and a pending checkpoint
-        the status does not record (killed between writing it and the status; module docstring)."""
+        (left when it was killed between merging its rows and removing the parts), the checkpoint of a
+        complete run if it does not read (the run needs it no more: damage there does not make the run
+        ``damaged``), and a pending checkpoint the status does not record (killed between writing it and the
+        status; module docstring)."""
         leftovers = self.stale_tmp_files(run_id)
         if self.done_state(run_id) is not None and (self.run_dir(run_id) / "trajectory.parquet").exists():
             leftovers += sorted(self._parts_dir(run_id).glob("*.parquet"))
+            checkpoint = self.checkpoint_path(run_id)
+            if checkpoint.exists() and _unreadable(checkpoint, False):
+                leftovers.append(checkpoint)
         pending = self.pending_checkpoint_path(run_id)
         if pending.exists() and self.committed_checkpoint(run_id) != pending:
             leftovers.append(pending)
@@ -476,6 +482,15 @@ class RunStore:
                             "path": str(path),
                             "problem": "row part left in a complete run (its rows are merged; removed when the "
                             "run is rerun)",
+                        }
+                    )
+                elif path == self.checkpoint_path(run_id):
+                    records.append(
+                        {
+                            "run_id": run_id,
+                            "path": str(path),
+                            "problem": f"checkpoint of a complete run that does not read ({_unreadable(path, False)}); "
+                            "the run needs it no more (its rows are merged): removed when the run is rerun",
                         }
                     )
                 elif path == self.pending_checkpoint_path(run_id):
