@@ -246,19 +246,21 @@ def mantel_test(
     for kind, (am, tm) in (("pearson", (a, t)), ("spearman", (_ranked(a), _ranked(t)))):
         r = _matrix_correlations(am, tm[perms[:, :, None], perms[:, None, :]])
         out[names[kind]], out[f"{kind}_p"] = float(r[0]), float(np.mean(np.abs(r) >= abs(r[0]) * (1 - 1e-9)))
-        out[f"{kind}_low"], out[f"{kind}_high"] = _task_jackknife(am, tm, alpha)
+        out[f"{kind}_low"], out[f"{kind}_high"] = _task_jackknife(am, tm, float(r[0]), alpha)
     out["min_p"] = 1.0 / len(perms)
     return out
 
 
-def _task_jackknife(a: np.ndarray, t: np.ndarray, alpha: float) -> tuple[float, float]:
-    """The ``1 − alpha`` delete-one-task jackknife interval of :func:`mantel_test` (``(k, k)`` matrices)."""
+def _task_jackknife(a: np.ndarray, t: np.ndarray, r: float, alpha: float) -> tuple[float, float]:
+    """The ``1 − alpha`` delete-one-task jackknife interval of :func:`mantel_test`'s correlation ``r`` of the
+    ``(k, k)`` matrices ``a`` and ``t``."""
     k = a.shape[0]
     if k < 4:
         return np.nan, np.nan
-    r = float(_matrix_correlations(a, t[None])[0])
-    kept = [np.delete(np.delete(m, task, 0), task, 1) for task in range(k) for m in (a, t)]
-    leave_out = np.array([_matrix_correlations(kept[2 * i], kept[2 * i + 1][None])[0] for i in range(k)])
+    leave_out = []
+    for task in range(k):
+        others = np.delete(np.arange(k), task)
+        leave_out.append(_matrix_correlations(a[np.ix_(others, others)], t[np.ix_(others, others)][None])[0])
     z = np.arctanh(np.clip(leave_out, -1 + 1e-12, 1 - 1e-12))
     if not np.isfinite(z).all() or not abs(r) < 1:
         return np.nan, np.nan

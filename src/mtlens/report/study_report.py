@@ -799,7 +799,8 @@ def write_report(
         export_figures(out_dir, sections, formats)
     if "pdf" in formats:
         print_pdf(path, out_dir / "report.pdf")
-    stale = [file for file, stamp in earlier.items() if report_outputs(out_dir).get(file) == stamp]
+    now = report_outputs(out_dir)
+    stale = [file for file, stamp in earlier.items() if now.get(file) == stamp]
     for file in stale:
         file.unlink()
     if log and stale:
