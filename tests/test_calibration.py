@@ -20,6 +20,7 @@ from mtlens.analysis.calibration import (
     PROBE_OF_DIFFERENCE,
     aa_rows,
     aa_splits,
+    skewed_curves,
     skewed_shifts,
     spike_in,
 )
@@ -59,8 +60,8 @@ to compare with) and the correlations (cluster permutation)."""
 
 
 DESIGNS = {
-    "gap exists": {"paired", "unpaired"},
-    "persistent gap (onset)": {"paired", "unpaired"},
+    "gap exists": {"paired", "unpaired", "unpaired unbalanced", "paired skewed"},
+    "persistent gap (onset)": {"paired", "unpaired", "unpaired unbalanced", "paired skewed"},
     "transfer": {"paired", "unpaired", "unpaired unbalanced", "paired skewed"},
     "optimization effect": {"paired", "paired skewed"},
     "probe difference": {"paired", "paired skewed"},
@@ -100,9 +101,11 @@ def test_a_a_tables_claim_something_at_most_alpha_of_the_time(calibration):
         "correlation table: pearson_p_adjusted",
         "correlation table: spearman_p_adjusted",
     }
-    assert rows.loc["paired", "comparisons"] == 6 * 25 and rows.loc["unpaired", "comparisons"] == 3 * 25
+    # per split: the gap table's two columns, transfer, two optimization summaries, probe differences
+    assert rows.loc["paired", "comparisons"] == rows.loc["paired skewed", "comparisons"] == 6 * 25
+    assert rows.loc["unpaired", "comparisons"] == rows.loc["unpaired unbalanced", "comparisons"] == 3 * 25
     assert rows.loc["cluster permutation", "comparisons"] == 2 * 5 * 10  # 10 permutations on each of 5 splits
-    for design in ("paired", "unpaired", "cluster permutation"):
+    for design in ("paired", "unpaired", "unpaired unbalanced", "paired skewed", "cluster permutation"):
         assert rows.loc[design, "min_p"] <= 0.05 and _within_binomial_noise_of(rows.loc[design]), rows
 
 
@@ -238,8 +241,8 @@ def test_a_a_false_positive_rates_on_the_demo_setting(tmp_path):
     result = run_calibration(config, SEEDS, RunStore(tmp_path / "store"), n_splits=25, progress=False, control_splits=5)
     assert {"optimization effect", "BH verdict"} <= set(result.rates["test"])  # no probes: no probe differences
     for row in result.rates.itertuples():
-        # the unbalanced design has one transfer table per split: 25 BH verdicts
-        least = 100 if row.test != "BH verdict" else 25 if row.design == "unpaired unbalanced" else 75
+        # an unpaired split has three tables (the gap table's two columns, transfer): 75 BH verdicts
+        least = 100 if row.test != "BH verdict" else 75
         assert row.comparisons >= least, row
         assert _within_binomial_noise_of(pd.Series(row._asdict())), row
 
@@ -262,3 +265,31 @@ def test_unbalanced_splits_and_skewed_shifts_make_the_nulls_they_claim():
     # one draw per (group, seed): rows repeating a key get the same shift
     twice = skewed_shifts(pd.concat([values, values]), pd.concat([groups, groups]), pd.concat([seeds, seeds]), 1.5, 0)
     assert np.array_equal(twice[: 2 * n], twice[2 * n :])
+
+
+def test_skewed_curves_shift_each_mtl_run_by_one_skewed_mean_zero_amount():
+    """:func:`skewed_curves` adds one draw per "MTL" run and gap measure to every step of that curve (so
+    every training-loss level's paired difference carries it), nothing to STL runs, to the training loss
+    or to other quantities; the draws are mean-zero exponential shifts at the seeds' sd of the final value."""
+    n_seeds, quantities = 4_000, ["train/loss", "val/loss", "val/error", "test/loss"]
+    grid = pd.MultiIndex.from_product(
+        [["stl", "mtl"], quantities, range(n_seeds), range(5)], names=["mode", "quantity", "seed", "step"]
+    )
+    rows = grid.to_frame(index=False).assign(task="a")
+    final = 0.1 * rows["seed"] / n_seeds  # the curves fall from 1 to a final value that varies over the seeds
+    rows["value"] = 1.0 - rows["step"] / 4 * (1.0 - final)
+    shifted = skewed_curves(rows, 1.0, seed=3)
+    delta = (shifted["value"] - rows["value"]).to_numpy()
+    moved = ((rows["mode"] == "mtl") & rows["quantity"].isin(["val/loss", "val/error"])).to_numpy()
+    assert np.all(delta[~moved] == 0)
+    per_run = pd.Series(delta[moved]).groupby(
+        [rows.loc[moved, "quantity"].to_numpy(), rows.loc[moved, "seed"].to_numpy()]
+    )
+    assert ((per_run.max() - per_run.min()) < 1e-12).all()  # one shift per run, at every step
+    draws = per_run.first()
+    sd = np.std(0.1 * np.arange(n_seeds) / n_seeds, ddof=1)
+    for quantity in ("val/loss", "val/error"):
+        assert abs(draws[quantity].mean()) < 0.05 * sd
+        assert draws[quantity].std() == pytest.approx(sd, rel=0.06)
+        assert draws[quantity].skew() == pytest.approx(2.0, abs=0.4)
+    assert not np.array_equal(draws["val/loss"].to_numpy(), draws["val/error"].to_numpy())

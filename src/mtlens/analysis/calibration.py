@@ -11,7 +11,8 @@ the second exactly as the report compares MTL with STL:
 - *unpaired unbalanced*: as unpaired, a quarter of the seeds (at least 2) against all the others
   (Welch's t must hold its level with 3 vs 9 runs);
 - *paired skewed*: the paired split with mean-zero, right-skewed shifts added to the "MTL" side's
-  test metrics, log-ratios and probe differences (:func:`skewed_shifts`): the null "MTL does not
+  gap curves, test metrics, log-ratios and probe differences (:func:`skewed_curves`,
+  :func:`skewed_shifts`): the null "MTL does not
   change the mean" without the symmetry that an exchangeable A/A pair has by construction, so this
   check can fail where the paired tests' assumption does.
 
@@ -300,7 +301,25 @@ def _correlation_comparisons(
     return records
 
 
+def skewed_curves(rows: pd.DataFrame, skew: float, seed: int) -> pd.DataFrame:
+    """Trajectory ``rows`` of a paired A/A split with one mean-zero, right-skewed shift per "MTL" run and
+    gap measure (:data:`GAP_MEASURES`) added to every value of that run's curve: :func:`skewed_shifts` of
+    the runs' last values (per task; ``sd`` is the seeds' sd of the final value).  Every training-loss
+    level's paired difference then carries the same skewed term, the null of the gap tests without the
+    symmetry of an exchangeable pair."""
+    shifted = rows["value"].to_numpy(float).copy()
+    for k, measure in enumerate(GAP_MEASURES):
+        is_curve = ((rows["quantity"] == measure) & (rows["mode"] == "mtl")).to_numpy()
+        curve = rows[is_curve]
+        final = curve.sort_values("step").groupby(["task", "seed"])["value"].last().reset_index()
+        shift = skewed_shifts(final["value"], final["task"], final["seed"], skew, seed + k)
+        by_run = dict(zip(zip(final["task"], final["seed"]), shift))
+        shifted[is_curve] += np.array([by_run[key] for key in zip(curve["task"], curve["seed"])], dtype=float)
+    return rows.assign(value=shifted)
+
+
 def _skewed_comparisons(
+    rows: pd.DataFrame,
     selected: pd.DataFrame,
     first: Sequence[int],
     second: Sequence[int],
@@ -311,8 +330,10 @@ def _skewed_comparisons(
     skew: float,
     seed: int,
 ) -> list[dict]:
-    """The paired split's transfer, optimization and probe-difference comparisons with mean-zero skewed
-    differences (:func:`skewed_shifts` on the "MTL" side), labelled design ``paired skewed``."""
+    """The paired split's gap, transfer, optimization and probe-difference comparisons with mean-zero
+    skewed differences (:func:`skewed_curves` and :func:`skewed_shifts` on the "MTL" side of the trajectory
+    ``rows`` and the ``selected`` checkpoints of the STL runs), labelled design ``paired skewed``, with the
+    BH verdicts of those tables."""
     chosen = aa_rows(selected, first, second, True)
     is_mtl = (chosen["mode"] == "mtl").to_numpy()
     metrics = [c for c in chosen if c.startswith("test/")]
@@ -324,8 +345,7 @@ def _skewed_comparisons(
     )
     records = [
         r | {"design": "paired skewed"}
-        for r in _split_comparisons(shifted, shifted, task_info, "paired", alpha, gap=False)
-        if r["test"] == "transfer"
+        for r in _split_comparisons(skewed_curves(rows, skew, seed + 11), shifted, task_info, "paired", alpha)
     ]
     effect = effect_table.assign(
         **{
@@ -342,11 +362,7 @@ def _skewed_comparisons(
                 if c in units
             }
         )
-    records += [
-        r | {"design": "paired skewed"}
-        for r in _table_comparisons(effect, units, alpha, {})
-        if r["test"] != "BH verdict"
-    ]
+    records += [r | {"design": "paired skewed"} for r in _table_comparisons(effect, units, alpha, {})]
     return records
 
 
@@ -391,10 +407,11 @@ def calibrate(
     lets a later call on the same ``stl_rows`` and ``task_info``, e.g. the positive control, reuse them.
 
     Two nulls the balanced, exchangeable splits cannot reach (issue 23.6): design ``unpaired
-    unbalanced`` (transfer on the same number of splits of a quarter of the seeds, at least 2, against
-    all the others) and ``paired skewed`` (transfer, optimization and probe differences of the paired
-    split with :func:`skewed_shifts` of size ``skew`` added to the "MTL" side: mean-zero differences
-    that are not symmetric; without ``effect`` only).
+    unbalanced`` (gap and transfer on the same number of splits of a quarter of the seeds, at least 2,
+    against all the others) and ``paired skewed`` (gap, transfer, optimization and probe differences of
+    the paired split with :func:`skewed_curves` and :func:`skewed_shifts` of size ``skew`` added to the
+    "MTL" side: mean-zero differences that are not symmetric; without ``effect`` only).  Both also count
+    their tables' BH verdicts.
     """
     seeds = sorted(int(s) for s in stl_rows["seed"].unique())
     selected = selected_checkpoints(stl_rows, task_info)
@@ -414,7 +431,6 @@ def calibrate(
                 task_info,
                 "unpaired unbalanced",
                 alpha,
-                gap=False,
             )
         for design in ("paired", "unpaired"):
             rows = aa_rows(stl_rows, first, second, design == "paired")
@@ -441,7 +457,16 @@ def calibrate(
         split += _table_comparisons(effect_table, units if has_probes else None, alpha, effect)
         if not effect and skew > 0:
             split += _skewed_comparisons(
-                selected, first, second, task_info, effect_table, units if has_probes else None, alpha, skew, seed + i
+                aa_rows(stl_rows, first, second, True),
+                selected,
+                first,
+                second,
+                task_info,
+                effect_table,
+                units if has_probes else None,
+                alpha,
+                skew,
+                seed + i,
             )
         if correlations and units is not None:
             split += _correlation_comparisons(units, permutations_per_split, rng, alpha)
