@@ -67,22 +67,31 @@ def test_mantel_p_value_is_the_brute_force_relabelling_test():
 
 def test_mantel_holds_its_level_with_task_and_pair_effects_and_finds_a_real_association():
     """Independent matrices that both carry task and pair effects (the shared runs): rejections at 0.05 stay
-    within 2 simulation SE of 5% (a test that took the 30 pairs of 6 tasks for independent points would not);
-    a predictor that tracks the transfer (r about 0.7 across pairs) is found in most studies."""
+    within 2 simulation SE of 5% (a test that took the 30 pairs of 6 tasks for independent points would not)
+    and the delete-one-task jackknife intervals cover 0, for Pearson and Spearman; a predictor that tracks
+    the transfer (r about 0.7 across pairs) is found in most studies.  Measured (docs/grouping.md): size
+    5.3% / 5.0%, coverage 98.0% / 98.7%, power 92.7% / 91.0%."""
     rng = np.random.default_rng(7)
-    trials, null, found = 300, 0, 0
+    trials, kinds = 300, ("pearson", "spearman")
+    null, covered, found = (dict.fromkeys(kinds, 0) for _ in range(3))
     for _ in range(trials):
         a, t = _structured(rng, 6), _structured(rng, 6)
-        null += mantel_test(_pairs(a, t), "x", "y", n_perm=719)["pearson_p"] <= 0.05
-        found += mantel_test(_pairs(a, a + _structured(rng, 6)), "x", "y", n_perm=719)["pearson_p"] <= 0.05
-    assert null / trials <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / trials)
+        result = mantel_test(_pairs(a, t), "x", "y", n_perm=719)
+        real = mantel_test(_pairs(a, a + _structured(rng, 6)), "x", "y", n_perm=719)
+        for kind in kinds:
+            null[kind] += result[f"{kind}_p"] <= 0.05
+            covered[kind] += result[f"{kind}_low"] <= 0 <= result[f"{kind}_high"]
+            found[kind] += real[f"{kind}_p"] <= 0.05
+    for kind in kinds:  # both coefficients hold their level, their jackknife intervals cover, and find the effect
+        assert null[kind] / trials <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / trials), kind
+        assert covered[kind] / trials >= 0.93, kind
+        assert found[kind] / trials >= 0.8, kind
     naive = 0  # Pearson's test on the 30 pairs as if independent, on fresh null studies
     for _ in range(trials):
         a, t = _structured(rng, 6), _structured(rng, 6)
         off = ~np.eye(6, dtype=bool)
         naive += stats.pearsonr(a[off], t[off]).pvalue <= 0.05
     assert naive / trials > 0.1  # what the shared runs do to a test that ignores them
-    assert found / trials >= 0.8
 
 
 def test_predictor_correlations_form_one_family():
