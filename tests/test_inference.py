@@ -218,6 +218,9 @@ def test_discrete_aware_bh_drops_tests_that_can_never_reach_the_level():
     adjusted = bh_adjust(p, min_p, 0.05)
     assert adjusted[0] == pytest.approx(0.03) and adjusted[1] == 1.0
     assert bh_level(p, 0.05, min_p) == pytest.approx(0.05)
+    # the boundary: a floor between alpha and 2 alpha (5 sign-flipped seeds, 2/32) leaves; one at alpha stays
+    p, min_p = np.array([0.03, 0.0625, 0.05]), np.array([2 / 256, 0.0625, 0.05])
+    assert bh_adjust(p, min_p, 0.05).tolist() == pytest.approx([0.05, 1.0, 0.05])
 
 
 def test_symmetry_diagnostic_flags_skewed_differences_and_keeps_its_level():

@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from mtlens.analysis.inference import N_REFERENCE, family_skewness_bound, hall_critical, hall_p_value, skewness_of
-from mtlens.analysis.transfer import delta_m, selected_checkpoints, transfer_table
+from mtlens.analysis.transfer import delta_m, difference_test, family_bound, selected_checkpoints, transfer_table
 
 INFO = {("s", "t"): {"selection_metric": "error", "lower_is_better": {"loss": True, "error": True}}}
 
@@ -118,6 +118,28 @@ def test_p_values_are_adjusted_over_the_table():
     table = transfer_table(pd.concat(frames), info)
     assert np.allclose(table["p_adjusted"], stats.false_discovery_control(table["p_value"]))
     assert list(table["verdict"]) == ["MTL better", "no evidence"]
+
+
+def test_a_lone_effect_needs_the_difference_detectable_at_alpha_over_the_family_size():
+    """``min_detectable_lone`` is what a lone effect among the table's ``m`` rows must reach after BH: the
+    difference the row's own test (under the table's skewness bound) detects with 80% power at
+    ``alpha / m`` (here m = 3 tasks), larger than its ``min_detectable`` at ``alpha``."""
+    info = {("s", task): INFO[("s", "t")] for task in "tuv"}
+    rng = np.random.default_rng(3)
+    frames, values = [], {}
+    for task in "tuv":
+        stl, mtl = 0.3 + 0.05 * rng.standard_normal(8), 0.3 + 0.05 * rng.standard_normal(8)
+        mtl = stl + 0.02 * rng.standard_normal(8)
+        values[task] = (mtl, stl)
+        for seed in range(8):
+            for mode, value in (("stl", stl[seed]), ("mtl", mtl[seed])):
+                frames.append(_run(f"{mode}{task}{seed}", mode, seed, [0.9, 0.1], [0.9, value]).assign(task=task))
+    table = transfer_table(pd.concat(frames), info, alpha=0.1).set_index("task")
+    bound = family_bound([(mtl, stl, True) for mtl, stl in values.values()])
+    for task, (mtl, stl) in values.items():
+        at_lone_level = difference_test(mtl, stl, True, 0.1 / 3, bound)["min_detectable"]
+        assert table.loc[task, "min_detectable_lone"] == pytest.approx(at_lone_level)
+        assert table.loc[task, "min_detectable_lone"] > table.loc[task, "min_detectable"]
 
 
 def test_higher_is_better_metrics_flip_the_sign():
