@@ -161,8 +161,10 @@ def test_gap_section_equals_generalization_gap_per_setting_method_and_task(tmp_p
     section, table = gap_section(rows, tmp_path, 0.05)
     # the pooled symmetry check over the validation-loss curves' end-level skewness (docs/statistics.md §2)
     loss = table[table["measure"] == "val/loss"]
-    check = symmetry_diagnostic(loss["skewness"].to_numpy(float), loss["n_mtl"].to_numpy(int))
-    assert check["rows"] == len(loss) and f"pooled over {check['rows']} rows" in section.body
+    tasks = (loss["setting"] + "/" + loss["task"]).to_numpy()  # a task's rows share its STL runs: counted once
+    check = symmetry_diagnostic(loss["skewness"].to_numpy(float), loss["n_mtl"].to_numpy(int), groups=tasks)
+    assert check["rows"] == len(loss) and f"pooled over {check['rows']} rows ({check['groups']} tasks" in section.body
+    assert f"Q = {check['q']:.1f}, p = {check['p_value']:.3g}" in section.body
     assert len(gap_checkpoints(rows)) == rows.groupby(["run_id", "task", "step"]).ngroups
     results = {}
     for setting, method, task in table[["setting", "method", "task"]].drop_duplicates().itertuples(index=False):

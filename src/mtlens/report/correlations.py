@@ -189,11 +189,14 @@ def scatter_figures(
 def symmetry_paragraph(table: pd.DataFrame, alpha: float = 0.05) -> str:
     """One paragraph: the pooled check (:func:`~mtlens.analysis.inference.symmetry_diagnostic`) of the
     paired tests' symmetry assumption over the ``skewness`` and ``n_*`` (or ``n_seeds``) of a table's
-    rows, judged at ``alpha``; empty without paired rows."""
+    rows, judged at ``alpha``, the rows of one (setting, task) counted once (they share its STL runs);
+    empty without paired rows."""
     if "skewness" not in table:
         return ""
     counts = table["n_seeds"] if "n_seeds" in table else table.get("n_mtl", pd.Series(np.nan, index=table.index))
-    check = symmetry_diagnostic(table["skewness"].to_numpy(float), counts.fillna(0).to_numpy(int))
+    shared = [c for c in ("setting", "task") if c in table]  # the rows of a task share its STL runs
+    groups = table[shared].astype(str).agg("/".join, axis=1).to_numpy() if "task" in shared else None
+    check = symmetry_diagnostic(table["skewness"].to_numpy(float), counts.fillna(0).to_numpy(int), groups=groups)
     if not check["rows"]:
         return ""
     bounds = table["skewness_bound"].dropna() if "skewness_bound" in table else pd.Series(dtype=float)
@@ -210,7 +213,8 @@ def symmetry_paragraph(table: pd.DataFrame, alpha: float = 0.05) -> str:
     return (
         f"<p>Symmetry check of the paired differences (the sign-flip band assumes them symmetric, the "
         f"one-level paired tests hold their level up to |skewness| {bound}): pooled over "
-        f"{check['rows']} rows, mean |skewness| {check['mean_abs_skewness']:.2f}, Q = {check['q']:.1f}, "
+        f"{check['rows']} rows ({check['groups']} {'tasks' if groups is not None else 'rows'} sharing no runs, "
+        f"each counted once), mean |skewness| {check['mean_abs_skewness']:.2f}, Q = {check['q']:.1f}, "
         f"p = {check['p_value']:.3g} against normal differences of the same sizes: {verdict}.</p>"
     )
 
