@@ -42,7 +42,8 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -479,6 +480,47 @@ def correlation_table(
     table["spearman_p_adjusted"] = bh_adjust(table["spearman_p"].to_numpy(float), min_p, alpha)
     table["conclusive"] = min_p <= alpha
     return table[columns]
+
+
+CorrelationClaim = Literal["shown", "test only", "interval only", "too few clusters", "not shown"]
+"""What a correlation row lets the report say (:func:`correlation_claim`)."""
+
+
+def correlation_claim(row: Mapping[str, Any], alpha: float, kind: str = "pearson") -> CorrelationClaim:
+    """What one row of a correlation table (:func:`correlation_table`, or any table with the columns
+    ``{kind}_p_adjusted``, ``{kind}_low``, ``{kind}_high`` and ``conclusive`` or ``min_p``) shows at FDR
+    ``alpha``.  The p-value (cluster permutation) and the interval (cluster jackknife) come from different
+    methods and can disagree, so a correlation is ``"shown"`` only where both say so: adjusted p ≤ ``alpha``
+    **and** the interval excludes 0 (a conservative rule: its size is at most the permutation test's).
+    ``"test only"``: the test rejects but the interval reaches 0; ``"interval only"``: the interval
+    excludes 0 but the test does not reject; ``"too few clusters"``: no p-value can reach ``alpha``
+    (``conclusive`` false, or ``min_p > alpha``), so neither the test nor the interval is read;
+    ``"not shown"``: neither rejects (or a value is missing)."""
+
+    def value(name: str) -> float:
+        try:
+            number = float(row.get(name, math.nan))
+        except (TypeError, ValueError):
+            return math.nan
+        return number
+
+    if "conclusive" in row and pd.notna(row["conclusive"]):
+        conclusive = bool(row["conclusive"])
+    else:
+        min_p = value("min_p")
+        conclusive = not (min_p > alpha)
+    if not conclusive:
+        return "too few clusters"
+    p, low, high = value(f"{kind}_p_adjusted"), value(f"{kind}_low"), value(f"{kind}_high")
+    rejects = p <= alpha
+    excludes = low > 0 or high < 0
+    if rejects and excludes:
+        return "shown"
+    if rejects:
+        return "test only"
+    if excludes:
+        return "interval only"
+    return "not shown"
 
 
 def difference_tests(units: pd.DataFrame, columns: Sequence[str] = FACTORS, alpha: float = 0.05) -> pd.DataFrame:

@@ -34,6 +34,7 @@ from mtlens.render.charts import (
 )
 from mtlens.render.tables import confidence
 from mtlens.report.oddities import early_window_notes, with_notes
+from mtlens.report.verdicts import correlation_words
 
 OPTIMIZATION_COLUMNS = (
     "setting",
@@ -175,7 +176,7 @@ def scatter_figures(
         panels = "; ".join(
             f"{row.x}: n = {row.n} units ({row.n_groups} clusters), Pearson r = {row.pearson_r:.2f} "
             f"[{row.pearson_low:.2f}, {row.pearson_high:.2f}], Spearman rho = {row.spearman_rho:.2f} "
-            f"[{row.spearman_low:.2f}, {row.spearman_high:.2f}]"
+            f"[{row.spearman_low:.2f}, {row.spearman_high:.2f}] (Pearson: {correlation_words(row._asdict(), alpha)})"
             for row in rows_of_target.itertuples()
         )
         caption = (

@@ -17,7 +17,8 @@ gaining columns changes nothing and a table missing one of them yields no senten
   log_ratio_final_high, log_ratio_final_p_adjusted, log_ratio_final_min_detectable`` (the training-loss
   ratio MTL/STL at equal steps is ``exp`` of the log-ratio);
 - ``correlations``: ``x, y, n, n_groups, pearson_r, pearson_low, pearson_high, pearson_p_adjusted, min_p``
-  (across settings: one family; a correlation is stated only where its adjusted p ≤ alpha, and
+  (across settings: one family; a correlation is stated only where its adjusted p ≤ alpha **and** its
+  interval excludes 0, :func:`correlation_words`; where the two disagree the sentence says which way, and
   ``min_p > alpha`` is said to be inconclusive, never shown as a finding);
 - ``probe_differences``: ``setting, task, method, difference, n_seeds, mean, low, high, p_adjusted``;
 - ``alignment`` (``setting, kind, median, fraction_negative``), ``magnitude_ratio`` (``setting, method,
@@ -42,6 +43,7 @@ from typing import Any
 
 import pandas as pd
 
+from mtlens.analysis.correlation import correlation_claim
 from mtlens.render.tables import confidence, number, signed
 
 QUESTIONS = {
@@ -305,13 +307,31 @@ def agreement_sentence(
     )
 
 
+def correlation_words(row: Mapping[str, Any], alpha: float, kind: str = "pearson") -> str:
+    """What a correlation row shows at FDR ``alpha``, in words
+    (:func:`~mtlens.analysis.correlation.correlation_claim`: stated as found only where the adjusted
+    p-value and the interval agree; with too few clusters neither is read)."""
+    claim = correlation_claim(row, alpha, kind)
+    if claim == "shown":
+        return "shown: the permutation test rejects and the jackknife interval excludes 0"
+    if claim == "test only":
+        return "the permutation test rejects but the jackknife interval reaches 0: not conclusive"
+    if claim == "interval only":
+        return "the jackknife interval excludes 0 but the permutation test does not reject: not conclusive"
+    if claim == "too few clusters":
+        return f"too few clusters for any p-value to reach {alpha:g}: no conclusion"
+    return "not shown"
+
+
 def correlation_sentences(table: pd.DataFrame, alpha: float) -> list[str]:
-    """Sentences from the ``correlations`` table: each correlation shown by its test, then what is inconclusive."""
+    """Sentences from the ``correlations`` table: each correlation shown by its test and its interval
+    together (:func:`correlation_words`), then what is not shown, where the two disagree, and what is
+    inconclusive."""
     if table.empty:
         return []
     sentences = []
-    p = pd.to_numeric(table["pearson_p_adjusted"], errors="coerce")
-    shown = table[p <= alpha]
+    claims = pd.Series([correlation_claim(row, alpha) for row in table.to_dict("records")], index=table.index)
+    shown = table[claims == "shown"]
     for row in shown.to_dict("records"):
         sentences.append(
             f"Across {row['n']} units ({row['n_groups']} clusters), {row['y']} "
@@ -320,15 +340,21 @@ def correlation_sentences(table: pd.DataFrame, alpha: float) -> list[str]:
             f"{number(row['pearson_low'], 2)} to {number(row['pearson_high'], 2)}, "
             f"{p_text(row['pearson_p_adjusted'])})."
         )
-    rest = table[~(p <= alpha)]
+    rest = table[claims != "shown"]
     if len(rest):
-        cannot = int((pd.to_numeric(rest["min_p"], errors="coerce") > alpha).sum()) if "min_p" in rest else 0
+        cannot = int((claims == "too few clusters").sum())
         best = rest.loc[pd.to_numeric(rest["pearson_p_adjusted"], errors="coerce").fillna(1.0).idxmin()]
         sentence = (
             f"{'No other' if len(shown) else 'No'} correlation between a trajectory factor and transfer or the gap "
             f"could be shown ({len(rest)} tested; smallest {p_text(best['pearson_p_adjusted'])}, "
             f"{best['y']} with {best['x']})"
         )
+        for row in rest[claims[rest.index].isin(["test only", "interval only"])].to_dict("records"):
+            sentence += (
+                f"; {row['y']} with {row['x']} (Pearson r = {number(row['pearson_r'], 2)}, {confidence(alpha)} "
+                f"interval {number(row['pearson_low'], 2)} to {number(row['pearson_high'], 2)}, "
+                f"{p_text(row['pearson_p_adjusted'])}): {correlation_words(row, alpha)}"
+            )
         if cannot:
             sentence += f"; {cannot} of them have too few clusters for any p-value to reach {alpha:g}"
         sentences.append(sentence + ".")
