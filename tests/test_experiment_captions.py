@@ -2,8 +2,11 @@
 
 import itertools
 
+import numpy as np
 import pandas as pd
+import pytest
 
+from mtlens.analysis.assumptions import corruption_tests
 from mtlens.experiments.loss_scale import invariance_caption, loss_scale_caption
 
 
@@ -69,3 +72,61 @@ def test_invariance_caption_reports_the_measured_values_not_a_fixed_finding():
     assert "adam (eps 1e-16): heads up to 0.7, shared encoder 0" in caption
     assert "sgd: heads up to 0, shared encoder 1" in caption
     assert "Measured after 1 step(s)" in caption
+
+
+def _accuracy(mtl_extra_drop: float, seeds: int = 6) -> pd.DataFrame:
+    """Probe accuracies of paired STL and MTL encoders: the MTL encoder loses ``mtl_extra_drop`` more
+    under ``blur`` (severity s costs 0.02 s, plus a seed effect shared by both encoders of a seed)."""
+    rng = np.random.default_rng(0)
+    records = []
+    for seed in range(seeds):
+        shared = rng.normal(0, 0.01)
+        for mode in ("stl", "mtl"):
+            noise = rng.normal(0, 0.002)
+            for corruption, severity in [("none", 0), *((c, s) for c in ("blur", "noise") for s in range(1, 6))]:
+                extra = mtl_extra_drop if mode == "mtl" and corruption == "blur" else 0.0
+                value = 0.9 - 0.02 * severity - (extra + shared + noise) * (severity > 0)
+                records.append(
+                    {
+                        "run_id": f"{mode}-{seed}",
+                        "setting": "s",
+                        "mode": mode,
+                        "seed": seed,
+                        "task": "a",
+                        "corruption": corruption,
+                        "severity": severity,
+                        "accuracy": value,
+                    }
+                )
+    return pd.DataFrame.from_records(records)
+
+
+def test_corruption_drop_difference_is_tested_paired_by_seed():
+    tests = corruption_tests(_accuracy(0.05), 0.05).set_index("corruption")
+    blur, noise = tests.loc["blur"], tests.loc["noise"]
+    assert blur["design"] == "paired" and blur["n_mtl"] == blur["n_stl"] == 6
+    assert blur["delta"] == pytest.approx(0.05, abs=0.005) and 0 < blur["delta_low"] <= blur["delta_high"]
+    assert blur["p_adjusted"] <= 0.05
+    # No difference: the interval covers 0 and the test agrees with it.
+    assert noise["delta_low"] <= 0 <= noise["delta_high"] and noise["p_value"] > 0.05
+    # The seed effect shared by both encoders of a seed cancels in the pairing: the paired interval is
+    # far narrower than the seed-to-seed spread of either encoder's drop.
+    assert blur["delta_high"] - blur["delta_low"] < 0.01
+
+
+def test_corruptions_section_shows_the_test_and_labels_the_descriptive_table(tmp_path):
+    from mtlens.experiments.corruptions import corruptions_section
+
+    accuracy = _accuracy(0.05)
+
+    class Store:
+        def table_names(self, prefix):
+            return ["corruptions-s"]
+
+        def table(self, name):
+            return accuracy
+
+    manifest = pd.DataFrame({"run_id": accuracy["run_id"].unique()})
+    html = corruptions_section(Store(), pd.DataFrame(), manifest, pd.DataFrame(), tmp_path, "s", alpha=0.05)
+    assert "Descriptive, no test" in html and "MTL − STL drop" in html and "paired by seed" in html
+    assert (tmp_path / "tables" / "corruptions_tests_s.csv").exists()

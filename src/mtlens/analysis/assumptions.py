@@ -11,7 +11,10 @@ runs' trajectory rows, and returns a tidy table; the report renders them.
 * :func:`alignment_table` -- per (mode, quantity, task): the mean and std over probe steps
   and seeds of the cosines and magnitude ratios.
 * :func:`corruption_table` -- per (task, mode, corruption): probe accuracy at each severity
-  and its mean over severities, mean over seeds.
+  and its mean over severities, mean over seeds (descriptive).
+* :func:`corruption_tests` -- per (task, corruption): the MTL − STL difference of the drop
+  (clean − mean over severities) with the transfer table's test (paired by seed), its interval and
+  Benjamini–Hochberg over the table.
 """
 
 from __future__ import annotations
@@ -21,7 +24,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mtlens.analysis.transfer import TaskInfo, selected_checkpoints
+from mtlens.analysis.inference import bh_adjust
+from mtlens.analysis.transfer import (
+    TaskInfo,
+    difference_test,
+    family_bound,
+    paired_or_unpaired,
+    selected_checkpoints,
+)
 from mtlens.quantities import (
     CONFLICT_COSINE,
     GRAD_NORM,
@@ -155,3 +165,41 @@ def corruption_table(accuracy: pd.DataFrame) -> pd.DataFrame:
     wide["clean"] = [clean.get((t, m), np.nan) for t, m in zip(wide["task"], wide["mode"])]
     wide["drop"] = wide["clean"] - wide["mean_corrupted"]
     return wide
+
+
+def corruption_tests(accuracy: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """Per (task, corruption): each encoder's drop (clean accuracy − its mean over severities 1..5) and
+    the transfer table's test of MTL − STL drop (:func:`~mtlens.analysis.transfer.difference_test`: paired
+    by seed where at least 2 seeds have both encoders, else Welch; one skewness bound for the table,
+    :func:`~mtlens.analysis.transfer.family_bound`): ``delta`` > 0 means the MTL encoder loses more,
+    with its ``1 − alpha`` interval; ``p_adjusted`` is Benjamini–Hochberg over the table at FDR ``alpha``
+    (discrete-aware).  Columns ``task, corruption, n_stl, n_mtl, stl_drop, mtl_drop`` then the test's."""
+    keys = ["run_id", "mode", "seed", "task"]
+    clean = accuracy[accuracy["corruption"] == "none"].groupby(keys)["accuracy"].mean().rename("clean")
+    corrupted = accuracy[accuracy["corruption"] != "none"].groupby([*keys, "corruption"])["accuracy"].mean()
+    drops = corrupted.rename("corrupted").reset_index().join(clean, on=keys)
+    drops["drop"] = drops["clean"] - drops["corrupted"]
+    rows = []
+    for (task, corruption), frame in drops.groupby(["task", "corruption"], sort=True):
+        mtl, stl, paired = paired_or_unpaired(frame, "drop")
+        if len(mtl) and len(stl):
+            rows.append((task, corruption, mtl, stl, paired))
+    if not rows:
+        return pd.DataFrame()
+    bound = family_bound([(mtl, stl, paired) for *_, mtl, stl, paired in rows])
+    records = [
+        {
+            "task": task,
+            "corruption": corruption,
+            "n_stl": len(stl),
+            "n_mtl": len(mtl),
+            "stl_drop": stl.mean(),
+            "mtl_drop": mtl.mean(),
+            **difference_test(mtl, stl, paired, alpha, bound),
+        }
+        for task, corruption, mtl, stl, paired in rows
+    ]
+    table = pd.DataFrame.from_records(records)
+    adjusted = bh_adjust(table["p_value"].to_numpy(float), table["min_p"].to_numpy(float), alpha)
+    table.insert(table.columns.get_loc("p_value") + 1, "p_adjusted", adjusted)
+    return table

@@ -43,7 +43,7 @@ def alignment_section(
         "Gradient alignment on the shared parameters, mean and std over probe steps (after step 0) and "
         "seeds: inter-task cosine (MTL, pair 'a|b'), intra-task cosine between disjoint sub-batches "
         "and between class groups (STL and MTL), the magnitude ratio ||g_a|| / ||g_b|| (MTL) and "
-        "the task gradient norms.",
+        "the task gradient norms. Descriptive, no test.",
     )
     return body + save_figure(
         _alignment_figure(rows),

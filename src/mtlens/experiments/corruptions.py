@@ -14,11 +14,12 @@ from typing import Any
 
 import pandas as pd
 
-from mtlens.analysis.assumptions import corruption_table
+from mtlens.analysis.assumptions import corruption_table, corruption_tests
 from mtlens.experiments.base import Experiment, ExperimentPlan, plan_runs, register_experiment, stl_and_mtl
 from mtlens.experiments.corruption_transfer import check_image_setting, corruption_accuracy
 from mtlens.render import save_figure, table_html
 from mtlens.render.charts import Spec, facet, line_chart, tip
+from mtlens.render.tables import confidence
 from mtlens.settings import Setting
 from mtlens.store import RunStore
 
@@ -37,8 +38,16 @@ def corruptions_analysis(plan: ExperimentPlan, store: RunStore, setting: Setting
 
 
 def corruptions_section(
-    store: RunStore, index: pd.DataFrame, manifest: pd.DataFrame, rows: pd.DataFrame, out_dir: Path, setting: str
+    store: RunStore,
+    index: pd.DataFrame,
+    manifest: pd.DataFrame,
+    rows: pd.DataFrame,
+    out_dir: Path,
+    setting: str,
+    alpha: float = 0.05,
 ) -> str:
+    """The probe accuracies (descriptive), the test of MTL − STL drop per task and corruption at the
+    report's FDR ``alpha`` (:func:`~mtlens.analysis.assumptions.corruption_tests`) and the figure."""
     if f"corruptions-{setting}" not in store.table_names("corruptions-"):
         return "<p>The corruption analysis has not been computed for these runs.</p>"
     accuracy = store.table(f"corruptions-{setting}")
@@ -53,14 +62,28 @@ def corruptions_section(
         "Linear-probe test accuracy on frozen encoders at each task's validation-selected checkpoint "
         "(probe fitted on clean training "
         "features), per task, encoder (STL or MTL) and corruption, at severities 1-5 and their mean; "
-        "drop = clean - mean_corrupted; mean over seeds.",
+        "drop = clean - mean_corrupted; mean over seeds. Descriptive, no test (the MTL − STL drop is tested "
+        "in the next table).",
     )
+    tests = corruption_tests(accuracy, alpha)
+    if len(tests):
+        body += table_html(
+            tests,
+            out_dir,
+            f"corruptions_tests_{setting}",
+            "Does the MTL encoder lose more accuracy under a corruption than the STL encoder? Per task and "
+            "corruption, each encoder's drop (clean − mean over severities 1-5) and delta = MTL − STL drop (> 0: "
+            "MTL loses more), paired by seed (each MTL encoder against the same-seed STL encoder; design says "
+            f"so) with the transfer table's test (Hall's skewness-corrected t), its {confidence(alpha)} interval, "
+            f"n seeds (n_stl, n_mtl) and Benjamini-Hochberg over this table at FDR {alpha:g} (p_adjusted); "
+            "min_p: the smallest p the test allows.",
+        )
     return body + save_figure(
         _corruption_figure(accuracy),
         out_dir,
         f"corruptions_{setting}",
         "Linear-probe accuracy against corruption severity (0 = clean), STL vs MTL encoder, "
-        "one panel per corruption and task (mean over seeds).",
+        "one panel per corruption and task (mean over seeds; descriptive, the test is in the table above).",
     )
 
 

@@ -96,7 +96,7 @@ def loss_scale_section(
                 f"loss_scale_{setting}",
                 f"MTL (sum) with task {table['scaled_task'].iloc[0]!r}'s loss scaled by c: test value "
                 "at the validation-selected checkpoint per optimizer, c and task (mean, std over "
-                "seeds); diverged = runs stopped by a non-finite loss.",
+                "seeds); diverged = runs stopped by a non-finite loss. Descriptive, no test.",
             )
         )
         curves = _loss_scale_curves(manifest, rows)

@@ -81,13 +81,13 @@ def optimizers_section(
         f"optimizers_{setting}",
         "MTL test performance (selection metric, at each run's validation-selected checkpoint) per "
         "optimizer and method, at the learning rate with the best mean validation value over tasks "
-        "and seeds; mean and std over seeds; average = mean over tasks.",
+        "and seeds; mean and std over seeds; average = mean over tasks. Descriptive, no test.",
     )
     body += table_html(
         grid,
         out_dir,
         f"optimizers_grid_{setting}",
-        "Every learning rate of the grid: mean validation and test value over tasks and seeds.",
+        "Every learning rate of the grid: mean validation and test value over tasks and seeds. Descriptive, no test.",
     )
     return body
 

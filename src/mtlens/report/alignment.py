@@ -122,7 +122,7 @@ def alignment_section(rows: pd.DataFrame, out_dir: Path) -> Section:
         out_dir,
         "alignment",
         "Cosines between task gradients in MTL runs and between gradients of one task's sub-batches or "
-        "class groups in STL runs, pooled over probe steps: n values from n_runs runs.",
+        "class groups in STL runs, pooled over probe steps: n values from n_runs runs. Descriptive, no test.",
     )
     figures = {
         setting: [
@@ -197,7 +197,8 @@ def optimizer_section(index: pd.DataFrame, rows: pd.DataFrame, store: RunStore, 
         out_dir,
         "optimizers",
         "Test selection metric at the validation-selected checkpoint by optimizer (and learning rate where the "
-        "runs use several): mean ± std over n runs (seeds) per setting, task, mode and method.",
+        "runs use several): mean ± std over n runs (seeds) per setting, task, mode and method. Descriptive, no "
+        "test.",
     )
     return Section(title, body, anchor)
 
