@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
 
+from mtlens import Recorder
+from mtlens.quantities import TASK_NAME_FORBIDDEN, check_task_name
 from mtlens.tasks import binary_task, classification_task, regression_task
 
 
@@ -59,5 +62,31 @@ def test_sampled_labels_follow_the_model_distribution(kind):
 
 
 def test_task_validation_names_the_problem():
-    with pytest.raises(ValueError, match="contain no '/'"):
+    with pytest.raises(ValueError, match="'a/b' contains '/'"):
         classification_task("a/b", 2)
+    with pytest.raises(ValueError, match="non-empty string"):
+        classification_task("", 2)
+
+
+@pytest.mark.parametrize("char", list(TASK_NAME_FORBIDDEN))
+def test_a_task_name_holding_a_separator_is_refused_by_task_and_recorder(char, tmp_path):
+    """``x+y`` would be read as the group of x and y, ``x>y`` as an affinity pair (its TAG value NaN), ``x|y``
+    as a conflict pair, ``x,y`` as two tasks of the run index: Task and Recorder refuse every one, naming
+    the character and the task, from the one declaration."""
+    name = f"x{char}y"
+    message = re.escape(f"task name {name!r} contains {char!r}")
+    with pytest.raises(ValueError, match=message):
+        binary_task(name)
+    with pytest.raises(ValueError, match=message):
+        Recorder(tmp_path / "store", "toy", [name, "z"], 0)
+    assert not (tmp_path / "store").exists() or not any((tmp_path / "store").iterdir())
+
+
+def test_every_builtin_task_name_is_valid():
+    from mtlens.data.glue import GLUE_TASKS
+    from mtlens.settings.digit_attributes import TASK_NAMES
+    from mtlens.settings.fashion_mtl import TASKS
+    from paper_files import CELEBA_ATTRIBUTES, CIFAR100_SUPERCLASSES
+
+    for name in [*GLUE_TASKS, *TASK_NAMES, *TASKS, *CIFAR100_SUPERCLASSES, *CELEBA_ATTRIBUTES]:
+        check_task_name(name)

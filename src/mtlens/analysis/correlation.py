@@ -67,8 +67,10 @@ from mtlens.quantities import (
     FISHER_TRACE,
     GRAD_COHERENCE,
     M_COHERENCE,
+    RUN_ROW,
     SHARPNESS,
     SHARPNESS_SAM,
+    TASK_PAIR,
 )
 
 UNIT_KEYS = ["setting", "task", "seed", "method"]
@@ -146,7 +148,9 @@ def _conflicts(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     cosine = mtl[mtl["quantity"] == CONFLICT_COSINE]
     # the mean cosine of each pair, once for each of its two tasks (in pair order)
     pairs = cosine.groupby(["setting", "method", "seed", "task"], as_index=False)["value"].mean()
-    per_task = pairs.assign(task=pairs["task"].astype(str).str.split("|"), seed=pairs["seed"].astype(int))
+    per_task = pairs.assign(
+        task=pairs["task"].astype(str).str.split(TASK_PAIR, regex=False), seed=pairs["seed"].astype(int)
+    )
     per_task = per_task.explode("task")[UNIT_KEYS + ["value"]]
     per_task = per_task.groupby(UNIT_KEYS, as_index=False)["value"].mean().rename(columns={"value": "conflict_cosine"})
     fraction = (
@@ -181,7 +185,9 @@ def unit_table(
         optimization = optimization_effect(rows, early_fraction)
     transfer = _transfer(selected, task_info)
     mtl_units = rows[rows["mode"] == "mtl"][UNIT_KEYS].drop_duplicates()
-    mtl_units = mtl_units[~mtl_units["task"].astype(str).str.contains("|", regex=False) & (mtl_units["task"] != "*")]
+    mtl_units = mtl_units[
+        ~mtl_units["task"].astype(str).str.contains(TASK_PAIR, regex=False) & (mtl_units["task"] != RUN_ROW)
+    ]
     mtl_units["seed"] = mtl_units["seed"].astype(int)
     units = mtl_units.merge(transfer, on=UNIT_KEYS, how="left")
     optimization = optimization[UNIT_KEYS + ["log_ratio_early", "log_ratio_mean"]]

@@ -65,9 +65,9 @@ from mtlens.analysis.transfer import (
     selection_info,
     transfer_tests,
 )
-from mtlens.quantities import CONFLICT_COSINE, LOOKAHEAD_AFFINITY
+from mtlens.quantities import CONFLICT_COSINE, DIRECTED_PAIR, LOOKAHEAD_AFFINITY, TASK_GROUP, TASK_PAIR
 
-SEPARATOR = "+"
+SEPARATOR = TASK_GROUP
 """Joins the tasks of a group in its label (``"even+ink"``)."""
 
 PREDICTORS = ("tag", "cosine", "early_gap")
@@ -171,10 +171,12 @@ def affinity_table(
     table = transfer[["source", "target", "relative_pct"]].rename(columns={"relative_pct": "transfer_pct"})
     all_runs = manifest.loc[manifest["role"] == "all", "run_id"].unique()
     tag = _run_means(rows, LOOKAHEAD_AFFINITY, all_runs)
-    tag[["source", "target"]] = tag["task"].str.split(">", n=1, expand=True) if len(tag) else None
+    tag[["source", "target"]] = (
+        tag["task"].str.split(DIRECTED_PAIR, n=1, expand=True, regex=False) if len(tag) else None
+    )
     cosine = _run_means(rows, CONFLICT_COSINE, all_runs)
     if len(cosine):
-        cosine[["source", "target"]] = cosine["task"].str.split("|", n=1, expand=True, regex=False)
+        cosine[["source", "target"]] = cosine["task"].str.split(TASK_PAIR, n=1, expand=True, regex=False)
         cosine = pd.concat([cosine, cosine.rename(columns={"source": "target", "target": "source"})])
     for name, frame in (("tag", tag), ("cosine", cosine)):
         if len(frame):

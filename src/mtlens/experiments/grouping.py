@@ -39,6 +39,7 @@ from pydantic import Field
 
 from mtlens.analysis.grouping import (
     PREDICTORS,
+    SEPARATOR,
     affinity_table,
     best_grouping,
     group_label,
@@ -206,7 +207,7 @@ def grouping_section(
     report's FDR ``alpha``."""
     task_info = store.task_info()
     all_tasks = (
-        str(manifest.loc[manifest["role"] == "all", "group"].iloc[0]).split("+")
+        str(manifest.loc[manifest["role"] == "all", "group"].iloc[0]).split(SEPARATOR)
         if (manifest["role"] == "all").any()
         else []
     )
@@ -266,7 +267,7 @@ def grouping_section(
                 f"predictors at FDR {alpha:g}.",
             )
         )
-    subset = str(manifest["subset"].iloc[0]).split("+")
+    subset = str(manifest["subset"].iloc[0]).split(SEPARATOR)
     budget = int(manifest["budget"].iloc[0])
     predictors = _predictor_affinities(affinities)
     results = grouping_results(manifest, rows, task_info, subset, budget, predictors, alpha)

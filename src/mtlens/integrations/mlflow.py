@@ -33,6 +33,7 @@ from typing import Any
 
 from mtlens.errors import ConfigError, MtlensError
 from mtlens.integrations.series import Exported, exportable_runs, metric_series
+from mtlens.quantities import TASK_LIST
 from mtlens.store import RunState, RunStore
 
 RUN_ID_TAG = "mtlens.run_id"
@@ -130,7 +131,7 @@ def export_mlflow(
             "mtlens.mode": str(row.get("mode", "")),
             "mtlens.method": str(config.get("method", "")),
             "mtlens.seed": str(config.get("seed", "")),
-            "mtlens.tasks": ",".join(config.get("tasks") or []),
+            "mtlens.tasks": TASK_LIST.join(config.get("tasks") or []),
             "mlflow.runName": run_id,
         }
         series = metric_series(rows)

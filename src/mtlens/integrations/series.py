@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from mtlens.errors import DamagedStoreError
+from mtlens.quantities import RUN_ROW, TASK_PAIR
 from mtlens.store import RunState, RunStore
 
 
@@ -18,7 +19,7 @@ def metric_key(quantity: str, task: str) -> str:
     """The tracker's name of the series ``(quantity, task)``: ``<quantity>/<task>``, the task pair ``a|b``
     written ``a vs b`` and the per-run task ``*`` written ``run`` (MLflow's metric names allow letters, digits,
     ``_ - . /`` and space; any other character becomes ``_``)."""
-    name = "run" if task == "*" else " vs ".join(task.split("|"))
+    name = "run" if task == RUN_ROW else " vs ".join(task.split(TASK_PAIR))
     return re.sub(r"[^\w\-./ ]", "_", f"{quantity}/{name}")
 
 

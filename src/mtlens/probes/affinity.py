@@ -40,7 +40,7 @@ from mtlens.probes.base import ProbeContext, Row, register_probe
 from mtlens.probes.conflict import mean_task_gradients
 from mtlens.probes.per_example import eval_mode
 from mtlens.probes.protocol import ProbedModule
-from mtlens.quantities import LOOKAHEAD_AFFINITY
+from mtlens.quantities import DIRECTED_PAIR, LOOKAHEAD_AFFINITY
 from mtlens.tasks import Task
 
 
@@ -99,9 +99,12 @@ def lookahead_affinity(
 @register_probe("tag", per_task=False, quantities=(LOOKAHEAD_AFFINITY,), task_quantities=())
 def tag_probe(context: ProbeContext, lr: Annotated[float, Field(gt=0)] | None = None) -> list[Row]:
     """The probe ``tag``: :func:`lookahead_affinity` on the probe samples, one row per ordered pair
-    ``"i>j"``; ``lr`` defaults to the run's learning rate (required where the context has none)."""
+    ``"i>j"`` (:data:`~mtlens.quantities.DIRECTED_PAIR`); ``lr`` defaults to the run's learning rate (required
+    where the context has none)."""
     eta = lr if lr is not None else context.lr
     if eta is None:
         raise ConfigError("probe_options.tag.lr: the context has no learning rate; set lr")
     affinity = lookahead_affinity(context.model, context.tasks, context.samples, eta)
-    return [{"task": f"{i}>{j}", "quantity": LOOKAHEAD_AFFINITY, "value": z} for (i, j), z in affinity.items()]
+    return [
+        {"task": f"{i}{DIRECTED_PAIR}{j}", "quantity": LOOKAHEAD_AFFINITY, "value": z} for (i, j), z in affinity.items()
+    ]

@@ -31,6 +31,8 @@ from mtlens.quantities import (
     GRAD_NORM,
     MAGNITUDE_RATIO,
     MAGNITUDE_SIMILARITY,
+    RUN_ROW,
+    TASK_PAIR,
     UPDATE_COSINE,
     UPDATE_NORM,
 )
@@ -86,14 +88,16 @@ def conflict_measures(gradients: Mapping[str, Tensor], update: Tensor | None = N
         similarity = 2 * na * nb / (na**2 + nb**2) if na**2 + nb**2 > 0 else float("nan")
         ratio = na / nb if nb > 0 else float("nan")
         rows += [
-            {"task": f"{a}|{b}", "quantity": CONFLICT_COSINE, "value": cosine},
-            {"task": f"{a}|{b}", "quantity": MAGNITUDE_SIMILARITY, "value": similarity},
-            {"task": f"{a}|{b}", "quantity": MAGNITUDE_RATIO, "value": ratio},
+            {"task": f"{a}{TASK_PAIR}{b}", "quantity": CONFLICT_COSINE, "value": cosine},
+            {"task": f"{a}{TASK_PAIR}{b}", "quantity": MAGNITUDE_SIMILARITY, "value": similarity},
+            {"task": f"{a}{TASK_PAIR}{b}", "quantity": MAGNITUDE_RATIO, "value": ratio},
         ]
     if pairs:
-        rows.append({"task": "*", "quantity": CONFLICT_FRACTION, "value": sum(c < 0 for c in cosines) / len(cosines)})
+        rows.append(
+            {"task": RUN_ROW, "quantity": CONFLICT_FRACTION, "value": sum(c < 0 for c in cosines) / len(cosines)}
+        )
     if update is not None:
-        rows.append({"task": "*", "quantity": UPDATE_NORM, "value": update.norm().item()})
+        rows.append({"task": RUN_ROW, "quantity": UPDATE_NORM, "value": update.norm().item()})
     return rows
 
 

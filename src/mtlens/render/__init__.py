@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from mtlens.analysis.transfer import TaskInfo
+from mtlens.quantities import TASK_GROUP, TASK_LIST
 from mtlens.render.charts import Spec, spec
 from mtlens.render.tables import table_html
 from mtlens.store.atomic import atomic_write_text
@@ -175,9 +176,11 @@ def _task_set_labels(index: pd.DataFrame, config: pd.Series) -> pd.Series:
             if len(sets) <= 1:
                 out[run_id] = [""]
             elif mode == "mtl":
-                out[run_id] = ["tasks=" + tasks.replace(",", "+")]
+                out[run_id] = ["tasks=" + tasks.replace(TASK_LIST, TASK_GROUP)]
             else:
-                out[run_id] = ["tasks=" + s.replace(",", "+") for s in sets if tasks in s.split(",")] or [""]
+                out[run_id] = [
+                    "tasks=" + s.replace(TASK_LIST, TASK_GROUP) for s in sets if tasks in s.split(TASK_LIST)
+                ] or [""]
     return pd.Series({run_id: out.get(run_id, [""]) for run_id in config.index}, dtype=object)
 
 

@@ -24,6 +24,8 @@ from mtlens.quantities import (
     MAGNITUDE_RATIO,
     MAGNITUDE_SIMILARITY,
     PROBE_PREFIX,
+    RUN_ROW,
+    TASK_PAIR,
     UPDATE_NORM,
 )
 from mtlens.render import Figure, Section, by_configuration, per_setting, slug
@@ -72,7 +74,7 @@ def probe_figures(rows: pd.DataFrame) -> Iterator[Figure]:
     for (setting, method), mtl_rows in probe_rows[probe_rows["mode"] == "mtl"].groupby(["setting", "method"]):
         task_rows = mtl_rows[mtl_rows["quantity"].isin(task_quantities)]
         pair = pd.concat([stl_rows.get(setting, task_rows.iloc[:0]), task_rows])
-        tasks = [t for t in sorted(task_rows["task"].unique()) if "|" not in t and t != "*"]
+        tasks = [t for t in sorted(task_rows["task"].unique()) if TASK_PAIR not in t and t != RUN_ROW]
         quantities = [q for q in task_quantities if q in set(pair["quantity"])]
         if tasks and quantities:
             n_seeds = {mode: frame["seed"].nunique() for mode, frame in pair.groupby("mode")}
@@ -89,7 +91,7 @@ def probe_figures(rows: pd.DataFrame) -> Iterator[Figure]:
             )
             yield Figure(slug("probes", setting, method), setting, fig, caption, (setting, method))
         conflict_rows = mtl_rows[mtl_rows["quantity"].isin(CONFLICT_SERIES)]
-        pairs = sorted(t for t in conflict_rows["task"].unique() if "|" in t)
+        pairs = sorted(t for t in conflict_rows["task"].unique() if TASK_PAIR in t)
         if pairs:
             shown = conflict_pairs(mtl_rows, pairs)
             more = (
@@ -109,7 +111,7 @@ def probe_figures(rows: pd.DataFrame) -> Iterator[Figure]:
         other = probe_rows[(probe_rows["setting"] == setting) & probe_rows["quantity"].isin(other_quantities)]
         other = other[(other["mode"] == "stl") | (other["method"] == method)]
         if len(other):
-            keys = sorted(other["task"].unique(), key=lambda t: (t != "*", t))
+            keys = sorted(other["task"].unique(), key=lambda t: (t != RUN_ROW, t))
             shown = keys[:MAX_PAIR_PANELS]
             more = f" The first {len(shown)} of {len(keys)} task keys are drawn." if len(shown) < len(keys) else ""
             quantities = [q for q in other_quantities if q in set(other["quantity"])]
@@ -146,11 +148,11 @@ def conflict_figure(rows: pd.DataFrame, pairs: list[str]) -> Spec:
     """Per pair ``a|b`` (panels): conflict cosine with the intra-task cosines of ``a`` (first task)
     and ``b`` (second), and magnitude similarity; then conflict fraction and update norm (per run,
     task ``*``).  Mean ± std over the runs by epoch."""
-    drawn = rows[rows["task"].isin({t for pair in pairs for t in (pair, *pair.split("|"))})]  # not all 780 pairs
+    drawn = rows[rows["task"].isin({t for pair in pairs for t in (pair, *pair.split(TASK_PAIR))})]  # not all 780 pairs
     by_series = dict(iter(drawn.groupby(["task", "quantity"], sort=False)))
     frames, labels = [], []  # labels: (pair, series, of) per frame, added once after the concat
     for pair in pairs:
-        a, b = pair.split("|")
+        a, b = pair.split(TASK_PAIR)
         for task, which in ((pair, ""), (a, "first"), (b, "second")):
             for quantity, label in CONFLICT_SERIES.items():
                 if (quantity == "probe/conflict_cosine") == (task == pair):
@@ -202,7 +204,7 @@ def conflict_figure(rows: pd.DataFrame, pairs: list[str]) -> Spec:
         ("probe/conflict_fraction", "fraction of pairs with cosine < 0"),
         ("probe/update_norm", "norm of the applied update"),
     ):
-        frame = rows[(rows["task"] == "*") & (rows["quantity"] == quantity)]
+        frame = rows[(rows["task"] == RUN_ROW) & (rows["quantity"] == quantity)]
         if len(frame):
             per_run.append(
                 band_chart(
@@ -238,7 +240,7 @@ def recorded_probe_quantities(probe_rows: pd.DataFrame) -> tuple[list[str], list
     order (:func:`~mtlens.probes.per_task_quantities`) and then the others by name; ``other``: the
     remaining quantities (rows of task pairs ``a|b`` or of the run, ``*``) without a figure of their
     own (:data:`DRAWN_ELSEWHERE`), by name."""
-    pair_or_run = probe_rows["task"].str.contains("|", regex=False) | (probe_rows["task"] == "*")
+    pair_or_run = probe_rows["task"].str.contains(TASK_PAIR, regex=False) | (probe_rows["task"] == RUN_ROW)
     single = set(probe_rows.loc[~pair_or_run, "quantity"])
     known = [q for q in per_task_quantities() if q in single]
     other = set(probe_rows.loc[pair_or_run, "quantity"]) - single - set(DRAWN_ELSEWHERE)

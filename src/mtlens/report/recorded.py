@@ -18,6 +18,7 @@ import pandas as pd
 
 from mtlens.analysis.transfer import TaskInfo, selection_info
 from mtlens.errors import DamagedStoreError
+from mtlens.quantities import RUN_ROW, TASK_PAIR
 from mtlens.render import Section, not_available
 from mtlens.store import RunStore
 
@@ -61,7 +62,7 @@ def read_rows(store: RunStore, run_ids: Sequence[str]) -> tuple[pd.DataFrame, di
 def unrecorded_inputs(rows: pd.DataFrame, task_info: TaskInfo, inputs: Sequence[str]) -> dict[str, list[str]]:
     """Per quantity of ``inputs`` (templates of :data:`SECTION_INPUTS`, resolved per task), the tasks
     (``setting: task``) of ``rows`` without any row of it; empty if every task has every input."""
-    tasks = rows[~rows["task"].astype(str).str.contains("|", regex=False) & (rows["task"] != "*")]
+    tasks = rows[~rows["task"].astype(str).str.contains(TASK_PAIR, regex=False) & (rows["task"] != RUN_ROW)]
     recorded = tasks.groupby(["setting", "task"], sort=True)["quantity"].agg(set)
     missing: dict[str, list[str]] = {}
     for (setting, task), quantities in recorded.items():
@@ -77,7 +78,7 @@ def note_unrecorded(sections: Sequence[Section], rows: pd.DataFrame, task_info: 
     """``sections`` with a note in each core section (:data:`SECTION_INPUTS`) whose inputs some tasks
     did not record: where no task recorded an input, the note replaces the section's body (whose empty
     results would otherwise read as "no runs"); otherwise it names the tasks left out, above the results."""
-    tasks = rows[~rows["task"].astype(str).str.contains("|", regex=False) & (rows["task"] != "*")]
+    tasks = rows[~rows["task"].astype(str).str.contains(TASK_PAIR, regex=False) & (rows["task"] != RUN_ROW)]
     n_tasks = len(tasks[["setting", "task"]].drop_duplicates())
     noted = []
     for section in sections:

@@ -25,6 +25,7 @@ from mtlens.analysis.inference import detectable_effect
 from mtlens.analysis.planning import POWER, RATIO, detectable_table, family_plan, seeds_needed, spread_table
 from mtlens.analysis.transfer import TaskInfo
 from mtlens.probes import PROBES
+from mtlens.quantities import TASK_PAIR
 from mtlens.render.tables import number
 from mtlens.report.planning import difference_text, family_sizes
 from mtlens.report.study_report import ReportData, report_families
@@ -75,7 +76,7 @@ def planned_rows(
                         base = loss if metric == "loss" else 0.2 + 0.1 * loss
                         value = base * (1.2 if split != "train" else 1.0) + 0.01 * noise()
                         series.append((task, f"{split}/{metric}", value))
-            pairs = ["|".join(pair) for pair in itertools.combinations(run_tasks, 2)]
+            pairs = [TASK_PAIR.join(pair) for pair in itertools.combinations(run_tasks, 2)]
             for probe in declared:
                 for quantity in probe.quantities:
                     keys = run_tasks if quantity in probe.plotted_per_task else pairs

@@ -34,6 +34,7 @@ from mtlens.analysis.planning import spread_table
 from mtlens.analysis.transfer import TaskInfo, delta_m, selected_checkpoints, transfer_tests
 from mtlens.errors import ConfigError, MtlensError
 from mtlens.experiments import experiment_sections
+from mtlens.quantities import RUN_ROW, TASK_PAIR
 from mtlens.registry import did_you_mean
 from mtlens.render import RUN_KEYS, Figure, Section, by_configuration, per_setting, report_options, slug, table_html
 from mtlens.render.charts import STATIC_FORMATS, export_static, mean_band, vega_bundle
@@ -551,8 +552,8 @@ def training_figures(rows: pd.DataFrame) -> Iterator[Figure]:
     of the STL and MTL runs (means aggregated once for all figures, STL runs once per setting)."""
     rows = rows[
         rows["quantity"].isin(TRAINING_QUANTITIES)
-        & ~rows["task"].str.contains("|", regex=False)
-        & (rows["task"] != "*")
+        & ~rows["task"].str.contains(TASK_PAIR, regex=False)
+        & (rows["task"] != RUN_ROW)
     ]
     stl, mtl = rows[rows["mode"] == "stl"], rows[rows["mode"] == "mtl"]
     stl_stats = dict(iter(mean_band(stl, ["setting", "quantity", "task", "mode"], "epoch").groupby("setting")))

@@ -65,6 +65,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mtlens.errors import DamagedStoreError, MtlensError
+from mtlens.quantities import TASK_LIST
 from mtlens.states import RunState
 from mtlens.store.atomic import TMP_SUFFIX, atomic_write, atomic_write_bytes, atomic_write_json, read_json
 
@@ -669,7 +670,7 @@ class RunStore:
             status = {} if "status.json" in damaged else self.status(run_id) or {}
             flat = {k: json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v for k, v in config.items()}
             if config:
-                flat["tasks"] = ",".join(config.get("tasks") or [])
+                flat["tasks"] = TASK_LIST.join(config.get("tasks") or [])
                 flat["mode"] = "stl" if len(config.get("tasks") or []) == 1 else "mtl"
             state = status.get("state", RunState.PENDING)
             if damaged:

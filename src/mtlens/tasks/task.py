@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from mtlens.quantities import check_task_name
+
 PerExampleLoss = Callable[[Tensor, Tensor], Tensor]
 """``(outputs (N, ...), targets (N, ...)) -> per-example losses (N,)``."""
 
@@ -70,7 +72,8 @@ class Task:
     """One prediction problem solved by one head on top of the shared encoder.
 
     Attributes:
-        name: unique name of the task inside its setting.
+        name: unique name of the task inside its setting, free of the characters that join task names in
+            rows and labels (:data:`~mtlens.quantities.TASK_NAME_FORBIDDEN`).
         head: ``feature_dim -> nn.Module`` building the task's head.
         loss: per-example negative log-likelihood, shape ``(N,)``.
         metrics: name -> per-example score, each shape ``(N,)``; the evaluator averages them.
@@ -90,8 +93,7 @@ class Task:
     corpus_metrics: Mapping[str, CorpusMetric] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not self.name or "/" in self.name:
-            raise ValueError(f"task name {self.name!r} must be non-empty and contain no '/'")
+        check_task_name(self.name)
         clash = sorted(set(self.metrics) & set(self.corpus_metrics) | {"loss"} & set(self.corpus_metrics))
         if clash:
             raise ValueError(f"task {self.name!r}: corpus metric names {clash} clash with per-example metrics")

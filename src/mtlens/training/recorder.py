@@ -96,6 +96,7 @@ from mtlens.probes.loss_model import (
     batch_size_of,
     loss_task,
 )
+from mtlens.quantities import check_task_name
 from mtlens.store import RunState, RunStore
 from mtlens.tasks import Task
 from mtlens.training.config import make_run_id
@@ -237,8 +238,10 @@ class Recorder:
     ):
         self.store = store if isinstance(store, RunStore) else RunStore(store)
         names = [t.name if isinstance(t, Task) else t for t in tasks]
-        if not names or len(set(names)) != len(names) or any(not n or "/" in n or "|" in n for n in names):
-            raise ValueError(f"tasks {names} must be distinct, non-empty names without '/' or '|'")
+        for name in names:
+            check_task_name(name)
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"tasks {names}: expected one or more distinct task names")
         if steps_per_epoch is not None and steps_per_epoch < 1:
             raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
         hyperparameters = dict(hyperparameters or {})

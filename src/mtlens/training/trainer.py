@@ -59,6 +59,7 @@ from tqdm.auto import tqdm
 from mtlens.aggregators import make_method
 from mtlens.errors import MtlensError
 from mtlens.models import MultiTaskModel, build_model
+from mtlens.quantities import RUN_ROW
 from mtlens.seeding import derived_seed
 from mtlens.settings import Setting, Split
 from mtlens.settings.base import SPLITS
@@ -357,7 +358,7 @@ class TrainingRun:
         records = []
         for name, total in sums.items():
             quantity, _, task = name.partition("/")
-            records.append({"task": task or "*", "quantity": f"method/{quantity}", "value": total / steps})
+            records.append({"task": task or RUN_ROW, "quantity": f"method/{quantity}", "value": total / steps})
         self.diagnostics = {"sums": {}, "steps": 0}
         return records
 
