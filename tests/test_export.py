@@ -7,6 +7,7 @@ series reads back through TensorBoard's ``EventAccumulator``, and a second expor
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 import time
@@ -18,7 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from mtlens import Recorder, RunStore
 from mtlens.cli import main
 from mtlens.integrations.mlflow import RUN_ID_TAG
-from mtlens.integrations.series import metric_key
+from mtlens.integrations.series import SeriesClashError, metric_key, metric_series
 
 
 @pytest.fixture(scope="module")
@@ -231,3 +232,33 @@ def test_export_to_tensorboard_reads_back_every_series_and_is_idempotent(study_s
     assert main(["export", "--to", "tensorboard", "--store", str(study_store.root), "--logdir"]) == 2
     assert main(["export", "--to", "tensorboard", "--store", str(study_store.root)]) == 2
     assert "--logdir: required with --to tensorboard" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("tasks", [["a:b", "a_b"], ["a vs b", "a", "b"]])
+def test_a_run_two_of_whose_series_would_get_one_name_is_skipped_named_not_merged(tmp_path, capsys, tasks):
+    """A tracker's metric names keep only letters, digits, ``_ - . /`` and space: the tasks ``a:b`` and ``a_b``
+    would both be ``val/loss/a_b``, and the task ``a vs b`` and the pair ``a|b`` both ``... vs ...``.  Such a run
+    is skipped and named (exit 1) by both exports, never written with one series lost; the others are exported."""
+    store = RunStore(tmp_path / "store")
+    with Recorder(store, "toy", tasks, seed=0, steps_per_epoch=1) as rec:
+        for step in (0, 1):
+            rec.log(step, "val", {t: {"loss": float(i + step)} for i, t in enumerate(tasks)})
+            if len(tasks) == 3:  # a probe's per-task row of the task 'a vs b' and its per-pair row of a|b
+                rec.handle.record(step, float(step), {("a vs b", "probe/x"): 1.0, ("a|b", "probe/x"): 2.0})
+    with Recorder(store, "toy", ["c"], seed=0, steps_per_epoch=1) as fine:
+        fine.log(0, "val", {"c": 1.0})
+    key = "val/loss/a_b" if len(tasks) == 2 else "probe/x/a vs b"
+    with pytest.raises(SeriesClashError, match=re.escape(f"would both be named {key!r}")):
+        metric_series(store.trajectory(rec.run_id))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    logdir = tmp_path / "tb"
+    for argv in (
+        ["export", "--to", "mlflow", "--store", str(store.root), "--tracking-uri", uri, "--quiet"],
+        ["export", "--to", "tensorboard", "--store", str(store.root), "--logdir", str(logdir), "--quiet"],
+    ):
+        assert main(argv) == 1
+        captured = capsys.readouterr()
+        assert "1 created, 1 skipped" in captured.out
+        assert f"{rec.run_id} not exported: " in captured.err and repr(key) in captured.err
+    assert set(mlflow_runs(MlflowClient(tracking_uri=uri))) == {fine.run_id}
+    assert sorted(p.name for p in logdir.iterdir()) == [fine.run_id]

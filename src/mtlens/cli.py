@@ -394,7 +394,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """``mtlens export --to mlflow|tensorboard``: every run of the store into a tracker
     (:mod:`mtlens.integrations.mlflow`, :mod:`mtlens.integrations.tensorboard`); 1, naming them, if runs were
-    skipped (damaged)."""
+    skipped (damaged, or two series of one name)."""
     from mtlens.store import RunState, RunStore
 
     if args.to == "tensorboard" and not args.logdir:

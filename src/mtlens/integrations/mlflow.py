@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from mtlens.errors import ConfigError, MtlensError
-from mtlens.integrations.series import Exported, exportable_runs, metric_series
+from mtlens.integrations.series import Exported, SeriesClashError, exportable_runs, metric_series
 from mtlens.quantities import TASK_LIST
 from mtlens.store import RunState, RunStore
 
@@ -106,7 +106,9 @@ def export_mlflow(
 ) -> list[Exported]:
     """Export ``run_ids`` of ``store`` (default: every run) to the MLflow experiment ``experiment`` at
     ``tracking_uri`` (see the module docstring); one :class:`~mtlens.integrations.series.Exported` per run.
-    Damaged runs are skipped and reported (``action="skipped"``), never exported in part."""
+    Damaged runs, and runs two of whose series would have one name
+    (:class:`~mtlens.integrations.series.SeriesClashError`), are skipped and reported (``action="skipped"``),
+    never exported in part."""
     try:
         from mlflow.entities import Metric, Param, RunTag
         from mlflow.tracking import MlflowClient
@@ -134,7 +136,11 @@ def export_mlflow(
             "mtlens.tasks": TASK_LIST.join(config.get("tasks") or []),
             "mlflow.runName": run_id,
         }
-        series = metric_series(rows)
+        try:
+            series = metric_series(rows)
+        except SeriesClashError as err:  # not exported: one of two series would be lost
+            results.append(Exported(run_id, "skipped", message=str(err)))
+            continue
         existing: list[Any] = client.search_runs(
             [experiment_id], filter_string=f"tags.`{RUN_ID_TAG}` = '{run_id}'", max_results=2
         )

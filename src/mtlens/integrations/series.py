@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
-from mtlens.errors import DamagedStoreError
+from mtlens.errors import DamagedStoreError, MtlensError
 from mtlens.quantities import RUN_ROW, TASK_PAIR
 from mtlens.store import RunState, RunStore
 
@@ -23,13 +23,29 @@ def metric_key(quantity: str, task: str) -> str:
     return re.sub(r"[^\w\-./ ]", "_", f"{quantity}/{name}")
 
 
+class SeriesClashError(MtlensError):
+    """Two series of one run would get the same tracker name (:func:`metric_key` is not one-to-one: ``a:b`` and
+    ``a_b`` are both written ``a_b``); the run is not exported rather than one series silently lost."""
+
+
 def metric_series(rows: pd.DataFrame) -> dict[str, dict[int, float]]:
     """``{metric key: {step: value}}`` of one run's trajectory ``rows`` (the mean of duplicate rows of a step,
-    as the report reads them) and the series ``epoch``."""
+    as the report reads them) and the series ``epoch``; :class:`SeriesClashError` naming both series if two
+    of them would have the same key."""
     series: dict[str, dict[int, float]] = {}
     if rows.empty:
         return series
     values = rows.groupby(["quantity", "task", "step"], sort=True)["value"].mean()
+    origin: dict[str, tuple[str, str]] = {}
+    for quantity, task in values.index.droplevel("step").unique():
+        key = metric_key(str(quantity), str(task))
+        seen = origin.setdefault(key, (str(quantity), str(task)))
+        if seen != (str(quantity), str(task)):
+            raise SeriesClashError(
+                f"the series {seen[0]} of task {seen[1]!r} and {quantity} of task {task!r} would both be named "
+                f"{key!r} (a tracker's metric names hold only letters, digits, _ - . / and space, and a pair a|b is "
+                "written 'a vs b'); rename a task so that their names differ there"
+            )
     for (quantity, task, step), value in values.items():
         series.setdefault(metric_key(str(quantity), str(task)), {})[int(step)] = float(value)
     series["epoch"] = {int(s): float(e) for s, e in rows.groupby("step")["epoch"].first().items()}
@@ -39,9 +55,9 @@ def metric_series(rows: pd.DataFrame) -> dict[str, dict[int, float]]:
 @dataclass(frozen=True)
 class Exported:
     """What an export did to one mtlens run: ``action`` is ``created``, ``updated`` (new steps, tags or status),
-    ``unchanged``, ``recreated`` (values differed: written afresh) or ``skipped`` (damaged: ``message`` says
-    why); ``target`` the tracker's run (MLflow run id, TensorBoard run directory); ``metrics`` the values
-    written now."""
+    ``unchanged``, ``recreated`` (values differed: written afresh) or ``skipped`` (damaged, or two series of one
+    name: ``message`` says why); ``target`` the tracker's run (MLflow run id, TensorBoard run directory);
+    ``metrics`` the values written now."""
 
     run_id: str
     action: str

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mtlens.errors import MtlensError
-from mtlens.integrations.series import Exported, exportable_runs, metric_series
+from mtlens.integrations.series import Exported, SeriesClashError, exportable_runs, metric_series
 from mtlens.store import RunStore
 
 MARKER = "mtlens.json"
@@ -37,7 +37,8 @@ def export_tensorboard(
     log: Callable[[str], None] | None = None,
 ) -> list[Exported]:
     """Write ``run_ids`` of ``store`` (default: every run) as TensorBoard runs under ``logdir`` (see the module
-    docstring); one :class:`~mtlens.integrations.series.Exported` per run.  Damaged runs are skipped."""
+    docstring); one :class:`~mtlens.integrations.series.Exported` per run.  Damaged runs, and runs two of whose
+    series would have one name, are skipped."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
@@ -62,7 +63,11 @@ def export_tensorboard(
                     continue
             except ValueError:  # a damaged marker: write the run again
                 pass
-        series = metric_series(rows)
+        try:
+            series = metric_series(rows)
+        except SeriesClashError as err:  # not exported: one of two series would be lost
+            results.append(Exported(run_id, "skipped", message=str(err)))
+            continue
         fresh = logdir / f".{run_id}.tmp-{os.getpid()}"
         shutil.rmtree(fresh, ignore_errors=True)
         writer = SummaryWriter(str(fresh))
