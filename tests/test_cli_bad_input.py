@@ -210,6 +210,20 @@ CASES = {
         [*STUDY, "--set", "task_loss_scales={c: 2}"],
         ["task_loss_scales", "['c'] are not tasks of setting 'digits_pair'", "['a', 'b']"],
     ),
+    # built-in setting options whose accepted value failed every run (a conv of width 0, a canvas pooled to
+    # nothing, an empty validation split): refused by their declared constraint
+    "digit-attributes-feature-dim-2": (
+        ["study", "digit_attributes", "--store", "{tmp}/store", "--quiet", "--option", "feature_dim=2"],
+        ["digit_attributes", "feature_dim=2", "greater than or equal to 4"],
+    ),
+    "multimnist-pool-100": (
+        ["study", "multimnist", "--store", "{tmp}/store", "--quiet", "--option", "pool=100"],
+        ["multimnist", "pool=100", "less than or equal to 7"],
+    ),
+    "mnist1d-val-fraction-tiny": (
+        ["study", "mnist1d_split", "--store", "{tmp}/store", "--quiet", "--option", "val_fraction=0.0001"],
+        ["mnist1d_split", "val_fraction=0.0001", "greater than or equal to 0.001"],
+    ),
     # an unrecognized flag: hints from the command's own flags, each once, else the list of its flags
     "settings-flag-of-another-command": (
         ["settings", "--option", "third=kmnist"],
@@ -396,3 +410,38 @@ def test_no_traceback_reaches_stderr_of_the_command(tmp_path: Path) -> None:
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "--set probes=[fisher" in result.stderr and "not valid YAML" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_setting_with_an_empty_split_is_refused_before_training(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A split sized to nothing (a validation fraction of a small task, a carve-out as large as the data) failed
+    every run (a mean over no examples); the setting refuses it when built, naming the task and the split."""
+    import torch
+    from torch import nn
+
+    from mtlens import Setting, Split, TaskData, classification_task, register_setting
+    from mtlens.settings import SETTINGS
+
+    def split(n: int) -> Split:
+        return Split(torch.zeros(n, 2), torch.zeros(n, dtype=torch.long))
+
+    @register_setting("test_empty_val")
+    def empty_val(n_val: int = 0) -> Setting:
+        return Setting(
+            name="test_empty_val",
+            tasks=(classification_task("a", 2),),
+            data={"a": TaskData("blobs", split(8), split(n_val), split(4))},
+            encoder=lambda: nn.Linear(2, 4),
+            feature_dim=4,
+        )
+
+    before = _listing(workdir)
+    try:
+        status = _run(["study", "test_empty_val", "--store", "{tmp}/store", "--quiet"], str(workdir))
+    finally:
+        SETTINGS.unregister("test_empty_val")
+    out, err = capsys.readouterr()
+    assert status == 2 and out == ""
+    _assert_one_clear_line(err, ["setting_options of 'test_empty_val'", "task 'a' has no val examples"])
+    assert _listing(workdir) == before

