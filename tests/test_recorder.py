@@ -258,6 +258,34 @@ def test_bad_descriptions_and_rows_are_clear_errors(store):
         rec.log(1, "val", {"a": 1.0})
 
 
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"tasks": "right"}, r"tasks='right': expected a list of task names or Task objects \(one task: \['right'\]\)"),
+        ({"tasks": iter(["a"])}, "tasks=<list_iterator.*expected a list"),
+        ({"tasks": ["a", 1]}, "task name 1: expected a non-empty string"),
+        ({"seed": -1}, "Recorder: .*seed=-1: Input should be greater than or equal to 0"),
+        ({"seed": True}, "seed=True: expected a number or text, not a boolean"),
+        ({"seed": 2**70}, f"seed={2**70}: Input should be less than or equal to {2**63 - 1}"),
+        ({"seed": 1.0}, "seed=1.0: Input should be a valid integer"),
+        ({"seed": "3"}, "seed='3': Input should be a valid integer"),
+    ],
+    ids=["tasks-str", "tasks-iterator", "task-int", "seed-negative", "seed-bool", "seed-2**70", "seed-1.0", "seed-str"],
+)
+def test_tasks_and_seed_are_checked_when_the_recorder_is_made(store, changes, message):
+    """A string of tasks was an MTL run of its letters ('right': r, i, g, h, t), a negative or boolean seed a run,
+    and a seed above the store's int64 trained the whole loop and failed at the end, leaving the run interrupted:
+    each is one ValueError now, from the declared Seed, before the run exists."""
+    with pytest.raises(ValueError, match=message):
+        open_recorder(store, **changes)
+    assert not store.run_ids()
+
+
+def test_a_numpy_integer_seed_names_the_same_run_as_the_int(store):
+    assert open_recorder(store, seed=np.int64(3)).run_id == open_recorder(store, seed=3).run_id
+    assert open_recorder(store, seed=2**63 - 1).config["seed"] == 2**63 - 1
+
+
 def test_report_flags_recorded_runs_whose_configurations_differ_beyond_the_task_set(store, tmp_path):
     from mtlens.report.study_report import mismatched_recorded_runs, overview_section
 

@@ -236,9 +236,25 @@ def check_option_values(
     and annotations that cannot be resolved accept anything.  The values are checked, not converted:
     the caller keeps using ``options`` as given (so stored configs and run ids do not change).
     """
+    _check_against(owner, _options_model(entry, frozenset(ignored)), options)
+
+
+def check_value(owner: str, key: str, value: Any, annotation: Any) -> None:
+    """:func:`check_option_values` for one value, ``key=value``, against a declared ``annotation`` (such as
+    :data:`Seed`) rather than a parameter's: one-line :class:`ConfigError` (a ``ValueError``) starting with
+    ``owner`` if it does not fit."""
+    from pydantic import ConfigDict, create_model
+
+    config = ConfigDict(arbitrary_types_allowed=True, allow_inf_nan=False)
+    fields: dict[str, Any] = {key: (annotation, ...)}
+    _check_against(owner, create_model(f"{key}_value", __config__=config, **fields), {key: value})
+
+
+def _check_against(owner: str, model: type[BaseModel], options: dict[str, Any]) -> None:
+    """Raise the :class:`ConfigError` of :func:`check_option_values` for the ``options`` that ``model``'s
+    fields do not accept."""
     from pydantic import ValidationError
 
-    model = _options_model(entry, frozenset(ignored))
     known = {key: value for key, value in options.items() if key in model.model_fields}
     problems = [
         f"{key}={value!r}: expected a number or text, not a boolean"
@@ -368,6 +384,7 @@ __all__ = [
     "accepts_bool",
     "annotated",
     "check_option_values",
+    "check_value",
     "contains_bool",
     "describe",
     "did_you_mean",

@@ -72,6 +72,8 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
+import operator
 import os
 import re
 import traceback
@@ -79,9 +81,10 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from pydantic import Strict
 from torch import nn
 
 from mtlens.errors import MtlensError
@@ -97,6 +100,7 @@ from mtlens.probes.loss_model import (
     loss_task,
 )
 from mtlens.quantities import check_task_name
+from mtlens.registry import Seed, check_value
 from mtlens.store import RunState, RunStore
 from mtlens.tasks import Task
 from mtlens.training.config import make_run_id
@@ -212,7 +216,8 @@ class Recorder:
         setting: the name of the problem the tasks come from (runs of one setting are compared).
         tasks: task names, or :class:`~mtlens.tasks.Task` objects (whose metric directions and
             selection metric then go into the store); one task is an STL run, several an MTL run.
-        seed: the seed; an MTL run and the STL runs of the same seed are paired.
+        seed: the seed, an integer in ``[0, 2**63 - 1]`` (:data:`~mtlens.registry.Seed`); an MTL run and the
+            STL runs of the same seed are paired.
         method: the MTL update method's name (``"sum"``: the plain sum of task losses).
         hyperparameters: anything else that defines the run (lr, optimizer, batch size, steps, ...);
             JSON values.  STL and MTL runs compared with each other must have the same ones.
@@ -228,7 +233,7 @@ class Recorder:
         store: RunStore | str | os.PathLike[str],
         setting: str,
         tasks: Sequence[str | Task],
-        seed: int,
+        seed: Seed,
         method: str = "sum",
         hyperparameters: Mapping[str, Any] | None = None,
         steps_per_epoch: int | None = None,
@@ -236,6 +241,12 @@ class Recorder:
         selection_metric: str = "loss",
         probes: RecorderProbes | None = None,
     ):
+        if isinstance(tasks, str) or not isinstance(tasks, Sequence):
+            one = f" (one task: [{tasks!r}])" if isinstance(tasks, str) else ""
+            raise ValueError(f"tasks={tasks!r}: expected a list of task names or Task objects{one}")
+        if not isinstance(seed, bool) and isinstance(seed, numbers.Integral):
+            seed = operator.index(seed)  # a NumPy integer
+        check_value("Recorder", "seed", seed, Annotated[Seed, Strict()])
         self.store = store if isinstance(store, RunStore) else RunStore(store)
         names = [t.name if isinstance(t, Task) else t for t in tasks]
         for name in names:
