@@ -84,3 +84,40 @@ def test_same_study_on_old_store_retrains_nothing_finished_and_completes_the_int
     assert resumed["quantity"].str.startswith("probe/").any()
     pd.testing.assert_frame_equal(resumed, uninterrupted)
     assert "Did MTL help each task?" in (tmp_path / "report" / "report.html").read_text()
+
+
+MULTIMNIST_V1_RUN_IDS = {
+    "multimnist-mtl-all-sum-s0-d2435f1b58",
+    "multimnist-stl-left-sum-s0-75c1c2acda",
+    "multimnist-stl-right-sum-s0-a84222e39b",
+}
+"""The run ids that the code of multimnist version 1 gave the study of the test below (``mtlens study multimnist
+--seeds 1 --epochs 1 --batch-size 32 --set probes=[] --option n_train=64 --option n_val=32 --option n_test=32``,
+run with that code)."""
+
+
+def test_multimnist_runs_of_version_1_keep_their_ids_and_report_apart_from_new_runs(tmp_path, monkeypatch, capsys):
+    """multimnist version 2 composes its test images from held-out digits: the same study gets new run ids (its
+    results differ), while a store's version-1 runs (configs without ``setting_version``) keep theirs, load and
+    report, each version compared only with itself."""
+    import mtlens.settings.multimnist as multimnist
+
+    store = tmp_path / "store"
+    argv = ["study", "multimnist", "--seeds", "1", "--epochs", "1", "--batch-size", "32", "--set", "probes=[]"]
+    argv += ["--option", "n_train=64", "--option", "n_val=32", "--option", "n_test=32", "--store", str(store)]
+    with monkeypatch.context() as patch:  # what the code of version 1 wrote (its run ids, its configs)
+        patch.setattr(multimnist, "VERSION", 1)
+        assert main([*argv, "--quiet"]) == 0
+    runs = RunStore(store).runs()
+    assert set(runs["run_id"]) == MULTIMNIST_V1_RUN_IDS and "setting_version" not in runs
+    assert main([*argv, "--quiet"]) == 0  # version 2: three new runs beside the old ones, none retrained
+    runs = RunStore(store).runs().set_index("run_id")
+    new = set(runs.index) - MULTIMNIST_V1_RUN_IDS
+    assert len(new) == 3 and set(runs["state"]) == {"finished"}
+    assert runs.loc[sorted(new), "setting_version"].tolist() == [2, 2, 2]
+    assert runs.loc[sorted(MULTIMNIST_V1_RUN_IDS), "setting_version"].isna().all()
+    capsys.readouterr()
+    assert main(["report", "--store", str(store), "--out", str(tmp_path / "report")]) == 0
+    transfer = pd.read_csv(tmp_path / "report" / "tables" / "transfer.csv")
+    assert sorted(transfer["setting"].unique()) == ["multimnist [defaults]", "multimnist [setting_version=2.0]"]
+    assert len(transfer) == 4  # per version: tasks left and right, each MTL run against its own version's STL

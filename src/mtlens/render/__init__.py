@@ -28,6 +28,7 @@ __all__ = [
     "RUN_KEYS",
     "Section",
     "by_configuration",
+    "config_text",
     "not_available",
     "per_setting",
     "report_options",
@@ -117,6 +118,13 @@ def _default_text(key: str) -> str | None:
     return json.dumps(default) if isinstance(default, (list, dict)) else str(default)
 
 
+def config_text(column: pd.Series) -> pd.Series:
+    """A run-index column as the text a configuration label compares: a missing value (a key absent from a
+    run's config, as ``setting_version`` is from runs of a setting's first version, or ``null``) is ``"None"``,
+    the text of ``RunConfig``'s ``None`` defaults, so that it differs from a value another run has."""
+    return column.astype(object).where(column.notna(), None).map(str)
+
+
 def by_configuration(index: pd.DataFrame, rows: pd.DataFrame, task_info: TaskInfo) -> tuple[pd.DataFrame, TaskInfo]:
     """Where the runs differ in their training configuration (optimizer, lr, momentum, ...), append
     it to each row's ``setting`` (``"digits_pair [optimizer=sgd lr=0.05]"``) so that MTL runs are
@@ -130,13 +138,13 @@ def by_configuration(index: pd.DataFrame, rows: pd.DataFrame, task_info: TaskInf
     are compared only with each other and with the STL runs of its tasks, whose rows are repeated
     once per task set holding their task (an STL run of a task in no MTL task set keeps the plain
     label).  With one MTL task set per configuration (every ordinary study) nothing is added."""
-    keys = [c for c in index.columns if c not in RUN_KEYS and index[c].astype(str).nunique() > 1]
+    keys = [c for c in index.columns if c not in RUN_KEYS and config_text(index[c]).nunique() > 1]
     if rows.empty:
         return rows, task_info
     defaults = {k: _default_text(k) for k in keys}
     config = (
         index.set_index("run_id")[keys]
-        .astype(str)
+        .apply(config_text)
         .apply(lambda r: " ".join(f"{k}={v}" for k, v in r.items() if v != defaults[k]) or "defaults", axis=1)
         if keys
         else pd.Series("", index=index["run_id"].to_numpy(), dtype=object)

@@ -36,7 +36,17 @@ from mtlens.errors import ConfigError, MtlensError
 from mtlens.experiments import experiment_sections
 from mtlens.quantities import RUN_ROW, TASK_PAIR
 from mtlens.registry import did_you_mean
-from mtlens.render import RUN_KEYS, Figure, Section, by_configuration, per_setting, report_options, slug, table_html
+from mtlens.render import (
+    RUN_KEYS,
+    Figure,
+    Section,
+    by_configuration,
+    config_text,
+    per_setting,
+    report_options,
+    slug,
+    table_html,
+)
 from mtlens.render.charts import STATIC_FORMATS, export_static, mean_band, vega_bundle
 from mtlens.render.pdf import find_chromium, print_pdf
 from mtlens.render.tables import confidence
@@ -346,7 +356,7 @@ def mismatched_recorded_runs(index: pd.DataFrame) -> pd.DataFrame:
     recorded = index[index["source"] == "recorder"]
     records = []
     for setting, runs in recorded.groupby("setting"):
-        keys = [c for c in runs.columns if c not in RUN_KEYS | {"source"} and runs[c].astype(str).nunique() > 1]
+        keys = [c for c in runs.columns if c not in RUN_KEYS | {"source"} and config_text(runs[c]).nunique() > 1]
         records += [
             {
                 "setting": setting,

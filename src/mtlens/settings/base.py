@@ -96,6 +96,9 @@ class Setting:
         feature_dim: width of the encoder output, the input width of every head.
         defaults: default hyperparameters.
         description: one paragraph saying how the tasks are built.
+        version: raised (from 1) when a change to how the setting is built changes results for the same
+            options; a config records it as ``setting_version`` when above 1 (part of the run id), so the
+            new runs get new ids while the runs of earlier versions keep theirs and still load and report.
     """
 
     name: str
@@ -105,9 +108,12 @@ class Setting:
     feature_dim: int
     defaults: Defaults = field(default_factory=Defaults)
     description: str = ""
+    version: int = 1
 
     def __post_init__(self) -> None:
         names = [t.name for t in self.tasks]
+        if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 1:
+            raise ValueError(f"setting {self.name!r}: version must be an integer >= 1, got {self.version!r}")
         if len(set(names)) != len(names):
             raise ValueError(f"setting {self.name!r} has duplicate task names: {names}")
         if set(names) != set(self.data):

@@ -37,6 +37,11 @@ which runs are compatible, and the float tolerance within which a packed run's r
 unpacked run's).  Like ``threads`` it says how a run is executed, not what it computes: it is not
 part of the run identity, and the status of a run trained in a pack records the pack's size.
 
+``setting_version`` is the setting's :attr:`~mtlens.settings.base.Setting.version`, set when the config is
+resolved (``None`` for version 1, so the runs of a setting that never changed keep their ids): a setting whose
+construction changed results (``multimnist`` version 2: test digits held out from training) gives its new runs
+new ids, while the stored runs of the earlier version, which lack the key, keep theirs and still load and report.
+
 ``save_selected_models: true`` keeps, per task, the model weights at the task's
 validation-selected checkpoint (the step :func:`mtlens.analysis.transfer.selected_checkpoints`
 selects), for analyses of the selected model such as the corruptions experiment; it costs one
@@ -139,6 +144,7 @@ class RunConfig(BaseModel):
     pack_size: int = Field(default=1, gt=0)
     mixed_precision: Literal["off", "bf16"] = "off"
     save_selected_models: bool = False
+    setting_version: int | None = Field(default=None, ge=2)
 
     @model_validator(mode="before")
     @classmethod
@@ -225,7 +231,9 @@ class RunConfig(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         """The stored form (``config.json``): every field, the probes' options as the old flat keys
         (:func:`flat_probe_options`) and ``probe_options`` only for what those cannot say."""
-        data = self.model_dump(exclude={"probe_options"})
+        data = self.model_dump(
+            exclude={"probe_options"} | ({"setting_version"} if self.setting_version is None else set())
+        )
         flat, rest = flat_probe_options(self.probe_options)
         data.update(flat)
         if rest:
@@ -239,9 +247,9 @@ class RunConfig(BaseModel):
     def identity(self) -> dict[str, Any]:
         """The fields that define the run's trajectory: :meth:`to_dict` but the device, the thread count
         (which changes only the last bits and is checked on resume instead) and the pack size, without the probe
-        keys when ``probes`` is empty, without ``mixed_precision`` when it is ``'off'`` and without
-        ``save_selected_models`` when it is false (so such runs keep the ids they had before those
-        options existed)."""
+        keys when ``probes`` is empty, without ``mixed_precision`` when it is ``'off'``, without
+        ``save_selected_models`` when it is false and without ``setting_version`` when it is ``None`` (so such
+        runs keep the ids they had before those options existed)."""
         exclude = set(RUN_ENVIRONMENT_KEYS) | (set(PROBE_KEYS) if not self.probes else set())
         if self.mixed_precision == "off":
             exclude.add("mixed_precision")
@@ -408,8 +416,16 @@ def resolve_config(config: RunConfig, setting: Setting | None = None) -> Resolve
             f"task_loss_scales: {bad_scales} are not tasks of setting {setting.name!r}{hint}; "
             f"its tasks are {setting.task_names}"
         )
+    version = None if setting.version == 1 else setting.version
+    if config.setting_version is not None and config.setting_version != version:
+        raise ConfigError(
+            f"setting_version={config.setting_version}: setting {setting.name!r} is built as version "
+            f"{setting.version} now; runs of an earlier version load and report but cannot be trained again "
+            "(leave setting_version out: it is set from the setting)"
+        )
     defaults = setting.defaults
     update = {
+        "setting_version": version,
         "tasks": [t for t in setting.task_names if t in tasks],
         # a scale of a task the run does not train changes nothing, so neither the run nor its id: a study's
         # scales apply to its MTL runs and to the STL run of each scaled task
