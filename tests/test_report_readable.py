@@ -106,6 +106,11 @@ def test_sentence_states_only_what_the_test_shows():
     assert "could not be tested" not in none and "could be tested: test error 3.0% → 6.1% (1 STL and 1 MTL runs" in none
     flat = transfer_sentence({**TRANSFER_ROW, "min_detectable": 0.0, "verdict": "no evidence"}, 0.05)
     assert "do not vary" in flat and "a difference of 0 " not in flat
+    # the analysis gives NaN there now (no spread, no power), with the lone column too
+    flat = transfer_sentence(
+        {**TRANSFER_ROW, "min_detectable": math.nan, "min_detectable_lone": math.nan, "verdict": ""}, 0.05
+    )
+    assert "do not vary" in flat and "reach the level" not in flat and "one effect among" not in flat
     huge = transfer_sentence({**TRANSFER_ROW, "min_detectable": 4.9, "verdict": "no evidence"}, 0.05)
     assert "not even the largest possible difference (100 points)" in huge and "490" not in huge
     # Unpaired runs are not seeds of pairs.

@@ -430,9 +430,9 @@ def hedges_correction(df: float) -> float:
 
 def sample_skewness(values: np.ndarray) -> float:
     """The sample skewness ``g_1 = m_3 / m_2^{3/2}`` (``scipy.stats.skew``, biased); NaN for fewer than
-    3 values or constant ones."""
+    3 values or constant ones (to a relative ``1e-9``: rounding is not spread)."""
     v = np.asarray(values, float)
-    if len(v) < 3 or np.ptp(v) == 0:
+    if len(v) < 3 or np.ptp(v) <= _TIE * np.abs(v).max():
         return np.nan
     return float(stats.skew(v))
 
@@ -496,7 +496,10 @@ class MaxTTest:
     :func:`hall_statistic`; ``power_df`` (unpaired): the Welch–Satterthwaite df, the approximate
     distribution of the statistic under which :meth:`min_detectable` computes power (``df`` is Hsu's
     conservative ``min(n_1, n_2) − 1`` the test uses); ``bound`` (paired): the skewness bound of its
-    one-level test (:class:`SkewnessBound`; a family's from :func:`family_skewness_bound`, via :meth:`with_bound`).
+    one-level test (:class:`SkewnessBound`; a family's from :func:`family_skewness_bound`, via :meth:`with_bound`);
+    ``tied``: per level, whether the values have no spread (paired: ``max d − min d <= 1e-9 · max |d|``, every
+    seed's difference the same; unpaired: both groups constant, to the same tolerance), where the one-level
+    test is the exact permutation test (:attr:`pointwise_p`).
     """
 
     design: str
@@ -511,6 +514,7 @@ class MaxTTest:
     skew: np.ndarray | None = None
     power_df: np.ndarray | None = None
     bound: SkewnessBound = FIXED_BOUND
+    tied: np.ndarray | None = None
 
     def with_bound(self, bound: SkewnessBound) -> MaxTTest:
         """The same test with its one-level paired test under ``bound`` (no change to an unpaired test)."""
@@ -576,8 +580,36 @@ class MaxTTest:
         bound to ``2 / 2^n``: the p-value of every one-level test of the report; 0 (unpaired) or the
         smallest value (paired) where ``|t_j| = inf``, 1 where ``t_j = 0``."""
         if self.design == "paired" and self.skew is not None:
-            return hall_p_value(self.hall, self._pairs, self.bound)
-        return np.asarray(2 * stats.t.sf(np.abs(self.t), self.df), float)
+            return np.where(self._tied, self._tied_p, hall_p_value(self.hall, self._pairs, self.bound))
+        return np.where(self._tied, self._tied_p, np.asarray(2 * stats.t.sf(np.abs(self.t), self.df), float))
+
+    @property
+    def _tied(self) -> np.ndarray:
+        """Per level: paired differences without spread (:attr:`tied`; all ``False`` when not recorded)."""
+        return np.zeros(len(self.se), bool) if self.tied is None else self.tied
+
+    @property
+    def _tied_floor(self) -> float:
+        """The exact permutation p-value of a nonzero difference without spread: paired, ``2 / 2^n`` (only
+        the identity and the global flip give ``|t| = inf``); unpaired (both groups constant), the share of
+        relabellings that keep both groups constant, ``(1 + [n_1 = n_2]) / C(n_1 + n_2, n_1)``."""
+        if isinstance(self.n, int):
+            return min(1.0, 2.0 / 2.0**self.n)
+        n1, n2 = self.n
+        return min(1.0, (1.0 + (n1 == n2)) / math.comb(n1 + n2, n1))
+
+    @property
+    def _tied_p(self) -> np.ndarray:
+        """Per level, the exact permutation p-value where the differences have no spread (:attr:`tied`):
+        :attr:`_tied_floor` for a nonzero difference, 1 for none.  Hall's statistic (and Welch's t) is
+        ``±inf`` there and its reference would give its floor (7.6e-6 at any ``n``; Welch's 0), whatever the
+        seeds: a continuous reference says nothing about tied, discrete values."""
+        return np.where(self.estimate == 0, 1.0, self._tied_floor)
+
+    @property
+    def _no_spread(self) -> np.ndarray:
+        """Per level: no spread to scale by (paired :attr:`tied`, or an ``sd``/``se`` of 0)."""
+        return self._tied | ~(self.sd > 0) | ~(self.se > 0)
 
     @property
     def pointwise_min_p(self) -> float:
@@ -603,9 +635,18 @@ class MaxTTest:
         ``u = ±c / sqrt(n) − g / (6 n)``, ``mu = mean − sd · S``; asymmetric when ``g != 0``).  It excludes
         0 exactly where ``pointwise_p <= alpha``."""
         c = self.critical(alpha)
+        # no spread: the permutation test rejects every mu but the common difference (p = the floor), or none
+        unbounded = self._tied_floor > alpha
         if self.design != "paired" or self.skew is None:
-            return self.estimate - c * self.se, self.estimate + c * self.se
-        n, g = self._pairs, np.where(np.isfinite(self.skew), self.skew, 0.0)
+            low, high = self.estimate - c * self.se, self.estimate + c * self.se
+        else:
+            low, high = self._hall_interval(c, self.skew)
+        low = np.where(self._tied, -np.inf if unbounded else self.estimate, low)
+        return low, np.where(self._tied, np.inf if unbounded else self.estimate, high)
+
+    def _hall_interval(self, c: np.ndarray, skew: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The paired interval of :meth:`interval` at critical values ``c``, by inverting Hall's cubic."""
+        n, g = self._pairs, np.where(np.isfinite(skew), skew, 0.0)
         bounds = []
         for sign in (1.0, -1.0):
             u = sign * c / math.sqrt(n) - g / (6 * n)
@@ -622,7 +663,8 @@ class MaxTTest:
     def effect_size(self) -> np.ndarray:
         """Hedges' bias-corrected standardized difference ``J(nu) · estimate / sd`` (paired: g_z, the
         corrected Cohen's d_z; unpaired: g with the pooled sd); :func:`hedges_correction`."""
-        return _t_ratio(self.estimate, self.sd) * hedges_correction(self.hedges_df)
+        effect = _t_ratio(self.estimate, self.sd) * hedges_correction(self.hedges_df)
+        return np.where(self._no_spread, np.nan, effect)
 
     def min_detectable(self, alpha: float, power: float = 0.8, simultaneous: bool = False) -> np.ndarray:
         """Per level: the difference that the one-level test at level ``alpha`` detects with probability
@@ -630,18 +672,20 @@ class MaxTTest:
         normal differences); unpaired, ``lambda · se`` with :func:`detectable_noncentrality` at Hsu's
         critical value ``t_{df, 1−alpha/2}`` and the Welch–Satterthwaite ``power_df``.  With
         ``simultaneous``: ``lambda · se`` at the max-|t| ``c_alpha`` of the band (noncentral t with the
-        level's ``df``; ``inf`` when no permutation p-value can reach ``alpha``)."""
+        level's ``df``; ``inf`` when no permutation p-value can reach ``alpha``).  NaN where the differences
+        have no spread (a power needs a spread to scale by; the report says they do not vary)."""
         if simultaneous:
             if self.min_p > alpha:
                 return np.full_like(self.se, np.inf)
             critical = np.full(len(self.se), self.critical_value(alpha))
             nc = [detectable_noncentrality(float(c), float(d), power) for c, d in zip(critical, self.df)]
-            return np.asarray(nc) * self.se
+            return np.where(self._no_spread, np.nan, np.asarray(nc) * self.se)
         if self.design == "paired" and self.skew is not None:
-            return hall_detectable_effect(self._pairs, float(self.critical(alpha)[0]), power) * self.sd
+            effect = hall_detectable_effect(self._pairs, float(self.critical(alpha)[0]), power) * self.sd
+            return np.where(self._no_spread & np.isfinite(effect), np.nan, effect)
         df = self.df if self.power_df is None else self.power_df
         nc = [detectable_noncentrality(float(c), float(d), power) for c, d in zip(self.critical(alpha), df)]
-        return np.asarray(nc) * self.se
+        return np.where(self._no_spread, np.nan, np.asarray(nc) * self.se)
 
 
 def scalar_test(test: MaxTTest, alpha: float, power: float = 0.8) -> dict[str, float]:
@@ -678,7 +722,8 @@ def paired_max_t(differences: np.ndarray, n_random: int = N_RANDOM, seed: int = 
     df = np.full(d.shape[1], n - 1.0)
     sd = np.sqrt(var[0])
     skew = _moments_of_rows(d.T)[2]
-    return MaxTTest("paired", n, means[0], se[0], sd, t_all[0], null_max, exact, df, skew=skew)
+    tied = np.ptp(d, axis=0) <= _TIE * np.abs(d).max(axis=0)
+    return MaxTTest("paired", n, means[0], se[0], sd, t_all[0], null_max, exact, df, skew=skew, tied=tied)
 
 
 def unpaired_max_t(first: np.ndarray, second: np.ndarray, n_random: int = N_RANDOM, seed: int = 0) -> MaxTTest:
@@ -703,8 +748,19 @@ def unpaired_max_t(first: np.ndarray, second: np.ndarray, n_random: int = N_RAND
         welch = np.where(a + b > 0, (a + b) ** 2 / (a**2 / (n1 - 1) + b**2 / (n2 - 1)), n1 + n2 - 2.0)
     hsu = np.full(x.shape[1], min(n1, n2) - 1.0)  # Hsu (1938): never above Welch's, size <= alpha for normal groups
     null_max = np.sort(np.abs(t_all).max(axis=1))
+    tied = np.ptp(x, axis=0) + np.ptp(y, axis=0) <= _TIE * np.abs(data).max(axis=0)  # both groups constant
     return MaxTTest(
-        "unpaired", (n1, n2), mean1[0] - mean2[0], se[0], pooled, t_all[0], null_max, exact, hsu, power_df=welch
+        "unpaired",
+        (n1, n2),
+        mean1[0] - mean2[0],
+        se[0],
+        pooled,
+        t_all[0],
+        null_max,
+        exact,
+        hsu,
+        power_df=welch,
+        tied=tied,
     )
 
 

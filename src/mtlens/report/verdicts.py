@@ -114,10 +114,12 @@ def _with_runs(row: Mapping[str, Any]) -> str:
 
 def _power(row: Mapping[str, Any], detectable: Any, what: str, percent: bool, alpha: float, unit: str = "") -> str:
     """What the comparison could have found: the ``detectable`` difference (80% power), or that no ``what``
-    could reach the level (an infinite one), that the differences do not vary (0: no power can be stated), or,
-    for a percent metric, that not even 100 points would be found."""
+    could reach the level (an infinite one), that the differences do not vary (NaN from a tested row, or 0 from
+    an older table: no power can be stated), or, for a percent metric, that not even 100 points would be found."""
     runs = _with_runs(row)
-    size = float(detectable) if detectable is not None and pd.notna(detectable) else math.inf
+    tested = str(row.get("design", "")) in ("paired", "unpaired")
+    missing = detectable is None or pd.isna(detectable)
+    size = (0.0 if tested else math.inf) if missing else float(detectable)
     if not math.isfinite(size):
         return f"{runs} no {what} could reach the level {alpha:g}"
     if size == 0:
@@ -151,7 +153,7 @@ def transfer_sentence(row: Mapping[str, Any], alpha: float) -> str:
     power = _power(row, detectable, "difference", percent, alpha)
     if detectable is not None and pd.notna(detectable) and not math.isfinite(float(detectable)):
         power += f" (smallest possible p {number(row.get('min_p'), 2)})"
-    elif "min_detectable_lone" in row:
+    elif "min_detectable_lone" in row and "do not vary" not in power:
         power += " as the one effect among the table's comparisons (after Benjamini–Hochberg)"
     return (
         f"No effect of MTL ({method}) on task {task} could be shown: {values} ({_seeds(row)}, {interval}, "
