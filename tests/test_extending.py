@@ -202,3 +202,54 @@ def test_a_users_experiment_is_one_registered_object(tmp_path, request, capsys):
 
     page = write_report(RunStore(tmp_path / "store"), tmp_path / "report-10", alpha=0.1, extra_sections=[with_alpha])
     assert seen == [0.1] and "tested at FDR 0.1" in page.read_text() and "lr=0.03" in page.read_text()
+
+
+def test_runs_an_experiments_analysis_trains_join_its_results_and_exit_status(tmp_path, request, capsys, monkeypatch):
+    """An analysis step that trains more runs (as the grouping experiment trains its chosen groupings) trains
+    them through the ``train`` it is given: with the plan's progress setting (``--quiet``: none), and a run of
+    it that fails is in ``mtlens study``'s summary and makes it exit 1 naming the run."""
+    from mtlens.experiments import base as experiments_base
+    from mtlens.training import trainer
+
+    extra_ids: list[str] = []
+
+    def analyze(plan, store, setting, train):
+        config = plan.configs[0].model_copy(update={"lr": 0.02})
+        extra_ids.append(config.run_id)
+        table = train([config])
+        assert list(table["run_id"]) == [config.run_id]
+
+    def plan(base, setting, seeds):
+        return plan_runs("lr-more", base, setting, [({"seed": s, "probes": []}, {}) for s in seeds])
+
+    register_experiment(Experiment("lr-more", "More learning rates", plan, _lr_section, analyze))
+    request.addfinalizer(lambda: EXPERIMENTS.unregister("lr-more"))
+    calls: list[tuple[list[str], bool]] = []
+    original_run_configs = experiments_base.run_configs
+
+    def recording(configs, store, progress=True):
+        calls.append(([c.run_id for c in configs], progress))
+        return original_run_configs(configs, store, progress=False)
+
+    monkeypatch.setattr(experiments_base, "run_configs", recording)
+    original_train = trainer.TrainingRun.train
+
+    def failing_extra(self, progress):
+        if self.config.lr == 0.02:
+            raise RuntimeError("out of memory (simulated)")
+        return original_train(self, progress)
+
+    monkeypatch.setattr(trainer.TrainingRun, "train", failing_extra)
+    argv = ["study", "digits_pair", "--experiment", "lr-more", "--seeds", "1", "--set", "lr=0.001"]
+    argv += ["--epochs", "1", "--batch-size", "32", "--option", "n_train=96", "--option", "n_val=48"]
+    argv += ["--option", "n_test=48", "--set", "train_eval_size=32", "--store", str(tmp_path / "store")]
+    assert main([*argv, "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert 'runs: {"finished": 1, "failed": 1}' in err
+    assert f"mtlens: 1 of 2 runs did not finish: {extra_ids[0]} (failed)" in err
+    assert [progress for _, progress in calls] == [False, False] and calls[1][0] == extra_ids
+    calls.clear()
+    monkeypatch.setattr(trainer.TrainingRun, "train", original_train)
+    assert main(argv) == 0  # the rerun trains the failed run; without --quiet both steps show progress
+    assert [progress for _, progress in calls] == [True, True]
+    assert RunStore(tmp_path / "store").done_state(extra_ids[0]) == "finished"

@@ -20,6 +20,7 @@ from mtlens.analysis.grouping import (
     predictor_correlations,
 )
 from mtlens.errors import ConfigError
+from mtlens.experiments import base as experiments_base
 from mtlens.experiments import experiment_plan, run_experiment
 from mtlens.settings import SETTINGS, Setting, load_setting, register_setting
 from mtlens.settings.digit_attributes import TASK_NAMES
@@ -85,14 +86,27 @@ def four_tasks(request):
     request.addfinalizer(lambda: SETTINGS.unregister("four_attributes"))
 
 
-def test_each_predictors_grouping_of_every_task_is_trained_after_the_plan(tmp_path, four_tasks):
+def test_each_predictors_grouping_of_every_task_is_trained_after_the_plan(tmp_path, four_tasks, monkeypatch):
     base = {"setting": "four_attributes", "epochs": 2, "batch_size": 48, "train_eval_size": 32}
     base["probe_sample_size"] = 32
     plan = experiment_plan("grouping", base, [0, 1], budget=2, subset_size=2)
     store = RunStore(tmp_path / "store")
-    run_experiment(plan, store, progress=False)
+    calls: list[tuple[list[str], bool]] = []
+    original = experiments_base.run_configs
+
+    def recording(configs, store, progress=True):
+        calls.append(([c.run_id for c in configs], progress))
+        return original(configs, store, progress=False)
+
+    monkeypatch.setattr(experiments_base, "run_configs", recording)
+    results = run_experiment(plan, store, progress=True)
     manifest = store.table(plan.table_name)
     chosen = manifest[manifest["role"] == "chosen"]
+    # The chosen groupings' runs are trained like the plan's (its progress setting) and are in the results
+    # (what `mtlens study` sums up and sets its exit status from).
+    assert len(chosen) and [progress for _, progress in calls] == [True, True]
+    assert calls[1][0] == chosen["run_id"].tolist() == results["run_id"].tolist()[len(plan.configs) :]
+    assert set(results["state"]) == {"finished"}
     rows = store.trajectories(plan.manifest["run_id"].tolist())
     task_info = store.task_info()
     affinities = affinity_table(plan.manifest, rows, pairwise_transfer(plan.manifest, rows, task_info))

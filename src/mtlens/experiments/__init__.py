@@ -8,7 +8,9 @@ checkpoints) and its report section, and registers one :class:`~mtlens.experimen
   numerical invariance check of :mod:`~mtlens.experiments.adam_invariance`;
 * :mod:`~mtlens.experiments.alignment` -- inter-task vs intra-task gradient alignment;
 * :mod:`~mtlens.experiments.corruptions` -- linear probes on frozen STL and MTL encoders under
-  corruptions (:mod:`~mtlens.experiments.corruption_transfer`, :mod:`~mtlens.experiments.linear_probe`).
+  corruptions (:mod:`~mtlens.experiments.corruption_transfer`, :mod:`~mtlens.experiments.linear_probe`);
+* :mod:`~mtlens.experiments.grouping` -- which tasks to train together: measured pairwise transfer, affinity
+  predictors and the groupings they choose (its analysis step trains the chosen groupings).
 
 :mod:`~mtlens.experiments.base` has the registry, planning helpers, :func:`run_experiment` and the
 report's :func:`experiment_sections`; the table computations are in :mod:`mtlens.analysis.assumptions`.
@@ -19,6 +21,7 @@ from mtlens.experiments.base import (
     EXPERIMENTS,
     Experiment,
     ExperimentPlan,
+    TrainFunction,
     available_experiments,
     experiment_plan,
     experiment_sections,
@@ -34,6 +37,7 @@ __all__ = [
     "EXPERIMENT_SEEDS",
     "Experiment",
     "ExperimentPlan",
+    "TrainFunction",
     "available_experiments",
     "experiment_plan",
     "experiment_sections",

@@ -4,8 +4,11 @@ An experiment maps a setting, seeds and its options to an :class:`ExperimentPlan
 run configs (validated before any training) and a *manifest*, one row per run with the labels its
 analysis groups by.  :func:`run_experiment` stores the manifest as the table
 ``experiment-<name>-<setting>``, trains the runs (complete runs are skipped) and runs the
-experiment's ``analyze`` step (analyses of checkpoints, stored as tables); the report renders the
-``section`` of every experiment whose manifest is in the store (:func:`experiment_sections`).
+experiment's ``analyze`` step (analyses of checkpoints, stored as tables; an analysis that trains
+more runs, such as the grouping experiment's chosen groupings, trains them through the ``train`` it
+is given, so they are trained like the plan's runs and their outcomes join :func:`run_experiment`'s
+table, the exit status of ``mtlens study --experiment``); the report renders the ``section`` of every
+experiment whose manifest is in the store (:func:`experiment_sections`).
 
 An experiment's options are the keyword parameters of its ``plan`` after ``(base, setting, seeds)``;
 ``mtlens study SETTING --experiment NAME --experiment-option KEY=VALUE`` passes them, checked
@@ -27,6 +30,7 @@ against that signature.  A user's own experiment is one :func:`register_experime
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,8 +75,15 @@ class ExperimentPlan:
 PlanFunction = Callable[..., ExperimentPlan]
 """``(base config, setting, seeds, **options) -> ExperimentPlan``."""
 
-AnalyzeFunction = Callable[[ExperimentPlan, RunStore, Setting], None]
-"""``(plan, store, setting) -> None``: analyses of the trained runs' checkpoints, written as store tables."""
+TrainFunction = Callable[[Sequence[ResolvedRunConfig]], pd.DataFrame]
+"""``(configs) -> table``: train more runs from an analysis step as :func:`run_experiment` trains the plan's
+(complete runs skipped, its ``progress``); returns their ``run_id, state, message`` rows, which also join
+:func:`run_experiment`'s table."""
+
+AnalyzeFunction = Callable[..., None]
+"""``(plan, store, setting) -> None``: analyses of the trained runs' checkpoints, written as store tables.  An
+analysis with a ``train`` parameter is also given a :data:`TrainFunction` (:func:`run_experiment`): the only
+way it should train runs, so a run it trains that fails is in the experiment's results."""
 
 SectionFunction = Callable[..., str]
 """``(store, runs index, manifest, the manifest's trajectory rows, out_dir, setting) -> HTML body``; a
@@ -171,16 +182,24 @@ def experiment_plan(
 def run_experiment(
     plan: ExperimentPlan, store: RunStore, setting: Setting | None = None, progress: bool = True
 ) -> pd.DataFrame:
-    """Store the manifest, train the plan's runs, then run the experiment's analysis.
+    """Store the manifest, train the plan's runs, then run the experiment's analysis (given a
+    :data:`TrainFunction` where it has a ``train`` parameter).
 
-    Returns :func:`~mtlens.orchestration.executors.run_configs`' table (``run_id, state, message``).
+    Returns :func:`~mtlens.orchestration.executors.run_configs`' table (``run_id, state, message``) of the
+    plan's runs followed by those the analysis trained.
     """
     store.write_table(plan.table_name, plan.manifest)
-    results = run_configs(plan.configs, store, progress=progress)
+    tables = [run_configs(plan.configs, store, progress=progress)]
+
+    def train(configs: Sequence[ResolvedRunConfig]) -> pd.DataFrame:
+        tables.append(run_configs(configs, store, progress=progress))
+        return tables[-1]
+
     analyze = EXPERIMENTS.get(plan.name).analyze
     if analyze is not None:
-        analyze(plan, store, setting or load_configured_setting(plan.configs[0]))
-    return results
+        extra = {"train": train} if "train" in inspect.signature(analyze).parameters else {}
+        analyze(plan, store, setting or load_configured_setting(plan.configs[0]), **extra)
+    return pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]
 
 
 def experiment_sections(

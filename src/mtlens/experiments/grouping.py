@@ -15,7 +15,9 @@ After these are trained, the analysis step (:func:`grouping_analysis`) computes 
 affinities from the stored rows, chooses each predictor's grouping of *all* tasks into at most
 ``budget`` networks, and trains the groups of those groupings that are not trained yet (same seeds;
 ``role = chosen``), so each predictor's grouping of every task is measured too (against STL and
-all-together; the exhaustive best is only known on ``subset``).  Rerunning the command after a kill
+all-together; the exhaustive best is only known on ``subset``).  They are trained through
+:func:`~mtlens.experiments.run_experiment`'s ``train``: their outcomes are in its results, so a chosen
+run that fails makes ``mtlens study --experiment grouping`` exit 1 naming it.  Rerunning the command after a kill
 re-plans, skips complete runs and repeats this step, which is deterministic given the stored rows.
 
 All runs use the ``sum`` method; the probes change no trajectory bit, so the all-task run is the
@@ -28,7 +30,6 @@ against all-together, STL and the exhaustive best.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from itertools import combinations
 from pathlib import Path
@@ -49,8 +50,7 @@ from mtlens.analysis.grouping import (
     predictor_correlations,
 )
 from mtlens.errors import ConfigError
-from mtlens.experiments.base import Experiment, ExperimentPlan, plan_runs, register_experiment
-from mtlens.orchestration.executors import run_configs
+from mtlens.experiments.base import Experiment, ExperimentPlan, TrainFunction, plan_runs, register_experiment
 from mtlens.render import save_figure, table_html
 from mtlens.render.charts import Spec, inline_data, tip
 from mtlens.render.tables import confidence
@@ -111,8 +111,9 @@ def _predictor_affinities(affinities: pd.DataFrame) -> dict[str, dict[tuple[str,
     return predictors
 
 
-def grouping_analysis(plan: ExperimentPlan, store: RunStore, setting: Setting) -> None:
-    """Train each predictor's grouping of every task (module docstring) and add its runs to the manifest."""
+def grouping_analysis(plan: ExperimentPlan, store: RunStore, setting: Setting, train: TrainFunction) -> None:
+    """Train each predictor's grouping of every task (module docstring) with ``train`` (their outcomes join
+    the experiment's results) and add its runs to the manifest."""
     manifest = plan.manifest
     finished = _finished(store, manifest)
     rows = store.trajectories(finished["run_id"].tolist())
@@ -141,7 +142,7 @@ def grouping_analysis(plan: ExperimentPlan, store: RunStore, setting: Setting) -
         store.write_table(plan.table_name, pd.concat([manifest, pd.DataFrame.from_records(records)], ignore_index=True))
         tasks = len(setting.task_names)
         print(f"grouping: training {len(configs)} runs of the predictors' groupings of all {tasks} tasks", flush=True)
-        run_configs(configs, store, progress=sys.stderr.isatty())
+        train(configs)
 
 
 def _heatmap(frame: pd.DataFrame, value: str, title: str, facet_by: str | None = None) -> Spec:
