@@ -102,6 +102,10 @@ CASES = {
         ["--experiment-option scales=[1", "not valid YAML"],
     ),
     "unknown-experiment": ([*STUDY, "--experiment", "loss_scale"], ["loss_scale", "loss-scale"]),
+    "grouping-one-seed": (
+        ["study", "digit_attributes", "--experiment", "grouping", "--seeds", "1", "--store", "{tmp}/store", "--quiet"],
+        ["seeds", "the grouping experiment needs at least 2 distinct seeds", "got [0]"],
+    ),
     # setting and method options, validated from their signatures before the setting is built
     "option-negative-size": ([*STUDY, "--option", "n_train=-5"], ["n_train=-5", "greater than 0"]),
     "option-fractional-size": ([*STUDY, "--option", "n_val=2.5"], ["n_val=2.5"]),

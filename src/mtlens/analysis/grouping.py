@@ -26,6 +26,21 @@ validation-selected checkpoint (:func:`~mtlens.analysis.transfer.selected_checkp
   the exhaustive best over the trained groupings (chosen on *validation* Δm, reported on test), and
   all-together, each with its per-seed test ``Δm`` (the mean over tasks of the relative difference
   to the same-seed STL run, in %, as the transfer table's ``relative_pct``) and paired tests.
+
+Rules where data are missing or degenerate, each stated in the table's ``note`` column:
+
+* **Zero reference.**  The relative difference of task ``j`` divides by ``|mean over seeds of M_STL_j|``;
+  where that mean is 0 (an STL run with no test error on every seed) it is undefined, so ``j`` is left
+  out of every Δm read from that split (test, or validation for choosing the exhaustive best) and the
+  Δm is the mean over the other tasks; with no task left, no Δm.  (The transfer table's
+  ``relative_pct`` is NaN there too.)
+* **Fewer than 2 seeds.**  A paired test needs at least 2 seeds with every value: a row with fewer is
+  *not tested* (its interval and p-value NaN, its Δm the one seed's value), and left out of the skewness
+  bound and the Benjamini–Hochberg family.
+* **Missing affinities.**  A predictor chooses a grouping only from an affinity for every ordered pair
+  of the tasks it groups (:func:`missing_pairs`); one missing or non-finite value (an untrained or
+  unfinished pair or all-task run, a zero reference) and it chooses *nothing*: its row is ``not chosen``
+  and names the missing pairs, rather than counting them as 0.
 """
 
 from __future__ import annotations
@@ -53,7 +68,9 @@ __all__ = [
     "higher_order_results",
     "higher_order_table",
     "mantel_test",
+    "missing_pairs",
     "pairwise_transfer",
+    "predictor_affinities",
     "predictor_correlations",
     "task_permutations",
 ]
@@ -155,6 +172,8 @@ def _early_gap(manifest: pd.DataFrame, rows: pd.DataFrame, fraction: float) -> p
             if reference is None or not len(steps) or steps.min() not in reference.index:
                 continue
             step = steps.min()
+            if not reference[step]:  # a zero STL loss: the relative gap is undefined, the pair has no value
+                continue
             value = 100.0 * (reference[step] - curve[step]) / reference[step]
             records.append({"source": next(t for t in tasks if t != target), "target": target, "early_gap": value})
     frame = pd.DataFrame.from_records(records, columns=["source", "target", "early_gap"])
@@ -164,8 +183,9 @@ def _early_gap(manifest: pd.DataFrame, rows: pd.DataFrame, fraction: float) -> p
 def affinity_table(
     manifest: pd.DataFrame, rows: pd.DataFrame, transfer: pd.DataFrame, early_fraction: float = 0.1
 ) -> pd.DataFrame:
-    """One row per ordered pair of :func:`pairwise_transfer`: ``source, target, tag, cosine,
-    early_gap, transfer_pct`` (module docstring); NaN where a predictor was not recorded."""
+    """One row per ordered pair of :func:`pairwise_transfer`, then per further pair the all-task run's probes
+    recorded (a pair whose pair run did not finish still has its ``tag`` and ``cosine``): ``source, target,
+    tag, cosine, early_gap, transfer_pct`` (module docstring); NaN where a predictor was not recorded."""
     if transfer.empty:
         return pd.DataFrame(columns=["source", "target", *PREDICTORS, "transfer_pct"])
     table = transfer[["source", "target", "relative_pct"]].rename(columns={"relative_pct": "transfer_pct"})
@@ -178,6 +198,11 @@ def affinity_table(
     if len(cosine):
         cosine[["source", "target"]] = cosine["task"].str.split(TASK_PAIR, n=1, expand=True, regex=False)
         cosine = pd.concat([cosine, cosine.rename(columns={"source": "target", "target": "source"})])
+    probed = [frame[["source", "target"]] for frame in (tag, cosine) if len(frame)]
+    if probed:
+        pairs = pd.concat(probed).drop_duplicates()
+        extra = pairs[~pd.MultiIndex.from_frame(pairs).isin(pd.MultiIndex.from_frame(table[["source", "target"]]))]
+        table = pd.concat([table, extra.assign(transfer_pct=np.nan)], ignore_index=True)
     for name, frame in (("tag", tag), ("cosine", cosine)):
         if len(frame):
             table = table.merge(frame[["source", "target", "value"]].rename(columns={"value": name}), how="left")
@@ -185,6 +210,36 @@ def affinity_table(
             table[name] = np.nan
     table = table.merge(_early_gap(manifest, rows, early_fraction), on=["source", "target"], how="left")
     return table[["source", "target", *PREDICTORS, "transfer_pct"]]
+
+
+def predictor_affinities(affinities: pd.DataFrame) -> dict[str, dict[tuple[str, str], float]]:
+    """Each predictor's (and the measured ``transfer_pct``'s) ``{(source, target): value}`` from
+    :func:`affinity_table`, the pairs with a finite value; every predictor is present (an empty dict when none
+    was recorded), so a grouping table can say it chose nothing (:func:`missing_pairs`)."""
+    out: dict[str, dict[tuple[str, str], float]] = {}
+    for name in (*PREDICTORS, "transfer_pct"):
+        values = affinities[name].to_numpy(float) if name in affinities else np.full(len(affinities), np.nan)
+        out[name] = {
+            (s, t): float(v) for s, t, v in zip(affinities["source"], affinities["target"], values) if np.isfinite(v)
+        }
+    return out
+
+
+def missing_pairs(affinity: Affinity, tasks: Sequence[str]) -> list[tuple[str, str]]:
+    """The ordered pairs ``(i, j)``, ``i != j``, of ``tasks`` without a finite value in ``affinity``: a
+    predictor with any chooses no grouping of ``tasks`` (module docstring)."""
+    return [
+        (i, j)
+        for i in tasks
+        for j in tasks
+        if i != j and not ((i, j) in affinity and math.isfinite(float(affinity[(i, j)])))
+    ]
+
+
+def _not_chosen(name: str, missing: Sequence[tuple[str, str]], tasks: Sequence[str]) -> str:
+    shown = ", ".join(f"{i} -> {j}" for i, j in missing[:4]) + (", ..." if len(missing) > 4 else "")
+    total = len(tasks) * (len(tasks) - 1)
+    return f"not chosen: no {name} affinity for {len(missing)} of {total} ordered pairs ({shown})"
 
 
 def task_permutations(k: int, n_perm: int = 9999, seed: int = 0) -> np.ndarray:
@@ -306,19 +361,36 @@ def _per_seed(values: pd.DataFrame, column: str) -> tuple[pd.DataFrame, pd.DataF
     return runs, stl.reindex(runs.index)
 
 
-def _delta_m(per_seed: tuple[pd.DataFrame, pd.DataFrame], sign: Mapping[str, float], grouping: Grouping) -> pd.Series:
-    """Per seed: the mean over the grouping's tasks of ``100 sign (M_group - M_STL) / |mean M_STL|``, from
-    :func:`_per_seed`'s tables; seeds missing any value are left out.  The reference is the same-seed STL
-    run, so every difference the tests take between two groupings is paired by seed."""
+def _zero_reference(per_seed: tuple[pd.DataFrame, pd.DataFrame], tasks: Sequence[str]) -> list[str]:
+    """The ``tasks`` whose mean STL value over seeds (:func:`_per_seed`'s table) is 0: their relative
+    difference is undefined and :func:`_delta_m` leaves them out (module docstring)."""
+    stl = per_seed[1]
+    return [t for t in tasks if t in stl and stl[t].notna().any() and stl[t].mean() == 0]
+
+
+def _delta_m(
+    per_seed: tuple[pd.DataFrame, pd.DataFrame],
+    sign: Mapping[str, float],
+    grouping: Grouping,
+    leave_out: Sequence[str] = (),
+) -> pd.Series:
+    """Per seed: the mean over the grouping's tasks not in ``leave_out`` (:func:`_zero_reference`) of
+    ``100 sign (M_group - M_STL) / |mean M_STL|``, from :func:`_per_seed`'s tables; seeds missing any value
+    are left out (empty when every task is left out).  The reference is the same-seed STL run, so every
+    difference the tests take between two groupings is paired by seed."""
     runs, stl = per_seed
     missing = pd.Series(np.nan, index=runs.index)
     parts = []
     for group in grouping:
         label = group_label(group)
         for task in group:
+            if task in leave_out:
+                continue
             mine = runs[(label, task)] if (label, task) in runs else missing
             ref = stl[task] if task in stl else missing
             parts.append(100.0 * sign.get(task, np.nan) * (mine - ref) / abs(ref.mean()))
+    if not parts:
+        return pd.Series(dtype=float)
     return pd.concat(parts, axis=1).dropna().mean(axis=1)
 
 
@@ -328,7 +400,8 @@ def higher_order_prediction(values: pd.DataFrame, grouping: Grouping, column: st
     of its metric in the pair run ``{i, j}``, ``M_hat_j = mean_i mean_seeds M_j({i, j})``; a task alone, its
     STL metric.  Returned per task: ``100 sign (M_hat_j - mean M_STL_j) / |mean M_STL_j|``; the grouping's
     predicted Δm is their mean (as :func:`_delta_m`'s over seed means).  ``values``: :func:`grouping_table`'s
-    input; NaN for a task whose pair runs are missing."""
+    input; NaN for a task whose pair runs are missing and for a task whose mean STL metric is 0 (its
+    relative difference is undefined, module docstring)."""
     means = values.groupby(["group", "task"])[column].mean()
     stl = values[values["role"] == "stl"].groupby("task")[column].mean()
     sign = values[values["role"] == "stl"].groupby("task")["sign"].first()
@@ -336,7 +409,7 @@ def higher_order_prediction(values: pd.DataFrame, grouping: Grouping, column: st
     out = {}
     for group in grouping:
         for task in group:
-            if task not in stl:
+            if task not in stl or stl[task] == 0:
                 out[task] = np.nan
                 continue
             if len(group) == 1:
@@ -360,29 +433,42 @@ def higher_order_table(values: pd.DataFrame, subset: Sequence[str], budget: int)
     """Every trained grouping of ``subset`` into at most ``budget`` networks with a group of three or more tasks
     (where the approximation is not the measurement itself): ``grouping, predicted_delta_m`` (Standley's
     higher-order approximation, :func:`higher_order_prediction`), ``measured_delta_m`` (mean over seeds of the
-    per-seed Δm), their difference ``error`` and ``n_seeds``; sorted by predicted Δm, best first."""
+    per-seed Δm), their difference ``error``, ``n_seeds`` and ``note``; sorted by predicted Δm, best first.
+    Both Δm leave out the tasks with a zero STL reference (module docstring; the note names them); the
+    predicted Δm is NaN where a task's pair runs are missing."""
     if values.empty:
         return pd.DataFrame()
     values = values[values["task"].isin(subset)]
     sign = values[values["role"] == "stl"].groupby("task")["sign"].first().to_dict()
     per_seed = _per_seed(values, "test")
+    zero = _zero_reference(per_seed, subset)
     records = []
     for grouping in set_partitions(list(subset), budget):
         if max(len(g) for g in grouping) < 3 or not _trained(values, grouping):
             continue
-        measured = _delta_m(per_seed, sign, grouping)
-        predicted = float(higher_order_prediction(values, grouping).mean())
+        measured = _delta_m(per_seed, sign, grouping, zero)
+        by_task = higher_order_prediction(values, grouping).drop(zero, errors="ignore")
         records.append(
             {
                 "grouping": " | ".join(group_label(g) for g in grouping),
-                "predicted_delta_m": predicted,
+                "predicted_delta_m": float(by_task.mean(skipna=False)) if len(by_task) else np.nan,
                 "measured_delta_m": float(measured.mean()) if len(measured) else np.nan,
                 "n_seeds": len(measured),
+                "note": _zero_note(zero),
             }
         )
-    table = pd.DataFrame.from_records(records, columns=["grouping", "predicted_delta_m", "measured_delta_m", "n_seeds"])
+    columns = ["grouping", "predicted_delta_m", "measured_delta_m", "n_seeds", "note"]
+    table = pd.DataFrame.from_records(records, columns=columns)
     table.insert(3, "error", table["predicted_delta_m"] - table["measured_delta_m"])
     return table.sort_values("predicted_delta_m", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def _zero_note(zero: Sequence[str], split: str = "test") -> str:
+    if not zero:
+        return ""
+    return (
+        f"Δm leaves out {', '.join(zero)} (mean STL {split} metric 0 over seeds: its relative difference is undefined)"
+    )
 
 
 def _trained(values: pd.DataFrame, grouping: Grouping) -> bool:
@@ -404,9 +490,15 @@ def grouping_results(
     exhaustive best over the trained groupings by validation Δm, all together): ``choice, grouping,
     n_seeds, delta_m`` with its interval ``delta_m_low/high`` and ``p_vs_stl``, and the paired
     differences to all-together and to the exhaustive best (``vs_all``, ``vs_best`` with intervals
-    and p-values); ``p_adjusted`` columns are Benjamini–Hochberg over all p-values of the table.
+    and p-values); ``p_adjusted`` columns are Benjamini–Hochberg over all p-values of the table;
+    ``note``: why a row is not tested or not chosen, and the tasks its Δm leaves out (module docstring:
+    fewer than 2 seeds, a predictor with missing affinities, a zero STL reference).
     ``exhaustive=False`` leaves out the exhaustive best (where not every grouping was trained)."""
     return grouping_table(_selected(manifest, rows, task_info), subset, budget, predictors, alpha, exhaustive)
+
+
+MIN_SEEDS = 2
+"""Seeds with every value a paired test of :func:`grouping_table` needs; a row with fewer is not tested."""
 
 
 def grouping_table(
@@ -423,8 +515,14 @@ def grouping_table(
     Every interval and p-value is the paired test of :func:`~mtlens.analysis.transfer.difference_test`
     under the table's one skewness bound (:func:`~mtlens.analysis.transfer.family_bound`) over the
     per-seed Δm (against 0 for ``p_vs_stl``; of the per-seed differences to the reference's Δm on the
-    same seeds for ``vs_all`` and ``vs_best``).  Coverage, level and power on simulated stores are
-    in tests/test_grouping_calibration.py and docs/grouping.md."""
+    same seeds for ``vs_all`` and ``vs_best``), where at least :data:`MIN_SEEDS` seeds have every value;
+    a comparison with fewer is not tested (NaN interval and p-value, the reason in ``note``; its point
+    value is the one seed's).  A predictor with a missing or non-finite affinity between two tasks of
+    ``subset`` (:func:`missing_pairs`) chooses no grouping (``not chosen``, ``n_seeds`` 0).  The exhaustive
+    best is the trained grouping with the largest mean validation Δm (the first in
+    :func:`~mtlens.analysis.partitions.set_partitions` order on ties; groupings without one are skipped).
+    Coverage, level and power on simulated stores are in tests/test_grouping_calibration.py and
+    docs/grouping.md."""
     if values.empty:
         return pd.DataFrame()
     values = values[values["task"].isin(subset)]
@@ -432,34 +530,60 @@ def grouping_table(
     if not _trained(values, together):
         return pd.DataFrame()
     trained = [g for g in set_partitions(list(subset), budget) if _trained(values, g)] if exhaustive else []
-    choices: dict[str, Grouping] = {
-        f"{name} (predicted)": best_grouping(subset, a, budget)[0] for name, a in predictors.items()
-    }
+    choices: dict[str, Grouping | None] = {}
+    notes: dict[str, list[str]] = {}
+    for name, affinity in predictors.items():
+        missing = missing_pairs(affinity, subset)
+        choice = f"{name} (predicted)"
+        choices[choice] = None if missing else best_grouping(subset, affinity, budget)[0]
+        notes[choice] = [_not_chosen(name, missing, subset)] if missing else []
     sign = values[values["role"] == "stl"].groupby("task")["sign"].first().to_dict()
     test_values, val_values = _per_seed(values, "test"), _per_seed(values, "val")
-    reference = {"all": _delta_m(test_values, sign, together)}
+    zero, zero_val = _zero_reference(test_values, subset), _zero_reference(val_values, subset)
+    reference = {"all": _delta_m(test_values, sign, together, zero)}
     if trained:
-        best = max(trained, key=lambda g: _delta_m(val_values, sign, g).mean())
-        choices["exhaustive best (validation)"] = best
-        reference["best"] = _delta_m(test_values, sign, best)
+        chosen_on = [(g, _delta_m(val_values, sign, g, zero_val).mean()) for g in trained]
+        ranked = [(g, score) for g, score in chosen_on if np.isfinite(score)]
+        best_choice = "exhaustive best (validation)"
+        if ranked:
+            best = max(ranked, key=lambda pair: pair[1])[0]  # the first on ties
+            choices[best_choice] = best
+            notes[best_choice] = [_zero_note(zero_val, "validation")] if zero_val else []
+            reference["best"] = _delta_m(test_values, sign, best, zero)
+        else:
+            choices[best_choice] = None
+            notes[best_choice] = ["not chosen: no trained grouping has a validation Δm"]
     choices["all together"] = together
     records: list[dict[str, Any]] = []
+    row_notes: list[list[str]] = []
     samples: list[tuple[int, str, np.ndarray, np.ndarray]] = []  # (record, column prefix, mtl, stl)
     for choice, grouping in choices.items():
+        row_notes.append([*notes.get(choice, []), *([_zero_note(zero)] if zero and grouping is not None else [])])
+        if grouping is None:
+            records.append({"choice": choice, "grouping": "", "n_seeds": 0})
+            continue
         records.append({"choice": choice, "grouping": " | ".join(group_label(g) for g in grouping)})
         if not _trained(values, grouping):
             records[-1]["n_seeds"] = 0
+            row_notes[-1].append("not trained: a group of this grouping has no run")
             continue
-        delta = _delta_m(test_values, sign, grouping)
+        delta = _delta_m(test_values, sign, grouping, zero)
         records[-1]["n_seeds"] = len(delta)
         samples.append((len(records) - 1, "", delta.to_numpy(), np.zeros(len(delta))))
         for name, ref in reference.items():
             common = delta.index.intersection(ref.index)
             samples.append((len(records) - 1, f"vs_{name}", delta[common].to_numpy(), ref[common].to_numpy()))
-    bound = family_bound([(mtl, stl, True) for *_, mtl, stl in samples])
+    bound = family_bound([(mtl, stl, True) for *_, mtl, stl in samples if len(mtl) >= MIN_SEEDS])
     for row, prefix, mtl, stl in samples:
-        test = difference_test(mtl, stl, True, alpha, bound)
         name, p_name = (prefix, f"p_{prefix}") if prefix else ("delta_m", "p_vs_stl")
+        if len(mtl) >= MIN_SEEDS:
+            test = difference_test(mtl, stl, True, alpha, bound)
+        else:
+            point = float(np.mean(mtl - stl)) if len(mtl) else np.nan
+            test = {"delta": point, "delta_low": np.nan, "delta_high": np.nan, "p_value": np.nan}
+            row_notes[row].append(
+                f"{name} not tested: {len(mtl)} seed(s) with every value (a paired test needs {MIN_SEEDS})"
+            )
         records[row] |= {
             name: test["delta"],
             f"{name}_low": test["delta_low"],
@@ -472,4 +596,5 @@ def grouping_table(
         adjusted = bh_adjust(table[p_columns].to_numpy(float).ravel()).reshape(len(table), -1)
         for k, column in enumerate(p_columns):
             table[f"{column}_adjusted"] = adjusted[:, k]
+    table["note"] = ["; ".join(n) for n in row_notes]
     return table

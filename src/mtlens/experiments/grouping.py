@@ -30,6 +30,7 @@ against all-together, STL and the exhaustive best.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from itertools import combinations
 from pathlib import Path
@@ -46,7 +47,9 @@ from mtlens.analysis.grouping import (
     group_label,
     grouping_results,
     higher_order_results,
+    missing_pairs,
     pairwise_transfer,
+    predictor_affinities,
     predictor_correlations,
 )
 from mtlens.errors import ConfigError
@@ -61,6 +64,15 @@ AFFINITY_PROBES = ["tag", "conflict"]
 """Probes of the all-task run: TAG's lookahead affinity and the gradient cosine."""
 
 
+NOTE = (
+    "note: why a row is not tested (fewer than 2 seeds with every value: no interval or p-value) or not chosen "
+    "(a predictor with a missing or non-finite affinity between two of the tasks chooses nothing rather than "
+    "counting it as 0), and the tasks its Δm leaves out (mean STL metric 0 over seeds: relative difference "
+    "undefined)."
+)
+"""The report's words on the grouping tables' ``note`` column (:func:`~mtlens.analysis.grouping.grouping_table`)."""
+
+
 def grouping_experiment(
     base: dict[str, Any],
     setting: Setting,
@@ -71,7 +83,8 @@ def grouping_experiment(
     subset_size: Annotated[int, Field(ge=2)] = 4,
 ) -> ExperimentPlan:
     """The runs of the module docstring, per seed; ``budget`` is read by the report section (stored
-    in the manifest)."""
+    in the manifest).  A :class:`ConfigError` before any training with fewer than 3 tasks, a bad ``subset``
+    or fewer than 2 distinct ``seeds`` (every test of the section pairs runs by seed)."""
     names = setting.task_names
     if len(names) < 3:
         raise ConfigError(f"the grouping experiment needs at least 3 tasks; {setting.name!r} has {names}")
@@ -80,6 +93,11 @@ def grouping_experiment(
     if unknown or len(set(chosen)) < 2:
         raise ConfigError(f"subset: need at least 2 distinct tasks of {setting.name!r} ({names}), got {chosen}")
     chosen = [t for t in names if t in chosen]  # setting order
+    if len(set(seeds)) < 2:
+        raise ConfigError(
+            "seeds: the grouping experiment needs at least 2 distinct seeds (every test pairs runs by seed), "
+            f"got {list(seeds)}"
+        )
     groups = [g for size in range(2, min(max_group, len(names)) + 1) for g in combinations(names, size)]
     groups += [g for size in range(2, len(chosen) + 1) for g in combinations(chosen, size) if g not in groups]
     groups = [g for g in groups if len(g) < len(names)]  # every task together is the affinity run
@@ -101,19 +119,11 @@ def _finished(store: RunStore, manifest: pd.DataFrame) -> pd.DataFrame:
     return manifest[[store.done_state(r) == RunState.FINISHED for r in manifest["run_id"]]]
 
 
-def _predictor_affinities(affinities: pd.DataFrame) -> dict[str, dict[tuple[str, str], float]]:
-    """Each predictor's ``{(source, target): value}`` (and the measured ``transfer_pct``), pairs with a value."""
-    predictors: dict[str, dict[tuple[str, str], float]] = {}
-    for name in (*PREDICTORS, "transfer_pct"):
-        known = affinities.dropna(subset=[name])
-        if len(known):
-            predictors[name] = {(s, t): float(v) for s, t, v in zip(known["source"], known["target"], known[name])}
-    return predictors
-
-
 def grouping_analysis(plan: ExperimentPlan, store: RunStore, setting: Setting, train: TrainFunction) -> None:
     """Train each predictor's grouping of every task (module docstring) with ``train`` (their outcomes join
-    the experiment's results) and add its runs to the manifest."""
+    the experiment's results) and add its runs to the manifest.  A predictor without a finite affinity for
+    every ordered pair of the tasks (:func:`~mtlens.analysis.grouping.missing_pairs`) chooses nothing: one
+    line on stderr names the pairs (a missing pair is not an affinity of 0)."""
     manifest = plan.manifest
     finished = _finished(store, manifest)
     rows = store.trajectories(finished["run_id"].tolist())
@@ -124,7 +134,16 @@ def grouping_analysis(plan: ExperimentPlan, store: RunStore, setting: Setting, t
     labels = set(manifest["group"])
     templates = {int(c.seed): c for c, role in zip(plan.configs, manifest["role"]) if role == "all"}
     configs, records = [], []
-    for name, affinity in _predictor_affinities(affinity_table(finished, rows, transfer)).items():
+    for name, affinity in predictor_affinities(affinity_table(finished, rows, transfer)).items():
+        missing = missing_pairs(affinity, setting.task_names)
+        if missing:  # a missing pair is no evidence of 0 affinity: this predictor chooses nothing
+            shown = ", ".join(f"{i} -> {j}" for i, j in missing[:4]) + (", ..." if len(missing) > 4 else "")
+            print(
+                f"grouping: no {name} affinity for {len(missing)} ordered pair(s) ({shown}): it chooses no "
+                "grouping of all tasks (rerun once their runs have finished)",
+                file=sys.stderr,
+            )
+            continue
         grouping, _ = best_grouping(setting.task_names, affinity, budget)
         for group in grouping:
             label = group_label(group)
@@ -270,7 +289,7 @@ def grouping_section(
         )
     subset = str(manifest["subset"].iloc[0]).split(SEPARATOR)
     budget = int(manifest["budget"].iloc[0])
-    predictors = _predictor_affinities(affinities)
+    predictors = predictor_affinities(affinities)
     results = grouping_results(manifest, rows, task_info, subset, budget, predictors, alpha)
     if len(results):
         parts.append(
@@ -285,7 +304,7 @@ def grouping_section(
                 "grouping (chosen on validation, reported on test) and all together. delta_m: mean over tasks of the "
                 "relative test improvement over the same-seed STL run (%), with its interval; vs_all / vs_best: paired "
                 "differences to all-together and to the exhaustive best; p-values Benjamini-Hochberg adjusted over "
-                "the table.",
+                f"the table. {NOTE}",
             )
         )
     higher = higher_order_results(manifest, rows, task_info, subset, budget)
@@ -298,7 +317,8 @@ def grouping_section(
                 f"Standley et al.'s higher-order approximation on {', '.join(subset)}: each trained grouping with a "
                 "group of 3 or more tasks, its Δm predicted from the measured pairs alone (a task's test metric in "
                 "a group = the mean of its metric in the pair runs with each group mate; alone: its STL metric) "
-                "and its measured Δm (mean over seeds, %); error = predicted − measured. Descriptive, no test.",
+                "and its measured Δm (mean over seeds, %); error = predicted − measured. Descriptive, no test. "
+                "note: the tasks both Δm leave out (mean STL test metric 0: relative difference undefined).",
             )
         )
     every = grouping_results(manifest, rows, task_info, all_tasks, budget, predictors, alpha, exhaustive=False)
@@ -310,7 +330,7 @@ def grouping_section(
                 f"grouping_results_all_{setting}",
                 f"Groupings of all {len(all_tasks)} tasks into at most {budget} networks chosen by each predictor "
                 "(their groups trained by the experiment's analysis step), against STL (delta_m) and all together "
-                "(vs_all); n_seeds = 0 where a grouping's runs are not trained yet (rerun the study).",
+                "(vs_all); n_seeds = 0 where a grouping's runs are not trained yet (rerun the study). " + NOTE,
             )
         )
     return "".join(parts)
