@@ -253,3 +253,16 @@ def test_runs_an_experiments_analysis_trains_join_its_results_and_exit_status(tm
     assert main(argv) == 0  # the rerun trains the failed run; without --quiet both steps show progress
     assert [progress for _, progress in calls] == [True, True]
     assert RunStore(tmp_path / "store").done_state(extra_ids[0]) == "finished"
+
+
+def test_the_experiment_flags_help_lists_every_registered_experiment(request, capsys):
+    """``study --help`` names the experiments from the registry (built-ins and a user's), not from a hand list
+    that had fallen behind (it lacked grouping)."""
+    register_experiment(Experiment("lr-pair", "Two learning rates", _lr_plan, _lr_section))
+    request.addfinalizer(lambda: EXPERIMENTS.unregister("lr-pair"))
+    assert main(["study", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps the help text
+    listed = re.search(r"instead of the STL-vs- ?MTL study: (.*?) \(docs/", out)
+    assert listed, out
+    assert listed.group(1).replace("- ", "-").split(", ") == EXPERIMENTS.names()
+    assert {"grouping", "lr-pair"} <= set(EXPERIMENTS.names())

@@ -51,3 +51,19 @@ def test_readme_commands_are_the_makefile_targets():
     assert "make demo" in readme and "make test" in readme
     assert re.search(r"^demo:", makefile, flags=re.M) and re.search(r"^test:", makefile, flags=re.M)
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_and_grouping_doc_state_digit_attributes_split_sizes_of_the_code():
+    """The settings table and docs/grouping.md give the validation and test sizes the setting's factory uses by
+    default (the README said 250/1,000 after the code moved to 500/2,000)."""
+    import inspect
+
+    from mtlens.settings.digit_attributes import digit_attributes
+
+    defaults = inspect.signature(digit_attributes).parameters
+    n_val, n_test = defaults["n_val"].default, defaults["n_test"].default
+    lines = (ROOT / "README.md").read_text().splitlines()
+    row = next(line for line in lines if line.startswith("| `digit_attributes`"))
+    assert f"shared val/test ({n_val:,}/{n_test:,})" in row, row
+    grouping = " ".join((ROOT / "docs" / "grouping.md").read_text().split())
+    assert f"same {n_val:,} validation and {n_test:,} test images" in grouping

@@ -672,10 +672,13 @@ class Declared:
 @dataclass(frozen=True)
 class Name:
     """A registered name of ``kind`` (setting, dataset, experiment): looked up, with the valid names and the
-    nearest one, when the command builds its configs, before anything runs or is written."""
+    nearest one, when the command builds its configs, before anything runs or is written.  ``registry``
+    (``"module:ATTRIBUTE"`` of its :class:`~mtlens.registry.Registry`, optional) lets the flag's help list the
+    registered names as ``%(registered)s`` (:class:`_RegisteredNames`)."""
 
     kind: str
     invalid: str = "nosuch"
+    registry: str = ""
     choices = None
 
     def __call__(self, text: str) -> str:
@@ -823,7 +826,22 @@ class Flag:
             kwargs.update(nargs="+", action=_Distinct)
         elif self.many == "append":
             kwargs["action"] = "append"
-        parser.add_argument(self.name, **kwargs)
+        action = parser.add_argument(self.name, **kwargs)
+        if isinstance(self.constraint, Name) and self.constraint.registry:
+            action.registered = _RegisteredNames(self.constraint.registry)  # type: ignore[attr-defined]
+
+
+class _RegisteredNames:
+    """The names registered in the :class:`~mtlens.registry.Registry` at ``path`` (``"module:ATTRIBUTE"``),
+    read only when a help text is formatted (argparse's ``%(registered)s`` calls ``str``): building the
+    parser imports nothing, and the help names every entry, built-in or a ``--plugin``'s, and no other."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __str__(self) -> str:
+        module, attribute = self.path.split(":")
+        return ", ".join(getattr(importlib.import_module(module), attribute).names())
 
 
 class _Distinct(argparse.Action):
@@ -923,9 +941,9 @@ COMMANDS: dict[str, tuple[str, list[Flag]]] = {
             ),
             Flag(
                 "--experiment",
-                Name("experiment"),
-                "run one registered experiment instead of the STL-vs-MTL study: optimizers, loss-scale, "
-                "alignment, corruptions (Elich et al.; see docs/assumptions.md) or a user's own",
+                Name("experiment", registry="mtlens.experiments.base:EXPERIMENTS"),
+                "run one registered experiment instead of the STL-vs-MTL study: %(registered)s "
+                "(docs/assumptions.md, docs/grouping.md; a user's own is registered by its --plugin module)",
             ),
             Flag(
                 "--experiment-option",

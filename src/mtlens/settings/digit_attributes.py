@@ -61,8 +61,9 @@ DIGIT_SETS: dict[str, frozenset[int]] = {
 """Digit tasks: label 1 iff the image's digit is in the set."""
 
 TASK_NAMES = ("digit", "even", "ge5", "ink", "noise", "loop", "prime", "slant")
-"""The eight tasks, in the setting's order: the first five (the grouping experiment's default
-enumerable subset) mix the helper, digit-set, pixel and random tasks."""
+"""The eight tasks, in the setting's order: the first four, the grouping experiment's default enumerable
+subset (``subset_size`` 4), hold the helper ``digit``, two digit-set tasks it helps (``even``, ``ge5``)
+and the pixel task ``ink``."""
 
 
 RICH = ("digit", "noise")
