@@ -173,6 +173,35 @@ def test_a_rerun_resumes_from_a_checkpoint_it_can_trust(stores, setting, tmp_pat
     pd.testing.assert_frame_equal(store.trajectory(config.run_id), finished.trajectory(config.run_id))
 
 
+def test_a_checkpoint_of_an_earlier_version_without_diagnostics_or_selected_models_resumes(
+    stores, setting, tmp_path, monkeypatch
+):
+    """A checkpoint written before the method diagnostics and the selected models existed lacks both keys: the
+    run resumes from it (nothing accumulated, nothing selected yet) instead of failing every resume."""
+    config, finished, interrupted = stores
+    store = _copy(interrupted, tmp_path)
+    path = store.checkpoint_path(config.run_id)
+    checkpoint = Checkpoint.load(path)
+    old_state = {k: v for k, v in checkpoint.state.items() if k not in ("method_diagnostics", "selected")}
+    torch.save(Checkpoint(checkpoint.step, old_state, checkpoint.torch_rng, checkpoint.cuda_rng).to_payload(), path)
+    status_path = store.run_dir(config.run_id) / "status.json"
+    status = json.loads(status_path.read_text())
+    status["digests"]["checkpoint.pt"] = file_digest(path)  # as the earlier version recorded it
+    status_path.write_text(json.dumps(status))
+    resumed_from = []
+    original = trainer.TrainingRun.start
+    monkeypatch.setattr(
+        trainer.TrainingRun, "start", lambda self: resumed_from.append(original(self)) or resumed_from[-1]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DamagedRunWarning)
+        assert train_run(config, store, setting=setting, progress=False) == "finished"
+    assert resumed_from == [2]  # resumed, not retrained
+    rows, reference = store.trajectory(config.run_id), finished.trajectory(config.run_id)
+    kept = rows["step"] <= 2
+    pd.testing.assert_frame_equal(rows[kept], reference[reference["step"] <= 2])
+
+
 def test_report_and_index_survive_a_damaged_run(stores, tmp_path, capsys):
     config, finished, _ = stores
     store = _copy(finished, tmp_path)

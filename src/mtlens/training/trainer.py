@@ -399,12 +399,14 @@ class TrainingRun:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.method.load_state_dict(state["method"])
-        self.diagnostics = state["method_diagnostics"]
+        # absent in checkpoints of earlier versions (before the method diagnostics and the selected models):
+        # nothing accumulated, nothing selected yet
+        self.diagnostics = state.get("method_diagnostics", {"sums": {}, "steps": 0})
         self.stream.load_state_dict(state["stream"])
         torch.set_rng_state(checkpoint.torch_rng.cpu())
         if checkpoint.cuda_rng is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state_all([s.cpu() for s in checkpoint.cuda_rng])
-        self.selected = state["selected"]
+        self.selected = state.get("selected", {})
         self.handle.keep_selected({task: at for task, (_, at) in self.selected.items()})
         return checkpoint.step
 
