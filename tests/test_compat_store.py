@@ -1,10 +1,12 @@
-"""A store written by an earlier version of mtlens (``tests/fixtures/compat_store``, see
-``tests/fixtures/make_compat_store.py``) loads, reports, and resumes without retraining a finished run."""
+"""Stores written by earlier versions of mtlens (``tests/fixtures/compat_store`` and the older
+``compat_store_0f0155c``, see ``tests/fixtures/make_compat_store*.py``) load, report, and resume without
+retraining a finished run."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +15,11 @@ import yaml
 
 from mtlens import RunStore
 from mtlens.cli import main
+from mtlens.orchestration import SerialExecutor
+from mtlens.orchestration.study import mark_failed, study_configs
+from mtlens.training import trainer
+from mtlens.training.config import same_run_config
+from mtlens.training.handle import DamagedRunWarning
 
 FIXTURES = Path(__file__).parent / "fixtures"
 COMMAND = json.loads((FIXTURES / "compat_store.json").read_text())
@@ -121,3 +128,67 @@ def test_multimnist_runs_of_version_1_keep_their_ids_and_report_apart_from_new_r
     transfer = pd.read_csv(tmp_path / "report" / "tables" / "transfer.csv")
     assert sorted(transfer["setting"].unique()) == ["multimnist [defaults]", "multimnist [setting_version=2.0]"]
     assert len(transfer) == 4  # per version: tasks left and right, each MTL run against its own version's STL
+
+
+OLDER = json.loads((FIXTURES / "compat_store_0f0155c.json").read_text())
+"""``compat_store_0f0155c`` (``tests/fixtures/make_compat_store_0f0155c.py``): configs without any key added
+since (probes, ``mixed_precision``, ``save_selected_models``...), checkpoints without method diagnostics."""
+
+
+def test_an_older_store_resumes_its_interrupted_run_from_its_checkpoint_after_a_failure_is_recorded(
+    tmp_path, monkeypatch
+):
+    """The stored configs lack keys added since, all at values outside the run id: the study resumes the
+    interrupted run from its old checkpoint (nothing before it retrained) to the trajectory the old code trained
+    without interruption, and recording the run as failed works too (both compared the configs as whole dicts
+    and raised, which aborted the whole study)."""
+    store = RunStore(shutil.copytree(FIXTURES / "compat_store_0f0155c", tmp_path / "store"))
+    finished = [r for r, mode in OLDER["run_ids"].items() if mode == "stl"]
+    (interrupted,) = [r for r, mode in OLDER["run_ids"].items() if mode == "mtl"]
+    assert "mixed_precision" not in store.config(interrupted) and "probes" not in store.config(interrupted)
+    before = {r: (store.run_dir(r) / "trajectory.parquet").read_bytes() for r in finished}
+    config_bytes = (store.run_dir(interrupted) / "config.json").read_bytes()
+    old_parts = pd.concat([store.read_part(interrupted, step) for step in store.part_steps(interrupted)])
+    base = {**OLDER["base"], "probes": []}
+    (config,) = [c for c in study_configs(base, OLDER["seeds"], OLDER["methods"]) if c.run_id == interrupted]
+
+    mark_failed(store, config, "the process training it raised")
+    assert (
+        store.status(interrupted)["state"] == "failed" and store.status(interrupted)["step"] == OLDER["interrupt_step"]
+    )
+
+    resumed_from = []
+    start = trainer.TrainingRun.start
+    monkeypatch.setattr(trainer.TrainingRun, "start", lambda self: resumed_from.append(start(self)) or resumed_from[-1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DamagedRunWarning)
+        results = SerialExecutor().run(study_configs(base, OLDER["seeds"], OLDER["methods"]), store, progress=False)
+    assert set(results["run_id"]) == set(OLDER["run_ids"]) and set(results["state"]) == {"finished"}
+    assert resumed_from == [OLDER["interrupt_step"]]  # the finished runs are not trained again at all
+    for run_id in finished:
+        assert (store.run_dir(run_id) / "trajectory.parquet").read_bytes() == before[run_id]
+    assert (store.run_dir(interrupted) / "config.json").read_bytes() == config_bytes  # kept as it was written
+    resumed = store.trajectory(interrupted)
+    order = ["step", "task", "quantity"]
+    kept = resumed[resumed["step"] <= OLDER["interrupt_step"]].sort_values(order, ignore_index=True)
+    pd.testing.assert_frame_equal(kept, old_parts.sort_values(order, ignore_index=True), check_like=True)
+    pd.testing.assert_frame_equal(resumed, pd.read_parquet(FIXTURES / "compat_0f0155c_mtl_uninterrupted.parquet"))
+
+
+def test_a_stored_config_that_differs_in_what_defines_the_run_is_still_refused(tmp_path):
+    store = RunStore(shutil.copytree(FIXTURES / "compat_store_0f0155c", tmp_path / "store"))
+    (interrupted,) = [r for r, mode in OLDER["run_ids"].items() if mode == "mtl"]
+    base = {**OLDER["base"], "probes": []}
+    (config,) = [c for c in study_configs(base, OLDER["seeds"], OLDER["methods"]) if c.run_id == interrupted]
+    requested = config.to_dict()
+    assert same_run_config(store.config(interrupted), requested)
+    assert same_run_config({**store.config(interrupted), "device": "cuda", "threads": 3}, requested)
+    for changed in (
+        {"lr": 0.004},
+        {"mixed_precision": "bf16"},
+        {"save_selected_models": True},
+        {"probes": ["coherence"]},
+    ):
+        assert not same_run_config(store.config(interrupted), {**requested, **changed}), changed
+        with pytest.raises(ValueError, match="different config"):
+            store.write_config(interrupted, {**requested, **changed}, same=same_run_config)

@@ -23,6 +23,7 @@ from mtlens.training.config import (
     new_run_config,
     parse_config,
     refuse_owned_keys,
+    same_run_config,
 )
 from mtlens.training.handle import RunHandle, RunIdentity
 from mtlens.training.pack import train_pack
@@ -115,7 +116,8 @@ def mark_failed(store: RunStore, config: RunConfig, message: str) -> None:
     line for the user, not the write error chained to the run's own.
     """
     identity = RunIdentity(config.run_id, config.setting, tuple(config.tasks or ()), config.method, config.seed)
-    RunHandle(store, identity, config.to_dict(), ignore=RUN_ENVIRONMENT_KEYS).record_failure(message)
+    handle = RunHandle(store, identity, config.to_dict(), ignore=RUN_ENVIRONMENT_KEYS, same_config=same_run_config)
+    handle.record_failure(message)
 
 
 def cached_setting(config: RunConfig, cache: dict[tuple[str, str], Setting]) -> Setting:

@@ -55,7 +55,7 @@ import os
 import shutil
 import time
 import zipfile
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -224,20 +224,31 @@ class RunStore:
         return self.run_dir(run_id) / "parts"
 
     # -- config and status ---------------------------------------------------------------
-    def write_config(self, run_id: str, config: dict[str, Any], ignore: Collection[str] = ()) -> dict[str, Any]:
-        """Write the run's config; an existing run must have the same config except for ``ignore`` keys
-        (e.g. the device, which may change when a run is resumed elsewhere; the first value is kept).
-        A damaged ``config.json`` is replaced (the run id, a hash of the config, says it is this config).
-        Returns the file's :func:`file_digest`."""
+    def write_config(
+        self,
+        run_id: str,
+        config: dict[str, Any],
+        ignore: Collection[str] = (),
+        same: Callable[[dict[str, Any], dict[str, Any]], bool] | None = None,
+    ) -> dict[str, Any]:
+        """Write the run's config; an existing run must have the same config: ``same(stored, config)`` if
+        given (e.g. one that knows the defaults of keys a config stored by an earlier version lacks), else
+        equal except for ``ignore`` keys (e.g. the device, which may change when a run is resumed elsewhere).
+        The stored file is kept as it is.  A damaged ``config.json`` is replaced (the run id, a hash of the
+        config, says it is this config).  Returns the file's :func:`file_digest`."""
         path = self.run_dir(run_id) / "config.json"
         try:
             existing = self.config(run_id) if path.exists() else None
         except DamagedStoreError:
             existing = None
         if existing is not None:
-            if {k: v for k, v in existing.items() if k not in ignore} != {
-                k: v for k, v in config.items() if k not in ignore
-            }:
+            if same is not None:
+                matches = same(existing, config)
+            else:
+                matches = {k: v for k, v in existing.items() if k not in ignore} == {
+                    k: v for k, v in config.items() if k not in ignore
+                }
+            if not matches:
                 raise ValueError(f"run {run_id} exists in {self.root} with a different config")
             return file_digest(path)
         return atomic_write_json(path, config)

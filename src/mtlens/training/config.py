@@ -284,6 +284,38 @@ def make_run_id(setting: str, tasks: list[str], method: str, seed: int, identity
     return f"{setting}-{mode}-{which}-{method}-s{seed}-{digest}"
 
 
+ABSENT_FROM_OLD_CONFIGS: dict[str, Any] = {"probes": []}
+"""What a run stored before a config key existed ran with, where it is not the key's default: no probes."""
+
+
+def _absent_value(key: str) -> Any:
+    """The value a run whose stored config lacks ``key`` (written before the key existed) ran with."""
+    if key in ABSENT_FROM_OLD_CONFIGS:
+        return ABSENT_FROM_OLD_CONFIGS[key]
+    if key in FLAT_PROBE_KEYS:
+        return _probe_default(*FLAT_PROBE_KEYS[key][0])
+    return RunConfig.model_fields[key].get_default(call_default_factory=True)
+
+
+def same_run_config(stored: Mapping[str, Any], requested: Mapping[str, Any]) -> bool:
+    """Whether a stored ``config.json`` describes the run ``requested`` describes (both in the stored form,
+    :meth:`RunConfig.to_dict`): equal on every stored key but :data:`RUN_ENVIRONMENT_KEYS`, and each key the
+    stored config lacks (it was written by a version before the key existed, e.g. ``mixed_precision``) outside
+    the requested run's identity or at the value that version ran with (:func:`_absent_value`).  A stored
+    config must not be compared as a whole dict: it would differ from every request by the keys added since,
+    and the run could never be resumed or marked failed."""
+    identity = RunConfig.model_validate(dict(requested)).identity()
+    for key in set(stored) | set(requested):
+        if key in RUN_ENVIRONMENT_KEYS:
+            continue
+        if key in stored:
+            if key not in requested or stored[key] != requested[key]:
+                return False
+        elif key in identity and identity[key] != _absent_value(key):
+            return False
+    return True
+
+
 def parse_config(raw: dict[str, Any]) -> RunConfig:
     """Validate a raw dict into a :class:`RunConfig`, raising :class:`ConfigError` naming bad keys."""
     try:

@@ -160,9 +160,9 @@ class Checkpoint:
 class RunHandle:
     """One run's files in ``store``; see the module docstring.
 
-    ``config`` is the run's stored config (an existing run must have the same one up to the
-    ``ignore`` keys, e.g. the device) and ``info`` its task information (``tasks.json``; needed by
-    :meth:`open` only).
+    ``config`` is the run's stored config (an existing run must have the same one: ``same_config(stored,
+    config)`` if given, else equal up to the ``ignore`` keys, e.g. the device) and ``info`` its task
+    information (``tasks.json``; needed by :meth:`open` only).
     ``status_extra`` is merged into every status the handle writes (e.g. the thread count)."""
 
     def __init__(
@@ -172,9 +172,11 @@ class RunHandle:
         config: Mapping[str, Any],
         info: Mapping[str, Any] | None = None,
         ignore: Collection[str] = (),
+        same_config: Callable[[dict[str, Any], dict[str, Any]], bool] | None = None,
     ):
         self.store, self.identity = store, identity
         self.config, self.info, self.ignore = dict(config), dict(info or {}), ignore
+        self.same_config = same_config
         self.status_extra: dict[str, Any] = {}
         self.damaged: dict[str, str] = {}  # what open() found, before healing
         self._opened_status: dict[str, Any] = {}  # the status open() found (the last checkpoint's parts)
@@ -245,7 +247,7 @@ class RunHandle:
             if name in self.damaged:
                 store.remove_file(run_id, name)
         self._digests = {
-            "config.json": store.write_config(run_id, self.config, ignore=self.ignore),
+            "config.json": store.write_config(run_id, self.config, self.ignore, self.same_config),
             "tasks.json": store.write_task_info(run_id, self.info),
         }
         status = None if "status.json" in self.damaged else store.status(run_id)
@@ -497,7 +499,7 @@ class RunHandle:
                 kept = {k: v for k, v in status.items() if k not in ("state", "step", "message", "updated")}
                 if "config.json" in damaged:
                     self.store.remove_file(self.run_id, "config.json")
-                digest = self.store.write_config(self.run_id, self.config, ignore=self.ignore)
+                digest = self.store.write_config(self.run_id, self.config, self.ignore, self.same_config)
                 kept["digests"] = {**(kept.get("digests") or {}), "config.json": digest}
                 self.store.set_status(self.run_id, RunState.FAILED, status.get("step", 0), message, **kept)
         except RunLockedError:

@@ -72,6 +72,7 @@ from mtlens.training.config import (
     RunConfig,
     load_configured_setting,
     resolve_config,
+    same_run_config,
 )
 from mtlens.training.evaluate import evaluate_tasks, train_eval_rows
 from mtlens.training.handle import Checkpoint, DamagedRunWarning, RunHandle, RunIdentity, task_info
@@ -131,6 +132,7 @@ def open_run(config: ResolvedRunConfig, store: RunStore, setting: Setting, held:
         config.to_dict(),
         task_info(setting.select(config.tasks)),
         ignore=RUN_ENVIRONMENT_KEYS,
+        same_config=same_run_config,
     )
     handle.status_extra = {"threads": config.threads}
     done = handle.open()
