@@ -94,6 +94,11 @@ def test_a_predictor_missing_a_pair_chooses_nothing():
     row = table.loc["partial (predicted)"]
     assert row["grouping"] == "" and row["n_seeds"] == 0 and np.isnan(row["delta_m"]) and np.isnan(row["p_vs_stl"])
     assert row["note"] == "not chosen: no partial affinity for 1 of 6 ordered pairs (b -> c)"
+    # the chosen grouping's group b+c has no finished run: chosen, but not measured, and the note says so
+    unfinished = grouping_table(values[values["group"] != "b+c"], TASKS, 2, {"full": affinity}).set_index("choice")
+    row = unfinished.loc["full (predicted)"]
+    assert row["grouping"] == "a | b+c" and row["n_seeds"] == 0 and np.isnan(row["delta_m"])
+    assert row["note"] == "not measured: a group of this grouping has no finished run (rerun the study)"
 
 
 def test_predictor_affinities_keep_every_predictor_and_only_finite_pairs():

@@ -466,9 +466,7 @@ def higher_order_table(values: pd.DataFrame, subset: Sequence[str], budget: int)
 def _zero_note(zero: Sequence[str], split: str = "test") -> str:
     if not zero:
         return ""
-    return (
-        f"Δm leaves out {', '.join(zero)} (mean STL {split} metric 0 over seeds: its relative difference is undefined)"
-    )
+    return f"Δm leaves out {', '.join(zero)} (mean STL {split} metric 0 over seeds: relative difference undefined)"
 
 
 def _trained(values: pd.DataFrame, grouping: Grouping) -> bool:
@@ -565,7 +563,7 @@ def grouping_table(
         records.append({"choice": choice, "grouping": " | ".join(group_label(g) for g in grouping)})
         if not _trained(values, grouping):
             records[-1]["n_seeds"] = 0
-            row_notes[-1].append("not trained: a group of this grouping has no run")
+            row_notes[-1].append("not measured: a group of this grouping has no finished run (rerun the study)")
             continue
         delta = _delta_m(test_values, sign, grouping, zero)
         records[-1]["n_seeds"] = len(delta)
