@@ -15,6 +15,7 @@ import sys
 import textwrap
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -109,9 +110,45 @@ def _edit_lr(path: Path) -> None:
     path.write_text(text[: match.start(1)] + digit + text[match.end(1) :])
 
 
+def _edit_status(**changes: object) -> Callable[[Path], None]:
+    """A damage that keeps ``status.json`` valid JSON but sets ``changes`` (a value ``digest`` of a key
+    ``digests/NAME`` sets that file's digest)."""
+
+    def edit(path: Path) -> None:
+        status = json.loads(path.read_text())
+        for key, value in changes.items():
+            if key.startswith("digests/"):
+                status["digests"][key.removeprefix("digests/")] = value
+            else:
+                status[key] = value
+        path.write_text(json.dumps(status))
+
+    return edit
+
+
 # (which store, file relative to the run directory, how it is damaged, the reader that must name it)
 DAMAGES = {
     "status.json": ("finished", "status.json", lambda p: p.write_text('{"state": "finis'), lambda s, r: s.status(r)),
+    "status.json, a digest null": (
+        "finished",
+        "status.json",
+        _edit_status(**{"digests/trajectory.parquet": None}),
+        lambda s, r: s.status(r),
+    ),
+    "status.json, a digest's size a string": (
+        "interrupted",
+        "status.json",
+        _edit_status(**{"digests/config.json": {"size": "12", "sha256": "0" * 64}}),
+        lambda s, r: s.status(r),
+    ),
+    "status.json, parts a string": ("interrupted", "status.json", _edit_status(parts="ab"), lambda s, r: s.status(r)),
+    "status.json, a part's step a float": (
+        "interrupted",
+        "status.json",
+        _edit_status(parts=[0, 2.0]),
+        lambda s, r: s.status(r),
+    ),
+    "status.json, parts null": ("interrupted", "status.json", _edit_status(parts=None), lambda s, r: s.status(r)),
     "config.json": ("finished", "config.json", lambda p: p.write_text("[1, 2"), lambda s, r: s.config(r)),
     "config.json missing": ("finished", "config.json", lambda p: p.unlink(), lambda s, r: s.config(r)),
     "config.json edited, same size": ("finished", "config.json", _edit_lr, lambda s, r: s.config(r)),
@@ -202,14 +239,23 @@ def test_a_checkpoint_of_an_earlier_version_without_diagnostics_or_selected_mode
     pd.testing.assert_frame_equal(rows[kept], reference[reference["step"] <= 2])
 
 
-def test_report_and_index_survive_a_damaged_run(stores, tmp_path, capsys):
+@pytest.mark.parametrize(
+    "name, damage",
+    [
+        ("config.json", lambda p: p.write_text("{")),
+        ("status.json", _edit_status(**{"digests/trajectory.parquet": None})),  # raised AttributeError
+        ("status.json", _edit_status(parts=[0, 2.0])),  # raised ValueError
+    ],
+)
+def test_report_and_index_survive_a_damaged_run(name, damage, stores, tmp_path, capsys):
     config, finished, _ = stores
     store = _copy(finished, tmp_path)
-    (store.run_dir(config.run_id) / "config.json").write_text("{")
-    assert store.task_info() == {}  # the damaged run's task info is not trusted
+    damage(store.run_dir(config.run_id) / name)
+    if name == "config.json":
+        assert store.task_info() == {}  # the damaged run's task info is not trusted
     assert main(["runs", "--store", str(store.root)]) == 0
     captured = capsys.readouterr()
-    assert "damaged" in captured.out and "config.json" in captured.err
+    assert "damaged" in captured.out and name in captured.err
     assert main(["report", "--store", str(store.root), "--out", str(tmp_path / "report")]) == 2
     assert f"{config.run_id} (damaged)" in capsys.readouterr().err
 

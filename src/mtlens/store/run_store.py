@@ -317,9 +317,20 @@ class RunStore:
         )
 
     def status(self, run_id: str) -> dict[str, Any] | None:
-        """The stored status (``None`` before the first one); :class:`DamagedStoreError` if unreadable."""
+        """The stored status (``None`` before the first one); :class:`DamagedStoreError` if unreadable or unfit
+        (:func:`_status_problem`: a status that decodes but whose state, step, digests or parts are malformed is
+        as damaged as one that does not decode, and is named and healed the same way)."""
         path = self.run_dir(run_id) / "status.json"
-        return self._read_json(run_id, "status.json") if path.exists() else None
+        if not path.exists():
+            return None
+        status = self._read_json(run_id, "status.json")
+        problem = _status_problem(status)
+        if problem:
+            raise DamagedStoreError(
+                f"run {run_id}: {path} is damaged ({problem}); rerun the run to rewrite what it "
+                f"can, or delete {self.run_dir(run_id)}"
+            )
+        return status
 
     def done_state(self, run_id: str) -> RunState | None:
         """The stored state if it is one of :data:`DONE_STATES` (``None`` otherwise or if unreadable)."""
@@ -799,8 +810,20 @@ def _status_problem(status: dict[str, Any]) -> str | None:
         return f"unknown state {status.get('state')!r}"
     if not isinstance(status.get("step"), int) or status["step"] < 0:
         return f"step {status.get('step')!r} is not a non-negative integer"
-    if not isinstance(status.get("digests", {}), dict):
+    digests = status.get("digests", {})
+    if not isinstance(digests, dict):
         return "digests is not an object"
+    for name, digest in digests.items():
+        if not (
+            isinstance(digest, dict)
+            and isinstance(digest.get("size"), int)
+            and not isinstance(digest["size"], bool)
+            and isinstance(digest.get("sha256"), str)
+        ):
+            return f"the digest of {name} is not an object with an integer size and a string sha256: {digest!r}"
+    parts = status.get("parts", [])
+    if not isinstance(parts, list) or not all(isinstance(p, int) and not isinstance(p, bool) and p >= 0 for p in parts):
+        return f"parts {parts!r} is not a list of non-negative integer steps"
     return None
 
 
