@@ -321,6 +321,29 @@ def test_a_damaged_checkpoint_of_a_finished_run_is_a_leftover_not_damage(stores,
     pd.testing.assert_frame_equal(store.trajectory(config.run_id), rows)  # nothing retrained
 
 
+def test_an_unreadable_row_part_left_in_a_finished_run_is_a_leftover_not_damage(stores, tmp_path, capsys):
+    """A kill between merging a run's rows and removing its parts leaves parts a complete run needs no more: one
+    that does not read left the run ``damaged`` (out of every analysis, its rows retrained) while ``runs --check``
+    also named it a leftover.  Now the run stays ``finished``, the part is named once, as a leftover, and a rerun
+    removes it and trains nothing."""
+    config, finished, _ = stores
+    store = _copy(finished, tmp_path)
+    part = store.run_dir(config.run_id) / "parts" / "000000000002.parquet"
+    part.parent.mkdir(exist_ok=True)
+    part.write_bytes(b"PAR1 not a parquet file")
+    assert store.runs().set_index("run_id").loc[config.run_id, "state"] == "finished"
+    assert store.is_done(config.run_id, deep=True) and store.damaged_files(config.run_id, deep=True) == {}
+    problems = store.check()
+    assert problems["path"].tolist() == [str(part)]
+    assert "row part left in a complete run" in problems["problem"].iloc[0]
+    assert main(["runs", "--store", str(store.root), "--check"]) == 1
+    assert capsys.readouterr().out.count(str(part)) == 1
+    merged = (store.run_dir(config.run_id) / "trajectory.parquet").read_bytes()
+    assert SerialExecutor().run([config], store, progress=False)["state"].tolist() == ["finished"]
+    assert not part.exists() and store.check().empty
+    assert (store.run_dir(config.run_id) / "trajectory.parquet").read_bytes() == merged  # nothing retrained
+
+
 def test_a_run_trains_under_its_recorded_thread_count_and_refuses_another(stores, setting, tmp_path, monkeypatch):
     config, finished, interrupted = stores
     assert finished.status(config.run_id)["threads"] == config.threads == 1

@@ -398,9 +398,11 @@ class RunStore:
                 status = {}
         checkpoint = self.committed_checkpoint(run_id, status) if status else self.checkpoint_path(run_id)
         complete = status.get("state") in DONE_STATES  # needs no checkpoint: one that does not read is a leftover
+        # nor its row parts once its rows are merged: they are leftovers (:meth:`leftover_files`), not damage
+        merged = complete and (run_dir / "trajectory.parquet").exists()
         files = [
             run_dir / "trajectory.parquet",
-            *sorted(self._parts_dir(run_id).glob("*.parquet")),
+            *([] if merged else sorted(self._parts_dir(run_id).glob("*.parquet"))),
             *([] if complete else [checkpoint]),
             *sorted((run_dir / "selected").glob("*.pt")),
         ]
@@ -422,8 +424,8 @@ class RunStore:
             path = checkpoint if name == "checkpoint.pt" else run_dir / name
             if name == "checkpoint.pt" and status.get("state") in DONE_STATES:
                 continue  # a complete run needs no checkpoint (one that does not read is a leftover)
-            if name.startswith("parts/") and not path.exists():
-                continue  # discarded on resume; the parts a checkpoint needs are its status's "parts"
+            if name.startswith("parts/") and (merged or not path.exists()):
+                continue  # discarded on resume (the parts a checkpoint needs are its status's "parts") or merged
             if not path.exists():
                 damaged[name] = "missing (the run wrote it)"
             elif path.is_file() and path.stat().st_size != recorded.get("size"):
