@@ -363,3 +363,59 @@ def test_failed_and_reopened_statuses_keep_the_checkpoints_parts_so_a_lost_part_
             assert rec.restore() is None
             rec.log(0, "train", {"a": 3.0})
     assert store.trajectory(rec.run_id)[["step", "value"]].values.tolist() == [[0, 3.0]]
+
+
+@pytest.mark.parametrize("kill_at", range(4))
+def test_a_kill_during_a_reset_never_leaves_a_checkpoint_the_next_session_trusts(store, monkeypatch, kill_at):
+    """A run whose checkpoint lost a row part is reset; a kill at any store call of that reset (``kill_at``)
+    leaves nothing the next session resumes from: it used to write the ``running``, step 0 status (no parts)
+    before deleting the checkpoint, and the next session read that status as an old one, trusted the parts
+    left on disk and finished the run with rows missing."""
+    from mtlens.store.run_store import RunStore as Store
+
+    with pytest.raises(KeyboardInterrupt):
+        with open_recorder(store) as rec:
+            for step in (0, 4, 8):
+                rec.log(step, "train", {"a": 1.0})
+            rec.checkpoint(8, {"w": 1})
+            raise KeyboardInterrupt
+    (store.run_dir(rec.run_id) / "parts" / "000000000004.parquet").unlink()  # a part the checkpoint covers
+
+    calls, resetting = [], []
+    reset_run = Store.reset_run
+
+    def counted(name):
+        original = getattr(Store, name)
+
+        def call(self, *args, **kwargs):
+            if resetting:
+                calls.append(name)
+                if len(calls) > kill_at:
+                    raise KeyboardInterrupt(f"killed at {name}")
+            return original(self, *args, **kwargs)
+
+        return call
+
+    def killed_reset(self, *args, **kwargs):
+        resetting.append(True)
+        try:
+            reset_run(self, *args, **kwargs)
+        finally:
+            resetting.clear()
+
+    with monkeypatch.context() as patch:
+        for name in ("remove_file", "set_status", "discard_parts_after", "keep_selected_models"):
+            patch.setattr(Store, name, counted(name))
+        patch.setattr(Store, "reset_run", killed_reset)
+        with pytest.warns(UserWarning), pytest.raises(KeyboardInterrupt, match="killed"):
+            with open_recorder(store) as rec:
+                rec.restore()
+
+    with open_recorder(store) as rec:
+        restored = rec.restore()
+        assert restored is None
+        for step in (0, 4, 8, 12, 16):
+            rec.log(step, "train", {"a": 2.0})
+    rows = store.trajectory(rec.run_id)
+    assert store.status(rec.run_id)["state"] == "finished"
+    assert rows[["step", "value"]].values.tolist() == [[s, 2.0] for s in (0, 4, 8, 12, 16)]

@@ -649,13 +649,15 @@ class RunStore:
 
     def reset_run(self, run_id: str, **extra: Any) -> None:
         """Delete everything the run recorded (rows, checkpoint, selected models) before training it from
-        scratch; its status says ``running`` at step 0 (with ``extra``) first, so no reader takes it for
-        complete."""
+        scratch.  The checkpoints go first, then the status says ``running`` at step 0 (with ``extra``), then
+        the rows: a kill at any moment leaves no checkpoint beside a status that does not vouch for it (a
+        status without parts would have the next session trust the parts on disk, some of them deleted), and
+        no reader takes the run for complete once its rows are going."""
+        self.remove_file(run_id, "checkpoint.pt")
+        self.pending_checkpoint_path(run_id).unlink(missing_ok=True)
         self.set_status(run_id, RunState.RUNNING, 0, **extra)
         self.remove_file(run_id, "trajectory.parquet")
         self.discard_parts_after(run_id, -1)
-        self.remove_file(run_id, "checkpoint.pt")
-        self.pending_checkpoint_path(run_id).unlink(missing_ok=True)
         self.keep_selected_models(run_id, {})
 
     def trajectory(self, run_id: str) -> pd.DataFrame:
