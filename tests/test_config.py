@@ -62,6 +62,18 @@ def test_a_probe_declares_the_smallest_batch_size_it_measures_with(request):
     assert resolve_config(parse_config({**raw, "batch_size": 1, "probes": []})).batch_size == 1
 
 
+def test_eval_dense_until_epoch_without_eval_every_steps_is_refused_in_new_requests_only(tiny):
+    """The trainer ignores it without dense evaluation, yet it changed the run id; a stored config that has it
+    still resolves to the run id it was stored under."""
+    raw = {**tiny, "epochs": 1, "eval_dense_until_epoch": 0.5}
+    with pytest.raises(ConfigError, match="eval_dense_until_epoch=0.5: .*eval_every_steps"):
+        study_configs(raw, [0])
+    old = resolve_config(parse_config({**raw, "tasks": ["a"]}))  # as an earlier version stored it
+    assert "eval_dense_until_epoch" in old.identity()
+    assert resolve_config(parse_config(old.to_dict())).run_id == old.run_id
+    assert study_configs({**raw, "eval_every_steps": 2}, [0])  # with dense evaluation it is what it says
+
+
 def test_momentum_with_adam_is_refused_in_new_requests_but_old_stored_configs_load_and_resume(tmp_path, tiny, capsys):
     """Adam ignores momentum, which earlier versions accepted (a different run id, the same run): a new request
     is refused, while a store holding such a run still lists, and its config resolves to the same run id

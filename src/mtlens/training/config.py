@@ -480,11 +480,17 @@ def check_new_config(config: RunConfig) -> None:
     """The checks only a newly requested config gets, not a stored one: a store written by an earlier version
     may hold configs that fail them, and those must still load and resume (the trainer resolves them with
     :func:`resolve_config` alone).  ``momentum`` only with an optimizer that uses it: with Adam it was
-    ignored, yet changed the run id."""
+    ignored, yet changed the run id; ``eval_dense_until_epoch`` only with ``eval_every_steps``, for the same
+    reason (without dense evaluation there is nothing for it to end)."""
     if config.momentum and config.optimizer not in OPTIMIZERS_WITH_MOMENTUM:
         raise ConfigError(
             f"momentum={config.momentum:g}: optimizer {config.optimizer!r} does not use momentum, only "
             f"{' or '.join(map(repr, OPTIMIZERS_WITH_MOMENTUM))} does; set optimizer sgd or leave momentum out"
+        )
+    if config.eval_dense_until_epoch is not None and config.eval_every_steps is None:
+        raise ConfigError(
+            f"eval_dense_until_epoch={config.eval_dense_until_epoch:g}: it ends the evaluation every "
+            "eval_every_steps steps, which is not set; set eval_every_steps or leave eval_dense_until_epoch out"
         )
 
 
