@@ -224,6 +224,10 @@ CASES = {
         ["study", "multimnist", "--store", "{tmp}/store", "--quiet", "--option", "pool=100"],
         ["multimnist", "pool=100", "less than or equal to 7"],
     ),
+    "multimnist-shift-1000": (
+        ["study", "multimnist", "--store", "{tmp}/store", "--quiet", "--option", "shift=1000"],
+        ["multimnist", "shift=1000", "less than or equal to 28"],
+    ),
     "mnist1d-val-fraction-tiny": (
         ["study", "mnist1d_split", "--store", "{tmp}/store", "--quiet", "--option", "val_fraction=0.0001"],
         ["mnist1d_split", "val_fraction=0.0001", "greater than or equal to 0.001"],

@@ -45,6 +45,12 @@ MAX_POOL = 7
 """The largest ``pool``: the smallest canvas (29 px, ``shift`` 1) pooled by 7 is 4 px, the least the encoder's
 two convolve-and-halve stages take (pooled by 8 it is 3 px, halved to 0: every run would fail)."""
 
+MAX_SHIFT = 28
+"""The largest ``shift``: the right digit's corner lies 0 to ``shift`` px from the left digit's (module
+docstring), so at 28, a digit's side, the pairs already range from fully overlapping to fully apart; a larger
+shift only adds empty canvas, ``(28 + shift)²`` pixels per image without bound (``shift`` 1,000 asked for 15 GB
+of images at the default sizes)."""
+
 SPLIT_ORDER = ("test", "val", "train")
 """The order in which the pools are cut from the fixed shuffle and composed, so that the test images depend on
 ``n_test`` alone and the validation images on ``n_test`` and ``n_val``."""
@@ -102,7 +108,7 @@ def multimnist(
     n_train: PositiveInt = 2000,
     n_val: PositiveInt = 500,
     n_test: PositiveInt = 1000,
-    shift: PositiveInt = 8,
+    shift: Annotated[int, Field(ge=1, le=MAX_SHIFT)] = 8,
     pool: Annotated[int, Field(ge=1, le=MAX_POOL)] = 2,
 ) -> Setting:
     """MultiMNIST: two overlapping digits per image, tasks ``left`` and ``right`` (bundled MNIST); the
