@@ -54,6 +54,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from mtlens.analysis.correlation import correlation_claim
 from mtlens.analysis.inference import bh_adjust
 from mtlens.analysis.partitions import Affinity, Grouping, best_grouping, set_partitions
 
@@ -332,7 +333,10 @@ def predictor_correlations(
     """Each predictor's :func:`mantel_test` against ``transfer_pct`` over the ordered pairs, one row per
     predictor with at least 3 pairs (``x, y, n, n_groups``, the correlations with their ``1 − alpha``
     intervals and p-values, ``min_p``), one Benjamini–Hochberg family at FDR ``alpha`` (``*_p_adjusted``,
-    discrete-aware: :func:`~mtlens.analysis.inference.bh_adjust`; ``conclusive``: ``min_p <= alpha``)."""
+    discrete-aware: :func:`~mtlens.analysis.inference.bh_adjust`; ``conclusive``: ``min_p <= alpha``), and
+    what each row shows, ``pearson_claim`` and ``spearman_claim``: the report's one rule for correlations
+    (:func:`~mtlens.analysis.correlation.correlation_claim`: ``"shown"`` only where the adjusted Mantel p-value
+    and the delete-one-task jackknife interval agree)."""
     records: list[dict[str, object]] = []
     for predictor in PREDICTORS:
         if predictor in affinities and affinities[predictor].notna().sum() >= 3:
@@ -350,6 +354,8 @@ def predictor_correlations(
             bh_adjust(table[f"{kind}_p"].to_numpy(float), min_p, alpha),
         )
     table["conclusive"] = min_p <= alpha
+    for kind in ("pearson", "spearman"):
+        table[f"{kind}_claim"] = [correlation_claim(row, alpha, kind) for row in table.to_dict("records")]
     return table
 
 

@@ -284,7 +284,10 @@ def grouping_section(
                 "Does the affinity predict the measured transfer? Pearson r and Spearman rho over the ordered pairs, "
                 f"{confidence(alpha)} delete-one-task jackknife intervals and Mantel p-values (the tasks relabelled in "
                 "the transfer matrix: the pairs share their tasks' runs on both sides); Benjamini-Hochberg over the "
-                f"predictors at FDR {alpha:g}.",
+                f"predictors at FDR {alpha:g}. pearson_claim / spearman_claim: the report's rule for every "
+                "correlation, shown only where the adjusted p-value and the interval agree (test only: the test "
+                "rejects but the interval reaches 0; interval only: the reverse; too few clusters: no p-value can "
+                f"reach {alpha:g}; not shown: neither).",
             )
         )
     subset = str(manifest["subset"].iloc[0]).split(SEPARATOR)
