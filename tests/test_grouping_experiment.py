@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from mtlens.analysis.grouping import (
+    BEST_CHOICE,
     affinity_table,
     best_grouping,
     grouping_results,
@@ -185,7 +186,7 @@ def test_grouping_experiment_end_to_end_on_three_tasks(tmp_path, three_tasks):
     assert set(correlations["x"]) == {"tag", "cosine", "early_gap"}
     predictors = {"tag": dict(zip(zip(affinities["source"], affinities["target"]), affinities["tag"]))}
     table = grouping_results(manifest, rows, task_info, ["even", "ge5", "noise"], 2, predictors)
-    assert list(table["choice"]) == ["tag (predicted)", "exhaustive best (validation)", "all together"]
+    assert list(table["choice"]) == ["tag (predicted)", BEST_CHOICE, "all together"]
     assert table["n_seeds"].eq(3).all() and table["delta_m_low"].le(table["delta_m"]).all()
     together = table.set_index("choice").loc["all together"]
     assert together["vs_all"] == pytest.approx(0.0)

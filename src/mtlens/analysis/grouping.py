@@ -25,7 +25,8 @@ validation-selected checkpoint (:func:`~mtlens.analysis.transfer.selected_checkp
   predictor chooses with at most ``budget`` networks (:func:`~mtlens.analysis.partitions.best_grouping`),
   the exhaustive best over the trained groupings (chosen on *validation* Δm, reported on test), and
   all-together, each with its per-seed test ``Δm`` (the mean over tasks of the relative difference
-  to the same-seed STL run, in %, as the transfer table's ``relative_pct``) and paired tests.
+  to the same-seed STL run, in %, as the transfer table's ``relative_pct``) and paired tests, one
+  Benjamini–Hochberg family of the distinct comparisons.
 
 Rules where data are missing or degenerate, each stated in the table's ``note`` column:
 
@@ -94,6 +95,11 @@ PREDICTORS = ("tag", "cosine", "early_gap")
 
 def group_label(tasks: Sequence[str]) -> str:
     return SEPARATOR.join(tasks)
+
+
+def grouping_text(grouping: Grouping) -> str:
+    """A grouping as the tables show it: its groups' labels joined by `` | `` (``"a+b | c"``)."""
+    return " | ".join(group_label(g) for g in grouping)
 
 
 def _selected(manifest: pd.DataFrame, rows: pd.DataFrame, task_info: TaskInfo) -> pd.DataFrame:
@@ -456,7 +462,7 @@ def higher_order_table(values: pd.DataFrame, subset: Sequence[str], budget: int)
         by_task = higher_order_prediction(values, grouping).drop(zero, errors="ignore")
         records.append(
             {
-                "grouping": " | ".join(group_label(g) for g in grouping),
+                "grouping": grouping_text(grouping),
                 "predicted_delta_m": float(by_task.mean(skipna=False)) if len(by_task) else np.nan,
                 "measured_delta_m": float(measured.mean()) if len(measured) else np.nan,
                 "n_seeds": len(measured),
@@ -491,18 +497,30 @@ def grouping_results(
     exhaustive: bool = True,
 ) -> pd.DataFrame:
     """Per choice (each predictor's grouping of ``subset`` into at most ``budget`` groups, the
-    exhaustive best over the trained groupings by validation Δm, all together): ``choice, grouping,
-    n_seeds, delta_m`` with its interval ``delta_m_low/high`` and ``p_vs_stl``, and the paired
-    differences to all-together and to the exhaustive best (``vs_all``, ``vs_best`` with intervals
-    and p-values); ``p_adjusted`` columns are Benjamini–Hochberg over all p-values of the table;
-    ``note``: why a row is not tested or not chosen, and the tasks its Δm leaves out (module docstring:
-    fewer than 2 seeds, a predictor with missing affinities, a zero STL reference).
+    exhaustive best over the trained groupings by validation Δm, all together):
+    ``choice, grouping, n_seeds, delta_m`` with its interval ``delta_m_low/high`` and ``p_vs_stl``, and
+    the paired differences to all-together and to the exhaustive best (``vs_all``, ``vs_best`` with
+    intervals and p-values); ``p_adjusted`` columns are Benjamini–Hochberg over the table's distinct
+    comparisons; ``note``: why a row is not tested or not chosen, which comparison is of a grouping with
+    itself, and the tasks its Δm leaves out (module docstring: fewer than 2 seeds, a predictor with missing
+    affinities, a zero STL reference).
     ``exhaustive=False`` leaves out the exhaustive best (where not every grouping was trained)."""
     return grouping_table(_selected(manifest, rows, task_info), subset, budget, predictors, alpha, exhaustive)
 
 
 MIN_SEEDS = 2
 """Seeds with every value a paired test of :func:`grouping_table` needs; a row with fewer is not tested."""
+
+BEST_CHOICE = "exhaustive best (validation)"
+"""The ``choice`` of :func:`grouping_table`'s exhaustive best."""
+
+
+def _difference(test: Mapping[str, float], flip: bool) -> dict[str, float]:
+    """A :func:`~mtlens.analysis.transfer.difference_test` result of ``x − y`` as the test of ``y − x`` where
+    ``flip`` (the paired test is equivariant: the same p-value, the interval negated)."""
+    if not flip:
+        return dict(test)
+    return dict(test) | {"delta": -test["delta"], "delta_low": -test["delta_high"], "delta_high": -test["delta_low"]}
 
 
 def grouping_table(
@@ -523,9 +541,18 @@ def grouping_table(
     a comparison with fewer is not tested (NaN interval and p-value, the reason in ``note``; its point
     value is the one seed's).  A predictor with a missing or non-finite affinity between two tasks of
     ``subset`` (:func:`missing_pairs`) chooses no grouping (``not chosen``, ``n_seeds`` 0).  The exhaustive
-    best is the trained grouping with the largest mean validation Δm (the first in
+    best (:data:`BEST_CHOICE`) is the trained grouping with the largest mean validation Δm (the first in
     :func:`~mtlens.analysis.partitions.set_partitions` order on ties; groupings without one are skipped).
-    Coverage, level and power on simulated stores are in tests/test_grouping_calibration.py and
+
+    **One family of distinct comparisons.**  A comparison is the pair of per-seed series it compares (a row's
+    grouping against STL, all-together or the best); the
+    Benjamini–Hochberg family (discrete-aware, :func:`~mtlens.analysis.inference.bh_adjust`) and the skewness
+    bound hold each distinct comparison once: two rows with the same grouping (two predictors choosing it) and
+    ``x`` vs ``y`` next to ``y`` vs ``x`` (the best against all-together, all-together against the best) are one
+    test, shown with the same adjusted p-value (the reverse with the difference and interval negated).  A
+    comparison of a grouping with itself (all-together against itself, a grouping that is the best, a grouping
+    of single tasks against STL) is no test: its difference is 0, its interval and p-values NaN, and the note
+    says so.  Coverage, level and power on simulated stores are in tests/test_grouping_calibration.py and
     docs/grouping.md."""
     if values.empty:
         return pd.DataFrame()
@@ -544,61 +571,98 @@ def grouping_table(
     sign = values[values["role"] == "stl"].groupby("task")["sign"].first().to_dict()
     test_values, val_values = _per_seed(values, "test"), _per_seed(values, "val")
     zero, zero_val = _zero_reference(test_values, subset), _zero_reference(val_values, subset)
-    reference = {"all": _delta_m(test_values, sign, together, zero)}
+    # Each row: (choice, the text of what it measures, its per-seed test Δm; None where not chosen or measured)
+    rows: list[tuple[str, str, pd.Series | None]] = []
+    row_notes: list[list[str]] = []
+    for choice, grouping in choices.items():
+        row_notes.append([*notes[choice], *([_zero_note(zero)] if zero and grouping is not None else [])])
+        measured = grouping is not None and _trained(values, grouping)
+        if grouping is not None and not measured:
+            row_notes[-1].append("not measured: a group of this grouping has no finished run (rerun the study)")
+        delta = _delta_m(test_values, sign, grouping, zero) if grouping is not None and measured else None
+        rows.append((choice, grouping_text(grouping) if grouping is not None else "", delta))
+    references: dict[str, tuple[str, pd.Series]] = {}
     if trained:
         chosen_on = [(g, _delta_m(val_values, sign, g, zero_val).mean()) for g in trained]
         ranked = [(g, score) for g, score in chosen_on if np.isfinite(score)]
-        best_choice = "exhaustive best (validation)"
         if ranked:
             best = max(ranked, key=lambda pair: pair[1])[0]  # the first on ties
-            choices[best_choice] = best
-            notes[best_choice] = [_zero_note(zero_val, "validation")] if zero_val else []
-            reference["best"] = _delta_m(test_values, sign, best, zero)
+            best_delta = _delta_m(test_values, sign, best, zero)
+            row_notes.append([_zero_note(zero_val, "validation")] if zero_val else [])
+            row_notes[-1] += [_zero_note(zero)] if zero else []
+            rows.append((BEST_CHOICE, grouping_text(best), best_delta))
+            references["best"] = (grouping_text(best), best_delta)
         else:
-            choices[best_choice] = None
-            notes[best_choice] = ["not chosen: no trained grouping has a validation Δm"]
-    choices["all together"] = together
+            row_notes.append(["not chosen: no trained grouping has a validation Δm"])
+            rows.append((BEST_CHOICE, "", None))
+    together_delta = _delta_m(test_values, sign, together, zero)
+    row_notes.append([_zero_note(zero)] if zero else [])
+    rows.append(("all together", grouping_text(together), together_delta))
+    references = {"all": (grouping_text(together), together_delta)} | references
+    stl_text = grouping_text(tuple((t,) for t in subset))  # a grouping of single tasks is the STL runs
+    names = {"all": "all together", "best": "the exhaustive best"}
     records: list[dict[str, Any]] = []
-    row_notes: list[list[str]] = []
-    samples: list[tuple[int, str, np.ndarray, np.ndarray]] = []  # (record, column prefix, mtl, stl)
-    for choice, grouping in choices.items():
-        row_notes.append([*notes.get(choice, []), *([_zero_note(zero)] if zero and grouping is not None else [])])
-        if grouping is None:
-            records.append({"choice": choice, "grouping": "", "n_seeds": 0})
+    comparisons: dict[frozenset[str], tuple[str, np.ndarray, np.ndarray]] = {}  # distinct: (first side, x, y)
+    cells: list[tuple[int, str, frozenset[str], bool]] = []  # (row, column, comparison, reversed)
+    for row, (choice, text, delta) in enumerate(rows):
+        records.append({"choice": choice, "grouping": text, "n_seeds": 0 if delta is None else len(delta)})
+        if delta is None:
             continue
-        records.append({"choice": choice, "grouping": " | ".join(group_label(g) for g in grouping)})
-        if not _trained(values, grouping):
-            records[-1]["n_seeds"] = 0
-            row_notes[-1].append("not measured: a group of this grouping has no finished run (rerun the study)")
-            continue
-        delta = _delta_m(test_values, sign, grouping, zero)
-        records[-1]["n_seeds"] = len(delta)
-        samples.append((len(records) - 1, "", delta.to_numpy(), np.zeros(len(delta))))
-        for name, ref in reference.items():
+        sides = {"delta_m": (stl_text, pd.Series(0.0, index=delta.index), "STL")}
+        sides |= {f"vs_{name}": (ref_text, ref, names[name]) for name, (ref_text, ref) in references.items()}
+        for column, (ref_text, ref, ref_name) in sides.items():
+            if ref_text == text:
+                p_name = "p_vs_stl" if column == "delta_m" else f"p_{column}"
+                records[row] |= {column: 0.0 if len(delta) else np.nan}
+                records[row] |= dict.fromkeys([f"{column}_low", f"{column}_high", p_name, f"{p_name}_adjusted"], np.nan)
+                row_notes[row].append(f"{column}: the same runs as {ref_name}, not a test")
+                continue
             common = delta.index.intersection(ref.index)
-            samples.append((len(records) - 1, f"vs_{name}", delta[common].to_numpy(), ref[common].to_numpy()))
-    bound = family_bound([(mtl, stl, True) for *_, mtl, stl in samples if len(mtl) >= MIN_SEEDS])
-    for row, prefix, mtl, stl in samples:
-        name, p_name = (prefix, f"p_{prefix}") if prefix else ("delta_m", "p_vs_stl")
-        if len(mtl) >= MIN_SEEDS:
-            test = difference_test(mtl, stl, True, alpha, bound)
-        else:
-            point = float(np.mean(mtl - stl)) if len(mtl) else np.nan
-            test = {"delta": point, "delta_low": np.nan, "delta_high": np.nan, "p_value": np.nan}
-            row_notes[row].append(
-                f"{name} not tested: {len(mtl)} seed(s) with every value (a paired test needs {MIN_SEEDS})"
-            )
+            key = frozenset((text, ref_text))
+            comparisons.setdefault(key, (text, delta[common].to_numpy(), ref[common].to_numpy()))
+            cells.append((row, column, key, comparisons[key][0] != text))
+    tested = {key: len(x) >= MIN_SEEDS for key, (_, x, _) in comparisons.items()}
+    bound = family_bound([(x, y, True) for key, (_, x, y) in comparisons.items() if tested[key]])
+    results = {}
+    for key, (_, x, y) in comparisons.items():
+        point = float(np.mean(x - y)) if len(x) else np.nan
+        results[key] = (
+            difference_test(x, y, True, alpha, bound)
+            if tested[key]
+            else {"delta": point, "delta_low": np.nan, "delta_high": np.nan, "p_value": np.nan, "min_p": np.nan}
+        )
+    keys = list(results)
+    adjusted = dict(
+        zip(
+            keys,
+            bh_adjust(
+                np.array([results[k]["p_value"] for k in keys], float),
+                np.array([results[k]["min_p"] for k in keys], float),
+                alpha,
+            ),
+        )
+    )
+    for row, column, key, flip in cells:
+        test = _difference(results[key], flip)
+        p_name = "p_vs_stl" if column == "delta_m" else f"p_{column}"
         records[row] |= {
-            name: test["delta"],
-            f"{name}_low": test["delta_low"],
-            f"{name}_high": test["delta_high"],
+            column: test["delta"],
+            f"{column}_low": test["delta_low"],
+            f"{column}_high": test["delta_high"],
             p_name: test["p_value"],
+            f"{p_name}_adjusted": adjusted[key],
         }
+        if not tested[key]:
+            n = len(comparisons[key][1])
+            row_notes[row].append(
+                f"{column} not tested: {n} seed(s) with every value (a paired test needs {MIN_SEEDS})"
+            )
     table = pd.DataFrame.from_records(records)
-    p_columns = [c for c in ("p_vs_stl", "p_vs_all", "p_vs_best") if c in table]
-    if p_columns:
-        adjusted = bh_adjust(table[p_columns].to_numpy(float).ravel()).reshape(len(table), -1)
-        for k, column in enumerate(p_columns):
-            table[f"{column}_adjusted"] = adjusted[:, k]
+    compared = [
+        (c, p) for c, p in (("delta_m", "p_vs_stl"), ("vs_all", "p_vs_all"), ("vs_best", "p_vs_best")) if p in table
+    ]
+    columns = ["choice", "grouping", "n_seeds"]
+    columns += [name for c, p in compared for name in (c, f"{c}_low", f"{c}_high", p)]
+    table = table.reindex(columns=columns + [f"{p}_adjusted" for _, p in compared])
     table["note"] = ["; ".join(n) for n in row_notes]
     return table

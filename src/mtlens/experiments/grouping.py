@@ -67,8 +67,8 @@ AFFINITY_PROBES = ["tag", "conflict"]
 NOTE = (
     "note: why a row is not tested (fewer than 2 seeds with every value: no interval or p-value) or not chosen "
     "(a predictor with a missing or non-finite affinity between two of the tasks chooses nothing rather than "
-    "counting it as 0), and the tasks its Δm leaves out (mean STL metric 0 over seeds: relative difference "
-    "undefined)."
+    "counting it as 0), which comparison is of a grouping with itself (the same runs: difference 0, no test), "
+    "and the tasks its Δm leaves out (mean STL metric 0 over seeds: relative difference undefined)."
 )
 """The report's words on the grouping tables' ``note`` column (:func:`~mtlens.analysis.grouping.grouping_table`)."""
 
@@ -307,7 +307,8 @@ def grouping_section(
                 "grouping (chosen on validation, reported on test) and all together. delta_m: mean over tasks of the "
                 "relative test improvement over the same-seed STL run (%), with its interval; vs_all / vs_best: paired "
                 "differences to all-together and to the exhaustive best; p-values Benjamini-Hochberg adjusted over "
-                f"the table. {NOTE}",
+                "the table's distinct comparisons (two rows with the same grouping, or x vs y and y vs x, are one "
+                f"test). {NOTE}",
             )
         )
     higher = higher_order_results(manifest, rows, task_info, subset, budget)
