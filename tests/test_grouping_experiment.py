@@ -225,7 +225,10 @@ def test_grouping_experiment_end_to_end_on_three_tasks(tmp_path, three_tasks):
         store.set_status(row.run_id, "failed", 0, "out of memory (simulated)")
     write_report(store, tmp_path / "report-1")
     results = pd.read_csv(tmp_path / "report-1" / "tables" / "grouping_results_three_attributes.csv")
-    assert len(results) == 6 and results["n_seeds"].eq(1).all()
-    assert results[["p_vs_stl", "p_vs_all", "delta_m_low", "delta_m_high"]].isna().all().all()
-    assert results["note"].str.contains("delta_m not tested: 1 seed(s) with every value", regex=False).all()
+    assert len(results) == 6 and results[["p_vs_stl", "p_vs_all", "delta_m_low", "delta_m_high"]].isna().all().all()
+    best = results["choice"] == BEST_CHOICE  # chosen on one half of the seeds, read on the other: not with one
+    assert best.sum() == 1 and results.loc[best, "note"].str.startswith("not chosen: 1 seed").all()
+    assert results.loc[~best, "n_seeds"].eq(1).all() and results.loc[best, "n_seeds"].eq(0).all()
+    measured = results.loc[~best, "note"]
+    assert measured.str.contains("delta_m not tested: 1 seed(s) with every value", regex=False).all()
     assert "not tested" in (tmp_path / "report-1" / "report.html").read_text()

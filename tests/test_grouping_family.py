@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from mtlens.analysis.grouping import grouping_table
+from mtlens.analysis.grouping import BEST_CHOICE, grouping_table
 
 TASKS = ("a", "b", "c")
 GROUPS = ("a", "b", "c", "a+b", "a+c", "b+c", "a+b+c")
@@ -64,3 +64,4 @@ def test_the_family_holds_each_distinct_comparison_once():
     # all-together, four self-comparisons at p = 1): a larger adjusted p-value of the same comparison.
     cells = np.concatenate([np.repeat(distinct, [3, 4, 1]), np.ones(4)])
     assert stats.false_discovery_control(cells)[0] > 1.2 * adjusted[0]
+    assert table.loc[BEST_CHOICE, "note"].startswith("chosen by validation Δm on the other half of the seeds")

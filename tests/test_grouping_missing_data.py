@@ -10,7 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mtlens.analysis.grouping import grouping_table, higher_order_table, missing_pairs, predictor_affinities
+from mtlens.analysis.grouping import (
+    BEST_CHOICE,
+    grouping_table,
+    higher_order_table,
+    missing_pairs,
+    predictor_affinities,
+)
 
 TASKS = ["a", "b", "c"]
 GROUPS = ["a", "b", "c", "a+b", "a+c", "b+c", "a+b+c"]
@@ -39,12 +45,18 @@ EVEN = {(i, j): 1.0 for i, j in itertools.permutations(TASKS, 2)}
 
 def test_a_row_with_one_seed_is_not_tested_and_says_why():
     table = grouping_table(_values(1, {"a": 0.1, "b": 0.2, "c": 0.3}), TASKS, 2, {"tag": EVEN}).set_index("choice")
-    assert list(table.index) == ["tag (predicted)", "exhaustive best (validation)", "all together"]
-    assert table["n_seeds"].eq(1).all() and table["delta_m"].notna().all()
-    p_columns = ["p_vs_stl", "p_vs_all", "p_vs_best", "p_vs_stl_adjusted", "p_vs_all_adjusted"]
-    assert table[p_columns + ["delta_m_low", "delta_m_high", "vs_all_low"]].isna().all().all()
+    assert list(table.index) == ["tag (predicted)", BEST_CHOICE, "all together"]
+    # the best is chosen on one half of the seeds and read on the other: one seed cannot be split
+    assert table.loc[BEST_CHOICE, "note"].startswith("not chosen: 1 seed (cross-fitting chooses on one half")
+    assert table.loc[BEST_CHOICE, "n_seeds"] == 0 and table.loc[BEST_CHOICE, "grouping"] == ""
+    measured = table.drop(BEST_CHOICE)
+    assert measured["n_seeds"].eq(1).all() and measured["delta_m"].notna().all()
+    p_columns = ["p_vs_stl", "p_vs_all", "p_vs_stl_adjusted", "p_vs_all_adjusted"]
+    assert measured[p_columns + ["delta_m_low", "delta_m_high", "vs_all_low"]].isna().all().all()
     assert (
-        table["note"].str.contains(r"delta_m not tested: 1 seed\(s\) with every value \(a paired test needs 2\)").all()
+        measured["note"]
+        .str.contains(r"delta_m not tested: 1 seed\(s\) with every value \(a paired test needs 2\)")
+        .all()
     )
     # one seed is the one seed's Δm: all together, each task 0.02-0.03 worse than alone
     values = _values(1, {"a": 0.1, "b": 0.2, "c": 0.3})
@@ -78,7 +90,7 @@ def test_every_task_with_a_zero_reference_gives_no_delta_m_and_no_crash():
     table = grouping_table(values, TASKS, 2, {"tag": EVEN}).set_index("choice")
     assert table["n_seeds"].eq(0).all() and table["delta_m"].isna().all()
     assert table.loc["all together", "note"].startswith("Δm leaves out a, b, c")
-    assert "not chosen: no trained grouping has a validation Δm" in table.loc["exhaustive best (validation)", "note"]
+    assert "not chosen: no trained grouping has a validation Δm" in table.loc[BEST_CHOICE, "note"]
 
 
 def test_a_predictor_missing_a_pair_chooses_nothing():

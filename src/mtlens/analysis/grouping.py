@@ -23,10 +23,10 @@ validation-selected checkpoint (:func:`~mtlens.analysis.transfer.selected_checkp
   predicted from the measured pairs alone (:func:`higher_order_prediction`) next to its measured Δm.
 * :func:`grouping_results` -- on a subset of tasks whose every group was trained, the grouping each
   predictor chooses with at most ``budget`` networks (:func:`~mtlens.analysis.partitions.best_grouping`),
-  the exhaustive best over the trained groupings (chosen on *validation* Δm, reported on test), and
-  all-together, each with its per-seed test ``Δm`` (the mean over tasks of the relative difference
-  to the same-seed STL run, in %, as the transfer table's ``relative_pct``) and paired tests, one
-  Benjamini–Hochberg family of the distinct comparisons.
+  the exhaustive best over the trained groupings (chosen on *validation* Δm, reported on test, cross-fitted
+  over two halves of the seeds: :func:`cross_fitted_best`), and all-together, each with its per-seed test
+  ``Δm`` (the mean over tasks of the relative difference to the same-seed STL run, in %, as the transfer
+  table's ``relative_pct``) and paired tests, one Benjamini–Hochberg family of the distinct comparisons.
 
 Rules where data are missing or degenerate, each stated in the table's ``note`` column:
 
@@ -497,13 +497,13 @@ def grouping_results(
     exhaustive: bool = True,
 ) -> pd.DataFrame:
     """Per choice (each predictor's grouping of ``subset`` into at most ``budget`` groups, the
-    exhaustive best over the trained groupings by validation Δm, all together):
+    exhaustive best over the trained groupings by validation Δm, cross-fitted over seeds, all together):
     ``choice, grouping, n_seeds, delta_m`` with its interval ``delta_m_low/high`` and ``p_vs_stl``, and
     the paired differences to all-together and to the exhaustive best (``vs_all``, ``vs_best`` with
     intervals and p-values); ``p_adjusted`` columns are Benjamini–Hochberg over the table's distinct
-    comparisons; ``note``: why a row is not tested or not chosen, which comparison is of a grouping with
-    itself, and the tasks its Δm leaves out (module docstring: fewer than 2 seeds, a predictor with missing
-    affinities, a zero STL reference).
+    comparisons; ``note``: why a row is not tested or not chosen, how the best was chosen, which
+    comparison is of a grouping with itself, and the tasks its Δm leaves out (module docstring: fewer
+    than 2 seeds, a predictor with missing affinities, a zero STL reference).
     ``exhaustive=False`` leaves out the exhaustive best (where not every grouping was trained)."""
     return grouping_table(_selected(manifest, rows, task_info), subset, budget, predictors, alpha, exhaustive)
 
@@ -511,8 +511,71 @@ def grouping_results(
 MIN_SEEDS = 2
 """Seeds with every value a paired test of :func:`grouping_table` needs; a row with fewer is not tested."""
 
-BEST_CHOICE = "exhaustive best (validation)"
-"""The ``choice`` of :func:`grouping_table`'s exhaustive best."""
+BEST_CHOICE = "exhaustive best (cross-fitted)"
+"""The ``choice`` of :func:`grouping_table`'s exhaustive best (:func:`cross_fitted_best`)."""
+
+
+def seed_halves(seeds: Sequence[int]) -> tuple[list[int], list[int]]:
+    """The two folds of :func:`cross_fitted_best`: the first ``ceil(n / 2)`` of the sorted ``seeds`` and the rest
+    (fixed before any value is read)."""
+    ordered = sorted(seeds)
+    middle = (len(ordered) + 1) // 2
+    return ordered[:middle], ordered[middle:]
+
+
+def _best_on(groupings: Sequence[Grouping], scores: pd.DataFrame, seeds: Sequence[int]) -> Grouping:
+    """The grouping with the largest mean over ``seeds`` of its per-seed validation Δm (``scores``: seeds ×
+    positions in ``groupings``, a value on at least one of ``seeds``; seeds without a value are skipped; the first
+    on ties)."""
+    return groupings[int(scores.reindex(seeds).mean().idxmax())]
+
+
+def _seed_list(seeds: Sequence[int]) -> str:
+    return ", ".join(str(s) for s in seeds)
+
+
+def cross_fitted_best(
+    val_scores: Mapping[Grouping, pd.Series], test_scores: Mapping[Grouping, pd.Series]
+) -> tuple[pd.Series, str, str]:
+    """The exhaustive best's per-seed test Δm, cross-fitted over two halves of the seeds (:func:`seed_halves`):
+    each half reads the test Δm of the grouping with the largest mean *validation* Δm on the *other* half
+    (``val_scores``, ``test_scores``: per grouping, its per-seed Δm; seeds = the union of their indexes).
+
+    Why: a seed's validation and test values come from the same trained model, so they share its noise; the
+    grouping chosen on a seed's validation Δm is then the one whose test Δm on that seed is favourably noisy
+    (selection bias, Cawley & Talbot 2010, JMLR 11; 'winner's curse').  With the choice made on the other half,
+    the grouping a seed reads is fixed without that seed's values, so its test Δm is an unbiased value of the
+    chosen grouping (sample splitting with the roles swapped, as in cross-fitting, Chernozhukov et al. 2018,
+    Econometrics J. 21).  The two halves' values are not independent (each half's choice depends on the other
+    half's validation values), so the level of the paired test over all seeds is measured, not assumed:
+    docs/grouping.md and tests/test_grouping_calibration.py.  It estimates what choosing on half the seeds
+    gives; the grouping on every seed's validation is named in the note.
+
+    Returns ``(values, grouping, note)``: the per-seed test Δm (seeds without a value left out), the grouping's
+    text (both halves' groupings, with their seeds, where they differ; ``""`` when nothing was chosen) and the
+    note saying how it was chosen.  Fewer than 2 seeds, or no grouping with a validation Δm: nothing chosen."""
+    groupings = list(val_scores)
+    val = pd.concat([val_scores[g] for g in groupings], axis=1, keys=range(len(groupings))) if groupings else None
+    seeds = [] if val is None else sorted(val.dropna(how="all").index)
+    if not seeds:
+        return pd.Series(dtype=float), "", "not chosen: no trained grouping has a validation Δm"
+    if len(seeds) < MIN_SEEDS:
+        reason = f"{len(seeds)} seed (cross-fitting chooses on one half of the seeds and reads the other: it needs 2)"
+        return pd.Series(dtype=float), "", f"not chosen: {reason}"
+    halves = seed_halves(seeds)
+    chosen = [_best_on(groupings, val, other) for other in reversed(halves)]  # each half reads the other's choice
+    values = pd.concat([test_scores[g].reindex(half).dropna() for half, g in zip(halves, chosen)]).sort_index()
+    texts = [grouping_text(g) for g in chosen]
+    text = (
+        texts[0] if texts[0] == texts[1] else "; ".join(f"{t} on seeds {_seed_list(h)}" for t, h in zip(texts, halves))
+    )
+    overall = _best_on(groupings, val, seeds)
+    note = (
+        f"chosen by validation Δm on the other half of the seeds (cross-fitted: seeds {_seed_list(halves[0])} read "
+        f"the grouping chosen on seeds {_seed_list(halves[1])} and the reverse), so no seed's test Δm is read from "
+        f"the values it was chosen on; on every seed's validation Δm: {grouping_text(overall)}"
+    )
+    return values, text, note
 
 
 def _difference(test: Mapping[str, float], flip: bool) -> dict[str, float]:
@@ -541,11 +604,12 @@ def grouping_table(
     a comparison with fewer is not tested (NaN interval and p-value, the reason in ``note``; its point
     value is the one seed's).  A predictor with a missing or non-finite affinity between two tasks of
     ``subset`` (:func:`missing_pairs`) chooses no grouping (``not chosen``, ``n_seeds`` 0).  The exhaustive
-    best (:data:`BEST_CHOICE`) is the trained grouping with the largest mean validation Δm (the first in
-    :func:`~mtlens.analysis.partitions.set_partitions` order on ties; groupings without one are skipped).
+    best (:data:`BEST_CHOICE`) is chosen among the trained groupings by mean validation Δm and cross-fitted
+    over two halves of the seeds (:func:`cross_fitted_best`: choosing and reporting on the same seeds biased
+    its test Δm upward).
 
     **One family of distinct comparisons.**  A comparison is the pair of per-seed series it compares (a row's
-    grouping against STL, all-together or the best); the
+    grouping, or the cross-fitted best's per-seed groupings, against STL, all-together or the best); the
     Benjamini–Hochberg family (discrete-aware, :func:`~mtlens.analysis.inference.bh_adjust`) and the skewness
     bound hold each distinct comparison once: two rows with the same grouping (two predictors choosing it) and
     ``x`` vs ``y`` next to ``y`` vs ``x`` (the best against all-together, all-together against the best) are one
@@ -583,18 +647,14 @@ def grouping_table(
         rows.append((choice, grouping_text(grouping) if grouping is not None else "", delta))
     references: dict[str, tuple[str, pd.Series]] = {}
     if trained:
-        chosen_on = [(g, _delta_m(val_values, sign, g, zero_val).mean()) for g in trained]
-        ranked = [(g, score) for g, score in chosen_on if np.isfinite(score)]
-        if ranked:
-            best = max(ranked, key=lambda pair: pair[1])[0]  # the first on ties
-            best_delta = _delta_m(test_values, sign, best, zero)
-            row_notes.append([_zero_note(zero_val, "validation")] if zero_val else [])
-            row_notes[-1] += [_zero_note(zero)] if zero else []
-            rows.append((BEST_CHOICE, grouping_text(best), best_delta))
-            references["best"] = (grouping_text(best), best_delta)
-        else:
-            row_notes.append(["not chosen: no trained grouping has a validation Δm"])
-            rows.append((BEST_CHOICE, "", None))
+        val_scores = {g: _delta_m(val_values, sign, g, zero_val) for g in trained}
+        test_scores = {g: _delta_m(test_values, sign, g, zero) for g in trained}
+        best, best_text, how = cross_fitted_best(val_scores, test_scores)
+        row_notes.append([how, *([_zero_note(zero_val, "validation")] if zero_val and best_text else [])])
+        row_notes[-1] += [_zero_note(zero)] if zero and best_text else []
+        rows.append((BEST_CHOICE, best_text, best if best_text else None))
+        if best_text:
+            references["best"] = (best_text, best)
     together_delta = _delta_m(test_values, sign, together, zero)
     row_notes.append([_zero_note(zero)] if zero else [])
     rows.append(("all together", grouping_text(together), together_delta))

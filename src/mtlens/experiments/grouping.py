@@ -25,7 +25,8 @@ all-together MTL run.  The report section (:func:`grouping_section`) is computed
 by :mod:`mtlens.analysis.grouping`: the measured pairwise transfer matrix with the transfer table's
 tests, the affinity matrices, each predictor's rank correlation with the measured transfer, and the
 grouping of ``subset`` into at most ``budget`` networks that each predictor chooses, measured
-against all-together, STL and the exhaustive best.
+against all-together, STL and the exhaustive best (cross-fitted over two halves of the seeds:
+:func:`~mtlens.analysis.grouping.cross_fitted_best`).
 """
 
 from __future__ import annotations
@@ -303,12 +304,12 @@ def grouping_section(
                 f"Groupings of {', '.join(subset)} into at most {budget} networks: each predictor's choice (the "
                 "partition maximizing the mean affinity onto each task from its group mates; transfer_pct = the "
                 "measured pairwise transfer, Standley et al.'s pairwise approximation), the exhaustive best over "
-                "every trained "
-                "grouping (chosen on validation, reported on test) and all together. delta_m: mean over tasks of the "
-                "relative test improvement over the same-seed STL run (%), with its interval; vs_all / vs_best: paired "
-                "differences to all-together and to the exhaustive best; p-values Benjamini-Hochberg adjusted over "
-                "the table's distinct comparisons (two rows with the same grouping, or x vs y and y vs x, are one "
-                f"test). {NOTE}",
+                "every trained grouping, cross-fitted (each half of the seeds reads the test Δm of the grouping with "
+                "the best validation Δm on the other half: chosen and read on the same seeds, it picked favourable "
+                "noise) and all together. delta_m: mean over tasks of the relative test improvement over the "
+                "same-seed STL run (%), with its interval; vs_all / vs_best: paired differences to all-together and "
+                "to the exhaustive best; p-values Benjamini-Hochberg adjusted over the table's distinct comparisons "
+                f"(two rows with the same grouping, or x vs y and y vs x, are one test). {NOTE}",
             )
         )
     higher = higher_order_results(manifest, rows, task_info, subset, budget)

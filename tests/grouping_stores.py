@@ -1,0 +1,52 @@
+"""Simulated grouping stores with a known answer (the selected values :func:`mtlens.analysis.grouping.grouping_table`
+reads): every group of the tasks trained at every seed, each run's test and validation error drawn around a known
+mean.  Shared by tests/test_grouping_calibration.py and benchmarks/grouping_selection.py."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+
+MU = 0.20
+"""Mean test error of every task and run: a run ``gain`` lower has Δm ``100 gain / MU`` on its task."""
+SEED_SD, RUN_SD = 0.03, 0.004
+"""Seed effect shared by every run of a seed (pairing removes it) and each run's own noise."""
+
+
+def grouping_values(
+    rng: np.random.Generator,
+    tasks: Sequence[str],
+    seeds: int,
+    gain: Mapping[str, float] | None = None,
+    rho: float = 0.0,
+    gain_on_val: bool = True,
+) -> pd.DataFrame:
+    """Selected values of every group of ``tasks`` (joined by ``+``; one task: ``stl``, all: ``all``) at ``seeds``
+    seeds: per seed a seed effect ``N(0, SEED_SD)`` per task; per run and task the error ``MU`` + seed effect +
+    noise ``N(0, RUN_SD)`` on test and on validation, minus ``gain[group]`` (on test, and on validation with
+    ``gain_on_val``).  ``rho``: the correlation of a run's validation and test noise (both read one trained model):
+    ``sqrt(rho) r + sqrt(1 - rho) e`` with ``r`` shared; at ``rho = 0`` the draws are those of the stores measured
+    before ``rho`` was added (docs/grouping.md)."""
+    gain = gain or {}
+    groups = ["+".join(g) for size in range(1, len(tasks) + 1) for g in combinations(tasks, size)]
+    records = []
+    for seed in range(seeds):
+        shared = rng.normal(0, SEED_SD, len(tasks))
+        for group in groups:
+            role = "stl" if "+" not in group else "all" if group.count("+") == len(tasks) - 1 else "group"
+            for task in group.split("+"):
+                base = MU + shared[tasks.index(task)]
+                test_noise, val_noise = rng.normal(0, RUN_SD), rng.normal(0, RUN_SD)
+                if rho:
+                    run = rng.normal(0, RUN_SD)
+                    test_noise = np.sqrt(rho) * run + np.sqrt(1 - rho) * test_noise
+                    val_noise = np.sqrt(rho) * run + np.sqrt(1 - rho) * val_noise
+                lower = gain.get(group, 0.0)
+                records.append(
+                    {"run_id": f"{group}-{seed}", "seed": seed, "role": role, "group": group, "task": task}
+                    | {"sign": -1.0, "test": base + test_noise - lower, "val": base + val_noise - lower * gain_on_val}
+                )
+    return pd.DataFrame.from_records(records)
