@@ -23,13 +23,19 @@ def grouping_values(
     gain: Mapping[str, float] | None = None,
     rho: float = 0.0,
     gain_on_val: bool = True,
+    skewed: bool = False,
 ) -> pd.DataFrame:
     """Selected values of every group of ``tasks`` (joined by ``+``; one task: ``stl``, all: ``all``) at ``seeds``
     seeds: per seed a seed effect ``N(0, SEED_SD)`` per task; per run and task the error ``MU`` + seed effect +
     noise ``N(0, RUN_SD)`` on test and on validation, minus ``gain[group]`` (on test, and on validation with
     ``gain_on_val``).  ``rho``: the correlation of a run's validation and test noise (both read one trained model):
     ``sqrt(rho) r + sqrt(1 - rho) e`` with ``r`` shared; at ``rho = 0`` the draws are those of the stores measured
-    before ``rho`` was added (docs/grouping.md)."""
+    before ``rho`` was added (docs/grouping.md).  ``skewed``: every noise term ``RUN_SD (E - 1)``, ``E``
+    exponential (mean 0, sd ``RUN_SD``, skewness 2) instead of normal."""
+
+    def noise() -> float:
+        return RUN_SD * (rng.exponential() - 1.0) if skewed else rng.normal(0, RUN_SD)
+
     gain = gain or {}
     groups = ["+".join(g) for size in range(1, len(tasks) + 1) for g in combinations(tasks, size)]
     records = []
@@ -39,9 +45,9 @@ def grouping_values(
             role = "stl" if "+" not in group else "all" if group.count("+") == len(tasks) - 1 else "group"
             for task in group.split("+"):
                 base = MU + shared[tasks.index(task)]
-                test_noise, val_noise = rng.normal(0, RUN_SD), rng.normal(0, RUN_SD)
+                test_noise, val_noise = noise(), noise()
                 if rho:
-                    run = rng.normal(0, RUN_SD)
+                    run = noise()
                     test_noise = np.sqrt(rho) * run + np.sqrt(1 - rho) * test_noise
                     val_noise = np.sqrt(rho) * run + np.sqrt(1 - rho) * val_noise
                 lower = gain.get(group, 0.0)

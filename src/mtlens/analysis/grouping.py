@@ -60,12 +60,15 @@ from mtlens.analysis.inference import bh_adjust
 from mtlens.analysis.partitions import Affinity, Grouping, best_grouping, set_partitions
 
 __all__ = [
+    "BEST_CHOICE",
     "PREDICTORS",
     "affinity_table",
     "best_grouping",
+    "cross_fitted_best",
     "group_label",
     "grouping_results",
     "grouping_table",
+    "grouping_text",
     "higher_order_prediction",
     "higher_order_results",
     "higher_order_table",
@@ -74,6 +77,7 @@ __all__ = [
     "pairwise_transfer",
     "predictor_affinities",
     "predictor_correlations",
+    "seed_halves",
     "task_permutations",
 ]
 from mtlens.analysis.transfer import (
