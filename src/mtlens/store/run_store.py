@@ -14,7 +14,8 @@ Layout under the store root::
                                      renamed to checkpoint.pt after (see *Checkpoints* below)
     runs/<run_id>/selected/<task>-<step>.pt  model weights at a task's validation-selected step
                                      (only with ``save_selected_models``)
-    runs/<run_id>/.lock              held (flock) by the process training the run
+    runs/<run_id>/.lock              held (exclusive flock) by the process training the run; probed with a
+                                     shared flock (:meth:`RunStore.is_locked`)
     runs/<run_id>/**/.<name>.*.tmp   left by a process killed inside an atomic write; removed when
                                      the run's lock is next taken (:meth:`RunStore.remove_leftovers`)
     tables/<name>.parquet            tables computed from runs (experiment manifests, analyses of checkpoints)
@@ -58,7 +59,7 @@ import zipfile
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pandas as pd
 import pyarrow as pa
@@ -104,6 +105,10 @@ _LOCKS_HELD_HERE: set[tuple[int, Path]] = set()
 of a run from another process's."""
 FORMAT_VERSION = 2
 """The store format this code writes (``store.json``); a store without ``store.json`` is version 1."""
+PROBE_WAIT_S = 0.5
+"""How long :meth:`RunStore.lock` waits while only probes (:meth:`RunStore.is_locked`) hold a run's lock
+(:func:`_lock_exclusive`); a probe holds it for microseconds, so this bound is only reached if probes keep
+the lock busy without a break (then the lock is refused as held)."""
 PARQUET_WRITE = {"write_page_checksum": True}
 """Options of every Parquet file the store writes (CRC-32 page checksums, verified on read)."""
 
@@ -355,17 +360,17 @@ class RunStore:
 
     def is_locked(self, run_id: str) -> bool:
         """Whether some process (this one included) holds the run's lock right now (``False`` where the
-        lock file cannot be opened, e.g. in a read-only store: nobody can be writing there)."""
+        lock file cannot be opened: nobody can be writing there).  The probe takes a *shared* lock for an
+        instant: it fails only against a holder of the exclusive lock (:meth:`lock`), two probes never fail
+        each other, and a taker that meets a probe waits for it (:func:`_lock_exclusive`)."""
         path = self.run_dir(run_id) / ".lock"
-        if not path.exists():
-            return False
         try:
-            handle = open(path, "a")
+            handle = open(path, "rb")
         except OSError:
             return False
         with handle:
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
                 return True
             fcntl.flock(handle, fcntl.LOCK_UN)
@@ -538,22 +543,20 @@ class RunStore:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._record_version()
-            handle = open(path, "a")
+            handle = open(path, "a+b")  # readable too: a shared lock on NFS needs a file open for reading
         except OSError as err:
             raise StoreNotWritableError(
                 f"run {run_id}: cannot write {err.filename or path} ({err.strerror or err}); "
                 f"is the store {self.root} writable?"
             ) from None
         with handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError as err:
+            if not _lock_exclusive(handle):
                 if (os.getpid(), path.resolve()) in _LOCKS_HELD_HERE:
                     raise RunLockedError(
                         f"run {run_id} is already open in this process (an earlier Recorder or handle of it that "
                         "was not closed, e.g. by a re-executed notebook cell): close that one, or restart the kernel"
-                    ) from err
-                raise RunLockedError(f"run {run_id} is being trained by another process") from err
+                    )
+                raise RunLockedError(f"run {run_id} is being trained by another process")
             held = (os.getpid(), path.resolve())  # a forked child inherits the set, not the lock
             _LOCKS_HELD_HERE.add(held)
             try:
@@ -752,6 +755,35 @@ class RunStore:
         if not tables.exists():
             return []
         return sorted(p.stem for p in tables.glob("*.parquet") if p.stem.startswith(prefix))
+
+
+def _lock_exclusive(handle: IO[bytes]) -> bool:
+    """Take the exclusive ``flock`` of the open lock file ``handle`` without blocking; ``False`` if another
+    process (or another open of the file) holds it exclusively.
+
+    A refusal must mean a holder, never a probe (:meth:`RunStore.is_locked`, whose shared lock lasts an
+    instant): when the exclusive lock is refused, a shared one is tried at once; it is refused only by an
+    exclusive holder (refused then, without waiting), and granted when the lock was held shared only, or
+    was just released: it is let go and the exclusive lock tried again, every millisecond until
+    :data:`PROBE_WAIT_S` has passed.  ``flock`` locks (BSD semantics, the same on Linux and macOS) belong to
+    the open file, so a shared and an exclusive lock of two opens in one process conflict as they do across
+    processes.  The shared lock is released before the exclusive one is tried, never converted in place
+    (Linux drops the held lock first when converting, so a refused conversion would leave none)."""
+    deadline = time.monotonic() + PROBE_WAIT_S
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            pass
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # held exclusively: by a process training the run
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.001)
 
 
 def _json_object(path: Path) -> dict[str, Any]:
