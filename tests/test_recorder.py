@@ -419,3 +419,28 @@ def test_a_kill_during_a_reset_never_leaves_a_checkpoint_the_next_session_trusts
     rows = store.trajectory(rec.run_id)
     assert store.status(rec.run_id)["state"] == "finished"
     assert rows[["step", "value"]].values.tolist() == [[s, 2.0] for s in (0, 4, 8, 12, 16)]
+
+
+def test_a_run_stored_with_a_task_name_refused_since_reopens(store, monkeypatch):
+    """Task names holding ``+ > , *`` are refused since 0d03d80, and the Recorder refused to reopen the runs
+    stored before with such a name: they could be loaded and reported but not resumed.  The check is for new
+    runs; a stored run with probes, whose pair rows would join its names, is refused naming the run."""
+    import mtlens.training.recorder as recorder_module
+
+    tasks = ["a+b", "c"]
+    with monkeypatch.context() as patch:  # the Recorder of before 0d03d80: the name is stored
+        patch.setattr(recorder_module, "check_task_name", lambda name: None)
+        with Recorder(store, "toy", tasks, 0, steps_per_epoch=10) as rec:
+            rec.log(1, "val", {"a+b": 1.0, "c": 2.0})
+            rec.flush()
+            rec.close("failed", "stopped")
+    with Recorder(store, "toy", tasks, 0, steps_per_epoch=10) as rec:  # reopened: it resumes
+        rec.resume_from(1)
+        rec.log(2, "val", {"a+b": 0.5, "c": 1.5})
+    run_id = rec.run_id
+    assert store.runs().set_index("run_id").loc[run_id, "state"] == "finished"
+    rows = store.trajectory(run_id)
+    assert rows[rows["task"] == "a+b"]["value"].tolist() == [1.0, 0.5]
+    with pytest.raises(ValueError, match=r"task name 'a\+b' contains '\+'"):  # a new run with it: refused
+        Recorder(store, "toy", tasks, 1, steps_per_epoch=10)
+    assert store.run_ids() == [run_id]

@@ -243,3 +243,21 @@ def test_fisher_without_the_model_outputs_or_likelihood_tasks_is_a_clear_error(s
     with pytest.raises(ValueError, match=r"need every task as a Task object .* got task names \['a', 'b'\]"):
         Recorder(store, "towers", list(TASKS), seed=0, probes=with_outputs)
     assert not store.run_ids()
+
+
+def test_a_stored_run_with_probes_and_a_task_name_refused_since_is_refused_naming_it(store, monkeypatch):
+    """A run stored before ``>`` was refused in task names reopens without probes; with probes its pair rows
+    (``a>b``) would join an ambiguous name, so it is refused in one line naming the task and the run."""
+    model, sample = make_problem()
+    probes = RecorderProbes(
+        model=model,
+        shared=list(model.trunk.parameters()),
+        losses=per_example_losses(model),
+        sample=sample,
+        steps=[0],
+        probes=("conflict",),
+    )
+    monkeypatch.setattr(RunStore, "has_run", lambda self, run_id: True)  # as if recorded before 0d03d80
+    refused = r"^run \S+ in .* cannot be reopened with probes .*: task name 'x>y' contains '>'"
+    with pytest.raises(ValueError, match=refused):
+        Recorder(store, "towers", ["x>y", "b"], seed=0, probes=probes)

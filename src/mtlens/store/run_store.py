@@ -685,7 +685,12 @@ class RunStore:
         self._check_version()
         if not runs.is_dir():
             raise DamagedStoreError(f"{runs} is not a directory; a store keeps its runs in the directory runs/")
-        return sorted(p.name for p in runs.iterdir() if (p / "config.json").exists() or _has_records(p))
+        return sorted(p.name for p in runs.iterdir() if self.has_run(p.name))
+
+    def has_run(self, run_id: str) -> bool:
+        """Whether run ``run_id`` is stored: in :meth:`run_ids` (a lock file alone is not a run)."""
+        run_dir = self.run_dir(run_id)
+        return (run_dir / "config.json").exists() or _has_records(run_dir)
 
     def runs(self) -> pd.DataFrame:
         """One row per run: its config (lists and dicts as JSON strings) and its status, as a DataFrame.

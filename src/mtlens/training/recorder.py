@@ -250,7 +250,8 @@ class Recorder:
         self.store = store if isinstance(store, RunStore) else RunStore(store)
         names = [t.name if isinstance(t, Task) else t for t in tasks]
         for name in names:
-            check_task_name(name)
+            if not isinstance(name, str) or not name:
+                check_task_name(name)  # refused; the characters of a name are checked once the run id is known
         if not names or len(set(names)) != len(names):
             raise ValueError(f"tasks {names}: expected one or more distinct task names")
         if steps_per_epoch is not None and steps_per_epoch < 1:
@@ -277,6 +278,7 @@ class Recorder:
         self.identity = RunIdentity(
             make_run_id(setting, names, method, int(seed), self.config), setting, tuple(names), method, int(seed)
         )
+        self._check_task_names(names, probes is not None)
         self.task_info = self._task_info(tasks, lower_is_better or {}, selection_metric)
         self.steps_per_epoch = steps_per_epoch
         self.handle = RunHandle(self.store, self.identity, self.config, self.task_info)
@@ -559,6 +561,26 @@ class Recorder:
         )
 
     # -- helpers ------------------------------------------------------------------------------
+    def _check_task_names(self, names: Sequence[str], probes: bool) -> None:
+        """Refuse a task name holding a character of :data:`~mtlens.quantities.TASK_NAME_FORBIDDEN` in a new
+        run (:func:`~mtlens.quantities.check_task_name`).  A run stored before those characters were
+        refused reopens (its rows name tasks in the ``task`` column, as the rows it holds do), unless it has
+        probes: they join task names into rows of pairs (``a|b``, ``a>b``), so that one is refused in one
+        line naming the task and the run."""
+        stored = self.store.has_run(self.run_id)
+        if stored and not probes:
+            return
+        for name in names:
+            try:
+                check_task_name(name)
+            except ValueError as err:
+                if not stored:
+                    raise
+                raise ValueError(
+                    f"run {self.run_id} in {self.store.root} cannot be reopened with probes (their rows of task pairs "
+                    f"join task names): {err}; record it again under new task names"
+                ) from None
+
     def _require_open(self) -> None:
         if not self.handle.is_open:
             raise RuntimeError(f"recorder of run {self.run_id} is not open; use it in a `with` block or call open()")
