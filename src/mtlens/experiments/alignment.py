@@ -84,5 +84,11 @@ def _alignment_figure(rows: pd.DataFrame) -> Spec:
 
 
 register_experiment(
-    Experiment("alignment", "Assumptions: gradient alignment, STL vs MTL", alignment_experiment, alignment_section)
+    Experiment(
+        "alignment",
+        "Assumptions: gradient alignment, STL vs MTL",
+        alignment_experiment,
+        alignment_section,
+        rerun_keeps=(),  # a rerun with other seeds keeps the earlier seeds
+    )
 )

@@ -3,8 +3,9 @@
 An experiment maps a setting, seeds and its options to an :class:`ExperimentPlan`: the resolved
 run configs (validated before any training) and a *manifest*, one row per run with the labels its
 analysis groups by.  :func:`run_experiment` stores the manifest as the table
-``experiment-<name>-<setting>``, trains the runs (complete runs are skipped) and runs the
-experiment's ``analyze`` step (analyses of checkpoints, stored as tables; an analysis that trains
+``experiment-<name>-<setting>`` (with the complete runs of earlier invocations of the same design, where the
+experiment says what a rerun may change: :func:`experiment_manifest`), trains the runs (complete runs are
+skipped) and runs the experiment's ``analyze`` step (analyses of checkpoints, stored as tables; an analysis that trains
 more runs, such as the grouping experiment's chosen groupings, trains them through the ``train`` it
 is given, so they are trained like the plan's runs and their outcomes join :func:`run_experiment`'s
 table, the exit status of ``mtlens study --experiment``); the report renders the ``section`` of every
@@ -31,6 +32,8 @@ against that signature.  A user's own experiment is one :func:`register_experime
 from __future__ import annotations
 
 import inspect
+import json
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,12 +41,14 @@ from typing import Any
 
 import pandas as pd
 
+from mtlens.errors import DamagedStoreError
 from mtlens.orchestration.executors import run_configs
 from mtlens.registry import Registry, UnknownNameError
 from mtlens.render import Section, not_available, report_options
 from mtlens.settings import Setting
 from mtlens.store import RunStore
 from mtlens.training.config import (
+    RUN_ENVIRONMENT_KEYS,
     ResolvedRunConfig,
     load_configured_setting,
     new_run_config,
@@ -92,13 +97,20 @@ section with an ``alpha`` parameter also gets the report's FDR (:func:`~mtlens.r
 
 @dataclass(frozen=True)
 class Experiment:
-    """One experiment: its name, the report section's title, and its plan, analysis and section."""
+    """One experiment: its name, the report section's title, and its plan, analysis and section.
+
+    ``rerun_keeps``: what a rerun of the experiment with other options may change and still show the earlier
+    runs beside the new ones (:func:`experiment_manifest`): manifest columns and config keys besides the run
+    id and the seed, e.g. the loss-scale experiment's ``scale`` and ``task_loss_scales``.  ``None`` (the
+    default): a rerun replaces the manifest, for experiments whose analysis step stores tables of the
+    plan's runs only."""
 
     name: str
     title: str
     plan: PlanFunction
     section: SectionFunction
     analyze: AnalyzeFunction | None = None
+    rerun_keeps: tuple[str, ...] | None = None
 
 
 EXPERIMENTS: Registry[Experiment] = Registry(
@@ -188,7 +200,15 @@ def run_experiment(
     Returns :func:`~mtlens.orchestration.executors.run_configs`' table (``run_id, state, message``) of the
     plan's runs followed by those the analysis trained.
     """
-    store.write_table(plan.table_name, plan.manifest)
+    manifest = experiment_manifest(plan, store)
+    earlier = len(manifest) - len(plan.manifest)
+    if earlier:
+        print(
+            f"{plan.name}: its table also shows {earlier} complete run(s) of earlier invocations on {plan.setting}, "
+            f"not in this plan (stored manifest {plan.table_name})",
+            flush=True,
+        )
+    store.write_table(plan.table_name, manifest)
     tables = [run_configs(plan.configs, store, progress=progress)]
 
     def train(configs: Sequence[ResolvedRunConfig]) -> pd.DataFrame:
@@ -200,6 +220,45 @@ def run_experiment(
         extra = {"train": train} if "train" in inspect.signature(analyze).parameters else {}
         analyze(plan, store, setting or load_configured_setting(plan.configs[0]), **extra)
     return pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]
+
+
+def experiment_manifest(plan: ExperimentPlan, store: RunStore) -> pd.DataFrame:
+    """The manifest :func:`run_experiment` stores: the plan's rows, then, for an experiment with
+    ``rerun_keeps`` (:class:`Experiment`), the rows of the manifest stored by earlier invocations whose run is
+    not in the plan, is complete and intact (:meth:`~mtlens.store.RunStore.is_done`: finished or diverged, no
+    damaged file) and has the design of a planned run (:func:`_design`: the same config and labels but the run
+    id, the seed, where it ran and ``rerun_keeps``).  A rerun with other scales keeps the earlier scales; one
+    with another learning rate, number of epochs or scaled task replaces them.  A stored manifest that does not
+    read is replaced (one line on stderr names it)."""
+    keeps = EXPERIMENTS.get(plan.name).rerun_keeps
+    if keeps is None or plan.table_name not in store.table_names(plan.table_name):
+        return plan.manifest
+    try:
+        stored = store.table(plan.table_name)
+    except DamagedStoreError as err:
+        print(f"{err}; writing it anew from this plan", file=sys.stderr)
+        return plan.manifest
+    planned = set(plan.manifest["run_id"])
+    designs = {_design(c.to_dict(), row, keeps) for c, row in zip(plan.configs, plan.manifest.to_dict("records"))}
+    earlier = []
+    for row in stored.to_dict("records"):
+        run_id = row.get("run_id")
+        if not isinstance(run_id, str) or run_id in planned or not store.is_done(run_id):
+            continue
+        if _design(store.config(run_id), row, keeps) in designs:  # the config verified by is_done
+            earlier.append(row)
+    if not earlier:
+        return plan.manifest
+    return pd.concat([plan.manifest, pd.DataFrame.from_records(earlier, columns=stored.columns)], ignore_index=True)
+
+
+def _design(config: dict[str, Any], labels: dict[str, Any], varying: Sequence[str]) -> str:
+    """What a run shares with the runs an experiment's table shows beside it: its stored ``config`` and manifest
+    ``labels`` without the run id, the seed, :data:`~mtlens.training.config.RUN_ENVIRONMENT_KEYS` and
+    ``varying``, as sorted JSON (NumPy scalars as Python numbers)."""
+    ignored = {"run_id", "seed", *RUN_ENVIRONMENT_KEYS, *varying}
+    kept = [{k: v for k, v in part.items() if k not in ignored} for part in (config, labels)]
+    return json.dumps(kept, sort_keys=True, default=lambda value: value.item())
 
 
 def experiment_sections(

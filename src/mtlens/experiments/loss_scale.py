@@ -206,5 +206,6 @@ register_experiment(
         loss_scale_experiment,
         loss_scale_section,
         loss_scale_analysis,
+        rerun_keeps=("scale", "task_loss_scales"),  # a rerun with other scales adds them to the table
     )
 )

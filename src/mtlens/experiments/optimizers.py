@@ -93,5 +93,11 @@ def optimizers_section(
 
 
 register_experiment(
-    Experiment("optimizers", "Assumptions: optimizers in MTL", optimizers_experiment, optimizers_section)
+    Experiment(
+        "optimizers",
+        "Assumptions: optimizers in MTL",
+        optimizers_experiment,
+        optimizers_section,
+        rerun_keeps=("lr", "method"),  # a rerun with other learning rates or methods widens the grid
+    )
 )

@@ -1,0 +1,57 @@
+"""Rerunning an experiment with other options: its stored manifest keeps the earlier runs of the same design."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+import mtlens.experiments.base as experiments_base
+import mtlens.experiments.loss_scale as loss_scale
+from mtlens.experiments import experiment_plan, run_experiment
+from mtlens.store import RunState, RunStore
+
+
+def _finish_untrained(configs, store: RunStore, progress: bool = True) -> pd.DataFrame:
+    """Stand-in for training: each run stored finished (config, empty trajectory, status), as the trainer ends it."""
+    for config in configs:
+        store.write_config(config.run_id, config.to_dict())
+        store.finalize(config.run_id, RunState.FINISHED, 0)
+    return pd.DataFrame({"run_id": [c.run_id for c in configs], "state": "finished", "message": ""})
+
+
+def test_a_rerun_with_other_scales_keeps_the_earlier_scales_of_the_same_design(tiny, store, monkeypatch, capsys):
+    """The loss-scale experiment rerun with other scales overwrote its manifest: the earlier scales' finished
+    runs dropped out of its table.  They are kept now, and only they: runs of another learning rate (or number
+    of epochs) are another design, and a run that is not complete is not shown."""
+    monkeypatch.setattr(experiments_base, "run_configs", _finish_untrained)
+    monkeypatch.setattr(loss_scale, "setting_invariance", lambda *args: pd.DataFrame())
+    base = {k: v for k, v in tiny.items() if k != "probes"}
+    table = experiments_base.manifest_table_name("loss-scale", "digits_pair")
+
+    def rerun(seeds: list[int], scales: list[float], **options) -> pd.DataFrame:
+        run_experiment(experiment_plan("loss-scale", base, seeds, scales=scales, **options), store, progress=False)
+        return store.table(table)
+
+    first = rerun([0], [1.0])
+    assert sorted(first["scale"]) == [1.0, 1.0] and "earlier" not in capsys.readouterr().out
+    second = rerun([0, 1], [10.0])
+    assert sorted(zip(second["seed"], second["scale"])) == [(0, 1.0)] * 2 + [(0, 10.0)] * 2 + [(1, 10.0)] * 2
+    assert "also shows 2 complete run(s) of earlier invocations" in capsys.readouterr().out
+    assert second["run_id"].is_unique and set(first["run_id"]) <= set(second["run_id"])
+
+    unfinished = second.loc[second["scale"] == 10.0, "run_id"].iloc[0]
+    store.set_status(unfinished, RunState.RUNNING, 3)  # e.g. killed while being trained again
+    third = rerun([0], [100.0], lrs={"adam": 0.01})  # adam at another lr: another design
+    kept = third[third["scale"] != 100.0]
+    assert set(kept["optimizer"]) == {"sgd"} and unfinished not in set(third["run_id"])
+    assert sorted(kept["scale"]) == [1.0, 10.0, 10.0]
+
+
+def test_a_rerun_with_another_base_config_replaces_the_earlier_runs(tiny, store, monkeypatch):
+    """Runs of 2 epochs beside runs of 3 would be averaged in one cell of the table: a rerun with another base
+    config (the same labels in the manifest) replaces them."""
+    monkeypatch.setattr(experiments_base, "run_configs", _finish_untrained)
+    monkeypatch.setattr(loss_scale, "setting_invariance", lambda *args: pd.DataFrame())
+    base = {k: v for k, v in tiny.items() if k != "probes"}
+    run_experiment(experiment_plan("loss-scale", base, [0], scales=[1.0]), store, progress=False)
+    run_experiment(experiment_plan("loss-scale", {**base, "epochs": 3}, [0], scales=[10.0]), store, progress=False)
+    assert set(store.table(experiments_base.manifest_table_name("loss-scale", "digits_pair"))["scale"]) == {10.0}
