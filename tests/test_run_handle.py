@@ -3,12 +3,16 @@ recording a failure after the training code released the run, the row buffer, an
 
 from __future__ import annotations
 
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
 import torch
 
 from mtlens import RunStore
 from mtlens.states import RunState
-from mtlens.store.run_store import part_name
-from mtlens.training.handle import MAX_PENDING_STEPS, Checkpoint, RunHandle, RunIdentity
+from mtlens.store.run_store import END_RECORD_KEY, part_name
+from mtlens.training.handle import MAX_PENDING_STEPS, Checkpoint, DamagedRunWarning, RunHandle, RunIdentity
 
 IDENTITY = RunIdentity("toy-run", "toy", ("a", "b"), "sum", 0)
 CONFIG = {"setting": "toy", "tasks": ["a", "b"], "seed": 0}
@@ -81,3 +85,86 @@ def test_buffered_rows_replace_by_key_are_flushed_when_many_and_merged_at_the_en
     status = store.status(IDENTITY.run_id)
     assert set(status["digests"]) == {"config.json", "tasks.json", "trajectory.parquet"}  # no part is left
     assert store.check().empty
+
+
+def _finished_run(store: RunStore, state: str = RunState.FINISHED) -> dict:
+    """A run of rows at steps 0-3 ended ``state`` (with a status extra and a selected model); its status."""
+    with _handle(store) as handle:
+        assert handle.open() is None
+        handle.status_extra = {"threads": 1}
+        handle.save_selected("a", 2, {"w": torch.ones(2)})
+        for step in range(4):
+            handle.record(step, step / 4, _row(1.0 / (step + 1)))
+        handle.save_checkpoint(Checkpoint(3, {"w": torch.ones(3)}, torch.get_rng_state()))
+        if state == RunState.DIVERGED:
+            handle.diverge(3, {"a": float("nan")})
+        else:
+            handle.finish(state, 3, "done")
+    return store.status(IDENTITY.run_id)
+
+
+def _rewrite_a_value(path) -> None:
+    """A valid rewrite of the trajectory with one value changed, by a tool that keeps the footer's key-value
+    metadata (the end record) and writes good page checksums."""
+    table = pq.read_table(path)
+    values = table.column("value").to_pylist()
+    table = table.set_column(table.schema.get_field_index("value"), "value", pa.array([values[0] + 1] + values[1:]))
+    record = pq.read_metadata(path).metadata[END_RECORD_KEY.encode()]
+    with pq.ParquetWriter(path, table.schema, write_page_checksum=True) as writer:
+        writer.write_table(table)
+        writer.add_key_value_metadata({END_RECORD_KEY: record.decode()})
+
+
+@pytest.mark.parametrize("state", [RunState.FINISHED, RunState.DIVERGED])
+def test_a_complete_run_whose_status_is_damaged_is_rebuilt_from_its_trajectory_not_retrained(tmp_path, state):
+    """A complete run whose status.json was damaged was named damaged and retrained although its rows were
+    intact.  The trajectory's end record (a digest of its own rows) rebuilds the status: the run stays
+    complete with its state, step, message, extras and the digests of its other files."""
+    store = RunStore(tmp_path)
+    before = _finished_run(store, state)
+    rows = store.trajectory(IDENTITY.run_id)
+    path = store.run_dir(IDENTITY.run_id) / "status.json"
+    path.write_text('{"state": "finis')
+    assert store.runs()["state"].tolist() == ["damaged"] and "status.json" in store.runs()["message"].iloc[0]
+    with pytest.warns(DamagedRunWarning, match=f"{path} is damaged .*rebuilt from the end record"):
+        assert _handle(store).open() == state  # complete: nothing to train
+    after = store.status(IDENTITY.run_id)
+    assert {k: v for k, v in after.items() if k != "updated"} == {k: v for k, v in before.items() if k != "updated"}
+    pd.testing.assert_frame_equal(store.trajectory(IDENTITY.run_id), rows)
+    assert store.runs()["state"].tolist() == [str(state)] and store.check().empty
+
+
+@pytest.mark.parametrize(
+    "damage, why",
+    [
+        ("rows rewritten", "differ from the digest its end record holds"),
+        ("no end record", "holds no end record"),
+        ("config edited", ""),
+    ],
+)
+def test_a_damaged_status_is_not_rebuilt_from_rows_that_do_not_verify(tmp_path, damage, why):
+    """Rows rewritten validly (page checksums good, the end record kept), or a trajectory written before end records
+    existed: nothing independent vouches for the rows, so the run is retrained, the status named.  A config edited
+    beside the lost status is caught by the digest the end record restores, and rewritten."""
+    store = RunStore(tmp_path)
+    _finished_run(store)
+    run_dir = store.run_dir(IDENTITY.run_id)
+    (run_dir / "status.json").write_text("[]")
+    trajectory = run_dir / "trajectory.parquet"
+    if damage == "rows rewritten":
+        _rewrite_a_value(trajectory)
+    elif damage == "no end record":
+        pq.write_table(pq.read_table(trajectory).replace_schema_metadata(None), trajectory, write_page_checksum=True)
+    else:
+        (run_dir / "config.json").write_text((run_dir / "config.json").read_text().replace('"toy"', '"toz"'))
+    with pytest.warns(DamagedRunWarning, match=r"status\.json is damaged") as caught:
+        opened = _handle(store).open()
+    if damage == "config edited":  # rebuilt; the config's restored digest names the edit, and it is rewritten
+        assert opened == RunState.FINISHED
+        assert any("config.json" in str(w.message) for w in caught)
+        assert store.config(IDENTITY.run_id) == CONFIG and store.check().empty
+    else:
+        assert opened is None  # retrained from scratch
+        message = str(caught[0].message)
+        assert "cannot be rebuilt" in message and str(trajectory) in message and why in message
+        assert store.trajectory(IDENTITY.run_id).empty

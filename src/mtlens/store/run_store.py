@@ -8,7 +8,8 @@ Layout under the store root::
     runs/<run_id>/status.json        {"state": running|finished|diverged|failed, "step", "message",
                                      "digests": {file: {"size", "sha256"}}, "parts": [steps], ...}
     runs/<run_id>/parts/<step>.parquet  trajectory rows recorded at one step (while running)
-    runs/<run_id>/trajectory.parquet  all rows, written when the run ends
+    runs/<run_id>/trajectory.parquet  all rows, written when the run ends; its footer holds the run's end
+                                     record (:data:`END_RECORD_KEY`, see *A lost status* below)
     runs/<run_id>/checkpoint.pt      training state at the last checkpoint (written by training)
     runs/<run_id>/checkpoint.pt.next a new checkpoint before the status that records it is written;
                                      renamed to checkpoint.pt after (see *Checkpoints* below)
@@ -45,12 +46,24 @@ is ``damaged``, not out of sight; ``config.json`` and ``tasks.json`` are checked
 recorded when they were written wherever a run is read (:data:`ALWAYS_DIGESTED`).  Every reader raises
 :class:`~mtlens.errors.DamagedStoreError` naming the file and the run instead of a bare parser error;
 :meth:`RunStore.check` verifies a whole store.
+
+*A lost status.*  The status is the only file that says a run is complete and holds the digests of the others,
+so a complete run whose ``status.json`` is damaged could not be trusted: it was retrained.  Since
+2026-12-06 :meth:`RunStore.finalize` also writes the status the run ends with into the footer of
+``trajectory.parquet`` (the *end record*: state, step, message, the other keys of the status, the digests of
+the run's other files, and the SHA-256 of every byte of the file before its footer: all its data pages), so
+the rows have a digest of their own, independent of the status.  :meth:`RunStore.restore_status` rebuilds a
+damaged status from it when that digest, the Parquet page checksums, the row schema and the run id verify;
+the digests it restores then verify the config, task information and selected models as the lost status
+would have.  A trajectory without an end record (written before, or rewritten by another tool, which drops or
+invalidates it) vouches for nothing: its run is retrained as before.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -109,6 +122,10 @@ PROBE_WAIT_S = 0.5
 """How long :meth:`RunStore.lock` waits while only probes (:meth:`RunStore.is_locked`) hold a run's lock
 (:func:`_lock_exclusive`); a probe holds it for microseconds, so this bound is only reached if probes keep
 the lock busy without a break (then the lock is refused as held)."""
+END_RECORD_KEY = "mtlens.end"
+"""Key of the end record in the footer (key-value metadata) of ``trajectory.parquet``: JSON of the status the run
+ended with but ``updated`` (its ``digests`` without the trajectory's own), ``run_id``, and ``rows_sha256``: the
+SHA-256 of the file's bytes before its footer (module docstring, *A lost status*)."""
 PARQUET_WRITE = {"write_page_checksum": True}
 """Options of every Parquet file the store writes (CRC-32 page checksums, verified on read)."""
 
@@ -336,6 +353,48 @@ class RunStore:
                 f"can, or delete {self.run_dir(run_id)}"
             )
         return status
+
+    def end_record(self, run_id: str) -> tuple[dict[str, Any] | None, str]:
+        """``(status, "")``: the status the run ended with, from the end record of its ``trajectory.parquet``
+        (:data:`END_RECORD_KEY`; without ``updated``, and its ``digests`` without the trajectory's own) if
+        the record is there and verifies: the SHA-256 of the bytes before the footer, the run id, the page
+        checksums, the row schema and a done state with a well-formed status.  ``(None, why not)`` otherwise."""
+        path = self.run_dir(run_id) / "trajectory.parquet"
+        try:
+            data = path.read_bytes()
+            footer = int.from_bytes(data[-8:-4], "little") if data[-4:] == b"PAR1" else -1
+            if not 0 < footer <= len(data) - 12:
+                return None, f"{path} is not a Parquet file"
+            metadata = pq.read_metadata(pa.BufferReader(data)).metadata or {}
+            if END_RECORD_KEY.encode() not in metadata:
+                return None, f"{path} holds no end record (written before 2026-12-06, or by another tool)"
+            record = json.loads(metadata[END_RECORD_KEY.encode()])
+            if record.get("rows_sha256") != hashlib.sha256(data[: len(data) - 8 - footer]).hexdigest():
+                return None, f"the rows of {path} differ from the digest its end record holds"
+            if record.get("run_id") != run_id:
+                return None, f"the end record of {path} is of run {record.get('run_id')!r}"
+            problem = row_schema_problem(pq.read_table(pa.BufferReader(data), page_checksum_verification=True).schema)
+        except (OSError, ValueError, TypeError, AttributeError) as err:  # pyarrow's errors are ValueErrors
+            return None, f"{path} cannot be read ({type(err).__name__}: {err})"
+        status = {k: v for k, v in record.items() if k not in ("run_id", "rows_sha256")}
+        problem = problem or _status_problem(status)
+        if problem or status["state"] not in DONE_STATES:
+            return None, f"the end record of {path} is unfit ({problem or 'state ' + repr(status['state'])})"
+        return status, ""
+
+    def restore_status(self, run_id: str) -> str:
+        """Rebuild a damaged ``status.json`` from the end record of the run's trajectory (:meth:`end_record`),
+        recording the trajectory's digest as it is now (its rows verified against the record's own digest);
+        ``""`` once done, else why it cannot be (the status is left as it is).  Only call while holding the
+        run's lock."""
+        status, why = self.end_record(run_id)
+        if status is None:
+            return why
+        digest = file_digest(self.run_dir(run_id) / "trajectory.parquet")
+        rest = {k: v for k, v in status.items() if k not in ("state", "step", "message", "digests")}
+        digests = {**status["digests"], "trajectory.parquet": digest}
+        self.set_status(run_id, status["state"], status["step"], status["message"], **rest, digests=digests)
+        return ""
 
     def done_state(self, run_id: str) -> RunState | None:
         """The stored state if it is one of :data:`DONE_STATES` (``None`` otherwise or if unreadable)."""
@@ -602,18 +661,18 @@ class RunStore:
         ``trajectory.parquet`` and mark the run ``state``.
 
         Order matters for crash safety: the merged table is written atomically, then
-        the status, and only then are the parts removed.
+        the status, and only then are the parts removed.  The merged file's footer holds the end record
+        (:data:`END_RECORD_KEY`), from which :meth:`restore_status` rebuilds a status damaged later.
         """
         tables = [_row_table(rows)] if rows is not None else []
         parts = self.part_steps(run_id)
         if parts or not tables:  # writing rows given here needs no read of the parts
             tables.insert(0, _row_table(self._read_parts(run_id)))
-        table = pa.concat_tables(tables)
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, **PARQUET_WRITE)
-        digest = atomic_write_bytes(self.run_dir(run_id) / "trajectory.parquet", sink.getvalue().to_pybytes())
-        digests = {**extra.pop("digests", {}), "trajectory.parquet": digest}
-        self.set_status(run_id, state, step, message, digests=digests, **extra)
+        others = extra.pop("digests", {})
+        end = {"run_id": run_id, "state": str(state), "step": step, "message": message, **extra, "digests": others}
+        data = _trajectory_bytes(pa.concat_tables(tables), end)
+        digest = atomic_write_bytes(self.run_dir(run_id) / "trajectory.parquet", data)
+        self.set_status(run_id, state, step, message, digests={**others, "trajectory.parquet": digest}, **extra)
         for part_step in parts:
             (self._parts_dir(run_id) / f"{part_step:012d}.parquet").unlink()
 
@@ -789,6 +848,24 @@ def _lock_exclusive(handle: IO[bytes]) -> bool:
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.001)
+
+
+def _trajectory_bytes(table: pa.Table, end: dict[str, Any]) -> bytes:
+    """``table`` (of :data:`ROW_SCHEMA`) as a Parquet file (:data:`PARQUET_WRITE`) whose footer holds ``end`` and
+    ``rows_sha256``, the SHA-256 of every byte before the footer (:data:`END_RECORD_KEY`): the data is written
+    and hashed first, then the footer with the record."""
+    buffer = io.BytesIO()
+    sink = pa.PythonFile(buffer, mode="w")
+    with pq.ParquetWriter(sink, ROW_SCHEMA, **PARQUET_WRITE) as writer:
+        writer.write_table(table)
+        sink.flush()
+        rows = buffer.getvalue()
+        record = {**end, "rows_sha256": hashlib.sha256(rows).hexdigest()}
+        writer.add_key_value_metadata({END_RECORD_KEY: json.dumps(record, sort_keys=True)})
+    data = buffer.getvalue()
+    if data[: len(rows)] != rows or len(data) - 8 - int.from_bytes(data[-8:-4], "little") != len(rows):
+        raise RuntimeError("pyarrow wrote row data after the footer was begun: the end record's digest would not hold")
+    return data
 
 
 def _json_object(path: Path) -> dict[str, Any]:

@@ -9,9 +9,11 @@ opened, locked, verified, healed, written, checkpointed and restored here, throu
    interrupted processes left (temporary files of atomic writes, row parts of a complete run), and
    verifies every file the run wrote (:meth:`~mtlens.store.RunStore.damaged_files`, deep: Parquet
    page checksums, row schema, zip CRCs, digests recorded at write time).  Damage is named (a
-   :class:`DamagedRunWarning`) and healed: a missing or damaged ``config.json`` (one edited to the same
-   size included: its digest differs) or ``tasks.json`` is rewritten from the request (the run id, a
-   hash of the config, says what it held; the rows it vouches for are kept), a damaged checkpoint of a
+   :class:`DamagedRunWarning`) and healed: a damaged ``status.json`` of a complete run is rebuilt from the
+   end record of its trajectory where that verifies (:meth:`~mtlens.store.RunStore.restore_status`), and the
+   files are then verified against the digests it restores; a missing or damaged ``config.json`` (one edited
+   to the same size included: its digest differs) or ``tasks.json`` is rewritten from the request (the run
+   id, a hash of the config, says what it held; the rows it vouches for are kept), a damaged checkpoint of a
    complete run is dropped, and a complete run whose rows cannot be trusted is reset to be trained again
    from scratch.  A run is complete (``finished``/``diverged``) only if its merged trajectory is there
    and verified.
@@ -236,6 +238,19 @@ class RunHandle:
         else ``None``."""
         store, run_id = self.store, self.run_id
         self.damaged = store.damaged_files(run_id, deep=True) if verify else {}
+        if "status.json" in self.damaged:  # rebuilt from the trajectory's end record where it verifies
+            path = store.run_dir(run_id) / "status.json"
+            store.remove_file(run_id, "status.json")  # removed below in any case (a directory in its place too)
+            why_not = store.restore_status(run_id)
+            warnings.warn(
+                f"run {run_id}: {path} is damaged ({self.damaged['status.json']}); "
+                + (f"it cannot be rebuilt: {why_not}" if why_not else "rebuilt from the end record of its trajectory"),
+                DamagedRunWarning,
+                stacklevel=4,
+            )
+            if not why_not:
+                store.remove_leftovers(run_id)
+                self.damaged = store.damaged_files(run_id, deep=True)
         if self.damaged:
             warnings.warn(
                 f"run {run_id}: damaged files {self.damaged} in {store.run_dir(run_id)}; rewriting or retraining "
