@@ -27,6 +27,7 @@ from mtlens.analysis.inference import (
     BOUND_MISS,
     N_REFERENCE,
     SkewnessBound,
+    bh_level,
     family_skewness_bound,
     hall_critical,
     hall_detectable_effect,
@@ -396,10 +397,16 @@ def test_correlation_table_pairs_factors_with_targets():
     assert row["min_p"] == pytest.approx(1 / 24)  # the 4! permutations of the seeds
     centred = units.groupby("task")[["fisher_early_diff", "gap_mean"]].transform(lambda c: c - c.mean())
     assert row["pearson_r"] == pytest.approx(stats.pearsonr(centred["fisher_early_diff"], centred["gap_mean"])[0])
-    # --alpha reaches the intervals: at alpha 0.2 they are the 80% jackknife intervals (t quantile on G − 1 = 3
-    # df), narrower than the 95% ones by the ratio of the quantiles on Fisher's z scale
+    # The intervals are at BH's level over the table, R · alpha / m (Benjamini & Yekutieli 2005; m: the pairs
+    # whose min_p can reach alpha), and --alpha reaches them: at alpha 0.2 they are narrower than at 0.05 by
+    # the ratio of the t quantiles (G − 1 = 3 df) on Fisher's z scale
+    for at, table_at in ((0.05, table), (0.2, correlation_table(units, alpha=0.2).set_index(["x", "y"]))):
+        level = bh_level(table_at["pearson_p"].to_numpy(float), at, table_at["min_p"].to_numpy(float))
+        assert (table_at["pearson_confidence"] == 1 - level).all()
     narrow = correlation_table(units, alpha=0.2).set_index(["x", "y"]).loc[("fisher_early_diff", "gap_mean")]
-    z, ratio = np.arctanh(row["pearson_r"]), stats.t.ppf(0.9, 3) / stats.t.ppf(0.975, 3)
+    quantile = [stats.t.ppf((1 + c) / 2, 3) for c in (narrow["pearson_confidence"], row["pearson_confidence"])]
+    z, ratio = np.arctanh(row["pearson_r"]), quantile[0] / quantile[1]
+    assert ratio < 1
     for end in ("pearson_low", "pearson_high"):
         assert np.arctanh(narrow[end]) - z == pytest.approx(ratio * (np.arctanh(row[end]) - z), rel=1e-9)
 

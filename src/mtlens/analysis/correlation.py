@@ -34,7 +34,8 @@ every task's unit and one STL run is the reference of every method's unit, so on
 everything a run shares; permutations move a whole seed's values onto another seed of the same
 setting, unit (task, method) onto unit (task, method).  A ``numpy`` Generator seeded with ``seed``
 makes random permutations reproducible.  ``n`` is the number of units with both values finite.
-The pairs of a table form one family (discrete-aware Benjamini–Hochberg).
+The pairs of a table form one family (discrete-aware Benjamini–Hochberg), and its intervals are
+at BH's level over the table (Benjamini & Yekutieli 2005).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from scipy import stats
 from mtlens.analysis.gap import unit_gap_means
 from mtlens.analysis.inference import (
     bh_adjust,
+    bh_level,
     bound_of_samples,
     grouped_bounds,
     paired_max_t,
@@ -241,20 +243,15 @@ def _studentized(u: np.ndarray, v: np.ndarray, index: np.ndarray, cluster_of: np
         return sums.sum(axis=1) / np.sqrt((sums**2).sum(axis=1))
 
 
-def _jackknife_interval(
-    x: np.ndarray, y: np.ndarray, cluster_of: np.ndarray, centre_of: np.ndarray, ranks: bool, confidence: float
-) -> tuple[float, float]:
-    """Leave-one-cluster-out jackknife interval of the (centred) correlation on Fisher's z scale:
-    ``tanh(z ± t_{G−1, (1+confidence)/2} · se_J)``, ``z = atanh(r)``, ``se_J^2 = (G−1)/G · sum_g (z_(−g) −
-    mean z_(−g))^2`` over the ``G`` clusters, each ``z_(−g)`` recomputed (centring and ranks included)
-    without cluster ``g``.  The jackknife variance is the CR3 cluster-robust variance of Cameron,
-    Gelbach & Miller (2008) / MacKinnon et al. (2023), and ``t_{G−1}`` their few-clusters reference;
-    NaN with fewer than 3 clusters or a constant variable in a jackknife sample."""
+def _jackknife_se(x: np.ndarray, y: np.ndarray, cluster_of: np.ndarray, centre_of: np.ndarray, ranks: bool) -> float:
+    """Leave-one-cluster-out jackknife standard error of the (centred) correlation on Fisher's z scale:
+    ``se_J^2 = (G−1)/G · sum_g (z_(−g) − mean z_(−g))^2`` over the ``G`` clusters, ``z_(−g) = atanh r_(−g)``
+    recomputed (centring and ranks included) without cluster ``g``.  The jackknife variance is the CR3
+    cluster-robust variance of Cameron, Gelbach & Miller (2008) / MacKinnon et al. (2023); NaN with fewer
+    than 3 clusters or a constant variable in a jackknife sample."""
     n_groups = int(cluster_of.max()) + 1
     if n_groups < 3:
-        return np.nan, np.nan
-    u, v = _standardized(x, y, centre_of, ranks)
-    r = float(np.mean(u * v))
+        return np.nan
     leave_out = []
     for g in range(n_groups):
         keep = cluster_of != g
@@ -262,12 +259,22 @@ def _jackknife_interval(
         uk, vk = _standardized(x[keep], y[keep], centre_kept, ranks)
         leave_out.append(np.mean(uk * vk))
     z = np.arctanh(np.clip(np.array(leave_out), -1 + 1e-12, 1 - 1e-12))
-    if not np.isfinite(z).all() or not abs(r) < 1:
-        return np.nan, np.nan
-    se = np.sqrt((n_groups - 1) / n_groups * np.sum((z - z.mean()) ** 2))
-    q = stats.t.ppf((1 + confidence) / 2, n_groups - 1)
-    centre = np.arctanh(r)
-    return float(np.tanh(centre - q * se)), float(np.tanh(centre + q * se))
+    if not np.isfinite(z).all():
+        return np.nan
+    return float(np.sqrt((n_groups - 1) / n_groups * np.sum((z - z.mean()) ** 2)))
+
+
+def fisher_interval(r: ArrayLike, se: ArrayLike, n_groups: ArrayLike, confidence: ArrayLike) -> tuple[Any, Any]:
+    """``(low, high)``: ``tanh(atanh r ± t_{G−1, (1+confidence)/2} · se)``, the jackknife interval of a
+    correlation ``r`` with standard error ``se`` on Fisher's z scale over ``G = n_groups`` clusters (the
+    ``t_{G−1}`` reference of Cameron, Gelbach & Miller 2008 for few clusters); elementwise, NaN where
+    ``|r| >= 1``, ``se`` is NaN or ``G < 3``."""
+    r, se, g = (np.asarray(a, float) for a in (r, se, n_groups))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        half = stats.t.ppf((1 + np.asarray(confidence, float)) / 2, g - 1) * se
+        valid = (np.abs(r) < 1) & (g >= 3)
+        centre = np.arctanh(np.where(valid, r, np.nan))
+        return np.tanh(centre - half), np.tanh(centre + half)
 
 
 def cluster_permutations(
@@ -361,11 +368,11 @@ def correlate(
     dependent data, e.g. a spread that grows with ``x``); exact when the clusters allow at most
     ``n_perm`` permutations.  ``min_p`` is the smallest p these permutations allow
     (``1 / #permutations``; NaN p and ``min_p`` with one cluster).  **Interval**:
-    :func:`_jackknife_interval` at ``confidence``.
+    :func:`fisher_interval` of :func:`_jackknife_se` at ``confidence``.
     Returns ``n, n_groups, n_centres, n_strata`` (points, clusters, centring groups and strata among the
     finite pairs), ``pearson_r, pearson_p, pearson_low, pearson_high, spearman_rho, spearman_p,
-    spearman_low, spearman_high, min_p`` (NaN where undefined: fewer than 3 points or a constant
-    variable).
+    spearman_low, spearman_high, min_p``, ``pearson_se_z, spearman_se_z`` (the jackknife standard errors of
+    the intervals, :func:`_jackknife_se`; NaN where undefined: fewer than 3 points or a constant variable).
     """
     xs, ys = np.asarray(x, float), np.asarray(y, float)
     finite = np.isfinite(xs) & np.isfinite(ys)
@@ -387,6 +394,8 @@ def correlate(
         "spearman_low",
         "spearman_high",
         "min_p",
+        "pearson_se_z",
+        "spearman_se_z",
     )
     if n < 3 or np.ptp(xs) == 0 or np.ptp(ys) == 0:
         return out | dict.fromkeys(keys, np.nan)
@@ -404,8 +413,9 @@ def correlate(
             results[f"{kind}_p"] = float(np.mean(statistic >= statistic[0] * (1 - 1e-9)))
         else:
             results[f"{kind}_p"] = np.nan
-        low, high = _jackknife_interval(xs, ys, cluster_of, centre_of, ranks, confidence)
-        results[f"{kind}_low"], results[f"{kind}_high"] = low, high
+        se = _jackknife_se(xs, ys, cluster_of, centre_of, ranks)
+        low, high = fisher_interval(results[name], se, n_groups, confidence)
+        results[f"{kind}_se_z"], results[f"{kind}_low"], results[f"{kind}_high"] = se, float(low), float(high)
     results["min_p"] = 1.0 / len(index) if index is not None else np.nan
     return out | {k: results[k] for k in keys}
 
@@ -434,20 +444,27 @@ def correlation_table(
     """One row per (x, y) pair with at least 3 finite units: :func:`correlate` over all units, with
     the clusters named by ``cluster``, centred within ``centre`` and permuted (``n_perm``) within the
     setting, units matched by ``slots`` (columns of ``units``; ``centre`` and ``slots`` are not used
-    where ``units`` lacks one of their columns, e.g. a table of task pairs clustered by target task); the
-    intervals at ``1 − alpha``, the level the table is tested at.
+    where ``units`` lacks one of their columns, e.g. a table of task pairs clustered by target task).
 
     The pairs form one family: ``pearson_p_adjusted`` and ``spearman_p_adjusted`` are
     Benjamini–Hochberg over the table at FDR ``alpha``, discrete-aware (pairs with ``min_p > alpha``
     left out of the family: :func:`~mtlens.analysis.inference.bh_adjust`); ``conclusive`` is False
-    where ``min_p > alpha`` (too few clusters for any p-value to reach ``alpha``).
+    where ``min_p > alpha`` (too few clusters for any p-value to reach ``alpha``).  The intervals are
+    the false-coverage-rate adjusted intervals of Benjamini & Yekutieli (2005) for the pairs BH selects:
+    :func:`fisher_interval` at confidence ``1 − R · alpha / m`` (``pearson_confidence``,
+    ``spearman_confidence``; :func:`~mtlens.analysis.inference.bh_level`: ``R`` rejections among the ``m``
+    attainable pairs, ``1 − alpha / m`` when ``R = 0``), the level at which BH tests each pair, so that an
+    interval excludes 0 at the level its p-value is read at and the table's intervals miss their
+    correlations at a rate of at most ``alpha`` among the selected pairs.  The jackknife standard errors
+    behind them are not shown.
     """
 
     def labels(columns: Sequence[str]) -> np.ndarray | None:
         """One label per unit from ``columns`` (None where the table lacks one: no centring / default slots)."""
         if not len(units) or not set(columns) <= set(units.columns):
             return None
-        return units[list(columns)].astype(str).agg("/".join, axis=1).to_numpy()
+        parts = [units[column].astype(str) for column in columns]
+        return functools.reduce(lambda left, right: left + "/" + right, parts).to_numpy()
 
     groups, centres, slot_labels = labels(cluster), labels(centre), labels(slots)
     strata = units["setting"].astype(str).to_numpy() if "setting" in units else None
@@ -475,15 +492,21 @@ def correlation_table(
         "spearman_p_adjusted",
         "spearman_low",
         "spearman_high",
+        "pearson_confidence",
+        "spearman_confidence",
         "min_p",
         "conclusive",
     ]
-    table = pd.DataFrame.from_records(
-        records, columns=[c for c in columns if "adjusted" not in c and c != "conclusive"]
-    )
+    computed = [c for c in columns if not c.endswith(("adjusted", "confidence")) and c != "conclusive"]
+    table = pd.DataFrame.from_records(records, columns=[*computed, "pearson_se_z", "spearman_se_z"])
     min_p = table["min_p"].to_numpy(float)
-    table["pearson_p_adjusted"] = bh_adjust(table["pearson_p"].to_numpy(float), min_p, alpha)
-    table["spearman_p_adjusted"] = bh_adjust(table["spearman_p"].to_numpy(float), min_p, alpha)
+    for kind, estimate in (("pearson", "pearson_r"), ("spearman", "spearman_rho")):
+        p = table[f"{kind}_p"].to_numpy(float)
+        table[f"{kind}_p_adjusted"] = bh_adjust(p, min_p, alpha)
+        table[f"{kind}_confidence"] = 1 - bh_level(p, alpha, min_p)
+        table[f"{kind}_low"], table[f"{kind}_high"] = fisher_interval(
+            table[estimate], table[f"{kind}_se_z"], table["n_groups"], table[f"{kind}_confidence"]
+        )
     table["conclusive"] = min_p <= alpha
     return table[columns]
 
@@ -497,7 +520,8 @@ def correlation_claim(row: Mapping[str, Any], alpha: float, kind: str = "pearson
     ``{kind}_p_adjusted``, ``{kind}_low``, ``{kind}_high`` and ``conclusive`` or ``min_p``) shows at FDR
     ``alpha``.  The p-value (cluster permutation) and the interval (cluster jackknife) come from different
     methods and can disagree, so a correlation is ``"shown"`` only where both say so: adjusted p ≤ ``alpha``
-    **and** the interval excludes 0 (a conservative rule: its size is at most the permutation test's).
+    **and** the interval (in :func:`correlation_table`, at BH's level over the table) excludes 0 (a
+    conservative rule: its size is at most the permutation test's; measured rates: docs/statistics.md §6).
     ``"test only"``: the test rejects but the interval reaches 0; ``"interval only"``: the interval
     excludes 0 but the test does not reject; ``"too few clusters"``: no p-value can reach ``alpha``
     (``conclusive`` false, or ``min_p > alpha``), so neither the test nor the interval is read;

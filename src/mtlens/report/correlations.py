@@ -168,6 +168,21 @@ def loss_ratio_figures(rows: pd.DataFrame) -> Iterator[Figure]:
         yield Figure(slug("loss_ratio", setting, method), setting, chart, caption, (setting, method))
 
 
+def interval_confidences(table: pd.DataFrame, alpha: float) -> str:
+    """The confidence of the correlation ``table``'s intervals in words: ``*_confidence`` of
+    :func:`~mtlens.analysis.correlation.correlation_table`, the Benjamini–Yekutieli false-coverage-rate
+    adjusted level ``1 − R · alpha / m`` of each family (``1 − alpha`` for a table without it)."""
+
+    def level(kind: str) -> str:
+        values = table[f"{kind}_confidence"].dropna() if f"{kind}_confidence" in table else pd.Series(dtype=float)
+        return confidence(1 - float(values.iloc[0])) if len(values) else confidence(alpha)
+
+    return (
+        f"Pearson {level('pearson')}, Spearman {level('spearman')}: each family's Benjamini–Hochberg level R · "
+        f"{alpha:g} / m, the false-coverage-rate adjusted intervals of Benjamini & Yekutieli 2005"
+    )
+
+
 def scatter_figures(
     rows: pd.DataFrame, units: pd.DataFrame, table: pd.DataFrame, alpha: float = 0.05
 ) -> Iterator[Figure]:
@@ -181,8 +196,8 @@ def scatter_figures(
         )
         caption = (
             f"{target} against each factor over the units (from {rows['run_id'].nunique()} runs, "
-            f"{units['seed'].nunique()} seeds), one colour per method, least-squares line; {confidence(alpha)} "
-            f"jackknife CIs in brackets. {panels}."
+            f"{units['seed'].nunique()} seeds), one colour per method, least-squares line; jackknife CIs in "
+            f"brackets ({interval_confidences(table, alpha)}). {panels}."
         )
         yield Figure(slug("scatter", target), "", scatter_figure(units, rows_of_target), caption, (str(target),))
 
@@ -322,8 +337,9 @@ def correlation_section(
         out_dir,
         "correlations",
         "Pearson r and Spearman rho across units, both variables centred within (setting, task) so that "
-        f"task-level means are not counted as a correlation; {confidence(alpha)} intervals: leave-one-seed-out "
-        "jackknife on Fisher's z scale with t quantiles on (clusters − 1) degrees of freedom; two-sided p-values "
+        f"task-level means are not counted as a correlation; intervals ({interval_confidences(table, alpha)}): "
+        "leave-one-seed-out jackknife on Fisher's z scale with t quantiles on (clusters − 1) degrees of freedom; "
+        "two-sided p-values "
         "(H0: zero correlation) from a studentized permutation statistic (DiCiccio & Romano 2017) that "
         "moves a whole seed's values onto another seed of the same setting, unit (task, method) onto unit "
         "(task, method): the clusters are (setting, seed), everything one MTL or STL run shares "

@@ -325,6 +325,16 @@ def correlation_words(row: Mapping[str, Any], alpha: float, kind: str = "pearson
     return "not shown"
 
 
+def interval_words(row: Mapping[str, Any], alpha: float, kind: str = "pearson") -> str:
+    """``"99.6429% interval -0.12 to 0.56"``: a correlation row's interval at its confidence
+    (``{kind}_confidence``, BH's per-pair level, :func:`~mtlens.analysis.correlation.correlation_table`;
+    ``1 − alpha`` for a row without it)."""
+    level = row.get(f"{kind}_confidence", math.nan)
+    level = 1 - alpha if pd.isna(level) else float(level)
+    low, high = number(row[f"{kind}_low"], 2), number(row[f"{kind}_high"], 2)
+    return f"{confidence(1 - level)} interval {low} to {high}"
+
+
 def correlation_sentences(table: pd.DataFrame, alpha: float) -> list[str]:
     """Sentences from the ``correlations`` table: each correlation shown by its test and its interval
     together (:func:`correlation_words`), then what is not shown, where the two disagree, and what is
@@ -338,8 +348,7 @@ def correlation_sentences(table: pd.DataFrame, alpha: float) -> list[str]:
         sentences.append(
             f"Across {row['n']} units ({row['n_groups']} clusters), {row['y']} "
             f"{'rose' if row['pearson_r'] > 0 else 'fell'} "
-            f"with {row['x']} (Pearson r = {number(row['pearson_r'], 2)}, {confidence(alpha)} interval "
-            f"{number(row['pearson_low'], 2)} to {number(row['pearson_high'], 2)}, "
+            f"with {row['x']} (Pearson r = {number(row['pearson_r'], 2)}, {interval_words(row, alpha)}, "
             f"{p_text(row['pearson_p_adjusted'])})."
         )
     rest = table[claims != "shown"]
@@ -353,9 +362,8 @@ def correlation_sentences(table: pd.DataFrame, alpha: float) -> list[str]:
         )
         for row in rest[claims[rest.index].isin(["test only", "interval only"])].to_dict("records"):
             sentence += (
-                f"; {row['y']} with {row['x']} (Pearson r = {number(row['pearson_r'], 2)}, {confidence(alpha)} "
-                f"interval {number(row['pearson_low'], 2)} to {number(row['pearson_high'], 2)}, "
-                f"{p_text(row['pearson_p_adjusted'])}): {correlation_words(row, alpha)}"
+                f"; {row['y']} with {row['x']} (Pearson r = {number(row['pearson_r'], 2)}, "
+                f"{interval_words(row, alpha)}, {p_text(row['pearson_p_adjusted'])}): {correlation_words(row, alpha)}"
             )
         if cannot:
             sentence += f"; {cannot} of them have too few clusters for any p-value to reach {alpha:g}"
