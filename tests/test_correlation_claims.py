@@ -85,6 +85,13 @@ def test_sentence_states_a_correlation_both_show() -> None:
     assert "ty fell with fx" in _sentence(pearson_r=-0.3, pearson_low=-0.5, pearson_high=-0.05)
 
 
+def test_sentence_prints_the_interval_at_its_level() -> None:
+    # The table's intervals are at BH's level over its pairs (here alpha / 14), not at 1 − alpha.
+    sentence = _sentence(pearson_low=0.05, pearson_confidence=1 - 0.05 / 14)
+    assert "99.6429% interval 0.050 to 0.70" in sentence and "95% interval" not in sentence
+    assert "95% interval" in _sentence(pearson_low=0.05)  # a row without the column: 1 − alpha
+
+
 def test_scatter_caption_says_what_each_panel_shows() -> None:
     table = pd.DataFrame([ROW, {**ROW, "x": "gx", "conclusive": False, "pearson_low": 0.7, "pearson_high": 0.9}])
     units = pd.DataFrame(
