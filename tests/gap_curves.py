@@ -49,3 +49,25 @@ def ar1_study(
             )
         )
     return pd.concat(frames, ignore_index=True), values["mtl"] - values["stl"]
+
+
+def unpaired_runs(values: dict[str, np.ndarray], x: np.ndarray, steps_per_epoch: float) -> pd.DataFrame:
+    """Checkpoint rows of runs whose seeds do not match (MTL seeds offset by 100): ``values[mode]`` is the
+    ``(n, k)`` validation loss of ``n`` runs at the training losses ``x`` (``(k,)``, one per step)."""
+    frames = []
+    for mode, v in values.items():
+        n, k = v.shape
+        frames.append(
+            pd.DataFrame(
+                {
+                    "mode": mode,
+                    "run_id": np.repeat([f"{mode}{s}" for s in range(n)], k),
+                    "seed": np.repeat(np.arange(n) + (100 if mode == "mtl" else 0), k),
+                    "step": np.tile(np.arange(k), n),
+                    "epoch": np.tile(np.arange(k) / steps_per_epoch, n),
+                    "train/loss": np.tile(x, n),
+                    "val/loss": v.ravel(),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)

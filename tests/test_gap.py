@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 from sklearn.isotonic import IsotonicRegression
 
-from gap_curves import ar1, ar1_study
+from gap_curves import ar1, ar1_study, unpaired_runs
 from mtlens.analysis.gap import (
     GapResult,
     bound_of_gaps,
@@ -23,6 +23,7 @@ from mtlens.analysis.gap import (
     unit_gap_means,
 )
 from mtlens.analysis.inference import N_REFERENCE, paired_max_t, scalar_test
+from unpaired_reference import unpaired_p
 
 
 def _trajectory(
@@ -128,7 +129,7 @@ def test_unpaired_design_when_seeds_do_not_match_uses_welch_t():
     # Exact over all C(12, 6) = 924 relabellings; the observed one and its mirror image give the smallest p.
     assert result.test.exact and result.test.min_p == pytest.approx(2 / 924)
     assert result.onset is not None and result.onset["sign"] == 1.0
-    # per level: the larger of Welch's t test's p (scipy) and the exact label-permutation p of Welch's t
+    # per level: the larger of Hall's two-sample test's p and the exact label-permutation p of Welch's t
     # (brute force over the 924 relabellings), from the end back to the first level that fails
     values = {}
     for (mode, _run), frame in rows.groupby(["mode", "run_id"]):
@@ -144,37 +145,16 @@ def test_unpaired_design_when_seeds_do_not_match_uses_welch_t():
             for c in itertools.combinations(range(12), 6)
         ]
         permutation = np.mean(np.abs(relabelled) >= abs(welch.statistic) * (1 - 1e-9))
-        assert result.level_p[j] == pytest.approx(max(welch.pvalue, permutation))
+        assert result.level_p[j] == pytest.approx(max(unpaired_p(mtl[:, j], stl[:, j])[0], permutation))
     assert result.p_persistent == result.level_p[-1] and result.min_p_persistent == pytest.approx(2 / 924)
 
 
-def _unpaired_runs(values: dict[str, np.ndarray], x: np.ndarray, steps_per_epoch: float) -> pd.DataFrame:
-    """Checkpoint rows of runs whose seeds do not match (MTL seeds offset by 100): ``values[mode]`` is the
-    ``(n, k)`` validation loss of ``n`` runs at the training losses ``x`` (``(k,)``, one per step)."""
-    frames = []
-    for mode, v in values.items():
-        n, k = v.shape
-        frames.append(
-            pd.DataFrame(
-                {
-                    "mode": mode,
-                    "run_id": np.repeat([f"{mode}{s}" for s in range(n)], k),
-                    "seed": np.repeat(np.arange(n) + (100 if mode == "mtl" else 0), k),
-                    "step": np.tile(np.arange(k), n),
-                    "epoch": np.tile(np.arange(k) / steps_per_epoch, n),
-                    "train/loss": np.tile(x, n),
-                    "val/loss": v.ravel(),
-                }
-            )
-        )
-    return pd.concat(frames, ignore_index=True)
-
-
 def _unpaired_end_p(mtl: np.ndarray, stl: np.ndarray) -> float:
-    """Brute force: ``max(p_Welch (Hsu's df), p_perm)`` of one level, every relabelling enumerated."""
+    """Brute force: ``max(p_Hall, p_perm)`` of one level (Hall's two-sample statistic, the label permutation
+    of Welch's t), every relabelling enumerated."""
     both, n1 = np.r_[mtl, stl], len(mtl)
     welch = stats.ttest_ind(mtl, stl, equal_var=False).statistic
-    p_welch = 2 * stats.t.sf(abs(welch), min(len(mtl), len(stl)) - 1)
+    p_welch = float(unpaired_p(mtl, stl)[0])
     chosen = np.array(list(itertools.combinations(range(len(both)), n1)))
     rest = np.array([np.setdiff1d(np.arange(len(both)), c) for c in chosen])
     relabelled = stats.ttest_ind(both[chosen], both[rest], axis=1, equal_var=False).statistic
@@ -200,7 +180,7 @@ def test_unpaired_final_interval_and_detectable_gap_follow_p_persistent():
             mode: 0.3 + extra + x + 0.02 * (rng.standard_normal((n, 1)) + 0.3 * ar1(rng, n, 20))
             for mode, n, extra in (("mtl", n_mtl, shift), ("stl", n_stl, 0.0))
         }
-        result = gap_from_checkpoints(_unpaired_runs(values, x, 2.0), "t", stability=False)
+        result = gap_from_checkpoints(unpaired_runs(values, x, 2.0), "t", stability=False)
         row, (mtl, stl) = result.summary(), result.end_values
         assert result.design == "unpaired" and row["p_persistent"] == pytest.approx(_unpaired_end_p(mtl, stl))
         excludes = row["final_band_low"] > 0 or row["final_band_high"] < 0
@@ -392,7 +372,7 @@ def test_unpaired_onsets_keep_their_level_with_3_against_9_runs():
             mode: 0.3 + x + 0.05 * (rng.standard_normal((n, 1)) + 0.5 * ar1(rng, n, 30))
             for mode, n in (("mtl", 3), ("stl", 9))
         }
-        result = gap_from_checkpoints(_unpaired_runs(values, x, 3.0), "t", stability=False)
+        result = gap_from_checkpoints(unpaired_runs(values, x, 3.0), "t", stability=False)
         assert result.design == "unpaired" and result.test.n == (3, 9)
         onsets += result.onset is not None
     assert onsets / trials <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / trials)

@@ -9,7 +9,7 @@ the second exactly as the report compares MTL with STL:
   makes their differences noisier);
 - *unpaired*: the first group gets seeds no STL run has, so the report's unpaired tests apply;
 - *unpaired unbalanced*: as unpaired, a quarter of the seeds (at least 2) against all the others
-  (Welch's t must hold its level with 3 vs 9 runs);
+  (the unpaired tests must hold their level with 3 vs 9 runs);
 - *paired skewed*: the paired split with mean-zero, right-skewed shifts added to the "MTL" side's
   gap curves, test metrics, log-ratios and probe differences (:func:`skewed_curves`,
   :func:`skewed_shifts`): the null "MTL does not

@@ -22,8 +22,8 @@ error).  The curve ``G(x)`` is built as follows:
 so the comparison is *paired* by seed: with ``n >= 2`` seeds that have exactly one STL and one MTL run,
 the per-seed differences ``d_s(lambda) = G_MTL,s(lambda) − G_STL,s(lambda)`` are tested with the paired
 test of :mod:`mtlens.analysis.inference` (runs of other seeds are left out).  Otherwise, with ``>= 2``
-runs per mode, the curves are compared *unpaired* (label permutation, Welch t); with fewer, nothing
-is tested.
+runs per mode, the curves are compared *unpaired* (label permutation, Welch t, Hall's two-sample test); with
+fewer, nothing is tested.
 
     gap(lambda) = mean_s d_s(lambda)  (paired)  or  mean G_MTL − mean G_STL  (unpaired)
 
@@ -44,8 +44,9 @@ differences (Hall's skewness-corrected statistic against its least-favourable re
 :attr:`~mtlens.analysis.inference.MaxTTest.pointwise_p`, as every one-level table of the report),
 whose p-value, unlike the exact sign-flip test's ``>= 2 / 2^n``, is not bound to the seeds, so a family of
 curves can be controlled at the seeds people run (6 pairs: sign flips never give less than 0.031,
-while Benjamini–Hochberg over 4 curves needs 0.0125 for one true curve); unpaired, the larger of
-Welch's t test's and the label permutation's p-value.  Level ``j``'s fixed-sequence adjusted p-value is
+while Benjamini–Hochberg over 4 curves needs 0.0125 for one true curve); unpaired, the larger of the
+unpaired one-level test's (Hall's two-sample statistic, :attr:`~mtlens.analysis.inference.MaxTTest.pointwise_p`)
+and the label permutation's p-value.  Level ``j``'s fixed-sequence adjusted p-value is
 ``p_sequence_j = max_{k >= j} p_level_k`` (1 from the last sign change on).  The **onset** at ``alpha``
 is the earliest level with ``p_sequence <= alpha`` (the start of the uninterrupted run of rejections
 that ends at the end); ``p_persistent`` = the end level's own ``p_level`` (an onset exists iff
@@ -275,13 +276,14 @@ class GapResult:
 def unpaired_end(
     welch: dict[str, float], final_test: MaxTTest, end_values: tuple[np.ndarray, np.ndarray], alpha: float
 ) -> dict[str, float]:
-    """The end's ``low, high`` and ``min_detectable`` under the unpaired ``p_persistent = max(p_Welch,
-    p_perm)`` (:func:`level_p_values`), from Welch's ``welch`` (:func:`~mtlens.analysis.inference.scalar_test`
-    of ``final_test``) and the runs' values at the end ``end_values`` (MTL, STL).  That test rejects a shift
-    only where both do, so the shifts it keeps are the union of Welch's interval and the permutation test's
+    """The end's ``low, high`` and ``min_detectable`` under the unpaired ``p_persistent = max(p_Hall,
+    p_perm)`` (:func:`level_p_values`), from the one-level test's ``welch``
+    (:func:`~mtlens.analysis.inference.scalar_test` of ``final_test``: Hall's two-sample statistic) and the runs'
+    values at the end ``end_values`` (MTL, STL).  That test rejects a shift
+    only where both do, so the shifts it keeps are the union of the one-level interval and the permutation test's
     (:func:`~mtlens.analysis.inference.shift_interval`; unbounded where its ``min_p`` exceeds ``alpha``),
     which excludes 0 exactly when ``p_persistent <= alpha``.  The gap it detects with 80% power is at least
-    Welch's, and there is none where the permutation floor is above ``alpha``."""
+    the one-level test's, and there is none where the permutation floor is above ``alpha``."""
     low, high = shift_interval(*end_values, alpha)
     return {
         "low": min(welch["low"], low),
@@ -360,17 +362,19 @@ def level_p_values(
     seeds in the same order).
 
     Paired: the paired one-level test (:attr:`~mtlens.analysis.inference.MaxTTest.pointwise_p`), not
-    bound to the seeds.  Unpaired: ``max(p_Welch, p_perm)``, Welch's t test and the label-permutation test of
-    Welch's t at that level (exact over all relabellings up to
+    bound to the seeds.  Unpaired: ``max(p_Hall, p_perm)``, the unpaired one-level test (Hall's two-sample
+    statistic, least favourable over groups of skewness up to the bound at any variance ratio) and the
+    label-permutation test of Welch's t at that level (exact over all relabellings up to
     :data:`~mtlens.analysis.inference.MAX_EXACT`).  Each is valid where the other may not be (the
     permutation test needs exchangeable labels, which unequal variances break: 13% at 3 vs 9 runs with
-    an sd ratio of 3; Welch's t needs normal groups: 8.5% on real A/A runs at 3 vs 9 with equal
-    spread, benchmarks/gap_heldout.py), and the larger p-value rejects only where both do, so its size is
+    an sd ratio of 3; the one-level test needs groups within its skewness family, where Welch's t with Hsu's
+    df gave up to 8.8% on skewed groups, and on real A/A runs at 3 vs 9 with equal spread 8.5% (Welch's df),
+    benchmarks/gap_heldout.py), and the larger p-value rejects only where both do, so its size is
     at most the smaller of theirs.  Unpaired splits have a low permutation floor (1 / C(12, 3) = 0.0045
     at 3 vs 9, 2 / C(12, 6) = 0.0022 at 6 vs 6), unlike the ``2 / 2^n`` of few paired seeds.  The
     permutation p-value is computed as the fixed sequence at ``alpha`` needs it (a test per level costs
     up to C(16, 8) relabellings): at the end, then backwards while the levels are rejected with the
-    end's sign; before the first level that fails, ``p_Welch`` alone (a lower bound, exact for the
+    end's sign; before the first level that fails, ``p_Hall`` alone (a lower bound, exact for the
     fixed sequence at any level up to ``alpha``)."""
     p = test.pointwise_p
     if test.design == "paired":

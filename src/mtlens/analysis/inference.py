@@ -46,14 +46,18 @@ of tests (a report table's rows of one setting, :func:`grouped_bounds`) narrows 
 :func:`family_skewness_bound`, a ``1 − beta`` upper confidence limit of the rows' common |skewness|, with
 Berger & Boos's (1994) p-value (the least-favourable p over the narrower family, plus ``beta``;
 :class:`SkewnessBound`, :meth:`MaxTTest.with_bound`).  No test of a mean holds for every skewed null (Bahadur &
-Savage 1956); :func:`symmetry_diagnostic` checks the study's own differences.  Unpaired: Welch's statistic with
-Hsu's (1938) conservative ``df = min(n_1, n_2) − 1`` (size at most ``alpha`` for normal groups of any variance
-ratio; Mickey & Brown 1966; Scheffé 1970), where the Welch–Satterthwaite ``df`` gave 6.9% at 3 vs 9 runs.  The
+Savage 1956); :func:`symmetry_diagnostic` checks the study's own differences.  Unpaired: the two-sample analogue,
+Hall's correction of Welch's statistic by the skewness of the difference of the means
+(:func:`welch_hall_statistic`; Hall 1992; Cressie & Whitford 1986), with the p-value least favourable over
+mean-zero groups that are each normal or shifted gamma of skewness ``±SKEWNESS_BOUND``, at the observed sizes
+and every variance ratio (a grid of the first group's share of the variance, ends included:
+:data:`VARIANCE_SHARES`; the worst case, as Hsu's (1938) ``df = min(n_1, n_2) − 1`` is for normal groups).
+Welch's t with Hsu's df, which it replaces, gave up to 8.8% on such groups (6 vs 6 runs, sd ratio 3).  The
 interval is the set of differences the test does not reject (:meth:`MaxTTest.interval`), the effect size
 Hedges' bias-corrected ``g = J(nu) · estimate / sd`` (``nu = n − 1`` paired, ``n_1 + n_2 − 2`` unpaired), and
 the difference detected with power ``1 − beta`` (:meth:`MaxTTest.min_detectable`) is the simulated power root
-of Hall's test (paired, :func:`hall_detectable_effect`) or ``lambda · se`` with the noncentral t (unpaired,
-``scipy.stats.nct``, :func:`detectable_noncentrality`).
+of Hall's test (paired, :func:`hall_detectable_effect`; unpaired, :func:`welch_hall_detectable_effect` at the
+observed variance ratio).
 """
 
 from __future__ import annotations
@@ -69,6 +73,8 @@ import numpy as np
 from scipy import optimize, special, stats
 
 Item = TypeVar("Item")
+Moments = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""``(mean, sd, g)`` of samples along their last axis (:func:`_moments_of_rows`)."""
 
 MAX_EXACT = 1 << 14
 """Largest number of sign patterns (or relabellings) that is enumerated exactly (2^14: 14 seeds)."""
@@ -120,18 +126,54 @@ FIXED_BOUND = SkewnessBound()
 """The bound that needs no data: :data:`SKEWNESS_BOUND`, nothing added to the p-values."""
 
 
+def hall_transform(t: np.ndarray, gamma: np.ndarray) -> np.ndarray:
+    """Hall's (1992) skewness correction of a studentized statistic ``t = estimate / se`` whose estimate has
+    the estimated skewness ``gamma`` (its third cumulant over ``se^3``):
+
+        T_H = t + gamma t^2 / 3 + gamma^2 t^3 / 27 + gamma / 6 = ((1 + gamma t / 3)^3 − 1) / gamma + gamma / 6,
+
+    monotone in ``t``, so the test inverts into an interval (:meth:`MaxTTest.interval`).  To first order
+    a studentized mean has mean ``−gamma / 2`` and third cumulant ``−2 gamma`` (the covariance of the
+    estimate and its variance estimate is the estimate's third cumulant), which is all its ``n^{-1/2}``
+    Edgeworth term depends on; ``T_H`` removes that term.  This holds for one mean (``gamma = g / sqrt(n)``,
+    :func:`hall_statistic`) and for Welch's difference of two means (``gamma = (m_3(X) / n_1^2 − m_3(Y) /
+    n_2^2) / se^3``, :func:`welch_hall_statistic`; Cressie & Whitford 1986).  A non-finite ``gamma`` counts
+    as 0; ``t`` where ``t`` is ``±inf``."""
+    g = np.where(np.isfinite(gamma), gamma, 0.0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        u = g * t / 3
+        corrected = t * (1 + u + u * u / 3) + g / 6
+    return np.where(np.isfinite(t), corrected, t)
+
+
 def hall_statistic(estimate: np.ndarray, sd: np.ndarray, skew: np.ndarray, n: int) -> np.ndarray:
     """Hall's (1992) skewness-corrected studentized mean of ``n`` paired differences:
     ``T_H = sqrt(n) · (S + g S^2 / 3 + g^2 S^3 / 27 + g / (6 n))`` with ``S = mean / sd`` (``sd`` with
-    ddof 1) and ``g = m_3 / sd^3`` (``m_3`` the mean cubed deviation).  The cubic is
-    ``((1 + g S / 3)^3 − 1) / g``, monotone in ``S``, so the test inverts into an interval
-    (:meth:`MaxTTest.interval`); it removes the ``n^{-1/2}`` skewness term of the t statistic's
-    Edgeworth expansion.  ``0`` where mean and sd are 0, ``±inf`` where only the sd is."""
+    ddof 1) and ``g = m_3 / sd^3`` (``m_3`` the mean cubed deviation): :func:`hall_transform` of
+    ``t = sqrt(n) S`` and ``gamma = g / sqrt(n)``.  ``g / (6 sqrt(n))`` where mean and sd are 0, ``±inf``
+    where only the sd is."""
+    s = _t_ratio(np.asarray(estimate, float), np.asarray(sd, float))
+    return hall_transform(math.sqrt(n) * s, np.asarray(skew, float) / math.sqrt(n))
+
+
+def welch_se_and_skewness(first: Moments, second: Moments, sizes: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """``(se, gamma)`` of the difference of the means of two independent groups of ``sizes = (n_1, n_2)``
+    values given by their :func:`_moments_of_rows` ``(mean, sd, g)``: Welch's ``se = sqrt(sd_1^2 / n_1 +
+    sd_2^2 / n_2)`` and the skewness ``gamma = (g_1 sd_1^3 / n_1^2 − g_2 sd_2^3 / n_2^2) / se^3`` (the third
+    cumulant of ``mean_1 − mean_2`` is ``m_3(X) / n_1^2 − m_3(Y) / n_2^2``; NaN where ``se = 0``)."""
+    (_, sd1, g1), (_, sd2, g2), (n1, n2) = first, second, sizes
+    var1, var2 = sd1 * sd1 / n1, sd2 * sd2 / n2
+    se = np.sqrt(var1 + var2)
     with np.errstate(divide="ignore", invalid="ignore"):
-        s = _t_ratio(np.asarray(estimate, float), np.asarray(sd, float))
-        g = np.where(np.isfinite(skew), skew, 0.0)
-        t = math.sqrt(n) * (s + g * s**2 / 3 + g**2 * s**3 / 27 + g / (6 * n))
-    return np.where(np.isfinite(s), t, s)
+        return se, (g1 * var1 * sd1 / n1 - g2 * var2 * sd2 / n2) / (se * se * se)
+
+
+def welch_hall_statistic(first: Moments, second: Moments, sizes: tuple[int, int]) -> np.ndarray:
+    """Hall's correction (:func:`hall_transform`) of Welch's statistic of two independent groups of
+    ``sizes = (n_1, n_2)`` values given by their :func:`_moments_of_rows` ``(mean, sd, g)``, H0: equal means:
+    ``t = (mean_1 − mean_2) / se`` with ``se`` and ``gamma`` of :func:`welch_se_and_skewness`."""
+    se, gamma = welch_se_and_skewness(first, second, sizes)
+    return hall_transform(_t_ratio(first[0] - second[0], se), gamma)
 
 
 def _moments_of_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -167,11 +209,55 @@ def _reference_table(n: int, skewness: float) -> np.ndarray:
     return np.sort(np.nan_to_num(values, nan=0.0))
 
 
-def hall_reference(n: int, skewness: float = SKEWNESS_BOUND) -> tuple[np.ndarray, ...]:
-    """Sorted ``|T_H|`` (:func:`hall_statistic`) of :data:`N_REFERENCE` simulated samples of ``n``
-    mean-zero differences, for the two ends of the controlled family: normal (skewness 0) and the
-    shifted gamma of skewness ``skewness`` (one table when it is 0; ``|T_H|`` is even under ``d -> −d``,
-    so the left-skewed mirror needs no table).  Seeded, so p-values are reproducible."""
+VARIANCE_SHARES = 0.5 * (1 - np.cos(np.pi * np.arange(21) / 20))
+"""The grid of the first group's share ``w = (sigma_1^2 / n_1) / (sigma_1^2 / n_1 + sigma_2^2 / n_2)`` of the
+variance of Welch's difference over which the unpaired reference is least favourable
+(:func:`_welch_reference`): 21 points from 0 to 1, denser towards the ends (``0.5 (1 − cos(pi k / 20))``),
+where the tails are heaviest: ``w = 1`` is one group of ``n_1`` values against a constant, the one-sample
+test, as Hsu's ``df = min(n_1, n_2) − 1`` is for normal groups."""
+
+
+@functools.lru_cache(maxsize=64)
+def _welch_reference(sizes: tuple[int, int], skewness: float) -> np.ndarray:
+    """The least-favourable envelope of the unpaired references: per rank ``j``, the largest ``j``-th value
+    of the sorted ``|T_H|`` (:func:`welch_hall_statistic`) of :data:`N_REFERENCE` seeded pairs of independent
+    groups of ``sizes`` mean-zero values, over one simulated table per group skewness pair
+    ``(0, 0), (s, 0), (0, s), (s, s), (s, −s)`` (``s = skewness``; ``|T_H|`` is even under negating both
+    groups, so these cover every pair of signs; only ``(0, 0)`` for ``s = 0``) and per variance share ``w`` of
+    :data:`VARIANCE_SHARES`.  ``#{E >= x} = max_k #{T_k >= x}`` for the envelope ``E``, so its tail count is
+    the largest over the tables (the p-value of :func:`hall_p_value` is their maximum).  Each group is drawn
+    once per skewness (:func:`_mean_zero_draws`) and its moments rescaled to ``sd^2 / n = w`` and ``1 − w``
+    (common random numbers across the shares)."""
+    rng = np.random.default_rng([20261209, *sizes, round(skewness / BOUND_STEP)])
+    moments = [
+        {s: _moments_of_rows(_mean_zero_draws(rng, s, (N_REFERENCE, n))) for s in {0.0, float(skewness)}} for n in sizes
+    ]
+
+    def group(i: int, share: float, s: float) -> Moments:
+        mean, sd, g = moments[i][abs(s)]
+        scale = math.sqrt(share * sizes[i]) * (1.0 if s >= 0 else -1.0)  # a negative scale mirrors the group
+        return scale * mean, abs(scale) * sd, math.copysign(1.0, scale) * g
+
+    pairs = [(0.0, 0.0)] if skewness == 0 else [(0.0, 0.0), (skewness, 0.0), (0.0, skewness), (skewness, skewness)]
+    pairs += [(skewness, -skewness)] if skewness != 0 else []
+    envelope = np.zeros(N_REFERENCE)
+    for s1, s2 in pairs:
+        for w in VARIANCE_SHARES:
+            statistic = np.abs(welch_hall_statistic(group(0, w, s1), group(1, 1.0 - w, s2), sizes))
+            np.maximum(envelope, np.sort(np.nan_to_num(statistic, nan=0.0)), out=envelope)
+    return envelope
+
+
+def hall_reference(n: int | tuple[int, int], skewness: float = SKEWNESS_BOUND) -> tuple[np.ndarray, ...]:
+    """The sorted reference tables of the one-level test, each :data:`N_REFERENCE` simulated values of its
+    ``|T_H|`` under H0, for the ends of the controlled family.  Paired (``n`` differences): normal
+    (skewness 0) and the shifted gamma of skewness ``skewness`` (one table when it is 0; ``|T_H|`` is even
+    under ``d -> −d``, so the left-skewed mirror needs no table).  Unpaired (``n = (n_1, n_2)`` runs):
+    one table, the least-favourable envelope over every pair of group skewnesses in ``{0, ±skewness}`` at
+    every variance share of :data:`VARIANCE_SHARES` (:func:`_welch_reference`).  Seeded, so p-values are
+    reproducible."""
+    if not isinstance(n, int):
+        return (_welch_reference((int(n[0]), int(n[1])), float(skewness)),)
     if skewness == 0:
         return (_reference_table(n, 0.0),)
     return _reference_table(n, 0.0), _reference_table(n, float(skewness))
@@ -181,14 +267,15 @@ def _chunks(total: int, size: int) -> list[int]:
     return [min(size, total - start) for start in range(0, total, size)]
 
 
-def hall_p_value(statistic: np.ndarray, n: int, bound: SkewnessBound = FIXED_BOUND) -> np.ndarray:
-    """Two-sided p-value of :func:`hall_statistic` ``statistic`` from ``n`` differences, least
-    favourable over the family the ``bound`` covers: ``max`` over the references of
-    :func:`hall_reference` ``(n, bound.value)`` of ``(1 + #{|T*| >= |T_H|}) / (1 + N)``, plus
-    ``bound.miss`` (Berger & Boos 1994: the supremum over a ``1 − beta`` confidence set, plus ``beta``),
-    at most 1.  The size of ``|T_H|`` grows with the skewness within the shifted-gamma family
-    (measured, docs/statistics.md §2), so the maximum over its ends holds the level for every mean-zero
-    shifted gamma with ``|skewness| <= bound.value`` (and the normal)."""
+def hall_p_value(statistic: np.ndarray, n: int | tuple[int, int], bound: SkewnessBound = FIXED_BOUND) -> np.ndarray:
+    """Two-sided p-value of Hall's statistic ``statistic`` (:func:`hall_statistic` of ``n`` differences, or
+    :func:`welch_hall_statistic` of ``n = (n_1, n_2)`` runs), least favourable over the family the ``bound``
+    covers: ``max`` over the references of :func:`hall_reference` ``(n, bound.value)`` of
+    ``(1 + #{|T*| >= |T_H|}) / (1 + N)``, plus ``bound.miss`` (Berger & Boos 1994: the supremum over a
+    ``1 − beta`` confidence set, plus ``beta``), at most 1.  The size of ``|T_H|`` grows with the skewness
+    within the shifted-gamma family (measured, docs/statistics.md §2), so the maximum over its ends holds the
+    level for every mean-zero shifted gamma with ``|skewness| <= bound.value`` (and the normal); unpaired, in
+    each group, at any variance ratio (up to the grid of :data:`VARIANCE_SHARES`)."""
     stat = np.abs(np.asarray(statistic, float))
     p = np.zeros(stat.shape)
     for table in hall_reference(n, bound.value):
@@ -197,9 +284,9 @@ def hall_p_value(statistic: np.ndarray, n: int, bound: SkewnessBound = FIXED_BOU
     return np.where(stat == 0, 1.0, np.minimum(1.0, p + bound.miss))
 
 
-def hall_critical(n: int, alpha: float, bound: SkewnessBound = FIXED_BOUND) -> float:
-    """The critical value ``c`` of the paired test: ``hall_p_value(T, n, bound) <= alpha`` iff ``|T| > c``
-    (``inf`` when no p-value can reach ``alpha``)."""
+def hall_critical(n: int | tuple[int, int], alpha: float, bound: SkewnessBound = FIXED_BOUND) -> float:
+    """The critical value ``c`` of the one-level test of ``n`` differences or ``n = (n_1, n_2)`` runs:
+    ``hall_p_value(T, n, bound) <= alpha`` iff ``|T| > c`` (``inf`` when no p-value can reach ``alpha``)."""
     level = alpha - bound.miss
     values = []
     for table in hall_reference(n, bound.value):
@@ -329,27 +416,64 @@ def paired_power(effect: float, n: int, alpha: float, bound: SkewnessBound = FIX
     return float(paired_powers(effect, n, np.array([alpha]), bound)[0])
 
 
-@functools.lru_cache(maxsize=4096)
-def hall_detectable_effect(n: int, critical: float, power: float = 0.8) -> float:
-    """The standardized difference ``d = delta / sigma`` that the paired test rejecting
-    ``|T_H| > critical`` detects with probability ``power`` on normal differences: the root of the
-    simulated power (the samples of :func:`_power_moments`, common to every ``d``; ``brentq``
-    from a bracket around the noncentral-t answer of the same critical value, to ``1e-4``).
-    ``T_H`` is not noncentral t (its ``g`` is estimated too), so this replaces
-    :func:`detectable_noncentrality` for the paired test.  ``inf`` for an infinite critical value."""
-    if not np.isfinite(critical) or n < 2:
-        return np.inf
+def _power_root(statistic: Callable[[float], np.ndarray], critical: float, power: float, guess: float) -> float:
+    """The effect ``d`` at which the simulated power ``mean(|statistic(d)| > critical)`` reaches ``power``:
+    ``brentq`` (to ``1e-4``) from a bracket around ``guess`` widened until it holds the root."""
 
     def shortfall(d: float) -> float:
-        return float(np.mean(np.abs(_shifted_hall(n, d)) > critical)) - power
+        return float(np.mean(np.abs(statistic(d)) > critical)) - power
 
-    guess = detectable_noncentrality(critical, n - 1.0, power) / math.sqrt(n)
     low, high = 0.8 * guess, 1.3 * guess
     while shortfall(low) > 0:
         low /= 2
     while shortfall(high) < 0:
         high *= 2
     return float(optimize.brentq(shortfall, low, high, xtol=1e-4))
+
+
+@functools.lru_cache(maxsize=4096)
+def hall_detectable_effect(n: int, critical: float, power: float = 0.8) -> float:
+    """The standardized difference ``d = delta / sigma`` that the paired test rejecting
+    ``|T_H| > critical`` detects with probability ``power`` on normal differences: the root of the
+    simulated power (the samples of :func:`_power_moments`, common to every ``d``; :func:`_power_root`
+    from the noncentral-t answer of the same critical value).  ``T_H`` is not noncentral t (its ``g`` is
+    estimated too), so this replaces :func:`detectable_noncentrality` for the paired test.  ``inf`` for an
+    infinite critical value."""
+    if not np.isfinite(critical) or n < 2:
+        return np.inf
+    guess = detectable_noncentrality(critical, n - 1.0, power) / math.sqrt(n)
+    return _power_root(functools.partial(_shifted_hall, n), critical, power, guess)
+
+
+@functools.lru_cache(maxsize=16)
+def _power_groups(sizes: tuple[int, int]) -> tuple[Moments, Moments]:
+    """:func:`_moments_of_rows` of :data:`_POWER_DRAWS` seeded pairs of independent standard normal groups of
+    ``sizes`` that every simulated unpaired power shares (common random numbers)."""
+    rng = np.random.default_rng([11, *sizes])
+    first, second = (_moments_of_rows(rng.standard_normal((_POWER_DRAWS, n))) for n in sizes)
+    return first, second
+
+
+def _shifted_welch_hall(sizes: tuple[int, int], share: float, effect: float) -> np.ndarray:
+    """:func:`welch_hall_statistic` of the normal groups of :func:`_power_groups` scaled to variance share
+    ``share`` (``sd_1^2 / n_1 = share``, ``sd_2^2 / n_2 = 1 − share``: a standard error of 1), the first group
+    shifted by ``effect`` (standard errors)."""
+    (mean1, sd1, g1), (mean2, sd2, g2) = _power_groups(sizes)
+    a1, a2 = math.sqrt(share * sizes[0]), math.sqrt((1.0 - share) * sizes[1])
+    return welch_hall_statistic((a1 * mean1 + effect, a1 * sd1, g1), (a2 * mean2, a2 * sd2, g2), sizes)
+
+
+@functools.lru_cache(maxsize=4096)
+def welch_hall_detectable_effect(sizes: tuple[int, int], share: float, critical: float, power: float = 0.8) -> float:
+    """The difference of the means, in units of its standard error ``sqrt(sigma_1^2 / n_1 + sigma_2^2 / n_2)``,
+    that the unpaired test of ``sizes = (n_1, n_2)`` runs rejecting ``|T_H| > critical``
+    (:func:`welch_hall_statistic`) detects with probability ``power`` on normal groups whose first group has
+    the variance share ``share`` (:func:`_shifted_welch_hall`, :func:`_power_root` from the noncentral-t
+    answer with Hsu's df).  ``inf`` for an infinite critical value."""
+    if not np.isfinite(critical):
+        return np.inf
+    guess = detectable_noncentrality(critical, min(sizes) - 1.0, power)
+    return _power_root(functools.partial(_shifted_welch_hall, sizes, share), critical, power, guess)
 
 
 def _t_ratio(numerator: np.ndarray, se: np.ndarray) -> np.ndarray:
@@ -493,10 +617,12 @@ class MaxTTest:
     or ``"unpaired"``; ``n``: seed pairs (paired) or ``(n_M, n_S)`` runs (unpaired); ``sd``: the
     per-level standard deviation of the paired differences (paired) or the pooled one (unpaired),
     the denominator of ``effect_size``; ``skew`` (paired): the per-level ``g = m_3 / sd^3`` of
-    :func:`hall_statistic`; ``power_df`` (unpaired): the Welch–Satterthwaite df, the approximate
-    distribution of the statistic under which :meth:`min_detectable` computes power (``df`` is Hsu's
-    conservative ``min(n_1, n_2) − 1`` the test uses); ``bound`` (paired): the skewness bound of its
-    one-level test (:class:`SkewnessBound`; a family's from :func:`family_skewness_bound`, via :meth:`with_bound`);
+    :func:`hall_statistic`; ``estimate_skew`` (unpaired): the per-level skewness of the difference of the
+    means ``gamma`` of :func:`welch_hall_statistic`; ``variance_share`` (unpaired): the per-level share of
+    the first group in the squared standard error, ``(s_1^2 / n_1) / se^2``, at which :meth:`min_detectable`
+    computes power (``df`` is Hsu's ``min(n_1, n_2) − 1``, of the Welch t the band uses); ``bound``
+    (paired): the skewness bound of its one-level test (:class:`SkewnessBound`; a family's from
+    :func:`family_skewness_bound`, via :meth:`with_bound`);
     ``tied``: per level, whether the values have no spread (paired: ``max d − min d <= 1e-9 · max |d|``, every
     seed's difference the same; unpaired: both groups constant, to the same tolerance), where the one-level
     test is the exact permutation test (:attr:`pointwise_p`).
@@ -512,7 +638,8 @@ class MaxTTest:
     exact: bool
     df: np.ndarray
     skew: np.ndarray | None = None
-    power_df: np.ndarray | None = None
+    estimate_skew: np.ndarray | None = None
+    variance_share: np.ndarray | None = None
     bound: SkewnessBound = FIXED_BOUND
     tied: np.ndarray | None = None
 
@@ -565,23 +692,33 @@ class MaxTTest:
         return self.n if isinstance(self.n, int) else sum(self.n)
 
     @property
+    def _studentized(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(scale, gamma)`` per level: the standard error Hall's statistic divides the estimate by and the
+        estimated skewness of the estimate (:func:`hall_transform`): paired ``(sd / sqrt(n), g / sqrt(n))``
+        (:func:`hall_statistic`), unpaired ``(se, estimate_skew)`` (:func:`welch_hall_statistic`)."""
+        if self.design == "paired" and self.skew is not None:
+            root = math.sqrt(self._pairs)
+            return self.sd / root, np.asarray(self.skew, float) / root
+        if self.design == "unpaired" and self.estimate_skew is not None:
+            return self.se, self.estimate_skew
+        raise ValueError("Hall's statistic needs the skewness of the values (paired_max_t, unpaired_max_t)")
+
+    @property
     def hall(self) -> np.ndarray:
-        """Per level, Hall's skewness-corrected statistic :func:`hall_statistic` (paired only)."""
-        if self.design != "paired" or self.skew is None:
-            raise ValueError("Hall's statistic is defined for paired differences")
-        return hall_statistic(self.estimate, self.sd, self.skew, self._pairs)
+        """Per level, Hall's skewness-corrected statistic: :func:`hall_statistic` (paired) or
+        :func:`welch_hall_statistic` (unpaired), H0: no difference."""
+        scale, gamma = self._studentized
+        return hall_transform(_t_ratio(self.estimate, scale), gamma)
 
     @property
     def pointwise_p(self) -> np.ndarray:
-        """Per level, the unadjusted two-sided p-value of the one-level test (module docstring):
-        paired, Hall's statistic against the least-favourable reference under :attr:`bound`
-        (:func:`hall_p_value`; smallest value ``1 / (1 + N_REFERENCE)``, 7.6e-6, plus the bound's
-        ``miss``); unpaired, ``2 · P(T_df >= |t_j|)`` with Hsu's ``df``.  Not
-        bound to ``2 / 2^n``: the p-value of every one-level test of the report; 0 (unpaired) or the
-        smallest value (paired) where ``|t_j| = inf``, 1 where ``t_j = 0``."""
-        if self.design == "paired" and self.skew is not None:
-            return np.where(self._tied, self._tied_p, hall_p_value(self.hall, self._pairs, self.bound))
-        return np.where(self._tied, self._tied_p, np.asarray(2 * stats.t.sf(np.abs(self.t), self.df), float))
+        """Per level, the unadjusted two-sided p-value of the one-level test (module docstring): Hall's
+        statistic (:attr:`hall`; paired :func:`hall_statistic`, unpaired :func:`welch_hall_statistic`) against
+        the least-favourable reference of :func:`hall_p_value` (paired under :attr:`bound`; smallest value
+        ``1 / (1 + N_REFERENCE)``, 7.6e-6, plus the bound's ``miss``).  Not bound to ``2 / 2^n``: the p-value
+        of every one-level test of the report; the smallest value where ``|t_j| = inf``, 1 where
+        ``T_H = 0``; the exact permutation p-value where the values have no spread (:attr:`tied`)."""
+        return np.where(self._tied, self._tied_p, hall_p_value(self.hall, self.n, self.bound))
 
     @property
     def _tied(self) -> np.ndarray:
@@ -601,8 +738,8 @@ class MaxTTest:
     @property
     def _tied_p(self) -> np.ndarray:
         """Per level, the exact permutation p-value where the differences have no spread (:attr:`tied`):
-        :attr:`_tied_floor` for a nonzero difference, 1 for none.  Hall's statistic (and Welch's t) is
-        ``±inf`` there and its reference would give its floor (7.6e-6 at any ``n``; Welch's 0), whatever the
+        :attr:`_tied_floor` for a nonzero difference, 1 for none.  Hall's statistic (paired or unpaired) is
+        ``±inf`` there and its reference would give its floor (7.6e-6 at any ``n``), whatever the
         seeds: a continuous reference says nothing about tied, discrete values."""
         return np.where(self.estimate == 0, 1.0, self._tied_floor)
 
@@ -614,46 +751,35 @@ class MaxTTest:
     @property
     def pointwise_min_p(self) -> float:
         """The smallest value :attr:`pointwise_p` can take, the same at every level and any number of seeds:
-        paired, ``1 / (1 + N_REFERENCE)`` plus the bound's ``miss`` (7.6e-6 under the fixed bound, 2.6e-4 under
-        a family's, :func:`hall_p_value`); unpaired 0 (the t distribution's tail)."""
-        if self.design == "paired" and self.skew is not None:
-            return min(1.0, 1 / (1 + N_REFERENCE) + self.bound.miss)
-        return 0.0
+        ``1 / (1 + N_REFERENCE)`` plus the bound's ``miss`` (7.6e-6 under the fixed bound, 2.6e-4 under a
+        family's, :func:`hall_p_value`; unpaired tests are under the fixed bound)."""
+        return min(1.0, 1 / (1 + N_REFERENCE) + self.bound.miss)
 
     def critical(self, alpha: float) -> np.ndarray:
-        """Per level, the critical value of the one-level test at ``alpha``: ``|T| > c`` iff
-        ``pointwise_p <= alpha`` (paired: :func:`hall_critical` on ``|T_H|`` under :attr:`bound`;
-        unpaired ``t_{df, 1−alpha/2}``)."""
-        if self.design == "paired" and self.skew is not None:
-            return np.full(len(self.se), hall_critical(self._pairs, alpha, self.bound))
-        return np.asarray(stats.t.ppf(1 - alpha / 2, self.df), float)
+        """Per level, the critical value of the one-level test at ``alpha``: ``|T_H| > c`` iff
+        ``pointwise_p <= alpha`` (:func:`hall_critical`; paired under :attr:`bound`)."""
+        return np.full(len(self.se), hall_critical(self.n, alpha, self.bound))
 
     def interval(self, alpha: float) -> tuple[np.ndarray, np.ndarray]:
         """Per level, the ``1 − alpha`` interval of the one-level test, the differences ``mu`` it does not
-        reject: unpaired ``estimate ± t_{df, 1−alpha/2} · se``; paired, ``|T_H(d − mu)| <= c`` inverted
-        through the cubic of :func:`hall_statistic` (``S = 3 ((1 + g u)^{1/3} − 1) / g`` for
-        ``u = ±c / sqrt(n) − g / (6 n)``, ``mu = mean − sd · S``; asymmetric when ``g != 0``).  It excludes
-        0 exactly where ``pointwise_p <= alpha``."""
+        reject: ``|T_H(mu)| <= c``, Hall's statistic of the values shifted by ``mu`` (a shift leaves the
+        scale and ``gamma`` of :attr:`_studentized` as they are), inverted through the cubic of
+        :func:`hall_transform`: ``t = 3 ((1 + gamma u)^{1/3} − 1) / gamma`` for ``u = ±c − gamma / 6``,
+        ``mu = estimate − scale · t`` (asymmetric when ``gamma != 0``).  It excludes 0 exactly where
+        ``pointwise_p <= alpha``."""
         c = self.critical(alpha)
+        scale, skew = self._studentized
+        gamma = np.where(np.isfinite(skew), skew, 0.0)
+        ends = []
+        for sign in (1.0, -1.0):
+            u = sign * c - gamma / 6
+            with np.errstate(divide="ignore", invalid="ignore"):
+                t = np.where(gamma != 0, 3 * (np.cbrt(1 + gamma * u) - 1) / np.where(gamma != 0, gamma, 1.0), u)
+            ends.append(self.estimate - scale * t)
         # no spread: the permutation test rejects every mu but the common difference (p = the floor), or none
         unbounded = self._tied_floor > alpha
-        if self.design != "paired" or self.skew is None:
-            low, high = self.estimate - c * self.se, self.estimate + c * self.se
-        else:
-            low, high = self._hall_interval(c, self.skew)
-        low = np.where(self._tied, -np.inf if unbounded else self.estimate, low)
-        return low, np.where(self._tied, np.inf if unbounded else self.estimate, high)
-
-    def _hall_interval(self, c: np.ndarray, skew: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The paired interval of :meth:`interval` at critical values ``c``, by inverting Hall's cubic."""
-        n, g = self._pairs, np.where(np.isfinite(skew), skew, 0.0)
-        bounds = []
-        for sign in (1.0, -1.0):
-            u = sign * c / math.sqrt(n) - g / (6 * n)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                s = np.where(g != 0, 3 * (np.cbrt(1 + g * u) - 1) / np.where(g != 0, g, 1.0), u)
-            bounds.append(self.estimate - self.sd * s)
-        return bounds[0], bounds[1]
+        low = np.where(self._tied, -np.inf if unbounded else self.estimate, ends[0])
+        return low, np.where(self._tied, np.inf if unbounded else self.estimate, ends[1])
 
     @property
     def hedges_df(self) -> int:
@@ -669,8 +795,8 @@ class MaxTTest:
     def min_detectable(self, alpha: float, power: float = 0.8, simultaneous: bool = False) -> np.ndarray:
         """Per level: the difference that the one-level test at level ``alpha`` detects with probability
         ``power``: paired, ``hall_detectable_effect(n, c, power) · sd`` (simulated power of Hall's test on
-        normal differences); unpaired, ``lambda · se`` with :func:`detectable_noncentrality` at Hsu's
-        critical value ``t_{df, 1−alpha/2}`` and the Welch–Satterthwaite ``power_df``.  With
+        normal differences); unpaired, ``welch_hall_detectable_effect((n_1, n_2), w, c, power) · se`` (simulated
+        power of Hall's two-sample test on normal groups at the observed :attr:`variance_share` ``w``).  With
         ``simultaneous``: ``lambda · se`` at the max-|t| ``c_alpha`` of the band (noncentral t with the
         level's ``df``; ``inf`` when no permutation p-value can reach ``alpha``).  NaN where the differences
         have no spread (a power needs a spread to scale by; the report says they do not vary)."""
@@ -680,12 +806,16 @@ class MaxTTest:
             critical = np.full(len(self.se), self.critical_value(alpha))
             nc = [detectable_noncentrality(float(c), float(d), power) for c, d in zip(critical, self.df)]
             return np.where(self._no_spread, np.nan, np.asarray(nc) * self.se)
-        if self.design == "paired" and self.skew is not None:
-            effect = hall_detectable_effect(self._pairs, float(self.critical(alpha)[0]), power) * self.sd
-            return np.where(self._no_spread & np.isfinite(effect), np.nan, effect)
-        df = self.df if self.power_df is None else self.power_df
-        nc = [detectable_noncentrality(float(c), float(d), power) for c, d in zip(self.critical(alpha), df)]
-        return np.where(self._no_spread, np.nan, np.asarray(nc) * self.se)
+        c = float(self.critical(alpha)[0])
+        if isinstance(self.n, int):
+            effect = hall_detectable_effect(self.n, c, power) * self.sd
+        elif self.variance_share is None:
+            raise ValueError("the unpaired power needs the groups' variance share (unpaired_max_t)")
+        else:
+            sizes = (int(self.n[0]), int(self.n[1]))
+            shares = [float(w) for w in self.variance_share]
+            effect = np.array([welch_hall_detectable_effect(sizes, w, c, power) for w in shares]) * self.se
+        return np.where(self._no_spread & np.isfinite(effect), np.nan, effect)
 
 
 def scalar_test(test: MaxTTest, alpha: float, power: float = 0.8) -> dict[str, float]:
@@ -743,10 +873,11 @@ def unpaired_max_t(first: np.ndarray, second: np.ndarray, n_random: int = N_RAND
     se = np.sqrt(var1 / n1 + var2 / n2)
     t_all = _t_ratio(mean1 - mean2, se)
     pooled = np.sqrt(((n1 - 1) * var1[0] + (n2 - 1) * var2[0]) / (n1 + n2 - 2))
-    a, b = var1[0] / n1, var2[0] / n2  # Welch–Satterthwaite degrees of freedom per level
+    first_moments = _moments_of_rows(x.T)
+    welch_se, gamma = welch_se_and_skewness(first_moments, _moments_of_rows(y.T), (n1, n2))
     with np.errstate(invalid="ignore", divide="ignore"):
-        welch = np.where(a + b > 0, (a + b) ** 2 / (a**2 / (n1 - 1) + b**2 / (n2 - 1)), n1 + n2 - 2.0)
-    hsu = np.full(x.shape[1], min(n1, n2) - 1.0)  # Hsu (1938): never above Welch's, size <= alpha for normal groups
+        share = np.clip(np.where(welch_se > 0, first_moments[1] ** 2 / n1 / welch_se**2, 0.5), 0.0, 1.0)
+    hsu = np.full(x.shape[1], min(n1, n2) - 1.0)  # Hsu (1938): the df of the band's Welch t
     null_max = np.sort(np.abs(t_all).max(axis=1))
     tied = np.ptp(x, axis=0) + np.ptp(y, axis=0) <= _TIE * np.abs(data).max(axis=0)  # both groups constant
     return MaxTTest(
@@ -759,7 +890,8 @@ def unpaired_max_t(first: np.ndarray, second: np.ndarray, n_random: int = N_RAND
         null_max,
         exact,
         hsu,
-        power_df=welch,
+        estimate_skew=gamma,
+        variance_share=share,
         tied=tied,
     )
 

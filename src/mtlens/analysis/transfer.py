@@ -14,7 +14,7 @@ The test is **paired by seed** (STL and MTL of one seed share initialization and
 with at least 2 seeds having both runs, ``delta`` is the mean of ``d_s = M_MTL,s − M_STL,s`` over
 those seeds and ``p_value`` the paired test of the ``d_s`` (Hall's skewness-corrected t, ``df = n − 1``;
 :attr:`~mtlens.analysis.inference.MaxTTest.pointwise_p`); otherwise the runs are compared unpaired
-(Welch's t with Hsu's ``df = min(n_MTL, n_STL) − 1``).  ``design`` says which;
+(Hall's correction of Welch's t, least favourable over skewed groups and variance ratios).  ``design`` says which;
 ``delta_low/high`` is the test's interval at ``1 − alpha``, ``effect_size`` Hedges' g_z (paired) or g
 (bias-corrected Cohen's d_z / d), ``df`` the test's degrees of freedom, ``min_p`` the smallest
 p-value the test allows (not bound to 2/2^n), ``min_detectable`` the difference the test detects with
@@ -116,7 +116,7 @@ def difference_test(
 ) -> dict[str, Any]:
     """``design, delta, delta_low, delta_high, effect_size, df, p_value, min_p, min_detectable, skewness,
     skewness_bound`` of MTL − STL: the paired test of the per-seed differences under the skewness ``bound``
-    (paired; its setting's, :func:`family_bound`) or Welch's t with Hsu's df (unpaired) of
+    (paired; its setting's, :func:`family_bound`) or Hall's two-sample test (unpaired) of
     :func:`~mtlens.analysis.inference.scalar_test`, its ``1 − alpha`` interval and the difference it
     detects with 80% power at ``alpha``; with ``lone_level`` also ``min_detectable_lone``, the difference it
     detects with 80% power at that level (``alpha / m``: what a lone effect among a Benjamini–Hochberg

@@ -43,12 +43,15 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "mtl_mean": ("MTL mean", "Mean of the test metric over the MTL runs the test used."),
     "mtl_std": ("MTL std", "Standard deviation (ddof 1) over the MTL runs."),
     "n_mtl": ("MTL runs", "Number of MTL runs (seeds) the test used."),
-    "design": ("design", "paired: per-seed differences (same init and batch order); unpaired: Welch's t."),
+    "design": (
+        "design",
+        "paired: per-seed differences (same init and batch order); unpaired: Welch's t, skewness-corrected.",
+    ),
     "delta": ("Δ MTL − STL", "Difference of the means MTL − STL in the metric's unit."),
     "delta_low": ("Δ low", "Lower end of the test's 1 − alpha interval of Δ (alpha: the report's FDR)."),
     "delta_high": ("Δ high", "Upper end of the test's 1 − alpha interval of Δ (alpha: the report's FDR)."),
     "effect_size": ("Hedges' g", "Bias-corrected standardized difference: g_z (paired) or g (unpaired)."),
-    "df": ("df", "Degrees of freedom of the t test (n − 1 paired; Hsu's min(n_MTL, n_STL) − 1 unpaired)."),
+    "df": ("df", "Degrees of freedom of the t statistic (n − 1 paired; Hsu's min(n_MTL, n_STL) − 1 unpaired)."),
     "skewness": (
         "skewness",
         "Sample skewness of the per-seed differences (the paired test holds its level up to the table's skewness "
@@ -60,7 +63,11 @@ COLUMNS: dict[str, tuple[str, str]] = {
         "common skewness of the table's rows of this setting (Berger & Boos), at most 2; its p-values include "
         "the 0.00025 it may miss.",
     ),
-    "p_value": ("p", "Paired test (Hall's skewness-corrected t; Welch's t unpaired) p-value, before adjustment."),
+    "p_value": (
+        "p",
+        "Hall's skewness-corrected test (of the paired differences; unpaired, of Welch's t) p-value, before "
+        "adjustment.",
+    ),
     "p_adjusted": ("adjusted p", "Benjamini–Hochberg adjusted p-value over the table (FDR)."),
     "min_p": (
         "smallest possible p",
