@@ -209,7 +209,7 @@ def _reference_table(n: int, skewness: float) -> np.ndarray:
     return np.sort(np.nan_to_num(values, nan=0.0))
 
 
-VARIANCE_SHARES = 0.5 * (1 - np.cos(np.pi * np.arange(21) / 20))
+VARIANCE_SHARES = tuple(float(w) for w in 0.5 * (1 - np.cos(np.pi * np.arange(21) / 20)))
 """The grid of the first group's share ``w = (sigma_1^2 / n_1) / (sigma_1^2 / n_1 + sigma_2^2 / n_2)`` of the
 variance of Welch's difference over which the unpaired reference is least favourable
 (:func:`_welch_reference`): 21 points from 0 to 1, denser towards the ends (``0.5 (1 − cos(pi k / 20))``),
@@ -218,13 +218,17 @@ test, as Hsu's ``df = min(n_1, n_2) − 1`` is for normal groups."""
 
 
 @functools.lru_cache(maxsize=64)
-def _welch_reference(sizes: tuple[int, int], skewness: float) -> np.ndarray:
+def _welch_reference(
+    sizes: tuple[int, int], skewness: float, shares: tuple[float, ...] = VARIANCE_SHARES
+) -> np.ndarray:
     """The least-favourable envelope of the unpaired references: per rank ``j``, the largest ``j``-th value
     of the sorted ``|T_H|`` (:func:`welch_hall_statistic`) of :data:`N_REFERENCE` seeded pairs of independent
     groups of ``sizes`` mean-zero values, over one simulated table per group skewness pair
     ``(0, 0), (s, 0), (0, s), (s, s), (s, −s)`` (``s = skewness``; ``|T_H|`` is even under negating both
     groups, so these cover every pair of signs; only ``(0, 0)`` for ``s = 0``) and per variance share ``w`` of
-    :data:`VARIANCE_SHARES`.  ``#{E >= x} = max_k #{T_k >= x}`` for the envelope ``E``, so its tail count is
+    ``shares`` (:data:`VARIANCE_SHARES`; one share gives the reference at a known variance ratio, which
+    ``benchmarks/unpaired_skew.py`` plugs the observed one into to show why the worst case is needed).
+    ``#{E >= x} = max_k #{T_k >= x}`` for the envelope ``E``, so its tail count is
     the largest over the tables (the p-value of :func:`hall_p_value` is their maximum).  Each group is drawn
     once per skewness (:func:`_mean_zero_draws`) and its moments rescaled to ``sd^2 / n = w`` and ``1 − w``
     (common random numbers across the shares)."""
@@ -242,7 +246,7 @@ def _welch_reference(sizes: tuple[int, int], skewness: float) -> np.ndarray:
     pairs += [(skewness, -skewness)] if skewness != 0 else []
     envelope = np.zeros(N_REFERENCE)
     for s1, s2 in pairs:
-        for w in VARIANCE_SHARES:
+        for w in shares:
             statistic = np.abs(welch_hall_statistic(group(0, w, s1), group(1, 1.0 - w, s2), sizes))
             np.maximum(envelope, np.sort(np.nan_to_num(statistic, nan=0.0)), out=envelope)
     return envelope
