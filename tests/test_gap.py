@@ -122,7 +122,7 @@ def test_paired_statistics_match_scipy_and_a_brute_force_max_t():
     )
 
 
-def test_unpaired_design_when_seeds_do_not_match_uses_welch_t():
+def test_unpaired_design_when_seeds_do_not_match_uses_the_two_sample_tests():
     rows = _study(offset_below=0.5, threshold=0.5, seeds=6, paired=False)
     result = generalization_gap(rows, "t", n_grid=20)
     assert result.design == "unpaired" and result.test.n == (6, 6)
