@@ -7,6 +7,7 @@ import pytest
 from scipy import stats
 
 from mtlens.analysis.inference import (
+    _flipped_moments,
     bh_adjust,
     bh_level,
     clopper_pearson,
@@ -17,6 +18,7 @@ from mtlens.analysis.inference import (
     hall_p_value,
     hall_statistic,
     hedges_correction,
+    paired_band_test,
     paired_max_t,
     paired_power,
     sample_skewness,
@@ -51,6 +53,38 @@ def test_critical_value_and_band_agree_with_the_adjusted_p_values():
         assert np.mean(test.null_max > c * (1 + 1e-9)) <= alpha  # anything above it is
         low, high = test.band(alpha)
         assert np.array_equal((low > 0) | (high < 0), test.adjusted_p <= alpha)
+
+
+def test_the_paired_band_agrees_with_its_p_values_and_its_floor():
+    """The band's test (Hall's T_H, tail the larger of the sign flips' and a simulated reference's): its
+    band excludes 0 exactly where the adjusted p is at most alpha, ``c_alpha`` separates the significant levels,
+    ``p_any`` is never below the sign flips' own p of max |T_H| nor below ``min_p``, and a gap far beyond the
+    noise reaches ``min_p``, the sign flips' floor 2 / 2^8."""
+    rng = np.random.default_rng(4)
+    d = rng.exponential(size=(8, 30)) - 1 + np.linspace(0, 1.5, 30)
+    test = paired_band_test(d, draws=499)
+    flips = test._permutation_tail(test.level_statistic)
+    assert (test.adjusted_p >= flips).all() and (test.adjusted_p > flips).any()
+    for alpha in (0.01, 0.05, 0.2):
+        low, high = test.band(alpha)
+        assert np.array_equal((low > 0) | (high < 0), test.adjusted_p <= alpha)
+        c = test.critical_value(alpha)
+        assert np.array_equal(np.abs(test.level_statistic) > c, test.adjusted_p <= alpha)
+    assert test.significant(0.05).any() and not test.significant(0.05).all()
+    assert test.min_p == pytest.approx(2 / 256) and test.p_any >= test.min_p
+    far = paired_band_test(rng.normal(size=(8, 30)) + 50.0, draws=499)
+    assert far.p_any == pytest.approx(far.min_p)
+
+
+def test_flipped_and_shifted_moments_match_a_direct_computation():
+    """The moments of ``u_s + e_s d_s`` for every sign pattern and shift, from matrix products, equal the
+    mean, sd (ddof 1) and ``m_3 / sd^3`` of the curves built explicitly."""
+    rng = np.random.default_rng(8)
+    d, signs, shifts = rng.normal(size=(7, 12)), rng.choice([-1.0, 1.0], size=(5, 7)), rng.exponential(size=(5, 7))
+    curves = shifts[:, :, None] + signs[:, :, None] * d[None]  # (5, 7, 12)
+    mean, sd, g = _flipped_moments(signs, d, shifts)
+    assert mean == pytest.approx(curves.mean(axis=1)) and sd == pytest.approx(curves.std(axis=1, ddof=1))
+    assert g == pytest.approx(stats.skew(curves, axis=1) * (6 / 7) ** 1.5)
 
 
 def test_bh_level_is_the_largest_rejected_threshold():

@@ -29,8 +29,11 @@ fewer, nothing is tested.
 
 (negative in loss/error = MTL generalizes better at equal training loss).
 
-**Gap somewhere: simultaneous band.** The max-|t| test over all levels gives the band
-``gap ± c_alpha * se`` that holds at every level at once, and ``p_any`` ("a gap at some level").
+**Gap somewhere: simultaneous band.** The max-|T| test over all levels gives the band that holds at every
+level at once, and ``p_any`` ("a gap at some level").  Paired: Hall's skewness-corrected ``T_H`` per level
+against the larger of the sign-flip tail and a simulated tail with per-seed shifts of skewness 2 common to
+every level (:func:`~mtlens.analysis.inference.paired_band_test`; the band per level is Hall's interval at
+``c_alpha``); unpaired: the label permutation of Welch's t, band ``gap ± c_alpha * se``.
 
 **Onset and persistence: fixed-sequence testing from the end.** The claim "a gap of sign ``s`` at every
 level from ``j`` to the end" is an intersection of per-level alternatives, so it is tested at level
@@ -79,6 +82,7 @@ from mtlens.analysis.inference import (
     bh_level,
     family_skewness_bound,
     grouped_bounds,
+    paired_band_test,
     paired_max_t,
     sample_skewness,
     scalar_test,
@@ -108,7 +112,8 @@ class GapResult:
 
     ``curves``: one row per (mode, grid level) with ``mode, train_loss, mean, std, n, epoch`` over the
     runs used; ``levels``: the grid ``(L,)``, training order (its last entry is the end);
-    ``estimate``: the gap per level; ``test``: the max-|t| test over all levels (``None`` when not
+    ``estimate``: the gap per level; ``test``: the band's max test over all levels (paired: Hall's ``T_H``,
+    :func:`~mtlens.analysis.inference.paired_band_test`; ``None`` when not
     testable); ``alpha``: the level of :attr:`gap`'s band and :attr:`onset`; ``level_p``: per level the
     unadjusted p-value of the one-level test (:func:`level_p_values`, ``(L,)``; NaN without a test); ``final_test``: the
     one-level test at the end (its interval, effect size and detectable gap are the table's ``final_*``);
@@ -503,7 +508,7 @@ def gap_from_checkpoints(
     level_p, loo, bound_skewness = np.full(n_levels, np.nan), np.array([]), np.nan
     if testable:
         mtl, stl = values["mtl"], values["stl"]
-        test = paired_max_t(mtl - stl, seed=seed) if paired else unpaired_max_t(mtl, stl, seed=seed)
+        test = paired_band_test(mtl - stl, seed=seed) if paired else unpaired_max_t(mtl, stl, seed=seed)
         final_test = _level_test(mtl[:, -1], stl[:, -1], paired, seed)
         level_p = level_p_values(test, final_test, mtl, stl, alpha, seed)
         loo = _leave_one_seed_out(used, paired, seed) if stability else loo

@@ -135,8 +135,8 @@ class ReportData:
 def report_families(data: ReportData) -> dict[str, pd.DataFrame]:
     """The tables the report tests as one Benjamini–Hochberg family each (every row a comparison, with its
     ``min_p``): ``transfer``, ``gap`` (the persistent gap, ``p_persistent``: one row per setting × method ×
-    task × measure), ``gap band`` (the same curves' "a gap somewhere", ``p_any``, whose sign-flip max-|t|
-    test has the floor ``min_p_any``), ``optimization``
+    task × measure), ``gap band`` (the same curves' "a gap somewhere", ``p_any``, whose max test has the
+    floor ``min_p_any``, paired its sign flips' ``2 / 2^n``), ``optimization``
     (:func:`~mtlens.report.correlations.optimization_table`), ``probe differences`` and ``correlations``
     (the factor pairs; Pearson's and Spearman's p-values are each adjusted over the same rows).  Seed planning
     counts these (:mod:`mtlens.report.planning`, :mod:`mtlens.report.study_plan`)."""
@@ -525,7 +525,8 @@ def gap_section(
         out_dir,
         "gap_onset",
         f"The generalization gap MTL − STL at equal training loss. design: paired (per-seed differences) or "
-        f"unpaired (label permutation); p_any: a gap at some level (max-|t| over all n_levels loss levels); "
+        f"unpaired (label permutation); p_any: a gap at some level (the largest |t| over all n_levels loss "
+        f"levels; paired: Hall's skewness-corrected t against sign flips and simulated skewed seed shifts); "
         f"p_persistent: the end level's own test's p-value (a gap that lasts to the end; paired: Hall's "
         f"skewness-corrected t; unpaired: the larger of Hall's two-sample test's and the label permutation's); "
         f"skewness: of the "
