@@ -1,0 +1,163 @@
+"""Size and power of "a gap exists" (``p_any``, the simultaneous band) on the nulls where the sign flips and the
+label permutation are liberal: skewed paired differences and unequal spreads of unpaired runs.
+
+Not a speed benchmark: the figures of docs/statistics.md §3 ("Where 'a gap exists' holds its level").  Data
+(``tests/gap_curves.py``'s AR(1) noise, autocorrelation 0.9, 30 checkpoints, training loss 2 → 0.1 taken as
+the levels themselves, so no monotonizing or interpolation enters):
+
+- **paired**: per-seed difference curves ``0.05 (e_MTL − e_STL)`` (AR(1), unit variance each), plus on the
+  skewed nulls a per-seed shift ``k · (Exp(1) − 1)`` common to every level (in the measure's units: the
+  seeds' sd of MTL's measure in ``ar1_study`` is ``sqrt(0.1^2 + 0.05^2) = 0.11``, of the differences 0.071),
+  and for power ``d_z · 0.05 sqrt(2)`` from checkpoint 3 on.  Tests: the sign-flip max-|t| test
+  (:func:`~mtlens.analysis.inference.paired_max_t`, before) and :func:`~mtlens.analysis.inference.paired_band_test`
+  (Hall's ``T_H`` against the larger of the sign flips' and a least-favourable simulated tail, after).
+- **unpaired**: each run ``0.05 r (z + 0.5 e)`` (a seed effect ``z`` and AR(1) noise ``e``), ``r`` the spread
+  ratio of the MTL runs (1 for STL), plus for power ``gap`` from checkpoint 3 on.  Tests: the label
+  permutation of max |Welch t| (:func:`~mtlens.analysis.inference.unpaired_max_t`, what the band uses) and
+  three candidates that respect unequal spreads, none adopted: ``max(perm, PB)``, the larger of the
+  permutation p and a parametric bootstrap of max |Welch t| that redraws each group at its own size as normal
+  curves with the group's sample covariance (Krishnamoorthy, Lu & Mathew 2007, for curves the Gaussian
+  multiplier of Chernozhukov, Chetverikov & Kato 2013); ``Hsu copula``, per level Hsu's (1938)
+  ``t_{min(n_1, n_2) − 1}`` p-value, the smallest against the smallest of Gaussian draws with the estimated
+  correlation of the mean differences; ``Hsu minP``, the smallest Hsu p-value referred to the permutation
+  distribution of the smallest per-level permutation p-value (Westfall & Young 1993).
+
+``PYTHONPATH=src .venv/bin/python benchmarks/gap_band_size.py --trials 400``
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from mtlens.analysis.inference import label_patterns, paired_band_test, paired_max_t, unpaired_max_t
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from gap_curves import ar1  # noqa: E402  (the tests' AR(1) noise)
+
+LEVELS = 30
+BOOTSTRAP = 1_999
+"""Simulated data sets per candidate reference of the unpaired candidates."""
+
+PAIRED = (
+    ("A/A 6 seeds", 6, 0.0, 0.0),
+    ("A/A 8 seeds", 8, 0.0, 0.0),
+    ("A/A 12 seeds", 12, 0.0, 0.0),
+    ("skewed 0.3, 8 seeds", 8, 0.3, 0.0),
+    ("skewed 1, 6 seeds", 6, 1.0, 0.0),
+    ("skewed 1, 8 seeds", 8, 1.0, 0.0),
+    ("skewed 1, 12 seeds", 12, 1.0, 0.0),
+    ("power d_z 1, 8 seeds", 8, 0.0, 1.0),
+)
+"""``(name, seeds, shift k, d_z)``."""
+
+UNPAIRED = (
+    ("3 vs 9, equal spread", 3, 9, 1.0, 0.0),
+    ("6 vs 6, equal spread", 6, 6, 1.0, 0.0),
+    ("9 vs 3, equal spread", 9, 3, 1.0, 0.0),
+    ("3 vs 9, MTL 3x spread", 3, 9, 3.0, 0.0),
+    ("4 vs 8, MTL 2x spread", 4, 8, 2.0, 0.0),
+    ("power 4 vs 8, gap 0.1", 4, 8, 1.0, 0.1),
+)
+"""``(name, MTL runs, STL runs, MTL spread ratio, gap)``."""
+
+
+def paired_curves(rng: np.random.Generator, seeds: int, shift: float, d_z: float) -> np.ndarray:
+    """Per-seed difference curves ``(seeds, LEVELS)`` of one data set (module docstring)."""
+    d = 0.05 * (ar1(rng, seeds, LEVELS) - ar1(rng, seeds, LEVELS))
+    d += d_z * 0.05 * math.sqrt(2) * (np.arange(LEVELS) >= 3)
+    return d + shift * (rng.exponential(size=(seeds, 1)) - 1)
+
+
+def unpaired_curves(
+    rng: np.random.Generator, n_mtl: int, n_stl: int, ratio: float, gap: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """MTL and STL curves ``(n, LEVELS)`` of one data set (module docstring)."""
+    mtl = 0.05 * ratio * (rng.standard_normal((n_mtl, 1)) + 0.5 * ar1(rng, n_mtl, LEVELS))
+    stl = 0.05 * (rng.standard_normal((n_stl, 1)) + 0.5 * ar1(rng, n_stl, LEVELS))
+    return mtl + gap * (np.arange(LEVELS) >= 3), stl
+
+
+def welch_t(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Welch's t per level over the runs axis (``-2``), any leading axes."""
+    se = np.sqrt(x.var(axis=-2, ddof=1) / x.shape[-2] + y.var(axis=-2, ddof=1) / y.shape[-2])
+    return (x.mean(axis=-2) - y.mean(axis=-2)) / se
+
+
+def unpaired_candidates(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> dict[str, float]:
+    """``p_any`` of the label permutation and of the three candidates of the module docstring."""
+    n1, n2 = len(x), len(y)
+    observed = np.abs(welch_t(x, y))
+    permutation = unpaired_max_t(x, y).p_any
+    rx, ry = x - x.mean(axis=0), y - y.mean(axis=0)
+    boot_x = rng.standard_normal((BOOTSTRAP, n1, n1)) @ rx / math.sqrt(n1 - 1)
+    boot_y = rng.standard_normal((BOOTSTRAP, n2, n2)) @ ry / math.sqrt(n2 - 1)
+    boot = np.abs(welch_t(boot_x, boot_y)).max(axis=1)
+    bootstrap = (1 + np.sum(boot >= observed.max())) / (1 + BOOTSTRAP)
+    se = np.sqrt(x.var(axis=0, ddof=1) / n1 + y.var(axis=0, ddof=1) / n2)
+    gauss = rng.standard_normal((BOOTSTRAP, n1)) @ rx / math.sqrt((n1 - 1) * n1)
+    gauss = (gauss + rng.standard_normal((BOOTSTRAP, n2)) @ ry / math.sqrt((n2 - 1) * n2)) / se
+    hsu = float((2 * stats.t.sf(observed, min(n1, n2) - 1)).min())
+    copula = (1 + np.sum((2 * stats.norm.sf(np.abs(gauss))).min(axis=1) <= hsu)) / (1 + BOOTSTRAP)
+    data = np.vstack([x, y])
+    patterns = label_patterns(n1, n2)[0].astype(bool)
+    permuted = np.abs(welch_t(np.stack([data[p] for p in patterns]), np.stack([data[~p] for p in patterns])))
+    level_p = (permuted[None] >= permuted[:, None] * (1 - 1e-9)).mean(axis=1).min(axis=1)  # (P,) smallest per-level p
+    return {
+        "label permutation": permutation,
+        "max(perm, PB)": max(permutation, bootstrap),
+        "Hsu copula": copula,
+        "Hsu minP": float(np.mean(level_p <= hsu * (1 + 1e-9))),
+    }
+
+
+def rates(trials: int, seed: int, draw: Callable[[np.random.Generator], dict[str, float]], alpha: float) -> str:
+    rng = np.random.default_rng(seed)
+    counts: dict[str, int] = {}
+    for _ in range(trials):
+        for name, p in draw(rng).items():
+            counts[name] = counts.get(name, 0) + (p <= alpha)
+    return "  ".join(f"{name} {100 * c / trials:5.1f}%" for name, c in counts.items())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=400)
+    parser.add_argument("--alpha", type=float, default=0.05)
+    parser.add_argument("--only", choices=("paired", "unpaired"), default=None)
+    parser.add_argument("--designs", nargs="*", default=[""], help="run the designs whose name contains one of these")
+    args = parser.parse_args()
+    se = 100 * math.sqrt(args.alpha * (1 - args.alpha) / args.trials)
+    print(f"{args.trials} data sets per design, alpha {args.alpha}; level + 2 SE = {100 * args.alpha + 2 * se:.1f}%")
+    for i, (name, seeds, shift, d_z) in enumerate(PAIRED if args.only != "unpaired" else ()):
+        if not any(part in name for part in args.designs):
+            continue
+        start = time.perf_counter()
+
+        def paired(rng: np.random.Generator, s: int = seeds, k: float = shift, d: float = d_z) -> dict[str, float]:
+            curves = paired_curves(rng, s, k, d)
+            return {"sign flips max|t|": paired_max_t(curves).p_any, "band test": paired_band_test(curves).p_any}
+
+        line = rates(args.trials, 100 + i, paired, args.alpha)
+        print(f"paired   {name:24s} {line}  ({time.perf_counter() - start:.0f} s)", flush=True)
+    for i, (name, n1, n2, ratio, gap) in enumerate(UNPAIRED if args.only != "paired" else ()):
+        if not any(part in name for part in args.designs):
+            continue
+        start = time.perf_counter()
+
+        def unpaired(rng: np.random.Generator, a: int = n1, b: int = n2, r: float = ratio, g: float = gap) -> dict:
+            return unpaired_candidates(*unpaired_curves(rng, a, b, r, g), rng)
+
+        line = rates(args.trials, 200 + i, unpaired, args.alpha)
+        print(f"unpaired {name:24s} {line}  ({time.perf_counter() - start:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
