@@ -723,10 +723,10 @@ class MaxTTest:
     def band(self, alpha: float) -> tuple[np.ndarray, np.ndarray]:
         """The simultaneous ``1 − alpha`` band: the differences ``mu`` per level whose statistic stays within
         ``c_alpha`` (:meth:`critical_value`): ``estimate ± c_alpha * se`` for ``t``, Hall's interval at
-        ``c_alpha`` (:meth:`_hall_interval`) for ``T_H``.  It excludes 0 exactly where ``p_j <= alpha``."""
+        ``c_alpha`` (:meth:`_inverted`) for ``T_H``.  It excludes 0 exactly where ``p_j <= alpha``."""
         c = np.full(len(self.se), self.critical_value(alpha))
         if self.curves is not None and self.skew is not None:
-            return self._hall_interval(c, self.skew)
+            return self._inverted(c)
         return self.estimate - c * self.se, self.estimate + c * self.se
 
     def significant(self, alpha: float) -> np.ndarray:
@@ -814,7 +814,15 @@ class MaxTTest:
         :func:`hall_transform`: ``t = 3 ((1 + gamma u)^{1/3} − 1) / gamma`` for ``u = ±c − gamma / 6``,
         ``mu = estimate − scale · t`` (asymmetric when ``gamma != 0``).  It excludes 0 exactly where
         ``pointwise_p <= alpha``."""
-        c = self.critical(alpha)
+        ends = self._inverted(self.critical(alpha))
+        # no spread: the permutation test rejects every mu but the common difference (p = the floor), or none
+        unbounded = self._tied_floor > alpha
+        low = np.where(self._tied, -np.inf if unbounded else self.estimate, ends[0])
+        return low, np.where(self._tied, np.inf if unbounded else self.estimate, ends[1])
+
+    def _inverted(self, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per level, the differences ``mu`` with ``|T_H(mu)| <= c`` (:meth:`interval`'s inversion of the cubic of
+        :func:`hall_transform` at critical values ``c``, ties not handled): ``(low, high)``."""
         scale, skew = self._studentized
         gamma = np.where(np.isfinite(skew), skew, 0.0)
         ends = []
@@ -823,10 +831,7 @@ class MaxTTest:
             with np.errstate(divide="ignore", invalid="ignore"):
                 t = np.where(gamma != 0, 3 * (np.cbrt(1 + gamma * u) - 1) / np.where(gamma != 0, gamma, 1.0), u)
             ends.append(self.estimate - scale * t)
-        # no spread: the permutation test rejects every mu but the common difference (p = the floor), or none
-        unbounded = self._tied_floor > alpha
-        low = np.where(self._tied, -np.inf if unbounded else self.estimate, ends[0])
-        return low, np.where(self._tied, np.inf if unbounded else self.estimate, ends[1])
+        return ends[0], ends[1]
 
     @property
     def hedges_df(self) -> int:
