@@ -10,6 +10,9 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
+from mtlens.analysis.grouping import AffinitySource
+from mtlens.analysis.partitions import Affinity
+
 MU = 0.20
 """Mean test error of every task and run: a run ``gain`` lower has Δm ``100 gain / MU`` on its task."""
 SEED_SD, RUN_SD = 0.03, 0.004
@@ -56,3 +59,31 @@ def grouping_values(
                     | {"sign": -1.0, "test": base + test_noise - lower, "val": base + val_noise - lower * gain_on_val}
                 )
     return pd.DataFrame.from_records(records)
+
+
+def fixed(affinity: Affinity) -> AffinitySource:
+    """A predictor whose affinities are given, not read from the runs: the same on every set of seeds (so its
+    cross-fitted halves choose the one grouping, read on every seed)."""
+    return lambda seeds: affinity
+
+
+def pair_affinity(values: pd.DataFrame, column: str = "test") -> AffinitySource:
+    """The measured pairwise transfer of a simulated store (:func:`grouping_values`) read on ``column`` from the runs
+    of the given seeds: ``A[i, j] = 100 sign (mean M_j({i, j}) - mean M_j) / |mean M_j|`` over those seeds (the
+    transfer table's ``relative_pct``, the ``transfer_pct`` predictor, on ``test``; on ``val`` a predictor read from
+    validation only, as ``early_gap``)."""
+
+    per_seed = values.groupby(["seed", "group", "task"])[column].mean().unstack(["group", "task"])
+    sign = values.groupby("task")["sign"].first()
+    pairs = [(group, *group.split("+")) for group in values["group"].unique() if group.count("+") == 1]
+
+    def source(seeds: Sequence[int]) -> Affinity:
+        means = per_seed.reindex(list(seeds)).mean()
+        out = {}
+        for group, i, j in pairs:
+            for partner, task in ((i, j), (j, i)):
+                reference = means[(task, task)]
+                out[(partner, task)] = 100 * sign[task] * (means[(group, task)] - reference) / abs(reference)
+        return out
+
+    return source

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from grouping_stores import fixed
 from mtlens.analysis.grouping import BEST_CHOICE, grouping_table
 
 TASKS = ("a", "b", "c")
@@ -36,7 +37,7 @@ def _values(seed: int = 0, seeds: int = 6) -> pd.DataFrame:
 
 
 def test_the_family_holds_each_distinct_comparison_once():
-    table = grouping_table(_values(), TASKS, 2, {"tag": PAIR_AB, "cosine": PAIR_AB}).set_index("choice")
+    table = grouping_table(_values(), TASKS, 2, {"tag": fixed(PAIR_AB), "cosine": fixed(PAIR_AB)}).set_index("choice")
     assert list(table["grouping"]) == ["a+b | c", "a+b | c", "a+b | c", "a+b+c"]
     tag, cosine, best, together = (table.iloc[k] for k in range(4))
     # Duplicate rows: the same grouping, the same tests, the same adjusted p-values.

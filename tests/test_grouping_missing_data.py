@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from grouping_stores import fixed
 from mtlens.analysis.grouping import (
     BEST_CHOICE,
     grouping_table,
@@ -44,12 +45,15 @@ EVEN = {(i, j): 1.0 for i, j in itertools.permutations(TASKS, 2)}
 
 
 def test_a_row_with_one_seed_is_not_tested_and_says_why():
-    table = grouping_table(_values(1, {"a": 0.1, "b": 0.2, "c": 0.3}), TASKS, 2, {"tag": EVEN}).set_index("choice")
+    table = grouping_table(_values(1, {"a": 0.1, "b": 0.2, "c": 0.3}), TASKS, 2, {"tag": fixed(EVEN)}).set_index(
+        "choice"
+    )
     assert list(table.index) == ["tag (predicted)", BEST_CHOICE, "all together"]
-    # the best is chosen on one half of the seeds and read on the other: one seed cannot be split
-    assert table.loc[BEST_CHOICE, "note"].startswith("not chosen: 1 seed (cross-fitting chooses on one half")
-    assert table.loc[BEST_CHOICE, "n_seeds"] == 0 and table.loc[BEST_CHOICE, "grouping"] == ""
-    measured = table.drop(BEST_CHOICE)
+    # every choice is made on one half of the seeds and read on the other: one seed cannot be split
+    for choice in (BEST_CHOICE, "tag (predicted)"):
+        assert table.loc[choice, "note"].startswith("not chosen: 1 seed (cross-fitting chooses on one half")
+        assert table.loc[choice, "n_seeds"] == 0 and table.loc[choice, "grouping"] == ""
+    measured = table.drop([BEST_CHOICE, "tag (predicted)"])
     assert measured["n_seeds"].eq(1).all() and measured["delta_m"].notna().all()
     p_columns = ["p_vs_stl", "p_vs_all", "p_vs_stl_adjusted", "p_vs_all_adjusted"]
     assert measured[p_columns + ["delta_m_low", "delta_m_high", "vs_all_low"]].isna().all().all()
@@ -70,7 +74,7 @@ def test_a_zero_stl_reference_is_left_out_of_delta_m_and_named():
     Δm is the mean over b and c, and the tests run (previously: inf or NaN Δm, every seed dropped, a crash)."""
     errors = {"a": 0.0, "b": 0.2, "c": 0.3}
     values = _values(4, errors)
-    table = grouping_table(values, TASKS, 2, {"tag": EVEN}).set_index("choice")
+    table = grouping_table(values, TASKS, 2, {"tag": fixed(EVEN)}).set_index("choice")
     assert table["n_seeds"].eq(4).all()
     assert np.isfinite(table[["delta_m", "delta_m_low", "delta_m_high", "p_vs_stl"]].to_numpy(float)).all()
     assert table["note"].str.contains("Δm leaves out a (mean STL test metric 0 over seeds", regex=False).all()
@@ -87,7 +91,7 @@ def test_a_zero_stl_reference_is_left_out_of_delta_m_and_named():
 def test_every_task_with_a_zero_reference_gives_no_delta_m_and_no_crash():
     values = _values(3, dict.fromkeys(TASKS, 0.0))
     values["val"] = values["test"]  # zero on validation too: no grouping has a validation Δm to be chosen by
-    table = grouping_table(values, TASKS, 2, {"tag": EVEN}).set_index("choice")
+    table = grouping_table(values, TASKS, 2, {"tag": fixed(EVEN)}).set_index("choice")
     assert table["n_seeds"].eq(0).all() and table["delta_m"].isna().all()
     assert table.loc["all together", "note"].startswith("Δm leaves out a, b, c")
     assert "not chosen: no trained grouping has a validation Δm" in table.loc[BEST_CHOICE, "note"]
@@ -101,16 +105,18 @@ def test_a_predictor_missing_a_pair_chooses_nothing():
     partial = {pair: v for pair, v in affinity.items() if pair != ("b", "c")}
     assert missing_pairs(partial, TASKS) == [("b", "c")]
     assert missing_pairs({**affinity, ("c", "a"): float("nan")}, TASKS) == [("c", "a")]
-    table = grouping_table(values, TASKS, 2, {"full": affinity, "partial": partial}).set_index("choice")
+    table = grouping_table(values, TASKS, 2, {"full": fixed(affinity), "partial": fixed(partial)}).set_index("choice")
     assert table.loc["full (predicted)", "grouping"] == "a | b+c" and table.loc["full (predicted)", "n_seeds"] == 4
     row = table.loc["partial (predicted)"]
     assert row["grouping"] == "" and row["n_seeds"] == 0 and np.isnan(row["delta_m"]) and np.isnan(row["p_vs_stl"])
     assert row["note"] == "not chosen: no partial affinity for 1 of 6 ordered pairs (b -> c)"
     # the chosen grouping's group b+c has no finished run: chosen, but not measured, and the note says so
-    unfinished = grouping_table(values[values["group"] != "b+c"], TASKS, 2, {"full": affinity}).set_index("choice")
+    unfinished = grouping_table(values[values["group"] != "b+c"], TASKS, 2, {"full": fixed(affinity)}).set_index(
+        "choice"
+    )
     row = unfinished.loc["full (predicted)"]
     assert row["grouping"] == "a | b+c" and row["n_seeds"] == 0 and np.isnan(row["delta_m"])
-    assert row["note"] == "not measured: a group of this grouping has no finished run (rerun the study)"
+    assert row["note"].endswith("; not measured: a group of this grouping has no finished run (rerun the study)")
 
 
 def test_predictor_affinities_keep_every_predictor_and_only_finite_pairs():

@@ -23,8 +23,10 @@ validation-selected checkpoint (:func:`~mtlens.analysis.transfer.selected_checkp
   predicted from the measured pairs alone (:func:`higher_order_prediction`) next to its measured Δm.
 * :func:`grouping_results` -- on a subset of tasks whose every group was trained, the grouping each
   predictor chooses with at most ``budget`` networks (:func:`~mtlens.analysis.partitions.best_grouping`),
-  the exhaustive best over the trained groupings (chosen on *validation* Δm, reported on test, cross-fitted
-  over two halves of the seeds: :func:`cross_fitted_best`), and all-together, each with its per-seed test
+  the exhaustive best over the trained groupings (chosen on *validation* Δm, reported on test), each
+  cross-fitted over two halves of the seeds (:func:`cross_fit`: a half reads the grouping chosen from the
+  other half's runs, the predictors' from their affinities on that half, :func:`predictor_sources`), and
+  all-together, each with its per-seed test
   ``Δm`` (the mean over tasks of the relative difference to the same-seed STL run, in %, as the transfer
   table's ``relative_pct``) and paired tests, one Benjamini–Hochberg family of the distinct comparisons.
 
@@ -48,7 +50,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -62,8 +65,10 @@ from mtlens.analysis.partitions import Affinity, Grouping, best_grouping, set_pa
 __all__ = [
     "BEST_CHOICE",
     "PREDICTORS",
+    "AffinitySource",
     "affinity_table",
     "best_grouping",
+    "cross_fit",
     "cross_fitted_best",
     "group_label",
     "grouping_results",
@@ -77,6 +82,7 @@ __all__ = [
     "pairwise_transfer",
     "predictor_affinities",
     "predictor_correlations",
+    "predictor_sources",
     "seed_halves",
     "task_permutations",
 ]
@@ -234,6 +240,44 @@ def predictor_affinities(affinities: pd.DataFrame) -> dict[str, dict[tuple[str, 
             (s, t): float(v) for s, t, v in zip(affinities["source"], affinities["target"], values) if np.isfinite(v)
         }
     return out
+
+
+AffinitySource = Callable[[Sequence[int]], Affinity]
+"""A predictor's affinities read from the runs of the given seeds only (:func:`predictor_sources`): what
+:func:`grouping_table` calls on each half of the seeds to cross-fit the predictor's choice (:func:`cross_fit`)."""
+
+
+def _affinities_on(
+    manifest: pd.DataFrame,
+    rows: pd.DataFrame,
+    task_info: TaskInfo,
+    early_fraction: float,
+    cache: dict[tuple[int, ...], dict[str, dict[tuple[str, str], float]]],
+    seeds: Sequence[int],
+) -> dict[str, dict[tuple[str, str], float]]:
+    """:func:`predictor_affinities` of the runs of ``seeds`` (the manifest's rows with those seeds), cached."""
+    key = tuple(sorted(int(s) for s in seeds))
+    if key not in cache:
+        runs = manifest[manifest["seed"].isin(key)]
+        picked = rows[rows["run_id"].isin(runs["run_id"])]
+        transfer = pairwise_transfer(runs, picked, task_info)
+        cache[key] = predictor_affinities(affinity_table(runs, picked, transfer, early_fraction))
+    return cache[key]
+
+
+def _pick(on: Callable[[Sequence[int]], Mapping[str, Affinity]], name: str, seeds: Sequence[int]) -> Affinity:
+    return on(seeds)[name]
+
+
+def predictor_sources(
+    manifest: pd.DataFrame, rows: pd.DataFrame, task_info: TaskInfo, early_fraction: float = 0.1
+) -> dict[str, AffinitySource]:
+    """Each predictor's (:data:`PREDICTORS` and ``transfer_pct``) :data:`AffinitySource`: for a set of seeds, its
+    ``{(source, target): value}`` (:func:`predictor_affinities`) from :func:`affinity_table` over the manifest's runs
+    of those seeds alone (their pair, STL and all-task runs), computed once per set of seeds."""
+    cache: dict[tuple[int, ...], dict[str, dict[tuple[str, str], float]]] = {}
+    on = partial(_affinities_on, manifest, rows, task_info, early_fraction, cache)
+    return {name: partial(_pick, on, name) for name in (*PREDICTORS, "transfer_pct")}
 
 
 def missing_pairs(affinity: Affinity, tasks: Sequence[str]) -> list[tuple[str, str]]:
@@ -496,12 +540,13 @@ def grouping_results(
     task_info: TaskInfo,
     subset: Sequence[str],
     budget: int,
-    predictors: Mapping[str, Affinity],
+    predictors: Mapping[str, AffinitySource],
     alpha: float = 0.05,
     exhaustive: bool = True,
 ) -> pd.DataFrame:
-    """Per choice (each predictor's grouping of ``subset`` into at most ``budget`` groups, the
-    exhaustive best over the trained groupings by validation Δm, cross-fitted over seeds, all together):
+    """Per choice (each predictor's grouping of ``subset`` into at most ``budget`` groups from its affinities on
+    each half of the seeds, ``predictors``: :func:`predictor_sources`; the exhaustive best over the trained
+    groupings by validation Δm; both cross-fitted over two halves of the seeds; all together):
     ``choice, grouping, n_seeds, delta_m`` with its interval ``delta_m_low/high`` and ``p_vs_stl``, and
     the paired differences to all-together and to the exhaustive best (``vs_all``, ``vs_best`` with
     intervals and p-values); ``p_adjusted`` columns are Benjamini–Hochberg over the table's distinct
@@ -538,48 +583,86 @@ def _seed_list(seeds: Sequence[int]) -> str:
     return ", ".join(str(s) for s in seeds)
 
 
+Folds = list[tuple[list[int], Grouping | None]]
+""":func:`cross_fit`'s result: each half of the seeds with the grouping chosen on the other half (``None``: none)."""
+
+
+def cross_fit(seeds: Sequence[int], choose: Callable[[Sequence[int]], Grouping | None]) -> Folds:
+    """Cross-fitting of a choice over two halves of ``seeds`` (:func:`seed_halves`): each half with the grouping
+    ``choose`` makes from the *other* half's runs alone.
+
+    Why: a grouping chosen from a seed's runs (their validation Δm, their pair runs' transfer or early loss) and read
+    on the same seed's test values is the one whose test values on that seed are favourably noisy, because both read
+    the same trained models (selection bias, Cawley & Talbot 2010, JMLR 11; 'winner's curse').  With the choice made
+    on the other half, the grouping a seed reads is fixed without that seed's runs, so its test Δm is an unbiased
+    value of the chosen grouping (sample splitting with the roles swapped, as in cross-fitting, Chernozhukov et al.
+    2018, Econometrics J. 21).  The two halves' values are not independent (each half's choice depends on the other
+    half's values), so the level of the paired test over all seeds is measured, not assumed: docs/grouping.md and
+    tests/test_grouping_calibration.py.  It estimates what choosing on half the seeds gives."""
+    halves = seed_halves(seeds)
+    return [(half, choose(other)) for half, other in zip(halves, reversed(halves))]
+
+
+def _fold_values(folds: Folds, read: Callable[[Grouping], pd.Series]) -> pd.Series:
+    """Each half's per-seed test Δm (``read``) of the grouping chosen on the other half, seeds without a value and
+    halves without a grouping left out."""
+    parts = [read(g).reindex(half).dropna() for half, g in folds if g is not None]
+    return pd.concat(parts).sort_index() if parts else pd.Series(dtype=float)
+
+
+def _fold_text(folds: Folds) -> str:
+    """The halves' groupings (:func:`grouping_text`): one where they agree, else each with its seeds."""
+    texts = [grouping_text(g) if g is not None else "none" for _, g in folds]
+    if texts[0] == texts[1]:
+        return texts[0]
+    return "; ".join(f"{t} on seeds {_seed_list(half)}" for t, (half, _) in zip(texts, folds))
+
+
+def _fold_note(folds: Folds, by: str, overall: Grouping) -> str:
+    """How a cross-fitted row's grouping was chosen (``by``: on what), and the grouping chosen on every seed."""
+    (first, _), (second, _) = folds
+    return (
+        f"chosen by {by} on the other half of the seeds (cross-fitted: seeds {_seed_list(first)} read the grouping "
+        f"chosen on seeds {_seed_list(second)} and the reverse), so no seed's test Δm is read from the runs that chose "
+        f"it; chosen by {by} on every seed: {grouping_text(overall)}"
+    )
+
+
+def _too_few(n: int) -> str:
+    return f"not chosen: {n} seed (cross-fitting chooses on one half of the seeds and reads the other: it needs 2)"
+
+
 def cross_fitted_best(
     val_scores: Mapping[Grouping, pd.Series], test_scores: Mapping[Grouping, pd.Series]
 ) -> tuple[pd.Series, str, str]:
-    """The exhaustive best's per-seed test Δm, cross-fitted over two halves of the seeds (:func:`seed_halves`):
-    each half reads the test Δm of the grouping with the largest mean *validation* Δm on the *other* half
-    (``val_scores``, ``test_scores``: per grouping, its per-seed Δm; seeds = the union of their indexes).
-
-    Why: a seed's validation and test values come from the same trained model, so they share its noise; the
-    grouping chosen on a seed's validation Δm is then the one whose test Δm on that seed is favourably noisy
-    (selection bias, Cawley & Talbot 2010, JMLR 11; 'winner's curse').  With the choice made on the other half,
-    the grouping a seed reads is fixed without that seed's values, so its test Δm is an unbiased value of the
-    chosen grouping (sample splitting with the roles swapped, as in cross-fitting, Chernozhukov et al. 2018,
-    Econometrics J. 21).  The two halves' values are not independent (each half's choice depends on the other
-    half's validation values), so the level of the paired test over all seeds is measured, not assumed:
-    docs/grouping.md and tests/test_grouping_calibration.py.  It estimates what choosing on half the seeds
-    gives; the grouping on every seed's validation is named in the note.
+    """The exhaustive best's per-seed test Δm, cross-fitted (:func:`cross_fit`): each half of the seeds reads the
+    test Δm of the grouping with the largest mean *validation* Δm on the *other* half (``val_scores``,
+    ``test_scores``: per grouping, its per-seed Δm; seeds = the union of their indexes).
 
     Returns ``(values, grouping, note)``: the per-seed test Δm (seeds without a value left out), the grouping's
     text (both halves' groupings, with their seeds, where they differ; ``""`` when nothing was chosen) and the
-    note saying how it was chosen.  Fewer than 2 seeds, or no grouping with a validation Δm: nothing chosen."""
+    note saying how it was chosen, naming the grouping on every seed's validation.  Fewer than 2 seeds, or no
+    grouping with a validation Δm: nothing chosen."""
     groupings = list(val_scores)
     val = pd.concat([val_scores[g] for g in groupings], axis=1, keys=range(len(groupings))) if groupings else None
     seeds = [] if val is None else sorted(val.dropna(how="all").index)
     if not seeds:
         return pd.Series(dtype=float), "", "not chosen: no trained grouping has a validation Δm"
     if len(seeds) < MIN_SEEDS:
-        reason = f"{len(seeds)} seed (cross-fitting chooses on one half of the seeds and reads the other: it needs 2)"
-        return pd.Series(dtype=float), "", f"not chosen: {reason}"
-    halves = seed_halves(seeds)
-    chosen = [_best_on(groupings, val, other) for other in reversed(halves)]  # each half reads the other's choice
-    values = pd.concat([test_scores[g].reindex(half).dropna() for half, g in zip(halves, chosen)]).sort_index()
-    texts = [grouping_text(g) for g in chosen]
-    text = (
-        texts[0] if texts[0] == texts[1] else "; ".join(f"{t} on seeds {_seed_list(h)}" for t, h in zip(texts, halves))
-    )
-    overall = _best_on(groupings, val, seeds)
-    note = (
-        f"chosen by validation Δm on the other half of the seeds (cross-fitted: seeds {_seed_list(halves[0])} read "
-        f"the grouping chosen on seeds {_seed_list(halves[1])} and the reverse), so no seed's test Δm is read from "
-        f"the values it was chosen on; on every seed's validation Δm: {grouping_text(overall)}"
-    )
-    return values, text, note
+        return pd.Series(dtype=float), "", _too_few(len(seeds))
+    folds = cross_fit(seeds, partial(_best_on, groupings, val))
+    values = _fold_values(folds, test_scores.__getitem__)
+    return values, _fold_text(folds), _fold_note(folds, "validation Δm", _best_on(groupings, val, seeds))
+
+
+def _predicted(affinity: Affinity, subset: Sequence[str], budget: int) -> Grouping | None:
+    """The grouping of ``subset`` a predictor's ``affinity`` chooses (:func:`best_grouping`), ``None`` where a pair
+    has no finite value (:func:`missing_pairs`)."""
+    return None if missing_pairs(affinity, subset) else best_grouping(subset, affinity, budget)[0]
+
+
+def _source_choice(source: AffinitySource, subset: Sequence[str], budget: int, seeds: Sequence[int]) -> Grouping | None:
+    return _predicted(source(seeds), subset, budget)
 
 
 def _difference(test: Mapping[str, float], flip: bool) -> dict[str, float]:
@@ -594,7 +677,7 @@ def grouping_table(
     values: pd.DataFrame,
     subset: Sequence[str],
     budget: int,
-    predictors: Mapping[str, Affinity],
+    predictors: Mapping[str, AffinitySource],
     alpha: float = 0.05,
     exhaustive: bool = True,
 ) -> pd.DataFrame:
@@ -606,11 +689,15 @@ def grouping_table(
     per-seed Δm (against 0 for ``p_vs_stl``; of the per-seed differences to the reference's Δm on the
     same seeds for ``vs_all`` and ``vs_best``), where at least :data:`MIN_SEEDS` seeds have every value;
     a comparison with fewer is not tested (NaN interval and p-value, the reason in ``note``; its point
-    value is the one seed's).  A predictor with a missing or non-finite affinity between two tasks of
-    ``subset`` (:func:`missing_pairs`) chooses no grouping (``not chosen``, ``n_seeds`` 0).  The exhaustive
-    best (:data:`BEST_CHOICE`) is chosen among the trained groupings by mean validation Δm and cross-fitted
-    over two halves of the seeds (:func:`cross_fitted_best`: choosing and reporting on the same seeds biased
-    its test Δm upward).
+    value is the one seed's).  Every row's grouping is chosen by one path, cross-fitted over two halves of the seeds
+    (:func:`cross_fit`: each half reads the grouping chosen from the other half's runs; chosen and read on the same
+    seeds, the choice picked favourable test noise and biased the row's test Δm upward): a predictor's
+    (``predictors``: name -> :data:`AffinitySource`) from its affinities on the other half (:func:`best_grouping`),
+    the exhaustive best (:data:`BEST_CHOICE`) among the trained groupings by mean validation Δm on the other half
+    (:func:`cross_fitted_best`); the note says so and names the grouping chosen on every seed.  A predictor with a
+    missing or non-finite affinity between two tasks of ``subset`` on every seed (:func:`missing_pairs`) chooses
+    no grouping (``not chosen``, ``n_seeds`` 0), nor does any choice with fewer than 2 seeds; a half whose other
+    half lacks a pair reads nothing (note).
 
     **One family of distinct comparisons.**  A comparison is the pair of per-seed series it compares (a row's
     grouping, or the cross-fitted best's per-seed groupings, against STL, all-together or the best); the
@@ -629,26 +716,36 @@ def grouping_table(
     if not _trained(values, together):
         return pd.DataFrame()
     trained = [g for g in set_partitions(list(subset), budget) if _trained(values, g)] if exhaustive else []
-    choices: dict[str, Grouping | None] = {}
-    notes: dict[str, list[str]] = {}
-    for name, affinity in predictors.items():
-        missing = missing_pairs(affinity, subset)
-        choice = f"{name} (predicted)"
-        choices[choice] = None if missing else best_grouping(subset, affinity, budget)[0]
-        notes[choice] = [_not_chosen(name, missing, subset)] if missing else []
     sign = values[values["role"] == "stl"].groupby("task")["sign"].first().to_dict()
     test_values, val_values = _per_seed(values, "test"), _per_seed(values, "val")
     zero, zero_val = _zero_reference(test_values, subset), _zero_reference(val_values, subset)
+    read = partial(_delta_m, test_values, sign, leave_out=zero)
+    seeds = sorted(int(s) for s in values["seed"].unique())
     # Each row: (choice, the text of what it measures, its per-seed test Δm; None where not chosen or measured)
     rows: list[tuple[str, str, pd.Series | None]] = []
     row_notes: list[list[str]] = []
-    for choice, grouping in choices.items():
-        row_notes.append([*notes[choice], *([_zero_note(zero)] if zero and grouping is not None else [])])
-        measured = grouping is not None and _trained(values, grouping)
-        if grouping is not None and not measured:
+    for name, source in predictors.items():
+        choice = f"{name} (predicted)"
+        overall = _predicted(source(seeds), subset, budget)
+        if overall is None or len(seeds) < MIN_SEEDS:
+            missing = missing_pairs(source(seeds), subset)
+            row_notes.append([_not_chosen(name, missing, subset) if missing else _too_few(len(seeds))])
+            rows.append((choice, "", None))
+            continue
+        folds = cross_fit(seeds, partial(_source_choice, source, subset, budget))
+        row_notes.append([_fold_note(folds, f"the {name} affinities", overall)])
+        row_notes[-1] += [
+            f"seeds {_seed_list(half)} read nothing: no {name} affinity for every pair on the other half"
+            for half, grouping in folds
+            if grouping is None
+        ]
+        row_notes[-1] += [_zero_note(zero)] if zero else []
+        text = _fold_text(folds)
+        if all(_trained(values, g) for _, g in folds if g is not None):
+            rows.append((choice, text, _fold_values(folds, read)))
+        else:
             row_notes[-1].append("not measured: a group of this grouping has no finished run (rerun the study)")
-        delta = _delta_m(test_values, sign, grouping, zero) if grouping is not None and measured else None
-        rows.append((choice, grouping_text(grouping) if grouping is not None else "", delta))
+            rows.append((choice, text, None))
     references: dict[str, tuple[str, pd.Series]] = {}
     if trained:
         val_scores = {g: _delta_m(val_values, sign, g, zero_val) for g in trained}

@@ -13,7 +13,9 @@ Per seed (all runs paired by seed: same initialization and batches):
 
 After these are trained, the analysis step (:func:`grouping_analysis`) computes every predictor's
 affinities from the stored rows, chooses each predictor's grouping of *all* tasks into at most
-``budget`` networks, and trains the groups of those groupings that are not trained yet (same seeds;
+``budget`` networks on every seed and on each half of the seeds (the report reads each half's test Δm
+of the grouping chosen on the other half: :func:`~mtlens.analysis.grouping.cross_fit`), and trains the
+groups of those groupings that are not trained yet (same seeds;
 ``role = chosen``), so each predictor's grouping of every task is measured too (against STL and
 all-together; the exhaustive best is only known on ``subset``).  They are trained through
 :func:`~mtlens.experiments.run_experiment`'s ``train``: their outcomes are in its results, so a chosen
@@ -25,8 +27,8 @@ all-together MTL run.  The report section (:func:`grouping_section`) is computed
 by :mod:`mtlens.analysis.grouping`: the measured pairwise transfer matrix with the transfer table's
 tests, the affinity matrices, each predictor's rank correlation with the measured transfer, and the
 grouping of ``subset`` into at most ``budget`` networks that each predictor chooses, measured
-against all-together, STL and the exhaustive best (cross-fitted over two halves of the seeds:
-:func:`~mtlens.analysis.grouping.cross_fitted_best`).
+against all-together, STL and the exhaustive best (each choice cross-fitted over two halves of the seeds:
+:func:`~mtlens.analysis.grouping.cross_fit`).
 """
 
 from __future__ import annotations
@@ -50,8 +52,9 @@ from mtlens.analysis.grouping import (
     higher_order_results,
     missing_pairs,
     pairwise_transfer,
-    predictor_affinities,
     predictor_correlations,
+    predictor_sources,
+    seed_halves,
 )
 from mtlens.errors import ConfigError
 from mtlens.experiments.base import Experiment, ExperimentPlan, TrainFunction, plan_runs, register_experiment
@@ -66,10 +69,12 @@ AFFINITY_PROBES = ["tag", "conflict"]
 
 
 NOTE = (
-    "note: why a row is not tested (fewer than 2 seeds with every value: no interval or p-value) or not chosen "
+    "note: how the row's grouping was chosen (on which half of the seeds, and the grouping chosen on every seed), "
+    "why a row is not tested (fewer than 2 seeds with every value: no interval or p-value) or not chosen "
     "(a predictor with a missing or non-finite affinity between two of the tasks chooses nothing rather than "
-    "counting it as 0), which comparison is of a grouping with itself (the same runs: difference 0, no test), "
-    "and the tasks its Δm leaves out (mean STL metric 0 over seeds: relative difference undefined)."
+    "counting it as 0; one seed cannot be split into halves), which comparison is of a grouping with itself "
+    "(the same runs: difference 0, no test), and the tasks its Δm leaves out (mean STL metric 0 over seeds: "
+    "relative difference undefined)."
 )
 """The report's words on the grouping tables' ``note`` column (:func:`~mtlens.analysis.grouping.grouping_table`)."""
 
@@ -128,15 +133,16 @@ def grouping_analysis(plan: ExperimentPlan, store: RunStore, setting: Setting, t
     manifest = plan.manifest
     finished = _finished(store, manifest)
     rows = store.trajectories(finished["run_id"].tolist())
-    transfer = pairwise_transfer(finished, rows, store.task_info())
-    if transfer.empty:
+    task_info = store.task_info()
+    if pairwise_transfer(finished, rows, task_info).empty:
         return
     budget = int(manifest["budget"].iloc[0])
     labels = set(manifest["group"])
     templates = {int(c.seed): c for c, role in zip(plan.configs, manifest["role"]) if role == "all"}
+    seeds = sorted(int(s) for s in finished["seed"].unique())
     configs, records = [], []
-    for name, affinity in predictor_affinities(affinity_table(finished, rows, transfer)).items():
-        missing = missing_pairs(affinity, setting.task_names)
+    for name, source in predictor_sources(finished, rows, task_info).items():
+        missing = missing_pairs(source(seeds), setting.task_names)
         if missing:  # a missing pair is no evidence of 0 affinity: this predictor chooses nothing
             shown = ", ".join(f"{i} -> {j}" for i, j in missing[:4]) + (", ..." if len(missing) > 4 else "")
             print(
@@ -145,19 +151,25 @@ def grouping_analysis(plan: ExperimentPlan, store: RunStore, setting: Setting, t
                 file=sys.stderr,
             )
             continue
-        grouping, _ = best_grouping(setting.task_names, affinity, budget)
-        for group in grouping:
-            label = group_label(group)
-            if len(group) < 2 or label in labels:
+        # The grouping on every seed (what one would train) and on each half of the seeds (what the report's
+        # cross-fitted row reads on the other half: mtlens.analysis.grouping.cross_fit)
+        for chosen_on in (seeds, *(half for half in seed_halves(seeds) if half)):
+            affinity = source(chosen_on)
+            if missing_pairs(affinity, setting.task_names):
                 continue
-            labels.add(label)
-            for seed, template in templates.items():
-                config = template.model_copy(update={"tasks": list(group), "probes": []})
-                configs.append(config)
-                records.append(
-                    manifest[manifest["run_id"] == template.run_id].iloc[0].to_dict()
-                    | {"run_id": config.run_id, "role": "chosen", "group": label, "chosen_by": name, "seed": seed}
-                )
+            grouping, _ = best_grouping(setting.task_names, affinity, budget)
+            for group in grouping:
+                label = group_label(group)
+                if len(group) < 2 or label in labels:
+                    continue
+                labels.add(label)
+                for seed, template in templates.items():
+                    config = template.model_copy(update={"tasks": list(group), "probes": []})
+                    configs.append(config)
+                    records.append(
+                        manifest[manifest["run_id"] == template.run_id].iloc[0].to_dict()
+                        | {"run_id": config.run_id, "role": "chosen", "group": label, "chosen_by": name, "seed": seed}
+                    )
     if configs:
         store.write_table(plan.table_name, pd.concat([manifest, pd.DataFrame.from_records(records)], ignore_index=True))
         tasks = len(setting.task_names)
@@ -293,7 +305,7 @@ def grouping_section(
         )
     subset = str(manifest["subset"].iloc[0]).split(SEPARATOR)
     budget = int(manifest["budget"].iloc[0])
-    predictors = predictor_affinities(affinities)
+    predictors = predictor_sources(manifest, rows, task_info)
     results = grouping_results(manifest, rows, task_info, subset, budget, predictors, alpha)
     if len(results):
         parts.append(
@@ -304,9 +316,11 @@ def grouping_section(
                 f"Groupings of {', '.join(subset)} into at most {budget} networks: each predictor's choice (the "
                 "partition maximizing the mean affinity onto each task from its group mates; transfer_pct = the "
                 "measured pairwise transfer, Standley et al.'s pairwise approximation), the exhaustive best over "
-                "every trained grouping, cross-fitted (each half of the seeds reads the test Δm of the grouping with "
-                "the best validation Δm on the other half: chosen and read on the same seeds, it picked favourable "
-                "noise) and all together. delta_m: mean over tasks of the relative test improvement over the "
+                "every trained grouping by validation Δm, and all together. Every choice is cross-fitted: each half "
+                "of the seeds reads the test Δm of the grouping chosen from the other half's runs alone (the "
+                "predictor's affinities, the best's validation Δm on that half; chosen and read on the same seeds, a "
+                "choice picks favourable noise); grouping names both halves' groupings where they differ, note the "
+                "grouping chosen on every seed. delta_m: mean over tasks of the relative test improvement over the "
                 "same-seed STL run (%), with its interval; vs_all / vs_best: paired differences to all-together and "
                 "to the exhaustive best; p-values Benjamini-Hochberg adjusted over the table's distinct comparisons "
                 f"(two rows with the same grouping, or x vs y and y vs x, are one test). {NOTE}",
@@ -334,7 +348,8 @@ def grouping_section(
                 out_dir,
                 f"grouping_results_all_{setting}",
                 f"Groupings of all {len(all_tasks)} tasks into at most {budget} networks chosen by each predictor "
-                "(their groups trained by the experiment's analysis step), against STL (delta_m) and all together "
+                "(their groups trained by the experiment's analysis step; cross-fitted: each half of the seeds reads "
+                "the grouping chosen from the other half's affinities), against STL (delta_m) and all together "
                 "(vs_all); n_seeds = 0 where a grouping's runs are not trained yet (rerun the study). " + NOTE,
             )
         )
