@@ -1,9 +1,9 @@
-"""The grouping table's exhaustive best on simulated stores: bias of its test Δm, size and power of its tests.
+"""The grouping table's chosen rows on simulated stores: bias of their test Δm, size and power of their tests.
 
-Not a speed benchmark: the figures of docs/grouping.md ("The exhaustive best").  Each store
-(``tests/grouping_stores.py``): every group of ``--tasks`` tasks trained at ``--seeds`` seeds, each run's test and
-validation error ``0.20`` + a seed effect (sd 0.03, shared by the seed's runs) + run noise (sd 0.004) whose
-validation and test parts correlate ``rho`` (one trained model read twice).  Per ``rho`` of ``--rhos``:
+Not a speed benchmark: the figures of docs/grouping.md ("The exhaustive best", "The predictors' rows,
+cross-fitted"). Each store (``tests/grouping_stores.py``): every group of ``--tasks`` tasks trained at ``--seeds``
+seeds, each run's test and validation error ``0.20`` + a seed effect (sd 0.03, shared by the seed's runs) + run noise
+(sd 0.004) whose validation and test parts correlate ``rho`` (one trained model read twice). Per ``rho`` of ``--rhos``:
 
 - **null**: no grouping differs from another or from STL (truth: Δm 0 for every grouping);
 - **better**: the groups of one grouping (the first two tasks | the rest) ``--gain`` lower in error on validation
