@@ -227,16 +227,21 @@ def test_training_with_probes_follows_the_trajectory_of_training_without(tmp_pat
     assert train(True) == train(False)
 
 
-def test_fisher_without_the_model_outputs_or_likelihood_tasks_is_a_clear_error(store):
-    model, sample = make_problem()
-    probes = RecorderProbes(
+def step_zero_probes(model: TwoTowers, sample, probe: str) -> RecorderProbes:
+    """One probe at step 0 on the two towers' trunk."""
+    return RecorderProbes(
         model=model,
         shared=list(model.trunk.parameters()),
         losses=per_example_losses(model),
         sample=sample,
         steps=[0],
-        probes=("fisher",),
+        probes=(probe,),
     )
+
+
+def test_fisher_without_the_model_outputs_or_likelihood_tasks_is_a_clear_error(store):
+    model, sample = make_problem()
+    probes = step_zero_probes(model, sample, "fisher")
     with pytest.raises(ValueError, match=r"probes \['fisher'\] need labels drawn from the model: pass outputs="):
         Recorder(store, "towers", list(TASKS), seed=0, probes=probes)
     with_outputs = RecorderProbes(**{**probes.__dict__, "outputs": lambda batch: model(batch["x"])})
@@ -249,14 +254,7 @@ def test_a_stored_run_with_probes_and_a_task_name_refused_since_is_refused_namin
     """A run stored before ``>`` was refused in task names reopens without probes; with probes its pair rows
     (``a>b``) would join an ambiguous name, so it is refused in one line naming the task and the run."""
     model, sample = make_problem()
-    probes = RecorderProbes(
-        model=model,
-        shared=list(model.trunk.parameters()),
-        losses=per_example_losses(model),
-        sample=sample,
-        steps=[0],
-        probes=("conflict",),
-    )
+    probes = step_zero_probes(model, sample, "conflict")
     monkeypatch.setattr(RunStore, "has_run", lambda self, run_id: True)  # as if recorded before 0d03d80
     refused = r"^run \S+ in .* cannot be reopened with probes .*: task name 'x>y' contains '>'"
     with pytest.raises(ValueError, match=refused):
