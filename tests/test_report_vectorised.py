@@ -156,6 +156,19 @@ def test_gap_section_says_why_there_is_no_gap_table(tmp_path):
     assert "No task has both STL and MTL trajectories" in section.body
 
 
+def test_gap_section_says_that_an_unpaired_p_any_is_exploratory(tmp_path):
+    """Where MTL and STL seeds do not match, the band is a label permutation (liberal with unequal spreads,
+    docs/statistics.md §3): the section says so for those rows only."""
+    rows = _gap_rows()
+    section, table = gap_section(rows, tmp_path, 0.05)
+    assert "unpaired" not in set(table["design"]) and "comparisons are unpaired" not in section.body
+    shifted = rows.assign(seed=np.where(rows["mode"] == "mtl", rows["seed"] + 100, rows["seed"]))
+    section, table = gap_section(shifted, tmp_path, 0.05)
+    unpaired = int((table["design"] == "unpaired").sum())
+    assert unpaired and f"{unpaired} of {len(table)} comparisons are unpaired" in section.body
+    assert "read those rows' p_any as exploratory" in section.body
+
+
 def test_gap_section_equals_generalization_gap_per_setting_method_and_task(tmp_path):
     rows = _gap_rows()
     section, table = gap_section(rows, tmp_path, 0.05)

@@ -520,6 +520,15 @@ def gap_section(
             f"seeds): it cannot exclude 0 there, whatever the curves look like. Onsets are tested by per-level "
             f"one-level tests, whose p-values are not bound to 2/2^n.</p>"
         )
+    unpaired = table[table["design"] == "unpaired"]
+    if len(unpaired):
+        note += (
+            f"<p>{len(unpaired)} of {len(table)} comparisons are unpaired (their MTL and STL seeds do not match). "
+            f"Their p_any is a label permutation, which tests whether MTL and STL runs are exchangeable, not "
+            f"whether their means differ: where the two kinds of runs differ in spread it finds gaps that are not "
+            f"there (27% at 5% with 3 MTL runs of 3× the spread of 9 STL runs, docs/statistics.md §3), so read "
+            f"those rows' p_any as exploratory. Their onset (p_persistent) holds its level.</p>"
+        )
     body = note + table_html(
         shown,
         out_dir,
