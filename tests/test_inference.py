@@ -7,7 +7,6 @@ import pytest
 from scipy import stats
 
 from mtlens.analysis.inference import (
-    _flipped_moments,
     bh_adjust,
     bh_level,
     clopper_pearson,
@@ -76,15 +75,55 @@ def test_the_paired_band_agrees_with_its_p_values_and_its_floor():
     assert far.p_any == pytest.approx(far.min_p)
 
 
-def test_flipped_and_shifted_moments_match_a_direct_computation():
-    """The moments of ``u_s + e_s d_s`` for every sign pattern and shift, from matrix products, equal the
-    mean, sd (ddof 1) and ``m_3 / sd^3`` of the curves built explicitly."""
-    rng = np.random.default_rng(8)
-    d, signs, shifts = rng.normal(size=(7, 12)), rng.choice([-1.0, 1.0], size=(5, 7)), rng.exponential(size=(5, 7))
-    curves = shifts[:, :, None] + signs[:, :, None] * d[None]  # (5, 7, 12)
-    mean, sd, g = _flipped_moments(signs, d, shifts)
-    assert mean == pytest.approx(curves.mean(axis=1)) and sd == pytest.approx(curves.std(axis=1, ddof=1))
-    assert g == pytest.approx(stats.skew(curves, axis=1) * (6 / 7) ** 1.5)
+def test_the_band_excludes_zero_exactly_where_p_reaches_alpha_at_few_seeds_and_far_gaps():
+    """Audit cases: below 6 seeds the sign flips' floor is above 0.05, so the band holds every difference
+    (it was finite, its end at the largest level 0 ± rounding, excluding 0 in 46 of 100 data sets with p above
+    alpha); at 3 seeds and alpha 0.2 the observed pattern is the null's largest value, c itself; and a gap 10^8
+    times the noise kept p_any at its floor (raw moments cancelled: p_any 0.0005 against a floor of 0.125)."""
+    rng = np.random.default_rng(12)
+    for seeds, alpha in ((5, 0.05), (3, 0.2), (4, 0.2), (6, 0.05)):
+        for _ in range(20):
+            test = paired_band_test(rng.normal(size=(seeds, 12)) + np.linspace(0, 3, 12), draws=199)
+            low, high = test.band(alpha)
+            assert np.array_equal((low > 0) | (high < 0), test.adjusted_p <= alpha)
+            if test.min_p > alpha:
+                assert np.isinf(low).all() and np.isinf(high).all()
+    for seeds in (4, 6, 8):
+        far = paired_band_test(rng.normal(size=(seeds, 10)) + 1e8 * np.linspace(1, 2, 10), draws=199)
+        assert far.p_any == pytest.approx(far.min_p) and far.min_p == pytest.approx(max(2 / 2**seeds, 1 / 200))
+
+
+def _shifted_hall(x: np.ndarray, y: np.ndarray | None, mu: float) -> float:
+    """|Hall's statistic| at one level of the values ``x − mu``: paired, or unpaired against ``y``."""
+    test = paired_max_t(x - mu) if y is None else unpaired_max_t(x - mu, y)
+    return float(np.abs(test.hall[0]))
+
+
+def test_intervals_invert_halls_statistic_where_the_skewness_is_rounding_noise():
+    """Two values, 2 vs 2 runs and symmetric decimal samples have a skewness of rounding size, not 0: the
+    inversion of the cubic cancelled there (``1 + gamma u == 1``), and an interval collapsed to a point or lost
+    40% of its width ([1, 2, 3] vs [0.2, 0.4, 0.6] gave [1.6, 1.6] with p 0.18).  Each end of the interval
+    must be a difference at which Hall's statistic of the shifted values equals the critical value."""
+    rng = np.random.default_rng(13)
+    cases = [
+        (np.array([1.0, 2.0, 3.0]), np.array([0.2, 0.4, 0.6])),
+        (np.array([0.1, 0.2, 0.3]), np.array([0.0, 0.0, 0.0])),
+        *((rng.normal(1, 1, 2), rng.normal(0, 1, 2)) for _ in range(20)),
+    ]
+    for x, y in cases:
+        test = unpaired_max_t(x, y)
+        low, high = test.interval(0.05)
+        c = test.critical(0.05)[0]
+        for end in (low[0], high[0]):
+            assert _shifted_hall(x, y, end) == pytest.approx(c, rel=1e-6)
+        assert ((low[0] > 0) or (high[0] < 0)) == (test.pointwise_p[0] <= 0.05)
+    for d in [np.array([0.1, 0.2, 0.3, 0.4]), *(rng.normal(1, 1, 2) for _ in range(20))]:
+        test = paired_max_t(d)
+        low, high = test.interval(0.05)
+        c = test.critical(0.05)[0]
+        for end in (low[0], high[0]):
+            assert _shifted_hall(d, None, end) == pytest.approx(c, rel=1e-6)
+        assert ((low[0] > 0) or (high[0] < 0)) == (test.pointwise_p[0] <= 0.05)
 
 
 def test_bh_level_is_the_largest_rejected_threshold():
