@@ -65,6 +65,30 @@ def test_a_failure_is_not_recorded_over_a_run_another_process_trains(tmp_path):
         assert store.status(IDENTITY.run_id)["state"] == RunState.RUNNING
 
 
+@pytest.mark.parametrize("state", [RunState.FINISHED, RunState.DIVERGED])
+@pytest.mark.parametrize("status_damaged", [False, True])
+def test_a_failure_is_not_recorded_over_a_complete_run(tmp_path, state, status_damaged):
+    """A worker lost twice records every run of its job failed, pack members that already ended too: ``failed``
+    over a diverged run made the next open resume its stale checkpoint, and its 3 merged rows were lost.  A
+    complete run, or one whose damaged status its end record rebuilds, is left alone and keeps its rows."""
+    store = RunStore(tmp_path)
+    before = _finished_run(store, state)
+    rows = store.trajectory(IDENTITY.run_id)
+    status_path = store.run_dir(IDENTITY.run_id) / "status.json"
+    if status_damaged:
+        status_path.write_text("[]")
+    RunHandle(store, IDENTITY, CONFIG).record_failure("worker lost 2 times")
+    if status_damaged:
+        assert status_path.read_text() == "[]"
+        with pytest.warns(DamagedRunWarning, match="rebuilt from the end record"):
+            assert _handle(store).open() == state
+    else:
+        assert store.status(IDENTITY.run_id) == before
+        assert _handle(store).open() == state
+    assert store.status(IDENTITY.run_id)["state"] == state
+    pd.testing.assert_frame_equal(store.trajectory(IDENTITY.run_id), rows)
+
+
 def test_buffered_rows_replace_by_key_are_flushed_when_many_and_merged_at_the_end(tmp_path):
     store = RunStore(tmp_path)
     with _handle(store) as handle:

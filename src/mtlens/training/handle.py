@@ -504,13 +504,18 @@ class RunHandle:
         """Mark the run ``failed`` with ``message`` after the code training it raised and released the run
         (the handle need not be open).  Under the run's lock the config is written (or rewritten, if
         missing or damaged) and the last status's step, digests and parts are kept, so the run resumes from
-        its last checkpoint.  A run another process holds by now is left alone (it is being trained); a store
-        that cannot be written raises :class:`~mtlens.store.StoreNotWritableError` (one line).  An open
-        handle uses :meth:`fail`."""
+        its last checkpoint.  A run another process holds by now is left alone (it is being trained), and so
+        is a complete one (its state ``finished``/``diverged``, or a damaged status its trajectory's end
+        record rebuilds): ``failed`` over it made the next open resume a stale checkpoint and overwrite its
+        merged rows.  A store that cannot be written raises :class:`~mtlens.store.StoreNotWritableError`
+        (one line).  An open handle uses :meth:`fail`."""
         try:
             with self.store.lock(self.run_id):
                 damaged = self.store.damaged_files(self.run_id)
                 status = {} if "status.json" in damaged else self.store.status(self.run_id) or {}
+                complete = status.get("state") in DONE_STATES
+                if complete or ("status.json" in damaged and self.store.end_record(self.run_id)[0] is not None):
+                    return
                 kept = {k: v for k, v in status.items() if k not in ("state", "step", "message", "updated")}
                 if "config.json" in damaged:
                     self.store.remove_file(self.run_id, "config.json")
