@@ -158,6 +158,22 @@ def test_a_complete_run_whose_status_is_damaged_is_rebuilt_from_its_trajectory_n
     assert store.runs()["state"].tolist() == [str(state)] and store.check().empty
 
 
+def test_a_rebuilt_status_keeps_the_task_info_the_complete_run_was_trained_with(tmp_path):
+    """Reopened with another selection metric, a complete run whose status was rebuilt from its end record had
+    tasks.json rewritten from the request: its selection metric changed silently and the rebuilt status's digest
+    no longer matched, so the run read ``damaged`` again."""
+    store = RunStore(tmp_path)
+    _finished_run(store)
+    run_dir = store.run_dir(IDENTITY.run_id)
+    tasks = (run_dir / "tasks.json").read_text()
+    (run_dir / "status.json").write_text("{")
+    other = {"a": {"selection_metric": "error", "lower_is_better": {"error": True, "loss": True}}}
+    with pytest.warns(DamagedRunWarning, match="rebuilt from the end record"):
+        assert RunHandle(store, IDENTITY, CONFIG, other).open() == RunState.FINISHED
+    assert (run_dir / "tasks.json").read_text() == tasks
+    assert store.runs()["state"].tolist() == ["finished"] and store.check().empty
+
+
 @pytest.mark.parametrize(
     "damage, why",
     [

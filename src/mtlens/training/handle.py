@@ -261,11 +261,20 @@ class RunHandle:
         for name in ("config.json", "tasks.json", "status.json"):
             if name in self.damaged:
                 store.remove_file(run_id, name)
-        self._digests = {
-            "config.json": store.write_config(run_id, self.config, self.ignore, self.same_config),
-            "tasks.json": store.write_task_info(run_id, self.info),
-        }
         status = None if "status.json" in self.damaged else store.status(run_id)
+        self._digests = {"config.json": store.write_config(run_id, self.config, self.ignore, self.same_config)}
+        tasks = store.run_dir(run_id) / "tasks.json"
+        if (
+            status is not None
+            and status["state"] in DONE_STATES
+            and tasks.is_file()
+            and "tasks.json" not in self.damaged
+        ):
+            # a complete run keeps the task info it was trained with (a request with another selection metric
+            # rewrote it, and a status rebuilt from the end record then no longer matched it: "damaged")
+            self._digests["tasks.json"] = (status.get("digests") or {}).get("tasks.json") or file_digest(tasks)
+        else:
+            self._digests["tasks.json"] = store.write_task_info(run_id, self.info)
         self._opened_status = dict(status or {})
         self._restore_point = None
         if status is not None and "parts" in status and store.checkpoint_path(run_id).exists():
