@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pandas as pd
 
 import mtlens.experiments.base as experiments_base
@@ -35,7 +37,7 @@ def test_a_rerun_with_other_scales_keeps_the_earlier_scales_of_the_same_design(t
     assert sorted(first["scale"]) == [1.0, 1.0] and "earlier" not in capsys.readouterr().out
     second = rerun([0, 1], [10.0])
     assert sorted(zip(second["seed"], second["scale"])) == [(0, 1.0)] * 2 + [(0, 10.0)] * 2 + [(1, 10.0)] * 2
-    assert "also shows 2 complete run(s) of earlier invocations" in capsys.readouterr().out
+    assert "also shows 2 run(s) of earlier invocations" in capsys.readouterr().out
     assert second["run_id"].is_unique and set(first["run_id"]) <= set(second["run_id"])
 
     unfinished = second.loc[second["scale"] == 10.0, "run_id"].iloc[0]
@@ -44,6 +46,27 @@ def test_a_rerun_with_other_scales_keeps_the_earlier_scales_of_the_same_design(t
     kept = third[third["scale"] != 100.0]
     assert set(kept["optimizer"]) == {"sgd"} and unfinished not in set(third["run_id"])
     assert sorted(kept["scale"]) == [1.0, 10.0, 10.0]
+
+
+def test_a_rerun_keeps_an_earlier_run_that_is_damaged_for_now(tiny, store, monkeypatch):
+    """A rerun dropped from the manifest, for good, an earlier run whose status was damaged at the time, although
+    a later open rebuilds it from its trajectory's end record: kept now, it is in the table once it is healed.
+    Only a row whose run directory is gone is dropped."""
+    monkeypatch.setattr(experiments_base, "run_configs", _finish_untrained)
+    monkeypatch.setattr(loss_scale, "setting_invariance", lambda *args: pd.DataFrame())
+    base = {k: v for k, v in tiny.items() if k != "probes"}
+    table = experiments_base.manifest_table_name("loss-scale", "digits_pair")
+    first = experiment_plan("loss-scale", base, [0], scales=[1.0])
+    run_experiment(first, store, progress=False)
+    damaged, gone = first.manifest["run_id"]
+    (store.run_dir(damaged) / "status.json").write_text("{")
+    shutil.rmtree(store.run_dir(gone))
+    run_experiment(experiment_plan("loss-scale", base, [0], scales=[10.0]), store, progress=False)
+    assert damaged in set(store.table(table)["run_id"]) and gone not in set(store.table(table)["run_id"])
+    (store.run_dir(damaged) / "status.json").unlink()
+    assert store.restore_status(damaged) == "" and store.is_done(damaged)
+    run_experiment(experiment_plan("loss-scale", base, [0], scales=[100.0]), store, progress=False)
+    assert sorted(store.table(table)["scale"]) == [1.0, 10.0, 10.0, 100.0, 100.0]
 
 
 def test_a_rerun_with_another_base_config_replaces_the_earlier_runs(tiny, store, monkeypatch):

@@ -204,7 +204,7 @@ def run_experiment(
     earlier = len(manifest) - len(plan.manifest)
     if earlier:
         print(
-            f"{plan.name}: its table also shows {earlier} complete run(s) of earlier invocations on {plan.setting}, "
+            f"{plan.name}: its table also shows {earlier} run(s) of earlier invocations on {plan.setting}, "
             f"not in this plan (stored manifest {plan.table_name})",
             flush=True,
         )
@@ -225,11 +225,14 @@ def run_experiment(
 def experiment_manifest(plan: ExperimentPlan, store: RunStore) -> pd.DataFrame:
     """The manifest :func:`run_experiment` stores: the plan's rows, then, for an experiment with
     ``rerun_keeps`` (:class:`Experiment`), the rows of the manifest stored by earlier invocations whose run is
-    not in the plan, is complete and intact (:meth:`~mtlens.store.RunStore.is_done`: finished or diverged, no
-    damaged file) and has the design of a planned run (:func:`_design`: the same config and labels but the run
-    id, the seed, where it ran and ``rerun_keeps``).  A rerun with other scales keeps the earlier scales; one
-    with another learning rate, number of epochs or scaled task replaces them.  A stored manifest that does not
-    read is replaced (one line on stderr names it)."""
+    not in the plan, still has its directory and has the design of a planned run (:func:`_design`: the same
+    config and labels but the run id, the seed, where it ran and ``rerun_keeps``), whatever its state: a run
+    damaged now (its status rebuilt later from its end record) or unfinished stays in the manifest, and the
+    sections show only the analysed (finished, intact) runs' rows and count the others.  A row whose config
+    does not read is kept too: it can only be healed by a rerun that plans it, which writes the manifest anew.
+    A rerun with other scales keeps the earlier scales; one with another learning rate, number of epochs or
+    scaled task replaces them.  A stored manifest that does not read is replaced (one line on stderr names
+    it)."""
     keeps = EXPERIMENTS.get(plan.name).rerun_keeps
     if keeps is None or plan.table_name not in store.table_names(plan.table_name):
         return plan.manifest
@@ -243,9 +246,14 @@ def experiment_manifest(plan: ExperimentPlan, store: RunStore) -> pd.DataFrame:
     earlier = []
     for row in stored.to_dict("records"):
         run_id = row.get("run_id")
-        if not isinstance(run_id, str) or run_id in planned or not store.is_done(run_id):
+        if not isinstance(run_id, str) or run_id in planned or not store.run_dir(run_id).is_dir():
             continue
-        if _design(store.config(run_id), row, keeps) in designs:  # the config verified by is_done
+        try:
+            config = store.config(run_id)
+        except DamagedStoreError:  # not analysed while damaged; dropping it would lose it for good
+            earlier.append(row)
+            continue
+        if _design(config, row, keeps) in designs:
             earlier.append(row)
     if not earlier:
         return plan.manifest
