@@ -9,6 +9,7 @@ import pandas as pd
 import mtlens.experiments.base as experiments_base
 import mtlens.experiments.loss_scale as loss_scale
 from mtlens.experiments import experiment_plan, run_experiment
+from mtlens.report.study_report import analysed_runs
 from mtlens.store import RunState, RunStore
 
 
@@ -23,7 +24,7 @@ def _finish_untrained(configs, store: RunStore, progress: bool = True) -> pd.Dat
 def test_a_rerun_with_other_scales_keeps_the_earlier_scales_of_the_same_design(tiny, store, monkeypatch, capsys):
     """The loss-scale experiment rerun with other scales overwrote its manifest: the earlier scales' finished
     runs dropped out of its table.  They are kept now, and only they: runs of another learning rate (or number
-    of epochs) are another design, and a run that is not complete is not shown."""
+    of epochs) are another design.  A kept run that is not complete stays in the manifest but is not analysed."""
     monkeypatch.setattr(experiments_base, "run_configs", _finish_untrained)
     monkeypatch.setattr(loss_scale, "setting_invariance", lambda *args: pd.DataFrame())
     base = {k: v for k, v in tiny.items() if k != "probes"}
@@ -40,12 +41,15 @@ def test_a_rerun_with_other_scales_keeps_the_earlier_scales_of_the_same_design(t
     assert "also shows 2 run(s) of earlier invocations" in capsys.readouterr().out
     assert second["run_id"].is_unique and set(first["run_id"]) <= set(second["run_id"])
 
-    unfinished = second.loc[second["scale"] == 10.0, "run_id"].iloc[0]
+    kept_design = (second["scale"] == 10.0) & (second["optimizer"] == "sgd") & (second["seed"] == 0)
+    unfinished = second.loc[kept_design, "run_id"].item()
     store.set_status(unfinished, RunState.RUNNING, 3)  # e.g. killed while being trained again
     third = rerun([0], [100.0], lrs={"adam": 0.01})  # adam at another lr: another design
     kept = third[third["scale"] != 100.0]
-    assert set(kept["optimizer"]) == {"sgd"} and unfinished not in set(third["run_id"])
-    assert sorted(kept["scale"]) == [1.0, 10.0, 10.0]
+    assert set(kept["optimizer"]) == {"sgd"} and sorted(kept["scale"]) == [1.0, 10.0, 10.0]
+    assert unfinished in set(kept["run_id"])  # of the kept design: its row stays, whatever its state
+    analysed, left_out = analysed_runs(store.runs())
+    assert unfinished in set(left_out["run_id"]) and unfinished not in set(analysed["run_id"])  # but it is not shown
 
 
 def test_a_rerun_keeps_an_earlier_run_that_is_damaged_for_now(tiny, store, monkeypatch):
