@@ -11,6 +11,7 @@ import mtlens.experiments.loss_scale as loss_scale
 from mtlens.experiments import experiment_plan, run_experiment
 from mtlens.report.study_report import analysed_runs
 from mtlens.store import RunState, RunStore
+from mtlens.training.config import same_run_config
 
 
 def _finish_untrained(configs, store: RunStore, progress: bool = True) -> pd.DataFrame:
@@ -71,6 +72,34 @@ def test_a_rerun_keeps_an_earlier_run_that_is_damaged_for_now(tiny, store, monke
     assert store.restore_status(damaged) == "" and store.is_done(damaged)
     run_experiment(experiment_plan("loss-scale", base, [0], scales=[100.0]), store, progress=False)
     assert sorted(store.table(table)["scale"]) == [1.0, 10.0, 10.0, 100.0, 100.0]
+
+
+def test_a_rerun_keeps_the_runs_of_a_store_written_before_a_config_key_existed(tiny, store, monkeypatch):
+    """Configs stored before ``mixed_precision`` and ``save_selected_models`` existed were compared with the
+    plan's as raw JSON, so an old store's runs were never kept on a rerun, although the trainer takes them as the
+    same run (:func:`~mtlens.training.config.same_run_config`) and their run ids are unchanged."""
+    old_keys = ("mixed_precision", "save_selected_models")
+
+    def finish_as_before(configs, store: RunStore, progress: bool = True) -> pd.DataFrame:
+        for config in configs:
+            stored = {k: v for k, v in config.to_dict().items() if k not in old_keys}
+            assert same_run_config(stored, config.to_dict())
+            store.write_config(config.run_id, stored)
+            store.finalize(config.run_id, RunState.FINISHED, 0)
+        return pd.DataFrame({"run_id": [c.run_id for c in configs], "state": "finished", "message": ""})
+
+    monkeypatch.setattr(loss_scale, "setting_invariance", lambda *args: pd.DataFrame())
+    base = {k: v for k, v in tiny.items() if k != "probes"}
+    table = experiments_base.manifest_table_name("loss-scale", "digits_pair")
+    monkeypatch.setattr(experiments_base, "run_configs", finish_as_before)
+    run_experiment(experiment_plan("loss-scale", base, [0], scales=[1.0]), store, progress=False)
+    monkeypatch.setattr(experiments_base, "run_configs", _finish_untrained)
+    run_experiment(experiment_plan("loss-scale", base, [0], scales=[10.0]), store, progress=False)
+    assert sorted(store.table(table)["scale"]) == [1.0, 1.0, 10.0, 10.0]
+    run_experiment(
+        experiment_plan("loss-scale", {**base, "mixed_precision": "bf16"}, [0], scales=[100.0]), store, progress=False
+    )
+    assert sorted(store.table(table)["scale"]) == [100.0, 100.0]  # another design: an old run ran without it
 
 
 def test_a_rerun_with_another_base_config_replaces_the_earlier_runs(tiny, store, monkeypatch):

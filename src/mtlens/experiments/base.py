@@ -54,6 +54,7 @@ from mtlens.training.config import (
     new_run_config,
     parse_config,
     refuse_owned_keys,
+    same_run_config,
 )
 
 EXPERIMENT_SEEDS = 2
@@ -225,7 +226,7 @@ def run_experiment(
 def experiment_manifest(plan: ExperimentPlan, store: RunStore) -> pd.DataFrame:
     """The manifest :func:`run_experiment` stores: the plan's rows, then, for an experiment with
     ``rerun_keeps`` (:class:`Experiment`), the rows of the manifest stored by earlier invocations whose run is
-    not in the plan, still has its directory and has the design of a planned run (:func:`_design`: the same
+    not in the plan, still has its directory and has the design of a planned run (:func:`_same_design`: the same
     config and labels but the run id, the seed, where it ran and ``rerun_keeps``), whatever its state: a run
     damaged now (its status rebuilt later from its end record) or unfinished stays in the manifest, and the
     sections show only the analysed (finished, intact) runs' rows and count the others.  A row whose config
@@ -242,7 +243,11 @@ def experiment_manifest(plan: ExperimentPlan, store: RunStore) -> pd.DataFrame:
         print(f"{err}; writing it anew from this plan", file=sys.stderr)
         return plan.manifest
     planned = set(plan.manifest["run_id"])
-    designs = {_design(c.to_dict(), row, keeps) for c, row in zip(plan.configs, plan.manifest.to_dict("records"))}
+    ignored = {"run_id", "seed", *RUN_ENVIRONMENT_KEYS, *keeps}
+    designs: dict[str, dict[str, dict[str, Any]]] = {}  # labels -> one planned config per design
+    for planned_config, row in zip(plan.configs, plan.manifest.to_dict("records")):
+        requested = planned_config.to_dict()
+        designs.setdefault(_design_key(row, ignored), {}).setdefault(_design_key(requested, ignored), requested)
     earlier = []
     for row in stored.to_dict("records"):
         run_id = row.get("run_id")
@@ -253,20 +258,29 @@ def experiment_manifest(plan: ExperimentPlan, store: RunStore) -> pd.DataFrame:
         except DamagedStoreError:  # not analysed while damaged; dropping it would lose it for good
             earlier.append(row)
             continue
-        if _design(config, row, keeps) in designs:
+        if any(
+            _same_design(config, requested, ignored)
+            for requested in designs.get(_design_key(row, ignored), {}).values()
+        ):
             earlier.append(row)
     if not earlier:
         return plan.manifest
     return pd.concat([plan.manifest, pd.DataFrame.from_records(earlier, columns=stored.columns)], ignore_index=True)
 
 
-def _design(config: dict[str, Any], labels: dict[str, Any], varying: Sequence[str]) -> str:
-    """What a run shares with the runs an experiment's table shows beside it: its stored ``config`` and manifest
-    ``labels`` without the run id, the seed, :data:`~mtlens.training.config.RUN_ENVIRONMENT_KEYS` and
-    ``varying``, as sorted JSON (NumPy scalars as Python numbers)."""
-    ignored = {"run_id", "seed", *RUN_ENVIRONMENT_KEYS, *varying}
-    kept = [{k: v for k, v in part.items() if k not in ignored} for part in (config, labels)]
-    return json.dumps(kept, sort_keys=True, default=lambda value: value.item())
+def _design_key(part: dict[str, Any], ignored: set[str]) -> str:
+    """A manifest row's labels (or a config) without the ``ignored`` keys, as sorted JSON (NumPy scalars as
+    Python numbers): the labels a run shares with the runs an experiment's table shows beside it."""
+    return json.dumps({k: v for k, v in part.items() if k not in ignored}, sort_keys=True, default=lambda v: v.item())
+
+
+def _same_design(stored: dict[str, Any], requested: dict[str, Any], ignored: set[str]) -> bool:
+    """Whether a stored ``config.json`` has the design of the planned run ``requested`` (:meth:`RunConfig.to_dict`):
+    the same run config (:func:`~mtlens.training.config.same_run_config`, the one rule that also lets a config
+    written before a key existed resume) once its ``ignored`` keys (run id, seed, where it ran, ``rerun_keeps``)
+    are taken from ``requested``."""
+    own = {k: v for k, v in stored.items() if k not in ignored}
+    return same_run_config({**own, **{k: requested[k] for k in ignored if k in requested}}, requested)
 
 
 def experiment_sections(
