@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from mtlens import RunStore
+from mtlens.cli import main
 from mtlens.states import RunState
 from mtlens.store.run_store import END_RECORD_KEY, part_name
 from mtlens.training.handle import MAX_PENDING_STEPS, Checkpoint, DamagedRunWarning, RunHandle, RunIdentity
@@ -172,6 +173,19 @@ def test_a_rebuilt_status_keeps_the_task_info_the_complete_run_was_trained_with(
         assert RunHandle(store, IDENTITY, CONFIG, other).open() == RunState.FINISHED
     assert (run_dir / "tasks.json").read_text() == tasks
     assert store.runs()["state"].tolist() == ["finished"] and store.check().empty
+
+
+def test_runs_check_says_a_rerun_rebuilds_a_damaged_status_from_the_end_record(tmp_path, capsys):
+    """``runs --check`` told a user whose status.json was damaged to rerun "to retrain damaged runs"; a rerun
+    rebuilds such a status from the trajectory's end record instead, and the message says so."""
+    store = RunStore(tmp_path)
+    _finished_run(store)
+    (store.run_dir(IDENTITY.run_id) / "status.json").write_text("{")
+    assert main(["runs", "--store", str(store.root), "--check"]) == 1
+    assert "rebuilds a damaged status.json from its trajectory's end record" in capsys.readouterr().err
+    with pytest.warns(DamagedRunWarning, match="rebuilt from the end record"):
+        assert _handle(store).open() == RunState.FINISHED
+    assert main(["runs", "--store", str(store.root), "--check"]) == 0
 
 
 @pytest.mark.parametrize(

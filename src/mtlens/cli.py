@@ -365,7 +365,8 @@ def _check_store(store: Any) -> int:
         print(f"{row.path}: {row.problem}")
     print(
         f"{store.root}: {len(problems)} problems in {problems['run_id'].replace('', None).nunique()} of {runs} "
-        f"runs (and outside runs); rerun the study or sweep to retrain damaged runs",
+        f"runs (and outside runs); rerun the study or sweep: it rebuilds a damaged status.json from its "
+        "trajectory's end record where that verifies, and retrains what else is damaged",
         file=sys.stderr,
     )
     return 1
