@@ -15,7 +15,10 @@ import pytest
 from mtlens import RunStore
 from mtlens.analysis.transfer import transfer_table
 from mtlens.cli import main
+from mtlens.orchestration.executors import Job, SerialExecutor, WorkerLost
+from mtlens.states import RunState
 from mtlens.training import trainer
+from mtlens.training.config import new_run_config
 
 STUDY = [
     "study",
@@ -152,3 +155,16 @@ def test_two_concurrent_identical_studies_wait_for_each_other(tmp_path):
     # The report holds the finished runs' numbers (not those of a run the other study was still training).
     final = transfer_table(store.trajectories(), store.task_info())
     pd.testing.assert_frame_equal(reported[final.columns], final.reset_index(drop=True), check_dtype=False)
+
+
+def test_a_job_lost_twice_reports_a_pack_member_that_had_ended_as_it_ended(tiny, store):
+    """A job whose worker is lost twice marks its runs failed; a pack member that had finished was reported (and,
+    before record_failure left complete runs alone, stored) ``failed``, so the study counted a finished run failed."""
+    ended, unstarted = (new_run_config({**tiny, "seed": seed}) for seed in (0, 1))
+    store.write_config(ended.run_id, ended.to_dict())
+    store.finalize(ended.run_id, RunState.FINISHED, 3)
+    outcomes = SerialExecutor()._lost(Job([ended, unstarted], lost=1), WorkerLost("worker died"), store)
+    states = {o["run_id"]: o["state"] for o in outcomes}
+    assert states == {ended.run_id: RunState.FINISHED, unstarted.run_id: RunState.FAILED}
+    assert store.done_state(ended.run_id) == RunState.FINISHED
+    assert store.status(unstarted.run_id)["state"] == RunState.FAILED

@@ -228,15 +228,21 @@ class Executor:
 
     def _lost(self, job: Job, lost: WorkerLost, store: RunStore) -> list[dict[str, str]]:
         """Count a lost attempt of the job: retry (state ``lost``) or, after ``max_attempts``, mark its runs
-        failed.  One outcome per run of the job."""
+        failed, but for a pack member that ended before the worker was lost (its stored done state, which
+        :meth:`~mtlens.training.handle.RunHandle.record_failure` leaves alone).  One outcome per run of the job."""
         job.lost += 1
         job.errors.append(lost.reason)
         if job.lost < self.max_attempts:
             return [{"run_id": c.run_id, "state": "lost", "message": lost.reason} for c in job.configs]
         message = f"worker lost {job.lost} times: " + "; ".join(job.errors)
+        outcomes = []
         for config in job.configs:
             mark_failed(store, config, message)
-        return [{"run_id": c.run_id, "state": RunState.FAILED, "message": message} for c in job.configs]
+            done = store.done_state(config.run_id)
+            outcomes.append(
+                {"run_id": config.run_id, "state": done or RunState.FAILED, "message": "" if done else message}
+            )
+        return outcomes
 
 
 @contextmanager
