@@ -15,7 +15,8 @@ After these are trained, the analysis step (:func:`grouping_analysis`) computes 
 affinities from the stored rows, chooses each predictor's grouping of *all* tasks into at most
 ``budget`` networks on every seed and on each half of the seeds (the report reads each half's test Δm
 of the grouping chosen on the other half: :func:`~mtlens.analysis.grouping.cross_fit`), and trains the
-groups of those groupings that are not trained yet (same seeds;
+groups of those groupings that are not trained yet (the grouping on every seed on every seed, a half's
+grouping on the other half's seeds only, where the report reads it;
 ``role = chosen``), so each predictor's grouping of every task is measured too (against STL and
 all-together; the exhaustive best is only known on ``subset``).  They are trained through
 :func:`~mtlens.experiments.run_experiment`'s ``train``: their outcomes are in its results, so a chosen
@@ -137,7 +138,7 @@ def grouping_analysis(plan: ExperimentPlan, store: RunStore, setting: Setting, t
     if pairwise_transfer(finished, rows, task_info).empty:
         return
     budget = int(manifest["budget"].iloc[0])
-    labels = set(manifest["group"])
+    planned = set(zip(manifest["group"], manifest["seed"].astype(int)))
     templates = {int(c.seed): c for c, role in zip(plan.configs, manifest["role"]) if role == "all"}
     seeds = sorted(int(s) for s in finished["seed"].unique())
     configs, records = [], []
@@ -151,19 +152,23 @@ def grouping_analysis(plan: ExperimentPlan, store: RunStore, setting: Setting, t
                 file=sys.stderr,
             )
             continue
-        # The grouping on every seed (what one would train) and on each half of the seeds (what the report's
-        # cross-fitted row reads on the other half: mtlens.analysis.grouping.cross_fit)
-        for chosen_on in (seeds, *(half for half in seed_halves(seeds) if half)):
+        # The grouping chosen on every seed (what one would train) is trained on every seed; the grouping chosen on
+        # a half of the seeds only on the *other* half, where the report's cross-fitted row reads it
+        # (mtlens.analysis.grouping.cross_fit): on its own half nothing would read it
+        halves = [half for half in seed_halves(seeds) if half]
+        every = sorted(templates)
+        for chosen_on, read_on in ((seeds, every), *((h, [s for s in seeds if s not in h]) for h in halves)):
             affinity = source(chosen_on)
             if missing_pairs(affinity, setting.task_names):
                 continue
             grouping, _ = best_grouping(setting.task_names, affinity, budget)
             for group in grouping:
                 label = group_label(group)
-                if len(group) < 2 or label in labels:
-                    continue
-                labels.add(label)
-                for seed, template in templates.items():
+                for seed in read_on:
+                    if len(group) < 2 or (label, seed) in planned or seed not in templates:
+                        continue
+                    planned.add((label, seed))
+                    template = templates[seed]
                     config = template.model_copy(update={"tasks": list(group), "probes": []})
                     configs.append(config)
                     records.append(
