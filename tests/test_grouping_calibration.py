@@ -89,7 +89,7 @@ def test_cross_fitted_best_reads_each_half_of_the_seeds_from_the_other_halfs_cho
     seeds = [0, 1, 2, 3]
     val = {x: pd.Series([5.0, 5.0, 0.0, 0.0], seeds), y: pd.Series([0.0, 0.0, 5.0, 6.0], seeds)}
     test = {x: pd.Series([10.0, 11.0, 12.0, 13.0], seeds), y: pd.Series([20.0, 21.0, 22.0, 23.0], seeds)}
-    values, text, note = cross_fitted_best(val, test)
+    values, text, note = cross_fitted_best(val, test, seeds)
     assert values.to_dict() == {0: 20.0, 1: 21.0, 2: 12.0, 3: 13.0}
     assert text == "a | b+c on seeds 0, 1; a+b | c on seeds 2, 3"
     assert note.endswith("chosen by validation Δm on every seed: a | b+c")  # mean 2.75 against 2.5
@@ -121,7 +121,7 @@ def _best_tests(rho: float, better: float, n_sim: int, seed: int) -> pd.DataFram
         val, test = _delta_m_study(rng, rho, better)
         naive = test[val.mean().idxmax()].to_numpy()
         named = [{((f"g{k}",),): frame[k] for k in frame} for frame in (val, test)]  # a grouping per column
-        crossed = cross_fitted_best(*named)[0].to_numpy()
+        crossed = cross_fitted_best(*named, range(SEEDS))[0].to_numpy()
         zero = np.zeros(SEEDS)
         record = {"naive": naive.mean(), "crossed": crossed.mean()}
         record["p_crossed"] = difference_test(crossed, zero, True, 0.05)["p_value"]

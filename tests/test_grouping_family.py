@@ -66,3 +66,18 @@ def test_the_family_holds_each_distinct_comparison_once():
     cells = np.concatenate([np.repeat(distinct, [3, 4, 1]), np.ones(4)])
     assert stats.false_discovery_control(cells)[0] > 1.2 * adjusted[0]
     assert table.loc[BEST_CHOICE, "note"].startswith("chosen by validation Δm on the other half of the seeds")
+
+
+def test_the_best_reads_the_tables_halves_of_the_seeds_with_or_without_a_predictor_choosing_its_grouping():
+    """Seed 3 has test values but no validation value.  The best skips it inside its choice, not in the split: it
+    reads the same halves {0, 1} | {2, 3} as the predictor, so the two rows (both a+b | c) are one series of 4 seeds
+    and one test.  Split apart (the best halving only seeds 0-2), the two shared a comparison key and the best's row
+    printed the predictor's 4-seed Δm and p-value beside its own 3 seeds; alone it showed another p."""
+    values = _values(seeds=4)
+    values.loc[values["seed"] == 3, "val"] = np.nan
+    columns = ["grouping", "n_seeds", "delta_m", "delta_m_low", "delta_m_high", "p_vs_stl", "vs_all", "p_vs_all"]
+    alone = grouping_table(values, TASKS, 2, {}).set_index("choice").loc[BEST_CHOICE, columns]
+    table = grouping_table(values, TASKS, 2, {"tag": fixed(PAIR_AB)}).set_index("choice")
+    assert table.loc[BEST_CHOICE, columns].equals(alone)
+    assert alone["n_seeds"] == 4 and alone["grouping"] == "a+b | c"
+    assert table.loc["tag (predicted)", columns].equals(alone)

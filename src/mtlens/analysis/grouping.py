@@ -572,11 +572,12 @@ def seed_halves(seeds: Sequence[int]) -> tuple[list[int], list[int]]:
     return ordered[:middle], ordered[middle:]
 
 
-def _best_on(groupings: Sequence[Grouping], scores: pd.DataFrame, seeds: Sequence[int]) -> Grouping:
+def _best_on(groupings: Sequence[Grouping], scores: pd.DataFrame, seeds: Sequence[int]) -> Grouping | None:
     """The grouping with the largest mean over ``seeds`` of its per-seed validation Δm (``scores``: seeds ×
-    positions in ``groupings``, a value on at least one of ``seeds``; seeds without a value are skipped; the first
-    on ties)."""
-    return groupings[int(scores.reindex(seeds).mean().idxmax())]
+    positions in ``groupings``; seeds without a value are skipped; the first on ties); ``None`` where no grouping
+    has a value on any of ``seeds``."""
+    means = scores.reindex(seeds).mean()
+    return None if means.isna().all() else groupings[int(means.idxmax())]
 
 
 def _seed_list(seeds: Sequence[int]) -> str:
@@ -628,16 +629,24 @@ def _fold_note(folds: Folds, by: str, overall: Grouping) -> str:
     )
 
 
+def _read_nothing(folds: Folds, why: str) -> list[str]:
+    """A note for each half of ``folds`` that reads nothing (its other half chose no grouping: ``why``)."""
+    return [f"seeds {_seed_list(half)} read nothing: {why} on the other half" for half, g in folds if g is None]
+
+
 def _too_few(n: int) -> str:
     return f"not chosen: {n} seed (cross-fitting chooses on one half of the seeds and reads the other: it needs 2)"
 
 
 def cross_fitted_best(
-    val_scores: Mapping[Grouping, pd.Series], test_scores: Mapping[Grouping, pd.Series]
+    val_scores: Mapping[Grouping, pd.Series], test_scores: Mapping[Grouping, pd.Series], seeds: Sequence[int]
 ) -> tuple[pd.Series, str, str]:
-    """The exhaustive best's per-seed test Δm, cross-fitted (:func:`cross_fit`): each half of the seeds reads the
-    test Δm of the grouping with the largest mean *validation* Δm on the *other* half (``val_scores``,
-    ``test_scores``: per grouping, its per-seed Δm; seeds = the union of their indexes).
+    """The exhaustive best's per-seed test Δm, cross-fitted (:func:`cross_fit` over the two halves of ``seeds``,
+    :func:`seed_halves`): each half reads the test Δm of the grouping with the largest mean *validation* Δm on the
+    *other* half (``val_scores``, ``test_scores``: per grouping, its per-seed Δm), the seeds of that half without a
+    validation Δm skipped; a half whose other half has none reads nothing (note).  ``seeds``: every seed of the
+    table, the same halves as every other row's (:func:`grouping_table`), so two rows with the same grouping text
+    read the same seeds.
 
     Returns ``(values, grouping, note)``: the per-seed test Δm (seeds without a value left out), the grouping's
     text (both halves' groupings, with their seeds, where they differ; ``""`` when nothing was chosen) and the
@@ -645,14 +654,15 @@ def cross_fitted_best(
     grouping with a validation Δm: nothing chosen."""
     groupings = list(val_scores)
     val = pd.concat([val_scores[g] for g in groupings], axis=1, keys=range(len(groupings))) if groupings else None
-    seeds = [] if val is None else sorted(val.dropna(how="all").index)
-    if not seeds:
+    overall = None if val is None else _best_on(groupings, val, seeds)
+    if overall is None:
         return pd.Series(dtype=float), "", "not chosen: no trained grouping has a validation Δm"
     if len(seeds) < MIN_SEEDS:
         return pd.Series(dtype=float), "", _too_few(len(seeds))
     folds = cross_fit(seeds, partial(_best_on, groupings, val))
     values = _fold_values(folds, test_scores.__getitem__)
-    return values, _fold_text(folds), _fold_note(folds, "validation Δm", _best_on(groupings, val, seeds))
+    notes = [_fold_note(folds, "validation Δm", overall), *_read_nothing(folds, "no validation Δm")]
+    return values, _fold_text(folds), "; ".join(notes)
 
 
 def _predicted(affinity: Affinity, subset: Sequence[str], budget: int) -> Grouping | None:
@@ -663,6 +673,11 @@ def _predicted(affinity: Affinity, subset: Sequence[str], budget: int) -> Groupi
 
 def _source_choice(source: AffinitySource, subset: Sequence[str], budget: int, seeds: Sequence[int]) -> Grouping | None:
     return _predicted(source(seeds), subset, budget)
+
+
+Side = tuple[str, tuple[int, ...]]
+"""One side of a comparison in :func:`grouping_table`: a grouping's text and the seeds its per-seed Δm is read on
+(together they fix the per-seed series, so one key is one test)."""
 
 
 def _difference(test: Mapping[str, float], flip: bool) -> dict[str, float]:
@@ -689,26 +704,27 @@ def grouping_table(
     per-seed Δm (against 0 for ``p_vs_stl``; of the per-seed differences to the reference's Δm on the
     same seeds for ``vs_all`` and ``vs_best``), where at least :data:`MIN_SEEDS` seeds have every value;
     a comparison with fewer is not tested (NaN interval and p-value, the reason in ``note``; its point
-    value is the one seed's).  Every row's grouping is chosen by one path, cross-fitted over two halves of the seeds
-    (:func:`cross_fit`: each half reads the grouping chosen from the other half's runs; chosen and read on the same
-    seeds, the choice picked favourable test noise and biased the row's test Δm upward): a predictor's
-    (``predictors``: name -> :data:`AffinitySource`) from its affinities on the other half (:func:`best_grouping`),
-    the exhaustive best (:data:`BEST_CHOICE`) among the trained groupings by mean validation Δm on the other half
-    (:func:`cross_fitted_best`); the note says so and names the grouping chosen on every seed.  A predictor with a
-    missing or non-finite affinity between two tasks of ``subset`` on every seed (:func:`missing_pairs`) chooses
-    no grouping (``not chosen``, ``n_seeds`` 0), nor does any choice with fewer than 2 seeds; a half whose other
-    half lacks a pair reads nothing (note).
+    value is the one seed's).  Every row's grouping is chosen by one path, cross-fitted over the same two halves of
+    the table's seeds (:func:`seed_halves` of every seed in ``values``; :func:`cross_fit`: each half reads the
+    grouping chosen from the other half's runs; chosen and read on the same seeds, the choice picked favourable test
+    noise and biased the row's test Δm upward): a predictor's (``predictors``: name -> :data:`AffinitySource`) from
+    its affinities on the other half (:func:`best_grouping`), the exhaustive best (:data:`BEST_CHOICE`) among the
+    trained groupings by mean validation Δm on the other half's seeds that have one (:func:`cross_fitted_best`); the
+    note says so and names the grouping chosen on every seed.  A predictor with a missing or non-finite affinity
+    between two tasks of ``subset`` on every seed (:func:`missing_pairs`) chooses no grouping (``not chosen``,
+    ``n_seeds`` 0), nor does any choice with fewer than 2 seeds; a half whose other half lacks a pair (or a
+    validation Δm) reads nothing (note).
 
     **One family of distinct comparisons.**  A comparison is the pair of per-seed series it compares (a row's
-    grouping, or the cross-fitted best's per-seed groupings, against STL, all-together or the best); the
-    Benjamini–Hochberg family (discrete-aware, :func:`~mtlens.analysis.inference.bh_adjust`) and the skewness
-    bound hold each distinct comparison once: two rows with the same grouping (two predictors choosing it) and
-    ``x`` vs ``y`` next to ``y`` vs ``x`` (the best against all-together, all-together against the best) are one
-    test, shown with the same adjusted p-value (the reverse with the difference and interval negated).  A
-    comparison of a grouping with itself (all-together against itself, a grouping that is the best, a grouping
-    of single tasks against STL) is no test: its difference is 0, its interval and p-values NaN, and the note
-    says so.  Coverage, level and power on simulated stores are in tests/test_grouping_calibration.py and
-    docs/grouping.md."""
+    grouping, or the cross-fitted best's per-seed groupings, against STL, all-together or the best), keyed by each
+    side's grouping text and the seeds it reads (:data:`Side`); the Benjamini–Hochberg family (discrete-aware,
+    :func:`~mtlens.analysis.inference.bh_adjust`) and the skewness bound hold each distinct comparison once: two
+    rows with the same grouping (two predictors choosing it) and ``x`` vs ``y`` next to ``y`` vs ``x`` (the best
+    against all-together, all-together against the best) are one test, shown with the same adjusted p-value (the
+    reverse with the difference and interval negated).  A comparison of a grouping with itself (all-together against
+    itself, a grouping that is the best, a grouping of single tasks against STL) is no test: its difference is 0,
+    its interval and p-values NaN, and the note says so.  Coverage, level and power on simulated stores are in
+    tests/test_grouping_calibration.py and docs/grouping.md."""
     if values.empty:
         return pd.DataFrame()
     values = values[values["task"].isin(subset)]
@@ -734,11 +750,7 @@ def grouping_table(
             continue
         folds = cross_fit(seeds, partial(_source_choice, source, subset, budget))
         row_notes.append([_fold_note(folds, f"the {name} affinities", overall)])
-        row_notes[-1] += [
-            f"seeds {_seed_list(half)} read nothing: no {name} affinity for every pair on the other half"
-            for half, grouping in folds
-            if grouping is None
-        ]
+        row_notes[-1] += _read_nothing(folds, f"no {name} affinity for every pair")
         row_notes[-1] += [_zero_note(zero)] if zero else []
         text = _fold_text(folds)
         if all(_trained(values, g) for _, g in folds if g is not None):
@@ -750,7 +762,7 @@ def grouping_table(
     if trained:
         val_scores = {g: _delta_m(val_values, sign, g, zero_val) for g in trained}
         test_scores = {g: _delta_m(test_values, sign, g, zero) for g in trained}
-        best, best_text, how = cross_fitted_best(val_scores, test_scores)
+        best, best_text, how = cross_fitted_best(val_scores, test_scores, seeds)
         row_notes.append([how, *([_zero_note(zero_val, "validation")] if zero_val and best_text else [])])
         row_notes[-1] += [_zero_note(zero)] if zero and best_text else []
         rows.append((BEST_CHOICE, best_text, best if best_text else None))
@@ -763,8 +775,9 @@ def grouping_table(
     stl_text = grouping_text(tuple((t,) for t in subset))  # a grouping of single tasks is the STL runs
     names = {"all": "all together", "best": "the exhaustive best"}
     records: list[dict[str, Any]] = []
-    comparisons: dict[frozenset[str], tuple[str, np.ndarray, np.ndarray]] = {}  # distinct: (first side, x, y)
-    cells: list[tuple[int, str, frozenset[str], bool]] = []  # (row, column, comparison, reversed)
+    # A side of a comparison is what its per-seed series is read from: the grouping's text and the seeds read
+    comparisons: dict[frozenset[Side], tuple[Side, np.ndarray, np.ndarray]] = {}  # distinct: (first side, x, y)
+    cells: list[tuple[int, str, frozenset[Side], bool]] = []  # (row, column, comparison, reversed)
     for row, (choice, text, delta) in enumerate(rows):
         records.append({"choice": choice, "grouping": text, "n_seeds": 0 if delta is None else len(delta)})
         if delta is None:
@@ -779,9 +792,10 @@ def grouping_table(
                 row_notes[row].append(f"{column}: the same runs as {ref_name}, not a test")
                 continue
             common = delta.index.intersection(ref.index)
-            key = frozenset((text, ref_text))
-            comparisons.setdefault(key, (text, delta[common].to_numpy(), ref[common].to_numpy()))
-            cells.append((row, column, key, comparisons[key][0] != text))
+            side = (text, tuple(delta.index))
+            key = frozenset((side, (ref_text, tuple(ref.index))))
+            comparisons.setdefault(key, (side, delta[common].to_numpy(), ref[common].to_numpy()))
+            cells.append((row, column, key, comparisons[key][0] != side))
     tested = {key: len(x) >= MIN_SEEDS for key, (_, x, _) in comparisons.items()}
     bound = family_bound([(x, y, True) for key, (_, x, y) in comparisons.items() if tested[key]])
     results = {}
