@@ -26,6 +26,7 @@ from mtlens.errors import ConfigError
 from mtlens.experiments import base as experiments_base
 from mtlens.experiments import experiment_plan, run_experiment
 from mtlens.experiments.grouping import grouping_analysis
+from mtlens.render.tables import confidence
 from mtlens.settings import SETTINGS, Setting, load_setting, register_setting
 from mtlens.settings.digit_attributes import TASK_NAMES
 from mtlens.store import RunStore
@@ -210,6 +211,10 @@ def test_grouping_experiment_end_to_end_on_three_tasks(tmp_path, three_tasks):
     assert "Which tasks to train together? (three_attributes)" in html
     transfer = pd.read_csv(tmp_path / "report" / "tables" / "grouping_transfer_three_attributes.csv")
     assert transfer.shape[0] == 6
+    # The Mantel table's intervals are at BH's level over its predictors, named in its columns and caption
+    mantel = pd.read_csv(tmp_path / "report" / "tables" / "grouping_correlations_three_attributes.csv")
+    level = mantel["pearson_confidence"].iloc[0]
+    assert (mantel["pearson_confidence"] == level).all() and f"intervals (Pearson {confidence(1 - level)}," in html
     # --alpha reaches the section: its pairwise intervals at alpha 0.2 are the 80% intervals, inside the 95% ones
     # (strictly where the seeds' differences vary; where every seed's difference is the same the exact sign-flip
     # test's interval is a point or, at 3 seeds whose 2/2^3 exceeds both levels, unbounded at both)

@@ -499,6 +499,19 @@ def correlation_table(
     ]
     computed = [c for c in columns if not c.endswith(("adjusted", "confidence")) and c != "conclusive"]
     table = pd.DataFrame.from_records(records, columns=[*computed, "pearson_se_z", "spearman_se_z"])
+    return family_inference(table, alpha)[columns]
+
+
+def family_inference(table: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """What makes the rows of a correlation table one family at FDR ``alpha`` (the one rule of every correlation
+    table of the report: :func:`correlation_table`, the grouping experiment's Mantel table): from each row's
+    ``pearson_r``/``spearman_rho``, ``{kind}_p``, ``{kind}_se_z`` (jackknife standard error on Fisher's z scale),
+    ``n_groups`` and ``min_p``, a copy with ``{kind}_p_adjusted`` (Benjamini–Hochberg over the rows, discrete-aware:
+    :func:`~mtlens.analysis.inference.bh_adjust`), ``{kind}_confidence = 1 − R · alpha / m``
+    (:func:`~mtlens.analysis.inference.bh_level`: ``R`` rejections among the ``m`` attainable rows, ``1 − alpha / m``
+    when ``R = 0``; the false-coverage-rate adjusted level of Benjamini & Yekutieli 2005), ``{kind}_low`` and
+    ``{kind}_high`` (:func:`fisher_interval` at that confidence) and ``conclusive`` (``min_p <= alpha``)."""
+    table = table.copy()
     min_p = table["min_p"].to_numpy(float)
     for kind, estimate in (("pearson", "pearson_r"), ("spearman", "spearman_rho")):
         p = table[f"{kind}_p"].to_numpy(float)
@@ -508,7 +521,7 @@ def correlation_table(
             table[estimate], table[f"{kind}_se_z"], table["n_groups"], table[f"{kind}_confidence"]
         )
     table["conclusive"] = min_p <= alpha
-    return table[columns]
+    return table
 
 
 CorrelationClaim = Literal["shown", "test only", "interval only", "too few clusters", "not shown"]

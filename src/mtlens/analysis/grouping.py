@@ -58,7 +58,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mtlens.analysis.correlation import correlation_claim
+from mtlens.analysis.correlation import correlation_claim, family_inference, fisher_interval
 from mtlens.analysis.inference import bh_adjust
 from mtlens.analysis.partitions import Affinity, Grouping, best_grouping, set_partitions
 
@@ -339,9 +339,10 @@ def mantel_test(
     depend on which task is which).  **p-value** (two-sided): the share of :func:`task_permutations` with
     ``|r*| >= |r|``, exact over all ``k!`` when at most ``n_perm``; ``min_p = 1 / #relabellings`` (``k = 4``
     tasks: 1/24 = 0.042).  **Interval** (``1 − alpha``): the delete-one-task jackknife of ``atanh(r)``
-    (every pair with the task left out), ``tanh(z ± t_{k−1} se_J)``; NaN with fewer than 4 tasks.
+    (every pair with the task left out, :func:`_task_jackknife`), ``tanh(z ± t_{k−1} se_J)``
+    (:func:`~mtlens.analysis.correlation.fisher_interval` over ``G = k`` tasks); NaN with fewer than 4 tasks.
     Returns ``n`` (cells), ``n_groups`` (tasks) and the columns of
-    :func:`~mtlens.analysis.correlation.correlate`."""
+    :func:`~mtlens.analysis.correlation.correlate` (``{kind}_se_z``: ``se_J``)."""
     tasks = sorted(set(frame["source"]) | set(frame["target"]))
     k = len(tasks)
     position = {task: i for i, task in enumerate(tasks)}
@@ -352,65 +353,88 @@ def mantel_test(
     out: dict[str, float] = {"n": int(both.sum()), "n_groups": k}
     names = {"pearson": "pearson_r", "spearman": "spearman_rho"}
     if out["n"] < 3 or np.ptp(a[both]) == 0 or np.ptp(t[both]) == 0:
-        empty = [f"{kind}_{key}" for kind in names for key in ("p", "low", "high")]
+        empty = [f"{kind}_{key}" for kind in names for key in ("p", "low", "high", "se_z")]
         return out | dict.fromkeys([*names.values(), *empty, "min_p"], np.nan)
     perms = task_permutations(k, n_perm, seed)
     for kind, (am, tm) in (("pearson", (a, t)), ("spearman", (_ranked(a), _ranked(t)))):
         r = _matrix_correlations(am, tm[perms[:, :, None], perms[:, None, :]])
         out[names[kind]], out[f"{kind}_p"] = float(r[0]), float(np.mean(np.abs(r) >= abs(r[0]) * (1 - 1e-9)))
-        out[f"{kind}_low"], out[f"{kind}_high"] = _task_jackknife(am, tm, float(r[0]), alpha)
+        out[f"{kind}_se_z"] = se = _task_jackknife(am, tm)
+        out[f"{kind}_low"], out[f"{kind}_high"] = (float(end) for end in fisher_interval(r[0], se, k, 1 - alpha))
     out["min_p"] = 1.0 / len(perms)
     return out
 
 
-def _task_jackknife(a: np.ndarray, t: np.ndarray, r: float, alpha: float) -> tuple[float, float]:
-    """The ``1 − alpha`` delete-one-task jackknife interval of :func:`mantel_test`'s correlation ``r`` of the
-    ``(k, k)`` matrices ``a`` and ``t``."""
+def _task_jackknife(a: np.ndarray, t: np.ndarray) -> float:
+    """The delete-one-task jackknife standard error ``se_J = sqrt((k − 1) / k · Σ (z_(i) − mean z)^2)`` of
+    ``z = atanh r``, :func:`mantel_test`'s correlation of the ``(k, k)`` matrices ``a`` and ``t`` (``z_(i)``: with
+    task ``i``'s row and column left out); NaN with fewer than 4 tasks or where a leave-out correlation is undefined
+    (a variable constant without task ``i``)."""
     k = a.shape[0]
     if k < 4:
-        return np.nan, np.nan
+        return np.nan
     leave_out = []
     for task in range(k):
         others = np.delete(np.arange(k), task)
         leave_out.append(_matrix_correlations(a[np.ix_(others, others)], t[np.ix_(others, others)][None])[0])
     z = np.arctanh(np.clip(leave_out, -1 + 1e-12, 1 - 1e-12))
-    if not np.isfinite(z).all() or not abs(r) < 1:
-        return np.nan, np.nan
-    se = np.sqrt((k - 1) / k * np.sum((z - z.mean()) ** 2))
-    q = stats.t.ppf(1 - alpha / 2, k - 1)
-    return float(np.tanh(np.arctanh(r) - q * se)), float(np.tanh(np.arctanh(r) + q * se))
+    if not np.isfinite(z).all():
+        return np.nan
+    return float(np.sqrt((k - 1) / k * np.sum((z - z.mean()) ** 2)))
 
 
 def predictor_correlations(
     affinities: pd.DataFrame, alpha: float = 0.05, n_perm: int = 9999, seed: int = 0
 ) -> pd.DataFrame:
     """Each predictor's :func:`mantel_test` against ``transfer_pct`` over the ordered pairs, one row per
-    predictor with at least 3 pairs (``x, y, n, n_groups``, the correlations with their ``1 − alpha``
-    intervals and p-values, ``min_p``), one Benjamini–Hochberg family at FDR ``alpha`` (``*_p_adjusted``,
-    discrete-aware: :func:`~mtlens.analysis.inference.bh_adjust`; ``conclusive``: ``min_p <= alpha``), and
-    what each row shows, ``pearson_claim`` and ``spearman_claim``: the report's one rule for correlations
+    predictor with at least 3 pairs (``x, y, n, n_groups``, the correlations with their intervals and p-values,
+    ``min_p``), one family at FDR ``alpha`` by the report's one rule for correlation tables
+    (:func:`~mtlens.analysis.correlation.family_inference`, as
+    :func:`~mtlens.analysis.correlation.correlation_table`): ``*_p_adjusted`` Benjamini–Hochberg over the
+    predictors (discrete-aware), the delete-one-task jackknife intervals at BH's level over the table,
+    ``pearson_confidence``/``spearman_confidence`` ``= 1 − R · alpha / m`` (Benjamini & Yekutieli 2005; ``R``
+    rejections among ``m`` attainable predictors, ``1 − alpha / m`` when ``R = 0``), ``conclusive``
+    (``min_p <= alpha``), and what each row shows, ``pearson_claim`` and ``spearman_claim``
     (:func:`~mtlens.analysis.correlation.correlation_claim`: ``"shown"`` only where the adjusted Mantel p-value
-    and the delete-one-task jackknife interval agree)."""
+    and that interval agree)."""
     records: list[dict[str, object]] = []
     for predictor in PREDICTORS:
         if predictor in affinities and affinities[predictor].notna().sum() >= 3:
             result = mantel_test(affinities, predictor, "transfer_pct", alpha, n_perm, seed)
             if result["n"] >= 3:
                 records.append({"x": predictor, "y": "transfer_pct", **result})
-    table = pd.DataFrame.from_records(records)
-    if table.empty:
-        return table
-    min_p = table["min_p"].to_numpy(float)
-    for kind in ("pearson", "spearman"):
-        table.insert(
-            table.columns.get_loc(f"{kind}_p") + 1,
-            f"{kind}_p_adjusted",
-            bh_adjust(table[f"{kind}_p"].to_numpy(float), min_p, alpha),
-        )
-    table["conclusive"] = min_p <= alpha
+    if not records:
+        return pd.DataFrame()
+    table = family_inference(pd.DataFrame.from_records(records), alpha)
     for kind in ("pearson", "spearman"):
         table[f"{kind}_claim"] = [correlation_claim(row, alpha, kind) for row in table.to_dict("records")]
-    return table
+    return table[MANTEL_COLUMNS]
+
+
+MANTEL_COLUMNS = [
+    "x",
+    "y",
+    "n",
+    "n_groups",
+    "pearson_r",
+    "pearson_p",
+    "pearson_p_adjusted",
+    "pearson_low",
+    "pearson_high",
+    "spearman_rho",
+    "spearman_p",
+    "spearman_p_adjusted",
+    "spearman_low",
+    "spearman_high",
+    "pearson_confidence",
+    "spearman_confidence",
+    "min_p",
+    "conclusive",
+    "pearson_claim",
+    "spearman_claim",
+]
+""":func:`predictor_correlations`' columns, in the order of :func:`~mtlens.analysis.correlation.correlation_table`'s
+(the jackknife standard errors behind the intervals not shown)."""
 
 
 def _per_seed(values: pd.DataFrame, column: str) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -61,7 +61,7 @@ from mtlens.errors import ConfigError
 from mtlens.experiments.base import Experiment, ExperimentPlan, TrainFunction, plan_runs, register_experiment
 from mtlens.render import save_figure, table_html
 from mtlens.render.charts import Spec, inline_data, tip
-from mtlens.render.tables import confidence
+from mtlens.render.tables import confidence, interval_confidences
 from mtlens.settings import Setting
 from mtlens.store import RunState, RunStore
 
@@ -300,9 +300,10 @@ def grouping_section(
                 out_dir,
                 f"grouping_correlations_{setting}",
                 "Does the affinity predict the measured transfer? Pearson r and Spearman rho over the ordered pairs, "
-                f"{confidence(alpha)} delete-one-task jackknife intervals and Mantel p-values (the tasks relabelled in "
-                "the transfer matrix: the pairs share their tasks' runs on both sides); Benjamini-Hochberg over the "
-                f"predictors at FDR {alpha:g}. pearson_claim / spearman_claim: the report's rule for every "
+                f"delete-one-task jackknife intervals ({interval_confidences(correlations, alpha)}; columns "
+                "pearson_confidence, spearman_confidence) and Mantel p-values (the tasks relabelled in the transfer "
+                "matrix: the pairs share their tasks' runs on both sides); Benjamini-Hochberg over the predictors at "
+                f"FDR {alpha:g}. pearson_claim / spearman_claim: the report's rule for every "
                 "correlation, shown only where the adjusted p-value and the interval agree (test only: the test "
                 "rejects but the interval reaches 0; interval only: the reverse; too few clusters: no p-value can "
                 f"reach {alpha:g}; not shown: neither).",

@@ -200,6 +200,22 @@ def confidence(alpha: float) -> str:
     return f"{100 * (1 - alpha):.6g}%"
 
 
+def interval_confidences(table: pd.DataFrame, alpha: float) -> str:
+    """The confidence of the correlation ``table``'s intervals in words: ``*_confidence`` of
+    :func:`~mtlens.analysis.correlation.family_inference` (every correlation table of the report), the
+    Benjamini–Yekutieli false-coverage-rate adjusted level ``1 − R · alpha / m`` of each family (``1 − alpha`` for
+    a table without it)."""
+
+    def level(kind: str) -> str:
+        values = table[f"{kind}_confidence"].dropna() if f"{kind}_confidence" in table else pd.Series(dtype=float)
+        return confidence(1 - float(values.iloc[0])) if len(values) else confidence(alpha)
+
+    return (
+        f"Pearson {level('pearson')}, Spearman {level('spearman')}: each family's Benjamini–Hochberg level R · "
+        f"{alpha:g} / m, the false-coverage-rate adjusted intervals of Benjamini & Yekutieli 2005"
+    )
+
+
 def number(value: Any, digits: int = DIGITS) -> str:
     """``value`` with ``digits`` significant digits (at least the integer part, thousands grouped; an
     exponent only outside 1e-4 .. 1e6), "—" for a missing value, "∞" for an infinite one."""

@@ -32,7 +32,7 @@ from mtlens.render.charts import (
     tip,
     when,
 )
-from mtlens.render.tables import confidence
+from mtlens.render.tables import confidence, interval_confidences
 from mtlens.report.oddities import early_window_notes, with_notes
 from mtlens.report.verdicts import correlation_words
 
@@ -166,21 +166,6 @@ def loss_ratio_figures(rows: pd.DataFrame) -> Iterator[Figure]:
             f"= MTL optimizes the task faster."
         )
         yield Figure(slug("loss_ratio", setting, method), setting, chart, caption, (setting, method))
-
-
-def interval_confidences(table: pd.DataFrame, alpha: float) -> str:
-    """The confidence of the correlation ``table``'s intervals in words: ``*_confidence`` of
-    :func:`~mtlens.analysis.correlation.correlation_table`, the Benjamini–Yekutieli false-coverage-rate
-    adjusted level ``1 − R · alpha / m`` of each family (``1 − alpha`` for a table without it)."""
-
-    def level(kind: str) -> str:
-        values = table[f"{kind}_confidence"].dropna() if f"{kind}_confidence" in table else pd.Series(dtype=float)
-        return confidence(1 - float(values.iloc[0])) if len(values) else confidence(alpha)
-
-    return (
-        f"Pearson {level('pearson')}, Spearman {level('spearman')}: each family's Benjamini–Hochberg level R · "
-        f"{alpha:g} / m, the false-coverage-rate adjusted intervals of Benjamini & Yekutieli 2005"
-    )
 
 
 def scatter_figures(
