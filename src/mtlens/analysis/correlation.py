@@ -475,31 +475,34 @@ def correlation_table(
         result = correlate(units[x], units[y], groups, 1 - alpha, seed, n_perm, centres, strata, slot_labels)
         if result["n"] >= 3:
             records.append({"x": x, "y": y, **result})
-    columns = [
-        "x",
-        "y",
-        "n",
-        "n_groups",
-        "n_centres",
-        "n_strata",
-        "pearson_r",
-        "pearson_p",
-        "pearson_p_adjusted",
-        "pearson_low",
-        "pearson_high",
-        "spearman_rho",
-        "spearman_p",
-        "spearman_p_adjusted",
-        "spearman_low",
-        "spearman_high",
-        "pearson_confidence",
-        "spearman_confidence",
-        "min_p",
-        "conclusive",
-    ]
-    computed = [c for c in columns if not c.endswith(("adjusted", "confidence")) and c != "conclusive"]
+    computed = [c for c in CORRELATION_COLUMNS if not c.endswith(("adjusted", "confidence")) and c != "conclusive"]
     table = pd.DataFrame.from_records(records, columns=[*computed, "pearson_se_z", "spearman_se_z"])
-    return family_inference(table, alpha)[columns]
+    return family_inference(table, alpha)[CORRELATION_COLUMNS]
+
+
+CORRELATION_COLUMNS = [
+    "x",
+    "y",
+    "n",
+    "n_groups",
+    "n_centres",
+    "n_strata",
+    "pearson_r",
+    "pearson_p",
+    "pearson_p_adjusted",
+    "pearson_low",
+    "pearson_high",
+    "spearman_rho",
+    "spearman_p",
+    "spearman_p_adjusted",
+    "spearman_low",
+    "spearman_high",
+    "pearson_confidence",
+    "spearman_confidence",
+    "min_p",
+    "conclusive",
+]
+""":func:`correlation_table`'s columns (the jackknife standard errors behind the intervals not shown)."""
 
 
 def family_inference(table: pd.DataFrame, alpha: float) -> pd.DataFrame:

@@ -58,7 +58,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mtlens.analysis.correlation import correlation_claim, family_inference, fisher_interval
+from mtlens.analysis.correlation import CORRELATION_COLUMNS, correlation_claim, family_inference, fisher_interval
 from mtlens.analysis.inference import bh_adjust
 from mtlens.analysis.partitions import Affinity, Grouping, best_grouping, set_partitions
 
@@ -412,24 +412,7 @@ def predictor_correlations(
 
 
 MANTEL_COLUMNS = [
-    "x",
-    "y",
-    "n",
-    "n_groups",
-    "pearson_r",
-    "pearson_p",
-    "pearson_p_adjusted",
-    "pearson_low",
-    "pearson_high",
-    "spearman_rho",
-    "spearman_p",
-    "spearman_p_adjusted",
-    "spearman_low",
-    "spearman_high",
-    "pearson_confidence",
-    "spearman_confidence",
-    "min_p",
-    "conclusive",
+    *(c for c in CORRELATION_COLUMNS if c not in ("n_centres", "n_strata")),
     "pearson_claim",
     "spearman_claim",
 ]
