@@ -49,6 +49,23 @@ def cli_workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
+def run_configs_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[str], bool]]:
+    """Every call of the experiments' ``run_configs`` (still run, without progress output): its run ids and its
+    ``progress`` argument, in order."""
+    from mtlens.experiments import base as experiments_base
+
+    calls: list[tuple[list[str], bool]] = []
+    original = experiments_base.run_configs
+
+    def recording(configs, store, progress=True):
+        calls.append(([c.run_id for c in configs], progress))
+        return original(configs, store, progress=False)
+
+    monkeypatch.setattr(experiments_base, "run_configs", recording)
+    return calls
+
+
+@pytest.fixture
 def tiny() -> dict:
     """A raw config of a very short run on digits_pair (a few seconds), without probes."""
     return {

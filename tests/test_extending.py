@@ -204,11 +204,12 @@ def test_a_users_experiment_is_one_registered_object(tmp_path, request, capsys):
     assert seen == [0.1] and "tested at FDR 0.1" in page.read_text() and "lr=0.03" in page.read_text()
 
 
-def test_runs_an_experiments_analysis_trains_join_its_results_and_exit_status(tmp_path, request, capsys, monkeypatch):
+def test_runs_an_experiments_analysis_trains_join_its_results_and_exit_status(
+    tmp_path, request, capsys, monkeypatch, run_configs_calls
+):
     """An analysis step that trains more runs (as the grouping experiment trains its chosen groupings) trains
     them through the ``train`` it is given: with the plan's progress setting (``--quiet``: none), and a run of
     it that fails is in ``mtlens study``'s summary and makes it exit 1 naming the run."""
-    from mtlens.experiments import base as experiments_base
     from mtlens.training import trainer
 
     extra_ids: list[str] = []
@@ -224,14 +225,7 @@ def test_runs_an_experiments_analysis_trains_join_its_results_and_exit_status(tm
 
     register_experiment(Experiment("lr-more", "More learning rates", plan, _lr_section, analyze))
     request.addfinalizer(lambda: EXPERIMENTS.unregister("lr-more"))
-    calls: list[tuple[list[str], bool]] = []
-    original_run_configs = experiments_base.run_configs
-
-    def recording(configs, store, progress=True):
-        calls.append(([c.run_id for c in configs], progress))
-        return original_run_configs(configs, store, progress=False)
-
-    monkeypatch.setattr(experiments_base, "run_configs", recording)
+    calls = run_configs_calls
     original_train = trainer.TrainingRun.train
 
     def failing_extra(self, progress):

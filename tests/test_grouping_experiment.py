@@ -23,7 +23,6 @@ from mtlens.analysis.grouping import (
     predictor_sources,
 )
 from mtlens.errors import ConfigError
-from mtlens.experiments import base as experiments_base
 from mtlens.experiments import experiment_plan, run_experiment
 from mtlens.experiments.grouping import grouping_analysis
 from mtlens.render.tables import confidence
@@ -97,19 +96,14 @@ def four_tasks(request):
     request.addfinalizer(lambda: SETTINGS.unregister("four_attributes"))
 
 
-def test_each_predictors_grouping_of_every_task_is_trained_after_the_plan(tmp_path, four_tasks, monkeypatch, capsys):
+def test_each_predictors_grouping_of_every_task_is_trained_after_the_plan(
+    tmp_path, four_tasks, run_configs_calls, capsys
+):
     base = {"setting": "four_attributes", "epochs": 2, "batch_size": 48, "train_eval_size": 32}
     base["probe_sample_size"] = 32
     plan = experiment_plan("grouping", base, [0, 1], budget=2, subset_size=2)
     store = RunStore(tmp_path / "store")
-    calls: list[tuple[list[str], bool]] = []
-    original = experiments_base.run_configs
-
-    def recording(configs, store, progress=True):
-        calls.append(([c.run_id for c in configs], progress))
-        return original(configs, store, progress=False)
-
-    monkeypatch.setattr(experiments_base, "run_configs", recording)
+    calls = run_configs_calls
     results = run_experiment(plan, store, progress=True)
     manifest = store.table(plan.table_name)
     chosen = manifest[manifest["role"] == "chosen"]
