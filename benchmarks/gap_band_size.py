@@ -11,16 +11,17 @@ the levels themselves, so no monotonizing or interpolation enters):
   and for power ``d_z · 0.05 sqrt(2)`` from checkpoint 3 on.  Tests: the sign-flip max-|t| test
   (:func:`~mtlens.analysis.inference.paired_max_t`, before) and :func:`~mtlens.analysis.inference.paired_band_test`
   (Hall's ``T_H`` against the larger of the sign flips' and a least-favourable simulated tail, after).
-- **unpaired**: each run ``0.05 r (z + 0.5 e)`` (a seed effect ``z`` and AR(1) noise ``e``), ``r`` the spread
-  ratio of the MTL runs (1 for STL), plus for power ``gap`` from checkpoint 3 on.  Tests: the label
-  permutation of max |Welch t| (:func:`~mtlens.analysis.inference.unpaired_max_t`, what the band uses) and
-  three candidates that respect unequal spreads, none adopted: ``max(perm, PB)``, the larger of the
-  permutation p and a parametric bootstrap of max |Welch t| that redraws each group at its own size as normal
-  curves with the group's sample covariance (Krishnamoorthy, Lu & Mathew 2007, for curves the Gaussian
-  multiplier of Chernozhukov, Chetverikov & Kato 2013); ``Hsu copula``, per level Hsu's (1938)
-  ``t_{min(n_1, n_2) − 1}`` p-value, the smallest against the smallest of Gaussian draws with the estimated
-  correlation of the mean differences; ``Hsu minP``, the smallest Hsu p-value referred to the permutation
-  distribution of the smallest per-level permutation p-value (Westfall & Young 1993).
+- **unpaired**: each run ``0.05 r (z + 0.5 e)`` (a seed effect ``z``, standard normal, or on the skewed
+  nulls of the MTL runs ``±(Exp(1) − 1)``, and AR(1) noise ``e``), ``r`` the spread ratio of the MTL runs (1
+  for STL), plus for power ``gap`` from checkpoint 3 on.  Tests: the label permutation of max |Welch t|
+  (:func:`~mtlens.analysis.inference.unpaired_max_t`, before), :func:`~mtlens.analysis.inference.unpaired_band_test`
+  (the larger of the permutation tail and the Hsu copula of
+  :func:`~mtlens.analysis.inference.hsu_copula_maxima`, after) and two candidates not adopted: ``max(perm,
+  PB)``, the larger of the permutation p and a parametric bootstrap of max |Welch t| that redraws each group
+  at its own size as normal curves with the group's sample covariance (Krishnamoorthy, Lu & Mathew 2007, for
+  curves the Gaussian multiplier of Chernozhukov, Chetverikov & Kato 2013); ``Hsu minP``, the smallest Hsu
+  p-value referred to the permutation distribution of the smallest per-level permutation p-value (Westfall &
+  Young 1993).
 
 ``PYTHONPATH=src .venv/bin/python benchmarks/gap_band_size.py --trials 400``
 """
@@ -37,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from mtlens.analysis.inference import label_patterns, paired_band_test, paired_max_t, unpaired_max_t
+from mtlens.analysis.inference import label_patterns, paired_band_test, paired_max_t, unpaired_band_test, unpaired_max_t
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from gap_curves import ar1  # noqa: E402  (the tests' AR(1) noise)
@@ -59,14 +60,22 @@ PAIRED = (
 """``(name, seeds, shift k, d_z)``."""
 
 UNPAIRED = (
-    ("3 vs 9, equal spread", 3, 9, 1.0, 0.0),
-    ("6 vs 6, equal spread", 6, 6, 1.0, 0.0),
-    ("9 vs 3, equal spread", 9, 3, 1.0, 0.0),
-    ("3 vs 9, MTL 3x spread", 3, 9, 3.0, 0.0),
-    ("4 vs 8, MTL 2x spread", 4, 8, 2.0, 0.0),
-    ("power 4 vs 8, gap 0.1", 4, 8, 1.0, 0.1),
+    ("3 vs 9, equal spread", 3, 9, 1.0, 0.0, 0.0),
+    ("6 vs 6, equal spread", 6, 6, 1.0, 0.0, 0.0),
+    ("9 vs 3, equal spread", 9, 3, 1.0, 0.0, 0.0),
+    ("3 vs 9, MTL 3x spread", 3, 9, 3.0, 0.0, 0.0),
+    ("4 vs 8, MTL 2x spread", 4, 8, 2.0, 0.0, 0.0),
+    ("6 vs 6, MTL 3x spread", 6, 6, 3.0, 0.0, 0.0),
+    ("9 vs 3, MTL 3x spread", 9, 3, 3.0, 0.0, 0.0),
+    ("3 vs 9, 3x, skewed +", 3, 9, 3.0, 1.0, 0.0),
+    ("3 vs 9, 3x, skewed -", 3, 9, 3.0, -1.0, 0.0),
+    ("6 vs 6, 3x, skewed +", 6, 6, 3.0, 1.0, 0.0),
+    ("4 vs 8, 2x, skewed -", 4, 8, 2.0, -1.0, 0.0),
+    ("power 4 vs 8, gap 0.1", 4, 8, 1.0, 0.0, 0.1),
+    ("power 6 vs 6, gap 0.1", 6, 6, 1.0, 0.0, 0.1),
 )
-"""``(name, MTL runs, STL runs, MTL spread ratio, gap)``."""
+"""``(name, MTL runs, STL runs, MTL spread ratio, skew of the MTL seed effect (0: normal, ±1: ±(Exp(1) − 1)),
+gap)``."""
 
 
 def paired_curves(rng: np.random.Generator, seeds: int, shift: float, d_z: float) -> np.ndarray:
@@ -77,10 +86,11 @@ def paired_curves(rng: np.random.Generator, seeds: int, shift: float, d_z: float
 
 
 def unpaired_curves(
-    rng: np.random.Generator, n_mtl: int, n_stl: int, ratio: float, gap: float
+    rng: np.random.Generator, n_mtl: int, n_stl: int, ratio: float, skew: float, gap: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """MTL and STL curves ``(n, LEVELS)`` of one data set (module docstring)."""
-    mtl = 0.05 * ratio * (rng.standard_normal((n_mtl, 1)) + 0.5 * ar1(rng, n_mtl, LEVELS))
+    effect = rng.standard_normal((n_mtl, 1)) if skew == 0 else skew * (rng.exponential(size=(n_mtl, 1)) - 1)
+    mtl = 0.05 * ratio * (effect + 0.5 * ar1(rng, n_mtl, LEVELS))
     stl = 0.05 * (rng.standard_normal((n_stl, 1)) + 0.5 * ar1(rng, n_stl, LEVELS))
     return mtl + gap * (np.arange(LEVELS) >= 3), stl
 
@@ -92,7 +102,7 @@ def welch_t(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def unpaired_candidates(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> dict[str, float]:
-    """``p_any`` of the label permutation and of the three candidates of the module docstring."""
+    """``p_any`` of the label permutation, of the band test and of the two candidates of the module docstring."""
     n1, n2 = len(x), len(y)
     observed = np.abs(welch_t(x, y))
     permutation = unpaired_max_t(x, y).p_any
@@ -101,19 +111,15 @@ def unpaired_candidates(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) 
     boot_y = rng.standard_normal((BOOTSTRAP, n2, n2)) @ ry / math.sqrt(n2 - 1)
     boot = np.abs(welch_t(boot_x, boot_y)).max(axis=1)
     bootstrap = (1 + np.sum(boot >= observed.max())) / (1 + BOOTSTRAP)
-    se = np.sqrt(x.var(axis=0, ddof=1) / n1 + y.var(axis=0, ddof=1) / n2)
-    gauss = rng.standard_normal((BOOTSTRAP, n1)) @ rx / math.sqrt((n1 - 1) * n1)
-    gauss = (gauss + rng.standard_normal((BOOTSTRAP, n2)) @ ry / math.sqrt((n2 - 1) * n2)) / se
     hsu = float((2 * stats.t.sf(observed, min(n1, n2) - 1)).min())
-    copula = (1 + np.sum((2 * stats.norm.sf(np.abs(gauss))).min(axis=1) <= hsu)) / (1 + BOOTSTRAP)
     data = np.vstack([x, y])
     patterns = label_patterns(n1, n2)[0].astype(bool)
     permuted = np.abs(welch_t(np.stack([data[p] for p in patterns]), np.stack([data[~p] for p in patterns])))
     level_p = (permuted[None] >= permuted[:, None] * (1 - 1e-9)).mean(axis=1).min(axis=1)  # (P,) smallest per-level p
     return {
         "label permutation": permutation,
+        "band test": unpaired_band_test(x, y).p_any,
         "max(perm, PB)": max(permutation, bootstrap),
-        "Hsu copula": copula,
         "Hsu minP": float(np.mean(level_p <= hsu * (1 + 1e-9))),
     }
 
@@ -147,13 +153,15 @@ def main() -> None:
 
         line = rates(args.trials, 100 + i, paired, args.alpha)
         print(f"paired   {name:24s} {line}  ({time.perf_counter() - start:.0f} s)", flush=True)
-    for i, (name, n1, n2, ratio, gap) in enumerate(UNPAIRED if args.only != "paired" else ()):
+    for i, (name, n1, n2, ratio, skew, gap) in enumerate(UNPAIRED if args.only != "paired" else ()):
         if not any(part in name for part in args.designs):
             continue
         start = time.perf_counter()
 
-        def unpaired(rng: np.random.Generator, a: int = n1, b: int = n2, r: float = ratio, g: float = gap) -> dict:
-            return unpaired_candidates(*unpaired_curves(rng, a, b, r, g), rng)
+        def unpaired(
+            rng: np.random.Generator, a: int = n1, b: int = n2, r: float = ratio, k: float = skew, g: float = gap
+        ) -> dict:
+            return unpaired_candidates(*unpaired_curves(rng, a, b, r, k, g), rng)
 
         line = rates(args.trials, 200 + i, unpaired, args.alpha)
         print(f"unpaired {name:24s} {line}  ({time.perf_counter() - start:.0f} s)", flush=True)

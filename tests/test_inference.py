@@ -23,6 +23,7 @@ from mtlens.analysis.inference import (
     sample_skewness,
     scalar_test,
     symmetry_diagnostic,
+    unpaired_band_test,
     unpaired_max_t,
 )
 from unpaired_reference import unpaired_p
@@ -428,3 +429,27 @@ def test_unpaired_power_with_one_constant_group_is_finite():
     assert 0 <= test.variance_share[0] <= 1
     low, high = test.interval(0.05)
     assert np.isfinite(test.min_detectable(0.05)).all() and low[0] < 0.2 < high[0]
+
+
+def test_the_unpaired_band_is_hsus_t_at_one_level_and_agrees_with_its_p_values():
+    """Independent reference: at one level (or at levels that move together) the copula of
+    hsu_copula_maxima is a single |N(0, 1)|, so the band's tail is Hsu's two-sided p-value
+    ``2 t_{min(n_1, n_2) − 1}(−|t|)`` (scipy) up to Monte Carlo error, and p_any is the larger of it and the
+    label permutation's.  Over curves: the band excludes 0 exactly where the adjusted p reaches alpha, and
+    the copula never lowers a permutation p-value."""
+    rng = np.random.default_rng(21)
+    for n1, n2 in ((3, 9), (6, 6), (9, 3)):
+        x, y = rng.normal(0.8, 3, n1), rng.normal(0, 1, n2)
+        test = unpaired_band_test(x, y, draws=19_999)
+        hsu = 2 * stats.t.sf(abs(test.t[0]), min(n1, n2) - 1)
+        permutation = unpaired_max_t(x, y).p_any
+        assert test.p_any == pytest.approx(max(hsu, permutation), abs=0.006)
+        together = unpaired_band_test(np.c_[x, 2 * x], np.c_[y, 2 * y], draws=19_999)  # a perfectly correlated twin
+        assert together.p_any == pytest.approx(max(hsu, permutation), abs=0.006)
+    x, y = rng.normal(0.5, 2, (4, 30)).cumsum(axis=1), rng.normal(0, 1, (8, 30)).cumsum(axis=1)
+    test = unpaired_band_test(x, y, draws=999)
+    assert (test.adjusted_p >= test._permutation_tail(test.t)).all()
+    for alpha in (0.01, 0.05, 0.2):
+        low, high = test.band(alpha)
+        assert np.array_equal((low > 0) | (high < 0), test.adjusted_p <= alpha)
+    assert test.min_p == pytest.approx(1 / 495)  # the relabellings' floor 1 / C(12, 4), above the copula's 1 / 1000

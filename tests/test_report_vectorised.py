@@ -156,9 +156,9 @@ def test_gap_section_says_why_there_is_no_gap_table(tmp_path):
     assert "No task has both STL and MTL trajectories" in section.body
 
 
-def test_gap_section_says_that_an_unpaired_p_any_is_exploratory(tmp_path):
-    """Where MTL and STL seeds do not match, the band is a label permutation (liberal with unequal spreads,
-    docs/statistics.md §3): the section says so for those rows only."""
+def test_gap_section_says_which_rows_are_unpaired_and_what_their_band_costs(tmp_path):
+    """Where MTL and STL seeds do not match, the band's test respects unequal spreads at a price in power
+    (docs/statistics.md §3): the section says so for those rows only."""
     rows = _gap_rows()
     section, table = gap_section(rows, tmp_path, 0.05)
     assert "unpaired" not in set(table["design"]) and "comparisons are unpaired" not in section.body
@@ -166,7 +166,7 @@ def test_gap_section_says_that_an_unpaired_p_any_is_exploratory(tmp_path):
     section, table = gap_section(shifted, tmp_path, 0.05)
     unpaired = int((table["design"] == "unpaired").sum())
     assert unpaired and f"{unpaired} of {len(table)} comparisons are unpaired" in section.body
-    assert "read those rows' p_any as exploratory" in section.body
+    assert "Gaussian copula of Hsu's t" in section.body and "more power" in section.body
 
 
 def test_gap_section_equals_generalization_gap_per_setting_method_and_task(tmp_path):
