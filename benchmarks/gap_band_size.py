@@ -6,7 +6,8 @@ Not a speed benchmark: the figures of docs/statistics.md §3 ("Where 'a gap exis
 the levels themselves, so no monotonizing or interpolation enters):
 
 - **paired**: per-seed difference curves ``0.05 (e_MTL − e_STL)`` (AR(1), unit variance each), plus on the
-  skewed nulls a per-seed shift ``k · (Exp(1) − 1)`` common to every level (in the measure's units: the
+  skewed nulls a per-seed shift ``k · (Exp(1) − 1)`` common to every level (or ``k`` times a standardized shifted
+  gamma of skewness 0.5, 1 or 1.5, as the one-level test's family of §2; in the measure's units: the
   seeds' sd of MTL's measure in ``ar1_study`` is ``sqrt(0.1^2 + 0.05^2) = 0.11``, of the differences 0.071),
   and for power ``d_z · 0.05 sqrt(2)`` from checkpoint 3 on.  Tests: the sign-flip max-|t| test
   (:func:`~mtlens.analysis.inference.paired_max_t`, before) and :func:`~mtlens.analysis.inference.paired_band_test`
@@ -48,16 +49,21 @@ BOOTSTRAP = 1_999
 """Simulated data sets per candidate reference of the unpaired candidates."""
 
 PAIRED = (
-    ("A/A 6 seeds", 6, 0.0, 0.0),
-    ("A/A 8 seeds", 8, 0.0, 0.0),
-    ("A/A 12 seeds", 12, 0.0, 0.0),
-    ("skewed 0.3, 8 seeds", 8, 0.3, 0.0),
-    ("skewed 1, 6 seeds", 6, 1.0, 0.0),
-    ("skewed 1, 8 seeds", 8, 1.0, 0.0),
-    ("skewed 1, 12 seeds", 12, 1.0, 0.0),
-    ("power d_z 1, 8 seeds", 8, 0.0, 1.0),
+    ("A/A 6 seeds", 6, 0.0, 2.0, 0.0),
+    ("A/A 8 seeds", 8, 0.0, 2.0, 0.0),
+    ("A/A 12 seeds", 12, 0.0, 2.0, 0.0),
+    ("skewed 0.3, 8 seeds", 8, 0.3, 2.0, 0.0),
+    ("skewed 1, 6 seeds", 6, 1.0, 2.0, 0.0),
+    ("skewed 1, 8 seeds", 8, 1.0, 2.0, 0.0),
+    ("skewed 1, 12 seeds", 12, 1.0, 2.0, 0.0),
+    ("skewness 0.5, 8 seeds", 8, 1.0, 0.5, 0.0),
+    ("skewness 1, 8 seeds", 8, 1.0, 1.0, 0.0),
+    ("skewness 1.5, 8 seeds", 8, 1.0, 1.5, 0.0),
+    ("skewness 1, 6 seeds", 6, 1.0, 1.0, 0.0),
+    ("skewness 1, 12 seeds", 12, 1.0, 1.0, 0.0),
+    ("power d_z 1, 8 seeds", 8, 0.0, 2.0, 1.0),
 )
-"""``(name, seeds, shift k, d_z)``."""
+"""``(name, seeds, shift k, skewness of the shift, d_z)``."""
 
 UNPAIRED = (
     ("3 vs 9, equal spread", 3, 9, 1.0, 0.0, 0.0),
@@ -78,11 +84,14 @@ UNPAIRED = (
 gap)``."""
 
 
-def paired_curves(rng: np.random.Generator, seeds: int, shift: float, d_z: float) -> np.ndarray:
+def paired_curves(rng: np.random.Generator, seeds: int, shift: float, skewness: float, d_z: float) -> np.ndarray:
     """Per-seed difference curves ``(seeds, LEVELS)`` of one data set (module docstring)."""
     d = 0.05 * (ar1(rng, seeds, LEVELS) - ar1(rng, seeds, LEVELS))
     d += d_z * 0.05 * math.sqrt(2) * (np.arange(LEVELS) >= 3)
-    return d + shift * (rng.exponential(size=(seeds, 1)) - 1)
+    if skewness == 2:
+        return d + shift * (rng.exponential(size=(seeds, 1)) - 1)
+    a = 4 / skewness**2  # the shifted gamma of that skewness, standardized: Exp(1) - 1 at skewness 2
+    return d + shift * (rng.gamma(a, size=(seeds, 1)) - a) / math.sqrt(a)
 
 
 def unpaired_curves(
@@ -142,13 +151,15 @@ def main() -> None:
     args = parser.parse_args()
     se = 100 * math.sqrt(args.alpha * (1 - args.alpha) / args.trials)
     print(f"{args.trials} data sets per design, alpha {args.alpha}; level + 2 SE = {100 * args.alpha + 2 * se:.1f}%")
-    for i, (name, seeds, shift, d_z) in enumerate(PAIRED if args.only != "unpaired" else ()):
+    for i, (name, seeds, shift, skewness, d_z) in enumerate(PAIRED if args.only != "unpaired" else ()):
         if not any(part in name for part in args.designs):
             continue
         start = time.perf_counter()
 
-        def paired(rng: np.random.Generator, s: int = seeds, k: float = shift, d: float = d_z) -> dict[str, float]:
-            curves = paired_curves(rng, s, k, d)
+        def paired(
+            rng: np.random.Generator, s: int = seeds, k: float = shift, g: float = skewness, d: float = d_z
+        ) -> dict[str, float]:
+            curves = paired_curves(rng, s, k, g, d)
             return {"sign flips max|t|": paired_max_t(curves).p_any, "band test": paired_band_test(curves).p_any}
 
         line = rates(args.trials, 100 + i, paired, args.alpha)
