@@ -255,10 +255,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         if (result.rates["min_p"] > args.alpha).any():
             print(f"min_p > {args.alpha:g}: with {half} seeds per side such a test can never reject.")
         if len(result.power):
-            sizes = ", ".join(f"{q} {v:+.3g}" for q, v in result.effect.items())
+            sizes = ", ".join(f"{t} {q} {v:+.3g}" for (t, q), v in sorted(result.effect.items()))
             print(
-                f"\npositive control: the median minimum detectable difference spiked into the 'MTL' seeds "
-                f"({sizes}); rate = detection rate (nominal power 80%, paired):"
+                f"\npositive control: per task, the median minimum detectable difference of the paired tests "
+                f"spiked into the 'MTL' seeds ({sizes}); rate = detection rate (nominal power 80% paired):"
             )
             print(result.power.drop(columns=["false_positives", "min_detectable"]).to_string(**table_format))
     if args.out:

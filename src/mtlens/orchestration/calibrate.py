@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from mtlens.analysis.calibration import PairedTables, calibrate, detectable_effects, false_positive_rates
+from mtlens.analysis.calibration import Effect, PairedTables, calibrate, detectable_effects, false_positive_rates
 from mtlens.errors import ConfigError, MtlensError
 from mtlens.orchestration.executors import run_configs
 from mtlens.orchestration.study import study_configs
@@ -23,12 +23,12 @@ from mtlens.store import RunState, RunStore
 @dataclass(frozen=True)
 class Calibration:
     """``comparisons``/``rates``: the A/A tests and their false-positive rates; ``effect``: the spiked-in
-    effect per quantity (the median minimum detectable difference of the A/A tests);
+    effect per (task, quantity) (the median minimum detectable difference of the A/A tests);
     ``power``/``detections``: the detection rates of the positive control with that effect."""
 
     comparisons: pd.DataFrame
     rates: pd.DataFrame
-    effect: dict[str, float]
+    effect: Effect
     detections: pd.DataFrame
     power: pd.DataFrame
 
@@ -72,7 +72,8 @@ def run_calibration(
         if effect
         else comparisons.iloc[:0]
     )
-    detections = detections[detections["measure"].isin(list(effect))]
+    spiked = pd.MultiIndex.from_tuples(list(effect), names=["task", "measure"])
+    detections = detections[pd.MultiIndex.from_frame(detections[["task", "measure"]]).isin(spiked)]
     return Calibration(
         comparisons,
         false_positive_rates(comparisons),
