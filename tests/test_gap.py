@@ -126,6 +126,9 @@ def test_paired_statistics_match_scipy_and_a_brute_force_max_t():
     # The band excludes zero exactly where the adjusted p-value is at most alpha.
     frame = result.at_alpha(0.2).gap
     assert ((frame["band_low"] > 0) | (frame["band_high"] < 0)).equals(frame["p_adjusted"] <= 0.2)
+    # its t column is the statistic the band tests (Hall's T_H), beyond c_alpha exactly where p_adjusted <= alpha
+    assert np.allclose(frame["t"], hall)
+    assert (frame["t"].abs() > result.test.critical_value(0.2)).equals(frame["p_adjusted"] <= 0.2)
     # Per level, the unadjusted p-value is the report's one-level paired test (inference.scalar_test: Hall's
     # skewness-corrected t) of that level's differences alone, at every level; p_persistent is the end's.
     alone = [scalar_test(paired_max_t(d[:, j]), 0.05)["p_value"] for j in range(d.shape[1])]

@@ -194,7 +194,9 @@ class GapResult:
     def gap(self) -> pd.DataFrame:
         """One row per level: ``train_loss, gap, se, t, p_adjusted, band_low, band_high, excludes_zero,
         min_detectable`` (the simultaneous max-|t| band and the gap it detects with 80% power at
-        :attr:`alpha`), ``p_level`` (unadjusted), ``p_sequence`` (fixed-sequence adjusted) and
+        :attr:`alpha`; ``t`` is the statistic the band tests, paired Hall's ``T_H``, unpaired Welch's t,
+        :attr:`~mtlens.analysis.inference.MaxTTest.level_statistic`, ``|t| > c_alpha`` exactly where
+        ``p_adjusted <= alpha``), ``p_level`` (unadjusted), ``p_sequence`` (fixed-sequence adjusted) and
         ``persistent`` (rejected by the fixed sequence at :attr:`alpha`: the levels from the onset on);
         NaN without a test."""
         columns: dict[str, np.ndarray] = {"train_loss": self.levels, "gap": self.estimate}
@@ -213,7 +215,7 @@ class GapResult:
             columns
             | {
                 "se": self.test.se,
-                "t": self.test.t,
+                "t": self.test.level_statistic,
                 "p_adjusted": self.test.adjusted_p,
                 "band_low": low,
                 "band_high": high,
