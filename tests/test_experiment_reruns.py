@@ -111,3 +111,48 @@ def test_a_rerun_with_another_base_config_replaces_the_earlier_runs(tiny, store,
     run_experiment(experiment_plan("loss-scale", base, [0], scales=[1.0]), store, progress=False)
     run_experiment(experiment_plan("loss-scale", {**base, "epochs": 3}, [0], scales=[10.0]), store, progress=False)
     assert set(store.table(experiments_base.manifest_table_name("loss-scale", "digits_pair"))["scale"]) == {10.0}
+
+
+def test_two_invocations_at_once_both_keep_their_runs_in_the_manifest(tiny, store, monkeypatch):
+    """Two invocations of one experiment on one store at once (here: the second runs whole while the first is
+    about to train): the second merged the stored manifest while the first's runs had no directory yet and
+    dropped them, and with one manifest write per invocation the last one won.  The first writes its manifest
+    again after training, under the table's lock, and keeps the second's runs, so both seeds are in the table."""
+    monkeypatch.setattr(loss_scale, "setting_invariance", lambda *args: pd.DataFrame())
+    base = {k: v for k, v in tiny.items() if k != "probes"}
+    table = experiments_base.manifest_table_name("loss-scale", "digits_pair")
+    second = experiment_plan("loss-scale", base, [1], scales=[1.0])
+    calls = []
+
+    def first_trains_after_the_second(configs, store: RunStore, progress: bool = True) -> pd.DataFrame:
+        calls.append([c.run_id for c in configs])
+        if len(calls) == 1:  # the first invocation, before its runs exist: the second runs meanwhile
+            run_experiment(second, store, progress=False)
+            assert set(store.table(table)["seed"]) == {1}  # the second's merge could not keep the first's rows
+        return _finish_untrained(configs, store, progress)
+
+    monkeypatch.setattr(experiments_base, "run_configs", first_trains_after_the_second)
+    first = experiment_plan("loss-scale", base, [0], scales=[1.0])
+    run_experiment(first, store, progress=False)
+    stored = store.table(table)
+    assert set(stored["run_id"]) == set(first.manifest["run_id"]) | set(second.manifest["run_id"])
+    assert sorted(stored["seed"]) == [0, 0, 1, 1] and stored["run_id"].is_unique
+
+
+def test_the_table_lock_makes_a_second_taker_wait(store):
+    """The table's lock is an exclusive flock that waits: a second open of it (another process, or here
+    another open file of this one) cannot take it while it is held, and can once it is released."""
+    import fcntl
+
+    lock = store.root / "tables" / ".experiment-x-y.lock"
+    with store.table_lock("experiment-x-y"):
+        with open(lock, "a+b") as other:
+            try:
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                taken = True
+            except BlockingIOError:
+                taken = False
+    assert not taken
+    with open(lock, "a+b") as other:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released: free
+    assert store.table_names() == []  # the lock file is no table

@@ -195,22 +195,27 @@ def experiment_plan(
 def run_experiment(
     plan: ExperimentPlan, store: RunStore, setting: Setting | None = None, progress: bool = True
 ) -> pd.DataFrame:
-    """Store the manifest, train the plan's runs, then run the experiment's analysis (given a
-    :data:`TrainFunction` where it has a ``train`` parameter).
+    """Store the manifest, train the plan's runs, store the manifest again, then run the experiment's analysis
+    (given a :data:`TrainFunction` where it has a ``train`` parameter).
+
+    The manifest is merged with the stored one (:func:`experiment_manifest`) and written under the table's lock
+    (:meth:`~mtlens.store.RunStore.table_lock`), before training and again after it: an invocation running at
+    the same time on the same store (other seeds, say) keeps only rows whose runs have a directory, so it
+    dropped this plan's rows while their runs were not started, and the second merge, once they exist, puts
+    them back (before, the last manifest written won).
 
     Returns :func:`~mtlens.orchestration.executors.run_configs`' table (``run_id, state, message``) of the
     plan's runs followed by those the analysis trained.
     """
-    manifest = experiment_manifest(plan, store)
-    earlier = len(manifest) - len(plan.manifest)
+    earlier = _store_manifest(plan, store)
     if earlier:
         print(
             f"{plan.name}: its table also shows {earlier} run(s) of earlier invocations on {plan.setting}, "
             f"not in this plan (stored manifest {plan.table_name})",
             flush=True,
         )
-    store.write_table(plan.table_name, manifest)
     tables = [run_configs(plan.configs, store, progress=progress)]
+    _store_manifest(plan, store)
 
     def train(configs: Sequence[ResolvedRunConfig]) -> pd.DataFrame:
         tables.append(run_configs(configs, store, progress=progress))
@@ -221,6 +226,14 @@ def run_experiment(
         extra = {"train": train} if "train" in inspect.signature(analyze).parameters else {}
         analyze(plan, store, setting or load_configured_setting(plan.configs[0]), **extra)
     return pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]
+
+
+def _store_manifest(plan: ExperimentPlan, store: RunStore) -> int:
+    """Write :func:`experiment_manifest` under the table's lock; the number of rows of earlier invocations."""
+    with store.table_lock(plan.table_name):
+        manifest = experiment_manifest(plan, store)
+        store.write_table(plan.table_name, manifest)
+    return len(manifest) - len(plan.manifest)
 
 
 def experiment_manifest(plan: ExperimentPlan, store: RunStore) -> pd.DataFrame:

@@ -20,6 +20,8 @@ Layout under the store root::
     runs/<run_id>/**/.<name>.*.tmp   left by a process killed inside an atomic write; removed when
                                      the run's lock is next taken (:meth:`RunStore.remove_leftovers`)
     tables/<name>.parquet            tables computed from runs (experiment manifests, analyses of checkpoints)
+    tables/.<name>.lock              held (blocking exclusive flock) while a process reads, merges and
+                                     rewrites that table (:meth:`RunStore.table_lock`)
 
 Trajectory rows are tidy: one row per (run, task, step, quantity) with the columns
 :data:`ROW_COLUMNS`.  Every write is atomic, so a process killed at any moment leaves
@@ -802,6 +804,28 @@ class RunStore:
         if path.is_dir():  # damage (`runs --check` names it): the table rewritten replaces it
             shutil.rmtree(path)
         atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False, **PARQUET_WRITE))
+
+    @contextmanager
+    def table_lock(self, name: str) -> Iterator[None]:
+        """Hold table ``name``'s lock (``tables/.<name>.lock``, an exclusive ``flock``; waits for another holder)
+        for the duration: a read, merge and :meth:`write_table` of that table under it is not lost to another
+        process doing the same (e.g. two invocations of one experiment writing its manifest).
+        :class:`StoreNotWritableError` (one line) if the lock cannot be created."""
+        path = self.root / "tables" / f".{name}.lock"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(path, "a+b")
+        except OSError as err:
+            raise StoreNotWritableError(
+                f"table {name}: cannot write {err.filename or path} ({err.strerror or err}); "
+                f"is the store {self.root} writable?"
+            ) from None
+        with handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def table(self, name: str) -> pd.DataFrame:
         """The table ``name`` written by :meth:`write_table`."""
