@@ -32,7 +32,10 @@ error over the ``L`` levels:
 significant iff ``|t_j| > c_alpha`` iff ``p_j <= alpha``; the simultaneous band is
 ``estimate_j ± c_alpha * se_j``.  ``min_p`` is the smallest p-value the patterns allow (2 / 2^n
 for an exact paired test: the identity and the global flip give the same ``M*``); when
-``min_p > alpha`` the band can never exclude 0.
+``min_p > alpha`` the band can never exclude 0.  The gap's band tests (:func:`paired_band_test`,
+:func:`unpaired_band_test`) take each tail as the larger of the permutations' and a least-favourable
+reference's (skewed per-seed shifts; a Gaussian copula of Hsu's t for unequal spreads), because the
+permutations' null (symmetry, exchangeable runs) is narrower than "no difference in the mean".
 
 **Per-level tests** (one level: transfer, optimization effect, probe differences; every level of a
 fixed-sequence test): :attr:`MaxTTest.pointwise_p`, not bound to ``2 / 2^n`` (the sign-flip p-value is at
