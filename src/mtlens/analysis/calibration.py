@@ -75,6 +75,7 @@ TESTS = (
     "BH verdict",
 )
 """Every test of :func:`calibrate`, in the order of :func:`false_positive_rates`."""
+
 Effect = dict[tuple[str, str], float]
 """A positive control's known effect: ``(task, quantity) -> size`` added to the "MTL" side (:func:`spike_in`,
 :func:`calibrate`); a quantity is a trajectory quantity (``val/loss``), a log-ratio summary
@@ -88,6 +89,7 @@ def effect_of(effect: Effect, quantity: str, tasks: pd.Series) -> np.ndarray:
 
 
 def _quantities(effect: Effect) -> set[str]:
+    """The quantities ``effect`` spikes (in any task)."""
     return {q for _, q in effect}
 
 
