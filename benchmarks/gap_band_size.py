@@ -12,9 +12,10 @@ the levels themselves, so no monotonizing or interpolation enters):
   and for power ``d_z · 0.05 sqrt(2)`` from checkpoint 3 on.  Tests: the sign-flip max-|t| test
   (:func:`~mtlens.analysis.inference.paired_max_t`, before) and :func:`~mtlens.analysis.inference.paired_band_test`
   (Hall's ``T_H`` against the larger of the sign flips' and a least-favourable simulated tail, after).
-- **unpaired**: each run ``0.05 r (z + 0.5 e)`` (a seed effect ``z``, standard normal, or on the skewed
-  nulls of the MTL runs ``±(Exp(1) − 1)``, and AR(1) noise ``e``), ``r`` the spread ratio of the MTL runs (1
-  for STL), plus for power ``gap`` from checkpoint 3 on.  Tests: the label permutation of max |Welch t|
+- **unpaired**: each run ``0.05 r (c z + 0.5 e)`` (a seed effect ``z``, standard normal, or on the skewed
+  nulls of the MTL runs ``±(Exp(1) − 1)``, of weight ``c``, and AR(1) or independent noise ``e`` per level,
+  :data:`STRUCTURES`), ``r`` the spread ratio of the MTL runs (1 for STL), plus for power ``gap`` from
+  checkpoint 3 on.  Tests: the label permutation of max |Welch t|
   (:func:`~mtlens.analysis.inference.unpaired_max_t`, before), :func:`~mtlens.analysis.inference.unpaired_band_test`
   (the larger of the permutation tail and the Hsu copula of
   :func:`~mtlens.analysis.inference.hsu_copula_maxima`, after) and two candidates not adopted: ``max(perm,
@@ -66,22 +67,43 @@ PAIRED = (
 """``(name, seeds, shift k, skewness of the shift, d_z)``."""
 
 UNPAIRED = (
-    ("3 vs 9, equal spread", 3, 9, 1.0, 0.0, 0.0),
-    ("6 vs 6, equal spread", 6, 6, 1.0, 0.0, 0.0),
-    ("9 vs 3, equal spread", 9, 3, 1.0, 0.0, 0.0),
-    ("3 vs 9, MTL 3x spread", 3, 9, 3.0, 0.0, 0.0),
-    ("4 vs 8, MTL 2x spread", 4, 8, 2.0, 0.0, 0.0),
-    ("6 vs 6, MTL 3x spread", 6, 6, 3.0, 0.0, 0.0),
-    ("9 vs 3, MTL 3x spread", 9, 3, 3.0, 0.0, 0.0),
-    ("3 vs 9, 3x, skewed +", 3, 9, 3.0, 1.0, 0.0),
-    ("3 vs 9, 3x, skewed -", 3, 9, 3.0, -1.0, 0.0),
-    ("6 vs 6, 3x, skewed +", 6, 6, 3.0, 1.0, 0.0),
-    ("4 vs 8, 2x, skewed -", 4, 8, 2.0, -1.0, 0.0),
-    ("power 4 vs 8, gap 0.1", 4, 8, 1.0, 0.0, 0.1),
-    ("power 6 vs 6, gap 0.1", 6, 6, 1.0, 0.0, 0.1),
+    ("3 vs 9, equal spread", 3, 9, 1.0, 0.0, 0.0, "seed+AR"),
+    ("6 vs 6, equal spread", 6, 6, 1.0, 0.0, 0.0, "seed+AR"),
+    ("9 vs 3, equal spread", 9, 3, 1.0, 0.0, 0.0, "seed+AR"),
+    ("3 vs 9, MTL 3x spread", 3, 9, 3.0, 0.0, 0.0, "seed+AR"),
+    ("4 vs 8, MTL 2x spread", 4, 8, 2.0, 0.0, 0.0, "seed+AR"),
+    ("6 vs 6, MTL 3x spread", 6, 6, 3.0, 0.0, 0.0, "seed+AR"),
+    ("9 vs 3, MTL 3x spread", 9, 3, 3.0, 0.0, 0.0, "seed+AR"),
+    ("3 vs 9, 3x, skewed +", 3, 9, 3.0, 1.0, 0.0, "seed+AR"),
+    ("3 vs 9, 3x, skewed -", 3, 9, 3.0, -1.0, 0.0, "seed+AR"),
+    ("6 vs 6, 3x, skewed +", 6, 6, 3.0, 1.0, 0.0, "seed+AR"),
+    ("4 vs 8, 2x, skewed -", 4, 8, 2.0, -1.0, 0.0, "seed+AR"),
+    ("3 vs 9, MTL 5x spread", 3, 9, 5.0, 0.0, 0.0, "seed+AR"),
+    ("3 vs 9, 5x, weak seed effect", 3, 9, 5.0, 0.0, 0.0, "weak seed"),
+    ("3 vs 12, 5x, AR only", 3, 12, 5.0, 0.0, 0.0, "AR"),
+    ("3 vs 12, 5x, independent levels", 3, 12, 5.0, 0.0, 0.0, "iid"),
+    ("3 vs 20, 5x, independent levels", 3, 20, 5.0, 0.0, 0.0, "iid"),
+    ("4 vs 12, 5x, independent levels", 4, 12, 5.0, 0.0, 0.0, "iid"),
+    ("3 vs 9, 5x, MTL iid, STL seed+AR", 3, 9, 5.0, 0.0, 0.0, "MTL iid, STL seed+AR"),
+    ("3 vs 9, 5x, MTL seed+AR, STL iid", 3, 9, 5.0, 0.0, 0.0, "MTL seed+AR, STL iid"),
+    ("power 4 vs 8, gap 0.1", 4, 8, 1.0, 0.0, 0.1, "seed+AR"),
+    ("power 6 vs 6, gap 0.1", 6, 6, 1.0, 0.0, 0.1, "seed+AR"),
+    ("power 6 vs 6, independent levels, gap 0.03", 6, 6, 1.0, 0.0, 0.03, "iid"),
 )
 """``(name, MTL runs, STL runs, MTL spread ratio, skew of the MTL seed effect (0: normal, ±1: ±(Exp(1) − 1)),
-gap)``."""
+gap, structure)``; the structure (:data:`STRUCTURES`) says how each mode's runs vary along the levels."""
+
+STRUCTURES = {
+    "seed+AR": ((1.0, "ar1"), (1.0, "ar1")),
+    "weak seed": ((0.3, "ar1"), (0.3, "ar1")),
+    "AR": ((0.0, "ar1"), (0.0, "ar1")),
+    "iid": ((0.0, "iid"), (0.0, "iid")),
+    "MTL iid, STL seed+AR": ((0.0, "iid"), (1.0, "ar1")),
+    "MTL seed+AR, STL iid": ((1.0, "ar1"), (0.0, "iid")),
+}
+"""Per structure, ``(MTL, STL)`` each ``(weight c of the seed effect z, noise e)``: a run is ``0.05 r (c z + 0.5
+e)``, ``e`` AR(1) (autocorrelation 0.9) or independent per level (``iid``): from levels that move together to
+levels that do not, and groups whose correlation along the levels differs."""
 
 
 def paired_curves(rng: np.random.Generator, seeds: int, shift: float, skewness: float, d_z: float) -> np.ndarray:
@@ -95,12 +117,17 @@ def paired_curves(rng: np.random.Generator, seeds: int, shift: float, skewness: 
 
 
 def unpaired_curves(
-    rng: np.random.Generator, n_mtl: int, n_stl: int, ratio: float, skew: float, gap: float
+    rng: np.random.Generator, n_mtl: int, n_stl: int, ratio: float, skew: float, gap: float, structure: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """MTL and STL curves ``(n, LEVELS)`` of one data set (module docstring)."""
+    """MTL and STL curves ``(n, LEVELS)`` of one data set (module docstring, :data:`STRUCTURES`)."""
+    (c_mtl, e_mtl), (c_stl, e_stl) = STRUCTURES[structure]
+
+    def noise(n: int, kind: str) -> np.ndarray:
+        return ar1(rng, n, LEVELS) if kind == "ar1" else rng.standard_normal((n, LEVELS))
+
     effect = rng.standard_normal((n_mtl, 1)) if skew == 0 else skew * (rng.exponential(size=(n_mtl, 1)) - 1)
-    mtl = 0.05 * ratio * (effect + 0.5 * ar1(rng, n_mtl, LEVELS))
-    stl = 0.05 * (rng.standard_normal((n_stl, 1)) + 0.5 * ar1(rng, n_stl, LEVELS))
+    mtl = 0.05 * ratio * (c_mtl * effect + 0.5 * noise(n_mtl, e_mtl))
+    stl = 0.05 * (c_stl * rng.standard_normal((n_stl, 1)) + 0.5 * noise(n_stl, e_stl))
     return mtl + gap * (np.arange(LEVELS) >= 3), stl
 
 
@@ -164,15 +191,21 @@ def main() -> None:
 
         line = rates(args.trials, 100 + i, paired, args.alpha)
         print(f"paired   {name:24s} {line}  ({time.perf_counter() - start:.0f} s)", flush=True)
-    for i, (name, n1, n2, ratio, skew, gap) in enumerate(UNPAIRED if args.only != "paired" else ()):
+    for i, (name, n1, n2, ratio, skew, gap, structure) in enumerate(UNPAIRED if args.only != "paired" else ()):
         if not any(part in name for part in args.designs):
             continue
         start = time.perf_counter()
 
         def unpaired(
-            rng: np.random.Generator, a: int = n1, b: int = n2, r: float = ratio, k: float = skew, g: float = gap
+            rng: np.random.Generator,
+            a: int = n1,
+            b: int = n2,
+            r: float = ratio,
+            k: float = skew,
+            g: float = gap,
+            kind: str = structure,
         ) -> dict:
-            return unpaired_candidates(*unpaired_curves(rng, a, b, r, k, g), rng)
+            return unpaired_candidates(*unpaired_curves(rng, a, b, r, k, g, kind), rng)
 
         line = rates(args.trials, 200 + i, unpaired, args.alpha)
         print(f"unpaired {name:24s} {line}  ({time.perf_counter() - start:.0f} s)", flush=True)

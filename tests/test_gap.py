@@ -414,13 +414,22 @@ def test_gap_exists_keeps_most_of_the_sign_flips_power():
     assert 0.5 < flips < 0.95 and band >= 0.75 * flips
 
 
-def _unpaired_band_rates(rng: np.random.Generator, trials: int, sizes: tuple[int, int], ratio: float, gap: float):
+def _unpaired_band_rates(
+    rng: np.random.Generator, trials: int, sizes: tuple[int, int], ratio: float, gap: float, levels: str = "ar1"
+):
     """Share of data sets in which the label permutation of max |Welch t| and the unpaired band's test find
-    "a gap at some level" at 5%: runs ``0.05 r (z + 0.5 e)`` over 30 levels (seed effect ``z``, AR(1) noise
-    ``e``; ``r = ratio`` for the MTL runs, 1 for STL) and ``gap`` from level 3 on (benchmarks/gap_band_size.py)."""
+    "a gap at some level" at 5%: runs ``0.05 r (z + 0.5 e)`` over 30 levels (seed effect ``z`` and AR(1) noise
+    ``e``, or with ``levels="iid"`` no seed effect and independent noise per level; ``r = ratio`` for the MTL
+    runs, 1 for STL) and ``gap`` from level 3 on (benchmarks/gap_band_size.py)."""
+
+    def runs(n: int, r: float) -> np.ndarray:
+        if levels == "iid":
+            return 0.05 * r * 0.5 * rng.standard_normal((n, 30))
+        return 0.05 * r * (rng.standard_normal((n, 1)) + 0.5 * ar1(rng, n, 30))
+
     permutation = band = 0
     for _ in range(trials):
-        mtl, stl = (0.05 * r * (rng.standard_normal((n, 1)) + 0.5 * ar1(rng, n, 30)) for n, r in zip(sizes, (ratio, 1)))
+        mtl, stl = (runs(n, r) for n, r in zip(sizes, (ratio, 1)))
         mtl += gap * (np.arange(30) >= 3)
         permutation += unpaired_max_t(mtl, stl).p_any <= 0.05
         band += unpaired_band_test(mtl, stl, draws=499).p_any <= 0.05
@@ -428,12 +437,17 @@ def _unpaired_band_rates(rng: np.random.Generator, trials: int, sizes: tuple[int
 
 
 def test_unpaired_gap_exists_keeps_its_level_when_the_groups_differ_in_spread():
-    """No gap, 3 MTL runs with 3x the spread of 9 STL runs: the label permutation is liberal (it tests
-    exchangeable runs; 24–27% in benchmarks/gap_band_size.py), the band's test keeps 5% + 2 SE; and with equal
+    """No gap, 3 MTL runs with 3x the spread of 9 STL runs, and 3 with 5x the spread of 12 at independent levels:
+    the label permutation is liberal (it tests exchangeable runs; 24–27% in benchmarks/gap_band_size.py), the
+    band's test keeps 5% + 2 SE; and with equal
     spreads at 6 vs 6 it keeps at least 0.7x the permutation's power against a gap of 2 run sds."""
     trials = 400
     permutation, band = _unpaired_band_rates(np.random.default_rng(8), trials, (3, 9), 3.0, 0.0)
     bound = 0.05 + 2 * np.sqrt(0.05 * 0.95 / trials)
+    assert permutation > 2 * bound and band <= bound
+    # levels that do not move together, 3 runs with 5x the spread of 12: a copula of the dominant group's own
+    # covariance (rank 2) gave 15%; the correlation pooled over both groups holds
+    permutation, band = _unpaired_band_rates(np.random.default_rng(10), trials, (3, 12), 5.0, 0.0, "iid")
     assert permutation > 2 * bound and band <= bound
     permutation, band = _unpaired_band_rates(np.random.default_rng(9), 200, (6, 6), 1.0, 0.1)
     assert 0.6 < permutation < 0.98 and band >= 0.7 * permutation

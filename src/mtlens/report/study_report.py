@@ -525,9 +525,9 @@ def gap_section(
         note += (
             f"<p>{len(unpaired)} of {len(table)} comparisons are unpaired (their MTL and STL seeds do not match). "
             f"Their p_any takes the larger of a label permutation and a Gaussian copula of Hsu's t, so it holds "
-            f"its level where the two kinds of runs differ in spread (the permutation alone gave 27% at 5% with 3 "
-            f"MTL runs of 3× the spread of 9 STL runs), at a price: 0.38× its power at 4 vs 8 runs, 0.83× at 6 vs "
-            f"6 (docs/statistics.md §3). Runs with the same seeds for STL and MTL are compared paired, with "
+            f"its level where the two kinds of runs differ in spread (the permutation alone gave 23.5% at 5% with "
+            f"3 MTL runs of 3× the spread of 9 STL runs), at a price: 0.41× its power at 4 vs 8 runs, 0.81× at 6 "
+            f"vs 6 (docs/statistics.md §3). Runs with the same seeds for STL and MTL are compared paired, with "
             f"more power.</p>"
         )
     body = note + table_html(
