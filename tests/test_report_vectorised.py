@@ -166,7 +166,7 @@ def test_gap_section_says_which_rows_are_unpaired_and_what_their_band_costs(tmp_
     section, table = gap_section(shifted, tmp_path, 0.05)
     unpaired = int((table["design"] == "unpaired").sum())
     assert unpaired and f"{unpaired} of {len(table)} comparisons are unpaired" in section.body
-    assert "Gaussian copula of Hsu's t" in section.body and "more power" in section.body
+    assert "Bonferroni's bound over the levels of Hsu's t" in section.body and "far more power" in section.body
 
 
 def test_gap_section_equals_generalization_gap_per_setting_method_and_task(tmp_path):

@@ -34,7 +34,7 @@ significant iff ``|t_j| > c_alpha`` iff ``p_j <= alpha``; the simultaneous band 
 for an exact paired test: the identity and the global flip give the same ``M*``); when
 ``min_p > alpha`` the band can never exclude 0.  The gap's band tests (:func:`paired_band_test`,
 :func:`unpaired_band_test`) take each tail as the larger of the permutations' and a least-favourable
-reference's (skewed per-seed shifts; a Gaussian copula of Hsu's t for unequal spreads), because the
+reference's (skewed per-seed shifts; Bonferroni's bound of Hsu's t for unequal spreads), because the
 permutations' null (symmetry, exchangeable runs) is narrower than "no difference in the mean".
 
 **Per-level tests** (one level: transfer, optimization effect, probe differences; every level of a
@@ -647,8 +647,8 @@ class MaxTTest:
     computes power (``df`` is Hsu's ``min(n_1, n_2) − 1``, of the Welch t the band uses); ``bound``
     (paired): the skewness bound of its one-level test (:class:`SkewnessBound`; a family's from
     :func:`family_skewness_bound`, via :meth:`with_bound`);
-    ``copula_maxima`` (unpaired, the gap's band: :func:`unpaired_band_test`): the sorted simulated
-    ``max_j |t_j|`` of :func:`hsu_copula_maxima`, the band's second reference (:attr:`curve_reference`);
+    ``bonferroni_maxima`` (unpaired, the gap's band: :func:`unpaired_band_test`): the sorted reference of
+    :func:`hsu_bonferroni_maxima`, the band's second reference (:attr:`curve_reference`);
     ``tied``: per level, whether the values have no spread (paired: ``max d − min d <= 1e-9 · max |d|``, every
     seed's difference the same; unpaired: both groups constant, to the same tolerance), where the one-level
     test is the exact permutation test (:attr:`pointwise_p`); ``curves`` (paired, the gap's band:
@@ -656,7 +656,7 @@ class MaxTTest:
     :attr:`curve_reference` (``reference_draws`` simulated sets, seeded by ``reference_seed``, drawn when first
     needed); with them the statistic per level is Hall's ``T_H`` (:attr:`level_statistic`; ``null_max`` then
     holds the sign-flip ``max_j |T_H|``) and every tail probability is the larger of the sign flips' and the
-    reference's; likewise, unpaired, with :attr:`copula_maxima` (the statistic stays Welch's ``t``).
+    reference's; likewise, unpaired, with :attr:`bonferroni_maxima` (the statistic stays Welch's ``t``).
     """
 
     design: str
@@ -674,7 +674,7 @@ class MaxTTest:
     bound: SkewnessBound = FIXED_BOUND
     tied: np.ndarray | None = None
     curves: np.ndarray | None = None
-    copula_maxima: np.ndarray | None = None
+    bonferroni_maxima: np.ndarray | None = None
     reference_seed: int = 0
     reference_draws: int = N_CURVE_REFERENCE
 
@@ -705,9 +705,9 @@ class MaxTTest:
     def curve_reference(self) -> np.ndarray | None:
         """The band's least-favourable reference, sorted: paired with :attr:`curves`, the ``max_j |T_H|`` of
         :func:`skewed_curve_maxima` for common shifts of skewness :data:`SKEWNESS_BOUND` (computed once, when
-        a tail is first asked for); unpaired, :attr:`copula_maxima`; else ``None``."""
+        a tail is first asked for); unpaired, :attr:`bonferroni_maxima`; else ``None``."""
         if self.curves is None:
-            return self.copula_maxima
+            return self.bonferroni_maxima
         return skewed_curve_maxima(self.curves, SKEWNESS_BOUND, self.reference_draws, self.reference_seed)
 
     @property
@@ -729,10 +729,10 @@ class MaxTTest:
     @property
     def min_p(self) -> float:
         """The smallest p-value the test can give: the share of patterns attaining the largest ``M*``, or with
-        a band's reference (:attr:`curves`, :attr:`copula_maxima`) its floor ``1 / (1 + reference_draws)``
+        a band's reference (:attr:`curves`, :attr:`bonferroni_maxima`) its floor ``1 / (1 + reference_draws)``
         where that is larger."""
         floor = float(self._permutation_tail(self.null_max[-1:])[0])
-        if self.curves is None and self.copula_maxima is None:
+        if self.curves is None and self.bonferroni_maxima is None:
             return floor
         return max(floor, 1 / (1 + self.reference_draws))
 
@@ -1035,35 +1035,24 @@ def unpaired_max_t(first: np.ndarray, second: np.ndarray, n_random: int = N_RAND
     )
 
 
-def hsu_copula_maxima(
-    first: np.ndarray, second: np.ndarray, draws: int = N_CURVE_REFERENCE, seed: int = 0
-) -> np.ndarray:
-    """Sorted ``max_j |t*_j|`` of ``draws`` simulated Welch-t curves under "no difference, the groups' runs with
-    one correlation along the levels and any spread per group and level", in the units of Welch's ``t`` with
-    Hsu's (1938) ``df = min(n_1, n_2) − 1``: ``Z* = G U / sqrt(n_1 + n_2 − 2)`` (``U`` the runs of both groups,
-    each centred on its group's mean and divided by its group's sd per level, ``(n_1 + n_2, L)``; ``G`` standard
-    normal ``(draws, n_1 + n_2)``), a Gaussian curve with unit variance per level and the pooled correlation of
-    the standardized runs (the Gaussian multiplier of Chernozhukov, Chetverikov & Kato 2013), and each
-    ``|Z*_j|`` mapped to the ``|t|`` with the same two-sided p-value under ``t_df``: ``t_df^{-1}(Phi(|Z*_j|))``.
-    So the tail of this reference at ``|t_j|`` is the Gaussian copula's ``P(min_j p*_j <= p_j)`` of the levels'
-    Hsu p-values ``p_j = 2 t_df(−|t_j|)``, which hold for normal groups at any variance ratio.
-
-    The correlation is pooled over both groups' ``n_1 + n_2 − 2`` degrees of freedom, not taken from the
-    covariance of the difference of the means ``S_1 / n_1 + S_2 / n_2``: where one group of 3 runs dominates
-    that covariance, its estimate has rank 2 whatever the truth, the simulated maxima over the levels are too
-    small, and the test was liberal (14.5% at 5% with 3 runs of 5× the spread of 12 and independent levels;
-    docs/statistics.md §3).  Pooling assumes the groups share their correlation along the levels (not their
-    spreads); where they do not, the size is measured there too.  A level where a group has no spread adds
-    nothing from that group.  Seeded by ``seed``."""
+def hsu_bonferroni_maxima(first: np.ndarray, second: np.ndarray, draws: int = N_CURVE_REFERENCE) -> np.ndarray:
+    """The sorted reference whose tail is Bonferroni's bound over the levels of Hsu's (1938) p-values of Welch's
+    ``t``: ``M_k = t_df^{-1}(1 − u_k / (2 L))`` for ``u_k = k / (draws + 1)``, ``k = 1 … draws``, with
+    ``df = min(n_1, n_2) − 1`` and ``L`` the levels where the runs vary (Welch's ``se > 0``), so that the tail
+    ``(1 + #{M >= |t|}) / (1 + draws)`` is ``min(1, L · 2 t_df(−|t|))`` rounded up to a multiple of
+    ``1 / (1 + draws)``.  Hsu's p-value holds for normal groups at any variance ratio (it is the one-sample
+    test of the group whose spread dominates), and Bonferroni's bound holds for any dependence along the levels,
+    so this reference needs no estimate of the groups' covariance.  Two Gaussian copulas of the levels' Hsu
+    p-values that estimated it (from the covariance of the difference of the means, then pooled from both
+    groups' standardized runs) were liberal where a group of 3 to 6 runs dominates (up to 20.8% at 5% with 3
+    runs of 10× the spread of 30, 13% with the same correlation in both groups: with 2 df per level the
+    levels' separate denominators make the maximum heavier than any Gaussian copula's; docs/statistics.md §3)."""
     x, y = (np.asarray(a, float) for a in (first, second))
     x, y = (a[:, None] if a.ndim == 1 else a for a in (x, y))
-    (n1, n2), rng = (len(x), len(y)), np.random.default_rng([20261207, seed])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        standardized = [
-            np.nan_to_num((a - a.mean(axis=0)) / a.std(axis=0, ddof=1), posinf=0.0, neginf=0.0) for a in (x, y)
-        ]
-    z = np.abs(rng.standard_normal((draws, n1 + n2)) @ np.vstack(standardized) / math.sqrt(n1 + n2 - 2)).max(axis=1)
-    return np.sort(stats.t.isf(stats.norm.sf(z), min(n1, n2) - 1))
+    se = np.sqrt(x.var(axis=0, ddof=1) / len(x) + y.var(axis=0, ddof=1) / len(y))
+    levels = max(1, int((se > 0).sum()))
+    u = np.arange(1, draws + 1) / (draws + 1)
+    return np.sort(stats.t.isf(u / (2 * levels), min(len(x), len(y)) - 1))
 
 
 def unpaired_band_test(
@@ -1072,17 +1061,15 @@ def unpaired_band_test(
     """The test of "a difference at some level" and its simultaneous band for unpaired curves ``first``
     ``(n_1, L)`` and ``second`` ``(n_2, L)``, each ``n >= 2``: ``M = max_j |t_j|`` (Welch's t per level),
     whose adjusted p-value per level is the larger of two tails (:meth:`MaxTTest._tail`): the label
-    permutations (exact where MTL and STL runs are exchangeable) and the Hsu copula of
-    :func:`hsu_copula_maxima` (for normal groups of unequal spreads, where the permutations are not valid; it
-    pools the groups' correlation along the levels, and held at 5% on the nulls of docs/statistics.md §3, those
-    with different correlations included).
-    The label permutation alone gave 23.5% at 5% with 3 MTL runs of 3× the spread of 9 STL runs; the band
-    ``estimate ± c_alpha · se`` excludes 0 exactly where the adjusted p ≤ alpha (docs/statistics.md §3).
-    ``draws``: simulated curves of the copula (the p-value's floor is ``1 / (1 + draws)`` where the
-    permutations' is lower)."""
+    permutations (exact where MTL and STL runs are exchangeable) and Bonferroni's bound over the levels of
+    Hsu's p-values (:func:`hsu_bonferroni_maxima`; valid for normal groups of any spreads and any dependence
+    along the levels, where the permutations are not).  The label permutation alone gave 27% at 5% with 3 MTL
+    runs of 3× the spread of 9 STL runs; the band ``estimate ± c_alpha · se`` excludes 0 exactly where the
+    adjusted p ≤ alpha (docs/statistics.md §3).  ``draws``: the resolution of the bound's reference (the
+    p-value's floor is ``1 / (1 + draws)`` where the permutations' is lower)."""
     test = unpaired_max_t(first, second, n_random, seed)
-    maxima = hsu_copula_maxima(first, second, draws, seed)
-    return replace(test, copula_maxima=maxima, reference_seed=seed, reference_draws=draws)
+    maxima = hsu_bonferroni_maxima(first, second, draws)
+    return replace(test, bonferroni_maxima=maxima, reference_seed=seed, reference_draws=draws)
 
 
 def shift_interval(first: np.ndarray, second: np.ndarray, alpha: float, seed: int = 0) -> tuple[float, float]:
