@@ -595,22 +595,27 @@ class RunStore:
                     )
         return pd.DataFrame.from_records(records, columns=["run_id", "path", "problem"])
 
+    def _open_lock_file(self, path: Path, owner: str) -> IO[bytes]:
+        """Open (creating it and its folder) the lock file ``path`` of ``owner`` (``"run <id>"``, ``"table
+        <name>"``), readable too (a shared lock on NFS needs a file open for reading), after recording the store's
+        version; :class:`StoreNotWritableError` (one line naming ``owner``) if it cannot be created."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._record_version()
+            return open(path, "a+b")
+        except OSError as err:
+            raise StoreNotWritableError(
+                f"{owner}: cannot write {err.filename or path} ({err.strerror or err}); "
+                f"is the store {self.root} writable?"
+            ) from None
+
     @contextmanager
     def lock(self, run_id: str) -> Iterator[None]:
         """Hold the run's lock for the duration; raise :class:`RunLockedError` if taken (naming this process
         when it holds the lock itself: an earlier handle of the run left open, e.g. by a re-executed notebook
         cell), and :class:`StoreNotWritableError` (one line) if the lock cannot be created (a read-only store)."""
         path = self.run_dir(run_id) / ".lock"
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._record_version()
-            handle = open(path, "a+b")  # readable too: a shared lock on NFS needs a file open for reading
-        except OSError as err:
-            raise StoreNotWritableError(
-                f"run {run_id}: cannot write {err.filename or path} ({err.strerror or err}); "
-                f"is the store {self.root} writable?"
-            ) from None
-        with handle:
+        with self._open_lock_file(path, f"run {run_id}") as handle:
             if not _lock_exclusive(handle):
                 if (os.getpid(), path.resolve()) in _LOCKS_HELD_HERE:
                     raise RunLockedError(
@@ -811,16 +816,7 @@ class RunStore:
         for the duration: a read, merge and :meth:`write_table` of that table under it is not lost to another
         process doing the same (e.g. two invocations of one experiment writing its manifest).
         :class:`StoreNotWritableError` (one line) if the lock cannot be created."""
-        path = self.root / "tables" / f".{name}.lock"
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(path, "a+b")
-        except OSError as err:
-            raise StoreNotWritableError(
-                f"table {name}: cannot write {err.filename or path} ({err.strerror or err}); "
-                f"is the store {self.root} writable?"
-            ) from None
-        with handle:
+        with self._open_lock_file(self.root / "tables" / f".{name}.lock", f"table {name}") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
