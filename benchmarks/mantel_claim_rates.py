@@ -2,8 +2,8 @@
 
 Not a speed benchmark: the figures of docs/grouping.md ("Does the affinity predict transfer?").  Each table: 6 tasks,
 a measured-transfer matrix and the 3 predictors' matrices over the 30 ordered pairs, each with independent task and
-pair effects (``_structured`` of tests/test_mantel.py: what pairs sharing their tasks' runs give), 719 relabellings
-(all 6!), read by :func:`~mtlens.analysis.correlation.correlation_claim` as the table's claim columns say:
+pair effects (``structured_matrix`` of tests/mantel_studies.py: what pairs sharing their tasks' runs give), 719
+relabellings (all 6!), read by :func:`~mtlens.analysis.correlation.correlation_claim` as the table's claim columns say:
 
 - **null**: every predictor independent of the transfer: the share of tables with any claim "shown" (Pearson or
   Spearman), "test only" and "interval only";
@@ -25,17 +25,18 @@ import pandas as pd
 from mtlens.analysis.grouping import predictor_correlations
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_mantel import _pairs, _structured  # noqa: E402  (the tests' generator of pairwise matrices)
+from mantel_studies import pair_table, structured_matrix  # noqa: E402  (the tests' generator of pairwise matrices)
 
 TASKS = 6
 
 
 def affinities(rng: np.random.Generator, tag_tracks: bool) -> pd.DataFrame:
     """One affinity table (``source, target, tag, cosine, early_gap, transfer_pct``) as described above."""
-    transfer = _structured(rng, TASKS)
-    frame = _pairs(transfer, transfer)[["source", "target", "y"]].rename(columns={"y": "transfer_pct"})
+    transfer = structured_matrix(rng, TASKS)
+    frame = pair_table(transfer, transfer)[["source", "target", "y"]].rename(columns={"y": "transfer_pct"})
     for name in ("tag", "cosine", "early_gap"):
-        frame[name] = _pairs(_structured(rng, TASKS) + (transfer if tag_tracks and name == "tag" else 0), transfer)["x"]
+        tracked = transfer if tag_tracks and name == "tag" else 0
+        frame[name] = pair_table(structured_matrix(rng, TASKS) + tracked, transfer)["x"]
     return frame
 
 

@@ -35,13 +35,13 @@ from mtlens.analysis.gap import gap_from_checkpoints
 from mtlens.analysis.inference import (
     SKEWNESS_BOUND,
     VARIANCE_SHARES,
-    _moments_of_rows,
-    _welch_reference,
     clopper_pearson,
     detectable_noncentrality,
     hall_p_value,
+    moments_of_rows,
     unpaired_max_t,
     welch_hall_statistic,
+    welch_reference,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -67,7 +67,7 @@ def p_values(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
     welch = stats.ttest_ind(x, y, axis=1, equal_var=False)
     hsu = 2 * stats.t.sf(np.abs(welch.statistic), min(x.shape[1], y.shape[1]) - 1)
     sizes = (x.shape[1], y.shape[1])
-    hall = hall_p_value(welch_hall_statistic(_moments_of_rows(x), _moments_of_rows(y), sizes), sizes)
+    hall = hall_p_value(welch_hall_statistic(moments_of_rows(x), moments_of_rows(y), sizes), sizes)
     return welch.pvalue, hsu, hall
 
 
@@ -91,14 +91,14 @@ def gap_false_onsets(rng: np.random.Generator, design: tuple[int, int, float], s
 def plug_in_critical(sizes: tuple[int, int], alpha: float) -> np.ndarray:
     """Per share of :data:`VARIANCE_SHARES`, the ``1 − alpha`` quantile of ``|T_H|`` least favourable over the
     groups' skewness at that share alone."""
-    return np.array([np.quantile(_welch_reference(sizes, SKEWNESS_BOUND, (w,)), 1 - alpha) for w in VARIANCE_SHARES])
+    return np.array([np.quantile(welch_reference(sizes, SKEWNESS_BOUND, (w,)), 1 - alpha) for w in VARIANCE_SHARES])
 
 
 def plug_in_rejects(x: np.ndarray, y: np.ndarray, critical: np.ndarray) -> np.ndarray:
     """Per row pair: ``|T_H|`` above the critical value of :func:`plug_in_critical` at the observed share
     ``(s_1^2 / n_1) / se^2`` (interpolated)."""
     sizes = (x.shape[1], y.shape[1])
-    first, second = _moments_of_rows(x), _moments_of_rows(y)
+    first, second = moments_of_rows(x), moments_of_rows(y)
     a, b = first[1] ** 2 / sizes[0], second[1] ** 2 / sizes[1]
     return np.abs(welch_hall_statistic(first, second, sizes)) > np.interp(a / (a + b), VARIANCE_SHARES, critical)
 

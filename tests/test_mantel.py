@@ -7,45 +7,19 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy import stats
 
+from mantel_studies import pair_table, structured_matrix
 from mtlens.analysis.correlation import correlation_claim
 from mtlens.analysis.grouping import mantel_test, predictor_correlations
 
 
-def _pairs(a: np.ndarray, t: np.ndarray) -> pd.DataFrame:
-    """The ordered pairs of two ``(k, k)`` matrices as the affinity table has them."""
-    k = len(a)
-    cells = [(i, j) for i in range(k) for j in range(k) if i != j]
-    return pd.DataFrame(
-        {
-            "source": [f"t{i}" for i, _ in cells],
-            "target": [f"t{j}" for _, j in cells],
-            "x": [a[i, j] for i, j in cells],
-            "y": [t[i, j] for i, j in cells],
-        }
-    )
-
-
-def _structured(rng: np.random.Generator, k: int) -> np.ndarray:
-    """A pairwise matrix with source, target and (symmetric) pair effects, as transfer and affinities have:
-    ``i → j`` and ``j → i`` share their pair's runs, every ``· → j`` its target's STL run."""
-    pair = rng.standard_normal((k, k))
-    return (
-        rng.standard_normal(k)[:, None]
-        + 2 * rng.standard_normal(k)[None, :]
-        + (pair + pair.T)
-        + rng.standard_normal((k, k))
-    )
-
-
 def test_mantel_p_value_is_the_brute_force_relabelling_test():
     rng = np.random.default_rng(3)
-    a, t = _structured(rng, 5), _structured(rng, 5)
+    a, t = structured_matrix(rng, 5), structured_matrix(rng, 5)
     t = t + 0.5 * a
-    frame = _pairs(a, t)
+    frame = pair_table(a, t)
     result = mantel_test(frame, "x", "y")
     off = ~np.eye(5, dtype=bool)
     observed = stats.pearsonr(a[off], t[off]).statistic
@@ -76,9 +50,9 @@ def test_mantel_holds_its_level_with_task_and_pair_effects_and_finds_a_real_asso
     trials, kinds = 300, ("pearson", "spearman")
     null, covered, found = (dict.fromkeys(kinds, 0) for _ in range(3))
     for _ in range(trials):
-        a, t = _structured(rng, 6), _structured(rng, 6)
-        result = mantel_test(_pairs(a, t), "x", "y", n_perm=719)
-        real = mantel_test(_pairs(a, a + _structured(rng, 6)), "x", "y", n_perm=719)
+        a, t = structured_matrix(rng, 6), structured_matrix(rng, 6)
+        result = mantel_test(pair_table(a, t), "x", "y", n_perm=719)
+        real = mantel_test(pair_table(a, a + structured_matrix(rng, 6)), "x", "y", n_perm=719)
         for kind in kinds:
             null[kind] += result[f"{kind}_p"] <= 0.05
             covered[kind] += result[f"{kind}_low"] <= 0 <= result[f"{kind}_high"]
@@ -89,7 +63,7 @@ def test_mantel_holds_its_level_with_task_and_pair_effects_and_finds_a_real_asso
         assert found[kind] / trials >= 0.8, kind
     naive = 0  # Pearson's test on the 30 pairs as if independent, on fresh null studies
     for _ in range(trials):
-        a, t = _structured(rng, 6), _structured(rng, 6)
+        a, t = structured_matrix(rng, 6), structured_matrix(rng, 6)
         off = ~np.eye(6, dtype=bool)
         naive += stats.pearsonr(a[off], t[off]).pvalue <= 0.05
     assert naive / trials > 0.1  # what the shared runs do to a test that ignores them
@@ -97,8 +71,8 @@ def test_mantel_holds_its_level_with_task_and_pair_effects_and_finds_a_real_asso
 
 def test_predictor_correlations_form_one_family():
     rng = np.random.default_rng(1)
-    a, t = _structured(rng, 5), _structured(rng, 5)
-    frame = _pairs(a, t + a).rename(columns={"x": "tag", "y": "transfer_pct"}).assign(cosine=np.nan, early_gap=1.0)
+    a, t = structured_matrix(rng, 5), structured_matrix(rng, 5)
+    frame = pair_table(a, t + a).rename(columns={"x": "tag", "y": "transfer_pct"}).assign(cosine=np.nan, early_gap=1.0)
     table = predictor_correlations(frame, alpha=0.1)
     assert table["x"].tolist() == ["tag", "early_gap"]  # cosine has no values; early_gap has no spread:
     assert table.set_index("x").loc["early_gap", ["pearson_r", "pearson_p"]].isna().all()  # no correlation
@@ -114,8 +88,8 @@ def test_predictor_correlations_claim_by_the_reports_one_rule():
     rng = np.random.default_rng(11)
     claims = []
     for study in range(40):
-        a, t = _structured(rng, 6), _structured(rng, 6)
-        frame = _pairs(a, t + (study % 2) * a).rename(columns={"x": "tag", "y": "transfer_pct"})
+        a, t = structured_matrix(rng, 6), structured_matrix(rng, 6)
+        frame = pair_table(a, t + (study % 2) * a).rename(columns={"x": "tag", "y": "transfer_pct"})
         table = predictor_correlations(frame.assign(cosine=np.nan, early_gap=np.nan), n_perm=719)
         for row in table.to_dict("records"):
             for kind in ("pearson", "spearman"):
@@ -135,10 +109,10 @@ def test_predictor_correlations_intervals_are_at_bh_level_over_the_table():
     rng = np.random.default_rng(5)
     rejections = {}
     for strength in (0.0, 3.0):  # predictors independent of the transfer, then tracking it closely
-        t = _structured(rng, 5)
-        frame = _pairs(t, t)[["source", "target", "y"]].rename(columns={"y": "transfer_pct"})
+        t = structured_matrix(rng, 5)
+        frame = pair_table(t, t)[["source", "target", "y"]].rename(columns={"y": "transfer_pct"})
         for name in ("tag", "cosine", "early_gap"):
-            frame[name] = _pairs(strength * t + _structured(rng, 5), t)["x"]
+            frame[name] = pair_table(strength * t + structured_matrix(rng, 5), t)["x"]
         table = predictor_correlations(frame, n_perm=719)
         for kind in ("pearson", "spearman"):
             rejected = int((table[f"{kind}_p_adjusted"] <= 0.05).sum())

@@ -77,7 +77,7 @@ from scipy import optimize, special, stats
 
 Item = TypeVar("Item")
 Moments = tuple[np.ndarray, np.ndarray, np.ndarray]
-"""``(mean, sd, g)`` of samples along their last axis (:func:`_moments_of_rows`)."""
+"""``(mean, sd, g)`` of samples along their last axis (:func:`moments_of_rows`)."""
 
 MAX_EXACT = 1 << 14
 """Largest number of sign patterns (or relabellings) that is enumerated exactly (2^14: 14 seeds)."""
@@ -178,7 +178,7 @@ def _cube_root_ratio(x: np.ndarray) -> np.ndarray:
 
 def welch_se_and_skewness(first: Moments, second: Moments, sizes: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """``(se, gamma)`` of the difference of the means of two independent groups of ``sizes = (n_1, n_2)``
-    values given by their :func:`_moments_of_rows` ``(mean, sd, g)``: Welch's ``se = sqrt(sd_1^2 / n_1 +
+    values given by their :func:`moments_of_rows` ``(mean, sd, g)``: Welch's ``se = sqrt(sd_1^2 / n_1 +
     sd_2^2 / n_2)`` and the skewness ``gamma = (g_1 sd_1^3 / n_1^2 − g_2 sd_2^3 / n_2^2) / se^3`` (the third
     cumulant of ``mean_1 − mean_2`` is ``m_3(X) / n_1^2 − m_3(Y) / n_2^2``; NaN where ``se = 0``)."""
     (_, sd1, g1), (_, sd2, g2), (n1, n2) = first, second, sizes
@@ -190,13 +190,13 @@ def welch_se_and_skewness(first: Moments, second: Moments, sizes: tuple[int, int
 
 def welch_hall_statistic(first: Moments, second: Moments, sizes: tuple[int, int]) -> np.ndarray:
     """Hall's correction (:func:`hall_transform`) of Welch's statistic of two independent groups of
-    ``sizes = (n_1, n_2)`` values given by their :func:`_moments_of_rows` ``(mean, sd, g)``, H0: equal means:
+    ``sizes = (n_1, n_2)`` values given by their :func:`moments_of_rows` ``(mean, sd, g)``, H0: equal means:
     ``t = (mean_1 − mean_2) / se`` with ``se`` and ``gamma`` of :func:`welch_se_and_skewness`."""
     se, gamma = welch_se_and_skewness(first, second, sizes)
     return hall_transform(_t_ratio(first[0] - second[0], se), gamma)
 
 
-def _moments_of_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def moments_of_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(mean, sd, g)`` along the last axis, as :func:`hall_statistic` takes them: ``sd`` with ddof 1,
     ``g = m_3 / sd^3`` (0 where ``sd = 0``); the deviations are computed once."""
     mean = x.mean(axis=-1)
@@ -208,7 +208,7 @@ def _moments_of_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 def _hall_of_samples(x: np.ndarray) -> np.ndarray:
     """:func:`hall_statistic` of each row of ``x`` (H0: mean 0)."""
-    return hall_statistic(*_moments_of_rows(x), x.shape[1])
+    return hall_statistic(*moments_of_rows(x), x.shape[1])
 
 
 def _mean_zero_draws(rng: np.random.Generator, skewness: float, size: tuple[int, int]) -> np.ndarray:
@@ -232,15 +232,13 @@ def _reference_table(n: int, skewness: float) -> np.ndarray:
 VARIANCE_SHARES = tuple(float(w) for w in 0.5 * (1 - np.cos(np.pi * np.arange(21) / 20)))
 """The grid of the first group's share ``w = (sigma_1^2 / n_1) / (sigma_1^2 / n_1 + sigma_2^2 / n_2)`` of the
 variance of Welch's difference over which the unpaired reference is least favourable
-(:func:`_welch_reference`): 21 points from 0 to 1, denser towards the ends (``0.5 (1 − cos(pi k / 20))``),
+(:func:`welch_reference`): 21 points from 0 to 1, denser towards the ends (``0.5 (1 − cos(pi k / 20))``),
 where the tails are heaviest: ``w = 1`` is one group of ``n_1`` values against a constant, the one-sample
 test, as Hsu's ``df = min(n_1, n_2) − 1`` is for normal groups."""
 
 
 @functools.lru_cache(maxsize=64)
-def _welch_reference(
-    sizes: tuple[int, int], skewness: float, shares: tuple[float, ...] = VARIANCE_SHARES
-) -> np.ndarray:
+def welch_reference(sizes: tuple[int, int], skewness: float, shares: tuple[float, ...] = VARIANCE_SHARES) -> np.ndarray:
     """The least-favourable envelope of the unpaired references: per rank ``j``, the largest ``j``-th value
     of the sorted ``|T_H|`` (:func:`welch_hall_statistic`) of :data:`N_REFERENCE` seeded pairs of independent
     groups of ``sizes`` mean-zero values, over one simulated table per group skewness pair
@@ -254,7 +252,7 @@ def _welch_reference(
     (common random numbers across the shares)."""
     rng = np.random.default_rng([20261209, *sizes, round(skewness / BOUND_STEP)])
     moments = [
-        {s: _moments_of_rows(_mean_zero_draws(rng, s, (N_REFERENCE, n))) for s in {0.0, float(skewness)}} for n in sizes
+        {s: moments_of_rows(_mean_zero_draws(rng, s, (N_REFERENCE, n))) for s in {0.0, float(skewness)}} for n in sizes
     ]
 
     def group(i: int, share: float, s: float) -> Moments:
@@ -278,10 +276,10 @@ def hall_reference(n: int | tuple[int, int], skewness: float = SKEWNESS_BOUND) -
     (skewness 0) and the shifted gamma of skewness ``skewness`` (one table when it is 0; ``|T_H|`` is even
     under ``d -> −d``, so the left-skewed mirror needs no table).  Unpaired (``n = (n_1, n_2)`` runs):
     one table, the least-favourable envelope over every pair of group skewnesses in ``{0, ±skewness}`` at
-    every variance share of :data:`VARIANCE_SHARES` (:func:`_welch_reference`).  Seeded, so p-values are
+    every variance share of :data:`VARIANCE_SHARES` (:func:`welch_reference`).  Seeded, so p-values are
     reproducible."""
     if not isinstance(n, int):
-        return (_welch_reference((int(n[0]), int(n[1])), float(skewness)),)
+        return (welch_reference((int(n[0]), int(n[1])), float(skewness)),)
     if skewness == 0:
         return (_reference_table(n, 0.0),)
     return _reference_table(n, 0.0), _reference_table(n, float(skewness))
@@ -323,10 +321,10 @@ def hall_critical(n: int | tuple[int, int], alpha: float, bound: SkewnessBound =
 
 @functools.lru_cache(maxsize=64)
 def _row_skewness_draws(n: int, skewness: float) -> np.ndarray:
-    """``g`` (:func:`_moments_of_rows`) of :data:`N_BOUND_DRAWS` seeded samples of ``n`` mean-zero
+    """``g`` (:func:`moments_of_rows`) of :data:`N_BOUND_DRAWS` seeded samples of ``n`` mean-zero
     differences of ``skewness`` (:func:`_mean_zero_draws`)."""
     rng = np.random.default_rng([20261207, n, round(skewness / BOUND_STEP)])
-    return _moments_of_rows(_mean_zero_draws(rng, skewness, (N_BOUND_DRAWS, n)))[2]
+    return moments_of_rows(_mean_zero_draws(rng, skewness, (N_BOUND_DRAWS, n)))[2]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -348,7 +346,7 @@ def skewness_of(differences: np.ndarray) -> float:
     d = d[:, None] if d.ndim == 1 else d
     if d.shape[0] < 3 or not np.isfinite(d).all():
         return math.nan
-    return float(_moments_of_rows(d.T)[2].mean())
+    return float(moments_of_rows(d.T)[2].mean())
 
 
 def family_skewness_bound(skewness: Sequence[float], n: Sequence[int]) -> SkewnessBound:
@@ -408,10 +406,10 @@ _POWER_DRAWS = 1 << 14
 
 @functools.lru_cache(maxsize=16)
 def _power_moments(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(mean, sd, g)`` (:func:`_moments_of_rows`) of the :data:`_POWER_DRAWS` seeded standard normal samples
+    """``(mean, sd, g)`` (:func:`moments_of_rows`) of the :data:`_POWER_DRAWS` seeded standard normal samples
     of ``n`` that every simulated power of :func:`paired_power` and :func:`hall_detectable_effect` shares
     (common random numbers)."""
-    return _moments_of_rows(np.random.default_rng(7 + n).standard_normal((_POWER_DRAWS, n)))
+    return moments_of_rows(np.random.default_rng(7 + n).standard_normal((_POWER_DRAWS, n)))
 
 
 def _shifted_hall(n: int, effect: float) -> np.ndarray:
@@ -471,10 +469,10 @@ def hall_detectable_effect(n: int, critical: float, power: float = 0.8) -> float
 
 @functools.lru_cache(maxsize=16)
 def _power_groups(sizes: tuple[int, int]) -> tuple[Moments, Moments]:
-    """:func:`_moments_of_rows` of :data:`_POWER_DRAWS` seeded pairs of independent standard normal groups of
+    """:func:`moments_of_rows` of :data:`_POWER_DRAWS` seeded pairs of independent standard normal groups of
     ``sizes`` that every simulated unpaired power shares (common random numbers)."""
     rng = np.random.default_rng([11, *sizes])
-    first, second = (_moments_of_rows(rng.standard_normal((_POWER_DRAWS, n))) for n in sizes)
+    first, second = (moments_of_rows(rng.standard_normal((_POWER_DRAWS, n))) for n in sizes)
     return first, second
 
 
@@ -938,7 +936,7 @@ def paired_max_t(differences: np.ndarray, n_random: int = N_RANDOM, seed: int = 
     null_max = np.sort(np.abs(t_all).max(axis=1))
     df = np.full(d.shape[1], n - 1.0)
     sd = np.sqrt(var[0])
-    skew = _moments_of_rows(d.T)[2]
+    skew = moments_of_rows(d.T)[2]
     tied = np.ptp(d, axis=0) <= _TIE * np.abs(d).max(axis=0)
     return MaxTTest("paired", n, means[0], se[0], sd, t_all[0], null_max, exact, df, skew=skew, tied=tied)
 
@@ -964,7 +962,7 @@ def skewed_curve_maxima(
         shifts = spread * _mean_zero_draws(rng, skewness, (size, n))
         signs = rng.choice([-1.0, 1.0], size=(size, n))
         curves = shifts[:, :, None] + signs[:, :, None] * residual[None]  # (size, n, L)
-        moments = _moments_of_rows(np.swapaxes(curves, 1, 2))  # two-pass: no cancellation
+        moments = moments_of_rows(np.swapaxes(curves, 1, 2))  # two-pass: no cancellation
         maxima.append(np.abs(np.nan_to_num(hall_statistic(*moments, n), nan=0.0)).max(axis=1))
     return np.sort(np.concatenate(maxima))
 
@@ -987,11 +985,11 @@ def paired_band_test(
     maxima, step = [], max(1, 2_000_000 // d.size)
     for start in range(0, len(patterns), step):  # the flipped curves themselves: two-pass moments, no cancellation
         flipped = patterns[start : start + step, :, None] * d[None]  # (chunk, n, L)
-        moments = _moments_of_rows(np.swapaxes(flipped, 1, 2))
+        moments = moments_of_rows(np.swapaxes(flipped, 1, 2))
         maxima.append(np.abs(np.nan_to_num(hall_statistic(*moments, n), nan=0.0)).max(axis=1))
     null_max = np.sort(np.concatenate(maxima))
     test = paired_max_t(d, n_random, seed)
-    mean, sd, _ = _moments_of_rows(d.T)  # the observed T_H as its own row of the null (raw moments cancel)
+    mean, sd, _ = moments_of_rows(d.T)  # the observed T_H as its own row of the null (raw moments cancel)
     return replace(test, estimate=mean, sd=sd, null_max=null_max, curves=d, reference_seed=seed, reference_draws=draws)
 
 
@@ -1012,8 +1010,8 @@ def unpaired_max_t(first: np.ndarray, second: np.ndarray, n_random: int = N_RAND
     se = np.sqrt(var1 / n1 + var2 / n2)
     t_all = _t_ratio(mean1 - mean2, se)
     pooled = np.sqrt(((n1 - 1) * var1[0] + (n2 - 1) * var2[0]) / (n1 + n2 - 2))
-    first_moments = _moments_of_rows(x.T)
-    welch_se, gamma = welch_se_and_skewness(first_moments, _moments_of_rows(y.T), (n1, n2))
+    first_moments = moments_of_rows(x.T)
+    welch_se, gamma = welch_se_and_skewness(first_moments, moments_of_rows(y.T), (n1, n2))
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.clip(np.where(welch_se > 0, first_moments[1] ** 2 / n1 / welch_se**2, 0.5), 0.0, 1.0)
     hsu = np.full(x.shape[1], min(n1, n2) - 1.0)  # Hsu (1938): the df of the band's Welch t
