@@ -82,6 +82,7 @@ def tables() -> dict[str, pd.DataFrame]:
         [
             gap_row("a", "val/loss", "MTL worse", 0.004),
             gap_row("a", "val/error", "no persistent gap", 0.3),
+            gap_row("b", "val/error", "no persistent gap", 0.21),
             gap_row("b", "val/loss", "no persistent gap", 0.41),
             gap_row("c", "val/loss", "no persistent gap", 0.6),
             gap_row("d", "val/loss", "MTL worse", 0.02),
@@ -114,7 +115,8 @@ def test_agree_explained_and_unexplained():
     assert b == (
         "The worse test error (adjusted p = 0.0020) of MTL (sum) on task b goes with slower optimization at equal "
         "steps (final training-loss ratio MTL/STL 1.4, adjusted p = 0.0010), not with a persistent gap at equal "
-        "training loss, which no test showed (validation loss: adjusted p = 0.41)."
+        "training loss, which no test showed (validation loss: adjusted p = 0.41; validation error: adjusted p = "
+        "0.21)."
     )
     assert c.startswith("Transfer and the gap differ for MTL (sum) on task c, and the tests do not say why")
     assert c.endswith("nor slower optimization at equal steps (no test showed any).")
@@ -141,11 +143,11 @@ def test_optimization_at_the_level_does_not_explain():
 
 def test_a_gap_no_seeds_could_show_is_said_so():
     t = tables()
-    t["gap_onset"].loc[2, "min_detectable_final"] = math.inf
+    t["gap_onset"].loc[3, "min_detectable_final"] = math.inf
     (b,) = [s for s in answers(t)["toy"]["agreement"] if "on task b" in s]
     assert b.endswith(
-        "which no test showed (validation loss: adjusted p = 0.41; with 8 seeds in this family no gap could "
-        "reach the level 0.05)."
+        "which no test showed (validation loss: adjusted p = 0.41, with 8 seeds in this family no gap could "
+        "reach the level 0.05; validation error: adjusted p = 0.21)."
     )
 
 

@@ -245,7 +245,8 @@ def agreement_sentence(
 
     - the gap shows a persistent gap of the same sign on every measure where it shows one: they agree;
     - it shows one of the opposite sign on some measure: they disagree in sign, and the sentence says so;
-    - it shows none: they differ.
+    - it shows none: they differ, and the sentence gives every measure's adjusted persistence p-value (the
+      validation loss first), so a near miss in the measure of the transfer metric is not hidden.
     Where they disagree or differ, the sentence says whether the optimization table shows MTL optimizing
     slower (with MTL worse) or faster (with MTL better) at equal steps (final log training-loss ratio,
     adjusted p ≤ alpha), the other way MTL can end up worse or better on test data, or that the tests do not
@@ -267,6 +268,13 @@ def agreement_sentence(
             f"{MEASURE_NAMES.get(r['measure'], r['measure'])}, {p_text(r.get('p_persistent_adjusted'))}"
             for r in rows.to_dict("records")
         )
+
+    def unseen(row: dict[str, Any]) -> str:
+        text = f"{MEASURE_NAMES.get(row['measure'], row['measure'])}: {p_text(row.get('p_persistent_adjusted'))}"
+        detectable = row.get("min_detectable_final")
+        if detectable is not None and pd.notna(detectable) and not math.isfinite(float(detectable)):
+            text += f", with {row.get('n_mtl')} seeds in this family no gap could reach the level {alpha:g}"
+        return text
 
     if len(found) and (found["direction"] == verdict).all():
         return (
@@ -291,16 +299,10 @@ def agreement_sentence(
         if speed == want:
             return f"{head}: the {said} goes with {optimization}, while {at_equal_loss}."
         return f"{head}, and the tests do not say why: {at_equal_loss}, and the {said} does not go with {optimization}."
-    loss = gap[gap["measure"] == "val/loss"]
-    row = (loss if len(loss) else gap).iloc[0]
+    rows = gap.sort_values("measure", key=lambda m: m != "val/loss", kind="stable").to_dict("records")
     no_gap = (
-        f"a persistent gap at equal training loss, which no test showed "
-        f"({MEASURE_NAMES.get(row['measure'], row['measure'])}: {p_text(row.get('p_persistent_adjusted'))}"
+        "a persistent gap at equal training loss, which no test showed (" + "; ".join(unseen(row) for row in rows) + ")"
     )
-    detectable = row.get("min_detectable_final")
-    if detectable is not None and pd.notna(detectable) and not math.isfinite(float(detectable)):
-        no_gap += f"; with {row.get('n_mtl')} seeds in this family no gap could reach the level {alpha:g}"
-    no_gap += ")"
     if speed == want:
         return f"The {said} of MTL ({method}) on task {task} goes with {optimization}, not with {no_gap}."
     return (
