@@ -124,6 +124,22 @@ def test_optimization_summaries_share_one_grid_per_task():
         assert effect.loc[seed, "log_ratio_final"] == pytest.approx(0.5, rel=1e-12)
 
 
+def test_a_seed_with_two_runs_of_one_kind_is_not_merged_into_one_unit():
+    """Seed 0 has a second MTL run of the method (other ``method_options``, training 3× slower) and seed 1 a
+    second STL run of the task: neither seed is a unit (the transfer table's rule: exactly one run of each
+    kind per seed), so the doubled seeds' curves are not concatenated into one unit of twice the steps."""
+    steps = np.arange(0, 101, 10)
+    stl_loss = np.exp(-steps / 50) + 0.05
+    rows = [rows_of(f"s{seed}", "stl", "sum", seed, "a", steps, {"train/loss": stl_loss}) for seed in (0, 1, 2)] + [
+        rows_of(f"m{seed}", "mtl", "sum", seed, "a", steps, {"train/loss": stl_loss}) for seed in (0, 1, 2)
+    ]
+    rows.append(rows_of("m0-other", "mtl", "sum", 0, "a", steps, {"train/loss": 3 * stl_loss}))
+    rows.append(rows_of("s1-again", "stl", "sum", 1, "a", steps, {"train/loss": 2 * stl_loss}))
+    effect = optimization_effect(pd.concat(rows)).set_index("seed")
+    assert effect.index.tolist() == [2]
+    assert effect.loc[2, "n_steps"] == len(steps) and effect.loc[2, "log_ratio_mean"] == pytest.approx(0.0, abs=1e-12)
+
+
 def test_steps_to_loss_finds_the_first_step_at_or_below_each_level():
     steps = np.arange(0, 50, 5)
     loss = np.array([3.0, 2.0, 2.5, 1.0, 0.9, 0.5, 0.6, 0.4, 0.3, 0.2])

@@ -48,20 +48,22 @@ def loss_ratio_curves(rows: pd.DataFrame) -> pd.DataFrame:
     """Per (setting, task, method, seed, common step): ``log_ratio = log(L_MTL / L_STL)``.
 
     Columns ``setting, task, method, seed, step, epoch, log_ratio`` (``epoch`` of the MTL run).
-    MTL runs without a same-seed STL run of the task contribute nothing.
+    A seed is paired as the transfer table pairs it (:func:`~mtlens.analysis.transfer.paired_or_unpaired`):
+    only where it has exactly one MTL run of the method and one STL run of the task, so two runs of one
+    method and seed (e.g. other ``method_options`` of a sweep) are never merged into one unit.  MTL runs
+    without such a same-seed STL run contribute nothing.
     """
     curves = _curves(rows)
-    stl = {
-        (s, t, int(seed)): frame
-        for (s, t, seed), frame in curves[curves["mode"] == "stl"].groupby(["setting", "task", "seed"])
-    }
+    stl_runs = curves[curves["mode"] == "stl"].groupby(["setting", "task", "seed"])
+    stl = {(s, t, int(seed)): frame for (s, t, seed), frame in stl_runs if frame["run_id"].nunique() == 1}
     keys, parts = [], []  # per MTL run and task with a reference: its key and the positions and ratios inside
     mtl = curves[curves["mode"] == "mtl"]
+    runs_per_unit = mtl.groupby(["setting", "task", "method", "seed"])["run_id"].nunique()
     groups = mtl.groupby(["setting", "task", "method", "seed", "run_id"]).indices
     mtl_steps, mtl_loss = mtl["step"].to_numpy(float), mtl["value"].to_numpy(float)
     for (setting, task, method, seed, _), rows in sorted(groups.items(), key=lambda group: group[0]):
         reference = stl.get((setting, task, int(seed)))
-        if reference is None:
+        if reference is None or runs_per_unit[(setting, task, method, seed)] > 1:
             continue
         ref_steps, ref_loss = reference["step"].to_numpy(float), reference["value"].to_numpy(float)
         steps = mtl_steps[rows]
