@@ -40,11 +40,14 @@ def gap_row(task: str, measure: str, direction: str, p: float) -> dict[str, obje
         "measure": measure,
         "n_mtl": 8,
         "n_stl": 8,
+        "design": "paired",
         "direction": direction,
         "final_gap": 0.01,
         "final_band_low": -0.01,
         "final_band_high": 0.03,
         "p_persistent_adjusted": p,
+        "min_p": 0.0078,
+        "band_level": 0.0125,
         "min_detectable_final": 0.02,
     }
 
@@ -146,8 +149,8 @@ def test_a_gap_no_seeds_could_show_is_said_so():
     t["gap_onset"].loc[3, "min_detectable_final"] = math.inf
     (b,) = [s for s in answers(t)["toy"]["agreement"] if "on task b" in s]
     assert b.endswith(
-        "which no test showed (validation loss: adjusted p = 0.41, with 8 seeds in this family no gap could "
-        "reach the level 0.05; validation error: adjusted p = 0.21)."
+        "which no test showed (validation loss: adjusted p = 0.41, with 8 seeds no gap could reach this family's "
+        "level 0.0125 (smallest possible p 0.0078); validation error: adjusted p = 0.21)."
     )
 
 

@@ -82,6 +82,13 @@ def test_gap_sentence_gives_the_band_at_its_level_and_errors_in_points():
     assert "where it was +2.6 points (98.75% band +0.18 to +6.7 points, adjusted p = 0.040)" in found
     none = gap_sentence(pd.DataFrame([{**row, "direction": "no persistent gap", "measure": "val/loss"}]), 0.05)
     assert "with 8 seeds a final gap of 0.020 in validation loss would have been detected" in none
+    # No gap can be shown: the level named is the family's band_level the detectable gap was computed at, not
+    # alpha (3 vs 5 unpaired runs: the permutation floor 0.018 is below 0.05 but above 0.0125).
+    unpaired = {**row, "design": "unpaired", "n_stl": 3, "n_mtl": 5, "min_p": 0.018, "min_detectable_final": math.inf}
+    none = gap_sentence(pd.DataFrame([{**unpaired, "direction": "no persistent gap"}]), 0.05)
+    assert none.endswith(
+        "with 3 STL and 5 MTL runs no final gap could reach this family's level 0.0125 (smallest possible p 0.018)."
+    )
 
 
 def test_sentence_states_only_what_the_test_shows():
@@ -95,7 +102,11 @@ def test_sentence_states_only_what_the_test_shows():
     assert "a difference of 1.4 points would have been detected with 80% power" in null
     # Too few seeds: the sentence says no difference could reach the level, never "inf".
     few = transfer_sentence({**TRANSFER_ROW, "n_mtl": 3, "min_detectable": math.inf, "verdict": "no evidence"}, 0.05)
-    assert "with 3 seeds no difference could reach the level 0.05" in few and "inf" not in few
+    assert "with 3 seeds no difference could reach the level 0.05 (smallest possible p" in few and "inf" not in few
+    # ... and where a lone effect cannot reach the table's lone level, that level is the one named.
+    few = {**TRANSFER_ROW, "n_mtl": 3, "min_p": 0.02, "lone_level": 0.0125, "min_detectable_lone": math.inf}
+    few = transfer_sentence({**few, "verdict": "no evidence"}, 0.05)
+    assert few.endswith("no difference could reach this family's level 0.0125 (smallest possible p 0.020).")
     # What a lone effect of the table needs after BH (min_detectable_lone) is what the sentence states.
     lone = transfer_sentence({**TRANSFER_ROW, "min_detectable_lone": 0.0347, "verdict": "no evidence"}, 0.05)
     assert "a difference of 3.5 points would have been detected with 80% power as the one effect" in lone

@@ -140,6 +140,26 @@ def test_a_lone_effect_needs_the_difference_detectable_at_alpha_over_the_family_
         at_lone_level = difference_test(mtl, stl, True, 0.1 / 3, bound)["min_detectable"]
         assert table.loc[task, "min_detectable_lone"] == pytest.approx(at_lone_level)
         assert table.loc[task, "min_detectable_lone"] > table.loc[task, "min_detectable"]
+        assert table.loc[task, "lone_level"] == pytest.approx(0.1 / 3)
+
+
+def test_the_lone_level_counts_only_the_rows_in_the_bh_family():
+    """A row that cannot be tested (one STL run: design ``none``) is not one of BH's ``m``, so a table of one
+    tested row and one untested row has the lone level ``alpha``, not ``alpha / 2``."""
+    info = {("s", task): INFO[("s", "t")] for task in "tu"}
+    rng = np.random.default_rng(5)
+    stl, mtl = 0.3 + 0.05 * rng.standard_normal(6), 0.3 + 0.05 * rng.standard_normal(6)
+    frames = [
+        _run(f"{mode}t{seed}", mode, seed, [0.9, 0.1], [0.9, value]).assign(task="t")
+        for seed in range(6)
+        for mode, value in (("stl", stl[seed]), ("mtl", mtl[seed]))
+    ]
+    frames.append(_run("stlu0", "stl", 0, [0.9, 0.1], [0.9, 0.3]).assign(task="u"))
+    frames.append(_run("mtlu0", "mtl", 0, [0.9, 0.1], [0.9, 0.3]).assign(task="u"))
+    table = transfer_table(pd.concat(frames), info).set_index("task")
+    assert table.loc["u", "design"] == "none" and table.loc["t", "design"] == "paired"
+    assert table.loc["t", "lone_level"] == 0.05
+    assert table.loc["t", "min_detectable_lone"] == pytest.approx(table.loc["t", "min_detectable"])
 
 
 def test_higher_is_better_metrics_flip_the_sign():

@@ -18,8 +18,10 @@ those seeds and ``p_value`` the paired test of the ``d_s`` (Hall's skewness-corr
 ``delta_low/high`` is the test's interval at ``1 − alpha``, ``effect_size`` Hedges' g_z (paired) or g
 (bias-corrected Cohen's d_z / d), ``df`` the test's degrees of freedom, ``min_p`` the smallest
 p-value the test allows (not bound to 2/2^n), ``min_detectable`` the difference the test detects with
-80% power at ``alpha``, ``min_detectable_lone`` the one it detects at ``alpha / m``, the level a lone effect
-among the table's ``m`` rows must reach after Benjamini–Hochberg (what the report's sentence states),
+80% power at ``alpha``, ``min_detectable_lone`` the one it detects at ``lone_level = alpha / m``, the level a
+lone effect must reach after Benjamini–Hochberg over the ``m`` rows of the table's family (what the report's sentence
+states; the rows :func:`~mtlens.analysis.inference.bh_adjust` counts: tested, with a ``min_p`` that can reach
+``alpha``),
 ``skewness`` the sample skewness of the paired differences (the
 symmetry check of :func:`~mtlens.analysis.inference.symmetry_diagnostic`)
 (:mod:`mtlens.analysis.inference`).  ``p_adjusted`` is Benjamini–Hochberg over the table's rows
@@ -36,7 +38,9 @@ import pandas as pd
 
 from mtlens.analysis.inference import (
     FIXED_BOUND,
+    MaxTTest,
     SkewnessBound,
+    attainable,
     bh_adjust,
     bound_of_samples,
     grouped_bounds,
@@ -112,24 +116,17 @@ def difference_test(
     paired: bool,
     alpha: float,
     bound: SkewnessBound = FIXED_BOUND,
-    lone_level: float | None = None,
 ) -> dict[str, Any]:
     """``design, delta, delta_low, delta_high, effect_size, df, p_value, min_p, min_detectable, skewness,
     skewness_bound`` of MTL − STL: the paired test of the per-seed differences under the skewness ``bound``
     (paired; its setting's, :func:`family_bound`) or Hall's two-sample test (unpaired) of
     :func:`~mtlens.analysis.inference.scalar_test`, its ``1 − alpha`` interval and the difference it
-    detects with 80% power at ``alpha``; with ``lone_level`` also ``min_detectable_lone``, the difference it
-    detects with 80% power at that level (``alpha / m``: what a lone effect among a Benjamini–Hochberg
-    family's ``m`` comparisons must reach); NaN where a side has fewer than 2 values."""
+    detects with 80% power at ``alpha``; NaN where a side has fewer than 2 values."""
     delta = float(mtl.mean() - stl.mean()) if len(mtl) and len(stl) else np.nan
-    if paired:
-        test = paired_max_t(mtl - stl).with_bound(bound)
-    elif len(mtl) >= 2 and len(stl) >= 2:
-        test = unpaired_max_t(mtl, stl)
-    else:
+    test = _one_level_test(mtl, stl, paired, bound)
+    if test is None:
         names = ["delta_low", "delta_high", "effect_size", "df", "p_value", "min_p", "min_detectable"]
-        names += ["skewness", "skewness_bound"] + (["min_detectable_lone"] if lone_level is not None else [])
-        return {"design": "none", "delta": delta} | dict.fromkeys(names, np.nan)
+        return {"design": "none", "delta": delta} | dict.fromkeys([*names, "skewness", "skewness_bound"], np.nan)
     summary = scalar_test(test, alpha)
     return {
         "design": test.design,
@@ -143,7 +140,16 @@ def difference_test(
         "min_detectable": summary["min_detectable"],
         "skewness": sample_skewness(mtl - stl) if paired else np.nan,
         "skewness_bound": bound.value if paired else np.nan,
-    } | ({} if lone_level is None else {"min_detectable_lone": float(test.min_detectable(lone_level)[0])})
+    }
+
+
+def _one_level_test(mtl: np.ndarray, stl: np.ndarray, paired: bool, bound: SkewnessBound) -> MaxTTest | None:
+    """The test of :func:`difference_test` (one level), ``None`` where a side has fewer than 2 values."""
+    if paired:
+        return paired_max_t(mtl - stl).with_bound(bound)
+    if len(mtl) >= 2 and len(stl) >= 2:
+        return unpaired_max_t(mtl, stl)
+    return None
 
 
 def family_bound(samples: Sequence[tuple[np.ndarray, np.ndarray, bool]]) -> SkewnessBound:
@@ -192,9 +198,16 @@ def transfer_tests(
             rows.append((setting, task, method, column, lower, mtl, stl, paired))
     samples = [(mtl, stl, paired) for *_, mtl, stl, paired in rows]
     bounds = grouped_bounds(family_bound, samples, [setting for setting, *_ in rows])
+    tests = [
+        difference_test(mtl, stl, paired, alpha, bound)
+        for (*_, mtl, stl, paired), bound in zip(rows, bounds, strict=True)
+    ]
+    min_p, p_values = (np.array([test[name] for test in tests], float) for name in ("min_p", "p_value"))
+    lone_level = alpha / max(1, int((np.isfinite(p_values) & attainable(min_p, alpha, len(tests))).sum()))
     records = []
-    for (setting, task, method, column, lower, mtl, stl, paired), bound in zip(rows, bounds, strict=True):
-        test = difference_test(mtl, stl, paired, alpha, bound, lone_level=alpha / len(rows))
+    for (setting, task, method, column, lower, mtl, stl, paired), bound, test in zip(rows, bounds, tests, strict=True):
+        one_level = _one_level_test(mtl, stl, paired, bound)
+        lone = float(one_level.min_detectable(lone_level)[0]) if one_level is not None else np.nan
         records.append(
             {
                 "setting": setting,
@@ -208,6 +221,8 @@ def transfer_tests(
                 "mtl_std": mtl.std(ddof=1) if len(mtl) > 1 else np.nan,
                 "n_mtl": len(mtl),
                 **test,
+                "min_detectable_lone": lone,
+                "lone_level": lone_level,
                 "relative_pct": 100.0 * (-1 if lower else 1) * test["delta"] / abs(stl.mean())
                 if stl.mean() != 0
                 else np.nan,

@@ -8,10 +8,13 @@ Elich et al.'s experiments.  Every sentence is keyed off column names, listed he
 gaining columns changes nothing and a table missing one of them yields no sentence from it:
 
 - ``transfer``: ``setting, task, method, metric, stl_mean, mtl_mean, n_stl, n_mtl, design, delta,
-  delta_low, delta_high, p_adjusted, min_p, min_detectable, verdict`` (a verdict "MTL better/worse" is
-  stated only where the table states it, i.e. Benjamini–Hochberg adjusted p ≤ alpha);
-- ``gap_onset``: ``setting, method, task, measure, n_mtl, n_stl, direction, final_gap, final_band_low,
-  final_band_high, p_persistent_adjusted, min_detectable_final`` and, where present, ``onset_epoch_mtl``,
+  delta_low, delta_high, p_adjusted, min_p, min_detectable, verdict`` and, where present,
+  ``min_detectable_lone`` and ``lone_level`` (the level it is computed at, named where no difference can
+  reach it) (a verdict "MTL better/worse" is stated only where the table states it, i.e.
+  Benjamini–Hochberg adjusted p ≤ alpha);
+- ``gap_onset``: ``setting, method, task, measure, design, n_mtl, n_stl, direction, final_gap,
+  final_band_low, final_band_high, p_persistent_adjusted, min_p, min_detectable_final`` and, where present,
+  ``band_level`` (the level ``min_detectable_final`` is computed at), ``onset_epoch_mtl``,
   ``onset_train_loss`` (a gap is stated only where ``direction`` names one);
 - ``optimization_effect``: ``setting, task, method, n_seeds, log_ratio_final, log_ratio_final_low,
   log_ratio_final_high, log_ratio_final_p_adjusted, log_ratio_final_min_detectable`` (the training-loss
@@ -112,22 +115,40 @@ def _with_runs(row: Mapping[str, Any]) -> str:
     return f"with {row.get('n_stl')} STL and {row.get('n_mtl')} MTL runs"
 
 
-def _power(row: Mapping[str, Any], detectable: Any, what: str, percent: bool, alpha: float, unit: str = "") -> str:
-    """What the comparison could have found: the ``detectable`` difference (80% power), or that no ``what``
-    could reach the level (an infinite one), that the differences do not vary (NaN from a tested row, or 0 from
-    an older table: no power can be stated), or, for a percent metric, that not even 100 points would be found."""
+def _power(
+    row: Mapping[str, Any], detectable: Any, what: str, percent: bool, level: float, alpha: float, unit: str = ""
+) -> str:
+    """What the comparison could have found: the ``detectable`` difference (80% power at ``level``, the level
+    it was computed at), or that no ``what`` could reach ``level`` (an infinite one; with the row's smallest
+    possible p), that the differences do not vary (NaN from a tested row, or 0 from an older table: no power can
+    be stated), or, for a percent metric, that not even 100 points would be found."""
     runs = _with_runs(row)
     tested = str(row.get("design", "")) in ("paired", "unpaired")
     missing = detectable is None or pd.isna(detectable)
     size = (0.0 if tested else math.inf) if missing else float(detectable)
     if not math.isfinite(size):
-        return f"{runs} no {what} could reach the level {alpha:g}"
+        return _unreachable(row, what, level, alpha)
     if size == 0:
         return f"{runs} the per-seed differences do not vary, so the test says nothing about what it could find"
     if percent and abs(size) >= 1:
         return f"{runs} not even the largest possible {what} (100 points) would be detected with 80% power"
     size_text = _difference(abs(size), percent).lstrip("+")
     return f"{runs} a {what} of {size_text}{unit} would have been detected with 80% power"
+
+
+def _level(row: Mapping[str, Any], column: str, alpha: float) -> float:
+    """The level a row's detectable difference was computed at: its ``column`` (``lone_level`` of the transfer
+    table, ``band_level`` of the gap table), ``alpha`` where an older table has none."""
+    level = row.get(column)
+    return float(level) if level is not None and pd.notna(level) else alpha
+
+
+def _unreachable(row: Mapping[str, Any], what: str, level: float, alpha: float) -> str:
+    """``with 8 seeds no gap could reach this family's level 0.0125 (smallest possible p 0.018)``: ``the level``
+    where ``level`` is ``alpha``, ``this family's level`` where Benjamini–Hochberg lowered it."""
+    where = "the level" if level >= alpha else "this family's level"
+    smallest = number(row.get("min_p"), 2)
+    return f"{_with_runs(row)} no {what} could reach {where} {level:.3g} (smallest possible p {smallest})"
 
 
 def transfer_sentence(row: Mapping[str, Any], alpha: float) -> str:
@@ -149,11 +170,10 @@ def transfer_sentence(row: Mapping[str, Any], alpha: float) -> str:
             f"No effect of MTL ({method}) on task {task} could be tested: {values} ({row.get('n_stl')} STL and "
             f"{row.get('n_mtl')} MTL runs; a test needs 2 seeds run in both modes, or 2 runs of each)."
         )
-    detectable = row.get("min_detectable_lone", row.get("min_detectable"))
-    power = _power(row, detectable, "difference", percent, alpha)
-    if detectable is not None and pd.notna(detectable) and not math.isfinite(float(detectable)):
-        power += f" (smallest possible p {number(row.get('min_p'), 2)})"
-    elif "min_detectable_lone" in row and "do not vary" not in power:
+    lone = "min_detectable_lone" in row
+    detectable = row["min_detectable_lone"] if lone else row.get("min_detectable")
+    power = _power(row, detectable, "difference", percent, _level(row, "lone_level", alpha), alpha)
+    if lone and "do not vary" not in power and "could reach" not in power:
         power += " as the one effect among the table's comparisons (after Benjamini–Hochberg)"
     return (
         f"No effect of MTL ({method}) on task {task} could be shown: {values} ({_seeds(row)}, {interval}, "
@@ -192,7 +212,15 @@ def gap_sentence(rows: pd.DataFrame, alpha: float) -> str:
     row = (loss if len(loss) else rows).iloc[0]
     measure = MEASURE_NAMES.get(row["measure"], row["measure"])
     percent = str(row["measure"]).split("/")[-1] in PERCENT_METRICS
-    power = _power(row, row.get("min_detectable_final"), "final gap", percent, alpha, f" in {measure}")
+    power = _power(
+        row,
+        row.get("min_detectable_final"),
+        "final gap",
+        percent,
+        _level(row, "band_level", alpha),
+        alpha,
+        f" in {measure}",
+    )
     return (
         f"No persistent generalization gap of MTL ({method}) on task {task} at equal training loss could be shown "
         f"({measure}: {p_text(row.get('p_persistent_adjusted'))}); {power}."
@@ -273,7 +301,7 @@ def agreement_sentence(
         text = f"{MEASURE_NAMES.get(row['measure'], row['measure'])}: {p_text(row.get('p_persistent_adjusted'))}"
         detectable = row.get("min_detectable_final")
         if detectable is not None and pd.notna(detectable) and not math.isfinite(float(detectable)):
-            text += f", with {row.get('n_mtl')} seeds in this family no gap could reach the level {alpha:g}"
+            text += f", {_unreachable(row, 'gap', _level(row, 'band_level', alpha), alpha)}"
         return text
 
     if len(found) and (found["direction"] == verdict).all():
