@@ -26,7 +26,7 @@ from mtlens.analysis.planning import (
 from mtlens.cli import main
 from mtlens.render.tables import number
 from mtlens.report.planning import family_sizes, seed_planning_section
-from mtlens.report.study_plan import planned_families, stored_spread
+from mtlens.report.study_plan import effect_sentences, planned_families, stored_spread
 from mtlens.report.study_report import report_data, report_families, selected_runs
 from report_stores import INFO, planted_store
 
@@ -92,6 +92,18 @@ def test_planned_families_are_the_reports_own():
     assert fewest["gap"] == 2
     assert by.loc[("transfer", 8), "d_z_lone"] == pytest.approx(detectable_effect(8, 0.05 / 6))
     assert not by.loc[("gap band", 8), "can_reach"] and by.loc[("gap band", 12), "can_reach"]
+
+
+def test_seeds_for_an_effect_are_never_fewer_than_any_verdict_needs():
+    """``plan --effect`` without a spread: a huge lone effect (d_z 6) needs few seeds by the one-level test, but
+    the gap band's sign flips reach 0.05 / 12 only from 9 seeds (2 / 2^8 = 0.0078 > 0.0042), so 8 would give
+    0% power: the count is never below the family's ``fewest_seeds``, and the band's sentence says it is a
+    lower bound."""
+    plan = planned_families("planted", TASK_INFO, ["sum", "pcgrad", "cagrad"], [4, 6, 8])
+    said = {sentence.split(":")[0]: sentence for sentence in effect_sentences(plan, 6.0, 0.05)}
+    assert seeds_needed(6.0, 0.05 / 12) < 9
+    assert said["gap band"].startswith("gap band: a lone effect of d_z = 6 needs at least 9 seeds (no verdict below 9")
+    assert said["transfer"] == f"transfer: a lone effect of d_z = 6 needs {seeds_needed(6.0, 0.05 / 6)} seeds."
 
 
 def test_family_sizes_of_a_stored_study_match_its_report(tmp_path: Path):

@@ -246,6 +246,33 @@ def family_sentences(plan: pd.DataFrame, alpha: float) -> list[str]:
     return sentences
 
 
+def effect_sentences(plan: pd.DataFrame, effect: float, alpha: float) -> list[str]:
+    """``--effect`` without a spread: per family of differences, the seeds a lone effect of ``d_z = effect``
+    needs, :func:`~mtlens.analysis.planning.seeds_needed` at ``alpha / m``, and never fewer than the family's
+    ``fewest_seeds``: below them its smallest attainable p-value (the sign flips' ``2 / 2^n`` for the gap band)
+    cannot reach ``alpha / m``, whatever the effect.  For such a family the ``d_z`` is the one-level test's (the
+    band's max-|t| test has less power), as :func:`family_sentences` says."""
+    sentences = []
+    for family, rows in plan[plan["clusters"].isna()].groupby("family", sort=False):
+        first = rows.iloc[0]
+        fewest = first["fewest_seeds"]
+        if pd.isna(fewest):
+            sentences.append(
+                f"{family}: no lone verdict is possible with up to {MOST_SEEDS} seeds, whatever the effect."
+            )
+            continue
+        n = seeds_needed(effect, alpha / int(first["comparisons"]))
+        floor = int(fewest) > 2  # a p-value floor that falls with the seeds: the band's sign flips
+        needed = f"{max(n, int(fewest))} seeds" if n is not None else "more than 200 seeds"
+        if floor and n is not None:
+            needed = (
+                f"at least {needed} (no verdict below {int(fewest)}; the count is the one-level test's, and the "
+                f"band's max-|t| test has less power)"
+            )
+        sentences.append(f"{family}: a lone effect of d_z = {effect:g} needs {needed}.")
+    return sentences
+
+
 def plan_report(
     setting: str,
     task_info: TaskInfo,
@@ -265,14 +292,7 @@ def plan_report(
     sentences = family_sentences(plan, alpha)
     if spread is None or spread.empty:
         if effect is not None:
-            differences = plan[plan["clusters"].isna()]
-            sizes = differences.drop_duplicates("family").set_index("family")["comparisons"]
-            for family, m in sizes.items():
-                n = seeds_needed(effect, alpha / int(m))
-                sentences.append(
-                    f"{family}: a lone effect of d_z = {effect:g} needs "
-                    + (f"{n} seeds." if n is not None else "more than 200 seeds.")
-                )
+            sentences += effect_sentences(plan, effect, alpha)
         return sentences, plan, None
     sizes = plan.drop_duplicates("family").set_index("family")["comparisons"]
     frames = []
