@@ -22,7 +22,9 @@ from mtlens.analysis.planning import (
     fewest_permuted_seeds,
     fewest_sign_flip_seeds,
     seeds_needed,
+    spread_table,
 )
+from mtlens.analysis.transfer import transfer_tests
 from mtlens.cli import main
 from mtlens.render.tables import number
 from mtlens.report.planning import family_sizes, seed_planning_section
@@ -249,6 +251,32 @@ def test_plan_command_prints_the_plan_and_rejects_bad_input(tmp_path: Path, caps
         out, err = capsys.readouterr()
         assert out == "" and len(err.strip().splitlines()) == 1 and flag in err, (argv, err)
     assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_an_unpaired_comparison_is_planned_with_the_unpaired_tests_power(tmp_path: Path):
+    """3 MTL runs on other seeds than 9 STL runs: the report tests them unpaired (Hall's two-sample test), so
+    what "these runs detect with 80% power" is that test's ``min_detectable_lone``, not the paired ``d_z`` of
+    9 seeds times the sd of a difference of independent runs (3–8× smaller: what 9 *paired* seeds would do)."""
+    rng = np.random.default_rng(1)
+    info = {("syn", "a"): {"selection_metric": "loss", "lower_is_better": {"loss": True}}}
+    rows = [("stl", s) for s in range(9)] + [("mtl", 10 + s) for s in range(3)]
+    selected = pd.DataFrame(
+        [
+            {"setting": "syn", "task": "a", "mode": mode, "method": "sum", "seed": seed}
+            | {"test/loss": 1 + 0.1 * rng.standard_normal()}
+            for mode, seed in rows
+        ]
+    )
+    transfer = transfer_tests(selected, info).iloc[0]
+    assert transfer["design"] == "unpaired" and transfer["lone_level"] == 0.05
+    sizes = pd.DataFrame([{"family": "transfer", "comparisons": 1, "min_p": transfer["min_p"], "clusters": np.nan}])
+    section = seed_planning_section(spread_table(selected, info), sizes, tmp_path, 0.05)
+    row = pd.read_csv(tmp_path / "tables" / "seed_planning.csv").iloc[0]
+    assert row["source"] == "unpaired" and (row["n_mtl"], row["n_seeds"]) == (3, 9)
+    assert row["detectable_now"] == pytest.approx(transfer["min_detectable_lone"], rel=1e-9)
+    assert row["detectable_now"] > 2 * row["sd"] * detectable_effect(9, 0.05)
+    assert "With 3 MTL and 9 STL runs (unpaired), a lone difference in test/loss" in section.body
+    assert "paired seeds." in section.body
 
 
 def test_study_dry_run_prints_the_runs_and_the_plan_and_writes_nothing(

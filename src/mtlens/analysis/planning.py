@@ -188,8 +188,11 @@ def difference_spread(mtl: np.ndarray, stl: np.ndarray, paired: bool) -> tuple[f
 
 def spread_table(selected: pd.DataFrame, task_info: TaskInfo, effect: pd.DataFrame | None = None) -> pd.DataFrame:
     """The seed spread of each comparison a stored study (or pilot) allows: one row per ``setting, task,
-    method`` (``method`` empty for a task with STL runs only) and ``quantity`` with ``n_seeds``, ``source``
-    and ``sd`` (:func:`difference_spread`).
+    method`` (``method`` empty for a task with STL runs only) and ``quantity`` with ``n_seeds`` (the pairs, or
+    unpaired the STL runs), ``source`` and ``sd`` (:func:`difference_spread`); unpaired also ``n_mtl``, ``se``
+    (Welch's ``sqrt(s_MTL^2 / n_MTL + s_STL^2 / n_STL)``) and ``share`` (MTL's share of ``se^2``), what the
+    unpaired test's own power needs (:func:`~mtlens.analysis.inference.welch_hall_detectable_effect`; NaN
+    otherwise).
 
     ``selected``: :func:`~mtlens.analysis.transfer.selected_checkpoints` rows; the quantity is the task's
     test selection metric, read and paired exactly as the transfer table reads it
@@ -210,6 +213,7 @@ def spread_table(selected: pd.DataFrame, task_info: TaskInfo, effect: pd.DataFra
             records.append(
                 {"setting": setting, "task": task, "method": method, "quantity": column}
                 | {"n_seeds": n, "source": source, "sd": sd}
+                | (_unpaired_spread(mtl, stl) if source == "unpaired" else {})
             )
     if effect is not None and len(effect):
         for (setting, task, method), frame in effect.groupby(["setting", "task", "method"], sort=True):
@@ -219,8 +223,18 @@ def spread_table(selected: pd.DataFrame, task_info: TaskInfo, effect: pd.DataFra
                 {"setting": setting, "task": task, "method": method, "quantity": RATIO}
                 | {"n_seeds": len(values), "source": "paired", "sd": difference_spread(values, 0 * values, True)[0]}
             )
-    columns = ["setting", "task", "method", "quantity", "n_seeds", "source", "sd"]
+    columns = ["setting", "task", "method", "quantity", "n_seeds", "source", "sd", "n_mtl", "se", "share"]
     return pd.DataFrame.from_records(records, columns=columns)
+
+
+def _unpaired_spread(mtl: np.ndarray, stl: np.ndarray) -> dict[str, float]:
+    """``n_mtl, se, share`` of :func:`spread_table` for unpaired groups (NaN ``se`` with fewer than 2 runs
+    in a group)."""
+    if len(mtl) < 2 or len(stl) < 2:
+        return {"n_mtl": len(mtl), "se": np.nan, "share": np.nan}
+    parts = np.var(mtl, ddof=1) / len(mtl), np.var(stl, ddof=1) / len(stl)
+    se2 = float(sum(parts))
+    return {"n_mtl": len(mtl), "se": math.sqrt(se2), "share": float(parts[0] / se2) if se2 > 0 else np.nan}
 
 
 def detectable_table(

@@ -17,11 +17,12 @@ import html
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from mtlens.analysis.inference import detectable_effect
+from mtlens.analysis.inference import detectable_effect, hall_critical, welch_hall_detectable_effect
 from mtlens.analysis.planning import (
     POWER,
     RATIO,
@@ -133,6 +134,27 @@ def family_sentences(sizes: pd.DataFrame, n_seeds: int, alpha: float) -> list[st
     return sentences
 
 
+def detectable_now(row: Mapping[str, Any], lone: float) -> float:
+    """The difference a comparison of :func:`~mtlens.analysis.planning.spread_table` detects with 80% power at
+    ``lone`` with the runs it has, by the test the report runs on it: paired, ``sd · d_z(n, lone)``; unpaired
+    (its MTL and STL runs share no seeds), Hall's two-sample test, ``se · welch_hall_detectable_effect`` at the
+    observed variance share, as the transfer table's ``min_detectable_lone`` (the paired ``d_z`` with the sd
+    of a difference of independent runs was 3–8× too small there: that is what as many *paired* seeds would
+    detect)."""
+    if row["source"] == "unpaired":
+        sizes = (int(row["n_mtl"]), int(row["n_seeds"]))
+        critical = hall_critical(sizes, lone)
+        return float(row["se"]) * welch_hall_detectable_effect(sizes, float(row["share"]), critical, POWER)
+    return float(row["sd"]) * detectable_effect(int(row["n_seeds"]), lone, POWER)
+
+
+def _runs_text(row: Mapping[str, Any]) -> str:
+    """``8 seeds`` (paired, or an STL spread), ``3 MTL and 9 STL runs (unpaired)``."""
+    if row["source"] == "unpaired":
+        return f"{int(row['n_mtl'])} MTL and {int(row['n_seeds'])} STL runs (unpaired)"
+    return f"{int(row['n_seeds'])} seeds"
+
+
 def seed_planning_section(
     spread: pd.DataFrame, sizes: pd.DataFrame, out_dir: Path, alpha: float, seeds: Sequence[int] = ()
 ) -> Section:
@@ -157,23 +179,30 @@ def seed_planning_section(
         table = detectable_table(rows, m, alpha, shown)
         lone = alpha / m
         table["comparisons"] = m
-        d_z = {int(n): detectable_effect(int(n), lone, POWER) for n in table["n_seeds"]}
-        table["detectable_now"] = table["sd"].astype(float) * table["n_seeds"].map(d_z)
-        half = {n: seeds_needed(d / 2, lone, POWER) for n, d in d_z.items()}  # d_z / 2: the same in any unit
-        table["seeds_for_half"] = pd.array([half[int(n)] for n in table["n_seeds"]], dtype="Int64")
+        table["detectable_now"] = [detectable_now(row, lone) for row in table.to_dict("records")]
+        # in paired d_z (half of the difference over the sd of the per-seed differences), the same in any unit
+        half = [
+            seeds_needed(d / 2 / sd, lone, POWER) if sd > 0 else None
+            for d, sd in zip(table["detectable_now"], table["sd"])
+        ]
+        table["seeds_for_half"] = pd.array(half, dtype="Int64")
         frames.append(table)
     table = pd.concat(frames, ignore_index=True)
     sentences = []
-    for (n, quantity), rows in table.groupby(["n_seeds", "quantity"], sort=False):
+    groups = table.assign(_runs=[_runs_text(row) for row in table.to_dict("records")])
+    for (runs, quantity), rows in groups.groupby(["_runs", "quantity"], sort=False):
         parts = [
             f"{r['setting']}, task {r['task']}" + (f", MTL {r['method']}" if r["method"] else "") + ": "
             f"{difference_text(r['detectable_now'], str(quantity))}"
             for r in rows.to_dict("records")
         ]
-        half = rows["seeds_for_half"].iloc[0]
+        halves = sorted({int(h) for h in rows["seeds_for_half"].dropna()})
+        span = f"{halves[0]}" if len(halves) == 1 else f"{halves[0]}–{halves[-1]}"
+        paired = " paired" if runs.endswith("(unpaired)") else ""  # the plan assumes a paired study
+        need = f"{span}{paired} seeds" if halves else "more than 200 seeds"
         sentences.append(
-            f"With {n} seeds, a lone difference in {quantity} is found with 80% power from: {'; '.join(parts)}. "
-            f"Half of any of these would need " + (f"{int(half)} seeds." if pd.notna(half) else "more than 200 seeds.")
+            f"With {runs}, a lone difference in {quantity} is found with 80% power from: {'; '.join(parts)}. "
+            f"Half of any of these would need {need}."
         )
     body = (
         f"<p>What this study's seeds can detect, from the seed spread of its own runs (sd of the per-seed "
