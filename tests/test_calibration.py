@@ -14,17 +14,21 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
+from correlation_studies import study_units
 from mtlens.analysis.calibration import (
     OPTIMIZATION_SUMMARIES,
     PROBE_OF_DIFFERENCE,
+    SKEW,
     aa_rows,
     aa_splits,
     skewed_curves,
     skewed_shifts,
     spike_in,
+    whole_seed_permutation,
 )
-from mtlens.analysis.correlation import unit_table
+from mtlens.analysis.correlation import UNIT_CENTRE, UNIT_CLUSTER, UNIT_SLOTS, correlate, unit_table
 from mtlens.analysis.gap import generalization_gap
 from mtlens.analysis.inference import scalar_test
 from mtlens.analysis.optimization import optimization_effect
@@ -273,9 +277,42 @@ def test_unbalanced_splits_and_skewed_shifts_make_the_nulls_they_claim():
     assert abs(spread.mean()) < 0.02 * spread.std()
     assert spread.std() == pytest.approx(1.5 * np.std(np.linspace(0, 1, n), ddof=1), rel=0.03)
     assert pd.Series(spread).skew() == pytest.approx(2.0, abs=0.3)
+    # at the default size the paired differences of two independent runs are skewed near the family's bound
+    # 2 (2 k^3 / (2 + k^2)^1.5 = 1.68 at k = 4), where Student's t is liberal and the check can fail
+    x, y = np.random.default_rng(4).standard_normal((2, n))
+    d = x + skewed_shifts(pd.Series(x), pd.Series(["a"] * n), pd.Series(np.arange(n)), SKEW, seed=(0, 1)) - y
+    assert pd.Series(d).skew() == pytest.approx(2 * SKEW**3 / (2 + SKEW**2) ** 1.5, abs=0.15)
+    assert 2 * SKEW**3 / (2 + SKEW**2) ** 1.5 > 1.5
     # one draw per (group, seed): rows repeating a key get the same shift
     twice = skewed_shifts(pd.concat([values, values]), pd.concat([groups, groups]), pd.concat([seeds, seeds]), 1.5, 0)
     assert np.array_equal(twice[: 2 * n], twice[2 * n :])
+
+
+def test_the_correlation_null_permutes_whole_seeds_so_a_cluster_blind_test_fails_it():
+    """The A/A correlation check permutes the factor by whole (setting, seed) clusters, slot onto slot: every
+    seed's units move together to one other seed and keep their (task, method), so the permuted factor keeps
+    its task means and what one seed's units share.  Then a test that ignores both (Pearson's p of the raw
+    units, no clusters, no centring) is far above 5% on null unit tables with shared runs and task means, and
+    the report's test is not; permuted unit by unit (the check before), the blind test also held 5%."""
+    rng = np.random.default_rng(11)
+    units = study_units(rng, 2, 6)
+    labels = {
+        name: units[list(columns)].astype(str).agg("/".join, axis=1).to_numpy()
+        for name, columns in (("groups", UNIT_CLUSTER), ("centre", UNIT_CENTRE), ("slots", UNIT_SLOTS))
+    }
+    index = whole_seed_permutation(units, labels, rng)
+    moved = units.iloc[index].reset_index(drop=True)
+    assert (moved[["task", "method"]] == units[["task", "method"]]).all().all()
+    mapping = pd.Series(moved["seed"].to_numpy()).groupby(units["seed"].to_numpy()).unique()
+    assert all(len(targets) == 1 for targets in mapping) and sorted(t[0] for t in mapping) == list(range(6))
+    blind, report = [], []
+    for _ in range(60):
+        units = study_units(rng, 2, 6)
+        factor = units["factor"].to_numpy()[whole_seed_permutation(units, labels, rng)]
+        blind.append(stats.pearsonr(factor, units["target"]).pvalue <= 0.05)
+        result = correlate(factor, units["target"], seed=0, n_perm=719, strata=units["setting"], **labels)
+        report.append(result["pearson_p"] <= 0.05)
+    assert np.mean(blind) >= 0.3 and np.mean(report) <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / 60)
 
 
 def test_skewed_curves_shift_each_mtl_run_by_one_skewed_mean_zero_amount():

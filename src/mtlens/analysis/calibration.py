@@ -47,6 +47,7 @@ from mtlens.analysis.correlation import (
     UNIT_CENTRE,
     UNIT_CLUSTER,
     UNIT_SLOTS,
+    cluster_permutations,
     correlate,
     correlation_table,
     difference_tests,
@@ -61,6 +62,13 @@ from mtlens.quantities import FISHER_TRACE
 GAP_MEASURES = ("val/loss", "val/error")
 TRANSFER_METRICS = (None, "loss")
 """Transfer is tested on each task's selection metric (``None``) and on the test loss."""
+SKEW = 4.0
+"""The ``paired skewed`` null's shift, in the seeds' sd of the value (:func:`skewed_shifts`).  Added to the
+difference of two independent runs (variance ``2 sd²``) a shift ``k · sd · (E − 1)`` gives differences of
+skewness ``2 k³ / (2 + k²)^1.5``: 0.38 at ``k = 1`` (the default before 2026-12-06, where Student's t holds 5%
+too, so the check could not fail for a test without the skewness correction), **1.68 at 4**, near the family's
+bound 2, where Student's t gives 8.5–8.8% at 6–8 pairs and Hall's paired test 4.6–5.0% (100,000 normal +
+shifted-exponential data sets, docs/statistics.md §8)."""
 UNPAIRED_OFFSET = 1_000_000
 """Added to the "MTL" group's seeds in the unpaired design, so that no seed matches an STL run."""
 OPTIMIZATION_SUMMARIES = ("log_ratio_early", "log_ratio_final")
@@ -209,12 +217,15 @@ def _split_comparisons(
     return [r | {"design": design} for r in records if r["design"] in (design, design.split()[0])]
 
 
-def skewed_shifts(values: pd.Series, groups: pd.Series, seeds: pd.Series, skew: float, seed: int) -> np.ndarray:
+def skewed_shifts(
+    values: pd.Series, groups: pd.Series, seeds: pd.Series, skew: float, seed: int | Sequence[int]
+) -> np.ndarray:
     """Mean-zero, right-skewed shifts for the "MTL" side of a paired A/A split: per group (task or
     (task, summary)) and seed, ``skew · sd · (E − 1)`` with ``E ~ Exponential(1)`` (skewness 2) and ``sd``
     the group's standard deviation of ``values`` over the seeds.  Added to one side they make the paired
     differences skewed while their mean stays 0: the null "MTL does not change the mean" without the
-    symmetry that an exchangeable A/A pair has by construction (issue 23.6)."""
+    symmetry that an exchangeable A/A pair has by construction (issue 23.6).  ``seed``: an int or the
+    entropy of one independent stream (``numpy.random.SeedSequence``), e.g. ``(seed, split, column)``."""
     rng = np.random.default_rng(seed)
     sd = values.groupby(groups).transform("std").fillna(0.0).to_numpy(float)
     keys = pd.Series(list(zip(groups, seeds)), index=values.index)
@@ -296,7 +307,13 @@ def _correlation_comparisons(
     one factor against two related targets, would reject together and make the Clopper–Pearson
     interval of the rate too narrow), and the report's correlation table (:func:`correlation_table`, whose
     pairs are one BH family) of the units with all factor columns permuted together.  Both with the
-    report's (setting, seed) clusters, centring and slots; 999 permutations per p-value keep this cheap."""
+    report's (setting, seed) clusters, centring and slots; 999 permutations per p-value keep this cheap.
+
+    The factor is permuted by **whole seeds** within the setting, unit (task, method) of one seed onto unit
+    (task, method) of another (:func:`whole_seed_permutation`), so it keeps what its units share: the task means
+    and whatever one seed's units have in common.  Permuted unit by unit it had neither, and a test that
+    ignores both (no clusters, no centring) held 5% on it while giving 63% on a null with shared runs and task
+    means (audit, 2026-12-06): the check could not fail where the design's dependence is the danger."""
     labels = {
         name: units[list(columns)].astype(str).agg("/".join, axis=1).to_numpy()
         for name, columns in (("groups", UNIT_CLUSTER), ("centre", UNIT_CENTRE), ("slots", UNIT_SLOTS))
@@ -306,7 +323,7 @@ def _correlation_comparisons(
     for _ in range(n_permutations):
         for target in ("transfer_pct", "gap_mean"):
             for kind in ("pearson", "spearman"):
-                factor = rng.permutation(units["log_ratio_mean"].to_numpy(float))
+                factor = units["log_ratio_mean"].to_numpy(float)[whole_seed_permutation(units, labels, rng)]
                 seed = int(rng.integers(1 << 31))
                 result = correlate(factor, units[target], seed=seed, n_perm=999, strata=units["setting"], **labels)
                 records.append(
@@ -319,7 +336,8 @@ def _correlation_comparisons(
                         "min_p": result["min_p"],
                     }
                 )
-        permuted = units.assign(**dict(zip(factors, units[factors].to_numpy()[rng.permutation(len(units))].T)))
+        moved = units[factors].to_numpy()[whole_seed_permutation(units, labels, rng)]
+        permuted = units.assign(**dict(zip(factors, moved.T)))
         table = correlation_table(permuted, seed=int(rng.integers(1 << 31)), alpha=alpha, n_perm=999)
         for kind in ("pearson", "spearman"):
             records += _verdict(
@@ -331,18 +349,30 @@ def _correlation_comparisons(
     return records
 
 
-def skewed_curves(rows: pd.DataFrame, skew: float, seed: int) -> pd.DataFrame:
+def whole_seed_permutation(units: pd.DataFrame, labels: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """One random permutation of the unit rows that moves whole (setting, seed) clusters onto others of the
+    same setting, slot (task, method) onto the same slot (:func:`cluster_permutations`, as the correlation test
+    permutes; the identity where no other permutation exists)."""
+    codes = {name: pd.factorize(values)[0] for name, values in labels.items()}
+    index, _ = cluster_permutations(
+        codes["groups"], 1, int(rng.integers(1 << 31)), pd.factorize(units["setting"])[0], codes["slots"]
+    )
+    return index[-1]
+
+
+def skewed_curves(rows: pd.DataFrame, skew: float, seed: int | Sequence[int]) -> pd.DataFrame:
     """Trajectory ``rows`` of a paired A/A split with one mean-zero, right-skewed shift per "MTL" run and
     gap measure (:data:`GAP_MEASURES`) added to every value of that run's curve: :func:`skewed_shifts` of
     the runs' last values (per task; ``sd`` is the seeds' sd of the final value).  Every training-loss
     level's paired difference then carries the same skewed term, the null of the gap tests without the
-    symmetry of an exchangeable pair."""
+    symmetry of an exchangeable pair.  Each measure draws from its own stream (``(*seed, k)``)."""
+    stream = (seed,) if isinstance(seed, int) else tuple(seed)
     shifted = rows["value"].to_numpy(float).copy()
     for k, measure in enumerate(GAP_MEASURES):
         is_curve = ((rows["quantity"] == measure) & (rows["mode"] == "mtl")).to_numpy()
         curve = rows[is_curve]
         final = curve.sort_values("step").groupby(["task", "seed"])["value"].last().reset_index()
-        shift = skewed_shifts(final["value"], final["task"], final["seed"], skew, seed + k)
+        shift = skewed_shifts(final["value"], final["task"], final["seed"], skew, (*stream, k))
         by_run = dict(zip(zip(final["task"], final["seed"]), shift))
         shifted[is_curve] += np.array([by_run[key] for key in zip(curve["task"], curve["seed"])], dtype=float)
     return rows.assign(value=shifted)
@@ -358,37 +388,40 @@ def _skewed_comparisons(
     units: pd.DataFrame | None,
     alpha: float,
     skew: float,
-    seed: int,
+    seed: tuple[int, int],
 ) -> list[dict]:
     """The paired split's gap, transfer, optimization and probe-difference comparisons with mean-zero
     skewed differences (:func:`skewed_curves` and :func:`skewed_shifts` on the "MTL" side of the trajectory
     ``rows`` and the ``selected`` checkpoints of the STL runs), labelled design ``paired skewed``, with the
-    BH verdicts of those tables."""
+    BH verdicts of those tables.  ``seed = (seed, split)``; every shifted column draws from its own stream
+    ``(seed, split, table, column)``: an int seed per column (``seed + split + k``) reused draws across
+    columns and splits, so the comparisons shared their shifts and 25 splits counted like a few."""
     chosen = aa_rows(selected, first, second, True)
     is_mtl = (chosen["mode"] == "mtl").to_numpy()
     metrics = [c for c in chosen if c.startswith("test/")]
     shifted = chosen.assign(
         **{
-            c: chosen[c] + is_mtl * skewed_shifts(chosen[c], chosen["task"], chosen["seed"], skew, seed + k)
+            c: chosen[c] + is_mtl * skewed_shifts(chosen[c], chosen["task"], chosen["seed"], skew, (*seed, 0, k))
             for k, c in enumerate(metrics)
         }
     )
     records = [
         r | {"design": "paired skewed"}
-        for r in _split_comparisons(skewed_curves(rows, skew, seed + 11), shifted, task_info, "paired", alpha)
+        for r in _split_comparisons(skewed_curves(rows, skew, (*seed, 1)), shifted, task_info, "paired", alpha)
     ]
     effect = effect_table.assign(
         **{
-            c: effect_table[c] + skewed_shifts(effect_table[c], effect_table["task"], effect_table["seed"], skew, seed)
-            for c in OPTIMIZATION_SUMMARIES
+            c: effect_table[c]
+            + skewed_shifts(effect_table[c], effect_table["task"], effect_table["seed"], skew, (*seed, 2, k))
+            for k, c in enumerate(OPTIMIZATION_SUMMARIES)
             if c in effect_table
         }
     )
     if units is not None:
         units = units.assign(
             **{
-                c: units[c] + skewed_shifts(units[c], units["task"], units["seed"], skew, seed + 7)
-                for c in PROBE_OF_DIFFERENCE
+                c: units[c] + skewed_shifts(units[c], units["task"], units["seed"], skew, (*seed, 3, k))
+                for k, c in enumerate(PROBE_OF_DIFFERENCE)
                 if c in units
             }
         )
@@ -421,7 +454,7 @@ def calibrate(
     permutations_per_split: int = 10,
     effect: Effect | None = None,
     tables: PairedTables | None = None,
-    skew: float = 1.0,
+    skew: float = SKEW,
 ) -> pd.DataFrame:
     """One row per A/A comparison: ``split, test, task, measure, design, p_value, min_p, min_detectable,
     rejected``.
@@ -501,7 +534,7 @@ def calibrate(
                 units if has_probes else None,
                 alpha,
                 skew,
-                seed + i,
+                (seed, i),
             )
         if correlations and units is not None:
             split += _correlation_comparisons(units, permutations_per_split, rng, alpha)
