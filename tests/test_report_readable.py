@@ -110,6 +110,10 @@ def test_sentence_states_only_what_the_test_shows():
     # What a lone effect of the table needs after BH (min_detectable_lone) is what the sentence states.
     lone = transfer_sentence({**TRANSFER_ROW, "min_detectable_lone": 0.0347, "verdict": "no evidence"}, 0.05)
     assert "a difference of 3.5 points would have been detected with 80% power as the one effect" in lone
+    # An adjusted p just above the level is not rounded onto it beside "could not be shown".
+    near = transfer_sentence({**TRANSFER_ROW, "p_adjusted": 0.0504, "verdict": "no evidence"}, 0.05)
+    assert "adjusted p = 0.0504)" in near and "0.050)" not in near
+    assert "adjusted p = 0.094)" in transfer_sentence({**TRANSFER_ROW, "p_adjusted": 0.094, "verdict": ""}, 0.05)
     # The interval's confidence unrounded (":.0%" printed "100%" at alpha 0.005).
     assert "99.5% interval" in transfer_sentence(TRANSFER_ROW, 0.005)
     # No test (one seed): said so, no dashes or nan; no spread: no power claimed; beyond 100 points: said so.

@@ -80,11 +80,18 @@ PERCENT_METRICS = ("error", "accuracy", "acc", "pixel_accuracy", "miou", "f1")
 MEASURE_NAMES = {"val/loss": "validation loss", "val/error": "validation error"}
 
 
-def p_text(p: Any) -> str:
-    """An adjusted p-value as text: two significant digits, "< 0.001" below 0.001."""
+def p_text(p: Any, alpha: float | None = None) -> str:
+    """An adjusted p-value as text: two significant digits, "< 0.001" below 0.001; with the sentence's
+    ``alpha``, as many more digits (up to 4) as keep the printed value on the same side of ``alpha`` as ``p``
+    (0.0504 at 0.05 is "0.0504", not "0.050" beside "could not be shown")."""
     if p is None or (isinstance(p, float) and math.isnan(p)):
         return "adjusted p not available"
-    return "adjusted p < 0.001" if float(p) < 0.001 else f"adjusted p = {number(p, 2)}"
+    if float(p) < 0.001:
+        return "adjusted p < 0.001"
+    digits = 2
+    while alpha is not None and digits < 4 and (float(number(p, digits)) <= alpha) != (float(p) <= alpha):
+        digits += 1
+    return f"adjusted p = {number(p, digits)}"
 
 
 def _metric(metric: str) -> tuple[str, bool]:
@@ -163,7 +170,7 @@ def transfer_sentence(row: Mapping[str, Any], alpha: float) -> str:
         word = "better" if verdict == "MTL better" else "worse"
         return (
             f"MTL ({method}) made task {task} {word}: {values} ({_seeds(row)}, {interval}, "
-            f"{p_text(row.get('p_adjusted'))})."
+            f"{p_text(row.get('p_adjusted'), alpha)})."
         )
     if str(row.get("design", "")) not in ("paired", "unpaired"):
         return (
@@ -177,7 +184,7 @@ def transfer_sentence(row: Mapping[str, Any], alpha: float) -> str:
         power += " as the one effect among the table's comparisons (after Benjamini–Hochberg)"
     return (
         f"No effect of MTL ({method}) on task {task} could be shown: {values} ({_seeds(row)}, {interval}, "
-        f"{p_text(row.get('p_adjusted'))}); {power}."
+        f"{p_text(row.get('p_adjusted'), alpha)}); {power}."
     )
 
 
@@ -202,7 +209,7 @@ def gap_sentence(rows: pd.DataFrame, alpha: float) -> str:
                 f"{_difference(row['final_gap'], percent)} ({band} "
                 f"{_difference(row['final_band_low'], percent).removesuffix(' points')} "
                 f"to {_difference(row['final_band_high'], percent)}, "
-                f"{p_text(row.get('p_persistent_adjusted'))})"
+                f"{p_text(row.get('p_persistent_adjusted'), alpha)})"
             )
         word = "worse" if (found["direction"] == "MTL worse").all() else "better"
         if found["direction"].nunique() > 1:
@@ -223,7 +230,7 @@ def gap_sentence(rows: pd.DataFrame, alpha: float) -> str:
     )
     return (
         f"No persistent generalization gap of MTL ({method}) on task {task} at equal training loss could be shown "
-        f"({measure}: {p_text(row.get('p_persistent_adjusted'))}); {power}."
+        f"({measure}: {p_text(row.get('p_persistent_adjusted'), alpha)}); {power}."
     )
 
 
@@ -242,7 +249,7 @@ def optimization_sentence(row: Mapping[str, Any], alpha: float) -> str:
         )
     p = row.get("log_ratio_final_p_adjusted")
     detail = (
-        f"(final training-loss ratio MTL/STL at equal steps {number(ratio, 2)}{interval}, {p_text(p)}, "
+        f"(final training-loss ratio MTL/STL at equal steps {number(ratio, 2)}{interval}, {p_text(p, alpha)}, "
         f"{row.get('n_seeds')} seeds)"
     )
     if p is not None and math.isfinite(float(p)) and float(p) <= alpha:
@@ -288,17 +295,17 @@ def agreement_sentence(
     method, task = transfer["method"], transfer["task"]
     name, _ = _metric(transfer["metric"])
     word = "worse" if verdict == "MTL worse" else "better"
-    said = f"{word} {name} ({p_text(transfer.get('p_adjusted'))})"
+    said = f"{word} {name} ({p_text(transfer.get('p_adjusted'), alpha)})"
     found = gap[gap["direction"].isin(["MTL worse", "MTL better"])]
 
     def measures(rows: pd.DataFrame) -> str:
         return "; ".join(
-            f"{MEASURE_NAMES.get(r['measure'], r['measure'])}, {p_text(r.get('p_persistent_adjusted'))}"
+            f"{MEASURE_NAMES.get(r['measure'], r['measure'])}, {p_text(r.get('p_persistent_adjusted'), alpha)}"
             for r in rows.to_dict("records")
         )
 
     def unseen(row: dict[str, Any]) -> str:
-        text = f"{MEASURE_NAMES.get(row['measure'], row['measure'])}: {p_text(row.get('p_persistent_adjusted'))}"
+        text = f"{MEASURE_NAMES.get(row['measure'], row['measure'])}: {p_text(row.get('p_persistent_adjusted'), alpha)}"
         detectable = row.get("min_detectable_final")
         if detectable is not None and pd.notna(detectable) and not math.isfinite(float(detectable)):
             text += f", {_unreachable(row, 'gap', _level(row, 'band_level', alpha), alpha)}"
@@ -316,7 +323,7 @@ def agreement_sentence(
     if speed == want and effect is not None:
         ratio = number(math.exp(float(effect["log_ratio_final"])), 2)
         optimization += (
-            f" (final training-loss ratio MTL/STL {ratio}, {p_text(effect.get('log_ratio_final_p_adjusted'))})"
+            f" (final training-loss ratio MTL/STL {ratio}, {p_text(effect.get('log_ratio_final_p_adjusted'), alpha)})"
         )
     else:
         optimization += f" ({f'MTL optimized it {speed}' if speed else 'no test showed any'})"
@@ -379,7 +386,7 @@ def correlation_sentences(table: pd.DataFrame, alpha: float) -> list[str]:
             f"Across {row['n']} units ({row['n_groups']} clusters), {row['y']} "
             f"{'rose' if row['pearson_r'] > 0 else 'fell'} "
             f"with {row['x']} (Pearson r = {number(row['pearson_r'], 2)}, {interval_words(row, alpha)}, "
-            f"{p_text(row['pearson_p_adjusted'])})."
+            f"{p_text(row['pearson_p_adjusted'], alpha)})."
         )
     rest = table[claims != "shown"]
     if len(rest):
@@ -387,13 +394,14 @@ def correlation_sentences(table: pd.DataFrame, alpha: float) -> list[str]:
         best = rest.loc[pd.to_numeric(rest["pearson_p_adjusted"], errors="coerce").fillna(1.0).idxmin()]
         sentence = (
             f"{'No other' if len(shown) else 'No'} correlation between a trajectory factor and transfer or the gap "
-            f"could be shown ({len(rest)} tested; smallest {p_text(best['pearson_p_adjusted'])}, "
+            f"could be shown ({len(rest)} tested; smallest {p_text(best['pearson_p_adjusted'], alpha)}, "
             f"{best['y']} with {best['x']})"
         )
         for row in rest[claims[rest.index].isin(["test only", "interval only"])].to_dict("records"):
             sentence += (
                 f"; {row['y']} with {row['x']} (Pearson r = {number(row['pearson_r'], 2)}, "
-                f"{interval_words(row, alpha)}, {p_text(row['pearson_p_adjusted'])}): {correlation_words(row, alpha)}"
+                f"{interval_words(row, alpha)}, {p_text(row['pearson_p_adjusted'], alpha)}): "
+                f"{correlation_words(row, alpha)}"
             )
         if cannot:
             sentence += f"; {cannot} of them have too few clusters for any p-value to reach {alpha:g}"
@@ -408,7 +416,7 @@ def difference_sentences(table: pd.DataFrame, alpha: float) -> list[str]:
     sentences = [
         f"MTL ({row['method']}) changed {row['difference']} of task {row['task']} by {signed(row['mean'], 2)} "
         f"({confidence(alpha)} interval {signed(row['low'], 2)} to {signed(row['high'], 2)}, {row['n_seeds']} seeds, "
-        f"{p_text(row['p_adjusted'])})."
+        f"{p_text(row['p_adjusted'], alpha)})."
         for row in shown.to_dict("records")
     ]
     if len(table) > len(shown):
