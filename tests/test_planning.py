@@ -279,6 +279,45 @@ def test_an_unpaired_comparison_is_planned_with_the_unpaired_tests_power(tmp_pat
     assert "paired seeds." in section.body
 
 
+@pytest.mark.parametrize("mtl_seeds", [range(6), range(10, 13)], ids=["paired", "unpaired"])
+def test_a_metric_that_never_varies_is_said_so_and_the_report_finishes(tmp_path: Path, mtl_seeds):
+    """Test error 0 in every run (an easy task): the section says the differences do not vary; it neither
+    crashed (no seeds_for_half anywhere) nor, unpaired, looped forever on the two-sample power of groups
+    without spread."""
+    info = {("syn", "a"): {"selection_metric": "error", "lower_is_better": {"error": True}}}
+    runs = [("stl", s) for s in range(6)] + [("mtl", s) for s in mtl_seeds]
+    selected = pd.DataFrame(
+        [{"setting": "syn", "task": "a", "mode": m, "method": "sum", "seed": s, "test/error": 0.0} for m, s in runs]
+    )
+    sizes = pd.DataFrame([{"family": "transfer", "comparisons": 1, "min_p": 0.000258, "clusters": np.nan}])
+    section = seed_planning_section(spread_table(selected, info), sizes, tmp_path, 0.05)
+    assert "Half of any of these would need no number of seeds: the differences do not vary." in section.body
+
+
+def test_the_planned_lone_level_counts_only_the_tested_rows(tmp_path: Path):
+    """Tasks a and b have 6 paired seeds, task c one run per mode (not tested, not in BH's family): the
+    section's detectable difference for task a is at 0.05 / 2, as the transfer table's lone_level and
+    min_detectable_lone, not at 0.05 / 3."""
+    rng = np.random.default_rng(2)
+    info = {("syn", t): {"selection_metric": "loss", "lower_is_better": {"loss": True}} for t in "abc"}
+    runs = [(t, m, s) for t in "ab" for m in ("stl", "mtl") for s in range(6)] + [("c", "stl", 0), ("c", "mtl", 0)]
+    selected = pd.DataFrame(
+        [
+            {"setting": "syn", "task": t, "mode": m, "method": "sum", "seed": s, "test/loss": rng.normal(1, 0.1)}
+            for t, m, s in runs
+        ]
+    )
+    transfer = transfer_tests(selected, info).set_index("task")
+    sizes = family_sizes({"transfer": transfer.reset_index()})
+    assert sizes.set_index("family").loc["transfer", "comparisons"] == 2 == 0.05 / transfer.loc["a", "lone_level"]
+    seed_planning_section(spread_table(selected, info), sizes, tmp_path, 0.05)
+    row = pd.read_csv(tmp_path / "tables" / "seed_planning.csv").set_index("task").loc["a"]
+    assert row["detectable_now"] == pytest.approx(row["sd"] * detectable_effect(6, 0.05 / 2), rel=1e-9)
+    # the plan's fixed skewness bound 2 against the table's family bound: close, and far from 0.05 / 3
+    assert row["detectable_now"] == pytest.approx(transfer.loc["a", "min_detectable_lone"], rel=0.02)
+    assert row["sd"] * detectable_effect(6, 0.05 / 3) > 1.05 * row["detectable_now"]
+
+
 def test_study_dry_run_prints_the_runs_and_the_plan_and_writes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ):

@@ -447,7 +447,8 @@ def paired_power(effect: float, n: int, alpha: float, bound: SkewnessBound = FIX
 
 def _power_root(statistic: Callable[[float], np.ndarray], critical: float, power: float, guess: float) -> float:
     """The effect ``d`` at which the simulated power ``mean(|statistic(d)| > critical)`` reaches ``power``:
-    ``brentq`` (to ``1e-4``) from a bracket around ``guess`` widened until it holds the root."""
+    ``brentq`` (to ``1e-4``) from a bracket around ``guess`` widened until it holds the root; ``inf`` where
+    64 doublings do not reach ``power`` (a statistic that is NaN, e.g. of groups without spread, never does)."""
 
     def shortfall(d: float) -> float:
         return float(np.mean(np.abs(statistic(d)) > critical)) - power
@@ -455,9 +456,11 @@ def _power_root(statistic: Callable[[float], np.ndarray], critical: float, power
     low, high = 0.8 * guess, 1.3 * guess
     while shortfall(low) > 0:
         low /= 2
-    while shortfall(high) < 0:
+    for _ in range(64):
+        if shortfall(high) >= 0:
+            return float(optimize.brentq(shortfall, low, high, xtol=1e-4))
         high *= 2
-    return float(optimize.brentq(shortfall, low, high, xtol=1e-4))
+    return np.inf
 
 
 @functools.lru_cache(maxsize=4096)

@@ -41,16 +41,19 @@ PERCENT_METRICS = ("error", "accuracy", "acc", "pixel_accuracy", "miou", "f1")
 def family_sizes(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """``family, comparisons, min_p, units, clusters, centres, strata`` of each family the report tests, from
     its tables (``name -> table``: :func:`~mtlens.report.study_report.report_families`; one row per non-empty
-    table with a ``min_p`` column); ``min_p`` is the largest of the table's per-row smallest attainable
-    p-values; for a table of correlations (columns ``n``, ``n_groups``, ``n_centres``, ``n_strata``: NaN for
-    a table of differences) ``units`` and ``clusters`` are the fewest units and clusters of a row, ``centres``
-    and ``strata`` the most centring groups and strata (the planned ``|r|`` is then the largest a row needs)."""
+    table with a ``min_p`` column); ``comparisons`` counts the rows that were tested (a finite ``min_p``: a
+    transfer row of one run per mode has none and is not in BH's family, so it does not lower the lone level
+    ``alpha / m``, as the transfer table's ``lone_level`` does not count it); ``min_p`` is the largest of the
+    table's per-row smallest attainable p-values; for a table of correlations (columns ``n``, ``n_groups``,
+    ``n_centres``, ``n_strata``: NaN for a table of differences) ``units`` and ``clusters`` are the fewest units
+    and clusters of a row, ``centres`` and ``strata`` the most centring groups and strata (the planned ``|r|``
+    is then the largest a row needs)."""
     columns = {"units": ("n", "min"), "clusters": ("n_groups", "min"), "centres": ("n_centres", "max")}
     columns["strata"] = ("n_strata", "max")
     records = [
         {
             "family": name,
-            "comparisons": len(table),
+            "comparisons": int(np.isfinite(pd.to_numeric(table["min_p"], errors="coerce")).sum()),
             "min_p": float(pd.to_numeric(table["min_p"]).max()),
             **{
                 key: float(table[column].agg(how)) if "n_groups" in table else np.nan
@@ -58,7 +61,7 @@ def family_sizes(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
             },
         }
         for name, table in tables.items()
-        if len(table) and "min_p" in table
+        if len(table) and "min_p" in table and np.isfinite(pd.to_numeric(table["min_p"], errors="coerce")).any()
     ]
     return pd.DataFrame.from_records(records, columns=["family", "comparisons", "min_p", *columns])
 
@@ -142,6 +145,8 @@ def detectable_now(row: Mapping[str, Any], lone: float) -> float:
     of a difference of independent runs was 3–8× too small there: that is what as many *paired* seeds would
     detect)."""
     if row["source"] == "unpaired":
+        if not (float(row["se"]) > 0 and math.isfinite(float(row["share"]))):
+            return 0.0  # both groups constant: nothing varies, as a paired sd of 0 gives 0
         sizes = (int(row["n_mtl"]), int(row["n_seeds"]))
         critical = hall_critical(sizes, lone)
         return float(row["se"]) * welch_hall_detectable_effect(sizes, float(row["share"]), critical, POWER)
@@ -197,9 +202,13 @@ def seed_planning_section(
             for r in rows.to_dict("records")
         ]
         halves = sorted({int(h) for h in rows["seeds_for_half"].dropna()})
-        span = f"{halves[0]}" if len(halves) == 1 else f"{halves[0]}–{halves[-1]}"
         paired = " paired" if runs.endswith("(unpaired)") else ""  # the plan assumes a paired study
-        need = f"{span}{paired} seeds" if halves else "more than 200 seeds"
+        if not (rows["sd"].astype(float) > 0).any():
+            need = "no number of seeds: the differences do not vary"
+        elif not halves:
+            need = "more than 200 seeds"
+        else:
+            need = f"{halves[0] if len(halves) == 1 else f'{halves[0]}–{halves[-1]}'}{paired} seeds"
         sentences.append(
             f"With {runs}, a lone difference in {quantity} is found with 80% power from: {'; '.join(parts)}. "
             f"Half of any of these would need {need}."
@@ -218,8 +227,10 @@ def seed_planning_section(
         out_dir,
         "seed_planning",
         "Per comparison: sd of the per-seed differences (source: paired, unpaired or STL spread), comparisons "
-        "in its family, detectable_now: the lone difference found with 80% power at this study's n_seeds, "
-        "detectable_n*: at other numbers of seeds, seeds_for_half: the seeds half of detectable_now needs.",
+        "in its family, detectable_now: the lone difference found with 80% power with this study's runs and "
+        "test (unpaired: Hall's two-sample test of n_mtl vs n_seeds runs), detectable_n*: what a paired study "
+        "of n seeds would detect (unpaired rows: with the sd of a difference of independent runs), "
+        "seeds_for_half: the paired seeds half of detectable_now needs.",
         short=("setting", "task", "method", "quantity", "n_seeds", "sd", "detectable_now", "seeds_for_half"),
     )
     return Section(title, body, anchor)
