@@ -113,6 +113,8 @@ def test_sentence_states_only_what_the_test_shows():
     # An adjusted p just above the level is not rounded onto it beside "could not be shown".
     near = transfer_sentence({**TRANSFER_ROW, "p_adjusted": 0.0504, "verdict": "no evidence"}, 0.05)
     assert "adjusted p = 0.0504)" in near and "0.050)" not in near
+    lattice = transfer_sentence({**TRANSFER_ROW, "p_adjusted": 6521 / 131073 + 2.5e-4, "verdict": ""}, 0.05)
+    assert "adjusted p = 0.050001)" in lattice  # a lattice point of the family-bound p-value
     assert "adjusted p = 0.094)" in transfer_sentence({**TRANSFER_ROW, "p_adjusted": 0.094, "verdict": ""}, 0.05)
     # The interval's confidence unrounded (":.0%" printed "100%" at alpha 0.005).
     assert "99.5% interval" in transfer_sentence(TRANSFER_ROW, 0.005)

@@ -365,14 +365,14 @@ def skewed_curves(rows: pd.DataFrame, skew: float, seed: int | Sequence[int]) ->
     gap measure (:data:`GAP_MEASURES`) added to every value of that run's curve: :func:`skewed_shifts` of
     the runs' last values (per task; ``sd`` is the seeds' sd of the final value).  Every training-loss
     level's paired difference then carries the same skewed term, the null of the gap tests without the
-    symmetry of an exchangeable pair.  Each measure draws from its own stream (``(*seed, k)``)."""
+    symmetry of an exchangeable pair.  Each measure draws from its own stream (``(*seed, 1 + k)``)."""
     stream = (seed,) if isinstance(seed, int) else tuple(seed)
     shifted = rows["value"].to_numpy(float).copy()
     for k, measure in enumerate(GAP_MEASURES):
         is_curve = ((rows["quantity"] == measure) & (rows["mode"] == "mtl")).to_numpy()
         curve = rows[is_curve]
         final = curve.sort_values("step").groupby(["task", "seed"])["value"].last().reset_index()
-        shift = skewed_shifts(final["value"], final["task"], final["seed"], skew, (*stream, k))
+        shift = skewed_shifts(final["value"], final["task"], final["seed"], skew, (*stream, 1 + k))
         by_run = dict(zip(zip(final["task"], final["seed"]), shift))
         shifted[is_curve] += np.array([by_run[key] for key in zip(curve["task"], curve["seed"])], dtype=float)
     return rows.assign(value=shifted)
@@ -394,25 +394,27 @@ def _skewed_comparisons(
     skewed differences (:func:`skewed_curves` and :func:`skewed_shifts` on the "MTL" side of the trajectory
     ``rows`` and the ``selected`` checkpoints of the STL runs), labelled design ``paired skewed``, with the
     BH verdicts of those tables.  ``seed = (seed, split)``; every shifted column draws from its own stream
-    ``(seed, split, table, column)``: an int seed per column (``seed + split + k``) reused draws across
-    columns and splits, so the comparisons shared their shifts and 25 splits counted like a few."""
+    ``(seed, split, table, column)``, tags from 1 (``numpy.random.SeedSequence`` ignores trailing zeros, so
+    ``(seed, 0, 0, 0)`` would be ``default_rng(seed)``, the splits' own stream).  An int seed per column
+    (``seed + split + k``, before) reused draws across columns and splits, so the comparisons shared their
+    shifts and 25 splits counted like a few."""
     chosen = aa_rows(selected, first, second, True)
     is_mtl = (chosen["mode"] == "mtl").to_numpy()
     metrics = [c for c in chosen if c.startswith("test/")]
     shifted = chosen.assign(
         **{
-            c: chosen[c] + is_mtl * skewed_shifts(chosen[c], chosen["task"], chosen["seed"], skew, (*seed, 0, k))
+            c: chosen[c] + is_mtl * skewed_shifts(chosen[c], chosen["task"], chosen["seed"], skew, (*seed, 1, 1 + k))
             for k, c in enumerate(metrics)
         }
     )
     records = [
         r | {"design": "paired skewed"}
-        for r in _split_comparisons(skewed_curves(rows, skew, (*seed, 1)), shifted, task_info, "paired", alpha)
+        for r in _split_comparisons(skewed_curves(rows, skew, (*seed, 2)), shifted, task_info, "paired", alpha)
     ]
     effect = effect_table.assign(
         **{
             c: effect_table[c]
-            + skewed_shifts(effect_table[c], effect_table["task"], effect_table["seed"], skew, (*seed, 2, k))
+            + skewed_shifts(effect_table[c], effect_table["task"], effect_table["seed"], skew, (*seed, 3, 1 + k))
             for k, c in enumerate(OPTIMIZATION_SUMMARIES)
             if c in effect_table
         }
@@ -420,7 +422,7 @@ def _skewed_comparisons(
     if units is not None:
         units = units.assign(
             **{
-                c: units[c] + skewed_shifts(units[c], units["task"], units["seed"], skew, (*seed, 3, k))
+                c: units[c] + skewed_shifts(units[c], units["task"], units["seed"], skew, (*seed, 4, 1 + k))
                 for k, c in enumerate(PROBE_OF_DIFFERENCE)
                 if c in units
             }

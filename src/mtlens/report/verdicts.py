@@ -82,14 +82,17 @@ MEASURE_NAMES = {"val/loss": "validation loss", "val/error": "validation error"}
 
 def p_text(p: Any, alpha: float | None = None) -> str:
     """An adjusted p-value as text: two significant digits, "< 0.001" below 0.001; with the sentence's
-    ``alpha``, as many more digits (up to 4) as keep the printed value on the same side of ``alpha`` as ``p``
-    (0.0504 at 0.05 is "0.0504", not "0.050" beside "could not be shown")."""
+    ``alpha``, as many more digits as keep the printed value on the same side of ``alpha`` as ``p`` (0.0504 at
+    0.05 is "0.0504", not "0.050" beside "could not be shown"), and "just above" ``alpha`` where 6 digits do not
+    (a p-value of 0.0500009 is attainable: ``(1 + c) / 131073`` plus the bound's ``beta``)."""
     if p is None or (isinstance(p, float) and math.isnan(p)):
         return "adjusted p not available"
     if float(p) < 0.001:
         return "adjusted p < 0.001"
     digits = 2
-    while alpha is not None and digits < 4 and (float(number(p, digits)) <= alpha) != (float(p) <= alpha):
+    while alpha is not None and (float(number(p, digits)) <= alpha) != (float(p) <= alpha):
+        if digits == 6:
+            return f"adjusted p just above {alpha:g}"
         digits += 1
     return f"adjusted p = {number(p, digits)}"
 
