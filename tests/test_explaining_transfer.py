@@ -231,6 +231,27 @@ def test_unit_table_has_one_row_per_mtl_unit_with_known_values():
     np.testing.assert_allclose(units["log_ratio_mean"], 0.0, atol=1e-12)
 
 
+def test_unit_table_pairs_a_seed_only_with_one_run_of_each_kind():
+    """Seed 0 has a second MTL run of the method (other options), seed 1 a second STL run of the task: seed 0
+    gives no unit (its two configurations were averaged into one unit, or listed twice), seed 1's unit has no
+    same-seed STL reference for the gap and the log-ratio (a second STL run made unit_table raise)."""
+    steps = np.arange(0, 101, 10)
+
+    def run(run_id: str, mode: str, seed: int, scale: float) -> pd.DataFrame:
+        loss = np.exp(-steps / 50) + 0.05
+        values = {"train/loss": scale * loss, "val/loss": scale * (loss + 0.1), "test/loss": scale * (loss + 0.1)}
+        return rows_of(run_id, mode, "sum", seed, "a", steps, values)
+
+    rows = [run(f"s{seed}", "stl", seed, 1.0) for seed in range(3)] + [
+        run(f"m{seed}", "mtl", seed, 1.0) for seed in range(3)
+    ]
+    rows += [run("m0-other", "mtl", 0, 3.0), run("s1-again", "stl", 1, 2.0)]
+    units = unit_table(pd.concat(rows), TASK_INFO).set_index("seed")
+    assert units.index.tolist() == [1, 2]
+    assert units.loc[2, ["gap_mean", "log_ratio_mean"]].tolist() == pytest.approx([0.0, 0.0], abs=1e-12)
+    assert units.loc[1, ["gap_mean", "log_ratio_mean"]].isna().all()
+
+
 def test_unit_table_without_probes_leaves_factor_columns_empty():
     rows, _ = synthetic_study(seeds=(0,))
     units = unit_table(rows[~rows["quantity"].str.startswith("probe/")], TASK_INFO)

@@ -353,6 +353,8 @@ def whole_seed_permutation(units: pd.DataFrame, labels: dict[str, np.ndarray], r
     """One random permutation of the unit rows that moves whole (setting, seed) clusters onto others of the
     same setting, slot (task, method) onto the same slot (:func:`cluster_permutations`, as the correlation test
     permutes; the identity where no other permutation exists)."""
+    if units.empty:
+        return np.arange(0)
     codes = {name: pd.factorize(values)[0] for name, values in labels.items()}
     index, _ = cluster_permutations(
         codes["groups"], 1, int(rng.integers(1 << 31)), pd.factorize(units["setting"])[0], codes["slots"]

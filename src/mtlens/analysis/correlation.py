@@ -179,10 +179,15 @@ def unit_table(
     ``rows`` are tidy trajectory rows of STL and MTL runs (``mtlens.store.ROW_COLUMNS``).
     ``selected`` (:func:`~mtlens.analysis.transfer.selected_checkpoints` of ``rows``) and ``optimization``
     (:func:`~mtlens.analysis.optimization.optimization_effect` of ``rows`` at ``early_fraction``) are
-    computed here unless the caller has them already.
+    computed here unless the caller has them already.  Only runs that pair as the transfer table pairs them
+    enter (:func:`uniquely_paired_runs`): a seed with two MTL runs of one method, or two STL runs of one task,
+    gives no unit (before, its two configurations were averaged into one unit, or listed twice).
     """
+    kept = uniquely_paired_runs(rows)
+    rows = rows[rows["run_id"].isin(kept)]
     if selected is None:
         selected = selected_checkpoints(rows, task_info)
+    selected = selected[selected["run_id"].isin(kept)]
     if optimization is None:
         optimization = optimization_effect(rows, early_fraction)
     transfer = _transfer(selected, task_info)
@@ -206,6 +211,20 @@ def unit_table(
         if column not in units:
             units[column] = np.nan
     return units.sort_values(UNIT_KEYS).reset_index(drop=True)
+
+
+def uniquely_paired_runs(rows: pd.DataFrame) -> set[str]:
+    """The run ids of ``rows`` that are, for every task they record, the only run of their unit: an MTL run
+    the only one of (setting, task, method, seed), an STL run the only one of (setting, task, seed).  These are
+    the runs a seed may pair, the rule of :func:`~mtlens.analysis.transfer.paired_or_unpaired` and
+    :func:`~mtlens.analysis.optimization.loss_ratio_curves` (two runs of one method and seed, e.g. other
+    ``method_options`` of a sweep, are not one unit; an A/A calibration's per-task "MTL" runs each are)."""
+    runs = rows[["run_id", "setting", "mode", "method", "seed", "task"]].drop_duplicates()
+    runs = runs[(runs["task"] != RUN_ROW) & ~runs["task"].astype(str).str.contains(TASK_PAIR, regex=False)]
+    keys = runs["mode"].astype(str) + "/" + runs["setting"].astype(str) + "/" + runs["task"].astype(str) + "/"
+    keys += runs["seed"].astype(str) + "/" + runs["method"].astype(str).where(runs["mode"] == "mtl", "")
+    shared = runs.groupby(keys)["run_id"].transform("nunique") > 1
+    return set(runs["run_id"]) - set(runs["run_id"][shared])
 
 
 def _centred(values: np.ndarray, centre_of: np.ndarray) -> np.ndarray:
