@@ -232,9 +232,9 @@ def test_unit_table_has_one_row_per_mtl_unit_with_known_values():
 
 
 def test_unit_table_pairs_a_seed_only_with_one_run_of_each_kind():
-    """Seed 0 has a second MTL run of the method (other options), seed 1 a second STL run of the task: seed 0
-    gives no unit (its two configurations were averaged into one unit, or listed twice), seed 1's unit has no
-    same-seed STL reference for the gap and the log-ratio (a second STL run made unit_table raise)."""
+    """Seed 0 has a second MTL run of the method (other options), seed 1 a second STL run of the task: neither
+    seed gives a unit (the first averaged two configurations into one unit or listed it twice; the second made
+    unit_table raise, then gave a unit against the other seeds' STL mean)."""
     steps = np.arange(0, 101, 10)
 
     def run(run_id: str, mode: str, seed: int, scale: float) -> pd.DataFrame:
@@ -247,9 +247,16 @@ def test_unit_table_pairs_a_seed_only_with_one_run_of_each_kind():
     ]
     rows += [run("m0-other", "mtl", 0, 3.0), run("s1-again", "stl", 1, 2.0)]
     units = unit_table(pd.concat(rows), TASK_INFO).set_index("seed")
-    assert units.index.tolist() == [1, 2]
+    assert units.index.tolist() == [2]
     assert units.loc[2, ["gap_mean", "log_ratio_mean"]].tolist() == pytest.approx([0.0, 0.0], abs=1e-12)
-    assert units.loc[1, ["gap_mean", "log_ratio_mean"]].isna().all()
+    assert units.loc[2, "transfer_reference"] == "same seed"
+    # per task: MTL runs {a, b} and {a, c} of one method and seed share task a only; b and c keep their units
+    two = [run(f"s{t}{seed}", "stl", seed, 1.0).assign(task=t) for t in "abc" for seed in range(3)]
+    for seed in range(3):
+        two += [run(f"ab{seed}", "mtl", seed, 1.0).assign(task=t) for t in "ab"]
+        two += [run(f"ac{seed}", "mtl", seed, 1.0).assign(task=t) for t in "ac"]
+    info = {("syn", t): TASK_INFO[("syn", "a")] for t in "abc"}
+    assert sorted(unit_table(pd.concat(two), info)["task"].unique()) == ["b", "c"]
 
 
 def test_unit_table_without_probes_leaves_factor_columns_empty():

@@ -28,8 +28,8 @@ from mtlens.analysis.transfer import transfer_tests
 from mtlens.cli import main
 from mtlens.render.tables import number
 from mtlens.report.planning import family_sizes, seed_planning_section
-from mtlens.report.study_plan import effect_sentences, planned_families, stored_spread
-from mtlens.report.study_report import report_data, report_families, selected_runs
+from mtlens.report.study_plan import effect_sentences, planned_families, planned_rows, stored_spread
+from mtlens.report.study_report import ReportData, report_data, report_families, selected_runs
 from report_stores import INFO, planted_store
 
 TASK_INFO = {("planted", task): INFO for task in ("a", "b")}
@@ -291,7 +291,12 @@ def test_a_metric_that_never_varies_is_said_so_and_the_report_finishes(tmp_path:
     )
     sizes = pd.DataFrame([{"family": "transfer", "comparisons": 1, "min_p": 0.000258, "clusters": np.nan}])
     section = seed_planning_section(spread_table(selected, info), sizes, tmp_path, 0.05)
-    assert "Half of any of these would need no number of seeds: the differences do not vary." in section.body
+    assert "syn, task a, MTL sum, test/error: the differences do not vary, so no detectable difference" in section.body
+    assert "found with 80% power from" not in section.body  # no "0 error points"
+    # differences equal up to float rounding (0.1 + x - x) are no spread either
+    noise = selected.assign(**{"test/error": np.where(selected["mode"] == "mtl", 0.1 + 0.3 - 0.3, 0.1)})
+    table = detectable_table(spread_table(noise, info), 1, 0.05, [6], effect=0.25)
+    assert table["sd"].iloc[0] == 0 and table[["detectable_n6", "seeds_for_effect"]].isna().all(axis=None)
 
 
 def test_the_planned_lone_level_counts_only_the_tested_rows(tmp_path: Path):
@@ -316,6 +321,23 @@ def test_the_planned_lone_level_counts_only_the_tested_rows(tmp_path: Path):
     # the plan's fixed skewness bound 2 against the table's family bound: close, and far from 0.05 / 3
     assert row["detectable_now"] == pytest.approx(transfer.loc["a", "min_detectable_lone"], rel=0.02)
     assert row["sd"] * detectable_effect(6, 0.05 / 3) > 1.05 * row["detectable_now"]
+
+
+def test_a_family_is_the_rows_bh_counts_so_a_shown_band_is_never_said_impossible(tmp_path: Path):
+    """Method A has 8 seeds, method B 4 (added later): B's band curves (floor 2 / 2^4) cannot reach 0.05 and are
+    not in BH's family, so the band family is A's 2 curves (floor 2 / 2^8 = 0.0078 <= 0.025), as in the gap
+    table, where A's gap is shown; counted with B's curves and B's floor, the section said none could be."""
+    info = {("syn", "a"): {"selection_metric": "error", "lower_is_better": {"error": True}}}
+    rows = planned_rows("syn", info, ["A", "B"], 8, seed=3)
+    rows = rows[~((rows["method"] == "B") & (rows["seed"] >= 4))]
+    gap = (rows["method"] == "A") & rows["quantity"].isin(["val/loss", "val/error"]) & (rows["step"] > 0)
+    data = ReportData(rows.assign(value=rows["value"] + 0.3 * gap), info, 0.05)
+    assert (data.gap.table.set_index("method").loc["A", "p_any_adjusted"] <= 0.05).all()
+    sizes = family_sizes(report_families(data), 0.05).set_index("family")
+    assert (sizes.loc["gap band", "comparisons"], sizes.loc["gap band", "min_p"]) == (2, pytest.approx(2 / 2**8))
+    section = seed_planning_section(stored_spread(data), sizes.reset_index(), tmp_path, 0.05)
+    assert "none can be shown" not in section.body
+    assert family_sizes(report_families(data)).set_index("family").loc["gap band", "comparisons"] == 4
 
 
 def test_study_dry_run_prints_the_runs_and_the_plan_and_writes_nothing(

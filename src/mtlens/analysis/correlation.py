@@ -179,15 +179,14 @@ def unit_table(
     ``rows`` are tidy trajectory rows of STL and MTL runs (``mtlens.store.ROW_COLUMNS``).
     ``selected`` (:func:`~mtlens.analysis.transfer.selected_checkpoints` of ``rows``) and ``optimization``
     (:func:`~mtlens.analysis.optimization.optimization_effect` of ``rows`` at ``early_fraction``) are
-    computed here unless the caller has them already.  Only runs that pair as the transfer table pairs them
-    enter (:func:`uniquely_paired_runs`): a seed with two MTL runs of one method, or two STL runs of one task,
-    gives no unit (before, its two configurations were averaged into one unit, or listed twice).
+    computed here unless the caller has them already.  Only (run, task)s that pair as the transfer table pairs
+    them enter (:func:`uniquely_paired_rows`): a seed with two MTL runs of one method, or two STL runs of one
+    task, gives that task no unit (before, two configurations were averaged into one unit or listed twice).
     """
-    kept = uniquely_paired_runs(rows)
-    rows = rows[rows["run_id"].isin(kept)]
+    rows = rows[uniquely_paired_rows(rows)]
     if selected is None:
         selected = selected_checkpoints(rows, task_info)
-    selected = selected[selected["run_id"].isin(kept)]
+    selected = selected[_has_pair(selected, rows[["run_id", "task"]].drop_duplicates())]
     if optimization is None:
         optimization = optimization_effect(rows, early_fraction)
     transfer = _transfer(selected, task_info)
@@ -213,18 +212,30 @@ def unit_table(
     return units.sort_values(UNIT_KEYS).reset_index(drop=True)
 
 
-def uniquely_paired_runs(rows: pd.DataFrame) -> set[str]:
-    """The run ids of ``rows`` that are, for every task they record, the only run of their unit: an MTL run
-    the only one of (setting, task, method, seed), an STL run the only one of (setting, task, seed).  These are
-    the runs a seed may pair, the rule of :func:`~mtlens.analysis.transfer.paired_or_unpaired` and
-    :func:`~mtlens.analysis.optimization.loss_ratio_curves` (two runs of one method and seed, e.g. other
-    ``method_options`` of a sweep, are not one unit; an A/A calibration's per-task "MTL" runs each are)."""
+def uniquely_paired_rows(rows: pd.DataFrame) -> np.ndarray:
+    """Which of ``rows`` (trajectory rows) belong to a (run, task) that may pair: an STL run's task when it is
+    the only STL run of its (setting, task, seed); an MTL run's task when the run is the only MTL run of that
+    (setting, task, method, seed) and the seed's STL run of the task is not doubled either.  The rule of
+    :func:`~mtlens.analysis.transfer.paired_or_unpaired` and :func:`~mtlens.analysis.optimization.loss_ratio_curves`
+    per unit: two runs of one method and seed (e.g. other ``method_options`` of a sweep) are not one unit, and a
+    seed with two STL runs of a task gives that task no unit (not one against the other seeds' STL mean).  An
+    MTL run's run-level and task-pair rows are kept where any of its tasks is."""
     runs = rows[["run_id", "setting", "mode", "method", "seed", "task"]].drop_duplicates()
     runs = runs[(runs["task"] != RUN_ROW) & ~runs["task"].astype(str).str.contains(TASK_PAIR, regex=False)]
-    keys = runs["mode"].astype(str) + "/" + runs["setting"].astype(str) + "/" + runs["task"].astype(str) + "/"
-    keys += runs["seed"].astype(str) + "/" + runs["method"].astype(str).where(runs["mode"] == "mtl", "")
-    shared = runs.groupby(keys)["run_id"].transform("nunique") > 1
-    return set(runs["run_id"]) - set(runs["run_id"][shared])
+    is_mtl = runs["mode"] == "mtl"
+    stl_key = runs["setting"].astype(str) + "/" + runs["task"].astype(str) + "/" + runs["seed"].astype(str)
+    unit_key = runs["mode"].astype(str) + "/" + stl_key + "/" + runs["method"].astype(str).where(is_mtl, "")
+    doubled = runs.groupby(unit_key)["run_id"].transform("nunique") > 1
+    doubled_stl = set(stl_key[~is_mtl & doubled])
+    kept = runs[~doubled & ~(is_mtl & stl_key.isin(doubled_stl))]
+    special = (rows["task"] == RUN_ROW) | rows["task"].astype(str).str.contains(TASK_PAIR, regex=False)
+    return _has_pair(rows, kept) | (special & rows["run_id"].isin(kept["run_id"])).to_numpy()
+
+
+def _has_pair(frame: pd.DataFrame, pairs: pd.DataFrame) -> np.ndarray:
+    """Whether each row's ``(run_id, task)`` is one of ``pairs``' rows."""
+    wanted = pd.MultiIndex.from_frame(pairs[["run_id", "task"]])
+    return pd.MultiIndex.from_frame(frame[["run_id", "task"]]).isin(wanted)
 
 
 def _centred(values: np.ndarray, centre_of: np.ndarray) -> np.ndarray:

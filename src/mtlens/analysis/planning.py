@@ -175,15 +175,22 @@ def difference_spread(mtl: np.ndarray, stl: np.ndarray, paired: bool) -> tuple[f
     """``(sigma_d, source)``: the sd (ddof 1) of the per-seed differences ``mtl − stl`` when ``paired``
     (``source`` "paired"); else ``sqrt(s_MTL^2 + s_STL^2)`` ("unpaired"), or ``sqrt(2) · s_STL`` without MTL
     values ("STL spread"): the sd of a difference of independent runs (module docstring).  NaN with fewer
-    than 2 values."""
+    than 2 values; exactly 0 where the values do not vary beyond rounding (:func:`_sd`)."""
     if paired:
-        d = np.asarray(mtl, float) - np.asarray(stl, float)
-        return (float(d.std(ddof=1)) if len(d) >= 2 else np.nan), "paired"
-    s_stl = float(np.std(stl, ddof=1)) if len(stl) >= 2 else np.nan
+        return _sd(np.asarray(mtl, float) - np.asarray(stl, float)), "paired"
     if len(mtl) == 0:
-        return math.sqrt(2) * s_stl, "STL spread"
-    s_mtl = float(np.std(mtl, ddof=1)) if len(mtl) >= 2 else np.nan
-    return math.hypot(s_mtl, s_stl), "unpaired"
+        return math.sqrt(2) * _sd(stl), "STL spread"
+    return math.hypot(_sd(mtl), _sd(stl)), "unpaired"
+
+
+def _sd(values: np.ndarray) -> float:
+    """The sd (ddof 1) of ``values``; 0 where they do not vary beyond rounding (``max − min <= 1e-9 · max |x|``,
+    the one-level test's rule for no spread: its test is then the exact permutation test, and no detectable
+    difference can be stated), NaN with fewer than 2 values."""
+    values = np.asarray(values, float)
+    if len(values) < 2:
+        return np.nan
+    return 0.0 if np.ptp(values) <= 1e-9 * np.abs(values).max() else float(values.std(ddof=1))
 
 
 def spread_table(selected: pd.DataFrame, task_info: TaskInfo, effect: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -232,7 +239,7 @@ def _unpaired_spread(mtl: np.ndarray, stl: np.ndarray) -> dict[str, float]:
     in a group)."""
     if len(mtl) < 2 or len(stl) < 2:
         return {"n_mtl": len(mtl), "se": np.nan, "share": np.nan}
-    parts = np.var(mtl, ddof=1) / len(mtl), np.var(stl, ddof=1) / len(stl)
+    parts = _sd(mtl) ** 2 / len(mtl), _sd(stl) ** 2 / len(stl)
     se2 = float(sum(parts))
     return {"n_mtl": len(mtl), "se": math.sqrt(se2), "share": float(parts[0] / se2) if se2 > 0 else np.nan}
 
@@ -248,17 +255,17 @@ def detectable_table(
     """``spread`` (:func:`spread_table`) with, per number of seeds ``n`` in ``seeds``, ``detectable_n<n>``:
     the difference in the quantity's units a lone effect needs to be found with ``power`` in a family of
     ``comparisons`` at FDR ``alpha`` (``sd · d_z(n, alpha / comparisons)``), and with ``effect`` (in the
-    same units) ``seeds_for_effect``: the fewest seeds that detect it (:func:`seeds_needed`; NaN beyond 200)."""
+    same units) ``seeds_for_effect``: the fewest seeds that detect it (:func:`seeds_needed`; NaN beyond 200).
+    Both NaN where ``sd`` is 0: differences that do not vary are tested exactly (a floor of ``2 / 2^n``), and
+    no power can be planned from them."""
     if comparisons < 1:
         raise ValueError(f"comparisons must be >= 1, got {comparisons}")
     out = spread.copy()
     lone = alpha / comparisons
     for n in seeds:
-        out[f"detectable_n{n}"] = out["sd"].astype(float) * detectable_effect(int(n), lone, power)
+        sd = out["sd"].astype(float)
+        out[f"detectable_n{n}"] = sd.where(sd > 0) * detectable_effect(int(n), lone, power)
     if effect is not None:
-        needed = [
-            seeds_needed(abs(effect) / sd, lone, power) if sd > 0 else (2 if sd == 0 else None)
-            for sd in out["sd"].astype(float)
-        ]
+        needed = [seeds_needed(abs(effect) / sd, lone, power) if sd > 0 else None for sd in out["sd"].astype(float)]
         out["seeds_for_effect"] = pd.array([np.nan if n is None else n for n in needed], dtype="Int64")
     return out

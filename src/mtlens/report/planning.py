@@ -38,31 +38,38 @@ PERCENT_METRICS = ("error", "accuracy", "acc", "pixel_accuracy", "miou", "f1")
 """Metrics that are fractions in [0, 1]: their differences are written in points (as the answers do)."""
 
 
-def family_sizes(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+def family_sizes(tables: Mapping[str, pd.DataFrame], alpha: float | None = None) -> pd.DataFrame:
     """``family, comparisons, min_p, units, clusters, centres, strata`` of each family the report tests, from
-    its tables (``name -> table``: :func:`~mtlens.report.study_report.report_families`; one row per non-empty
-    table with a ``min_p`` column); ``comparisons`` counts the rows that were tested (a finite ``min_p``: a
-    transfer row of one run per mode has none and is not in BH's family, so it does not lower the lone level
-    ``alpha / m``, as the transfer table's ``lone_level`` does not count it); ``min_p`` is the largest of the
-    table's per-row smallest attainable p-values; for a table of correlations (columns ``n``, ``n_groups``,
-    ``n_centres``, ``n_strata``: NaN for a table of differences) ``units`` and ``clusters`` are the fewest units
-    and clusters of a row, ``centres`` and ``strata`` the most centring groups and strata (the planned ``|r|``
-    is then the largest a row needs)."""
+    its tables (``name -> table``: :func:`~mtlens.report.study_report.report_families`; one row per table with
+    a tested row).  The family is the rows Benjamini–Hochberg counts (:func:`~mtlens.analysis.inference.bh_adjust`):
+    tested (a finite ``min_p``; a transfer row of one run per mode has none) and, with the report's ``alpha``,
+    able to reach it (``min_p <= alpha``: a curve of 4 seeds beside curves of 8 is not one of the band's ``m``);
+    where no row can reach ``alpha``, every tested row (nothing can be shown).  ``comparisons`` counts them,
+    ``min_p`` is the largest of their smallest attainable p-values; for a table of correlations (columns
+    ``n``, ``n_groups``, ``n_centres``, ``n_strata``: NaN for a table of differences) ``units`` and ``clusters``
+    are the fewest units and clusters of such a row, ``centres`` and ``strata`` the most centring groups and
+    strata (the planned ``|r|`` is then the largest a row needs).  Without ``alpha`` (the planner's synthetic
+    tables, every row with the same seeds) every tested row counts."""
     columns = {"units": ("n", "min"), "clusters": ("n_groups", "min"), "centres": ("n_centres", "max")}
     columns["strata"] = ("n_strata", "max")
-    records = [
-        {
-            "family": name,
-            "comparisons": int(np.isfinite(pd.to_numeric(table["min_p"], errors="coerce")).sum()),
-            "min_p": float(pd.to_numeric(table["min_p"]).max()),
-            **{
-                key: float(table[column].agg(how)) if "n_groups" in table else np.nan
+    records = []
+    for name, table in tables.items():
+        if not len(table) or "min_p" not in table:
+            continue
+        min_p = pd.to_numeric(table["min_p"], errors="coerce")
+        kept = np.isfinite(min_p)
+        if alpha is not None and (kept & (min_p <= alpha)).any():
+            kept &= min_p <= alpha
+        if not kept.any():
+            continue
+        rows = table[kept.to_numpy()]
+        records.append(
+            {"family": name, "comparisons": int(kept.sum()), "min_p": float(min_p[kept].max())}
+            | {
+                key: float(rows[column].agg(how)) if "n_groups" in rows else np.nan
                 for key, (column, how) in columns.items()
-            },
-        }
-        for name, table in tables.items()
-        if len(table) and "min_p" in table and np.isfinite(pd.to_numeric(table["min_p"], errors="coerce")).any()
-    ]
+            }
+        )
     return pd.DataFrame.from_records(records, columns=["family", "comparisons", "min_p", *columns])
 
 
@@ -144,9 +151,9 @@ def detectable_now(row: Mapping[str, Any], lone: float) -> float:
     observed variance share, as the transfer table's ``min_detectable_lone`` (the paired ``d_z`` with the sd
     of a difference of independent runs was 3–8× too small there: that is what as many *paired* seeds would
     detect)."""
+    if not float(row["sd"]) > 0:
+        return np.nan  # nothing varies: the exact permutation test decides, no power can be stated
     if row["source"] == "unpaired":
-        if not (float(row["se"]) > 0 and math.isfinite(float(row["share"]))):
-            return 0.0  # both groups constant: nothing varies, as a paired sd of 0 gives 0
         sizes = (int(row["n_mtl"]), int(row["n_seeds"]))
         critical = hall_critical(sizes, lone)
         return float(row["se"]) * welch_hall_detectable_effect(sizes, float(row["share"]), critical, POWER)
@@ -193,8 +200,14 @@ def seed_planning_section(
         table["seeds_for_half"] = pd.array(half, dtype="Int64")
         frames.append(table)
     table = pd.concat(frames, ignore_index=True)
-    sentences = []
-    groups = table.assign(_runs=[_runs_text(row) for row in table.to_dict("records")])
+    varies = table["sd"].astype(float) > 0
+    sentences = [
+        f"{r['setting']}, task {r['task']}" + (f", MTL {r['method']}" if r["method"] else "") + f", "
+        f"{r['quantity']}: the differences do not vary, so no detectable difference can be stated (the exact "
+        f"permutation test decides: docs/statistics.md §2)."
+        for r in table[~varies].to_dict("records")
+    ]
+    groups = table[varies].assign(_runs=[_runs_text(row) for row in table[varies].to_dict("records")])
     for (runs, quantity), rows in groups.groupby(["_runs", "quantity"], sort=False):
         parts = [
             f"{r['setting']}, task {r['task']}" + (f", MTL {r['method']}" if r["method"] else "") + ": "
@@ -203,12 +216,8 @@ def seed_planning_section(
         ]
         halves = sorted({int(h) for h in rows["seeds_for_half"].dropna()})
         paired = " paired" if runs.endswith("(unpaired)") else ""  # the plan assumes a paired study
-        if not (rows["sd"].astype(float) > 0).any():
-            need = "no number of seeds: the differences do not vary"
-        elif not halves:
-            need = "more than 200 seeds"
-        else:
-            need = f"{halves[0] if len(halves) == 1 else f'{halves[0]}–{halves[-1]}'}{paired} seeds"
+        span = f"{halves[0]}" if len(halves) == 1 else f"{halves[0]}–{halves[-1]}" if halves else ""
+        need = f"{span}{paired} seeds" if halves else "more than 200 seeds"
         sentences.append(
             f"With {runs}, a lone difference in {quantity} is found with 80% power from: {'; '.join(parts)}. "
             f"Half of any of these would need {need}."

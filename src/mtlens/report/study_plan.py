@@ -177,12 +177,14 @@ def spread_sentences(table: pd.DataFrame, seeds: Sequence[int], effect: float | 
     for row in table.to_dict("records"):
         who = f"MTL ({row['method']}) vs STL" if row["method"] else "MTL vs STL (from the STL seed spread)"
         found = ", ".join(f"{difference_text(row[f'detectable_n{n}'], row['quantity'])} at {n} seeds" for n in seeds)
+        if row["sd"] == 0:
+            found = "they do not vary, so no detectable difference can be planned from them"
         over = f"over {row['n_seeds']} seeds, {row['source']}" if pd.notna(row["n_seeds"]) else "given"
         sentence = (
             f"{row['setting']}, task {row['task']}, {who}, {row['quantity']} (sd of the differences "
             f"{number(row['sd'], 2)} {over}): {found}"
         )
-        if "seeds_for_effect" in row and row["quantity"] != RATIO:
+        if "seeds_for_effect" in row and row["quantity"] != RATIO and row["sd"] != 0:
             needed = row["seeds_for_effect"]
             sentence += f"; {difference_text(float(effect or np.nan), row['quantity'])} needs " + (
                 f"{int(needed)} seeds" if pd.notna(needed) else "more than 200 seeds"

@@ -809,7 +809,7 @@ def write_report(
         correlation_section(data.rows, data.units, data.probe_differences, data.correlations, out_dir, alpha),
         seed_planning_section(
             spread_table(data.selected, data.task_info, data.optimization),
-            family_sizes(report_families(data)),
+            family_sizes(report_families(data), alpha),
             out_dir,
             alpha,
         ),

@@ -91,8 +91,8 @@ def p_text(p: Any, alpha: float | None = None) -> str:
         return "adjusted p < 0.001"
     digits = 2
     while alpha is not None and (float(number(p, digits)) <= alpha) != (float(p) <= alpha):
-        if digits == 6:
-            return f"adjusted p just above {alpha:g}"
+        if digits == 6:  # alpha itself not round (e.g. 0.05 / 3): say the side
+            return f"adjusted p just above {alpha:g}" if float(p) > alpha else f"adjusted p <= {alpha:g}"
         digits += 1
     return f"adjusted p = {number(p, digits)}"
 
