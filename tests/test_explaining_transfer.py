@@ -457,6 +457,20 @@ def test_correlate_drops_non_finite_pairs_and_degenerate_input():
     assert np.isnan(correlate(np.ones(10), np.arange(10.0))["spearman_rho"])
 
 
+def test_a_pair_without_a_coefficient_has_no_floor():
+    """A factor constant within every centring group (task) is all zero once centred: no r, no test, so no
+    smallest attainable p either (a finite min_p counted the pair in the family's size, which BH does not)."""
+    units = study_units(np.random.default_rng(1), 2, 6)
+    constant = np.where(units["task"] == "a", 1.0, 2.0)
+    labels = {
+        name: units[list(columns)].astype(str).agg("/".join, axis=1).to_numpy()
+        for name, columns in (("groups", UNIT_CLUSTER), ("centre", UNIT_CENTRE), ("slots", UNIT_SLOTS))
+    }
+    result = correlate(constant, units["target"], n_perm=99, strata=units["setting"], **labels)
+    assert np.isnan(result["pearson_p"]) and np.isnan(result["min_p"])
+    assert np.isfinite(correlate(units["factor"], units["target"], n_perm=99, **labels)["min_p"])
+
+
 def test_correlation_table_pairs_factors_with_targets():
     rows, _ = synthetic_study(seeds=(0, 1, 2, 3))
     units = unit_table(rows, TASK_INFO)

@@ -340,6 +340,31 @@ def test_a_family_is_the_rows_bh_counts_so_a_shown_band_is_never_said_impossible
     assert family_sizes(report_families(data)).set_index("family").loc["gap band", "comparisons"] == 4
 
 
+def test_spreads_that_cannot_be_estimated_or_are_rounding_are_said_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    """A one-seed pilot: the plan says the spread cannot be estimated (it printed "no difference at 8 seeds" and
+    "needs more than 200 seeds"); MTL equal to STL up to rounding has no spread (relative to the values, not to
+    their differences of 1e-17); a task of STL runs alone that do not vary has no MTL − STL differences."""
+    store = planted_store(tmp_path / "store", seeds=[0], methods=("sum",))
+    assert main(["plan", "planted", "--store", str(store.root), "--seeds", "8", "--effect", "0.01"]) == 0
+    out = capsys.readouterr().out
+    assert "too few runs to estimate the seed spread" in out and "no difference at" not in out
+    assert "more than 200 seeds" not in out
+    rounded = [0.1, 0.1 + 0.2 - 0.2, 0.1, 0.1 + 0.2 - 0.2, 0.1, 0.1]
+    assert difference_spread(np.array(rounded), np.full(6, 0.1), True) == (0.0, "paired")
+    info = {("syn", "a"): {"selection_metric": "error", "lower_is_better": {"error": True}}}
+    stl_only = pd.DataFrame(
+        [
+            {"setting": "syn", "task": "a", "mode": "stl", "method": "sum", "seed": s, "test/error": 0.0}
+            for s in range(5)
+        ]
+    )
+    sizes = pd.DataFrame([{"family": "transfer", "comparisons": 1, "min_p": 0.000258, "clusters": np.nan}])
+    section = seed_planning_section(spread_table(stl_only, info), sizes, tmp_path, 0.05)
+    assert "syn, task a, test/error: the STL runs do not vary" in section.body
+
+
 def test_study_dry_run_prints_the_runs_and_the_plan_and_writes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ):

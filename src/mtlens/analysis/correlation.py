@@ -459,7 +459,10 @@ def correlate(
         se = _jackknife_se(xs, ys, cluster_of, centre_of, ranks, strata_of)
         low, high = fisher_interval(results[name], se, n_groups, confidence)
         results[f"{kind}_se_z"], results[f"{kind}_low"], results[f"{kind}_high"] = se, float(low), float(high)
-    results["min_p"] = 1.0 / len(index) if index is not None else np.nan
+    # no test where no coefficient could be computed (a factor constant within every centring group): no floor,
+    # so the pair is not counted in a family's size (report.planning.family_sizes), as BH does not count it
+    tested = index is not None and (np.isfinite(results["pearson_r"]) or np.isfinite(results["spearman_rho"]))
+    results["min_p"] = 1.0 / len(index) if tested and index is not None else np.nan
     return out | {k: results[k] for k in keys}
 
 

@@ -177,20 +177,23 @@ def difference_spread(mtl: np.ndarray, stl: np.ndarray, paired: bool) -> tuple[f
     values ("STL spread"): the sd of a difference of independent runs (module docstring).  NaN with fewer
     than 2 values; exactly 0 where the values do not vary beyond rounding (:func:`_sd`)."""
     if paired:
-        return _sd(np.asarray(mtl, float) - np.asarray(stl, float)), "paired"
+        mtl, stl = np.asarray(mtl, float), np.asarray(stl, float)
+        return _sd(mtl - stl, np.abs(np.r_[mtl, stl]).max(initial=0.0)), "paired"
     if len(mtl) == 0:
         return math.sqrt(2) * _sd(stl), "STL spread"
     return math.hypot(_sd(mtl), _sd(stl)), "unpaired"
 
 
-def _sd(values: np.ndarray) -> float:
-    """The sd (ddof 1) of ``values``; 0 where they do not vary beyond rounding (``max − min <= 1e-9 · max |x|``,
-    the one-level test's rule for no spread: its test is then the exact permutation test, and no detectable
-    difference can be stated), NaN with fewer than 2 values."""
+def _sd(values: np.ndarray, scale: float | None = None) -> float:
+    """The sd (ddof 1) of ``values``; 0 where they do not vary beyond rounding, ``max − min <= 1e-9 · scale``
+    (``scale`` the magnitude of the values they come from, for differences of runs that agree up to rounding;
+    default ``max |values|``), as the one-level test treats no spread (its test is then the exact permutation
+    test, and no detectable difference can be stated); NaN with fewer than 2 values."""
     values = np.asarray(values, float)
     if len(values) < 2:
         return np.nan
-    return 0.0 if np.ptp(values) <= 1e-9 * np.abs(values).max() else float(values.std(ddof=1))
+    scale = np.abs(values).max() if scale is None else scale
+    return 0.0 if np.ptp(values) <= 1e-9 * scale else float(values.std(ddof=1))
 
 
 def spread_table(selected: pd.DataFrame, task_info: TaskInfo, effect: pd.DataFrame | None = None) -> pd.DataFrame:

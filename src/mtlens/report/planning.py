@@ -202,9 +202,15 @@ def seed_planning_section(
     table = pd.concat(frames, ignore_index=True)
     varies = table["sd"].astype(float) > 0
     sentences = [
-        f"{r['setting']}, task {r['task']}" + (f", MTL {r['method']}" if r["method"] else "") + f", "
-        f"{r['quantity']}: the differences do not vary, so no detectable difference can be stated (the exact "
-        f"permutation test decides: docs/statistics.md §2)."
+        f"{r['setting']}, task {r['task']}"
+        + (f", MTL {r['method']}" if r["method"] else "")
+        + ", "
+        + (
+            f"{r['quantity']}: the STL runs do not vary, so no detectable difference can be planned from them."
+            if r["source"] == "STL spread"
+            else f"{r['quantity']}: the differences do not vary, so no detectable difference can be stated (the "
+            f"exact permutation test decides: docs/statistics.md §2)."
+        )
         for r in table[~varies].to_dict("records")
     ]
     groups = table[varies].assign(_runs=[_runs_text(row) for row in table[varies].to_dict("records")])

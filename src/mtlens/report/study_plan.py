@@ -179,12 +179,14 @@ def spread_sentences(table: pd.DataFrame, seeds: Sequence[int], effect: float | 
         found = ", ".join(f"{difference_text(row[f'detectable_n{n}'], row['quantity'])} at {n} seeds" for n in seeds)
         if row["sd"] == 0:
             found = "they do not vary, so no detectable difference can be planned from them"
+        elif not np.isfinite(float(row["sd"])):
+            found = "too few runs to estimate the seed spread (2 seeds with both modes, or 2 runs of each, needed)"
         over = f"over {row['n_seeds']} seeds, {row['source']}" if pd.notna(row["n_seeds"]) else "given"
         sentence = (
             f"{row['setting']}, task {row['task']}, {who}, {row['quantity']} (sd of the differences "
             f"{number(row['sd'], 2)} {over}): {found}"
         )
-        if "seeds_for_effect" in row and row["quantity"] != RATIO and row["sd"] != 0:
+        if "seeds_for_effect" in row and row["quantity"] != RATIO and float(row["sd"]) > 0:
             needed = row["seeds_for_effect"]
             sentence += f"; {difference_text(float(effect or np.nan), row['quantity'])} needs " + (
                 f"{int(needed)} seeds" if pd.notna(needed) else "more than 200 seeds"
