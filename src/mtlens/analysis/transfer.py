@@ -122,8 +122,14 @@ def difference_test(
     (paired; its setting's, :func:`family_bound`) or Hall's two-sample test (unpaired) of
     :func:`~mtlens.analysis.inference.scalar_test`, its ``1 − alpha`` interval and the difference it
     detects with 80% power at ``alpha``; NaN where a side has fewer than 2 values."""
+    return _summary(_one_level_test(mtl, stl, paired, bound), mtl, stl, paired, alpha, bound)
+
+
+def _summary(
+    test: MaxTTest | None, mtl: np.ndarray, stl: np.ndarray, paired: bool, alpha: float, bound: SkewnessBound
+) -> dict[str, Any]:
+    """:func:`difference_test`'s columns from its one-level ``test`` (:func:`_one_level_test`)."""
     delta = float(mtl.mean() - stl.mean()) if len(mtl) and len(stl) else np.nan
-    test = _one_level_test(mtl, stl, paired, bound)
     if test is None:
         names = ["delta_low", "delta_high", "effect_size", "df", "p_value", "min_p", "min_detectable"]
         return {"design": "none", "delta": delta} | dict.fromkeys([*names, "skewness", "skewness_bound"], np.nan)
@@ -198,16 +204,18 @@ def transfer_tests(
             rows.append((setting, task, method, column, lower, mtl, stl, paired))
     samples = [(mtl, stl, paired) for *_, mtl, stl, paired in rows]
     bounds = grouped_bounds(family_bound, samples, [setting for setting, *_ in rows])
+    one_level = [
+        _one_level_test(mtl, stl, paired, bound) for (*_, mtl, stl, paired), bound in zip(rows, bounds, strict=True)
+    ]
     tests = [
-        difference_test(mtl, stl, paired, alpha, bound)
-        for (*_, mtl, stl, paired), bound in zip(rows, bounds, strict=True)
+        _summary(test, mtl, stl, paired, alpha, bound)
+        for (*_, mtl, stl, paired), bound, test in zip(rows, bounds, one_level, strict=True)
     ]
     min_p, p_values = (np.array([test[name] for test in tests], float) for name in ("min_p", "p_value"))
     lone_level = alpha / max(1, int((np.isfinite(p_values) & attainable(min_p, alpha, len(tests))).sum()))
     records = []
-    for (setting, task, method, column, lower, mtl, stl, paired), bound, test in zip(rows, bounds, tests, strict=True):
-        one_level = _one_level_test(mtl, stl, paired, bound)
-        lone = float(one_level.min_detectable(lone_level)[0]) if one_level is not None else np.nan
+    for (setting, task, method, column, lower, mtl, stl, _), test, one in zip(rows, tests, one_level, strict=True):
+        lone = float(one.min_detectable(lone_level)[0]) if one is not None else np.nan
         records.append(
             {
                 "setting": setting,
