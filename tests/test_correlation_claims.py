@@ -157,3 +157,17 @@ def test_claims_find_a_known_correlation():
     studies = [_claims(rng, 3, 8, r=0.7) for _ in range(30)]
     assert np.mean([claims[0] == "shown" for claims in studies]) >= 0.4
     assert np.mean(["shown" in claims[1:] for claims in studies]) <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / len(studies))
+
+
+def test_sentences_read_spearman_by_its_own_test_and_interval() -> None:
+    """A rank correlation that the Spearman test and interval both show is stated (audit 2026-12-06: the
+    sentence read Pearson's columns only and said no correlation could be shown), and a pair that no measure
+    shows names the measure whose adjusted p is the smallest."""
+    spearman = {"spearman_p_adjusted": 0.002, "spearman_low": 0.31, "spearman_high": 0.81, "spearman_rho": 0.62}
+    sentence = _sentence(pearson_p_adjusted=0.2, **spearman)
+    assert sentence.startswith("Across 36 units") and "rose with fx (Spearman rho = 0.62" in sentence
+    assert "Pearson" not in sentence and "adjusted p = 0.002" in sentence
+    both = _sentence(pearson_low=0.05, **spearman)
+    assert "Pearson r = 0.21" in both and "Spearman rho = 0.62" in both
+    nothing = _sentence(pearson_p_adjusted=0.2, spearman_p_adjusted=0.09)
+    assert nothing.startswith("No correlation") and "adjusted p = 0.090, Spearman, ty with fx" in nothing

@@ -375,37 +375,61 @@ def interval_words(row: Mapping[str, Any], alpha: float, kind: str = "pearson") 
     return f"{confidence(1 - level)} interval {low} to {high}"
 
 
+CORRELATION_KINDS = {"pearson": ("Pearson r", "pearson_r"), "spearman": ("Spearman rho", "spearman_rho")}
+"""The correlation table's two measures (each its own BH family): column prefix -> (name, coefficient column)."""
+
+
+def _correlation_text(row: Mapping[str, Any], alpha: float, kind: str) -> str:
+    """``"Pearson r = 0.61, 98.3333% interval 0.2 to 0.84, adjusted p = 0.004"``: one measure of a row."""
+    name, column = CORRELATION_KINDS[kind]
+    return (
+        f"{name} = {number(row[column], 2)}, {interval_words(row, alpha, kind)}, "
+        f"{p_text(row[f'{kind}_p_adjusted'], alpha)}"
+    )
+
+
+def _finite_or_one(value: Any) -> float:
+    """A p-value as a float, 1 where it is missing or not a number (an untested pair ranks last)."""
+    p = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
+    return 1.0 if pd.isna(p) else float(p)
+
+
 def correlation_sentences(table: pd.DataFrame, alpha: float) -> list[str]:
-    """Sentences from the ``correlations`` table: each correlation shown by its test and its interval
-    together (:func:`correlation_words`), then what is not shown, where the two disagree, and what is
-    inconclusive."""
+    """Sentences from the ``correlations`` table, Pearson and Spearman each read by its own test and interval
+    (:func:`correlation_words`): each correlation a measure shows (both tests and intervals agree), then what
+    no measure shows, where a measure's test and interval disagree, and what is inconclusive."""
     if table.empty:
         return []
+    kinds = [k for k in CORRELATION_KINDS if f"{k}_p_adjusted" in table.columns]
+    records = table.to_dict("records")
+    claims = [{k: correlation_claim(row, alpha, k) for k in kinds} for row in records]
     sentences = []
-    claims = pd.Series([correlation_claim(row, alpha) for row in table.to_dict("records")], index=table.index)
-    shown = table[claims == "shown"]
-    for row in shown.to_dict("records"):
-        sentences.append(
-            f"Across {row['n']} units ({row['n_groups']} clusters), {row['y']} "
-            f"{'rose' if row['pearson_r'] > 0 else 'fell'} "
-            f"with {row['x']} (Pearson r = {number(row['pearson_r'], 2)}, {interval_words(row, alpha)}, "
-            f"{p_text(row['pearson_p_adjusted'], alpha)})."
+    for row, claim in zip(records, claims, strict=True):
+        shown = [k for k in kinds if claim[k] == "shown"]
+        if shown:
+            rises = float(row[CORRELATION_KINDS[shown[0]][1]]) > 0
+            sentences.append(
+                f"Across {row['n']} units ({row['n_groups']} clusters), {row['y']} {'rose' if rises else 'fell'} "
+                f"with {row['x']} ({'; '.join(_correlation_text(row, alpha, k) for k in shown)})."
+            )
+    rest = [(row, claim) for row, claim in zip(records, claims, strict=True) if "shown" not in claim.values()]
+    if rest:
+        _, kind, best = min(
+            ((_finite_or_one(row[f"{k}_p_adjusted"]), k, row) for row, _ in rest for k in kinds),
+            key=lambda item: item[0],
         )
-    rest = table[claims != "shown"]
-    if len(rest):
-        cannot = int((claims == "too few clusters").sum())
-        best = rest.loc[pd.to_numeric(rest["pearson_p_adjusted"], errors="coerce").fillna(1.0).idxmin()]
         sentence = (
-            f"{'No other' if len(shown) else 'No'} correlation between a trajectory factor and transfer or the gap "
-            f"could be shown ({len(rest)} tested; smallest {p_text(best['pearson_p_adjusted'], alpha)}, "
+            f"{'No other' if len(rest) < len(records) else 'No'} correlation between a trajectory factor and "
+            f"transfer or the gap could be shown ({len(rest)} tested; smallest "
+            f"{p_text(best[f'{kind}_p_adjusted'], alpha)}, {CORRELATION_KINDS[kind][0].split()[0]}, "
             f"{best['y']} with {best['x']})"
         )
-        for row in rest[claims[rest.index].isin(["test only", "interval only"])].to_dict("records"):
-            sentence += (
-                f"; {row['y']} with {row['x']} (Pearson r = {number(row['pearson_r'], 2)}, "
-                f"{interval_words(row, alpha)}, {p_text(row['pearson_p_adjusted'], alpha)}): "
-                f"{correlation_words(row, alpha)}"
-            )
+        for row, claim in rest:
+            for k in kinds:
+                if claim[k] in ("test only", "interval only"):
+                    sentence += f"; {row['y']} with {row['x']} ({_correlation_text(row, alpha, k)}): "
+                    sentence += correlation_words(row, alpha, k)
+        cannot = sum(all(c == "too few clusters" for c in claim.values()) for _, claim in rest)
         if cannot:
             sentence += f"; {cannot} of them have too few clusters for any p-value to reach {alpha:g}"
         sentences.append(sentence + ".")
