@@ -40,6 +40,30 @@ def test_mantel_p_value_is_the_brute_force_relabelling_test():
     assert (result["pearson_low"], result["pearson_high"]) == pytest.approx((low, high))
 
 
+def test_mantel_spearman_is_spearmans_rho_of_the_pairs_it_uses_in_every_relabelling():
+    """Audit B 2026-12-06: with a pair's transfer missing (its pair run failed) but its predictor recorded, each
+    matrix was ranked over all its own cells, so ``spearman_rho`` was not Spearman's rho of the ``n`` pairs
+    used (0.8123 vs 0.8204).  Brute force: scipy's spearmanr over the cells finite in both, in every
+    relabelling, and the delete-one-task jackknife of the re-ranked correlation."""
+    rng = np.random.default_rng(5)
+    a, t = structured_matrix(rng, 5), structured_matrix(rng, 5)
+    t = t + 0.8 * a
+    t[0, 1] = t[1, 0] = np.nan
+    result = mantel_test(pair_table(a, t), "x", "y")
+
+    def rho(x: np.ndarray, y: np.ndarray) -> float:
+        cells = np.isfinite(x) & np.isfinite(y) & ~np.eye(len(x), dtype=bool)
+        return float(stats.spearmanr(x[cells], y[cells]).statistic)
+
+    observed = rho(a, t)
+    relabelled = [rho(a, t[np.ix_(p, p)]) for p in itertools.permutations(range(5))]
+    assert result["n"] == 18 and result["spearman_rho"] == pytest.approx(observed)
+    assert result["spearman_p"] == pytest.approx(np.mean(np.abs(relabelled) >= abs(observed) * (1 - 1e-9)))
+    z = [np.arctanh(rho(np.delete(np.delete(a, i, 0), i, 1), np.delete(np.delete(t, i, 0), i, 1))) for i in range(5)]
+    se = np.sqrt(4 / 5 * np.sum((np.array(z) - np.mean(z)) ** 2))
+    assert result["spearman_se_z"] == pytest.approx(se)
+
+
 def test_mantel_holds_its_level_with_task_and_pair_effects_and_finds_a_real_association():
     """Independent matrices that both carry task and pair effects (the shared runs): rejections at 0.05 stay
     within 2 simulation SE of 5% (a test that took the 30 pairs of 6 tasks for independent points would not)

@@ -54,6 +54,28 @@ def test_flat_keys_and_probe_options_are_one_config():
     assert parse_config(split.to_dict()).probe_settings("sharpness_sam")["rho"] == 0.05
 
 
+def test_options_for_a_probe_that_is_not_run_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Audit A 2026-12-06: ``probe_options`` for a probe not in ``probes`` changed every run id and split
+    identical runs into two report configurations; refused like the Recorder refuses it, on the command line
+    with one line, exit 2 and nothing written.  Without probes, or for the old flat keys' probes that every
+    stored config names, nothing is refused."""
+    base = {"setting": "digits_pair", "probes": ["coherence"]}
+    with pytest.raises(ConfigError, match=r"probe_options: options for \['tag'\], which are not run"):
+        parse_config({**base, "probe_options": {"tag": {"lr": 0.5}}})
+    parse_config({**base, "probes": [], "probe_options": {"tag": {"lr": 0.5}}})
+    parse_config({**base, "probes": ["coherence", "tag"], "probe_options": {"tag": {"lr": 0.5}}})
+    stored = parse_config({**base, "probe_options": {"fisher": {"batch_size": 8}}}).to_dict()
+    assert parse_config(stored).run_id == parse_config(stored).run_id
+    monkeypatch.chdir(tmp_path)
+    argv = ["study", "digits_pair", "--store", "store", "--quiet", "--set", "probes=[coherence]"]
+    assert main([*argv, "--set", "probe_options={tag: {lr: 0.5}}"]) == 2
+    _, err = capsys.readouterr()
+    assert len(err.strip().splitlines()) == 1 and "probe_options" in err and "tag" in err
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     "options, message",
     [

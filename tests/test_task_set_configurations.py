@@ -89,3 +89,16 @@ def test_run_counts_count_a_repeated_stl_run_under_every_task_set(tmp_path):
     assert counts.to_dict() == expected
     body = overview_section(index, configured, tmp_path).body
     assert f"{len(index)} runs in all: an STL run compared with the MTL runs of several task sets" in body
+
+
+def test_probes_of_the_all_task_run_do_not_make_it_another_configuration():
+    """Audit B 2026-12-06: the grouping plan gives the all-task run the affinity probes and its STL runs none;
+    the index's ``probes`` column made that run a configuration without STL runs, so the all-task comparison had
+    no row in any table.  Probes change no trajectory bit, so they are not part of the configuration."""
+    index, rows = _store()
+    all_tasks = index["tasks"] == "a,b,c"
+    index = index.assign(probes=np.where(all_tasks, '["tag", "conflict"]', "[]"), probe_sample_size=64)
+    configured, info = by_configuration(index, rows, INFO)
+    table = transfer_table(configured, info).set_index(["setting", "task"])
+    assert {("s [tasks=a+b+c]", t) for t in "abc"} <= set(table.index)
+    assert all(table.loc[("s [tasks=a+b+c]", t), "n_stl"] == len(SEEDS) for t in "abc")

@@ -307,9 +307,9 @@ def task_permutations(k: int, n_perm: int = 9999, seed: int = 0) -> np.ndarray:
 
 
 def _matrix_correlations(a: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Pearson r of ``a`` (``(k, k)``) with each of ``t`` (``(P, k, k)``) over the off-diagonal cells where both
-    are finite, ``(P,)``."""
-    mask = np.isfinite(a) & np.isfinite(t) & ~np.eye(a.shape[0], dtype=bool)
+    """Pearson r of ``a`` with ``t`` (``(k, k)`` or ``(P, k, k)``, broadcast) over the off-diagonal cells where
+    both are finite, ``(P,)``."""
+    mask = np.isfinite(a) & np.isfinite(t) & ~np.eye(a.shape[-1], dtype=bool)
     n = mask.sum(axis=(1, 2))
     a0, t0 = np.where(mask, a, 0.0), np.where(mask, t, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -318,30 +318,36 @@ def _matrix_correlations(a: np.ndarray, t: np.ndarray) -> np.ndarray:
         return (da * dt).sum(axis=(1, 2)) / np.sqrt((da**2).sum(axis=(1, 2)) * (dt**2).sum(axis=(1, 2)))
 
 
-def _ranked(matrix: np.ndarray) -> np.ndarray:
-    """``matrix`` with its finite off-diagonal cells replaced by their ranks (ties averaged), the rest NaN."""
-    out = np.full(matrix.shape, np.nan)
-    cells = np.isfinite(matrix) & ~np.eye(matrix.shape[0], dtype=bool)
-    out[cells] = stats.rankdata(matrix[cells])
-    return out
+def _rank_correlations(a: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Spearman rho of ``a`` with ``t`` (as :func:`_matrix_correlations`): Pearson r of the ranks (ties
+    averaged) of the cells where both are finite, ranked among those cells only, so that it is Spearman's rho of
+    exactly the pairs it uses (a cell of ``a`` whose ``t`` is missing, e.g. a pair run that failed, takes no
+    rank), in every relabelling."""
+    mask = np.isfinite(a) & np.isfinite(t) & ~np.eye(a.shape[-1], dtype=bool)
+    a, t = np.broadcast_to(a, mask.shape), np.broadcast_to(t, mask.shape)
+
+    def ranks(x: np.ndarray) -> np.ndarray:
+        cells = np.where(mask, x, np.nan).reshape(len(mask), -1)
+        return np.asarray(stats.rankdata(cells, axis=1, nan_policy="omit")).reshape(mask.shape)
+
+    return _matrix_correlations(ranks(a), ranks(t))
 
 
 def mantel_test(
     frame: pd.DataFrame, x: str, y: str, alpha: float = 0.05, n_perm: int = 9999, seed: int = 0
 ) -> dict[str, float]:
-    """Correlation over ordered task pairs (``frame``: ``source, target, x, y``) by the Mantel test (Mantel
-    1967): two pairwise matrices ``A[i, j] = x`` and ``T[i, j] = y`` over the ``k`` tasks, ``r`` over the
-    off-diagonal cells where both are finite (Spearman: ``r`` of the cells' ranks in each matrix).  Pairs share
-    their tasks' runs on both sides (the pair run of ``{i, j}`` gives ``i → j`` and ``j → i``, the STL run of
-    ``j`` every ``· → j``, the all-task run every TAG affinity), so no partition of the pairs into clusters
-    holds everything they share; the Mantel null relabels the *tasks*, ``T[pi(i), pi(j)]``, which keeps every
-    task's row and column effects and the pairing of ``i → j`` with ``j → i`` (H0: the association does not
-    depend on which task is which).  **p-value** (two-sided): the share of :func:`task_permutations` with
-    ``|r*| >= |r|``, exact over all ``k!`` when at most ``n_perm``; ``min_p = 1 / #relabellings`` (``k = 4``
-    tasks: 1/24 = 0.042).  **Interval** (``1 − alpha``): the delete-one-task jackknife of ``atanh(r)``
-    (every pair with the task left out, :func:`_task_jackknife`), ``tanh(z ± t_{k−1} se_J)``
-    (:func:`~mtlens.analysis.correlation.fisher_interval` over ``G = k`` tasks); NaN with fewer than 4 tasks.
-    Returns ``n`` (cells), ``n_groups`` (tasks) and the columns of
+    """Correlation over ordered task pairs (``frame``: ``source, target, x, y``) by the Mantel test (Mantel 1967): two
+    pairwise matrices ``A[i, j] = x`` and ``T[i, j] = y`` over the ``k`` tasks, ``r`` over the off-diagonal cells
+    where both are finite (Spearman: ``r`` of those cells' ranks, :func:`_rank_correlations`). Pairs share their
+    tasks' runs on both sides (the pair run of ``{i, j}`` gives ``i → j`` and ``j → i``, the STL run of ``j`` every
+    ``· → j``, the all-task run every TAG affinity), so no partition of the pairs into clusters holds everything
+    they share; the Mantel null relabels the *tasks*, ``T[pi(i), pi(j)]``, which keeps every task's row and column
+    effects and the pairing of ``i → j`` with ``j → i`` (H0: the association does not depend on which task is
+    which). **p-value** (two-sided): the share of :func:`task_permutations` with ``|r*| >= |r|``, exact over all
+    ``k!`` when at most ``n_perm``; ``min_p = 1 / #relabellings`` (``k = 4`` tasks: 1/24 = 0.042). **Interval**
+    (``1 − alpha``): the delete-one-task jackknife of ``atanh(r)`` (every pair with the task left out,
+    :func:`_task_jackknife`), ``tanh(z ± t_{k−1} se_J)`` (:func:`~mtlens.analysis.correlation.fisher_interval` over
+    ``G = k`` tasks); NaN with fewer than 4 tasks. Returns ``n`` (cells), ``n_groups`` (tasks) and the columns of
     :func:`~mtlens.analysis.correlation.correlate` (``{kind}_se_z``: ``se_J``)."""
     tasks = sorted(set(frame["source"]) | set(frame["target"]))
     k = len(tasks)
@@ -356,27 +362,28 @@ def mantel_test(
         empty = [f"{kind}_{key}" for kind in names for key in ("p", "low", "high", "se_z")]
         return out | dict.fromkeys([*names.values(), *empty, "min_p"], np.nan)
     perms = task_permutations(k, n_perm, seed)
-    for kind, (am, tm) in (("pearson", (a, t)), ("spearman", (_ranked(a), _ranked(t)))):
-        r = _matrix_correlations(am, tm[perms[:, :, None], perms[:, None, :]])
+    for kind, correlate in (("pearson", _matrix_correlations), ("spearman", _rank_correlations)):
+        r = correlate(a, t[perms[:, :, None], perms[:, None, :]])
         out[names[kind]], out[f"{kind}_p"] = float(r[0]), float(np.mean(np.abs(r) >= abs(r[0]) * (1 - 1e-9)))
-        out[f"{kind}_se_z"] = se = _task_jackknife(am, tm)
+        out[f"{kind}_se_z"] = se = _task_jackknife(a, t, correlate)
         out[f"{kind}_low"], out[f"{kind}_high"] = (float(end) for end in fisher_interval(r[0], se, k, 1 - alpha))
     out["min_p"] = 1.0 / len(perms)
     return out
 
 
-def _task_jackknife(a: np.ndarray, t: np.ndarray) -> float:
+def _task_jackknife(a: np.ndarray, t: np.ndarray, correlate: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> float:
     """The delete-one-task jackknife standard error ``se_J = sqrt((k − 1) / k · Σ (z_(i) − mean z)^2)`` of
-    ``z = atanh r``, :func:`mantel_test`'s correlation of the ``(k, k)`` matrices ``a`` and ``t`` (``z_(i)``: with
-    task ``i``'s row and column left out); NaN with fewer than 4 tasks or where a leave-out correlation is undefined
-    (a variable constant without task ``i``)."""
+    ``z = atanh r``, :func:`mantel_test`'s correlation ``correlate`` (:func:`_matrix_correlations` or
+    :func:`_rank_correlations`, ranks recomputed without the task) of the ``(k, k)`` matrices ``a`` and ``t``
+    (``z_(i)``: with task ``i``'s row and column left out); NaN with fewer than 4 tasks or where a leave-out
+    correlation is undefined (a variable constant without task ``i``)."""
     k = a.shape[0]
     if k < 4:
         return np.nan
     leave_out = []
     for task in range(k):
         others = np.delete(np.arange(k), task)
-        leave_out.append(_matrix_correlations(a[np.ix_(others, others)], t[np.ix_(others, others)][None])[0])
+        leave_out.append(correlate(a[np.ix_(others, others)], t[np.ix_(others, others)][None])[0])
     z = np.arctanh(np.clip(leave_out, -1 + 1e-12, 1 - 1e-12))
     if not np.isfinite(z).all():
         return np.nan

@@ -23,6 +23,7 @@ from mtlens.quantities import TASK_GROUP, TASK_LIST
 from mtlens.render.charts import Spec, spec
 from mtlens.render.tables import table_html
 from mtlens.store.atomic import atomic_write_text
+from mtlens.training.config import PROBE_KEYS, RunConfig
 
 __all__ = [
     "RUN_KEYS",
@@ -90,6 +91,7 @@ def save_figure(chart: Spec, out_dir: Path, name: str, caption: str) -> str:
 
 
 RUN_KEYS = {
+    *PROBE_KEYS,
     "run_id",
     "setting",
     "tasks",
@@ -104,13 +106,13 @@ RUN_KEYS = {
     "threads",
 }
 """Run-index columns that do not describe the training configuration shared by a run and its STL
-references (the method and its options are what an MTL run compares against STL)."""
+references (the method and its options are what an MTL run compares against STL; the probes and their
+options change no trajectory bit, ``tests/test_probes_runner.py``, so an MTL run with probes is compared with
+STL runs without them, as the grouping study trains them)."""
 
 
 def _default_text(key: str) -> str | None:
     """``RunConfig``'s default of ``key`` as the run index writes it (JSON for lists and dicts)."""
-    from mtlens.training.config import RunConfig
-
     field = RunConfig.model_fields.get(key)
     if field is None:
         return None

@@ -736,7 +736,7 @@ def answers_section(tables: dict[str, pd.DataFrame], alpha: float) -> Section:
     note = (
         f'<p class="caption">Written from the tables below (Benjamini–Hochberg FDR {alpha:g} per table; '
         f"intervals are {confidence(alpha)} intervals of each table's test (paired: Hall's skewness-corrected t), "
-        f"the gap's bands at their BH-adjusted band_level; "
+        f"the gap's bands at their BH-adjusted band_level and the correlations' at BH's level over their table; "
         f'"could not be shown" is not evidence of no effect: '
         "the "
         "detectable difference says how large an effect the seeds could have missed).</p>"

@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -317,11 +317,13 @@ def same_run_config(stored: Mapping[str, Any], requested: Mapping[str, Any]) -> 
 
 
 def parse_config(raw: dict[str, Any]) -> RunConfig:
-    """Validate a raw dict into a :class:`RunConfig`, raising :class:`ConfigError` naming bad keys."""
+    """Validate a raw dict into a :class:`RunConfig`, raising :class:`ConfigError` naming bad keys, and
+    and options given for probes the run does not run (:func:`refuse_unused_probe_options`)."""
     try:
         config = RunConfig.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(_describe(err)) from None
+    refuse_unused_probe_options(raw, config.probes)
     for key, registry, name, options in (
         ("setting_options", SETTINGS, config.setting, config.setting_options),
         ("method_options", METHODS, config.method, config.method_options),
@@ -331,6 +333,23 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
         except ConfigError as err:
             raise ConfigError(f"{key}: {err}") from None
     return config
+
+
+def refuse_unused_probe_options(raw: Mapping[str, Any], probes: Sequence[str]) -> None:
+    """Raise :class:`ConfigError` where ``raw`` (a user's config) gives ``probe_options`` for a probe that a run
+    with ``probes`` does not run: they would change the run's id (:meth:`RunConfig.identity`) but none of its
+    results, and the Recorder refuses them too (``RecorderProbes.validated_options``).  The probes of the old
+    flat keys (:data:`FLAT_PROBE_KEYS`) are exempt: every stored config writes those keys, run or not, so their
+    options are part of every id already and a stored config must still parse.  A run without probes keeps no
+    probe key in its identity, so its options are left alone (a study's base config serves runs with and
+    without probes)."""
+    flat_probes = {probe for targets in FLAT_PROBE_KEYS.values() for probe, _ in targets}
+    unused = [p for p in (raw.get("probe_options") or {}) if p not in probes and p not in flat_probes]
+    if probes and unused:
+        raise ConfigError(
+            f"probe_options: options for {unused}, which are not run (probes: {list(probes)}); "
+            "remove them or add the probe to probes"
+        )
 
 
 def refuse_owned_keys(
