@@ -197,6 +197,52 @@ CASES = {
         ["cagrad", "c=-1", "greater than or equal to 0"],
     ),
     "plan-batch-size-below-a-probe-minimum": (["plan", "digits_pair", "--set", "batch_size=1"], ["batch_size=1"]),
+    # two flags for one value (audit A): refused, naming both; one of them was silently dropped
+    "seeds-and-seed-list": ([*STUDY, "--seeds", "3", "--seed-list", "1"], ["--seed-list 1", "not with --seeds 3"]),
+    "dry-run-seeds-and-seed-list": ([*STUDY, "--dry-run", "--seed-list", "0", "1", "--seeds", "2"], ["--seeds 2"]),
+    "experiment-seeds-and-seed-list": (
+        [*STUDY, "--experiment", "loss-scale", "--seeds", "2", "--seed-list", "0", "1"],
+        ["--seed-list 0 1", "--seeds 2"],
+    ),
+    "sweep-seeds-and-seed-list": ([*SWEEP, "--seeds", "3", "--seed-list", "1"], ["--seed-list 1", "--seeds 3"]),
+    "calibrate-seeds-and-seed-list": (
+        [*CALIBRATE, "--seeds", "12", "--seed-list", "0", "1"],
+        ["--seed-list 0 1", "--seeds 12"],
+    ),
+    "set-and-flag": ([*STUDY, "--epochs", "2", "--set", "epochs=1"], ["--set epochs", "--epochs 2"]),
+    "dry-run-set-and-flag": ([*STUDY, "--dry-run", "--set", "lr=0.1", "--lr", "0.2"], ["--set lr", "--lr 0.2"]),
+    "sweep-set-and-flag": (
+        [*SWEEP, "--batch-size", "16", "--set", "batch_size=8"],
+        ["--set batch_size", "--batch-size 16"],
+    ),
+    "calibrate-set-and-flag": ([*CALIBRATE, "--optimizer", "sgd", "--set", "optimizer=adam"], ["--optimizer sgd"]),
+    "set-setting-options-and-option": (
+        [*STUDY, "--option", "n_train=64", "--set", "setting_options={n_train: 32}"],
+        ["--set setting_options", "--option"],
+    ),
+    "plan-set-setting-options-and-option": (
+        ["plan", "digits_pair", "--option", "n_train=64", "--set", "setting_options={n_train: 32}"],
+        ["--set setting_options", "--option"],
+    ),
+    "experiment-option-methods-and-methods": (
+        [*STUDY, "--experiment", "optimizers", "--methods", "sum", "--experiment-option", "methods=[pcgrad]"],
+        ["--experiment-option methods", "--methods sum"],
+    ),
+    "export-tensorboard-experiment": (
+        ["export", "--store", "{tmp}/filled", "--to", "tensorboard", "--logdir", "{tmp}/tb", "--experiment", "x"],
+        ["--experiment x", "only with --to mlflow", "not --to tensorboard"],
+    ),
+    "export-tensorboard-tracking-uri": (
+        ["export", "--store", "{tmp}/filled", "--to", "tensorboard", "--logdir", "{tmp}/tb", "--tracking-uri", "x"],
+        ["--tracking-uri x", "only with --to mlflow"],
+    ),
+    "export-logdir-with-mlflow": ([*EXPORT, "--logdir", "{tmp}/tb"], ["--logdir", "only with --to tensorboard"]),
+    "plan-sd-and-store": (["plan", "digits_pair", "--sd", "0.1", "--store", "{tmp}/filled"], ["--sd 0.1", "--store"]),
+    "dry-run-with-experiment": ([*STUDY, "--experiment", "loss-scale", "--dry-run"], ["--dry-run", "--experiment"]),
+    "experiment-option-without-experiment": (
+        [*STUDY, "--experiment-option", "scales=[1]"],
+        ["--experiment-option scales=[1]", "only with --experiment"],
+    ),
     # a tracking URI MLflow cannot use: one line (it was MLflow's or SQLAlchemy's 40-line traceback)
     "export-mlflow-unknown-scheme": (
         [*EXPORT, "--tracking-uri", "nosuch://x"],

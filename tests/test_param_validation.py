@@ -288,3 +288,61 @@ def test_settings_lists_each_option_with_its_declared_constraint(capsys: pytest.
     out = capsys.readouterr().out
     assert "options: variant: 'permuted' | 'same' = 'permuted', n_train: int > 0 = 500" in out
     assert "``" not in out
+
+
+def test_flags_that_do_not_combine_are_flags_of_their_command_without_defaults() -> None:
+    """Each flag of a relation (:attr:`Flag.excludes`, :attr:`Flag.only_with`) is a flag of the same command and
+    has no default, so that a flag given is told from one left out (``sweep --seeds`` defaulted to 3: with
+    ``--seed-list`` it was either always refused or, as it was, silently dropped)."""
+    related = 0
+    for command, (_, flags) in COMMANDS.items():
+        by_name = {flag.name: flag for flag in flags}
+        for flag in flags:
+            names = [*flag.excludes, *([flag.only_with.partition("=")[0]] if flag.only_with else [])]
+            related += bool(names)
+            for name in [flag.name, *names] if names else []:
+                assert name in by_name and by_name[name].default is None, (command, flag.name, name)
+    assert related >= 8
+
+
+def test_a_set_key_that_a_flag_gives_too_is_refused_naming_both(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--epochs 2 --set epochs=1`` trained the runs of ``--epochs 1`` (audit A): every run-config flag and
+    ``--set`` of its key together are one line, exit 2, naming both."""
+    from mtlens.cli import RUN_CONFIG_FLAGS, Declared
+
+    for flag in RUN_CONFIG_FLAGS:
+        if isinstance(flag.constraint, Declared):
+            key = flag.constraint.field
+            text, _ = VALID_RUN_CONFIG_VALUES[key]
+            line = _refused([*BASE["study"], "--dry-run", flag.name, text, "--set", f"{key}={text}"], workdir, capsys)
+            assert f"--set {key}" in line and f"{flag.name} {text}" in line, line
+
+
+@pytest.mark.parametrize(
+    ("argv", "seeds"),
+    [
+        (["sweep", "digits_pair", "--store", "{tmp}/s"], [0, 1, 2]),
+        (["sweep", "digits_pair", "--store", "{tmp}/s", "--seed-list", "5"], [5]),
+        (["calibrate", "digits_pair", "--store", "{tmp}/s"], list(range(12))),
+        (["calibrate", "digits_pair", "--store", "{tmp}/s", "--seeds", "4"], [0, 1, 2, 3]),
+    ],
+)
+def test_seeds_left_out_are_the_declared_default(
+    argv: list[str], seeds: list[int], workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--seeds`` has no parser default (so that it is told from left out, for ``--seed-list``): the command
+    applies the default its help states."""
+    from mtlens.orchestration import calibrate, sweep
+
+    used: list[list[int]] = []
+
+    def stop(seeds: list[int]) -> None:  # the seeds the command runs, then no training
+        used.append(seeds)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep, "run_sweep", lambda base, grid, store, methods, seeds, *rest, **kw: stop(seeds))
+    monkeypatch.setattr(calibrate, "run_calibration", lambda base, seeds, *rest, **kw: stop(seeds))
+    assert main([part.replace("{tmp}", str(workdir)) for part in argv]) == 130
+    assert used == [seeds]

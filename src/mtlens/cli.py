@@ -5,7 +5,8 @@ key, file or unknown name exits with status 2 and one line on stderr naming the 
 and the valid choices, with the nearest valid name suggested.  Each flag is declared once, as a
 :class:`Flag` in :data:`COMMANDS`, with the constraint its value meets (a pydantic annotation such
 as :data:`~mtlens.registry.SeedCount`, a run-config field's own declaration, a directory, a file,
-a list of distinct names); the parser, ``--help`` and the generated bad-input test
+a list of distinct names) and the flags it does not combine with (:func:`check_combinations`: a value
+is never silently dropped for another); the parser, ``--help`` and the generated bad-input test
 (``tests/test_param_validation.py``) are all built from those declarations.  Config keys and
 registered entries' options are checked by :func:`mtlens.training.config.parse_config` against
 their annotations.  User plugins (``--plugin MODULE``, ``$MTLENS_PLUGINS``, the ``mtlens.plugins``
@@ -71,7 +72,8 @@ def base_config(args: argparse.Namespace) -> dict[str, Any]:
     """The raw run config of ``study``, ``sweep``, ``calibrate`` and ``plan``: the ``--config`` file, then
     explicit flags on top (a command without some of these flags: those left out).  The positional SETTING
     is the setting: ``--set setting=...`` and a ``--config`` file naming another setting are refused, not
-    silently replaced or followed."""
+    silently replaced or followed; so is a ``--set`` key that a flag given on the same line sets (``--epochs 2
+    --set epochs=1``, ``--option`` and ``--set setting_options=...``): one of the two values would be dropped."""
     from mtlens.training.config import load_yaml_file, refuse_owned_keys
 
     raw: dict[str, Any] = {}
@@ -87,12 +89,15 @@ def base_config(args: argparse.Namespace) -> dict[str, Any]:
             )
         raw.update(loaded)
     raw["setting"] = args.setting
+    flagged: dict[str, str] = {}  # config key -> the flag given for it
     for flag in RUN_CONFIG_FLAGS:  # each run-config flag sets the key it is declared for
         if isinstance(flag.constraint, Declared) and flag.constraint.owner == RUN_CONFIG:
-            value = getattr(args, flag.name.lstrip("-").replace("-", "_"), None)
+            value = getattr(args, flag.dest, None)
             if value is not None:
                 raw[flag.constraint.field] = value
+                flagged[flag.constraint.field] = f"{flag.name} {value}"
     if args.option:
+        flagged["setting_options"] = "--option"
         if not isinstance(raw.get("setting_options", {}), dict):
             raise ConfigError(
                 f"setting_options: expected a mapping of option names to values, got {raw['setting_options']!r}"
@@ -101,6 +106,12 @@ def base_config(args: argparse.Namespace) -> dict[str, Any]:
     if args.set:
         given = _pairs(args.set, "--set")
         refuse_owned_keys(given, ["setting"], f"the SETTING argument ({args.setting})", "--set")
+        twice = sorted(set(given) & set(flagged))
+        if twice:
+            raise ConfigError(
+                f"--set {', '.join(twice)}: also given as {', '.join(flagged[key] for key in twice)}; "
+                "give each value once (flag or --set)"
+            )
         raw.update(given)
     return raw
 
@@ -110,13 +121,9 @@ def cmd_study(args: argparse.Namespace) -> int:
     from mtlens.orchestration.study import study_configs
     from mtlens.store import RunState, RunStore
 
-    if args.experiment and args.dry_run:
-        raise ConfigError("--dry-run: only for the STL-vs-MTL study, not with --experiment")
     if args.experiment:
         return _study_experiment(args)
-    if args.experiment_option:
-        raise ConfigError("--experiment-option: only with --experiment")
-    seeds = list(range(3 if args.seeds is None else args.seeds)) if args.seed_list is None else args.seed_list
+    seeds = _seeds(args, 3)
     methods = args.methods or ["sum"]
     configs = study_configs(base_config(args), seeds, methods)  # validates everything first
     if args.dry_run:
@@ -132,6 +139,12 @@ def cmd_study(args: argparse.Namespace) -> int:
     if args.report:
         _write_report(store, args.report, settings=[args.setting], methods=methods)
     return _exit_status(results, (RunState.FAILED, RunState.DIVERGED))
+
+
+def _seeds(args: argparse.Namespace, default: int) -> list[int]:
+    """``--seed-list``, else the seeds ``0..N-1`` of ``--seeds N`` (``default`` when neither is given; both
+    together are refused by their declarations, :func:`check_combinations`)."""
+    return list(range(default if args.seeds is None else args.seeds)) if args.seed_list is None else args.seed_list
 
 
 def _dry_run(args: argparse.Namespace, configs: Sequence[Any], seeds: Sequence[int], methods: Sequence[str]) -> int:
@@ -200,12 +213,13 @@ def _study_experiment(args: argparse.Namespace) -> int:
     from mtlens.experiments import EXPERIMENT_SEEDS, experiment_plan, run_experiment
     from mtlens.store import RunState, RunStore
 
-    if args.seed_list is None:
-        seeds = list(range(EXPERIMENT_SEEDS if args.seeds is None else args.seeds))
-    else:
-        seeds = args.seed_list
+    seeds = _seeds(args, EXPERIMENT_SEEDS)
     options = _pairs(args.experiment_option or [], "--experiment-option")
     if args.methods:
+        if "methods" in options:
+            raise ConfigError(
+                f"--experiment-option methods: also given as --methods {','.join(args.methods)}; give it once"
+            )
         options["methods"] = args.methods
     plan = experiment_plan(args.experiment, base_config(args), seeds, **options)  # validates everything first
     store = RunStore(args.store)
@@ -227,7 +241,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from mtlens.orchestration.calibrate import run_calibration
     from mtlens.store import RunStore
 
-    seeds = list(range(args.seeds)) if args.seed_list is None else args.seed_list
+    seeds = _seeds(args, 12)
     store = RunStore(args.store)
     try:
         result = run_calibration(
@@ -280,7 +294,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from mtlens.orchestration.sweep import run_sweep
     from mtlens.store import RunStore
 
-    seeds = list(range(args.seeds)) if args.seed_list is None else args.seed_list
+    seeds = _seeds(args, 3)
     methods = args.methods
     base = base_config(args)
     criterion = SelectionCriterion(metric=args.select_metric, at=args.select_at, combine=args.combine)
@@ -400,19 +414,16 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if args.to == "tensorboard" and not args.logdir:
         raise ConfigError("--logdir: required with --to tensorboard (the directory `tensorboard --logdir` reads)")
-    if args.to == "mlflow" and args.logdir:
-        raise ConfigError("--logdir: only with --to tensorboard (MLflow's runs go to --tracking-uri)")
-    if args.to == "tensorboard" and args.tracking_uri:
-        raise ConfigError("--tracking-uri: only with --to mlflow (TensorBoard's runs go to --logdir)")
     store = RunStore(args.store)
     if not store.run_ids():
         raise MtlensError(f"no runs in {args.store}: nothing to export")
     log = None if args.quiet else lambda line: print(line, file=sys.stderr)
     if args.to == "mlflow":
-        from mtlens.integrations.mlflow import export_mlflow
+        from mtlens.integrations.mlflow import DEFAULT_EXPERIMENT, export_mlflow
 
-        where = f"mlflow experiment {args.experiment!r}"
-        export = lambda: export_mlflow(store, args.tracking_uri, args.experiment, log=log)  # noqa: E731
+        experiment = args.experiment or DEFAULT_EXPERIMENT
+        where = f"mlflow experiment {experiment!r}"
+        export = lambda: export_mlflow(store, args.tracking_uri, experiment, log=log)  # noqa: E731
     else:
         from mtlens.integrations.tensorboard import export_tensorboard
 
@@ -441,8 +452,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     """``mtlens plan SETTING``: the seed plan of a study of the setting's tasks with ``--methods``
     (:func:`_print_plan`); nothing is trained or written."""
-    if args.sd is not None and args.store is not None:
-        raise ConfigError("--sd: give either --sd or --store (the store's runs give the sd), not both")
     raw = base_config(args)  # as study builds it: --set setting=... refused the same way
     _print_plan(raw, args.methods, sorted(set(args.seeds)), args.alpha, args.store, args.sd, args.effect)
     return 0
@@ -792,14 +801,41 @@ class OutputFile:
         return text
 
 
+def check_combinations(args: argparse.Namespace, flags: Sequence[Flag]) -> None:
+    """Refuse flags given together that their :class:`Flag` declarations say do not combine (``excludes``,
+    ``only_with``), with a :class:`ConfigError` naming both: neither value is silently dropped."""
+    values = {flag.name: getattr(args, flag.dest, None) for flag in flags}
+    given = {name: value for name, value in values.items() if value is not None and value is not False}
+
+    def shown(name: str) -> str:
+        value = given[name]
+        text = " ".join(map(str, value)) if isinstance(value, list) else str(value)
+        return name if value is True else f"{name} {text}"
+
+    for flag in flags:
+        if flag.name not in given:
+            continue
+        for other in flag.excludes:
+            if other in given:
+                raise ConfigError(f"{shown(flag.name)}: not with {shown(other)}; give one of {flag.name} and {other}")
+        name, _, value = flag.only_with.partition("=")
+        if name and (name not in given or (value and str(given[name]) != value)):
+            but = f", not {shown(name)}" if name in given else ""
+            raise ConfigError(f"{shown(flag.name)}: only with {name}{f' {value}' if value else ''}{but}")
+
+
 Constraint = Typed | Declared | Name | Names | KeyValue | InputFile | Directory | OutputFile
 
 
 @dataclass(frozen=True)
 class Flag:
     """One argument of a command, declared once: its name (``--flag`` or a positional name), the constraint its
-    value meets (``None``: a switch), help, default, and ``many`` (``"+"``: one or more values, none twice;
-    ``"append"``: repeatable).  The parser and tests/test_param_validation.py are both built from these."""
+    value meets (``None``: a switch), help, default, ``many`` (``"+"``: one or more values, none twice;
+    ``"append"``: repeatable), and how it combines with the command's other flags: ``excludes``, flags it
+    may not be given with (each would drop the other's value), and ``only_with``, the flag (``"--experiment"``)
+    or flag value (``"--to=mlflow"``) without which it means nothing (:func:`check_combinations`).  A flag
+    named in either has no default, so that given is told from left out.  The parser and
+    tests/test_param_validation.py are both built from these."""
 
     name: str
     constraint: Constraint | None
@@ -808,6 +844,13 @@ class Flag:
     many: Literal["", "+", "append"] = ""
     metavar: str | None = None
     required: bool = False
+    excludes: tuple[str, ...] = ()
+    only_with: str = ""
+
+    @property
+    def dest(self) -> str:
+        """The attribute of the parsed arguments that holds the value."""
+        return self.name.lstrip("-").replace("-", "_")
 
     @property
     def invalid(self) -> str:
@@ -901,7 +944,9 @@ RUN_CONFIG_FLAGS = [
 value is checked against its key's declaration in :class:`~mtlens.training.config.RunConfig`."""
 
 SETTING = Flag("setting", Name("setting"), "setting name (see mtlens settings)")
-SEED_LIST = Flag("--seed-list", Typed(Seed), "explicit seeds instead of --seeds (distinct)", many="+")
+SEED_LIST = Flag(
+    "--seed-list", Typed(Seed), "explicit seeds instead of --seeds (distinct)", many="+", excludes=("--seeds",)
+)
 QUIET = Flag("--quiet", None, "no progress bars")
 
 
@@ -952,6 +997,7 @@ COMMANDS: dict[str, tuple[str, list[Flag]]] = {
                 "an option of the experiment (repeatable), e.g. scales=[1e-3,1e3] or scaled_task=b",
                 many="append",
                 metavar="KEY=VALUE",
+                only_with="--experiment",
             ),
             *RUN_CONFIG_FLAGS,
             _store(),
@@ -961,6 +1007,7 @@ COMMANDS: dict[str, tuple[str, list[Flag]]] = {
                 None,
                 "print the runs the study would train and its seed plan (as mtlens plan; the seed spread from "
                 "--store's runs of the setting, if any), then stop: nothing is trained or written",
+                excludes=("--experiment",),
             ),
             QUIET,
         ],
@@ -975,7 +1022,7 @@ COMMANDS: dict[str, tuple[str, list[Flag]]] = {
                 "YAML file mapping config keys to value lists (default: the paper's lr x batch size)",
             ),
             Flag("--methods", Names("sum,pcgrad"), "comma-separated MTL methods (default: sum)", ["sum"]),
-            Flag("--seeds", Typed(SeedCount), "number of seeds 0..N-1 (default 3); the grid uses the first", 3),
+            Flag("--seeds", Typed(SeedCount), "number of seeds 0..N-1 (default 3); the grid uses the first"),
             SEED_LIST,
             Flag(
                 "--select-metric",
@@ -1025,7 +1072,6 @@ COMMANDS: dict[str, tuple[str, list[Flag]]] = {
                 "--seeds",
                 Typed(SeedCount),
                 "STL seeds 0..N-1 per task (default 12: 6 vs 6, the fewest pairs that can reach 5%%)",
-                12,
             ),
             SEED_LIST,
             Flag("--splits", Typed(PositiveCount), "A/A splits of the seeds (default 25)", 25),
@@ -1060,6 +1106,7 @@ COMMANDS: dict[str, tuple[str, list[Flag]]] = {
                 "--sd",
                 Typed(PositiveNumber),
                 "instead of --store: the sd of the per-seed MTL - STL differences of the transfer metric",
+                excludes=("--store",),
             ),
             Flag(
                 "--effect",
@@ -1139,17 +1186,19 @@ COMMANDS: dict[str, tuple[str, list[Flag]]] = {
                 "where the tracker keeps runs: sqlite:///PATH/mlflow.db (a local file, no server) or "
                 "http://HOST:PORT (a running mlflow server); default: $MLFLOW_TRACKING_URI, else "
                 "sqlite:///mlflow.db here",
+                only_with="--to=mlflow",
             ),
             Flag(
                 "--experiment",
                 Name("MLflow experiment", invalid=""),
                 "the MLflow experiment (default mtlens; created if missing)",
-                "mtlens",
+                only_with="--to=mlflow",
             ),
             Flag(
                 "--logdir",
                 Directory(writable=True),
                 "tensorboard: the directory to write one run directory per run",
+                only_with="--to=tensorboard",
             ),
             Flag(
                 "--follow",
@@ -1241,6 +1290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:  # --help (0) or a usage error (2, its one line already on stderr)
         return exit_.code if isinstance(exit_.code, int) else 2
     try:
+        check_combinations(args, COMMANDS.get(args.command, ("", []))[1])
         return args.func(args)
     except (MtlensError, FileNotFoundError) as err:
         message = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
@@ -1251,7 +1301,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-__all__ = ["COMMANDS", "COMMON_FLAGS", "DATA_COMMANDS", "Flag", "base_config", "build_parser", "main"]
+__all__ = [
+    "COMMANDS",
+    "COMMON_FLAGS",
+    "DATA_COMMANDS",
+    "Flag",
+    "base_config",
+    "build_parser",
+    "check_combinations",
+    "main",
+]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -39,6 +39,9 @@ from mtlens.store import RunState, RunStore
 RUN_ID_TAG = "mtlens.run_id"
 """The tag that ties an MLflow run to its mtlens run (what makes a second export update, not duplicate)."""
 
+DEFAULT_EXPERIMENT = "mtlens"
+"""The MLflow experiment runs are exported to unless another is named (``mtlens export --experiment``)."""
+
 MLFLOW_STATUS = {
     RunState.FINISHED: "FINISHED",
     RunState.RUNNING: "RUNNING",
@@ -100,7 +103,7 @@ def _connect(client_class: Any, tracking_uri: str | None, experiment: str) -> tu
 def export_mlflow(
     store: RunStore,
     tracking_uri: str | None = None,
-    experiment: str = "mtlens",
+    experiment: str = DEFAULT_EXPERIMENT,
     run_ids: Sequence[str] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> list[Exported]:
