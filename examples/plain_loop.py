@@ -24,11 +24,14 @@ def evaluate(rec, model, tasks, step):  # train/loss on a fixed training subset,
 
 for seed in (0, 1):
     for tasks in (["a"], ["b"], ["a", "b"]):
+        rec = Recorder(store, "digits_pair", setting.select(tasks), seed, steps_per_epoch=steps_per_epoch,
+                       hyperparameters={"lr": lr, "batch_size": batch_size, "epochs": epochs})  # fmt: skip
+        if rec.done():  # complete already: after a crash, rerunning this program trains only the other runs
+            continue
         model = build_model(setting.encoder, setting.feature_dim, setting.select(tasks), seed)  # seeded per part
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
         batches = BatchStream(setting, tasks, batch_size, seed)  # a task's batches depend only on the seed
-        with Recorder(store, "digits_pair", setting.select(tasks), seed, steps_per_epoch=steps_per_epoch,
-                      hyperparameters={"lr": lr, "batch_size": batch_size, "epochs": epochs}) as rec:  # fmt: skip
+        with rec:
             evaluate(rec, model, tasks, 0)  # the common start of STL and MTL
             for step in range(1, epochs * steps_per_epoch + 1):
                 losses = []

@@ -10,6 +10,7 @@ import re
 import runpy
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import mtlens
@@ -84,3 +85,56 @@ def test_readme_snippet_is_an_excerpt_of_the_example(name):
     body = blocks[0].split("\n", 1)[1]  # after the line naming the file
     for part in excerpts(body):
         assert part in source, f"README snippet of {name} differs from the file:\n{part}"
+
+
+def test_plain_loop_run_again_after_a_crash_trains_only_the_rest(tmp_path, monkeypatch):
+    """The README's plain loop, rerun unchanged after one of its runs crashed, skips the finished runs (they
+    are not opened, their files untouched), resumes the failed one, and ends with the rows of a store that
+    never crashed (audit A: the rerun raised RecordedRunFinishedError at the first finished run)."""
+    crash = [(1, ("a", "b"), 16)]  # seed, tasks, step: the MTL run of seed 1 fails in its third evaluation
+    opened: list[str] = []
+    original_open, original_log = mtlens.Recorder.open, mtlens.Recorder.log
+
+    def recording_open(self):
+        opened.append(self.run_id)
+        return original_open(self)
+
+    def crashing_log(self, step, split, values, epoch=None):
+        if (self.identity.seed, self.identity.tasks, step) in crash:
+            raise RuntimeError("injected crash")
+        return original_log(self, step, split, values, epoch)
+
+    monkeypatch.setattr(mtlens.Recorder, "open", recording_open)
+    monkeypatch.setattr(mtlens.Recorder, "log", crashing_log)
+
+    def run_loop(directory: Path) -> mtlens.RunStore:
+        directory.mkdir(exist_ok=True)
+        monkeypatch.chdir(directory)
+        runpy.run_path(str(EXAMPLES / "plain_loop.py"), run_name="__main__")
+        return mtlens.RunStore(directory / "runs/plain-loop")
+
+    with pytest.raises(RuntimeError, match="injected crash"):
+        run_loop(tmp_path / "crashed")
+    store = mtlens.RunStore(tmp_path / "crashed/runs/plain-loop")
+    states = store.runs().set_index("run_id")["state"]
+    (failed,) = states.index[states == "failed"]
+    assert (states == "finished").sum() == 5
+    finished = {run_id: _files(store.run_dir(run_id)) for run_id in states.index[states == "finished"]}
+
+    crash.clear()
+    opened.clear()
+    store = run_loop(tmp_path / "crashed")
+    assert opened == [failed]  # the finished runs were skipped, not opened and not retrained
+    assert {run_id: _files(store.run_dir(run_id)) for run_id in finished} == finished
+    assert set(store.runs()["state"]) == {"finished"}
+
+    reference = run_loop(tmp_path / "uninterrupted")
+    columns = ["run_id", "task", "step", "quantity"]
+    rows = store.trajectories().sort_values(columns).reset_index(drop=True)
+    expected = reference.trajectories().sort_values(columns).reset_index(drop=True)
+    pd.testing.assert_frame_equal(rows, expected)
+
+
+def _files(directory: Path) -> dict[str, tuple[int, int]]:
+    """Each file under ``directory``: its size and modification time in nanoseconds."""
+    return {str(p.relative_to(directory)): (p.stat().st_size, p.stat().st_mtime_ns) for p in directory.rglob("*")}

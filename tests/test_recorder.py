@@ -153,6 +153,29 @@ def test_rows_identity_and_status(store):
         open_recorder(store).open()
 
 
+def test_done_says_which_runs_a_rerun_loop_skips(store):
+    """``rec.done()``: ``None`` for a new run (nothing written), an open one and a failed one (it resumes), the
+    state of a finished or diverged one, whose ``open`` raises (audit A: a loop had no way to skip it)."""
+    new = open_recorder(store, seed=0)
+    assert new.done() is None and not store.run_dir(new.run_id).exists()
+    with new as rec:
+        assert rec.done() is None
+        rec.log(0, "val", {"a": 1.0, "b": 1.0})
+    assert open_recorder(store, seed=0).done() == "finished"
+    with pytest.raises(RuntimeError, match="crash"), open_recorder(store, seed=1) as rec:
+        rec.log(0, "val", {"a": 1.0, "b": 1.0})
+        raise RuntimeError("crash")
+    assert store.status(rec.run_id)["state"] == "failed"
+    assert open_recorder(store, seed=1).done() is None
+    with open_recorder(store, seed=1) as rec:  # done() released the run: the failed run resumes
+        rec.log(1, "val", {"a": 1.0, "b": 1.0})
+    assert open_recorder(store, seed=1).done() == "finished"
+    with pytest.warns(RuntimeWarning, match="diverged"), open_recorder(store, seed=2) as rec:
+        rec.log(0, "val", {"a": float("nan"), "b": 1.0})
+    assert open_recorder(store, seed=2).done() == "diverged"
+    assert mtlens.RecordedRunFinishedError is RecordedRunFinishedError
+
+
 def test_rows_of_a_step_logged_after_it_was_written_join_its_written_rows(store):
     """A callback that flushes (a library saving a checkpoint) between the values of one step, in
     this session or the next: the step keeps every row, the part on disk is replaced, not appended."""

@@ -4,6 +4,7 @@ The public API in one place::
 
     from mtlens import Task, classification_task, register_setting, Setting, RunConfig, train_run, RunStore
     from mtlens import Recorder, RecorderProbes  # record and probe your own training loop
+    from mtlens import RecordedRunFinishedError  # opening a run that is complete (Recorder.done says so first)
     from mtlens import study, load  # train a study / load a store: the report's tables and figures in Python
     from mtlens import BatchStream, evaluate_task, train_eval_rows, probe_steps  # helpers for your own loop
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from mtlens.training import (
         BatchStream,
         ConfigError,
+        RecordedRunFinishedError,
         Recorder,
         RecorderProbes,
         RunConfig,
@@ -58,6 +60,7 @@ _SOURCES = {
     "ConfigError": "mtlens.training",
     "evaluate_task": "mtlens.training",
     "train_eval_rows": "mtlens.training",
+    "RecordedRunFinishedError": "mtlens.training",
     "Recorder": "mtlens.training",
     "RecorderProbes": "mtlens.training",
     "RunConfig": "mtlens.training",
@@ -77,6 +80,7 @@ __all__ = [
     "ConfigError",
     "Defaults",
     "MultiTaskModel",
+    "RecordedRunFinishedError",
     "Recorder",
     "RecorderProbes",
     "RunConfig",

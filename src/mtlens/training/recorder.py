@@ -60,7 +60,9 @@ A non-finite loss (a ``<split>/loss`` value: NaN or infinite) ends the run ``div
 the trainer does (:meth:`~mtlens.training.handle.RunHandle.diverge`): the rows of that step and
 later ones are not kept, later calls record nothing (:attr:`Recorder.diverged` says at which step it
 diverged, so a loop can stop), and the run never enters an analysis of finished runs.
-A finished or diverged run cannot be reopened.
+A finished or diverged run cannot be reopened (:class:`RecordedRunFinishedError`); :meth:`Recorder.done`
+says so beforehand, so that a loop over several runs, run again after a crash, skips the complete runs and
+resumes the others.
 
 **Probes.**  With ``probes=`` (:class:`RecorderProbes`), :meth:`Recorder.step` runs the probes on
 your model at the steps of their schedule (call it after the optimizer step, and once with step 0
@@ -296,6 +298,27 @@ class Recorder:
     @property
     def run_id(self) -> str:
         return self.identity.run_id
+
+    def done(self) -> RunState | None:
+        """The run's state if it is already complete in the store (``finished`` or ``diverged``: opening it
+        raises :class:`RecordedRunFinishedError`), else ``None`` (a new run, or a ``failed``, ``interrupted``
+        or open one).  A loop over several runs skips the complete ones with it, so that running it again
+        after a crash trains only what is left::
+
+            rec = Recorder(store, ...)
+            if rec.done():
+                continue
+            with rec:
+                ...
+
+        A stored run is checked as :meth:`open` checks it (locked, verified, healed, then released): a
+        complete run whose rows are damaged is reset and is ``None``, to be trained again."""
+        if self.handle.is_open or not self.store.run_dir(self.run_id).exists():
+            return None
+        done = self.handle.open()
+        if done is None:
+            self.handle.close()
+        return done
 
     # -- opening and closing ---------------------------------------------------------------
     def open(self) -> Recorder:
