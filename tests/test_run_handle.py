@@ -159,6 +159,27 @@ def test_a_complete_run_whose_status_is_damaged_is_rebuilt_from_its_trajectory_n
     assert store.runs()["state"].tolist() == [str(state)] and store.check().empty
 
 
+def test_a_complete_run_whose_status_is_missing_is_damaged_and_rebuilt_not_retrained(tmp_path, capsys):
+    """A finished run whose status.json was deleted read ``interrupted``, passed ``runs --check`` and was
+    retrained: a missing status was taken for one not written yet.  A run with a merged trajectory always had
+    one, so it is named missing (the run ``damaged``, ``--check`` exits 1) and rebuilt from the end record."""
+    store = RunStore(tmp_path)
+    before = _finished_run(store)
+    rows = store.trajectory(IDENTITY.run_id)
+    path = store.run_dir(IDENTITY.run_id) / "status.json"
+    path.unlink()
+    index = store.runs()
+    assert index["state"].tolist() == ["damaged"] and "status.json (missing" in index["message"].iloc[0]
+    assert main(["runs", "--store", str(store.root), "--check"]) == 1
+    assert "status.json" in capsys.readouterr().out
+    with pytest.warns(DamagedRunWarning, match=f"{path} is damaged \\(missing.*rebuilt from the end record"):
+        assert _handle(store).open() == RunState.FINISHED  # complete: nothing to train
+    after = store.status(IDENTITY.run_id)
+    assert {k: v for k, v in after.items() if k != "updated"} == {k: v for k, v in before.items() if k != "updated"}
+    pd.testing.assert_frame_equal(store.trajectory(IDENTITY.run_id), rows)
+    assert store.runs()["state"].tolist() == ["finished"] and store.check().empty
+
+
 def test_a_rebuilt_status_keeps_the_task_info_the_complete_run_was_trained_with(tmp_path):
     """Reopened with another selection metric, a complete run whose status was rebuilt from its end record had
     tasks.json rewritten from the request: its selection metric changed silently and the rebuilt status's digest

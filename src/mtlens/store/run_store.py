@@ -50,7 +50,8 @@ recorded when they were written wherever a run is read (:data:`ALWAYS_DIGESTED`)
 :meth:`RunStore.check` verifies a whole store.
 
 *A lost status.*  The status is the only file that says a run is complete and holds the digests of the others,
-so a complete run whose ``status.json`` is damaged could not be trusted: it was retrained.  Since
+so a complete run whose ``status.json`` is damaged (or missing: a run with a ``trajectory.parquet`` always had
+one) could not be trusted: it was retrained.  Since
 2026-12-06 :meth:`RunStore.finalize` also writes the status the run ends with into the footer of
 ``trajectory.parquet`` (the *end record*: state, step, message, the other keys of the status, the digests of
 the run's other files, and the SHA-256 of every byte of the file before its footer: all its data pages), so
@@ -444,7 +445,9 @@ class RunStore:
         directories and file sizes, and compare the SHA-256 digests recorded at write time of the small
         :data:`ALWAYS_DIGESTED` files; ``deep`` also reads every Parquet page (checksums), tests the CRC
         of every ``.pt`` member and compares the recorded digests of every file.  A run that recorded
-        files (:func:`_has_records`) without a ``config.json`` has it ``missing``."""
+        files (:func:`_has_records`) without a ``config.json`` has it ``missing``, and so has one with a
+        ``trajectory.parquet`` (merged rows) its ``status.json`` (a complete run that lost it: the rerun rebuilds it
+        from the trajectory's end record, :meth:`restore_status`)."""
         run_dir = self.run_dir(run_id)
         damaged = {}
         for name in JSON_FILES:
@@ -455,6 +458,9 @@ class RunStore:
                     damaged[name] = str(err)
         if not (run_dir / "config.json").exists() and _has_records(run_dir):
             damaged["config.json"] = "missing: the run recorded files but its config is gone"
+        if not (run_dir / "status.json").exists() and (run_dir / "trajectory.parquet").exists():
+            # a status is written before any rows are merged and never removed: a merged run without one lost it
+            damaged["status.json"] = "missing: the run merged its rows into trajectory.parquet but its status is gone"
         status: dict[str, Any] = {}
         if "status.json" not in damaged and (run_dir / "status.json").exists():
             status = _json_object(run_dir / "status.json")

@@ -9,8 +9,8 @@ opened, locked, verified, healed, written, checkpointed and restored here, throu
    interrupted processes left (temporary files of atomic writes, row parts of a complete run), and
    verifies every file the run wrote (:meth:`~mtlens.store.RunStore.damaged_files`, deep: Parquet
    page checksums, row schema, zip CRCs, digests recorded at write time).  Damage is named (a
-   :class:`DamagedRunWarning`) and healed: a damaged ``status.json`` of a complete run is rebuilt from the
-   end record of its trajectory where that verifies (:meth:`~mtlens.store.RunStore.restore_status`), and the
+   :class:`DamagedRunWarning`) and healed: a damaged (or missing) ``status.json`` of a complete run is rebuilt
+   from the end record of its trajectory where that verifies (:meth:`~mtlens.store.RunStore.restore_status`), and the
    files are then verified against the digests it restores; a missing or damaged ``config.json`` (one edited
    to the same size included: its digest differs) or ``tasks.json`` is rewritten from the request (the run
    id, a hash of the config, says what it held; the rows it vouches for are kept), a damaged checkpoint of a
