@@ -10,6 +10,8 @@ import sys
 import time
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from mtlens import RunStore
@@ -17,6 +19,7 @@ from mtlens.analysis.transfer import transfer_table
 from mtlens.cli import main
 from mtlens.orchestration.executors import Job, SerialExecutor, WorkerLost
 from mtlens.states import RunState
+from mtlens.store.run_store import part_name
 from mtlens.training import trainer
 from mtlens.training.config import new_run_config
 
@@ -93,6 +96,42 @@ def test_report_leaves_out_and_names_an_unfinished_run(killed_study, tmp_path, c
     assert pd.read_csv(tmp_path / "with" / "tables" / "unfinished_runs.csv")["run_id"].tolist() == [mtl]
     # ... which are not the finished run's (the numbers a report without the filter would have shown).
     assert killed.trajectory(mtl)["step"].max() < finished.trajectory(mtl)["step"].max()
+
+
+def _swap_values(path, a: str, b: str) -> None:
+    """Rewrite the row part ``path`` validly (good page checksums, the same size: the same values in another
+    order) with the values of quantities ``a`` and ``b`` swapped."""
+    table = pq.read_table(path)
+    keys = list(zip(table.column("task").to_pylist(), table.column("quantity").to_pylist()))
+    values = dict(zip(keys, table.column("value").to_pylist()))
+    swapped = [values[task, {a: b, b: a}.get(q, q)] for task, q in keys]
+    table = table.set_column(table.schema.get_field_index("value"), "value", pa.array(swapped, pa.float64()))
+    size = path.stat().st_size
+    pq.write_table(table, path, write_page_checksum=True)
+    assert path.stat().st_size == size
+
+
+def test_unfinished_rows_that_do_not_match_their_recorded_digest_are_left_out_and_named(killed_study, tmp_path, capsys):
+    """A row part of an interrupted run rewritten validly (same size, good page checksums) was named by
+    ``runs --check`` but analysed by ``report --include-unfinished`` and exported (exit 0): the parts of a run in
+    progress were read on their page checksums alone, never against the digests their status records."""
+    killed, _ = killed_study
+    store = RunStore(shutil.copytree(killed.root, tmp_path / "store"))
+    mtl = _mtl_id(store)
+    path = store.run_dir(mtl) / part_name(4)
+    assert part_name(4) in store.status(mtl)["digests"]  # the checkpoint at step 4 vouches for it
+    _swap_values(path, "test/error", "test/accuracy")
+    assert store.runs().set_index("run_id")["state"].to_dict()[mtl] == "interrupted"  # sizes: the cheap check
+    assert main(["runs", "--store", str(store.root), "--check"]) == 1
+    capsys.readouterr()
+    out = tmp_path / "report"
+    assert main(["report", "--store", str(store.root), "--out", str(out), "--include-unfinished"]) == 0
+    assert f"{mtl} (damaged)" in capsys.readouterr().err
+    assert str(path) in pd.read_csv(out / "tables" / "left_out_runs.csv").set_index("run_id")["message"][mtl]
+    assert not (out / "tables" / "transfer.csv").exists()  # the MTL run's swapped values were not analysed
+    logdir = tmp_path / "tb"
+    assert main(["export", "--to", "tensorboard", "--store", str(store.root), "--logdir", str(logdir)]) == 1
+    assert f"{mtl} not exported" in capsys.readouterr().err and not (logdir / mtl).exists()
 
 
 def test_report_never_analyses_a_diverged_run(killed_study, tmp_path, capsys):

@@ -689,11 +689,21 @@ class RunStore:
         for part_step in parts:
             (self._parts_dir(run_id) / f"{part_step:012d}.parquet").unlink()
 
-    def _read_parts(self, run_id: str) -> pd.DataFrame:
+    def _read_parts(self, run_id: str, recorded: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """The rows of every part on disk, verified: page checksums, the row schema and, for each part whose
+        digest the run's status ``recorded`` (its ``digests``, if given) holds, that digest; a part written after
+        the last status has none yet and is trusted on its checksums, as :meth:`damaged_files` trusts it."""
         steps = self.part_steps(run_id)
         if not steps:
             return _empty_rows()
         paths = [self._parts_dir(run_id) / f"{s:012d}.parquet" for s in steps]
+        for step, path in zip(steps, paths):
+            digest = (recorded or {}).get(part_name(step))
+            if digest is not None:  # hashed here, parsed below in one read (the OS still holds the bytes)
+                try:
+                    _check_digest(path.read_bytes(), digest)
+                except (OSError, ValueError) as err:
+                    raise _damaged_rows(run_id, path, err) from None
         try:  # one read of all parts (half the time of reading and concatenating them one by one)
             frame = pd.read_parquet(paths, page_checksum_verification=True)
             if row_schema_problem(pa.Schema.from_pandas(frame, preserve_index=False)) is None:
@@ -710,17 +720,14 @@ class RunStore:
                 table = pq.read_table(path, page_checksum_verification=True)
             else:
                 data = path.read_bytes()
-                if hashlib.sha256(data).hexdigest() != digest.get("sha256"):
-                    raise ValueError("its SHA-256 digest differs from the one recorded when the run wrote it")
+                _check_digest(data, digest)
                 table = pq.read_table(pa.BufferReader(data), page_checksum_verification=True)
             problem = row_schema_problem(table.schema)
             if problem:
                 raise ValueError(problem)
             return table.to_pandas()
         except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
-            raise DamagedStoreError(
-                f"run {run_id}: {path} is damaged ({type(err).__name__}: {err}); rerun the run to retrain what it lost"
-            ) from None
+            raise _damaged_rows(run_id, path, err) from None
 
     def reset_run(self, run_id: str, **extra: Any) -> None:
         """Delete everything the run recorded (rows, checkpoint, selected models) before training it from
@@ -736,13 +743,19 @@ class RunStore:
         self.keep_selected_models(run_id, {})
 
     def trajectory(self, run_id: str) -> pd.DataFrame:
-        """All rows of one run, sorted by step (finished runs and runs in progress alike)."""
+        """All rows of one run, sorted by step (finished runs and runs in progress alike), verified against the
+        digests its status records: the merged trajectory of a complete run, each row part of one in progress
+        (:meth:`_read_parts`); :class:`DamagedStoreError` naming the file if one does not verify, or the status
+        if it cannot be read (it vouches for nothing).  Until 2026-12-06 the parts of a run in progress were read
+        on their page checksums alone, so a part rewritten validly went into ``report --include-unfinished`` and
+        ``export`` while ``runs --check`` named it."""
         merged = self.run_dir(run_id) / "trajectory.parquet"
-        if self.done_state(run_id) and merged.exists():
-            digest = ((self.status(run_id) or {}).get("digests") or {}).get("trajectory.parquet")
-            frame = self._read_parquet(run_id, merged, digest)
+        status = self.status(run_id) or {}
+        digests = status.get("digests") or {}
+        if status.get("state") in DONE_STATES and merged.exists():
+            frame = self._read_parquet(run_id, merged, digests.get("trajectory.parquet"))
         else:
-            frame = self._read_parts(run_id)
+            frame = self._read_parts(run_id, digests)
         return frame.sort_values(["step", "task", "quantity"], kind="stable").reset_index(drop=True)
 
     # -- the index -------------------------------------------------------------------------
@@ -892,6 +905,19 @@ def _trajectory_bytes(table: pa.Table, end: dict[str, Any]) -> bytes:
     if data[: len(rows)] != rows or len(data) - 8 - int.from_bytes(data[-8:-4], "little") != len(rows):
         raise RuntimeError("pyarrow wrote row data after the footer was begun: the end record's digest would not hold")
     return data
+
+
+def _check_digest(data: bytes, digest: Mapping[str, Any]) -> None:
+    """``ValueError`` unless the SHA-256 of ``data`` is the one ``digest`` (a status's record of the file) holds."""
+    if hashlib.sha256(data).hexdigest() != digest.get("sha256"):
+        raise ValueError("its SHA-256 digest differs from the one recorded when the run wrote it")
+
+
+def _damaged_rows(run_id: str, path: Path, err: Exception) -> DamagedStoreError:
+    """The error naming the run and its rows file ``path`` that cannot be trusted, and why (``err``)."""
+    return DamagedStoreError(
+        f"run {run_id}: {path} is damaged ({type(err).__name__}: {err}); rerun the run to retrain what it lost"
+    )
 
 
 def _json_object(path: Path) -> dict[str, Any]:
