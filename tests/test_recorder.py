@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -201,6 +203,37 @@ def test_rows_of_a_step_logged_after_it_was_written_join_its_written_rows(store)
         ["a", 8, "train/loss", 5.0],
     ]
     assert store.part_steps(rec.run_id) == [] and store.status(rec.run_id)["state"] == "finished"
+
+
+@pytest.mark.parametrize("end", ["ctrl-c", "flush, then a kill"])
+def test_rows_recorded_at_a_checkpoints_step_after_it_leave_a_run_that_resumes(store, end):
+    """A loop that logs ``val``, checkpoints, then logs ``test`` at the same step rewrites the part the checkpoint's
+    status had a digest for; Ctrl-C (or ``flush`` then a kill) wrote that part and no status, so the run read
+    ``damaged`` and was retrained from scratch.  The status is rewritten with the part's digest: the run is
+    ``interrupted`` and resumes from its checkpoint with every row of its step."""
+    with pytest.raises(KeyboardInterrupt):
+        with open_recorder(store) as rec:
+            rec.log(4, "train", {"a": 1.0})
+            rec.log(4, "val", {"a": 2.0})
+            rec.checkpoint(4, {"w": torch.tensor(4.0)})
+            rec.log(4, "test", {"a": 3.0})
+            if end == "flush, then a kill":
+                rec.flush()
+                rec.handle.close()  # the lock goes with the process; nothing else is written
+            raise KeyboardInterrupt
+    assert store.runs()[["state", "message"]].values.tolist() == [["interrupted", ""]]
+    assert store.check().empty
+    with open_recorder(store) as rec:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no DamagedRunWarning: nothing is retrained
+            step, state = rec.restore()
+        assert step == 4 and float(state["w"]) == 4.0
+    rows = store.trajectory(rec.run_id)
+    assert rows[["step", "quantity", "value"]].values.tolist() == [
+        [4, "test/loss", 3.0],
+        [4, "train/loss", 1.0],
+        [4, "val/loss", 2.0],
+    ]
 
 
 def test_exception_marks_the_run_failed_and_keeps_its_rows(store):

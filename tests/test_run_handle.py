@@ -90,6 +90,46 @@ def test_a_failure_is_not_recorded_over_a_complete_run(tmp_path, state, status_d
     pd.testing.assert_frame_equal(store.trajectory(IDENTITY.run_id), rows)
 
 
+class Killed(BaseException):
+    """Stands for a kill of the process writing the run."""
+
+
+@pytest.mark.parametrize("killed", ["before the part is written", "after the part is written"])
+def test_a_kill_while_a_part_its_status_records_is_rewritten_leaves_a_run_that_verifies(tmp_path, monkeypatch, killed):
+    """Rows recorded at a checkpoint's step after the checkpoint rewrite a part its status records.  The status is
+    written first, with the new digest and the old one as replaced; killed before the part is written the run
+    resumes with the rows the checkpoint saw, after it with the new ones, and its files verify either way (before,
+    a kill after the rewrite left the run ``damaged``: the status kept the old digest)."""
+    store = RunStore(tmp_path)
+    with _handle(store) as handle:
+        assert handle.open() is None
+        handle.record(2, 0.5, _row(0.5))
+        handle.save_checkpoint(Checkpoint(2, {"w": torch.ones(3)}, torch.get_rng_state()))
+        handle.record(2, 0.5, {("a", "test/loss"): 0.25})
+        write_part = RunStore.write_part
+
+        def kill(self, *args, **kwargs):
+            if killed == "after the part is written":
+                write_part(self, *args, **kwargs)
+            raise Killed
+
+        monkeypatch.setattr(RunStore, "write_part", kill)
+        with pytest.raises(Killed):
+            handle.flush()
+    monkeypatch.undo()
+    status = store.status(IDENTITY.run_id)
+    assert (status["state"], status["step"], status["parts"]) == (RunState.RUNNING, 2, [2])
+    assert store.runs()["state"].tolist() == ["interrupted"] and store.check().empty
+    expected = {"train/loss": 0.5, **({"test/loss": 0.25} if killed == "after the part is written" else {})}
+    assert store.trajectory(IDENTITY.run_id).set_index("quantity")["value"].to_dict() == expected
+    with _handle(store) as handle:
+        assert handle.open() is None and handle.damaged == {}
+        checkpoint = handle.resume()
+        assert checkpoint is not None and checkpoint.step == 2
+        handle.mark_running(2)  # the next status: the digest of the part there, none replaced
+    assert "replaced" not in store.status(IDENTITY.run_id) and store.check().empty
+
+
 def test_buffered_rows_replace_by_key_are_flushed_when_many_and_merged_at_the_end(tmp_path):
     store = RunStore(tmp_path)
     with _handle(store) as handle:

@@ -6,7 +6,8 @@ Layout under the store root::
     runs/<run_id>/tasks.json         per task: selection metric and metric directions
     store.json                       {"format_version": N} (:data:`FORMAT_VERSION`; absent in stores of version 1)
     runs/<run_id>/status.json        {"state": running|finished|diverged|failed, "step", "message",
-                                     "digests": {file: {"size", "sha256"}}, "parts": [steps], ...}
+                                     "digests": {file: {"size", "sha256"}}, "parts": [steps], ...,
+                                     "replaced": {part: {"size", "sha256"}} (see *Rewritten parts* below)}
     runs/<run_id>/parts/<step>.parquet  trajectory rows recorded at one step (while running)
     runs/<run_id>/trajectory.parquet  all rows, written when the run ends; its footer holds the run's end
                                      record (:data:`END_RECORD_KEY`, see *A lost status* below)
@@ -38,6 +39,13 @@ checkpoint the status records (:meth:`RunStore.committed_checkpoint`: its digest
 is completed when the run is next opened (:meth:`RunStore.settle_checkpoint`).  Before this order a kill
 between the checkpoint and its status left a checkpoint whose size the status did not record: the run
 read as ``damaged`` and was retrained from its start.
+
+*Rewritten parts.*  Rows recorded at a step whose part the status already records (at a checkpoint's step after
+the checkpoint, or recorded again) rewrite that part.  The run's handle first writes the status with the part's
+new digest and the old one as ``replaced``, then the part; a status accepts either (:func:`accepted_digests`),
+so a kill before the part is written (the old part, the rows the checkpoint saw) or after it (the new part)
+leaves a run whose files verify, and the next status drops ``replaced``.  Before, the status kept the old
+digest: Ctrl-C or a kill after such a rewrite left the run ``damaged``, and it was retrained from scratch.
 
 Runs in the index (:meth:`RunStore.runs`) are in one of :data:`INDEX_STATES`: the stored state, except
 that a ``running`` run whose lock nobody holds is ``interrupted`` (its process died; rerunning resumes
@@ -72,7 +80,7 @@ import os
 import shutil
 import time
 import zipfile
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -498,14 +506,15 @@ class RunStore:
                 continue  # a complete run needs no checkpoint (one that does not read is a leftover)
             if name.startswith("parts/") and (merged or not path.exists()):
                 continue  # discarded on resume (the parts a checkpoint needs are its status's "parts") or merged
+            accepted = accepted_digests(status, name)
             if not path.exists():
                 damaged[name] = "missing (the run wrote it)"
-            elif path.is_file() and path.stat().st_size != recorded.get("size"):
+            elif path.is_file() and path.stat().st_size not in [d.get("size") for d in accepted]:
                 damaged[name] = f"{path.stat().st_size} bytes, the run wrote {recorded.get('size')}"
             elif (
                 (deep or name in ALWAYS_DIGESTED)
                 and path.is_file()
-                and file_digest(path)["sha256"] != recorded.get("sha256")
+                and file_digest(path)["sha256"] not in [d.get("sha256") for d in accepted]
             ):
                 damaged[name] = "its SHA-256 digest differs from the one recorded when the run wrote it"
         return damaged
@@ -638,12 +647,11 @@ class RunStore:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     # -- trajectory rows -------------------------------------------------------------------
-    def write_part(self, run_id: str, step: int, rows: pd.DataFrame | pa.Table) -> dict[str, Any]:
-        """Atomically write the rows recorded at ``step`` (replacing any earlier write); the part's
-        :func:`file_digest` (recorded in the status by the run's handle, see :func:`part_name`)."""
-        sink = pa.BufferOutputStream()
-        pq.write_table(_row_table(rows), sink, **PARQUET_WRITE)
-        return atomic_write_bytes(self.run_dir(run_id) / part_name(step), sink.getvalue().to_pybytes())
+    def write_part(self, run_id: str, step: int, rows: pd.DataFrame | pa.Table | bytes) -> dict[str, Any]:
+        """Atomically write the rows recorded at ``step`` (or their :func:`part_bytes`), replacing any earlier
+        write; the part's :func:`file_digest` (recorded in the status by the run's handle, see :func:`part_name`)."""
+        data = rows if isinstance(rows, bytes) else part_bytes(rows)
+        return atomic_write_bytes(self.run_dir(run_id) / part_name(step), data)
 
     def part_steps(self, run_id: str) -> list[int]:
         parts = self._parts_dir(run_id)
@@ -689,19 +697,19 @@ class RunStore:
         for part_step in parts:
             (self._parts_dir(run_id) / f"{part_step:012d}.parquet").unlink()
 
-    def _read_parts(self, run_id: str, recorded: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    def _read_parts(self, run_id: str, status: Mapping[str, Any] | None = None) -> pd.DataFrame:
         """The rows of every part on disk, verified: page checksums, the row schema and, for each part whose
-        digest the run's status ``recorded`` (its ``digests``, if given) holds, that digest; a part written after
-        the last status has none yet and is trusted on its checksums, as :meth:`damaged_files` trusts it."""
+        digest the run's ``status`` (if given) records, that digest (:func:`accepted_digests`); a part written
+        after the last status has none yet and is trusted on its checksums, as :meth:`damaged_files` trusts it."""
         steps = self.part_steps(run_id)
         if not steps:
             return _empty_rows()
         paths = [self._parts_dir(run_id) / f"{s:012d}.parquet" for s in steps]
         for step, path in zip(steps, paths):
-            digest = (recorded or {}).get(part_name(step))
-            if digest is not None:  # hashed here, parsed below in one read (the OS still holds the bytes)
+            accepted = accepted_digests(status or {}, part_name(step))
+            if accepted:  # hashed here, parsed below in one read (the OS still holds the bytes)
                 try:
-                    _check_digest(path.read_bytes(), digest)
+                    _check_digest(path.read_bytes(), accepted)
                 except (OSError, ValueError) as err:
                     raise _damaged_rows(run_id, path, err) from None
         try:  # one read of all parts (half the time of reading and concatenating them one by one)
@@ -720,7 +728,7 @@ class RunStore:
                 table = pq.read_table(path, page_checksum_verification=True)
             else:
                 data = path.read_bytes()
-                _check_digest(data, digest)
+                _check_digest(data, [digest])
                 table = pq.read_table(pa.BufferReader(data), page_checksum_verification=True)
             problem = row_schema_problem(table.schema)
             if problem:
@@ -755,7 +763,7 @@ class RunStore:
         if status.get("state") in DONE_STATES and merged.exists():
             frame = self._read_parquet(run_id, merged, digests.get("trajectory.parquet"))
         else:
-            frame = self._read_parts(run_id, digests)
+            frame = self._read_parts(run_id, status)
         return frame.sort_values(["step", "task", "quantity"], kind="stable").reset_index(drop=True)
 
     # -- the index -------------------------------------------------------------------------
@@ -907,9 +915,10 @@ def _trajectory_bytes(table: pa.Table, end: dict[str, Any]) -> bytes:
     return data
 
 
-def _check_digest(data: bytes, digest: Mapping[str, Any]) -> None:
-    """``ValueError`` unless the SHA-256 of ``data`` is the one ``digest`` (a status's record of the file) holds."""
-    if hashlib.sha256(data).hexdigest() != digest.get("sha256"):
+def _check_digest(data: bytes, accepted: Sequence[Mapping[str, Any]]) -> None:
+    """``ValueError`` unless the SHA-256 of ``data`` is one of those the ``accepted`` digests (a status's records of
+    the file, :func:`accepted_digests`) hold."""
+    if hashlib.sha256(data).hexdigest() not in [d.get("sha256") for d in accepted]:
         raise ValueError("its SHA-256 digest differs from the one recorded when the run wrote it")
 
 
@@ -954,8 +963,31 @@ def selected_model_name(task: str, step: int) -> str:
 
 def file_digest(path: Path) -> dict[str, Any]:
     """``{"size": bytes, "sha256": hex digest}`` of the file ``path`` (what a run's status records)."""
-    data = path.read_bytes()
+    return bytes_digest(path.read_bytes())
+
+
+def bytes_digest(data: bytes) -> dict[str, Any]:
+    """``{"size": bytes, "sha256": hex digest}`` of ``data``: the :func:`file_digest` of a file holding it."""
     return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def accepted_digests(status: Mapping[str, Any], name: str) -> list[dict[str, Any]]:
+    """The digests of the run's file ``name`` that ``status`` vouches for: the one it records (``digests``) and,
+    for a part being rewritten, the one the rewrite replaces (``replaced``: the part a kill before the rewrite
+    leaves; module docstring, *Rewritten parts*); empty if it records none."""
+    recorded = (status.get("digests") or {}).get(name)
+    replaced = (status.get("replaced") or {}).get(name)
+    if recorded is None:
+        return []
+    return [recorded] if replaced is None else [recorded, replaced]
+
+
+def part_bytes(rows: pd.DataFrame | pa.Table) -> bytes:
+    """``rows`` as the Parquet file of a row part (:data:`PARQUET_WRITE`), as :meth:`RunStore.write_part` writes
+    it (encoded apart where its digest is needed before it is written: a rewritten part, module docstring)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(_row_table(rows), sink, **PARQUET_WRITE)
+    return bytes(sink.getvalue().to_pybytes())
 
 
 def row_schema_problem(schema: pa.Schema) -> str | None:
@@ -980,17 +1012,21 @@ def _status_problem(status: dict[str, Any]) -> str | None:
         return f"unknown state {status.get('state')!r}"
     if not isinstance(status.get("step"), int) or status["step"] < 0:
         return f"step {status.get('step')!r} is not a non-negative integer"
-    digests = status.get("digests", {})
-    if not isinstance(digests, dict):
-        return "digests is not an object"
-    for name, digest in digests.items():
-        if not (
-            isinstance(digest, dict)
-            and isinstance(digest.get("size"), int)
-            and not isinstance(digest["size"], bool)
-            and isinstance(digest.get("sha256"), str)
-        ):
-            return f"the digest of {name} is not an object with an integer size and a string sha256: {digest!r}"
+    for key in ("digests", "replaced"):
+        digests = status.get(key, {})
+        if not isinstance(digests, dict):
+            return f"{key} is not an object"
+        for name, digest in digests.items():
+            if not (
+                isinstance(digest, dict)
+                and isinstance(digest.get("size"), int)
+                and not isinstance(digest["size"], bool)
+                and isinstance(digest.get("sha256"), str)
+            ):
+                return (
+                    f"the digest of {name} in {key} is not an object with an integer size and a string sha256: "
+                    f"{digest!r}"
+                )
     parts = status.get("parts", [])
     if not isinstance(parts, list) or not all(isinstance(p, int) and not isinstance(p, bool) and p >= 0 for p in parts):
         return f"parts {parts!r} is not a list of non-negative integer steps"

@@ -32,7 +32,9 @@ opened, locked, verified, healed, written, checkpointed and restored here, throu
    **Digests.**  The SHA-256 and size of every file the handle writes (config, task information,
    each row part, the checkpoint, each selected model, the merged trajectory) are taken from the
    bytes as they are written and go into every status it writes, so a file rewritten validly (page
-   checksums or zip CRCs intact) is caught by the deep verification.  The files of a run written
+   checksums or zip CRCs intact) is caught by the deep verification.  A part the status on disk records that is
+   written again (rows recorded at a checkpoint's step after the checkpoint) is written after a status recording
+   its new digest and the old one (*Rewritten parts* in :mod:`mtlens.store.run_store`).  The files of a run written
    before digests were recorded get theirs the first time they verify (:meth:`RunHandle.open`,
    :func:`clean_complete_run`).  A kill between writing a checkpoint and the status that records
    its digest leaves a checkpoint that no longer matches: the run is then retrained from scratch.
@@ -64,7 +66,16 @@ from torch import Tensor
 
 from mtlens.errors import DamagedStoreError, MtlensError
 from mtlens.store import RunLockedError, RunState, RunStore, StoreNotWritableError, atomic_write_bytes
-from mtlens.store.run_store import DONE_STATES, ROW_SCHEMA, file_digest, part_name, selected_model_name
+from mtlens.store.run_store import (
+    DONE_STATES,
+    ROW_SCHEMA,
+    accepted_digests,
+    bytes_digest,
+    file_digest,
+    part_bytes,
+    part_name,
+    selected_model_name,
+)
 from mtlens.tasks import Task
 
 MAX_PENDING_STEPS = 64
@@ -279,11 +290,13 @@ class RunHandle:
         self._restore_point = None
         if status is not None and "parts" in status and store.checkpoint_path(run_id).exists():
             self._restore_point = (int(status["step"]), [int(s) for s in status["parts"]])
-        recorded = (status or {}).get("digests") or {}
         for path in self._written_files():  # intact (verified just now): their digests go on into every status
             name = path.relative_to(store.run_dir(run_id)).as_posix()
-            if name not in self.damaged:  # no digest recorded (written before version 2): recorded from now on
-                self._digests[name] = recorded.get(name) or file_digest(path)
+            if name not in self.damaged:
+                # the one recorded; else the file's: none recorded (written before version 2: recorded from now on),
+                # or two (a part whose rewrite a kill may have cut short: whichever verified is there)
+                accepted = accepted_digests(status or {}, name)
+                self._digests[name] = accepted[0] if len(accepted) == 1 else file_digest(path)
         rest = set(self.damaged) - {"config.json", "tasks.json", "checkpoint.pt"}
         if status is not None and status["state"] in DONE_STATES:
             if not rest:  # complete rows: keep them, drop what a complete run does not need
@@ -406,8 +419,7 @@ class RunHandle:
         """Write the rows ``{"task", "quantity", "value"}`` recorded at ``step`` as one part at once
         (replacing an earlier part of the same step and any rows of ``step`` buffered by :meth:`record`)."""
         self._pending.pop(step, None)
-        self._digests[part_name(step)] = self.store.write_part(self.run_id, step, self.rows([(step, epoch, records)]))
-        self._parts.add(step)
+        self._write_part(step, self.rows([(step, epoch, records)]))
 
     def record(self, step: int, epoch: float, values: Mapping[tuple[str, str], float]) -> None:
         """Buffer ``{(task, quantity): value}`` recorded at ``step``: a value recorded again (in this session,
@@ -432,9 +444,30 @@ class RunHandle:
         rows of its step)."""
         for step in sorted(self._pending if steps is None else set(steps) & set(self._pending)):
             epoch, values = self._pending.pop(step)
-            rows = self.rows([(step, epoch, _records(values))])
-            self._digests[part_name(step)] = self.store.write_part(self.run_id, step, rows)
-            self._parts.add(step)
+            self._write_part(step, self.rows([(step, epoch, _records(values))]))
+
+    def _write_part(self, step: int, rows: pa.Table) -> None:
+        """Write ``rows`` as the part of ``step`` (atomic); its digest goes into the next status.  A part the
+        status on disk records (rows recorded at a checkpoint's step after the checkpoint, or recorded again) is
+        rewritten only after that status is rewritten as it is (state, step, the parts its checkpoint covers)
+        but for the digests: the new one, the old one as ``replaced`` (module docstring of
+        :mod:`mtlens.store.run_store`, *Rewritten parts*), so a kill at any moment leaves a status the parts
+        match.  Before, the status kept the old digest: Ctrl-C or a kill after the rewrite left the run
+        ``damaged``, and it was retrained from scratch."""
+        name = part_name(step)
+        data = part_bytes(rows)
+        status = (self.store.status(self.run_id) or {}) if step in self._parts else {}
+        old = (status.get("digests") or {}).get(name)
+        if old is not None:
+            skip = ("state", "step", "message", "updated", "digests", "replaced")
+            kept = {k: v for k, v in status.items() if k not in skip}
+            digests = {**self._digests, name: bytes_digest(data)}
+            message = status.get("message", "")
+            self.store.set_status(
+                self.run_id, status["state"], status["step"], message, **kept, digests=digests, replaced={name: old}
+            )
+        self._digests[name] = self.store.write_part(self.run_id, step, data)
+        self._parts.add(step)
 
     def part_steps(self) -> list[int]:
         return self.store.part_steps(self.run_id)
