@@ -69,8 +69,11 @@ for tasks in (["digit"], ["high"], ["digit", "high"]):
     args = TrainingArguments("runs/hf-trainer", num_train_epochs=epochs, per_device_train_batch_size=batch_size,
                              learning_rate=3e-2, eval_strategy="epoch", save_strategy="no", label_names=tasks,
                              report_to=[], use_cpu=True, disable_tqdm=True, seed=0)  # fmt: skip
-    with Recorder("runs/hf", "digits_hf", tasks, seed=0, steps_per_epoch=steps_per_epoch, probes=probes,
-                  hyperparameters={"lr": 3e-2, "batch_size": batch_size}) as rec:  # fmt: skip
+    rec = Recorder("runs/hf", "digits_hf", tasks, seed=0, steps_per_epoch=steps_per_epoch, probes=probes,
+                   hyperparameters={"lr": 3e-2, "batch_size": batch_size})  # fmt: skip
+    if rec.done():  # recorded already: running this again trains only the runs left
+        continue
+    with rec:
         trainer = Trainer(model, args, train_dataset=data["train"], eval_dataset=data, compute_metrics=per_task_losses,
                           callbacks=[RecorderTrainerCallback(rec)])  # fmt: skip
         trainer.remove_callback(transformers.PrinterCallback)  # no metrics printed at every evaluation

@@ -60,8 +60,11 @@ warnings.filterwarnings("ignore", module="lightning")  # e.g. "the dataloader do
 for tasks in (["digit"], ["high"], ["digit", "high"]):
     module = TwoTasks(tasks, seed=0)
     train_loader = DataLoader(data["train"], batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0))
-    with Recorder("runs/lightning", "digits_lightning", tasks, seed=0, steps_per_epoch=len(train_loader),
-                  hyperparameters={"lr": 0.01, "batch_size": 32}) as rec:  # fmt: skip
+    rec = Recorder("runs/lightning", "digits_lightning", tasks, seed=0, steps_per_epoch=len(train_loader),
+                   hyperparameters={"lr": 0.01, "batch_size": 32})  # fmt: skip
+    if rec.done():  # recorded already: running this again trains only the runs left
+        continue
+    with rec:
         quiet = {
             "logger": False,
             "enable_checkpointing": False,

@@ -69,6 +69,14 @@ def test_example_runs_and_trains_paired_runs_the_report_reads(name, tmp_path, mo
     assert start.groupby(["task", "seed"])["start"].std().max() < 1e-6, start
     transfer = mtlens.load(store).transfer()
     assert set(transfer["task"]) == set(tasks) and (transfer["n_mtl"] == seeds).all()
+    # run again, the example skips its complete runs (it raised RecordedRunFinishedError at the first one)
+    written = {p: p.stat().st_mtime_ns for p in (tmp_path / store_path).rglob("*") if p.is_file()}
+    gc.freeze()
+    try:
+        runpy.run_path(str(EXAMPLES / name), run_name="__main__")
+    finally:
+        gc.unfreeze()
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / store_path).rglob("*") if p.is_file()} == written
 
 
 def excerpts(block: str) -> list[str]:
