@@ -262,3 +262,65 @@ def test_a_run_two_of_whose_series_would_get_one_name_is_skipped_named_not_merge
         assert f"{rec.run_id} not exported: " in captured.err and repr(key) in captured.err
     assert set(mlflow_runs(MlflowClient(tracking_uri=uri))) == {fine.run_id}
     assert sorted(p.name for p in logdir.iterdir()) == [fine.run_id]
+
+
+def tensorboard_values(logdir, run_id: str, key: str) -> dict[int, float]:
+    """``{step: value}`` of the scalar series ``key`` of the TensorBoard run ``logdir/run_id``."""
+    events = EventAccumulator(str(logdir / run_id))
+    events.Reload()
+    return {e.step: e.value for e in events.Scalars(key)}
+
+
+def test_tensorboard_rewrites_a_run_whose_values_changed_at_the_same_row_count(tmp_path, capsys):
+    """A run resumed from step 1 again records another value at step 2: state, last step and row count are what
+    was exported, only a value differs; the export sees it (the marker's digest of every value) and rewrites the
+    run, so TensorBoard shows the store's value, not the one the store replaced (audit C)."""
+    store = RunStore(tmp_path / "store")
+    logdir = tmp_path / "tb"
+    argv = ["export", "--to", "tensorboard", "--store", str(store.root), "--logdir", str(logdir), "--quiet"]
+    with Recorder(store, "toy", ["a"], seed=0, steps_per_epoch=2) as rec:
+        for step in (0, 1, 2):
+            rec.log(step, "val", {"a": {"loss": 1.0 / (step + 1)}})
+        rec.resume_from(1)  # restarted from step 1 twice: both exports see the same state and last step
+        rec.log(2, "val", {"a": {"loss": 1 / 3}})
+        rec.flush()
+        assert main(argv) == 0
+        assert "1 created" in capsys.readouterr().out
+        exported = store.runs()[["state", "last_step"]].to_dict("records"), len(store.trajectory(rec.run_id))
+        rec.resume_from(1)
+        rec.log(2, "val", {"a": {"loss": 0.4}})
+        rec.flush()
+        assert (store.runs()[["state", "last_step"]].to_dict("records"), len(store.trajectory(rec.run_id))) == exported
+        assert main(argv) == 0
+        assert "1 updated" in capsys.readouterr().out
+        assert tensorboard_values(logdir, rec.run_id, "val/loss/a") == pytest.approx({0: 1.0, 1: 0.5, 2: 0.4})
+        assert main(argv) == 0
+        assert "1 unchanged" in capsys.readouterr().out
+
+
+def test_tensorboard_rewrites_once_a_run_exported_before_its_marker_had_a_digest(tmp_path, capsys):
+    """A logdir written by an mtlens whose marker held only state, last step and row count: the next export
+    cannot tell whether its values are the store's, so it rewrites each run once (``updated``, the same values,
+    one event file) and leaves it alone from then on (audit C)."""
+    store = RunStore(tmp_path / "store")
+    logdir = tmp_path / "tb"
+    argv = ["export", "--to", "tensorboard", "--store", str(store.root), "--logdir", str(logdir), "--quiet"]
+    with Recorder(store, "toy", ["a"], seed=0, steps_per_epoch=2) as rec:
+        for step in (0, 1, 2):
+            rec.log(step, "val", {"a": {"loss": 1.0 / (step + 1)}})
+    assert main(argv) == 0
+    assert "1 created" in capsys.readouterr().out
+    marker = logdir / rec.run_id / "mtlens.json"
+    written = json.loads(marker.read_text())
+    assert set(written) == {"state", "last_step", "rows", "digest"}
+    old = {key: written[key] for key in ("state", "last_step", "rows")}  # the earlier marker, exactly
+    marker.write_text(json.dumps(old))
+    before = sorted((logdir / rec.run_id).glob("events.*"))
+    assert main(argv) == 0
+    assert "1 updated" in capsys.readouterr().out
+    assert json.loads(marker.read_text()) == written
+    after = sorted((logdir / rec.run_id).glob("events.*"))
+    assert len(after) == 1 and after != before
+    assert tensorboard_values(logdir, rec.run_id, "val/loss/a") == pytest.approx({0: 1.0, 1: 0.5, 2: 1 / 3})
+    assert main(argv) == 0
+    assert "1 unchanged" in capsys.readouterr().out

@@ -3,8 +3,9 @@ a run's trajectory rows as named metric series over the training step, and what 
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -50,6 +51,21 @@ def metric_series(rows: pd.DataFrame) -> dict[str, dict[int, float]]:
         series.setdefault(metric_key(str(quantity), str(task)), {})[int(step)] = float(value)
     series["epoch"] = {int(s): float(e) for s, e in rows.groupby("step")["epoch"].first().items()}
     return series
+
+
+def export_digest(series: Mapping[str, Mapping[int, float]], texts: Mapping[str, str]) -> str:
+    """The SHA-256 (hex) of what an export writes of one run: every value of :func:`metric_series`'s
+    ``series`` by name and step, and the text summaries ``texts`` by name.  For a tracker whose values cannot
+    be read back and compared (TensorBoard's event files): two exports of a run write the same thing exactly
+    when their digests agree, so a run whose values changed while its row count stayed (a resumed or healed
+    run trained again) is seen to have changed.  Values enter as ``repr``: exact, and every NaN alike."""
+    digest = hashlib.sha256()
+    for key in sorted(series):
+        for step in sorted(series[key]):
+            digest.update(f"s\t{key}\t{step}\t{series[key][step]!r}\n".encode())
+    for name in sorted(texts):
+        digest.update(f"t\t{name}\t{len(texts[name])}\t{texts[name]}\n".encode())
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

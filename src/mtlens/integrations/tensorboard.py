@@ -7,8 +7,10 @@ One run directory ``DIR/<run id>`` per mtlens run, holding its trajectory rows a
 and two text summaries: ``config`` (the run's config as JSON) and ``status`` (state, last step, message).
 
 **Idempotent.**  Event files only grow, so a run is written whole into a new directory that then replaces
-its old one (``DIR/<run id>/mtlens.json`` records what was written: a run whose state, last step and rows are
-unchanged is left as it is); exporting again never duplicates a value.  The replacement is two renames (old
+its old one (``DIR/<run id>/mtlens.json`` records what was written: state, last step, row count and
+:func:`~mtlens.integrations.series.export_digest` of every value and text; a run that matches it is left as it
+is, any other -- a value changed at the same row count, or a directory exported before the digest was
+recorded -- is rewritten whole); exporting again never duplicates a value.  The replacement is two renames (old
 aside, new in place) before the old is deleted, so a kill leaves the old export or the new one, at worst set
 aside as ``DIR/.<run id>.old-<pid>``, which the next export puts back or removes with any unfinished
 ``DIR/.<run id>.tmp-<pid>``.
@@ -23,7 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mtlens.errors import MtlensError
-from mtlens.integrations.series import Exported, SeriesClashError, exportable_runs, metric_series
+from mtlens.integrations.series import Exported, SeriesClashError, export_digest, exportable_runs, metric_series
 from mtlens.store import RunStore
 
 MARKER = "mtlens.json"
@@ -54,7 +56,21 @@ def export_tensorboard(
         run_id = row["run_id"]
         target = logdir / run_id
         _settle(logdir, run_id)
-        fingerprint = {"state": row["state"], "last_step": int(row["last_step"]), "rows": len(rows)}
+        try:
+            series = metric_series(rows)
+        except SeriesClashError as err:  # not exported: one of two series would be lost
+            results.append(Exported(run_id, "skipped", message=str(err)))
+            continue
+        texts = {
+            "config": "```\n" + json.dumps(config, indent=2, sort_keys=True) + "\n```",
+            "status": f"state: {row['state']}, last step: {row['last_step']}; {row.get('message') or ''}".rstrip("; "),
+        }
+        fingerprint = {
+            "state": row["state"],
+            "last_step": int(row["last_step"]),
+            "rows": len(rows),
+            "digest": export_digest(series, texts),
+        }
         marker = target / MARKER
         if marker.exists():
             try:
@@ -63,11 +79,6 @@ def export_tensorboard(
                     continue
             except ValueError:  # a damaged marker: write the run again
                 pass
-        try:
-            series = metric_series(rows)
-        except SeriesClashError as err:  # not exported: one of two series would be lost
-            results.append(Exported(run_id, "skipped", message=str(err)))
-            continue
         fresh = logdir / f".{run_id}.tmp-{os.getpid()}"
         shutil.rmtree(fresh, ignore_errors=True)
         writer = SummaryWriter(str(fresh))
@@ -75,9 +86,8 @@ def export_tensorboard(
             for key, steps in series.items():
                 for step, value in steps.items():
                     writer.add_scalar(key, value, step)
-            writer.add_text("config", "```\n" + json.dumps(config, indent=2, sort_keys=True) + "\n```", 0)
-            status = f"state: {row['state']}, last step: {row['last_step']}; {row.get('message') or ''}".rstrip("; ")
-            writer.add_text("status", status, int(row["last_step"]))
+            writer.add_text("config", texts["config"], 0)
+            writer.add_text("status", texts["status"], int(row["last_step"]))
         finally:
             writer.close()
         (fresh / MARKER).write_text(json.dumps(fingerprint), encoding="utf-8")
