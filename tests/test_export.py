@@ -7,12 +7,15 @@ series reads back through TensorBoard's ``EventAccumulator``, and a second expor
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
+import sys
 import threading
 import time
 
 import pytest
+from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -324,3 +327,29 @@ def test_tensorboard_rewrites_once_a_run_exported_before_its_marker_had_a_digest
     assert tensorboard_values(logdir, rec.run_id, "val/loss/a") == pytest.approx({0: 1.0, 1: 0.5, 2: 1 / 3})
     assert main(argv) == 0
     assert "1 unchanged" in capsys.readouterr().out
+
+
+def test_mlflow_export_of_infinities_twice_leaves_the_run_in_place(tmp_path, capsys):
+    """MLflow's SQL store keeps ±inf as ±``sys.float_info.max``: read back, that is the store's ±inf, so a second
+    export finds the run unchanged -- same MLflow run, nothing deleted -- rather than deleting and recreating it
+    every time (audit C).  The values MLflow holds are the ones logged, NaN included."""
+    store = RunStore(tmp_path / "store")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    argv = ["export", "--to", "mlflow", "--store", str(store.root), "--tracking-uri", uri, "--quiet"]
+    values = {0: math.nan, 1: math.inf, 2: -math.inf, 3: 1.0}
+    with Recorder(store, "toy", ["a"], seed=0, steps_per_epoch=2) as rec:
+        for step, value in values.items():
+            rec.log(step, "val", {"a": {"loss": 0.5, "ratio": value}})
+    assert main(argv) == 0
+    assert "1 created" in capsys.readouterr().out
+    client = MlflowClient(tracking_uri=uri)
+    (first,) = mlflow_runs(client).values()
+    held = {m.step: m.value for m in client.get_metric_history(first.info.run_id, "val/ratio/a")}
+    assert math.isnan(held.pop(0)) and held == {1: sys.float_info.max, 2: -sys.float_info.max, 3: 1.0}
+    for _ in range(2):
+        assert main(argv) == 0
+        assert "1 unchanged" in capsys.readouterr().out
+    (again,) = mlflow_runs(client).values()
+    assert again.info.run_id == first.info.run_id
+    experiment_id = client.get_experiment_by_name("mtlens").experiment_id
+    assert client.search_runs([experiment_id], run_view_type=ViewType.DELETED_ONLY) == []

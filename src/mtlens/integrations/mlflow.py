@@ -15,7 +15,8 @@ run id and tagged ``mtlens.run_id`` with it:
 **Idempotent.**  A run already exported (found by its ``mtlens.run_id`` tag) is updated, never duplicated:
 its tags and status are set again and only the (series, step) values it lacks are logged, so exporting a
 store again after more training adds the new steps.  If a value it holds differs from the store's (a
-resumed run replaced rows after its checkpoint), the MLflow run is deleted and exported afresh.
+resumed run replaced rows after its checkpoint), the MLflow run is deleted and exported afresh.  MLflow's SQL
+store keeps ±inf as ±``sys.float_info.max`` (1.797e308): read back, that counts as the store's ±inf.
 
 **Where.**  ``tracking_uri`` as MLflow takes it: ``sqlite:///path/mlflow.db`` (a local file, no server;
 ``mlflow ui --backend-store-uri sqlite:///path/mlflow.db`` shows it) or ``http://host:5000`` (a running
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -64,7 +66,17 @@ def _param_text(value: Any) -> str:
     return text if len(text) <= MAX_PARAM_LENGTH else text[: MAX_PARAM_LENGTH - 3] + "..."
 
 
+def _as_stored(value: float) -> float:
+    """``value`` as MLflow's SQL store keeps it: ±inf as ±``sys.float_info.max`` (the largest float), every
+    other value as it is."""
+    return math.copysign(sys.float_info.max, value) if math.isinf(value) else value
+
+
 def _same(a: float, b: float) -> bool:
+    """Whether the values ``a`` and ``b`` (one from the store, one read back from MLflow) are one value: both
+    NaN, or equal up to 1e-9 relative once infinities are taken as MLflow stores them (else a run with ±inf
+    read back as ±max float would count as changed and be deleted and recreated by every export)."""
+    a, b = _as_stored(a), _as_stored(b)
     return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0)
 
 
