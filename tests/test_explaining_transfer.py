@@ -574,6 +574,33 @@ def test_optimizer_comparison_groups_runs_by_optimizer_and_momentum():
         assert table.loc[key, "n"] == 2
 
 
+def test_optimizer_section_never_pools_runs_of_other_configurations_as_seeds(tmp_path):
+    """Audit D 2026-12-06: in a loss-scale store (one seed, five scales c, Adam and SGD) the Adam vs SGD table
+    pooled the five scales as "n=5 runs (seeds)"; each scale is its own configuration (setting label)."""
+    from types import SimpleNamespace
+
+    from mtlens.report.alignment import optimizer_section
+
+    steps = np.arange(0, 30, 10)
+    rows, index = [], []
+    for optimizer in ("adam", "sgd"):
+        for c, value in (("1", 0.3), ("10", 0.5), ("100", 0.7)):
+            run_id = f"{optimizer}-{c}"
+            rows.append(
+                rows_of(run_id, "stl", "sum", 0, "a", steps, {"val/loss": [3.0, 1.0, 2.0], "test/loss": [9, value, 9]})
+            )
+            scales = f'{{"a": {c}}}'
+            index.append(
+                {"run_id": run_id, "optimizer": optimizer, "momentum": 0.0, "lr": 0.01, "task_loss_scales": scales}
+            )
+    store = SimpleNamespace(task_info=lambda: TASK_INFO)
+    optimizer_section(pd.DataFrame(index), pd.concat(rows), store, tmp_path)
+    table = pd.read_csv(tmp_path / "tables" / "optimizers.csv")
+    assert len(table) == 3 and table["setting"].nunique() == 3  # one row per scale, not one pooled row
+    assert all("(n=1)" in value for value in [*table["adam"], *table["sgd (momentum 0)"]])
+    assert sorted(float(v.split()[0]) for v in table["adam"]) == [0.3, 0.5, 0.7]
+
+
 def _family(*rows: np.ndarray) -> SkewnessBound:
     """The skewness bound of a table's family of rows (each a sample of per-seed differences)."""
     return family_skewness_bound([skewness_of(r) for r in rows], [len(r) for r in rows])

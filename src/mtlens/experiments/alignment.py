@@ -43,7 +43,10 @@ def alignment_section(
         "Gradient alignment on the shared parameters, mean and std over probe steps (after step 0) and "
         "seeds: inter-task cosine (MTL, pair 'a|b'), intra-task cosine between disjoint sub-batches "
         "and between class groups (STL and MTL), the magnitude ratio ||g_a|| / ||g_b|| (MTL) and "
-        "the task gradient norms. Descriptive, no test.",
+        "the task gradient norms. Descriptive, no test. Sample sizes differ: the inter-task cosine is of the "
+        "mean-loss gradients over the whole probe sample (probe_sample_size examples per task), the intra-task "
+        "cosines of halves or class groups of one training batch (a few examples each), whose gradient noise "
+        "pulls a cosine towards 0; the two are not comparable as printed.",
     )
     return body + save_figure(
         _alignment_figure(rows),

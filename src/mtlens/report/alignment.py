@@ -175,7 +175,11 @@ def optimizer_section(index: pd.DataFrame, rows: pd.DataFrame, store: RunStore, 
         return Section(
             title, not_available(f"needs runs that differ in optimizer (e.g. runs with optimizer sgd); {used}"), anchor
         )
-    table = optimizer_comparison(index, rows, store.task_info())
+    # runs that differ in more than the optimizer, its momentum and learning rate (e.g. a loss-scale store's
+    # task_loss_scales) are different configurations, never pooled as seeds: each its own setting label
+    compared = index.drop(columns=["optimizer", "momentum", "lr"], errors="ignore")
+    configured, info = by_configuration(compared, rows, store.task_info())
+    table = optimizer_comparison(index, configured, info)
     if table.empty:
         return Section(title, not_available("no run has a validation-selected checkpoint"), anchor)
     # an optimizer run at several learning rates (the optimizers experiment's grid): each its own column
@@ -197,8 +201,8 @@ def optimizer_section(index: pd.DataFrame, rows: pd.DataFrame, store: RunStore, 
         out_dir,
         "optimizers",
         "Test selection metric at the validation-selected checkpoint by optimizer (and learning rate where the "
-        "runs use several): mean ± std over n runs (seeds) per setting, task, mode and method. Descriptive, no "
-        "test.",
+        "runs use several): mean ± std over n runs (seeds) per setting, task, mode and method; runs that differ "
+        "in anything else (the setting's [label]) are never pooled. Descriptive, no test.",
     )
     return Section(title, body, anchor)
 

@@ -56,6 +56,7 @@ QUESTIONS = {
     "agreement": "Do transfer and the gap agree?",
     "explanation": "What explains it?",
     "elich": "Gradient alignment (Elich et al.)",
+    "optimizers": "Adam vs SGD (Elich et al.)",
 }
 """Paragraph keys of :func:`answers` and their headings, in the report's order."""
 
@@ -465,7 +466,12 @@ def elich_sentences(alignment: pd.DataFrame, ratios: pd.DataFrame) -> list[str]:
             + (f" ({row['fraction_negative']:.0%} negative)" if pd.notna(row.get("fraction_negative")) else "")
             for row in alignment.to_dict("records")
         ]
-        sentences.append(f"Median gradient cosines: {'; '.join(parts)} (descriptive, no test).")
+        sentences.append(
+            f"Median gradient cosines: {'; '.join(parts)} (descriptive, no test; the inter-task cosine is of "
+            "gradients over the whole probe sample, the intra-task ones of half-batches or class groups of one "
+            "training batch, so noise makes the intra-task cosines smaller and the two are not comparable as "
+            "printed)."
+        )
     if {"pair", "median_ratio"} <= set(ratios.columns):
         for row in ratios.to_dict("records"):
             method = f" with MTL ({row['method']})" if "method" in row else ""
@@ -543,7 +549,7 @@ def answers(tables: Mapping[str, pd.DataFrame], alpha: float = 0.05) -> dict[str
         )
     optimizers = _rows(tables, "optimizers", ("setting", "task", "mode", "method", "metric"))
     for setting, rows in optimizers.groupby("setting", sort=False):
-        add(setting, "elich", optimizer_sentences(rows))
+        add(setting, "optimizers", optimizer_sentences(rows))
     order = list(QUESTIONS)
     return {
         setting: dict(sorted(paragraphs.items(), key=lambda item: order.index(item[0])))
