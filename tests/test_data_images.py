@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,3 +106,61 @@ def test_celeba_lists_and_lazy_center_cropped_images(tmp_path):
     threaded = LazyImageFolder(tmp_path, folder.files, size=16, workers=2)[torch.tensor([0, 1, 0, 1, 1, 0])]
     assert torch.equal(threaded, torch.cat([batch, batch[[1, 1, 0]]]))
     assert torch.equal(folder[:2], batch[:2])
+
+
+def _rewrite_pickle(path: Path, **changes: object) -> None:
+    """Replace entries (``data``, ``fine_labels``, ...) of the CIFAR-100 pickle at ``path``."""
+    batch = pickle.loads(path.read_bytes())
+    batch.update({key.encode(): value for key, value in changes.items()})
+    path.write_bytes(pickle.dumps(batch))
+
+
+def _one_test_label_too_few(test: Path) -> None:
+    batch = pickle.loads(test.read_bytes())
+    _rewrite_pickle(test, fine_labels=batch[b"fine_labels"][:-1], coarse_labels=batch[b"coarse_labels"][:-1])
+
+
+def _truncated(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-100])
+
+
+def _test_superclass_changed(test: Path) -> None:
+    batch = pickle.loads(test.read_bytes())
+    coarse = list(batch[b"coarse_labels"])
+    coarse[7] = (coarse[7] + 1) % 20
+    _rewrite_pickle(test, coarse_labels=coarse)
+
+
+def _drop_key(path: Path) -> None:
+    batch = pickle.loads(path.read_bytes())
+    del batch[b"coarse_labels"]
+    path.write_bytes(pickle.dumps(batch))
+
+
+CIFAR100_DAMAGES = {
+    "fewer labels than images": (_one_test_label_too_few, "test: 100 images but 99 fine_labels and 99 coarse_labels"),
+    "rows of 3071 bytes": (
+        lambda test: _rewrite_pickle(test, data=np.zeros((100, 3071), dtype=np.uint8)),
+        "test: data must be a uint8 array of N rows of 3072 bytes, got \\(100, 3071\\)",
+    ),
+    "fine label 100": (
+        lambda test: _rewrite_pickle(test, fine_labels=[100] * 100),
+        r"test: fine_labels\[0\] = 100, expected 0 to 99",
+    ),
+    "test superclass contradicts train": (_test_superclass_changed, r"test: coarse_labels\[7\] = "),
+    "truncated pickle": (_truncated, "test: not a readable CIFAR-100 pickle"),
+    "a key missing": (_drop_key, r"test: the pickle lacks the published key\(s\) \['coarse_labels'\]"),
+    "truncated meta": (lambda test: _truncated(test.parent / "meta"), "meta: not a readable CIFAR-100 pickle"),
+}
+
+
+@pytest.mark.parametrize("damage", list(CIFAR100_DAMAGES))
+def test_a_malformed_cifar100_file_is_refused_naming_it(tmp_path, damage):
+    """A test batch with fewer labels than images was read, its images paired with other images' labels;
+    malformed pickles were tracebacks.  Each is now one DatasetFormatError naming the file (audit C)."""
+    write_cifar100(tmp_path, train_per_class=2, test_per_class=1)
+    damage_file, message = CIFAR100_DAMAGES[damage]
+    damage_file(tmp_path / "cifar-100-python" / "test")
+    with pytest.raises(DatasetFormatError, match=message) as info:
+        load_cifar100(tmp_path)
+    assert str(tmp_path / "cifar-100-python") in str(info.value)

@@ -43,9 +43,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from mtlens.data.registry import DatasetSpec, RemoteFile, register_dataset, require_dataset
+from mtlens.data.registry import DatasetFormatError, DatasetSpec, RemoteFile, register_dataset, require_dataset
 from mtlens.data.views import ArrayView, unit_interval_images
-from mtlens.errors import MtlensError
 from mtlens.store.atomic import atomic_write
 
 IDX_FILES = {
@@ -58,10 +57,6 @@ IDX_UBYTE = 0x08
 
 NOTMNIST_CLASSES = tuple("ABCDEFGHIJ")
 CELEBA_PARTITIONS = {"train": 0, "val": 1, "test": 2}
-
-
-class DatasetFormatError(MtlensError):
-    """A dataset file exists but does not have the published format."""
 
 
 def _idx_dataset(name: str, description: str, base_url: str, md5: Sequence[str]) -> DatasetSpec:
@@ -264,9 +259,62 @@ def _save_npz(path: Path, **arrays: np.ndarray) -> None:
 # CIFAR-100 (python pickles)
 
 
-def _unpickle(path: Path) -> dict[bytes, Any]:
-    with open(path, "rb") as handle:
-        return pickle.load(handle, encoding="bytes")
+_UNPICKLING_ERRORS = (
+    pickle.UnpicklingError,
+    EOFError,
+    OSError,
+    ValueError,
+    TypeError,
+    LookupError,
+    AttributeError,
+    ImportError,
+)
+"""What :func:`pickle.load` raises on a truncated or damaged file, or one that is no pickle."""
+
+
+def _unpickle(path: Path, keys: Sequence[bytes]) -> dict[bytes, Any]:
+    """The dict pickled in ``path`` (Python 2 strings as bytes); a file that is not such a pickle (truncated,
+    damaged, another format) or lacks one of ``keys`` is a :class:`DatasetFormatError` naming it."""
+    try:
+        with open(path, "rb") as handle:
+            content = pickle.load(handle, encoding="bytes")
+    except FileNotFoundError:
+        raise
+    except _UNPICKLING_ERRORS as err:
+        raise DatasetFormatError(f"{path}: not a readable CIFAR-100 pickle ({type(err).__name__}: {err})") from None
+    missing = [key.decode() for key in keys if not isinstance(content, dict) or key not in content]
+    if missing:
+        raise DatasetFormatError(f"{path}: the pickle lacks the published key(s) {missing}")
+    return content
+
+
+def _cifar100_batch(path: Path, n_fine: int, n_coarse: int) -> tuple[Tensor, Tensor, Tensor]:
+    """``(images (N, 3, 32, 32) uint8, fine (N,), coarse (N,))`` of the batch pickle at ``path``.
+
+    Images and both label lists are indexed by the same rows downstream, so their lengths must agree
+    (a batch with fewer labels than images would pair images with other images' labels); the labels
+    must be classes of ``meta``.
+    """
+    batch = _unpickle(path, (b"data", b"fine_labels", b"coarse_labels"))
+    data, fine_list, coarse_list = batch[b"data"], batch[b"fine_labels"], batch[b"coarse_labels"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        shape = getattr(data, "shape", type(data).__name__)
+        raise DatasetFormatError(f"{path}: data must be a uint8 array of N rows of 3072 bytes, got {shape}")
+    if not len(data) == len(fine_list) == len(coarse_list):
+        raise DatasetFormatError(
+            f"{path}: {len(data)} images but {len(fine_list)} fine_labels and {len(coarse_list)} coarse_labels"
+        )
+    try:
+        fine = torch.tensor(fine_list, dtype=torch.int64)
+        coarse = torch.tensor(coarse_list, dtype=torch.int64)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise DatasetFormatError(f"{path}: labels must be lists of integers ({err})") from None
+    for what, labels, n in (("fine_labels", fine, n_fine), ("coarse_labels", coarse, n_coarse)):
+        bad = ((labels < 0) | (labels >= n)).nonzero()
+        if len(bad):
+            row = int(bad[0])
+            raise DatasetFormatError(f"{path}: {what}[{row}] = {int(labels[row])}, expected 0 to {n - 1}")
+    return torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()), fine, coarse
 
 
 @lru_cache(maxsize=2)
@@ -275,23 +323,31 @@ def load_cifar100(root: Path) -> dict[str, Any]:
 
     Returns ``train`` and ``test`` as ``(images (N, 3, 32, 32) uint8, fine (N,), coarse (N,))``,
     ``fine_names`` and ``coarse_names`` (lists of str), and ``fine_to_coarse`` (100,): the
-    superclass of every fine class, read off the train batch's ``coarse_labels``.
+    superclass of every fine class, read off the train batch's ``coarse_labels``; the test batch's
+    ``coarse_labels`` must agree with it.  Every file is checked first (:func:`_cifar100_batch`): a
+    malformed one is a :class:`DatasetFormatError` naming it.
     """
     folder = root / "cifar-100-python"
-    meta = _unpickle(folder / "meta")
+    meta = _unpickle(folder / "meta", (b"fine_label_names", b"coarse_label_names"))
     out: dict[str, Any] = {
         "fine_names": [n.decode() for n in meta[b"fine_label_names"]],
         "coarse_names": [n.decode() for n in meta[b"coarse_label_names"]],
     }
     for split in ("train", "test"):
-        batch = _unpickle(folder / split)
-        data = np.asarray(batch[b"data"], dtype=np.uint8)
-        images = torch.from_numpy(data.reshape(-1, 3, 32, 32).copy())
-        fine = torch.tensor(batch[b"fine_labels"], dtype=torch.int64)
-        coarse = torch.tensor(batch[b"coarse_labels"], dtype=torch.int64)
-        out[split] = (images, fine, coarse)
+        out[split] = _cifar100_batch(folder / split, len(out["fine_names"]), len(out["coarse_names"]))
     _, fine, coarse = out["train"]
-    out["fine_to_coarse"] = fine_to_coarse_map(fine, coarse, len(out["fine_names"]))
+    try:
+        out["fine_to_coarse"] = fine_to_coarse_map(fine, coarse, len(out["fine_names"]))
+    except DatasetFormatError as err:
+        raise DatasetFormatError(f"{folder / 'train'}: {err}") from None
+    _, test_fine, test_coarse = out["test"]
+    wrong = (out["fine_to_coarse"][test_fine] != test_coarse).nonzero()
+    if len(wrong):
+        row = int(wrong[0])
+        raise DatasetFormatError(
+            f"{folder / 'test'}: coarse_labels[{row}] = {int(test_coarse[row])}, but fine class "
+            f"{int(test_fine[row])} is in superclass {int(out['fine_to_coarse'][test_fine[row]])} in the train batch"
+        )
     return out
 
 

@@ -60,6 +60,11 @@ class DatasetMissingError(MtlensError):
     """A registered dataset's files are not on disk; the message says what to put where."""
 
 
+class DatasetFormatError(MtlensError):
+    """A dataset file exists but does not have the published format; the message names the file (and the
+    line or image where that helps) and what is wrong, so that no wrong number is ever read from it."""
+
+
 class DownloadError(MtlensError):
     """A download failed (offline, bad URL, checksum mismatch, or nothing to download)."""
 
@@ -322,6 +327,7 @@ def status_table() -> str:
 
 
 __all__ = [
+    "DatasetFormatError",
     "DatasetMissingError",
     "DatasetSpec",
     "DatasetStatus",
