@@ -164,3 +164,33 @@ def test_a_malformed_cifar100_file_is_refused_naming_it(tmp_path, damage):
     with pytest.raises(DatasetFormatError, match=message) as info:
         load_cifar100(tmp_path)
     assert str(tmp_path / "cifar-100-python") in str(info.value)
+
+
+def _gzip_cut(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-40])
+
+
+IDX_DAMAGES = {
+    "gzip stream cut off": (_gzip_cut, "cannot be read as an IDX file"),
+    "header cut off": (
+        lambda path: path.write_bytes(gzip.compress(b"\x00\x00\x08\x03\x00\x00\x00\x02")),
+        "header of 3 sizes is cut off after 8 bytes",
+    ),
+    "not gzip": (lambda path: path.write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x02ab"), "cannot be read as an IDX file"),
+    "negative sizes": (  # (-1) x (-1) = 1 value, which numpy's reshape refused with a traceback
+        lambda path: path.write_bytes(gzip.compress(b"\x00\x00\x08\x02" + b"\xff" * 8 + b"a")),
+        r"header says shape \(-1, -1\) but holds 1 values",
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", list(IDX_DAMAGES))
+def test_a_malformed_idx_file_is_refused_naming_it(tmp_path, damage):
+    """A truncated gzip stream (EOFError) or header (struct.error) was a traceback (audit C)."""
+    path = tmp_path / "t10k-images-idx3-ubyte.gz"
+    write_idx(path, np.zeros((3, 28, 28), dtype=np.uint8))
+    damage_file, message = IDX_DAMAGES[damage]
+    damage_file(path)
+    with pytest.raises(DatasetFormatError, match=message) as info:
+        read_idx(path)
+    assert str(path) in str(info.value)

@@ -32,6 +32,7 @@ import hashlib
 import os
 import pickle
 import struct
+import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -162,16 +163,27 @@ register_dataset(
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """An IDX file (gzipped if its name ends in ``.gz``) of unsigned bytes as an array of its shape."""
+    """An IDX file (gzipped if its name ends in ``.gz``) of unsigned bytes as an array of its shape.
+
+    A file that cannot be decompressed (truncated or damaged gzip), has a short header or holds
+    another number of values than its header says is a :class:`DatasetFormatError` naming it.
+    """
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        raw = handle.read()
+    try:
+        with opener(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        raise
+    except (OSError, EOFError, zlib.error) as err:
+        raise DatasetFormatError(f"{path}: cannot be read as an IDX file ({type(err).__name__}: {err})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != IDX_UBYTE:
         raise DatasetFormatError(f"{path} is not an unsigned-byte IDX file (magic {raw[:4].hex()})")
     ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise DatasetFormatError(f"{path}: header of {ndim} sizes is cut off after {len(raw)} bytes")
     shape = struct.unpack(f">{ndim}i", raw[4 : 4 + 4 * ndim])
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(shape)):
+    if data.size != int(np.prod(shape)) or min(shape, default=0) < 0:
         raise DatasetFormatError(f"{path}: header says shape {shape} but holds {data.size} values")
     return data.reshape(shape)
 
