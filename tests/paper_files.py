@@ -124,3 +124,14 @@ def write_celeba(root: Path, partition: tuple[int, ...], seed: int = 0) -> np.nd
     (root / "list_attr_celeba.txt").write_text(f"{n}\n" + " ".join(CELEBA_ATTRIBUTES) + " \n" + "\n".join(rows) + "\n")
     (root / "list_eval_partition.txt").write_text("".join(f"{name} {k}\n" for name, k in zip(names, partition)))
     return attributes
+
+
+def set_celeba_attribute(root: Path, row: int, column: int, value: str) -> None:
+    """Write ``value`` as attribute ``column`` of image ``row`` (0-based: file line ``row + 3``) in ``root``'s
+    ``list_attr_celeba.txt``, for damaged-file tests."""
+    path = root / "list_attr_celeba.txt"
+    lines = path.read_text().split("\n")
+    fields = lines[row + 2].split()
+    fields[column + 1] = value
+    lines[row + 2] = " ".join(fields)
+    path.write_text("\n".join(lines))

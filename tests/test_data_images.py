@@ -25,6 +25,7 @@ from mtlens.data.images import (
 from paper_files import (
     CELEBA_ATTRIBUTES,
     CIFAR100_SUPERCLASSES,
+    set_celeba_attribute,
     write_celeba,
     write_cifar100,
     write_idx,
@@ -194,3 +195,64 @@ def test_a_malformed_idx_file_is_refused_naming_it(tmp_path, damage):
     with pytest.raises(DatasetFormatError, match=message) as info:
         read_idx(path)
     assert str(path) in str(info.value)
+
+
+def _replace_in(name: str, old: str, new: str):
+    """A damage that replaces the first ``old`` by ``new`` in the CelebA list ``name``."""
+
+    def damage(root: Path) -> None:
+        path = root / name
+        path.write_text(path.read_text().replace(old, new, 1))
+
+    return damage
+
+
+CELEBA_DAMAGES = {
+    # (damage, the file read, the message)
+    "attribute not a number": (
+        lambda root: set_celeba_attribute(root, 1, 0, "x"),
+        "list_attr_celeba.txt",
+        r"line 4: expected a file name and 40 values -1 or 1, got '000002.jpg x ",
+    ),
+    "attribute 0": (lambda root: set_celeba_attribute(root, 0, 5, "0"), "list_attr_celeba.txt", "line 3: expected"),
+    "attribute 2": (lambda root: set_celeba_attribute(root, 3, 39, "2"), "list_attr_celeba.txt", "line 6: expected"),
+    "empty attribute list": (
+        lambda root: (root / "list_attr_celeba.txt").write_text(""),
+        "list_attr_celeba.txt",
+        "line 1: expected the number of images",
+    ),
+    "partition code 3": (
+        _replace_in("list_eval_partition.txt", "000003.jpg 1", "000003.jpg 3"),
+        "list_eval_partition.txt",
+        r"line 3: expected a file name and a partition \['0', '1', '2'\], got '000003.jpg 3'",
+    ),
+    "partition row without a code": (
+        _replace_in("list_eval_partition.txt", "000004.jpg 2", "000004.jpg"),
+        "list_eval_partition.txt",
+        "line 4: expected a file name and a partition",
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", list(CELEBA_DAMAGES))
+def test_a_malformed_celeba_list_is_refused_naming_file_and_line(tmp_path, damage):
+    """A non-integer attribute was a ValueError the CLI blamed on the setting's options, a missing partition code
+    a tuple-unpacking traceback; attribute values other than -1/1 and partition codes other than 0/1/2 were
+    silently read (as 0/1, and as rows of no split) (audit C)."""
+    write_celeba(tmp_path, partition=(0, 0, 1, 2))
+    damage_file, name, message = CELEBA_DAMAGES[damage]
+    damage_file(tmp_path)
+    reader = read_celeba_attributes if name == "list_attr_celeba.txt" else read_celeba_partition
+    with pytest.raises(DatasetFormatError, match=message) as info:
+        reader(tmp_path / name)
+    assert str(tmp_path / name) in str(info.value)
+
+
+def test_an_image_that_cannot_be_decoded_is_refused_naming_it(tmp_path):
+    """A truncated JPEG was an OSError traceback from a decoding thread (audit C)."""
+    write_celeba(tmp_path, partition=(0, 0, 1, 2))
+    jpeg = tmp_path / "img_align_celeba" / "000003.jpg"
+    jpeg.write_bytes(jpeg.read_bytes()[: len(jpeg.read_bytes()) // 2])
+    folder = LazyImageFolder(tmp_path / "img_align_celeba", [f"{i:06d}.jpg" for i in range(1, 5)], size=8)
+    with pytest.raises(DatasetFormatError, match=f"{jpeg}: cannot be read as an image"):
+        folder[torch.arange(4)]

@@ -20,6 +20,7 @@ from mtlens.training.trainer import train_run
 from paper_files import (
     CELEBA_ATTRIBUTES,
     CIFAR100_SUPERCLASSES,
+    set_celeba_attribute,
     write_celeba,
     write_cifar100,
     write_idx_dataset,
@@ -177,3 +178,52 @@ def test_config_files_are_valid_run_configs(name):
     raw = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())
     config = parse_config({**raw, "setting": name})
     assert config.setting == name and config.epochs and config.eval_every_steps
+
+
+def _cut_in_half(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+DAMAGED_DATASETS = {
+    # setting: (write the dataset, damage it, what the one line must say)
+    "celeba-attribute-not-a-number": (
+        "celeba",
+        lambda root: write_celeba(root / "celeba", (0, 0, 1, 2)),
+        lambda root: set_celeba_attribute(root / "celeba", 2, 7, "x"),
+        ["celeba/list_attr_celeba.txt, line 5", "values -1 or 1"],
+    ),
+    "celeba-image-without-partition": (
+        "celeba",
+        lambda root: write_celeba(root / "celeba", (0, 0, 1, 2)),
+        lambda root: (root / "celeba/list_eval_partition.txt").write_text("000001.jpg 0\n000002.jpg 0\n000003.jpg 1\n"),
+        ["celeba/list_eval_partition.txt: no partition for 1 image(s)", "000004.jpg"],
+    ),
+    "celeba-truncated-jpeg": (
+        "celeba",
+        lambda root: write_celeba(root / "celeba", (0, 0, 1, 2)),
+        lambda root: _cut_in_half(root / "celeba/img_align_celeba/000002.jpg"),
+        ["celeba/img_align_celeba/000002.jpg: cannot be read as an image"],
+    ),
+    "fashion-mnist-truncated-gzip": (
+        "fashion_mtl",
+        lambda root: write_idx_dataset(root / "fashion_mnist", n_train=60, n_test=12, seed=0),
+        lambda root: _cut_in_half(root / "fashion_mnist/t10k-labels-idx1-ubyte.gz"),
+        ["fashion_mnist/t10k-labels-idx1-ubyte.gz: cannot be read as an IDX file"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGED_DATASETS))
+def test_a_damaged_dataset_is_one_clear_cli_error(data_root, capsys, case):
+    """A damaged dataset file stops the study before training: exit 2, one line naming the file (and line or
+    image), no store written.  These were tracebacks or a line blaming setting_options (audit C)."""
+    setting, write, damage, expected = DAMAGED_DATASETS[case]
+    write(data_root)
+    damage(data_root)
+    code = main(["study", setting, "--seeds", "1", "--store", str(data_root / "store"), "--quiet"])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert all(part in lines[0] for part in expected), lines[0]
+    assert "setting_options" not in lines[0] and not (data_root / "store").exists()

@@ -44,7 +44,14 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from mtlens.data.registry import DatasetFormatError, DatasetSpec, RemoteFile, register_dataset, require_dataset
+from mtlens.data.registry import (
+    DatasetFormatError,
+    DatasetSpec,
+    RemoteFile,
+    dataset_lines,
+    register_dataset,
+    require_dataset,
+)
 from mtlens.data.views import ArrayView, unit_interval_images
 from mtlens.store.atomic import atomic_write
 
@@ -379,19 +386,60 @@ def fine_to_coarse_map(fine: Tensor, coarse: Tensor, n_fine: int) -> Tensor:
 
 
 def read_celeba_attributes(path: Path) -> tuple[list[str], list[str], Tensor]:
-    """``(file names, the 40 attribute names, attributes (N, 40) in {0, 1})`` of ``list_attr_celeba.txt``."""
-    lines = path.read_text().splitlines()
-    count, names = int(lines[0].strip()), lines[1].split()
-    rows = [line.split() for line in lines[2:] if line.strip()]
-    if len(rows) != count or any(len(r) != len(names) + 1 for r in rows):
-        raise DatasetFormatError(f"{path}: expected {count} rows of a file name and {len(names)} values")
-    values = torch.tensor([[int(v) for v in r[1:]] for r in rows], dtype=torch.int64)
-    return [r[0] for r in rows], names, (values > 0).long()
+    """``(file names, the 40 attribute names, attributes (N, 40) in {0, 1})`` of ``list_attr_celeba.txt``.
+
+    Every row must be a file name and one ``-1`` or ``1`` per attribute, and there must be as many rows as
+    line 1 says; anything else is a :class:`DatasetFormatError` naming the file and line.
+    """
+    lines = dataset_lines(path)
+    if len(lines) < 2 or not lines[0].strip().isdigit():
+        first = lines[0].strip() if lines else ""
+        raise DatasetFormatError(
+            f"{path}, line 1: expected the number of images, then the attribute names; got {first!r}"
+        )
+    count, names = int(lines[0]), lines[1].split()
+    files, values = [], []
+    for number, line in enumerate(lines[2:], start=3):
+        row = line.split()
+        if not row:
+            continue
+        if len(row) != len(names) + 1 or any(v not in ("-1", "1") for v in row[1:]):
+            raise DatasetFormatError(
+                f"{path}, line {number}: expected a file name and {len(names)} values -1 or 1, got {line[:80]!r}"
+            )
+        files.append(row[0])
+        values.append([v == "1" for v in row[1:]])
+    if len(files) != count:
+        raise DatasetFormatError(f"{path}: line 1 says {count} images, the file lists {len(files)}")
+    return files, names, torch.tensor(values, dtype=torch.int64).reshape(len(files), len(names))
 
 
 def read_celeba_partition(path: Path) -> dict[str, int]:
-    """``file name -> 0 (train), 1 (val) or 2 (test)`` of ``list_eval_partition.txt``."""
-    return {name: int(k) for name, k in (line.split() for line in path.read_text().splitlines() if line.strip())}
+    """``file name -> 0 (train), 1 (val) or 2 (test)`` of ``list_eval_partition.txt``; a row that is not a
+    file name and one of those codes is a :class:`DatasetFormatError` naming the file and line."""
+    codes = {str(k): k for k in CELEBA_PARTITIONS.values()}
+    partition = {}
+    for number, line in enumerate(dataset_lines(path), start=1):
+        row = line.split()
+        if not row:
+            continue
+        if len(row) != 2 or row[1] not in codes:
+            raise DatasetFormatError(
+                f"{path}, line {number}: expected a file name and a partition {sorted(codes)}, got {line[:80]!r}"
+            )
+        partition[row[0]] = codes[row[1]]
+    return partition
+
+
+def celeba_partition_codes(files: Sequence[str], partition: dict[str, int], path: Path) -> Tensor:
+    """The partition code of every file in ``files`` (the attribute list's order); an image that
+    ``partition`` (read from ``path``) does not list is a :class:`DatasetFormatError` naming it."""
+    missing = [f for f in files if f not in partition]
+    if missing:
+        raise DatasetFormatError(
+            f"{path}: no partition for {len(missing)} image(s) of list_attr_celeba.txt, the first {missing[0]}"
+        )
+    return torch.tensor([partition[f] for f in files], dtype=torch.int64)
 
 
 class LazyImageFolder:
@@ -423,8 +471,13 @@ class LazyImageFolder:
             return torch.stack(list(pool.map(self._decode, names)))
 
     def _decode(self, name: str) -> Tensor:
-        with Image.open(self.folder / name) as image:
-            rgb = image.convert("RGB")
+        """One image, cropped and resized; one that cannot be read or decoded (missing, truncated, not an
+        image) is a :class:`DatasetFormatError` naming it."""
+        try:
+            with Image.open(self.folder / name) as image:
+                rgb = image.convert("RGB")
+        except (OSError, SyntaxError, ValueError) as err:  # PIL: UnidentifiedImageError and truncation are OSErrors
+            raise DatasetFormatError(f"{self.folder / name}: cannot be read as an image ({err})") from None
         width, height = rgb.size
         side = min(width, height)
         left, top = (width - side) // 2, (height - side) // 2

@@ -65,6 +65,19 @@ class DatasetFormatError(MtlensError):
     line or image where that helps) and what is wrong, so that no wrong number is ever read from it."""
 
 
+def dataset_lines(path: Path, encoding: str = "utf-8") -> list[str]:
+    """The lines of the text file ``path``, split on ``"\\n"`` only (a trailing ``"\\r"`` removed; no final empty
+    line): the published text formats separate rows by newlines, and :meth:`str.splitlines` would also cut a
+    row at U+2028, U+0085, form feeds and the like inside its text.  Bytes that are not ``encoding`` are a
+    :class:`DatasetFormatError` naming the file."""
+    try:
+        text = path.read_bytes().decode(encoding)  # not read_text: its universal newlines would split at a lone \r
+    except UnicodeDecodeError as err:
+        raise DatasetFormatError(f"{path}: not {encoding} text (byte {err.start}: {err.reason})") from None
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    return lines[:-1] if lines[-1] == "" else lines
+
+
 class DownloadError(MtlensError):
     """A download failed (offline, bad URL, checksum mismatch, or nothing to download)."""
 
@@ -336,6 +349,7 @@ __all__ = [
     "availability",
     "available_datasets",
     "dataset_dir",
+    "dataset_lines",
     "dataset_spec",
     "dataset_status",
     "download_dataset",

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import torch
 from pydantic import Field, PositiveInt
 
 from mtlens.data.images import (
     CELEBA_PARTITIONS,
     LazyImageFolder,
+    celeba_partition_codes,
     decoded_image_cache,
     read_celeba_attributes,
     read_celeba_partition,
@@ -42,8 +42,8 @@ def celeba(image_size: Annotated[int, Field(ge=8)] = 64, width: PositiveInt = 64
     """CelebA: 40 binary attributes, official partition, ResNet-18 at 64x64."""
     root = require_dataset("celeba")
     files, names, attributes = read_celeba_attributes(root / "list_attr_celeba.txt")
-    partition = read_celeba_partition(root / "list_eval_partition.txt")
-    part = torch.tensor([partition[f] for f in files])
+    partition_file = root / "list_eval_partition.txt"
+    part = celeba_partition_codes(files, read_celeba_partition(partition_file), partition_file)
     splits = {}
     for split, code in CELEBA_PARTITIONS.items():
         rows = (part == code).nonzero().squeeze(1)
