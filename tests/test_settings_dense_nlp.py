@@ -17,7 +17,7 @@ from sklearn.metrics import f1_score, matthews_corrcoef
 from mtlens import RunStore, parse_config, train_run
 from mtlens.data.cityscapes import BASELINE_M, FOCAL_PX, LABEL_ID_TO_CLASS, read_npy, read_official
 from mtlens.data.glue import GLUE_TASKS, read_glue_task
-from mtlens.data.registry import DatasetMissingError
+from mtlens.data.registry import DatasetFormatError, DatasetMissingError
 from mtlens.errors import MtlensError
 from mtlens.models import build_model
 from mtlens.settings import load_setting
@@ -323,7 +323,8 @@ def test_glue_readers_columns_and_label_mappings(tmp_path):
     assert cola.texts[3] == ("the cat sat 3",) and cola.labels.tolist()[:4] == [0, 1, 0, 1]
     mrpc = read_glue_task(tmp_path, "mrpc", "dev")
     assert mrpc.texts[1] == ("he said 101", "she said 101") and mrpc.labels[1] == 1
-    qqp = read_glue_task(tmp_path, "qqp", "train")
+    with pytest.warns(UserWarning, match="QQP/train.tsv: skipped 1 row.* header's 6 .*first: line 14"):
+        qqp = read_glue_task(tmp_path, "qqp", "train")
     assert len(qqp) == 12 and qqp.texts[5] == ("why 5?", "how 5?")
     stsb = read_glue_task(tmp_path, "stsb", "train")
     assert stsb.labels.dtype == torch.float32 and stsb.labels[5] == 5.0 and stsb.texts[0] == ("a man 0", "a dog 0")
@@ -331,6 +332,55 @@ def test_glue_readers_columns_and_label_mappings(tmp_path):
     assert mnli.labels.tolist()[:3] == [1, 2, 0] and mnli.texts[0] == ("premise 100", "hyp 100")
     for task in ("qnli", "rte"):
         assert read_glue_task(tmp_path, task, "train").labels.tolist()[:2] == [0, 1]
+
+
+def test_glue_rows_end_only_at_newlines(tmp_path):
+    """Rows were split with str.splitlines, which also breaks at U+2028, U+0085, \\x1c-\\x1e, \\v, \\f and a lone
+    \\r: a sentence holding one was cut in two and its label kept with the first part (audit C)."""
+    breaks = ["\u2028", "\u2029", "\x85", "\x1c", "\x1d", "\x1e", "\v", "\f", "\r"]
+    rows = [f"first{c}second\t{i % 2}" for i, c in enumerate(breaks)]
+    (tmp_path / "SST-2").mkdir()
+    (tmp_path / "SST-2" / "train.tsv").write_bytes(("sentence\tlabel\r\n" + "\r\n".join(rows) + "\r\n").encode())
+    sst2 = read_glue_task(tmp_path, "sst2", "train")
+    assert sst2.texts == [(f"first{c}second",) for c in breaks]
+    assert sst2.labels.tolist() == [i % 2 for i in range(len(breaks))]
+
+
+STSB_HEADER = "\t".join(GLUE_FILES["STS-B"]["header"])
+
+
+def _stsb(score: str) -> str:
+    return STSB_HEADER + "\n" + "\t".join(GLUE_FILES["STS-B"]["row"](0)[:-1] + [score]) + "\n"
+
+
+GLUE_DAMAGES = {
+    # (task, file, content, message)
+    "empty file": ("qnli", "QNLI/train.tsv", "", "QNLI/train.tsv: empty; expected a header line"),
+    "empty score": ("stsb", "STS-B/dev.tsv", _stsb(""), "STS-B/dev.tsv, line 2: score '' is not a number in"),
+    "score nan": ("stsb", "STS-B/dev.tsv", _stsb("nan"), r"line 2: score 'nan' is not a number in \[0, 5\]"),
+    "score 7.5": ("stsb", "STS-B/dev.tsv", _stsb("7.5"), r"line 2: score '7.5' is not a number in \[0, 5\]"),
+    "score -0.5": ("stsb", "STS-B/dev.tsv", _stsb("-0.5"), r"line 2: score '-0.5' is not a number in \[0, 5\]"),
+    "empty label": (
+        "rte",
+        "RTE/train.tsv",
+        "index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n1\tc\td\t\n",
+        r"RTE/train.tsv, line 3: unknown label '' \(1 such row\(s\)\)",
+    ),
+    "column missing": ("rte", "RTE/train.tsv", "index\tsentence1\tlabel\n", r"lacks column\(s\) \['sentence2'\]"),
+}
+
+
+@pytest.mark.parametrize("damage", list(GLUE_DAMAGES))
+def test_a_malformed_glue_file_is_refused_naming_file_and_line(tmp_path, damage):
+    """An empty file was an IndexError, an empty STS-B score a bare ValueError, scores outside [0, 5] (nan too)
+    were read as targets; unknown labels and missing columns were ValueErrors without a line (audit C)."""
+    task, name, content, message = GLUE_DAMAGES[damage]
+    (tmp_path / name).parent.mkdir()
+    (tmp_path / name).write_text(content, encoding="utf-8")
+    split = name.split("/")[1].removesuffix(".tsv")
+    with pytest.raises(DatasetFormatError, match=message) as info:
+        read_glue_task(tmp_path, task, split)
+    assert str(tmp_path / name) in str(info.value)
 
 
 def _bytes_to_unicode() -> list[str]:
@@ -368,14 +418,15 @@ def tiny_roberta(tmp_path) -> Path:
 
 def test_glue_setting_tokenizes_and_trains(tmp_path, tiny_roberta):
     _write_glue(tmp_path / "glue")
-    setting = load_setting(
-        "glue",
-        root=str(tmp_path / "glue"),
-        model_name=str(tiny_roberta),
-        pretrained=False,
-        max_length=48,
-        val_fraction=0.25,
-    )
+    with pytest.warns(UserWarning, match="QQP/(train|dev).tsv: skipped 1 row"):
+        setting = load_setting(
+            "glue",
+            root=str(tmp_path / "glue"),
+            model_name=str(tiny_roberta),
+            pretrained=False,
+            max_length=48,
+            val_fraction=0.25,
+        )
     assert setting.task_names == list(GLUE_TASKS)
     rte = setting.data["rte"]
     assert (len(rte.train), len(rte.val), len(rte.test)) == (9, 3, 12)

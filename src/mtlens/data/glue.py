@@ -21,11 +21,13 @@ rte     sentence1, sentence2        label           0 entailment, 1 not_entailme
 ======  ==========================  ==============  ===========================================
 
 (label indices as in the Hugging Face ``glue`` dataset).  Rows with a different number of
-fields than the header (a few malformed QQP lines) are skipped.
+fields than the header (a few malformed QQP lines) are skipped with a warning that counts them.
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +36,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from mtlens.data.registry import DatasetSpec, register_dataset
+from mtlens.data.registry import DatasetFormatError, DatasetSpec, dataset_lines, register_dataset
 
 
 @dataclass(frozen=True)
@@ -108,36 +110,69 @@ def _column_index(column: str | int, position: dict[str, int]) -> int:
 
 
 def read_glue_tsv(path: Path, spec: GlueTaskSpec) -> GlueExamples:
-    """Read one GLUE TSV file with the columns and label mapping of ``spec``."""
-    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    """Read one GLUE TSV file with the columns and label mapping of ``spec``.
+
+    Rows are separated by ``"\\n"`` only (:func:`mtlens.data.registry.dataset_lines`: a sentence may hold
+    other line-break characters).  Rows with another number of fields than the header (without a header:
+    too few for the columns read) are skipped with a warning naming the file, their count and the first
+    one's line: the official QQP files have a few.  A missing header or column, a label outside the task's
+    labels, an STS-B score that is not a number in [0, 5] is a :class:`DatasetFormatError` naming the file
+    and line.
+    """
+    lines = list(enumerate(dataset_lines(path, encoding="utf-8-sig"), start=1))
     if spec.header:
-        names = lines[0].split("\t")
+        if not lines:
+            raise DatasetFormatError(f"{path}: empty; expected a header line and rows")
+        names = lines[0][1].split("\t")
         lines = lines[1:]
         missing = [c for c in (*spec.text_columns, spec.label_column) if c not in names]
         if missing:
-            raise ValueError(f"{path}: header {names} lacks column(s) {missing}")
+            raise DatasetFormatError(f"{path}: header {names} lacks column(s) {missing}")
         position = {name: i for i, name in enumerate(names)}
         n_fields = len(names)
     else:
         position, n_fields = {}, None
     text_at = [_column_index(c, position) for c in spec.text_columns]
     label_at = _column_index(spec.label_column, position)
-    texts, labels = [], []
-    for line in lines:
+    texts, labels, skipped = [], [], []
+    for number, line in lines:
         fields = line.split("\t")
         if (n_fields is not None and len(fields) != n_fields) or len(fields) <= max(*text_at, label_at):
+            skipped.append(number)
             continue
         texts.append(tuple(fields[i] for i in text_at))
-        labels.append(fields[label_at])
+        labels.append((number, fields[label_at]))
+    if skipped:
+        expected = f"the header's {n_fields}" if n_fields is not None else f"at least {max(*text_at, label_at) + 1}"
+        warnings.warn(
+            f"{path}: skipped {len(skipped)} row(s) without {expected} tab-separated fields (first: line {skipped[0]})",
+            stacklevel=2,
+        )
+    return GlueExamples(texts, _glue_targets(path, spec, labels))
+
+
+def _glue_targets(path: Path, spec: GlueTaskSpec, labels: list[tuple[int, str]]) -> Tensor:
+    """The targets of the ``(line, label)`` pairs read from ``path``: class indices, or STS-B's scores
+    (finite numbers in [0, 5]); any other label is a :class:`DatasetFormatError` naming the line."""
     if spec.labels is None:
-        targets = torch.tensor([float(v) for v in labels], dtype=torch.float32)
-    else:
-        index = {label: i for i, label in enumerate(spec.labels)}
-        unknown = sorted(set(labels) - set(index))
-        if unknown:
-            raise ValueError(f"{path}: unknown labels {unknown[:5]}; expected {list(spec.labels)}")
-        targets = torch.tensor([index[v] for v in labels], dtype=torch.long)
-    return GlueExamples(texts, targets)
+        scores = []
+        for number, value in labels:
+            try:
+                score = float(value)
+            except ValueError:
+                score = math.nan
+            if not 0.0 <= score <= 5.0:  # also refuses nan
+                raise DatasetFormatError(f"{path}, line {number}: score {value!r} is not a number in [0, 5]")
+            scores.append(score)
+        return torch.tensor(scores, dtype=torch.float32)
+    index = {label: i for i, label in enumerate(spec.labels)}
+    unknown = [(number, value) for number, value in labels if value not in index]
+    if unknown:
+        number, value = unknown[0]
+        raise DatasetFormatError(
+            f"{path}, line {number}: unknown label {value!r} ({len(unknown)} such row(s)); expected {list(spec.labels)}"
+        )
+    return torch.tensor([index[v] for _, v in labels], dtype=torch.long)
 
 
 def read_glue_task(root: Path, task: str, split: str) -> GlueExamples:
