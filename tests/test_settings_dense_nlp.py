@@ -4,6 +4,7 @@ mappings, corpus metrics against scikit-learn / scipy / brute force, and a train
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -443,6 +444,23 @@ def test_glue_setting_tokenizes_and_trains(tmp_path, tiny_roberta):
         setting,
         {t: (setting.data[t].train.inputs[rows], setting.data[t].train.targets[rows]) for t in setting.task_names},
     )
+
+
+def test_glue_requires_only_the_selected_tasks_files(tmp_path, tiny_roberta, monkeypatch):
+    """With tasks=('sst2',) the setting refused to load unless all eight tasks' files (and both MNLI dev
+    files) were in $MTLENS_DATA/glue (audit C)."""
+    monkeypatch.setenv("MTLENS_DATA", str(tmp_path))
+    _write_glue(tmp_path / "glue")
+    for path in (tmp_path / "glue").iterdir():
+        if path.name not in ("SST-2", "MNLI"):
+            shutil.rmtree(path)
+    (tmp_path / "glue" / "MNLI" / "dev_matched.tsv").unlink()
+    options = {"model_name": str(tiny_roberta), "pretrained": False, "max_length": 16}
+    assert load_setting("glue", tasks=("sst2",), **options).task_names == ["sst2"]
+    setting = load_setting("glue", tasks=("sst2", "mnli"), mnli_test="mismatched", **options)
+    assert len(setting.data["mnli"].test) == 12
+    with pytest.raises(DatasetMissingError, match=r"not found: MNLI/dev_matched\.tsv\. "):  # that file only
+        load_setting("glue", tasks=("mnli",), **options)
 
 
 def test_glue_without_transformers_imports_and_fails_only_when_used(tmp_path, monkeypatch):

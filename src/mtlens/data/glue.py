@@ -175,10 +175,14 @@ def _glue_targets(path: Path, spec: GlueTaskSpec, labels: list[tuple[int, str]])
     return torch.tensor([index[v] for _, v in labels], dtype=torch.long)
 
 
+def glue_file(task: str, split: str) -> str:
+    """The path of ``task``'s ``split`` file relative to the GLUE directory (``split`` as in :func:`read_glue_task`)."""
+    return f"{GLUE_TASKS[task].directory}/{split}.tsv"
+
+
 def read_glue_task(root: Path, task: str, split: str) -> GlueExamples:
     """``split`` is ``'train'`` or a dev file's stem (``'dev'``, ``'dev_matched'``, ``'dev_mismatched'``)."""
-    spec = GLUE_TASKS[task]
-    return read_glue_tsv(root / spec.directory / f"{split}.tsv", spec)
+    return read_glue_tsv(root / glue_file(task, split), GLUE_TASKS[task])
 
 
 def tokenize_pairs(tokenizer: Any, texts: Sequence[tuple[str, ...]], max_length: int) -> Tensor:

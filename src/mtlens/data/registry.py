@@ -44,7 +44,7 @@ import shutil
 import tarfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,13 +199,18 @@ def dataset_status(name: str) -> DatasetStatus:
     return DatasetStatus(spec, root, missing, used)
 
 
-def require_dataset(name: str) -> Path:
-    """The dataset's directory if all its files exist, else :class:`DatasetMissingError` saying what to do."""
+def require_dataset(name: str, files: Sequence[str] | None = None) -> Path:
+    """The dataset's directory if its files exist, else :class:`DatasetMissingError` saying what to do.
+
+    ``files`` (paths relative to the directory) narrows the check to the files a reader will use (e.g. the
+    GLUE tasks selected); by default every file of the dataset's spec must exist.
+    """
     status = dataset_status(name)
-    if status.present:
+    missing = status.missing if files is None else tuple(f for f in files if not (status.path / f).exists())
+    if not missing:
         return status.path
     spec = status.spec
-    shown = ", ".join(status.missing[:6]) + (f" and {len(status.missing) - 6} more" if len(status.missing) > 6 else "")
+    shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
     how = how_to_get(name)
     how = how[:1].upper() + how[1:]
     raise DatasetMissingError(

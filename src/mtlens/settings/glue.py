@@ -35,7 +35,7 @@ from annotated_types import MinLen
 from pydantic import PositiveInt
 from torch import Tensor, nn
 
-from mtlens.data.glue import GLUE_DATA, GLUE_TASKS, GlueTaskName, read_glue_task, tokenize_pairs
+from mtlens.data.glue import GLUE_DATA, GLUE_TASKS, GlueTaskName, glue_file, read_glue_task, tokenize_pairs
 from mtlens.data.registry import DatasetMissingError, require_dataset
 from mtlens.errors import MtlensError
 from mtlens.settings import register_setting
@@ -134,13 +134,14 @@ def glue(
     mnli_test: Literal["matched", "mismatched"] = "matched",
 ) -> Setting:
     """GLUE on a shared RoBERTa encoder (see the module doc)."""
-    path = Path(root) if root is not None else require_dataset(GLUE_DATA.name)
+    dev_of = {name: "dev_" + mnli_test if name == "mnli" else "dev" for name in tasks}
+    used = [glue_file(name, split) for name, dev in dev_of.items() for split in ("train", dev)]
+    path = Path(root) if root is not None else require_dataset(GLUE_DATA.name, files=used)  # only the tasks selected
     transformers = _transformers()
     tokenizer = _load("tokenizer", transformers.AutoTokenizer, model_name)
     config = _load("config", transformers.AutoConfig, model_name)
     data: dict[str, TaskData] = {}
-    for name in tasks:
-        dev = "dev_" + mnli_test if name == "mnli" else "dev"
+    for name, dev in dev_of.items():
         try:
             train_all, test = read_glue_task(path, name, "train"), read_glue_task(path, name, dev)
         except FileNotFoundError as err:
