@@ -55,6 +55,7 @@ CASES = {
     "runs-store-is-a-file": (["runs", "--store", "{tmp}/afile"], ["--store", "afile"]),
     "report-store-is-a-file": (["report", "--store", "{tmp}/afile", "--out", "{tmp}/report"], ["--store", "afile"]),
     "data-root-is-a-file": (["data", "download", "cifar100"], ["MTLENS_DATA", "afile"]),
+    "data-root-empty": (["data", "status"], ["$MTLENS_DATA is set but empty"]),
     "data-download-offline": (
         ["data", "download", "cifar100"],
         ["could not download https://www.cs.toronto.edu", "by hand", "{tmp}/data/cifar100"],
@@ -336,6 +337,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
     tmp = str(workdir)
     if case == "data-root-is-a-file":
         monkeypatch.setenv("MTLENS_DATA", f"{tmp}/afile")
+    if case == "data-root-empty":  # Path("") is the working directory: datasets were looked for and written there
+        monkeypatch.setenv("MTLENS_DATA", "")
     if case == "data-download-offline":
         monkeypatch.setenv("MTLENS_DATA", f"{tmp}/data")
         _offline(monkeypatch, workdir)

@@ -9,8 +9,13 @@ from mtlens.errors import ConfigError
 
 
 def data_root() -> Path:
-    """Where mtlens keeps datasets and caches: ``$MTLENS_DATA`` or ``~/.cache/mtlens``; a path to
-    something that is not a directory raises :class:`ConfigError`."""
+    """Where mtlens keeps datasets and caches: ``$MTLENS_DATA`` or ``~/.cache/mtlens``; an empty
+    ``$MTLENS_DATA`` (which ``Path`` would read as the current directory) or a path to something that
+    is not a directory raises :class:`ConfigError`."""
+    if os.environ.get("MTLENS_DATA", "unset").strip() == "":
+        raise ConfigError(
+            "$MTLENS_DATA is set but empty; set it to a directory (existing or new), or unset it to use ~/.cache/mtlens"
+        )
     root = Path(os.environ.get("MTLENS_DATA", Path.home() / ".cache" / "mtlens"))
     blocking = next((p for p in (root, *root.parents) if p.exists()), None)
     if blocking is not None and not blocking.is_dir():
