@@ -152,6 +152,10 @@ CIFAR100_DAMAGES = {
     "truncated pickle": (_truncated, "test: not a readable CIFAR-100 pickle"),
     "a key missing": (_drop_key, r"test: the pickle lacks the published key\(s\) \['coarse_labels'\]"),
     "truncated meta": (lambda test: _truncated(test.parent / "meta"), "meta: not a readable CIFAR-100 pickle"),
+    "meta names not strings": (
+        lambda test: _rewrite_pickle(test.parent / "meta", fine_label_names=list(range(100))),
+        "meta: the class names must be a non-empty list of strings",
+    ),
 }
 
 

@@ -368,6 +368,7 @@ GLUE_DAMAGES = {
         r"RTE/train.tsv, line 3: unknown label '' \(1 such row\(s\)\)",
     ),
     "column missing": ("rte", "RTE/train.tsv", "index\tsentence1\tlabel\n", r"lacks column\(s\) \['sentence2'\]"),
+    "header only": ("rte", "RTE/train.tsv", "index\tsentence1\tsentence2\tlabel\n", "RTE/train.tsv: no examples"),
 }
 
 

@@ -117,7 +117,7 @@ def read_glue_tsv(path: Path, spec: GlueTaskSpec) -> GlueExamples:
     too few for the columns read) are skipped with a warning naming the file, their count and the first
     one's line: the official QQP files have a few.  A missing header or column, a label outside the task's
     labels, an STS-B score that is not a number in [0, 5] is a :class:`DatasetFormatError` naming the file
-    and line.
+    and line; a file without any example is one naming the file.
     """
     lines = list(enumerate(dataset_lines(path, encoding="utf-8-sig"), start=1))
     if spec.header:
@@ -148,6 +148,8 @@ def read_glue_tsv(path: Path, spec: GlueTaskSpec) -> GlueExamples:
             f"{path}: skipped {len(skipped)} row(s) without {expected} tab-separated fields (first: line {skipped[0]})",
             stacklevel=2,
         )
+    if not texts:
+        raise DatasetFormatError(f"{path}: no examples (a header alone, or only malformed rows)")
     return GlueExamples(texts, _glue_targets(path, spec, labels))
 
 

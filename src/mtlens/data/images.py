@@ -336,6 +336,17 @@ def _cifar100_batch(path: Path, n_fine: int, n_coarse: int) -> tuple[Tensor, Ten
     return torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()), fine, coarse
 
 
+def _class_names(path: Path, names: Any) -> list[str]:
+    """The class names of a CIFAR-100 ``meta`` list (bytes, as the published pickle has them, or str); anything
+    else is a :class:`DatasetFormatError` naming ``path``."""
+    if not isinstance(names, list) or not names or not all(isinstance(n, (bytes, str)) for n in names):
+        raise DatasetFormatError(f"{path}: the class names must be a non-empty list of strings, got {names!r:.80}")
+    try:
+        return [n.decode() if isinstance(n, bytes) else n for n in names]
+    except UnicodeDecodeError as err:
+        raise DatasetFormatError(f"{path}: a class name is not UTF-8 ({err})") from None
+
+
 @lru_cache(maxsize=2)
 def load_cifar100(root: Path) -> dict[str, Any]:
     """CIFAR-100 from ``root/cifar-100-python``.
@@ -349,8 +360,8 @@ def load_cifar100(root: Path) -> dict[str, Any]:
     folder = root / "cifar-100-python"
     meta = _unpickle(folder / "meta", (b"fine_label_names", b"coarse_label_names"))
     out: dict[str, Any] = {
-        "fine_names": [n.decode() for n in meta[b"fine_label_names"]],
-        "coarse_names": [n.decode() for n in meta[b"coarse_label_names"]],
+        f"{kind}_names": _class_names(folder / "meta", meta[f"{kind}_label_names".encode()])
+        for kind in ("fine", "coarse")
     }
     for split in ("train", "test"):
         out[split] = _cifar100_batch(folder / split, len(out["fine_names"]), len(out["coarse_names"]))
