@@ -178,6 +178,66 @@ def test_layerwise_path_is_taken_only_when_every_parameter_is_a_dense_or_conv_la
     assert model.encoder[2].weight is weight and model.encoder[3].weight is weight
 
 
+class TimeDistributed(nn.Module):
+    """Positions folded into the batch dimension: the Linear's input has N * L rows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 6)
+
+    def forward(self, x):
+        n, length, d = x.shape
+        return torch.tanh(self.lin(x.reshape(n * length, d))).reshape(n, length, -1).mean(1)
+
+
+class SequenceFirst(nn.Module):
+    """A sequence-first Linear: its input is (L, N, d), rows are positions, not examples."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 6)
+
+    def forward(self, x):
+        return torch.tanh(self.lin(x.transpose(0, 1))).mean(0)
+
+
+class Siamese(nn.Module):
+    """Both halves of each example through one Linear, stacked along dimension 0 (2N rows)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 3)
+
+    def forward(self, x):
+        n = len(x)
+        h = torch.tanh(self.lin(torch.cat([x[:, 0], x[:, 1]])))
+        return torch.cat([h[:n], h[n:]], dim=1)
+
+
+@pytest.mark.parametrize(
+    ("encoder", "shape", "chunk_size"),
+    [
+        (TimeDistributed, (10, 5, 4), 256),
+        (SequenceFirst, (10, 5, 4), 256),
+        (SequenceFirst, (10, 5, 4), 5),  # a chunk of 5 examples of length 5: the row count cannot tell
+        (Siamese, (10, 2, 4), 256),
+    ],
+)
+def test_per_example_norms_are_right_where_layer_rows_are_not_examples(encoder, shape, chunk_size):
+    """Audit F 2026-12-06: the layer-wise identities took row i of every Linear input as example i, so a model
+    that folds positions into the batch, runs sequence-first or stacks a siamese pair got wrong per-example
+    norms (coherence 0.188 for 0.156) with no error; such models now take ``vmap``."""
+    task = classification_task("cls", 3)
+    torch.manual_seed(0)
+    model = MultiTaskModel(encoder(), {"cls": nn.Linear(6, 3)})
+    generator = torch.Generator().manual_seed(1)
+    x, y = torch.randn(*shape, generator=generator), torch.randint(0, 3, (shape[0],), generator=generator)
+    g = loop_gradients(model, task, x, y)
+    total, sum_sq, _ = per_example_gradient_moments(model, task, x, y, chunk_size=chunk_size)
+    torch.testing.assert_close(total, g.sum(0), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(sum_sq, g.pow(2).sum(), rtol=1e-4, atol=1e-6)
+
+
 # ---------------------------------------------------------------- coherence
 
 

@@ -15,11 +15,18 @@ whichever is cheaper.  For a dense layer and one example (``M = 1``) this is
 ``||a||^2 ||delta||^2``: the ``(N, P)`` per-example gradients are never formed.
 
 ``Delta`` comes from one ordinary backward pass of the summed loss; because the model is
-in eval mode, examples do not interact and row ``i`` of the output gradient is example
-``i``'s own.  Forward hooks are registered on the layers for the duration of the call and
+in eval mode, examples do not interact, and where a layer's input has one row per example, row ``i`` of
+its output gradient is example ``i``'s own.  A model can break that: an encoder that folds positions into
+the batch dimension (``x.reshape(N * L, d)`` into a Linear), runs sequence-first (``(L, N, d)``) or stacks
+a siamese pair along dimension 0; the identities then give wrong per-example norms (audit, 2026-12-06:
+coherence 0.188 for 0.156).  :func:`layerwise_moments` therefore requires every hooked layer's input to
+have one row per example of its chunk, and :func:`~mtlens.probes.per_example.gradient_moments` checks it
+against ``vmap`` on the first two examples (which catches a sequence-first layer whose length equals the
+chunk's size).  Forward hooks are registered on the layers for the duration of the call and
 removed afterwards.  :func:`layerwise_moments` returns ``None`` when some probe parameter
-is not the weight or bias of exactly one supported layer, or a layer runs more than once
-per forward (shared weights); callers then fall back to ``vmap``.
+is not the weight or bias of exactly one supported layer, a layer runs more than once
+per forward (shared weights) or a layer's input rows are not the chunk's examples; callers then fall back
+to ``vmap``.
 """
 
 from __future__ import annotations
@@ -129,6 +136,8 @@ def layerwise_moments(
             grads = torch.autograd.grad(loss, list(params.values()))
             if any(len(record) != 2 for record in records.values()):
                 return None  # a layer ran twice (shared weights) or its output was not used
+            if any(len(record[0]) != len(x) for record in records.values()):
+                return None  # a layer's input rows are not the chunk's examples (module docstring)
             block_sq = torch.zeros((), dtype=loss.dtype, device=loss.device)
             for module, (weight, bias) in layers.items():
                 a, delta = _positions(module, *records[module])

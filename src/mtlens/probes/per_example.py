@@ -132,6 +132,26 @@ def per_example_gradients(
         return torch.cat([block for block, _ in group_gradients(model, task, inputs, targets, 1, chunk_size)])
 
 
+LAYERWISE_RTOL = 1e-3
+"""Relative tolerance of :func:`_layerwise_holds` (float32 sums of squares agree to about 1e-6)."""
+
+
+def _layerwise_holds(model: ProbedModule, task: Task, params: dict[str, nn.Parameter], x: Tensor, y: Tensor) -> bool:
+    """Whether the layer-wise identities (:mod:`mtlens.probes.layerwise`) give ``model``'s per-example
+    squared gradient norms: on the examples ``x`` (the first two of the sample) their ``sum_i ||g_i||^2``
+    equals ``vmap``'s within :data:`LAYERWISE_RTOL`.  False where a layer's input rows are not one per
+    example in a way the row count cannot show (a sequence-first layer whose length equals the chunk's size);
+    True where ``vmap`` cannot run the model (then only the row count of :func:`layerwise_moments` checks it)."""
+    fast = layerwise_moments(model, task, params, x, y, 1, len(x))
+    if fast is None:
+        return False
+    try:
+        reference = sum(block.pow(2).sum() for block, _ in group_gradients(model, task, x, y, 1, len(x)))
+    except RuntimeError:  # an op vmap cannot batch: the row check of layerwise_moments is all there is
+        return True
+    return bool(torch.isclose(fast[1], torch.as_tensor(reference, dtype=fast[1].dtype), rtol=LAYERWISE_RTOL))
+
+
 def gradient_moments(
     model: ProbedModule, task: Task, inputs: Tensor, targets: Tensor, group_size: int = 1, chunk_size: int = 256
 ) -> tuple[Tensor, Tensor, int]:
@@ -139,7 +159,8 @@ def gradient_moments(
 
     Groups are runs of ``group_size`` examples (the last may be shorter); ``group_size=1``
     gives ``sum_i ||g_i||^2``.  When every probe parameter is the weight or bias of a dense or
-    convolutional layer, the squared norms come from layer inputs and output gradients
+    convolutional layer whose input rows are the examples (checked on the first two,
+    :func:`_layerwise_holds`), the squared norms come from layer inputs and output gradients
     without forming per-group gradients (:mod:`mtlens.probes.layerwise`); otherwise from
     ``vmap(grad)`` blocks of :func:`group_gradients`, one ``(chunk, P)`` block at a time.
     """
@@ -148,11 +169,11 @@ def gradient_moments(
     if len(inputs) != len(targets):
         raise ValueError(f"inputs have {len(inputs)} rows but targets have {len(targets)}")
     with eval_mode(model):
-        fast = layerwise_moments(
-            model, task, probe_parameters(model, task.name), inputs, targets, group_size, chunk_size
-        )
-        if fast is not None:
-            return (*fast, len(inputs))
+        params = probe_parameters(model, task.name)
+        if _layerwise_holds(model, task, params, inputs[:2], targets[:2]):
+            fast = layerwise_moments(model, task, params, inputs, targets, group_size, chunk_size)
+            if fast is not None:
+                return (*fast, len(inputs))
         total, sum_sq = None, None
         for block, _ in group_gradients(model, task, inputs, targets, group_size, chunk_size):
             block_sum, block_sq = block.sum(dim=0), block.pow(2).sum()
