@@ -88,6 +88,10 @@ def loss_task(name: str) -> Task:
     return Task(name=name, head=_no_head, loss=_losses_are_the_outputs, metrics={}, sample_labels=_no_label_sampler)
 
 
+PARAMETER_CHUNK = 256
+"""Rows per backward pass when :meth:`LossModel.task_parameters` finds the parameters a task's loss reaches."""
+
+
 class LossModel(nn.Module):
     """A user's model as the probes see it; see the module docstring.
 
@@ -162,19 +166,25 @@ class LossModel(nn.Module):
         return [p for p in self._shared if p.requires_grad]
 
     def task_parameters(self, task: str) -> dict[str, nn.Parameter]:
-        """Trainable parameters ``task``'s loss reaches, by name (``model.<name>``), in model order."""
+        """Trainable parameters ``task``'s loss reaches on any row of the sample, by name (``model.<name>``),
+        in model order: one backward pass per chunk of :data:`PARAMETER_CHUNK` rows, once per task.  (Until
+        2026-12-06 the first two rows decided, so a parameter that only later rows reach, e.g. a per-row
+        expert or adapter, was left out of every probe; audit F.)"""
         if task not in self._tasks:
             raise KeyError(f"model has no task {task!r}; tasks are {self._tasks}")
         if task not in self._task_parameters:
             named = {f"model.{name}": p for name, p in self.model.named_parameters() if p.requires_grad}
+            reached: set[str] = set()
             was_training = self.training
             self.eval()
             try:
-                loss = self(self.sample_indices[:2], [task])[task].sum()
-                grads = torch.autograd.grad(loss, list(named.values()), allow_unused=True)
+                for start in range(0, len(self.sample_indices), PARAMETER_CHUNK):
+                    loss = self(self.sample_indices[start : start + PARAMETER_CHUNK], [task])[task].sum()
+                    grads = torch.autograd.grad(loss, list(named.values()), allow_unused=True)
+                    reached |= {name for name, g in zip(named, grads, strict=True) if g is not None}
             finally:
                 self.train(was_training)
-            self._task_parameters[task] = {name: p for (name, p), g in zip(named.items(), grads) if g is not None}
+            self._task_parameters[task] = {name: p for name, p in named.items() if name in reached}
         return self._task_parameters[task]
 
     def forward(self, x: Tensor, tasks: Sequence[str] | None = None) -> dict[str, Tensor]:
