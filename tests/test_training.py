@@ -106,6 +106,28 @@ def test_diverging_run_is_marked_and_does_not_stop_the_study(store, tiny):
     assert index.loc[exploding.run_id, "state"] == "diverged"
 
 
+def test_a_model_whose_outputs_overflow_after_an_update_is_diverged_not_failed(store):
+    """Audit E 2026-12-06: at lr 1e8 the update of step 2 left finite parameters whose outputs overflow, the
+    step's Fisher probe sampled labels from NaN probabilities and raised, and the run ended ``failed``: a sweep
+    grid's too-large learning rate failed the sweep on every rerun.  It is ``diverged`` at the next step."""
+    config = resolve_config(
+        parse_config(
+            {
+                "setting": "digits_pair",
+                "tasks": ["a"],
+                "epochs": 2,
+                "optimizer": "sgd",
+                "lr": 1e8,
+                "setting_options": {"n_train": 100, "n_val": 50},
+            }
+        )
+    )
+    assert run_configs([config], store, progress=False)["state"].tolist() == ["diverged"]
+    status = store.status(config.run_id)
+    assert status["message"].startswith("non-finite training-split loss after the update at step")
+    assert store.trajectory(config.run_id)["step"].max() < status["step"]
+
+
 def test_failed_run_is_recorded_with_its_error_and_the_study_goes_on(store, tiny):
     def flaky_train(config, store, setting, progress):
         if config.tasks == ["a"]:

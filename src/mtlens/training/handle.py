@@ -524,13 +524,15 @@ class RunHandle:
             self.run_id, RunState.RUNNING, step, digests=self._digests, **{**self.status_extra, **extra}
         )
 
-    def diverge(self, step: int, losses: Mapping[str, float]) -> RunState:
+    def diverge(self, step: int, losses: Mapping[str, float], cause: str | None = None) -> RunState:
         """End the run ``diverged`` at ``step``, the first with a non-finite loss (``losses``: the
         non-finite values by name): the rows recorded at ``step`` and after it are discarded and the rest
         merged into the trajectory (:meth:`finish`), with the message both the trainer and the Recorder
-        give.  Returns ``diverged``."""
+        give (``cause``, where the non-finite values are not losses, replaces its first words).  Returns
+        ``diverged``."""
         self.discard_after(step - 1)
-        return self.finish(RunState.DIVERGED, step, f"non-finite loss at step {step}: {dict(losses)}")
+        message = f"{cause or 'non-finite loss'} at step {step}: {dict(losses)}"
+        return self.finish(RunState.DIVERGED, step, message)
 
     def fail(self, step: int, message: str) -> None:
         """State ``failed``: the buffered rows are written and stay as parts, so the run can be resumed.  With

@@ -247,7 +247,12 @@ class TrainingRun:
         if self._is_record_step(step) or step in self.probe_steps:
             if self.finalize_if_diverged():
                 return RunState.DIVERGED
-            self._record(step)
+            try:
+                self._record(step)
+            except Exception:
+                if self.finalize_if_model_diverged(step):
+                    return RunState.DIVERGED
+                raise
             self._checkpoint(step)
         return None
 
@@ -276,6 +281,26 @@ class TrainingRun:
             return False
         bad = {t: v for t, v in zip(self.config.tasks, self.nonfinite_losses.tolist()) if not math.isfinite(v)}
         self.handle.diverge(step, bad)
+        return True
+
+    def finalize_if_model_diverged(self, step: int) -> bool:
+        """Where recording ``step`` raised although the step's losses were finite: if the update of ``step``
+        made a parameter non-finite, or the training-split evaluation's loss non-finite, mark the run ``diverged``
+        at ``step + 1`` (the first step whose loss cannot be finite) and return True; otherwise False (the error
+        is the caller's to raise).  Before, the probes then raised on the non-finite outputs (a label sampled
+        from NaN probabilities) and the run ended ``failed``: a sweep grid's too-large learning rate failed the
+        sweep on every rerun (audit E, 2026-12-06).  Only called on an error: a healthy run pays nothing."""
+        bad = {name: math.nan for name, p in self.model.named_parameters() if not bool(torch.isfinite(p).all())}
+        cause = "non-finite parameters after the update"
+        if not bad:
+            cause = "non-finite training-split loss after the update"
+            for split_name, rows, pairs in self.eval_passes:
+                if split_name == "train":
+                    scores = evaluate_tasks(self.model, pairs, self.device, rows, self.setting.defaults.eval_batch_size)
+                    bad |= {t: v["loss"] for t, v in scores.items() if not math.isfinite(v.get("loss", 0.0))}
+        if not bad:
+            return False
+        self.handle.diverge(step + 1, dict(list(bad.items())[:3]), cause)
         return True
 
     def batch_losses(self) -> dict[str, torch.Tensor]:
