@@ -163,3 +163,55 @@ def test_every_grid_point_is_validated_before_any_run(tiny):
     )
     assert candidates["group"].tolist() == ["stl:a"] * 2 + ["stl:b"] * 2 + ["mtl:sum"] * 2
     assert len(configs) == 6 and {c.seed for c in configs.values()} == {0}
+
+
+def _status(selected: list, candidates: list, problems: list, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    from pathlib import Path
+
+    from mtlens.cli import _sweep_status
+    from mtlens.orchestration.sweep import SweepResult
+
+    frame = lambda records, columns: pd.DataFrame.from_records(records, columns=columns)  # noqa: E731
+    result = SweepResult(
+        selected=frame(selected, ["group", "point"]),
+        candidates=frame(candidates, ["group", "run_id", "state"]),
+        problems=frame(problems, ["run_id", "state", "message", "phase"]),
+        directory=Path("."),
+    )
+    code = _sweep_status(result)
+    return code, capsys.readouterr().err
+
+
+def test_sweep_status_says_why_a_group_has_no_point_and_counts_diverged_seed_runs(capsys):
+    """Audit E 2026-12-06: with --combine relative and an STL reference of 0 every MTL grid run of a group that
+    finished had an infinite score, and the sweep said 'every grid run failed or diverged' and to rerun; a seed
+    run of a selected point that diverged gave exit 0 with fewer seeds than asked."""
+    code, err = _status(
+        [("stl:a", 0), ("mtl:sum", None)],
+        [("stl:a", "s0", "finished"), ("mtl:sum", "m0", "finished"), ("mtl:sum", "m1", "finished")],
+        [],
+        capsys,
+    )
+    assert code == 1 and "mtl:sum: its finished grid runs have no finite score" in err
+    assert "--combine mean" in err and "failed or diverged" not in err and "rerun" not in err
+    code, err = _status(
+        [("stl:a", 0), ("mtl:sum", None)],
+        [("stl:a", "s0", "finished"), ("mtl:sum", "m0", "diverged")],
+        [("m0", "diverged", "non-finite loss at step 3", "grid")],
+        capsys,
+    )
+    assert code == 1 and "no grid point selected for mtl:sum (every grid run failed or diverged)" in err
+    code, err = _status(
+        [("stl:a", 0), ("mtl:sum", 0)],
+        [("stl:a", "s0", "finished"), ("mtl:sum", "m0", "finished")],
+        [("m0-s1", "diverged", "non-finite loss at step 1", "seeds")],
+        capsys,
+    )
+    assert code == 1 and "1 seed runs of a selected grid point diverged: m0-s1" in err
+    code, _ = _status(
+        [("stl:a", 0), ("mtl:sum", 1)],
+        [("stl:a", "s0", "finished"), ("mtl:sum", "m0", "diverged"), ("mtl:sum", "m1", "finished")],
+        [("m0", "diverged", "non-finite loss at step 3", "grid")],
+        capsys,
+    )
+    assert code == 0  # a diverged grid point alone is a result of the sweep

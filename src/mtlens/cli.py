@@ -310,8 +310,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def _sweep_status(result: Any) -> int:
     """List the sweep's failed and diverged runs on stderr; 1, naming them, if a run failed or a group has
-    no selected grid point (all its grid runs failed or diverged), 0 otherwise.  A diverged run alone is a
-    result of the sweep (a learning rate too large), not a failure: it is never selected."""
+    no selected grid point (all its grid runs failed or diverged, or none has a finite score) or a seed run of a
+    selected point diverged (the sweep could not give the seeds asked for), 0 otherwise.  A diverged grid run
+    alone is a result of the sweep (a learning rate too large), not a failure: it is never selected."""
     from mtlens.store import RunState
 
     problems = result.problems
@@ -319,14 +320,27 @@ def _sweep_status(result: Any) -> int:
         print(f"  {row.run_id} ({row.phase}): {row.state} {row.message}".rstrip(), file=sys.stderr)
     failed = problems[problems["state"] != RunState.DIVERGED]
     unselected = result.selected.loc[result.selected["point"].isna(), "group"].tolist()
+    finished = set(result.candidates.loc[result.candidates["state"] == RunState.FINISHED, "group"])
     parts = []
     if len(failed):
         parts.append(f"{len(failed)} runs failed: " + ", ".join(f"{r.run_id} ({r.phase})" for r in failed.itertuples()))
-    if unselected:
-        parts.append(f"no grid point selected for {', '.join(unselected)} (every grid run failed or diverged)")
+    if unscored := [g for g in unselected if g in finished]:
+        parts.append(
+            f"no grid point selected for {', '.join(unscored)}: its finished grid runs have no finite score (with "
+            "--combine relative a task whose selected STL score is 0, or that has no selected STL run, leaves the "
+            "relative improvement undefined: use --combine mean)"
+        )
+    if unrun := [g for g in unselected if g not in finished]:
+        parts.append(f"no grid point selected for {', '.join(unrun)} (every grid run failed or diverged)")
+    seeds_diverged = problems[(problems["state"] == RunState.DIVERGED) & (problems["phase"] == "seeds")]
+    if len(seeds_diverged):  # the selected configuration did not train on every seed asked for
+        parts.append(
+            f"{len(seeds_diverged)} seed runs of a selected grid point diverged: " + ", ".join(seeds_diverged["run_id"])
+        )
     if not parts:
         return 0
-    print(f"mtlens sweep: {'; '.join(parts)}; rerun the same command to retry the failed runs", file=sys.stderr)
+    retry = "; rerun the same command to retry the failed runs" if len(failed) else ""
+    print(f"mtlens sweep: {'; '.join(parts)}{retry}", file=sys.stderr)
     return 1
 
 
