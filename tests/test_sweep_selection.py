@@ -215,3 +215,19 @@ def test_sweep_status_says_why_a_group_has_no_point_and_counts_diverged_seed_run
         capsys,
     )
     assert code == 0  # a diverged grid point alone is a result of the sweep
+
+
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        ({"lr": [0.01, 0.01]}, r"lr: value\(s\) 0.01 given more than once"),
+        ({"threads": [1, 2]}, "threads: says where a run executes"),
+        ({"pack_size": [1, 2]}, "pack_size: says where a run executes"),
+        ({"lr": [0.01, "1e-2"]}, "are the same run"),
+    ],
+)
+def test_grid_points_that_are_one_run_are_refused(grid, message):
+    """Audit E 2026-12-06: ``lr: [0.01, 0.01]`` listed one run id as two points, and ``threads: [1, 2]`` made
+    both points one run whose selected.csv said threads 1 while it trained with 2."""
+    with pytest.raises(ConfigError, match=message):
+        grid_candidates({"setting": "digits_pair"}, grid, ["sum"], 0)

@@ -15,11 +15,12 @@ validated against the base config with the run-config validator before any run s
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 from typing import Any
 
 from mtlens.errors import ConfigError
-from mtlens.training.config import RunConfig, load_yaml_file
+from mtlens.training.config import RUN_ENVIRONMENT_KEYS, RunConfig, load_yaml_file
 
 Grid = dict[str, list[Any]]
 
@@ -34,7 +35,8 @@ SWEEP_OWNED_KEYS = ("tasks", "seed", "method")
 
 
 def check_grid(grid: Any, source: str = "grid") -> Grid:
-    """Return ``grid`` if it maps run-config keys to non-empty lists; else raise naming the bad key."""
+    """Return ``grid`` if it maps run-config keys (not the sweep's own, nor :data:`RUN_ENVIRONMENT_KEYS`) to
+    non-empty lists of distinct values; else raise naming the bad key."""
     if not isinstance(grid, dict) or not grid:
         raise ConfigError(f"{source}: expected a non-empty mapping of config keys to lists of values")
     for key, values in grid.items():
@@ -42,8 +44,16 @@ def check_grid(grid: Any, source: str = "grid") -> Grid:
             raise ConfigError(f"{source}: {key}: set by the sweep itself and cannot be swept")
         if key not in RunConfig.model_fields:
             raise ConfigError(f"{source}: {key}: unknown key; valid keys are: {', '.join(RunConfig.model_fields)}")
+        if key in RUN_ENVIRONMENT_KEYS:
+            raise ConfigError(
+                f"{source}: {key}: says where a run executes, not what it computes (outside the run id): every "
+                "point would be one run; set it once with its flag or --set"
+            )
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{source}: {key}: expected a non-empty list of values, got {values!r}")
+        texts = [json.dumps(v, sort_keys=True, default=str) for v in values]
+        if repeated := sorted({t for t in texts if texts.count(t) > 1}):
+            raise ConfigError(f"{source}: {key}: value(s) {', '.join(repeated)} given more than once")
     return {key: list(values) for key, values in grid.items()}
 
 

@@ -85,11 +85,18 @@ def grid_candidates(
         (f"stl:{t}", "stl", t, "sum", [t]) for t in setting.task_names
     ]
     groups += [(f"mtl:{m}", "mtl", "all", m, None) for m in methods]
-    records, configs = [], {}
+    records: list[dict[str, Any]] = []
+    configs: dict[str, ResolvedRunConfig] = {}
     for group, mode, task, method, tasks in groups:
         for point, values in enumerate(grid_points(grid)):
             raw = {**base, **values, "seed": seed, "method": method, **({"tasks": tasks} if tasks else {})}
             config = new_run_config(raw, setting)
+            if config.run_id in configs:  # e.g. lr 0.01 and 1e-2: two points, one run
+                first = next(r["point"] for r in records if r["run_id"] == config.run_id)
+                raise ConfigError(
+                    f"grid points {first} and {point} of {group} are the same run ({config.run_id}): "
+                    f"{grid_points(grid)[first]} and {values} train identically; give each value once"
+                )
             configs[config.run_id] = config
             records.append(
                 {
