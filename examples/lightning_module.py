@@ -65,12 +65,7 @@ for tasks in (["digit"], ["high"], ["digit", "high"]):
     if rec.done():  # recorded already: running this again trains only the runs left
         continue
     with rec:
-        quiet = {
-            "logger": False,
-            "enable_checkpointing": False,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-        }
+        quiet = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
         trainer = pl.Trainer(max_epochs=4, callbacks=[RecorderCallback(rec)], accelerator="cpu", **quiet)
         trainer.validate(module, eval_loaders, verbose=False)  # step 0: the common start of STL and MTL
         trainer.fit(module, train_loader, eval_loaders)

@@ -170,11 +170,15 @@ def test_study_exits_nonzero_naming_runs_that_did_not_finish(tmp_path, monkeypat
     assert "removed 1 file(s) of an earlier report" in capsys.readouterr().err
 
 
+LONGER = [*STUDY[: STUDY.index("--epochs") + 1], "4", *STUDY[STUDY.index("--epochs") + 2 :]]
+"""The study at 4 epochs (a flag and ``--set`` of one key are refused together)."""
+
+
 def test_two_concurrent_identical_studies_wait_for_each_other(tmp_path):
     store, report = RunStore(tmp_path / "store"), tmp_path / "report"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     other = subprocess.Popen(
-        [sys.executable, "-m", "mtlens.cli", *STUDY, "--set", "epochs=4", "--store", str(store.root)],
+        [sys.executable, "-m", "mtlens.cli", *LONGER, "--store", str(store.root)],
         env=env,
         stderr=subprocess.PIPE,
         text=True,
@@ -184,7 +188,7 @@ def test_two_concurrent_identical_studies_wait_for_each_other(tmp_path):
         time.sleep(0.02)
     assert other.poll() is None and store.run_ids()
     # This study reaches the run the other one holds and must wait for it, not report it half-trained.
-    assert main([*STUDY, "--set", "epochs=4", "--store", str(store.root), "--report", str(report)]) == 0
+    assert main([*LONGER, "--store", str(store.root), "--report", str(report)]) == 0
     assert other.wait(timeout=300) == 0, other.stderr.read()
     index = store.runs()
     assert (index["state"] == "finished").all() and len(index) == 3
