@@ -20,8 +20,10 @@ Shapes: ``inputs (N, ...)``, ``targets (N, ...)``; ``P`` is the number of entrie
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -135,13 +137,27 @@ def per_example_gradients(
 LAYERWISE_RTOL = 1e-3
 """Relative tolerance of :func:`_layerwise_holds` (float32 sums of squares agree to about 1e-6)."""
 
+_LAYERWISE_CHECKED: weakref.WeakKeyDictionary[nn.Module, dict[tuple[Any, ...], bool]] = weakref.WeakKeyDictionary()
+""":func:`_layerwise_holds`' answers per model, by task and example shape (the layers' structure, not their
+values, decides it): checked once per run, not at every probe step."""
+
 
 def _layerwise_holds(model: ProbedModule, task: Task, params: dict[str, nn.Parameter], x: Tensor, y: Tensor) -> bool:
     """Whether the layer-wise identities (:mod:`mtlens.probes.layerwise`) give ``model``'s per-example
     squared gradient norms: on the examples ``x`` (the first two of the sample) their ``sum_i ||g_i||^2``
     equals ``vmap``'s within :data:`LAYERWISE_RTOL`.  False where a layer's input rows are not one per
     example in a way the row count cannot show (a sequence-first layer whose length equals the chunk's size);
-    True where ``vmap`` cannot run the model (then only the row count of :func:`layerwise_moments` checks it)."""
+    True where ``vmap`` cannot run the model (then only the row count of :func:`layerwise_moments` checks it).
+    Remembered per model, task, probe parameters and example shape (:data:`_LAYERWISE_CHECKED`)."""
+    key = (task.name, tuple(params), tuple(x.shape[1:]), x.dtype)
+    checked = _LAYERWISE_CHECKED.setdefault(cast(nn.Module, model), {})
+    if key not in checked:
+        checked[key] = _layerwise_agrees(model, task, params, x, y)
+    return checked[key]
+
+
+def _layerwise_agrees(model: ProbedModule, task: Task, params: dict[str, nn.Parameter], x: Tensor, y: Tensor) -> bool:
+    """:func:`_layerwise_holds`, computed."""
     fast = layerwise_moments(model, task, params, x, y, 1, len(x))
     if fast is None:
         return False
