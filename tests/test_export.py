@@ -13,6 +13,7 @@ import shutil
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from mlflow.entities import ViewType
@@ -274,13 +275,18 @@ def tensorboard_values(logdir, run_id: str, key: str) -> dict[int, float]:
     return {e.step: e.value for e in events.Scalars(key)}
 
 
+def _tensorboard_export(tmp_path: Path) -> tuple[RunStore, Path, list[str]]:
+    """A store, a TensorBoard logdir and the command line that exports the one into the other."""
+    store, logdir = RunStore(tmp_path / "store"), tmp_path / "tb"
+    argv = ["export", "--to", "tensorboard", "--store", str(store.root), "--logdir", str(logdir), "--quiet"]
+    return store, logdir, argv
+
+
 def test_tensorboard_rewrites_a_run_whose_values_changed_at_the_same_row_count(tmp_path, capsys):
     """A run resumed from step 1 again records another value at step 2: state, last step and row count are what
     was exported, only a value differs; the export sees it (the marker's digest of every value) and rewrites the
     run, so TensorBoard shows the store's value, not the one the store replaced (audit C)."""
-    store = RunStore(tmp_path / "store")
-    logdir = tmp_path / "tb"
-    argv = ["export", "--to", "tensorboard", "--store", str(store.root), "--logdir", str(logdir), "--quiet"]
+    store, logdir, argv = _tensorboard_export(tmp_path)
     with Recorder(store, "toy", ["a"], seed=0, steps_per_epoch=2) as rec:
         for step in (0, 1, 2):
             rec.log(step, "val", {"a": {"loss": 1.0 / (step + 1)}})
@@ -305,9 +311,7 @@ def test_tensorboard_rewrites_once_a_run_exported_before_its_marker_had_a_digest
     """A logdir written by an mtlens whose marker held only state, last step and row count: the next export
     cannot tell whether its values are the store's, so it rewrites each run once (``updated``, the same values,
     one event file) and leaves it alone from then on (audit C)."""
-    store = RunStore(tmp_path / "store")
-    logdir = tmp_path / "tb"
-    argv = ["export", "--to", "tensorboard", "--store", str(store.root), "--logdir", str(logdir), "--quiet"]
+    store, logdir, argv = _tensorboard_export(tmp_path)
     with Recorder(store, "toy", ["a"], seed=0, steps_per_epoch=2) as rec:
         for step in (0, 1, 2):
             rec.log(step, "val", {"a": {"loss": 1.0 / (step + 1)}})
