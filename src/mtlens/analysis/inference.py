@@ -40,11 +40,13 @@ permutations' null (symmetry, exchangeable runs) is narrower than "no difference
 **Per-level tests** (one level: transfer, optimization effect, probe differences; every level of a
 fixed-sequence test): :attr:`MaxTTest.pointwise_p`, not bound to ``2 / 2^n`` (the sign-flip p-value is at
 least ``2 / 2^n``: 0.031 with 6 seeds, so a BH family of four tests could never reject). Paired: Hall's (1992)
-skewness-corrected statistic ``T_H`` (:func:`hall_statistic`) with a least-favourable p-value, the larger of
-its tail probabilities under normal differences and under mean-zero shifted gamma differences of skewness
-:data:`SKEWNESS_BOUND` (:func:`hall_p_value`, simulated references).  Its null is a *family*: mean-zero
-differences whose distribution is a shifted gamma with ``|skewness| <= 2`` (normal included), where it keeps
-``alpha`` at 6–12 seeds (measured, docs/statistics.md §2; Student's t gave up to 11% at skewness 2).  A family
+skewness-corrected statistic ``T_H`` (:func:`hall_statistic`) with a least-favourable p-value, the largest of
+its tail probabilities under the members of the null family its tails are heaviest at (:func:`hall_p_value`,
+:func:`paired_reference`, simulated references).  Its null is a *family*: mean-zero differences
+``sqrt(1 − w^2) Z + w X``, normal run noise ``Z`` plus a skewed part ``X`` (a standardized shifted gamma), of
+``|skewness| <= 2`` (the normal, the shifted gammas and their sums with normal noise, the shape real runs'
+differences have), where it keeps ``alpha`` at 3–16 seeds (measured, docs/statistics.md §2; Student's t gave
+up to 11% at skewness 2).  A family
 of tests (a report table's rows of one setting, :func:`grouped_bounds`) narrows the bound from its own rows:
 :func:`family_skewness_bound`, a ``1 − beta`` upper confidence limit of the rows' common |skewness|, with
 Berger & Boos's (1994) p-value (the least-favourable p over the narrower family, plus ``beta``;
@@ -220,13 +222,36 @@ def _mean_zero_draws(rng: np.random.Generator, skewness: float, size: tuple[int,
     return (rng.gamma(shape, size=size) - shape) / math.sqrt(shape)
 
 
-@functools.lru_cache(maxsize=256)
-def _reference_table(n: int, skewness: float) -> np.ndarray:
-    """Sorted ``|T_H|`` of :data:`N_REFERENCE` seeded samples of ``n`` mean-zero differences of ``skewness``."""
-    rng = np.random.default_rng([20261206, n, round(skewness / BOUND_STEP)])
+CONVOLUTION_STEPS = (1.0, 0.98, 0.96, 0.94, 0.92, 0.9, 0.87, 0.84, 0.8)
+"""The normal-plus-exponential members of the paired null family that the reference covers, as fractions
+``r`` of the largest weight the skewness bound ``b`` allows: ``sqrt(1 − w^2) Z + w (E − 1)`` (``Z`` normal,
+``E ~ Exp(1)``: unit variance, skewness ``2 w^3``) at ``w = r (b / 2)^{1/3}``.  This is the shape real
+runs' differences have (normal run noise plus a skewed seed effect, docs/statistics.md §2), and its
+``|T_H|`` tail is heavier than the shifted gamma's of equal skewness from 6 pairs on: with the normal and
+the shifted gamma alone, Hall's test gave up to 5.2% / 5.3% / 5.5% at 5% (6 / 12 / 16 pairs, ``w`` 0.95;
+1.46% at 1.25%) on 100,000 samples (2026-12-07).  The largest tail lies at ``r`` 0.9–1 (1 at 3–4 pairs,
+about 0.95 at 12–16); the grid is densest there.  ``r = 1`` is the member of skewness ``b`` itself (the
+shifted gamma of skewness 2 when ``b = 2``)."""
+
+
+def _null_member_draws(rng: np.random.Generator, skewness: float, weight: float, size: tuple[int, int]) -> np.ndarray:
+    """Standardized mean-zero draws of the paired null family: ``sqrt(1 − w^2) Z + w X`` with ``Z`` normal
+    and ``X`` the standardized shifted gamma of ``skewness`` (:func:`_mean_zero_draws`; skewness
+    ``w^3 · skewness``); ``weight`` ``w = 1`` is ``X`` itself."""
+    skewed = _mean_zero_draws(rng, skewness, size)
+    if weight == 1:
+        return skewed
+    return math.sqrt(1 - weight**2) * rng.standard_normal(size) + weight * skewed
+
+
+def _reference_table(n: int, skewness: float, weight: float = 1.0) -> np.ndarray:
+    """Sorted ``|T_H|`` of :data:`N_REFERENCE` seeded samples of ``n`` mean-zero differences of the member
+    ``(skewness, weight)`` of :func:`_null_member_draws`."""
+    key = [n, round(skewness / BOUND_STEP)] + ([] if weight == 1 else [round(weight * 10_000)])
+    rng = np.random.default_rng([20261206, *key])
     chunks = _chunks(N_REFERENCE, max(1, 2_000_000 // n))
-    values = np.concatenate([np.abs(_hall_of_samples(_mean_zero_draws(rng, skewness, (c, n)))) for c in chunks])
-    return np.sort(np.nan_to_num(values, nan=0.0))
+    values = [np.abs(_hall_of_samples(_null_member_draws(rng, skewness, weight, (c, n)))) for c in chunks]
+    return np.sort(np.nan_to_num(np.concatenate(values), nan=0.0))
 
 
 VARIANCE_SHARES = tuple(
@@ -277,19 +302,37 @@ def welch_reference(sizes: tuple[int, int], skewness: float, shares: tuple[float
     return envelope
 
 
-def hall_reference(n: int | tuple[int, int], skewness: float = SKEWNESS_BOUND) -> tuple[np.ndarray, ...]:
-    """The sorted reference tables of the one-level test, each :data:`N_REFERENCE` simulated values of its
-    ``|T_H|`` under H0, for the ends of the controlled family.  Paired (``n`` differences): normal
-    (skewness 0) and the shifted gamma of skewness ``skewness`` (one table when it is 0; ``|T_H|`` is even
-    under ``d -> −d``, so the left-skewed mirror needs no table).  Unpaired (``n = (n_1, n_2)`` runs):
-    one table, the least-favourable envelope over every pair of group skewnesses in ``{0, ±skewness}`` at
-    every variance share of :data:`VARIANCE_SHARES` (:func:`welch_reference`).  Seeded, so p-values are
-    reproducible."""
+@functools.lru_cache(maxsize=256)
+def paired_reference(n: int, skewness: float = SKEWNESS_BOUND) -> np.ndarray:
+    """The least-favourable envelope of the paired references (per rank the largest value over the sorted
+    tables, so its tail count at any ``x`` is the largest of theirs, as in :func:`welch_reference`), each
+    :data:`N_REFERENCE` simulated values of ``|T_H|`` of ``n`` mean-zero differences, over the members of
+    the null family at the bound ``b = skewness`` that its tails are largest at: the normal; the shifted
+    gamma of skewness ``b`` (the family's edge, largest at 3–4 pairs); and the normal-plus-exponential
+    convolutions of :data:`CONVOLUTION_STEPS` (skewness up to ``b``, largest from 6 pairs on).  The family
+    it covers is every ``sqrt(1 − w^2) Z + w X``, ``X`` a standardized shifted gamma, of skewness
+    ``|w^3 gamma_X| <= b``: among its members of equal skewness the tail is largest at one of the two ends,
+    the shifted gamma (``w = 1``) or the exponential sum (``gamma_X = 2``), not between (measured at
+    ``gamma_X = 1.5``, bound 1, 4–16 pairs; docs/statistics.md §2).  ``|T_H|`` is even under ``d -> −d``,
+    so the left-skewed mirrors need no table."""
+    tables = [_reference_table(n, 0.0)]
+    if skewness > 0:
+        tables.append(_reference_table(n, float(skewness)))
+        top = (skewness / 2) ** (1 / 3)
+        weights = {round(r * top, 4) for r in CONVOLUTION_STEPS} - {1.0}  # w = 1: the shifted gamma of skewness 2
+        tables += [_reference_table(n, 2.0, w) for w in sorted(weights)]
+    return np.maximum.reduce(tables)
+
+
+def hall_reference(n: int | tuple[int, int], skewness: float = SKEWNESS_BOUND) -> np.ndarray:
+    """The sorted reference of the one-level test: :data:`N_REFERENCE` values whose tail count at any
+    ``x`` is the largest over the simulated ``|T_H|`` of the members of the family the bound ``skewness``
+    covers.  Paired (``n`` differences): :func:`paired_reference`.  Unpaired (``n = (n_1, n_2)`` runs): the
+    envelope over every pair of group skewnesses in ``{0, ±skewness}`` at every variance share of
+    :data:`VARIANCE_SHARES` (:func:`welch_reference`).  Seeded, so p-values are reproducible."""
     if not isinstance(n, int):
-        return (welch_reference((int(n[0]), int(n[1])), float(skewness)),)
-    if skewness == 0:
-        return (_reference_table(n, 0.0),)
-    return _reference_table(n, 0.0), _reference_table(n, float(skewness))
+        return welch_reference((int(n[0]), int(n[1])), float(skewness))
+    return paired_reference(n, float(skewness))
 
 
 def _chunks(total: int, size: int) -> list[int]:
@@ -299,31 +342,27 @@ def _chunks(total: int, size: int) -> list[int]:
 def hall_p_value(statistic: np.ndarray, n: int | tuple[int, int], bound: SkewnessBound = FIXED_BOUND) -> np.ndarray:
     """Two-sided p-value of Hall's statistic ``statistic`` (:func:`hall_statistic` of ``n`` differences, or
     :func:`welch_hall_statistic` of ``n = (n_1, n_2)`` runs), least favourable over the family the ``bound``
-    covers: ``max`` over the references of :func:`hall_reference` ``(n, bound.value)`` of
-    ``(1 + #{|T*| >= |T_H|}) / (1 + N)``, plus ``bound.miss`` (Berger & Boos 1994: the supremum over a
-    ``1 − beta`` confidence set, plus ``beta``), at most 1.  The size of ``|T_H|`` grows with the skewness
-    within the shifted-gamma family (measured, docs/statistics.md §2), so the maximum over its ends holds the
-    level for every mean-zero shifted gamma with ``|skewness| <= bound.value`` (and the normal); unpaired, in
-    each group, at any variance ratio (up to the grid of :data:`VARIANCE_SHARES`)."""
+    covers: ``(1 + #{E >= |T_H|}) / (1 + N)`` for the envelope ``E`` of :func:`hall_reference`
+    ``(n, bound.value)`` (the largest tail count over its members' tables), plus ``bound.miss`` (Berger & Boos
+    1994: the supremum over a ``1 − beta`` confidence set, plus ``beta``), at most 1.  Between the members
+    the envelope covers, the size stays at the level within simulation error (measured on the normal, shifted
+    gammas and normal-plus-gamma sums of ``|skewness| <= bound.value``, docs/statistics.md §2); unpaired, for
+    normal or shifted-gamma groups (and normal-plus-exponential sums, measured) at any variance ratio (up to
+    the grid of :data:`VARIANCE_SHARES`)."""
     stat = np.abs(np.asarray(statistic, float))
-    p = np.zeros(stat.shape)
-    for table in hall_reference(n, bound.value):
-        count = len(table) - np.searchsorted(table, stat * (1 - _TIE), side="left")
-        p = np.maximum(p, (1 + count) / (1 + len(table)))
+    table = hall_reference(n, bound.value)
+    p = (1 + len(table) - np.searchsorted(table, stat * (1 - _TIE), side="left")) / (1 + len(table))
     return np.where(stat == 0, 1.0, np.minimum(1.0, p + bound.miss))
 
 
 def hall_critical(n: int | tuple[int, int], alpha: float, bound: SkewnessBound = FIXED_BOUND) -> float:
     """The critical value ``c`` of the one-level test of ``n`` differences or ``n = (n_1, n_2)`` runs:
     ``hall_p_value(T, n, bound) <= alpha`` iff ``|T| > c`` (``inf`` when no p-value can reach ``alpha``)."""
-    level = alpha - bound.miss
-    values = []
-    for table in hall_reference(n, bound.value):
-        k = math.floor(level * (1 + len(table)) + 1e-9) - 1  # at most k reference values may lie above
-        if k < 0:
-            return np.inf
-        values.append(float(table[len(table) - k - 1]) if k < len(table) else 0.0)
-    return max(values)
+    table = hall_reference(n, bound.value)
+    k = math.floor((alpha - bound.miss) * (1 + len(table)) + 1e-9) - 1  # at most k reference values may lie above
+    if k < 0:
+        return np.inf
+    return float(table[len(table) - k - 1]) if k < len(table) else 0.0
 
 
 @functools.lru_cache(maxsize=64)
