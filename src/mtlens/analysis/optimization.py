@@ -136,9 +136,10 @@ def optimization_tests(effect: pd.DataFrame, alpha: float = 0.05) -> pd.DataFram
     Each seed's ``log_ratio_early`` and ``log_ratio_final`` is already an MTL-vs-same-seed-STL
     difference, tested with the paired test of :func:`~mtlens.analysis.inference.scalar_test` (H0:
     the per-seed log-ratios are centred at 0; the level holds for symmetric ones, which H0 "MTL and STL
-    are exchangeable within a seed" implies, and for shifted-gamma ones up to the column's skewness bound,
-    :func:`~mtlens.analysis.inference.bound_of_samples` over the column's rows of one setting: each column is
-    one family, with one bound per setting, :func:`~mtlens.analysis.inference.grouped_bounds`).
+    are exchangeable within a seed" implies, and for shifted-gamma ones and their sums with normal noise up to
+    the column's skewness bound, :func:`~mtlens.analysis.inference.bound_of_samples` over the column's rows of
+    one setting: each column is one family, with one bound per setting,
+    :func:`~mtlens.analysis.inference.grouped_bounds`).
     Columns per summary ``X``: ``X`` (mean over seeds), ``X_std``, ``X_low``, ``X_high`` (``1 − alpha``
     interval), ``X_p``, ``X_p_adjusted`` (Benjamini–Hochberg over the table's rows at FDR ``alpha``),
     ``X_min_detectable`` (the log-ratio detected with 80% power at level ``alpha``), ``X_skewness_bound`` (the
