@@ -123,34 +123,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
-# A child process that trains one run and nothing else: ``argv = [store root, config JSON, setup module]``; the setup
-# module (if any) is imported first, to register what the config names (e.g. a test module's own setting).
-_TRAIN_CHILD = """
-import importlib, json, sys
-if sys.argv[3]:
-    importlib.import_module(sys.argv[3])
-from mtlens import RunStore, parse_config, train_run
-train_run(parse_config(json.loads(sys.argv[2])), RunStore(sys.argv[1]), progress=False)
-"""
-
-
-def train_until_killed(store: RunStore, raw: dict, after_step: int, setup: str = "", timeout: float = 120) -> None:
-    """Train the raw config ``raw`` into ``store`` in a child process and SIGKILL it as soon as the store's status
-    shows step >= ``after_step`` (polled every 2 ms).  Asserts that the run was still unfinished when killed, so a
-    resume test built on it really resumes.  ``setup``: a module to import in the child first (``tests.<module>``)."""
-    import json
-    import subprocess
-    import sys
-
-    from kills import kill_at_step
-    from mtlens import parse_config
+def train_until_killed(store: RunStore, raw: dict, after_step: int, timeout: float = 120) -> None:
+    """Train the raw config ``raw`` into ``store`` in a child process (forked: ``kills.fork``, so it knows what the
+    test registered, e.g. its module's own setting) and SIGKILL it as soon as the store's status shows step >=
+    ``after_step`` (polled every 2 ms).  Asserts that the run was still unfinished when killed, so a resume test
+    built on it really resumes."""
+    from kills import fork, kill_at_step
+    from mtlens import RunStore, parse_config, train_run
     from mtlens.training.config import resolve_config
 
     run_id = resolve_config(parse_config(raw)).run_id
-    root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), *sys.path])}
-    process = subprocess.Popen([sys.executable, "-c", _TRAIN_CHILD, str(store.root), json.dumps(raw), setup], env=env)
-    kill_at_step(process, store, run_id, after_step, timeout)
+    child = fork(lambda: train_run(parse_config(raw), RunStore(store.root), progress=False))
+    kill_at_step(child, store, run_id, after_step, timeout)
 
 
 @pytest.fixture

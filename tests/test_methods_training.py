@@ -99,7 +99,7 @@ def test_stateful_method_resumes_exactly_after_sigkill(tmp_path, kill_during_tra
     train_run(config, reference, progress=False)
 
     killed = RunStore(tmp_path / "killed")
-    kill_during_training(killed, raw, 7, setup="tests.test_methods_training")  # the module registers the setting
+    kill_during_training(killed, raw, 7)
     assert train_run(config, killed, progress=False) == "finished"
     resumed, uninterrupted = _rows(killed, config), _rows(reference, config)
     pd.testing.assert_frame_equal(resumed, uninterrupted)

@@ -4,12 +4,10 @@ target run (a pack: the first of two members) into a store, resuming whatever th
 A subject is what a user runs: ``run(store)`` trains (or resumes, or skips) and returns the target run's
 final state, ``"finished"`` when it was complete already (a Recorder's :class:`RecordedRunFinishedError`).
 Every subject is tiny (8 steps of ``digits_pair`` or of a 2-task MLP), so each contract case costs a
-second or two.  ``python -m tests.contracts._subjects NAME STORE`` runs one in a child process (the
-``kill -9`` cases)."""
+second or two.  :func:`run_slowly` is what a child process runs for the ``kill -9`` cases."""
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -134,9 +132,11 @@ def _slowly(cls: type, name: str, seconds: float) -> None:
     setattr(cls, name, slow)
 
 
-if __name__ == "__main__":
+def run_slowly(name: str, store: RunStore) -> str:
+    """Run subject ``name`` with 0.3 s after each checkpoint: what a child process to be killed runs (in the
+    child only: it patches the classes of the process it runs in)."""
     from mtlens.training.trainer import TrainingRun
 
     _slowly(TrainingRun, "_checkpoint", 0.3)
     _slowly(Recorder, "checkpoint", 0.3)
-    SUBJECTS[sys.argv[1]].run(RunStore(sys.argv[2]))
+    return SUBJECTS[name].run(store)

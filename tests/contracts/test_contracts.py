@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,32 +29,29 @@ from _asserts import (
     rows,
 )
 from _cases import CASES, SELECTED, Damage, copy_store, damage_run, read_only, rewrite_rows_validly
-from _subjects import SUBJECTS, Subject
+from _subjects import SUBJECTS, Subject, run_slowly
 
-from kills import kill_at_step
+from kills import fork, kill_at_step
 from mtlens import RunStore
 from mtlens.errors import MtlensError
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def data_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """The data cache the whole session shares (as ``tests/conftest.py`` sets it per test)."""
+def data_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The data cache the whole session shares (as ``tests/conftest.py`` sets it per test), for the module's fixtures
+    and the children they fork."""
     data = os.environ.get("MTLENS_TEST_DATA", str(tmp_path_factory.getbasetemp() / "data"))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MTLENS_DATA", data)
-        yield {**os.environ, "MTLENS_DATA": data}
+        yield
 
 
-def kill_during(subject: Subject, store: RunStore, env: dict[str, str], after_step: int = 4) -> None:
-    """Run ``subject`` in a child process and ``kill -9`` it once its target's status shows ``after_step``."""
-    env = {**env, "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
-    child = subprocess.Popen(
-        [sys.executable, "-m", "tests.contracts._subjects", subject.name, str(store.root)], env=env
-    )
-    kill_at_step(child, store, subject.target, after_step)
+def kill_during(subject: Subject, store: RunStore, after_step: int = 4) -> None:
+    """Run ``subject`` in a child process (forked, :func:`kills.fork`) and ``kill -9`` it once its target's status
+    shows ``after_step``."""
+    kill_at_step(fork(lambda: run_slowly(subject.name, store)), store, subject.target, after_step)
 
 
 @pytest.fixture(scope="module", params=list(SUBJECTS))
@@ -65,13 +60,13 @@ def subject(request: pytest.FixtureRequest) -> Subject:
 
 
 @pytest.fixture(scope="module")
-def stores(subject: Subject, data_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory):
+def stores(subject: Subject, data_env: None, tmp_path_factory: pytest.TempPathFactory):
     """``(reference rows, finished store, interrupted store)`` of ``subject``, built once per subject."""
     root = tmp_path_factory.mktemp(subject.name)
     finished = RunStore(root / "finished")
     assert subject.run(finished) == "finished"
     interrupted = RunStore(root / "interrupted")
-    kill_during(subject, interrupted, data_env)
+    kill_during(subject, interrupted)
     return rows(finished, subject.target), finished, interrupted
 
 
