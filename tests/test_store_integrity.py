@@ -9,10 +9,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
-import textwrap
 import time
 import warnings
 from collections.abc import Callable
@@ -22,10 +18,11 @@ import pandas as pd
 import pytest
 import torch
 
+from kills import fork
 from mtlens import RunStore
 from mtlens.cli import main
 from mtlens.errors import DamagedStoreError
-from mtlens.orchestration import SerialExecutor
+from mtlens.orchestration import LocalExecutor, SerialExecutor
 from mtlens.report.study_report import selected_runs
 from mtlens.settings import load_setting
 from mtlens.store import atomic_write
@@ -368,36 +365,23 @@ def test_a_run_trains_under_its_recorded_thread_count_and_refuses_another(stores
     pd.testing.assert_frame_equal(store.trajectory(config.run_id), finished.trajectory(config.run_id))
 
 
-DRIVER = textwrap.dedent("""
-    import sys
-    from mtlens import RunStore
-    from mtlens.orchestration import LocalExecutor
-    from mtlens.training.config import parse_config
-    import json
-    with LocalExecutor(workers=1) as executor:
-        executor.run([parse_config(json.loads(sys.argv[2]))], RunStore(sys.argv[1]), progress=False)
-""")
-
-
 def test_local_workers_stop_quietly_when_the_driver_is_killed(tmp_path):
     raw = {**RAW, "save_selected_models": False, "epochs": 400}  # long enough to outlive its driver
     run_id = resolve_config(parse_config(raw)).run_id
     store, log = RunStore(tmp_path / "store"), tmp_path / "stderr.log"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    with open(log, "w") as stderr:
-        driver = subprocess.Popen(
-            [sys.executable, "-c", DRIVER, str(store.root), json.dumps(raw)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
+
+    def drive() -> None:  # the driver process: one local worker trains the run
+        with LocalExecutor(workers=1) as executor:
+            executor.run([parse_config(raw)], RunStore(store.root), progress=False)
+
+    driver = fork(drive, stderr=log)  # the worker it spawns writes its standard error there too
     deadline = time.time() + 120
     while time.time() < deadline and not (store.run_dir(run_id) / "status.json").exists():
         time.sleep(0.02)
     assert store.is_locked(run_id), "the worker should be training"
     assert store.status(run_id)["threads"] == 1  # the run's own count, whatever the executor
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
+    driver.kill()  # SIGKILL
+    driver.join()
     deadline = time.time() + 30
     while time.time() < deadline and store.is_locked(run_id):
         time.sleep(0.05)

@@ -6,16 +6,17 @@ import json
 import multiprocessing
 import os
 import signal
-import subprocess
 import sys
-import textwrap
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from kills import fork
 from mtlens import RunStore
 from mtlens.cli import main
 from mtlens.orchestration import LocalExecutor, SerialExecutor, run_sweep
@@ -143,23 +144,18 @@ def test_killing_the_driver_mid_sweep_then_rerunning_finishes_only_what_is_missi
     grid_file = tmp_path / "grid.yaml"
     grid_file.write_text(f"lr: {GRID['lr']}\n")
     store = RunStore(tmp_path / "store")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "mtlens.cli", *_sweep_args(store, grid_file, workers=2)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
+    driver = fork(lambda: sys.exit(main(_sweep_args(store, grid_file, workers=2))))
     deadline, finished, running = time.time() + 120, [], []
-    while time.time() < deadline and driver.poll() is None:
+    while time.time() < deadline and driver.is_alive():
         states = {r: (store.status(r) or {}).get("state") for r in store.run_ids()}
         finished = [r for r, s in states.items() if s == "finished"]
         running = [r for r, s in states.items() if s == "running"]
         if len(finished) >= 2 and running:
             break
         time.sleep(0.01)
-    assert driver.poll() is None, "the sweep ended before it could be killed"
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
+    assert driver.is_alive(), "the sweep ended before it could be killed"
+    driver.kill()  # SIGKILL
+    driver.join()
     done_before = {r: os.stat(store.run_dir(r) / "status.json").st_mtime_ns for r in finished}
     assert len(done_before) < 9
 
@@ -181,18 +177,17 @@ def test_killing_a_packed_sweep_then_rerunning_loses_and_duplicates_no_rows(tmp_
     grid_file.write_text(f"lr: {GRID['lr']}\n")
     store = RunStore(tmp_path / "store")
     args = [*_sweep_args(store, grid_file, workers=2), "--pack-size", "2"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    driver = subprocess.Popen([sys.executable, "-m", "mtlens.cli", *args], env=env, stdout=subprocess.DEVNULL)
+    driver = fork(lambda: sys.exit(main(args)))
     deadline, packed = time.time() + 120, []
-    while time.time() < deadline and driver.poll() is None:
+    while time.time() < deadline and driver.is_alive():
         statuses = [store.status(r) or {} for r in store.run_ids()]
         packed = [s for s in statuses if s.get("state") == "running" and s.get("pack_size") == 2]
         if packed:
             break
         time.sleep(0.005)
-    assert driver.poll() is None and packed, "the sweep ended before a pack could be killed"
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
+    assert driver.is_alive() and packed, "the sweep ended before a pack could be killed"
+    driver.kill()  # SIGKILL
+    driver.join()
     assert not (store.root / "sweeps").exists()  # the sweep was interrupted before its tables
 
     rerun = [*_sweep_args(store, grid_file, workers=1), "--pack-size", "2"]
@@ -212,61 +207,51 @@ def test_killing_a_packed_sweep_then_rerunning_loses_and_duplicates_no_rows(tmp_
     assert selected["seed_run_ids"].tolist() == ref_result.selected["seed_run_ids"].tolist()
 
 
-CONCURRENT_SCRIPT = textwrap.dedent("""
-    import json, os, sys
-    import torch
-    torch.set_num_threads(1)
-    from mtlens import RunStore
-    from mtlens.orchestration import SerialExecutor
-    from mtlens.training import trainer
-    from mtlens.training.config import RunConfig
-
-    original = trainer.TrainingRun.train
-    def counted(self, progress):  # log every run this process actually trains
-        with open(sys.argv[2], "a") as log:
-            log.write(self.run_id + "\\n")
-        return original(self, progress)
-    trainer.TrainingRun.train = counted
-    configs = [RunConfig.model_validate(c) for c in json.loads(sys.argv[3])]
-    executor = SerialExecutor()
-    executor.retry_delay = 0.05
-    results = executor.run(configs, RunStore(sys.argv[1]), progress=False)
-    assert (results["state"] == "finished").all(), results
-""")
-
-
-def test_concurrent_processes_train_each_run_exactly_once(tmp_path, reference, monkeypatch):
-    ref_store, _ = reference
-    _, configs = grid_candidates(BASE, GRID, ["sum"], seed=0)
-    configs = [c.model_dump() for c in configs.values()][:4]
-    store, log = RunStore(tmp_path / "store"), tmp_path / "trained.log"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-c", CONCURRENT_SCRIPT, str(store.root), str(log), json.dumps(configs[k:] + configs[:k])],
-            env=env,
-        )
-        for k in (1, 2)
-    ]
-    # This process is the third writer, with the same counting hook.
+def _counting(log: Path) -> Callable[[trainer.TrainingRun, bool], str]:
+    """``TrainingRun.train`` that first logs the run id to ``log``: every run a process actually trains."""
     original = trainer.TrainingRun.train
 
-    def counted(self, progress):
+    def counted(self: trainer.TrainingRun, progress: bool) -> str:
         with open(log, "a") as handle:
             handle.write(self.run_id + "\n")
         return original(self, progress)
 
-    monkeypatch.setattr(trainer.TrainingRun, "train", counted)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (log.exists() and log.read_text()):  # a subprocess is training
-        time.sleep(0.01)
+    return counted
+
+
+def _train_serially(configs: list[RunConfig], store: RunStore) -> pd.DataFrame:
+    """Train ``configs`` in order, retrying a run another process holds every 0.05 s."""
     executor = SerialExecutor()
     executor.retry_delay = 0.05
-    mine = executor.run([RunConfig.model_validate(c) for c in configs], store, progress=False)
-    assert [p.wait(timeout=300) for p in processes] == [0, 0]
+    return executor.run(configs, store, progress=False)
+
+
+def _concurrent_writer(configs: list[RunConfig], root: Path, log: Path) -> None:
+    """What each of the other processes runs: train ``configs`` in order into the store at ``root`` (its own
+    :class:`RunStore`), logging what it trains."""
+    trainer.TrainingRun.train = _counting(log)  # type: ignore[method-assign]  # (in the child process only)
+    results = _train_serially(configs, RunStore(root))
+    assert (results["state"] == "finished").all(), results
+
+
+def test_concurrent_processes_train_each_run_exactly_once(tmp_path, reference, monkeypatch):
+    ref_store, _ = reference
+    _, candidates = grid_candidates(BASE, GRID, ["sum"], seed=0)
+    configs = list(candidates.values())[:4]
+    store, log = RunStore(tmp_path / "store"), tmp_path / "trained.log"
+    processes = [fork(lambda k=k: _concurrent_writer(configs[k:] + configs[:k], store.root, log)) for k in (1, 2)]
+    # This process is the third writer, with the same counting hook.
+    monkeypatch.setattr(trainer.TrainingRun, "train", _counting(log))
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.exists() and log.read_text()):  # another process is training
+        time.sleep(0.01)
+    mine = _train_serially(configs, store)
+    for process in processes:
+        process.join(timeout=300)
+    assert [p.exitcode for p in processes] == [0, 0]
     assert (mine["state"] == "finished").all()
     trained = log.read_text().split()
-    assert sorted(trained) == sorted(RunConfig.model_validate(c).run_id for c in configs) == store.run_ids()
+    assert sorted(trained) == sorted(c.run_id for c in configs) == store.run_ids()
     rows = _all_rows(store)
     assert not rows.duplicated(["run_id", "task", "step", "quantity"]).any()
     reference_rows = _all_rows(ref_store)

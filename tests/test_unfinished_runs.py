@@ -3,9 +3,7 @@ waits for runs another process trains and exits non-zero when runs did not finis
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import sys
 import time
 
@@ -14,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from kills import fork
 from mtlens import RunStore
 from mtlens.analysis.transfer import transfer_table
 from mtlens.cli import main
@@ -175,21 +174,16 @@ LONGER = [*STUDY[: STUDY.index("--epochs") + 1], "4", *STUDY[STUDY.index("--epoc
 
 
 def test_two_concurrent_identical_studies_wait_for_each_other(tmp_path):
-    store, report = RunStore(tmp_path / "store"), tmp_path / "report"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    other = subprocess.Popen(
-        [sys.executable, "-m", "mtlens.cli", *LONGER, "--store", str(store.root)],
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    store, report, log = RunStore(tmp_path / "store"), tmp_path / "report", tmp_path / "other.log"
+    other = fork(lambda: sys.exit(main([*LONGER, "--store", str(store.root)])), stderr=log)  # the other process
     deadline = time.time() + 180
     while time.time() < deadline and not store.run_ids():  # the other study is training its first run
         time.sleep(0.02)
-    assert other.poll() is None and store.run_ids()
+    assert other.is_alive() and store.run_ids()
     # This study reaches the run the other one holds and must wait for it, not report it half-trained.
     assert main([*LONGER, "--store", str(store.root), "--report", str(report)]) == 0
-    assert other.wait(timeout=300) == 0, other.stderr.read()
+    other.join(timeout=300)
+    assert other.exitcode == 0, log.read_text()
     index = store.runs()
     assert (index["state"] == "finished").all() and len(index) == 3
     assert not (report / "tables" / "left_out_runs.csv").exists()

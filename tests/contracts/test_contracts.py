@@ -49,9 +49,9 @@ def data_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 
 def kill_during(subject: Subject, store: RunStore, after_step: int = 4) -> None:
-    """Run ``subject`` in a child process (forked, :func:`kills.fork`) and ``kill -9`` it once its target's status
-    shows ``after_step``."""
-    kill_at_step(fork(lambda: run_slowly(subject.name, store)), store, subject.target, after_step)
+    """Run ``subject`` in a child process (forked, :func:`kills.fork`; its own :class:`RunStore` of ``store``'s
+    folder) and ``kill -9`` it once its target's status shows ``after_step``."""
+    kill_at_step(fork(lambda: run_slowly(subject.name, RunStore(store.root))), store, subject.target, after_step)
 
 
 @pytest.fixture(scope="module", params=list(SUBJECTS))
