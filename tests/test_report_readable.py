@@ -268,8 +268,10 @@ def test_early_window_and_loss_range_notes():
 
 @pytest.fixture(scope="module")
 def planted_report(tmp_path_factory):
+    """The report of the default planted store (8 seeds, MTL method sum: 24 runs), printed to PDF as well
+    (``--formats pdf``)."""
     store = planted_store(tmp_path_factory.mktemp("planted") / "store", zero_step_task=None)
-    return write_report(store, tmp_path_factory.mktemp("report") / "report")
+    return write_report(store, tmp_path_factory.mktemp("report") / "report", formats=["pdf"])
 
 
 def answer_sentences(page: str) -> dict[tuple[str, str], list[str]]:
@@ -346,11 +348,14 @@ def coloured(pdf_object: dict) -> bool:
 
 @pytest.mark.integration  # Chromium
 @pytest.mark.parametrize("methods", [("sum",), ("sum", "pcgrad", "cagrad", "mgda")], ids=["demo-like", "four-methods"])
-def test_report_reads_well_in_chromium_and_in_print(methods, tmp_path):
+def test_report_reads_well_in_chromium_and_in_print(methods, tmp_path, request):
     """At 1280 px: no table cell breaks inside a word or number, no None/NaN/inf in a cell, the answers
-    are there; printed to PDF (``--formats pdf``), every figure is drawn above its caption."""
-    store = planted_store(tmp_path / "store", methods=methods)  # 8 seeds: 24 runs, or 48 with four methods
-    page = write_report(store, tmp_path / "report", formats=["pdf"] if len(methods) == 1 else ())
+    are there; printed to PDF (``--formats pdf``), every figure is drawn above its caption.  One method: the
+    module's planted report (the same store); four methods: 48 runs."""
+    if len(methods) == 1:
+        page = request.getfixturevalue("planted_report")
+    else:
+        page = write_report(planted_store(tmp_path / "store", methods=methods), tmp_path / "report")
     checked = with_cell_check(page, page.with_name("checked.html"))
     dom, console = render_in_chromium(checked, tmp_path)
     marks = page_marks(dom)
