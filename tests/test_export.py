@@ -37,6 +37,22 @@ def study_store(tmp_path_factory) -> RunStore:
     return RunStore(root)
 
 
+@pytest.fixture(scope="module")
+def new_tracking_db(tmp_path_factory) -> Path:
+    """A new MLflow tracking store (sqlite file) as MLflow makes it on first use: its tables created, no run."""
+    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def tracking_uri(new_tracking_db: Path, tmp_path: Path) -> str:
+    """The URI of the test's own copy of :func:`new_tracking_db`: creating the tables takes MLflow about 2 s per
+    store (the first export test still has its store made from nothing)."""
+    shutil.copyfile(new_tracking_db, tmp_path / "mlflow.db")
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
 def mlflow_runs(client, experiment: str = "mtlens") -> dict[str, object]:
     """The experiment's live MLflow runs by their mtlens run id."""
     experiment_id = client.get_experiment_by_name(experiment).experiment_id
@@ -90,13 +106,12 @@ def test_export_to_mlflow_reads_back_every_run_param_and_series_and_is_idempoten
         assert len(client.get_metric_history(mlflow_id, metric_key(quantity, task))) == n
 
 
-def test_export_follows_a_recorded_run_while_it_trains(tmp_path, capsys):
+def test_export_follows_a_recorded_run_while_it_trains(tmp_path, capsys, tracking_uri):
     """Exported while running (status RUNNING, the steps so far), then again when finished: the same MLflow run
     gains the new steps and its final status, and nothing is logged twice."""
     store = RunStore(tmp_path / "store")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    argv = ["export", "--to", "mlflow", "--store", str(store.root), "--tracking-uri", uri, "--quiet"]
-    client = MlflowClient(tracking_uri=uri)
+    argv = ["export", "--to", "mlflow", "--store", str(store.root), "--tracking-uri", tracking_uri, "--quiet"]
+    client = MlflowClient(tracking_uri=tracking_uri)
     with Recorder(store, "toy", ["a"], seed=0, steps_per_epoch=2, hyperparameters={"lr": 0.1}) as rec:
         for step in (0, 1, 2):
             rec.log(step, "val", {"a": {"loss": 1.0 / (step + 1), "error": 0.5}})
@@ -117,14 +132,13 @@ def test_export_follows_a_recorded_run_while_it_trains(tmp_path, capsys):
     assert [m.value for m in client.get_metric_history(run.info.run_id, "epoch")] == [0, 0.5, 1, 1.5]
 
 
-def test_export_follow_shows_a_recorded_run_live_and_ends_when_it_finishes(tmp_path, capsys):
+def test_export_follow_shows_a_recorded_run_live_and_ends_when_it_finishes(tmp_path, capsys, tracking_uri):
     """`export --follow` in the background while a loop records: the steps flushed so far reach MLflow while the
     run is still open, the rest after it finishes, and the command then ends on its own."""
     store = RunStore(tmp_path / "store")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = MlflowClient(tracking_uri=uri)
-    argv = ["export", "--to", "mlflow", "--store", str(store.root), "--tracking-uri", uri, "--follow", "0.2"]
-    argv.append("--quiet")
+    client = MlflowClient(tracking_uri=tracking_uri)
+    argv = ["export", "--to", "mlflow", "--store", str(store.root), "--tracking-uri", tracking_uri]
+    argv += ["--follow", "0.2", "--quiet"]
     follower: threading.Thread | None = None
     exit_codes: list[int] = []
 
@@ -151,13 +165,12 @@ def test_export_follow_shows_a_recorded_run_live_and_ends_when_it_finishes(tmp_p
     assert run.info.status == "FINISHED"
 
 
-def test_export_recreates_a_run_whose_recorded_values_were_replaced(tmp_path, capsys):
+def test_export_recreates_a_run_whose_recorded_values_were_replaced(tmp_path, capsys, tracking_uri):
     """A run resumed from an earlier step records other values at steps already exported: MLflow cannot replace
     a logged value, so the export deletes that MLflow run and writes the run afresh (never two values at a step)."""
     store = RunStore(tmp_path / "store")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    argv = ["export", "--to", "mlflow", "--store", str(store.root), "--tracking-uri", uri, "--quiet"]
-    client = MlflowClient(tracking_uri=uri)
+    argv = ["export", "--to", "mlflow", "--store", str(store.root), "--tracking-uri", tracking_uri, "--quiet"]
+    client = MlflowClient(tracking_uri=tracking_uri)
     with Recorder(store, "toy", ["a"], seed=0, steps_per_epoch=2) as rec:
         for step in (0, 1, 2):
             rec.log(step, "val", {"a": {"loss": 1.0 / (step + 1)}})
@@ -180,17 +193,17 @@ def copy_of(store: RunStore, root) -> RunStore:
     return RunStore(root)
 
 
-def test_export_skips_a_damaged_run_names_it_and_exits_1(study_store, tmp_path, capsys):
+def test_export_skips_a_damaged_run_names_it_and_exits_1(study_store, tmp_path, capsys, tracking_uri):
     copy = copy_of(study_store, tmp_path / "copy")
     damaged = sorted(copy.run_ids())[0]
     (copy.run_dir(damaged) / "status.json").write_text("{not json")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    argv = ["export", "--to", "mlflow", "--store", str(copy.root), "--tracking-uri", uri, "--experiment", "damaged"]
+    argv = ["export", "--to", "mlflow", "--store", str(copy.root), "--tracking-uri", tracking_uri]
+    argv += ["--experiment", "damaged"]
     assert main(argv) == 1
     captured = capsys.readouterr()
     assert f"{damaged} not exported" in captured.err and "status.json" in captured.err
     assert "5 created, 1 skipped" in captured.out
-    client = MlflowClient(tracking_uri=uri)
+    client = MlflowClient(tracking_uri=tracking_uri)
     assert set(mlflow_runs(client, "damaged")) == set(copy.run_ids()) - {damaged}
 
 
@@ -239,7 +252,9 @@ def test_export_to_tensorboard_reads_back_every_series_and_is_idempotent(study_s
 
 
 @pytest.mark.parametrize("tasks", [["a:b", "a_b"], ["a vs b", "a", "b"]])
-def test_a_run_two_of_whose_series_would_get_one_name_is_skipped_named_not_merged(tmp_path, capsys, tasks):
+def test_a_run_two_of_whose_series_would_get_one_name_is_skipped_named_not_merged(
+    tmp_path, capsys, tracking_uri, tasks
+):
     """A tracker's metric names keep only letters, digits, ``_ - . /`` and space: the tasks ``a:b`` and ``a_b``
     would both be ``val/loss/a_b``, and the task ``a vs b`` and the pair ``a|b`` both ``... vs ...``.  Such a run
     is skipped and named (exit 1) by both exports, never written with one series lost; the others are exported."""
@@ -254,17 +269,16 @@ def test_a_run_two_of_whose_series_would_get_one_name_is_skipped_named_not_merge
     key = "val/loss/a_b" if len(tasks) == 2 else "probe/x/a vs b"
     with pytest.raises(SeriesClashError, match=re.escape(f"would both be named {key!r}")):
         metric_series(store.trajectory(rec.run_id))
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     logdir = tmp_path / "tb"
     for argv in (
-        ["export", "--to", "mlflow", "--store", str(store.root), "--tracking-uri", uri, "--quiet"],
+        ["export", "--to", "mlflow", "--store", str(store.root), "--tracking-uri", tracking_uri, "--quiet"],
         ["export", "--to", "tensorboard", "--store", str(store.root), "--logdir", str(logdir), "--quiet"],
     ):
         assert main(argv) == 1
         captured = capsys.readouterr()
         assert "1 created, 1 skipped" in captured.out
         assert f"{rec.run_id} not exported: " in captured.err and repr(key) in captured.err
-    assert set(mlflow_runs(MlflowClient(tracking_uri=uri))) == {fine.run_id}
+    assert set(mlflow_runs(MlflowClient(tracking_uri=tracking_uri))) == {fine.run_id}
     assert sorted(p.name for p in logdir.iterdir()) == [fine.run_id]
 
 
@@ -333,20 +347,19 @@ def test_tensorboard_rewrites_once_a_run_exported_before_its_marker_had_a_digest
     assert "1 unchanged" in capsys.readouterr().out
 
 
-def test_mlflow_export_of_infinities_twice_leaves_the_run_in_place(tmp_path, capsys):
+def test_mlflow_export_of_infinities_twice_leaves_the_run_in_place(tmp_path, capsys, tracking_uri):
     """MLflow's SQL store keeps ±inf as ±``sys.float_info.max``: read back, that is the store's ±inf, so a second
     export finds the run unchanged -- same MLflow run, nothing deleted -- rather than deleting and recreating it
     every time (audit C).  The values MLflow holds are the ones logged, NaN included."""
     store = RunStore(tmp_path / "store")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    argv = ["export", "--to", "mlflow", "--store", str(store.root), "--tracking-uri", uri, "--quiet"]
+    argv = ["export", "--to", "mlflow", "--store", str(store.root), "--tracking-uri", tracking_uri, "--quiet"]
     values = {0: math.nan, 1: math.inf, 2: -math.inf, 3: 1.0}
     with Recorder(store, "toy", ["a"], seed=0, steps_per_epoch=2) as rec:
         for step, value in values.items():
             rec.log(step, "val", {"a": {"loss": 0.5, "ratio": value}})
     assert main(argv) == 0
     assert "1 created" in capsys.readouterr().out
-    client = MlflowClient(tracking_uri=uri)
+    client = MlflowClient(tracking_uri=tracking_uri)
     (first,) = mlflow_runs(client).values()
     held = {m.step: m.value for m in client.get_metric_history(first.info.run_id, "val/ratio/a")}
     assert math.isnan(held.pop(0)) and held == {1: sys.float_info.max, 2: -sys.float_info.max, 3: 1.0}
