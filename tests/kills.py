@@ -22,17 +22,18 @@ from mtlens import RunStore
 from mtlens.errors import MtlensError
 
 
-def fork(target: Callable[[], object], stderr: Path | None = None) -> BaseProcess:
+def fork(target: Callable[[], object], stdout: Path | None = None, stderr: Path | None = None) -> BaseProcess:
     """Start ``target()`` in a child forked from this process and return it (``is_alive``, ``join``,
     ``exitcode``).  The child exits 0 when ``target`` returns, with the code of a ``SystemExit`` it raises (e.g.
-    ``sys.exit(main(argv))``), and 1 after printing the traceback of any other exception.  ``stderr``: a file the
-    child's standard error goes to (appended), fd 2 included, so that processes it starts write there too."""
+    ``sys.exit(main(argv))``), and 1 after printing the traceback of any other exception.  ``stdout``, ``stderr``:
+    files the child's standard output and error go to (appended), file descriptors 1 and 2 included, so that the
+    processes it starts write there too."""
 
     def child() -> object:
-        if stderr is not None:
-            descriptor = os.open(stderr, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-            os.dup2(descriptor, 2)
-            sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115 (the child's until it ends)
+        for path, fd, stream in ((stdout, 1, "stdout"), (stderr, 2, "stderr")):
+            if path is not None:
+                os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND), fd)
+                setattr(sys, stream, open(fd, "w", buffering=1, closefd=False))  # the child's, until it ends
         return target()
 
     process = multiprocessing.get_context("fork").Process(target=child)

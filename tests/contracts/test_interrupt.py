@@ -9,43 +9,50 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
 from _subjects import TINY
 
+from kills import fork
 from mtlens import RunStore
 from mtlens.cli import main
 from mtlens.errors import MtlensError
+from mtlens.training.trainer import TrainingRun
 
 pytestmark = pytest.mark.integration
-# The child holds its first run after the checkpoint of step 2 (sleeps until interrupted), so that the parent, however
-# starved of CPU on a loaded machine (2 test workers beside mypy), sends SIGINT while a run is training: with a short
-# sleep per checkpoint the child sometimes finished every run before the parent saw step 2.  It first restores
-# Python's SIGINT handler, as a shell would give it: a pytest-xdist worker ignores SIGINT, and an ignored signal is
-# inherited by the processes it starts (Python then installs no handler of its own).  It holds in 0.1 s sleeps: the
-# kernel may deliver the process's SIGINT to another thread (torch's), and then Python raises KeyboardInterrupt in the
-# main thread only when its current sleep returns, which for one sleep of 120 s outlasted the parent's 60 s wait (a
-# rare timeout in CI).
-CLI = (
-    "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
-    "import sys, time; from mtlens.cli import main; from mtlens.training.trainer import TrainingRun\n"
-    "checkpoint = TrainingRun._checkpoint\n"
-    "def held(self, step):\n"
-    "    checkpoint(self, step)\n"
-    "    for _ in range(1200 if step >= 2 else 0): time.sleep(0.1)\n"
-    "TrainingRun._checkpoint = held\n"
-    "sys.exit(main(sys.argv[1:]))"
-)
+# The child (forked from the test process: ``kills.fork``) holds its first run after the checkpoint of step 2 (sleeps
+# until interrupted), so that the parent, however starved of CPU on a loaded machine (2 test workers beside mypy),
+# sends SIGINT while a run is training: with a short sleep per checkpoint the child sometimes finished every run
+# before the parent saw step 2.  It first restores Python's SIGINT handler, as a shell would give it: a pytest-xdist
+# worker ignores SIGINT, and an ignored signal is inherited by the processes it starts (Python then installs no
+# handler of its own).  It holds in 0.1 s sleeps: the kernel may deliver the process's SIGINT to another thread
+# (torch's), and then Python raises KeyboardInterrupt in the main thread only when its current sleep returns, which
+# for one sleep of 120 s outlasted the parent's 60 s wait (a rare timeout in CI).
 
 
-def _interrupt_when_training(argv: list[str], store: RunStore) -> subprocess.CompletedProcess[str]:
-    """Run the CLI with ``argv`` in a child and send it ``SIGINT`` once some run has checkpointed step 2."""
-    child = subprocess.Popen(
-        [sys.executable, "-c", CLI, *argv], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=os.environ
-    )
+def _held_command(argv: list[str]) -> None:
+    """What the child runs: the command line ``argv``, each run held after its checkpoint of step 2."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    checkpoint = TrainingRun._checkpoint
+
+    def held(self: TrainingRun, step: int) -> None:
+        checkpoint(self, step)
+        for _ in range(1200 if step >= 2 else 0):
+            time.sleep(0.1)
+
+    TrainingRun._checkpoint = held  # type: ignore[method-assign]  # (in the child process only)
+    sys.exit(main(argv))
+
+
+def _interrupt_when_training(argv: list[str], store: RunStore, out: Path) -> subprocess.CompletedProcess[str]:
+    """Run the CLI with ``argv`` in a child (its standard output and error in files under ``out``) and send it
+    ``SIGINT`` once some run has checkpointed step 2."""
+    stdout, stderr = out / "stdout.txt", out / "stderr.txt"
+    child = fork(lambda: _held_command(argv), stdout=stdout, stderr=stderr)
     deadline = time.time() + 120
-    while time.time() < deadline and child.poll() is None:
+    while time.time() < deadline and child.is_alive():
         try:
             steps = [(store.status(r) or {}).get("step", 0) for r in store.run_ids()]
         except MtlensError:
@@ -53,10 +60,10 @@ def _interrupt_when_training(argv: list[str], store: RunStore) -> subprocess.Com
         if any(s >= 2 for s in steps):
             break
         time.sleep(0.005)
-    assert child.poll() is None, "the command ended before it could be interrupted"
-    child.send_signal(signal.SIGINT)
-    out, err = child.communicate(timeout=60)
-    return subprocess.CompletedProcess(child.args, child.returncode, out, err)
+    assert child.is_alive() and child.pid is not None, "the command ended before it could be interrupted"
+    os.kill(child.pid, signal.SIGINT)
+    child.join(timeout=60)
+    return subprocess.CompletedProcess(argv, child.exitcode, stdout.read_text(), stderr.read_text())
 
 
 @pytest.mark.parametrize("command", ["study", pytest.param("sweep", marks=pytest.mark.slow)])
@@ -72,7 +79,7 @@ def test_ctrl_c_names_the_interrupted_runs_and_the_rerun_resumes_them(command, t
         argv += ["--seed-list", "0", "--workers", "2"]
     argv += ["--store", str(store.root), "--quiet"]
 
-    result = _interrupt_when_training(argv, store)
+    result = _interrupt_when_training(argv, store, tmp_path)
     assert result.returncode == 130, result.stderr
     assert "Traceback" not in result.stderr + result.stdout, result.stderr
     (line,) = [x for x in result.stderr.splitlines() if "interrupted" in x]
