@@ -71,10 +71,13 @@ import pytest  # noqa: E402
 from mtlens import RunStore, Setting, Split, TaskData, register_setting  # noqa: E402
 from mtlens.cli import main  # noqa: E402
 from mtlens.errors import ConfigError  # noqa: E402
-from mtlens.experiments import experiment_plan  # noqa: E402
+from mtlens.experiments import experiment_plan, run_experiment  # noqa: E402
 from mtlens.experiments.base import EXPERIMENTS  # noqa: E402
 from mtlens.experiments.loss_scale import LOSS_SCALES  # noqa: E402
 from mtlens.experiments.optimizers import OPTIMIZER_LRS  # noqa: E402
+from mtlens.orchestration import backends  # noqa: E402
+from mtlens.orchestration.backends import make_executor  # noqa: E402
+from mtlens.orchestration.executors import LocalExecutor  # noqa: E402
 
 BASE = {
     "setting": "digits_pair",
@@ -156,11 +159,50 @@ def test_experiment_options_on_the_command_line_are_checked_before_training(tmp_
     assert main(["study", "digits_pair", "--experiment", "loss-scale", "--experiment-option", "scale=2", *common]) == 2
     assert "valid options: ['lrs', 'scaled_task', 'scales']" in capsys.readouterr().err
     assert main(["study", "digits_pair", "--experiment-option", "scales=[1]", *common]) == 2
+    assert main(["study", "digits_pair", "--workers", "2", *common]) == 2
+    assert "--workers" in capsys.readouterr().err
     assert main(["study", "digits_pair", "--experiment", "snow", *common]) == 2
     assert f"unknown experiment 'snow'; available experiments: {', '.join(sorted(EXPERIMENTS.names()))}" in (
         capsys.readouterr().err
     )
     assert not store.exists()
+
+
+def test_an_experiments_runs_trained_by_two_workers_are_those_trained_in_this_process(tmp_path, monkeypatch):
+    """``study --experiment --workers 2`` trains the plan's runs in two spawned worker processes: the same run ids,
+    all finished, with exactly the trajectories of the runs trained in this process (``run_experiment`` without
+    an executor)."""
+    options = ["--option", "n_train=128", "--option", "n_val=48", "--option", "n_test=48"]
+    common = ["--epochs", "1", "--seeds", "1", "--batch-size", "32", *options, "--set", "train_eval_size=64"]
+    experiment = ["--experiment", "loss-scale", "--experiment-option", "scales=[1e-3,1e3]"]
+    made = []
+
+    def recorded(*args, **kwargs):
+        made.append(make_executor(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(backends, "make_executor", recorded)
+    workers = RunStore(tmp_path / "workers")
+    assert (
+        main(["study", "digits_pair", *experiment, *common, "--workers", "2", "--store", str(workers.root), "--quiet"])
+        == 0
+    )
+    base = {
+        "setting": "digits_pair",
+        "epochs": 1,
+        "batch_size": 32,
+        "train_eval_size": 64,
+        "setting_options": {"n_train": 128, "n_val": 48, "n_test": 48},
+    }
+    assert [type(e) for e in made] == [LocalExecutor] and made[0].workers == 2
+    plan = experiment_plan("loss-scale", base, [0], scales=[1e-3, 1e3])
+    here = RunStore(tmp_path / "here")
+    run_experiment(plan, here, progress=False)
+    ids = sorted(c.run_id for c in plan.configs)
+    assert len(ids) == 4 and sorted(workers.runs()["run_id"]) == ids == sorted(here.runs()["run_id"])
+    assert set(workers.runs()["state"]) == {"finished"}
+    for run_id in ids:
+        pd.testing.assert_frame_equal(workers.trajectory(run_id), here.trajectory(run_id))
 
 
 @register_setting("flat_pair")

@@ -211,6 +211,7 @@ def _study_experiment(args: argparse.Namespace) -> int:
     options, checked against the options it declares.  Diverged runs are results of an experiment (e.g.
     SGD at a large loss scale): only failed and untrained runs make the exit status non-zero."""
     from mtlens.experiments import EXPERIMENT_SEEDS, experiment_plan, run_experiment
+    from mtlens.orchestration.backends import make_executor
     from mtlens.store import RunState, RunStore
 
     seeds = _seeds(args, EXPERIMENT_SEEDS)
@@ -228,7 +229,8 @@ def _study_experiment(args: argparse.Namespace) -> int:
         f"-> store {store.root}",
         file=sys.stderr,
     )
-    results = run_experiment(plan, store, progress=not args.quiet)
+    with make_executor("local", args.workers or 1, device=plan.configs[0].device) as executor:
+        results = run_experiment(plan, store, progress=not args.quiet, executor=executor)
     _summarize(results)
     if args.report:
         _write_report(store, args.report, settings=[args.setting])
@@ -1011,6 +1013,13 @@ COMMANDS: dict[str, tuple[str, list[Flag]]] = {
                 "an option of the experiment (repeatable), e.g. scales=[1e-3,1e3] or scaled_task=b",
                 many="append",
                 metavar="KEY=VALUE",
+                only_with="--experiment",
+            ),
+            Flag(
+                "--workers",
+                Typed(PositiveCount),
+                "with --experiment: local worker processes that train its runs (default 1: in this process; "
+                "a run's results do not depend on it)",
                 only_with="--experiment",
             ),
             *RUN_CONFIG_FLAGS,

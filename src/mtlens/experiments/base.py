@@ -42,7 +42,7 @@ from typing import Any
 import pandas as pd
 
 from mtlens.errors import DamagedStoreError
-from mtlens.orchestration.executors import run_configs
+from mtlens.orchestration.executors import Executor, run_configs
 from mtlens.registry import Registry, UnknownNameError
 from mtlens.render import Section, not_available, report_options
 from mtlens.settings import Setting
@@ -193,10 +193,18 @@ def experiment_plan(
 
 
 def run_experiment(
-    plan: ExperimentPlan, store: RunStore, setting: Setting | None = None, progress: bool = True
+    plan: ExperimentPlan,
+    store: RunStore,
+    setting: Setting | None = None,
+    progress: bool = True,
+    executor: Executor | None = None,
 ) -> pd.DataFrame:
     """Store the manifest, train the plan's runs, store the manifest again, then run the experiment's analysis
-    (given a :data:`TrainFunction` where it has a ``train`` parameter).
+    (given a :data:`TrainFunction` where it has a ``train`` parameter).  ``executor`` trains every run, the
+    analysis's too (e.g. a :class:`~mtlens.orchestration.executors.LocalExecutor` of 2 worker processes; the
+    caller closes it); without one they are trained in this process
+    (:func:`~mtlens.orchestration.executors.run_configs`).  A run's results do not depend on which process
+    trains it.
 
     The manifest is merged with the stored one (:func:`experiment_manifest`) and written under the table's lock
     (:meth:`~mtlens.store.RunStore.table_lock`), before training and again after it: an invocation running at
@@ -214,16 +222,22 @@ def run_experiment(
             f"not in this plan (stored manifest {plan.table_name})",
             flush=True,
         )
-    tables = [run_configs(plan.configs, store, progress=progress)]
-    _store_manifest(plan, store)
 
     def train(configs: Sequence[ResolvedRunConfig]) -> pd.DataFrame:
-        tables.append(run_configs(configs, store, progress=progress))
+        if executor is None:
+            return run_configs(configs, store, progress=progress)
+        return executor.run(configs, store, progress)
+
+    tables = [train(plan.configs)]
+    _store_manifest(plan, store)
+
+    def train_more(configs: Sequence[ResolvedRunConfig]) -> pd.DataFrame:
+        tables.append(train(configs))
         return tables[-1]
 
     analyze = EXPERIMENTS.get(plan.name).analyze
     if analyze is not None:
-        extra = {"train": train} if "train" in inspect.signature(analyze).parameters else {}
+        extra = {"train": train_more} if "train" in inspect.signature(analyze).parameters else {}
         analyze(plan, store, setting or load_configured_setting(plan.configs[0]), **extra)
     return pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]
 
