@@ -16,6 +16,7 @@ entry points; :mod:`mtlens.plugins`) are loaded before anything is parsed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import re
@@ -229,7 +230,10 @@ def _study_experiment(args: argparse.Namespace) -> int:
         f"-> store {store.root}",
         file=sys.stderr,
     )
-    with make_executor("local", args.workers or 1, device=plan.configs[0].device) as executor:
+    with contextlib.ExitStack() as stack:  # without --workers: in this process (run_experiment's default)
+        executor = None
+        if args.workers is not None:
+            executor = stack.enter_context(make_executor("local", args.workers, device=plan.configs[0].device))
         results = run_experiment(plan, store, progress=not args.quiet, executor=executor)
     _summarize(results)
     if args.report:
