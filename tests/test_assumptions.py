@@ -187,15 +187,8 @@ def test_an_experiments_runs_trained_by_two_workers_are_those_trained_in_this_pr
         main(["study", "digits_pair", *experiment, *common, "--workers", "2", "--store", str(workers.root), "--quiet"])
         == 0
     )
-    base = {
-        "setting": "digits_pair",
-        "epochs": 1,
-        "batch_size": 32,
-        "train_eval_size": 64,
-        "setting_options": {"n_train": 128, "n_val": 48, "n_test": 48},
-    }
     assert [type(e) for e in made] == [LocalExecutor] and made[0].workers == 2
-    plan = experiment_plan("loss-scale", base, [0], scales=[1e-3, 1e3])
+    plan = experiment_plan("loss-scale", BASE, [0], scales=[1e-3, 1e3])  # the same runs as the command's
     here = RunStore(tmp_path / "here")
     run_experiment(plan, here, progress=False)
     ids = sorted(c.run_id for c in plan.configs)
