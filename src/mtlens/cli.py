@@ -1022,7 +1022,7 @@ COMMANDS: dict[str, tuple[str, list[Flag]]] = {
             Flag(
                 "--workers",
                 Typed(PositiveCount),
-                "with --experiment: local worker processes that train its runs (default 1: in this process; "
+                "with --experiment: local worker processes that train its runs (without it, or 1: in this process; "
                 "a run's results do not depend on it)",
                 only_with="--experiment",
             ),
