@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -17,7 +18,7 @@ import pandas as pd
 import pytest
 
 from kills import fork
-from mtlens import RunStore
+from mtlens import RunStore, load
 from mtlens.cli import main
 from mtlens.orchestration import LocalExecutor, SerialExecutor, run_sweep
 from mtlens.orchestration.sweep import grid_candidates
@@ -71,6 +72,85 @@ def test_selection_matches_brute_force_and_seed_zero_run_is_reused(reference):
     assert len(pd.read_csv(result.directory / "candidates.csv")) == 6
 
 
+def _selected_test_errors(store: RunStore, run_ids: list[str], task: str) -> pd.Series:
+    """Brute force, by seed: each run's ``test/error`` of ``task`` at its lowest ``val/error`` (earliest step)."""
+    rows = store.trajectories(run_ids)
+    rows = rows[rows["task"] == task]
+    values = {}
+    for _, run in rows.groupby("run_id"):
+        val = run[run["quantity"] == "val/error"].sort_values("step", kind="stable")
+        step = val["step"].iloc[int(np.argmin(val["value"].to_numpy()))]
+        test = run[(run["quantity"] == "test/error") & (run["step"] == step)]
+        values[int(run["seed"].iloc[0])] = float(test["value"].iloc[-1])
+    return pd.Series(values).sort_index()
+
+
+def test_a_sweeps_report_compares_each_methods_selected_runs_with_its_tasks_selected_stl_runs(
+    reference, tmp_path, capsys
+):
+    """``mtlens report --sweep ID``: STL selects lr 3e-2 and MTL 1e-3 here, so a report that compares only runs
+    of one configuration (the report without ``--sweep``) pairs no selected MTL run with a selected STL run;
+    with ``--sweep`` each task's row pairs the two selected seed runs of each side by seed, and its paired
+    difference is the brute-force one of those runs."""
+    store, result = reference
+    chosen = result.selected.set_index("group")
+    assert chosen.loc["mtl:sum", "lr"] != chosen.loc["stl:a", "lr"] == chosen.loc["stl:b", "lr"]  # the case tested
+    out = tmp_path / "report"
+    assert main(["report", "--store", str(store.root), "--out", str(out), "--sweep", result.sweep_id]) == 0
+    transfer = pd.read_csv(out / "tables" / "transfer.csv")
+    assert sorted(transfer["task"]) == ["a", "b"] and set(transfer["setting"]) == {"digits_pair"}
+    assert (transfer[["n_stl", "n_mtl"]] == len(SEEDS)).all().all() and set(transfer["design"]) == {"paired"}
+    mtl_ids = chosen.loc["mtl:sum", "seed_run_ids"].split(";")
+    for row in transfer.itertuples():
+        stl = _selected_test_errors(store, chosen.loc[f"stl:{row.task}", "seed_run_ids"].split(";"), row.task)
+        mtl = _selected_test_errors(store, mtl_ids, row.task)
+        assert list(stl.index) == list(mtl.index) == SEEDS
+        assert row.delta == pytest.approx((mtl - stl).mean(), abs=1e-12)
+    selection = pd.read_csv(out / "tables" / "sweep_selection.csv").set_index("group")
+    assert selection["lr"].to_dict() == pytest.approx(chosen["lr"].to_dict())
+    assert set(selection["seeds_analysed"]) == {f"{len(SEEDS)}/{len(SEEDS)}"}
+    assert result.sweep_id in (out / "report.html").read_text()
+    in_python = load(store.root, sweep=result.sweep_id).transfer().sort_values(["task", "method"])
+    assert in_python["delta"].tolist() == pytest.approx(transfer.sort_values(["task", "method"])["delta"].tolist())
+    # Without --sweep: every grid run is in, and the selected MTL runs meet no selected STL run.
+    plain = tmp_path / "plain"
+    assert main(["report", "--store", str(store.root), "--out", str(plain)]) == 0
+    rows = pd.read_csv(plain / "tables" / "transfer.csv")
+    assert all("lr=" in s for s in rows["setting"]) and not ((rows["n_stl"] == 2) & (rows["n_mtl"] == 2)).any()
+    capsys.readouterr()
+
+
+def test_a_sweeps_report_names_selected_runs_missing_from_the_store(reference, tmp_path, capsys):
+    """A selected seed run deleted from the store: the report leaves it out, says so on stderr and in the
+    sweep's table (1 of 2 seeds analysed), and still reports the other runs."""
+    store, result = reference
+    copy = RunStore(shutil.copytree(store.root, tmp_path / "store"))
+    gone = result.selected.set_index("group").loc["stl:a", "seed_run_ids"].split(";")[1]
+    shutil.rmtree(copy.run_dir(gone))
+    out = tmp_path / "report"
+    assert main(["report", "--store", str(copy.root), "--out", str(out), "--sweep", result.sweep_id]) == 0
+    assert f"1 runs sweep {result.sweep_id} selected are not in the store: {gone}" in capsys.readouterr().err
+    selection = pd.read_csv(out / "tables" / "sweep_selection.csv").set_index("group")
+    assert selection.loc["stl:a", "seeds_analysed"] == "1/2" and selection.loc["stl:b", "seeds_analysed"] == "2/2"
+    assert gone in (out / "report.html").read_text()
+
+
+def test_report_of_an_unknown_or_damaged_sweep_exits_2_naming_it_and_writes_nothing(reference, tmp_path, capsys):
+    store, result = reference
+    out = tmp_path / "report"
+    assert main(["report", "--store", str(store.root), "--out", str(out), "--sweep", result.sweep_id[:-1]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"--sweep {result.sweep_id[:-1]}: no sweep" in err
+    assert f"did you mean '{result.sweep_id}'" in err and not out.exists()
+    broken = RunStore(tmp_path / "broken")
+    (broken.root / "sweeps" / "s").mkdir(parents=True)
+    (broken.root / "sweeps" / "s" / "selected.csv").write_text("group,mode,task\nstl:a,stl,a\n")
+    assert main(["report", "--store", str(broken.root), "--out", str(out), "--sweep", "s"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(broken.root / "sweeps" / "s" / "selected.csv") in err
+    assert "rerun the sweep's command" in err and not out.exists()
+
+
 def test_failed_run_is_recorded_listed_and_never_selected(tmp_path):
     def flaky_train(config, store, setting, progress):
         if config.lr == GRID["lr"][0] and config.mode == "mtl":
@@ -90,7 +170,8 @@ def test_failed_run_is_recorded_listed_and_never_selected(tmp_path):
 
 def test_sweep_with_a_failed_run_exits_1_naming_it_on_stderr(tmp_path, monkeypatch, capsys):
     """The command, not only run_sweep: a failed grid run makes ``mtlens sweep`` exit 1 (it exited 0, the
-    failures on stdout, while study and calibrate exit 1), and the run is named on stderr."""
+    failures on stdout, while study and calibrate exit 1), and the run is named on stderr.  ``--report`` still
+    writes the report of what the sweep selected (the failed grid run is not among it)."""
     original = trainer.TrainingRun.train
 
     def flaky(self, progress):  # type: ignore[no-untyped-def]
@@ -103,8 +184,10 @@ def test_sweep_with_a_failed_run_exits_1_naming_it_on_stderr(tmp_path, monkeypat
     grid_file.write_text(json.dumps(GRID))
     argv = _sweep_args(RunStore(tmp_path / "store"), grid_file, workers=1)
     argv[argv.index("--seeds") + 1] = "1"
-    assert main(argv) == 1
+    assert main([*argv, "--report", str(tmp_path / "report")]) == 1
     out, err = capsys.readouterr()
+    selection = pd.read_csv(tmp_path / "report" / "tables" / "sweep_selection.csv").set_index("group")
+    assert selection.loc["mtl:sum", "lr"] == GRID["lr"][1] and set(selection["seeds_analysed"]) == {"1/1"}
     assert "out of memory" not in out and "failed or diverged" not in out
     assert "out of memory (simulated)" in err
     last = err.strip().splitlines()[-1]

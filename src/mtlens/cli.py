@@ -20,6 +20,7 @@ import contextlib
 import importlib
 import json
 import re
+import shlex
 import sys
 import tempfile
 import time
@@ -311,6 +312,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(result.selected.drop(columns=["seed_run_ids", "criterion"]).to_string(index=False))
         print(f"selection: {criterion.describe()}")
     print(f"tables: {result.directory}")
+    if args.report:
+        _write_report(store, args.report, sweep=result.sweep_id)
+    else:
+        command = f"mtlens report --store {shlex.quote(str(store.root))} --sweep {result.sweep_id}"
+        print(f"the selected runs' report: {command}")
     return _sweep_status(result)
 
 
@@ -422,6 +428,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         where=where,
         formats=args.formats or [],
+        sweep=args.sweep,
     )
     return 0
 
@@ -1087,6 +1094,11 @@ COMMANDS: dict[str, tuple[str, list[Flag]]] = {
                 "with --device cuda runs its --workers on the GPU(s) (worker i on cuda:i %% n_gpus)",
             ),
             _store(),
+            Flag(
+                "--report",
+                Directory(writable=True),
+                "write the report of the selected runs to this directory when done (as mtlens report --sweep)",
+            ),
             QUIET,
         ],
     ),
@@ -1194,6 +1206,12 @@ COMMANDS: dict[str, tuple[str, list[Flag]]] = {
                 "also write static copies of every figure to figures/ in these formats "
                 "(comma-separated: png, pdf, svg), rendered offline from the same Vega-Lite specs; pdf also prints "
                 "the whole report to report.pdf with headless Chromium",
+            ),
+            Flag(
+                "--sweep",
+                Name("sweep id"),
+                "only the runs this sweep of the store selected (its id: the folder name in STORE/sweeps/), each MTL "
+                "method's selected runs compared with its tasks' selected STL runs whatever their swept values",
             ),
         ],
     ),

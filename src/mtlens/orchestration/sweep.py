@@ -13,7 +13,8 @@ Every config is validated before the first run.  Complete runs are skipped, so r
 a sweep after a crash finishes only what is missing.  The sweep writes, atomically, to
 ``STORE/sweeps/<sweep_id>/``: ``selected.csv`` (per group: the selected values, score and
 seed runs), ``candidates.csv`` (every grid run with its score) and ``problems.csv``
-(failed and diverged runs with their errors).
+(failed and diverged runs with their errors).  :func:`read_sweep_selection` reads a sweep's selection back
+(``mtlens report --sweep``: each group's selected runs compared at their own grid points).
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from typing import Any
 
 import pandas as pd
 
-from mtlens.errors import ConfigError
+from mtlens.errors import ConfigError, DamagedStoreError
 from mtlens.orchestration.executors import Executor, SerialExecutor
 from mtlens.orchestration.grid import SWEEP_OWNED_KEYS, Grid, check_grid, grid_points
 from mtlens.orchestration.selection import SelectionCriterion, score_runs, select_points, task_values
+from mtlens.registry import did_you_mean
 from mtlens.settings import Setting
 from mtlens.store import RunState, RunStore, atomic_write
 from mtlens.training.config import (
@@ -45,6 +47,15 @@ from mtlens.training.config import (
 
 PROBLEM_STATES = (RunState.FAILED, RunState.DIVERGED)
 
+SELECTED_COLUMNS = ("group", "mode", "task", "method", "grid_runs", "eligible_runs")
+"""``selected.csv``'s columns before the grid keys; after them come :data:`SELECTION_COLUMNS`."""
+
+SELECTION_COLUMNS = ("point", "score", "seeds_finished", "seed_run_ids", "criterion")
+"""``selected.csv``'s columns after the grid keys (:func:`_summary`)."""
+
+RUN_ID_SEPARATOR = ";"
+"""Between the run ids of ``selected.csv``'s ``seed_run_ids``."""
+
 
 @dataclass
 class SweepResult:
@@ -54,6 +65,11 @@ class SweepResult:
     candidates: pd.DataFrame
     problems: pd.DataFrame
     directory: Path
+
+    @property
+    def sweep_id(self) -> str:
+        """The sweep's id (:func:`sweep_id`), its folder's name: ``mtlens report --sweep`` takes it."""
+        return self.directory.name
 
 
 def sweep_id(
@@ -211,7 +227,7 @@ def _summary(
                     "point": int(pick["point"]),
                     "score": float(pick["score"]),
                     "seeds_finished": f"{sum(states.get(c.run_id) == RunState.FINISHED for c in runs)}/{len(runs)}",
-                    "seed_run_ids": ";".join(c.run_id for c in runs),
+                    "seed_run_ids": RUN_ID_SEPARATOR.join(c.run_id for c in runs),
                 }
             )
         else:
@@ -226,4 +242,58 @@ def _summary(
             )
         record["criterion"] = criterion.describe()
         records.append(record)
-    return pd.DataFrame.from_records(records)
+    return pd.DataFrame.from_records(records, columns=[*SELECTED_COLUMNS, *keys, *SELECTION_COLUMNS])
+
+
+@dataclass(frozen=True)
+class SweepSelection:
+    """What a sweep selected, as its ``selected.csv`` says: ``table`` (one row per group), ``tuned`` (the grid
+    keys: each group has its own values of them) and ``run_ids`` (the seed runs of every selected point)."""
+
+    sweep_id: str
+    path: Path
+    table: pd.DataFrame
+    tuned: tuple[str, ...]
+    run_ids: tuple[str, ...]
+
+    @property
+    def unselected(self) -> list[str]:
+        """The groups for which the sweep selected no grid point."""
+        return self.table.loc[self.table["point"].isna(), "group"].tolist()
+
+
+def sweep_ids(store: RunStore) -> list[str]:
+    """The ids of the sweeps whose tables are in ``store`` (``STORE/sweeps/<id>/selected.csv``), sorted."""
+    return sorted(p.parent.name for p in (store.root / "sweeps").glob("*/selected.csv"))
+
+
+def read_sweep_selection(store: RunStore, sweep: str) -> SweepSelection:
+    """The :class:`SweepSelection` of sweep ``sweep`` in ``store``.  Raises :class:`ConfigError` naming the
+    sweeps there when it has none of that id, and :class:`DamagedStoreError` naming the file when its
+    ``selected.csv`` cannot be read or lacks a column (rerunning the sweep command rewrites it, training
+    nothing that is finished)."""
+    path = store.root / "sweeps" / sweep / "selected.csv"
+    if not path.is_file():
+        present = sweep_ids(store)
+        raise ConfigError(
+            f"--sweep {sweep}: no sweep of that id in {store.root / 'sweeps'}; "
+            f"sweeps there: {', '.join(present) or 'none'}{did_you_mean(sweep, present)}"
+        )
+    rerun = "rerun the sweep's command to rewrite it"
+    try:
+        table = pd.read_csv(path, dtype={"seed_run_ids": str})
+    except (OSError, ValueError) as err:
+        raise DamagedStoreError(f"{path}: cannot be read ({err}); {rerun}") from None
+    header = list(table.columns)
+    fixed, after = len(SELECTED_COLUMNS), len(SELECTION_COLUMNS)
+    tuned = tuple(header[fixed:-after])
+    if (tuple(header[:fixed]), tuple(header[-after:])) != (SELECTED_COLUMNS, SELECTION_COLUMNS) or not tuned:
+        raise DamagedStoreError(
+            f"{path}: expected the columns {', '.join(SELECTED_COLUMNS)}, the grid keys, "
+            f"{', '.join(SELECTION_COLUMNS)}; found {', '.join(header)}; {rerun}"
+        )
+    chosen = table[table["point"].notna()]
+    run_ids = [r for ids in chosen["seed_run_ids"] for r in str(ids).split(RUN_ID_SEPARATOR)]
+    if chosen["seed_run_ids"].isna().any() or not all(run_ids):
+        raise DamagedStoreError(f"{path}: a selected group lists no seed runs; {rerun}")
+    return SweepSelection(sweep, path, table, tuned, tuple(dict.fromkeys(run_ids)))

@@ -101,7 +101,9 @@ FIGURE_KINDS = ("gap", "training", "probes", "conflict", "weights", "loss_ratio"
 class StudyResults:
     """The runs of ``store`` that the report of the same selection analyses (``settings``, MTL ``methods``,
     ``where``: a run-index column -> accepted values, ``include_unfinished``; as ``mtlens report``'s flags)
-    and every table and figure of that report.  ``alpha`` is the FDR of each family of tests.
+    and every table and figure of that report.  ``alpha`` is the FDR of each family of tests.  ``sweep``: a
+    sweep id of the store, as ``mtlens report --sweep`` (only the runs it selected, compared across their grid
+    values).
 
     Raises :class:`~mtlens.errors.MtlensError` when no run matches or none is finished."""
 
@@ -113,13 +115,14 @@ class StudyResults:
         where: dict[str, Sequence[Any]] | None = None,
         include_unfinished: bool = False,
         alpha: float = 0.05,
+        sweep: str | None = None,
     ):
         if not 0 < alpha < 1:
             raise ConfigError(f"alpha: expected a number between 0 and 1, got {alpha!r}")
         self.store = store if isinstance(store, RunStore) else RunStore(store)
         self.settings, self.methods, self.where = list(settings), list(methods), where
-        self.include_unfinished, self.alpha = include_unfinished, alpha
-        self.selection: RunSelection = selected_runs(self.store, settings, methods, where, include_unfinished)
+        self.include_unfinished, self.alpha, self.sweep = include_unfinished, alpha, sweep
+        self.selection: RunSelection = selected_runs(self.store, settings, methods, where, include_unfinished, sweep)
 
     def __repr__(self) -> str:
         counts = self.selection.analysed.groupby(["setting", "mode"]).size()
@@ -247,6 +250,7 @@ class StudyResults:
             where=self.where,
             include_unfinished=self.include_unfinished,
             formats=formats,
+            sweep=self.sweep,
         )
 
 
@@ -257,11 +261,12 @@ def load(
     where: dict[str, Any] | None = None,
     include_unfinished: bool = False,
     alpha: float = 0.05,
+    sweep: str | None = None,
 ) -> StudyResults:
     """The :class:`StudyResults` of the runs in ``store`` (a path or a :class:`~mtlens.store.RunStore`);
-    ``settings`` and ``methods`` (a name or names) and ``where`` (a run-index column -> a value or values)
-    select runs as ``mtlens report``'s ``--setting``, ``--methods`` and ``--where`` do.  A store path
-    that does not exist raises :class:`~mtlens.errors.ConfigError`."""
+    ``settings`` and ``methods`` (a name or names), ``where`` (a run-index column -> a value or values) and
+    ``sweep`` (a sweep id) select runs as ``mtlens report``'s ``--setting``, ``--methods``, ``--where`` and
+    ``--sweep`` do.  A store path that does not exist raises :class:`~mtlens.errors.ConfigError`."""
     if not isinstance(store, RunStore) and not Path(store).is_dir():
         raise ConfigError(f"store {store}: no such directory")
     listed: dict[str, Sequence[Any]] = {k: v if isinstance(v, (list, tuple)) else [v] for k, v in (where or {}).items()}
@@ -272,6 +277,7 @@ def load(
         listed,
         include_unfinished,
         alpha,
+        sweep,
     )
 
 

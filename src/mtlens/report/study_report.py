@@ -34,6 +34,7 @@ from mtlens.analysis.planning import spread_table
 from mtlens.analysis.transfer import TaskInfo, delta_m, selected_checkpoints, transfer_tests
 from mtlens.errors import ConfigError, MtlensError
 from mtlens.experiments import experiment_sections
+from mtlens.orchestration.sweep import SweepSelection, read_sweep_selection
 from mtlens.quantities import RUN_ROW, TASK_PAIR
 from mtlens.registry import did_you_mean
 from mtlens.render import (
@@ -63,6 +64,7 @@ from mtlens.report.oddities import collapse_notes, loss_range_notes, step_zero_n
 from mtlens.report.planning import family_sizes, seed_planning_section
 from mtlens.report.probes import probes_section
 from mtlens.report.recorded import note_unrecorded, read_rows
+from mtlens.report.sweep import sweep_section
 from mtlens.report.verdicts import QUESTIONS, TABLES, answers
 from mtlens.store import RunState, RunStore, atomic_write_text
 
@@ -155,12 +157,16 @@ def report_families(data: ReportData) -> dict[str, pd.DataFrame]:
 class RunSelection:
     """The runs a report (or :class:`~mtlens.report.results.StudyResults`) reads: ``index``, the store's runs
     that match the selection; ``analysed``, those :func:`analysed_runs` keeps; ``left_out``, the others;
-    ``rows``, the trajectory rows of the analysed runs (setting names as stored)."""
+    ``rows``, the trajectory rows of the analysed runs (setting names as stored).  Of a sweep's selection
+    (``sweep``): ``analysed`` without the sweep's grid keys (each group was tuned on its own, so runs that
+    differ in them are one configuration) and ``absent``, the selected runs the store does not hold."""
 
     index: pd.DataFrame
     analysed: pd.DataFrame
     left_out: pd.DataFrame
     rows: pd.DataFrame
+    sweep: SweepSelection | None = None
+    absent: tuple[str, ...] = ()
 
     @property
     def unfinished(self) -> pd.DataFrame:
@@ -174,13 +180,25 @@ def selected_runs(
     methods: Sequence[str] = (),
     where: dict[str, Sequence[Any]] | None = None,
     include_unfinished: bool = False,
+    sweep: str | None = None,
 ) -> RunSelection:
     """The runs of ``store`` selected by :func:`select_runs` and :func:`analysed_runs`, and the rows of the
     analysed ones; :class:`MtlensError` when no run matches or none of those may be analysed.  A run whose
     trajectory cannot be read (:func:`~mtlens.report.recorded.read_rows`) is left out as ``damaged``, its
-    ``message`` naming the file and the problem."""
-    selection = f"settings={list(settings)} methods={list(methods)}{f' where={where}' if where else ''}"
+    ``message`` naming the file and the problem.  With ``sweep`` (a sweep id of the store), only the seed
+    runs of the points that sweep selected (:func:`~mtlens.orchestration.sweep.read_sweep_selection`), every
+    MTL run compared with the STL runs selected for its tasks whatever their grid values."""
+    chosen = read_sweep_selection(store, sweep) if sweep is not None else None
+    selection = (
+        f"settings={list(settings)} methods={list(methods)}{f' where={where}' if where else ''}"
+        f"{f' sweep={sweep}' if sweep is not None else ''}"
+    )
     index = select_runs(store, settings, methods, where)
+    absent: tuple[str, ...] = ()
+    if chosen is not None:
+        stored = set(store.run_ids())
+        absent = tuple(r for r in chosen.run_ids if r not in stored)
+        index = index[index["run_id"].isin(chosen.run_ids)]
     if index.empty:
         raise MtlensError(f"no runs in {store.root} match {selection}")
     analysed, left_out = analysed_runs(index, include_unfinished)
@@ -198,7 +216,9 @@ def selected_runs(
             + ", ".join(f"{r.run_id} ({r.state})" for r in left_out.itertuples())
         )
     rows = rows.astype({c: object for c in rows.columns if pd.api.types.is_string_dtype(rows[c])})
-    return RunSelection(index, analysed, left_out, rows)
+    if chosen is not None:
+        analysed = analysed.drop(columns=list(chosen.tuned), errors="ignore")
+    return RunSelection(index, analysed, left_out, rows, chosen, absent)
 
 
 def report_data(store: RunStore, selection: RunSelection, alpha: float) -> ReportData:
@@ -755,6 +775,7 @@ def write_report(
     include_unfinished: bool = False,
     formats: Sequence[str] = (),
     log: Callable[[str], None] | None = None,
+    sweep: str | None = None,
 ) -> Path:
     """Write ``out_dir/report.html`` (self-contained, interactive figures), ``tables/`` (CSV) and
     ``figures/`` (each figure's Vega-Lite spec, plus static copies in ``formats``, e.g. ``("png",
@@ -763,7 +784,10 @@ def write_report(
 
     Only the runs :func:`analysed_runs` keeps enter any section; the overview names the others, and so
     does a line to ``log`` (e.g. stderr), as well as the unfinished runs analysed with ``include_unfinished``.
-    ``alpha`` is the false discovery rate of each family of tests (docs/statistics.md)."""
+    ``alpha`` is the false discovery rate of each family of tests (docs/statistics.md).  With ``sweep`` (a
+    sweep id of the store) only the runs that sweep selected, compared across their grid values
+    (:func:`selected_runs`); a line to ``log`` names its groups without a selected point and its selected
+    runs missing from the store."""
     unknown = sorted(set(formats) - set(STATIC_FORMATS))
     if unknown:
         raise ConfigError(
@@ -772,7 +796,7 @@ def write_report(
     if "pdf" in formats:
         find_chromium()  # before anything is written
     out_dir = Path(out_dir)
-    selected = selected_runs(store, settings, methods, where, include_unfinished)
+    selected = selected_runs(store, settings, methods, where, include_unfinished, sweep)
     index, analysed, left_out, unfinished, rows = (
         selected.index,
         selected.analysed,
@@ -787,6 +811,11 @@ def write_report(
         )
         for row in left_out[left_out["state"] == RunState.DAMAGED].itertuples():
             log(f"report: left out run {row.run_id}: {row.message}")
+    if log and selected.sweep is not None and selected.sweep.unselected:
+        log(f"report: sweep {sweep} selected no grid point for {', '.join(selected.sweep.unselected)}")
+    if log and selected.absent:
+        missing = ", ".join(selected.absent)
+        log(f"report: {len(selected.absent)} runs sweep {sweep} selected are not in the store: {missing}")
     if log and len(unfinished):
         log(
             f"report: includes {len(unfinished)} unfinished runs (--include-unfinished): "
@@ -799,6 +828,11 @@ def write_report(
     sections = [
         summary_section(data.transfer, gaps, data.rows, data.optimization, out_dir),
         overview_section(index, data.rows, out_dir, analysed["run_id"].tolist()),
+        *(
+            [sweep_section(selected.sweep, set(analysed["run_id"]), selected.absent, out_dir)]
+            if selected.sweep is not None
+            else []
+        ),
         transfer_section(data, out_dir, alpha),
         gap,
         training_section(data.rows, out_dir),
