@@ -217,13 +217,16 @@ DAMAGED_DATASETS = {
 @pytest.mark.parametrize("case", list(DAMAGED_DATASETS))
 def test_a_damaged_dataset_is_one_clear_cli_error(data_root, capsys, case):
     """A damaged dataset file stops the study before training: exit 2, one line naming the file (and line or
-    image), no store written.  These were tracebacks or a line blaming setting_options (audit C)."""
+    image), nothing written: no store, and nothing in the data directory (a CelebA image that cannot be decoded
+    left an empty ``decoded/`` folder beside the images).  These were tracebacks or a line blaming
+    setting_options (audit C)."""
     setting, write, damage, expected = DAMAGED_DATASETS[case]
     write(data_root)
     damage(data_root)
+    before = sorted(data_root.rglob("*"))
     code = main(["study", setting, "--seeds", "1", "--store", str(data_root / "store"), "--quiet"])
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
     assert all(part in lines[0] for part in expected), lines[0]
-    assert "setting_options" not in lines[0] and not (data_root / "store").exists()
+    assert "setting_options" not in lines[0] and sorted(data_root.rglob("*")) == before

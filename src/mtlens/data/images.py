@@ -27,6 +27,7 @@ Images come back as ``float32`` in ``[0, 1]`` with a channel axis; labels as ``i
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import os
@@ -514,7 +515,8 @@ def decoded_image_cache(folder: LazyImageFolder, cache_dir: Path, chunk: int = 2
     atomically in chunks of ``chunk`` images (a killed build leaves no cache), and read
     memory-mapped (copy-on-write, so nothing is ever written back): processes reading one
     cache share its pages, and indexing returns exactly ``folder[idx]`` (the same bytes / 255).
-    A cache that cannot be read as an array of that shape is rebuilt.
+    A cache that cannot be read as an array of that shape is rebuilt.  A build that fails (an image that cannot
+    be decoded) leaves nothing behind: no file, and no ``cache_dir`` if it created it.
     """
     shape = (len(folder), 3, folder.size, folder.size)
     path = cache_dir / f"decoded-{folder.size}px-{folder.source_key()}.npy"
@@ -528,7 +530,14 @@ def decoded_image_cache(folder: LazyImageFolder, cache_dir: Path, chunk: int = 2
             array.flush()
             del array
 
-        atomic_write(path, write)
+        created = not cache_dir.exists()
+        try:
+            atomic_write(path, write)
+        except BaseException:
+            if created:
+                with contextlib.suppress(OSError):  # not empty: another process's cache is in it
+                    cache_dir.rmdir()
+            raise
         images = _open_cache(path, shape)
         if images is None:
             raise DatasetFormatError(f"{path}: the decoded-image cache just written cannot be read back")
