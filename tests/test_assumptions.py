@@ -77,7 +77,8 @@ from mtlens.experiments.loss_scale import LOSS_SCALES  # noqa: E402
 from mtlens.experiments.optimizers import OPTIMIZER_LRS  # noqa: E402
 from mtlens.orchestration import backends  # noqa: E402
 from mtlens.orchestration.backends import make_executor  # noqa: E402
-from mtlens.orchestration.executors import LocalExecutor  # noqa: E402
+from mtlens.orchestration.executors import LocalExecutor, run_configs  # noqa: E402
+from mtlens.orchestration.study import study_configs  # noqa: E402
 
 BASE = {
     "setting": "digits_pair",
@@ -159,7 +160,7 @@ def test_experiment_options_on_the_command_line_are_checked_before_training(tmp_
     assert main(["study", "digits_pair", "--experiment", "loss-scale", "--experiment-option", "scale=2", *common]) == 2
     assert "valid options: ['lrs', 'scaled_task', 'scales']" in capsys.readouterr().err
     assert main(["study", "digits_pair", "--experiment-option", "scales=[1]", *common]) == 2
-    assert main(["study", "digits_pair", "--workers", "2", *common]) == 2
+    assert main(["study", "digits_pair", "--experiment", "alignment", "--workers", "0", *common]) == 2
     assert "--workers" in capsys.readouterr().err
     assert main(["study", "digits_pair", "--experiment", "snow", *common]) == 2
     assert f"unknown experiment 'snow'; available experiments: {', '.join(sorted(EXPERIMENTS.names()))}" in (
@@ -168,13 +169,14 @@ def test_experiment_options_on_the_command_line_are_checked_before_training(tmp_
     assert not store.exists()
 
 
-def test_an_experiments_runs_trained_by_two_workers_are_those_trained_in_this_process(tmp_path, monkeypatch):
-    """``study --experiment --workers 2`` trains the plan's runs in two spawned worker processes: the same run ids,
-    all finished, with exactly the trajectories of the runs trained in this process (``run_experiment`` without
-    an executor)."""
+@pytest.mark.parametrize("experiment", [True, False], ids=["experiment", "study"])
+def test_runs_trained_by_two_workers_are_those_trained_in_this_process(tmp_path, monkeypatch, experiment):
+    """``study [--experiment] --workers 2`` trains the runs in two spawned worker processes: the same run ids, all
+    finished, with exactly the trajectories of the runs trained in this process (``run_experiment`` without an
+    executor; ``run_configs`` of the study's configs)."""
     options = ["--option", "n_train=128", "--option", "n_val=48", "--option", "n_test=48"]
     common = ["--epochs", "1", "--seeds", "1", "--batch-size", "32", *options, "--set", "train_eval_size=64"]
-    experiment = ["--experiment", "loss-scale", "--experiment-option", "scales=[1e-3,1e3]"]
+    flags = ["--experiment", "loss-scale", "--experiment-option", "scales=[1e-3,1e3]"] if experiment else []
     made = []
 
     def recorded(*args, **kwargs):
@@ -184,15 +186,21 @@ def test_an_experiments_runs_trained_by_two_workers_are_those_trained_in_this_pr
     monkeypatch.setattr(backends, "make_executor", recorded)
     workers = RunStore(tmp_path / "workers")
     assert (
-        main(["study", "digits_pair", *experiment, *common, "--workers", "2", "--store", str(workers.root), "--quiet"])
-        == 0
+        main(["study", "digits_pair", *flags, *common, "--workers", "2", "--store", str(workers.root), "--quiet"]) == 0
     )
     assert [type(e) for e in made] == [LocalExecutor] and made[0].workers == 2
-    plan = experiment_plan("loss-scale", BASE, [0], scales=[1e-3, 1e3])  # the same runs as the command's
     here = RunStore(tmp_path / "here")
-    run_experiment(plan, here, progress=False)
-    ids = sorted(c.run_id for c in plan.configs)
-    assert len(ids) == 4 and sorted(workers.runs()["run_id"]) == ids == sorted(here.runs()["run_id"])
+    if experiment:
+        plan = experiment_plan("loss-scale", BASE, [0], scales=[1e-3, 1e3])  # the same runs as the command's
+        configs = plan.configs
+        run_experiment(plan, here, progress=False)
+    else:
+        configs = study_configs(BASE, [0], ["sum"])
+        run_configs(configs, here, progress=False)
+    ids = sorted(c.run_id for c in configs)
+    assert len(ids) == (4 if experiment else 3) and sorted(workers.runs()["run_id"]) == ids == sorted(
+        here.runs()["run_id"]
+    )
     assert set(workers.runs()["state"]) == {"finished"}
     for run_id in ids:
         pd.testing.assert_frame_equal(workers.trajectory(run_id), here.trajectory(run_id))

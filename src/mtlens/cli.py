@@ -136,11 +136,24 @@ def cmd_study(args: argparse.Namespace) -> int:
         f"-> store {store.root}",
         file=sys.stderr,
     )
-    results = run_configs(configs, store, progress=not args.quiet)
+    with contextlib.ExitStack() as stack:
+        executor = _study_workers(args, stack, configs[0].device)
+        if executor is None:
+            results = run_configs(configs, store, progress=not args.quiet)
+        else:
+            results = executor.run(configs, store, not args.quiet)
     _summarize(results)
     if args.report:
         _write_report(store, args.report, settings=[args.setting], methods=methods)
     return _exit_status(results, (RunState.FAILED, RunState.DIVERGED))
+
+
+def _study_workers(args: argparse.Namespace, stack: contextlib.ExitStack, device: str) -> Any:
+    """``study --workers N``: a local executor of N worker processes (``make_executor``), entered on ``stack``;
+    ``None`` without the flag (the runs train in this process, on the path they took before the flag)."""
+    from mtlens.orchestration.backends import make_executor
+
+    return None if args.workers is None else stack.enter_context(make_executor("local", args.workers, device=device))
 
 
 def _seeds(args: argparse.Namespace, default: int) -> list[int]:
@@ -213,7 +226,6 @@ def _study_experiment(args: argparse.Namespace) -> int:
     options, checked against the options it declares.  Diverged runs are results of an experiment (e.g.
     SGD at a large loss scale): only failed and untrained runs make the exit status non-zero."""
     from mtlens.experiments import EXPERIMENT_SEEDS, experiment_plan, run_experiment
-    from mtlens.orchestration.backends import make_executor
     from mtlens.store import RunState, RunStore
 
     seeds = _seeds(args, EXPERIMENT_SEEDS)
@@ -232,9 +244,7 @@ def _study_experiment(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     with contextlib.ExitStack() as stack:  # without --workers: in this process (run_experiment's default)
-        executor = None
-        if args.workers is not None:
-            executor = stack.enter_context(make_executor("local", args.workers, device=plan.configs[0].device))
+        executor = _study_workers(args, stack, plan.configs[0].device)
         results = run_experiment(plan, store, progress=not args.quiet, executor=executor)
     _summarize(results)
     if args.report:
@@ -1029,9 +1039,8 @@ COMMANDS: dict[str, tuple[str, list[Flag]]] = {
             Flag(
                 "--workers",
                 Typed(PositiveCount),
-                "with --experiment: local worker processes that train its runs (without it, or 1: in this process; "
-                "a run's results do not depend on it)",
-                only_with="--experiment",
+                "local worker processes that train the study's (or the experiment's) runs (without it, or 1: in "
+                "this process; a run's results do not depend on it)",
             ),
             *RUN_CONFIG_FLAGS,
             _store(),
