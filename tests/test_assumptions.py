@@ -123,6 +123,9 @@ def test_experiment_configs():
         ("stl", ("b",), ("conflict", "alignment")),
         ("mtl", ("a", "b"), ("conflict", "alignment")),
     ]
+    like = experiment_plan("alignment", BASE, seeds=[0], like_for_like=True)  # the STL runs are the same runs
+    assert [c.run_id for c in like.configs[:2]] == [c.run_id for c in plan.configs[:2]]
+    assert like.configs[2].probes == ["conflict", "alignment", "inter_alignment"]
     plan = experiment_plan("corruptions", BASE, seeds=[0, 1])
     assert [(c.mode, c.seed) for c in plan.configs] == [("stl", 0), ("stl", 0), ("mtl", 0)] + [
         ("stl", 1),
@@ -145,9 +148,9 @@ def test_experiment_errors_before_training():
         experiment_plan("corruptions", {"setting": "flat_pair"}, [0])
     # Options are the ones each experiment declares (its plan's keyword parameters), nothing else.
     with pytest.raises(
-        ConfigError, match=r"experiment 'alignment' has no option\(s\) \['methods'\]; valid options: none"
+        ConfigError, match=r"experiment 'corruptions' has no option\(s\) \['methods'\]; valid options: none"
     ):
-        experiment_plan("alignment", BASE, [0], methods=["sum"])
+        experiment_plan("corruptions", BASE, [0], methods=["sum"])
     with pytest.raises(ConfigError, match=r"valid options: \['lrs', 'scaled_task', 'scales'\]"):
         experiment_plan("loss-scale", BASE, [0], scale=[1.0])
 
@@ -248,7 +251,8 @@ def test_each_experiment_end_to_end_writes_its_report_section(tmp_path, capsys):
         )
         == 0
     )
-    assert main(["study", "digits_pair", "--experiment", "alignment", *common]) == 0
+    like_for_like = ["--experiment-option", "like_for_like=true"]
+    assert main(["study", "digits_pair", "--experiment", "alignment", *like_for_like, *common]) == 0
     assert main(["study", "digits_pair", "--experiment", "corruptions", *common, "--report", str(out)]) == 0
     runs = RunStore(store).runs()
     # The corruptions experiment's runs save their selected models, so none is shared with the others.
@@ -279,8 +283,11 @@ def test_each_experiment_end_to_end_writes_its_report_section(tmp_path, capsys):
         ("stl", "probe/intra_cosine_subbatch", "a"),
         ("stl", "probe/intra_cosine_classgroup", "b"),
         ("mtl", "probe/magnitude_ratio", "a|b"),
+        ("mtl", "probe/inter_cosine_subbatch", "a|b"),
     } <= set(zip(alignment["mode"], alignment["quantity"], alignment["task"]))
     assert alignment[alignment["quantity"].str.contains("cosine")]["mean"].between(-1, 1).all()
+    kinds = pd.read_csv(tables / "alignment.csv")  # the report's own section: the like-for-like kinds side by side
+    assert {"inter-task, sub-batches (MTL)", "intra-task, sub-batches (STL)"} <= set(kinds["kind"])
     corruptions = pd.read_csv(tables / "corruptions_digits_pair.csv")
     assert len(corruptions) == 2 * 2 * 10  # task x encoder x corruption
     assert corruptions["clean"].between(0, 1).all() and corruptions["severity_5"].between(0, 1).all()

@@ -10,7 +10,15 @@ import torch
 from mtlens import RunStore, parse_config, train_run
 from mtlens.errors import ConfigError
 from mtlens.models import build_model
-from mtlens.probes import PROBES, conflict_measures, intra_task_alignment, mean_task_gradients
+from mtlens.probes import (
+    DEFAULT_PROBES,
+    PROBES,
+    ProbeContext,
+    conflict_measures,
+    inter_task_alignment,
+    intra_task_alignment,
+    mean_task_gradients,
+)
 from mtlens.settings import load_setting
 from mtlens.tasks import classification_task
 from mtlens.training.config import resolve_config
@@ -235,6 +243,63 @@ def test_intra_task_alignment_matches_a_brute_force_loop(model_and_data):
         group.append(float(ge @ go / (ge.norm() * go.norm())))
     assert result["intra_cosine_subbatch"] == pytest.approx(sum(sub) / 3, rel=1e-9)
     assert result["intra_cosine_classgroup"] == pytest.approx(sum(group) / 3, rel=1e-9)
+
+
+@pytest.mark.parametrize("shared_inputs", [False, True], ids=["own-inputs", "shared-inputs"])
+def test_inter_task_alignment_matches_a_brute_force_loop(model_and_data, shared_inputs):
+    """Per pair and batch, (cos(g_a(H1), g_b(H2)) + cos(g_a(H2), g_b(H1))) / 2 of per-example mean gradients; tasks
+    reading one inputs tensor take their halves from the same rows (one permutation per inputs tensor)."""
+    setting, model, samples = model_and_data
+    if shared_inputs:
+        samples = {"a": samples["a"], "b": (samples["a"][0], samples["b"][1][: len(samples["a"][0])])}
+    result = inter_task_alignment(model, setting.tasks, samples, 10, 3, torch.Generator().manual_seed(1))
+    generator = torch.Generator().manual_seed(1)
+    orders = {"a": torch.randperm(40, generator=generator)}
+    orders["b"] = orders["a"] if shared_inputs else torch.randperm(40, generator=generator)
+    values = []
+    for k in range(3):
+        halves = {}
+        for task in setting.tasks:
+            x, y = samples[task.name]
+            rows = orders[task.name][10 * k : 10 * (k + 1)]
+            halves[task.name] = [_brute_gradient(model, task, x[h], y[h]) for h in (rows[:5], rows[5:])]
+        (a1, a2), (b1, b2) = halves["a"], halves["b"]
+        values.append(float((a1 @ b2 / (a1.norm() * b2.norm()) + a2 @ b1 / (a2.norm() * b1.norm())) / 2))
+    assert result == {("a", "b"): pytest.approx(sum(values) / 3, rel=1e-9)}
+
+
+def test_inter_task_alignment_of_a_task_and_its_twin_is_its_intra_task_alignment():
+    """Like for like: a task and a copy of it (the same data and head) give, on the same batches, exactly the
+    intra-task sub-batch cosine; the conflict probe's cosine of the two is 1, far above it."""
+    torch.manual_seed(0)
+    from mtlens.models import MultiTaskModel
+
+    task, twin = classification_task("a", 3), classification_task("b", 3)
+    head = torch.nn.Linear(5, 3)
+    twin_head = torch.nn.Linear(5, 3)
+    twin_head.load_state_dict(head.state_dict())
+    model = MultiTaskModel(torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh()), {"a": head, "b": twin_head})
+    x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
+    inter = inter_task_alignment(
+        model, [task, twin], {"a": (x, y), "b": (x, y)}, 16, 4, torch.Generator().manual_seed(3)
+    )
+    intra = intra_task_alignment(model, task, x, y, 16, 4, torch.Generator().manual_seed(3))
+    assert inter[("a", "b")] == pytest.approx(intra["intra_cosine_subbatch"], abs=1e-6)
+    assert intra["intra_cosine_subbatch"] < 0.99  # the halves' noise: the comparison the probe exists for
+    g = mean_task_gradients(model, [task, twin], {"a": (x, y), "b": (x, y)})
+    cosine = next(r["value"] for r in conflict_measures(g) if r["quantity"] == "probe/conflict_cosine")
+    assert cosine == pytest.approx(1.0, abs=1e-6)
+
+
+def test_inter_alignment_probe_writes_one_row_per_pair_and_none_for_one_task(model_and_data):
+    setting, model, samples = model_and_data
+    probe = PROBES.get("inter_alignment")
+    assert "inter_alignment" not in DEFAULT_PROBES and probe.min_batch_size == 2 and probe.plotted_per_task == ()
+    context = ProbeContext(model, setting.tasks, samples, batch_size=8)
+    rows = probe.measure(context, batches=2)
+    assert [(r["task"], r["quantity"]) for r in rows] == [("a|b", "probe/inter_cosine_subbatch")]
+    assert -1 <= rows[0]["value"] <= 1
+    assert probe.measure(ProbeContext(model, setting.tasks[:1], {"a": samples["a"]}, batch_size=8)) == []
 
 
 def test_probe_runner_restores_grads_mode_and_state_with_batch_norm(tiny):

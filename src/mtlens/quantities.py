@@ -23,6 +23,7 @@ CONFLICT_FRACTION = "probe/conflict_fraction"
 UPDATE_NORM = "probe/update_norm"
 INTRA_COSINE_SUBBATCH = "probe/intra_cosine_subbatch"
 INTRA_COSINE_CLASSGROUP = "probe/intra_cosine_classgroup"
+INTER_COSINE_SUBBATCH = "probe/inter_cosine_subbatch"
 LOOKAHEAD_AFFINITY = "probe/lookahead_affinity"
 
 

@@ -4,7 +4,11 @@
   pair in MTL runs next to the intra-task cosines of STL runs, between disjoint halves of a
   batch (``probe/intra_cosine_subbatch``) and between class groups
   (``probe/intra_cosine_classgroup``).  If inter-task cosines are no more negative than
-  intra-task ones, angles alone do not single out MTL (Elich et al.'s finding).
+  intra-task ones, angles alone do not single out MTL (Elich et al.'s finding).  The conflict
+  cosine is of gradients over the whole probe sample, the sub-batch cosine of half-batch gradients,
+  whose noise pulls it towards 0; where MTL runs ran the probe ``inter_alignment``, their
+  ``probe/inter_cosine_subbatch`` (task pairs at the sub-batch cosine's noise) is the like-for-like
+  inter-task kind.
 - **Magnitude ratios**: ``probe/magnitude_ratio = ||g_a|| / ||g_b||`` of MTL runs, summarized
   per pair by the median of ``|log10 ratio|`` (orders of magnitude between the tasks).
 - **Optimizers**: runs that differ in ``optimizer`` (and ``momentum``) in the run index,
@@ -17,10 +21,17 @@ import numpy as np
 import pandas as pd
 
 from mtlens.analysis.transfer import TaskInfo, selected_checkpoints, selection_info
-from mtlens.quantities import CONFLICT_COSINE, INTRA_COSINE_CLASSGROUP, INTRA_COSINE_SUBBATCH, MAGNITUDE_RATIO
+from mtlens.quantities import (
+    CONFLICT_COSINE,
+    INTER_COSINE_SUBBATCH,
+    INTRA_COSINE_CLASSGROUP,
+    INTRA_COSINE_SUBBATCH,
+    MAGNITUDE_RATIO,
+)
 
 ALIGNMENT_KINDS = {
     CONFLICT_COSINE: ("inter-task (MTL)", "mtl"),
+    INTER_COSINE_SUBBATCH: ("inter-task, sub-batches (MTL)", "mtl"),
     INTRA_COSINE_SUBBATCH: ("intra-task, sub-batches (STL)", "stl"),
     INTRA_COSINE_CLASSGROUP: ("intra-task, class groups (STL)", "stl"),
 }

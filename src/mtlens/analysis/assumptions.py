@@ -35,13 +35,21 @@ from mtlens.analysis.transfer import (
 from mtlens.quantities import (
     CONFLICT_COSINE,
     GRAD_NORM,
+    INTER_COSINE_SUBBATCH,
     INTRA_COSINE_CLASSGROUP,
     INTRA_COSINE_SUBBATCH,
     MAGNITUDE_RATIO,
 )
 from mtlens.states import RunState
 
-ALIGNMENT_QUANTITIES = (CONFLICT_COSINE, INTRA_COSINE_SUBBATCH, INTRA_COSINE_CLASSGROUP, MAGNITUDE_RATIO, GRAD_NORM)
+ALIGNMENT_QUANTITIES = (
+    CONFLICT_COSINE,
+    INTER_COSINE_SUBBATCH,
+    INTRA_COSINE_SUBBATCH,
+    INTRA_COSINE_CLASSGROUP,
+    MAGNITUDE_RATIO,
+    GRAD_NORM,
+)
 """The probe quantities the alignment experiment compares (names of :mod:`mtlens.probes`)."""
 
 

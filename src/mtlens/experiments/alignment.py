@@ -2,7 +2,9 @@
 
 STL per task and MTL (``sum``) with the ``conflict`` and ``alignment`` probes: inter-task gradient
 cosine and magnitude ratio (MTL) against intra-task sub-batch and class-group cosine (STL and MTL),
-tabulated by :func:`mtlens.analysis.assumptions.alignment_table`.
+tabulated by :func:`mtlens.analysis.assumptions.alignment_table`.  With the option ``like_for_like`` the MTL
+runs also run the probe ``inter_alignment``: the inter-task cosine of half-batch gradients, at the noise of the
+intra-task sub-batch cosine (off by default, so that the runs of earlier stores keep their ids and are reused).
 """
 
 from __future__ import annotations
@@ -25,9 +27,16 @@ ALIGNMENT_PROBES = ["conflict", "alignment"]
 """Probes of the alignment experiment (quantities in :mod:`mtlens.quantities`)."""
 
 
-def alignment_experiment(base: dict[str, Any], setting: Setting, seeds: Sequence[int]) -> ExperimentPlan:
-    """STL per task and MTL (``sum``) per seed, with the conflict and alignment probes on."""
-    return plan_runs("alignment", base, setting, stl_and_mtl(setting, seeds, {"probes": list(ALIGNMENT_PROBES)}))
+def alignment_experiment(
+    base: dict[str, Any], setting: Setting, seeds: Sequence[int], like_for_like: bool = False
+) -> ExperimentPlan:
+    """STL per task and MTL (``sum``) per seed, with the conflict and alignment probes on; ``like_for_like``: the
+    MTL runs also with ``inter_alignment`` (one task has no pair: the STL runs are the same either way)."""
+    runs = stl_and_mtl(setting, seeds, {"probes": list(ALIGNMENT_PROBES)})
+    if like_for_like:  # stl_and_mtl names the task of each STL run, none of an MTL run
+        mtl_probes = [*ALIGNMENT_PROBES, "inter_alignment"]
+        runs = [(keys if "tasks" in keys else {**keys, "probes": mtl_probes}, labels) for keys, labels in runs]
+    return plan_runs("alignment", base, setting, runs)
 
 
 def alignment_section(
@@ -43,10 +52,12 @@ def alignment_section(
         "Gradient alignment on the shared parameters, mean and std over probe steps (after step 0) and "
         "seeds: inter-task cosine (MTL, pair 'a|b'), intra-task cosine between disjoint sub-batches "
         "and between class groups (STL and MTL), the magnitude ratio ||g_a|| / ||g_b|| (MTL) and "
-        "the task gradient norms. Descriptive, no test. Sample sizes differ: the inter-task cosine is of the "
-        "mean-loss gradients over the whole probe sample (probe_sample_size examples per task), the intra-task "
-        "cosines of halves or class groups of one training batch (a few examples each), whose gradient noise "
-        "pulls a cosine towards 0; the two are not comparable as printed.",
+        "the task gradient norms. Descriptive, no test. Sample sizes differ: the inter-task cosine "
+        "(conflict_cosine) is of the mean-loss gradients over the whole probe sample (probe_sample_size examples "
+        "per task), the intra-task cosines of halves or class groups of one training batch (a few examples each), "
+        "whose gradient noise pulls a cosine towards 0, so the two are not comparable as printed; "
+        "inter_cosine_subbatch (with --experiment-option like_for_like=true) is the inter-task cosine of half-batch "
+        "gradients, comparable with intra_cosine_subbatch.",
     )
     return body + save_figure(
         _alignment_figure(rows),

@@ -6,7 +6,8 @@ Probes are plugins (:mod:`~mtlens.probes.base`): each is a function registered w
 :mod:`~mtlens.probes.per_example` (per-example gradients with ``torch.func``),
 :mod:`~mtlens.probes.coherence`, :mod:`~mtlens.probes.fisher`, :mod:`~mtlens.probes.sharpness`,
 :mod:`~mtlens.probes.conflict` (inter-task gradient conflict on the shared parameters) and
-:mod:`~mtlens.probes.alignment` (intra-task alignment, Elich et al.); each module registers its probe.
+:mod:`~mtlens.probes.alignment` (intra-task alignment, Elich et al., and the inter-task cosine at its noise); each
+module registers its probes.
 Every probe runs the model in eval mode and leaves its parameters, buffers, train/eval flags and
 torch's global random state unchanged (:func:`measure_probes`).  Configs name probes in ``probes``
 and set their options in ``probe_options``; the trainer runs them through
@@ -14,7 +15,7 @@ and set their options in ``probe_options``; the trainer runs them through
 :func:`~mtlens.training.probe_runner.probe_steps`.
 """
 
-from mtlens.probes.alignment import intra_task_alignment
+from mtlens.probes.alignment import inter_task_alignment, intra_task_alignment
 from mtlens.probes.base import (
     BUILTIN_PROBES,
     DEFAULT_PROBES,
@@ -42,6 +43,7 @@ __all__ = [
     "conflict_measures",
     "fisher_trace",
     "gradient_coherence",
+    "inter_task_alignment",
     "intra_task_alignment",
     "mean_task_gradients",
     "measure_probes",

@@ -105,6 +105,7 @@ BUILTIN_PROBES = {
     "sharpness_sam": "mtlens.probes.sharpness",
     "conflict": "mtlens.probes.conflict",
     "alignment": "mtlens.probes.alignment",
+    "inter_alignment": "mtlens.probes.alignment",
     "tag": "mtlens.probes.affinity",
 }
 """The built-in probes in measuring and plotting order, and the module that registers each:
@@ -112,8 +113,10 @@ BUILTIN_PROBES = {
 ``sharpness`` (probe/sharpness), ``sharpness_sam`` (probe/sharpness_sam), ``conflict``
 (probe/grad_norm, probe/update_cosine, probe/conflict_cosine, probe/magnitude_similarity,
 probe/magnitude_ratio, probe/conflict_fraction, probe/update_norm) and ``alignment``
-(probe/intra_cosine_subbatch, probe/intra_cosine_classgroup) and ``tag`` (probe/lookahead_affinity:
-TAG's inter-task affinity, one row per ordered task pair; not a default probe)."""
+(probe/intra_cosine_subbatch, probe/intra_cosine_classgroup), ``inter_alignment``
+(probe/inter_cosine_subbatch: the inter-task cosine at the intra-task sub-batch cosine's noise, one row per
+task pair; not a default probe) and ``tag`` (probe/lookahead_affinity: TAG's inter-task affinity, one row per
+ordered task pair; not a default probe)."""
 
 DEFAULT_PROBES = ("coherence", "fisher", "sharpness_sam", "conflict", "alignment")
 """The probes a config runs unless it says otherwise: all but the adaptive worst-case sharpness,
