@@ -198,7 +198,7 @@ def selected_runs(
     if chosen is not None:
         stored = set(store.run_ids())
         absent = tuple(r for r in chosen.run_ids if r not in stored)
-        index = index[index["run_id"].isin(chosen.run_ids)]
+        index = index[index["run_id"].isin(chosen.run_ids)] if len(index) else index
     if index.empty:
         raise MtlensError(f"no runs in {store.root} match {selection}")
     analysed, left_out = analysed_runs(index, include_unfinished)
