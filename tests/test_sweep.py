@@ -122,17 +122,26 @@ def test_a_sweeps_report_compares_each_methods_selected_runs_with_its_tasks_sele
 
 def test_a_sweeps_report_names_selected_runs_missing_from_the_store(reference, tmp_path, capsys):
     """A selected seed run deleted from the store: the report leaves it out, says so on stderr and in the
-    sweep's table (1 of 2 seeds analysed), and still reports the other runs."""
+    sweep's table (1 of 2 seeds analysed), and still reports the other runs; a group the sweep could select
+    no point for (here one more row, as the sweep writes it when every grid run failed) is named too."""
     store, result = reference
     copy = RunStore(shutil.copytree(store.root, tmp_path / "store"))
     gone = result.selected.set_index("group").loc["stl:a", "seed_run_ids"].split(";")[1]
     shutil.rmtree(copy.run_dir(gone))
+    table = copy.root / "sweeps" / result.sweep_id / "selected.csv"
+    unselected = {**result.selected.iloc[-1].to_dict(), "group": "mtl:pcgrad", "method": "pcgrad", "lr": None}
+    unselected.update(point=None, score=None, seeds_finished="0/0", seed_run_ids="no eligible grid run (all failed)")
+    pd.concat([pd.read_csv(table), pd.DataFrame([unselected])]).to_csv(table, index=False)
     out = tmp_path / "report"
     assert main(["report", "--store", str(copy.root), "--out", str(out), "--sweep", result.sweep_id]) == 0
-    assert f"1 runs sweep {result.sweep_id} selected are not in the store: {gone}" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"1 runs sweep {result.sweep_id} selected are not in the store: {gone}" in err
+    assert f"sweep {result.sweep_id} selected no grid point for mtl:pcgrad" in err
     selection = pd.read_csv(out / "tables" / "sweep_selection.csv").set_index("group")
     assert selection.loc["stl:a", "seeds_analysed"] == "1/2" and selection.loc["stl:b", "seeds_analysed"] == "2/2"
-    assert gone in (out / "report.html").read_text()
+    assert selection.loc["mtl:pcgrad", "seeds_analysed"] == "-"
+    html = (out / "report.html").read_text()
+    assert gone in html and "No grid point was selected for mtl:pcgrad" in html
 
 
 def test_report_of_an_unknown_or_damaged_sweep_exits_2_naming_it_and_writes_nothing(reference, tmp_path, capsys):

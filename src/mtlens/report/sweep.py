@@ -48,8 +48,7 @@ def sweep_section(sweep: SweepSelection, analysed_ids: set[str], absent: tuple[s
         out_dir,
         "sweep_selection",
         f"Per group: the swept values selected, the validation score (lower wins) and the selected point's seed "
-        f"runs this report analyses (unfinished, diverged and damaged runs are left out; {sweep.path.name} in "
-        f"{html.escape(str(sweep.path.parent))}).",
+        f"runs this report analyses (unfinished, diverged and damaged runs are left out; {sweep.path}).",
     )
     if sweep.unselected:
         body += (
