@@ -215,6 +215,35 @@ def test_calibrate_command_prints_rates_and_rejects_bad_input(calibration, capsy
     assert set(comparisons["kind"]) == {"A/A", "positive control"} and comparisons["split"].max() == 1
     assert main(["calibrate", "digits_pair", "--seeds", "3", "--store", str(tmp_path / "s")]) == 2
     assert "at least 4 seeds" in capsys.readouterr().err and not (tmp_path / "s").exists()
+    assert main(["calibrate", "digits_pair", "--seeds", "3", "--workers", "2", "--store", str(tmp_path / "s")]) == 2
+    assert "at least 4 seeds" in capsys.readouterr().err and not (tmp_path / "s").exists()
+
+
+def test_calibrate_with_two_workers_trains_the_runs_trained_in_this_process(calibration, tmp_path, monkeypatch):
+    """``calibrate --workers 2``: the STL runs train in two spawned worker processes, the same runs (ids and
+    trajectories) as the fixture's, trained in this process by ``run_calibration`` without an executor."""
+    from mtlens.orchestration import backends
+    from mtlens.orchestration.backends import make_executor
+    from mtlens.orchestration.executors import LocalExecutor
+
+    made = []
+
+    def recorded(*args, **kwargs):
+        made.append(make_executor(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(backends, "make_executor", recorded)
+    here, _ = calibration
+    store = RunStore(tmp_path / "workers")
+    flags = ["--epochs", "2", "--batch-size", "32", "--eval-every-steps", "4", "--set", "train_eval_size=128"]
+    flags += ["--set", "probes=[coherence, fisher]", "--option", "n_train=128", "--option", "n_val=64"]
+    flags += ["--option", "n_test=64", "--store", str(store.root), "--quiet"]
+    assert main(["calibrate", "digits_pair", "--seeds", "4", "--splits", "2", "--workers", "2", *flags]) == 0
+    assert [type(e) for e in made] == [LocalExecutor] and made[0].workers == 2
+    ids = sorted(store.run_ids())
+    assert len(ids) == 8 and set(ids) <= set(here.run_ids()) and set(store.runs()["state"]) == {"finished"}
+    for run_id in ids:
+        pd.testing.assert_frame_equal(store.trajectory(run_id), here.trajectory(run_id))
 
 
 def test_synthetic_null_curves_with_autocorrelation_keep_the_error_rate():

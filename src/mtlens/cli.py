@@ -137,7 +137,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     with contextlib.ExitStack() as stack:
-        executor = _study_workers(args, stack, configs[0].device)
+        executor = _local_workers(args, stack, configs[0].device)
         if executor is None:
             results = run_configs(configs, store, progress=not args.quiet)
         else:
@@ -148,9 +148,10 @@ def cmd_study(args: argparse.Namespace) -> int:
     return _exit_status(results, (RunState.FAILED, RunState.DIVERGED))
 
 
-def _study_workers(args: argparse.Namespace, stack: contextlib.ExitStack, device: str) -> Any:
-    """``study --workers N``: a local executor of N worker processes (``make_executor``), entered on ``stack``;
-    ``None`` without the flag (the runs train in this process, on the path they took before the flag)."""
+def _local_workers(args: argparse.Namespace, stack: contextlib.ExitStack, device: str) -> Any:
+    """``--workers N`` of ``study`` and ``calibrate``: a local executor of N worker processes (``make_executor``),
+    entered on ``stack``; ``None`` without the flag (the runs train in this process, on the path they took before
+    the flag)."""
     from mtlens.orchestration.backends import make_executor
 
     return None if args.workers is None else stack.enter_context(make_executor("local", args.workers, device=device))
@@ -244,7 +245,7 @@ def _study_experiment(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     with contextlib.ExitStack() as stack:  # without --workers: in this process (run_experiment's default)
-        executor = _study_workers(args, stack, plan.configs[0].device)
+        executor = _local_workers(args, stack, plan.configs[0].device)
         results = run_experiment(plan, store, progress=not args.quiet, executor=executor)
     _summarize(results)
     if args.report:
@@ -260,16 +261,19 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     seeds = _seeds(args, 12)
     store = RunStore(args.store)
+    base = base_config(args)
     try:
-        result = run_calibration(
-            base_config(args),
-            seeds,
-            store,
-            args.splits,
-            args.alpha,
-            progress=not args.quiet,
-            log=lambda line: print(line, file=sys.stderr),
-        )
+        with contextlib.ExitStack() as stack:
+            result = run_calibration(
+                base,
+                seeds,
+                store,
+                args.splits,
+                args.alpha,
+                progress=not args.quiet,
+                log=lambda line: print(line, file=sys.stderr),
+                executor=_local_workers(args, stack, base.get("device") or "cpu"),
+            )
     except MtlensError as err:
         if isinstance(err, ConfigError):
             raise
@@ -1125,6 +1129,12 @@ COMMANDS: dict[str, tuple[str, list[Flag]]] = {
             Flag("--splits", Typed(PositiveCount), "A/A splits of the seeds (default 25)", 25),
             Flag("--alpha", Typed(Probability), "test level (default 0.05)", 0.05),
             Flag("--out", OutputFile(), "also write every comparison (split, test, p-value) to this CSV"),
+            Flag(
+                "--workers",
+                Typed(PositiveCount),
+                "local worker processes that train the STL runs (without it, or 1: in this process; a run's results "
+                "do not depend on it)",
+            ),
             *RUN_CONFIG_FLAGS,
             _store(),
             QUIET,

@@ -15,7 +15,7 @@ import pandas as pd
 
 from mtlens.analysis.calibration import Effect, PairedTables, calibrate, detectable_effects, false_positive_rates
 from mtlens.errors import ConfigError, MtlensError
-from mtlens.orchestration.executors import run_configs
+from mtlens.orchestration.executors import Executor, run_configs
 from mtlens.orchestration.study import study_configs
 from mtlens.store import RunState, RunStore
 
@@ -42,10 +42,13 @@ def run_calibration(
     progress: bool = True,
     control_splits: int | None = None,
     log: Callable[[str], None] | None = None,
+    executor: Executor | None = None,
 ) -> Calibration:
     """Train (or reuse) the STL runs of ``seeds``; run :func:`~mtlens.analysis.calibration.calibrate` on
     A/A splits, then again with the minimum detectable effects spiked in (positive control) on the
     first ``control_splits`` splits (default: all).  ``log`` receives one line once the configs are valid.
+    ``executor`` trains the runs (e.g. a :class:`~mtlens.orchestration.executors.LocalExecutor` of N worker
+    processes; default: in this process, :func:`~mtlens.orchestration.executors.run_configs`).
 
     Raises :class:`ConfigError` for fewer than 4 seeds (before any training) and
     :class:`MtlensError` naming the runs that did not finish (no rate is computed from part of them).
@@ -55,7 +58,7 @@ def run_calibration(
     configs = study_configs(base, sorted(set(seeds)), methods=())  # validates everything first
     if log:
         log(f"calibrate {base['setting']}: STL runs of {len(set(seeds))} seeds -> store {store.root}")
-    results = run_configs(configs, store, progress=progress)
+    results = run_configs(configs, store, progress) if executor is None else executor.run(configs, store, progress)
     unfinished = results[results["state"] != RunState.FINISHED]
     if len(unfinished):
         raise MtlensError(
