@@ -109,7 +109,8 @@ def test_a_sweeps_report_compares_each_methods_selected_runs_with_its_tasks_sele
     selection = pd.read_csv(out / "tables" / "sweep_selection.csv").set_index("group")
     assert selection["lr"].to_dict() == pytest.approx(chosen["lr"].to_dict())
     assert set(selection["seeds_analysed"]) == {f"{len(SEEDS)}/{len(SEEDS)}"}
-    assert result.sweep_id in (out / "report.html").read_text()
+    html = (out / "report.html").read_text()
+    assert f"Every comparison below is of sweep {result.sweep_id}&#x27;s selection" in html  # the answers' lead
     in_python = load(store.root, sweep=result.sweep_id).transfer().sort_values(["task", "method"])
     assert in_python["delta"].tolist() == pytest.approx(transfer.sort_values(["task", "method"])["delta"].tolist())
     # Without --sweep: every grid run is in, and the selected MTL runs meet no selected STL run.

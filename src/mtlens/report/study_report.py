@@ -736,9 +736,10 @@ def report_tables(sections: Sequence[Section], out_dir: Path) -> dict[str, pd.Da
     return {name: pd.read_csv(out_dir / "tables" / f"{name}.csv") for name in TABLES if name in shown}
 
 
-def answers_section(tables: dict[str, pd.DataFrame], alpha: float) -> Section:
+def answers_section(tables: dict[str, pd.DataFrame], alpha: float, scope: str = "") -> Section:
     """The answers in words (:func:`~mtlens.report.verdicts.answers` of the report's ``tables``): per
-    setting, one paragraph per question, each sentence no stronger than the test behind it."""
+    setting, one paragraph per question, each sentence no stronger than the test behind it; ``scope``, a
+    sentence saying which runs are compared (a sweep's selection), comes first."""
     paragraphs = answers(tables, alpha)
     if not paragraphs:
         return Section("Answers", "<p>No setting has both STL and MTL runs yet: see the overview.</p>", "answers")
@@ -761,7 +762,8 @@ def answers_section(tables: dict[str, pd.DataFrame], alpha: float) -> Section:
         "the "
         "detectable difference says how large an effect the seeds could have missed).</p>"
     )
-    return Section("Answers", note + body, "answers")
+    lead = f'<p class="scope">{html.escape(scope)}</p>' if scope else ""
+    return Section("Answers", lead + note + body, "answers")
 
 
 def write_report(
@@ -851,7 +853,14 @@ def write_report(
     for build in (*DEFAULT_SECTIONS, *extra_sections):
         sections += build(store, analysed, rows, out_dir, **report_options(build, alpha))
     sections = note_unrecorded(sections, data.rows, data.task_info)
-    sections.insert(0, answers_section(report_tables(sections, out_dir), alpha))
+    scope = (
+        f"Every comparison below is of sweep {sweep}'s selection: each STL task and each MTL method at the "
+        f"values of {', '.join(selected.sweep.tuned)} its own validation score selected (see 'Which hyperparameters "
+        "did the sweep select?')."
+        if selected.sweep is not None
+        else ""
+    )
+    sections.insert(0, answers_section(report_tables(sections, out_dir), alpha, scope))
     path = out_dir / "report.html"
     settings_shown = sorted(index["setting"].dropna().unique())  # a run whose config is damaged has none
     atomic_write_text(path, render_html(sections, f"mtlens report — {', '.join(settings_shown)}"))
