@@ -113,6 +113,9 @@ def test_a_sweeps_report_compares_each_methods_selected_runs_with_its_tasks_sele
     assert f"Every comparison below is of sweep {result.sweep_id}&#x27;s selection" in html  # the answers' lead
     in_python = load(store.root, sweep=result.sweep_id).transfer().sort_values(["task", "method"])
     assert in_python["delta"].tolist() == pytest.approx(transfer.sort_values(["task", "method"])["delta"].tolist())
+    assert main(["runs", "--store", str(store.root)]) == 0  # where a user finds the id later
+    listed = capsys.readouterr().out
+    assert f"sweeps (mtlens report --sweep ID reports one's selected runs): {result.sweep_id}" in listed
     # Without --sweep: every grid run is in, and the selected MTL runs meet no selected STL run.
     plain = tmp_path / "plain"
     assert main(["report", "--store", str(store.root), "--out", str(plain)]) == 0

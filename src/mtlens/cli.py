@@ -377,6 +377,7 @@ def pd_options() -> Any:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    from mtlens.orchestration.sweep import sweep_ids
     from mtlens.store import RunState, RunStore
 
     store = RunStore(args.store)
@@ -402,6 +403,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
         "last_step",
     ]
     print(index.reindex(columns=columns).to_string(index=False))
+    if sweeps := sweep_ids(store):
+        print(f"sweeps (mtlens report --sweep ID reports one's selected runs): {', '.join(sweeps)}")
     damaged = index[index["state"] == RunState.DAMAGED]
     for row in damaged.itertuples():
         print(f"{row.run_id}: {row.message}", file=sys.stderr)
