@@ -377,7 +377,6 @@ def pd_options() -> Any:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from mtlens.orchestration.sweep import sweep_ids
     from mtlens.store import RunState, RunStore
 
     store = RunStore(args.store)
@@ -403,7 +402,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         "last_step",
     ]
     print(index.reindex(columns=columns).to_string(index=False))
-    if sweeps := sweep_ids(store):
+    if sweeps := store.sweep_ids():
         print(f"sweeps (mtlens report --sweep ID reports one's selected runs): {', '.join(sweeps)}")
     damaged = index[index["state"] == RunState.DAMAGED]
     for row in damaged.itertuples():

@@ -177,7 +177,7 @@ def run_sweep(
     problems = problems.assign(
         message=problems["message"].map(lambda m: (m or "").strip().splitlines()[0] if (m or "").strip() else "")
     )
-    directory = store.root / "sweeps" / sweep_id(base, grid, methods, seeds, criterion)
+    directory = store.sweep_dir(sweep_id(base, grid, methods, seeds, criterion))
     for name, table in (("selected", summary), ("candidates", candidates), ("problems", problems)):
         atomic_write(directory / f"{name}.csv", functools.partial(table.to_csv, index=False))
     return SweepResult(summary, candidates, problems.reset_index(drop=True), directory)
@@ -262,21 +262,16 @@ class SweepSelection:
         return self.table.loc[self.table["point"].isna(), "group"].tolist()
 
 
-def sweep_ids(store: RunStore) -> list[str]:
-    """The ids of the sweeps whose tables are in ``store`` (``STORE/sweeps/<id>/selected.csv``), sorted."""
-    return sorted(p.parent.name for p in (store.root / "sweeps").glob("*/selected.csv"))
-
-
 def read_sweep_selection(store: RunStore, sweep: str) -> SweepSelection:
     """The :class:`SweepSelection` of sweep ``sweep`` in ``store``.  Raises :class:`ConfigError` naming the
     sweeps there when it has none of that id, and :class:`DamagedStoreError` naming the file when its
     ``selected.csv`` cannot be read or lacks a column (rerunning the sweep command rewrites it, training
     nothing that is finished)."""
-    path = store.root / "sweeps" / sweep / "selected.csv"
+    path = store.sweep_dir(sweep) / "selected.csv"
     if not path.is_file():
-        present = sweep_ids(store)
+        present = store.sweep_ids()
         raise ConfigError(
-            f"--sweep {sweep}: no sweep of that id in {store.root / 'sweeps'}; "
+            f"--sweep {sweep}: no sweep of that id in {store.sweeps_dir}; "
             f"sweeps there: {', '.join(present) or 'none'}{did_you_mean(sweep, present)}"
         )
     rerun = "rerun the sweep's command to rewrite it"

@@ -23,6 +23,8 @@ Layout under the store root::
     tables/<name>.parquet            tables computed from runs (experiment manifests, analyses of checkpoints)
     tables/.<name>.lock              held (blocking exclusive flock) while a process reads, merges and
                                      rewrites that table (:meth:`RunStore.table_lock`)
+    sweeps/<sweep_id>/*.csv          a sweep's selected.csv, candidates.csv and problems.csv
+                                     (:mod:`mtlens.orchestration.sweep`; :meth:`RunStore.sweep_dir`)
 
 Trajectory rows are tidy: one row per (run, task, step, quantity) with the columns
 :data:`ROW_COLUMNS`.  Every write is atomic, so a process killed at any moment leaves
@@ -859,6 +861,19 @@ class RunStore:
             raise DamagedStoreError(
                 f"table {name}: {path} is damaged ({type(err).__name__}: {err}); rerun the command that wrote it"
             ) from None
+
+    @property
+    def sweeps_dir(self) -> Path:
+        """The folder of the sweeps' tables, one folder per sweep (:meth:`sweep_dir`)."""
+        return self.root / "sweeps"
+
+    def sweep_dir(self, sweep_id: str) -> Path:
+        """The folder of sweep ``sweep_id``'s tables (:mod:`mtlens.orchestration.sweep` writes and reads them)."""
+        return self.sweeps_dir / sweep_id
+
+    def sweep_ids(self) -> list[str]:
+        """The ids of the sweeps whose selection is in the store (``sweeps/<id>/selected.csv``), sorted."""
+        return sorted(p.parent.name for p in self.sweeps_dir.glob("*/selected.csv") if p.is_file())
 
     def table_names(self, prefix: str = "") -> list[str]:
         """Names of the stored tables starting with ``prefix``, sorted."""
