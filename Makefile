@@ -41,7 +41,7 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/mtlens study mnist1d_split --seeds 8 --config configs/demo.yaml --store runs/demo --report reports/demo
+	$(BIN)/mtlens study mnist1d_split --seeds 8 --config configs/demo.yaml --workers 2 --store runs/demo --report reports/demo
 
 # Everything CI enforces: lint, typecheck and both test layers (unit and integration), slow tests excluded.  Two jobs
 # at a time (-j2): the venv build beside Chromium's install, then mypy (single-threaded) beside pytest, which saves
