@@ -57,9 +57,9 @@ def run_configs_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[str], 
     calls: list[tuple[list[str], bool]] = []
     original = experiments_base.run_configs
 
-    def recording(configs, store, progress=True):
+    def recording(configs, store, progress=True, **options):
         calls.append(([c.run_id for c in configs], progress))
-        return original(configs, store, progress=False)
+        return original(configs, store, progress=False, **options)
 
     monkeypatch.setattr(experiments_base, "run_configs", recording)
     return calls

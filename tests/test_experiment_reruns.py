@@ -14,8 +14,9 @@ from mtlens.store import RunState, RunStore
 from mtlens.training.config import same_run_config
 
 
-def _finish_untrained(configs, store: RunStore, progress: bool = True) -> pd.DataFrame:
-    """Stand-in for training: each run stored finished (config, empty trajectory, status), as the trainer ends it."""
+def _finish_untrained(configs, store: RunStore, progress: bool = True, executor: object = None) -> pd.DataFrame:
+    """Stand-in for training (``run_configs``; the experiments here pass no executor): each run stored finished
+    (config, empty trajectory, status), as the trainer ends it."""
     for config in configs:
         store.write_config(config.run_id, config.to_dict())
         store.finalize(config.run_id, RunState.FINISHED, 0)
@@ -80,7 +81,7 @@ def test_a_rerun_keeps_the_runs_of_a_store_written_before_a_config_key_existed(t
     same run (:func:`~mtlens.training.config.same_run_config`) and their run ids are unchanged."""
     old_keys = ("mixed_precision", "save_selected_models")
 
-    def finish_as_before(configs, store: RunStore, progress: bool = True) -> pd.DataFrame:
+    def finish_as_before(configs, store: RunStore, progress: bool = True, executor: object = None) -> pd.DataFrame:
         for config in configs:
             stored = {k: v for k, v in config.to_dict().items() if k not in old_keys}
             assert same_run_config(stored, config.to_dict())
@@ -124,7 +125,9 @@ def test_two_invocations_at_once_both_keep_their_runs_in_the_manifest(tiny, stor
     second = experiment_plan("loss-scale", base, [1], scales=[1.0])
     calls = []
 
-    def first_trains_after_the_second(configs, store: RunStore, progress: bool = True) -> pd.DataFrame:
+    def first_trains_after_the_second(
+        configs, store: RunStore, progress: bool = True, executor: object = None
+    ) -> pd.DataFrame:
         calls.append([c.run_id for c in configs])
         if len(calls) == 1:  # the first invocation, before its runs exist: the second runs meanwhile
             run_experiment(second, store, progress=False)

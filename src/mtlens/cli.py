@@ -138,10 +138,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     )
     with contextlib.ExitStack() as stack:
         executor = _local_workers(args, stack, configs[0].device)
-        if executor is None:
-            results = run_configs(configs, store, progress=not args.quiet)
-        else:
-            results = executor.run(configs, store, not args.quiet)
+        results = run_configs(configs, store, progress=not args.quiet, executor=executor)
     _summarize(results)
     if args.report:
         _write_report(store, args.report, settings=[args.setting], methods=methods)

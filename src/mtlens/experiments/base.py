@@ -224,9 +224,7 @@ def run_experiment(
         )
 
     def train(configs: Sequence[ResolvedRunConfig]) -> pd.DataFrame:
-        if executor is None:
-            return run_configs(configs, store, progress=progress)
-        return executor.run(configs, store, progress)
+        return run_configs(configs, store, progress=progress, executor=executor)
 
     tables = [train(plan.configs)]
     _store_manifest(plan, store)

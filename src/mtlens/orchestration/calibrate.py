@@ -58,7 +58,7 @@ def run_calibration(
     configs = study_configs(base, sorted(set(seeds)), methods=())  # validates everything first
     if log:
         log(f"calibrate {base['setting']}: STL runs of {len(set(seeds))} seeds -> store {store.root}")
-    results = run_configs(configs, store, progress) if executor is None else executor.run(configs, store, progress)
+    results = run_configs(configs, store, progress, executor=executor)
     unfinished = results[results["state"] != RunState.FINISHED]
     if len(unfinished):
         raise MtlensError(

@@ -433,10 +433,17 @@ class LocalExecutor(Executor):
 
 
 def run_configs(
-    configs: Sequence[RunConfig], store: RunStore, progress: bool = True, train: Callable[..., str] = train_run
+    configs: Sequence[RunConfig],
+    store: RunStore,
+    progress: bool = True,
+    train: Callable[..., str] = train_run,
+    executor: Executor | None = None,
 ) -> pd.DataFrame:
-    """Train ``configs`` in this process (:class:`SerialExecutor`): complete runs are skipped, runs
-    another process is training are waited for, a failing run is marked ``failed`` and the rest go
-    on.  One row per run: ``run_id, state, message``."""
-    with SerialExecutor(train) as executor:
+    """Train ``configs`` with ``executor`` (e.g. a :class:`LocalExecutor` of N worker processes, which the caller
+    opened and closes), by default in this process (:class:`SerialExecutor` of ``train``): complete runs are
+    skipped, runs another process is training are waited for, a failing run is marked ``failed`` and the rest
+    go on.  One row per run: ``run_id, state, message``."""
+    if executor is not None:
         return executor.run(configs, store, progress)
+    with SerialExecutor(train) as serial:
+        return serial.run(configs, store, progress)
