@@ -248,18 +248,24 @@ def _summary(
 @dataclass(frozen=True)
 class SweepSelection:
     """What a sweep selected, as its ``selected.csv`` says: ``table`` (one row per group), ``tuned`` (the grid
-    keys: each group has its own values of them) and ``run_ids`` (the seed runs of every selected point)."""
+    keys: each group has its own values of them) and ``runs_of`` (per group with a selected point, the seed
+    runs of that point)."""
 
     sweep_id: str
     path: Path
     table: pd.DataFrame
     tuned: tuple[str, ...]
-    run_ids: tuple[str, ...]
+    runs_of: dict[str, tuple[str, ...]]
+
+    @property
+    def run_ids(self) -> tuple[str, ...]:
+        """The seed runs of every selected point, each once."""
+        return tuple(dict.fromkeys(r for runs in self.runs_of.values() for r in runs))
 
     @property
     def unselected(self) -> list[str]:
         """The groups for which the sweep selected no grid point."""
-        return self.table.loc[self.table["point"].isna(), "group"].tolist()
+        return [g for g in self.table["group"] if g not in self.runs_of]
 
 
 def read_sweep_selection(store: RunStore, sweep: str) -> SweepSelection:
@@ -288,7 +294,7 @@ def read_sweep_selection(store: RunStore, sweep: str) -> SweepSelection:
             f"{', '.join(SELECTION_COLUMNS)}; found {', '.join(header)}; {rerun}"
         )
     chosen = table[table["point"].notna()]
-    run_ids = [r for ids in chosen["seed_run_ids"] for r in str(ids).split(RUN_ID_SEPARATOR)]
-    if chosen["seed_run_ids"].isna().any() or not all(run_ids):
+    runs_of = {g: tuple(str(ids).split(RUN_ID_SEPARATOR)) for g, ids in zip(chosen["group"], chosen["seed_run_ids"])}
+    if chosen["seed_run_ids"].isna().any() or not all(r for runs in runs_of.values() for r in runs):
         raise DamagedStoreError(f"{path}: a selected group lists no seed runs; {rerun}")
-    return SweepSelection(sweep, path, table, tuned, tuple(dict.fromkeys(run_ids)))
+    return SweepSelection(sweep, path, table, tuned, runs_of)

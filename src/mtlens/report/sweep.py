@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mtlens.orchestration.sweep import RUN_ID_SEPARATOR, SweepSelection
+from mtlens.orchestration.sweep import SweepSelection
 from mtlens.render import Section, table_html
 
 
@@ -23,10 +23,9 @@ def sweep_table(sweep: SweepSelection, analysed_ids: set[str]) -> pd.DataFrame:
     ``seeds_analysed`` (``k/n``: of the selected point's ``n`` seed runs, the ``k`` in ``analysed_ids``;
     ``-`` for a group without a selected point)."""
     table = sweep.table[["group", "mode", "task", "method", *sweep.tuned, "score"]].copy()
-    runs = [str(ids).split(RUN_ID_SEPARATOR) for ids in sweep.table["seed_run_ids"]]
     table["seeds_analysed"] = [
-        "-" if pd.isna(point) else f"{sum(r in analysed_ids for r in ids)}/{len(ids)}"
-        for point, ids in zip(sweep.table["point"], runs)
+        f"{sum(r in analysed_ids for r in sweep.runs_of[g])}/{len(sweep.runs_of[g])}" if g in sweep.runs_of else "-"
+        for g in table["group"]
     ]
     return table
 
