@@ -241,7 +241,7 @@ def _study_experiment(args: argparse.Namespace) -> int:
         f"-> store {store.root}",
         file=sys.stderr,
     )
-    with contextlib.ExitStack() as stack:  # without --workers: in this process (run_experiment's default)
+    with contextlib.ExitStack() as stack:  # without --workers: in this process (run_configs' default)
         executor = _local_workers(args, stack, plan.configs[0].device)
         results = run_experiment(plan, store, progress=not args.quiet, executor=executor)
     _summarize(results)
@@ -988,6 +988,13 @@ SEED_LIST = Flag(
     "--seed-list", Typed(Seed), "explicit seeds instead of --seeds (distinct)", many="+", excludes=("--seeds",)
 )
 QUIET = Flag("--quiet", None, "no progress bars")
+LOCAL_WORKERS = Flag(
+    "--workers",
+    Typed(PositiveCount),
+    "local worker processes that train the runs (without it, or 1: in this process; a run's results do not depend "
+    "on it)",
+)
+"""``--workers`` of ``study`` and ``calibrate`` (:func:`_local_workers`); the sweep's own also covers Ray."""
 
 
 PLUGIN = Flag(
@@ -1039,12 +1046,7 @@ COMMANDS: dict[str, tuple[str, list[Flag]]] = {
                 metavar="KEY=VALUE",
                 only_with="--experiment",
             ),
-            Flag(
-                "--workers",
-                Typed(PositiveCount),
-                "local worker processes that train the study's (or the experiment's) runs (without it, or 1: in "
-                "this process; a run's results do not depend on it)",
-            ),
+            LOCAL_WORKERS,
             *RUN_CONFIG_FLAGS,
             _store(),
             Flag("--report", Directory(writable=True), "write the report to this directory when done"),
@@ -1128,12 +1130,7 @@ COMMANDS: dict[str, tuple[str, list[Flag]]] = {
             Flag("--splits", Typed(PositiveCount), "A/A splits of the seeds (default 25)", 25),
             Flag("--alpha", Typed(Probability), "test level (default 0.05)", 0.05),
             Flag("--out", OutputFile(), "also write every comparison (split, test, p-value) to this CSV"),
-            Flag(
-                "--workers",
-                Typed(PositiveCount),
-                "local worker processes that train the STL runs (without it, or 1: in this process; a run's results "
-                "do not depend on it)",
-            ),
+            LOCAL_WORKERS,
             *RUN_CONFIG_FLAGS,
             _store(),
             QUIET,

@@ -222,20 +222,18 @@ def run_experiment(
             f"not in this plan (stored manifest {plan.table_name})",
             flush=True,
         )
+    tables: list[pd.DataFrame] = []
 
     def train(configs: Sequence[ResolvedRunConfig]) -> pd.DataFrame:
-        return run_configs(configs, store, progress=progress, executor=executor)
-
-    tables = [train(plan.configs)]
-    _store_manifest(plan, store)
-
-    def train_more(configs: Sequence[ResolvedRunConfig]) -> pd.DataFrame:
-        tables.append(train(configs))
+        tables.append(run_configs(configs, store, progress=progress, executor=executor))
         return tables[-1]
+
+    train(plan.configs)
+    _store_manifest(plan, store)
 
     analyze = EXPERIMENTS.get(plan.name).analyze
     if analyze is not None:
-        extra = {"train": train_more} if "train" in inspect.signature(analyze).parameters else {}
+        extra = {"train": train} if "train" in inspect.signature(analyze).parameters else {}
         analyze(plan, store, setting or load_configured_setting(plan.configs[0]), **extra)
     return pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]
 
