@@ -365,6 +365,27 @@ def test_spreads_that_cannot_be_estimated_or_are_rounding_are_said_so(
     assert "syn, task a, test/error: the STL runs do not vary" in section.body
 
 
+def test_a_study_of_stl_runs_only_plans_one_comparison_per_task(tmp_path: Path):
+    """Without MTL runs the report has no transfer family; its plan counts one comparison per task (what
+    ``mtlens plan`` counts for one method), not a lone comparison at alpha."""
+    info = {("syn", t): {"selection_metric": "error", "lower_is_better": {"error": True}} for t in ("a", "b")}
+    rng = np.random.default_rng(3)
+    stl_only = pd.DataFrame(
+        [
+            {"setting": "syn", "task": t, "mode": "stl", "method": "sum", "seed": s, "test/error": rng.uniform()}
+            for t in ("a", "b")
+            for s in range(6)
+        ]
+    )
+    spread = spread_table(stl_only, info)
+    seed_planning_section(spread, family_sizes({}), tmp_path, 0.05)
+    table = pd.read_csv(tmp_path / "tables" / "seed_planning.csv").set_index("task")
+    assert (table["comparisons"] == 2).all()
+    sd = spread.set_index("task")["sd"]
+    for task in ("a", "b"):
+        assert table.loc[task, "detectable_now"] == pytest.approx(sd[task] * detectable_effect(6, 0.05 / 2))
+
+
 def test_study_dry_run_prints_the_runs_and_the_plan_and_writes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ):
@@ -391,6 +412,19 @@ def test_the_report_section_says_what_the_study_seeds_detect(tmp_path: Path):
     assert row["seeds_for_half"] == seeds_needed(detectable_effect(6, 0.05 / 2) / 2, 0.05 / 2)
     assert f"{number(100 * row['detectable_now'], 2)} error points" in section.body
     assert f"Half of any of these would need {row['seeds_for_half']} seeds" in section.body
+    # Given the transfer table, a comparison it tests takes its min_detectable_lone (the answers' figure, under
+    # the family's skewness bound); the optimization rows keep the plan's bound 2.
+    seed_planning_section(
+        stored_spread(data), family_sizes(report_families(data)), tmp_path, 0.05, transfer=data.transfer
+    )
+    tested = pd.read_csv(tmp_path / "tables" / "seed_planning.csv").set_index(["task", "quantity"])
+    lone = data.transfer.set_index(["task", "metric"])["min_detectable_lone"]
+    for task in ("a", "b"):
+        assert tested.loc[(task, "test/error"), "detectable_now"] == pytest.approx(lone[(task, "test/error")])
+    assert tested.loc[("a", RATIO), "detectable_now"] == pytest.approx(
+        table.set_index(["task", "quantity"]).loc[("a", RATIO), "detectable_now"]
+    )
+    assert lone[("a", "test/error")] != pytest.approx(row["detectable_now"], rel=1e-4)  # the bounds do differ
     # The gap's families too: 2 tasks x 2 measures = 4 curves; the persistent gap's one-level test reaches
     # 0.05 / 4 at 6 seeds; the band's sign flips (floor 2 / 2^6 = 0.031) cannot, so it says none can be shown.
     d_lone, d_all = detectable_effect(6, 0.05 / 4), detectable_every_row(6, 0.05, 4)

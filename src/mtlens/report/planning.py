@@ -160,6 +160,16 @@ def detectable_now(row: Mapping[str, Any], lone: float) -> float:
     return float(row["sd"]) * detectable_effect(int(row["n_seeds"]), lone, POWER)
 
 
+def _tested_detectable(table: pd.DataFrame, transfer: pd.DataFrame | None) -> pd.Series:
+    """``table``'s ``detectable_now``, replaced by the ``transfer`` table's ``min_detectable_lone`` where that
+    table tests the comparison (same setting, task, method and metric)."""
+    if transfer is None or transfer.empty or "min_detectable_lone" not in transfer:
+        return table["detectable_now"]
+    tested = transfer.set_index(["setting", "task", "method", "metric"])["min_detectable_lone"]
+    keys = pd.MultiIndex.from_frame(table[["setting", "task", "method", "quantity"]])
+    return tested.reindex(keys).set_axis(table.index).fillna(table["detectable_now"])
+
+
 def _runs_text(row: Mapping[str, Any]) -> str:
     """``8 seeds`` (paired, or an STL spread), ``3 MTL and 9 STL runs (unpaired)``."""
     if row["source"] == "unpaired":
@@ -168,14 +178,22 @@ def _runs_text(row: Mapping[str, Any]) -> str:
 
 
 def seed_planning_section(
-    spread: pd.DataFrame, sizes: pd.DataFrame, out_dir: Path, alpha: float, seeds: Sequence[int] = ()
+    spread: pd.DataFrame,
+    sizes: pd.DataFrame,
+    out_dir: Path,
+    alpha: float,
+    seeds: Sequence[int] = (),
+    transfer: pd.DataFrame | None = None,
 ) -> Section:
     """The report's seed-planning paragraph and table: per comparison of the study (``spread``:
     :func:`~mtlens.analysis.planning.spread_table` of its runs), the difference this study's seeds detect
     with 80% power as a lone effect of its family (``sizes``: :func:`family_sizes`; the transfer family for
-    the transfer metric, the optimization family for the log training-loss ratio), and the seeds that half
-    of it would need (``seeds_for_half``).  ``seeds``: numbers of seeds to show besides the study's own
-    (default: the study's and twice as many)."""
+    the transfer metric, the optimization family for the log training-loss ratio; a study without the family,
+    e.g. STL runs only, plans one comparison per row of the quantity, as ``mtlens plan`` counts them for one
+    method), and the seeds that half of it would need (``seeds_for_half``).  A comparison the ``transfer``
+    table tests takes that table's ``min_detectable_lone`` (the same test under its family's skewness bound,
+    so the answers and this section give one figure); the others are at the bound 2 a plan must assume.
+    ``seeds``: numbers of seeds to show besides the study's own (default: the study's and twice as many)."""
     title, anchor = "How many seeds?", "planning"
     spread = spread[np.isfinite(spread["sd"].astype(float)) & (spread["n_seeds"] >= 2)]
     correlations = correlation_sentences(sizes, alpha)
@@ -185,13 +203,15 @@ def seed_planning_section(
         return Section(title, "<p>Too few seeds to estimate the seed spread of any comparison.</p>", anchor)
     frames = []
     for quantity_is_ratio, rows in spread.groupby(spread["quantity"] == RATIO, sort=False):
-        m = int(sizes.get("optimization" if quantity_is_ratio else "transfer", 1))
+        m = int(sizes.get("optimization" if quantity_is_ratio else "transfer", len(rows)))
         n_now = int(rows["n_seeds"].max())
         shown = sorted({*seeds} or {n_now, 2 * n_now})
         table = detectable_table(rows, m, alpha, shown)
         lone = alpha / m
         table["comparisons"] = m
         table["detectable_now"] = [detectable_now(row, lone) for row in table.to_dict("records")]
+        if not quantity_is_ratio:
+            table["detectable_now"] = _tested_detectable(table, transfer)
         # in paired d_z (half of the difference over the sd of the per-seed differences), the same in any unit
         half = [
             seeds_needed(d / 2 / sd, lone, POWER) if sd > 0 else None
@@ -232,7 +252,8 @@ def seed_planning_section(
         f"<p>What this study's seeds can detect, from the seed spread of its own runs (sd of the per-seed "
         f"differences MTL − STL; √2 × the STL spread where a task has no MTL run): the difference a lone "
         f"effect in its family (Benjamini–Hochberg at FDR {alpha:g}) needs to be found with 80% power "
-        f"(the paired test of docs/statistics.md §2 at the skewness bound 2 a plan must assume), and the seeds "
+        f"(the paired test of docs/statistics.md §2: where the transfer table tests the comparison, as that "
+        f"table states it; otherwise at the skewness bound 2 a plan must assume), and the seeds "
         f"half of it would need. Plan a new study with <code>mtlens plan SETTING --store THIS_STORE --effect "
         f"X</code> (docs/statistics.md §9).</p>"
         + "".join(f'<p class="plan">{html.escape(s)}</p>' for s in [*sentences, *families, *correlations])
@@ -243,8 +264,9 @@ def seed_planning_section(
         "seed_planning",
         "Per comparison: sd of the per-seed differences (source: paired, unpaired or STL spread), comparisons "
         "in its family, detectable_now: the lone difference found with 80% power with this study's runs and "
-        "test (unpaired: Hall's two-sample test of n_mtl vs n_seeds runs), detectable_n*: what a paired study "
-        "of n seeds would detect (unpaired rows: with the sd of a difference of independent runs), "
+        "test (the transfer table's min_detectable_lone where it tests the comparison; otherwise at the "
+        "skewness bound 2; unpaired: Hall's two-sample test of n_mtl vs n_seeds runs), detectable_n*: what a "
+        "paired study of n seeds would detect (unpaired rows: with the sd of a difference of independent runs), "
         "seeds_for_half: the paired seeds half of detectable_now needs.",
         short=("setting", "task", "method", "quantity", "n_seeds", "sd", "detectable_now", "seeds_for_half"),
     )

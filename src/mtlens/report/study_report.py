@@ -331,7 +331,7 @@ def overview_section(
             "Recorded runs (your own training loop) of one setting whose configurations differ in more "
             "than the task set: STL and MTL runs are paired only when init, data order, steps and "
             "optimizer agree, so these are compared only within their own configuration, shown as "
-            "<code>setting [key=value ...]</code> below.",
+            "'setting [key=value ...]' below.",
         )
     left_out = index[~index["run_id"].isin(analysed_ids)]
     if len(left_out):
@@ -659,7 +659,8 @@ def summary_section(
         "Per setting and MTL method: delta_m (mean relative improvement over tasks, %), tasks where "
         "MTL is better / worse (the transfer table's verdict: Benjamini–Hochberg adjusted p within "
         "the FDR) out of the tasks compared, the gap verdict (tasks by the direction of their "
-        "persistent validation-loss gap, shown only where the test supports one, see 'When did the "
+        "persistent gap in validation loss or error: a task has the direction any of its measures "
+        "shows, 'mixed' where they disagree; only where the test supports one, see 'When did the "
         "gap open?'), and two factors: the mean training-loss log-ratio MTL/STL at equal steps "
         "(< 0: MTL optimized faster) and the mean inter-task gradient cosine (< 0: conflict). "
         "Details per setting follow in the sections below.",
@@ -848,6 +849,7 @@ def write_report(
             family_sizes(report_families(data), alpha),
             out_dir,
             alpha,
+            transfer=data.transfer,
         ),
     ]
     for build in (*DEFAULT_SECTIONS, *extra_sections):
