@@ -26,9 +26,11 @@ from mtlens.report.oddities import early_window_notes, loss_range_notes, tie_not
 from mtlens.report.study_report import write_report
 from mtlens.report.verdicts import (
     TABLES,
+    UNANSWERED,
     answers,
     correlation_sentences,
     gap_sentence,
+    optimization_sentence,
     optimizer_sentences,
     transfer_sentence,
 )
@@ -80,6 +82,10 @@ def test_gap_sentence_gives_the_band_at_its_level_and_errors_in_points():
     }
     found = gap_sentence(pd.DataFrame([row]), 0.05)
     assert "where it was +2.6 points (98.75% band +0.18 to +6.7 points, adjusted p = 0.040)" in found
+    assert "from epoch 11 of MTL (training loss 0.18) to the lowest common training loss, where" in found
+    # An onset at the end level itself is one level, not a span.
+    end = gap_sentence(pd.DataFrame([{**row, "end_train_loss": 0.18}]), 0.05)
+    assert "gap at the lowest common training loss only (epoch 11 of MTL), where it was" in end
     none = gap_sentence(pd.DataFrame([{**row, "direction": "no persistent gap", "measure": "val/loss"}]), 0.05)
     assert "with 8 seeds a final gap of 0.020 in validation loss would have been detected" in none
     # No gap can be shown: the level named is the family's band_level the detectable gap was computed at, not
@@ -110,6 +116,17 @@ def test_sentence_states_only_what_the_test_shows():
     # What a lone effect of the table needs after BH (min_detectable_lone) is what the sentence states.
     lone = transfer_sentence({**TRANSFER_ROW, "min_detectable_lone": 0.0347, "verdict": "no evidence"}, 0.05)
     assert "a difference of 3.5 points would have been detected with 80% power as the one effect" in lone
+    # An unadjusted interval that excludes 0 beside "could not be shown" says it is so only before BH.
+    before = transfer_sentence({**TRANSFER_ROW, "p_adjusted": 0.094, "verdict": "no evidence"}, 0.05)
+    assert "+5.0 points, which excludes 0 only before Benjamini–Hochberg over the table, adjusted p = 0.094" in before
+    across = {**TRANSFER_ROW, "delta_low": -0.002, "p_adjusted": 0.094, "verdict": "no evidence"}
+    assert "only before" not in transfer_sentence(across, 0.05)
+    ratio = {"method": "sum", "task": "a", "log_ratio_final": 1.2, "log_ratio_final_low": 0.6, "n_seeds": 4}
+    ratio |= {"log_ratio_final_high": 1.8, "log_ratio_final_p_adjusted": 0.058}
+    assert "6.0, which excludes 1 only before Benjamini–Hochberg over the table, adjusted p = 0.058" in (
+        optimization_sentence(ratio, 0.05)
+    )
+    assert "only before" not in optimization_sentence({**ratio, "log_ratio_final_p_adjusted": 0.01}, 0.05)
     # An adjusted p just above the level is not rounded onto it beside "could not be shown".
     near = transfer_sentence({**TRANSFER_ROW, "p_adjusted": 0.0504, "verdict": "no evidence"}, 0.05)
     assert "adjusted p = 0.0504)" in near and "0.050)" not in near
@@ -171,6 +188,38 @@ def test_sentence_states_only_what_the_test_shows():
         "STL test/error of task a by optimizer: adam 0.1 ± 0.01 (n=2); sgd (momentum 0.9) 0.2 (n=1) "
         "(descriptive, no test)."
     ]
+
+
+def test_what_cannot_be_read_is_said_not_read():
+    """Correlations with too few clusters quote no p-value, uncomputable ones are named; a question a
+    setting's tables cannot answer gets a sentence saying why; alignment caveats name only kinds present."""
+    row = {"x": "coherence_diff", "y": "transfer_pct", "n": 4, "n_groups": 2, "conclusive": False}
+    cosines = {"pearson_r": -0.89, "pearson_low": math.nan, "pearson_high": math.nan, "pearson_p_adjusted": 1.0}
+    flat = {"pearson_r": math.nan, "pearson_low": math.nan, "pearson_high": math.nan, "pearson_p_adjusted": math.nan}
+    few = pd.DataFrame([{**row, **cosines}, {**row, "x": "conflict_cosine", **flat}])
+    [sentence] = correlation_sentences(few, 0.05)
+    assert "adjusted p" not in sentence and "can be judged at 0.05 from these runs (2 pairs)" in sentence
+    assert "2 of them have too few clusters" in sentence and "1 have no correlation to give" in sentence
+    # With one readable row the smallest adjusted p is that row's, never an unreadable one's.
+    readable = {**row, "conclusive": True, "x": "sharpness_diff", **cosines, "pearson_low": -0.95}
+    readable |= {"pearson_high": -0.3, "pearson_p_adjusted": 0.2}
+    [sentence] = correlation_sentences(pd.concat([few, pd.DataFrame([readable])]), 0.05)
+    assert "smallest adjusted p = 0.20, Pearson, transfer_pct with sharpness_diff" in sentence
+    # An STL-only setting: its alignment is described, every other question says why it is not answered,
+    # and no caveat compares inter-task cosines that are not there.
+    alignment = pd.DataFrame([{"setting": "s", "kind": "intra-task, class groups (STL)", "median": -0.7}])
+    paragraphs = answers({"alignment": alignment})["s"]
+    assert list(paragraphs) == ["transfer", "gap", "optimization", "explanation", "elich"]
+    assert paragraphs["transfer"] == [f"Not answered from these runs: {UNANSWERED['transfer']}."]
+    assert paragraphs["elich"] == [
+        "Median gradient cosines: intra-task, class groups (STL) −0.70 (descriptive, no test)."
+    ]
+    inter = pd.DataFrame([{"setting": "s", "kind": "inter-task (MTL)", "median": 0.1}])
+    [both] = answers({"alignment": pd.concat([alignment, inter])})["s"]["elich"]
+    assert "not comparable as printed" in both and "inter_alignment" in both
+    like = pd.DataFrame([{"setting": "s", "kind": "inter-task, sub-batches (MTL)", "median": 0.0}])
+    [alike] = answers({"alignment": pd.concat([alignment, inter, like])})["s"]["elich"]
+    assert "differ only in the task of the second gradient" in alike and "not comparable" not in alike
 
 
 def test_cells_are_for_people_and_the_csv_for_machines(tmp_path):

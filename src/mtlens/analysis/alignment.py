@@ -37,6 +37,29 @@ ALIGNMENT_KINDS = {
 }
 
 
+def comparability_note(kinds: set[str]) -> str:
+    """Which of the alignment ``kinds`` present (labels of :data:`ALIGNMENT_KINDS`) may be set side by side, in
+    words, for the report's caption and answers; empty where there is only one side (inter- or intra-task).
+    The whole-sample conflict cosine and the half-batch cosines differ in noise (a half-batch gradient's
+    noise pulls a cosine towards 0), so only the sub-batch kinds are alike."""
+    whole, sub = (ALIGNMENT_KINDS[q][0] in kinds for q in (CONFLICT_COSINE, INTER_COSINE_SUBBATCH))
+    intra = bool(kinds & {ALIGNMENT_KINDS[q][0] for q in (INTRA_COSINE_SUBBATCH, INTRA_COSINE_CLASSGROUP)})
+    if not intra or not (whole or sub):
+        return ""
+    if sub:
+        return (
+            "compare 'inter-task, sub-batches' (task pairs on halves of the same batches) with 'intra-task, "
+            "sub-batches': the two differ only in the task of the second gradient"
+            + ("; the whole-sample inter-task cosine has less noise than either" if whole else "")
+        )
+    return (
+        "the inter-task cosine is of gradients over the whole probe sample, the intra-task ones of half-batches "
+        "or class groups of one training batch, whose noise pulls a cosine towards 0, so the two are not "
+        "comparable as printed; the probe inter_alignment (--set 'probes=[...,inter_alignment]') adds the "
+        "inter-task cosine at the sub-batch noise"
+    )
+
+
 def alignment_distributions(rows: pd.DataFrame) -> pd.DataFrame:
     """Long table of cosines: ``setting, kind, run_id, method, seed, task, step, epoch, value``.
 

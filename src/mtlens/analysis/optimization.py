@@ -141,10 +141,10 @@ def optimization_tests(effect: pd.DataFrame, alpha: float = 0.05) -> pd.DataFram
     one setting: each column is one family, with one bound per setting,
     :func:`~mtlens.analysis.inference.grouped_bounds`).
     Columns per summary ``X``: ``X`` (mean over seeds), ``X_std``, ``X_low``, ``X_high`` (``1 − alpha``
-    interval), ``X_p``, ``X_p_adjusted`` (Benjamini–Hochberg over the table's rows at FDR ``alpha``),
-    ``X_min_detectable`` (the log-ratio detected with 80% power at level ``alpha``), ``X_skewness_bound`` (the
-    bound of the column's rows of the setting), and ``n_seeds``, ``min_p`` (the paired test's floor,
-    not bound to the seeds: :attr:`~mtlens.analysis.inference.MaxTTest.pointwise_min_p`).
+    interval), ``X_p``, ``X_p_adjusted`` (Benjamini–Hochberg over the table's rows at FDR ``alpha``, each
+    ``X`` its own family), ``X_min_detectable`` (the log-ratio detected with 80% power at level ``alpha``),
+    ``X_skewness_bound`` (the bound of the column's rows of the setting), and ``n_seeds``, ``min_p`` (the
+    paired test's floor, not bound to the seeds: :attr:`~mtlens.analysis.inference.MaxTTest.pointwise_min_p`).
     """
     groups = [
         (dict(zip(["setting", "task", "method"], key)), frame)

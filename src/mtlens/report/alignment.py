@@ -10,14 +10,14 @@ import numpy as np
 import pandas as pd
 
 from mtlens.analysis.alignment import (
-    ALIGNMENT_KINDS,
     alignment_distributions,
     alignment_summary,
+    comparability_note,
     magnitude_ratio_summary,
     optimizer_comparison,
     optimizers_compared,
 )
-from mtlens.quantities import INTER_COSINE_SUBBATCH, MAGNITUDE_RATIO
+from mtlens.quantities import MAGNITUDE_RATIO
 from mtlens.render import Section, by_configuration, not_available, per_setting, save_figure, slug, table_html
 from mtlens.render.charts import Rule, Spec, facet, interactive, legend_toggle, quantitative, reference_line, tip, when
 from mtlens.store import RunStore
@@ -118,22 +118,14 @@ def alignment_section(rows: pd.DataFrame, out_dir: Path) -> Section:
             ),
             anchor,
         )
-    like_for_like = (distributions["kind"] == ALIGNMENT_KINDS[INTER_COSINE_SUBBATCH][0]).any()
+    note = comparability_note(set(distributions["kind"]))
     body = table_html(
         alignment_summary(distributions),
         out_dir,
         "alignment",
         "Cosines between task gradients in MTL runs and between gradients of one task's sub-batches or "
-        "class groups in STL runs, pooled over probe steps: n values from n_runs runs. Descriptive, no test. "
-        "The inter-task (MTL) cosine is of gradients over the whole probe sample, the sub-batch cosines of "
-        "half-batch gradients, whose noise pulls a cosine towards 0: "
-        + (
-            "compare 'inter-task, sub-batches' (task pairs on halves of the same batches) with 'intra-task, "
-            "sub-batches': the two differ only in the task of the second gradient."
-            if like_for_like
-            else "the two are not alike; the probe inter_alignment (--set 'probes=[...,inter_alignment]') adds "
-            "the inter-task cosine at the sub-batch noise."
-        ),
+        "class groups in STL runs, pooled over probe steps: n values from n_runs runs. Descriptive, no test."
+        + (f" {note[0].upper()}{note[1:]}." if note else ""),
     )
     figures = {
         setting: [
@@ -141,8 +133,8 @@ def alignment_section(rows: pd.DataFrame, out_dir: Path) -> Section:
                 alignment_figure(frame),
                 out_dir,
                 slug("alignment", setting),
-                f"{setting}: distributions of inter-task (MTL) and intra-task (STL) gradient cosines over training, "
-                "from "
+                f"{setting}: distributions of the {' and '.join(map(repr, pd.unique(frame['kind'])))} gradient "
+                "cosines over training, from "
                 f"{frame['run_id'].nunique()} runs ({frame['seed'].nunique()} seeds); n cosines per panel in its "
                 "title; "
                 f"dashed: median.",

@@ -9,7 +9,8 @@ says so ("not available: ...") instead of failing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from mtlens.render.charts import (
 )
 from mtlens.render.tables import confidence, interval_confidences
 from mtlens.report.oddities import early_window_notes, with_notes
-from mtlens.report.verdicts import correlation_words
+from mtlens.report.verdicts import CORRELATION_KINDS, correlation_words
 
 OPTIMIZATION_COLUMNS = (
     "setting",
@@ -92,7 +93,8 @@ def optimization_section(rows: pd.DataFrame, summary: pd.DataFrame, out_dir: Pat
         "Optimization effect: log(L_MTL / L_STL) of the training loss at equal steps, each MTL run "
         f"paired with the STL run of the same seed; early = first 25% of the steps; mean, std, "
         f"{confidence(alpha)} interval and paired (skewness-corrected t) p-value over the n_seeds per-seed log-ratios, "
-        f"p_adjusted: Benjamini–Hochberg over this table at FDR {alpha:g}; *_min_detectable: the log-ratio "
+        f"p_adjusted: Benjamini–Hochberg over this table's rows at FDR {alpha:g}, early and final each its own "
+        f"family; *_min_detectable: the log-ratio "
         f"detected with 80% power; min_p: the smallest p the test allows (docs/statistics.md). "
         f"Negative: MTL reached a lower training loss at the same step.",
         short=OPTIMIZATION_COLUMNS,
@@ -174,10 +176,10 @@ def scatter_figures(
     """Per target ``y`` of the correlation ``table`` (of ``units``, from ``rows``): :func:`scatter_figure`."""
     for target, rows_of_target in table.groupby("y", sort=False):
         panels = "; ".join(
-            f"{row.x}: n = {row.n} units ({row.n_groups} clusters), Pearson r = {row.pearson_r:.2f} "
-            f"[{row.pearson_low:.2f}, {row.pearson_high:.2f}], Spearman rho = {row.spearman_rho:.2f} "
-            f"[{row.spearman_low:.2f}, {row.spearman_high:.2f}] (Pearson: {correlation_words(row._asdict(), alpha)})"
-            for row in rows_of_target.itertuples()
+            f"{row['x']}: n = {row['n']} units ({row['n_groups']} clusters), "
+            f"{', '.join(_coefficient_text(row, kind) for kind in CORRELATION_KINDS)} "
+            f"(Pearson: {correlation_words(row, alpha)})"
+            for row in rows_of_target.to_dict("records")
         )
         caption = (
             f"{target} against each factor over the units (from {rows['run_id'].nunique()} runs, "
@@ -185,6 +187,17 @@ def scatter_figures(
             f"brackets ({interval_confidences(table, alpha)}). {panels}."
         )
         yield Figure(slug("scatter", target), "", scatter_figure(units, rows_of_target), caption, (str(target),))
+
+
+def _coefficient_text(row: Mapping[str, Any], kind: str) -> str:
+    """``"Pearson r = 0.61 [0.20, 0.84]"``: one coefficient of a correlation row with its interval, saying so
+    where there is no interval (too few clusters for the jackknife) or no coefficient (a value does not vary)."""
+    name, column = CORRELATION_KINDS[kind]
+    r, low, high = (float(row.get(c, math.nan)) for c in (column, f"{kind}_low", f"{kind}_high"))
+    if not math.isfinite(r):
+        return f"{name}: none (a value does not vary)"
+    interval = f"[{low:.2f}, {high:.2f}]" if math.isfinite(low) and math.isfinite(high) else "(no interval)"
+    return f"{name} = {r:.2f} {interval}"
 
 
 def symmetry_paragraph(table: pd.DataFrame, alpha: float = 0.05) -> str:

@@ -15,7 +15,7 @@ gaining columns changes nothing and a table missing one of them yields no senten
 - ``gap_onset``: ``setting, method, task, measure, design, n_mtl, n_stl, direction, final_gap,
   final_band_low, final_band_high, p_persistent_adjusted, min_p, min_detectable_final`` and, where present,
   ``band_level`` (the level ``min_detectable_final`` is computed at), ``onset_epoch_mtl``,
-  ``onset_train_loss`` (a gap is stated only where ``direction`` names one);
+  ``onset_train_loss``, ``end_train_loss`` (a gap is stated only where ``direction`` names one);
 - ``optimization_effect``: ``setting, task, method, n_seeds, log_ratio_final, log_ratio_final_low,
   log_ratio_final_high, log_ratio_final_p_adjusted, log_ratio_final_min_detectable`` (the training-loss
   ratio MTL/STL at equal steps is ``exp`` of the log-ratio);
@@ -46,6 +46,7 @@ from typing import Any
 
 import pandas as pd
 
+from mtlens.analysis.alignment import comparability_note
 from mtlens.analysis.correlation import correlation_claim
 from mtlens.render.tables import confidence, number, signed
 
@@ -59,6 +60,18 @@ QUESTIONS = {
     "optimizers": "Adam vs SGD (Elich et al.)",
 }
 """Paragraph keys of :func:`answers` and their headings, in the report's order."""
+
+UNANSWERED = {
+    "transfer": "it needs STL and MTL runs of the same task with a test metric (see the overview)",
+    "gap": "it needs STL and MTL runs whose validation measures were recorded over training (see 'When did the "
+    "gap open?')",
+    "optimization": "it needs STL and MTL runs with the same seeds and a recorded training loss (see 'How did "
+    "optimization differ?')",
+    "explanation": "it needs STL and MTL runs with the same seeds, and probes for the trajectory factors (see "
+    "'What explains transfer?')",
+}
+"""Why a question of :data:`QUESTIONS` has no sentence: :func:`answers` says so for a setting it answers
+something for, so that a missing question reads as not answerable from these runs, never as skipped."""
 
 TABLES = (
     "transfer",
@@ -186,10 +199,20 @@ def transfer_sentence(row: Mapping[str, Any], alpha: float) -> str:
     power = _power(row, detectable, "difference", percent, _level(row, "lone_level", alpha), alpha)
     if lone and "do not vary" not in power and "could reach" not in power:
         power += " as the one effect among the table's comparisons (after Benjamini–Hochberg)"
+    interval += _uncorrected(row.get("delta_low"), row.get("delta_high"))
     return (
         f"No effect of MTL ({method}) on task {task} could be shown: {values} ({_seeds(row)}, {interval}, "
         f"{p_text(row.get('p_adjusted'), alpha)}); {power}."
     )
+
+
+def _uncorrected(low: Any, high: Any, null: str = "0") -> str:
+    """``", which excludes 0 only before Benjamini–Hochberg over the table"`` where an unadjusted interval
+    (``low``, ``high`` of a difference or a log-ratio) beside "could not be shown" excludes 0, so that it is
+    not read as a finding; ``null``: how 0 is written (``"1"`` for a ratio); else empty."""
+    if low is None or high is None or not (float(low) > 0 or float(high) < 0):
+        return ""
+    return f", which excludes {null} only before Benjamini–Hochberg over the table"
 
 
 def gap_sentence(rows: pd.DataFrame, alpha: float) -> str:
@@ -201,15 +224,20 @@ def gap_sentence(rows: pd.DataFrame, alpha: float) -> str:
         parts = []
         for row in found.to_dict("records"):
             measure = MEASURE_NAMES.get(row["measure"], row["measure"])
-            onset = ""
+            span = " to the lowest common training loss"
             if pd.notna(row.get("onset_epoch_mtl")):
-                onset = f" from epoch {number(row['onset_epoch_mtl'], 2)} of MTL"
+                span = f" from epoch {number(row['onset_epoch_mtl'], 2)} of MTL"
                 if pd.notna(row.get("onset_train_loss")):
-                    onset += f" (training loss {number(row['onset_train_loss'], 2)})"
+                    span += f" (training loss {number(row['onset_train_loss'], 2)})"
+                span += " to the lowest common training loss"
+                if row.get("onset_train_loss") == row.get("end_train_loss"):  # one level: no span to speak of
+                    span = (
+                        f" at the lowest common training loss only (epoch {number(row['onset_epoch_mtl'], 2)} of MTL)"
+                    )
             percent = str(row["measure"]).split("/")[-1] in PERCENT_METRICS
             band = f"{confidence(float(row['band_level']))} band" if pd.notna(row.get("band_level")) else "band"
             parts.append(
-                f"a persistent {measure} gap{onset} to the lowest common training loss, where it was "
+                f"a persistent {measure} gap{span}, where it was "
                 f"{_difference(row['final_gap'], percent)} ({band} "
                 f"{_difference(row['final_band_low'], percent).removesuffix(' points')} "
                 f"to {_difference(row['final_band_high'], percent)}, "
@@ -252,11 +280,14 @@ def optimization_sentence(row: Mapping[str, Any], alpha: float) -> str:
             f"{number(math.exp(row['log_ratio_final_high']), 2)}"
         )
     p = row.get("log_ratio_final_p_adjusted")
+    shown = p is not None and math.isfinite(float(p)) and float(p) <= alpha
+    if interval and not shown:
+        interval += _uncorrected(row["log_ratio_final_low"], row["log_ratio_final_high"], "1")
     detail = (
         f"(final training-loss ratio MTL/STL at equal steps {number(ratio, 2)}{interval}, {p_text(p, alpha)}, "
         f"{row.get('n_seeds')} seeds)"
     )
-    if p is not None and math.isfinite(float(p)) and float(p) <= alpha:
+    if shown:
         change = f"{number(abs(ratio - 1) * 100, 2)}% {'higher' if ratio > 1 else 'lower'}"
         word = "slower" if ratio > 1 else "faster"
         return f"MTL ({method}) optimized task {task} {word}: its training loss ended {change} than STL's {detail}."
@@ -389,6 +420,14 @@ def _correlation_text(row: Mapping[str, Any], alpha: float, kind: str) -> str:
     )
 
 
+def _finite_or_nan(value: Any) -> float:
+    """``value`` as a float, NaN where it is missing or not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def _finite_or_one(value: Any) -> float:
     """A p-value as a float, 1 where it is missing or not a number (an untested pair ranks last)."""
     p = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
@@ -415,24 +454,35 @@ def correlation_sentences(table: pd.DataFrame, alpha: float) -> list[str]:
             )
     rest = [(row, claim) for row, claim in zip(records, claims, strict=True) if "shown" not in claim.values()]
     if rest:
-        _, kind, best = min(
-            ((_finite_or_one(row[f"{k}_p_adjusted"]), k, row) for row, _ in rest for k in kinds),
-            key=lambda item: item[0],
-        )
-        sentence = (
-            f"{'No other' if len(rest) < len(records) else 'No'} correlation between a trajectory factor and "
-            f"transfer or the gap could be shown ({len(rest)} tested; smallest "
-            f"{p_text(best[f'{kind}_p_adjusted'], alpha)}, {CORRELATION_KINDS[kind][0].split()[0]}, "
-            f"{best['y']} with {best['x']})"
-        )
+        cannot = sum(all(c == "too few clusters" for c in claim.values()) for _, claim in rest)
+        read = [
+            (row, k)
+            for row, claim in rest
+            for k in kinds
+            if claim[k] != "too few clusters" and math.isfinite(_finite_or_nan(row[CORRELATION_KINDS[k][1]]))
+        ]
+        subject = f"{'No other' if len(rest) < len(records) else 'No'} correlation between a trajectory factor and "
+        if read:
+            best, kind = min(read, key=lambda item: _finite_or_one(item[0][f"{item[1]}_p_adjusted"]))
+            sentence = (
+                f"{subject}transfer or the gap could be shown ({len(rest)} tested; smallest "
+                f"{p_text(best[f'{kind}_p_adjusted'], alpha)}, {CORRELATION_KINDS[kind][0].split()[0]}, "
+                f"{best['y']} with {best['x']})"
+            )
+        else:  # no p-value here can be read: none is quoted (docs/statistics.md §10)
+            sentence = f"{subject}transfer or the gap can be judged at {alpha:g} from these runs ({len(rest)} pairs)"
         for row, claim in rest:
             for k in kinds:
                 if claim[k] in ("test only", "interval only"):
                     sentence += f"; {row['y']} with {row['x']} ({_correlation_text(row, alpha, k)}): "
                     sentence += correlation_words(row, alpha, k)
-        cannot = sum(all(c == "too few clusters" for c in claim.values()) for _, claim in rest)
         if cannot:
             sentence += f"; {cannot} of them have too few clusters for any p-value to reach {alpha:g}"
+        flat = sum(
+            not any(math.isfinite(_finite_or_nan(row[CORRELATION_KINDS[k][1]])) for k in kinds) for row, _ in rest
+        )
+        if flat:
+            sentence += f"; {flat} have no correlation to give (a factor or the outcome does not vary)"
         sentences.append(sentence + ".")
     return sentences
 
@@ -466,11 +516,9 @@ def elich_sentences(alignment: pd.DataFrame, ratios: pd.DataFrame) -> list[str]:
             + (f" ({row['fraction_negative']:.0%} negative)" if pd.notna(row.get("fraction_negative")) else "")
             for row in alignment.to_dict("records")
         ]
+        note = comparability_note(set(alignment["kind"]))
         sentences.append(
-            f"Median gradient cosines: {'; '.join(parts)} (descriptive, no test; the inter-task cosine is of "
-            "gradients over the whole probe sample, the intra-task ones of half-batches or class groups of one "
-            "training batch, so noise makes the intra-task cosines smaller and the two are not comparable as "
-            "printed)."
+            f"Median gradient cosines: {'; '.join(parts)} (descriptive, no test{'; ' + note if note else ''})."
         )
     if {"pair", "median_ratio"} <= set(ratios.columns):
         for row in ratios.to_dict("records"):
@@ -512,7 +560,8 @@ def _rows(tables: Mapping[str, pd.DataFrame], name: str, needed: tuple[str, ...]
 
 def answers(tables: Mapping[str, pd.DataFrame], alpha: float = 0.05) -> dict[str, dict[str, list[str]]]:
     """``{setting: {question key: [sentences]}}`` (keys of :data:`QUESTIONS`, in order, only those with
-    sentences; tables pooling settings under :data:`ALL_SETTINGS`) from the report's ``tables``."""
+    sentences; tables pooling settings under :data:`ALL_SETTINGS`) from the report's ``tables``.  A setting
+    with any sentence gets one for each question of :data:`UNANSWERED` its tables cannot answer, saying why."""
     out: dict[str, dict[str, list[str]]] = {}
 
     def add(setting: str, key: str, sentences: list[str]) -> None:
@@ -550,6 +599,13 @@ def answers(tables: Mapping[str, pd.DataFrame], alpha: float = 0.05) -> dict[str
     optimizers = _rows(tables, "optimizers", ("setting", "task", "mode", "method", "metric"))
     for setting, rows in optimizers.groupby("setting", sort=False):
         add(setting, "optimizers", optimizer_sentences(rows))
+    for setting, paragraphs in out.items():
+        if setting == ALL_SETTINGS:
+            continue
+        for question, reason in UNANSWERED.items():
+            pooled = question == "explanation" and question in out.get(ALL_SETTINGS, {})
+            if question not in paragraphs and not pooled:
+                paragraphs[question] = [f"Not answered from these runs: {reason}."]
     order = list(QUESTIONS)
     return {
         setting: dict(sorted(paragraphs.items(), key=lambda item: order.index(item[0])))
