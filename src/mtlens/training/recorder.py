@@ -74,7 +74,6 @@ from __future__ import annotations
 
 import json
 import math
-import numbers
 import operator
 import os
 import re
@@ -85,6 +84,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Annotated, Any
 
+import numpy as np
 import torch
 from pydantic import Strict
 from torch import nn
@@ -102,7 +102,7 @@ from mtlens.probes.loss_model import (
     loss_task,
 )
 from mtlens.quantities import check_task_name
-from mtlens.registry import Seed, check_value
+from mtlens.registry import PositiveCount, Seed, check_value
 from mtlens.store import RunState, RunStore
 from mtlens.tasks import Task
 from mtlens.training.config import make_run_id
@@ -129,6 +129,33 @@ DESCRIPTION_KEYS = (
 
 DATALOADER_SUFFIX = re.compile(r"/dataloader_idx_\d+$")
 """The suffix Lightning appends to a key logged in a validation loop over several loaders."""
+
+
+def _is_boolean(value: Any) -> bool:
+    """Whether ``value`` is a boolean (Python's, NumPy's or a boolean tensor): never taken for a number."""
+    return isinstance(value, bool | np.bool_) or (isinstance(value, torch.Tensor) and value.dtype == torch.bool)
+
+
+def _integer(value: Any) -> Any:
+    """``value`` as an ``int`` if it is an integer other than a boolean -- a NumPy integer or an integer tensor
+    of one element too (``operator.index``) -- else ``value`` itself, for the caller's check to refuse; a
+    float is never rounded (``4.0`` computed by a loop is a bug in the loop)."""
+    if _is_boolean(value):
+        return value
+    try:
+        return operator.index(value)
+    except TypeError:
+        return value
+
+
+def _step(value: Any, name: str = "step") -> int:
+    """``value`` as a step: an integer >= 0 (:func:`_integer`), else a one-line ValueError naming ``name``."""
+    step = _integer(value)
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise ValueError(
+            f"{name}={value!r}: expected an integer step >= 0 (an int, a NumPy integer or an integer tensor)"
+        )
+    return step
 
 
 class UnrecordedMetricsWarning(UserWarning):
@@ -223,7 +250,8 @@ class Recorder:
         method: the MTL update method's name (``"sum"``: the plain sum of task losses).
         hyperparameters: anything else that defines the run (lr, optimizer, batch size, steps, ...);
             JSON values.  STL and MTL runs compared with each other must have the same ones.
-        steps_per_epoch: converts steps to epochs for the rows (else pass ``epoch=`` to :meth:`log`).
+        steps_per_epoch: an integer >= 1 that converts steps to epochs for the rows (else pass ``epoch=`` to
+            :meth:`log`).
         lower_is_better: for task names, metric -> whether smaller is better (``loss`` always is;
             default for other metrics: larger is better, except ``error``).
         selection_metric: for task names, the validation metric choosing each task's checkpoint.
@@ -246,9 +274,11 @@ class Recorder:
         if isinstance(tasks, str) or not isinstance(tasks, Sequence):
             one = f" (one task: [{tasks!r}])" if isinstance(tasks, str) else ""
             raise ValueError(f"tasks={tasks!r}: expected a list of task names or Task objects{one}")
-        if not isinstance(seed, bool) and isinstance(seed, numbers.Integral):
-            seed = operator.index(seed)  # a NumPy integer
+        seed = _integer(seed)
         check_value("Recorder", "seed", seed, Annotated[Seed, Strict()])
+        if steps_per_epoch is not None:
+            steps_per_epoch = _integer(steps_per_epoch)
+            check_value("Recorder", "steps_per_epoch", steps_per_epoch, Annotated[PositiveCount, Strict()])
         self.store = store if isinstance(store, RunStore) else RunStore(store)
         names = [t.name if isinstance(t, Task) else t for t in tasks]
         for name in names:
@@ -256,8 +286,6 @@ class Recorder:
                 check_task_name(name)  # refused; the characters of a name are checked once the run id is known
         if not names or len(set(names)) != len(names):
             raise ValueError(f"tasks {names}: expected one or more distinct task names")
-        if steps_per_epoch is not None and steps_per_epoch < 1:
-            raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
         hyperparameters = dict(hyperparameters or {})
         clash = sorted(set(hyperparameters) & set(DESCRIPTION_KEYS))
         if clash:
@@ -393,7 +421,8 @@ class Recorder:
         self, step: int, split: str, values: Mapping[str, Mapping[str, Any] | Any], epoch: float | None = None
     ) -> None:
         """Record ``values = {task: {metric: value}}`` (or ``{task: loss}``) as ``<split>/<metric>``
-        rows at ``step``; tensors are read with ``float()``."""
+        rows at ``step`` (an integer >= 0); tensors are read with ``float()``, a boolean is refused."""
+        step = _step(step)
         if not split or "/" in split or split in RESERVED_SPLITS:
             raise ValueError(
                 f"split {split!r} must be a name without '/' other than {RESERVED_SPLITS} "
@@ -405,7 +434,10 @@ class Recorder:
         rows = {}
         for task, metrics in values.items():
             items = metrics.items() if isinstance(metrics, Mapping) else [("loss", metrics)]
-            rows.update({(task, f"{split}/{name}"): float(value) for name, value in items})
+            for name, value in items:
+                if _is_boolean(value):  # stored as 1.0 or 0.0, it would pass for a metric's value
+                    raise ValueError(f"{split}/{task}/{name}={value!r}: expected a number, not a boolean")
+                rows[(task, f"{split}/{name}")] = float(value)
         nonfinite = {
             f"{task}/{quantity}": value
             for (task, quantity), value in rows.items()
@@ -419,6 +451,7 @@ class Recorder:
         Lightning's ``/dataloader_idx_<n>`` suffix (dropped, unless two loaders logged the same key: those
         are not recorded, with a warning); other keys are ignored.  An :class:`UnrecordedMetricsWarning`
         says so when nothing of a non-empty ``metrics`` was recorded.  Returns the number of values recorded."""
+        step = _step(step)
         by_split: dict[str, dict[str, dict[str, Any]]] = {}
         sources: dict[str, list[str]] = {}
         for key, value in metrics.items():
@@ -460,8 +493,6 @@ class Recorder:
         nonfinite: Mapping[str, float] | None = None,
     ) -> None:
         self._require_open()
-        if step < 0:
-            raise ValueError(f"step must be >= 0, got {step}")
         if self._diverged is not None:  # the run ended diverged: nothing after it is recorded
             return
         if nonfinite:
@@ -496,6 +527,7 @@ class Recorder:
     def checkpoint(self, step: int, state: Mapping[str, Any]) -> None:
         """Write the pending rows, then save ``state`` (your model and optimizer state dicts, ...) with
         torch's CPU random state as the run's checkpoint at ``step`` (nothing, once the run diverged)."""
+        step = _step(step)
         self._require_open()
         if self._diverged is not None:
             return
@@ -517,6 +549,7 @@ class Recorder:
 
     def resume_from(self, step: int) -> None:
         """Discard every row recorded after ``step`` (your loop resumes from there)."""
+        step = _step(step)
         self._require_live()
         self.handle.discard_after(step)
         self._first_step, self._restart = step, None
@@ -526,6 +559,7 @@ class Recorder:
     # -- probes -----------------------------------------------------------------------------
     def step(self, step: int) -> None:
         """Call after optimizer step ``step`` (and with 0 before training): runs the probes scheduled then."""
+        step = _step(step)
         if self._probes is not None and step in self._probes.steps and self._diverged is None:
             self.probe(step)
 
@@ -533,6 +567,7 @@ class Recorder:
         """Run the probes now and record their rows at ``step`` (whatever the schedule).  The update
         direction (conflict probe) is the shared parameters' ``.grad``: none at step 0 or when they
         hold no gradient."""
+        step = _step(step)
         if self._probes is None:
             raise RuntimeError("this recorder has no probes; pass probes=RecorderProbes(...)")
         setup = self._probes
