@@ -353,6 +353,19 @@ def test_a_numpy_integer_seed_names_the_same_run_as_the_int(store):
     assert open_recorder(store, steps_per_epoch=np.int64(10)).run_id == open_recorder(store).run_id
 
 
+def test_close_with_an_unknown_state_is_refused_before_anything_is_closed(store):
+    """``close("completed")`` closed the handle before refusing the state: the buffered rows were lost, the run
+    stayed ``running``, and a second ``close("finished")`` returned without finishing it."""
+    rec = open_recorder(store).open()
+    rec.log(0, "val", {"a": 1.0})
+    with pytest.raises(ValueError, match=r"state must be one of \['finished', 'diverged', 'failed'\], got 'completed'"):
+        rec.close("completed")
+    assert rec.handle.is_open and store.status(rec.run_id)["state"] == "running"
+    rec.close("finished")
+    assert store.status(rec.run_id)["state"] == "finished"
+    assert store.trajectory(rec.run_id)[["step", "value"]].values.tolist() == [[0, 1.0]]
+
+
 @pytest.mark.parametrize("step", [np.int64(4), np.uint8(4), torch.tensor(4)], ids=["int64", "uint8", "tensor"])
 def test_a_numpy_or_torch_integer_step_is_recorded_as_the_int(store, step):
     """A loop counting steps in NumPy or torch: ``np.int64(4)`` or ``torch.tensor(4)`` made the end of the ``with``

@@ -126,6 +126,9 @@ DESCRIPTION_KEYS = (
 )
 """Config keys the recorder writes itself (hyperparameters may not use them)."""
 
+CLOSING_STATES = (RunState.FINISHED, RunState.DIVERGED, RunState.FAILED)
+"""The states :meth:`Recorder.close` ends a run in."""
+
 
 DATALOADER_SUFFIX = re.compile(r"/dataloader_idx_\d+$")
 """The suffix Lightning appends to a key logged in a validation loop over several loaders."""
@@ -369,7 +372,10 @@ class Recorder:
 
     def close(self, state: str = RunState.FINISHED, message: str = "") -> None:
         """Write the pending rows and end the run as ``finished`` or ``diverged`` (rows merged), or
-        ``failed`` (rows kept as parts so the run can resume)."""
+        ``failed`` (rows kept as parts so the run can resume).  Another ``state`` is refused before anything
+        is written or closed."""
+        if state not in CLOSING_STATES:
+            raise ValueError(f"state must be one of {[s.value for s in CLOSING_STATES]}, got {state!r}")
         if not self.handle.is_open:
             return
         try:
@@ -377,7 +383,7 @@ class Recorder:
                 return
             if state == RunState.FAILED:
                 self.handle.fail(self._last_step, message)
-            elif state in (RunState.FINISHED, RunState.DIVERGED):
+            else:
                 self._settle()
                 if not self.handle.has_rows:
                     warnings.warn(
@@ -387,8 +393,6 @@ class Recorder:
                         stacklevel=3,
                     )
                 self.handle.finish(RunState(state), self._last_step, message)
-            else:
-                raise ValueError(f"state must be 'finished', 'diverged' or 'failed', got {state!r}")
         finally:
             self.handle.close()
 
