@@ -173,7 +173,8 @@ class RecordedRunFinishedError(MtlensError):
 class RecorderProbes:
     """Probes on a user's model; see :mod:`mtlens.probes.loss_model` for the first four arguments.
 
-    ``steps`` is the schedule (e.g. :func:`mtlens.training.probe_runner.probe_steps`); ``probes`` the
+    ``steps`` is the schedule (e.g. :func:`mtlens.training.probe_runner.probe_steps`), any iterable of integers
+    >= 0 (a generator too): read once, when the probes are made, into a sorted tuple of ints; ``probes`` the
     registered probes to run and ``options`` their options (``{probe: {option: value}}``, as a
     config's ``probe_options``); ``batch_size`` is the training batch size (the alignment probe's
     batches).  ``outputs(batch) -> {task: outputs}`` (e.g. logits) makes the probes of
@@ -192,6 +193,10 @@ class RecorderProbes:
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     batch_size: int = 32
     outputs: ModelOutputs | None = None
+
+    def __post_init__(self) -> None:
+        # read here, once: the run's description and the recorder's schedule both read it later
+        object.__setattr__(self, "steps", tuple(sorted({_step(step, "steps") for step in self.steps})))
 
     def validated_options(self) -> dict[str, dict[str, Any]]:
         """Every probe's options with its defaults filled in; raises naming a probe a user's model lacks."""
@@ -218,7 +223,7 @@ class RecorderProbes:
             "probes": list(self.probes),
             "probe_options": self.validated_options(),
             "probe_sample_size": batch_size_of(self.sample),
-            "probe_steps": sorted(set(self.steps)),
+            "probe_steps": list(self.steps),
             "probe_batch_size": self.batch_size,
         }
 
