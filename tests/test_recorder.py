@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 import mtlens
-from mtlens import Recorder, RunStore, build_model, load_setting
+from mtlens import Recorder, RunLockedError, RunStore, build_model, load_setting
 from mtlens.cli import main
 from mtlens.seeding import derived_seed
 from mtlens.store import ROW_COLUMNS
@@ -176,6 +177,32 @@ def test_done_says_which_runs_a_rerun_loop_skips(store):
         rec.log(0, "val", {"a": float("nan"), "b": 1.0})
     assert open_recorder(store, seed=2).done() == "diverged"
     assert mtlens.RecordedRunFinishedError is RecordedRunFinishedError
+
+
+def test_done_raises_run_locked_error_while_another_process_trains_the_run(store):
+    """``done()`` must lock a stored run to verify it, so while another process trains the run it raises
+    :class:`RunLockedError` -- as opening it does -- which ``mtlens`` exports for a loop sharing its store to
+    catch (the docstring said ``None`` and the error could only be imported from ``mtlens.store``)."""
+    opened_read, opened_write = os.pipe()
+    release_read, release_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: the other process, training the run until the parent releases it
+        try:
+            with open_recorder(store) as rec:
+                rec.log(0, "val", {"a": 1.0})
+                os.write(opened_write, b"o")
+                os.read(release_read, 1)
+        finally:
+            os._exit(0)
+    try:
+        assert os.read(opened_read, 1) == b"o"
+        with pytest.raises(RunLockedError, match="being trained by another process"):
+            open_recorder(store).done()
+    finally:
+        os.write(release_write, b"x")
+        os.waitpid(pid, 0)
+    assert open_recorder(store).done() == "finished"
+    assert RunLockedError is mtlens.store.RunLockedError
 
 
 def test_rows_of_a_step_logged_after_it_was_written_join_its_written_rows(store):

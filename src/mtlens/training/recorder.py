@@ -337,9 +337,9 @@ class Recorder:
 
     def done(self) -> RunState | None:
         """The run's state if it is already complete in the store (``finished`` or ``diverged``: opening it
-        raises :class:`RecordedRunFinishedError`), else ``None`` (a new run, or a ``failed``, ``interrupted``
-        or open one).  A loop over several runs skips the complete ones with it, so that running it again
-        after a crash trains only what is left::
+        raises :class:`RecordedRunFinishedError`), else ``None`` (a new run, a ``failed`` or ``interrupted``
+        one, or the run this recorder has open).  A loop over several runs skips the complete ones with it, so
+        that running it again after a crash trains only what is left::
 
             rec = Recorder(store, ...)
             if rec.done():
@@ -348,7 +348,10 @@ class Recorder:
                 ...
 
         A stored run is checked as :meth:`open` checks it (locked, verified, healed, then released): a
-        complete run whose rows are damaged is reset and is ``None``, to be trained again."""
+        complete run whose rows are damaged is reset and is ``None``, to be trained again.  So, as :meth:`open`
+        does, it raises :class:`~mtlens.store.RunLockedError` (``from mtlens import RunLockedError``) while
+        another process is training the run (or another recorder of it is open in this one): a loop sharing
+        its store with other processes catches it to skip that run."""
         if self.handle.is_open or not self.store.run_dir(self.run_id).exists():
             return None
         done = self.handle.open()
@@ -358,7 +361,8 @@ class Recorder:
 
     # -- opening and closing ---------------------------------------------------------------
     def open(self) -> Recorder:
-        """Open the run (lock, clean, verify, heal: :meth:`RunHandle.open`); raise if it is already finished."""
+        """Open the run (lock, clean, verify, heal: :meth:`RunHandle.open`); raise :class:`RecordedRunFinishedError`
+        if it is already complete, :class:`~mtlens.store.RunLockedError` if another process is training it."""
         if self.handle.is_open:
             raise RuntimeError(f"recorder of run {self.run_id} is already open")
         done = self.handle.open()
