@@ -3,6 +3,8 @@ against brute-force loops, config errors."""
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 import torch
@@ -325,3 +327,25 @@ def test_probe_runner_restores_grads_mode_and_state_with_batch_norm(tiny):
         assert torch.equal(value, before[key]), key
     assert all(torch.equal(p.grad, g) for p, g in zip(model.parameters(), grads))
     assert torch.equal(torch.get_rng_state(), rng)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((32, 8, 0.5, 1), "growth=1: Input should be greater than 1"),
+        ((32, 8, 0.5, 0.5), "growth=0.5: Input should be greater than 1"),
+        ((32, 8, 0, 2), "first_epoch=0: Input should be greater than 0"),
+        ((32, 8, -0.5, 2), "first_epoch=-0.5: Input should be greater than 0"),
+        ((32, 0, 0.5, 2), "steps_per_epoch=0: Input should be greater than or equal to 1"),
+        ((-1, 8, 0.5, 2), "total_steps=-1: Input should be greater than or equal to 0"),
+        ((32, 8, 0.5, True), "growth=True: expected a number or text, not a boolean"),
+    ],
+    ids=["growth-1", "growth-0.5", "first-0", "first-negative", "steps-per-epoch-0", "total-negative", "growth-bool"],
+)
+def test_probe_steps_refuses_a_schedule_that_never_ends(args, message):
+    """``probe_steps(32, 8, first_epoch=0.5, growth=1)`` (or ``first_epoch=0``, ``steps_per_epoch=0``) looped
+    forever: refused in one line, from the declarations RunConfig's ``probe_growth`` and ``probe_first_epoch``
+    are checked against."""
+    with pytest.raises(ConfigError, match=f"^probe_steps: invalid option value.*{re.escape(message)}"):
+        probe_steps(*args)
+    assert probe_steps(32, 8, first_epoch=0.5, growth=2) == [0, 4, 8, 16, 32]

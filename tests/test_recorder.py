@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 import mtlens
-from mtlens import Recorder, RunStore, build_model, load_setting
+from mtlens import Recorder, RunLockedError, RunStore, build_model, load_setting
 from mtlens.cli import main
 from mtlens.seeding import derived_seed
 from mtlens.store import ROW_COLUMNS
@@ -178,6 +179,32 @@ def test_done_says_which_runs_a_rerun_loop_skips(store):
     assert mtlens.RecordedRunFinishedError is RecordedRunFinishedError
 
 
+def test_done_raises_run_locked_error_while_another_process_trains_the_run(store):
+    """``done()`` must lock a stored run to verify it, so while another process trains the run it raises
+    :class:`RunLockedError` -- as opening it does -- which ``mtlens`` exports for a loop sharing its store to
+    catch (the docstring said ``None`` and the error could only be imported from ``mtlens.store``)."""
+    opened_read, opened_write = os.pipe()
+    release_read, release_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: the other process, training the run until the parent releases it
+        try:
+            with open_recorder(store) as rec:
+                rec.log(0, "val", {"a": 1.0})
+                os.write(opened_write, b"o")
+                os.read(release_read, 1)
+        finally:
+            os._exit(0)
+    try:
+        assert os.read(opened_read, 1) == b"o"
+        with pytest.raises(RunLockedError, match="being trained by another process"):
+            open_recorder(store).done()
+    finally:
+        os.write(release_write, b"x")
+        os.waitpid(pid, 0)
+    assert open_recorder(store).done() == "finished"
+    assert RunLockedError is mtlens.store.RunLockedError
+
+
 def test_rows_of_a_step_logged_after_it_was_written_join_its_written_rows(store):
     """A callback that flushes (a library saving a checkpoint) between the values of one step, in
     this session or the next: the step keeps every row, the part on disk is replaced, not appended."""
@@ -309,6 +336,8 @@ def test_bad_descriptions_and_rows_are_clear_errors(store):
             rec.log(0, "probe", {"a": 1.0})
         with pytest.raises(ValueError, match="epoch="):
             rec.log(0, "val", {"a": 1.0})
+        with pytest.raises(ValueError, match=r"val/a/accuracy=True: expected a number, not a boolean"):
+            rec.log(0, "val", {"a": {"loss": 1.0, "accuracy": True}}, epoch=0.0)  # was stored as 1.0
         rec.log(0, "val", {"a": 1.0}, epoch=0.0)
     with pytest.raises(RuntimeError, match="not open"):
         rec.log(1, "val", {"a": 1.0})
@@ -325,13 +354,21 @@ def test_bad_descriptions_and_rows_are_clear_errors(store):
         ({"seed": 2**70}, f"seed={2**70}: Input should be less than or equal to {2**63 - 1}"),
         ({"seed": 1.0}, "seed=1.0: Input should be a valid integer"),
         ({"seed": "3"}, "seed='3': Input should be a valid integer"),
+        ({"steps_per_epoch": "4"}, "steps_per_epoch='4': Input should be a valid integer"),
+        ({"steps_per_epoch": 2.5}, "steps_per_epoch=2.5: Input should be a valid integer"),
+        ({"steps_per_epoch": True}, "steps_per_epoch=True: expected a number or text, not a boolean"),
+        ({"steps_per_epoch": 0}, "steps_per_epoch=0: Input should be greater than or equal to 1"),
     ],
-    ids=["tasks-str", "tasks-iterator", "task-int", "seed-negative", "seed-bool", "seed-2**70", "seed-1.0", "seed-str"],
+    ids=[
+        *("tasks-str", "tasks-iterator", "task-int", "seed-negative", "seed-bool", "seed-2**70", "seed-1.0"),
+        *("seed-str", "steps_per_epoch-str", "steps_per_epoch-2.5", "steps_per_epoch-bool", "steps_per_epoch-0"),
+    ],
 )
 def test_tasks_and_seed_are_checked_when_the_recorder_is_made(store, changes, message):
     """A string of tasks was an MTL run of its letters ('right': r, i, g, h, t), a negative or boolean seed a run,
-    and a seed above the store's int64 trained the whole loop and failed at the end, leaving the run interrupted:
-    each is one ValueError now, from the declared Seed, before the run exists."""
+    and a seed above the store's int64 trained the whole loop and failed at the end, leaving the run interrupted;
+    ``steps_per_epoch="4"`` raised a bare TypeError: each is one ValueError now, from the declared Seed and
+    PositiveCount, before the run exists."""
     with pytest.raises(ValueError, match=message):
         open_recorder(store, **changes)
     assert not store.run_ids()
@@ -340,6 +377,65 @@ def test_tasks_and_seed_are_checked_when_the_recorder_is_made(store, changes, me
 def test_a_numpy_integer_seed_names_the_same_run_as_the_int(store):
     assert open_recorder(store, seed=np.int64(3)).run_id == open_recorder(store, seed=3).run_id
     assert open_recorder(store, seed=2**63 - 1).config["seed"] == 2**63 - 1
+    assert open_recorder(store, steps_per_epoch=np.int64(10)).run_id == open_recorder(store).run_id
+
+
+def test_close_with_an_unknown_state_is_refused_before_anything_is_closed(store):
+    """``close("completed")`` closed the handle before refusing the state: the buffered rows were lost, the run
+    stayed ``running``, and a second ``close("finished")`` returned without finishing it."""
+    rec = open_recorder(store).open()
+    rec.log(0, "val", {"a": 1.0})
+    with pytest.raises(ValueError, match=r"state must be one of \['finished', 'diverged', 'failed'\], got 'completed'"):
+        rec.close("completed")
+    assert rec.handle.is_open and store.status(rec.run_id)["state"] == "running"
+    rec.close("finished")
+    assert store.status(rec.run_id)["state"] == "finished"
+    assert store.trajectory(rec.run_id)[["step", "value"]].values.tolist() == [[0, 1.0]]
+
+
+@pytest.mark.parametrize("step", [np.int64(4), np.uint8(4), torch.tensor(4)], ids=["int64", "uint8", "tensor"])
+def test_a_numpy_or_torch_integer_step_is_recorded_as_the_int(store, step):
+    """A loop counting steps in NumPy or torch: ``np.int64(4)`` or ``torch.tensor(4)`` made the end of the ``with``
+    block raise ``Object of type int64 is not JSON serializable`` and lose every buffered row (the run stayed
+    ``interrupted``).  Steps are read with ``operator.index``, as the seed is."""
+    with open_recorder(store) as rec:
+        rec.log(0, "val", {"a": 1.0})
+        rec.log(step, "val", {"a": 2.0})
+        rec.log_metrics(step, {"test/a/loss": 3.0})
+        rec.checkpoint(step, {"w": torch.tensor(1.0)})
+        rec.step(step)
+    assert store.status(rec.run_id)["state"] == "finished" and store.status(rec.run_id)["step"] == 4
+    assert store.trajectory(rec.run_id)[["step", "quantity"]].values.tolist() == [
+        [0, "val/loss"],
+        [4, "test/loss"],
+        [4, "val/loss"],
+    ]
+
+
+@pytest.mark.parametrize(
+    "step",
+    [4.0, 2.5, True, "4", np.float64(4), torch.tensor(4.0), torch.tensor(True), -1, np.int64(-1)],
+    ids=["4.0", "2.5", "True", "str", "np-float", "float-tensor", "bool-tensor", "-1", "np-minus-1"],
+)
+def test_a_step_that_is_not_a_non_negative_integer_is_refused_by_every_method_taking_one(store, step):
+    """``4.0`` was recorded and the run ended ``damaged``, ``2.5`` was stored as step 2 (or failed the flush):
+    every method taking a step refuses anything but an integer >= 0 in one line naming it, and records nothing."""
+    with open_recorder(store) as rec:
+        rec.log(0, "val", {"a": 1.0})
+        calls = {
+            "log": lambda: rec.log(step, "val", {"a": 2.0}),
+            "log_metrics": lambda: rec.log_metrics(step, {"val/a/loss": 2.0}),
+            "checkpoint": lambda: rec.checkpoint(step, {}),
+            "resume_from": lambda: rec.resume_from(step),
+            "step": lambda: rec.step(step),
+            "probe": lambda: rec.probe(step),
+        }
+        for name, call in calls.items():
+            with pytest.raises(ValueError, match=r"^step=.*: expected an integer step >= 0") as raised:
+                call()
+            assert "\n" not in str(raised.value), name
+    assert store.status(rec.run_id)["state"] == "finished"
+    assert store.trajectory(rec.run_id)[["step", "value"]].values.tolist() == [[0, 1.0]]
 
 
 def test_report_flags_recorded_runs_whose_configurations_differ_beyond_the_task_set(store, tmp_path):

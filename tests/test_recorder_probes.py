@@ -4,6 +4,7 @@ The Fisher probe runs on the model's logits (``outputs=``) with softmax-likeliho
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -285,3 +286,30 @@ def test_a_stored_run_with_probes_and_a_task_name_refused_since_is_refused_namin
     refused = r"^run \S+ in .* cannot be reopened with probes .*: task name 'x>y' contains '>'"
     with pytest.raises(ValueError, match=refused):
         Recorder(store, "towers", ["x>y", "b"], seed=0, probes=probes)
+
+
+def test_a_schedule_given_as_a_generator_is_read_once_and_probed(store):
+    """``steps=(s for s in ...)``: the run's description consumed the generator, and the schedule the recorder
+    probes by was read from the exhausted one, so no probe ever ran.  The steps are read once, as ints."""
+    model, sample = make_problem()
+    probes = RecorderProbes(
+        model,
+        shared=list(model.trunk.parameters()),
+        losses=per_example_losses(model),
+        sample=sample,
+        steps=(s for s in [np.int64(2), 0, 2]),
+        probes=("coherence",),
+    )
+    assert probes.steps == (0, 2) and all(type(s) is int for s in probes.steps)
+    with Recorder(store, "towers", list(TASKS), seed=0, steps_per_epoch=1, probes=probes) as rec:
+        for step in range(3):
+            rec.step(step)
+    assert store.config(rec.run_id)["probe_steps"] == [0, 2]
+    assert sorted(set(store.trajectory(rec.run_id)["step"])) == [0, 2]
+
+
+@pytest.mark.parametrize("steps", [[0, 2.5], [0, -1], [True], "02"], ids=["2.5", "-1", "True", "str"])
+def test_a_schedule_step_that_is_not_a_non_negative_integer_is_refused(steps):
+    model, sample = make_problem()
+    with pytest.raises(ValueError, match=r"steps=.*: expected an integer step >= 0"):
+        RecorderProbes(model, list(model.trunk.parameters()), per_example_losses(model), sample, steps=steps)

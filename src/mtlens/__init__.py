@@ -5,6 +5,7 @@ The public API in one place::
     from mtlens import Task, classification_task, register_setting, Setting, RunConfig, train_run, RunStore
     from mtlens import Recorder, RecorderProbes  # record and probe your own training loop
     from mtlens import RecordedRunFinishedError  # opening a run that is complete (Recorder.done says so first)
+    from mtlens import RunLockedError  # opening (or Recorder.done of) a run another process is training
     from mtlens import study, load  # train a study / load a store: the report's tables and figures in Python
     from mtlens import BatchStream, evaluate_task, train_eval_rows, probe_steps  # helpers for your own loop
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from mtlens.models import MultiTaskModel, build_model
     from mtlens.report.results import Chart, StudyResults, load, study
     from mtlens.settings import Defaults, Setting, Split, TaskData, available_settings, load_setting, register_setting
-    from mtlens.store import RunStore
+    from mtlens.store import RunLockedError, RunStore
     from mtlens.tasks import Task, binary_task, classification_task, regression_task
     from mtlens.training import (
         BatchStream,
@@ -51,6 +52,7 @@ _SOURCES = {
     "available_settings": "mtlens.settings",
     "load_setting": "mtlens.settings",
     "register_setting": "mtlens.settings",
+    "RunLockedError": "mtlens.store",
     "RunStore": "mtlens.store",
     "Task": "mtlens.tasks",
     "binary_task": "mtlens.tasks",
@@ -84,6 +86,7 @@ __all__ = [
     "Recorder",
     "RecorderProbes",
     "RunConfig",
+    "RunLockedError",
     "RunStore",
     "Setting",
     "Split",

@@ -55,7 +55,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Annotated, Any, Literal, cast
 
 import torch
 import yaml
@@ -64,7 +64,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from mtlens.aggregators import METHODS
 from mtlens.errors import ConfigError, MtlensError
 from mtlens.probes import DEFAULT_PROBES, PROBES, validate_probe_options
-from mtlens.registry import Seed, accepts_bool, contains_bool, did_you_mean
+from mtlens.registry import Interval, Seed, accepts_bool, contains_bool, did_you_mean
 from mtlens.settings import SETTINGS, Setting, load_setting
 
 FLAT_PROBE_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -78,6 +78,13 @@ FLAT_PROBE_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
 
 PROBE_KEYS = ("probes", "probe_sample_size", "probe_first_epoch", "probe_growth", "probe_options", *FLAT_PROBE_KEYS)
 """Config keys of the probes (left out of the identity of a run without probes)."""
+
+
+ProbeFirstEpoch = Annotated[float, Interval(gt=0)]
+"""The first epoch of the probe schedule after step 0 (:func:`~mtlens.training.probe_runner.probe_steps`): > 0."""
+
+ProbeGrowth = Annotated[float, Interval(gt=1)]
+"""The factor between the probe schedule's epochs: > 1, or the schedule would never reach the last step."""
 
 
 RUN_ENVIRONMENT_KEYS = ("device", "threads", "pack_size")
@@ -136,8 +143,8 @@ class RunConfig(BaseModel):
     seed: Seed = 0
     probes: list[str] = Field(default_factory=lambda: list(DEFAULT_PROBES))
     probe_sample_size: int = Field(default=2048, gt=1)
-    probe_first_epoch: float = Field(default=0.5, gt=0)
-    probe_growth: float = Field(default=2.0, gt=1)
+    probe_first_epoch: ProbeFirstEpoch = 0.5
+    probe_growth: ProbeGrowth = 2.0
     probe_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     device: str = "cpu"
     threads: int = Field(default=1, gt=0)

@@ -22,7 +22,7 @@ resumed run reproduces them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torch import Tensor
@@ -30,11 +30,12 @@ from torch import Tensor
 from mtlens.gradients import flatten
 from mtlens.models import MultiTaskModel
 from mtlens.probes import ProbeContext, measure_probes
+from mtlens.registry import Interval, PositiveCount, check_option_values
 from mtlens.seeding import derived_seed
 from mtlens.settings import Setting
 from mtlens.settings.base import Split
 from mtlens.tasks import Task
-from mtlens.training.config import RunConfig
+from mtlens.training.config import ProbeFirstEpoch, ProbeGrowth, RunConfig
 
 
 def probe_rows(split: Split, size: int, source: str) -> Tensor:
@@ -44,9 +45,21 @@ def probe_rows(split: Split, size: int, source: str) -> Tensor:
     return order[: min(size, n)].sort().values
 
 
-def probe_steps(total_steps: int, steps_per_epoch: int, first_epoch: float, growth: float) -> list[int]:
+def probe_steps(
+    total_steps: Annotated[int, Interval(ge=0)],
+    steps_per_epoch: PositiveCount,
+    first_epoch: ProbeFirstEpoch,
+    growth: ProbeGrowth,
+) -> list[int]:
     """Step 0, ``round(first_epoch * growth**k * steps_per_epoch)`` for ``k = 0, 1, ...`` up to
-    ``total_steps``, and ``total_steps``; sorted, without duplicates."""
+    ``total_steps``, and ``total_steps``; sorted, without duplicates.  Arguments outside their declared
+    ranges (those of :class:`RunConfig`'s ``probe_first_epoch`` and ``probe_growth``; a schedule that would
+    never end) raise one-line :class:`~mtlens.errors.ConfigError`."""
+    check_option_values(
+        "probe_steps",
+        probe_steps,
+        {"total_steps": total_steps, "steps_per_epoch": steps_per_epoch, "first_epoch": first_epoch, "growth": growth},
+    )
     steps = {0, total_steps}
     epoch = first_epoch
     while epoch * steps_per_epoch <= total_steps:

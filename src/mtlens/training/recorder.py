@@ -74,7 +74,6 @@ from __future__ import annotations
 
 import json
 import math
-import numbers
 import operator
 import os
 import re
@@ -85,6 +84,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Annotated, Any
 
+import numpy as np
 import torch
 from pydantic import Strict
 from torch import nn
@@ -102,7 +102,7 @@ from mtlens.probes.loss_model import (
     loss_task,
 )
 from mtlens.quantities import check_task_name
-from mtlens.registry import Seed, check_value
+from mtlens.registry import PositiveCount, Seed, check_value
 from mtlens.store import RunState, RunStore
 from mtlens.tasks import Task
 from mtlens.training.config import make_run_id
@@ -126,9 +126,39 @@ DESCRIPTION_KEYS = (
 )
 """Config keys the recorder writes itself (hyperparameters may not use them)."""
 
+CLOSING_STATES = (RunState.FINISHED, RunState.DIVERGED, RunState.FAILED)
+"""The states :meth:`Recorder.close` ends a run in."""
+
 
 DATALOADER_SUFFIX = re.compile(r"/dataloader_idx_\d+$")
 """The suffix Lightning appends to a key logged in a validation loop over several loaders."""
+
+
+def _is_boolean(value: Any) -> bool:
+    """Whether ``value`` is a boolean (Python's, NumPy's or a boolean tensor): never taken for a number."""
+    return isinstance(value, bool | np.bool_) or (isinstance(value, torch.Tensor) and value.dtype == torch.bool)
+
+
+def _integer(value: Any) -> Any:
+    """``value`` as an ``int`` if it is an integer other than a boolean -- a NumPy integer or an integer tensor
+    of one element too (``operator.index``) -- else ``value`` itself, for the caller's check to refuse; a
+    float is never rounded (``4.0`` computed by a loop is a bug in the loop)."""
+    if _is_boolean(value):
+        return value
+    try:
+        return operator.index(value)
+    except TypeError:
+        return value
+
+
+def _step(value: Any, name: str = "step") -> int:
+    """``value`` as a step: an integer >= 0 (:func:`_integer`), else a one-line ValueError naming ``name``."""
+    step = _integer(value)
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise ValueError(
+            f"{name}={value!r}: expected an integer step >= 0 (an int, a NumPy integer or an integer tensor)"
+        )
+    return step
 
 
 class UnrecordedMetricsWarning(UserWarning):
@@ -143,7 +173,8 @@ class RecordedRunFinishedError(MtlensError):
 class RecorderProbes:
     """Probes on a user's model; see :mod:`mtlens.probes.loss_model` for the first four arguments.
 
-    ``steps`` is the schedule (e.g. :func:`mtlens.training.probe_runner.probe_steps`); ``probes`` the
+    ``steps`` is the schedule (e.g. :func:`mtlens.training.probe_runner.probe_steps`), any iterable of integers
+    >= 0 (a generator too): read once, when the probes are made, into a sorted tuple of ints; ``probes`` the
     registered probes to run and ``options`` their options (``{probe: {option: value}}``, as a
     config's ``probe_options``); ``batch_size`` is the training batch size (the alignment probe's
     batches).  ``outputs(batch) -> {task: outputs}`` (e.g. logits) makes the probes of
@@ -162,6 +193,10 @@ class RecorderProbes:
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     batch_size: int = 32
     outputs: ModelOutputs | None = None
+
+    def __post_init__(self) -> None:
+        # read here, once: the run's description and the recorder's schedule both read it later
+        object.__setattr__(self, "steps", tuple(sorted({_step(step, "steps") for step in self.steps})))
 
     def validated_options(self) -> dict[str, dict[str, Any]]:
         """Every probe's options with its defaults filled in; raises naming a probe a user's model lacks."""
@@ -188,7 +223,7 @@ class RecorderProbes:
             "probes": list(self.probes),
             "probe_options": self.validated_options(),
             "probe_sample_size": batch_size_of(self.sample),
-            "probe_steps": sorted(set(self.steps)),
+            "probe_steps": list(self.steps),
             "probe_batch_size": self.batch_size,
         }
 
@@ -223,7 +258,8 @@ class Recorder:
         method: the MTL update method's name (``"sum"``: the plain sum of task losses).
         hyperparameters: anything else that defines the run (lr, optimizer, batch size, steps, ...);
             JSON values.  STL and MTL runs compared with each other must have the same ones.
-        steps_per_epoch: converts steps to epochs for the rows (else pass ``epoch=`` to :meth:`log`).
+        steps_per_epoch: an integer >= 1 that converts steps to epochs for the rows (else pass ``epoch=`` to
+            :meth:`log`).
         lower_is_better: for task names, metric -> whether smaller is better (``loss`` always is;
             default for other metrics: larger is better, except ``error``).
         selection_metric: for task names, the validation metric choosing each task's checkpoint.
@@ -246,9 +282,11 @@ class Recorder:
         if isinstance(tasks, str) or not isinstance(tasks, Sequence):
             one = f" (one task: [{tasks!r}])" if isinstance(tasks, str) else ""
             raise ValueError(f"tasks={tasks!r}: expected a list of task names or Task objects{one}")
-        if not isinstance(seed, bool) and isinstance(seed, numbers.Integral):
-            seed = operator.index(seed)  # a NumPy integer
+        seed = _integer(seed)
         check_value("Recorder", "seed", seed, Annotated[Seed, Strict()])
+        if steps_per_epoch is not None:
+            steps_per_epoch = _integer(steps_per_epoch)
+            check_value("Recorder", "steps_per_epoch", steps_per_epoch, Annotated[PositiveCount, Strict()])
         self.store = store if isinstance(store, RunStore) else RunStore(store)
         names = [t.name if isinstance(t, Task) else t for t in tasks]
         for name in names:
@@ -256,8 +294,6 @@ class Recorder:
                 check_task_name(name)  # refused; the characters of a name are checked once the run id is known
         if not names or len(set(names)) != len(names):
             raise ValueError(f"tasks {names}: expected one or more distinct task names")
-        if steps_per_epoch is not None and steps_per_epoch < 1:
-            raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
         hyperparameters = dict(hyperparameters or {})
         clash = sorted(set(hyperparameters) & set(DESCRIPTION_KEYS))
         if clash:
@@ -301,9 +337,9 @@ class Recorder:
 
     def done(self) -> RunState | None:
         """The run's state if it is already complete in the store (``finished`` or ``diverged``: opening it
-        raises :class:`RecordedRunFinishedError`), else ``None`` (a new run, or a ``failed``, ``interrupted``
-        or open one).  A loop over several runs skips the complete ones with it, so that running it again
-        after a crash trains only what is left::
+        raises :class:`RecordedRunFinishedError`), else ``None`` (a new run, a ``failed`` or ``interrupted``
+        one, or the run this recorder has open).  A loop over several runs skips the complete ones with it, so
+        that running it again after a crash trains only what is left::
 
             rec = Recorder(store, ...)
             if rec.done():
@@ -312,7 +348,10 @@ class Recorder:
                 ...
 
         A stored run is checked as :meth:`open` checks it (locked, verified, healed, then released): a
-        complete run whose rows are damaged is reset and is ``None``, to be trained again."""
+        complete run whose rows are damaged is reset and is ``None``, to be trained again.  So, as :meth:`open`
+        does, it raises :class:`~mtlens.store.RunLockedError` (``from mtlens import RunLockedError``) while
+        another process is training the run (or another recorder of it is open in this one): a loop sharing
+        its store with other processes catches it to skip that run."""
         if self.handle.is_open or not self.store.run_dir(self.run_id).exists():
             return None
         done = self.handle.open()
@@ -322,7 +361,8 @@ class Recorder:
 
     # -- opening and closing ---------------------------------------------------------------
     def open(self) -> Recorder:
-        """Open the run (lock, clean, verify, heal: :meth:`RunHandle.open`); raise if it is already finished."""
+        """Open the run (lock, clean, verify, heal: :meth:`RunHandle.open`); raise :class:`RecordedRunFinishedError`
+        if it is already complete, :class:`~mtlens.store.RunLockedError` if another process is training it."""
         if self.handle.is_open:
             raise RuntimeError(f"recorder of run {self.run_id} is already open")
         done = self.handle.open()
@@ -341,7 +381,10 @@ class Recorder:
 
     def close(self, state: str = RunState.FINISHED, message: str = "") -> None:
         """Write the pending rows and end the run as ``finished`` or ``diverged`` (rows merged), or
-        ``failed`` (rows kept as parts so the run can resume)."""
+        ``failed`` (rows kept as parts so the run can resume).  Another ``state`` is refused before anything
+        is written or closed."""
+        if state not in CLOSING_STATES:
+            raise ValueError(f"state must be one of {[s.value for s in CLOSING_STATES]}, got {state!r}")
         if not self.handle.is_open:
             return
         try:
@@ -349,7 +392,7 @@ class Recorder:
                 return
             if state == RunState.FAILED:
                 self.handle.fail(self._last_step, message)
-            elif state in (RunState.FINISHED, RunState.DIVERGED):
+            else:
                 self._settle()
                 if not self.handle.has_rows:
                     warnings.warn(
@@ -359,8 +402,6 @@ class Recorder:
                         stacklevel=3,
                     )
                 self.handle.finish(RunState(state), self._last_step, message)
-            else:
-                raise ValueError(f"state must be 'finished', 'diverged' or 'failed', got {state!r}")
         finally:
             self.handle.close()
 
@@ -393,7 +434,8 @@ class Recorder:
         self, step: int, split: str, values: Mapping[str, Mapping[str, Any] | Any], epoch: float | None = None
     ) -> None:
         """Record ``values = {task: {metric: value}}`` (or ``{task: loss}``) as ``<split>/<metric>``
-        rows at ``step``; tensors are read with ``float()``."""
+        rows at ``step`` (an integer >= 0); tensors are read with ``float()``, a boolean is refused."""
+        step = _step(step)
         if not split or "/" in split or split in RESERVED_SPLITS:
             raise ValueError(
                 f"split {split!r} must be a name without '/' other than {RESERVED_SPLITS} "
@@ -405,7 +447,10 @@ class Recorder:
         rows = {}
         for task, metrics in values.items():
             items = metrics.items() if isinstance(metrics, Mapping) else [("loss", metrics)]
-            rows.update({(task, f"{split}/{name}"): float(value) for name, value in items})
+            for name, value in items:
+                if _is_boolean(value):  # stored as 1.0 or 0.0, it would pass for a metric's value
+                    raise ValueError(f"{split}/{task}/{name}={value!r}: expected a number, not a boolean")
+                rows[(task, f"{split}/{name}")] = float(value)
         nonfinite = {
             f"{task}/{quantity}": value
             for (task, quantity), value in rows.items()
@@ -419,6 +464,7 @@ class Recorder:
         Lightning's ``/dataloader_idx_<n>`` suffix (dropped, unless two loaders logged the same key: those
         are not recorded, with a warning); other keys are ignored.  An :class:`UnrecordedMetricsWarning`
         says so when nothing of a non-empty ``metrics`` was recorded.  Returns the number of values recorded."""
+        step = _step(step)
         by_split: dict[str, dict[str, dict[str, Any]]] = {}
         sources: dict[str, list[str]] = {}
         for key, value in metrics.items():
@@ -460,8 +506,6 @@ class Recorder:
         nonfinite: Mapping[str, float] | None = None,
     ) -> None:
         self._require_open()
-        if step < 0:
-            raise ValueError(f"step must be >= 0, got {step}")
         if self._diverged is not None:  # the run ended diverged: nothing after it is recorded
             return
         if nonfinite:
@@ -496,6 +540,7 @@ class Recorder:
     def checkpoint(self, step: int, state: Mapping[str, Any]) -> None:
         """Write the pending rows, then save ``state`` (your model and optimizer state dicts, ...) with
         torch's CPU random state as the run's checkpoint at ``step`` (nothing, once the run diverged)."""
+        step = _step(step)
         self._require_open()
         if self._diverged is not None:
             return
@@ -517,6 +562,7 @@ class Recorder:
 
     def resume_from(self, step: int) -> None:
         """Discard every row recorded after ``step`` (your loop resumes from there)."""
+        step = _step(step)
         self._require_live()
         self.handle.discard_after(step)
         self._first_step, self._restart = step, None
@@ -526,6 +572,7 @@ class Recorder:
     # -- probes -----------------------------------------------------------------------------
     def step(self, step: int) -> None:
         """Call after optimizer step ``step`` (and with 0 before training): runs the probes scheduled then."""
+        step = _step(step)
         if self._probes is not None and step in self._probes.steps and self._diverged is None:
             self.probe(step)
 
@@ -533,6 +580,7 @@ class Recorder:
         """Run the probes now and record their rows at ``step`` (whatever the schedule).  The update
         direction (conflict probe) is the shared parameters' ``.grad``: none at step 0 or when they
         hold no gradient."""
+        step = _step(step)
         if self._probes is None:
             raise RuntimeError("this recorder has no probes; pass probes=RecorderProbes(...)")
         setup = self._probes
