@@ -288,3 +288,23 @@ def test_library_trainer_runs_are_recorded_and_reported_with_gap_figures_and_pro
     store, update_norms = request.getfixturevalue(which)
     check_rows(store, update_norms)
     check_report(store, tmp_path / "report")
+
+
+@pytest.mark.parametrize(
+    ("module", "library", "extra"),
+    [
+        ("mtlens.integrations.lightning", "lightning", "lightning"),
+        ("mtlens.integrations.huggingface", "transformers", "hf"),
+    ],
+)
+def test_a_callback_without_its_library_names_the_extra_to_install(module, library, extra, monkeypatch):
+    """Importing a callback whose library is not installed says which extra installs it (a bare
+    ModuleNotFoundError named only the library), and is still a ModuleNotFoundError."""
+    import importlib
+    import sys
+
+    monkeypatch.setitem(sys.modules, library, None)  # as if not installed: importing it raises
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    with pytest.raises(ModuleNotFoundError, match=rf"pip install 'mtlens\[{extra}\]'") as info:
+        importlib.import_module(module)
+    assert info.value.name.split(".")[0] == library

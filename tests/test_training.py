@@ -209,6 +209,35 @@ def test_crash_between_rows_and_checkpoint_loses_and_duplicates_nothing(tmp_path
         assert all(torch.equal(resumed[task][1][name], value) for name, value in weights.items())
 
 
+def test_a_run_that_raises_in_train_run_is_marked_failed_with_its_innermost_frames(tmp_path, tiny, monkeypatch):
+    """train_run, not only the study's wrapper, owns the failed state: the error is raised and the status
+    says ``failed`` with the error and the frame that raised it (the innermost ones); the run resumes and
+    finishes with the rows of an uninterrupted run."""
+    from mtlens.training import trainer
+
+    config = parse_config({**tiny, "eval_every_steps": 3})
+    reference = RunStore(tmp_path / "reference")
+    train_run(config, reference, progress=False)
+    store = RunStore(tmp_path / "store")
+    original = trainer.TrainingRun._checkpoint
+
+    def checkpoint_then_raise(self, step):
+        original(self, step)
+        if step == 6:
+            raise ValueError("a bug in the loss at step 6")
+
+    monkeypatch.setattr(trainer.TrainingRun, "_checkpoint", checkpoint_then_raise)
+    with pytest.raises(ValueError, match="a bug in the loss"):
+        train_run(config, store, progress=False)
+    run_id = resolve_config(config).run_id
+    status = store.status(run_id)
+    assert status["state"] == "failed" and status["message"].startswith("ValueError: a bug in the loss at step 6")
+    assert "checkpoint_then_raise" in status["message"]  # the frame that raised, not only the outer ones
+    monkeypatch.setattr(trainer.TrainingRun, "_checkpoint", original)
+    assert train_run(config, store, progress=False) == "finished"
+    pd.testing.assert_frame_equal(_rows(store, config), _rows(reference, config))
+
+
 PROBES_ON = {
     "probes": ["coherence", "fisher", "sharpness_sam", "conflict", "alignment"],
     "probe_sample_size": 64,

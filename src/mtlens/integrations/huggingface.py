@@ -13,7 +13,9 @@
         ).train()
 
 ``compute_metrics`` returns ``{"<task>/<metric>": value}``; the ``Trainer`` reports them for the
-evaluation set ``<split>`` as ``eval_<split>_<task>/<metric>``, and the callback records them at
+evaluation set ``<split>`` as ``eval_<split>_<task>/<metric>`` (so name the evaluation sets by the
+recorder's splits, ``train``, ``val`` and ``test``: the split is read up to the first ``_``, and a set
+named otherwise, e.g. ``train_subset``, is not recorded and the recorder warns), and the callback records them at
 ``state.global_step`` (:meth:`~mtlens.training.recorder.Recorder.log_metrics`).  After every
 optimizer step it calls ``rec.step(step)`` (probes when due; ``rec.step(0)`` when training
 starts), from ``on_optimizer_step``: the ``Trainer`` calls it right after ``optimizer.step()``,
@@ -32,7 +34,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+try:
+    from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+except ImportError as err:
+    raise ModuleNotFoundError(
+        f"mtlens.integrations.huggingface needs transformers ({err.name} is missing): pip install 'mtlens[hf]'",
+        name=err.name,
+    ) from None
 
 from mtlens.training.recorder import Recorder
 

@@ -25,8 +25,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import lightning.pytorch as pl
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+try:
+    import lightning.pytorch as pl
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+except ImportError as err:
+    raise ModuleNotFoundError(
+        f"mtlens.integrations.lightning needs Lightning ({err.name} is missing): pip install 'mtlens[lightning]'",
+        name=err.name,
+    ) from None
 
 from mtlens.training.recorder import Recorder
 

@@ -8,14 +8,12 @@ and resolved before the first run starts, so a bad key fails before any training
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from mtlens.settings import Setting, load_setting
 from mtlens.store import RunLockedError, RunState, RunStore
 from mtlens.training.config import (
-    RUN_ENVIRONMENT_KEYS,
     ConfigError,
     ResolvedRunConfig,
     RunConfig,
@@ -23,11 +21,9 @@ from mtlens.training.config import (
     new_run_config,
     parse_config,
     refuse_owned_keys,
-    same_run_config,
 )
-from mtlens.training.handle import RunHandle, RunIdentity
 from mtlens.training.pack import train_pack
-from mtlens.training.trainer import train_run
+from mtlens.training.trainer import failure_message, mark_failed, train_run
 
 STUDY_OWNED_KEYS = ("tasks", "seed", "method")
 """Keys the study sets itself (STL per task, MTL per method, one run per seed)."""
@@ -65,8 +61,9 @@ def train_one(
 ) -> tuple[str, str]:
     """Train one config and return ``(state, message)``; never raises for a failing run.
 
-    A run that raises is marked ``failed`` in the store with its error; a run another
-    process holds gives ``("locked", ...)`` and is left alone (try again later).
+    A run that raises is marked ``failed`` in the store with its error (:func:`train_run` has done so
+    already; marking again covers any other ``train``, and is idempotent); a run another process holds
+    gives ``("locked", ...)`` and is left alone (try again later).
     """
     run_id = config.run_id
     try:
@@ -74,9 +71,8 @@ def train_one(
     except RunLockedError as err:
         return "locked", str(err)
     except Exception as err:  # a failing run is recorded and the sweep goes on
-        message = f"{type(err).__name__}: {err}"
-        mark_failed(store, config, message + "\n" + traceback.format_exc(limit=5))
-        return RunState.FAILED, message
+        mark_failed(store, config, failure_message(err))
+        return RunState.FAILED, f"{type(err).__name__}: {err}"
     if state != RunState.FINISHED:
         message = (store.status(run_id) or {}).get("message", "")
     return state, message
@@ -98,26 +94,12 @@ def train_pack_one(
         if isinstance(outcome, RunLockedError):
             results.append(("locked", str(outcome)))
         elif isinstance(outcome, Exception):
-            message = f"{type(outcome).__name__}: {outcome}"
-            trace = "".join(traceback.format_exception(outcome, limit=5))
-            mark_failed(store, config, message + "\n" + trace)
-            results.append((RunState.FAILED, message))
+            mark_failed(store, config, failure_message(outcome))
+            results.append((RunState.FAILED, f"{type(outcome).__name__}: {outcome}"))
         else:
             message = "" if outcome == RunState.FINISHED else (store.status(config.run_id) or {}).get("message", "")
             results.append((outcome, message))
     return results
-
-
-def mark_failed(store: RunStore, config: RunConfig, message: str) -> None:
-    """Record ``config``'s run as ``failed`` with ``message`` through its run handle
-    (:meth:`~mtlens.training.handle.RunHandle.record_failure`: it stays resumable, failed is not done).
-
-    A store that cannot be written (e.g. read-only) raises :class:`MtlensError` naming the file: one
-    line for the user, not the write error chained to the run's own.
-    """
-    identity = RunIdentity(config.run_id, config.setting, tuple(config.tasks or ()), config.method, config.seed)
-    handle = RunHandle(store, identity, config.to_dict(), ignore=RUN_ENVIRONMENT_KEYS, same_config=same_run_config)
-    handle.record_failure(message)
 
 
 def cached_setting(config: RunConfig, cache: dict[tuple[str, str], Setting]) -> Setting:

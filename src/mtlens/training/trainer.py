@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import math
 import os
+import traceback
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -63,11 +64,12 @@ from mtlens.quantities import RUN_ROW
 from mtlens.seeding import derived_seed
 from mtlens.settings import Setting, Split
 from mtlens.settings.base import SPLITS
-from mtlens.store import RunState, RunStore
+from mtlens.store import RunLockedError, RunState, RunStore
 from mtlens.tasks import Task, selection_scores
 from mtlens.training.batches import BatchStream, SourceBatch
 from mtlens.training.config import (
     RUN_ENVIRONMENT_KEYS,
+    ConfigError,
     ResolvedRunConfig,
     RunConfig,
     load_configured_setting,
@@ -111,15 +113,45 @@ def configure_determinism() -> None:
 
 
 def train_run(config: RunConfig, store: RunStore, setting: Setting | None = None, progress: bool = True) -> str:
-    """Train (or resume, or skip if complete) the run of ``config``; return its final state."""
-    setting = setting or load_configured_setting(config)
-    config = resolve_config(config, setting)
-    with ExitStack() as held:
-        opened = open_run(config, store, setting, held)
-        if isinstance(opened, str):
-            return opened
-        with torch_threads(config.threads):
-            return TrainingRun(config, setting, opened).train(progress)
+    """Train (or resume, or skip if complete) the run of ``config``; return its final state.
+
+    A run that raises is marked ``failed`` with its error (:func:`mark_failed`, once its lock is released;
+    it resumes from its last checkpoint) and the error is raised; a config refused before anything is
+    trained (:class:`~mtlens.errors.ConfigError`, :class:`ThreadCountError`), a run another process holds
+    (:class:`~mtlens.store.RunLockedError`) and Ctrl-C (``interrupted``) are not failures."""
+    resolved: RunConfig = config  # the run's id is the resolved config's (tasks filled in)
+    try:
+        setting = setting or load_configured_setting(config)
+        resolved = resolve_config(config, setting)
+        with ExitStack() as held:
+            opened = open_run(resolved, store, setting, held)
+            if isinstance(opened, str):
+                return opened
+            with torch_threads(resolved.threads):
+                return TrainingRun(resolved, setting, opened).train(progress)
+    except (ConfigError, RunLockedError, ThreadCountError):  # refused before training: nothing failed
+        raise
+    except Exception as err:
+        mark_failed(store, resolved, failure_message(err))
+        raise
+
+
+def failure_message(err: BaseException) -> str:
+    """What a failed run's status says: ``Type: message`` and the innermost 5 frames of its traceback, where
+    it was raised (a user's training step under Lightning, not the framework's outer frames)."""
+    return f"{type(err).__name__}: {err}\n" + "".join(traceback.format_exception(err, limit=-5))
+
+
+def mark_failed(store: RunStore, config: RunConfig, message: str) -> None:
+    """Record ``config``'s run as ``failed`` with ``message`` through its run handle
+    (:meth:`~mtlens.training.handle.RunHandle.record_failure`: it stays resumable, failed is not done).
+
+    A store that cannot be written (e.g. read-only) raises :class:`MtlensError` naming the file: one
+    line for the user, not the write error chained to the run's own.
+    """
+    identity = RunIdentity(config.run_id, config.setting, tuple(config.tasks or ()), config.method, config.seed)
+    handle = RunHandle(store, identity, config.to_dict(), ignore=RUN_ENVIRONMENT_KEYS, same_config=same_run_config)
+    handle.record_failure(message)
 
 
 def open_run(config: ResolvedRunConfig, store: RunStore, setting: Setting, held: ExitStack) -> RunHandle | RunState:
