@@ -10,7 +10,7 @@ import pytest
 from pydantic import Field, PositiveInt
 
 from mtlens.errors import ConfigError
-from mtlens.registry import Registry, UnknownNameError
+from mtlens.registry import Registry, UnknownNameError, check_name
 
 
 def test_register_get_names_and_unknown_name_lists_choices() -> None:
@@ -31,6 +31,43 @@ def test_register_get_names_and_unknown_name_lists_choices() -> None:
     assert things.names() == ["b"]
     with pytest.raises(UnknownNameError, match="unknown thing 'a'"):
         things.unregister("a")
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("team/blobs", "thing name 'team/blobs' contains '/', which separates directories in a path"),
+        ("..\\up", r"thing name '..\\\\up' contains '\\\\'"),
+        ("..", r"thing name '\.\.': a thing name is part of run ids and store paths"),
+        (".", r"thing name '\.': "),
+        ("", r"thing name '': .*a non-empty string other than '\.' and '\.\.', containing none of / \\"),
+        (None, "thing name None: "),
+    ],
+)
+def test_a_name_that_cannot_name_a_directory_is_refused_at_registration(name, message) -> None:
+    """A setting's or method's name is part of the run id, the run's directory: ``team/blobs`` trained and
+    reported "finished" while the store showed a damaged run ``team``.  Every registry refuses such names,
+    in both forms of ``register``."""
+    things: Registry = Registry("thing")
+    with pytest.raises(ConfigError, match=message):
+        things.register(name, len)
+    with pytest.raises(ConfigError, match=message):
+        things.register(name)
+    assert things.names() == []
+
+
+def test_every_built_in_name_passes_the_name_rule() -> None:
+    """The rule refuses no built-in entry, so no stored run's id changes."""
+    from mtlens.aggregators import METHODS
+    from mtlens.data.registry import DATASETS
+    from mtlens.experiments import EXPERIMENTS
+    from mtlens.probes import PROBES
+    from mtlens.settings import SETTINGS
+
+    for registry in (SETTINGS, METHODS, PROBES, DATASETS, EXPERIMENTS):
+        assert registry.names()
+        for name in registry.names():
+            check_name(registry.kind, name)
 
 
 def test_options_follow_the_signature_and_unknown_options_are_named() -> None:

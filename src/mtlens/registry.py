@@ -78,6 +78,36 @@ Probability = Annotated[float, Interval(gt=0, lt=1)]
 """A number strictly between 0 and 1 (a test level, a false discovery rate)."""
 
 
+NAME_FORBIDDEN = {
+    "/": "separates directories in a path",
+    "\\": "separates directories in a Windows path",
+}
+"""The characters no registered name (setting, method, probe, dataset, experiment), nor the setting or method
+of a recorded run, may contain, each with why: a setting's and a method's names are parts of a run id
+(``setting-mode-task-method-sSEED-HASH``), which names the run's directory in the store, and a dataset's name
+is its directory under the data root; a name holding one would put the files in another directory.  Declared
+once here and checked by :func:`check_name`."""
+
+RESERVED_NAMES = (".", "..")
+"""Names no entry may have: as a directory they name the directory itself or its parent."""
+
+
+def check_name(kind: str, name: object) -> None:
+    """Raise one-line :class:`ConfigError` unless ``name`` is a non-empty string, none of :data:`RESERVED_NAMES`
+    and free of every character of :data:`NAME_FORBIDDEN`; the message names the ``kind`` ("setting",
+    "method", ...), the name and the rule.  Applied where a name enters a run id or a path: registration
+    (:meth:`Registry.register`), a config's setting and method, the Recorder's."""
+    rule = (
+        f"a {kind} name is part of run ids and store paths: a non-empty string other than "
+        f"{' and '.join(map(repr, RESERVED_NAMES))}, containing none of {' '.join(NAME_FORBIDDEN)}"
+    )
+    if not isinstance(name, str) or not name or name in RESERVED_NAMES:
+        raise ConfigError(f"{kind} name {name!r}: {rule}")
+    for char, meaning in NAME_FORBIDDEN.items():
+        if char in name:
+            raise ConfigError(f"{kind} name {name!r} contains {char!r}, which {meaning}; {rule}")
+
+
 def did_you_mean(name: object, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` naming the registered names closest to ``name`` (:mod:`difflib`), or ``""``."""
     close = difflib.get_close_matches(str(name), list(choices), n=3, cutoff=0.6)
@@ -128,9 +158,9 @@ class Registry(Generic[T]):
     def register(self, name: str, entry: T) -> T: ...
 
     def register(self, name: str, entry: Any = None) -> Any:
-        """Register ``entry`` under ``name`` (re-registering replaces it); without ``entry``, a decorator."""
-        if not name or not isinstance(name, str):
-            raise ValueError(f"a {self.kind} name must be a non-empty string, got {name!r}")
+        """Register ``entry`` under ``name`` (re-registering replaces it); without ``entry``, a decorator.
+        ``name`` must pass :func:`check_name` (it may become part of a run id or a path)."""
+        check_name(self.kind, name)
         if entry is None:
 
             def decorator(obj: T) -> T:
@@ -372,6 +402,8 @@ def _options_model(entry: Callable[..., Any], ignored: frozenset[str]) -> type[B
 __all__ = [
     "MAX_SEED",
     "MAX_SEEDS",
+    "NAME_FORBIDDEN",
+    "RESERVED_NAMES",
     "Interval",
     "PositiveCount",
     "PositiveNumber",
@@ -383,6 +415,7 @@ __all__ = [
     "UnknownNameError",
     "accepts_bool",
     "annotated",
+    "check_name",
     "check_option_values",
     "check_value",
     "contains_bool",

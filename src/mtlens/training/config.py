@@ -64,7 +64,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from mtlens.aggregators import METHODS
 from mtlens.errors import ConfigError, MtlensError
 from mtlens.probes import DEFAULT_PROBES, PROBES, validate_probe_options
-from mtlens.registry import Seed, accepts_bool, contains_bool, did_you_mean
+from mtlens.registry import Seed, accepts_bool, check_name, contains_bool, did_you_mean
 from mtlens.settings import SETTINGS, Setting, load_setting
 
 FLAT_PROBE_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -176,7 +176,9 @@ class RunConfig(BaseModel):
     @field_validator("setting", "method")
     @classmethod
     def _registered(cls, value: str, info: ValidationInfo) -> str:
-        """A registered setting or method (the registry's error, a ValueError, lists the valid names)."""
+        """A registered setting or method (the registry's error, a ValueError, lists the valid names); a name
+        that could not be registered (:func:`~mtlens.registry.check_name`) is refused as such."""
+        check_name(str(info.field_name), value)
         (SETTINGS if info.field_name == "setting" else METHODS).get(value)
         return value
 

@@ -102,7 +102,7 @@ from mtlens.probes.loss_model import (
     loss_task,
 )
 from mtlens.quantities import check_task_name
-from mtlens.registry import Seed, check_value
+from mtlens.registry import Seed, check_name, check_value
 from mtlens.store import RunState, RunStore
 from mtlens.tasks import Task
 from mtlens.training.config import make_run_id
@@ -249,6 +249,8 @@ class Recorder:
         if not isinstance(seed, bool) and isinstance(seed, numbers.Integral):
             seed = operator.index(seed)  # a NumPy integer
         check_value("Recorder", "seed", seed, Annotated[Seed, Strict()])
+        check_name("setting", setting)  # both are parts of the run id, the name of the run's directory
+        check_name("method", method)
         self.store = store if isinstance(store, RunStore) else RunStore(store)
         names = [t.name if isinstance(t, Task) else t for t in tasks]
         for name in names:
