@@ -16,8 +16,9 @@ enforces), a set of strings a ``Literal``; the registry checks a config's option
 annotations, so an entry states no hand-written range check of its own.  A boolean is never taken
 for a number (``epochs: true`` is not 1), and an unknown name suggests the nearest registered ones.
 
-Built-in entries are registered by importing their modules, lazily on first use (``builtins``), so
-that importing a registry stays cheap and user code can register its own entries first::
+Built-in entries are registered by importing their modules, lazily on the first lookup or registration
+(``builtins``), so that importing a registry stays cheap; a name is registered once (a user's entry under a
+built-in's name is refused, whichever is imported first, :meth:`Registry.register`)::
 
     from mtlens.registry import Registry
 
@@ -108,6 +109,31 @@ def check_name(kind: str, name: object) -> None:
             raise ConfigError(f"{kind} name {name!r} contains {char!r}, which {meaning}; {rule}")
 
 
+def _definition(entry: object, signature_of: Callable[[Any], Callable[..., Any]] | None) -> str | None:
+    """``module.qualname`` of the code that defines ``entry`` (the callable its options come from, unwrapped:
+    a probe's ``measure``, a method factory's aggregator), or ``None`` where that is not known."""
+    target = signature_of(entry) if signature_of is not None else entry
+    target = inspect.unwrap(target) if callable(target) else target
+    module, qualname = getattr(target, "__module__", None), getattr(target, "__qualname__", None)
+    return f"{module}.{qualname}" if isinstance(module, str) and isinstance(qualname, str) else None
+
+
+def _defined_by(entry: object, signature_of: Callable[[Any], Callable[..., Any]] | None) -> str:
+    """What a clash message calls ``entry``: its :func:`_definition`, or its type."""
+    return _definition(entry, signature_of) or f"a {type(entry).__name__}"
+
+
+def _same_definition(old: object, new: object, signature_of: Callable[[Any], Callable[..., Any]] | None = None) -> bool:
+    """Whether ``new`` is ``old`` registered again: the same or an equal object, or one defined by the same
+    code (the same ``module.qualname``, :func:`_definition`: its module imported again, a notebook cell run
+    again).  Functions made inside another function share a qualified name whatever they do, so those count
+    only as the same object."""
+    if old is new or old == new:
+        return True
+    definition = _definition(old, signature_of)
+    return definition is not None and "<locals>" not in definition and definition == _definition(new, signature_of)
+
+
 def did_you_mean(name: object, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` naming the registered names closest to ``name`` (:mod:`difflib`), or ``""``."""
     close = difflib.get_close_matches(str(name), list(choices), n=3, cutoff=0.6)
@@ -158,16 +184,31 @@ class Registry(Generic[T]):
     def register(self, name: str, entry: T) -> T: ...
 
     def register(self, name: str, entry: Any = None) -> Any:
-        """Register ``entry`` under ``name`` (re-registering replaces it); without ``entry``, a decorator.
-        ``name`` must pass :func:`check_name` (it may become part of a run id or a path)."""
+        """Register ``entry`` under ``name``; without ``entry``, a decorator.
+
+        ``name`` must pass :func:`check_name` (it may become part of a run id or a path), and must not be taken
+        by another entry: a name registered already, by a built-in or by user code, is refused with a
+        :class:`ConfigError` naming it and the code that registered it, for a run id names its method or setting
+        and the stored runs of one entry must never be read as another's.  The built-ins are imported first,
+        so the outcome does not depend on whether they were loaded before.  The same entry registered again
+        (:func:`_same_definition`: a module imported again, a notebook cell run again) replaces the earlier one.
+        """
         check_name(self.kind, name)
         if entry is None:
+            return lambda obj: self._add(name, obj)
+        return self._add(name, entry)
 
-            def decorator(obj: T) -> T:
-                self._entries[name] = obj
-                return obj
-
-            return decorator
+    def _add(self, name: str, entry: T) -> T:
+        """Put ``entry`` under ``name`` (see :meth:`register`); a registration by user code imports the built-ins
+        first, one by a built-in module does not (its import may be the first, and the others may import it)."""
+        if not self._loaded and not self._registering_builtin():
+            self._load_builtins()
+        held = self._entries.get(name, entry)
+        if not _same_definition(held, entry, self._signature_of):
+            raise ConfigError(
+                f"{self.kind} {name!r} is registered already, by {_defined_by(held, self._signature_of)}; "
+                f"{_defined_by(entry, self._signature_of)} cannot take its name: register it under another name"
+            )
         self._entries[name] = entry
         return entry
 
@@ -245,6 +286,16 @@ class Registry(Generic[T]):
             )
         target = self._signature_target(name)
         check_option_values(f"{self.kind} {name!r}", target, options, self._ignored)
+
+    def _registering_builtin(self) -> bool:
+        """Whether the running registration comes from the import of one of the built-in modules: the top level
+        of one of them is being executed."""
+        frame = inspect.currentframe()
+        while frame is not None:
+            if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") in self._builtins:
+                return True
+            frame = frame.f_back
+        return False
 
     def _load_builtins(self) -> None:
         if self._loaded:

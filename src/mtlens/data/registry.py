@@ -166,7 +166,8 @@ DATASETS: Registry[DatasetSpec] = Registry(
 
 
 def register_dataset(spec: DatasetSpec) -> DatasetSpec:
-    """Register ``spec`` under ``spec.name`` (re-registering replaces it); returns it."""
+    """Register ``spec`` under ``spec.name``, which no other dataset may hold
+    (:meth:`~mtlens.registry.Registry.register`); returns it."""
     return DATASETS.register(spec.name, spec)
 
 

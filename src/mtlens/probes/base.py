@@ -166,7 +166,8 @@ def register_probe(
     task_quantities: Iterable[str] | None = None,
     min_batch_size: int = 1,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator registering ``measure`` as probe ``name`` (re-registering replaces it); see the module docstring.
+    """Decorator registering ``measure`` as probe ``name``, which no other probe may hold
+    (:meth:`~mtlens.registry.Registry.register`); see the module docstring.
     ``min_batch_size``: the smallest training batch size (``context.batch_size``) the probe can measure with;
     a config naming the probe with a smaller ``batch_size`` is refused before any training."""
     names = tuple(quantities)

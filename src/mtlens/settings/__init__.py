@@ -78,7 +78,8 @@ class DataStatus:
 
 
 def register_setting(name: str, data: Sequence[DataNeed] | None = None) -> Callable[[SettingFactory], SettingFactory]:
-    """Decorator registering a setting factory under ``name`` (re-registering replaces it).
+    """Decorator registering a setting factory under ``name``, which no other setting may hold
+    (:meth:`~mtlens.registry.Registry.register`).
 
     ``data`` declares the datasets the setting reads with its default options (see the module docstring);
     ``None`` leaves it undeclared, which ``mtlens settings`` says.
@@ -86,11 +87,12 @@ def register_setting(name: str, data: Sequence[DataNeed] | None = None) -> Calla
     register = SETTINGS.register(name)
 
     def decorator(factory: SettingFactory) -> SettingFactory:
+        register(factory)  # first: a refused name leaves the data of the setting that holds it alone
         if data is None:
             SETTING_DATA.pop(name, None)
         else:
             SETTING_DATA[name] = tuple(need if isinstance(need, str) else tuple(need) for need in data)
-        return register(factory)
+        return factory
 
     return decorator
 
