@@ -261,6 +261,17 @@ class Registry(Generic[T]):
             if p.name not in self._ignored and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         }
 
+    def required_options(self, name: str) -> list[str]:
+        """The options of entry ``name`` without a default (keyword parameters a call must be given)."""
+        parameters = inspect.signature(self._signature_target(name)).parameters.values()
+        return [
+            p.name
+            for p in parameters
+            if p.name not in self._ignored
+            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+            and p.default is inspect.Parameter.empty
+        ]
+
     def annotations(self, name: str) -> dict[str, Any]:
         """Each option of entry ``name`` with its declared constraint: the parameter's annotation, resolved
         (``Any`` where there is none); what :meth:`check_options` checks values against."""
