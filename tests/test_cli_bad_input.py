@@ -502,3 +502,28 @@ def test_a_setting_with_an_empty_split_is_refused_before_training(
     assert status == 2 and out == ""
     _assert_one_clear_line(err, ["setting_options of 'test_empty_val'", "task 'a' has no val examples"])
     assert _listing(workdir) == before
+
+
+def test_a_setting_factory_that_returns_no_setting_is_one_line_naming_it(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A factory that returned None (a forgotten ``return``) gave ``AttributeError: 'NoneType' object has no
+    attribute 'task_names'`` with a full traceback, exit 1: one line naming the setting and what it returned."""
+    from mtlens import register_setting
+    from mtlens.settings import SETTINGS
+
+    @register_setting("test_returns_none", data=())
+    def returns_none(n: int = 3) -> None:
+        return None
+
+    before = _listing(workdir)
+    try:
+        status = _run(["study", "test_returns_none", "--store", "{tmp}/store", "--quiet"], str(workdir))
+    finally:
+        SETTINGS.unregister("test_returns_none")
+    out, err = capsys.readouterr()
+    assert status == 2 and out == ""
+    _assert_one_clear_line(
+        err, ["setting 'test_returns_none': its factory ", "returns_none returned NoneType (None), not a Setting"]
+    )
+    assert _listing(workdir) == before

@@ -23,6 +23,9 @@ from mtlens.training.config import ResolvedRunConfig, RunConfig, resolve_config
         ({"setting": "digits_pair", "setting_options": {"varient": "same"}}, ["setting_options", "varient", "variant"]),
         ({"setting": "digits_pair", "method_options": {"alpha": 1.0}}, ["method_options", "alpha"]),
         ({"setting": "digits_pair", "task_loss_scales": {"a": 0.0}}, ["task_loss_scales"]),
+        ({"setting": "../../escaped"}, ["setting='../../escaped'", "setting name '../../escaped' contains '/'"]),
+        ({"setting": ""}, ["setting=''", "setting name '': ", "non-empty string"]),
+        ({"setting": "digits_pair", "method": "a/b"}, ["method='a/b'", "method name 'a/b' contains '/'"]),
     ],
 )
 def test_invalid_config_names_the_key(raw, expected):

@@ -130,3 +130,10 @@ def test_manual_dataset_download_says_what_to_do(monkeypatch, tmp_path, capsys, 
     )
     assert main(["data", "download", "manual"]) == 2
     assert "Ask the authors for f.bin." in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["..", ".", "", "a/b", "a\\b"])
+def test_a_dataset_name_that_is_no_directory_name_is_refused(name):
+    """A dataset's name is its directory under the data root: ``..`` named the data root's parent."""
+    with pytest.raises(ValueError, match="dataset name .*: |dataset name .* contains"):
+        DatasetSpec(name=name, description="d", files=("f",), size_bytes=1)

@@ -109,7 +109,19 @@ def test_plugin_flag_env_var_and_current_directory_make_a_setting_known_to_every
         ("raise RuntimeError('no GPU here')\n", r"RuntimeError: no GPU here \(at .*broken\.py:1\)"),
         ("import not_a_module_anywhere\n", r"ModuleNotFoundError: No module named 'not_a_module_anywhere' \(at .*:1\)"),
         ("def f(:\n", "SyntaxError: "),
+        (  # a built-in's name: the user's setting was dropped or replaced it, depending on the import order
+            "from mtlens.settings import register_setting\n\n@register_setting('digits_pair')\ndef mine():\n    pass\n",
+            r"ConfigError: setting 'digits_pair' is registered already, by mtlens\.settings\.embedded\.digits_pair; "
+            r"broken\.mine cannot take its name: register it under another name \(at .*broken\.py:3\)",
+        ),
+        (  # the method replaced the built-in, and the built-in's stored runs were reported as the user's
+            "from mtlens.aggregators import METHODS, LinearScalarization\n\n"
+            "class Mine(LinearScalarization):\n    pass\n\nMETHODS.register('sum', Mine)\n",
+            r"ConfigError: method 'sum' is registered already, by mtlens\.aggregators\._scalarization\."
+            r"LinearScalarization; broken\.Mine cannot take its name: .*\(at .*broken\.py:6\)",
+        ),
     ],
+    ids=["raises", "missing-import", "syntax", "built-in-setting-name", "built-in-method-name"],
 )
 def test_a_plugin_that_fails_to_load_is_one_line_naming_it_and_exit_2(plugin_dir, capsys, source, expected):
     path = plugin_dir / "broken.py"

@@ -180,3 +180,109 @@ def test_a_users_probe_is_one_decorated_function_trained_stored_and_reported(hea
     # The report plots the user's quantity with the built-in ones (its figure lists the quantities).
     assert main(["report", "--store", str(store.root), "--out", str(tmp_path / "report")]) == 0
     assert "probe/head_norm" in (tmp_path / "report" / "report.html").read_text()
+
+
+def _no_task(context, power: float = 2.0):
+    return {"no_task": power}
+
+
+def _per_run_with_task(context, task, power: float = 2.0):
+    return []
+
+
+def _positional_options(context, task, /, power, *rest):
+    return {"positional_options": power}
+
+
+@pytest.mark.parametrize(
+    ("measure", "per_task", "message"),
+    [
+        (
+            _no_task,
+            True,
+            r"probe 'bad': a per-task probe is called as measure\(context, task, \*\*options\), but "
+            r"_no_task\(context, power: '?float'? = 2\.0\) does not fit: its parameters must start with context, task "
+            r"\(or register it with per_task=False if it measures the whole run\)",
+        ),
+        (
+            _per_run_with_task,
+            False,
+            r"a per-run \(per_task=False\) probe is called as measure\(context, \*\*options\), .*a per-run probe is "
+            "given no task",
+        ),
+        (_positional_options, True, "_positional_options.* does not fit: its options must be keyword parameters"),
+        (lambda ctx, task: {}, True, "must start with context, task"),
+    ],
+    ids=["per-task-without-task", "per-run-with-task", "positional-options", "other-names"],
+)
+def test_a_measure_that_cannot_be_called_as_its_kind_of_probe_is_refused_at_registration(measure, per_task, message):
+    """``no_task(context, power=2.0)`` registered per task failed only in training (``got multiple values for
+    argument 'power'``), after its runs' directories were created and marked failed."""
+    with pytest.raises(ConfigError, match=message):
+        register_probe("bad", quantities=("probe/bad",), per_task=per_task)(measure)
+    assert "bad" not in PROBES
+
+
+@pytest.fixture
+def required_option_probe(request):
+    """A user's probe whose one option has no default."""
+
+    @register_probe("required_opt", quantities=("probe/required_opt",))
+    def required_opt(context: ProbeContext, task, power: float) -> dict[str, float]:
+        return {"required_opt": power}
+
+    request.addfinalizer(lambda: PROBES.unregister("required_opt"))
+    return required_opt
+
+
+def test_an_option_without_a_default_is_required_before_any_training(required_option_probe, tiny, tmp_path, capsys):
+    """The config was accepted and every run failed with ``invalid option value(s): power=None``: refused now,
+    one line naming the probe and the option, before anything is written."""
+    message = (
+        r"probe_options\.required_opt: option\(s\) \['power'\] of probe 'required_opt' are required \(they have no "
+        r"default\); give them as probe_options: \{required_opt: \{power: \.\.\.\}\}"
+    )
+    with pytest.raises(ConfigError, match=message):
+        parse_config({**tiny, "probes": ["required_opt"]})
+    with pytest.raises(ConfigError, match=message):  # measuring without the config
+        _tiny_context_rows(["required_opt"], {})
+    config = parse_config({**tiny, "probes": ["required_opt"], "probe_options": {"required_opt": {"power": 3.0}}})
+    assert config.probe_settings("required_opt") == {"power": 3.0}
+    assert _tiny_context_rows(["required_opt"], {"required_opt": {"power": 3.0}})[0]["value"] == 3.0
+    store = tmp_path / "store"
+    argv = ["study", "digits_pair", "--set", "probes=[required_opt]", "--seeds", "1", "--store", str(store), "--quiet"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.count("\n") == 1 and not store.exists()
+
+
+def _tiny_context_rows(names: list[str], options: dict) -> list[dict]:
+    model, tasks, samples = _tiny_model_and_sample()
+    return measure_probes(ProbeContext(model, tasks, samples), names, options)
+
+
+@pytest.mark.parametrize(
+    ("returned", "per_task", "message"),
+    [
+        ({"undeclared": 1.0}, True, r"probe 'loose' wrote \['probe/undeclared'\], which it does not declare \(its "),
+        ([1.0], True, "probe 'loose' returned list; a per-task probe returns {name: value}"),
+        ([{"task": "*", "quantity": "probe/other", "value": 1.0}], False, r"wrote \['probe/other'\], which it does"),
+        ({"loose": 1.0}, False, "probe 'loose' returned {'loose': 1.0}; a per-run probe returns a list of rows"),
+    ],
+    ids=["undeclared-key", "per-task-list", "undeclared-row", "per-run-dict"],
+)
+def test_a_probe_writing_what_it_does_not_declare_fails_naming_it(request, returned, per_task, message):
+    """A key the probe never declared was stored as a quantity no report or analysis knew was the probe's, and a
+    list from a per-task probe failed with ``'list' object has no attribute 'items'``."""
+    if per_task:
+
+        def loose(context, task):
+            return returned
+    else:
+
+        def loose(context):
+            return returned
+
+    register_probe("loose", quantities=("probe/loose",), per_task=per_task)(loose)
+    request.addfinalizer(lambda: PROBES.unregister("loose"))
+    with pytest.raises((ValueError, TypeError), match=message):
+        _tiny_context_rows(["loose"], {})

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import mtlens
-from mtlens import Recorder, RunLockedError, RunStore, build_model, load_setting
+from mtlens import ConfigError, Recorder, RunLockedError, RunStore, build_model, load_setting
 from mtlens.cli import main
 from mtlens.seeding import derived_seed
 from mtlens.store import ROW_COLUMNS
@@ -372,6 +372,29 @@ def test_tasks_and_seed_are_checked_when_the_recorder_is_made(store, changes, me
     with pytest.raises(ValueError, match=message):
         open_recorder(store, **changes)
     assert not store.run_ids()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"setting": "exp/v1"}, r"setting name 'exp/v1' contains '/'"),
+        ({"setting": "../../../escaped"}, r"setting name '../../../escaped' contains '/'"),
+        ({"setting": ""}, r"setting name '': .*non-empty string other than '\.' and '\.\.'"),
+        ({"setting": ".."}, r"setting name '\.\.': "),
+        ({"method": "team\\sum"}, r"method name 'team\\\\sum' contains '\\\\'"),
+        ({"method": "."}, r"method name '\.': "),
+    ],
+    ids=["setting-slash", "setting-escapes", "setting-empty", "setting-dotdot", "method-backslash", "method-dot"],
+)
+def test_a_setting_or_method_name_that_is_no_directory_name_is_refused(store, tmp_path, changes, message):
+    """The setting and the method are parts of the run id, the run's directory: ``exp/v1`` wrote the run to
+    ``runs/exp/v1-...`` (the index then showed a damaged run ``exp`` and not the run), ``../../../escaped``
+    wrote it outside the store, and an empty setting was accepted.  Each is one error now, before anything
+    is written."""
+    with pytest.raises(ConfigError, match=message):
+        open_recorder(store, **changes)
+    assert not [path for path in tmp_path.rglob("*") if path.is_file()]
+    assert not list(tmp_path.parent.glob("escaped*"))  # where runs/../../../escaped-... would have gone
 
 
 def test_a_numpy_integer_seed_names_the_same_run_as_the_int(store):

@@ -10,7 +10,7 @@ import pytest
 from pydantic import Field, PositiveInt
 
 from mtlens.errors import ConfigError
-from mtlens.registry import Registry, UnknownNameError
+from mtlens.registry import Registry, UnknownNameError, check_name
 
 
 def test_register_get_names_and_unknown_name_lists_choices() -> None:
@@ -31,6 +31,43 @@ def test_register_get_names_and_unknown_name_lists_choices() -> None:
     assert things.names() == ["b"]
     with pytest.raises(UnknownNameError, match="unknown thing 'a'"):
         things.unregister("a")
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("team/blobs", "thing name 'team/blobs' contains '/', which separates directories in a path"),
+        ("..\\up", r"thing name '..\\\\up' contains '\\\\'"),
+        ("..", r"thing name '\.\.': a thing name is part of run ids and store paths"),
+        (".", r"thing name '\.': "),
+        ("", r"thing name '': .*a non-empty string other than '\.' and '\.\.', containing none of / \\"),
+        (None, "thing name None: "),
+    ],
+)
+def test_a_name_that_cannot_name_a_directory_is_refused_at_registration(name, message) -> None:
+    """A setting's or method's name is part of the run id, the run's directory: ``team/blobs`` trained and
+    reported "finished" while the store showed a damaged run ``team``.  Every registry refuses such names,
+    in both forms of ``register``."""
+    things: Registry = Registry("thing")
+    with pytest.raises(ConfigError, match=message):
+        things.register(name, len)
+    with pytest.raises(ConfigError, match=message):
+        things.register(name)
+    assert things.names() == []
+
+
+def test_every_built_in_name_passes_the_name_rule() -> None:
+    """The rule refuses no built-in entry, so no stored run's id changes."""
+    from mtlens.aggregators import METHODS
+    from mtlens.data.registry import DATASETS
+    from mtlens.experiments import EXPERIMENTS
+    from mtlens.probes import PROBES
+    from mtlens.settings import SETTINGS
+
+    for registry in (SETTINGS, METHODS, PROBES, DATASETS, EXPERIMENTS):
+        assert registry.names()
+        for name in registry.names():
+            check_name(registry.kind, name)
 
 
 def test_options_follow_the_signature_and_unknown_options_are_named() -> None:
@@ -61,23 +98,88 @@ def test_options_can_come_from_a_callable_the_entry_holds() -> None:
         things.check_options("e", {"lr": 1})
 
 
-def test_builtins_are_imported_lazily_on_first_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+def _lazy_registry(monkeypatch: pytest.MonkeyPatch, builtin: object) -> tuple[Registry, list[str]]:
+    """A registry whose built-in module registers ``builtin`` as ``"builtin"``, and the log of its imports."""
     things: Registry = Registry("setting", builtins=("fake_builtin_settings",))
-    module = types.ModuleType("fake_builtin_settings")
     imported: list[str] = []
 
     def _exec() -> None:
         imported.append("yes")
-        things.register("builtin", object())
+        things.register("builtin", builtin)
 
-    monkeypatch.setitem(sys.modules, "fake_builtin_settings", module)
+    monkeypatch.setitem(sys.modules, "fake_builtin_settings", types.ModuleType("fake_builtin_settings"))
     monkeypatch.setattr("importlib.import_module", lambda name: _exec())
-    things.register("user", 1)
+    return things, imported
+
+
+def test_builtins_are_imported_lazily_on_the_first_lookup_or_registration(monkeypatch: pytest.MonkeyPatch) -> None:
+    things, imported = _lazy_registry(monkeypatch, object())
     assert imported == []
-    assert things.names() == ["builtin", "user"]
+    things.register("user", 1)
     assert imported == ["yes"]
+    assert things.names() == ["builtin", "user"]
     things.names()
     assert imported == ["yes"]
+
+
+@pytest.mark.parametrize("builtins_first", [True, False], ids=["builtins-loaded-first", "user-registers-first"])
+def test_a_name_taken_by_a_built_in_is_refused_whatever_the_import_order(
+    monkeypatch: pytest.MonkeyPatch, builtins_first: bool
+) -> None:
+    """A user entry under a built-in's name was dropped (registered before the lazy built-ins, which overwrote
+    it) or replaced the built-in (registered after): one error now, naming the name and who holds it."""
+
+    def builtin() -> str:
+        return "built-in"
+
+    def mine() -> str:
+        return "user"
+
+    things, _ = _lazy_registry(monkeypatch, builtin)
+    if builtins_first:
+        things.names()
+    with pytest.raises(ConfigError, match=r"setting 'builtin' is registered already, by .*\.builtin; .*\.mine cannot"):
+        things.register("builtin", mine)
+    assert things.get("builtin") is builtin
+    with pytest.raises(ConfigError, match="registered already"):
+        things.register("builtin")(mine)
+    assert things.get("builtin") is builtin
+
+
+def test_registering_the_same_entry_again_is_allowed_and_another_one_is_refused() -> None:
+    """The same object, or the same definition from a module imported again (a notebook cell run again), may be
+    registered again (it replaces the earlier one); another object under the name is refused, including another
+    function made by the same factory (same qualified name, other behaviour) and another aggregator's method."""
+    from mtlens.aggregators import MGDA, PCGrad, aggregation_factory
+
+    things: Registry = Registry("thing")
+    things.register("len", len)
+    things.register("len", len)
+    source = "def measure(x: int = 1) -> int:\n    return x\n"
+    first, again = ({"__name__": "user_module"}, {"__name__": "user_module"})
+    exec(source, first)
+    exec(source, again)  # the module imported again: another function, the same definition
+    things.register("measure", first["measure"])
+    things.register("measure", again["measure"])
+    assert things.get("measure") is again["measure"]
+    other: dict[str, object] = {"__name__": "other_module"}
+    exec(source, other)
+    with pytest.raises(ConfigError, match=r"thing 'measure' is registered already, by user_module\.measure; "):
+        things.register("measure", other["measure"])
+
+    def power(p: int):
+        def factory() -> int:
+            return p
+
+        return factory
+
+    things.register("power", power(1))
+    with pytest.raises(ConfigError, match="registered already"):
+        things.register("power", power(2))
+    things.register("pcgrad", aggregation_factory(PCGrad))
+    things.register("pcgrad", aggregation_factory(PCGrad))
+    with pytest.raises(ConfigError, match=r"by mtlens\.aggregators\._pcgrad\.PCGrad; mtlens\.aggregators\._mgda\.MGDA"):
+        things.register("pcgrad", aggregation_factory(MGDA))
 
 
 def test_option_values_are_checked_against_the_annotations_without_being_converted() -> None:

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 
 from lock_contention import lock_contention
+from mtlens.errors import ConfigError
 from mtlens.store import ROW_COLUMNS, RunLockedError, RunStore, atomic_write
 from mtlens.store.run_store import PROBE_WAIT_S, ROW_SCHEMA
 
@@ -87,6 +88,17 @@ def test_config_is_immutable_and_index_lists_runs(tmp_path):
     assert index.loc[0, "run_id"] == "r" and index.loc[0, "mode"] == "stl" and index.loc[0, "state"] == "running"
     with pytest.raises(ValueError, match="unknown state"):
         store.set_status("r", "exploded", 3)
+
+
+@pytest.mark.parametrize("run_id", ["../escaped", "exp/v1", "..", ".", "", "/tmp/elsewhere"])
+def test_a_run_id_that_is_no_directory_name_inside_runs_is_refused(tmp_path, run_id):
+    """Defence in depth behind the name checks: a run id holding a path separator, or ``.``/``..``/empty,
+    named a directory outside ``runs`` (or ``runs`` itself), and the store wrote there."""
+    store = RunStore(tmp_path / "store")
+    with pytest.raises(ConfigError, match="is not a directory name inside"):
+        store.write_config(run_id, {"setting": "s", "tasks": ["a"], "seed": 1})
+    assert not store.has_run(run_id)
+    assert not [path for path in tmp_path.rglob("*") if path.is_file()]
 
 
 def test_atomic_write_leaves_old_file_when_writer_fails(tmp_path):

@@ -123,11 +123,15 @@ def _distribution(entry_point: importlib.metadata.EntryPoint) -> str:
 
 def _failure(name: str, source: str, err: BaseException) -> str:
     """One line: the plugin, where it was named, the error, and the innermost frame of the plugin's
-    own code (not importlib's) where it was raised."""
+    own code (not importlib's, nor mtlens's: a name refused by ``register_setting`` is the plugin's line
+    that registers it) where it was raised."""
     message = " ".join(str(err).split()) or "(no message)"
     where = ""
+    package = str(Path(__file__).parent)
     frames = [
-        f for f in traceback.extract_tb(err.__traceback__) if "importlib" not in f.filename and f.filename != __file__
+        f
+        for f in traceback.extract_tb(err.__traceback__)
+        if "importlib" not in f.filename and not f.filename.startswith(package + os.sep)
     ]
     if frames:
         where = f" (at {frames[-1].filename}:{frames[-1].lineno})"

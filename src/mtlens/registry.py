@@ -16,8 +16,9 @@ enforces), a set of strings a ``Literal``; the registry checks a config's option
 annotations, so an entry states no hand-written range check of its own.  A boolean is never taken
 for a number (``epochs: true`` is not 1), and an unknown name suggests the nearest registered ones.
 
-Built-in entries are registered by importing their modules, lazily on first use (``builtins``), so
-that importing a registry stays cheap and user code can register its own entries first::
+Built-in entries are registered by importing their modules, lazily on the first lookup or registration
+(``builtins``), so that importing a registry stays cheap; a name is registered once (a user's entry under a
+built-in's name is refused, whichever is imported first, :meth:`Registry.register`)::
 
     from mtlens.registry import Registry
 
@@ -78,6 +79,61 @@ Probability = Annotated[float, Interval(gt=0, lt=1)]
 """A number strictly between 0 and 1 (a test level, a false discovery rate)."""
 
 
+NAME_FORBIDDEN = {
+    "/": "separates directories in a path",
+    "\\": "separates directories in a Windows path",
+}
+"""The characters no registered name (setting, method, probe, dataset, experiment), nor the setting or method
+of a recorded run, may contain, each with why: a setting's and a method's names are parts of a run id
+(``setting-mode-task-method-sSEED-HASH``), which names the run's directory in the store, and a dataset's name
+is its directory under the data root; a name holding one would put the files in another directory.  Declared
+once here and checked by :func:`check_name`."""
+
+RESERVED_NAMES = (".", "..")
+"""Names no entry may have: as a directory they name the directory itself or its parent."""
+
+
+def check_name(kind: str, name: object) -> None:
+    """Raise one-line :class:`ConfigError` unless ``name`` is a non-empty string, none of :data:`RESERVED_NAMES`
+    and free of every character of :data:`NAME_FORBIDDEN`; the message names the ``kind`` ("setting",
+    "method", ...), the name and the rule.  Applied where a name enters a run id or a path: registration
+    (:meth:`Registry.register`), a config's setting and method, the Recorder's."""
+    rule = (
+        f"a {kind} name is part of run ids and store paths: a non-empty string other than "
+        f"{' and '.join(map(repr, RESERVED_NAMES))}, containing none of {' '.join(NAME_FORBIDDEN)}"
+    )
+    if not isinstance(name, str) or not name or name in RESERVED_NAMES:
+        raise ConfigError(f"{kind} name {name!r}: {rule}")
+    for char, meaning in NAME_FORBIDDEN.items():
+        if char in name:
+            raise ConfigError(f"{kind} name {name!r} contains {char!r}, which {meaning}; {rule}")
+
+
+def _definition(entry: object, signature_of: Callable[[Any], Callable[..., Any]] | None) -> str | None:
+    """``module.qualname`` of the code that defines ``entry`` (the callable its options come from, unwrapped:
+    a probe's ``measure``, a method factory's aggregator), or ``None`` where that is not known."""
+    target = signature_of(entry) if signature_of is not None else entry
+    target = inspect.unwrap(target) if callable(target) else target
+    module, qualname = getattr(target, "__module__", None), getattr(target, "__qualname__", None)
+    return f"{module}.{qualname}" if isinstance(module, str) and isinstance(qualname, str) else None
+
+
+def _defined_by(entry: object, signature_of: Callable[[Any], Callable[..., Any]] | None) -> str:
+    """What a clash message calls ``entry``: its :func:`_definition`, or its type."""
+    return _definition(entry, signature_of) or f"a {type(entry).__name__}"
+
+
+def _same_definition(old: object, new: object, signature_of: Callable[[Any], Callable[..., Any]] | None = None) -> bool:
+    """Whether ``new`` is ``old`` registered again: the same or an equal object, or one defined by the same
+    code (the same ``module.qualname``, :func:`_definition`: its module imported again, a notebook cell run
+    again).  Functions made inside another function share a qualified name whatever they do, so those count
+    only as the same object."""
+    if old is new or old == new:
+        return True
+    definition = _definition(old, signature_of)
+    return definition is not None and "<locals>" not in definition and definition == _definition(new, signature_of)
+
+
 def did_you_mean(name: object, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` naming the registered names closest to ``name`` (:mod:`difflib`), or ``""``."""
     close = difflib.get_close_matches(str(name), list(choices), n=3, cutoff=0.6)
@@ -128,16 +184,31 @@ class Registry(Generic[T]):
     def register(self, name: str, entry: T) -> T: ...
 
     def register(self, name: str, entry: Any = None) -> Any:
-        """Register ``entry`` under ``name`` (re-registering replaces it); without ``entry``, a decorator."""
-        if not name or not isinstance(name, str):
-            raise ValueError(f"a {self.kind} name must be a non-empty string, got {name!r}")
+        """Register ``entry`` under ``name``; without ``entry``, a decorator.
+
+        ``name`` must pass :func:`check_name` (it may become part of a run id or a path), and must not be taken
+        by another entry: a name registered already, by a built-in or by user code, is refused with a
+        :class:`ConfigError` naming it and the code that registered it, for a run id names its method or setting
+        and the stored runs of one entry must never be read as another's.  The built-ins are imported first,
+        so the outcome does not depend on whether they were loaded before.  The same entry registered again
+        (:func:`_same_definition`: a module imported again, a notebook cell run again) replaces the earlier one.
+        """
+        check_name(self.kind, name)
         if entry is None:
+            return lambda obj: self._add(name, obj)
+        return self._add(name, entry)
 
-            def decorator(obj: T) -> T:
-                self._entries[name] = obj
-                return obj
-
-            return decorator
+    def _add(self, name: str, entry: T) -> T:
+        """Put ``entry`` under ``name`` (see :meth:`register`); a registration by user code imports the built-ins
+        first, one by a built-in module does not (its import may be the first, and the others may import it)."""
+        if not self._loaded and not self._registering_builtin():
+            self._load_builtins()
+        held = self._entries.get(name, entry)
+        if not _same_definition(held, entry, self._signature_of):
+            raise ConfigError(
+                f"{self.kind} {name!r} is registered already, by {_defined_by(held, self._signature_of)}; "
+                f"{_defined_by(entry, self._signature_of)} cannot take its name: register it under another name"
+            )
         self._entries[name] = entry
         return entry
 
@@ -190,6 +261,17 @@ class Registry(Generic[T]):
             if p.name not in self._ignored and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         }
 
+    def required_options(self, name: str) -> list[str]:
+        """The options of entry ``name`` without a default (keyword parameters a call must be given)."""
+        parameters = inspect.signature(self._signature_target(name)).parameters.values()
+        return [
+            p.name
+            for p in parameters
+            if p.name not in self._ignored
+            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+            and p.default is inspect.Parameter.empty
+        ]
+
     def annotations(self, name: str) -> dict[str, Any]:
         """Each option of entry ``name`` with its declared constraint: the parameter's annotation, resolved
         (``Any`` where there is none); what :meth:`check_options` checks values against."""
@@ -215,6 +297,16 @@ class Registry(Generic[T]):
             )
         target = self._signature_target(name)
         check_option_values(f"{self.kind} {name!r}", target, options, self._ignored)
+
+    def _registering_builtin(self) -> bool:
+        """Whether the running registration comes from the import of one of the built-in modules: the top level
+        of one of them is being executed."""
+        frame = inspect.currentframe()
+        while frame is not None:
+            if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") in self._builtins:
+                return True
+            frame = frame.f_back
+        return False
 
     def _load_builtins(self) -> None:
         if self._loaded:
@@ -372,6 +464,8 @@ def _options_model(entry: Callable[..., Any], ignored: frozenset[str]) -> type[B
 __all__ = [
     "MAX_SEED",
     "MAX_SEEDS",
+    "NAME_FORBIDDEN",
+    "RESERVED_NAMES",
     "Interval",
     "PositiveCount",
     "PositiveNumber",
@@ -383,6 +477,7 @@ __all__ = [
     "UnknownNameError",
     "accepts_bool",
     "annotated",
+    "check_name",
     "check_option_values",
     "check_value",
     "contains_bool",

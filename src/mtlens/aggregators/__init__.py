@@ -68,13 +68,15 @@ MethodFactory = Callable[..., UpdateMethod]
 
 def aggregation_factory(aggregator_class: type[Aggregator]) -> MethodFactory:
     """A factory ``(**options) -> GradientAggregation(aggregator_class(**options))`` whose
-    signature (the method's options) is the aggregator's."""
+    signature (the method's options) is the aggregator's, and which wraps the aggregator (``__wrapped__``: the
+    registry tells one method from another by the aggregator's class, :meth:`~mtlens.registry.Registry.register`)."""
 
     def factory(**options: Any) -> UpdateMethod:
         return GradientAggregation(aggregator_class(**options))
 
     factory.__signature__ = inspect.signature(aggregator_class, eval_str=True)  # type: ignore[attr-defined]
     factory.__doc__ = aggregator_class.__doc__
+    factory.__wrapped__ = aggregator_class  # type: ignore[attr-defined]  # what the registry names it by
     return factory
 
 
@@ -109,7 +111,8 @@ METHODS.register("imtl_l", IMTLL)
 
 
 def register_method(name: str) -> Callable[[MethodFactory], MethodFactory]:
-    """Decorator registering an :class:`UpdateMethod` factory under ``name`` (re-registering replaces it)."""
+    """Decorator registering an :class:`UpdateMethod` factory under ``name``, which no other method may hold
+    (:meth:`~mtlens.registry.Registry.register`)."""
     return METHODS.register(name)
 
 

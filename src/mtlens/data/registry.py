@@ -50,7 +50,7 @@ from pathlib import Path
 
 from mtlens.data.root import data_root
 from mtlens.errors import MtlensError
-from mtlens.registry import Registry
+from mtlens.registry import Registry, check_name
 from mtlens.store.atomic import atomic_write
 
 CHUNK_BYTES = 1 << 20
@@ -133,8 +133,7 @@ class DatasetSpec:
     package: str = ""
 
     def __post_init__(self) -> None:
-        if not self.name or "/" in self.name:
-            raise ValueError(f"dataset name {self.name!r} must be non-empty and contain no '/'")
+        check_name("dataset", self.name)  # the name of its directory under the data root
         if not self.files and not self.package:
             raise ValueError(f"dataset {self.name!r} lists no files and names no package that ships it")
         if self.package and (self.files or self.downloads):
@@ -167,7 +166,8 @@ DATASETS: Registry[DatasetSpec] = Registry(
 
 
 def register_dataset(spec: DatasetSpec) -> DatasetSpec:
-    """Register ``spec`` under ``spec.name`` (re-registering replaces it); returns it."""
+    """Register ``spec`` under ``spec.name``, which no other dataset may hold
+    (:meth:`~mtlens.registry.Registry.register`); returns it."""
     return DATASETS.register(spec.name, spec)
 
 

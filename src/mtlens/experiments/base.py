@@ -130,7 +130,8 @@ EXPERIMENTS: Registry[Experiment] = Registry(
 
 
 def register_experiment(experiment: Experiment) -> Experiment:
-    """Register ``experiment`` under its name (re-registering replaces it); returns it."""
+    """Register ``experiment`` under its name, which no other experiment may hold
+    (:meth:`~mtlens.registry.Registry.register`); returns it."""
     return EXPERIMENTS.register(experiment.name, experiment)
 
 

@@ -15,7 +15,9 @@ Two kinds, by ``per_task``:
 
 Options are the keyword parameters of ``measure`` after ``context`` (and ``task``), with their
 defaults; configs set them as ``probe_options: {probe: {option: value}}``, checked against that
-signature.  ``quantities`` names every quantity a probe writes (``probe/...``); those in
+signature; an option without a default is required (a config that does not give it is refused).
+:func:`register_probe` refuses a ``measure`` that cannot be called as its kind is.
+``quantities`` names every quantity a probe writes (``probe/...``; writing another fails, naming it); those in
 ``task_quantities`` (default: all of a per-task probe) are rows of one task, which the report plots
 per task.  A user's probe is one decorated function::
 
@@ -32,6 +34,7 @@ Per-task probes run in :func:`ordered_probes` order (the built-ins first), then 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, get_type_hints
@@ -140,12 +143,25 @@ def ordered_probes() -> list[Probe]:
     return [entries[n] for n in names]
 
 
+def check_required_probe_options(name: str, options: Mapping[str, Any] | None = None) -> None:
+    """Raise one-line :class:`ConfigError` naming probe ``name`` and each of its options without a default
+    that ``options`` does not give: the probe cannot run without them."""
+    missing = [option for option in PROBES.required_options(name) if option not in (options or {})]
+    if missing:
+        raise ConfigError(
+            f"probe_options.{name}: option(s) {missing} of probe {name!r} are required (they have no default); "
+            f"give them as probe_options: {{{name}: {{{missing[0]}: ...}}}}"
+        )
+
+
 def validate_probe_options(name: str, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Probe ``name``'s options: its defaults with ``options`` on top, validated against the
     annotations of its ``measure`` (e.g. ``Annotated[int, Field(gt=0)]``); a ConfigError naming
-    the option otherwise."""
+    the option otherwise, or the options it requires that ``options`` lacks
+    (:func:`check_required_probe_options`)."""
     given = dict(options or {})
     PROBES.check_options(name, given)
+    check_required_probe_options(name, given)
     measure = PROBES.get(name).measure
     hints = get_type_hints(measure, include_extras=True)
     fields: dict[str, Any] = {
@@ -159,6 +175,35 @@ def validate_probe_options(name: str, options: Mapping[str, Any] | None = None) 
     return validated.model_dump()
 
 
+def check_measure_signature(name: str, measure: Callable[..., Any], per_task: bool) -> None:
+    """Raise one-line :class:`ConfigError` unless ``measure`` can be called as probe ``name`` is called (module
+    docstring): ``measure(context, task, **options)`` for a per-task probe, ``measure(context, **options)`` for a
+    per-run one, every option a keyword parameter.  Checked when the probe is registered: a signature that does
+    not fit failed only in training, once run directories existed (``got multiple values for argument``)."""
+    leading = ("context", "task") if per_task else ("context",)
+    shape = f"measure({', '.join(leading)}, **options)"
+    kind = "per-task" if per_task else "per-run (per_task=False)"
+    if not callable(measure):
+        raise ConfigError(f"probe {name!r}: expected a function {shape}, got {measure!r}")
+    parameters = list(inspect.signature(measure).parameters.values())
+    first = [p.name for p in parameters[: len(leading)] if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    options = parameters[len(leading) :]
+    problem = None
+    if tuple(first) != leading:
+        problem = f"its parameters must start with {', '.join(leading)}"
+    elif any(p.name == "task" for p in options):
+        problem = "a per-run probe is given no task (register it per-task, or rename the option)"
+    elif any(p.kind in (p.POSITIONAL_ONLY, p.VAR_POSITIONAL) for p in options):
+        problem = "its options must be keyword parameters"
+    if problem:
+        names = [p.name for p in parameters]
+        hint = " (or register it with per_task=False if it measures the whole run)" if "task" not in names else ""
+        raise ConfigError(
+            f"probe {name!r}: a {kind} probe is called as {shape}, but "
+            f"{getattr(measure, '__qualname__', 'measure')}{inspect.signature(measure)} does not fit: {problem}{hint}"
+        )
+
+
 def register_probe(
     name: str,
     quantities: Iterable[str],
@@ -166,7 +211,8 @@ def register_probe(
     task_quantities: Iterable[str] | None = None,
     min_batch_size: int = 1,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator registering ``measure`` as probe ``name`` (re-registering replaces it); see the module docstring.
+    """Decorator registering ``measure`` as probe ``name``, which no other probe may hold
+    (:meth:`~mtlens.registry.Registry.register`); see the module docstring.
     ``min_batch_size``: the smallest training batch size (``context.batch_size``) the probe can measure with;
     a config naming the probe with a smaller ``batch_size`` is refused before any training."""
     names = tuple(quantities)
@@ -177,6 +223,7 @@ def register_probe(
         raise ValueError(f"probe {name!r}: min_batch_size must be at least 1, got {min_batch_size}")
 
     def decorator(measure: Callable[..., Any]) -> Callable[..., Any]:
+        check_measure_signature(name, measure, per_task)
         per_task_names = None if task_quantities is None else tuple(task_quantities)
         PROBES.register(name, Probe(name, measure, names, per_task, per_task_names, min_batch_size))
         return measure
@@ -211,17 +258,41 @@ def measure_probes(
                 for name, probe in selected:
                     if probe.per_task:
                         values = probe.measure(context, task, **settings[name])
-                        rows += [
+                        if not isinstance(values, Mapping):
+                            raise TypeError(
+                                f"probe {name!r} returned {type(values).__name__}; a per-task probe returns "
+                                "{name: value} for the names of its quantities"
+                            )
+                        new = [
                             {"task": task.name, "quantity": probe_quantity(key), "value": float(value)}
                             for key, value in values.items()
                         ]
+                        rows += _declared(probe, new)
             for name, probe in selected:
                 if not probe.per_task:
-                    rows += probe.measure(context, **settings[name])
+                    rows += _declared(probe, probe.measure(context, **settings[name]))
     finally:
         model.train(was_training)
         for p, grad in zip(params, saved_grads):
             p.grad = grad
+    return rows
+
+
+def _declared(probe: Probe, rows: list[Row]) -> list[Row]:
+    """``rows``, after checking that each is a row of a quantity ``probe`` declares: a quantity written but
+    not declared would be stored, yet no report or analysis would know it is the probe's (``ValueError``
+    naming it otherwise)."""
+    if not isinstance(rows, list) or not all(isinstance(row, Mapping) and "quantity" in row for row in rows):
+        raise TypeError(
+            f"probe {probe.name!r} returned {rows!r:.80}; a per-run probe returns a list of rows "
+            '{"task", "quantity", "value"}'
+        )
+    undeclared = sorted({str(row["quantity"]) for row in rows} - set(probe.quantities))
+    if undeclared:
+        raise ValueError(
+            f"probe {probe.name!r} wrote {undeclared}, which it does not declare (its quantities: "
+            f"{list(probe.quantities)}); name every quantity it writes in register_probe(quantities=...)"
+        )
     return rows
 
 

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from mtlens.errors import ConfigError
 from mtlens.registry import Registry
 from mtlens.settings.base import Defaults, Setting, Split, TaskData, random_partition, tensor_split
 
@@ -78,7 +79,8 @@ class DataStatus:
 
 
 def register_setting(name: str, data: Sequence[DataNeed] | None = None) -> Callable[[SettingFactory], SettingFactory]:
-    """Decorator registering a setting factory under ``name`` (re-registering replaces it).
+    """Decorator registering a setting factory under ``name``, which no other setting may hold
+    (:meth:`~mtlens.registry.Registry.register`).
 
     ``data`` declares the datasets the setting reads with its default options (see the module docstring);
     ``None`` leaves it undeclared, which ``mtlens settings`` says.
@@ -86,11 +88,12 @@ def register_setting(name: str, data: Sequence[DataNeed] | None = None) -> Calla
     register = SETTINGS.register(name)
 
     def decorator(factory: SettingFactory) -> SettingFactory:
+        register(factory)  # first: a refused name leaves the data of the setting that holds it alone
         if data is None:
             SETTING_DATA.pop(name, None)
         else:
             SETTING_DATA[name] = tuple(need if isinstance(need, str) else tuple(need) for need in data)
-        return register(factory)
+        return factory
 
     return decorator
 
@@ -139,9 +142,18 @@ def data_status(name: str) -> list[DataStatus]:
 
 
 def load_setting(name: str, **options: Any) -> Setting:
-    """Build the setting ``name`` with ``options``."""
+    """Build the setting ``name`` with ``options``; :class:`~mtlens.errors.ConfigError` naming the setting and
+    what its factory returned if that is not a :class:`Setting` (a user's factory that forgot ``return``
+    otherwise failed later, in whatever first read the setting, with a bare ``AttributeError``)."""
     check_setting_options(name, options)
-    return setting_factory(name)(**options)
+    factory = setting_factory(name)
+    setting = factory(**options)
+    if not isinstance(setting, Setting):
+        raise ConfigError(
+            f"setting {name!r}: its factory {getattr(factory, '__qualname__', repr(factory))} returned "
+            f"{type(setting).__name__} ({setting!r:.60}), not a Setting; a setting factory returns mtlens.Setting(...)"
+        )
+    return setting
 
 
 __all__ = [

@@ -84,14 +84,14 @@ import time
 import zipfile
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import IO, Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mtlens.errors import DamagedStoreError, MtlensError
+from mtlens.errors import ConfigError, DamagedStoreError, MtlensError
 from mtlens.quantities import TASK_LIST
 from mtlens.states import RunState
 from mtlens.store.atomic import TMP_SUFFIX, atomic_write, atomic_write_bytes, atomic_write_json, read_json
@@ -199,6 +199,15 @@ class RunStore:
 
     # -- paths -------------------------------------------------------------------------
     def run_dir(self, run_id: str) -> Path:
+        """``root/runs/run_id``; :class:`~mtlens.errors.ConfigError` for a run id that is not one directory name
+        (:func:`_is_run_dir_name`), which would name a directory outside ``root/runs`` or ``runs`` itself.  The
+        names a run id is made of are checked where they enter (:func:`~mtlens.registry.check_name`); this
+        guards every path the store builds from a run id."""
+        if not _is_run_dir_name(run_id):
+            raise ConfigError(
+                f"run id {run_id!r} is not a directory name inside {self.root / 'runs'}; "
+                "a run id is one non-empty name other than '.' and '..', without a path separator"
+            )
         return self.root / "runs" / run_id
 
     def checkpoint_path(self, run_id: str) -> Path:
@@ -783,7 +792,10 @@ class RunStore:
         return sorted(p.name for p in runs.iterdir() if self.has_run(p.name))
 
     def has_run(self, run_id: str) -> bool:
-        """Whether run ``run_id`` is stored: in :meth:`run_ids` (a lock file alone is not a run)."""
+        """Whether run ``run_id`` is stored: in :meth:`run_ids` (a lock file alone is not a run; a run id that
+        names no directory inside ``runs``, :func:`_is_run_dir_name`, is no stored run)."""
+        if not _is_run_dir_name(run_id):
+            return False
         run_dir = self.run_dir(run_id)
         return (run_dir / "config.json").exists() or _has_records(run_dir)
 
@@ -953,6 +965,12 @@ def _json_object(path: Path) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"a JSON object was expected, got {type(value).__name__}")
     return value
+
+
+def _is_run_dir_name(run_id: object) -> bool:
+    """Whether ``run_id`` names one directory inside a store's ``runs``: a non-empty string other than ``.`` and
+    ``..``, without a path separator of this system (what :meth:`RunStore.run_dir` requires)."""
+    return isinstance(run_id, str) and run_id not in ("", ".", "..") and PurePath(run_id).name == run_id
 
 
 def _has_records(run_dir: Path) -> bool:

@@ -63,8 +63,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from mtlens.aggregators import METHODS
 from mtlens.errors import ConfigError, MtlensError
-from mtlens.probes import DEFAULT_PROBES, PROBES, validate_probe_options
-from mtlens.registry import Interval, Seed, accepts_bool, contains_bool, did_you_mean
+from mtlens.probes import DEFAULT_PROBES, PROBES, check_required_probe_options, validate_probe_options
+from mtlens.registry import Interval, Seed, accepts_bool, check_name, contains_bool, did_you_mean
 from mtlens.settings import SETTINGS, Setting, load_setting
 
 FLAT_PROBE_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -183,7 +183,9 @@ class RunConfig(BaseModel):
     @field_validator("setting", "method")
     @classmethod
     def _registered(cls, value: str, info: ValidationInfo) -> str:
-        """A registered setting or method (the registry's error, a ValueError, lists the valid names)."""
+        """A registered setting or method (the registry's error, a ValueError, lists the valid names); a name
+        that could not be registered (:func:`~mtlens.registry.check_name`) is refused as such."""
+        check_name(str(info.field_name), value)
         (SETTINGS if info.field_name == "setting" else METHODS).get(value)
         return value
 
@@ -324,13 +326,16 @@ def same_run_config(stored: Mapping[str, Any], requested: Mapping[str, Any]) -> 
 
 
 def parse_config(raw: dict[str, Any]) -> RunConfig:
-    """Validate a raw dict into a :class:`RunConfig`, raising :class:`ConfigError` naming bad keys, and
-    and options given for probes the run does not run (:func:`refuse_unused_probe_options`)."""
+    """Validate a raw dict into a :class:`RunConfig`, raising :class:`ConfigError` naming bad keys, options
+    given for probes the run does not run (:func:`refuse_unused_probe_options`) and options a probe requires
+    but the config does not give (:func:`~mtlens.probes.base.check_required_probe_options`)."""
     try:
         config = RunConfig.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(_describe(err)) from None
     refuse_unused_probe_options(raw, config.probes)
+    for probe in config.probes:
+        check_required_probe_options(probe, config.probe_options.get(probe))
     for key, registry, name, options in (
         ("setting_options", SETTINGS, config.setting, config.setting_options),
         ("method_options", METHODS, config.method, config.method_options),

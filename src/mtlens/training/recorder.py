@@ -102,7 +102,7 @@ from mtlens.probes.loss_model import (
     loss_task,
 )
 from mtlens.quantities import check_task_name
-from mtlens.registry import PositiveCount, Seed, check_value
+from mtlens.registry import PositiveCount, Seed, check_name, check_value
 from mtlens.store import RunState, RunStore
 from mtlens.tasks import Task
 from mtlens.training.config import make_run_id
@@ -287,6 +287,8 @@ class Recorder:
         if steps_per_epoch is not None:
             steps_per_epoch = _integer(steps_per_epoch)
             check_value("Recorder", "steps_per_epoch", steps_per_epoch, Annotated[PositiveCount, Strict()])
+        check_name("setting", setting)  # both are parts of the run id, the name of the run's directory
+        check_name("method", method)
         self.store = store if isinstance(store, RunStore) else RunStore(store)
         names = [t.name if isinstance(t, Task) else t for t in tasks]
         for name in names:
