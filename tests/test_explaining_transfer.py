@@ -259,6 +259,29 @@ def test_unit_table_pairs_a_seed_only_with_one_run_of_each_kind():
     assert sorted(unit_table(pd.concat(two), info)["task"].unique()) == ["b", "c"]
 
 
+def test_a_probe_value_that_is_not_finite_leaves_its_unit_without_that_factor():
+    """A probe that returned NaN (or inf) at some steps of one run has no mean over that run's training: the
+    unit's factor is NaN (the mean of the other steps covered another part of training than the paired run's);
+    every other unit and factor keeps its known value, and the figures' n counts only finite values."""
+    from mtlens.render.charts import mean_band
+
+    rows, truth = synthetic_study()
+    mtl1 = (rows["run_id"] == "mtl-1") & (rows["step"] > 0)
+    rows.loc[mtl1 & (rows["quantity"] == "probe/grad_coherence") & (rows["task"] == "a"), "value"] = np.nan
+    rows.loc[mtl1 & (rows["quantity"] == "probe/conflict_cosine") & (rows["step"] == 50), "value"] = np.inf
+    units = unit_table(rows, TASK_INFO, early_epoch=1.0).set_index(["task", "seed"])
+    assert np.isnan(units.loc[("a", 1), "coherence_diff"]) and np.isnan(units.loc[("a", 1), "conflict_cosine"])
+    assert np.isnan(units.loc[("b", 1), "conflict_cosine"])  # one cosine of the pair a|b
+    emptied = {(("a", 1), "coherence_diff"), (("a", 1), "conflict_cosine"), (("b", 1), "conflict_cosine")}
+    for key, expected in truth.items():
+        for column, value in expected.items():
+            if (key, column) not in emptied:
+                assert units.loc[key, column] == pytest.approx(value, abs=1e-9), (key, column)
+    coherence = rows[(rows["quantity"] == "probe/grad_coherence") & (rows["mode"] == "mtl") & (rows["task"] == "a")]
+    band = mean_band(coherence, ["task"], "step").set_index("step")
+    assert band.loc[0, "n"] == 3 and (band.loc[10:, "n"] == 2).all()
+
+
 def test_unit_table_without_probes_leaves_factor_columns_empty():
     rows, _ = synthetic_study(seeds=(0,))
     units = unit_table(rows[~rows["quantity"].str.startswith("probe/")], TASK_INFO)

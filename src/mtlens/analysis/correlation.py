@@ -22,7 +22,8 @@ run of the same task and the **same seed** (columns ``*_diff`` are MTL − STL):
 - ``conflict_cosine``: the MTL run's mean ``probe/conflict_cosine`` over training and over the
   task pairs that contain the task; ``conflict_fraction``: the run's mean ``probe/conflict_fraction``.
 
-A column is NaN where its rows are missing (e.g. no probes were recorded).  As in
+A column is NaN where its rows are missing (e.g. no probes were recorded) or a value it averages is not finite
+(a probe's NaN at some steps would otherwise leave a mean over other steps than the paired run's).  As in
 :mod:`mtlens.analysis.optimization`, runs are paired by (setting, task, seed): one training
 configuration per setting.
 
@@ -117,9 +118,21 @@ def _transfer(selected: pd.DataFrame, task_info: TaskInfo) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=UNIT_KEYS + ["transfer_pct", "transfer_reference"])
 
 
+def _finite_mean(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """``keys`` and the mean ``value`` of each group of ``frame``, NaN where any of the group's values is not
+    finite: a probe that returned NaN at some steps (e.g. the coherence of a zero gradient) has no mean over
+    the run's training, and the mean of its other steps would be over another part of training than the
+    paired run's (pandas' mean skips NaN)."""
+    values = frame["value"].where(np.isfinite(frame["value"].astype(float)))
+    groups = [frame[k] for k in keys]
+    means = values.groupby(groups, sort=True).mean().where(~values.isna().groupby(groups, sort=True).any())
+    return means.rename("value").reset_index()
+
+
 def _probe_means(rows: pd.DataFrame, early_epoch: float) -> pd.DataFrame:
     """Per run and task: the mean of each per-task factor probe (Fisher: the probe steps with ``epoch <=
-    early_epoch``, or the first probe step if none is that early)."""
+    early_epoch``, or the first probe step if none is that early), NaN where a value it averages is not
+    finite (:func:`_finite_mean`)."""
     keys = ["setting", "mode", "method", "seed", "task", "quantity"]
     probes = rows[rows["quantity"].isin(list(MEAN_FACTORS.values()) + [FISHER_TRACE])]
     fisher = probes["quantity"] == FISHER_TRACE
@@ -127,7 +140,7 @@ def _probe_means(rows: pd.DataFrame, early_epoch: float) -> pd.DataFrame:
     first = probes["step"] == probes.groupby(keys, sort=False)["step"].transform("min")
     has_early = probes.assign(early=early).groupby(keys, sort=False)["early"].transform("any").fillna(False)
     used = ~fisher | early | (~has_early & first)
-    means = probes[used].groupby(keys, sort=True)["value"].mean().reset_index()
+    means = _finite_mean(probes[used], keys)
     names = {v: k for k, v in MEAN_FACTORS.items()} | {FISHER_TRACE: "fisher_early_diff"}
     means = means.assign(seed=means["seed"].astype(int), factor=means.pop("quantity").map(names))
     return means[["setting", "mode", "method", "seed", "task", "factor", "value"]]
@@ -145,22 +158,19 @@ def _factor_diffs(rows: pd.DataFrame, early_epoch: float) -> pd.DataFrame:
 
 
 def _conflicts(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per MTL unit: mean conflict cosine over its pairs; per MTL run: mean conflict fraction."""
+    """Per MTL unit: mean conflict cosine over its pairs; per MTL run: mean conflict fraction (NaN where a
+    value is not finite, :func:`_finite_mean`)."""
     mtl = rows[rows["mode"] == "mtl"]
     cosine = mtl[mtl["quantity"] == CONFLICT_COSINE]
     # the mean cosine of each pair, once for each of its two tasks (in pair order)
-    pairs = cosine.groupby(["setting", "method", "seed", "task"], as_index=False)["value"].mean()
+    pairs = _finite_mean(cosine, ["setting", "method", "seed", "task"])
     per_task = pairs.assign(
         task=pairs["task"].astype(str).str.split(TASK_PAIR, regex=False), seed=pairs["seed"].astype(int)
     )
     per_task = per_task.explode("task")[UNIT_KEYS + ["value"]]
-    per_task = per_task.groupby(UNIT_KEYS, as_index=False)["value"].mean().rename(columns={"value": "conflict_cosine"})
-    fraction = (
-        mtl[mtl["quantity"] == CONFLICT_FRACTION]
-        .groupby(["setting", "seed", "method"], as_index=False)["value"]
-        .mean()
-        .rename(columns={"value": "conflict_fraction"})
-    )
+    per_task = _finite_mean(per_task, UNIT_KEYS).rename(columns={"value": "conflict_cosine"})
+    fraction = _finite_mean(mtl[mtl["quantity"] == CONFLICT_FRACTION], ["setting", "seed", "method"])
+    fraction = fraction.rename(columns={"value": "conflict_fraction"})
     return per_task, fraction
 
 

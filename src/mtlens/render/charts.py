@@ -117,11 +117,15 @@ def mean_band(
     rows: pd.DataFrame, by: Sequence[str], x: str, value: str = "value", run: str | None = "run_id"
 ) -> pd.DataFrame:
     """Per ``by + [x]``: ``mean``, ``std`` (ddof 1; NaN for one run) and ``n`` = the number of runs
-    (distinct ``run``; rows if ``run`` is None).  :func:`band_chart` shades mean -/+ std."""
+    (distinct ``run``; rows if ``run`` is None) whose value is finite, the ones the mean is over (a probe's
+    NaN is left out of the mean, so it is left out of the count).  :func:`band_chart` shades mean -/+ std."""
     keys = [*by, x]
     grouped = rows.groupby(keys, sort=True)[value]
     stats = grouped.agg(["mean", "std"]).reset_index()
-    stats["n"] = (rows.groupby(keys, sort=True)[run].nunique() if run else grouped.size()).to_numpy()
+    finite = rows[np.isfinite(rows[value].astype(float))]
+    counted = finite.groupby(keys, sort=True)[run].nunique() if run else finite.groupby(keys, sort=True).size()
+    stats = stats.merge(counted.rename("n").reset_index(), on=keys, how="left")
+    stats["n"] = stats["n"].fillna(0).astype(int)
     return stats
 
 
