@@ -253,6 +253,11 @@ CASES = {
         [*EXPORT, "--tracking-uri", "sqlite:///{tmp}/notdb.db"],
         ["--tracking-uri sqlite:///{tmp}/notdb.db", "file is not a database"],
     ),
+    # a directory: MLflow retried for about 50 s, logging 37 lines, before its error
+    "export-mlflow-a-directory": (
+        [*EXPORT, "--tracking-uri", "sqlite:///{tmp}/filled"],
+        ["--tracking-uri sqlite:///{tmp}/filled", "is a directory"],
+    ),
     # momentum with an optimizer that ignores it (it changed the run id, not the run)
     "momentum-with-adam": ([*STUDY, "--momentum", "0.5"], ["momentum=0.5", "optimizer 'adam'", "'sgd'"]),
     "sweep-momentum-with-adam": ([*SWEEP, "--momentum", "0.9"], ["momentum=0.9", "optimizer 'adam'"]),

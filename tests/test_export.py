@@ -370,3 +370,18 @@ def test_mlflow_export_of_infinities_twice_leaves_the_run_in_place(tmp_path, cap
     assert again.info.run_id == first.info.run_id
     experiment_id = client.get_experiment_by_name("mtlens").experiment_id
     assert client.search_runs([experiment_id], run_view_type=ViewType.DELETED_ONLY) == []
+
+
+def test_the_tracking_uri_is_checked_without_mlflow_retries():
+    """While export first checks the URI, MLflow's HTTP requests are not retried and time out (a wrong port
+    was 4 minutes of silence), unless the user set those variables; both are restored afterwards."""
+    import os
+
+    from mtlens.integrations.mlflow import CONNECT_TIMEOUT_S, _no_retries
+
+    keys = ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")
+    before = {key: os.environ.get(key) for key in keys}
+    with _no_retries():
+        assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "0"
+        assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == str(CONNECT_TIMEOUT_S)
+    assert {key: os.environ.get(key) for key in keys} == before

@@ -27,10 +27,14 @@ current directory).
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from mtlens.errors import ConfigError, MtlensError
@@ -85,6 +89,55 @@ def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
         yield items[start : start + size]
 
 
+CONNECT_TIMEOUT_S = 10
+"""Seconds the first request to an ``http(s)://`` tracking server may take before ``export`` refuses the URI
+(MLflow's own default is 120 s, retried 7 times with backoff: about 4 minutes of silence for a wrong port)."""
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+"""The first 16 bytes of every SQLite database file."""
+
+
+def _check_sqlite_path(tracking_uri: str | None) -> None:
+    """For a ``sqlite:///PATH`` URI, raise ``OSError`` naming ``PATH`` if it is a directory, a file that is no
+    SQLite database, or cannot be created (its nearest existing directory is not writable): MLflow retried
+    each for about 50 s, logging every attempt, before failing."""
+    if tracking_uri is None or not tracking_uri.startswith("sqlite:///"):
+        return
+    path = Path(tracking_uri.removeprefix("sqlite:///"))
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory")
+    if path.is_file():
+        with path.open("rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+        if header and header != SQLITE_HEADER:
+            raise OSError(f"{path}: file is not a database")
+        return
+    existing = next(parent for parent in path.absolute().parents if parent.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot create {path}: {existing} is not a writable directory")
+
+
+@contextmanager
+def _no_retries() -> Iterator[None]:
+    """While the URI is first checked: MLflow's HTTP requests are not retried and time out after
+    :data:`CONNECT_TIMEOUT_S` (unless the user set them in the environment), and its retry warnings are not
+    logged, so a URI it cannot use gives the one line of :func:`_connect` promptly."""
+    defaults = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(CONNECT_TIMEOUT_S)}
+    added = {key: value for key, value in defaults.items() if key not in os.environ}
+    quiet = [logging.getLogger(name) for name in ("mlflow", "alembic", "sqlalchemy")]
+    levels = [logger.level for logger in quiet]
+    os.environ.update(added)
+    for logger in quiet:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+        for logger, level in zip(quiet, levels, strict=True):
+            logger.setLevel(level)
+
+
 def _connect(client_class: Any, tracking_uri: str | None, experiment: str) -> tuple[Any, Any]:
     """The MLflow client of ``tracking_uri`` and the experiment ``experiment`` (``None`` if missing), read
     before anything is written; a URI MLflow cannot use (an unknown scheme, a file that is not a database, no
@@ -99,8 +152,10 @@ def _connect(client_class: Any, tracking_uri: str | None, experiment: str) -> tu
     except ImportError:  # no SQLAlchemy: MLflow cannot open a sqlite:// store either, and says so
         pass
     try:
-        client = client_class(tracking_uri=tracking_uri)
-        return client, client.get_experiment_by_name(experiment)
+        _check_sqlite_path(tracking_uri)
+        with _no_retries():
+            client = client_class(tracking_uri=tracking_uri)
+            return client, client.get_experiment_by_name(experiment)
     except errors as err:
         import mlflow
 
