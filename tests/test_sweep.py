@@ -164,6 +164,56 @@ def test_report_of_an_unknown_or_damaged_sweep_exits_2_naming_it_and_writes_noth
     assert "rerun the sweep's command" in err and not out.exists()
 
 
+def _cut_after(run_id: Callable[[pd.DataFrame], str], then: bytes = b"") -> Callable[[bytes, pd.DataFrame], bytes]:
+    """A damage to ``selected.csv``: the file cut right after the run id ``run_id(selected)``, ``then`` appended."""
+
+    def cut(data: bytes, selected: pd.DataFrame) -> bytes:
+        end = data.index(run_id(selected).encode()) + len(run_id(selected))
+        return data[:end] + then
+
+    return cut
+
+
+def _seed_run(group: str, seed: int) -> Callable[[pd.DataFrame], str]:
+    return lambda selected: selected.set_index("group").loc[group, "seed_run_ids"].split(";")[seed]
+
+
+def _one_run_id_of_two(data: bytes, selected: pd.DataFrame) -> bytes:
+    """A well-formed file whose MTL row still says 2/2 seeds finished but lists one run."""
+    table = selected.copy()
+    table.loc[table["group"] == "mtl:sum", "seed_run_ids"] = _seed_run("mtl:sum", 0)(selected)
+    return table.to_csv(index=False).encode()
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        (_cut_after(_seed_run("mtl:sum", 0)), "ends inside a row"),
+        (_cut_after(_seed_run("stl:a", 0)), "ends inside a row"),
+        (lambda data, _: data[:150], "ends inside a row"),
+        (_one_run_id_of_two, "mtl:sum): seeds_finished 2/2 but 1 run ids"),
+        (_cut_after(_seed_run("mtl:sum", 0), b"\n"), "(mtl:sum) has no criterion"),
+    ],
+    ids=["mid-run-ids", "after-first-stl-id", "150-bytes", "count-disagrees", "cut-row-closed"],
+)
+def test_report_of_a_damaged_selection_exits_2_naming_the_file_and_writes_nothing(
+    reference, tmp_path, capsys, damage, problem
+):
+    """An audit found that a selected.csv cut inside a row's run ids still read (its later cells empty, its
+    seeds_finished 2/2 over one run id), and the report compared a silent subset of the runs (1 MTL run, or 1
+    STL run and no MTL run) with exit 0; cut at 150 bytes it exited 2 without naming the file.  The reader now
+    verifies the whole file before trusting any of it."""
+    store, result = reference
+    copy = RunStore(shutil.copytree(store.root, tmp_path / "store"))
+    table = copy.root / "sweeps" / result.sweep_id / "selected.csv"
+    table.write_bytes(damage(table.read_bytes(), result.selected))
+    out = tmp_path / "report"
+    assert main(["report", "--store", str(copy.root), "--out", str(out), "--sweep", result.sweep_id]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{table}: " in err and problem in err
+    assert "rerun the sweep's command" in err and not out.exists()
+
+
 def test_failed_run_is_recorded_listed_and_never_selected(tmp_path):
     def flaky_train(config, store, setting, progress):
         if config.lr == GRID["lr"][0] and config.mode == "mtl":
