@@ -272,8 +272,9 @@ class SweepSelection:
 def read_sweep_selection(store: RunStore, sweep: str) -> SweepSelection:
     """The :class:`SweepSelection` of sweep ``sweep`` in ``store``.  Raises :class:`ConfigError` naming the
     sweeps there when it has none of that id, and :class:`DamagedStoreError` naming the file when its
-    ``selected.csv`` is not whole (:func:`_verify_selection`): a report of part of a selection would compare a
-    silent subset of the runs.  Rerunning the sweep command rewrites it, training nothing that is finished."""
+    ``selected.csv`` is not whole (:func:`_verify_selection`) or lacks groups of the sweep's grid
+    (:func:`_verify_against_candidates`): a report of part of a selection would compare a silent subset of the
+    runs.  Rerunning the sweep command rewrites it, training nothing that is finished."""
     path = store.sweep_dir(sweep) / "selected.csv"
     if not path.is_file():
         present = store.sweep_ids()
@@ -292,6 +293,7 @@ def read_sweep_selection(store: RunStore, sweep: str) -> SweepSelection:
             f"{', '.join(SELECTION_COLUMNS)}; found {', '.join(header)}",
         )
     runs_of = _verify_selection(path, table)
+    _verify_against_candidates(path, table, runs_of)
     return SweepSelection(sweep, path, table, tuned, runs_of)
 
 
@@ -363,3 +365,32 @@ def _verify_selection(path: Path, table: pd.DataFrame) -> dict[str, tuple[str, .
             )
         runs_of[row["group"]] = runs
     return runs_of
+
+
+def _verify_against_candidates(path: Path, table: pd.DataFrame, runs_of: dict[str, tuple[str, ...]]) -> None:
+    """Raise :func:`_damaged` unless ``selected.csv`` at ``path`` has the groups its sweep's grid implies, as the
+    ``candidates.csv`` beside it lists them (one row per group and grid point, written by every sweep):
+    every group, each with its ``grid_runs`` and its first seed run the grid run of its point (the grid is
+    trained at the first seed).  Rows cut off at a line break leave no trace in ``selected.csv`` alone."""
+    beside = path.with_name("candidates.csv")
+    if not beside.is_file():
+        raise _damaged(beside, f"missing (every sweep writes it beside {path.name})")
+    candidates = _read_sweep_table(beside, usecols=["group", "point", "run_id"])
+    if candidates.isna().any().any() or not all(_whole(p) is not None for p in candidates["point"]):
+        raise _damaged(beside, "a row without its group, point or run_id")
+    grid = {
+        group: dict(zip(frame["point"].astype(int), frame["run_id"])) for group, frame in candidates.groupby("group")
+    }
+    listed = set(table["group"])
+    if missing := [g for g in grid if g not in listed]:
+        raise _damaged(path, f"has no row for {', '.join(missing)}, a group of the sweep's grid in {beside}")
+    if extra := sorted(listed - set(grid)):
+        raise _damaged(path, f"lists {', '.join(extra)}, no group of the sweep's grid in {beside}")
+    for row in table.itertuples():
+        points = grid[row.group]
+        if row.grid_runs != len(points):
+            raise _damaged(path, f"{row.group}: grid_runs {row.grid_runs}, yet {beside} lists {len(points)}")
+        if row.group in runs_of and points.get(int(row.point)) != runs_of[row.group][0]:
+            raise _damaged(
+                path, f"{row.group}: point {int(row.point)}'s first seed run is not that grid point's run in {beside}"
+            )
