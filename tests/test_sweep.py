@@ -136,6 +136,10 @@ def test_a_sweeps_report_names_selected_runs_missing_from_the_store(reference, t
     unselected = {**result.selected.iloc[-1].to_dict(), "group": "mtl:pcgrad", "method": "pcgrad", "lr": None}
     unselected.update(point=None, score=None, seeds_finished="0/0", seed_run_ids="no eligible grid run (all failed)")
     pd.concat([pd.read_csv(table), pd.DataFrame([unselected])]).to_csv(table, index=False)
+    grid = table.with_name("candidates.csv")  # its grid runs, which the sweep lists beside it
+    failed = [{"group": "mtl:pcgrad", "mode": "mtl", "task": "all", "method": "pcgrad", "point": p} for p in (0, 1)]
+    failed = [{**c, "run_id": f"pcgrad-{c['point']}", "state": "failed", "eligible": False} for c in failed]
+    pd.concat([pd.read_csv(grid), pd.DataFrame(failed)]).to_csv(grid, index=False)
     out = tmp_path / "report"
     assert main(["report", "--store", str(copy.root), "--out", str(out), "--sweep", result.sweep_id]) == 0
     err = capsys.readouterr().err
@@ -161,6 +165,57 @@ def test_report_of_an_unknown_or_damaged_sweep_exits_2_naming_it_and_writes_noth
     assert main(["report", "--store", str(broken.root), "--out", str(out), "--sweep", "s"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(broken.root / "sweeps" / "s" / "selected.csv") in err
+    assert "rerun the sweep's command" in err and not out.exists()
+
+
+def _cut_after(run_id: Callable[[pd.DataFrame], str], then: bytes = b"") -> Callable[[bytes, pd.DataFrame], bytes]:
+    """A damage to ``selected.csv``: the file cut right after the run id ``run_id(selected)``, ``then`` appended."""
+
+    def cut(data: bytes, selected: pd.DataFrame) -> bytes:
+        end = data.index(run_id(selected).encode()) + len(run_id(selected))
+        return data[:end] + then
+
+    return cut
+
+
+def _seed_run(group: str, seed: int) -> Callable[[pd.DataFrame], str]:
+    return lambda selected: selected.set_index("group").loc[group, "seed_run_ids"].split(";")[seed]
+
+
+def _one_run_id_of_two(data: bytes, selected: pd.DataFrame) -> bytes:
+    """A well-formed file whose MTL row still says 2/2 seeds finished but lists one run."""
+    table = selected.copy()
+    table.loc[table["group"] == "mtl:sum", "seed_run_ids"] = _seed_run("mtl:sum", 0)(selected)
+    return table.to_csv(index=False).encode()
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        (_cut_after(_seed_run("mtl:sum", 0)), "ends inside a row"),
+        (_cut_after(_seed_run("stl:a", 0)), "ends inside a row"),
+        (lambda data, _: data[:150], "ends inside a row"),
+        (_one_run_id_of_two, "mtl:sum): seeds_finished 2/2 but 1 run ids"),
+        (_cut_after(_seed_run("mtl:sum", 0), b"\n"), "(mtl:sum) has no criterion"),
+        (lambda data, _: data[: data.rindex(b"\n", 0, -1) + 1], "has no row for mtl:sum"),
+    ],
+    ids=["mid-run-ids", "after-first-stl-id", "150-bytes", "count-disagrees", "cut-row-closed", "last-row-gone"],
+)
+def test_report_of_a_damaged_selection_exits_2_naming_the_file_and_writes_nothing(
+    reference, tmp_path, capsys, damage, problem
+):
+    """An audit found that a selected.csv cut inside a row's run ids still read (its later cells empty, its
+    seeds_finished 2/2 over one run id), and the report compared a silent subset of the runs (1 MTL run, or 1
+    STL run and no MTL run) with exit 0; cut at 150 bytes it exited 2 without naming the file.  The reader now
+    verifies the whole file (and its groups against the sweep's candidates.csv) before trusting any of it."""
+    store, result = reference
+    copy = RunStore(shutil.copytree(store.root, tmp_path / "store"))
+    table = copy.root / "sweeps" / result.sweep_id / "selected.csv"
+    table.write_bytes(damage(table.read_bytes(), result.selected))
+    out = tmp_path / "report"
+    assert main(["report", "--store", str(copy.root), "--out", str(out), "--sweep", result.sweep_id]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{table}: " in err and problem in err
     assert "rerun the sweep's command" in err and not out.exists()
 
 

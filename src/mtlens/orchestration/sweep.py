@@ -13,14 +13,15 @@ Every config is validated before the first run.  Complete runs are skipped, so r
 a sweep after a crash finishes only what is missing.  The sweep writes, atomically, to
 ``STORE/sweeps/<sweep_id>/``: ``selected.csv`` (per group: the selected values, score and
 seed runs), ``candidates.csv`` (every grid run with its score) and ``problems.csv``
-(failed and diverged runs with their errors).  :func:`read_sweep_selection` reads a sweep's selection back
-(``mtlens report --sweep``: each group's selected runs compared at their own grid points).
+(failed and diverged runs with their errors).  :func:`read_sweep_selection` reads a sweep's selection back,
+verified whole first (``mtlens report --sweep``: each group's selected runs compared at their own grid points).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -271,8 +272,9 @@ class SweepSelection:
 def read_sweep_selection(store: RunStore, sweep: str) -> SweepSelection:
     """The :class:`SweepSelection` of sweep ``sweep`` in ``store``.  Raises :class:`ConfigError` naming the
     sweeps there when it has none of that id, and :class:`DamagedStoreError` naming the file when its
-    ``selected.csv`` cannot be read or lacks a column (rerunning the sweep command rewrites it, training
-    nothing that is finished)."""
+    ``selected.csv`` is not whole (:func:`_verify_selection`) or lacks groups of the sweep's grid
+    (:func:`_verify_against_candidates`): a report of part of a selection would compare a silent subset of the
+    runs.  Rerunning the sweep command rewrites it, training nothing that is finished."""
     path = store.sweep_dir(sweep) / "selected.csv"
     if not path.is_file():
         present = store.sweep_ids()
@@ -280,21 +282,115 @@ def read_sweep_selection(store: RunStore, sweep: str) -> SweepSelection:
             f"--sweep {sweep}: no sweep of that id in {store.sweeps_dir}; "
             f"sweeps there: {', '.join(present) or 'none'}{did_you_mean(sweep, present)}"
         )
-    rerun = "rerun the sweep's command to rewrite it"
-    try:
-        table = pd.read_csv(path, dtype={"seed_run_ids": str})
-    except (OSError, ValueError) as err:
-        raise DamagedStoreError(f"{path}: cannot be read ({err}); {rerun}") from None
+    table = _read_sweep_table(path, dtype={"seed_run_ids": str})
     header = list(table.columns)
     fixed, after = len(SELECTED_COLUMNS), len(SELECTION_COLUMNS)
     tuned = tuple(header[fixed:-after])
     if (tuple(header[:fixed]), tuple(header[-after:])) != (SELECTED_COLUMNS, SELECTION_COLUMNS) or not tuned:
-        raise DamagedStoreError(
-            f"{path}: expected the columns {', '.join(SELECTED_COLUMNS)}, the grid keys, "
-            f"{', '.join(SELECTION_COLUMNS)}; found {', '.join(header)}; {rerun}"
+        raise _damaged(
+            path,
+            f"expected the columns {', '.join(SELECTED_COLUMNS)}, the grid keys, "
+            f"{', '.join(SELECTION_COLUMNS)}; found {', '.join(header)}",
         )
-    chosen = table[table["point"].notna()]
-    runs_of = {g: tuple(str(ids).split(RUN_ID_SEPARATOR)) for g, ids in zip(chosen["group"], chosen["seed_run_ids"])}
-    if chosen["seed_run_ids"].isna().any() or not all(r for runs in runs_of.values() for r in runs):
-        raise DamagedStoreError(f"{path}: a selected group lists no seed runs; {rerun}")
+    runs_of = _verify_selection(path, table)
+    _verify_against_candidates(path, table, runs_of)
     return SweepSelection(sweep, path, table, tuned, runs_of)
+
+
+def _damaged(path: Path, problem: str) -> DamagedStoreError:
+    """The one error for a sweep file that cannot be trusted: it names the file, what is wrong and the cure."""
+    return DamagedStoreError(f"{path}: {problem}; rerun the sweep's command to rewrite it")
+
+
+def _read_sweep_table(path: Path, **options: Any) -> pd.DataFrame:
+    """The table ``run_sweep`` wrote to ``path``, or :func:`_damaged`.  ``to_csv`` ends every row with a line
+    break, so a file that does not end with one was cut short, maybe inside a cell no other check can doubt."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise _damaged(path, f"cannot be read ({err})") from None
+    if not data.endswith(b"\n"):
+        raise _damaged(
+            path, "ends inside a row (cut short: the sweep ends every row with a line break)" if data else "is empty"
+        )
+    try:
+        return pd.read_csv(io.BytesIO(data), **options)
+    except ValueError as err:
+        raise _damaged(path, f"cannot be read ({err})") from None
+
+
+def _whole(value: Any) -> int | None:
+    """``value`` as a non-negative whole number (a CSV cell may read as float), or ``None``."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if number.is_integer() and number >= 0 else None
+
+
+def _verify_selection(path: Path, table: pd.DataFrame) -> dict[str, tuple[str, ...]]:
+    """Each selected group's seed runs, once every row of ``selected.csv`` is as :func:`_summary` writes it, else
+    :func:`_damaged` naming the first row that is not: each cell but the grid keys' (a grid value may be null),
+    ``point`` and ``score`` filled in (both empty exactly where no point was selected: ``seeds_finished`` 0/0),
+    ``seeds_finished`` ``k/n`` with ``k <= n``, and as many distinct run ids as ``n``.  A row cut short has
+    empty cells after the cut, and one cut inside its run ids fewer ids than its ``seeds_finished`` states."""
+    required = (*SELECTED_COLUMNS, "seeds_finished", "seed_run_ids", "criterion")
+    if table.empty:
+        raise _damaged(path, "lists no group")
+    if twice := sorted(set(table["group"][table["group"].duplicated()].dropna())):
+        raise _damaged(path, f"lists {', '.join(twice)} more than once")
+    runs_of: dict[str, tuple[str, ...]] = {}
+    for number, row in enumerate(table.to_dict("records"), start=1):
+        where = f"row {number} ({row['group']})" if pd.notna(row["group"]) else f"row {number}"
+        if empty := [c for c in required if pd.isna(row[c]) or not str(row[c]).strip()]:
+            raise _damaged(path, f"{where} has no {', '.join(empty)}")
+        grid_runs, eligible = _whole(row["grid_runs"]), _whole(row["eligible_runs"])
+        if not grid_runs or eligible is None or eligible > grid_runs:
+            raise _damaged(path, f"{where}: grid_runs {row['grid_runs']}, eligible_runs {row['eligible_runs']}")
+        done, _, of = str(row["seeds_finished"]).partition("/")
+        finished, seeds = _whole(done), _whole(of)
+        if finished is None or seeds is None or finished > seeds:
+            raise _damaged(path, f"{where}: seeds_finished {row['seeds_finished']!r} is not k/n with k <= n")
+        if pd.isna(row["point"]):
+            if pd.notna(row["score"]) or seeds != 0:
+                raise _damaged(path, f"{where}: no point selected, yet a score or seeds_finished other than 0/0")
+            continue
+        point = _whole(row["point"])
+        if point is None or point >= grid_runs or pd.isna(row["score"]):
+            raise _damaged(path, f"{where}: point {row['point']} of {grid_runs} grid points, score {row['score']}")
+        runs = tuple(str(row["seed_run_ids"]).split(RUN_ID_SEPARATOR))
+        if len(runs) != seeds or len(set(runs)) != len(runs) or not all(r.strip() for r in runs):
+            raise _damaged(
+                path, f"{where}: seeds_finished {row['seeds_finished']} but {len(runs)} run ids: {row['seed_run_ids']}"
+            )
+        runs_of[row["group"]] = runs
+    return runs_of
+
+
+def _verify_against_candidates(path: Path, table: pd.DataFrame, runs_of: dict[str, tuple[str, ...]]) -> None:
+    """Raise :func:`_damaged` unless ``selected.csv`` at ``path`` has the groups its sweep's grid implies, as the
+    ``candidates.csv`` beside it lists them (one row per group and grid point, written by every sweep):
+    every group, each with its ``grid_runs`` and its first seed run the grid run of its point (the grid is
+    trained at the first seed).  Rows cut off at a line break leave no trace in ``selected.csv`` alone."""
+    beside = path.with_name("candidates.csv")
+    if not beside.is_file():
+        raise _damaged(beside, f"missing (every sweep writes it beside {path.name})")
+    candidates = _read_sweep_table(beside, usecols=["group", "point", "run_id"])
+    if candidates.isna().any().any() or not all(_whole(p) is not None for p in candidates["point"]):
+        raise _damaged(beside, "a row without its group, point or run_id")
+    grid = {
+        group: dict(zip(frame["point"].astype(int), frame["run_id"])) for group, frame in candidates.groupby("group")
+    }
+    listed = set(table["group"])
+    if missing := [g for g in grid if g not in listed]:
+        raise _damaged(path, f"has no row for {', '.join(missing)}, a group of the sweep's grid in {beside}")
+    if extra := sorted(listed - set(grid)):
+        raise _damaged(path, f"lists {', '.join(extra)}, no group of the sweep's grid in {beside}")
+    for row in table.itertuples():
+        points = grid[row.group]
+        if row.grid_runs != len(points):
+            raise _damaged(path, f"{row.group}: grid_runs {row.grid_runs}, yet {beside} lists {len(points)}")
+        if row.group in runs_of and points.get(int(row.point)) != runs_of[row.group][0]:
+            raise _damaged(
+                path, f"{row.group}: point {int(row.point)}'s first seed run is not that grid point's run in {beside}"
+            )
