@@ -12,6 +12,7 @@ from mtlens.store.run_store import (
     StoreNotWritableError,
     StoreVersionError,
     enclosing_store,
+    is_store,
 )
 
 __all__ = [
@@ -29,5 +30,6 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "enclosing_store",
+    "is_store",
     "read_json",
 ]
