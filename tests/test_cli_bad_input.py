@@ -284,6 +284,35 @@ CASES = {
         ["study", "mnist1d_split", "--store", "{tmp}/store", "--quiet", "--option", "val_fraction=0.0001"],
         ["mnist1d_split", "val_fraction=0.0001", "greater than or equal to 0.001"],
     ),
+    # outputs inside a run store (audit): a report's figures/ and tables/ in runs/ read as damaged runs, a CSV
+    # over store.json left the store unreadable; "filled" has runs but no store.json, "versioned" only store.json
+    "report-out-in-store-runs": ([*REPORT[:3], "--out", "{tmp}/filled/runs"], ["--out", "inside the run store"]),
+    "report-out-is-the-store": ([*REPORT[:3], "--out", "{tmp}/filled"], ["--out {tmp}/filled: is the run store"]),
+    "report-out-in-another-store": ([*REPORT[:3], "--out", "{tmp}/versioned/r"], ["--out", "{tmp}/versioned"]),
+    "calibrate-out-onto-store-json": (
+        [*CALIBRATE, "--out", "{tmp}/versioned/store.json"],
+        ["--out {tmp}/versioned/store.json", "inside the run store {tmp}/versioned"],
+    ),
+    "calibrate-out-in-its-store": ([*CALIBRATE, "--out", "{tmp}/store/c.csv"], ["--out", "run store {tmp}/store"]),
+    "study-report-in-its-store": ([*STUDY, "--report", "{tmp}/store/report"], ["--report", "run store {tmp}/store"]),
+    "study-report-in-a-store": ([*STUDY, "--report", "{tmp}/filled/runs"], ["--report", "run store {tmp}/filled"]),
+    "experiment-report-in-a-store": (
+        [*STUDY, "--experiment", "loss-scale", "--report", "{tmp}/filled/report"],
+        ["--report", "inside the run store {tmp}/filled"],
+    ),
+    "sweep-report-is-its-store": ([*SWEEP, "--report", "{tmp}/store"], ["--report {tmp}/store: is the run store"]),
+    "export-logdir-in-the-store": (
+        ["export", "--store", "{tmp}/filled", "--to", "tensorboard", "--logdir", "{tmp}/filled/tb"],
+        ["--logdir", "inside the run store {tmp}/filled"],
+    ),
+    "study-store-in-another-store": (
+        [*STUDY[:2], "--store", "{tmp}/filled/runs/nested"],
+        ["--store", "inside the run store {tmp}/filled"],
+    ),
+    # a directory that is no store: runs said "no runs" and exited 0 where report and export exit 2
+    "runs-store-is-no-store": (["runs", "--store", "{tmp}/adir"], ["--store", "no runs in {tmp}/adir", "no run store"]),
+    "report-store-is-no-store": ([*REPORT[:1], "--store", "{tmp}/adir"], ["--store", "no run store"]),
+    "export-store-is-no-store": ([*EXPORT[:1], "--store", "{tmp}/adir", *EXPORT[3:]], ["--store", "no run store"]),
     # an unrecognized flag: hints from the command's own flags, each once, else the list of its flags
     "settings-flag-of-another-command": (
         ["settings", "--option", "third=kmnist"],
@@ -307,6 +336,8 @@ def workdir(cli_workdir: Path) -> Path:
     (cli_workdir / "batch1.yaml").write_text("batch_size: [1, 32]\n")
     (cli_workdir / "mnist.yaml").write_text("setting: mnist_pair\nlr: 0.1\n")
     (cli_workdir / "notdb.db").write_text("not a database\n")
+    (cli_workdir / "versioned").mkdir()  # a store with its format version and no runs yet
+    (cli_workdir / "versioned" / "store.json").write_text('{"format_version": 2}\n')
     return cli_workdir
 
 
@@ -532,3 +563,22 @@ def test_a_setting_factory_that_returns_no_setting_is_one_line_naming_it(
         err, ["setting 'test_returns_none': its factory ", "returns_none returned NoneType (None), not a Setting"]
     )
     assert _listing(workdir) == before
+
+
+def test_outputs_beside_a_store_are_written_and_leave_it_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The rule refuses outputs inside a store only: a report into the store's parent or a folder beside it is
+    written, and the store still reads whole (``runs --check`` exits 0); an empty store is listed, exit 0."""
+    from report_stores import planted_store
+
+    monkeypatch.chdir(tmp_path)
+    store = planted_store(tmp_path / "store", seeds=range(2))
+    for out in (tmp_path, tmp_path / "beside"):
+        assert main(["report", "--store", str(store.root), "--out", str(out)]) == 0
+        assert (out / "report.html").is_file()
+    assert main(["runs", "--store", str(store.root), "--check"]) == 0
+    (tmp_path / "empty" / "runs").mkdir(parents=True)
+    capsys.readouterr()
+    assert main(["runs", "--store", str(tmp_path / "empty")]) == 0
+    assert capsys.readouterr().out.startswith("no runs in")

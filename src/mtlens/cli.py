@@ -805,12 +805,18 @@ def _writable_parent(text: str, path: Path) -> Path:
 
 @dataclass(frozen=True)
 class Directory:
-    """A directory: one to write in (existing or new, ``writable``) or an existing one to read (a store whose
-    path does not exist is an error, not an empty store)."""
+    """A directory: one to write in (existing or new, ``writable``; kept out of run stores by
+    :func:`check_outputs`) or an existing run store to read (:func:`~mtlens.store.is_store`: a store whose path
+    does not exist, or a directory that is no store, is an error, not an empty store)."""
 
     writable: bool
     invalid: str = "{tmp}/afile"
     choices = None
+
+    @property
+    def writes(self) -> bool:
+        """Whether the command writes under it (:func:`check_outputs`)."""
+        return self.writable
 
     def __call__(self, text: str) -> str:
         if not text.strip():
@@ -822,6 +828,14 @@ class Directory:
             raise argparse.ArgumentTypeError(f"{text}: no such directory")
         elif not path.is_dir():
             raise argparse.ArgumentTypeError(f"{text} is a file; give a directory")
+        else:
+            from mtlens.store import STORE_FILE, is_store
+
+            if not is_store(path):
+                raise argparse.ArgumentTypeError(
+                    f"no runs in {text}: it is no run store (it holds neither {STORE_FILE} nor runs/); "
+                    "give the --store of a study, sweep or calibrate"
+                )
         return text
 
 
@@ -832,6 +846,8 @@ class OutputFile:
 
     invalid: str = "{tmp}/adir"
     choices = None
+    writes = True
+    """The command writes it (:func:`check_outputs`)."""
 
     def __call__(self, text: str) -> str:
         path = Path(text)
@@ -862,6 +878,36 @@ def check_combinations(args: argparse.Namespace, flags: Sequence[Flag]) -> None:
         if name and (name not in given or (value and str(given[name]) != value)):
             but = f", not {shown(name)}" if name in given else ""
             raise ConfigError(f"{shown(flag.name)}: only with {name}{f' {value}' if value else ''}{but}")
+
+
+def check_outputs(args: argparse.Namespace, flags: Sequence[Flag]) -> None:
+    """Refuse a path the command would write that is a run store's root or lies inside one, with a
+    :class:`ConfigError` naming the flag and the store: written there, a report's ``figures/`` read as damaged
+    runs and a CSV replaced ``store.json``.  The one statement of that rule, for every flag whose constraint
+    ``writes`` (:class:`Directory` ``writable``, :class:`OutputFile`), checked after parsing and before anything
+    is written or trained.  A store is one on disk (:func:`~mtlens.store.enclosing_store`: ``store.json`` or a
+    stored run, looked for up to the filesystem root) or the command's own ``--store``, created yet or not.  A
+    directory that holds a store (a store root's parent) is fine: what a command writes there lies beside the
+    store.  ``--store`` may be a store's root, but not lie inside another store (its runs would be that store's
+    damaged ones)."""
+    from mtlens.store import enclosing_store
+
+    own = Path(args.store).resolve() if getattr(args, "store", None) else None
+    for flag in flags:
+        value = getattr(args, flag.dest, None)
+        if value is None or not getattr(flag.constraint, "writes", False):
+            continue
+        path = Path(value).resolve()
+        if flag.dest == "store":
+            store = enclosing_store(path.parent)
+        else:
+            store = enclosing_store(path) or (own if own is not None and own in (path, *path.parents) else None)
+        if store is not None:
+            where = "is" if store == path else "is inside"
+            raise ConfigError(
+                f"{flag.name} {value}: {where} the run store {store}; write outputs outside run stores "
+                "(beside one is fine)"
+            )
 
 
 Constraint = Typed | Declared | Name | Names | KeyValue | InputFile | Directory | OutputFile
@@ -1350,7 +1396,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:  # --help (0) or a usage error (2, its one line already on stderr)
         return exit_.code if isinstance(exit_.code, int) else 2
     try:
-        check_combinations(args, COMMANDS.get(args.command, ("", []))[1])
+        flags = COMMANDS.get(args.command, ("", []))[1]
+        check_combinations(args, flags)
+        check_outputs(args, flags)
         return args.func(args)
     except (MtlensError, FileNotFoundError) as err:
         message = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
@@ -1369,6 +1417,7 @@ __all__ = [
     "base_config",
     "build_parser",
     "check_combinations",
+    "check_outputs",
     "main",
 ]
 

@@ -5,17 +5,21 @@ from mtlens.store.run_store import (
     DONE_STATES,
     FORMAT_VERSION,
     ROW_COLUMNS,
+    STORE_FILE,
     RunLockedError,
     RunState,
     RunStore,
     StoreNotWritableError,
     StoreVersionError,
+    enclosing_store,
+    is_store,
 )
 
 __all__ = [
     "DONE_STATES",
     "FORMAT_VERSION",
     "ROW_COLUMNS",
+    "STORE_FILE",
     "RunLockedError",
     "RunState",
     "RunStore",
@@ -25,5 +29,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "enclosing_store",
+    "is_store",
     "read_json",
 ]

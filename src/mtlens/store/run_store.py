@@ -131,6 +131,8 @@ _LOCKS_HELD_HERE: set[tuple[int, Path]] = set()
 of a run from another process's."""
 FORMAT_VERSION = 2
 """The store format this code writes (``store.json``); a store without ``store.json`` is version 1."""
+STORE_FILE = "store.json"
+"""The file at a store's root that records its format version (:data:`FORMAT_VERSION`)."""
 PROBE_WAIT_S = 0.5
 """How long :meth:`RunStore.lock` waits while only probes (:meth:`RunStore.is_locked`) hold a run's lock
 (:func:`_lock_exclusive`); a probe holds it for microseconds, so this bound is only reached if probes keep
@@ -167,7 +169,7 @@ class RunStore:
     def format_version(self) -> int:
         """The store's format version: ``store.json``'s, or 1 for a store without one (module docstring);
         :class:`StoreVersionError` for a version newer than :data:`FORMAT_VERSION`."""
-        path = self.root / "store.json"
+        path = self.root / STORE_FILE
         if not path.exists():
             return 1
         try:
@@ -194,7 +196,7 @@ class RunStore:
         if self._version_recorded:
             return
         if self.format_version() < FORMAT_VERSION:
-            atomic_write_json(self.root / "store.json", {"format_version": FORMAT_VERSION})
+            atomic_write_json(self.root / STORE_FILE, {"format_version": FORMAT_VERSION})
         self._version_recorded = self._version_checked = True
 
     # -- paths -------------------------------------------------------------------------
@@ -893,6 +895,25 @@ class RunStore:
         if not tables.exists():
             return []
         return sorted(p.stem for p in tables.glob("*.parquet") if p.stem.startswith(prefix))
+
+
+def is_store(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is the root of a run store, maybe without runs yet: it holds :data:`STORE_FILE` or a
+    ``runs`` directory (a store of format version 1 has no :data:`STORE_FILE`)."""
+    return (Path(path) / STORE_FILE).is_file() or (Path(path) / "runs").is_dir()
+
+
+def enclosing_store(path: str | os.PathLike[str]) -> Path | None:
+    """The root of the run store that ``path`` (absolute, made so if not; it need not exist) is or lies in: the
+    nearest of ``path`` and its ancestors that holds :data:`STORE_FILE` or a ``runs`` directory with a run's
+    ``config.json`` (a store of version 1, or one whose runs were written without a run's lock, has no
+    :data:`STORE_FILE`); ``None`` if there is none.  A ``runs`` directory alone marks no root here, unlike in
+    :func:`is_store`: it is also the ordinary parent of stores (the default store is ``runs/mtlens``)."""
+    absolute = Path(path).resolve()
+    return next(
+        (p for p in (absolute, *absolute.parents) if (p / STORE_FILE).is_file() or any(p.glob("runs/*/config.json"))),
+        None,
+    )
 
 
 def _lock_exclusive(handle: IO[bytes]) -> bool:
