@@ -85,6 +85,14 @@ def test_report_on_empty_store_is_a_clear_error(tmp_path, capsys):
     assert "no runs in" in capsys.readouterr().err
 
 
+def test_a_finished_run_without_rows_reports_without_a_traceback(cli_workdir, capsys):
+    """A finished run whose trajectory is empty (a recorded loop that logged nothing): the report is written
+    and says no setting has STL and MTL runs (a pandas merge of an empty selection-metric table raised)."""
+    assert main(["report", "--store", "filled", "--out", "rep"]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    assert "No setting has both STL and MTL runs yet" in (cli_workdir / "rep" / "report.html").read_text()
+
+
 def test_report_compares_runs_only_within_their_training_configuration(tmp_path):
     """Two learning rates in one store: each MTL run is paired with the STL runs of its own lr, and
     runs of different lrs are never pooled as seeds (n = 1 per group, not 2)."""

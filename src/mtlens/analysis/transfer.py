@@ -74,8 +74,8 @@ def selected_checkpoints(runs: pd.DataFrame, task_info: TaskInfo) -> pd.DataFram
         quantity=["val/" + info["selection_metric"] for info in infos],
         lower=[bool(info["lower_is_better"].get(info["selection_metric"], False)) for info in infos],
     )
-    val = runs.merge(metrics, on=["setting", "task", "quantity"])
-    if val.empty:  # no validation rows of a selection metric: no row, the same columns
+    val = runs.merge(metrics, on=["setting", "task", "quantity"]) if len(metrics) else metrics
+    if val.empty:  # no validation rows of a selection metric (or no rows at all): no row, the same columns
         return pd.DataFrame(columns=[*keys, "mode", "method", "seed", "step", "epoch"])
     value = val["value"].to_numpy(float)
     val["score"] = np.where(val["lower"], selection_scores(value, True), selection_scores(value, False))
