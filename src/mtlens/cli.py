@@ -806,8 +806,8 @@ def _writable_parent(text: str, path: Path) -> Path:
 @dataclass(frozen=True)
 class Directory:
     """A directory: one to write in (existing or new, ``writable``; kept out of run stores by
-    :func:`check_outputs`) or an existing run store to read (:func:`~mtlens.store.is_store`: a store whose path
-    does not exist, or a directory that is no store, is an error, not an empty store)."""
+    :func:`check_outputs`) or an existing one to read (a store whose path does not exist is an error, not an
+    empty store)."""
 
     writable: bool
     invalid: str = "{tmp}/afile"
@@ -828,14 +828,6 @@ class Directory:
             raise argparse.ArgumentTypeError(f"{text}: no such directory")
         elif not path.is_dir():
             raise argparse.ArgumentTypeError(f"{text} is a file; give a directory")
-        else:
-            from mtlens.store import STORE_FILE, is_store
-
-            if not is_store(path):
-                raise argparse.ArgumentTypeError(
-                    f"no runs in {text}: it is no run store (it holds neither {STORE_FILE} nor runs/); "
-                    "give the --store of a study, sweep or calibrate"
-                )
         return text
 
 

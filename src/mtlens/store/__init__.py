@@ -12,7 +12,6 @@ from mtlens.store.run_store import (
     StoreNotWritableError,
     StoreVersionError,
     enclosing_store,
-    is_store,
 )
 
 __all__ = [
@@ -30,6 +29,5 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "enclosing_store",
-    "is_store",
     "read_json",
 ]

@@ -897,18 +897,12 @@ class RunStore:
         return sorted(p.stem for p in tables.glob("*.parquet") if p.stem.startswith(prefix))
 
 
-def is_store(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` is the root of a run store, maybe without runs yet: it holds :data:`STORE_FILE` or a
-    ``runs`` directory (a store of format version 1 has no :data:`STORE_FILE`)."""
-    return (Path(path) / STORE_FILE).is_file() or (Path(path) / "runs").is_dir()
-
-
 def enclosing_store(path: str | os.PathLike[str]) -> Path | None:
     """The root of the run store that ``path`` (absolute, made so if not; it need not exist) is or lies in: the
     nearest of ``path`` and its ancestors that holds :data:`STORE_FILE` or a ``runs`` directory with a run's
     ``config.json`` (a store of version 1, or one whose runs were written without a run's lock, has no
-    :data:`STORE_FILE`); ``None`` if there is none.  A ``runs`` directory alone marks no root here, unlike in
-    :func:`is_store`: it is also the ordinary parent of stores (the default store is ``runs/mtlens``)."""
+    :data:`STORE_FILE`); ``None`` if there is none.  A ``runs`` directory alone marks no root: it is also the
+    ordinary parent of stores (the default store is ``runs/mtlens``)."""
     absolute = Path(path).resolve()
     return next(
         (p for p in (absolute, *absolute.parents) if (p / STORE_FILE).is_file() or any(p.glob("runs/*/config.json"))),
