@@ -501,6 +501,22 @@ def test_no_traceback_reaches_stderr_of_the_command(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def _assert_study_refused(workdir: Path, capsys: pytest.CaptureFixture[str], setting: str, expected: list[str]) -> None:
+    """``mtlens study SETTING`` (a setting the test registered; unregistered here) exits 2 with one line holding
+    ``expected`` and writes nothing."""
+    from mtlens.settings import SETTINGS
+
+    before = _listing(workdir)
+    try:
+        status = _run(["study", setting, "--store", "{tmp}/store", "--quiet"], str(workdir))
+    finally:
+        SETTINGS.unregister(setting)
+    out, err = capsys.readouterr()
+    assert status == 2 and out == ""
+    _assert_one_clear_line(err, expected)
+    assert _listing(workdir) == before
+
+
 def test_a_setting_with_an_empty_split_is_refused_before_training(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -510,7 +526,6 @@ def test_a_setting_with_an_empty_split_is_refused_before_training(
     from torch import nn
 
     from mtlens import Setting, Split, TaskData, classification_task, register_setting
-    from mtlens.settings import SETTINGS
 
     def split(n: int) -> Split:
         return Split(torch.zeros(n, 2), torch.zeros(n, dtype=torch.long))
@@ -525,15 +540,7 @@ def test_a_setting_with_an_empty_split_is_refused_before_training(
             feature_dim=4,
         )
 
-    before = _listing(workdir)
-    try:
-        status = _run(["study", "test_empty_val", "--store", "{tmp}/store", "--quiet"], str(workdir))
-    finally:
-        SETTINGS.unregister("test_empty_val")
-    out, err = capsys.readouterr()
-    assert status == 2 and out == ""
-    _assert_one_clear_line(err, ["setting_options of 'test_empty_val'", "task 'a' has no val examples"])
-    assert _listing(workdir) == before
+    _assert_study_refused(workdir, capsys, "test_empty_val", ["setting_options of 'test_empty_val'", "no val examples"])
 
 
 def test_a_setting_factory_that_returns_no_setting_is_one_line_naming_it(
@@ -542,23 +549,13 @@ def test_a_setting_factory_that_returns_no_setting_is_one_line_naming_it(
     """A factory that returned None (a forgotten ``return``) gave ``AttributeError: 'NoneType' object has no
     attribute 'task_names'`` with a full traceback, exit 1: one line naming the setting and what it returned."""
     from mtlens import register_setting
-    from mtlens.settings import SETTINGS
 
     @register_setting("test_returns_none", data=())
     def returns_none(n: int = 3) -> None:
         return None
 
-    before = _listing(workdir)
-    try:
-        status = _run(["study", "test_returns_none", "--store", "{tmp}/store", "--quiet"], str(workdir))
-    finally:
-        SETTINGS.unregister("test_returns_none")
-    out, err = capsys.readouterr()
-    assert status == 2 and out == ""
-    _assert_one_clear_line(
-        err, ["setting 'test_returns_none': its factory ", "returns_none returned NoneType (None), not a Setting"]
-    )
-    assert _listing(workdir) == before
+    expected = ["setting 'test_returns_none': its factory ", "returns_none returned NoneType (None), not a Setting"]
+    _assert_study_refused(workdir, capsys, "test_returns_none", expected)
 
 
 def test_outputs_beside_a_store_are_written_and_leave_it_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
