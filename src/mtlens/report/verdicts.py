@@ -420,7 +420,12 @@ def _correlation_text(row: Mapping[str, Any], alpha: float, kind: str) -> str:
     )
 
 
-def _finite_or_nan(value: Any) -> float:
+def _has_coefficient(row: Mapping[str, Any], kind: str) -> bool:
+    """Whether a correlation row has a finite coefficient of ``kind`` (none where a value does not vary)."""
+    return math.isfinite(_as_float(row[CORRELATION_KINDS[kind][1]]))
+
+
+def _as_float(value: Any) -> float:
     """``value`` as a float, NaN where it is missing or not a number."""
     try:
         return float(value)
@@ -430,8 +435,8 @@ def _finite_or_nan(value: Any) -> float:
 
 def _finite_or_one(value: Any) -> float:
     """A p-value as a float, 1 where it is missing or not a number (an untested pair ranks last)."""
-    p = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
-    return 1.0 if pd.isna(p) else float(p)
+    p = _as_float(value)
+    return 1.0 if math.isnan(p) else p
 
 
 def correlation_sentences(table: pd.DataFrame, alpha: float) -> list[str]:
@@ -459,7 +464,7 @@ def correlation_sentences(table: pd.DataFrame, alpha: float) -> list[str]:
             (row, k)
             for row, claim in rest
             for k in kinds
-            if claim[k] != "too few clusters" and math.isfinite(_finite_or_nan(row[CORRELATION_KINDS[k][1]]))
+            if claim[k] != "too few clusters" and _has_coefficient(row, k)
         ]
         subject = f"{'No other' if len(rest) < len(records) else 'No'} correlation between a trajectory factor and "
         if read:
@@ -478,9 +483,7 @@ def correlation_sentences(table: pd.DataFrame, alpha: float) -> list[str]:
                     sentence += correlation_words(row, alpha, k)
         if cannot:
             sentence += f"; {cannot} of them have too few clusters for any p-value to reach {alpha:g}"
-        flat = sum(
-            not any(math.isfinite(_finite_or_nan(row[CORRELATION_KINDS[k][1]])) for k in kinds) for row, _ in rest
-        )
+        flat = sum(not any(_has_coefficient(row, k) for k in kinds) for row, _ in rest)
         if flat:
             sentence += f"; {flat} have no correlation to give (a factor or the outcome does not vary)"
         sentences.append(sentence + ".")
